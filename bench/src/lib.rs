@@ -1,0 +1,1 @@
+//! Benchmarks of flowtap against peer flow tools

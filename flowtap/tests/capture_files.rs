@@ -1,0 +1,355 @@
+//! Capture-file handling: every format and link type, several files in one
+//! run, damaged files, and timestamps that run backwards.
+
+mod common;
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use capgen::frame::{self, Proto, Segment, tcp_flags};
+use capgen::pcap::{Format, PcapWriter};
+use capgen::{Generator, Spec};
+use common::{Run, corpus_dir, run_flowtap};
+
+fn corpus_capture(name: &str) -> PathBuf {
+    corpus_dir().join("captures").join(format!("{name}.pcap"))
+}
+
+fn write_workload(dir: &Path, name: &str, format: Format) -> PathBuf {
+    let path = dir.join(name);
+    let spec = Spec {
+        packets: 50_000,
+        concurrent: 500,
+        seed: 9,
+        format,
+        ..Spec::default()
+    };
+    Generator::new(spec)
+        .write(File::create(&path).unwrap())
+        .unwrap();
+    path
+}
+
+/// A flow's key with its packets, bytes and connections.
+type FlowCounts = ((String, IpAddr, IpAddr, u16), [u64; 5]);
+
+fn counts(run: &Run) -> Vec<FlowCounts> {
+    run.flows
+        .iter()
+        .map(|f| {
+            let n = [
+                f.client_tx_pkts,
+                f.client_tx_bytes,
+                f.server_tx_pkts,
+                f.server_tx_bytes,
+                f.connections,
+            ];
+            (f.key.clone(), n)
+        })
+        .collect()
+}
+
+#[test]
+fn every_format_gives_the_same_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = run_flowtap(
+        &[&write_workload(dir.path(), "ns-le.pcap", Format::default())],
+        1,
+        &[],
+    );
+    assert_eq!(reference.status, 0);
+    assert!(reference.flows.len() > 500);
+    for (name, format, exact_time) in [
+        (
+            "ns-be.pcap",
+            Format::Pcap {
+                nanos: true,
+                big_endian: true,
+            },
+            true,
+        ),
+        (
+            "us-le.pcap",
+            Format::Pcap {
+                nanos: false,
+                big_endian: false,
+            },
+            false,
+        ),
+        (
+            "us-be.pcap",
+            Format::Pcap {
+                nanos: false,
+                big_endian: true,
+            },
+            false,
+        ),
+        ("ng.pcapng", Format::PcapNg, true),
+    ] {
+        let run = run_flowtap(&[&write_workload(dir.path(), name, format)], 1, &[]);
+        assert_eq!(run.status, 0, "{name}: {}", run.stderr);
+        assert_eq!(run.frames_read, reference.frames_read, "{name}");
+        assert_eq!(counts(&run), counts(&reference), "{name}: flows and counts");
+        for (a, b) in run.flows.iter().zip(&reference.flows) {
+            for (x, y) in [
+                (a.client_handshake, b.client_handshake),
+                (a.server_handshake, b.server_handshake),
+            ] {
+                match (x, y) {
+                    (None, None) => {}
+                    (Some(x), Some(y)) if exact_time => assert_eq!(x, y, "{name}"),
+                    // Microsecond files lose the sub-microsecond part.
+                    (Some(x), Some(y)) => {
+                        for i in 0..3 {
+                            assert!(x[i].abs_diff(y[i]) <= 1, "{name}: {x:?} vs {y:?}");
+                        }
+                    }
+                    _ => panic!("{name}: handshake presence differs"),
+                }
+            }
+        }
+    }
+}
+
+/// Offsets of the records of a classic little-endian pcap, walked
+/// independently of flowtap: (record start, record end).
+fn pcap_records(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        out.push((at, at + 16 + caplen));
+        at += 16 + caplen;
+    }
+    out
+}
+
+fn flowtap(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_file_cut_mid_record_names_the_offset_and_keeps_what_was_read() {
+    let bytes = std::fs::read(corpus_capture("02_pcpp_example")).unwrap();
+    let records = pcap_records(&bytes);
+    let dir = tempfile::tempdir().unwrap();
+    // Cut inside a record's data, and inside a record's header.
+    for (nth, inside) in [(1000usize, 20usize), (3000, 5)] {
+        let (start, _) = records[nth];
+        let cut = dir.path().join(format!("cut-{nth}.pcap"));
+        std::fs::write(&cut, &bytes[..start + inside]).unwrap();
+        let (status, _, stderr) = flowtap(&["-r", cut.to_str().unwrap()]);
+        assert_eq!(status, 2, "{stderr}");
+        let want = format!(
+            "cut off in the middle of a record at byte offset {start} ({nth} frames read before it)"
+        );
+        assert!(stderr.contains(&want), "expected {want:?} in:\n{stderr}");
+        assert!(stderr.contains(cut.to_str().unwrap()), "names the file");
+        assert!(
+            stderr.contains(&format!("flowtap: read {nth} frames")),
+            "counts what came before:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_unsupported_link_type_names_file_and_offset() {
+    let mut bytes = std::fs::read(corpus_capture("02_pcpp_example")).unwrap();
+    bytes[20..24].copy_from_slice(&147u32.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("user0.pcap");
+    std::fs::write(&path, &bytes).unwrap();
+    let (status, _, stderr) = flowtap(&["-r", path.to_str().unwrap()]);
+    assert_eq!(status, 2);
+    assert!(
+        stderr.contains("unsupported link type 147 at byte offset 20"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn files_that_are_not_captures_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "this is not a capture file at all, just text").unwrap();
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, "").unwrap();
+    let missing = dir.path().join("missing.pcap");
+    for (path, message) in [
+        (&text, "not a pcap or pcapng file"),
+        (&empty, "file is empty"),
+        (&missing, "cannot open"),
+    ] {
+        let (status, _, stderr) = flowtap(&["-r", path.to_str().unwrap()]);
+        assert_eq!(status, 2, "{stderr}");
+        assert!(
+            stderr.contains(message) && stderr.contains(path.to_str().unwrap()),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn several_files_are_one_stream_and_a_bad_one_does_not_stop_the_rest() {
+    let good = corpus_capture("19_tcpreplay_test");
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let once = run_flowtap(&[&good], 2, &[]);
+    // The second copy replays earlier timestamps: out of order on purpose.
+    let twice = run_flowtap(&[&good, &cut, &good], 2, &[]);
+    assert_eq!(twice.status, 2, "the cut file makes the run fail");
+    let records = pcap_records(&bytes).len() as u64;
+    assert_eq!(twice.frames_read, 2 * once.frames_read + records - 1);
+    let pkts = |r: &Run| {
+        r.flows
+            .iter()
+            .map(|f| f.client_tx_pkts + f.server_tx_pkts)
+            .sum::<u64>()
+    };
+    assert!(pkts(&twice) > 2 * pkts(&once));
+}
+
+/// Writes `frames` (Ethernet frames built by capgen) under another link
+/// type, re-framing each one as that link type carries it.
+fn rewrite_link(
+    path: &Path,
+    linktype: u32,
+    frames: &[(u64, Vec<u8>)],
+    reframe: impl Fn(&[u8]) -> Vec<u8>,
+) {
+    let mut w = PcapWriter::new(File::create(path).unwrap(), linktype).unwrap();
+    for (ts, f) in frames {
+        let data = reframe(f);
+        w.write(*ts, &data, data.len() as u32).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn handshake(v6: bool) -> Vec<(u64, Vec<u8>)> {
+    let (c, s): (IpAddr, IpAddr) = if v6 {
+        (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        )
+    } else {
+        ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap())
+    };
+    let t0 = 1_767_225_600_000_000_000u64;
+    let mut out = Vec::new();
+    for (i, (from_client, flags)) in [
+        (true, tcp_flags::SYN),
+        (false, tcp_flags::SYN | tcp_flags::ACK),
+        (true, tcp_flags::ACK),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (src, dst, sport, dport) = if from_client {
+            (c, s, 40000, 443)
+        } else {
+            (s, c, 443, 40000)
+        };
+        let mut buf = Vec::new();
+        frame::segment(
+            &mut buf,
+            &Segment {
+                proto: Proto::Tcp,
+                src,
+                dst,
+                sport,
+                dport,
+                flags,
+                seq: 1,
+                ack: 0,
+                payload: 0,
+                vlans: &[],
+            },
+        );
+        out.push((t0 + i as u64 * 5_000_000, buf));
+    }
+    out
+}
+
+#[test]
+fn raw_and_loopback_link_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let strip = |f: &[u8]| f[14..].to_vec();
+    type Reframe = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+    let cases: Vec<(&str, u32, bool, Reframe)> = vec![
+        ("raw101", 101, false, Box::new(strip)),
+        ("raw12", 12, true, Box::new(strip)),
+        ("raw14", 14, false, Box::new(strip)),
+        ("ipv4-228", 228, false, Box::new(strip)),
+        ("ipv6-229", 229, true, Box::new(strip)),
+        // LOOP: address family in network byte order (AF_INET6 = 24 on OpenBSD).
+        (
+            "loop108",
+            108,
+            true,
+            Box::new(|f: &[u8]| [&[0, 0, 0, 24][..], &f[14..]].concat()),
+        ),
+        // NULL written on a big-endian host: AF_INET = 2 in big-endian.
+        (
+            "null0-be",
+            0,
+            false,
+            Box::new(|f: &[u8]| [&[0, 0, 0, 2][..], &f[14..]].concat()),
+        ),
+    ];
+    for (name, linktype, v6, reframe) in cases {
+        let path = dir.path().join(format!("{name}.pcap"));
+        rewrite_link(&path, linktype, &handshake(v6), reframe);
+        let run = run_flowtap(&[&path], 1, &[]);
+        assert_eq!(run.status, 0, "{name}: {}", run.stderr);
+        assert_eq!(run.flows.len(), 1, "{name}");
+        let f = &run.flows[0];
+        assert_eq!(
+            (f.key.3, f.client_tx_pkts, f.server_tx_pkts),
+            (443, 2, 1),
+            "{name}"
+        );
+        assert_eq!(f.client_handshake, Some([5000; 3]), "{name}");
+        assert_eq!(f.server_handshake, Some([10000; 3]), "{name}");
+    }
+}
+
+#[test]
+fn timestamps_running_backwards_break_neither_rates_nor_handshakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backwards.pcap");
+    let mut frames = handshake(false);
+    // The SYN-ACK carries a timestamp before the SYN's.
+    frames[1].0 = frames[0].0 - 3_000_000;
+    rewrite_link(&path, 1, &frames, |f| f.to_vec());
+    let run = run_flowtap(&[&path], 1, &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("out-of-order handshakes 1"),
+        "{}",
+        run.stderr
+    );
+    let f = &run.flows[0];
+    assert_eq!(f.client_handshake, None, "no negative leg is recorded");
+    assert_eq!(
+        f.server_handshake,
+        Some([10000; 3]),
+        "the ACK leg is still measured from the SYN"
+    );
+    let totals = &run.bodies[0]["flows"][0]["totals"];
+    for k in ["pps", "bps"] {
+        let v = totals[k].as_f64().unwrap();
+        assert!(v.is_finite() && v >= 0.0, "{k} = {v}");
+    }
+}

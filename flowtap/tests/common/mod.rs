@@ -1,0 +1,182 @@
+//! Helpers shared by the integration tests: where the corpus is, and running
+//! the real `flowtap` binary.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `../shared/corpus` beside the project root (or `$FLOWTAP_CORPUS`). Tests
+/// that need it fail loudly when it is missing.
+pub fn corpus_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLOWTAP_CORPUS") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = root.join("../shared/corpus");
+    assert!(
+        dir.is_dir(),
+        "corpus not found at {} (set FLOWTAP_CORPUS)",
+        dir.display()
+    );
+    dir
+}
+
+/// One flow as the API reports it.
+#[derive(Debug, Clone)]
+pub struct FlowSummary {
+    pub key: (String, IpAddr, IpAddr, u16),
+    pub client_tx_pkts: u64,
+    pub client_rx_pkts: u64,
+    pub client_tx_bytes: u64,
+    pub client_rx_bytes: u64,
+    pub server_tx_pkts: u64,
+    pub server_rx_pkts: u64,
+    pub server_tx_bytes: u64,
+    pub server_rx_bytes: u64,
+    pub connections: u64,
+    pub client_handshake: Option<[u64; 3]>,
+    pub server_handshake: Option<[u64; 3]>,
+}
+
+pub struct Run {
+    pub status: i32,
+    pub flows: Vec<FlowSummary>,
+    pub frames_read: u64,
+    pub stderr: String,
+    /// Every stdout line (one per `--dump`), parsed.
+    pub bodies: Vec<Value>,
+}
+
+fn handshake(stats: &Value) -> Option<[u64; 3]> {
+    Some([
+        stats.get("tcp_handshake_p50_us")?.as_u64()?,
+        stats.get("tcp_handshake_p90_us")?.as_u64()?,
+        stats.get("tcp_handshake_p99_us")?.as_u64()?,
+    ])
+}
+
+/// Runs `flowtap -r FILES --threads N` with every flow dumped in `full` and
+/// `raw` format, plus any `extra` arguments.
+pub fn run_flowtap(files: &[&Path], threads: usize, extra: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .arg("-r")
+        .args(files)
+        .args(["--threads", &threads.to_string(), "--hash-seed", "7"])
+        .args(["--dump", "/mcp/flows?format=full&limit=100000000"])
+        .args(["--dump", "/mcp/flows?format=raw&limit=100000000"])
+        .args(extra)
+        .output()
+        .expect("running flowtap");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let bodies: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON ({e}): {l:.200}")))
+        .collect();
+    let frames_read = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("flowtap: read ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    let mut flows = Vec::new();
+    if bodies.len() >= 2 {
+        let full = bodies[0]["flows"].as_array().unwrap();
+        let raw = bodies[1]["flows"].as_array().unwrap();
+        assert_eq!(full.len(), raw.len());
+        for (f, r) in full.iter().zip(raw) {
+            let cs = &f["client_stats"];
+            let ss = &f["server_stats"];
+            let u = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+            let key = (
+                f["proto"].as_str().unwrap().to_owned(),
+                f["client"]["ip"].as_str().unwrap().parse().unwrap(),
+                f["server"]["ip"].as_str().unwrap().parse().unwrap(),
+                u(&f["server"], "port") as u16,
+            );
+            assert_eq!(
+                r["client_ip"], f["client"]["ip"],
+                "full and raw list flows in one order"
+            );
+            flows.push(FlowSummary {
+                key,
+                client_tx_pkts: u(cs, "tx_pkts"),
+                client_rx_pkts: u(cs, "rx_pkts"),
+                client_tx_bytes: u(cs, "tx_bytes"),
+                client_rx_bytes: u(cs, "rx_bytes"),
+                server_tx_pkts: u(ss, "tx_pkts"),
+                server_rx_pkts: u(ss, "rx_pkts"),
+                server_tx_bytes: u(ss, "tx_bytes"),
+                server_rx_bytes: u(ss, "rx_bytes"),
+                connections: u(r, "connections"),
+                client_handshake: handshake(cs),
+                server_handshake: handshake(ss),
+            });
+        }
+    }
+    Run {
+        status: output.status.code().unwrap_or(-1),
+        flows,
+        frames_read,
+        stderr,
+        bodies,
+    }
+}
+
+/// Nearest-rank percentile of microsecond values rounded as flowtap rounds.
+fn nearest_rank(values: &[f64], q: f64) -> u64 {
+    let mut v: Vec<u64> = values.iter().map(|x| x.round() as u64).collect();
+    v.sort_unstable();
+    let idx = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    v[idx]
+}
+
+/// Compares a flow's reported handshake percentiles with the truth's legs
+/// (in microseconds), adding any difference to `errors`.
+pub fn check_legs(what: &str, truth: &[f64], got: Option<[u64; 3]>, errors: &mut Vec<String>) {
+    match (truth.is_empty(), got) {
+        (true, None) => {}
+        (true, Some(g)) => errors.push(format!("{what}: handshake {g:?} but truth has none")),
+        (false, None) => errors.push(format!("{what}: handshake missing, truth has {truth:?}")),
+        (false, Some(g)) => {
+            for (i, q) in [0.5, 0.9, 0.99].into_iter().enumerate() {
+                let want = nearest_rank(truth, q);
+                // Up to 16 samples are kept exactly (rounding to 1 us);
+                // beyond, HdrHistogram with two significant digits (1%).
+                let tolerance = if truth.len() <= 16 { 1 } else { want / 100 + 1 };
+                if g[i].abs_diff(want) > tolerance {
+                    errors.push(format!(
+                        "{what}: p{} {} us, truth {want} us",
+                        [50, 90, 99][i],
+                        g[i]
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Reads "name N" pairs from the stderr report line starting with `prefix`.
+pub fn report_counts(stderr: &str, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stderr}"));
+    let inner = line
+        .split_once('(')
+        .map_or(line, |(_, rest)| rest.trim_end_matches(')'));
+    inner
+        .split(", ")
+        .filter_map(|pair| {
+            let (name, n) = pair.trim().rsplit_once(' ')?;
+            Some((name.to_owned(), n.parse().ok()?))
+        })
+        .collect()
+}

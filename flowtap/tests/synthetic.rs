@@ -1,0 +1,113 @@
+//! A generated 1M-frame capture with exact ground truth (handshakes with
+//! known timing, SYN retransmits, mid-stream connections, VLAN and QinQ,
+//! IPv6, fragments, snaplen-truncated, non-flow and malformed frames), read
+//! with `flowtap -r` and checked flow by flow and frame by frame.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use capgen::{Generator, Spec};
+use common::{check_legs, report_counts, run_flowtap};
+
+#[test]
+fn million_frame_capture_matches_its_truth_flow_by_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synthetic.pcap");
+    let spec = Spec {
+        packets: 1_000_000,
+        concurrent: 5_000,
+        clients: 3_000,
+        servers: 200,
+        seed: 42,
+        ..Spec::default()
+    };
+    let (truth, _) = Generator::new(spec)
+        .write(File::create(&path).unwrap())
+        .unwrap();
+    assert_eq!(truth.frames, 1_000_000);
+    assert!(
+        truth.flows.len() > 10_000,
+        "a varied capture: {} flows",
+        truth.flows.len()
+    );
+    assert!(
+        truth.flows.iter().any(|f| f.client_legs_ns.len() > 16),
+        "some flow must exceed the exact-sample digest"
+    );
+
+    let run = run_flowtap(&[path.as_path()], 2, &[]);
+    assert_eq!(run.status, 0, "stderr:\n{}", run.stderr);
+    assert_eq!(run.frames_read, truth.frames);
+
+    // Frames by kind and malformed frames by reason, exactly.
+    let kinds = report_counts(&run.stderr, "flowtap: frames by kind: ");
+    for (kind, n) in &kinds {
+        assert_eq!(
+            *n,
+            truth.kinds.get(kind.as_str()).copied().unwrap_or(0),
+            "frames of kind {kind}"
+        );
+    }
+    let malformed = report_counts(&run.stderr, "flowtap: malformed frames: ");
+    for (reason, n) in &malformed {
+        assert_eq!(
+            *n,
+            truth.malformed.get(reason.as_str()).copied().unwrap_or(0),
+            "malformed {reason}"
+        );
+    }
+    assert_eq!(
+        malformed.values().sum::<u64>() + kinds.values().sum::<u64>(),
+        truth.frames
+    );
+
+    let got: BTreeMap<_, _> = run.flows.iter().map(|f| (f.key.clone(), f)).collect();
+    assert_eq!(got.len(), truth.flows.len(), "number of flows");
+    let mut errors = Vec::new();
+    for t in &truth.flows {
+        let key = (t.proto.to_owned(), t.client, t.server, t.server_port);
+        let Some(g) = got.get(&key) else {
+            errors.push(format!("missing flow {key:?}"));
+            continue;
+        };
+        let what = format!("{key:?}");
+        for (field, got, want) in [
+            ("client tx_pkts", g.client_tx_pkts, t.c2s_pkts),
+            ("client tx_bytes", g.client_tx_bytes, t.c2s_bytes),
+            ("server tx_pkts", g.server_tx_pkts, t.s2c_pkts),
+            ("server tx_bytes", g.server_tx_bytes, t.s2c_bytes),
+            ("client rx_bytes", g.client_rx_bytes, t.s2c_bytes),
+            ("server rx_pkts", g.server_rx_pkts, t.c2s_pkts),
+            ("connections", g.connections, t.connections),
+        ] {
+            if got != want {
+                errors.push(format!("{what}: {field} {got}, truth {want}"));
+            }
+        }
+        let us = |legs: &[u64]| {
+            legs.iter()
+                .map(|ns| *ns as f64 / 1000.0)
+                .collect::<Vec<_>>()
+        };
+        check_legs(
+            &format!("{what} client leg"),
+            &us(&t.client_legs_ns),
+            g.client_handshake,
+            &mut errors,
+        );
+        check_legs(
+            &format!("{what} server leg"),
+            &us(&t.server_legs_ns),
+            g.server_handshake,
+            &mut errors,
+        );
+    }
+    assert!(
+        errors.is_empty(),
+        "{} differences, first ones:\n{}",
+        errors.len(),
+        errors[..errors.len().min(30)].join("\n")
+    );
+}

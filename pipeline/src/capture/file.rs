@@ -1,0 +1,389 @@
+//! A streaming reader over one pcap or pcapng file, built on pcap-parser.
+//!
+//! The file is read through a bounded circular buffer, never loaded whole.
+//! Every error names the file and the byte offset of the record at fault.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{PcapBlockOwned, PcapError};
+
+use crate::wire::dissect::LinkType;
+
+/// Initial read buffer; large enough for any ordinary record.
+const BUFFER_BYTES: usize = 1 << 20;
+
+/// Largest record accepted. pcap writers cap snaplen at 256 KiB; pcapng
+/// blocks add options. Anything larger is corrupt, and refusing it bounds the
+/// memory a hostile file can make us allocate.
+pub const MAX_RECORD_BYTES: usize = 4 << 20;
+
+/// One captured frame, borrowed from the reader's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Length on the wire (the record's original length).
+    pub wire_len: u32,
+    pub link: LinkType,
+    /// The captured bytes (possibly fewer than `wire_len`).
+    pub data: &'a [u8],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        path: DisplayPath,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a pcap or pcapng file (unrecognised header at byte offset 0)")]
+    NotACapture { path: DisplayPath },
+    #[error("{path}: file is empty")]
+    Empty { path: DisplayPath },
+    #[error(
+        "{path}: cut off in the middle of a record at byte offset {offset} ({frames} frames read before it)"
+    )]
+    Truncated {
+        path: DisplayPath,
+        offset: u64,
+        frames: u64,
+    },
+    #[error("{path}: unsupported link type {linktype} at byte offset {offset}")]
+    UnsupportedLinkType {
+        path: DisplayPath,
+        offset: u64,
+        linktype: i32,
+    },
+    #[error(
+        "{path}: record at byte offset {offset} is larger than {limit} bytes; the file is corrupt"
+    )]
+    RecordTooLarge {
+        path: DisplayPath,
+        offset: u64,
+        limit: usize,
+    },
+    #[error("{path}: corrupt data at byte offset {offset}: {detail}")]
+    Corrupt {
+        path: DisplayPath,
+        offset: u64,
+        detail: String,
+    },
+    #[error("{path}: read error at byte offset {offset}")]
+    Read { path: DisplayPath, offset: u64 },
+}
+
+/// A path shown the way a user typed it.
+#[derive(Debug, Clone)]
+pub struct DisplayPath(pub PathBuf);
+
+impl fmt::Display for DisplayPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
+/// A pcapng interface, as its description block defines it.
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    link: LinkType,
+    /// Timestamp units per second.
+    resolution: u64,
+    offset_s: i64,
+    snaplen: u32,
+}
+
+/// What the file's header says about its packets.
+#[derive(Debug)]
+enum Format {
+    /// Classic pcap: one link type, micro- or nanosecond timestamps.
+    Legacy { link: LinkType, nanos: bool },
+    /// pcapng: per-interface link types and resolutions.
+    Ng { interfaces: Vec<Interface> },
+}
+
+pub struct CaptureFile {
+    path: DisplayPath,
+    reader: Box<dyn PcapReaderIterator + Send>,
+    format: Format,
+    buffer_bytes: usize,
+    frames: u64,
+    last_ts_ns: u64,
+    done: bool,
+}
+
+impl fmt::Debug for CaptureFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaptureFile")
+            .field("path", &self.path)
+            .field("frames", &self.frames)
+            .finish()
+    }
+}
+
+impl CaptureFile {
+    pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
+        let display = DisplayPath(path.to_path_buf());
+        let file = File::open(path).map_err(|source| CaptureError::Open {
+            path: display.clone(),
+            source,
+        })?;
+        let reader = match pcap_parser::create_reader(BUFFER_BYTES, file) {
+            Ok(reader) => reader,
+            Err(PcapError::Eof) => return Err(CaptureError::Empty { path: display }),
+            Err(PcapError::Incomplete(_)) => {
+                return Err(CaptureError::Truncated {
+                    path: display,
+                    offset: 0,
+                    frames: 0,
+                });
+            }
+            Err(PcapError::ReadError) => {
+                return Err(CaptureError::Read {
+                    path: display,
+                    offset: 0,
+                });
+            }
+            Err(_) => return Err(CaptureError::NotACapture { path: display }),
+        };
+        Ok(CaptureFile {
+            path: display,
+            reader,
+            format: Format::Ng {
+                interfaces: Vec::new(),
+            },
+            buffer_bytes: BUFFER_BYTES,
+            frames: 0,
+            last_ts_ns: 0,
+            done: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path.0
+    }
+
+    /// Frames delivered so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Bytes of the file consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.reader.consumed() as u64
+    }
+
+    /// Calls `on_frame` for up to `max` frames. Returns how many were
+    /// delivered; zero means the end of the file.
+    pub fn read_frames(
+        &mut self,
+        max: usize,
+        mut on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<usize, CaptureError> {
+        let mut delivered = 0;
+        while delivered < max && !self.done {
+            let offset = self.reader.consumed() as u64;
+            match self.reader.next() {
+                Ok((len, block)) => {
+                    let frame = match block {
+                        PcapBlockOwned::LegacyHeader(header) => {
+                            let link = link_type(&self.path, header.network.0, 20)?;
+                            self.format = Format::Legacy {
+                                link,
+                                nanos: header.is_nanosecond_precision(),
+                            };
+                            None
+                        }
+                        PcapBlockOwned::Legacy(record) => {
+                            let Format::Legacy { link, nanos } = self.format else {
+                                return Err(corrupt(
+                                    &self.path,
+                                    offset,
+                                    "pcap record before the file header",
+                                ));
+                            };
+                            let frac = if nanos { 1 } else { 1_000 };
+                            let ts_ns = u64::from(record.ts_sec) * 1_000_000_000
+                                + u64::from(record.ts_usec) * frac;
+                            let data = record.data;
+                            Some(Frame {
+                                ts_ns,
+                                wire_len: record.origlen.max(data.len() as u32),
+                                link,
+                                data,
+                            })
+                        }
+                        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                            // A new section redefines its interfaces.
+                            self.format = Format::Ng {
+                                interfaces: Vec::new(),
+                            };
+                            None
+                        }
+                        PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                            let link = link_type(&self.path, idb.linktype.0, offset)?;
+                            let Some(resolution) = idb.ts_resolution() else {
+                                return Err(corrupt(
+                                    &self.path,
+                                    offset,
+                                    "invalid interface timestamp resolution",
+                                ));
+                            };
+                            let iface = Interface {
+                                link,
+                                resolution,
+                                offset_s: idb.ts_offset(),
+                                snaplen: idb.snaplen,
+                            };
+                            match &mut self.format {
+                                Format::Ng { interfaces } => interfaces.push(iface),
+                                Format::Legacy { .. } => {
+                                    unreachable!("pcap-parser reads one format per file")
+                                }
+                            }
+                            None
+                        }
+                        PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                            let iface = interface(&self.format, epb.if_id, &self.path, offset)?;
+                            let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                            let ts_ns = ng_timestamp(units, iface);
+                            let caplen = (epb.caplen as usize).min(epb.data.len());
+                            let data = &epb.data[..caplen];
+                            Some(Frame {
+                                ts_ns,
+                                wire_len: epb.origlen.max(caplen as u32),
+                                link: iface.link,
+                                data,
+                            })
+                        }
+                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                            let iface = interface(&self.format, 0, &self.path, offset)?;
+                            let mut caplen = (spb.origlen as usize).min(spb.data.len());
+                            if iface.snaplen != 0 {
+                                caplen = caplen.min(iface.snaplen as usize);
+                            }
+                            // Simple packet blocks carry no timestamp.
+                            Some(Frame {
+                                ts_ns: self.last_ts_ns,
+                                wire_len: spb.origlen,
+                                link: iface.link,
+                                data: &spb.data[..caplen],
+                            })
+                        }
+                        PcapBlockOwned::NG(_) => None,
+                    };
+                    if let Some(frame) = frame {
+                        self.last_ts_ns = frame.ts_ns;
+                        self.frames += 1;
+                        delivered += 1;
+                        on_frame(frame);
+                    }
+                    self.reader.consume(len);
+                }
+                Err(PcapError::Eof) => self.done = true,
+                Err(PcapError::Incomplete(_)) => {
+                    if self.reader.refill().is_err() {
+                        return Err(CaptureError::Read {
+                            path: self.path.clone(),
+                            offset,
+                        });
+                    }
+                }
+                Err(PcapError::BufferTooSmall) => {
+                    if self.buffer_bytes >= MAX_RECORD_BYTES * 2 {
+                        return Err(CaptureError::RecordTooLarge {
+                            path: self.path.clone(),
+                            offset,
+                            limit: MAX_RECORD_BYTES,
+                        });
+                    }
+                    self.buffer_bytes *= 2;
+                    self.reader.grow(self.buffer_bytes);
+                    if self.reader.refill().is_err() {
+                        return Err(CaptureError::Read {
+                            path: self.path.clone(),
+                            offset,
+                        });
+                    }
+                }
+                Err(PcapError::UnexpectedEof) => {
+                    return Err(CaptureError::Truncated {
+                        path: self.path.clone(),
+                        offset,
+                        frames: self.frames,
+                    });
+                }
+                Err(PcapError::ReadError) => {
+                    return Err(CaptureError::Read {
+                        path: self.path.clone(),
+                        offset,
+                    });
+                }
+                Err(e) => {
+                    let detail = match e {
+                        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+                            format!("unparseable block ({kind:?})")
+                        }
+                        other => format!("{other:?}"),
+                    };
+                    return Err(CaptureError::Corrupt {
+                        path: self.path.clone(),
+                        offset,
+                        detail,
+                    });
+                }
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+fn link_type(path: &DisplayPath, code: i32, offset: u64) -> Result<LinkType, CaptureError> {
+    u32::try_from(code)
+        .ok()
+        .and_then(LinkType::from_pcap)
+        .ok_or_else(|| CaptureError::UnsupportedLinkType {
+            path: path.clone(),
+            offset,
+            linktype: code,
+        })
+}
+
+fn corrupt(path: &DisplayPath, offset: u64, detail: &str) -> CaptureError {
+    CaptureError::Corrupt {
+        path: path.clone(),
+        offset,
+        detail: detail.to_owned(),
+    }
+}
+
+fn interface(
+    format: &Format,
+    id: u32,
+    path: &DisplayPath,
+    offset: u64,
+) -> Result<Interface, CaptureError> {
+    match format {
+        Format::Ng { interfaces } => interfaces.get(id as usize).copied().ok_or_else(|| {
+            corrupt(
+                path,
+                offset,
+                &format!(
+                    "packet refers to interface {id}, but {} are described",
+                    interfaces.len()
+                ),
+            )
+        }),
+        Format::Legacy { .. } => Err(corrupt(path, offset, "pcapng block in a pcap file")),
+    }
+}
+
+fn ng_timestamp(units: u64, iface: Interface) -> u64 {
+    let ns = u128::from(units) * 1_000_000_000 / u128::from(iface.resolution.max(1));
+    let offset_ns = i128::from(iface.offset_s) * 1_000_000_000;
+    (ns as i128 + offset_ns).clamp(0, i128::from(u64::MAX)) as u64
+}

@@ -1,0 +1,436 @@
+//! The pipeline's threads. Each worker owns one shard ([`FlowTable`]) and
+//! updates it without locks. A worker may also own a packet source (a capture
+//! file, an AF_XDP socket); it parses each frame, and a packet whose shard
+//! belongs to another worker crosses over through that worker's bounded
+//! lock-free inbox. A snapshot request makes every worker export its flows;
+//! the caller merges them into one [`Snapshot`].
+//!
+//! With one worker there is no hand-off at all: the source's thread parses
+//! and updates inline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::Backoff;
+use crossbeam_utils::sync::{Parker, Unparker};
+
+use crate::capture::Frame;
+use crate::counters::{FrameKind, IngestCounters};
+use crate::flow::{FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window};
+use crate::packet::{L4Proto, PacketMeta};
+use crate::snapshot::{Snapshot, flow_order};
+use crate::wire::dissect::{Dissected, dissect};
+
+/// What a source did in one poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Delivered frames; poll again soon.
+    Busy,
+    /// Nothing available right now (the source may have waited briefly).
+    Idle,
+    /// No more frames, ever.
+    Finished,
+}
+
+/// Something that yields captured frames to a worker.
+pub trait PacketSource: Send + 'static {
+    /// Delivers a batch of frames to `on_frame`.
+    fn poll<F: FnMut(Frame<'_>)>(&mut self, on_frame: F) -> Poll;
+}
+
+/// What a full hand-off queue does to its producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backpressure {
+    /// Wait for room (capture files: nothing may be lost, time is free).
+    Wait,
+    /// Drop the packet and count it (live: the NIC will not wait either).
+    Drop,
+}
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Worker threads, one shard each.
+    pub workers: usize,
+    /// Capacity of each worker's hand-off inbox, in packets.
+    pub queue_capacity: usize,
+    pub table: TableConfig,
+    /// Fixed hash seed (tests); random when `None`.
+    pub hash_seed: Option<u64>,
+    pub backpressure: Backpressure,
+    /// How often, in capture time, a shard expires idle state.
+    pub maintenance_interval_ns: u64,
+    /// Core to pin each worker to, by worker index.
+    pub cores: Vec<Option<usize>>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 1,
+            queue_capacity: 64 * 1024,
+            table: TableConfig::default(),
+            hash_seed: None,
+            backpressure: Backpressure::Wait,
+            maintenance_interval_ns: 1_000_000_000,
+            cores: Vec::new(),
+        }
+    }
+}
+
+/// The time a snapshot is taken at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// The newest capture timestamp seen (capture files).
+    CaptureClock,
+    /// A given time in ns since the Unix epoch (live: now).
+    Time(u64),
+}
+
+enum Control {
+    Export {
+        as_of_ns: u64,
+        /// Process everything queued first (only after sources finished).
+        drain: bool,
+        reply: Sender<ShardExport>,
+    },
+    Stop,
+}
+
+struct ShardExport {
+    flows: Vec<FlowRecord>,
+    ingest: IngestCounters,
+    table: TableCounters,
+    since_ns: Option<u64>,
+}
+
+struct Shared {
+    sources_running: AtomicUsize,
+    /// Newest capture timestamp any source has delivered.
+    capture_clock: AtomicU64,
+    sequence: AtomicU64,
+}
+
+struct WorkerHandle {
+    control: Sender<Control>,
+    unparker: Unparker,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A running pipeline. Dropping it stops the workers.
+pub struct Pipeline {
+    workers: Vec<WorkerHandle>,
+    shared: Arc<Shared>,
+    rtt_window: Window,
+}
+
+impl Pipeline {
+    /// Starts `config.workers` workers; source `i` runs on worker `i`, so
+    /// there can be at most as many sources as workers.
+    pub fn start<S: PacketSource>(config: PipelineConfig, sources: Vec<S>) -> Pipeline {
+        let workers = config.workers.max(1).max(sources.len());
+        let hasher = ShardHasher::new(workers, config.hash_seed);
+        let table_hasher = match config.hash_seed {
+            Some(seed) => ahash::RandomState::with_seeds(seed, 1, 2, 3),
+            None => ahash::RandomState::new(),
+        };
+        let inboxes: Arc<[ArrayQueue<PacketMeta>]> = (0..workers)
+            .map(|_| ArrayQueue::new(config.queue_capacity.max(1)))
+            .collect();
+        let shared = Arc::new(Shared {
+            sources_running: AtomicUsize::new(sources.len()),
+            capture_clock: AtomicU64::new(0),
+            sequence: AtomicU64::new(0),
+        });
+        let mut sources: Vec<Option<S>> = sources.into_iter().map(Some).collect();
+        sources.resize_with(workers, || None);
+        let handles = sources
+            .into_iter()
+            .enumerate()
+            .map(|(id, source)| {
+                let (control_tx, control_rx) = crossbeam_channel::unbounded();
+                let parker = Parker::new();
+                let unparker = parker.unparker().clone();
+                let worker = Worker {
+                    id,
+                    table: FlowTable::new(config.table, table_hasher.clone()),
+                    inboxes: inboxes.clone(),
+                    hasher: hasher.clone(),
+                    counters: IngestCounters::default(),
+                    backpressure: config.backpressure,
+                    maintenance_interval_ns: config.maintenance_interval_ns,
+                    next_maintenance_ns: 0,
+                };
+                let core = config.cores.get(id).copied().flatten();
+                let shared = shared.clone();
+                let thread = std::thread::Builder::new()
+                    .name(format!("flowtap-worker-{id}"))
+                    .spawn(move || {
+                        if let Some(core) = core {
+                            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                        }
+                        run_worker(worker, source, control_rx, parker, shared);
+                    })
+                    .expect("spawning a worker thread");
+                WorkerHandle {
+                    control: control_tx,
+                    unparker,
+                    thread: Some(thread),
+                }
+            })
+            .collect();
+        Pipeline {
+            workers: handles,
+            shared,
+            rtt_window: config.table.rtt_window,
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// True once every source has delivered its last frame.
+    pub fn sources_finished(&self) -> bool {
+        self.shared.sources_running.load(Ordering::Acquire) == 0
+    }
+
+    /// Blocks until every source has finished.
+    pub fn wait_sources(&self) {
+        let backoff = Backoff::new();
+        while !self.sources_finished() {
+            if backoff.is_completed() {
+                std::thread::sleep(Duration::from_millis(2));
+            } else {
+                backoff.snooze();
+            }
+        }
+    }
+
+    /// Takes a snapshot of every shard. Never blocks packet processing for
+    /// longer than one shard's export.
+    pub fn snapshot(&self, as_of: AsOf) -> Snapshot {
+        self.collect(as_of, false)
+    }
+
+    /// Waits for the sources to finish, processes everything still queued,
+    /// and returns the complete snapshot.
+    pub fn finish(&self) -> Snapshot {
+        self.wait_sources();
+        self.collect(AsOf::CaptureClock, true)
+    }
+
+    fn collect(&self, as_of: AsOf, drain: bool) -> Snapshot {
+        let started = Instant::now();
+        let as_of_ns = match as_of {
+            AsOf::CaptureClock => self.shared.capture_clock.load(Ordering::Acquire),
+            AsOf::Time(ns) => ns,
+        };
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
+        for w in &self.workers {
+            let request = Control::Export {
+                as_of_ns,
+                drain,
+                reply: reply_tx.clone(),
+            };
+            // A worker only disappears by panicking; its shard is then lost
+            // and the snapshot simply lacks it.
+            let _ = w.control.send(request);
+            w.unparker.unpark();
+        }
+        drop(reply_tx);
+        let mut snapshot = Snapshot {
+            sequence: self.shared.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            as_of_ns,
+            rtt_window: self.rtt_window,
+            ..Snapshot::default()
+        };
+        for export in reply_rx.iter() {
+            snapshot.counters.ingest.add(&export.ingest);
+            snapshot.counters.table.add(&export.table);
+            snapshot.since_ns = match (snapshot.since_ns, export.since_ns) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if snapshot.flows.is_empty() {
+                snapshot.flows = export.flows;
+            } else {
+                snapshot.flows.extend(export.flows);
+            }
+        }
+        snapshot.flows.sort_unstable_by(flow_order);
+        snapshot.merge_ns = started.elapsed().as_nanos() as u64;
+        snapshot
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            let _ = w.control.send(Control::Stop);
+            w.unparker.unpark();
+        }
+        for w in &mut self.workers {
+            if let Some(thread) = w.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// Packets drained from the inbox between polls of the source.
+const DRAIN_BATCH: usize = 1024;
+
+struct Worker {
+    id: usize,
+    table: FlowTable,
+    inboxes: Arc<[ArrayQueue<PacketMeta>]>,
+    hasher: ShardHasher,
+    counters: IngestCounters,
+    backpressure: Backpressure,
+    maintenance_interval_ns: u64,
+    next_maintenance_ns: u64,
+}
+
+impl Worker {
+    /// Parses one frame and sends it to its shard.
+    #[inline]
+    fn ingest(&mut self, frame: Frame<'_>) {
+        self.counters.frames += 1;
+        self.counters.bytes += u64::from(frame.wire_len);
+        match dissect(frame.link, frame.data) {
+            Ok(Dissected::Transport(transport)) => {
+                self.counters.count_kind(match transport.proto {
+                    L4Proto::Tcp => FrameKind::Tcp,
+                    L4Proto::Udp => FrameKind::Udp,
+                });
+                let meta = PacketMeta {
+                    ts_ns: frame.ts_ns,
+                    wire_len: frame.wire_len,
+                    transport,
+                };
+                let shard = self.hasher.shard_of(&transport);
+                if shard == self.id {
+                    self.table.update(&meta);
+                } else {
+                    self.hand_off(shard, meta);
+                }
+            }
+            Ok(Dissected::Other(kind)) => self.counters.count_kind(kind.into()),
+            Err(malformed) => self.counters.count_malformed(malformed.reason),
+        }
+    }
+
+    fn hand_off(&mut self, shard: usize, meta: PacketMeta) {
+        let Err(mut meta) = self.inboxes[shard].push(meta) else {
+            return;
+        };
+        match self.backpressure {
+            Backpressure::Drop => self.counters.handoff_drops += 1,
+            Backpressure::Wait => loop {
+                // Keep our own inbox moving so two waiting workers cannot
+                // deadlock on each other.
+                if self.drain(64) == 0 {
+                    std::thread::yield_now();
+                }
+                match self.inboxes[shard].push(meta) {
+                    Ok(()) => return,
+                    Err(back) => meta = back,
+                }
+            },
+        }
+    }
+
+    /// Updates the table with up to `max` queued packets.
+    fn drain(&mut self, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(meta) = self.inboxes[self.id].pop() else {
+                break;
+            };
+            self.table.update(&meta);
+            n += 1;
+        }
+        n
+    }
+
+    fn maintain_by_capture_time(&mut self) {
+        let now = self.table.now_ns();
+        if now >= self.next_maintenance_ns {
+            if self.next_maintenance_ns != 0 {
+                self.table.expire(now);
+            }
+            self.next_maintenance_ns = now.saturating_add(self.maintenance_interval_ns);
+        }
+    }
+
+    fn export(&mut self, as_of_ns: u64) -> ShardExport {
+        self.table.expire(as_of_ns);
+        let mut flows = Vec::new();
+        self.table.export(as_of_ns, &mut flows);
+        ShardExport {
+            flows,
+            ingest: self.counters,
+            table: self.table.counters(),
+            since_ns: self.table.since_ns(),
+        }
+    }
+}
+
+fn run_worker<S: PacketSource>(
+    mut worker: Worker,
+    mut source: Option<S>,
+    control: Receiver<Control>,
+    parker: Parker,
+    shared: Arc<Shared>,
+) {
+    let backoff = Backoff::new();
+    loop {
+        let mut busy = false;
+        if let Some(src) = source.as_mut() {
+            let mut newest = 0u64;
+            let status = src.poll(|frame| {
+                newest = newest.max(frame.ts_ns);
+                worker.ingest(frame);
+            });
+            if newest != 0 {
+                shared.capture_clock.fetch_max(newest, Ordering::AcqRel);
+            }
+            match status {
+                Poll::Busy => busy = true,
+                Poll::Idle => {}
+                Poll::Finished => {
+                    source = None;
+                    shared.sources_running.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+        busy |= worker.drain(DRAIN_BATCH) > 0;
+        worker.maintain_by_capture_time();
+        while let Ok(message) = control.try_recv() {
+            match message {
+                Control::Export {
+                    as_of_ns,
+                    drain,
+                    reply,
+                } => {
+                    if drain {
+                        while worker.drain(usize::MAX) > 0 {}
+                    }
+                    let _ = reply.send(worker.export(as_of_ns));
+                }
+                Control::Stop => return,
+            }
+        }
+        if busy {
+            backoff.reset();
+        } else if backoff.is_completed() {
+            parker.park_timeout(Duration::from_millis(1));
+        } else {
+            backoff.snooze();
+        }
+    }
+}

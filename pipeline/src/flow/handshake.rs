@@ -1,0 +1,422 @@
+//! Handshake-time samples of one flow leg (SYN -> SYN-ACK or SYN -> ACK) over
+//! the RTT window, with percentiles.
+//!
+//! Most flows see a handful of connections, so a digest keeps its first
+//! samples exactly (percentiles are then exact), and only a flow with more
+//! than [`EXACT_SAMPLES`] handshakes in the window moves to an HdrHistogram
+//! (two significant digits: within 1%). With a finite window the histogram is
+//! kept as two generations of half a window each, so old samples age out;
+//! percentiles then cover between half a window and a whole one.
+
+use hdrhistogram::Histogram;
+
+/// Samples kept exactly before switching to a histogram.
+pub const EXACT_SAMPLES: usize = 16;
+
+/// Largest handshake time tracked, in microseconds (one minute); longer legs
+/// are clamped and counted there.
+pub const MAX_TRACKED_US: u64 = 60_000_000;
+
+const SIGNIFICANT_DIGITS: u8 = 2;
+
+fn new_histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+/// p50/p90/p99 in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+}
+
+/// The RTT window: how long a handshake sample counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Window {
+    /// Every sample counts (the default when reading capture files).
+    #[default]
+    Unbounded,
+    /// Samples older than this many seconds before the query time are dropped.
+    Seconds(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sample {
+    at_s: u32,
+    us: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Repr {
+    Exact(Vec<Sample>),
+    Histogram(Box<Generations>),
+}
+
+/// Two half-window histograms; `current` covers `generation`.
+#[derive(Clone, Debug)]
+struct Generations {
+    generation: u64,
+    current: Histogram<u32>,
+    previous: Histogram<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct HandshakeDigest {
+    repr: Repr,
+}
+
+impl Default for HandshakeDigest {
+    fn default() -> Self {
+        HandshakeDigest {
+            repr: Repr::Exact(Vec::new()),
+        }
+    }
+}
+
+impl HandshakeDigest {
+    /// Records one handshake time measured at `at_ns` (capture time).
+    pub fn record(&mut self, at_ns: u64, us: u64, window: Window) {
+        let us = us.min(MAX_TRACKED_US);
+        let at_s = (at_ns / 1_000_000_000) as u32;
+        match &mut self.repr {
+            Repr::Exact(samples) => {
+                if let Window::Seconds(w) = window {
+                    samples.retain(|s| at_s.saturating_sub(s.at_s) <= w);
+                }
+                if samples.len() < EXACT_SAMPLES {
+                    samples.push(Sample {
+                        at_s,
+                        us: us as u32,
+                    });
+                    return;
+                }
+                let mut gens = Generations {
+                    generation: generation_of(at_s, window),
+                    current: new_histogram(),
+                    previous: new_histogram(),
+                };
+                for s in samples.iter() {
+                    gens.record(generation_of(s.at_s, window), u64::from(s.us));
+                }
+                gens.record(generation_of(at_s, window), us);
+                self.repr = Repr::Histogram(Box::new(gens));
+            }
+            Repr::Histogram(gens) => gens.record(generation_of(at_s, window), us),
+        }
+    }
+
+    /// Number of samples that count at `as_of_ns`.
+    pub fn count(&self, as_of_ns: u64, window: Window) -> u64 {
+        let at_s = (as_of_ns / 1_000_000_000) as u32;
+        match &self.repr {
+            Repr::Exact(samples) => samples
+                .iter()
+                .filter(|s| in_window(s, at_s, window))
+                .count() as u64,
+            Repr::Histogram(gens) => gens
+                .live(generation_of(at_s, window))
+                .map(|h| h.len())
+                .sum(),
+        }
+    }
+
+    /// Percentiles of the samples that count at `as_of_ns`, if there are any.
+    pub fn percentiles(&self, as_of_ns: u64, window: Window) -> Option<Percentiles> {
+        let at_s = (as_of_ns / 1_000_000_000) as u32;
+        match &self.repr {
+            Repr::Exact(samples) => {
+                let mut live = [0u32; EXACT_SAMPLES];
+                let mut n = 0;
+                for s in samples.iter().filter(|s| in_window(s, at_s, window)) {
+                    live[n] = s.us;
+                    n += 1;
+                }
+                exact_percentiles(&mut live[..n])
+            }
+            Repr::Histogram(gens) => {
+                let live: Vec<&Histogram<u32>> = gens.live(generation_of(at_s, window)).collect();
+                match live.as_slice() {
+                    [] => None,
+                    [one] => histogram_percentiles(one),
+                    [a, b] => {
+                        let mut merged = (*a).clone();
+                        merged.add(*b).ok()?;
+                        histogram_percentiles(&merged)
+                    }
+                    _ => unreachable!("at most two generations"),
+                }
+            }
+        }
+    }
+
+    /// Adds the samples that count at `as_of_ns` into `into` (which counts
+    /// everything it is given): how aggregation merges flows' handshakes
+    /// without ever averaging percentiles.
+    pub fn merge_into(&self, into: &mut HandshakeDigest, as_of_ns: u64, window: Window) {
+        let at_s = (as_of_ns / 1_000_000_000) as u32;
+        match &self.repr {
+            Repr::Exact(samples) => {
+                for s in samples.iter().filter(|s| in_window(s, at_s, window)) {
+                    into.record(as_of_ns, u64::from(s.us), Window::Unbounded);
+                }
+            }
+            Repr::Histogram(gens) => {
+                let target = into.force_histogram();
+                for h in gens.live(generation_of(at_s, window)) {
+                    // Same bounds on both sides, so adding cannot fail.
+                    let _ = target.current.add(h);
+                }
+            }
+        }
+    }
+
+    /// Drops samples that no longer count; returns true when none is left, so
+    /// the owner can free the digest.
+    pub fn age(&mut self, now_ns: u64, window: Window) -> bool {
+        let Window::Seconds(_) = window else {
+            return self.is_empty();
+        };
+        let at_s = (now_ns / 1_000_000_000) as u32;
+        match &mut self.repr {
+            Repr::Exact(samples) => samples.retain(|s| in_window(s, at_s, window)),
+            Repr::Histogram(gens) => {
+                gens.rotate_to(generation_of(at_s, window));
+                if gens.current.is_empty() && gens.previous.is_empty() {
+                    self.repr = Repr::Exact(Vec::new());
+                }
+            }
+        }
+        self.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match &self.repr {
+            Repr::Exact(samples) => samples.is_empty(),
+            Repr::Histogram(gens) => gens.current.is_empty() && gens.previous.is_empty(),
+        }
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Exact(samples) => samples.capacity() * size_of::<Sample>(),
+            Repr::Histogram(gens) => {
+                size_of::<Generations>() + 2 * gens.current.distinct_values() * size_of::<u32>()
+            }
+        }
+    }
+
+    fn force_histogram(&mut self) -> &mut Generations {
+        if let Repr::Exact(samples) = &self.repr {
+            let mut gens = Generations {
+                generation: 0,
+                current: new_histogram(),
+                previous: new_histogram(),
+            };
+            for s in samples {
+                gens.current.saturating_record(u64::from(s.us));
+            }
+            self.repr = Repr::Histogram(Box::new(gens));
+        }
+        match &mut self.repr {
+            Repr::Histogram(gens) => gens,
+            Repr::Exact(_) => unreachable!("converted above"),
+        }
+    }
+}
+
+impl Generations {
+    fn record(&mut self, generation: u64, us: u64) {
+        if generation > self.generation {
+            self.rotate_to(generation);
+        }
+        if generation == self.generation {
+            self.current.saturating_record(us);
+        } else if generation + 1 == self.generation {
+            self.previous.saturating_record(us);
+        }
+        // Older than the window (a late, out-of-order packet): not counted.
+    }
+
+    fn rotate_to(&mut self, generation: u64) {
+        if generation == self.generation + 1 {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.reset();
+        } else if generation > self.generation + 1 {
+            self.current.reset();
+            self.previous.reset();
+        } else {
+            return;
+        }
+        self.generation = generation;
+    }
+
+    /// The generations that still count at generation `at`.
+    fn live(&self, at: u64) -> impl Iterator<Item = &Histogram<u32>> {
+        let current =
+            (self.generation + 1 >= at && !self.current.is_empty()).then_some(&self.current);
+        let previous =
+            (self.generation >= at && !self.previous.is_empty()).then_some(&self.previous);
+        current.into_iter().chain(previous)
+    }
+}
+
+fn generation_of(at_s: u32, window: Window) -> u64 {
+    match window {
+        Window::Unbounded => 0,
+        Window::Seconds(w) => u64::from(at_s) / u64::from((w / 2).max(1)),
+    }
+}
+
+fn in_window(s: &Sample, at_s: u32, window: Window) -> bool {
+    match window {
+        Window::Unbounded => true,
+        Window::Seconds(w) => at_s.saturating_sub(s.at_s) <= w,
+    }
+}
+
+/// Nearest-rank percentiles, the rule HdrHistogram uses, so that exact and
+/// histogram digests agree.
+fn exact_percentiles(values: &mut [u32]) -> Option<Percentiles> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let rank = |q: f64| {
+        let n = values.len();
+        let idx = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+        u64::from(values[idx])
+    };
+    Some(Percentiles {
+        p50: rank(0.50),
+        p90: rank(0.90),
+        p99: rank(0.99),
+    })
+}
+
+fn histogram_percentiles(h: &Histogram<u32>) -> Option<Percentiles> {
+    if h.is_empty() {
+        return None;
+    }
+    Some(Percentiles {
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p99: h.value_at_quantile(0.99),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn single_sample_is_exact() {
+        let mut d = HandshakeDigest::default();
+        d.record(100 * S, 16_882, Window::Unbounded);
+        let p = d.percentiles(200 * S, Window::Unbounded).unwrap();
+        assert_eq!(
+            p,
+            Percentiles {
+                p50: 16_882,
+                p90: 16_882,
+                p99: 16_882
+            }
+        );
+    }
+
+    #[test]
+    fn exact_nearest_rank() {
+        let mut d = HandshakeDigest::default();
+        for us in 1..=10 {
+            d.record(S, us * 100, Window::Unbounded);
+        }
+        let p = d.percentiles(S, Window::Unbounded).unwrap();
+        assert_eq!(
+            p,
+            Percentiles {
+                p50: 500,
+                p90: 900,
+                p99: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn many_samples_switch_to_a_histogram_within_one_percent() {
+        let mut d = HandshakeDigest::default();
+        for us in 1..=1000u64 {
+            d.record(S, us * 37, Window::Unbounded);
+        }
+        assert_eq!(d.count(S, Window::Unbounded), 1000);
+        let p = d.percentiles(S, Window::Unbounded).unwrap();
+        for (got, want) in [(p.p50, 500 * 37), (p.p90, 900 * 37), (p.p99, 990 * 37)] {
+            let err = (got as f64 - want as f64).abs() / want as f64;
+            assert!(err <= 0.01, "got {got} want {want}");
+        }
+    }
+
+    #[test]
+    fn window_drops_old_samples_exact_and_histogram() {
+        let w = Window::Seconds(120);
+        let mut d = HandshakeDigest::default();
+        d.record(1000 * S, 5000, w);
+        d.record(1100 * S, 7000, w);
+        assert_eq!(d.count(1100 * S, w), 2);
+        assert_eq!(d.percentiles(1200 * S, w).unwrap().p50, 7000);
+        assert!(d.percentiles(1300 * S, w).is_none());
+        assert!(d.age(1300 * S, w));
+
+        let mut d = HandshakeDigest::default();
+        for i in 0..100 {
+            d.record(1000 * S + i, 1000, w);
+        }
+        for i in 0..100 {
+            d.record(1050 * S + i, 3000, w);
+        }
+        // Generations are 60 s (1000 s is in generation 16, 1050 s in 17); a
+        // query covers its own generation and the one before.
+        assert_eq!(d.count(1050 * S, w), 200);
+        assert_eq!(d.count(1130 * S, w), 100);
+        let p = d.percentiles(1130 * S, w).unwrap();
+        assert!((2970..=3030).contains(&p.p50), "{p:?}");
+        assert!(d.percentiles(1400 * S, w).is_none());
+        assert!(d.age(1400 * S, w));
+        assert!(matches!(d.repr, Repr::Exact(_)));
+    }
+
+    #[test]
+    fn merge_adds_samples_never_percentiles() {
+        let mut a = HandshakeDigest::default();
+        let mut b = HandshakeDigest::default();
+        for _ in 0..9 {
+            a.record(S, 100, Window::Unbounded);
+        }
+        b.record(S, 10_000, Window::Unbounded);
+        let mut merged = HandshakeDigest::default();
+        a.merge_into(&mut merged, S, Window::Unbounded);
+        b.merge_into(&mut merged, S, Window::Unbounded);
+        let p = merged.percentiles(S, Window::Unbounded).unwrap();
+        assert_eq!((p.p50, p.p90, p.p99), (100, 100, 10_000));
+
+        let mut big = HandshakeDigest::default();
+        for _ in 0..100 {
+            big.record(S, 200, Window::Unbounded);
+        }
+        big.merge_into(&mut merged, S, Window::Unbounded);
+        assert_eq!(merged.count(S, Window::Unbounded), 110);
+    }
+
+    #[test]
+    fn clamps_huge_values() {
+        let mut d = HandshakeDigest::default();
+        d.record(S, u64::MAX, Window::Unbounded);
+        assert_eq!(
+            d.percentiles(S, Window::Unbounded).unwrap().p99,
+            MAX_TRACKED_US
+        );
+    }
+}

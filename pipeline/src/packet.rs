@@ -1,0 +1,127 @@
+//! What the dissector hands to the flow tables: a packet reduced to the few
+//! fields a flow needs, small enough to cross threads by value.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An IPv4 or IPv6 address in one fixed-size form, so keys hash and compare as
+/// plain bytes. IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`); that
+/// range never appears on the wire as real IPv6 (RFC 4291 §2.5.5.2).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    pub const fn from_v4(octets: [u8; 4]) -> Addr {
+        let [a, b, c, d] = octets;
+        Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d])
+    }
+
+    pub const fn from_v6(octets: [u8; 16]) -> Addr {
+        Addr(octets)
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        self.0[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+    }
+
+    pub fn to_ip(self) -> IpAddr {
+        if self.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::new(
+                self.0[12], self.0[13], self.0[14], self.0[15],
+            ))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.0))
+        }
+    }
+}
+
+impl From<IpAddr> for Addr {
+    fn from(ip: IpAddr) -> Addr {
+        match ip {
+            IpAddr::V4(v4) => Addr::from_v4(v4.octets()),
+            IpAddr::V6(v6) => Addr::from_v6(v6.octets()),
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_ip().fmt(f)
+    }
+}
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_ip().fmt(f)
+    }
+}
+
+/// The transport protocols flows are built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum L4Proto {
+    Tcp = 6,
+    Udp = 17,
+}
+
+impl L4Proto {
+    pub const fn name(self) -> &'static str {
+        match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Where a packet sits in an IP fragment train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Fragment {
+    /// Not fragmented.
+    #[default]
+    Whole,
+    /// First fragment: carries the transport header.
+    First { ident: u32 },
+    /// A later fragment: no transport header, ports come from the first.
+    Later { ident: u32, last: bool },
+}
+
+/// The transport-level view of one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    pub proto: L4Proto,
+    pub src: Addr,
+    pub dst: Addr,
+    /// Zero for later fragments until the shard fills them in.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// TCP flags (zero for UDP and for later fragments).
+    pub tcp_flags: u8,
+    /// TCP sequence number (zero for UDP and for later fragments).
+    pub tcp_seq: u32,
+    pub fragment: Fragment,
+}
+
+/// A parsed packet on its way to its shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Frame length on the wire (link header and VLAN tags included, no FCS).
+    pub wire_len: u32,
+    pub transport: Transport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_round_trips() {
+        let v4: IpAddr = "198.18.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(Addr::from(v4).is_ipv4());
+        assert!(!Addr::from(v6).is_ipv4());
+        assert_eq!(Addr::from(v4).to_ip(), v4);
+        assert_eq!(Addr::from(v6).to_string(), "2001:db8::1");
+    }
+}

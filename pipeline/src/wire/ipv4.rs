@@ -1,0 +1,177 @@
+//! IPv4 header (RFC 791), options and fragments.
+
+use super::{Layer, LenError, be16, check_len};
+
+mod field {
+    use std::ops::Range;
+    pub const VER_IHL: usize = 0;
+    pub const TOTAL_LENGTH: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLAGS_FRAG_OFFSET: usize = 6;
+    pub const PROTOCOL: usize = 9;
+    pub const SOURCE: Range<usize> = 12..16;
+    pub const DESTINATION: Range<usize> = 16..20;
+}
+
+/// The fixed part of the header; options follow up to `header_len()`.
+pub const MIN_HEADER_LEN: usize = 20;
+
+/// What can be wrong with an IPv4 header beyond its captured length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    Len(LenError),
+    /// The version nibble is not 4.
+    Version(u8),
+    /// IHL below 5 words.
+    HeaderLength(u8),
+    /// Total length smaller than the header itself.
+    TotalLength {
+        total: u16,
+        header: usize,
+    },
+}
+
+impl From<LenError> for Error {
+    fn from(e: LenError) -> Self {
+        Error::Len(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Checks the fixed header is captured and its length fields are sane,
+    /// and that the options (the whole `header_len()`) are captured too.
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let buf = buffer.as_ref();
+        check_len(Layer::Ipv4, buf, MIN_HEADER_LEN)?;
+        let packet = Packet { buffer };
+        if packet.version() != 4 {
+            return Err(Error::Version(packet.version()));
+        }
+        let header = packet.header_len();
+        if header < MIN_HEADER_LEN {
+            return Err(Error::HeaderLength(
+                packet.buffer.as_ref()[field::VER_IHL] & 0x0f,
+            ));
+        }
+        let total = packet.total_len();
+        // A total length of 0 is what TSO/GSO super-packets show when captured
+        // on the sending host; treat it as "unknown" rather than malformed.
+        if total != 0 && usize::from(total) < header {
+            return Err(Error::TotalLength { total, header });
+        }
+        check_len(Layer::Ipv4, packet.buffer.as_ref(), header)?;
+        Ok(packet)
+    }
+
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VER_IHL] >> 4
+    }
+
+    /// Header length in bytes, options included.
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+
+    pub fn total_len(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::TOTAL_LENGTH)
+    }
+
+    pub fn ident(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::IDENT)
+    }
+
+    pub fn more_fragments(&self) -> bool {
+        be16(self.buffer.as_ref(), field::FLAGS_FRAG_OFFSET) & 0x2000 != 0
+    }
+
+    /// Fragment offset in bytes.
+    pub fn fragment_offset(&self) -> u32 {
+        u32::from(be16(self.buffer.as_ref(), field::FLAGS_FRAG_OFFSET) & 0x1fff) * 8
+    }
+
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
+    }
+
+    pub fn source(&self) -> [u8; 4] {
+        let mut a = [0; 4];
+        a.copy_from_slice(&self.buffer.as_ref()[field::SOURCE]);
+        a
+    }
+
+    pub fn destination(&self) -> [u8; 4] {
+        let mut a = [0; 4];
+        a.copy_from_slice(&self.buffer.as_ref()[field::DESTINATION]);
+        a
+    }
+
+    /// Length of the payload according to the header, if the header says.
+    pub fn payload_len(&self) -> Option<usize> {
+        match self.total_len() {
+            0 => None,
+            total => Some(usize::from(total) - self.header_len()),
+        }
+    }
+
+    /// The captured payload (may be shorter than `payload_len()` under a snaplen).
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..]
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A 20-byte header with the given protocol, lengths and fragment word.
+    pub(crate) fn header(proto: u8, total: u16, frag_word: u16) -> Vec<u8> {
+        let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0, 0, 64, proto, 0, 0];
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h[6..8].copy_from_slice(&frag_word.to_be_bytes());
+        h.extend_from_slice(&[198, 18, 0, 1, 198, 19, 0, 2]);
+        h
+    }
+
+    #[test]
+    fn reads_fields() {
+        let h = header(6, 40, 0x2000 | 3);
+        let p = Packet::new_checked(&h[..]).unwrap();
+        assert_eq!(p.protocol(), 6);
+        assert_eq!(p.ident(), 0x1234);
+        assert!(p.more_fragments());
+        assert_eq!(p.fragment_offset(), 24);
+        assert_eq!(p.source(), [198, 18, 0, 1]);
+        assert_eq!(p.destination(), [198, 19, 0, 2]);
+        assert_eq!(p.payload_len(), Some(20));
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        let mut h = header(6, 40, 0);
+        h[0] = 0x65;
+        assert_eq!(Packet::new_checked(&h[..]).unwrap_err(), Error::Version(6));
+        h[0] = 0x44;
+        assert_eq!(
+            Packet::new_checked(&h[..]).unwrap_err(),
+            Error::HeaderLength(4)
+        );
+        let mut h = header(6, 100, 0);
+        h[0] = 0x4f; // 60-byte header, only 20 captured
+        assert!(matches!(Packet::new_checked(&h[..]), Err(Error::Len(_))));
+        let h = header(6, 12, 0);
+        assert_eq!(
+            Packet::new_checked(&h[..]).unwrap_err(),
+            Error::TotalLength {
+                total: 12,
+                header: 20
+            }
+        );
+        let h = header(6, 0, 0);
+        assert_eq!(Packet::new_checked(&h[..]).unwrap().payload_len(), None);
+    }
+}

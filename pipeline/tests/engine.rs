@@ -1,0 +1,182 @@
+//! The threaded pipeline: results do not depend on the number of workers,
+//! the merger publishes while packets flow, and full queues behave as
+//! configured.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pipeline::capture::Frame;
+use pipeline::flow::FlowRecord;
+use pipeline::wire::dissect::LinkType;
+use pipeline::{Backpressure, Clock, Merger, PacketSource, Pipeline, PipelineConfig, Poll};
+
+/// A source of synthetic Ethernet/IPv4/TCP frames: `conns` connections of
+/// `per_conn` packets each, interleaved, one frame per call batch item.
+struct Synthetic {
+    next: u64,
+    total: u64,
+    conns: u64,
+    pause_every: Option<(u64, Duration)>,
+    frame: Vec<u8>,
+}
+
+impl Synthetic {
+    fn new(conns: u64, per_conn: u64) -> Synthetic {
+        Synthetic {
+            next: 0,
+            total: conns * per_conn,
+            conns,
+            pause_every: None,
+            frame: Vec::new(),
+        }
+    }
+
+    fn build(&mut self, i: u64) {
+        let conn = i % self.conns;
+        let from_client = (i / self.conns).is_multiple_of(2);
+        let client = [198, 18, (conn >> 8) as u8, conn as u8];
+        let server = [198, 19, 0, (conn % 7) as u8];
+        let (src, dst, sport, dport) = if from_client {
+            (client, server, 40000 + (conn % 1000) as u16, 443u16)
+        } else {
+            (server, client, 443u16, 40000 + (conn % 1000) as u16)
+        };
+        let f = &mut self.frame;
+        f.clear();
+        f.extend_from_slice(&[0; 12]);
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+    }
+}
+
+impl PacketSource for Synthetic {
+    fn poll<F: FnMut(Frame<'_>)>(&mut self, mut on_frame: F) -> Poll {
+        if self.next >= self.total {
+            return Poll::Finished;
+        }
+        for _ in 0..256 {
+            if self.next >= self.total {
+                break;
+            }
+            let i = self.next;
+            self.build(i);
+            on_frame(Frame {
+                ts_ns: 1_000_000_000_000 + i * 1000,
+                wire_len: 54,
+                link: LinkType::Ethernet,
+                data: &self.frame,
+            });
+            self.next += 1;
+            if let Some((every, pause)) = self.pause_every
+                && self.next.is_multiple_of(every)
+            {
+                std::thread::sleep(pause);
+            }
+        }
+        Poll::Busy
+    }
+}
+
+fn key_counts(flows: &[FlowRecord]) -> Vec<String> {
+    flows
+        .iter()
+        .map(|f| format!("{:?} {:?} {:?} {}", f.key, f.c2s, f.s2c, f.connections))
+        .collect()
+}
+
+#[test]
+fn results_do_not_depend_on_the_number_of_workers() {
+    let mut reference = None;
+    for workers in [1, 2, 3, 8] {
+        let config = PipelineConfig {
+            workers,
+            queue_capacity: 64, // small, so producers really wait
+            ..PipelineConfig::default()
+        };
+        let pipeline = Pipeline::start(config, vec![Synthetic::new(5000, 40)]);
+        let snapshot = pipeline.finish();
+        assert_eq!(snapshot.counters.ingest.frames, 200_000);
+        assert_eq!(
+            snapshot.counters.ingest.handoff_drops, 0,
+            "capture files never drop"
+        );
+        let flows: u64 = snapshot.flows.iter().map(|f| f.total_pkts()).sum();
+        assert_eq!(flows, 200_000, "{workers} workers");
+        let counts = key_counts(&snapshot.flows);
+        match &reference {
+            None => reference = Some(counts),
+            Some(r) => assert_eq!(&counts, r, "{workers} workers"),
+        }
+    }
+}
+
+#[test]
+fn the_merger_publishes_while_packets_flow() {
+    let mut source = Synthetic::new(2000, 50);
+    source.pause_every = Some((10_000, Duration::from_millis(20)));
+    let config = PipelineConfig {
+        workers: 2,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Arc::new(Pipeline::start(config, vec![source]));
+    let published: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let sink = published.clone();
+    let merger = Merger::spawn(
+        pipeline.clone(),
+        Duration::from_millis(25),
+        Clock::Capture,
+        move |s| {
+            sink.lock()
+                .unwrap()
+                .push((s.sequence, s.counters.ingest.frames));
+        },
+    );
+    let last = pipeline.finish();
+    merger.stop();
+    let published = published.lock().unwrap();
+    assert!(
+        published.len() >= 3,
+        "snapshots during ingestion: {published:?}"
+    );
+    assert!(
+        published
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+    );
+    assert!(
+        published
+            .iter()
+            .any(|(_, frames)| *frames > 0 && *frames < 100_000),
+        "{published:?}"
+    );
+    assert_eq!(last.counters.ingest.frames, 100_000);
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_when_told_to() {
+    // Two sources on two workers push into each other's small inboxes; with
+    // the drop policy nothing waits and every frame is either counted in a
+    // flow or as a hand-off drop.
+    let config = PipelineConfig {
+        workers: 2,
+        queue_capacity: 1,
+        backpressure: Backpressure::Drop,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(
+        config,
+        vec![Synthetic::new(3000, 20), Synthetic::new(3000, 20)],
+    );
+    let s = pipeline.finish();
+    let in_flows: u64 = s.flows.iter().map(|f| f.total_pkts()).sum();
+    assert_eq!(s.counters.ingest.frames, 120_000);
+    assert!(
+        s.counters.ingest.handoff_drops > 0,
+        "a one-packet queue must overflow"
+    );
+    assert_eq!(in_flows + s.counters.ingest.handoff_drops, 120_000);
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# flowtap's test command (the one README.md gives): set up, check style and
+# lints, run every test. Tests that need root (network namespaces, XDP) run
+# here too, and fail loudly rather than skip when they cannot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --profile ci

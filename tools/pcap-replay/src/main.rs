@@ -1,0 +1,3 @@
+//! Replays capture files onto an interface
+
+fn main() {}

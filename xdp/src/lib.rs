@@ -1,0 +1,1 @@
+//! XDP program and AF_XDP sockets for live capture
