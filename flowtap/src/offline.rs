@@ -1,25 +1,29 @@
 //! `flowtap -r FILE...`: read capture files through the pipeline, then answer
-//! `--dump` queries from the final snapshot.
+//! `--dump` queries from the final snapshot and, with `--listen`, serve it.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use http_api::View;
+use http_api::Publisher;
+use http_api::cluster::Cluster;
+use http_api::k8s::InventoryFile;
 use pipeline::capture::{FileOutcome, FileSource};
 use pipeline::counters::FrameKind;
 use pipeline::flow::{TableConfig, Timeouts, Window};
 use pipeline::wire::dissect::MalformedReason;
-use pipeline::{Pipeline, PipelineConfig, Snapshot};
+use pipeline::{Clock, Merger, Pipeline, PipelineConfig, Snapshot};
 
 use crate::cli::Cli;
+use crate::serve::Service;
 
 const SECOND_NS: u64 = 1_000_000_000;
 
-/// Runs the offline job; returns the process exit status.
-pub fn run(cli: &Cli) -> anyhow::Result<i32> {
-    let started = Instant::now();
+/// How often a snapshot is published while files are read and served.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+fn pipeline_config(cli: &Cli) -> PipelineConfig {
     let workers = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -32,7 +36,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     if let Some(s) = cli.udp_timeout {
         timeouts.udp_idle_ns = s * SECOND_NS;
     }
-    let config = PipelineConfig {
+    PipelineConfig {
         workers,
         hash_seed: cli.hash_seed,
         table: TableConfig {
@@ -42,35 +46,89 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
             ..TableConfig::default()
         },
         ..PipelineConfig::default()
-    };
-    let (source, report) = FileSource::new(cli.read.clone());
-    let pipeline = Pipeline::start(config, vec![source]);
-    let snapshot = Arc::new(pipeline.finish());
-    let outcomes = std::mem::take(&mut *report.lock().expect("reader thread finished"));
-    let view = View::build(snapshot.clone());
-
-    let targets = if cli.dump.is_empty() {
-        vec![http_api::api::SUMMARY_PATH.to_owned()]
-    } else {
-        cli.dump.clone()
-    };
-    let mut stdout = std::io::stdout().lock();
-    let mut failed = false;
-    for target in &targets {
-        let (path, query) = http_api::api::split_target(target);
-        let response = http_api::respond(&view, path, query);
-        if response.status != 200 {
-            failed = true;
-            eprintln!("flowtap: --dump {target}: HTTP {}", response.status);
-        }
-        stdout
-            .write_all(&response.body)
-            .context("writing to stdout")?;
-        stdout.write_all(b"\n").context("writing to stdout")?;
     }
-    stdout.flush().context("writing to stdout")?;
+}
 
-    report_run(&snapshot, &outcomes, started.elapsed().as_secs_f64());
+/// Runs the offline job; returns the process exit status.
+pub fn run(cli: &Cli) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let inventory = match &cli.k8s_inventory {
+        Some(path) => Some(InventoryFile::open(path).context("loading the Kubernetes inventory")?),
+        None => None,
+    };
+    let cluster = Cluster {
+        cidrs: cli.cluster_cidr.clone(),
+    };
+    let publisher = Arc::new(Mutex::new(Publisher::new(inventory, cluster)));
+    // Bind before reading, so a taken port fails at once.
+    let service = match cli.listen {
+        Some(addr) => Some(Service::start(
+            addr,
+            publisher.clone(),
+            cli.server_config(),
+        )?),
+        None => None,
+    };
+
+    let (source, report) = FileSource::new(cli.read.clone());
+    let pipeline = Arc::new(Pipeline::start(pipeline_config(cli), vec![source]));
+    // While serving, publish progress as the files are read.
+    let merger = service.as_ref().map(|_| {
+        let publisher = publisher.clone();
+        Merger::spawn(
+            pipeline.clone(),
+            PUBLISH_INTERVAL,
+            Clock::Capture,
+            move |snapshot| {
+                publisher.lock().expect("publisher lock").publish(snapshot);
+            },
+        )
+    });
+    let snapshot = pipeline.finish();
+    if let Some(m) = merger {
+        m.stop();
+    }
+    let outcomes = std::mem::take(&mut *report.lock().expect("reader thread finished"));
+    let seconds = started.elapsed().as_secs_f64();
+    let snapshot = Arc::new(snapshot);
+    publisher
+        .lock()
+        .expect("publisher lock")
+        .publish_shared(snapshot.clone());
+    // Printed once the final snapshot is served.
+    report_run(&snapshot, &outcomes, seconds);
+
+    let mut targets = cli.dump.clone();
+    if targets.is_empty() && service.is_none() {
+        targets.push(http_api::api::SUMMARY_PATH.to_owned());
+    }
+    let mut failed = false;
+    if !targets.is_empty() {
+        let view = publisher
+            .lock()
+            .expect("publisher lock")
+            .views()
+            .load_full();
+        let mut stdout = std::io::stdout().lock();
+        for target in &targets {
+            let (path, query) = http_api::api::split_target(target);
+            let response = http_api::respond(&view, path, query);
+            if response.status != 200 {
+                failed = true;
+                eprintln!("flowtap: --dump {target}: HTTP {}", response.status);
+            }
+            stdout
+                .write_all(&response.body)
+                .context("writing to stdout")?;
+            stdout.write_all(b"\n").context("writing to stdout")?;
+        }
+        stdout.flush().context("writing to stdout")?;
+    }
+
+    if let Some(service) = service {
+        service.run_until_signal()?;
+        service.stop();
+    }
     let file_errors = outcomes.iter().any(|o| o.error.is_some());
     Ok(if file_errors || failed { 2 } else { 0 })
 }

@@ -1,10 +1,15 @@
 //! flowtap's HTTP side: the Kubeshark-compatible MCP L4 endpoints
 //! (`/mcp/flows`, `/mcp/flows/summary`) answered from prepared snapshot
-//! views.
+//! views, with Kubernetes enrichment from an inventory file.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cluster;
+pub mod k8s;
+pub mod publish;
+pub mod server;
 pub mod view;
 
 pub use api::{ApiResponse, respond};
+pub use publish::{Publisher, SharedView};
 pub use view::View;

@@ -1,39 +1,124 @@
-//! A published snapshot prepared for queries: built once per snapshot by the
-//! publisher thread, then read by any number of requests without locks.
+//! A published snapshot prepared for queries: the Kubernetes identity of
+//! every flow's endpoints and the summary are computed once, when the
+//! snapshot (or the inventory) changes, then read by any number of requests
+//! without locks.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use pipeline::Snapshot;
+use pipeline::flow::FlowRecord;
 
-use crate::api::summary::{self, EndpointName};
+use crate::api::summary;
+use crate::cluster::Cluster;
+use crate::k8s::{Identity, Inventory};
+
+/// Which end of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
 
 pub struct View {
     pub snapshot: Arc<Snapshot>,
-    /// The summary body, serialised once.
+    /// Client and server identity of each flow, by flow index; empty when no
+    /// inventory is loaded.
+    identities: Vec<[Option<Arc<Identity>>; 2]>,
+    pub cluster: Arc<Cluster>,
+    /// Whether an inventory was applied.
+    pub enriched: bool,
     summary_json: Vec<u8>,
 }
 
 impl View {
-    pub fn build(snapshot: Arc<Snapshot>) -> View {
+    pub fn build(
+        snapshot: Arc<Snapshot>,
+        inventory: Option<&Inventory>,
+        cluster: Arc<Cluster>,
+    ) -> View {
+        let identities = match inventory {
+            Some(inv) => snapshot
+                .flows
+                .iter()
+                .map(|f| {
+                    [
+                        inv.lookup(f.key.client.to_ip()).cloned(),
+                        inv.lookup(f.key.server.to_ip()).cloned(),
+                    ]
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let mut view = View {
             snapshot,
+            identities,
+            cluster,
+            enriched: inventory.is_some(),
             summary_json: Vec::new(),
         };
-        let summary = summary::build(&view);
-        view.summary_json = serde_json::to_vec(&summary).expect("summary serialises");
+        view.summary_json =
+            serde_json::to_vec(&summary::build(&view)).expect("the summary serialises");
         view
+    }
+
+    /// An empty view, served before the first snapshot.
+    pub fn empty() -> View {
+        View::build(Arc::new(Snapshot::default()), None, Arc::default())
+    }
+
+    pub fn flows(&self) -> &[FlowRecord] {
+        &self.snapshot.flows
     }
 
     pub fn summary_json(&self) -> &[u8] {
         &self.summary_json
     }
 
-    /// Names of flow `i`'s client and server for the summary's top lists.
-    pub fn endpoint_names(&self, i: usize) -> (EndpointName, EndpointName) {
-        let key = &self.snapshot.flows[i].key;
-        (
-            EndpointName::Ip(key.client.to_ip()),
-            EndpointName::Ip(key.server.to_ip()),
-        )
+    pub fn identity(&self, flow: usize, side: Side) -> Option<&Arc<Identity>> {
+        self.identities.get(flow)?[side as usize].as_ref()
+    }
+
+    pub fn ip(&self, flow: usize, side: Side) -> IpAddr {
+        let key = &self.snapshot.flows[flow].key;
+        match side {
+            Side::Client => key.client.to_ip(),
+            Side::Server => key.server.to_ip(),
+        }
+    }
+
+    /// The port an endpoint is reached on: the server port for servers; a
+    /// flow aggregates many client ports, so none for clients.
+    pub fn port(&self, flow: usize, side: Side) -> Option<u16> {
+        match side {
+            Side::Client => None,
+            Side::Server => Some(self.snapshot.flows[flow].key.server_port),
+        }
+    }
+
+    pub fn pod(&self, flow: usize, side: Side) -> Option<&Arc<str>> {
+        self.identity(flow, side)?.pod.as_ref()
+    }
+
+    pub fn ns(&self, flow: usize, side: Side) -> Option<&Arc<str>> {
+        self.identity(flow, side)?.ns.as_ref()
+    }
+
+    pub fn node(&self, flow: usize, side: Side) -> Option<&Arc<str>> {
+        self.identity(flow, side)?.node.as_ref()
+    }
+
+    /// The endpoint's service, chosen by the server port for servers.
+    pub fn svc(&self, flow: usize, side: Side) -> Option<&Arc<str>> {
+        self.identity(flow, side)?.service(self.port(flow, side))
+    }
+
+    pub fn container_id(&self, flow: usize, side: Side) -> Option<&Arc<str>> {
+        self.identity(flow, side)?
+            .container_id(self.port(flow, side))
+    }
+
+    pub fn external(&self, flow: usize, side: Side) -> Option<bool> {
+        self.cluster.is_external(self.ip(flow, side))
     }
 }

@@ -2,6 +2,8 @@
 //! the real `flowtap` binary.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

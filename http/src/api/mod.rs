@@ -3,13 +3,16 @@
 
 pub mod query;
 pub mod render;
+pub mod rows;
+pub mod select;
 pub mod summary;
 
 use serde::Serialize;
 
 use crate::view::View;
-use query::{ApiError, parse_flow_query};
-use render::{FlowsBody, RenderedFlows};
+use query::{ApiError, FlowQuery, Format, parse_flow_query};
+use render::{Entries, FlowsBody, RenderedFlows};
+use rows::Row;
 
 /// A response body with its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +29,7 @@ impl ApiResponse {
         }
     }
 
+    /// `{"error": ..., "parameter": ...}` with the error's status.
     pub fn error(e: &ApiError) -> ApiResponse {
         #[derive(Serialize)]
         struct Body<'a> {
@@ -49,8 +53,8 @@ pub const SUMMARY_PATH: &str = "/mcp/flows/summary";
 /// Answers a GET of `path` with query string `query` (without the `?`).
 pub fn respond(view: &View, path: &str, query: &str) -> ApiResponse {
     match path {
-        FLOWS_PATH => match flows(view, query) {
-            Ok(body) => ApiResponse::json(200, &body),
+        FLOWS_PATH => match parse_flow_query(query) {
+            Ok(q) => ApiResponse::json(200, &flows(view, &q)),
             Err(e) => ApiResponse::error(&e),
         },
         SUMMARY_PATH => {
@@ -67,7 +71,7 @@ pub fn respond(view: &View, path: &str, query: &str) -> ApiResponse {
         }
         _ => ApiResponse::error(&ApiError {
             status: 404,
-            message: format!("no such endpoint: {path}"),
+            message: format!("no such endpoint: {path}; try {FLOWS_PATH} or {SUMMARY_PATH}"),
             parameter: None,
         }),
     }
@@ -78,18 +82,62 @@ pub fn split_target(target: &str) -> (&str, &str) {
     target.split_once('?').unwrap_or((target, ""))
 }
 
-fn flows<'a>(view: &'a View, query: &str) -> Result<FlowsBody<'a>, ApiError> {
-    let q = parse_flow_query(query)?;
-    let snapshot = &*view.snapshot;
-    let total = snapshot.flows.len();
-    let flows: Vec<_> = snapshot.flows.iter().take(q.limit).collect();
-    Ok(FlowsBody {
-        truncated: flows.len() < total,
+/// The `/mcp/flows` body for a parsed query.
+pub fn flows<'a>(view: &'a View, q: &FlowQuery) -> FlowsBody<'a> {
+    let n = view.flows().len();
+    let min_p99 = q.min_handshake_p99_us;
+    let entries;
+    let total;
+    match q.aggregate {
+        None => {
+            let filtered = select::filters(q) || min_p99.is_some();
+            let mut indices: Vec<usize> = if filtered {
+                (0..n)
+                    .filter(|&i| select::matches(view, i, q))
+                    .filter(|&i| {
+                        min_p99.is_none_or(|m| {
+                            rows::handshake_p99(&view.flows()[i].percentiles) >= Some(m)
+                        })
+                    })
+                    .collect()
+            } else if q.sort == query::SortKey::Bytes {
+                // The common case: no filter, snapshot order. Touch only what is returned.
+                (0..n.min(q.limit)).collect()
+            } else {
+                (0..n).collect()
+            };
+            total = if filtered { indices.len() } else { n };
+            select::top_flows(view, &mut indices, q.sort, q.limit);
+            entries = match q.format {
+                Format::Raw => Entries::Raw(indices.iter().map(|&i| &view.flows()[i]).collect()),
+                _ => Entries::Rows {
+                    rows: indices.iter().map(|&i| Row::of_flow(view, i)).collect(),
+                    full: q.format == Format::Full,
+                    aggregated: false,
+                },
+            };
+        }
+        Some(by) => {
+            let indices: Vec<usize> = (0..n).filter(|&i| select::matches(view, i, q)).collect();
+            let mut rows = rows::aggregate(view, &indices, by);
+            if let Some(m) = min_p99 {
+                rows.retain(|r| r.handshake_p99() >= Some(m));
+            }
+            total = rows.len();
+            select::top_rows(&mut rows, q.sort, q.limit);
+            entries = Entries::Rows {
+                rows,
+                full: q.format == Format::Full,
+                aggregated: true,
+            };
+        }
+    }
+    FlowsBody {
+        truncated: entries.len() < total,
         flows: RenderedFlows {
-            flows,
-            snapshot,
-            format: q.format,
+            entries,
+            snapshot: &view.snapshot,
         },
         total,
-    })
+    }
 }

@@ -3,20 +3,40 @@
 
 use std::fmt;
 
+use ipnetwork::IpNetwork;
+use pipeline::packet::L4Proto;
+
 /// How each flow is rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Format {
     /// The reference's LLM-oriented shape with totals.
     #[default]
     Compact,
-    /// Compact plus rates, timestamps, container ids.
+    /// Compact plus rates, timestamps, container ids, external marks.
     Full,
     /// flowtap's internal record with its native field names.
     Raw,
 }
 
-impl Format {
-    pub const VALUES: &'static str = "compact, full, raw";
+/// What flows are merged by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregate {
+    Pod,
+    Namespace,
+    Node,
+    Service,
+}
+
+/// The order of the returned flows (all descending).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SortKey {
+    #[default]
+    Bytes,
+    Pkts,
+    Pps,
+    /// The larger of the two handshake legs' p99 (SYN -> ACK when the
+    /// handshake completed); flows without one come last.
+    HandshakeP99,
 }
 
 /// Flows returned when the query gives no `limit`.
@@ -26,6 +46,14 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub struct FlowQuery {
     pub format: Format,
     pub limit: usize,
+    pub aggregate: Option<Aggregate>,
+    pub l4proto: Option<L4Proto>,
+    pub ip: Option<IpNetwork>,
+    pub ns: Option<String>,
+    pub pod: Option<String>,
+    pub svc: Option<String>,
+    pub sort: SortKey,
+    pub min_handshake_p99_us: Option<u64>,
 }
 
 impl Default for FlowQuery {
@@ -33,6 +61,14 @@ impl Default for FlowQuery {
         FlowQuery {
             format: Format::Compact,
             limit: DEFAULT_LIMIT,
+            aggregate: None,
+            l4proto: None,
+            ip: None,
+            ns: None,
+            pod: None,
+            svc: None,
+            sort: SortKey::Bytes,
+            min_handshake_p99_us: None,
         }
     }
 }
@@ -64,54 +100,200 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// One parameter: its name, its accepted values (for messages and schemas),
+/// and what it means.
+pub struct ParamDoc {
+    pub name: &'static str,
+    pub values: &'static [&'static str],
+    pub description: &'static str,
+}
+
+/// Every parameter of `/mcp/flows`, the single list that error messages,
+/// the README and the MCP tool schema are written from.
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc {
+        name: "format",
+        values: &["compact", "full", "raw"],
+        description: "compact (default): the reference shape; full: adds rates, timestamps, container ids and external marks; raw: flowtap's internal record",
+    },
+    ParamDoc {
+        name: "aggregate",
+        values: &["pod", "namespace", "node", "service"],
+        description: "merge flows whose client and server share this attribute (and protocol); endpoints without it stay grouped by IP",
+    },
+    ParamDoc {
+        name: "l4proto",
+        values: &["tcp", "udp"],
+        description: "only this transport protocol",
+    },
+    ParamDoc {
+        name: "ip",
+        values: &[],
+        description: "an IP address or CIDR; flows with either endpoint inside",
+    },
+    ParamDoc {
+        name: "ns",
+        values: &[],
+        description: "namespace of either endpoint: the exact name or a prefix",
+    },
+    ParamDoc {
+        name: "pod",
+        values: &[],
+        description: "pod of either endpoint: the exact name or a prefix",
+    },
+    ParamDoc {
+        name: "svc",
+        values: &[],
+        description: "service of either endpoint: the exact name or a prefix",
+    },
+    ParamDoc {
+        name: "limit",
+        values: &[],
+        description: "flows to return (default 100); total counts all matches",
+    },
+    ParamDoc {
+        name: "sort",
+        values: &["bytes", "pkts", "pps", "handshake_p99"],
+        description: "order, descending (default bytes); handshake_p99 is the larger leg's p99",
+    },
+    ParamDoc {
+        name: "min_handshake_p99_us",
+        values: &[],
+        description: "only TCP flows whose handshake p99 (the larger leg) is at least this many microseconds",
+    },
+];
+
+fn choice<T: Copy>(name: &str, value: &str, options: &[(&str, T)]) -> Result<T, ApiError> {
+    options
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let allowed: Vec<&str> = options.iter().map(|(v, _)| *v).collect();
+            ApiError::bad_parameter(
+                name,
+                format!(
+                    "invalid {name} {value:?}; expected one of: {}",
+                    allowed.join(", ")
+                ),
+            )
+        })
+}
+
+fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::bad_parameter(
+            name,
+            format!("{name} must not be empty"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn unsigned(name: &str, value: &str) -> Result<u64, ApiError> {
+    value.parse::<u64>().map_err(|_| {
+        ApiError::bad_parameter(
+            name,
+            format!("{name} must be a non-negative integer, got {value:?}"),
+        )
+    })
+}
+
 /// Parses the query string of `/mcp/flows`.
 pub fn parse_flow_query(raw: &str) -> Result<FlowQuery, ApiError> {
-    let mut query = FlowQuery::default();
-    let mut seen: Vec<String> = Vec::new();
+    let mut pairs = Vec::new();
     for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-        if seen.iter().any(|s| *s == name) {
+        pairs.push((name.into_owned(), value.into_owned()));
+    }
+    parse_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+}
+
+/// Parses name/value pairs (from a query string or tool arguments).
+pub fn parse_pairs<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<FlowQuery, ApiError> {
+    let mut q = FlowQuery::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in pairs {
+        if seen.contains(&name) {
             return Err(ApiError::bad_parameter(
-                &name,
+                name,
                 format!("parameter {name} given more than once"),
             ));
         }
-        seen.push(name.to_string());
-        match name.as_ref() {
+        seen.push(name);
+        match name {
             "format" => {
-                query.format = match value.as_ref() {
-                    "compact" => Format::Compact,
-                    "full" => Format::Full,
-                    "raw" => Format::Raw,
-                    other => {
-                        return Err(ApiError::bad_parameter(
-                            "format",
-                            format!(
-                                "unknown format {other:?}; expected one of {}",
-                                Format::VALUES
-                            ),
-                        ));
-                    }
-                }
+                q.format = choice(
+                    name,
+                    value,
+                    &[
+                        ("compact", Format::Compact),
+                        ("full", Format::Full),
+                        ("raw", Format::Raw),
+                    ],
+                )?
             }
-            "limit" => query.limit = parse_limit(&value)?,
+            "aggregate" => {
+                q.aggregate = Some(choice(
+                    name,
+                    value,
+                    &[
+                        ("pod", Aggregate::Pod),
+                        ("namespace", Aggregate::Namespace),
+                        ("node", Aggregate::Node),
+                        ("service", Aggregate::Service),
+                    ],
+                )?)
+            }
+            "l4proto" => {
+                q.l4proto = Some(choice(
+                    name,
+                    value,
+                    &[("tcp", L4Proto::Tcp), ("udp", L4Proto::Udp)],
+                )?)
+            }
+            "ip" => {
+                q.ip = Some(value.parse::<IpNetwork>().map_err(|_| {
+                    ApiError::bad_parameter(
+                        name,
+                        format!("ip must be an IP address or CIDR, got {value:?}"),
+                    )
+                })?)
+            }
+            "ns" => q.ns = Some(non_empty(name, value)?),
+            "pod" => q.pod = Some(non_empty(name, value)?),
+            "svc" => q.svc = Some(non_empty(name, value)?),
+            "limit" => q.limit = usize::try_from(unsigned(name, value)?).unwrap_or(usize::MAX),
+            "sort" => {
+                q.sort = choice(
+                    name,
+                    value,
+                    &[
+                        ("bytes", SortKey::Bytes),
+                        ("pkts", SortKey::Pkts),
+                        ("pps", SortKey::Pps),
+                        ("handshake_p99", SortKey::HandshakeP99),
+                    ],
+                )?
+            }
+            "min_handshake_p99_us" => q.min_handshake_p99_us = Some(unsigned(name, value)?),
             other => {
+                let known: Vec<&str> = PARAMS.iter().map(|p| p.name).collect();
                 return Err(ApiError::bad_parameter(
                     other,
-                    format!("unknown parameter {other:?}"),
+                    format!("unknown parameter {other:?}; known: {}", known.join(", ")),
                 ));
             }
         }
     }
-    Ok(query)
-}
-
-fn parse_limit(value: &str) -> Result<usize, ApiError> {
-    value.parse::<usize>().map_err(|_| {
-        ApiError::bad_parameter(
-            "limit",
-            format!("limit must be a non-negative integer, got {value:?}"),
-        )
-    })
+    if q.format == Format::Raw && q.aggregate.is_some() {
+        return Err(ApiError::bad_parameter(
+            "aggregate",
+            "format=raw lists flowtap's per-flow records and cannot be aggregated; use compact or full",
+        ));
+    }
+    Ok(q)
 }
 
 #[cfg(test)]
@@ -121,9 +303,23 @@ mod tests {
     #[test]
     fn defaults_and_values() {
         assert_eq!(parse_flow_query("").unwrap(), FlowQuery::default());
-        let q = parse_flow_query("format=full&limit=1000000").unwrap();
+        let q = parse_flow_query("format=full&limit=1000000&aggregate=namespace&l4proto=udp&ip=10.0.0.0%2F8&ns=kube&pod=front&svc=web&sort=handshake_p99&min_handshake_p99_us=10000").unwrap();
         assert_eq!((q.format, q.limit), (Format::Full, 1_000_000));
-        assert_eq!(parse_flow_query("format=raw").unwrap().format, Format::Raw);
+        assert_eq!(q.aggregate, Some(Aggregate::Namespace));
+        assert_eq!(q.l4proto, Some(L4Proto::Udp));
+        assert_eq!(q.ip, Some("10.0.0.0/8".parse().unwrap()));
+        assert_eq!(
+            (q.ns.as_deref(), q.pod.as_deref(), q.svc.as_deref()),
+            (Some("kube"), Some("front"), Some("web"))
+        );
+        assert_eq!(
+            (q.sort, q.min_handshake_p99_us),
+            (SortKey::HandshakeP99, Some(10_000))
+        );
+        assert_eq!(
+            parse_flow_query("ip=2001:db8::1").unwrap().ip,
+            Some("2001:db8::1".parse().unwrap())
+        );
     }
 
     #[test]
@@ -133,8 +329,16 @@ mod tests {
             ("limit=-1", "limit"),
             ("limit=ten", "limit"),
             ("limit=", "limit"),
+            ("aggregate=cluster", "aggregate"),
+            ("l4proto=sctp", "l4proto"),
+            ("ip=10.0.0.300", "ip"),
+            ("ip=10.0.0.0%2F33", "ip"),
+            ("ns=", "ns"),
+            ("sort=latency", "sort"),
+            ("min_handshake_p99_us=fast", "min_handshake_p99_us"),
             ("bogus=1", "bogus"),
             ("limit=1&limit=2", "limit"),
+            ("format=raw&aggregate=pod", "aggregate"),
         ] {
             let err = parse_flow_query(q).unwrap_err();
             assert_eq!(err.status, 400);

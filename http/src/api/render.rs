@@ -1,15 +1,17 @@
 //! The JSON shapes of the reference (`kubeshark-mcp-l4-tools.txt`): field
-//! names, nesting and types exactly as documented, built from flow records.
+//! names, nesting and types exactly as documented, rendered one entry at a
+//! time while the body is written.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use pipeline::Snapshot;
+use pipeline::flow::FlowRecord;
 use pipeline::flow::rate::{C2S, S2C};
 use pipeline::flow::table::{CLIENT_LEG, SERVER_LEG};
-use pipeline::flow::{FlowRecord, Percentiles};
+use pipeline::packet::L4Proto;
 use serde::{Serialize, Serializer};
 
-use super::query::Format;
+use super::rows::{EndpointFields, Row};
 
 /// A rate: printed as an integer when it is one (as the reference's Go
 /// encoder does), else rounded to three decimals.
@@ -31,11 +33,46 @@ impl Serialize for Rate {
     }
 }
 
+/// An endpoint: the reference's fields in its order, then flowtap's
+/// additions (`full` only): `external` (outside every `--cluster-cidr`, or
+/// NAT64) and `nat64_ipv4` (the IPv4 address a 64:ff9b::/96 address embeds).
+/// `cgroup_id` is never known from a mirror port and so never present.
 #[derive(Serialize, Debug)]
-pub struct Endpoint {
-    pub ip: IpAddr,
+pub struct Endpoint<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svc: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat64_ipv4: Option<Ipv4Addr>,
+}
+
+impl<'a> Endpoint<'a> {
+    fn of(e: &'a EndpointFields, port: Option<u16>, full: bool) -> Endpoint<'a> {
+        Endpoint {
+            ip: e.ip,
+            port,
+            pod: e.pod.as_deref(),
+            ns: e.ns.as_deref(),
+            svc: e.svc.as_deref(),
+            node: e.node.as_deref(),
+            container_id: e.container_id.as_deref().filter(|_| full),
+            external: e.external.filter(|_| full),
+            nat64_ipv4: e.nat64_ipv4.filter(|_| full),
+        }
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -70,15 +107,18 @@ pub struct Totals {
     pub bps: Rate,
 }
 
-/// A flow in `compact` or `full` format.
+/// A flow (or aggregated group) in `compact` or `full` format.
 #[derive(Serialize, Debug)]
-pub struct FlowJson {
+pub struct FlowJson<'a> {
     pub proto: &'static str,
-    pub client: Endpoint,
-    pub server: Endpoint,
+    pub client: Endpoint<'a>,
+    pub server: Endpoint<'a>,
     pub client_stats: Stats,
     pub server_stats: Stats,
     pub totals: Totals,
+    /// Flows merged into an aggregated entry (`full` format with `aggregate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_flows: Option<u64>,
 }
 
 /// Handshake leg summary in `raw` format.
@@ -114,8 +154,31 @@ pub struct RawFlow {
     pub syn_to_ack: Option<RawLeg>,
 }
 
-/// The `/mcp/flows` body. Flows are rendered one at a time as the body is
-/// serialised, so no second copy of the whole list is ever built.
+/// The entries of a `/mcp/flows` body.
+pub enum Entries<'a> {
+    Raw(Vec<&'a FlowRecord>),
+    Rows {
+        rows: Vec<Row>,
+        full: bool,
+        aggregated: bool,
+    },
+}
+
+impl Entries<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Entries::Raw(v) => v.len(),
+            Entries::Rows { rows, .. } => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The `/mcp/flows` body. Entries are rendered one at a time as the body is
+/// serialised, so no second copy of the whole list is built.
 #[derive(Serialize)]
 pub struct FlowsBody<'a> {
     pub flows: RenderedFlows<'a>,
@@ -124,20 +187,28 @@ pub struct FlowsBody<'a> {
 }
 
 pub struct RenderedFlows<'a> {
-    pub flows: Vec<&'a FlowRecord>,
+    pub entries: Entries<'a>,
     pub snapshot: &'a Snapshot,
-    pub format: Format,
 }
 
 impl Serialize for RenderedFlows<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.flows.len()))?;
-        for f in &self.flows {
-            if self.format == Format::Raw {
-                seq.serialize_element(&raw_flow(f, self.snapshot))?;
-            } else {
-                seq.serialize_element(&shaped_flow(f, self.format == Format::Full))?;
+        let mut seq = s.serialize_seq(Some(self.entries.len()))?;
+        match &self.entries {
+            Entries::Raw(flows) => {
+                for f in flows {
+                    seq.serialize_element(&raw_flow(f, self.snapshot))?;
+                }
+            }
+            Entries::Rows {
+                rows,
+                full,
+                aggregated,
+            } => {
+                for row in rows {
+                    seq.serialize_element(&shaped(row, *full, *aggregated))?;
+                }
             }
         }
         seq.end()
@@ -148,13 +219,6 @@ impl Serialize for RenderedFlows<'_> {
 pub fn iso8601(ns: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
     humantime::format_rfc3339_micros(t).to_string()
-}
-
-fn handshake_fields(p: Option<Percentiles>, tcp: bool) -> [Option<u64>; 3] {
-    match p {
-        Some(p) if tcp => [Some(p.p50), Some(p.p90), Some(p.p99)],
-        _ => [None; 3],
-    }
 }
 
 /// A flow in `raw` format.
@@ -190,57 +254,58 @@ pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
     }
 }
 
-/// A flow in `compact` format, or `full` format when `full` is set.
-pub fn shaped_flow(f: &FlowRecord, full: bool) -> FlowJson {
-    let tcp = f.key.proto == pipeline::packet::L4Proto::Tcp;
+/// A row in `compact` format, or `full` format when `full` is set.
+pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
+    let tcp = row.proto == L4Proto::Tcp;
     let rate = |v: f64| full.then_some(Rate(v));
-    let timestamp = full.then(|| iso8601(f.last_seen_ns));
-    let [c50, c90, c99] = handshake_fields(f.percentiles[CLIENT_LEG], tcp);
-    let [s50, s90, s99] = handshake_fields(f.percentiles[SERVER_LEG], tcp);
+    let timestamp = full.then(|| iso8601(row.last_seen_ns));
+    let legs = |leg: usize| match row.percentiles[leg] {
+        Some(p) if tcp => [Some(p.p50), Some(p.p90), Some(p.p99)],
+        _ => [None; 3],
+    };
+    let [c50, c90, c99] = legs(CLIENT_LEG);
+    let [s50, s90, s99] = legs(SERVER_LEG);
+    let (c2s, s2c) = (row.c2s, row.s2c);
+    let (pps, bps) = (row.rates.pps, row.rates.bps);
     FlowJson {
-        proto: f.key.proto.name(),
-        client: Endpoint {
-            ip: f.key.client.to_ip(),
-            port: None,
-        },
-        server: Endpoint {
-            ip: f.key.server.to_ip(),
-            port: Some(f.key.server_port),
-        },
+        proto: row.proto.name(),
+        client: Endpoint::of(&row.client, None, full),
+        server: Endpoint::of(&row.server, row.server_port, full),
         client_stats: Stats {
-            tx_pkts: f.c2s.pkts,
-            rx_pkts: f.s2c.pkts,
-            tx_bytes: f.c2s.bytes,
-            rx_bytes: f.s2c.bytes,
-            tx_pps: rate(f.rates.pps[C2S]),
-            rx_pps: rate(f.rates.pps[S2C]),
-            tx_bps: rate(f.rates.bps[C2S]),
-            rx_bps: rate(f.rates.bps[S2C]),
+            tx_pkts: c2s.pkts,
+            rx_pkts: s2c.pkts,
+            tx_bytes: c2s.bytes,
+            rx_bytes: s2c.bytes,
+            tx_pps: rate(pps[C2S]),
+            rx_pps: rate(pps[S2C]),
+            tx_bps: rate(bps[C2S]),
+            rx_bps: rate(bps[S2C]),
             timestamp: timestamp.clone(),
             tcp_handshake_p50_us: c50,
             tcp_handshake_p90_us: c90,
             tcp_handshake_p99_us: c99,
         },
         server_stats: Stats {
-            tx_pkts: f.s2c.pkts,
-            rx_pkts: f.c2s.pkts,
-            tx_bytes: f.s2c.bytes,
-            rx_bytes: f.c2s.bytes,
-            tx_pps: rate(f.rates.pps[S2C]),
-            rx_pps: rate(f.rates.pps[C2S]),
-            tx_bps: rate(f.rates.bps[S2C]),
-            rx_bps: rate(f.rates.bps[C2S]),
+            tx_pkts: s2c.pkts,
+            rx_pkts: c2s.pkts,
+            tx_bytes: s2c.bytes,
+            rx_bytes: c2s.bytes,
+            tx_pps: rate(pps[S2C]),
+            rx_pps: rate(pps[C2S]),
+            tx_bps: rate(bps[S2C]),
+            rx_bps: rate(bps[C2S]),
             timestamp,
             tcp_handshake_p50_us: s50,
             tcp_handshake_p90_us: s90,
             tcp_handshake_p99_us: s99,
         },
         totals: Totals {
-            pkts: f.total_pkts(),
-            bytes: f.total_bytes(),
-            pps: Rate(f.rates.pps[C2S] + f.rates.pps[S2C]),
-            bps: Rate(f.rates.bps[C2S] + f.rates.bps[S2C]),
+            pkts: row.total_pkts(),
+            bytes: row.total_bytes(),
+            pps: Rate(pps[C2S] + pps[S2C]),
+            bps: Rate(bps[C2S] + bps[S2C]),
         },
+        merged_flows: (full && aggregated).then_some(row.flows),
     }
 }
 

@@ -1,12 +1,14 @@
-//! `GET /mcp/flows/summary`: computed once per snapshot, when the view is
-//! built, so the endpoint answers from a prepared body.
+//! `GET /mcp/flows/summary`: computed once per view, so the endpoint answers
+//! from a prepared body whatever the number of flows.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use pipeline::packet::L4Proto;
 use serde::Serialize;
 
-use crate::view::View;
+use crate::view::{Side, View};
 
 /// Entries in `top_by_bytes` and `top_by_pkts`.
 pub const TOP_N: usize = 10;
@@ -40,86 +42,150 @@ pub struct Summary {
     pub udp_flows: usize,
     pub total_bytes: u64,
     pub total_pkts: u64,
+    /// Distinct client IPs.
     pub unique_clients: usize,
+    /// Distinct server IPs.
     pub unique_servers: usize,
+    /// Heaviest (client, server) pairs, named by pod where known, else by IP.
     pub top_by_bytes: Vec<TopByBytes>,
     pub top_by_pkts: Vec<TopByPkts>,
+    /// Flows touching each namespace (a flow between two namespaces counts
+    /// in both, a flow within one namespace once).
     pub by_namespace: BTreeMap<String, u64>,
+    /// Flows whose client and server namespaces differ, client namespace
+    /// first, heaviest first.
     pub cross_namespace: Vec<CrossNamespace>,
+    /// Bytes of flows whose server is outside every `--cluster-cidr` (or
+    /// NAT64): external egress. Present when cluster CIDRs are configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_bytes: Option<u64>,
 }
 
 /// How an endpoint is named in the top lists: its pod, else its IP.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EndpointName {
-    Pod(std::sync::Arc<str>),
+enum Name {
+    Pod(Arc<str>),
     Ip(IpAddr),
 }
 
-impl EndpointName {
-    fn to_text(&self) -> String {
+impl Name {
+    fn of(view: &View, flow: usize, side: Side) -> Name {
+        match view.pod(flow, side) {
+            Some(pod) => Name::Pod(pod.clone()),
+            None => Name::Ip(view.ip(flow, side)),
+        }
+    }
+
+    fn text(&self) -> String {
         match self {
-            EndpointName::Pod(p) => p.to_string(),
-            EndpointName::Ip(ip) => ip.to_string(),
+            Name::Pod(p) => p.to_string(),
+            Name::Ip(ip) => ip.to_string(),
         }
     }
 }
 
 pub fn build(view: &View) -> Summary {
-    let flows = &view.snapshot.flows;
+    let flows = view.flows();
     let mut clients = HashSet::new();
     let mut servers = HashSet::new();
     // Bytes and packets per (client name, server name) pair.
-    let mut pairs: HashMap<(EndpointName, EndpointName), (u64, u64)> = HashMap::new();
-    let mut summary = Summary {
-        total_flows: flows.len(),
-        tcp_flows: 0,
-        udp_flows: 0,
-        total_bytes: 0,
-        total_pkts: 0,
-        unique_clients: 0,
-        unique_servers: 0,
-        top_by_bytes: Vec::new(),
-        top_by_pkts: Vec::new(),
-        by_namespace: BTreeMap::new(),
-        cross_namespace: Vec::new(),
-    };
+    let mut pairs: HashMap<(Name, Name), (u64, u64)> = HashMap::new();
+    let mut by_namespace: HashMap<Arc<str>, u64> = HashMap::new();
+    let mut cross: HashMap<(Arc<str>, Arc<str>), (u64, u64)> = HashMap::new();
+    let mut external_bytes = view.cluster.configured().then_some(0u64);
+    let (mut tcp_flows, mut udp_flows, mut total_bytes, mut total_pkts) = (0, 0, 0, 0);
     for (i, f) in flows.iter().enumerate() {
         match f.key.proto {
-            pipeline::packet::L4Proto::Tcp => summary.tcp_flows += 1,
-            pipeline::packet::L4Proto::Udp => summary.udp_flows += 1,
+            L4Proto::Tcp => tcp_flows += 1,
+            L4Proto::Udp => udp_flows += 1,
         }
-        summary.total_bytes += f.total_bytes();
-        summary.total_pkts += f.total_pkts();
+        let bytes = f.total_bytes();
+        total_bytes += bytes;
+        total_pkts += f.total_pkts();
         clients.insert(f.key.client);
         servers.insert(f.key.server);
-        let (client, server) = view.endpoint_names(i);
-        let pair = pairs.entry((client, server)).or_default();
-        pair.0 += f.total_bytes();
+        let pair = pairs
+            .entry((
+                Name::of(view, i, Side::Client),
+                Name::of(view, i, Side::Server),
+            ))
+            .or_default();
+        pair.0 += bytes;
         pair.1 += f.total_pkts();
+        if let Some(external) = external_bytes.as_mut()
+            && view.external(i, Side::Server) == Some(true)
+        {
+            *external += bytes;
+        }
+        let client_ns = view.ns(i, Side::Client);
+        let server_ns = view.ns(i, Side::Server);
+        match (client_ns, server_ns) {
+            (Some(c), Some(s)) if c == s => *by_namespace.entry(c.clone()).or_default() += 1,
+            (c, s) => {
+                for ns in [c, s].into_iter().flatten() {
+                    *by_namespace.entry(ns.clone()).or_default() += 1;
+                }
+            }
+        }
+        if let (Some(c), Some(s)) = (client_ns, server_ns)
+            && c != s
+        {
+            let e = cross.entry((c.clone(), s.clone())).or_default();
+            e.0 += 1;
+            e.1 += bytes;
+        }
     }
-    summary.unique_clients = clients.len();
-    summary.unique_servers = servers.len();
 
     let mut ranked: Vec<_> = pairs.into_iter().collect();
     ranked.sort_unstable_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
-    summary.top_by_bytes = ranked
+    let top_by_bytes = ranked
         .iter()
         .take(TOP_N)
         .map(|((c, s), (bytes, _))| TopByBytes {
-            client_pod: c.to_text(),
-            server_pod: s.to_text(),
+            client_pod: c.text(),
+            server_pod: s.text(),
             bytes: *bytes,
         })
         .collect();
     ranked.sort_unstable_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
-    summary.top_by_pkts = ranked
+    let top_by_pkts = ranked
         .iter()
         .take(TOP_N)
         .map(|((c, s), (_, pkts))| TopByPkts {
-            client_pod: c.to_text(),
-            server_pod: s.to_text(),
+            client_pod: c.text(),
+            server_pod: s.text(),
             pkts: *pkts,
         })
         .collect();
-    summary
+    let mut cross_namespace: Vec<CrossNamespace> = cross
+        .into_iter()
+        .map(|((src, dst), (flows, bytes))| CrossNamespace {
+            src_ns: src.to_string(),
+            dst_ns: dst.to_string(),
+            flows,
+            bytes,
+        })
+        .collect();
+    cross_namespace.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then_with(|| (&a.src_ns, &a.dst_ns).cmp(&(&b.src_ns, &b.dst_ns)))
+    });
+    Summary {
+        total_flows: flows.len(),
+        tcp_flows,
+        udp_flows,
+        total_bytes,
+        total_pkts,
+        unique_clients: clients.len(),
+        unique_servers: servers.len(),
+        top_by_bytes,
+        top_by_pkts,
+        by_namespace: by_namespace
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        cross_namespace,
+        external_bytes,
+    }
 }

@@ -1,0 +1,92 @@
+//! Serving the API: a tokio runtime of its own (never the capture cores),
+//! the HTTP server, and the publisher that turns snapshots into views.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use http_api::Publisher;
+use http_api::server::{AppState, ServerConfig, serve};
+use tokio::sync::watch;
+
+/// Threads answering HTTP requests.
+const HTTP_THREADS: usize = 2;
+
+pub struct Service {
+    runtime: tokio::runtime::Runtime,
+    publisher: Arc<Mutex<Publisher>>,
+    stop: watch::Sender<bool>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    /// Binds `listen` and starts answering from `publisher`'s views.
+    pub fn start(
+        listen: SocketAddr,
+        publisher: Arc<Mutex<Publisher>>,
+        config: ServerConfig,
+    ) -> anyhow::Result<Service> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(HTTP_THREADS)
+            .max_blocking_threads(HTTP_THREADS * 2)
+            .thread_name("flowtap-http")
+            .enable_all()
+            .build()
+            .context("starting the HTTP runtime")?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(listen))
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let state = Arc::new(AppState {
+            views: publisher.lock().expect("publisher lock").views(),
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let server = runtime.spawn(serve(listener, state, config, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        eprintln!("flowtap: serving on http://{addr}");
+        Ok(Service {
+            runtime,
+            publisher,
+            stop,
+            server: Some(server),
+        })
+    }
+
+    /// Blocks until SIGINT or SIGTERM, re-reading the inventory meanwhile.
+    pub fn run_until_signal(&self) -> anyhow::Result<()> {
+        let publisher = self.publisher.clone();
+        self.runtime.block_on(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term =
+                signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+            let mut int =
+                signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                    _ = tick.tick() => {
+                        let publisher = publisher.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            publisher.lock().expect("publisher lock").refresh();
+                        })
+                        .await;
+                    }
+                }
+            }
+            eprintln!("flowtap: shutting down");
+            Ok(())
+        })
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = self.runtime.block_on(server);
+        }
+        self.runtime.shutdown_timeout(Duration::from_secs(2));
+    }
+}

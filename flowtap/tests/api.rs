@@ -1,0 +1,1045 @@
+//! The MCP L4 HTTP API over real captures (the corpus's 02_pcpp_example and
+//! the bundled demo) with the bundled Kubernetes inventory: every parameter,
+//! format, aggregation and error, checked with real HTTP requests against
+//! the reference's JSON shapes and against oracles computed here from the
+//! full flow list.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::corpus_dir;
+use common::server::Server;
+use serde_json::Value;
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn capture_args(inventory: &Path) -> Vec<String> {
+    let root = project_root();
+    vec![
+        "-r".into(),
+        corpus_dir()
+            .join("captures/02_pcpp_example.pcap")
+            .display()
+            .to_string(),
+        root.join("demo/demo.pcap").display().to_string(),
+        "--k8s-inventory".into(),
+        inventory.display().to_string(),
+        "--cluster-cidr".into(),
+        "10.0.0.0/24".into(),
+        "--cluster-cidr".into(),
+        "198.18.0.0/15".into(),
+        "--cluster-cidr".into(),
+        "2001:db8::/32".into(),
+        "--threads".into(),
+        "2".into(),
+        "--hash-seed".into(),
+        "5".into(),
+    ]
+}
+
+fn start(extra: &[&str]) -> Server {
+    let inventory = project_root().join("demo/inventory.json");
+    let mut args = capture_args(&inventory);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+// ---------------------------------------------------------------- shapes
+
+/// A JSON type as the reference's tables give it.
+#[derive(Clone, Copy)]
+enum T {
+    Str,
+    Int,
+    Num,
+    Bool,
+    Obj(&'static [Field]),
+    Arr(&'static T),
+    Map(&'static T),
+}
+
+/// A field: name, type, and whether it must be present.
+type Field = (&'static str, T, bool);
+
+const ENDPOINT: &[Field] = &[
+    ("ip", T::Str, false),
+    ("port", T::Int, false),
+    ("pod", T::Str, false),
+    ("ns", T::Str, false),
+    ("svc", T::Str, false),
+    ("node", T::Str, false),
+    ("container_id", T::Str, false),
+    ("cgroup_id", T::Int, false),
+    // flowtap's additions (full format).
+    ("external", T::Bool, false),
+    ("nat64_ipv4", T::Str, false),
+];
+
+const STATS_COMPACT: &[Field] = &[
+    ("tx_pkts", T::Int, true),
+    ("rx_pkts", T::Int, true),
+    ("tx_bytes", T::Int, true),
+    ("rx_bytes", T::Int, true),
+    ("tcp_handshake_p50_us", T::Int, false),
+    ("tcp_handshake_p90_us", T::Int, false),
+    ("tcp_handshake_p99_us", T::Int, false),
+];
+
+const STATS_FULL: &[Field] = &[
+    ("tx_pkts", T::Int, true),
+    ("rx_pkts", T::Int, true),
+    ("tx_bytes", T::Int, true),
+    ("rx_bytes", T::Int, true),
+    ("tx_pps", T::Num, true),
+    ("rx_pps", T::Num, true),
+    ("tx_bps", T::Num, true),
+    ("rx_bps", T::Num, true),
+    ("timestamp", T::Str, true),
+    ("tcp_handshake_p50_us", T::Int, false),
+    ("tcp_handshake_p90_us", T::Int, false),
+    ("tcp_handshake_p99_us", T::Int, false),
+];
+
+const TOTALS: &[Field] = &[
+    ("pkts", T::Int, true),
+    ("bytes", T::Int, true),
+    ("pps", T::Num, true),
+    ("bps", T::Num, true),
+];
+
+const FLOW_COMPACT: &[Field] = &[
+    ("proto", T::Str, true),
+    ("client", T::Obj(ENDPOINT), true),
+    ("server", T::Obj(ENDPOINT), true),
+    ("client_stats", T::Obj(STATS_COMPACT), true),
+    ("server_stats", T::Obj(STATS_COMPACT), true),
+    ("totals", T::Obj(TOTALS), true),
+];
+
+const FLOW_FULL: &[Field] = &[
+    ("proto", T::Str, true),
+    ("client", T::Obj(ENDPOINT), true),
+    ("server", T::Obj(ENDPOINT), true),
+    ("client_stats", T::Obj(STATS_FULL), true),
+    ("server_stats", T::Obj(STATS_FULL), true),
+    ("totals", T::Obj(TOTALS), true),
+    ("merged_flows", T::Int, false),
+];
+
+const RAW_LEG: &[Field] = &[
+    ("samples", T::Int, true),
+    ("p50_us", T::Int, true),
+    ("p90_us", T::Int, true),
+    ("p99_us", T::Int, true),
+];
+
+const FLOW_RAW: &[Field] = &[
+    ("proto", T::Str, true),
+    ("client_ip", T::Str, true),
+    ("server_ip", T::Str, true),
+    ("server_port", T::Int, true),
+    ("c2s_pkts", T::Int, true),
+    ("c2s_bytes", T::Int, true),
+    ("s2c_pkts", T::Int, true),
+    ("s2c_bytes", T::Int, true),
+    ("c2s_pps", T::Num, true),
+    ("c2s_bps", T::Num, true),
+    ("s2c_pps", T::Num, true),
+    ("s2c_bps", T::Num, true),
+    ("first_seen_ns", T::Int, true),
+    ("last_seen_ns", T::Int, true),
+    ("connections", T::Int, true),
+    ("syn_to_synack", T::Obj(RAW_LEG), false),
+    ("syn_to_ack", T::Obj(RAW_LEG), false),
+];
+
+const TOP_BYTES: &[Field] = &[
+    ("client_pod", T::Str, true),
+    ("server_pod", T::Str, true),
+    ("bytes", T::Int, true),
+];
+const TOP_PKTS: &[Field] = &[
+    ("client_pod", T::Str, true),
+    ("server_pod", T::Str, true),
+    ("pkts", T::Int, true),
+];
+const CROSS: &[Field] = &[
+    ("src_ns", T::Str, true),
+    ("dst_ns", T::Str, true),
+    ("flows", T::Int, true),
+    ("bytes", T::Int, true),
+];
+
+const SUMMARY: &[Field] = &[
+    ("total_flows", T::Int, true),
+    ("tcp_flows", T::Int, true),
+    ("udp_flows", T::Int, true),
+    ("total_bytes", T::Int, true),
+    ("total_pkts", T::Int, true),
+    ("unique_clients", T::Int, true),
+    ("unique_servers", T::Int, true),
+    ("top_by_bytes", T::Arr(&T::Obj(TOP_BYTES)), true),
+    ("top_by_pkts", T::Arr(&T::Obj(TOP_PKTS)), true),
+    ("by_namespace", T::Map(&T::Int), true),
+    ("cross_namespace", T::Arr(&T::Obj(CROSS)), true),
+    // flowtap's addition, with --cluster-cidr.
+    ("external_bytes", T::Int, false),
+];
+
+fn check(v: &Value, t: T, at: &str) {
+    match t {
+        T::Str => assert!(v.is_string(), "{at}: expected a string, got {v}"),
+        T::Int => assert!(v.is_u64(), "{at}: expected an integer, got {v}"),
+        T::Num => assert!(v.is_number(), "{at}: expected a number, got {v}"),
+        T::Bool => assert!(v.is_boolean(), "{at}: expected a bool, got {v}"),
+        T::Arr(item) => {
+            for (i, x) in v
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: expected an array"))
+                .iter()
+                .enumerate()
+            {
+                check(x, *item, &format!("{at}[{i}]"));
+            }
+        }
+        T::Map(item) => {
+            for (k, x) in v
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: expected an object"))
+            {
+                check(x, *item, &format!("{at}.{k}"));
+            }
+        }
+        T::Obj(fields) => {
+            let obj = v
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: expected an object, got {v}"));
+            for (name, x) in obj {
+                let (_, ft, _) = fields
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .unwrap_or_else(|| panic!("{at}: field {name:?} is not in the reference"));
+                check(x, *ft, &format!("{at}.{name}"));
+            }
+            for (name, _, required) in fields.iter() {
+                assert!(
+                    !required || obj.contains_key(*name),
+                    "{at}: required field {name:?} missing"
+                );
+            }
+        }
+    }
+}
+
+fn flows_body(v: &Value, flow: &'static [Field]) {
+    let body: &'static [Field] = match flow.len() {
+        n if n == FLOW_RAW.len() => &[
+            ("flows", T::Arr(&T::Obj(FLOW_RAW)), true),
+            ("total", T::Int, true),
+            ("truncated", T::Bool, true),
+        ],
+        n if n == FLOW_FULL.len() => &[
+            ("flows", T::Arr(&T::Obj(FLOW_FULL)), true),
+            ("total", T::Int, true),
+            ("truncated", T::Bool, true),
+        ],
+        _ => &[
+            ("flows", T::Arr(&T::Obj(FLOW_COMPACT)), true),
+            ("total", T::Int, true),
+            ("truncated", T::Bool, true),
+        ],
+    };
+    check(v, T::Obj(body), "body");
+}
+
+const ALL: &str = "limit=100000";
+
+#[test]
+fn responses_have_the_reference_shapes() {
+    let s = start(&[]);
+    let compact = s.get_json(&format!("/mcp/flows?{ALL}"));
+    flows_body(&compact, FLOW_COMPACT);
+    let full = s.get_json(&format!("/mcp/flows?format=full&{ALL}"));
+    flows_body(&full, FLOW_FULL);
+    let raw = s.get_json(&format!("/mcp/flows?format=raw&{ALL}"));
+    flows_body(&raw, FLOW_RAW);
+    for by in ["pod", "namespace", "node", "service"] {
+        flows_body(
+            &s.get_json(&format!("/mcp/flows?aggregate={by}&{ALL}")),
+            FLOW_COMPACT,
+        );
+        flows_body(
+            &s.get_json(&format!("/mcp/flows?aggregate={by}&format=full&{ALL}")),
+            FLOW_FULL,
+        );
+    }
+    let summary = s.get_json("/mcp/flows/summary");
+    check(&summary, T::Obj(SUMMARY), "summary");
+
+    let flows = full["flows"].as_array().unwrap();
+    assert_eq!(flows.len() as u64, full["total"].as_u64().unwrap());
+    for f in flows {
+        // Every flow of the unaggregated list names both IPs and the server port.
+        assert!(
+            f["client"]["ip"].is_string()
+                && f["server"]["ip"].is_string()
+                && f["server"]["port"].is_u64()
+        );
+        assert!(
+            f["client"].get("port").is_none(),
+            "a flow merges many client ports"
+        );
+        let tcp = f["proto"] == "tcp";
+        assert!(tcp || f["proto"] == "udp");
+        if !tcp {
+            assert!(
+                f["client_stats"].get("tcp_handshake_p50_us").is_none(),
+                "never for UDP"
+            );
+        }
+        // The sides mirror each other; totals count each packet once.
+        let (c, sv) = (&f["client_stats"], &f["server_stats"]);
+        assert_eq!(c["tx_pkts"], sv["rx_pkts"]);
+        assert_eq!(c["rx_bytes"], sv["tx_bytes"]);
+        assert_eq!(
+            f["totals"]["pkts"].as_u64().unwrap(),
+            c["tx_pkts"].as_u64().unwrap() + c["rx_pkts"].as_u64().unwrap()
+        );
+    }
+    // Compact is full minus the full-only fields, in the same order.
+    let compact_flows = compact["flows"].as_array().unwrap();
+    for (c, f) in compact_flows.iter().zip(flows) {
+        assert_eq!(c["client"]["ip"], f["client"]["ip"]);
+        assert_eq!(c["totals"], f["totals"]);
+        assert_eq!(c["client_stats"]["tx_bytes"], f["client_stats"]["tx_bytes"]);
+        assert!(c["server"].get("container_id").is_none());
+    }
+}
+
+#[test]
+fn enrichment_follows_the_inventory() {
+    let s = start(&[]);
+    let full = s.get_json(&format!("/mcp/flows?format=full&{ALL}"));
+    let flows = full["flows"].as_array().unwrap();
+    let find = |client: &str, server: &str, port: u64| {
+        flows
+            .iter()
+            .find(|f| {
+                f["client"]["ip"] == client
+                    && f["server"]["ip"] == server
+                    && f["server"]["port"] == port
+            })
+            .unwrap_or_else(|| panic!("no flow {client} -> {server}:{port}"))
+    };
+    // A pod client and an external server of the real capture.
+    let f = find("10.0.0.6", "212.199.202.9", 80);
+    assert_eq!(f["client"]["pod"], "legacy-browser-5b8f9d7c6-qrz2m");
+    assert_eq!(f["client"]["ns"], "lab");
+    assert_eq!(f["client"]["node"], "gateway-node");
+    assert_eq!(f["client"]["external"], false);
+    assert!(f["client"]["container_id"].as_str().unwrap().len() == 64);
+    assert_eq!(f["server"]["external"], true);
+    assert!(f["server"].get("pod").is_none() && f["server"].get("ns").is_none());
+    // The DNS resolver runs on the node itself: node only.
+    let f = find("10.0.0.6", "10.0.0.138", 53);
+    assert_eq!(f["server"]["node"], "gateway-node");
+    assert!(f["server"].get("pod").is_none() && f["server"].get("svc").is_none());
+    // A pod server: the service and container chosen by the server port.
+    let f = flows
+        .iter()
+        .find(|f| f["server"]["ip"] == "198.19.0.0" && f["server"]["port"] == 5432)
+        .unwrap();
+    assert_eq!(
+        (f["server"]["pod"].as_str(), f["server"]["svc"].as_str()),
+        (Some("postgres-0"), Some("postgres"))
+    );
+    // A ClusterIP seen before DNAT: service and namespace only.
+    let f = flows
+        .iter()
+        .find(|f| f["server"]["ip"] == "198.19.0.2")
+        .unwrap();
+    assert_eq!(
+        (f["server"]["svc"].as_str(), f["server"]["ns"].as_str()),
+        (Some("api-gateway"), Some("shop"))
+    );
+    assert!(f["server"].get("pod").is_none() && f["server"].get("node").is_none());
+    // A host process on a node.
+    let f = flows
+        .iter()
+        .find(|f| f["server"]["ip"] == "198.19.0.4")
+        .unwrap();
+    assert_eq!(f["server"]["node"], "node-a");
+    assert!(f["server"].get("pod").is_none());
+    // Inside the cluster CIDRs but unknown to the inventory.
+    let f = flows
+        .iter()
+        .find(|f| f["server"]["ip"] == "198.19.0.5")
+        .unwrap();
+    assert_eq!(f["server"]["external"], false);
+    assert!(f["server"].get("ns").is_none());
+}
+
+// --------------------------------------------------------------- filters
+
+type FlowId = (String, String, String, u64);
+
+fn id(f: &Value) -> FlowId {
+    (
+        f["proto"].as_str().unwrap().to_owned(),
+        f["client"]["ip"].as_str().unwrap().to_owned(),
+        f["server"]["ip"].as_str().unwrap().to_owned(),
+        f["server"]["port"].as_u64().unwrap(),
+    )
+}
+
+fn ids(body: &Value) -> BTreeSet<FlowId> {
+    body["flows"].as_array().unwrap().iter().map(id).collect()
+}
+
+fn starts(v: &Value, prefix: &str) -> bool {
+    v.as_str().is_some_and(|s| s.starts_with(prefix))
+}
+
+#[test]
+fn every_filter_matches_either_side_and_combines_with_and() {
+    let s = start(&[]);
+    let all_body = s.get_json(&format!("/mcp/flows?format=full&{ALL}"));
+    let all = all_body["flows"].as_array().unwrap();
+    assert!(all.len() > 100);
+    let net = |ip: &str, cidr: &str| -> bool {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let (base, bits) = cidr
+            .split_once('/')
+            .unwrap_or((cidr, if cidr.contains(':') { "128" } else { "32" }));
+        let base: std::net::IpAddr = base.parse().unwrap();
+        let bits: u32 = bits.parse().unwrap();
+        match (ip, base) {
+            (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    };
+    let side = |f: &Value, key: &str, p: &str| {
+        starts(&f["client"][key], p) || starts(&f["server"][key], p)
+    };
+    type Keep = Box<dyn Fn(&Value) -> bool>;
+    let cases: Vec<(&str, Keep)> = vec![
+        ("l4proto=udp", Box::new(|f: &Value| f["proto"] == "udp")),
+        ("l4proto=tcp", Box::new(|f: &Value| f["proto"] == "tcp")),
+        (
+            "ip=10.0.0.138",
+            Box::new(move |f: &Value| {
+                f["client"]["ip"] == "10.0.0.138" || f["server"]["ip"] == "10.0.0.138"
+            }),
+        ),
+        (
+            "ip=198.19.0.0%2F30",
+            Box::new(move |f: &Value| {
+                net(f["client"]["ip"].as_str().unwrap(), "198.19.0.0/30")
+                    || net(f["server"]["ip"].as_str().unwrap(), "198.19.0.0/30")
+            }),
+        ),
+        (
+            "ip=2001:db8:1::%2F64",
+            Box::new(move |f: &Value| {
+                net(f["client"]["ip"].as_str().unwrap(), "2001:db8:1::/64")
+                    || net(f["server"]["ip"].as_str().unwrap(), "2001:db8:1::/64")
+            }),
+        ),
+        ("ns=data", Box::new(move |f: &Value| side(f, "ns", "data"))),
+        ("ns=kube", Box::new(move |f: &Value| side(f, "ns", "kube"))),
+        (
+            "pod=frontend",
+            Box::new(move |f: &Value| side(f, "pod", "frontend")),
+        ),
+        (
+            "pod=postgres-0",
+            Box::new(move |f: &Value| side(f, "pod", "postgres-0")),
+        ),
+        (
+            "svc=api-gateway",
+            Box::new(move |f: &Value| side(f, "svc", "api-gateway")),
+        ),
+        (
+            "svc=kube",
+            Box::new(move |f: &Value| side(f, "svc", "kube")),
+        ),
+        (
+            "ns=shop&l4proto=tcp&svc=post",
+            Box::new(move |f: &Value| {
+                side(f, "ns", "shop") && f["proto"] == "tcp" && side(f, "svc", "post")
+            }),
+        ),
+        ("pod=nothing-like-this", Box::new(|_: &Value| false)),
+    ];
+    for (query, keep) in cases {
+        let want: BTreeSet<FlowId> = all.iter().filter(|f| keep(f)).map(id).collect();
+        let got = s.get_json(&format!("/mcp/flows?format=full&{ALL}&{query}"));
+        assert_eq!(ids(&got), want, "{query}");
+        assert_eq!(
+            got["total"].as_u64().unwrap() as usize,
+            want.len(),
+            "{query}: total"
+        );
+        if !query.starts_with("pod=nothing") {
+            assert!(
+                !want.is_empty(),
+                "{query} should match something in these captures"
+            );
+        }
+    }
+}
+
+#[test]
+fn limit_total_truncated_and_sorting() {
+    let s = start(&[]);
+    let all = s.get_json(&format!("/mcp/flows?{ALL}"));
+    let n = all["total"].as_u64().unwrap();
+    let default = s.get_json("/mcp/flows");
+    assert_eq!(
+        default["flows"].as_array().unwrap().len(),
+        100,
+        "default limit"
+    );
+    assert_eq!(
+        (default["total"].as_u64(), default["truncated"].as_bool()),
+        (Some(n), Some(true))
+    );
+    let five = s.get_json("/mcp/flows?limit=5");
+    assert_eq!(five["flows"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        five["flows"].as_array().unwrap()[..],
+        all["flows"].as_array().unwrap()[..5]
+    );
+    let zero = s.get_json("/mcp/flows?limit=0");
+    assert_eq!(
+        (
+            zero["flows"].as_array().unwrap().len(),
+            zero["truncated"].as_bool()
+        ),
+        (0, Some(true))
+    );
+    assert_eq!(all["truncated"], false);
+    // Default order: bytes, descending.
+    let bytes: Vec<u64> = all["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["totals"]["bytes"].as_u64().unwrap())
+        .collect();
+    assert!(bytes.windows(2).all(|w| w[0] >= w[1]));
+
+    let p99 = |f: &Value| {
+        ["client_stats", "server_stats"]
+            .iter()
+            .filter_map(|s| f[*s]["tcp_handshake_p99_us"].as_u64())
+            .max()
+    };
+    let by_pkts = s.get_json(&format!("/mcp/flows?sort=pkts&{ALL}"));
+    let pkts: Vec<u64> = by_pkts["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["totals"]["pkts"].as_u64().unwrap())
+        .collect();
+    assert!(pkts.windows(2).all(|w| w[0] >= w[1]));
+    assert_eq!(pkts.len() as u64, n);
+    let by_pps = s.get_json(&format!("/mcp/flows?sort=pps&{ALL}"));
+    let pps: Vec<f64> = by_pps["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["totals"]["pps"].as_f64().unwrap())
+        .collect();
+    assert!(pps.windows(2).all(|w| w[0] >= w[1]));
+    let by_hs = s.get_json(&format!("/mcp/flows?sort=handshake_p99&{ALL}"));
+    let hs: Vec<Option<u64>> = by_hs["flows"].as_array().unwrap().iter().map(p99).collect();
+    assert!(
+        hs.windows(2).all(|w| w[0] >= w[1]),
+        "handshake_p99 descending, flows without one last"
+    );
+    assert!(hs[0].is_some());
+    // The top 3 by pkts are the first 3 of the full sorted list.
+    let top3 = s.get_json("/mcp/flows?sort=pkts&limit=3");
+    assert_eq!(
+        top3["flows"].as_array().unwrap()[..],
+        by_pkts["flows"].as_array().unwrap()[..3]
+    );
+
+    let want = all["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| p99(f).is_some_and(|v| v >= 20_000))
+        .count();
+    let slow = s.get_json(&format!(
+        "/mcp/flows?min_handshake_p99_us=20000&l4proto=tcp&{ALL}"
+    ));
+    assert_eq!(slow["total"].as_u64().unwrap() as usize, want);
+    assert!(want > 0);
+    assert!(
+        slow["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| p99(f).unwrap() >= 20_000)
+    );
+}
+
+// ----------------------------------------------------------- aggregation
+
+fn member(e: &Value, by: &str) -> String {
+    let s = |k: &str| e[k].as_str().map(str::to_owned);
+    let attr = match by {
+        "pod" => s("pod").map(|p| format!("pod {}/{p}", s("ns").unwrap_or_default())),
+        "namespace" => s("ns").map(|n| format!("ns {n}")),
+        "node" => s("node").map(|n| format!("node {n}")),
+        "service" => s("svc").map(|v| format!("svc {}/{v}", s("ns").unwrap_or_default())),
+        _ => unreachable!(),
+    };
+    attr.unwrap_or_else(|| format!("ip {}", e["ip"].as_str().unwrap()))
+}
+
+#[test]
+fn aggregation_merges_by_attribute_and_keeps_ip_for_the_rest() {
+    let s = start(&[]);
+    let all_body = s.get_json(&format!("/mcp/flows?format=full&{ALL}"));
+    let all = all_body["flows"].as_array().unwrap();
+    for by in ["pod", "namespace", "node", "service"] {
+        // The oracle: group the full flow list here.
+        #[derive(Default, Debug)]
+        struct G {
+            bytes: u64,
+            pkts: u64,
+            flows: u64,
+            ports: BTreeSet<u64>,
+            p99s: Vec<u64>,
+        }
+        let mut want: BTreeMap<(String, String, String), G> = BTreeMap::new();
+        for f in all {
+            let g = want
+                .entry((
+                    f["proto"].as_str().unwrap().to_owned(),
+                    member(&f["client"], by),
+                    member(&f["server"], by),
+                ))
+                .or_default();
+            g.bytes += f["totals"]["bytes"].as_u64().unwrap();
+            g.pkts += f["totals"]["pkts"].as_u64().unwrap();
+            g.flows += 1;
+            g.ports.insert(f["server"]["port"].as_u64().unwrap());
+            g.p99s
+                .extend(f["client_stats"]["tcp_handshake_p99_us"].as_u64());
+        }
+        let got = s.get_json(&format!("/mcp/flows?aggregate={by}&format=full&{ALL}"));
+        let rows = got["flows"].as_array().unwrap();
+        assert_eq!(rows.len(), want.len(), "{by}: groups");
+        assert_eq!(got["total"].as_u64().unwrap() as usize, want.len());
+        assert!(rows.len() < all.len(), "{by}: aggregation merges something");
+        for r in rows {
+            let key = (
+                r["proto"].as_str().unwrap().to_owned(),
+                member(&r["client"], by),
+                member(&r["server"], by),
+            );
+            let g = want
+                .get(&key)
+                .unwrap_or_else(|| panic!("{by}: unexpected group {key:?}"));
+            assert_eq!(r["totals"]["bytes"].as_u64(), Some(g.bytes), "{by} {key:?}");
+            assert_eq!(r["totals"]["pkts"].as_u64(), Some(g.pkts), "{by} {key:?}");
+            assert_eq!(r["merged_flows"].as_u64(), Some(g.flows), "{by} {key:?}");
+            // The server port is kept only when all merged flows share it.
+            let port = r["server"]["port"].as_u64();
+            if g.ports.len() == 1 {
+                assert_eq!(port, g.ports.first().copied(), "{by} {key:?}");
+            } else {
+                assert_eq!(port, None, "{by} {key:?}");
+            }
+            // Merged handshake percentiles lie between the members' own
+            // (within HdrHistogram's 1% once a group holds over 16 samples).
+            if let Some(p) = r["client_stats"]["tcp_handshake_p99_us"].as_u64() {
+                let (lo, hi) = (*g.p99s.iter().min().unwrap(), *g.p99s.iter().max().unwrap());
+                let (lo, hi) = (lo - lo / 100, hi + hi / 100 + 1);
+                assert!(
+                    (lo..=hi).contains(&p),
+                    "{by} {key:?}: p99 {p} outside [{lo}, {hi}]"
+                );
+                if g.flows == 1 {
+                    assert_eq!(p, g.p99s[0]);
+                }
+            }
+        }
+    }
+    // The reference's example: what services is the frontend talking to?
+    let front = s.get_json(&format!("/mcp/flows?pod=frontend&aggregate=service&{ALL}"));
+    assert!(
+        front["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["server"]["svc"] == "postgres")
+    );
+}
+
+// --------------------------------------------------------------- summary
+
+#[test]
+fn the_summary_agrees_with_the_flows() {
+    let s = start(&[]);
+    let all_body = s.get_json(&format!("/mcp/flows?format=full&{ALL}"));
+    let all = all_body["flows"].as_array().unwrap();
+    let summary = s.get_json("/mcp/flows/summary");
+    let u = |k: &str| summary[k].as_u64().unwrap();
+    assert_eq!(u("total_flows") as usize, all.len());
+    assert_eq!(
+        u("tcp_flows") as usize,
+        all.iter().filter(|f| f["proto"] == "tcp").count()
+    );
+    assert_eq!(
+        u("udp_flows") as usize,
+        all.iter().filter(|f| f["proto"] == "udp").count()
+    );
+    assert_eq!(
+        u("total_bytes"),
+        all.iter()
+            .map(|f| f["totals"]["bytes"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+    assert_eq!(
+        u("total_pkts"),
+        all.iter()
+            .map(|f| f["totals"]["pkts"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+    let distinct = |side: &str| {
+        all.iter()
+            .map(|f| f[side]["ip"].as_str().unwrap())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    assert_eq!(u("unique_clients") as usize, distinct("client"));
+    assert_eq!(u("unique_servers") as usize, distinct("server"));
+
+    let mut by_ns: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cross: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    let mut external = 0;
+    let mut pairs: HashMap<(String, String), u64> = HashMap::new();
+    for f in all {
+        let (c, sv) = (f["client"]["ns"].as_str(), f["server"]["ns"].as_str());
+        let touched: BTreeSet<&str> = [c, sv].into_iter().flatten().collect();
+        for ns in touched {
+            *by_ns.entry(ns.to_owned()).or_default() += 1;
+        }
+        if let (Some(c), Some(sv)) = (c, sv)
+            && c != sv
+        {
+            let e = cross.entry((c.to_owned(), sv.to_owned())).or_default();
+            e.0 += 1;
+            e.1 += f["totals"]["bytes"].as_u64().unwrap();
+        }
+        if f["server"]["external"] == true {
+            external += f["totals"]["bytes"].as_u64().unwrap();
+        }
+        let name = |e: &Value| e["pod"].as_str().or(e["ip"].as_str()).unwrap().to_owned();
+        *pairs
+            .entry((name(&f["client"]), name(&f["server"])))
+            .or_default() += f["totals"]["bytes"].as_u64().unwrap();
+    }
+    let got_ns: BTreeMap<String, u64> =
+        serde_json::from_value(summary["by_namespace"].clone()).unwrap();
+    assert_eq!(got_ns, by_ns);
+    assert!(by_ns.len() >= 4);
+    let got_cross: BTreeMap<(String, String), (u64, u64)> = summary["cross_namespace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                (
+                    c["src_ns"].as_str().unwrap().to_owned(),
+                    c["dst_ns"].as_str().unwrap().to_owned(),
+                ),
+                (c["flows"].as_u64().unwrap(), c["bytes"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got_cross, cross);
+    assert!(got_cross.contains_key(&("shop".into(), "data".into())));
+    assert_eq!(summary["external_bytes"].as_u64(), Some(external));
+    assert!(
+        external > 3_000_000,
+        "the real capture's web traffic leaves the cluster"
+    );
+
+    let top = summary["top_by_bytes"].as_array().unwrap();
+    assert_eq!(top.len(), 10);
+    let mut ranked: Vec<u64> = pairs.values().copied().collect();
+    ranked.sort_unstable_by(|a, b| b.cmp(a));
+    for (i, t) in top.iter().enumerate() {
+        let key = (
+            t["client_pod"].as_str().unwrap().to_owned(),
+            t["server_pod"].as_str().unwrap().to_owned(),
+        );
+        assert_eq!(pairs.get(&key), t["bytes"].as_u64().as_ref(), "{key:?}");
+        assert_eq!(t["bytes"].as_u64(), Some(ranked[i]), "rank {i}");
+    }
+    assert_eq!(top[0]["client_pod"], "legacy-browser-5b8f9d7c6-qrz2m");
+    assert_eq!(
+        top[0]["server_pod"], "212.199.202.9",
+        "an IP where no pod is known"
+    );
+}
+
+// ---------------------------------------------------------------- errors
+
+#[test]
+fn bad_requests_get_400_404_405_431_with_json_errors() {
+    let s = start(&[]);
+    for (query, param) in [
+        ("format=xml", "format"),
+        ("aggregate=zone", "aggregate"),
+        ("l4proto=icmp", "l4proto"),
+        ("ip=999.1.1.1", "ip"),
+        ("ip=10.0.0.0%2F40", "ip"),
+        ("limit=-5", "limit"),
+        ("limit=many", "limit"),
+        ("sort=random", "sort"),
+        ("colour=blue", "colour"),
+    ] {
+        let r = s.get(&format!("/mcp/flows?{query}"));
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let body = r.json();
+        assert_eq!(body["parameter"], param, "{query}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    let r = s.get("/mcp/flows/summary?limit=3");
+    assert_eq!(
+        (r.status, r.json()["parameter"].as_str()),
+        (400, Some("limit"))
+    );
+    for path in ["/", "/mcp", "/mcp/flowz", "/mcp/flows/summary/extra"] {
+        let r = s.get(path);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.json()["error"].is_string());
+    }
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let r = s.request(method, "/mcp/flows");
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET"));
+        assert!(r.json()["error"].as_str().unwrap().contains(method));
+    }
+    // Oversized request heads are refused.
+    let big_header = format!(
+        "GET /mcp/flows HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    assert_eq!(s.raw(big_header.as_bytes()).status, 431);
+    let long_uri = format!(
+        "GET /mcp/flows?pod={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "p".repeat(40_000)
+    );
+    let status = s.raw(long_uri.as_bytes()).status;
+    assert!(
+        status == 414 || status == 431,
+        "long request line: {status}"
+    );
+    let mut many = String::from("GET /mcp/flows HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..200 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("Connection: close\r\n\r\n");
+    assert_eq!(s.raw(many.as_bytes()).status, 431);
+    // The server is still fine.
+    assert_eq!(s.get("/mcp/flows/summary").status, 200);
+}
+
+#[test]
+fn slow_clients_time_out_while_others_are_served() {
+    use std::io::{Read, Write};
+    let s = start(&["--http-header-timeout", "1"]);
+    let mut slow = std::net::TcpStream::connect(s.addr).unwrap();
+    slow.write_all(b"GET /mcp/flows HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        s.get("/mcp/flows/summary").status,
+        200,
+        "others are served meanwhile"
+    );
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "not before the timeout: {waited:?}"
+    );
+    if !buf.is_empty() {
+        assert_eq!(common::server::parse_response(&buf).status, 408);
+    }
+}
+
+// ------------------------------------------------- dump, curl, inventory
+
+#[test]
+fn dump_prints_exactly_what_http_returns() {
+    let s = start(&[]);
+    let queries = [
+        "/mcp/flows",
+        "/mcp/flows?format=full&limit=20",
+        "/mcp/flows?format=raw&limit=50&l4proto=udp",
+        "/mcp/flows?aggregate=namespace&format=full",
+        "/mcp/flows?ns=data&sort=handshake_p99",
+        "/mcp/flows/summary",
+        "/mcp/flows?limit=bad",
+    ];
+    let inventory = project_root().join("demo/inventory.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowtap"));
+    cmd.args(capture_args(&inventory));
+    for q in queries {
+        cmd.args(["--dump", q]);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a failing --dump makes the run fail"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), queries.len());
+    for (q, line) in queries.iter().zip(lines) {
+        let http = s.get(q);
+        assert_eq!(String::from_utf8(http.body).unwrap(), line, "{q}");
+    }
+}
+
+#[test]
+fn curl_reads_the_api() {
+    let s = start(&[]);
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            &format!("http://{}/mcp/flows?limit=2&l4proto=tcp", s.addr),
+        ])
+        .output()
+        .expect("curl is installed by scripts/setup.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["flows"].as_array().unwrap().len(), 2);
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            &format!("http://{}/mcp/flows", s.addr),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "405");
+}
+
+#[test]
+fn an_inventory_change_takes_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.json");
+    let original = std::fs::read_to_string(project_root().join("demo/inventory.json")).unwrap();
+    std::fs::write(&inventory, &original).unwrap();
+    let args = capture_args(&inventory);
+    let s = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let client_pod = |s: &Server| {
+        let body = s.get_json("/mcp/flows?ip=10.0.0.6&limit=1");
+        body["flows"][0]["client"]["pod"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        client_pod(&s).as_deref(),
+        Some("legacy-browser-5b8f9d7c6-qrz2m")
+    );
+    let wait_for = |want: Option<&str>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client_pod(&s).as_deref() != want {
+            assert!(Instant::now() < deadline, "mapping never became {want:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Replace the file the way kubectl > tmp && mv would.
+    let renamed = original.replace("legacy-browser-5b8f9d7c6-qrz2m", "browser-v2-0");
+    let tmp = dir.path().join("inventory.json.tmp");
+    std::fs::write(&tmp, renamed).unwrap();
+    std::fs::rename(&tmp, &inventory).unwrap();
+    wait_for(Some("browser-v2-0"));
+    // A broken file keeps the last good mapping.
+    std::fs::write(&inventory, "{ this is not json").unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(client_pod(&s).as_deref(), Some("browser-v2-0"));
+    assert!(s.stderr.lock().unwrap().contains("inventory reload failed"));
+    // And an emptied inventory removes the names.
+    std::fs::write(
+        &inventory,
+        r#"{"apiVersion":"v1","kind":"List","items":[]}"#,
+    )
+    .unwrap();
+    wait_for(None);
+}
+
+#[test]
+fn without_an_inventory_the_api_serves_ips() {
+    let root = project_root();
+    let demo = root.join("demo/demo.pcap");
+    let s = Server::start(&["-r", demo.to_str().unwrap()]);
+    let body = s.get_json(&format!("/mcp/flows?format=full&{ALL}"));
+    for f in body["flows"].as_array().unwrap() {
+        assert!(f["client"]["ip"].is_string());
+        for key in ["pod", "ns", "svc", "node", "container_id", "external"] {
+            assert!(
+                f["client"].get(key).is_none() && f["server"].get(key).is_none(),
+                "{key} without inventory"
+            );
+        }
+    }
+    let summary = s.get_json("/mcp/flows/summary");
+    assert_eq!(summary["by_namespace"], serde_json::json!({}));
+    assert_eq!(summary["cross_namespace"], serde_json::json!([]));
+    assert!(summary.get("external_bytes").is_none());
+    // Aggregation without attributes groups every endpoint by IP.
+    let agg = s.get_json(&format!("/mcp/flows?aggregate=namespace&{ALL}"));
+    assert!(agg["total"].as_u64().unwrap() <= body["total"].as_u64().unwrap());
+    assert_eq!(s.terminate(), 0, "SIGTERM ends a clean run with status 0");
+}

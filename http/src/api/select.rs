@@ -1,0 +1,110 @@
+//! Which flows a query matches, and in what order.
+
+use std::cmp::Ordering;
+
+use super::query::{FlowQuery, SortKey};
+use super::rows::{Row, handshake_p99};
+use crate::view::{Side, View};
+
+/// True when `name` is `wanted` or starts with it (`pod=frontend` matches
+/// `frontend-abc123`).
+fn name_matches(name: Option<&std::sync::Arc<str>>, wanted: &str) -> bool {
+    name.is_some_and(|n| n.starts_with(wanted))
+}
+
+/// Whether flow `i` passes every filter of `q` (each filter matches either
+/// side; filters combine with AND). `min_handshake_p99_us` is left to the
+/// caller, since aggregated groups apply it after merging.
+pub fn matches(view: &View, i: usize, q: &FlowQuery) -> bool {
+    let f = &view.flows()[i];
+    if q.l4proto.is_some_and(|p| p != f.key.proto) {
+        return false;
+    }
+    if let Some(net) = q.ip
+        && !net.contains(f.key.client.to_ip())
+        && !net.contains(f.key.server.to_ip())
+    {
+        return false;
+    }
+    let either = |field: fn(&View, usize, Side) -> Option<&std::sync::Arc<str>>,
+                  wanted: &Option<String>| match wanted {
+        None => true,
+        Some(w) => {
+            name_matches(field(view, i, Side::Client), w)
+                || name_matches(field(view, i, Side::Server), w)
+        }
+    };
+    either(View::ns, &q.ns) && either(View::pod, &q.pod) && either(View::svc, &q.svc)
+}
+
+/// Whether `q` filters at all (without filters every flow matches).
+pub fn filters(q: &FlowQuery) -> bool {
+    q.l4proto.is_some() || q.ip.is_some() || q.ns.is_some() || q.pod.is_some() || q.svc.is_some()
+}
+
+/// Sort keys, descending; `None` handshakes sort last.
+fn compare(
+    sort: SortKey,
+    a: (u64, u64, f64, Option<u64>),
+    b: (u64, u64, f64, Option<u64>),
+) -> Ordering {
+    match sort {
+        SortKey::Bytes => b.0.cmp(&a.0),
+        SortKey::Pkts => b.1.cmp(&a.1),
+        SortKey::Pps => b.2.total_cmp(&a.2),
+        SortKey::HandshakeP99 => b.3.cmp(&a.3),
+    }
+}
+
+/// Orders flow indices by `sort`, keeping the snapshot order (bytes, then a
+/// deterministic key) among equals, and keeps the first `limit`.
+pub fn top_flows(view: &View, indices: &mut Vec<usize>, sort: SortKey, limit: usize) {
+    if sort == SortKey::Bytes {
+        // Snapshot order already is bytes descending.
+        indices.truncate(limit);
+        return;
+    }
+    let key = |i: usize| {
+        let f = &view.flows()[i];
+        (
+            f.total_bytes(),
+            f.total_pkts(),
+            f.rates.pps[0] + f.rates.pps[1],
+            handshake_p99(&f.percentiles),
+        )
+    };
+    let order = |a: &usize, b: &usize| compare(sort, key(*a), key(*b)).then(a.cmp(b));
+    top_k(indices, limit, order);
+}
+
+/// Orders aggregated rows by `sort`, ties by bytes then by their endpoints.
+pub fn top_rows(rows: &mut Vec<Row>, sort: SortKey, limit: usize) {
+    let key = |r: &Row| (r.total_bytes(), r.total_pkts(), r.pps(), r.handshake_p99());
+    let order = |a: &Row, b: &Row| {
+        compare(sort, key(a), key(b))
+            .then_with(|| b.total_bytes().cmp(&a.total_bytes()))
+            .then_with(|| {
+                (a.proto, &a.client, &a.server, a.server_port).cmp(&(
+                    b.proto,
+                    &b.client,
+                    &b.server,
+                    b.server_port,
+                ))
+            })
+    };
+    top_k(rows, limit, order);
+}
+
+/// Keeps the `limit` smallest items by `order`, sorted, in O(n) plus the
+/// sort of what is kept.
+fn top_k<T>(items: &mut Vec<T>, limit: usize, order: impl Fn(&T, &T) -> Ordering) {
+    if limit < items.len() {
+        if limit == 0 {
+            items.clear();
+            return;
+        }
+        items.select_nth_unstable_by(limit - 1, &order);
+        items.truncate(limit);
+    }
+    items.sort_unstable_by(order);
+}

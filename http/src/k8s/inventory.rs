@@ -1,0 +1,395 @@
+//! What each IP address is in the cluster, built from an inventory List.
+//!
+//! Rules:
+//! - a running pod's IPs (every entry of `podIPs`) name the pod, its
+//!   namespace and node, and its containers (with their ports, so a flow's
+//!   server port picks the right container);
+//! - a pod listed in a service's EndpointSlices also carries that service
+//!   (with the slice's ports, so a server port picks the right service);
+//! - a service's ClusterIPs name only the service and its namespace: traffic
+//!   seen before DNAT;
+//! - a node's InternalIP names only the node: host processes and
+//!   hostNetwork pods, which share that address, so hostNetwork pods are not
+//!   mapped by IP.
+//!
+//! Pods that finished (Succeeded, Failed) are skipped: their IPs are reused.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::objects::{Item, List, SERVICE_NAME_LABEL};
+
+/// A container and the ports it declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRef {
+    /// The runtime's id, without its `containerd://` style prefix.
+    pub id: Arc<str>,
+    pub ports: Vec<u16>,
+}
+
+/// A service and the ports it reaches this endpoint on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef {
+    pub name: Arc<str>,
+    pub ports: Vec<u16>,
+}
+
+/// What kind of cluster object an address belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    Pod,
+    ServiceIp,
+    Node,
+}
+
+/// Everything the inventory says about one IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub kind: IdentityKind,
+    pub pod: Option<Arc<str>>,
+    pub ns: Option<Arc<str>>,
+    pub node: Option<Arc<str>>,
+    /// Sorted by name.
+    pub services: Vec<ServiceRef>,
+    /// In pod spec order.
+    pub containers: Vec<ContainerRef>,
+}
+
+impl Identity {
+    /// The service for traffic on `port` (a server port), else the first.
+    pub fn service(&self, port: Option<u16>) -> Option<&Arc<str>> {
+        port.and_then(|p| self.services.iter().find(|s| s.ports.contains(&p)))
+            .or(self.services.first())
+            .map(|s| &s.name)
+    }
+
+    /// The container serving `port`, else the first container.
+    pub fn container_id(&self, port: Option<u16>) -> Option<&Arc<str>> {
+        port.and_then(|p| self.containers.iter().find(|c| c.ports.contains(&p)))
+            .or(self.containers.first())
+            .map(|c| &c.id)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Inventory {
+    by_ip: HashMap<IpAddr, Arc<Identity>>,
+    pub pods: usize,
+    pub services: usize,
+    pub nodes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not a Kubernetes List: {0}")]
+pub struct InventoryError(#[from] serde_json::Error);
+
+impl Inventory {
+    /// Parses `kubectl get pods,services,endpointslices,nodes -A -o json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Inventory, InventoryError> {
+        let list: List = serde_json::from_slice(bytes)?;
+        Ok(Inventory::from_list(list))
+    }
+
+    pub fn from_list(list: List) -> Inventory {
+        let mut pods = Vec::new();
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
+        let mut nodes = Vec::new();
+        for item in list.items {
+            match item {
+                Item::Pod(p) => pods.push(p),
+                Item::Service(s) => services.push(s),
+                Item::EndpointSlice(e) => slices.push(e),
+                Item::Node(n) => nodes.push(n),
+                Item::Other => {}
+            }
+        }
+        // Deterministic precedence when two objects claim one address.
+        pods.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+
+        let mut inv = Inventory {
+            pods: pods.len(),
+            services: services.len(),
+            nodes: nodes.len(),
+            ..Inventory::default()
+        };
+
+        // Services reaching each pod, through the EndpointSlices.
+        let mut pod_services: HashMap<(String, String), Vec<ServiceRef>> = HashMap::new();
+        for slice in &slices {
+            let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) else {
+                continue;
+            };
+            let ns = slice.metadata.namespace.clone().unwrap_or_default();
+            let ports: Vec<u16> = slice
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|p| p.port)
+                .collect();
+            for endpoint in &slice.endpoints {
+                let Some(target) = &endpoint.target_ref else {
+                    continue;
+                };
+                if target.kind.as_deref() != Some("Pod") {
+                    continue;
+                }
+                let (Some(name), pod_ns) = (
+                    &target.name,
+                    target.namespace.clone().unwrap_or_else(|| ns.clone()),
+                ) else {
+                    continue;
+                };
+                let refs = pod_services.entry((pod_ns, name.clone())).or_default();
+                match refs.iter_mut().find(|r| *r.name == **service) {
+                    Some(r) => r.ports.extend(&ports),
+                    None => refs.push(ServiceRef {
+                        name: service.as_str().into(),
+                        ports: ports.clone(),
+                    }),
+                }
+            }
+        }
+
+        for pod in pods {
+            let phase = pod.status.phase.as_deref().unwrap_or("");
+            if pod.spec.host_network || phase == "Succeeded" || phase == "Failed" {
+                continue;
+            }
+            let ns = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let mut services = pod_services
+                .remove(&(ns.clone(), pod.metadata.name.clone()))
+                .unwrap_or_default();
+            services.sort_by(|a, b| a.name.cmp(&b.name));
+            let containers = pod
+                .spec
+                .containers
+                .iter()
+                .filter_map(|c| {
+                    let status = pod
+                        .status
+                        .container_statuses
+                        .iter()
+                        .find(|s| s.name == c.name)?;
+                    let raw = status.container_id.as_deref()?;
+                    let id = raw.split_once("://").map_or(raw, |(_, id)| id);
+                    Some(ContainerRef {
+                        id: id.into(),
+                        ports: c.ports.iter().map(|p| p.container_port).collect(),
+                    })
+                })
+                .collect();
+            let identity = Arc::new(Identity {
+                kind: IdentityKind::Pod,
+                pod: Some(pod.metadata.name.as_str().into()),
+                ns: Some(ns.as_str().into()),
+                node: pod.spec.node_name.as_deref().map(Into::into),
+                services,
+                containers,
+            });
+            let ips = pod
+                .status
+                .pod_ips
+                .iter()
+                .map(|p| p.ip.as_str())
+                .chain(pod.status.pod_ip.as_deref());
+            for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
+                inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
+            }
+        }
+
+        for svc in services {
+            let ns: Arc<str> = svc
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or("default")
+                .into();
+            let identity = Arc::new(Identity {
+                kind: IdentityKind::ServiceIp,
+                pod: None,
+                ns: Some(ns),
+                node: None,
+                services: vec![ServiceRef {
+                    name: svc.metadata.name.as_str().into(),
+                    ports: svc.spec.ports.iter().map(|p| p.port).collect(),
+                }],
+                containers: Vec::new(),
+            });
+            let ips = svc
+                .spec
+                .cluster_ips
+                .iter()
+                .map(String::as_str)
+                .chain(svc.spec.cluster_ip.as_deref());
+            // "None" marks a headless service: no ClusterIP.
+            for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
+                inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
+            }
+        }
+
+        for node in nodes {
+            let identity = Arc::new(Identity {
+                kind: IdentityKind::Node,
+                pod: None,
+                ns: None,
+                node: Some(node.metadata.name.as_str().into()),
+                services: Vec::new(),
+                containers: Vec::new(),
+            });
+            for addr in node
+                .status
+                .addresses
+                .iter()
+                .filter(|a| a.kind == "InternalIP")
+            {
+                if let Ok(ip) = addr.address.parse::<IpAddr>() {
+                    inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
+                }
+            }
+        }
+        inv
+    }
+
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Identity>> {
+        self.by_ip.get(&ip)
+    }
+
+    /// Addresses mapped.
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The mapping rules, on the realistic objects of `demo/inventory.json`
+    //! (kubectl's output shape: a v1 List with managedFields-free objects).
+    use super::*;
+
+    fn inventory() -> Inventory {
+        Inventory::from_json(include_bytes!("../../../demo/inventory.json")).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn pod_ips_name_pod_namespace_node_and_container_by_port() {
+        let inv = inventory();
+        let pg = inv.lookup(ip("198.19.0.0")).expect("postgres-0");
+        assert_eq!(pg.kind, IdentityKind::Pod);
+        assert_eq!(pg.pod.as_deref(), Some("postgres-0"));
+        assert_eq!(pg.ns.as_deref(), Some("data"));
+        assert_eq!(pg.node.as_deref(), Some("node-a"));
+        let postgres = pg.container_id(Some(5432)).unwrap().to_string();
+        let exporter = pg.container_id(Some(9187)).unwrap().to_string();
+        assert_ne!(postgres, exporter);
+        assert!(
+            !postgres.contains("://"),
+            "runtime prefix stripped: {postgres}"
+        );
+        assert_eq!(postgres.len(), 64);
+        // No container declares port 80: the first container.
+        assert_eq!(pg.container_id(Some(80)).unwrap().as_ref(), postgres);
+        assert_eq!(pg.container_id(None).unwrap().as_ref(), postgres);
+        // Dual stack: the IPv6 podIP names the same pod.
+        assert_eq!(
+            inv.lookup(ip("2001:db8:1::")).unwrap().pod.as_deref(),
+            Some("postgres-0")
+        );
+    }
+
+    #[test]
+    fn services_reach_pods_through_endpointslices_by_port() {
+        let inv = inventory();
+        let pg = inv.lookup(ip("198.19.0.0")).unwrap();
+        assert_eq!(pg.service(Some(5432)).map(|s| s.as_ref()), Some("postgres"));
+        assert_eq!(
+            pg.service(Some(9187)).map(|s| s.as_ref()),
+            Some("postgres-metrics")
+        );
+        // A client has no port: the first service by name.
+        assert_eq!(pg.service(None).map(|s| s.as_ref()), Some("postgres"));
+        let frontend = inv.lookup(ip("2001:db8::1")).unwrap();
+        assert_eq!(frontend.service(None).map(|s| s.as_ref()), Some("frontend"));
+        let worker = inv.lookup(ip("198.18.0.4")).unwrap();
+        assert_eq!(worker.pod.as_deref(), Some("orders-worker-0"));
+        assert_eq!(worker.service(None), None, "no service selects the workers");
+    }
+
+    #[test]
+    fn cluster_ips_name_only_service_and_namespace() {
+        let inv = inventory();
+        for addr in ["198.19.0.2", "2001:db8:1::2"] {
+            let gw = inv.lookup(ip(addr)).unwrap();
+            assert_eq!(gw.kind, IdentityKind::ServiceIp);
+            assert_eq!((gw.pod.as_deref(), gw.node.as_deref()), (None, None));
+            assert_eq!(gw.ns.as_deref(), Some("shop"));
+            assert_eq!(
+                gw.service(Some(443)).map(|s| s.as_ref()),
+                Some("api-gateway")
+            );
+        }
+        assert_eq!(
+            inv.lookup(ip("198.19.255.53"))
+                .unwrap()
+                .service(None)
+                .map(|s| s.as_ref()),
+            Some("kube-dns")
+        );
+    }
+
+    #[test]
+    fn node_ips_name_only_the_node_and_host_network_pods_are_not_mapped() {
+        let inv = inventory();
+        let node = inv.lookup(ip("198.19.0.4")).unwrap();
+        assert_eq!(
+            node.kind,
+            IdentityKind::Node,
+            "kube-proxy (hostNetwork) does not claim the node's IP"
+        );
+        assert_eq!(node.node.as_deref(), Some("node-a"));
+        assert_eq!((node.pod.as_deref(), node.ns.as_deref()), (None, None));
+        assert!(
+            inv.lookup(ip("203.0.113.10")).is_none(),
+            "ExternalIPs are not InternalIPs"
+        );
+    }
+
+    #[test]
+    fn finished_pods_do_not_claim_reused_ips() {
+        let inv = inventory();
+        assert_eq!(
+            inv.lookup(ip("198.18.0.9")).unwrap().pod.as_deref(),
+            Some("backup-agent-5f7d8c6b9-m3ntq")
+        );
+    }
+
+    #[test]
+    fn counts_and_tolerance_of_unknown_kinds() {
+        let inv = inventory();
+        assert_eq!((inv.pods, inv.services, inv.nodes), (17, 10, 3));
+        let other = br#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}},
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"n"},"status":{"podIP":"198.18.9.9","phase":"Running"}}]}"#;
+        let inv = Inventory::from_json(other).unwrap();
+        assert_eq!(
+            inv.lookup(ip("198.18.9.9")).unwrap().pod.as_deref(),
+            Some("p")
+        );
+        assert!(Inventory::from_json(b"{\"items\": 3}").is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! An inventory file that is re-read when it changes.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::inventory::Inventory;
+
+/// What identifies a version of the file: a rewrite changes the modification
+/// time or size, a replace-by-rename changes the inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn stamp(path: &Path) -> std::io::Result<Stamp> {
+    let m = std::fs::metadata(path)?;
+    Ok(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: super::inventory::InventoryError,
+    },
+}
+
+#[derive(Debug)]
+pub struct InventoryFile {
+    path: PathBuf,
+    stamp: Stamp,
+    current: Arc<Inventory>,
+    /// Successful reloads after the first load.
+    pub reloads: u64,
+    /// Failed reloads (the previous mapping stays in force).
+    pub reload_errors: u64,
+}
+
+impl InventoryFile {
+    /// Loads the file; an unreadable or invalid file is an error at start.
+    pub fn open(path: &Path) -> Result<InventoryFile, LoadError> {
+        let (stamp, inventory) = load(path)?;
+        Ok(InventoryFile {
+            path: path.to_path_buf(),
+            stamp,
+            current: Arc::new(inventory),
+            reloads: 0,
+            reload_errors: 0,
+        })
+    }
+
+    pub fn current(&self) -> &Arc<Inventory> {
+        &self.current
+    }
+
+    /// Re-reads the file if it changed. Returns true when a new mapping took
+    /// effect; on a bad file the old mapping stays and the error is returned.
+    pub fn refresh(&mut self) -> Result<bool, LoadError> {
+        match stamp(&self.path) {
+            Ok(s) if s == self.stamp => return Ok(false),
+            _ => {}
+        }
+        match load(&self.path) {
+            Ok((stamp, inventory)) => {
+                self.stamp = stamp;
+                self.current = Arc::new(inventory);
+                self.reloads += 1;
+                Ok(true)
+            }
+            Err(e) => {
+                // Do not retry the same broken version on every call.
+                if let Ok(s) = stamp(&self.path) {
+                    self.stamp = s;
+                }
+                self.reload_errors += 1;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<(Stamp, Inventory), LoadError> {
+    let shown = || path.display().to_string();
+    let before = stamp(path).map_err(|source| LoadError::Read {
+        path: shown(),
+        source,
+    })?;
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: shown(),
+        source,
+    })?;
+    let inventory = Inventory::from_json(&bytes).map_err(|source| LoadError::Parse {
+        path: shown(),
+        source,
+    })?;
+    Ok((before, inventory))
+}

@@ -1,0 +1,92 @@
+//! Publishing: each new snapshot (and each inventory change) becomes a new
+//! prepared [`View`], swapped in atomically; requests take the current one
+//! without locks and never see a half-built view.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pipeline::Snapshot;
+
+use crate::cluster::Cluster;
+use crate::k8s::InventoryFile;
+use crate::view::View;
+
+/// The view requests read.
+pub type SharedView = Arc<ArcSwap<View>>;
+
+pub struct Publisher {
+    views: SharedView,
+    inventory: Option<InventoryFile>,
+    cluster: Arc<Cluster>,
+    snapshot: Arc<Snapshot>,
+}
+
+impl Publisher {
+    pub fn new(inventory: Option<InventoryFile>, cluster: Cluster) -> Publisher {
+        Publisher {
+            views: Arc::new(ArcSwap::from_pointee(View::empty())),
+            inventory,
+            cluster: Arc::new(cluster),
+            snapshot: Arc::new(Snapshot::default()),
+        }
+    }
+
+    pub fn views(&self) -> SharedView {
+        self.views.clone()
+    }
+
+    pub fn inventory(&self) -> Option<&InventoryFile> {
+        self.inventory.as_ref()
+    }
+
+    /// Publishes a new snapshot, with the inventory as it is now.
+    pub fn publish(&mut self, snapshot: Snapshot) {
+        self.publish_shared(Arc::new(snapshot));
+    }
+
+    pub fn publish_shared(&mut self, snapshot: Arc<Snapshot>) {
+        self.reload_inventory();
+        self.snapshot = snapshot;
+        self.rebuild();
+    }
+
+    /// Re-reads the inventory if its file changed and, if so, republishes the
+    /// last snapshot with the new mapping. Returns true when it did.
+    pub fn refresh(&mut self) -> bool {
+        let changed = self.reload_inventory();
+        if changed {
+            self.rebuild();
+        }
+        changed
+    }
+
+    fn reload_inventory(&mut self) -> bool {
+        let Some(file) = self.inventory.as_mut() else {
+            return false;
+        };
+        match file.refresh() {
+            Ok(changed) => {
+                if changed {
+                    let inv = file.current();
+                    tracing::info!(
+                        pods = inv.pods,
+                        services = inv.services,
+                        nodes = inv.nodes,
+                        "inventory reloaded"
+                    );
+                }
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "inventory reload failed; keeping the previous mapping");
+                false
+            }
+        }
+    }
+
+    fn rebuild(&self) {
+        let inventory = self.inventory.as_ref().map(|f| f.current().as_ref());
+        let view = View::build(self.snapshot.clone(), inventory, self.cluster.clone());
+        self.views.store(Arc::new(view));
+    }
+}
