@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # Debian packages, each with what needs it.
 packages=(
   clang llvm libbpf-dev   # build.rs compiles the XDP program
-  iproute2                # live tests build SPAN ports from namespaces
+  iproute2                # live tests build SPAN ports from namespaces; host mode's veth
+  ethtool                 # live tests turn offloads off to compare with tcpdump
   tcpdump                 # live tests record the mirror port for comparison
   prometheus              # promtool checks /metrics
   python3-venv            # the MCP client tests (Python mcp SDK)

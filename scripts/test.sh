@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The live tests drive pcap-replay, a binary of its own crate.
+cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --profile ci

@@ -2,8 +2,11 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+#[cfg(feature = "live")]
+mod live;
 mod offline;
 mod serve;
+mod setup;
 
 use clap::Parser;
 
@@ -15,8 +18,19 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: escape codes in log files help nobody.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match offline::run(&cli) {
+    let result = match &cli.interface {
+        #[cfg(feature = "live")]
+        Some(iface) => live::run(&cli, iface),
+        #[cfg(not(feature = "live"))]
+        Some(_) => Err(anyhow::anyhow!(
+            "this flowtap was built without live capture (the `live` feature); rebuild with default features"
+        )),
+        None => offline::run(&cli),
+    };
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("flowtap: {e:#}");

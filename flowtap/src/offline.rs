@@ -1,24 +1,15 @@
 //! `flowtap -r FILE...`: read capture files through the pipeline, then answer
 //! `--dump` queries from the final snapshot and, with `--listen`, serve it.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use http_api::Publisher;
-use http_api::cluster::Cluster;
-use http_api::k8s::InventoryFile;
 use pipeline::capture::{FileOutcome, FileSource};
-use pipeline::counters::FrameKind;
-use pipeline::flow::{TableConfig, Timeouts, Window};
-use pipeline::wire::dissect::MalformedReason;
 use pipeline::{Clock, Merger, Pipeline, PipelineConfig, Snapshot};
 
 use crate::cli::Cli;
 use crate::serve::Service;
-
-const SECOND_NS: u64 = 1_000_000_000;
+use crate::setup;
 
 /// How often a snapshot is published while files are read and served.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
@@ -27,24 +18,10 @@ fn pipeline_config(cli: &Cli) -> PipelineConfig {
     let workers = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let mut timeouts = Timeouts::NEVER;
-    if let Some(s) = cli.tcp_timeout {
-        timeouts.tcp_idle_ns = s * SECOND_NS;
-        timeouts.tcp_closed_ns = timeouts.tcp_closed_ns.min(s * SECOND_NS);
-        timeouts.tcp_handshake_ns = timeouts.tcp_handshake_ns.min(s * SECOND_NS);
-    }
-    if let Some(s) = cli.udp_timeout {
-        timeouts.udp_idle_ns = s * SECOND_NS;
-    }
     PipelineConfig {
         workers,
         hash_seed: cli.hash_seed,
-        table: TableConfig {
-            timeouts,
-            rtt_window: cli.rtt_window.map_or(Window::Unbounded, Window::Seconds),
-            rate_window_ns: cli.rate_window.max(1) * SECOND_NS,
-            ..TableConfig::default()
-        },
+        table: setup::table_config(cli, false),
         ..PipelineConfig::default()
     }
 }
@@ -52,20 +29,14 @@ fn pipeline_config(cli: &Cli) -> PipelineConfig {
 /// Runs the offline job; returns the process exit status.
 pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let inventory = match &cli.k8s_inventory {
-        Some(path) => Some(InventoryFile::open(path).context("loading the Kubernetes inventory")?),
-        None => None,
-    };
-    let cluster = Cluster {
-        cidrs: cli.cluster_cidr.clone(),
-    };
-    let publisher = Arc::new(Mutex::new(Publisher::new(inventory, cluster)));
+    let publisher = setup::publisher(cli)?;
     // Bind before reading, so a taken port fails at once.
     let service = match cli.listen {
         Some(addr) => Some(Service::start(
             addr,
             publisher.clone(),
             cli.server_config(),
+            &[],
         )?),
         None => None,
     };
@@ -102,28 +73,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     if targets.is_empty() && service.is_none() {
         targets.push(http_api::api::SUMMARY_PATH.to_owned());
     }
-    let mut failed = false;
-    if !targets.is_empty() {
-        let view = publisher
-            .lock()
-            .expect("publisher lock")
-            .views()
-            .load_full();
-        let mut stdout = std::io::stdout().lock();
-        for target in &targets {
-            let (path, query) = http_api::api::split_target(target);
-            let response = http_api::respond(&view, path, query);
-            if response.status != 200 {
-                failed = true;
-                eprintln!("flowtap: --dump {target}: HTTP {}", response.status);
-            }
-            stdout
-                .write_all(&response.body)
-                .context("writing to stdout")?;
-            stdout.write_all(b"\n").context("writing to stdout")?;
-        }
-        stdout.flush().context("writing to stdout")?;
-    }
+    let failed = setup::dump(&publisher, &targets)?;
 
     if let Some(service) = service {
         service.run_until_signal()?;
@@ -133,18 +83,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     Ok(if file_errors || failed { 2 } else { 0 })
 }
 
-/// The end-of-run report on stderr: what was read, what was not flow
-/// traffic, what was malformed, and every file error.
+/// The end-of-run report on stderr: what was read, then the counters.
 fn report_run(snapshot: &Snapshot, outcomes: &[FileOutcome], seconds: f64) {
     let c = &snapshot.counters;
-    let kinds: Vec<String> = FrameKind::ALL
-        .iter()
-        .map(|k| format!("{} {}", k.name(), c.ingest.kind(*k)))
-        .collect();
-    let malformed: Vec<String> = MalformedReason::ALL
-        .iter()
-        .map(|r| format!("{} {}", r.name(), c.ingest.malformed(*r)))
-        .collect();
     eprintln!(
         "flowtap: read {} frames ({} bytes) from {} file(s) in {:.3} s",
         c.ingest.frames,
@@ -152,19 +93,7 @@ fn report_run(snapshot: &Snapshot, outcomes: &[FileOutcome], seconds: f64) {
         outcomes.len(),
         seconds
     );
-    eprintln!("flowtap: frames by kind: {}", kinds.join(", "));
-    eprintln!(
-        "flowtap: malformed frames: {} ({})",
-        c.ingest.malformed_total(),
-        malformed.join(", ")
-    );
-    eprintln!(
-        "flowtap: flows {}, connections {}, unmatched fragments {}, out-of-order handshakes {}",
-        snapshot.flows.len(),
-        snapshot.flows.iter().map(|f| f.connections).sum::<u64>(),
-        c.table.fragments_unmatched,
-        c.table.handshakes_out_of_order
-    );
+    setup::report_counters(snapshot);
     for outcome in outcomes {
         if let Some(e) = &outcome.error {
             eprintln!("flowtap: error: {e}");

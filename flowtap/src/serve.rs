@@ -21,16 +21,30 @@ pub struct Service {
 }
 
 impl Service {
-    /// Binds `listen` and starts answering from `publisher`'s views.
+    /// Binds `listen` and starts answering from `publisher`'s views. The
+    /// runtime's threads stay off `capture_cores` when other cores exist.
     pub fn start(
         listen: SocketAddr,
         publisher: Arc<Mutex<Publisher>>,
         config: ServerConfig,
+        capture_cores: &[usize],
     ) -> anyhow::Result<Service> {
+        let spare: Vec<core_affinity::CoreId> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !capture_cores.contains(&c.id))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(HTTP_THREADS)
             .max_blocking_threads(HTTP_THREADS * 2)
             .thread_name("flowtap-http")
+            .on_thread_start(move || {
+                if !spare.is_empty() {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    core_affinity::set_for_current(spare[i % spare.len()]);
+                }
+            })
             .enable_all()
             .build()
             .context("starting the HTTP runtime")?;

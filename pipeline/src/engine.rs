@@ -419,6 +419,9 @@ fn run_worker<S: PacketSource>(
                 } => {
                     if drain {
                         while worker.drain(usize::MAX) > 0 {}
+                        // Nothing more will come: record the handshake legs
+                        // still waiting for a later packet.
+                        worker.table.flush_handshakes();
                     }
                     let _ = reply.send(worker.export(as_of_ns));
                 }

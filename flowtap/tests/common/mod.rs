@@ -2,6 +2,7 @@
 //! the real `flowtap` binary.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod server;
 
 use std::net::IpAddr;
@@ -60,6 +61,45 @@ fn handshake(stats: &Value) -> Option<[u64; 3]> {
     ])
 }
 
+/// The flows of a `/mcp/flows?format=full` body and its `format=raw` twin
+/// (same query, same order).
+pub fn parse_flows(full: &Value, raw: &Value) -> Vec<FlowSummary> {
+    let full = full["flows"].as_array().unwrap();
+    let raw = raw["flows"].as_array().unwrap();
+    assert_eq!(full.len(), raw.len());
+    let mut flows = Vec::new();
+    for (f, r) in full.iter().zip(raw) {
+        let cs = &f["client_stats"];
+        let ss = &f["server_stats"];
+        let u = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+        let key = (
+            f["proto"].as_str().unwrap().to_owned(),
+            f["client"]["ip"].as_str().unwrap().parse().unwrap(),
+            f["server"]["ip"].as_str().unwrap().parse().unwrap(),
+            u(&f["server"], "port") as u16,
+        );
+        assert_eq!(
+            r["client_ip"], f["client"]["ip"],
+            "full and raw list flows in one order"
+        );
+        flows.push(FlowSummary {
+            key,
+            client_tx_pkts: u(cs, "tx_pkts"),
+            client_rx_pkts: u(cs, "rx_pkts"),
+            client_tx_bytes: u(cs, "tx_bytes"),
+            client_rx_bytes: u(cs, "rx_bytes"),
+            server_tx_pkts: u(ss, "tx_pkts"),
+            server_rx_pkts: u(ss, "rx_pkts"),
+            server_tx_bytes: u(ss, "tx_bytes"),
+            server_rx_bytes: u(ss, "rx_bytes"),
+            connections: u(r, "connections"),
+            client_handshake: handshake(cs),
+            server_handshake: handshake(ss),
+        });
+    }
+    flows
+}
+
 /// Runs `flowtap -r FILES --threads N` with every flow dumped in `full` and
 /// `raw` format, plus any `extra` arguments.
 pub fn run_flowtap(files: &[&Path], threads: usize, extra: &[&str]) -> Run {
@@ -88,41 +128,11 @@ pub fn run_flowtap(files: &[&Path], threads: usize, extra: &[&str]) -> Run {
                 .ok()
         })
         .unwrap_or(0);
-    let mut flows = Vec::new();
-    if bodies.len() >= 2 {
-        let full = bodies[0]["flows"].as_array().unwrap();
-        let raw = bodies[1]["flows"].as_array().unwrap();
-        assert_eq!(full.len(), raw.len());
-        for (f, r) in full.iter().zip(raw) {
-            let cs = &f["client_stats"];
-            let ss = &f["server_stats"];
-            let u = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
-            let key = (
-                f["proto"].as_str().unwrap().to_owned(),
-                f["client"]["ip"].as_str().unwrap().parse().unwrap(),
-                f["server"]["ip"].as_str().unwrap().parse().unwrap(),
-                u(&f["server"], "port") as u16,
-            );
-            assert_eq!(
-                r["client_ip"], f["client"]["ip"],
-                "full and raw list flows in one order"
-            );
-            flows.push(FlowSummary {
-                key,
-                client_tx_pkts: u(cs, "tx_pkts"),
-                client_rx_pkts: u(cs, "rx_pkts"),
-                client_tx_bytes: u(cs, "tx_bytes"),
-                client_rx_bytes: u(cs, "rx_bytes"),
-                server_tx_pkts: u(ss, "tx_pkts"),
-                server_rx_pkts: u(ss, "rx_pkts"),
-                server_tx_bytes: u(ss, "tx_bytes"),
-                server_rx_bytes: u(ss, "rx_bytes"),
-                connections: u(r, "connections"),
-                client_handshake: handshake(cs),
-                server_handshake: handshake(ss),
-            });
-        }
-    }
+    let flows = if bodies.len() >= 2 {
+        parse_flows(&bodies[0], &bodies[1])
+    } else {
+        Vec::new()
+    };
     Run {
         status: output.status.code().unwrap_or(-1),
         flows,

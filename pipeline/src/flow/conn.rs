@@ -7,6 +7,16 @@
 //! < 32768 <= ephemeral), in which case it is the server answering. So a DNS
 //! reply seen before its query still makes port 53 the server, while two
 //! ephemeral ports keep "first sender is the client".
+//!
+//! Handshake legs are paired up by timestamp, not by the order packets are
+//! processed: live, a connection's two directions may arrive on different rx
+//! queues and reach the shard in either order, while each direction keeps
+//! its own order. The client leg is SYN-ACK minus the last client SYN at or
+//! before it; the server leg is the first client ACK at or after the SYN-ACK
+//! minus that same SYN. A leg is recorded once no earlier packet can still
+//! change it: the client leg when a client packet newer than the SYN-ACK
+//! shows every earlier SYN has been seen (or when the connection is flushed),
+//! the server leg when the completing ACK is known.
 
 use crate::packet::{Fragment, L4Proto, Transport};
 use crate::wire::tcp::flags;
@@ -34,93 +44,144 @@ pub fn sender_is_client(t: &Transport) -> bool {
     port_tier(t.src_port) >= port_tier(t.dst_port)
 }
 
-/// Where a TCP connection is in its three-way handshake.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handshake {
-    /// UDP, or TCP first seen mid-stream: nothing to measure.
-    Untracked,
-    /// Pure SYN seen, waiting for the SYN-ACK.
-    SynSent,
-    /// SYN-ACK seen, waiting for the client's ACK.
-    SynAckSeen,
-    Complete,
-}
-
-/// What a TCP packet did to its connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    Nothing,
-    /// SYN -> SYN-ACK measured (the client's view of the RTT), in ns.
-    ClientLeg(u64),
-    /// SYN -> completing ACK measured (the server's view), in ns.
-    ServerLeg(u64),
-    /// A leg whose timestamps run backwards (out-of-order capture): the state
-    /// advances but nothing is recorded.
-    OutOfOrder,
+/// Handshake legs a packet completed, in ns, and whether it reopened the
+/// connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// SYN -> SYN-ACK, the client's view of the round trip.
+    pub client_leg: Option<u64>,
+    /// SYN -> completing ACK, the server's view.
+    pub server_leg: Option<u64>,
+    /// A SYN-ACK that precedes every SYN in time: nothing can be measured.
+    pub out_of_order: bool,
     /// A new SYN on a closed or differently-sequenced connection: a new
     /// connection on the same 5-tuple, as tshark splits streams.
-    Reopen,
+    pub reopen: bool,
 }
 
 const FIN_CLIENT: u8 = 1;
 const FIN_SERVER: u8 = 2;
 const RST: u8 = 4;
 
+const CLIENT_LEG_DONE: u8 = 1;
+const SERVER_LEG_DONE: u8 = 2;
+
+/// SYN times kept: enough for retransmissions around the SYN-ACK.
+const SYNS_KEPT: usize = 3;
+
 /// Direction index into per-direction arrays.
 const C2S: usize = 0;
 const S2C: usize = 1;
+
+/// The handshake's timestamps so far (0 = not seen).
+#[derive(Clone, Copy, Debug, Default)]
+struct HandshakeTimes {
+    /// The latest client SYNs, oldest first.
+    syns: [u64; SYNS_KEPT],
+    syn_count: u8,
+    /// The earliest SYN-ACK from the server.
+    synack_ns: u64,
+    /// The first client ACK (SYN clear) processed.
+    first_ack_ns: u64,
+    /// The newest client packet processed.
+    client_newest_ns: u64,
+    done: u8,
+}
+
+impl HandshakeTimes {
+    fn push_syn(&mut self, ts: u64) {
+        if (self.syn_count as usize) < SYNS_KEPT {
+            self.syns[self.syn_count as usize] = ts;
+            self.syn_count += 1;
+        } else {
+            self.syns.rotate_left(1);
+            self.syns[SYNS_KEPT - 1] = ts;
+        }
+    }
+
+    /// The last SYN at or before the SYN-ACK.
+    fn syn_before_synack(&self) -> Option<u64> {
+        self.syns[..self.syn_count as usize]
+            .iter()
+            .rev()
+            .copied()
+            .find(|&s| s <= self.synack_ns)
+    }
+
+    /// Records what can be recorded. `flush` records the client leg even
+    /// without a later client packet (the connection is ending).
+    fn settle(&mut self, flush: bool, step: &mut Step) {
+        if self.synack_ns == 0
+            || self.syn_count == 0
+            || self.done == CLIENT_LEG_DONE | SERVER_LEG_DONE
+        {
+            return;
+        }
+        let Some(syn) = self.syn_before_synack() else {
+            // Every SYN is newer than the SYN-ACK: timestamps run backwards.
+            if self.client_newest_ns > self.synack_ns || flush {
+                step.out_of_order = self.done == 0;
+                self.done = CLIENT_LEG_DONE | SERVER_LEG_DONE;
+            }
+            return;
+        };
+        if self.done & CLIENT_LEG_DONE == 0 && (flush || self.client_newest_ns > self.synack_ns) {
+            step.client_leg = Some(self.synack_ns - syn);
+            self.done |= CLIENT_LEG_DONE;
+        }
+        if self.done & SERVER_LEG_DONE == 0
+            && self.first_ack_ns != 0
+            && self.first_ack_ns >= self.synack_ns
+        {
+            step.server_leg = Some(self.first_ack_ns - syn);
+            self.done |= SERVER_LEG_DONE;
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Conn {
     /// Index of the connection's flow in the shard's flow slab.
     pub flow: u32,
     pub last_seen_ns: u64,
-    /// The last pure SYN from the client before the first SYN-ACK.
-    syn_ns: u64,
+    /// When the packet that opened this connection was sent. A FIN or RST
+    /// from before it belongs to an earlier connection on the 5-tuple (seen
+    /// late, through another queue) and does not close this one.
+    opened_ns: u64,
+    handshake: HandshakeTimes,
     /// First sequence number seen in each direction, for port-reuse detection.
     base_seq: [u32; 2],
     base_seq_set: [bool; 2],
-    pub state: Handshake,
     /// Whether the client is the `lo` endpoint of the connection key.
     pub client_is_lo: bool,
     closing: u8,
 }
 
 impl Conn {
-    pub fn new(flow: u32, client_is_lo: bool, t: &Transport, c2s: bool, ts_ns: u64) -> Conn {
+    /// A connection from its first packet (sent client-to-server when `c2s`).
+    pub fn new(
+        flow: u32,
+        client_is_lo: bool,
+        t: &Transport,
+        c2s: bool,
+        ts_ns: u64,
+    ) -> (Conn, Step) {
         let mut conn = Conn {
             flow,
             last_seen_ns: ts_ns,
-            syn_ns: 0,
+            opened_ns: ts_ns,
+            handshake: HandshakeTimes::default(),
             base_seq: [0; 2],
             base_seq_set: [false; 2],
-            state: Handshake::Untracked,
             client_is_lo,
             closing: 0,
         };
-        if t.proto == L4Proto::Tcp {
-            conn.start(t, c2s, ts_ns);
-        }
-        conn
-    }
-
-    /// Re-initialises the connection for a new SYN from the `lo` side
-    /// (`client_is_lo`) or the `hi` side.
-    pub fn reopen(&mut self, flow: u32, client_is_lo: bool, t: &Transport, ts_ns: u64) {
-        *self = Conn::new(flow, client_is_lo, t, true, ts_ns);
-    }
-
-    fn start(&mut self, t: &Transport, c2s: bool, ts_ns: u64) {
-        let dir = if c2s { C2S } else { S2C };
-        if !matches!(t.fragment, Fragment::Later { .. }) {
-            self.base_seq[dir] = t.tcp_seq;
-            self.base_seq_set[dir] = true;
-        }
-        if is_pure_syn(t.tcp_flags) {
-            self.state = Handshake::SynSent;
-            self.syn_ns = ts_ns;
-        }
-        self.note_close(t.tcp_flags, c2s);
+        let step = if t.proto == L4Proto::Tcp {
+            conn.tcp_step(t, c2s, ts_ns)
+        } else {
+            Step::default()
+        };
+        (conn, step)
     }
 
     /// True once a RST, or a FIN from both sides, was seen.
@@ -129,62 +190,67 @@ impl Conn {
             || self.closing & (FIN_CLIENT | FIN_SERVER) == FIN_CLIENT | FIN_SERVER
     }
 
-    /// Advances the TCP state for one packet sent client-to-server (`c2s`) or
-    /// back. Call [`Conn::new`] for the first packet instead.
+    /// A SYN was seen and the handshake has not completed.
+    pub fn is_half_open(&self) -> bool {
+        self.handshake.syn_count > 0 && self.handshake.first_ack_ns == 0
+    }
+
+    /// Advances the TCP state for one packet sent client-to-server (`c2s`)
+    /// or back.
     pub fn tcp_step(&mut self, t: &Transport, c2s: bool, ts_ns: u64) -> Step {
+        let mut step = Step::default();
+        if matches!(t.fragment, Fragment::Later { .. }) {
+            return step;
+        }
         let f = t.tcp_flags;
         let dir = if c2s { C2S } else { S2C };
-        if matches!(t.fragment, Fragment::Later { .. }) {
-            return Step::Nothing;
+        let pure_syn = f & flags::SYN != 0 && f & flags::ACK == 0;
+        // A new connection's SYN is newer than everything of the old one; a
+        // SYN older than what was already seen is a late copy, reordered.
+        if pure_syn
+            && self.base_seq_set[dir]
+            && ts_ns >= self.last_seen_ns
+            && (self.closing != 0 || self.base_seq[dir] != t.tcp_seq)
+        {
+            step.reopen = true;
+            return step;
         }
         if !self.base_seq_set[dir] {
             self.base_seq[dir] = t.tcp_seq;
             self.base_seq_set[dir] = true;
         }
-        let step = if is_pure_syn(f) {
-            if self.closing != 0 || self.base_seq[dir] != t.tcp_seq {
-                return Step::Reopen;
+        let h = &mut self.handshake;
+        if c2s {
+            if pure_syn {
+                h.push_syn(ts_ns);
+            } else if f & flags::ACK != 0 && f & flags::SYN == 0 && h.first_ack_ns == 0 {
+                h.first_ack_ns = ts_ns;
             }
-            if self.state == Handshake::SynSent && c2s {
-                // A retransmitted SYN: measure from the latest one.
-                self.syn_ns = ts_ns;
+            h.client_newest_ns = h.client_newest_ns.max(ts_ns);
+        } else if f & flags::SYN != 0
+            && f & flags::ACK != 0
+            && (h.synack_ns == 0 || ts_ns < h.synack_ns)
+        {
+            h.synack_ns = ts_ns;
+        }
+        h.settle(false, &mut step);
+        if ts_ns >= self.opened_ns {
+            if f & flags::FIN != 0 {
+                self.closing |= if c2s { FIN_CLIENT } else { FIN_SERVER };
             }
-            Step::Nothing
-        } else if f & flags::SYN != 0 && f & flags::ACK != 0 {
-            if self.state == Handshake::SynSent && !c2s {
-                self.state = Handshake::SynAckSeen;
-                leg(ts_ns, self.syn_ns, Step::ClientLeg)
-            } else {
-                Step::Nothing
+            if f & flags::RST != 0 {
+                self.closing |= RST;
             }
-        } else if f & flags::ACK != 0 && c2s && self.state == Handshake::SynAckSeen {
-            self.state = Handshake::Complete;
-            leg(ts_ns, self.syn_ns, Step::ServerLeg)
-        } else {
-            Step::Nothing
-        };
-        self.note_close(f, c2s);
+        }
         step
     }
 
-    fn note_close(&mut self, f: u8, c2s: bool) {
-        if f & flags::FIN != 0 {
-            self.closing |= if c2s { FIN_CLIENT } else { FIN_SERVER };
-        }
-        if f & flags::RST != 0 {
-            self.closing |= RST;
-        }
-    }
-}
-
-fn is_pure_syn(f: u8) -> bool {
-    f & flags::SYN != 0 && f & flags::ACK == 0
-}
-
-fn leg(ts_ns: u64, syn_ns: u64, make: fn(u64) -> Step) -> Step {
-    match ts_ns.checked_sub(syn_ns) {
-        Some(ns) => make(ns),
-        None => Step::OutOfOrder,
+    /// Records what is left of the handshake: the connection is ending (it
+    /// expired, or the capture file ended).
+    pub fn flush(&mut self) -> Step {
+        let mut step = Step::default();
+        self.handshake.settle(true, &mut step);
+        step
     }
 }
 
@@ -213,9 +279,10 @@ mod tests {
         }
     }
 
+    use flags::{ACK, FIN, RST, SYN};
+
     #[test]
     fn role_rules_without_a_syn() {
-        use flags::*;
         assert!(
             sender_is_client(&tcp(80, 40000, SYN, 0)),
             "a pure SYN decides"
@@ -244,64 +311,123 @@ mod tests {
         );
     }
 
-    #[test]
-    fn handshake_legs_from_the_last_syn() {
-        use flags::*;
-        let syn = tcp(40000, 80, SYN, 100);
-        let mut c = Conn::new(0, true, &syn, true, 1_000);
-        assert_eq!(c.state, Handshake::SynSent);
-        // Retransmitted SYN (same ISN) one second later.
-        assert_eq!(c.tcp_step(&syn, true, 1_000_001_000), Step::Nothing);
-        let synack = tcp(80, 40000, SYN | ACK, 900);
-        assert_eq!(
-            c.tcp_step(&synack, false, 1_000_017_000),
-            Step::ClientLeg(16_000)
-        );
-        // A second SYN-ACK does not measure again.
-        assert_eq!(c.tcp_step(&synack, false, 1_000_018_000), Step::Nothing);
-        // The client re-sending its SYN after the SYN-ACK is ignored.
-        assert_eq!(c.tcp_step(&syn, true, 1_000_019_000), Step::Nothing);
-        let ack = tcp(40000, 80, ACK, 101);
-        assert_eq!(
-            c.tcp_step(&ack, true, 1_000_020_000),
-            Step::ServerLeg(19_000)
-        );
-        assert_eq!(c.state, Handshake::Complete);
-        assert_eq!(c.tcp_step(&ack, true, 1_000_030_000), Step::Nothing);
+    /// Feeds (c2s, flags, ts) events in the given processing order; returns
+    /// the legs recorded, and whether a flush recorded more.
+    fn run(events: &[(bool, u8, u64)]) -> (Vec<u64>, Vec<u64>, bool) {
+        let seq = |c2s: bool, f: u8| {
+            if c2s {
+                100 + u32::from(f & SYN == 0)
+            } else {
+                900
+            }
+        };
+        let (first_c2s, first_f, first_ts) = events[0];
+        let first = tcp(40000, 80, first_f, seq(first_c2s, first_f));
+        let (mut conn, step) = Conn::new(0, true, &first, first_c2s, first_ts);
+        let (mut client, mut server, mut ooo) = (Vec::new(), Vec::new(), step.out_of_order);
+        let mut take = |s: Step| {
+            client.extend(s.client_leg);
+            server.extend(s.server_leg);
+            ooo |= s.out_of_order;
+        };
+        take(step);
+        for &(c2s, f, ts) in &events[1..] {
+            let s = conn.tcp_step(&tcp(40000, 80, f, seq(c2s, f)), c2s, ts);
+            assert!(!s.reopen);
+            take(s);
+        }
+        take(conn.flush());
+        (client, server, ooo)
     }
 
     #[test]
-    fn out_of_order_timestamps_do_not_record() {
-        use flags::*;
-        let mut c = Conn::new(0, true, &tcp(1, 2, SYN, 0), true, 5_000);
+    fn legs_from_the_last_syn_in_time_order() {
+        // SYN, retransmitted SYN, SYN-ACK, a second SYN-ACK, a SYN re-sent after it, ACK.
+        let events = [
+            (true, SYN, 1_000),
+            (true, SYN, 1_000_001_000),
+            (false, SYN | ACK, 1_000_017_000),
+            (false, SYN | ACK, 1_000_018_000),
+            (true, SYN, 1_000_019_000),
+            (true, ACK, 1_000_020_000),
+            (true, ACK, 1_000_030_000),
+        ];
+        assert_eq!(run(&events), (vec![16_000], vec![19_000], false));
+    }
+
+    #[test]
+    fn directions_processed_out_of_order_give_the_same_legs() {
+        let syn = (true, SYN, 10_000);
+        let synack = (false, SYN | ACK, 30_000);
+        let ack = (true, ACK, 45_000);
+        let data = (false, ACK, 50_000);
+        let want = (vec![20_000], vec![35_000], false);
+        // Each direction keeps its order; the interleaving varies.
+        for order in [
+            [syn, synack, ack, data],
+            [synack, syn, ack, data],
+            [syn, ack, synack, data],
+            [synack, data, syn, ack],
+            [syn, ack, data, synack],
+        ] {
+            assert_eq!(run(&order), want, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn an_unanswered_ack_is_flushed_and_a_backwards_handshake_is_counted() {
+        // SYN and SYN-ACK only: the client leg is recorded when flushed.
         assert_eq!(
-            c.tcp_step(&tcp(2, 1, SYN | ACK, 0), false, 4_000),
-            Step::OutOfOrder
+            run(&[(true, SYN, 1_000), (false, SYN | ACK, 5_000)]),
+            (vec![4_000], vec![], false)
         );
-        assert_eq!(c.state, Handshake::SynAckSeen);
+        // The SYN-ACK's timestamp is before the SYN's: nothing measured.
+        assert_eq!(
+            run(&[
+                (true, SYN, 5_000),
+                (false, SYN | ACK, 1_000),
+                (true, ACK, 9_000)
+            ]),
+            (vec![], vec![], true)
+        );
+        // Mid-stream: no SYN, nothing measured, nothing counted.
+        assert_eq!(
+            run(&[(false, SYN | ACK, 5_000), (true, ACK, 9_000)]),
+            (vec![], vec![], false)
+        );
     }
 
     #[test]
     fn reopen_on_new_isn_or_after_close() {
-        use flags::*;
-        let mut c = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 0);
-        assert_eq!(
-            c.tcp_step(&tcp(40000, 80, SYN, 555), true, 10),
-            Step::Reopen
-        );
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 0);
+        assert!(c.tcp_step(&tcp(40000, 80, SYN, 555), true, 10).reopen);
 
-        let mut c = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 0);
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 0);
         c.tcp_step(&tcp(80, 40000, RST | ACK, 0), false, 10);
         assert!(c.is_closed());
-        assert_eq!(
-            c.tcp_step(&tcp(40000, 80, SYN, 100), true, 20),
-            Step::Reopen
-        );
+        assert!(c.tcp_step(&tcp(40000, 80, SYN, 100), true, 20).reopen);
 
-        let mut c = Conn::new(0, true, &tcp(40000, 80, ACK, 100), true, 0);
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, ACK, 100), true, 0);
         c.tcp_step(&tcp(40000, 80, FIN | ACK, 100), true, 10);
         assert!(!c.is_closed(), "half-closed");
         c.tcp_step(&tcp(80, 40000, FIN | ACK, 100), false, 20);
         assert!(c.is_closed());
+
+        // A FIN stamped before the SYN that opened the connection is a late
+        // packet of the previous one: it neither closes nor reopens this one.
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 1_000);
+        c.tcp_step(&tcp(80, 40000, FIN | ACK, 5), false, 900);
+        assert!(!c.is_closed());
+        assert!(!c.tcp_step(&tcp(40000, 80, SYN, 100), true, 2_000).reopen);
+
+        // A SYN older than packets already seen does not reopen.
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 1_000);
+        c.last_seen_ns = 5_000;
+        assert!(!c.tcp_step(&tcp(40000, 80, SYN, 777), true, 3_000).reopen);
+
+        // A retransmitted SYN (same ISN) is not a new connection.
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 0);
+        assert!(!c.tcp_step(&tcp(40000, 80, SYN, 100), true, 10).reopen);
+        assert!(c.is_half_open());
     }
 }

@@ -313,8 +313,36 @@ impl FlowTable {
         }
 
         let (key, from_lo) = ConnKey::of(&t);
-        let conn = match self.conns.entry(key) {
-            Entry::Occupied(o) => o.into_mut(),
+        let clock = self.clock;
+        let (conn, step, c2s) = match self.conns.entry(key) {
+            Entry::Occupied(o) => {
+                let conn = o.into_mut();
+                let c2s = from_lo == conn.client_is_lo;
+                let step = if t.proto == L4Proto::Tcp {
+                    conn.tcp_step(&t, c2s, ts)
+                } else {
+                    Step::default()
+                };
+                if step.reopen {
+                    // A new connection on the same 5-tuple: the sender of the
+                    // new SYN is its client, and it may belong to another flow.
+                    let leftover = conn.flush();
+                    record_legs(
+                        self.flows.get_mut(conn.flow),
+                        &leftover,
+                        ts,
+                        self.config.rtt_window,
+                        &mut self.counters,
+                    );
+                    self.flows.detach(conn.flow);
+                    let flow = self.flows.attach(flow_key(&key, from_lo), ts);
+                    let (fresh, step) = Conn::new(flow, from_lo, &t, true, ts);
+                    *conn = fresh;
+                    (conn, step, true)
+                } else {
+                    (conn, step, c2s)
+                }
+            }
             Entry::Vacant(v) => {
                 let client_is_lo = if sender_is_client(&t) {
                     from_lo
@@ -323,48 +351,48 @@ impl FlowTable {
                 };
                 let flow = self.flows.attach(flow_key(&key, client_is_lo), ts);
                 let c2s = from_lo == client_is_lo;
-                let conn = Conn::new(flow, client_is_lo, &t, c2s, ts);
-                // The first packet is counted below; its TCP state is set.
-                count(self.flows.get_mut(flow), self.clock, c2s, p.wire_len, ts);
-                v.insert(conn);
-                return;
+                let (conn, step) = Conn::new(flow, client_is_lo, &t, c2s, ts);
+                (v.insert(conn), step, c2s)
             }
         };
-        let mut c2s = from_lo == conn.client_is_lo;
-        let mut leg = None;
-        if t.proto == L4Proto::Tcp {
-            match conn.tcp_step(&t, c2s, ts) {
-                Step::Nothing => {}
-                Step::ClientLeg(ns) => leg = Some((CLIENT_LEG, ns)),
-                Step::ServerLeg(ns) => leg = Some((SERVER_LEG, ns)),
-                Step::OutOfOrder => self.counters.handshakes_out_of_order += 1,
-                Step::Reopen => {
-                    self.flows.detach(conn.flow);
-                    // The sender of the new SYN is the client.
-                    let flow = self.flows.attach(flow_key(&key, from_lo), ts);
-                    conn.reopen(flow, from_lo, &t, ts);
-                    c2s = true;
-                }
-            }
-        }
         conn.last_seen_ns = conn.last_seen_ns.max(ts);
         let flow = self.flows.get_mut(conn.flow);
-        count(flow, self.clock, c2s, p.wire_len, ts);
-        if let Some((which, ns)) = leg {
-            let us = (ns + 500) / 1000;
-            let digest = flow.handshake[which].get_or_insert_with(Default::default);
-            Arc::make_mut(digest).record(ts, us, self.config.rtt_window);
+        count(flow, clock, c2s, p.wire_len, ts);
+        record_legs(flow, &step, ts, self.config.rtt_window, &mut self.counters);
+    }
+
+    /// Records every handshake leg still pending: the capture has ended.
+    pub fn flush_handshakes(&mut self) {
+        for conn in self.conns.values_mut() {
+            let step = conn.flush();
+            record_legs(
+                self.flows.get_mut(conn.flow),
+                &step,
+                conn.last_seen_ns,
+                self.config.rtt_window,
+                &mut self.counters,
+            );
         }
     }
 
     /// Drops idle connections, flows and fragments as of `now_ns`.
     pub fn expire(&mut self, now_ns: u64) {
         let timeouts = self.config.timeouts;
+        let window = self.config.rtt_window;
         let flows = &mut self.flows;
+        let counters = &mut self.counters;
         let mut expired = 0;
         self.conns.retain(|key, conn| {
             let timeout = conn_timeout(&timeouts, key.proto, conn);
             if timeout != NEVER && now_ns.saturating_sub(conn.last_seen_ns) > timeout {
+                let step = conn.flush();
+                record_legs(
+                    flows.get_mut(conn.flow),
+                    &step,
+                    conn.last_seen_ns,
+                    window,
+                    counters,
+                );
                 flows.detach(conn.flow);
                 expired += 1;
                 false
@@ -374,7 +402,6 @@ impl FlowTable {
         });
         self.counters.connections_expired += expired;
 
-        let window = self.config.rtt_window;
         for idx in 0..self.flows.entries.len() {
             let Some(flow) = self.flows.entries[idx].as_mut() else {
                 continue;
@@ -483,13 +510,30 @@ fn count(flow: &mut FlowEntry, clock: SlotClock, c2s: bool, wire_len: u32, ts: u
 }
 
 fn conn_timeout(t: &Timeouts, proto: L4Proto, conn: &Conn) -> u64 {
-    use super::conn::Handshake;
     match proto {
         L4Proto::Udp => t.udp_idle_ns,
         L4Proto::Tcp if conn.is_closed() => t.tcp_closed_ns,
-        L4Proto::Tcp => match conn.state {
-            Handshake::SynSent | Handshake::SynAckSeen => t.tcp_handshake_ns,
-            Handshake::Untracked | Handshake::Complete => t.tcp_idle_ns,
-        },
+        L4Proto::Tcp if conn.is_half_open() => t.tcp_handshake_ns,
+        L4Proto::Tcp => t.tcp_idle_ns,
+    }
+}
+
+/// Adds the legs a step completed to the flow's digests (microseconds,
+/// rounded), and counts a handshake whose timestamps ran backwards.
+fn record_legs(
+    flow: &mut FlowEntry,
+    step: &Step,
+    ts: u64,
+    window: Window,
+    counters: &mut TableCounters,
+) {
+    if step.out_of_order {
+        counters.handshakes_out_of_order += 1;
+    }
+    for (which, leg) in [(CLIENT_LEG, step.client_leg), (SERVER_LEG, step.server_leg)] {
+        if let Some(ns) = leg {
+            let digest = flow.handshake[which].get_or_insert_with(Default::default);
+            Arc::make_mut(digest).record(ts, (ns + 500) / 1000, window);
+        }
     }
 }

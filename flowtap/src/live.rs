@@ -1,0 +1,118 @@
+//! `flowtap -i IFACE`: capture live with XDP/AF_XDP, serve the flows while
+//! capturing, and on SIGINT/SIGTERM detach and remove everything.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use pipeline::merger::now_ns;
+use pipeline::{AsOf, Backpressure, Clock, Merger, Pipeline, PipelineConfig};
+use xdp::{LiveCapture, LiveConfig, Mode, UnboundAction, XdpModeChoice};
+
+use crate::cli::{Cli, DEFAULT_LISTEN, ModeArg, UnboundArg, XdpModeArg};
+use crate::serve::Service;
+use crate::setup;
+
+fn live_config(cli: &Cli, iface: &str) -> LiveConfig {
+    let mut config = LiveConfig::new(iface);
+    config.mode = match cli.mode {
+        ModeArg::Span => Mode::Span,
+        ModeArg::Host => Mode::Host,
+    };
+    config.xdp_mode = match cli.xdp_mode {
+        XdpModeArg::Auto => XdpModeChoice::Auto,
+        XdpModeArg::Driver => XdpModeChoice::Driver,
+        XdpModeArg::Skb => XdpModeChoice::Skb,
+    };
+    config.unbound = match cli.unbound {
+        UnboundArg::Pass => UnboundAction::Pass,
+        UnboundArg::Drop => UnboundAction::Drop,
+    };
+    config.queues = cli.queues;
+    config.busy_poll = cli.busy_poll;
+    if let Some(q) = cli.queues {
+        config.host_queues = q;
+    }
+    config
+}
+
+/// The cores workers are pinned to: `--cores`, else every CPU.
+fn capture_cores(cli: &Cli) -> Vec<usize> {
+    if !cli.cores.is_empty() {
+        return cli.cores.clone();
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (0..n).collect()
+}
+
+pub fn run(cli: &Cli, iface: &str) -> anyhow::Result<i32> {
+    let publisher = setup::publisher(cli)?;
+    let (capture, sources) = LiveCapture::start(&live_config(cli, iface))
+        .with_context(|| format!("starting capture on {iface}"))?;
+    let info = capture.info.clone();
+    let cores = capture_cores(cli);
+    // One worker per queue; more if there are more cores, to spread the shards.
+    let workers = sources.len().max(cores.len());
+    let worker_cores: Vec<Option<usize>> =
+        (0..workers).map(|i| Some(cores[i % cores.len()])).collect();
+    tracing::info!(
+        interface = %info.iface,
+        capture_interface = %info.capture_iface,
+        mode = ?info.mode,
+        xdp_mode = info.xdp_mode,
+        zero_copy = info.zero_copy,
+        queues = info.queues.len(),
+        workers,
+        cores = ?worker_cores.iter().flatten().collect::<Vec<_>>(),
+        "capturing"
+    );
+    let config = PipelineConfig {
+        workers,
+        table: setup::table_config(cli, true),
+        backpressure: Backpressure::Drop,
+        hash_seed: cli.hash_seed,
+        cores: worker_cores,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Arc::new(Pipeline::start(config, sources));
+    let listen = cli
+        .listen
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address"));
+    let service = Service::start(listen, publisher.clone(), cli.server_config(), &cores)?;
+    let interval = Duration::from_secs_f64(cli.snapshot_interval.max(0.05));
+    let merger = {
+        let publisher = publisher.clone();
+        Merger::spawn(pipeline.clone(), interval, Clock::Wall, move |snapshot| {
+            publisher.lock().expect("publisher lock").publish(snapshot);
+        })
+    };
+
+    service.run_until_signal()?;
+
+    merger.stop();
+    let snapshot = pipeline.snapshot(AsOf::Time(now_ns()));
+    setup::report_counters(&snapshot);
+    publisher.lock().expect("publisher lock").publish(snapshot);
+    let failed = setup::dump(&publisher, &cli.dump)?;
+    service.stop();
+    // Stop the workers (closing the sockets), then detach and remove.
+    drop(pipeline);
+    for q in &info.queues {
+        let k = q.kernel();
+        eprintln!(
+            "flowtap: queue {}: frames {} bytes {} without XDP timestamp {}; kernel: rx_dropped {} rx_ring_full {} fill_ring_empty {} invalid {}",
+            q.queue,
+            q.frames.load(Ordering::Relaxed),
+            q.bytes.load(Ordering::Relaxed),
+            q.meta_missing.load(Ordering::Relaxed),
+            k.rx_dropped,
+            k.rx_ring_full,
+            k.rx_fill_ring_empty_descs,
+            k.rx_invalid_descs,
+        );
+    }
+    capture.stop();
+    eprintln!("flowtap: detached from {iface}");
+    Ok(if failed { 2 } else { 0 })
+}

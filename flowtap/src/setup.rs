@@ -1,0 +1,120 @@
+//! What live capture and file reading set up alike: the flow tables'
+//! configuration, the publisher (inventory, cluster ranges) and `--dump`.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use http_api::Publisher;
+use http_api::cluster::Cluster;
+use http_api::k8s::InventoryFile;
+use pipeline::Snapshot;
+use pipeline::counters::FrameKind;
+use pipeline::flow::{TableConfig, Timeouts, Window};
+use pipeline::wire::dissect::MalformedReason;
+
+use crate::cli::Cli;
+
+pub const SECOND_NS: u64 = 1_000_000_000;
+
+/// RTT window live when `--rtt-window` is not given.
+const LIVE_RTT_WINDOW_S: u32 = 120;
+
+/// Timeouts and windows: live defaults, or "spans the whole file" for files,
+/// with the command line's overrides.
+pub fn table_config(cli: &Cli, live: bool) -> TableConfig {
+    let mut timeouts = if live {
+        Timeouts::LIVE
+    } else {
+        Timeouts::NEVER
+    };
+    if let Some(s) = cli.tcp_timeout {
+        let ns = s * SECOND_NS;
+        timeouts.tcp_idle_ns = ns;
+        timeouts.tcp_closed_ns = timeouts.tcp_closed_ns.min(ns);
+        timeouts.tcp_handshake_ns = timeouts.tcp_handshake_ns.min(ns);
+    }
+    if let Some(s) = cli.udp_timeout {
+        timeouts.udp_idle_ns = s * SECOND_NS;
+    }
+    let rtt_window = match (cli.rtt_window, live) {
+        (Some(s), _) => Window::Seconds(s),
+        (None, true) => Window::Seconds(LIVE_RTT_WINDOW_S),
+        (None, false) => Window::Unbounded,
+    };
+    TableConfig {
+        timeouts,
+        rtt_window,
+        rate_window_ns: cli.rate_window.max(1) * SECOND_NS,
+        ..TableConfig::default()
+    }
+}
+
+/// The publisher, with the inventory loaded (an invalid file fails here).
+pub fn publisher(cli: &Cli) -> anyhow::Result<Arc<Mutex<Publisher>>> {
+    let inventory = match &cli.k8s_inventory {
+        Some(path) => Some(InventoryFile::open(path).context("loading the Kubernetes inventory")?),
+        None => None,
+    };
+    let cluster = Cluster {
+        cidrs: cli.cluster_cidr.clone(),
+    };
+    Ok(Arc::new(Mutex::new(Publisher::new(inventory, cluster))))
+}
+
+/// Prints the body of each `--dump` target from the current view; returns
+/// whether any was refused.
+pub fn dump(publisher: &Mutex<Publisher>, targets: &[String]) -> anyhow::Result<bool> {
+    if targets.is_empty() {
+        return Ok(false);
+    }
+    let view = publisher
+        .lock()
+        .expect("publisher lock")
+        .views()
+        .load_full();
+    let mut stdout = std::io::stdout().lock();
+    let mut failed = false;
+    for target in targets {
+        let (path, query) = http_api::api::split_target(target);
+        let response = http_api::respond(&view, path, query);
+        if response.status != 200 {
+            failed = true;
+            eprintln!("flowtap: --dump {target}: HTTP {}", response.status);
+        }
+        stdout
+            .write_all(&response.body)
+            .context("writing to stdout")?;
+        stdout.write_all(b"\n").context("writing to stdout")?;
+    }
+    stdout.flush().context("writing to stdout")?;
+    Ok(failed)
+}
+
+/// Frames by kind, malformed frames by reason, flows and what the tables
+/// could not count, on stderr.
+pub fn report_counters(snapshot: &Snapshot) {
+    let c = &snapshot.counters;
+    let kinds: Vec<String> = FrameKind::ALL
+        .iter()
+        .map(|k| format!("{} {}", k.name(), c.ingest.kind(*k)))
+        .collect();
+    let malformed: Vec<String> = MalformedReason::ALL
+        .iter()
+        .map(|r| format!("{} {}", r.name(), c.ingest.malformed(*r)))
+        .collect();
+    eprintln!("flowtap: frames by kind: {}", kinds.join(", "));
+    eprintln!(
+        "flowtap: malformed frames: {} ({})",
+        c.ingest.malformed_total(),
+        malformed.join(", ")
+    );
+    eprintln!(
+        "flowtap: flows {}, connections {}, unmatched fragments {}, out-of-order handshakes {}, hand-off drops {}",
+        snapshot.flows.len(),
+        snapshot.flows.iter().map(|f| f.connections).sum::<u64>(),
+        c.table.fragments_unmatched,
+        c.table.handshakes_out_of_order,
+        c.ingest.handoff_drops
+    );
+}

@@ -1,0 +1,281 @@
+//! Network namespaces for the live tests: a `Lab` makes its namespaces,
+//! runs commands and processes in them, and on drop kills its processes and
+//! deletes its namespaces (which deletes their veths, qdiscs and XDP
+//! programs), also when the test panics. Addresses are 198.18.0.0/15 and
+//! 2001:db8::/32 only.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn require_root() {
+    let uid = Command::new("id").arg("-u").output().expect("id");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the live tests create network namespaces and load XDP programs: run them as root (CI does)"
+    );
+}
+
+pub fn traffic_script() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/traffic.py")
+}
+
+fn check(what: &str, out: std::io::Result<Output>) -> Output {
+    let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    /// `tag` keeps concurrent labs apart (with the process id).
+    pub fn new(tag: &str) -> Lab {
+        require_root();
+        Lab {
+            prefix: format!("ft{}{tag}", std::process::id() % 100_000),
+            namespaces: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Creates namespace `<prefix>-<name>` with loopback up; returns its name.
+    pub fn ns(&mut self, name: &str) -> String {
+        let ns = format!("{}-{name}", self.prefix);
+        run(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `args` inside `ns` and returns its output (it must succeed).
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).args(args);
+        check(&format!("{ns}: {}", args.join(" ")), cmd.output())
+    }
+
+    /// Starts `args` inside `ns` in the background; the lab kills it at the end.
+    pub fn spawn(&mut self, ns: &str, args: &[&str]) -> &mut Child {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {args:?} in {ns}: {e}"));
+        self.children.push(child);
+        self.children.last_mut().unwrap()
+    }
+
+    /// Starts the traffic servers in `ns` and waits until they listen.
+    pub fn traffic_servers(&mut self, ns: &str, addrs: &str, tcp_ports: &str, udp_ports: &str) {
+        let script = traffic_script();
+        let child = self.spawn(
+            ns,
+            &[
+                "python3",
+                script.to_str().unwrap(),
+                "serve",
+                "--addrs",
+                addrs,
+                "--tcp-ports",
+                tcp_ports,
+                "--udp-ports",
+                udp_ports,
+            ],
+        );
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "traffic servers did not start");
+    }
+
+    /// Runs the traffic client in `ns`; returns its JSON summary.
+    pub fn traffic_client(&self, ns: &str, args: &[&str]) -> Value {
+        let script = traffic_script();
+        let mut all = vec!["python3", script.to_str().unwrap(), "client"];
+        all.extend_from_slice(args);
+        let out = self.exec(ns, &all);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "client output: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs a command that must succeed.
+pub fn run(args: &[&str]) -> Output {
+    check(
+        &args.join(" "),
+        Command::new(args[0]).args(&args[1..]).output(),
+    )
+}
+
+/// Namespaces whose names start with `prefix`.
+pub fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = run(&["ip", "netns", "list"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `flowtap -i ...` running inside a namespace, queried with curl there.
+pub struct LiveFlowtap {
+    child: Child,
+    pub ns: String,
+    pub addr: String,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl LiveFlowtap {
+    pub fn start(ns: &str, args: &[&str]) -> LiveFlowtap {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_flowtap")])
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--snapshot-interval", "0.2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting flowtap");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| {
+                    panic!("flowtap -i did not start:\n{}", stderr.lock().unwrap())
+                });
+            if let Some(a) = line.strip_prefix("flowtap: serving on http://") {
+                break a.to_owned();
+            }
+        };
+        LiveFlowtap {
+            child,
+            ns: ns.to_owned(),
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn get_json(&self, target: &str) -> Value {
+        let url = format!("http://{}{target}", self.addr);
+        let out = check(
+            &format!("curl {url}"),
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns,
+                    "curl",
+                    "-sS",
+                    "--fail-with-body",
+                    &url,
+                ])
+                .output(),
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Waits until the published snapshot has counted `frames` frames.
+    pub fn wait_for_frames(&self, at_least: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.get_json("/mcp/flows/summary");
+            if s["total_pkts"].as_u64().unwrap_or(0) >= at_least {
+                // One more snapshot interval, for stragglers.
+                std::thread::sleep(Duration::from_millis(600));
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "flowtap saw {} of {at_least} packets",
+                s["total_pkts"]
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM; returns the exit status and everything flowtap wrote to stderr.
+    pub fn stop(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        run(&["kill", "-TERM", &pid]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                return (
+                    status.code().unwrap_or(-1),
+                    self.stderr.lock().unwrap().clone(),
+                );
+            }
+            assert!(Instant::now() < deadline, "flowtap did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LiveFlowtap {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command line (split on whitespace; no quoting) that must succeed.
+pub fn sh(line: &str) -> Output {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    run(&args)
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Real TCP and UDP traffic for flowtap's live tests (standard library only).
+
+serve:  TCP servers that read "<n>\\n" and answer with n bytes, then close;
+        UDP servers that echo each datagram. Prints "ready" once listening.
+client: connections to the servers, round-robin over their addresses and
+        ports, each checked end to end; prints a JSON summary.
+"""
+import argparse
+import json
+import socket
+import sys
+import threading
+
+
+def serve_tcp(addr, port):
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(128)
+
+    def handle(c):
+        with c:
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = c.recv(64)
+                if not chunk:
+                    return
+                buf += chunk
+            # The request is "q" padding, then the response size.
+            c.sendall(b"r" * int(buf.lstrip(b"q")))
+
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+
+def serve_udp(addr, port):
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["serve", "client"])
+    p.add_argument("--addrs", required=True, help="comma-separated server addresses")
+    p.add_argument("--tcp-ports", default="", help="comma-separated")
+    p.add_argument("--udp-ports", default="", help="comma-separated")
+    p.add_argument("--connections", type=int, default=0, help="TCP connections to make")
+    p.add_argument("--datagrams", type=int, default=0, help="UDP request/response pairs")
+    p.add_argument("--request", type=int, default=300, help="bytes each client sends")
+    p.add_argument("--response", type=int, default=3000, help="bytes each server sends back")
+    a = p.parse_args()
+    addrs = [x for x in a.addrs.split(",") if x]
+    tcp_ports = [int(x) for x in a.tcp_ports.split(",") if x]
+    udp_ports = [int(x) for x in a.udp_ports.split(",") if x]
+
+    if a.mode == "serve":
+        for addr in addrs:
+            for port in tcp_ports:
+                threading.Thread(target=serve_tcp, args=(addr, port), daemon=True).start()
+            for port in udp_ports:
+                threading.Thread(target=serve_udp, args=(addr, port), daemon=True).start()
+        print("ready", flush=True)
+        threading.Event().wait()
+        return
+
+    summary = {"tcp_ok": 0, "tcp_failed": 0, "udp_ok": 0, "udp_failed": 0}
+    targets = [(addr, port) for addr in addrs for port in tcp_ports]
+    for i in range(a.connections):
+        addr, port = targets[i % len(targets)]
+        # Vary sizes a little so flows differ.
+        response = a.response + 97 * (i % 7)
+        request = b"q" * max(a.request - 10, 0) + str(response).encode() + b"\n"
+        try:
+            with socket.create_connection((addr, port), timeout=5) as c:
+                c.sendall(request)
+                got = 0
+                while True:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+            ok = got == response
+        except OSError as e:
+            print(f"tcp {addr}:{port}: {e}", file=sys.stderr)
+            ok = False
+        summary["tcp_ok" if ok else "tcp_failed"] += 1
+    utargets = [(addr, port) for addr in addrs for port in udp_ports]
+    for i in range(a.datagrams):
+        addr, port = utargets[i % len(utargets)]
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        payload = b"u" * (50 + i % 200)
+        try:
+            s.sendto(payload, (addr, port))
+            data, _ = s.recvfrom(65535)
+            ok = data == payload
+        except OSError as e:
+            print(f"udp {addr}:{port}: {e}", file=sys.stderr)
+            ok = False
+        finally:
+            s.close()
+        summary["udp_ok" if ok else "udp_failed"] += 1
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// flowtap's kernel side: hand every frame of an rx queue to that queue's
+// AF_XDP socket, stamped with the kernel time it arrived; and, for host mode,
+// mirror an interface's traffic to a veth pair without disturbing it.
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+// Written in front of each packet (the XDP metadata area). User space reads
+// it 16 bytes before the packet data and clears `magic` before reusing the
+// frame, so a valid magic always belongs to the packet it precedes.
+struct flowtap_meta {
+    __u64 ktime_ns;
+    __u32 magic;
+    __u32 reserved;
+};
+
+#define FLOWTAP_META_MAGIC 0x46545431 /* "FTT1" */
+
+// One AF_XDP socket per rx queue, indexed by queue id.
+struct {
+    __uint(type, BPF_MAP_TYPE_XSKMAP);
+    __uint(max_entries, 256);
+    __type(key, __u32);
+    __type(value, __u32);
+} flowtap_xsks SEC(".maps");
+
+// Set by the loader before the program is loaded.
+// What happens to frames of a queue without a socket: XDP_PASS or XDP_DROP.
+volatile const __u32 flowtap_unbound_action = XDP_PASS;
+// Host mode: the interface the TC program mirrors to.
+volatile const __u32 flowtap_mirror_ifindex = 0;
+
+SEC("xdp")
+int flowtap_xdp(struct xdp_md *ctx)
+{
+    if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct flowtap_meta)) == 0) {
+        void *data = (void *)(long)ctx->data;
+        struct flowtap_meta *meta = (void *)(long)ctx->data_meta;
+        if ((void *)(meta + 1) <= data) {
+            meta->ktime_ns = bpf_ktime_get_ns();
+            meta->magic = FLOWTAP_META_MAGIC;
+            meta->reserved = 0;
+        }
+    }
+    // The low bits of the flags are the action when the queue has no socket.
+    return bpf_redirect_map(&flowtap_xsks, ctx->rx_queue_index, flowtap_unbound_action);
+}
+
+// Host mode, attached to the node interface's ingress and egress: send a
+// copy out of the mirror veth, and let the original go on to the next
+// program (TCX_NEXT / TC_ACT_UNSPEC) untouched.
+SEC("classifier")
+int flowtap_mirror(struct __sk_buff *skb)
+{
+    if (flowtap_mirror_ifindex != 0)
+        bpf_clone_redirect(skb, flowtap_mirror_ifindex, 0);
+    return TC_ACT_UNSPEC;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,58 @@
+//! What can go wrong setting up live capture, in terms an operator can act on.
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("interface {iface}: {source}")]
+    Interface {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the embedded BPF object: {0} (needs CAP_BPF and CAP_NET_ADMIN, or root)")]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("loading program {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error(
+        "interface {iface} already has an XDP program attached (another flowtap, or one set with `ip link set dev {iface} xdp ...`); \
+         remove it with `ip link set dev {iface} xdp off` (or xdpgeneric off)"
+    )]
+    XdpBusy { iface: String },
+    #[error("attaching XDP to {iface} in {mode} mode: {source}")]
+    XdpAttach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("attaching the TC mirror to {iface} ({direction}): {source}")]
+    TcAttach {
+        iface: String,
+        direction: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("the BPF object lacks {0}")]
+    Missing(&'static str),
+    #[error("XSKMAP entry for queue {queue}: {source}")]
+    XskMap {
+        queue: u32,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    #[error(
+        "AF_XDP socket on {iface} queue {queue}: {source} \
+         (needs CAP_NET_RAW and CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK)"
+    )]
+    Socket {
+        iface: String,
+        queue: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {detail}")]
+    NetDev { what: String, detail: String },
+}

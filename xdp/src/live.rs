@@ -1,0 +1,288 @@
+//! Live capture set up end to end: the XDP program on the capture interface,
+//! one AF_XDP socket per rx queue, each a pipeline source; in host mode, the
+//! mirror veth and the TC programs that feed it. Dropping [`LiveCapture`]
+//! detaches and removes everything it attached or created.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pipeline::capture::Frame;
+use pipeline::wire::dissect::LinkType;
+use pipeline::{PacketSource, Poll};
+
+use crate::error::LiveError;
+use crate::netdev::{MirrorVeth, rx_queues};
+use crate::program::{Programs, UnboundAction, XdpModeChoice, mode_name};
+use crate::sys;
+use crate::xsk::{KernelStats, RxSocket, XskConfig};
+
+/// Where flowtap sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The interface is a dedicated mirror (SPAN/TAP) port; its frames are
+    /// consumed.
+    Span,
+    /// The interface carries the node's own traffic, which must flow on
+    /// untouched: it is mirrored to a veth pair and captured there.
+    Host,
+}
+
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    pub iface: String,
+    pub mode: Mode,
+    pub xdp_mode: XdpModeChoice,
+    pub unbound: UnboundAction,
+    /// Rx queues to capture (default: all of the capture interface's).
+    pub queues: Option<u32>,
+    pub xsk: XskConfig,
+    /// Spin on the rings instead of sleeping in poll(2) when idle.
+    pub busy_poll: bool,
+    /// Frames taken from the rx ring per poll.
+    pub batch: u32,
+    /// How long an idle worker sleeps on its socket before checking in.
+    pub idle_wait: Duration,
+    /// Queues of the mirror veth in host mode.
+    pub host_queues: u32,
+}
+
+impl LiveConfig {
+    pub fn new(iface: &str) -> LiveConfig {
+        LiveConfig {
+            iface: iface.to_owned(),
+            mode: Mode::Span,
+            xdp_mode: XdpModeChoice::Auto,
+            unbound: UnboundAction::Pass,
+            queues: None,
+            xsk: XskConfig::default(),
+            busy_poll: false,
+            batch: 64,
+            idle_wait: Duration::from_millis(10),
+            host_queues: 1,
+        }
+    }
+}
+
+/// Counters of one rx queue, updated by its worker and read by anyone.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub queue: u32,
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Frames whose XDP timestamp was missing (user-space time was used).
+    pub meta_missing: AtomicU64,
+    kernel: [AtomicU64; 6],
+}
+
+impl QueueStats {
+    fn store_kernel(&self, k: KernelStats) {
+        let values = [
+            k.rx_dropped,
+            k.rx_invalid_descs,
+            k.tx_invalid_descs,
+            k.rx_ring_full,
+            k.rx_fill_ring_empty_descs,
+            k.tx_ring_empty_descs,
+        ];
+        for (slot, v) in self.kernel.iter().zip(values) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The kernel's XDP_STATISTICS as last read (at most 250 ms old).
+    pub fn kernel(&self) -> KernelStats {
+        let v: Vec<u64> = self
+            .kernel
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
+        KernelStats {
+            rx_dropped: v[0],
+            rx_invalid_descs: v[1],
+            tx_invalid_descs: v[2],
+            rx_ring_full: v[3],
+            rx_fill_ring_empty_descs: v[4],
+            tx_ring_empty_descs: v[5],
+        }
+    }
+}
+
+/// What was set up, for logs and metrics.
+#[derive(Debug)]
+pub struct LiveInfo {
+    pub iface: String,
+    /// Where XDP runs: `iface` itself (span) or the mirror veth (host).
+    pub capture_iface: String,
+    pub mode: Mode,
+    pub xdp_mode: &'static str,
+    pub zero_copy: bool,
+    pub queues: Vec<QueueStats>,
+    /// Added to kernel monotonic timestamps to get Unix time.
+    pub realtime_offset_ns: i128,
+}
+
+pub struct LiveCapture {
+    // Drop order matters: programs (XDP, TC links) go first, then the veth.
+    programs: Programs,
+    veth: Option<MirrorVeth>,
+    pub info: Arc<LiveInfo>,
+}
+
+impl LiveCapture {
+    /// Sets up capture on `config.iface`; returns the capture and one packet
+    /// source per rx queue, to run on the pipeline's workers.
+    pub fn start(config: &LiveConfig) -> Result<(LiveCapture, Vec<XskSource>), LiveError> {
+        if let Err(e) = sys::raise_memlock_limit() {
+            tracing::debug!(error = %e, "could not raise RLIMIT_MEMLOCK");
+        }
+        let iface_err = |iface: &str| {
+            let iface = iface.to_owned();
+            move |source| LiveError::Interface { iface, source }
+        };
+        let watched = sys::if_index(&config.iface).map_err(iface_err(&config.iface))?;
+        let (veth, capture_iface, mirror_ifindex) = match config.mode {
+            Mode::Span => (None, config.iface.clone(), 0),
+            Mode::Host => {
+                let veth = MirrorVeth::create(watched, config.host_queues)?;
+                let mirror = sys::if_index(&veth.mirror).map_err(iface_err(&veth.mirror))?;
+                let capture = veth.capture.clone();
+                (Some(veth), capture, mirror)
+            }
+        };
+        let capture_index = sys::if_index(&capture_iface).map_err(iface_err(&capture_iface))?;
+        let available = rx_queues(&capture_iface).map_err(iface_err(&capture_iface))?;
+        let queues = config.queues.unwrap_or(available).clamp(1, available);
+
+        let mut programs = Programs::load(config.unbound, mirror_ifindex)?;
+        let mut sockets = Vec::new();
+        for queue in 0..queues {
+            let socket = RxSocket::open(capture_index, queue, &config.xsk).map_err(|source| {
+                LiveError::Socket {
+                    iface: capture_iface.clone(),
+                    queue,
+                    source,
+                }
+            })?;
+            sockets.push(socket);
+        }
+        let xdp_mode = programs.attach_xdp(&capture_iface, config.xdp_mode)?;
+        for s in &sockets {
+            programs.bind_queue(s.queue, s.fd())?;
+        }
+        if config.mode == Mode::Host {
+            programs.attach_mirror(&config.iface)?;
+        }
+        let info = Arc::new(LiveInfo {
+            iface: config.iface.clone(),
+            capture_iface,
+            mode: config.mode,
+            xdp_mode: mode_name(xdp_mode),
+            zero_copy: sockets.iter().all(RxSocket::zero_copy),
+            queues: (0..queues)
+                .map(|queue| QueueStats {
+                    queue,
+                    ..QueueStats::default()
+                })
+                .collect(),
+            realtime_offset_ns: sys::realtime_offset_ns(),
+        });
+        let sources = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, socket)| XskSource {
+                socket,
+                info: info.clone(),
+                index: i,
+                busy_poll: config.busy_poll,
+                batch: config.batch.max(1),
+                idle_wait: config.idle_wait,
+                next_refresh: Instant::now(),
+            })
+            .collect();
+        Ok((
+            LiveCapture {
+                programs,
+                veth,
+                info,
+            },
+            sources,
+        ))
+    }
+
+    /// Detaches the programs and removes the mirror veth now (also done on drop).
+    pub fn stop(self) {
+        let LiveCapture { programs, veth, .. } = self;
+        drop(programs);
+        drop(veth);
+    }
+}
+
+/// How often a worker re-reads its socket's kernel counters.
+const STATS_REFRESH: Duration = Duration::from_millis(250);
+
+/// One rx queue's AF_XDP socket as a pipeline source.
+pub struct XskSource {
+    socket: RxSocket,
+    info: Arc<LiveInfo>,
+    index: usize,
+    busy_poll: bool,
+    batch: u32,
+    idle_wait: Duration,
+    next_refresh: Instant,
+}
+
+impl XskSource {
+    fn refresh_stats(&mut self) {
+        if let Ok(k) = self.socket.kernel_stats() {
+            self.info.queues[self.index].store_kernel(k);
+        }
+    }
+}
+
+impl PacketSource for XskSource {
+    fn poll<F: FnMut(Frame<'_>)>(&mut self, mut on_frame: F) -> Poll {
+        let offset = self.info.realtime_offset_ns;
+        let mut bytes = 0u64;
+        let mut missing = 0u64;
+        let n = self.socket.receive(self.batch, |f| {
+            let ktime = f.ktime_ns.unwrap_or_else(|| {
+                missing += 1;
+                sys::monotonic_ns()
+            });
+            bytes += f.data.len() as u64;
+            on_frame(Frame {
+                ts_ns: (i128::from(ktime) + offset).max(0) as u64,
+                wire_len: f.data.len() as u32,
+                link: LinkType::Ethernet,
+                data: f.data,
+            });
+        });
+        let stats = &self.info.queues[self.index];
+        if n > 0 {
+            stats.frames.fetch_add(u64::from(n), Ordering::Relaxed);
+            stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+            if missing > 0 {
+                stats.meta_missing.fetch_add(missing, Ordering::Relaxed);
+            }
+        }
+        let now = Instant::now();
+        if now >= self.next_refresh {
+            self.next_refresh = now + STATS_REFRESH;
+            self.refresh_stats();
+        }
+        if n > 0 {
+            return Poll::Busy;
+        }
+        if !self.busy_poll {
+            let _ = self.socket.wait(self.idle_wait);
+        }
+        Poll::Idle
+    }
+}
+
+impl Drop for XskSource {
+    fn drop(&mut self) {
+        self.refresh_stats();
+    }
+}

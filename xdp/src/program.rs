@@ -1,0 +1,171 @@
+//! The embedded BPF object (bpf/flowtap.bpf.c), loaded and attached with aya.
+//! Attachments are BPF links: they disappear with the process, even when it
+//! is killed, so a crash never leaves an XDP or TC program behind.
+
+use std::io;
+
+use aya::maps::XskMap;
+use aya::programs::links::LinkOrder;
+use aya::programs::tc::TcAttachOptions;
+use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
+
+use crate::error::LiveError;
+use crate::xsk::XskFd;
+
+static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowtap.bpf.o"));
+
+const XDP_PROGRAM: &str = "flowtap_xdp";
+const TC_PROGRAM: &str = "flowtap_mirror";
+const XSK_MAP: &str = "flowtap_xsks";
+
+/// What XDP does with frames of rx queues that have no socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnboundAction {
+    Pass,
+    Drop,
+}
+
+/// How to attach XDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpModeChoice {
+    /// Driver mode, falling back to SKB (generic) mode.
+    Auto,
+    Driver,
+    Skb,
+}
+
+pub fn mode_name(mode: XdpMode) -> &'static str {
+    match mode {
+        XdpMode::Driver => "driver",
+        XdpMode::Skb => "skb",
+        XdpMode::Hardware => "hardware",
+        XdpMode::Default => "default",
+    }
+}
+
+pub struct Programs {
+    ebpf: Ebpf,
+}
+
+fn busy(e: &ProgramError) -> bool {
+    // EBUSY from a driver-mode link, EEXIST from SKB mode.
+    let raw =
+        |err: &io::Error| matches!(err.raw_os_error(), Some(libc::EBUSY) | Some(libc::EEXIST));
+    match e {
+        ProgramError::SyscallError(s) => raw(&s.io_error),
+        ProgramError::XdpError(aya::programs::xdp::XdpError::NetlinkError(n)) => {
+            let text = n.to_string();
+            text.contains("busy") || text.contains("exists")
+        }
+        _ => false,
+    }
+}
+
+impl Programs {
+    /// Loads the object with its constants set (before the verifier runs).
+    pub fn load(unbound: UnboundAction, mirror_ifindex: u32) -> Result<Programs, LiveError> {
+        let action: u32 = match unbound {
+            UnboundAction::Pass => 2, // XDP_PASS
+            UnboundAction::Drop => 1, // XDP_DROP
+        };
+        let ebpf = EbpfLoader::new()
+            .override_global("flowtap_unbound_action", &action, true)
+            .override_global("flowtap_mirror_ifindex", &mirror_ifindex, true)
+            .load(OBJECT)
+            .map_err(|e| LiveError::Load(Box::new(e)))?;
+        Ok(Programs { ebpf })
+    }
+
+    /// Attaches the XDP program to `iface`; returns the mode used.
+    pub fn attach_xdp(&mut self, iface: &str, choice: XdpModeChoice) -> Result<XdpMode, LiveError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(LiveError::Missing(XDP_PROGRAM))?
+            .try_into()
+            .map_err(|e| LiveError::Program {
+                program: XDP_PROGRAM,
+                source: Box::new(e),
+            })?;
+        program.load().map_err(|e| LiveError::Program {
+            program: XDP_PROGRAM,
+            source: Box::new(e),
+        })?;
+        let modes: &[XdpMode] = match choice {
+            XdpModeChoice::Auto => &[XdpMode::Driver, XdpMode::Skb],
+            XdpModeChoice::Driver => &[XdpMode::Driver],
+            XdpModeChoice::Skb => &[XdpMode::Skb],
+        };
+        let mut last = None;
+        for &mode in modes {
+            match program.attach(iface, mode) {
+                Ok(_) => return Ok(mode),
+                Err(e) if busy(&e) => {
+                    return Err(LiveError::XdpBusy {
+                        iface: iface.to_owned(),
+                    });
+                }
+                Err(e) => {
+                    if choice == XdpModeChoice::Auto && mode == XdpMode::Driver {
+                        tracing::warn!(%iface, error = %e, "XDP driver mode unavailable; falling back to SKB (generic) mode");
+                    }
+                    last = Some(LiveError::XdpAttach {
+                        iface: iface.to_owned(),
+                        mode: mode_name(mode),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        Err(last.expect("at least one mode was tried"))
+    }
+
+    /// Sends frames of rx queue `queue` to the socket `fd`.
+    pub fn bind_queue(&mut self, queue: u32, fd: XskFd) -> Result<(), LiveError> {
+        let map = self
+            .ebpf
+            .map_mut(XSK_MAP)
+            .ok_or(LiveError::Missing(XSK_MAP))?;
+        let mut xsks: XskMap<_> = XskMap::try_from(map).map_err(|e| LiveError::XskMap {
+            queue,
+            source: Box::new(e),
+        })?;
+        xsks.set(queue, fd, 0).map_err(|e| LiveError::XskMap {
+            queue,
+            source: Box::new(e),
+        })
+    }
+
+    /// Host mode: mirrors `iface`'s ingress (seen first, before other
+    /// programs may redirect it) and egress (seen last, as it leaves) to the
+    /// interface given at load time.
+    pub fn attach_mirror(&mut self, iface: &str) -> Result<(), LiveError> {
+        let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or(LiveError::Missing(TC_PROGRAM))?
+            .try_into()
+            .map_err(|e| LiveError::Program {
+                program: TC_PROGRAM,
+                source: Box::new(e),
+            })?;
+        program.load().map_err(|e| LiveError::Program {
+            program: TC_PROGRAM,
+            source: Box::new(e),
+        })?;
+        for (attach, order, direction) in [
+            (TcAttachType::Ingress, LinkOrder::first(), "ingress"),
+            (TcAttachType::Egress, LinkOrder::last(), "egress"),
+        ] {
+            program
+                .attach_with_options(iface, attach, TcAttachOptions::TcxOrder(order))
+                .map_err(|e| LiveError::TcAttach {
+                    iface: iface.to_owned(),
+                    direction,
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(())
+    }
+}

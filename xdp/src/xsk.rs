@@ -1,0 +1,403 @@
+//! AF_XDP sockets over a UMEM, through xdpilone: an rx socket per queue for
+//! capture, and a tx socket for replay. This module holds the unsafe code
+//! that touches memory shared with the kernel.
+//!
+//! Memory layout: one anonymous mapping of `frame_count` frames of
+//! `frame_size` bytes per socket. Every frame is either in the fill ring (the
+//! kernel's to write), in the rx ring (received, ours to read), or briefly in
+//! our hands while a packet is parsed; it goes back to the fill ring right
+//! after, so the fill ring stays full.
+
+use std::io;
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use xdpilone::xdp::{XdpDesc, XdpStatisticsV2};
+use xdpilone::{
+    DeviceQueue, Errno, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
+};
+
+use crate::sys::{self, Mapping};
+
+/// The metadata the XDP program writes in front of each packet.
+pub const META_LEN: usize = 16;
+/// "FTT1", the validity marker of that metadata (see bpf/flowtap.bpf.c).
+pub const META_MAGIC: u32 = 0x4654_5431;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    /// Zero-copy where the driver supports it, else copy.
+    Auto,
+    Copy,
+    ZeroCopy,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct XskConfig {
+    /// Bytes per UMEM frame (a page: the largest frame received whole).
+    pub frame_size: u32,
+    /// Frames per socket; also the size of the fill and rx rings.
+    pub frame_count: u32,
+    pub bind: BindMode,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        XskConfig {
+            frame_size: 4096,
+            frame_count: 4096,
+            bind: BindMode::Auto,
+        }
+    }
+}
+
+fn errno(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.get_raw())
+}
+
+/// The kernel's per-socket counters (XDP_STATISTICS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Frames dropped for lack of room or buffers (all reasons).
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the rx ring was full (user space too slow).
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_ring_empty_descs: u64,
+    pub tx_ring_empty_descs: u64,
+}
+
+impl From<XdpStatisticsV2> for KernelStats {
+    fn from(s: XdpStatisticsV2) -> Self {
+        KernelStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        }
+    }
+}
+
+/// A socket's file descriptor, for the XSKMAP.
+#[derive(Clone, Copy, Debug)]
+pub struct XskFd(RawFd);
+
+impl AsRawFd for XskFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// The parts every AF_XDP socket has. Fields drop in order: rings and
+/// sockets close before the UMEM is released, and the mapping goes last.
+struct Parts {
+    device: DeviceQueue,
+    user: User,
+    _sock: Socket,
+    _umem: Umem,
+    area: Mapping,
+    frame_size: u32,
+    frame_count: u32,
+    zero_copy: bool,
+}
+
+fn open_parts(
+    ifindex: u32,
+    queue: u32,
+    config: &XskConfig,
+    rx: bool,
+    zero_copy: bool,
+) -> io::Result<Parts> {
+    let area = Mapping::anonymous(config.frame_size as usize * config.frame_count as usize)?;
+    let umem_config = UmemConfig {
+        fill_size: config.frame_count,
+        complete_size: config.frame_count,
+        frame_size: config.frame_size,
+        headroom: 0,
+        flags: 0,
+    };
+    // SAFETY: `area` is a page-aligned mapping of exactly this size, and it
+    // outlives the Umem: both move into `Parts`, where `area` drops last.
+    let umem = unsafe { Umem::new(umem_config, area.as_slice_ptr()) }.map_err(errno)?;
+    let mut info = IfInfo::invalid();
+    info.from_ifindex(ifindex).map_err(errno)?;
+    info.set_queue(queue);
+    let sock = Socket::with_shared(&info, &umem).map_err(errno)?;
+    let device = umem.fq_cq(&sock).map_err(errno)?;
+    let mode = if zero_copy {
+        SocketConfig::XDP_BIND_ZEROCOPY
+    } else {
+        SocketConfig::XDP_BIND_COPY
+    };
+    let ring = NonZeroU32::new(config.frame_count);
+    let socket_config = SocketConfig {
+        rx_size: if rx { ring } else { None },
+        tx_size: if rx { None } else { ring },
+        bind_flags: mode | SocketConfig::XDP_BIND_NEED_WAKEUP,
+    };
+    let user = umem.rx_tx(&sock, &socket_config).map_err(errno)?;
+    Ok(Parts {
+        device,
+        user,
+        _sock: sock,
+        _umem: umem,
+        area,
+        frame_size: config.frame_size,
+        frame_count: config.frame_count,
+        zero_copy,
+    })
+}
+
+/// Opens, maps the ring (`map`) and binds, trying zero-copy first in
+/// `BindMode::Auto` and falling back to copy mode.
+fn open_bound<R>(
+    ifindex: u32,
+    queue: u32,
+    config: &XskConfig,
+    rx: bool,
+    map: impl Fn(&User) -> Result<R, Errno>,
+) -> io::Result<(Parts, R)> {
+    let attempts: &[bool] = match config.bind {
+        BindMode::Auto => &[true, false],
+        BindMode::ZeroCopy => &[true],
+        BindMode::Copy => &[false],
+    };
+    let mut last = io::Error::other("no bind attempted");
+    for &zero_copy in attempts {
+        let parts = open_parts(ifindex, queue, config, rx, zero_copy)?;
+        let ring = map(&parts.user).map_err(errno)?;
+        match parts.device.bind(&parts.user) {
+            Ok(()) => return Ok((parts, ring)),
+            Err(e) => {
+                last = errno(e);
+                tracing::debug!(queue, zero_copy, error = %last, "AF_XDP bind failed");
+            }
+        }
+    }
+    Err(last)
+}
+
+/// A receiving AF_XDP socket on one rx queue.
+pub struct RxSocket {
+    rx: RingRx,
+    parts: Parts,
+    /// Frames read and not yet back in the fill ring.
+    returning: Vec<u64>,
+    pub queue: u32,
+}
+
+// SAFETY: an RxSocket exclusively owns its UMEM: the `Umem` value (whose raw
+// pointer to the mapping is what keeps xdpilone from declaring it Send), the
+// mapping itself, and every ring over it. Nothing outside the socket holds a
+// pointer into that memory, so moving the whole socket to another thread
+// moves every access with it.
+unsafe impl Send for RxSocket {}
+
+// SAFETY: as for RxSocket: the socket owns its UMEM, mapping and rings alone.
+unsafe impl Send for TxSocket {}
+
+/// One received frame, valid until the callback returns.
+pub struct RxFrame<'a> {
+    pub data: &'a [u8],
+    /// `bpf_ktime_get_ns()` when the XDP program saw the frame, if its
+    /// metadata was present.
+    pub ktime_ns: Option<u64>,
+}
+
+impl RxSocket {
+    pub fn open(ifindex: u32, queue: u32, config: &XskConfig) -> io::Result<RxSocket> {
+        let (parts, rx) = open_bound(ifindex, queue, config, true, User::map_rx)?;
+        let mut socket = RxSocket {
+            rx,
+            returning: Vec::with_capacity(parts.frame_count as usize),
+            parts,
+            queue,
+        };
+        let all: Vec<u64> = (0..socket.parts.frame_count)
+            .map(|i| u64::from(i) * u64::from(socket.parts.frame_size))
+            .collect();
+        socket.returning = all;
+        socket.refill();
+        Ok(socket)
+    }
+
+    pub fn zero_copy(&self) -> bool {
+        self.parts.zero_copy
+    }
+
+    pub fn fd(&self) -> XskFd {
+        XskFd(self.rx.as_raw_fd())
+    }
+
+    /// Hands up to `max` received frames to `on_frame`, then returns their
+    /// buffers to the fill ring. Returns how many there were.
+    pub fn receive(&mut self, max: u32, mut on_frame: impl FnMut(RxFrame<'_>)) -> u32 {
+        let frame_size = u64::from(self.parts.frame_size);
+        let area_len = self.parts.area.len() as u64;
+        let base = self.parts.area.base();
+        let mut n = 0;
+        let mut reader = self.rx.receive(max);
+        while let Some(XdpDesc { addr, len, .. }) = reader.read() {
+            n += 1;
+            let frame_start = addr - addr % frame_size;
+            self.returning.push(frame_start);
+            let end = addr.saturating_add(u64::from(len));
+            if end > area_len || end > frame_start + frame_size {
+                // The kernel never does this; refuse rather than read wild memory.
+                continue;
+            }
+            let has_meta = addr - frame_start >= META_LEN as u64;
+            let mut ktime_ns = None;
+            if has_meta {
+                let meta = (addr as usize) - META_LEN;
+                // SAFETY: [meta, meta + 16) lies inside this frame (checked
+                // above), which the kernel handed to us with the descriptor
+                // and will not touch until it is back in the fill ring.
+                unsafe {
+                    let p = base.as_ptr().add(meta);
+                    let ts = p.cast::<u64>().read_unaligned();
+                    let magic = p.add(8).cast::<u32>().read_unaligned();
+                    if magic == META_MAGIC {
+                        ktime_ns = Some(ts);
+                        // Frames are reused: clear the marker so a frame whose
+                        // next packet lacks metadata cannot pass for stamped.
+                        p.add(8).cast::<u32>().write_unaligned(0);
+                    }
+                }
+            }
+            // SAFETY: [addr, addr + len) lies inside the mapping and inside
+            // this frame (checked above), owned by us until returned; the
+            // slice does not outlive the callback.
+            let data = unsafe {
+                std::slice::from_raw_parts(base.as_ptr().add(addr as usize), len as usize)
+            };
+            on_frame(RxFrame { data, ktime_ns });
+        }
+        reader.release();
+        drop(reader);
+        if n > 0 {
+            self.refill();
+        }
+        n
+    }
+
+    fn refill(&mut self) {
+        if self.returning.is_empty() {
+            return;
+        }
+        let mut writer = self.parts.device.fill(self.returning.len() as u32);
+        let taken = writer.insert(self.returning.iter().copied());
+        writer.commit();
+        drop(writer);
+        self.returning.drain(..taken as usize);
+        if self.parts.device.needs_wakeup() {
+            self.parts.device.wake();
+        }
+    }
+
+    /// Waits until frames arrive or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        sys::wait_readable(self.rx.as_raw_fd(), timeout)
+    }
+
+    pub fn kernel_stats(&self) -> io::Result<KernelStats> {
+        self.parts
+            .user
+            .statistics_v2()
+            .map(Into::into)
+            .map_err(errno)
+    }
+}
+
+/// A transmitting AF_XDP socket on one queue (for replaying captures).
+pub struct TxSocket {
+    tx: RingTx,
+    parts: Parts,
+    /// Frames not in the tx ring.
+    free: Vec<u64>,
+}
+
+impl TxSocket {
+    pub fn open(ifindex: u32, queue: u32, config: &XskConfig) -> io::Result<TxSocket> {
+        let (parts, tx) = open_bound(ifindex, queue, config, false, User::map_tx)?;
+        let free = (0..parts.frame_count)
+            .map(|i| u64::from(i) * u64::from(parts.frame_size))
+            .collect();
+        Ok(TxSocket { tx, parts, free })
+    }
+
+    /// The largest frame that fits.
+    pub fn max_frame(&self) -> usize {
+        self.parts.frame_size as usize
+    }
+
+    /// Queues `frame` for sending. Returns false when no buffer is free (call
+    /// [`TxSocket::kick`] and retry).
+    pub fn push(&mut self, frame: &[u8]) -> io::Result<bool> {
+        if frame.len() > self.max_frame() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "frame larger than a UMEM frame",
+            ));
+        }
+        if self.free.is_empty() {
+            self.reap();
+        }
+        let Some(addr) = self.free.pop() else {
+            return Ok(false);
+        };
+        // SAFETY: `addr` is the start of a frame in our free list: not in any
+        // ring, so neither the kernel nor another descriptor uses it, and the
+        // frame is `frame_size` >= `frame.len()` bytes inside the mapping.
+        unsafe {
+            let dst = self.parts.area.base().as_ptr().add(addr as usize);
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
+        }
+        let mut writer = self.tx.transmit(1);
+        let queued = writer.insert_once(XdpDesc {
+            addr,
+            len: frame.len() as u32,
+            options: 0,
+        });
+        writer.commit();
+        drop(writer);
+        if !queued {
+            self.free.push(addr);
+        }
+        Ok(queued)
+    }
+
+    /// Asks the kernel to send what is queued and collects finished buffers.
+    pub fn kick(&mut self) {
+        if self.tx.needs_wakeup() {
+            self.tx.wake();
+        }
+        self.reap();
+    }
+
+    /// Frames queued but not yet confirmed sent.
+    pub fn in_flight(&self) -> usize {
+        self.parts.frame_count as usize - self.free.len()
+    }
+
+    fn reap(&mut self) {
+        let mut reader = self.parts.device.complete(self.parts.frame_count);
+        while let Some(addr) = reader.read() {
+            self.free.push(addr);
+        }
+        reader.release();
+    }
+
+    pub fn kernel_stats(&self) -> io::Result<KernelStats> {
+        self.parts
+            .user
+            .statistics_v2()
+            .map(Into::into)
+            .map_err(errno)
+    }
+}
