@@ -1,13 +1,31 @@
-# flowtap appliance image (completed by the deployment issue).
-# Build stage: Rust toolchain plus clang/libbpf for the XDP program.
+# flowtap appliance image.
+#
+# Build: docker build -t flowtap .
+# Run (SPAN port):  docker run --network host --cap-add BPF --cap-add NET_ADMIN \
+#                     --cap-add NET_RAW --cap-add IPC_LOCK flowtap -i eth1 --listen 0.0.0.0:8898
+# The binary carries those four capabilities as file capabilities, so it runs
+# as a non-root user; the container must still be granted them.
+
+# Build stage: Rust, plus clang and libbpf's headers for the XDP program.
 FROM rust:1.95-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends clang llvm libbpf-dev \
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends clang llvm libbpf-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p flowtap
+RUN ./scripts/build-release.sh /stage
 
-# Runtime stage: a slim Debian with just the binary.
+# Runtime stage: a slim Debian with the two binaries.
 FROM debian:bookworm-slim
-COPY --from=build /src/target/release/flowtap /usr/local/bin/flowtap
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libcap2-bin \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /stage/usr/local/bin/ /usr/local/bin/
+COPY scripts/install-caps.sh /usr/local/share/flowtap/install-caps.sh
+RUN /usr/local/share/flowtap/install-caps.sh /usr/local/bin \
+    && apt-get purge -y libcap2-bin && apt-get autoremove -y
+USER 65532:65532
+EXPOSE 8898
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["/usr/local/bin/flowtap", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/flowtap"]
+CMD ["--help"]

@@ -14,6 +14,7 @@ packages=(
   prometheus              # promtool checks /metrics
   python3-venv            # the MCP client tests (Python mcp SDK)
   curl                    # HTTP tests and the README examples
+  libcap2-bin             # setcap: the image's file capabilities, tested as non-root
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -34,4 +35,17 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# rustup may ask the network even when both are installed: ask only if missing.
+{ cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy
+
+# Python tools the tests drive, pinned, in the project's own venv.
+python_packages=(
+  "kubernetes-validate==1.37.0"   # validates deploy/kubernetes offline against the API schemas
+)
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+for p in "${python_packages[@]}"; do
+  installed=$(.venv/bin/pip show "${p%%==*}" 2>/dev/null | sed -n 's/^Version: //p')
+  [ "$installed" = "${p##*==}" ] || .venv/bin/pip install -q "$p"
+done

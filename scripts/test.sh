@@ -9,4 +9,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The live tests drive pcap-replay, a binary of its own crate.
 cargo build --workspace --bins --locked
+# The container image's build step, staged where the tests check it.
+./scripts/build-release.sh target/image-root
 cargo nextest run --workspace --locked --profile ci

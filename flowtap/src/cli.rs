@@ -1,9 +1,11 @@
-//! Command-line options.
+//! Command-line options. Every option is also an environment variable
+//! (`FLOWTAP_` and its name) and a key of the `--config` TOML file (its long
+//! name); see [`crate::config`] for the precedence.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use http_api::server::ServerConfig;
 use ipnetwork::IpNetwork;
 
@@ -11,105 +13,165 @@ use ipnetwork::IpNetwork;
 /// live, by default).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8898";
 
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FLOWTAP_GIT_COMMIT"),
+    ")"
+);
+pub const COMMIT: &str = env!("FLOWTAP_GIT_COMMIT");
+
+const SOURCE: &str = "Source";
+const LIVE: &str = "Live capture";
+const API: &str = "API server";
+const K8S: &str = "Kubernetes";
+const FLOWS: &str = "Flows";
+const LOGS: &str = "Logging and configuration";
+
 /// flowtap: L4 flows (who talks to whom, how much, how healthy) from a mirror
 /// port or capture files, served as Kubeshark-compatible MCP L4 endpoints.
 #[derive(Parser, Debug)]
-#[command(name = "flowtap", version, about, long_about = None)]
-#[command(group = clap::ArgGroup::new("source").required(true).args(["read", "interface"]))]
+#[command(name = "flowtap", version = VERSION, about, long_about = None)]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Exit 0 if a running flowtap answers /healthz (for container health checks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8898/healthz")]
+        url: String,
+    },
+    /// Print a reference generated from the program itself, as Markdown.
+    Docs {
+        #[arg(value_enum)]
+        what: Docs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Docs {
+    /// Every option with its environment variable, config key and default.
+    Config,
+    /// Every metric of /metrics.
+    Metrics,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["read", "interface"]))]
+pub struct RunArgs {
     /// Read packets from capture files (pcap or pcapng), in order, as one stream.
-    #[arg(short = 'r', long = "read", value_name = "FILE", num_args = 1..)]
+    #[arg(short = 'r', long = "read", value_name = "FILE", num_args = 1.., env = "FLOWTAP_READ", value_delimiter = ',', help_heading = SOURCE)]
     pub read: Vec<PathBuf>,
 
     /// Capture live on this interface with XDP and AF_XDP (needs root, or
     /// CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK).
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", env = "FLOWTAP_INTERFACE", help_heading = SOURCE)]
     pub interface: Option<String>,
 
     /// span: the interface is a dedicated mirror port and its frames are
     /// consumed. host: the node's own interface; its traffic is mirrored to a
     /// veth pair flowtap creates and flows on untouched.
-    #[arg(long, value_enum, default_value_t = ModeArg::Span)]
+    #[arg(long, value_enum, default_value_t = ModeArg::Span, env = "FLOWTAP_MODE", help_heading = LIVE)]
     pub mode: ModeArg,
 
     /// XDP attach mode: auto tries driver mode and falls back to skb (generic).
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto, env = "FLOWTAP_XDP_MODE", help_heading = LIVE)]
     pub xdp_mode: XdpModeArg,
 
     /// What XDP does with frames of rx queues flowtap has no socket on.
-    #[arg(long, value_enum, default_value_t = UnboundArg::Pass)]
+    #[arg(long, value_enum, default_value_t = UnboundArg::Pass, env = "FLOWTAP_UNBOUND", help_heading = LIVE)]
     pub unbound: UnboundArg,
 
     /// Rx queues to capture (default: all of the interface's).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "FLOWTAP_QUEUES", help_heading = LIVE)]
     pub queues: Option<u32>,
 
     /// Cores to pin workers to, e.g. 0,2,4 (default: every CPU). Queue i's
     /// worker runs on the i-th core; the HTTP threads avoid these cores when
     /// others are left.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', env = "FLOWTAP_CORES", help_heading = LIVE)]
     pub cores: Vec<usize>,
 
     /// Spin on the rings instead of sleeping when idle (lowest latency, one
     /// full core per queue).
-    #[arg(long)]
+    #[arg(long, env = "FLOWTAP_BUSY_POLL", help_heading = LIVE)]
     pub busy_poll: bool,
 
     /// Serve the API on ADDR (default 127.0.0.1:8898): after reading files,
     /// until SIGINT or SIGTERM; live, always.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_LISTEN, env = "FLOWTAP_LISTEN", help_heading = API)]
     pub listen: Option<SocketAddr>,
 
     /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
     /// Repeatable; each body is printed on its own line. Default without
     /// --listen: the summary.
-    #[arg(long, value_name = "PATH?QUERY")]
+    #[arg(long, value_name = "PATH?QUERY", help_heading = API)]
     pub dump: Vec<String>,
+
+    /// Seconds a client gets to send a complete request head before the
+    /// connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
+    pub http_header_timeout: f64,
 
     /// Kubernetes inventory: what `kubectl get pods,services,endpointslices,nodes -A -o json`
     /// prints. Re-read when it changes.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FLOWTAP_K8S_INVENTORY", help_heading = K8S)]
     pub k8s_inventory: Option<PathBuf>,
 
-    /// The cluster's address ranges (repeatable); servers outside all of them
-    /// are external egress.
-    #[arg(long, value_name = "CIDR")]
+    /// The cluster's address ranges (repeatable, or comma-separated); servers
+    /// outside all of them are external egress.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', env = "FLOWTAP_CLUSTER_CIDR", help_heading = K8S)]
     pub cluster_cidr: Vec<IpNetwork>,
 
     /// Worker threads (shards) for files. Default: the number of CPUs.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "FLOWTAP_THREADS", help_heading = FLOWS)]
     pub threads: Option<usize>,
 
     /// Seconds between published snapshots (live).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = FLOWS)]
     pub snapshot_interval: f64,
 
     /// Handshake-time window in seconds for percentiles. Default: 120 live,
     /// the whole capture for files.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", env = "FLOWTAP_RTT_WINDOW", help_heading = FLOWS)]
     pub rtt_window: Option<u32>,
 
     /// Window in seconds over which pps/bps are averaged.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, env = "FLOWTAP_RATE_WINDOW", help_heading = FLOWS)]
     pub rate_window: u64,
 
     /// Drop TCP connections (and flows) idle this long. Default: 300 live,
     /// never for files.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", env = "FLOWTAP_TCP_TIMEOUT", help_heading = FLOWS)]
     pub tcp_timeout: Option<u64>,
 
     /// Drop UDP connections (and flows) idle this long. Default: 60 live,
     /// never for files.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", env = "FLOWTAP_UDP_TIMEOUT", help_heading = FLOWS)]
     pub udp_timeout: Option<u64>,
 
-    /// Seconds a client gets to send a complete request head before the
-    /// connection is closed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub http_header_timeout: f64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FLOWTAP_LOG_FORMAT", help_heading = LOGS)]
+    pub log_format: LogFormat,
+
+    /// Log level, or a tracing filter such as `info,flowtap_xdp=debug`.
+    #[arg(long, value_name = "FILTER", default_value = "info", env = "FLOWTAP_LOG_LEVEL", help_heading = LOGS)]
+    pub log_level: String,
+
+    /// A TOML file of options (keys are the long option names, e.g.
+    /// `interface = "eth1"`, `cluster-cidr = ["10.0.0.0/8"]`). Command-line
+    /// flags override environment variables, which override the file.
+    #[arg(long, value_name = "FILE", env = "FLOWTAP_CONFIG", help_heading = LOGS)]
+    pub config: Option<PathBuf>,
 
     /// Fixed hash seed, for reproducible shard placement (testing).
-    #[arg(long, value_name = "N", hide = true)]
+    #[arg(long, value_name = "N", hide = true, env = "FLOWTAP_HASH_SEED")]
     pub hash_seed: Option<u64>,
 }
 
@@ -132,7 +194,13 @@ pub enum UnboundArg {
     Drop,
 }
 
-impl Cli {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl RunArgs {
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             header_read_timeout: std::time::Duration::from_secs_f64(

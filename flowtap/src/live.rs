@@ -10,11 +10,11 @@ use pipeline::merger::now_ns;
 use pipeline::{AsOf, Backpressure, Clock, Merger, Pipeline, PipelineConfig};
 use xdp::{LiveCapture, LiveConfig, Mode, UnboundAction, XdpModeChoice};
 
-use crate::cli::{Cli, DEFAULT_LISTEN, ModeArg, UnboundArg, XdpModeArg};
+use crate::cli::{DEFAULT_LISTEN, ModeArg, RunArgs, UnboundArg, XdpModeArg};
 use crate::serve::Service;
 use crate::setup;
 
-fn live_config(cli: &Cli, iface: &str) -> LiveConfig {
+fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     let mut config = LiveConfig::new(iface);
     config.mode = match cli.mode {
         ModeArg::Span => Mode::Span,
@@ -38,7 +38,7 @@ fn live_config(cli: &Cli, iface: &str) -> LiveConfig {
 }
 
 /// The cores workers are pinned to: `--cores`, else every CPU.
-fn capture_cores(cli: &Cli) -> Vec<usize> {
+fn capture_cores(cli: &RunArgs) -> Vec<usize> {
     if !cli.cores.is_empty() {
         return cli.cores.clone();
     }
@@ -46,7 +46,7 @@ fn capture_cores(cli: &Cli) -> Vec<usize> {
     (0..n).collect()
 }
 
-pub fn run(cli: &Cli, iface: &str) -> anyhow::Result<i32> {
+pub fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let publisher = setup::publisher(cli)?;
     let (capture, sources) = LiveCapture::start(&live_config(cli, iface))
         .with_context(|| format!("starting capture on {iface}"))?;
@@ -67,6 +67,7 @@ pub fn run(cli: &Cli, iface: &str) -> anyhow::Result<i32> {
         cores = ?worker_cores.iter().flatten().collect::<Vec<_>>(),
         "capturing"
     );
+    let xsk_frames = live_config(cli, iface).xsk.frame_count;
     let config = PipelineConfig {
         workers,
         table: setup::table_config(cli, true),
@@ -75,11 +76,45 @@ pub fn run(cli: &Cli, iface: &str) -> anyhow::Result<i32> {
         cores: worker_cores,
         ..PipelineConfig::default()
     };
-    let pipeline = Arc::new(Pipeline::start(config, sources));
+    let pipeline = Arc::new(Pipeline::start(config.clone(), sources));
     let listen = cli
         .listen
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address"));
-    let service = Service::start(listen, publisher.clone(), cli.server_config(), &cores)?;
+    let queue_info = info.clone();
+    let queue_stats: http_api::server::QueueStatsFn = Arc::new(move || {
+        queue_info
+            .queues
+            .iter()
+            .map(|q| {
+                let k = q.kernel();
+                http_api::metrics::QueueSample {
+                    queue: q.queue,
+                    frames: q.frames.load(Ordering::Relaxed),
+                    bytes: q.bytes.load(Ordering::Relaxed),
+                    without_timestamp: q.meta_missing.load(Ordering::Relaxed),
+                    rx_dropped: k.rx_dropped,
+                    rx_ring_full: k.rx_ring_full,
+                    fill_ring_empty: k.rx_fill_ring_empty_descs,
+                    invalid: k.rx_invalid_descs + k.tx_invalid_descs,
+                    ring_entries: u64::from(xsk_frames),
+                }
+            })
+            .collect()
+    });
+    let handoff_capacity = config.queue_capacity as u64;
+    let service = Service::start(
+        listen,
+        publisher.clone(),
+        cli.server_config(),
+        &cores,
+        Some(queue_stats),
+    )?;
+    publisher
+        .lock()
+        .expect("publisher lock")
+        .stats()
+        .handoff_capacity
+        .store(handoff_capacity, Ordering::Relaxed);
     let interval = Duration::from_secs_f64(cli.snapshot_interval.max(0.05));
     let merger = {
         let publisher = publisher.clone();
@@ -88,6 +123,8 @@ pub fn run(cli: &Cli, iface: &str) -> anyhow::Result<i32> {
         })
     };
 
+    // XDP is attached, the sockets are bound, the workers run.
+    service.set_ready();
     service.run_until_signal()?;
 
     merger.stop();

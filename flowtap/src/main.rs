@@ -2,33 +2,94 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod config;
 #[cfg(feature = "live")]
 mod live;
 mod offline;
 mod serve;
 mod setup;
 
-use clap::Parser;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use cli::{Command, Docs, LogFormat, RunArgs};
+
+fn init_logging(run: &RunArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&run.log_level).unwrap_or_else(|e| {
+        eprintln!("flowtap: invalid --log-level {:?}: {e}", run.log_level);
+        std::process::exit(2);
+    });
+    // Colour only on a terminal: escape codes in log files help nobody.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match run.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `flowtap healthcheck`: a minimal HTTP GET, so the container image needs no curl.
+fn healthcheck(url: &str) -> i32 {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
+    let path = format!("/{}", path.trim_start_matches('/'));
+    let result = (|| -> std::io::Result<String> {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(host)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        Ok(reply)
+    })();
+    match result {
+        Ok(reply) if reply.starts_with("HTTP/1.1 200") => 0,
+        Ok(reply) => {
+            eprintln!(
+                "flowtap healthcheck: {}",
+                reply.lines().next().unwrap_or("")
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("flowtap healthcheck: {url}: {e}");
+            1
+        }
+    }
+}
 
 fn main() {
-    let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOWTAP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: escape codes in log files help nobody.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let result = match &cli.interface {
+    let cli = config::load();
+    match cli.command {
+        Some(Command::Healthcheck { url }) => std::process::exit(healthcheck(&url)),
+        Some(Command::Docs { what }) => {
+            match what {
+                Docs::Config => print!("{}", config::reference_markdown()),
+                Docs::Metrics => print!("{}", http_api::metrics::reference_markdown()),
+            }
+            return;
+        }
+        None => {}
+    }
+    let run = cli.run;
+    init_logging(&run);
+    tracing::info!(version = cli::VERSION, options = ?run, "configuration");
+    let result = match &run.interface {
         #[cfg(feature = "live")]
-        Some(iface) => live::run(&cli, iface),
+        Some(iface) => live::run(&run, iface),
         #[cfg(not(feature = "live"))]
         Some(_) => Err(anyhow::anyhow!(
             "this flowtap was built without live capture (the `live` feature); rebuild with default features"
         )),
-        None => offline::run(&cli),
+        None => offline::run(&run),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use pipeline::capture::{FileOutcome, FileSource};
 use pipeline::{Clock, Merger, Pipeline, PipelineConfig, Snapshot};
 
-use crate::cli::Cli;
+use crate::cli::RunArgs;
 use crate::serve::Service;
 use crate::setup;
 
 /// How often a snapshot is published while files are read and served.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
-fn pipeline_config(cli: &Cli) -> PipelineConfig {
+fn pipeline_config(cli: &RunArgs) -> PipelineConfig {
     let workers = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -27,7 +27,7 @@ fn pipeline_config(cli: &Cli) -> PipelineConfig {
 }
 
 /// Runs the offline job; returns the process exit status.
-pub fn run(cli: &Cli) -> anyhow::Result<i32> {
+pub fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let publisher = setup::publisher(cli)?;
     // Bind before reading, so a taken port fails at once.
@@ -37,6 +37,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
             publisher.clone(),
             cli.server_config(),
             &[],
+            None,
         )?),
         None => None,
     };
@@ -66,6 +67,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         .lock()
         .expect("publisher lock")
         .publish_shared(snapshot.clone());
+    if let Some(s) = &service {
+        s.set_ready();
+    }
     // Printed once the final snapshot is served.
     report_run(&snapshot, &outcomes, seconds);
 

@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use http_api::Publisher;
-use http_api::server::{AppState, ServerConfig, serve};
+use http_api::server::{AppState, QueueStatsFn, ServerConfig, serve};
 use tokio::sync::watch;
 
 /// Threads answering HTTP requests.
@@ -18,6 +20,7 @@ pub struct Service {
     publisher: Arc<Mutex<Publisher>>,
     stop: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
+    ready: Arc<AtomicBool>,
 }
 
 impl Service {
@@ -28,6 +31,7 @@ impl Service {
         publisher: Arc<Mutex<Publisher>>,
         config: ServerConfig,
         capture_cores: &[usize],
+        queues: Option<QueueStatsFn>,
     ) -> anyhow::Result<Service> {
         let spare: Vec<core_affinity::CoreId> = core_affinity::get_core_ids()
             .unwrap_or_default()
@@ -41,7 +45,7 @@ impl Service {
             .thread_name("flowtap-http")
             .on_thread_start(move || {
                 if !spare.is_empty() {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let i = next.fetch_add(1, Ordering::Relaxed);
                     core_affinity::set_for_current(spare[i % spare.len()]);
                 }
             })
@@ -52,9 +56,15 @@ impl Service {
             .block_on(tokio::net::TcpListener::bind(listen))
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let state = Arc::new(AppState {
-            views: publisher.lock().expect("publisher lock").views(),
-        });
+        let (views, stats) = {
+            let p = publisher.lock().expect("publisher lock");
+            (p.views(), p.stats())
+        };
+        let mut state = AppState::new(views, stats);
+        state.queues = queues;
+        state.commit = crate::cli::COMMIT;
+        let ready = state.ready.clone();
+        let state = Arc::new(state);
         let (stop, mut stopped) = watch::channel(false);
         let server = runtime.spawn(serve(listener, state, config, async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -65,7 +75,13 @@ impl Service {
             publisher,
             stop,
             server: Some(server),
+            ready,
         })
+    }
+
+    /// Marks the service ready for /readyz.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 
     /// Blocks until SIGINT or SIGTERM, re-reading the inventory meanwhile.

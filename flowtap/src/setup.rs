@@ -13,7 +13,7 @@ use pipeline::counters::FrameKind;
 use pipeline::flow::{TableConfig, Timeouts, Window};
 use pipeline::wire::dissect::MalformedReason;
 
-use crate::cli::Cli;
+use crate::cli::RunArgs;
 
 pub const SECOND_NS: u64 = 1_000_000_000;
 
@@ -22,7 +22,7 @@ const LIVE_RTT_WINDOW_S: u32 = 120;
 
 /// Timeouts and windows: live defaults, or "spans the whole file" for files,
 /// with the command line's overrides.
-pub fn table_config(cli: &Cli, live: bool) -> TableConfig {
+pub fn table_config(cli: &RunArgs, live: bool) -> TableConfig {
     let mut timeouts = if live {
         Timeouts::LIVE
     } else {
@@ -51,7 +51,7 @@ pub fn table_config(cli: &Cli, live: bool) -> TableConfig {
 }
 
 /// The publisher, with the inventory loaded (an invalid file fails here).
-pub fn publisher(cli: &Cli) -> anyhow::Result<Arc<Mutex<Publisher>>> {
+pub fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> {
     let inventory = match &cli.k8s_inventory {
         Some(path) => Some(InventoryFile::open(path).context("loading the Kubernetes inventory")?),
         None => None,

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use capgen::frame::{self, Proto, Segment, tcp_flags};
 use capgen::pcap::PcapWriter;
-use common::netns::{Lab, LiveFlowtap, namespaces_with, run, sh};
+use common::metrics::{promtool, sample};
+use common::netns::{Lab, LiveFlowtap, run, sh};
 use common::{FlowSummary, corpus_dir, parse_flows, run_flowtap};
 
 type Key = (String, IpAddr, IpAddr, u16);
@@ -219,14 +220,6 @@ fn assert_no_xdp(lab: &Lab, ns: &str, iface: &str) {
     );
 }
 
-fn assert_cleaned(prefix: String) {
-    assert!(
-        namespaces_with(&prefix).is_empty(),
-        "namespaces left: {:?}",
-        namespaces_with(&prefix)
-    );
-}
-
 fn sysctl(lab: &Lab, ns: &str, key: &str) {
     lab.exec(ns, &["sysctl", "-qw", key]);
 }
@@ -320,15 +313,28 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
     assert_eq!(connections, 300 + 80);
     check_handshakes("span", &diffs, &HANDSHAKE_TOLERANCE);
 
+    // Ready (XDP attached, socket bound), and the live metrics are valid
+    // and count what the mirror carried, per queue.
+    assert_eq!(ft.get_json("/readyz")["status"], "ready");
+    let metrics = ft.get_text("/metrics");
+    promtool(&metrics);
+    assert_eq!(sample(&metrics, "flowtap_ready"), 1.0);
+    assert!(sample(&metrics, "flowtap_xdp_frames_total{queue=\"0\"}") >= expected as f64);
+    assert!(sample(&metrics, "flowtap_frames_total") >= expected as f64);
+    assert_eq!(
+        sample(&metrics, "flowtap_xdp_rx_dropped_total{queue=\"0\"}"),
+        0.0
+    );
+    assert!(sample(&metrics, "flowtap_xdp_ring_entries{queue=\"0\"}") > 0.0);
+    assert_eq!(sample(&metrics, "flowtap_handoff_drops_total"), 0.0);
+
     let (status, stderr) = ft.stop();
     assert_eq!(status, 0, "{stderr}");
     let (frames, drops) = queue_report(&stderr);
     assert_eq!(frames.len(), 1, "{stderr}");
     assert_eq!(drops, 0, "kernel drops: {stderr}");
     assert_no_xdp(&lab, &tap, "m1");
-    let prefix = lab.prefix().to_owned();
-    drop(lab);
-    assert_cleaned(prefix);
+    lab.close();
 }
 
 fn pcap_replay() -> PathBuf {
@@ -391,9 +397,7 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
         "both workers fed the shards: {frames:?}"
     );
     assert_eq!(drops, 0);
-    let prefix = lab.prefix().to_owned();
-    drop(lab);
-    assert_cleaned(prefix);
+    lab.close();
 }
 
 /// A capture of `n` connections per gap: SYN, SYN-ACK `gap` later, ACK 1 ms
@@ -507,9 +511,7 @@ fn replayed_handshake_gaps_are_measured_live() {
         },
     );
     assert_eq!(ft.stop().0, 0);
-    let prefix = lab.prefix().to_owned();
-    drop(lab);
-    assert_cleaned(prefix);
+    lab.close();
 }
 
 #[test]
@@ -602,10 +604,7 @@ fn host_mode_counts_the_nodes_traffic_without_disturbing_it() {
         (Some(40), Some(10)),
         "traffic flows after: {after}"
     );
-    let prefix = lab.prefix().to_owned();
-    drop(lab);
-    assert_cleaned(prefix);
-    let _ = Command::new("true").status();
+    lab.close();
 }
 
 #[test]
@@ -698,7 +697,167 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
     );
     assert_eq!(q0_drop, q0_pass);
     assert_eq!(stack_drop, 0, "drop: nothing reaches the stack");
-    let prefix = lab.prefix().to_owned();
-    drop(lab);
-    assert_cleaned(prefix);
+    lab.close();
+}
+
+/// The image's binary with its file capabilities (scripts/install-caps.sh,
+/// as the Dockerfile and the systemd example use them) captures as an
+/// unprivileged user, on a SPAN port and in host mode.
+#[test]
+fn an_unprivileged_user_captures_with_the_file_capabilities() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let staged = root.join("target/image-root/usr/local/bin");
+    assert!(
+        staged.join("flowtap").is_file(),
+        "scripts/test.sh stages the image's binaries with scripts/build-release.sh first"
+    );
+    // A copy, so the staged image keeps no test changes; readable and
+    // executable by the unprivileged user.
+    let bin = tempfile::Builder::new()
+        .prefix("caps-")
+        .tempdir_in(root.join("target"))
+        .unwrap();
+    std::fs::set_permissions(
+        bin.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for name in ["flowtap", "pcap-replay"] {
+        std::fs::copy(staged.join(name), bin.path().join(name)).unwrap();
+    }
+    run(&[
+        "bash",
+        root.join("scripts/install-caps.sh").to_str().unwrap(),
+        bin.path().to_str().unwrap(),
+    ]);
+    let flowtap = bin.path().join("flowtap");
+    let as_nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        flowtap.to_str().unwrap(),
+    ];
+
+    let capture = corpus_dir().join("captures/19_tcpreplay_test.pcap");
+    let total = 179; // frames in 19_tcpreplay_test
+    let mut lab = Lab::new("nr");
+    let ns = lab.ns("nr");
+    sh(&format!("ip -n {ns} link add u0 type veth peer name u1"));
+    for dev in ["u0", "u1"] {
+        sysctl(&lab, &ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+        sh(&format!("ip -n {ns} link set {dev} up"));
+    }
+    for mode in ["span", "host"] {
+        let ft = LiveFlowtap::start_with(&ns, &as_nobody, &["-i", "u1", "--mode", mode]);
+        lab.exec(
+            &ns,
+            &[
+                pcap_replay().to_str().unwrap(),
+                "-i",
+                "u0",
+                "--pps",
+                "2000",
+                capture.to_str().unwrap(),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(800));
+        let (status, stderr) = ft.stop();
+        assert_eq!(status, 0, "{mode}: {stderr}");
+        assert_eq!(
+            queue_report(&stderr).0.iter().sum::<u64>(),
+            total,
+            "{mode}: {stderr}"
+        );
+        assert_no_xdp(&lab, &ns, "u1");
+    }
+    lab.close();
+}
+
+/// The README's quick start, verbatim, in a namespace whose default route
+/// leaves through a veth: it must print readiness and metrics and stop
+/// cleanly, leaving nothing attached.
+#[test]
+fn the_readme_quick_start_runs_verbatim() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let begin = "### Quick start on a mirror port";
+    let section = &readme[readme.find(begin).expect("quick start section")..];
+    let start = section.find("```sh\n").unwrap() + "```sh\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+
+    let mut lab = Lab::new("qs");
+    let (node, gw) = (lab.ns("node"), lab.ns("gw"));
+    sh(&format!(
+        "ip -n {node} link add eth0 type veth peer name g0 netns {gw}"
+    ));
+    sh(&format!("ip -n {node} addr add 198.18.9.2/24 dev eth0"));
+    sh(&format!("ip -n {gw} addr add 198.18.9.1/24 dev g0"));
+    sh(&format!("ip -n {node} link set eth0 up"));
+    sh(&format!("ip -n {node} link set lo up"));
+    sh(&format!("ip -n {gw} link set g0 up"));
+    sh(&format!("ip -n {node} route add default via 198.18.9.1"));
+    // Something to count: the gateway sends the node a datagram every 50 ms
+    // (the block's set-up lines take a while; the lab stops it at the end).
+    lab.spawn(
+        &gw,
+        &[
+            "python3",
+            "-c",
+            "import socket, time\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for _ in range(3000):\n    s.sendto(b'tick', ('198.18.9.2', 9999)); time.sleep(0.05)",
+        ],
+    );
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &node, "bash", "-euo", "pipefail", "-c", block,
+        ])
+        .current_dir(root)
+        // A user's shell: without what cargo and nextest set for tests
+        // (FLOWTAP_GIT_COMMIT, from build.rs, would make cargo rebuild).
+        .env_clear()
+        .envs(
+            ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME"]
+                .iter()
+                .filter_map(|k| Some((k, std::env::var_os(k)?))),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "quick start failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("{\"status\":\"ready\"}"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(r#""server":{"ip":"198.18.9.2","port":9999}"#),
+        "the datagrams' flow: {stdout}"
+    );
+    // curl prints the JSON bodies without a newline: find the sample.
+    let frames: f64 = stdout
+        .split("flowtap_frames_total ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no flowtap_frames_total in {stdout}"));
+    assert!(
+        frames > 0.0,
+        "the datagrams were not counted: {stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("capturing") && stderr.contains("interface=eth0"),
+        "{stderr}"
+    );
+    assert_no_xdp(&lab, &node, "eth0");
+    let links = lab.exec(&node, &["ip", "-o", "link", "show"]);
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        !links.contains("ftm") && !links.contains("ftc"),
+        "mirror left: {links}"
+    );
+    lab.close();
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cluster;
 pub mod k8s;
+pub mod metrics;
 pub mod publish;
 pub mod server;
 pub mod view;

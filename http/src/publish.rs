@@ -7,8 +7,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pipeline::Snapshot;
 
+use std::sync::atomic::Ordering;
+
 use crate::cluster::Cluster;
 use crate::k8s::InventoryFile;
+use crate::metrics::ServiceStats;
 use crate::view::View;
 
 /// The view requests read.
@@ -19,16 +22,29 @@ pub struct Publisher {
     inventory: Option<InventoryFile>,
     cluster: Arc<Cluster>,
     snapshot: Arc<Snapshot>,
+    stats: Arc<ServiceStats>,
 }
 
 impl Publisher {
     pub fn new(inventory: Option<InventoryFile>, cluster: Cluster) -> Publisher {
+        let stats = Arc::new(ServiceStats::default());
+        if let Some(inv) = &inventory {
+            stats
+                .inventory_addresses
+                .store(inv.current().len() as u64, Ordering::Relaxed);
+        }
         Publisher {
             views: Arc::new(ArcSwap::from_pointee(View::empty())),
             inventory,
             cluster: Arc::new(cluster),
             snapshot: Arc::new(Snapshot::default()),
+            stats,
         }
+    }
+
+    /// The counters the publisher keeps (and /metrics serves).
+    pub fn stats(&self) -> Arc<ServiceStats> {
+        self.stats.clone()
     }
 
     pub fn views(&self) -> SharedView {
@@ -46,6 +62,8 @@ impl Publisher {
 
     pub fn publish_shared(&mut self, snapshot: Arc<Snapshot>) {
         self.reload_inventory();
+        self.stats.observe_merge(snapshot.merge_ns as f64 / 1e9);
+        self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
         self.snapshot = snapshot;
         self.rebuild();
     }

@@ -18,7 +18,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::api::{self, ApiResponse, query::ApiError};
+use crate::metrics::{self, QueueSample, ServiceStats};
 use crate::publish::SharedView;
 
 /// Limits that protect the server from its clients.
@@ -42,9 +45,31 @@ impl Default for ServerConfig {
     }
 }
 
+/// Reads the live capture's per-queue counters at scrape time.
+pub type QueueStatsFn = Arc<dyn Fn() -> Vec<QueueSample> + Send + Sync>;
+
 /// What every request handler can reach.
 pub struct AppState {
     pub views: SharedView,
+    pub stats: Arc<ServiceStats>,
+    /// Set once capture runs (live) or the files are read.
+    pub ready: Arc<AtomicBool>,
+    pub queues: Option<QueueStatsFn>,
+    pub version: &'static str,
+    pub commit: &'static str,
+}
+
+impl AppState {
+    pub fn new(views: SharedView, stats: Arc<ServiceStats>) -> AppState {
+        AppState {
+            views,
+            stats,
+            ready: Arc::new(AtomicBool::new(false)),
+            queues: None,
+            version: env!("CARGO_PKG_VERSION"),
+            commit: "unknown",
+        }
+    }
 }
 
 /// Serves until `shutdown` completes.
@@ -97,12 +122,25 @@ fn response(api: ApiResponse) -> Response<Full<Bytes>> {
     resp
 }
 
+fn json_status(status: u16, text: &str) -> ApiResponse {
+    ApiResponse {
+        status,
+        body: format!("{{\"status\":\"{text}\"}}").into_bytes(),
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     state: Arc<AppState>,
     _peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_owned();
+    let resp = route(req, &state, &path).await;
+    state.stats.count_request(&path, resp.status().as_u16());
+    Ok(resp)
+}
+
+async fn route(req: Request<Incoming>, state: &Arc<AppState>, path: &str) -> Response<Full<Bytes>> {
     let query = req.uri().query().unwrap_or("").to_owned();
     if req.method() != Method::GET {
         let mut resp = response(ApiResponse::error(&ApiError {
@@ -112,19 +150,63 @@ async fn handle(
         }));
         resp.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET"));
-        return Ok(resp);
+        return resp;
     }
-    let view = state.views.load_full();
-    // Filtering and rendering a large snapshot is CPU work: keep it off the
-    // threads that accept and read connections.
-    let api = tokio::task::spawn_blocking(move || api::respond(&view, &path, &query))
-        .await
-        .unwrap_or_else(|e| {
-            ApiResponse::error(&ApiError {
-                status: 500,
-                message: format!("internal error: {e}"),
-                parameter: None,
+    match path {
+        "/healthz" => response(json_status(200, "ok")),
+        "/readyz" => {
+            if state.ready.load(Ordering::Acquire) {
+                response(json_status(200, "ready"))
+            } else {
+                response(json_status(503, "starting"))
+            }
+        }
+        "/metrics" => {
+            let format = metrics::Exposition::negotiate(
+                req.headers()
+                    .get(hyper::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let state = state.clone();
+            let text = tokio::task::spawn_blocking(move || {
+                let view = state.views.load_full();
+                let queues = state.queues.as_ref().map(|f| f()).unwrap_or_default();
+                metrics::render(
+                    &metrics::Scrape {
+                        view: &view,
+                        stats: &state.stats,
+                        queues,
+                        ready: state.ready.load(Ordering::Acquire),
+                        version: state.version,
+                        commit: state.commit,
+                    },
+                    format,
+                )
             })
-        });
-    Ok(response(api))
+            .await
+            .unwrap_or_default();
+            let mut resp = Response::new(Full::new(Bytes::from(text)));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            resp
+        }
+        _ => {
+            let view = state.views.load_full();
+            let path = path.to_owned();
+            // Filtering and rendering a large snapshot is CPU work: keep it
+            // off the threads that accept and read connections.
+            let api = tokio::task::spawn_blocking(move || api::respond(&view, &path, &query))
+                .await
+                .unwrap_or_else(|e| {
+                    ApiResponse::error(&ApiError {
+                        status: 500,
+                        message: format!("internal error: {e}"),
+                        parameter: None,
+                    })
+                });
+            response(api)
+        }
+    }
 }

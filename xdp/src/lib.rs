@@ -1,6 +1,7 @@
 //! Live capture: the XDP program (bpf/flowtap.bpf.c, compiled by build.rs and
 //! embedded), loaded with aya ([`program`]); AF_XDP sockets per rx queue
-//! through xdpilone ([`xsk`]); host mode's mirror veth ([`netdev`]); and the
+//! through xdpilone ([`xsk`]); host mode's mirror veth ([`netdev`], over
+//! [`netlink`]); and the
 //! whole set-up as pipeline sources ([`live`]). Unsafe code lives only in
 //! [`sys`] (raw system calls) and [`xsk`] (memory shared with the kernel).
 #![deny(unsafe_code)]
@@ -8,6 +9,7 @@
 pub mod error;
 pub mod live;
 pub mod netdev;
+pub mod netlink;
 pub mod program;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,31 +1,19 @@
 //! Host mode's mirror: a veth pair flowtap creates next to the node's
 //! interface. The node's traffic is cloned into one end; XDP and AF_XDP run
-//! on the other. Built with iproute2's `ip`, so what flowtap does is what an
-//! operator would type.
+//! on the other. Created over rtnetlink from flowtap itself (see
+//! [`crate::netlink`]); `ip link show ftm<ifindex>` shows it.
 //!
 //! Names derive from the watched interface's index (`ftm<ifindex>` for the
 //! mirror end, `ftc<ifindex>` for the capture end), so a pair left behind by a
 //! crashed run is recognised and replaced at the next start.
 
-use std::process::Command;
-
 use crate::error::LiveError;
+use crate::{netlink, sys};
 
-fn ip(args: &[&str]) -> Result<(), LiveError> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| LiveError::NetDev {
-            what: format!("running `ip {}`", args.join(" ")),
-            detail: format!("{e} (host mode needs iproute2's `ip`)"),
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(LiveError::NetDev {
-            what: format!("`ip {}`", args.join(" ")),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
+fn netdev_error(what: String) -> impl FnOnce(std::io::Error) -> LiveError {
+    move |e| LiveError::NetDev {
+        what,
+        detail: format!("{e} (needs CAP_NET_ADMIN)"),
     }
 }
 
@@ -57,27 +45,10 @@ impl MirrorVeth {
         if exists(&mirror) || exists(&capture) {
             tracing::warn!(%mirror, "removing a mirror veth left by an earlier run");
             let stale = if exists(&mirror) { &mirror } else { &capture };
-            ip(&["link", "del", stale])?;
+            netlink::delete_link(stale).map_err(netdev_error(format!("removing {stale}")))?;
         }
-        let q = queues.max(1).to_string();
-        ip(&[
-            "link",
-            "add",
-            &mirror,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &capture,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-        ])?;
+        netlink::create_veth(&mirror, &capture, queues.max(1))
+            .map_err(netdev_error(format!("creating veth {mirror}/{capture}")))?;
         let pair = MirrorVeth {
             mirror,
             capture,
@@ -86,8 +57,10 @@ impl MirrorVeth {
         for name in [&pair.mirror, &pair.capture] {
             // No addresses and no IPv6 autoconfiguration: the pair only
             // carries copies, it must never originate traffic.
+            // (Needs write access to /proc/sys: best effort.)
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
-            ip(&["link", "set", "dev", name, "up"])?;
+            let index = sys::if_index(name).map_err(netdev_error(format!("finding {name}")))?;
+            netlink::set_up(index).map_err(netdev_error(format!("setting {name} up")))?;
         }
         Ok(pair)
     }
@@ -96,8 +69,8 @@ impl MirrorVeth {
         if !self.removed {
             self.removed = true;
             // Deleting one end deletes both.
-            if let Err(e) = ip(&["link", "del", &self.mirror]) {
-                tracing::warn!(error = %e, "removing the mirror veth");
+            if let Err(e) = netlink::delete_link(&self.mirror) {
+                tracing::warn!(error = %e, mirror = %self.mirror, "removing the mirror veth");
             }
         }
     }

@@ -163,3 +163,75 @@ impl Drop for Mapping {
         }
     }
 }
+
+/// A NETLINK_ROUTE socket, closed on drop.
+#[derive(Debug)]
+pub struct NetlinkSocket {
+    fd: RawFd,
+}
+
+impl NetlinkSocket {
+    pub fn open() -> io::Result<NetlinkSocket> {
+        // SAFETY: plain socket(2) call; the result is checked.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let sock = NetlinkSocket { fd };
+        // SAFETY: a zeroed sockaddr_nl is valid; we set the family.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: `addr` is a valid sockaddr_nl of the size given.
+        let rc = unsafe {
+            libc::bind(
+                sock.fd,
+                (&addr as *const libc::sockaddr_nl).cast(),
+                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(sock)
+    }
+
+    /// Sends one request and waits for its acknowledgement; returns the
+    /// kernel's error, if any.
+    pub fn request(&self, message: &[u8]) -> io::Result<()> {
+        // SAFETY: `message` is a valid buffer of its length.
+        let sent = unsafe { libc::send(self.fd, message.as_ptr().cast(), message.len(), 0) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            // SAFETY: `buf` is writable for its length.
+            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if let Some(result) = crate::netlink::ack(&buf[..n as usize]) {
+                return result;
+            }
+        }
+    }
+}
+
+impl Drop for NetlinkSocket {
+    fn drop(&mut self) {
+        // SAFETY: `fd` is ours and closed once.
+        unsafe {
+            libc::close(self.fd);
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! the real `flowtap` binary.
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod netns;
 pub mod server;
 

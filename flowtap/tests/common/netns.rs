@@ -54,8 +54,13 @@ impl Lab {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    /// Ends the lab (as dropping it does) and checks that none of its
+    /// namespaces is left.
+    pub fn close(self) {
+        let prefix = self.prefix.clone();
+        drop(self);
+        let left = namespaces_with(&prefix);
+        assert!(left.is_empty(), "namespaces left: {left:?}");
     }
 
     /// Creates namespace `<prefix>-<name>` with loopback up; returns its name.
@@ -168,8 +173,15 @@ pub struct LiveFlowtap {
 
 impl LiveFlowtap {
     pub fn start(ns: &str, args: &[&str]) -> LiveFlowtap {
+        LiveFlowtap::start_with(ns, &[env!("CARGO_BIN_EXE_flowtap")], args)
+    }
+
+    /// Like `start`, with the command line that runs flowtap given: a
+    /// binary elsewhere, or one run by a wrapper (`setpriv ... flowtap`).
+    pub fn start_with(ns: &str, program: &[&str], args: &[&str]) -> LiveFlowtap {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_flowtap")])
+            .args(["netns", "exec", ns])
+            .args(program)
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--snapshot-interval", "0.2"])
             .stdout(Stdio::piped())
@@ -206,6 +218,11 @@ impl LiveFlowtap {
     }
 
     pub fn get_json(&self, target: &str) -> Value {
+        serde_json::from_str(&self.get_text(target)).unwrap()
+    }
+
+    /// GET `target` with curl inside the namespace; it must answer 2xx.
+    pub fn get_text(&self, target: &str) -> String {
         let url = format!("http://{}{target}", self.addr);
         let out = check(
             &format!("curl {url}"),
@@ -221,7 +238,7 @@ impl LiveFlowtap {
                 ])
                 .output(),
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Waits until the published snapshot has counted `frames` frames.

@@ -46,6 +46,16 @@ impl Server {
     /// Starts flowtap with `args` plus `--listen 127.0.0.1:0`; returns once
     /// the files are read and the final view is served.
     pub fn start(args: &[&str]) -> Server {
+        Server::launch(args, "flowtap: read ")
+    }
+
+    /// Like [`Server::start`], but returns as soon as the server listens
+    /// (files may still be being read).
+    pub fn start_serving(args: &[&str]) -> Server {
+        Server::launch(args, "flowtap: serving on ")
+    }
+
+    fn launch(args: &[&str], ready_line: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -74,7 +84,7 @@ impl Server {
             if let Some(a) = line.strip_prefix("flowtap: serving on http://") {
                 addr = Some(a.parse().unwrap());
             }
-            if line.starts_with("flowtap: read ") {
+            if line.starts_with(ready_line) {
                 break;
             }
         }

@@ -45,7 +45,8 @@ pub enum LoadError {
 #[derive(Debug)]
 pub struct InventoryFile {
     path: PathBuf,
-    stamp: Stamp,
+    /// `None` while the file does not exist (yet).
+    stamp: Option<Stamp>,
     current: Arc<Inventory>,
     /// Successful reloads after the first load.
     pub reloads: u64,
@@ -54,9 +55,20 @@ pub struct InventoryFile {
 }
 
 impl InventoryFile {
-    /// Loads the file; an unreadable or invalid file is an error at start.
+    /// Loads the file. A file that does not exist yet (a sidecar has not
+    /// written it) means no names until it appears; an unreadable or invalid
+    /// file is an error at start.
     pub fn open(path: &Path) -> Result<InventoryFile, LoadError> {
-        let (stamp, inventory) = load(path)?;
+        let (stamp, inventory) = match load(path) {
+            Ok((stamp, inventory)) => (Some(stamp), inventory),
+            Err(LoadError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::warn!(path = %path.display(), "inventory file not found yet; serving IPs only until it appears");
+                (None, Inventory::default())
+            }
+            Err(e) => return Err(e),
+        };
         Ok(InventoryFile {
             path: path.to_path_buf(),
             stamp,
@@ -74,12 +86,14 @@ impl InventoryFile {
     /// effect; on a bad file the old mapping stays and the error is returned.
     pub fn refresh(&mut self) -> Result<bool, LoadError> {
         match stamp(&self.path) {
-            Ok(s) if s == self.stamp => return Ok(false),
+            Ok(s) if Some(s) == self.stamp => return Ok(false),
+            // Still (or again) absent: keep what we have.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             _ => {}
         }
         match load(&self.path) {
             Ok((stamp, inventory)) => {
-                self.stamp = stamp;
+                self.stamp = Some(stamp);
                 self.current = Arc::new(inventory);
                 self.reloads += 1;
                 Ok(true)
@@ -87,7 +101,7 @@ impl InventoryFile {
             Err(e) => {
                 // Do not retry the same broken version on every call.
                 if let Ok(s) = stamp(&self.path) {
-                    self.stamp = s;
+                    self.stamp = Some(s);
                 }
                 self.reload_errors += 1;
                 Err(e)

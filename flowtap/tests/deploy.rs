@@ -1,0 +1,450 @@
+//! The appliance around the pipeline: configuration layering and its error
+//! messages, version and help, logs, /metrics under promtool, /healthz and
+//! /readyz, the generated references in the README, and the Kubernetes
+//! manifests.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::corpus_dir;
+use common::metrics::{promtool, sample};
+use common::server::Server;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn demo() -> String {
+    root().join("demo/demo.pcap").display().to_string()
+}
+
+/// Runs flowtap with `args` and `env`, with no FLOWTAP_ variables inherited.
+fn flowtap(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowtap"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLOWTAP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).envs(env.iter().copied()).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The effective value of option `field` from the start-up configuration log.
+fn effective(o: &Output, field: &str) -> String {
+    let log = stderr(o);
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"message\":\"configuration\""))
+        .unwrap_or_else(|| panic!("no configuration log line in:\n{log}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("JSON logs");
+    let options = v["fields"]["options"].as_str().unwrap().to_owned();
+    let start = options
+        .find(&format!("{field}: "))
+        .unwrap_or_else(|| panic!("{field} in {options}"))
+        + field.len()
+        + 2;
+    options[start..]
+        .split([',', ' '])
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn flags_override_environment_override_file_override_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flowtap.toml");
+    std::fs::write(
+        &config,
+        format!("read = [\"{}\"]\nrate-window = 20\nudp_timeout = 7\nthreads = 3\nlog-format = \"json\"\n", demo()),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["--config", c];
+        all.extend_from_slice(args);
+        let o = flowtap(&all, env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    // Default (no file value): snapshot_interval 1; file values apply.
+    let o = run(&[], &[]);
+    assert_eq!(effective(&o, "rate_window"), "20");
+    assert_eq!(effective(&o, "udp_timeout"), "Some(7)");
+    assert_eq!(effective(&o, "snapshot_interval"), "1.0");
+    // Environment over file.
+    let o = run(
+        &[],
+        &[("FLOWTAP_RATE_WINDOW", "30"), ("FLOWTAP_THREADS", "1")],
+    );
+    assert_eq!(effective(&o, "rate_window"), "30");
+    assert_eq!(effective(&o, "threads"), "Some(1)");
+    // Flag over environment and file.
+    let o = run(&["--rate-window", "40"], &[("FLOWTAP_RATE_WINDOW", "30")]);
+    assert_eq!(effective(&o, "rate_window"), "40");
+    // The file alone can name the source (read = [...]) and the config file
+    // itself can come from the environment.
+    let o = flowtap(&[], &[("FLOWTAP_CONFIG", c)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(effective(&o, "udp_timeout"), "Some(7)");
+}
+
+/// An invalid configuration: arguments, environment, and what the error
+/// must say.
+type BadConfig<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+
+#[test]
+fn invalid_configuration_names_the_option_and_the_allowed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let bad_mode = file("mode.toml", "mode = \"bogus\"\n");
+    let unknown = file("unknown.toml", "colour = \"blue\"\n");
+    let switch = file("switch.toml", "busy-poll = \"yes\"\n");
+    let not_toml = file("broken.toml", "mode = \n");
+    let d = demo();
+    let cases: Vec<BadConfig<'_>> = vec![
+        (
+            vec!["-r", &d, "--mode", "bogus"],
+            vec![],
+            vec!["--mode", "possible values: span, host"],
+        ),
+        (
+            vec!["-r", &d],
+            vec![("FLOWTAP_XDP_MODE", "fast")],
+            vec!["--xdp-mode", "possible values: auto, driver, skb"],
+        ),
+        (
+            vec!["-r", &d, "--config", &bad_mode],
+            vec![],
+            vec![&bad_mode, "--mode", "possible values: span, host"],
+        ),
+        (
+            vec!["-r", &d, "--config", &unknown],
+            vec![],
+            vec![&unknown, "unknown option `colour`", "known options:"],
+        ),
+        (
+            vec!["-r", &d, "--config", &switch],
+            vec![],
+            vec![&switch, "busy-poll", "true or false"],
+        ),
+        (
+            vec!["-r", &d, "--config", &not_toml],
+            vec![],
+            vec![&not_toml],
+        ),
+        (
+            vec!["-r", &d],
+            vec![("FLOWTAP_CLUSTER_CIDR", "10.0.0.0/99")],
+            vec!["--cluster-cidr", "10.0.0.0/99"],
+        ),
+        (vec!["-r", &d, "--threads=-1"], vec![], vec!["--threads"]),
+        (vec!["-r", &d, "--k8s-inventory", &not_toml], vec![], vec![]),
+        (
+            vec!["-r", &d, "--log-format", "xml"],
+            vec![],
+            vec!["--log-format", "possible values: text, json"],
+        ),
+        (
+            vec!["-r", &d, "--listen", "nowhere"],
+            vec![],
+            vec!["--listen"],
+        ),
+        (vec![], vec![], vec!["--read", "--interface"]),
+    ];
+    for (args, env, expect) in cases {
+        let o = flowtap(&args, &env);
+        if args.contains(&"--k8s-inventory") {
+            // A present but invalid inventory stops flowtap at start.
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            assert!(
+                stderr(&o).contains("Kubernetes inventory") && stderr(&o).contains(&not_toml),
+                "{}",
+                stderr(&o)
+            );
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(2), "{args:?} {env:?}: {}", stderr(&o));
+        for e in expect {
+            assert!(
+                stderr(&o).contains(e),
+                "{args:?} {env:?}: expected {e:?} in:\n{}",
+                stderr(&o)
+            );
+        }
+    }
+    let o = flowtap(&["-r", &d, "--log-level", "loud=="], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--log-level"), "{}", stderr(&o));
+}
+
+#[test]
+fn version_help_and_json_logs() {
+    let o = flowtap(&["--version"], &[]);
+    let v = String::from_utf8_lossy(&o.stdout);
+    let commit = v
+        .trim()
+        .rsplit_once("(commit ")
+        .map(|(_, c)| c.trim_end_matches(')'))
+        .unwrap();
+    assert!(v.starts_with("flowtap 0.1.0"), "{v}");
+    assert!(
+        commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()) || commit == "unknown",
+        "{v}"
+    );
+    let o = flowtap(&["--help"], &[]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for heading in [
+        "Source:",
+        "Live capture:",
+        "API server:",
+        "Kubernetes:",
+        "Flows:",
+        "Logging and configuration:",
+    ] {
+        assert!(help.contains(heading), "{heading} in --help");
+    }
+    assert!(help.contains("[env: FLOWTAP_INTERFACE=]"));
+    let o = flowtap(&["-r", &demo(), "--log-format", "json"], &[]);
+    for line in stderr(&o).lines().filter(|l| l.starts_with('{')) {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+}
+
+#[test]
+fn the_readme_references_are_generated_from_the_program() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for what in ["config", "metrics"] {
+        let generated = String::from_utf8(flowtap(&["docs", what], &[]).stdout).unwrap();
+        let begin = format!("<!-- BEGIN generated {what} reference -->\n");
+        let end = format!("<!-- END generated {what} reference -->");
+        let start = readme
+            .find(&begin)
+            .unwrap_or_else(|| panic!("no {what} block"))
+            + begin.len();
+        let stop = readme[start..].find(&end).unwrap() + start;
+        assert_eq!(
+            &readme[start..stop],
+            generated,
+            "README {what} reference is stale: run scripts/gen-docs.sh"
+        );
+    }
+}
+
+#[test]
+fn metrics_pass_promtool_and_count_what_was_read() {
+    let capture = corpus_dir().join("captures/22_malformed_l3l4_bundle.pcap");
+    let inventory = root().join("demo/inventory.json");
+    let s = Server::start(&[
+        "-r",
+        capture.to_str().unwrap(),
+        &demo(),
+        "--k8s-inventory",
+        inventory.to_str().unwrap(),
+    ]);
+    assert_eq!(s.get("/mcp/flows?limit=1").status, 200);
+    assert_eq!(s.get("/mcp/flows?limit=x").status, 400);
+    assert_eq!(s.get("/no/such/path").status, 404);
+    let r = s.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = String::from_utf8(r.body).unwrap();
+    promtool(&text);
+    assert_eq!(sample(&text, "flowtap_frames_total"), (25 + 2000) as f64);
+    assert_eq!(sample(&text, "flowtap_ready"), 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            "flowtap_malformed_frames_total{reason=\"truncated\"}"
+        ),
+        8.0
+    );
+    assert_eq!(
+        sample(&text, "flowtap_frames_by_kind_total{kind=\"icmp\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "flowtap_http_requests_total{path=\"/mcp/flows\",status=\"400\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "flowtap_http_requests_total{path=\"other\",status=\"404\"}"
+        ),
+        1.0
+    );
+    assert!(sample(&text, "flowtap_inventory_addresses") > 30.0);
+    assert!(sample(&text, "flowtap_active_flows") > 100.0);
+    assert!(text.contains("flowtap_build_info{version=\"0.1.0\",commit=\""));
+    assert!(text.contains("flowtap_snapshot_merge_duration_seconds_bucket{le=\"0.001\"}"));
+    assert_eq!(s.get("/healthz").status, 200);
+    assert_eq!(s.get("/readyz").json()["status"], "ready");
+    assert_eq!(s.request("POST", "/metrics").status, 405);
+}
+
+#[test]
+fn readiness_waits_for_the_files_and_shutdown_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.pcap");
+    let spec = capgen::Spec {
+        packets: 1_500_000,
+        concurrent: 5_000,
+        seed: 3,
+        ..capgen::Spec::default()
+    };
+    capgen::Generator::new(spec)
+        .write(File::create(&path).unwrap())
+        .unwrap();
+    let s = Server::start_serving(&["-r", path.to_str().unwrap(), "--threads", "1"]);
+    let first = s.get("/readyz");
+    assert_eq!(
+        first.status,
+        503,
+        "not ready while reading: {:?}",
+        String::from_utf8_lossy(&first.body)
+    );
+    assert_eq!(first.json()["status"], "starting");
+    assert_eq!(s.get("/healthz").status, 200, "alive meanwhile");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s.get("/readyz").status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        s.get_json("/mcp/flows/summary")["total_pkts"]
+            .as_u64()
+            .map(|n| n > 1_000_000),
+        Some(true)
+    );
+    assert_eq!(s.terminate(), 0, "SIGTERM: exit 0");
+}
+
+/// The YAML documents of a manifest, as JSON (PyYAML comes with
+/// kubernetes-validate in the project venv).
+fn documents(path: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(root().join(".venv/bin/python"))
+        .args(["-c", "import json,sys,yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))"])
+        .arg(path)
+        .output()
+        .expect("the project venv (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn kubernetes_manifests_validate_and_say_what_they_must() {
+    let dir = root().join("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let out = Command::new(root().join(".venv/bin/kubernetes-validate"))
+        .args(["--strict", "--kubernetes-version", "1.31.0"])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate from the project venv (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let docs: Vec<serde_json::Value> = files.iter().flat_map(|f| documents(f)).collect();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let role = kind("ClusterRole");
+    for rule in role["rules"].as_array().unwrap() {
+        assert_eq!(
+            rule["verbs"],
+            serde_json::json!(["get", "list", "watch"]),
+            "read-only"
+        );
+        for r in rule["resources"].as_array().unwrap() {
+            assert!(
+                ["pods", "services", "nodes", "endpointslices"].contains(&r.as_str().unwrap()),
+                "{r}"
+            );
+        }
+    }
+    let ds = kind("DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["BPF", "NET_ADMIN", "NET_RAW", "IPC_LOCK"])
+    );
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object());
+    assert_eq!(
+        ds["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"],
+        "true"
+    );
+    // The ConfigMap's flowtap.toml is a configuration flowtap accepts.
+    let toml = kind("ConfigMap")["data"]["flowtap.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("flowtap.toml");
+    // Offline instead of live, and without `listen` (which would serve until
+    // signalled); everything else as deployed.
+    let listen = "listen = \"0.0.0.0:8898\"";
+    assert!(
+        toml.contains(listen),
+        "the DaemonSet's probes and scrape port expect {listen}"
+    );
+    let offline = toml
+        .replace("interface = \"eth0\"", &format!("read = [\"{}\"]", demo()))
+        .replace(listen, "");
+    std::fs::write(&cfg, offline).unwrap();
+    let o = flowtap(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--dump",
+            "/mcp/flows/summary",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
