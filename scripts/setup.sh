@@ -38,14 +38,21 @@ command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 # rustup may ask the network even when both are installed: ask only if missing.
 { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy
 
-# Python tools the tests drive, pinned, in the project's own venv.
-python_packages=(
-  "kubernetes-validate==1.37.0"   # validates deploy/kubernetes offline against the API schemas
-)
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-for p in "${python_packages[@]}"; do
-  installed=$(.venv/bin/pip show "${p%%==*}" 2>/dev/null | sed -n 's/^Version: //p')
-  [ "$installed" = "${p##*==}" ] || .venv/bin/pip install -q "$p"
-done
+# Python tools the tests drive, pinned, each set in a venv of the project's
+# own: the current MCP SDK (stateless 2026-07-28 and handshake revisions) and
+# an older 1.x (handshake revisions only) cannot share one, being one package.
+venv_packages() {
+  local venv="$1"; shift
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  local p installed
+  for p in "$@"; do
+    # (pip show fails for a package not installed: that is "none", not an error)
+    installed=$("$venv/bin/pip" show "${p%%==*}" 2>/dev/null | sed -n 's/^Version: //p') || installed=""
+    [ "$installed" = "${p##*==}" ] || "$venv/bin/pip" install -q "$p"
+  done
+}
+venv_packages .venv \
+  "kubernetes-validate==1.37.0" `# validates deploy/kubernetes offline against the API schemas` \
+  "mcp==2.3.0"                  `# the MCP client tests: the current official Python SDK`
+venv_packages .venv-mcp1 \
+  "mcp==1.27.0"                 `# the MCP client tests: the last 1.x SDK`

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use http_api::access::AccessConfig;
 use http_api::server::ServerConfig;
 use ipnetwork::IpNetwork;
 
@@ -46,6 +47,16 @@ pub enum Command {
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8898/healthz")]
         url: String,
+    },
+    /// Serve MCP over stdio for clients that launch a local process,
+    /// forwarding every message to a running flowtap's /mcp.
+    McpStdio {
+        /// The running flowtap, e.g. http://127.0.0.1:8898.
+        #[arg(long, env = "FLOWTAP_URL", default_value = "http://127.0.0.1:8898")]
+        url: String,
+        /// File holding the bearer token the running flowtap was given.
+        #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE")]
+        auth_token_file: Option<PathBuf>,
     },
     /// Print a reference generated from the program itself, as Markdown.
     Docs {
@@ -118,6 +129,18 @@ pub struct RunArgs {
     /// connection is closed.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
     pub http_header_timeout: f64,
+
+    /// File holding a bearer token: requests for flow data (/mcp and the
+    /// /mcp/flows endpoints) must then send `Authorization: Bearer <token>`.
+    /// /healthz, /readyz and /metrics stay open.
+    #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE", help_heading = API)]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Browser origins allowed besides loopback ones (repeatable, or
+    /// comma-separated; `*` allows any). Requests with another Origin header
+    /// get 403 (DNS-rebinding protection).
+    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', env = "FLOWTAP_ALLOWED_ORIGIN", help_heading = API)]
+    pub allowed_origin: Vec<String>,
 
     /// Kubernetes inventory: what `kubectl get pods,services,endpointslices,nodes -A -o json`
     /// prints. Re-read when it changes.
@@ -201,12 +224,36 @@ pub enum LogFormat {
 }
 
 impl RunArgs {
-    pub fn server_config(&self) -> ServerConfig {
-        ServerConfig {
+    /// The server's limits and access rules; reads the token file.
+    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let token = match &self.auth_token_file {
+            Some(path) => Some(read_token(path)?),
+            None => None,
+        };
+        Ok(ServerConfig {
             header_read_timeout: std::time::Duration::from_secs_f64(
                 self.http_header_timeout.max(0.001),
             ),
+            access: AccessConfig {
+                token,
+                allowed_origins: self.allowed_origin.clone(),
+                // Set by the server once it knows the bound address.
+                loopback_host_only: false,
+            },
             ..ServerConfig::default()
-        }
+        })
     }
+}
+
+/// A bearer token from its file: the first line, trimmed; never empty.
+pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--auth-token-file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "--auth-token-file {}: the file is empty",
+        path.display()
+    );
+    Ok(token.to_owned())
 }

@@ -48,6 +48,8 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
 
 pub fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let publisher = setup::publisher(cli)?;
+    // Before attaching anything: a bad token file fails at once.
+    let server_config = cli.server_config()?;
     let (capture, sources) = LiveCapture::start(&live_config(cli, iface))
         .with_context(|| format!("starting capture on {iface}"))?;
     let info = capture.info.clone();
@@ -105,7 +107,7 @@ pub fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let service = Service::start(
         listen,
         publisher.clone(),
-        cli.server_config(),
+        server_config,
         &cores,
         Some(queue_stats),
     )?;

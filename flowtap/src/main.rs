@@ -5,6 +5,7 @@ mod cli;
 mod config;
 #[cfg(feature = "live")]
 mod live;
+mod mcp_stdio;
 mod offline;
 mod serve;
 mod setup;
@@ -70,6 +71,10 @@ fn main() {
     let cli = config::load();
     match cli.command {
         Some(Command::Healthcheck { url }) => std::process::exit(healthcheck(&url)),
+        Some(Command::McpStdio {
+            url,
+            auth_token_file,
+        }) => std::process::exit(mcp_stdio::run(&url, auth_token_file.as_deref())),
         Some(Command::Docs { what }) => {
             match what {
                 Docs::Config => print!("{}", config::reference_markdown()),

@@ -35,7 +35,7 @@ pub fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         Some(addr) => Some(Service::start(
             addr,
             publisher.clone(),
-            cli.server_config(),
+            cli.server_config()?,
             &[],
             None,
         )?),

@@ -56,6 +56,13 @@ impl Service {
             .block_on(tokio::net::TcpListener::bind(listen))
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let mut config = config;
+        // On loopback, only loopback Host names: a page that rebinds its own
+        // name to 127.0.0.1 cannot reach flowtap through it.
+        config.access.loopback_host_only = addr.ip().is_loopback();
+        if !addr.ip().is_loopback() && config.access.token.is_none() {
+            tracing::warn!(%addr, "serving flow data on a non-loopback address without --auth-token-file");
+        }
         let (views, stats) = {
             let p = publisher.lock().expect("publisher lock");
             (p.views(), p.stats())

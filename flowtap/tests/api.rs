@@ -7,20 +7,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::corpus_dir;
 use common::server::Server;
+use common::{corpus_dir, project_root};
 use serde_json::Value;
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn capture_args(inventory: &Path) -> Vec<String> {
     let root = project_root();
@@ -841,7 +834,8 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
         (r.status, r.json()["parameter"].as_str()),
         (400, Some("limit"))
     );
-    for path in ["/", "/mcp", "/mcp/flowz", "/mcp/flows/summary/extra"] {
+    // (`/mcp` itself is the MCP endpoint: tests/mcp.rs.)
+    for path in ["/", "/mcpx", "/mcp/flowz", "/mcp/flows/summary/extra"] {
         let r = s.get(path);
         assert_eq!(r.status, 404, "{path}");
         assert!(r.json()["error"].is_string());

@@ -14,12 +14,7 @@ use common::corpus_dir;
 use common::metrics::{promtool, sample};
 use common::server::Server;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use common::project_root as root;
 
 fn demo() -> String {
     root().join("demo/demo.pcap").display().to_string()

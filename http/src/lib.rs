@@ -1,11 +1,14 @@
 //! flowtap's HTTP side: the Kubeshark-compatible MCP L4 endpoints
 //! (`/mcp/flows`, `/mcp/flows/summary`) answered from prepared snapshot
-//! views, with Kubernetes enrichment from an inventory file.
+//! views, with Kubernetes enrichment from an inventory file, and a Model
+//! Context Protocol server (`/mcp`) offering the same data as tools.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod cluster;
 pub mod k8s;
+pub mod mcp;
 pub mod metrics;
 pub mod publish;
 pub mod server;

@@ -211,6 +211,30 @@ pub const INVENTORY_RELOAD_ERRORS: Spec = spec!(
     [],
     "Re-reads that failed (the previous mapping stayed in force)."
 );
+pub const MCP_REQUESTS: Spec = spec!(
+    "flowtap_mcp_requests",
+    Counter,
+    ["method", "outcome"],
+    "MCP JSON-RPC requests by method (known ones; others are \"other\") and outcome (ok, error)."
+);
+pub const MCP_SESSIONS: Spec = spec!(
+    "flowtap_mcp_sessions",
+    Gauge,
+    [],
+    "Open MCP sessions (handshake protocol revisions over HTTP)."
+);
+pub const MCP_SESSION_CAPACITY: Spec = spec!(
+    "flowtap_mcp_session_capacity",
+    Gauge,
+    [],
+    "MCP sessions kept at most: the bound behind evictions."
+);
+pub const MCP_SESSIONS_EVICTED: Spec = spec!(
+    "flowtap_mcp_sessions_evicted",
+    Counter,
+    [],
+    "MCP sessions ended early to make room for new ones (least recently used first)."
+);
 pub const INVENTORY_ADDRESSES: Spec = spec!(
     "flowtap_inventory_addresses",
     Gauge,
@@ -250,6 +274,10 @@ pub const CATALOG: &[Spec] = &[
     INVENTORY_RELOADS,
     INVENTORY_RELOAD_ERRORS,
     INVENTORY_ADDRESSES,
+    MCP_REQUESTS,
+    MCP_SESSIONS,
+    MCP_SESSION_CAPACITY,
+    MCP_SESSIONS_EVICTED,
 ];
 
 /// One rx queue's counters, as the live capture reports them.
@@ -278,6 +306,11 @@ pub struct ServiceStats {
     merge: Mutex<Option<Histogram>>,
     /// Requests by (path label, status).
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// MCP requests by (method label, outcome).
+    mcp: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    pub mcp_sessions: AtomicU64,
+    pub mcp_session_capacity: AtomicU64,
+    pub mcp_sessions_evicted: AtomicU64,
 }
 
 /// Upper bounds (seconds) of the merge-duration histogram.
@@ -305,6 +338,17 @@ impl ServiceStats {
         }
         h.sum += seconds;
         h.count += 1;
+    }
+
+    /// Counts an MCP request; `method` is one of a fixed set of labels.
+    pub fn count_mcp(&self, method: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        *self
+            .mcp
+            .lock()
+            .expect("metrics lock")
+            .entry((method, outcome))
+            .or_default() += 1;
     }
 
     pub fn count_request(&self, path: &str, status: u16) {
@@ -427,6 +471,25 @@ fn labelled(spec: Spec, samples: impl IntoIterator<Item = (Labels, f64)>) -> Fam
     }
 }
 
+/// Samples of a counter kept by two labels.
+fn two_labels<B: ToString>(
+    names: [&str; 2],
+    counts: &Mutex<BTreeMap<(&'static str, B), u64>>,
+) -> Vec<(Labels, f64)> {
+    counts
+        .lock()
+        .expect("metrics lock")
+        .iter()
+        .map(|((a, b), n)| {
+            let labels = vec![
+                (names[0].to_owned(), (*a).to_owned()),
+                (names[1].to_owned(), b.to_string()),
+            ];
+            (labels, *n as f64)
+        })
+        .collect()
+}
+
 fn label(name: &str, value: impl ToString) -> Labels {
     vec![(name.to_owned(), value.to_string())]
 }
@@ -508,23 +571,14 @@ pub fn render(s: &Scrape<'_>, format: Exposition) -> String {
         per_queue(XDP_RING_SIZE, |q| q.ring_entries),
         one(HANDOFF_CAPACITY, load(&s.stats.handoff_capacity)),
     ]);
-    let http: Vec<_> = s
-        .stats
-        .http
-        .lock()
-        .expect("metrics lock")
-        .iter()
-        .map(|((path, status), n)| {
-            (
-                vec![
-                    ("path".to_owned(), (*path).to_owned()),
-                    ("status".to_owned(), status.to_string()),
-                ],
-                *n as f64,
-            )
-        })
-        .collect();
-    families.push(labelled(HTTP_REQUESTS, http));
+    families.push(labelled(
+        HTTP_REQUESTS,
+        two_labels(["path", "status"], &s.stats.http),
+    ));
+    families.push(labelled(
+        MCP_REQUESTS,
+        two_labels(["method", "outcome"], &s.stats.mcp),
+    ));
     families.extend([
         one(INVENTORY_RELOADS, load(&s.stats.inventory_reloads)),
         one(
@@ -532,6 +586,9 @@ pub fn render(s: &Scrape<'_>, format: Exposition) -> String {
             load(&s.stats.inventory_reload_errors),
         ),
         one(INVENTORY_ADDRESSES, load(&s.stats.inventory_addresses)),
+        one(MCP_SESSIONS, load(&s.stats.mcp_sessions)),
+        one(MCP_SESSION_CAPACITY, load(&s.stats.mcp_session_capacity)),
+        one(MCP_SESSIONS_EVICTED, load(&s.stats.mcp_sessions_evicted)),
     ]);
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Encoded { families }));

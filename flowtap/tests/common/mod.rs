@@ -12,6 +12,14 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The project's root directory (the workspace).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 /// `../shared/corpus` beside the project root (or `$FLOWTAP_CORPUS`). Tests
 /// that need it fail loudly when it is missing.
 pub fn corpus_dir() -> PathBuf {

@@ -106,10 +106,32 @@ impl Server {
     }
 
     pub fn request(&self, method: &str, target: &str) -> Response {
-        self.raw(
-            format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
+        self.send(method, target, &[], b"")
+    }
+
+    /// A request with extra headers and a body (`Host: localhost` unless
+    /// `headers` gives one).
+    pub fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            head.push_str("Host: localhost\r\n");
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body);
+        self.raw(&raw)
     }
 
     pub fn get(&self, target: &str) -> Response {
@@ -118,7 +140,12 @@ impl Server {
 
     /// GET that must succeed; returns the JSON body.
     pub fn get_json(&self, target: &str) -> Value {
-        let r = self.get(target);
+        self.get_json_with(target, &[])
+    }
+
+    /// GET with extra headers that must succeed; returns the JSON body.
+    pub fn get_json_with(&self, target: &str, headers: &[(&str, &str)]) -> Value {
+        let r = self.send("GET", target, headers, b"");
         assert_eq!(
             r.status,
             200,

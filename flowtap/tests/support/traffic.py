@@ -69,6 +69,9 @@ def main():
         return
 
     summary = {"tcp_ok": 0, "tcp_failed": 0, "udp_ok": 0, "udp_failed": 0}
+    # Distinct UDP 5-tuples: a socket may get a source port an earlier one
+    # had, and then its datagrams continue that earlier exchange.
+    udp_tuples = set()
     targets = [(addr, port) for addr in addrs for port in tcp_ports]
     for i in range(a.connections):
         addr, port = targets[i % len(targets)]
@@ -97,6 +100,7 @@ def main():
         payload = b"u" * (50 + i % 200)
         try:
             s.sendto(payload, (addr, port))
+            udp_tuples.add((s.getsockname()[1], addr, port))
             data, _ = s.recvfrom(65535)
             ok = data == payload
         except OSError as e:
@@ -105,6 +109,7 @@ def main():
         finally:
             s.close()
         summary["udp_ok" if ok else "udp_failed"] += 1
+    summary["udp_tuples"] = len(udp_tuples)
     print(json.dumps(summary), flush=True)
 
 

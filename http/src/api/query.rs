@@ -104,7 +104,10 @@ impl fmt::Display for ApiError {
 /// and what it means.
 pub struct ParamDoc {
     pub name: &'static str,
+    /// The accepted values of a choice; empty for free text and integers.
     pub values: &'static [&'static str],
+    /// A non-negative integer rather than text.
+    pub integer: bool,
     pub description: &'static str,
 }
 
@@ -114,51 +117,61 @@ pub const PARAMS: &[ParamDoc] = &[
     ParamDoc {
         name: "format",
         values: &["compact", "full", "raw"],
+        integer: false,
         description: "compact (default): the reference shape; full: adds rates, timestamps, container ids and external marks; raw: flowtap's internal record",
     },
     ParamDoc {
         name: "aggregate",
         values: &["pod", "namespace", "node", "service"],
+        integer: false,
         description: "merge flows whose client and server share this attribute (and protocol); endpoints without it stay grouped by IP",
     },
     ParamDoc {
         name: "l4proto",
         values: &["tcp", "udp"],
+        integer: false,
         description: "only this transport protocol",
     },
     ParamDoc {
         name: "ip",
         values: &[],
+        integer: false,
         description: "an IP address or CIDR; flows with either endpoint inside",
     },
     ParamDoc {
         name: "ns",
         values: &[],
+        integer: false,
         description: "namespace of either endpoint: the exact name or a prefix",
     },
     ParamDoc {
         name: "pod",
         values: &[],
+        integer: false,
         description: "pod of either endpoint: the exact name or a prefix",
     },
     ParamDoc {
         name: "svc",
         values: &[],
+        integer: false,
         description: "service of either endpoint: the exact name or a prefix",
     },
     ParamDoc {
         name: "limit",
         values: &[],
+        integer: true,
         description: "flows to return (default 100); total counts all matches",
     },
     ParamDoc {
         name: "sort",
         values: &["bytes", "pkts", "pps", "handshake_p99"],
+        integer: false,
         description: "order, descending (default bytes); handshake_p99 is the larger leg's p99",
     },
     ParamDoc {
         name: "min_handshake_p99_us",
         values: &[],
+        integer: true,
         description: "only TCP flows whose handshake p99 (the larger leg) is at least this many microseconds",
     },
 ];

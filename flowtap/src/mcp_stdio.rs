@@ -1,0 +1,267 @@
+//! `flowtap mcp-stdio --url URL`: MCP over stdio for clients that only
+//! launch local processes. Each line on stdin is one JSON-RPC message; it is
+//! forwarded to the running flowtap's `/mcp` with the headers the
+//! Streamable HTTP transport wants (session and revision after an
+//! `initialize`; revision, method and name for stateless requests), and
+//! every answer is written to stdout as one line. Diagnostics go to stderr.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use http_api::mcp::{headers, jsonrpc, stateless};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Where and how to reach the running flowtap, and the session it gave.
+struct Forwarder {
+    /// host:port
+    authority: String,
+    path: String,
+    token: Option<String>,
+    session: Option<String>,
+    /// The revision `initialize` negotiated.
+    version: Option<String>,
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    content_type: String,
+    session: Option<String>,
+    body: Bytes,
+}
+
+pub fn run(url: &str, token_file: Option<&Path>) -> i32 {
+    let token = match token_file.map(crate::cli::read_token).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("flowtap mcp-stdio: {e:#}");
+            return 2;
+        }
+    };
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("flowtap mcp-stdio: --url must be http://HOST:PORT, got {url:?}");
+        return 2;
+    };
+    // The base URL of flowtap, or its /mcp endpoint itself.
+    let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let base = base.trim_end_matches('/');
+    let path = if base.ends_with(http_api::mcp::PATH) {
+        base.to_owned()
+    } else {
+        format!("{base}{}", http_api::mcp::PATH)
+    };
+    let mut forwarder = Forwarder {
+        authority: authority.to_owned(),
+        path,
+        token,
+        session: None,
+        version: None,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("flowtap mcp-stdio: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        match forwarder.pump().await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("flowtap mcp-stdio: {e}");
+                1
+            }
+        }
+    })
+}
+
+impl Forwarder {
+    /// Forwards until stdin ends, then ends the session.
+    async fn pump(&mut self) -> std::io::Result<()> {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut stdout = tokio::io::stdout();
+        while let Some(line) = lines.next_line().await? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            for message in self.forward(&line).await {
+                // serde_json writes no raw newlines: one message, one line.
+                let mut text = message.to_string();
+                text.push('\n');
+                stdout.write_all(text.as_bytes()).await?;
+                stdout.flush().await?;
+            }
+        }
+        if let Some(session) = self.session.take() {
+            let _ = self
+                .send("DELETE", Vec::new(), &[(headers::SESSION_ID, session)])
+                .await;
+        }
+        Ok(())
+    }
+
+    /// One message from the client; the messages to answer it with.
+    async fn forward(&mut self, line: &str) -> Vec<Value> {
+        let message: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                let error =
+                    jsonrpc::RpcError::new(jsonrpc::PARSE_ERROR, format!("Parse error: {e}"));
+                return vec![jsonrpc::error(&Value::Null, &error)];
+            }
+        };
+        let id = message.get("id").filter(|id| !id.is_null()).cloned();
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let params = message.get("params").and_then(Value::as_object);
+        let mut extra = Vec::new();
+        match params.and_then(stateless::requested_version) {
+            // Stateless: the headers mirror the body.
+            Some(version) => {
+                extra.push((headers::PROTOCOL_VERSION, version.to_owned()));
+                extra.push((headers::METHOD, method.clone()));
+                if let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) {
+                    extra.push((headers::NAME, headers::encode(name)));
+                }
+            }
+            None if method == "initialize" => {}
+            None => {
+                if let Some(s) = &self.session {
+                    extra.push((headers::SESSION_ID, s.clone()));
+                }
+                if let Some(v) = &self.version {
+                    extra.push((headers::PROTOCOL_VERSION, v.clone()));
+                }
+            }
+        }
+        let fail = |text: String| -> Vec<Value> {
+            eprintln!("flowtap mcp-stdio: {text}");
+            match &id {
+                Some(id) => vec![jsonrpc::error(
+                    id,
+                    &jsonrpc::RpcError::new(jsonrpc::INTERNAL_ERROR, text),
+                )],
+                None => Vec::new(),
+            }
+        };
+        let answer = match self.send("POST", line.as_bytes().to_vec(), &extra).await {
+            Ok(a) => a,
+            Err(e) => {
+                return fail(format!(
+                    "cannot reach flowtap at http://{}{}: {e}",
+                    self.authority, self.path
+                ));
+            }
+        };
+        let mut messages = if answer.content_type.starts_with("text/event-stream") {
+            event_stream_messages(&answer.body)
+        } else if answer.body.is_empty() {
+            Vec::new()
+        } else {
+            match serde_json::from_slice::<Value>(&answer.body) {
+                Ok(Value::Array(batch)) => batch,
+                Ok(v) if v.get("jsonrpc").is_some() => vec![v],
+                _ => {
+                    let body = String::from_utf8_lossy(&answer.body);
+                    return fail(format!("flowtap answered HTTP {}: {body}", answer.status));
+                }
+            }
+        };
+        // A transport refusal carries no id; the client waits for its own.
+        if let (Some(id), [only]) = (&id, messages.as_mut_slice())
+            && only.get("error").is_some()
+            && only.get("id").is_none_or(Value::is_null)
+        {
+            only["id"] = id.clone();
+        }
+        if method == "initialize" && answer.status == 200 {
+            self.session = answer.session;
+            self.version = messages
+                .first()
+                .and_then(|m| m["result"]["protocolVersion"].as_str())
+                .map(str::to_owned);
+        }
+        messages
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        body: Vec<u8>,
+        extra: &[(&str, String)],
+    ) -> Result<Answer, String> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&self.path)
+            .header(HOST, &self.authority)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in extra {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let status = response.status().as_u16();
+        let content_type = header(CONTENT_TYPE.as_str()).unwrap_or_default();
+        let session = header(headers::SESSION_ID);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            content_type,
+            session,
+            body,
+        })
+    }
+}
+
+/// The JSON-RPC messages of an event stream's `message` events.
+fn event_stream_messages(body: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(body);
+    text.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:").map(str::trim_start))
+                .collect();
+            serde_json::from_str(&data.join("\n")).ok()
+        })
+        .collect()
+}

@@ -1,0 +1,613 @@
+//! The Model Context Protocol server, driven by the official Python SDK
+//! (the current 2.x, which speaks the stateless 2026-07-28 revision or the
+//! handshake, and the last 1.x, handshake only) over Streamable HTTP and
+//! over stdio through `flowtap mcp-stdio`; every structured result is
+//! compared with the REST endpoint's answer on the same snapshot. Then the
+//! protocol's error paths and the access rules, with raw HTTP.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::project_root;
+use common::server::{Response, Server};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-7f3a";
+
+/// flowtap serving the demo capture with its inventory, behind a token.
+fn start() -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let root = project_root();
+    let server = Server::start(&[
+        "-r",
+        root.join("demo/demo.pcap").to_str().unwrap(),
+        "--k8s-inventory",
+        root.join("demo/inventory.json").to_str().unwrap(),
+        "--cluster-cidr",
+        "10.0.0.0/8,2001:db8::/32",
+        "--auth-token-file",
+        token.to_str().unwrap(),
+    ]);
+    (server, dir)
+}
+
+/// The tool calls every client makes: both tools, with and without filters,
+/// and two mistakes.
+fn calls() -> Value {
+    json!([
+        ["get_l4_flow_summary", {}],
+        ["list_l4_flows", {}],
+        ["list_l4_flows", {"l4proto": "tcp", "sort": "handshake_p99", "limit": 5}],
+        ["list_l4_flows", {"ns": "shop", "format": "full", "limit": 1000}],
+        ["list_l4_flows", {"aggregate": "namespace", "sort": "pkts"}],
+        ["list_l4_flows", {"min_handshake_p99_us": 10000, "l4proto": "tcp", "format": "full"}],
+        ["list_l4_flows", {"ip": "2001:db8::/32", "svc": "redis", "format": "raw"}],
+        ["list_l4_flows", {"limit": "ten"}],
+        ["list_l4_flows", {"sort": "latency"}]
+    ])
+}
+
+fn venv_python(venv: &str) -> PathBuf {
+    let python = project_root().join(venv).join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/setup.sh installs the MCP SDKs",
+        python.display()
+    );
+    python
+}
+
+/// Runs the SDK client script; returns its report.
+fn sdk(venv: &str, args: &[&str]) -> Value {
+    let script = project_root().join("flowtap/tests/support/mcp_client.py");
+    let calls = calls().to_string();
+    let out = Command::new(venv_python(venv))
+        .arg(script)
+        .args(["--calls", &calls])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{venv} {args:?}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The REST query string for tool arguments.
+fn query(arguments: &Value) -> String {
+    let mut q = form_urlencoded_pairs(arguments);
+    q.sort();
+    q.join("&")
+}
+
+fn form_urlencoded_pairs(arguments: &Value) -> Vec<String> {
+    arguments
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.replace('/', "%2F"),
+                other => other.to_string(),
+            };
+            format!("{k}={v}")
+        })
+        .collect()
+}
+
+fn get_authorized(server: &Server, target: &str) -> Value {
+    server.get_json_with(target, &[("Authorization", &format!("Bearer {TOKEN}"))])
+}
+
+/// Everything a client saw must be what the REST API answers.
+fn check_report(server: &Server, report: &Value, protocol: &str, era: &str) {
+    let who = format!("{} {}", report["sdk"], report["protocol"]);
+    assert_eq!(
+        (report["protocol"].as_str(), report["era"].as_str()),
+        (Some(protocol), Some(era)),
+        "{who}"
+    );
+    let tools: Vec<(&str, bool)> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap(),
+                t["has_output_schema"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tools,
+        [("list_l4_flows", true), ("get_l4_flow_summary", true)],
+        "{who}"
+    );
+
+    for call in report["calls"].as_array().unwrap() {
+        let args = &call["arguments"];
+        let text = call["text"].as_str().unwrap();
+        if args.get("limit") == Some(&json!("ten")) || args.get("sort") == Some(&json!("latency")) {
+            let name = args.as_object().unwrap().keys().next().unwrap();
+            assert_eq!(call["is_error"], true, "{who} {args}");
+            assert!(
+                text.starts_with(&format!("argument {name}:")),
+                "{who}: {text}"
+            );
+            continue;
+        }
+        assert_eq!(call["is_error"], false, "{who} {args}: {text}");
+        let rest = if call["tool"] == "get_l4_flow_summary" {
+            get_authorized(server, "/mcp/flows/summary")
+        } else {
+            get_authorized(server, &format!("/mcp/flows?{}", query(args)))
+        };
+        assert_eq!(call["structured"], rest, "{who} {args}");
+        let text: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            text, rest,
+            "{who} {args}: the text content is the same JSON"
+        );
+        if call["tool"] == "list_l4_flows" {
+            assert!(
+                !rest["flows"].as_array().unwrap().is_empty(),
+                "{args} selects something"
+            );
+        }
+    }
+    let prompts: Vec<&str> = report["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        prompts.contains(&"diagnose_slow_service")
+            && prompts.contains(&"audit_cross_namespace_traffic")
+    );
+    assert_eq!(report["prompts"][0]["required"], json!(["service"]));
+    assert_eq!(report["prompt"]["role"], "user");
+    assert!(
+        report["prompt"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("svc=\"payments\"")
+    );
+}
+
+#[test]
+fn python_sdks_over_http_see_what_the_rest_api_serves() {
+    let (server, _dir) = start();
+    let url = format!("http://{}/mcp", server.addr);
+    let http = ["--http", &url, "--token", TOKEN];
+    // The current SDK negotiates the stateless revision...
+    let report = sdk(".venv", &http);
+    check_report(&server, &report, "2026-07-28", "stateless");
+    // ...or, told to, the handshake; the 1.x SDK knows only the handshake.
+    let report = sdk(".venv", &[&http[..], &["--mode", "legacy"]].concat());
+    check_report(&server, &report, "2025-11-25", "handshake");
+    let report = sdk(".venv-mcp1", &http);
+    check_report(&server, &report, "2025-11-25", "handshake");
+}
+
+#[test]
+fn python_sdks_over_stdio_through_mcp_stdio() {
+    let (server, dir) = start();
+    let url = format!("http://{}", server.addr);
+    let token = dir.path().join("token");
+    let command = [
+        "--stdio",
+        "--",
+        env!("CARGO_BIN_EXE_flowtap"),
+        "mcp-stdio",
+        "--url",
+        &url,
+        "--auth-token-file",
+        token.to_str().unwrap(),
+    ];
+    let report = sdk(".venv", &command);
+    check_report(&server, &report, "2026-07-28", "stateless");
+    let report = sdk(".venv-mcp1", &command);
+    check_report(&server, &report, "2025-11-25", "handshake");
+}
+
+// ------------------------------------------------------------- raw HTTP
+
+/// POST to /mcp with the token and the usual media types, unless `headers`
+/// gives its own.
+fn post(server: &Server, headers: &[(&str, &str)], body: &Value) -> Response {
+    post_bytes(server, headers, body.to_string().as_bytes())
+}
+
+fn post_bytes(server: &Server, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let auth = format!("Bearer {TOKEN}");
+    let mut all = headers.to_vec();
+    for (name, value) in [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ] {
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            all.push((name, value));
+        }
+    }
+    server.send("POST", "/mcp", &all, body)
+}
+
+fn initialize(server: &Server, version: &str) -> (String, Value) {
+    let r = post(
+        server,
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    (
+        r.header("mcp-session-id").expect("a session id").to_owned(),
+        r.json(),
+    )
+}
+
+fn stateless_envelope(version: &str) -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}})
+}
+
+#[test]
+fn tokens_origins_and_hosts() {
+    let (server, _dir) = start();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    for (headers, path) in [
+        (vec![], "/mcp/flows"),
+        (
+            vec![("Authorization", "Bearer wrong")],
+            "/mcp/flows/summary",
+        ),
+        (vec![("Authorization", "Basic dGVzdA==")], "/mcp/flows"),
+    ] {
+        let r = server.send("GET", path, &headers, b"");
+        assert_eq!(r.status, 401, "{path} {headers:?}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"flowtap\"")
+        );
+        assert!(r.json()["error"].as_str().unwrap().contains("bearer token"));
+    }
+    let r = server.send(
+        "POST",
+        "/mcp",
+        &[
+            ("Authorization", "Bearer wrong"),
+            ("Content-Type", "application/json"),
+        ],
+        ping.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["jsonrpc"], "2.0", "a JSON-RPC error on /mcp");
+    // Health and metrics stay open for probes and scrapers.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(server.get(path).status, 200, "{path}");
+    }
+    // Browser origins: loopback ones pass, others are refused everywhere.
+    let r = post(&server, &[("Origin", "http://evil.example")], &ping);
+    assert_eq!(r.status, 403);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("evil.example")
+    );
+    assert_eq!(
+        server
+            .send(
+                "GET",
+                "/healthz",
+                &[("Origin", "https://evil.example")],
+                b""
+            )
+            .status,
+        403
+    );
+    let (session, _) = initialize(&server, "2025-11-25");
+    let r = post(
+        &server,
+        &[
+            ("Origin", "http://localhost:6274"),
+            ("Mcp-Session-Id", &session),
+        ],
+        &ping,
+    );
+    assert_eq!((r.status, r.json()["result"].clone()), (200, json!({})));
+    // flowtap listens on loopback: a rebound name in Host is refused.
+    let r = server.send("GET", "/healthz", &[("Host", "rebind.example:8898")], b"");
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn handshake_sessions_versions_and_errors() {
+    let (server, _dir) = start();
+    // Negotiation: a known revision is echoed, an unknown one gets the latest.
+    let (old, init) = initialize(&server, "2024-11-05");
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
+    assert!(
+        init["result"]["serverInfo"]["name"] == "flowtap"
+            && init["result"]["capabilities"]["tools"].is_object()
+    );
+    let (_, init) = initialize(&server, "1999-01-01");
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let r = post(&server, &[("Mcp-Session-Id", &old)], &list);
+    let tool = &r.json()["result"]["tools"][0];
+    assert!(
+        tool.get("outputSchema").is_none()
+            && tool["inputSchema"]["properties"]["limit"].is_object()
+    );
+
+    let (session, _) = initialize(&server, "2025-11-25");
+    let with = |extra: &[(&str, &str)], body: &Value| {
+        let mut h = vec![
+            ("Mcp-Session-Id", session.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ];
+        h.extend_from_slice(extra);
+        post(&server, &h, body)
+    };
+    let tool_list = with(&[], &list).json();
+    assert!(tool_list["result"]["tools"][0]["outputSchema"].is_object());
+    // Notifications are accepted without a body.
+    let r = with(
+        &[],
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    assert_eq!((r.status, r.body.len()), (202, 0));
+    // Unknown method: JSON-RPC -32601 (status 200 in the handshake era).
+    let r = with(
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "resources/list"}),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_i64()),
+        (200, Some(-32601))
+    );
+    assert_eq!(r.json()["id"], 2);
+    // Unknown tool: -32602; bad arguments: a tool error naming the argument.
+    let call = |name: &str, arguments: Value| {
+        with(&[], &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": name, "arguments": arguments}})).json()
+    };
+    assert_eq!(call("drop_tables", json!({}))["error"]["code"], -32602);
+    let bad = call("list_l4_flows", json!({"ip": "10.0.0.300"}));
+    assert_eq!(bad["result"]["isError"], true);
+    assert!(
+        bad["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("argument ip:")
+    );
+    let bad = call(
+        "list_l4_flows",
+        json!({"format": "raw", "aggregate": "pod"}),
+    );
+    assert!(
+        bad["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("argument aggregate:")
+    );
+    assert_eq!(
+        call("get_l4_flow_summary", json!({"verbose": true}))["result"]["isError"],
+        true
+    );
+    // Unknown prompt, or one missing its argument: -32602.
+    let r = with(
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "prompts/get", "params": {"name": "map_dependencies"}}),
+    );
+    assert_eq!(r.json()["error"]["code"], -32602);
+    // Malformed messages.
+    let r = post_bytes(&server, &[("Mcp-Session-Id", &session)], b"{not json");
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_i64()),
+        (400, Some(-32700))
+    );
+    let r = with(&[], &json!({"jsonrpc": "1.0", "id": 5, "method": "ping"}));
+    assert_eq!(r.json()["error"]["code"], -32600);
+    // Transport rules: the session, the revision header, media types.
+    assert_eq!(post(&server, &[], &list).status, 400, "no session");
+    assert_eq!(
+        post(&server, &[("Mcp-Session-Id", "feedface")], &list).status,
+        404,
+        "unknown session"
+    );
+    let other = [
+        ("Mcp-Session-Id", session.as_str()),
+        ("MCP-Protocol-Version", "2025-06-18"),
+    ];
+    assert_eq!(post(&server, &other, &list).status, 400, "another revision");
+    let plain = [
+        ("Mcp-Session-Id", session.as_str()),
+        ("Content-Type", "text/plain"),
+    ];
+    assert_eq!(post(&server, &plain, &list).status, 415);
+    assert_eq!(with(&[("Accept", "text/html")], &list).status, 406);
+    // Batches: only in 2025-03-26 sessions.
+    let batch = json!([list, {"jsonrpc": "2.0", "id": 9, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/x"}]);
+    assert_eq!(with(&[], &batch).status, 400);
+    let (s0326, _) = initialize(&server, "2025-03-26");
+    let r = post(&server, &[("Mcp-Session-Id", &s0326)], &batch);
+    let answers = r.json();
+    assert_eq!(answers.as_array().unwrap().len(), 2, "{answers}");
+    assert_eq!(answers[1], json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
+    // GET offers no stream; DELETE ends the session.
+    let auth = format!("Bearer {TOKEN}");
+    let r = server.send(
+        "GET",
+        "/mcp",
+        &[("Authorization", &auth), ("Accept", "text/event-stream")],
+        b"",
+    );
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST, DELETE")));
+    let del = |id: &str| {
+        server
+            .send(
+                "DELETE",
+                "/mcp",
+                &[("Authorization", &auth), ("Mcp-Session-Id", id)],
+                b"",
+            )
+            .status
+    };
+    assert_eq!(del(&session), 204);
+    assert_eq!(del(&session), 404);
+    assert_eq!(with(&[], &list).status, 404, "an ended session");
+}
+
+#[test]
+fn stateless_requests_are_checked_against_their_headers() {
+    let (server, _dir) = start();
+    let v = "2026-07-28";
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "list_l4_flows", "arguments": {"limit": 1}, "_meta": stateless_envelope(v)}});
+    let ok = post(
+        &server,
+        &[
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "list_l4_flows"),
+        ],
+        &call,
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let result = &ok.json()["result"];
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "flowtap"
+    );
+    assert_eq!(
+        result["structuredContent"]["flows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(ok.header("mcp-session-id").is_none(), "no sessions");
+    // The name, base64-encoded as clients send non-ASCII names, must decode to it.
+    let encoded = post(
+        &server,
+        &[
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "=?base64?bGlzdF9sNF9mbG93cw==?="),
+        ],
+        &call,
+    );
+    assert_eq!(encoded.status, 200);
+
+    let error = |headers: &[(&str, &str)], body: &Value| {
+        let r = post(&server, headers, body);
+        (
+            r.status,
+            r.json()["error"]["code"].as_i64().unwrap_or(0),
+            r.json(),
+        )
+    };
+    let (status, code, _) = error(
+        &[
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "get_l4_flow_summary"),
+        ],
+        &call,
+    );
+    assert_eq!(
+        (status, code),
+        (400, -32020),
+        "Mcp-Name differs from the body"
+    );
+    let (status, code, _) = error(
+        &[("MCP-Protocol-Version", v), ("Mcp-Name", "list_l4_flows")],
+        &call,
+    );
+    assert_eq!((status, code), (400, -32020), "no Mcp-Method");
+    let mut bare = call.clone();
+    bare["params"].as_object_mut().unwrap().remove("_meta");
+    let (status, code, _) = error(
+        &[
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "list_l4_flows"),
+        ],
+        &bare,
+    );
+    assert_eq!((status, code), (400, -32602), "no _meta envelope");
+    let future = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": stateless_envelope("2099-01-01")}});
+    let (status, code, body) = error(
+        &[
+            ("MCP-Protocol-Version", "2099-01-01"),
+            ("Mcp-Method", "tools/list"),
+        ],
+        &future,
+    );
+    assert_eq!((status, code), (400, -32022));
+    assert!(
+        body["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(v))
+    );
+    let unknown = json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"_meta": stateless_envelope(v)}});
+    let (status, code, _) = error(
+        &[
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "logging/setLevel"),
+        ],
+        &unknown,
+    );
+    assert_eq!((status, code), (404, -32601), "unknown method");
+    let discover = json!({"jsonrpc": "2.0", "id": 4, "method": "server/discover", "params": {"_meta": stateless_envelope(v)}});
+    let d = post(
+        &server,
+        &[
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "server/discover"),
+        ],
+        &discover,
+    )
+    .json();
+    assert!(
+        d["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(v))
+    );
+    assert!(d["result"]["ttlMs"].is_u64() && d["result"]["cacheScope"] == "public");
+    // Bad arguments are tool errors here too.
+    let bad = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                     "params": {"name": "list_l4_flows", "arguments": {"limit": -3}, "_meta": stateless_envelope(v)}});
+    let r = post(
+        &server,
+        &[
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "list_l4_flows"),
+        ],
+        &bad,
+    );
+    assert_eq!(
+        (r.status, r.json()["result"]["isError"].as_bool()),
+        (200, Some(true))
+    );
+    // The requests are counted by method and outcome.
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    assert!(
+        metrics.contains("flowtap_mcp_requests_total{method=\"tools/call\",outcome=\"ok\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("flowtap_mcp_session_capacity 1024"));
+}

@@ -1,0 +1,191 @@
+//! JSON-RPC 2.0 as MCP uses it: requests (with an id), notifications
+//! (without), and the responses the server writes back.
+
+use serde_json::{Map, Value, json};
+
+/// The body is not JSON.
+pub const PARSE_ERROR: i64 = -32700;
+/// JSON, but not a JSON-RPC message.
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+/// MCP: the request names a protocol version the server does not speak
+/// (its `data.supported` lists the ones it does).
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// An error answered in place of a result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    pub data: Option<Box<Value>>,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> RpcError {
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    pub fn invalid_params(message: impl Into<String>) -> RpcError {
+        RpcError::new(INVALID_PARAMS, message)
+    }
+
+    pub fn with_data(mut self, data: Value) -> RpcError {
+        self.data = Some(Box::new(data));
+        self
+    }
+}
+
+/// One message from the client.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    Request {
+        id: Value,
+        method: String,
+        params: Map<String, Value>,
+    },
+    Notification {
+        method: String,
+        params: Map<String, Value>,
+    },
+    /// A response to a server-to-client request. flowtap sends none, so
+    /// these are accepted and ignored.
+    Response,
+}
+
+impl Message {
+    /// Reads one message. On error, the id to answer with (null when the
+    /// message had none usable) and the error.
+    pub fn parse(value: Value) -> Result<Message, (Value, RpcError)> {
+        let Value::Object(mut obj) = value else {
+            return Err((
+                Value::Null,
+                RpcError::new(INVALID_REQUEST, "a JSON-RPC message must be an object"),
+            ));
+        };
+        let id = obj.remove("id");
+        let id_ok = matches!(&id, Some(Value::String(_)) | Some(Value::Number(_)));
+        let answer_id = if id_ok {
+            id.clone().unwrap_or_default()
+        } else {
+            Value::Null
+        };
+        if obj.get("jsonrpc") != Some(&Value::String("2.0".into())) {
+            return Err((
+                answer_id,
+                RpcError::new(INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\""),
+            ));
+        }
+        let Some(method) = obj.remove("method") else {
+            if obj.contains_key("result") || obj.contains_key("error") {
+                return Ok(Message::Response);
+            }
+            return Err((
+                answer_id,
+                RpcError::new(INVALID_REQUEST, "a request needs a \"method\""),
+            ));
+        };
+        let Value::String(method) = method else {
+            return Err((
+                answer_id,
+                RpcError::new(INVALID_REQUEST, "\"method\" must be a string"),
+            ));
+        };
+        let params = match obj.remove("params") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(p)) => p,
+            Some(_) => {
+                return Err((
+                    answer_id,
+                    RpcError::new(INVALID_PARAMS, "\"params\" must be an object"),
+                ));
+            }
+        };
+        match id {
+            None => Ok(Message::Notification { method, params }),
+            Some(_) if id_ok => Ok(Message::Request {
+                id: answer_id,
+                method,
+                params,
+            }),
+            Some(_) => Err((
+                Value::Null,
+                RpcError::new(INVALID_REQUEST, "\"id\" must be a string or an integer"),
+            )),
+        }
+    }
+}
+
+pub fn result(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+pub fn error(id: &Value, e: &RpcError) -> Value {
+    let mut err = json!({"code": e.code, "message": e.message});
+    if let Some(data) = &e.data {
+        err["data"] = (**data).clone();
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": err})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_notifications_and_mistakes() {
+        let m = Message::parse(json!({"jsonrpc":"2.0","id":7,"method":"ping"})).unwrap();
+        assert_eq!(
+            m,
+            Message::Request {
+                id: json!(7),
+                method: "ping".into(),
+                params: Map::new()
+            }
+        );
+        let m =
+            Message::parse(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).unwrap();
+        assert!(matches!(m, Message::Notification { .. }));
+        assert_eq!(
+            Message::parse(json!({"jsonrpc":"2.0","id":1,"result":{}})).unwrap(),
+            Message::Response
+        );
+        for (bad, code, id) in [
+            (json!([1]), INVALID_REQUEST, Value::Null),
+            (
+                json!({"id":"a","method":"ping"}),
+                INVALID_REQUEST,
+                json!("a"),
+            ),
+            (json!({"jsonrpc":"2.0","id":2}), INVALID_REQUEST, json!(2)),
+            (
+                json!({"jsonrpc":"2.0","id":3,"method":5}),
+                INVALID_REQUEST,
+                json!(3),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":4,"method":"x","params":[1]}),
+                INVALID_PARAMS,
+                json!(4),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":null,"method":"ping"}),
+                INVALID_REQUEST,
+                Value::Null,
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":{},"method":"ping"}),
+                INVALID_REQUEST,
+                Value::Null,
+            ),
+        ] {
+            let (got_id, e) = Message::parse(bad.clone()).unwrap_err();
+            assert_eq!((e.code, got_id), (code, id), "{bad}");
+        }
+    }
+}

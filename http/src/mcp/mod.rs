@@ -1,0 +1,99 @@
+//! A Model Context Protocol server over flowtap's flows, so an AI client
+//! calls the L4 tools directly. Written on serde_json rather than an SDK:
+//! flowtap's server is plain hyper, the protocol surface is small (seven
+//! methods), and both protocol eras (the `initialize` handshake of
+//! 2024-11-05 .. 2025-11-25 and the stateless 2026-07-28) are served on one
+//! endpoint, which needs control of every header and status.
+//!
+//! - [`jsonrpc`]: messages and error codes.
+//! - [`version`]: the revisions and what each carries.
+//! - [`tools`], [`prompts`]: what the server offers.
+//! - [`stateless`]: the 2026-07-28 request envelope (`_meta`, headers).
+//! - [`session`]: `Mcp-Session-Id` for the handshake revisions.
+//! - [`streamable`]: the Streamable HTTP transport on `/mcp`.
+//! - [`headers`]: MCP's encoding of header values (shared with `mcp-stdio`).
+
+pub mod headers;
+pub mod jsonrpc;
+pub mod prompts;
+pub mod session;
+pub mod stateless;
+pub mod streamable;
+pub mod tools;
+pub mod version;
+
+use serde_json::{Map, Value, json};
+
+use crate::view::View;
+use jsonrpc::{METHOD_NOT_FOUND, RpcError};
+use version::Version;
+
+/// The endpoint path.
+pub const PATH: &str = "/mcp";
+
+/// What a client is told when it connects.
+const INSTRUCTIONS: &str = "flowtap watches mirrored network traffic and reports L4 (TCP/UDP) flows: who talks to whom, \
+how much, and TCP handshake round-trip times. Start with get_l4_flow_summary for an overview, then use list_l4_flows \
+with filters (pod, svc, ns, ip, l4proto), aggregate, sort and min_handshake_p99_us to answer specific questions. \
+Numbers describe the current snapshot (refreshed about every second on a live port).";
+
+/// The server's name and version, as `serverInfo`.
+pub fn server_info(version: Version, build: &str) -> Value {
+    let mut info = json!({"name": "flowtap", "version": build});
+    if version.has_titles() {
+        info["title"] = json!("flowtap L4 flows");
+    }
+    info
+}
+
+fn capabilities() -> Value {
+    json!({"tools": {"listChanged": false}, "prompts": {"listChanged": false}})
+}
+
+/// Answers `initialize` (handshake revisions): the negotiated revision and
+/// the result.
+pub fn initialize(params: &Map<String, Value>, build: &str) -> Result<(Version, Value), RpcError> {
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("initialize needs \"protocolVersion\""))?;
+    let version = Version::negotiate(requested);
+    Ok((
+        version,
+        json!({
+            "protocolVersion": version.as_str(),
+            "capabilities": capabilities(),
+            "serverInfo": server_info(version, build),
+            "instructions": INSTRUCTIONS,
+        }),
+    ))
+}
+
+/// Answers `server/discover` (stateless revisions).
+pub fn discover() -> Value {
+    json!({
+        "supportedVersions": version::all().collect::<Vec<_>>(),
+        "capabilities": capabilities(),
+        "instructions": INSTRUCTIONS,
+    })
+}
+
+/// Answers the methods both eras share.
+pub fn dispatch(
+    method: &str,
+    params: &Map<String, Value>,
+    version: Version,
+    view: &View,
+) -> Result<Value, RpcError> {
+    match method {
+        "tools/list" => Ok(tools::list(version)),
+        "tools/call" => tools::call(view, params, version),
+        "prompts/list" => Ok(prompts::list(version)),
+        "prompts/get" => prompts::get(params),
+        "ping" if !version.is_stateless() => Ok(json!({})),
+        _ => Err(RpcError::new(
+            METHOD_NOT_FOUND,
+            format!("method {method:?} not found"),
+        )),
+    }
+}

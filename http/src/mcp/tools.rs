@@ -1,0 +1,396 @@
+//! The MCP tools: the two L4 endpoints as tool calls, with schemas and
+//! descriptions written for a model. A call answers exactly what the REST
+//! endpoint answers for the same parameters and snapshot.
+
+use serde_json::{Map, Value, json};
+
+use super::jsonrpc::RpcError;
+use super::version::Version;
+use crate::api::{self, query};
+use crate::view::View;
+
+pub const LIST_FLOWS: &str = "list_l4_flows";
+pub const SUMMARY: &str = "get_l4_flow_summary";
+
+/// How a model should read the numbers; shared by both tools.
+const FIELD_GUIDE: &str = "\
+Roles and counting (flowtap watches a mirror/SPAN port or a node's interface, so it sees both directions of every packet once): \
+the client is the endpoint that sent the connection's SYN; without a SYN (UDP, or a capture that started mid-connection) \
+the first sender is the client unless its port is in a lower tier than the receiver's (well-known < 1024 < registered < 32768 \
+<= ephemeral), so a DNS reply still makes port 53 the server. \
+A flow is (proto, client IP, server IP, server port): all connections between the two addresses on that server port. \
+client_stats.tx_* = packets/bytes the client sent (= server_stats.rx_*), client_stats.rx_* = what it received. \
+totals.pkts/bytes count each wire packet once (Kubeshark sums two endpoints' views, which doubles them). \
+Bytes are frame lengths on the wire (link header included, no FCS). pps = packets per second, bps = bits per second, \
+averaged over the last rate window (default 10 s), so an idle flow decays to 0. \
+TCP handshake fields are microseconds, p50/p90/p99 over the flow's connections in the RTT window: \
+client_stats.tcp_handshake_* is SYN -> SYN-ACK (the client's view: the round trip to the server); \
+server_stats.tcp_handshake_* is SYN -> the ACK completing the handshake (the server's view, which adds the client's \
+turnaround). Times are taken where flowtap watches, so on a mirror port they cover the path beyond the mirror point. \
+Absent for UDP and for TCP flows whose handshake was not seen. \
+Interpretation: < 1000 us excellent (same node or datacenter); 1000-10000 us good (typical cross-node); \
+10000-100000 us elevated (congestion or cross-AZ); > 100000 us high latency (cross-region or network trouble). \
+Fast handshake + slow service = application issue; slow handshake = network issue. High p99 with normal p50 = \
+intermittent hiccups; one source slow to everything = that source's node; every source slow to one destination = \
+the destination (or its node) is overloaded. \
+Kubernetes fields (pod, ns, svc, node) appear only when flowtap's inventory maps the IP; a bare IP is an external or \
+host-network endpoint, and a flow without pod/ns does not match the pod/ns filters.";
+
+fn flows_description() -> String {
+    format!(
+        "List the L4 (TCP/UDP) flows flowtap currently tracks: who talks to whom, on which server port, how much, how fast, \
+and how long TCP handshakes take. Use it for dependency mapping ('what does X talk to?': filter by pod/svc/ns and \
+aggregate=service), bandwidth questions (sort=bytes or pps), and network health (sort=handshake_p99, \
+min_handshake_p99_us=10000 for 'handshakes over 10 ms'). Filters combine with AND and match either endpoint. \
+Results are sorted descending and cut at limit (default 100); total counts every match and truncated says whether \
+some were cut. Aggregated entries keep only the endpoint fields their flows share and merge handshake samples. \
+Equivalent to GET /mcp/flows with the same parameters.\n\n{FIELD_GUIDE}"
+    )
+}
+
+fn summary_description() -> String {
+    format!(
+        "An overview of all current flows: counts of TCP/UDP flows, total bytes and packets, distinct clients and servers, \
+the 10 heaviest (client, server) pairs by bytes and by packets (named by pod where known, else IP), flows per \
+namespace (a flow between two namespaces counts in both), and cross-namespace traffic (client namespace -> server \
+namespace, with flows and bytes), plus external_bytes (traffic to servers outside the cluster CIDRs) when flowtap knows \
+them. Start here for 'give me an overview', 'what crosses namespaces?', or 'which connections use the most bandwidth?', \
+then drill down with list_l4_flows. Takes no arguments. Equivalent to GET /mcp/flows/summary.\n\n{FIELD_GUIDE}"
+    )
+}
+
+/// The JSON Schema of `list_l4_flows`'s arguments: every query parameter.
+fn flows_input_schema() -> Value {
+    let mut properties = Map::new();
+    for p in query::PARAMS {
+        let mut schema = if p.integer {
+            json!({"type": "integer", "minimum": 0})
+        } else {
+            json!({"type": "string"})
+        };
+        if !p.values.is_empty() {
+            schema["enum"] = json!(p.values);
+        }
+        schema["description"] = json!(p.description);
+        properties.insert(p.name.to_owned(), schema);
+    }
+    json!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+fn endpoint_schema(server: bool) -> Value {
+    let mut props = json!({
+        "ip": {"type": "string", "description": "IPv4 or IPv6 address"},
+        "pod": {"type": "string"},
+        "ns": {"type": "string", "description": "namespace"},
+        "svc": {"type": "string", "description": "service (for a server: the one exposing this port)"},
+        "node": {"type": "string"},
+        "container_id": {"type": "string", "description": "format=full"},
+        "external": {"type": "boolean", "description": "format=full: outside every cluster CIDR, or NAT64"},
+        "nat64_ipv4": {"type": "string", "description": "format=full: the IPv4 address a 64:ff9b::/96 address embeds"}
+    });
+    if server {
+        props["port"] = json!({"type": "integer", "description": "server port"});
+    }
+    json!({"type": "object", "properties": props})
+}
+
+fn stats_schema() -> Value {
+    let count = json!({"type": "integer", "minimum": 0});
+    let rate = json!({"type": "number", "description": "format=full"});
+    let us = json!({"type": "integer", "description": "microseconds; TCP only"});
+    json!({
+        "type": "object",
+        "properties": {
+            "tx_pkts": count, "rx_pkts": count, "tx_bytes": count, "rx_bytes": count,
+            "tx_pps": rate, "rx_pps": rate, "tx_bps": rate, "rx_bps": rate,
+            "timestamp": {"type": "string", "description": "format=full: last packet, ISO 8601"},
+            "tcp_handshake_p50_us": us, "tcp_handshake_p90_us": us, "tcp_handshake_p99_us": us
+        }
+    })
+}
+
+fn flows_output_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["flows", "total", "truncated"],
+        "properties": {
+            "flows": {
+                "type": "array",
+                "description": "compact/full entries as described; format=raw entries are flowtap's records \
+    (client_ip, server_ip, server_port, c2s_*/s2c_* counts and rates, first/last_seen_ns, connections, syn_to_synack, syn_to_ack)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "proto": {"type": "string", "enum": ["tcp", "udp"]},
+                        "client": endpoint_schema(false),
+                        "server": endpoint_schema(true),
+                        "client_stats": stats_schema(),
+                        "server_stats": stats_schema(),
+                        "totals": {
+                            "type": "object",
+                            "properties": {
+                                "pkts": {"type": "integer"}, "bytes": {"type": "integer"},
+                                "pps": {"type": "number"}, "bps": {"type": "number"}
+                            }
+                        },
+                        "merged_flows": {"type": "integer", "description": "format=full with aggregate: flows merged"}
+                    }
+                }
+            },
+            "total": {"type": "integer", "description": "matching entries before limit"},
+            "truncated": {"type": "boolean", "description": "true when limit cut the list"}
+        }
+    })
+}
+
+fn summary_output_schema() -> Value {
+    let pair = |what: &str| {
+        json!({
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["client_pod", "server_pod", what],
+                "properties": {
+                    "client_pod": {"type": "string", "description": "pod, or IP when unknown"},
+                    "server_pod": {"type": "string", "description": "pod, or IP when unknown"},
+                    what: {"type": "integer"}
+                }
+            }
+        })
+    };
+    json!({
+        "type": "object",
+        "required": ["total_flows", "tcp_flows", "udp_flows", "total_bytes", "total_pkts",
+                     "unique_clients", "unique_servers", "top_by_bytes", "top_by_pkts",
+                     "by_namespace", "cross_namespace"],
+        "properties": {
+            "total_flows": {"type": "integer"},
+            "tcp_flows": {"type": "integer"},
+            "udp_flows": {"type": "integer"},
+            "total_bytes": {"type": "integer"},
+            "total_pkts": {"type": "integer"},
+            "unique_clients": {"type": "integer", "description": "distinct client IPs"},
+            "unique_servers": {"type": "integer", "description": "distinct server IPs"},
+            "top_by_bytes": pair("bytes"),
+            "top_by_pkts": pair("pkts"),
+            "by_namespace": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "cross_namespace": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["src_ns", "dst_ns", "flows", "bytes"],
+                    "properties": {
+                        "src_ns": {"type": "string"}, "dst_ns": {"type": "string"},
+                        "flows": {"type": "integer"}, "bytes": {"type": "integer"}
+                    }
+                }
+            },
+            "external_bytes": {"type": "integer", "description": "bytes to servers outside the cluster CIDRs"}
+        }
+    })
+}
+
+fn tool(
+    version: Version,
+    name: &str,
+    title: &str,
+    description: String,
+    input: Value,
+    output: Value,
+) -> Value {
+    let mut t = json!({"name": name, "description": description, "inputSchema": input});
+    if version.has_annotations() {
+        t["annotations"] = json!({
+            "title": title,
+            "readOnlyHint": true,
+            "destructiveHint": false,
+            "idempotentHint": true,
+            "openWorldHint": false
+        });
+    }
+    if version.has_titles() {
+        t["title"] = json!(title);
+    }
+    if version.has_structured_output() {
+        t["outputSchema"] = output;
+    }
+    t
+}
+
+/// The `tools/list` result.
+pub fn list(version: Version) -> Value {
+    json!({"tools": [
+        tool(version, LIST_FLOWS, "List L4 flows", flows_description(), flows_input_schema(), flows_output_schema()),
+        tool(
+            version,
+            SUMMARY,
+            "L4 connectivity summary",
+            summary_description(),
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            summary_output_schema(),
+        ),
+    ]})
+}
+
+/// The `tools/call` result. Unknown tools are protocol errors; mistakes in
+/// the arguments are tool errors (`isError`), which a model can read and fix.
+pub fn call(view: &View, params: &Map<String, Value>, version: Version) -> Result<Value, RpcError> {
+    let name = match params.get("name") {
+        Some(Value::String(n)) => n.as_str(),
+        _ => {
+            return Err(RpcError::invalid_params(
+                "tools/call needs the tool's \"name\"",
+            ));
+        }
+    };
+    let empty = Map::new();
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(a)) => a,
+        Some(_) => return Ok(tool_error("\"arguments\" must be an object")),
+    };
+    let outcome = match name {
+        LIST_FLOWS => list_flows(view, arguments),
+        SUMMARY => summary(view, arguments),
+        other => {
+            return Err(RpcError::invalid_params(format!(
+                "unknown tool {other:?}; tools: {LIST_FLOWS}, {SUMMARY}"
+            )));
+        }
+    };
+    Ok(match outcome {
+        Ok(value) => tool_result(value, version),
+        Err(message) => tool_error(&message),
+    })
+}
+
+fn list_flows(view: &View, arguments: &Map<String, Value>) -> Result<Value, String> {
+    let mut pairs = Vec::with_capacity(arguments.len());
+    for (name, value) in arguments {
+        let integer = query::PARAMS.iter().any(|p| p.name == name && p.integer);
+        let text = match value {
+            // Models send null for "not given".
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            Value::Number(n) if integer => n.to_string(),
+            _ => {
+                let want = if integer {
+                    "a non-negative integer"
+                } else {
+                    "a string"
+                };
+                return Err(format!("argument {name}: must be {want}, got {value}"));
+            }
+        };
+        pairs.push((name.as_str(), text));
+    }
+    let q =
+        query::parse_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str()))).map_err(|e| {
+            match &e.parameter {
+                Some(p) => format!("argument {p}: {}", e.message),
+                None => e.message,
+            }
+        })?;
+    Ok(serde_json::to_value(api::flows(view, &q)).expect("flows serialise"))
+}
+
+fn summary(view: &View, arguments: &Map<String, Value>) -> Result<Value, String> {
+    if let Some(name) = arguments.keys().next() {
+        return Err(format!("argument {name}: {SUMMARY} takes no arguments"));
+    }
+    Ok(serde_json::from_slice(view.summary_json()).expect("the summary is JSON"))
+}
+
+fn tool_result(value: Value, version: Version) -> Value {
+    let text = value.to_string();
+    let mut result = json!({"content": [{"type": "text", "text": text}], "isError": false});
+    if version.has_structured_output() {
+        result["structuredContent"] = value;
+    }
+    result
+}
+
+fn tool_error(message: &str) -> Value {
+    json!({"content": [{"type": "text", "text": message}], "isError": true})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_schema_lists_every_rest_parameter() {
+        let schema = flows_input_schema();
+        for p in query::PARAMS {
+            assert!(schema["properties"][p.name].is_object(), "{}", p.name);
+        }
+        assert_eq!(schema["properties"]["limit"]["type"], "integer");
+        assert_eq!(
+            schema["properties"]["sort"]["enum"],
+            json!(["bytes", "pkts", "pps", "handshake_p99"])
+        );
+    }
+
+    #[test]
+    fn argument_mistakes_are_tool_errors_naming_the_argument() {
+        let view = View::empty();
+        let v = Version::LATEST_HANDSHAKE;
+        for (a, name) in [
+            (json!({"limit": "ten"}), "limit"),
+            (json!({"limit": -1}), "limit"),
+            (json!({"limit": 1.5}), "limit"),
+            (json!({"sort": "latency"}), "sort"),
+            (json!({"ns": 3}), "ns"),
+            (json!({"colour": "blue"}), "colour"),
+        ] {
+            let r = call(&view, &args(json!({"name": LIST_FLOWS, "arguments": a})), v).unwrap();
+            assert_eq!(r["isError"], true, "{r}");
+            let text = r["content"][0]["text"].as_str().unwrap();
+            assert!(text.contains(&format!("argument {name}")), "{text}");
+        }
+        let r = call(
+            &view,
+            &args(json!({"name": SUMMARY, "arguments": {"x": 1}})),
+            v,
+        )
+        .unwrap();
+        assert_eq!(r["isError"], true);
+        let e = call(&view, &args(json!({"name": "nope"})), v).unwrap_err();
+        assert_eq!(e.code, super::super::jsonrpc::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn results_follow_the_revision() {
+        let view = View::empty();
+        let call_at = |v: &str| {
+            let r = call(
+                &view,
+                &args(json!({"name": LIST_FLOWS, "arguments": {"limit": 5, "pod": null}})),
+                Version::parse(v).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(r["isError"], false);
+            r
+        };
+        let new = call_at("2025-06-18");
+        assert_eq!(
+            new["structuredContent"],
+            json!({"flows": [], "total": 0, "truncated": false})
+        );
+        let text: Value =
+            serde_json::from_str(new["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(text, new["structuredContent"]);
+        assert!(call_at("2025-03-26").get("structuredContent").is_none());
+        let old = list(Version::parse("2024-11-05").unwrap());
+        assert!(
+            old["tools"][0].get("outputSchema").is_none()
+                && old["tools"][0].get("annotations").is_none()
+        );
+        let cur = list(Version::LATEST_HANDSHAKE);
+        assert!(cur["tools"][0]["outputSchema"].is_object());
+    }
+}
