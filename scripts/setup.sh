@@ -35,6 +35,9 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+# The fuzz targets (scripts/fuzz.sh) and the dependency audit (scripts/audit.sh).
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny
 # rustup may ask the network even when both are installed: ask only if missing.
 { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy
 

@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+./scripts/audit.sh
 # The live tests drive pcap-replay, a binary of its own crate.
 cargo build --workspace --bins --locked
 # The container image's build step, staged where the tests check it.
 ./scripts/build-release.sh target/image-root
 cargo nextest run --workspace --locked --profile ci
+# Each fuzz target for a fixed number of executions (prints a table).
+./scripts/fuzz.sh

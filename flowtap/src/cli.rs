@@ -130,6 +130,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
     pub http_header_timeout: f64,
 
+    /// HTTP connections open at once. At the limit, the oldest idle
+    /// connection is closed to admit a new one; when all are busy, the new
+    /// one gets 503.
+    #[arg(long, value_name = "N", default_value_t = 512, env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
+    pub http_max_connections: usize,
+
+    /// The largest `limit` a /mcp/flows request may ask for (larger ones get
+    /// 400; --dump has no cap). MCP tool calls are capped at 1000.
+    #[arg(long, value_name = "N", default_value_t = 100_000, env = "FLOWTAP_HTTP_MAX_LIMIT", help_heading = API)]
+    pub http_max_limit: usize,
+
     /// File holding a bearer token: requests for flow data (/mcp and the
     /// /mcp/flows endpoints) must then send `Authorization: Bearer <token>`.
     /// /healthz, /readyz and /metrics stay open.
@@ -178,6 +189,23 @@ pub struct RunArgs {
     /// never for files.
     #[arg(long, value_name = "SECONDS", env = "FLOWTAP_UDP_TIMEOUT", help_heading = FLOWS)]
     pub udp_timeout: Option<u64>,
+
+    /// Memory flowtap may use (e.g. 512Mi, 2Gi, 1G; Ki/Mi/Gi are powers of
+    /// 1024, k/M/G of 1000). The table limits are derived from it. Default:
+    /// half the memory of the machine, or of its container.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "FLOWTAP_MEMORY_LIMIT", help_heading = FLOWS)]
+    pub memory_limit: Option<u64>,
+
+    /// Connections tracked at most (default: from --memory-limit). A full
+    /// table gives up unanswered, then closed connections; answered ones
+    /// stay, and packets of connections it cannot track still count.
+    #[arg(long, value_name = "N", env = "FLOWTAP_MAX_CONNECTIONS", help_heading = FLOWS)]
+    pub max_connections: Option<usize>,
+
+    /// Flows kept at most (default: from --memory-limit). A full table gives
+    /// up unanswered flows; what it cannot count is counted in /metrics.
+    #[arg(long, value_name = "N", env = "FLOWTAP_MAX_FLOWS", help_heading = FLOWS)]
+    pub max_flows: Option<usize>,
 
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FLOWTAP_LOG_FORMAT", help_heading = LOGS)]
@@ -234,6 +262,8 @@ impl RunArgs {
             header_read_timeout: std::time::Duration::from_secs_f64(
                 self.http_header_timeout.max(0.001),
             ),
+            max_connections: self.http_max_connections.max(1),
+            max_limit: self.http_max_limit,
             access: AccessConfig {
                 token,
                 allowed_origins: self.allowed_origin.clone(),
@@ -243,6 +273,37 @@ impl RunArgs {
             ..ServerConfig::default()
         })
     }
+}
+
+/// A size in bytes: a number with an optional unit, k/M/G/T (powers of
+/// 1000) or Ki/Mi/Gi/Ti (powers of 1024), a trailing B allowed.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 512Mi, 2Gi, 1G)"))?;
+    let unit = unit.trim().trim_end_matches('B');
+    let multiplier: u64 = match unit {
+        "" => 1,
+        "k" | "K" => 1000,
+        "M" => 1000u64.pow(2),
+        "G" => 1000u64.pow(3),
+        "T" => 1000u64.pow(4),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "unknown unit in {text:?}; use k, M, G, T, Ki, Mi, Gi or Ti"
+            ));
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// A bearer token from its file: the first line, trimmed; never empty.

@@ -132,6 +132,7 @@ pub fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     merger.stop();
     let snapshot = pipeline.snapshot(AsOf::Time(now_ns()));
     setup::report_counters(&snapshot);
+    setup::report_memory(cli);
     publisher.lock().expect("publisher lock").publish(snapshot);
     let failed = setup::dump(&publisher, &cli.dump)?;
     service.stop();

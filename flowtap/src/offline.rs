@@ -78,6 +78,7 @@ pub fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         targets.push(http_api::api::SUMMARY_PATH.to_owned());
     }
     let failed = setup::dump(&publisher, &targets)?;
+    setup::report_memory(cli);
 
     if let Some(service) = service {
         service.run_until_signal()?;

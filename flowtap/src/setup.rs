@@ -10,12 +10,38 @@ use http_api::cluster::Cluster;
 use http_api::k8s::InventoryFile;
 use pipeline::Snapshot;
 use pipeline::counters::FrameKind;
-use pipeline::flow::{TableConfig, Timeouts, Window};
+use pipeline::flow::{Limits, TableConfig, Timeouts, Window};
 use pipeline::wire::dissect::MalformedReason;
 
 use crate::cli::RunArgs;
 
 pub const SECOND_NS: u64 = 1_000_000_000;
+
+/// Memory the tables may not use: the program, its threads and hand-off
+/// queues, the HTTP server under load (and, live, the AF_XDP buffers).
+const RESERVED_BYTES: u64 = 128 << 20;
+const RESERVED_LIVE_BYTES: u64 = 64 << 20;
+
+/// The memory budget: `--memory-limit`, or half of what the machine (or the
+/// container) has.
+pub fn memory_limit(cli: &RunArgs) -> u64 {
+    cli.memory_limit
+        .unwrap_or_else(|| pipeline::memory::available_bytes().map_or(1 << 30, |b| b / 2))
+}
+
+/// The tables' limits: from the memory budget, unless given.
+fn limits(cli: &RunArgs, live: bool) -> Limits {
+    let reserved = RESERVED_BYTES + if live { RESERVED_LIVE_BYTES } else { 0 };
+    let tables = memory_limit(cli).saturating_sub(reserved).max(1 << 20);
+    let mut limits = Limits::for_memory(usize::try_from(tables).unwrap_or(usize::MAX));
+    if let Some(n) = cli.max_connections {
+        limits.max_connections = n.max(1);
+    }
+    if let Some(n) = cli.max_flows {
+        limits.max_flows = n.max(1);
+    }
+    limits
+}
 
 /// RTT window live when `--rtt-window` is not given.
 const LIVE_RTT_WINDOW_S: u32 = 120;
@@ -44,6 +70,7 @@ pub fn table_config(cli: &RunArgs, live: bool) -> TableConfig {
     };
     TableConfig {
         timeouts,
+        limits: limits(cli, live),
         rtt_window,
         rate_window_ns: cli.rate_window.max(1) * SECOND_NS,
         ..TableConfig::default()
@@ -59,7 +86,12 @@ pub fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> {
     let cluster = Cluster {
         cidrs: cli.cluster_cidr.clone(),
     };
-    Ok(Arc::new(Mutex::new(Publisher::new(inventory, cluster))))
+    let publisher = Publisher::new(inventory, cluster);
+    publisher
+        .stats()
+        .memory_limit
+        .store(memory_limit(cli), std::sync::atomic::Ordering::Relaxed);
+    Ok(Arc::new(Mutex::new(publisher)))
 }
 
 /// Prints the body of each `--dump` target from the current view; returns
@@ -117,4 +149,31 @@ pub fn report_counters(snapshot: &Snapshot) {
         c.table.handshakes_out_of_order,
         c.ingest.handoff_drops
     );
+    let t = &c.table;
+    eprintln!(
+        "flowtap: limits: connections {} of {} (evicted {}, untracked packets {}), flows {} of {} (evicted {} holding {} packets, packets in no flow {}), histograms {} of {} (samples replaced {})",
+        t.active_connections,
+        t.connection_capacity,
+        t.connections_evicted,
+        t.untracked_pkts,
+        t.active_flows,
+        t.flow_capacity,
+        t.flows_evicted,
+        t.evicted_pkts,
+        t.flow_table_full_pkts,
+        t.active_histograms,
+        t.histogram_capacity,
+        t.handshake_samples_replaced,
+    );
+}
+
+/// The peak memory line of the end-of-run report.
+pub fn report_memory(cli: &RunArgs) {
+    if let Some(peak) = pipeline::memory::peak_resident_bytes() {
+        eprintln!(
+            "flowtap: peak memory {} MiB (limit {} MiB)",
+            peak >> 20,
+            memory_limit(cli) >> 20
+        );
+    }
 }

@@ -156,6 +156,11 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec!["--log-format", "possible values: text, json"],
         ),
         (
+            vec!["-r", &d, "--memory-limit", "1X"],
+            vec![],
+            vec!["--memory-limit", "unknown unit", "Mi"],
+        ),
+        (
             vec!["-r", &d, "--listen", "nowhere"],
             vec![],
             vec!["--listen"],

@@ -23,7 +23,7 @@ use common::{FlowSummary, corpus_dir, parse_flows, run_flowtap};
 type Key = (String, IpAddr, IpAddr, u16);
 
 fn live_flows(ft: &LiveFlowtap) -> BTreeMap<Key, FlowSummary> {
-    let q = "limit=1000000";
+    let q = "limit=100000";
     let full = ft.get_json(&format!("/mcp/flows?format=full&{q}"));
     let raw = ft.get_json(&format!("/mcp/flows?format=raw&{q}"));
     parse_flows(&full, &raw)

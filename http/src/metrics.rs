@@ -114,6 +114,90 @@ pub const FLOWS_EXPIRED: Spec = spec!(
     [],
     "Flows dropped after their idle timeout."
 );
+pub const CONNECTIONS_EVICTED: Spec = spec!(
+    "flowtap_connections_evicted",
+    Counter,
+    [],
+    "Unanswered or closed connections given up to make room in a full connection table."
+);
+pub const UNTRACKED_PACKETS: Spec = spec!(
+    "flowtap_untracked_packets",
+    Counter,
+    [],
+    "Packets of connections not tracked because the table was full of answered ones (still counted in their flows)."
+);
+pub const FLOWS_EVICTED: Spec = spec!(
+    "flowtap_flows_evicted",
+    Counter,
+    [],
+    "Unanswered flows given up to make room in a full flow table."
+);
+pub const EVICTED_PACKETS: Spec = spec!(
+    "flowtap_evicted_flow_packets",
+    Counter,
+    [],
+    "Packets the evicted flows had counted (no longer reported)."
+);
+pub const EVICTED_BYTES: Spec = spec!(
+    "flowtap_evicted_flow_bytes",
+    Counter,
+    [],
+    "Bytes the evicted flows had counted (no longer reported)."
+);
+pub const FLOW_TABLE_FULL_PACKETS: Spec = spec!(
+    "flowtap_flow_table_full_packets",
+    Counter,
+    [],
+    "Packets counted in no flow: the flow table was full and nothing could be evicted."
+);
+pub const FLOW_TABLE_FULL_BYTES: Spec = spec!(
+    "flowtap_flow_table_full_bytes",
+    Counter,
+    [],
+    "Bytes of those packets."
+);
+pub const HANDSHAKE_SAMPLES_REPLACED: Spec = spec!(
+    "flowtap_handshake_samples_replaced",
+    Counter,
+    [],
+    "Handshake samples that replaced a flow's oldest because the histogram limit was reached."
+);
+pub const ACTIVE_HISTOGRAMS: Spec = spec!(
+    "flowtap_large_handshake_digests",
+    Gauge,
+    [],
+    "Handshake digests grown past their exact samples into histograms (flows with many handshakes)."
+);
+pub const CONNECTION_CAPACITY: Spec = spec!(
+    "flowtap_connection_capacity",
+    Gauge,
+    [],
+    "Connections tracked at most (--max-connections, or from --memory-limit)."
+);
+pub const FLOW_CAPACITY: Spec = spec!(
+    "flowtap_flow_capacity",
+    Gauge,
+    [],
+    "Flows kept at most (--max-flows, or from --memory-limit)."
+);
+pub const HISTOGRAM_CAPACITY: Spec = spec!(
+    "flowtap_large_handshake_digest_capacity",
+    Gauge,
+    [],
+    "Large handshake digests kept at most (from --memory-limit); beyond it digests keep their latest samples."
+);
+pub const RESIDENT_MEMORY: Spec = spec!(
+    "flowtap_resident_memory_bytes",
+    Gauge,
+    [],
+    "Resident memory of the process."
+);
+pub const MEMORY_LIMIT: Spec = spec!(
+    "flowtap_memory_limit_bytes",
+    Gauge,
+    [],
+    "The memory budget the table limits were derived from (--memory-limit)."
+);
 pub const ACTIVE_CONNECTIONS: Spec = spec!(
     "flowtap_active_connections",
     Gauge,
@@ -211,6 +295,30 @@ pub const INVENTORY_RELOAD_ERRORS: Spec = spec!(
     [],
     "Re-reads that failed (the previous mapping stayed in force)."
 );
+pub const HTTP_CONNECTIONS: Spec = spec!(
+    "flowtap_http_connections",
+    Gauge,
+    [],
+    "HTTP connections open now."
+);
+pub const HTTP_CONNECTION_CAPACITY: Spec = spec!(
+    "flowtap_http_connection_capacity",
+    Gauge,
+    [],
+    "HTTP connections open at most (--http-max-connections)."
+);
+pub const HTTP_CONNECTIONS_REFUSED: Spec = spec!(
+    "flowtap_http_connections_refused",
+    Counter,
+    [],
+    "Connections answered 503 because every open one was busy."
+);
+pub const HTTP_CONNECTIONS_CLOSED_IDLE: Spec = spec!(
+    "flowtap_http_connections_closed_idle",
+    Counter,
+    [],
+    "Idle connections closed to admit new ones at the limit."
+);
 pub const MCP_REQUESTS: Spec = spec!(
     "flowtap_mcp_requests",
     Counter,
@@ -258,6 +366,20 @@ pub const CATALOG: &[Spec] = &[
     FLOWS_EXPIRED,
     ACTIVE_CONNECTIONS,
     ACTIVE_FLOWS,
+    CONNECTIONS_EVICTED,
+    UNTRACKED_PACKETS,
+    FLOWS_EVICTED,
+    EVICTED_PACKETS,
+    EVICTED_BYTES,
+    FLOW_TABLE_FULL_PACKETS,
+    FLOW_TABLE_FULL_BYTES,
+    HANDSHAKE_SAMPLES_REPLACED,
+    ACTIVE_HISTOGRAMS,
+    CONNECTION_CAPACITY,
+    FLOW_CAPACITY,
+    HISTOGRAM_CAPACITY,
+    RESIDENT_MEMORY,
+    MEMORY_LIMIT,
     SNAPSHOTS,
     SNAPSHOT_AGE,
     MERGE_DURATION,
@@ -274,6 +396,10 @@ pub const CATALOG: &[Spec] = &[
     INVENTORY_RELOADS,
     INVENTORY_RELOAD_ERRORS,
     INVENTORY_ADDRESSES,
+    HTTP_CONNECTIONS,
+    HTTP_CONNECTION_CAPACITY,
+    HTTP_CONNECTIONS_REFUSED,
+    HTTP_CONNECTIONS_CLOSED_IDLE,
     MCP_REQUESTS,
     MCP_SESSIONS,
     MCP_SESSION_CAPACITY,
@@ -309,8 +435,14 @@ pub struct ServiceStats {
     /// MCP requests by (method label, outcome).
     mcp: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     pub mcp_sessions: AtomicU64,
+    /// The memory budget (bytes) the table limits come from.
+    pub memory_limit: AtomicU64,
     pub mcp_session_capacity: AtomicU64,
     pub mcp_sessions_evicted: AtomicU64,
+    pub http_connections: AtomicU64,
+    pub http_connection_capacity: AtomicU64,
+    pub http_connections_refused: AtomicU64,
+    pub http_connections_closed_idle: AtomicU64,
 }
 
 /// Upper bounds (seconds) of the merge-duration histogram.
@@ -541,6 +673,26 @@ pub fn render(s: &Scrape<'_>, format: Exposition) -> String {
         one(FLOWS_EXPIRED, c.table.flows_expired as f64),
         one(ACTIVE_CONNECTIONS, c.table.active_connections as f64),
         one(ACTIVE_FLOWS, c.table.active_flows as f64),
+        one(CONNECTIONS_EVICTED, c.table.connections_evicted as f64),
+        one(UNTRACKED_PACKETS, c.table.untracked_pkts as f64),
+        one(FLOWS_EVICTED, c.table.flows_evicted as f64),
+        one(EVICTED_PACKETS, c.table.evicted_pkts as f64),
+        one(EVICTED_BYTES, c.table.evicted_bytes as f64),
+        one(FLOW_TABLE_FULL_PACKETS, c.table.flow_table_full_pkts as f64),
+        one(FLOW_TABLE_FULL_BYTES, c.table.flow_table_full_bytes as f64),
+        one(
+            HANDSHAKE_SAMPLES_REPLACED,
+            c.table.handshake_samples_replaced as f64,
+        ),
+        one(ACTIVE_HISTOGRAMS, c.table.active_histograms as f64),
+        one(CONNECTION_CAPACITY, c.table.connection_capacity as f64),
+        one(FLOW_CAPACITY, c.table.flow_capacity as f64),
+        one(HISTOGRAM_CAPACITY, c.table.histogram_capacity as f64),
+        one(
+            RESIDENT_MEMORY,
+            pipeline::memory::resident_bytes().unwrap_or(0) as f64,
+        ),
+        one(MEMORY_LIMIT, load(&s.stats.memory_limit)),
         one(SNAPSHOTS, load(&s.stats.snapshots)),
         one(SNAPSHOT_AGE, age),
     ];
@@ -586,6 +738,19 @@ pub fn render(s: &Scrape<'_>, format: Exposition) -> String {
             load(&s.stats.inventory_reload_errors),
         ),
         one(INVENTORY_ADDRESSES, load(&s.stats.inventory_addresses)),
+        one(HTTP_CONNECTIONS, load(&s.stats.http_connections)),
+        one(
+            HTTP_CONNECTION_CAPACITY,
+            load(&s.stats.http_connection_capacity),
+        ),
+        one(
+            HTTP_CONNECTIONS_REFUSED,
+            load(&s.stats.http_connections_refused),
+        ),
+        one(
+            HTTP_CONNECTIONS_CLOSED_IDLE,
+            load(&s.stats.http_connections_closed_idle),
+        ),
         one(MCP_SESSIONS, load(&s.stats.mcp_sessions)),
         one(MCP_SESSION_CAPACITY, load(&s.stats.mcp_session_capacity)),
         one(MCP_SESSIONS_EVICTED, load(&s.stats.mcp_sessions_evicted)),

@@ -57,6 +57,8 @@ pub struct PipelineConfig {
     pub workers: usize,
     /// Capacity of each worker's hand-off inbox, in packets.
     pub queue_capacity: usize,
+    /// Every shard's table; its limits are the pipeline's totals, shared
+    /// out equally between the shards.
     pub table: TableConfig,
     /// Fixed hash seed (tests); random when `None`.
     pub hash_seed: Option<u64>,
@@ -156,7 +158,13 @@ impl Pipeline {
                 let unparker = parker.unparker().clone();
                 let worker = Worker {
                     id,
-                    table: FlowTable::new(config.table, table_hasher.clone()),
+                    table: FlowTable::new(
+                        TableConfig {
+                            limits: config.table.limits.per_shard(config.workers),
+                            ..config.table
+                        },
+                        table_hasher.clone(),
+                    ),
                     inboxes: inboxes.clone(),
                     hasher: hasher.clone(),
                     counters: IngestCounters::default(),

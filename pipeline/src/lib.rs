@@ -8,6 +8,9 @@ pub mod capture;
 pub mod counters;
 pub mod engine;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod memory;
 pub mod merger;
 pub mod packet;
 pub mod snapshot;

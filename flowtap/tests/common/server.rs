@@ -46,18 +46,24 @@ impl Server {
     /// Starts flowtap with `args` plus `--listen 127.0.0.1:0`; returns once
     /// the files are read and the final view is served.
     pub fn start(args: &[&str]) -> Server {
-        Server::launch(args, "flowtap: read ")
+        Server::launch(args, &[], "flowtap: read ")
+    }
+
+    /// Like [`Server::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(args, env, "flowtap: read ")
     }
 
     /// Like [`Server::start`], but returns as soon as the server listens
     /// (files may still be being read).
     pub fn start_serving(args: &[&str]) -> Server {
-        Server::launch(args, "flowtap: serving on ")
+        Server::launch(args, &[], "flowtap: serving on ")
     }
 
-    fn launch(args: &[&str], ready_line: &str) -> Server {
+    fn launch(args: &[&str], env: &[(&str, &str)], ready_line: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
             .args(args)
+            .envs(env.iter().copied())
             .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -186,13 +192,37 @@ pub fn parse_response(buf: &[u8]) -> Response {
         .unwrap()
         .parse()
         .unwrap();
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
+    let raw = &buf[split + 4..];
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked { dechunk(raw) } else { raw.to_vec() };
     Response {
         status,
         headers,
-        body: buf[split + 4..].to_vec(),
+        body,
+    }
+}
+
+/// The body of a `Transfer-Encoding: chunked` message.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let eol = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..eol]).unwrap().trim(), 16)
+            .expect("a hex chunk size");
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
     }
 }

@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::view::View;
 use query::{ApiError, FlowQuery, Format, parse_flow_query};
 use render::{Entries, FlowsBody, RenderedFlows};
-use rows::Row;
 
 /// A response body with its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,30 +49,70 @@ impl ApiResponse {
 pub const FLOWS_PATH: &str = "/mcp/flows";
 pub const SUMMARY_PATH: &str = "/mcp/flows/summary";
 
-/// Answers a GET of `path` with query string `query` (without the `?`).
-pub fn respond(view: &View, path: &str, query: &str) -> ApiResponse {
+/// What a valid GET asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Flows(FlowQuery),
+    Summary,
+}
+
+/// Checks a GET of `path` with query string `query` (without the `?`);
+/// `max_limit` caps `limit` (the HTTP server's protection; `usize::MAX`
+/// for none).
+pub fn plan(path: &str, query: &str, max_limit: usize) -> Result<Plan, ApiError> {
     match path {
-        FLOWS_PATH => match parse_flow_query(query) {
-            Ok(q) => ApiResponse::json(200, &flows(view, &q)),
-            Err(e) => ApiResponse::error(&e),
-        },
+        FLOWS_PATH => {
+            let q = parse_flow_query(query)?;
+            if q.limit > max_limit {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    format!(
+                        "limit {} is over this server's maximum of {max_limit}; narrow the query or aggregate",
+                        q.limit
+                    ),
+                ));
+            }
+            Ok(Plan::Flows(q))
+        }
         SUMMARY_PATH => {
             if let Some((name, _)) = form_urlencoded::parse(query.as_bytes()).next() {
-                return ApiResponse::error(&ApiError::bad_parameter(
+                return Err(ApiError::bad_parameter(
                     &name,
                     format!("{SUMMARY_PATH} takes no parameters, got {name:?}"),
                 ));
             }
-            ApiResponse {
-                status: 200,
-                body: view.summary_json().to_vec(),
-            }
+            Ok(Plan::Summary)
         }
-        _ => ApiResponse::error(&ApiError {
+        _ => Err(ApiError {
             status: 404,
             message: format!("no such endpoint: {path}; try {FLOWS_PATH} or {SUMMARY_PATH}"),
             parameter: None,
         }),
+    }
+}
+
+/// Writes the body a plan answers with: serialised as it is written, so a
+/// large answer is never held whole.
+pub fn write_body(view: &View, plan: &Plan, out: impl std::io::Write) -> std::io::Result<()> {
+    let mut out = out;
+    match plan {
+        Plan::Flows(q) => {
+            serde_json::to_writer(out, &flows(view, q)).map_err(std::io::Error::other)
+        }
+        Plan::Summary => out.write_all(view.summary_json()),
+    }
+}
+
+/// Answers a GET of `path` with query string `query` (without the `?`),
+/// whole (for `--dump` and tests).
+pub fn respond(view: &View, path: &str, query: &str) -> ApiResponse {
+    match plan(path, query, usize::MAX) {
+        Ok(plan) => {
+            let mut body = Vec::new();
+            write_body(view, &plan, &mut body).expect("writing to memory cannot fail");
+            ApiResponse { status: 200, body }
+        }
+        Err(e) => ApiResponse::error(&e),
     }
 }
 
@@ -109,11 +148,10 @@ pub fn flows<'a>(view: &'a View, q: &FlowQuery) -> FlowsBody<'a> {
             total = if filtered { indices.len() } else { n };
             select::top_flows(view, &mut indices, q.sort, q.limit);
             entries = match q.format {
-                Format::Raw => Entries::Raw(indices.iter().map(|&i| &view.flows()[i]).collect()),
-                _ => Entries::Rows {
-                    rows: indices.iter().map(|&i| Row::of_flow(view, i)).collect(),
+                Format::Raw => Entries::Raw(indices),
+                _ => Entries::Flows {
+                    indices,
                     full: q.format == Format::Full,
-                    aggregated: false,
                 },
             };
         }
@@ -134,10 +172,7 @@ pub fn flows<'a>(view: &'a View, q: &FlowQuery) -> FlowsBody<'a> {
     }
     FlowsBody {
         truncated: entries.len() < total,
-        flows: RenderedFlows {
-            entries,
-            snapshot: &view.snapshot,
-        },
+        flows: RenderedFlows { entries, view },
         total,
     }
 }

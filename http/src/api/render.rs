@@ -12,6 +12,7 @@ use pipeline::packet::L4Proto;
 use serde::{Serialize, Serializer};
 
 use super::rows::{EndpointFields, Row};
+use crate::view::View;
 
 /// A rate: printed as an integer when it is one (as the reference's Go
 /// encoder does), else rounded to three decimals.
@@ -154,9 +155,15 @@ pub struct RawFlow {
     pub syn_to_ack: Option<RawLeg>,
 }
 
-/// The entries of a `/mcp/flows` body.
-pub enum Entries<'a> {
-    Raw(Vec<&'a FlowRecord>),
+/// The entries of a `/mcp/flows` body. Flows are referred to by index and
+/// shaped one at a time as the body is written, so an answer holds no
+/// second copy of its flows; only aggregated rows are built beforehand.
+pub enum Entries {
+    Raw(Vec<usize>),
+    Flows {
+        indices: Vec<usize>,
+        full: bool,
+    },
     Rows {
         rows: Vec<Row>,
         full: bool,
@@ -164,10 +171,10 @@ pub enum Entries<'a> {
     },
 }
 
-impl Entries<'_> {
+impl Entries {
     pub fn len(&self) -> usize {
         match self {
-            Entries::Raw(v) => v.len(),
+            Entries::Raw(v) | Entries::Flows { indices: v, .. } => v.len(),
             Entries::Rows { rows, .. } => rows.len(),
         }
     }
@@ -177,8 +184,7 @@ impl Entries<'_> {
     }
 }
 
-/// The `/mcp/flows` body. Entries are rendered one at a time as the body is
-/// serialised, so no second copy of the whole list is built.
+/// The `/mcp/flows` body.
 #[derive(Serialize)]
 pub struct FlowsBody<'a> {
     pub flows: RenderedFlows<'a>,
@@ -187,18 +193,25 @@ pub struct FlowsBody<'a> {
 }
 
 pub struct RenderedFlows<'a> {
-    pub entries: Entries<'a>,
-    pub snapshot: &'a Snapshot,
+    pub entries: Entries,
+    pub view: &'a View,
 }
 
 impl Serialize for RenderedFlows<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = s.serialize_seq(Some(self.entries.len()))?;
+        let snapshot = &self.view.snapshot;
         match &self.entries {
-            Entries::Raw(flows) => {
-                for f in flows {
-                    seq.serialize_element(&raw_flow(f, self.snapshot))?;
+            Entries::Raw(indices) => {
+                for &i in indices {
+                    seq.serialize_element(&raw_flow(&self.view.flows()[i], snapshot))?;
+                }
+            }
+            Entries::Flows { indices, full } => {
+                for &i in indices {
+                    let row = Row::of_flow(self.view, i);
+                    seq.serialize_element(&shaped(&row, *full, false))?;
                 }
             }
             Entries::Rows {

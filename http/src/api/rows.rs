@@ -233,7 +233,7 @@ mod tests {
     fn flow(client: &str, server: &str, port: u16, samples: &[u64]) -> FlowRecord {
         let mut digest = HandshakeDigest::default();
         for us in samples {
-            digest.record(1_000_000_000, *us, Window::Unbounded);
+            digest.record(1_000_000_000, *us, Window::Unbounded, true);
         }
         let p = digest.percentiles(1_000_000_000, Window::Unbounded);
         FlowRecord {

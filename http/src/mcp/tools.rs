@@ -10,6 +10,9 @@ use crate::api::{self, query};
 use crate::view::View;
 
 pub const LIST_FLOWS: &str = "list_l4_flows";
+/// The most flows one tool call returns: more would not fit a model's
+/// context; `total` and `truncated` tell it to narrow the query.
+pub const MAX_LIMIT: usize = 1000;
 pub const SUMMARY: &str = "get_l4_flow_summary";
 
 /// How a model should read the numbers; shared by both tools.
@@ -42,7 +45,7 @@ fn flows_description() -> String {
 and how long TCP handshakes take. Use it for dependency mapping ('what does X talk to?': filter by pod/svc/ns and \
 aggregate=service), bandwidth questions (sort=bytes or pps), and network health (sort=handshake_p99, \
 min_handshake_p99_us=10000 for 'handshakes over 10 ms'). Filters combine with AND and match either endpoint. \
-Results are sorted descending and cut at limit (default 100); total counts every match and truncated says whether \
+Results are sorted descending and cut at limit (default 100, at most 1000); total counts every match and truncated says whether \
 some were cut. Aggregated entries keep only the endpoint fields their flows share and merge handshake samples. \
 Equivalent to GET /mcp/flows with the same parameters.\n\n{FIELD_GUIDE}"
     )
@@ -70,6 +73,9 @@ fn flows_input_schema() -> Value {
         };
         if !p.values.is_empty() {
             schema["enum"] = json!(p.values);
+        }
+        if p.name == "limit" {
+            schema["maximum"] = json!(MAX_LIMIT);
         }
         schema["description"] = json!(p.description);
         properties.insert(p.name.to_owned(), schema);
@@ -291,6 +297,11 @@ fn list_flows(view: &View, arguments: &Map<String, Value>) -> Result<Value, Stri
                 None => e.message,
             }
         })?;
+    if q.limit > MAX_LIMIT {
+        return Err(format!(
+            "argument limit: at most {MAX_LIMIT} flows per call; narrow the query (ns, pod, svc, ip, l4proto) or aggregate"
+        ));
+    }
     Ok(serde_json::to_value(api::flows(view, &q)).expect("flows serialise"))
 }
 
@@ -343,6 +354,7 @@ mod tests {
             (json!({"limit": "ten"}), "limit"),
             (json!({"limit": -1}), "limit"),
             (json!({"limit": 1.5}), "limit"),
+            (json!({"limit": 1001}), "limit"),
             (json!({"sort": "latency"}), "sort"),
             (json!({"ns": 3}), "ns"),
             (json!({"colour": "blue"}), "colour"),

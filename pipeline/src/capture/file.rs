@@ -127,12 +127,21 @@ impl fmt::Debug for CaptureFile {
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
-        let display = DisplayPath(path.to_path_buf());
         let file = File::open(path).map_err(|source| CaptureError::Open {
-            path: display.clone(),
+            path: DisplayPath(path.to_path_buf()),
             source,
         })?;
-        let reader = match pcap_parser::create_reader(BUFFER_BYTES, file) {
+        CaptureFile::from_reader(path, file)
+    }
+
+    /// Reads a capture from any byte stream (a pipe, memory), named `path`
+    /// in errors.
+    pub fn from_reader(
+        path: &Path,
+        input: impl std::io::Read + Send + 'static,
+    ) -> Result<CaptureFile, CaptureError> {
+        let display = DisplayPath(path.to_path_buf());
+        let reader = match pcap_parser::create_reader(BUFFER_BYTES, input) {
             Ok(reader) => reader,
             Err(PcapError::Eof) => return Err(CaptureError::Empty { path: display }),
             Err(PcapError::Incomplete(_)) => {

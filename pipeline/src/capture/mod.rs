@@ -3,5 +3,5 @@
 pub mod file;
 pub mod source;
 
-pub use file::{CaptureError, CaptureFile, Frame};
+pub use file::{CaptureError, CaptureFile, Frame, MAX_RECORD_BYTES};
 pub use source::{FileOutcome, FileReport, FileSource};

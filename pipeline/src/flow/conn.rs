@@ -155,6 +155,11 @@ pub struct Conn {
     /// Whether the client is the `lo` endpoint of the connection key.
     pub client_is_lo: bool,
     closing: u8,
+    /// The direction of the opening packet, and whether the other side has
+    /// sent anything since: an unanswered connection (a spoofed SYN, a
+    /// probe) is what a full table gives up first.
+    opened_c2s: bool,
+    answered: bool,
 }
 
 impl Conn {
@@ -175,6 +180,8 @@ impl Conn {
             base_seq_set: [false; 2],
             client_is_lo,
             closing: 0,
+            opened_c2s: c2s,
+            answered: false,
         };
         let step = if t.proto == L4Proto::Tcp {
             conn.tcp_step(t, c2s, ts_ns)
@@ -182,6 +189,24 @@ impl Conn {
             Step::default()
         };
         (conn, step)
+    }
+
+    /// When the packet that opened the connection was sent: with the key,
+    /// it tells this connection from a later one on the same 5-tuple.
+    pub fn opened_ns(&self) -> u64 {
+        self.opened_ns
+    }
+
+    /// Notes a packet's direction; true if it is the first answer.
+    pub fn note_direction(&mut self, c2s: bool) -> bool {
+        let first = !self.answered && c2s != self.opened_c2s;
+        self.answered |= first;
+        first
+    }
+
+    /// The other side has sent something.
+    pub fn is_answered(&self) -> bool {
+        self.answered
     }
 
     /// True once a RST, or a FIN from both sides, was seen.

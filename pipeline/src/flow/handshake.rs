@@ -24,6 +24,11 @@ fn new_histogram() -> Histogram<u32> {
         .expect("constant histogram bounds are valid")
 }
 
+/// Bytes one digest in histogram form holds (its two generations).
+pub fn histogram_bytes() -> usize {
+    size_of::<Generations>() + 2 * new_histogram().distinct_values() * size_of::<u32>()
+}
+
 /// p50/p90/p99 in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Percentiles {
@@ -75,9 +80,21 @@ impl Default for HandshakeDigest {
     }
 }
 
+/// What recording a sample did to a digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Sample,
+    /// The digest outgrew its exact samples and is now a histogram.
+    BecameHistogram,
+    /// It could not grow (the owner's histogram limit): the sample replaced
+    /// the oldest of its exact ones.
+    ReplacedOldest,
+}
+
 impl HandshakeDigest {
-    /// Records one handshake time measured at `at_ns` (capture time).
-    pub fn record(&mut self, at_ns: u64, us: u64, window: Window) {
+    /// Records one handshake time measured at `at_ns` (capture time). A
+    /// digest full of exact samples becomes a histogram if `may_grow`.
+    pub fn record(&mut self, at_ns: u64, us: u64, window: Window, may_grow: bool) -> Recorded {
         let us = us.min(MAX_TRACKED_US);
         let at_s = (at_ns / 1_000_000_000) as u32;
         match &mut self.repr {
@@ -85,12 +102,20 @@ impl HandshakeDigest {
                 if let Window::Seconds(w) = window {
                     samples.retain(|s| at_s.saturating_sub(s.at_s) <= w);
                 }
+                let sample = Sample {
+                    at_s,
+                    us: us as u32,
+                };
                 if samples.len() < EXACT_SAMPLES {
-                    samples.push(Sample {
-                        at_s,
-                        us: us as u32,
-                    });
-                    return;
+                    samples.push(sample);
+                    return Recorded::Sample;
+                }
+                if !may_grow {
+                    let oldest = (0..samples.len())
+                        .min_by_key(|&i| samples[i].at_s)
+                        .expect("the digest is full");
+                    samples[oldest] = sample;
+                    return Recorded::ReplacedOldest;
                 }
                 let mut gens = Generations {
                     generation: generation_of(at_s, window),
@@ -102,9 +127,18 @@ impl HandshakeDigest {
                 }
                 gens.record(generation_of(at_s, window), us);
                 self.repr = Repr::Histogram(Box::new(gens));
+                Recorded::BecameHistogram
             }
-            Repr::Histogram(gens) => gens.record(generation_of(at_s, window), us),
+            Repr::Histogram(gens) => {
+                gens.record(generation_of(at_s, window), us);
+                Recorded::Sample
+            }
         }
+    }
+
+    /// Whether the digest is in histogram form (the large one).
+    pub fn is_histogram(&self) -> bool {
+        matches!(self.repr, Repr::Histogram(_))
     }
 
     /// Number of samples that count at `as_of_ns`.
@@ -159,7 +193,7 @@ impl HandshakeDigest {
         match &self.repr {
             Repr::Exact(samples) => {
                 for s in samples.iter().filter(|s| in_window(s, at_s, window)) {
-                    into.record(as_of_ns, u64::from(s.us), Window::Unbounded);
+                    into.record(as_of_ns, u64::from(s.us), Window::Unbounded, true);
                 }
             }
             Repr::Histogram(gens) => {
@@ -316,7 +350,7 @@ mod tests {
     #[test]
     fn single_sample_is_exact() {
         let mut d = HandshakeDigest::default();
-        d.record(100 * S, 16_882, Window::Unbounded);
+        d.record(100 * S, 16_882, Window::Unbounded, true);
         let p = d.percentiles(200 * S, Window::Unbounded).unwrap();
         assert_eq!(
             p,
@@ -332,7 +366,7 @@ mod tests {
     fn exact_nearest_rank() {
         let mut d = HandshakeDigest::default();
         for us in 1..=10 {
-            d.record(S, us * 100, Window::Unbounded);
+            d.record(S, us * 100, Window::Unbounded, true);
         }
         let p = d.percentiles(S, Window::Unbounded).unwrap();
         assert_eq!(
@@ -349,7 +383,7 @@ mod tests {
     fn many_samples_switch_to_a_histogram_within_one_percent() {
         let mut d = HandshakeDigest::default();
         for us in 1..=1000u64 {
-            d.record(S, us * 37, Window::Unbounded);
+            d.record(S, us * 37, Window::Unbounded, true);
         }
         assert_eq!(d.count(S, Window::Unbounded), 1000);
         let p = d.percentiles(S, Window::Unbounded).unwrap();
@@ -363,8 +397,8 @@ mod tests {
     fn window_drops_old_samples_exact_and_histogram() {
         let w = Window::Seconds(120);
         let mut d = HandshakeDigest::default();
-        d.record(1000 * S, 5000, w);
-        d.record(1100 * S, 7000, w);
+        d.record(1000 * S, 5000, w, true);
+        d.record(1100 * S, 7000, w, true);
         assert_eq!(d.count(1100 * S, w), 2);
         assert_eq!(d.percentiles(1200 * S, w).unwrap().p50, 7000);
         assert!(d.percentiles(1300 * S, w).is_none());
@@ -372,10 +406,10 @@ mod tests {
 
         let mut d = HandshakeDigest::default();
         for i in 0..100 {
-            d.record(1000 * S + i, 1000, w);
+            d.record(1000 * S + i, 1000, w, true);
         }
         for i in 0..100 {
-            d.record(1050 * S + i, 3000, w);
+            d.record(1050 * S + i, 3000, w, true);
         }
         // Generations are 60 s (1000 s is in generation 16, 1050 s in 17); a
         // query covers its own generation and the one before.
@@ -393,9 +427,9 @@ mod tests {
         let mut a = HandshakeDigest::default();
         let mut b = HandshakeDigest::default();
         for _ in 0..9 {
-            a.record(S, 100, Window::Unbounded);
+            a.record(S, 100, Window::Unbounded, true);
         }
-        b.record(S, 10_000, Window::Unbounded);
+        b.record(S, 10_000, Window::Unbounded, true);
         let mut merged = HandshakeDigest::default();
         a.merge_into(&mut merged, S, Window::Unbounded);
         b.merge_into(&mut merged, S, Window::Unbounded);
@@ -404,16 +438,40 @@ mod tests {
 
         let mut big = HandshakeDigest::default();
         for _ in 0..100 {
-            big.record(S, 200, Window::Unbounded);
+            big.record(S, 200, Window::Unbounded, true);
         }
         big.merge_into(&mut merged, S, Window::Unbounded);
         assert_eq!(merged.count(S, Window::Unbounded), 110);
     }
 
     #[test]
+    fn without_room_to_grow_the_latest_samples_are_kept_exactly() {
+        let mut d = HandshakeDigest::default();
+        for i in 0..EXACT_SAMPLES as u64 {
+            assert_eq!(
+                d.record(i * S, 1000, Window::Unbounded, false),
+                Recorded::Sample
+            );
+        }
+        // Newer samples replace the oldest, and the digest stays small.
+        for i in 0..EXACT_SAMPLES as u64 {
+            let r = d.record((100 + i) * S, 5000, Window::Unbounded, false);
+            assert_eq!(r, Recorded::ReplacedOldest);
+        }
+        assert!(!d.is_histogram());
+        let p = d.percentiles(200 * S, Window::Unbounded).unwrap();
+        assert_eq!((p.p50, p.p99), (5000, 5000));
+        assert_eq!(
+            d.record(300 * S, 7000, Window::Unbounded, true),
+            Recorded::BecameHistogram
+        );
+        assert!(d.is_histogram());
+    }
+
+    #[test]
     fn clamps_huge_values() {
         let mut d = HandshakeDigest::default();
-        d.record(S, u64::MAX, Window::Unbounded);
+        d.record(S, u64::MAX, Window::Unbounded, true);
         assert_eq!(
             d.percentiles(S, Window::Unbounded).unwrap().p99,
             MAX_TRACKED_US

@@ -9,4 +9,4 @@ pub mod table;
 
 pub use handshake::{HandshakeDigest, Percentiles, Window};
 pub use key::{ConnKey, FlowKey, ShardHasher};
-pub use table::{Counter, FlowRecord, FlowTable, TableConfig, TableCounters, Timeouts};
+pub use table::{Counter, FlowRecord, FlowTable, Limits, TableConfig, TableCounters, Timeouts};

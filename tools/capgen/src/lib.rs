@@ -4,6 +4,7 @@
 //! what a correct flow meter must report.
 #![forbid(unsafe_code)]
 
+pub mod flood;
 pub mod frame;
 pub mod pcap;
 pub mod workload;

@@ -1,133 +1,42 @@
-//! The HTTP server: hyper 1.x over HTTP/1.1 on a tokio runtime of its own,
-//! never on the capture cores. Requests read the published view and never
-//! wait for the pipeline.
+//! What each path answers: health, metrics, the REST flow endpoints
+//! (streamed), and MCP. Access rules are checked first, for every path.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::access::{AccessConfig, Denied};
+use super::body::{ResponseBody, full, streamed};
+use super::conns::ConnState;
+use super::{AppState, LARGE_ANSWER, ServerConfig};
+use crate::access::Denied;
 use crate::api::{self, ApiResponse, query::ApiError};
-use crate::mcp::{self, jsonrpc, streamable::Mcp, streamable::Reply};
-use crate::metrics::{self, QueueSample, ServiceStats};
-use crate::publish::SharedView;
+use crate::mcp::{self, jsonrpc, streamable::Reply};
+use crate::metrics;
 
-/// Limits that protect the server from its clients.
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// Largest request head (request line plus headers); beyond it the
-    /// request is refused with 431 (or 414 for a request line alone).
-    pub max_head_bytes: usize,
-    pub max_headers: usize,
-    /// Time a client gets to send a complete request head, and again to
-    /// send a request body.
-    pub header_read_timeout: Duration,
-    /// Largest request body (MCP messages); beyond it, 413.
-    pub max_body_bytes: usize,
-    /// Who may read what.
-    pub access: AccessConfig,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            max_head_bytes: 16 * 1024,
-            max_headers: 64,
-            header_read_timeout: Duration::from_secs(10),
-            max_body_bytes: 1024 * 1024,
-            access: AccessConfig::default(),
-        }
-    }
-}
-
-/// Reads the live capture's per-queue counters at scrape time.
-pub type QueueStatsFn = Arc<dyn Fn() -> Vec<QueueSample> + Send + Sync>;
-
-/// What every request handler can reach.
-pub struct AppState {
-    pub views: SharedView,
-    pub stats: Arc<ServiceStats>,
-    /// Set once capture runs (live) or the files are read.
-    pub ready: Arc<AtomicBool>,
-    pub queues: Option<QueueStatsFn>,
-    pub version: &'static str,
-    pub commit: &'static str,
-    pub mcp: Mcp,
-}
-
-impl AppState {
-    pub fn new(views: SharedView, stats: Arc<ServiceStats>) -> AppState {
-        AppState {
-            views,
-            mcp: Mcp::new(stats.clone(), env!("CARGO_PKG_VERSION")),
-            stats,
-            ready: Arc::new(AtomicBool::new(false)),
-            queues: None,
-            version: env!("CARGO_PKG_VERSION"),
-            commit: "unknown",
-        }
-    }
-}
-
-/// Serves until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn handle(
+    req: Request<Incoming>,
     state: Arc<AppState>,
-    config: ServerConfig,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    let config = Arc::new(config);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let state = state.clone();
-        let config = config.clone();
-        tokio::spawn(async move {
-            let limits = config.clone();
-            let service = service_fn(move |req| handle(req, state.clone(), limits.clone(), peer));
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(config.header_read_timeout)
-                .max_buf_size(config.max_head_bytes.max(8192))
-                .max_headers(config.max_headers);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
+    config: Arc<ServerConfig>,
+    conn: Arc<ConnState>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    conn.busy.store(true, Ordering::Release);
+    let path = req.uri().path().to_owned();
+    let resp = route(req, &state, &config, &path).await;
+    state.stats.count_request(&path, resp.status().as_u16());
+    // A streamed body may still be on its way; the connection then stays
+    // busy in hyper's eyes, which a graceful close respects.
+    conn.busy.store(false, Ordering::Release);
+    Ok(resp)
 }
 
-fn response(api: ApiResponse) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(api.body)));
+fn response(api: ApiResponse) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(api.body));
     *resp.status_mut() =
         StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
@@ -142,24 +51,12 @@ fn json_status(status: u16, text: &str) -> ApiResponse {
     }
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    state: Arc<AppState>,
-    config: Arc<ServerConfig>,
-    _peer: SocketAddr,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path().to_owned();
-    let resp = route(req, &state, &config, &path).await;
-    state.stats.count_request(&path, resp.status().as_u16());
-    Ok(resp)
-}
-
 async fn route(
     req: Request<Incoming>,
     state: &Arc<AppState>,
     config: &ServerConfig,
     path: &str,
-) -> Response<Full<Bytes>> {
+) -> Response<ResponseBody> {
     if let Err(denied) = config.access.check(path, req.headers()) {
         return refused(path, &denied);
     }
@@ -210,34 +107,62 @@ async fn route(
             })
             .await
             .unwrap_or_default();
-            let mut resp = Response::new(Full::new(Bytes::from(text)));
+            let mut resp = Response::new(full(text));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
             );
             resp
         }
-        _ => {
-            let view = state.views.load_full();
-            let path = path.to_owned();
-            // Filtering and rendering a large snapshot is CPU work: keep it
-            // off the threads that accept and read connections.
-            let api = tokio::task::spawn_blocking(move || api::respond(&view, &path, &query))
-                .await
-                .unwrap_or_else(|e| {
-                    ApiResponse::error(&ApiError {
-                        status: 500,
-                        message: format!("internal error: {e}"),
-                        parameter: None,
-                    })
-                });
-            response(api)
-        }
+        _ => flows_route(state, config, path.to_owned(), query).await,
     }
 }
 
+/// `/mcp/flows` and `/mcp/flows/summary`: checked, then streamed from a
+/// blocking thread (filtering and rendering a large snapshot is CPU work,
+/// kept off the threads that read connections). The view is taken there, so
+/// a request waiting for a thread holds no snapshot.
+async fn flows_route(
+    state: &Arc<AppState>,
+    config: &ServerConfig,
+    path: String,
+    query: String,
+) -> Response<ResponseBody> {
+    let plan = match api::plan(&path, &query, config.max_limit) {
+        Ok(plan) => plan,
+        Err(e) => return response(ApiResponse::error(&e)),
+    };
+    // Large answers take turns, waiting here (holding neither a thread nor
+    // a snapshot) rather than in the blocking pool.
+    let permit = match &plan {
+        api::Plan::Flows(q) if q.limit > LARGE_ANSWER => {
+            match state.large_answers.clone().acquire_owned().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return response(json_status(503, "shutting down")),
+            }
+        }
+        _ => None,
+    };
+    let (body, mut writer) = streamed(config.write_timeout);
+    let views = state.views.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let view = views.load_full();
+        if let Err(e) = api::write_body(&view, &plan, &mut writer)
+            .and_then(|()| std::io::Write::flush(&mut writer))
+        {
+            tracing::debug!(error = %e, "response not completed");
+            writer.fail(e);
+        }
+    });
+    let mut resp = Response::new(body.into_body().await);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
 /// 401 or 403: on `/mcp` as a JSON-RPC error, elsewhere as the REST error.
-fn refused(path: &str, denied: &Denied) -> Response<Full<Bytes>> {
+fn refused(path: &str, denied: &Denied) -> Response<ResponseBody> {
     let mut resp = if path == mcp::PATH {
         mcp_response(Reply::refusal(
             denied.status(),
@@ -264,7 +189,7 @@ async fn mcp_route(
     req: Request<Incoming>,
     state: &Arc<AppState>,
     config: &ServerConfig,
-) -> Response<Full<Bytes>> {
+) -> Response<ResponseBody> {
     match *req.method() {
         Method::POST => {
             let (parts, body) = req.into_parts();
@@ -309,13 +234,13 @@ async fn mcp_route(
     }
 }
 
-fn mcp_response(reply: Reply) -> Response<Full<Bytes>> {
+fn mcp_response(reply: Reply) -> Response<ResponseBody> {
     let body = reply
         .body
         .as_ref()
         .map(|b| b.to_string())
         .unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(full(Bytes::from(body)));
     *resp.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();

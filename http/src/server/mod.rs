@@ -1,0 +1,173 @@
+//! The HTTP server: hyper 1.x over HTTP/1.1 on a tokio runtime of its own,
+//! never on the capture cores. Requests read the published view and never
+//! wait for the pipeline.
+//!
+//! - [`conns`]: how many connections, and which one gives way.
+//! - [`routes`]: what each path answers.
+//! - [`body`]: whole and streamed response bodies.
+
+mod body;
+mod conns;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::access::AccessConfig;
+use crate::mcp::streamable::Mcp;
+use crate::metrics::{QueueSample, ServiceStats};
+use crate::publish::SharedView;
+use conns::Conns;
+
+/// Limits that protect the server from its clients.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request head (request line plus headers); beyond it the
+    /// request is refused with 431 (or 414 for a request line alone).
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    /// Time a client gets to send a complete request head, and again to
+    /// send a request body.
+    pub header_read_timeout: Duration,
+    /// Largest request body (MCP messages); beyond it, 413.
+    pub max_body_bytes: usize,
+    /// A client that reads none of a response for this long is cut off.
+    pub write_timeout: Duration,
+    /// Connections open at once (idle ones give way to new ones).
+    pub max_connections: usize,
+    /// The largest `limit` a `/mcp/flows` query may ask for.
+    pub max_limit: usize,
+    /// Who may read what.
+    pub access: AccessConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            write_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_limit: 100_000,
+            access: AccessConfig::default(),
+        }
+    }
+}
+
+/// Reads the live capture's per-queue counters at scrape time.
+pub type QueueStatsFn = Arc<dyn Fn() -> Vec<QueueSample> + Send + Sync>;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub views: SharedView,
+    pub stats: Arc<ServiceStats>,
+    /// Set once capture runs (live) or the files are read.
+    pub ready: Arc<AtomicBool>,
+    pub queues: Option<QueueStatsFn>,
+    pub version: &'static str,
+    pub commit: &'static str,
+    pub mcp: Mcp,
+    /// Large answers rendered at once, at most: they may wait on slow
+    /// clients, and must leave threads for everyone else.
+    pub large_answers: Arc<tokio::sync::Semaphore>,
+}
+
+/// Large answers (over [`LARGE_ANSWER`] flows) rendered at once.
+pub const LARGE_ANSWERS_AT_ONCE: usize = 2;
+/// Flows beyond which an answer counts as large.
+pub const LARGE_ANSWER: usize = 1000;
+
+impl AppState {
+    pub fn new(views: SharedView, stats: Arc<ServiceStats>) -> AppState {
+        AppState {
+            views,
+            mcp: Mcp::new(stats.clone(), env!("CARGO_PKG_VERSION")),
+            stats,
+            ready: Arc::new(AtomicBool::new(false)),
+            queues: None,
+            version: env!("CARGO_PKG_VERSION"),
+            commit: "unknown",
+            large_answers: Arc::new(tokio::sync::Semaphore::new(LARGE_ANSWERS_AT_ONCE)),
+        }
+    }
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let config = Arc::new(config);
+    let conns = Conns::new(config.max_connections, state.stats.clone());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let Some(admitted) = conns.admit() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let state = state.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            let conn_state = admitted.state.clone();
+            let limits = config.clone();
+            let service = service_fn(move |req| {
+                routes::handle(req, state.clone(), limits.clone(), conn_state.clone())
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(config.header_read_timeout)
+                .max_buf_size(config.max_head_bytes.max(8192))
+                .max_headers(config.max_headers);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = admitted.state.close.notified() => {
+                    // Made room for a newer connection: finish what is in
+                    // flight (briefly), then close.
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(Duration::from_secs(1), conn).await.unwrap_or(Ok(()))
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(admitted);
+        });
+    }
+}
+
+/// Answers a connection that cannot be admitted (every open one is busy).
+async fn refuse(mut stream: TcpStream) {
+    let body = r#"{"error":"too many connections; try again"}"#;
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
+}

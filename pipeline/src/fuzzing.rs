@@ -1,0 +1,119 @@
+//! The fuzz targets' bodies (`fuzz/`), here so that the inputs a fuzzer
+//! once found are replayed by ordinary tests (`pipeline/tests/fuzz_regressions.rs`)
+//! through exactly the same code. Each function panics on a failed check.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use crate::capture::CaptureFile;
+use crate::flow::{FlowTable, Limits, TableConfig, Timeouts};
+use crate::packet::{Addr, Fragment, L4Proto, PacketMeta, Transport};
+use crate::wire::dissect::{LinkType, dissect};
+
+/// Link types by the selector byte that starts a `dissect_frame` input.
+pub const LINKS: [u32; 8] = [0, 1, 101, 108, 113, 228, 229, 276];
+
+/// The first byte picks a link type, the rest is the frame: the parser must
+/// return a flow, a kind or a malformed reason.
+pub fn dissect_frame(data: &[u8]) {
+    let Some((&selector, frame)) = data.split_first() else {
+        return;
+    };
+    let link = LinkType::from_pcap(LINKS[usize::from(selector) % LINKS.len()])
+        .expect("a supported link type");
+    let _ = dissect(link, frame);
+}
+
+/// The bytes as a capture file: read to the end or to a clear error, every
+/// frame through the parser.
+pub fn read_capture(data: &[u8]) {
+    let Ok(mut file) = CaptureFile::from_reader(Path::new("fuzz"), Cursor::new(data.to_vec()))
+    else {
+        return;
+    };
+    // A capture of N bytes holds fewer than N frames: more calls than that
+    // would mean the reader does not advance.
+    for _ in 0..=data.len() {
+        match file.read_frames(64, |f| {
+            let _ = dissect(f.link, f.data);
+        }) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    panic!("the reader does not advance");
+}
+
+/// The bytes as packets (8 bytes each, from a few addresses and ports so
+/// that they meet in the same connections) into a small bounded table: it
+/// must never hold more than its limits.
+pub fn flow_table(data: &[u8]) {
+    let limits = Limits {
+        max_connections: 8,
+        max_flows: 6,
+        max_histograms: 1,
+    };
+    let timeouts = if data.first().is_some_and(|b| b & 1 == 1) {
+        Timeouts::LIVE
+    } else {
+        Timeouts::NEVER
+    };
+    let config = TableConfig {
+        limits,
+        timeouts,
+        ..TableConfig::default()
+    };
+    let mut table = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+    let mut ts = 1_000_000_000u64;
+    for p in data.chunks_exact(8) {
+        let step = if p[6] & 0x80 != 0 {
+            1_000_000_000
+        } else {
+            1_000_000
+        };
+        ts += u64::from(p[7]) * step;
+        let fragment = match p[6] & 3 {
+            0 | 1 => Fragment::Whole,
+            2 => Fragment::First {
+                ident: u32::from(p[5]),
+            },
+            _ => Fragment::Later {
+                ident: u32::from(p[5]),
+                last: p[6] & 4 != 0,
+            },
+        };
+        let port =
+            |bits: u8, well_known: bool| u16::from(bits & 7) + if well_known { 80 } else { 40_000 };
+        let packet = PacketMeta {
+            ts_ns: ts,
+            wire_len: 60 + u32::from(p[5]),
+            transport: Transport {
+                proto: if p[0] & 1 == 0 {
+                    L4Proto::Tcp
+                } else {
+                    L4Proto::Udp
+                },
+                src: Addr::from_v4([198, 18, 0, p[0] >> 5]),
+                dst: Addr::from_v4([198, 18, 0, p[1] >> 5]),
+                src_port: port(p[1], p[6] & 8 != 0),
+                dst_port: port(p[2], p[6] & 16 != 0),
+                tcp_flags: p[3],
+                tcp_seq: u32::from(p[4] & 3),
+                fragment,
+            },
+        };
+        table.update(&packet);
+        if p[6] & 0x40 != 0 {
+            table.expire(ts);
+        }
+        let c = table.counters();
+        assert!(
+            c.active_connections <= 8 && c.active_flows <= 6 && c.active_histograms <= 1,
+            "{c:?}"
+        );
+    }
+    table.flush_handshakes();
+    let mut flows = Vec::new();
+    table.export(ts, &mut flows);
+    assert!(flows.len() <= 6);
+}

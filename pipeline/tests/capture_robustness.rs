@@ -1,0 +1,281 @@
+//! Damaged capture files: every corpus capture cut at every offset (or at
+//! hundreds, for large ones), bytes flipped, length fields made absurd, and
+//! hand-made bad headers. Each read must end, without a panic, either with
+//! the frames that were whole or with an error naming the file and the
+//! byte offset.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use pipeline::capture::{CaptureError, CaptureFile};
+
+fn corpus_captures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/captures");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the corpus at {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    files
+}
+
+/// How a read ended.
+struct Outcome {
+    frames: u64,
+    error: Option<CaptureError>,
+}
+
+fn read_all(name: &str, bytes: Vec<u8>) -> Outcome {
+    let path = Path::new(name);
+    let mut file = match CaptureFile::from_reader(path, Cursor::new(bytes)) {
+        Ok(f) => f,
+        Err(e) => {
+            return Outcome {
+                frames: 0,
+                error: Some(e),
+            };
+        }
+    };
+    loop {
+        match file.read_frames(1024, |f| {
+            assert!(f.data.len() <= pipeline::capture::MAX_RECORD_BYTES);
+        }) {
+            Ok(0) => {
+                return Outcome {
+                    frames: file.frames(),
+                    error: None,
+                };
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Outcome {
+                    frames: file.frames(),
+                    error: Some(e),
+                };
+            }
+        }
+    }
+}
+
+/// An error must say which file, and where (except the ones about the
+/// whole file).
+fn check_error(name: &str, e: &CaptureError) {
+    let text = e.to_string();
+    assert!(text.starts_with(name), "{text}");
+    match e {
+        CaptureError::Empty { .. } | CaptureError::NotACapture { .. } => {}
+        _ => assert!(text.contains("byte offset"), "{text}"),
+    }
+}
+
+/// Cut points: every offset in the headers (the first 128 bytes), then 256
+/// spread over the rest, at varying positions within records.
+fn cuts(len: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..len.min(128)).collect();
+    if len > 128 {
+        v.extend((0..256).map(|i| 128 + (i * (len - 128) + i * 7) / 256 % (len - 128)));
+    }
+    v
+}
+
+#[test]
+fn every_capture_cut_anywhere_reads_what_is_whole_or_says_where() {
+    let started = Instant::now();
+    let mut reads = 0u64;
+    for path in corpus_captures() {
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let whole = read_all(&name, bytes.clone());
+        for cut in cuts(bytes.len()) {
+            let got = read_all(&name, bytes[..cut].to_vec());
+            reads += 1;
+            assert!(got.frames <= whole.frames, "{name} cut at {cut}");
+            if let Some(e) = &got.error {
+                check_error(&name, e);
+            }
+        }
+    }
+    eprintln!(
+        "cut captures: {reads} reads in {:.1} s, no panic",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn flipped_bytes_and_absurd_lengths_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut reads = 0u64;
+    let mut errors = 0u64;
+    for path in corpus_captures() {
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for _ in 0..300 {
+            let mut damaged = bytes.clone();
+            for _ in 0..rng.usize(1..8) {
+                let at = rng.usize(..damaged.len());
+                match rng.u8(..4) {
+                    // A random byte.
+                    0 => damaged[at] = rng.u8(..),
+                    // An absurd 32-bit length (either byte order).
+                    1 => {
+                        let v: u32 = [0xffff_ffff, 0x8000_0000, 0x0400_0001, 0][rng.usize(..4)];
+                        let b = if rng.bool() {
+                            v.to_le_bytes()
+                        } else {
+                            v.to_be_bytes()
+                        };
+                        let end = (at + 4).min(damaged.len());
+                        damaged[at..end].copy_from_slice(&b[..end - at]);
+                    }
+                    // A chunk removed or duplicated.
+                    2 => {
+                        let end = (at + rng.usize(1..64)).min(damaged.len());
+                        damaged.drain(at..end);
+                    }
+                    _ => {
+                        let end = (at + rng.usize(1..64)).min(damaged.len());
+                        let chunk = damaged[at..end].to_vec();
+                        damaged.splice(at..at, chunk);
+                    }
+                }
+                if damaged.is_empty() {
+                    break;
+                }
+            }
+            let got = read_all(&name, damaged);
+            reads += 1;
+            if let Some(e) = &got.error {
+                errors += 1;
+                check_error(&name, e);
+            }
+        }
+    }
+    eprintln!("damaged captures: {reads} reads, {errors} ended in a clear error, no panic");
+}
+
+fn pcap_header(magic: u32, snaplen: u32, linktype: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&magic.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    v.extend_from_slice(&[0; 8]);
+    v.extend_from_slice(&snaplen.to_le_bytes());
+    v.extend_from_slice(&linktype.to_le_bytes());
+    v
+}
+
+fn record(caplen: u32, origlen: u32, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&1u32.to_le_bytes());
+    v.extend_from_slice(&2u32.to_le_bytes());
+    v.extend_from_slice(&caplen.to_le_bytes());
+    v.extend_from_slice(&origlen.to_le_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn hand_made_bad_files_get_clear_errors() {
+    let frame = [0u8; 60];
+    let ok = [pcap_header(0xa1b2_c3d4, 65535, 1), record(60, 60, &frame)].concat();
+    assert_eq!(read_all("ok.pcap", ok.clone()).frames, 1);
+
+    // Snaplen 0 in the header: records say their own length.
+    let snap0 = [pcap_header(0xa1b2_c3d4, 0, 1), record(60, 60, &frame)].concat();
+    let got = read_all("snap0.pcap", snap0);
+    assert_eq!((got.frames, got.error.is_none()), (1, true));
+
+    for (name, bytes, expect) in [
+        ("empty.pcap", Vec::new(), "empty"),
+        (
+            "magic.pcap",
+            b"GIF89a not a capture at all".to_vec(),
+            "not a pcap or pcapng",
+        ),
+        (
+            "linktype.pcap",
+            [
+                pcap_header(0xa1b2_c3d4, 65535, 9999),
+                record(60, 60, &frame),
+            ]
+            .concat(),
+            "unsupported link type 9999",
+        ),
+        (
+            // A record claiming 4 GiB: refused, not allocated.
+            "huge.pcap",
+            [ok.clone(), record(0xffff_fff0, 0xffff_fff0, &frame)].concat(),
+            "byte offset 100",
+        ),
+        (
+            // A record of 8 MiB, really there: refused once the buffer
+            // reaches the limit, with its offset.
+            "big.pcap",
+            [ok.clone(), record(8 << 20, 8 << 20, &vec![0; 8 << 20])].concat(),
+            "larger than 4194304 bytes",
+        ),
+        (
+            "cut.pcap",
+            [ok.clone(), record(60, 60, &frame[..10])].concat(),
+            "byte offset 100",
+        ),
+        (
+            // pcapng: a section header whose block length is absurd.
+            "shb.pcapng",
+            [
+                &0x0a0d_0d0au32.to_le_bytes()[..],
+                &0xffff_fff0u32.to_le_bytes(),
+                &0x1a2b_3c4du32.to_le_bytes(),
+                &[0; 16],
+            ]
+            .concat(),
+            "flowtap",
+        ),
+    ] {
+        let started = Instant::now();
+        let got = read_all(name, bytes);
+        let e = got.error.unwrap_or_else(|| panic!("{name}: no error"));
+        check_error(name, &e);
+        let text = e.to_string();
+        assert!(
+            text.contains(expect) || expect == "flowtap",
+            "{name}: {text}"
+        );
+        assert!(started.elapsed().as_secs() < 5, "{name} took too long");
+        eprintln!("{text}");
+    }
+
+    // pcapng: a packet naming an interface that was never described.
+    let shb = {
+        let mut b = Vec::new();
+        b.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
+        b.extend_from_slice(&28u32.to_le_bytes());
+        b.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&(-1i64).to_le_bytes());
+        b.extend_from_slice(&28u32.to_le_bytes());
+        b
+    };
+    let epb = {
+        let mut b = Vec::new();
+        b.extend_from_slice(&6u32.to_le_bytes());
+        b.extend_from_slice(&(32u32 + 60).to_le_bytes());
+        b.extend_from_slice(&3u32.to_le_bytes()); // interface 3
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&60u32.to_le_bytes());
+        b.extend_from_slice(&60u32.to_le_bytes());
+        b.extend_from_slice(&frame);
+        b.extend_from_slice(&(32u32 + 60).to_le_bytes());
+        b
+    };
+    let got = read_all("iface.pcapng", [shb, epb].concat());
+    let text = got.error.unwrap().to_string();
+    assert!(
+        text.contains("interface 3") && text.contains("byte offset 28"),
+        "{text}"
+    );
+}
