@@ -2,13 +2,23 @@
 //! fields a flow needs, small enough to cross threads by value.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An IPv4 or IPv6 address in one fixed-size form, so keys hash and compare as
 /// plain bytes. IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`); that
 /// range never appears on the wire as real IPv6 (RFC 4291 §2.5.5.2).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Addr(pub [u8; 16]);
+
+/// One 128-bit word rather than a length-prefixed byte slice (the derived
+/// form): every packet hashes two addresses, twice.
+impl Hash for Addr {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.0));
+    }
+}
 
 impl Addr {
     pub const fn from_v4(octets: [u8; 4]) -> Addr {

@@ -73,6 +73,10 @@ const SYNS_KEPT: usize = 3;
 const C2S: usize = 0;
 const S2C: usize = 1;
 
+/// Heap bytes of a connection's handshake state while it lasts (with the
+/// allocator's overhead), for memory accounting.
+pub const HANDSHAKE_STATE_BYTES: usize = size_of::<HandshakeTimes>() + 16;
+
 /// The handshake's timestamps so far (0 = not seen).
 #[derive(Clone, Copy, Debug, Default)]
 struct HandshakeTimes {
@@ -89,6 +93,29 @@ struct HandshakeTimes {
 }
 
 impl HandshakeTimes {
+    /// Takes in one packet (TCP flags `f`) and records the legs it settles.
+    fn step(&mut self, f: u8, c2s: bool, pure_syn: bool, ts_ns: u64, step: &mut Step) {
+        if c2s {
+            if pure_syn {
+                self.push_syn(ts_ns);
+            } else if f & flags::ACK != 0 && f & flags::SYN == 0 && self.first_ack_ns == 0 {
+                self.first_ack_ns = ts_ns;
+            }
+            self.client_newest_ns = self.client_newest_ns.max(ts_ns);
+        } else if f & flags::SYN != 0
+            && f & flags::ACK != 0
+            && (self.synack_ns == 0 || ts_ns < self.synack_ns)
+        {
+            self.synack_ns = ts_ns;
+        }
+        self.settle(false, step);
+    }
+
+    /// Both legs are recorded (or can never be): nothing more to do.
+    fn is_done(&self) -> bool {
+        self.done == CLIENT_LEG_DONE | SERVER_LEG_DONE
+    }
+
     fn push_syn(&mut self, ts: u64) {
         if (self.syn_count as usize) < SYNS_KEPT {
             self.syns[self.syn_count as usize] = ts;
@@ -139,7 +166,7 @@ impl HandshakeTimes {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Conn {
     /// Index of the connection's flow in the shard's flow slab.
     pub flow: u32,
@@ -148,7 +175,10 @@ pub struct Conn {
     /// from before it belongs to an earlier connection on the 5-tuple (seen
     /// late, through another queue) and does not close this one.
     opened_ns: u64,
-    handshake: HandshakeTimes,
+    /// Until both legs are recorded (TCP only). Boxed, and dropped once
+    /// done, because an established connection never needs it again: it
+    /// would more than double the entry that every packet looks up.
+    handshake: Option<Box<HandshakeTimes>>,
     /// First sequence number seen in each direction, for port-reuse detection.
     base_seq: [u32; 2],
     base_seq_set: [bool; 2],
@@ -175,7 +205,7 @@ impl Conn {
             flow,
             last_seen_ns: ts_ns,
             opened_ns: ts_ns,
-            handshake: HandshakeTimes::default(),
+            handshake: (t.proto == L4Proto::Tcp).then(Box::default),
             base_seq: [0; 2],
             base_seq_set: [false; 2],
             client_is_lo,
@@ -217,7 +247,9 @@ impl Conn {
 
     /// A SYN was seen and the handshake has not completed.
     pub fn is_half_open(&self) -> bool {
-        self.handshake.syn_count > 0 && self.handshake.first_ack_ns == 0
+        self.handshake
+            .as_ref()
+            .is_some_and(|h| h.syn_count > 0 && h.first_ack_ns == 0)
     }
 
     /// Advances the TCP state for one packet sent client-to-server (`c2s`)
@@ -244,21 +276,12 @@ impl Conn {
             self.base_seq[dir] = t.tcp_seq;
             self.base_seq_set[dir] = true;
         }
-        let h = &mut self.handshake;
-        if c2s {
-            if pure_syn {
-                h.push_syn(ts_ns);
-            } else if f & flags::ACK != 0 && f & flags::SYN == 0 && h.first_ack_ns == 0 {
-                h.first_ack_ns = ts_ns;
+        if let Some(h) = self.handshake.as_deref_mut() {
+            h.step(f, c2s, pure_syn, ts_ns, &mut step);
+            if h.is_done() {
+                self.handshake = None;
             }
-            h.client_newest_ns = h.client_newest_ns.max(ts_ns);
-        } else if f & flags::SYN != 0
-            && f & flags::ACK != 0
-            && (h.synack_ns == 0 || ts_ns < h.synack_ns)
-        {
-            h.synack_ns = ts_ns;
         }
-        h.settle(false, &mut step);
         if ts_ns >= self.opened_ns {
             if f & flags::FIN != 0 {
                 self.closing |= if c2s { FIN_CLIENT } else { FIN_SERVER };
@@ -274,7 +297,9 @@ impl Conn {
     /// expired, or the capture file ended).
     pub fn flush(&mut self) -> Step {
         let mut step = Step::default();
-        self.handshake.settle(true, &mut step);
+        if let Some(h) = self.handshake.as_deref_mut() {
+            h.settle(true, &mut step);
+        }
         step
     }
 }

@@ -57,24 +57,41 @@ pub struct FlowKey {
 #[derive(Clone, Debug)]
 pub struct ShardHasher {
     state: ahash::RandomState,
-    shards: u64,
+    /// Shard `i` takes the hashes that scale into `ends[i-1]..ends[i]` of
+    /// `0..total`: its share of the traffic.
+    ends: Vec<u64>,
+    total: u64,
 }
 
 impl ShardHasher {
+    /// `shards` shards with equal shares.
     pub fn new(shards: usize, seed: Option<u64>) -> ShardHasher {
+        ShardHasher::with_shares(&vec![1; shards.max(1)], seed)
+    }
+
+    /// One shard per entry of `shares`, taking that share of the traffic.
+    pub fn with_shares(shares: &[u64], seed: Option<u64>) -> ShardHasher {
+        let ends: Vec<u64> = shares
+            .iter()
+            .scan(0, |end, share| {
+                *end += share.max(&1);
+                Some(*end)
+            })
+            .collect();
         let state = match seed {
             Some(seed) => ahash::RandomState::with_seeds(seed, seed ^ 0x9e37_79b9_7f4a_7c15, 7, 11),
             None => ahash::RandomState::new(),
         };
         ShardHasher {
             state,
-            shards: shards.max(1) as u64,
+            total: ends.last().copied().unwrap_or(1),
+            ends: if ends.is_empty() { vec![1] } else { ends },
         }
     }
 
     #[inline]
     pub fn shard_of(&self, t: &Transport) -> usize {
-        if self.shards == 1 {
+        if self.ends.len() == 1 {
             return 0;
         }
         let (a, b) = if t.src <= t.dst {
@@ -86,8 +103,9 @@ impl ShardHasher {
         (t.proto as u8).hash(&mut h);
         a.hash(&mut h);
         b.hash(&mut h);
-        // Multiply-shift maps the hash onto 0..shards without a division.
-        ((u128::from(h.finish()) * u128::from(self.shards)) >> 64) as usize
+        // Multiply-shift maps the hash onto 0..total without a division.
+        let x = ((u128::from(h.finish()) * u128::from(self.total)) >> 64) as u64;
+        self.ends.iter().take_while(|&&end| end <= x).count()
     }
 }
 
@@ -133,5 +151,19 @@ mod tests {
             seen[hasher.shard_of(&t([198, 18, x, y], 1, [198, 19, 0, 1], 2))] += 1;
         }
         assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+    }
+
+    #[test]
+    fn shards_take_their_shares() {
+        let hasher = ShardHasher::with_shares(&[1, 2, 1], Some(5));
+        let mut seen = [0usize; 3];
+        for i in 0..4000u16 {
+            let [x, y] = i.to_be_bytes();
+            seen[hasher.shard_of(&t([198, 18, x, y], 1, [198, 19, 0, 1], 2))] += 1;
+        }
+        // Expected 1000, 2000, 1000.
+        assert!((900..1100).contains(&seen[0]), "{seen:?}");
+        assert!((1850..2150).contains(&seen[1]), "{seen:?}");
+        assert!((900..1100).contains(&seen[2]), "{seen:?}");
     }
 }

@@ -6,24 +6,37 @@
 //! exact average over the last 75-100% of the window (7.5-10 s by default),
 //! never an extrapolation, and it costs four small counters per direction.
 
+use super::table::Counter;
+
 /// Slots per window.
 pub const SLOTS: usize = 4;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Slot {
-    pkts: [u32; 2],
-    bytes: [u64; 2],
-}
 
 /// Direction index: client to server, server to client.
 pub const C2S: usize = 0;
 pub const S2C: usize = 1;
 
+/// What every packet of a flow updates, alone in one cache line: with a
+/// hundred thousand flows the table does not fit in cache, and each line a
+/// packet touches is a trip to memory (the offline profile in BENCHMARKS.md).
+/// The rate window's slots live elsewhere ([`RateWindow`]) and are touched
+/// only when a packet opens a new slot, a few times per window per flow.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+pub struct Meter {
+    /// Packets and bytes since the flow began, per direction.
+    pub counts: [Counter; 2],
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// Absolute index of the newest slot a packet fell into.
+    newest_slot: u64,
+}
+
+/// The totals at the start of each of the last [`SLOTS`] slots: a slot's
+/// traffic is the difference between its start and the next one's (or the
+/// running totals, for the newest slot).
 #[derive(Clone, Debug, Default)]
 pub struct RateWindow {
-    /// Absolute index of the newest slot written (time / slot length).
-    newest: u64,
-    slots: [Slot; SLOTS],
+    starts: [[Counter; 2]; SLOTS],
 }
 
 /// Rates per direction, per second.
@@ -56,53 +69,112 @@ impl SlotClock {
     }
 }
 
-impl RateWindow {
-    /// Counts one packet of `bytes` in direction `dir` at absolute slot `slot`.
-    #[inline]
-    pub fn record(&mut self, slot: u64, dir: usize, bytes: u32) {
-        if slot > self.newest {
-            let stale = (slot - self.newest).min(SLOTS as u64);
-            for i in 0..stale {
-                self.slots[((slot - i) % SLOTS as u64) as usize] = Slot::default();
-            }
-            self.newest = slot;
-        } else if self.newest - slot >= SLOTS as u64 {
-            // Older than the window (out-of-order timestamps): totals count
-            // it, the rate does not.
-            return;
+impl Meter {
+    /// A meter for a flow whose first packet is at `ts_ns` (not yet counted).
+    pub fn new(clock: SlotClock, ts_ns: u64) -> Meter {
+        Meter {
+            counts: [Counter::default(); 2],
+            first_seen_ns: ts_ns,
+            last_seen_ns: ts_ns,
+            newest_slot: clock.slot_of(ts_ns),
         }
-        let s = &mut self.slots[(slot % SLOTS as u64) as usize];
-        s.pkts[dir] = s.pkts[dir].saturating_add(1);
-        s.bytes[dir] += u64::from(bytes);
     }
 
-    /// Rates at `as_of_ns`, averaged from the start of the oldest counted slot
-    /// (or `since_ns`, when the observation began later) to `as_of_ns`.
-    pub fn rates(&self, clock: SlotClock, as_of_ns: u64, since_ns: u64) -> Rates {
+    /// Counts one packet; `window` is fetched only when the packet is not in
+    /// the newest slot.
+    #[inline]
+    pub fn record<'w>(
+        &mut self,
+        clock: SlotClock,
+        ts_ns: u64,
+        dir: usize,
+        bytes: u32,
+        window: impl FnOnce() -> &'w mut RateWindow,
+    ) {
+        let slot = clock.slot_of(ts_ns);
+        if slot != self.newest_slot {
+            window().before_packet(&mut self.newest_slot, &self.counts, slot, dir, bytes);
+        }
+        let c = &mut self.counts[dir];
+        c.pkts += 1;
+        c.bytes += u64::from(bytes);
+        self.first_seen_ns = self.first_seen_ns.min(ts_ns);
+        self.last_seen_ns = self.last_seen_ns.max(ts_ns);
+    }
+
+    /// Rates at `as_of_ns`, averaged from the start of the oldest counted
+    /// slot (or `since_ns`, when the observation began later) to `as_of_ns`.
+    pub fn rates(
+        &self,
+        window: &RateWindow,
+        clock: SlotClock,
+        as_of_ns: u64,
+        since_ns: u64,
+    ) -> Rates {
         let now_slot = clock.slot_of(as_of_ns);
         let oldest = now_slot.saturating_sub(SLOTS as u64 - 1);
         let start_ns = (oldest * clock.slot_ns()).max(since_ns);
         let span_s = as_of_ns.saturating_sub(start_ns) as f64 / 1e9;
         let mut rates = Rates::default();
-        if span_s <= 0.0 {
+        // The counted slots that the window still remembers.
+        let lo = oldest.max(self.newest_slot.saturating_sub(SLOTS as u64 - 1));
+        let hi = now_slot.min(self.newest_slot);
+        if span_s <= 0.0 || lo > hi {
             return rates;
         }
-        for slot in oldest..=now_slot {
-            if slot > self.newest || self.newest - slot >= SLOTS as u64 {
-                continue;
-            }
-            let s = &self.slots[(slot % SLOTS as u64) as usize];
-            for dir in [C2S, S2C] {
-                rates.pps[dir] += f64::from(s.pkts[dir]);
-                rates.bps[dir] += s.bytes[dir] as f64 * 8.0;
-            }
-        }
+        let end = if hi == self.newest_slot {
+            &self.counts
+        } else {
+            &window.starts[slot_index(hi + 1)]
+        };
+        let start = &window.starts[slot_index(lo)];
         for dir in [C2S, S2C] {
-            rates.pps[dir] /= span_s;
-            rates.bps[dir] /= span_s;
+            rates.pps[dir] = (end[dir].pkts - start[dir].pkts) as f64 / span_s;
+            rates.bps[dir] = (end[dir].bytes - start[dir].bytes) as f64 * 8.0 / span_s;
         }
         rates
     }
+}
+
+impl RateWindow {
+    /// Prepares the slots for a packet at `slot`, which is not the newest
+    /// one, before it is added to `totals`.
+    #[cold]
+    fn before_packet(
+        &mut self,
+        newest: &mut u64,
+        totals: &[Counter; 2],
+        slot: u64,
+        dir: usize,
+        bytes: u32,
+    ) {
+        if slot > *newest {
+            // New slots start at the totals so far.
+            let fresh = (slot - *newest).min(SLOTS as u64);
+            for i in 0..fresh {
+                self.starts[slot_index(slot - i)] = *totals;
+            }
+            *newest = slot;
+            return;
+        }
+        // An older packet (out-of-order timestamps): the starts of the slots
+        // after its own include it, so only its slot counts it; a packet
+        // older than the window counts in no slot (the totals still count it).
+        let first = if *newest - slot >= SLOTS as u64 {
+            *newest + 1 - SLOTS as u64
+        } else {
+            slot + 1
+        };
+        for s in first..=*newest {
+            let c = &mut self.starts[slot_index(s)][dir];
+            c.pkts += 1;
+            c.bytes += u64::from(bytes);
+        }
+    }
+}
+
+fn slot_index(slot: u64) -> usize {
+    (slot % SLOTS as u64) as usize
 }
 
 #[cfg(test)]
@@ -111,16 +183,42 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    struct Flow {
+        meter: Option<Meter>,
+        window: RateWindow,
+    }
+
+    impl Flow {
+        fn new() -> Flow {
+            Flow {
+                meter: None,
+                window: RateWindow::default(),
+            }
+        }
+
+        fn record(&mut self, clock: SlotClock, ts: u64, dir: usize, bytes: u32) {
+            let meter = self.meter.get_or_insert_with(|| Meter::new(clock, ts));
+            meter.record(clock, ts, dir, bytes, || &mut self.window);
+        }
+
+        fn rates(&self, clock: SlotClock, as_of_ns: u64, since_ns: u64) -> Rates {
+            self.meter
+                .as_ref()
+                .unwrap()
+                .rates(&self.window, clock, as_of_ns, since_ns)
+        }
+    }
+
     #[test]
     fn steady_traffic_gives_its_rate() {
         let clock = SlotClock::new(8 * S); // 2 s slots
-        let mut w = RateWindow::default();
+        let mut w = Flow::new();
         // 10 packets/s of 100 bytes for 20 s, both directions at 1:2.
         for i in 0..200u64 {
             let ts = 100 * S + i * S / 10;
-            w.record(clock.slot_of(ts), C2S, 100);
+            w.record(clock, ts, C2S, 100);
             if i % 2 == 0 {
-                w.record(clock.slot_of(ts), S2C, 100);
+                w.record(clock, ts, S2C, 100);
             }
         }
         let r = w.rates(clock, 120 * S, 0);
@@ -132,12 +230,12 @@ mod tests {
     #[test]
     fn idle_flows_decay_to_zero_and_late_packets_are_ignored() {
         let clock = SlotClock::new(8 * S);
-        let mut w = RateWindow::default();
-        w.record(clock.slot_of(100 * S), C2S, 60);
+        let mut w = Flow::new();
+        w.record(clock, 100 * S, C2S, 60);
         assert!(w.rates(clock, 101 * S, 0).pps[C2S] > 0.0);
         assert_eq!(w.rates(clock, 200 * S, 0).pps[C2S], 0.0);
         // A packet far older than the newest slot changes nothing.
-        w.record(clock.slot_of(10 * S), C2S, 60);
+        w.record(clock, 10 * S, C2S, 60);
         // At 101 s the window starts at 94 s (slots of 2 s): one packet in 7 s.
         assert_eq!(w.rates(clock, 101 * S, 0).pps[C2S], 1.0 / 7.0);
     }
@@ -145,9 +243,9 @@ mod tests {
     #[test]
     fn observation_start_bounds_the_span() {
         let clock = SlotClock::new(8 * S);
-        let mut w = RateWindow::default();
+        let mut w = Flow::new();
         for i in 0..10u64 {
-            w.record(clock.slot_of(100 * S + i * S / 10), C2S, 1);
+            w.record(clock, 100 * S + i * S / 10, C2S, 1);
         }
         // Capture began at 100 s; at 101 s the 10 packets span one second.
         let r = w.rates(clock, 101 * S, 100 * S);

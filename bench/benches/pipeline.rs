@@ -1,0 +1,155 @@
+//! Per-packet cost of the hot path, so that regressions show:
+//! - `parse`: the dissector on Ethernet/IPv4/TCP frames;
+//! - `handoff`: a push and a pop through a shard inbox (the queue type the
+//!   workers use; measured on one core, so without the cache-line transfer a
+//!   real cross-core hand-off adds);
+//! - `update/N`: one data packet into a table holding N established
+//!   connections, in random connection order; `update/batched_N` the same
+//!   through `FlowTable::update_batch`, as the workers count;
+//! - `path/N`: the three together, frame to flow, at N connections, batched
+//!   as a worker does it.
+//!
+//! Run: `cargo bench -p flowtap-bench --bench pipeline` (BENCHMARKS.md).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bench::{data_frames, established, packet};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_queue::ArrayQueue;
+use pipeline::flow::TableConfig;
+use pipeline::packet::PacketMeta;
+use pipeline::wire::dissect::{Dissected, LinkType, dissect};
+
+const SIZES: [(u32, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")];
+/// Frames per measured batch: enough to spread over the table, small enough
+/// for criterion's sampling.
+const BATCH: usize = 4096;
+/// Packets a worker counts at once (`pipeline::engine`).
+const UPDATE_BATCH: usize = pipeline::engine::UPDATE_BATCH;
+
+fn parse(c: &mut Criterion) {
+    let frames = data_frames(BATCH as u32 / 2, 1);
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Elements(frames.len() as u64));
+    g.bench_function("eth_ipv4_tcp", |b| {
+        b.iter(|| {
+            for f in &frames {
+                black_box(dissect(LinkType::Ethernet, black_box(f)).is_ok());
+            }
+        })
+    });
+    g.finish();
+}
+
+fn handoff(c: &mut Criterion) {
+    let frames = data_frames(BATCH as u32 / 2, 1);
+    let packets: Vec<PacketMeta> = frames.iter().map(|f| packet(f, 1)).collect();
+    let inbox = ArrayQueue::new(64 * 1024);
+    let mut g = c.benchmark_group("handoff");
+    g.throughput(Throughput::Elements(packets.len() as u64));
+    g.bench_function("push_pop", |b| {
+        b.iter(|| {
+            for p in &packets {
+                let _ = inbox.push(*p);
+            }
+            while let Some(p) = inbox.pop() {
+                black_box(p);
+            }
+        })
+    });
+    g.finish();
+}
+
+/// Runs `each` over the packets of an N-connection workload, cycling, with
+/// timestamps that keep increasing (as in a capture).
+fn cycle<T>(items: &[T], iters: u64, mut each: impl FnMut(&T, u64)) -> Duration {
+    let started = Instant::now();
+    let mut ts = 10_000_000_000_000u64;
+    for k in 0..iters as usize {
+        ts += 1_000;
+        each(&items[k % items.len()], ts);
+    }
+    started.elapsed()
+}
+
+fn update(c: &mut Criterion) {
+    let mut g = c.benchmark_group("update");
+    g.throughput(Throughput::Elements(1));
+    for (n, name) in SIZES {
+        let (mut table, _) = established(n, TableConfig::default(), 1_000_000_000_000);
+        let packets: Vec<PacketMeta> = data_frames(n, 2).iter().map(|f| packet(f, 0)).collect();
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                cycle(&packets, iters, |p, ts| {
+                    table.update(&PacketMeta { ts_ns: ts, ..*p });
+                })
+            })
+        });
+    }
+    for (n, name) in SIZES {
+        let (mut table, _) = established(n, TableConfig::default(), 1_000_000_000_000);
+        let packets: Vec<PacketMeta> = data_frames(n, 2).iter().map(|f| packet(f, 0)).collect();
+        g.bench_function(format!("batched_{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut batch = Vec::with_capacity(UPDATE_BATCH);
+                let d = cycle(&packets, iters, |p, ts| {
+                    batch.push(PacketMeta { ts_ns: ts, ..*p });
+                    if batch.len() == UPDATE_BATCH {
+                        table.update_batch(&batch);
+                        batch.clear();
+                    }
+                });
+                table.update_batch(&batch);
+                d
+            })
+        });
+    }
+    g.finish();
+}
+
+fn path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("path");
+    g.throughput(Throughput::Elements(1));
+    for (n, name) in SIZES {
+        let (mut table, _) = established(n, TableConfig::default(), 1_000_000_000_000);
+        let frames = data_frames(n, 3);
+        let inbox = ArrayQueue::new(1024);
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                // As a worker does it: parse, hand off, and count in batches.
+                let mut batch = Vec::with_capacity(UPDATE_BATCH);
+                let d = cycle(&frames, iters, |f, ts| {
+                    if let Ok(Dissected::Transport(transport)) = dissect(LinkType::Ethernet, f) {
+                        let meta = PacketMeta {
+                            ts_ns: ts,
+                            wire_len: f.len() as u32,
+                            transport,
+                        };
+                        let _ = inbox.push(meta);
+                        if let Some(p) = inbox.pop() {
+                            batch.push(p);
+                        }
+                        if batch.len() == UPDATE_BATCH {
+                            table.update_batch(&batch);
+                            batch.clear();
+                        }
+                    }
+                });
+                table.update_batch(&batch);
+                d
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = parse, handoff, update, path
+}
+criterion_main!(benches);

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""flowtap's side-by-side benchmarks: one command, tables on stdout, and
+results (JSON, Markdown tables, a PNG plot) in the output directory.
+
+    scripts/bench.sh            # the whole run (BENCHMARKS.md)
+    scripts/bench.sh --quick    # small captures, one run each (CI checks it works)
+
+Sections (each can be chosen with --only):
+  offline  flowtap -r against the peer tools on the same files, interleaved
+  micro    criterion per-packet benchmarks (parse, hand-off, update)
+  memory   bytes per connection and per flow, RSS at 1M flows
+  queries  HTTP latency with 1M flows while the pipeline ingests, under wrk
+  live     pcap-replay into a SPAN veth, flowtap against XDP_DROP
+  profile  perf profile of flowtap -r (one thread)
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import offline  # noqa: E402
+import perf_profile  # noqa: E402
+import micro  # noqa: E402
+import memory  # noqa: E402
+import queries  # noqa: E402
+import report  # noqa: E402
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small captures, one run each")
+    ap.add_argument("--runs", type=int, help="runs per tool and capture (default 5, quick 1)")
+    ap.add_argument("--only", action="append", choices=["offline", "micro", "memory", "queries", "live", "profile"])
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench", help="where captures are generated")
+    ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "captures")
+    args = ap.parse_args()
+    sections = args.only or ["offline", "micro", "memory", "queries", "live", "profile"]
+    runs = args.runs or (1 if args.quick else 5)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.data.mkdir(parents=True, exist_ok=True)
+    bins = {name: ROOT / "target" / "release" / name for name in ["flowtap", "flowtap-capgen", "pcap-replay", "table-memory"]}
+    for name, path in bins.items():
+        if not path.exists():
+            raise SystemExit(f"bench: {path} is missing; run scripts/bench.sh (it builds the release binaries)")
+
+    results = {"machine": machine(), "quick": args.quick, "runs": runs}
+    captures = offline.captures(bins["flowtap-capgen"], args.data, args.corpus, args.quick)
+    results["captures"] = {k: {"path": str(v["path"]), "packets": v["packets"], "spec": v["spec"]} for k, v in captures.items()}
+    if "offline" in sections:
+        results["offline"] = offline.run(bins["flowtap"], captures, runs, args.out)
+    if "micro" in sections:
+        results["micro"] = micro.run(ROOT, args.quick)
+    if "memory" in sections:
+        results["memory"] = memory.run(bins, captures, args.quick)
+    if "queries" in sections:
+        results["queries"] = queries.run(bins["flowtap"], captures, args.quick)
+    if "live" in sections:
+        import live  # needs root and namespaces
+
+        small = captures["synthetic-small"]["path"]
+        results["live"] = live.run(bins["flowtap"], bins["pcap-replay"], small, args.data / "live")
+    if "profile" in sections:
+        results["profile"] = perf_profile.run(bins["flowtap"], captures, args.quick, args.out)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    tables = report.tables(results)
+    (args.out / "tables.md").write_text(tables)
+    report.plot(results, args.out / "benchmarks.png")
+    print(tables)
+    print(f"bench: results in {args.out}/ (results.json, tables.md, benchmarks.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
