@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-peers=(time linux-perf tcpdump softflowd argus-server nfdump pmacct tshark wrk wireshark-common)
+peers=(python3-venv time linux-perf tcpdump softflowd argus-server nfdump pmacct tshark wrk wireshark-common)
 missing=()
 for p in "${peers[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,7 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # The packages' daemons must not start; there is no init system to start them anyway.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
+# matplotlib (the plot) in a venv of the project's own, pinned.
+venv=target/venv-bench
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import matplotlib' 2>/dev/null || "$venv/bin/pip" install -q 'matplotlib==3.11.2'
 
 cargo build --release -q -p flowtap -p flowtap-capgen -p pcap-replay -p flowtap-bench
-exec python3 bench/harness/run.py "$@"
+exec "$venv/bin/python" bench/harness/run.py "$@"

@@ -15,3 +15,5 @@ cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --profile ci
 # Each fuzz target for a fixed number of executions (prints a table).
 ./scripts/fuzz.sh
+# The benchmark command, in quick mode: it must keep working (BENCHMARKS.md).
+./scripts/bench.sh --quick --out target/bench-quick

@@ -9,6 +9,13 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def describe(packets: int, spec: dict) -> str:
+    if "files" in spec:
+        return f"{packets:,} packets: the corpus's Ethernet captures " + ", ".join(spec["files"])
+    return (f"{packets:,} packets, {spec['concurrent']:,} connections open at once, "
+            f"{spec['clients']:,} clients, {spec['servers']:,} servers")
+
+
 def mpps(pps: float) -> str:
     return f"{pps / 1e6:.2f}"
 
@@ -18,8 +25,7 @@ def tables(res: dict) -> str:
     out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; {m['date']}; "
            f"median of up to {res['runs']} interleaved runs{' (quick mode)' if res['quick'] else ''}.\n"]
     for name, cap in res.get("offline", {}).items():
-        spec = res["captures"][name]["spec"]
-        out.append(f"\n### Offline: {name} ({cap['packets']:,} packets; {spec})\n\n")
+        out.append(f"\n### Offline: {name} ({describe(cap['packets'], res['captures'][name]['spec'])})\n\n")
         out.append(table(
             ["tool", "runs", "wall s", "Mpps", "peak RSS MiB", "flowtap 1-thread speed-up"],
             [[r["tool"], r["runs"], f"{r['wall_s']:.3f}", mpps(r["pps"]), f"{r['rss_mib']:.0f}",

@@ -61,7 +61,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench", help="where captures are generated")
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "captures")
+    ap.add_argument("--report", action="store_true", help="only redo the tables and plot from results.json")
     args = ap.parse_args()
+    if args.report:
+        results = json.loads((args.out / "results.json").read_text())
+        (args.out / "tables.md").write_text(report.tables(results))
+        report.plot(results, args.out / "benchmarks.png")
+        print(report.tables(results))
+        return 0
     sections = args.only or ["offline", "micro", "memory", "queries", "live", "profile"]
     runs = args.runs or (1 if args.quick else 5)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +78,12 @@ def main() -> int:
         if not path.exists():
             raise SystemExit(f"bench: {path} is missing; run scripts/bench.sh (it builds the release binaries)")
 
-    results = {"machine": machine(), "quick": args.quick, "runs": runs}
+    results = {}
+    previous = args.out / "results.json"
+    if args.only and previous.exists():
+        # A partial run replaces its sections of the last full one.
+        results = json.loads(previous.read_text())
+    results.update({"machine": machine(), "quick": args.quick, "runs": runs})
     captures = offline.captures(bins["flowtap-capgen"], args.data, args.corpus, args.quick)
     results["captures"] = {k: {"path": str(v["path"]), "packets": v["packets"], "spec": v["spec"]} for k, v in captures.items()}
     if "offline" in sections:

@@ -157,12 +157,12 @@ pub fn flows<'a>(view: &'a View, q: &FlowQuery) -> FlowsBody<'a> {
         }
         Some(by) => {
             let indices: Vec<usize> = (0..n).filter(|&i| select::matches(view, i, q)).collect();
-            let mut rows = rows::aggregate(view, &indices, by);
+            let mut groups = rows::aggregate(view, &indices, by);
             if let Some(m) = min_p99 {
-                rows.retain(|r| r.handshake_p99() >= Some(m));
+                groups.retain(|g| g.sort_key(view).3 >= Some(m));
             }
-            total = rows.len();
-            select::top_rows(&mut rows, q.sort, q.limit);
+            total = groups.len();
+            let rows = select::top_groups(view, groups, q.sort, q.limit);
             entries = Entries::Rows {
                 rows,
                 full: q.format == Format::Full,

@@ -11,13 +11,15 @@
 //! share it.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use pipeline::flow::rate::Rates;
 use pipeline::flow::table::{CLIENT_LEG, SERVER_LEG};
 use pipeline::flow::{Counter, HandshakeDigest, Percentiles, Window};
-use pipeline::packet::L4Proto;
+use pipeline::packet::{Addr, L4Proto};
 
 use super::query::Aggregate;
 use crate::cluster::nat64_ipv4;
@@ -126,66 +128,124 @@ pub fn handshake_p99(p: &[Option<Percentiles>; 2]) -> Option<u64> {
 }
 
 /// An endpoint's place in an aggregation: the attribute's value, or its IP.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Member {
+/// Borrowed from the view: a key per flow, so it must be cheap to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Member<'v> {
     /// The attribute, qualified by namespace where names are per namespace.
-    Attr(Option<Arc<str>>, Arc<str>),
-    Ip(IpAddr),
+    Attr(Option<&'v str>, &'v str),
+    Ip(Addr),
 }
 
-fn member(view: &View, flow: usize, side: Side, by: Aggregate) -> Member {
+fn member(view: &View, flow: usize, side: Side, by: Aggregate) -> Member<'_> {
+    let ns = || view.ns(flow, side).map(|n| &**n);
     let attr = match by {
-        Aggregate::Pod => view
-            .pod(flow, side)
-            .map(|p| (view.ns(flow, side).cloned(), p.clone())),
-        Aggregate::Namespace => view.ns(flow, side).map(|n| (None, n.clone())),
-        Aggregate::Node => view.node(flow, side).map(|n| (None, n.clone())),
-        Aggregate::Service => view
-            .svc(flow, side)
-            .map(|s| (view.ns(flow, side).cloned(), s.clone())),
+        Aggregate::Pod => view.pod(flow, side).map(|p| (ns(), &**p)),
+        Aggregate::Namespace => view.ns(flow, side).map(|n| (None, &**n)),
+        Aggregate::Node => view.node(flow, side).map(|n| (None, &**n)),
+        Aggregate::Service => view.svc(flow, side).map(|s| (ns(), &**s)),
     };
     match attr {
         Some((scope, name)) => Member::Attr(scope, name),
-        None => Member::Ip(view.ip(flow, side)),
+        None => {
+            let key = &view.flows()[flow].key;
+            Member::Ip(match side {
+                Side::Client => key.client,
+                Side::Server => key.server,
+            })
+        }
     }
 }
 
+/// A group of flows. Most groups of a large snapshot hold one flow (every
+/// endpoint without the attribute stays its own IP), so a group is just its
+/// first flow until a second one joins; only then is a row built and the
+/// handshake digests merged.
 struct Group {
+    first: usize,
+    merged: Option<Box<Merged>>,
+}
+
+impl Group {
+    fn new(first: usize) -> Group {
+        Group {
+            first,
+            merged: None,
+        }
+    }
+}
+
+/// What entries sort by: (total bytes, total packets, pps, handshake p99).
+pub type Rank = (u64, u64, f64, Option<u64>);
+
+/// An aggregated entry before rendering: a lone flow stays an index, so that
+/// only the entries a query returns are ever turned into rows.
+pub enum Grouped {
+    One(usize),
+    Many(Box<Row>),
+}
+
+impl Grouped {
+    pub fn sort_key(&self, view: &View) -> Rank {
+        match self {
+            Grouped::One(i) => {
+                let f = &view.flows()[*i];
+                let pps = f.rates.pps[0] + f.rates.pps[1];
+                (
+                    f.total_bytes(),
+                    f.total_pkts(),
+                    pps,
+                    handshake_p99(&f.percentiles),
+                )
+            }
+            Grouped::Many(r) => (r.total_bytes(), r.total_pkts(), r.pps(), r.handshake_p99()),
+        }
+    }
+
+    pub fn into_row(self, view: &View) -> Row {
+        match self {
+            Grouped::One(i) => Row::of_flow(view, i),
+            Grouped::Many(row) => *row,
+        }
+    }
+}
+
+struct Merged {
     row: Row,
     digests: [HandshakeDigest; 2],
 }
 
-/// Merges the flows at `indices` by `by`. Rows come out in no particular
-/// order; the caller sorts them.
-pub fn aggregate(view: &View, indices: &[usize], by: Aggregate) -> Vec<Row> {
-    let snapshot = &view.snapshot;
-    let mut groups: HashMap<(L4Proto, Member, Member), Group> = HashMap::new();
-    for &i in indices {
-        let f = &view.flows()[i];
-        let key = (
-            f.key.proto,
-            member(view, i, Side::Client, by),
-            member(view, i, Side::Server, by),
-        );
-        let group = groups.entry(key).or_insert_with(|| Group {
-            row: Row {
-                flows: 0,
-                c2s: Counter::default(),
-                s2c: Counter::default(),
-                rates: Rates::default(),
-                ..Row::of_flow(view, i)
-            },
+impl Merged {
+    fn of(view: &View, flow: usize) -> Merged {
+        let mut merged = Merged {
+            row: Row::of_flow(view, flow),
             digests: Default::default(),
-        });
-        let row = &mut group.row;
-        if row.flows > 0 {
-            row.client
-                .intersect(&EndpointFields::of(view, i, Side::Client));
-            row.server
-                .intersect(&EndpointFields::of(view, i, Side::Server));
-            if row.server_port != Some(f.key.server_port) {
-                row.server_port = None;
+        };
+        merged.merge_digests(view, flow);
+        merged
+    }
+
+    fn merge_digests(&mut self, view: &View, flow: usize) {
+        let snapshot = &view.snapshot;
+        for leg in [CLIENT_LEG, SERVER_LEG] {
+            if let Some(d) = &view.flows()[flow].handshake[leg] {
+                d.merge_into(
+                    &mut self.digests[leg],
+                    snapshot.as_of_ns,
+                    snapshot.rtt_window,
+                );
             }
+        }
+    }
+
+    fn add(&mut self, view: &View, flow: usize) {
+        let f = &view.flows()[flow];
+        let row = &mut self.row;
+        row.client
+            .intersect(&EndpointFields::of(view, flow, Side::Client));
+        row.server
+            .intersect(&EndpointFields::of(view, flow, Side::Server));
+        if row.server_port != Some(f.key.server_port) {
+            row.server_port = None;
         }
         row.flows += 1;
         row.c2s.pkts += f.c2s.pkts;
@@ -197,26 +257,98 @@ pub fn aggregate(view: &View, indices: &[usize], by: Aggregate) -> Vec<Row> {
             row.rates.bps[dir] += f.rates.bps[dir];
         }
         row.last_seen_ns = row.last_seen_ns.max(f.last_seen_ns);
-        for leg in [CLIENT_LEG, SERVER_LEG] {
-            if let Some(d) = &f.handshake[leg] {
-                d.merge_into(
-                    &mut group.digests[leg],
-                    snapshot.as_of_ns,
-                    snapshot.rtt_window,
-                );
-            }
-        }
+        self.merge_digests(view, flow);
     }
-    groups
-        .into_values()
-        .map(|mut g| {
-            for leg in [CLIENT_LEG, SERVER_LEG] {
-                g.row.percentiles[leg] =
-                    g.digests[leg].percentiles(snapshot.as_of_ns, Window::Unbounded);
+
+    fn into_row(mut self, as_of_ns: u64) -> Row {
+        for leg in [CLIENT_LEG, SERVER_LEG] {
+            self.row.percentiles[leg] = self.digests[leg].percentiles(as_of_ns, Window::Unbounded);
+        }
+        self.row
+    }
+}
+
+/// Merges the flows at `indices` by `by`. Entries come out in no particular
+/// order; the caller sorts them.
+pub fn aggregate(view: &View, indices: &[usize], by: Aggregate) -> Vec<Grouped> {
+    let hasher = ahash::RandomState::new();
+    aggregate_with(view, indices, by, |key| hasher.hash_one(key))
+}
+
+type GroupKey<'v> = (L4Proto, Member<'v>, Member<'v>);
+
+/// [`aggregate`] with the key hash given (tests force collisions with it).
+/// Groups are found by a 64-bit hash of their key: small entries, so that a
+/// million groups stay a small table. Two keys with the same hash are told
+/// apart by comparing with the group's first flow; the rare loser goes to a
+/// second table keyed by the key itself.
+fn aggregate_with<'v>(
+    view: &'v View,
+    indices: &[usize],
+    by: Aggregate,
+    hash: impl Fn(&GroupKey<'v>) -> u64,
+) -> Vec<Grouped> {
+    let key_of = |i: usize| {
+        (
+            view.flows()[i].key.proto,
+            member(view, i, Side::Client, by),
+            member(view, i, Side::Server, by),
+        )
+    };
+    let mut by_hash: HashMap<u64, Group, BuildHasherDefault<PassHash>> =
+        HashMap::with_capacity_and_hasher(indices.len(), BuildHasherDefault::default());
+    let mut collided: HashMap<_, Group, ahash::RandomState> = HashMap::default();
+    for &i in indices {
+        let key = key_of(i);
+        let group = match by_hash.entry(hash(&key)) {
+            Entry::Vacant(v) => {
+                v.insert(Group::new(i));
+                continue;
             }
-            g.row
+            Entry::Occupied(o) if key_of(o.get().first) == key => o.into_mut(),
+            Entry::Occupied(_) => match collided.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert(Group::new(i));
+                    continue;
+                }
+                Entry::Occupied(o) => o.into_mut(),
+            },
+        };
+        group
+            .merged
+            .get_or_insert_with(|| Box::new(Merged::of(view, group.first)))
+            .add(view, i);
+    }
+    let as_of_ns = view.snapshot.as_of_ns;
+    by_hash
+        .into_values()
+        .chain(collided.into_values())
+        .map(|g| match g.merged {
+            // One flow: its own row, percentiles and all, when rendered.
+            None => Grouped::One(g.first),
+            Some(merged) => Grouped::Many(Box::new(merged.into_row(as_of_ns))),
         })
         .collect()
+}
+
+/// The identity hash, for keys that are hashes already.
+#[derive(Default)]
+struct PassHash(u64);
+
+impl Hasher for PassHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 #[cfg(test)]
@@ -295,7 +427,10 @@ mod tests {
             ],
             Cluster::default(),
         );
-        let rows = aggregate(&v, &[0, 1], Aggregate::Namespace);
+        let rows: Vec<Row> = aggregate(&v, &[0, 1], Aggregate::Namespace)
+            .into_iter()
+            .map(|g| g.into_row(&v))
+            .collect();
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!(r.flows, 2);
@@ -306,5 +441,34 @@ mod tests {
         // Merged samples: nine of 100 us and one of 10 ms. Averaging the
         // flows' medians would give 5050.
         assert_eq!((p.p50, p.p90, p.p99), (100, 100, 10_000));
+    }
+
+    #[test]
+    fn groups_whose_hashes_collide_stay_apart() {
+        let v = view(
+            vec![
+                flow("198.18.0.1", "198.19.0.1", 80, &[100]),
+                flow("198.18.0.2", "198.19.0.1", 80, &[200]),
+                flow("198.18.0.1", "198.19.0.1", 443, &[300]),
+                flow("198.18.0.3", "198.19.0.2", 80, &[400]),
+            ],
+            Cluster::default(),
+        );
+        let summary = |groups: Vec<Grouped>| {
+            let mut rows: Vec<(String, u64, u64)> = groups
+                .into_iter()
+                .map(|g| g.into_row(&v))
+                .map(|r| (format!("{:?}", r.client.ip), r.flows, r.total_bytes()))
+                .collect();
+            rows.sort();
+            rows
+        };
+        let all = [0, 1, 2, 3];
+        let honest = summary(aggregate(&v, &all, Aggregate::Namespace));
+        // Every key hashes alike: the comparison with the first flow and the
+        // second table must still find the same groups.
+        let colliding = summary(aggregate_with(&v, &all, Aggregate::Namespace, |_| 7));
+        assert_eq!(honest.len(), 3);
+        assert_eq!(honest, colliding);
     }
 }

@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use super::query::{FlowQuery, SortKey};
-use super::rows::{Row, handshake_p99};
+use super::rows::{Grouped, Rank, Row, handshake_p99};
 use crate::view::{Side, View};
 
 /// True when `name` is `wanted` or starts with it (`pod=frontend` matches
@@ -43,11 +43,7 @@ pub fn filters(q: &FlowQuery) -> bool {
 }
 
 /// Sort keys, descending; `None` handshakes sort last.
-fn compare(
-    sort: SortKey,
-    a: (u64, u64, f64, Option<u64>),
-    b: (u64, u64, f64, Option<u64>),
-) -> Ordering {
+fn compare(sort: SortKey, a: Rank, b: Rank) -> Ordering {
     match sort {
         SortKey::Bytes => b.0.cmp(&a.0),
         SortKey::Pkts => b.1.cmp(&a.1),
@@ -78,12 +74,20 @@ pub fn top_flows(view: &View, indices: &mut Vec<usize>, sort: SortKey, limit: us
 }
 
 /// Orders aggregated rows by `sort`, ties by bytes then by their endpoints.
-pub fn top_rows(rows: &mut Vec<Row>, sort: SortKey, limit: usize) {
-    let key = |r: &Row| (r.total_bytes(), r.total_pkts(), r.pps(), r.handshake_p99());
-    let order = |a: &Row, b: &Row| {
-        compare(sort, key(a), key(b))
-            .then_with(|| b.total_bytes().cmp(&a.total_bytes()))
+/// Keeps the `limit` first aggregated entries by `sort`, sorted, and turns
+/// just those into rows. Ties go to the larger byte count, then to the
+/// rendered fields' order (built only for the entries that tie).
+pub fn top_groups(view: &View, groups: Vec<Grouped>, sort: SortKey, limit: usize) -> Vec<Row> {
+    let mut keyed: Vec<_> = groups.into_iter().map(|g| (g.sort_key(view), g)).collect();
+    let tie = |g: &Grouped| match g {
+        Grouped::One(i) => Row::of_flow(view, *i),
+        Grouped::Many(r) => (**r).clone(),
+    };
+    let order = |a: &(Rank, Grouped), b: &(Rank, Grouped)| {
+        compare(sort, a.0, b.0)
+            .then_with(|| b.0.0.cmp(&a.0.0))
             .then_with(|| {
+                let (a, b) = (tie(&a.1), tie(&b.1));
                 (a.proto, &a.client, &a.server, a.server_port).cmp(&(
                     b.proto,
                     &b.client,
@@ -92,7 +96,8 @@ pub fn top_rows(rows: &mut Vec<Row>, sort: SortKey, limit: usize) {
                 ))
             })
     };
-    top_k(rows, limit, order);
+    top_k(&mut keyed, limit, order);
+    keyed.into_iter().map(|(_, g)| g.into_row(view)).collect()
 }
 
 /// Keeps the `limit` smallest items by `order`, sorted, in O(n) plus the
