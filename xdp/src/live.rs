@@ -221,6 +221,18 @@ impl LiveCapture {
 /// How often a worker re-reads its socket's kernel counters.
 const STATS_REFRESH: Duration = Duration::from_millis(250);
 
+/// A poll that finds fewer frames than this is a trickle: the worker naps
+/// for [`COALESCE`] before the next one, so that frames gather in the ring
+/// and one wake-up serves several (in user space what interrupt moderation
+/// does in a NIC). At low rates a wake-up per frame was most of the receive
+/// cost (BENCHMARKS.md, live). Timestamps come from the XDP program, so
+/// the nap delays counting, never the times counted.
+const COALESCE_BELOW: u32 = 16;
+/// Long enough to gather a few frames at tens of thousands per second;
+/// short enough that the 4096-frame ring holds what line rate on 10 GbE
+/// (14.9 Mpps) brings meanwhile.
+const COALESCE: Duration = Duration::from_micros(200);
+
 /// One rx queue's AF_XDP socket as a pipeline source.
 pub struct XskSource {
     socket: RxSocket,
@@ -272,6 +284,9 @@ impl PacketSource for XskSource {
             self.refresh_stats();
         }
         if n > 0 {
+            if n < COALESCE_BELOW && !self.busy_poll {
+                std::thread::sleep(COALESCE);
+            }
             return Poll::Busy;
         }
         if !self.busy_poll {
