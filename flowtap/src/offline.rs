@@ -60,6 +60,9 @@ pub fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     if let Some(m) = merger {
         m.stop();
     }
+    // The final snapshot holds everything now: free the tables (the larger
+    // part of the memory) before the API's view of the snapshot is built.
+    drop(pipeline);
     let outcomes = std::mem::take(&mut *report.lock().expect("reader thread finished"));
     let seconds = started.elapsed().as_secs_f64();
     let snapshot = Arc::new(snapshot);
