@@ -2,8 +2,15 @@
 works in VMs without hardware counters) on `flowtap -r` with one thread,
 reported per symbol. BENCHMARKS.md says what was changed because of it."""
 
+import re
 import subprocess
 from pathlib import Path
+
+
+def symbol(column: str) -> str:
+    """The symbol name alone: perf pads it and appends empty columns."""
+    name = column.replace("[.] ", "").replace("[k] ", "")
+    return re.split(r"\s{2,}", name.strip())[0]
 
 
 def run(flowtap: Path, caps: dict, quick: bool, out: Path) -> dict:
@@ -27,5 +34,5 @@ def run(flowtap: Path, caps: dict, quick: bool, out: Path) -> dict:
     for l in lines:
         parts = l.split(None, 2)
         if len(parts) == 3 and parts[0].endswith("%"):
-            top.append({"percent": float(parts[0].rstrip("%")), "symbol": parts[2].replace("[.] ", "").replace("[k] ", "").strip()})
+            top.append({"percent": float(parts[0].rstrip("%")), "symbol": symbol(parts[2])})
     return {"capture": cap["path"].name, "top": top[:15]}
