@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use pipeline::flow::rate::Rates;
 use pipeline::flow::table::{CLIENT_LEG, SERVER_LEG};
-use pipeline::flow::{Counter, HandshakeDigest, Percentiles, Window};
+use pipeline::flow::{Counter, FlowRecord, HandshakeDigest, Percentiles, Window};
 use pipeline::packet::{Addr, L4Proto};
 
 use super::query::Aggregate;
@@ -184,20 +184,30 @@ pub enum Grouped {
     Many(Box<Row>),
 }
 
+/// A flow's [`Rank`].
+pub fn flow_rank(f: &FlowRecord) -> Rank {
+    (
+        f.total_bytes(),
+        f.total_pkts(),
+        f.rates.pps[0] + f.rates.pps[1],
+        handshake_p99(&f.percentiles),
+    )
+}
+
 impl Grouped {
     pub fn sort_key(&self, view: &View) -> Rank {
         match self {
-            Grouped::One(i) => {
-                let f = &view.flows()[*i];
-                let pps = f.rates.pps[0] + f.rates.pps[1];
-                (
-                    f.total_bytes(),
-                    f.total_pkts(),
-                    pps,
-                    handshake_p99(&f.percentiles),
-                )
-            }
+            Grouped::One(i) => flow_rank(&view.flows()[*i]),
             Grouped::Many(r) => (r.total_bytes(), r.total_pkts(), r.pps(), r.handshake_p99()),
+        }
+    }
+
+    /// The first fields of the rendered order (protocol, client IP), read
+    /// without building a row: most ties are settled by them.
+    pub fn order_prefix(&self, view: &View) -> (L4Proto, Option<IpAddr>) {
+        match self {
+            Grouped::One(i) => (view.flows()[*i].key.proto, Some(view.ip(*i, Side::Client))),
+            Grouped::Many(r) => (r.proto, r.client.ip),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use super::query::{FlowQuery, SortKey};
-use super::rows::{Grouped, Rank, Row, handshake_p99};
+use super::rows::{Grouped, Rank, Row, flow_rank};
 use crate::view::{Side, View};
 
 /// True when `name` is `wanted` or starts with it (`pod=frontend` matches
@@ -60,23 +60,15 @@ pub fn top_flows(view: &View, indices: &mut Vec<usize>, sort: SortKey, limit: us
         indices.truncate(limit);
         return;
     }
-    let key = |i: usize| {
-        let f = &view.flows()[i];
-        (
-            f.total_bytes(),
-            f.total_pkts(),
-            f.rates.pps[0] + f.rates.pps[1],
-            handshake_p99(&f.percentiles),
-        )
-    };
+    let key = |i: usize| flow_rank(&view.flows()[i]);
     let order = |a: &usize, b: &usize| compare(sort, key(*a), key(*b)).then(a.cmp(b));
     top_k(indices, limit, order);
 }
 
-/// Orders aggregated rows by `sort`, ties by bytes then by their endpoints.
 /// Keeps the `limit` first aggregated entries by `sort`, sorted, and turns
 /// just those into rows. Ties go to the larger byte count, then to the
-/// rendered fields' order (built only for the entries that tie).
+/// rendered fields' order (protocol and client IP first; whole rows are
+/// built only for entries that tie on those too).
 pub fn top_groups(view: &View, groups: Vec<Grouped>, sort: SortKey, limit: usize) -> Vec<Row> {
     let mut keyed: Vec<_> = groups.into_iter().map(|g| (g.sort_key(view), g)).collect();
     let tie = |g: &Grouped| match g {
@@ -86,6 +78,7 @@ pub fn top_groups(view: &View, groups: Vec<Grouped>, sort: SortKey, limit: usize
     let order = |a: &(Rank, Grouped), b: &(Rank, Grouped)| {
         compare(sort, a.0, b.0)
             .then_with(|| b.0.0.cmp(&a.0.0))
+            .then_with(|| a.1.order_prefix(view).cmp(&b.1.order_prefix(view)))
             .then_with(|| {
                 let (a, b) = (tie(&a.1), tie(&b.1));
                 (a.proto, &a.client, &a.server, a.server_port).cmp(&(
