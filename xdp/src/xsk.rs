@@ -106,6 +106,13 @@ struct Parts {
     zero_copy: bool,
 }
 
+impl Parts {
+    /// The kernel's counters for this socket (XDP_STATISTICS).
+    fn kernel_stats(&self) -> io::Result<KernelStats> {
+        self.user.statistics_v2().map(Into::into).map_err(errno)
+    }
+}
+
 fn open_parts(
     ifindex: u32,
     queue: u32,
@@ -306,11 +313,7 @@ impl RxSocket {
     }
 
     pub fn kernel_stats(&self) -> io::Result<KernelStats> {
-        self.parts
-            .user
-            .statistics_v2()
-            .map(Into::into)
-            .map_err(errno)
+        self.parts.kernel_stats()
     }
 }
 
@@ -394,10 +397,6 @@ impl TxSocket {
     }
 
     pub fn kernel_stats(&self) -> io::Result<KernelStats> {
-        self.parts
-            .user
-            .statistics_v2()
-            .map(Into::into)
-            .map_err(errno)
+        self.parts.kernel_stats()
     }
 }
