@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use capgen::frame::{self, Proto, Segment, tcp_flags as flags};
+use capgen::frame::{self, Segment, tcp_flags as flags};
 use pipeline::flow::{FlowTable, TableConfig};
 use pipeline::packet::PacketMeta;
 use pipeline::wire::dissect::{Dissected, LinkType, dissect};
@@ -28,25 +28,26 @@ pub fn endpoints(i: u32) -> (IpAddr, u16, IpAddr, u16) {
 /// One Ethernet/IPv4/TCP frame of connection `i`.
 pub fn frame(i: u32, c2s: bool, tcp_flags: u8, payload: u16) -> Vec<u8> {
     let (client, cport, server, sport) = endpoints(i);
-    let (src, dst, sport, dport) = if c2s {
-        (client, server, cport, sport)
-    } else {
-        (server, client, sport, cport)
-    };
+    tcp_frame(client, cport, server, sport, c2s, tcp_flags, payload)
+}
+
+/// One Ethernet/TCP frame between `client:cport` and `server:sport`.
+pub fn tcp_frame(
+    client: IpAddr,
+    cport: u16,
+    server: IpAddr,
+    sport: u16,
+    c2s: bool,
+    tcp_flags: u8,
+    payload: u16,
+) -> Vec<u8> {
     let mut buf = Vec::new();
     frame::segment(
         &mut buf,
         &Segment {
-            proto: Proto::Tcp,
-            src,
-            dst,
-            sport,
-            dport,
-            flags: tcp_flags,
             seq: if c2s { 1_000 } else { 9_000 },
-            ack: 0,
             payload,
-            vlans: &[],
+            ..Segment::tcp(client, cport, server, sport, c2s, tcp_flags)
         },
     );
     buf
@@ -82,14 +83,31 @@ pub fn established(n: u32, config: TableConfig, ts_ns: u64) -> (FlowTable, u64) 
     let mut table = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
     let mut ts = ts_ns;
     for i in 0..n {
-        for (c2s, f) in [
-            (true, flags::SYN),
-            (false, flags::SYN | flags::ACK),
-            (true, flags::ACK),
-        ] {
-            table.update(&packet(&frame(i, c2s, f, 0), ts));
-            ts += 1_000;
-        }
+        let (client, cport, server, sport) = endpoints(i);
+        handshake(&mut table, &mut ts, client, cport, server, sport);
     }
     (table, ts)
+}
+
+/// Counts a three-way handshake between `client:cport` and `server:sport`
+/// into `table`, a microsecond per packet from `ts`.
+pub fn handshake(
+    table: &mut FlowTable,
+    ts: &mut u64,
+    client: IpAddr,
+    cport: u16,
+    server: IpAddr,
+    sport: u16,
+) {
+    for (c2s, f) in [
+        (true, flags::SYN),
+        (false, flags::SYN | flags::ACK),
+        (true, flags::ACK),
+    ] {
+        table.update(&packet(
+            &tcp_frame(client, cport, server, sport, c2s, f, 0),
+            *ts,
+        ));
+        *ts += 1_000;
+    }
 }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use capgen::frame::{self, Proto, Segment, tcp_flags};
+use capgen::frame::{self, Segment, tcp_flags};
 use capgen::pcap::{Format, PcapWriter};
 use capgen::{Generator, Spec};
 use common::{Run, corpus_dir, run_flowtap};
@@ -256,25 +256,12 @@ fn handshake(v6: bool) -> Vec<(u64, Vec<u8>)> {
     .into_iter()
     .enumerate()
     {
-        let (src, dst, sport, dport) = if from_client {
-            (c, s, 40000, 443)
-        } else {
-            (s, c, 443, 40000)
-        };
         let mut buf = Vec::new();
         frame::segment(
             &mut buf,
             &Segment {
-                proto: Proto::Tcp,
-                src,
-                dst,
-                sport,
-                dport,
-                flags,
                 seq: 1,
-                ack: 0,
-                payload: 0,
-                vlans: &[],
+                ..Segment::tcp(c, 40000, s, 443, from_client, flags)
             },
         );
         out.push((t0 + i as u64 * 5_000_000, buf));

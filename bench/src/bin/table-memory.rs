@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use capgen::frame::{self, Proto, Segment, tcp_flags as flags};
+use capgen::frame::{self, Proto, Segment};
 use pipeline::flow::{FlowTable, TableConfig};
 
 fn resident() -> u64 {
@@ -22,43 +22,6 @@ fn resident() -> u64 {
 
 fn v4(base: [u8; 4], i: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::from(base)) + i))
-}
-
-fn send(table: &mut FlowTable, ts: &mut u64, s: Segment<'_>) {
-    let mut buf = Vec::new();
-    frame::segment(&mut buf, &s);
-    *ts += 1_000;
-    table.update(&bench::packet(&buf, *ts));
-}
-
-fn tcp<'a>(client: IpAddr, cport: u16, server: IpAddr, c2s: bool, f: u8) -> Segment<'a> {
-    let (src, dst, sport, dport) = if c2s {
-        (client, server, cport, 443)
-    } else {
-        (server, client, 443, cport)
-    };
-    Segment {
-        proto: Proto::Tcp,
-        src,
-        dst,
-        sport,
-        dport,
-        flags: f,
-        seq: if c2s { 1 } else { 7 },
-        ack: 0,
-        payload: 0,
-        vlans: &[],
-    }
-}
-
-fn handshake(table: &mut FlowTable, ts: &mut u64, client: IpAddr, cport: u16, server: IpAddr) {
-    for (c2s, f) in [
-        (true, flags::SYN),
-        (false, flags::SYN | flags::ACK),
-        (true, flags::ACK),
-    ] {
-        send(table, ts, tcp(client, cport, server, c2s, f));
-    }
 }
 
 fn main() {
@@ -79,32 +42,34 @@ fn main() {
         "connections" => {
             for i in 0..n {
                 let client = v4([198, 18, 0, 0], i % 256);
-                handshake(&mut table, &mut ts, client, 1024 + (i / 256) as u16, server);
+                let cport = 1024 + (i / 256) as u16;
+                bench::handshake(&mut table, &mut ts, client, cport, server, 443);
             }
         }
         "flows" => {
+            let mut buf = Vec::new();
             for i in 0..n {
-                let mut s = tcp(v4([198, 18, 0, 0], i), 5353, server, true, 0);
-                s.proto = Proto::Udp;
-                s.dport = 53;
-                send(&mut table, &mut ts, s);
+                let client = v4([198, 18, 0, 0], i);
+                let datagram = Segment {
+                    proto: Proto::Udp,
+                    ..Segment::tcp(client, 5353, server, 53, true, 0)
+                };
+                frame::segment(&mut buf, &datagram);
+                ts += 1_000;
+                table.update(&bench::packet(&buf, ts));
             }
         }
         "handshake-flows" => {
             for i in 0..n {
-                handshake(&mut table, &mut ts, v4([198, 18, 0, 0], i), 40_000, server);
+                let client = v4([198, 18, 0, 0], i);
+                bench::handshake(&mut table, &mut ts, client, 40_000, server, 443);
             }
         }
         "histogram-flows" => {
             for i in 0..n {
+                let client = v4([198, 18, 0, 0], i);
                 for port in 0..20 {
-                    handshake(
-                        &mut table,
-                        &mut ts,
-                        v4([198, 18, 0, 0], i),
-                        40_000 + port,
-                        server,
-                    );
+                    bench::handshake(&mut table, &mut ts, client, 40_000 + port, server, 443);
                 }
             }
         }

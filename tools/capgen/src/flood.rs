@@ -11,7 +11,7 @@
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::frame::{self, Proto, Segment, tcp_flags};
+use crate::frame::{self, Segment, tcp_flags};
 use crate::pcap::PcapWriter;
 use crate::workload::FlowTruth;
 
@@ -66,34 +66,19 @@ pub fn write_syn_flood<W: Write>(out: W, spec: &FloodSpec) -> io::Result<Vec<Flo
             pending.sort_by_key(|p| std::cmp::Reverse(p.ts_ns));
             while pending.last().is_some_and(|p| p.ts_ns <= upto) {
                 let p = pending.pop().expect("checked");
-                let (src, dst, sport, dport) = if p.c2s {
-                    (
-                        client(p.conn),
-                        server(p.conn),
-                        40_000 + (p.conn % 20_000) as u16,
-                        PORT,
-                    )
-                } else {
-                    (
-                        server(p.conn),
-                        client(p.conn),
-                        PORT,
-                        40_000 + (p.conn % 20_000) as u16,
-                    )
-                };
                 frame::segment(
                     buf,
                     &Segment {
-                        proto: Proto::Tcp,
-                        src,
-                        dst,
-                        sport,
-                        dport,
-                        flags: p.flags,
                         seq: if p.c2s { 1000 } else { 5000 },
-                        ack: 0,
                         payload: p.payload,
-                        vlans: &[],
+                        ..Segment::tcp(
+                            client(p.conn),
+                            40_000 + (p.conn % 20_000) as u16,
+                            server(p.conn),
+                            PORT,
+                            p.c2s,
+                            p.flags,
+                        )
                     },
                 );
                 w.write(p.ts_ns, buf, buf.len() as u32)?;
@@ -145,19 +130,15 @@ pub fn write_syn_flood<W: Write>(out: W, spec: &FloodSpec) -> io::Result<Vec<Flo
                 break a;
             }
         };
+        // Drawn in this order, so a seed always writes the same file.
+        let dst = server(rng.u32(..));
+        let sport = rng.u16(1024..);
+        let seq = rng.u32(..);
         frame::segment(
             &mut buf,
             &Segment {
-                proto: Proto::Tcp,
-                src: IpAddr::V4(src),
-                dst: server(rng.u32(..)),
-                sport: rng.u16(1024..),
-                dport: PORT,
-                flags: tcp_flags::SYN,
-                seq: rng.u32(..),
-                ack: 0,
-                payload: 0,
-                vlans: &[],
+                seq,
+                ..Segment::tcp(IpAddr::V4(src), sport, dst, PORT, true, tcp_flags::SYN)
             },
         );
         w.write(ts, &buf, buf.len() as u32)?;

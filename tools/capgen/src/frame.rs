@@ -42,6 +42,38 @@ pub struct Segment<'a> {
     pub vlans: &'a [u16],
 }
 
+impl Segment<'_> {
+    /// A TCP segment of the connection `client:cport` <-> `server:sport`,
+    /// sent by the client when `c2s`, else by the server: sequence 0, no
+    /// payload, untagged (set the rest with `..`).
+    pub fn tcp(
+        client: IpAddr,
+        cport: u16,
+        server: IpAddr,
+        sport: u16,
+        c2s: bool,
+        flags: u8,
+    ) -> Segment<'static> {
+        let (src, dst, sport, dport) = if c2s {
+            (client, server, cport, sport)
+        } else {
+            (server, client, sport, cport)
+        };
+        Segment {
+            proto: Proto::Tcp,
+            src,
+            dst,
+            sport,
+            dport,
+            flags,
+            seq: 0,
+            ack: 0,
+            payload: 0,
+            vlans: &[],
+        }
+    }
+}
+
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
 
