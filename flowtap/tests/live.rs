@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use capgen::frame::{self, Proto, Segment, tcp_flags};
+use capgen::frame::{self, Segment, tcp_flags};
 use capgen::pcap::PcapWriter;
 use common::metrics::{promtool, sample};
 use common::netns::{Lab, LiveFlowtap, run, sh};
@@ -30,6 +30,24 @@ fn live_flows(ft: &LiveFlowtap) -> BTreeMap<Key, FlowSummary> {
         .into_iter()
         .map(|f| (f.key.clone(), f))
         .collect()
+}
+
+/// The live flows, once flowtap has counted every frame of `file`'s flows
+/// (the same traffic, recorded).
+fn live_flows_once_counted(
+    ft: &LiveFlowtap,
+    file: &BTreeMap<Key, FlowSummary>,
+) -> BTreeMap<Key, FlowSummary> {
+    ft.wait_for_frames(frames_of(file));
+    live_flows(ft)
+}
+
+/// Frames of some flows, both directions.
+fn frames_of(flows: &BTreeMap<Key, FlowSummary>) -> u64 {
+    flows
+        .values()
+        .map(|f| f.client_tx_pkts + f.server_tx_pkts)
+        .sum()
 }
 
 fn file_flows(path: &Path) -> BTreeMap<Key, FlowSummary> {
@@ -294,10 +312,6 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
     stop_tcpdump(dump);
 
     let file = file_flows(&pcap);
-    let expected: u64 = file
-        .values()
-        .map(|f| f.client_tx_pkts + f.server_tx_pkts)
-        .sum();
     // One client: a TCP flow per server address and port (3 x 3), a UDP
     // flow per address and UDP port (3 x 2).
     assert_eq!(
@@ -306,8 +320,7 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
         "flows: {:?}",
         file.keys().collect::<Vec<_>>()
     );
-    ft.wait_for_frames(expected);
-    let live = live_flows(&ft);
+    let live = live_flows_once_counted(&ft, &file);
     let diffs = compare(&live, &file, 1);
     let connections = |proto: &str| -> u64 {
         live.iter()
@@ -327,6 +340,7 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
     let metrics = ft.get_text("/metrics");
     promtool(&metrics);
     assert_eq!(sample(&metrics, "flowtap_ready"), 1.0);
+    let expected = frames_of(&file);
     assert!(sample(&metrics, "flowtap_xdp_frames_total{queue=\"0\"}") >= expected as f64);
     assert!(sample(&metrics, "flowtap_frames_total") >= expected as f64);
     assert_eq!(
@@ -388,12 +402,7 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
     );
     eprintln!("{}", String::from_utf8_lossy(&replay.stdout));
     let file = file_flows(&capture);
-    let expected: u64 = file
-        .values()
-        .map(|f| f.client_tx_pkts + f.server_tx_pkts)
-        .sum();
-    ft.wait_for_frames(expected);
-    let live = live_flows(&ft);
+    let live = live_flows_once_counted(&ft, &file);
     let diffs = compare(&live, &file, 4);
     check_handshakes("multi-queue", &diffs, &HANDSHAKE_TOLERANCE);
     let (status, stderr) = ft.stop();
@@ -435,24 +444,12 @@ fn handshake_capture(path: &Path, gaps_ms: &[(u16, u64)], n: u32) {
     }
     events.sort_by_key(|e| e.0);
     for (ts, from_client, flags, payload, cport, port) in events {
-        let (src, dst, sport, dport) = if from_client {
-            (client, server, cport, port)
-        } else {
-            (server, client, port, cport)
-        };
         frame::segment(
             &mut buf,
             &Segment {
-                proto: Proto::Tcp,
-                src,
-                dst,
-                sport,
-                dport,
-                flags,
                 seq: 7,
-                ack: 0,
                 payload,
-                vlans: &[],
+                ..Segment::tcp(client, cport, server, port, from_client, flags)
             },
         );
         w.write(ts, &buf, buf.len() as u32).unwrap();
@@ -589,12 +586,7 @@ fn host_mode_counts_the_nodes_traffic_without_disturbing_it() {
     std::thread::sleep(Duration::from_millis(500));
     stop_tcpdump(dump);
     let file = file_flows(&pcap);
-    let expected: u64 = file
-        .values()
-        .map(|f| f.client_tx_pkts + f.server_tx_pkts)
-        .sum();
-    ft.wait_for_frames(expected);
-    let live = live_flows(&ft);
+    let live = live_flows_once_counted(&ft, &file);
     let diffs = compare(&live, &file, 1);
     check_handshakes("host", &diffs, &HANDSHAKE_TOLERANCE);
 

@@ -6,11 +6,30 @@ pub mod metrics;
 pub mod netns;
 pub mod server;
 
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+
+/// Follows a child's stderr (piped): every line is kept in the returned log
+/// and also sent on the channel, for a caller waiting for a particular one.
+pub fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Receiver<String>) {
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipe = child.stderr.take().expect("stderr is piped");
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            kept.lock().unwrap().push_str(&format!("{line}\n"));
+            let _ = tx.send(line);
+        }
+    });
+    (log, rx)
+}
 
 /// The project's root directory (the workspace).
 pub fn project_root() -> PathBuf {

@@ -188,16 +188,7 @@ impl LiveFlowtap {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting flowtap");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
+        let (stderr, rx) = super::follow_stderr(&mut child);
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = loop {
             let line = rx

@@ -1,7 +1,7 @@
 //! A running `flowtap ... --listen 127.0.0.1:0` and a small HTTP/1.1 client
 //! over plain sockets, so tests can send exactly the bytes they mean to.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -69,16 +69,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting flowtap");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
+        let (stderr, rx) = super::follow_stderr(&mut child);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut addr = None;
         loop {
