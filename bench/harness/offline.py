@@ -20,8 +20,7 @@ SPECS = {
     "synthetic-3M": (3_000_000, 100_000, 50_000, 1_000),
     "synthetic-10M": (10_000_000, 1_000_000, 200_000, 2_000),
 }
-QUICK_SPECS = {"synthetic-small": (300_000, 10_000, 5_000, 200)}
-# The live and query benchmarks also use a small capture.
+# Made in every mode: quick mode's only capture, and the live benchmark's.
 SMALL = ("synthetic-small", (300_000, 10_000, 5_000, 200))
 
 
@@ -67,7 +66,7 @@ def merge_corpus(corpus: Path, data: Path) -> dict | None:
 
 
 def captures(capgen: Path, data: Path, corpus: Path, quick: bool) -> dict:
-    specs = dict(QUICK_SPECS) if quick else dict(SPECS)
+    specs = {} if quick else dict(SPECS)
     specs[SMALL[0]] = SMALL[1]
     caps = {name: generate(capgen, data, name, spec) for name, spec in specs.items()}
     merged = merge_corpus(corpus, data)
@@ -80,10 +79,10 @@ def tools(flowtap: Path, work: Path) -> list[dict]:
     """Each tool: a name, its command for a capture, and how many runs at
     most (the slowest peers once: they take minutes on the big captures)."""
     cores = os.cpu_count() or 1
-    ft = [str(flowtap), "--log-level", "warn", "--dump", "/mcp/flows/summary", "-r"]
+    ft = [str(flowtap), "--log-level", "warn", "--dump", "/mcp/flows/summary"]
     return [
-        {"name": "flowtap (1 thread)", "cmd": lambda f: [*ft[:-1], "--threads", "1", "-r", f], "flowtap": True},
-        {"name": f"flowtap ({cores} threads)", "cmd": lambda f: [*ft[:-1], "--threads", str(cores), "-r", f], "flowtap": True},
+        {"name": "flowtap (1 thread)", "cmd": lambda f: [*ft, "--threads", "1", "-r", f], "flowtap": True},
+        {"name": f"flowtap ({cores} threads)", "cmd": lambda f: [*ft, "--threads", str(cores), "-r", f], "flowtap": True},
         {"name": "tcpdump -r -w /dev/null", "cmd": lambda f: ["tcpdump", "-q", "-r", f, "-w", "/dev/null"]},
         {"name": "softflowd -r", "cmd": lambda f: ["softflowd", "-r", f, "-m", "1000000"]},
         {"name": "argus -r", "cmd": lambda f: ["argus", "-r", f, "-w", str(work / "out.argus")]},

@@ -94,10 +94,8 @@ def run(flowtap: Path, caps: dict, quick: bool) -> dict:
     try:
         # Wait for the server, then for the snapshot to hold the capture's flows.
         deadline = time.monotonic() + 120
-        flows = 0
         while time.monotonic() < deadline:
             try:
-                flows = int(re.search(r'"total_flows":(\d+)', get(base + "/mcp/flows/summary")).group(1))
                 if frames(base) > cap["packets"]:
                     break
             except OSError:

@@ -19,9 +19,6 @@ import json
 import os
 import platform
 import re
-import shutil
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +32,8 @@ import micro  # noqa: E402
 import memory  # noqa: E402
 import queries  # noqa: E402
 import report  # noqa: E402
+
+SECTIONS = ["offline", "micro", "memory", "queries", "live", "profile"]
 
 
 def machine() -> dict:
@@ -57,7 +56,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small captures, one run each")
     ap.add_argument("--runs", type=int, help="runs per tool and capture (default 5, quick 1)")
-    ap.add_argument("--only", action="append", choices=["offline", "micro", "memory", "queries", "live", "profile"])
+    ap.add_argument("--only", action="append", choices=SECTIONS)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench", help="where captures are generated")
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "captures")
@@ -69,7 +68,7 @@ def main() -> int:
         report.plot(results, args.out / "benchmarks.png")
         print(report.tables(results))
         return 0
-    sections = args.only or ["offline", "micro", "memory", "queries", "live", "profile"]
+    sections = args.only or SECTIONS
     runs = args.runs or (1 if args.quick else 5)
     args.out.mkdir(parents=True, exist_ok=True)
     args.data.mkdir(parents=True, exist_ok=True)
