@@ -40,7 +40,7 @@ def run(bins: dict, caps: dict, quick: bool) -> dict:
     big = caps["synthetic-small" if quick else "synthetic-10M"]
     ft = [str(bins["flowtap"]), "--log-level", "warn", "--threads", "1", "--dump", "/mcp/flows/summary", "-r", str(big["path"])]
     unbounded, err = peak_rss(ft)
-    m = re.search(r"flowtap: flows (\d+)", err)
+    m = re.search(r"flowtap: flows: flows (\d+)", err)
     flows = int(m.group(1)) if m else None
     limit_mib = 64 if quick else 256
     limited, _ = peak_rss([*ft[:-2], "--memory-limit", f"{limit_mib}Mi", "-r", str(big["path"])])

@@ -5,22 +5,23 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use api::access::AccessConfig;
+use api::server::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use http_api::access::AccessConfig;
-use http_api::server::ServerConfig;
 use ipnetwork::IpNetwork;
+use pipeline::source::live::{Mode, Unbound, XdpAttach};
 
 /// Where the API listens when `--listen` is given without an address (and,
 /// live, by default).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8898";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8898";
 
-pub const VERSION: &str = concat!(
+pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("FLOWTAP_GIT_COMMIT"),
     ")"
 );
-pub const COMMIT: &str = env!("FLOWTAP_GIT_COMMIT");
+pub(crate) const COMMIT: &str = env!("FLOWTAP_GIT_COMMIT");
 
 const SOURCE: &str = "Source";
 const LIVE: &str = "Live capture";
@@ -34,7 +35,7 @@ const LOGS: &str = "Logging and configuration";
 #[derive(Parser, Debug)]
 #[command(name = "flowtap", version = VERSION, about, long_about = None)]
 #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
@@ -42,7 +43,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Exit 0 if a running flowtap answers /healthz (for container health checks).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:8898/healthz")]
@@ -66,7 +67,7 @@ pub enum Command {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Docs {
+pub(crate) enum Docs {
     /// Every option with its environment variable, config key and default.
     Config,
     /// Every metric of /metrics.
@@ -75,7 +76,7 @@ pub enum Docs {
 
 #[derive(Args, Debug, Clone)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["read", "interface"]))]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Read packets from capture files (pcap or pcapng), in order, as one stream.
     #[arg(short = 'r', long = "read", value_name = "FILE", num_args = 1.., env = "FLOWTAP_READ", value_delimiter = ',', help_heading = SOURCE)]
     pub read: Vec<PathBuf>,
@@ -88,16 +89,16 @@ pub struct RunArgs {
     /// span: the interface is a dedicated mirror port and its frames are
     /// consumed. host: the node's own interface; its traffic is mirrored to a
     /// veth pair flowtap creates and flows on untouched.
-    #[arg(long, value_enum, default_value_t = ModeArg::Span, env = "FLOWTAP_MODE", help_heading = LIVE)]
-    pub mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = Mode::Span, env = "FLOWTAP_MODE", help_heading = LIVE)]
+    pub mode: Mode,
 
     /// XDP attach mode: auto tries driver mode and falls back to skb (generic).
-    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto, env = "FLOWTAP_XDP_MODE", help_heading = LIVE)]
-    pub xdp_mode: XdpModeArg,
+    #[arg(long, value_enum, default_value_t = XdpAttach::Auto, env = "FLOWTAP_XDP_MODE", help_heading = LIVE)]
+    pub xdp_mode: XdpAttach,
 
     /// What XDP does with frames of rx queues flowtap has no socket on.
-    #[arg(long, value_enum, default_value_t = UnboundArg::Pass, env = "FLOWTAP_UNBOUND", help_heading = LIVE)]
-    pub unbound: UnboundArg,
+    #[arg(long, value_enum, default_value_t = Unbound::Pass, env = "FLOWTAP_UNBOUND", help_heading = LIVE)]
+    pub unbound: Unbound,
 
     /// Rx queues to capture (default: all of the interface's).
     #[arg(long, value_name = "N", env = "FLOWTAP_QUEUES", help_heading = LIVE)]
@@ -227,33 +228,14 @@ pub struct RunArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    Span,
-    Host,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum XdpModeArg {
-    Auto,
-    Driver,
-    Skb,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum UnboundArg {
-    Pass,
-    Drop,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 impl RunArgs {
     /// The server's limits and access rules; reads the token file.
-    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
+    pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
         let token = match &self.auth_token_file {
             Some(path) => Some(read_token(path)?),
             None => None,
@@ -307,7 +289,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// A bearer token from its file: the first line, trimmed; never empty.
-pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("--auth-token-file {}: {e}", path.display()))?;
     let token = text.lines().next().unwrap_or_default().trim();

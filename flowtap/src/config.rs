@@ -17,11 +17,11 @@ use crate::cli::Cli;
 
 /// Parses the process's arguments and environment, and the config file if
 /// one is named. On an error, prints it and exits (clap's convention).
-pub fn load() -> Cli {
+pub(crate) fn load() -> Cli {
     load_from(std::env::args_os().collect()).unwrap_or_else(|e| e.exit())
 }
 
-pub fn load_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+pub(crate) fn load_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     let command = Cli::command();
     // First pass: what the command line and environment say. The source
     // (-r or -i) may still come from the file, so it is not required yet.
@@ -142,7 +142,7 @@ fn file_args(
 
 /// The configuration reference: a Markdown table generated from the option
 /// definitions.
-pub fn reference_markdown() -> String {
+pub(crate) fn reference_markdown() -> String {
     let command = Cli::command();
     let mut out = String::from(
         "| option | environment | config key | default | description |\n|---|---|---|---|---|\n",

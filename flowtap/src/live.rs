@@ -6,29 +6,18 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use pipeline::merger::now_ns;
-use pipeline::{AsOf, Backpressure, Clock, Merger, Pipeline, PipelineConfig};
-use xdp::{LiveCapture, LiveConfig, Mode, UnboundAction, XdpModeChoice};
+use pipeline::{Backpressure, Clock, Merger, Pipeline, PipelineConfig};
+use xdp::{LiveCapture, LiveConfig};
 
-use crate::cli::{DEFAULT_LISTEN, ModeArg, RunArgs, UnboundArg, XdpModeArg};
+use crate::cli::{DEFAULT_LISTEN, RunArgs};
 use crate::serve::Service;
 use crate::setup;
 
 fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     let mut config = LiveConfig::new(iface);
-    config.mode = match cli.mode {
-        ModeArg::Span => Mode::Span,
-        ModeArg::Host => Mode::Host,
-    };
-    config.xdp_mode = match cli.xdp_mode {
-        XdpModeArg::Auto => XdpModeChoice::Auto,
-        XdpModeArg::Driver => XdpModeChoice::Driver,
-        XdpModeArg::Skb => XdpModeChoice::Skb,
-    };
-    config.unbound = match cli.unbound {
-        UnboundArg::Pass => UnboundAction::Pass,
-        UnboundArg::Drop => UnboundAction::Drop,
-    };
+    config.mode = cli.mode;
+    config.xdp_mode = cli.xdp_mode;
+    config.unbound = cli.unbound;
     config.queues = cli.queues;
     config.busy_poll = cli.busy_poll;
     if let Some(q) = cli.queues {
@@ -46,7 +35,7 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
     (0..n).collect()
 }
 
-pub fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
+pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let publisher = setup::publisher(cli)?;
     // Before attaching anything: a bad token file fails at once.
     let server_config = cli.server_config()?;
@@ -69,7 +58,6 @@ pub fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         cores = ?worker_cores.iter().flatten().collect::<Vec<_>>(),
         "capturing"
     );
-    let xsk_frames = live_config(cli, iface).xsk.frame_count;
     let config = PipelineConfig {
         workers,
         table: setup::table_config(cli, true),
@@ -83,26 +71,8 @@ pub fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         .listen
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address"));
     let queue_info = info.clone();
-    let queue_stats: http_api::server::QueueStatsFn = Arc::new(move || {
-        queue_info
-            .queues
-            .iter()
-            .map(|q| {
-                let k = q.kernel();
-                http_api::metrics::QueueSample {
-                    queue: q.queue,
-                    frames: q.frames.load(Ordering::Relaxed),
-                    bytes: q.bytes.load(Ordering::Relaxed),
-                    without_timestamp: q.meta_missing.load(Ordering::Relaxed),
-                    rx_dropped: k.rx_dropped,
-                    rx_ring_full: k.rx_ring_full,
-                    fill_ring_empty: k.rx_fill_ring_empty_descs,
-                    invalid: k.rx_invalid_descs + k.tx_invalid_descs,
-                    ring_entries: u64::from(xsk_frames),
-                }
-            })
-            .collect()
-    });
+    let queue_stats: api::server::QueueStatsFn =
+        Arc::new(move || queue_info.queues.iter().map(|q| q.sample()).collect());
     let handoff_capacity = config.queue_capacity as u64;
     let service = Service::start(
         listen,
@@ -130,28 +100,16 @@ pub fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     service.run_until_signal()?;
 
     merger.stop();
-    let snapshot = pipeline.snapshot(AsOf::Time(now_ns()));
-    setup::report_counters(&snapshot);
-    setup::report_memory(cli);
+    let snapshot = pipeline.snapshot(Clock::Wall);
     publisher.lock().expect("publisher lock").publish(snapshot);
     let failed = setup::dump(&publisher, &cli.dump)?;
     service.stop();
-    // Stop the workers (closing the sockets), then detach and remove.
+    // Stop the workers (closing the sockets and reading their kernel
+    // counters a last time), then report, detach and remove.
     drop(pipeline);
-    for q in &info.queues {
-        let k = q.kernel();
-        eprintln!(
-            "flowtap: queue {}: frames {} bytes {} without XDP timestamp {}; kernel: rx_dropped {} rx_ring_full {} fill_ring_empty {} invalid {}",
-            q.queue,
-            q.frames.load(Ordering::Relaxed),
-            q.bytes.load(Ordering::Relaxed),
-            q.meta_missing.load(Ordering::Relaxed),
-            k.rx_dropped,
-            k.rx_ring_full,
-            k.rx_fill_ring_empty_descs,
-            k.rx_invalid_descs,
-        );
-    }
+    let queues: Vec<_> = info.queues.iter().map(|q| q.sample()).collect();
+    setup::report(&publisher, &queues);
+    setup::report_memory(cli);
     capture.stop();
     eprintln!("flowtap: detached from {iface}");
     Ok(if failed { 2 } else { 0 })

@@ -78,7 +78,7 @@ fn main() {
         Some(Command::Docs { what }) => {
             match what {
                 Docs::Config => print!("{}", config::reference_markdown()),
-                Docs::Metrics => print!("{}", http_api::metrics::reference_markdown()),
+                Docs::Metrics => print!("{}", api::metrics::reference_markdown()),
             }
             return;
         }

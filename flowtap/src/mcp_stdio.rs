@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
+use api::mcp::{headers, jsonrpc, stateless};
 use bytes::Bytes;
-use http_api::mcp::{headers, jsonrpc, stateless};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -35,7 +35,7 @@ struct Answer {
     body: Bytes,
 }
 
-pub fn run(url: &str, token_file: Option<&Path>) -> i32 {
+pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
     let token = match token_file.map(crate::cli::read_token).transpose() {
         Ok(t) => t,
         Err(e) => {
@@ -50,10 +50,10 @@ pub fn run(url: &str, token_file: Option<&Path>) -> i32 {
     // The base URL of flowtap, or its /mcp endpoint itself.
     let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let base = base.trim_end_matches('/');
-    let path = if base.ends_with(http_api::mcp::PATH) {
+    let path = if base.ends_with(api::mcp::PATH) {
         base.to_owned()
     } else {
-        format!("{base}{}", http_api::mcp::PATH)
+        format!("{base}{}", api::mcp::PATH)
     };
     let mut forwarder = Forwarder {
         authority: authority.to_owned(),

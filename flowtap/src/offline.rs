@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipeline::capture::{FileOutcome, FileSource};
+use pipeline::source::{FileOutcome, FileSource};
 use pipeline::{Clock, Merger, Pipeline, PipelineConfig, Snapshot};
 
 use crate::cli::RunArgs;
@@ -27,7 +27,7 @@ fn pipeline_config(cli: &RunArgs) -> PipelineConfig {
 }
 
 /// Runs the offline job; returns the process exit status.
-pub fn run(cli: &RunArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let publisher = setup::publisher(cli)?;
     // Bind before reading, so a taken port fails at once.
@@ -75,10 +75,16 @@ pub fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     }
     // Printed once the final snapshot is served.
     report_run(&snapshot, &outcomes, seconds);
+    setup::report(&publisher, &[]);
+    for outcome in &outcomes {
+        if let Some(e) = &outcome.error {
+            eprintln!("flowtap: error: {e}");
+        }
+    }
 
     let mut targets = cli.dump.clone();
     if targets.is_empty() && service.is_none() {
-        targets.push(http_api::api::SUMMARY_PATH.to_owned());
+        targets.push(api::rest::SUMMARY_PATH.to_owned());
     }
     let failed = setup::dump(&publisher, &targets)?;
     setup::report_memory(cli);
@@ -91,7 +97,7 @@ pub fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     Ok(if file_errors || failed { 2 } else { 0 })
 }
 
-/// The end-of-run report on stderr: what was read, then the counters.
+/// The first line of the end-of-run report: what was read.
 fn report_run(snapshot: &Snapshot, outcomes: &[FileOutcome], seconds: f64) {
     let c = &snapshot.counters;
     eprintln!(
@@ -101,10 +107,4 @@ fn report_run(snapshot: &Snapshot, outcomes: &[FileOutcome], seconds: f64) {
         outcomes.len(),
         seconds
     );
-    setup::report_counters(snapshot);
-    for outcome in outcomes {
-        if let Some(e) = &outcome.error {
-            eprintln!("flowtap: error: {e}");
-        }
-    }
 }

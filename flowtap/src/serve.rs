@@ -8,14 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http_api::Publisher;
-use http_api::server::{AppState, QueueStatsFn, ServerConfig, serve};
+use api::Publisher;
+use api::server::{AppState, QueueStatsFn, ServerConfig, serve};
 use tokio::sync::watch;
 
 /// Threads answering HTTP requests.
 const HTTP_THREADS: usize = 2;
 
-pub struct Service {
+pub(crate) struct Service {
     runtime: tokio::runtime::Runtime,
     publisher: Arc<Mutex<Publisher>>,
     stop: watch::Sender<bool>,
@@ -26,7 +26,7 @@ pub struct Service {
 impl Service {
     /// Binds `listen` and starts answering from `publisher`'s views. The
     /// runtime's threads stay off `capture_cores` when other cores exist.
-    pub fn start(
+    pub(crate) fn start(
         listen: SocketAddr,
         publisher: Arc<Mutex<Publisher>>,
         config: ServerConfig,
@@ -87,12 +87,12 @@ impl Service {
     }
 
     /// Marks the service ready for /readyz.
-    pub fn set_ready(&self) {
+    pub(crate) fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }
 
     /// Blocks until SIGINT or SIGTERM, re-reading the inventory meanwhile.
-    pub fn run_until_signal(&self) -> anyhow::Result<()> {
+    pub(crate) fn run_until_signal(&self) -> anyhow::Result<()> {
         let publisher = self.publisher.clone();
         self.runtime.block_on(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -119,7 +119,7 @@ impl Service {
         })
     }
 
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.stop.send(true);
         if let Some(server) = self.server.take() {
             let _ = self.runtime.block_on(server);

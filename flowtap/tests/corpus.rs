@@ -10,9 +10,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
 
-use common::{FlowSummary, check_legs, corpus_dir, run_flowtap};
+use common::{FlowSummary, Sent, check_legs, check_sent, corpus_dir, run_flowtap};
 use pipeline::flow::conn::port_tier;
 use serde_json::Value;
 
@@ -37,13 +36,9 @@ const INTENDED: &[Intended] = &[Intended {
 
 type Key = (String, IpAddr, IpAddr, u16);
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Expected {
-    c2s_pkts: u64,
-    c2s_bytes: u64,
-    s2c_pkts: u64,
-    s2c_bytes: u64,
-    connections: u64,
+    sent: Sent,
     client_legs_us: Vec<f64>,
     server_legs_us: Vec<f64>,
 }
@@ -82,11 +77,11 @@ fn truth(capture: &str) -> (BTreeMap<Key, Expected>, Value) {
             )
         };
         let e = flows.entry(key).or_default();
-        e.c2s_pkts += c2s.0;
-        e.c2s_bytes += c2s.1;
-        e.s2c_pkts += s2c.0;
-        e.s2c_bytes += s2c.1;
-        e.connections += 1;
+        e.sent.c2s_pkts += c2s.0;
+        e.sent.c2s_bytes += c2s.1;
+        e.sent.s2c_pkts += s2c.0;
+        e.sent.s2c_bytes += s2c.1;
+        e.sent.connections += 1;
         if let Some(v) = c["syn_to_synack_us"].as_f64() {
             e.client_legs_us.push(v);
         }
@@ -113,8 +108,8 @@ fn check_capture(capture: &str, threads: usize) {
         let e = expected
             .get_mut(&key)
             .unwrap_or_else(|| panic!("intended flow {key:?} not in truth"));
-        e.c2s_pkts += i.extra_c2s_pkts;
-        e.c2s_bytes += i.extra_c2s_bytes;
+        e.sent.c2s_pkts += i.extra_c2s_pkts;
+        e.sent.c2s_bytes += i.extra_c2s_bytes;
         eprintln!("{capture}: intended difference: {}", i.reason);
     }
     let run = run_flowtap(&[path.as_path()], threads, &[]);
@@ -139,22 +134,7 @@ fn check_capture(capture: &str, threads: usize) {
     for (key, e) in &expected {
         let Some(g) = got.get(key) else { continue };
         let what = format!("{key:?}");
-        let pairs = [
-            ("client tx_pkts", g.client_tx_pkts, e.c2s_pkts),
-            ("client rx_pkts", g.client_rx_pkts, e.s2c_pkts),
-            ("client tx_bytes", g.client_tx_bytes, e.c2s_bytes),
-            ("client rx_bytes", g.client_rx_bytes, e.s2c_bytes),
-            ("server tx_pkts", g.server_tx_pkts, e.s2c_pkts),
-            ("server rx_pkts", g.server_rx_pkts, e.c2s_pkts),
-            ("server tx_bytes", g.server_tx_bytes, e.s2c_bytes),
-            ("server rx_bytes", g.server_rx_bytes, e.c2s_bytes),
-            ("connections", g.connections, e.connections),
-        ];
-        for (field, got, want) in pairs {
-            if got != want {
-                errors.push(format!("{what}: {field} {got}, truth {want}"));
-            }
-        }
+        check_sent(&what, g, &e.sent, &mut errors);
         check_legs(
             &format!("{what} client (SYN->SYN-ACK)"),
             &e.client_legs_us,
@@ -204,24 +184,37 @@ corpus_tests! {
     malformed_l3l4_bundle => "22_malformed_l3l4_bundle",
 }
 
-/// A capture added to the corpus is checked too, even before it gets a name above.
+/// Every capture of the corpus is checked: the named ones above (each must
+/// still exist), and any added since, here.
 #[test]
-fn every_other_corpus_capture() {
+fn every_corpus_capture_is_checked() {
     let dir = corpus_dir().join("captures");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        if LISTED.contains(&name.as_str())
-            || path
-                .extension()
-                .is_none_or(|e| e != "pcap" && e != "pcapng")
-        {
-            continue;
-        }
-        check(&name);
-        checked += 1;
+    let mut captures: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    captures.sort();
+    for name in LISTED {
+        assert!(
+            captures.iter().any(|c| c == name),
+            "{name} is tested by name but no longer in {}",
+            dir.display()
+        );
     }
-    eprintln!("checked {checked} unlisted captures");
-    assert!(Path::new(&dir).is_dir());
+    let unlisted: Vec<&String> = captures
+        .iter()
+        .filter(|c| !LISTED.contains(&c.as_str()))
+        .collect();
+    for name in &unlisted {
+        check(name);
+    }
+    eprintln!(
+        "{} captures: {} named, {} checked here",
+        captures.len(),
+        LISTED.len(),
+        unlisted.len()
+    );
+    assert_eq!(LISTED.len() + unlisted.len(), captures.len());
 }

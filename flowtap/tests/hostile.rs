@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use capgen::flood::{FloodSpec, write_syn_flood};
-use common::parse_flows;
 use common::server::Server;
+use common::{parse_flows, report_counts};
 use serde_json::Value;
 
 /// A number from the end-of-run report line starting with `prefix`, the
@@ -84,13 +84,10 @@ fn a_syn_flood_keeps_memory_bounded_and_every_real_flow_exact() {
         .collect();
 
     let peak = report_number(&stderr, "flowtap: peak memory", "memory");
-    let evicted_flows = report_number(&stderr, "flowtap: limits:", "evicted");
-    let limits = stderr
-        .lines()
-        .find(|l| l.starts_with("flowtap: limits:"))
-        .unwrap();
+    let limits = report_counts(&stderr, "flowtap: limits: ");
+    let evicted_flows = limits["flows evicted"];
     eprintln!(
-        "SYN flood: {} SYNs + {} connections in {:.1} s; peak memory {peak} MiB of {LIMIT_MIB} MiB\n{limits}",
+        "SYN flood: {} SYNs + {} connections in {:.1} s; peak memory {peak} MiB of {LIMIT_MIB} MiB\n{limits:?}",
         5_000_000,
         truth.len(),
         started.elapsed().as_secs_f64()
@@ -99,12 +96,8 @@ fn a_syn_flood_keeps_memory_bounded_and_every_real_flow_exact() {
         peak < LIMIT_MIB,
         "peak memory {peak} MiB over the {LIMIT_MIB} MiB limit"
     );
-    assert!(evicted_flows > 0, "{limits}");
-    assert_eq!(
-        report_number(&stderr, "flowtap: limits:", "packets in no flow"),
-        0,
-        "{limits}"
-    );
+    assert!(evicted_flows > 0, "{limits:?}");
+    assert_eq!(limits["packets in no flow"], 0, "{limits:?}");
 
     assert_eq!(got.len(), truth.len(), "every real flow, and only them");
     for t in &truth {

@@ -148,15 +148,13 @@ fn queue_report(stderr: &str) -> (Vec<u64>, u64) {
     let mut frames = Vec::new();
     let mut drops = 0;
     for line in stderr.lines().filter(|l| l.starts_with("flowtap: queue ")) {
-        let num = |key: &str| -> u64 {
-            line.split(key)
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|v| v.trim_end_matches(';').parse().ok())
-                .unwrap()
-        };
-        frames.push(num("frames "));
-        drops += num("rx_dropped ") + num("rx_ring_full ");
+        let (_, items) = line
+            .split_once(": ")
+            .and_then(|(_, r)| r.split_once(": "))
+            .unwrap();
+        let n = common::report_pairs(items);
+        frames.push(n["frames"]);
+        drops += n["rx_dropped"] + n["rx_ring_full"];
     }
     (frames, drops)
 }

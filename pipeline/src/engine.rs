@@ -2,8 +2,9 @@
 //! updates it without locks. A worker may also own a packet source (a capture
 //! file, an AF_XDP socket); it parses each frame, and a packet whose shard
 //! belongs to another worker crosses over through that worker's bounded
-//! lock-free inbox. A snapshot request makes every worker export its flows;
-//! the caller merges them into one [`Snapshot`].
+//! lock-free inbox. A snapshot request makes every worker export its flows
+//! ([`Exports`]); the [`merger`](crate::merger) merges them into one
+//! [`Snapshot`].
 //!
 //! With one worker there is no hand-off at all: the source's thread parses
 //! and updates inline.
@@ -18,29 +19,14 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
 use crossbeam_utils::sync::{Parker, Unparker};
 
-use crate::capture::Frame;
 use crate::counters::{FrameKind, IngestCounters};
 use crate::flow::{FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window};
+use crate::merger;
 use crate::packet::{L4Proto, PacketMeta};
-use crate::snapshot::{Snapshot, flow_order};
+use crate::snapshot::Snapshot;
+use crate::source::{Frame, PacketSource, Poll};
+use crate::time::{Clock, SECOND};
 use crate::wire::dissect::{Dissected, dissect};
-
-/// What a source did in one poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Poll {
-    /// Delivered frames; poll again soon.
-    Busy,
-    /// Nothing available right now (the source may have waited briefly).
-    Idle,
-    /// No more frames, ever.
-    Finished,
-}
-
-/// Something that yields captured frames to a worker.
-pub trait PacketSource: Send + 'static {
-    /// Delivers a batch of frames to `on_frame`.
-    fn poll<F: FnMut(Frame<'_>)>(&mut self, on_frame: F) -> Poll;
-}
 
 /// What a full hand-off queue does to its producer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,19 +63,10 @@ impl Default for PipelineConfig {
             table: TableConfig::default(),
             hash_seed: None,
             backpressure: Backpressure::Wait,
-            maintenance_interval_ns: 1_000_000_000,
+            maintenance_interval_ns: SECOND,
             cores: Vec::new(),
         }
     }
-}
-
-/// The time a snapshot is taken at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AsOf {
-    /// The newest capture timestamp seen (capture files).
-    CaptureClock,
-    /// A given time in ns since the Unix epoch (live: now).
-    Time(u64),
 }
 
 enum Control {
@@ -102,11 +79,23 @@ enum Control {
     Stop,
 }
 
-struct ShardExport {
-    flows: Vec<FlowRecord>,
-    ingest: IngestCounters,
-    table: TableCounters,
-    since_ns: Option<u64>,
+/// What one shard exports for a snapshot.
+pub struct ShardExport {
+    pub flows: Vec<FlowRecord>,
+    pub ingest: IngestCounters,
+    pub table: TableCounters,
+    /// The shard's first packet, if any.
+    pub since_ns: Option<u64>,
+}
+
+/// Every shard's export for one snapshot, before the merge.
+pub struct Exports {
+    pub sequence: u64,
+    pub as_of_ns: u64,
+    pub rtt_window: Window,
+    pub shards: Vec<ShardExport>,
+    /// When the exports were requested (the merge reports its duration).
+    pub requested: Instant,
 }
 
 struct Shared {
@@ -223,23 +212,22 @@ impl Pipeline {
 
     /// Takes a snapshot of every shard. Never blocks packet processing for
     /// longer than one shard's export.
-    pub fn snapshot(&self, as_of: AsOf) -> Snapshot {
-        self.collect(as_of, false)
+    pub fn snapshot(&self, clock: Clock) -> Snapshot {
+        merger::merge(self.export(clock, false))
     }
 
     /// Waits for the sources to finish, processes everything still queued,
     /// and returns the complete snapshot.
     pub fn finish(&self) -> Snapshot {
         self.wait_sources();
-        self.collect(AsOf::CaptureClock, true)
+        merger::merge(self.export(Clock::Capture, true))
     }
 
-    fn collect(&self, as_of: AsOf, drain: bool) -> Snapshot {
-        let started = Instant::now();
-        let as_of_ns = match as_of {
-            AsOf::CaptureClock => self.shared.capture_clock.load(Ordering::Acquire),
-            AsOf::Time(ns) => ns,
-        };
+    /// Asks every shard for its flows as of now on `clock`; with `drain`,
+    /// everything queued is processed first (only after sources finished).
+    pub fn export(&self, clock: Clock, drain: bool) -> Exports {
+        let requested = Instant::now();
+        let as_of_ns = clock.now_ns(self.shared.capture_clock.load(Ordering::Acquire));
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
         for w in &self.workers {
             let request = Control::Export {
@@ -253,28 +241,13 @@ impl Pipeline {
             w.unparker.unpark();
         }
         drop(reply_tx);
-        let mut snapshot = Snapshot {
+        Exports {
             sequence: self.shared.sequence.fetch_add(1, Ordering::Relaxed) + 1,
             as_of_ns,
             rtt_window: self.rtt_window,
-            ..Snapshot::default()
-        };
-        for export in reply_rx.iter() {
-            snapshot.counters.ingest.add(&export.ingest);
-            snapshot.counters.table.add(&export.table);
-            snapshot.since_ns = match (snapshot.since_ns, export.since_ns) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            if snapshot.flows.is_empty() {
-                snapshot.flows = export.flows;
-            } else {
-                snapshot.flows.extend(export.flows);
-            }
+            shards: reply_rx.iter().collect(),
+            requested,
         }
-        snapshot.flows.sort_unstable_by(flow_order);
-        snapshot.merge_ns = started.elapsed().as_nanos() as u64;
-        snapshot
     }
 }
 

@@ -64,10 +64,10 @@ pub fn flow_table(data: &[u8]) {
         ..TableConfig::default()
     };
     let mut table = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
-    let mut ts = 1_000_000_000u64;
+    let mut ts = crate::time::SECOND;
     for p in data.chunks_exact(8) {
         let step = if p[6] & 0x80 != 0 {
-            1_000_000_000
+            crate::time::SECOND
         } else {
             1_000_000
         };

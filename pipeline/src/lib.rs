@@ -1,7 +1,8 @@
-//! flowtap's packet-to-flow pipeline: parse frames ([`wire`]), read capture
-//! files ([`capture`]), track connections and aggregate them into L4 flows in
-//! sharded tables ([`flow`]) owned by worker threads ([`engine`]), and
-//! publish immutable snapshots ([`snapshot`]) that the HTTP API reads.
+//! flowtap's packet-to-flow pipeline. A packet's path: a [`source`] (a
+//! capture file read by [`capture`], or a live socket) hands frames to a
+//! worker ([`engine`]) that parses them ([`wire`]) and counts them into its
+//! shard of the flow tables ([`flow`]); the [`merger`] gathers every shard's
+//! flows into an immutable [`snapshot`] that the API reads.
 #![forbid(unsafe_code)]
 
 pub mod capture;
@@ -14,8 +15,12 @@ pub mod memory;
 pub mod merger;
 pub mod packet;
 pub mod snapshot;
+pub mod source;
+pub mod time;
 pub mod wire;
 
-pub use engine::{AsOf, Backpressure, PacketSource, Pipeline, PipelineConfig, Poll};
-pub use merger::{Clock, Merger};
+pub use engine::{Backpressure, Pipeline, PipelineConfig};
+pub use merger::Merger;
 pub use snapshot::Snapshot;
+pub use source::{Frame, PacketSource, Poll};
+pub use time::Clock;

@@ -1,29 +1,44 @@
-//! The merger: a thread that takes a snapshot of the pipeline at a fixed
-//! interval and hands it to a publisher (which, in flowtap, prepares it for
-//! queries and swaps it in for readers). Packet processing never waits for
-//! readers: workers only copy their flows out when asked.
+//! The merger: turns every shard's export into one [`Snapshot`] ([`merge`]),
+//! and, as a thread ([`Merger`]), takes one at a fixed interval and hands it
+//! to a publisher (which, in flowtap, prepares it for queries and swaps it
+//! in for readers). Packet processing never waits for readers: workers only
+//! copy their flows out when asked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::engine::{AsOf, Pipeline};
-use crate::snapshot::Snapshot;
+use crate::engine::{Exports, Pipeline};
+use crate::snapshot::{Snapshot, flow_order};
+use crate::time::Clock;
 
-/// Which clock snapshots are taken at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Clock {
-    /// The newest capture timestamp (capture files).
-    Capture,
-    /// Wall-clock time (live capture).
-    Wall,
-}
-
-pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+/// One snapshot from every shard's export: counters added up, flows
+/// gathered and put in the API's order. Shards never share a flow (a flow's
+/// connections all hash to one shard), so gathering is all the merge there is.
+pub fn merge(exports: Exports) -> Snapshot {
+    let mut snapshot = Snapshot {
+        sequence: exports.sequence,
+        as_of_ns: exports.as_of_ns,
+        rtt_window: exports.rtt_window,
+        ..Snapshot::default()
+    };
+    for export in exports.shards {
+        snapshot.counters.ingest.add(&export.ingest);
+        snapshot.counters.table.add(&export.table);
+        snapshot.since_ns = match (snapshot.since_ns, export.since_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if snapshot.flows.is_empty() {
+            snapshot.flows = export.flows;
+        } else {
+            snapshot.flows.extend(export.flows);
+        }
+    }
+    snapshot.flows.sort_unstable_by(flow_order);
+    snapshot.merge_ns = exports.requested.elapsed().as_nanos() as u64;
+    snapshot
 }
 
 pub struct Merger {
@@ -53,11 +68,7 @@ impl Merger {
                         continue;
                     }
                     next += interval;
-                    let as_of = match clock {
-                        Clock::Capture => AsOf::CaptureClock,
-                        Clock::Wall => AsOf::Time(now_ns()),
-                    };
-                    publish(pipeline.snapshot(as_of));
+                    publish(pipeline.snapshot(clock));
                 }
             })
             .expect("spawning the merger thread");

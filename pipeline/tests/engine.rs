@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipeline::capture::Frame;
+use pipeline::Frame;
 use pipeline::flow::FlowRecord;
 use pipeline::wire::dissect::LinkType;
 use pipeline::{Backpressure, Clock, Merger, PacketSource, Pipeline, PipelineConfig, Poll};
@@ -84,7 +84,7 @@ impl PacketSource for Synthetic {
 fn key_counts(flows: &[FlowRecord]) -> Vec<String> {
     flows
         .iter()
-        .map(|f| format!("{:?} {:?} {:?} {}", f.key, f.c2s, f.s2c, f.connections))
+        .map(|f| format!("{:?} {:?} {}", f.key, f.sent, f.connections))
         .collect()
 }
 

@@ -17,10 +17,10 @@ fn kept_fuzz_inputs_still_pass() {
         ("read_capture", fuzzing::read_capture),
         ("flow_table", fuzzing::flow_table),
     ];
-    let mut replayed = 0;
     for (name, target) in targets {
         let inputs = std::fs::read_dir(dir.join(name))
             .unwrap_or_else(|e| panic!("fuzz/regressions/{name}: {e}"));
+        let mut replayed = 0;
         for input in inputs {
             let path = input.unwrap().path();
             let data = std::fs::read(&path).unwrap();
@@ -28,7 +28,7 @@ fn kept_fuzz_inputs_still_pass() {
             target(&data);
             replayed += 1;
         }
+        assert!(replayed >= 1, "fuzz/regressions/{name} keeps no input");
+        eprintln!("{name}: replayed {replayed} kept inputs");
     }
-    assert!(replayed >= 3, "at least one input per target");
-    eprintln!("replayed {replayed} kept inputs");
 }

@@ -17,5 +17,5 @@ pub mod sys;
 pub mod xsk;
 
 pub use error::LiveError;
-pub use live::{LiveCapture, LiveConfig, LiveInfo, Mode, QueueStats, XskSource};
-pub use program::{UnboundAction, XdpModeChoice};
+pub use live::{LiveCapture, LiveConfig, LiveInfo, XskSource};
+pub use pipeline::source::live::{Mode, Unbound, XdpAttach};

@@ -7,33 +7,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pipeline::capture::Frame;
+use pipeline::source::live::{Mode, Unbound, XdpAttach};
+use pipeline::source::{Frame, PacketSource, Poll, QueueStats};
 use pipeline::wire::dissect::LinkType;
-use pipeline::{PacketSource, Poll};
+use xdpilone::xdp::XdpStatisticsV2;
 
 use crate::error::LiveError;
 use crate::netdev::{MirrorVeth, rx_queues};
-use crate::program::{Programs, UnboundAction, XdpModeChoice, mode_name};
+use crate::program::{Programs, mode_name};
 use crate::sys;
-use crate::xsk::{KernelStats, RxSocket, XskConfig};
-
-/// Where flowtap sits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// The interface is a dedicated mirror (SPAN/TAP) port; its frames are
-    /// consumed.
-    Span,
-    /// The interface carries the node's own traffic, which must flow on
-    /// untouched: it is mirrored to a veth pair and captured there.
-    Host,
-}
+use crate::xsk::{RxSocket, XskConfig};
 
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
     pub iface: String,
     pub mode: Mode,
-    pub xdp_mode: XdpModeChoice,
-    pub unbound: UnboundAction,
+    pub xdp_mode: XdpAttach,
+    pub unbound: Unbound,
     /// Rx queues to capture (default: all of the capture interface's).
     pub queues: Option<u32>,
     pub xsk: XskConfig,
@@ -52,8 +42,8 @@ impl LiveConfig {
         LiveConfig {
             iface: iface.to_owned(),
             mode: Mode::Span,
-            xdp_mode: XdpModeChoice::Auto,
-            unbound: UnboundAction::Pass,
+            xdp_mode: XdpAttach::Auto,
+            unbound: Unbound::Pass,
             queues: None,
             xsk: XskConfig::default(),
             busy_poll: false,
@@ -64,48 +54,16 @@ impl LiveConfig {
     }
 }
 
-/// Counters of one rx queue, updated by its worker and read by anyone.
-#[derive(Debug, Default)]
-pub struct QueueStats {
-    pub queue: u32,
-    pub frames: AtomicU64,
-    pub bytes: AtomicU64,
-    /// Frames whose XDP timestamp was missing (user-space time was used).
-    pub meta_missing: AtomicU64,
-    kernel: [AtomicU64; 6],
-}
-
-impl QueueStats {
-    fn store_kernel(&self, k: KernelStats) {
-        let values = [
-            k.rx_dropped,
-            k.rx_invalid_descs,
-            k.tx_invalid_descs,
-            k.rx_ring_full,
-            k.rx_fill_ring_empty_descs,
-            k.tx_ring_empty_descs,
-        ];
-        for (slot, v) in self.kernel.iter().zip(values) {
-            slot.store(v, Ordering::Relaxed);
-        }
-    }
-
-    /// The kernel's XDP_STATISTICS as last read (at most 250 ms old).
-    pub fn kernel(&self) -> KernelStats {
-        let v: Vec<u64> = self
-            .kernel
-            .iter()
-            .map(|a| a.load(Ordering::Relaxed))
-            .collect();
-        KernelStats {
-            rx_dropped: v[0],
-            rx_invalid_descs: v[1],
-            tx_invalid_descs: v[2],
-            rx_ring_full: v[3],
-            rx_fill_ring_empty_descs: v[4],
-            tx_ring_empty_descs: v[5],
-        }
-    }
+/// Copies the kernel's counters for a socket into its queue's statistics.
+fn store_kernel_stats(stats: &QueueStats<AtomicU64>, k: &XdpStatisticsV2) {
+    stats.rx_dropped.store(k.rx_dropped, Ordering::Relaxed);
+    stats.rx_ring_full.store(k.rx_ring_full, Ordering::Relaxed);
+    stats
+        .fill_ring_empty
+        .store(k.rx_fill_ring_empty_descs, Ordering::Relaxed);
+    stats
+        .invalid
+        .store(k.rx_invalid_descs + k.tx_invalid_descs, Ordering::Relaxed);
 }
 
 /// What was set up, for logs and metrics.
@@ -117,7 +75,8 @@ pub struct LiveInfo {
     pub mode: Mode,
     pub xdp_mode: &'static str,
     pub zero_copy: bool,
-    pub queues: Vec<QueueStats>,
+    /// Per rx queue: what was received, and the kernel's counters.
+    pub queues: Vec<QueueStats<AtomicU64>>,
     /// Added to kernel monotonic timestamps to get Unix time.
     pub realtime_offset_ns: i128,
 }
@@ -180,10 +139,7 @@ impl LiveCapture {
             xdp_mode: mode_name(xdp_mode),
             zero_copy: sockets.iter().all(RxSocket::zero_copy),
             queues: (0..queues)
-                .map(|queue| QueueStats {
-                    queue,
-                    ..QueueStats::default()
-                })
+                .map(|queue| QueueStats::new(queue, u64::from(config.xsk.frame_count)))
                 .collect(),
             realtime_offset_ns: sys::realtime_offset_ns(),
         });
@@ -247,7 +203,7 @@ pub struct XskSource {
 impl XskSource {
     fn refresh_stats(&mut self) {
         if let Ok(k) = self.socket.kernel_stats() {
-            self.info.queues[self.index].store_kernel(k);
+            store_kernel_stats(&self.info.queues[self.index], &k);
         }
     }
 }
@@ -275,7 +231,9 @@ impl PacketSource for XskSource {
             stats.frames.fetch_add(u64::from(n), Ordering::Relaxed);
             stats.bytes.fetch_add(bytes, Ordering::Relaxed);
             if missing > 0 {
-                stats.meta_missing.fetch_add(missing, Ordering::Relaxed);
+                stats
+                    .without_timestamp
+                    .fetch_add(missing, Ordering::Relaxed);
             }
         }
         let now = Instant::now();

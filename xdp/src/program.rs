@@ -10,6 +10,8 @@ use aya::programs::tc::TcAttachOptions;
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 
+use pipeline::source::live::{Unbound, XdpAttach};
+
 use crate::error::LiveError;
 use crate::xsk::XskFd;
 
@@ -18,22 +20,6 @@ static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowtap
 const XDP_PROGRAM: &str = "flowtap_xdp";
 const TC_PROGRAM: &str = "flowtap_mirror";
 const XSK_MAP: &str = "flowtap_xsks";
-
-/// What XDP does with frames of rx queues that have no socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnboundAction {
-    Pass,
-    Drop,
-}
-
-/// How to attach XDP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpModeChoice {
-    /// Driver mode, falling back to SKB (generic) mode.
-    Auto,
-    Driver,
-    Skb,
-}
 
 pub fn mode_name(mode: XdpMode) -> &'static str {
     match mode {
@@ -64,10 +50,10 @@ fn busy(e: &ProgramError) -> bool {
 
 impl Programs {
     /// Loads the object with its constants set (before the verifier runs).
-    pub fn load(unbound: UnboundAction, mirror_ifindex: u32) -> Result<Programs, LiveError> {
+    pub fn load(unbound: Unbound, mirror_ifindex: u32) -> Result<Programs, LiveError> {
         let action: u32 = match unbound {
-            UnboundAction::Pass => 2, // XDP_PASS
-            UnboundAction::Drop => 1, // XDP_DROP
+            Unbound::Pass => 2, // XDP_PASS
+            Unbound::Drop => 1, // XDP_DROP
         };
         let ebpf = EbpfLoader::new()
             .override_global("flowtap_unbound_action", &action, true)
@@ -78,7 +64,7 @@ impl Programs {
     }
 
     /// Attaches the XDP program to `iface`; returns the mode used.
-    pub fn attach_xdp(&mut self, iface: &str, choice: XdpModeChoice) -> Result<XdpMode, LiveError> {
+    pub fn attach_xdp(&mut self, iface: &str, choice: XdpAttach) -> Result<XdpMode, LiveError> {
         let program: &mut Xdp = self
             .ebpf
             .program_mut(XDP_PROGRAM)
@@ -93,9 +79,9 @@ impl Programs {
             source: Box::new(e),
         })?;
         let modes: &[XdpMode] = match choice {
-            XdpModeChoice::Auto => &[XdpMode::Driver, XdpMode::Skb],
-            XdpModeChoice::Driver => &[XdpMode::Driver],
-            XdpModeChoice::Skb => &[XdpMode::Skb],
+            XdpAttach::Auto => &[XdpMode::Driver, XdpMode::Skb],
+            XdpAttach::Driver => &[XdpMode::Driver],
+            XdpAttach::Skb => &[XdpMode::Skb],
         };
         let mut last = None;
         for &mode in modes {
@@ -107,7 +93,7 @@ impl Programs {
                     });
                 }
                 Err(e) => {
-                    if choice == XdpModeChoice::Auto && mode == XdpMode::Driver {
+                    if choice == XdpAttach::Auto && mode == XdpMode::Driver {
                         tracing::warn!(%iface, error = %e, "XDP driver mode unavailable; falling back to SKB (generic) mode");
                     }
                     last = Some(LiveError::XdpAttach {

@@ -13,7 +13,7 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     // SAFETY: `ts` is a valid, writable timespec; both clocks always exist on Linux.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     debug_assert_eq!(rc, 0);
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    i128::from(ts.tv_sec) * i128::from(pipeline::time::SECOND) + i128::from(ts.tv_nsec)
 }
 
 /// CLOCK_MONOTONIC now, the clock of `bpf_ktime_get_ns()`.

@@ -56,33 +56,6 @@ fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e.get_raw())
 }
 
-/// The kernel's per-socket counters (XDP_STATISTICS).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelStats {
-    /// Frames dropped for lack of room or buffers (all reasons).
-    pub rx_dropped: u64,
-    pub rx_invalid_descs: u64,
-    pub tx_invalid_descs: u64,
-    /// Frames dropped because the rx ring was full (user space too slow).
-    pub rx_ring_full: u64,
-    /// Times the kernel found the fill ring empty.
-    pub rx_fill_ring_empty_descs: u64,
-    pub tx_ring_empty_descs: u64,
-}
-
-impl From<XdpStatisticsV2> for KernelStats {
-    fn from(s: XdpStatisticsV2) -> Self {
-        KernelStats {
-            rx_dropped: s.rx_dropped,
-            rx_invalid_descs: s.rx_invalid_descs,
-            tx_invalid_descs: s.tx_invalid_descs,
-            rx_ring_full: s.rx_ring_full,
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: s.tx_ring_empty_descs,
-        }
-    }
-}
-
 /// A socket's file descriptor, for the XSKMAP.
 #[derive(Clone, Copy, Debug)]
 pub struct XskFd(RawFd);
@@ -108,8 +81,8 @@ struct Parts {
 
 impl Parts {
     /// The kernel's counters for this socket (XDP_STATISTICS).
-    fn kernel_stats(&self) -> io::Result<KernelStats> {
-        self.user.statistics_v2().map(Into::into).map_err(errno)
+    fn kernel_stats(&self) -> io::Result<XdpStatisticsV2> {
+        self.user.statistics_v2().map_err(errno)
     }
 }
 
@@ -312,7 +285,7 @@ impl RxSocket {
         sys::wait_readable(self.rx.as_raw_fd(), timeout)
     }
 
-    pub fn kernel_stats(&self) -> io::Result<KernelStats> {
+    pub fn kernel_stats(&self) -> io::Result<XdpStatisticsV2> {
         self.parts.kernel_stats()
     }
 }
@@ -396,7 +369,7 @@ impl TxSocket {
         reader.release();
     }
 
-    pub fn kernel_stats(&self) -> io::Result<KernelStats> {
+    pub fn kernel_stats(&self) -> io::Result<XdpStatisticsV2> {
         self.parts.kernel_stats()
     }
 }

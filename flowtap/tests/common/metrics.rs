@@ -3,7 +3,7 @@
 use std::process::Command;
 
 /// `promtool check metrics` must accept `text`.
-pub fn promtool(text: &str) {
+pub(crate) fn promtool(text: &str) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -22,7 +22,7 @@ pub fn promtool(text: &str) {
 }
 
 /// The value of a sample line `name{labels} value` (or `name value`).
-pub fn sample(text: &str, series: &str) -> f64 {
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no sample {series}"))

@@ -2,9 +2,9 @@
 //! the real `flowtap` binary.
 #![allow(dead_code)]
 
-pub mod metrics;
-pub mod netns;
-pub mod server;
+pub(crate) mod metrics;
+pub(crate) mod netns;
+pub(crate) mod server;
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// Follows a child's stderr (piped): every line is kept in the returned log
 /// and also sent on the channel, for a caller waiting for a particular one.
-pub fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Receiver<String>) {
+pub(crate) fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Receiver<String>) {
     let log = Arc::new(Mutex::new(String::new()));
     let (tx, rx) = std::sync::mpsc::channel();
     let pipe = child.stderr.take().expect("stderr is piped");
@@ -32,7 +32,7 @@ pub fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Receiver<String>
 }
 
 /// The project's root directory (the workspace).
-pub fn project_root() -> PathBuf {
+pub(crate) fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -41,7 +41,7 @@ pub fn project_root() -> PathBuf {
 
 /// `../shared/corpus` beside the project root (or `$FLOWTAP_CORPUS`). Tests
 /// that need it fail loudly when it is missing.
-pub fn corpus_dir() -> PathBuf {
+pub(crate) fn corpus_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("FLOWTAP_CORPUS") {
         return PathBuf::from(dir);
     }
@@ -57,7 +57,7 @@ pub fn corpus_dir() -> PathBuf {
 
 /// One flow as the API reports it.
 #[derive(Debug, Clone)]
-pub struct FlowSummary {
+pub(crate) struct FlowSummary {
     pub key: (String, IpAddr, IpAddr, u16),
     pub client_tx_pkts: u64,
     pub client_rx_pkts: u64,
@@ -72,7 +72,7 @@ pub struct FlowSummary {
     pub server_handshake: Option<[u64; 3]>,
 }
 
-pub struct Run {
+pub(crate) struct Run {
     pub status: i32,
     pub flows: Vec<FlowSummary>,
     pub frames_read: u64,
@@ -91,7 +91,7 @@ fn handshake(stats: &Value) -> Option<[u64; 3]> {
 
 /// The flows of a `/mcp/flows?format=full` body and its `format=raw` twin
 /// (same query, same order).
-pub fn parse_flows(full: &Value, raw: &Value) -> Vec<FlowSummary> {
+pub(crate) fn parse_flows(full: &Value, raw: &Value) -> Vec<FlowSummary> {
     let full = full["flows"].as_array().unwrap();
     let raw = raw["flows"].as_array().unwrap();
     assert_eq!(full.len(), raw.len());
@@ -130,7 +130,7 @@ pub fn parse_flows(full: &Value, raw: &Value) -> Vec<FlowSummary> {
 
 /// Runs `flowtap -r FILES --threads N` with every flow dumped in `full` and
 /// `raw` format, plus any `extra` arguments.
-pub fn run_flowtap(files: &[&Path], threads: usize, extra: &[&str]) -> Run {
+pub(crate) fn run_flowtap(files: &[&Path], threads: usize, extra: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_flowtap"))
         .arg("-r")
         .args(files)
@@ -170,6 +170,38 @@ pub fn run_flowtap(files: &[&Path], threads: usize, extra: &[&str]) -> Run {
     }
 }
 
+/// What a flow's truth says each side sent, and its connections.
+#[derive(Default)]
+pub(crate) struct Sent {
+    pub c2s_pkts: u64,
+    pub c2s_bytes: u64,
+    pub s2c_pkts: u64,
+    pub s2c_bytes: u64,
+    pub connections: u64,
+}
+
+/// Compares every per-side counter of a reported flow with the truth (what
+/// one side sent is what the other received), adding each difference to
+/// `errors`.
+pub(crate) fn check_sent(what: &str, got: &FlowSummary, want: &Sent, errors: &mut Vec<String>) {
+    let pairs = [
+        ("client tx_pkts", got.client_tx_pkts, want.c2s_pkts),
+        ("client rx_pkts", got.client_rx_pkts, want.s2c_pkts),
+        ("client tx_bytes", got.client_tx_bytes, want.c2s_bytes),
+        ("client rx_bytes", got.client_rx_bytes, want.s2c_bytes),
+        ("server tx_pkts", got.server_tx_pkts, want.s2c_pkts),
+        ("server rx_pkts", got.server_rx_pkts, want.c2s_pkts),
+        ("server tx_bytes", got.server_tx_bytes, want.s2c_bytes),
+        ("server rx_bytes", got.server_rx_bytes, want.c2s_bytes),
+        ("connections", got.connections, want.connections),
+    ];
+    for (field, got, want) in pairs {
+        if got != want {
+            errors.push(format!("{what}: {field} {got}, truth {want}"));
+        }
+    }
+}
+
 /// Nearest-rank percentile of microsecond values rounded as flowtap rounds.
 fn nearest_rank(values: &[f64], q: f64) -> u64 {
     let mut v: Vec<u64> = values.iter().map(|x| x.round() as u64).collect();
@@ -180,7 +212,12 @@ fn nearest_rank(values: &[f64], q: f64) -> u64 {
 
 /// Compares a flow's reported handshake percentiles with the truth's legs
 /// (in microseconds), adding any difference to `errors`.
-pub fn check_legs(what: &str, truth: &[f64], got: Option<[u64; 3]>, errors: &mut Vec<String>) {
+pub(crate) fn check_legs(
+    what: &str,
+    truth: &[f64],
+    got: Option<[u64; 3]>,
+    errors: &mut Vec<String>,
+) {
     match (truth.is_empty(), got) {
         (true, None) => {}
         (true, Some(g)) => errors.push(format!("{what}: handshake {g:?} but truth has none")),
@@ -204,15 +241,17 @@ pub fn check_legs(what: &str, truth: &[f64], got: Option<[u64; 3]>, errors: &mut
 }
 
 /// Reads "name N" pairs from the stderr report line starting with `prefix`.
-pub fn report_counts(stderr: &str, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+pub(crate) fn report_counts(stderr: &str, prefix: &str) -> std::collections::BTreeMap<String, u64> {
     let line = stderr
         .lines()
         .find_map(|l| l.strip_prefix(prefix))
         .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stderr}"));
-    let inner = line
-        .split_once('(')
-        .map_or(line, |(_, rest)| rest.trim_end_matches(')'));
-    inner
+    report_pairs(line)
+}
+
+/// The "name N, name N, ..." pairs of a report line (after its title).
+pub(crate) fn report_pairs(items: &str) -> std::collections::BTreeMap<String, u64> {
+    items
         .split(", ")
         .filter_map(|pair| {
             let (name, n) = pair.trim().rsplit_once(' ')?;

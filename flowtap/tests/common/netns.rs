@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub fn require_root() {
+pub(crate) fn require_root() {
     let uid = Command::new("id").arg("-u").output().expect("id");
     assert_eq!(
         String::from_utf8_lossy(&uid.stdout).trim(),
@@ -21,7 +21,7 @@ pub fn require_root() {
     );
 }
 
-pub fn traffic_script() -> PathBuf {
+pub(crate) fn traffic_script() -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/traffic.py")
 }
 
@@ -37,7 +37,7 @@ fn check(what: &str, out: std::io::Result<Output>) -> Output {
     out
 }
 
-pub struct Lab {
+pub(crate) struct Lab {
     prefix: String,
     namespaces: Vec<String>,
     children: Vec<Child>,
@@ -45,7 +45,7 @@ pub struct Lab {
 
 impl Lab {
     /// `tag` keeps concurrent labs apart (with the process id).
-    pub fn new(tag: &str) -> Lab {
+    pub(crate) fn new(tag: &str) -> Lab {
         require_root();
         Lab {
             prefix: format!("ft{}{tag}", std::process::id() % 100_000),
@@ -56,7 +56,7 @@ impl Lab {
 
     /// Ends the lab (as dropping it does) and checks that none of its
     /// namespaces is left.
-    pub fn close(self) {
+    pub(crate) fn close(self) {
         let prefix = self.prefix.clone();
         drop(self);
         let left = namespaces_with(&prefix);
@@ -64,7 +64,7 @@ impl Lab {
     }
 
     /// Creates namespace `<prefix>-<name>` with loopback up; returns its name.
-    pub fn ns(&mut self, name: &str) -> String {
+    pub(crate) fn ns(&mut self, name: &str) -> String {
         let ns = format!("{}-{name}", self.prefix);
         run(&["ip", "netns", "add", &ns]);
         self.namespaces.push(ns.clone());
@@ -73,14 +73,14 @@ impl Lab {
     }
 
     /// Runs `args` inside `ns` and returns its output (it must succeed).
-    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+    pub(crate) fn exec(&self, ns: &str, args: &[&str]) -> Output {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns]).args(args);
         check(&format!("{ns}: {}", args.join(" ")), cmd.output())
     }
 
     /// Starts `args` inside `ns` in the background; the lab kills it at the end.
-    pub fn spawn(&mut self, ns: &str, args: &[&str]) -> &mut Child {
+    pub(crate) fn spawn(&mut self, ns: &str, args: &[&str]) -> &mut Child {
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(args)
@@ -94,7 +94,13 @@ impl Lab {
     }
 
     /// Starts the traffic servers in `ns` and waits until they listen.
-    pub fn traffic_servers(&mut self, ns: &str, addrs: &str, tcp_ports: &str, udp_ports: &str) {
+    pub(crate) fn traffic_servers(
+        &mut self,
+        ns: &str,
+        addrs: &str,
+        tcp_ports: &str,
+        udp_ports: &str,
+    ) {
         let script = traffic_script();
         let child = self.spawn(
             ns,
@@ -118,7 +124,7 @@ impl Lab {
     }
 
     /// Runs the traffic client in `ns`; returns its JSON summary.
-    pub fn traffic_client(&self, ns: &str, args: &[&str]) -> Value {
+    pub(crate) fn traffic_client(&self, ns: &str, args: &[&str]) -> Value {
         let script = traffic_script();
         let mut all = vec!["python3", script.to_str().unwrap(), "client"];
         all.extend_from_slice(args);
@@ -145,7 +151,7 @@ impl Drop for Lab {
 }
 
 /// Runs a command that must succeed.
-pub fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     check(
         &args.join(" "),
         Command::new(args[0]).args(&args[1..]).output(),
@@ -153,7 +159,7 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 /// Namespaces whose names start with `prefix`.
-pub fn namespaces_with(prefix: &str) -> Vec<String> {
+pub(crate) fn namespaces_with(prefix: &str) -> Vec<String> {
     let out = run(&["ip", "netns", "list"]);
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -164,7 +170,7 @@ pub fn namespaces_with(prefix: &str) -> Vec<String> {
 }
 
 /// `flowtap -i ...` running inside a namespace, queried with curl there.
-pub struct LiveFlowtap {
+pub(crate) struct LiveFlowtap {
     child: Child,
     pub ns: String,
     pub addr: String,
@@ -172,13 +178,13 @@ pub struct LiveFlowtap {
 }
 
 impl LiveFlowtap {
-    pub fn start(ns: &str, args: &[&str]) -> LiveFlowtap {
+    pub(crate) fn start(ns: &str, args: &[&str]) -> LiveFlowtap {
         LiveFlowtap::start_with(ns, &[env!("CARGO_BIN_EXE_flowtap")], args)
     }
 
     /// Like `start`, with the command line that runs flowtap given: a
     /// binary elsewhere, or one run by a wrapper (`setpriv ... flowtap`).
-    pub fn start_with(ns: &str, program: &[&str], args: &[&str]) -> LiveFlowtap {
+    pub(crate) fn start_with(ns: &str, program: &[&str], args: &[&str]) -> LiveFlowtap {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(program)
@@ -208,12 +214,12 @@ impl LiveFlowtap {
         }
     }
 
-    pub fn get_json(&self, target: &str) -> Value {
+    pub(crate) fn get_json(&self, target: &str) -> Value {
         serde_json::from_str(&self.get_text(target)).unwrap()
     }
 
     /// GET `target` with curl inside the namespace; it must answer 2xx.
-    pub fn get_text(&self, target: &str) -> String {
+    pub(crate) fn get_text(&self, target: &str) -> String {
         let url = format!("http://{}{target}", self.addr);
         let out = check(
             &format!("curl {url}"),
@@ -233,7 +239,7 @@ impl LiveFlowtap {
     }
 
     /// Waits until the published snapshot has counted `frames` frames.
-    pub fn wait_for_frames(&self, at_least: u64) {
+    pub(crate) fn wait_for_frames(&self, at_least: u64) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let s = self.get_json("/mcp/flows/summary");
@@ -252,7 +258,7 @@ impl LiveFlowtap {
     }
 
     /// SIGTERM; returns the exit status and everything flowtap wrote to stderr.
-    pub fn stop(mut self) -> (i32, String) {
+    pub(crate) fn stop(mut self) -> (i32, String) {
         let pid = self.child.id().to_string();
         run(&["kill", "-TERM", &pid]);
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -269,7 +275,7 @@ impl LiveFlowtap {
         }
     }
 
-    pub fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -283,7 +289,7 @@ impl Drop for LiveFlowtap {
 }
 
 /// Runs a command line (split on whitespace; no quoting) that must succeed.
-pub fn sh(line: &str) -> Output {
+pub(crate) fn sh(line: &str) -> Output {
     let args: Vec<&str> = line.split_whitespace().collect();
     run(&args)
 }

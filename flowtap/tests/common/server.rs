@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub stderr: Arc<Mutex<String>>,
@@ -17,14 +17,14 @@ pub struct Server {
 
 /// A raw HTTP response.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "status {} body is not JSON ({e}): {}",
@@ -34,7 +34,7 @@ impl Response {
         })
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -45,18 +45,18 @@ impl Response {
 impl Server {
     /// Starts flowtap with `args` plus `--listen 127.0.0.1:0`; returns once
     /// the files are read and the final view is served.
-    pub fn start(args: &[&str]) -> Server {
+    pub(crate) fn start(args: &[&str]) -> Server {
         Server::launch(args, &[], "flowtap: read ")
     }
 
     /// Like [`Server::start`], with extra environment variables.
-    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         Server::launch(args, env, "flowtap: read ")
     }
 
     /// Like [`Server::start`], but returns as soon as the server listens
     /// (files may still be being read).
-    pub fn start_serving(args: &[&str]) -> Server {
+    pub(crate) fn start_serving(args: &[&str]) -> Server {
         Server::launch(args, &[], "flowtap: serving on ")
     }
 
@@ -93,7 +93,7 @@ impl Server {
     }
 
     /// Sends `raw` as is and reads the response until the server closes.
-    pub fn raw(&self, raw: &[u8]) -> Response {
+    pub(crate) fn raw(&self, raw: &[u8]) -> Response {
         let mut s = TcpStream::connect(self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         s.write_all(raw).unwrap();
@@ -102,13 +102,13 @@ impl Server {
         parse_response(&buf)
     }
 
-    pub fn request(&self, method: &str, target: &str) -> Response {
+    pub(crate) fn request(&self, method: &str, target: &str) -> Response {
         self.send(method, target, &[], b"")
     }
 
     /// A request with extra headers and a body (`Host: localhost` unless
     /// `headers` gives one).
-    pub fn send(
+    pub(crate) fn send(
         &self,
         method: &str,
         target: &str,
@@ -131,17 +131,17 @@ impl Server {
         self.raw(&raw)
     }
 
-    pub fn get(&self, target: &str) -> Response {
+    pub(crate) fn get(&self, target: &str) -> Response {
         self.request("GET", target)
     }
 
     /// GET that must succeed; returns the JSON body.
-    pub fn get_json(&self, target: &str) -> Value {
+    pub(crate) fn get_json(&self, target: &str) -> Value {
         self.get_json_with(target, &[])
     }
 
     /// GET with extra headers that must succeed; returns the JSON body.
-    pub fn get_json_with(&self, target: &str, headers: &[(&str, &str)]) -> Value {
+    pub(crate) fn get_json_with(&self, target: &str, headers: &[(&str, &str)]) -> Value {
         let r = self.send("GET", target, headers, b"");
         assert_eq!(
             r.status,
@@ -153,7 +153,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> i32 {
+    pub(crate) fn terminate(mut self) -> i32 {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
@@ -168,7 +168,7 @@ impl Drop for Server {
     }
 }
 
-pub fn parse_response(buf: &[u8]) -> Response {
+pub(crate) fn parse_response(buf: &[u8]) -> Response {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

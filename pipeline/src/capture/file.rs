@@ -11,6 +11,8 @@ use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 
+use crate::source::Frame;
+use crate::time::SECOND;
 use crate::wire::dissect::LinkType;
 
 /// Initial read buffer; large enough for any ordinary record.
@@ -20,18 +22,6 @@ const BUFFER_BYTES: usize = 1 << 20;
 /// blocks add options. Anything larger is corrupt, and refusing it bounds the
 /// memory a hostile file can make us allocate.
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
-
-/// One captured frame, borrowed from the reader's buffer.
-#[derive(Clone, Copy, Debug)]
-pub struct Frame<'a> {
-    /// Capture time, nanoseconds since the Unix epoch.
-    pub ts_ns: u64,
-    /// Length on the wire (the record's original length).
-    pub wire_len: u32,
-    pub link: LinkType,
-    /// The captured bytes (possibly fewer than `wire_len`).
-    pub data: &'a [u8],
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -216,7 +206,7 @@ impl CaptureFile {
                                 ));
                             };
                             let frac = if nanos { 1 } else { 1_000 };
-                            let ts_ns = u64::from(record.ts_sec) * 1_000_000_000
+                            let ts_ns = u64::from(record.ts_sec) * SECOND
                                 + u64::from(record.ts_usec) * frac;
                             let data = record.data;
                             Some(Frame {
@@ -392,7 +382,7 @@ fn interface(
 }
 
 fn ng_timestamp(units: u64, iface: Interface) -> u64 {
-    let ns = u128::from(units) * 1_000_000_000 / u128::from(iface.resolution.max(1));
-    let offset_ns = i128::from(iface.offset_s) * 1_000_000_000;
+    let ns = u128::from(units) * u128::from(SECOND) / u128::from(iface.resolution.max(1));
+    let offset_ns = i128::from(iface.offset_s) * i128::from(SECOND);
     (ns as i128 + offset_ns).clamp(0, i128::from(u64::MAX)) as u64
 }

@@ -18,6 +18,7 @@
 //! shows every earlier SYN has been seen (or when the connection is flushed),
 //! the server leg when the completing ACK is known.
 
+use super::side::{PerSide, Side};
 use crate::packet::{Fragment, L4Proto, Transport};
 use crate::wire::tcp::flags;
 
@@ -48,10 +49,9 @@ pub fn sender_is_client(t: &Transport) -> bool {
 /// connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Step {
-    /// SYN -> SYN-ACK, the client's view of the round trip.
-    pub client_leg: Option<u64>,
-    /// SYN -> completing ACK, the server's view.
-    pub server_leg: Option<u64>,
+    /// By whose view of the round trip they are: the client's leg is
+    /// SYN -> SYN-ACK, the server's SYN -> completing ACK.
+    pub legs: PerSide<Option<u64>>,
     /// A SYN-ACK that precedes every SYN in time: nothing can be measured.
     pub out_of_order: bool,
     /// A new SYN on a closed or differently-sequenced connection: a new
@@ -68,10 +68,6 @@ const SERVER_LEG_DONE: u8 = 2;
 
 /// SYN times kept: enough for retransmissions around the SYN-ACK.
 const SYNS_KEPT: usize = 3;
-
-/// Direction index into per-direction arrays.
-const C2S: usize = 0;
-const S2C: usize = 1;
 
 /// Heap bytes of a connection's handshake state while it lasts (with the
 /// allocator's overhead), for memory accounting.
@@ -94,8 +90,8 @@ struct HandshakeTimes {
 
 impl HandshakeTimes {
     /// Takes in one packet (TCP flags `f`) and records the legs it settles.
-    fn step(&mut self, f: u8, c2s: bool, pure_syn: bool, ts_ns: u64, step: &mut Step) {
-        if c2s {
+    fn step(&mut self, f: u8, sender: Side, pure_syn: bool, ts_ns: u64, step: &mut Step) {
+        if sender == Side::Client {
             if pure_syn {
                 self.push_syn(ts_ns);
             } else if f & flags::ACK != 0 && f & flags::SYN == 0 && self.first_ack_ns == 0 {
@@ -153,14 +149,14 @@ impl HandshakeTimes {
             return;
         };
         if self.done & CLIENT_LEG_DONE == 0 && (flush || self.client_newest_ns > self.synack_ns) {
-            step.client_leg = Some(self.synack_ns - syn);
+            step.legs[Side::Client] = Some(self.synack_ns - syn);
             self.done |= CLIENT_LEG_DONE;
         }
         if self.done & SERVER_LEG_DONE == 0
             && self.first_ack_ns != 0
             && self.first_ack_ns >= self.synack_ns
         {
-            step.server_leg = Some(self.first_ack_ns - syn);
+            step.legs[Side::Server] = Some(self.first_ack_ns - syn);
             self.done |= SERVER_LEG_DONE;
         }
     }
@@ -179,26 +175,25 @@ pub struct Conn {
     /// done, because an established connection never needs it again: it
     /// would more than double the entry that every packet looks up.
     handshake: Option<Box<HandshakeTimes>>,
-    /// First sequence number seen in each direction, for port-reuse detection.
-    base_seq: [u32; 2],
-    base_seq_set: [bool; 2],
+    /// First sequence number each side sent, for port-reuse detection.
+    base_seq: PerSide<Option<u32>>,
     /// Whether the client is the `lo` endpoint of the connection key.
     pub client_is_lo: bool,
     closing: u8,
-    /// The direction of the opening packet, and whether the other side has
+    /// The sender of the opening packet, and whether the other side has
     /// sent anything since: an unanswered connection (a spoofed SYN, a
     /// probe) is what a full table gives up first.
-    opened_c2s: bool,
+    opened_by: Side,
     answered: bool,
 }
 
 impl Conn {
-    /// A connection from its first packet (sent client-to-server when `c2s`).
+    /// A connection from its first packet, sent by `sender`.
     pub fn new(
         flow: u32,
         client_is_lo: bool,
         t: &Transport,
-        c2s: bool,
+        sender: Side,
         ts_ns: u64,
     ) -> (Conn, Step) {
         let mut conn = Conn {
@@ -206,15 +201,14 @@ impl Conn {
             last_seen_ns: ts_ns,
             opened_ns: ts_ns,
             handshake: (t.proto == L4Proto::Tcp).then(Box::default),
-            base_seq: [0; 2],
-            base_seq_set: [false; 2],
+            base_seq: PerSide::default(),
             client_is_lo,
             closing: 0,
-            opened_c2s: c2s,
+            opened_by: sender,
             answered: false,
         };
         let step = if t.proto == L4Proto::Tcp {
-            conn.tcp_step(t, c2s, ts_ns)
+            conn.tcp_step(t, sender, ts_ns)
         } else {
             Step::default()
         };
@@ -227,9 +221,9 @@ impl Conn {
         self.opened_ns
     }
 
-    /// Notes a packet's direction; true if it is the first answer.
-    pub fn note_direction(&mut self, c2s: bool) -> bool {
-        let first = !self.answered && c2s != self.opened_c2s;
+    /// Notes a packet's sender; true if it is the first answer.
+    pub fn note_direction(&mut self, sender: Side) -> bool {
+        let first = !self.answered && sender != self.opened_by;
         self.answered |= first;
         first
     }
@@ -252,39 +246,36 @@ impl Conn {
             .is_some_and(|h| h.syn_count > 0 && h.first_ack_ns == 0)
     }
 
-    /// Advances the TCP state for one packet sent client-to-server (`c2s`)
-    /// or back.
-    pub fn tcp_step(&mut self, t: &Transport, c2s: bool, ts_ns: u64) -> Step {
+    /// Advances the TCP state for one packet sent by `sender`.
+    pub fn tcp_step(&mut self, t: &Transport, sender: Side, ts_ns: u64) -> Step {
         let mut step = Step::default();
         if matches!(t.fragment, Fragment::Later { .. }) {
             return step;
         }
         let f = t.tcp_flags;
-        let dir = if c2s { C2S } else { S2C };
         let pure_syn = f & flags::SYN != 0 && f & flags::ACK == 0;
         // A new connection's SYN is newer than everything of the old one; a
         // SYN older than what was already seen is a late copy, reordered.
         if pure_syn
-            && self.base_seq_set[dir]
+            && self.base_seq[sender].is_some_and(|base| self.closing != 0 || base != t.tcp_seq)
             && ts_ns >= self.last_seen_ns
-            && (self.closing != 0 || self.base_seq[dir] != t.tcp_seq)
         {
             step.reopen = true;
             return step;
         }
-        if !self.base_seq_set[dir] {
-            self.base_seq[dir] = t.tcp_seq;
-            self.base_seq_set[dir] = true;
-        }
+        self.base_seq[sender].get_or_insert(t.tcp_seq);
         if let Some(h) = self.handshake.as_deref_mut() {
-            h.step(f, c2s, pure_syn, ts_ns, &mut step);
+            h.step(f, sender, pure_syn, ts_ns, &mut step);
             if h.is_done() {
                 self.handshake = None;
             }
         }
         if ts_ns >= self.opened_ns {
             if f & flags::FIN != 0 {
-                self.closing |= if c2s { FIN_CLIENT } else { FIN_SERVER };
+                self.closing |= match sender {
+                    Side::Client => FIN_CLIENT,
+                    Side::Server => FIN_SERVER,
+                };
             }
             if f & flags::RST != 0 {
                 self.closing |= RST;
@@ -373,16 +364,16 @@ mod tests {
         };
         let (first_c2s, first_f, first_ts) = events[0];
         let first = tcp(40000, 80, first_f, seq(first_c2s, first_f));
-        let (mut conn, step) = Conn::new(0, true, &first, first_c2s, first_ts);
+        let (mut conn, step) = Conn::new(0, true, &first, Side::sender(first_c2s), first_ts);
         let (mut client, mut server, mut ooo) = (Vec::new(), Vec::new(), step.out_of_order);
         let mut take = |s: Step| {
-            client.extend(s.client_leg);
-            server.extend(s.server_leg);
+            client.extend(s.legs[Side::Client]);
+            server.extend(s.legs[Side::Server]);
             ooo |= s.out_of_order;
         };
         take(step);
         for &(c2s, f, ts) in &events[1..] {
-            let s = conn.tcp_step(&tcp(40000, 80, f, seq(c2s, f)), c2s, ts);
+            let s = conn.tcp_step(&tcp(40000, 80, f, seq(c2s, f)), Side::sender(c2s), ts);
             assert!(!s.reopen);
             take(s);
         }
@@ -449,35 +440,50 @@ mod tests {
 
     #[test]
     fn reopen_on_new_isn_or_after_close() {
-        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 0);
-        assert!(c.tcp_step(&tcp(40000, 80, SYN, 555), true, 10).reopen);
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
+        assert!(
+            c.tcp_step(&tcp(40000, 80, SYN, 555), Side::Client, 10)
+                .reopen
+        );
 
-        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 0);
-        c.tcp_step(&tcp(80, 40000, RST | ACK, 0), false, 10);
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
+        c.tcp_step(&tcp(80, 40000, RST | ACK, 0), Side::Server, 10);
         assert!(c.is_closed());
-        assert!(c.tcp_step(&tcp(40000, 80, SYN, 100), true, 20).reopen);
+        assert!(
+            c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 20)
+                .reopen
+        );
 
-        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, ACK, 100), true, 0);
-        c.tcp_step(&tcp(40000, 80, FIN | ACK, 100), true, 10);
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, ACK, 100), Side::Client, 0);
+        c.tcp_step(&tcp(40000, 80, FIN | ACK, 100), Side::Client, 10);
         assert!(!c.is_closed(), "half-closed");
-        c.tcp_step(&tcp(80, 40000, FIN | ACK, 100), false, 20);
+        c.tcp_step(&tcp(80, 40000, FIN | ACK, 100), Side::Server, 20);
         assert!(c.is_closed());
 
         // A FIN stamped before the SYN that opened the connection is a late
         // packet of the previous one: it neither closes nor reopens this one.
-        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 1_000);
-        c.tcp_step(&tcp(80, 40000, FIN | ACK, 5), false, 900);
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 1_000);
+        c.tcp_step(&tcp(80, 40000, FIN | ACK, 5), Side::Server, 900);
         assert!(!c.is_closed());
-        assert!(!c.tcp_step(&tcp(40000, 80, SYN, 100), true, 2_000).reopen);
+        assert!(
+            !c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 2_000)
+                .reopen
+        );
 
         // A SYN older than packets already seen does not reopen.
-        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 1_000);
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 1_000);
         c.last_seen_ns = 5_000;
-        assert!(!c.tcp_step(&tcp(40000, 80, SYN, 777), true, 3_000).reopen);
+        assert!(
+            !c.tcp_step(&tcp(40000, 80, SYN, 777), Side::Client, 3_000)
+                .reopen
+        );
 
         // A retransmitted SYN (same ISN) is not a new connection.
-        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), true, 0);
-        assert!(!c.tcp_step(&tcp(40000, 80, SYN, 100), true, 10).reopen);
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
+        assert!(
+            !c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 10)
+                .reopen
+        );
         assert!(c.is_half_open());
     }
 }

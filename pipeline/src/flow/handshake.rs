@@ -10,6 +10,8 @@
 
 use hdrhistogram::Histogram;
 
+use crate::time::whole_secs;
+
 /// Samples kept exactly before switching to a histogram.
 pub const EXACT_SAMPLES: usize = 16;
 
@@ -96,7 +98,7 @@ impl HandshakeDigest {
     /// digest full of exact samples becomes a histogram if `may_grow`.
     pub fn record(&mut self, at_ns: u64, us: u64, window: Window, may_grow: bool) -> Recorded {
         let us = us.min(MAX_TRACKED_US);
-        let at_s = (at_ns / 1_000_000_000) as u32;
+        let at_s = whole_secs(at_ns);
         match &mut self.repr {
             Repr::Exact(samples) => {
                 if let Window::Seconds(w) = window {
@@ -143,7 +145,7 @@ impl HandshakeDigest {
 
     /// Number of samples that count at `as_of_ns`.
     pub fn count(&self, as_of_ns: u64, window: Window) -> u64 {
-        let at_s = (as_of_ns / 1_000_000_000) as u32;
+        let at_s = whole_secs(as_of_ns);
         match &self.repr {
             Repr::Exact(samples) => samples
                 .iter()
@@ -158,7 +160,7 @@ impl HandshakeDigest {
 
     /// Percentiles of the samples that count at `as_of_ns`, if there are any.
     pub fn percentiles(&self, as_of_ns: u64, window: Window) -> Option<Percentiles> {
-        let at_s = (as_of_ns / 1_000_000_000) as u32;
+        let at_s = whole_secs(as_of_ns);
         match &self.repr {
             Repr::Exact(samples) => {
                 let mut live = [0u32; EXACT_SAMPLES];
@@ -189,7 +191,7 @@ impl HandshakeDigest {
     /// everything it is given): how aggregation merges flows' handshakes
     /// without ever averaging percentiles.
     pub fn merge_into(&self, into: &mut HandshakeDigest, as_of_ns: u64, window: Window) {
-        let at_s = (as_of_ns / 1_000_000_000) as u32;
+        let at_s = whole_secs(as_of_ns);
         match &self.repr {
             Repr::Exact(samples) => {
                 for s in samples.iter().filter(|s| in_window(s, at_s, window)) {
@@ -212,7 +214,7 @@ impl HandshakeDigest {
         let Window::Seconds(_) = window else {
             return self.is_empty();
         };
-        let at_s = (now_ns / 1_000_000_000) as u32;
+        let at_s = whole_secs(now_ns);
         match &mut self.repr {
             Repr::Exact(samples) => samples.retain(|s| in_window(s, at_s, window)),
             Repr::Histogram(gens) => {
@@ -345,7 +347,7 @@ fn histogram_percentiles(h: &Histogram<u32>) -> Option<Percentiles> {
 mod tests {
     use super::*;
 
-    const S: u64 = 1_000_000_000;
+    const S: u64 = crate::time::SECOND;
 
     #[test]
     fn single_sample_is_exact() {

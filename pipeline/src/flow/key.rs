@@ -36,6 +36,37 @@ impl ConnKey {
         };
         (key, from_lo)
     }
+
+    /// The key of the connection between two (address, port) endpoints.
+    pub fn between(proto: L4Proto, a: (Addr, u16), b: (Addr, u16)) -> ConnKey {
+        let ((lo, lo_port), (hi, hi_port)) = if a <= b { (a, b) } else { (b, a) };
+        ConnKey {
+            lo,
+            hi,
+            lo_port,
+            hi_port,
+            proto,
+        }
+    }
+
+    /// The flow this connection belongs to, given which end is the client.
+    pub fn flow_key(&self, client_is_lo: bool) -> FlowKey {
+        if client_is_lo {
+            FlowKey {
+                proto: self.proto,
+                client: self.lo,
+                server: self.hi,
+                server_port: self.hi_port,
+            }
+        } else {
+            FlowKey {
+                proto: self.proto,
+                client: self.hi,
+                server: self.lo,
+                server_port: self.lo_port,
+            }
+        }
+    }
 }
 
 /// Kubeshark's L4 flow: many connections from one client to one server port.

@@ -2,11 +2,23 @@
 //! per-shard table that holds them.
 
 pub mod conn;
+pub mod counters;
+mod eviction;
+mod fragments;
 pub mod handshake;
 pub mod key;
+pub mod limits;
 pub mod rate;
+pub mod record;
+pub mod side;
+mod slab;
 pub mod table;
 
+pub use counters::TableCounters;
 pub use handshake::{HandshakeDigest, Percentiles, Window};
 pub use key::{ConnKey, FlowKey, ShardHasher};
-pub use table::{Counter, FlowRecord, FlowTable, Limits, TableConfig, TableCounters, Timeouts};
+pub use limits::{Limits, NEVER, TableConfig, Timeouts};
+pub use rate::Rates;
+pub use record::FlowRecord;
+pub use side::{Counter, PerSide, Side};
+pub use table::FlowTable;

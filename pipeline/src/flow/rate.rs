@@ -6,14 +6,10 @@
 //! exact average over the last 75-100% of the window (7.5-10 s by default),
 //! never an extrapolation, and it costs four small counters per direction.
 
-use super::table::Counter;
+use super::side::{Counter, PerSide, Side};
 
 /// Slots per window.
 pub const SLOTS: usize = 4;
-
-/// Direction index: client to server, server to client.
-pub const C2S: usize = 0;
-pub const S2C: usize = 1;
 
 /// What every packet of a flow updates, alone in one cache line: with a
 /// hundred thousand flows the table does not fit in cache, and each line a
@@ -23,8 +19,8 @@ pub const S2C: usize = 1;
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 pub struct Meter {
-    /// Packets and bytes since the flow began, per direction.
-    pub counts: [Counter; 2],
+    /// Packets and bytes each side sent since the flow began.
+    pub counts: PerSide<Counter>,
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     /// Absolute index of the newest slot a packet fell into.
@@ -36,14 +32,14 @@ pub struct Meter {
 /// running totals, for the newest slot).
 #[derive(Clone, Debug, Default)]
 pub struct RateWindow {
-    starts: [[Counter; 2]; SLOTS],
+    starts: [PerSide<Counter>; SLOTS],
 }
 
-/// Rates per direction, per second.
+/// Rates of what each side sent, per second.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Rates {
-    pub pps: [f64; 2],
-    pub bps: [f64; 2],
+    pub pps: PerSide<f64>,
+    pub bps: PerSide<f64>,
 }
 
 /// The slot geometry shared by all flows of a table.
@@ -73,7 +69,7 @@ impl Meter {
     /// A meter for a flow whose first packet is at `ts_ns` (not yet counted).
     pub fn new(clock: SlotClock, ts_ns: u64) -> Meter {
         Meter {
-            counts: [Counter::default(); 2],
+            counts: PerSide::default(),
             first_seen_ns: ts_ns,
             last_seen_ns: ts_ns,
             newest_slot: clock.slot_of(ts_ns),
@@ -87,15 +83,15 @@ impl Meter {
         &mut self,
         clock: SlotClock,
         ts_ns: u64,
-        dir: usize,
+        sender: Side,
         bytes: u32,
         window: impl FnOnce() -> &'w mut RateWindow,
     ) {
         let slot = clock.slot_of(ts_ns);
         if slot != self.newest_slot {
-            window().before_packet(&mut self.newest_slot, &self.counts, slot, dir, bytes);
+            window().before_packet(&mut self.newest_slot, &self.counts, slot, sender, bytes);
         }
-        let c = &mut self.counts[dir];
+        let c = &mut self.counts[sender];
         c.pkts += 1;
         c.bytes += u64::from(bytes);
         self.first_seen_ns = self.first_seen_ns.min(ts_ns);
@@ -128,9 +124,9 @@ impl Meter {
             &window.starts[slot_index(hi + 1)]
         };
         let start = &window.starts[slot_index(lo)];
-        for dir in [C2S, S2C] {
-            rates.pps[dir] = (end[dir].pkts - start[dir].pkts) as f64 / span_s;
-            rates.bps[dir] = (end[dir].bytes - start[dir].bytes) as f64 * 8.0 / span_s;
+        for side in Side::BOTH {
+            rates.pps[side] = (end[side].pkts - start[side].pkts) as f64 / span_s;
+            rates.bps[side] = (end[side].bytes - start[side].bytes) as f64 * 8.0 / span_s;
         }
         rates
     }
@@ -143,9 +139,9 @@ impl RateWindow {
     fn before_packet(
         &mut self,
         newest: &mut u64,
-        totals: &[Counter; 2],
+        totals: &PerSide<Counter>,
         slot: u64,
-        dir: usize,
+        sender: Side,
         bytes: u32,
     ) {
         if slot > *newest {
@@ -166,7 +162,7 @@ impl RateWindow {
             slot + 1
         };
         for s in first..=*newest {
-            let c = &mut self.starts[slot_index(s)][dir];
+            let c = &mut self.starts[slot_index(s)][sender];
             c.pkts += 1;
             c.bytes += u64::from(bytes);
         }
@@ -181,7 +177,7 @@ fn slot_index(slot: u64) -> usize {
 mod tests {
     use super::*;
 
-    const S: u64 = 1_000_000_000;
+    const S: u64 = crate::time::SECOND;
 
     struct Flow {
         meter: Option<Meter>,
@@ -196,9 +192,9 @@ mod tests {
             }
         }
 
-        fn record(&mut self, clock: SlotClock, ts: u64, dir: usize, bytes: u32) {
+        fn record(&mut self, clock: SlotClock, ts: u64, sender: Side, bytes: u32) {
             let meter = self.meter.get_or_insert_with(|| Meter::new(clock, ts));
-            meter.record(clock, ts, dir, bytes, || &mut self.window);
+            meter.record(clock, ts, sender, bytes, || &mut self.window);
         }
 
         fn rates(&self, clock: SlotClock, as_of_ns: u64, since_ns: u64) -> Rates {
@@ -216,28 +212,28 @@ mod tests {
         // 10 packets/s of 100 bytes for 20 s, both directions at 1:2.
         for i in 0..200u64 {
             let ts = 100 * S + i * S / 10;
-            w.record(clock, ts, C2S, 100);
+            w.record(clock, ts, Side::Client, 100);
             if i % 2 == 0 {
-                w.record(clock, ts, S2C, 100);
+                w.record(clock, ts, Side::Server, 100);
             }
         }
         let r = w.rates(clock, 120 * S, 0);
-        assert!((r.pps[C2S] - 10.0).abs() < 0.01, "{r:?}");
-        assert!((r.pps[S2C] - 5.0).abs() < 0.01, "{r:?}");
-        assert!((r.bps[C2S] - 8000.0).abs() < 1.0, "{r:?}");
+        assert!((r.pps[Side::Client] - 10.0).abs() < 0.01, "{r:?}");
+        assert!((r.pps[Side::Server] - 5.0).abs() < 0.01, "{r:?}");
+        assert!((r.bps[Side::Client] - 8000.0).abs() < 1.0, "{r:?}");
     }
 
     #[test]
     fn idle_flows_decay_to_zero_and_late_packets_are_ignored() {
         let clock = SlotClock::new(8 * S);
         let mut w = Flow::new();
-        w.record(clock, 100 * S, C2S, 60);
-        assert!(w.rates(clock, 101 * S, 0).pps[C2S] > 0.0);
-        assert_eq!(w.rates(clock, 200 * S, 0).pps[C2S], 0.0);
+        w.record(clock, 100 * S, Side::Client, 60);
+        assert!(w.rates(clock, 101 * S, 0).pps[Side::Client] > 0.0);
+        assert_eq!(w.rates(clock, 200 * S, 0).pps[Side::Client], 0.0);
         // A packet far older than the newest slot changes nothing.
-        w.record(clock, 10 * S, C2S, 60);
+        w.record(clock, 10 * S, Side::Client, 60);
         // At 101 s the window starts at 94 s (slots of 2 s): one packet in 7 s.
-        assert_eq!(w.rates(clock, 101 * S, 0).pps[C2S], 1.0 / 7.0);
+        assert_eq!(w.rates(clock, 101 * S, 0).pps[Side::Client], 1.0 / 7.0);
     }
 
     #[test]
@@ -245,10 +241,10 @@ mod tests {
         let clock = SlotClock::new(8 * S);
         let mut w = Flow::new();
         for i in 0..10u64 {
-            w.record(clock, 100 * S + i * S / 10, C2S, 1);
+            w.record(clock, 100 * S + i * S / 10, Side::Client, 1);
         }
         // Capture began at 100 s; at 101 s the 10 packets span one second.
         let r = w.rates(clock, 101 * S, 100 * S);
-        assert!((r.pps[C2S] - 10.0).abs() < 1e-9, "{r:?}");
+        assert!((r.pps[Side::Client] - 10.0).abs() < 1e-9, "{r:?}");
     }
 }

@@ -4,9 +4,9 @@ use super::{Layer, LenError, be16, check_len};
 
 mod field {
     use std::ops::Range;
-    pub const DESTINATION: Range<usize> = 0..6;
-    pub const SOURCE: Range<usize> = 6..12;
-    pub const ETHERTYPE: usize = 12;
+    pub(super) const DESTINATION: Range<usize> = 0..6;
+    pub(super) const SOURCE: Range<usize> = 6..12;
+    pub(super) const ETHERTYPE: usize = 12;
 }
 
 pub const HEADER_LEN: usize = 14;

@@ -4,13 +4,13 @@ use super::{Layer, LenError, be16, check_len};
 
 mod field {
     use std::ops::Range;
-    pub const VER_IHL: usize = 0;
-    pub const TOTAL_LENGTH: usize = 2;
-    pub const IDENT: usize = 4;
-    pub const FLAGS_FRAG_OFFSET: usize = 6;
-    pub const PROTOCOL: usize = 9;
-    pub const SOURCE: Range<usize> = 12..16;
-    pub const DESTINATION: Range<usize> = 16..20;
+    pub(super) const VER_IHL: usize = 0;
+    pub(super) const TOTAL_LENGTH: usize = 2;
+    pub(super) const IDENT: usize = 4;
+    pub(super) const FLAGS_FRAG_OFFSET: usize = 6;
+    pub(super) const PROTOCOL: usize = 9;
+    pub(super) const SOURCE: Range<usize> = 12..16;
+    pub(super) const DESTINATION: Range<usize> = 16..20;
 }
 
 /// The fixed part of the header; options follow up to `header_len()`.
@@ -31,11 +31,7 @@ pub enum Error {
     },
 }
 
-impl From<LenError> for Error {
-    fn from(e: LenError) -> Self {
-        Error::Len(e)
-    }
-}
+super::len_error!(Error);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<T: AsRef<[u8]>> {

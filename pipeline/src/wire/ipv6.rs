@@ -5,10 +5,10 @@ use super::{Layer, LenError, be16, be32, check_len, ip_proto};
 
 mod field {
     use std::ops::Range;
-    pub const PAYLOAD_LENGTH: usize = 4;
-    pub const NEXT_HEADER: usize = 6;
-    pub const SOURCE: Range<usize> = 8..24;
-    pub const DESTINATION: Range<usize> = 24..40;
+    pub(super) const PAYLOAD_LENGTH: usize = 4;
+    pub(super) const NEXT_HEADER: usize = 6;
+    pub(super) const SOURCE: Range<usize> = 8..24;
+    pub(super) const DESTINATION: Range<usize> = 24..40;
 }
 
 pub const HEADER_LEN: usize = 40;
@@ -30,11 +30,7 @@ pub enum Error {
     },
 }
 
-impl From<LenError> for Error {
-    fn from(e: LenError) -> Self {
-        Error::Len(e)
-    }
-}
+super::len_error!(Error);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<T: AsRef<[u8]>> {

@@ -7,10 +7,10 @@ pub const SLL_HEADER_LEN: usize = 16;
 pub const SLL2_HEADER_LEN: usize = 20;
 
 mod field {
-    pub const SLL_ARPHRD: usize = 2;
-    pub const SLL_PROTOCOL: usize = 14;
-    pub const SLL2_PROTOCOL: usize = 0;
-    pub const SLL2_ARPHRD: usize = 8;
+    pub(super) const SLL_ARPHRD: usize = 2;
+    pub(super) const SLL_PROTOCOL: usize = 14;
+    pub(super) const SLL2_PROTOCOL: usize = 0;
+    pub(super) const SLL2_ARPHRD: usize = 8;
 }
 
 /// A cooked header of either version; both carry an EtherType.

@@ -85,6 +85,19 @@ pub(crate) fn check_len(layer: Layer, buf: &[u8], required: usize) -> Result<(),
     }
 }
 
+/// `impl From<LenError>` for a layer's error enum with a `Len` variant, so
+/// that `?` turns a short buffer into that layer's error.
+macro_rules! len_error {
+    ($error:ty) => {
+        impl From<super::LenError> for $error {
+            fn from(e: super::LenError) -> Self {
+                Self::Len(e)
+            }
+        }
+    };
+}
+pub(crate) use len_error;
+
 #[inline]
 pub(crate) fn be16(buf: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([buf[at], buf[at + 1]])

@@ -3,11 +3,11 @@
 use super::{Layer, LenError, be16, check_len};
 
 mod field {
-    pub const VERSION_TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const SESSION_ID: usize = 2;
-    pub const LENGTH: usize = 4;
-    pub const PPP_PROTOCOL: usize = 6;
+    pub(super) const VERSION_TYPE: usize = 0;
+    pub(super) const CODE: usize = 1;
+    pub(super) const SESSION_ID: usize = 2;
+    pub(super) const LENGTH: usize = 4;
+    pub(super) const PPP_PROTOCOL: usize = 6;
 }
 
 /// Session header (6 bytes) plus the two-byte PPP protocol.

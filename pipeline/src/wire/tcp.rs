@@ -3,12 +3,12 @@
 use super::{Layer, LenError, be16, be32, check_len};
 
 mod field {
-    pub const SRC_PORT: usize = 0;
-    pub const DST_PORT: usize = 2;
-    pub const SEQ: usize = 4;
-    pub const ACK: usize = 8;
-    pub const DATA_OFFSET: usize = 12;
-    pub const FLAGS: usize = 13;
+    pub(super) const SRC_PORT: usize = 0;
+    pub(super) const DST_PORT: usize = 2;
+    pub(super) const SEQ: usize = 4;
+    pub(super) const ACK: usize = 8;
+    pub(super) const DATA_OFFSET: usize = 12;
+    pub(super) const FLAGS: usize = 13;
 }
 
 /// The fixed header; options follow up to `header_len()`.
@@ -32,11 +32,7 @@ pub enum Error {
     },
 }
 
-impl From<LenError> for Error {
-    fn from(e: LenError) -> Self {
-        Error::Len(e)
-    }
-}
+super::len_error!(Error);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<T: AsRef<[u8]>> {

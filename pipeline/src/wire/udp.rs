@@ -3,9 +3,9 @@
 use super::{Layer, LenError, be16, check_len};
 
 mod field {
-    pub const SRC_PORT: usize = 0;
-    pub const DST_PORT: usize = 2;
-    pub const LENGTH: usize = 4;
+    pub(super) const SRC_PORT: usize = 0;
+    pub(super) const DST_PORT: usize = 2;
+    pub(super) const LENGTH: usize = 4;
 }
 
 pub const HEADER_LEN: usize = 8;

@@ -4,8 +4,8 @@
 use super::{Layer, LenError, be16, check_len};
 
 mod field {
-    pub const TCI: usize = 0;
-    pub const ETHERTYPE: usize = 2;
+    pub(super) const TCI: usize = 0;
+    pub(super) const ETHERTYPE: usize = 2;
 }
 
 pub const TAG_LEN: usize = 4;

@@ -15,10 +15,10 @@ use hyper::body::{Body, Frame};
 use tokio::sync::mpsc;
 
 /// Every response's body type.
-pub type ResponseBody = BoxBody<Bytes, io::Error>;
+pub(super) type ResponseBody = BoxBody<Bytes, io::Error>;
 
 /// A body held whole.
-pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+pub(super) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
@@ -52,14 +52,14 @@ impl Body for Chunks {
 }
 
 /// Where a streamed answer arrives.
-pub struct ChunkReceiver {
+pub(super) struct ChunkReceiver {
     rx: mpsc::Receiver<io::Result<Bytes>>,
 }
 
 impl ChunkReceiver {
     /// The body: whole (with a length) if the answer fits in one chunk, as
     /// most do; else streamed.
-    pub async fn into_body(mut self) -> ResponseBody {
+    pub(super) async fn into_body(mut self) -> ResponseBody {
         let first = match self.rx.recv().await {
             None => return full(Bytes::new()),
             Some(Err(e)) => return error_body(e),
@@ -89,7 +89,7 @@ fn error_body(e: io::Error) -> ResponseBody {
 
 /// The writing end: an `io::Write` for a blocking thread (serde_json writes
 /// into it); each full chunk waits for room at most `timeout`.
-pub struct ChunkWriter {
+pub(super) struct ChunkWriter {
     buf: Vec<u8>,
     tx: mpsc::Sender<io::Result<Bytes>>,
     runtime: tokio::runtime::Handle,
@@ -98,7 +98,7 @@ pub struct ChunkWriter {
 
 /// A streamed answer's two ends. Call from within the runtime; write from a
 /// blocking thread.
-pub fn streamed(timeout: Duration) -> (ChunkReceiver, ChunkWriter) {
+pub(super) fn streamed(timeout: Duration) -> (ChunkReceiver, ChunkWriter) {
     let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
     let writer = ChunkWriter {
         buf: Vec::with_capacity(CHUNK_BYTES),
@@ -130,7 +130,7 @@ impl ChunkWriter {
     }
 
     /// Ends the body with an error (the connection is then cut).
-    pub fn fail(self, e: io::Error) {
+    pub(super) fn fail(self, e: io::Error) {
         let _ = self.tx.try_send(Err(e));
     }
 }

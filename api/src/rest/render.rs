@@ -5,9 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use pipeline::Snapshot;
-use pipeline::flow::FlowRecord;
-use pipeline::flow::rate::{C2S, S2C};
-use pipeline::flow::table::{CLIENT_LEG, SERVER_LEG};
+use pipeline::flow::{FlowRecord, Side};
 use pipeline::packet::L4Proto;
 use serde::{Serialize, Serializer};
 
@@ -236,9 +234,9 @@ pub fn iso8601(ns: u64) -> String {
 
 /// A flow in `raw` format.
 pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
-    let leg = |i: usize| {
-        let p = f.percentiles[i]?;
-        let d = f.handshake[i].as_ref()?;
+    let leg = |side: Side| {
+        let p = f.percentiles[side]?;
+        let d = f.handshake[side].as_ref()?;
         Some(RawLeg {
             samples: d.count(snapshot.as_of_ns, snapshot.rtt_window),
             p50_us: p.p50,
@@ -251,72 +249,57 @@ pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
         client_ip: f.key.client.to_ip(),
         server_ip: f.key.server.to_ip(),
         server_port: f.key.server_port,
-        c2s_pkts: f.c2s.pkts,
-        c2s_bytes: f.c2s.bytes,
-        s2c_pkts: f.s2c.pkts,
-        s2c_bytes: f.s2c.bytes,
-        c2s_pps: Rate(f.rates.pps[C2S]),
-        c2s_bps: Rate(f.rates.bps[C2S]),
-        s2c_pps: Rate(f.rates.pps[S2C]),
-        s2c_bps: Rate(f.rates.bps[S2C]),
+        c2s_pkts: f.sent[Side::Client].pkts,
+        c2s_bytes: f.sent[Side::Client].bytes,
+        s2c_pkts: f.sent[Side::Server].pkts,
+        s2c_bytes: f.sent[Side::Server].bytes,
+        c2s_pps: Rate(f.rates.pps[Side::Client]),
+        c2s_bps: Rate(f.rates.bps[Side::Client]),
+        s2c_pps: Rate(f.rates.pps[Side::Server]),
+        s2c_bps: Rate(f.rates.bps[Side::Server]),
         first_seen_ns: f.first_seen_ns,
         last_seen_ns: f.last_seen_ns,
         connections: f.connections,
-        syn_to_synack: leg(CLIENT_LEG),
-        syn_to_ack: leg(SERVER_LEG),
+        syn_to_synack: leg(Side::Client),
+        syn_to_ack: leg(Side::Server),
     }
 }
 
 /// A row in `compact` format, or `full` format when `full` is set.
 pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
     let tcp = row.proto == L4Proto::Tcp;
-    let rate = |v: f64| full.then_some(Rate(v));
     let timestamp = full.then(|| iso8601(row.last_seen_ns));
-    let legs = |leg: usize| match row.percentiles[leg] {
-        Some(p) if tcp => [Some(p.p50), Some(p.p90), Some(p.p99)],
-        _ => [None; 3],
+    // One side's stats: what it sent is its tx, what the other sent its rx.
+    let stats = |side: Side| {
+        let (tx, rx) = (side, side.other());
+        let rate = |v: f64| full.then_some(Rate(v));
+        let leg = row.percentiles[side].filter(|_| tcp);
+        Stats {
+            tx_pkts: row.sent[tx].pkts,
+            rx_pkts: row.sent[rx].pkts,
+            tx_bytes: row.sent[tx].bytes,
+            rx_bytes: row.sent[rx].bytes,
+            tx_pps: rate(row.rates.pps[tx]),
+            rx_pps: rate(row.rates.pps[rx]),
+            tx_bps: rate(row.rates.bps[tx]),
+            rx_bps: rate(row.rates.bps[rx]),
+            timestamp: timestamp.clone(),
+            tcp_handshake_p50_us: leg.map(|p| p.p50),
+            tcp_handshake_p90_us: leg.map(|p| p.p90),
+            tcp_handshake_p99_us: leg.map(|p| p.p99),
+        }
     };
-    let [c50, c90, c99] = legs(CLIENT_LEG);
-    let [s50, s90, s99] = legs(SERVER_LEG);
-    let (c2s, s2c) = (row.c2s, row.s2c);
-    let (pps, bps) = (row.rates.pps, row.rates.bps);
     FlowJson {
         proto: row.proto.name(),
         client: Endpoint::of(&row.client, None, full),
         server: Endpoint::of(&row.server, row.server_port, full),
-        client_stats: Stats {
-            tx_pkts: c2s.pkts,
-            rx_pkts: s2c.pkts,
-            tx_bytes: c2s.bytes,
-            rx_bytes: s2c.bytes,
-            tx_pps: rate(pps[C2S]),
-            rx_pps: rate(pps[S2C]),
-            tx_bps: rate(bps[C2S]),
-            rx_bps: rate(bps[S2C]),
-            timestamp: timestamp.clone(),
-            tcp_handshake_p50_us: c50,
-            tcp_handshake_p90_us: c90,
-            tcp_handshake_p99_us: c99,
-        },
-        server_stats: Stats {
-            tx_pkts: s2c.pkts,
-            rx_pkts: c2s.pkts,
-            tx_bytes: s2c.bytes,
-            rx_bytes: c2s.bytes,
-            tx_pps: rate(pps[S2C]),
-            rx_pps: rate(pps[C2S]),
-            tx_bps: rate(bps[S2C]),
-            rx_bps: rate(bps[C2S]),
-            timestamp,
-            tcp_handshake_p50_us: s50,
-            tcp_handshake_p90_us: s90,
-            tcp_handshake_p99_us: s99,
-        },
+        client_stats: stats(Side::Client),
+        server_stats: stats(Side::Server),
         totals: Totals {
             pkts: row.total_pkts(),
             bytes: row.total_bytes(),
-            pps: Rate(pps[C2S] + pps[S2C]),
-            bps: Rate(bps[C2S] + bps[S2C]),
+            pps: Rate(row.rates.pps.total()),
+            bps: Rate(row.rates.bps.total()),
         },
         merged_flows: (full && aggregated).then_some(row.flows),
     }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::file::{CaptureError, CaptureFile, Frame};
-use crate::engine::{PacketSource, Poll};
+use super::{Frame, PacketSource, Poll};
+use crate::capture::{CaptureError, CaptureFile};
 
 /// Frames read per poll.
 const BATCH: usize = 256;

@@ -5,15 +5,15 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod api;
 pub mod cluster;
 pub mod k8s;
 pub mod mcp;
 pub mod metrics;
 pub mod publish;
+pub mod rest;
 pub mod server;
 pub mod view;
 
-pub use api::{ApiResponse, respond};
 pub use publish::{Publisher, SharedView};
+pub use rest::{ApiResponse, respond};
 pub use view::View;

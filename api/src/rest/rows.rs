@@ -16,14 +16,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use pipeline::flow::rate::Rates;
-use pipeline::flow::table::{CLIENT_LEG, SERVER_LEG};
-use pipeline::flow::{Counter, FlowRecord, HandshakeDigest, Percentiles, Window};
+use pipeline::flow::{
+    Counter, FlowRecord, HandshakeDigest, PerSide, Percentiles, Rates, Side, Window,
+};
 use pipeline::packet::{Addr, L4Proto};
 
 use super::query::Aggregate;
 use crate::cluster::nat64_ipv4;
-use crate::view::{Side, View};
+use crate::view::View;
 
 /// One endpoint as rendered.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,11 +78,11 @@ pub struct Row {
     pub client: EndpointFields,
     pub server: EndpointFields,
     pub server_port: Option<u16>,
-    pub c2s: Counter,
-    pub s2c: Counter,
+    /// Packets and bytes each side sent.
+    pub sent: PerSide<Counter>,
     pub rates: Rates,
     pub last_seen_ns: u64,
-    pub percentiles: [Option<Percentiles>; 2],
+    pub percentiles: PerSide<Option<Percentiles>>,
     /// Flows merged into this row (1 without aggregation).
     pub flows: u64,
 }
@@ -95,8 +95,7 @@ impl Row {
             client: EndpointFields::of(view, flow, Side::Client),
             server: EndpointFields::of(view, flow, Side::Server),
             server_port: Some(f.key.server_port),
-            c2s: f.c2s,
-            s2c: f.s2c,
+            sent: f.sent,
             rates: f.rates,
             last_seen_ns: f.last_seen_ns,
             percentiles: f.percentiles,
@@ -105,15 +104,15 @@ impl Row {
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.c2s.bytes + self.s2c.bytes
+        self.sent.total().bytes
     }
 
     pub fn total_pkts(&self) -> u64 {
-        self.c2s.pkts + self.s2c.pkts
+        self.sent.total().pkts
     }
 
     pub fn pps(&self) -> f64 {
-        self.rates.pps[0] + self.rates.pps[1]
+        self.rates.pps.total()
     }
 
     /// The larger leg's p99, the value `sort=handshake_p99` and
@@ -123,8 +122,8 @@ impl Row {
     }
 }
 
-pub fn handshake_p99(p: &[Option<Percentiles>; 2]) -> Option<u64> {
-    p.iter().flatten().map(|p| p.p99).max()
+pub fn handshake_p99(p: &PerSide<Option<Percentiles>>) -> Option<u64> {
+    p.0.iter().flatten().map(|p| p.p99).max()
 }
 
 /// An endpoint's place in an aggregation: the attribute's value, or its IP.
@@ -189,7 +188,7 @@ pub fn flow_rank(f: &FlowRecord) -> Rank {
     (
         f.total_bytes(),
         f.total_pkts(),
-        f.rates.pps[0] + f.rates.pps[1],
+        f.rates.pps.total(),
         handshake_p99(&f.percentiles),
     )
 }
@@ -221,7 +220,7 @@ impl Grouped {
 
 struct Merged {
     row: Row,
-    digests: [HandshakeDigest; 2],
+    digests: PerSide<HandshakeDigest>,
 }
 
 impl Merged {
@@ -236,10 +235,10 @@ impl Merged {
 
     fn merge_digests(&mut self, view: &View, flow: usize) {
         let snapshot = &view.snapshot;
-        for leg in [CLIENT_LEG, SERVER_LEG] {
-            if let Some(d) = &view.flows()[flow].handshake[leg] {
+        for side in Side::BOTH {
+            if let Some(d) = &view.flows()[flow].handshake[side] {
                 d.merge_into(
-                    &mut self.digests[leg],
+                    &mut self.digests[side],
                     snapshot.as_of_ns,
                     snapshot.rtt_window,
                 );
@@ -258,21 +257,19 @@ impl Merged {
             row.server_port = None;
         }
         row.flows += 1;
-        row.c2s.pkts += f.c2s.pkts;
-        row.c2s.bytes += f.c2s.bytes;
-        row.s2c.pkts += f.s2c.pkts;
-        row.s2c.bytes += f.s2c.bytes;
-        for dir in 0..2 {
-            row.rates.pps[dir] += f.rates.pps[dir];
-            row.rates.bps[dir] += f.rates.bps[dir];
+        for side in Side::BOTH {
+            row.sent[side].add(f.sent[side]);
+            row.rates.pps[side] += f.rates.pps[side];
+            row.rates.bps[side] += f.rates.bps[side];
         }
         row.last_seen_ns = row.last_seen_ns.max(f.last_seen_ns);
         self.merge_digests(view, flow);
     }
 
     fn into_row(mut self, as_of_ns: u64) -> Row {
-        for leg in [CLIENT_LEG, SERVER_LEG] {
-            self.row.percentiles[leg] = self.digests[leg].percentiles(as_of_ns, Window::Unbounded);
+        for side in Side::BOTH {
+            self.row.percentiles[side] =
+                self.digests[side].percentiles(as_of_ns, Window::Unbounded);
         }
         self.row
     }
@@ -371,13 +368,14 @@ mod tests {
 
     use super::*;
     use crate::cluster::Cluster;
+    use pipeline::time::SECOND;
 
     fn flow(client: &str, server: &str, port: u16, samples: &[u64]) -> FlowRecord {
         let mut digest = HandshakeDigest::default();
         for us in samples {
-            digest.record(1_000_000_000, *us, Window::Unbounded, true);
+            digest.record(SECOND, *us, Window::Unbounded, true);
         }
-        let p = digest.percentiles(1_000_000_000, Window::Unbounded);
+        let p = digest.percentiles(SECOND, Window::Unbounded);
         FlowRecord {
             key: FlowKey {
                 proto: L4Proto::Tcp,
@@ -385,26 +383,28 @@ mod tests {
                 server: Addr::from(server.parse::<IpAddr>().unwrap()),
                 server_port: port,
             },
-            c2s: Counter {
-                pkts: 10,
-                bytes: 1000,
-            },
-            s2c: Counter {
-                pkts: 5,
-                bytes: 500,
-            },
+            sent: PerSide::new(
+                Counter {
+                    pkts: 10,
+                    bytes: 1000,
+                },
+                Counter {
+                    pkts: 5,
+                    bytes: 500,
+                },
+            ),
             rates: Rates::default(),
             first_seen_ns: 0,
             last_seen_ns: 1,
             connections: samples.len() as u64,
-            handshake: [Some(Arc::new(digest.clone())), Some(Arc::new(digest))],
-            percentiles: [p, p],
+            handshake: PerSide::new(Some(Arc::new(digest.clone())), Some(Arc::new(digest))),
+            percentiles: PerSide::new(p, p),
         }
     }
 
     fn view(flows: Vec<FlowRecord>, cluster: Cluster) -> View {
         let snapshot = Snapshot {
-            as_of_ns: 1_000_000_000,
+            as_of_ns: SECOND,
             flows,
             ..Snapshot::default()
         };
@@ -447,7 +447,7 @@ mod tests {
         assert_eq!(r.total_bytes(), 3000);
         assert_eq!(r.server_port, None, "ports differ");
         assert_eq!(r.client.ip, Some("198.18.0.1".parse().unwrap()));
-        let p = r.percentiles[0].unwrap();
+        let p = r.percentiles[Side::Client].unwrap();
         // Merged samples: nine of 100 us and one of 10 ms. Averaging the
         // flows' medians would give 5050.
         assert_eq!((p.p50, p.p90, p.p99), (100, 100, 10_000));

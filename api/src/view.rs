@@ -7,24 +7,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use pipeline::Snapshot;
-use pipeline::flow::FlowRecord;
+use pipeline::flow::{FlowRecord, PerSide, Side};
 
-use crate::api::summary;
 use crate::cluster::Cluster;
 use crate::k8s::{Identity, Inventory};
-
-/// Which end of a flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Server,
-}
+use crate::rest::summary;
 
 pub struct View {
     pub snapshot: Arc<Snapshot>,
     /// Client and server identity of each flow, by flow index; empty when no
     /// inventory is loaded.
-    identities: Vec<[Option<Arc<Identity>>; 2]>,
+    identities: Vec<PerSide<Option<Arc<Identity>>>>,
     pub cluster: Arc<Cluster>,
     /// Whether an inventory was applied.
     pub enriched: bool,
@@ -42,10 +35,10 @@ impl View {
                 .flows
                 .iter()
                 .map(|f| {
-                    [
+                    PerSide::new(
                         inv.lookup(f.key.client.to_ip()).cloned(),
                         inv.lookup(f.key.server.to_ip()).cloned(),
-                    ]
+                    )
                 })
                 .collect(),
             None => Vec::new(),
@@ -76,7 +69,7 @@ impl View {
     }
 
     pub fn identity(&self, flow: usize, side: Side) -> Option<&Arc<Identity>> {
-        self.identities.get(flow)?[side as usize].as_ref()
+        self.identities.get(flow)?[side].as_ref()
     }
 
     pub fn ip(&self, flow: usize, side: Side) -> IpAddr {

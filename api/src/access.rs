@@ -8,6 +8,8 @@
 use hyper::HeaderMap;
 use hyper::header::{AUTHORIZATION, HOST, ORIGIN};
 
+use crate::server::Route;
+
 /// Access rules, fixed at start.
 #[derive(Clone, Debug, Default)]
 pub struct AccessConfig {
@@ -53,11 +55,8 @@ impl Denied {
     }
 }
 
-/// Paths open without a token.
-const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
-
 impl AccessConfig {
-    pub fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), Denied> {
+    pub fn check(&self, route: Route, headers: &HeaderMap) -> Result<(), Denied> {
         if let Some(origin) = headers.get(ORIGIN) {
             let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
             if !self.origin_allowed(&origin) {
@@ -73,7 +72,7 @@ impl AccessConfig {
             }
         }
         if let Some(token) = &self.token
-            && !OPEN_PATHS.contains(&path)
+            && route.carries_flow_data()
         {
             let given = headers
                 .get(AUTHORIZATION)
@@ -147,7 +146,7 @@ mod tests {
     #[test]
     fn origins_hosts_and_tokens() {
         let open = AccessConfig::default();
-        assert!(open.check("/mcp", &headers(&[])).is_ok());
+        assert!(open.check(Route::of("/mcp"), &headers(&[])).is_ok());
         for ok in [
             "http://localhost:3000",
             "http://127.0.0.1",
@@ -155,7 +154,8 @@ mod tests {
             "http://LOCALHOST",
         ] {
             assert!(
-                open.check("/mcp", &headers(&[("origin", ok)])).is_ok(),
+                open.check(Route::of("/mcp"), &headers(&[("origin", ok)]))
+                    .is_ok(),
                 "{ok}"
             );
         }
@@ -166,7 +166,7 @@ mod tests {
             "file://",
         ] {
             assert_eq!(
-                open.check("/mcp", &headers(&[("origin", bad)]))
+                open.check(Route::of("/mcp"), &headers(&[("origin", bad)]))
                     .unwrap_err()
                     .status(),
                 403,
@@ -179,7 +179,10 @@ mod tests {
         };
         assert!(
             listed
-                .check("/mcp", &headers(&[("origin", "https://app.example")]))
+                .check(
+                    Route::of("/mcp"),
+                    &headers(&[("origin", "https://app.example")])
+                )
                 .is_ok()
         );
 
@@ -188,14 +191,20 @@ mod tests {
             ..AccessConfig::default()
         };
         assert!(
-            lo.check("/mcp", &headers(&[("host", "127.0.0.1:8898")]))
+            lo.check(Route::of("/mcp"), &headers(&[("host", "127.0.0.1:8898")]))
                 .is_ok()
         );
-        assert!(lo.check("/mcp", &headers(&[("host", "[::1]:1")])).is_ok());
+        assert!(
+            lo.check(Route::of("/mcp"), &headers(&[("host", "[::1]:1")]))
+                .is_ok()
+        );
         assert_eq!(
-            lo.check("/mcp", &headers(&[("host", "rebound.example:8898")]))
-                .unwrap_err()
-                .status(),
+            lo.check(
+                Route::of("/mcp"),
+                &headers(&[("host", "rebound.example:8898")])
+            )
+            .unwrap_err()
+            .status(),
             403
         );
 
@@ -204,16 +213,19 @@ mod tests {
             ..AccessConfig::default()
         };
         assert_eq!(
-            token.check("/mcp", &headers(&[])),
-            Err(Denied::Unauthorized)
-        );
-        assert_eq!(
-            token.check("/mcp/flows", &headers(&[("authorization", "Bearer s3cre")])),
+            token.check(Route::of("/mcp"), &headers(&[])),
             Err(Denied::Unauthorized)
         );
         assert_eq!(
             token.check(
-                "/mcp/flows/summary",
+                Route::of("/mcp/flows"),
+                &headers(&[("authorization", "Bearer s3cre")])
+            ),
+            Err(Denied::Unauthorized)
+        );
+        assert_eq!(
+            token.check(
+                Route::of("/mcp/flows/summary"),
                 &headers(&[("authorization", "Bearer s3cret!")])
             ),
             Err(Denied::Unauthorized)
@@ -221,12 +233,12 @@ mod tests {
         assert!(
             token
                 .check(
-                    "/mcp/flows",
+                    Route::of("/mcp/flows"),
                     &headers(&[("authorization", "Bearer s3cret")])
                 )
                 .is_ok()
         );
-        assert!(token.check("/healthz", &headers(&[])).is_ok());
-        assert!(token.check("/metrics", &headers(&[])).is_ok());
+        assert!(token.check(Route::of("/healthz"), &headers(&[])).is_ok());
+        assert!(token.check(Route::of("/metrics"), &headers(&[])).is_ok());
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::jsonrpc::RpcError;
 use super::version::Version;
-use crate::api::{self, query};
+use crate::rest::{self, query};
 use crate::view::View;
 
 pub const LIST_FLOWS: &str = "list_l4_flows";
@@ -302,7 +302,7 @@ fn list_flows(view: &View, arguments: &Map<String, Value>) -> Result<Value, Stri
             "argument limit: at most {MAX_LIMIT} flows per call; narrow the query (ns, pod, svc, ip, l4proto) or aggregate"
         ));
     }
-    Ok(serde_json::to_value(api::flows(view, &q)).expect("flows serialise"))
+    Ok(serde_json::to_value(rest::flows(view, &q)).expect("flows serialise"))
 }
 
 fn summary(view: &View, arguments: &Map<String, Value>) -> Result<Value, String> {

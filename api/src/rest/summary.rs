@@ -8,7 +8,8 @@ use std::sync::Arc;
 use pipeline::packet::L4Proto;
 use serde::Serialize;
 
-use crate::view::{Side, View};
+use crate::view::View;
+use pipeline::flow::Side;
 
 /// Entries in `top_by_bytes` and `top_by_pkts`.
 pub const TOP_N: usize = 10;

@@ -10,6 +10,8 @@ mod body;
 mod conns;
 mod routes;
 
+pub use routes::Route;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -23,9 +25,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::access::AccessConfig;
 use crate::mcp::streamable::Mcp;
-use crate::metrics::{QueueSample, ServiceStats};
+use crate::metrics::ServiceStats;
 use crate::publish::SharedView;
 use conns::Conns;
+use pipeline::source::QueueStats;
 
 /// Limits that protect the server from its clients.
 #[derive(Clone, Debug)]
@@ -65,7 +68,7 @@ impl Default for ServerConfig {
 }
 
 /// Reads the live capture's per-queue counters at scrape time.
-pub type QueueStatsFn = Arc<dyn Fn() -> Vec<QueueSample> + Send + Sync>;
+pub type QueueStatsFn = Arc<dyn Fn() -> Vec<QueueStats> + Send + Sync>;
 
 /// What every request handler can reach.
 pub struct AppState {

@@ -14,14 +14,14 @@ use crate::metrics::ServiceStats;
 
 /// One open connection, as the registry and its task share it.
 #[derive(Debug, Default)]
-pub struct ConnState {
+pub(super) struct ConnState {
     /// A request is being answered.
     pub busy: AtomicBool,
     /// Told to close (to make room).
     pub close: Notify,
 }
 
-pub struct Conns {
+pub(super) struct Conns {
     max: usize,
     next_id: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<ConnState>>>,
@@ -29,7 +29,7 @@ pub struct Conns {
 }
 
 /// Keeps a connection registered while it lives.
-pub struct Admitted {
+pub(super) struct Admitted {
     id: u64,
     pub state: Arc<ConnState>,
     conns: Arc<Conns>,
@@ -47,7 +47,7 @@ impl Drop for Admitted {
 }
 
 impl Conns {
-    pub fn new(max: usize, stats: Arc<ServiceStats>) -> Arc<Conns> {
+    pub(super) fn new(max: usize, stats: Arc<ServiceStats>) -> Arc<Conns> {
         stats
             .http_connection_capacity
             .store(max as u64, Ordering::Relaxed);
@@ -61,7 +61,7 @@ impl Conns {
 
     /// Registers a new connection, closing the oldest idle one if the limit
     /// is reached; None when every open connection is busy.
-    pub fn admit(self: &Arc<Conns>) -> Option<Admitted> {
+    pub(super) fn admit(self: &Arc<Conns>) -> Option<Admitted> {
         let mut open = self.open.lock().expect("connections lock");
         if open.len() >= self.max {
             // Ids grow with time: the first idle one is the oldest.

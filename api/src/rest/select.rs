@@ -4,7 +4,8 @@ use std::cmp::Ordering;
 
 use super::query::{FlowQuery, SortKey};
 use super::rows::{Grouped, Rank, Row, flow_rank};
-use crate::view::{Side, View};
+use crate::view::View;
+use pipeline::flow::Side;
 
 /// True when `name` is `wanted` or starts with it (`pod=frontend` matches
 /// `frontend-abc123`).

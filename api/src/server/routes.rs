@@ -15,11 +15,68 @@ use super::body::{ResponseBody, full, streamed};
 use super::conns::ConnState;
 use super::{AppState, LARGE_ANSWER, ServerConfig};
 use crate::access::Denied;
-use crate::api::{self, ApiResponse, query::ApiError};
 use crate::mcp::{self, jsonrpc, streamable::Reply};
 use crate::metrics;
+use crate::rest::{self, ApiResponse, query::ApiError};
 
-pub async fn handle(
+/// Every path flowtap answers, the one list that routing, access rules and
+/// the request metrics read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Route {
+    Flows,
+    Summary,
+    Mcp,
+    Metrics,
+    Healthz,
+    Readyz,
+    /// Any other path (404).
+    Unknown,
+}
+
+impl Route {
+    pub const ALL: [Route; 7] = [
+        Route::Flows,
+        Route::Summary,
+        Route::Mcp,
+        Route::Metrics,
+        Route::Healthz,
+        Route::Readyz,
+        Route::Unknown,
+    ];
+
+    pub fn of(path: &str) -> Route {
+        Route::ALL
+            .into_iter()
+            .find(|r| r.path() == Some(path))
+            .unwrap_or(Route::Unknown)
+    }
+
+    pub fn path(self) -> Option<&'static str> {
+        Some(match self {
+            Route::Flows => rest::FLOWS_PATH,
+            Route::Summary => rest::SUMMARY_PATH,
+            Route::Mcp => mcp::PATH,
+            Route::Metrics => "/metrics",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Unknown => return None,
+        })
+    }
+
+    /// How requests are labelled in `/metrics` (a scanner's paths are all
+    /// "other", so it cannot grow the label set).
+    pub fn label(self) -> &'static str {
+        self.path().unwrap_or("other")
+    }
+
+    /// Health and metrics carry no flow data: probes and scrapers reach them
+    /// without a token.
+    pub fn carries_flow_data(self) -> bool {
+        !matches!(self, Route::Metrics | Route::Healthz | Route::Readyz)
+    }
+}
+
+pub(super) async fn handle(
     req: Request<Incoming>,
     state: Arc<AppState>,
     config: Arc<ServerConfig>,
@@ -27,8 +84,9 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.busy.store(true, Ordering::Release);
     let path = req.uri().path().to_owned();
-    let resp = route(req, &state, &config, &path).await;
-    state.stats.count_request(&path, resp.status().as_u16());
+    let route = Route::of(&path);
+    let resp = route_request(req, &state, &config, route, &path).await;
+    state.stats.count_request(route, resp.status().as_u16());
     // A streamed body may still be on its way; the connection then stays
     // busy in hyper's eyes, which a graceful close respects.
     conn.busy.store(false, Ordering::Release);
@@ -51,16 +109,17 @@ fn json_status(status: u16, text: &str) -> ApiResponse {
     }
 }
 
-async fn route(
+async fn route_request(
     req: Request<Incoming>,
     state: &Arc<AppState>,
     config: &ServerConfig,
+    route: Route,
     path: &str,
 ) -> Response<ResponseBody> {
-    if let Err(denied) = config.access.check(path, req.headers()) {
-        return refused(path, &denied);
+    if let Err(denied) = config.access.check(route, req.headers()) {
+        return refused(route, &denied);
     }
-    if path == mcp::PATH {
+    if route == Route::Mcp {
         return mcp_route(req, state, config).await;
     }
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -74,16 +133,16 @@ async fn route(
             .insert(ALLOW, HeaderValue::from_static("GET"));
         return resp;
     }
-    match path {
-        "/healthz" => response(json_status(200, "ok")),
-        "/readyz" => {
+    match route {
+        Route::Healthz => response(json_status(200, "ok")),
+        Route::Readyz => {
             if state.ready.load(Ordering::Acquire) {
                 response(json_status(200, "ready"))
             } else {
                 response(json_status(503, "starting"))
             }
         }
-        "/metrics" => {
+        Route::Metrics => {
             let format = metrics::Exposition::negotiate(
                 req.headers()
                     .get(hyper::header::ACCEPT)
@@ -94,10 +153,10 @@ async fn route(
                 let view = state.views.load_full();
                 let queues = state.queues.as_ref().map(|f| f()).unwrap_or_default();
                 metrics::render(
-                    &metrics::Scrape {
-                        view: &view,
+                    &metrics::Sources {
+                        snapshot: &view.snapshot,
                         stats: &state.stats,
-                        queues,
+                        queues: &queues,
                         ready: state.ready.load(Ordering::Acquire),
                         version: state.version,
                         commit: state.commit,
@@ -114,7 +173,10 @@ async fn route(
             );
             resp
         }
-        _ => flows_route(state, config, path.to_owned(), query).await,
+        Route::Flows | Route::Summary | Route::Unknown => {
+            flows_route(state, config, path.to_owned(), query).await
+        }
+        Route::Mcp => unreachable!("answered above"),
     }
 }
 
@@ -128,14 +190,14 @@ async fn flows_route(
     path: String,
     query: String,
 ) -> Response<ResponseBody> {
-    let plan = match api::plan(&path, &query, config.max_limit) {
+    let plan = match rest::plan(&path, &query, config.max_limit) {
         Ok(plan) => plan,
         Err(e) => return response(ApiResponse::error(&e)),
     };
     // Large answers take turns, waiting here (holding neither a thread nor
     // a snapshot) rather than in the blocking pool.
     let permit = match &plan {
-        api::Plan::Flows(q) if q.limit > LARGE_ANSWER => {
+        rest::Plan::Flows(q) if q.limit > LARGE_ANSWER => {
             match state.large_answers.clone().acquire_owned().await {
                 Ok(permit) => Some(permit),
                 Err(_) => return response(json_status(503, "shutting down")),
@@ -148,7 +210,7 @@ async fn flows_route(
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let view = views.load_full();
-        if let Err(e) = api::write_body(&view, &plan, &mut writer)
+        if let Err(e) = rest::write_body(&view, &plan, &mut writer)
             .and_then(|()| std::io::Write::flush(&mut writer))
         {
             tracing::debug!(error = %e, "response not completed");
@@ -162,8 +224,8 @@ async fn flows_route(
 }
 
 /// 401 or 403: on `/mcp` as a JSON-RPC error, elsewhere as the REST error.
-fn refused(path: &str, denied: &Denied) -> Response<ResponseBody> {
-    let mut resp = if path == mcp::PATH {
+fn refused(route: Route, denied: &Denied) -> Response<ResponseBody> {
+    let mut resp = if route == Route::Mcp {
         mcp_response(Reply::refusal(
             denied.status(),
             jsonrpc::INVALID_REQUEST,

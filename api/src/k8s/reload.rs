@@ -22,7 +22,8 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
         dev: m.dev(),
         ino: m.ino(),
         len: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        mtime_ns: i128::from(m.mtime()) * i128::from(pipeline::time::SECOND)
+            + i128::from(m.mtime_nsec()),
     })
 }
 

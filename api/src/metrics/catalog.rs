@@ -1,0 +1,594 @@
+//! Every metric flowtap exports, each defined once: name, type, meaning, how
+//! its value is read from the [`Sources`], and whether the end-of-run report
+//! shows it. The exposition, the report and the README's reference
+//! (`flowtap docs metrics`) are all generated from [`CATALOG`].
+
+use std::sync::atomic::Ordering;
+
+use pipeline::counters::FrameKind;
+use pipeline::time::{as_secs_f64, wall_now_ns};
+use pipeline::wire::dissect::MalformedReason;
+
+use super::Sources;
+use super::stats::{MERGE_BUCKETS, MergeHistogram};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// Labelled samples: each with its label values (in the metric's label order).
+pub type Samples = Vec<(Vec<String>, f64)>;
+
+/// How a metric's value is read.
+#[derive(Clone, Copy)]
+pub enum Value {
+    One(fn(&Sources<'_>) -> f64),
+    Labelled(&'static [&'static str], fn(&Sources<'_>) -> Samples),
+    Histogram(fn(&Sources<'_>) -> MergeHistogram),
+}
+
+/// The lines of the end-of-run report, in the order they are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Line {
+    /// `frames by kind: tcp 1787, udp 210, ...`
+    Kinds,
+    /// `malformed frames: truncated 1, ...`
+    Malformed,
+    /// `flows: flows 120, connections 146, ...`
+    Flows,
+    /// `limits: connections 5, connection capacity 10, ...`
+    Limits,
+    /// One line per live capture queue: `queue 0: frames 10, ...`
+    Queue,
+}
+
+impl Line {
+    pub const ALL: [Line; 5] = [
+        Line::Kinds,
+        Line::Malformed,
+        Line::Flows,
+        Line::Limits,
+        Line::Queue,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Line::Kinds => "frames by kind",
+            Line::Malformed => "malformed frames",
+            Line::Flows => "flows",
+            Line::Limits => "limits",
+            Line::Queue => "queue",
+        }
+    }
+}
+
+/// A metric: its name (counters without `_total`, which the encoder adds),
+/// type, meaning, value, and where the report shows it (under what words;
+/// labelled metrics show each label value instead).
+#[derive(Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub value: Value,
+    pub report: Option<(Line, &'static str)>,
+}
+
+impl Metric {
+    pub fn labels(&self) -> &'static [&'static str] {
+        match self.value {
+            Value::Labelled(labels, _) => labels,
+            _ => &[],
+        }
+    }
+
+    /// The name its samples carry (counters end in `_total`).
+    pub fn sample_name(&self) -> String {
+        match self.kind {
+            Kind::Counter => format!("{}_total", self.name),
+            _ => self.name.to_owned(),
+        }
+    }
+}
+
+macro_rules! metric {
+    ($name:literal, $kind:ident, $help:literal, $value:expr) => {
+        Metric {
+            name: $name,
+            kind: Kind::$kind,
+            help: $help,
+            value: $value,
+            report: None,
+        }
+    };
+    ($name:literal, $kind:ident, $help:literal, $value:expr, $line:ident $as:literal) => {
+        Metric {
+            name: $name,
+            kind: Kind::$kind,
+            help: $help,
+            value: $value,
+            report: Some((Line::$line, $as)),
+        }
+    };
+}
+
+/// A counter of the pipeline's ingest counters.
+macro_rules! ingest {
+    ($field:ident) => {
+        Value::One(|s| s.snapshot.counters.ingest.$field as f64)
+    };
+}
+
+/// A counter or gauge of the flow tables.
+macro_rules! table {
+    ($field:ident) => {
+        Value::One(|s| s.snapshot.counters.table.$field as f64)
+    };
+}
+
+/// A counter the server or publisher keeps.
+macro_rules! stat {
+    ($field:ident) => {
+        Value::One(|s| s.stats.$field.load(Ordering::Relaxed) as f64)
+    };
+}
+
+/// One sample per live capture queue.
+macro_rules! per_queue {
+    ($field:ident) => {
+        Value::Labelled(&["queue"], |s| {
+            s.queues
+                .iter()
+                .map(|q| (vec![q.queue.to_string()], q.$field as f64))
+                .collect()
+        })
+    };
+}
+
+/// Every metric flowtap exports, in exposition order.
+pub const CATALOG: &[Metric] = &[
+    metric!(
+        "flowtap_build_info",
+        Gauge,
+        "Always 1; the labels say which build runs.",
+        Value::Labelled(&["version", "commit"], |s| vec![(
+            vec![s.version.to_owned(), s.commit.to_owned()],
+            1.0
+        )])
+    ),
+    metric!(
+        "flowtap_ready",
+        Gauge,
+        "1 once capture is running (live) or the files are read, else 0.",
+        Value::One(|s| f64::from(u8::from(s.ready)))
+    ),
+    metric!(
+        "flowtap_frames",
+        Counter,
+        "Frames received (live) or read (files).",
+        ingest!(frames)
+    ),
+    metric!(
+        "flowtap_frame_bytes",
+        Counter,
+        "Wire bytes of those frames.",
+        ingest!(bytes)
+    ),
+    metric!(
+        "flowtap_frames_by_kind",
+        Counter,
+        "Parsed frames by kind: tcp, udp, icmp, arp, ip_other, non_ip.",
+        Value::Labelled(&["kind"], |s| FrameKind::ALL
+            .iter()
+            .map(|k| (
+                vec![k.name().to_owned()],
+                s.snapshot.counters.ingest.kind(*k) as f64
+            ))
+            .collect()),
+        Kinds ""
+    ),
+    metric!(
+        "flowtap_malformed_frames",
+        Counter,
+        "Frames that could not be read to their transport header, by reason.",
+        Value::Labelled(&["reason"], |s| MalformedReason::ALL
+            .iter()
+            .map(|r| (
+                vec![r.name().to_owned()],
+                s.snapshot.counters.ingest.malformed(*r) as f64
+            ))
+            .collect()),
+        Malformed ""
+    ),
+    metric!(
+        "flowtap_active_flows",
+        Gauge,
+        "Flows tracked now.",
+        table!(active_flows),
+        Flows "flows"
+    ),
+    metric!(
+        "flowtap_flow_connections",
+        Gauge,
+        "Connections counted in the flows of the served snapshot.",
+        Value::One(|s| s.snapshot.flows.iter().map(|f| f.connections).sum::<u64>() as f64),
+        Flows "connections"
+    ),
+    metric!(
+        "flowtap_fragments_unmatched",
+        Counter,
+        "Later IP fragments whose first fragment was never seen.",
+        table!(fragments_unmatched),
+        Flows "unmatched fragments"
+    ),
+    metric!(
+        "flowtap_handshakes_out_of_order",
+        Counter,
+        "Handshakes not measured because their timestamps ran backwards.",
+        table!(handshakes_out_of_order),
+        Flows "out-of-order handshakes"
+    ),
+    metric!(
+        "flowtap_handoff_drops",
+        Counter,
+        "Packets dropped because a shard's hand-off queue was full.",
+        ingest!(handoff_drops),
+        Flows "hand-off drops"
+    ),
+    metric!(
+        "flowtap_fragment_table_full",
+        Counter,
+        "First fragments not remembered because the fragment table was full.",
+        table!(fragment_table_full),
+        Flows "fragment table full"
+    ),
+    metric!(
+        "flowtap_connections_expired",
+        Counter,
+        "Connections dropped after their idle timeout.",
+        table!(connections_expired)
+    ),
+    metric!(
+        "flowtap_flows_expired",
+        Counter,
+        "Flows dropped after their idle timeout.",
+        table!(flows_expired)
+    ),
+    metric!(
+        "flowtap_active_connections",
+        Gauge,
+        "Connections tracked now.",
+        table!(active_connections),
+        Limits "connections"
+    ),
+    metric!(
+        "flowtap_connection_capacity",
+        Gauge,
+        "Connections tracked at most (--max-connections, or from --memory-limit).",
+        table!(connection_capacity),
+        Limits "connection capacity"
+    ),
+    metric!(
+        "flowtap_connections_evicted",
+        Counter,
+        "Unanswered or closed connections given up to make room in a full connection table.",
+        table!(connections_evicted),
+        Limits "connections evicted"
+    ),
+    metric!(
+        "flowtap_untracked_packets",
+        Counter,
+        "Packets of connections not tracked because the table was full of answered ones (still counted in their flows).",
+        table!(untracked_pkts),
+        Limits "untracked packets"
+    ),
+    metric!(
+        "flowtap_flow_capacity",
+        Gauge,
+        "Flows kept at most (--max-flows, or from --memory-limit).",
+        table!(flow_capacity),
+        Limits "flow capacity"
+    ),
+    metric!(
+        "flowtap_flows_evicted",
+        Counter,
+        "Unanswered flows given up to make room in a full flow table.",
+        table!(flows_evicted),
+        Limits "flows evicted"
+    ),
+    metric!(
+        "flowtap_evicted_flow_packets",
+        Counter,
+        "Packets the evicted flows had counted (no longer reported).",
+        table!(evicted_pkts),
+        Limits "evicted flow packets"
+    ),
+    metric!(
+        "flowtap_evicted_flow_bytes",
+        Counter,
+        "Bytes the evicted flows had counted (no longer reported).",
+        table!(evicted_bytes)
+    ),
+    metric!(
+        "flowtap_flow_table_full_packets",
+        Counter,
+        "Packets counted in no flow: the flow table was full and nothing could be evicted.",
+        table!(flow_table_full_pkts),
+        Limits "packets in no flow"
+    ),
+    metric!(
+        "flowtap_flow_table_full_bytes",
+        Counter,
+        "Bytes of those packets.",
+        table!(flow_table_full_bytes)
+    ),
+    metric!(
+        "flowtap_large_handshake_digests",
+        Gauge,
+        "Handshake digests grown past their exact samples into histograms (flows with many handshakes).",
+        table!(active_histograms),
+        Limits "large digests"
+    ),
+    metric!(
+        "flowtap_large_handshake_digest_capacity",
+        Gauge,
+        "Large handshake digests kept at most (from --memory-limit); beyond it digests keep their latest samples.",
+        table!(histogram_capacity),
+        Limits "large digest capacity"
+    ),
+    metric!(
+        "flowtap_handshake_samples_replaced",
+        Counter,
+        "Handshake samples that replaced a flow's oldest because the histogram limit was reached.",
+        table!(handshake_samples_replaced),
+        Limits "samples replaced"
+    ),
+    metric!(
+        "flowtap_resident_memory_bytes",
+        Gauge,
+        "Resident memory of the process.",
+        Value::One(|_| pipeline::memory::resident_bytes().unwrap_or(0) as f64)
+    ),
+    metric!(
+        "flowtap_memory_limit_bytes",
+        Gauge,
+        "The memory budget the table limits were derived from (--memory-limit).",
+        stat!(memory_limit)
+    ),
+    metric!(
+        "flowtap_snapshots_published",
+        Counter,
+        "Snapshots published to the API.",
+        stat!(snapshots)
+    ),
+    metric!(
+        "flowtap_snapshot_age_seconds",
+        Gauge,
+        "Wall-clock age of the snapshot the API serves.",
+        Value::One(|s| {
+            if s.snapshot.sequence == 0 {
+                return 0.0;
+            }
+            let now = wall_now_ns();
+            as_secs_f64(now.saturating_sub(s.snapshot.as_of_ns.min(now)))
+        })
+    ),
+    metric!(
+        "flowtap_snapshot_merge_duration_seconds",
+        Histogram,
+        "Time to export, merge and sort the shards' flows for one snapshot.",
+        Value::Histogram(|s| s
+            .stats
+            .merge
+            .lock()
+            .expect("metrics lock")
+            .clone()
+            .unwrap_or_else(|| MergeHistogram::new(&MERGE_BUCKETS)))
+    ),
+    metric!(
+        "flowtap_xdp_frames",
+        Counter,
+        "Frames received on an rx queue's AF_XDP socket.",
+        per_queue!(frames),
+        Queue "frames"
+    ),
+    metric!(
+        "flowtap_xdp_bytes",
+        Counter,
+        "Bytes received on an rx queue's AF_XDP socket.",
+        per_queue!(bytes),
+        Queue "bytes"
+    ),
+    metric!(
+        "flowtap_xdp_frames_without_timestamp",
+        Counter,
+        "Frames whose XDP timestamp was missing (user-space time used).",
+        per_queue!(without_timestamp),
+        Queue "without XDP timestamp"
+    ),
+    metric!(
+        "flowtap_xdp_rx_dropped",
+        Counter,
+        "Kernel: frames dropped for the socket (no room, or over 4 KiB).",
+        per_queue!(rx_dropped),
+        Queue "rx_dropped"
+    ),
+    metric!(
+        "flowtap_xdp_rx_ring_full",
+        Counter,
+        "Kernel: frames dropped because the rx ring was full.",
+        per_queue!(rx_ring_full),
+        Queue "rx_ring_full"
+    ),
+    metric!(
+        "flowtap_xdp_fill_ring_empty",
+        Counter,
+        "Kernel: times the fill ring had no free buffer.",
+        per_queue!(fill_ring_empty),
+        Queue "fill_ring_empty"
+    ),
+    metric!(
+        "flowtap_xdp_invalid_descriptors",
+        Counter,
+        "Kernel: invalid rx/tx descriptors.",
+        per_queue!(invalid),
+        Queue "invalid"
+    ),
+    metric!(
+        "flowtap_xdp_ring_entries",
+        Gauge,
+        "Size of each AF_XDP ring (fill, rx) in frames: the buffering bound.",
+        per_queue!(ring_entries)
+    ),
+    metric!(
+        "flowtap_handoff_queue_capacity",
+        Gauge,
+        "Packets each worker's hand-off queue holds: the bound behind hand-off drops.",
+        stat!(handoff_capacity)
+    ),
+    metric!(
+        "flowtap_http_requests",
+        Counter,
+        "HTTP requests by path (known paths; others are \"other\") and status.",
+        Value::Labelled(&["path", "status"], |s| s
+            .stats
+            .http
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .map(|((route, status), n)| (
+                vec![route.label().to_owned(), status.to_string()],
+                *n as f64
+            ))
+            .collect())
+    ),
+    metric!(
+        "flowtap_inventory_reloads",
+        Counter,
+        "Times the Kubernetes inventory file was re-read after a change.",
+        stat!(inventory_reloads)
+    ),
+    metric!(
+        "flowtap_inventory_reload_errors",
+        Counter,
+        "Re-reads that failed (the previous mapping stayed in force).",
+        stat!(inventory_reload_errors)
+    ),
+    metric!(
+        "flowtap_inventory_addresses",
+        Gauge,
+        "IP addresses the inventory maps.",
+        stat!(inventory_addresses)
+    ),
+    metric!(
+        "flowtap_http_connections",
+        Gauge,
+        "HTTP connections open now.",
+        stat!(http_connections)
+    ),
+    metric!(
+        "flowtap_http_connection_capacity",
+        Gauge,
+        "HTTP connections open at most (--http-max-connections).",
+        stat!(http_connection_capacity)
+    ),
+    metric!(
+        "flowtap_http_connections_refused",
+        Counter,
+        "Connections answered 503 because every open one was busy.",
+        stat!(http_connections_refused)
+    ),
+    metric!(
+        "flowtap_http_connections_closed_idle",
+        Counter,
+        "Idle connections closed to admit new ones at the limit.",
+        stat!(http_connections_closed_idle)
+    ),
+    metric!(
+        "flowtap_mcp_requests",
+        Counter,
+        "MCP JSON-RPC requests by method (known ones; others are \"other\") and outcome (ok, error).",
+        Value::Labelled(&["method", "outcome"], |s| s
+            .stats
+            .mcp
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .map(|((method, outcome), n)| (
+                vec![(*method).to_owned(), (*outcome).to_owned()],
+                *n as f64
+            ))
+            .collect())
+    ),
+    metric!(
+        "flowtap_mcp_sessions",
+        Gauge,
+        "Open MCP sessions (handshake protocol revisions over HTTP).",
+        stat!(mcp_sessions)
+    ),
+    metric!(
+        "flowtap_mcp_session_capacity",
+        Gauge,
+        "MCP sessions kept at most: the bound behind evictions.",
+        stat!(mcp_session_capacity)
+    ),
+    metric!(
+        "flowtap_mcp_sessions_evicted",
+        Counter,
+        "MCP sessions ended early to make room for new ones (least recently used first).",
+        stat!(mcp_sessions_evicted)
+    ),
+];
+
+/// The metrics reference: a Markdown table generated from [`CATALOG`].
+pub fn reference_markdown() -> String {
+    let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for m in CATALOG {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            m.sample_name(),
+            m.kind.name(),
+            m.labels().join(", "),
+            m.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_reported_words_too() {
+        let mut names: Vec<&str> = CATALOG.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CATALOG.len());
+        for line in Line::ALL {
+            let mut words: Vec<&str> = CATALOG
+                .iter()
+                .filter_map(|m| m.report)
+                .filter(|(l, _)| *l == line)
+                .map(|(_, w)| w)
+                .collect();
+            let n = words.len();
+            words.sort_unstable();
+            words.dedup();
+            assert_eq!(words.len(), n, "{line:?}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `GET /metrics`: every metric of the [`CATALOG`] in the Prometheus text
+//! format or OpenMetrics, encoded by prometheus-client.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use super::Sources;
+use super::catalog::{CATALOG, Kind, Metric, Value};
+use super::stats::MergeHistogram;
+
+type Labels = Vec<(String, String)>;
+
+/// One metric's values, read at scrape time.
+struct Family {
+    metric: &'static Metric,
+    samples: Vec<(Labels, f64)>,
+    histogram: Option<MergeHistogram>,
+}
+
+impl Family {
+    fn read(metric: &'static Metric, s: &Sources<'_>) -> Family {
+        let mut family = Family {
+            metric,
+            samples: Vec::new(),
+            histogram: None,
+        };
+        match metric.value {
+            Value::One(read) => family.samples.push((Vec::new(), read(s))),
+            Value::Labelled(names, read) => {
+                family.samples = read(s)
+                    .into_iter()
+                    .map(|(values, v)| {
+                        let labels = names.iter().map(|n| (*n).to_owned()).zip(values);
+                        (labels.collect(), v)
+                    })
+                    .collect();
+            }
+            Value::Histogram(read) => family.histogram = Some(read(s)),
+        }
+        family
+    }
+}
+
+/// The families, read: prometheus-client asks a registered collector to
+/// encode itself, and ours has already read every value.
+struct Encoded(Vec<Family>);
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Encoded({} families)", self.0.len())
+    }
+}
+
+impl Collector for Encoded {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for family in &self.0 {
+            let m = family.metric;
+            let kind = match m.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Histogram => MetricType::Histogram,
+            };
+            let mut encoder = encoder.encode_descriptor(m.name, m.help, None, kind)?;
+            if let Some(h) = &family.histogram {
+                encoder.encode_histogram::<Labels>(h.sum, h.count, &h.buckets, None)?;
+                continue;
+            }
+            for (labels, value) in &family.samples {
+                let sample = encoder.encode_family(labels)?;
+                match m.kind {
+                    Kind::Counter => ConstCounter::new(*value as u64).encode(sample)?,
+                    _ => ConstGauge::new(*value).encode(sample)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renders every metric in the chosen text format.
+pub fn render(s: &Sources<'_>, format: Exposition) -> String {
+    let families = CATALOG.iter().map(|m| Family::read(m, s)).collect();
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Encoded(families)));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .expect("writing to a String cannot fail");
+    match format {
+        Exposition::OpenMetrics => out,
+        Exposition::Prometheus => openmetrics_to_prometheus(&out),
+    }
+}
+
+/// The two text formats a scraper may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposition {
+    /// `application/openmetrics-text; version=1.0.0` (what Prometheus asks for).
+    OpenMetrics,
+    /// `text/plain; version=0.0.4`, the classic format (curl, promtool).
+    Prometheus,
+}
+
+impl Exposition {
+    /// Chooses by the request's Accept header.
+    pub fn negotiate(accept: Option<&str>) -> Exposition {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Exposition::OpenMetrics,
+            _ => Exposition::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Exposition::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// prometheus-client writes OpenMetrics; the classic format names a
+/// counter's family like its samples (`_total`), has no `# EOF`, and writes
+/// no empty label set.
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(&line.replacen("{} ", " ", 1)),
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,91 @@
+//! The end-of-run report on stderr, made of the [`CATALOG`] metrics that
+//! name a report line: one line per [`Line`] (`flowtap: flows: flows 120,
+//! connections 146, ...`), and one per capture queue.
+
+use std::collections::BTreeMap;
+
+use super::Sources;
+use super::catalog::{CATALOG, Line, Value};
+
+/// The report's lines, each without the `flowtap: ` prefix.
+pub fn lines(s: &Sources<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in Line::ALL {
+        // Items by the line's label value: one group for most lines, one per
+        // queue for the queue line.
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in CATALOG {
+            let Some((l, words)) = m.report else { continue };
+            if l != line {
+                continue;
+            }
+            match m.value {
+                Value::One(read) => groups
+                    .entry(String::new())
+                    .or_default()
+                    .push(format!("{words} {}", read(s) as u64)),
+                Value::Labelled(_, read) => {
+                    for (labels, v) in read(s) {
+                        let (group, item) = if line == Line::Queue {
+                            (labels.join(" "), format!("{words} {}", v as u64))
+                        } else {
+                            (String::new(), format!("{} {}", labels.join(" "), v as u64))
+                        };
+                        groups.entry(group).or_default().push(item);
+                    }
+                }
+                Value::Histogram(_) => {}
+            }
+        }
+        for (group, items) in groups {
+            let title = match group.as_str() {
+                "" => line.title().to_owned(),
+                g => format!("{} {g}", line.title()),
+            };
+            out.push(format!("{title}: {}", items.join(", ")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use pipeline::Snapshot;
+    use pipeline::source::QueueStats;
+
+    use super::*;
+    use crate::metrics::ServiceStats;
+
+    #[test]
+    fn lines_come_from_the_catalog() {
+        let mut snapshot = Snapshot::default();
+        snapshot.counters.ingest.kinds[0] = 7;
+        snapshot.counters.table.flows_evicted = 3;
+        let stats = ServiceStats::default();
+        let queues = [QueueStats {
+            queue: 1,
+            frames: 5,
+            invalid: 2,
+            ..QueueStats::default()
+        }];
+        let lines = lines(&Sources {
+            snapshot: &snapshot,
+            stats: &stats,
+            queues: &queues,
+            ready: true,
+            version: "v",
+            commit: "c",
+        });
+        assert!(
+            lines[0].starts_with("frames by kind: tcp 7, udp 0"),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("flows evicted 3")),
+            "{lines:?}"
+        );
+        let queue = lines.last().unwrap();
+        assert!(queue.starts_with("queue 1: frames 5, "), "{queue}");
+        assert!(queue.ends_with("invalid 2"), "{queue}");
+    }
+}

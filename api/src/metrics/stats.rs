@@ -1,0 +1,100 @@
+//! Counters the server and the publisher keep (the pipeline's own are in
+//! the snapshot).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use crate::server::Route;
+
+/// Upper bounds (seconds) of the merge-duration histogram.
+pub const MERGE_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
+/// A histogram's values: (upper bound, cumulative count) per bucket,
+/// `+Inf` last.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergeHistogram {
+    pub sum: f64,
+    pub count: u64,
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl MergeHistogram {
+    /// An empty histogram over `bounds` (ascending) and `+Inf`.
+    pub fn new(bounds: &[f64]) -> MergeHistogram {
+        let buckets = bounds
+            .iter()
+            .chain([&f64::INFINITY])
+            .map(|le| (*le, 0))
+            .collect();
+        MergeHistogram {
+            sum: 0.0,
+            count: 0,
+            buckets,
+        }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        for (le, n) in &mut self.buckets {
+            if value <= *le {
+                *n += 1;
+            }
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    pub snapshots: AtomicU64,
+    pub inventory_reloads: AtomicU64,
+    pub inventory_reload_errors: AtomicU64,
+    pub inventory_addresses: AtomicU64,
+    pub handoff_capacity: AtomicU64,
+    /// Merge durations, over [`MERGE_BUCKETS`].
+    pub(super) merge: Mutex<Option<MergeHistogram>>,
+    /// Requests by (route, status).
+    pub(super) http: Mutex<BTreeMap<(Route, u16), u64>>,
+    /// MCP requests by (method label, outcome).
+    pub(super) mcp: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    pub mcp_sessions: AtomicU64,
+    /// The memory budget (bytes) the table limits come from.
+    pub memory_limit: AtomicU64,
+    pub mcp_session_capacity: AtomicU64,
+    pub mcp_sessions_evicted: AtomicU64,
+    pub http_connections: AtomicU64,
+    pub http_connection_capacity: AtomicU64,
+    pub http_connections_refused: AtomicU64,
+    pub http_connections_closed_idle: AtomicU64,
+}
+
+impl ServiceStats {
+    pub fn observe_merge(&self, seconds: f64) {
+        self.merge
+            .lock()
+            .expect("metrics lock")
+            .get_or_insert_with(|| MergeHistogram::new(&MERGE_BUCKETS))
+            .observe(seconds);
+    }
+
+    /// Counts an MCP request; `method` is one of a fixed set of labels.
+    pub fn count_mcp(&self, method: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        *self
+            .mcp
+            .lock()
+            .expect("metrics lock")
+            .entry((method, outcome))
+            .or_default() += 1;
+    }
+
+    pub fn count_request(&self, route: Route, status: u16) {
+        *self
+            .http
+            .lock()
+            .expect("metrics lock")
+            .entry((route, status))
+            .or_default() += 1;
+    }
+}

@@ -1,0 +1,143 @@
+//! How much a shard's table may hold and for how long: idle timeouts,
+//! size limits (and the memory they stand for), and the table's settings.
+
+use super::conn::Conn;
+use super::handshake::Window;
+use super::key::{ConnKey, FlowKey};
+use super::rate::Meter;
+use super::record::FlowRecord;
+use super::slab::FlowEntry;
+use crate::time::SECOND;
+
+/// Never expire.
+pub const NEVER: u64 = u64::MAX;
+
+/// Idle timeouts in nanoseconds of capture time ([`NEVER`] disables one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// An established TCP connection with no packet for this long is dropped,
+    /// and a TCP flow with no connection left and no packet for this long
+    /// leaves the flow list.
+    pub tcp_idle_ns: u64,
+    /// A TCP connection closed by RST or by FIN from both sides.
+    pub tcp_closed_ns: u64,
+    /// A handshake that never completes (SYN without SYN-ACK, SYN-ACK without ACK).
+    pub tcp_handshake_ns: u64,
+    /// UDP connections and flows.
+    pub udp_idle_ns: u64,
+}
+
+impl Timeouts {
+    /// Capture files: a flow spans the whole file, as tshark's conversations do.
+    pub const NEVER: Timeouts = Timeouts {
+        tcp_idle_ns: NEVER,
+        tcp_closed_ns: NEVER,
+        tcp_handshake_ns: NEVER,
+        udp_idle_ns: NEVER,
+    };
+
+    /// Live capture defaults.
+    pub const LIVE: Timeouts = Timeouts {
+        tcp_idle_ns: 300 * SECOND,
+        tcp_closed_ns: 10 * SECOND,
+        tcp_handshake_ns: 30 * SECOND,
+        udp_idle_ns: 60 * SECOND,
+    };
+}
+
+/// How much state a table may hold. A full table gives up unanswered
+/// connections and flows (then closed connections) for new ones; answered,
+/// open connections are never evicted: a flood of spoofed packets cannot push
+/// out real traffic, only what it could not count is counted instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_flows: usize,
+    /// Handshake digests past their exact samples (histograms, the big
+    /// ones); beyond it a digest keeps its latest samples exactly.
+    pub max_histograms: usize,
+}
+
+impl Limits {
+    /// Estimated bytes per tracked connection: its map entry with the hash
+    /// table's spare capacity, its eviction-queue entries, and its
+    /// handshake state (a flood keeps every connection in its handshake).
+    pub fn connection_bytes() -> usize {
+        2 * (size_of::<(ConnKey, Conn)>() + 1)
+            + 2 * size_of::<(ConnKey, u64)>()
+            + super::conn::HANDSHAKE_STATE_BYTES
+    }
+
+    /// Estimated bytes per flow: its table entry, index and queue entry,
+    /// and its records in the snapshots alive at once (the one served, the
+    /// one being built, and the API's view of it).
+    pub fn flow_bytes() -> usize {
+        size_of::<Option<FlowEntry>>()
+            + size_of::<Meter>()
+            + size_of::<u32>()
+            + 2 * (size_of::<(FlowKey, u32)>() + 1)
+            + size_of::<(u32, u32)>()
+            + 3 * (size_of::<FlowRecord>() + 32)
+    }
+
+    /// Estimated bytes per histogram digest, counting a copy a snapshot may
+    /// still hold.
+    pub fn histogram_bytes() -> usize {
+        2 * super::handshake::histogram_bytes()
+    }
+
+    /// Limits that keep the tables within `bytes`: 35% for connections,
+    /// 45% for flows, 20% for histograms.
+    pub fn for_memory(bytes: usize) -> Limits {
+        let share = |percent: usize, each: usize| (bytes / 100 * percent / each).max(1);
+        Limits {
+            max_connections: share(35, Limits::connection_bytes()),
+            max_flows: share(45, Limits::flow_bytes()),
+            max_histograms: share(20, Limits::histogram_bytes()),
+        }
+    }
+
+    pub const UNBOUNDED: Limits = Limits {
+        max_connections: usize::MAX,
+        max_flows: usize::MAX,
+        max_histograms: usize::MAX,
+    };
+
+    /// The limits of a shard that takes `part` of `total` shares of the
+    /// traffic (rounded up).
+    pub fn share(&self, part: u64, total: u64) -> Limits {
+        let share = |n: usize| {
+            let n = (u128::from(n as u64) * u128::from(part)).div_ceil(u128::from(total.max(1)));
+            usize::try_from(n).unwrap_or(usize::MAX).max(1)
+        };
+        Limits {
+            max_connections: share(self.max_connections),
+            max_flows: share(self.max_flows),
+            max_histograms: share(self.max_histograms),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TableConfig {
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub rtt_window: Window,
+    pub rate_window_ns: u64,
+    /// First fragments remembered at once per shard.
+    pub max_fragments: usize,
+    pub fragment_timeout_ns: u64,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            timeouts: Timeouts::NEVER,
+            limits: Limits::UNBOUNDED,
+            rtt_window: Window::Unbounded,
+            rate_window_ns: 10 * SECOND,
+            max_fragments: 8192,
+            fragment_timeout_ns: 30 * SECOND,
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! A flow as a shard exports it into a snapshot.
+
+use std::sync::Arc;
+
+use super::handshake::{HandshakeDigest, Percentiles};
+use super::key::FlowKey;
+use super::rate::Rates;
+use super::side::{Counter, PerSide};
+
+/// A flow as exported into a snapshot.
+#[derive(Clone, Debug)]
+pub struct FlowRecord {
+    pub key: FlowKey,
+    /// Packets and bytes each side sent.
+    pub sent: PerSide<Counter>,
+    /// Rates of what each side sent.
+    pub rates: Rates,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub connections: u64,
+    /// Handshake samples by whose view of the round trip they are (client:
+    /// SYN -> SYN-ACK, server: SYN -> completing ACK).
+    pub handshake: PerSide<Option<Arc<HandshakeDigest>>>,
+    pub percentiles: PerSide<Option<Percentiles>>,
+}
+
+impl FlowRecord {
+    pub fn total_pkts(&self) -> u64 {
+        self.sent.total().pkts
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.sent.total().bytes
+    }
+}

@@ -1,0 +1,157 @@
+//! A shard's flows in a slab, so that a connection reaches its flow by
+//! index rather than by a second hash lookup, with each flow's per-packet
+//! counters ([`Meter`]) kept apart from the rest of it.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
+
+use super::handshake::HandshakeDigest;
+use super::key::FlowKey;
+use super::rate::{Meter, RateWindow, SlotClock};
+use super::side::{PerSide, Side};
+
+#[derive(Clone, Debug)]
+pub(crate) struct FlowEntry {
+    pub key: FlowKey,
+    /// The rate window's slots; the per-packet counters are the flow's
+    /// [`Meter`], kept apart in [`FlowSlab::meters`].
+    pub rate: RateWindow,
+    pub connections: u64,
+    pub live_connections: u32,
+    /// The client port of the newest connection: with the flow key, the
+    /// 5-tuple of a flow's only connection, so a full table can evict an
+    /// unanswered flow together with it.
+    pub last_client_port: u16,
+    /// Shared with snapshots; copied on write only while a snapshot holds it.
+    pub handshake: PerSide<Option<Arc<HandshakeDigest>>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct FlowSlab {
+    pub entries: Vec<Option<FlowEntry>>,
+    /// Each flow's per-packet counters, by the same index: a packet touches
+    /// its flow's meter alone (one cache line), not the whole entry.
+    pub meters: Vec<Meter>,
+    /// Bumped each time a slot is freed, so a remembered (index, generation)
+    /// names one flow and never a later occupant of its slot.
+    pub generations: Vec<u32>,
+    free: Vec<u32>,
+    pub index: HashMap<FlowKey, u32, ahash::RandomState>,
+}
+
+impl FlowSlab {
+    pub(super) fn new(hasher: ahash::RandomState) -> FlowSlab {
+        FlowSlab {
+            entries: Vec::new(),
+            meters: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::with_hasher(hasher),
+        }
+    }
+
+    /// Finds or creates a flow; counts a connection in it when `connection`.
+    /// Returns its index and whether it was created.
+    pub(super) fn attach(
+        &mut self,
+        key: FlowKey,
+        ts_ns: u64,
+        clock: SlotClock,
+        connection: Option<u16>,
+    ) -> (u32, bool) {
+        let (idx, created) = match self.index.entry(key) {
+            Entry::Occupied(o) => (*o.get(), false),
+            Entry::Vacant(v) => {
+                let entry = FlowEntry {
+                    key,
+                    rate: RateWindow::default(),
+                    connections: 0,
+                    live_connections: 0,
+                    last_client_port: 0,
+                    handshake: PerSide::default(),
+                };
+                let idx = match self.free.pop() {
+                    Some(idx) => {
+                        self.entries[idx as usize] = Some(entry);
+                        self.meters[idx as usize] = Meter::new(clock, ts_ns);
+                        idx
+                    }
+                    None => {
+                        self.entries.push(Some(entry));
+                        self.meters.push(Meter::new(clock, ts_ns));
+                        self.generations.push(0);
+                        (self.entries.len() - 1) as u32
+                    }
+                };
+                (*v.insert(idx), true)
+            }
+        };
+        if let Some(client_port) = connection {
+            let flow = self.get_mut(idx);
+            flow.connections += 1;
+            flow.live_connections += 1;
+            flow.last_client_port = client_port;
+        }
+        (idx, created)
+    }
+
+    pub(super) fn detach(&mut self, idx: u32) {
+        let flow = self.get_mut(idx);
+        flow.live_connections = flow.live_connections.saturating_sub(1);
+    }
+
+    pub(super) fn get_mut(&mut self, idx: u32) -> &mut FlowEntry {
+        self.entries[idx as usize]
+            .as_mut()
+            .expect("connections only point at live flows")
+    }
+
+    /// The flow at `idx` if it is still the one of `generation`.
+    pub(super) fn live(&self, idx: u32, generation: u32) -> Option<&FlowEntry> {
+        if self.generations.get(idx as usize) != Some(&generation) {
+            return None;
+        }
+        self.entries[idx as usize].as_ref()
+    }
+
+    /// Counts one packet sent by `sender` into the flow at `idx`.
+    #[inline]
+    pub(super) fn count(
+        &mut self,
+        idx: u32,
+        clock: SlotClock,
+        sender: Side,
+        wire_len: u32,
+        ts: u64,
+    ) {
+        let entries = &mut self.entries;
+        self.meters[idx as usize].record(clock, ts, sender, wire_len, || {
+            &mut entries[idx as usize]
+                .as_mut()
+                .expect("connections only point at live flows")
+                .rate
+        });
+    }
+
+    /// Both sides of the flow at `idx` have sent something.
+    pub(super) fn is_answered(&self, idx: u32) -> bool {
+        let counts = &self.meters[idx as usize].counts;
+        counts[Side::Client].pkts > 0 && counts[Side::Server].pkts > 0
+    }
+
+    pub(super) fn remove(&mut self, idx: u32) -> FlowEntry {
+        let flow = self.entries[idx as usize]
+            .take()
+            .expect("only live flows are removed");
+        self.index.remove(&flow.key);
+        self.generations[idx as usize] = self.generations[idx as usize].wrapping_add(1);
+        self.free.push(idx);
+        flow
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+}

@@ -1,0 +1,93 @@
+//! Where packets come from: a [`PacketSource`] (a capture file, an AF_XDP
+//! socket) hands [`Frame`]s to the worker that owns it, and live sources
+//! count what they received and lost per queue in [`QueueStats`].
+
+mod files;
+pub mod live;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use files::{FileOutcome, FileReport, FileSource};
+
+use crate::wire::dissect::LinkType;
+
+/// One captured frame, borrowed from the source's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Length on the wire (a file record's original length).
+    pub wire_len: u32,
+    pub link: LinkType,
+    /// The captured bytes (possibly fewer than `wire_len`).
+    pub data: &'a [u8],
+}
+
+/// What a source did in one poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Delivered frames; poll again soon.
+    Busy,
+    /// Nothing available right now (the source may have waited briefly).
+    Idle,
+    /// No more frames, ever.
+    Finished,
+}
+
+/// Something that yields captured frames to a worker.
+pub trait PacketSource: Send + 'static {
+    /// Delivers a batch of frames to `on_frame`.
+    fn poll<F: FnMut(Frame<'_>)>(&mut self, on_frame: F) -> Poll;
+}
+
+/// What one live capture queue received and lost. The same named fields
+/// serve as the live counters (`QueueStats<AtomicU64>`, updated by the
+/// queue's worker, read by anyone) and as a copy taken of them
+/// (`QueueStats<u64>`, for `/metrics` and the end-of-run report).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats<C = u64> {
+    pub queue: u32,
+    /// Frames flowtap received on the queue's socket.
+    pub frames: C,
+    /// Their bytes.
+    pub bytes: C,
+    /// Frames whose XDP timestamp was missing (user-space time was used).
+    pub without_timestamp: C,
+    /// The kernel's XDP_STATISTICS for the socket (as last read): frames it
+    /// dropped for any reason (no room, a frame too large for a buffer).
+    pub rx_dropped: C,
+    /// Drops because the rx ring was full: the worker was too slow.
+    pub rx_ring_full: C,
+    /// Times the kernel found no free buffer to fill.
+    pub fill_ring_empty: C,
+    /// Invalid descriptors, received or sent (a bug if ever non-zero).
+    pub invalid: C,
+    /// The size of the socket's rings, in frames.
+    pub ring_entries: C,
+}
+
+impl QueueStats<AtomicU64> {
+    pub fn new(queue: u32, ring_entries: u64) -> QueueStats<AtomicU64> {
+        QueueStats {
+            queue,
+            ring_entries: AtomicU64::new(ring_entries),
+            ..QueueStats::default()
+        }
+    }
+
+    /// A copy of the counters as they are now.
+    pub fn sample(&self) -> QueueStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        QueueStats {
+            queue: self.queue,
+            frames: load(&self.frames),
+            bytes: load(&self.bytes),
+            without_timestamp: load(&self.without_timestamp),
+            rx_dropped: load(&self.rx_dropped),
+            rx_ring_full: load(&self.rx_ring_full),
+            fill_ring_empty: load(&self.fill_ring_empty),
+            invalid: load(&self.invalid),
+            ring_entries: load(&self.ring_entries),
+        }
+    }
+}

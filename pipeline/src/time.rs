@@ -1,0 +1,105 @@
+//! Time in the pipeline: every timestamp is nanoseconds since the Unix
+//! epoch in a `u64` (fields named `*_ns`), every duration nanoseconds too.
+//! Conversions from and to seconds live here, once, and saturate instead of
+//! overflowing (a timeout of `u64::MAX` seconds means "never").
+//!
+//! Packet timestamps stay plain `u64`s: they are in every hot structure, and
+//! the `_ns` suffix plus these helpers keep units from mixing.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One second in nanoseconds.
+pub const SECOND: u64 = 1_000_000_000;
+/// One millisecond in nanoseconds.
+pub const MILLISECOND: u64 = 1_000_000;
+/// One microsecond in nanoseconds.
+pub const MICROSECOND: u64 = 1_000;
+
+/// Whole seconds as nanoseconds, saturating.
+pub const fn from_secs(s: u64) -> u64 {
+    s.saturating_mul(SECOND)
+}
+
+/// Seconds (possibly fractional) as nanoseconds: `None` for a negative or
+/// not-a-number value; infinity and anything too large saturate.
+pub fn from_secs_f64(s: f64) -> Option<u64> {
+    if s.is_nan() || s < 0.0 {
+        return None;
+    }
+    let ns = s * SECOND as f64;
+    Some(if ns >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        ns as u64
+    })
+}
+
+/// The whole seconds of a timestamp, as the handshake digests keep them
+/// (a `u32` lasts until 2106).
+pub const fn whole_secs(ns: u64) -> u32 {
+    let s = ns / SECOND;
+    if s > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        s as u32
+    }
+}
+
+/// Nanoseconds as seconds, for display and rates.
+pub fn as_secs_f64(ns: u64) -> f64 {
+    ns as f64 / SECOND as f64
+}
+
+/// Nanoseconds rounded to the nearest microsecond.
+pub const fn round_to_micros(ns: u64) -> u64 {
+    ns.saturating_add(MICROSECOND / 2) / MICROSECOND
+}
+
+/// The wall clock, in nanoseconds since the Unix epoch.
+pub fn wall_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The clock a snapshot is taken at: what "now" is for rates, windows and
+/// expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// The newest capture timestamp seen (capture files: time is the file's).
+    Capture,
+    /// The wall clock (live capture).
+    Wall,
+}
+
+impl Clock {
+    /// Now, on this clock; `capture_ns` is the newest capture timestamp.
+    pub fn now_ns(self, capture_ns: u64) -> u64 {
+        match self {
+            Clock::Capture => capture_ns,
+            Clock::Wall => wall_now_ns(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_saturate() {
+        assert_eq!(from_secs(3), 3 * SECOND);
+        assert_eq!(from_secs(u64::MAX), u64::MAX);
+        assert_eq!(from_secs_f64(0.25), Some(SECOND / 4));
+        assert_eq!(from_secs_f64(f64::INFINITY), Some(u64::MAX));
+        assert_eq!(from_secs_f64(1e30), Some(u64::MAX));
+        assert_eq!(from_secs_f64(-1.0), None);
+        assert_eq!(from_secs_f64(f64::NAN), None);
+        assert_eq!(whole_secs(5 * SECOND + 1), 5);
+        assert_eq!(whole_secs(u64::MAX), u32::MAX);
+        assert_eq!(round_to_micros(1_499), 1);
+        assert_eq!(round_to_micros(1_500), 2);
+        assert_eq!(Clock::Capture.now_ns(42), 42);
+        assert!(Clock::Wall.now_ns(42) > 1_600_000_000 * SECOND);
+    }
+}
