@@ -1,9 +1,12 @@
 //! Who may read the flow data: the bearer token (`--auth-token-file`) and
 //! the defences against DNS rebinding the MCP transport asks for (a browser
-//! page must not reach a loopback flowtap through a name it controls).
+//! page must not reach flowtap through a name it controls).
 //!
-//! Health and metrics paths carry no flow data and stay open to probes and
-//! scrapers; the Origin check applies to every path.
+//! The Host header must name a loopback name, the address the client
+//! connected to, or a host given with `--allowed-host`: a page that rebinds
+//! its own name to flowtap's address still sends its own name. Health and
+//! metrics paths carry no flow data and need no token; the Origin and Host
+//! checks apply to every path.
 
 use hyper::HeaderMap;
 use hyper::header::{AUTHORIZATION, HOST, ORIGIN};
@@ -18,9 +21,9 @@ pub struct AccessConfig {
     /// Origins allowed besides loopback ones (`http://localhost:*`,
     /// `http://127.0.0.1:*`, `http://[::1]:*`, https too); `*` allows any.
     pub allowed_origins: Vec<String>,
-    /// Set when the listener is on a loopback address: the Host header must
-    /// then name loopback too, which a rebinding page cannot arrange.
-    pub loopback_host_only: bool,
+    /// Host names (or addresses) requests may name besides loopback ones
+    /// and the address they connected to; `*` allows any.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Why a request is refused.
@@ -30,7 +33,8 @@ pub enum Denied {
     Unauthorized,
     /// 403: an Origin not allowed.
     Origin(String),
-    /// 403: a Host that is not loopback on a loopback listener.
+    /// 403: a Host that is neither loopback, nor the listener's address,
+    /// nor allowed.
     Host(String),
 }
 
@@ -48,26 +52,31 @@ impl Denied {
                 "missing or wrong bearer token (Authorization: Bearer <token>)".into()
             }
             Denied::Origin(o) => format!("origin {o:?} is not allowed (see --allowed-origin)"),
-            Denied::Host(h) => {
-                format!("host {h:?} is not a loopback name; flowtap listens on loopback only")
-            }
+            Denied::Host(h) => format!(
+                "host {h:?} is not allowed: name flowtap by a loopback name or the address it \
+                 listens on, or allow the name with --allowed-host"
+            ),
         }
     }
 }
 
 impl AccessConfig {
-    pub fn check(&self, route: Route, headers: &HeaderMap) -> Result<(), Denied> {
+    /// Checks a request for `route` that reached the listener at `local`.
+    pub fn check(
+        &self,
+        route: Route,
+        headers: &HeaderMap,
+        local: std::net::IpAddr,
+    ) -> Result<(), Denied> {
         if let Some(origin) = headers.get(ORIGIN) {
             let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
             if !self.origin_allowed(&origin) {
                 return Err(Denied::Origin(origin));
             }
         }
-        if self.loopback_host_only
-            && let Some(host) = headers.get(HOST)
-        {
+        if let Some(host) = headers.get(HOST) {
             let host = String::from_utf8_lossy(host.as_bytes()).into_owned();
-            if !is_loopback_name(strip_port(&host)) {
+            if !self.host_allowed(strip_port(&host), local) {
                 return Err(Denied::Host(host));
             }
         }
@@ -83,6 +92,15 @@ impl AccessConfig {
             }
         }
         Ok(())
+    }
+
+    fn host_allowed(&self, name: &str, local: std::net::IpAddr) -> bool {
+        is_loopback_name(name)
+            || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == local)
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|h| h == "*" || h.eq_ignore_ascii_case(name))
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
@@ -135,6 +153,8 @@ mod tests {
     use super::*;
     use hyper::header::HeaderValue;
 
+    const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -146,7 +166,7 @@ mod tests {
     #[test]
     fn origins_hosts_and_tokens() {
         let open = AccessConfig::default();
-        assert!(open.check(Route::of("/mcp"), &headers(&[])).is_ok());
+        assert!(open.check(Route::of("/mcp"), &headers(&[]), LOCAL).is_ok());
         for ok in [
             "http://localhost:3000",
             "http://127.0.0.1",
@@ -154,7 +174,7 @@ mod tests {
             "http://LOCALHOST",
         ] {
             assert!(
-                open.check(Route::of("/mcp"), &headers(&[("origin", ok)]))
+                open.check(Route::of("/mcp"), &headers(&[("origin", ok)]), LOCAL)
                     .is_ok(),
                 "{ok}"
             );
@@ -166,7 +186,7 @@ mod tests {
             "file://",
         ] {
             assert_eq!(
-                open.check(Route::of("/mcp"), &headers(&[("origin", bad)]))
+                open.check(Route::of("/mcp"), &headers(&[("origin", bad)]), LOCAL)
                     .unwrap_err()
                     .status(),
                 403,
@@ -181,52 +201,55 @@ mod tests {
             listed
                 .check(
                     Route::of("/mcp"),
-                    &headers(&[("origin", "https://app.example")])
+                    &headers(&[("origin", "https://app.example")]),
+                    LOCAL
                 )
                 .is_ok()
         );
 
-        let lo = AccessConfig {
-            loopback_host_only: true,
+        let lo = AccessConfig::default();
+        let host = |config: &AccessConfig, h: &'static str, local: &str| {
+            let local = local.parse().unwrap();
+            config.check(Route::of("/mcp"), &headers(&[("host", h)]), local)
+        };
+        assert!(host(&lo, "127.0.0.1:8898", "127.0.0.1").is_ok());
+        assert!(host(&lo, "[::1]:1", "::1").is_ok());
+        assert!(host(&lo, "localhost", "198.18.0.5").is_ok());
+        let rebound = host(&lo, "rebound.example:8898", "127.0.0.1");
+        assert_eq!(rebound.unwrap_err().status(), 403);
+        // On another address: that address, not another one, nor a name.
+        assert!(host(&lo, "198.18.0.5:8898", "198.18.0.5").is_ok());
+        assert!(host(&lo, "[2001:db8::5]:8898", "2001:db8::5").is_ok());
+        assert!(host(&lo, "198.18.0.6:8898", "198.18.0.5").is_err());
+        assert!(host(&lo, "flowtap.example:8898", "198.18.0.5").is_err());
+        let named = AccessConfig {
+            allowed_hosts: vec!["flowtap.example".into()],
             ..AccessConfig::default()
         };
-        assert!(
-            lo.check(Route::of("/mcp"), &headers(&[("host", "127.0.0.1:8898")]))
-                .is_ok()
-        );
-        assert!(
-            lo.check(Route::of("/mcp"), &headers(&[("host", "[::1]:1")]))
-                .is_ok()
-        );
-        assert_eq!(
-            lo.check(
-                Route::of("/mcp"),
-                &headers(&[("host", "rebound.example:8898")])
-            )
-            .unwrap_err()
-            .status(),
-            403
-        );
+        assert!(host(&named, "FLOWTAP.example:8898", "198.18.0.5").is_ok());
+        assert!(host(&named, "other.example", "198.18.0.5").is_err());
 
         let token = AccessConfig {
             token: Some("s3cret".into()),
             ..AccessConfig::default()
         };
         assert_eq!(
-            token.check(Route::of("/mcp"), &headers(&[])),
+            token.check(Route::of("/mcp"), &headers(&[]), LOCAL),
             Err(Denied::Unauthorized)
         );
         assert_eq!(
             token.check(
                 Route::of("/mcp/flows"),
-                &headers(&[("authorization", "Bearer s3cre")])
+                &headers(&[("authorization", "Bearer s3cre")]),
+                LOCAL
             ),
             Err(Denied::Unauthorized)
         );
         assert_eq!(
             token.check(
                 Route::of("/mcp/flows/summary"),
-                &headers(&[("authorization", "Bearer s3cret!")])
+                &headers(&[("authorization", "Bearer s3cret!")]),
+                LOCAL
             ),
             Err(Denied::Unauthorized)
         );
@@ -234,11 +257,20 @@ mod tests {
             token
                 .check(
                     Route::of("/mcp/flows"),
-                    &headers(&[("authorization", "Bearer s3cret")])
+                    &headers(&[("authorization", "Bearer s3cret")]),
+                    LOCAL
                 )
                 .is_ok()
         );
-        assert!(token.check(Route::of("/healthz"), &headers(&[])).is_ok());
-        assert!(token.check(Route::of("/metrics"), &headers(&[])).is_ok());
+        assert!(
+            token
+                .check(Route::of("/healthz"), &headers(&[]), LOCAL)
+                .is_ok()
+        );
+        assert!(
+            token
+                .check(Route::of("/metrics"), &headers(&[]), LOCAL)
+                .is_ok()
+        );
     }
 }

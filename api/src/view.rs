@@ -21,7 +21,7 @@ pub struct View {
     pub cluster: Arc<Cluster>,
     /// Whether an inventory was applied.
     pub enriched: bool,
-    summary_json: Vec<u8>,
+    summary_json: bytes::Bytes,
 }
 
 impl View {
@@ -48,10 +48,11 @@ impl View {
             identities,
             cluster,
             enriched: inventory.is_some(),
-            summary_json: Vec::new(),
+            summary_json: bytes::Bytes::new(),
         };
-        view.summary_json =
-            serde_json::to_vec(&summary::build(&view)).expect("the summary serialises");
+        view.summary_json = serde_json::to_vec(&summary::build(&view))
+            .expect("the summary serialises")
+            .into();
         view
     }
 
@@ -64,8 +65,9 @@ impl View {
         &self.snapshot.flows
     }
 
-    pub fn summary_json(&self) -> &[u8] {
-        &self.summary_json
+    /// The summary's JSON (shared, cheap to clone).
+    pub fn summary_json(&self) -> bytes::Bytes {
+        self.summary_json.clone()
     }
 
     pub fn identity(&self, flow: usize, side: Side) -> Option<&Arc<Identity>> {

@@ -6,14 +6,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use api::access::AccessConfig;
+use api::mcp::McpLimits;
 use api::server::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use pipeline::source::live::{Mode, Unbound, XdpAttach};
 
+use crate::serve::Listen;
+
 /// Where the API listens when `--listen` is given without an address (and,
 /// live, by default).
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8898";
+/// Where `/healthz`, `/readyz` and `/metrics` are served by default.
+pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8899";
 
 pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -120,6 +125,24 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_LISTEN, env = "FLOWTAP_LISTEN", help_heading = API)]
     pub listen: Option<SocketAddr>,
 
+    /// Serve /healthz, /readyz and /metrics on ADDR, apart from the flow
+    /// data (so that no load on the data port can fail a probe).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_LISTEN, env = "FLOWTAP_ADMIN_LISTEN", help_heading = API)]
+    pub admin_listen: SocketAddr,
+
+    /// Serve flow data on a non-loopback --listen address without
+    /// --auth-token-file (refused otherwise: anyone who reaches the address
+    /// could read every flow).
+    #[arg(long, env = "FLOWTAP_INSECURE_LISTEN", help_heading = API)]
+    pub insecure_listen: bool,
+
+    /// Host names requests may use besides loopback names and the address
+    /// they connected to (repeatable, or comma-separated; `*` allows any),
+    /// e.g. the name of a Kubernetes Service in front of flowtap. Other
+    /// Host headers get 403 (DNS-rebinding protection).
+    #[arg(long, value_name = "HOST", value_delimiter = ',', env = "FLOWTAP_ALLOWED_HOST", help_heading = API)]
+    pub allowed_host: Vec<String>,
+
     /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
     /// Repeatable; each body is printed on its own line. Default without
     /// --listen: the summary.
@@ -128,8 +151,13 @@ pub(crate) struct RunArgs {
 
     /// Seconds a client gets to send a complete request head before the
     /// connection is closed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
     pub http_header_timeout: f64,
+
+    /// Seconds within which a response must be written out, from its
+    /// request's arrival; a client that reads slower is disconnected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_RESPONSE_TIMEOUT", help_heading = API)]
+    pub http_response_timeout: f64,
 
     /// HTTP connections open at once. At the limit, the oldest idle
     /// connection is closed to admit a new one; when all are busy, the new
@@ -144,7 +172,7 @@ pub(crate) struct RunArgs {
 
     /// File holding a bearer token: requests for flow data (/mcp and the
     /// /mcp/flows endpoints) must then send `Authorization: Bearer <token>`.
-    /// /healthz, /readyz and /metrics stay open.
+    /// Required to serve on a non-loopback address (see --insecure-listen).
     #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE", help_heading = API)]
     pub auth_token_file: Option<PathBuf>,
 
@@ -153,6 +181,24 @@ pub(crate) struct RunArgs {
     /// get 403 (DNS-rebinding protection).
     #[arg(long, value_name = "ORIGIN", value_delimiter = ',', env = "FLOWTAP_ALLOWED_ORIGIN", help_heading = API)]
     pub allowed_origin: Vec<String>,
+
+    /// Messages one MCP JSON-RPC batch may hold; larger batches are refused.
+    #[arg(long, value_name = "N", default_value_t = 16, env = "FLOWTAP_MCP_MAX_BATCH", help_heading = API)]
+    pub mcp_max_batch: usize,
+
+    /// Bytes one MCP reply may take (e.g. 8Mi); answers past it are replaced
+    /// by an error asking for less.
+    #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REPLY_BYTES", help_heading = API)]
+    pub mcp_max_reply_bytes: u64,
+
+    /// MCP sessions open at once; when all are in use, new ones get 503.
+    #[arg(long, value_name = "N", default_value_t = 1024, env = "FLOWTAP_MCP_MAX_SESSIONS", help_heading = API)]
+    pub mcp_max_sessions: usize,
+
+    /// MCP sessions one client (IP address) may hold; its least recently
+    /// used one makes room for its next.
+    #[arg(long, value_name = "N", default_value_t = 32, env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
+    pub mcp_sessions_per_client: usize,
 
     /// Kubernetes inventory: what `kubectl get pods,services,endpointslices,nodes -A -o json`
     /// prints. Re-read when it changes.
@@ -169,7 +215,7 @@ pub(crate) struct RunArgs {
     pub threads: Option<usize>,
 
     /// Seconds between published snapshots (live).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = FLOWS)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = FLOWS)]
     pub snapshot_interval: f64,
 
     /// Handshake-time window in seconds for percentiles. Default: 120 live,
@@ -240,21 +286,52 @@ impl RunArgs {
             Some(path) => Some(read_token(path)?),
             None => None,
         };
+        let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
         Ok(ServerConfig {
-            header_read_timeout: std::time::Duration::from_secs_f64(
-                self.http_header_timeout.max(0.001),
-            ),
+            header_read_timeout: seconds(self.http_header_timeout),
+            response_timeout: seconds(self.http_response_timeout),
             max_connections: self.http_max_connections.max(1),
             max_limit: self.http_max_limit,
             access: AccessConfig {
                 token,
                 allowed_origins: self.allowed_origin.clone(),
-                // Set by the server once it knows the bound address.
-                loopback_host_only: false,
+                allowed_hosts: self.allowed_host.clone(),
+            },
+            mcp: McpLimits {
+                max_batch: self.mcp_max_batch.max(1),
+                max_reply_bytes: usize::try_from(self.mcp_max_reply_bytes).unwrap_or(usize::MAX),
+                max_sessions: self.mcp_max_sessions.max(1),
+                sessions_per_client: self.mcp_sessions_per_client.max(1),
             },
             ..ServerConfig::default()
         })
     }
+
+    /// Where the service listens: `--listen` (default 127.0.0.1:8898) and
+    /// `--admin-listen`.
+    pub(crate) fn listen(&self) -> Listen {
+        Listen {
+            data: self
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address")),
+            admin: self.admin_listen,
+            insecure: self.insecure_listen,
+        }
+    }
+}
+
+/// Seconds: a finite, non-negative number (a duration that fits).
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    let s: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=1e9).contains(&s) {
+        return Err(format!(
+            "{text:?}: give a finite number of seconds between 0 and 1e9"
+        ));
+    }
+    Ok(s)
 }
 
 /// A size in bytes: a number with an optional unit, k/M/G/T (powers of

@@ -9,7 +9,7 @@ use anyhow::Context;
 use pipeline::{Backpressure, Clock, Merger, Pipeline, PipelineConfig};
 use xdp::{LiveCapture, LiveConfig};
 
-use crate::cli::{DEFAULT_LISTEN, RunArgs};
+use crate::cli::RunArgs;
 use crate::serve::Service;
 use crate::setup;
 
@@ -67,15 +67,12 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         ..PipelineConfig::default()
     };
     let pipeline = Arc::new(Pipeline::start(config.clone(), sources));
-    let listen = cli
-        .listen
-        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address"));
     let queue_info = info.clone();
     let queue_stats: api::server::QueueStatsFn =
         Arc::new(move || queue_info.queues.iter().map(|q| q.sample()).collect());
     let handoff_capacity = config.queue_capacity as u64;
     let service = Service::start(
-        listen,
+        cli.listen(),
         publisher.clone(),
         server_config,
         &cores,
@@ -97,7 +94,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
 
     // XDP is attached, the sockets are bound, the workers run.
     service.set_ready();
-    service.run_until_signal()?;
+    let outcome = service.run_until_signal(|| pipeline.failure());
 
     merger.stop();
     let snapshot = pipeline.snapshot(Clock::Wall);
@@ -112,5 +109,6 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     setup::report_memory(cli);
     capture.stop();
     eprintln!("flowtap: detached from {iface}");
+    outcome?;
     Ok(if failed { 2 } else { 0 })
 }

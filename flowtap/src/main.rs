@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod fault;
 #[cfg(feature = "live")]
 mod live;
 mod mcp_stdio;

@@ -9,7 +9,7 @@ use pipeline::{Clock, Merger, Pipeline, PipelineConfig, Snapshot};
 
 use crate::cli::RunArgs;
 use crate::serve::Service;
-use crate::setup;
+use crate::{fault, setup};
 
 /// How often a snapshot is published while files are read and served.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,8 +32,8 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let publisher = setup::publisher(cli)?;
     // Bind before reading, so a taken port fails at once.
     let service = match cli.listen {
-        Some(addr) => Some(Service::start(
-            addr,
+        Some(_) => Some(Service::start(
+            cli.listen(),
             publisher.clone(),
             cli.server_config()?,
             &[],
@@ -43,6 +43,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     };
 
     let (source, report) = FileSource::new(cli.read.clone());
+    let source = fault::planted(source)?;
     let pipeline = Arc::new(Pipeline::start(pipeline_config(cli), vec![source]));
     // While serving, publish progress as the files are read.
     let merger = service.as_ref().map(|_| {
@@ -56,10 +57,11 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             },
         )
     });
-    let snapshot = pipeline.finish();
+    let finished = pipeline.finish();
     if let Some(m) = merger {
         m.stop();
     }
+    let snapshot = finished.map_err(|why| anyhow::anyhow!("reading failed: {why}"))?;
     // The final snapshot holds everything now: free the tables (the larger
     // part of the memory) before the API's view of the snapshot is built.
     drop(pipeline);
@@ -90,7 +92,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     setup::report_memory(cli);
 
     if let Some(service) = service {
-        service.run_until_signal()?;
+        service.run_until_signal(|| None)?;
         service.stop();
     }
     let file_errors = outcomes.iter().any(|o| o.error.is_some());

@@ -1,5 +1,8 @@
-//! Serving the API: a tokio runtime of its own (never the capture cores),
-//! the HTTP server, and the publisher that turns snapshots into views.
+//! Serving the API: the data listener on a tokio runtime of its own (never
+//! the capture cores), the admin listener (`/healthz`, `/readyz`,
+//! `/metrics`) on another, so that nothing a client does on the data port
+//! can keep a probe or a scrape waiting, and the publisher that turns
+//! snapshots into views.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,7 +12,7 @@ use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use api::Publisher;
-use api::server::{AppState, QueueStatsFn, ServerConfig, serve};
+use api::server::{AppState, Listener, QueueStatsFn, ServerConfig, serve};
 use tokio::sync::watch;
 
 /// Threads answering HTTP requests.
@@ -17,17 +20,26 @@ const HTTP_THREADS: usize = 2;
 
 pub(crate) struct Service {
     runtime: tokio::runtime::Runtime,
-    publisher: Arc<Mutex<Publisher>>,
     stop: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
+    admin: Option<std::thread::JoinHandle<()>>,
+    inventory: Option<std::thread::JoinHandle<()>>,
     ready: Arc<AtomicBool>,
+}
+
+/// Where the service listens.
+pub(crate) struct Listen {
+    pub data: SocketAddr,
+    pub admin: SocketAddr,
+    /// Serve flow data on a non-loopback address without a token.
+    pub insecure: bool,
 }
 
 impl Service {
     /// Binds `listen` and starts answering from `publisher`'s views. The
     /// runtime's threads stay off `capture_cores` when other cores exist.
     pub(crate) fn start(
-        listen: SocketAddr,
+        listen: Listen,
         publisher: Arc<Mutex<Publisher>>,
         config: ServerConfig,
         capture_cores: &[usize],
@@ -52,36 +64,75 @@ impl Service {
             .enable_all()
             .build()
             .context("starting the HTTP runtime")?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(listen))
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
-        let mut config = config;
-        // On loopback, only loopback Host names: a page that rebinds its own
-        // name to 127.0.0.1 cannot reach flowtap through it.
-        config.access.loopback_host_only = addr.ip().is_loopback();
-        if !addr.ip().is_loopback() && config.access.token.is_none() {
-            tracing::warn!(%addr, "serving flow data on a non-loopback address without --auth-token-file");
+        let bind = |addr: SocketAddr, option: &str| {
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("{option}: cannot listen on {addr}"))?;
+            let bound = listener.local_addr().context("reading the bound address")?;
+            anyhow::Ok((listener, bound))
+        };
+        let (data, data_addr) = bind(listen.data, "--listen")?;
+        if !data_addr.ip().is_loopback() && config.access.token.is_none() {
+            anyhow::ensure!(
+                listen.insecure,
+                "refusing to serve flow data on {data_addr} without a bearer token: give \
+                 --auth-token-file FILE (anyone who reaches that address could otherwise read \
+                 every flow and call the MCP tools), or --insecure-listen to serve it anyway"
+            );
+            tracing::warn!(%data_addr, "--insecure-listen: serving flow data to anyone who reaches this address, without a token");
         }
+        let (admin, admin_addr) = bind(listen.admin, "--admin-listen")?;
         let (views, stats) = {
             let p = publisher.lock().expect("publisher lock");
             (p.views(), p.stats())
         };
-        let mut state = AppState::new(views, stats);
+        let mut state = AppState::new(views, stats, config.mcp);
         state.queues = queues;
         state.commit = crate::cli::COMMIT;
         let ready = state.ready.clone();
         let state = Arc::new(state);
-        let (stop, mut stopped) = watch::channel(false);
-        let server = runtime.spawn(serve(listener, state, config, async move {
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|s| *s).await;
-        }));
-        eprintln!("flowtap: serving on http://{addr}");
+        };
+        let server = runtime.spawn(serve(
+            data,
+            Listener::Data,
+            state.clone(),
+            config.clone(),
+            until_stopped(stopped.clone()),
+        ));
+        // The admin listener: its own thread and runtime. The listener is
+        // moved to it unregistered (a std socket), to be registered there.
+        let admin = admin.into_std().context("moving the admin listener")?;
+        let inventory = follow_inventory(publisher.clone(), stopped.clone())
+            .context("starting the inventory thread")?;
+        let admin_stopped = until_stopped(stopped);
+        let admin = std::thread::Builder::new()
+            .name("flowtap-admin".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("starting the admin runtime");
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(admin) {
+                        Ok(admin) => {
+                            serve(admin, Listener::Admin, state, config, admin_stopped).await
+                        }
+                        Err(e) => tracing::error!(error = %e, "admin listener"),
+                    }
+                });
+            })
+            .context("starting the admin thread")?;
+        eprintln!("flowtap: admin on http://{admin_addr}");
+        eprintln!("flowtap: serving on http://{data_addr}");
         Ok(Service {
             runtime,
-            publisher,
             stop,
             server: Some(server),
+            admin: Some(admin),
+            inventory: Some(inventory),
             ready,
         })
     }
@@ -91,10 +142,14 @@ impl Service {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Blocks until SIGINT or SIGTERM, re-reading the inventory meanwhile.
-    pub(crate) fn run_until_signal(&self) -> anyhow::Result<()> {
-        let publisher = self.publisher.clone();
-        self.runtime.block_on(async move {
+    /// Blocks until SIGINT or SIGTERM, or until `failure` (asked every
+    /// second) reports that capture failed: then readiness fails and the
+    /// error is returned, for the process to exit non-zero.
+    pub(crate) fn run_until_signal(
+        &self,
+        failure: impl Fn() -> Option<String>,
+    ) -> anyhow::Result<()> {
+        let result = self.runtime.block_on(async {
             use tokio::signal::unix::{SignalKind, signal};
             let mut term =
                 signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -106,17 +161,19 @@ impl Service {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
                     _ = tick.tick() => {
-                        let publisher = publisher.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
-                            publisher.lock().expect("publisher lock").refresh();
-                        })
-                        .await;
+                        if let Some(why) = failure() {
+                            anyhow::bail!("capture failed: {why}");
+                        }
                     }
                 }
             }
             eprintln!("flowtap: shutting down");
             Ok(())
-        })
+        });
+        if result.is_err() {
+            self.ready.store(false, Ordering::Release);
+        }
+        result
     }
 
     pub(crate) fn stop(mut self) {
@@ -124,6 +181,29 @@ impl Service {
         if let Some(server) = self.server.take() {
             let _ = self.runtime.block_on(server);
         }
+        if let Some(admin) = self.admin.take() {
+            let _ = admin.join();
+        }
+        if let Some(inventory) = self.inventory.take() {
+            let _ = inventory.join();
+        }
         self.runtime.shutdown_timeout(Duration::from_secs(2));
     }
+}
+
+/// Re-reads the inventory file every second until `stop`, on a thread of
+/// its own (a large inventory takes a while to parse, and must not take a
+/// thread any request needs).
+fn follow_inventory(
+    publisher: Arc<Mutex<Publisher>>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("flowtap-inventory".into())
+        .spawn(move || {
+            while !*stop.borrow_and_update() {
+                std::thread::sleep(Duration::from_secs(1));
+                publisher.lock().expect("publisher lock").refresh();
+            }
+        })
 }

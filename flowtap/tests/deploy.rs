@@ -260,7 +260,9 @@ fn metrics_pass_promtool_and_count_what_was_read() {
     assert_eq!(s.get("/mcp/flows?limit=1").status, 200);
     assert_eq!(s.get("/mcp/flows?limit=x").status, 400);
     assert_eq!(s.get("/no/such/path").status, 404);
-    let r = s.get("/metrics");
+    // Health and metrics are served apart, on the admin listener.
+    assert_eq!(s.get("/metrics").status, 404);
+    let r = s.admin_get("/metrics");
     assert_eq!(r.status, 200);
     assert!(
         r.header("content-type")
@@ -300,9 +302,14 @@ fn metrics_pass_promtool_and_count_what_was_read() {
     assert!(sample(&text, "flowtap_active_flows") > 100.0);
     assert!(text.contains("flowtap_build_info{version=\"0.1.0\",commit=\""));
     assert!(text.contains("flowtap_snapshot_merge_duration_seconds_bucket{le=\"0.001\"}"));
-    assert_eq!(s.get("/healthz").status, 200);
-    assert_eq!(s.get("/readyz").json()["status"], "ready");
-    assert_eq!(s.request("POST", "/metrics").status, 405);
+    assert_eq!(s.admin_get("/healthz").status, 200);
+    assert_eq!(s.admin_get("/readyz").json()["status"], "ready");
+    assert_eq!(s.send_admin("POST", "/metrics", &[]).status, 405);
+    assert_eq!(
+        s.admin_get("/mcp/flows").status,
+        404,
+        "no flow data on the admin port"
+    );
 }
 
 #[test]
@@ -319,7 +326,7 @@ fn readiness_waits_for_the_files_and_shutdown_is_clean() {
         .write(File::create(&path).unwrap())
         .unwrap();
     let s = Server::start_serving(&["-r", path.to_str().unwrap(), "--threads", "1"]);
-    let first = s.get("/readyz");
+    let first = s.admin_get("/readyz");
     assert_eq!(
         first.status,
         503,
@@ -327,9 +334,9 @@ fn readiness_waits_for_the_files_and_shutdown_is_clean() {
         String::from_utf8_lossy(&first.body)
     );
     assert_eq!(first.json()["status"], "starting");
-    assert_eq!(s.get("/healthz").status, 200, "alive meanwhile");
+    assert_eq!(s.admin_get("/healthz").status, 200, "alive meanwhile");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while s.get("/readyz").status != 200 {
+    while s.admin_get("/readyz").status != 200 {
         assert!(Instant::now() < deadline, "never ready");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -126,7 +126,7 @@ fn a_syn_flood_keeps_memory_bounded_and_every_real_flow_exact() {
 
 /// Resident memory of the server, from its own /metrics.
 fn resident_mib(server: &Server) -> f64 {
-    let text = String::from_utf8(server.get("/metrics").body).unwrap();
+    let text = server.metrics();
     common::metrics::sample(&text, "flowtap_resident_memory_bytes") / (1 << 20) as f64
 }
 
@@ -309,7 +309,7 @@ fn http_abuse_does_not_stop_normal_queries() {
         );
         assert!(p99 < 1000.0, "p99 {p99:.1} ms over the 1 s budget");
     }
-    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    let metrics = server.metrics();
     let closed_idle =
         common::metrics::sample(&metrics, "flowtap_http_connections_closed_idle_total");
     assert!(closed_idle > 0.0);

@@ -334,8 +334,8 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
 
     // Ready (XDP attached, socket bound), and the live metrics are valid
     // and count what the mirror carried, per queue.
-    assert_eq!(ft.get_json("/readyz")["status"], "ready");
-    let metrics = ft.get_text("/metrics");
+    assert!(ft.admin_text("/readyz").contains("\"ready\""));
+    let metrics = ft.admin_text("/metrics");
     promtool(&metrics);
     assert_eq!(sample(&metrics, "flowtap_ready"), 1.0);
     let expected = frames_of(&file);
@@ -807,9 +807,11 @@ fn the_readme_quick_start_runs_verbatim() {
              for _ in range(3000):\n    s.sendto(b'tick', ('198.18.9.2', 9999)); time.sleep(0.05)",
         ],
     );
-    let out = Command::new("ip")
+    // Bounded: a failing line leaves flowtap running in the background,
+    // holding the output pipe open.
+    let out = Command::new("timeout")
         .args([
-            "netns", "exec", &node, "bash", "-euo", "pipefail", "-c", block,
+            "-k", "5", "300", "ip", "netns", "exec", &node, "bash", "-euo", "pipefail", "-c", block,
         ])
         .current_dir(root)
         // A user's shell: without what cargo and nextest set for tests

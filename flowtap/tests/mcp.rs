@@ -290,9 +290,10 @@ fn tokens_origins_and_hosts() {
     );
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["jsonrpc"], "2.0", "a JSON-RPC error on /mcp");
-    // Health and metrics stay open for probes and scrapers.
+    // Health and metrics stay open for probes and scrapers, on the admin
+    // listener.
     for path in ["/healthz", "/readyz", "/metrics"] {
-        assert_eq!(server.get(path).status, 200, "{path}");
+        assert_eq!(server.admin_get(path).status, 200, "{path}");
     }
     // Browser origins: loopback ones pass, others are refused everywhere.
     let r = post(&server, &[("Origin", "http://evil.example")], &ping);
@@ -305,12 +306,7 @@ fn tokens_origins_and_hosts() {
     );
     assert_eq!(
         server
-            .send(
-                "GET",
-                "/healthz",
-                &[("Origin", "https://evil.example")],
-                b""
-            )
+            .send_admin("GET", "/healthz", &[("Origin", "https://evil.example")])
             .status,
         403
     );
@@ -324,8 +320,10 @@ fn tokens_origins_and_hosts() {
         &ping,
     );
     assert_eq!((r.status, r.json()["result"].clone()), (200, json!({})));
-    // flowtap listens on loopback: a rebound name in Host is refused.
-    let r = server.send("GET", "/healthz", &[("Host", "rebind.example:8898")], b"");
+    // A rebound name in Host is refused, on both listeners.
+    let r = server.send("GET", "/mcp/flows", &[("Host", "rebind.example:8898")], b"");
+    assert_eq!(r.status, 403);
+    let r = server.send_admin("GET", "/healthz", &[("Host", "rebind.example:8899")]);
     assert_eq!(r.status, 403);
 }
 
@@ -604,7 +602,7 @@ fn stateless_requests_are_checked_against_their_headers() {
         (200, Some(true))
     );
     // The requests are counted by method and outcome.
-    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("flowtap_mcp_requests_total{method=\"tools/call\",outcome=\"ok\"} 3"),
         "{metrics}"

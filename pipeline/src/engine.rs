@@ -9,6 +9,7 @@
 //! With one worker there is no hand-off at all: the source's thread parses
 //! and updates inline.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -100,9 +101,30 @@ pub struct Exports {
 
 struct Shared {
     sources_running: AtomicUsize,
+    /// Why the pipeline failed (a worker panicked, a source broke), if it did.
+    failure: std::sync::Mutex<Option<String>>,
     /// Newest capture timestamp any source has delivered.
     capture_clock: AtomicU64,
     sequence: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(why);
+        }
+    }
+}
+
+/// Counts a running source until it finishes, fails, or its worker dies
+/// (it is dropped while a panic unwinds): waiting for the sources never
+/// hangs on a dead worker.
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct WorkerHandle {
@@ -135,6 +157,7 @@ impl Pipeline {
             .collect();
         let shared = Arc::new(Shared {
             sources_running: AtomicUsize::new(sources.len()),
+            failure: std::sync::Mutex::new(None),
             capture_clock: AtomicU64::new(0),
             sequence: AtomicU64::new(0),
         });
@@ -172,7 +195,18 @@ impl Pipeline {
                         if let Some(core) = core {
                             core_affinity::set_for_current(core_affinity::CoreId { id: core });
                         }
-                        run_worker(worker, source, control_rx, parker, shared);
+                        let running = shared.clone();
+                        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            run_worker(worker, source, control_rx, parker, running)
+                        }));
+                        if let Err(panic) = outcome {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| (*s).to_owned())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            shared.fail(format!("worker {id} panicked: {what}"));
+                        }
                     })
                     .expect("spawning a worker thread");
                 WorkerHandle {
@@ -191,6 +225,15 @@ impl Pipeline {
 
     pub fn workers(&self) -> usize {
         self.workers.len()
+    }
+
+    /// Why the pipeline failed, if it did: a worker panicked (its shard is
+    /// gone) or a source broke. A failed pipeline's snapshots are incomplete.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().map_or_else(
+            |_| Some("the failure record is poisoned".into()),
+            |f| f.clone(),
+        )
     }
 
     /// True once every source has delivered its last frame.
@@ -217,10 +260,14 @@ impl Pipeline {
     }
 
     /// Waits for the sources to finish, processes everything still queued,
-    /// and returns the complete snapshot.
-    pub fn finish(&self) -> Snapshot {
+    /// and returns the complete snapshot; or why the pipeline failed.
+    pub fn finish(&self) -> Result<Snapshot, String> {
         self.wait_sources();
-        merger::merge(self.export(Clock::Capture, true))
+        let snapshot = merger::merge(self.export(Clock::Capture, true));
+        match self.failure() {
+            Some(why) => Err(why),
+            None => Ok(snapshot),
+        }
     }
 
     /// Asks every shard for its flows as of now on `clock`; with `drain`,
@@ -407,6 +454,7 @@ fn run_worker<S: PacketSource>(
     shared: Arc<Shared>,
 ) {
     let backoff = Backoff::new();
+    let mut running = source.as_ref().map(|_| Running(&shared.sources_running));
     loop {
         let mut busy = false;
         if let Some(src) = source.as_mut() {
@@ -423,7 +471,12 @@ fn run_worker<S: PacketSource>(
                 Poll::Idle => {}
                 Poll::Finished => {
                     source = None;
-                    shared.sources_running.fetch_sub(1, Ordering::AcqRel);
+                    drop(running.take());
+                }
+                Poll::Failed(why) => {
+                    shared.fail(format!("worker {}: {why}", worker.id));
+                    source = None;
+                    drop(running.take());
                 }
             }
         }

@@ -98,7 +98,7 @@ fn results_do_not_depend_on_the_number_of_workers() {
             ..PipelineConfig::default()
         };
         let pipeline = Pipeline::start(config, vec![Synthetic::new(5000, 40)]);
-        let snapshot = pipeline.finish();
+        let snapshot = pipeline.finish().unwrap();
         assert_eq!(snapshot.counters.ingest.frames, 200_000);
         assert_eq!(
             snapshot.counters.ingest.handoff_drops, 0,
@@ -135,7 +135,7 @@ fn the_merger_publishes_while_packets_flow() {
                 .push((s.sequence, s.counters.ingest.frames));
         },
     );
-    let last = pipeline.finish();
+    let last = pipeline.finish().unwrap();
     merger.stop();
     let published = published.lock().unwrap();
     assert!(
@@ -171,7 +171,7 @@ fn a_full_queue_drops_and_counts_when_told_to() {
         config,
         vec![Synthetic::new(3000, 20), Synthetic::new(3000, 20)],
     );
-    let s = pipeline.finish();
+    let s = pipeline.finish().unwrap();
     let in_flows: u64 = s.flows.iter().map(|f| f.total_pkts()).sum();
     assert_eq!(s.counters.ingest.frames, 120_000);
     assert!(
@@ -179,4 +179,50 @@ fn a_full_queue_drops_and_counts_when_told_to() {
         "a one-packet queue must overflow"
     );
     assert_eq!(in_flows + s.counters.ingest.handoff_drops, 120_000);
+}
+
+/// A source that delivers a few frames, then breaks: by panicking, or by
+/// reporting its socket failed.
+struct Breaking {
+    inner: Synthetic,
+    after: u64,
+    panic: bool,
+}
+
+impl PacketSource for Breaking {
+    fn poll<F: FnMut(Frame<'_>)>(&mut self, on_frame: F) -> Poll {
+        if self.inner.next >= self.after {
+            if self.panic {
+                panic!("planted fault");
+            }
+            return Poll::Failed("POLLERR on the socket".into());
+        }
+        self.inner.poll(on_frame)
+    }
+}
+
+#[test]
+fn a_failed_source_or_worker_fails_the_pipeline_and_nothing_hangs() {
+    for panic in [false, true] {
+        let source = Breaking {
+            inner: Synthetic::new(100, 40),
+            after: 500,
+            panic,
+        };
+        let pipeline = Pipeline::start(
+            PipelineConfig {
+                workers: 2,
+                ..PipelineConfig::default()
+            },
+            vec![source],
+        );
+        let failed = pipeline.finish().unwrap_err();
+        let want = if panic {
+            "panicked: planted fault"
+        } else {
+            "POLLERR"
+        };
+        assert!(failed.contains(want), "{failed}");
+        assert_eq!(pipeline.failure(), Some(failed));
+    }
 }

@@ -10,6 +10,9 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
+/// A server-defined error (the -32000..-32099 range): the answer would
+/// exceed the server's reply budget.
+pub const REPLY_TOO_LARGE: i64 = -32000;
 /// MCP: the request names a protocol version the server does not speak
 /// (its `data.supported` lists the ones it does).
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;

@@ -31,6 +31,42 @@ use version::Version;
 /// The endpoint path.
 pub const PATH: &str = "/mcp";
 
+/// MCP's bounds, each an option and a metric: a client cannot make one
+/// request cost more than `max_batch` calls and `max_reply_bytes` of reply,
+/// nor push other clients' sessions out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct McpLimits {
+    /// Messages in one JSON-RPC batch (2025-03-26 sessions); larger batches
+    /// are refused whole.
+    pub max_batch: usize,
+    /// Bytes of one HTTP reply; answers past it are replaced by errors.
+    pub max_reply_bytes: usize,
+    /// Sessions open at once; when all are in use and none has timed out,
+    /// a new one is refused (503).
+    pub max_sessions: usize,
+    /// Sessions one client (IP address) may hold; its own least recently
+    /// used one makes room for its next.
+    pub sessions_per_client: usize,
+}
+
+impl Default for McpLimits {
+    fn default() -> Self {
+        McpLimits {
+            max_batch: 16,
+            max_reply_bytes: 8 << 20,
+            max_sessions: 1024,
+            sessions_per_client: 32,
+        }
+    }
+}
+
+/// Whether a request body may call tools (the costly method): such a
+/// request takes its turn among large answers. Errs on the side of yes.
+pub fn calls_tools(body: &[u8]) -> bool {
+    body.windows(b"tools/call".len())
+        .any(|w| w == b"tools/call")
+}
+
 /// What a client is told when it connects.
 const INSTRUCTIONS: &str = "flowtap watches mirrored network traffic and reports L4 (TCP/UDP) flows: who talks to whom, \
 how much, and TCP handshake round-trip times. Start with get_l4_flow_summary for an overview, then use list_l4_flows \

@@ -11,13 +11,17 @@
 
 use std::sync::Arc;
 
+use std::net::IpAddr;
+
+use bytes::Bytes;
 use hyper::HeaderMap;
 use hyper::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
+use super::McpLimits;
 use super::headers;
-use super::jsonrpc::{self, INVALID_REQUEST, Message, PARSE_ERROR, RpcError};
-use super::session::{Lookup, Sessions};
+use super::jsonrpc::{self, INVALID_REQUEST, Message, PARSE_ERROR, REPLY_TOO_LARGE, RpcError};
+use super::session::{Full, Lookup, Sessions};
 use super::stateless::{self, Mirrors};
 use super::version::{HANDSHAKE, Version};
 use crate::metrics::ServiceStats;
@@ -31,17 +35,21 @@ pub struct Reply {
     pub session_id: Option<String>,
     /// `Allow`, with 405.
     pub allow: Option<&'static str>,
-    /// None for 202 and 204.
-    pub body: Option<Value>,
+    /// The JSON body; None for 202 and 204.
+    pub body: Option<Bytes>,
 }
 
 impl Reply {
     fn json(status: u16, body: Value) -> Reply {
+        Reply::bytes(status, body.to_string().into_bytes())
+    }
+
+    fn bytes(status: u16, body: Vec<u8>) -> Reply {
         Reply {
             status,
             session_id: None,
             allow: None,
-            body: Some(body),
+            body: Some(body.into()),
         }
     }
 
@@ -63,9 +71,10 @@ impl Reply {
     }
 }
 
-/// The MCP endpoint's state: its sessions and the build it reports.
+/// The MCP endpoint's state: its sessions, bounds and the build it reports.
 pub struct Mcp {
     sessions: Sessions,
+    limits: McpLimits,
     stats: Arc<ServiceStats>,
     build: &'static str,
 }
@@ -82,12 +91,50 @@ const METHODS: &[&str] = &[
 ];
 
 impl Mcp {
-    pub fn new(stats: Arc<ServiceStats>, build: &'static str) -> Mcp {
+    pub fn new(stats: Arc<ServiceStats>, build: &'static str, limits: McpLimits) -> Mcp {
         Mcp {
-            sessions: Sessions::new(stats.clone()),
+            sessions: Sessions::new(
+                stats.clone(),
+                limits.max_sessions,
+                limits.sessions_per_client,
+            ),
+            limits,
             stats,
             build,
         }
+    }
+
+    /// One answer's JSON, or an error in its place when it would not fit
+    /// in what is left of the reply budget (`left`, reduced by it).
+    fn within_budget(&self, answer: Value, left: &mut usize) -> Vec<u8> {
+        let bytes = answer.to_string().into_bytes();
+        if bytes.len() <= *left {
+            *left -= bytes.len();
+            return bytes;
+        }
+        self.stats
+            .mcp_replies_over_budget
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = answer.get("id").cloned().unwrap_or(Value::Null);
+        let message = format!(
+            "the answer is {} bytes, over what is left of this server's reply budget \
+             ({} of {} bytes, --mcp-max-reply-bytes): ask for fewer flows (limit), filter, \
+             aggregate, or send fewer calls per batch",
+            bytes.len(),
+            *left,
+            self.limits.max_reply_bytes
+        );
+        let error = jsonrpc::error(&id, &RpcError::new(REPLY_TOO_LARGE, message))
+            .to_string()
+            .into_bytes();
+        *left = left.saturating_sub(error.len());
+        error
+    }
+
+    /// A reply of one answer, within the reply budget.
+    fn answer(&self, status: u16, answer: Value) -> Reply {
+        let mut left = self.limits.max_reply_bytes;
+        Reply::bytes(status, self.within_budget(answer, &mut left))
     }
 
     /// Answers a GET, PUT or any method but POST and DELETE: there is no
@@ -118,8 +165,15 @@ impl Mcp {
         }
     }
 
-    /// POST: one JSON-RPC message (or, in 2025-03-26 sessions, a batch).
-    pub fn post(&self, request_headers: &HeaderMap, body: &[u8], view: &View) -> Reply {
+    /// POST from `client`: one JSON-RPC message (or, in 2025-03-26
+    /// sessions, a batch).
+    pub fn post(
+        &self,
+        request_headers: &HeaderMap,
+        body: &[u8],
+        view: &View,
+        client: IpAddr,
+    ) -> Reply {
         let header = |name| {
             request_headers
                 .get(name)
@@ -150,7 +204,7 @@ impl Mcp {
             Some(v) if !HANDSHAKE.contains(&v.as_str()) => {
                 self.stateless(request_headers, value, view)
             }
-            _ => self.handshake_era(request_headers, version_header, value, view),
+            _ => self.handshake_era(request_headers, version_header, value, view, client),
         }
     }
 
@@ -191,7 +245,7 @@ impl Mcp {
         });
         self.count(&method, outcome.is_ok());
         match outcome {
-            Ok(result) => Reply::json(200, jsonrpc::result(&id, result)),
+            Ok(result) => self.answer(200, jsonrpc::result(&id, result)),
             Err(e) => Reply::json(stateless::http_status(&e), jsonrpc::error(&id, &e)),
         }
     }
@@ -202,6 +256,7 @@ impl Mcp {
         version_header: Option<String>,
         value: Value,
         view: &View,
+        client: IpAddr,
     ) -> Reply {
         // `initialize` opens a session; everything else belongs to one.
         if value.get("method").and_then(Value::as_str) == Some("initialize") {
@@ -209,11 +264,17 @@ impl Mcp {
                 Ok(Message::Request { id, method, params }) => {
                     let outcome = super::initialize(&params, self.build);
                     self.count(&method, outcome.is_ok());
-                    match outcome {
-                        Ok((version, result)) => Reply {
-                            session_id: Some(self.sessions.create(version)),
+                    match outcome.map(|(v, r)| (self.sessions.create(v, client), r)) {
+                        Ok((Ok(session), result)) => Reply {
+                            session_id: Some(session),
                             ..Reply::json(200, jsonrpc::result(&id, result))
                         },
+                        Ok((Err(Full), _)) => Reply::refusal(
+                            503,
+                            INVALID_REQUEST,
+                            "Service Unavailable: every MCP session is in use \
+                             (--mcp-max-sessions); try again later",
+                        ),
                         Err(e) => Reply::json(200, jsonrpc::error(&id, &e)),
                     }
                 }
@@ -258,15 +319,42 @@ impl Mcp {
             );
         }
         match value {
+            Value::Array(batch)
+                if version.allows_batches() && batch.len() > self.limits.max_batch =>
+            {
+                self.stats
+                    .mcp_batches_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Reply::refusal(
+                    400,
+                    INVALID_REQUEST,
+                    format!(
+                        "a batch of {} messages; this server takes at most {} per batch \
+                         (--mcp-max-batch)",
+                        batch.len(),
+                        self.limits.max_batch
+                    ),
+                )
+            }
             Value::Array(batch) if version.allows_batches() && !batch.is_empty() => {
-                let answers: Vec<Value> = batch
-                    .into_iter()
-                    .filter_map(|m| self.handshake_message(m, version, view))
-                    .collect();
-                if answers.is_empty() {
+                // Each answer is serialised (and its tree freed) before the
+                // next is computed; the reply stays within its budget.
+                let mut left = self.limits.max_reply_bytes;
+                let mut body = vec![b'['];
+                for m in batch {
+                    let Some(answer) = self.handshake_message(m, version, view) else {
+                        continue;
+                    };
+                    if body.len() > 1 {
+                        body.push(b',');
+                    }
+                    body.extend(self.within_budget(answer, &mut left));
+                }
+                if body.len() == 1 {
                     Reply::empty(202)
                 } else {
-                    Reply::json(200, Value::Array(answers))
+                    body.push(b']');
+                    Reply::bytes(200, body)
                 }
             }
             Value::Array(_) => Reply::refusal(
@@ -278,7 +366,7 @@ impl Mcp {
                 ),
             ),
             single => match self.handshake_message(single, version, view) {
-                Some(answer) => Reply::json(200, answer),
+                Some(answer) => self.answer(200, answer),
                 None => Reply::empty(202),
             },
         }

@@ -309,7 +309,7 @@ fn summary(view: &View, arguments: &Map<String, Value>) -> Result<Value, String>
     if let Some(name) = arguments.keys().next() {
         return Err(format!("argument {name}: {SUMMARY} takes no arguments"));
     }
-    Ok(serde_json::from_slice(view.summary_json()).expect("the summary is JSON"))
+    Ok(serde_json::from_slice(&view.summary_json()).expect("the summary is JSON"))
 }
 
 fn tool_result(value: Value, version: Version) -> Value {

@@ -518,6 +518,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(http_connections_closed_idle)
     ),
     metric!(
+        "flowtap_http_responses_overdue",
+        Counter,
+        "Connections closed because a response was not written out within --http-response-timeout.",
+        stat!(http_responses_overdue)
+    ),
+    metric!(
         "flowtap_mcp_requests",
         Counter,
         "MCP JSON-RPC requests by method (known ones; others are \"other\") and outcome (ok, error).",
@@ -548,8 +554,26 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mcp_sessions_evicted",
         Counter,
-        "MCP sessions ended early to make room for new ones (least recently used first).",
+        "MCP sessions a client's new session replaced because that client had --mcp-sessions-per-client open (its least recently used).",
         stat!(mcp_sessions_evicted)
+    ),
+    metric!(
+        "flowtap_mcp_sessions_refused",
+        Counter,
+        "MCP sessions refused (503) because --mcp-max-sessions were open and none had timed out.",
+        stat!(mcp_sessions_refused)
+    ),
+    metric!(
+        "flowtap_mcp_batches_refused",
+        Counter,
+        "JSON-RPC batches refused for holding more than --mcp-max-batch messages.",
+        stat!(mcp_batches_refused)
+    ),
+    metric!(
+        "flowtap_mcp_replies_over_budget",
+        Counter,
+        "MCP answers replaced by an error because the reply would have exceeded --mcp-max-reply-bytes.",
+        stat!(mcp_replies_over_budget)
     ),
 ];
 

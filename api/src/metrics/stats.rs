@@ -67,6 +67,10 @@ pub struct ServiceStats {
     pub http_connection_capacity: AtomicU64,
     pub http_connections_refused: AtomicU64,
     pub http_connections_closed_idle: AtomicU64,
+    pub http_responses_overdue: AtomicU64,
+    pub mcp_batches_refused: AtomicU64,
+    pub mcp_replies_over_budget: AtomicU64,
+    pub mcp_sessions_refused: AtomicU64,
 }
 
 impl ServiceStats {

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::view::View;
 use query::{ApiError, FlowQuery, Format, parse_flow_query};
-use render::{Entries, FlowsBody, RenderedFlows};
+use render::{Entries, FlowsAnswer};
+use rows::Row;
 
 /// A response body with its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,15 +92,18 @@ pub fn plan(path: &str, query: &str, max_limit: usize) -> Result<Plan, ApiError>
     }
 }
 
-/// Writes the body a plan answers with: serialised as it is written, so a
-/// large answer is never held whole.
-pub fn write_body(view: &View, plan: &Plan, out: impl std::io::Write) -> std::io::Result<()> {
-    let mut out = out;
+/// What a plan answers with, detached from the view it was computed from.
+pub enum Answer {
+    Flows(FlowsAnswer),
+    /// The summary's JSON, prepared with the view.
+    Summary(bytes::Bytes),
+}
+
+/// Computes the answer to a plan from `view`.
+pub fn answer(view: &View, plan: &Plan) -> Answer {
     match plan {
-        Plan::Flows(q) => {
-            serde_json::to_writer(out, &flows(view, q)).map_err(std::io::Error::other)
-        }
-        Plan::Summary => out.write_all(view.summary_json()),
+        Plan::Flows(q) => Answer::Flows(flows(view, q)),
+        Plan::Summary => Answer::Summary(view.summary_json()),
     }
 }
 
@@ -107,11 +111,13 @@ pub fn write_body(view: &View, plan: &Plan, out: impl std::io::Write) -> std::io
 /// whole (for `--dump` and tests).
 pub fn respond(view: &View, path: &str, query: &str) -> ApiResponse {
     match plan(path, query, usize::MAX) {
-        Ok(plan) => {
-            let mut body = Vec::new();
-            write_body(view, &plan, &mut body).expect("writing to memory cannot fail");
-            ApiResponse { status: 200, body }
-        }
+        Ok(plan) => ApiResponse {
+            status: 200,
+            body: match answer(view, &plan) {
+                Answer::Flows(f) => serde_json::to_vec(&f).expect("answers serialise"),
+                Answer::Summary(s) => s.to_vec(),
+            },
+        },
         Err(e) => ApiResponse::error(&e),
     }
 }
@@ -121,8 +127,8 @@ pub fn split_target(target: &str) -> (&str, &str) {
     target.split_once('?').unwrap_or((target, ""))
 }
 
-/// The `/mcp/flows` body for a parsed query.
-pub fn flows<'a>(view: &'a View, q: &FlowQuery) -> FlowsBody<'a> {
+/// The `/mcp/flows` answer to a parsed query.
+pub fn flows(view: &View, q: &FlowQuery) -> FlowsAnswer {
     let n = view.flows().len();
     let min_p99 = q.min_handshake_p99_us;
     let entries;
@@ -148,10 +154,16 @@ pub fn flows<'a>(view: &'a View, q: &FlowQuery) -> FlowsBody<'a> {
             total = if filtered { indices.len() } else { n };
             select::top_flows(view, &mut indices, q.sort, q.limit);
             entries = match q.format {
-                Format::Raw => Entries::Raw(indices),
-                _ => Entries::Flows {
-                    indices,
+                Format::Raw => Entries::Raw(
+                    indices
+                        .into_iter()
+                        .map(|i| render::raw_flow(&view.flows()[i], &view.snapshot))
+                        .collect(),
+                ),
+                _ => Entries::Rows {
+                    rows: indices.into_iter().map(|i| Row::of_flow(view, i)).collect(),
                     full: q.format == Format::Full,
+                    aggregated: false,
                 },
             };
         }
@@ -170,9 +182,9 @@ pub fn flows<'a>(view: &'a View, q: &FlowQuery) -> FlowsBody<'a> {
             };
         }
     }
-    FlowsBody {
+    FlowsAnswer {
         truncated: entries.len() < total,
-        flows: RenderedFlows { entries, view },
+        entries,
         total,
     }
 }

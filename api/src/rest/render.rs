@@ -10,7 +10,6 @@ use pipeline::packet::L4Proto;
 use serde::{Serialize, Serializer};
 
 use super::rows::{EndpointFields, Row};
-use crate::view::View;
 
 /// A rate: printed as an integer when it is one (as the reference's Go
 /// encoder does), else rounded to three decimals.
@@ -153,15 +152,11 @@ pub struct RawFlow {
     pub syn_to_ack: Option<RawLeg>,
 }
 
-/// The entries of a `/mcp/flows` body. Flows are referred to by index and
-/// shaped one at a time as the body is written, so an answer holds no
-/// second copy of its flows; only aggregated rows are built beforehand.
+/// The entries of a `/mcp/flows` answer, owned: built while the view is
+/// held, then serialised while the client reads, so that an answer waiting
+/// on a slow socket keeps no snapshot alive, only its own entries.
 pub enum Entries {
-    Raw(Vec<usize>),
-    Flows {
-        indices: Vec<usize>,
-        full: bool,
-    },
+    Raw(Vec<RawFlow>),
     Rows {
         rows: Vec<Row>,
         full: bool,
@@ -172,7 +167,7 @@ pub enum Entries {
 impl Entries {
     pub fn len(&self) -> usize {
         match self {
-            Entries::Raw(v) | Entries::Flows { indices: v, .. } => v.len(),
+            Entries::Raw(v) => v.len(),
             Entries::Rows { rows, .. } => rows.len(),
         }
     }
@@ -180,49 +175,92 @@ impl Entries {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-/// The `/mcp/flows` body.
-#[derive(Serialize)]
-pub struct FlowsBody<'a> {
-    pub flows: RenderedFlows<'a>,
-    pub total: usize,
-    pub truncated: bool,
-}
-
-pub struct RenderedFlows<'a> {
-    pub entries: Entries,
-    pub view: &'a View,
-}
-
-impl Serialize for RenderedFlows<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.entries.len()))?;
-        let snapshot = &self.view.snapshot;
-        match &self.entries {
-            Entries::Raw(indices) => {
-                for &i in indices {
-                    seq.serialize_element(&raw_flow(&self.view.flows()[i], snapshot))?;
-                }
-            }
-            Entries::Flows { indices, full } => {
-                for &i in indices {
-                    let row = Row::of_flow(self.view, i);
-                    seq.serialize_element(&shaped(&row, *full, false))?;
-                }
-            }
+    /// Serialises entry `i` (`i < len()`) into `out`.
+    fn write_entry(&self, i: usize, out: &mut Vec<u8>) {
+        let written = match self {
+            Entries::Raw(v) => serde_json::to_writer(out, &v[i]),
             Entries::Rows {
                 rows,
                 full,
                 aggregated,
-            } => {
-                for row in rows {
-                    seq.serialize_element(&shaped(row, *full, *aggregated))?;
+            } => serde_json::to_writer(out, &shaped(&rows[i], *full, *aggregated)),
+        };
+        written.expect("entries serialise into memory");
+    }
+}
+
+/// A `/mcp/flows` answer: `{"flows": [...], "total": N, "truncated": B}`.
+pub struct FlowsAnswer {
+    pub entries: Entries,
+    pub total: usize,
+    pub truncated: bool,
+}
+
+impl Serialize for FlowsAnswer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+
+        struct List<'a>(&'a Entries);
+        impl Serialize for List<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                match self.0 {
+                    Entries::Raw(v) => v.iter().try_for_each(|f| seq.serialize_element(f))?,
+                    Entries::Rows {
+                        rows,
+                        full,
+                        aggregated,
+                    } => rows
+                        .iter()
+                        .try_for_each(|r| seq.serialize_element(&shaped(r, *full, *aggregated)))?,
                 }
+                seq.end()
             }
         }
-        seq.end()
+        let mut st = s.serialize_struct("FlowsAnswer", 3)?;
+        st.serialize_field("flows", &List(&self.entries))?;
+        st.serialize_field("total", &self.total)?;
+        st.serialize_field("truncated", &self.truncated)?;
+        st.end()
+    }
+}
+
+impl FlowsAnswer {
+    /// The answer's JSON in chunks of about `chunk` bytes, produced as they
+    /// are asked for: the same bytes `serde_json::to_vec(&answer)` gives.
+    pub fn into_chunks(self, chunk: usize) -> impl Iterator<Item = Vec<u8>> + Send {
+        let mut next = 0;
+        let mut started = false;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let mut out = Vec::with_capacity(chunk + 1024);
+            if !started {
+                out.extend_from_slice(b"{\"flows\":[");
+                started = true;
+            }
+            while next < self.entries.len() && out.len() < chunk {
+                if next > 0 {
+                    out.push(b',');
+                }
+                self.entries.write_entry(next, &mut out);
+                next += 1;
+            }
+            if next == self.entries.len() {
+                out.extend_from_slice(
+                    format!(
+                        "],\"total\":{},\"truncated\":{}}}",
+                        self.total, self.truncated
+                    )
+                    .as_bytes(),
+                );
+                done = true;
+            }
+            Some(out)
+        })
     }
 }
 
@@ -316,6 +354,47 @@ mod tests {
         assert_eq!(json(100.5), "100.5");
         assert_eq!(json(1.0 / 3.0), "0.333");
         assert_eq!(json(f64::NAN), "0");
+    }
+
+    #[test]
+    fn chunks_are_the_whole_answer() {
+        let rows = |n: usize| FlowsAnswer {
+            entries: Entries::Raw(
+                (0..n)
+                    .map(|i| RawFlow {
+                        proto: "tcp",
+                        client_ip: IpAddr::from([198, 18, 0, i as u8]),
+                        server_ip: IpAddr::from([198, 19, 0, 1]),
+                        server_port: 80,
+                        c2s_pkts: i as u64,
+                        c2s_bytes: 0,
+                        s2c_pkts: 0,
+                        s2c_bytes: 0,
+                        c2s_pps: Rate(0.5),
+                        c2s_bps: Rate(0.0),
+                        s2c_pps: Rate(0.0),
+                        s2c_bps: Rate(0.0),
+                        first_seen_ns: 0,
+                        last_seen_ns: 0,
+                        connections: 1,
+                        syn_to_synack: None,
+                        syn_to_ack: None,
+                    })
+                    .collect(),
+            ),
+            total: n + 3,
+            truncated: true,
+        };
+        for n in [0, 1, 7, 200] {
+            let whole = serde_json::to_vec(&rows(n)).unwrap();
+            for chunk in [1, 100, 1 << 20] {
+                let joined: Vec<u8> = rows(n).into_chunks(chunk).flatten().collect();
+                assert_eq!(
+                    String::from_utf8(joined).unwrap(),
+                    String::from_utf8(whole.clone()).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,24 +1,134 @@
-//! Admission of connections: at most `max` open at once. When full, the
-//! oldest idle connection (one with no request in progress: never used, or
-//! between requests, or still dribbling its headers in) is closed to admit
-//! the new one, so idle and slow connections cannot lock out real queries;
-//! only when every connection is busy is the newcomer refused.
+//! Connections: how many are open, which one gives way, and how long a
+//! response may take.
+//!
+//! At most `max` connections are open at once. When full, the oldest idle
+//! connection (one with no response in progress: never used, between
+//! requests, or still dribbling its headers in) is closed to admit the new
+//! one, so idle and slow connections cannot lock out real queries; only when
+//! every connection is busy is the newcomer refused.
+//!
+//! A response is in progress from the request's arrival until its body has
+//! been handed over whole and flushed to the socket ([`Watched`]). A
+//! response still in progress after the response deadline closes its
+//! connection: a client that reads slowly, or not at all, cannot hold a
+//! connection (and what its answer holds) for longer.
 
 use std::collections::BTreeMap;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::metrics::ServiceStats;
 
+/// Milliseconds on the process's monotonic clock (never 0).
+fn now_ms() -> u64 {
+    static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+    ORIGIN.elapsed().as_millis() as u64 + 1
+}
+
 /// One open connection, as the registry and its task share it.
 #[derive(Debug, Default)]
 pub(super) struct ConnState {
-    /// A request is being answered.
-    pub busy: AtomicBool,
+    /// When the response in progress began ([`now_ms`]); 0 when none is.
+    response_started_ms: AtomicU64,
+    /// The response's body has been handed over whole.
+    body_ended: AtomicBool,
     /// Told to close (to make room).
     pub close: Notify,
+}
+
+impl ConnState {
+    /// A request arrived: its response is in progress.
+    pub(super) fn response_started(&self) {
+        self.body_ended.store(false, Ordering::Release);
+        self.response_started_ms.store(now_ms(), Ordering::Release);
+    }
+
+    pub(super) fn body_ended(&self) {
+        self.body_ended.store(true, Ordering::Release);
+    }
+
+    /// A response is in progress.
+    pub(super) fn busy(&self) -> bool {
+        self.response_started_ms.load(Ordering::Acquire) != 0
+    }
+
+    /// The response in progress began longer than `deadline` ago.
+    pub(super) fn overdue(&self, deadline: Duration) -> bool {
+        let started = self.response_started_ms.load(Ordering::Acquire);
+        started != 0 && now_ms().saturating_sub(started) > deadline.as_millis() as u64
+    }
+
+    /// Everything written so far reached the socket: if the body has ended,
+    /// the response is complete.
+    fn flushed(&self) {
+        if self.body_ended.load(Ordering::Acquire) {
+            self.response_started_ms.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// A connection's socket, telling its [`ConnState`] when what was written
+/// has been flushed.
+pub(super) struct Watched<T> {
+    inner: T,
+    state: Arc<ConnState>,
+}
+
+impl<T> Watched<T> {
+    pub(super) fn new(inner: T, state: Arc<ConnState>) -> Watched<T> {
+        Watched { inner, state }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            self.state.flushed();
+        }
+        polled
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 pub(super) struct Conns {
@@ -50,7 +160,7 @@ impl Conns {
     pub(super) fn new(max: usize, stats: Arc<ServiceStats>) -> Arc<Conns> {
         stats
             .http_connection_capacity
-            .store(max as u64, Ordering::Relaxed);
+            .fetch_add(max as u64, Ordering::Relaxed);
         Arc::new(Conns {
             max: max.max(1),
             next_id: AtomicU64::new(0),
@@ -67,7 +177,7 @@ impl Conns {
             // Ids grow with time: the first idle one is the oldest.
             let idle = open
                 .iter()
-                .find(|(_, c)| !c.busy.load(Ordering::Acquire))
+                .find(|(_, c)| !c.busy())
                 .map(|(id, c)| (*id, c.clone()));
             let Some((id, victim)) = idle else {
                 self.stats
@@ -106,14 +216,14 @@ mod tests {
         let conns = Conns::new(2, stats.clone());
         let a = conns.admit().unwrap();
         let b = conns.admit().unwrap();
-        a.state.busy.store(true, Ordering::Release);
+        a.state.response_started();
         // Full: b (idle) makes room for c.
         let c = conns.admit().unwrap();
         assert_eq!(
             stats.http_connections_closed_idle.load(Ordering::Relaxed),
             1
         );
-        c.state.busy.store(true, Ordering::Release);
+        c.state.response_started();
         // Now both are busy: refused.
         assert!(conns.admit().is_none());
         assert_eq!(stats.http_connections_refused.load(Ordering::Relaxed), 1);
@@ -121,5 +231,21 @@ mod tests {
         drop(a);
         assert_eq!(stats.http_connections.load(Ordering::Relaxed), 1);
         assert!(conns.admit().is_some());
+    }
+
+    #[test]
+    fn a_response_is_done_when_its_body_ended_and_was_flushed() {
+        let s = ConnState::default();
+        assert!(!s.busy());
+        s.response_started();
+        s.flushed();
+        assert!(s.busy(), "the body has not ended");
+        s.body_ended();
+        s.flushed();
+        assert!(!s.busy());
+        s.response_started();
+        assert!(!s.overdue(Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(s.overdue(Duration::from_millis(1)));
     }
 }

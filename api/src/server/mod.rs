@@ -2,9 +2,14 @@
 //! never on the capture cores. Requests read the published view and never
 //! wait for the pipeline.
 //!
-//! - [`conns`]: how many connections, and which one gives way.
+//! Two listeners: the data listener answers with flow data (the REST
+//! endpoints and MCP), the admin listener with `/healthz`, `/readyz` and
+//! `/metrics` ([`Listener`]). They run on separate runtimes, so nothing a
+//! client does on the data port can keep a probe or a scrape waiting.
+//!
+//! - [`conns`]: how many connections, which one gives way, response deadlines.
 //! - [`routes`]: what each path answers.
-//! - [`body`]: whole and streamed response bodies.
+//! - [`body`]: whole and chunked response bodies.
 
 mod body;
 mod conns;
@@ -14,7 +19,7 @@ pub use routes::Route;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -24,11 +29,21 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::access::AccessConfig;
+use crate::mcp::McpLimits;
 use crate::mcp::streamable::Mcp;
 use crate::metrics::ServiceStats;
 use crate::publish::SharedView;
-use conns::Conns;
+use conns::{Conns, Watched};
 use pipeline::source::QueueStats;
+
+/// Which paths a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Flow data: `/mcp/flows`, `/mcp/flows/summary`, `/mcp`.
+    Data,
+    /// `/healthz`, `/readyz`, `/metrics`: for probes and scrapers.
+    Admin,
+}
 
 /// Limits that protect the server from its clients.
 #[derive(Clone, Debug)]
@@ -42,14 +57,17 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Largest request body (MCP messages); beyond it, 413.
     pub max_body_bytes: usize,
-    /// A client that reads none of a response for this long is cut off.
-    pub write_timeout: Duration,
+    /// Every response must be written out within this time of its
+    /// request's arrival, or its connection is closed.
+    pub response_timeout: Duration,
     /// Connections open at once (idle ones give way to new ones).
     pub max_connections: usize,
     /// The largest `limit` a `/mcp/flows` query may ask for.
     pub max_limit: usize,
     /// Who may read what.
     pub access: AccessConfig,
+    /// MCP's bounds: batch length, reply size, sessions.
+    pub mcp: McpLimits,
 }
 
 impl Default for ServerConfig {
@@ -59,10 +77,11 @@ impl Default for ServerConfig {
             max_headers: 64,
             header_read_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
-            write_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_limit: 100_000,
             access: AccessConfig::default(),
+            mcp: McpLimits::default(),
         }
     }
 }
@@ -91,10 +110,10 @@ pub const LARGE_ANSWERS_AT_ONCE: usize = 2;
 pub const LARGE_ANSWER: usize = 1000;
 
 impl AppState {
-    pub fn new(views: SharedView, stats: Arc<ServiceStats>) -> AppState {
+    pub fn new(views: SharedView, stats: Arc<ServiceStats>, mcp: McpLimits) -> AppState {
         AppState {
             views,
-            mcp: Mcp::new(stats.clone(), env!("CARGO_PKG_VERSION")),
+            mcp: Mcp::new(stats.clone(), env!("CARGO_PKG_VERSION"), mcp),
             stats,
             ready: Arc::new(AtomicBool::new(false)),
             queues: None,
@@ -105,9 +124,10 @@ impl AppState {
     }
 }
 
-/// Serves until `shutdown` completes.
+/// Serves `kind`'s paths on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
+    kind: Listener,
     state: Arc<AppState>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
@@ -132,13 +152,25 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
+        // The address the client reached: a Host header naming it is the
+        // client's own choice, not a rebinding page's.
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let state = state.clone();
         let config = config.clone();
         tokio::spawn(async move {
+            let stats = state.stats.clone();
             let conn_state = admitted.state.clone();
             let limits = config.clone();
             let service = service_fn(move |req| {
-                routes::handle(req, state.clone(), limits.clone(), conn_state.clone())
+                let request = routes::Request {
+                    kind,
+                    local,
+                    peer,
+                    conn: conn_state.clone(),
+                };
+                routes::handle(req, state.clone(), limits.clone(), request)
             });
             let mut builder = http1::Builder::new();
             builder
@@ -146,8 +178,18 @@ pub async fn serve(
                 .header_read_timeout(config.header_read_timeout)
                 .max_buf_size(config.max_head_bytes.max(8192))
                 .max_headers(config.max_headers);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let io = TokioIo::new(Watched::new(stream, admitted.state.clone()));
+            let conn = builder.serve_connection(io, service);
             tokio::pin!(conn);
+            let overdue = async {
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    tick.tick().await;
+                    if admitted.state.overdue(config.response_timeout) {
+                        return;
+                    }
+                }
+            };
             let result = tokio::select! {
                 r = conn.as_mut() => r,
                 () = admitted.state.close.notified() => {
@@ -155,6 +197,10 @@ pub async fn serve(
                     // flight (briefly), then close.
                     conn.as_mut().graceful_shutdown();
                     tokio::time::timeout(Duration::from_secs(1), conn).await.unwrap_or(Ok(()))
+                }
+                () = overdue => {
+                    stats.http_responses_overdue.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
                 }
             };
             if let Err(e) = result {

@@ -1,19 +1,19 @@
 //! What each path answers: health, metrics, the REST flow endpoints
-//! (streamed), and MCP. Access rules are checked first, for every path.
+//! (chunked), and MCP. Access rules are checked first, for every path.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 
-use super::body::{ResponseBody, full, streamed};
+use super::body::{ResponseBody, chunked, full, tracked};
 use super::conns::ConnState;
-use super::{AppState, LARGE_ANSWER, ServerConfig};
+use super::{AppState, LARGE_ANSWER, Listener, ServerConfig};
 use crate::access::Denied;
 use crate::mcp::{self, jsonrpc, streamable::Reply};
 use crate::metrics;
@@ -72,25 +72,39 @@ impl Route {
     /// Health and metrics carry no flow data: probes and scrapers reach them
     /// without a token.
     pub fn carries_flow_data(self) -> bool {
-        !matches!(self, Route::Metrics | Route::Healthz | Route::Readyz)
+        self.listener() == Listener::Data
+    }
+
+    /// The listener that serves this path.
+    pub fn listener(self) -> Listener {
+        match self {
+            Route::Metrics | Route::Healthz | Route::Readyz => Listener::Admin,
+            Route::Flows | Route::Summary | Route::Mcp | Route::Unknown => Listener::Data,
+        }
     }
 }
 
+/// Where a request came in.
+pub(super) struct Request {
+    pub kind: Listener,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub conn: Arc<ConnState>,
+}
+
 pub(super) async fn handle(
-    req: Request<Incoming>,
+    req: HttpRequest<Incoming>,
     state: Arc<AppState>,
     config: Arc<ServerConfig>,
-    conn: Arc<ConnState>,
+    request: Request,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    conn.busy.store(true, Ordering::Release);
+    request.conn.response_started();
     let path = req.uri().path().to_owned();
     let route = Route::of(&path);
-    let resp = route_request(req, &state, &config, route, &path).await;
+    let resp = route_request(req, &state, &config, route, &path, &request).await;
     state.stats.count_request(route, resp.status().as_u16());
-    // A streamed body may still be on its way; the connection then stays
-    // busy in hyper's eyes, which a graceful close respects.
-    conn.busy.store(false, Ordering::Release);
-    Ok(resp)
+    Ok(resp.map(|body| tracked(body, request.conn.clone())))
 }
 
 fn response(api: ApiResponse) -> Response<ResponseBody> {
@@ -110,17 +124,32 @@ fn json_status(status: u16, text: &str) -> ApiResponse {
 }
 
 async fn route_request(
-    req: Request<Incoming>,
+    req: HttpRequest<Incoming>,
     state: &Arc<AppState>,
     config: &ServerConfig,
     route: Route,
     path: &str,
+    request: &Request,
 ) -> Response<ResponseBody> {
-    if let Err(denied) = config.access.check(route, req.headers()) {
+    if let Err(denied) = config
+        .access
+        .check(route, req.headers(), request.local.ip())
+    {
         return refused(route, &denied);
     }
+    if route != Route::Unknown && route.listener() != request.kind {
+        let (listener, option) = match route.listener() {
+            Listener::Admin => ("admin", "--admin-listen"),
+            Listener::Data => ("data", "--listen"),
+        };
+        return response(ApiResponse::error(&ApiError {
+            status: 404,
+            message: format!("{path} is served on the {listener} listener ({option})"),
+            parameter: None,
+        }));
+    }
     if route == Route::Mcp {
-        return mcp_route(req, state, config).await;
+        return mcp_route(req, state, config, request.peer.ip()).await;
     }
     let query = req.uri().query().unwrap_or("").to_owned();
     if req.method() != Method::GET {
@@ -148,24 +177,21 @@ async fn route_request(
                     .get(hyper::header::ACCEPT)
                     .and_then(|v| v.to_str().ok()),
             );
-            let state = state.clone();
-            let text = tokio::task::spawn_blocking(move || {
-                let view = state.views.load_full();
-                let queues = state.queues.as_ref().map(|f| f()).unwrap_or_default();
-                metrics::render(
-                    &metrics::Sources {
-                        snapshot: &view.snapshot,
-                        stats: &state.stats,
-                        queues: &queues,
-                        ready: state.ready.load(Ordering::Acquire),
-                        version: state.version,
-                        commit: state.commit,
-                    },
-                    format,
-                )
-            })
-            .await
-            .unwrap_or_default();
+            // On the admin listener's own runtime: reading every counter
+            // takes well under a millisecond, so it needs no other thread.
+            let view = state.views.load_full();
+            let queues = state.queues.as_ref().map(|f| f()).unwrap_or_default();
+            let text = metrics::render(
+                &metrics::Sources {
+                    snapshot: &view.snapshot,
+                    stats: &state.stats,
+                    queues: &queues,
+                    ready: state.ready.load(Ordering::Acquire),
+                    version: state.version,
+                    commit: state.commit,
+                },
+                format,
+            );
             let mut resp = Response::new(full(text));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
@@ -180,10 +206,11 @@ async fn route_request(
     }
 }
 
-/// `/mcp/flows` and `/mcp/flows/summary`: checked, then streamed from a
-/// blocking thread (filtering and rendering a large snapshot is CPU work,
-/// kept off the threads that read connections). The view is taken there, so
-/// a request waiting for a thread holds no snapshot.
+/// `/mcp/flows` and `/mcp/flows/summary`: checked, then computed on a
+/// blocking thread (filtering and aggregating a large snapshot is CPU work,
+/// kept off the threads that read connections) into an answer that owns its
+/// entries; the view is released before a byte is sent, and the answer is
+/// serialised chunk by chunk as the client reads.
 async fn flows_route(
     state: &Arc<AppState>,
     config: &ServerConfig,
@@ -195,7 +222,7 @@ async fn flows_route(
         Err(e) => return response(ApiResponse::error(&e)),
     };
     // Large answers take turns, waiting here (holding neither a thread nor
-    // a snapshot) rather than in the blocking pool.
+    // a snapshot); the permit lives as long as the answer's body.
     let permit = match &plan {
         rest::Plan::Flows(q) if q.limit > LARGE_ANSWER => {
             match state.large_answers.clone().acquire_owned().await {
@@ -205,23 +232,30 @@ async fn flows_route(
         }
         _ => None,
     };
-    let (body, mut writer) = streamed(config.write_timeout);
     let views = state.views.clone();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let view = views.load_full();
-        if let Err(e) = rest::write_body(&view, &plan, &mut writer)
-            .and_then(|()| std::io::Write::flush(&mut writer))
-        {
-            tracing::debug!(error = %e, "response not completed");
-            writer.fail(e);
+    let answer = tokio::task::spawn_blocking(move || rest::answer(&views.load_full(), &plan)).await;
+    let body = match answer {
+        Ok(rest::Answer::Summary(json)) => full(json),
+        Ok(rest::Answer::Flows(flows)) => chunked(
+            flows.into_chunks(CHUNK_BYTES).map(bytes::Bytes::from),
+            permit,
+        ),
+        Err(e) => {
+            return response(ApiResponse::error(&ApiError {
+                status: 500,
+                message: format!("internal error: {e}"),
+                parameter: None,
+            }));
         }
-    });
-    let mut resp = Response::new(body.into_body().await);
+    };
+    let mut resp = Response::new(body);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
+
+/// Bytes of an answer serialised at a time.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// 401 or 403: on `/mcp` as a JSON-RPC error, elsewhere as the REST error.
 fn refused(route: Route, denied: &Denied) -> Response<ResponseBody> {
@@ -248,9 +282,10 @@ fn refused(route: Route, denied: &Denied) -> Response<ResponseBody> {
 }
 
 async fn mcp_route(
-    req: Request<Incoming>,
+    req: HttpRequest<Incoming>,
     state: &Arc<AppState>,
     config: &ServerConfig,
+    client: IpAddr,
 ) -> Response<ResponseBody> {
     match *req.method() {
         Method::POST => {
@@ -279,17 +314,27 @@ async fn mcp_route(
                     ));
                 }
             };
+            // Tool calls are large answers like any other: they take turns
+            // with the REST ones (the permit lives as long as the reply).
+            let permit = if mcp::calls_tools(&body) {
+                match state.large_answers.clone().acquire_owned().await {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return response(json_status(503, "shutting down")),
+                }
+            } else {
+                None
+            };
             let state = state.clone();
             // Tool calls filter and render snapshots: CPU work, off the I/O threads.
             let reply = tokio::task::spawn_blocking(move || {
                 let view = state.views.load_full();
-                state.mcp.post(&parts.headers, &body, &view)
+                state.mcp.post(&parts.headers, &body, &view, client)
             })
             .await
             .unwrap_or_else(|e| {
                 Reply::refusal(500, jsonrpc::INTERNAL_ERROR, format!("internal error: {e}"))
             });
-            mcp_response(reply)
+            mcp_reply(reply, permit)
         }
         Method::DELETE => mcp_response(state.mcp.delete(req.headers())),
         _ => mcp_response(state.mcp.not_allowed()),
@@ -297,16 +342,25 @@ async fn mcp_route(
 }
 
 fn mcp_response(reply: Reply) -> Response<ResponseBody> {
-    let body = reply
-        .body
-        .as_ref()
-        .map(|b| b.to_string())
-        .unwrap_or_default();
-    let mut resp = Response::new(full(Bytes::from(body)));
+    mcp_reply(reply, None)
+}
+
+/// An MCP reply; `permit` (a large answer's turn) is held until it is sent.
+fn mcp_reply(
+    reply: Reply,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response<ResponseBody> {
+    let has_body = reply.body.is_some();
+    let bytes = reply.body.unwrap_or_default();
+    let body = match permit {
+        Some(permit) => chunked(std::iter::once(bytes), permit),
+        None => full(bytes),
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
-    if reply.body.is_some() {
+    if has_body {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     if let Some(id) = reply

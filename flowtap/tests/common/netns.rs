@@ -173,7 +173,10 @@ pub(crate) fn namespaces_with(prefix: &str) -> Vec<String> {
 pub(crate) struct LiveFlowtap {
     child: Child,
     pub ns: String,
+    /// The data listener (flow data).
     pub addr: String,
+    /// The admin listener (/healthz, /readyz, /metrics).
+    pub admin: String,
     pub stderr: Arc<Mutex<String>>,
 }
 
@@ -189,27 +192,33 @@ impl LiveFlowtap {
             .args(["netns", "exec", ns])
             .args(program)
             .args(args)
-            .args(["--listen", "127.0.0.1:0", "--snapshot-interval", "0.2"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--snapshot-interval", "0.2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting flowtap");
         let (stderr, rx) = super::follow_stderr(&mut child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || admin.is_none() {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .unwrap_or_else(|_| {
                     panic!("flowtap -i did not start:\n{}", stderr.lock().unwrap())
                 });
             if let Some(a) = line.strip_prefix("flowtap: serving on http://") {
-                break a.to_owned();
+                addr = Some(a.to_owned());
             }
-        };
+            if let Some(a) = line.strip_prefix("flowtap: admin on http://") {
+                admin = Some(a.to_owned());
+            }
+        }
         LiveFlowtap {
             child,
             ns: ns.to_owned(),
-            addr,
+            addr: addr.expect("read above"),
+            admin: admin.expect("read above"),
             stderr,
         }
     }
@@ -218,9 +227,19 @@ impl LiveFlowtap {
         serde_json::from_str(&self.get_text(target)).unwrap()
     }
 
-    /// GET `target` with curl inside the namespace; it must answer 2xx.
+    /// GET `target` on the data listener with curl inside the namespace; it
+    /// must answer 2xx.
     pub(crate) fn get_text(&self, target: &str) -> String {
-        let url = format!("http://{}{target}", self.addr);
+        self.curl(&self.addr, target)
+    }
+
+    /// GET `target` on the admin listener (/healthz, /readyz, /metrics).
+    pub(crate) fn admin_text(&self, target: &str) -> String {
+        self.curl(&self.admin, target)
+    }
+
+    fn curl(&self, addr: &str, target: &str) -> String {
+        let url = format!("http://{addr}{target}");
         let out = check(
             &format!("curl {url}"),
             Command::new("ip")

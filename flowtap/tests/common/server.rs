@@ -11,7 +11,10 @@ use serde_json::Value;
 
 pub(crate) struct Server {
     child: Child,
+    /// The data listener (flow data).
     pub addr: SocketAddr,
+    /// The admin listener (/healthz, /readyz, /metrics).
+    pub admin: SocketAddr,
     pub stderr: Arc<Mutex<String>>,
 }
 
@@ -64,7 +67,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
             .args(args)
             .envs(env.iter().copied())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -72,6 +75,7 @@ impl Server {
         let (stderr, rx) = super::follow_stderr(&mut child);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut addr = None;
+        let mut admin = None;
         loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -81,27 +85,63 @@ impl Server {
             if let Some(a) = line.strip_prefix("flowtap: serving on http://") {
                 addr = Some(a.parse().unwrap());
             }
-            if line.starts_with(ready_line) {
+            if let Some(a) = line.strip_prefix("flowtap: admin on http://") {
+                admin = Some(a.parse().unwrap());
+            }
+            if line.starts_with(ready_line) && addr.is_some() && admin.is_some() {
                 break;
             }
         }
         Server {
             child,
             addr: addr.expect("a serving line before the read report"),
+            admin: admin.expect("an admin line before the read report"),
             stderr,
         }
     }
 
-    /// Sends `raw` as is and reads the response until the server closes.
+    /// Sends `raw` as is to the data listener and reads the response until
+    /// the server closes.
     pub(crate) fn raw(&self, raw: &[u8]) -> Response {
-        let mut s = TcpStream::connect(self.addr).unwrap();
+        raw_request(self.addr, raw)
+    }
+
+    /// GET on the admin listener.
+    pub(crate) fn admin_get(&self, target: &str) -> Response {
+        self.send_admin("GET", target, &[])
+    }
+
+    /// A request to the admin listener.
+    pub(crate) fn send_admin(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        raw_request(self.admin, &request_bytes(method, target, headers, b""))
+    }
+
+    /// `/metrics` from the admin listener, as text.
+    pub(crate) fn metrics(&self) -> String {
+        let r = self.admin_get("/metrics");
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).unwrap()
+    }
+}
+
+/// Sends `raw` as is to `addr` and reads the response until it closes.
+pub(crate) fn raw_request(addr: SocketAddr, raw: &[u8]) -> Response {
+    {
+        let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         s.write_all(raw).unwrap();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
         parse_response(&buf)
     }
+}
 
+impl Server {
     pub(crate) fn request(&self, method: &str, target: &str) -> Response {
         self.send(method, target, &[], b"")
     }
@@ -115,20 +155,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
-        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-            head.push_str("Host: localhost\r\n");
-        }
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if !body.is_empty() {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("\r\n");
-        let mut raw = head.into_bytes();
-        raw.extend_from_slice(body);
-        self.raw(&raw)
+        self.raw(&request_bytes(method, target, headers, body))
     }
 
     pub(crate) fn get(&self, target: &str) -> Response {
@@ -166,6 +193,29 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A request's bytes (`Host: localhost` unless `headers` gives one).
+pub(crate) fn request_bytes(
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: localhost\r\n");
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    raw
 }
 
 pub(crate) fn parse_response(buf: &[u8]) -> Response {

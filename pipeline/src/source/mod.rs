@@ -24,7 +24,7 @@ pub struct Frame<'a> {
 }
 
 /// What a source did in one poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Poll {
     /// Delivered frames; poll again soon.
     Busy,
@@ -32,6 +32,9 @@ pub enum Poll {
     Idle,
     /// No more frames, ever.
     Finished,
+    /// The source broke (its socket reported an error): no more frames, and
+    /// the pipeline is failed, so that nobody mistakes silence for no traffic.
+    Failed(String),
 }
 
 /// Something that yields captured frames to a worker.
