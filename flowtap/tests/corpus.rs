@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use common::{FlowSummary, Sent, check_legs, check_sent, corpus_dir, run_flowtap};
+use common::{FlowSummary, Key, Sent, check_legs, check_sent, corpus_dir, run_flowtap};
 use pipeline::flow::conn::port_tier;
 use serde_json::Value;
 
@@ -33,8 +33,6 @@ const INTENDED: &[Intended] = &[Intended {
              tshark reassembles them and counts the datagram once, at its last fragment \
              (50 bytes); flowtap counts every fragment on the wire (58 + 50 bytes)",
 }];
-
-type Key = (String, IpAddr, IpAddr, u16);
 
 #[derive(Default)]
 struct Expected {

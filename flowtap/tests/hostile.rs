@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use capgen::flood::{FloodSpec, write_syn_flood};
+use capgen::FlowTruth;
+use capgen::flood::{AnsweredFloodSpec, FloodSpec, write_answered_flood, write_syn_flood};
 use common::server::Server;
 use common::{parse_flows, report_counts};
 use serde_json::Value;
@@ -73,16 +74,7 @@ fn a_syn_flood_keeps_memory_bounded_and_every_real_flow_exact() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let bodies: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let got: BTreeMap<_, _> = parse_flows(&bodies[0], &bodies[1])
-        .into_iter()
-        .map(|f| (f.key.clone(), f))
-        .collect();
-
+    let got = real_flows(&out.stdout);
     let peak = report_number(&stderr, "flowtap: peak memory", "memory");
     let limits = report_counts(&stderr, "flowtap: limits: ");
     let evicted_flows = limits["flows evicted"];
@@ -99,8 +91,31 @@ fn a_syn_flood_keeps_memory_bounded_and_every_real_flow_exact() {
     assert!(evicted_flows > 0, "{limits:?}");
     assert_eq!(limits["packets in no flow"], 0, "{limits:?}");
 
+    check_real_flows(&got, &truth, Some([200; 3]));
+}
+
+/// The flows of the two `--dump`s (`format=full` and `format=raw`, real
+/// clients only) on a run's stdout.
+fn real_flows(stdout: &[u8]) -> BTreeMap<common::Key, common::FlowSummary> {
+    let bodies: Vec<Value> = String::from_utf8(stdout.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    parse_flows(&bodies[0], &bodies[1])
+        .into_iter()
+        .map(|f| (f.key.clone(), f))
+        .collect()
+}
+
+/// Every real flow is listed, exact, and no other.
+fn check_real_flows(
+    got: &BTreeMap<common::Key, common::FlowSummary>,
+    truth: &[FlowTruth],
+    client_handshake: Option<[u64; 3]>,
+) {
     assert_eq!(got.len(), truth.len(), "every real flow, and only them");
-    for t in &truth {
+    for t in truth {
         let key = (t.proto.to_owned(), t.client, t.server, t.server_port);
         let g = got.get(&key).unwrap_or_else(|| panic!("lost {key:?}"));
         assert_eq!(
@@ -120,8 +135,56 @@ fn a_syn_flood_keeps_memory_bounded_and_every_real_flow_exact() {
             ),
             "{key:?}"
         );
-        assert_eq!(g.client_handshake, Some([200; 3]), "{key:?}");
+        assert_eq!(g.client_handshake, client_handshake, "{key:?}");
     }
+}
+
+/// 20,000 spoofed flow keys that each got one packet back (a bare ACK after
+/// a SYN, or a UDP datagram each way), sent three times 30 s apart (under
+/// the idle timeouts), then 10,000 real connections from 1,000 clients,
+/// into a table of 5,000 flows: before, every real packet went to "packets
+/// in no flow"; now every real flow is listed, exact.
+#[test]
+fn a_flood_answered_by_one_packet_cannot_blind_flowtap() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("flood.pcap");
+    let spec = AnsweredFloodSpec {
+        keys: 20_000,
+        rounds: 3,
+        round_interval_ns: 30_000_000_000,
+        connections: 10_000,
+        per_client: 10,
+        seed: 11,
+    };
+    let truth = write_answered_flood(std::fs::File::create(&capture).unwrap(), &spec).unwrap();
+    assert_eq!(truth.len(), 1_000);
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["-r", capture.to_str().unwrap(), "--max-flows", "5000"])
+        .args(["--udp-timeout", "60", "--tcp-timeout", "300"])
+        .args([
+            "--dump",
+            "/mcp/flows?ip=198.18.0.0/16&format=full&limit=1000000",
+        ])
+        .args([
+            "--dump",
+            "/mcp/flows?ip=198.18.0.0/16&format=raw&limit=1000000",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let limits = report_counts(&stderr, "flowtap: limits: ");
+    eprintln!("answered flood: {limits:?}");
+    assert_eq!(limits["packets in no flow"], 0, "{limits:?}");
+    assert!(
+        limits["flows evicted"] > 0,
+        "the TCP half went first: {limits:?}"
+    );
+    assert!(
+        limits["idle flows evicted"] + limits["connections emergency-expired"] > 0,
+        "the UDP half went under pressure: {limits:?}"
+    );
+    check_real_flows(&real_flows(&out.stdout), &truth, Some([200; 3]));
 }
 
 /// Resident memory of the server, from its own /metrics.

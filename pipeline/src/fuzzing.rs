@@ -99,6 +99,9 @@ pub fn flow_table(data: &[u8]) {
                 dst_port: port(p[2], p[6] & 16 != 0),
                 tcp_flags: p[3],
                 tcp_seq: u32::from(p[4] & 3),
+                tcp_ack: 0,
+                tcp_window: 0,
+                payload_len: 0,
                 fragment,
             },
         };

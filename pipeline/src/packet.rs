@@ -108,7 +108,33 @@ pub struct Transport {
     pub tcp_flags: u8,
     /// TCP sequence number (zero for UDP and for later fragments).
     pub tcp_seq: u32,
+    /// TCP acknowledgment number (zero for UDP and later fragments).
+    pub tcp_ack: u32,
+    /// The TCP window field as sent, unscaled (zero for UDP).
+    pub tcp_window: u16,
+    /// Bytes of payload after the TCP or UDP header, by the IP length
+    /// fields (whatever a snaplen cut); for a fragment, its own share.
+    pub payload_len: u16,
     pub fragment: Fragment,
+}
+
+impl Transport {
+    /// A transport header with only the key fields set (tests, tools).
+    pub fn new(proto: L4Proto, src: (Addr, u16), dst: (Addr, u16), tcp_flags: u8) -> Transport {
+        Transport {
+            proto,
+            src: src.0,
+            dst: dst.0,
+            src_port: src.1,
+            dst_port: dst.1,
+            tcp_flags,
+            tcp_seq: 0,
+            tcp_ack: 0,
+            tcp_window: 0,
+            payload_len: 0,
+            fragment: Fragment::Whole,
+        }
+    }
 }
 
 /// A parsed packet on its way to its shard.

@@ -284,14 +284,28 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_connections_evicted",
         Counter,
-        "Unanswered or closed connections given up to make room in a full connection table.",
+        "Unanswered connections given up to make room in a full connection table (the first step).",
         table!(connections_evicted),
         Limits "connections evicted"
     ),
     metric!(
+        "flowtap_connections_emergency_expired",
+        Counter,
+        "Connections given up to make room because they were idle past the emergency timeouts (the second step).",
+        table!(connections_emergency_expired),
+        Limits "connections emergency-expired"
+    ),
+    metric!(
+        "flowtap_connections_evicted_recent",
+        Counter,
+        "Connections given up to make room although recently seen: those closest to expiring, when nothing else could go (the last step).",
+        table!(connections_evicted_recent),
+        Limits "connections evicted recent"
+    ),
+    metric!(
         "flowtap_untracked_packets",
         Counter,
-        "Packets of connections not tracked because the table was full of answered ones (still counted in their flows).",
+        "Packets of connections not tracked because nothing could be given up to make room (still counted in their flows).",
         table!(untracked_pkts),
         Limits "untracked packets"
     ),
@@ -308,6 +322,13 @@ pub const CATALOG: &[Metric] = &[
         "Unanswered flows given up to make room in a full flow table.",
         table!(flows_evicted),
         Limits "flows evicted"
+    ),
+    metric!(
+        "flowtap_idle_flows_evicted",
+        Counter,
+        "Flows without connections given up to make room, closest to expiring first.",
+        table!(idle_flows_evicted),
+        Limits "idle flows evicted"
     ),
     metric!(
         "flowtap_evicted_flow_packets",

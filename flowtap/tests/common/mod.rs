@@ -55,10 +55,13 @@ pub(crate) fn corpus_dir() -> PathBuf {
     dir
 }
 
+/// A flow's key as the tests name it: (protocol, client, server, port).
+pub(crate) type Key = (String, IpAddr, IpAddr, u16);
+
 /// One flow as the API reports it.
 #[derive(Debug, Clone)]
 pub(crate) struct FlowSummary {
-    pub key: (String, IpAddr, IpAddr, u16),
+    pub key: Key,
     pub client_tx_pkts: u64,
     pub client_rx_pkts: u64,
     pub client_tx_bytes: u64,

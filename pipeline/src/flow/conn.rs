@@ -22,6 +22,18 @@ use super::side::{PerSide, Side};
 use crate::packet::{Fragment, L4Proto, Transport};
 use crate::wire::tcp::flags;
 
+/// The idle timeout classes a connection passes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// TCP, a SYN seen and the handshake not completed.
+    Handshake,
+    /// TCP, established (or seen mid-stream).
+    Open,
+    /// TCP, closed by a RST or by FINs from both sides.
+    Closed,
+    Udp,
+}
+
 /// The lower the tier, the more a port looks like a service.
 pub fn port_tier(port: u16) -> u8 {
     match port {
@@ -180,11 +192,20 @@ pub struct Conn {
     /// Whether the client is the `lo` endpoint of the connection key.
     pub client_is_lo: bool,
     closing: u8,
-    /// The sender of the opening packet, and whether the other side has
-    /// sent anything since: an unanswered connection (a spoofed SYN, a
-    /// probe) is what a full table gives up first.
+    /// The sender of the opening packet.
     opened_by: Side,
+    /// Whether the other side has really answered: what a full table gives
+    /// up first is unanswered state (a spoofed SYN, a probe, a flood). UDP:
+    /// the other side sent a datagram. TCP, which a spoofer cannot fake as
+    /// cheaply: a SYN-ACK acknowledging the client's SYN, or payload sent
+    /// each way; a bare packet back is not an answer.
     answered: bool,
+    /// TCP: which sides have sent payload.
+    sent_payload: PerSide<bool>,
+    /// TCP: what the server's SYN-ACK acknowledged, kept in case the
+    /// client's SYN is processed after it (its directions came through
+    /// different queues).
+    synack_ack: Option<u32>,
 }
 
 impl Conn {
@@ -206,6 +227,8 @@ impl Conn {
             closing: 0,
             opened_by: sender,
             answered: false,
+            sent_payload: PerSide::default(),
+            synack_ack: None,
         };
         let step = if t.proto == L4Proto::Tcp {
             conn.tcp_step(t, sender, ts_ns)
@@ -221,11 +244,9 @@ impl Conn {
         self.opened_ns
     }
 
-    /// Notes a packet's sender; true if it is the first answer.
-    pub fn note_direction(&mut self, sender: Side) -> bool {
-        let first = !self.answered && sender != self.opened_by;
-        self.answered |= first;
-        first
+    /// Notes a UDP datagram's sender: the first from the other side answers.
+    pub fn note_datagram(&mut self, sender: Side) {
+        self.answered |= sender != self.opened_by;
     }
 
     /// The other side has sent something.
@@ -237,6 +258,16 @@ impl Conn {
     pub fn is_closed(&self) -> bool {
         self.closing & RST != 0
             || self.closing & (FIN_CLIENT | FIN_SERVER) == FIN_CLIENT | FIN_SERVER
+    }
+
+    /// Which idle timeout applies to the connection now.
+    pub fn class(&self, proto: L4Proto) -> Class {
+        match proto {
+            L4Proto::Udp => Class::Udp,
+            L4Proto::Tcp if self.is_closed() => Class::Closed,
+            L4Proto::Tcp if self.is_half_open() => Class::Handshake,
+            L4Proto::Tcp => Class::Open,
+        }
     }
 
     /// A SYN was seen and the handshake has not completed.
@@ -264,6 +295,9 @@ impl Conn {
             return step;
         }
         self.base_seq[sender].get_or_insert(t.tcp_seq);
+        if !self.answered {
+            self.note_answer(t, sender);
+        }
         if let Some(h) = self.handshake.as_deref_mut() {
             h.step(f, sender, pure_syn, ts_ns, &mut step);
             if h.is_done() {
@@ -282,6 +316,27 @@ impl Conn {
             }
         }
         step
+    }
+
+    /// Whether this segment answers the connection: a SYN-ACK acknowledging
+    /// the client's first sequence number (its SYN's), or payload sent by
+    /// the second side of the two.
+    fn note_answer(&mut self, t: &Transport, sender: Side) {
+        let f = t.tcp_flags;
+        if sender == Side::Server
+            && f & flags::SYN != 0
+            && f & flags::ACK != 0
+            && f & flags::RST == 0
+        {
+            self.synack_ack.get_or_insert(t.tcp_ack);
+        }
+        if let (Some(isn), Some(ack)) = (self.base_seq[Side::Client], self.synack_ack) {
+            self.answered |= ack == isn.wrapping_add(1);
+        }
+        if t.payload_len > 0 {
+            self.sent_payload[sender] = true;
+            self.answered |= self.sent_payload[sender.other()];
+        }
     }
 
     /// Records what is left of the handshake: the connection is ending (it
@@ -309,6 +364,9 @@ mod tests {
             dst_port: dport,
             tcp_flags: f,
             tcp_seq: seq,
+            tcp_ack: 0,
+            tcp_window: 0,
+            payload_len: 0,
             fragment: Fragment::Whole,
         }
     }
@@ -436,6 +494,44 @@ mod tests {
             run(&[(false, SYN | ACK, 5_000), (true, ACK, 9_000)]),
             (vec![], vec![], false)
         );
+    }
+
+    #[test]
+    fn only_a_real_answer_answers() {
+        let synack = |ack: u32| Transport {
+            tcp_ack: ack,
+            ..tcp(80, 40000, SYN | ACK, 900)
+        };
+        // A bare ACK back, or a SYN-ACK acknowledging something else: no.
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
+        c.tcp_step(&tcp(80, 40000, ACK, 900), Side::Server, 1);
+        c.tcp_step(&synack(555), Side::Server, 2);
+        assert!(!c.is_answered());
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
+        c.tcp_step(&synack(101), Side::Server, 3);
+        assert!(c.is_answered(), "a SYN-ACK acknowledging the SYN");
+        // The SYN-ACK processed first (another queue), then the SYN.
+        let (mut c, _) = Conn::new(0, false, &synack(101), Side::Server, 5);
+        assert!(!c.is_answered());
+        c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 4);
+        assert!(c.is_answered());
+        // Mid-stream: payload each way.
+        let data = |sport, dport, n| Transport {
+            payload_len: n,
+            ..tcp(sport, dport, ACK, 7)
+        };
+        let (mut c, _) = Conn::new(0, true, &data(40000, 80, 100), Side::Client, 0);
+        c.tcp_step(&data(80, 40000, 0), Side::Server, 1);
+        c.tcp_step(&data(40000, 80, 10), Side::Client, 2);
+        assert!(!c.is_answered(), "payload one way only");
+        c.tcp_step(&data(80, 40000, 1), Side::Server, 3);
+        assert!(c.is_answered());
+        // UDP: any datagram back.
+        let (mut c, _) = Conn::new(0, true, &udp(5000, 53), Side::Client, 0);
+        c.note_datagram(Side::Client);
+        assert!(!c.is_answered());
+        c.note_datagram(Side::Server);
+        assert!(c.is_answered());
     }
 
     #[test]

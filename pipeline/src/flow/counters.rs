@@ -12,15 +12,24 @@ pub struct TableCounters {
     pub handshakes_out_of_order: u64,
     pub connections_expired: u64,
     pub flows_expired: u64,
-    /// Unanswered or closed connections given up to make room.
+    /// Unanswered connections given up to make room.
     pub connections_evicted: u64,
+    /// Connections given up to make room because they had been idle past
+    /// the emergency timeouts.
+    pub connections_emergency_expired: u64,
+    /// Connections given up to make room although seen recently: those
+    /// closest to expiring, when nothing else could go.
+    pub connections_evicted_recent: u64,
     /// Packets of connections not tracked because the table was full of
     /// answered, open ones; they still count in their flows (but give no
     /// connection count or handshake time).
     pub untracked_pkts: u64,
-    /// Unanswered flows given up to make room, and the packets and bytes
-    /// they had counted (no longer reported).
+    /// Unanswered flows given up to make room, and (with the idle flows
+    /// below) the packets and bytes they had counted (no longer reported).
     pub flows_evicted: u64,
+    /// Flows without connections given up to make room, closest to
+    /// expiring first.
+    pub idle_flows_evicted: u64,
     pub evicted_pkts: u64,
     pub evicted_bytes: u64,
     /// Packets (and bytes) counted in no flow: the flow table was full and
@@ -48,6 +57,9 @@ impl TableCounters {
         self.connections_expired += o.connections_expired;
         self.flows_expired += o.flows_expired;
         self.connections_evicted += o.connections_evicted;
+        self.connections_emergency_expired += o.connections_emergency_expired;
+        self.connections_evicted_recent += o.connections_evicted_recent;
+        self.idle_flows_evicted += o.idle_flows_evicted;
         self.untracked_pkts += o.untracked_pkts;
         self.flows_evicted += o.flows_evicted;
         self.evicted_pkts += o.evicted_pkts;

@@ -1,44 +1,74 @@
-//! Making room in a full table. The eviction order: unanswered connections
-//! and flows (a spoofed SYN, a probe: what a flood is made of), oldest
-//! first, then closed connections. Answered, open connections are never
-//! evicted: a flood of spoofed packets cannot push out real traffic, only
-//! what it could not count is counted instead.
+//! Expiry and eviction: what leaves a shard's table, and in what order.
 //!
-//! The queues hold (key, opened time) or (slab index, generation) pairs and
-//! are checked when popped: an entry may since have been answered, or be
-//! gone. They are trimmed a little on every new connection and compacted
-//! when they grow past a multiple of what they track.
+//! **Expiry.** Connections, and flows without connections, are filed in a
+//! timer wheel by when they would expire ([`Wheel`]); as capture time
+//! passes, only the entries that come due are looked at (expired, or filed
+//! again if seen since). Nothing walks the whole table. (Where nothing
+//! expires, capture files by default, nothing is filed.)
+//!
+//! **Eviction.** A full table makes room in this order, each step counted:
+//! 1. unanswered state, oldest first: connections whose other side never
+//!    really answered (a spoofed SYN, a probe: what a flood is made of; see
+//!    [`Conn::is_answered`]), and flows none of whose connections did;
+//! 2. then, as Suricata's flow emergency mode does, the least recently seen
+//!    state of any kind (to the second, [`Recency`]): counted as
+//!    *emergency-expired* when idle past the emergency timeouts (a few
+//!    seconds), else as *evicted recent*; a flow goes only once it has no
+//!    connection left.
+//!
+//! So a flood of spoofed packets cannot fill the table with state that
+//! cannot be evicted, and answered, active connections go last.
 
 use std::collections::VecDeque;
 
-use hashbrown::HashMap;
-
-use super::conn::Conn;
+use super::conn::{Class, Conn};
 use super::key::{ConnKey, FlowKey};
+use super::limits::{NEVER, Timeouts};
 use super::slab::FlowSlab;
 use super::table::FlowTable;
+use super::wheel::{Recency, Verdict, Wheel};
+use crate::packet::L4Proto;
+use crate::time::SECOND;
 
-/// How many stale entries an eviction queue may hold, relative to what it
-/// tracks, before it is compacted.
+/// How many stale entries an eviction queue or wheel may hold, relative to
+/// what it tracks, before it is compacted.
 const QUEUE_SLACK: usize = 2;
-/// Eviction candidates looked at for one new flow before giving up.
+/// Candidates looked at to make room for one entry before giving up.
 const EVICTION_TRIES: usize = 64;
 
+/// Idle timeouts under pressure: what has been idle this long is given up
+/// before anything more recent.
+pub(super) const EMERGENCY: Timeouts = Timeouts {
+    tcp_idle_ns: 30 * SECOND,
+    tcp_closed_ns: SECOND,
+    tcp_handshake_ns: 5 * SECOND,
+    udp_idle_ns: 10 * SECOND,
+};
+
+/// A connection filed for expiry or eviction: its key, when it opened
+/// (which incarnation of the 5-tuple), and the time it was filed by (its
+/// deadline, or when it was last seen).
+pub(crate) type ConnEntry = (ConnKey, u64, u64);
+/// A flow filed likewise: its slab index and generation, and a time.
+pub(crate) type FlowEntry = (u32, u32, u64);
+
 #[derive(Debug, Default)]
-pub(crate) struct EvictionQueues {
+pub(crate) struct Eviction {
     unanswered_conns: VecDeque<(ConnKey, u64)>,
-    closed_conns: VecDeque<(ConnKey, u64)>,
     unanswered_flows: VecDeque<(u32, u32)>,
+    /// Connections by when they expire, and by when they were last seen.
+    conns: Wheel<ConnEntry>,
+    conns_by_recency: Recency<ConnEntry>,
+    /// Flows without connections (a flow with connections lives as long as
+    /// they do), likewise.
+    idle_flows: Wheel<FlowEntry>,
+    idle_flows_by_recency: Recency<FlowEntry>,
 }
 
-impl EvictionQueues {
-    /// A new connection, unanswered until the other side sends.
+impl Eviction {
+    /// A new connection, unanswered until the other side answers.
     pub(super) fn opened_connection(&mut self, key: ConnKey, opened_ns: u64) {
         self.unanswered_conns.push_back((key, opened_ns));
-    }
-
-    pub(super) fn closed_connection(&mut self, key: ConnKey, opened_ns: u64) {
-        self.closed_conns.push_back((key, opened_ns));
     }
 
     /// A new flow (index and generation in the slab).
@@ -47,36 +77,174 @@ impl EvictionQueues {
     }
 }
 
+/// The idle timeout of a connection class.
+fn timeout(t: &Timeouts, class: Class) -> u64 {
+    match class {
+        Class::Udp => t.udp_idle_ns,
+        Class::Closed => t.tcp_closed_ns,
+        Class::Handshake => t.tcp_handshake_ns,
+        Class::Open => t.tcp_idle_ns,
+    }
+}
+
+fn flow_timeout(t: &Timeouts, proto: L4Proto) -> u64 {
+    match proto {
+        L4Proto::Tcp => t.tcp_idle_ns,
+        L4Proto::Udp => t.udp_idle_ns,
+    }
+}
+
 impl FlowTable {
-    /// Ensures room for one more connection; false if the table is full of
-    /// answered, open connections.
+    /// When `conn` would expire: by the configured timeouts, or where those
+    /// never expire (capture files), by the live ones, which then only order
+    /// eviction.
+    fn conn_deadline(&self, key: &ConnKey, conn: &Conn) -> (u64, bool) {
+        let class = conn.class(key.proto);
+        match timeout(&self.config.timeouts, class) {
+            NEVER => (
+                conn.last_seen_ns
+                    .saturating_add(timeout(&Timeouts::LIVE, class)),
+                false,
+            ),
+            t => (conn.last_seen_ns.saturating_add(t), true),
+        }
+    }
+
+    fn flow_deadline(&self, proto: L4Proto, last_seen_ns: u64) -> (u64, bool) {
+        match flow_timeout(&self.config.timeouts, proto) {
+            NEVER => (
+                last_seen_ns.saturating_add(flow_timeout(&Timeouts::LIVE, proto)),
+                false,
+            ),
+            t => (last_seen_ns.saturating_add(t), true),
+        }
+    }
+
+    /// Files a connection by when it would expire (new, or just closed:
+    /// its timeout shrank) and, when `new`, in the order of recency.
+    pub(super) fn file_connection(&mut self, key: ConnKey, new: bool) {
+        let Some(conn) = self.conns.get(&key) else {
+            return;
+        };
+        let opened = conn.opened_ns();
+        if new {
+            let entry = (key, opened, conn.last_seen_ns);
+            self.eviction
+                .conns_by_recency
+                .file(entry, conn.last_seen_ns);
+        }
+        if let (deadline, true) = self.conn_deadline(&key, conn) {
+            self.eviction
+                .conns
+                .file((key, opened, deadline), deadline, self.now_ns);
+        }
+    }
+
+    /// Files a flow that has no connection left.
+    pub(super) fn file_idle_flow(&mut self, idx: u32) {
+        let Some(flow) = self.flows.entries[idx as usize].as_ref() else {
+            return;
+        };
+        let last_seen = self.flows.meters[idx as usize].last_seen_ns;
+        let generation = self.flows.generations[idx as usize];
+        let proto = flow.key.proto;
+        self.eviction
+            .idle_flows_by_recency
+            .file((idx, generation, last_seen), last_seen);
+        if let (deadline, true) = self.flow_deadline(proto, last_seen) {
+            self.eviction
+                .idle_flows
+                .file((idx, generation, deadline), deadline, self.now_ns);
+        }
+    }
+
+    /// Expires what has come due by `now_ns`.
+    pub(super) fn expire_due(&mut self, now_ns: u64) {
+        let mut wheel = std::mem::take(&mut self.eviction.conns);
+        wheel.turn(now_ns, |(key, opened, _)| {
+            let Some(conn) = self.conns.get(&key).filter(|c| c.opened_ns() == opened) else {
+                return Verdict::Drop;
+            };
+            match self.conn_deadline(&key, conn) {
+                (deadline, true) if deadline < now_ns => {
+                    let mut conn = self.conns.remove(&key).expect("found above");
+                    self.counters.connections_expired += 1;
+                    self.end_connection(&mut conn);
+                    Verdict::Done
+                }
+                (deadline, true) => Verdict::Refile((key, opened, deadline), deadline),
+                (_, false) => Verdict::Drop,
+            }
+        });
+        self.eviction.conns = wheel;
+        let mut wheel = std::mem::take(&mut self.eviction.idle_flows);
+        wheel.turn(now_ns, |(idx, generation, _)| {
+            let Some(flow) = self.flows.live(idx, generation) else {
+                return Verdict::Drop;
+            };
+            if flow.live_connections > 0 {
+                // Filed again when its last connection goes.
+                return Verdict::Drop;
+            }
+            let last_seen = self.flows.meters[idx as usize].last_seen_ns;
+            match self.flow_deadline(flow.key.proto, last_seen) {
+                (deadline, true) if deadline < now_ns => {
+                    let flow = self.flows.remove(idx);
+                    self.drop_digests(&flow);
+                    self.counters.flows_expired += 1;
+                    Verdict::Done
+                }
+                (deadline, true) => Verdict::Refile((idx, generation, deadline), deadline),
+                (_, false) => Verdict::Drop,
+            }
+        });
+        self.eviction.idle_flows = wheel;
+    }
+
+    /// Ensures room for one more connection; false if nothing could be
+    /// given up (the connection is then counted in its flow alone).
     pub(super) fn make_room_for_connection(&mut self) -> bool {
         if self.conns.len() < self.config.limits.max_connections {
             return true;
         }
-        self.evict_unanswered_connection() || self.evict_closed_connection()
+        self.evict_unanswered_connection() || self.evict_connection_by_age()
     }
 
     fn evict_unanswered_connection(&mut self) -> bool {
         while let Some((key, opened)) = self.eviction.unanswered_conns.pop_front() {
             if unanswered_conn(&self.conns, &key, opened) {
                 self.evict_connection(&key);
+                self.counters.connections_evicted += 1;
                 return true;
             }
         }
         false
     }
 
-    fn evict_closed_connection(&mut self) -> bool {
-        while let Some((key, opened)) = self.eviction.closed_conns.pop_front() {
-            if self
-                .conns
-                .get(&key)
-                .is_some_and(|c| c.opened_ns() == opened && c.is_closed())
-            {
-                self.evict_connection(&key);
-                return true;
+    /// Gives up the least recently seen connection (step 2). An entry seen
+    /// since it was filed is filed again by when; each such move is paid
+    /// for by the packet that refreshed it.
+    fn evict_connection_by_age(&mut self) -> bool {
+        while let Some((key, opened, filed)) = self.eviction.conns_by_recency.pop_oldest() {
+            let Some(conn) = self.conns.get(&key).filter(|c| c.opened_ns() == opened) else {
+                continue;
+            };
+            if conn.last_seen_ns > filed {
+                // Seen since it was filed: filed again, by when.
+                let entry = (key, opened, conn.last_seen_ns);
+                self.eviction
+                    .conns_by_recency
+                    .file(entry, conn.last_seen_ns);
+                continue;
             }
+            let idle = self.now_ns.saturating_sub(conn.last_seen_ns);
+            if idle > timeout(&EMERGENCY, conn.class(key.proto)) {
+                self.counters.connections_emergency_expired += 1;
+            } else {
+                self.counters.connections_evicted_recent += 1;
+            }
+            self.evict_connection(&key);
+            return true;
         }
         false
     }
@@ -87,13 +255,30 @@ impl FlowTable {
             .remove(key)
             .expect("an evicted connection exists");
         self.end_connection(&mut conn);
-        self.counters.connections_evicted += 1;
+    }
+
+    /// Makes room for one more flow: an unanswered one first, then the idle
+    /// flow closest to expiring, giving up connections (closest to expiring
+    /// first) to leave flows idle when none is.
+    pub(super) fn make_room_for_flow(&mut self) -> bool {
+        if self.evict_unanswered_flow() || self.evict_idle_flow() {
+            return true;
+        }
+        for _ in 0..EVICTION_TRIES {
+            if !self.evict_connection_by_age() {
+                return false;
+            }
+            if self.evict_idle_flow() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Evicts the oldest unanswered flow with at most one connection (that
     /// connection is unanswered too, or it would have answered the flow, and
     /// is evicted with it).
-    pub(super) fn make_room_for_flow(&mut self) -> bool {
+    fn evict_unanswered_flow(&mut self) -> bool {
         for _ in 0..EVICTION_TRIES {
             let Some(&(idx, generation)) = self.eviction.unanswered_flows.front() else {
                 return false;
@@ -102,7 +287,7 @@ impl FlowTable {
                 self.eviction.unanswered_flows.pop_front();
                 continue;
             };
-            if self.flows.is_answered(idx) {
+            if flow.answered {
                 self.eviction.unanswered_flows.pop_front();
                 continue;
             }
@@ -111,17 +296,14 @@ impl FlowTable {
                 let only = conn_key(&flow.key, flow.last_client_port);
                 if self.conns.get(&only).is_some_and(|c| c.flow == idx) {
                     self.evict_connection(&only);
+                    self.counters.connections_evicted += 1;
                 }
             }
             let flow = self.flows.live(idx, generation).expect("checked above");
             if flow.live_connections == 0 {
                 self.eviction.unanswered_flows.pop_front();
-                let flow = self.flows.remove(idx);
-                self.drop_digests(&flow);
+                self.remove_evicted_flow(idx);
                 self.counters.flows_evicted += 1;
-                let counts = self.flows.meters[idx as usize].counts.total();
-                self.counters.evicted_pkts += counts.pkts;
-                self.counters.evicted_bytes += counts.bytes;
                 return true;
             }
             // Several connections: try it again later, when they may be gone.
@@ -130,10 +312,44 @@ impl FlowTable {
         false
     }
 
-    /// Pops a few answered or gone entries off the eviction queues' fronts:
-    /// most connections are answered within moments, so this keeps the
-    /// queues close to what is really unanswered, at a small cost per new
-    /// connection.
+    /// Evicts the least recently seen flow without connections.
+    fn evict_idle_flow(&mut self) -> bool {
+        while let Some((idx, generation, filed)) = self.eviction.idle_flows_by_recency.pop_oldest()
+        {
+            let Some(flow) = self.flows.live(idx, generation) else {
+                continue;
+            };
+            if flow.live_connections > 0 {
+                // Queued again when its last connection goes.
+                continue;
+            }
+            let last_seen = self.flows.meters[idx as usize].last_seen_ns;
+            if last_seen > filed {
+                self.eviction
+                    .idle_flows_by_recency
+                    .file((idx, generation, last_seen), last_seen);
+                continue;
+            }
+            self.remove_evicted_flow(idx);
+            self.counters.idle_flows_evicted += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Removes a flow to make room, counting what it had counted.
+    fn remove_evicted_flow(&mut self, idx: u32) {
+        let flow = self.flows.remove(idx);
+        self.drop_digests(&flow);
+        let counts = self.flows.meters[idx as usize].counts.total();
+        self.counters.evicted_pkts += counts.pkts;
+        self.counters.evicted_bytes += counts.bytes;
+    }
+
+    /// Pops a few answered or gone entries off the unanswered queues'
+    /// fronts: most connections are answered within moments, so this keeps
+    /// the queues close to what is really unanswered, at a small cost per
+    /// new connection.
     pub(super) fn trim_eviction_queues(&mut self) {
         let q = &mut self.eviction;
         for _ in 0..2 {
@@ -155,7 +371,7 @@ impl FlowTable {
         self.compact_eviction_queues();
     }
 
-    /// Keeps the eviction queues proportional to what they track.
+    /// Keeps the eviction queues and wheels proportional to what they track.
     pub(super) fn compact_eviction_queues(&mut self) {
         let q = &mut self.eviction;
         let conns = self.conns.len().max(1024) * QUEUE_SLACK;
@@ -164,22 +380,35 @@ impl FlowTable {
             q.unanswered_conns
                 .retain(|(k, opened)| unanswered_conn(live, k, *opened));
         }
-        if q.closed_conns.len() > conns {
-            let live = &self.conns;
-            q.closed_conns
-                .retain(|(k, opened)| live.get(k).is_some_and(|c| c.opened_ns() == *opened));
+        let live_conn = |(k, opened, _): &ConnEntry| {
+            self.conns.get(k).is_some_and(|c| c.opened_ns() == *opened)
+        };
+        if q.conns.len() > conns {
+            q.conns.retain(live_conn);
         }
-        if q.unanswered_flows.len() > self.flows.len().max(1024) * QUEUE_SLACK {
-            let flows = &self.flows;
+        if q.conns_by_recency.len() > conns {
+            q.conns_by_recency.retain(live_conn);
+        }
+        let flows = self.flows.len().max(1024) * QUEUE_SLACK;
+        if q.unanswered_flows.len() > flows {
+            let live = &self.flows;
             q.unanswered_flows
-                .retain(|&(idx, generation)| unanswered_flow(flows, idx, generation));
+                .retain(|&(idx, generation)| unanswered_flow(live, idx, generation));
+        }
+        let live_flow =
+            |&(idx, generation, _): &FlowEntry| self.flows.live(idx, generation).is_some();
+        if q.idle_flows.len() > flows {
+            q.idle_flows.retain(live_flow);
+        }
+        if q.idle_flows_by_recency.len() > flows {
+            q.idle_flows_by_recency.retain(live_flow);
         }
     }
 }
 
 /// Whether a queued (key, opened time) still names an unanswered connection.
 fn unanswered_conn(
-    conns: &HashMap<ConnKey, Conn, ahash::RandomState>,
+    conns: &hashbrown::HashMap<ConnKey, Conn, ahash::RandomState>,
     key: &ConnKey,
     opened_ns: u64,
 ) -> bool {
@@ -190,7 +419,7 @@ fn unanswered_conn(
 
 /// Whether a queued (index, generation) still names an unanswered flow.
 fn unanswered_flow(flows: &FlowSlab, idx: u32, generation: u32) -> bool {
-    flows.live(idx, generation).is_some() && !flows.is_answered(idx)
+    flows.live(idx, generation).is_some_and(|f| !f.answered)
 }
 
 /// The 5-tuple of a connection of `flow` from `client_port`.

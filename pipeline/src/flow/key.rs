@@ -154,6 +154,9 @@ mod tests {
             dst_port: dport,
             tcp_flags: 0,
             tcp_seq: 0,
+            tcp_ack: 0,
+            tcp_window: 0,
+            payload_len: 0,
             fragment: Fragment::Whole,
         }
     }

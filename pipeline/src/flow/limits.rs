@@ -2,11 +2,12 @@
 //! size limits (and the memory they stand for), and the table's settings.
 
 use super::conn::Conn;
+use super::eviction::{ConnEntry, FlowEntry};
 use super::handshake::Window;
 use super::key::{ConnKey, FlowKey};
 use super::rate::Meter;
 use super::record::FlowRecord;
-use super::slab::FlowEntry;
+use super::slab::FlowEntry as SlabEntry;
 use crate::time::SECOND;
 
 /// Never expire.
@@ -60,11 +61,14 @@ pub struct Limits {
 
 impl Limits {
     /// Estimated bytes per tracked connection: its map entry with the hash
-    /// table's spare capacity, its eviction-queue entries, and its
-    /// handshake state (a flood keeps every connection in its handshake).
+    /// table's spare capacity, its entries in the unanswered queue, the
+    /// recency queue and the expiry wheel (each with room for as many stale
+    /// ones), and its handshake state (a flood keeps every connection in
+    /// its handshake).
     pub fn connection_bytes() -> usize {
         2 * (size_of::<(ConnKey, Conn)>() + 1)
             + 2 * size_of::<(ConnKey, u64)>()
+            + 4 * size_of::<ConnEntry>()
             + super::conn::HANDSHAKE_STATE_BYTES
     }
 
@@ -72,11 +76,12 @@ impl Limits {
     /// and its records in the snapshots alive at once (the one served, the
     /// one being built, and the API's view of it).
     pub fn flow_bytes() -> usize {
-        size_of::<Option<FlowEntry>>()
+        size_of::<Option<SlabEntry>>()
             + size_of::<Meter>()
             + size_of::<u32>()
             + 2 * (size_of::<(FlowKey, u32)>() + 1)
             + size_of::<(u32, u32)>()
+            + 4 * size_of::<FlowEntry>()
             + 3 * (size_of::<FlowRecord>() + 32)
     }
 

@@ -13,6 +13,7 @@ pub mod record;
 pub mod side;
 mod slab;
 pub mod table;
+mod wheel;
 
 pub use counters::TableCounters;
 pub use handshake::{HandshakeDigest, Percentiles, Window};

@@ -20,6 +20,8 @@ pub(crate) struct FlowEntry {
     pub rate: RateWindow,
     pub connections: u64,
     pub live_connections: u32,
+    /// One of its connections was answered (see `Conn::is_answered`).
+    pub answered: bool,
     /// The client port of the newest connection: with the flow key, the
     /// 5-tuple of a flow's only connection, so a full table can evict an
     /// unanswered flow together with it.
@@ -69,6 +71,7 @@ impl FlowSlab {
                     rate: RateWindow::default(),
                     connections: 0,
                     live_connections: 0,
+                    answered: false,
                     last_client_port: 0,
                     handshake: PerSide::default(),
                 };
@@ -97,9 +100,11 @@ impl FlowSlab {
         (idx, created)
     }
 
-    pub(super) fn detach(&mut self, idx: u32) {
+    /// A connection of the flow ended; returns how many remain.
+    pub(super) fn detach(&mut self, idx: u32) -> u32 {
         let flow = self.get_mut(idx);
         flow.live_connections = flow.live_connections.saturating_sub(1);
+        flow.live_connections
     }
 
     pub(super) fn get_mut(&mut self, idx: u32) -> &mut FlowEntry {
@@ -133,12 +138,6 @@ impl FlowSlab {
                 .expect("connections only point at live flows")
                 .rate
         });
-    }
-
-    /// Both sides of the flow at `idx` have sent something.
-    pub(super) fn is_answered(&self, idx: u32) -> bool {
-        let counts = &self.meters[idx as usize].counts;
-        counts[Side::Client].pkts > 0 && counts[Side::Server].pkts > 0
     }
 
     pub(super) fn remove(&mut self, idx: u32) -> FlowEntry {

@@ -12,11 +12,11 @@ use hashbrown::HashMap;
 
 use super::conn::{Conn, Step, sender_is_client};
 use super::counters::TableCounters;
-use super::eviction::EvictionQueues;
+use super::eviction::Eviction;
 use super::fragments::{Fragments, Remembered};
 use super::handshake::Recorded;
 use super::key::ConnKey;
-use super::limits::{NEVER, TableConfig, Timeouts};
+use super::limits::TableConfig;
 use super::rate::SlotClock;
 use super::record::FlowRecord;
 use super::side::{PerSide, Side};
@@ -34,12 +34,12 @@ pub struct FlowTable {
     pub(super) conns: HashMap<ConnKey, Conn, ahash::RandomState>,
     pub(super) flows: FlowSlab,
     fragments: Fragments,
-    pub(super) eviction: EvictionQueues,
+    pub(super) eviction: Eviction,
     /// Digests in histogram form held by this table.
     histograms: usize,
     pub(super) counters: TableCounters,
     /// Newest capture time seen.
-    now_ns: u64,
+    pub(super) now_ns: u64,
     /// Oldest capture time seen (the start of observation, for rates).
     since_ns: u64,
 }
@@ -52,7 +52,7 @@ impl FlowTable {
             conns: HashMap::with_hasher(hasher.clone()),
             flows: FlowSlab::new(hasher.clone()),
             fragments: Fragments::new(config.max_fragments, config.fragment_timeout_ns, hasher),
-            eviction: EvictionQueues::default(),
+            eviction: Eviction::default(),
             histograms: 0,
             counters: TableCounters::default(),
             now_ns: 0,
@@ -101,9 +101,11 @@ impl FlowTable {
         };
         let sender = Side::sender(from_lo == conn.client_is_lo);
         let was_closed = conn.is_closed();
+        let was_answered = conn.is_answered();
         let step = if t.proto == L4Proto::Tcp {
             conn.tcp_step(&t, sender, ts)
         } else {
+            conn.note_datagram(sender);
             Step::default()
         };
         if step.reopen {
@@ -114,11 +116,18 @@ impl FlowTable {
             self.open_connection(key, from_lo, &t, p.wire_len, ts);
             return;
         }
-        conn.note_direction(sender);
         conn.last_seen_ns = conn.last_seen_ns.max(ts);
         let flow = conn.flow;
-        if !was_closed && conn.is_closed() {
-            self.eviction.closed_connection(key, conn.opened_ns());
+        let (closed, answered) = (
+            !was_closed && conn.is_closed(),
+            !was_answered && conn.is_answered(),
+        );
+        if closed {
+            // Its timeout shrank: file it by the new deadline.
+            self.file_connection(key, false);
+        }
+        if answered {
+            self.flows.get_mut(flow).answered = true;
         }
         self.count_packet(flow, sender, p.wire_len, ts, &step);
     }
@@ -181,13 +190,20 @@ impl FlowTable {
             return;
         };
         let step = if tracked {
-            let (conn, step) = Conn::new(flow, client_is_lo, t, sender, ts);
+            let (mut conn, step) = Conn::new(flow, client_is_lo, t, sender, ts);
+            if t.proto == L4Proto::Udp {
+                conn.note_datagram(sender);
+            }
             self.conns.insert(key, conn);
             self.trim_eviction_queues();
             self.eviction.opened_connection(key, ts);
+            self.file_connection(key, true);
             step
         } else {
             self.counters.untracked_pkts += 1;
+            if self.flows.get_mut(flow).live_connections == 0 {
+                self.file_idle_flow(flow);
+            }
             Step::default()
         };
         self.count_packet(flow, sender, wire_len, ts, &step);
@@ -226,7 +242,9 @@ impl FlowTable {
     pub(super) fn end_connection(&mut self, conn: &mut Conn) {
         let step = conn.flush();
         self.record_legs(conn.flow, &step, conn.last_seen_ns);
-        self.flows.detach(conn.flow);
+        if self.flows.detach(conn.flow) == 0 {
+            self.file_idle_flow(conn.flow);
+        }
     }
 
     fn record_legs(&mut self, flow: u32, step: &Step, ts: u64) {
@@ -276,71 +294,39 @@ impl FlowTable {
         }
     }
 
-    /// Drops idle connections, flows and fragments as of `now_ns`.
+    /// Drops idle connections, flows and fragments as of `now_ns`: only
+    /// what has come due is looked at.
     pub fn expire(&mut self, now_ns: u64) {
-        let timeouts = self.config.timeouts;
-        let ended: Vec<Conn> = self
-            .conns
-            .extract_if(|key, conn| {
-                let timeout = conn_timeout(&timeouts, key.proto, conn);
-                timeout != NEVER && now_ns.saturating_sub(conn.last_seen_ns) > timeout
-            })
-            .map(|(_, conn)| conn)
-            .collect();
-        self.counters.connections_expired += ended.len() as u64;
-        for mut conn in ended {
-            self.end_connection(&mut conn);
-        }
-
-        let window = self.config.rtt_window;
-        for idx in 0..self.flows.entries.len() {
-            let Some(flow) = self.flows.entries[idx].as_mut() else {
-                continue;
-            };
-            // A digest whose samples all left the window frees its memory.
-            let mut freed = 0;
-            for side in Side::BOTH {
-                let digest = &mut flow.handshake[side];
-                if digest
-                    .as_ref()
-                    .is_some_and(|d| d.count(now_ns, window) == 0)
-                {
-                    freed += usize::from(digest.as_ref().is_some_and(|d| d.is_histogram()));
-                    *digest = None;
-                }
-            }
-            self.histograms -= freed;
-            let timeout = match flow.key.proto {
-                L4Proto::Tcp => timeouts.tcp_idle_ns,
-                L4Proto::Udp => timeouts.udp_idle_ns,
-            };
-            if flow.live_connections == 0
-                && timeout != NEVER
-                && now_ns.saturating_sub(self.flows.meters[idx].last_seen_ns) > timeout
-            {
-                let flow = self.flows.remove(idx as u32);
-                self.drop_digests(&flow);
-                self.counters.flows_expired += 1;
-            }
-        }
-
+        self.expire_due(now_ns);
         self.fragments.expire(now_ns);
         self.compact_eviction_queues();
     }
 
-    /// Appends every flow as of `as_of_ns` to `out`.
-    pub fn export(&self, as_of_ns: u64, out: &mut Vec<FlowRecord>) {
+    /// Appends every flow as of `as_of_ns` to `out`. Handshake digests
+    /// whose samples all left the RTT window free their memory meanwhile.
+    pub fn export(&mut self, as_of_ns: u64, out: &mut Vec<FlowRecord>) {
         let window = self.config.rtt_window;
+        let mut freed = 0;
         let since = if self.since_ns == u64::MAX {
             as_of_ns
         } else {
             self.since_ns
         };
         out.reserve(self.flows.len());
-        for (flow, meter) in self.flows.entries.iter().zip(&self.flows.meters) {
+        for (flow, meter) in self.flows.entries.iter_mut().zip(&self.flows.meters) {
             let Some(flow) = flow else {
                 continue;
             };
+            for side in Side::BOTH {
+                let digest = &mut flow.handshake[side];
+                if digest
+                    .as_ref()
+                    .is_some_and(|d| d.count(as_of_ns, window) == 0)
+                {
+                    freed += usize::from(digest.as_ref().is_some_and(|d| d.is_histogram()));
+                    *digest = None;
+                }
+            }
             out.push(FlowRecord {
                 key: flow.key,
                 sent: meter.counts,
@@ -356,6 +342,7 @@ impl FlowTable {
                 }),
             });
         }
+        self.histograms -= freed;
     }
 
     pub fn counters(&self) -> TableCounters {
@@ -374,15 +361,6 @@ impl FlowTable {
     /// The oldest capture time seen, if any packet was.
     pub fn since_ns(&self) -> Option<u64> {
         (self.since_ns != u64::MAX).then_some(self.since_ns)
-    }
-}
-
-fn conn_timeout(t: &Timeouts, proto: L4Proto, conn: &Conn) -> u64 {
-    match proto {
-        L4Proto::Udp => t.udp_idle_ns,
-        L4Proto::Tcp if conn.is_closed() => t.tcp_closed_ns,
-        L4Proto::Tcp if conn.is_half_open() => t.tcp_handshake_ns,
-        L4Proto::Tcp => t.tcp_idle_ns,
     }
 }
 
@@ -412,6 +390,10 @@ mod tests {
                 dst_port: dport,
                 tcp_flags: f,
                 tcp_seq: 1,
+                // A SYN-ACK acknowledges the SYN (sequence number 1).
+                tcp_ack: if f & (SYN | ACK) == SYN | ACK { 2 } else { 0 },
+                tcp_window: 0,
+                payload_len: 0,
                 fragment: Fragment::Whole,
             },
         }
@@ -433,7 +415,7 @@ mod tests {
         t.update(&tcp(ts + 3 * MS, server, 443, client, port, ACK));
     }
 
-    fn flows(t: &FlowTable) -> Vec<FlowRecord> {
+    fn flows(t: &mut FlowTable) -> Vec<FlowRecord> {
         let mut out = Vec::new();
         t.export(t.now_ns(), &mut out);
         out
@@ -471,7 +453,7 @@ mod tests {
         assert!(c.connections_evicted >= 10_000 - 100, "{c:?}");
         assert!(c.flows_evicted >= 10_000 - 80, "{c:?}");
         assert_eq!(c.evicted_pkts, c.flows_evicted, "one SYN each");
-        let real: Vec<_> = flows(&t)
+        let real: Vec<_> = flows(&mut t)
             .into_iter()
             .filter(|f| f.sent[Side::Server].pkts > 0)
             .collect();
@@ -491,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn a_table_full_of_answered_connections_still_counts_packets() {
+    fn a_table_full_of_answered_connections_gives_up_the_one_closest_to_expiry() {
         let mut t = table(Limits {
             max_connections: 5,
             max_flows: 100,
@@ -504,17 +486,138 @@ mod tests {
         }
         converse(&mut t, 10 * MS, addr(9), 40_001, server);
         let c = t.counters();
-        assert_eq!((c.active_connections, c.untracked_pkts), (5, 4), "{c:?}");
-        let late = flows(&t)
+        assert_eq!(
+            (
+                c.active_connections,
+                c.untracked_pkts,
+                c.connections_evicted_recent
+            ),
+            (5, 0, 1),
+            "{c:?}"
+        );
+        let late = flows(&mut t)
             .into_iter()
             .find(|f| f.key.client == addr(9))
             .unwrap();
         assert_eq!(
-            (late.sent[Side::Client].pkts, late.sent[Side::Server].pkts),
-            (2, 2),
-            "packets still counted"
+            (
+                late.sent[Side::Client].pkts,
+                late.sent[Side::Server].pkts,
+                late.connections
+            ),
+            (2, 2, 1),
         );
-        assert_eq!(late.connections, 0, "but not as a tracked connection");
+    }
+
+    /// Spoofed state with one packet back (a bare ACK after a SYN; a UDP
+    /// datagram each way), refreshed, then real connections: the real ones
+    /// all get in, exact, however full the table was.
+    #[test]
+    fn a_flood_answered_by_one_packet_cannot_blind_the_table() {
+        let mut t = table(Limits {
+            max_connections: 400,
+            max_flows: 300,
+            max_histograms: 10,
+        });
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        let flood = |t: &mut FlowTable, round: u64| {
+            for i in 0..2_000u32 {
+                let ts = round * 30 * crate::time::SECOND + u64::from(i);
+                let src = addr(5_000 + i);
+                let port = 1024 + (i % 50_000) as u16;
+                if i % 2 == 0 {
+                    t.update(&tcp(ts, src, port, server, 443, SYN));
+                    t.update(&tcp(ts, server, 443, src, port, ACK));
+                } else {
+                    let mut out = tcp(ts, src, port, server, 53, 0);
+                    out.transport.proto = L4Proto::Udp;
+                    let mut back = tcp(ts, server, 53, src, port, 0);
+                    back.transport.proto = L4Proto::Udp;
+                    t.update(&out);
+                    t.update(&back);
+                }
+            }
+        };
+        for round in 0..3 {
+            flood(&mut t, round);
+        }
+        let start = 100 * crate::time::SECOND;
+        for i in 0..200 {
+            converse(
+                &mut t,
+                start + u64::from(i) * MS,
+                addr(i),
+                40_000 + i as u16,
+                server,
+            );
+        }
+        let c = t.counters();
+        assert!(c.connections_evicted > 0 && c.flows_evicted > 0, "{c:?}");
+        let real: Vec<_> = flows(&mut t)
+            .into_iter()
+            .filter(|f| f.key.client.to_ip().to_string().starts_with("198.18.0."))
+            .filter(|f| (0..200).any(|i| f.key.client == addr(i)))
+            .collect();
+        assert_eq!(real.len(), 200, "{c:?}");
+        for f in real {
+            assert_eq!(
+                (
+                    f.sent[Side::Client].pkts,
+                    f.sent[Side::Server].pkts,
+                    f.connections
+                ),
+                (2, 2, 1),
+                "{f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn idle_state_expires_by_its_timeout_without_a_walk() {
+        let config = TableConfig {
+            timeouts: crate::flow::Timeouts::LIVE,
+            ..TableConfig::default()
+        };
+        let mut t = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        let s = crate::time::SECOND;
+        converse(&mut t, 1_000 * s, addr(1), 40_000, server);
+        // Closed: gone 10 s after its last packet (and its flow 300 s later).
+        let fin = |ts, from_client: bool| {
+            let (a, ap, b, bp) = if from_client {
+                (addr(1), 40_000, server, 443)
+            } else {
+                (server, 443, addr(1), 40_000)
+            };
+            tcp(ts, a, ap, b, bp, crate::wire::tcp::flags::FIN | ACK)
+        };
+        t.update(&fin(1_001 * s, true));
+        t.update(&fin(1_001 * s, false));
+        t.expire(1_005 * s);
+        assert_eq!(t.counters().active_connections, 1);
+        t.expire(1_012 * s);
+        let c = t.counters();
+        assert_eq!(
+            (c.active_connections, c.connections_expired, c.active_flows),
+            (0, 1, 1)
+        );
+        t.expire(1_302 * s);
+        assert_eq!(t.counters().active_flows, 0);
+        // An open connection kept busy is refiled, never expired.
+        converse(&mut t, 2_000 * s, addr(2), 40_001, server);
+        for k in 1..20 {
+            t.update(&tcp(
+                (2_000 + k * 100) * s,
+                addr(2),
+                40_001,
+                server,
+                443,
+                ACK,
+            ));
+            t.expire((2_000 + k * 100) * s + 1);
+        }
+        assert_eq!(t.counters().active_connections, 1);
+        assert_eq!(t.counters().connections_expired, 1);
     }
 
     #[test]

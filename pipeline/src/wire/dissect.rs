@@ -339,8 +339,15 @@ fn upper_layer(ip: Upper<'_>, depth: u8, layer: Layer) -> Result<Dissected, Malf
         dst_port: 0,
         tcp_flags: 0,
         tcp_seq: 0,
+        tcp_ack: 0,
+        tcp_window: 0,
+        payload_len: 0,
         fragment: ip.fragment,
     };
+    // What follows the IP header by its length fields; by what was captured
+    // where they do not say (a segmentation offload's zero length, a
+    // fragment whose datagram continues).
+    let ip_payload = ip.payload_len.unwrap_or(ip.payload.len());
     match ip.fragment {
         Fragment::Later { .. } => {}
         Fragment::First { .. } | Fragment::Whole => {
@@ -357,16 +364,27 @@ fn upper_layer(ip: Upper<'_>, depth: u8, layer: Layer) -> Result<Dissected, Malf
                     transport.dst_port = seg.dst_port();
                     transport.tcp_flags = seg.flags();
                     transport.tcp_seq = seg.seq_number();
+                    transport.tcp_ack = seg.ack_number();
+                    transport.tcp_window = seg.window();
+                    transport.payload_len = clamp16(ip_payload.saturating_sub(seg.header_len()));
                 }
                 L4Proto::Udp => {
                     let dgram = udp::Packet::new_checked(ip.payload)?;
                     transport.src_port = dgram.src_port();
                     transport.dst_port = dgram.dst_port();
+                    transport.payload_len = clamp16(ip_payload.saturating_sub(udp::HEADER_LEN));
                 }
             }
         }
     }
+    if let Fragment::Later { .. } = ip.fragment {
+        transport.payload_len = clamp16(ip_payload);
+    }
     Ok(Dissected::Transport(transport))
+}
+
+fn clamp16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod field {
     pub(super) const ACK: usize = 8;
     pub(super) const DATA_OFFSET: usize = 12;
     pub(super) const FLAGS: usize = 13;
+    pub(super) const WINDOW: usize = 14;
 }
 
 /// The fixed header; options follow up to `header_len()`.
@@ -83,6 +84,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The low eight flag bits (CWR..FIN).
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[field::FLAGS]
+    }
+
+    /// The window field as sent (before any window scaling).
+    pub fn window(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::WINDOW)
     }
 }
 

@@ -1,0 +1,218 @@
+//! A timer wheel: entries filed by the time they become due, in one-second
+//! slots, so that expiry touches only the entries that are due, never the
+//! whole table.
+//!
+//! Filing is lazy: an entry is filed once, by the deadline it had then.
+//! When its slot comes up, the owner looks at the entry's current state: it
+//! may be gone (dropped), due (expired), or seen since (filed again, by its
+//! new deadline). So a packet never touches the wheel; an active entry is
+//! refiled about once per timeout.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::time::SECOND;
+
+/// Slots in the ring: deadlines further ahead wait in the last slot and are
+/// refiled when it comes up.
+const SLOTS: u64 = 512;
+/// Each slot covers this much time.
+const SLOT_NS: u64 = SECOND;
+
+#[derive(Debug)]
+pub(crate) struct Wheel<T> {
+    /// `slots[i]` holds entries due in slot `s` where `s % SLOTS == i`,
+    /// for `s` from `cursor` to `cursor + SLOTS - 1`.
+    slots: Vec<VecDeque<T>>,
+    /// The earliest slot not yet taken.
+    cursor: u64,
+    len: usize,
+}
+
+impl<T> Default for Wheel<T> {
+    fn default() -> Self {
+        Wheel {
+            slots: (0..SLOTS).map(|_| VecDeque::new()).collect(),
+            cursor: 0,
+            len: 0,
+        }
+    }
+}
+
+/// What the owner decides for an entry taken from the wheel.
+pub(crate) enum Verdict<T> {
+    /// Gone or replaced: forget the entry.
+    Drop,
+    /// Due: the owner expired (or evicted) it.
+    Done,
+    /// Not due yet: file it again, to come up at this deadline.
+    Refile(T, u64),
+}
+
+impl<T> Wheel<T> {
+    fn slot_of(deadline_ns: u64) -> u64 {
+        deadline_ns / SLOT_NS
+    }
+
+    /// Files `entry` to come up at `deadline_ns` (at the next turn if that
+    /// is already past); `now_ns` keeps an empty wheel's start near the
+    /// present.
+    pub(super) fn file(&mut self, entry: T, deadline_ns: u64, now_ns: u64) {
+        if self.len == 0 {
+            self.cursor = self.cursor.max(Self::slot_of(now_ns));
+        }
+        let slot = Self::slot_of(deadline_ns).clamp(self.cursor, self.cursor + SLOTS - 1);
+        self.slots[(slot % SLOTS) as usize].push_back(entry);
+        self.len += 1;
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Takes every entry whose slot has come up by `now_ns`, letting
+    /// `decide` settle each.
+    pub(super) fn turn(&mut self, now_ns: u64, mut decide: impl FnMut(T) -> Verdict<T>) {
+        let now_slot = Self::slot_of(now_ns);
+        while self.cursor <= now_slot && self.len > 0 {
+            let index = (self.cursor % SLOTS) as usize;
+            let taken = std::mem::take(&mut self.slots[index]);
+            self.len -= taken.len();
+            // Past the taken slot before refiling, so a refiled entry due
+            // now lands in the next slot rather than this one.
+            self.cursor += 1;
+            for entry in taken {
+                if let Verdict::Refile(entry, deadline) = decide(entry) {
+                    self.file(entry, deadline, now_ns);
+                }
+            }
+        }
+        if self.len == 0 {
+            self.cursor = self.cursor.max(now_slot);
+        }
+    }
+
+    /// Keeps only the entries `keep` says are still live (compaction when
+    /// stale entries pile up).
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let mut len = 0;
+        for slot in &mut self.slots {
+            slot.retain(&mut keep);
+            len += slot.len();
+        }
+        self.len = len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = SECOND;
+
+    #[test]
+    fn entries_come_up_when_due_and_refile() {
+        let mut w: Wheel<(u32, u64)> = Wheel::default();
+        // (id, deadline); the owner's truth is `deadline` unless bumped.
+        w.file((1, 100 * S), 100 * S, 90 * S);
+        w.file((2, 105 * S), 105 * S, 90 * S);
+        // Beyond the ring: waits in the last slot.
+        w.file((3, 2000 * S), 2000 * S, 90 * S);
+        let mut expired = Vec::new();
+        let mut turn = |w: &mut Wheel<(u32, u64)>, now: u64, bump: Option<(u32, u64)>| {
+            w.turn(now, |(id, deadline)| {
+                let deadline = match bump {
+                    Some((b, d)) if b == id => d,
+                    _ => deadline,
+                };
+                if deadline <= now {
+                    expired.push(id);
+                    Verdict::Done
+                } else {
+                    Verdict::Refile((id, deadline), deadline)
+                }
+            });
+        };
+        turn(&mut w, 99 * S, None);
+        turn(&mut w, 101 * S, Some((2, 103 * S)));
+        turn(&mut w, 104 * S, None);
+        turn(&mut w, 1000 * S, None);
+        assert_eq!(w.len(), 1, "3 is refiled, not due");
+        turn(&mut w, 2001 * S, None);
+        assert_eq!(expired, vec![1, 2, 3]);
+        assert_eq!(w.len(), 0);
+    }
+}
+
+/// Entries in the order they were last seen, to one second: the oldest
+/// comes out first. Filing is lazy as in the [`Wheel`]: an entry seen since
+/// it was filed is filed again, by its new time, when it comes out.
+#[derive(Debug)]
+pub(crate) struct Recency<T> {
+    by_second: BTreeMap<u64, Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Recency<T> {
+    fn default() -> Self {
+        Recency {
+            by_second: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Recency<T> {
+    pub(crate) fn file(&mut self, entry: T, seen_ns: u64) {
+        self.by_second
+            .entry(seen_ns / SLOT_NS)
+            .or_default()
+            .push(entry);
+        self.len += 1;
+    }
+
+    /// The entry filed longest ago.
+    pub(crate) fn pop_oldest(&mut self) -> Option<T> {
+        let mut oldest = self.by_second.first_entry()?;
+        let entry = oldest.get_mut().pop();
+        if oldest.get().is_empty() {
+            oldest.remove();
+        }
+        self.len -= 1;
+        entry
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let mut len = 0;
+        self.by_second.retain(|_, entries| {
+            entries.retain(&mut keep);
+            len += entries.len();
+            !entries.is_empty()
+        });
+        self.len = len;
+    }
+}
+
+#[cfg(test)]
+mod recency_tests {
+    use super::*;
+
+    #[test]
+    fn oldest_first_across_refiles() {
+        let mut r: Recency<u32> = Recency::default();
+        r.file(1, 10 * SECOND);
+        r.file(2, 5 * SECOND);
+        r.file(3, 7 * SECOND);
+        assert_eq!(r.pop_oldest(), Some(2));
+        // 2 was seen since: filed again by its new time, behind 3 and 1.
+        r.file(2, 20 * SECOND);
+        assert_eq!(r.pop_oldest(), Some(3));
+        assert_eq!(r.pop_oldest(), Some(1));
+        assert_eq!(r.len(), 1);
+        r.retain(|_| false);
+        assert_eq!((r.len(), r.pop_oldest()), (0, None));
+    }
+}
