@@ -86,6 +86,10 @@ impl Publisher {
             Ok(changed) => {
                 if changed {
                     let inv = file.current();
+                    self.stats.inventory_reloads.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .inventory_addresses
+                        .store(inv.len() as u64, Ordering::Relaxed);
                     tracing::info!(
                         pods = inv.pods,
                         services = inv.services,
@@ -96,6 +100,9 @@ impl Publisher {
                 changed
             }
             Err(e) => {
+                self.stats
+                    .inventory_reload_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "inventory reload failed; keeping the previous mapping");
                 false
             }

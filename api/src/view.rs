@@ -3,15 +3,19 @@
 //! snapshot (or the inventory) changes, then read by any number of requests
 //! without locks.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pipeline::Snapshot;
 use pipeline::flow::{FlowRecord, PerSide, Side};
 
 use crate::cluster::Cluster;
 use crate::k8s::{Identity, Inventory};
+use crate::rest::query::{Aggregate, FlowQuery};
+use crate::rest::rows::Grouped;
 use crate::rest::summary;
+use pipeline::packet::L4Proto;
 
 pub struct View {
     pub snapshot: Arc<Snapshot>,
@@ -22,7 +26,22 @@ pub struct View {
     /// Whether an inventory was applied.
     pub enriched: bool,
     summary_json: bytes::Bytes,
+    /// Aggregations computed from this view, by what they grouped.
+    aggregations: Mutex<HashMap<AggregationKey, Arc<Vec<Grouped>>>>,
 }
+
+/// What an aggregation groups: the grouping and the filters applied before
+/// it (sorting and limits come after, from the shared groups).
+type AggregationKey = (
+    Option<Aggregate>,
+    Option<L4Proto>,
+    Option<ipnetwork::IpNetwork>,
+    [Option<String>; 3],
+);
+
+/// Aggregations kept per view; past it, the oldest is dropped. Each holds
+/// one entry per group (16 bytes, a merged row for groups of several).
+const AGGREGATIONS_KEPT: usize = 8;
 
 impl View {
     pub fn build(
@@ -49,6 +68,7 @@ impl View {
             cluster,
             enriched: inventory.is_some(),
             summary_json: bytes::Bytes::new(),
+            aggregations: Mutex::default(),
         };
         view.summary_json = serde_json::to_vec(&summary::build(&view))
             .expect("the summary serialises")
@@ -63,6 +83,37 @@ impl View {
 
     pub fn flows(&self) -> &[FlowRecord] {
         &self.snapshot.flows
+    }
+
+    /// The groups of `q`'s aggregation, computed by `compute` the first
+    /// time a query asks for them.
+    pub fn aggregation(
+        &self,
+        q: &FlowQuery,
+        compute: impl FnOnce() -> Vec<Grouped>,
+    ) -> Arc<Vec<Grouped>> {
+        let key: AggregationKey = (
+            q.aggregate,
+            q.l4proto,
+            q.ip,
+            [q.ns.clone(), q.pod.clone(), q.svc.clone()],
+        );
+        if let Some(groups) = self
+            .aggregations
+            .lock()
+            .expect("aggregations lock")
+            .get(&key)
+        {
+            return groups.clone();
+        }
+        // Computed without the lock: a slow aggregation holds up no other.
+        let groups = Arc::new(compute());
+        let mut kept = self.aggregations.lock().expect("aggregations lock");
+        if kept.len() >= AGGREGATIONS_KEPT {
+            kept.clear();
+        }
+        kept.insert(key, groups.clone());
+        groups
     }
 
     /// The summary's JSON (shared, cheap to clone).

@@ -87,7 +87,8 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let interval = Duration::from_secs_f64(cli.snapshot_interval.max(0.05));
     let merger = {
         let publisher = publisher.clone();
-        Merger::spawn(pipeline.clone(), interval, Clock::Wall, move |snapshot| {
+        let clock = Clock::Live(info.clock);
+        Merger::spawn(pipeline.clone(), interval, clock, move |snapshot| {
             publisher.lock().expect("publisher lock").publish(snapshot);
         })
     };
@@ -97,7 +98,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let outcome = service.run_until_signal(|| pipeline.failure());
 
     merger.stop();
-    let snapshot = pipeline.snapshot(Clock::Wall);
+    let snapshot = pipeline.snapshot(Clock::Live(info.clock));
     publisher.lock().expect("publisher lock").publish(snapshot);
     let failed = setup::dump(&publisher, &cli.dump)?;
     service.stop();

@@ -51,7 +51,7 @@ pub fn flow_table(data: &[u8]) {
     let limits = Limits {
         max_connections: 8,
         max_flows: 6,
-        max_histograms: 1,
+        max_sketches: 1,
     };
     let timeouts = if data.first().is_some_and(|b| b & 1 == 1) {
         Timeouts::LIVE
@@ -111,7 +111,7 @@ pub fn flow_table(data: &[u8]) {
         }
         let c = table.counters();
         assert!(
-            c.active_connections <= 8 && c.active_flows <= 6 && c.active_histograms <= 1,
+            c.active_connections <= 8 && c.active_flows <= 6 && c.active_sketches <= 1,
             "{c:?}"
         );
     }

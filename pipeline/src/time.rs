@@ -6,7 +6,7 @@
 //! Packet timestamps stay plain `u64`s: they are in every hot structure, and
 //! the `_ns` suffix plus these helpers keep units from mixing.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// One second in nanoseconds.
 pub const SECOND: u64 = 1_000_000_000;
@@ -63,13 +63,14 @@ pub fn wall_now_ns() -> u64 {
 }
 
 /// The clock a snapshot is taken at: what "now" is for rates, windows and
-/// expiry.
+/// expiry. It is always the clock the packets were stamped with, so that a
+/// step of the wall clock (NTP, a VM resumed) changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
     /// The newest capture timestamp seen (capture files: time is the file's).
     Capture,
-    /// The wall clock (live capture).
-    Wall,
+    /// The clock live packets are stamped with (see [`LiveClock`]).
+    Live(LiveClock),
 }
 
 impl Clock {
@@ -77,8 +78,32 @@ impl Clock {
     pub fn now_ns(self, capture_ns: u64) -> u64 {
         match self {
             Clock::Capture => capture_ns,
-            Clock::Wall => wall_now_ns(),
+            Clock::Live(live) => live.now_ns(),
         }
+    }
+}
+
+/// Live time: the kernel's monotonic clock (what XDP stamps packets with,
+/// and what [`Instant`] reads), shifted once, at start, to the wall clock's
+/// epoch. Unlike the wall clock it never steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveClock {
+    origin: Instant,
+    origin_ns: u64,
+}
+
+impl LiveClock {
+    /// A clock that reads `origin_ns` now.
+    pub fn starting_at(origin_ns: u64) -> LiveClock {
+        LiveClock {
+            origin: Instant::now(),
+            origin_ns,
+        }
+    }
+
+    pub fn now_ns(self) -> u64 {
+        let elapsed = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.origin_ns.saturating_add(elapsed)
     }
 }
 
@@ -100,6 +125,8 @@ mod tests {
         assert_eq!(round_to_micros(1_499), 1);
         assert_eq!(round_to_micros(1_500), 2);
         assert_eq!(Clock::Capture.now_ns(42), 42);
-        assert!(Clock::Wall.now_ns(42) > 1_600_000_000 * SECOND);
+        let live = LiveClock::starting_at(1_000 * SECOND);
+        let now = Clock::Live(live).now_ns(42);
+        assert!((1_000 * SECOND..1_001 * SECOND).contains(&now), "{now}");
     }
 }

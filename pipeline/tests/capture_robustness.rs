@@ -272,10 +272,38 @@ fn hand_made_bad_files_get_clear_errors() {
         b.extend_from_slice(&(32u32 + 60).to_le_bytes());
         b
     };
-    let got = read_all("iface.pcapng", [shb, epb].concat());
+    let got = read_all("iface.pcapng", [shb.clone(), epb].concat());
     let text = got.error.unwrap().to_string();
     assert!(
         text.contains("interface 3") && text.contains("byte offset 28"),
+        "{text}"
+    );
+
+    // pcapng: a section describing interface after interface: the list is
+    // bounded, and the file refused where it passes the bound.
+    let idb = {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&20u32.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes()); // Ethernet
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes()); // snaplen
+        b.extend_from_slice(&20u32.to_le_bytes());
+        b
+    };
+    let max = pipeline::capture::MAX_INTERFACES;
+    let mut bytes = shb;
+    for _ in 0..max + 10 {
+        bytes.extend_from_slice(&idb);
+    }
+    let got = read_all("interfaces.pcapng", bytes);
+    let e = got.error.expect("refused past the bound");
+    check_error("interfaces.pcapng", &e);
+    let text = e.to_string();
+    let at = 28 + max * 20;
+    assert!(
+        text.contains(&format!("more than {max} interfaces"))
+            && text.contains(&format!("byte offset {at}")),
         "{text}"
     );
 }

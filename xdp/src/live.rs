@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::source::live::{Mode, Unbound, XdpAttach};
 use pipeline::source::{Frame, PacketSource, Poll, QueueStats};
+use pipeline::time::LiveClock;
 use pipeline::wire::dissect::LinkType;
 use xdpilone::xdp::XdpStatisticsV2;
 
@@ -79,6 +80,8 @@ pub struct LiveInfo {
     pub queues: Vec<QueueStats<AtomicU64>>,
     /// Added to kernel monotonic timestamps to get Unix time.
     pub realtime_offset_ns: i128,
+    /// The clock the packets are stamped with, for snapshots and expiry.
+    pub clock: LiveClock,
 }
 
 pub struct LiveCapture {
@@ -132,6 +135,7 @@ impl LiveCapture {
         if config.mode == Mode::Host {
             programs.attach_mirror(&config.iface)?;
         }
+        let realtime_offset_ns = sys::realtime_offset_ns();
         let info = Arc::new(LiveInfo {
             iface: config.iface.clone(),
             capture_iface,
@@ -141,7 +145,10 @@ impl LiveCapture {
             queues: (0..queues)
                 .map(|queue| QueueStats::new(queue, u64::from(config.xsk.frame_count)))
                 .collect(),
-            realtime_offset_ns: sys::realtime_offset_ns(),
+            realtime_offset_ns,
+            clock: LiveClock::starting_at(
+                (i128::from(sys::monotonic_ns()) + realtime_offset_ns).max(0) as u64,
+            ),
         });
         let sources = sockets
             .into_iter()
@@ -247,8 +254,14 @@ impl PacketSource for XskSource {
             }
             return Poll::Busy;
         }
-        if !self.busy_poll {
-            let _ = self.socket.wait(self.idle_wait);
+        if !self.busy_poll
+            && let Err(e) = self.socket.wait(self.idle_wait)
+        {
+            let queue = self.info.queues[self.index].queue;
+            return Poll::Failed(format!(
+                "the AF_XDP socket of {} queue {queue} failed: {e}",
+                self.info.capture_iface
+            ));
         }
         Poll::Idle
     }

@@ -5,7 +5,13 @@
 //!
 //! Names derive from the watched interface's index (`ftm<ifindex>` for the
 //! mirror end, `ftc<ifindex>` for the capture end), so a pair left behind by a
-//! crashed run is recognised and replaced at the next start.
+//! crashed run is recognised and replaced at the next start. A running
+//! flowtap holds a lock on the pair (an abstract unix socket, named in the
+//! network namespace and released by the kernel when the process ends, even
+//! by SIGKILL), so a second one refuses instead of deleting a live pair.
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
 
 use crate::error::LiveError;
 use crate::{netlink, sys};
@@ -29,6 +35,30 @@ pub struct MirrorVeth {
     /// The end flowtap captures on.
     pub capture: String,
     removed: bool,
+    /// Held while the pair is ours (see the module's documentation).
+    _lock: UnixListener,
+}
+
+/// Takes the lock on the mirror of interface `watched_ifindex`.
+fn lock(watched_ifindex: u32, mirror: &str) -> Result<UnixListener, LiveError> {
+    let name = format!("flowtap-host-mode-{watched_ifindex}");
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| LiveError::NetDev {
+        what: format!("locking {mirror}"),
+        detail: e.to_string(),
+    })?;
+    UnixListener::bind_addr(&addr).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => LiveError::NetDev {
+            what: format!("host mode on interface index {watched_ifindex}"),
+            detail: format!(
+                "another flowtap is capturing this interface in host mode (it holds {mirror}); \
+                 stop it first"
+            ),
+        },
+        _ => LiveError::NetDev {
+            what: format!("locking {mirror}"),
+            detail: e.to_string(),
+        },
+    })
 }
 
 impl MirrorVeth {
@@ -42,6 +72,7 @@ impl MirrorVeth {
     /// Creates the pair with `queues` rx/tx queues, replacing a stale one.
     pub fn create(watched_ifindex: u32, queues: u32) -> Result<MirrorVeth, LiveError> {
         let (mirror, capture) = Self::names(watched_ifindex);
+        let lock = lock(watched_ifindex, &mirror)?;
         if exists(&mirror) || exists(&capture) {
             tracing::warn!(%mirror, "removing a mirror veth left by an earlier run");
             let stale = if exists(&mirror) { &mirror } else { &capture };
@@ -53,6 +84,7 @@ impl MirrorVeth {
             mirror,
             capture,
             removed: false,
+            _lock: lock,
         };
         for name in [&pair.mirror, &pair.capture] {
             // No addresses and no IPv6 autoconfiguration: the pair only

@@ -86,6 +86,23 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
             }
         }
         0 => Ok(false),
+        // An error, a hang-up or a bad descriptor is not "idle": the socket
+        // is broken (its device gone, say), and its caller must know.
+        _ if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 => {
+            Err(io::Error::other(format!(
+                "poll reported {} on the socket",
+                [
+                    (libc::POLLERR, "POLLERR"),
+                    (libc::POLLHUP, "POLLHUP"),
+                    (libc::POLLNVAL, "POLLNVAL"),
+                ]
+                .iter()
+                .filter(|(bit, _)| pfd.revents & bit != 0)
+                .map(|(_, name)| *name)
+                .collect::<Vec<_>>()
+                .join("|")
+            )))
+        }
         _ => Ok(pfd.revents & libc::POLLIN != 0),
     }
 }

@@ -359,21 +359,21 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_large_handshake_digests",
         Gauge,
-        "Handshake digests grown past their exact samples into histograms (flows with many handshakes).",
-        table!(active_histograms),
+        "Handshake digests grown past their exact samples into sketches (flows with many handshakes).",
+        table!(active_sketches),
         Limits "large digests"
     ),
     metric!(
         "flowtap_large_handshake_digest_capacity",
         Gauge,
         "Large handshake digests kept at most (from --memory-limit); beyond it digests keep their latest samples.",
-        table!(histogram_capacity),
+        table!(sketch_capacity),
         Limits "large digest capacity"
     ),
     metric!(
         "flowtap_handshake_samples_replaced",
         Counter,
-        "Handshake samples that replaced a flow's oldest because the histogram limit was reached.",
+        "Handshake samples that replaced a flow's oldest because the sketch limit was reached.",
         table!(handshake_samples_replaced),
         Limits "samples replaced"
     ),

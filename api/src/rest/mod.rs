@@ -168,13 +168,17 @@ pub fn flows(view: &View, q: &FlowQuery) -> FlowsAnswer {
             };
         }
         Some(by) => {
-            let indices: Vec<usize> = (0..n).filter(|&i| select::matches(view, i, q)).collect();
-            let mut groups = rows::aggregate(view, &indices, by);
-            if let Some(m) = min_p99 {
-                groups.retain(|g| g.sort_key(view).3 >= Some(m));
-            }
-            total = groups.len();
-            let rows = select::top_groups(view, groups, q.sort, q.limit);
+            // Computed once per view for each grouping asked for, then
+            // shared: repeated queries only sort.
+            let groups = view.aggregation(q, || {
+                let indices: Vec<usize> = (0..n).filter(|&i| select::matches(view, i, q)).collect();
+                rows::aggregate(view, &indices, by)
+            });
+            let kept = groups
+                .iter()
+                .filter(|g| min_p99.is_none_or(|m| g.sort_key(view).3 >= Some(m)));
+            total = kept.clone().count();
+            let rows = select::top_groups(view, kept, q.sort, q.limit);
             entries = Entries::Rows {
                 rows,
                 full: q.format == Format::Full,

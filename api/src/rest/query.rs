@@ -19,7 +19,7 @@ pub enum Format {
 }
 
 /// What flows are merged by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Aggregate {
     Pod,
     Namespace,

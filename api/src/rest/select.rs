@@ -70,18 +70,23 @@ pub fn top_flows(view: &View, indices: &mut Vec<usize>, sort: SortKey, limit: us
 /// just those into rows. Ties go to the larger byte count, then to the
 /// rendered fields' order (protocol and client IP first; whole rows are
 /// built only for entries that tie on those too).
-pub fn top_groups(view: &View, groups: Vec<Grouped>, sort: SortKey, limit: usize) -> Vec<Row> {
+pub fn top_groups<'g>(
+    view: &View,
+    groups: impl IntoIterator<Item = &'g Grouped>,
+    sort: SortKey,
+    limit: usize,
+) -> Vec<Row> {
     let mut keyed: Vec<_> = groups.into_iter().map(|g| (g.sort_key(view), g)).collect();
     let tie = |g: &Grouped| match g {
         Grouped::One(i) => Row::of_flow(view, *i),
         Grouped::Many(r) => (**r).clone(),
     };
-    let order = |a: &(Rank, Grouped), b: &(Rank, Grouped)| {
+    let order = |a: &(Rank, &Grouped), b: &(Rank, &Grouped)| {
         compare(sort, a.0, b.0)
             .then_with(|| b.0.0.cmp(&a.0.0))
             .then_with(|| a.1.order_prefix(view).cmp(&b.1.order_prefix(view)))
             .then_with(|| {
-                let (a, b) = (tie(&a.1), tie(&b.1));
+                let (a, b) = (tie(a.1), tie(b.1));
                 (a.proto, &a.client, &a.server, a.server_port).cmp(&(
                     b.proto,
                     &b.client,
@@ -91,7 +96,7 @@ pub fn top_groups(view: &View, groups: Vec<Grouped>, sort: SortKey, limit: usize
             })
     };
     top_k(&mut keyed, limit, order);
-    keyed.into_iter().map(|(_, g)| g.into_row(view)).collect()
+    keyed.into_iter().map(|(_, g)| tie(g)).collect()
 }
 
 /// Keeps the `limit` smallest items by `order`, sorted, in O(n) plus the

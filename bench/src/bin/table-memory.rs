@@ -6,7 +6,7 @@
 //! - `handshake-flows`: N TCP flows with one measured handshake each (exact
 //!   samples: what most flows hold);
 //! - `histogram-flows`: N TCP flows with 20 handshakes each (the digest
-//!   turns into a histogram after 16 samples).
+//!   turns into a sketch after 16 samples).
 //!
 //! One kind per process, so that each measurement starts from a clean heap.
 #![forbid(unsafe_code)]
@@ -81,7 +81,7 @@ fn main() {
         "{{\"kind\":\"{kind}\",\"n\":{n},\"connections\":{},\"flows\":{},\"histograms\":{},\"bytes\":{},\"bytes_per_item\":{:.1}}}",
         c.active_connections,
         c.active_flows,
-        c.active_histograms,
+        c.active_sketches,
         after - before,
         (after - before) as f64 / f64::from(n)
     );

@@ -23,6 +23,10 @@ const BUFFER_BYTES: usize = 1 << 20;
 /// memory a hostile file can make us allocate.
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
 
+/// Interfaces one pcapng section may describe: far more than any capture
+/// has, few enough that a hostile file cannot grow the list without bound.
+pub const MAX_INTERFACES: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("{path}: cannot open: {source}")]
@@ -239,6 +243,15 @@ impl CaptureFile {
                                 snaplen: idb.snaplen,
                             };
                             match &mut self.format {
+                                Format::Ng { interfaces } if interfaces.len() >= MAX_INTERFACES => {
+                                    return Err(corrupt(
+                                        &self.path,
+                                        offset,
+                                        &format!(
+                                            "more than {MAX_INTERFACES} interfaces described in one section"
+                                        ),
+                                    ));
+                                }
                                 Format::Ng { interfaces } => interfaces.push(iface),
                                 Format::Legacy { .. } => {
                                     unreachable!("pcap-parser reads one format per file")

@@ -42,10 +42,10 @@ pub struct TableCounters {
     /// Gauges at the time of the export.
     pub active_connections: u64,
     pub active_flows: u64,
-    pub active_histograms: u64,
+    pub active_sketches: u64,
     pub connection_capacity: u64,
     pub flow_capacity: u64,
-    pub histogram_capacity: u64,
+    pub sketch_capacity: u64,
 }
 
 impl TableCounters {
@@ -69,10 +69,10 @@ impl TableCounters {
         self.handshake_samples_replaced += o.handshake_samples_replaced;
         self.active_connections += o.active_connections;
         self.active_flows += o.active_flows;
-        self.active_histograms += o.active_histograms;
+        self.active_sketches += o.active_sketches;
         // Unbounded shards report u64::MAX: keep it saturated.
         self.connection_capacity = sat(self.connection_capacity, o.connection_capacity);
         self.flow_capacity = sat(self.flow_capacity, o.flow_capacity);
-        self.histogram_capacity = sat(self.histogram_capacity, o.histogram_capacity);
+        self.sketch_capacity = sat(self.sketch_capacity, o.sketch_capacity);
     }
 }

@@ -3,32 +3,35 @@
 //!
 //! Most flows see a handful of connections, so a digest keeps its first
 //! samples exactly (percentiles are then exact), and only a flow with more
-//! than [`EXACT_SAMPLES`] handshakes in the window moves to an HdrHistogram
-//! (two significant digits: within 1%). With a finite window the histogram is
-//! kept as two generations of half a window each, so old samples age out;
-//! percentiles then cover between half a window and a whole one.
+//! than [`EXACT_SAMPLES`] handshakes in the window moves to a [`Sketch`]
+//! (within 1%, under a kilobyte however many handshakes it counts). With a
+//! finite window the sketch is kept as two generations of half a window
+//! each, so old samples age out; percentiles then cover between half a
+//! window and a whole one.
 
-use hdrhistogram::Histogram;
-
+use super::sketch::{MAX_BUCKETS, Sketch};
 use crate::time::whole_secs;
 
-/// Samples kept exactly before switching to a histogram.
+/// Samples kept exactly before switching to a sketch.
 pub const EXACT_SAMPLES: usize = 16;
 
 /// Largest handshake time tracked, in microseconds (one minute); longer legs
 /// are clamped and counted there.
 pub const MAX_TRACKED_US: u64 = 60_000_000;
 
-const SIGNIFICANT_DIGITS: u8 = 2;
-
-fn new_histogram() -> Histogram<u32> {
-    Histogram::new_with_bounds(1, MAX_TRACKED_US, SIGNIFICANT_DIGITS)
-        .expect("constant histogram bounds are valid")
+/// Bytes one digest in sketch form holds at most: its two generations
+/// share [`MAX_BUCKETS`].
+pub fn sketch_bytes() -> usize {
+    size_of::<Generations>() + Sketch::MAX_BYTES
 }
 
-/// Bytes one digest in histogram form holds (its two generations).
-pub fn histogram_bytes() -> usize {
-    size_of::<Generations>() + 2 * new_histogram().distinct_values() * size_of::<u32>()
+/// The sketches of a digest over `window`: a whole capture's takes all the
+/// buckets, a window's two generations half each.
+fn new_sketch(window: Window) -> Sketch {
+    match window {
+        Window::Unbounded => Sketch::with_max_buckets(MAX_BUCKETS),
+        Window::Seconds(_) => Sketch::with_max_buckets(MAX_BUCKETS / 2),
+    }
 }
 
 /// p50/p90/p99 in microseconds.
@@ -58,15 +61,15 @@ struct Sample {
 #[derive(Clone, Debug)]
 enum Repr {
     Exact(Vec<Sample>),
-    Histogram(Box<Generations>),
+    Sketch(Box<Generations>),
 }
 
-/// Two half-window histograms; `current` covers `generation`.
+/// Two half-window sketches; `current` covers `generation`.
 #[derive(Clone, Debug)]
 struct Generations {
     generation: u64,
-    current: Histogram<u32>,
-    previous: Histogram<u32>,
+    current: Sketch,
+    previous: Sketch,
 }
 
 #[derive(Clone, Debug)]
@@ -86,16 +89,16 @@ impl Default for HandshakeDigest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
     Sample,
-    /// The digest outgrew its exact samples and is now a histogram.
-    BecameHistogram,
-    /// It could not grow (the owner's histogram limit): the sample replaced
+    /// The digest outgrew its exact samples and is now a sketch.
+    BecameSketch,
+    /// It could not grow (the owner's sketch limit): the sample replaced
     /// the oldest of its exact ones.
     ReplacedOldest,
 }
 
 impl HandshakeDigest {
     /// Records one handshake time measured at `at_ns` (capture time). A
-    /// digest full of exact samples becomes a histogram if `may_grow`.
+    /// digest full of exact samples becomes a sketch if `may_grow`.
     pub fn record(&mut self, at_ns: u64, us: u64, window: Window, may_grow: bool) -> Recorded {
         let us = us.min(MAX_TRACKED_US);
         let at_s = whole_secs(at_ns);
@@ -121,26 +124,26 @@ impl HandshakeDigest {
                 }
                 let mut gens = Generations {
                     generation: generation_of(at_s, window),
-                    current: new_histogram(),
-                    previous: new_histogram(),
+                    current: new_sketch(window),
+                    previous: new_sketch(window),
                 };
                 for s in samples.iter() {
                     gens.record(generation_of(s.at_s, window), u64::from(s.us));
                 }
                 gens.record(generation_of(at_s, window), us);
-                self.repr = Repr::Histogram(Box::new(gens));
-                Recorded::BecameHistogram
+                self.repr = Repr::Sketch(Box::new(gens));
+                Recorded::BecameSketch
             }
-            Repr::Histogram(gens) => {
+            Repr::Sketch(gens) => {
                 gens.record(generation_of(at_s, window), us);
                 Recorded::Sample
             }
         }
     }
 
-    /// Whether the digest is in histogram form (the large one).
-    pub fn is_histogram(&self) -> bool {
-        matches!(self.repr, Repr::Histogram(_))
+    /// Whether the digest is in sketch form (the larger one).
+    pub fn is_sketch(&self) -> bool {
+        matches!(self.repr, Repr::Sketch(_))
     }
 
     /// Number of samples that count at `as_of_ns`.
@@ -151,9 +154,9 @@ impl HandshakeDigest {
                 .iter()
                 .filter(|s| in_window(s, at_s, window))
                 .count() as u64,
-            Repr::Histogram(gens) => gens
+            Repr::Sketch(gens) => gens
                 .live(generation_of(at_s, window))
-                .map(|h| h.len())
+                .map(Sketch::count)
                 .sum(),
         }
     }
@@ -171,17 +174,16 @@ impl HandshakeDigest {
                 }
                 exact_percentiles(&mut live[..n])
             }
-            Repr::Histogram(gens) => {
-                let live: Vec<&Histogram<u32>> = gens.live(generation_of(at_s, window)).collect();
-                match live.as_slice() {
-                    [] => None,
-                    [one] => histogram_percentiles(one),
-                    [a, b] => {
-                        let mut merged = (*a).clone();
-                        merged.add(*b).ok()?;
-                        histogram_percentiles(&merged)
+            Repr::Sketch(gens) => {
+                let mut live = gens.live(generation_of(at_s, window));
+                let first = live.next()?;
+                match live.next() {
+                    None => sketch_percentiles(first),
+                    Some(second) => {
+                        let mut merged = first.clone();
+                        merged.merge(second);
+                        sketch_percentiles(&merged)
                     }
-                    _ => unreachable!("at most two generations"),
                 }
             }
         }
@@ -198,11 +200,10 @@ impl HandshakeDigest {
                     into.record(as_of_ns, u64::from(s.us), Window::Unbounded, true);
                 }
             }
-            Repr::Histogram(gens) => {
-                let target = into.force_histogram();
-                for h in gens.live(generation_of(at_s, window)) {
-                    // Same bounds on both sides, so adding cannot fail.
-                    let _ = target.current.add(h);
+            Repr::Sketch(gens) => {
+                let target = into.force_sketch();
+                for sketch in gens.live(generation_of(at_s, window)) {
+                    target.current.merge(sketch);
                 }
             }
         }
@@ -217,7 +218,7 @@ impl HandshakeDigest {
         let at_s = whole_secs(now_ns);
         match &mut self.repr {
             Repr::Exact(samples) => samples.retain(|s| in_window(s, at_s, window)),
-            Repr::Histogram(gens) => {
+            Repr::Sketch(gens) => {
                 gens.rotate_to(generation_of(at_s, window));
                 if gens.current.is_empty() && gens.previous.is_empty() {
                     self.repr = Repr::Exact(Vec::new());
@@ -230,7 +231,7 @@ impl HandshakeDigest {
     pub fn is_empty(&self) -> bool {
         match &self.repr {
             Repr::Exact(samples) => samples.is_empty(),
-            Repr::Histogram(gens) => gens.current.is_empty() && gens.previous.is_empty(),
+            Repr::Sketch(gens) => gens.current.is_empty() && gens.previous.is_empty(),
         }
     }
 
@@ -238,26 +239,27 @@ impl HandshakeDigest {
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
             Repr::Exact(samples) => samples.capacity() * size_of::<Sample>(),
-            Repr::Histogram(gens) => {
-                size_of::<Generations>() + 2 * gens.current.distinct_values() * size_of::<u32>()
+            Repr::Sketch(gens) => {
+                size_of::<Generations>() + gens.current.heap_bytes() + gens.previous.heap_bytes()
             }
         }
     }
 
-    fn force_histogram(&mut self) -> &mut Generations {
+    fn force_sketch(&mut self) -> &mut Generations {
         if let Repr::Exact(samples) = &self.repr {
+            // A merge target counts everything it is given: no window.
             let mut gens = Generations {
                 generation: 0,
-                current: new_histogram(),
-                previous: new_histogram(),
+                current: new_sketch(Window::Unbounded),
+                previous: new_sketch(Window::Unbounded),
             };
             for s in samples {
-                gens.current.saturating_record(u64::from(s.us));
+                gens.current.add(u64::from(s.us));
             }
-            self.repr = Repr::Histogram(Box::new(gens));
+            self.repr = Repr::Sketch(Box::new(gens));
         }
         match &mut self.repr {
-            Repr::Histogram(gens) => gens,
+            Repr::Sketch(gens) => gens,
             Repr::Exact(_) => unreachable!("converted above"),
         }
     }
@@ -269,20 +271,21 @@ impl Generations {
             self.rotate_to(generation);
         }
         if generation == self.generation {
-            self.current.saturating_record(us);
+            self.current.add(us);
         } else if generation + 1 == self.generation {
-            self.previous.saturating_record(us);
+            self.previous.add(us);
         }
         // Older than the window (a late, out-of-order packet): not counted.
     }
 
     fn rotate_to(&mut self, generation: u64) {
+        let max_buckets = self.current.max_buckets();
+        let empty = || Sketch::with_max_buckets(max_buckets);
         if generation == self.generation + 1 {
-            std::mem::swap(&mut self.current, &mut self.previous);
-            self.current.reset();
+            self.previous = std::mem::replace(&mut self.current, empty());
         } else if generation > self.generation + 1 {
-            self.current.reset();
-            self.previous.reset();
+            self.current = empty();
+            self.previous = empty();
         } else {
             return;
         }
@@ -290,7 +293,7 @@ impl Generations {
     }
 
     /// The generations that still count at generation `at`.
-    fn live(&self, at: u64) -> impl Iterator<Item = &Histogram<u32>> {
+    fn live(&self, at: u64) -> impl Iterator<Item = &Sketch> {
         let current =
             (self.generation + 1 >= at && !self.current.is_empty()).then_some(&self.current);
         let previous =
@@ -313,8 +316,8 @@ fn in_window(s: &Sample, at_s: u32, window: Window) -> bool {
     }
 }
 
-/// Nearest-rank percentiles, the rule HdrHistogram uses, so that exact and
-/// histogram digests agree.
+/// Nearest-rank percentiles, the rule the sketch uses, so that exact and
+/// sketch digests agree.
 fn exact_percentiles(values: &mut [u32]) -> Option<Percentiles> {
     if values.is_empty() {
         return None;
@@ -332,14 +335,11 @@ fn exact_percentiles(values: &mut [u32]) -> Option<Percentiles> {
     })
 }
 
-fn histogram_percentiles(h: &Histogram<u32>) -> Option<Percentiles> {
-    if h.is_empty() {
-        return None;
-    }
+fn sketch_percentiles(s: &Sketch) -> Option<Percentiles> {
     Some(Percentiles {
-        p50: h.value_at_quantile(0.50),
-        p90: h.value_at_quantile(0.90),
-        p99: h.value_at_quantile(0.99),
+        p50: s.quantile(0.50)?,
+        p90: s.quantile(0.90)?,
+        p99: s.quantile(0.99)?,
     })
 }
 
@@ -382,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn many_samples_switch_to_a_histogram_within_one_percent() {
+    fn many_samples_switch_to_a_sketch_within_one_percent() {
         let mut d = HandshakeDigest::default();
         for us in 1..=1000u64 {
             d.record(S, us * 37, Window::Unbounded, true);
@@ -396,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn window_drops_old_samples_exact_and_histogram() {
+    fn window_drops_old_samples_exact_and_sketch() {
         let w = Window::Seconds(120);
         let mut d = HandshakeDigest::default();
         d.record(1000 * S, 5000, w, true);
@@ -460,14 +460,14 @@ mod tests {
             let r = d.record((100 + i) * S, 5000, Window::Unbounded, false);
             assert_eq!(r, Recorded::ReplacedOldest);
         }
-        assert!(!d.is_histogram());
+        assert!(!d.is_sketch());
         let p = d.percentiles(200 * S, Window::Unbounded).unwrap();
         assert_eq!((p.p50, p.p99), (5000, 5000));
         assert_eq!(
             d.record(300 * S, 7000, Window::Unbounded, true),
-            Recorded::BecameHistogram
+            Recorded::BecameSketch
         );
-        assert!(d.is_histogram());
+        assert!(d.is_sketch());
     }
 
     #[test]

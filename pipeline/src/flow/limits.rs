@@ -54,9 +54,9 @@ impl Timeouts {
 pub struct Limits {
     pub max_connections: usize,
     pub max_flows: usize,
-    /// Handshake digests past their exact samples (histograms, the big
+    /// Handshake digests past their exact samples (sketches, the larger
     /// ones); beyond it a digest keeps its latest samples exactly.
-    pub max_histograms: usize,
+    pub max_sketches: usize,
 }
 
 impl Limits {
@@ -85,27 +85,27 @@ impl Limits {
             + 3 * (size_of::<FlowRecord>() + 32)
     }
 
-    /// Estimated bytes per histogram digest, counting a copy a snapshot may
+    /// Estimated bytes per sketch digest, counting a copy a snapshot may
     /// still hold.
-    pub fn histogram_bytes() -> usize {
-        2 * super::handshake::histogram_bytes()
+    pub fn sketch_bytes() -> usize {
+        2 * super::handshake::sketch_bytes()
     }
 
     /// Limits that keep the tables within `bytes`: 35% for connections,
-    /// 45% for flows, 20% for histograms.
+    /// 45% for flows, 20% for sketches.
     pub fn for_memory(bytes: usize) -> Limits {
         let share = |percent: usize, each: usize| (bytes / 100 * percent / each).max(1);
         Limits {
             max_connections: share(35, Limits::connection_bytes()),
             max_flows: share(45, Limits::flow_bytes()),
-            max_histograms: share(20, Limits::histogram_bytes()),
+            max_sketches: share(20, Limits::sketch_bytes()),
         }
     }
 
     pub const UNBOUNDED: Limits = Limits {
         max_connections: usize::MAX,
         max_flows: usize::MAX,
-        max_histograms: usize::MAX,
+        max_sketches: usize::MAX,
     };
 
     /// The limits of a shard that takes `part` of `total` shares of the
@@ -118,7 +118,7 @@ impl Limits {
         Limits {
             max_connections: share(self.max_connections),
             max_flows: share(self.max_flows),
-            max_histograms: share(self.max_histograms),
+            max_sketches: share(self.max_sketches),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod rate;
 pub mod record;
 pub mod side;
+pub mod sketch;
 mod slab;
 pub mod table;
 mod wheel;

@@ -35,8 +35,8 @@ pub struct FlowTable {
     pub(super) flows: FlowSlab,
     fragments: Fragments,
     pub(super) eviction: Eviction,
-    /// Digests in histogram form held by this table.
-    histograms: usize,
+    /// Digests in sketch form held by this table.
+    sketches: usize,
     pub(super) counters: TableCounters,
     /// Newest capture time seen.
     pub(super) now_ns: u64,
@@ -53,7 +53,7 @@ impl FlowTable {
             flows: FlowSlab::new(hasher.clone()),
             fragments: Fragments::new(config.max_fragments, config.fragment_timeout_ns, hasher),
             eviction: Eviction::default(),
-            histograms: 0,
+            sketches: 0,
             counters: TableCounters::default(),
             now_ns: 0,
             since_ns: u64::MAX,
@@ -256,15 +256,15 @@ impl FlowTable {
             return;
         }
         let window = self.config.rtt_window;
-        let max_histograms = self.config.limits.max_histograms;
+        let max_sketches = self.config.limits.max_sketches;
         let flow = self.flows.get_mut(flow);
         for side in Side::BOTH {
             if let Some(ns) = step.legs[side] {
-                let may_grow = self.histograms < max_histograms;
+                let may_grow = self.sketches < max_sketches;
                 let digest = flow.handshake[side].get_or_insert_with(Default::default);
                 match Arc::make_mut(digest).record(ts, round_to_micros(ns), window, may_grow) {
                     Recorded::Sample => {}
-                    Recorded::BecameHistogram => self.histograms += 1,
+                    Recorded::BecameSketch => self.sketches += 1,
                     Recorded::ReplacedOldest => self.counters.handshake_samples_replaced += 1,
                 }
             }
@@ -274,8 +274,8 @@ impl FlowTable {
     /// Forgets a flow's digests (the flow leaves the table).
     pub(super) fn drop_digests(&mut self, flow: &FlowEntry) {
         for (_, digest) in flow.handshake.iter() {
-            if digest.as_ref().is_some_and(|d| d.is_histogram()) {
-                self.histograms -= 1;
+            if digest.as_ref().is_some_and(|d| d.is_sketch()) {
+                self.sketches -= 1;
             }
         }
     }
@@ -323,7 +323,7 @@ impl FlowTable {
                     .as_ref()
                     .is_some_and(|d| d.count(as_of_ns, window) == 0)
                 {
-                    freed += usize::from(digest.as_ref().is_some_and(|d| d.is_histogram()));
+                    freed += usize::from(digest.as_ref().is_some_and(|d| d.is_sketch()));
                     *digest = None;
                 }
             }
@@ -342,7 +342,7 @@ impl FlowTable {
                 }),
             });
         }
-        self.histograms -= freed;
+        self.sketches -= freed;
     }
 
     pub fn counters(&self) -> TableCounters {
@@ -350,10 +350,10 @@ impl FlowTable {
         TableCounters {
             active_connections: self.conns.len() as u64,
             active_flows: self.flows.len() as u64,
-            active_histograms: self.histograms as u64,
+            active_sketches: self.sketches as u64,
             connection_capacity: limits.max_connections as u64,
             flow_capacity: limits.max_flows as u64,
-            histogram_capacity: limits.max_histograms as u64,
+            sketch_capacity: limits.max_sketches as u64,
             ..self.counters
         }
     }
@@ -426,7 +426,7 @@ mod tests {
         let mut t = table(Limits {
             max_connections: 100,
             max_flows: 80,
-            max_histograms: 10,
+            max_sketches: 10,
         });
         let server = Addr::from_v4([198, 19, 0, 1]);
         for i in 0..20 {
@@ -477,7 +477,7 @@ mod tests {
         let mut t = table(Limits {
             max_connections: 5,
             max_flows: 100,
-            max_histograms: 10,
+            max_sketches: 10,
         });
         let server = Addr::from_v4([198, 19, 0, 1]);
         for i in 0..5 {
@@ -517,7 +517,7 @@ mod tests {
         let mut t = table(Limits {
             max_connections: 400,
             max_flows: 300,
-            max_histograms: 10,
+            max_sketches: 10,
         });
         let server = Addr::from_v4([198, 19, 0, 1]);
         let flood = |t: &mut FlowTable, round: u64| {
@@ -621,9 +621,9 @@ mod tests {
     }
 
     #[test]
-    fn the_histogram_limit_keeps_digests_small() {
+    fn the_sketch_limit_keeps_digests_small() {
         let mut t = table(Limits {
-            max_histograms: 2,
+            max_sketches: 2,
             ..Limits::UNBOUNDED
         });
         let server = Addr::from_v4([198, 19, 0, 1]);
@@ -635,9 +635,9 @@ mod tests {
         let c = t.counters();
         // The first flow's two legs grew; the second's could not, and their
         // samples beyond 16 replaced older ones: 2 legs x 24.
-        assert_eq!(c.active_histograms, 2);
+        assert_eq!(c.active_sketches, 2);
         assert_eq!(c.handshake_samples_replaced, 48);
         t.expire(u64::MAX / 2);
-        assert_eq!(t.counters().active_histograms, 2, "no window: samples stay");
+        assert_eq!(t.counters().active_sketches, 2, "no window: samples stay");
     }
 }
