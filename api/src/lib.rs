@@ -6,7 +6,6 @@
 
 pub mod access;
 pub mod cluster;
-pub mod k8s;
 pub mod mcp;
 pub mod metrics;
 pub mod publish;

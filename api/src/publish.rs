@@ -10,24 +10,30 @@ use pipeline::Snapshot;
 use std::sync::atomic::Ordering;
 
 use crate::cluster::Cluster;
-use crate::k8s::InventoryFile;
 use crate::metrics::ServiceStats;
 use crate::view::View;
+use k8s::Source;
 
 /// The view requests read.
 pub type SharedView = Arc<ArcSwap<View>>;
 
 pub struct Publisher {
     views: SharedView,
-    inventory: Option<InventoryFile>,
+    /// Where Kubernetes names come from, if anywhere.
+    inventory: Option<Source>,
     cluster: Arc<Cluster>,
     snapshot: Arc<Snapshot>,
     stats: Arc<ServiceStats>,
 }
 
 impl Publisher {
-    pub fn new(inventory: Option<InventoryFile>, cluster: Cluster) -> Publisher {
-        let stats = Arc::new(ServiceStats::default());
+    /// `k8s` counts what a Kubernetes watch does (zero otherwise).
+    pub fn new(
+        inventory: Option<Source>,
+        cluster: Cluster,
+        k8s: Arc<k8s::WatchStats>,
+    ) -> Publisher {
+        let stats = Arc::new(ServiceStats::with_k8s(k8s));
         if let Some(inv) = &inventory {
             stats
                 .inventory_addresses
@@ -51,7 +57,7 @@ impl Publisher {
         self.views.clone()
     }
 
-    pub fn inventory(&self) -> Option<&InventoryFile> {
+    pub fn inventory(&self) -> Option<&Source> {
         self.inventory.as_ref()
     }
 
@@ -68,8 +74,9 @@ impl Publisher {
         self.rebuild();
     }
 
-    /// Re-reads the inventory if its file changed and, if so, republishes the
-    /// last snapshot with the new mapping. Returns true when it did.
+    /// Takes in a changed inventory (a rewritten file, what a watch saw)
+    /// and, if there is one, republishes the last snapshot with the new
+    /// mapping. Returns true when it did.
     pub fn refresh(&mut self) -> bool {
         let changed = self.reload_inventory();
         if changed {
@@ -110,8 +117,12 @@ impl Publisher {
     }
 
     fn rebuild(&self) {
-        let inventory = self.inventory.as_ref().map(|f| f.current().as_ref());
-        let view = View::build(self.snapshot.clone(), inventory, self.cluster.clone());
+        let inventory = self.inventory.as_ref().map(Source::current);
+        let view = View::build(
+            self.snapshot.clone(),
+            inventory.as_deref(),
+            self.cluster.clone(),
+        );
         self.views.store(Arc::new(view));
     }
 }

@@ -11,10 +11,10 @@ use pipeline::Snapshot;
 use pipeline::flow::{FlowRecord, PerSide, Side};
 
 use crate::cluster::Cluster;
-use crate::k8s::{Identity, Inventory};
 use crate::rest::query::{Aggregate, FlowQuery};
 use crate::rest::rows::Grouped;
 use crate::rest::summary;
+use k8s::{Identity, Inventory};
 use pipeline::packet::L4Proto;
 
 pub struct View {

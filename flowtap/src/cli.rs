@@ -205,6 +205,17 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE", env = "FLOWTAP_K8S_INVENTORY", help_heading = K8S)]
     pub k8s_inventory: Option<PathBuf>,
 
+    /// Follow pods, services, EndpointSlices and nodes through the
+    /// Kubernetes API (in a pod, with its service account; elsewhere, with
+    /// KUBECONFIG) instead of reading --k8s-inventory.
+    #[arg(long, env = "FLOWTAP_K8S_WATCH", conflicts_with = "k8s_inventory", help_heading = K8S)]
+    pub k8s_watch: bool,
+
+    /// Kubernetes objects the watch keeps at most (all kinds together);
+    /// more are left out and counted.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, env = "FLOWTAP_K8S_MAX_OBJECTS", help_heading = K8S)]
+    pub k8s_max_objects: usize,
+
     /// The cluster's address ranges (repeatable, or comma-separated); servers
     /// outside all of them are external egress.
     #[arg(long, value_name = "CIDR", value_delimiter = ',', env = "FLOWTAP_CLUSTER_CIDR", help_heading = K8S)]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use api::Publisher;
 use api::cluster::Cluster;
-use api::k8s::InventoryFile;
+use k8s::{InventoryFile, Source};
 use pipeline::flow::{Limits, TableConfig, Timeouts, Window};
 use pipeline::source::QueueStats;
 use pipeline::time;
@@ -76,19 +76,40 @@ pub(crate) fn table_config(cli: &RunArgs, live: bool) -> TableConfig {
 
 /// The publisher, with the inventory loaded (an invalid file fails here).
 pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> {
+    let stats = Arc::new(k8s::WatchStats::default());
     let inventory = match &cli.k8s_inventory {
-        Some(path) => Some(InventoryFile::open(path).context("loading the Kubernetes inventory")?),
+        Some(path) => Some(Source::File(
+            InventoryFile::open(path).context("loading the Kubernetes inventory")?,
+        )),
+        None if cli.k8s_watch => Some(watch(cli, stats.clone())?),
         None => None,
     };
     let cluster = Cluster {
         cidrs: cli.cluster_cidr.clone(),
     };
-    let publisher = Publisher::new(inventory, cluster);
+    let publisher = Publisher::new(inventory, cluster, stats);
     publisher
         .stats()
         .memory_limit
         .store(memory_limit(cli), std::sync::atomic::Ordering::Relaxed);
     Ok(Arc::new(Mutex::new(publisher)))
+}
+
+#[cfg(feature = "watch")]
+fn watch(cli: &RunArgs, stats: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
+    let config = k8s::watch::WatchConfig {
+        max_objects: cli.k8s_max_objects,
+    };
+    Ok(Source::Watch(
+        k8s::watch::Watch::start(config, stats).context("--k8s-watch")?,
+    ))
+}
+
+#[cfg(not(feature = "watch"))]
+fn watch(_: &RunArgs, _: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
+    anyhow::bail!(
+        "--k8s-watch: this flowtap was built without the `watch` feature; rebuild with default features"
+    )
 }
 
 /// Prints the body of each `--dump` target from the current view; returns

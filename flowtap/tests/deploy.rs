@@ -421,6 +421,19 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     assert_eq!(c["securityContext"]["runAsNonRoot"], true);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // Probes and scraping on the admin listener; flow data needs the token
+    // from the Secret; no sidecar listing the whole cluster.
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], 8899, "{probe}");
+    }
+    assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
+    let token = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "token")
+        .expect("a token volume");
+    assert_eq!(token["secret"]["secretName"], "flowtap-token");
     assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object());
     assert_eq!(
         ds["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"],
@@ -433,16 +446,25 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
         .to_owned();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("flowtap.toml");
-    // Offline instead of live, and without `listen` (which would serve until
-    // signalled); everything else as deployed.
+    // Offline instead of live, without `listen` (which would serve until
+    // signalled) and the watch (no API server here), with a token file of
+    // the test's; everything else as deployed.
     let listen = "listen = \"0.0.0.0:8898\"";
-    assert!(
-        toml.contains(listen),
-        "the DaemonSet's probes and scrape port expect {listen}"
-    );
+    for setting in [
+        listen,
+        "admin-listen = \"0.0.0.0:8899\"",
+        "auth-token-file = \"/etc/flowtap/token/token\"",
+        "k8s-watch = true",
+    ] {
+        assert!(toml.contains(setting), "the DaemonSet expects {setting}");
+    }
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
     let offline = toml
         .replace("interface = \"eth0\"", &format!("read = [\"{}\"]", demo()))
-        .replace(listen, "");
+        .replace(listen, "")
+        .replace("k8s-watch = true", "")
+        .replace("/etc/flowtap/token/token", token.to_str().unwrap());
     std::fs::write(&cfg, offline).unwrap();
     let o = flowtap(
         &[

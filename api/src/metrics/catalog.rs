@@ -499,7 +499,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_inventory_reloads",
         Counter,
-        "Times the Kubernetes inventory file was re-read after a change.",
+        "Times the Kubernetes names changed: the inventory file was re-read, or the watch saw a change.",
         stat!(inventory_reloads)
     ),
     metric!(
@@ -507,6 +507,40 @@ pub const CATALOG: &[Metric] = &[
         Counter,
         "Re-reads that failed (the previous mapping stayed in force).",
         stat!(inventory_reload_errors)
+    ),
+    metric!(
+        "flowtap_k8s_objects",
+        Gauge,
+        "Kubernetes objects the watch holds, by kind (trimmed to the fields flowtap reads).",
+        Value::Labelled(&["kind"], |s| k8s::KINDS
+            .iter()
+            .zip(&s.stats.k8s.objects)
+            .map(|(k, n)| (vec![(*k).to_owned()], n.load(Ordering::Relaxed) as f64))
+            .collect())
+    ),
+    metric!(
+        "flowtap_k8s_objects_dropped",
+        Counter,
+        "Kubernetes objects left out because --k8s-max-objects were held (their addresses go unnamed).",
+        Value::One(|s| s.stats.k8s.dropped.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
+        "flowtap_k8s_watch_errors",
+        Counter,
+        "Errors the Kubernetes watches met (each retried with backoff).",
+        Value::One(|s| s.stats.k8s.errors.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
+        "flowtap_k8s_relists",
+        Counter,
+        "Full lists of a kind: the first, and one after each 410 Gone.",
+        Value::One(|s| s.stats.k8s.relists.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
+        "flowtap_k8s_synced",
+        Gauge,
+        "1 once the watch has listed every kind (names are complete), else 0.",
+        Value::One(|s| f64::from(u8::from(s.stats.k8s.synced.load(Ordering::Relaxed))))
     ),
     metric!(
         "flowtap_inventory_addresses",

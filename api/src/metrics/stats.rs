@@ -71,9 +71,19 @@ pub struct ServiceStats {
     pub mcp_batches_refused: AtomicU64,
     pub mcp_replies_over_budget: AtomicU64,
     pub mcp_sessions_refused: AtomicU64,
+    /// The Kubernetes watch's counters (zero without a watch).
+    pub k8s: std::sync::Arc<k8s::WatchStats>,
 }
 
 impl ServiceStats {
+    /// Counters that include a Kubernetes watch's.
+    pub fn with_k8s(k8s: std::sync::Arc<k8s::WatchStats>) -> ServiceStats {
+        ServiceStats {
+            k8s,
+            ..ServiceStats::default()
+        }
+    }
+
     pub fn observe_merge(&self, seconds: f64) {
         self.merge
             .lock()

@@ -38,9 +38,26 @@ pub struct ObjectMeta {
     pub namespace: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What a watch resumes from.
+    #[serde(default)]
+    pub resource_version: Option<String>,
+    #[serde(default)]
+    pub owner_references: Vec<OwnerReference>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+/// Who owns an object (a ReplicaSet owns a Deployment's pods).
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReference {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub controller: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Pod {
     #[serde(default)]
@@ -51,7 +68,7 @@ pub struct Pod {
     pub status: PodStatus,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     #[serde(default)]
@@ -62,7 +79,7 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     #[serde(default)]
@@ -71,7 +88,7 @@ pub struct Container {
     pub ports: Vec<ContainerPort>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {
     pub container_port: u16,
@@ -79,7 +96,7 @@ pub struct ContainerPort {
     pub protocol: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     #[serde(default)]
@@ -92,12 +109,12 @@ pub struct PodStatus {
     pub container_statuses: Vec<ContainerStatus>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 pub struct PodIp {
     pub ip: String,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     #[serde(default)]
@@ -107,7 +124,7 @@ pub struct ContainerStatus {
     pub container_id: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     #[serde(default)]
@@ -116,7 +133,7 @@ pub struct Service {
     pub spec: ServiceSpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     #[serde(default, rename = "clusterIP")]
@@ -127,7 +144,7 @@ pub struct ServiceSpec {
     pub ports: Vec<ServicePort>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
     #[serde(default)]
@@ -137,7 +154,7 @@ pub struct ServicePort {
     pub protocol: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSlice {
     #[serde(default)]
@@ -152,7 +169,7 @@ pub struct EndpointSlice {
 /// The label that names an EndpointSlice's service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     #[serde(default)]
@@ -161,7 +178,7 @@ pub struct Endpoint {
     pub target_ref: Option<ObjectReference>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
     #[serde(default)]
@@ -172,7 +189,7 @@ pub struct ObjectReference {
     pub namespace: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPort {
     #[serde(default)]
@@ -181,7 +198,7 @@ pub struct EndpointPort {
     pub protocol: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     #[serde(default)]
@@ -190,14 +207,14 @@ pub struct Node {
     pub status: NodeStatus,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     #[serde(default)]
     pub addresses: Vec<NodeAddress>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAddress {
     #[serde(rename = "type")]

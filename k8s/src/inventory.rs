@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::objects::{Item, List, SERVICE_NAME_LABEL};
+use super::objects::{EndpointSlice, Item, List, Node, Pod, SERVICE_NAME_LABEL, Service};
 
 /// A container and the ports it declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +105,18 @@ impl Inventory {
                 Item::Other => {}
             }
         }
+        Inventory::from_objects(&pods, &services, &slices, &nodes)
+    }
+
+    /// The mapping from the objects themselves (a file's list, or what a
+    /// watch holds).
+    pub fn from_objects<'o>(
+        pods: impl IntoIterator<Item = &'o Pod>,
+        services: impl IntoIterator<Item = &'o Service> + Clone,
+        slices: impl IntoIterator<Item = &'o EndpointSlice>,
+        nodes: impl IntoIterator<Item = &'o Node> + Clone,
+    ) -> Inventory {
+        let mut pods: Vec<&Pod> = pods.into_iter().collect();
         // Deterministic precedence when two objects claim one address.
         pods.sort_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name)
@@ -113,14 +125,14 @@ impl Inventory {
 
         let mut inv = Inventory {
             pods: pods.len(),
-            services: services.len(),
-            nodes: nodes.len(),
+            services: services.clone().into_iter().count(),
+            nodes: nodes.clone().into_iter().count(),
             ..Inventory::default()
         };
 
         // Services reaching each pod, through the EndpointSlices.
         let mut pod_services: HashMap<(String, String), Vec<ServiceRef>> = HashMap::new();
-        for slice in &slices {
+        for slice in slices {
             let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) else {
                 continue;
             };
@@ -280,7 +292,7 @@ mod tests {
     use super::*;
 
     fn inventory() -> Inventory {
-        Inventory::from_json(include_bytes!("../../../demo/inventory.json")).unwrap()
+        Inventory::from_json(include_bytes!("../../demo/inventory.json")).unwrap()
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -1,0 +1,419 @@
+//! The Kubernetes API as the source of names: pods, services, EndpointSlices
+//! and nodes followed with kube-rs watchers (list once, then watch; resumed
+//! from the last resourceVersion when a watch ends, relisted on `410 Gone`;
+//! bookmarks keep the resume point fresh).
+//!
+//! Objects are decoded straight into flowtap's trimmed types
+//! ([`crate::objects`]): what the API sends beyond the fields flowtap reads
+//! (managed fields, specs, environments) is skipped, never held. They are
+//! kept in one map per kind, bounded by `max_objects`, and the address
+//! mapping is rebuilt from them at most every [`REBUILD_EVERY`] when
+//! something changed.
+//!
+//! The watch runs on a thread and runtime of its own: a slow API server or a
+//! large rebuild delays names, never a query or a capture.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta as ApiMeta;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::{Deserialize, Deserializer};
+
+use crate::inventory::Inventory;
+use crate::objects::{EndpointSlice, Node, ObjectMeta, Pod, Service};
+use crate::{KINDS, WatchStats};
+
+/// The mapping is rebuilt at most this often.
+pub const REBUILD_EVERY: Duration = Duration::from_millis(500);
+
+/// Pods that finished claim no address: the API leaves them out.
+const RUNNING_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
+
+/// How the watch is set up.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// Objects kept at most, all kinds together; more are counted and left
+    /// out (their addresses go unnamed).
+    pub max_objects: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(
+        "no Kubernetes API to follow: {0} (in a pod, the service account's token is mounted \
+         at /var/run/secrets/kubernetes.io/serviceaccount; outside, set KUBECONFIG)"
+    )]
+    Config(String),
+    #[error("cannot start the Kubernetes watch: {0}")]
+    Start(String),
+}
+
+/// A running watch; dropping it stops it.
+pub struct Watch {
+    current: Arc<ArcSwap<Inventory>>,
+    generation: Arc<AtomicU64>,
+    seen: u64,
+    pub stats: Arc<WatchStats>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// Connects (in-cluster configuration, else the kubeconfig) and starts
+    /// following the four kinds.
+    pub fn start(config: WatchConfig, stats: Arc<WatchStats>) -> Result<Watch, WatchError> {
+        let current = Arc::new(ArcSwap::from_pointee(Inventory::default()));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let shared = Shared {
+            current: current.clone(),
+            generation: generation.clone(),
+            stats: stats.clone(),
+            store: Mutex::default(),
+            max_objects: config.max_objects,
+            dirty: AtomicBool::new(false),
+            listed: Default::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("flowtap-k8s".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(WatchError::Start(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let client = match connect().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started_tx.send(Ok(()));
+                    let shared = Arc::new(shared);
+                    tokio::select! {
+                        () = follow_all(client, shared) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .map_err(|e| WatchError::Start(e.to_string()))?;
+        started_rx
+            .recv()
+            .map_err(|e| WatchError::Start(e.to_string()))??;
+        Ok(Watch {
+            current,
+            generation,
+            seen: 0,
+            stats,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Inventory> {
+        self.current.load_full()
+    }
+
+    /// True when the mapping changed since the last call.
+    pub fn refresh(&mut self) -> bool {
+        let now = self.generation.load(Ordering::Acquire);
+        let changed = now != self.seen;
+        self.seen = now;
+        changed
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn connect() -> Result<Client, WatchError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| WatchError::Config(e.to_string()))?;
+    Client::try_from(config).map_err(|e| WatchError::Config(e.to_string()))
+}
+
+/// What the watchers share: the objects, and where the mapping goes.
+struct Shared {
+    current: Arc<ArcSwap<Inventory>>,
+    generation: Arc<AtomicU64>,
+    stats: Arc<WatchStats>,
+    store: Mutex<Store>,
+    max_objects: usize,
+    dirty: AtomicBool,
+    /// Which kinds have been listed once.
+    listed: [AtomicBool; 4],
+}
+
+/// The objects held, by (namespace, name), one map per kind.
+#[derive(Default)]
+struct Store {
+    pods: Kind<Pod>,
+    services: Kind<Service>,
+    slices: Kind<EndpointSlice>,
+    nodes: Kind<Node>,
+}
+
+impl Store {
+    fn len(&self) -> usize {
+        self.pods.live.len()
+            + self.services.live.len()
+            + self.slices.live.len()
+            + self.nodes.live.len()
+    }
+}
+
+type Key = (Option<String>, String);
+
+/// One kind's objects: those in force, and during a (re)list the ones it
+/// has brought so far, which replace them when it is done (so that an
+/// object deleted while the watch was away goes too).
+struct Kind<T> {
+    live: HashMap<Key, T>,
+    listing: Option<HashMap<Key, T>>,
+}
+
+impl<T> Default for Kind<T> {
+    fn default() -> Self {
+        Kind {
+            live: HashMap::new(),
+            listing: None,
+        }
+    }
+}
+
+/// A trimmed object, and the metadata kube's watcher reads from it.
+#[derive(Clone, Debug)]
+struct Watched<T> {
+    meta: ApiMeta,
+    object: T,
+}
+
+/// The trimmed objects' own metadata.
+trait Object {
+    fn metadata(&self) -> &ObjectMeta;
+}
+
+macro_rules! object {
+    ($($t:ty),*) => {$(
+        impl Object for $t {
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+        }
+    )*};
+}
+object!(Pod, Service, EndpointSlice, Node);
+
+impl<'de, T: Deserialize<'de> + Object> Deserialize<'de> for Watched<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let object = T::deserialize(d)?;
+        let m = object.metadata();
+        let meta = ApiMeta {
+            name: Some(m.name.clone()),
+            namespace: m.namespace.clone(),
+            resource_version: m.resource_version.clone(),
+            ..ApiMeta::default()
+        };
+        Ok(Watched { meta, object })
+    }
+}
+
+macro_rules! resource {
+    ($t:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty) => {
+        impl Resource for Watched<$t> {
+            type DynamicType = ();
+            type Scope = $scope;
+
+            fn kind(_: &()) -> Cow<'_, str> {
+                $kind.into()
+            }
+
+            fn group(_: &()) -> Cow<'_, str> {
+                $group.into()
+            }
+
+            fn version(_: &()) -> Cow<'_, str> {
+                $version.into()
+            }
+
+            fn plural(_: &()) -> Cow<'_, str> {
+                $plural.into()
+            }
+
+            fn meta(&self) -> &ApiMeta {
+                &self.meta
+            }
+
+            fn meta_mut(&mut self) -> &mut ApiMeta {
+                &mut self.meta
+            }
+        }
+    };
+}
+resource!(Pod, "Pod", "", "v1", "pods", NamespaceResourceScope);
+resource!(
+    Service,
+    "Service",
+    "",
+    "v1",
+    "services",
+    NamespaceResourceScope
+);
+resource!(
+    EndpointSlice,
+    "EndpointSlice",
+    "discovery.k8s.io",
+    "v1",
+    "endpointslices",
+    NamespaceResourceScope
+);
+resource!(Node, "Node", "", "v1", "nodes", ClusterResourceScope);
+
+async fn follow_all(client: Client, shared: Arc<Shared>) {
+    let running_pods = watcher::Config::default().fields(RUNNING_PODS);
+    let all = watcher::Config::default;
+    tokio::join!(
+        follow::<Pod>(Api::all(client.clone()), running_pods, &shared, 0, |s| {
+            &mut s.pods
+        }),
+        follow::<Service>(Api::all(client.clone()), all(), &shared, 1, |s| &mut s
+            .services),
+        follow::<EndpointSlice>(Api::all(client.clone()), all(), &shared, 2, |s| &mut s
+            .slices),
+        follow::<Node>(Api::all(client), all(), &shared, 3, |s| &mut s.nodes),
+        rebuild(&shared),
+    );
+}
+
+/// Follows one kind into its map, forever (the watcher retries with
+/// backoff; each error is counted).
+async fn follow<T>(
+    api: Api<Watched<T>>,
+    config: watcher::Config,
+    shared: &Shared,
+    kind: usize,
+    map: fn(&mut Store) -> &mut Kind<T>,
+) where
+    T: Clone + std::fmt::Debug + Send + Sync + 'static + Object + for<'de> Deserialize<'de>,
+    Watched<T>: Resource<DynamicType = ()>,
+{
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut listed = false;
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(kind = KINDS[kind], error = %e, "Kubernetes watch");
+                continue;
+            }
+        };
+        let mut store = shared.store.lock().expect("k8s store lock");
+        let room = shared.max_objects.saturating_sub(store.len());
+        let k = map(&mut store);
+        match event {
+            watcher::Event::Init => {
+                k.listing = Some(HashMap::new());
+                shared.stats.relists.fetch_add(1, Ordering::Relaxed);
+            }
+            watcher::Event::InitApply(o) => {
+                let target = k.listing.as_mut().unwrap_or(&mut k.live);
+                insert(target, o.object, room, &shared.stats);
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed_now) = k.listing.take() {
+                    k.live = listed_now;
+                }
+                if !listed {
+                    listed = true;
+                    tracing::info!(
+                        kind = KINDS[kind],
+                        objects = k.live.len(),
+                        "Kubernetes objects listed"
+                    );
+                }
+                shared.dirty.store(true, Ordering::Release);
+            }
+            watcher::Event::Apply(o) => {
+                insert(&mut k.live, o.object, room, &shared.stats);
+                shared.dirty.store(true, Ordering::Release);
+            }
+            watcher::Event::Delete(o) => {
+                k.live.remove(&key(o.object.metadata()));
+                shared.dirty.store(true, Ordering::Release);
+            }
+        }
+        let held = k.live.len();
+        shared.stats.objects[kind].store(held as u64, Ordering::Relaxed);
+        drop(store);
+        if listed {
+            // Names are complete once every kind was listed.
+            shared.listed[kind].store(true, Ordering::Release);
+            if shared.listed.iter().all(|l| l.load(Ordering::Acquire)) {
+                shared.stats.synced.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+fn key(m: &ObjectMeta) -> Key {
+    (m.namespace.clone(), m.name.clone())
+}
+
+fn insert<T: Object>(map: &mut HashMap<Key, T>, object: T, room: usize, stats: &WatchStats) {
+    let k = key(object.metadata());
+    if room == 0 && !map.contains_key(&k) {
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    map.insert(k, object);
+}
+
+/// Rebuilds the address mapping when something changed, at most every
+/// [`REBUILD_EVERY`].
+async fn rebuild(shared: &Shared) {
+    let mut tick = tokio::time::interval(REBUILD_EVERY);
+    loop {
+        tick.tick().await;
+        if !shared.dirty.swap(false, Ordering::AcqRel) {
+            continue;
+        }
+        let inventory = {
+            let store = shared.store.lock().expect("k8s store lock");
+            Inventory::from_objects(
+                store.pods.live.values(),
+                store.services.live.values(),
+                store.slices.live.values(),
+                store.nodes.live.values(),
+            )
+        };
+        shared.current.store(Arc::new(inventory));
+        shared.generation.fetch_add(1, Ordering::AcqRel);
+        shared.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
+    }
+}
