@@ -15,6 +15,8 @@ packages=(
   python3-venv            # the MCP client tests (Python mcp SDK)
   curl                    # HTTP tests and the README examples
   libcap2-bin             # setcap: the image's file capabilities, tested as non-root
+  faketime                # live tests step the wall clock under flowtap
+  tshark                  # TCP-health truth from the corpus (scripts/tcp-health-truth.py)
 )
 missing=()
 for p in "${packages[@]}"; do

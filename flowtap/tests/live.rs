@@ -575,6 +575,17 @@ fn host_mode_counts_the_nodes_traffic_without_disturbing_it() {
             .unwrap()
             .contains("removing a mirror veth left by an earlier run")
     );
+    // A second flowtap in host mode on the same interface refuses (and
+    // leaves the first one's mirror alone).
+    let second = Command::new("ip")
+        .args(["netns", "exec", &sv, env!("CARGO_BIN_EXE_flowtap")])
+        .args(["-i", "s0", "--mode", "host"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let second_err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{second_err}");
+    assert!(second_err.contains("another flowtap"), "{second_err}");
     let during = client_run(&lab, "120", "30");
     assert_eq!(
         (during["tcp_ok"].as_u64(), during["udp_ok"].as_u64()),
@@ -859,5 +870,140 @@ fn the_readme_quick_start_runs_verbatim() {
         !links.contains("ftm") && !links.contains("ftc"),
         "mirror left: {links}"
     );
+    lab.close();
+}
+
+/// Two namespaces joined by a veth pair, flowtap capturing on the server's
+/// end (SPAN mode): the client's datagrams are counted.
+fn udp_lab(tag: &str) -> (Lab, String, String) {
+    let mut lab = Lab::new(tag);
+    let (cl, sv) = (lab.ns("cl"), lab.ns("sv"));
+    sh(&format!(
+        "ip -n {cl} link add c0 type veth peer name s0 netns {sv}"
+    ));
+    sh(&format!("ip -n {cl} addr add 198.18.10.1/24 dev c0"));
+    sh(&format!("ip -n {sv} addr add 198.18.10.2/24 dev s0"));
+    for (ns, dev) in [(&cl, "c0"), (&sv, "s0")] {
+        sysctl(&lab, ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+        sh(&format!("ip -n {ns} link set {dev} up"));
+    }
+    // flowtap consumes what reaches s0 (ARP included): the client needs no
+    // answer to send.
+    let mac = String::from_utf8_lossy(&lab.exec(&sv, &["cat", "/sys/class/net/s0/address"]).stdout)
+        .trim()
+        .to_owned();
+    sh(&format!(
+        "ip -n {cl} neigh add 198.18.10.2 lladdr {mac} dev c0 nud permanent"
+    ));
+    (lab, cl, sv)
+}
+
+fn send_datagrams(lab: &Lab, ns: &str, n: u32) {
+    lab.exec(
+        ns,
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.bind(('198.18.10.1', 40000))\n\
+                 for _ in range({n}): s.sendto(b'x' * 50, ('198.18.10.2', 9999))"
+            ),
+        ],
+    );
+}
+
+/// The flow of the test's datagrams: its client packets, if listed.
+fn udp_flow_packets(ft: &LiveFlowtap) -> Option<u64> {
+    let body = ft.get_json("/mcp/flows?ip=198.18.10.1&format=full");
+    body["flows"]
+        .as_array()?
+        .iter()
+        .find(|f| f["server"]["port"] == 9999)
+        .and_then(|f| f["client_stats"]["tx_pkts"].as_u64())
+}
+
+/// The wall clock steps an hour ahead, then back (NTP, a VM resumed):
+/// nothing expires for it, and flows stay exact. Expiry and rates run on
+/// the clock the packets carry (monotonic), not the wall clock. The step is
+/// libfaketime's, which moves only the wall clock.
+#[test]
+fn a_wall_clock_step_expires_nothing() {
+    let (lab, cl, sv) = udp_lab("clock");
+    let dir = tempfile::tempdir().unwrap();
+    let offset = dir.path().join("offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let preload = "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        Path::new(&preload["LD_PRELOAD=".len()..]).exists(),
+        "libfaketime (Debian faketime; scripts/setup.sh installs it)"
+    );
+    let file = format!("FAKETIME_TIMESTAMP_FILE={}", offset.display());
+    let ft = LiveFlowtap::start_with(
+        &sv,
+        &[
+            "env",
+            preload,
+            &file,
+            "FAKETIME_NO_CACHE=1",
+            "FAKETIME_DONT_FAKE_MONOTONIC=1",
+            env!("CARGO_BIN_EXE_flowtap"),
+        ],
+        &["-i", "s0", "--udp-timeout", "60"],
+    );
+    send_datagrams(&lab, &cl, 5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while udp_flow_packets(&ft) != Some(5) {
+        assert!(Instant::now() < deadline, "the datagrams are never counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for step in ["+3600", "-3600"] {
+        std::fs::write(&offset, format!("{step}\n")).unwrap();
+        // Several snapshots (0.2 s apart) on the stepped clock.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            udp_flow_packets(&ft),
+            Some(5),
+            "the flow survives a wall clock stepped {step} s"
+        );
+    }
+    send_datagrams(&lab, &cl, 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while udp_flow_packets(&ft) != Some(8) {
+        assert!(
+            Instant::now() < deadline,
+            "later datagrams are never counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = ft.admin_text("/metrics");
+    assert_eq!(sample(&metrics, "flowtap_flows_expired_total"), 0.0);
+    let (status, stderr) = ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    lab.close();
+}
+
+/// The capture interface disappears under flowtap: its socket reports an
+/// error, readiness fails and flowtap exits non-zero, saying why, instead
+/// of serving silence as if there were no traffic.
+#[test]
+fn a_broken_capture_socket_fails_loudly() {
+    let (lab, _cl, sv) = udp_lab("gone");
+    let mut ft = LiveFlowtap::start(&sv, &["-i", "s0"]);
+    assert!(ft.admin_text("/readyz").contains("ready"));
+    sh(&format!("ip -n {sv} link del s0"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (status, stderr) = loop {
+        if let Some(ended) = ft.try_exit() {
+            break ended;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flowtap went on without its interface"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 1, "{stderr}");
+    assert!(stderr.contains("capture failed"), "{stderr}");
     lab.close();
 }

@@ -11,7 +11,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -116,17 +116,6 @@ impl Shared {
     }
 }
 
-/// Counts a running source until it finishes, fails, or its worker dies
-/// (it is dropped while a panic unwinds): waiting for the sources never
-/// hangs on a dead worker.
-struct Running<'a>(&'a AtomicUsize);
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 struct WorkerHandle {
     control: Sender<Control>,
     unparker: Unparker,
@@ -195,9 +184,9 @@ impl Pipeline {
                         if let Some(core) = core {
                             core_affinity::set_for_current(core_affinity::CoreId { id: core });
                         }
-                        let running = shared.clone();
+                        let counted = AtomicBool::new(source.is_some());
                         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            run_worker(worker, source, control_rx, parker, running)
+                            run_worker(worker, source, control_rx, parker, &shared, &counted)
                         }));
                         if let Err(panic) = outcome {
                             let what = panic
@@ -205,7 +194,12 @@ impl Pipeline {
                                 .map(|s| (*s).to_owned())
                                 .or_else(|| panic.downcast_ref::<String>().cloned())
                                 .unwrap_or_default();
+                            // The failure first, then the source no longer
+                            // counted: whoever waits for the sources sees it.
                             shared.fail(format!("worker {id} panicked: {what}"));
+                            if counted.swap(false, Ordering::AcqRel) {
+                                shared.sources_running.fetch_sub(1, Ordering::AcqRel);
+                            }
                         }
                     })
                     .expect("spawning a worker thread");
@@ -446,15 +440,23 @@ impl Worker {
     }
 }
 
+/// Runs a worker until told to stop. `counted` says whether its source is
+/// still counted as running; the source stops being counted when it ends
+/// (or, if the worker panics, once the failure is recorded).
 fn run_worker<S: PacketSource>(
     mut worker: Worker,
     mut source: Option<S>,
     control: Receiver<Control>,
     parker: Parker,
-    shared: Arc<Shared>,
+    shared: &Shared,
+    counted: &AtomicBool,
 ) {
     let backoff = Backoff::new();
-    let mut running = source.as_ref().map(|_| Running(&shared.sources_running));
+    let finished = |shared: &Shared| {
+        if counted.swap(false, Ordering::AcqRel) {
+            shared.sources_running.fetch_sub(1, Ordering::AcqRel);
+        }
+    };
     loop {
         let mut busy = false;
         if let Some(src) = source.as_mut() {
@@ -471,12 +473,12 @@ fn run_worker<S: PacketSource>(
                 Poll::Idle => {}
                 Poll::Finished => {
                     source = None;
-                    drop(running.take());
+                    finished(shared);
                 }
                 Poll::Failed(why) => {
                     shared.fail(format!("worker {}: {why}", worker.id));
                     source = None;
-                    drop(running.take());
+                    finished(shared);
                 }
             }
         }

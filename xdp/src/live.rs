@@ -213,6 +213,23 @@ impl XskSource {
             store_kernel_stats(&self.info.queues[self.index], &k);
         }
     }
+
+    /// Why the socket is broken, if it is: an error poll(2) reported, or
+    /// one pending on the socket (poll reports none once its device is gone).
+    fn failure(&self, waited: std::io::Result<bool>) -> Option<String> {
+        let error = match waited {
+            Err(e) => e,
+            Ok(_) => match self.socket.pending_error() {
+                Ok(None) => return None,
+                Ok(Some(e)) | Err(e) => e,
+            },
+        };
+        let queue = self.info.queues[self.index].queue;
+        Some(format!(
+            "the AF_XDP socket of {} queue {queue} failed: {error}",
+            self.info.capture_iface
+        ))
+    }
 }
 
 impl PacketSource for XskSource {
@@ -247,6 +264,9 @@ impl PacketSource for XskSource {
         if now >= self.next_refresh {
             self.next_refresh = now + STATS_REFRESH;
             self.refresh_stats();
+            if let Some(why) = self.failure(Ok(true)) {
+                return Poll::Failed(why);
+            }
         }
         if n > 0 {
             if n < COALESCE_BELOW && !self.busy_poll {
@@ -254,14 +274,12 @@ impl PacketSource for XskSource {
             }
             return Poll::Busy;
         }
+        // (An error pending on the socket is looked for with the stats, four
+        // times a second; poll(2) reports only its own.)
         if !self.busy_poll
             && let Err(e) = self.socket.wait(self.idle_wait)
         {
-            let queue = self.info.queues[self.index].queue;
-            return Poll::Failed(format!(
-                "the AF_XDP socket of {} queue {queue} failed: {e}",
-                self.info.capture_iface
-            ));
+            return Poll::Failed(self.failure(Err(e)).unwrap_or_default());
         }
         Poll::Idle
     }

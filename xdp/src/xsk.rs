@@ -285,6 +285,11 @@ impl RxSocket {
         sys::wait_readable(self.rx.as_raw_fd(), timeout)
     }
 
+    /// The socket's pending error, if any (its device went away, say).
+    pub fn pending_error(&self) -> io::Result<Option<io::Error>> {
+        sys::socket_error(self.rx.as_raw_fd())
+    }
+
     pub fn kernel_stats(&self) -> io::Result<XdpStatisticsV2> {
         self.parts.kernel_stats()
     }

@@ -276,6 +276,16 @@ impl LiveFlowtap {
         }
     }
 
+    /// The exit status and stderr, if flowtap has exited by itself.
+    pub(crate) fn try_exit(&mut self) -> Option<(i32, String)> {
+        let status = self.child.try_wait().ok()??;
+        std::thread::sleep(Duration::from_millis(200));
+        Some((
+            status.code().unwrap_or(-1),
+            self.stderr.lock().unwrap().clone(),
+        ))
+    }
+
     /// SIGTERM; returns the exit status and everything flowtap wrote to stderr.
     pub(crate) fn stop(mut self) -> (i32, String) {
         let pid = self.child.id().to_string();

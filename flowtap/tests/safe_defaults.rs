@@ -1,0 +1,436 @@
+//! Safe as shipped: each attack or fault against the real binary, and the
+//! bound that holds it (beside `hostile.rs`, whose floods and HTTP abuse
+//! still hold).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::metrics::sample;
+use common::server::{Server, raw_request, request_bytes};
+use serde_json::{Value, json};
+
+fn demo() -> String {
+    common::project_root()
+        .join("demo/demo.pcap")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A capture of about `flows` flows (one per client), written by capgen.
+fn capture_with_flows(dir: &std::path::Path, flows: u32) -> std::path::PathBuf {
+    let path = dir.join("flows.pcap");
+    let spec = capgen::Spec {
+        packets: u64::from(flows) * 8,
+        concurrent: flows as usize,
+        clients: flows,
+        servers: 50,
+        seed: 21,
+        ..capgen::Spec::default()
+    };
+    capgen::Generator::new(spec)
+        .write(std::fs::File::create(&path).unwrap())
+        .unwrap();
+    path
+}
+
+fn resident_mib(server: &Server) -> f64 {
+    sample(&server.metrics(), "flowtap_resident_memory_bytes") / f64::from(1 << 20)
+}
+
+#[test]
+fn flow_data_off_loopback_needs_a_token_or_says_it_is_insecure() {
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args([
+                "-r",
+                &demo(),
+                "--listen",
+                "0.0.0.0:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = run(&[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--auth-token-file") && stderr.contains("--insecure-listen"),
+        "the error names the options: {stderr}"
+    );
+
+    // Overridden: served, with a warning; and the Host header must still
+    // name the listener (or an allowed host).
+    let mut child = run(&["--insecure-listen", "--allowed-host", "flowtap.example"]);
+    let (log, lines) = common::follow_stderr(&mut child);
+    let addr = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serving");
+        if let Some(a) = line.strip_prefix("flowtap: serving on http://0.0.0.0:") {
+            break format!("127.0.0.1:{a}").parse().unwrap();
+        }
+    };
+    let get = |host: &str| {
+        raw_request(
+            addr,
+            &request_bytes("GET", "/mcp/flows?limit=1", &[("Host", host)], b""),
+        )
+        .status
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get("127.0.0.1") != 200 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        get("flowtap.example:8898"),
+        200,
+        "allowed by --allowed-host"
+    );
+    assert_eq!(get("rebound.example"), 403, "any other name is refused");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        log.lock().unwrap().contains("--insecure-listen"),
+        "a warning is logged"
+    );
+
+    // With a token file it serves, and asks for the token.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let mut child = run(&["--auth-token-file", token.to_str().unwrap()]);
+    let (_, lines) = common::follow_stderr(&mut child);
+    let addr: std::net::SocketAddr = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serving");
+        if let Some(a) = line.strip_prefix("flowtap: serving on http://0.0.0.0:") {
+            break format!("127.0.0.1:{a}").parse().unwrap();
+        }
+    };
+    let status = |headers: &[(&str, &str)]| {
+        raw_request(
+            addr,
+            &request_bytes("GET", "/mcp/flows/summary", headers, b""),
+        )
+        .status
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&[("Authorization", "Bearer s3cret")]) != 200 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(&[]), 401);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// 512 connections dribbling a POST body and 8 asking for 100,000 flows
+/// without reading: the kubelet's probe on the admin listener still answers
+/// within a second, every time.
+#[test]
+fn probes_answer_while_the_data_port_is_abused() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = capture_with_flows(dir.path(), 20_000);
+    let server = Server::start(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--http-header-timeout",
+        "30",
+    ]);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut abusers = Vec::new();
+    for _ in 0..512 {
+        let stop = stop.clone();
+        abusers.push(std::thread::spawn(move || {
+            let Ok(mut s) = TcpStream::connect(addr) else {
+                return;
+            };
+            let _ = s.write_all(
+                b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n[",
+            );
+            while !stop.load(Ordering::Relaxed) && s.write_all(b" ").is_ok() {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }));
+    }
+    for _ in 0..8 {
+        let stop = stop.clone();
+        abusers.push(std::thread::spawn(move || {
+            let Ok(mut s) = TcpStream::connect(addr) else {
+                return;
+            };
+            let _ = s.write_all(
+                b"GET /mcp/flows?limit=100000&format=full HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            );
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = server.admin_get("/healthz");
+        worst = worst.max(t.elapsed());
+        assert_eq!(r.status, 200);
+        assert_eq!(server.admin_get("/readyz").status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for a in abusers {
+        let _ = a.join();
+    }
+    eprintln!("/healthz during 512 slow POSTs and 8 slow readers: worst {worst:?}");
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
+}
+
+fn mcp(server: &Server, headers: &[(&str, &str)], body: &[u8]) -> common::server::Response {
+    let mut all = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    all.extend_from_slice(headers);
+    server.send("POST", "/mcp", &all, body)
+}
+
+fn session(server: &Server, version: &str) -> common::server::Response {
+    mcp(
+        server,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+               "params": {"protocolVersion": version, "capabilities": {},
+                          "clientInfo": {"name": "t", "version": "1"}}})
+        .to_string()
+        .as_bytes(),
+    )
+}
+
+/// The 140 KB request that made flowtap answer 716 MB: a 2025-03-26 batch
+/// of 1,000 full listings. Now refused; a batch of 16 stays within the reply
+/// budget, and memory within a stated growth.
+#[test]
+fn mcp_batches_replies_and_sessions_are_bounded() {
+    const GROWTH_MIB: f64 = 160.0;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = capture_with_flows(dir.path(), 39_000);
+    let server = Server::start_with_env(
+        &["-r", capture.to_str().unwrap()],
+        &[("MALLOC_ARENA_MAX", "2")],
+    );
+    let before = resident_mib(&server);
+    let r = session(&server, "2025-03-26");
+    let id = r.header("mcp-session-id").unwrap().to_owned();
+    let headers = [("Mcp-Session-Id", id.as_str())];
+    let call = |i: usize| {
+        json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+               "params": {"name": "list_l4_flows", "arguments": {"limit": 1000, "format": "full"}}})
+    };
+    let batch = |n: usize| Value::Array((0..n).map(call).collect()).to_string();
+    let body = batch(1000);
+    assert!(body.len() > 100_000, "the reproduction's request");
+    let r = mcp(&server, &headers, body.as_bytes());
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("at most 16"));
+    let r = mcp(&server, &headers, batch(16).as_bytes());
+    assert_eq!(r.status, 200);
+    let answers = r.json();
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), 16);
+    let over = answers
+        .iter()
+        .filter(|a| a["error"]["code"] == -32000)
+        .count();
+    assert!(over > 0 && over < 16, "{over} answers over the budget");
+    assert!(r.body.len() <= 8 << 20, "{} bytes", r.body.len());
+    for _ in 0..4 {
+        assert_eq!(mcp(&server, &headers, batch(16).as_bytes()).status, 200);
+    }
+    let after = resident_mib(&server);
+    let metrics = server.metrics();
+    eprintln!(
+        "MCP batches: resident {before:.0} -> {after:.0} MiB; refused {}, over budget {}",
+        sample(&metrics, "flowtap_mcp_batches_refused_total"),
+        sample(&metrics, "flowtap_mcp_replies_over_budget_total")
+    );
+    assert_eq!(sample(&metrics, "flowtap_mcp_batches_refused_total"), 1.0);
+    assert!(sample(&metrics, "flowtap_mcp_replies_over_budget_total") >= over as f64);
+    assert!(after - before < GROWTH_MIB, "{before:.0} -> {after:.0} MiB");
+
+    // Sessions: one client's new sessions replace its own oldest; they
+    // never end another's. (All from 127.0.0.1: one client.)
+    let first = session(&server, "2025-11-25");
+    let first = first.header("mcp-session-id").unwrap().to_owned();
+    for _ in 0..40 {
+        assert_eq!(session(&server, "2025-11-25").status, 200);
+    }
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let r = mcp(&server, &[("Mcp-Session-Id", &first)], ping.as_bytes());
+    assert_eq!(r.status, 404, "its own oldest session made room");
+    assert!(sample(&server.metrics(), "flowtap_mcp_sessions_evicted_total") >= 9.0);
+}
+
+#[test]
+fn mcp_sessions_are_refused_not_stolen_when_all_are_in_use() {
+    let server = Server::start(&[
+        "-r",
+        &demo(),
+        "--mcp-max-sessions",
+        "4",
+        "--mcp-sessions-per-client",
+        "8",
+    ]);
+    for _ in 0..4 {
+        assert_eq!(session(&server, "2025-11-25").status, 200);
+    }
+    let r = session(&server, "2025-11-25");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        sample(&server.metrics(), "flowtap_mcp_sessions_refused_total"),
+        1.0
+    );
+}
+
+/// `aggregate=` over every flow, many at once and again and again: memory
+/// grows by a bounded amount, whatever the number of requests.
+#[test]
+fn aggregations_are_bounded_and_shared() {
+    const GROWTH_MIB: f64 = 96.0;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = capture_with_flows(dir.path(), 60_000);
+    let server = Server::start_with_env(
+        &["-r", capture.to_str().unwrap()],
+        &[("MALLOC_ARENA_MAX", "2")],
+    );
+    let before = resident_mib(&server);
+    let addr = server.addr;
+    let mut answers = Vec::new();
+    for round in 0..3 {
+        let clients: Vec<_> = (0..16)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let by = ["namespace", "pod", "service", "node"][(i + round) % 4];
+                    let target = format!("/mcp/flows?aggregate={by}&limit=50&format=full");
+                    let r = raw_request(addr, &request_bytes("GET", &target, &[], b""));
+                    assert_eq!(r.status, 200);
+                    (by, r.body)
+                })
+            })
+            .collect();
+        answers.extend(clients.into_iter().map(|c| c.join().unwrap()));
+    }
+    // The same question, the same answer, cached or not.
+    for (by, body) in &answers {
+        let again = server.get(&format!("/mcp/flows?aggregate={by}&limit=50&format=full"));
+        assert_eq!(&again.body, body, "aggregate={by}");
+    }
+    let after = resident_mib(&server);
+    eprintln!("48 aggregations over 60,000 flows: resident {before:.0} -> {after:.0} MiB");
+    assert!(after - before < GROWTH_MIB, "{before:.0} -> {after:.0} MiB");
+}
+
+/// A broken inventory file is counted and the names stay; a worker that
+/// panics ends `-r` with an error instead of a hang; absurd durations are
+/// refused by name, huge timeouts saturate.
+#[test]
+fn faults_are_counted_or_fatal_never_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.json");
+    std::fs::copy(
+        common::project_root().join("demo/inventory.json"),
+        &inventory,
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "-r",
+        &demo(),
+        "--k8s-inventory",
+        inventory.to_str().unwrap(),
+    ]);
+    let named = |s: &Server| {
+        s.get_json("/mcp/flows?format=full&limit=1")["flows"][0]["server"]["pod"].is_string()
+    };
+    assert!(named(&server));
+    std::fs::write(&inventory, b"{ not json").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(&server.metrics(), "flowtap_inventory_reload_errors_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the broken file is never counted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(named(&server), "the previous mapping stays");
+    std::fs::copy(
+        common::project_root().join("demo/inventory.json"),
+        &inventory,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(&server.metrics(), "flowtap_inventory_reloads_total") < 1.0 {
+        assert!(Instant::now() < deadline, "the fixed file is never counted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    for threads in ["1", "2"] {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args(["-r", &demo(), "--threads", threads])
+            .env("FLOWTAP_FAULT", "panic-after-frames:500")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("worker 0 panicked"), "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(20), "no hang");
+    }
+
+    for (option, value) in [
+        ("--snapshot-interval", "inf"),
+        ("--http-response-timeout", "-1"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args(["-r", &demo(), &format!("{option}={value}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(option) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args([
+            "-r",
+            &demo(),
+            "--tcp-timeout",
+            "18446744073709551615",
+            "--udp-timeout",
+        ])
+        .arg(u64::MAX.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut body = String::new();
+    let _ = (&out.stdout[..]).read_to_string(&mut body);
+    assert!(body.contains("total_flows"));
+}
