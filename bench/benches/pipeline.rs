@@ -6,8 +6,9 @@
 //! - `update/N`: one data packet into a table holding N established
 //!   connections, in random connection order; `update/batched_N` the same
 //!   through `FlowTable::update_batch`, as the workers count;
-//! - `path/N`: the three together, frame to flow, at N connections, batched
-//!   as a worker does it.
+//! - `path/N`: frame to flow at N connections as a worker does it: the
+//!   ingest step (dissector, duplicate check, encapsulations), a hand-off,
+//!   and counting in batches.
 //!
 //! Run: `cargo bench -p flowtap-bench --bench pipeline` (BENCHMARKS.md).
 
@@ -18,8 +19,10 @@ use bench::{data_frames, established, packet};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
 use pipeline::flow::TableConfig;
+use pipeline::Frame;
 use pipeline::packet::PacketMeta;
-use pipeline::wire::dissect::{Dissected, LinkType, dissect};
+use pipeline::ingest::{Ingest, IngestConfig};
+use pipeline::wire::dissect::{LinkType, dissect};
 
 const SIZES: [(u32, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")];
 /// Frames per measured batch: enough to spread over the table, small enough
@@ -115,17 +118,19 @@ fn path(c: &mut Criterion) {
         let (mut table, _) = established(n, TableConfig::default(), 1_000_000_000_000);
         let frames = data_frames(n, 3);
         let inbox = ArrayQueue::new(1024);
+        let mut ingest = Ingest::new(&IngestConfig::default(), ahash::RandomState::new());
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 // As a worker does it: parse, hand off, and count in batches.
                 let mut batch = Vec::with_capacity(UPDATE_BATCH);
                 let d = cycle(&frames, iters, |f, ts| {
-                    if let Ok(Dissected::Transport(transport)) = dissect(LinkType::Ethernet, f) {
-                        let meta = PacketMeta {
-                            ts_ns: ts,
-                            wire_len: f.len() as u32,
-                            transport,
-                        };
+                    let frame = Frame {
+                        ts_ns: ts,
+                        wire_len: f.len() as u32,
+                        link: LinkType::Ethernet,
+                        data: f,
+                    };
+                    if let Some(meta) = ingest.frame(frame) {
                         let _ = inbox.push(meta);
                         if let Some(p) = inbox.pop() {
                             batch.push(p);

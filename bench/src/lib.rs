@@ -56,11 +56,7 @@ pub fn tcp_frame(
 /// The parsed packet of a frame built by [`frame`].
 pub fn packet(data: &[u8], ts_ns: u64) -> PacketMeta {
     match dissect(LinkType::Ethernet, data) {
-        Ok(Dissected::Transport(transport)) => PacketMeta {
-            ts_ns,
-            wire_len: data.len() as u32,
-            transport,
-        },
+        Ok(Dissected::Transport(transport)) => PacketMeta::new(ts_ns, data.len() as u32, transport),
         other => panic!("a workload frame must parse to a transport: {other:?}"),
     }
 }

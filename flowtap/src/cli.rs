@@ -11,6 +11,7 @@ use api::server::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use pipeline::source::live::{Mode, Unbound, XdpAttach};
+use pipeline::wire::decap::{Decap, Tunnel};
 
 use crate::serve::Listen;
 
@@ -33,6 +34,7 @@ const LIVE: &str = "Live capture";
 const API: &str = "API server";
 const K8S: &str = "Kubernetes";
 const FLOWS: &str = "Flows";
+const MIRROR: &str = "Mirror sessions and tunnels";
 const LOGS: &str = "Logging and configuration";
 
 /// flowtap: L4 flows (who talks to whom, how much, how healthy) from a mirror
@@ -114,6 +116,14 @@ pub(crate) struct RunArgs {
     /// others are left.
     #[arg(long, value_name = "LIST", value_delimiter = ',', env = "FLOWTAP_CORES", help_heading = LIVE)]
     pub cores: Vec<usize>,
+
+    /// Leave the interface's promiscuous mode as it is. By default a span
+    /// interface is made promiscuous while flowtap runs (a packet-socket
+    /// membership, which the kernel drops when flowtap exits, even killed):
+    /// a mirror port's frames carry other hosts' MACs, which a NIC not in
+    /// promiscuous mode drops before XDP sees them. Host mode needs none.
+    #[arg(long, env = "FLOWTAP_NO_PROMISCUOUS", help_heading = LIVE)]
+    pub no_promiscuous: bool,
 
     /// Spin on the rings instead of sleeping when idle (lowest latency, one
     /// full core per queue).
@@ -264,6 +274,46 @@ pub(crate) struct RunArgs {
     /// up unanswered flows; what it cannot count is counted in /metrics.
     #[arg(long, value_name = "N", env = "FLOWTAP_MAX_FLOWS", help_heading = FLOWS)]
     pub max_flows: Option<usize>,
+
+    /// First fragments remembered at once, so later fragments find their
+    /// flow (per worker, for the flow tables and for tunnels).
+    #[arg(long, value_name = "N", default_value_t = 8192, env = "FLOWTAP_MAX_FRAGMENTS", help_heading = FLOWS)]
+    pub max_fragments: usize,
+
+    /// Encapsulations not to open, e.g. `vxlan,gre`: vxlan, geneve, gtpu,
+    /// gre, erspan. Their frames then count as the outer UDP or IP flow.
+    /// IP-in-IP is always opened.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', env = "FLOWTAP_NO_DECAP", help_heading = MIRROR)]
+    pub no_decap: Vec<Tunnel>,
+
+    /// UDP destination ports of an encapsulation, replacing its defaults
+    /// (vxlan=4789,8472 geneve=6081 gtpu=2152), e.g. `vxlan=4789,4790`.
+    /// Repeat for each; in the environment, separate them with `;`.
+    #[arg(long, value_name = "NAME=PORTS", value_delimiter = ';', value_parser = Decap::parse_ports, env = "FLOWTAP_DECAP_PORTS", help_heading = MIRROR)]
+    pub decap_ports: Vec<(Tunnel, Vec<u16>)>,
+
+    /// Drop exact duplicates (the same bytes from the IP header on, within
+    /// --dedup-window-us), as a SPAN session mirroring both the client's and
+    /// the server's switch port delivers them. They are detected and counted
+    /// (flowtap_duplicate_frames_total) either way.
+    #[arg(long, env = "FLOWTAP_DEDUP", help_heading = MIRROR)]
+    pub dedup: bool,
+
+    /// How far apart, in microseconds, two copies of a packet may arrive to
+    /// be duplicates (0: do not look for duplicates).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, env = "FLOWTAP_DEDUP_WINDOW_US", help_heading = MIRROR)]
+    pub dedup_window_us: u64,
+
+    /// Slots of each worker's duplicate table (16 bytes each); more slots
+    /// miss fewer duplicates at high packet rates.
+    #[arg(long, value_name = "N", default_value_t = 65536, env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
+    pub dedup_slots: usize,
+
+    /// Mirror sessions (encapsulation and VNI, ERSPAN session or GRE key)
+    /// counted apart per worker; frames of further sessions are counted
+    /// together.
+    #[arg(long, value_name = "N", default_value_t = 256, env = "FLOWTAP_MAX_MIRROR_SESSIONS", help_heading = MIRROR)]
+    pub max_mirror_sessions: usize,
 
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FLOWTAP_LOG_FORMAT", help_heading = LOGS)]

@@ -61,6 +61,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let config = PipelineConfig {
         workers,
         table: setup::table_config(cli, true),
+        ingest: setup::ingest_config(cli)?,
         backpressure: Backpressure::Drop,
         hash_seed: cli.hash_seed,
         cores: worker_cores,

@@ -14,16 +14,17 @@ use crate::{fault, setup};
 /// How often a snapshot is published while files are read and served.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
-fn pipeline_config(cli: &RunArgs) -> PipelineConfig {
+fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
     let workers = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    PipelineConfig {
+    Ok(PipelineConfig {
         workers,
         hash_seed: cli.hash_seed,
         table: setup::table_config(cli, false),
+        ingest: setup::ingest_config(cli)?,
         ..PipelineConfig::default()
-    }
+    })
 }
 
 /// Runs the offline job; returns the process exit status.
@@ -44,7 +45,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
 
     let (source, report) = FileSource::new(cli.read.clone());
     let source = fault::planted(source)?;
-    let pipeline = Arc::new(Pipeline::start(pipeline_config(cli), vec![source]));
+    let pipeline = Arc::new(Pipeline::start(pipeline_config(cli)?, vec![source]));
     // While serving, publish progress as the files are read.
     let merger = service.as_ref().map(|_| {
         let publisher = publisher.clone();

@@ -9,6 +9,8 @@ use api::Publisher;
 use api::cluster::Cluster;
 use k8s::{InventoryFile, Source};
 use pipeline::flow::{Limits, TableConfig, Timeouts, Window};
+use pipeline::ingest::{DedupConfig, IngestConfig};
+use pipeline::wire::decap::Decap;
 use pipeline::source::QueueStats;
 use pipeline::time;
 
@@ -70,8 +72,35 @@ pub(crate) fn table_config(cli: &RunArgs, live: bool) -> TableConfig {
         limits: limits(cli, live),
         rtt_window,
         rate_window_ns: time::from_secs(cli.rate_window.max(1)),
+        max_fragments: cli.max_fragments,
         ..TableConfig::default()
     }
+}
+
+/// How frames are read: which encapsulations are opened on which ports,
+/// duplicates, mirror sessions.
+pub(crate) fn ingest_config(cli: &RunArgs) -> anyhow::Result<IngestConfig> {
+    let mut decap = Decap::DEFAULT;
+    for (tunnel, ports) in &cli.decap_ports {
+        decap = decap
+            .on_ports(*tunnel, ports)
+            .map_err(|e| anyhow::anyhow!("--decap-ports: {e}"))?;
+    }
+    for tunnel in &cli.no_decap {
+        decap = decap.without(*tunnel);
+    }
+    let defaults = IngestConfig::default();
+    Ok(IngestConfig {
+        decap,
+        dedup: DedupConfig {
+            drop: cli.dedup,
+            window_ns: cli.dedup_window_us.saturating_mul(1_000),
+            slots: cli.dedup_slots,
+        },
+        max_mirror_sessions: cli.max_mirror_sessions,
+        max_tunnel_fragments: cli.max_fragments,
+        ..defaults
+    })
 }
 
 /// The publisher, with the inventory loaded (an invalid file fails here).

@@ -20,14 +20,13 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
 use crossbeam_utils::sync::{Parker, Unparker};
 
-use crate::counters::{FrameKind, IngestCounters};
 use crate::flow::{FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window};
 use crate::merger;
-use crate::packet::{L4Proto, PacketMeta};
+use crate::ingest::{IngestConfig, IngestCounters, Ingest, MirrorSessions};
+use crate::packet::PacketMeta;
 use crate::snapshot::Snapshot;
 use crate::source::{Frame, PacketSource, Poll};
 use crate::time::{Clock, SECOND};
-use crate::wire::dissect::{Dissected, dissect};
 
 /// What a full hand-off queue does to its producer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +46,8 @@ pub struct PipelineConfig {
     /// Every shard's table; its limits are the pipeline's totals, shared
     /// out equally between the shards.
     pub table: TableConfig,
+    /// How each source's frames are read (encapsulations, duplicates).
+    pub ingest: IngestConfig,
     /// Fixed hash seed (tests); random when `None`.
     pub hash_seed: Option<u64>,
     pub backpressure: Backpressure,
@@ -62,6 +63,7 @@ impl Default for PipelineConfig {
             workers: 1,
             queue_capacity: 64 * 1024,
             table: TableConfig::default(),
+            ingest: IngestConfig::default(),
             hash_seed: None,
             backpressure: Backpressure::Wait,
             maintenance_interval_ns: SECOND,
@@ -84,6 +86,7 @@ enum Control {
 pub struct ShardExport {
     pub flows: Vec<FlowRecord>,
     pub ingest: IngestCounters,
+    pub sessions: MirrorSessions,
     pub table: TableCounters,
     /// The shard's first packet, if any.
     pub since_ns: Option<u64>,
@@ -170,7 +173,7 @@ impl Pipeline {
                     ),
                     inboxes: inboxes.clone(),
                     hasher: hasher.clone(),
-                    counters: IngestCounters::default(),
+                    ingest: Ingest::new(&config.ingest, table_hasher.clone()),
                     batch: Vec::with_capacity(UPDATE_BATCH),
                     backpressure: config.backpressure,
                     maintenance_interval_ns: config.maintenance_interval_ns,
@@ -333,7 +336,7 @@ struct Worker {
     table: FlowTable,
     inboxes: Arc<[ArrayQueue<PacketMeta>]>,
     hasher: ShardHasher,
-    counters: IngestCounters,
+    ingest: Ingest,
     /// This shard's packets parsed but not yet counted.
     batch: Vec<PacketMeta>,
     backpressure: Backpressure,
@@ -345,31 +348,17 @@ impl Worker {
     /// Parses one frame and sends it to its shard.
     #[inline]
     fn ingest(&mut self, frame: Frame<'_>) {
-        self.counters.frames += 1;
-        self.counters.bytes += u64::from(frame.wire_len);
-        match dissect(frame.link, frame.data) {
-            Ok(Dissected::Transport(transport)) => {
-                self.counters.count_kind(match transport.proto {
-                    L4Proto::Tcp => FrameKind::Tcp,
-                    L4Proto::Udp => FrameKind::Udp,
-                });
-                let meta = PacketMeta {
-                    ts_ns: frame.ts_ns,
-                    wire_len: frame.wire_len,
-                    transport,
-                };
-                let shard = self.hasher.shard_of(&transport);
-                if shard == self.id {
-                    self.batch.push(meta);
-                    if self.batch.len() == UPDATE_BATCH {
-                        self.flush();
-                    }
-                } else {
-                    self.hand_off(shard, meta);
-                }
+        let Some(meta) = self.ingest.frame(frame) else {
+            return;
+        };
+        let shard = self.hasher.shard_of(&meta.transport);
+        if shard == self.id {
+            self.batch.push(meta);
+            if self.batch.len() == UPDATE_BATCH {
+                self.flush();
             }
-            Ok(Dissected::Other(kind)) => self.counters.count_kind(kind.into()),
-            Err(malformed) => self.counters.count_malformed(malformed.reason),
+        } else {
+            self.hand_off(shard, meta);
         }
     }
 
@@ -384,7 +373,7 @@ impl Worker {
             return;
         };
         match self.backpressure {
-            Backpressure::Drop => self.counters.handoff_drops += 1,
+            Backpressure::Drop => self.ingest.counters.handoff_drops += 1,
             Backpressure::Wait => loop {
                 // Keep our own inbox moving so two waiting workers cannot
                 // deadlock on each other.
@@ -422,6 +411,7 @@ impl Worker {
         if now >= self.next_maintenance_ns {
             if self.next_maintenance_ns != 0 {
                 self.table.expire(now);
+                self.ingest.expire(now);
             }
             self.next_maintenance_ns = now.saturating_add(self.maintenance_interval_ns);
         }
@@ -433,7 +423,8 @@ impl Worker {
         self.table.export(as_of_ns, &mut flows);
         ShardExport {
             flows,
-            ingest: self.counters,
+            ingest: self.ingest.counters,
+            sessions: self.ingest.sessions.clone(),
             table: self.table.counters(),
             since_ns: self.table.since_ns(),
         }

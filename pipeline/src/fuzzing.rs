@@ -87,6 +87,9 @@ pub fn flow_table(data: &[u8]) {
         let packet = PacketMeta {
             ts_ns: ts,
             wire_len: 60 + u32::from(p[5]),
+            // Now and then the bytes of a mirrored frame's later fragment.
+            counts_packet: p[6] & 0x20 == 0,
+            mirror: None,
             transport: Transport {
                 proto: if p[0] & 1 == 0 {
                     L4Proto::Tcp

@@ -1,16 +1,16 @@
 //! flowtap's packet-to-flow pipeline. A packet's path: a [`source`] (a
 //! capture file read by [`capture`], or a live socket) hands frames to a
-//! worker ([`engine`]) that parses them ([`wire`]) and counts them into its
-//! shard of the flow tables ([`flow`]); the [`merger`] gathers every shard's
+//! worker ([`engine`]) that parses them ([`ingest`], with [`wire`]) and
+//! counts them into its shard of the flow tables ([`flow`]); the [`merger`] gathers every shard's
 //! flows into an immutable [`snapshot`] that the API reads.
 #![forbid(unsafe_code)]
 
 pub mod capture;
-pub mod counters;
 pub mod engine;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ingest;
 pub mod memory;
 pub mod merger;
 pub mod packet;

@@ -26,6 +26,7 @@ pub fn merge(exports: Exports) -> Snapshot {
     for export in exports.shards {
         snapshot.counters.ingest.add(&export.ingest);
         snapshot.counters.table.add(&export.table);
+        snapshot.sessions.add(&export.sessions);
         snapshot.since_ns = match (snapshot.since_ns, export.since_ns) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -5,6 +5,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::wire::decap::Mirror;
+
 /// An IPv4 or IPv6 address in one fixed-size form, so keys hash and compare as
 /// plain bytes. IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`); that
 /// range never appears on the wire as real IPv6 (RFC 4291 §2.5.5.2).
@@ -93,6 +95,18 @@ pub enum Fragment {
     First { ident: u32 },
     /// A later fragment: no transport header, ports come from the first.
     Later { ident: u32, last: bool },
+    /// A later fragment of a tunnel's datagram whose inner flow the ingest
+    /// path already found (from the first fragment): the key is complete,
+    /// there is still no transport header.
+    Continued,
+}
+
+impl Fragment {
+    /// Whether the packet carries its transport header (flags, sequence
+    /// numbers): not a later fragment.
+    pub fn carries_header(self) -> bool {
+        matches!(self, Fragment::Whole | Fragment::First { .. })
+    }
 }
 
 /// The transport-level view of one frame.
@@ -142,9 +156,29 @@ impl Transport {
 pub struct PacketMeta {
     /// Capture time, nanoseconds since the Unix epoch.
     pub ts_ns: u64,
-    /// Frame length on the wire (link header and VLAN tags included, no FCS).
+    /// The bytes it counts: the frame on the wire (link header and VLAN
+    /// tags included, no FCS), or, inside a mirror encapsulation, the
+    /// mirrored frame (see [`crate::ingest`]).
     pub wire_len: u32,
+    /// False for the later fragment of a mirrored frame whose first fragment
+    /// was already counted as its packet: it adds bytes only.
+    pub counts_packet: bool,
+    /// The mirror session it came through, if any.
+    pub mirror: Option<Mirror>,
     pub transport: Transport,
+}
+
+impl PacketMeta {
+    /// A packet as captured, outside any mirror session.
+    pub fn new(ts_ns: u64, wire_len: u32, transport: Transport) -> PacketMeta {
+        PacketMeta {
+            ts_ns,
+            wire_len,
+            counts_packet: true,
+            mirror: None,
+            transport,
+        }
+    }
 }
 
 #[cfg(test)]

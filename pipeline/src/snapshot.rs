@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use crate::counters::IngestCounters;
+use crate::ingest::{IngestCounters, MirrorSessions};
 use crate::flow::{FlowRecord, TableCounters, Window};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct Snapshot {
     /// Flows by total bytes, descending; ties by packets, then by key.
     pub flows: Vec<FlowRecord>,
     pub counters: Counters,
+    /// Frames and bytes per mirror session.
+    pub sessions: MirrorSessions,
     /// How long building this snapshot took, in ns.
     pub merge_ns: u64,
 }

@@ -5,8 +5,9 @@
 
 use std::sync::atomic::Ordering;
 
-use pipeline::counters::FrameKind;
+use pipeline::ingest::FrameKind;
 use pipeline::time::{as_secs_f64, wall_now_ns};
+use pipeline::wire::decap::Encap;
 use pipeline::wire::dissect::MalformedReason;
 
 use super::Sources;
@@ -51,18 +52,30 @@ pub enum Line {
     Flows,
     /// `limits: connections 5, connection capacity 10, ...`
     Limits,
+    /// `encapsulated frames: vxlan 10, geneve 0, ...`
+    Encapsulated,
+    /// One line per mirror session: `mirror session vxlan 12: frames 10, bytes 1500`
+    MirrorSession,
     /// One line per live capture queue: `queue 0: frames 10, ...`
     Queue,
 }
 
 impl Line {
-    pub const ALL: [Line; 5] = [
+    pub const ALL: [Line; 7] = [
         Line::Kinds,
         Line::Malformed,
         Line::Flows,
         Line::Limits,
+        Line::Encapsulated,
+        Line::MirrorSession,
         Line::Queue,
     ];
+
+    /// Lines printed once per label value (each queue, each session) rather
+    /// than once with every label value in it.
+    pub fn per_label(self) -> bool {
+        matches!(self, Line::MirrorSession | Line::Queue)
+    }
 
     pub fn title(self) -> &'static str {
         match self {
@@ -70,6 +83,8 @@ impl Line {
             Line::Malformed => "malformed frames",
             Line::Flows => "flows",
             Line::Limits => "limits",
+            Line::Encapsulated => "encapsulated frames",
+            Line::MirrorSession => "mirror session",
             Line::Queue => "queue",
         }
     }
@@ -140,6 +155,43 @@ macro_rules! table {
 }
 
 /// A counter the server or publisher keeps.
+/// Frames or bytes by encapsulation.
+macro_rules! by_encap {
+    ($field:ident) => {
+        Value::Labelled(&["encap"], |s| {
+            Encap::ALL
+                .iter()
+                .map(|e| {
+                    (
+                        vec![e.name().to_owned()],
+                        s.snapshot.counters.ingest.$field[e.index()] as f64,
+                    )
+                })
+                .collect()
+        })
+    };
+}
+
+/// Frames or bytes by mirror session.
+macro_rules! by_session {
+    ($field:ident) => {
+        Value::Labelled(&["encap", "id"], |s| {
+            s.snapshot
+                .sessions
+                .sorted()
+                .iter()
+                .map(|c| {
+                    let id = c.mirror.id.map_or_else(|| "none".to_owned(), |id| id.to_string());
+                    (
+                        vec![c.mirror.encap.name().to_owned(), id],
+                        c.frames.$field as f64,
+                    )
+                })
+                .collect()
+        })
+    };
+}
+
 macro_rules! stat {
     ($field:ident) => {
         Value::One(|s| s.stats.$field.load(Ordering::Relaxed) as f64)
@@ -214,6 +266,26 @@ pub const CATALOG: &[Metric] = &[
         Malformed ""
     ),
     metric!(
+        "flowtap_duplicate_frames",
+        Counter,
+        "Frames that repeated one seen within --dedup-window-us (the same bytes from the IP header on): a SPAN session mirroring both ends.",
+        ingest!(duplicates),
+        Flows "duplicates"
+    ),
+    metric!(
+        "flowtap_duplicate_frames_dropped",
+        Counter,
+        "Of those, dropped because --dedup is on (otherwise counted like any frame).",
+        ingest!(duplicates_dropped),
+        Flows "duplicates dropped"
+    ),
+    metric!(
+        "flowtap_duplicate_table_slots",
+        Gauge,
+        "Slots of the duplicate tables, all workers (--dedup-slots each).",
+        ingest!(duplicate_slots)
+    ),
+    metric!(
         "flowtap_active_flows",
         Gauge,
         "Flows tracked now.",
@@ -251,8 +323,9 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_fragment_table_full",
         Counter,
-        "First fragments not remembered because the fragment table was full.",
-        table!(fragment_table_full),
+        "First fragments not remembered because a fragment table (--max-fragments) was full.",
+        Value::One(|s| (s.snapshot.counters.table.fragment_table_full
+            + s.snapshot.counters.ingest.tunnel_fragment_table_full) as f64),
         Flows "fragment table full"
     ),
     metric!(
@@ -376,6 +449,58 @@ pub const CATALOG: &[Metric] = &[
         "Handshake samples that replaced a flow's oldest because the sketch limit was reached.",
         table!(handshake_samples_replaced),
         Limits "samples replaced"
+    ),
+    metric!(
+        "flowtap_encapsulated_frames",
+        Counter,
+        "Frames by the outermost encapsulation flowtap opened: vxlan, geneve, gre, erspan_i, erspan_ii, erspan_iii, gtpu, ip_in_ip.",
+        by_encap!(encap_frames),
+        Encapsulated ""
+    ),
+    metric!(
+        "flowtap_encapsulated_bytes",
+        Counter,
+        "Wire bytes (outer headers included) of those frames.",
+        by_encap!(encap_bytes)
+    ),
+    metric!(
+        "flowtap_mirror_session_frames",
+        Counter,
+        "Frames each mirror session delivered: the outermost encapsulation that carried a whole Ethernet frame, and its VNI, ERSPAN session or GRE key (\"none\" without).",
+        by_session!(pkts),
+        MirrorSession "frames"
+    ),
+    metric!(
+        "flowtap_mirror_session_bytes",
+        Counter,
+        "Wire bytes (outer headers included) each mirror session delivered.",
+        by_session!(bytes),
+        MirrorSession "bytes"
+    ),
+    metric!(
+        "flowtap_mirror_sessions",
+        Gauge,
+        "Mirror sessions counted apart.",
+        Value::One(|s| s.snapshot.sessions.len() as f64)
+    ),
+    metric!(
+        "flowtap_mirror_session_capacity",
+        Gauge,
+        "Mirror sessions counted apart at most, per worker (--max-mirror-sessions).",
+        Value::One(|s| s.snapshot.sessions.capacity() as f64)
+    ),
+    metric!(
+        "flowtap_mirror_sessions_over_limit_frames",
+        Counter,
+        "Frames of mirror sessions beyond --max-mirror-sessions, counted together.",
+        Value::One(|s| s.snapshot.sessions.over_limit.pkts as f64),
+        Limits "mirror session frames over limit"
+    ),
+    metric!(
+        "flowtap_interface_promiscuous",
+        Gauge,
+        "1 while flowtap holds the span interface in promiscuous mode (--no-promiscuous leaves it as it is), else 0.",
+        stat!(promiscuous)
     ),
     metric!(
         "flowtap_resident_memory_bytes",

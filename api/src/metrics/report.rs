@@ -26,7 +26,7 @@ pub fn lines(s: &Sources<'_>) -> Vec<String> {
                     .push(format!("{words} {}", read(s) as u64)),
                 Value::Labelled(_, read) => {
                     for (labels, v) in read(s) {
-                        let (group, item) = if line == Line::Queue {
+                        let (group, item) = if line.per_label() {
                             (labels.join(" "), format!("{words} {}", v as u64))
                         } else {
                             (String::new(), format!("{} {}", labels.join(" "), v as u64))

@@ -61,6 +61,8 @@ pub struct ServiceStats {
     pub mcp_sessions: AtomicU64,
     /// The memory budget (bytes) the table limits come from.
     pub memory_limit: AtomicU64,
+    /// 1 while the span interface is held promiscuous.
+    pub promiscuous: AtomicU64,
     pub mcp_session_capacity: AtomicU64,
     pub mcp_sessions_evicted: AtomicU64,
     pub http_connections: AtomicU64,

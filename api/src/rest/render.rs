@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use pipeline::Snapshot;
 use pipeline::flow::{FlowRecord, Side};
 use pipeline::packet::L4Proto;
+use pipeline::wire::decap::Mirror;
 use serde::{Serialize, Serializer};
 
 use super::rows::{EndpointFields, Row};
@@ -117,6 +118,36 @@ pub struct FlowJson<'a> {
     /// Flows merged into an aggregated entry (`full` format with `aggregate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_flows: Option<u64>,
+    /// The mirror session it came through (`full` format).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorJson>,
+}
+
+/// Where a flow seen through a mirror session came from, in `full` format:
+/// `{"encap": "vxlan", "vni": 12}`, `{"encap": "erspan_ii", "session": 5}`,
+/// `{"encap": "gre", "key": 7}` (no id when the encapsulation has none).
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorJson(pub Mirror);
+
+impl Serialize for MirrorJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Mirror { encap, id } = self.0;
+        let mut map = s.serialize_map(Some(1 + usize::from(id.is_some())))?;
+        map.serialize_entry("encap", encap.name())?;
+        if let Some(id) = id {
+            map.serialize_entry(encap.id_name(), &id)?;
+        }
+        map.end()
+    }
+}
+
+/// The same in `raw` format, under the record's own names.
+#[derive(Serialize, Debug)]
+pub struct RawMirror {
+    pub encap: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
 }
 
 /// Handshake leg summary in `raw` format.
@@ -150,6 +181,8 @@ pub struct RawFlow {
     pub syn_to_synack: Option<RawLeg>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syn_to_ack: Option<RawLeg>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<RawMirror>,
 }
 
 /// The entries of a `/mcp/flows` answer, owned: built while the view is
@@ -300,6 +333,10 @@ pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
         connections: f.connections,
         syn_to_synack: leg(Side::Client),
         syn_to_ack: leg(Side::Server),
+        mirror: f.mirror.map(|m| RawMirror {
+            encap: m.encap.name(),
+            id: m.id,
+        }),
     }
 }
 
@@ -340,6 +377,7 @@ pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
             bps: Rate(row.rates.bps.total()),
         },
         merged_flows: (full && aggregated).then_some(row.flows),
+        mirror: row.mirror.filter(|_| full).map(MirrorJson),
     }
 }
 
@@ -354,6 +392,15 @@ mod tests {
         assert_eq!(json(100.5), "100.5");
         assert_eq!(json(1.0 / 3.0), "0.333");
         assert_eq!(json(f64::NAN), "0");
+    }
+
+    #[test]
+    fn mirrors_print_their_id_by_its_name() {
+        use pipeline::wire::decap::Encap;
+        let json = |encap, id| serde_json::to_string(&MirrorJson(Mirror { encap, id })).unwrap();
+        assert_eq!(json(Encap::Vxlan, Some(12)), r#"{"encap":"vxlan","vni":12}"#);
+        assert_eq!(json(Encap::ErspanII, Some(5)), r#"{"encap":"erspan_ii","session":5}"#);
+        assert_eq!(json(Encap::ErspanI, None), r#"{"encap":"erspan_i"}"#);
     }
 
     #[test]
@@ -379,6 +426,10 @@ mod tests {
                         connections: 1,
                         syn_to_synack: None,
                         syn_to_ack: None,
+                        mirror: (i % 2 == 0).then_some(RawMirror {
+                            encap: "vxlan",
+                            id: Some(7),
+                        }),
                     })
                     .collect(),
             ),

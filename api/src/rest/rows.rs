@@ -20,6 +20,7 @@ use pipeline::flow::{
     Counter, FlowRecord, HandshakeDigest, PerSide, Percentiles, Rates, Side, Window,
 };
 use pipeline::packet::{Addr, L4Proto};
+use pipeline::wire::decap::Mirror;
 
 use super::query::Aggregate;
 use crate::cluster::nat64_ipv4;
@@ -85,6 +86,8 @@ pub struct Row {
     pub percentiles: PerSide<Option<Percentiles>>,
     /// Flows merged into this row (1 without aggregation).
     pub flows: u64,
+    /// The mirror session, when every merged flow came through the same one.
+    pub mirror: Option<Mirror>,
 }
 
 impl Row {
@@ -100,6 +103,7 @@ impl Row {
             last_seen_ns: f.last_seen_ns,
             percentiles: f.percentiles,
             flows: 1,
+            mirror: f.mirror,
         }
     }
 
@@ -256,6 +260,9 @@ impl Merged {
         if row.server_port != Some(f.key.server_port) {
             row.server_port = None;
         }
+        if row.mirror != f.mirror {
+            row.mirror = None;
+        }
         row.flows += 1;
         for side in Side::BOTH {
             row.sent[side].add(f.sent[side]);
@@ -397,6 +404,7 @@ mod tests {
             first_seen_ns: 0,
             last_seen_ns: 1,
             connections: samples.len() as u64,
+            mirror: None,
             handshake: PerSide::new(Some(Arc::new(digest.clone())), Some(Arc::new(digest))),
             percentiles: PerSide::new(p, p),
         }

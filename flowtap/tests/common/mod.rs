@@ -5,6 +5,7 @@
 pub(crate) mod metrics;
 pub(crate) mod netns;
 pub(crate) mod server;
+pub(crate) mod truth;
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -73,6 +74,8 @@ pub(crate) struct FlowSummary {
     pub connections: u64,
     pub client_handshake: Option<[u64; 3]>,
     pub server_handshake: Option<[u64; 3]>,
+    /// `full` format's `mirror` object, if the flow came through one.
+    pub mirror: Option<Value>,
 }
 
 pub(crate) struct Run {
@@ -126,6 +129,7 @@ pub(crate) fn parse_flows(full: &Value, raw: &Value) -> Vec<FlowSummary> {
             connections: u(r, "connections"),
             client_handshake: handshake(cs),
             server_handshake: handshake(ss),
+            mirror: f.get("mirror").cloned(),
         });
     }
     flows
@@ -229,7 +233,7 @@ pub(crate) fn check_legs(
             for (i, q) in [0.5, 0.9, 0.99].into_iter().enumerate() {
                 let want = nearest_rank(truth, q);
                 // Up to 16 samples are kept exactly (rounding to 1 us);
-                // beyond, HdrHistogram with two significant digits (1%).
+                // beyond, a sketch within 1%.
                 let tolerance = if truth.len() <= 16 { 1 } else { want / 100 + 1 };
                 if g[i].abs_diff(want) > tolerance {
                     errors.push(format!(

@@ -19,7 +19,7 @@
 //! the server leg when the completing ACK is known.
 
 use super::side::{PerSide, Side};
-use crate::packet::{Fragment, L4Proto, Transport};
+use crate::packet::{L4Proto, Transport};
 use crate::wire::tcp::flags;
 
 /// The idle timeout classes a connection passes through.
@@ -45,7 +45,7 @@ pub fn port_tier(port: u16) -> u8 {
 
 /// Whether the sender of a connection's first packet is its client.
 pub fn sender_is_client(t: &Transport) -> bool {
-    if t.proto == L4Proto::Tcp && !matches!(t.fragment, Fragment::Later { .. }) {
+    if t.proto == L4Proto::Tcp && t.fragment.carries_header() {
         let f = t.tcp_flags;
         if f & flags::SYN != 0 && f & flags::ACK == 0 {
             return true;
@@ -280,7 +280,7 @@ impl Conn {
     /// Advances the TCP state for one packet sent by `sender`.
     pub fn tcp_step(&mut self, t: &Transport, sender: Side, ts_ns: u64) -> Step {
         let mut step = Step::default();
-        if matches!(t.fragment, Fragment::Later { .. }) {
+        if !t.fragment.carries_header() {
             return step;
         }
         let f = t.tcp_flags;
@@ -367,7 +367,7 @@ mod tests {
             tcp_ack: 0,
             tcp_window: 0,
             payload_len: 0,
-            fragment: Fragment::Whole,
+            fragment: crate::packet::Fragment::Whole,
         }
     }
 

@@ -1,22 +1,15 @@
 //! First fragments remembered for the later fragments of their datagram:
-//! those carry no transport header, so they take their ports from here.
+//! those carry no transport header, so they take what they need from here.
+//! A shard remembers ports (`Fragments<(u16, u16)>`); the ingest path, for a
+//! tunnel that rides on a fragmented datagram, the whole inner flow.
 
 use hashbrown::HashMap;
 
-use crate::packet::{Addr, L4Proto};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FragKey {
-    src: Addr,
-    dst: Addr,
-    ident: u32,
-    proto: L4Proto,
-}
+use crate::wire::dissect::FragmentId;
 
 #[derive(Clone, Copy, Debug)]
-struct FragEntry {
-    src_port: u16,
-    dst_port: u16,
+struct Entry<V> {
+    value: V,
     first_ns: u64,
 }
 
@@ -24,19 +17,19 @@ struct FragEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Remembered {
     Yes,
-    /// The table is full: a later fragment will not find its ports.
+    /// The table is full: a later fragment will not find it.
     TableFull,
 }
 
 #[derive(Debug)]
-pub(crate) struct Fragments {
-    firsts: HashMap<FragKey, FragEntry, ahash::RandomState>,
+pub(crate) struct Fragments<V> {
+    firsts: HashMap<FragmentId, Entry<V>, ahash::RandomState>,
     max: usize,
     timeout_ns: u64,
 }
 
-impl Fragments {
-    pub(super) fn new(max: usize, timeout_ns: u64, hasher: ahash::RandomState) -> Fragments {
+impl<V: Copy> Fragments<V> {
+    pub(crate) fn new(max: usize, timeout_ns: u64, hasher: ahash::RandomState) -> Fragments<V> {
         Fragments {
             firsts: HashMap::with_hasher(hasher),
             max,
@@ -44,62 +37,34 @@ impl Fragments {
         }
     }
 
-    /// Remembers a first fragment's ports.
-    pub(super) fn first(
-        &mut self,
-        src: Addr,
-        dst: Addr,
-        proto: L4Proto,
-        ident: u32,
-        ports: (u16, u16),
-        ts_ns: u64,
-    ) -> Remembered {
-        let key = FragKey {
-            src,
-            dst,
-            ident,
-            proto,
-        };
-        if self.firsts.len() >= self.max && !self.firsts.contains_key(&key) {
+    /// Remembers a first fragment's `value`.
+    pub(crate) fn first(&mut self, id: FragmentId, value: V, ts_ns: u64) -> Remembered {
+        if self.firsts.len() >= self.max && !self.firsts.contains_key(&id) {
             return Remembered::TableFull;
         }
         self.firsts.insert(
-            key,
-            FragEntry {
-                src_port: ports.0,
-                dst_port: ports.1,
+            id,
+            Entry {
+                value,
                 first_ns: ts_ns,
             },
         );
         Remembered::Yes
     }
 
-    /// The ports of a later fragment's datagram, if its first fragment was
-    /// seen; the last fragment forgets it.
-    pub(super) fn later(
-        &mut self,
-        src: Addr,
-        dst: Addr,
-        proto: L4Proto,
-        ident: u32,
-        last: bool,
-    ) -> Option<(u16, u16)> {
-        let key = FragKey {
-            src,
-            dst,
-            ident,
-            proto,
-        };
+    /// What the first fragment of a later fragment's datagram left, if it
+    /// was seen; the last fragment forgets it.
+    pub(crate) fn later(&mut self, id: &FragmentId, last: bool) -> Option<V> {
         let first = if last {
-            self.firsts.remove(&key)
+            self.firsts.remove(id)
         } else {
-            self.firsts.get(&key).copied()
+            self.firsts.get(id).copied()
         };
-        first.map(|f| (f.src_port, f.dst_port))
+        first.map(|f| f.value)
     }
 
     /// Forgets first fragments older than the fragment timeout.
-    pub(super) fn expire(&mut self, now_ns: u64) {
+    pub(crate) fn expire(&mut self, now_ns: u64) {
         let timeout = self.timeout_ns;
         self.firsts
             .retain(|_, f| now_ns.saturating_sub(f.first_ns) <= timeout);

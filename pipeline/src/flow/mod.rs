@@ -4,7 +4,7 @@
 pub mod conn;
 pub mod counters;
 mod eviction;
-mod fragments;
+pub(crate) mod fragments;
 pub mod handshake;
 pub mod key;
 pub mod limits;

@@ -84,15 +84,16 @@ impl Meter {
         clock: SlotClock,
         ts_ns: u64,
         sender: Side,
+        pkts: u64,
         bytes: u32,
         window: impl FnOnce() -> &'w mut RateWindow,
     ) {
         let slot = clock.slot_of(ts_ns);
         if slot != self.newest_slot {
-            window().before_packet(&mut self.newest_slot, &self.counts, slot, sender, bytes);
+            window().before_packet(&mut self.newest_slot, &self.counts, slot, sender, pkts, bytes);
         }
         let c = &mut self.counts[sender];
-        c.pkts += 1;
+        c.pkts += pkts;
         c.bytes += u64::from(bytes);
         self.first_seen_ns = self.first_seen_ns.min(ts_ns);
         self.last_seen_ns = self.last_seen_ns.max(ts_ns);
@@ -142,6 +143,7 @@ impl RateWindow {
         totals: &PerSide<Counter>,
         slot: u64,
         sender: Side,
+        pkts: u64,
         bytes: u32,
     ) {
         if slot > *newest {
@@ -163,7 +165,7 @@ impl RateWindow {
         };
         for s in first..=*newest {
             let c = &mut self.starts[slot_index(s)][sender];
-            c.pkts += 1;
+            c.pkts += pkts;
             c.bytes += u64::from(bytes);
         }
     }
@@ -194,7 +196,7 @@ mod tests {
 
         fn record(&mut self, clock: SlotClock, ts: u64, sender: Side, bytes: u32) {
             let meter = self.meter.get_or_insert_with(|| Meter::new(clock, ts));
-            meter.record(clock, ts, sender, bytes, || &mut self.window);
+            meter.record(clock, ts, sender, 1, bytes, || &mut self.window);
         }
 
         fn rates(&self, clock: SlotClock, as_of_ns: u64, since_ns: u64) -> Rates {

@@ -6,6 +6,7 @@ use super::handshake::{HandshakeDigest, Percentiles};
 use super::key::FlowKey;
 use super::rate::Rates;
 use super::side::{Counter, PerSide};
+use crate::wire::decap::Mirror;
 
 /// A flow as exported into a snapshot.
 #[derive(Clone, Debug)]
@@ -22,6 +23,9 @@ pub struct FlowRecord {
     /// SYN -> SYN-ACK, server: SYN -> completing ACK).
     pub handshake: PerSide<Option<Arc<HandshakeDigest>>>,
     pub percentiles: PerSide<Option<Percentiles>>,
+    /// The mirror session (VXLAN VNI, ERSPAN session, ...) it was first seen
+    /// through, if it was seen through one.
+    pub mirror: Option<Mirror>,
 }
 
 impl FlowRecord {

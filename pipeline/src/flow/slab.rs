@@ -11,6 +11,7 @@ use super::handshake::HandshakeDigest;
 use super::key::FlowKey;
 use super::rate::{Meter, RateWindow, SlotClock};
 use super::side::{PerSide, Side};
+use crate::wire::decap::Mirror;
 
 #[derive(Clone, Debug)]
 pub(crate) struct FlowEntry {
@@ -28,6 +29,8 @@ pub(crate) struct FlowEntry {
     pub last_client_port: u16,
     /// Shared with snapshots; copied on write only while a snapshot holds it.
     pub handshake: PerSide<Option<Arc<HandshakeDigest>>>,
+    /// The mirror session its first connection came through.
+    pub mirror: Option<Mirror>,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,7 @@ impl FlowSlab {
                     answered: false,
                     last_client_port: 0,
                     handshake: PerSide::default(),
+                    mirror: None,
                 };
                 let idx = match self.free.pop() {
                     Some(idx) => {
@@ -121,18 +125,19 @@ impl FlowSlab {
         self.entries[idx as usize].as_ref()
     }
 
-    /// Counts one packet sent by `sender` into the flow at `idx`.
+    /// Counts `pkts` packets (one, or none for bytes alone) of `bytes`
+    /// sent by `sender` into the flow at `idx`.
     #[inline]
     pub(super) fn count(
         &mut self,
         idx: u32,
         clock: SlotClock,
         sender: Side,
-        wire_len: u32,
+        (pkts, bytes): (u64, u32),
         ts: u64,
     ) {
         let entries = &mut self.entries;
-        self.meters[idx as usize].record(clock, ts, sender, wire_len, || {
+        self.meters[idx as usize].record(clock, ts, sender, pkts, bytes, || {
             &mut entries[idx as usize]
                 .as_mut()
                 .expect("connections only point at live flows")

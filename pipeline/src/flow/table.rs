@@ -22,6 +22,7 @@ use super::record::FlowRecord;
 use super::side::{PerSide, Side};
 use super::slab::{FlowEntry, FlowSlab};
 use crate::packet::{Fragment, L4Proto, PacketMeta, Transport};
+use crate::wire::dissect::FragmentId;
 use crate::time::round_to_micros;
 
 /// Packets whose state [`FlowTable::update_batch`] loads ahead at once.
@@ -33,7 +34,7 @@ pub struct FlowTable {
     clock: SlotClock,
     pub(super) conns: HashMap<ConnKey, Conn, ahash::RandomState>,
     pub(super) flows: FlowSlab,
-    fragments: Fragments,
+    fragments: Fragments<(u16, u16)>,
     pub(super) eviction: Eviction,
     /// Digests in sketch form held by this table.
     sketches: usize,
@@ -70,21 +71,22 @@ impl FlowTable {
         self.now_ns = self.now_ns.max(ts);
         self.since_ns = self.since_ns.min(ts);
         let mut t = p.transport;
+        let fragment_id = |ident| FragmentId {
+            src: t.src,
+            dst: t.dst,
+            ident,
+            protocol: t.proto as u8,
+        };
         match t.fragment {
-            Fragment::Whole => {}
+            Fragment::Whole | Fragment::Continued => {}
             Fragment::First { ident } => {
                 let ports = (t.src_port, t.dst_port);
-                if self
-                    .fragments
-                    .first(t.src, t.dst, t.proto, ident, ports, ts)
-                    == Remembered::TableFull
-                {
+                if self.fragments.first(fragment_id(ident), ports, ts) == Remembered::TableFull {
                     self.counters.fragment_table_full += 1;
                 }
             }
             Fragment::Later { ident, last } => {
-                let Some((src_port, dst_port)) =
-                    self.fragments.later(t.src, t.dst, t.proto, ident, last)
+                let Some((src_port, dst_port)) = self.fragments.later(&fragment_id(ident), last)
                 else {
                     self.counters.fragments_unmatched += 1;
                     return;
@@ -93,10 +95,14 @@ impl FlowTable {
                 t.dst_port = dst_port;
             }
         }
+        if !p.counts_packet {
+            self.count_bytes(&t, p.wire_len, ts);
+            return;
+        }
 
         let (key, from_lo) = ConnKey::of(&t);
         let Some(conn) = self.conns.get_mut(&key) else {
-            self.open_connection(key, from_lo, &t, p.wire_len, ts);
+            self.open_connection(key, from_lo, &t, p);
             return;
         };
         let sender = Side::sender(from_lo == conn.client_is_lo);
@@ -113,7 +119,7 @@ impl FlowTable {
             // is its client, and it may belong to another flow.
             let mut old = self.conns.remove(&key).expect("found above");
             self.end_connection(&mut old);
-            self.open_connection(key, from_lo, &t, p.wire_len, ts);
+            self.open_connection(key, from_lo, &t, p);
             return;
         }
         conn.last_seen_ns = conn.last_seen_ns.max(ts);
@@ -168,9 +174,9 @@ impl FlowTable {
         key: ConnKey,
         from_lo: bool,
         t: &Transport,
-        wire_len: u32,
-        ts: u64,
+        p: &PacketMeta,
     ) {
+        let (wire_len, ts) = (p.wire_len, p.ts_ns);
         let client_is_lo = if sender_is_client(t) {
             from_lo
         } else {
@@ -189,6 +195,9 @@ impl FlowTable {
             self.counters.flow_table_full_bytes += u64::from(wire_len);
             return;
         };
+        if let Some(mirror) = p.mirror {
+            self.flows.get_mut(flow).mirror.get_or_insert(mirror);
+        }
         let step = if tracked {
             let (mut conn, step) = Conn::new(flow, client_is_lo, t, sender, ts);
             if t.proto == L4Proto::Udp {
@@ -210,8 +219,21 @@ impl FlowTable {
     }
 
     fn count_packet(&mut self, flow: u32, sender: Side, wire_len: u32, ts: u64, step: &Step) {
-        self.flows.count(flow, self.clock, sender, wire_len, ts);
+        self.flows.count(flow, self.clock, sender, (1, wire_len), ts);
         self.record_legs(flow, step, ts);
+    }
+
+    /// Adds the bytes of a mirrored frame's later fragment to the flow its
+    /// first fragment was counted in.
+    fn count_bytes(&mut self, t: &Transport, wire_len: u32, ts: u64) {
+        let (key, from_lo) = ConnKey::of(t);
+        let Some(conn) = self.conns.get(&key) else {
+            self.counters.fragments_unmatched += 1;
+            return;
+        };
+        let sender = Side::sender(from_lo == conn.client_is_lo);
+        let flow = conn.flow;
+        self.flows.count(flow, self.clock, sender, (0, wire_len), ts);
     }
 
     /// Finds or creates a flow, evicting an unanswered one if the table is
@@ -335,6 +357,7 @@ impl FlowTable {
                 last_seen_ns: meter.last_seen_ns,
                 connections: flow.connections,
                 handshake: flow.handshake.clone(),
+                mirror: flow.mirror,
                 percentiles: PerSide::from_fn(|side| {
                     flow.handshake[side]
                         .as_ref()
@@ -382,6 +405,8 @@ mod tests {
         PacketMeta {
             ts_ns,
             wire_len: 60,
+            counts_packet: true,
+            mirror: None,
             transport: Transport {
                 proto: L4Proto::Tcp,
                 src,

@@ -7,17 +7,31 @@
 //! header and returns either the transport fields a flow needs or the kind of
 //! frame it was; it never panics on any input (see the property test there).
 
+pub mod chdlc;
+pub mod decap;
 pub mod dissect;
+pub mod erspan;
 pub mod ethernet;
+pub mod fabricpath;
+pub mod geneve;
+pub mod gre;
+pub mod gtpu;
+pub mod ieee80211;
 pub mod ipv4;
 pub mod ipv6;
 pub mod linux_sll;
 pub mod mpls;
+pub mod nflog;
 pub mod null;
+pub mod ppi;
+pub mod ppp;
 pub mod pppoe;
+pub mod radiotap;
+pub mod tags;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
+pub mod vxlan;
 
 use std::fmt;
 
@@ -33,6 +47,14 @@ pub enum Layer {
     Ipv6Extension,
     Tcp,
     Udp,
+    Ppp,
+    /// Switch tags other than 802.1Q (VN-Tag, E-Tag, MetaData, FabricPath).
+    Tag,
+    Vxlan,
+    Geneve,
+    Gre,
+    Erspan,
+    Gtpu,
 }
 
 impl Layer {
@@ -47,6 +69,13 @@ impl Layer {
             Layer::Ipv6Extension => "ipv6_extension",
             Layer::Tcp => "tcp",
             Layer::Udp => "udp",
+            Layer::Ppp => "ppp",
+            Layer::Tag => "tag",
+            Layer::Vxlan => "vxlan",
+            Layer::Geneve => "geneve",
+            Layer::Gre => "gre",
+            Layer::Erspan => "erspan",
+            Layer::Gtpu => "gtpu",
         }
     }
 }
@@ -122,6 +151,18 @@ pub mod ethertype {
     pub const PPPOE_SESSION: u16 = 0x8864;
     pub const MPLS_UNICAST: u16 = 0x8847;
     pub const MPLS_MULTICAST: u16 = 0x8848;
+    /// Transparent Ethernet bridging: a whole Ethernet frame (GRE, GENEVE).
+    pub const TEB: u16 = 0x6558;
+    /// ERSPAN type I and II (GRE protocol type).
+    pub const ERSPAN_II: u16 = 0x88be;
+    /// ERSPAN type III (GRE protocol type).
+    pub const ERSPAN_III: u16 = 0x22eb;
+    /// PPP (GRE protocol type in PPTP).
+    pub const PPP: u16 = 0x880b;
+    pub const FABRICPATH: u16 = 0x8903;
+    pub const VN_TAG: u16 = 0x8926;
+    pub const E_TAG: u16 = 0x893f;
+    pub const CISCO_METADATA: u16 = 0x8909;
 }
 
 /// IP protocol numbers the dissector follows.
@@ -134,6 +175,7 @@ pub mod ip_proto {
     pub const IPV6_IN_IP: u8 = 41;
     pub const IPV6_ROUTING: u8 = 43;
     pub const IPV6_FRAGMENT: u8 = 44;
+    pub const GRE: u8 = 47;
     pub const AH: u8 = 51;
     pub const ICMPV6: u8 = 58;
     pub const IPV6_DEST_OPTS: u8 = 60;

@@ -13,11 +13,6 @@ mod field {
 /// Session header (6 bytes) plus the two-byte PPP protocol.
 pub const HEADER_LEN: usize = 8;
 
-pub mod ppp_protocol {
-    pub const IPV4: u16 = 0x0021;
-    pub const IPV6: u16 = 0x0057;
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct Session<T: AsRef<[u8]>> {
     buffer: T,
@@ -66,7 +61,7 @@ mod tests {
         assert_eq!(s.code(), 0);
         assert_eq!(s.session_id(), 0x1234);
         assert_eq!(s.length(), 0x30);
-        assert_eq!(s.ppp_protocol(), ppp_protocol::IPV6);
+        assert_eq!(s.ppp_protocol(), super::super::ppp::protocol::IPV6);
         assert_eq!(s.payload(), &[0x60]);
         assert!(Session::new_checked(&buf[..7]).is_err());
     }

@@ -1,6 +1,8 @@
 //! What the ingest path counts: every frame lands in exactly one of the
-//! transport, other-kind or malformed buckets, so nothing is lost silently.
+//! transport, other-kind or malformed buckets, or is a duplicate dropped
+//! with `--dedup`, so nothing is lost silently.
 
+use crate::wire::decap::Encap;
 use crate::wire::dissect::{MalformedReason, OtherKind};
 
 /// Frame kinds, in the order of [`IngestCounters::kinds`].
@@ -59,6 +61,19 @@ pub struct IngestCounters {
     /// Packets dropped because a shard's hand-off queue was full (live only;
     /// capture files wait instead).
     pub handoff_drops: u64,
+    /// Frames by the outermost encapsulation they arrived in ([`Encap`]).
+    pub encap_frames: [u64; Encap::ALL.len()],
+    /// Wire bytes of those frames.
+    pub encap_bytes: [u64; Encap::ALL.len()],
+    /// Frames that repeated one seen within the duplicate window.
+    pub duplicates: u64,
+    /// Of those, dropped (`--dedup`); otherwise counted like any frame.
+    pub duplicates_dropped: u64,
+    /// First fragments of tunnelled datagrams not remembered: the ingest
+    /// path's fragment table was full.
+    pub tunnel_fragment_table_full: u64,
+    /// Slots of the duplicate table (a gauge: the bound, not a count).
+    pub duplicate_slots: u64,
 }
 
 impl IngestCounters {
@@ -70,6 +85,12 @@ impl IngestCounters {
     #[inline]
     pub fn count_malformed(&mut self, reason: MalformedReason) {
         self.malformed[reason.index()] += 1;
+    }
+
+    #[inline]
+    pub fn count_encap(&mut self, encap: Encap, wire_len: u32) {
+        self.encap_frames[encap.index()] += 1;
+        self.encap_bytes[encap.index()] += u64::from(wire_len);
     }
 
     pub fn kind(&self, kind: FrameKind) -> u64 {
@@ -94,5 +115,15 @@ impl IngestCounters {
             *a += b;
         }
         self.handoff_drops += o.handoff_drops;
+        for (a, b) in self.encap_frames.iter_mut().zip(o.encap_frames) {
+            *a += b;
+        }
+        for (a, b) in self.encap_bytes.iter_mut().zip(o.encap_bytes) {
+            *a += b;
+        }
+        self.duplicates += o.duplicates;
+        self.duplicates_dropped += o.duplicates_dropped;
+        self.tunnel_fragment_table_full += o.tunnel_fragment_table_full;
+        self.duplicate_slots += o.duplicate_slots;
     }
 }

@@ -1,0 +1,209 @@
+//! The first step of a packet's path, on the thread that reads its source:
+//! a frame becomes the packet its shard counts ([`PacketMeta`]) or is
+//! counted by kind. Here the dissector runs with the configured
+//! encapsulations; the counting rule for mirror encapsulations is applied
+//! (a frame inside VXLAN, GENEVE or GRE with Ethernet, or ERSPAN counts as
+//! the mirrored frame: its own bytes, not the outer headers'); exact
+//! duplicates are detected ([`duplicates`]) and, with `--dedup`, dropped;
+//! mirror sessions are counted ([`sessions`]); and the later fragments of a
+//! fragmented tunnel datagram, which carry no inner headers, find the inner
+//! flow their first fragment was counted in.
+
+pub mod counters;
+pub mod duplicates;
+pub mod sessions;
+
+pub use counters::{FrameKind, IngestCounters};
+pub use duplicates::DedupConfig;
+pub use sessions::{MirrorSessions, SessionCount};
+
+use crate::flow::fragments::{Fragments, Remembered};
+use crate::packet::{Fragment, L4Proto, PacketMeta, Transport};
+use crate::source::Frame;
+use crate::time::SECOND;
+use crate::wire::decap::{Decap, Encap, Mirror};
+use crate::wire::dissect::{Dissected, Dissector, TunnelFragment};
+use duplicates::Duplicates;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IngestConfig {
+    pub decap: Decap,
+    pub dedup: DedupConfig,
+    /// Mirror sessions counted apart, per worker (`--max-mirror-sessions`).
+    pub max_mirror_sessions: usize,
+    /// First fragments of tunnelled datagrams remembered, per worker (the
+    /// flow table's `--max-fragments`).
+    pub max_tunnel_fragments: usize,
+    pub fragment_timeout_ns: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            decap: Decap::DEFAULT,
+            dedup: DedupConfig::default(),
+            max_mirror_sessions: 256,
+            max_tunnel_fragments: 4096,
+            fragment_timeout_ns: 30 * SECOND,
+        }
+    }
+}
+
+/// What the first fragment of a tunnelled datagram leaves for the later
+/// ones: the inner flow, and whether it was mirrored (whose later fragments
+/// add bytes to the frame already counted).
+#[derive(Clone, Copy, Debug)]
+struct InnerFlow {
+    transport: Transport,
+    encap: Option<Encap>,
+    mirror: Option<Mirror>,
+}
+
+pub struct Ingest {
+    dissector: Dissector,
+    pub counters: IngestCounters,
+    pub sessions: MirrorSessions,
+    duplicates: Duplicates,
+    drop_duplicates: bool,
+    tunnel_fragments: Fragments<InnerFlow>,
+}
+
+impl Ingest {
+    pub fn new(config: &IngestConfig, hasher: ahash::RandomState) -> Ingest {
+        let duplicates = Duplicates::new(&config.dedup, hasher.clone());
+        Ingest {
+            dissector: Dissector::new(config.decap),
+            counters: IngestCounters {
+                duplicate_slots: duplicates.slots() as u64,
+                ..IngestCounters::default()
+            },
+            sessions: MirrorSessions::new(config.max_mirror_sessions),
+            duplicates,
+            drop_duplicates: config.dedup.drop,
+            tunnel_fragments: Fragments::new(
+                config.max_tunnel_fragments,
+                config.fragment_timeout_ns,
+                hasher,
+            ),
+        }
+    }
+
+    /// Reads one frame: the packet to count, or `None` when it was counted
+    /// here (by kind, as malformed, as a dropped duplicate).
+    #[inline]
+    pub fn frame(&mut self, frame: Frame<'_>) -> Option<PacketMeta> {
+        self.counters.frames += 1;
+        self.counters.bytes += u64::from(frame.wire_len);
+        let dissection = self.dissector.dissect(frame.link, frame.data);
+        let carried = dissection.carried;
+        if let Some(at) = carried.ip_offset {
+            let packet = frame.data.get(at as usize..).unwrap_or_default();
+            if self
+                .duplicates
+                .seen(packet, frame.wire_len.saturating_sub(at), frame.ts_ns)
+            {
+                self.counters.duplicates += 1;
+                if self.drop_duplicates {
+                    self.counters.duplicates_dropped += 1;
+                    return None;
+                }
+            }
+        }
+        if let Some(encap) = carried.encap {
+            self.counters.count_encap(encap, frame.wire_len);
+        }
+        if let Some(mirror) = carried.mirror {
+            self.sessions.count(mirror, frame.wire_len);
+        }
+        let meta = PacketMeta {
+            ts_ns: frame.ts_ns,
+            wire_len: frame.wire_len.saturating_sub(carried.outer_len),
+            counts_packet: true,
+            mirror: carried.mirror,
+            transport: match dissection.result {
+                Ok(Dissected::Transport(t)) => t,
+                Ok(Dissected::Other(kind)) => {
+                    if let Some(later) = self.later_fragment(carried.fragment, &frame) {
+                        return Some(later);
+                    }
+                    self.counters.count_kind(kind.into());
+                    return None;
+                }
+                Err(malformed) => {
+                    self.counters.count_malformed(malformed.reason);
+                    return None;
+                }
+            },
+        };
+        if let Some(fragment) = carried.fragment {
+            match fragment.later {
+                None => {
+                    let inner = InnerFlow {
+                        transport: meta.transport,
+                        encap: carried.encap,
+                        mirror: carried.mirror,
+                    };
+                    if self.tunnel_fragments.first(fragment.id, inner, frame.ts_ns)
+                        == Remembered::TableFull
+                    {
+                        self.counters.tunnel_fragment_table_full += 1;
+                    }
+                }
+                Some(_) => {
+                    if let Some(later) = self.later_fragment(carried.fragment, &frame) {
+                        return Some(later);
+                    }
+                }
+            }
+        }
+        self.count_transport(&meta.transport);
+        Some(meta)
+    }
+
+    /// A later fragment of a tunnelled datagram whose first fragment was
+    /// seen: a packet of the inner flow. For a mirrored frame it adds its
+    /// share of the frame's bytes to the packet already counted; for a
+    /// tunnel that carries IP it is a packet of its own, counted on the wire.
+    fn later_fragment(
+        &mut self,
+        fragment: Option<TunnelFragment>,
+        frame: &Frame<'_>,
+    ) -> Option<PacketMeta> {
+        let fragment = fragment?;
+        let last = fragment.later?;
+        let inner = self.tunnel_fragments.later(&fragment.id, last)?;
+        let mut transport = inner.transport;
+        transport.fragment = Fragment::Continued;
+        transport.tcp_flags = 0;
+        transport.payload_len = u16::try_from(fragment.payload_len).unwrap_or(u16::MAX);
+        self.count_transport(&transport);
+        if let Some(encap) = inner.encap {
+            self.counters.count_encap(encap, frame.wire_len);
+        }
+        if let Some(mirror) = inner.mirror {
+            self.sessions.count(mirror, frame.wire_len);
+        }
+        Some(PacketMeta {
+            ts_ns: frame.ts_ns,
+            wire_len: match inner.mirror {
+                Some(_) => fragment.payload_len,
+                None => frame.wire_len,
+            },
+            counts_packet: inner.mirror.is_none(),
+            mirror: inner.mirror,
+            transport,
+        })
+    }
+
+    fn count_transport(&mut self, t: &Transport) {
+        self.counters.count_kind(match t.proto {
+            L4Proto::Tcp => FrameKind::Tcp,
+            L4Proto::Udp => FrameKind::Udp,
+        });
+    }
+
+    /// Forgets first fragments past the fragment timeout.
+    pub fn expire(&mut self, now_ns: u64) {
+        self.tunnel_fragments.expire(now_ns);
+    }
+}

@@ -1,0 +1,62 @@
+//! VXLAN header (RFC 7348): eight bytes after a UDP header, then a whole
+//! Ethernet frame. AWS VPC Traffic Mirroring and Azure virtual network TAP
+//! deliver mirrored packets in it (the session in the VNI), as do overlay
+//! networks (Flannel, Cilium in tunnel mode).
+
+use super::{Layer, LenError, be32, check_len};
+
+mod field {
+    pub(super) const FLAGS: usize = 0;
+    pub(super) const VNI: usize = 4;
+}
+
+pub const HEADER_LEN: usize = 8;
+
+/// The "VNI present" flag; RFC 7348 requires it, and Linux drops packets
+/// without it, so a datagram without it is not taken for VXLAN.
+pub const FLAG_VNI: u8 = 0x08;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Header<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Header<T> {
+    pub fn new_checked(buffer: T) -> Result<Self, LenError> {
+        check_len(Layer::Vxlan, buffer.as_ref(), HEADER_LEN)?;
+        Ok(Header { buffer })
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[field::FLAGS]
+    }
+
+    pub fn has_vni(&self) -> bool {
+        self.flags() & FLAG_VNI != 0
+    }
+
+    /// The 24-bit VXLAN network identifier.
+    pub fn vni(&self) -> u32 {
+        be32(self.buffer.as_ref(), field::VNI) >> 8
+    }
+
+    /// The inner Ethernet frame.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vni() {
+        let buf = [0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0x00, 0xee];
+        let h = Header::new_checked(&buf[..]).unwrap();
+        assert!(h.has_vni());
+        assert_eq!(h.vni(), 0x12_3456);
+        assert_eq!(h.payload(), &[0xee]);
+        assert!(Header::new_checked(&buf[..7]).is_err());
+    }
+}
