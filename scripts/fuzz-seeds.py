@@ -2,10 +2,10 @@
 """Seeds for the fuzz targets, made at fuzz time from captures that are not
 the project's (../shared/corpus/captures): never committed.
 
-    fuzz-seeds.py CAPTURE_DIR OUT_DIR
+    fuzz-seeds.py OUT_DIR CAPTURE_DIR...
 
 OUT_DIR/dissect_frame/: each frame (up to 200 per file), prefixed with the
-selector byte of its link type (pipeline::fuzzing::LINKS).
+selector byte of its link type (pipeline::wire::dissect::LinkType::CODES).
 OUT_DIR/read_capture/: the capture files themselves, up to 64 KiB.
 """
 
@@ -13,7 +13,8 @@ import struct
 import sys
 from pathlib import Path
 
-LINKS = [0, 1, 101, 108, 113, 228, 229, 276]
+# pipeline::wire::dissect::LinkType::CODES, in its order.
+LINKS = [0, 1, 101, 108, 113, 228, 229, 276, 9, 12, 14, 50, 51, 104, 105, 127, 192, 204, 205, 239, 147]
 FRAMES_PER_FILE = 200
 
 
@@ -48,12 +49,12 @@ def pcap_frames(data):
 
 
 def main():
-    captures, out = Path(sys.argv[1]), Path(sys.argv[2])
+    out, dirs = Path(sys.argv[1]), [Path(d) for d in sys.argv[2:]]
     frames_dir, files_dir = out / "dissect_frame", out / "read_capture"
     frames_dir.mkdir(parents=True, exist_ok=True)
     files_dir.mkdir(parents=True, exist_ok=True)
     count = 0
-    for path in sorted(captures.iterdir()):
+    for path in sorted(p for d in dirs for p in d.iterdir()):
         data = path.read_bytes()
         if len(data) <= 65536:
             (files_dir / path.name).write_bytes(data)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target (fuzz/) for a fixed number of executions and
-# prints a table. Seeds are made at fuzz time from ../shared/corpus (never
+# prints a table. Seeds are made at fuzz time from ../shared/corpus and its
+# tunnels/ (never
 # committed). A crash stops the run with its input saved under
 # fuzz/regressions/<target>/, which pipeline/tests/fuzz_regressions.rs then
 # replays for ever: commit it with the fix.
@@ -15,10 +16,10 @@ declare -A runs=(
   [flow_table]="${FUZZ_RUNS_TABLE:-2000000}"
 )
 declare -A max_len=([dissect_frame]=4096 [read_capture]=65536 [flow_table]=4096)
-corpus_dir="${FLOWTAP_CORPUS:-../shared/corpus}/captures"
+corpus="${FLOWTAP_CORPUS:-../shared/corpus}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 scripts/fuzz-seeds.py "$corpus_dir" "$work/seeds"
+python3 scripts/fuzz-seeds.py "$work/seeds" "$corpus/captures" "$corpus/tunnels/captures"
 
 summary=()
 for target in dissect_frame read_capture flow_table; do

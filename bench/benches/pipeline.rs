@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use bench::{data_frames, established, packet};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
-use pipeline::flow::TableConfig;
 use pipeline::Frame;
-use pipeline::packet::PacketMeta;
+use pipeline::flow::TableConfig;
 use pipeline::ingest::{Ingest, IngestConfig};
+use pipeline::packet::PacketMeta;
 use pipeline::wire::dissect::{LinkType, dissect};
 
 const SIZES: [(u32, &str); 3] = [(1_000, "1k"), (100_000, "100k"), (1_000_000, "1M")];

@@ -10,9 +10,9 @@ use api::cluster::Cluster;
 use k8s::{InventoryFile, Source};
 use pipeline::flow::{Limits, TableConfig, Timeouts, Window};
 use pipeline::ingest::{DedupConfig, IngestConfig};
-use pipeline::wire::decap::Decap;
 use pipeline::source::QueueStats;
 use pipeline::time;
+use pipeline::wire::decap::Decap;
 
 use crate::cli::RunArgs;
 

@@ -1,7 +1,10 @@
 //! A generated 1M-frame capture with exact ground truth (handshakes with
 //! known timing, SYN retransmits, mid-stream connections, VLAN and QinQ,
-//! IPv6, fragments, snaplen-truncated, non-flow and malformed frames), read
-//! with `flowtap -r` and checked flow by flow and frame by frame.
+//! IPv6, fragments, snaplen-truncated, non-flow and malformed frames, and a
+//! fifth of the connections carried in tunnels and mirror sessions: VXLAN,
+//! GENEVE, GRE, ERSPAN II and III, IP-in-IP both ways, GTP-U, with VLAN tags
+//! outside and inside), read with `flowtap -r` and checked flow by flow and
+//! frame by frame.
 
 mod common;
 
@@ -21,6 +24,7 @@ fn million_frame_capture_matches_its_truth_flow_by_flow() {
         clients: 3_000,
         servers: 200,
         seed: 42,
+        tunnels: true,
         ..Spec::default()
     };
     let (truth, _) = Generator::new(spec)
@@ -61,6 +65,20 @@ fn million_frame_capture_matches_its_truth_flow_by_flow() {
     assert_eq!(
         malformed.values().sum::<u64>() + kinds.values().sum::<u64>(),
         truth.frames
+    );
+    // Frames by encapsulation, exactly; every carrier appears.
+    let encapsulated = report_counts(&run.stderr, "flowtap: encapsulated frames: ");
+    for (encap, n) in &encapsulated {
+        assert_eq!(
+            *n,
+            truth.encapsulated.get(encap.as_str()).copied().unwrap_or(0),
+            "frames in {encap}"
+        );
+    }
+    assert_eq!(truth.encapsulated.len(), 7, "{:?}", truth.encapsulated);
+    assert!(
+        encapsulated.values().sum::<u64>() > 100_000,
+        "{encapsulated:?}"
     );
 
     let got: BTreeMap<_, _> = run.flows.iter().map(|f| (f.key.clone(), f)).collect();

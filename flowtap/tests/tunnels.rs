@@ -70,18 +70,20 @@ impl FrameFacts {
     fn mirrored_at(&self) -> Option<u64> {
         self.protos
             .windows(2)
-            .filter(|w| {
+            .rfind(|w| {
                 w[1].0 == "eth" && ["vxlan", "geneve", "gre", "erspan"].contains(&w[0].0.as_str())
             })
             .map(|w| w[1].1)
-            .last()
     }
 
     /// The innermost transport conversation direction, if any.
     fn direction(&self) -> Option<Direction> {
         // The transport layer after the innermost IP header (not the UDP a
         // VXLAN or GENEVE header rides on).
-        let inner_ip = self.protos.iter().rposition(|(p, _)| p == "ip" || p == "ipv6")?;
+        let inner_ip = self
+            .protos
+            .iter()
+            .rposition(|(p, _)| p == "ip" || p == "ipv6")?;
         let inner_eth = self.protos.iter().rposition(|(p, _)| p == "eth");
         if inner_eth.is_some_and(|eth| eth > inner_ip) {
             return None; // ARP, LLC, ... inside a mirror session
@@ -169,7 +171,11 @@ fn tshark_frames(capture: &Path) -> Vec<FrameFacts> {
             if name == "frame.len" {
                 frame.len = show.parse().unwrap();
             } else if FIELDS.contains(&name) {
-                frame.fields.entry(name.to_owned()).or_default().push(show.to_owned());
+                frame
+                    .fields
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(show.to_owned());
             }
         }
     }
@@ -223,7 +229,12 @@ fn check_capture(capture: &str, threads: usize) {
     let (mut expected, summary) = truth::read(&dir, capture, &less);
     for i in INTENDED.iter().filter(|i| i.capture == capture) {
         let (proto, c, s, port) = i.flow;
-        let key = (proto.to_owned(), c.parse().unwrap(), s.parse().unwrap(), port);
+        let key = (
+            proto.to_owned(),
+            c.parse().unwrap(),
+            s.parse().unwrap(),
+            port,
+        );
         let e = expected
             .get_mut(&key)
             .unwrap_or_else(|| panic!("intended flow {key:?} not in truth"));
@@ -232,7 +243,11 @@ fn check_capture(capture: &str, threads: usize) {
         eprintln!("{capture}: intended difference: {}", i.reason);
     }
     let run = run_flowtap(&[path.as_path()], threads, &[]);
-    assert_eq!(run.status, 0, "{capture}: exit status; stderr:\n{}", run.stderr);
+    assert_eq!(
+        run.status, 0,
+        "{capture}: exit status; stderr:\n{}",
+        run.stderr
+    );
     assert_eq!(
         Some(run.frames_read),
         summary["frames"].as_u64(),
@@ -303,6 +318,10 @@ fn encapsulations_and_sessions_are_counted() {
         let run = run_flowtap(&[&dir.join(format!("{capture}.pcap"))], 1, &[]);
         let counts = common::report_counts(&run.stderr, "flowtap: encapsulated frames: ");
         assert_eq!(counts.get(encap), Some(&frames), "{capture}: {counts:?}");
-        assert_eq!(counts.values().sum::<u64>(), frames, "{capture}: {counts:?}");
+        assert_eq!(
+            counts.values().sum::<u64>(),
+            frames,
+            "{capture}: {counts:?}"
+        );
     }
 }

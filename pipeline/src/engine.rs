@@ -21,8 +21,8 @@ use crossbeam_utils::Backoff;
 use crossbeam_utils::sync::{Parker, Unparker};
 
 use crate::flow::{FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window};
+use crate::ingest::{Ingest, IngestConfig, IngestCounters, MirrorSessions};
 use crate::merger;
-use crate::ingest::{IngestConfig, IngestCounters, Ingest, MirrorSessions};
 use crate::packet::PacketMeta;
 use crate::snapshot::Snapshot;
 use crate::source::{Frame, PacketSource, Poll};

@@ -7,21 +7,44 @@ use std::path::Path;
 
 use crate::capture::CaptureFile;
 use crate::flow::{FlowTable, Limits, TableConfig, Timeouts};
+use crate::ingest::{Ingest, IngestConfig};
 use crate::packet::{Addr, Fragment, L4Proto, PacketMeta, Transport};
+use crate::source::Frame;
 use crate::wire::dissect::{LinkType, dissect};
 
-/// Link types by the selector byte that starts a `dissect_frame` input.
-pub const LINKS: [u32; 8] = [0, 1, 101, 108, 113, 228, 229, 276];
-
-/// The first byte picks a link type, the rest is the frame: the parser must
-/// return a flow, a kind or a malformed reason.
+/// The first byte picks a link type ([`LinkType::CODES`], by index), the
+/// rest is the frame: the ingest step (dissector with every encapsulation
+/// opened, duplicate check, tunnel fragments) must return a packet or count
+/// the frame, and every frame must be counted exactly once.
 pub fn dissect_frame(data: &[u8]) {
     let Some((&selector, frame)) = data.split_first() else {
         return;
     };
-    let link = LinkType::from_pcap(LINKS[usize::from(selector) % LINKS.len()])
-        .expect("a supported link type");
+    let code = LinkType::CODES[usize::from(selector) % LinkType::CODES.len()];
+    let Some(link) = LinkType::from_pcap(code) else {
+        return;
+    };
     let _ = dissect(link, frame);
+    let mut ingest = Ingest::new(
+        &IngestConfig::default(),
+        ahash::RandomState::with_seeds(1, 2, 3, 4),
+    );
+    // Twice: the second is a duplicate, and may finish a fragment the first began.
+    for ts_ns in [1_000, 2_000] {
+        let frame = Frame {
+            ts_ns,
+            wire_len: frame.len() as u32,
+            link,
+            data: frame,
+        };
+        if let Some(packet) = ingest.frame(frame) {
+            assert!(packet.wire_len <= frame.wire_len);
+        }
+    }
+    let c = &ingest.counters;
+    let counted = c.kinds.iter().sum::<u64>() + c.malformed_total() + c.duplicates_dropped;
+    assert_eq!(counted, c.frames, "{c:?}");
+    assert!(c.duplicates <= 1);
 }
 
 /// The bytes as a capture file: read to the end or to a clear error, every

@@ -3,8 +3,8 @@
 
 use std::cmp::Ordering;
 
-use crate::ingest::{IngestCounters, MirrorSessions};
 use crate::flow::{FlowRecord, TableCounters, Window};
+use crate::ingest::{IngestCounters, MirrorSessions};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {

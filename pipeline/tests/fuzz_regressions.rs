@@ -32,3 +32,17 @@ fn kept_fuzz_inputs_still_pass() {
         eprintln!("{name}: replayed {replayed} kept inputs");
     }
 }
+
+/// The seed script selects link types by the same index the target reads.
+#[test]
+fn the_seed_script_knows_the_link_types_in_order() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fuzz-seeds.py");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let list = text
+        .lines()
+        .find_map(|l| l.strip_prefix("LINKS = ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .expect("a LINKS = [...] line");
+    let codes: Vec<u32> = list.split(',').map(|c| c.trim().parse().unwrap()).collect();
+    assert_eq!(codes, pipeline::wire::dissect::LinkType::CODES);
+}

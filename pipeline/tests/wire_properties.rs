@@ -2,13 +2,17 @@
 //! generator's frame builder (any VLAN/QinQ stack, IPv4 or IPv6, TCP or
 //! UDP, any ports, flags, sequence numbers and payload, whole or cut by a
 //! snaplen after the transport header, IPv4 fragments), must parse to
-//! exactly the fields they were built with.
+//! exactly the fields they were built with; carried in any tunnel or mirror
+//! session capgen builds, they must parse to the same fields, name their
+//! encapsulation, and count as the rule says.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use capgen::frame::{self, Proto, Segment};
+use capgen::tunnel::{Carrier, Tunnel};
 use pipeline::packet::{Addr, Fragment, L4Proto};
-use pipeline::wire::dissect::{Dissected, LinkType, dissect};
+use pipeline::wire::decap::Decap;
+use pipeline::wire::dissect::{Dissected, Dissector, LinkType, dissect};
 use proptest::prelude::*;
 
 fn addr(ip: IpAddr) -> Addr {
@@ -27,8 +31,68 @@ fn ips() -> impl Strategy<Value = (IpAddr, IpAddr)> {
     ]
 }
 
+fn is_tunnel_port(port: u16) -> bool {
+    let d = Decap::DEFAULT;
+    d.vxlan.contains(port) || d.geneve.contains(port) || d.gtpu.contains(port)
+}
+
+fn carriers() -> impl Strategy<Value = Carrier> {
+    (0..Carrier::SAMPLES.len(), any::<u16>()).prop_map(|(i, id)| match Carrier::SAMPLES[i] {
+        Carrier::Vxlan { .. } => Carrier::Vxlan {
+            vni: u32::from(id) << 4,
+        },
+        Carrier::Geneve { .. } => Carrier::Geneve { vni: u32::from(id) },
+        Carrier::GreEthernet { .. } => Carrier::GreEthernet {
+            key: (id & 1 == 1).then_some(u32::from(id)),
+        },
+        Carrier::ErspanII { .. } => Carrier::ErspanII {
+            session: id & 0x3ff,
+        },
+        Carrier::ErspanIII { platform, .. } => Carrier::ErspanIII {
+            session: id & 0x3ff,
+            platform,
+        },
+        other => other,
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+    #[test]
+    fn frames_in_tunnels_parse_to_their_inner_fields(
+        (src, dst) in ips(),
+        (outer_a, outer_b) in ips(),
+        carrier in carriers(),
+        tcp in any::<bool>(),
+        sport in any::<u16>(),
+        dport in any::<u16>(),
+        payload in 0u16..1400,
+        vlans in proptest::collection::vec(1u16..4095, 0..3),
+        outer_vlans in proptest::collection::vec(1u16..4095, 0..3),
+        c2s in any::<bool>(),
+    ) {
+        prop_assume!(tcp || !is_tunnel_port(dport));
+        let s = Segment {
+            proto: if tcp { Proto::Tcp } else { Proto::Udp },
+            src, dst, sport, dport,
+            flags: 0x10, seq: 1, ack: 0, payload, vlans: &vlans,
+        };
+        let mut inner = Vec::new();
+        frame::segment(&mut inner, &s);
+        let tunnel = Tunnel { carrier, endpoints: [outer_a, outer_b], outer_vlans };
+        let mut f = Vec::new();
+        let (counted, _) = tunnel.wrap(&inner, c2s, &mut f);
+        let d = Dissector::default().dissect(LinkType::Ethernet, &f);
+        let Ok(Dissected::Transport(t)) = d.result else {
+            panic!("{carrier:?}: not a transport: {:?}", d.result);
+        };
+        prop_assert_eq!((t.src, t.dst), (addr(src), addr(dst)));
+        prop_assert_eq!((t.src_port, t.dst_port), (sport, dport));
+        prop_assert_eq!(d.carried.encap.map(|e| e.name()), Some(carrier.encap_name()));
+        prop_assert_eq!(d.carried.mirror.is_some(), carrier.mirrors());
+        prop_assert_eq!(f.len() - d.carried.outer_len as usize, counted);
+    }
 
     #[test]
     fn well_formed_frames_parse_to_their_fields(
@@ -42,6 +106,8 @@ proptest! {
         vlans in proptest::collection::vec(1u16..4095, 0..4),
         snap_extra in proptest::option::of(0usize..64),
     ) {
+        // A datagram to a tunnel's port is that tunnel's (below).
+        prop_assume!(tcp || !is_tunnel_port(dport));
         let s = Segment {
             proto: if tcp { Proto::Tcp } else { Proto::Udp },
             src, dst, sport, dport,
@@ -71,6 +137,7 @@ proptest! {
         sport in any::<u16>(), dport in any::<u16>(),
         payload in 600u16..4000, ident in any::<u16>(),
     ) {
+        prop_assume!(!is_tunnel_port(dport));
         let s = Segment {
             proto: Proto::Udp,
             src: IpAddr::V4(Ipv4Addr::from(src)), dst: IpAddr::V4(Ipv4Addr::from(dst)),

@@ -181,7 +181,10 @@ macro_rules! by_session {
                 .sorted()
                 .iter()
                 .map(|c| {
-                    let id = c.mirror.id.map_or_else(|| "none".to_owned(), |id| id.to_string());
+                    let id = c
+                        .mirror
+                        .id
+                        .map_or_else(|| "none".to_owned(), |id| id.to_string());
                     (
                         vec![c.mirror.encap.name().to_owned(), id],
                         c.frames.$field as f64,

@@ -398,8 +398,14 @@ mod tests {
     fn mirrors_print_their_id_by_its_name() {
         use pipeline::wire::decap::Encap;
         let json = |encap, id| serde_json::to_string(&MirrorJson(Mirror { encap, id })).unwrap();
-        assert_eq!(json(Encap::Vxlan, Some(12)), r#"{"encap":"vxlan","vni":12}"#);
-        assert_eq!(json(Encap::ErspanII, Some(5)), r#"{"encap":"erspan_ii","session":5}"#);
+        assert_eq!(
+            json(Encap::Vxlan, Some(12)),
+            r#"{"encap":"vxlan","vni":12}"#
+        );
+        assert_eq!(
+            json(Encap::ErspanII, Some(5)),
+            r#"{"encap":"erspan_ii","session":5}"#
+        );
         assert_eq!(json(Encap::ErspanI, None), r#"{"encap":"erspan_i"}"#);
     }
 

@@ -60,7 +60,7 @@ pub(crate) fn corpus_dir() -> PathBuf {
 pub(crate) type Key = (String, IpAddr, IpAddr, u16);
 
 /// One flow as the API reports it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FlowSummary {
     pub key: Key,
     pub client_tx_pkts: u64,

@@ -4,13 +4,13 @@
 //! The truth lists connections (tshark streams); a flow is the sum of the
 //! connections sharing (protocol, client IP, server IP, server port), where
 //! the client is chosen by flowtap's documented rule (the pure-SYN sender,
-//! else the first sender unless its port is in a lower tier).
+//! else by the ports: a listed service port, else the port tiers).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use pipeline::flow::conn::port_tier;
+use pipeline::flow::conn::sender_port_is_client;
 use serde_json::Value;
 
 use super::{FlowSummary, Key, Run, Sent, check_legs, check_sent};
@@ -58,7 +58,7 @@ pub(crate) fn read(
         let b_port = c["b_port"].as_u64().unwrap() as u16;
         let has_syn = c["syn_count"].as_u64().unwrap_or(0) > 0;
         // A is the pure-SYN sender when there is one, else the first sender.
-        let a_is_client = (proto == "tcp" && has_syn) || port_tier(a_port) >= port_tier(b_port);
+        let a_is_client = (proto == "tcp" && has_syn) || sender_port_is_client(a_port, b_port);
         let u = |k: &str| c[k].as_u64().unwrap();
         let ab_less = less
             .get(&(proto.clone(), a, a_port, b, b_port))

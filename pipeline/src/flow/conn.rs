@@ -2,11 +2,14 @@
 //!
 //! Roles: the client is the sender of the pure SYN. Without one (a capture
 //! that starts mid-stream, or UDP) the first packet decides: the sender of a
-//! SYN-ACK is the server; otherwise the sender is the client unless its port
-//! is in a lower tier than the receiver's (well-known < 1024 < registered
-//! < 32768 <= ephemeral), in which case it is the server answering. So a DNS
-//! reply seen before its query still makes port 53 the server, while two
-//! ephemeral ports keep "first sender is the client".
+//! SYN-ACK is the server; otherwise a well-known service port
+//! ([`super::services`]) on one side only makes that side the server, and
+//! else the sender is the client unless its port is in a lower tier than
+//! the receiver's (well-known < 1024 < registered < 32768 <= ephemeral), in
+//! which case it is the server answering. So a DNS reply seen before its
+//! query still makes port 53 the server, an NFS reply from 2049 to a
+//! client's port 1023 makes 2049 the server, while two ephemeral ports keep
+//! "first sender is the client".
 //!
 //! Handshake legs are paired up by timestamp, not by the order packets are
 //! processed: live, a connection's two directions may arrive on different rx
@@ -18,6 +21,7 @@
 //! shows every earlier SYN has been seen (or when the connection is flushed),
 //! the server leg when the completing ACK is known.
 
+use super::services::is_service_port;
 use super::side::{PerSide, Side};
 use crate::packet::{L4Proto, Transport};
 use crate::wire::tcp::flags;
@@ -54,7 +58,17 @@ pub fn sender_is_client(t: &Transport) -> bool {
             return false;
         }
     }
-    port_tier(t.src_port) >= port_tier(t.dst_port)
+    sender_port_is_client(t.src_port, t.dst_port)
+}
+
+/// Whether the sender is the client by the ports alone (no SYN decided): a
+/// service port on one side only, else the tiers.
+pub fn sender_port_is_client(src_port: u16, dst_port: u16) -> bool {
+    match (is_service_port(src_port), is_service_port(dst_port)) {
+        (false, true) => true,
+        (true, false) => false,
+        _ => port_tier(src_port) >= port_tier(dst_port),
+    }
 }
 
 /// Handshake legs a packet completed, in ns, and whether it reopened the
@@ -399,7 +413,16 @@ mod tests {
         assert!(sender_is_client(&udp(59368, 53)));
         assert!(sender_is_client(&udp(520, 520)), "same tier: first sender");
         assert!(sender_is_client(&udp(68, 67)));
-        assert!(sender_is_client(&udp(4500, 8472)));
+        assert!(sender_is_client(&udp(4444, 8472)));
+        // A service on a registered port, its client on a privileged one.
+        assert!(sender_is_client(&udp(1023, 2049)), "NFS call");
+        assert!(!sender_is_client(&udp(2049, 1023)), "NFS reply first");
+        assert!(
+            !sender_is_client(&tcp(2049, 876, ACK, 0)),
+            "mid-stream NFS over TCP"
+        );
+        assert!(!sender_is_client(&udp(389, 700)), "LDAP reply");
+        assert!(sender_is_client(&udp(123, 123)), "NTP peers: first sender");
         assert!(
             !sender_is_client(&udp(8080, 45000)),
             "registered port answering an ephemeral one"

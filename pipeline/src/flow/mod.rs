@@ -10,6 +10,7 @@ pub mod key;
 pub mod limits;
 pub mod rate;
 pub mod record;
+pub mod services;
 pub mod side;
 pub mod sketch;
 mod slab;

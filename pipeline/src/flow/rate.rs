@@ -90,7 +90,14 @@ impl Meter {
     ) {
         let slot = clock.slot_of(ts_ns);
         if slot != self.newest_slot {
-            window().before_packet(&mut self.newest_slot, &self.counts, slot, sender, pkts, bytes);
+            window().before_packet(
+                &mut self.newest_slot,
+                &self.counts,
+                slot,
+                sender,
+                pkts,
+                bytes,
+            );
         }
         let c = &mut self.counts[sender];
         c.pkts += pkts;

@@ -22,8 +22,8 @@ use super::record::FlowRecord;
 use super::side::{PerSide, Side};
 use super::slab::{FlowEntry, FlowSlab};
 use crate::packet::{Fragment, L4Proto, PacketMeta, Transport};
-use crate::wire::dissect::FragmentId;
 use crate::time::round_to_micros;
+use crate::wire::dissect::FragmentId;
 
 /// Packets whose state [`FlowTable::update_batch`] loads ahead at once.
 const LOOKAHEAD: usize = 32;
@@ -169,13 +169,7 @@ impl FlowTable {
 
     /// A packet of a connection not in the table: track it if there is (or
     /// can be made) room, else count the packet in its flow alone.
-    fn open_connection(
-        &mut self,
-        key: ConnKey,
-        from_lo: bool,
-        t: &Transport,
-        p: &PacketMeta,
-    ) {
+    fn open_connection(&mut self, key: ConnKey, from_lo: bool, t: &Transport, p: &PacketMeta) {
         let (wire_len, ts) = (p.wire_len, p.ts_ns);
         let client_is_lo = if sender_is_client(t) {
             from_lo
@@ -219,7 +213,8 @@ impl FlowTable {
     }
 
     fn count_packet(&mut self, flow: u32, sender: Side, wire_len: u32, ts: u64, step: &Step) {
-        self.flows.count(flow, self.clock, sender, (1, wire_len), ts);
+        self.flows
+            .count(flow, self.clock, sender, (1, wire_len), ts);
         self.record_legs(flow, step, ts);
     }
 
@@ -233,7 +228,8 @@ impl FlowTable {
         };
         let sender = Side::sender(from_lo == conn.client_is_lo);
         let flow = conn.flow;
-        self.flows.count(flow, self.clock, sender, (0, wire_len), ts);
+        self.flows
+            .count(flow, self.clock, sender, (0, wire_len), ts);
     }
 
     /// Finds or creates a flow, evicting an unanswered one if the table is

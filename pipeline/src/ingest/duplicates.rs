@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn same_bytes_within_the_window() {
-        let mut d = Duplicates::new(&DedupConfig::default(), ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let mut d = Duplicates::new(
+            &DedupConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
         let a = [0x45u8, 0, 0, 40, 1, 2];
         let b = [0x45u8, 0, 0, 40, 1, 3];
         assert!(!d.seen(&a, 40, 1_000_000));
@@ -86,7 +89,10 @@ mod tests {
         assert!(!d.seen(&a, 41, 1_070_000), "other length");
         assert!(!d.seen(&a, 41, 1_300_000), "past the window");
         let mut off = Duplicates::new(
-            &DedupConfig { window_ns: 0, ..DedupConfig::default() },
+            &DedupConfig {
+                window_ns: 0,
+                ..DedupConfig::default()
+            },
             ahash::RandomState::new(),
         );
         assert!(!off.seen(&a, 40, 1) && !off.seen(&a, 40, 1));

@@ -94,7 +94,13 @@ mod tests {
     fn bounded_with_the_rest_together() {
         let mut s = MirrorSessions::new(2);
         for id in [1, 2, 3, 1, 4] {
-            s.count(Mirror { encap: Encap::Vxlan, id: Some(id) }, 100);
+            s.count(
+                Mirror {
+                    encap: Encap::Vxlan,
+                    id: Some(id),
+                },
+                100,
+            );
         }
         assert_eq!(s.len(), 2);
         assert_eq!(s.over_limit.pkts, 2);

@@ -254,12 +254,18 @@ mod tests {
         );
         assert!(Decap::parse_ports("vxlan").is_err());
         assert!(Decap::parse_ports("vxlan=x").is_err());
-        assert!(Decap::parse_ports("ipx=1").unwrap_err().contains("one of vxlan"));
+        assert!(
+            Decap::parse_ports("ipx=1")
+                .unwrap_err()
+                .contains("one of vxlan")
+        );
         let d = Decap::DEFAULT.on_ports(Tunnel::Geneve, &[1, 2]).unwrap();
         assert!(d.geneve.contains(2) && !d.geneve.contains(6081));
         assert!(Decap::DEFAULT.on_ports(Tunnel::Gre, &[1]).is_err());
         assert!(PortSet::of(&[1; 9]).is_err());
-        let off = Decap::DEFAULT.without(Tunnel::Vxlan).without(Tunnel::Erspan);
+        let off = Decap::DEFAULT
+            .without(Tunnel::Vxlan)
+            .without(Tunnel::Erspan);
         assert!(!off.vxlan.contains(4789) && !off.erspan && off.gre);
     }
 }

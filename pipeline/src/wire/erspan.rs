@@ -124,7 +124,11 @@ pub(crate) mod tests {
         assert_eq!(h.payload(), &[0xee]);
         assert_eq!(
             Header::new_checked(&ii[..], VERSION_III).unwrap_err(),
-            Error::Len(LenError { layer: Layer::Erspan, required: 12, available: 9 })
+            Error::Len(LenError {
+                layer: Layer::Erspan,
+                required: 12,
+                available: 9
+            })
         );
 
         let mut iii = header(VERSION_III, 7, true);

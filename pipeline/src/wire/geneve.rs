@@ -78,6 +78,9 @@ mod tests {
             Err(Error::Len(_))
         ));
         buf[0] = 0x40;
-        assert_eq!(Header::new_checked(&buf[..]).unwrap_err(), Error::Version(1));
+        assert_eq!(
+            Header::new_checked(&buf[..]).unwrap_err(),
+            Error::Version(1)
+        );
     }
 }

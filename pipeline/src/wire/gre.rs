@@ -133,10 +133,15 @@ pub(crate) mod tests {
             assert_eq!(h.payload(), &[0xee]);
             assert!(Header::new_checked(&buf[..len - 1]).is_err());
         }
-        let pptp = [0x30, 0x81, 0x88, 0x0b, 0, 4, 0, 1, 0, 0, 0, 5, 0, 0, 0, 4, 0xff];
+        let pptp = [
+            0x30, 0x81, 0x88, 0x0b, 0, 4, 0, 1, 0, 0, 0, 5, 0, 0, 0, 4, 0xff,
+        ];
         let h = Header::new_checked(&pptp[..]).unwrap();
         assert_eq!((h.version(), h.header_len()), (1, 16));
         let routed = [0x40, 0, 0x08, 0];
-        assert_eq!(Header::new_checked(&routed[..]).unwrap_err(), Error::Unsupported);
+        assert_eq!(
+            Header::new_checked(&routed[..]).unwrap_err(),
+            Error::Unsupported
+        );
     }
 }

@@ -99,7 +99,9 @@ pub(crate) mod tests {
     /// A G-PDU header, with one PDU-session extension header when `extended`.
     pub(crate) fn header(extended: bool) -> Vec<u8> {
         if extended {
-            vec![0x34, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0x85, 1, 0x10, 0x01, 0x00]
+            vec![
+                0x34, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0x85, 1, 0x10, 0x01, 0x00,
+            ]
         } else {
             vec![0x30, 0xff, 0, 0, 0, 0, 0, 1]
         }
@@ -112,9 +114,15 @@ pub(crate) mod tests {
         let h = Header::new_checked(&buf[..]).unwrap();
         assert_eq!((h.message_type(), h.header_len()), (MESSAGE_G_PDU, 16));
         assert_eq!(h.payload(), &[0x45]);
-        assert!(matches!(Header::new_checked(&buf[..15]), Err(Error::Len(_))));
+        assert!(matches!(
+            Header::new_checked(&buf[..15]),
+            Err(Error::Len(_))
+        ));
         buf[12] = 0;
-        assert_eq!(Header::new_checked(&buf[..]).unwrap_err(), Error::ExtensionLength);
+        assert_eq!(
+            Header::new_checked(&buf[..]).unwrap_err(),
+            Error::ExtensionLength
+        );
         let plain = header(false);
         assert_eq!(Header::new_checked(&plain[..]).unwrap().header_len(), 8);
         assert_eq!(

@@ -119,10 +119,24 @@ mod tests {
         let frame = Frame::new_checked(&f[..]).unwrap();
         assert_eq!(frame.header_len(), 26);
         assert_eq!(frame.snap_payload().unwrap(), Some((0x0800, &[0x45][..])));
-        assert!(Frame::new_checked(&f[..30]).unwrap().snap_payload().is_err());
+        assert!(
+            Frame::new_checked(&f[..30])
+                .unwrap()
+                .snap_payload()
+                .is_err()
+        );
         f[1] |= 0x40;
-        assert_eq!(Frame::new_checked(&f[..]).unwrap().snap_payload().unwrap(), None);
+        assert_eq!(
+            Frame::new_checked(&f[..]).unwrap().snap_payload().unwrap(),
+            None
+        );
         let beacon = [0x80u8, 0x00];
-        assert_eq!(Frame::new_checked(&beacon[..]).unwrap().snap_payload().unwrap(), None);
+        assert_eq!(
+            Frame::new_checked(&beacon[..])
+                .unwrap()
+                .snap_payload()
+                .unwrap(),
+            None
+        );
     }
 }

@@ -73,7 +73,10 @@ mod tests {
         let h = Header::new_checked(&buf[..]).unwrap();
         assert_eq!((h.family(), h.packet().unwrap()), (2, Some(&[0x45][..])));
         let none = [2, 0, 0, 0, 4, 0, 1, 0];
-        assert_eq!(Header::new_checked(&none[..]).unwrap().packet().unwrap(), None);
+        assert_eq!(
+            Header::new_checked(&none[..]).unwrap().packet().unwrap(),
+            None
+        );
         let bad = [2, 0, 0, 0, 2, 0, 1, 0];
         assert_eq!(
             Header::new_checked(&bad[..]).unwrap().packet().unwrap_err(),

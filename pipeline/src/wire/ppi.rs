@@ -71,8 +71,14 @@ mod tests {
         assert_eq!((h.header_len(), h.dlt(), h.payload()), (12, 1, &[0xee][..]));
         assert!(Header::new_checked(&buf[..11]).is_err());
         buf[2] = 4;
-        assert_eq!(Header::new_checked(&buf[..]).unwrap_err(), Error::HeaderLength(4));
+        assert_eq!(
+            Header::new_checked(&buf[..]).unwrap_err(),
+            Error::HeaderLength(4)
+        );
         buf[0] = 2;
-        assert_eq!(Header::new_checked(&buf[..]).unwrap_err(), Error::Version(2));
+        assert_eq!(
+            Header::new_checked(&buf[..]).unwrap_err(),
+            Error::Version(2)
+        );
     }
 }

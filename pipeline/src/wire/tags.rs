@@ -48,11 +48,19 @@ mod tests {
     #[test]
     fn each_tag_by_its_length() {
         let buf = [1, 2, 3, 4, 5, 6, 0x08, 0x00, 0xee];
-        let t = Tag::new_checked(ethertype::E_TAG, &buf[..]).unwrap().unwrap();
+        let t = Tag::new_checked(ethertype::E_TAG, &buf[..])
+            .unwrap()
+            .unwrap();
         assert_eq!((t.ethertype(), t.payload()), (0x0800, &[0xee][..]));
-        let t = Tag::new_checked(ethertype::VN_TAG, &buf[2..]).unwrap().unwrap();
+        let t = Tag::new_checked(ethertype::VN_TAG, &buf[2..])
+            .unwrap()
+            .unwrap();
         assert_eq!(t.ethertype(), 0x0800);
-        assert!(Tag::new_checked(ethertype::CISCO_METADATA, &buf[..7]).unwrap().is_err());
+        assert!(
+            Tag::new_checked(ethertype::CISCO_METADATA, &buf[..7])
+                .unwrap()
+                .is_err()
+        );
         assert!(Tag::new_checked(ethertype::IPV4, &buf[..]).is_none());
     }
 }

@@ -77,7 +77,7 @@ impl Segment<'_> {
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
 
-fn ethernet(buf: &mut Vec<u8>, vlans: &[u16], ethertype: u16) {
+pub(crate) fn ethernet(buf: &mut Vec<u8>, vlans: &[u16], ethertype: u16) {
     buf.extend_from_slice(&MAC_A);
     buf.extend_from_slice(&MAC_B);
     for (i, id) in vlans.iter().enumerate() {
@@ -104,7 +104,7 @@ fn checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn ipv4_header(
+pub(crate) fn ipv4_header(
     buf: &mut Vec<u8>,
     src: [u8; 4],
     dst: [u8; 4],
@@ -129,7 +129,13 @@ fn ipv4_header(
     buf[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
 }
 
-fn ipv6_header(buf: &mut Vec<u8>, src: [u8; 16], dst: [u8; 16], next: u8, payload_len: usize) {
+pub(crate) fn ipv6_header(
+    buf: &mut Vec<u8>,
+    src: [u8; 16],
+    dst: [u8; 16],
+    next: u8,
+    payload_len: usize,
+) {
     buf.extend_from_slice(&[0x60, 0, 0, 0]);
     buf.extend_from_slice(&(payload_len as u16).to_be_bytes());
     buf.extend_from_slice(&[next, 64]);
@@ -245,7 +251,8 @@ pub enum NonFlow {
     /// ICMP destination unreachable quoting a TCP header: not flow traffic.
     IcmpErrorQuotingTcp,
     Lldp,
-    Gre,
+    /// IPsec ESP: IP with a protocol that carries no ports.
+    Esp,
 }
 
 impl NonFlow {
@@ -254,7 +261,7 @@ impl NonFlow {
         NonFlow::IcmpEcho,
         NonFlow::IcmpErrorQuotingTcp,
         NonFlow::Lldp,
-        NonFlow::Gre,
+        NonFlow::Esp,
     ];
 
     /// The frame kind flowtap reports.
@@ -263,7 +270,7 @@ impl NonFlow {
             NonFlow::Arp => "arp",
             NonFlow::IcmpEcho | NonFlow::IcmpErrorQuotingTcp => "icmp",
             NonFlow::Lldp => "non_ip",
-            NonFlow::Gre => "ip_other",
+            NonFlow::Esp => "ip_other",
         }
     }
 }
@@ -302,10 +309,11 @@ pub fn non_flow(buf: &mut Vec<u8>, what: NonFlow) {
             buf.extend_from_slice(&0x88ccu16.to_be_bytes());
             buf.extend_from_slice(&[0; 32]);
         }
-        NonFlow::Gre => {
+        NonFlow::Esp => {
             ethernet(buf, &[], 0x0800);
-            ipv4_header(buf, a, b, 47, 4, None);
-            buf.extend_from_slice(&[0, 0, 0x08, 0]);
+            ipv4_header(buf, a, b, 50, 16, None);
+            buf.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 0, 1]);
+            buf.extend_from_slice(&[0; 8]);
         }
     }
 }

@@ -38,6 +38,10 @@ struct Args {
     /// Clean TCP/UDP only: no malformed frames, tags, fragments or truncation.
     #[arg(long)]
     clean: bool,
+    /// Carry a fifth of the connections in tunnels and mirror sessions
+    /// (VXLAN, GENEVE, GRE, ERSPAN, IP-in-IP, GTP-U).
+    #[arg(long)]
+    tunnels: bool,
     /// Store at most this many bytes of each frame (wire lengths are kept).
     #[arg(long)]
     snaplen: Option<u32>,
@@ -56,6 +60,7 @@ fn main() -> std::io::Result<()> {
         servers: args.servers,
         seed: args.seed,
         anomalies: !args.clean,
+        tunnels: args.tunnels,
         snaplen: args.snaplen,
         format: if args.pcapng {
             Format::PcapNg

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::frame::{self, Malformed, NonFlow, Proto, Segment, tcp_flags as f};
 use crate::pcap::{Format, LINKTYPE_ETHERNET, PcapWriter};
+use crate::tunnel::{Carrier, Tunnel};
 
 const MS: u64 = 1_000_000;
 const US: u64 = 1_000;
@@ -39,6 +40,9 @@ pub struct Spec {
     /// retransmits, VLAN/QinQ, fragments, snaplen-truncated frames,
     /// non-flow and malformed frames. Off: clean TCP/UDP only.
     pub anomalies: bool,
+    /// Carry a fifth of the connections in tunnels and mirror sessions
+    /// ([`crate::tunnel`]), outer VLAN tags included with anomalies.
+    pub tunnels: bool,
     /// Store at most this many bytes of each frame (the wire length is kept).
     pub snaplen: Option<u32>,
     pub format: Format,
@@ -55,6 +59,7 @@ impl Default for Spec {
             seed: 1,
             start_ns: 1_767_225_600 * 1_000_000_000, // 2026-01-01T00:00:00Z
             anomalies: true,
+            tunnels: false,
             snaplen: None,
             format: Format::default(),
         }
@@ -88,6 +93,8 @@ pub struct Truth {
     pub kinds: BTreeMap<&'static str, u64>,
     /// Malformed frames by reason.
     pub malformed: BTreeMap<&'static str, u64>,
+    /// Frames by the encapsulation they were carried in, as flowtap names it.
+    pub encapsulated: BTreeMap<&'static str, u64>,
     pub flows: Vec<FlowTruth>,
     pub first_ns: u64,
     pub last_ns: u64,
@@ -120,6 +127,8 @@ struct Conn {
     sport: u16,
     /// VLAN stacks client->server and server->client (may differ).
     vlans: [Vec<u16>; 2],
+    /// The tunnel or mirror session its frames are carried in.
+    tunnel: Option<Tunnel>,
     phase: Phase,
     data_left: u32,
     seq: [u32; 2],
@@ -169,6 +178,8 @@ pub struct Generator {
     conns: Vec<Conn>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     buf: Vec<u8>,
+    /// The frame in its tunnel.
+    wrapped: Vec<u8>,
     ip_ident: u16,
 }
 
@@ -187,6 +198,7 @@ impl Generator {
             conns: Vec::new(),
             heap: BinaryHeap::new(),
             buf: Vec::with_capacity(2048),
+            wrapped: Vec::with_capacity(2048),
             ip_ident: 1,
         }
     }
@@ -297,6 +309,8 @@ impl Generator {
         } else {
             [Vec::new(), Vec::new()]
         };
+        let tunnel = (self.spec.tunnels && kind != Kind::UdpFragmented && self.rng.u32(0..5) == 0)
+            .then(|| self.tunnel(v6));
         let mean = self.spec.mean_data_packets.max(1);
         let data_left = self.rng.u32(0..=2 * mean);
         let phase = match kind {
@@ -315,6 +329,7 @@ impl Generator {
             cport,
             sport,
             vlans,
+            tunnel,
             phase,
             data_left,
             seq: [self.rng.u32(..), self.rng.u32(..)],
@@ -330,6 +345,48 @@ impl Generator {
         self.conns.push(conn);
         let idx = self.conns.len() - 1;
         self.heap.push(Reverse((t, idx)));
+    }
+
+    /// A tunnel for a connection whose addresses are IPv6 when `v6`: any
+    /// carrier, over IPv4 mostly, IP-in-IP always across families (IPv6 in
+    /// IPv4 and IPv4 in IPv6); outer VLAN tags now and then.
+    fn tunnel(&mut self, v6: bool) -> Tunnel {
+        let carrier = Carrier::SAMPLES[self.rng.usize(0..Carrier::SAMPLES.len())];
+        let outer_v6 = match carrier {
+            Carrier::IpInIp => !v6,
+            _ => self.rng.u32(0..4) == 0,
+        };
+        let pair = self.rng.u8(1..4);
+        let endpoints = if outer_v6 {
+            let at = |n: u8| {
+                IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0xff,
+                    0,
+                    0,
+                    0,
+                    u16::from(pair),
+                    u16::from(n),
+                ))
+            };
+            [at(1), at(2)]
+        } else {
+            [
+                IpAddr::V4(Ipv4Addr::new(198, 18, 254, pair)),
+                IpAddr::V4(Ipv4Addr::new(198, 19, 254, pair)),
+            ]
+        };
+        let outer_vlans = match self.rng.u32(0..4) {
+            0 if self.spec.anomalies => vec![300],
+            1 if self.spec.anomalies => vec![400, 401],
+            _ => Vec::new(),
+        };
+        Tunnel {
+            carrier,
+            endpoints,
+            outer_vlans,
+        }
     }
 
     /// Emits the connection's next packet at `t`; schedules the one after.
@@ -539,25 +596,45 @@ impl Generator {
             // A retransmission keeps the original sequence number.
             c.seq[dir] = seg.seq;
         }
-        let headers = frame::segment(&mut self.buf, &seg);
-        let wire_len = self.buf.len() as u32;
+        let mut headers = frame::segment(&mut self.buf, &seg);
+        // Payloads differ as real ones do (two copies of one packet are the
+        // duplicates a SPAN session makes, not two packets).
+        let stamp = self.truth.frames.to_be_bytes();
+        let room = self.buf.len() - headers;
+        self.buf[headers..headers + room.min(8)].copy_from_slice(&stamp[..room.min(8)]);
+        let mut counted = self.buf.len() as u64;
+        let frame = match &c.tunnel {
+            Some(tunnel) => {
+                let (bytes, in_front) = tunnel.wrap(&self.buf, e.c2s, &mut self.wrapped);
+                counted = bytes as u64;
+                headers += in_front;
+                *self
+                    .truth
+                    .encapsulated
+                    .entry(tunnel.carrier.encap_name())
+                    .or_default() += 1;
+                &self.wrapped
+            }
+            None => &self.buf,
+        };
+        let wire_len = frame.len() as u32;
         // Now and then the capture cuts a frame after its headers (snaplen).
         let caplen = if self.spec.anomalies && e.payload > 64 && self.rng.u32(0..20) == 0 {
             headers + 16
         } else {
-            self.buf.len()
+            frame.len()
         };
-        pcap.write(t, &self.buf[..caplen], wire_len)?;
+        pcap.write(t, &frame[..caplen], wire_len)?;
 
         let flow = self.flow_of(idx);
         let c = &mut self.conns[idx];
         let flow = &mut self.truth.flows[flow];
         if e.c2s {
             flow.c2s_pkts += 1;
-            flow.c2s_bytes += u64::from(wire_len);
+            flow.c2s_bytes += counted;
         } else {
             flow.s2c_pkts += 1;
-            flow.s2c_bytes += u64::from(wire_len);
+            flow.s2c_bytes += counted;
         }
         // Legs are measured from the last SYN, for connections whose SYN was seen.
         let syn_seen = matches!(c.kind, Kind::Tcp | Kind::TcpSynRetransmit);
