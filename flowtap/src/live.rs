@@ -20,6 +20,7 @@ fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     config.unbound = cli.unbound;
     config.queues = cli.queues;
     config.busy_poll = cli.busy_poll;
+    config.promiscuous = !cli.no_promiscuous;
     if let Some(q) = cli.queues {
         config.host_queues = q;
     }
@@ -53,6 +54,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         mode = ?info.mode,
         xdp_mode = info.xdp_mode,
         zero_copy = info.zero_copy,
+        promiscuous = info.promiscuous,
         queues = info.queues.len(),
         workers,
         cores = ?worker_cores.iter().flatten().collect::<Vec<_>>(),
@@ -79,12 +81,15 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         &cores,
         Some(queue_stats),
     )?;
-    publisher
-        .lock()
-        .expect("publisher lock")
-        .stats()
-        .handoff_capacity
-        .store(handoff_capacity, Ordering::Relaxed);
+    {
+        let stats = publisher.lock().expect("publisher lock").stats();
+        stats
+            .handoff_capacity
+            .store(handoff_capacity, Ordering::Relaxed);
+        stats
+            .promiscuous
+            .store(u64::from(info.promiscuous), Ordering::Relaxed);
+    }
     let interval = Duration::from_secs_f64(cli.snapshot_interval.max(0.05));
     let merger = {
         let publisher = publisher.clone();

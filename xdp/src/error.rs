@@ -55,4 +55,12 @@ pub enum LiveError {
     },
     #[error("{what}: {detail}")]
     NetDev { what: String, detail: String },
+    #[error(
+        "making {iface} promiscuous: {source} (needs CAP_NET_RAW; --no-promiscuous leaves the interface as it is)"
+    )]
+    Promiscuous {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -3,6 +3,7 @@
 //! mirror veth and the TC programs that feed it. Dropping [`LiveCapture`]
 //! detaches and removes everything it attached or created.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub struct LiveConfig {
     pub idle_wait: Duration,
     /// Queues of the mirror veth in host mode.
     pub host_queues: u32,
+    /// Hold a span interface in promiscuous mode while capturing.
+    pub promiscuous: bool,
 }
 
 impl LiveConfig {
@@ -51,6 +54,7 @@ impl LiveConfig {
             batch: 64,
             idle_wait: Duration::from_millis(10),
             host_queues: 1,
+            promiscuous: true,
         }
     }
 }
@@ -82,12 +86,16 @@ pub struct LiveInfo {
     pub realtime_offset_ns: i128,
     /// The clock the packets are stamped with, for snapshots and expiry.
     pub clock: LiveClock,
+    /// Whether flowtap holds the span interface in promiscuous mode.
+    pub promiscuous: bool,
 }
 
 pub struct LiveCapture {
     // Drop order matters: programs (XDP, TC links) go first, then the veth.
     programs: Programs,
     veth: Option<MirrorVeth>,
+    /// The packet socket whose membership keeps a span port promiscuous.
+    promiscuous: Option<OwnedFd>,
     pub info: Arc<LiveInfo>,
 }
 
@@ -113,6 +121,20 @@ impl LiveCapture {
             }
         };
         let capture_index = sys::if_index(&capture_iface).map_err(iface_err(&capture_iface))?;
+        // A mirror port's frames carry other hosts' MACs: without
+        // promiscuous mode the NIC drops them before XDP runs. Host mode
+        // captures its own veth, which delivers every frame.
+        let promiscuous = match config.mode {
+            Mode::Span if config.promiscuous => Some(
+                sys::promiscuous_membership(capture_index).map_err(|source| {
+                    LiveError::Promiscuous {
+                        iface: capture_iface.clone(),
+                        source,
+                    }
+                })?,
+            ),
+            _ => None,
+        };
         let available = rx_queues(&capture_iface).map_err(iface_err(&capture_iface))?;
         let queues = config.queues.unwrap_or(available).clamp(1, available);
 
@@ -149,6 +171,7 @@ impl LiveCapture {
             clock: LiveClock::starting_at(
                 (i128::from(sys::monotonic_ns()) + realtime_offset_ns).max(0) as u64,
             ),
+            promiscuous: promiscuous.is_some(),
         });
         let sources = sockets
             .into_iter()
@@ -167,6 +190,7 @@ impl LiveCapture {
             LiveCapture {
                 programs,
                 veth,
+                promiscuous,
                 info,
             },
             sources,
@@ -175,9 +199,15 @@ impl LiveCapture {
 
     /// Detaches the programs and removes the mirror veth now (also done on drop).
     pub fn stop(self) {
-        let LiveCapture { programs, veth, .. } = self;
+        let LiveCapture {
+            programs,
+            veth,
+            promiscuous,
+            ..
+        } = self;
         drop(programs);
         drop(veth);
+        drop(promiscuous);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The few raw system calls live capture needs, each behind a safe function.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -273,4 +273,40 @@ impl Drop for NetlinkSocket {
             libc::close(self.fd);
         }
     }
+}
+
+/// Puts interface `ifindex` in promiscuous mode for as long as the returned
+/// socket stays open. It is a membership of a packet socket (as tcpdump's),
+/// not the interface flag: the kernel counts memberships and drops this one
+/// when the socket closes, also when the process is killed, so a crashed
+/// flowtap never leaves a port promiscuous, and an administrator's own
+/// setting is left alone. The socket receives nothing (protocol 0).
+pub fn promiscuous_membership(ifindex: u32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a descriptor socket(2) just returned, owned by no one else.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    let request = libc::packet_mreq {
+        mr_ifindex: ifindex as libc::c_int,
+        mr_type: libc::PACKET_MR_PROMISC as libc::c_ushort,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    // SAFETY: a valid packet_mreq, passed with its own size, on an open socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&raw const request).cast(),
+            size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
 }

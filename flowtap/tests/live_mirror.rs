@@ -1,0 +1,241 @@
+//! Live capture where a mirror port differs from a veth: a SPAN session
+//! delivered inside VXLAN (as AWS VPC Traffic Mirroring and Azure vTAP
+//! deliver it), and promiscuous mode held only while flowtap runs. Root
+//! only, in namespaces the tests make and remove (as in `live.rs`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::metrics::sample;
+use common::netns::{Lab, LiveFlowtap, run, sh};
+use common::{FlowSummary, Key, parse_flows};
+
+fn flows(ft: &LiveFlowtap) -> BTreeMap<Key, FlowSummary> {
+    let full = ft.get_json("/mcp/flows?format=full&limit=100000");
+    let raw = ft.get_json("/mcp/flows?format=raw&limit=100000");
+    parse_flows(&full, &raw)
+        .into_iter()
+        .map(|f| (f.key.clone(), f))
+        .collect()
+}
+
+fn total_frames(flows: &BTreeMap<Key, FlowSummary>) -> u64 {
+    flows
+        .values()
+        .map(|f| f.client_tx_pkts + f.server_tx_pkts)
+        .sum()
+}
+
+/// The interface's promiscuity count as `ip -d link show` reports it.
+fn promiscuity(ns: &str, dev: &str) -> u64 {
+    let out = run(&["ip", "-n", ns, "-d", "link", "show", "dev", dev]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "promiscuity")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no promiscuity in: {text}"))
+}
+
+#[test]
+fn a_span_session_in_vxlan_gives_the_flows_of_the_plain_mirror() {
+    let mut lab = Lab::new("vxm");
+    let (cl, sv) = (lab.ns("cl"), lab.ns("sv"));
+    let (plain, tunnel) = (lab.ns("plain"), lab.ns("vxlan"));
+    sh(&format!(
+        "ip -n {cl} link add c0 type veth peer name s0 netns {sv}"
+    ));
+    sh(&format!("ip -n {cl} addr add 198.18.8.1/24 dev c0"));
+    sh(&format!("ip -n {sv} addr add 198.18.8.2/24 dev s0"));
+    // The plain mirror port, and an underlay to the VXLAN collector.
+    sh(&format!(
+        "ip -n {sv} link add m0 type veth peer name m1 netns {plain}"
+    ));
+    sh(&format!(
+        "ip -n {sv} link add u0 mtu 1600 type veth peer name u1 mtu 1600 netns {tunnel}"
+    ));
+    sh(&format!("ip -n {sv} addr add 198.18.9.1/24 dev u0"));
+    sh(&format!("ip -n {tunnel} addr add 198.18.9.2/24 dev u1"));
+    for (ns, dev) in [
+        (&cl, "c0"),
+        (&sv, "s0"),
+        (&sv, "m0"),
+        (&plain, "m1"),
+        (&sv, "u0"),
+        (&tunnel, "u1"),
+    ] {
+        sh(&format!("ip -n {ns} link set {dev} up"));
+    }
+    for (ns, dev) in [(&cl, "c0"), (&sv, "s0")] {
+        // One frame per packet, as a switch port carries them.
+        lab.exec(
+            ns,
+            &[
+                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+            ],
+        );
+    }
+    for (ns, dev) in [(&sv, "m0"), (&plain, "m1"), (&sv, "u0"), (&tunnel, "u1")] {
+        lab.exec(
+            ns,
+            &[
+                "sysctl",
+                "-q",
+                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+            ],
+        );
+    }
+    // The collector consumes every frame, ARP included: a static neighbour.
+    let mac =
+        String::from_utf8(run(&["ip", "-n", &tunnel, "-br", "link", "show", "dev", "u1"]).stdout)
+            .unwrap();
+    let mac = mac.split_whitespace().nth(2).expect("u1's MAC").to_owned();
+    sh(&format!(
+        "ip -n {sv} neigh add 198.18.9.2 lladdr {mac} dev u0 nud permanent"
+    ));
+    sh(&format!(
+        "ip -n {sv} link add vx0 type vxlan id 42 local 198.18.9.1 remote 198.18.9.2 dstport 4789 dev u0"
+    ));
+    sh(&format!("ip -n {sv} link set vx0 up"));
+    // One SPAN session, two destinations: plainly, and in VXLAN.
+    sh(&format!("tc -n {sv} qdisc add dev s0 clsact"));
+    for dir in ["ingress", "egress"] {
+        sh(&format!(
+            "tc -n {sv} filter add dev s0 {dir} protocol all u32 match u32 0 0 \
+             action mirred egress mirror dev m0 action mirred egress mirror dev vx0"
+        ));
+    }
+    let plain_ft = LiveFlowtap::start(&plain, &["-i", "m1"]);
+    let vxlan_ft = LiveFlowtap::start(&tunnel, &["-i", "u1"]);
+    lab.traffic_servers(&sv, "198.18.8.2", "8080,5432", "5353");
+    let summary = lab.traffic_client(
+        &cl,
+        &[
+            "--addrs",
+            "198.18.8.2",
+            "--tcp-ports",
+            "8080,5432",
+            "--udp-ports",
+            "5353",
+            "--connections",
+            "120",
+            "--datagrams",
+            "40",
+        ],
+    );
+    assert_eq!(
+        (summary["tcp_ok"].as_u64(), summary["udp_ok"].as_u64()),
+        (Some(120), Some(40)),
+        "{summary}"
+    );
+    // The plain mirror's flows, once two snapshots agree (bounded: 20 s).
+    let expected = (0..30)
+        .find_map(|_| {
+            let a = flows(&plain_ft);
+            std::thread::sleep(Duration::from_millis(700));
+            (!a.is_empty() && flows(&plain_ft) == a).then_some(a)
+        })
+        .expect("the plain mirror's flows settle");
+    vxlan_ft.wait_for_frames(total_frames(&expected));
+    let got = flows(&vxlan_ft);
+    assert_eq!(
+        expected.len(),
+        3,
+        "{:?}",
+        expected.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the conversations inside, not the VXLAN datagrams"
+    );
+    for (key, want) in &expected {
+        let have = &got[key];
+        let counts = |f: &FlowSummary| {
+            (
+                f.client_tx_pkts,
+                f.client_tx_bytes,
+                f.server_tx_pkts,
+                f.server_tx_bytes,
+                f.connections,
+            )
+        };
+        assert_eq!(
+            counts(have),
+            counts(want),
+            "{key:?}: counted as the mirrored frames"
+        );
+        assert_eq!(want.mirror, None);
+        let mirror = have.mirror.as_ref().expect("seen through the session");
+        assert_eq!(
+            (mirror["encap"].as_str(), mirror["vni"].as_u64()),
+            (Some("vxlan"), Some(42))
+        );
+    }
+    let metrics = vxlan_ft.admin_text("/metrics");
+    let frames = sample(
+        &metrics,
+        "flowtap_encapsulated_frames_total{encap=\"vxlan\"}",
+    );
+    assert!(frames >= total_frames(&expected) as f64, "{frames}");
+    assert_eq!(
+        sample(
+            &metrics,
+            "flowtap_mirror_session_frames_total{encap=\"vxlan\",id=\"42\"}"
+        ),
+        frames
+    );
+    assert_eq!(sample(&metrics, "flowtap_interface_promiscuous"), 1.0);
+    let (status, stderr) = vxlan_ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains("flowtap: mirror session vxlan 42: frames "),
+        "{stderr}"
+    );
+    plain_ft.stop();
+    lab.close();
+}
+
+#[test]
+fn the_span_port_is_promiscuous_only_while_flowtap_runs() {
+    let mut lab = Lab::new("prm");
+    let tap = lab.ns("tap");
+    sh(&format!("ip -n {tap} link add m1 type veth peer name m2"));
+    sh(&format!("ip -n {tap} link set m1 up"));
+    sh(&format!("ip -n {tap} link set m2 up"));
+    assert_eq!(promiscuity(&tap, "m1"), 0);
+
+    let ft = LiveFlowtap::start(&tap, &["-i", "m1"]);
+    assert_eq!(promiscuity(&tap, "m1"), 1, "span mode: promiscuous");
+    assert!(ft.stderr.lock().unwrap().contains("promiscuous=true"));
+    let (status, stderr) = ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(promiscuity(&tap, "m1"), 0, "dropped on exit");
+
+    // Killed: the kernel drops the membership with the socket.
+    let ft = LiveFlowtap::start(&tap, &["-i", "m1"]);
+    assert_eq!(promiscuity(&tap, "m1"), 1);
+    ft.kill();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(promiscuity(&tap, "m1"), 0, "dropped on SIGKILL");
+
+    // An administrator's own setting is left as it is.
+    sh(&format!("ip -n {tap} link set m1 promisc on"));
+    let ft = LiveFlowtap::start(&tap, &["-i", "m1"]);
+    assert_eq!(promiscuity(&tap, "m1"), 2);
+    ft.kill();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(promiscuity(&tap, "m1"), 1);
+    sh(&format!("ip -n {tap} link set m1 promisc off"));
+
+    let ft = LiveFlowtap::start(&tap, &["-i", "m1", "--no-promiscuous"]);
+    assert_eq!(promiscuity(&tap, "m1"), 0, "--no-promiscuous");
+    assert_eq!(
+        sample(&ft.admin_text("/metrics"), "flowtap_interface_promiscuous"),
+        0.0
+    );
+    ft.stop();
+    lab.close();
+}
