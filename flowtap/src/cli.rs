@@ -300,13 +300,14 @@ pub(crate) struct RunArgs {
     pub dedup: bool,
 
     /// How far apart, in microseconds, two copies of a packet may arrive to
-    /// be duplicates (0: do not look for duplicates).
-    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, env = "FLOWTAP_DEDUP_WINDOW_US", help_heading = MIRROR)]
+    /// be duplicates (0: do not look for duplicates; at most 65535).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=65_535), env = "FLOWTAP_DEDUP_WINDOW_US", help_heading = MIRROR)]
     pub dedup_window_us: u64,
 
-    /// Slots of each worker's duplicate table (16 bytes each); more slots
-    /// miss fewer duplicates at high packet rates.
-    #[arg(long, value_name = "N", default_value_t = 65536, env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
+    /// Slots of each worker's duplicate table (8 bytes each). A busy table
+    /// misses about one duplicate in slots / (packets per window); more
+    /// slots miss fewer but cost cache misses on every packet.
+    #[arg(long, value_name = "N", default_value_t = 4096, env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
     pub dedup_slots: usize,
 
     /// Mirror sessions (encapsulation and VNI, ERSPAN session or GRE key)

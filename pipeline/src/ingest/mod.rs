@@ -22,7 +22,7 @@ use crate::packet::{Fragment, L4Proto, PacketMeta, Transport};
 use crate::source::Frame;
 use crate::time::SECOND;
 use crate::wire::decap::{Decap, Encap, Mirror};
-use crate::wire::dissect::{Dissected, Dissector, TunnelFragment};
+use crate::wire::dissect::{Carried, Dissected, Dissector, TunnelFragment};
 use duplicates::Duplicates;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +61,8 @@ struct InnerFlow {
 
 pub struct Ingest {
     dissector: Dissector,
+    /// How the current frame was carried (kept, not returned, per frame).
+    carried: Carried,
     pub counters: IngestCounters,
     pub sessions: MirrorSessions,
     duplicates: Duplicates,
@@ -73,6 +75,7 @@ impl Ingest {
         let duplicates = Duplicates::new(&config.dedup, hasher.clone());
         Ingest {
             dissector: Dissector::new(config.decap),
+            carried: Carried::default(),
             counters: IngestCounters {
                 duplicate_slots: duplicates.slots() as u64,
                 ..IngestCounters::default()
@@ -94,8 +97,10 @@ impl Ingest {
     pub fn frame(&mut self, frame: Frame<'_>) -> Option<PacketMeta> {
         self.counters.frames += 1;
         self.counters.bytes += u64::from(frame.wire_len);
-        let dissection = self.dissector.dissect(frame.link, frame.data);
-        let carried = dissection.carried;
+        let result = self
+            .dissector
+            .dissect_into(frame.link, frame.data, &mut self.carried);
+        let carried = &self.carried;
         if let Some(at) = carried.ip_offset {
             let packet = frame.data.get(at as usize..).unwrap_or_default();
             if self
@@ -120,7 +125,7 @@ impl Ingest {
             wire_len: frame.wire_len.saturating_sub(carried.outer_len),
             counts_packet: true,
             mirror: carried.mirror,
-            transport: match dissection.result {
+            transport: match result {
                 Ok(Dissected::Transport(t)) => t,
                 Ok(Dissected::Other(kind)) => {
                     if let Some(later) = self.later_fragment(carried.fragment, &frame) {

@@ -129,6 +129,12 @@ impl Decap {
         erspan: true,
     };
 
+    /// Whether a UDP datagram to `port` may carry a tunnel.
+    #[inline]
+    pub fn is_udp_tunnel_port(&self, port: u16) -> bool {
+        self.vxlan.contains(port) || self.geneve.contains(port) || self.gtpu.contains(port)
+    }
+
     /// `tunnel` no longer opened.
     pub fn without(mut self, tunnel: Tunnel) -> Decap {
         match tunnel {

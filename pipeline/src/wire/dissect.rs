@@ -310,8 +310,8 @@ pub struct Carried {
     /// Bytes in front of the innermost frame such an encapsulation carried:
     /// the frame as counted is the captured one minus these.
     pub outer_len: u32,
-    /// Where the IP packet as counted starts (duplicates are compared from
-    /// there).
+    /// Where the innermost IP header starts, the one the flow is keyed on
+    /// (duplicates are compared from there).
     pub ip_offset: Option<u32>,
     /// Set when a tunnel rides on a fragmented IP datagram.
     pub fragment: Option<TunnelFragment>,
@@ -342,17 +342,29 @@ impl Dissector {
     /// Reads `frame` (as captured, possibly cut by a snaplen) down to its
     /// transport header. Never panics.
     pub fn dissect(&self, link: LinkType, frame: &[u8]) -> Dissection {
-        let mut walk = Walk {
+        let mut carried = Carried::default();
+        let result = self.dissect_into(link, frame, &mut carried);
+        Dissection { result, carried }
+    }
+
+    /// The same, with how the frame was carried written into `carried`
+    /// (reset first): the per-packet path keeps one and reads its fields
+    /// where they were written, rather than copying a large result.
+    #[inline]
+    pub fn dissect_into(
+        &self,
+        link: LinkType,
+        frame: &[u8],
+        carried: &mut Carried,
+    ) -> Result<Dissected, Malformed> {
+        *carried = Carried::default();
+        Walk {
             frame,
             decap: &self.decap,
             depth: 0,
-            carried: Carried::default(),
-        };
-        let result = walk.link(link, frame);
-        Dissection {
-            result,
-            carried: walk.carried,
+            carried,
         }
+        .link(link, frame)
     }
 }
 
@@ -373,7 +385,7 @@ struct Walk<'a, 'd> {
     frame: &'a [u8],
     decap: &'d Decap,
     depth: u8,
-    carried: Carried,
+    carried: &'d mut Carried,
 }
 
 /// What an IP header (either version) says about its payload.
@@ -674,7 +686,9 @@ impl<'a> Walk<'a, '_> {
                         transport.src_port = dgram.src_port();
                         transport.dst_port = dgram.dst_port();
                         transport.payload_len = clamp16(ip_payload.saturating_sub(udp::HEADER_LEN));
-                        if let Some(inner) = self.udp_tunnel(&ip, dgram.dst_port()) {
+                        if self.decap.is_udp_tunnel_port(dgram.dst_port())
+                            && let Some(inner) = self.udp_tunnel(&ip, dgram.dst_port())
+                        {
                             return inner;
                         }
                     }
@@ -684,7 +698,9 @@ impl<'a> Walk<'a, '_> {
         Ok(Dissected::Transport(transport))
     }
 
-    /// The tunnel a UDP datagram to `port` carries, if it is one.
+    /// The tunnel a UDP datagram to `port` carries, if it is one. Out of
+    /// line: most datagrams are not tunnels.
+    #[inline(never)]
     fn udp_tunnel(&mut self, ip: &Upper<'a>, port: u16) -> Option<Outcome> {
         let payload = &ip.payload[udp::HEADER_LEN..];
         if self.decap.vxlan.contains(port) {
@@ -731,6 +747,7 @@ impl<'a> Walk<'a, '_> {
         None
     }
 
+    #[inline(never)]
     fn gre(&mut self, ip: &Upper<'a>) -> Outcome {
         let header = match gre::Header::new_checked(ip.payload) {
             Ok(h) => h,
@@ -824,7 +841,6 @@ impl<'a> Walk<'a, '_> {
     fn ethernet_in(&mut self, encap: Encap, id: Option<u32>, frame: &'a [u8]) -> Outcome {
         self.carried.mirror.get_or_insert(Mirror { encap, id });
         self.carried.outer_len = self.offset(frame);
-        self.carried.ip_offset = None;
         self.ethernet(frame)
     }
 
@@ -836,11 +852,9 @@ impl<'a> Walk<'a, '_> {
         Ok(())
     }
 
-    /// The first IP header of the frame as counted.
+    /// An IP header: the innermost so far.
     fn note_ip(&mut self, header: &'a [u8]) {
-        if self.carried.ip_offset.is_none() {
-            self.carried.ip_offset = Some(self.offset(header));
-        }
+        self.carried.ip_offset = Some(self.offset(header));
     }
 
     /// Where `part` (a slice of the frame) starts in the frame.

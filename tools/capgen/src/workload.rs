@@ -599,7 +599,7 @@ impl Generator {
         let mut headers = frame::segment(&mut self.buf, &seg);
         // Payloads differ as real ones do (two copies of one packet are the
         // duplicates a SPAN session makes, not two packets).
-        let stamp = self.truth.frames.to_be_bytes();
+        let stamp = self.truth.frames.to_le_bytes();
         let room = self.buf.len() - headers;
         self.buf[headers..headers + room.min(8)].copy_from_slice(&stamp[..room.min(8)]);
         let mut counted = self.buf.len() as u64;
