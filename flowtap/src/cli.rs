@@ -292,7 +292,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "NAME=PORTS", value_delimiter = ';', value_parser = Decap::parse_ports, env = "FLOWTAP_DECAP_PORTS", help_heading = MIRROR)]
     pub decap_ports: Vec<(Tunnel, Vec<u16>)>,
 
-    /// Drop exact duplicates (the same bytes from the IP header on, within
+    /// Drop exact duplicates (the same bytes from the innermost IP header on, within
     /// --dedup-window-us), as a SPAN session mirroring both the client's and
     /// the server's switch port delivers them. They are detected and counted
     /// (flowtap_duplicate_frames_total) either way.

@@ -269,26 +269,6 @@ pub const CATALOG: &[Metric] = &[
         Malformed ""
     ),
     metric!(
-        "flowtap_duplicate_frames",
-        Counter,
-        "Frames that repeated one seen within --dedup-window-us (the same bytes from the IP header on): a SPAN session mirroring both ends.",
-        ingest!(duplicates),
-        Flows "duplicates"
-    ),
-    metric!(
-        "flowtap_duplicate_frames_dropped",
-        Counter,
-        "Of those, dropped because --dedup is on (otherwise counted like any frame).",
-        ingest!(duplicates_dropped),
-        Flows "duplicates dropped"
-    ),
-    metric!(
-        "flowtap_duplicate_table_slots",
-        Gauge,
-        "Slots of the duplicate tables, all workers (--dedup-slots each).",
-        ingest!(duplicate_slots)
-    ),
-    metric!(
         "flowtap_active_flows",
         Gauge,
         "Flows tracked now.",
@@ -330,6 +310,26 @@ pub const CATALOG: &[Metric] = &[
         Value::One(|s| (s.snapshot.counters.table.fragment_table_full
             + s.snapshot.counters.ingest.tunnel_fragment_table_full) as f64),
         Flows "fragment table full"
+    ),
+    metric!(
+        "flowtap_duplicate_frames",
+        Counter,
+        "Frames that repeated one seen within --dedup-window-us (the same bytes from the IP header on): a SPAN session mirroring both ends.",
+        ingest!(duplicates),
+        Flows "duplicates"
+    ),
+    metric!(
+        "flowtap_duplicate_frames_dropped",
+        Counter,
+        "Of those, dropped because --dedup is on (otherwise counted like any frame).",
+        ingest!(duplicates_dropped),
+        Flows "duplicates dropped"
+    ),
+    metric!(
+        "flowtap_duplicate_table_slots",
+        Gauge,
+        "Slots of the duplicate tables, all workers (--dedup-slots each).",
+        ingest!(duplicate_slots)
     ),
     metric!(
         "flowtap_connections_expired",
