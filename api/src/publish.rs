@@ -17,8 +17,19 @@ use k8s::Source;
 /// The view requests read.
 pub type SharedView = Arc<ArcSwap<View>>;
 
+/// Counts the frames the kernel dropped before the capture read them.
+pub type CaptureDropsFn = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Who this flowtap is, for its own coverage.
+struct Identity {
+    name: String,
+    node: Option<String>,
+    capture_drops: Option<CaptureDropsFn>,
+}
+
 pub struct Publisher {
     views: SharedView,
+    identity: Option<Identity>,
     /// Where Kubernetes names come from, if anywhere.
     inventory: Option<Source>,
     cluster: Arc<Cluster>,
@@ -41,6 +52,7 @@ impl Publisher {
         }
         Publisher {
             views: Arc::new(ArcSwap::from_pointee(View::empty())),
+            identity: None,
             inventory,
             cluster: Arc::new(cluster),
             snapshot: Arc::new(Snapshot::default()),
@@ -61,9 +73,39 @@ impl Publisher {
         self.inventory.as_ref()
     }
 
-    /// Publishes a new snapshot, with the inventory as it is now.
-    pub fn publish(&mut self, snapshot: Snapshot) {
-        self.publish_shared(Arc::new(snapshot));
+    /// Names this flowtap in the coverage of the snapshots it publishes
+    /// (a hub's snapshots bring their own), with its capture's drops.
+    pub fn set_identity(
+        &mut self,
+        name: &str,
+        node: Option<&str>,
+        capture_drops: Option<CaptureDropsFn>,
+    ) {
+        self.identity = Some(Identity {
+            name: name.to_owned(),
+            node: node.map(str::to_owned),
+            capture_drops,
+        });
+    }
+
+    /// Publishes a new snapshot, with the inventory as it is now; returns
+    /// it as published (with this flowtap's coverage when it had none).
+    pub fn publish(&mut self, mut snapshot: Snapshot) -> Arc<Snapshot> {
+        if let Some(me) = &self.identity
+            && snapshot.coverage.agents.is_empty()
+        {
+            let mut losses = pipeline::snapshot::Losses::of(&snapshot.counters);
+            losses.capture_dropped = me.capture_drops.as_ref().map_or(0, |f| f());
+            snapshot.coverage = crate::feed::own_coverage(
+                &me.name,
+                me.node.as_deref(),
+                losses,
+                pipeline::time::wall_now_ns(),
+            );
+        }
+        let snapshot = Arc::new(snapshot);
+        self.publish_shared(snapshot.clone());
+        snapshot
     }
 
     pub fn publish_shared(&mut self, snapshot: Arc<Snapshot>) {
@@ -118,11 +160,7 @@ impl Publisher {
 
     fn rebuild(&self) {
         let inventory = self.inventory.as_ref().map(Source::current);
-        let view = View::build(
-            self.snapshot.clone(),
-            inventory.as_deref(),
-            self.cluster.clone(),
-        );
+        let view = View::build(self.snapshot.clone(), inventory, self.cluster.clone());
         self.views.store(Arc::new(view));
     }
 }

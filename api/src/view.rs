@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pipeline::Snapshot;
 use pipeline::flow::{FlowRecord, PerSide, Side};
 
 use crate::cluster::Cluster;
+use crate::rest::coverage::CoverageJson;
 use crate::rest::query::{Aggregate, FlowQuery};
 use crate::rest::rows::Grouped;
 use crate::rest::summary;
@@ -25,7 +26,15 @@ pub struct View {
     pub cluster: Arc<Cluster>,
     /// Whether an inventory was applied.
     pub enriched: bool,
+    /// The inventory applied, if any (its workload list).
+    pub inventory: Option<Arc<Inventory>>,
+    /// Every workload with its traffic, computed the first time it is asked.
+    workloads: OnceLock<Arc<Vec<crate::rest::workloads::WorkloadJson>>>,
     summary_json: bytes::Bytes,
+    /// The coverage every answer from this view carries.
+    coverage: Arc<CoverageJson>,
+    /// The agent feed of this view, encoded the first time a hub asks.
+    feed: OnceLock<bytes::Bytes>,
     /// Aggregations computed from this view, by what they grouped.
     aggregations: Mutex<HashMap<AggregationKey, Arc<Vec<Grouped>>>>,
 }
@@ -46,10 +55,10 @@ const AGGREGATIONS_KEPT: usize = 8;
 impl View {
     pub fn build(
         snapshot: Arc<Snapshot>,
-        inventory: Option<&Inventory>,
+        inventory: Option<Arc<Inventory>>,
         cluster: Arc<Cluster>,
     ) -> View {
-        let identities = match inventory {
+        let identities = match inventory.as_deref() {
             Some(inv) => snapshot
                 .flows
                 .iter()
@@ -62,12 +71,20 @@ impl View {
                 .collect(),
             None => Vec::new(),
         };
+        let coverage = Arc::new(CoverageJson::of(
+            &snapshot.coverage,
+            pipeline::time::wall_now_ns(),
+        ));
         let mut view = View {
             snapshot,
             identities,
             cluster,
             enriched: inventory.is_some(),
+            inventory,
+            workloads: OnceLock::new(),
             summary_json: bytes::Bytes::new(),
+            coverage,
+            feed: OnceLock::new(),
             aggregations: Mutex::default(),
         };
         view.summary_json = serde_json::to_vec(&summary::build(&view))
@@ -114,6 +131,37 @@ impl View {
         }
         kept.insert(key, groups.clone());
         groups
+    }
+
+    /// The coverage answers carry.
+    pub fn coverage(&self) -> Arc<CoverageJson> {
+        self.coverage.clone()
+    }
+
+    /// Every workload the inventory knows, with its traffic.
+    pub fn workloads(&self) -> Arc<Vec<crate::rest::workloads::WorkloadJson>> {
+        self.workloads
+            .get_or_init(|| Arc::new(crate::rest::workloads::all(self)))
+            .clone()
+    }
+
+    /// The agent feed of this view, encoded once.
+    pub fn feed(&self) -> bytes::Bytes {
+        self.feed
+            .get_or_init(|| crate::feed::Feed::of(self).encode().into())
+            .clone()
+    }
+
+    /// The names of the agents that saw flow `flow` (a hub's view).
+    pub fn seen_by(&self, flow: usize) -> Option<Vec<Arc<str>>> {
+        let agents = &self.snapshot.coverage.agents;
+        let seen = self.snapshot.flows[flow].seen_by.as_ref()?;
+        Some(
+            seen.iter()
+                .filter_map(|&i| agents.get(usize::from(i)))
+                .map(|a| a.node.clone().unwrap_or_else(|| a.name.clone()))
+                .collect(),
+        )
     }
 
     /// The summary's JSON (shared, cheap to clone).

@@ -35,6 +35,7 @@ const API: &str = "API server";
 const K8S: &str = "Kubernetes";
 const FLOWS: &str = "Flows";
 const MIRROR: &str = "Mirror sessions and tunnels";
+const HUB: &str = "Hub";
 const LOGS: &str = "Logging and configuration";
 
 /// flowtap: L4 flows (who talks to whom, how much, how healthy) from a mirror
@@ -66,6 +67,9 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE")]
         auth_token_file: Option<PathBuf>,
     },
+    /// Serve the merged flows of every agent (flowtap instances serving a
+    /// data listener): one answer for the whole cluster.
+    Hub(Box<HubArgs>),
     /// Print a reference generated from the program itself, as Markdown.
     Docs {
         #[arg(value_enum)]
@@ -129,107 +133,6 @@ pub(crate) struct RunArgs {
     /// full core per queue).
     #[arg(long, env = "FLOWTAP_BUSY_POLL", help_heading = LIVE)]
     pub busy_poll: bool,
-
-    /// Serve the API on ADDR (default 127.0.0.1:8898): after reading files,
-    /// until SIGINT or SIGTERM; live, always.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_LISTEN, env = "FLOWTAP_LISTEN", help_heading = API)]
-    pub listen: Option<SocketAddr>,
-
-    /// Serve /healthz, /readyz and /metrics on ADDR, apart from the flow
-    /// data (so that no load on the data port can fail a probe).
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_LISTEN, env = "FLOWTAP_ADMIN_LISTEN", help_heading = API)]
-    pub admin_listen: SocketAddr,
-
-    /// Serve flow data on a non-loopback --listen address without
-    /// --auth-token-file (refused otherwise: anyone who reaches the address
-    /// could read every flow).
-    #[arg(long, env = "FLOWTAP_INSECURE_LISTEN", help_heading = API)]
-    pub insecure_listen: bool,
-
-    /// Host names requests may use besides loopback names and the address
-    /// they connected to (repeatable, or comma-separated; `*` allows any),
-    /// e.g. the name of a Kubernetes Service in front of flowtap. Other
-    /// Host headers get 403 (DNS-rebinding protection).
-    #[arg(long, value_name = "HOST", value_delimiter = ',', env = "FLOWTAP_ALLOWED_HOST", help_heading = API)]
-    pub allowed_host: Vec<String>,
-
-    /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
-    /// Repeatable; each body is printed on its own line. Default without
-    /// --listen: the summary.
-    #[arg(long, value_name = "PATH?QUERY", help_heading = API)]
-    pub dump: Vec<String>,
-
-    /// Seconds a client gets to send a complete request head before the
-    /// connection is closed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
-    pub http_header_timeout: f64,
-
-    /// Seconds within which a response must be written out, from its
-    /// request's arrival; a client that reads slower is disconnected.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_RESPONSE_TIMEOUT", help_heading = API)]
-    pub http_response_timeout: f64,
-
-    /// HTTP connections open at once. At the limit, the oldest idle
-    /// connection is closed to admit a new one; when all are busy, the new
-    /// one gets 503.
-    #[arg(long, value_name = "N", default_value_t = 512, env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
-    pub http_max_connections: usize,
-
-    /// The largest `limit` a /mcp/flows request may ask for (larger ones get
-    /// 400; --dump has no cap). MCP tool calls are capped at 1000.
-    #[arg(long, value_name = "N", default_value_t = 100_000, env = "FLOWTAP_HTTP_MAX_LIMIT", help_heading = API)]
-    pub http_max_limit: usize,
-
-    /// File holding a bearer token: requests for flow data (/mcp and the
-    /// /mcp/flows endpoints) must then send `Authorization: Bearer <token>`.
-    /// Required to serve on a non-loopback address (see --insecure-listen).
-    #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE", help_heading = API)]
-    pub auth_token_file: Option<PathBuf>,
-
-    /// Browser origins allowed besides loopback ones (repeatable, or
-    /// comma-separated; `*` allows any). Requests with another Origin header
-    /// get 403 (DNS-rebinding protection).
-    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', env = "FLOWTAP_ALLOWED_ORIGIN", help_heading = API)]
-    pub allowed_origin: Vec<String>,
-
-    /// Messages one MCP JSON-RPC batch may hold; larger batches are refused.
-    #[arg(long, value_name = "N", default_value_t = 16, env = "FLOWTAP_MCP_MAX_BATCH", help_heading = API)]
-    pub mcp_max_batch: usize,
-
-    /// Bytes one MCP reply may take (e.g. 8Mi); answers past it are replaced
-    /// by an error asking for less.
-    #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REPLY_BYTES", help_heading = API)]
-    pub mcp_max_reply_bytes: u64,
-
-    /// MCP sessions open at once; when all are in use, new ones get 503.
-    #[arg(long, value_name = "N", default_value_t = 1024, env = "FLOWTAP_MCP_MAX_SESSIONS", help_heading = API)]
-    pub mcp_max_sessions: usize,
-
-    /// MCP sessions one client (IP address) may hold; its least recently
-    /// used one makes room for its next.
-    #[arg(long, value_name = "N", default_value_t = 32, env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
-    pub mcp_sessions_per_client: usize,
-
-    /// Kubernetes inventory: what `kubectl get pods,services,endpointslices,nodes -A -o json`
-    /// prints. Re-read when it changes.
-    #[arg(long, value_name = "FILE", env = "FLOWTAP_K8S_INVENTORY", help_heading = K8S)]
-    pub k8s_inventory: Option<PathBuf>,
-
-    /// Follow pods, services, EndpointSlices and nodes through the
-    /// Kubernetes API (in a pod, with its service account; elsewhere, with
-    /// KUBECONFIG) instead of reading --k8s-inventory.
-    #[arg(long, env = "FLOWTAP_K8S_WATCH", conflicts_with = "k8s_inventory", help_heading = K8S)]
-    pub k8s_watch: bool,
-
-    /// Kubernetes objects the watch keeps at most (all kinds together);
-    /// more are left out and counted.
-    #[arg(long, value_name = "N", default_value_t = 1_000_000, env = "FLOWTAP_K8S_MAX_OBJECTS", help_heading = K8S)]
-    pub k8s_max_objects: usize,
-
-    /// The cluster's address ranges (repeatable, or comma-separated); servers
-    /// outside all of them are external egress.
-    #[arg(long, value_name = "CIDR", value_delimiter = ',', env = "FLOWTAP_CLUSTER_CIDR", help_heading = K8S)]
-    pub cluster_cidr: Vec<IpNetwork>,
 
     /// Worker threads (shards) for files. Default: the number of CPUs.
     #[arg(long, value_name = "N", env = "FLOWTAP_THREADS", help_heading = FLOWS)]
@@ -316,6 +219,190 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 256, env = "FLOWTAP_MAX_MIRROR_SESSIONS", help_heading = MIRROR)]
     pub max_mirror_sessions: usize,
 
+    /// This flowtap's name in coverage and in its hub's answers: the node
+    /// it runs on (in Kubernetes, give it `spec.nodeName`). Default: the
+    /// host name.
+    #[arg(long, value_name = "NAME", env = "FLOWTAP_NODE_NAME", help_heading = API)]
+    pub node_name: Option<String>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(flatten)]
+    pub names: NamesArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Fixed hash seed, for reproducible shard placement (testing).
+    #[arg(long, value_name = "N", hide = true, env = "FLOWTAP_HASH_SEED")]
+    pub hash_seed: Option<u64>,
+}
+
+/// `flowtap hub`: where the agents are and how they are pulled, and the
+/// same server, Kubernetes and logging options as `flowtap`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct HubArgs {
+    /// An agent's data listener, e.g. http://10.0.0.5:8898 (repeatable, or
+    /// comma-separated).
+    #[arg(long = "agent", value_name = "URL", value_delimiter = ',', env = "FLOWTAP_HUB_AGENTS", help_heading = HUB)]
+    pub agents: Vec<String>,
+
+    /// A DNS name that resolves to every agent, with their port (e.g. a
+    /// headless Service: flowtap-agents.monitoring.svc:8898); resolved again
+    /// every interval. Repeatable.
+    #[arg(long, value_name = "NAME:PORT", value_delimiter = ',', env = "FLOWTAP_HUB_AGENTS_DNS", help_heading = HUB)]
+    pub agents_dns: Vec<String>,
+
+    /// The agents' Service, NAMESPACE/NAME[:PORT] (port 8898 by default):
+    /// its ready EndpointSlice addresses, followed as they change (needs
+    /// --k8s-watch, or an inventory with the EndpointSlices).
+    #[arg(long, value_name = "NAMESPACE/NAME", env = "FLOWTAP_HUB_AGENTS_SERVICE", help_heading = HUB)]
+    pub agents_service: Option<String>,
+
+    /// File holding the bearer token the agents require.
+    #[arg(long, value_name = "FILE", env = "FLOWTAP_AGENT_TOKEN_FILE", help_heading = HUB)]
+    pub agent_token_file: Option<PathBuf>,
+
+    /// Seconds between pulls of every agent (each pull makes a snapshot).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_INTERVAL", help_heading = HUB)]
+    pub interval: f64,
+
+    /// Seconds one agent gets to answer a pull; one that does not is
+    /// missing from that snapshot (and named in its coverage).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_AGENT_TIMEOUT", help_heading = HUB)]
+    pub agent_timeout: f64,
+
+    /// Agents pulled at most.
+    #[arg(long, value_name = "N", default_value_t = 1024, env = "FLOWTAP_HUB_MAX_AGENTS", help_heading = HUB)]
+    pub max_agents: usize,
+
+    /// Bytes one agent's feed may take (e.g. 256Mi); a larger one fails its
+    /// pull.
+    #[arg(long, value_name = "SIZE", default_value = "256Mi", value_parser = parse_size, env = "FLOWTAP_HUB_MAX_FEED_BYTES", help_heading = HUB)]
+    pub max_feed_bytes: u64,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(flatten)]
+    pub names: NamesArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The API server's options, shared by `flowtap` and `flowtap hub`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ServeArgs {
+    /// Serve the API on ADDR (default 127.0.0.1:8898): after reading files,
+    /// until SIGINT or SIGTERM; live, always.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_LISTEN, env = "FLOWTAP_LISTEN", help_heading = API)]
+    pub listen: Option<SocketAddr>,
+
+    /// Serve /healthz, /readyz and /metrics on ADDR, apart from the flow
+    /// data (so that no load on the data port can fail a probe).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_LISTEN, env = "FLOWTAP_ADMIN_LISTEN", help_heading = API)]
+    pub admin_listen: SocketAddr,
+
+    /// Serve flow data on a non-loopback --listen address without
+    /// --auth-token-file (refused otherwise: anyone who reaches the address
+    /// could read every flow).
+    #[arg(long, env = "FLOWTAP_INSECURE_LISTEN", help_heading = API)]
+    pub insecure_listen: bool,
+
+    /// Host names requests may use besides loopback names and the address
+    /// they connected to (repeatable, or comma-separated; `*` allows any),
+    /// e.g. the name of a Kubernetes Service in front of flowtap. Other
+    /// Host headers get 403 (DNS-rebinding protection).
+    #[arg(long, value_name = "HOST", value_delimiter = ',', env = "FLOWTAP_ALLOWED_HOST", help_heading = API)]
+    pub allowed_host: Vec<String>,
+
+    /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
+    /// Repeatable; each body is printed on its own line. Default without
+    /// --listen: the summary.
+    #[arg(long, value_name = "PATH?QUERY", help_heading = API)]
+    pub dump: Vec<String>,
+
+    /// Seconds a client gets to send a complete request head before the
+    /// connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
+    pub http_header_timeout: f64,
+
+    /// Seconds within which a response must be written out, from its
+    /// request's arrival; a client that reads slower is disconnected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_RESPONSE_TIMEOUT", help_heading = API)]
+    pub http_response_timeout: f64,
+
+    /// HTTP connections open at once. At the limit, the oldest idle
+    /// connection is closed to admit a new one; when all are busy, the new
+    /// one gets 503.
+    #[arg(long, value_name = "N", default_value_t = 512, env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
+    pub http_max_connections: usize,
+
+    /// The largest `limit` a /mcp/flows request may ask for (larger ones get
+    /// 400; --dump has no cap). MCP tool calls are capped at 1000.
+    #[arg(long, value_name = "N", default_value_t = 100_000, env = "FLOWTAP_HTTP_MAX_LIMIT", help_heading = API)]
+    pub http_max_limit: usize,
+
+    /// File holding a bearer token: requests for flow data (/mcp and the
+    /// /mcp/flows endpoints) must then send `Authorization: Bearer <token>`.
+    /// Required to serve on a non-loopback address (see --insecure-listen).
+    #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE", help_heading = API)]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Browser origins allowed besides loopback ones (repeatable, or
+    /// comma-separated; `*` allows any). Requests with another Origin header
+    /// get 403 (DNS-rebinding protection).
+    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', env = "FLOWTAP_ALLOWED_ORIGIN", help_heading = API)]
+    pub allowed_origin: Vec<String>,
+
+    /// Messages one MCP JSON-RPC batch may hold; larger batches are refused.
+    #[arg(long, value_name = "N", default_value_t = 16, env = "FLOWTAP_MCP_MAX_BATCH", help_heading = API)]
+    pub mcp_max_batch: usize,
+
+    /// Bytes one MCP reply may take (e.g. 8Mi); answers past it are replaced
+    /// by an error asking for less.
+    #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REPLY_BYTES", help_heading = API)]
+    pub mcp_max_reply_bytes: u64,
+
+    /// MCP sessions open at once; when all are in use, new ones get 503.
+    #[arg(long, value_name = "N", default_value_t = 1024, env = "FLOWTAP_MCP_MAX_SESSIONS", help_heading = API)]
+    pub mcp_max_sessions: usize,
+
+    /// MCP sessions one client (IP address) may hold; its least recently
+    /// used one makes room for its next.
+    #[arg(long, value_name = "N", default_value_t = 32, env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
+    pub mcp_sessions_per_client: usize,
+}
+
+/// Where Kubernetes names come from.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct NamesArgs {
+    /// Kubernetes inventory: what `kubectl get pods,services,endpointslices,nodes -A -o json`
+    /// prints. Re-read when it changes.
+    #[arg(long, value_name = "FILE", env = "FLOWTAP_K8S_INVENTORY", help_heading = K8S)]
+    pub k8s_inventory: Option<PathBuf>,
+
+    /// Follow pods, services, EndpointSlices and nodes through the
+    /// Kubernetes API (in a pod, with its service account; elsewhere, with
+    /// KUBECONFIG) instead of reading --k8s-inventory.
+    #[arg(long, env = "FLOWTAP_K8S_WATCH", conflicts_with = "k8s_inventory", help_heading = K8S)]
+    pub k8s_watch: bool,
+
+    /// Kubernetes objects the watch keeps at most (all kinds together);
+    /// more are left out and counted.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, env = "FLOWTAP_K8S_MAX_OBJECTS", help_heading = K8S)]
+    pub k8s_max_objects: usize,
+
+    /// The cluster's address ranges (repeatable, or comma-separated); servers
+    /// outside all of them are external egress.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', env = "FLOWTAP_CLUSTER_CIDR", help_heading = K8S)]
+    pub cluster_cidr: Vec<IpNetwork>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct LogArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "FLOWTAP_LOG_FORMAT", help_heading = LOGS)]
     pub log_format: LogFormat,
@@ -329,10 +416,6 @@ pub(crate) struct RunArgs {
     /// flags override environment variables, which override the file.
     #[arg(long, value_name = "FILE", env = "FLOWTAP_CONFIG", help_heading = LOGS)]
     pub config: Option<PathBuf>,
-
-    /// Fixed hash seed, for reproducible shard placement (testing).
-    #[arg(long, value_name = "N", hide = true, env = "FLOWTAP_HASH_SEED")]
-    pub hash_seed: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -341,7 +424,7 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-impl RunArgs {
+impl ServeArgs {
     /// The server's limits and access rules; reads the token file.
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
         let token = match &self.auth_token_file {

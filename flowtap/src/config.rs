@@ -27,9 +27,24 @@ pub(crate) fn load_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     // (-r or -i) may still come from the file, so it is not required yet.
     let relaxed = command.clone().mut_group("source", |g| g.required(false));
     let matches = relaxed.try_get_matches_from(&args)?;
-    let path = matches.get_one::<std::path::PathBuf>("config").cloned();
+    // `flowtap hub` reads its own options from its file.
+    let (options, matched) = match matches.subcommand() {
+        Some(("hub", sub)) => (
+            command
+                .find_subcommand("hub")
+                .expect("the hub subcommand")
+                .clone(),
+            sub.clone(),
+        ),
+        _ => (command.clone(), matches.clone()),
+    };
+    let path = matched
+        .try_get_one::<std::path::PathBuf>("config")
+        .ok()
+        .flatten()
+        .cloned();
     let from_file = match &path {
-        Some(path) => file_args(path, &command, &matches)?,
+        Some(path) => file_args(path, &options, &matched)?,
         None => Vec::new(),
     };
     let mut all = args;
@@ -144,10 +159,29 @@ fn file_args(
 /// definitions.
 pub(crate) fn reference_markdown() -> String {
     let command = Cli::command();
+    let mut out = options_table(command.get_arguments());
+    // The hub's own options (it takes the server, Kubernetes and logging
+    // options above too).
+    let shared: Vec<&str> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .collect();
+    let hub = command.find_subcommand("hub").expect("the hub subcommand");
+    out.push_str(
+        "\n`flowtap hub` takes the API server, Kubernetes and logging options above, and:\n\n",
+    );
+    out.push_str(&options_table(
+        hub.get_arguments()
+            .filter(|a| a.get_long().is_none_or(|l| !shared.contains(&l))),
+    ));
+    out
+}
+
+fn options_table<'a>(args: impl Iterator<Item = &'a clap::Arg>) -> String {
     let mut out = String::from(
         "| option | environment | config key | default | description |\n|---|---|---|---|---|\n",
     );
-    for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+    for arg in args.filter(|a| !a.is_hide_set()) {
         let Some(long) = arg.get_long() else { continue };
         if long == "help" || long == "version" {
             continue;

@@ -39,10 +39,29 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
 pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let publisher = setup::publisher(cli)?;
     // Before attaching anything: a bad token file fails at once.
-    let server_config = cli.server_config()?;
+    let server_config = cli.serve.server_config()?;
     let (capture, sources) = LiveCapture::start(&live_config(cli, iface))
         .with_context(|| format!("starting capture on {iface}"))?;
     let info = capture.info.clone();
+    {
+        // Its coverage counts what the kernel dropped for its sockets.
+        let name = setup::node_name(cli);
+        let queues = info.clone();
+        publisher.lock().expect("publisher lock").set_identity(
+            &name,
+            Some(&name),
+            Some(Arc::new(move || {
+                queues
+                    .queues
+                    .iter()
+                    .map(|q| {
+                        q.rx_dropped.load(Ordering::Relaxed)
+                            + q.rx_ring_full.load(Ordering::Relaxed)
+                    })
+                    .sum()
+            })),
+        );
+    }
     let cores = capture_cores(cli);
     // One worker per queue; more if there are more cores, to spread the shards.
     let workers = sources.len().max(cores.len());
@@ -75,7 +94,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         Arc::new(move || queue_info.queues.iter().map(|q| q.sample()).collect());
     let handoff_capacity = config.queue_capacity as u64;
     let service = Service::start(
-        cli.listen(),
+        cli.serve.listen(),
         publisher.clone(),
         server_config,
         &cores,
@@ -106,7 +125,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     merger.stop();
     let snapshot = pipeline.snapshot(Clock::Live(info.clock));
     publisher.lock().expect("publisher lock").publish(snapshot);
-    let failed = setup::dump(&publisher, &cli.dump)?;
+    let failed = setup::dump(&publisher, &cli.serve.dump)?;
     service.stop();
     // Stop the workers (closing the sockets and reading their kernel
     // counters a last time), then report, detach and remove.

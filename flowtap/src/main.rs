@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod fault;
+mod hub_service;
 #[cfg(feature = "live")]
 mod live;
 mod mcp_stdio;
@@ -14,9 +15,9 @@ mod setup;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use cli::{Command, Docs, LogFormat, RunArgs};
+use cli::{Command, Docs, LogArgs, LogFormat};
 
-fn init_logging(run: &RunArgs) {
+fn init_logging(run: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&run.log_level).unwrap_or_else(|e| {
         eprintln!("flowtap: invalid --log-level {:?}: {e}", run.log_level);
         std::process::exit(2);
@@ -76,6 +77,15 @@ fn main() {
             url,
             auth_token_file,
         }) => std::process::exit(mcp_stdio::run(&url, auth_token_file.as_deref())),
+        Some(Command::Hub(args)) => {
+            init_logging(&args.log);
+            tracing::info!(version = cli::VERSION, options = ?args, "configuration");
+            let code = hub_service::run(&args).unwrap_or_else(|e| {
+                eprintln!("flowtap hub: {e:#}");
+                1
+            });
+            std::process::exit(code);
+        }
         Some(Command::Docs { what }) => {
             match what {
                 Docs::Config => print!("{}", config::reference_markdown()),
@@ -86,7 +96,7 @@ fn main() {
         None => {}
     }
     let run = cli.run;
-    init_logging(&run);
+    init_logging(&run.log);
     tracing::info!(version = cli::VERSION, options = ?run, "configuration");
     let result = match &run.interface {
         #[cfg(feature = "live")]

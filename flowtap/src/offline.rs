@@ -32,11 +32,11 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let publisher = setup::publisher(cli)?;
     // Bind before reading, so a taken port fails at once.
-    let service = match cli.listen {
+    let service = match cli.serve.listen {
         Some(_) => Some(Service::start(
-            cli.listen(),
+            cli.serve.listen(),
             publisher.clone(),
-            cli.server_config()?,
+            cli.serve.server_config()?,
             &[],
             None,
         )?),
@@ -68,11 +68,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     drop(pipeline);
     let outcomes = std::mem::take(&mut *report.lock().expect("reader thread finished"));
     let seconds = started.elapsed().as_secs_f64();
-    let snapshot = Arc::new(snapshot);
-    publisher
-        .lock()
-        .expect("publisher lock")
-        .publish_shared(snapshot.clone());
+    let snapshot = publisher.lock().expect("publisher lock").publish(snapshot);
     if let Some(s) = &service {
         s.set_ready();
     }
@@ -85,7 +81,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         }
     }
 
-    let mut targets = cli.dump.clone();
+    let mut targets = cli.serve.dump.clone();
     if targets.is_empty() && service.is_none() {
         targets.push(api::rest::SUMMARY_PATH.to_owned());
     }

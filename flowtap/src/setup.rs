@@ -14,7 +14,7 @@ use pipeline::source::QueueStats;
 use pipeline::time;
 use pipeline::wire::decap::Decap;
 
-use crate::cli::RunArgs;
+use crate::cli::{NamesArgs, RunArgs};
 
 /// Memory the tables may not use: the program, its threads and hand-off
 /// queues, the HTTP server under load (and, live, the AF_XDP buffers).
@@ -103,31 +103,49 @@ pub(crate) fn ingest_config(cli: &RunArgs) -> anyhow::Result<IngestConfig> {
     })
 }
 
-/// The publisher, with the inventory loaded (an invalid file fails here).
+/// The publisher of a flowtap reading files or capturing, with the
+/// inventory loaded (an invalid file fails here), naming itself in its
+/// coverage.
 pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> {
-    let stats = Arc::new(k8s::WatchStats::default());
-    let inventory = match &cli.k8s_inventory {
-        Some(path) => Some(Source::File(
-            InventoryFile::open(path).context("loading the Kubernetes inventory")?,
-        )),
-        None if cli.k8s_watch => Some(watch(cli, stats.clone())?),
-        None => None,
-    };
-    let cluster = Cluster {
-        cidrs: cli.cluster_cidr.clone(),
-    };
-    let publisher = Publisher::new(inventory, cluster, stats);
+    let mut publisher = named_publisher(&cli.names)?;
     publisher
         .stats()
         .memory_limit
         .store(memory_limit(cli), std::sync::atomic::Ordering::Relaxed);
+    let name = node_name(cli);
+    publisher.set_identity(&name, Some(&name), None);
     Ok(Arc::new(Mutex::new(publisher)))
 }
 
+/// This flowtap's name: `--node-name`, else the host name.
+pub(crate) fn node_name(cli: &RunArgs) -> String {
+    cli.node_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "flowtap".to_owned())
+    })
+}
+
+/// A publisher with the Kubernetes names `names` says where to find.
+pub(crate) fn named_publisher(names: &NamesArgs) -> anyhow::Result<Publisher> {
+    let stats = Arc::new(k8s::WatchStats::default());
+    let inventory = match &names.k8s_inventory {
+        Some(path) => Some(Source::File(
+            InventoryFile::open(path).context("loading the Kubernetes inventory")?,
+        )),
+        None if names.k8s_watch => Some(watch(names, stats.clone())?),
+        None => None,
+    };
+    let cluster = Cluster {
+        cidrs: names.cluster_cidr.clone(),
+    };
+    Ok(Publisher::new(inventory, cluster, stats))
+}
+
 #[cfg(feature = "watch")]
-fn watch(cli: &RunArgs, stats: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
+fn watch(names: &NamesArgs, stats: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
     let config = k8s::watch::WatchConfig {
-        max_objects: cli.k8s_max_objects,
+        max_objects: names.k8s_max_objects,
     };
     Ok(Source::Watch(
         k8s::watch::Watch::start(config, stats).context("--k8s-watch")?,
@@ -135,7 +153,7 @@ fn watch(cli: &RunArgs, stats: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
 }
 
 #[cfg(not(feature = "watch"))]
-fn watch(_: &RunArgs, _: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
+fn watch(_: &NamesArgs, _: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
     anyhow::bail!(
         "--k8s-watch: this flowtap was built without the `watch` feature; rebuild with default features"
     )

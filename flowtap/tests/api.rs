@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::server::Server;
 use common::{corpus_dir, project_root};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn capture_args(inventory: &Path) -> Vec<String> {
     let root = project_root();
@@ -109,6 +109,43 @@ const TOTALS: &[Field] = &[
     ("bps", T::Num, true),
 ];
 
+/// flowtap's addition to every answer: which vantage points it covers.
+const LOSSES: [Field; 4] = [
+    ("capture_drops", T::Int, true),
+    ("handoff_drops", T::Int, true),
+    ("flows_evicted", T::Int, true),
+    ("packets_in_no_flow", T::Int, true),
+];
+const AGENT: &[Field] = &[
+    ("name", T::Str, true),
+    ("node", T::Str, false),
+    ("answered", T::Bool, true),
+    ("age_s", T::Num, false),
+    ("error", T::Str, false),
+    LOSSES[0],
+    LOSSES[1],
+    LOSSES[2],
+    LOSSES[3],
+];
+const COVERAGE: &[Field] = &[
+    ("agents_expected", T::Int, true),
+    ("agents_answered", T::Int, true),
+    ("agents_missing", T::Arr(&T::Str), true),
+    ("agents", T::Arr(&T::Obj(AGENT)), true),
+    LOSSES[0],
+    LOSSES[1],
+    LOSSES[2],
+    LOSSES[3],
+];
+/// flowtap's addition for flows seen through a mirror session.
+const MIRROR: &[Field] = &[
+    ("encap", T::Str, true),
+    ("vni", T::Int, false),
+    ("session", T::Int, false),
+    ("key", T::Int, false),
+    ("id", T::Int, false),
+];
+
 const FLOW_COMPACT: &[Field] = &[
     ("proto", T::Str, true),
     ("client", T::Obj(ENDPOINT), true),
@@ -126,6 +163,9 @@ const FLOW_FULL: &[Field] = &[
     ("server_stats", T::Obj(STATS_FULL), true),
     ("totals", T::Obj(TOTALS), true),
     ("merged_flows", T::Int, false),
+    // flowtap's additions: the mirror session, and (from a hub) the agents.
+    ("mirror", T::Obj(MIRROR), false),
+    ("seen_by", T::Arr(&T::Str), false),
 ];
 
 const RAW_LEG: &[Field] = &[
@@ -153,6 +193,7 @@ const FLOW_RAW: &[Field] = &[
     ("connections", T::Int, true),
     ("syn_to_synack", T::Obj(RAW_LEG), false),
     ("syn_to_ack", T::Obj(RAW_LEG), false),
+    ("mirror", T::Obj(MIRROR), false),
 ];
 
 const TOP_BYTES: &[Field] = &[
@@ -186,6 +227,7 @@ const SUMMARY: &[Field] = &[
     ("cross_namespace", T::Arr(&T::Obj(CROSS)), true),
     // flowtap's addition, with --cluster-cidr.
     ("external_bytes", T::Int, false),
+    ("coverage", T::Obj(COVERAGE), true),
 ];
 
 fn check(v: &Value, t: T, at: &str) {
@@ -239,16 +281,19 @@ fn flows_body(v: &Value, flow: &'static [Field]) {
             ("flows", T::Arr(&T::Obj(FLOW_RAW)), true),
             ("total", T::Int, true),
             ("truncated", T::Bool, true),
+            ("coverage", T::Obj(COVERAGE), true),
         ],
         n if n == FLOW_FULL.len() => &[
             ("flows", T::Arr(&T::Obj(FLOW_FULL)), true),
             ("total", T::Int, true),
             ("truncated", T::Bool, true),
+            ("coverage", T::Obj(COVERAGE), true),
         ],
         _ => &[
             ("flows", T::Arr(&T::Obj(FLOW_COMPACT)), true),
             ("total", T::Int, true),
             ("truncated", T::Bool, true),
+            ("coverage", T::Obj(COVERAGE), true),
         ],
     };
     check(v, T::Obj(body), "body");
@@ -1036,4 +1081,82 @@ fn without_an_inventory_the_api_serves_ips() {
     let agg = s.get_json(&format!("/mcp/flows?aggregate=namespace&{ALL}"));
     assert!(agg["total"].as_u64().unwrap() <= body["total"].as_u64().unwrap());
     assert_eq!(s.terminate(), 0, "SIGTERM ends a clean run with status 0");
+}
+
+/// `/mcp/workloads`: every pod, service and namespace of the inventory with
+/// its traffic, checked against the flows themselves.
+#[test]
+fn workloads_active_and_idle() {
+    let s = start(&[]);
+    let all = s.get_json("/mcp/workloads?limit=100000");
+    assert_eq!(all["names_known"], true);
+    let workloads = all["workloads"].as_array().unwrap();
+    assert_eq!(all["total"].as_u64().unwrap() as usize, workloads.len());
+    let flows = s.get_json("/mcp/flows?format=full&limit=100000");
+    let flows = flows["flows"].as_array().unwrap();
+    for w in workloads.iter().filter(|w| w["kind"] == "pod") {
+        let (ns, name) = (&w["namespace"], &w["name"]);
+        let on = |side: &str| {
+            flows
+                .iter()
+                .filter(|f| f[side]["pod"] == *name && f[side]["ns"] == *ns)
+                .collect::<Vec<_>>()
+        };
+        let (served, opened) = (on("server"), on("client"));
+        assert_eq!(
+            w["flows_in"].as_u64().unwrap() as usize,
+            served.len(),
+            "{w}"
+        );
+        assert_eq!(
+            w["flows_out"].as_u64().unwrap() as usize,
+            opened.len(),
+            "{w}"
+        );
+        let sum = |fs: &[&Value], stats: &str, field: &str| -> u64 {
+            fs.iter().map(|f| f[stats][field].as_u64().unwrap()).sum()
+        };
+        assert_eq!(
+            w["bytes_in"].as_u64().unwrap(),
+            sum(&served, "server_stats", "rx_bytes") + sum(&opened, "client_stats", "rx_bytes"),
+            "{w}"
+        );
+        assert_eq!(
+            w["active"],
+            !(served.is_empty() && opened.is_empty()),
+            "{w}"
+        );
+        assert_eq!(w["last_seen"].is_string(), w["active"] == true, "{w}");
+    }
+    let idle = s.get_json("/mcp/workloads?state=idle&kind=pod&limit=100000");
+    let idle = idle["workloads"].as_array().unwrap();
+    let expected: Vec<&Value> = workloads
+        .iter()
+        .filter(|w| w["kind"] == "pod" && w["active"] == false)
+        .collect();
+    assert_eq!(idle.iter().collect::<Vec<_>>(), expected);
+    let active = s.get_json("/mcp/workloads?state=active&kind=pod&limit=100000")["total"].clone();
+    assert!(active.as_u64().unwrap() > 0);
+    let shop = s.get_json("/mcp/workloads?namespace=shop&kind=namespace");
+    assert_eq!(shop["workloads"].as_array().unwrap().len(), 1);
+    for (query, parameter) in [
+        ("state=asleep", "state"),
+        ("kind=deployment", "kind"),
+        ("limit=-1", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let r = s.get(&format!("/mcp/workloads?{query}"));
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(r.json()["parameter"], parameter, "{query}");
+    }
+    // Without names there is nothing to list, and the answer says so.
+    let bare = Server::start(&[
+        "-r",
+        project_root().join("demo/demo.pcap").to_str().unwrap(),
+    ]);
+    let none = bare.get_json("/mcp/workloads");
+    assert_eq!(
+        (none["names_known"].clone(), none["total"].clone()),
+        (json!(false), json!(0))
+    );
 }

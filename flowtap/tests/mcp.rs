@@ -127,7 +127,11 @@ fn check_report(server: &Server, report: &Value, protocol: &str, era: &str) {
         .collect();
     assert_eq!(
         tools,
-        [("list_l4_flows", true), ("get_l4_flow_summary", true)],
+        [
+            ("list_l4_flows", true),
+            ("get_l4_flow_summary", true),
+            ("list_workloads", true)
+        ],
         "{who}"
     );
 

@@ -78,6 +78,36 @@ pub struct Inventory {
     pub pods: usize,
     pub services: usize,
     pub nodes: usize,
+    /// Every pod (with an address of its own) and service, sorted by kind,
+    /// namespace and name: what "which workloads are idle?" is asked of.
+    pub workloads: Vec<Workload>,
+    /// The ready addresses of each service's endpoints, by (namespace,
+    /// service): how a hub finds its agents.
+    pub endpoints: HashMap<(String, String), Vec<IpAddr>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    Pod,
+    Service,
+}
+
+impl WorkloadKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod => "pod",
+            WorkloadKind::Service => "service",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub ns: Arc<str>,
+    pub name: Arc<str>,
+    /// The node a pod runs on.
+    pub node: Option<Arc<str>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +167,24 @@ impl Inventory {
                 continue;
             };
             let ns = slice.metadata.namespace.clone().unwrap_or_default();
+            let ready = inv
+                .endpoints
+                .entry((ns.clone(), service.clone()))
+                .or_default();
+            for endpoint in slice
+                .endpoints
+                .iter()
+                .filter(|e| e.conditions.ready != Some(false))
+            {
+                ready.extend(
+                    endpoint
+                        .addresses
+                        .iter()
+                        .filter_map(|a| a.parse::<IpAddr>().ok()),
+                );
+            }
+            ready.sort();
+            ready.dedup();
             let ports: Vec<u16> = slice
                 .ports
                 .iter()
@@ -207,6 +255,12 @@ impl Inventory {
                 services,
                 containers,
             });
+            inv.workloads.push(Workload {
+                kind: WorkloadKind::Pod,
+                ns: identity.ns.clone().unwrap_or_else(|| "default".into()),
+                name: pod.metadata.name.as_str().into(),
+                node: identity.node.clone(),
+            });
             let ips = pod
                 .status
                 .pod_ips
@@ -225,6 +279,12 @@ impl Inventory {
                 .as_deref()
                 .unwrap_or("default")
                 .into();
+            inv.workloads.push(Workload {
+                kind: WorkloadKind::Service,
+                ns: ns.clone(),
+                name: svc.metadata.name.as_str().into(),
+                node: None,
+            });
             let identity = Arc::new(Identity {
                 kind: IdentityKind::ServiceIp,
                 pod: None,
@@ -268,7 +328,15 @@ impl Inventory {
                 }
             }
         }
+        inv.workloads.sort();
         inv
+    }
+
+    /// The ready addresses behind service `ns/name`.
+    pub fn endpoints_of(&self, ns: &str, name: &str) -> &[IpAddr] {
+        self.endpoints
+            .get(&(ns.to_owned(), name.to_owned()))
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Identity>> {

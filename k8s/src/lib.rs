@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 pub use file::InventoryFile;
-pub use inventory::{ContainerRef, Identity, IdentityKind, Inventory, ServiceRef};
+pub use inventory::{
+    ContainerRef, Identity, IdentityKind, Inventory, ServiceRef, Workload, WorkloadKind,
+};
 
 /// Where the names come from.
 pub enum Source {

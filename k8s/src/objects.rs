@@ -176,6 +176,16 @@ pub struct Endpoint {
     pub addresses: Vec<String>,
     #[serde(default)]
     pub target_ref: Option<ObjectReference>,
+    #[serde(default)]
+    pub conditions: EndpointConditions,
+}
+
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointConditions {
+    /// `None` means ready (the API's own reading of an absent condition).
+    #[serde(default)]
+    pub ready: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]

@@ -14,6 +14,7 @@ pub const LIST_FLOWS: &str = "list_l4_flows";
 /// context; `total` and `truncated` tell it to narrow the query.
 pub const MAX_LIMIT: usize = 1000;
 pub const SUMMARY: &str = "get_l4_flow_summary";
+pub const WORKLOADS: &str = "list_workloads";
 
 /// How a model should read the numbers; shared by both tools.
 const FIELD_GUIDE: &str = "\
@@ -37,7 +38,13 @@ Fast handshake + slow service = application issue; slow handshake = network issu
 intermittent hiccups; one source slow to everything = that source's node; every source slow to one destination = \
 the destination (or its node) is overloaded. \
 Kubernetes fields (pod, ns, svc, node) appear only when flowtap's inventory maps the IP; a bare IP is an external or \
-host-network endpoint, and a flow without pod/ns does not match the pod/ns filters.";
+host-network endpoint, and a flow without pod/ns does not match the pod/ns filters. \
+Coverage: every answer has a coverage object saying which vantage points it covers (one flowtap, or every agent a \
+flowtap hub pulls from: agents_expected, agents_answered, agents_missing with each one's error, age_s of each one's \
+data) and what they lost (capture_drops: frames the kernel dropped before flowtap read them; handoff_drops; \
+flows_evicted; packets_in_no_flow). Before concluding that two endpoints do not talk, check it: with agents_missing \
+non-empty or losses above zero, absent traffic may simply not have been seen. From a hub, format=full lists in seen_by \
+the agents (nodes) that saw each flow; a connection seen on both its nodes is counted once.";
 
 fn flows_description() -> String {
     format!(
@@ -144,7 +151,8 @@ fn flows_output_schema() -> Value {
                 }
             },
             "total": {"type": "integer", "description": "matching entries before limit"},
-            "truncated": {"type": "boolean", "description": "true when limit cut the list"}
+            "truncated": {"type": "boolean", "description": "true when limit cut the list"},
+            "coverage": coverage_schema()
         }
     })
 }
@@ -191,7 +199,81 @@ fn summary_output_schema() -> Value {
                     }
                 }
             },
-            "external_bytes": {"type": "integer", "description": "bytes to servers outside the cluster CIDRs"}
+            "external_bytes": {"type": "integer", "description": "bytes to servers outside the cluster CIDRs"},
+            "coverage": coverage_schema()
+        }
+    })
+}
+
+fn coverage_schema() -> Value {
+    let count = json!({"type": "integer", "minimum": 0});
+    json!({
+        "type": "object",
+        "description": "which vantage points the answer covers and what they lost",
+        "properties": {
+            "agents_expected": count, "agents_answered": count,
+            "agents_missing": {"type": "array", "items": {"type": "string"}},
+            "capture_drops": count, "handoff_drops": count, "flows_evicted": count,
+            "packets_in_no_flow": count,
+            "agents": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "node": {"type": "string"},
+                "answered": {"type": "boolean"}, "age_s": {"type": "number"},
+                "error": {"type": "string"},
+                "capture_drops": count, "handoff_drops": count, "flows_evicted": count,
+                "packets_in_no_flow": count
+            }}}
+        }
+    })
+}
+
+fn workloads_description() -> String {
+    format!(
+        "List every pod, service and namespace flowtap's Kubernetes names know, with the flows in (as server) and out \
+(as client) of each, the bytes it received and sent, when its last packet was seen, and whether it is active. Use it \
+for 'which pods in namespace X have no traffic right now?' (namespace=X, state=idle, kind=pod) or 'what is busiest?'. \
+A workload is active when some flow of the current snapshot has it as an endpoint; a flow stays in the snapshot until \
+its connections expire after their last packet: live, TCP 300 s (10 s after it closed), UDP 60 s (flowtap's \
+--tcp-timeout and --udp-timeout); reading capture files, for the whole capture. So idle means no packet for at least \
+that long - and only where flowtap watches (check coverage). names_known is false when flowtap has no Kubernetes \
+names: then nothing can be listed. Equivalent to GET {}.",
+        rest::workloads::PATH
+    )
+}
+
+fn workloads_input_schema() -> Value {
+    let mut properties = Map::new();
+    for (name, description) in rest::workloads::PARAMS {
+        let mut schema = match *name {
+            "limit" => json!({"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
+            "state" => json!({"type": "string", "enum": ["active", "idle", "all"]}),
+            "kind" => json!({"type": "string", "enum": ["pod", "service", "namespace"]}),
+            _ => json!({"type": "string"}),
+        };
+        schema["description"] = json!(description);
+        properties.insert((*name).to_owned(), schema);
+    }
+    json!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+fn workloads_output_schema() -> Value {
+    let count = json!({"type": "integer", "minimum": 0});
+    json!({
+        "type": "object",
+        "required": ["workloads", "total", "truncated", "names_known", "coverage"],
+        "properties": {
+            "workloads": {"type": "array", "items": {"type": "object",
+                "required": ["kind", "namespace", "name", "active", "flows_in", "flows_out", "bytes_in", "bytes_out"],
+                "properties": {
+                    "kind": {"type": "string", "enum": ["pod", "service", "namespace"]},
+                    "namespace": {"type": "string"}, "name": {"type": "string"}, "node": {"type": "string"},
+                    "active": {"type": "boolean"},
+                    "flows_in": count, "flows_out": count, "bytes_in": count, "bytes_out": count,
+                    "last_seen": {"type": "string", "description": "ISO 8601; absent when idle"}
+                }}},
+            "total": count,
+            "truncated": {"type": "boolean"},
+            "names_known": {"type": "boolean"},
+            "coverage": coverage_schema()
         }
     })
 }
@@ -235,6 +317,14 @@ pub fn list(version: Version) -> Value {
             json!({"type": "object", "properties": {}, "additionalProperties": false}),
             summary_output_schema(),
         ),
+        tool(
+            version,
+            WORKLOADS,
+            "Workloads, active and idle",
+            workloads_description(),
+            workloads_input_schema(),
+            workloads_output_schema(),
+        ),
     ]})
 }
 
@@ -258,9 +348,10 @@ pub fn call(view: &View, params: &Map<String, Value>, version: Version) -> Resul
     let outcome = match name {
         LIST_FLOWS => list_flows(view, arguments),
         SUMMARY => summary(view, arguments),
+        WORKLOADS => workloads(view, arguments),
         other => {
             return Err(RpcError::invalid_params(format!(
-                "unknown tool {other:?}; tools: {LIST_FLOWS}, {SUMMARY}"
+                "unknown tool {other:?}; tools: {LIST_FLOWS}, {SUMMARY}, {WORKLOADS}"
             )));
         }
     };
@@ -310,6 +401,32 @@ fn summary(view: &View, arguments: &Map<String, Value>) -> Result<Value, String>
         return Err(format!("argument {name}: {SUMMARY} takes no arguments"));
     }
     Ok(serde_json::from_slice(&view.summary_json()).expect("the summary is JSON"))
+}
+
+fn workloads(view: &View, arguments: &Map<String, Value>) -> Result<Value, String> {
+    let mut pairs = Vec::with_capacity(arguments.len());
+    for (name, value) in arguments {
+        let text = match value {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            Value::Number(n) if name == "limit" => n.to_string(),
+            _ => return Err(format!("argument {name}: must be a string, got {value}")),
+        };
+        pairs.push((name.as_str(), text));
+    }
+    let q =
+        rest::workloads::parse(pairs.iter().map(|(n, v)| (*n, v.as_str()))).map_err(
+            |e| match &e.parameter {
+                Some(p) => format!("argument {p}: {}", e.message),
+                None => e.message,
+            },
+        )?;
+    if q.limit > MAX_LIMIT {
+        return Err(format!(
+            "argument limit: at most {MAX_LIMIT} workloads per call; narrow by namespace, kind or state"
+        ));
+    }
+    Ok(serde_json::to_value(rest::workloads::answer(view, &q)).expect("workloads serialise"))
 }
 
 fn tool_result(value: Value, version: Version) -> Value {
@@ -389,10 +506,9 @@ mod tests {
             r
         };
         let new = call_at("2025-06-18");
-        assert_eq!(
-            new["structuredContent"],
-            json!({"flows": [], "total": 0, "truncated": false})
-        );
+        assert_eq!(new["structuredContent"]["flows"], json!([]));
+        assert_eq!(new["structuredContent"]["total"], 0);
+        assert_eq!(new["structuredContent"]["coverage"]["agents_expected"], 0);
         let text: Value =
             serde_json::from_str(new["content"][0]["text"].as_str().unwrap()).unwrap();
         assert_eq!(text, new["structuredContent"]);

@@ -1,11 +1,13 @@
 //! The MCP L4 REST endpoints as one function from (path, query, view) to a
 //! response, shared by the HTTP server, `--dump` and the MCP tools.
 
+pub mod coverage;
 pub mod query;
 pub mod render;
 pub mod rows;
 pub mod select;
 pub mod summary;
+pub mod workloads;
 
 use serde::Serialize;
 
@@ -55,6 +57,7 @@ pub const SUMMARY_PATH: &str = "/mcp/flows/summary";
 pub enum Plan {
     Flows(FlowQuery),
     Summary,
+    Workloads(workloads::WorkloadQuery),
 }
 
 /// Checks a GET of `path` with query string `query` (without the `?`);
@@ -84,9 +87,28 @@ pub fn plan(path: &str, query: &str, max_limit: usize) -> Result<Plan, ApiError>
             }
             Ok(Plan::Summary)
         }
+        workloads::PATH => {
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            let q = workloads::parse(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
+            if q.limit > max_limit {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    format!(
+                        "limit {} is over this server's maximum of {max_limit}",
+                        q.limit
+                    ),
+                ));
+            }
+            Ok(Plan::Workloads(q))
+        }
         _ => Err(ApiError {
             status: 404,
-            message: format!("no such endpoint: {path}; try {FLOWS_PATH} or {SUMMARY_PATH}"),
+            message: format!(
+                "no such endpoint: {path}; try {FLOWS_PATH}, {SUMMARY_PATH} or {}",
+                workloads::PATH
+            ),
             parameter: None,
         }),
     }
@@ -97,6 +119,7 @@ pub enum Answer {
     Flows(FlowsAnswer),
     /// The summary's JSON, prepared with the view.
     Summary(bytes::Bytes),
+    Workloads(workloads::WorkloadsAnswer),
 }
 
 /// Computes the answer to a plan from `view`.
@@ -104,6 +127,7 @@ pub fn answer(view: &View, plan: &Plan) -> Answer {
     match plan {
         Plan::Flows(q) => Answer::Flows(flows(view, q)),
         Plan::Summary => Answer::Summary(view.summary_json()),
+        Plan::Workloads(q) => Answer::Workloads(workloads::answer(view, q)),
     }
 }
 
@@ -116,6 +140,7 @@ pub fn respond(view: &View, path: &str, query: &str) -> ApiResponse {
             body: match answer(view, &plan) {
                 Answer::Flows(f) => serde_json::to_vec(&f).expect("answers serialise"),
                 Answer::Summary(s) => s.to_vec(),
+                Answer::Workloads(w) => serde_json::to_vec(&w).expect("answers serialise"),
             },
         },
         Err(e) => ApiResponse::error(&e),
@@ -190,5 +215,6 @@ pub fn flows(view: &View, q: &FlowQuery) -> FlowsAnswer {
         truncated: entries.len() < total,
         entries,
         total,
+        coverage: view.coverage(),
     }
 }

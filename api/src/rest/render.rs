@@ -3,6 +3,7 @@
 //! time while the body is written.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use pipeline::Snapshot;
 use pipeline::flow::{FlowRecord, Side};
@@ -10,6 +11,7 @@ use pipeline::packet::L4Proto;
 use pipeline::wire::decap::Mirror;
 use serde::{Serialize, Serializer};
 
+use super::coverage::CoverageJson;
 use super::rows::{EndpointFields, Row};
 
 /// A rate: printed as an integer when it is one (as the reference's Go
@@ -121,6 +123,9 @@ pub struct FlowJson<'a> {
     /// The mirror session it came through (`full` format).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorJson>,
+    /// The agents that saw it (`full` format, from a hub).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen_by: Option<Vec<&'a str>>,
 }
 
 /// Where a flow seen through a mirror session came from, in `full` format:
@@ -223,11 +228,13 @@ impl Entries {
     }
 }
 
-/// A `/mcp/flows` answer: `{"flows": [...], "total": N, "truncated": B}`.
+/// A `/mcp/flows` answer: `{"flows": [...], "total": N, "truncated": B,
+/// "coverage": {...}}`.
 pub struct FlowsAnswer {
     pub entries: Entries,
     pub total: usize,
     pub truncated: bool,
+    pub coverage: Arc<CoverageJson>,
 }
 
 impl Serialize for FlowsAnswer {
@@ -251,10 +258,11 @@ impl Serialize for FlowsAnswer {
                 seq.end()
             }
         }
-        let mut st = s.serialize_struct("FlowsAnswer", 3)?;
+        let mut st = s.serialize_struct("FlowsAnswer", 4)?;
         st.serialize_field("flows", &List(&self.entries))?;
         st.serialize_field("total", &self.total)?;
         st.serialize_field("truncated", &self.truncated)?;
+        st.serialize_field("coverage", &*self.coverage)?;
         st.end()
     }
 }
@@ -285,8 +293,10 @@ impl FlowsAnswer {
             if next == self.entries.len() {
                 out.extend_from_slice(
                     format!(
-                        "],\"total\":{},\"truncated\":{}}}",
-                        self.total, self.truncated
+                        "],\"total\":{},\"truncated\":{},\"coverage\":{}}}",
+                        self.total,
+                        self.truncated,
+                        serde_json::to_string(&*self.coverage).expect("coverage serialises")
                     )
                     .as_bytes(),
                 );
@@ -378,6 +388,11 @@ pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
         },
         merged_flows: (full && aggregated).then_some(row.flows),
         mirror: row.mirror.filter(|_| full).map(MirrorJson),
+        seen_by: row
+            .seen_by
+            .as_ref()
+            .filter(|_| full)
+            .map(|agents| agents.iter().map(|a| &**a).collect()),
     }
 }
 
@@ -441,6 +456,7 @@ mod tests {
             ),
             total: n + 3,
             truncated: true,
+            coverage: Default::default(),
         };
         for n in [0, 1, 7, 200] {
             let whole = serde_json::to_vec(&rows(n)).unwrap();

@@ -88,6 +88,8 @@ pub struct Row {
     pub flows: u64,
     /// The mirror session, when every merged flow came through the same one.
     pub mirror: Option<Mirror>,
+    /// In a hub's answer: the agents that saw it (every merged flow's).
+    pub seen_by: Option<Vec<Arc<str>>>,
 }
 
 impl Row {
@@ -104,6 +106,7 @@ impl Row {
             percentiles: f.percentiles,
             flows: 1,
             mirror: f.mirror,
+            seen_by: view.seen_by(flow),
         }
     }
 
@@ -263,6 +266,14 @@ impl Merged {
         if row.mirror != f.mirror {
             row.mirror = None;
         }
+        if let (Some(seen), Some(more)) = (row.seen_by.as_mut(), view.seen_by(flow)) {
+            for agent in more {
+                if !seen.contains(&agent) {
+                    seen.push(agent);
+                }
+            }
+            seen.sort();
+        }
         row.flows += 1;
         for side in Side::BOTH {
             row.sent[side].add(f.sent[side]);
@@ -405,6 +416,7 @@ mod tests {
             last_seen_ns: 1,
             connections: samples.len() as u64,
             mirror: None,
+            seen_by: None,
             handshake: PerSide::new(Some(Arc::new(digest.clone())), Some(Arc::new(digest))),
             percentiles: PerSide::new(p, p),
         }

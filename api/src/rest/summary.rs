@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pipeline::packet::L4Proto;
 use serde::Serialize;
 
+use super::coverage::CoverageJson;
 use crate::view::View;
 use pipeline::flow::Side;
 
@@ -36,7 +37,7 @@ pub struct CrossNamespace {
     pub bytes: u64,
 }
 
-#[derive(Serialize, Debug, PartialEq, Eq)]
+#[derive(Serialize, Debug, PartialEq)]
 pub struct Summary {
     pub total_flows: usize,
     pub tcp_flows: usize,
@@ -60,6 +61,8 @@ pub struct Summary {
     /// NAT64): external egress. Present when cluster CIDRs are configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_bytes: Option<u64>,
+    /// The vantage points behind the summary (see `coverage.rs`).
+    pub coverage: CoverageJson,
 }
 
 /// How an endpoint is named in the top lists: its pod, else its IP.
@@ -188,5 +191,6 @@ pub fn build(view: &View) -> Summary {
             .collect(),
         cross_namespace,
         external_bytes,
+        coverage: (*view.coverage()).clone(),
     }
 }

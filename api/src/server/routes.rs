@@ -25,6 +25,9 @@ use crate::rest::{self, ApiResponse, query::ApiError};
 pub enum Route {
     Flows,
     Summary,
+    Workloads,
+    /// The feed a hub pulls (`crate::feed`).
+    Feed,
     Mcp,
     Metrics,
     Healthz,
@@ -34,9 +37,11 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 9] = [
         Route::Flows,
         Route::Summary,
+        Route::Workloads,
+        Route::Feed,
         Route::Mcp,
         Route::Metrics,
         Route::Healthz,
@@ -55,6 +60,8 @@ impl Route {
         Some(match self {
             Route::Flows => rest::FLOWS_PATH,
             Route::Summary => rest::SUMMARY_PATH,
+            Route::Workloads => rest::workloads::PATH,
+            Route::Feed => crate::feed::PATH,
             Route::Mcp => mcp::PATH,
             Route::Metrics => "/metrics",
             Route::Healthz => "/healthz",
@@ -79,7 +86,12 @@ impl Route {
     pub fn listener(self) -> Listener {
         match self {
             Route::Metrics | Route::Healthz | Route::Readyz => Listener::Admin,
-            Route::Flows | Route::Summary | Route::Mcp | Route::Unknown => Listener::Data,
+            Route::Flows
+            | Route::Summary
+            | Route::Workloads
+            | Route::Feed
+            | Route::Mcp
+            | Route::Unknown => Listener::Data,
         }
     }
 }
@@ -199,9 +211,10 @@ async fn route_request(
             );
             resp
         }
-        Route::Flows | Route::Summary | Route::Unknown => {
+        Route::Flows | Route::Summary | Route::Workloads | Route::Unknown => {
             flows_route(state, config, path.to_owned(), query).await
         }
+        Route::Feed => feed_route(state).await,
         Route::Mcp => unreachable!("answered above"),
     }
 }
@@ -236,6 +249,7 @@ async fn flows_route(
     let answer = tokio::task::spawn_blocking(move || rest::answer(&views.load_full(), &plan)).await;
     let body = match answer {
         Ok(rest::Answer::Summary(json)) => full(json),
+        Ok(rest::Answer::Workloads(w)) => full(serde_json::to_vec(&w).expect("answers serialise")),
         Ok(rest::Answer::Flows(flows)) => chunked(
             flows.into_chunks(CHUNK_BYTES).map(bytes::Bytes::from),
             permit,
@@ -252,6 +266,33 @@ async fn flows_route(
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// The feed a hub pulls: encoded on a blocking thread the first time a view
+/// is asked for it (a large answer: it takes a permit), then the same bytes.
+async fn feed_route(state: &Arc<AppState>) -> Response<ResponseBody> {
+    let permit = match state.large_answers.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => return response(json_status(503, "shutting down")),
+    };
+    let views = state.views.clone();
+    let feed = tokio::task::spawn_blocking(move || views.load_full().feed()).await;
+    drop(permit);
+    match feed {
+        Ok(bytes) => {
+            let mut resp = Response::new(full(bytes));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(crate::feed::CONTENT_TYPE),
+            );
+            resp
+        }
+        Err(e) => response(ApiResponse::error(&ApiError {
+            status: 500,
+            message: format!("internal error: {e}"),
+            parameter: None,
+        })),
+    }
 }
 
 /// Bytes of an answer serialised at a time.

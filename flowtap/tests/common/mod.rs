@@ -2,6 +2,7 @@
 //! the real `flowtap` binary.
 #![allow(dead_code)]
 
+pub(crate) mod apiserver;
 pub(crate) mod metrics;
 pub(crate) mod netns;
 pub(crate) mod server;

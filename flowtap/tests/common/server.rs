@@ -63,11 +63,25 @@ impl Server {
         Server::launch(args, &[], "flowtap: serving on ")
     }
 
+    /// Like [`Server::start_serving`], with extra environment variables.
+    pub(crate) fn start_serving_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(args, env, "flowtap: serving on ")
+    }
+
+    /// Like [`Server::start`], on the data address `listen`.
+    pub(crate) fn start_on(args: &[&str], listen: &str) -> Server {
+        Server::launch_on(args, &[], "flowtap: read ", listen)
+    }
+
     fn launch(args: &[&str], env: &[(&str, &str)], ready_line: &str) -> Server {
+        Server::launch_on(args, env, ready_line, "127.0.0.1:0")
+    }
+
+    fn launch_on(args: &[&str], env: &[(&str, &str)], ready_line: &str, listen: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
             .args(args)
             .envs(env.iter().copied())
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

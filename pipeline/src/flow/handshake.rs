@@ -96,7 +96,69 @@ pub enum Recorded {
     ReplacedOldest,
 }
 
+/// A digest's samples that count at some moment, in a form that travels
+/// (from an agent to its hub) and merges exactly: the samples themselves,
+/// or the sketch's buckets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DigestExport {
+    /// Handshake times in µs.
+    Exact(Vec<u32>),
+    /// (bucket, count) pairs, as [`Sketch::buckets`] gives them.
+    Sketch(Vec<(u16, u32)>),
+}
+
 impl HandshakeDigest {
+    /// The samples that count at `as_of_ns`.
+    pub fn export(&self, as_of_ns: u64, window: Window) -> DigestExport {
+        let at_s = whole_secs(as_of_ns);
+        match &self.repr {
+            Repr::Exact(samples) => DigestExport::Exact(
+                samples
+                    .iter()
+                    .filter(|s| in_window(s, at_s, window))
+                    .map(|s| s.us)
+                    .collect(),
+            ),
+            Repr::Sketch(gens) => {
+                let mut merged = Sketch::default();
+                for sketch in gens.live(generation_of(at_s, window)) {
+                    merged.merge(sketch);
+                }
+                DigestExport::Sketch(merged.buckets().collect())
+            }
+        }
+    }
+
+    /// A digest holding exactly what `export` gave: every sample counts
+    /// (read it with [`Window::Unbounded`]).
+    pub fn import(export: &DigestExport) -> HandshakeDigest {
+        match export {
+            DigestExport::Exact(samples) if samples.len() <= EXACT_SAMPLES => HandshakeDigest {
+                repr: Repr::Exact(samples.iter().map(|&us| Sample { at_s: 0, us }).collect()),
+            },
+            DigestExport::Exact(samples) => {
+                let mut sketch = Sketch::default();
+                for &us in samples {
+                    sketch.add(u64::from(us));
+                }
+                HandshakeDigest::of_sketch(sketch)
+            }
+            DigestExport::Sketch(buckets) => {
+                HandshakeDigest::of_sketch(Sketch::from_buckets(buckets.iter().copied()))
+            }
+        }
+    }
+
+    fn of_sketch(sketch: Sketch) -> HandshakeDigest {
+        HandshakeDigest {
+            repr: Repr::Sketch(Box::new(Generations {
+                generation: 0,
+                current: sketch,
+                previous: new_sketch(Window::Unbounded),
+            })),
+        }
+    }
+
     /// Records one handshake time measured at `at_ns` (capture time). A
     /// digest full of exact samples becomes a sketch if `may_grow`.
     pub fn record(&mut self, at_ns: u64, us: u64, window: Window, may_grow: bool) -> Recorded {

@@ -26,6 +26,9 @@ pub struct FlowRecord {
     /// The mirror session (VXLAN VNI, ERSPAN session, ...) it was first seen
     /// through, if it was seen through one.
     pub mirror: Option<Mirror>,
+    /// In a hub's snapshot: the agents that saw it, by their index in the
+    /// snapshot's coverage (`None` in an agent's own).
+    pub seen_by: Option<Arc<[u16]>>,
 }
 
 impl FlowRecord {

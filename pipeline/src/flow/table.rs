@@ -354,6 +354,7 @@ impl FlowTable {
                 connections: flow.connections,
                 handshake: flow.handshake.clone(),
                 mirror: flow.mirror,
+                seen_by: None,
                 percentiles: PerSide::from_fn(|side| {
                     flow.handshake[side]
                         .as_ref()

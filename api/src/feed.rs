@@ -1,0 +1,318 @@
+//! The feed an agent serves its hub: `GET /internal/v1/feed` on the data
+//! listener, behind the same token as the flow data. It holds the agent's
+//! current flows with their handshake digests in mergeable form (samples or
+//! sketch buckets, so the hub's percentiles are exact to digest precision
+//! and never averages of percentiles), who the agent is, and what it lost.
+//!
+//! Encoded with postcard (serde in a compact binary form with varints):
+//! about a quarter of the same data in JSON, and several times faster to
+//! decode (BENCHMARKS.md, hub). A view encodes its feed once, the first time
+//! it is asked for, and serves those bytes to every pull until the next
+//! snapshot.
+
+use std::sync::Arc;
+
+use pipeline::flow::handshake::DigestExport;
+use pipeline::flow::{Counter, FlowKey, FlowRecord, HandshakeDigest, PerSide, Rates, Side, Window};
+use pipeline::packet::{Addr, L4Proto};
+use pipeline::snapshot::{Coverage, Losses};
+use pipeline::wire::decap::{Encap, Mirror};
+use serde::{Deserialize, Serialize};
+
+use crate::view::View;
+
+pub const PATH: &str = "/internal/v1/feed";
+pub const CONTENT_TYPE: &str = "application/x-flowtap-feed";
+/// Changes whenever the encoding does: a hub refuses other versions.
+pub const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Feed {
+    pub version: u32,
+    /// The agent's own name for itself and its node (`--node-name`).
+    pub name: String,
+    pub node: Option<String>,
+    /// Increases with every snapshot the agent publishes.
+    pub sequence: u64,
+    /// The snapshot's time (capture time for files, wall clock live).
+    pub as_of_ns: u64,
+    pub since_ns: Option<u64>,
+    pub losses: WireLosses,
+    pub flows: Vec<FeedFlow>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WireLosses {
+    pub capture_dropped: u64,
+    pub handoff_dropped: u64,
+    pub flows_evicted: u64,
+    pub packets_in_no_flow: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FeedFlow {
+    /// 6 (TCP) or 17 (UDP).
+    pub proto: u8,
+    pub client: [u8; 16],
+    pub server: [u8; 16],
+    pub server_port: u16,
+    /// (packets, bytes) the client sent, then the server.
+    pub sent: [(u64, u64); 2],
+    /// Packets/s the client sent, the server sent; then bits/s likewise.
+    pub pps: [f64; 2],
+    pub bps: [f64; 2],
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub connections: u64,
+    /// Handshake legs by whose view they are: client, server.
+    pub legs: [Option<WireDigest>; 2],
+    /// The mirror session: the encapsulation's index in `Encap::ALL`, its id.
+    pub mirror: Option<(u8, Option<u32>)>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum WireDigest {
+    Exact(Vec<u32>),
+    Sketch(Vec<(u16, u32)>),
+}
+
+impl From<Losses> for WireLosses {
+    fn from(l: Losses) -> Self {
+        WireLosses {
+            capture_dropped: l.capture_dropped,
+            handoff_dropped: l.handoff_dropped,
+            flows_evicted: l.flows_evicted,
+            packets_in_no_flow: l.packets_in_no_flow,
+        }
+    }
+}
+
+impl From<WireLosses> for Losses {
+    fn from(l: WireLosses) -> Self {
+        Losses {
+            capture_dropped: l.capture_dropped,
+            handoff_dropped: l.handoff_dropped,
+            flows_evicted: l.flows_evicted,
+            packets_in_no_flow: l.packets_in_no_flow,
+        }
+    }
+}
+
+impl Feed {
+    /// The feed of `view`'s snapshot. The agent is the snapshot's first
+    /// (its own) coverage entry.
+    pub fn of(view: &View) -> Feed {
+        let s = &view.snapshot;
+        let me = s.coverage.agents.first();
+        Feed {
+            version: VERSION,
+            name: me.map_or_else(String::new, |a| a.name.to_string()),
+            node: me.and_then(|a| a.node.as_deref().map(str::to_owned)),
+            sequence: s.sequence,
+            as_of_ns: s.as_of_ns,
+            since_ns: s.since_ns,
+            losses: me.map(|a| a.losses).unwrap_or_default().into(),
+            flows: s
+                .flows
+                .iter()
+                .map(|f| FeedFlow::of(f, s.as_of_ns, s.rtt_window))
+                .collect(),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a feed serialises into memory")
+    }
+
+    /// Decodes a feed; a feed of another version is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Feed, String> {
+        let feed: Feed = postcard::from_bytes(bytes).map_err(|e| format!("not a feed: {e}"))?;
+        if feed.version != VERSION {
+            return Err(format!(
+                "feed version {} (this hub reads {VERSION}): run the same flowtap version on agents and hub",
+                feed.version
+            ));
+        }
+        Ok(feed)
+    }
+}
+
+impl FeedFlow {
+    fn of(f: &FlowRecord, as_of_ns: u64, window: Window) -> FeedFlow {
+        let leg = |side: Side| {
+            f.handshake[side]
+                .as_ref()
+                .map(|d| match d.export(as_of_ns, window) {
+                    DigestExport::Exact(v) => WireDigest::Exact(v),
+                    DigestExport::Sketch(v) => WireDigest::Sketch(v),
+                })
+                .filter(|d| !matches!(d, WireDigest::Exact(v) if v.is_empty()))
+        };
+        FeedFlow {
+            proto: f.key.proto as u8,
+            client: f.key.client.0,
+            server: f.key.server.0,
+            server_port: f.key.server_port,
+            sent: [Side::Client, Side::Server].map(|s| (f.sent[s].pkts, f.sent[s].bytes)),
+            pps: [f.rates.pps[Side::Client], f.rates.pps[Side::Server]],
+            bps: [f.rates.bps[Side::Client], f.rates.bps[Side::Server]],
+            first_seen_ns: f.first_seen_ns,
+            last_seen_ns: f.last_seen_ns,
+            connections: f.connections,
+            legs: [leg(Side::Client), leg(Side::Server)],
+            mirror: f.mirror.map(|m| (m.encap.index() as u8, m.id)),
+        }
+    }
+
+    /// The flow as a record of the hub's snapshot (its digests count every
+    /// sample they hold: read them with an unbounded window).
+    pub fn into_record(self) -> Option<FlowRecord> {
+        let proto = match self.proto {
+            6 => L4Proto::Tcp,
+            17 => L4Proto::Udp,
+            _ => return None,
+        };
+        let digest = |d: Option<WireDigest>| {
+            d.map(|d| {
+                Arc::new(HandshakeDigest::import(&match d {
+                    WireDigest::Exact(v) => DigestExport::Exact(v),
+                    WireDigest::Sketch(v) => DigestExport::Sketch(v),
+                }))
+            })
+        };
+        let [client_leg, server_leg] = self.legs;
+        let handshake = PerSide::new(digest(client_leg), digest(server_leg));
+        let percentiles = PerSide::from_fn(|side| {
+            handshake[side]
+                .as_ref()
+                .and_then(|d| d.percentiles(0, Window::Unbounded))
+        });
+        let counter = |(pkts, bytes): (u64, u64)| Counter { pkts, bytes };
+        Some(FlowRecord {
+            key: FlowKey {
+                proto,
+                client: Addr(self.client),
+                server: Addr(self.server),
+                server_port: self.server_port,
+            },
+            sent: PerSide::new(counter(self.sent[0]), counter(self.sent[1])),
+            rates: Rates {
+                pps: PerSide::new(self.pps[0], self.pps[1]),
+                bps: PerSide::new(self.bps[0], self.bps[1]),
+            },
+            first_seen_ns: self.first_seen_ns,
+            last_seen_ns: self.last_seen_ns,
+            connections: self.connections,
+            handshake,
+            percentiles,
+            mirror: self.mirror.and_then(|(encap, id)| {
+                Some(Mirror {
+                    encap: *Encap::ALL.get(usize::from(encap))?,
+                    id,
+                })
+            }),
+            seen_by: None,
+        })
+    }
+}
+
+/// The coverage entry an agent's feed describes, as fetched at `fetched_ns`.
+pub fn agent_coverage(
+    url: &str,
+    feed: &Feed,
+    fetched_ns: u64,
+) -> pipeline::snapshot::AgentCoverage {
+    pipeline::snapshot::AgentCoverage {
+        name: url.into(),
+        node: feed.node.as_deref().map(Into::into),
+        updated_ns: Some(fetched_ns),
+        error: None,
+        losses: feed.losses.into(),
+    }
+}
+
+/// An agent's own coverage: itself, with what its pipeline lost.
+pub fn own_coverage(name: &str, node: Option<&str>, losses: Losses, now_ns: u64) -> Coverage {
+    Coverage {
+        agents: vec![pipeline::snapshot::AgentCoverage {
+            name: name.into(),
+            node: node.map(Into::into),
+            updated_ns: Some(now_ns),
+            error: None,
+            losses,
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_goes_through_the_feed_unchanged() {
+        let mut digest = HandshakeDigest::default();
+        for us in [100, 200, 300] {
+            digest.record(1_000_000_000, us, Window::Unbounded, true);
+        }
+        let record = FlowRecord {
+            key: FlowKey {
+                proto: L4Proto::Tcp,
+                client: Addr::from_v4([198, 18, 0, 1]),
+                server: Addr::from_v4([198, 19, 0, 1]),
+                server_port: 443,
+            },
+            sent: PerSide::new(
+                Counter {
+                    pkts: 3,
+                    bytes: 180,
+                },
+                Counter {
+                    pkts: 2,
+                    bytes: 120,
+                },
+            ),
+            rates: Rates {
+                pps: PerSide::new(1.5, 1.0),
+                bps: PerSide::new(720.0, 480.0),
+            },
+            first_seen_ns: 1,
+            last_seen_ns: 2,
+            connections: 1,
+            handshake: PerSide::new(Some(Arc::new(digest)), None),
+            percentiles: PerSide::default(),
+            mirror: Some(Mirror {
+                encap: Encap::Vxlan,
+                id: Some(7),
+            }),
+            seen_by: None,
+        };
+        let wire = FeedFlow::of(&record, 2_000_000_000, Window::Unbounded);
+        let back = wire.clone().into_record().unwrap();
+        assert_eq!(
+            (back.key, back.sent, back.connections),
+            (record.key, record.sent, 1)
+        );
+        assert_eq!(back.mirror, record.mirror);
+        let p = back.percentiles[Side::Client].unwrap();
+        assert_eq!((p.p50, p.p99), (200, 300));
+        assert!(back.handshake[Side::Server].is_none());
+        let feed = Feed {
+            version: VERSION,
+            name: "a".into(),
+            node: Some("n".into()),
+            sequence: 9,
+            as_of_ns: 2,
+            since_ns: Some(1),
+            losses: WireLosses::default(),
+            flows: vec![wire],
+        };
+        assert_eq!(Feed::decode(&feed.encode()).unwrap(), feed);
+        let old = Feed { version: 0, ..feed };
+        assert!(
+            Feed::decode(&old.encode())
+                .unwrap_err()
+                .contains("version 0")
+        );
+        assert!(Feed::decode(b"garbage").is_err());
+    }
+}

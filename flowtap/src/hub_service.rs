@@ -1,0 +1,66 @@
+//! `flowtap hub`: the hub (the `hub` crate) pulling every agent, and the
+//! same service an agent runs answering from the merged snapshots.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use hub::{AgentSource, AgentUrl, Discovery, Hub, HubConfig};
+
+use crate::cli::{HubArgs, read_token};
+use crate::serve::Service;
+use crate::setup;
+
+pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
+    let mut sources = Vec::new();
+    for url in &args.agents {
+        sources.push(AgentSource::Url(
+            AgentUrl::parse(url).map_err(|e| anyhow::anyhow!("--agent: {e}"))?,
+        ));
+    }
+    for name in &args.agents_dns {
+        sources.push(AgentSource::dns(name).map_err(|e| anyhow::anyhow!("--agents-dns: {e}"))?);
+    }
+    if let Some(service) = &args.agents_service {
+        anyhow::ensure!(
+            args.names.k8s_watch || args.names.k8s_inventory.is_some(),
+            "--agents-service needs the Kubernetes names: give --k8s-watch (or --k8s-inventory)"
+        );
+        sources.push(
+            AgentSource::service(service).map_err(|e| anyhow::anyhow!("--agents-service: {e}"))?,
+        );
+    }
+    anyhow::ensure!(
+        !sources.is_empty(),
+        "no agents: give --agent URL, --agents-dns NAME:PORT or --agents-service NAMESPACE/NAME"
+    );
+    let token = match &args.agent_token_file {
+        Some(path) => Some(read_token(path).context("--agent-token-file")?),
+        None => None,
+    };
+    let publisher =
+        std::sync::Arc::new(std::sync::Mutex::new(setup::named_publisher(&args.names)?));
+    let service = Service::start(
+        args.serve.listen(),
+        publisher.clone(),
+        args.serve.server_config()?,
+        &[],
+        None,
+    )?;
+    let config = HubConfig {
+        discovery: Discovery { sources },
+        token,
+        interval: Duration::from_secs_f64(args.interval.max(0.05)),
+        agent_timeout: Duration::from_secs_f64(args.agent_timeout.max(0.01)),
+        max_agents: args.max_agents.max(1),
+        max_feed_bytes: usize::try_from(args.max_feed_bytes).unwrap_or(usize::MAX),
+    };
+    let hub = Hub::start(config, publisher.clone()).context("starting the hub")?;
+    // The hub answers from the start; the coverage says what is missing.
+    service.set_ready();
+    let outcome = service.run_until_signal(|| None);
+    drop(hub);
+    let failed = setup::dump(&publisher, &args.serve.dump)?;
+    service.stop();
+    outcome?;
+    Ok(if failed { 2 } else { 0 })
+}

@@ -1,0 +1,330 @@
+//! `flowtap hub` over real agents: three flowtaps each reading a different
+//! corpus capture, and one hub pulling them. Its answer must hold every flow
+//! of the three truths exactly, agree with one flowtap reading all three
+//! captures (flows, filters, aggregation, limits, summary, MCP tools, all but
+//! the rates, which depend on each snapshot's time), and say in its
+//! coverage which agent is missing when one stops, then recover.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::apiserver::ApiServer;
+use common::server::Server;
+use common::{Key, Run, corpus_dir, parse_flows, truth};
+use serde_json::{Value, json};
+
+const CAPTURES: [(&str, &str); 3] = [
+    ("02_pcpp_example", "node-a"),
+    ("05_ndpi_reddit_ipv6", "node-b"),
+    ("08_ndpi_bot_vlan", "node-c"),
+];
+
+const INTERVAL_S: f64 = 1.0;
+
+fn capture(name: &str) -> String {
+    corpus_dir()
+        .join("captures")
+        .join(format!("{name}.pcap"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn agent(name: &str, node: &str, listen: &str) -> Server {
+    // Returns once its capture is read: its feed is complete from then on.
+    Server::start_on(&["-r", &capture(name), "--node-name", node], listen)
+}
+
+/// Polls the hub's summary until `check` holds (bounded by `within`).
+fn wait_for(
+    hub: &Server,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let summary = hub.get_json("/mcp/flows/summary");
+        if check(&summary) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what} not within {within:?}: {}",
+            summary["coverage"]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Drops what depends on the moment of the snapshot (rates, last-packet
+/// times) or on who answered (coverage, seen_by), recursively.
+fn timeless(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| {
+                    !(k.ends_with("pps")
+                        || k.ends_with("bps")
+                        || *k == "timestamp"
+                        || *k == "coverage"
+                        || *k == "seen_by")
+                })
+                .map(|(k, v)| (k.clone(), timeless(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(timeless).collect()),
+        other => other.clone(),
+    }
+}
+
+fn mcp_session(server: &Server) -> String {
+    let r = server.send(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                          "clientInfo": {"name": "hub-test", "version": "1"}}})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.header("mcp-session-id").expect("a session").to_owned()
+}
+
+fn mcp_call(server: &Server, session: &str, tool: &str, arguments: Value) -> Value {
+    let r = server.send(
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", session),
+            ("Mcp-Protocol-Version", "2025-06-18"),
+        ],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": tool, "arguments": arguments}})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let result = r.json()["result"].clone();
+    assert_eq!(result["isError"], false, "{result}");
+    result["structuredContent"].clone()
+}
+
+#[test]
+fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
+    // Three agents, each a different capture; the third on a port it can
+    // be restarted on.
+    let third = format!("127.0.0.1:{}", free_port());
+    let mut agents: Vec<Server> = CAPTURES[..2]
+        .iter()
+        .map(|(name, node)| agent(name, node, "127.0.0.1:0"))
+        .collect();
+    agents.push(agent(CAPTURES[2].0, CAPTURES[2].1, &third));
+    let urls: Vec<String> = agents
+        .iter()
+        .map(|a| format!("http://{}", a.addr))
+        .collect();
+    let interval = INTERVAL_S.to_string();
+    let hub = Server::start_serving(&["hub", "--agent", &urls.join(","), "--interval", &interval]);
+    wait_for(&hub, Duration::from_secs(30), "all agents", |s| {
+        s["coverage"]["agents_answered"] == 3
+    });
+
+    // Every flow of the union of the truths, exactly.
+    let mut expected = BTreeMap::new();
+    let mut flows_in_truths = 0;
+    for (name, _) in CAPTURES {
+        let (flows, _) = truth::read(&corpus_dir(), name, &BTreeMap::new());
+        flows_in_truths += flows.len();
+        expected.extend(flows);
+    }
+    assert_eq!(
+        expected.len(),
+        flows_in_truths,
+        "the captures share no flow"
+    );
+    let full = hub.get_json("/mcp/flows?format=full&limit=100000");
+    let raw = hub.get_json("/mcp/flows?format=raw&limit=100000");
+    let run = Run {
+        status: 0,
+        flows: parse_flows(&full, &raw),
+        frames_read: 0,
+        stderr: String::new(),
+        bodies: Vec::new(),
+    };
+    let errors = truth::differences(&expected, &run);
+    assert!(
+        errors.is_empty(),
+        "{} differences:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+    // Each flow says which agent saw it: the node its capture stands for.
+    let by_key: BTreeMap<Key, String> = run
+        .flows
+        .iter()
+        .map(|f| (f.key.clone(), f.key.1.to_string()))
+        .collect();
+    assert_eq!(by_key.len(), expected.len());
+    for f in full["flows"].as_array().unwrap() {
+        let seen = f["seen_by"].as_array().expect("seen_by in format=full");
+        assert_eq!(seen.len(), 1, "{f}");
+    }
+
+    // The same answers as one flowtap reading all three captures.
+    let paths: Vec<String> = CAPTURES.iter().map(|(n, _)| capture(n)).collect();
+    let mut args = vec!["-r"];
+    args.extend(paths.iter().map(String::as_str));
+    let single = Server::start(&args);
+    for target in [
+        "/mcp/flows?limit=100000",
+        "/mcp/flows?format=full&limit=100000",
+        "/mcp/flows?format=raw&limit=100000",
+        "/mcp/flows?limit=7",
+        "/mcp/flows?l4proto=udp&limit=100000",
+        "/mcp/flows?ip=10.0.0.0%2F8&format=full&limit=100000",
+        "/mcp/flows?sort=handshake_p99&limit=20",
+        "/mcp/flows?sort=pkts&limit=15&format=full",
+        "/mcp/flows?min_handshake_p99_us=10000&limit=100000",
+        "/mcp/flows?aggregate=namespace&format=full&limit=100000",
+        "/mcp/flows?aggregate=pod&limit=100000",
+        "/mcp/flows/summary",
+    ] {
+        assert_eq!(
+            timeless(&hub.get_json(target)),
+            timeless(&single.get_json(target)),
+            "{target}"
+        );
+    }
+    let (hub_session, single_session) = (mcp_session(&hub), mcp_session(&single));
+    for (tool, arguments) in [
+        ("list_l4_flows", json!({"limit": 50, "sort": "bytes"})),
+        (
+            "list_l4_flows",
+            json!({"l4proto": "tcp", "limit": 1000, "format": "full"}),
+        ),
+        ("get_l4_flow_summary", json!({})),
+    ] {
+        let from_hub = mcp_call(&hub, &hub_session, tool, arguments.clone());
+        let from_single = mcp_call(&single, &single_session, tool, arguments.clone());
+        assert_eq!(
+            timeless(&from_hub),
+            timeless(&from_single),
+            "{tool} {arguments}"
+        );
+        assert_eq!(from_hub["coverage"]["agents_expected"], 3);
+    }
+
+    // One agent stops: named missing within two intervals, the others'
+    // flows still served.
+    let stopped = agents.pop().unwrap();
+    let c_flows = {
+        let (flows, _) = truth::read(&corpus_dir(), CAPTURES[2].0, &BTreeMap::new());
+        flows.len()
+    };
+    stopped.terminate();
+    let took = wait_for(
+        &hub,
+        Duration::from_secs(10),
+        "the stopped agent named",
+        |s| s["coverage"]["agents_missing"] == json!([format!("http://{third}")]),
+    );
+    assert!(
+        took.as_secs_f64() <= 2.0 * INTERVAL_S,
+        "missing agent named after {took:?}, more than two intervals"
+    );
+    let summary = hub.get_json("/mcp/flows/summary");
+    assert_eq!(summary["coverage"]["agents_answered"], 2);
+    let missing = summary["coverage"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == format!("http://{third}"))
+        .expect("the stopped agent listed");
+    assert_eq!(missing["answered"], false, "{missing}");
+    assert!(
+        missing["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{missing}"
+    );
+    assert_eq!(
+        summary["total_flows"].as_u64().unwrap() as usize,
+        expected.len() - c_flows
+    );
+
+    // It comes back: the whole answer again.
+    let _back = agent(CAPTURES[2].0, CAPTURES[2].1, &third);
+    wait_for(&hub, Duration::from_secs(10), "the agent back", |s| {
+        s["coverage"]["agents_answered"] == 3 && s["total_flows"] == expected.len()
+    });
+}
+
+#[test]
+fn agents_from_the_endpoints_of_their_service() {
+    // Two agents on two loopback addresses and one port, as a DaemonSet's
+    // pods behind a headless Service; the hub finds them through the
+    // EndpointSlice the API server stand-in serves, and follows it.
+    let port = free_port();
+    let a = agent(CAPTURES[0].0, "node-a", &format!("127.0.0.2:{port}"));
+    let b = agent(CAPTURES[1].0, "node-b", &format!("127.0.0.3:{port}"));
+    let api = ApiServer::start();
+    let slice = |addresses: &[&str]| {
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "flowtap-agents-x", "namespace": "monitoring",
+                         "labels": {"kubernetes.io/service-name": "flowtap-agents"}},
+            "addressType": "IPv4",
+            "endpoints": addresses.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect::<Vec<_>>(),
+            "ports": [{"port": port, "protocol": "TCP"}]
+        })
+    };
+    api.post("/_control/apply", &slice(&["127.0.0.2"]));
+    let kubeconfig = api.kubeconfig.to_str().unwrap().to_owned();
+    let service = format!("monitoring/flowtap-agents:{port}");
+    let hub = Server::start_serving_with_env(
+        &[
+            "hub",
+            "--agents-service",
+            &service,
+            "--k8s-watch",
+            "--interval",
+            "0.5",
+        ],
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    wait_for(&hub, Duration::from_secs(30), "the first agent", |s| {
+        s["coverage"]["agents_answered"] == 1
+    });
+    api.post("/_control/apply", &slice(&["127.0.0.2", "127.0.0.3"]));
+    wait_for(&hub, Duration::from_secs(10), "the second agent", |s| {
+        s["coverage"]["agents_answered"] == 2
+    });
+    let nodes: Vec<Value> = hub.get_json("/mcp/flows/summary")["coverage"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["node"].clone())
+        .collect();
+    assert_eq!(nodes, [json!("node-a"), json!("node-b")]);
+    api.post("/_control/apply", &slice(&["127.0.0.3"]));
+    wait_for(&hub, Duration::from_secs(10), "the first agent gone", |s| {
+        s["coverage"]["agents_expected"] == 1 && s["coverage"]["agents"][0]["node"] == "node-b"
+    });
+    drop((a, b));
+}

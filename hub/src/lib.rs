@@ -1,0 +1,194 @@
+//! `flowtap hub`: one answer for the whole cluster. The hub pulls every
+//! agent's feed ([`api::feed`]) each interval, concurrently and each within
+//! its timeout, merges them so that a flow seen by several agents counts
+//! once ([`merge`]), and publishes the result as a snapshot to the same
+//! publisher, views and server an agent uses: the same endpoints, MCP tools,
+//! metrics and Kubernetes names, over everything.
+//!
+//! Agents come from `--agent URL`, from DNS names that resolve to many
+//! addresses (a headless Service), and from the EndpointSlices of the
+//! agents' Service as the Kubernetes watch sees them ([`agents`]). Every
+//! answer carries the coverage: which agents answered, how old their data
+//! is, which are missing and why, and what they lost. An agent that fails a
+//! pull is missing from that snapshot: its flows leave the answer, and its
+//! name and error are in the coverage, until it answers again.
+
+#![forbid(unsafe_code)]
+
+pub mod agents;
+pub mod client;
+pub mod merge;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::Publisher;
+use api::feed::{self, Feed};
+use pipeline::Snapshot;
+use pipeline::flow::Window;
+use pipeline::snapshot::{AgentCoverage, Coverage};
+use pipeline::time::wall_now_ns;
+
+pub use agents::{AgentSource, Discovery};
+pub use client::AgentUrl;
+
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    pub discovery: Discovery,
+    /// The bearer token agents require, if any.
+    pub token: Option<String>,
+    pub interval: Duration,
+    /// How long one agent's pull may take.
+    pub agent_timeout: Duration,
+    /// Agents pulled at most; more are left out (and named in the log).
+    pub max_agents: usize,
+    /// Bytes one agent's feed may take.
+    pub max_feed_bytes: usize,
+}
+
+/// A running hub; dropping it stops the pulls.
+pub struct Hub {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Starts pulling on a thread and runtime of its own, publishing each
+    /// merged snapshot to `publisher`.
+    pub fn start(config: HubConfig, publisher: Arc<Mutex<Publisher>>) -> std::io::Result<Hub> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("flowtap-hub")
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("flowtap-hub".into())
+            .spawn(move || runtime.block_on(run(config, publisher, stopping)))?;
+        Ok(Hub {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn run(config: HubConfig, publisher: Arc<Mutex<Publisher>>, stop: Arc<AtomicBool>) {
+    let mut sequence = 0u64;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now < next {
+            tokio::time::sleep((next - now).min(Duration::from_millis(50))).await;
+            continue;
+        }
+        next = now + config.interval;
+        sequence += 1;
+        let snapshot = round(&config, &publisher, sequence).await;
+        publisher.lock().expect("publisher lock").publish(snapshot);
+    }
+}
+
+/// One pull of every agent, merged into a snapshot.
+pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u64) -> Snapshot {
+    let inventory = publisher
+        .lock()
+        .expect("publisher lock")
+        .inventory()
+        .map(|s| s.current());
+    let mut agents = config.discovery.agents(inventory.as_deref()).await;
+    if agents.len() > config.max_agents {
+        tracing::warn!(
+            found = agents.len(),
+            kept = config.max_agents,
+            "more agents than --max-agents; the rest are left out"
+        );
+        agents.truncate(config.max_agents);
+    }
+    let pulls = agents.iter().map(|agent| async move {
+        let started = Instant::now();
+        let body = client::get(
+            agent,
+            feed::PATH,
+            config.token.as_deref(),
+            config.agent_timeout,
+            config.max_feed_bytes,
+        )
+        .await;
+        let fetched_ns = wall_now_ns();
+        // Decoding a large feed is CPU work: off the runtime's threads.
+        let decoded = match body {
+            Ok(bytes) => tokio::task::spawn_blocking(move || Feed::decode(&bytes))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string())),
+            Err(e) => Err(e),
+        };
+        (agent, decoded, fetched_ns, started.elapsed())
+    });
+    let results = futures::future::join_all(pulls).await;
+    let merge_started = Instant::now();
+    let mut coverage = Coverage::default();
+    let mut flows = Vec::with_capacity(results.len());
+    let mut since_ns: Option<u64> = None;
+    for (i, (agent, decoded, fetched_ns, took)) in results.into_iter().enumerate() {
+        let name = agent.name();
+        match decoded {
+            Ok(feed) => {
+                tracing::debug!(agent = %name, flows = feed.flows.len(), took_ms = took.as_millis() as u64, "pulled");
+                coverage
+                    .agents
+                    .push(feed::agent_coverage(&name, &feed, fetched_ns));
+                since_ns = match (since_ns, feed.since_ns) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                flows.push(merge::AgentFlows {
+                    agent: i as u16,
+                    node: feed.node.as_deref().map(Into::into),
+                    flows: feed
+                        .flows
+                        .into_iter()
+                        .filter_map(feed::FeedFlow::into_record)
+                        .collect(),
+                });
+            }
+            Err(error) => {
+                tracing::warn!(agent = %name, %error, "pull failed; the agent is missing from this snapshot");
+                coverage.agents.push(AgentCoverage {
+                    name: name.into(),
+                    error: Some(error),
+                    ..AgentCoverage::default()
+                });
+            }
+        }
+    }
+    let node_of = |ip| {
+        inventory
+            .as_deref()
+            .and_then(|inv| inv.lookup(ip))
+            .and_then(|id| id.node.clone())
+    };
+    let mut merged = merge::merge(flows, node_of);
+    merged.sort_unstable_by(pipeline::snapshot::flow_order);
+    Snapshot {
+        sequence,
+        as_of_ns: wall_now_ns(),
+        since_ns,
+        // Every digest holds what its agent's window held.
+        rtt_window: Window::Unbounded,
+        flows: merged,
+        coverage,
+        merge_ns: merge_started.elapsed().as_nanos() as u64,
+        ..Snapshot::default()
+    }
+}

@@ -1,0 +1,284 @@
+//! Vantage-aware merging: every agent's flows into one list, each flow once.
+//!
+//! In host mode a connection between pods on two nodes is captured on both
+//! nodes; a flow seen by several agents is one flow, never summed (as
+//! Kubeshark does). The rule:
+//!
+//! - **Packets and bytes**, per direction: the agent that counted the most
+//!   packets in that direction (ties: the most bytes) is taken, with its
+//!   rates. Each vantage point sees the same packets less what it lost, so
+//!   the fullest count is the closest to the wire; a packet one node lost
+//!   is still counted if the other saw it in that direction.
+//! - **Connections**: the most any agent counted; first seen the earliest,
+//!   last seen the latest.
+//! - **Handshake legs**: each node sees the handshake from its own side, so
+//!   the client leg (SYN to SYN-ACK) is taken from the agent on the client's
+//!   node and the server leg (SYN to the completing ACK) from the agent on
+//!   the server's node, when the Kubernetes names say which nodes those are
+//!   and those agents saw the flow. Otherwise from the agent with the most
+//!   samples in that leg. Digests are taken whole, never averaged.
+//!
+//! Flows seen by one agent (the usual case) pass through unchanged.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use pipeline::flow::{FlowKey, FlowRecord, PerSide, Side, Window};
+
+/// One agent's flows, with its index in the coverage and its node.
+pub struct AgentFlows {
+    pub agent: u16,
+    pub node: Option<Arc<str>>,
+    pub flows: Vec<FlowRecord>,
+}
+
+/// Every flow of every agent, each once. `node_of` says which node an
+/// address belongs to (from the Kubernetes names), if known.
+pub fn merge(
+    agents: Vec<AgentFlows>,
+    node_of: impl Fn(IpAddr) -> Option<Arc<str>>,
+) -> Vec<FlowRecord> {
+    let total: usize = agents.iter().map(|a| a.flows.len()).sum();
+    let mut index: HashMap<FlowKey, usize, ahash::RandomState> =
+        HashMap::with_capacity_and_hasher(total, ahash::RandomState::new());
+    // Per flow: its first sighting, and any further ones.
+    let mut seen: Vec<(Sighting, Vec<Sighting>)> = Vec::with_capacity(total);
+    let nodes: std::collections::HashMap<u16, Option<Arc<str>>> =
+        agents.iter().map(|a| (a.agent, a.node.clone())).collect();
+    for a in agents {
+        for record in a.flows {
+            let sighting = Sighting {
+                agent: a.agent,
+                record,
+            };
+            match index.get(&sighting.record.key) {
+                Some(&at) => seen[at].1.push(sighting),
+                None => {
+                    index.insert(sighting.record.key, seen.len());
+                    seen.push((sighting, Vec::new()));
+                }
+            }
+        }
+    }
+    drop(index);
+    let mut sets = SeenBy::default();
+    let node_by_agent = |agent: u16| nodes.get(&agent).cloned().flatten();
+    seen.into_iter()
+        .map(|(first, more)| {
+            if more.is_empty() {
+                let mut record = first.record;
+                record.seen_by = Some(sets.of(&[first.agent]));
+                return record;
+            }
+            let mut all = Vec::with_capacity(more.len() + 1);
+            all.push(first);
+            all.extend(more);
+            combine(all, &node_of, &node_by_agent, &mut sets)
+        })
+        .collect()
+}
+
+struct Sighting {
+    agent: u16,
+    record: FlowRecord,
+}
+
+fn combine(
+    all: Vec<Sighting>,
+    node_of: &impl Fn(IpAddr) -> Option<Arc<str>>,
+    node_by_agent: &impl Fn(u16) -> Option<Arc<str>>,
+    sets: &mut SeenBy,
+) -> FlowRecord {
+    let fullest = |side: Side| {
+        all.iter()
+            .max_by_key(|s| (s.record.sent[side].pkts, s.record.sent[side].bytes))
+            .expect("at least two sightings")
+    };
+    let (by_client, by_server) = (fullest(Side::Client), fullest(Side::Server));
+    let key = all[0].record.key;
+    let leg = |side: Side| {
+        let ip = match side {
+            Side::Client => key.client.to_ip(),
+            Side::Server => key.server.to_ip(),
+        };
+        let home = node_of(ip);
+        let with_leg = || all.iter().filter(|s| s.record.handshake[side].is_some());
+        let from_home = home
+            .as_ref()
+            .and_then(|home| with_leg().find(|s| node_by_agent(s.agent).as_ref() == Some(home)));
+        from_home
+            .or_else(|| {
+                with_leg().max_by_key(|s| {
+                    s.record.handshake[side]
+                        .as_ref()
+                        .map_or(0, |d| d.count(0, Window::Unbounded))
+                })
+            })
+            .map(|s| (s.record.handshake[side].clone(), s.record.percentiles[side]))
+            .unwrap_or((None, None))
+    };
+    let (client_digest, client_percentiles) = leg(Side::Client);
+    let (server_digest, server_percentiles) = leg(Side::Server);
+    let mut agents: Vec<u16> = all.iter().map(|s| s.agent).collect();
+    agents.sort_unstable();
+    agents.dedup();
+    let mut record = FlowRecord {
+        key,
+        sent: PerSide::new(
+            by_client.record.sent[Side::Client],
+            by_server.record.sent[Side::Server],
+        ),
+        rates: by_client.record.rates,
+        first_seen_ns: all
+            .iter()
+            .map(|s| s.record.first_seen_ns)
+            .min()
+            .unwrap_or(0),
+        last_seen_ns: all.iter().map(|s| s.record.last_seen_ns).max().unwrap_or(0),
+        connections: all.iter().map(|s| s.record.connections).max().unwrap_or(0),
+        handshake: PerSide::new(client_digest, server_digest),
+        percentiles: PerSide::new(client_percentiles, server_percentiles),
+        mirror: all.iter().find_map(|s| s.record.mirror),
+        seen_by: Some(sets.of(&agents)),
+    };
+    record.rates.pps[Side::Server] = by_server.record.rates.pps[Side::Server];
+    record.rates.bps[Side::Server] = by_server.record.rates.bps[Side::Server];
+    record
+}
+
+/// The sets of agents flows were seen by, shared: most flows have one of
+/// a few (each agent alone, each pair of nodes).
+#[derive(Default)]
+struct SeenBy {
+    interned: std::collections::HashMap<Vec<u16>, Arc<[u16]>>,
+}
+
+impl SeenBy {
+    fn of(&mut self, agents: &[u16]) -> Arc<[u16]> {
+        if let Some(set) = self.interned.get(agents) {
+            return set.clone();
+        }
+        let set: Arc<[u16]> = agents.into();
+        self.interned.insert(agents.to_vec(), set.clone());
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::flow::{Counter, HandshakeDigest, Rates};
+    use pipeline::packet::{Addr, L4Proto};
+
+    fn flow(c2s: (u64, u64), s2c: (u64, u64), legs: [Option<u64>; 2]) -> FlowRecord {
+        let digest = |us: Option<u64>| {
+            us.map(|us| {
+                let mut d = HandshakeDigest::default();
+                d.record(0, us, Window::Unbounded, true);
+                Arc::new(d)
+            })
+        };
+        let handshake = PerSide::new(digest(legs[0]), digest(legs[1]));
+        FlowRecord {
+            key: FlowKey {
+                proto: L4Proto::Tcp,
+                client: Addr::from_v4([198, 18, 0, 1]),
+                server: Addr::from_v4([198, 18, 0, 2]),
+                server_port: 80,
+            },
+            sent: PerSide::new(
+                Counter {
+                    pkts: c2s.0,
+                    bytes: c2s.1,
+                },
+                Counter {
+                    pkts: s2c.0,
+                    bytes: s2c.1,
+                },
+            ),
+            rates: Rates::default(),
+            first_seen_ns: 10,
+            last_seen_ns: 20,
+            connections: 1,
+            percentiles: PerSide::from_fn(|s| {
+                handshake[s]
+                    .as_ref()
+                    .and_then(|d| d.percentiles(0, Window::Unbounded))
+            }),
+            handshake,
+            mirror: None,
+            seen_by: None,
+        }
+    }
+
+    #[test]
+    fn a_flow_seen_on_both_nodes_counts_once_with_each_leg_from_its_node() {
+        let node = |n: &str| Some(Arc::<str>::from(n));
+        // The client's node measures the true round trip on the client leg
+        // (300 µs); the server's node on the server leg (310 µs).
+        let on_client = AgentFlows {
+            agent: 0,
+            node: node("a"),
+            flows: vec![flow((10, 1000), (8, 900), [Some(300), Some(305)])],
+        };
+        let on_server = AgentFlows {
+            agent: 1,
+            node: node("b"),
+            // The server's node lost one client packet.
+            flows: vec![flow((9, 940), (8, 900), [Some(4), Some(310)])],
+        };
+        let nodes = |ip: IpAddr| match ip.to_string().as_str() {
+            "198.18.0.1" => node("a"),
+            "198.18.0.2" => node("b"),
+            _ => None,
+        };
+        let merged = merge(vec![on_client, on_server], nodes);
+        assert_eq!(merged.len(), 1);
+        let f = &merged[0];
+        assert_eq!(
+            (f.sent[Side::Client].pkts, f.sent[Side::Client].bytes),
+            (10, 1000)
+        );
+        assert_eq!(
+            (f.sent[Side::Server].pkts, f.sent[Side::Server].bytes),
+            (8, 900)
+        );
+        assert_eq!(f.percentiles[Side::Client].unwrap().p50, 300);
+        assert_eq!(f.percentiles[Side::Server].unwrap().p50, 310);
+        assert_eq!(f.seen_by.as_deref(), Some(&[0u16, 1][..]));
+
+        // Without names: the leg with the most samples (here: the first).
+        let again = merge(
+            vec![
+                AgentFlows {
+                    agent: 0,
+                    node: None,
+                    flows: vec![flow((1, 60), (1, 60), [Some(7), None])],
+                },
+                AgentFlows {
+                    agent: 1,
+                    node: None,
+                    flows: vec![flow((1, 60), (1, 60), [None, Some(9)])],
+                },
+            ],
+            |_| None,
+        );
+        assert_eq!(again[0].percentiles[Side::Client].unwrap().p50, 7);
+        assert_eq!(again[0].percentiles[Side::Server].unwrap().p50, 9);
+    }
+
+    #[test]
+    fn flows_of_one_agent_pass_through() {
+        let merged = merge(
+            vec![AgentFlows {
+                agent: 3,
+                node: None,
+                flows: vec![flow((2, 120), (0, 0), [None, None])],
+            }],
+            |_| None,
+        );
+        assert_eq!(merged[0].sent[Side::Client].pkts, 2);
+        assert_eq!(merged[0].seen_by.as_deref(), Some(&[3u16][..]));
+    }
+}
