@@ -264,9 +264,10 @@ pub(crate) struct HubArgs {
     #[arg(long, value_name = "FILE", env = "FLOWTAP_AGENT_TOKEN_FILE", help_heading = HUB)]
     pub agent_token_file: Option<PathBuf>,
 
-    /// Seconds between pulls of every agent (each pull makes a snapshot).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_INTERVAL", help_heading = HUB)]
-    pub interval: f64,
+    /// Seconds between pulls of every agent (each round of pulls makes a
+    /// snapshot).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = HUB)]
+    pub snapshot_interval: f64,
 
     /// Seconds one agent gets to answer a pull; one that does not is
     /// missing from that snapshot (and named in its coverage).

@@ -49,7 +49,7 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
     let config = HubConfig {
         discovery: Discovery { sources },
         token,
-        interval: Duration::from_secs_f64(args.interval.max(0.05)),
+        interval: Duration::from_secs_f64(args.snapshot_interval.max(0.05)),
         agent_timeout: Duration::from_secs_f64(args.agent_timeout.max(0.01)),
         max_agents: args.max_agents.max(1),
         max_feed_bytes: usize::try_from(args.max_feed_bytes).unwrap_or(usize::MAX),

@@ -142,7 +142,13 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         .map(|a| format!("http://{}", a.addr))
         .collect();
     let interval = INTERVAL_S.to_string();
-    let hub = Server::start_serving(&["hub", "--agent", &urls.join(","), "--interval", &interval]);
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &urls.join(","),
+        "--snapshot-interval",
+        &interval,
+    ]);
     wait_for(&hub, Duration::from_secs(30), "all agents", |s| {
         s["coverage"]["agents_answered"] == 3
     });
@@ -303,7 +309,7 @@ fn agents_from_the_endpoints_of_their_service() {
             "--agents-service",
             &service,
             "--k8s-watch",
-            "--interval",
+            "--snapshot-interval",
             "0.5",
         ],
         &[("KUBECONFIG", &kubeconfig)],

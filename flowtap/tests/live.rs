@@ -1007,3 +1007,182 @@ fn a_broken_capture_socket_fails_loudly() {
     assert!(stderr.contains("capture failed"), "{stderr}");
     lab.close();
 }
+
+/// Two namespaces as two nodes, each with a flowtap in host mode, and a hub
+/// pulling both over a management network: a connection between the nodes
+/// is captured on both, and the hub reports it once, its packets and bytes
+/// exact against tcpdump on a node's interface, its client leg from the
+/// client's node and its server leg from the server's node.
+#[test]
+fn a_hub_over_two_nodes_counts_each_connection_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new("hub");
+    let (a, b, hub_ns) = (lab.ns("a"), lab.ns("b"), lab.ns("hub"));
+    sh(&format!(
+        "ip -n {a} link add d0 type veth peer name d0 netns {b}"
+    ));
+    sh(&format!("ip -n {a} addr add 198.18.20.1/24 dev d0"));
+    sh(&format!("ip -n {b} addr add 198.18.20.2/24 dev d0"));
+    // The management network the hub pulls over, apart from the data
+    // interfaces the agents capture.
+    sh(&format!(
+        "ip -n {a} link add m0 type veth peer name ha0 netns {hub_ns}"
+    ));
+    sh(&format!(
+        "ip -n {b} link add m0 type veth peer name hb0 netns {hub_ns}"
+    ));
+    sh(&format!("ip -n {a} addr add 198.18.21.1/24 dev m0"));
+    sh(&format!("ip -n {hub_ns} addr add 198.18.21.2/24 dev ha0"));
+    sh(&format!("ip -n {b} addr add 198.18.22.1/24 dev m0"));
+    sh(&format!("ip -n {hub_ns} addr add 198.18.22.2/24 dev hb0"));
+    for (ns, dev) in [(&a, "d0"), (&b, "d0")] {
+        sysctl(&lab, ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+        lab.exec(
+            ns,
+            &[
+                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+            ],
+        );
+    }
+    for (ns, dev) in [
+        (&a, "d0"),
+        (&b, "d0"),
+        (&a, "m0"),
+        (&b, "m0"),
+        (&hub_ns, "ha0"),
+        (&hub_ns, "hb0"),
+    ] {
+        sh(&format!("ip -n {ns} link set {dev} up"));
+    }
+    // The Kubernetes names: which node each endpoint is on.
+    let inventory = dir.path().join("inventory.json");
+    let pod = |name: &str, ip: &str, node: &str| {
+        serde_json::json!({"kind": "Pod", "metadata": {"name": name, "namespace": "lab"},
+            "spec": {"nodeName": node, "containers": []}, "status": {"phase": "Running", "podIP": ip}})
+    };
+    let node = |name: &str| serde_json::json!({"kind": "Node", "metadata": {"name": name}, "status": {"addresses": []}});
+    std::fs::write(
+        &inventory,
+        serde_json::json!({"kind": "List", "items": [
+            pod("client-0", "198.18.20.1", "node-a"), pod("server-0", "198.18.20.2", "node-b"),
+            node("node-a"), node("node-b")
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+
+    let agent = |ns: &str, node: &str, listen: &str| {
+        LiveFlowtap::start_on(
+            ns,
+            &[
+                "-i",
+                "d0",
+                "--mode",
+                "host",
+                "--node-name",
+                node,
+                "--insecure-listen",
+            ],
+            listen,
+        )
+    };
+    let on_a = agent(&a, "node-a", "198.18.21.1:8898");
+    let on_b = agent(&b, "node-b", "198.18.22.1:8898");
+    let hub = LiveFlowtap::start(
+        &hub_ns,
+        &[
+            "hub",
+            "--agent",
+            "http://198.18.21.1:8898,http://198.18.22.1:8898",
+            "--k8s-inventory",
+            inventory.to_str().unwrap(),
+        ],
+    );
+    let pcap = dir.path().join("a.pcap");
+    let dump = tcpdump(&mut lab, &a, "d0", &pcap);
+    lab.traffic_servers(&b, "198.18.20.2", "8080,5432", "5353");
+    let summary = lab.traffic_client(
+        &a,
+        &[
+            "--addrs",
+            "198.18.20.2",
+            "--tcp-ports",
+            "8080,5432",
+            "--udp-ports",
+            "5353",
+            "--connections",
+            "100",
+            "--datagrams",
+            "30",
+        ],
+    );
+    assert_eq!(
+        (summary["tcp_ok"].as_u64(), summary["udp_ok"].as_u64()),
+        (Some(100), Some(30)),
+        "{summary}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop_tcpdump(dump);
+    let file = file_flows(&pcap);
+    assert_eq!(file.len(), 3, "{:?}", file.keys().collect::<Vec<_>>());
+
+    // Both nodes saw every packet; the hub counts each once.
+    let frames = frames_of(&file);
+    on_a.wait_for_frames(frames);
+    on_b.wait_for_frames(frames);
+    hub.wait_for_frames(frames);
+    let merged = live_flows(&hub);
+    compare(&merged, &file, 1);
+    compare(&live_flows(&on_a), &file, 1);
+    compare(&live_flows(&on_b), &file, 1);
+    let full = hub.get_json("/mcp/flows?format=full&limit=1000");
+    for f in full["flows"].as_array().unwrap() {
+        assert_eq!(f["seen_by"], serde_json::json!(["node-a", "node-b"]), "{f}");
+        assert_eq!(f["client"]["node"], "node-a");
+        assert_eq!(f["server"]["node"], "node-b");
+    }
+    assert_eq!(
+        full["coverage"]["agents_answered"], 2,
+        "{}",
+        full["coverage"]
+    );
+
+    // The client leg as the client's node measured it, the server leg as
+    // the server's node did (within 50 µs: digests travel whole).
+    let (at_a, at_b) = (live_flows(&on_a), live_flows(&on_b));
+    for (key, f) in &merged {
+        if key.0 != "tcp" {
+            continue;
+        }
+        let close = |hub: Option<[u64; 3]>, node: Option<[u64; 3]>, leg: &str| {
+            let (h, n) = (hub.expect(leg), node.expect(leg));
+            for i in 0..3 {
+                assert!(
+                    h[i].abs_diff(n[i]) <= 50,
+                    "{key:?} {leg}: hub {h:?}, node {n:?}"
+                );
+            }
+        };
+        close(
+            f.client_handshake,
+            at_a[key].client_handshake,
+            "client leg from node-a",
+        );
+        close(
+            f.server_handshake,
+            at_b[key].server_handshake,
+            "server leg from node-b",
+        );
+        // On a single node one leg is not the round trip: the server's node
+        // sees SYN -> SYN-ACK as its own turnaround.
+        assert!(
+            at_b[key].client_handshake.unwrap()[0] < at_a[key].client_handshake.unwrap()[0],
+            "{key:?}: the server's node sees a shorter client leg"
+        );
+    }
+    for ft in [hub, on_a, on_b] {
+        let (status, stderr) = ft.stop();
+        assert_eq!(status, 0, "{stderr}");
+    }
+    lab.close();
+}

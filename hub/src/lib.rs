@@ -85,6 +85,8 @@ impl Drop for Hub {
 
 async fn run(config: HubConfig, publisher: Arc<Mutex<Publisher>>, stop: Arc<AtomicBool>) {
     let mut sequence = 0u64;
+    // Agents by name and whether they answered last time: changes are logged.
+    let mut last: std::collections::HashMap<Arc<str>, bool> = std::collections::HashMap::new();
     let mut next = Instant::now();
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
@@ -95,8 +97,33 @@ async fn run(config: HubConfig, publisher: Arc<Mutex<Publisher>>, stop: Arc<Atom
         next = now + config.interval;
         sequence += 1;
         let snapshot = round(&config, &publisher, sequence).await;
+        log_changes(&mut last, &snapshot.coverage);
         publisher.lock().expect("publisher lock").publish(snapshot);
     }
+}
+
+/// Logs agents that appeared, answered again, failed, or went away.
+fn log_changes(last: &mut std::collections::HashMap<Arc<str>, bool>, coverage: &Coverage) {
+    let mut now = std::collections::HashMap::new();
+    for a in &coverage.agents {
+        let answered = a.answered();
+        match (last.get(&a.name), answered) {
+            (Some(true), true) | (Some(false), false) => {}
+            (_, true) => {
+                tracing::info!(agent = %a.name, node = a.node.as_deref().unwrap_or(""), "agent answering")
+            }
+            (_, false) => tracing::warn!(
+                agent = %a.name,
+                error = a.error.as_deref().unwrap_or(""),
+                "agent missing: its flows are left out until it answers"
+            ),
+        }
+        now.insert(a.name.clone(), answered);
+    }
+    for name in last.keys().filter(|n| !now.contains_key(*n)) {
+        tracing::info!(agent = %name, "agent no longer discovered");
+    }
+    *last = now;
 }
 
 /// One pull of every agent, merged into a snapshot.
@@ -163,7 +190,7 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
                 });
             }
             Err(error) => {
-                tracing::warn!(agent = %name, %error, "pull failed; the agent is missing from this snapshot");
+                tracing::debug!(agent = %name, %error, "pull failed");
                 coverage.agents.push(AgentCoverage {
                     name: name.into(),
                     error: Some(error),

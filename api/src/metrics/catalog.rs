@@ -506,6 +506,42 @@ pub const CATALOG: &[Metric] = &[
         stat!(promiscuous)
     ),
     metric!(
+        "flowtap_agents_expected",
+        Gauge,
+        "Vantage points this flowtap answers for: 1, or every agent a hub pulls.",
+        Value::One(|s| s.snapshot.coverage.agents.len() as f64)
+    ),
+    metric!(
+        "flowtap_agents_answered",
+        Gauge,
+        "Of those, the ones whose data is in the current snapshot (a hub: those whose last pull succeeded).",
+        Value::One(|s| s
+            .snapshot
+            .coverage
+            .agents
+            .iter()
+            .filter(|a| a.answered())
+            .count() as f64)
+    ),
+    metric!(
+        "flowtap_agent_up",
+        Gauge,
+        "1 when the agent's data is in the current snapshot, 0 when it is missing (by agent name and node).",
+        Value::Labelled(&["agent", "node"], |s| s
+            .snapshot
+            .coverage
+            .agents
+            .iter()
+            .map(|a| (
+                vec![
+                    a.name.to_string(),
+                    a.node.as_deref().unwrap_or("").to_owned()
+                ],
+                f64::from(u8::from(a.answered()))
+            ))
+            .collect())
+    ),
+    metric!(
         "flowtap_resident_memory_bytes",
         Gauge,
         "Resident memory of the process.",

@@ -185,14 +185,24 @@ impl LiveFlowtap {
         LiveFlowtap::start_with(ns, &[env!("CARGO_BIN_EXE_flowtap")], args)
     }
 
+    /// Like `start`, serving flow data on `listen` (the admin listener on
+    /// loopback).
+    pub(crate) fn start_on(ns: &str, args: &[&str], listen: &str) -> LiveFlowtap {
+        LiveFlowtap::launch(ns, &[env!("CARGO_BIN_EXE_flowtap")], args, listen)
+    }
+
     /// Like `start`, with the command line that runs flowtap given: a
     /// binary elsewhere, or one run by a wrapper (`setpriv ... flowtap`).
     pub(crate) fn start_with(ns: &str, program: &[&str], args: &[&str]) -> LiveFlowtap {
+        LiveFlowtap::launch(ns, program, args, "127.0.0.1:0")
+    }
+
+    fn launch(ns: &str, program: &[&str], args: &[&str], listen: &str) -> LiveFlowtap {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(program)
             .args(args)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
             .args(["--snapshot-interval", "0.2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
