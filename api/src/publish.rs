@@ -110,10 +110,14 @@ impl Publisher {
 
     pub fn publish_shared(&mut self, snapshot: Arc<Snapshot>) {
         self.reload_inventory();
-        self.stats.observe_merge(snapshot.merge_ns as f64 / 1e9);
-        self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        let merge_ns = snapshot.merge_ns;
         self.snapshot = snapshot;
+        let started = std::time::Instant::now();
         self.rebuild();
+        // Building the snapshot, then preparing it for queries.
+        self.stats
+            .observe_merge((merge_ns + started.elapsed().as_nanos() as u64) as f64 / 1e9);
+        self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes in a changed inventory (a rewritten file, what a watch saw)

@@ -44,6 +44,14 @@ def tables(res: dict) -> str:
         rss = mem["rss"]
         out.append(f"\nflowtap on {rss['capture']} ({rss['flows']:,} flows): peak RSS {rss['unbounded_mib']:.0f} MiB "
                    f"unbounded; {rss['limited_mib']:.0f} MiB with --memory-limit {rss['limit_mib']}Mi.\n")
+    if "hub" in res:
+        out.append("\n### Hub (stand-in agents; snapshot = pulls, decoding, merge, preparing for queries)\n\n")
+        out.append(table(
+            ["agents x flows", "flows merged", "feeds MiB", "snapshot s (interval 1 s)", "peak RSS MiB",
+             "limit=100 p50/p99 ms", "aggregate=namespace p50/p99 ms", "summary p50/p99 ms"],
+            [[f"{r['agents']} x {r['flows_per_agent']:,}", f"{r['flows']:,}", f"{r['feed_mib']:.0f}",
+              f"{r['snapshot_s']:.2f}", f"{r['peak_rss_mib']:.0f}"]
+             + [f"{q['p50_ms']:.1f} / {q['p99_ms']:.1f}" for q in r["rows"]] for r in res["hub"]["runs"]]))
     if "queries" in res:
         q = res["queries"]
         out.append(f"\n### Queries ({q['flows']:,} flows; ingesting at {mpps(q['idle_ingest_pps'])} Mpps without queries; "

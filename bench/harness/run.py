@@ -10,6 +10,7 @@ Sections (each can be chosen with --only):
   micro    criterion per-packet benchmarks (parse, hand-off, update)
   memory   bytes per connection and per flow, RSS at 1M flows
   queries  HTTP latency with 1M flows while the pipeline ingests, under wrk
+  hub      flowtap hub over stand-in agents: snapshot time, RSS, queries
   live     pcap-replay into a SPAN veth, flowtap against XDP_DROP
   profile  perf profile of flowtap -r (one thread)
 """
@@ -31,9 +32,10 @@ import perf_profile  # noqa: E402
 import micro  # noqa: E402
 import memory  # noqa: E402
 import queries  # noqa: E402
+import hub  # noqa: E402
 import report  # noqa: E402
 
-SECTIONS = ["offline", "micro", "memory", "queries", "live", "profile"]
+SECTIONS = ["offline", "micro", "memory", "queries", "hub", "live", "profile"]
 
 
 def machine() -> dict:
@@ -72,7 +74,7 @@ def main() -> int:
     runs = args.runs or (1 if args.quick else 5)
     args.out.mkdir(parents=True, exist_ok=True)
     args.data.mkdir(parents=True, exist_ok=True)
-    bins = {name: ROOT / "target" / "release" / name for name in ["flowtap", "flowtap-capgen", "pcap-replay", "table-memory"]}
+    bins = {name: ROOT / "target" / "release" / name for name in ["flowtap", "flowtap-capgen", "pcap-replay", "table-memory", "hub-agents"]}
     for name, path in bins.items():
         if not path.exists():
             raise SystemExit(f"bench: {path} is missing; run scripts/bench.sh (it builds the release binaries)")
@@ -93,6 +95,8 @@ def main() -> int:
         results["memory"] = memory.run(bins, captures, args.quick)
     if "queries" in sections:
         results["queries"] = queries.run(bins["flowtap"], captures, args.quick)
+    if "hub" in sections:
+        results["hub"] = hub.run(bins["flowtap"], bins["hub-agents"], args.quick, args.data)
     if "live" in sections:
         import live  # needs root and namespaces
 

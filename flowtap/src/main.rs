@@ -17,6 +17,12 @@ use std::time::Duration;
 
 use cli::{Command, Docs, LogArgs, LogFormat};
 
+/// mimalloc rather than glibc's malloc: a hub rebuilds millions of flow
+/// records a second, and glibc spent a quarter of that time freeing and
+/// consolidating, and kept freed memory mapped (BENCHMARKS.md, hub).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(run: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&run.log_level).unwrap_or_else(|e| {
         eprintln!("flowtap: invalid --log-level {:?}: {e}", run.log_level);

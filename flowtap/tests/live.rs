@@ -18,19 +18,7 @@ use capgen::frame::{self, Segment, tcp_flags};
 use capgen::pcap::PcapWriter;
 use common::metrics::{promtool, sample};
 use common::netns::{Lab, LiveFlowtap, run, sh};
-use common::{FlowSummary, corpus_dir, parse_flows, run_flowtap};
-
-type Key = (String, IpAddr, IpAddr, u16);
-
-fn live_flows(ft: &LiveFlowtap) -> BTreeMap<Key, FlowSummary> {
-    let q = "limit=100000";
-    let full = ft.get_json(&format!("/mcp/flows?format=full&{q}"));
-    let raw = ft.get_json(&format!("/mcp/flows?format=raw&{q}"));
-    parse_flows(&full, &raw)
-        .into_iter()
-        .map(|f| (f.key.clone(), f))
-        .collect()
-}
+use common::{FlowSummary, Key, corpus_dir, run_flowtap};
 
 /// The live flows, once flowtap has counted every frame of `file`'s flows
 /// (the same traffic, recorded).
@@ -39,7 +27,7 @@ fn live_flows_once_counted(
     file: &BTreeMap<Key, FlowSummary>,
 ) -> BTreeMap<Key, FlowSummary> {
     ft.wait_for_frames(frames_of(file));
-    live_flows(ft)
+    ft.flows()
 }
 
 /// Frames of some flows, both directions.
@@ -486,7 +474,7 @@ fn replayed_handshake_gaps_are_measured_live() {
         started.elapsed()
     );
     ft.wait_for_frames(200);
-    let live = live_flows(&ft);
+    let live = ft.flows();
     let mut diffs = Vec::new();
     for (port, gap_us) in [(80u16, 5_000i64), (443, 20_000)] {
         let f = live
@@ -1131,10 +1119,10 @@ fn a_hub_over_two_nodes_counts_each_connection_once() {
     on_a.wait_for_frames(frames);
     on_b.wait_for_frames(frames);
     hub.wait_for_frames(frames);
-    let merged = live_flows(&hub);
+    let merged = hub.flows();
     compare(&merged, &file, 1);
-    compare(&live_flows(&on_a), &file, 1);
-    compare(&live_flows(&on_b), &file, 1);
+    compare(&on_a.flows(), &file, 1);
+    compare(&on_b.flows(), &file, 1);
     let full = hub.get_json("/mcp/flows?format=full&limit=1000");
     for f in full["flows"].as_array().unwrap() {
         assert_eq!(f["seen_by"], serde_json::json!(["node-a", "node-b"]), "{f}");
@@ -1149,7 +1137,7 @@ fn a_hub_over_two_nodes_counts_each_connection_once() {
 
     // The client leg as the client's node measured it, the server leg as
     // the server's node did (within 50 µs: digests travel whole).
-    let (at_a, at_b) = (live_flows(&on_a), live_flows(&on_b));
+    let (at_a, at_b) = (on_a.flows(), on_b.flows());
     for (key, f) in &merged {
         if key.0 != "tcp" {
             continue;

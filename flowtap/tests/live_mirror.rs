@@ -10,16 +10,7 @@ use std::time::Duration;
 
 use common::metrics::sample;
 use common::netns::{Lab, LiveFlowtap, run, sh};
-use common::{FlowSummary, Key, parse_flows};
-
-fn flows(ft: &LiveFlowtap) -> BTreeMap<Key, FlowSummary> {
-    let full = ft.get_json("/mcp/flows?format=full&limit=100000");
-    let raw = ft.get_json("/mcp/flows?format=raw&limit=100000");
-    parse_flows(&full, &raw)
-        .into_iter()
-        .map(|f| (f.key.clone(), f))
-        .collect()
-}
+use common::{FlowSummary, Key};
 
 fn total_frames(flows: &BTreeMap<Key, FlowSummary>) -> u64 {
     flows
@@ -133,13 +124,13 @@ fn a_span_session_in_vxlan_gives_the_flows_of_the_plain_mirror() {
     // The plain mirror's flows, once two snapshots agree (bounded: 20 s).
     let expected = (0..30)
         .find_map(|_| {
-            let a = flows(&plain_ft);
+            let a = plain_ft.flows();
             std::thread::sleep(Duration::from_millis(700));
-            (!a.is_empty() && flows(&plain_ft) == a).then_some(a)
+            (!a.is_empty() && plain_ft.flows() == a).then_some(a)
         })
         .expect("the plain mirror's flows settle");
     vxlan_ft.wait_for_frames(total_frames(&expected));
-    let got = flows(&vxlan_ft);
+    let got = vxlan_ft.flows();
     assert_eq!(
         expected.len(),
         3,

@@ -98,7 +98,12 @@ async fn run(config: HubConfig, publisher: Arc<Mutex<Publisher>>, stop: Arc<Atom
         sequence += 1;
         let snapshot = round(&config, &publisher, sequence).await;
         log_changes(&mut last, &snapshot.coverage);
+        let published = Instant::now();
         publisher.lock().expect("publisher lock").publish(snapshot);
+        tracing::debug!(
+            took_ms = published.elapsed().as_millis() as u64,
+            "published"
+        );
     }
 }
 
@@ -133,6 +138,7 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
         .expect("publisher lock")
         .inventory()
         .map(|s| s.current());
+    let round_started = Instant::now();
     let mut agents = config.discovery.agents(inventory.as_deref()).await;
     if agents.len() > config.max_agents {
         tracing::warn!(
@@ -153,25 +159,34 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
         )
         .await;
         let fetched_ns = wall_now_ns();
-        // Decoding a large feed is CPU work: off the runtime's threads.
+        // Decoding a large feed is CPU work: off the runtime's threads,
+        // agents in parallel.
         let decoded = match body {
-            Ok(bytes) => tokio::task::spawn_blocking(move || Feed::decode(&bytes))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string())),
+            Ok(bytes) => tokio::task::spawn_blocking(move || {
+                Feed::decode(&bytes).map(|mut feed| {
+                    let records: Vec<_> = std::mem::take(&mut feed.flows)
+                        .into_iter()
+                        .filter_map(feed::FeedFlow::into_record)
+                        .collect();
+                    (feed, records)
+                })
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
             Err(e) => Err(e),
         };
         (agent, decoded, fetched_ns, started.elapsed())
     });
     let results = futures::future::join_all(pulls).await;
-    let merge_started = Instant::now();
+    let pulled = round_started.elapsed();
     let mut coverage = Coverage::default();
     let mut flows = Vec::with_capacity(results.len());
     let mut since_ns: Option<u64> = None;
     for (i, (agent, decoded, fetched_ns, took)) in results.into_iter().enumerate() {
         let name = agent.name();
         match decoded {
-            Ok(feed) => {
-                tracing::debug!(agent = %name, flows = feed.flows.len(), took_ms = took.as_millis() as u64, "pulled");
+            Ok((feed, records)) => {
+                tracing::debug!(agent = %name, flows = records.len(), took_ms = took.as_millis() as u64, "pulled");
                 coverage
                     .agents
                     .push(feed::agent_coverage(&name, &feed, fetched_ns));
@@ -182,11 +197,7 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
                 flows.push(merge::AgentFlows {
                     agent: i as u16,
                     node: feed.node.as_deref().map(Into::into),
-                    flows: feed
-                        .flows
-                        .into_iter()
-                        .filter_map(feed::FeedFlow::into_record)
-                        .collect(),
+                    flows: records,
                 });
             }
             Err(error) => {
@@ -205,8 +216,17 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
             .and_then(|inv| inv.lookup(ip))
             .and_then(|id| id.node.clone())
     };
+    let merge_started = Instant::now();
     let mut merged = merge::merge(flows, node_of);
-    merged.sort_unstable_by(pipeline::snapshot::flow_order);
+    let merged_in = merge_started.elapsed();
+    pipeline::snapshot::sort_flows(&mut merged);
+    tracing::debug!(
+        pulled_ms = pulled.as_millis() as u64,
+        merged_ms = merged_in.as_millis() as u64,
+        sorted_ms = (merge_started.elapsed() - merged_in).as_millis() as u64,
+        flows = merged.len(),
+        "round"
+    );
     Snapshot {
         sequence,
         as_of_ns: wall_now_ns(),
@@ -215,7 +235,8 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
         rtt_window: Window::Unbounded,
         flows: merged,
         coverage,
-        merge_ns: merge_started.elapsed().as_nanos() as u64,
+        // The whole round: pulls, decoding and the merge.
+        merge_ns: round_started.elapsed().as_nanos() as u64,
         ..Snapshot::default()
     }
 }

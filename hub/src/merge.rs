@@ -40,43 +40,70 @@ pub fn merge(
     node_of: impl Fn(IpAddr) -> Option<Arc<str>>,
 ) -> Vec<FlowRecord> {
     let total: usize = agents.iter().map(|a| a.flows.len()).sum();
-    let mut index: HashMap<FlowKey, usize, ahash::RandomState> =
+    // Where each flow was first seen (list, position); the lists are only
+    // read here, so records move once, into the result.
+    let mut first: HashMap<FlowKey, (u32, u32), ahash::RandomState> =
         HashMap::with_capacity_and_hasher(total, ahash::RandomState::new());
-    // Per flow: its first sighting, and any further ones.
-    let mut seen: Vec<(Sighting, Vec<Sighting>)> = Vec::with_capacity(total);
-    let nodes: std::collections::HashMap<u16, Option<Arc<str>>> =
-        agents.iter().map(|a| (a.agent, a.node.clone())).collect();
-    for a in agents {
-        for record in a.flows {
-            let sighting = Sighting {
-                agent: a.agent,
-                record,
-            };
-            match index.get(&sighting.record.key) {
-                Some(&at) => seen[at].1.push(sighting),
-                None => {
-                    index.insert(sighting.record.key, seen.len());
-                    seen.push((sighting, Vec::new()));
+    let mut again: HashMap<(u32, u32), Vec<(u32, u32)>, ahash::RandomState> =
+        HashMap::with_hasher(ahash::RandomState::new());
+    for (l, a) in agents.iter().enumerate() {
+        for (p, r) in a.flows.iter().enumerate() {
+            let at = (l as u32, p as u32);
+            match first.entry(r.key) {
+                hashbrown::hash_map::Entry::Occupied(o) => {
+                    again.entry(*o.get()).or_default().push(at)
+                }
+                hashbrown::hash_map::Entry::Vacant(v) => {
+                    v.insert(at);
                 }
             }
         }
     }
-    drop(index);
-    let mut sets = SeenBy::default();
+    drop(first);
+    let nodes: std::collections::HashMap<u16, Option<Arc<str>>> =
+        agents.iter().map(|a| (a.agent, a.node.clone())).collect();
     let node_by_agent = |agent: u16| nodes.get(&agent).cloned().flatten();
-    seen.into_iter()
-        .map(|(first, more)| {
-            if more.is_empty() {
-                let mut record = first.record;
-                record.seen_by = Some(sets.of(&[first.agent]));
-                return record;
+    let ids: Vec<u16> = agents.iter().map(|a| a.agent).collect();
+    let mut lists: Vec<Vec<Option<FlowRecord>>> = agents
+        .into_iter()
+        .map(|a| a.flows.into_iter().map(Some).collect())
+        .collect();
+    let mut sets = SeenBy::default();
+    let mut out = Vec::with_capacity(total);
+    for l in 0..lists.len() {
+        // Nothing refers back to a finished list: its memory goes at once.
+        if l > 0 {
+            lists[l - 1] = Vec::new();
+        }
+        for p in 0..lists[l].len() {
+            // Later sightings were taken by their first one's combine.
+            let Some(mut record) = lists[l][p].take() else {
+                continue;
+            };
+            match again.remove(&(l as u32, p as u32)) {
+                None => {
+                    record.seen_by = Some(sets.of(&[ids[l]]));
+                    out.push(record);
+                }
+                Some(others) => {
+                    let mut all = vec![Sighting {
+                        agent: ids[l],
+                        record,
+                    }];
+                    for (ol, op) in others {
+                        if let Some(r) = lists[ol as usize][op as usize].take() {
+                            all.push(Sighting {
+                                agent: ids[ol as usize],
+                                record: r,
+                            });
+                        }
+                    }
+                    out.push(combine(all, &node_of, &node_by_agent, &mut sets));
+                }
             }
-            let mut all = Vec::with_capacity(more.len() + 1);
-            all.push(first);
-            all.extend(more);
-            combine(all, &node_of, &node_by_agent, &mut sets)
-        })
-        .collect()
+        }
+    }
+    out
 }
 
 struct Sighting {

@@ -74,7 +74,8 @@ impl Identity {
 
 #[derive(Debug, Default)]
 pub struct Inventory {
-    by_ip: HashMap<IpAddr, Arc<Identity>>,
+    /// ahash: every flow's two addresses are looked up at every snapshot.
+    by_ip: HashMap<IpAddr, Arc<Identity>, ahash::RandomState>,
     pub pods: usize,
     pub services: usize,
     pub nodes: usize,

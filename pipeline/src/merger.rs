@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::engine::{Exports, Pipeline};
-use crate::snapshot::{Snapshot, flow_order};
+use crate::snapshot::Snapshot;
 use crate::time::Clock;
 
 /// One snapshot from every shard's export: counters added up, flows
@@ -37,7 +37,7 @@ pub fn merge(exports: Exports) -> Snapshot {
             snapshot.flows.extend(export.flows);
         }
     }
-    snapshot.flows.sort_unstable_by(flow_order);
+    crate::snapshot::sort_flows(&mut snapshot.flows);
     snapshot.merge_ns = exports.requested.elapsed().as_nanos() as u64;
     snapshot
 }

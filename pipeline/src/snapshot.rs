@@ -1,7 +1,6 @@
 //! The immutable result the merger publishes: every flow of every shard as
 //! of one moment, in the API's order, plus the pipeline's counters.
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 use crate::flow::{FlowRecord, TableCounters, Window};
@@ -34,13 +33,38 @@ pub struct Snapshot {
     pub merge_ns: u64,
 }
 
-/// The API's flow order: bytes descending, then packets descending, then the
-/// flow key ascending so equal flows always come out the same way.
-pub fn flow_order(a: &FlowRecord, b: &FlowRecord) -> Ordering {
-    b.total_bytes()
-        .cmp(&a.total_bytes())
-        .then_with(|| b.total_pkts().cmp(&a.total_pkts()))
-        .then_with(|| a.key.cmp(&b.key))
+/// Puts `flows` in the API's order: bytes descending, then packets
+/// descending, then the flow key ascending so equal flows always come out
+/// the same way. Sorts small keys and moves each record once: records are
+/// large, and a sort that swaps them around spends its time copying
+/// (millions of flows in a hub).
+pub fn sort_flows(flows: &mut [FlowRecord]) {
+    // (bytes and packets descending, key, position now)
+    type SortKey = (std::cmp::Reverse<(u64, u64)>, crate::flow::FlowKey, u32);
+    let mut order: Vec<SortKey> = flows
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            (
+                std::cmp::Reverse((f.total_bytes(), f.total_pkts())),
+                f.key,
+                i as u32,
+            )
+        })
+        .collect();
+    order.sort_unstable();
+    // Apply the permutation in place, cycle by cycle: no second copy.
+    let mut target: Vec<u32> = order.into_iter().map(|(_, _, i)| i).collect();
+    for start in 0..target.len() {
+        let mut at = start;
+        while target[at] as usize != start {
+            let from = target[at] as usize;
+            flows.swap(at, from);
+            target[at] = at as u32;
+            at = from;
+        }
+        target[at] = at as u32;
+    }
 }
 
 /// Which vantage points a snapshot covers — one flowtap, or every agent a
@@ -104,5 +128,44 @@ impl Losses {
 impl AgentCoverage {
     pub fn answered(&self) -> bool {
         self.updated_ns.is_some() && self.error.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Counter, FlowKey, PerSide, Rates};
+    use crate::packet::{Addr, L4Proto};
+
+    #[test]
+    fn flows_sort_by_bytes_packets_then_key() {
+        let flow = |n: u8, bytes: u64, pkts: u64| FlowRecord {
+            key: FlowKey {
+                proto: L4Proto::Tcp,
+                client: Addr::from_v4([198, 18, 0, n]),
+                server: Addr::from_v4([198, 19, 0, 1]),
+                server_port: 80,
+            },
+            sent: PerSide::new(Counter { pkts, bytes }, Counter::default()),
+            rates: Rates::default(),
+            first_seen_ns: 0,
+            last_seen_ns: 0,
+            connections: 1,
+            handshake: PerSide::default(),
+            percentiles: PerSide::default(),
+            mirror: None,
+            seen_by: None,
+        };
+        let mut flows = vec![
+            flow(1, 10, 1),
+            flow(2, 30, 1),
+            flow(3, 10, 2),
+            flow(4, 20, 1),
+            flow(5, 10, 2),
+            flow(6, 30, 1),
+        ];
+        sort_flows(&mut flows);
+        let order: Vec<u8> = flows.iter().map(|f| f.key.client.0[15]).collect();
+        assert_eq!(order, [2, 6, 4, 3, 5, 1]);
     }
 }

@@ -574,7 +574,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_snapshot_merge_duration_seconds",
         Histogram,
-        "Time to export, merge and sort the shards' flows for one snapshot.",
+        "Time to make one snapshot and prepare it for queries (names, summary): a flowtap exports, merges and sorts its shards' flows; a hub pulls, decodes and merges every agent's.",
         Value::Histogram(|s| s
             .stats
             .merge

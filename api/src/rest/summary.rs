@@ -88,14 +88,29 @@ impl Name {
     }
 }
 
+/// The first [`TOP_N`] of `items` in `order`, sorted, without sorting the rest.
+fn top<T>(items: &mut [T], order: impl Fn(&T, &T) -> std::cmp::Ordering) -> &[T] {
+    if items.len() > TOP_N {
+        items.select_nth_unstable_by(TOP_N, &order);
+    }
+    let n = items.len().min(TOP_N);
+    items[..n].sort_unstable_by(&order);
+    &items[..n]
+}
+
 pub fn build(view: &View) -> Summary {
     let flows = view.flows();
-    let mut clients = HashSet::new();
-    let mut servers = HashSet::new();
+    // ahash: a summary over millions of flows (a hub's) spends its time
+    // hashing; SipHash's resistance to chosen keys buys nothing here.
+    let hasher = ahash::RandomState::new;
+    let mut clients = HashSet::with_hasher(hasher());
+    let mut servers = HashSet::with_hasher(hasher());
     // Bytes and packets per (client name, server name) pair.
-    let mut pairs: HashMap<(Name, Name), (u64, u64)> = HashMap::new();
-    let mut by_namespace: HashMap<Arc<str>, u64> = HashMap::new();
-    let mut cross: HashMap<(Arc<str>, Arc<str>), (u64, u64)> = HashMap::new();
+    let mut pairs: HashMap<(Name, Name), (u64, u64), _> = HashMap::with_hasher(hasher());
+    let mut by_namespace: HashMap<Arc<str>, u64, _> = HashMap::with_hasher(hasher());
+    // Bytes and packets per (client namespace, server namespace).
+    type NamespacePair = (Arc<str>, Arc<str>);
+    let mut cross: HashMap<NamespacePair, (u64, u64), _> = HashMap::with_hasher(hasher());
     let mut external_bytes = view.cluster.configured().then_some(0u64);
     let (mut tcp_flows, mut udp_flows, mut total_bytes, mut total_pkts) = (0, 0, 0, 0);
     for (i, f) in flows.iter().enumerate() {
@@ -141,26 +156,26 @@ pub fn build(view: &View) -> Summary {
     }
 
     let mut ranked: Vec<_> = pairs.into_iter().collect();
-    ranked.sort_unstable_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
-    let top_by_bytes = ranked
-        .iter()
-        .take(TOP_N)
-        .map(|((c, s), (bytes, _))| TopByBytes {
-            client_pod: c.text(),
-            server_pod: s.text(),
-            bytes: *bytes,
-        })
-        .collect();
-    ranked.sort_unstable_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
-    let top_by_pkts = ranked
-        .iter()
-        .take(TOP_N)
-        .map(|((c, s), (_, pkts))| TopByPkts {
-            client_pod: c.text(),
-            server_pod: s.text(),
-            pkts: *pkts,
-        })
-        .collect();
+    let top_by_bytes = top(&mut ranked, |a, b| {
+        b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0))
+    })
+    .iter()
+    .map(|((c, s), (bytes, _))| TopByBytes {
+        client_pod: c.text(),
+        server_pod: s.text(),
+        bytes: *bytes,
+    })
+    .collect();
+    let top_by_pkts = top(&mut ranked, |a, b| {
+        b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(&b.0))
+    })
+    .iter()
+    .map(|((c, s), (_, pkts))| TopByPkts {
+        client_pod: c.text(),
+        server_pod: s.text(),
+        pkts: *pkts,
+    })
+    .collect();
     let mut cross_namespace: Vec<CrossNamespace> = cross
         .into_iter()
         .map(|((src, dst), (flows, bytes))| CrossNamespace {

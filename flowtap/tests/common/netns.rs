@@ -4,6 +4,7 @@
 //! programs), also when the test panics. Addresses are 198.18.0.0/15 and
 //! 2001:db8::/32 only.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -11,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::{FlowSummary, Key, parse_flows};
 
 pub(crate) fn require_root() {
     let uid = Command::new("id").arg("-u").output().expect("id");
@@ -235,6 +238,26 @@ impl LiveFlowtap {
 
     pub(crate) fn get_json(&self, target: &str) -> Value {
         serde_json::from_str(&self.get_text(target)).unwrap()
+    }
+
+    /// Every flow, from a `format=full` answer and its `format=raw` twin
+    /// taken from the same snapshot: a snapshot published between the two
+    /// requests would pair different flow lists, so the pair is read again
+    /// until the full answer is the same before and after the raw one
+    /// (bounded: 20 tries).
+    pub(crate) fn flows(&self) -> BTreeMap<Key, FlowSummary> {
+        let q = "limit=100000";
+        for _ in 0..20 {
+            let full = self.get_json(&format!("/mcp/flows?format=full&{q}"));
+            let raw = self.get_json(&format!("/mcp/flows?format=raw&{q}"));
+            if self.get_json(&format!("/mcp/flows?format=full&{q}")) == full {
+                return parse_flows(&full, &raw)
+                    .into_iter()
+                    .map(|f| (f.key.clone(), f))
+                    .collect();
+            }
+        }
+        panic!("no two answers in a row came from the same snapshot");
     }
 
     /// GET `target` on the data listener with curl inside the namespace; it
