@@ -85,8 +85,11 @@ def main() -> int:
         # A partial run replaces its sections of the last full one.
         results = json.loads(previous.read_text())
     results.update({"machine": machine(), "quick": args.quick, "runs": runs})
-    captures = offline.captures(bins["flowtap-capgen"], args.data, args.corpus, args.quick)
-    results["captures"] = {k: {"path": str(v["path"]), "packets": v["packets"], "spec": v["spec"]} for k, v in captures.items()}
+    # The hub section serves its own stand-in agents; every other reads captures.
+    captures = {}
+    if set(sections) - {"micro", "hub"}:
+        captures = offline.captures(bins["flowtap-capgen"], args.data, args.corpus, args.quick)
+        results["captures"] = {k: {"path": str(v["path"]), "packets": v["packets"], "spec": v["spec"]} for k, v in captures.items()}
     if "offline" in sections:
         results["offline"] = offline.run(bins["flowtap"], captures, runs, args.out)
     if "micro" in sections:

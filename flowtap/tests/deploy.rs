@@ -447,14 +447,15 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("flowtap.toml");
     // Offline instead of live, without `listen` (which would serve until
-    // signalled) and the watch (no API server here), with a token file of
-    // the test's; everything else as deployed.
+    // signalled), with a token file of the test's; everything else as
+    // deployed.
     let listen = "listen = \"0.0.0.0:8898\"";
     for setting in [
         listen,
         "admin-listen = \"0.0.0.0:8899\"",
         "auth-token-file = \"/etc/flowtap/token/token\"",
-        "k8s-watch = true",
+        // Behind the hub, agents need no API access.
+        "k8s-watch = false",
     ] {
         assert!(toml.contains(setting), "the DaemonSet expects {setting}");
     }
@@ -463,7 +464,6 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     let offline = toml
         .replace("interface = \"eth0\"", &format!("read = [\"{}\"]", demo()))
         .replace(listen, "")
-        .replace("k8s-watch = true", "")
         .replace("/etc/flowtap/token/token", token.to_str().unwrap());
     std::fs::write(&cfg, offline).unwrap();
     let o = flowtap(
@@ -476,4 +476,103 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+
+    // The hub: a Deployment without capabilities, bound to the read-only
+    // role, finding the agents through the headless Service whose selector
+    // picks the DaemonSet's pods (and not the hub's own).
+    let named = |k: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {k} {name}"))
+    };
+    let hub = named("Deployment", "flowtap-hub");
+    let hub_pod = &hub["spec"]["template"]["spec"];
+    let h = &hub_pod["containers"][0];
+    assert_eq!(h["args"][0], "hub");
+    assert_eq!(
+        h["securityContext"]["capabilities"]["add"],
+        serde_json::Value::Null
+    );
+    assert_eq!(h["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(h["securityContext"]["runAsNonRoot"], true);
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(h[probe]["httpGet"]["port"], 8899, "hub {probe}");
+    }
+    assert!(h["resources"]["requests"].is_object() && h["resources"]["limits"].is_object());
+    let subjects: Vec<&serde_json::Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRoleBinding")
+        .flat_map(|b| b["subjects"].as_array().unwrap())
+        .map(|s| &s["name"])
+        .collect();
+    assert_eq!(
+        subjects,
+        [&hub_pod["serviceAccountName"]],
+        "only the hub reads the API"
+    );
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "agents hold no API token"
+    );
+    let agents = named("Service", "flowtap-agents");
+    assert_eq!(agents["spec"]["clusterIP"], "None", "headless");
+    let selector = &agents["spec"]["selector"];
+    let labels = |pod: &serde_json::Value| pod["spec"]["template"]["metadata"]["labels"].clone();
+    assert!(selects_all(selector, &labels(ds)) && !selects_all(selector, &labels(hub)));
+    let hub_toml = named("ConfigMap", "flowtap-hub")["data"]["hub.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let service = format!(
+        "agents-service = \"{}/{}:{}\"",
+        agents["metadata"]["namespace"].as_str().unwrap(),
+        agents["metadata"]["name"].as_str().unwrap(),
+        agents["spec"]["ports"][0]["port"]
+    );
+    for setting in [
+        service.as_str(),
+        "agent-token-file = \"/etc/flowtap/token/token\"",
+        "auth-token-file = \"/etc/flowtap/token/token\"",
+        "k8s-watch = true",
+    ] {
+        assert!(hub_toml.contains(setting), "the hub expects {setting}");
+    }
+    let hub_service = named("Service", "flowtap-hub");
+    assert!(selects_all(&hub_service["spec"]["selector"], &labels(hub)));
+    // And flowtap hub accepts it: from an inventory file (empty) instead
+    // of the watch, on loopback, with the test's token.
+    let inventory = tmp.path().join("inventory.json");
+    std::fs::write(
+        &inventory,
+        r#"{"apiVersion":"v1","kind":"List","items":[]}"#,
+    )
+    .unwrap();
+    let hub_cfg = tmp.path().join("hub.toml");
+    std::fs::write(
+        &hub_cfg,
+        hub_toml
+            .replace(
+                "k8s-watch = true",
+                &format!("k8s-inventory = \"{}\"", inventory.display()),
+            )
+            .replace("/etc/flowtap/token/token", token.to_str().unwrap()),
+    )
+    .unwrap();
+    let served = Server::start_serving(&["hub", "--config", hub_cfg.to_str().unwrap()]);
+    // Reached by the Service's name, as clients in the cluster reach it.
+    let summary = served.get_json_with(
+        "/mcp/flows/summary",
+        &[
+            ("Authorization", "Bearer s3cret"),
+            ("Host", "flowtap-hub.flowtap.svc:8898"),
+        ],
+    );
+    assert_eq!(summary["coverage"]["agents_expected"], 0);
+}
+
+/// Whether every label of `selector` is on `labels`.
+fn selects_all(selector: &serde_json::Value, labels: &serde_json::Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|s| s.iter().all(|(k, v)| &labels[k] == v))
 }
