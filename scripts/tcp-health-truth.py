@@ -137,11 +137,16 @@ def outcome(frames, client):
         return "unanswered", None
     else:
         res = "other"  # mid-stream: neither SYN nor SYN-ACK
-    rest = fl[start:]
-    if any(x & RST for _, x in rest):
-        return res, "reset"
-    if {d for d, x in rest if x & FIN} == {"ab", "ba"}:
-        return res, "closed"
+    # Ended by whichever comes first: a RST, or FINs from both sides (a RST
+    # after both FINs is the clean-up of a closed connection).
+    fins = set()
+    for d, x in fl[start:]:
+        if x & RST:
+            return res, "reset"
+        if x & FIN:
+            fins.add(d)
+            if fins == {"ab", "ba"}:
+                return res, "closed"
     return res, "open"
 
 

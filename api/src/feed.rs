@@ -13,7 +13,10 @@
 use std::sync::Arc;
 
 use pipeline::flow::handshake::DigestExport;
-use pipeline::flow::{Counter, FlowKey, FlowRecord, HandshakeDigest, PerSide, Rates, Side, Window};
+use pipeline::flow::{
+    Counter, FlowKey, FlowRecord, HandshakeDigest, Outcomes, PerSide, Rates, Side, SideHealth,
+    TcpHealth, Window,
+};
 use pipeline::packet::{Addr, L4Proto};
 use pipeline::snapshot::{Coverage, Losses};
 use pipeline::wire::decap::{Encap, Mirror};
@@ -24,7 +27,7 @@ use crate::view::View;
 pub const PATH: &str = "/internal/v1/feed";
 pub const CONTENT_TYPE: &str = "application/x-flowtap-feed";
 /// Changes whenever the encoding does: a hub refuses other versions.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Feed {
@@ -68,6 +71,48 @@ pub struct FeedFlow {
     pub legs: [Option<WireDigest>; 2],
     /// The mirror session: the encapsulation's index in `Encap::ALL`, its id.
     pub mirror: Option<(u8, Option<u32>)>,
+    /// TCP health, when any is counted.
+    pub tcp: Option<WireHealth>,
+}
+
+/// Per side (client, then server): retransmissions, RSTs, zero windows;
+/// then the outcomes: established, refused, unanswered, reset, closed, open.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireHealth {
+    pub sent: [[u64; 3]; 2],
+    pub connections: [u64; 6],
+}
+
+impl WireHealth {
+    fn of(h: &TcpHealth) -> Option<WireHealth> {
+        (*h != TcpHealth::default()).then(|| WireHealth {
+            sent: [Side::Client, Side::Server].map(|side| {
+                let s = h.sent[side];
+                [s.retransmits, s.rsts, s.zero_windows]
+            }),
+            connections: h.connections.named().map(|(_, n)| n),
+        })
+    }
+
+    fn into_health(self) -> TcpHealth {
+        let side = |[retransmits, rsts, zero_windows]: [u64; 3]| SideHealth {
+            retransmits,
+            rsts,
+            zero_windows,
+        };
+        let [established, refused, unanswered, reset, closed, open] = self.connections;
+        TcpHealth {
+            sent: PerSide::new(side(self.sent[0]), side(self.sent[1])),
+            connections: Outcomes {
+                established,
+                refused,
+                unanswered,
+                reset,
+                closed,
+                open,
+            },
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -161,6 +206,7 @@ impl FeedFlow {
             connections: f.connections,
             legs: [leg(Side::Client), leg(Side::Server)],
             mirror: f.mirror.map(|m| (m.encap.index() as u8, m.id)),
+            tcp: WireHealth::of(&f.tcp),
         }
     }
 
@@ -211,6 +257,7 @@ impl FeedFlow {
                     id,
                 })
             }),
+            tcp: self.tcp.map(WireHealth::into_health).unwrap_or_default(),
             seen_by: None,
         })
     }
@@ -284,6 +331,28 @@ mod tests {
                 encap: Encap::Vxlan,
                 id: Some(7),
             }),
+            tcp: TcpHealth {
+                sent: PerSide::new(
+                    SideHealth {
+                        retransmits: 2,
+                        rsts: 0,
+                        zero_windows: 1,
+                    },
+                    SideHealth {
+                        retransmits: 0,
+                        rsts: 1,
+                        zero_windows: 0,
+                    },
+                ),
+                connections: Outcomes {
+                    established: 1,
+                    refused: 2,
+                    unanswered: 3,
+                    reset: 1,
+                    closed: 0,
+                    open: 0,
+                },
+            },
             seen_by: None,
         };
         let wire = FeedFlow::of(&record, 2_000_000_000, Window::Unbounded);
@@ -293,6 +362,7 @@ mod tests {
             (record.key, record.sent, 1)
         );
         assert_eq!(back.mirror, record.mirror);
+        assert_eq!(back.tcp, record.tcp);
         let p = back.percentiles[Side::Client].unwrap();
         assert_eq!((p.p50, p.p99), (200, 300));
         assert!(back.handshake[Side::Server].is_none());

@@ -85,6 +85,11 @@ const STATS_COMPACT: &[Field] = &[
     ("tcp_handshake_p50_us", T::Int, false),
     ("tcp_handshake_p90_us", T::Int, false),
     ("tcp_handshake_p99_us", T::Int, false),
+    // flowtap's TCP health (TCP flows: always in full, in compact only the
+    // non-zero counters of a flow with failures or retransmissions).
+    ("tcp_retransmits", T::Int, false),
+    ("tcp_rsts", T::Int, false),
+    ("tcp_zero_windows", T::Int, false),
 ];
 
 const STATS_FULL: &[Field] = &[
@@ -100,6 +105,11 @@ const STATS_FULL: &[Field] = &[
     ("tcp_handshake_p50_us", T::Int, false),
     ("tcp_handshake_p90_us", T::Int, false),
     ("tcp_handshake_p99_us", T::Int, false),
+    // flowtap's TCP health (TCP flows: always in full, in compact only the
+    // non-zero counters of a flow with failures or retransmissions).
+    ("tcp_retransmits", T::Int, false),
+    ("tcp_rsts", T::Int, false),
+    ("tcp_zero_windows", T::Int, false),
 ];
 
 const TOTALS: &[Field] = &[
@@ -146,6 +156,16 @@ const MIRROR: &[Field] = &[
     ("id", T::Int, false),
 ];
 
+/// flowtap's TCP connection outcomes.
+const CONNECTIONS: &[Field] = &[
+    ("established", T::Int, true),
+    ("refused", T::Int, true),
+    ("unanswered", T::Int, true),
+    ("reset", T::Int, true),
+    ("closed", T::Int, true),
+    ("open", T::Int, true),
+];
+
 const FLOW_COMPACT: &[Field] = &[
     ("proto", T::Str, true),
     ("client", T::Obj(ENDPOINT), true),
@@ -153,6 +173,7 @@ const FLOW_COMPACT: &[Field] = &[
     ("client_stats", T::Obj(STATS_COMPACT), true),
     ("server_stats", T::Obj(STATS_COMPACT), true),
     ("totals", T::Obj(TOTALS), true),
+    ("tcp_connections", T::Obj(CONNECTIONS), false),
 ];
 
 const FLOW_FULL: &[Field] = &[
@@ -162,6 +183,7 @@ const FLOW_FULL: &[Field] = &[
     ("client_stats", T::Obj(STATS_FULL), true),
     ("server_stats", T::Obj(STATS_FULL), true),
     ("totals", T::Obj(TOTALS), true),
+    ("tcp_connections", T::Obj(CONNECTIONS), false),
     ("merged_flows", T::Int, false),
     // flowtap's additions: the mirror session, and (from a hub) the agents.
     ("mirror", T::Obj(MIRROR), false),
@@ -194,6 +216,29 @@ const FLOW_RAW: &[Field] = &[
     ("syn_to_synack", T::Obj(RAW_LEG), false),
     ("syn_to_ack", T::Obj(RAW_LEG), false),
     ("mirror", T::Obj(MIRROR), false),
+    ("c2s_tcp_retransmits", T::Int, false),
+    ("c2s_tcp_rsts", T::Int, false),
+    ("c2s_tcp_zero_windows", T::Int, false),
+    ("s2c_tcp_retransmits", T::Int, false),
+    ("s2c_tcp_rsts", T::Int, false),
+    ("s2c_tcp_zero_windows", T::Int, false),
+    ("tcp_connections", T::Obj(CONNECTIONS), false),
+];
+
+const TOP_FAILED: &[Field] = &[
+    ("client_pod", T::Str, true),
+    ("server_pod", T::Str, true),
+    ("server_port", T::Int, true),
+    ("failed", T::Int, true),
+    ("refused", T::Int, true),
+    ("unanswered", T::Int, true),
+    ("reset", T::Int, true),
+];
+const TOP_RETRANSMITS: &[Field] = &[
+    ("client_pod", T::Str, true),
+    ("server_pod", T::Str, true),
+    ("server_port", T::Int, true),
+    ("retransmits", T::Int, true),
 ];
 
 const TOP_BYTES: &[Field] = &[
@@ -227,6 +272,13 @@ const SUMMARY: &[Field] = &[
     ("cross_namespace", T::Arr(&T::Obj(CROSS)), true),
     // flowtap's addition, with --cluster-cidr.
     ("external_bytes", T::Int, false),
+    // flowtap's TCP health totals and worst flows.
+    ("tcp_retransmits", T::Int, true),
+    ("tcp_rsts", T::Int, true),
+    ("tcp_zero_windows", T::Int, true),
+    ("tcp_connections", T::Obj(CONNECTIONS), true),
+    ("top_by_failed", T::Arr(&T::Obj(TOP_FAILED)), true),
+    ("top_by_retransmits", T::Arr(&T::Obj(TOP_RETRANSMITS)), true),
     ("coverage", T::Obj(COVERAGE), true),
 ];
 

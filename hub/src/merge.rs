@@ -10,7 +10,9 @@
 //!   the fullest count is the closest to the wire; a packet one node lost
 //!   is still counted if the other saw it in that direction.
 //! - **Connections**: the most any agent counted; first seen the earliest,
-//!   last seen the latest.
+//!   last seen the latest. Their outcomes (TCP health) from the agent that
+//!   counted the most; each side's retransmissions, RSTs and zero windows
+//!   from the agent whose count of that direction is taken.
 //! - **Handshake legs**: each node sees the handshake from its own side, so
 //!   the client leg (SYN to SYN-ACK) is taken from the agent on the client's
 //!   node and the server leg (SYN to the completing ACK) from the agent on
@@ -24,7 +26,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use pipeline::flow::{FlowKey, FlowRecord, PerSide, Side, Window};
+use pipeline::flow::{FlowKey, FlowRecord, PerSide, Side, TcpHealth, Window};
 
 /// One agent's flows, with its index in the coverage and its node.
 pub struct AgentFlows {
@@ -167,6 +169,17 @@ fn combine(
         handshake: PerSide::new(client_digest, server_digest),
         percentiles: PerSide::new(client_percentiles, server_percentiles),
         mirror: all.iter().find_map(|s| s.record.mirror),
+        tcp: TcpHealth {
+            sent: PerSide::new(
+                by_client.record.tcp.sent[Side::Client],
+                by_server.record.tcp.sent[Side::Server],
+            ),
+            connections: all
+                .iter()
+                .max_by_key(|s| s.record.connections)
+                .map(|s| s.record.tcp.connections)
+                .unwrap_or_default(),
+        },
         seen_by: Some(sets.of(&agents)),
     };
     record.rates.pps[Side::Server] = by_server.record.rates.pps[Side::Server];
@@ -235,6 +248,7 @@ mod tests {
             }),
             handshake,
             mirror: None,
+            tcp: TcpHealth::default(),
             seen_by: None,
         }
     }

@@ -154,6 +154,7 @@ mod tests {
             handshake: PerSide::default(),
             percentiles: PerSide::default(),
             mirror: None,
+            tcp: Default::default(),
             seen_by: None,
         };
         let mut flows = vec![

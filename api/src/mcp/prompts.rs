@@ -80,6 +80,24 @@ const PROMPTS: &[Prompt] = &[
         template: map_dependencies,
     },
     Prompt {
+        name: "investigate_connection_failures",
+        title: "Investigate connection failures and timeouts",
+        description: "Users report timeouts or errors reaching a service: are connections refused, unanswered, reset or retransmitted, and where?",
+        arguments: &[
+            Argument {
+                name: "service",
+                description: "the service's name (or a prefix); all services when omitted",
+                required: false,
+            },
+            Argument {
+                name: "namespace",
+                description: "its namespace, if known",
+                required: false,
+            },
+        ],
+        template: investigate_connection_failures,
+    },
+    Prompt {
         name: "find_bandwidth_hotspots",
         title: "Find bandwidth hotspots and external egress",
         description: "Which connections carry the most traffic, and how much leaves the cluster.",
@@ -112,6 +130,30 @@ Call {LIST_FLOWS} with min_handshake_p99_us=50000 (no svc filter) to see whether
 3. Also check the flows FROM the service to its own dependencies (it is the client there): a slow database \
 behind it shows up as high handshake times on those flows.\n\
 4. Answer with the verdict (network or application), the evidence (flows, nodes, p50/p99 in ms), and the next step.",
+        scope = scope(args)
+    )
+}
+
+fn investigate_connection_failures(args: &Args<'_>) -> String {
+    let filter = match args.get("service") {
+        Some(svc) => format!("svc=\"{svc}\", "),
+        None => String::new(),
+    };
+    format!(
+        "Connections{target}{scope} are failing or timing out. Find out how they fail and where, from flowtap's TCP health counters.\n\n\
+1. Call {SUMMARY}: tcp_connections counts every connection by outcome; top_by_failed and top_by_retransmits name the worst flows. Check coverage first: with agents_missing or capture losses, missing traffic may not have been seen.\n\
+2. Call {LIST_FLOWS} with {filter}l4proto=\"tcp\", sort=\"failed\", min_failed=1, format=\"full\", limit=50. Each flow's tcp_connections says how its connections ended; client_stats/server_stats say who sent the RSTs, retransmissions and zero windows.\n\
+3. Read the outcome:\n\
+   - refused (SYN answered by RST): nothing listens on that port, or a policy rejects it. Check the server port, the pod's readiness and network policies; a refusal from every server pod of a service means the service points at the wrong port.\n\
+   - unanswered (SYN never answered): packets dropped on the path (a firewall, a network policy that drops, a dead node) or a server too overloaded to accept. One client node failing to every server: that node's network. Every client failing to one server: the server or its node.\n\
+   - reset after establishing: the application or a proxy aborts connections (a crash, idle timeouts of a load balancer, a connection limit). The side sending the RSTs (tcp_rsts) is the one aborting.\n\
+4. Call {LIST_FLOWS} with {filter}l4proto=\"tcp\", sort=\"retransmits\", format=\"full\", limit=50. Retransmissions with normal handshake times point at loss or congestion on the path (compare the nodes involved); retransmissions together with slow handshakes at an overloaded network; zero windows sent by the server at a server that cannot keep up reading (an application problem, not the network).\n\
+5. Compare with healthy flows: the same clients' other servers, or the same server's other clients, tell a local problem from a cluster-wide one.\n\
+6. Answer with the failure mode (refused, unanswered, reset, retransmissions), the evidence (flows, counts, nodes), the likely cause and the next step.",
+        target = match args.get("service") {
+            Some(svc) => format!(" to \"{svc}\""),
+            None => String::new(),
+        },
         scope = scope(args)
     )
 }
@@ -252,5 +294,12 @@ mod tests {
         );
         assert!(get(&p(json!({"name": "nope"}))).is_err());
         assert!(get(&p(json!({"name": "find_bandwidth_hotspots"}))).is_ok());
+        let got = get(&p(json!({"name": "investigate_connection_failures", "arguments": {"service": "payments"}}))).unwrap();
+        let text = got["messages"][0]["content"]["text"].as_str().unwrap();
+        assert!(
+            text.contains("svc=\"payments\"")
+                && text.contains("min_failed=1")
+                && text.contains("refused")
+        );
     }
 }

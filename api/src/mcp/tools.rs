@@ -39,6 +39,17 @@ intermittent hiccups; one source slow to everything = that source's node; every 
 the destination (or its node) is overloaded. \
 Kubernetes fields (pod, ns, svc, node) appear only when flowtap's inventory maps the IP; a bare IP is an external or \
 host-network endpoint, and a flow without pod/ns does not match the pod/ns filters. \
+TCP health (format=full; in compact only for flows with failed connections or retransmissions, and only the \
+non-zero counters): client_stats/server_stats.tcp_retransmits = segments that side sent again (sequence space it had \
+already sent, as Wireshark's retransmission analysis counts them; keep-alives and zero-window probes excluded), \
+tcp_rsts = RST segments it sent, tcp_zero_windows = segments in which it advertised a zero receive window (its \
+application is not reading). tcp_connections counts the flow's connections by outcome: established (handshake \
+completed), refused (the SYN answered by a RST: nothing listening, or a policy rejecting), unanswered (SYN with no \
+completed handshake before the SYN timeout: dropped on the path, a firewall, or the server overloaded), reset \
+(ended by a RST after the server answered), closed (FINs both ways), open (established, not ended yet). Connections \
+that started before the capture count in reset/closed/open but not in established. failed = refused + unanswered + \
+reset; sort=failed, min_failed=N, sort=retransmits and sort=rsts find them. Retransmissions with normal handshakes \
+point at loss or congestion on the path; a server's zero windows at a slow application. \
 Coverage: every answer has a coverage object saying which vantage points it covers (one flowtap, or every agent a \
 flowtap hub pulls from: agents_expected, agents_answered, agents_missing with each one's error, age_s of each one's \
 data) and what they lost (capture_drops: frames the kernel dropped before flowtap read them; handoff_drops; \
@@ -51,7 +62,8 @@ fn flows_description() -> String {
         "List the L4 (TCP/UDP) flows flowtap currently tracks: who talks to whom, on which server port, how much, how fast, \
 and how long TCP handshakes take. Use it for dependency mapping ('what does X talk to?': filter by pod/svc/ns and \
 aggregate=service), bandwidth questions (sort=bytes or pps), and network health (sort=handshake_p99, \
-min_handshake_p99_us=10000 for 'handshakes over 10 ms'). Filters combine with AND and match either endpoint. \
+min_handshake_p99_us=10000 for 'handshakes over 10 ms'; sort=failed or min_failed=1 for refused, unanswered or reset \
+connections; sort=retransmits for loss). Filters combine with AND and match either endpoint. \
 Results are sorted descending and cut at limit (default 100, at most 1000); total counts every match and truncated says whether \
 some were cut. Aggregated entries keep only the endpoint fields their flows share and merge handshake samples. \
 Equivalent to GET /mcp/flows with the same parameters.\n\n{FIELD_GUIDE}"
@@ -64,7 +76,8 @@ fn summary_description() -> String {
 the 10 heaviest (client, server) pairs by bytes and by packets (named by pod where known, else IP), flows per \
 namespace (a flow between two namespaces counts in both), and cross-namespace traffic (client namespace -> server \
 namespace, with flows and bytes), plus external_bytes (traffic to servers outside the cluster CIDRs) when flowtap knows \
-them. Start here for 'give me an overview', 'what crosses namespaces?', or 'which connections use the most bandwidth?', \
+them; TCP health totals (tcp_retransmits, tcp_rsts, tcp_zero_windows, tcp_connections by outcome) and the 10 flows \
+with the most failed connections (top_by_failed) and retransmissions (top_by_retransmits). Start here for 'give me an overview', 'what crosses namespaces?', or 'which connections use the most bandwidth?', \
 then drill down with list_l4_flows. Takes no arguments. Equivalent to GET /mcp/flows/summary.\n\n{FIELD_GUIDE}"
     )
 }
@@ -117,7 +130,22 @@ fn stats_schema() -> Value {
             "tx_pkts": count, "rx_pkts": count, "tx_bytes": count, "rx_bytes": count,
             "tx_pps": rate, "rx_pps": rate, "tx_bps": rate, "rx_bps": rate,
             "timestamp": {"type": "string", "description": "format=full: last packet, ISO 8601"},
-            "tcp_handshake_p50_us": us, "tcp_handshake_p90_us": us, "tcp_handshake_p99_us": us
+            "tcp_handshake_p50_us": us, "tcp_handshake_p90_us": us, "tcp_handshake_p99_us": us,
+            "tcp_retransmits": {"type": "integer", "minimum": 0, "description": "TCP segments this side sent again"},
+            "tcp_rsts": {"type": "integer", "minimum": 0, "description": "RST segments this side sent"},
+            "tcp_zero_windows": {"type": "integer", "minimum": 0, "description": "segments advertising a zero window"}
+        }
+    })
+}
+
+fn connections_schema() -> Value {
+    let count = json!({"type": "integer", "minimum": 0});
+    json!({
+        "type": "object",
+        "description": "TCP connections by outcome",
+        "properties": {
+            "established": count, "refused": count, "unanswered": count,
+            "reset": count, "closed": count, "open": count
         }
     })
 }
@@ -146,6 +174,7 @@ fn flows_output_schema() -> Value {
                                 "pps": {"type": "number"}, "bps": {"type": "number"}
                             }
                         },
+                        "tcp_connections": connections_schema(),
                         "merged_flows": {"type": "integer", "description": "format=full with aggregate: flows merged"}
                     }
                 }
@@ -158,6 +187,21 @@ fn flows_output_schema() -> Value {
 }
 
 fn summary_output_schema() -> Value {
+    let top_flow = |what: &str| {
+        json!({
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["client_pod", "server_pod", "server_port", what],
+                "properties": {
+                    "client_pod": {"type": "string", "description": "pod, or IP when unknown"},
+                    "server_pod": {"type": "string", "description": "pod, or IP when unknown"},
+                    "server_port": {"type": "integer"},
+                    what: {"type": "integer"}
+                }
+            }
+        })
+    };
     let pair = |what: &str| {
         json!({
             "type": "array",
@@ -200,6 +244,12 @@ fn summary_output_schema() -> Value {
                 }
             },
             "external_bytes": {"type": "integer", "description": "bytes to servers outside the cluster CIDRs"},
+            "tcp_retransmits": {"type": "integer"},
+            "tcp_rsts": {"type": "integer"},
+            "tcp_zero_windows": {"type": "integer"},
+            "tcp_connections": connections_schema(),
+            "top_by_failed": top_flow("failed"),
+            "top_by_retransmits": top_flow("retransmits"),
             "coverage": coverage_schema()
         }
     })
@@ -459,7 +509,15 @@ mod tests {
         assert_eq!(schema["properties"]["limit"]["type"], "integer");
         assert_eq!(
             schema["properties"]["sort"]["enum"],
-            json!(["bytes", "pkts", "pps", "handshake_p99"])
+            json!([
+                "bytes",
+                "pkts",
+                "pps",
+                "handshake_p99",
+                "retransmits",
+                "failed",
+                "rsts"
+            ])
         );
     }
 

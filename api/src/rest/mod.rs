@@ -155,20 +155,15 @@ pub fn split_target(target: &str) -> (&str, &str) {
 /// The `/mcp/flows` answer to a parsed query.
 pub fn flows(view: &View, q: &FlowQuery) -> FlowsAnswer {
     let n = view.flows().len();
-    let min_p99 = q.min_handshake_p99_us;
     let entries;
     let total;
     match q.aggregate {
         None => {
-            let filtered = select::filters(q) || min_p99.is_some();
+            let filtered = select::filters(q) || select::thresholds(q);
             let mut indices: Vec<usize> = if filtered {
                 (0..n)
                     .filter(|&i| select::matches(view, i, q))
-                    .filter(|&i| {
-                        min_p99.is_none_or(|m| {
-                            rows::handshake_p99(&view.flows()[i].percentiles) >= Some(m)
-                        })
-                    })
+                    .filter(|&i| select::passes_thresholds(&rows::flow_rank(&view.flows()[i]), q))
                     .collect()
             } else if q.sort == query::SortKey::Bytes {
                 // The common case: no filter, snapshot order. Touch only what is returned.
@@ -201,7 +196,7 @@ pub fn flows(view: &View, q: &FlowQuery) -> FlowsAnswer {
             });
             let kept = groups
                 .iter()
-                .filter(|g| min_p99.is_none_or(|m| g.sort_key(view).3 >= Some(m)));
+                .filter(|g| select::passes_thresholds(&g.sort_key(view), q));
             total = kept.clone().count();
             let rows = select::top_groups(view, kept, q.sort, q.limit);
             entries = Entries::Rows {

@@ -37,6 +37,12 @@ pub enum SortKey {
     /// The larger of the two handshake legs' p99 (SYN -> ACK when the
     /// handshake completed); flows without one come last.
     HandshakeP99,
+    /// TCP retransmissions, both sides.
+    Retransmits,
+    /// Failed TCP connections: refused, unanswered and reset.
+    Failed,
+    /// RST segments, both sides.
+    Rsts,
 }
 
 /// Flows returned when the query gives no `limit`.
@@ -54,6 +60,7 @@ pub struct FlowQuery {
     pub svc: Option<String>,
     pub sort: SortKey,
     pub min_handshake_p99_us: Option<u64>,
+    pub min_failed: Option<u64>,
 }
 
 impl Default for FlowQuery {
@@ -69,6 +76,7 @@ impl Default for FlowQuery {
             svc: None,
             sort: SortKey::Bytes,
             min_handshake_p99_us: None,
+            min_failed: None,
         }
     }
 }
@@ -164,15 +172,29 @@ pub const PARAMS: &[ParamDoc] = &[
     },
     ParamDoc {
         name: "sort",
-        values: &["bytes", "pkts", "pps", "handshake_p99"],
+        values: &[
+            "bytes",
+            "pkts",
+            "pps",
+            "handshake_p99",
+            "retransmits",
+            "failed",
+            "rsts",
+        ],
         integer: false,
-        description: "order, descending (default bytes); handshake_p99 is the larger leg's p99",
+        description: "order, descending (default bytes); handshake_p99 is the larger leg's p99; retransmits and rsts count both sides' TCP retransmissions and RSTs; failed counts refused, unanswered and reset connections",
     },
     ParamDoc {
         name: "min_handshake_p99_us",
         values: &[],
         integer: true,
         description: "only TCP flows whose handshake p99 (the larger leg) is at least this many microseconds",
+    },
+    ParamDoc {
+        name: "min_failed",
+        values: &[],
+        integer: true,
+        description: "only flows with at least this many failed TCP connections (refused + unanswered + reset)",
     },
 ];
 
@@ -287,10 +309,14 @@ pub fn parse_pairs<'a>(
                         ("pkts", SortKey::Pkts),
                         ("pps", SortKey::Pps),
                         ("handshake_p99", SortKey::HandshakeP99),
+                        ("retransmits", SortKey::Retransmits),
+                        ("failed", SortKey::Failed),
+                        ("rsts", SortKey::Rsts),
                     ],
                 )?
             }
             "min_handshake_p99_us" => q.min_handshake_p99_us = Some(unsigned(name, value)?),
+            "min_failed" => q.min_failed = Some(unsigned(name, value)?),
             other => {
                 let known: Vec<&str> = PARAMS.iter().map(|p| p.name).collect();
                 return Err(ApiError::bad_parameter(

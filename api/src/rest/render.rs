@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use pipeline::Snapshot;
-use pipeline::flow::{FlowRecord, Side};
+use pipeline::flow::{FlowRecord, Outcomes, Side};
 use pipeline::packet::L4Proto;
 use pipeline::wire::decap::Mirror;
 use serde::{Serialize, Serializer};
@@ -98,6 +98,31 @@ pub struct Stats {
     pub tcp_handshake_p90_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_handshake_p99_us: Option<u64>,
+    /// What this side sent (TCP; `full`, or `compact` when not zero in a
+    /// flow with failures or retransmissions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_retransmits: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_rsts: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_zero_windows: Option<u64>,
+}
+
+/// How a TCP flow's connections ended: `{"established": .., "refused": ..,
+/// "unanswered": .., "reset": .., "closed": .., "open": ..}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionsJson(pub Outcomes);
+
+impl Serialize for ConnectionsJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let named = self.0.named();
+        let mut map = s.serialize_map(Some(named.len()))?;
+        for (name, n) in named {
+            map.serialize_entry(name, &n)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -117,6 +142,10 @@ pub struct FlowJson<'a> {
     pub client_stats: Stats,
     pub server_stats: Stats,
     pub totals: Totals,
+    /// TCP connection outcomes (`full`; `compact` for a flow with failures
+    /// or retransmissions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_connections: Option<ConnectionsJson>,
     /// Flows merged into an aggregated entry (`full` format with `aggregate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_flows: Option<u64>,
@@ -188,6 +217,21 @@ pub struct RawFlow {
     pub syn_to_ack: Option<RawLeg>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror: Option<RawMirror>,
+    /// TCP health (TCP flows only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub c2s_tcp_retransmits: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub c2s_tcp_rsts: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub c2s_tcp_zero_windows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s2c_tcp_retransmits: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s2c_tcp_rsts: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s2c_tcp_zero_windows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_connections: Option<ConnectionsJson>,
 }
 
 /// The entries of a `/mcp/flows` answer, owned: built while the view is
@@ -325,6 +369,7 @@ pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
             p99_us: p.p99,
         })
     };
+    let (tcp, h) = (f.key.proto == L4Proto::Tcp, &f.tcp);
     RawFlow {
         proto: f.key.proto.name(),
         client_ip: f.key.client.to_ip(),
@@ -347,6 +392,13 @@ pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
             encap: m.encap.name(),
             id: m.id,
         }),
+        c2s_tcp_retransmits: tcp.then_some(h.sent[Side::Client].retransmits),
+        c2s_tcp_rsts: tcp.then_some(h.sent[Side::Client].rsts),
+        c2s_tcp_zero_windows: tcp.then_some(h.sent[Side::Client].zero_windows),
+        s2c_tcp_retransmits: tcp.then_some(h.sent[Side::Server].retransmits),
+        s2c_tcp_rsts: tcp.then_some(h.sent[Side::Server].rsts),
+        s2c_tcp_zero_windows: tcp.then_some(h.sent[Side::Server].zero_windows),
+        tcp_connections: tcp.then_some(ConnectionsJson(h.connections)),
     }
 }
 
@@ -354,6 +406,10 @@ pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
 pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
     let tcp = row.proto == L4Proto::Tcp;
     let timestamp = full.then(|| iso8601(row.last_seen_ns));
+    // TCP health: all of it in `full`; in `compact` (the reference's shape)
+    // only for a flow in trouble, and only what is not zero.
+    let health_shown = tcp && (full || row.tcp.is_troubled());
+    let count = |n: u64| (health_shown && (full || n > 0)).then_some(n);
     // One side's stats: what it sent is its tx, what the other sent its rx.
     let stats = |side: Side| {
         let (tx, rx) = (side, side.other());
@@ -372,6 +428,9 @@ pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
             tcp_handshake_p50_us: leg.map(|p| p.p50),
             tcp_handshake_p90_us: leg.map(|p| p.p90),
             tcp_handshake_p99_us: leg.map(|p| p.p99),
+            tcp_retransmits: count(row.tcp.sent[side].retransmits),
+            tcp_rsts: count(row.tcp.sent[side].rsts),
+            tcp_zero_windows: count(row.tcp.sent[side].zero_windows),
         }
     };
     FlowJson {
@@ -386,6 +445,7 @@ pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
             pps: Rate(row.rates.pps.total()),
             bps: Rate(row.rates.bps.total()),
         },
+        tcp_connections: health_shown.then_some(ConnectionsJson(row.tcp.connections)),
         merged_flows: (full && aggregated).then_some(row.flows),
         mirror: row.mirror.filter(|_| full).map(MirrorJson),
         seen_by: row
@@ -451,6 +511,13 @@ mod tests {
                             encap: "vxlan",
                             id: Some(7),
                         }),
+                        c2s_tcp_retransmits: Some(1),
+                        c2s_tcp_rsts: Some(0),
+                        c2s_tcp_zero_windows: Some(0),
+                        s2c_tcp_retransmits: Some(0),
+                        s2c_tcp_rsts: Some(2),
+                        s2c_tcp_zero_windows: Some(0),
+                        tcp_connections: Some(ConnectionsJson(Default::default())),
                     })
                     .collect(),
             ),

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use pipeline::flow::{
-    Counter, FlowRecord, HandshakeDigest, PerSide, Percentiles, Rates, Side, Window,
+    Counter, FlowRecord, HandshakeDigest, PerSide, Percentiles, Rates, Side, TcpHealth, Window,
 };
 use pipeline::packet::{Addr, L4Proto};
 use pipeline::wire::decap::Mirror;
@@ -90,6 +90,8 @@ pub struct Row {
     pub mirror: Option<Mirror>,
     /// In a hub's answer: the agents that saw it (every merged flow's).
     pub seen_by: Option<Vec<Arc<str>>>,
+    /// TCP health, summed over the merged flows.
+    pub tcp: TcpHealth,
 }
 
 impl Row {
@@ -107,6 +109,7 @@ impl Row {
             flows: 1,
             mirror: f.mirror,
             seen_by: view.seen_by(flow),
+            tcp: f.tcp,
         }
     }
 
@@ -118,14 +121,9 @@ impl Row {
         self.sent.total().pkts
     }
 
-    pub fn pps(&self) -> f64 {
-        self.rates.pps.total()
-    }
-
-    /// The larger leg's p99, the value `sort=handshake_p99` and
-    /// `min_handshake_p99_us` use.
-    pub fn handshake_p99(&self) -> Option<u64> {
-        handshake_p99(&self.percentiles)
+    /// What the entry sorts and filters by.
+    pub fn rank(&self) -> Rank {
+        Rank::of(self.sent, &self.rates, &self.percentiles, &self.tcp)
     }
 }
 
@@ -180,8 +178,39 @@ impl Group {
     }
 }
 
-/// What entries sort by: (total bytes, total packets, pps, handshake p99).
-pub type Rank = (u64, u64, f64, Option<u64>);
+/// What entries sort and filter by.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rank {
+    pub bytes: u64,
+    pub pkts: u64,
+    pub pps: f64,
+    /// The larger leg's p99 (`sort=handshake_p99`, `min_handshake_p99_us`).
+    pub handshake_p99: Option<u64>,
+    pub retransmits: u64,
+    /// Refused, unanswered and reset connections (`sort=failed`, `min_failed`).
+    pub failed: u64,
+    pub rsts: u64,
+}
+
+impl Rank {
+    fn of(
+        sent: PerSide<Counter>,
+        rates: &Rates,
+        percentiles: &PerSide<Option<Percentiles>>,
+        tcp: &TcpHealth,
+    ) -> Rank {
+        let total = sent.total();
+        Rank {
+            bytes: total.bytes,
+            pkts: total.pkts,
+            pps: rates.pps.total(),
+            handshake_p99: handshake_p99(percentiles),
+            retransmits: tcp.retransmits(),
+            failed: tcp.connections.failed(),
+            rsts: tcp.rsts(),
+        }
+    }
+}
 
 /// An aggregated entry before rendering: a lone flow stays an index, so that
 /// only the entries a query returns are ever turned into rows.
@@ -192,19 +221,14 @@ pub enum Grouped {
 
 /// A flow's [`Rank`].
 pub fn flow_rank(f: &FlowRecord) -> Rank {
-    (
-        f.total_bytes(),
-        f.total_pkts(),
-        f.rates.pps.total(),
-        handshake_p99(&f.percentiles),
-    )
+    Rank::of(f.sent, &f.rates, &f.percentiles, &f.tcp)
 }
 
 impl Grouped {
     pub fn sort_key(&self, view: &View) -> Rank {
         match self {
             Grouped::One(i) => flow_rank(&view.flows()[*i]),
-            Grouped::Many(r) => (r.total_bytes(), r.total_pkts(), r.pps(), r.handshake_p99()),
+            Grouped::Many(r) => r.rank(),
         }
     }
 
@@ -281,6 +305,7 @@ impl Merged {
             row.rates.bps[side] += f.rates.bps[side];
         }
         row.last_seen_ns = row.last_seen_ns.max(f.last_seen_ns);
+        row.tcp.add(&f.tcp);
         self.merge_digests(view, flow);
     }
 
@@ -416,6 +441,7 @@ mod tests {
             last_seen_ns: 1,
             connections: samples.len() as u64,
             mirror: None,
+            tcp: TcpHealth::default(),
             seen_by: None,
             handshake: PerSide::new(Some(Arc::new(digest.clone())), Some(Arc::new(digest))),
             percentiles: PerSide::new(p, p),

@@ -14,8 +14,8 @@ fn name_matches(name: Option<&std::sync::Arc<str>>, wanted: &str) -> bool {
 }
 
 /// Whether flow `i` passes every filter of `q` (each filter matches either
-/// side; filters combine with AND). `min_handshake_p99_us` is left to the
-/// caller, since aggregated groups apply it after merging.
+/// side; filters combine with AND). The thresholds are left to
+/// [`passes_thresholds`], since aggregated groups apply them after merging.
 pub fn matches(view: &View, i: usize, q: &FlowQuery) -> bool {
     let f = &view.flows()[i];
     if q.l4proto.is_some_and(|p| p != f.key.proto) {
@@ -46,11 +46,27 @@ pub fn filters(q: &FlowQuery) -> bool {
 /// Sort keys, descending; `None` handshakes sort last.
 fn compare(sort: SortKey, a: Rank, b: Rank) -> Ordering {
     match sort {
-        SortKey::Bytes => b.0.cmp(&a.0),
-        SortKey::Pkts => b.1.cmp(&a.1),
-        SortKey::Pps => b.2.total_cmp(&a.2),
-        SortKey::HandshakeP99 => b.3.cmp(&a.3),
+        SortKey::Bytes => b.bytes.cmp(&a.bytes),
+        SortKey::Pkts => b.pkts.cmp(&a.pkts),
+        SortKey::Pps => b.pps.total_cmp(&a.pps),
+        SortKey::HandshakeP99 => b.handshake_p99.cmp(&a.handshake_p99),
+        SortKey::Retransmits => b.retransmits.cmp(&a.retransmits),
+        SortKey::Failed => b.failed.cmp(&a.failed),
+        SortKey::Rsts => b.rsts.cmp(&a.rsts),
     }
+}
+
+/// Whether an entry of rank `r` passes the thresholds of `q`
+/// (`min_handshake_p99_us`, `min_failed`): applied after aggregation.
+pub fn passes_thresholds(r: &Rank, q: &FlowQuery) -> bool {
+    q.min_handshake_p99_us
+        .is_none_or(|m| r.handshake_p99 >= Some(m))
+        && q.min_failed.is_none_or(|m| r.failed >= m)
+}
+
+/// Whether `q` has thresholds at all.
+pub fn thresholds(q: &FlowQuery) -> bool {
+    q.min_handshake_p99_us.is_some() || q.min_failed.is_some()
 }
 
 /// Orders flow indices by `sort`, keeping the snapshot order (bytes, then a
@@ -83,7 +99,7 @@ pub fn top_groups<'g>(
     };
     let order = |a: &(Rank, &Grouped), b: &(Rank, &Grouped)| {
         compare(sort, a.0, b.0)
-            .then_with(|| b.0.0.cmp(&a.0.0))
+            .then_with(|| b.0.bytes.cmp(&a.0.bytes))
             .then_with(|| a.1.order_prefix(view).cmp(&b.1.order_prefix(view)))
             .then_with(|| {
                 let (a, b) = (tie(a.1), tie(b.1));

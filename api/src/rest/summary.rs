@@ -9,8 +9,9 @@ use pipeline::packet::L4Proto;
 use serde::Serialize;
 
 use super::coverage::CoverageJson;
+use super::render::ConnectionsJson;
 use crate::view::View;
-use pipeline::flow::Side;
+use pipeline::flow::{Side, SideHealth, TcpHealth};
 
 /// Entries in `top_by_bytes` and `top_by_pkts`.
 pub const TOP_N: usize = 10;
@@ -27,6 +28,27 @@ pub struct TopByPkts {
     pub client_pod: String,
     pub server_pod: String,
     pub pkts: u64,
+}
+
+/// A flow with failed TCP connections (refused + unanswered + reset).
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct TopByFailed {
+    pub client_pod: String,
+    pub server_pod: String,
+    pub server_port: u16,
+    pub failed: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+    pub reset: u64,
+}
+
+/// A flow with TCP retransmissions (both sides).
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct TopByRetransmits {
+    pub client_pod: String,
+    pub server_pod: String,
+    pub server_port: u16,
+    pub retransmits: u64,
 }
 
 #[derive(Serialize, Debug, PartialEq, Eq)]
@@ -61,6 +83,16 @@ pub struct Summary {
     /// NAT64): external egress. Present when cluster CIDRs are configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_bytes: Option<u64>,
+    /// TCP health over every flow: retransmissions, RSTs and zero-window
+    /// segments (both sides), and the connections' outcomes.
+    pub tcp_retransmits: u64,
+    pub tcp_rsts: u64,
+    pub tcp_zero_windows: u64,
+    pub tcp_connections: ConnectionsJson,
+    /// The flows with the most failed connections, and with the most
+    /// retransmissions (flows with none are left out).
+    pub top_by_failed: Vec<TopByFailed>,
+    pub top_by_retransmits: Vec<TopByRetransmits>,
     /// The vantage points behind the summary (see `coverage.rs`).
     pub coverage: CoverageJson,
 }
@@ -113,7 +145,16 @@ pub fn build(view: &View) -> Summary {
     let mut cross: HashMap<NamespacePair, (u64, u64), _> = HashMap::with_hasher(hasher());
     let mut external_bytes = view.cluster.configured().then_some(0u64);
     let (mut tcp_flows, mut udp_flows, mut total_bytes, mut total_pkts) = (0, 0, 0, 0);
+    let mut health = TcpHealth::default();
+    let (mut failing, mut retransmitting) = (Vec::new(), Vec::new());
     for (i, f) in flows.iter().enumerate() {
+        health.add(&f.tcp);
+        if f.tcp.connections.failed() > 0 {
+            failing.push((f.tcp.connections.failed(), i));
+        }
+        if f.tcp.retransmits() > 0 {
+            retransmitting.push((f.tcp.retransmits(), i));
+        }
         match f.key.proto {
             L4Proto::Tcp => tcp_flows += 1,
             L4Proto::Udp => udp_flows += 1,
@@ -190,6 +231,45 @@ pub fn build(view: &View) -> Summary {
             .cmp(&a.bytes)
             .then_with(|| (&a.src_ns, &a.dst_ns).cmp(&(&b.src_ns, &b.dst_ns)))
     });
+    // Most first; ties in the snapshot's order (bytes, then key).
+    let most = |a: &(u64, usize), b: &(u64, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+    let names = |i: usize| {
+        (
+            Name::of(view, i, Side::Client).text(),
+            Name::of(view, i, Side::Server).text(),
+            flows[i].key.server_port,
+        )
+    };
+    let top_by_failed = top(&mut failing, most)
+        .iter()
+        .map(|&(failed, i)| {
+            let (client_pod, server_pod, server_port) = names(i);
+            let c = flows[i].tcp.connections;
+            TopByFailed {
+                client_pod,
+                server_pod,
+                server_port,
+                failed,
+                refused: c.refused,
+                unanswered: c.unanswered,
+                reset: c.reset,
+            }
+        })
+        .collect();
+    let top_by_retransmits = top(&mut retransmitting, most)
+        .iter()
+        .map(|&(retransmits, i)| {
+            let (client_pod, server_pod, server_port) = names(i);
+            TopByRetransmits {
+                client_pod,
+                server_pod,
+                server_port,
+                retransmits,
+            }
+        })
+        .collect();
+    let side_total =
+        |f: fn(&SideHealth) -> u64| Side::BOTH.iter().map(|&s| f(&health.sent[s])).sum();
     Summary {
         total_flows: flows.len(),
         tcp_flows,
@@ -206,6 +286,12 @@ pub fn build(view: &View) -> Summary {
             .collect(),
         cross_namespace,
         external_bytes,
+        tcp_retransmits: side_total(|s| s.retransmits),
+        tcp_rsts: side_total(|s| s.rsts),
+        tcp_zero_windows: side_total(|s| s.zero_windows),
+        tcp_connections: ConnectionsJson(health.connections),
+        top_by_failed,
+        top_by_retransmits,
         coverage: (*view.coverage()).clone(),
     }
 }

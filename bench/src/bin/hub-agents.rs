@@ -15,7 +15,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use api::feed::{Feed, FeedFlow, VERSION, WireDigest, WireLosses};
+use api::feed::{Feed, FeedFlow, VERSION, WireDigest, WireHealth, WireLosses};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
@@ -89,6 +89,11 @@ fn flow(agent: u32, i: u32, rng: &mut u64) -> FeedFlow {
         connections: 1 + next() % 10,
         legs,
         mirror: None,
+        // TCP flows: one connection, established and closed.
+        tcp: tcp.then_some(WireHealth {
+            sent: [[0; 3]; 2],
+            connections: [1, 0, 0, 0, 1, 0],
+        }),
     }
 }
 

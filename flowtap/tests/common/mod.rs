@@ -77,6 +77,54 @@ pub(crate) struct FlowSummary {
     pub server_handshake: Option<[u64; 3]>,
     /// `full` format's `mirror` object, if the flow came through one.
     pub mirror: Option<Value>,
+    /// TCP health (TCP flows), the same in `full` and `raw` format.
+    pub tcp: Option<TcpCounts>,
+}
+
+/// A TCP flow's health counters as the API reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TcpCounts {
+    /// Retransmissions, RSTs and zero windows the client sent, then the server.
+    pub sent: [[u64; 3]; 2],
+    /// Connections established, refused, unanswered, reset, closed, open.
+    pub connections: [u64; 6],
+}
+
+pub(crate) const OUTCOMES: [&str; 6] = [
+    "established",
+    "refused",
+    "unanswered",
+    "reset",
+    "closed",
+    "open",
+];
+
+impl TcpCounts {
+    /// From a `full` entry and its `raw` twin, which must agree.
+    fn parse(full: &Value, raw: &Value) -> Option<TcpCounts> {
+        let u = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+        let connections = |v: &Value| OUTCOMES.map(|o| u(&v["tcp_connections"], o));
+        if full["proto"] != "tcp" {
+            assert!(raw.get("tcp_connections").is_none(), "{raw}");
+            return None;
+        }
+        let side = |stats: &Value| {
+            ["tcp_retransmits", "tcp_rsts", "tcp_zero_windows"].map(|k| u(stats, k))
+        };
+        let from_full = TcpCounts {
+            sent: [side(&full["client_stats"]), side(&full["server_stats"])],
+            connections: connections(full),
+        };
+        let raw_side = |dir: &str| {
+            ["retransmits", "rsts", "zero_windows"].map(|k| u(raw, &format!("{dir}_tcp_{k}")))
+        };
+        let from_raw = TcpCounts {
+            sent: [raw_side("c2s"), raw_side("s2c")],
+            connections: connections(raw),
+        };
+        assert_eq!(from_full, from_raw, "full and raw health of {full}");
+        Some(from_full)
+    }
 }
 
 pub(crate) struct Run {
@@ -131,6 +179,7 @@ pub(crate) fn parse_flows(full: &Value, raw: &Value) -> Vec<FlowSummary> {
             client_handshake: handshake(cs),
             server_handshake: handshake(ss),
             mirror: f.get("mirror").cloned(),
+            tcp: TcpCounts::parse(f, r),
         });
     }
     flows

@@ -21,6 +21,7 @@
 //! shows every earlier SYN has been seen (or when the connection is flushed),
 //! the server leg when the completing ACK is known.
 
+use super::health::{Closing, ConnHealth, Events};
 use super::services::is_service_port;
 use super::side::{PerSide, Side};
 use crate::packet::{L4Proto, Transport};
@@ -83,6 +84,9 @@ pub struct Step {
     /// A new SYN on a closed or differently-sequenced connection: a new
     /// connection on the same 5-tuple, as tshark splits streams.
     pub reopen: bool,
+    /// TCP health: what the packet was (retransmission, RST, zero window)
+    /// and the connection's outcome if it changed.
+    pub tcp: Events,
 }
 
 const FIN_CLIENT: u8 = 1;
@@ -220,6 +224,8 @@ pub struct Conn {
     /// client's SYN is processed after it (its directions came through
     /// different queues).
     synack_ack: Option<u32>,
+    /// TCP: sequence tracking for retransmissions, and the outcome so far.
+    health: ConnHealth,
 }
 
 impl Conn {
@@ -243,9 +249,13 @@ impl Conn {
             answered: false,
             sent_payload: PerSide::default(),
             synack_ack: None,
+            health: ConnHealth::default(),
         };
         let step = if t.proto == L4Proto::Tcp {
-            conn.tcp_step(t, sender, ts_ns)
+            let joined = t.fragment.carries_header() && conn.health.open(t.tcp_flags, sender);
+            let mut step = conn.tcp_step(t, sender, ts_ns);
+            step.tcp.set(Events::JOINED_OPEN, joined);
+            step
         } else {
             Step::default()
         };
@@ -318,6 +328,9 @@ impl Conn {
                 self.handshake = None;
             }
         }
+        if let Some(rtt) = step.legs[Side::Server] {
+            self.health.set_rtt(rtt);
+        }
         if ts_ns >= self.opened_ns {
             if f & flags::FIN != 0 {
                 self.closing |= match sender {
@@ -329,6 +342,14 @@ impl Conn {
                 self.closing |= RST;
             }
         }
+        let closing = if self.closing & RST != 0 {
+            Closing::Rst
+        } else if self.is_closed() {
+            Closing::Fins
+        } else {
+            Closing::No
+        };
+        step.tcp = self.health.step(t, sender, ts_ns, closing);
         step
     }
 
@@ -355,11 +376,14 @@ impl Conn {
 
     /// Records what is left of the handshake: the connection is ending (it
     /// expired, or the capture file ended).
+    /// Its TCP outcome is settled too (a handshake that never completed was
+    /// unanswered), once.
     pub fn flush(&mut self) -> Step {
         let mut step = Step::default();
         if let Some(h) = self.handshake.as_deref_mut() {
             h.settle(true, &mut step);
         }
+        step.tcp.outcome = self.health.finish();
         step
     }
 }

@@ -6,6 +6,7 @@ pub mod counters;
 mod eviction;
 pub(crate) mod fragments;
 pub mod handshake;
+pub mod health;
 pub mod key;
 pub mod limits;
 pub mod rate;
@@ -19,6 +20,7 @@ mod wheel;
 
 pub use counters::TableCounters;
 pub use handshake::{HandshakeDigest, Percentiles, Window};
+pub use health::{Outcomes, SideHealth, TcpHealth};
 pub use key::{ConnKey, FlowKey, ShardHasher};
 pub use limits::{Limits, NEVER, TableConfig, Timeouts};
 pub use rate::Rates;

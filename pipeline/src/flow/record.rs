@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::handshake::{HandshakeDigest, Percentiles};
+use super::health::TcpHealth;
 use super::key::FlowKey;
 use super::rate::Rates;
 use super::side::{Counter, PerSide};
@@ -26,6 +27,9 @@ pub struct FlowRecord {
     /// The mirror session (VXLAN VNI, ERSPAN session, ...) it was first seen
     /// through, if it was seen through one.
     pub mirror: Option<Mirror>,
+    /// TCP only: retransmissions, resets and zero windows per side, and
+    /// how its connections ended.
+    pub tcp: TcpHealth,
     /// In a hub's snapshot: the agents that saw it, by their index in the
     /// snapshot's coverage (`None` in an agent's own).
     pub seen_by: Option<Arc<[u16]>>,

@@ -8,6 +8,7 @@ use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 
 use super::handshake::HandshakeDigest;
+use super::health::TcpHealth;
 use super::key::FlowKey;
 use super::rate::{Meter, RateWindow, SlotClock};
 use super::side::{PerSide, Side};
@@ -31,6 +32,8 @@ pub(crate) struct FlowEntry {
     pub handshake: PerSide<Option<Arc<HandshakeDigest>>>,
     /// The mirror session its first connection came through.
     pub mirror: Option<Mirror>,
+    /// Retransmissions, resets, zero windows and connection outcomes.
+    pub tcp: TcpHealth,
 }
 
 #[derive(Debug)]
@@ -78,6 +81,7 @@ impl FlowSlab {
                     last_client_port: 0,
                     handshake: PerSide::default(),
                     mirror: None,
+                    tcp: TcpHealth::default(),
                 };
                 let idx = match self.free.pop() {
                     Some(idx) => {

@@ -215,7 +215,7 @@ impl FlowTable {
     fn count_packet(&mut self, flow: u32, sender: Side, wire_len: u32, ts: u64, step: &Step) {
         self.flows
             .count(flow, self.clock, sender, (1, wire_len), ts);
-        self.record_legs(flow, step, ts);
+        self.record_step(flow, sender, step, ts);
     }
 
     /// Adds the bytes of a mirrored frame's later fragment to the flow its
@@ -259,23 +259,26 @@ impl FlowTable {
     /// its flow.
     pub(super) fn end_connection(&mut self, conn: &mut Conn) {
         let step = conn.flush();
-        self.record_legs(conn.flow, &step, conn.last_seen_ns);
+        self.record_step(conn.flow, Side::Client, &step, conn.last_seen_ns);
         if self.flows.detach(conn.flow) == 0 {
             self.file_idle_flow(conn.flow);
         }
     }
 
-    fn record_legs(&mut self, flow: u32, step: &Step, ts: u64) {
+    /// Records what a packet's step found in its flow: handshake legs and
+    /// TCP health events, sent by `sender`.
+    fn record_step(&mut self, flow: u32, sender: Side, step: &Step, ts: u64) {
         if step.out_of_order {
             self.counters.handshakes_out_of_order += 1;
         }
-        if step.legs == PerSide::default() {
+        if step.legs == PerSide::default() && step.tcp.is_empty() {
             // Most packets: do not touch the flow's entry (a cache miss).
             return;
         }
         let window = self.config.rtt_window;
         let max_sketches = self.config.limits.max_sketches;
         let flow = self.flows.get_mut(flow);
+        flow.tcp.record(sender, step.tcp);
         for side in Side::BOTH {
             if let Some(ns) = step.legs[side] {
                 let may_grow = self.sketches < max_sketches;
@@ -298,7 +301,8 @@ impl FlowTable {
         }
     }
 
-    /// Records every handshake leg still pending: the capture has ended.
+    /// Records every handshake leg and TCP outcome still pending: the
+    /// capture has ended.
     pub fn flush_handshakes(&mut self) {
         let mut pending = Vec::new();
         for conn in self.conns.values_mut() {
@@ -308,7 +312,7 @@ impl FlowTable {
             }
         }
         for (flow, step, ts) in pending {
-            self.record_legs(flow, &step, ts);
+            self.record_step(flow, Side::Client, &step, ts);
         }
     }
 
@@ -354,6 +358,7 @@ impl FlowTable {
                 connections: flow.connections,
                 handshake: flow.handshake.clone(),
                 mirror: flow.mirror,
+                tcp: flow.tcp,
                 seen_by: None,
                 percentiles: PerSide::from_fn(|side| {
                     flow.handshake[side]

@@ -1,0 +1,589 @@
+//! TCP health: what each side sent that says a connection is in trouble
+//! (retransmissions, resets, zero windows), and how each connection ended.
+//!
+//! **Retransmissions** follow tshark's TCP analysis: a segment carrying
+//! sequence space (payload, SYN or FIN) that starts before the end of what
+//! its sender already sent is a retransmission, unless it is a keep-alive
+//! (at most one byte, at the last sequence number already sent, no
+//! SYN/FIN/RST), a zero-window probe (one byte at the next sequence number
+//! while the other side advertises a zero window; it does not advance the
+//! sequence), or out of order (it arrived within the connection's first
+//! round trip, or 3 ms when that is unknown, of the segment that last
+//! advanced the sequence, and does not end where that one ended). A fast
+//! retransmission (the segment the other side's two or more duplicate ACKs
+//! ask for) is one even when it comes that soon; spurious retransmissions
+//! are retransmissions too. Unlike tshark, a duplicate ACK is not required
+//! to repeat the window, nor a fast retransmission to follow it within
+//! 20 ms: two fields fewer per connection.
+//!
+//! **Outcomes**, each connection counted once when it is known:
+//! `refused` (the server's first answer to the SYN is a RST), `unanswered`
+//! (a SYN, or a SYN and SYN-ACK, with nothing completing the handshake when
+//! the connection expires or the capture ends), `established` (the client's
+//! ACK after the SYN-ACK), `reset` (ended by a RST after the SYN-ACK),
+//! `closed` (FINs from both sides), `open` (established and not ended: still
+//! tracked, or expired idle without FIN or RST). A connection the capture
+//! joins mid-stream (no SYN, no SYN-ACK) was established before it started:
+//! it counts in `open`, `reset` or `closed`, not in `established`.
+
+use super::side::{PerSide, Side};
+use crate::packet::Transport;
+use crate::wire::tcp::flags;
+
+/// What one side sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SideHealth {
+    pub retransmits: u64,
+    pub rsts: u64,
+    /// Segments advertising a zero receive window (RSTs aside).
+    pub zero_windows: u64,
+}
+
+impl SideHealth {
+    pub fn add(&mut self, other: SideHealth) {
+        self.retransmits += other.retransmits;
+        self.rsts += other.rsts;
+        self.zero_windows += other.zero_windows;
+    }
+}
+
+/// How a flow's connections ended (or have not yet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub established: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+    pub reset: u64,
+    pub closed: u64,
+    pub open: u64,
+}
+
+impl Outcomes {
+    /// Connections that failed: refused, unanswered or reset.
+    pub fn failed(&self) -> u64 {
+        self.refused + self.unanswered + self.reset
+    }
+
+    pub fn add(&mut self, other: Outcomes) {
+        self.established += other.established;
+        self.refused += other.refused;
+        self.unanswered += other.unanswered;
+        self.reset += other.reset;
+        self.closed += other.closed;
+        self.open += other.open;
+    }
+
+    /// The counters by name, in the API's order.
+    pub fn named(&self) -> [(&'static str, u64); 6] {
+        [
+            ("established", self.established),
+            ("refused", self.refused),
+            ("unanswered", self.unanswered),
+            ("reset", self.reset),
+            ("closed", self.closed),
+            ("open", self.open),
+        ]
+    }
+}
+
+/// A flow's TCP health: per side what it sent, and its connections' outcomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpHealth {
+    pub sent: PerSide<SideHealth>,
+    pub connections: Outcomes,
+}
+
+impl TcpHealth {
+    pub fn add(&mut self, other: &TcpHealth) {
+        for side in Side::BOTH {
+            self.sent[side].add(other.sent[side]);
+        }
+        self.connections.add(other.connections);
+    }
+
+    pub fn retransmits(&self) -> u64 {
+        self.sent[Side::Client].retransmits + self.sent[Side::Server].retransmits
+    }
+
+    pub fn rsts(&self) -> u64 {
+        self.sent[Side::Client].rsts + self.sent[Side::Server].rsts
+    }
+
+    /// Failed connections or retransmissions: worth showing unasked.
+    pub fn is_troubled(&self) -> bool {
+        self.connections.failed() > 0 || self.retransmits() > 0
+    }
+
+    /// Counts what one packet's step found.
+    pub fn record(&mut self, sender: Side, events: Events) {
+        let sent = &mut self.sent[sender];
+        sent.retransmits += u64::from(events.has(Events::RETRANSMIT));
+        sent.rsts += u64::from(events.has(Events::RST));
+        sent.zero_windows += u64::from(events.has(Events::ZERO_WINDOW));
+        let c = &mut self.connections;
+        c.open += u64::from(events.has(Events::JOINED_OPEN));
+        match events.outcome {
+            None => {}
+            Some(Outcome::Refused) => c.refused += 1,
+            Some(Outcome::Unanswered) => c.unanswered += 1,
+            Some(Outcome::Established) => {
+                c.established += 1;
+                c.open += 1;
+            }
+            Some(Outcome::JoinedOpen) => c.open += 1,
+            Some(Outcome::ResetBeforeOpen) => c.reset += 1,
+            Some(Outcome::Reset) => {
+                c.reset += 1;
+                c.open = c.open.saturating_sub(1);
+            }
+            Some(Outcome::Closed) => {
+                c.closed += 1;
+                c.open = c.open.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// A change in a connection's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Refused,
+    Unanswered,
+    /// The handshake completed: established, and open.
+    Established,
+    /// Seen mid-stream: open, its handshake before the capture.
+    JoinedOpen,
+    /// A RST after the SYN-ACK, before the handshake completed.
+    ResetBeforeOpen,
+    /// An open connection ended by a RST.
+    Reset,
+    /// An open connection ended by FINs from both sides.
+    Closed,
+}
+
+/// What one packet's step found, for its flow's [`TcpHealth`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Events {
+    bits: u8,
+    pub outcome: Option<Outcome>,
+}
+
+impl Events {
+    pub const RETRANSMIT: u8 = 1;
+    pub const RST: u8 = 2;
+    pub const ZERO_WINDOW: u8 = 4;
+    /// A connection joined mid-stream: open (counted before `outcome`).
+    pub const JOINED_OPEN: u8 = 8;
+
+    pub fn has(&self, bit: u8) -> bool {
+        self.bits & bit != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0 && self.outcome.is_none()
+    }
+
+    pub fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.bits |= bit;
+        }
+    }
+
+    pub fn with_outcome(outcome: Outcome) -> Events {
+        Events {
+            bits: 0,
+            outcome: Some(outcome),
+        }
+    }
+}
+
+/// Where a connection is, for its outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Stage {
+    /// Not TCP, or nothing decided yet.
+    #[default]
+    None,
+    /// The client's SYN, no answer yet.
+    SynSent,
+    /// The server's SYN-ACK, the handshake not yet complete; `syn` when the
+    /// client's SYN was seen.
+    SynAcked {
+        syn: bool,
+    },
+    Open,
+    /// The outcome is counted; nothing more is.
+    Ended,
+}
+
+const KNOWN: u8 = 1;
+const ZERO_WINDOW: u8 = 2;
+
+/// Out of order, when the connection's round trip is unknown (tshark's).
+const OUT_OF_ORDER_NS: u64 = 3_000_000;
+
+/// A connection's sequence tracking and stage: 24 bytes, kept in the
+/// connection for its whole life (bounded state, no allocation).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnHealth {
+    /// Per side: the sequence number after the last one sent (SYN and FIN
+    /// count one).
+    next_seq: PerSide<u32>,
+    /// Per side: when `next_seq` last advanced, in units of 1024 ns (wraps
+    /// after 73 minutes; only differences of milliseconds are compared).
+    advanced: PerSide<u32>,
+    /// The connection's first round trip (SYN to completing ACK), in units
+    /// of 1024 ns; 0 while unknown.
+    rtt: u32,
+    /// Per side: the last acknowledgment number it sent, and how many
+    /// duplicate ACKs (no data, the same number) followed it.
+    last_ack: PerSide<u32>,
+    dup_acks: PerSide<u8>,
+    /// Per side: [`KNOWN`], [`ZERO_WINDOW`] (its last window was zero).
+    bits: PerSide<u8>,
+    stage: Stage,
+}
+
+fn ticks(ns: u64) -> u32 {
+    (ns >> 10) as u32
+}
+
+/// Whether sequence number `a` comes before `b` (modulo 2^32).
+fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+impl ConnHealth {
+    /// The connection's round trip is known: segments arriving within it
+    /// of each other may be reordered rather than retransmitted.
+    pub fn set_rtt(&mut self, ns: u64) {
+        if self.rtt == 0 {
+            self.rtt = ticks(ns).max(1);
+        }
+    }
+
+    /// The first packet of a connection, sent by `sender`; true when it
+    /// joins an open connection mid-stream.
+    pub fn open(&mut self, f: u8, sender: Side) -> bool {
+        let syn = f & flags::SYN != 0;
+        let ack = f & flags::ACK != 0;
+        self.stage = match (syn, ack, sender) {
+            (true, false, Side::Client) => Stage::SynSent,
+            (true, true, Side::Server) if f & flags::RST == 0 => Stage::SynAcked { syn: false },
+            _ => Stage::Open,
+        };
+        self.stage == Stage::Open
+    }
+
+    /// One segment `t` sent by `sender`; `closed_by` says whether the
+    /// connection is now closed, and how.
+    pub fn step(&mut self, t: &Transport, sender: Side, ts_ns: u64, closed_by: Closing) -> Events {
+        let mut events = Events::default();
+        let (f, window) = (t.tcp_flags, t.tcp_window);
+        let rst = f & flags::RST != 0;
+        events.set(Events::RST, rst);
+        events.set(Events::ZERO_WINDOW, window == 0 && !rst);
+        events.set(
+            Events::RETRANSMIT,
+            self.is_retransmission(f, t.tcp_seq, t.payload_len, sender, ts_ns),
+        );
+        self.note_ack(t, sender);
+        if !rst {
+            self.bits[sender] =
+                (self.bits[sender] & !ZERO_WINDOW) | if window == 0 { ZERO_WINDOW } else { 0 };
+        }
+        events.outcome = self.advance_stage(f, sender, closed_by);
+        events
+    }
+
+    fn advance_stage(&mut self, f: u8, sender: Side, closed_by: Closing) -> Option<Outcome> {
+        let rst = f & flags::RST != 0;
+        let synack = f & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK;
+        let (stage, outcome) = match (self.stage, sender) {
+            (Stage::SynSent, Side::Server) if rst => (Stage::Ended, Some(Outcome::Refused)),
+            (Stage::SynSent, Side::Server) if synack => (Stage::SynAcked { syn: true }, None),
+            (Stage::SynAcked { .. }, _) if rst => (Stage::Ended, Some(Outcome::ResetBeforeOpen)),
+            (Stage::SynAcked { .. }, Side::Client)
+                if f & (flags::ACK | flags::SYN) == flags::ACK =>
+            {
+                (Stage::Open, Some(Outcome::Established))
+            }
+            (Stage::Open, _) if closed_by == Closing::Rst => (Stage::Ended, Some(Outcome::Reset)),
+            (Stage::Open, _) if closed_by == Closing::Fins => (Stage::Ended, Some(Outcome::Closed)),
+            (stage, _) => (stage, None),
+        };
+        self.stage = stage;
+        outcome
+    }
+
+    /// Counts duplicate ACKs: segments without data or SYN/FIN/RST that
+    /// acknowledge what the sender's previous ACK did.
+    fn note_ack(&mut self, t: &Transport, sender: Side) {
+        let f = t.tcp_flags;
+        if f & flags::ACK == 0 {
+            return;
+        }
+        let bare = t.payload_len == 0 && f & (flags::SYN | flags::FIN | flags::RST) == 0;
+        if t.tcp_ack == self.last_ack[sender] {
+            if bare {
+                self.dup_acks[sender] = self.dup_acks[sender].saturating_add(1);
+            }
+        } else {
+            self.last_ack[sender] = t.tcp_ack;
+            self.dup_acks[sender] = 0;
+        }
+    }
+
+    fn is_retransmission(
+        &mut self,
+        f: u8,
+        seq: u32,
+        payload_len: u16,
+        sender: Side,
+        ts_ns: u64,
+    ) -> bool {
+        let syn_fin = u32::from(f & flags::SYN != 0) + u32::from(f & flags::FIN != 0);
+        let len = u32::from(payload_len) + syn_fin;
+        if f & flags::RST != 0 || len == 0 {
+            return false;
+        }
+        let end = seq.wrapping_add(len);
+        let now = ticks(ts_ns);
+        if self.bits[sender] & KNOWN == 0 {
+            self.bits[sender] |= KNOWN;
+            self.next_seq[sender] = end;
+            self.advanced[sender] = now;
+            return false;
+        }
+        let next = self.next_seq[sender];
+        let keep_alive = len <= 1 && syn_fin == 0 && seq == next.wrapping_sub(1);
+        let window_probe = len == 1 && seq == next && self.bits[sender.other()] & ZERO_WINDOW != 0;
+        if keep_alive || window_probe {
+            return false;
+        }
+        let other = sender.other();
+        let asked_for = self.dup_acks[other] >= 2 && self.last_ack[other] == seq;
+        let mut retransmit = false;
+        if seq_before(seq, next) {
+            let threshold = if self.rtt != 0 {
+                self.rtt
+            } else {
+                ticks(OUT_OF_ORDER_NS)
+            };
+            let reordered = now.wrapping_sub(self.advanced[sender]) < threshold && end != next;
+            retransmit = asked_for || !reordered;
+        }
+        if seq_before(next, end) {
+            self.next_seq[sender] = end;
+            self.advanced[sender] = now;
+        }
+        retransmit
+    }
+
+    /// The connection ends (expired, evicted, or the capture ended): a
+    /// handshake that never completed was unanswered. Counted once.
+    pub fn finish(&mut self) -> Option<Outcome> {
+        let outcome = match self.stage {
+            Stage::SynSent | Stage::SynAcked { syn: true } => Some(Outcome::Unanswered),
+            Stage::SynAcked { syn: false } => Some(Outcome::JoinedOpen),
+            Stage::None | Stage::Open | Stage::Ended => None,
+        };
+        self.stage = Stage::Ended;
+        outcome
+    }
+}
+
+/// How a connection is closed, as of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    No,
+    Rst,
+    Fins,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{Addr, L4Proto};
+    use flags::{ACK, FIN, PSH, RST, SYN};
+
+    const MS: u64 = 1_000_000;
+
+    /// Runs (client?, flags, seq, window, payload, ts) through a connection;
+    /// returns the flow's health after a finish.
+    fn run(segments: &[(bool, u8, u32, u16, u16, u64)]) -> TcpHealth {
+        let mut h = TcpHealth::default();
+        let mut c = ConnHealth::default();
+        let mut fins = PerSide::new(false, false);
+        let mut rst = false;
+        for (i, &(client, f, seq, win, len, ts)) in segments.iter().enumerate() {
+            let sender = Side::sender(client);
+            let joined = i == 0 && c.open(f, sender);
+            fins[sender] |= f & FIN != 0;
+            rst |= f & RST != 0;
+            let closing = if rst {
+                Closing::Rst
+            } else if fins[Side::Client] && fins[Side::Server] {
+                Closing::Fins
+            } else {
+                Closing::No
+            };
+            let t = Transport {
+                tcp_seq: seq,
+                tcp_window: win,
+                payload_len: len,
+                ..Transport::new(
+                    L4Proto::Tcp,
+                    (Addr::from_v4([198, 18, 0, 1]), 4000),
+                    (Addr::from_v4([198, 18, 0, 2]), 80),
+                    f,
+                )
+            };
+            let mut ev = c.step(&t, sender, ts, closing);
+            ev.set(Events::JOINED_OPEN, joined);
+            h.record(sender, ev);
+        }
+        if let Some(o) = c.finish() {
+            h.record(Side::Client, Events::with_outcome(o));
+        }
+        h
+    }
+
+    fn outcomes(h: &TcpHealth) -> [u64; 6] {
+        h.connections.named().map(|(_, n)| n)
+    }
+
+    #[test]
+    fn outcomes_of_each_kind() {
+        // [established, refused, unanswered, reset, closed, open]
+        let refused = run(&[(true, SYN, 100, 100, 0, 0), (false, RST | ACK, 0, 0, 0, MS)]);
+        assert_eq!(outcomes(&refused), [0, 1, 0, 0, 0, 0]);
+        assert_eq!(refused.sent[Side::Server].rsts, 1);
+        let unanswered = run(&[
+            (true, SYN, 100, 100, 0, 0),
+            (true, SYN, 100, 100, 0, 1000 * MS),
+        ]);
+        assert_eq!(outcomes(&unanswered), [0, 0, 1, 0, 0, 0]);
+        assert_eq!(
+            unanswered.sent[Side::Client].retransmits,
+            1,
+            "the SYN again"
+        );
+        let handshake = [
+            (true, SYN, 100, 100, 0, 0),
+            (false, SYN | ACK, 900, 100, 0, MS),
+            (true, ACK, 101, 100, 0, 2 * MS),
+        ];
+        assert_eq!(outcomes(&run(&handshake)), [1, 0, 0, 0, 0, 1]);
+        let mut reset = handshake.to_vec();
+        reset.push((false, RST, 901, 0, 0, 3 * MS));
+        assert_eq!(outcomes(&run(&reset)), [1, 0, 0, 1, 0, 0]);
+        let mut closed = handshake.to_vec();
+        closed.push((true, FIN | ACK, 101, 100, 0, 3 * MS));
+        closed.push((false, FIN | ACK, 901, 100, 0, 4 * MS));
+        closed.push((true, ACK, 102, 100, 0, 5 * MS));
+        assert_eq!(outcomes(&run(&closed)), [1, 0, 0, 0, 1, 0]);
+        // Mid-stream: open, then closed; never established.
+        let mid = [
+            (true, ACK | PSH, 5000, 100, 10, 0),
+            (false, ACK, 900, 100, 0, MS),
+        ];
+        assert_eq!(outcomes(&run(&mid)), [0, 0, 0, 0, 0, 1]);
+        let mut mid_closed = mid.to_vec();
+        mid_closed.push((true, FIN | ACK, 5010, 100, 0, 2 * MS));
+        mid_closed.push((false, FIN | ACK, 900, 100, 0, 3 * MS));
+        assert_eq!(outcomes(&run(&mid_closed)), [0, 0, 0, 0, 1, 0]);
+        // A SYN-ACK answered by the client's RST: reset, never established.
+        let aborted = [
+            (true, SYN, 100, 100, 0, 0),
+            (false, SYN | ACK, 900, 100, 0, MS),
+            (true, RST, 101, 0, 0, 2 * MS),
+        ];
+        assert_eq!(outcomes(&run(&aborted)), [0, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn retransmissions_keep_alives_probes_and_reordering() {
+        let open = [
+            (true, SYN, 100, 100, 0, 0),
+            (false, SYN | ACK, 900, 100, 0, MS),
+            (true, ACK, 101, 100, 0, 2 * MS),
+        ];
+        let with = |more: &[(bool, u8, u32, u16, u16, u64)]| {
+            let mut v = open.to_vec();
+            v.extend_from_slice(more);
+            run(&v).sent.map(|s| s.retransmits).0
+        };
+        // Data, then the same data 200 ms later: a retransmission.
+        assert_eq!(
+            with(&[
+                (true, ACK, 101, 100, 50, 10 * MS),
+                (true, ACK, 101, 100, 50, 210 * MS)
+            ]),
+            [1, 0]
+        );
+        // A later segment first (one was lost), the gap filled 1 ms later
+        // (within the 2 ms round trip): out of order, not retransmitted.
+        assert_eq!(
+            with(&[
+                (true, ACK, 151, 100, 50, 10 * MS),
+                (true, ACK, 101, 100, 50, 11 * MS)
+            ]),
+            [0, 0]
+        );
+        // ... filled 100 ms later: a retransmission.
+        assert_eq!(
+            with(&[
+                (true, ACK, 151, 100, 50, 10 * MS),
+                (true, ACK, 101, 100, 50, 110 * MS)
+            ]),
+            [1, 0]
+        );
+        // Keep-alives: one byte (or none) at the last sequence number sent.
+        assert_eq!(
+            with(&[
+                (true, ACK, 100, 100, 1, 10_000 * MS),
+                (true, ACK, 100, 100, 0, 20_000 * MS)
+            ]),
+            [0, 0]
+        );
+        // The server's window closes; the client probes it twice with the
+        // next byte, then sends it for real once it opens: no retransmission.
+        assert_eq!(
+            with(&[
+                (false, ACK, 901, 0, 0, 10 * MS),
+                (true, ACK, 101, 100, 1, 210 * MS),
+                (true, ACK, 101, 100, 1, 610 * MS),
+                (false, ACK, 901, 100, 0, 700 * MS),
+                (true, ACK, 101, 100, 50, 701 * MS),
+            ]),
+            [0, 0]
+        );
+        // A FIN sent twice.
+        assert_eq!(
+            with(&[
+                (false, FIN | ACK, 901, 100, 0, 10 * MS),
+                (false, FIN | ACK, 901, 100, 0, 300 * MS)
+            ]),
+            [0, 1]
+        );
+        // Sequence numbers that wrap around.
+        let wrap = [
+            (true, ACK, u32::MAX - 10, 100, 20, 0),
+            (true, ACK, 9, 100, 20, MS),
+            (true, ACK, u32::MAX - 10, 100, 20, 500 * MS),
+        ];
+        assert_eq!(run(&wrap).sent[Side::Client].retransmits, 1);
+    }
+
+    #[test]
+    fn zero_windows_count_except_in_resets() {
+        let h = run(&[
+            (true, ACK, 100, 0, 0, 0),
+            (true, ACK, 100, 0, 0, MS),
+            (false, RST, 900, 0, 0, 2 * MS),
+        ]);
+        assert_eq!(h.sent[Side::Client].zero_windows, 2);
+        assert_eq!(h.sent[Side::Server].zero_windows, 0);
+        assert_eq!(h.sent[Side::Server].rsts, 1);
+    }
+}
