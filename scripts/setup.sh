@@ -17,6 +17,7 @@ packages=(
   libcap2-bin             # setcap: the image's file capabilities, tested as non-root
   faketime                # live tests step the wall clock under flowtap
   tshark                  # TCP-health truth from the corpus (scripts/tcp-health-truth.py)
+  nftables                # the live TCP-health test drops segments behind the mirror
 )
 missing=()
 for p in "${packages[@]}"; do

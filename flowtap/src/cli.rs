@@ -156,6 +156,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SECONDS", env = "FLOWTAP_TCP_TIMEOUT", help_heading = FLOWS)]
     pub tcp_timeout: Option<u64>,
 
+    /// A TCP handshake not completed this long after its SYN is given up:
+    /// the connection counts as unanswered. Default: 30 live, never for
+    /// files (a handshake the file ends before completing is unanswered).
+    #[arg(long, value_name = "SECONDS", env = "FLOWTAP_TCP_SYN_TIMEOUT", help_heading = FLOWS)]
+    pub tcp_syn_timeout: Option<u64>,
+
     /// Drop UDP connections (and flows) idle this long. Default: 60 live,
     /// never for files.
     #[arg(long, value_name = "SECONDS", env = "FLOWTAP_UDP_TIMEOUT", help_heading = FLOWS)]

@@ -59,6 +59,9 @@ pub(crate) fn table_config(cli: &RunArgs, live: bool) -> TableConfig {
         timeouts.tcp_closed_ns = timeouts.tcp_closed_ns.min(ns);
         timeouts.tcp_handshake_ns = timeouts.tcp_handshake_ns.min(ns);
     }
+    if let Some(s) = cli.tcp_syn_timeout {
+        timeouts.tcp_handshake_ns = time::from_secs(s);
+    }
     if let Some(s) = cli.udp_timeout {
         timeouts.udp_idle_ns = time::from_secs(s);
     }

@@ -345,6 +345,155 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
     lab.close();
 }
 
+/// TCP failures on a SPAN port, each reported exactly: a connection to a
+/// closed port (refused), one to an address nothing answers (unanswered,
+/// its SYN sent again), one the client aborts after the handshake (reset),
+/// and a bulk transfer losing one in 300 of the server's segments after the mirror
+/// (an nftables rule on the client's side drops them), so that the mirror
+/// sees each lost segment and its retransmission. The live counters
+/// equal those of the recording, and the known ones their known values.
+#[test]
+fn tcp_failures_on_a_span_port_are_reported_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new("fail");
+    let (cl, sv, tap) = (lab.ns("cl"), lab.ns("sv"), lab.ns("tap"));
+    sh(&format!(
+        "ip -n {cl} link add c0 type veth peer name s0 netns {sv}"
+    ));
+    sh(&format!("ip -n {cl} addr add 198.18.9.1/24 dev c0"));
+    sh(&format!("ip -n {sv} addr add 198.18.9.2/24 dev s0"));
+    sh(&format!(
+        "ip -n {sv} link add m0 numtxqueues 1 numrxqueues 1 type veth peer name m1 numtxqueues 1 numrxqueues 1 netns {tap}"
+    ));
+    for (ns, dev) in [(&cl, "c0"), (&sv, "s0"), (&sv, "m0"), (&tap, "m1")] {
+        sysctl(&lab, ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+        // Wire-sized segments: a loss is one segment, as on a wire.
+        lab.exec(
+            ns,
+            &[
+                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+            ],
+        );
+        sh(&format!("ip -n {ns} link set {dev} up"));
+    }
+    // 198.18.9.9 is on the link, but nobody has it: its frames reach the
+    // server's side (a static neighbour entry) and are dropped there.
+    let mac =
+        String::from_utf8(lab.exec(&sv, &["cat", "/sys/class/net/s0/address"]).stdout).unwrap();
+    sh(&format!(
+        "ip -n {cl} neigh add 198.18.9.9 lladdr {} dev c0",
+        mac.trim()
+    ));
+    sh(&format!("tc -n {sv} qdisc add dev s0 clsact"));
+    for dir in ["ingress", "egress"] {
+        sh(&format!(
+            "tc -n {sv} filter add dev s0 {dir} protocol all u32 match u32 0 0 action mirred egress mirror dev m0"
+        ));
+    }
+    // One in 300 of the bulk transfer's server segments is lost on the way
+    // to the client, after the mirror saw it (this kernel has no netem).
+    // Spaced losses: each is recovered on its own, by the retransmission
+    // the client's duplicate ACKs ask for, or by a timeout; a burst of
+    // losses would also retransmit segments within a round trip of new
+    // data, which the analysis (like tshark's) calls reordering or not by
+    // microseconds of timestamp, and the live and recorded timestamps differ.
+    let nft = |rule: &str| sh(&format!("ip netns exec {cl} nft {rule}"));
+    nft("add table inet loss");
+    nft("add chain inet loss in { type filter hook prerouting priority -300 ; }");
+    nft("add rule inet loss in tcp sport 9090 numgen inc mod 300 == 150 drop");
+    let ft = LiveFlowtap::start(&tap, &["-i", "m1", "--tcp-syn-timeout", "1"]);
+    let pcap = dir.path().join("mirror.pcap");
+    let dump = tcpdump(&mut lab, &sv, "m0", &pcap);
+    lab.traffic_servers(&sv, "198.18.9.2", "8080,9090", "");
+    let script = common::netns::traffic_script();
+    let out = lab.exec(
+        &cl,
+        &[
+            "python3",
+            script.to_str().unwrap(),
+            "failures",
+            "--addrs",
+            "198.18.9.2",
+            "--tcp-ports",
+            "8080",
+            "--closed-port",
+            "7",
+            "--silent-addr",
+            "198.18.9.9",
+            "--bulk-port",
+            "9090",
+            "--response",
+            "2000000",
+        ],
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"refused": true, "unanswered": true, "reset": true, "bulk_bytes": 2000000}),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop_tcpdump(dump);
+    let file = file_flows(&pcap);
+    let c = |addr: &str| -> IpAddr { addr.parse().unwrap() };
+    let key = |server: &str, port: u16| ("tcp".to_owned(), c("198.18.9.1"), c(server), port);
+    let refused = key("198.18.9.2", 7);
+    let unanswered = key("198.18.9.9", 8080);
+    let reset = key("198.18.9.2", 8080);
+    let bulk = key("198.18.9.2", 9090);
+    let health = |flows: &BTreeMap<Key, FlowSummary>, k: &Key| {
+        flows
+            .get(k)
+            .and_then(|f| f.tcp)
+            .unwrap_or_else(|| panic!("no TCP flow {k:?} in {:?}", flows.keys()))
+    };
+    // [established, refused, unanswered, reset, closed, open]; per side
+    // [retransmissions, RSTs, zero windows].
+    assert_eq!(health(&file, &refused).connections, [0, 1, 0, 0, 0, 0]);
+    assert_eq!(health(&file, &refused).sent, [[0, 0, 0], [0, 1, 0]]);
+    assert_eq!(health(&file, &unanswered).connections, [0, 0, 1, 0, 0, 0]);
+    // Every SYN after the first is a retransmission (the kernel re-sends
+    // at 1 s intervals at first: tcp_syn_linear_timeouts).
+    let syns = file[&unanswered].client_tx_pkts;
+    assert!(
+        syns >= 2 && file[&unanswered].server_tx_pkts == 0,
+        "{syns} SYNs"
+    );
+    assert_eq!(
+        health(&file, &unanswered).sent,
+        [[syns - 1, 0, 0], [0, 0, 0]]
+    );
+    assert_eq!(health(&file, &reset).connections, [1, 0, 0, 1, 0, 0]);
+    assert_eq!(health(&file, &reset).sent, [[0, 1, 0], [0, 0, 0]]);
+    assert_eq!(health(&file, &bulk).connections, [1, 0, 0, 0, 1, 0]);
+    let lost = health(&file, &bulk).sent[1][0];
+    assert!(lost > 0, "the bulk transfer lost segments");
+    eprintln!("bulk transfer: {lost} retransmissions");
+
+    // Live: the same, once the unanswered connection's SYN timeout passed
+    // (1 s after its second SYN) and every frame is counted.
+    let live = live_flows_once_counted(&ft, &file);
+    compare(&live, &file, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut live = live;
+    while health(&live, &unanswered).connections[2] == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        live = ft.flows();
+    }
+    for k in [&refused, &unanswered, &reset, &bulk] {
+        assert_eq!(health(&live, k), health(&file, k), "{k:?}: live vs tcpdump");
+    }
+    let summary = ft.get_json("/mcp/flows/summary");
+    assert_eq!(summary["tcp_connections"]["refused"], 1, "{summary}");
+    assert_eq!(summary["top_by_failed"][0]["failed"], 1, "{summary}");
+    assert_eq!(
+        summary["top_by_retransmits"][0]["server_port"], 9090,
+        "{summary}"
+    );
+    let (status, stderr) = ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    lab.close();
+}
+
 fn pcap_replay() -> PathBuf {
     // A sibling binary of the workspace, built by scripts/test.sh.
     let path = Path::new(env!("CARGO_BIN_EXE_flowtap")).with_file_name("pcap-replay");

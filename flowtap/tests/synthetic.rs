@@ -3,8 +3,10 @@
 //! IPv6, fragments, snaplen-truncated, non-flow and malformed frames, and a
 //! fifth of the connections carried in tunnels and mirror sessions: VXLAN,
 //! GENEVE, GRE, ERSPAN II and III, IP-in-IP both ways, GTP-U, with VLAN tags
-//! outside and inside), read with `flowtap -r` and checked flow by flow and
-//! frame by frame.
+//! outside and inside; refused, unanswered, reset and closed connections,
+//! retransmissions after a timeout and fast ones, keep-alives, zero windows
+//! and window probes), read with `flowtap -r` and checked flow by flow
+//! (TCP health included) and frame by frame.
 
 mod common;
 
@@ -12,7 +14,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 
 use capgen::{Generator, Spec};
-use common::{Sent, check_legs, check_sent, report_counts, run_flowtap};
+use common::{Sent, TcpCounts, check_legs, check_sent, report_counts, run_flowtap};
+
+fn sum_outcome(truth: &capgen::Truth, o: usize) -> u64 {
+    truth.flows.iter().map(|f| f.outcomes[o]).sum()
+}
 
 #[test]
 fn million_frame_capture_matches_its_truth_flow_by_flow() {
@@ -40,6 +46,20 @@ fn million_frame_capture_matches_its_truth_flow_by_flow() {
         truth.flows.iter().any(|f| f.client_legs_ns.len() > 16),
         "some flow must exceed the exact-sample digest"
     );
+    // Every TCP health counter and outcome occurs, many times.
+    let sum = |f: fn(&capgen::FlowTruth) -> u64| truth.flows.iter().map(f).sum::<u64>();
+    let health = [
+        sum(|f| f.c2s_tcp[0] + f.s2c_tcp[0]),
+        sum(|f| f.c2s_tcp[1] + f.s2c_tcp[1]),
+        sum(|f| f.c2s_tcp[2] + f.s2c_tcp[2]),
+    ];
+    assert!(
+        health.iter().all(|&n| n > 100),
+        "retransmissions, RSTs, zero windows: {health:?}"
+    );
+    for o in 0..6 {
+        assert!(sum_outcome(&truth, o) > 100, "outcome {o}");
+    }
 
     let run = run_flowtap(&[path.as_path()], 2, &[]);
     assert_eq!(run.status, 0, "stderr:\n{}", run.stderr);
@@ -116,6 +136,13 @@ fn million_frame_capture_matches_its_truth_flow_by_flow() {
             g.server_handshake,
             &mut errors,
         );
+        let want = (t.proto == "tcp").then_some(TcpCounts {
+            sent: [t.c2s_tcp, t.s2c_tcp],
+            connections: t.outcomes,
+        });
+        if g.tcp != want {
+            errors.push(format!("{what} TCP health: got {:?}, want {want:?}", g.tcp));
+        }
     }
     assert!(
         errors.is_empty(),

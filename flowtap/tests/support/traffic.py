@@ -5,10 +5,16 @@ serve:  TCP servers that read "<n>\\n" and answer with n bytes, then close;
         UDP servers that echo each datagram. Prints "ready" once listening.
 client: connections to the servers, round-robin over their addresses and
         ports, each checked end to end; prints a JSON summary.
+failures: one connection of each failure kind against the first address:
+        refused (--closed-port), unanswered (--silent-addr: nothing answers
+        there), reset by the client after the handshake (the first TCP
+        port), and a bulk transfer (--bulk-port, --response bytes) whose
+        losses are the test's to arrange; prints a JSON summary.
 """
 import argparse
 import json
 import socket
+import struct
 import sys
 import threading
 
@@ -43,9 +49,42 @@ def serve_udp(addr, port):
         s.sendto(data, peer)
 
 
+def failures(addr, port, a):
+    out = {}
+    try:
+        socket.create_connection((addr, a.closed_port), timeout=5).close()
+        out["refused"] = False
+    except ConnectionRefusedError:
+        out["refused"] = True
+    # The kernel re-sends the SYN after 1 s; given up after 2.5 s: two SYNs.
+    try:
+        socket.create_connection((a.silent_addr, port), timeout=2.5).close()
+        out["unanswered"] = False
+    except (socket.timeout, TimeoutError):
+        out["unanswered"] = True
+    # Established, then aborted: close with a zero linger time sends a RST.
+    c = socket.create_connection((addr, port), timeout=5)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    out["reset"] = True
+    with socket.create_connection((addr, a.bulk_port), timeout=30) as c:
+        c.sendall(str(a.response).encode() + b"\n")
+        got = 0
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+    out["bulk_bytes"] = got
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["serve", "client"])
+    p.add_argument("mode", choices=["serve", "client", "failures"])
+    p.add_argument("--closed-port", type=int, default=7)
+    p.add_argument("--silent-addr", default="")
+    p.add_argument("--bulk-port", type=int, default=0)
     p.add_argument("--addrs", required=True, help="comma-separated server addresses")
     p.add_argument("--tcp-ports", default="", help="comma-separated")
     p.add_argument("--udp-ports", default="", help="comma-separated")
@@ -66,6 +105,10 @@ def main():
                 threading.Thread(target=serve_udp, args=(addr, port), daemon=True).start()
         print("ready", flush=True)
         threading.Event().wait()
+        return
+
+    if a.mode == "failures":
+        print(json.dumps(failures(addrs[0], tcp_ports[0], a)), flush=True)
         return
 
     summary = {"tcp_ok": 0, "tcp_failed": 0, "udp_ok": 0, "udp_failed": 0}

@@ -106,6 +106,14 @@ fn real_connection(
         connections: 1,
         client_legs_ns: vec![200 * US],
         server_legs_ns: vec![400 * US],
+        c2s_tcp: [0; 3],
+        s2c_tcp: [0; 3],
+        // Established; closed by FINs both ways, or still open.
+        outcomes: if close {
+            [1, 0, 0, 0, 1, 0]
+        } else {
+            [1, 0, 0, 0, 0, 1]
+        },
     }
 }
 

@@ -176,6 +176,12 @@ fn proto_number(p: Proto) -> u8 {
 
 /// Builds a whole segment into `buf` (cleared first). Returns the number of
 /// header bytes (everything before the payload).
+/// Sets the window of the TCP segment whose headers (with a 20-byte TCP
+/// header last) end at `headers` in `buf`, as [`segment`] wrote it.
+pub fn set_tcp_window(buf: &mut [u8], headers: usize, window: u16) {
+    buf[headers - 6..headers - 4].copy_from_slice(&window.to_be_bytes());
+}
+
 pub fn segment(buf: &mut Vec<u8>, s: &Segment<'_>) -> usize {
     buf.clear();
     match (s.src, s.dst) {

@@ -82,6 +82,23 @@ pub struct FlowTruth {
     pub client_legs_ns: Vec<u64>,
     /// SYN -> completing ACK, ns.
     pub server_legs_ns: Vec<u64>,
+    /// TCP: retransmissions, RSTs and zero-window segments the client sent,
+    /// then the server.
+    pub c2s_tcp: [u64; 3],
+    pub s2c_tcp: [u64; 3],
+    /// TCP connections established, refused, unanswered, reset, closed,
+    /// open (flowtap's definitions, README).
+    pub outcomes: [u64; 6],
+}
+
+/// Indices into [`FlowTruth::outcomes`].
+pub mod outcome {
+    pub const ESTABLISHED: usize = 0;
+    pub const REFUSED: usize = 1;
+    pub const UNANSWERED: usize = 2;
+    pub const RESET: usize = 3;
+    pub const CLOSED: usize = 4;
+    pub const OPEN: usize = 5;
 }
 
 /// Everything the capture contains, as a correct meter counts it.
@@ -112,6 +129,10 @@ enum Kind {
     TcpMidStream,
     /// The capture starts after the SYN: SYN-ACK first.
     TcpFromSynAck,
+    /// The SYN answered by a RST: nothing listens.
+    TcpRefused,
+    /// Established, then ended by the server's RST.
+    TcpReset,
     /// Request/response datagrams.
     Udp,
     /// One large datagram in IPv4 fragments, then a reply.
@@ -142,6 +163,14 @@ struct Conn {
     flow: Option<usize>,
     last_syn_ns: u64,
     done: bool,
+    /// Initial sequence numbers: a retransmitted SYN repeats its own.
+    isn: [u32; 2],
+    /// The last data segment each side sent: (sequence, length).
+    last_data: [Option<(u32, u16)>; 2],
+    trouble: Trouble,
+    /// Segments still to play (and the gap after each), then `Phase::Data`.
+    script: std::collections::VecDeque<(Emit, u64)>,
+    stage: Stage,
 }
 
 /// Where a connection's script is.
@@ -160,13 +189,67 @@ enum Phase {
     /// A large datagram in IPv4 fragments.
     Fragments,
     Reply,
+    /// The server's RST answering the SYN.
+    Refuse,
+    /// Scripted segments (a trouble) before the data goes on.
+    Script,
 }
 
 /// A packet a script step emits.
+#[derive(Clone, Copy, Debug)]
 struct Emit {
     c2s: bool,
     flags: u8,
     payload: u16,
+    /// A sequence number other than the next one (a retransmission, a
+    /// keep-alive, a window probe): the sender's next one stays as it is.
+    seq: Option<u32>,
+    /// An acknowledgment number other than the other side's next one.
+    ack: Option<u32>,
+    window: u16,
+    /// The truth counts it as a retransmission.
+    retransmit: bool,
+}
+
+impl Emit {
+    fn new(c2s: bool, flags: u8, payload: u16) -> Emit {
+        Emit {
+            c2s,
+            flags,
+            payload,
+            seq: None,
+            ack: None,
+            window: 0xffff,
+            retransmit: false,
+        }
+    }
+}
+
+/// A TCP trouble a connection runs into once, in the middle of its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trouble {
+    None,
+    /// A data segment sent again after a retransmission timeout.
+    TimeoutRetransmit,
+    /// A data segment, three duplicate ACKs asking for it, and it again.
+    FastRetransmit,
+    /// Idle, then a keep-alive (one byte at the last sequence number).
+    KeepAlive,
+    /// The receiver's window closes; two window probes; it opens again.
+    ZeroWindow,
+}
+
+/// Where a connection is, for the outcome the truth gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Start,
+    SynSent,
+    /// A SYN-ACK seen; `syn` when the SYN was seen too.
+    SynAcked {
+        syn: bool,
+    },
+    Open,
+    Ended,
 }
 
 pub struct Generator {
@@ -234,6 +317,19 @@ impl Generator {
                 self.open(t + pause);
             }
         }
+        // Connections the capture cuts off: a handshake never completed was
+        // unanswered; an established one is open.
+        for c in &self.conns {
+            let Some(flow) = c.flow else { continue };
+            let outcomes = &mut self.truth.flows[flow].outcomes;
+            match c.stage {
+                Stage::SynSent | Stage::SynAcked { syn: true } => {
+                    outcomes[outcome::UNANSWERED] += 1
+                }
+                Stage::SynAcked { syn: false } | Stage::Open => outcomes[outcome::OPEN] += 1,
+                Stage::Start | Stage::Ended => {}
+            }
+        }
         let out = pcap.finish()?;
         Ok((self.truth, out))
     }
@@ -257,6 +353,8 @@ impl Generator {
         let anomalies = self.spec.anomalies;
         let roll = self.rng.u32(0..100);
         let kind = match roll {
+            0..3 if anomalies => Kind::TcpRefused,
+            3..6 if anomalies => Kind::TcpReset,
             0..70 => Kind::Tcp,
             70..74 if anomalies => Kind::TcpSynRetransmit,
             74..77 if anomalies => Kind::TcpUnanswered,
@@ -314,12 +412,25 @@ impl Generator {
         let mean = self.spec.mean_data_packets.max(1);
         let data_left = self.rng.u32(0..=2 * mean);
         let phase = match kind {
-            Kind::Tcp => Phase::Syn(0),
+            Kind::Tcp | Kind::TcpRefused | Kind::TcpReset => Phase::Syn(0),
             Kind::TcpSynRetransmit | Kind::TcpUnanswered => Phase::Syn(1),
             Kind::TcpMidStream => Phase::Data,
             Kind::TcpFromSynAck => Phase::SynAck,
             Kind::Udp => Phase::Datagrams,
             Kind::UdpFragmented => Phase::Fragments,
+        };
+        let seq = [self.rng.u32(..), self.rng.u32(..)];
+        let trouble = match self.rng.u32(0..100) {
+            _ if !anomalies
+                || !matches!(kind, Kind::Tcp | Kind::TcpSynRetransmit | Kind::TcpReset) =>
+            {
+                Trouble::None
+            }
+            0..4 => Trouble::TimeoutRetransmit,
+            4..8 => Trouble::FastRetransmit,
+            8..10 => Trouble::KeepAlive,
+            10..13 => Trouble::ZeroWindow,
+            _ => Trouble::None,
         };
         let conn = Conn {
             kind,
@@ -332,7 +443,12 @@ impl Generator {
             tunnel,
             phase,
             data_left,
-            seq: [self.rng.u32(..), self.rng.u32(..)],
+            seq,
+            isn: seq,
+            last_data: [None, None],
+            trouble,
+            script: Default::default(),
+            stage: Stage::Start,
             syn_gap_ns: [200 * MS, 1000 * MS][self.rng.usize(0..2)],
             // Handshake legs from 20 us to about 80 ms, log-spread.
             synack_gap_ns: (20 * US) << self.rng.u32(0..12),
@@ -396,70 +512,50 @@ impl Generator {
         let phase = c.phase;
         let tcp_close = |c: &Conn| match c.kind {
             // Connections that never had a SYN in the capture end abruptly.
-            Kind::TcpMidStream => (
-                Phase::LastAck,
-                Emit {
-                    c2s: false,
-                    flags: f::RST,
-                    payload: 0,
-                },
-            ),
-            Kind::TcpFromSynAck => (
-                Phase::LastAck,
-                Emit {
-                    c2s: true,
-                    flags: f::RST | f::ACK,
-                    payload: 0,
-                },
-            ),
-            _ => (
-                Phase::FinServer,
-                Emit {
-                    c2s: true,
-                    flags: f::FIN | f::ACK,
-                    payload: 0,
-                },
-            ),
+            Kind::TcpMidStream => (Phase::LastAck, Emit::new(false, f::RST, 0)),
+            Kind::TcpFromSynAck => (Phase::LastAck, Emit::new(true, f::RST | f::ACK, 0)),
+            Kind::TcpReset => (Phase::LastAck, Emit::new(false, f::RST | f::ACK, 0)),
+            _ => (Phase::FinServer, Emit::new(true, f::FIN | f::ACK, 0)),
         };
         // What to emit now, the next phase, and the gap until it (None: done).
         let (emit, next, gap) = match phase {
             Phase::Syn(retransmits) => {
-                let syn = Emit {
-                    c2s: true,
-                    flags: f::SYN,
-                    payload: 0,
-                };
+                let mut syn = Emit::new(true, f::SYN, 0);
+                // The SYNs after the first are retransmissions.
+                syn.retransmit = retransmits == 0
+                    && matches!(c.kind, Kind::TcpSynRetransmit | Kind::TcpUnanswered);
                 match (retransmits, c.kind) {
                     (0, Kind::TcpUnanswered) => (syn, phase, None),
+                    (0, Kind::TcpRefused) => (syn, Phase::Refuse, Some(c.synack_gap_ns)),
                     (0, _) => (syn, Phase::SynAck, Some(c.synack_gap_ns)),
                     (n, _) => (syn, Phase::Syn(n - 1), Some(c.syn_gap_ns)),
                 }
             }
             Phase::SynAck => (
-                Emit {
-                    c2s: false,
-                    flags: f::SYN | f::ACK,
-                    payload: 0,
-                },
+                Emit::new(false, f::SYN | f::ACK, 0),
                 Phase::HandshakeAck,
                 Some(c.ack_gap_ns),
             ),
-            Phase::HandshakeAck => (
-                Emit {
-                    c2s: true,
-                    flags: f::ACK,
-                    payload: 0,
-                },
-                Phase::Data,
-                Some(c.data_gap_ns),
-            ),
+            Phase::HandshakeAck => (Emit::new(true, f::ACK, 0), Phase::Data, Some(c.data_gap_ns)),
+            Phase::Data if c.trouble != Trouble::None && c.data_left == 1 => {
+                // Half way or so: the trouble, then the last data segment.
+                let trouble = std::mem::replace(&mut c.trouble, Trouble::None);
+                c.script = trouble_script(c, trouble, rng);
+                let (e, gap) = c.script.pop_front().expect("a script has segments");
+                (e, Phase::Script, Some(gap))
+            }
+            Phase::Script => {
+                let (e, gap) = c.script.pop_front().expect("a script has segments");
+                let next = if c.script.is_empty() {
+                    Phase::Data
+                } else {
+                    Phase::Script
+                };
+                (e, next, Some(gap))
+            }
             Phase::Data if c.data_left > 0 => {
                 c.data_left -= 1;
-                let e = Emit {
-                    c2s: rng.bool(),
-                    flags: f::ACK | f::PSH,
-                    payload: rng.u16(1..1400),
-                };
+                let e = Emit::new(rng.bool(), f::ACK | f::PSH, rng.u16(1..1400));
                 (e, Phase::Data, Some(c.data_gap_ns))
             }
             Phase::Data => {
@@ -468,34 +564,18 @@ impl Generator {
                 (e, next, gap)
             }
             Phase::FinServer => (
-                Emit {
-                    c2s: false,
-                    flags: f::FIN | f::ACK,
-                    payload: 0,
-                },
+                Emit::new(false, f::FIN | f::ACK, 0),
                 Phase::LastAck,
                 Some(c.ack_gap_ns),
             ),
-            Phase::LastAck => (
-                Emit {
-                    c2s: true,
-                    flags: f::ACK,
-                    payload: 0,
-                },
-                phase,
-                None,
-            ),
+            Phase::LastAck => (Emit::new(true, f::ACK, 0), phase, None),
             Phase::Datagrams => {
                 // Alternate request and response; an even count ends on a response.
                 let c2s = c.data_left.is_multiple_of(2);
                 let more = c.data_left > 0;
                 c.data_left = c.data_left.saturating_sub(1);
                 (
-                    Emit {
-                        c2s,
-                        flags: 0,
-                        payload: rng.u16(20..512),
-                    },
+                    Emit::new(c2s, 0, rng.u16(20..512)),
                     phase,
                     more.then_some(c.data_gap_ns),
                 )
@@ -507,15 +587,8 @@ impl Generator {
                 self.schedule(idx, t, Some(gap));
                 return Ok(n);
             }
-            Phase::Reply => (
-                Emit {
-                    c2s: false,
-                    flags: 0,
-                    payload: 100,
-                },
-                phase,
-                None,
-            ),
+            Phase::Reply => (Emit::new(false, 0, 100), phase, None),
+            Phase::Refuse => (Emit::new(false, f::RST | f::ACK, 0), phase, None),
         };
         self.conns[idx].phase = next;
         self.emit(pcap, idx, t, emit, phase)?;
@@ -548,6 +621,9 @@ impl Generator {
                 connections: 0,
                 client_legs_ns: Vec::new(),
                 server_legs_ns: Vec::new(),
+                c2s_tcp: [0; 3],
+                s2c_tcp: [0; 3],
+                outcomes: [0; 6],
             });
             flows.len() - 1
         });
@@ -578,6 +654,13 @@ impl Generator {
         } else {
             (c.server, c.client, c.sport, c.cport)
         };
+        let syn = e.flags & f::SYN != 0;
+        let seq = match e.seq {
+            // A SYN (first or again) carries the initial sequence number.
+            _ if syn => c.isn[dir],
+            Some(seq) => seq,
+            None => c.seq[dir],
+        };
         let seg = Segment {
             proto: c.proto,
             src,
@@ -585,18 +668,24 @@ impl Generator {
             sport,
             dport,
             flags: e.flags,
-            seq: c.seq[dir],
-            ack: c.seq[1 - dir],
+            seq,
+            ack: e.ack.unwrap_or(c.seq[1 - dir]),
             payload: e.payload,
             vlans: &c.vlans[dir],
         };
-        c.seq[dir] = c.seq[dir]
-            .wrapping_add(u32::from(e.payload) + u32::from(e.flags & (f::SYN | f::FIN) != 0));
-        if e.flags == f::SYN {
-            // A retransmission keeps the original sequence number.
-            c.seq[dir] = seg.seq;
+        if syn {
+            c.seq[dir] = c.isn[dir].wrapping_add(1);
+        } else if e.seq.is_none() {
+            c.seq[dir] =
+                c.seq[dir].wrapping_add(u32::from(e.payload) + u32::from(e.flags & f::FIN != 0));
+            if e.payload > 0 && c.proto == Proto::Tcp {
+                c.last_data[dir] = Some((seq, e.payload));
+            }
         }
         let mut headers = frame::segment(&mut self.buf, &seg);
+        if c.proto == Proto::Tcp && e.window != 0xffff {
+            frame::set_tcp_window(&mut self.buf, headers, e.window);
+        }
         // Payloads differ as real ones do (two copies of one packet are the
         // duplicates a SPAN session makes, not two packets).
         let stamp = self.truth.frames.to_le_bytes();
@@ -636,8 +725,20 @@ impl Generator {
             flow.s2c_pkts += 1;
             flow.s2c_bytes += counted;
         }
+        if c.proto == Proto::Tcp {
+            let rst = e.flags & f::RST != 0;
+            let health = if e.c2s {
+                &mut flow.c2s_tcp
+            } else {
+                &mut flow.s2c_tcp
+            };
+            health[0] += u64::from(e.retransmit);
+            health[1] += u64::from(rst);
+            health[2] += u64::from(e.window == 0 && !rst);
+            c.stage = next_stage(c, &e, &mut flow.outcomes);
+        }
         // Legs are measured from the last SYN, for connections whose SYN was seen.
-        let syn_seen = matches!(c.kind, Kind::Tcp | Kind::TcpSynRetransmit);
+        let syn_seen = matches!(c.kind, Kind::Tcp | Kind::TcpSynRetransmit | Kind::TcpReset);
         match phase {
             Phase::Syn(_) => c.last_syn_ns = t,
             Phase::SynAck if syn_seen => flow.client_legs_ns.push(t - c.last_syn_ns),
@@ -709,5 +810,131 @@ impl Generator {
         self.truth.bytes += u64::from(wire_len);
         self.truth.last_ns = self.truth.last_ns.max(t);
         *self.truth.kinds.entry(kind).or_default() += 1;
+    }
+}
+
+/// The segments of a trouble, each with the gap after it; `c` is in its
+/// data phase, with its handshake done.
+fn trouble_script(
+    c: &Conn,
+    trouble: Trouble,
+    rng: &mut fastrand::Rng,
+) -> std::collections::VecDeque<(Emit, u64)> {
+    // The direction of the troubled data: client to server when `d`.
+    let d = rng.bool();
+    let sender = usize::from(!d);
+    let data = |payload| Emit::new(d, f::ACK | f::PSH, payload);
+    let ack = |window| Emit {
+        window,
+        ..Emit::new(!d, f::ACK, 0)
+    };
+    let mut script = std::collections::VecDeque::new();
+    match trouble {
+        Trouble::None => {}
+        Trouble::TimeoutRetransmit => {
+            // A segment, nothing for a retransmission timeout, it again. (Two
+            // bytes at least: one byte sent again is a keep-alive's shape.)
+            let len = rng.u16(2..1400);
+            script.push_back((data(len), 200 * MS + rng.u64(0..300 * MS)));
+            script.push_back((
+                Emit {
+                    seq: Some(c.seq[sender]),
+                    retransmit: true,
+                    ..data(len)
+                },
+                c.data_gap_ns,
+            ));
+        }
+        Trouble::FastRetransmit => {
+            // A segment, three duplicate ACKs asking for it, it again at once.
+            let len = rng.u16(2..1400);
+            script.push_back((data(len), 50 * US));
+            for _ in 0..3 {
+                script.push_back((
+                    Emit {
+                        ack: Some(c.seq[sender]),
+                        ..ack(0xffff)
+                    },
+                    20 * US,
+                ));
+            }
+            script.push_back((
+                Emit {
+                    seq: Some(c.seq[sender]),
+                    retransmit: true,
+                    ..data(len)
+                },
+                c.data_gap_ns,
+            ));
+        }
+        Trouble::KeepAlive => {
+            // Idle for a while, then one byte at the last sequence number
+            // sent, and its ACK.
+            script.push_back((
+                Emit {
+                    seq: Some(c.seq[sender].wrapping_sub(1)),
+                    ..data(1)
+                },
+                100 * US,
+            ));
+            script.push_back((ack(0xffff), c.data_gap_ns));
+        }
+        Trouble::ZeroWindow => {
+            // The receiver's window closes; the sender probes it twice with
+            // its next byte (which stays next); the window opens.
+            let probe = Emit {
+                seq: Some(c.seq[sender]),
+                ..data(1)
+            };
+            script.push_back((ack(0), 200 * MS));
+            script.push_back((probe, 50 * US));
+            script.push_back((ack(0), 400 * MS));
+            script.push_back((probe, 50 * US));
+            script.push_back((ack(0xffff), c.data_gap_ns));
+        }
+    }
+    script
+}
+
+/// A connection's stage after it emits `e`, counting the outcome it settles.
+fn next_stage(c: &Conn, e: &Emit, outcomes: &mut [u64; 6]) -> Stage {
+    let rst = e.flags & f::RST != 0;
+    let synack = e.flags & (f::SYN | f::ACK) == f::SYN | f::ACK;
+    let mut count = |o: usize| outcomes[o] += 1;
+    match (c.stage, e.c2s) {
+        (Stage::Start, true) if e.flags == f::SYN => Stage::SynSent,
+        (Stage::Start, false) if synack => Stage::SynAcked { syn: false },
+        (Stage::Start, _) => {
+            // Mid-stream: open before the capture started.
+            if rst {
+                count(outcome::RESET);
+                Stage::Ended
+            } else {
+                Stage::Open
+            }
+        }
+        (Stage::SynSent, false) if rst => {
+            count(outcome::REFUSED);
+            Stage::Ended
+        }
+        (Stage::SynSent, false) if synack => Stage::SynAcked { syn: true },
+        (Stage::SynAcked { .. }, _) if rst => {
+            count(outcome::RESET);
+            Stage::Ended
+        }
+        (Stage::SynAcked { .. }, true) if e.flags == f::ACK => {
+            count(outcome::ESTABLISHED);
+            Stage::Open
+        }
+        (Stage::Open, _) if rst => {
+            count(outcome::RESET);
+            Stage::Ended
+        }
+        // The server's FIN follows the client's: both sides closed.
+        (Stage::Open, false) if e.flags & f::FIN != 0 => {
+            count(outcome::CLOSED);
+            Stage::Ended
+        }
+        (stage, _) => stage,
     }
 }
