@@ -65,15 +65,38 @@ fn handoff(c: &mut Criterion) {
 }
 
 /// Runs `each` over the packets of an N-connection workload, cycling, with
-/// timestamps that keep increasing (as in a capture).
-fn cycle<T>(items: &[T], iters: u64, mut each: impl FnMut(&T, u64)) -> Duration {
+/// timestamps that keep increasing (as in a capture), telling it which pass
+/// over the items this is, counting on from `done` (items processed by
+/// earlier calls): each pass is the next segment of every connection, so
+/// TCP sequence numbers advance as in a capture (the same segment again
+/// would be a retransmission).
+fn cycle<T>(
+    items: &[T],
+    iters: u64,
+    done: &mut u64,
+    mut each: impl FnMut(&T, u64, u32),
+) -> Duration {
     let started = Instant::now();
+    // Each call starts at the same time, as it always has: what the rate
+    // windows do at a slot boundary stays out of the per-packet cost.
     let mut ts = 10_000_000_000_000u64;
-    for k in 0..iters as usize {
+    for _ in 0..iters {
         ts += 1_000;
-        each(&items[k % items.len()], ts);
+        let k = *done as usize;
+        each(&items[k % items.len()], ts, (k / items.len()) as u32);
+        *done += 1;
     }
     started.elapsed()
+}
+
+/// Packet `p` as the `pass`-th data segment of its direction.
+fn next_segment(p: &PacketMeta, ts_ns: u64, pass: u32) -> PacketMeta {
+    let mut p = PacketMeta { ts_ns, ..*p };
+    p.transport.tcp_seq = p
+        .transport
+        .tcp_seq
+        .wrapping_add(pass.wrapping_mul(u32::from(bench::PAYLOAD)));
+    p
 }
 
 fn update(c: &mut Criterion) {
@@ -82,10 +105,11 @@ fn update(c: &mut Criterion) {
     for (n, name) in SIZES {
         let (mut table, _) = established(n, TableConfig::default(), 1_000_000_000_000);
         let packets: Vec<PacketMeta> = data_frames(n, 2).iter().map(|f| packet(f, 0)).collect();
+        let mut done = 0;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                cycle(&packets, iters, |p, ts| {
-                    table.update(&PacketMeta { ts_ns: ts, ..*p });
+                cycle(&packets, iters, &mut done, |p, ts, pass| {
+                    table.update(&next_segment(p, ts, pass));
                 })
             })
         });
@@ -93,11 +117,12 @@ fn update(c: &mut Criterion) {
     for (n, name) in SIZES {
         let (mut table, _) = established(n, TableConfig::default(), 1_000_000_000_000);
         let packets: Vec<PacketMeta> = data_frames(n, 2).iter().map(|f| packet(f, 0)).collect();
+        let mut done = 0;
         g.bench_function(format!("batched_{name}"), |b| {
             b.iter_custom(|iters| {
                 let mut batch = Vec::with_capacity(UPDATE_BATCH);
-                let d = cycle(&packets, iters, |p, ts| {
-                    batch.push(PacketMeta { ts_ns: ts, ..*p });
+                let d = cycle(&packets, iters, &mut done, |p, ts, pass| {
+                    batch.push(next_segment(p, ts, pass));
                     if batch.len() == UPDATE_BATCH {
                         table.update_batch(&batch);
                         batch.clear();
@@ -119,11 +144,12 @@ fn path(c: &mut Criterion) {
         let frames = data_frames(n, 3);
         let inbox = ArrayQueue::new(1024);
         let mut ingest = Ingest::new(&IngestConfig::default(), ahash::RandomState::new());
+        let mut done = 0;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 // As a worker does it: parse, hand off, and count in batches.
                 let mut batch = Vec::with_capacity(UPDATE_BATCH);
-                let d = cycle(&frames, iters, |f, ts| {
+                let d = cycle(&frames, iters, &mut done, |f, ts, pass| {
                     let frame = Frame {
                         ts_ns: ts,
                         wire_len: f.len() as u32,
@@ -131,7 +157,7 @@ fn path(c: &mut Criterion) {
                         data: f,
                     };
                     if let Some(meta) = ingest.frame(frame) {
-                        let _ = inbox.push(meta);
+                        let _ = inbox.push(next_segment(&meta, ts, pass));
                         if let Some(p) = inbox.pop() {
                             batch.push(p);
                         }

@@ -42,10 +42,12 @@ pub fn tcp_frame(
     payload: u16,
 ) -> Vec<u8> {
     let mut buf = Vec::new();
+    // Data starts right after the SYN's sequence number, as in a capture.
+    let isn = if c2s { 999 } else { 8_999 };
     frame::segment(
         &mut buf,
         &Segment {
-            seq: if c2s { 1_000 } else { 9_000 },
+            seq: isn + u32::from(tcp_flags & flags::SYN == 0),
             payload,
             ..Segment::tcp(client, cport, server, sport, c2s, tcp_flags)
         },

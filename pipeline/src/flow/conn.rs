@@ -93,6 +93,23 @@ const FIN_CLIENT: u8 = 1;
 const FIN_SERVER: u8 = 2;
 const RST: u8 = 4;
 
+/// Whether the other side has really answered: what a full table gives up
+/// first is unanswered state (a spoofed SYN, a probe, a flood). UDP: the
+/// other side sent a datagram. TCP, which a spoofer cannot fake as cheaply:
+/// a SYN-ACK acknowledging the client's SYN, or payload sent each way; a
+/// bare packet back is not an answer.
+const ANSWERED: u8 = 1;
+/// TCP, per side (shifted by the side's index): its first sequence number
+/// is known; it has sent payload.
+const SEQ_SEEN: u8 = 2;
+const PAYLOAD_SENT: u8 = 8;
+const SYNACK_SEEN: u8 = 32;
+
+/// `flag` for `side`.
+fn per_side(flag: u8, side: Side) -> u8 {
+    flag << (side as u8)
+}
+
 const CLIENT_LEG_DONE: u8 = 1;
 const SERVER_LEG_DONE: u8 = 2;
 
@@ -192,40 +209,42 @@ impl HandshakeTimes {
     }
 }
 
+/// Laid out in this order (`repr(C)`): what every packet reads and writes
+/// first, next to the key in the table's entry; what only handshakes and
+/// ends read last, so that a packet of an established connection touches
+/// as few cache lines as possible.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Conn {
     /// Index of the connection's flow in the shard's flow slab.
     pub flow: u32,
-    pub last_seen_ns: u64,
-    /// When the packet that opened this connection was sent. A FIN or RST
-    /// from before it belongs to an earlier connection on the 5-tuple (seen
-    /// late, through another queue) and does not close this one.
-    opened_ns: u64,
-    /// Until both legs are recorded (TCP only). Boxed, and dropped once
-    /// done, because an established connection never needs it again: it
-    /// would more than double the entry that every packet looks up.
-    handshake: Option<Box<HandshakeTimes>>,
-    /// First sequence number each side sent, for port-reuse detection.
-    base_seq: PerSide<Option<u32>>,
     /// Whether the client is the `lo` endpoint of the connection key.
     pub client_is_lo: bool,
     closing: u8,
     /// The sender of the opening packet.
     opened_by: Side,
-    /// Whether the other side has really answered: what a full table gives
-    /// up first is unanswered state (a spoofed SYN, a probe, a flood). UDP:
-    /// the other side sent a datagram. TCP, which a spoofer cannot fake as
-    /// cheaply: a SYN-ACK acknowledging the client's SYN, or payload sent
-    /// each way; a bare packet back is not an answer.
-    answered: bool,
-    /// TCP: which sides have sent payload.
-    sent_payload: PerSide<bool>,
-    /// TCP: what the server's SYN-ACK acknowledged, kept in case the
-    /// client's SYN is processed after it (its directions came through
-    /// different queues).
-    synack_ack: Option<u32>,
+    /// [`ANSWERED`], [`SEQ_SEEN`] per side, [`PAYLOAD_SENT`] per side,
+    /// [`SYNACK_SEEN`]: flags packed in a byte, as every byte of a
+    /// connection is a byte more per packet to bring into the cache.
+    flags: u8,
+    pub last_seen_ns: u64,
     /// TCP: sequence tracking for retransmissions, and the outcome so far.
     health: ConnHealth,
+    /// Until both legs are recorded (TCP only). Boxed, and dropped once
+    /// done, because an established connection never needs it again: it
+    /// would more than double the entry that every packet looks up.
+    handshake: Option<Box<HandshakeTimes>>,
+    /// First sequence number each side sent (once [`SEQ_SEEN`] says so), for
+    /// port-reuse detection.
+    base_seq: PerSide<u32>,
+    /// TCP: what the server's SYN-ACK acknowledged (once [`SYNACK_SEEN`]),
+    /// kept in case the client's SYN is processed after it (its directions
+    /// came through different queues).
+    synack_ack: u32,
+    /// When the packet that opened this connection was sent. A FIN or RST
+    /// from before it belongs to an earlier connection on the 5-tuple (seen
+    /// late, through another queue) and does not close this one.
+    opened_ns: u64,
 }
 
 impl Conn {
@@ -246,9 +265,8 @@ impl Conn {
             client_is_lo,
             closing: 0,
             opened_by: sender,
-            answered: false,
-            sent_payload: PerSide::default(),
-            synack_ack: None,
+            flags: 0,
+            synack_ack: 0,
             health: ConnHealth::default(),
         };
         let step = if t.proto == L4Proto::Tcp {
@@ -268,14 +286,23 @@ impl Conn {
         self.opened_ns
     }
 
+    /// A value read from the end of the connection's state, for a batch's
+    /// look-ahead to load the cache lines the update will read.
+    #[inline]
+    pub fn touch(&self) -> u64 {
+        self.health.touch() ^ self.last_seen_ns
+    }
+
     /// Notes a UDP datagram's sender: the first from the other side answers.
     pub fn note_datagram(&mut self, sender: Side) {
-        self.answered |= sender != self.opened_by;
+        if sender != self.opened_by {
+            self.flags |= ANSWERED;
+        }
     }
 
     /// The other side has sent something.
     pub fn is_answered(&self) -> bool {
-        self.answered
+        self.flags & ANSWERED != 0
     }
 
     /// True once a RST, or a FIN from both sides, was seen.
@@ -311,15 +338,20 @@ impl Conn {
         let pure_syn = f & flags::SYN != 0 && f & flags::ACK == 0;
         // A new connection's SYN is newer than everything of the old one; a
         // SYN older than what was already seen is a late copy, reordered.
+        let seq_seen = self.flags & per_side(SEQ_SEEN, sender) != 0;
         if pure_syn
-            && self.base_seq[sender].is_some_and(|base| self.closing != 0 || base != t.tcp_seq)
+            && seq_seen
+            && (self.closing != 0 || self.base_seq[sender] != t.tcp_seq)
             && ts_ns >= self.last_seen_ns
         {
             step.reopen = true;
             return step;
         }
-        self.base_seq[sender].get_or_insert(t.tcp_seq);
-        if !self.answered {
+        if !seq_seen {
+            self.base_seq[sender] = t.tcp_seq;
+            self.flags |= per_side(SEQ_SEEN, sender);
+        }
+        if !self.is_answered() {
             self.note_answer(t, sender);
         }
         if let Some(h) = self.handshake.as_deref_mut() {
@@ -331,7 +363,7 @@ impl Conn {
         if let Some(rtt) = step.legs[Side::Server] {
             self.health.set_rtt(rtt);
         }
-        if ts_ns >= self.opened_ns {
+        if f & (flags::FIN | flags::RST) != 0 && ts_ns >= self.opened_ns {
             if f & flags::FIN != 0 {
                 self.closing |= match sender {
                     Side::Client => FIN_CLIENT,
@@ -362,15 +394,23 @@ impl Conn {
             && f & flags::SYN != 0
             && f & flags::ACK != 0
             && f & flags::RST == 0
+            && self.flags & SYNACK_SEEN == 0
         {
-            self.synack_ack.get_or_insert(t.tcp_ack);
+            self.synack_ack = t.tcp_ack;
+            self.flags |= SYNACK_SEEN;
         }
-        if let (Some(isn), Some(ack)) = (self.base_seq[Side::Client], self.synack_ack) {
-            self.answered |= ack == isn.wrapping_add(1);
+        let isn_seen = self.flags & per_side(SEQ_SEEN, Side::Client) != 0;
+        if isn_seen
+            && self.flags & SYNACK_SEEN != 0
+            && self.synack_ack == self.base_seq[Side::Client].wrapping_add(1)
+        {
+            self.flags |= ANSWERED;
         }
         if t.payload_len > 0 {
-            self.sent_payload[sender] = true;
-            self.answered |= self.sent_payload[sender.other()];
+            self.flags |= per_side(PAYLOAD_SENT, sender);
+            if self.flags & per_side(PAYLOAD_SENT, sender.other()) != 0 {
+                self.flags |= ANSWERED;
+            }
         }
     }
 

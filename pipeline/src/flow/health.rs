@@ -217,13 +217,16 @@ enum Stage {
 
 const KNOWN: u8 = 1;
 const ZERO_WINDOW: u8 = 2;
+const DUP_ACKS: u8 = 0b1100;
+const DUP_ACK_ONE: u8 = 0b0100;
 
 /// Out of order, when the connection's round trip is unknown (tshark's).
 const OUT_OF_ORDER_NS: u64 = 3_000_000;
 
-/// A connection's sequence tracking and stage: 24 bytes, kept in the
-/// connection for its whole life (bounded state, no allocation).
+/// A connection's sequence tracking and stage: 32 bytes, kept in
+/// the connection for its whole life (bounded state, no allocation).
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 pub struct ConnHealth {
     /// Per side: the sequence number after the last one sent (SYN and FIN
     /// count one).
@@ -234,11 +237,11 @@ pub struct ConnHealth {
     /// The connection's first round trip (SYN to completing ACK), in units
     /// of 1024 ns; 0 while unknown.
     rtt: u32,
-    /// Per side: the last acknowledgment number it sent, and how many
-    /// duplicate ACKs (no data, the same number) followed it.
+    /// Per side: the last acknowledgment number it sent.
     last_ack: PerSide<u32>,
-    dup_acks: PerSide<u8>,
-    /// Per side: [`KNOWN`], [`ZERO_WINDOW`] (its last window was zero).
+    /// Per side: [`KNOWN`], [`ZERO_WINDOW`] (its last window was zero), and
+    /// in [`DUP_ACKS`] how many duplicate ACKs (no data, the same number)
+    /// followed its last ACK, up to 3.
     bits: PerSide<u8>,
     stage: Stage,
 }
@@ -259,6 +262,12 @@ impl ConnHealth {
         if self.rtt == 0 {
             self.rtt = ticks(ns).max(1);
         }
+    }
+
+    /// A value of the state, for a look-ahead to load it into the cache.
+    #[inline]
+    pub fn touch(&self) -> u64 {
+        u64::from(self.next_seq[Side::Client]) ^ u64::from(self.last_ack[Side::Server])
     }
 
     /// The first packet of a connection, sent by `sender`; true when it
@@ -323,13 +332,14 @@ impl ConnHealth {
             return;
         }
         let bare = t.payload_len == 0 && f & (flags::SYN | flags::FIN | flags::RST) == 0;
+        let bits = &mut self.bits[sender];
         if t.tcp_ack == self.last_ack[sender] {
-            if bare {
-                self.dup_acks[sender] = self.dup_acks[sender].saturating_add(1);
+            if bare && *bits & DUP_ACKS != DUP_ACKS {
+                *bits += DUP_ACK_ONE;
             }
         } else {
             self.last_ack[sender] = t.tcp_ack;
-            self.dup_acks[sender] = 0;
+            *bits &= !DUP_ACKS;
         }
     }
 
@@ -361,7 +371,8 @@ impl ConnHealth {
             return false;
         }
         let other = sender.other();
-        let asked_for = self.dup_acks[other] >= 2 && self.last_ack[other] == seq;
+        let asked_for =
+            self.bits[other] & DUP_ACKS >= 2 * DUP_ACK_ONE && self.last_ack[other] == seq;
         let mut retransmit = false;
         if seq_before(seq, next) {
             let threshold = if self.rtt != 0 {
@@ -573,6 +584,11 @@ mod tests {
             (true, ACK, u32::MAX - 10, 100, 20, 500 * MS),
         ];
         assert_eq!(run(&wrap).sent[Side::Client].retransmits, 1);
+    }
+
+    #[test]
+    fn a_connection_keeps_at_most_32_bytes() {
+        assert!(size_of::<ConnHealth>() <= 32, "{}", size_of::<ConnHealth>());
     }
 
     #[test]

@@ -32,8 +32,6 @@ pub(crate) struct FlowEntry {
     pub handshake: PerSide<Option<Arc<HandshakeDigest>>>,
     /// The mirror session its first connection came through.
     pub mirror: Option<Mirror>,
-    /// Retransmissions, resets, zero windows and connection outcomes.
-    pub tcp: TcpHealth,
 }
 
 #[derive(Debug)]
@@ -42,6 +40,11 @@ pub(crate) struct FlowSlab {
     /// Each flow's per-packet counters, by the same index: a packet touches
     /// its flow's meter alone (one cache line), not the whole entry.
     pub meters: Vec<Meter>,
+    /// Each flow's TCP health, by the same index, apart from the entry:
+    /// touched only when a packet is a retransmission, a RST or a zero
+    /// window, or settles a connection's outcome, so the entry that rate
+    /// slots roll into stays as small as it was.
+    pub health: Vec<TcpHealth>,
     /// Bumped each time a slot is freed, so a remembered (index, generation)
     /// names one flow and never a later occupant of its slot.
     pub generations: Vec<u32>,
@@ -54,6 +57,7 @@ impl FlowSlab {
         FlowSlab {
             entries: Vec::new(),
             meters: Vec::new(),
+            health: Vec::new(),
             generations: Vec::new(),
             free: Vec::new(),
             index: HashMap::with_hasher(hasher),
@@ -81,17 +85,18 @@ impl FlowSlab {
                     last_client_port: 0,
                     handshake: PerSide::default(),
                     mirror: None,
-                    tcp: TcpHealth::default(),
                 };
                 let idx = match self.free.pop() {
                     Some(idx) => {
                         self.entries[idx as usize] = Some(entry);
                         self.meters[idx as usize] = Meter::new(clock, ts_ns);
+                        self.health[idx as usize] = TcpHealth::default();
                         idx
                     }
                     None => {
                         self.entries.push(Some(entry));
                         self.meters.push(Meter::new(clock, ts_ns));
+                        self.health.push(TcpHealth::default());
                         self.generations.push(0);
                         (self.entries.len() - 1) as u32
                     }

@@ -148,13 +148,16 @@ impl FlowTable {
             // Connections first, then their flows' meters: each pass is a
             // row of independent loads.
             let mut flows = [u32::MAX; LOOKAHEAD];
+            let mut touched = 0u64;
             for (p, flow) in chunk.iter().zip(&mut flows) {
                 let (key, _) = ConnKey::of(&p.transport);
                 if let Some(conn) = self.conns.get(&key) {
                     *flow = conn.flow;
+                    // The whole entry, not only its first line: the update
+                    // reads all of it.
+                    touched ^= conn.touch();
                 }
             }
-            let mut touched = 0u64;
             for &flow in &flows {
                 if let Some(meter) = self.flows.meters.get(flow as usize) {
                     touched ^= meter.last_seen_ns;
@@ -275,10 +278,15 @@ impl FlowTable {
             // Most packets: do not touch the flow's entry (a cache miss).
             return;
         }
+        if !step.tcp.is_empty() {
+            self.flows.health[flow as usize].record(sender, step.tcp);
+        }
+        if step.legs == PerSide::default() {
+            return;
+        }
         let window = self.config.rtt_window;
         let max_sketches = self.config.limits.max_sketches;
         let flow = self.flows.get_mut(flow);
-        flow.tcp.record(sender, step.tcp);
         for side in Side::BOTH {
             if let Some(ns) = step.legs[side] {
                 let may_grow = self.sketches < max_sketches;
@@ -335,7 +343,13 @@ impl FlowTable {
             self.since_ns
         };
         out.reserve(self.flows.len());
-        for (flow, meter) in self.flows.entries.iter_mut().zip(&self.flows.meters) {
+        let flows = self
+            .flows
+            .entries
+            .iter_mut()
+            .zip(&self.flows.meters)
+            .zip(&self.flows.health);
+        for ((flow, meter), health) in flows {
             let Some(flow) = flow else {
                 continue;
             };
@@ -358,7 +372,7 @@ impl FlowTable {
                 connections: flow.connections,
                 handshake: flow.handshake.clone(),
                 mirror: flow.mirror,
-                tcp: flow.tcp,
+                tcp: *health,
                 seen_by: None,
                 percentiles: PerSide::from_fn(|side| {
                     flow.handshake[side]
