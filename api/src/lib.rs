@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod feed;
 pub mod mcp;
 pub mod metrics;
+pub mod pairs;
 pub mod publish;
 pub mod rest;
 pub mod server;

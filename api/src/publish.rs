@@ -90,6 +90,16 @@ impl Publisher {
 
     /// Publishes a new snapshot, with the inventory as it is now; returns
     /// it as published (with this flowtap's coverage when it had none).
+    /// Workload pairs with series of their own in `/metrics`
+    /// (`--metrics-max-pairs`).
+    pub fn set_metrics_max_pairs(&mut self, max_pairs: usize) {
+        self.stats
+            .pairs
+            .lock()
+            .expect("pairs lock")
+            .set_max_pairs(max_pairs);
+    }
+
     pub fn publish(&mut self, mut snapshot: Snapshot) -> Arc<Snapshot> {
         if let Some(me) = &self.identity
             && snapshot.coverage.agents.is_empty()
@@ -114,6 +124,11 @@ impl Publisher {
         self.snapshot = snapshot;
         let started = std::time::Instant::now();
         self.rebuild();
+        self.stats
+            .pairs
+            .lock()
+            .expect("pairs lock")
+            .observe(&self.views.load());
         // Building the snapshot, then preparing it for queries.
         self.stats
             .observe_merge((merge_ns + started.elapsed().as_nanos() as u64) as f64 / 1e9);

@@ -202,6 +202,11 @@ impl View {
         self.identity(flow, side)?.node.as_ref()
     }
 
+    /// The endpoint pod's workload (its Deployment, StatefulSet...).
+    pub fn workload(&self, flow: usize, side: Side) -> Option<&Arc<str>> {
+        self.identity(flow, side)?.workload.as_ref()
+    }
+
     /// The endpoint's service, chosen by the server port for servers.
     pub fn svc(&self, flow: usize, side: Side) -> Option<&Arc<str>> {
         self.identity(flow, side)?.service(self.port(flow, side))

@@ -381,6 +381,12 @@ pub(crate) struct ServeArgs {
     /// used one makes room for its next.
     #[arg(long, value_name = "N", default_value_t = 32, env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
     pub mcp_sessions_per_client: usize,
+
+    /// Workload pairs (client and server namespace and workload, server
+    /// port, protocol) with series of their own in /metrics; the traffic of
+    /// further pairs goes to one "other" series.
+    #[arg(long, value_name = "N", default_value_t = api::pairs::DEFAULT_MAX_PAIRS, env = "FLOWTAP_METRICS_MAX_PAIRS", help_heading = API)]
+    pub metrics_max_pairs: usize,
 }
 
 /// Where Kubernetes names come from.

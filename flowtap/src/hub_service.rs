@@ -37,8 +37,10 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         Some(path) => Some(read_token(path).context("--agent-token-file")?),
         None => None,
     };
-    let publisher =
-        std::sync::Arc::new(std::sync::Mutex::new(setup::named_publisher(&args.names)?));
+    let publisher = std::sync::Arc::new(std::sync::Mutex::new(setup::named_publisher(
+        &args.names,
+        &args.serve,
+    )?));
     let service = Service::start(
         args.serve.listen(),
         publisher.clone(),

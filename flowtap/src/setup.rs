@@ -14,7 +14,7 @@ use pipeline::source::QueueStats;
 use pipeline::time;
 use pipeline::wire::decap::Decap;
 
-use crate::cli::{NamesArgs, RunArgs};
+use crate::cli::{NamesArgs, RunArgs, ServeArgs};
 
 /// Memory the tables may not use: the program, its threads and hand-off
 /// queues, the HTTP server under load (and, live, the AF_XDP buffers).
@@ -110,7 +110,7 @@ pub(crate) fn ingest_config(cli: &RunArgs) -> anyhow::Result<IngestConfig> {
 /// inventory loaded (an invalid file fails here), naming itself in its
 /// coverage.
 pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> {
-    let mut publisher = named_publisher(&cli.names)?;
+    let mut publisher = named_publisher(&cli.names, &cli.serve)?;
     publisher
         .stats()
         .memory_limit
@@ -129,8 +129,9 @@ pub(crate) fn node_name(cli: &RunArgs) -> String {
     })
 }
 
-/// A publisher with the Kubernetes names `names` says where to find.
-pub(crate) fn named_publisher(names: &NamesArgs) -> anyhow::Result<Publisher> {
+/// A publisher with the Kubernetes names `names` says where to find, and
+/// the per-pair metrics `serve` bounds.
+pub(crate) fn named_publisher(names: &NamesArgs, serve: &ServeArgs) -> anyhow::Result<Publisher> {
     let stats = Arc::new(k8s::WatchStats::default());
     let inventory = match &names.k8s_inventory {
         Some(path) => Some(Source::File(
@@ -142,7 +143,9 @@ pub(crate) fn named_publisher(names: &NamesArgs) -> anyhow::Result<Publisher> {
     let cluster = Cluster {
         cidrs: names.cluster_cidr.clone(),
     };
-    Ok(Publisher::new(inventory, cluster, stats))
+    let mut publisher = Publisher::new(inventory, cluster, stats);
+    publisher.set_metrics_max_pairs(serve.metrics_max_pairs);
+    Ok(publisher)
 }
 
 #[cfg(feature = "watch")]

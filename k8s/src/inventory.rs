@@ -50,10 +50,45 @@ pub struct Identity {
     pub pod: Option<Arc<str>>,
     pub ns: Option<Arc<str>>,
     pub node: Option<Arc<str>>,
+    /// A pod's workload: its controller (a Deployment's name for a pod of one
+    /// of its ReplicaSets, a StatefulSet's, a DaemonSet's, a Job's), or the
+    /// pod itself when nothing owns it.
+    pub workload: Option<Arc<str>>,
     /// Sorted by name.
     pub services: Vec<ServiceRef>,
     /// In pod spec order.
     pub containers: Vec<ContainerRef>,
+}
+
+/// The workload a pod belongs to, from its controlling owner: a ReplicaSet
+/// named `<deployment>-<pod-template-hash>` stands for its Deployment (the
+/// ReplicaSet objects themselves are not watched); any other owner is the
+/// workload; a pod without one is its own. A service's address has the
+/// service as its workload (a mirror sees traffic to a ClusterIP before
+/// it is translated to a pod).
+fn workload_of(meta: &crate::objects::ObjectMeta) -> &str {
+    let owner = meta
+        .owner_references
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or(meta.owner_references.first());
+    let Some(owner) = owner else {
+        return &meta.name;
+    };
+    if owner.kind == "ReplicaSet" {
+        // The Deployment controller names a ReplicaSet `<name>-<hash>`; the
+        // label says which hash, and without it the last segment is it.
+        let by_label = meta
+            .labels
+            .get("pod-template-hash")
+            .and_then(|hash| owner.name.strip_suffix(hash.as_str()))
+            .and_then(|n| n.strip_suffix('-'));
+        let by_shape = owner.name.rsplit_once('-').map(|(name, _)| name);
+        if let Some(deployment) = by_label.or(by_shape) {
+            return deployment;
+        }
+    }
+    &owner.name
 }
 
 impl Identity {
@@ -253,6 +288,7 @@ impl Inventory {
                 pod: Some(pod.metadata.name.as_str().into()),
                 ns: Some(ns.as_str().into()),
                 node: pod.spec.node_name.as_deref().map(Into::into),
+                workload: Some(workload_of(&pod.metadata).into()),
                 services,
                 containers,
             });
@@ -291,6 +327,7 @@ impl Inventory {
                 pod: None,
                 ns: Some(ns),
                 node: None,
+                workload: Some(svc.metadata.name.as_str().into()),
                 services: vec![ServiceRef {
                     name: svc.metadata.name.as_str().into(),
                     ports: svc.spec.ports.iter().map(|p| p.port).collect(),
@@ -315,6 +352,7 @@ impl Inventory {
                 pod: None,
                 ns: None,
                 node: Some(node.metadata.name.as_str().into()),
+                workload: None,
                 services: Vec::new(),
                 containers: Vec::new(),
             });

@@ -12,6 +12,7 @@ use pipeline::wire::dissect::MalformedReason;
 
 use super::Sources;
 use super::stats::{MERGE_BUCKETS, MergeHistogram};
+use crate::pairs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -542,6 +543,42 @@ pub const CATALOG: &[Metric] = &[
             .collect())
     ),
     metric!(
+        "flowtap_pair_bytes",
+        Counter,
+        "Bytes (frames, both directions) between a client workload and a server workload on a server port, since start; workloads beyond --metrics-max-pairs are in the \"other\" series.",
+        Value::Labelled(&pairs::LABELS, |s| pair_samples(s, |c| c.bytes))
+    ),
+    metric!(
+        "flowtap_pair_packets",
+        Counter,
+        "Packets (both directions) between a client workload and a server workload on a server port, since start.",
+        Value::Labelled(&pairs::LABELS, |s| pair_samples(s, |c| c.packets))
+    ),
+    metric!(
+        "flowtap_pair_connections",
+        Counter,
+        "Connections from a client workload to a server workload on a server port, since start.",
+        Value::Labelled(&pairs::LABELS, |s| pair_samples(s, |c| c.connections))
+    ),
+    metric!(
+        "flowtap_pair_failed_connections",
+        Counter,
+        "Failed TCP connections (refused, unanswered, reset) from a client workload to a server workload on a server port, since start.",
+        Value::Labelled(&pairs::LABELS, |s| pair_samples(s, |c| c.failed))
+    ),
+    metric!(
+        "flowtap_metrics_pairs",
+        Gauge,
+        "Workload pairs with series of their own (at most --metrics-max-pairs).",
+        Value::One(|s| s.stats.pairs.lock().expect("pairs lock").len() as f64)
+    ),
+    metric!(
+        "flowtap_metrics_pairs_collapsed",
+        Counter,
+        "Flow updates counted in the \"other\" pair series because --metrics-max-pairs pairs already had series.",
+        Value::One(|s| s.stats.pairs.lock().expect("pairs lock").collapsed() as f64)
+    ),
+    metric!(
         "flowtap_resident_memory_bytes",
         Gauge,
         "Resident memory of the process.",
@@ -809,6 +846,14 @@ pub fn reference_markdown() -> String {
         ));
     }
     out
+}
+
+/// One pair counter's series.
+fn pair_samples(
+    s: &Sources<'_>,
+    counter: fn(&pairs::PairCounts) -> u64,
+) -> Vec<(Vec<String>, f64)> {
+    s.stats.pairs.lock().expect("pairs lock").samples(counter)
 }
 
 #[cfg(test)]

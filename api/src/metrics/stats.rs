@@ -75,6 +75,8 @@ pub struct ServiceStats {
     pub mcp_sessions_refused: AtomicU64,
     /// The Kubernetes watch's counters (zero without a watch).
     pub k8s: std::sync::Arc<k8s::WatchStats>,
+    /// Bytes, packets and connections per workload pair, for Prometheus.
+    pub pairs: Mutex<crate::pairs::PairCounters>,
 }
 
 impl ServiceStats {

@@ -1,0 +1,244 @@
+//! Per workload pair counters for Prometheus: bytes, packets, connections
+//! and failed connections between (client namespace, client workload) and
+//! (server namespace, server workload) on a server port and protocol.
+//!
+//! Snapshots hold flows, whose counts grow and which leave when they
+//! expire; a Prometheus counter must only grow. So each snapshot's flows
+//! are compared with the counts of the same flows in the previous one, and
+//! what they gained is added to their pair's counters, which never shrink.
+//! A flow seen for the first time (or smaller than before: it expired and
+//! came back) adds all it has.
+//!
+//! Cardinality is bounded: at most `max_pairs` pairs get series of their
+//! own; traffic of any further pair is added to one `other` series, and
+//! counted. Endpoints outside the cluster are collapsed into the workload
+//! `external`, in-cluster addresses without a pod (service IPs, nodes,
+//! unknown addresses) into `unknown`, with their namespace when known.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pipeline::flow::{FlowKey, Side};
+
+use crate::view::View;
+
+/// Series per pair: one per counter of [`PairCounts`].
+pub const LABELS: [&str; 6] = [
+    "client_namespace",
+    "client_workload",
+    "server_namespace",
+    "server_workload",
+    "server_port",
+    "protocol",
+];
+
+/// The default of `--metrics-max-pairs`.
+pub const DEFAULT_MAX_PAIRS: usize = 2_000;
+
+/// One endpoint's side of a pair.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct End {
+    namespace: Arc<str>,
+    workload: Arc<str>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct PairKey {
+    client: End,
+    server: End,
+    server_port: u16,
+    protocol: &'static str,
+}
+
+/// What a pair's flows sent (both directions) and how their connections
+/// went, since flowtap started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PairCounts {
+    pub bytes: u64,
+    pub packets: u64,
+    pub connections: u64,
+    pub failed: u64,
+}
+
+impl PairCounts {
+    fn add(&mut self, other: PairCounts) {
+        self.bytes += other.bytes;
+        self.packets += other.packets;
+        self.connections += other.connections;
+        self.failed += other.failed;
+    }
+
+    /// What `self` gained since `before` (all of it when it shrank: a new
+    /// flow under an old key).
+    fn since(self, before: PairCounts) -> PairCounts {
+        if self.bytes < before.bytes
+            || self.packets < before.packets
+            || self.connections < before.connections
+            || self.failed < before.failed
+        {
+            return self;
+        }
+        PairCounts {
+            bytes: self.bytes - before.bytes,
+            packets: self.packets - before.packets,
+            connections: self.connections - before.connections,
+            failed: self.failed - before.failed,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct PairCounters {
+    max_pairs: usize,
+    pairs: HashMap<PairKey, PairCounts, ahash::RandomState>,
+    /// Traffic of pairs beyond `max_pairs`.
+    other: PairCounts,
+    /// Flow updates that went to `other`.
+    collapsed: u64,
+    /// Each flow's counts in the last snapshot seen.
+    last: HashMap<FlowKey, PairCounts, ahash::RandomState>,
+}
+
+impl Default for PairCounters {
+    fn default() -> Self {
+        PairCounters::new(DEFAULT_MAX_PAIRS)
+    }
+}
+
+impl PairCounters {
+    pub fn new(max_pairs: usize) -> PairCounters {
+        PairCounters {
+            max_pairs,
+            pairs: HashMap::default(),
+            other: PairCounts::default(),
+            collapsed: 0,
+            last: HashMap::default(),
+        }
+    }
+
+    pub fn set_max_pairs(&mut self, max_pairs: usize) {
+        self.max_pairs = max_pairs;
+    }
+
+    /// Adds what every flow of `view` gained since the previous view.
+    pub fn observe(&mut self, view: &View) {
+        let mut last = HashMap::with_capacity_and_hasher(view.flows().len(), Default::default());
+        for (i, f) in view.flows().iter().enumerate() {
+            let total = f.sent.total();
+            let now = PairCounts {
+                bytes: total.bytes,
+                packets: total.pkts,
+                connections: f.connections,
+                failed: f.tcp.connections.failed(),
+            };
+            let gained = match self.last.get(&f.key) {
+                Some(before) => now.since(*before),
+                None => now,
+            };
+            last.insert(f.key, now);
+            if gained == PairCounts::default() {
+                continue;
+            }
+            let key = PairKey {
+                client: end(view, i, Side::Client),
+                server: end(view, i, Side::Server),
+                server_port: f.key.server_port,
+                protocol: f.key.proto.name(),
+            };
+            if let Some(pair) = self.pairs.get_mut(&key) {
+                pair.add(gained);
+            } else if self.pairs.len() < self.max_pairs {
+                self.pairs.insert(key, gained);
+            } else {
+                self.other.add(gained);
+                self.collapsed += 1;
+            }
+        }
+        self.last = last;
+    }
+
+    /// Every series of one counter: labels in [`LABELS`] order, and value.
+    pub fn samples(&self, counter: fn(&PairCounts) -> u64) -> Vec<(Vec<String>, f64)> {
+        let mut out: Vec<(Vec<String>, f64)> = self
+            .pairs
+            .iter()
+            .map(|(k, c)| {
+                let labels = vec![
+                    k.client.namespace.to_string(),
+                    k.client.workload.to_string(),
+                    k.server.namespace.to_string(),
+                    k.server.workload.to_string(),
+                    k.server_port.to_string(),
+                    k.protocol.to_owned(),
+                ];
+                (labels, counter(c) as f64)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        if self.other != PairCounts::default() {
+            let other = || "other".to_owned();
+            let labels = vec![other(), other(), other(), other(), other(), other()];
+            out.push((labels, counter(&self.other) as f64));
+        }
+        out
+    }
+
+    /// Pairs with series of their own.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Flow updates added to the `other` series (pairs beyond the cap).
+    pub fn collapsed(&self) -> u64 {
+        self.collapsed
+    }
+}
+
+/// An endpoint as a pair names it.
+fn end(view: &View, flow: usize, side: Side) -> End {
+    let namespace = view.ns(flow, side).cloned().unwrap_or_else(|| "".into());
+    let workload = match view.workload(flow, side) {
+        Some(w) => w.clone(),
+        None if view.external(flow, side) == Some(true) => "external".into(),
+        None => "unknown".into(),
+    };
+    End {
+        namespace,
+        workload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_only_grow() {
+        let a = PairCounts {
+            bytes: 100,
+            packets: 2,
+            connections: 1,
+            failed: 0,
+        };
+        let b = PairCounts {
+            bytes: 150,
+            packets: 3,
+            ..a
+        };
+        assert_eq!(
+            b.since(a),
+            PairCounts {
+                bytes: 50,
+                packets: 1,
+                connections: 0,
+                failed: 0
+            }
+        );
+        // Smaller than before: a new flow under the old key, all of it new.
+        assert_eq!(a.since(b), a);
+    }
+}
