@@ -35,6 +35,8 @@ pub struct Publisher {
     cluster: Arc<Cluster>,
     snapshot: Arc<Snapshot>,
     stats: Arc<ServiceStats>,
+    /// What follows every snapshot besides the API (the IPFIX exporter).
+    sinks: Vec<Box<dyn pipeline::snapshot::SnapshotSink>>,
 }
 
 impl Publisher {
@@ -57,6 +59,7 @@ impl Publisher {
             cluster: Arc::new(cluster),
             snapshot: Arc::new(Snapshot::default()),
             stats,
+            sinks: Vec::new(),
         }
     }
 
@@ -90,6 +93,19 @@ impl Publisher {
 
     /// Publishes a new snapshot, with the inventory as it is now; returns
     /// it as published (with this flowtap's coverage when it had none).
+    /// `sink` follows every snapshot published from now on.
+    pub fn add_sink(&mut self, sink: Box<dyn pipeline::snapshot::SnapshotSink>) {
+        self.sinks.push(sink);
+    }
+
+    /// No more snapshots will come: the sinks finish (the exporter sends
+    /// what it has not sent).
+    pub fn finish(&mut self) {
+        for sink in &mut self.sinks {
+            sink.finish();
+        }
+    }
+
     /// Workload pairs with series of their own in `/metrics`
     /// (`--metrics-max-pairs`).
     pub fn set_metrics_max_pairs(&mut self, max_pairs: usize) {
@@ -129,6 +145,9 @@ impl Publisher {
             .lock()
             .expect("pairs lock")
             .observe(&self.views.load());
+        for sink in &mut self.sinks {
+            sink.snapshot(&self.snapshot);
+        }
         // Building the snapshot, then preparing it for queries.
         self.stats
             .observe_merge((merge_ns + started.elapsed().as_nanos() as u64) as f64 / 1e9);

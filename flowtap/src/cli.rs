@@ -36,6 +36,7 @@ const K8S: &str = "Kubernetes";
 const FLOWS: &str = "Flows";
 const MIRROR: &str = "Mirror sessions and tunnels";
 const HUB: &str = "Hub";
+const EXPORT: &str = "Export";
 const LOGS: &str = "Logging and configuration";
 
 /// flowtap: L4 flows (who talks to whom, how much, how healthy) from a mirror
@@ -161,6 +162,24 @@ pub(crate) struct RunArgs {
     /// files (a handshake the file ends before completing is unanswered).
     #[arg(long, value_name = "SECONDS", env = "FLOWTAP_TCP_SYN_TIMEOUT", help_heading = FLOWS)]
     pub tcp_syn_timeout: Option<u64>,
+
+    /// Send flow records over IPFIX to a collector, udp://HOST:PORT
+    /// (repeatable, or comma-separated), e.g. nfcapd or pmacct's nfacctd.
+    #[arg(long, value_name = "URL", value_delimiter = ',', env = "FLOWTAP_IPFIX_COLLECTOR", help_heading = EXPORT)]
+    pub ipfix_collector: Vec<String>,
+
+    /// IPFIX observation domain id in every message.
+    #[arg(long, value_name = "N", default_value_t = 0, env = "FLOWTAP_IPFIX_DOMAIN", help_heading = EXPORT)]
+    pub ipfix_domain: u32,
+
+    /// A running flow gets an IPFIX record of its counts since the last one
+    /// at least this often (capture time); ended flows get theirs at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "FLOWTAP_IPFIX_ACTIVE_TIMEOUT", help_heading = EXPORT)]
+    pub ipfix_active_timeout: u64,
+
+    /// Largest IPFIX message in bytes: within the path MTU to the collector.
+    #[arg(long, value_name = "BYTES", default_value_t = 1400, env = "FLOWTAP_IPFIX_MTU", help_heading = EXPORT)]
+    pub ipfix_mtu: usize,
 
     /// Drop UDP connections (and flows) idle this long. Default: 60 live,
     /// never for files.

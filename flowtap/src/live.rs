@@ -124,7 +124,11 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
 
     merger.stop();
     let snapshot = pipeline.snapshot(Clock::Live(info.clock));
-    publisher.lock().expect("publisher lock").publish(snapshot);
+    {
+        let mut publisher = publisher.lock().expect("publisher lock");
+        publisher.publish(snapshot);
+        publisher.finish();
+    }
     let failed = setup::dump(&publisher, &cli.serve.dump)?;
     service.stop();
     // Stop the workers (closing the sockets and reading their kernel

@@ -68,7 +68,13 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     drop(pipeline);
     let outcomes = std::mem::take(&mut *report.lock().expect("reader thread finished"));
     let seconds = started.elapsed().as_secs_f64();
-    let snapshot = publisher.lock().expect("publisher lock").publish(snapshot);
+    let snapshot = {
+        let mut publisher = publisher.lock().expect("publisher lock");
+        let snapshot = publisher.publish(snapshot);
+        // The capture is over: every flow's last counts go to the collectors.
+        publisher.finish();
+        snapshot
+    };
     if let Some(s) = &service {
         s.set_ready();
     }

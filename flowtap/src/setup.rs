@@ -117,7 +117,36 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
         .store(memory_limit(cli), std::sync::atomic::Ordering::Relaxed);
     let name = node_name(cli);
     publisher.set_identity(&name, Some(&name), None);
+    if !cli.ipfix_collector.is_empty() {
+        let config = ipfix::ExportConfig {
+            collectors: cli
+                .ipfix_collector
+                .iter()
+                .map(|c| collector(c))
+                .collect::<anyhow::Result<_>>()?,
+            domain: cli.ipfix_domain,
+            active_timeout_ns: time::from_secs(cli.ipfix_active_timeout.max(1)),
+            mtu: cli.ipfix_mtu,
+        };
+        let exporter = ipfix::Exporter::new(config, publisher.stats().ipfix.clone())
+            .context("--ipfix-collector: opening a UDP socket")?;
+        publisher.add_sink(Box::new(exporter));
+    }
     Ok(Arc::new(Mutex::new(publisher)))
+}
+
+/// An IPFIX collector from `udp://HOST:PORT`.
+fn collector(url: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let Some(addr) = url.strip_prefix("udp://") else {
+        anyhow::bail!(
+            "--ipfix-collector {url:?}: give udp://HOST:PORT (the TCP transport is not built yet)"
+        );
+    };
+    addr.to_socket_addrs()
+        .with_context(|| format!("--ipfix-collector {url:?}"))?
+        .next()
+        .with_context(|| format!("--ipfix-collector {url:?}: no address"))
 }
 
 /// This flowtap's name: `--node-name`, else the host name.

@@ -33,6 +33,13 @@ pub struct Snapshot {
     pub merge_ns: u64,
 }
 
+/// Something that follows every snapshot published (an exporter), and is
+/// told when no more will come (the capture ended, flowtap stops).
+pub trait SnapshotSink: Send {
+    fn snapshot(&mut self, snapshot: &Snapshot);
+    fn finish(&mut self);
+}
+
 /// Puts `flows` in the API's order: bytes descending, then packets
 /// descending, then the flow key ascending so equal flows always come out
 /// the same way. Sorts small keys and moves each record once: records are

@@ -579,6 +579,30 @@ pub const CATALOG: &[Metric] = &[
         Value::One(|s| s.stats.pairs.lock().expect("pairs lock").collapsed() as f64)
     ),
     metric!(
+        "flowtap_ipfix_records",
+        Counter,
+        "IPFIX data records exported (one per flow direction and export).",
+        Value::One(|s| s.stats.ipfix.records.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
+        "flowtap_ipfix_messages",
+        Counter,
+        "IPFIX messages sent (templates included), each to every collector.",
+        Value::One(|s| s.stats.ipfix.messages.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
+        "flowtap_ipfix_send_errors",
+        Counter,
+        "IPFIX messages a collector's socket refused.",
+        Value::One(|s| s.stats.ipfix.send_errors.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
+        "flowtap_ipfix_records_lost",
+        Counter,
+        "IPFIX data records in messages that could not be sent.",
+        Value::One(|s| s.stats.ipfix.records_lost.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
         "flowtap_resident_memory_bytes",
         Gauge,
         "Resident memory of the process.",

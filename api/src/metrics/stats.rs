@@ -77,6 +77,8 @@ pub struct ServiceStats {
     pub k8s: std::sync::Arc<k8s::WatchStats>,
     /// Bytes, packets and connections per workload pair, for Prometheus.
     pub pairs: Mutex<crate::pairs::PairCounters>,
+    /// What the IPFIX exporter sent (zero without one).
+    pub ipfix: std::sync::Arc<ipfix::ExportStats>,
 }
 
 impl ServiceStats {

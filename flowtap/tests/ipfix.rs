@@ -1,0 +1,268 @@
+//! IPFIX export read by real collectors: flowtap reads corpus captures and
+//! a capgen capture with `--ipfix-collector` pointing at Debian's nfcapd
+//! (nfdump) and at a socket of the test; nfdump's records must give, per
+//! flow direction, the packets, ports, protocol and times of flowtap's own
+//! API for the same capture, and tshark's IPFIX dissector must decode every
+//! message the test received without a malformed-packet warning, the frame
+//! bytes summing to the API's.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{FlowSummary, corpus_dir, run_flowtap};
+use serde_json::Value;
+
+/// (source, source port, destination, destination port, protocol).
+type Direction = (IpAddr, u16, IpAddr, u16, u8);
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Nfcapd {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Nfcapd {
+    fn start() -> Nfcapd {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
+        let child = Command::new("nfcapd")
+            .args(["-w", dir.path().to_str().unwrap(), "-b", "127.0.0.1"])
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nfcapd (Debian nfdump; scripts/setup.sh)");
+        // Listening once its stat file... give it a moment to bind.
+        std::thread::sleep(Duration::from_millis(500));
+        Nfcapd { child, dir, port }
+    }
+
+    /// Stops nfcapd (it writes its file on SIGINT) and reads the records.
+    fn records(mut self) -> Vec<Value> {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap();
+        let out = Command::new("nfdump")
+            .env("TZ", "UTC")
+            .args(["-R", self.dir.path().to_str().unwrap(), "-o", "json", "-q"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let text = text.trim();
+        let json = if text.starts_with('[') {
+            text.to_owned()
+        } else {
+            format!("[{}]", text.trim_end_matches(','))
+        };
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("nfdump JSON ({e}): {text:.500}"))
+    }
+}
+
+/// What the API says each direction sent: packets, frame bytes, first and
+/// last seen (ms).
+fn api_directions(flows: &[FlowSummary], raw: &Value) -> BTreeMap<Direction, (u64, u64, u64, u64)> {
+    let mut out = BTreeMap::new();
+    for (f, r) in flows.iter().zip(raw["flows"].as_array().unwrap()) {
+        let (proto, client, server, port) = f.key.clone();
+        let p = if proto == "tcp" { 6 } else { 17 };
+        let first = r["first_seen_ns"].as_u64().unwrap() / 1_000_000;
+        let last = r["last_seen_ns"].as_u64().unwrap() / 1_000_000;
+        if f.client_tx_pkts > 0 {
+            out.insert(
+                (client, 0, server, port, p),
+                (f.client_tx_pkts, f.client_tx_bytes, first, last),
+            );
+        }
+        if f.server_tx_pkts > 0 {
+            out.insert(
+                (server, port, client, 0, p),
+                (f.server_tx_pkts, f.server_tx_bytes, first, last),
+            );
+        }
+    }
+    out
+}
+
+fn ms_of(s: &str) -> u64 {
+    let t = humantime::parse_rfc3339(&format!("{s}Z")).unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Ethernet, IPv4 and UDP headers around each datagram, as a pcap tshark
+/// reads (destination port 4739, IPFIX's).
+fn write_pcap(path: &Path, datagrams: &[Vec<u8>]) {
+    let mut w = capgen::pcap::PcapWriter::new(
+        std::fs::File::create(path).unwrap(),
+        capgen::pcap::LINKTYPE_ETHERNET,
+    )
+    .unwrap();
+    for (i, d) in datagrams.iter().enumerate() {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + 8 + d.len()) as u16;
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        f.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&4739u16.to_be_bytes());
+        f.extend_from_slice(&((8 + d.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(d);
+        w.write(
+            1_700_000_000_000_000_000 + i as u64 * 1000,
+            &f,
+            f.len() as u32,
+        )
+        .unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn check_capture(capture: &Path) -> (usize, u64) {
+    let nfcapd = Nfcapd::start();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let collectors = format!(
+        "udp://127.0.0.1:{},udp://{}",
+        nfcapd.port,
+        sink.local_addr().unwrap()
+    );
+    let run = run_flowtap(
+        &[capture],
+        1,
+        &["--ipfix-collector", &collectors, "--ipfix-mtu", "1200"],
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let want = api_directions(&run.flows, &run.bodies[1]);
+    let mut datagrams = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = sink.recv(&mut buf) {
+        assert!(n <= 1200, "a message of {n} bytes");
+        datagrams.push(buf[..n].to_vec());
+    }
+    let name = capture.display().to_string();
+    let records = nfcapd.records();
+    let mut got = BTreeMap::new();
+    for r in &records {
+        let ip = |k4: &str, k6: &str| -> IpAddr {
+            r.get(k4)
+                .or(r.get(k6))
+                .and_then(Value::as_str)
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let key = (
+            ip("src4_addr", "src6_addr"),
+            r["src_port"].as_u64().unwrap() as u16,
+            ip("dst4_addr", "dst6_addr"),
+            r["dst_port"].as_u64().unwrap() as u16,
+            r["proto"].as_u64().unwrap() as u8,
+        );
+        let value = (
+            r["in_packets"].as_u64().unwrap(),
+            ms_of(r["first"].as_str().unwrap()),
+            ms_of(r["last"].as_str().unwrap()),
+        );
+        assert!(got.insert(key, value).is_none(), "{name}: {key:?} twice");
+    }
+    let want_nf: BTreeMap<Direction, (u64, u64, u64)> =
+        want.iter().map(|(k, v)| (*k, (v.0, v.2, v.3))).collect();
+    assert_eq!(
+        got, want_nf,
+        "{name}: nfdump vs the API, per direction (packets, first, last ms)"
+    );
+
+    // tshark decodes every message; the frame bytes add up to the API's.
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("ipfix.pcap");
+    write_pcap(&pcap, &datagrams);
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-d", "udp.port==4739,cflow"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "cflow.layer2_octet_delta_count",
+            "-e",
+            "_ws.expert.message",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.to_lowercase().contains("malformed"),
+        "{name}: {text:.2000}"
+    );
+    let l2: u64 = text
+        .lines()
+        .flat_map(|l| l.split('\t').next().unwrap_or("").split(','))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    let total: u64 = want.values().map(|v| v.1).sum();
+    assert_eq!(l2, total, "{name}: layer2OctetDeltaCount over every record");
+    (records.len(), total)
+}
+
+fn capture(name: &str) -> PathBuf {
+    corpus_dir().join("captures").join(name)
+}
+
+#[test]
+fn nfdump_and_tshark_read_the_records_of_corpus_captures() {
+    let mut records = 0;
+    for name in [
+        "02_pcpp_example.pcap",
+        "05_ndpi_reddit_ipv6.pcap",
+        "19_tcpreplay_test.pcap",
+    ] {
+        records += check_capture(&capture(name)).0;
+    }
+    assert!(records > 100, "{records} records");
+}
+
+#[test]
+fn nfdump_reads_the_records_of_a_generated_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gen.pcap");
+    let spec = capgen::Spec {
+        packets: 20_000,
+        concurrent: 200,
+        seed: 5,
+        anomalies: false,
+        ..capgen::Spec::default()
+    };
+    capgen::Generator::new(spec)
+        .write(std::fs::File::create(&path).unwrap())
+        .unwrap();
+    let (records, _) = check_capture(&path);
+    assert!(records > 1000, "{records} records");
+}

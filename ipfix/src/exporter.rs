@@ -1,0 +1,221 @@
+//! Following snapshots and sending their flows' records (see the crate doc).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pipeline::Snapshot;
+use pipeline::flow::{Counter, FlowKey, FlowRecord, Side};
+use pipeline::snapshot::SnapshotSink;
+
+use crate::message::{Encoder, EndReason, Record};
+
+#[derive(Clone, Debug)]
+pub struct ExportConfig {
+    /// Collectors, each sent every message.
+    pub collectors: Vec<SocketAddr>,
+    /// The observation domain id in every message header.
+    pub domain: u32,
+    /// A running flow's counts are exported at least this often.
+    pub active_timeout_ns: u64,
+    /// Largest message, bytes (within the path MTU: no IP fragmentation).
+    pub mtu: usize,
+}
+
+/// What the exporter did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    pub records: AtomicU64,
+    pub messages: AtomicU64,
+    /// Messages a collector did not take (the socket refused them).
+    pub send_errors: AtomicU64,
+    /// Records in those messages: lost.
+    pub records_lost: AtomicU64,
+}
+
+/// How often templates are sent again, in time and in messages.
+const TEMPLATE_REFRESH: Duration = Duration::from_secs(10);
+const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
+
+/// One flow as last seen, and what of it is exported.
+#[derive(Clone, Copy, Debug)]
+struct Tracked {
+    seen: [Counter; 2],
+    exported: [Counter; 2],
+    first_ns: u64,
+    last_ns: u64,
+    /// When its last record was made (or it was first seen), capture time.
+    record_ns: u64,
+    /// Where its next record's time range starts.
+    start_ns: u64,
+}
+
+pub struct Exporter {
+    config: ExportConfig,
+    sockets: Vec<(UdpSocket, SocketAddr)>,
+    encoder: Encoder,
+    flows: HashMap<FlowKey, Tracked, ahash::RandomState>,
+    stats: Arc<ExportStats>,
+    templates_sent: Option<Instant>,
+    messages_since_templates: u32,
+}
+
+impl Exporter {
+    pub fn new(config: ExportConfig, stats: Arc<ExportStats>) -> std::io::Result<Exporter> {
+        let sockets = config
+            .collectors
+            .iter()
+            .map(|&to| {
+                // Unconnected: a connected UDP socket fails its next send
+                // after an ICMP error, as while a collector restarts.
+                let bind = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+                Ok((UdpSocket::bind(bind)?, to))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Exporter {
+            encoder: Encoder::new(config.domain, config.mtu),
+            config,
+            sockets,
+            flows: HashMap::default(),
+            stats,
+            templates_sent: None,
+            messages_since_templates: 0,
+        })
+    }
+
+    fn send(&mut self, records: &[Record]) {
+        if records.is_empty() {
+            return;
+        }
+        let now_s = pipeline::time::wall_now_ns() / 1_000_000_000;
+        let refresh = self
+            .templates_sent
+            .is_none_or(|t| t.elapsed() >= TEMPLATE_REFRESH)
+            || self.messages_since_templates >= TEMPLATE_REFRESH_MESSAGES;
+        let mut messages = Vec::new();
+        if refresh {
+            messages.push((self.encoder.templates(now_s as u32), 0));
+            self.templates_sent = Some(Instant::now());
+            self.messages_since_templates = 0;
+        }
+        messages.extend(self.encoder.data(records, now_s as u32));
+        for (m, n) in &messages {
+            for (socket, to) in &self.sockets {
+                match socket.send_to(m, to) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .records_lost
+                            .fetch_add(u64::from(*n), Ordering::Relaxed);
+                        tracing::debug!(collector = %to, error = %e, "IPFIX message not sent");
+                    }
+                }
+            }
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+            self.messages_since_templates += 1;
+        }
+        self.stats
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The two records (client to server, server to client) of what `t` sent
+/// since its last export, for those directions that sent anything.
+fn records(key: &FlowKey, t: &Tracked, reason: EndReason) -> Vec<Record> {
+    let (client, server) = (key.client.to_ip(), key.server.to_ip());
+    let mut out = Vec::with_capacity(2);
+    for side in Side::BOTH {
+        let i = side as usize;
+        let (pkts, bytes) = (
+            t.seen[i].pkts.saturating_sub(t.exported[i].pkts),
+            t.seen[i].bytes.saturating_sub(t.exported[i].bytes),
+        );
+        if pkts == 0 && bytes == 0 {
+            continue;
+        }
+        let (src, dst, src_port, dst_port) = match side {
+            Side::Client => (client, server, 0, key.server_port),
+            Side::Server => (server, client, key.server_port, 0),
+        };
+        out.push(Record {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            protocol: key.proto as u8,
+            packets: pkts,
+            layer2_octets: bytes,
+            start_ms: t.start_ns / 1_000_000,
+            end_ms: t.last_ns / 1_000_000,
+            reason,
+        });
+    }
+    out
+}
+
+impl Tracked {
+    fn of(f: &FlowRecord) -> Tracked {
+        Tracked {
+            seen: f.sent.0,
+            exported: [Counter::default(); 2],
+            first_ns: f.first_seen_ns,
+            last_ns: f.last_seen_ns,
+            record_ns: f.first_seen_ns,
+            start_ns: f.first_seen_ns,
+        }
+    }
+
+    /// Counts it has not exported yet are now exported.
+    fn exported(&mut self, at_ns: u64) {
+        self.exported = self.seen;
+        self.record_ns = at_ns;
+        self.start_ns = self.last_ns;
+    }
+}
+
+impl SnapshotSink for Exporter {
+    fn snapshot(&mut self, snapshot: &Snapshot) {
+        let now = snapshot.as_of_ns;
+        let mut out = Vec::new();
+        let mut present: HashMap<FlowKey, (), ahash::RandomState> =
+            HashMap::with_capacity_and_hasher(snapshot.flows.len(), Default::default());
+        for f in &snapshot.flows {
+            present.insert(f.key, ());
+            let t = self.flows.entry(f.key).or_insert_with(|| Tracked::of(f));
+            if f.first_seen_ns > t.first_ns && f.sent.0[0].pkts < t.seen[0].pkts {
+                // A new flow under the key (the old one expired meanwhile).
+                out.extend(records(&f.key, t, EndReason::Idle));
+                *t = Tracked::of(f);
+            }
+            t.seen = f.sent.0;
+            t.last_ns = f.last_seen_ns;
+            if now.saturating_sub(t.record_ns) >= self.config.active_timeout_ns {
+                out.extend(records(&f.key, t, EndReason::Active));
+                t.exported(now);
+            }
+        }
+        // Flows that left the table: their last counts, ended idle.
+        self.flows.retain(|key, t| {
+            if present.contains_key(key) {
+                return true;
+            }
+            out.extend(records(key, t, EndReason::Idle));
+            false
+        });
+        self.send(&out);
+    }
+
+    fn finish(&mut self) {
+        let mut out = Vec::new();
+        for (key, t) in &mut self.flows {
+            out.extend(records(key, t, EndReason::Forced));
+            let at = t.last_ns;
+            t.exported(at);
+        }
+        self.send(&out);
+    }
+}
