@@ -18,7 +18,7 @@ packages=(
   faketime                # live tests step the wall clock under flowtap
   tshark                  # TCP-health truth from the corpus (scripts/tcp-health-truth.py)
   nftables                # the live TCP-health test drops segments behind the mirror
-  nfdump                  # nfcapd/nfdump read flowtap's IPFIX export in the tests
+  nfdump pmacct           # nfcapd/nfdump and nfacctd read flowtap's IPFIX export in the tests
 )
 missing=()
 for p in "${packages[@]}"; do

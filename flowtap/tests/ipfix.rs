@@ -1,10 +1,11 @@
 //! IPFIX export read by real collectors: flowtap reads corpus captures and
 //! a capgen capture with `--ipfix-collector` pointing at Debian's nfcapd
-//! (nfdump) and at a socket of the test; nfdump's records must give, per
-//! flow direction, the packets, ports, protocol and times of flowtap's own
-//! API for the same capture, and tshark's IPFIX dissector must decode every
-//! message the test received without a malformed-packet warning, the frame
-//! bytes summing to the API's.
+//! (nfdump), pmacct's nfacctd and a socket of the test; nfdump's records
+//! must give, per flow direction, the packets, ports, protocol and times of
+//! flowtap's own API for the same capture, pmacct's the packets and (frame)
+//! bytes, and tshark's IPFIX dissector must decode every message the test
+//! received without a malformed-packet warning, the frame bytes summing to
+//! the API's.
 
 mod common;
 
@@ -70,6 +71,77 @@ impl Nfcapd {
             format!("[{}]", text.trim_end_matches(','))
         };
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("nfdump JSON ({e}): {text:.500}"))
+    }
+}
+
+/// pmacct's nfacctd with its print plugin appending CSV every second.
+struct Nfacctd {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Nfacctd {
+    fn start() -> Nfacctd {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
+        let config = dir.path().join("nfacctd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: print\n\
+                 aggregate: src_host, dst_host, src_port, dst_port, proto\nprint_output: csv\n\
+                 print_output_file: {}\nprint_output_file_append: true\nprint_refresh_time: 1\n",
+                dir.path().join("out.csv").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nfacctd")
+            .args(["-f", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nfacctd (Debian pmacct; scripts/setup.sh)");
+        std::thread::sleep(Duration::from_millis(1000));
+        Nfacctd { child, dir, port }
+    }
+
+    /// Packets and bytes per direction, once `packets` packets in all were
+    /// written out (bounded: 10 s), then stops nfacctd.
+    fn directions(mut self, packets: u64) -> BTreeMap<Direction, (u64, u64)> {
+        let path = self.dir.path().join("out.csv");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut got = BTreeMap::new();
+        loop {
+            got.clear();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for line in text.lines().filter(|l| !l.starts_with("SRC_IP")) {
+                let f: Vec<&str> = line.split(',').collect();
+                let key = (
+                    f[0].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                    match f[4] {
+                        "tcp" => 6,
+                        "udp" => 17,
+                        other => panic!("protocol {other}"),
+                    },
+                );
+                let e: &mut (u64, u64) = got.entry(key).or_default();
+                e.0 += f[5].parse::<u64>().unwrap();
+                e.1 += f[6].parse::<u64>().unwrap();
+            }
+            if got.values().map(|v| v.0).sum::<u64>() >= packets
+                || std::time::Instant::now() > deadline
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        got
     }
 }
 
