@@ -163,8 +163,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SECONDS", env = "FLOWTAP_TCP_SYN_TIMEOUT", help_heading = FLOWS)]
     pub tcp_syn_timeout: Option<u64>,
 
-    /// Send flow records over IPFIX to a collector, udp://HOST:PORT
-    /// (repeatable, or comma-separated), e.g. nfcapd or pmacct's nfacctd.
+    /// Send flow records over IPFIX to a collector, udp://HOST:PORT or
+    /// tcp://HOST:PORT (repeatable, or comma-separated), e.g. nfcapd or
+    /// pmacct's nfacctd.
     #[arg(long, value_name = "URL", value_delimiter = ',', env = "FLOWTAP_IPFIX_COLLECTOR", help_heading = EXPORT)]
     pub ipfix_collector: Vec<String>,
 
@@ -180,6 +181,11 @@ pub(crate) struct RunArgs {
     /// Largest IPFIX message in bytes: within the path MTU to the collector.
     #[arg(long, value_name = "BYTES", default_value_t = 1400, env = "FLOWTAP_IPFIX_MTU", help_heading = EXPORT)]
     pub ipfix_mtu: usize,
+
+    /// Bytes of IPFIX messages kept for a tcp:// collector that is away (it
+    /// is tried again every second); what does not fit is lost, and counted.
+    #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_IPFIX_TCP_BUFFER", help_heading = EXPORT)]
+    pub ipfix_tcp_buffer: u64,
 
     /// Drop UDP connections (and flows) idle this long. Default: 60 live,
     /// never for files.

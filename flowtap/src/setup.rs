@@ -124,29 +124,35 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
                 .iter()
                 .map(|c| collector(c))
                 .collect::<anyhow::Result<_>>()?,
+            tcp_buffer_bytes: usize::try_from(cli.ipfix_tcp_buffer).unwrap_or(usize::MAX),
             domain: cli.ipfix_domain,
             active_timeout_ns: time::from_secs(cli.ipfix_active_timeout.max(1)),
             mtu: cli.ipfix_mtu,
         };
         let exporter = ipfix::Exporter::new(config, publisher.stats().ipfix.clone())
-            .context("--ipfix-collector: opening a UDP socket")?;
+            .context("--ipfix-collector: opening a socket")?;
         publisher.add_sink(Box::new(exporter));
     }
     Ok(Arc::new(Mutex::new(publisher)))
 }
 
-/// An IPFIX collector from `udp://HOST:PORT`.
-fn collector(url: &str) -> anyhow::Result<std::net::SocketAddr> {
+/// An IPFIX collector from `udp://HOST:PORT` or `tcp://HOST:PORT`.
+fn collector(url: &str) -> anyhow::Result<ipfix::CollectorAddr> {
     use std::net::ToSocketAddrs;
-    let Some(addr) = url.strip_prefix("udp://") else {
-        anyhow::bail!(
-            "--ipfix-collector {url:?}: give udp://HOST:PORT (the TCP transport is not built yet)"
-        );
-    };
-    addr.to_socket_addrs()
+    let (addr, transport): (&str, fn(std::net::SocketAddr) -> ipfix::CollectorAddr) =
+        if let Some(a) = url.strip_prefix("udp://") {
+            (a, ipfix::CollectorAddr::Udp)
+        } else if let Some(a) = url.strip_prefix("tcp://") {
+            (a, ipfix::CollectorAddr::Tcp)
+        } else {
+            anyhow::bail!("--ipfix-collector {url:?}: give udp://HOST:PORT or tcp://HOST:PORT");
+        };
+    let resolved = addr
+        .to_socket_addrs()
         .with_context(|| format!("--ipfix-collector {url:?}"))?
         .next()
-        .with_context(|| format!("--ipfix-collector {url:?}: no address"))
+        .with_context(|| format!("--ipfix-collector {url:?}: no address"))?;
+    Ok(transport(resolved))
 }
 
 /// This flowtap's name: `--node-name`, else the host name.

@@ -219,12 +219,14 @@ fn write_pcap(path: &Path, datagrams: &[Vec<u8>]) {
 
 fn check_capture(capture: &Path) -> (usize, u64) {
     let nfcapd = Nfcapd::start();
+    let nfacctd = Nfacctd::start();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     sink.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let collectors = format!(
-        "udp://127.0.0.1:{},udp://{}",
+        "udp://127.0.0.1:{},udp://127.0.0.1:{},udp://{}",
         nfcapd.port,
+        nfacctd.port,
         sink.local_addr().unwrap()
     );
     let run = run_flowtap(
@@ -271,6 +273,14 @@ fn check_capture(capture: &Path) -> (usize, u64) {
     assert_eq!(
         got, want_nf,
         "{name}: nfdump vs the API, per direction (packets, first, last ms)"
+    );
+    let packets = want.values().map(|v| v.0).sum();
+    let want_pm: BTreeMap<Direction, (u64, u64)> =
+        want.iter().map(|(k, v)| (*k, (v.0, v.1))).collect();
+    assert_eq!(
+        nfacctd.directions(packets),
+        want_pm,
+        "{name}: pmacct vs the API, per direction (packets, frame bytes)"
     );
 
     // tshark decodes every message; the frame bytes add up to the API's.

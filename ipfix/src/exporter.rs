@@ -1,21 +1,22 @@
 //! Following snapshots and sending their flows' records (see the crate doc).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use pipeline::Snapshot;
 use pipeline::flow::{Counter, FlowKey, FlowRecord, Side};
 use pipeline::snapshot::SnapshotSink;
 
 use crate::message::{Encoder, EndReason, Record};
+use crate::transport::{Collector, CollectorAddr};
 
 #[derive(Clone, Debug)]
 pub struct ExportConfig {
     /// Collectors, each sent every message.
-    pub collectors: Vec<SocketAddr>,
+    pub collectors: Vec<CollectorAddr>,
+    /// Bytes of messages kept for a TCP collector that is away.
+    pub tcp_buffer_bytes: usize,
     /// The observation domain id in every message header.
     pub domain: u32,
     /// A running flow's counts are exported at least this often.
@@ -31,13 +32,12 @@ pub struct ExportStats {
     pub messages: AtomicU64,
     /// Messages a collector did not take (the socket refused them).
     pub send_errors: AtomicU64,
-    /// Records in those messages: lost.
+    /// Records in messages that could not be sent, or that a TCP
+    /// collector's buffer had no room for: lost.
     pub records_lost: AtomicU64,
+    /// Connections made to TCP collectors.
+    pub tcp_connects: AtomicU64,
 }
-
-/// How often templates are sent again, in time and in messages.
-const TEMPLATE_REFRESH: Duration = Duration::from_secs(10);
-const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
 
 /// One flow as last seen, and what of it is exported.
 #[derive(Clone, Copy, Debug)]
@@ -54,34 +54,25 @@ struct Tracked {
 
 pub struct Exporter {
     config: ExportConfig,
-    sockets: Vec<(UdpSocket, SocketAddr)>,
+    collectors: Vec<Collector>,
     encoder: Encoder,
     flows: HashMap<FlowKey, Tracked, ahash::RandomState>,
     stats: Arc<ExportStats>,
-    templates_sent: Option<Instant>,
-    messages_since_templates: u32,
 }
 
 impl Exporter {
     pub fn new(config: ExportConfig, stats: Arc<ExportStats>) -> std::io::Result<Exporter> {
-        let sockets = config
+        let collectors = config
             .collectors
             .iter()
-            .map(|&to| {
-                // Unconnected: a connected UDP socket fails its next send
-                // after an ICMP error, as while a collector restarts.
-                let bind = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
-                Ok((UdpSocket::bind(bind)?, to))
-            })
+            .map(|&to| Collector::open(to, config.tcp_buffer_bytes))
             .collect::<std::io::Result<_>>()?;
         Ok(Exporter {
             encoder: Encoder::new(config.domain, config.mtu),
             config,
-            sockets,
+            collectors,
             flows: HashMap::default(),
             stats,
-            templates_sent: None,
-            messages_since_templates: 0,
         })
     }
 
@@ -89,34 +80,15 @@ impl Exporter {
         if records.is_empty() {
             return;
         }
-        let now_s = pipeline::time::wall_now_ns() / 1_000_000_000;
-        let refresh = self
-            .templates_sent
-            .is_none_or(|t| t.elapsed() >= TEMPLATE_REFRESH)
-            || self.messages_since_templates >= TEMPLATE_REFRESH_MESSAGES;
-        let mut messages = Vec::new();
-        if refresh {
-            messages.push((self.encoder.templates(now_s as u32), 0));
-            self.templates_sent = Some(Instant::now());
-            self.messages_since_templates = 0;
+        let now_s = (pipeline::time::wall_now_ns() / 1_000_000_000) as u32;
+        let templates = self.encoder.templates(now_s);
+        let data = self.encoder.data(records, now_s);
+        for c in &mut self.collectors {
+            c.deliver(&templates, &data, &self.stats);
         }
-        messages.extend(self.encoder.data(records, now_s as u32));
-        for (m, n) in &messages {
-            for (socket, to) in &self.sockets {
-                match socket.send_to(m, to) {
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                        self.stats
-                            .records_lost
-                            .fetch_add(u64::from(*n), Ordering::Relaxed);
-                        tracing::debug!(collector = %to, error = %e, "IPFIX message not sent");
-                    }
-                }
-            }
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
-            self.messages_since_templates += 1;
-        }
+        self.stats
+            .messages
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.stats
             .records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -217,5 +189,9 @@ impl SnapshotSink for Exporter {
             t.exported(at);
         }
         self.send(&out);
+        let templates = self.encoder.templates(0);
+        for c in &mut self.collectors {
+            c.close(&templates, &self.stats);
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! IPFIX export (RFC 7011): flowtap's flows as flow records, sent over UDP
-//! to the collectors users already run (nfcapd, pmacct's nfacctd, ntopng,
+//! or TCP to the collectors users already run (nfcapd, pmacct's nfacctd, ntopng,
 //! goflow2, and through them Kafka or ClickHouse pipelines).
 //!
 //! The exporter follows the snapshots flowtap publishes. A flow gets a
@@ -9,10 +9,9 @@
 //! and for every flow when the capture ends. Records carry flowtap's frame
 //! bytes in `layer2OctetDeltaCount`; a flow aggregates a client's
 //! connections to a server port, so the client's transport port is 0.
-//! Templates go out first and again every 10 seconds or 1000 messages, as
-//! RFC 7011 asks of UDP; messages stay within `--ipfix-mtu`.
+//! Messages stay within `--ipfix-mtu`, over UDP or TCP ([`transport`]).
 //!
-//! Not built yet (issue 16): TCP transport, RFC 5103 biflow records,
+//! Not built yet (issue 16): IP bytes (`octetDeltaCount`), RFC 5103 biflow records,
 //! per-connection records, enterprise elements for flowtap's own
 //! measurements (handshake legs, TCP health, Kubernetes names).
 
@@ -20,5 +19,7 @@
 
 pub mod exporter;
 pub mod message;
+pub mod transport;
 
 pub use exporter::{ExportConfig, ExportStats, Exporter};
+pub use transport::CollectorAddr;

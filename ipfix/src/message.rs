@@ -34,7 +34,7 @@ const fn fields(v6: bool) -> [(u16, u16); 11] {
 }
 
 /// The length of one data record.
-const fn record_len(v6: bool) -> usize {
+pub const fn record_len(v6: bool) -> usize {
     let f = fields(v6);
     let mut n = 0;
     let mut i = 0;

@@ -597,9 +597,15 @@ pub const CATALOG: &[Metric] = &[
         Value::One(|s| s.stats.ipfix.send_errors.load(Ordering::Relaxed) as f64)
     ),
     metric!(
+        "flowtap_ipfix_tcp_connects",
+        Counter,
+        "Connections made to tcp:// IPFIX collectors (more than one per collector: it went away and came back).",
+        Value::One(|s| s.stats.ipfix.tcp_connects.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
         "flowtap_ipfix_records_lost",
         Counter,
-        "IPFIX data records in messages that could not be sent.",
+        "IPFIX data records lost: in messages that could not be sent, or beyond a tcp:// collector's buffer (--ipfix-tcp-buffer).",
         Value::One(|s| s.stats.ipfix.records_lost.load(Ordering::Relaxed) as f64)
     ),
     metric!(

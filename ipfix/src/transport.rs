@@ -1,0 +1,211 @@
+//! Getting messages to a collector: over UDP (templates repeated, as RFC
+//! 7011 asks when the collector may have missed them or restarted), or
+//! over TCP (templates once per connection; a bounded buffer of messages
+//! while the collector is away, reconnecting now and then; what does not
+//! fit is dropped and counted).
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::exporter::ExportStats;
+
+/// Where a collector is, and how to reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollectorAddr {
+    Udp(SocketAddr),
+    Tcp(SocketAddr),
+}
+
+/// UDP templates are sent again this often, in time and in messages.
+const TEMPLATE_REFRESH: Duration = Duration::from_secs(10);
+const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
+/// A TCP collector that is away is tried again this often.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+/// How long connecting and writing to a TCP collector may block the
+/// exporter (it runs where snapshots are published).
+const TCP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A message, and the data records it carries (0 for templates).
+pub type Message = (Vec<u8>, u32);
+
+pub enum Collector {
+    Udp {
+        socket: UdpSocket,
+        to: SocketAddr,
+        templates_sent: Option<Instant>,
+        since_templates: u32,
+    },
+    Tcp {
+        to: SocketAddr,
+        stream: Option<TcpStream>,
+        last_attempt: Option<Instant>,
+        /// Messages not yet written, oldest first, and their bytes.
+        queue: VecDeque<Message>,
+        queued_bytes: usize,
+        max_bytes: usize,
+    },
+}
+
+impl Collector {
+    pub fn open(addr: CollectorAddr, tcp_buffer_bytes: usize) -> std::io::Result<Collector> {
+        Ok(match addr {
+            CollectorAddr::Udp(to) => {
+                // Unconnected: a connected UDP socket fails its next send
+                // after an ICMP error, as while a collector restarts.
+                let bind = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+                Collector::Udp {
+                    socket: UdpSocket::bind(bind)?,
+                    to,
+                    templates_sent: None,
+                    since_templates: 0,
+                }
+            }
+            CollectorAddr::Tcp(to) => Collector::Tcp {
+                to,
+                stream: None,
+                last_attempt: None,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                max_bytes: tcp_buffer_bytes,
+            },
+        })
+    }
+
+    /// Sends `data` (with `templates` first where this transport needs
+    /// them now); counts what is lost.
+    pub fn deliver(&mut self, templates: &[u8], data: &[Message], stats: &ExportStats) {
+        match self {
+            Collector::Udp {
+                socket,
+                to,
+                templates_sent,
+                since_templates,
+            } => {
+                let refresh = templates_sent.is_none_or(|t| t.elapsed() >= TEMPLATE_REFRESH)
+                    || *since_templates >= TEMPLATE_REFRESH_MESSAGES;
+                if refresh && socket.send_to(templates, *to).is_ok() {
+                    *templates_sent = Some(Instant::now());
+                    *since_templates = 0;
+                }
+                for (m, n) in data {
+                    if let Err(e) = socket.send_to(m, *to) {
+                        lost(stats, *n);
+                        tracing::debug!(collector = %to, error = %e, "IPFIX message not sent");
+                    }
+                    *since_templates += 1;
+                }
+            }
+            Collector::Tcp {
+                queue,
+                queued_bytes,
+                max_bytes,
+                ..
+            } => {
+                for (m, n) in data {
+                    if *queued_bytes + m.len() > *max_bytes {
+                        lost(stats, *n);
+                        continue;
+                    }
+                    *queued_bytes += m.len();
+                    queue.push_back((m.clone(), *n));
+                }
+                self.flush(templates, stats);
+            }
+        }
+    }
+
+    /// TCP: writes what is queued, connecting first if need be (templates
+    /// lead every connection). A message is dropped from the queue only
+    /// once written whole.
+    fn flush(&mut self, templates: &[u8], stats: &ExportStats) {
+        let Collector::Tcp {
+            to,
+            stream,
+            last_attempt,
+            queue,
+            queued_bytes,
+            ..
+        } = self
+        else {
+            return;
+        };
+        if queue.is_empty() {
+            return;
+        }
+        // A collector that closed its end (it stopped, or restarted) is
+        // seen before writing: the kernel would take the next message and
+        // lose it. Collectors send nothing over an IPFIX connection, so a
+        // readable end of file is the only thing to read.
+        if stream.as_ref().is_some_and(closed_by_peer) {
+            *stream = None;
+        }
+        if stream.is_none() {
+            if last_attempt.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
+                return;
+            }
+            *last_attempt = Some(Instant::now());
+            let connected = TcpStream::connect_timeout(to, TCP_TIMEOUT).and_then(|mut s| {
+                s.set_write_timeout(Some(TCP_TIMEOUT))?;
+                s.set_nodelay(true)?;
+                s.write_all(templates)?;
+                Ok(s)
+            });
+            match connected {
+                Ok(s) => {
+                    stats.tcp_connects.fetch_add(1, Ordering::Relaxed);
+                    *stream = Some(s);
+                }
+                Err(e) => {
+                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(collector = %to, error = %e, "IPFIX collector unreachable");
+                    return;
+                }
+            }
+        }
+        let s = stream.as_mut().expect("connected above");
+        while let Some((m, _)) = queue.front() {
+            if let Err(e) = s.write_all(m) {
+                // The collector went away: the message goes again, whole,
+                // after the templates of the next connection.
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(collector = %to, error = %e, "IPFIX connection lost");
+                *stream = None;
+                return;
+            }
+            *queued_bytes -= m.len();
+            queue.pop_front();
+        }
+    }
+
+    /// Flowtap stops: one last try; what is still queued is lost.
+    pub fn close(&mut self, templates: &[u8], stats: &ExportStats) {
+        if let Collector::Tcp { last_attempt, .. } = self {
+            *last_attempt = None;
+        }
+        self.flush(templates, stats);
+        if let Collector::Tcp { queue, .. } = self {
+            for (_, n) in queue.drain(..) {
+                lost(stats, n);
+            }
+        }
+    }
+}
+
+/// Whether the peer closed `s` (its end of file is readable).
+fn closed_by_peer(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let closed =
+        !matches!(s.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    closed || s.set_nonblocking(false).is_err()
+}
+
+fn lost(stats: &ExportStats, records: u32) {
+    stats
+        .records_lost
+        .fetch_add(u64::from(records), Ordering::Relaxed);
+}

@@ -1,0 +1,162 @@
+//! The TCP transport across a collector restart: records exported while
+//! the collector is away wait in the bounded buffer and arrive, after the
+//! templates, on the next connection; records the buffer has no room for
+//! are counted as lost.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ipfix::message::{TEMPLATE_V4, TEMPLATE_V6};
+use ipfix::{CollectorAddr, ExportConfig, ExportStats, Exporter};
+use pipeline::Snapshot;
+use pipeline::flow::{Counter, FlowKey, FlowRecord, PerSide};
+use pipeline::packet::{Addr, L4Proto};
+use pipeline::snapshot::SnapshotSink;
+
+const SECOND: u64 = 1_000_000_000;
+
+fn flow(n: u8, pkts: u64) -> FlowRecord {
+    FlowRecord {
+        key: FlowKey {
+            proto: L4Proto::Tcp,
+            client: Addr::from_v4([198, 18, 0, n]),
+            server: Addr::from_v4([198, 19, 0, 1]),
+            server_port: 443,
+        },
+        sent: PerSide::new(
+            Counter {
+                pkts,
+                bytes: 100 * pkts,
+            },
+            Counter {
+                pkts,
+                bytes: 60 * pkts,
+            },
+        ),
+        rates: Default::default(),
+        first_seen_ns: 0,
+        last_seen_ns: 1,
+        connections: 1,
+        handshake: PerSide::default(),
+        percentiles: PerSide::default(),
+        mirror: None,
+        tcp: Default::default(),
+        seen_by: None,
+    }
+}
+
+/// A snapshot at `at_s` seconds with flows 1 and 2 at `pkts` packets each way.
+fn snapshot(at_s: u64, pkts: u64) -> Snapshot {
+    Snapshot {
+        as_of_ns: at_s * SECOND,
+        flows: vec![flow(1, pkts), flow(2, pkts)],
+        ..Snapshot::default()
+    }
+}
+
+/// Reads IPFIX messages from `s` until `records` data records came (or 5
+/// s passed); returns the set ids of the first message and the records.
+fn read_records(s: &mut TcpStream, records: u64) -> (Vec<u16>, u64) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mut first, mut got) = (None, 0);
+    while got < records {
+        let mut header = [0u8; 16];
+        s.read_exact(&mut header).expect("a message header");
+        assert_eq!(u16::from_be_bytes([header[0], header[1]]), 10, "version");
+        let len = u16::from_be_bytes([header[2], header[3]]) as usize;
+        let mut body = vec![0u8; len - 16];
+        s.read_exact(&mut body).unwrap();
+        let mut ids = Vec::new();
+        let mut at = 0;
+        while at < body.len() {
+            let id = u16::from_be_bytes([body[at], body[at + 1]]);
+            let set_len = u16::from_be_bytes([body[at + 2], body[at + 3]]) as usize;
+            ids.push(id);
+            if id == TEMPLATE_V4 || id == TEMPLATE_V6 {
+                got += ((set_len - 4) / ipfix::message::record_len(id == TEMPLATE_V6)) as u64;
+            }
+            at += set_len;
+        }
+        first.get_or_insert(ids);
+    }
+    (first.unwrap_or_default(), got)
+}
+
+#[test]
+fn records_wait_for_a_restarted_collector() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(ExportStats::default());
+    let config = ExportConfig {
+        collectors: vec![CollectorAddr::Tcp(addr)],
+        tcp_buffer_bytes: 1 << 20,
+        domain: 1,
+        active_timeout_ns: SECOND,
+        mtu: 1400,
+    };
+    let mut exporter = Exporter::new(config, stats.clone()).unwrap();
+
+    // Two flows, each way: four records, after the templates.
+    exporter.snapshot(&snapshot(10, 5));
+    let (mut conn, _) = listener.accept().unwrap();
+    let (ids, n) = read_records(&mut conn, 4);
+    assert_eq!((ids[0], n), (2, 4), "templates first, then four records");
+
+    // The collector stops; four more records are made meanwhile.
+    drop((conn, listener));
+    std::thread::sleep(Duration::from_millis(100));
+    exporter.snapshot(&snapshot(20, 9));
+    assert_eq!(
+        stats.records_lost.load(Ordering::Relaxed),
+        0,
+        "buffered, not lost"
+    );
+
+    // It is back (same port): the next export reconnects, templates lead,
+    // and the buffered records arrive with the new ones.
+    let listener = TcpListener::bind(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    exporter.snapshot(&snapshot(30, 12));
+    let (mut conn, _) = listener.accept().unwrap();
+    let (ids, n) = read_records(&mut conn, 8);
+    assert_eq!((ids[0], n), (2, 8));
+    assert_eq!(stats.tcp_connects.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.records_lost.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.records.load(Ordering::Relaxed), 12);
+}
+
+#[test]
+fn records_beyond_the_buffer_are_counted_lost() {
+    // Nothing listens on this port once the listener is gone.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let stats = Arc::new(ExportStats::default());
+    let config = ExportConfig {
+        collectors: vec![CollectorAddr::Tcp(addr)],
+        // Messages of at most three records (16 + 4 + 3 x 48 = 164 bytes):
+        // room for the first, not for the second (one record, 68 bytes).
+        tcp_buffer_bytes: 170,
+        domain: 1,
+        active_timeout_ns: SECOND,
+        mtu: 164,
+    };
+    let mut exporter = Exporter::new(config, stats.clone()).unwrap();
+    exporter.snapshot(&snapshot(10, 5));
+    assert_eq!(stats.records.load(Ordering::Relaxed), 4);
+    assert_eq!(
+        stats.records_lost.load(Ordering::Relaxed),
+        1,
+        "one message kept"
+    );
+    exporter.finish();
+    assert_eq!(
+        stats.records_lost.load(Ordering::Relaxed),
+        4,
+        "and lost at the end"
+    );
+}
