@@ -352,9 +352,14 @@ pub(crate) struct ServeArgs {
 
     /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
     /// Repeatable; each body is printed on its own line. Default without
-    /// --listen: the summary.
+    /// --listen: a table of the top flows (--json: the summary).
     #[arg(long, value_name = "PATH?QUERY", help_heading = API)]
     pub dump: Vec<String>,
+
+    /// With -r and neither --dump nor --listen: print the summary's JSON
+    /// instead of the table of top flows.
+    #[arg(long, help_heading = API)]
+    pub json: bool,
 
     /// Seconds a client gets to send a complete request head before the
     /// connection is closed.

@@ -11,6 +11,7 @@ mod mcp_stdio;
 mod offline;
 mod serve;
 mod setup;
+mod table;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -11,6 +11,9 @@ use crate::cli::RunArgs;
 use crate::serve::Service;
 use crate::{fault, setup};
 
+/// Flows in the table printed after reading files.
+const TABLE_ROWS: usize = 20;
+
 /// How often a snapshot is published while files are read and served.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -89,7 +92,16 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
 
     let mut targets = cli.serve.dump.clone();
     if targets.is_empty() && service.is_none() {
-        targets.push(api::rest::SUMMARY_PATH.to_owned());
+        if cli.serve.json {
+            targets.push(api::rest::SUMMARY_PATH.to_owned());
+        } else {
+            let view = publisher
+                .lock()
+                .expect("publisher lock")
+                .views()
+                .load_full();
+            print!("{}", crate::table::top_flows(&view, TABLE_ROWS));
+        }
     }
     let failed = setup::dump(&publisher, &targets)?;
     setup::report_memory(cli);

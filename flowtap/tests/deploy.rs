@@ -366,6 +366,40 @@ fn documents(path: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
+fn reading_a_file_prints_a_table_or_with_json_the_summary() {
+    let (capture, inventory) = (demo(), root().join("demo/inventory.json"));
+    let inventory = inventory.to_str().unwrap();
+    let args = ["-r", capture.as_str(), "--k8s-inventory", inventory];
+    let table = flowtap(&args, &[]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let table = String::from_utf8(table.stdout).unwrap();
+    // The heaviest flow, as the API lists it, is the table's first row.
+    let first = flowtap(
+        &[&args[..], &["--dump", "/mcp/flows?limit=1"]].concat(),
+        &[],
+    );
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let f = &first["flows"][0];
+    let row = table
+        .lines()
+        .find(|l| l.contains(f["client"]["pod"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("{table}"));
+    let pkts = f["client_stats"]["tx_pkts"].as_u64().unwrap();
+    assert!(row.contains(&format!("{pkts} pkts")), "{row}");
+    assert!(
+        table.contains("client → server") && table.contains("20 of "),
+        "{table}"
+    );
+    // --json: exactly the summary --dump gives.
+    let json = flowtap(&[&args[..], &["--json"]].concat(), &[]);
+    let summary = flowtap(
+        &[&args[..], &["--dump", "/mcp/flows/summary"]].concat(),
+        &[],
+    );
+    assert_eq!(json.stdout, summary.stdout);
+}
+
+#[test]
 fn kubernetes_manifests_validate_and_say_what_they_must() {
     let dir = root().join("deploy/kubernetes");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
