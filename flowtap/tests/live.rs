@@ -191,6 +191,10 @@ fn tcpdump(lab: &mut Lab, ns: &str, iface: &str, file: &Path) -> Tcpdump {
             iface,
             "-nn",
             "--immediate-mode",
+            // A 16 MiB buffer: the reference must not drop what it records
+            // while the machine is busy (2 cores, tests and builds).
+            "-B",
+            "16384",
             "-U",
             "-s",
             "0",

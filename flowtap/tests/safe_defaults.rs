@@ -420,6 +420,7 @@ fn faults_are_counted_or_fatal_never_silent() {
             &demo(),
             "--tcp-timeout",
             "18446744073709551615",
+            "--json",
             "--udp-timeout",
         ])
         .arg(u64::MAX.to_string())
