@@ -40,6 +40,7 @@ MAX = 0
 PREFIX = "ftbench-"
 TX_DEV, RX_DEV = "fb0", "fb1"  # pcap-replay sends on fb0; fb1 is the SPAN port
 LISTEN = "127.0.0.1:8898"  # inside our own namespace, so it cannot collide
+ADMIN = "127.0.0.1:8899"  # /readyz and /metrics: the admin listener
 PROBE_PACKETS = 100_000  # the --max probe that sizes the --max run
 CPU_GRACE_S = 0.2  # after the last frame is sent, until the CPU window closes
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -73,7 +74,9 @@ def sh(*args: str, ns: str | None = None, timeout: float = 30) -> str:
 
 def http_get(ns: str, path: str) -> str:
     # Python 3.11 has no os.setns: curl inside the namespace, as the Rust tests do.
-    return sh("curl", "-sS", "--fail", "--max-time", "5", f"http://{LISTEN}{path}", ns=ns)
+    # Health and metrics are on the admin listener, flow data on the other.
+    at = ADMIN if path in ("/readyz", "/healthz", "/metrics") else LISTEN
+    return sh("curl", "-sS", "--fail", "--max-time", "5", f"http://{at}{path}", ns=ns)
 
 
 # --- the namespace ----------------------------------------------------------
@@ -378,7 +381,7 @@ class Flowtap:
         with open(self.log, "wb") as err:
             # `ip netns exec` execs flowtap: the child's pid is flowtap's.
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, str(binary), "-i", RX_DEV, "--mode", "span", "--listen", LISTEN],
+                ["ip", "netns", "exec", ns, str(binary), "-i", RX_DEV, "--mode", "span", "--listen", LISTEN, "--admin-listen", ADMIN],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         try:
             self._wait_ready()

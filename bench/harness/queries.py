@@ -32,29 +32,30 @@ def get(url: str, timeout: float = 30.0) -> str:
         return r.read().decode()
 
 
-def frames(base: str) -> int:
-    m = re.search(r"^flowtap_frames_total (\d+)", get(base + "/metrics"), re.M)
+def frames(admin: str) -> int:
+    """Frames read so far, from /metrics on the admin listener."""
+    m = re.search(r"^flowtap_frames_total (\d+)", get(admin + "/metrics"), re.M)
     return int(m.group(1)) if m else 0
 
 
-def edge(base: str, limit_s: float = 5.0) -> tuple[float, int]:
+def edge(admin: str, limit_s: float = 5.0) -> tuple[float, int]:
     """Waits for the next snapshot (the frames counter changes): its time and value."""
-    first = frames(base)
+    first = frames(admin)
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         time.sleep(0.05)
-        value = frames(base)
+        value = frames(admin)
         if value != first:
             return time.monotonic(), value
     raise RuntimeError("the frames counter did not move: is the pipeline still reading?")
 
 
-def ingest_rate(base: str, seconds: float, during=None) -> tuple[float, object]:
+def ingest_rate(admin: str, seconds: float, during=None) -> tuple[float, object]:
     """Frames per second between two snapshot edges about `seconds` apart,
     with `during` (a callable) running in between."""
-    t0, v0 = edge(base)
+    t0, v0 = edge(admin)
     result = during() if during else time.sleep(seconds)
-    t1, v1 = edge(base)
+    t1, v1 = edge(admin)
     return (v1 - v0) / (t1 - t0), result
 
 
@@ -84,11 +85,11 @@ def run(flowtap: Path, caps: dict, quick: bool) -> dict:
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True).stderr
     seconds_per_pass = float(re.search(r"frames .* in ([\d.]+) s", alone).group(1))
     copies = max(2, round(3 * (5 * window + 10) / seconds_per_pass))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    port, admin_port = free_port(), free_port()
+    base, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
     proc = subprocess.Popen(
         [str(flowtap), "--log-level", "warn", "--threads", "1", "--listen", f"127.0.0.1:{port}",
-         "-r", *[str(cap["path"])] * copies],
+         "--admin-listen", f"127.0.0.1:{admin_port}", "-r", *[str(cap["path"])] * copies],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -96,17 +97,17 @@ def run(flowtap: Path, caps: dict, quick: bool) -> dict:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if frames(base) > cap["packets"]:
+                if frames(admin) > cap["packets"]:
                     break
             except OSError:
                 pass
             time.sleep(0.5)
         else:
             raise RuntimeError("flowtap never finished the first pass over the capture")
-        idle_rate, _ = ingest_rate(base, window)
+        idle_rate, _ = ingest_rate(admin, window)
         rows = []
         for path, name in PATHS:
-            rate, w = ingest_rate(base, window, lambda p=path: wrk(base + p, window))
+            rate, w = ingest_rate(admin, window, lambda p=path: wrk(base + p, window))
             rows.append({"query": name, **w, "ingest_pps": rate, "ingest_drop": 1 - rate / idle_rate})
         flows = int(re.search(r'"total_flows":(\d+)', get(base + "/mcp/flows/summary")).group(1))
         return {"flows": flows, "idle_ingest_pps": idle_rate, "window_s": window, "rows": rows}
