@@ -8,12 +8,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::apiserver::ApiServer;
 use common::server::Server;
-use common::{Key, Run, corpus_dir, parse_flows, truth};
+use common::{Key, Run, corpus_dir, free_port, parse_flows, truth};
 use serde_json::{Value, json};
 
 const CAPTURES: [(&str, &str); 3] = [
@@ -30,14 +29,6 @@ fn capture(name: &str) -> String {
         .join(format!("{name}.pcap"))
         .to_string_lossy()
         .into_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn agent(name: &str, node: &str, listen: &str) -> Server {

@@ -57,6 +57,15 @@ pub(crate) fn corpus_dir() -> PathBuf {
     dir
 }
 
+/// A loopback TCP port nothing listens on (as of now).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A flow's key as the tests name it: (protocol, client, server, port).
 pub(crate) type Key = (String, IpAddr, IpAddr, u16);
 
