@@ -1,6 +1,6 @@
 //! Following snapshots and sending their flows' records (see the crate doc).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -153,10 +153,10 @@ impl SnapshotSink for Exporter {
     fn snapshot(&mut self, snapshot: &Snapshot) {
         let now = snapshot.as_of_ns;
         let mut out = Vec::new();
-        let mut present: HashMap<FlowKey, (), ahash::RandomState> =
-            HashMap::with_capacity_and_hasher(snapshot.flows.len(), Default::default());
+        let mut present: HashSet<FlowKey, ahash::RandomState> =
+            HashSet::with_capacity_and_hasher(snapshot.flows.len(), Default::default());
         for f in &snapshot.flows {
-            present.insert(f.key, ());
+            present.insert(f.key);
             let t = self.flows.entry(f.key).or_insert_with(|| Tracked::of(f));
             if f.first_seen_ns > t.first_ns && f.sent.0[0].pkts < t.seen[0].pkts {
                 // A new flow under the key (the old one expired meanwhile).
@@ -172,7 +172,7 @@ impl SnapshotSink for Exporter {
         }
         // Flows that left the table: their last counts, ended idle.
         self.flows.retain(|key, t| {
-            if present.contains_key(key) {
+            if present.contains(key) {
                 return true;
             }
             out.extend(records(key, t, EndReason::Idle));
