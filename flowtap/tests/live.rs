@@ -401,6 +401,9 @@ fn tcp_failures_on_a_span_port_are_reported_exactly() {
     // losses would also retransmit segments within a round trip of new
     // data, which the analysis (like tshark's) calls reordering or not by
     // microseconds of timestamp, and the live and recorded timestamps differ.
+    // The server paces its segments a millisecond apart (about 1.45 MB/s),
+    // so that every retransmission, even one sent after a single duplicate
+    // ACK (RACK), leaves well over a veth round trip after the last new data.
     let nft = |rule: &str| sh(&format!("ip netns exec {cl} nft {rule}"));
     nft("add table inet loss");
     nft("add chain inet loss in { type filter hook prerouting priority -300 ; }");
@@ -408,7 +411,13 @@ fn tcp_failures_on_a_span_port_are_reported_exactly() {
     let ft = LiveFlowtap::start(&tap, &["-i", "m1", "--tcp-syn-timeout", "1"]);
     let pcap = dir.path().join("mirror.pcap");
     let dump = tcpdump(&mut lab, &sv, "m0", &pcap);
-    lab.traffic_servers(&sv, "198.18.9.2", "8080,9090", "");
+    lab.traffic_servers_with(
+        &sv,
+        "198.18.9.2",
+        "8080,9090",
+        "",
+        &["--pacing-rate", "1450000"],
+    );
     let script = common::netns::traffic_script();
     let out = lab.exec(
         &cl,

@@ -104,21 +104,32 @@ impl Lab {
         tcp_ports: &str,
         udp_ports: &str,
     ) {
+        self.traffic_servers_with(ns, addrs, tcp_ports, udp_ports, &[]);
+    }
+
+    /// [`Lab::traffic_servers`] with more of the script's options.
+    pub(crate) fn traffic_servers_with(
+        &mut self,
+        ns: &str,
+        addrs: &str,
+        tcp_ports: &str,
+        udp_ports: &str,
+        options: &[&str],
+    ) {
         let script = traffic_script();
-        let child = self.spawn(
-            ns,
-            &[
-                "python3",
-                script.to_str().unwrap(),
-                "serve",
-                "--addrs",
-                addrs,
-                "--tcp-ports",
-                tcp_ports,
-                "--udp-ports",
-                udp_ports,
-            ],
-        );
+        let mut args = vec![
+            "python3",
+            script.to_str().unwrap(),
+            "serve",
+            "--addrs",
+            addrs,
+            "--tcp-ports",
+            tcp_ports,
+            "--udp-ports",
+            udp_ports,
+        ];
+        args.extend_from_slice(options);
+        let child = self.spawn(ns, &args);
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().unwrap())
             .read_line(&mut line)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Real TCP and UDP traffic for flowtap's live tests (standard library only).
 
-serve:  TCP servers that read "<n>\\n" and answer with n bytes, then close;
+serve:  TCP servers that read "<n>\\n" and answer with n bytes, then close
+        (at most --pacing-rate bytes a second per connection, if given);
         UDP servers that echo each datagram. Prints "ready" once listening.
 client: connections to the servers, round-robin over their addresses and
         ports, each checked end to end; prints a JSON summary.
@@ -19,7 +20,11 @@ import sys
 import threading
 
 
-def serve_tcp(addr, port):
+# Linux's SO_MAX_PACING_RATE (asm-generic/socket.h); Python does not name it.
+SO_MAX_PACING_RATE = getattr(socket, "SO_MAX_PACING_RATE", 47)
+
+
+def serve_tcp(addr, port, pacing_rate):
     s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, port))
@@ -38,6 +43,10 @@ def serve_tcp(addr, port):
 
     while True:
         c, _ = s.accept()
+        if pacing_rate:
+            # TCP paces itself (no fq qdisc needed): segments leave evenly
+            # spaced, retransmissions included.
+            c.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, pacing_rate)
         threading.Thread(target=handle, args=(c,), daemon=True).start()
 
 
@@ -92,6 +101,7 @@ def main():
     p.add_argument("--datagrams", type=int, default=0, help="UDP request/response pairs")
     p.add_argument("--request", type=int, default=300, help="bytes each client sends")
     p.add_argument("--response", type=int, default=3000, help="bytes each server sends back")
+    p.add_argument("--pacing-rate", type=int, default=0, help="serve: bytes/s per connection")
     a = p.parse_args()
     addrs = [x for x in a.addrs.split(",") if x]
     tcp_ports = [int(x) for x in a.tcp_ports.split(",") if x]
@@ -100,7 +110,7 @@ def main():
     if a.mode == "serve":
         for addr in addrs:
             for port in tcp_ports:
-                threading.Thread(target=serve_tcp, args=(addr, port), daemon=True).start()
+                threading.Thread(target=serve_tcp, args=(addr, port, a.pacing_rate), daemon=True).start()
             for port in udp_ports:
                 threading.Thread(target=serve_udp, args=(addr, port), daemon=True).start()
         print("ready", flush=True)
