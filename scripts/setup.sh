@@ -19,6 +19,7 @@ packages=(
   tshark                  # TCP-health truth from the corpus (scripts/tcp-health-truth.py)
   nftables                # the live TCP-health test drops segments behind the mirror
   nfdump pmacct           # nfcapd/nfdump and nfacctd read flowtap's IPFIX export in the tests
+  chromium chromium-driver  # the service map's test drives the page in headless Chromium
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -60,6 +61,7 @@ venv_packages() {
 }
 venv_packages .venv \
   "kubernetes-validate==1.37.0" `# validates deploy/kubernetes offline against the API schemas` \
-  "mcp==2.3.0"                  `# the MCP client tests: the current official Python SDK`
+  "mcp==2.3.0"                  `# the MCP client tests: the current official Python SDK` \
+  "selenium==4.50.0"            `# the service map's test: drives Debian's chromium through chromedriver`
 venv_packages .venv-mcp1 \
   "mcp==1.27.0"                 `# the MCP client tests: the last 1.x SDK`

@@ -70,7 +70,7 @@ impl AccessConfig {
     ) -> Result<(), Denied> {
         if let Some(origin) = headers.get(ORIGIN) {
             let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
-            if !self.origin_allowed(&origin) {
+            if !self.origin_allowed(&origin) && !same_origin(&origin, headers) {
                 return Err(Denied::Origin(origin));
             }
         }
@@ -119,6 +119,18 @@ impl AccessConfig {
         };
         is_loopback_name(strip_port(rest))
     }
+}
+
+/// Whether a page of flowtap's own (the service map) sent the request: its
+/// origin names the host the request names, which the Host check vets.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
 }
 
 /// `host` of `host:port` or `[v6]:port`.
@@ -228,6 +240,19 @@ mod tests {
         };
         assert!(host(&named, "FLOWTAP.example:8898", "198.18.0.5").is_ok());
         assert!(host(&named, "other.example", "198.18.0.5").is_err());
+        // The service map's own requests: same origin as the host they name,
+        // which must itself be allowed.
+        let from_page = |origin: &'static str, h: &'static str| {
+            let local = "198.18.0.5".parse().unwrap();
+            lo.check(
+                Route::of("/mcp/flows"),
+                &headers(&[("origin", origin), ("host", h)]),
+                local,
+            )
+        };
+        assert!(from_page("http://198.18.0.5:8898", "198.18.0.5:8898").is_ok());
+        assert!(from_page("http://198.18.0.5:9999", "198.18.0.5:8898").is_err());
+        assert!(from_page("http://flowtap.example:8898", "flowtap.example:8898").is_err());
 
         let token = AccessConfig {
             token: Some("s3cret".into()),
@@ -262,6 +287,8 @@ mod tests {
                 )
                 .is_ok()
         );
+        // The service map's page holds no data; what it fetches needs the token.
+        assert!(token.check(Route::of("/"), &headers(&[]), LOCAL).is_ok());
         assert!(
             token
                 .check(Route::of("/healthz"), &headers(&[]), LOCAL)

@@ -13,6 +13,7 @@ pub mod pairs;
 pub mod publish;
 pub mod rest;
 pub mod server;
+pub mod service_map;
 pub mod view;
 
 pub use publish::{Publisher, SharedView};

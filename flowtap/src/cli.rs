@@ -468,8 +468,9 @@ pub(crate) enum LogFormat {
 }
 
 impl ServeArgs {
-    /// The server's limits and access rules; reads the token file.
-    pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
+    /// The server's limits and access rules; reads the token file. Pages
+    /// refresh at the snapshot interval (`snapshot_interval_s`).
+    pub(crate) fn server_config(&self, snapshot_interval_s: f64) -> anyhow::Result<ServerConfig> {
         let token = match &self.auth_token_file {
             Some(path) => Some(read_token(path)?),
             None => None,
@@ -491,6 +492,7 @@ impl ServeArgs {
                 max_sessions: self.mcp_max_sessions.max(1),
                 sessions_per_client: self.mcp_sessions_per_client.max(1),
             },
+            map_refresh: seconds(snapshot_interval_s),
             ..ServerConfig::default()
         })
     }

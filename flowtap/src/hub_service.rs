@@ -44,7 +44,7 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
     let service = Service::start(
         args.serve.listen(),
         publisher.clone(),
-        args.serve.server_config()?,
+        args.serve.server_config(args.snapshot_interval)?,
         &[],
         None,
     )?;

@@ -39,7 +39,7 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
 pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let publisher = setup::publisher(cli)?;
     // Before attaching anything: a bad token file fails at once.
-    let server_config = cli.serve.server_config()?;
+    let server_config = cli.serve.server_config(cli.snapshot_interval)?;
     let (capture, sources) = LiveCapture::start(&live_config(cli, iface))
         .with_context(|| format!("starting capture on {iface}"))?;
     let info = capture.info.clone();

@@ -39,7 +39,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         Some(_) => Some(Service::start(
             cli.serve.listen(),
             publisher.clone(),
-            cli.serve.server_config()?,
+            cli.serve.server_config(cli.snapshot_interval)?,
             &[],
             None,
         )?),

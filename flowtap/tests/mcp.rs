@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::project_root;
 use common::server::{Response, Server};
+use common::{project_root, venv_python};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "test-token-7f3a";
@@ -49,16 +48,6 @@ fn calls() -> Value {
         ["list_l4_flows", {"limit": "ten"}],
         ["list_l4_flows", {"sort": "latency"}]
     ])
-}
-
-fn venv_python(venv: &str) -> PathBuf {
-    let python = project_root().join(venv).join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: scripts/setup.sh installs the MCP SDKs",
-        python.display()
-    );
-    python
 }
 
 /// Runs the SDK client script; returns its report.

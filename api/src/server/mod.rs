@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub access: AccessConfig,
     /// MCP's bounds: batch length, reply size, sessions.
     pub mcp: McpLimits,
+    /// How often the service map asks for new data: the snapshot interval.
+    pub map_refresh: Duration,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             max_limit: 100_000,
             access: AccessConfig::default(),
             mcp: McpLimits::default(),
+            map_refresh: Duration::from_secs(1),
         }
     }
 }

@@ -23,6 +23,8 @@ use crate::rest::{self, ApiResponse, query::ApiError};
 /// the request metrics read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Route {
+    /// The service map page (`crate::service_map`).
+    Map,
     Flows,
     Summary,
     Workloads,
@@ -37,7 +39,8 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 9] = [
+    pub const ALL: [Route; 10] = [
+        Route::Map,
         Route::Flows,
         Route::Summary,
         Route::Workloads,
@@ -58,6 +61,7 @@ impl Route {
 
     pub fn path(self) -> Option<&'static str> {
         Some(match self {
+            Route::Map => crate::service_map::PATH,
             Route::Flows => rest::FLOWS_PATH,
             Route::Summary => rest::SUMMARY_PATH,
             Route::Workloads => rest::workloads::PATH,
@@ -77,16 +81,19 @@ impl Route {
     }
 
     /// Health and metrics carry no flow data: probes and scrapers reach them
-    /// without a token.
+    /// without a token. Nor does the service map's page: a browser opening
+    /// it cannot send a header, and the page brings the token to every
+    /// request for data it makes.
     pub fn carries_flow_data(self) -> bool {
-        self.listener() == Listener::Data
+        self.listener() == Listener::Data && self != Route::Map
     }
 
     /// The listener that serves this path.
     pub fn listener(self) -> Listener {
         match self {
             Route::Metrics | Route::Healthz | Route::Readyz => Listener::Admin,
-            Route::Flows
+            Route::Map
+            | Route::Flows
             | Route::Summary
             | Route::Workloads
             | Route::Feed
@@ -125,6 +132,34 @@ fn response(api: ApiResponse) -> Response<ResponseBody> {
         StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The service map's page. Its script and style are inline and it may
+/// fetch only from flowtap itself: the policy says so to the browser.
+fn map_page(refresh: std::time::Duration) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(crate::service_map::html(refresh)));
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        hyper::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::service_map::CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        hyper::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -175,6 +210,7 @@ async fn route_request(
         return resp;
     }
     match route {
+        Route::Map => map_page(config.map_refresh),
         Route::Healthz => response(json_status(200, "ok")),
         Route::Readyz => {
             if state.ready.load(Ordering::Acquire) {

@@ -57,6 +57,18 @@ pub(crate) fn corpus_dir() -> PathBuf {
     dir
 }
 
+/// The Python of one of the project's venvs (`.venv`, `.venv-mcp1`), where
+/// `scripts/setup.sh` installs the clients the tests drive.
+pub(crate) fn venv_python(venv: &str) -> PathBuf {
+    let python = project_root().join(venv).join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/setup.sh installs it",
+        python.display()
+    );
+    python
+}
+
 /// A loopback TCP port nothing listens on (as of now).
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

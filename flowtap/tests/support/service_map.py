@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Drives flowtap's service map in headless Chromium (Debian's chromium and
+chromedriver, through Selenium) as a person would, and prints what it saw
+as JSON: whether the page asked for the token, the map's nodes and edges,
+the flows listed after clicking the heaviest edge, and the map's groups
+after switching to namespaces. Browser console errors are printed too.
+
+usage: service_map.py URL TOKEN SCREENSHOT
+"""
+import json
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+
+def browser():
+    o = webdriver.ChromeOptions()
+    o.binary_location = "/usr/bin/chromium"
+    # As root, without a GPU, and without Chromium's own calls home (refused
+    # on a closed network).
+    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1400,900"]:
+        o.add_argument(flag)
+    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+
+
+# Read in one script, so that a redraw between two reads cannot mix maps.
+EDGES = """return [...document.querySelectorAll('path.edge')].map(e => ({
+    from: e.getAttribute('data-from'), to: e.getAttribute('data-to'),
+    bytes: Number(e.getAttribute('data-bytes')), latency: e.getAttribute('data-latency')}))"""
+NODES = "return [...document.querySelectorAll('g.node')].map(n => n.getAttribute('data-id')).sort()"
+
+
+def main():
+    url, token, screenshot = sys.argv[1:4]
+    d = browser()
+    wait = WebDriverWait(d, 15)
+    out = {}
+    try:
+        # Opened without the token: the page asks for it.
+        d.get(url)
+        wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+        out["asked_for_token"] = True
+        d.find_element(By.ID, "token").send_keys(token)
+        d.find_element(By.CSS_SELECTOR, "#login button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "path.edge"))
+        out["nodes"] = d.execute_script(NODES)
+        out["edges"] = d.execute_script(EDGES)
+
+        # The heaviest edge, clicked: its flows are listed.
+        heaviest = max(d.find_elements(By.CSS_SELECTOR, "path.edge"),
+                       key=lambda e: int(e.get_attribute("data-bytes")))
+        out["clicked"] = {"from": heaviest.get_attribute("data-from"), "to": heaviest.get_attribute("data-to")}
+        # Where a person would click: a point of the line that nothing covers.
+        x, y = d.execute_script("""const e = arguments[0], m = e.getScreenCTM(), n = e.getTotalLength();
+            for (let i = 1; i < 20; i++) {
+              const p = e.getPointAtLength((n * i) / 20);
+              const x = p.x * m.a + p.y * m.c + m.e, y = p.x * m.b + p.y * m.d + m.f;
+              if (document.elementFromPoint(x, y) === e) return [x, y];
+            }
+            throw new Error("the edge is covered everywhere");""", heaviest)
+        actions = ActionBuilder(d)
+        actions.pointer_action.move_to_location(int(x), int(y)).click()
+        actions.perform()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#flows tbody tr"))
+        out["details_title"] = d.find_element(By.ID, "details-title").text
+        out["rows"] = [
+            {k: r.get_attribute("data-" + k) for k in ["client", "server", "port", "proto"]}
+            for r in d.find_elements(By.CSS_SELECTOR, "#flows tbody tr")
+        ]
+        d.save_screenshot(screenshot)
+
+        # Grouped by namespace instead.
+        Select(d.find_element(By.ID, "level")).select_by_value("namespace")
+        wait.until(lambda d: (lambda nodes: nodes and all(
+            n.startswith(("namespace:", "ip:", "external")) for n in nodes))(d.execute_script(NODES)))
+        out["namespace_edges"] = d.execute_script(EDGES)
+        # The first request, without the token, was refused (401): expected.
+        out["console_errors"] = [e["message"] for e in d.get_log("browser")
+                                 if e["level"] == "SEVERE" and "401" not in e["message"]]
+    finally:
+        d.quit()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
