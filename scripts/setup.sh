@@ -20,6 +20,7 @@ packages=(
   nftables                # the live TCP-health test drops segments behind the mirror
   nfdump pmacct           # nfcapd/nfdump and nfacctd read flowtap's IPFIX export in the tests
   chromium chromium-driver  # the service map's test drives the page in headless Chromium
+  tmux                    # flowtap top's test runs it in a terminal and reads the screen
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -71,6 +71,9 @@ pub(crate) enum Command {
     /// Serve the merged flows of every agent (flowtap instances serving a
     /// data listener): one answer for the whole cluster.
     Hub(Box<HubArgs>),
+    /// Show the heaviest flows of a running flowtap (or hub) in the
+    /// terminal, refreshed until q; one table when stdout is not a terminal.
+    Top(TopArgs),
     /// Print a reference generated from the program itself, as Markdown.
     Docs {
         #[arg(value_enum)]
@@ -465,6 +468,25 @@ pub(crate) struct LogArgs {
 pub(crate) enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TopArgs {
+    /// The running flowtap or hub, e.g. http://127.0.0.1:8898.
+    #[arg(long, env = "FLOWTAP_URL", default_value = "http://127.0.0.1:8898")]
+    pub url: String,
+    /// File holding the bearer token the running flowtap was given.
+    #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Flows shown.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print the flows answer's JSON once (format=full) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl ServeArgs {

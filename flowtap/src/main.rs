@@ -12,6 +12,7 @@ mod offline;
 mod serve;
 mod setup;
 mod table;
+mod top;
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -93,6 +94,10 @@ fn main() {
             });
             std::process::exit(code);
         }
+        Some(Command::Top(args)) => std::process::exit(top::run(&args).unwrap_or_else(|e| {
+            eprintln!("flowtap top: {e:#}");
+            1
+        })),
         Some(Command::Docs { what }) => {
             match what {
                 Docs::Config => print!("{}", config::reference_markdown()),

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use pipeline::source::{FileOutcome, FileSource};
 use pipeline::{Clock, Merger, Pipeline, PipelineConfig, Snapshot};
 
+use anyhow::Context;
+
 use crate::cli::RunArgs;
 use crate::serve::Service;
 use crate::{fault, setup};
@@ -100,7 +102,16 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
                 .expect("publisher lock")
                 .views()
                 .load_full();
-            print!("{}", crate::table::top_flows(&view, TABLE_ROWS));
+            let answer = |path: &str, query: &str| api::respond(&view, path, query).body;
+            let flows = answer(api::rest::FLOWS_PATH, &crate::table::query(TABLE_ROWS));
+            let summary = answer(api::rest::SUMMARY_PATH, "");
+            print!(
+                "{}",
+                crate::table::top_flows(
+                    &serde_json::from_slice(&flows).context("reading the flows answer")?,
+                    &serde_json::from_slice(&summary).context("reading the summary")?,
+                )
+            );
         }
     }
     let failed = setup::dump(&publisher, &targets)?;

@@ -1,16 +1,74 @@
-//! Tables for people at a terminal: the top flows of a view, width-aware
-//! (comfy-table measures the terminal and wraps), with sizes and rates in
-//! human units. `--json` (or `--dump`) gives machines the API's JSON.
+//! Tables for people at a terminal: the top flows of an API answer,
+//! width-aware (comfy-table measures the terminal and wraps), with sizes and
+//! rates in human units. `flowtap -r` prints one from its own view and
+//! `flowtap top` from a running flowtap's, both from the same `format=full`
+//! answer (`--json` gives machines that JSON).
 
-use api::rest::rows::{EndpointFields, Row};
-use api::view::View;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
-use pipeline::flow::Side;
-use pipeline::packet::L4Proto;
+use serde::Deserialize;
 
-/// The top `limit` flows by bytes, then a line of totals.
-pub(crate) fn top_flows(view: &View, limit: usize) -> String {
+/// The query of the answer a table shows: the heaviest flows, every field.
+pub(crate) fn query(limit: usize) -> String {
+    format!("format=full&sort=bytes&limit={limit}")
+}
+
+/// What a table reads of `GET /mcp/flows?format=full`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FlowsAnswer {
+    pub flows: Vec<FullRow>,
+    pub total: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct FullRow {
+    pub proto: String,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub client_stats: SideStats,
+    pub server_stats: SideStats,
+    pub totals: Totals,
+    pub tcp_connections: Option<Connections>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Endpoint {
+    pub ip: Option<String>,
+    pub port: Option<u16>,
+    pub pod: Option<String>,
+    pub svc: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SideStats {
+    pub tx_pkts: u64,
+    pub tx_bytes: u64,
+    pub tcp_handshake_p50_us: Option<u64>,
+    pub tcp_handshake_p99_us: Option<u64>,
+    pub tcp_retransmits: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Totals {
+    pub bps: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Connections {
+    pub refused: u64,
+    pub unanswered: u64,
+    pub reset: u64,
+}
+
+/// What a table reads of `GET /mcp/flows/summary`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SummaryAnswer {
+    pub total_bytes: u64,
+    pub tcp_connections: Connections,
+}
+
+/// The flows of `answer` in a table, then a line of totals from `summary`.
+pub(crate) fn top_flows(answer: &FlowsAnswer, summary: &SummaryAnswer) -> String {
     let mut table = Table::new();
     table
         .load_style(UTF8_FULL_CONDENSED)
@@ -25,69 +83,63 @@ pub(crate) fn top_flows(view: &View, limit: usize) -> String {
             "rate",
             "TCP health",
         ]);
-    let flows = view.flows();
-    for i in 0..flows.len().min(limit) {
-        let row = Row::of_flow(view, i);
-        let sent = |side: Side| {
-            format!(
-                "{} pkts, {}",
-                row.sent[side].pkts,
-                bytes(row.sent[side].bytes)
-            )
-        };
-        let handshake = row.percentiles[Side::Client]
-            .map(|p| format!("{} / {}", micros(p.p50), micros(p.p99)))
-            .unwrap_or_default();
-        let health = if row.proto == L4Proto::Tcp {
-            health(&row)
-        } else {
-            String::new()
+    for row in &answer.flows {
+        let sent = |s: &SideStats| format!("{} pkts, {}", s.tx_pkts, bytes(s.tx_bytes));
+        let c = &row.client_stats;
+        let handshake = match (c.tcp_handshake_p50_us, c.tcp_handshake_p99_us) {
+            (Some(p50), Some(p99)) => format!("{} / {}", micros(p50), micros(p99)),
+            _ => String::new(),
         };
         table.add_row(vec![
             Cell::new(name(&row.client)),
             Cell::new(format!(
                 "{}:{}",
                 name(&row.server),
-                row.server_port.unwrap_or(0)
+                row.server.port.unwrap_or(0)
             )),
-            Cell::new(row.proto.name()),
-            Cell::new(sent(Side::Client)).set_alignment(CellAlignment::Right),
-            Cell::new(sent(Side::Server)).set_alignment(CellAlignment::Right),
+            Cell::new(&row.proto),
+            Cell::new(sent(&row.client_stats)).set_alignment(CellAlignment::Right),
+            Cell::new(sent(&row.server_stats)).set_alignment(CellAlignment::Right),
             Cell::new(handshake).set_alignment(CellAlignment::Right),
-            Cell::new(bits_per_second(row.rates.bps.total())).set_alignment(CellAlignment::Right),
-            Cell::new(health),
+            Cell::new(bits_per_second(row.totals.bps)).set_alignment(CellAlignment::Right),
+            Cell::new(
+                row.tcp_connections
+                    .as_ref()
+                    .map(|c| health(row, c))
+                    .unwrap_or_default(),
+            ),
         ]);
     }
-    let total_bytes: u64 = flows.iter().map(|f| f.total_bytes()).sum();
-    let failed: u64 = flows.iter().map(|f| f.tcp.connections.failed()).sum();
+    let c = &summary.tcp_connections;
     format!(
         "{table}\n{} of {} flows by bytes; {} in all; {} failed TCP connections (--json for the API's summary, --dump for any answer)\n",
-        flows.len().min(limit),
-        flows.len(),
-        bytes(total_bytes),
-        failed
+        answer.flows.len(),
+        answer.total,
+        bytes(summary.total_bytes),
+        c.refused + c.unanswered + c.reset
     )
 }
 
 /// An endpoint by its pod (or service), else its address.
-fn name(e: &EndpointFields) -> String {
-    match (&e.pod, &e.svc, e.ip) {
-        (Some(pod), _, _) => pod.to_string(),
+fn name(e: &Endpoint) -> String {
+    match (&e.pod, &e.svc, &e.ip) {
+        (Some(pod), _, _) => pod.clone(),
         (None, Some(svc), _) => format!("svc/{svc}"),
-        (None, None, Some(ip)) => ip.to_string(),
+        (None, None, Some(ip)) => ip.clone(),
         (None, None, None) => "?".to_owned(),
     }
 }
 
 /// What went wrong with a TCP flow's connections, briefly.
-fn health(row: &Row) -> String {
-    let c = row.tcp.connections;
+fn health(row: &FullRow, c: &Connections) -> String {
+    let retransmits = row.client_stats.tcp_retransmits.unwrap_or(0)
+        + row.server_stats.tcp_retransmits.unwrap_or(0);
     let mut parts = Vec::new();
     for (what, n) in [
         ("refused", c.refused),
         ("unanswered", c.unanswered),
         ("reset", c.reset),
-        ("retransmits", row.tcp.retransmits()),
+        ("retransmits", retransmits),
     ] {
         if n > 0 {
             parts.push(format!("{n} {what}"));

@@ -1,0 +1,196 @@
+//! `flowtap top` in a real terminal: tmux runs it in a pseudo-terminal of a
+//! known size and `capture-pane` reads the screen as a person sees it; then
+//! `q` quits. Its rows are checked against the API of the flowtap it reads.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::project_root;
+use common::server::Server;
+use serde_json::Value;
+
+const TOKEN: &str = "top-test-token";
+
+/// Bytes as the table prints them (binary units).
+fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB"];
+    let (mut v, mut unit) = (n as f64, 0);
+    while v >= 1024.0 && unit + 1 < units.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[unit])
+    }
+}
+
+/// An endpoint as the table names it: pod, else service, else IP.
+fn name(ep: &Value) -> String {
+    if let Some(pod) = ep["pod"].as_str() {
+        pod.to_owned()
+    } else if let Some(svc) = ep["svc"].as_str() {
+        format!("svc/{svc}")
+    } else {
+        ep["ip"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The line of `screen` showing `flow`, with its packets and bytes per side.
+fn check_row(screen: &str, flow: &Value) {
+    let client = name(&flow["client"]);
+    let server = format!("{}:{}", name(&flow["server"]), flow["server"]["port"]);
+    let sent = |side: &str| {
+        format!(
+            "{} pkts, {}",
+            flow[side]["tx_pkts"],
+            human_bytes(flow[side]["tx_bytes"].as_u64().unwrap())
+        )
+    };
+    let (to_server, to_client) = (sent("client_stats"), sent("server_stats"));
+    assert!(
+        screen.lines().any(|line| {
+            line.contains(&format!(" {client} "))
+                && line.contains(&format!(" {server} "))
+                && line.contains(&to_server)
+                && line.contains(&to_client)
+        }),
+        "no row {client} {server} {to_server} {to_client} in\n{screen}"
+    );
+}
+
+fn tmux(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("tmux (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "tmux {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> Option<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let root = project_root();
+    let server = Server::start(&[
+        "-r",
+        root.join("demo/demo.pcap").to_str().unwrap(),
+        "--k8s-inventory",
+        root.join("demo/inventory.json").to_str().unwrap(),
+        "--auth-token-file",
+        token.to_str().unwrap(),
+    ]);
+    let bearer = format!("Bearer {TOKEN}");
+    let api = server.get_json_with(
+        "/mcp/flows?format=full&sort=bytes&limit=5",
+        &[("Authorization", &bearer)],
+    );
+    let flows = api["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 5);
+    let footer = format!("5 of {} flows by bytes", api["total"]);
+
+    let url = format!("http://{}", server.addr);
+    let top = |extra: &[&str]| {
+        let mut args = vec![
+            "top",
+            "--url",
+            &url,
+            "--auth-token-file",
+            token.to_str().unwrap(),
+            "--limit",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+
+    // In a terminal: the table, refreshed, until q.
+    let socket = format!("flowtap-top-{}", std::process::id());
+    let done = dir.path().join("exit-status");
+    let command = format!(
+        "'{}' {}; echo $? > '{}'; sleep 30",
+        env!("CARGO_BIN_EXE_flowtap"),
+        top(&[]),
+        done.display()
+    );
+    tmux(
+        &socket,
+        &["new-session", "-d", "-x", "200", "-y", "50", &command],
+    );
+    let screen = wait_for("the first screen of flowtap top", || {
+        let screen = tmux(&socket, &["capture-pane", "-p"]);
+        screen.contains(&footer).then_some(screen)
+    });
+    assert!(screen.starts_with("flowtap top · http://"), "{screen}");
+    for flow in flows {
+        check_row(&screen, flow);
+    }
+    tmux(&socket, &["send-keys", "q"]);
+    let status = wait_for("flowtap top to quit on q", || {
+        std::fs::read_to_string(&done).ok()
+    });
+    assert_eq!(status.trim(), "0");
+    // The shell's screen is back (the alternate screen was left).
+    let after = tmux(&socket, &["capture-pane", "-p"]);
+    assert!(!after.contains(&footer), "{after}");
+    tmux(&socket, &["kill-server"]);
+
+    // Without a terminal: one table; --json: the API's answer.
+    let run = |extra: &[&str]| {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                &format!("'{}' {}", env!("CARGO_BIN_EXE_flowtap"), top(extra)),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let piped = run(&[]);
+    assert!(piped.contains(&footer), "{piped}");
+    for flow in flows {
+        check_row(&piped, flow);
+    }
+    let json: Value = serde_json::from_str(&run(&["--json"])).unwrap();
+    let keys = |v: &Value| -> Vec<(String, String)> {
+        v["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["client"]["ip"].to_string(), f["server"]["ip"].to_string()))
+            .collect()
+    };
+    assert_eq!(keys(&json), keys(&api));
+    assert!(Path::new(&done).exists());
+    assert_eq!(server.terminate(), 0);
+}
