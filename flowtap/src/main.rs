@@ -9,6 +9,7 @@ mod hub_service;
 mod live;
 mod mcp_stdio;
 mod offline;
+mod progress;
 mod serve;
 mod setup;
 mod table;

@@ -49,7 +49,9 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     };
 
     let (source, report) = FileSource::new(cli.read.clone());
+    let progress = source.progress();
     let source = fault::planted(source)?;
+    let display = crate::progress::start(&cli.read, progress);
     let pipeline = Arc::new(Pipeline::start(pipeline_config(cli)?, vec![source]));
     // While serving, publish progress as the files are read.
     let merger = service.as_ref().map(|_| {
@@ -66,6 +68,9 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let finished = pipeline.finish();
     if let Some(m) = merger {
         m.stop();
+    }
+    if let Some(display) = display {
+        display.finish();
     }
     let snapshot = finished.map_err(|why| anyhow::anyhow!("reading failed: {why}"))?;
     // The final snapshot holds everything now: free the tables (the larger

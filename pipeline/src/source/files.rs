@@ -2,6 +2,7 @@
 //! other, in the order given, as one stream.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Frame, PacketSource, Poll};
@@ -22,10 +23,32 @@ pub struct FileOutcome {
 /// Shared record of every file's outcome, readable after the run.
 pub type FileReport = Arc<Mutex<Vec<FileOutcome>>>;
 
+/// How far the reading has come, for a progress display: updated once per
+/// batch of frames, read from any thread.
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    /// Frames and their bytes on the wire, read from all files so far.
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Files finished, and the position in the one being read.
+    pub files_done: AtomicU64,
+    pub offset: AtomicU64,
+    /// The bytes of every file before the current one.
+    pub offset_before: AtomicU64,
+}
+
+impl ReadProgress {
+    /// Bytes of the files consumed so far, across files.
+    pub fn position(&self) -> u64 {
+        self.offset_before.load(Ordering::Relaxed) + self.offset.load(Ordering::Relaxed)
+    }
+}
+
 pub struct FileSource {
     pending: std::vec::IntoIter<PathBuf>,
     current: Option<CaptureFile>,
     report: FileReport,
+    progress: Arc<ReadProgress>,
 }
 
 impl FileSource {
@@ -35,11 +58,21 @@ impl FileSource {
             pending: paths.into_iter(),
             current: None,
             report: report.clone(),
+            progress: Arc::default(),
         };
         (source, report)
     }
 
+    /// The reading's progress, shared.
+    pub fn progress(&self) -> Arc<ReadProgress> {
+        self.progress.clone()
+    }
+
     fn record(&self, path: PathBuf, frames: u64, error: Option<CaptureError>) {
+        let p = &self.progress;
+        p.offset_before
+            .fetch_add(p.offset.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        p.files_done.fetch_add(1, Ordering::Relaxed);
         // A poisoned lock means a reader panicked; the report is then moot.
         if let Ok(mut report) = self.report.lock() {
             report.push(FileOutcome {
@@ -67,7 +100,18 @@ impl PacketSource for FileSource {
                 }
             }
             let file = self.current.as_mut().expect("opened above");
-            match file.read_frames(BATCH, &mut on_frame) {
+            let mut bytes = 0u64;
+            let read = file.read_frames(BATCH, &mut |frame: Frame<'_>| {
+                bytes += u64::from(frame.wire_len);
+                on_frame(frame)
+            });
+            let p = &self.progress;
+            p.offset.store(file.offset(), Ordering::Relaxed);
+            p.bytes.fetch_add(bytes, Ordering::Relaxed);
+            if let Ok(n) = read {
+                p.frames.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            match read {
                 Ok(0) => {
                     let file = self.current.take().expect("checked above");
                     self.record(file.path().to_path_buf(), file.frames(), None);

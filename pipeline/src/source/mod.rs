@@ -7,7 +7,7 @@ pub mod live;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use files::{FileOutcome, FileReport, FileSource};
+pub use files::{FileOutcome, FileReport, FileSource, ReadProgress};
 
 use crate::wire::dissect::LinkType;
 

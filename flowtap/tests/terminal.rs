@@ -1,6 +1,7 @@
-//! `flowtap top` in a real terminal: tmux runs it in a pseudo-terminal of a
-//! known size and `capture-pane` reads the screen as a person sees it; then
-//! `q` quits. Its rows are checked against the API of the flowtap it reads.
+//! flowtap at a real terminal: tmux runs it in a pseudo-terminal of a known
+//! size and `capture-pane` reads the screen as a person sees it. `flowtap
+//! top` shows the API's heaviest flows until `q`; a long `-r` run shows its
+//! progress on a terminal and nothing elsewhere.
 
 mod common;
 
@@ -193,4 +194,70 @@ fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
     assert_eq!(keys(&json), keys(&api));
     assert!(Path::new(&done).exists());
     assert_eq!(server.terminate(), 0);
+}
+
+#[test]
+fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = project_root().join("demo/demo.pcap");
+    let flowtap = env!("CARGO_BIN_EXE_flowtap");
+    // The capture comes through a pipe that stays open for 4 s after its
+    // last frame: the run is long, and its size unknown (no bar, a count).
+    let out = dir.path().join("summary.json");
+    let done = dir.path().join("exit-status");
+    let command = format!(
+        "(cat '{}'; sleep 4) | '{flowtap}' -r /dev/stdin --json > '{}'; echo $? > '{}'; sleep 30",
+        demo.display(),
+        out.display(),
+        done.display()
+    );
+    let socket = format!("flowtap-progress-{}", std::process::id());
+    tmux(
+        &socket,
+        &["new-session", "-d", "-x", "200", "-y", "50", &command],
+    );
+    // The reader waits in the pipe for the rest of the input: the count
+    // shows what it has parsed so far.
+    let screen = wait_for("progress on the terminal", || {
+        let screen = tmux(&socket, &["capture-pane", "-p"]);
+        screen.contains("of the input").then_some(screen)
+    });
+    let line = screen.lines().find(|l| l.contains("of the input")).unwrap();
+    let count: u64 = line
+        .split("file 1/1: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" frames").next())
+        .map(|n| n.replace(',', "").parse().unwrap())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(count > 0 && count <= 2000, "{line}");
+    assert!(
+        line.contains("on the wire") && line.contains("frames/s"),
+        "{line}"
+    );
+    let status = wait_for("the run to end", || std::fs::read_to_string(&done).ok());
+    assert_eq!(status.trim(), "0");
+    // Cleared once the reading is over; the results are untouched.
+    let after = tmux(&socket, &["capture-pane", "-p"]);
+    assert!(!after.contains("of the input"), "{after}");
+    tmux(&socket, &["kill-server"]);
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(summary["total_flows"], 123);
+
+    // Without a terminal on stderr: the same long run draws nothing.
+    let run = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "(cat '{}'; sleep 1) | '{flowtap}' -r /dev/stdin --json",
+                demo.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    assert!(
+        !stderr.contains("frames,") && !stderr.contains('\r'),
+        "{stderr}"
+    );
 }
