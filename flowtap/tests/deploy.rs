@@ -405,6 +405,8 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        // The kustomize base's list of these files is no Kubernetes object.
+        .filter(|p| p.file_name().unwrap() != "kustomization.yaml")
         .collect();
     files.sort();
     let out = Command::new(root().join(".venv/bin/kubernetes-validate"))
@@ -609,4 +611,136 @@ fn selects_all(selector: &serde_json::Value, labels: &serde_json::Value) -> bool
     selector
         .as_object()
         .is_some_and(|s| s.iter().all(|(k, v)| &labels[k] == v))
+}
+
+/// `kubectl kustomize` output as JSON documents, validated like the files.
+fn kustomize(dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(dir)
+        .output()
+        .expect("kubectl (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let rendered = tmp.path().join("rendered.yaml");
+    std::fs::write(&rendered, &out.stdout).unwrap();
+    let check = Command::new(root().join(".venv/bin/kubernetes-validate"))
+        .args(["--strict", "--kubernetes-version", "1.31.0"])
+        .arg(&rendered)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    documents(&rendered)
+}
+
+#[test]
+fn the_manifests_are_a_kustomize_base_and_the_example_overlay_adapts_them() {
+    // The base renders exactly the objects of its files.
+    let base_dir = root().join("deploy/kubernetes");
+    let base = kustomize(&base_dir);
+    let mut listed: Vec<serde_json::Value> = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&base_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "kustomization.yaml")
+        .collect();
+    files.sort();
+    for f in &files {
+        listed.extend(documents(f));
+    }
+    let names = |docs: &[serde_json::Value]| {
+        let mut n: Vec<String> = docs
+            .iter()
+            .map(|d| format!("{}/{}", d["kind"], d["metadata"]["name"]))
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&base), names(&listed));
+
+    // The overlay, with the token file its user writes (not in git).
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, to: &Path| {
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    copy(&base_dir, tmp.path());
+    copy(&root().join("deploy/overlays"), tmp.path());
+    let overlay = tmp.path().join("overlays/example");
+    std::fs::write(overlay.join("token"), "s3cret-from-the-overlay\n").unwrap();
+    let docs = kustomize(&overlay);
+    assert_eq!(docs.len(), base.len() + 1, "the base and the token Secret");
+    for d in &docs {
+        match d["kind"].as_str().unwrap() {
+            "Namespace" => assert_eq!(d["metadata"]["name"], "netobs"),
+            "ClusterRole" => {}
+            "ClusterRoleBinding" => {
+                assert_eq!(d["subjects"][0]["namespace"], "netobs")
+            }
+            _ => assert_eq!(d["metadata"]["namespace"], "netobs", "{d}"),
+        }
+    }
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    let secret = find("Secret", "flowtap-token");
+    assert_eq!(secret["data"]["token"], "czNjcmV0LWZyb20tdGhlLW92ZXJsYXkK");
+    let env = |workload: &serde_json::Value, name: &str| -> String {
+        let c = &workload["spec"]["template"]["spec"]["containers"][0];
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {c}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (agents, hub) = (
+        find("DaemonSet", "flowtap"),
+        find("Deployment", "flowtap-hub"),
+    );
+    for w in [agents, hub] {
+        let c = &w["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["image"], "registry.example.com/netobs/flowtap:0.1.0");
+    }
+    assert_eq!(env(agents, "FLOWTAP_INTERFACE"), "ens5");
+    assert_eq!(
+        env(hub, "FLOWTAP_HUB_AGENTS_SERVICE"),
+        "netobs/flowtap-agents:8898"
+    );
+    assert!(env(hub, "FLOWTAP_ALLOWED_HOST").contains("flowtap-hub.netobs.svc"));
+    // The values are ones flowtap accepts, from the environment, over a
+    // configuration file that says otherwise.
+    let cidrs = env(agents, "FLOWTAP_CLUSTER_CIDR");
+    let cfg = tmp.path().join("f.toml");
+    std::fs::write(&cfg, "cluster-cidr = [\"192.0.2.0/24\"]\n").unwrap();
+    let o = flowtap(
+        &["--config", cfg.to_str().unwrap(), "-r", &demo(), "--json"],
+        &[("FLOWTAP_CLUSTER_CIDR", cidrs.as_str())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // (The start log prints the options it runs with.)
+    let log = stderr(&o);
+    assert!(
+        log.contains("10.100.0.0") && log.contains("10.200.0.0") && !log.contains("192.0.2.0"),
+        "{log}"
+    );
 }
