@@ -790,7 +790,7 @@ fn aggregation_merges_by_attribute_and_keeps_ip_for_the_rest() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["server"]["svc"] == "postgres")
+            .any(|r| r["server"]["svc"] == "redis")
     );
 }
 
@@ -932,7 +932,13 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
         (400, Some("limit"))
     );
     // (`/mcp` itself is the MCP endpoint: tests/mcp.rs.)
-    for path in ["/", "/mcpx", "/mcp/flowz", "/mcp/flows/summary/extra"] {
+    // (`/` is the service map: tests/service_map.rs.)
+    for path in [
+        "/index.html",
+        "/mcpx",
+        "/mcp/flowz",
+        "/mcp/flows/summary/extra",
+    ] {
         let r = s.get(path);
         assert_eq!(r.status, 404, "{path}");
         assert!(r.json()["error"].is_string());

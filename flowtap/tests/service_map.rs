@@ -14,9 +14,13 @@ use common::{project_root, venv_python};
 use serde_json::Value;
 
 const TOKEN: &str = "service-map-token";
+/// The edge the test clicks: the demo's slow path.
+const SLOW_FROM: &str = "service:shop/checkout";
+const SLOW_TO: &str = "service:data/postgres";
 
-/// An endpoint's group, as the page documents it: the name at the level,
-/// else its IP; external IPs in one group.
+/// An endpoint's group, as the page documents it: the name at the level;
+/// else an address inside the cluster on its own, those outside it as one
+/// group, and without cluster ranges every address without a name as one.
 fn group(ep: &Value, level: &str) -> String {
     let name = match level {
         "namespace" => &ep["ns"],
@@ -29,15 +33,11 @@ fn group(ep: &Value, level: &str) -> String {
             _ => format!("{level}:{}/{name}", ep["ns"].as_str().unwrap_or_default()),
         };
     }
-    if ep["external"] == true {
-        return "external".into();
+    match ep["external"].as_bool() {
+        Some(true) => "external".into(),
+        Some(false) => format!("ip:{}", ep["ip"].as_str().unwrap()),
+        None => "unnamed".into(),
     }
-    format!(
-        "ip:{}",
-        ep["ip"]
-            .as_str()
-            .expect("an endpoint without a name has its IP")
-    )
 }
 
 /// Kubeshark's interpretation guide for handshake times.
@@ -51,25 +51,42 @@ fn latency(p99_us: Option<u64>) -> &'static str {
     }
 }
 
-type Edges = BTreeMap<(String, String), (u64, String)>;
+/// (client group, server group) -> (bytes, latency class, whether a quarter
+/// or more of the connections, two at least, were not made: refused or
+/// unanswered).
+type Edges = BTreeMap<(String, String), (u64, String, bool)>;
 
 /// The edges the map should draw for an aggregated answer: bytes summed,
-/// coloured by the worse leg's p99 of the worst group.
+/// coloured by the worse leg's p99 of the worst group, broken where
+/// connections are not made one time in four (twice at least).
 fn expected_edges(answer: &Value, level: &str) -> Edges {
-    let mut edges: BTreeMap<(String, String), (u64, Option<u64>)> = BTreeMap::new();
+    #[derive(Default)]
+    struct Sum {
+        bytes: u64,
+        p99: Option<u64>,
+        not_made: u64,
+        tried: u64,
+    }
+    let mut edges: BTreeMap<(String, String), Sum> = BTreeMap::new();
     for row in answer["flows"].as_array().unwrap() {
         let key = (group(&row["client"], level), group(&row["server"], level));
         let e = edges.entry(key).or_default();
-        e.0 += row["totals"]["bytes"].as_u64().unwrap();
+        e.bytes += row["totals"]["bytes"].as_u64().unwrap();
         let p99 = ["client_stats", "server_stats"]
             .iter()
             .filter_map(|s| row[s]["tcp_handshake_p99_us"].as_u64())
             .max();
-        e.1 = e.1.max(p99);
+        e.p99 = e.p99.max(p99);
+        let c = |k: &str| row["tcp_connections"][k].as_u64().unwrap_or(0);
+        e.not_made += c("refused") + c("unanswered");
+        e.tried += c("established") + c("refused") + c("unanswered");
     }
     edges
         .into_iter()
-        .map(|(k, (bytes, p99))| (k, (bytes, latency(p99).to_owned())))
+        .map(|(k, e)| {
+            let failing = e.not_made >= 2 && e.not_made * 4 >= e.tried;
+            (k, (e.bytes, latency(e.p99).to_owned(), failing))
+        })
         .collect()
 }
 
@@ -86,6 +103,7 @@ fn drawn_edges(page: &Value) -> Edges {
                 (
                     e["bytes"].as_u64().unwrap(),
                     e["latency"].as_str().unwrap().to_owned(),
+                    e["failing"].as_bool().unwrap(),
                 ),
             )
         })
@@ -107,6 +125,9 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
         demo.to_str().unwrap(),
         "--k8s-inventory",
         inventory.to_str().unwrap(),
+        // The demo cluster's ranges: its users and the internet are outside.
+        "--cluster-cidr",
+        "198.18.0.0/17,198.19.0.0/16,10.0.0.0/24",
         "--auth-token-file",
         token.to_str().unwrap(),
     ]);
@@ -144,6 +165,7 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
         .arg(root.join("flowtap/tests/support/service_map.py"))
         .args([&format!("http://{}/", server.addr), TOKEN])
         .arg(&screenshot)
+        .args([SLOW_FROM, SLOW_TO])
         .output()
         .unwrap();
     assert!(
@@ -166,20 +188,57 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
         .collect();
     let drawn: BTreeSet<String> = serde_json::from_value(seen["nodes"].clone()).unwrap();
     assert_eq!(drawn, nodes);
-
-    // The heaviest edge, clicked: exactly the flows between its two groups.
-    let heaviest = by_service
-        .iter()
-        .max_by_key(|(_, (bytes, _))| *bytes)
-        .unwrap()
-        .0;
-    assert_eq!(
-        (
-            seen["clicked"]["from"].as_str().unwrap(),
-            seen["clicked"]["to"].as_str().unwrap()
-        ),
-        (heaviest.0.as_str(), heaviest.1.as_str())
+    // The demo's story (demo/traffic.toml): every service of the shop is
+    // on the map; the zone-b checkout pod's database handshakes (12-45 ms)
+    // make checkout -> postgres an elevated edge, while the frontend's
+    // calls to the gateway stay within a few milliseconds (the worse leg
+    // includes the client's ACK).
+    for service in [
+        "shop/frontend",
+        "shop/api-gateway",
+        "shop/checkout",
+        "data/postgres",
+        "data/redis",
+        "kube-system/kube-dns",
+        "monitoring/prometheus-k8s",
+    ] {
+        assert!(
+            drawn.contains(&format!("service:{service}")),
+            "{service}: {drawn:?}"
+        );
+    }
+    let colour = |from: &str, to: &str| {
+        by_service[&(format!("service:{from}"), format!("service:{to}"))]
+            .1
+            .clone()
+    };
+    assert_eq!(colour("shop/checkout", "data/postgres"), "elevated");
+    // The deleted recommendations pod's address, inside the cluster, is a
+    // node of its own; the internet is one.
+    assert!(
+        drawn.contains("ip:198.19.0.5") && drawn.contains("external"),
+        "{drawn:?}"
     );
+    let gone = &by_service[&(
+        "service:shop/frontend".to_owned(),
+        "ip:198.19.0.5".to_owned(),
+    )];
+    assert!(gone.2, "the deleted pod's connections fail: {gone:?}");
+    let failing: Vec<_> = by_service
+        .iter()
+        .filter(|(_, e)| e.2)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(failing.len(), 1, "one failing service: {failing:?}");
+    let gateway = colour("shop/frontend", "shop/api-gateway");
+    assert!(
+        ["excellent", "good"].contains(&gateway.as_str()),
+        "{gateway}"
+    );
+
+    // The slow edge, clicked: exactly the flows between its two groups.
+    let clicked = (SLOW_FROM, SLOW_TO);
+    assert_eq!(seen["details_title"], "shop/checkout → data/postgres");
     let flow_id = |client: &str, server: &str, port: &str, proto: &str| {
         format!("{proto} {client} -> {server}:{port}")
     };
@@ -188,8 +247,8 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
         .unwrap()
         .iter()
         .filter(|f| {
-            group(&f["client"], "service") == heaviest.0
-                && group(&f["server"], "service") == heaviest.1
+            group(&f["client"], "service") == clicked.0
+                && group(&f["server"], "service") == clicked.1
         })
         .map(|f| {
             flow_id(

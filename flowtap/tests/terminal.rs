@@ -229,7 +229,7 @@ fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
         .and_then(|rest| rest.split(" frames").next())
         .map(|n| n.replace(',', "").parse().unwrap())
         .unwrap_or_else(|| panic!("{line}"));
-    assert!(count > 0 && count <= 2000, "{line}");
+    assert!(count > 0 && count <= 6000, "{line}");
     assert!(
         line.contains("on the wire") && line.contains("frames/s"),
         "{line}"
@@ -241,7 +241,14 @@ fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
     assert!(!after.contains("of the input"), "{after}");
     tmux(&socket, &["kill-server"]);
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert_eq!(summary["total_flows"], 123);
+    // The same as reading the file itself.
+    let direct = Command::new(flowtap)
+        .args(["-r", demo.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let direct: Value = serde_json::from_slice(&direct.stdout).unwrap();
+    assert_eq!(summary["total_flows"], direct["total_flows"]);
+    assert!(summary["total_flows"].as_u64().unwrap() > 100);
 
     // Without a terminal on stderr: the same long run draws nothing.
     let run = Command::new("sh")

@@ -501,7 +501,7 @@ mod tests {
     #[test]
     fn counts_and_tolerance_of_unknown_kinds() {
         let inv = inventory();
-        assert_eq!((inv.pods, inv.services, inv.nodes), (17, 10, 3));
+        assert_eq!((inv.pods, inv.services, inv.nodes), (19, 10, 3));
         let other = br#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}},
             {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"n"},"status":{"podIP":"198.18.9.9","phase":"Running"}}]}"#;
         let inv = Inventory::from_json(other).unwrap();

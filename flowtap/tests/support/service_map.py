@@ -2,10 +2,11 @@
 """Drives flowtap's service map in headless Chromium (Debian's chromium and
 chromedriver, through Selenium) as a person would, and prints what it saw
 as JSON: whether the page asked for the token, the map's nodes and edges,
-the flows listed after clicking the heaviest edge, and the map's groups
-after switching to namespaces. Browser console errors are printed too.
+the flows listed after clicking the edge FROM -> TO (node ids as the page
+gives them), and the map's groups after switching to namespaces. Browser
+console errors are printed too.
 
-usage: service_map.py URL TOKEN SCREENSHOT
+usage: service_map.py URL TOKEN SCREENSHOT FROM TO
 """
 import json
 import sys
@@ -33,12 +34,13 @@ def browser():
 # Read in one script, so that a redraw between two reads cannot mix maps.
 EDGES = """return [...document.querySelectorAll('path.edge')].map(e => ({
     from: e.getAttribute('data-from'), to: e.getAttribute('data-to'),
-    bytes: Number(e.getAttribute('data-bytes')), latency: e.getAttribute('data-latency')}))"""
+    bytes: Number(e.getAttribute('data-bytes')), latency: e.getAttribute('data-latency'),
+    failing: e.getAttribute('data-failing') === 'true'}))"""
 NODES = "return [...document.querySelectorAll('g.node')].map(n => n.getAttribute('data-id')).sort()"
 
 
 def main():
-    url, token, screenshot = sys.argv[1:4]
+    url, token, screenshot, edge_from, edge_to = sys.argv[1:6]
     d = browser()
     wait = WebDriverWait(d, 15)
     out = {}
@@ -53,10 +55,9 @@ def main():
         out["nodes"] = d.execute_script(NODES)
         out["edges"] = d.execute_script(EDGES)
 
-        # The heaviest edge, clicked: its flows are listed.
-        heaviest = max(d.find_elements(By.CSS_SELECTOR, "path.edge"),
-                       key=lambda e: int(e.get_attribute("data-bytes")))
-        out["clicked"] = {"from": heaviest.get_attribute("data-from"), "to": heaviest.get_attribute("data-to")}
+        # The edge asked for, clicked: its flows are listed.
+        edge = next(e for e in d.find_elements(By.CSS_SELECTOR, "path.edge")
+                    if (e.get_attribute("data-from"), e.get_attribute("data-to")) == (edge_from, edge_to))
         # Where a person would click: a point of the line that nothing covers.
         x, y = d.execute_script("""const e = arguments[0], m = e.getScreenCTM(), n = e.getTotalLength();
             for (let i = 1; i < 20; i++) {
@@ -64,7 +65,7 @@ def main():
               const x = p.x * m.a + p.y * m.c + m.e, y = p.x * m.b + p.y * m.d + m.f;
               if (document.elementFromPoint(x, y) === e) return [x, y];
             }
-            throw new Error("the edge is covered everywhere");""", heaviest)
+            throw new Error("the edge is covered everywhere");""", edge)
         actions = ActionBuilder(d)
         actions.pointer_action.move_to_location(int(x), int(y)).click()
         actions.perform()

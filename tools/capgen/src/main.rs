@@ -48,11 +48,21 @@ struct Args {
     /// Write pcapng instead of classic pcap.
     #[arg(long)]
     pcapng: bool,
+    /// Who talks to whom: a TOML file of `[[route]]` tables (clients,
+    /// server, port, proto, weight, rtt_us, failing), as demo/traffic.toml.
+    #[arg(long)]
+    routes: Option<PathBuf>,
 }
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    let routes = match &args.routes {
+        Some(path) => capgen::workload::routes_from_toml(&std::fs::read_to_string(path)?)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?,
+        None => Vec::new(),
+    };
     let spec = Spec {
+        routes,
         packets: args.packets,
         concurrent: args.concurrent,
         mean_data_packets: args.mean_data_packets,

@@ -46,6 +46,89 @@ pub struct Spec {
     /// Store at most this many bytes of each frame (the wire length is kept).
     pub snaplen: Option<u32>,
     pub format: Format,
+    /// Who talks to whom ([`Route`]); empty: random clients and servers
+    /// (`clients`, `servers`) on common service ports.
+    pub routes: Vec<Route>,
+}
+
+/// One conversation of a described application (the demo's shop): its
+/// connections go from one of `clients` to `server:port`, as often as
+/// `weight` says among the routes, with handshake legs of `rtt_us`, and
+/// `failing` ones (a server that is gone: refused or unanswered).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Addresses, or networks standing for every address in them (users
+    /// on the internet, say), at most [`MAX_CLIENTS`] in all.
+    #[serde(deserialize_with = "addresses")]
+    pub clients: Vec<IpAddr>,
+    pub server: IpAddr,
+    pub port: u16,
+    #[serde(default = "tcp")]
+    pub proto: String,
+    pub weight: u32,
+    /// The SYN-ACK's delay after the SYN, microseconds: [least, most].
+    #[serde(default = "lan_rtt")]
+    pub rtt_us: [u64; 2],
+    #[serde(default)]
+    pub failing: bool,
+}
+
+/// Clients of one route, at most.
+pub const MAX_CLIENTS: usize = 65_536;
+
+fn addresses<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    use serde::de::Error;
+    let mut out = Vec::new();
+    for text in <Vec<String> as serde::Deserialize>::deserialize(d)? {
+        let net: ipnetwork::IpNetwork = text.parse().map_err(D::Error::custom)?;
+        out.extend(
+            net.iter()
+                .take(MAX_CLIENTS + 1 - out.len().min(MAX_CLIENTS)),
+        );
+        if out.len() > MAX_CLIENTS {
+            return Err(D::Error::custom(format!(
+                "more than {MAX_CLIENTS} clients in one route"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+fn lan_rtt() -> [u64; 2] {
+    [80, 900]
+}
+
+/// The routes of a TOML file: `[[route]]` tables.
+pub fn routes_from_toml(text: &str) -> Result<Vec<Route>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        route: Vec<Route>,
+    }
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    for r in &file.route {
+        if r.clients.is_empty() || r.weight == 0 || !["tcp", "udp"].contains(&r.proto.as_str()) {
+            return Err(format!(
+                "route to {}:{}: clients, weight > 0, proto tcp or udp",
+                r.server, r.port
+            ));
+        }
+        if r.failing && r.proto != "tcp" {
+            return Err(format!("route to {}:{}: only TCP fails", r.server, r.port));
+        }
+        if r.rtt_us[0] > r.rtt_us[1] {
+            return Err(format!(
+                "route to {}:{}: rtt_us is [least, most]",
+                r.server, r.port
+            ));
+        }
+    }
+    Ok(file.route)
 }
 
 impl Default for Spec {
@@ -62,6 +145,7 @@ impl Default for Spec {
             tunnels: false,
             snaplen: None,
             format: Format::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -349,10 +433,31 @@ impl Generator {
         }
     }
 
+    /// A route by weight, if the spec has routes.
+    fn pick_route(&mut self) -> Option<Route> {
+        let total: u32 = self.spec.routes.iter().map(|r| r.weight).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut roll = self.rng.u32(0..total);
+        for r in &self.spec.routes {
+            if roll < r.weight {
+                return Some(r.clone());
+            }
+            roll -= r.weight;
+        }
+        None
+    }
+
     fn open(&mut self, t: u64) {
         let anomalies = self.spec.anomalies;
+        let route = self.pick_route();
         let roll = self.rng.u32(0..100);
         let kind = match roll {
+            _ if route.as_ref().is_some_and(|r| r.failing) => {
+                [Kind::TcpRefused, Kind::TcpUnanswered][self.rng.usize(0..2)]
+            }
+            _ if route.as_ref().is_some_and(|r| r.proto == "udp") => Kind::Udp,
             0..3 if anomalies => Kind::TcpRefused,
             3..6 if anomalies => Kind::TcpReset,
             0..70 => Kind::Tcp,
@@ -364,11 +469,21 @@ impl Generator {
             70..86 => Kind::Tcp,
             _ => Kind::Udp,
         };
+        // A TCP route keeps the TCP kinds a capture of a healthy service
+        // has (retransmitted SYNs, connections it joins mid-stream), not
+        // UDP; failures belong to the failing routes only.
+        let kind = match (&route, kind) {
+            (Some(r), Kind::Udp | Kind::UdpFragmented) if r.proto == "tcp" => Kind::Tcp,
+            (Some(r), Kind::TcpRefused | Kind::TcpReset | Kind::TcpUnanswered) if !r.failing => {
+                Kind::Tcp
+            }
+            _ => kind,
+        };
         let proto = match kind {
             Kind::Udp | Kind::UdpFragmented => Proto::Udp,
             _ => Proto::Tcp,
         };
-        let v6 = kind != Kind::UdpFragmented && self.rng.u32(0..5) == 0;
+        let v6 = kind != Kind::UdpFragmented && self.rng.u32(0..5) == 0 && route.is_none();
         // Skewed choice: a few servers and clients carry most connections, and
         // a fifth of TCP connections come from a pool of busy clients to a
         // few database servers, so some flows gather many handshakes.
@@ -385,9 +500,14 @@ impl Generator {
                 skew(&mut self.rng, self.spec.servers.max(1)),
             )
         };
-        let client = self.addr(v6, false, client_n);
-        let server = self.addr(v6, true, server_n);
+        let mut client = self.addr(v6, false, client_n);
+        let mut server = self.addr(v6, true, server_n);
+        if let Some(r) = &route {
+            client = r.clients[self.rng.usize(0..r.clients.len())];
+            server = r.server;
+        }
         let sport = match proto {
+            _ if route.is_some() => route.as_ref().map_or(0, |r| r.port),
             Proto::Tcp if pooled => 5432,
             Proto::Tcp => TCP_PORTS[skew(&mut self.rng, TCP_PORTS.len() as u32) as usize],
             Proto::Udp => UDP_PORTS[self.rng.usize(0..UDP_PORTS.len())],
@@ -450,8 +570,12 @@ impl Generator {
             script: Default::default(),
             stage: Stage::Start,
             syn_gap_ns: [200 * MS, 1000 * MS][self.rng.usize(0..2)],
-            // Handshake legs from 20 us to about 80 ms, log-spread.
-            synack_gap_ns: (20 * US) << self.rng.u32(0..12),
+            // Handshake legs from 20 us to about 80 ms, log-spread, or as
+            // the route says.
+            synack_gap_ns: match &route {
+                Some(r) => self.rng.u64(r.rtt_us[0]..=r.rtt_us[1]) * US,
+                None => (20 * US) << self.rng.u32(0..12),
+            },
             ack_gap_ns: self.rng.u64(5 * US..2 * MS),
             data_gap_ns: self.rng.u64(10 * US..20 * MS),
             flow: None,
