@@ -4,10 +4,10 @@
 //!
 //! Snapshots hold flows, whose counts grow and which leave when they
 //! expire; a Prometheus counter must only grow. So each snapshot's flows
-//! are compared with the counts of the same flows in the previous one, and
-//! what they gained is added to their pair's counters, which never shrink.
-//! A flow seen for the first time (or smaller than before: it expired and
-//! came back) adds all it has.
+//! are compared with the counts of the same flows in the previous one
+//! ([`FlowFollower`]), and what they gained is added to their pair's
+//! counters, which never shrink. A flow seen for the first time (or a new
+//! flow under a key whose earlier flow ended) adds all it has.
 //!
 //! Cardinality is bounded: at most `max_pairs` pairs get series of their
 //! own; traffic of any further pair is added to one `other` series, and
@@ -18,7 +18,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pipeline::flow::{FlowKey, Side};
+use pipeline::flow::Side;
+use pipeline::follow::{Change, FlowFollower};
 
 use crate::view::View;
 
@@ -68,21 +69,13 @@ impl PairCounts {
         self.failed += other.failed;
     }
 
-    /// What `self` gained since `before` (all of it when it shrank: a new
-    /// flow under an old key).
+    /// What `self` (the same flow, later) gained since `before`.
     fn since(self, before: PairCounts) -> PairCounts {
-        if self.bytes < before.bytes
-            || self.packets < before.packets
-            || self.connections < before.connections
-            || self.failed < before.failed
-        {
-            return self;
-        }
         PairCounts {
-            bytes: self.bytes - before.bytes,
-            packets: self.packets - before.packets,
-            connections: self.connections - before.connections,
-            failed: self.failed - before.failed,
+            bytes: self.bytes.saturating_sub(before.bytes),
+            packets: self.packets.saturating_sub(before.packets),
+            connections: self.connections.saturating_sub(before.connections),
+            failed: self.failed.saturating_sub(before.failed),
         }
     }
 }
@@ -96,7 +89,7 @@ pub struct PairCounters {
     /// Flow updates that went to `other`.
     collapsed: u64,
     /// Each flow's counts in the last snapshot seen.
-    last: HashMap<FlowKey, PairCounts, ahash::RandomState>,
+    last: FlowFollower<PairCounts>,
 }
 
 impl Default for PairCounters {
@@ -112,7 +105,7 @@ impl PairCounters {
             pairs: HashMap::default(),
             other: PairCounts::default(),
             collapsed: 0,
-            last: HashMap::default(),
+            last: FlowFollower::default(),
         }
     }
 
@@ -122,39 +115,48 @@ impl PairCounters {
 
     /// Adds what every flow of `view` gained since the previous view.
     pub fn observe(&mut self, view: &View) {
-        let mut last = HashMap::with_capacity_and_hasher(view.flows().len(), Default::default());
-        for (i, f) in view.flows().iter().enumerate() {
-            let total = f.sent.total();
-            let now = PairCounts {
-                bytes: total.bytes,
-                packets: total.pkts,
-                connections: f.connections,
-                failed: f.tcp.connections.failed(),
-            };
-            let gained = match self.last.get(&f.key) {
-                Some(before) => now.since(*before),
-                None => now,
-            };
-            last.insert(f.key, now);
-            if gained == PairCounts::default() {
-                continue;
-            }
-            let key = PairKey {
-                client: end(view, i, Side::Client),
-                server: end(view, i, Side::Server),
-                server_port: f.key.server_port,
-                protocol: f.key.proto.name(),
-            };
-            if let Some(pair) = self.pairs.get_mut(&key) {
-                pair.add(gained);
-            } else if self.pairs.len() < self.max_pairs {
-                self.pairs.insert(key, gained);
-            } else {
-                self.other.add(gained);
-                self.collapsed += 1;
-            }
-        }
+        let mut last = std::mem::take(&mut self.last);
+        last.observe(
+            view.flows(),
+            |i, f, change| {
+                let total = f.sent.total();
+                let now = PairCounts {
+                    bytes: total.bytes,
+                    packets: total.pkts,
+                    connections: f.connections,
+                    failed: f.tcp.connections.failed(),
+                };
+                let gained = match change {
+                    Change::Continued(before) => now.since(before),
+                    Change::Started | Change::Restarted(_) => now,
+                };
+                if gained != PairCounts::default() {
+                    self.add(view, i, gained);
+                }
+                now
+            },
+            // What a flow sent before it left was counted as it grew.
+            |_, _| {},
+        );
         self.last = last;
+    }
+
+    fn add(&mut self, view: &View, i: usize, gained: PairCounts) {
+        let f = &view.flows()[i];
+        let key = PairKey {
+            client: end(view, i, Side::Client),
+            server: end(view, i, Side::Server),
+            server_port: f.key.server_port,
+            protocol: f.key.proto.name(),
+        };
+        if let Some(pair) = self.pairs.get_mut(&key) {
+            pair.add(gained);
+        } else if self.pairs.len() < self.max_pairs {
+            self.pairs.insert(key, gained);
+        } else {
+            self.other.add(gained);
+            self.collapsed += 1;
+        }
     }
 
     /// Every series of one counter: labels in [`LABELS`] order, and value.
@@ -238,7 +240,7 @@ mod tests {
                 failed: 0
             }
         );
-        // Smaller than before: a new flow under the old key, all of it new.
-        assert_eq!(a.since(b), a);
+        // (A new flow under an old key is the follower's to tell:
+        // pipeline::follow.)
     }
 }

@@ -110,7 +110,15 @@ fn main() {
     }
     let run = cli.run;
     init_logging(&run.log);
-    tracing::info!(version = cli::VERSION, options = ?run, "configuration");
+    // Services log their configuration where their logs are kept; a person
+    // reading a file at a terminal gets the table and the report without a
+    // line of every option first (--log-level debug shows it).
+    let at_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if run.interface.is_none() && run.serve.listen.is_none() && at_terminal {
+        tracing::debug!(version = cli::VERSION, options = ?run, "configuration");
+    } else {
+        tracing::info!(version = cli::VERSION, options = ?run, "configuration");
+    }
     let result = match &run.interface {
         #[cfg(feature = "live")]
         Some(iface) => live::run(&run, iface),

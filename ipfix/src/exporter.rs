@@ -1,11 +1,11 @@
 //! Following snapshots and sending their flows' records (see the crate doc).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pipeline::Snapshot;
 use pipeline::flow::{Counter, FlowKey, FlowRecord, Side};
+use pipeline::follow::{Change, FlowFollower};
 use pipeline::snapshot::SnapshotSink;
 
 use crate::message::{Encoder, EndReason, Record};
@@ -44,7 +44,6 @@ pub struct ExportStats {
 struct Tracked {
     seen: [Counter; 2],
     exported: [Counter; 2],
-    first_ns: u64,
     last_ns: u64,
     /// When its last record was made (or it was first seen), capture time.
     record_ns: u64,
@@ -56,7 +55,7 @@ pub struct Exporter {
     config: ExportConfig,
     collectors: Vec<Collector>,
     encoder: Encoder,
-    flows: HashMap<FlowKey, Tracked, ahash::RandomState>,
+    flows: FlowFollower<Tracked>,
     stats: Arc<ExportStats>,
 }
 
@@ -71,7 +70,7 @@ impl Exporter {
             encoder: Encoder::new(config.domain, config.mtu),
             config,
             collectors,
-            flows: HashMap::default(),
+            flows: FlowFollower::default(),
             stats,
         })
     }
@@ -134,7 +133,6 @@ impl Tracked {
         Tracked {
             seen: f.sent.0,
             exported: [Counter::default(); 2],
-            first_ns: f.first_seen_ns,
             last_ns: f.last_seen_ns,
             record_ns: f.first_seen_ns,
             start_ns: f.first_seen_ns,
@@ -152,38 +150,43 @@ impl Tracked {
 impl SnapshotSink for Exporter {
     fn snapshot(&mut self, snapshot: &Snapshot) {
         let now = snapshot.as_of_ns;
-        let mut out = Vec::new();
-        let mut present: HashSet<FlowKey, ahash::RandomState> =
-            HashSet::with_capacity_and_hasher(snapshot.flows.len(), Default::default());
-        for f in &snapshot.flows {
-            present.insert(f.key);
-            let t = self.flows.entry(f.key).or_insert_with(|| Tracked::of(f));
-            if f.first_seen_ns > t.first_ns && f.sent.0[0].pkts < t.seen[0].pkts {
-                // A new flow under the key (the old one expired meanwhile).
-                out.extend(records(&f.key, t, EndReason::Idle));
-                *t = Tracked::of(f);
-            }
-            t.seen = f.sent.0;
-            t.last_ns = f.last_seen_ns;
-            if now.saturating_sub(t.record_ns) >= self.config.active_timeout_ns {
-                out.extend(records(&f.key, t, EndReason::Active));
-                t.exported(now);
-            }
-        }
+        let active_timeout_ns = self.config.active_timeout_ns;
+        let (mut out, mut left) = (Vec::new(), Vec::new());
+        let mut flows = std::mem::take(&mut self.flows);
+        flows.observe(
+            &snapshot.flows,
+            |_, f, change| {
+                let mut t = match change {
+                    Change::Started => Tracked::of(f),
+                    Change::Continued(t) => t,
+                    // The key's earlier flow expired meanwhile: its last
+                    // counts, ended idle, then the new one.
+                    Change::Restarted(old) => {
+                        out.extend(records(&f.key, &old, EndReason::Idle));
+                        Tracked::of(f)
+                    }
+                };
+                t.seen = f.sent.0;
+                t.last_ns = f.last_seen_ns;
+                if now.saturating_sub(t.record_ns) >= active_timeout_ns {
+                    out.extend(records(&f.key, &t, EndReason::Active));
+                    t.exported(now);
+                }
+                t
+            },
+            |key, t| left.push((key, t)),
+        );
         // Flows that left the table: their last counts, ended idle.
-        self.flows.retain(|key, t| {
-            if present.contains(key) {
-                return true;
-            }
+        for (key, t) in &left {
             out.extend(records(key, t, EndReason::Idle));
-            false
-        });
+        }
+        self.flows = flows;
         self.send(&out);
     }
 
     fn finish(&mut self) {
         let mut out = Vec::new();
-        for (key, t) in &mut self.flows {
+        for (key, t) in self.flows.states_mut() {
             out.extend(records(key, t, EndReason::Forced));
             let at = t.last_ns;
             t.exported(at);

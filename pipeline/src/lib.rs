@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod engine;
 pub mod flow;
+pub mod follow;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingest;

@@ -1,0 +1,175 @@
+//! Following flows from one snapshot to the next, for what turns snapshots
+//! into things that only grow or that report each flow once (Prometheus
+//! counters, IPFIX records).
+//!
+//! A snapshot holds the flows alive at one moment; between two snapshots a
+//! flow may grow, leave (expired or evicted), or leave and come back under
+//! the same key. A flow is the same flow as before when it started no later
+//! and has no fewer packets; otherwise the key's earlier flow ended and a
+//! new one started (it cannot lose packets, nor start later, and stay the
+//! same flow). Each consumer keeps a state of its own per flow.
+
+use std::collections::HashMap;
+
+use crate::flow::{FlowKey, FlowRecord};
+
+/// What became of a flow since the previous snapshot, with the state its
+/// consumer kept for it there.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change<T> {
+    /// Not in the previous snapshot.
+    Started,
+    /// The same flow as before.
+    Continued(T),
+    /// The key's earlier flow ended (its state given back) and this one
+    /// started since.
+    Restarted(T),
+}
+
+/// Which flow a key had: when it started and how many packets it had.
+#[derive(Clone, Copy, Debug)]
+struct Incarnation {
+    first_seen_ns: u64,
+    pkts: u64,
+}
+
+impl Incarnation {
+    fn of(f: &FlowRecord) -> Incarnation {
+        Incarnation {
+            first_seen_ns: f.first_seen_ns,
+            pkts: f.sent.total().pkts,
+        }
+    }
+
+    fn continues(self, before: Incarnation) -> bool {
+        self.first_seen_ns <= before.first_seen_ns && self.pkts >= before.pkts
+    }
+}
+
+/// The flows of the last snapshot followed, each with a consumer's `T`.
+#[derive(Debug)]
+pub struct FlowFollower<T> {
+    flows: HashMap<FlowKey, (Incarnation, T), ahash::RandomState>,
+}
+
+impl<T> Default for FlowFollower<T> {
+    fn default() -> Self {
+        FlowFollower {
+            flows: HashMap::default(),
+        }
+    }
+}
+
+impl<T> FlowFollower<T> {
+    /// Walks the flows of a snapshot in order: `each(index, flow, change)`
+    /// returns the state to keep for the flow; then every flow of the
+    /// previous snapshot that is not in this one goes to `left`.
+    pub fn observe(
+        &mut self,
+        flows: &[FlowRecord],
+        mut each: impl FnMut(usize, &FlowRecord, Change<T>) -> T,
+        mut left: impl FnMut(FlowKey, T),
+    ) {
+        let mut next = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
+        for (i, f) in flows.iter().enumerate() {
+            let now = Incarnation::of(f);
+            let change = match self.flows.remove(&f.key) {
+                None => Change::Started,
+                Some((before, state)) if now.continues(before) => Change::Continued(state),
+                Some((_, state)) => Change::Restarted(state),
+            };
+            next.insert(f.key, (now, each(i, f, change)));
+        }
+        for (key, (_, state)) in self.flows.drain() {
+            left(key, state);
+        }
+        self.flows = next;
+    }
+
+    /// The states of the flows followed, as the capture ends.
+    pub fn states_mut(&mut self) -> impl Iterator<Item = (&FlowKey, &mut T)> {
+        self.flows.iter_mut().map(|(k, (_, t))| (k, t))
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Counter, PerSide, Rates, TcpHealth};
+    use crate::packet::{Addr, L4Proto};
+
+    fn flow(port: u16, first_seen_ns: u64, pkts: u64) -> FlowRecord {
+        let addr = |ip: &str| Addr::from(ip.parse::<std::net::IpAddr>().unwrap());
+        FlowRecord {
+            key: FlowKey {
+                proto: L4Proto::Tcp,
+                client: addr("198.18.0.1"),
+                server: addr("198.19.0.1"),
+                server_port: port,
+            },
+            sent: PerSide::new(Counter { pkts, bytes: 0 }, Counter::default()),
+            rates: Rates::default(),
+            first_seen_ns,
+            last_seen_ns: first_seen_ns,
+            connections: 1,
+            handshake: PerSide::default(),
+            percentiles: PerSide::default(),
+            mirror: None,
+            tcp: TcpHealth::default(),
+            seen_by: None,
+        }
+    }
+
+    /// (port, what happened, the state it had before) for one snapshot.
+    fn observe(
+        follower: &mut FlowFollower<u64>,
+        flows: &[FlowRecord],
+    ) -> (Vec<(u16, Change<u64>)>, Vec<(u16, u64)>) {
+        let (mut seen, mut left) = (Vec::new(), Vec::new());
+        follower.observe(
+            flows,
+            |_, f, change| {
+                seen.push((f.key.server_port, change));
+                f.sent.total().pkts
+            },
+            |key, state| left.push((key.server_port, state)),
+        );
+        (seen, left)
+    }
+
+    #[test]
+    fn flows_continue_restart_and_leave() {
+        let mut follower = FlowFollower::default();
+        let (seen, left) = observe(&mut follower, &[flow(1, 100, 5), flow(2, 100, 5)]);
+        assert_eq!(seen, [(1, Change::Started), (2, Change::Started)]);
+        assert!(left.is_empty());
+        // 1 grew; 2 left and came back (later start, fewer packets); 3 is new.
+        let (seen, left) = observe(
+            &mut follower,
+            &[flow(1, 100, 9), flow(2, 500, 2), flow(3, 600, 1)],
+        );
+        assert_eq!(
+            seen,
+            [
+                (1, Change::Continued(5)),
+                (2, Change::Restarted(5)),
+                (3, Change::Started)
+            ]
+        );
+        assert!(left.is_empty());
+        // A later start with more packets is a new flow too; 1 and 3 left.
+        let (seen, mut left) = observe(&mut follower, &[flow(2, 700, 4)]);
+        assert_eq!(seen, [(2, Change::Restarted(2))]);
+        left.sort();
+        assert_eq!(left, [(1, 9), (3, 1)]);
+        assert_eq!(follower.len(), 1);
+    }
+}
