@@ -234,6 +234,8 @@ fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
         line.contains("on the wire") && line.contains("frames/s"),
         "{line}"
     );
+    // A person at the terminal is not shown every option first.
+    assert!(!screen.contains("configuration"), "{screen}");
     let status = wait_for("the run to end", || std::fs::read_to_string(&done).ok());
     assert_eq!(status.trim(), "0");
     // Cleared once the reading is over; the results are untouched.

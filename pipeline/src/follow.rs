@@ -128,11 +128,12 @@ mod tests {
         }
     }
 
-    /// (port, what happened, the state it had before) for one snapshot.
-    fn observe(
-        follower: &mut FlowFollower<u64>,
-        flows: &[FlowRecord],
-    ) -> (Vec<(u16, Change<u64>)>, Vec<(u16, u64)>) {
+    /// Per flow of a snapshot, by server port: what happened to it.
+    type Seen = Vec<(u16, Change<u64>)>;
+    /// The flows that left, by server port, with their last state.
+    type Left = Vec<(u16, u64)>;
+
+    fn observe(follower: &mut FlowFollower<u64>, flows: &[FlowRecord]) -> (Seen, Left) {
         let (mut seen, mut left) = (Vec::new(), Vec::new());
         follower.observe(
             flows,
