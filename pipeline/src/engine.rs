@@ -155,12 +155,14 @@ impl Pipeline {
         });
         let mut sources: Vec<Option<S>> = sources.into_iter().map(Some).collect();
         sources.resize_with(workers, || None);
+        let mut parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
+        let wake: Arc<[Unparker]> = parkers.iter().map(|p| p.unparker().clone()).collect();
         let handles = sources
             .into_iter()
             .enumerate()
             .map(|(id, source)| {
                 let (control_tx, control_rx) = crossbeam_channel::unbounded();
-                let parker = Parker::new();
+                let parker = parkers.remove(0);
                 let unparker = parker.unparker().clone();
                 let worker = Worker {
                     id,
@@ -172,6 +174,8 @@ impl Pipeline {
                         table_hasher.clone(),
                     ),
                     inboxes: inboxes.clone(),
+                    wake: wake.clone(),
+                    handed: vec![false; workers],
                     hasher: hasher.clone(),
                     ingest: Ingest::new(&config.ingest, table_hasher.clone()),
                     batch: Vec::with_capacity(UPDATE_BATCH),
@@ -326,6 +330,9 @@ fn shard_shares(workers: usize, sources: usize) -> Vec<u64> {
         .collect()
 }
 
+/// How long a worker without a source sleeps when nothing wakes it.
+const IDLE_PARK: Duration = Duration::from_millis(250);
+
 /// Packets drained from the inbox between polls of the source.
 const DRAIN_BATCH: usize = 1024;
 /// Packets handed to the table at once ([`FlowTable::update_batch`]).
@@ -335,6 +342,11 @@ struct Worker {
     id: usize,
     table: FlowTable,
     inboxes: Arc<[ArrayQueue<PacketMeta>]>,
+    /// Every worker's wake-up, and which shards were handed packets since
+    /// they were last woken: a worker without a source sleeps until packets
+    /// come (once per batch of the source's, not per packet).
+    wake: Arc<[Unparker]>,
+    handed: Vec<bool>,
     hasher: ShardHasher,
     ingest: Ingest,
     /// This shard's packets parsed but not yet counted.
@@ -369,6 +381,7 @@ impl Worker {
     }
 
     fn hand_off(&mut self, shard: usize, meta: PacketMeta) {
+        self.handed[shard] = true;
         let Err(mut meta) = self.inboxes[shard].push(meta) else {
             return;
         };
@@ -376,7 +389,8 @@ impl Worker {
             Backpressure::Drop => self.ingest.counters.handoff_drops += 1,
             Backpressure::Wait => loop {
                 // Keep our own inbox moving so two waiting workers cannot
-                // deadlock on each other.
+                // deadlock on each other; the full one's owner may sleep.
+                self.wake[shard].unpark();
                 if self.drain(64) == 0 {
                     std::thread::yield_now();
                 }
@@ -385,6 +399,15 @@ impl Worker {
                     Err(back) => meta = back,
                 }
             },
+        }
+    }
+
+    /// Wakes the workers this one handed packets to since the last time.
+    fn wake_handed(&mut self) {
+        for (shard, handed) in self.handed.iter_mut().enumerate() {
+            if std::mem::take(handed) {
+                self.wake[shard].unpark();
+            }
         }
     }
 
@@ -459,6 +482,7 @@ fn run_worker<S: PacketSource>(
             if newest != 0 {
                 shared.capture_clock.fetch_max(newest, Ordering::AcqRel);
             }
+            worker.wake_handed();
             match status {
                 Poll::Busy => busy = true,
                 Poll::Idle => {}
@@ -496,7 +520,14 @@ fn run_worker<S: PacketSource>(
         if busy {
             backoff.reset();
         } else if backoff.is_completed() {
-            parker.park_timeout(Duration::from_millis(1));
+            // A source waits in its own poll; a worker without one has only
+            // handed-off packets and control messages to wait for, and both
+            // wake it. (The timeout only bounds a wake-up lost to a bug.)
+            parker.park_timeout(if source.is_some() {
+                Duration::from_millis(1)
+            } else {
+                IDLE_PARK
+            });
         } else {
             backoff.snooze();
         }
