@@ -401,16 +401,21 @@ fn reading_a_file_prints_a_table_or_with_json_the_summary() {
     assert_eq!(json.stdout, summary.stdout);
 }
 
-#[test]
-fn kubernetes_manifests_validate_and_say_what_they_must() {
-    let dir = root().join("deploy/kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+/// The manifests of `deploy/kubernetes/`, in order (without the kustomize
+/// base's list of them, which is no Kubernetes object).
+fn manifest_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("deploy/kubernetes"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        // The kustomize base's list of these files is no Kubernetes object.
         .filter(|p| p.file_name().unwrap() != "kustomization.yaml")
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn kubernetes_manifests_validate_and_say_what_they_must() {
+    let files = manifest_files();
     let out = Command::new(root().join(".venv/bin/kubernetes-validate"))
         .args(["--strict", "--kubernetes-version", "1.31.0"])
         .args(&files)
@@ -650,12 +655,7 @@ fn the_manifests_are_a_kustomize_base_and_the_example_overlay_adapts_them() {
     let base_dir = root().join("deploy/kubernetes");
     let base = kustomize(&base_dir);
     let mut listed: Vec<serde_json::Value> = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&base_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap() != "kustomization.yaml")
-        .collect();
-    files.sort();
+    let files = manifest_files();
     for f in &files {
         listed.extend(documents(f));
     }

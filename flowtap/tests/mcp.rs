@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::server::{Response, Server};
+use common::server::{Response, Server, serve_demo};
 use common::{project_root, venv_python};
 use serde_json::{Value, json};
 
@@ -17,21 +17,7 @@ const TOKEN: &str = "test-token-7f3a";
 
 /// flowtap serving the demo capture with its inventory, behind a token.
 fn start() -> (Server, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let root = project_root();
-    let server = Server::start(&[
-        "-r",
-        root.join("demo/demo.pcap").to_str().unwrap(),
-        "--k8s-inventory",
-        root.join("demo/inventory.json").to_str().unwrap(),
-        "--cluster-cidr",
-        "10.0.0.0/8,2001:db8::/32",
-        "--auth-token-file",
-        token.to_str().unwrap(),
-    ]);
-    (server, dir)
+    serve_demo(TOKEN, &["--cluster-cidr", "10.0.0.0/8,2001:db8::/32"])
 }
 
 /// The tool calls every client makes: both tools, with and without filters,

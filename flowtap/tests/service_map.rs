@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use common::server::Server;
+use common::server::serve_demo;
 use common::{project_root, venv_python};
 use serde_json::Value;
 
@@ -112,25 +112,12 @@ fn drawn_edges(page: &Value) -> Edges {
 
 #[test]
 fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let root = project_root();
-    let (demo, inventory) = (
-        root.join("demo/demo.pcap"),
-        root.join("demo/inventory.json"),
+    // The demo cluster's ranges: its users and the internet are outside.
+    let (server, _dir) = serve_demo(
+        TOKEN,
+        &["--cluster-cidr", "198.18.0.0/17,198.19.0.0/16,10.0.0.0/24"],
     );
-    let server = Server::start(&[
-        "-r",
-        demo.to_str().unwrap(),
-        "--k8s-inventory",
-        inventory.to_str().unwrap(),
-        // The demo cluster's ranges: its users and the internet are outside.
-        "--cluster-cidr",
-        "198.18.0.0/17,198.19.0.0/16,10.0.0.0/24",
-        "--auth-token-file",
-        token.to_str().unwrap(),
-    ]);
 
     // The page holds no data and needs no token; its policy keeps it to
     // flowtap. The data it reads still needs the token.

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::project_root;
-use common::server::Server;
+use common::server::serve_demo;
 use serde_json::Value;
 
 const TOKEN: &str = "top-test-token";
@@ -91,18 +91,8 @@ fn wait_for(what: &str, mut check: impl FnMut() -> Option<String>) -> String {
 
 #[test]
 fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
-    let dir = tempfile::tempdir().unwrap();
+    let (server, dir) = serve_demo(TOKEN, &[]);
     let token = dir.path().join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let root = project_root();
-    let server = Server::start(&[
-        "-r",
-        root.join("demo/demo.pcap").to_str().unwrap(),
-        "--k8s-inventory",
-        root.join("demo/inventory.json").to_str().unwrap(),
-        "--auth-token-file",
-        token.to_str().unwrap(),
-    ]);
     let bearer = format!("Bearer {TOKEN}");
     let api = server.get_json_with(
         "/mcp/flows?format=full&sort=bytes&limit=5",

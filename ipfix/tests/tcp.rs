@@ -20,12 +20,6 @@ const SECOND: u64 = 1_000_000_000;
 
 fn flow(n: u8, pkts: u64) -> FlowRecord {
     FlowRecord {
-        key: FlowKey {
-            proto: L4Proto::Tcp,
-            client: Addr::from_v4([198, 18, 0, n]),
-            server: Addr::from_v4([198, 19, 0, 1]),
-            server_port: 443,
-        },
         sent: PerSide::new(
             Counter {
                 pkts,
@@ -36,15 +30,14 @@ fn flow(n: u8, pkts: u64) -> FlowRecord {
                 bytes: 60 * pkts,
             },
         ),
-        rates: Default::default(),
-        first_seen_ns: 0,
         last_seen_ns: 1,
         connections: 1,
-        handshake: PerSide::default(),
-        percentiles: PerSide::default(),
-        mirror: None,
-        tcp: Default::default(),
-        seen_by: None,
+        ..FlowRecord::new(FlowKey {
+            proto: L4Proto::Tcp,
+            client: Addr::from_v4([198, 18, 0, n]),
+            server: Addr::from_v4([198, 19, 0, 1]),
+            server_port: 443,
+        })
     }
 }
 

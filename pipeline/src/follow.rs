@@ -103,28 +103,21 @@ impl<T> FlowFollower<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{Counter, PerSide, Rates, TcpHealth};
+    use crate::flow::{Counter, PerSide};
     use crate::packet::{Addr, L4Proto};
 
     fn flow(port: u16, first_seen_ns: u64, pkts: u64) -> FlowRecord {
-        let addr = |ip: &str| Addr::from(ip.parse::<std::net::IpAddr>().unwrap());
         FlowRecord {
-            key: FlowKey {
-                proto: L4Proto::Tcp,
-                client: addr("198.18.0.1"),
-                server: addr("198.19.0.1"),
-                server_port: port,
-            },
             sent: PerSide::new(Counter { pkts, bytes: 0 }, Counter::default()),
-            rates: Rates::default(),
             first_seen_ns,
             last_seen_ns: first_seen_ns,
             connections: 1,
-            handshake: PerSide::default(),
-            percentiles: PerSide::default(),
-            mirror: None,
-            tcp: TcpHealth::default(),
-            seen_by: None,
+            ..FlowRecord::new(FlowKey {
+                proto: L4Proto::Tcp,
+                client: Addr::from_v4([198, 18, 0, 1]),
+                server: Addr::from_v4([198, 19, 0, 1]),
+                server_port: port,
+            })
         }
     }
 

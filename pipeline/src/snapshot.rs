@@ -141,28 +141,20 @@ impl AgentCoverage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{Counter, FlowKey, PerSide, Rates};
+    use crate::flow::{Counter, FlowKey, PerSide};
     use crate::packet::{Addr, L4Proto};
 
     #[test]
     fn flows_sort_by_bytes_packets_then_key() {
         let flow = |n: u8, bytes: u64, pkts: u64| FlowRecord {
-            key: FlowKey {
+            sent: PerSide::new(Counter { pkts, bytes }, Counter::default()),
+            connections: 1,
+            ..FlowRecord::new(FlowKey {
                 proto: L4Proto::Tcp,
                 client: Addr::from_v4([198, 18, 0, n]),
                 server: Addr::from_v4([198, 19, 0, 1]),
                 server_port: 80,
-            },
-            sent: PerSide::new(Counter { pkts, bytes }, Counter::default()),
-            rates: Rates::default(),
-            first_seen_ns: 0,
-            last_seen_ns: 0,
-            connections: 1,
-            handshake: PerSide::default(),
-            percentiles: PerSide::default(),
-            mirror: None,
-            tcp: Default::default(),
-            seen_by: None,
+            })
         };
         let mut flows = vec![
             flow(1, 10, 1),

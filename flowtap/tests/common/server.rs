@@ -45,6 +45,31 @@ impl Response {
     }
 }
 
+/// flowtap serving the demo capture with its inventory behind `token`,
+/// with `extra` arguments. The token is also in the file `token` of the
+/// returned directory (for clients that read it from a file), which the
+/// caller keeps as long as it needs the file.
+pub(crate) fn serve_demo(token: &str, extra: &[&str]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let root = super::project_root();
+    let (demo, inventory) = (
+        root.join("demo/demo.pcap"),
+        root.join("demo/inventory.json"),
+    );
+    let mut args = vec![
+        "-r",
+        demo.to_str().unwrap(),
+        "--k8s-inventory",
+        inventory.to_str().unwrap(),
+        "--auth-token-file",
+        token_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (Server::start(&args), dir)
+}
+
 impl Server {
     /// Starts flowtap with `args` plus `--listen 127.0.0.1:0`; returns once
     /// the files are read and the final view is served.

@@ -36,6 +36,24 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
+    /// A flow under `key` with nothing counted yet (nothing sent, no
+    /// connection, no handshake), for building records field by field.
+    pub fn new(key: FlowKey) -> FlowRecord {
+        FlowRecord {
+            key,
+            sent: PerSide::default(),
+            rates: Rates::default(),
+            first_seen_ns: 0,
+            last_seen_ns: 0,
+            connections: 0,
+            handshake: PerSide::default(),
+            percentiles: PerSide::default(),
+            mirror: None,
+            tcp: TcpHealth::default(),
+            seen_by: None,
+        }
+    }
+
     pub fn total_pkts(&self) -> u64 {
         self.sent.total().pkts
     }
