@@ -26,6 +26,7 @@ def peak_rss(cmd: list[str]) -> tuple[float, str]:
 def run(bins: dict, caps: dict, quick: bool) -> dict:
     n = 100_000 if quick else 1_000_000
     conn = probe(bins["table-memory"], "connections", n)
+    live = probe(bins["table-memory"], "live-connections", n)
     flow = probe(bins["table-memory"], "flows", n)
     hs = probe(bins["table-memory"], "handshake-flows", n)
     hist = probe(bins["table-memory"], "histogram-flows", n // 100)
@@ -33,6 +34,8 @@ def run(bins: dict, caps: dict, quick: bool) -> dict:
     # A flow probe holds one connection per flow; take the connection out.
     rows = [
         {"what": "tracked TCP connection", "bytes": per_conn, "n": conn["connections"]},
+        {"what": "tracked TCP connection, live timeouts (also in the expiry wheel)",
+         "bytes": live["bytes"] / live["connections"], "n": live["connections"]},
         {"what": "flow, no handshake (UDP)", "bytes": flow["bytes"] / flow["flows"] - per_conn, "n": flow["flows"]},
         {"what": "flow with handshake samples (exact)", "bytes": hs["bytes"] / hs["flows"] - per_conn, "n": hs["flows"]},
         {"what": "flow with handshake histograms", "bytes": (hist["bytes"] - hist["connections"] * per_conn) / hist["flows"], "n": hist["flows"]},

@@ -45,6 +45,13 @@ pub const fn whole_secs(ns: u64) -> u32 {
     }
 }
 
+/// A timestamp in units of 1024 ns, modulo 2^32 (73 minutes): where a
+/// connection's state keeps times in four bytes, to compare times less
+/// than that apart.
+pub const fn ticks(ns: u64) -> u32 {
+    (ns >> 10) as u32
+}
+
 /// Nanoseconds as seconds, for display and rates.
 pub fn as_secs_f64(ns: u64) -> f64 {
     ns as f64 / SECOND as f64

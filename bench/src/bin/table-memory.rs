@@ -1,7 +1,9 @@
 //! `table-memory KIND N`: builds one flow table holding N of something and
 //! prints, as JSON, how much resident memory it added per item. KIND:
 //! - `connections`: N established TCP connections in a few hundred flows
-//!   (the cost of a connection);
+//!   (the cost of a connection), with a capture file's timeouts (none);
+//! - `live-connections`: the same with live capture's idle timeouts, which
+//!   file each connection in the expiry wheel too;
 //! - `flows`: N flows of one UDP datagram each (a flow with its connection);
 //! - `handshake-flows`: N TCP flows with one measured handshake each (exact
 //!   samples: what most flows hold);
@@ -14,7 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use capgen::frame::{self, Proto, Segment};
-use pipeline::flow::{FlowTable, TableConfig};
+use pipeline::flow::{FlowTable, TableConfig, Timeouts};
 
 fn resident() -> u64 {
     pipeline::memory::resident_bytes().expect("/proc/self/statm is readable")
@@ -31,15 +33,19 @@ fn main() {
         .next()
         .and_then(|s| s.parse().ok())
         .expect("usage: table-memory KIND N");
-    let mut table = FlowTable::new(
-        TableConfig::default(),
-        ahash::RandomState::with_seeds(1, 2, 3, 4),
-    );
+    let config = match kind.as_str() {
+        "live-connections" => TableConfig {
+            timeouts: Timeouts::LIVE,
+            ..TableConfig::default()
+        },
+        _ => TableConfig::default(),
+    };
+    let mut table = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
     let before = resident();
     let mut ts = 1_000_000_000_000u64;
     let server = v4([198, 19, 0, 1], 0);
     match kind.as_str() {
-        "connections" => {
+        "connections" | "live-connections" => {
             for i in 0..n {
                 let client = v4([198, 18, 0, 0], i % 256);
                 let cport = 1024 + (i / 256) as u16;

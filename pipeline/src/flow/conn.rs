@@ -22,9 +22,11 @@
 //! the server leg when the completing ACK is known.
 
 use super::health::{Closing, ConnHealth, Events};
+use super::key::ConnKey;
 use super::services::is_service_port;
 use super::side::{PerSide, Side};
 use crate::packet::{L4Proto, Transport};
+use crate::time::ticks;
 use crate::wire::tcp::flags;
 
 /// The idle timeout classes a connection passes through.
@@ -104,6 +106,10 @@ const ANSWERED: u8 = 1;
 const SEQ_SEEN: u8 = 2;
 const PAYLOAD_SENT: u8 = 8;
 const SYNACK_SEEN: u8 = 32;
+/// The roles: the client is the `lo` endpoint of the key; the server sent
+/// the opening packet.
+const CLIENT_IS_LO: u8 = 64;
+const OPENED_BY_SERVER: u8 = 128;
 
 /// `flag` for `side`.
 fn per_side(flag: u8, side: Side) -> u8 {
@@ -133,6 +139,11 @@ struct HandshakeTimes {
     /// The newest client packet processed.
     client_newest_ns: u64,
     done: u8,
+    /// What the server's SYN-ACK acknowledged (once [`SYNACK_SEEN`]), kept
+    /// in case the client's SYN is processed after it (its directions came
+    /// through different queues). Here rather than in [`Conn`]: once the
+    /// handshake is done, both were seen and compared.
+    synack_ack: u32,
 }
 
 impl HandshakeTimes {
@@ -209,24 +220,30 @@ impl HandshakeTimes {
     }
 }
 
-/// Laid out in this order (`repr(C)`): what every packet reads and writes
-/// first, next to the key in the table's entry; what only handshakes and
-/// ends read last, so that a packet of an established connection touches
-/// as few cache lines as possible.
+/// Laid out in this order (`repr(C)`), 104 bytes: the key that every
+/// lookup compares and what every packet reads and writes first; what only
+/// handshakes and ends read last, so that a packet of an established
+/// connection touches as few cache lines as possible. Every byte counts a
+/// million times over: the table holds connections themselves (the key is
+/// their first field), at a load between 44% and 88%.
 #[derive(Clone, Debug)]
 #[repr(C)]
 pub struct Conn {
+    /// Its 5-tuple.
+    pub key: ConnKey,
+    closing: u8,
+    /// [`ANSWERED`], [`SEQ_SEEN`] per side, [`PAYLOAD_SENT`] per side,
+    /// [`SYNACK_SEEN`], [`CLIENT_IS_LO`], [`OPENED_BY_SERVER`]: flags packed
+    /// in a byte.
+    flags: u8,
     /// Index of the connection's flow in the shard's flow slab.
     pub flow: u32,
-    /// Whether the client is the `lo` endpoint of the connection key.
-    pub client_is_lo: bool,
-    closing: u8,
-    /// The sender of the opening packet.
-    opened_by: Side,
-    /// [`ANSWERED`], [`SEQ_SEEN`] per side, [`PAYLOAD_SENT`] per side,
-    /// [`SYNACK_SEEN`]: flags packed in a byte, as every byte of a
-    /// connection is a byte more per packet to bring into the cache.
-    flags: u8,
+    /// When the packet that opened this connection was sent, in ticks
+    /// ([`ticks`]). A FIN or RST from before it belongs to an earlier
+    /// connection on the 5-tuple (seen late, through another queue) and
+    /// does not close this one. With the key, it names this connection in
+    /// the expiry and eviction queues.
+    opened: u32,
     pub last_seen_ns: u64,
     /// TCP: sequence tracking for retransmissions, and the outcome so far.
     health: ConnHealth,
@@ -237,14 +254,6 @@ pub struct Conn {
     /// First sequence number each side sent (once [`SEQ_SEEN`] says so), for
     /// port-reuse detection.
     base_seq: PerSide<u32>,
-    /// TCP: what the server's SYN-ACK acknowledged (once [`SYNACK_SEEN`]),
-    /// kept in case the client's SYN is processed after it (its directions
-    /// came through different queues).
-    synack_ack: u32,
-    /// When the packet that opened this connection was sent. A FIN or RST
-    /// from before it belongs to an earlier connection on the 5-tuple (seen
-    /// late, through another queue) and does not close this one.
-    opened_ns: u64,
 }
 
 impl Conn {
@@ -256,17 +265,22 @@ impl Conn {
         sender: Side,
         ts_ns: u64,
     ) -> (Conn, Step) {
+        let mut flags = 0;
+        if client_is_lo {
+            flags |= CLIENT_IS_LO;
+        }
+        if sender == Side::Server {
+            flags |= OPENED_BY_SERVER;
+        }
         let mut conn = Conn {
+            key: ConnKey::of(t).0,
             flow,
             last_seen_ns: ts_ns,
-            opened_ns: ts_ns,
+            opened: ticks(ts_ns),
             handshake: (t.proto == L4Proto::Tcp).then(Box::default),
             base_seq: PerSide::default(),
-            client_is_lo,
             closing: 0,
-            opened_by: sender,
-            flags: 0,
-            synack_ack: 0,
+            flags,
             health: ConnHealth::default(),
         };
         let step = if t.proto == L4Proto::Tcp {
@@ -280,10 +294,34 @@ impl Conn {
         (conn, step)
     }
 
-    /// When the packet that opened the connection was sent: with the key,
-    /// it tells this connection from a later one on the same 5-tuple.
-    pub fn opened_ns(&self) -> u64 {
-        self.opened_ns
+    /// When the packet that opened the connection was sent, in ticks: with
+    /// the key, it tells this connection from a later one on the 5-tuple.
+    pub fn opened_tick(&self) -> u32 {
+        self.opened
+    }
+
+    /// When the connection opened, to the tick (1024 ns, rounded down),
+    /// from its tick and when it was last seen: exact for connections
+    /// younger than 73 minutes; an older one is taken as opened a multiple
+    /// of 73 minutes later, which matters only to a packet stamped in the
+    /// moment after that.
+    fn opened_ns(&self) -> u64 {
+        let age = ticks(self.last_seen_ns).wrapping_sub(self.opened);
+        (self.last_seen_ns >> 10).saturating_sub(u64::from(age)) << 10
+    }
+
+    /// Whether the client is the `lo` endpoint of the connection key.
+    pub fn client_is_lo(&self) -> bool {
+        self.flags & CLIENT_IS_LO != 0
+    }
+
+    /// The sender of the opening packet.
+    fn opened_by(&self) -> Side {
+        if self.flags & OPENED_BY_SERVER != 0 {
+            Side::Server
+        } else {
+            Side::Client
+        }
     }
 
     /// A value read from the end of the connection's state, for a batch's
@@ -295,7 +333,7 @@ impl Conn {
 
     /// Notes a UDP datagram's sender: the first from the other side answers.
     pub fn note_datagram(&mut self, sender: Side) {
-        if sender != self.opened_by {
+        if sender != self.opened_by() {
             self.flags |= ANSWERED;
         }
     }
@@ -363,7 +401,7 @@ impl Conn {
         if let Some(rtt) = step.legs[Side::Server] {
             self.health.set_rtt(rtt);
         }
-        if f & (flags::FIN | flags::RST) != 0 && ts_ns >= self.opened_ns {
+        if f & (flags::FIN | flags::RST) != 0 && ts_ns >= self.opened_ns() {
             if f & flags::FIN != 0 {
                 self.closing |= match sender {
                     Side::Client => FIN_CLIENT,
@@ -395,14 +433,18 @@ impl Conn {
             && f & flags::ACK != 0
             && f & flags::RST == 0
             && self.flags & SYNACK_SEEN == 0
+            && let Some(h) = self.handshake.as_deref_mut()
         {
-            self.synack_ack = t.tcp_ack;
+            h.synack_ack = t.tcp_ack;
             self.flags |= SYNACK_SEEN;
         }
         let isn_seen = self.flags & per_side(SEQ_SEEN, Side::Client) != 0;
         if isn_seen
             && self.flags & SYNACK_SEEN != 0
-            && self.synack_ack == self.base_seq[Side::Client].wrapping_add(1)
+            && self
+                .handshake
+                .as_deref()
+                .is_some_and(|h| h.synack_ack == self.base_seq[Side::Client].wrapping_add(1))
         {
             self.flags |= ANSWERED;
         }
@@ -644,14 +686,26 @@ mod tests {
         assert!(c.is_closed());
 
         // A FIN stamped before the SYN that opened the connection is a late
-        // packet of the previous one: it neither closes nor reopens this one.
-        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 1_000);
-        c.tcp_step(&tcp(80, 40000, FIN | ACK, 5), Side::Server, 900);
+        // packet of the previous one: it neither closes nor reopens this one
+        // (to the microsecond: when it opened is kept in 1024 ns ticks).
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 10_000);
+        c.tcp_step(&tcp(80, 40000, FIN | ACK, 5), Side::Server, 8_000);
         assert!(!c.is_closed());
         assert!(
-            !c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 2_000)
+            !c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 20_000)
                 .reopen
         );
+
+        // Past the 73 minutes its opening tick can tell, a connection still
+        // closes: a late FIN (stamped before the newest packet) as well.
+        let minute = 60 * crate::time::SECOND;
+        for age in [36 * minute, 37 * minute, 80 * minute, 150 * minute] {
+            let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, ACK, 100), Side::Client, 0);
+            c.last_seen_ns = age;
+            c.tcp_step(&tcp(80, 40000, FIN | ACK, 5), Side::Server, age - 1_000_000);
+            c.tcp_step(&tcp(40000, 80, FIN | ACK, 100), Side::Client, age);
+            assert!(c.is_closed(), "{age}");
+        }
 
         // A SYN older than packets already seen does not reopen.
         let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 1_000);

@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 
 use super::conn::{Class, Conn};
+use super::conns::{ConnRef, Conns};
 use super::key::{ConnKey, FlowKey};
 use super::limits::{NEVER, Timeouts};
 use super::slab::FlowSlab;
@@ -45,20 +46,16 @@ pub(super) const EMERGENCY: Timeouts = Timeouts {
     udp_idle_ns: 10 * SECOND,
 };
 
-/// A connection filed for expiry or eviction: its key, when it opened
-/// (which incarnation of the 5-tuple), and the time it was filed by (its
-/// deadline, or when it was last seen).
-pub(crate) type ConnEntry = (ConnKey, u64, u64);
-/// A flow filed likewise: its slab index and generation, and a time.
-pub(crate) type FlowEntry = (u32, u32, u64);
+/// A flow filed for expiry or eviction: its slab index and generation.
+pub(crate) type FlowEntry = (u32, u32);
 
 #[derive(Debug, Default)]
 pub(crate) struct Eviction {
-    unanswered_conns: VecDeque<(ConnKey, u64)>,
-    unanswered_flows: VecDeque<(u32, u32)>,
+    unanswered_conns: VecDeque<ConnRef>,
+    unanswered_flows: VecDeque<FlowEntry>,
     /// Connections by when they expire, and by when they were last seen.
-    conns: Wheel<ConnEntry>,
-    conns_by_recency: Recency<ConnEntry>,
+    conns: Wheel<ConnRef>,
+    conns_by_recency: Recency<ConnRef>,
     /// Flows without connections (a flow with connections lives as long as
     /// they do), likewise.
     idle_flows: Wheel<FlowEntry>,
@@ -67,8 +64,8 @@ pub(crate) struct Eviction {
 
 impl Eviction {
     /// A new connection, unanswered until the other side answers.
-    pub(super) fn opened_connection(&mut self, key: ConnKey, opened_ns: u64) {
-        self.unanswered_conns.push_back((key, opened_ns));
+    pub(super) fn opened_connection(&mut self, conn: ConnRef) {
+        self.unanswered_conns.push_back(conn);
     }
 
     /// A new flow (index and generation in the slab).
@@ -122,21 +119,17 @@ impl FlowTable {
 
     /// Files a connection by when it would expire (new, or just closed:
     /// its timeout shrank) and, when `new`, in the order of recency.
-    pub(super) fn file_connection(&mut self, key: ConnKey, new: bool) {
-        let Some(conn) = self.conns.get(&key) else {
+    pub(super) fn file_connection(&mut self, handle: ConnRef, new: bool) {
+        let Some(conn) = self.conns.resolve(handle) else {
             return;
         };
-        let opened = conn.opened_ns();
         if new {
-            let entry = (key, opened, conn.last_seen_ns);
             self.eviction
                 .conns_by_recency
-                .file(entry, conn.last_seen_ns);
+                .file(handle, conn.last_seen_ns);
         }
-        if let (deadline, true) = self.conn_deadline(&key, conn) {
-            self.eviction
-                .conns
-                .file((key, opened, deadline), deadline, self.now_ns);
+        if let (deadline, true) = self.conn_deadline(&conn.key, conn) {
+            self.eviction.conns.file(handle, deadline, self.now_ns);
         }
     }
 
@@ -146,25 +139,22 @@ impl FlowTable {
             return;
         };
         let last_seen = self.flows.meters[idx as usize].last_seen_ns;
-        let generation = self.flows.generations[idx as usize];
+        let entry = (idx, self.flows.generations[idx as usize]);
         let proto = flow.key.proto;
-        self.eviction
-            .idle_flows_by_recency
-            .file((idx, generation, last_seen), last_seen);
+        self.eviction.idle_flows_by_recency.file(entry, last_seen);
         if let (deadline, true) = self.flow_deadline(proto, last_seen) {
-            self.eviction
-                .idle_flows
-                .file((idx, generation, deadline), deadline, self.now_ns);
+            self.eviction.idle_flows.file(entry, deadline, self.now_ns);
         }
     }
 
     /// Expires what has come due by `now_ns`.
     pub(super) fn expire_due(&mut self, now_ns: u64) {
         let mut wheel = std::mem::take(&mut self.eviction.conns);
-        wheel.turn(now_ns, |(key, opened, _)| {
-            let Some(conn) = self.conns.get(&key).filter(|c| c.opened_ns() == opened) else {
+        wheel.turn(now_ns, |handle| {
+            let Some(conn) = self.conns.resolve(handle) else {
                 return Verdict::Drop;
             };
+            let key = conn.key;
             match self.conn_deadline(&key, conn) {
                 (deadline, true) if deadline < now_ns => {
                     let mut conn = self.conns.remove(&key).expect("found above");
@@ -172,13 +162,13 @@ impl FlowTable {
                     self.end_connection(&mut conn);
                     Verdict::Done
                 }
-                (deadline, true) => Verdict::Refile((key, opened, deadline), deadline),
+                (deadline, true) => Verdict::Refile(handle, deadline),
                 (_, false) => Verdict::Drop,
             }
         });
         self.eviction.conns = wheel;
         let mut wheel = std::mem::take(&mut self.eviction.idle_flows);
-        wheel.turn(now_ns, |(idx, generation, _)| {
+        wheel.turn(now_ns, |(idx, generation)| {
             let Some(flow) = self.flows.live(idx, generation) else {
                 return Verdict::Drop;
             };
@@ -194,7 +184,7 @@ impl FlowTable {
                     self.counters.flows_expired += 1;
                     Verdict::Done
                 }
-                (deadline, true) => Verdict::Refile((idx, generation, deadline), deadline),
+                (deadline, true) => Verdict::Refile((idx, generation), deadline),
                 (_, false) => Verdict::Drop,
             }
         });
@@ -211,8 +201,8 @@ impl FlowTable {
     }
 
     fn evict_unanswered_connection(&mut self) -> bool {
-        while let Some((key, opened)) = self.eviction.unanswered_conns.pop_front() {
-            if unanswered_conn(&self.conns, &key, opened) {
+        while let Some(handle) = self.eviction.unanswered_conns.pop_front() {
+            if let Some(key) = unanswered_conn(&self.conns, handle) {
                 self.evict_connection(&key);
                 self.counters.connections_evicted += 1;
                 return true;
@@ -225,16 +215,16 @@ impl FlowTable {
     /// since it was filed is filed again by when; each such move is paid
     /// for by the packet that refreshed it.
     fn evict_connection_by_age(&mut self) -> bool {
-        while let Some((key, opened, filed)) = self.eviction.conns_by_recency.pop_oldest() {
-            let Some(conn) = self.conns.get(&key).filter(|c| c.opened_ns() == opened) else {
+        while let Some((handle, filed)) = self.eviction.conns_by_recency.pop_oldest() {
+            let Some(conn) = self.conns.resolve(handle) else {
                 continue;
             };
-            if conn.last_seen_ns > filed {
+            let key = conn.key;
+            if filed.is_before(conn.last_seen_ns) {
                 // Seen since it was filed: filed again, by when.
-                let entry = (key, opened, conn.last_seen_ns);
                 self.eviction
                     .conns_by_recency
-                    .file(entry, conn.last_seen_ns);
+                    .file(handle, conn.last_seen_ns);
                 continue;
             }
             let idle = self.now_ns.saturating_sub(conn.last_seen_ns);
@@ -314,7 +304,8 @@ impl FlowTable {
 
     /// Evicts the least recently seen flow without connections.
     fn evict_idle_flow(&mut self) -> bool {
-        while let Some((idx, generation, filed)) = self.eviction.idle_flows_by_recency.pop_oldest()
+        while let Some(((idx, generation), filed)) =
+            self.eviction.idle_flows_by_recency.pop_oldest()
         {
             let Some(flow) = self.flows.live(idx, generation) else {
                 continue;
@@ -324,10 +315,10 @@ impl FlowTable {
                 continue;
             }
             let last_seen = self.flows.meters[idx as usize].last_seen_ns;
-            if last_seen > filed {
+            if filed.is_before(last_seen) {
                 self.eviction
                     .idle_flows_by_recency
-                    .file((idx, generation, last_seen), last_seen);
+                    .file((idx, generation), last_seen);
                 continue;
             }
             self.remove_evicted_flow(idx);
@@ -354,7 +345,7 @@ impl FlowTable {
         let q = &mut self.eviction;
         for _ in 0..2 {
             match q.unanswered_conns.front() {
-                Some((k, opened)) if !unanswered_conn(&self.conns, k, *opened) => {
+                Some(&handle) if unanswered_conn(&self.conns, handle).is_none() => {
                     q.unanswered_conns.pop_front();
                 }
                 _ => break,
@@ -378,11 +369,9 @@ impl FlowTable {
         if q.unanswered_conns.len() > conns {
             let live = &self.conns;
             q.unanswered_conns
-                .retain(|(k, opened)| unanswered_conn(live, k, *opened));
+                .retain(|&handle| unanswered_conn(live, handle).is_some());
         }
-        let live_conn = |(k, opened, _): &ConnEntry| {
-            self.conns.get(k).is_some_and(|c| c.opened_ns() == *opened)
-        };
+        let live_conn = |&handle: &ConnRef| self.conns.resolve(handle).is_some();
         if q.conns.len() > conns {
             q.conns.retain(live_conn);
         }
@@ -395,8 +384,7 @@ impl FlowTable {
             q.unanswered_flows
                 .retain(|&(idx, generation)| unanswered_flow(live, idx, generation));
         }
-        let live_flow =
-            |&(idx, generation, _): &FlowEntry| self.flows.live(idx, generation).is_some();
+        let live_flow = |&(idx, generation): &FlowEntry| self.flows.live(idx, generation).is_some();
         if q.idle_flows.len() > flows {
             q.idle_flows.retain(live_flow);
         }
@@ -406,15 +394,13 @@ impl FlowTable {
     }
 }
 
-/// Whether a queued (key, opened time) still names an unanswered connection.
-fn unanswered_conn(
-    conns: &hashbrown::HashMap<ConnKey, Conn, ahash::RandomState>,
-    key: &ConnKey,
-    opened_ns: u64,
-) -> bool {
+/// The key of the connection a queued handle names, if it is still there
+/// and unanswered.
+fn unanswered_conn(conns: &Conns, handle: ConnRef) -> Option<ConnKey> {
     conns
-        .get(key)
-        .is_some_and(|c| c.opened_ns() == opened_ns && !c.is_answered())
+        .resolve(handle)
+        .filter(|c| !c.is_answered())
+        .map(|c| c.key)
 }
 
 /// Whether a queued (index, generation) still names an unanswered flow.

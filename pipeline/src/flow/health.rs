@@ -28,6 +28,7 @@
 
 use super::side::{PerSide, Side};
 use crate::packet::Transport;
+use crate::time::ticks;
 use crate::wire::tcp::flags;
 
 /// What one side sent.
@@ -244,10 +245,6 @@ pub struct ConnHealth {
     /// followed its last ACK, up to 3.
     bits: PerSide<u8>,
     stage: Stage,
-}
-
-fn ticks(ns: u64) -> u32 {
-    (ns >> 10) as u32
 }
 
 /// Whether sequence number `a` comes before `b` (modulo 2^32).

@@ -2,9 +2,10 @@
 //! size limits (and the memory they stand for), and the table's settings.
 
 use super::conn::Conn;
-use super::eviction::{ConnEntry, FlowEntry};
+use super::conns::ConnRef;
+use super::eviction::FlowEntry;
 use super::handshake::Window;
-use super::key::{ConnKey, FlowKey};
+use super::key::FlowKey;
 use super::rate::Meter;
 use super::record::FlowRecord;
 use super::slab::FlowEntry as SlabEntry;
@@ -60,15 +61,15 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Estimated bytes per tracked connection: its map entry with the hash
-    /// table's spare capacity, its entries in the unanswered queue, the
+    /// Estimated bytes per tracked connection: its table entry with the
+    /// hash table's spare capacity, its entries in the unanswered queue, the
     /// recency queue and the expiry wheel (each with room for as many stale
     /// ones), and its handshake state (a flood keeps every connection in
     /// its handshake).
     pub fn connection_bytes() -> usize {
-        2 * (size_of::<(ConnKey, Conn)>() + 1)
-            + 2 * size_of::<(ConnKey, u64)>()
-            + 4 * size_of::<ConnEntry>()
+        // hashbrown grows at 7/8 full to twice the buckets: 7/16 full.
+        16 * (size_of::<Conn>() + 1) / 7
+            + 6 * size_of::<ConnRef>()
             + super::conn::HANDSHAKE_STATE_BYTES
     }
 

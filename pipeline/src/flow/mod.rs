@@ -2,6 +2,7 @@
 //! per-shard table that holds them.
 
 pub mod conn;
+mod conns;
 pub mod counters;
 mod eviction;
 pub(crate) mod fragments;

@@ -8,9 +8,8 @@
 
 use std::sync::Arc;
 
-use hashbrown::HashMap;
-
 use super::conn::{Conn, Step, sender_is_client};
+use super::conns::{ConnRef, Conns};
 use super::counters::TableCounters;
 use super::eviction::Eviction;
 use super::fragments::{Fragments, Remembered};
@@ -32,7 +31,7 @@ const LOOKAHEAD: usize = 32;
 pub struct FlowTable {
     pub(super) config: TableConfig,
     clock: SlotClock,
-    pub(super) conns: HashMap<ConnKey, Conn, ahash::RandomState>,
+    pub(super) conns: Conns,
     pub(super) flows: FlowSlab,
     fragments: Fragments<(u16, u16)>,
     pub(super) eviction: Eviction,
@@ -50,7 +49,7 @@ impl FlowTable {
         FlowTable {
             config,
             clock: SlotClock::new(config.rate_window_ns),
-            conns: HashMap::with_hasher(hasher.clone()),
+            conns: Conns::new(hasher.clone()),
             flows: FlowSlab::new(hasher.clone()),
             fragments: Fragments::new(config.max_fragments, config.fragment_timeout_ns, hasher),
             eviction: Eviction::default(),
@@ -67,6 +66,12 @@ impl FlowTable {
 
     /// Counts one packet into its connection and flow.
     pub fn update(&mut self, p: &PacketMeta) {
+        self.update_hashed(p, None);
+    }
+
+    /// [`Self::update`], given the hash of the packet's connection key when
+    /// a batch computed it already.
+    fn update_hashed(&mut self, p: &PacketMeta, conn_hash: Option<u64>) {
         let ts = p.ts_ns;
         self.now_ns = self.now_ns.max(ts);
         self.since_ns = self.since_ns.min(ts);
@@ -101,11 +106,17 @@ impl FlowTable {
         }
 
         let (key, from_lo) = ConnKey::of(&t);
-        let Some(conn) = self.conns.get_mut(&key) else {
-            self.open_connection(key, from_lo, &t, p);
+        // A later fragment's ports came from its first: its key is not the
+        // one the batch hashed.
+        let hash = match conn_hash {
+            Some(hash) if !matches!(p.transport.fragment, Fragment::Later { .. }) => hash,
+            _ => self.conns.hash(&key),
+        };
+        let Some(conn) = self.conns.get_mut_hashed(hash, &key) else {
+            self.open_connection(hash, key, from_lo, &t, p);
             return;
         };
-        let sender = Side::sender(from_lo == conn.client_is_lo);
+        let sender = Side::sender(from_lo == conn.client_is_lo());
         let was_closed = conn.is_closed();
         let was_answered = conn.is_answered();
         let step = if t.proto == L4Proto::Tcp {
@@ -119,7 +130,7 @@ impl FlowTable {
             // is its client, and it may belong to another flow.
             let mut old = self.conns.remove(&key).expect("found above");
             self.end_connection(&mut old);
-            self.open_connection(key, from_lo, &t, p);
+            self.open_connection(hash, key, from_lo, &t, p);
             return;
         }
         conn.last_seen_ns = conn.last_seen_ns.max(ts);
@@ -130,7 +141,8 @@ impl FlowTable {
         );
         if closed {
             // Its timeout shrank: file it by the new deadline.
-            self.file_connection(key, false);
+            let handle = ConnRef::new(hash, conn);
+            self.file_connection(handle, false);
         }
         if answered {
             self.flows.get_mut(flow).answered = true;
@@ -148,10 +160,12 @@ impl FlowTable {
             // Connections first, then their flows' meters: each pass is a
             // row of independent loads.
             let mut flows = [u32::MAX; LOOKAHEAD];
+            let mut hashes = [0u64; LOOKAHEAD];
             let mut touched = 0u64;
-            for (p, flow) in chunk.iter().zip(&mut flows) {
+            for ((p, flow), hash) in chunk.iter().zip(&mut flows).zip(&mut hashes) {
                 let (key, _) = ConnKey::of(&p.transport);
-                if let Some(conn) = self.conns.get(&key) {
+                *hash = self.conns.hash(&key);
+                if let Some(conn) = self.conns.get_hashed(*hash, &key) {
                     *flow = conn.flow;
                     // The whole entry, not only its first line: the update
                     // reads all of it.
@@ -164,15 +178,22 @@ impl FlowTable {
                 }
             }
             std::hint::black_box(touched);
-            for p in chunk {
-                self.update(p);
+            for (p, &hash) in chunk.iter().zip(&hashes) {
+                self.update_hashed(p, Some(hash));
             }
         }
     }
 
     /// A packet of a connection not in the table: track it if there is (or
     /// can be made) room, else count the packet in its flow alone.
-    fn open_connection(&mut self, key: ConnKey, from_lo: bool, t: &Transport, p: &PacketMeta) {
+    fn open_connection(
+        &mut self,
+        hash: u64,
+        key: ConnKey,
+        from_lo: bool,
+        t: &Transport,
+        p: &PacketMeta,
+    ) {
         let (wire_len, ts) = (p.wire_len, p.ts_ns);
         let client_is_lo = if sender_is_client(t) {
             from_lo
@@ -200,10 +221,10 @@ impl FlowTable {
             if t.proto == L4Proto::Udp {
                 conn.note_datagram(sender);
             }
-            self.conns.insert(key, conn);
+            let handle = self.conns.insert(hash, conn);
             self.trim_eviction_queues();
-            self.eviction.opened_connection(key, ts);
-            self.file_connection(key, true);
+            self.eviction.opened_connection(handle);
+            self.file_connection(handle, true);
             step
         } else {
             self.counters.untracked_pkts += 1;
@@ -229,7 +250,7 @@ impl FlowTable {
             self.counters.fragments_unmatched += 1;
             return;
         };
-        let sender = Side::sender(from_lo == conn.client_is_lo);
+        let sender = Side::sender(from_lo == conn.client_is_lo());
         let flow = conn.flow;
         self.flows
             .count(flow, self.clock, sender, (0, wire_len), ts);

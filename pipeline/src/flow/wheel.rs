@@ -8,9 +8,74 @@
 //! new deadline). So a packet never touches the wheel; an active entry is
 //! refiled about once per timeout.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use crate::time::SECOND;
+
+/// Entries in a list that grows by chunks of at most this many, so that a
+/// slot or second holding hundreds of thousands of entries does not hold
+/// up to as many again unused, as a vector grown by doubling does.
+const MAX_CHUNK: usize = 4096;
+const MIN_CHUNK: usize = 16;
+
+/// A list grown by chunks: small lists by doubling, large ones by
+/// [`MAX_CHUNK`] entries at a time. Order does not matter to its users.
+#[derive(Debug)]
+struct Chunks<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Chunks<T> {
+    fn default() -> Self {
+        Chunks {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunks<T> {
+    fn push(&mut self, entry: T) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(entry),
+            _ => {
+                let mut chunk = Vec::with_capacity(self.len.clamp(MIN_CHUNK, MAX_CHUNK));
+                chunk.push(entry);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        let last = self.chunks.last_mut()?;
+        let entry = last.pop();
+        if last.is_empty() {
+            self.chunks.pop();
+        }
+        self.len -= usize::from(entry.is_some());
+        entry
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keeps what `keep` says, giving back the room of what it dropped.
+    fn retain(&mut self, keep: &mut impl FnMut(&T) -> bool) {
+        for chunk in &mut self.chunks {
+            chunk.retain(&mut *keep);
+            chunk.shrink_to_fit();
+        }
+        self.chunks.retain(|c| !c.is_empty());
+        self.len = self.chunks.iter().map(Vec::len).sum();
+    }
+
+    fn into_iter(self) -> impl Iterator<Item = T> {
+        self.chunks.into_iter().flatten()
+    }
+}
 
 /// Slots in the ring: deadlines further ahead wait in the last slot and are
 /// refiled when it comes up.
@@ -22,7 +87,7 @@ const SLOT_NS: u64 = SECOND;
 pub(crate) struct Wheel<T> {
     /// `slots[i]` holds entries due in slot `s` where `s % SLOTS == i`,
     /// for `s` from `cursor` to `cursor + SLOTS - 1`.
-    slots: Vec<VecDeque<T>>,
+    slots: Vec<Chunks<T>>,
     /// The earliest slot not yet taken.
     cursor: u64,
     len: usize,
@@ -31,7 +96,7 @@ pub(crate) struct Wheel<T> {
 impl<T> Default for Wheel<T> {
     fn default() -> Self {
         Wheel {
-            slots: (0..SLOTS).map(|_| VecDeque::new()).collect(),
+            slots: (0..SLOTS).map(|_| Chunks::default()).collect(),
             cursor: 0,
             len: 0,
         }
@@ -61,7 +126,7 @@ impl<T> Wheel<T> {
             self.cursor = self.cursor.max(Self::slot_of(now_ns));
         }
         let slot = Self::slot_of(deadline_ns).clamp(self.cursor, self.cursor + SLOTS - 1);
-        self.slots[(slot % SLOTS) as usize].push_back(entry);
+        self.slots[(slot % SLOTS) as usize].push(entry);
         self.len += 1;
     }
 
@@ -76,11 +141,11 @@ impl<T> Wheel<T> {
         while self.cursor <= now_slot && self.len > 0 {
             let index = (self.cursor % SLOTS) as usize;
             let taken = std::mem::take(&mut self.slots[index]);
-            self.len -= taken.len();
+            self.len -= taken.len;
             // Past the taken slot before refiling, so a refiled entry due
             // now lands in the next slot rather than this one.
             self.cursor += 1;
-            for entry in taken {
+            for entry in taken.into_iter() {
                 if let Verdict::Refile(entry, deadline) = decide(entry) {
                     self.file(entry, deadline, now_ns);
                 }
@@ -97,7 +162,7 @@ impl<T> Wheel<T> {
         let mut len = 0;
         for slot in &mut self.slots {
             slot.retain(&mut keep);
-            len += slot.len();
+            len += slot.len;
         }
         self.len = len;
     }
@@ -143,12 +208,25 @@ mod tests {
     }
 }
 
+/// The second an entry was filed in (entries carry no time of their own,
+/// to stay small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Filed(u64);
+
+impl Filed {
+    /// Whether something seen at `seen_ns` was seen after the second it was
+    /// filed in (then it is filed again, at a later second).
+    pub(crate) fn is_before(self, seen_ns: u64) -> bool {
+        seen_ns / SLOT_NS > self.0
+    }
+}
+
 /// Entries in the order they were last seen, to one second: the oldest
 /// comes out first. Filing is lazy as in the [`Wheel`]: an entry seen since
 /// it was filed is filed again, by its new time, when it comes out.
 #[derive(Debug)]
 pub(crate) struct Recency<T> {
-    by_second: BTreeMap<u64, Vec<T>>,
+    by_second: BTreeMap<u64, Chunks<T>>,
     len: usize,
 }
 
@@ -170,15 +248,16 @@ impl<T> Recency<T> {
         self.len += 1;
     }
 
-    /// The entry filed longest ago.
-    pub(crate) fn pop_oldest(&mut self) -> Option<T> {
+    /// The entry filed longest ago, and when it was filed.
+    pub(crate) fn pop_oldest(&mut self) -> Option<(T, Filed)> {
         let mut oldest = self.by_second.first_entry()?;
-        let entry = oldest.get_mut().pop();
+        let second = *oldest.key();
+        let entry = oldest.get_mut().pop()?;
         if oldest.get().is_empty() {
             oldest.remove();
         }
         self.len -= 1;
-        entry
+        Some((entry, Filed(second)))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -189,7 +268,7 @@ impl<T> Recency<T> {
         let mut len = 0;
         self.by_second.retain(|_, entries| {
             entries.retain(&mut keep);
-            len += entries.len();
+            len += entries.len;
             !entries.is_empty()
         });
         self.len = len;
@@ -201,16 +280,36 @@ mod recency_tests {
     use super::*;
 
     #[test]
+    fn chunks_hold_every_entry_and_little_more() {
+        let mut c: Chunks<u32> = Chunks::default();
+        let n = 3 * MAX_CHUNK as u32 + 5;
+        for i in 0..n {
+            c.push(i);
+        }
+        let capacity: usize = c.chunks.iter().map(Vec::capacity).sum();
+        assert!(capacity < n as usize + MAX_CHUNK, "{capacity}");
+        c.retain(&mut |&i| i % 2 == 0);
+        assert_eq!(c.len, (n as usize).div_ceil(2));
+        let mut seen: Vec<u32> = std::iter::from_fn(|| c.pop()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..n).filter(|i| i % 2 == 0).collect::<Vec<_>>());
+        assert!(c.is_empty() && c.chunks.is_empty());
+    }
+
+    #[test]
     fn oldest_first_across_refiles() {
         let mut r: Recency<u32> = Recency::default();
         r.file(1, 10 * SECOND);
         r.file(2, 5 * SECOND);
         r.file(3, 7 * SECOND);
-        assert_eq!(r.pop_oldest(), Some(2));
+        let (two, filed) = r.pop_oldest().unwrap();
+        assert_eq!(two, 2);
+        assert!(!filed.is_before(5 * SECOND + 999_999_999));
+        assert!(filed.is_before(6 * SECOND));
         // 2 was seen since: filed again by its new time, behind 3 and 1.
         r.file(2, 20 * SECOND);
-        assert_eq!(r.pop_oldest(), Some(3));
-        assert_eq!(r.pop_oldest(), Some(1));
+        assert_eq!(r.pop_oldest().map(|e| e.0), Some(3));
+        assert_eq!(r.pop_oldest().map(|e| e.0), Some(1));
         assert_eq!(r.len(), 1);
         r.retain(|_| false);
         assert_eq!((r.len(), r.pop_oldest()), (0, None));
