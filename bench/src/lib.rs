@@ -42,12 +42,19 @@ pub fn tcp_frame(
     payload: u16,
 ) -> Vec<u8> {
     let mut buf = Vec::new();
-    // Data starts right after the SYN's sequence number, as in a capture.
-    let isn = if c2s { 999 } else { 8_999 };
+    // Data starts right after the SYN's sequence number, as in a capture,
+    // and an ACK acknowledges the other side's SYN (so that a SYN-ACK
+    // answers the connection, as a real one does).
+    let (isn, peer_isn) = if c2s { (999, 8_999) } else { (8_999, 999) };
     frame::segment(
         &mut buf,
         &Segment {
             seq: isn + u32::from(tcp_flags & flags::SYN == 0),
+            ack: if tcp_flags & flags::ACK != 0 {
+                peer_isn + 1
+            } else {
+                0
+            },
             payload,
             ..Segment::tcp(client, cport, server, sport, c2s, tcp_flags)
         },
