@@ -176,6 +176,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0, env = "FLOWTAP_IPFIX_DOMAIN", help_heading = EXPORT)]
     pub ipfix_domain: u32,
 
+    /// Enterprise number of flowtap's own IPFIX elements (TCP health,
+    /// handshake percentiles, connection outcomes; README lists them). The
+    /// default, 32473, is IANA's number for documentation: set your own.
+    #[arg(long, value_name = "N", default_value_t = ipfix::message::DEFAULT_ENTERPRISE, env = "FLOWTAP_IPFIX_ENTERPRISE_NUMBER", help_heading = EXPORT)]
+    pub ipfix_enterprise_number: u32,
+
     /// A running flow gets an IPFIX record of its counts since the last one
     /// at least this often (capture time); ended flows get theirs at once.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "FLOWTAP_IPFIX_ACTIVE_TIMEOUT", help_heading = EXPORT)]

@@ -1,15 +1,19 @@
 //! IPFIX export read by real collectors: flowtap reads corpus captures and
 //! a capgen capture with `--ipfix-collector` pointing at Debian's nfcapd
-//! (nfdump), pmacct's nfacctd and a socket of the test; nfdump's records
+//! (nfdump), pmacct's nfacctd (over UDP) and a socket of the test (over
+//! TCP); nfdump's records
 //! must give, per flow direction, the packets, ports, protocol and times of
 //! flowtap's own API for the same capture, pmacct's the packets and (frame)
 //! bytes, and tshark's IPFIX dissector must decode every message the test
 //! received without a malformed-packet warning, the frame bytes summing to
-//! the API's.
+//! the API's, and flowtap's enterprise elements (TCP health, connection
+//! outcomes) summing to the API's counters.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpListener;
 use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,6 +46,9 @@ impl Nfcapd {
         let child = Command::new("nfcapd")
             .args(["-w", dir.path().to_str().unwrap(), "-b", "127.0.0.1"])
             .args(["-p", &port.to_string()])
+            // A capture's records arrive in one burst at its end: a socket
+            // buffer for it, as a collector fed by busy exporters has.
+            .args(["-B", "4194304"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -89,7 +96,7 @@ impl Nfacctd {
         std::fs::write(
             &config,
             format!(
-                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nplugins: print\n\
+                "daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nnfacctd_pipe_size: 4194304\nplugins: print\n\
                  aggregate: src_host, dst_host, src_port, dst_port, proto\nprint_output: csv\n\
                  print_output_file: {}\nprint_output_file_append: true\nprint_refresh_time: 1\n",
                 dir.path().join("out.csv").display()
@@ -170,6 +177,51 @@ fn api_directions(flows: &[FlowSummary], raw: &Value) -> BTreeMap<Direction, (u6
     out
 }
 
+/// The counts among flowtap's enterprise elements (README, IPFIX), summed
+/// over every record tshark decoded: each record carries the ten elements
+/// in template order, and tshark lists them in order, comma-separated, in
+/// the third column.
+fn enterprise_counts(tshark_fields: &str) -> [u64; 8] {
+    let values: Vec<u64> = tshark_fields
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2))
+        .flat_map(|c| c.split(','))
+        .filter(|v| !v.is_empty())
+        .map(|v| u64::from_str_radix(&v.replace(':', ""), 16).unwrap())
+        .collect();
+    assert_eq!(values.len() % 10, 0, "ten elements a record");
+    let mut sums = [0u64; 8];
+    for record in values.chunks(10) {
+        // Elements 4 and 5 are handshake percentiles, not counts.
+        for (sum, v) in sums.iter_mut().zip(record[..3].iter().chain(&record[5..])) {
+            *sum += v;
+        }
+    }
+    sums
+}
+
+/// The same counts from the API (`format=full`).
+fn api_health(full: &Value) -> [u64; 8] {
+    let mut sums = [0u64; 8];
+    for f in full["flows"].as_array().unwrap() {
+        for side in ["client_stats", "server_stats"] {
+            for (i, k) in ["tcp_retransmits", "tcp_rsts", "tcp_zero_windows"]
+                .iter()
+                .enumerate()
+            {
+                sums[i] += f[side][k].as_u64().unwrap_or(0);
+            }
+        }
+        for (i, k) in ["established", "refused", "unanswered", "reset", "closed"]
+            .iter()
+            .enumerate()
+        {
+            sums[3 + i] += f["tcp_connections"][k].as_u64().unwrap_or(0);
+        }
+    }
+    sums
+}
+
 fn ms_of(s: &str) -> u64 {
     let t = humantime::parse_rfc3339(&format!("{s}Z")).unwrap();
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
@@ -217,30 +269,45 @@ fn write_pcap(path: &Path, datagrams: &[Vec<u8>]) {
     w.finish().unwrap();
 }
 
-fn check_capture(capture: &Path) -> (usize, u64) {
+/// Checks the records of one capture; returns how many nfdump read, the
+/// frame bytes, and the enterprise counts ([`enterprise_counts`]).
+fn check_capture(capture: &Path) -> (usize, u64, [u64; 8]) {
     let nfcapd = Nfcapd::start();
     let nfacctd = Nfacctd::start();
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sink.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    // The test's own copy of every message comes over TCP, which loses
+    // none: a capture's messages can be more than a UDP socket's receive
+    // buffer holds, and this socket is read only once flowtap is done.
+    let sink = TcpListener::bind("127.0.0.1:0").unwrap();
     let collectors = format!(
-        "udp://127.0.0.1:{},udp://127.0.0.1:{},udp://{}",
+        "udp://127.0.0.1:{},udp://127.0.0.1:{},tcp://{}",
         nfcapd.port,
         nfacctd.port,
         sink.local_addr().unwrap()
     );
+    let receiver = std::thread::spawn(move || {
+        let mut stream = Vec::new();
+        sink.accept().unwrap().0.read_to_end(&mut stream).unwrap();
+        // Split the stream into its messages by their length fields.
+        let mut messages = Vec::new();
+        let mut rest = &stream[..];
+        while rest.len() >= 4 {
+            let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+            messages.push(rest[..len].to_vec());
+            rest = &rest[len..];
+        }
+        assert!(rest.is_empty(), "a message cut short");
+        messages
+    });
     let run = run_flowtap(
         &[capture],
         1,
         &["--ipfix-collector", &collectors, "--ipfix-mtu", "1200"],
     );
+    let datagrams = receiver.join().unwrap();
     assert_eq!(run.status, 0, "{}", run.stderr);
     let want = api_directions(&run.flows, &run.bodies[1]);
-    let mut datagrams = Vec::new();
-    let mut buf = [0u8; 65536];
-    while let Ok(n) = sink.recv(&mut buf) {
-        assert!(n <= 1200, "a message of {n} bytes");
-        datagrams.push(buf[..n].to_vec());
+    for d in &datagrams {
+        assert!(d.len() <= 1200, "a message of {} bytes", d.len());
     }
     let name = capture.display().to_string();
     let records = nfcapd.records();
@@ -296,6 +363,8 @@ fn check_capture(capture: &Path) -> (usize, u64) {
             "cflow.layer2_octet_delta_count",
             "-e",
             "_ws.expert.message",
+            "-e",
+            "cflow.enterprise_private_entry",
         ])
         .output()
         .unwrap();
@@ -311,7 +380,14 @@ fn check_capture(capture: &Path) -> (usize, u64) {
         .sum();
     let total: u64 = want.values().map(|v| v.1).sum();
     assert_eq!(l2, total, "{name}: layer2OctetDeltaCount over every record");
-    (records.len(), total)
+    let health = enterprise_counts(&text);
+    assert_eq!(
+        health,
+        api_health(&run.bodies[0]),
+        "{name}: flowtap's enterprise elements over every record vs the API \
+         (retransmits, RSTs, zero windows, established, refused, unanswered, reset, closed)"
+    );
+    (records.len(), total, health)
 }
 
 fn capture(name: &str) -> PathBuf {
@@ -320,15 +396,23 @@ fn capture(name: &str) -> PathBuf {
 
 #[test]
 fn nfdump_and_tshark_read_the_records_of_corpus_captures() {
-    let mut records = 0;
+    let (mut records, mut health) = (0, [0u64; 8]);
     for name in [
         "02_pcpp_example.pcap",
         "05_ndpi_reddit_ipv6.pcap",
         "19_tcpreplay_test.pcap",
     ] {
-        records += check_capture(&capture(name)).0;
+        let (n, _, h) = check_capture(&capture(name));
+        records += n;
+        health.iter_mut().zip(h).for_each(|(sum, v)| *sum += v);
     }
     assert!(records > 100, "{records} records");
+    // The comparison means something: there are retransmissions, and
+    // established and closed connections, to count.
+    assert!(
+        health[0] > 0 && health[3] > 0 && health[7] > 0,
+        "{health:?}"
+    );
 }
 
 #[test]
@@ -345,6 +429,6 @@ fn nfdump_reads_the_records_of_a_generated_capture() {
     capgen::Generator::new(spec)
         .write(std::fs::File::create(&path).unwrap())
         .unwrap();
-    let (records, _) = check_capture(&path);
+    let (records, _, _) = check_capture(&path);
     assert!(records > 1000, "{records} records");
 }

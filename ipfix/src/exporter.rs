@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pipeline::Snapshot;
-use pipeline::flow::{Counter, FlowKey, FlowRecord, Side};
+use pipeline::flow::{Counter, FlowKey, FlowRecord, PerSide, Percentiles, Side, TcpHealth};
 use pipeline::follow::{Change, FlowFollower};
 use pipeline::snapshot::SnapshotSink;
 
-use crate::message::{Encoder, EndReason, Record};
+use crate::message::{Encoder, EndReason, Measured, Record};
 use crate::transport::{Collector, CollectorAddr};
 
 #[derive(Clone, Debug)]
@@ -19,6 +19,9 @@ pub struct ExportConfig {
     pub tcp_buffer_bytes: usize,
     /// The observation domain id in every message header.
     pub domain: u32,
+    /// The enterprise number of flowtap's own elements
+    /// ([`crate::message::ENTERPRISE_ELEMENTS`]).
+    pub enterprise: u32,
     /// A running flow's counts are exported at least this often.
     pub active_timeout_ns: u64,
     /// Largest message, bytes (within the path MTU: no IP fragmentation).
@@ -44,6 +47,11 @@ pub struct ExportStats {
 struct Tracked {
     seen: [Counter; 2],
     exported: [Counter; 2],
+    health_seen: TcpHealth,
+    health_exported: TcpHealth,
+    /// Its handshake percentiles as last seen (not counts: exported as
+    /// they are).
+    handshake: PerSide<Option<Percentiles>>,
     last_ns: u64,
     /// When its last record was made (or it was first seen), capture time.
     record_ns: u64,
@@ -67,7 +75,7 @@ impl Exporter {
             .map(|&to| Collector::open(to, config.tcp_buffer_bytes))
             .collect::<std::io::Result<_>>()?;
         Ok(Exporter {
-            encoder: Encoder::new(config.domain, config.mtu),
+            encoder: Encoder::new(config.domain, config.enterprise, config.mtu),
             config,
             collectors,
             flows: FlowFollower::default(),
@@ -112,6 +120,33 @@ fn records(key: &FlowKey, t: &Tracked, reason: EndReason) -> Vec<Record> {
             Side::Client => (client, server, 0, key.server_port),
             Side::Server => (server, client, key.server_port, 0),
         };
+        let (now, before) = (&t.health_seen, &t.health_exported);
+        let sent = |f: fn(&pipeline::flow::SideHealth) -> u64| {
+            f(&now.sent[side]).saturating_sub(f(&before.sent[side]))
+        };
+        let (mut measured, percentiles) = (
+            Measured {
+                retransmits: sent(|h| h.retransmits),
+                rsts: sent(|h| h.rsts),
+                zero_windows: sent(|h| h.zero_windows),
+                ..Measured::default()
+            },
+            t.handshake[side],
+        );
+        if let Some(p) = percentiles {
+            measured.handshake_p50_us = u32::try_from(p.p50).unwrap_or(u32::MAX);
+            measured.handshake_p99_us = u32::try_from(p.p99).unwrap_or(u32::MAX);
+        }
+        // The client's connections, in the first record of the two (the
+        // client's, unless it sent nothing since the last one).
+        if out.is_empty() {
+            let (c, b) = (&now.connections, &before.connections);
+            measured.established = c.established.saturating_sub(b.established);
+            measured.refused = c.refused.saturating_sub(b.refused);
+            measured.unanswered = c.unanswered.saturating_sub(b.unanswered);
+            measured.reset = c.reset.saturating_sub(b.reset);
+            measured.closed = c.closed.saturating_sub(b.closed);
+        }
         out.push(Record {
             src,
             dst,
@@ -123,6 +158,7 @@ fn records(key: &FlowKey, t: &Tracked, reason: EndReason) -> Vec<Record> {
             start_ms: t.start_ns / 1_000_000,
             end_ms: t.last_ns / 1_000_000,
             reason,
+            measured,
         });
     }
     out
@@ -133,6 +169,9 @@ impl Tracked {
         Tracked {
             seen: f.sent.0,
             exported: [Counter::default(); 2],
+            health_seen: f.tcp,
+            health_exported: TcpHealth::default(),
+            handshake: f.percentiles,
             last_ns: f.last_seen_ns,
             record_ns: f.first_seen_ns,
             start_ns: f.first_seen_ns,
@@ -142,6 +181,7 @@ impl Tracked {
     /// Counts it has not exported yet are now exported.
     fn exported(&mut self, at_ns: u64) {
         self.exported = self.seen;
+        self.health_exported = self.health_seen;
         self.record_ns = at_ns;
         self.start_ns = self.last_ns;
     }
@@ -167,6 +207,8 @@ impl SnapshotSink for Exporter {
                     }
                 };
                 t.seen = f.sent.0;
+                t.health_seen = f.tcp;
+                t.handshake = f.percentiles;
                 t.last_ns = f.last_seen_ns;
                 if now.saturating_sub(t.record_ns) >= active_timeout_ns {
                     out.extend(records(&f.key, &t, EndReason::Active));

@@ -15,6 +15,36 @@ const TEMPLATE_SET_ID: u16 = 2;
 pub const TEMPLATE_V4: u16 = 256;
 pub const TEMPLATE_V6: u16 = 257;
 
+/// The enterprise number flowtap's own elements are under by default:
+/// 32473, which IANA reserves for documentation (RFC 5612). flowtap has
+/// none of its own; a deployment that keeps these records sets its own
+/// (`--ipfix-enterprise-number`).
+pub const DEFAULT_ENTERPRISE: u32 = 32473;
+
+/// flowtap's own measurements: enterprise-specific Information Elements
+/// (RFC 7011 section 3.2) under the configured enterprise number, after the
+/// standard ones, in this order: (element id, length, name). Counts are
+/// deltas since the direction's previous record, like packetDeltaCount.
+/// Connection outcomes are the client's, in the client-to-server record (in
+/// the other only when the client sent nothing since its last record); handshake percentiles are the record's direction's view
+/// (client to server: SYN to SYN-ACK; server to client: SYN to completing
+/// ACK), over flowtap's RTT window, 0 when none was measured.
+pub const ENTERPRISE_ELEMENTS: [(u16, u16, &str); 10] = [
+    (1, 8, "tcpRetransmissionDeltaCount"),
+    (2, 8, "tcpRstDeltaCount"),
+    (3, 8, "tcpZeroWindowDeltaCount"),
+    (4, 4, "handshakeP50Microseconds"),
+    (5, 4, "handshakeP99Microseconds"),
+    (6, 8, "connectionsEstablishedDeltaCount"),
+    (7, 8, "connectionsRefusedDeltaCount"),
+    (8, 8, "connectionsUnansweredDeltaCount"),
+    (9, 8, "connectionsResetDeltaCount"),
+    (10, 8, "connectionsClosedDeltaCount"),
+];
+
+/// The enterprise bit of a field specifier's element id.
+const ENTERPRISE_BIT: u16 = 0x8000;
+
 /// Information Elements (IANA numbers) of a record, with their lengths.
 const fn fields(v6: bool) -> [(u16, u16); 11] {
     let (src, dst, len) = if v6 { (27, 28, 16) } else { (8, 12, 4) };
@@ -42,7 +72,32 @@ pub const fn record_len(v6: bool) -> usize {
         n += f[i].1 as usize;
         i += 1;
     }
+    let mut i = 0;
+    while i < ENTERPRISE_ELEMENTS.len() {
+        n += ENTERPRISE_ELEMENTS[i].1 as usize;
+        i += 1;
+    }
     n
+}
+
+/// The length of a template's field specifiers.
+const fn template_fields_len() -> usize {
+    4 * fields(false).len() + 8 * ENTERPRISE_ELEMENTS.len()
+}
+
+/// flowtap's measurements in one record (see [`ENTERPRISE_ELEMENTS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Measured {
+    pub retransmits: u64,
+    pub rsts: u64,
+    pub zero_windows: u64,
+    pub handshake_p50_us: u32,
+    pub handshake_p99_us: u32,
+    pub established: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+    pub reset: u64,
+    pub closed: u64,
 }
 
 /// Why a record was exported (RFC 7012 flowEndReason).
@@ -70,6 +125,7 @@ pub struct Record {
     pub start_ms: u64,
     pub end_ms: u64,
     pub reason: EndReason,
+    pub measured: Measured,
 }
 
 impl Record {
@@ -93,6 +149,15 @@ impl Record {
         out.extend_from_slice(&self.end_ms.to_be_bytes());
         out.push(self.reason as u8);
         out.extend_from_slice(&0u16.to_be_bytes());
+        let m = &self.measured;
+        for v in [m.retransmits, m.rsts, m.zero_windows] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&m.handshake_p50_us.to_be_bytes());
+        out.extend_from_slice(&m.handshake_p99_us.to_be_bytes());
+        for v in [m.established, m.refused, m.unanswered, m.reset, m.closed] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
     }
 }
 
@@ -101,16 +166,20 @@ impl Record {
 /// message is the count of data records sent before it).
 pub struct Encoder {
     domain: u32,
+    enterprise: u32,
     max_len: usize,
     sequence: u32,
 }
 
 impl Encoder {
-    pub fn new(domain: u32, max_len: usize) -> Encoder {
-        // A message must hold the templates, or one record of each family.
+    pub fn new(domain: u32, enterprise: u32, max_len: usize) -> Encoder {
+        // A message must hold the templates, and a record of each family.
+        let templates = HEADER_LEN + SET_HEADER_LEN + 2 * (4 + template_fields_len());
+        let records = HEADER_LEN + 2 * SET_HEADER_LEN + record_len(false) + record_len(true);
         Encoder {
             domain,
-            max_len: max_len.max(HEADER_LEN + 2 * (SET_HEADER_LEN + 4 + 11 * 4) + 64),
+            enterprise,
+            max_len: max_len.max(templates).max(records),
             sequence: 0,
         }
     }
@@ -129,10 +198,16 @@ impl Encoder {
         for (id, v6) in [(TEMPLATE_V4, false), (TEMPLATE_V6, true)] {
             let f = fields(v6);
             out.extend_from_slice(&id.to_be_bytes());
-            out.extend_from_slice(&(f.len() as u16).to_be_bytes());
+            let count = f.len() + ENTERPRISE_ELEMENTS.len();
+            out.extend_from_slice(&(count as u16).to_be_bytes());
             for (element, len) in f {
                 out.extend_from_slice(&element.to_be_bytes());
                 out.extend_from_slice(&len.to_be_bytes());
+            }
+            for (element, len, _) in ENTERPRISE_ELEMENTS {
+                out.extend_from_slice(&(element | ENTERPRISE_BIT).to_be_bytes());
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&self.enterprise.to_be_bytes());
             }
         }
         let set_len = (out.len() - set) as u16;
@@ -218,15 +293,44 @@ mod tests {
             start_ms: 1,
             end_ms: 2,
             reason: EndReason::Forced,
+            measured: Measured {
+                retransmits: n,
+                closed: 1,
+                ..Measured::default()
+            },
         }
     }
 
     #[test]
     fn messages_stay_within_the_limit_and_number_their_records() {
-        let mut e = Encoder::new(7, 512);
+        let mut e = Encoder::new(7, DEFAULT_ENTERPRISE, 512);
         let t = e.templates(100);
         assert_eq!(u16::from_be_bytes([t[0], t[1]]), VERSION);
         assert_eq!(u16::from_be_bytes([t[2], t[3]]) as usize, t.len());
+        // Each template: the standard field specifiers, then flowtap's, each
+        // with the enterprise bit and number; their lengths make a record.
+        let mut at = HEADER_LEN + SET_HEADER_LEN;
+        for id in [TEMPLATE_V4, TEMPLATE_V6] {
+            let u16_at = |i: usize| u16::from_be_bytes([t[i], t[i + 1]]);
+            assert_eq!(u16_at(at), id);
+            let count = u16_at(at + 2) as usize;
+            at += 4;
+            let (mut len, mut enterprise) = (0, Vec::new());
+            for _ in 0..count {
+                let (element, field_len) = (u16_at(at), u16_at(at + 2));
+                len += field_len as usize;
+                at += 4;
+                if element & ENTERPRISE_BIT != 0 {
+                    let pen = u32::from_be_bytes(t[at..at + 4].try_into().unwrap());
+                    assert_eq!(pen, DEFAULT_ENTERPRISE);
+                    enterprise.push(element & !ENTERPRISE_BIT);
+                    at += 4;
+                }
+            }
+            assert_eq!(enterprise, (1..=10).collect::<Vec<u16>>());
+            assert_eq!(len, record_len(id == TEMPLATE_V6));
+        }
+        assert_eq!(at, t.len());
         let records: Vec<Record> = (0..50).map(|i| record(i % 3 == 0, i)).collect();
         let messages = e.data(&records, 100);
         let mut seq = 0;

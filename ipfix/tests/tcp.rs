@@ -87,6 +87,7 @@ fn records_wait_for_a_restarted_collector() {
         collectors: vec![CollectorAddr::Tcp(addr)],
         tcp_buffer_bytes: 1 << 20,
         domain: 1,
+        enterprise: ipfix::message::DEFAULT_ENTERPRISE,
         active_timeout_ns: SECOND,
         mtu: 1400,
     };
@@ -131,12 +132,13 @@ fn records_beyond_the_buffer_are_counted_lost() {
     let stats = Arc::new(ExportStats::default());
     let config = ExportConfig {
         collectors: vec![CollectorAddr::Tcp(addr)],
-        // Messages of at most three records (16 + 4 + 3 x 48 = 164 bytes):
-        // room for the first, not for the second (one record, 68 bytes).
-        tcp_buffer_bytes: 170,
+        // Messages of at most three records (16 + 4 + 3 x 124 = 392
+        // bytes): room for the first, not for the second (one record, 144).
+        tcp_buffer_bytes: 400,
         domain: 1,
+        enterprise: ipfix::message::DEFAULT_ENTERPRISE,
         active_timeout_ns: SECOND,
-        mtu: 164,
+        mtu: 392,
     };
     let mut exporter = Exporter::new(config, stats.clone()).unwrap();
     exporter.snapshot(&snapshot(10, 5));
