@@ -27,7 +27,7 @@ use crate::view::View;
 pub const PATH: &str = "/internal/v1/feed";
 pub const CONTENT_TYPE: &str = "application/x-flowtap-feed";
 /// Changes whenever the encoding does: a hub refuses other versions.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Feed {
@@ -61,6 +61,9 @@ pub struct FeedFlow {
     pub server_port: u16,
     /// (packets, bytes) the client sent, then the server.
     pub sent: [(u64, u64); 2],
+    /// Of those bytes, the ones that are not IP bytes (link headers, tags,
+    /// padding): smaller numbers than the IP bytes, so fewer bytes to send.
+    pub link_bytes: [u64; 2],
     /// Packets/s the client sent, the server sent; then bits/s likewise.
     pub pps: [f64; 2],
     pub bps: [f64; 2],
@@ -199,6 +202,8 @@ impl FeedFlow {
             server: f.key.server.0,
             server_port: f.key.server_port,
             sent: [Side::Client, Side::Server].map(|s| (f.sent[s].pkts, f.sent[s].bytes)),
+            link_bytes: [Side::Client, Side::Server]
+                .map(|s| f.sent[s].bytes.saturating_sub(f.ip_bytes[s])),
             pps: [f.rates.pps[Side::Client], f.rates.pps[Side::Server]],
             bps: [f.rates.bps[Side::Client], f.rates.bps[Side::Server]],
             first_seen_ns: f.first_seen_ns,
@@ -242,6 +247,10 @@ impl FeedFlow {
                 server_port: self.server_port,
             },
             sent: PerSide::new(counter(self.sent[0]), counter(self.sent[1])),
+            ip_bytes: PerSide::from_fn(|side| {
+                let i = side as usize;
+                self.sent[i].1.saturating_sub(self.link_bytes[i])
+            }),
             rates: Rates {
                 pps: PerSide::new(self.pps[0], self.pps[1]),
                 bps: PerSide::new(self.bps[0], self.bps[1]),
@@ -318,6 +327,7 @@ mod tests {
                     bytes: 120,
                 },
             ),
+            ip_bytes: PerSide::new(138, 92),
             rates: Rates {
                 pps: PerSide::new(1.5, 1.0),
                 bps: PerSide::new(720.0, 480.0),

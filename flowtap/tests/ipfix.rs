@@ -1,13 +1,13 @@
 //! IPFIX export read by real collectors: flowtap reads corpus captures and
 //! a capgen capture with `--ipfix-collector` pointing at Debian's nfcapd
 //! (nfdump), pmacct's nfacctd (over UDP) and a socket of the test (over
-//! TCP); nfdump's records
-//! must give, per flow direction, the packets, ports, protocol and times of
-//! flowtap's own API for the same capture, pmacct's the packets and (frame)
-//! bytes, and tshark's IPFIX dissector must decode every message the test
-//! received without a malformed-packet warning, the frame bytes summing to
-//! the API's, and flowtap's enterprise elements (TCP health, connection
-//! outcomes) summing to the API's counters.
+//! TCP). Per flow direction, nfdump's records must give the packets, ports,
+//! protocol and times of flowtap's own API for the same capture and the IP
+//! bytes tshark counts in it (`octetDeltaCount`), pmacct's the packets and
+//! IP bytes; tshark's IPFIX dissector must decode every message the test
+//! received without a malformed-packet warning, the frame bytes
+//! (`layer2OctetDeltaCount`) summing to the API's, and flowtap's enterprise
+//! elements (TCP health, connection outcomes) summing to the API's counters.
 
 mod common;
 
@@ -222,6 +222,62 @@ fn api_health(full: &Value) -> [u64; 8] {
     sums
 }
 
+/// IP bytes (the IPv4 total length, or the IPv6 payload length and its
+/// 40-byte header) of every TCP and UDP packet in `capture` by tshark, per
+/// direction as the records key them: the client's port 0.
+fn tshark_ip_bytes(
+    capture: &Path,
+    directions: &BTreeMap<Direction, (u64, u64, u64, u64)>,
+) -> BTreeMap<Direction, u64> {
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            capture.to_str().unwrap(),
+            "-Y",
+            "(tcp or udp) and not icmp and not icmpv6",
+        ])
+        .args(["-T", "fields", "-E", "occurrence=f"])
+        .args([
+            "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
+        ])
+        .args([
+            "-e",
+            "ip.len",
+            "-e",
+            "ipv6.plen",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+        ])
+        .args(["-e", "udp.srcport", "-e", "udp.dstport"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tshark on {}", capture.display());
+    let mut bytes = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (src, dst, len) = if f[0].is_empty() {
+            (f[2], f[3], f[5].parse::<u64>().unwrap() + 40)
+        } else {
+            (f[0], f[1], f[4].parse::<u64>().unwrap())
+        };
+        let (sport, dport, proto) = if f[6].is_empty() {
+            (f[8], f[9], 17)
+        } else {
+            (f[6], f[7], 6)
+        };
+        let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let (sport, dport): (u16, u16) = (sport.parse().unwrap(), dport.parse().unwrap());
+        let key = [(src, 0, dst, dport, proto), (src, sport, dst, 0, proto)]
+            .into_iter()
+            .find(|k| directions.contains_key(k))
+            .unwrap_or_else(|| panic!("{line}: in no direction flowtap reported"));
+        *bytes.entry(key).or_default() += len;
+    }
+    bytes
+}
+
 fn ms_of(s: &str) -> u64 {
     let t = humantime::parse_rfc3339(&format!("{s}Z")).unwrap();
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
@@ -330,24 +386,29 @@ fn check_capture(capture: &Path) -> (usize, u64, [u64; 8]) {
         );
         let value = (
             r["in_packets"].as_u64().unwrap(),
+            r["in_bytes"].as_u64().unwrap(),
             ms_of(r["first"].as_str().unwrap()),
             ms_of(r["last"].as_str().unwrap()),
         );
         assert!(got.insert(key, value).is_none(), "{name}: {key:?} twice");
     }
-    let want_nf: BTreeMap<Direction, (u64, u64, u64)> =
-        want.iter().map(|(k, v)| (*k, (v.0, v.2, v.3))).collect();
+    let ip_bytes = tshark_ip_bytes(capture, &want);
+    let want_nf: BTreeMap<Direction, (u64, u64, u64, u64)> = want
+        .iter()
+        .map(|(k, v)| (*k, (v.0, ip_bytes.get(k).copied().unwrap_or(0), v.2, v.3)))
+        .collect();
     assert_eq!(
         got, want_nf,
-        "{name}: nfdump vs the API, per direction (packets, first, last ms)"
+        "{name}: nfdump vs the API (packets, first, last ms) and tshark (IP bytes), per direction"
     );
     let packets = want.values().map(|v| v.0).sum();
+    // pmacct reads octetDeltaCount, IP bytes, when a record has it.
     let want_pm: BTreeMap<Direction, (u64, u64)> =
-        want.iter().map(|(k, v)| (*k, (v.0, v.1))).collect();
+        want_nf.iter().map(|(k, v)| (*k, (v.0, v.1))).collect();
     assert_eq!(
         nfacctd.directions(packets),
         want_pm,
-        "{name}: pmacct vs the API, per direction (packets, frame bytes)"
+        "{name}: pmacct vs the API (packets) and tshark (IP bytes), per direction"
     );
 
     // tshark decodes every message; the frame bytes add up to the API's.

@@ -158,6 +158,10 @@ fn combine(
             by_client.record.sent[Side::Client],
             by_server.record.sent[Side::Server],
         ),
+        ip_bytes: PerSide::new(
+            by_client.record.ip_bytes[Side::Client],
+            by_server.record.ip_bytes[Side::Server],
+        ),
         rates: by_client.record.rates,
         first_seen_ns: all
             .iter()
@@ -221,6 +225,7 @@ mod tests {
         };
         let handshake = PerSide::new(digest(legs[0]), digest(legs[1]));
         FlowRecord {
+            ip_bytes: Default::default(),
             key: FlowKey {
                 proto: L4Proto::Tcp,
                 client: Addr::from_v4([198, 18, 0, 1]),

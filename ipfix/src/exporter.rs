@@ -47,6 +47,9 @@ pub struct ExportStats {
 struct Tracked {
     seen: [Counter; 2],
     exported: [Counter; 2],
+    /// IP bytes, likewise.
+    ip_seen: [u64; 2],
+    ip_exported: [u64; 2],
     health_seen: TcpHealth,
     health_exported: TcpHealth,
     /// Its handshake percentiles as last seen (not counts: exported as
@@ -154,6 +157,7 @@ fn records(key: &FlowKey, t: &Tracked, reason: EndReason) -> Vec<Record> {
             dst_port,
             protocol: key.proto as u8,
             packets: pkts,
+            octets: t.ip_seen[i].saturating_sub(t.ip_exported[i]),
             layer2_octets: bytes,
             start_ms: t.start_ns / 1_000_000,
             end_ms: t.last_ns / 1_000_000,
@@ -169,6 +173,8 @@ impl Tracked {
         Tracked {
             seen: f.sent.0,
             exported: [Counter::default(); 2],
+            ip_seen: f.ip_bytes.0,
+            ip_exported: [0; 2],
             health_seen: f.tcp,
             health_exported: TcpHealth::default(),
             handshake: f.percentiles,
@@ -181,6 +187,7 @@ impl Tracked {
     /// Counts it has not exported yet are now exported.
     fn exported(&mut self, at_ns: u64) {
         self.exported = self.seen;
+        self.ip_exported = self.ip_seen;
         self.health_exported = self.health_seen;
         self.record_ns = at_ns;
         self.start_ns = self.last_ns;
@@ -207,6 +214,7 @@ impl SnapshotSink for Exporter {
                     }
                 };
                 t.seen = f.sent.0;
+                t.ip_seen = f.ip_bytes.0;
                 t.health_seen = f.tcp;
                 t.handshake = f.percentiles;
                 t.last_ns = f.last_seen_ns;

@@ -46,7 +46,7 @@ pub const ENTERPRISE_ELEMENTS: [(u16, u16, &str); 10] = [
 const ENTERPRISE_BIT: u16 = 0x8000;
 
 /// Information Elements (IANA numbers) of a record, with their lengths.
-const fn fields(v6: bool) -> [(u16, u16); 11] {
+const fn fields(v6: bool) -> [(u16, u16); 12] {
     let (src, dst, len) = if v6 { (27, 28, 16) } else { (8, 12, 4) };
     [
         (src, len), // source IPv4/IPv6 address
@@ -55,6 +55,7 @@ const fn fields(v6: bool) -> [(u16, u16); 11] {
         (11, 2),    // destinationTransportPort
         (4, 1),     // protocolIdentifier
         (2, 8),     // packetDeltaCount
+        (1, 8),     // octetDeltaCount: IP bytes, headers and payload
         (352, 8),   // layer2OctetDeltaCount: frame bytes, as flowtap counts them
         (152, 8),   // flowStartMilliseconds
         (153, 8),   // flowEndMilliseconds
@@ -120,6 +121,8 @@ pub struct Record {
     pub dst_port: u16,
     pub protocol: u8,
     pub packets: u64,
+    /// IP bytes, headers and payload (RFC 7012 `octetDeltaCount`).
+    pub octets: u64,
     /// Frame bytes (link header included), as flowtap's API counts them.
     pub layer2_octets: u64,
     pub start_ms: u64,
@@ -144,6 +147,7 @@ impl Record {
         out.extend_from_slice(&self.dst_port.to_be_bytes());
         out.push(self.protocol);
         out.extend_from_slice(&self.packets.to_be_bytes());
+        out.extend_from_slice(&self.octets.to_be_bytes());
         out.extend_from_slice(&self.layer2_octets.to_be_bytes());
         out.extend_from_slice(&self.start_ms.to_be_bytes());
         out.extend_from_slice(&self.end_ms.to_be_bytes());
@@ -289,6 +293,7 @@ mod tests {
             dst_port: 443,
             protocol: 6,
             packets: n,
+            octets: 86 * n,
             layer2_octets: 100 * n,
             start_ms: 1,
             end_ms: 2,

@@ -20,6 +20,7 @@ const SECOND: u64 = 1_000_000_000;
 
 fn flow(n: u8, pkts: u64) -> FlowRecord {
     FlowRecord {
+        ip_bytes: Default::default(),
         sent: PerSide::new(
             Counter {
                 pkts,
@@ -132,13 +133,13 @@ fn records_beyond_the_buffer_are_counted_lost() {
     let stats = Arc::new(ExportStats::default());
     let config = ExportConfig {
         collectors: vec![CollectorAddr::Tcp(addr)],
-        // Messages of at most three records (16 + 4 + 3 x 124 = 392
-        // bytes): room for the first, not for the second (one record, 144).
-        tcp_buffer_bytes: 400,
+        // Messages of at most three records (16 + 4 + 3 x 132 = 416
+        // bytes): room for the first, not for the second (one record, 152).
+        tcp_buffer_bytes: 420,
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,
         active_timeout_ns: SECOND,
-        mtu: 392,
+        mtu: 416,
     };
     let mut exporter = Exporter::new(config, stats.clone()).unwrap();
     exporter.snapshot(&snapshot(10, 5));

@@ -108,6 +108,7 @@ mod tests {
 
     fn flow(port: u16, first_seen_ns: u64, pkts: u64) -> FlowRecord {
         FlowRecord {
+            ip_bytes: Default::default(),
             sent: PerSide::new(Counter { pkts, bytes: 0 }, Counter::default()),
             first_seen_ns,
             last_seen_ns: first_seen_ns,

@@ -128,6 +128,7 @@ pub fn flow_table(data: &[u8]) {
                 tcp_ack: 0,
                 tcp_window: 0,
                 payload_len: 0,
+                ip_len: u32::from(p[5]) + 40,
                 fragment,
             },
         };

@@ -129,6 +129,10 @@ pub struct Transport {
     /// Bytes of payload after the TCP or UDP header, by the IP length
     /// fields (whatever a snaplen cut); for a fragment, its own share.
     pub payload_len: u16,
+    /// The IP packet's bytes, header and payload, by its length fields
+    /// (the innermost IP packet in a tunnel; a fragment's own): what
+    /// IPFIX's `octetDeltaCount` counts.
+    pub ip_len: u32,
     pub fragment: Fragment,
 }
 
@@ -146,6 +150,7 @@ impl Transport {
             tcp_ack: 0,
             tcp_window: 0,
             payload_len: 0,
+            ip_len: 0,
             fragment: Fragment::Whole,
         }
     }

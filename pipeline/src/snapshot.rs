@@ -147,6 +147,7 @@ mod tests {
     #[test]
     fn flows_sort_by_bytes_packets_then_key() {
         let flow = |n: u8, bytes: u64, pkts: u64| FlowRecord {
+            ip_bytes: Default::default(),
             sent: PerSide::new(Counter { pkts, bytes }, Counter::default()),
             connections: 1,
             ..FlowRecord::new(FlowKey {

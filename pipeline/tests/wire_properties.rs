@@ -129,6 +129,11 @@ proptest! {
         if tcp {
             prop_assert_eq!((t.tcp_flags, t.tcp_seq), (flags, seq));
         }
+        // The IP packet's length by its header, whatever a snaplen cut.
+        let ip_header = if src.is_ipv4() { 20 } else { 40 };
+        let l4_header = if tcp { 20 } else { 8 };
+        prop_assert_eq!(t.ip_len, ip_header + l4_header + u32::from(payload));
+        prop_assert_eq!(t.payload_len, payload);
     }
 
     #[test]

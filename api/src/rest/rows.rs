@@ -420,6 +420,7 @@ mod tests {
         }
         let p = digest.percentiles(SECOND, Window::Unbounded);
         FlowRecord {
+            ip_bytes: Default::default(),
             key: FlowKey {
                 proto: L4Proto::Tcp,
                 client: Addr::from(client.parse::<IpAddr>().unwrap()),

@@ -82,6 +82,8 @@ fn flow(agent: u32, i: u32, rng: &mut u64) -> FeedFlow {
         server: addr(server_ip(server)),
         server_port: [443, 80, 5432, 6379, 53][(i % 5) as usize],
         sent: [(pkts, pkts * 700), (pkts / 2 + 1, pkts * 300)],
+        // An Ethernet header in front of each IP packet.
+        link_bytes: [pkts * 14, (pkts / 2 + 1) * 14],
         pps: [pkts as f64 / 10.0, pkts as f64 / 20.0],
         bps: [pkts as f64 * 560.0, pkts as f64 * 240.0],
         first_seen_ns: 1_000_000_000,

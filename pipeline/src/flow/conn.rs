@@ -487,6 +487,7 @@ mod tests {
             tcp_ack: 0,
             tcp_window: 0,
             payload_len: 0,
+            ip_len: 0,
             fragment: crate::packet::Fragment::Whole,
         }
     }
@@ -647,6 +648,7 @@ mod tests {
         // Mid-stream: payload each way.
         let data = |sport, dport, n| Transport {
             payload_len: n,
+            ip_len: 0,
             ..tcp(sport, dport, ACK, 7)
         };
         let (mut c, _) = Conn::new(0, true, &data(40000, 80, 100), Side::Client, 0);

@@ -125,6 +125,7 @@ mod tests {
             tcp_ack: 0,
             tcp_window: 0,
             payload_len: 0,
+            ip_len: 0,
             fragment: Fragment::Whole,
         };
         let (_, from_lo) = ConnKey::of(&t);

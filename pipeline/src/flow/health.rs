@@ -439,6 +439,7 @@ mod tests {
                 tcp_seq: seq,
                 tcp_window: win,
                 payload_len: len,
+                ip_len: 0,
                 ..Transport::new(
                     L4Proto::Tcp,
                     (Addr::from_v4([198, 18, 0, 1]), 4000),

@@ -157,6 +157,7 @@ mod tests {
             tcp_ack: 0,
             tcp_window: 0,
             payload_len: 0,
+            ip_len: 0,
             fragment: Fragment::Whole,
         }
     }

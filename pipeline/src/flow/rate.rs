@@ -25,6 +25,11 @@ pub struct Meter {
     pub last_seen_ns: u64,
     /// Absolute index of the newest slot a packet fell into.
     newest_slot: u64,
+    /// Frame bytes that are not IP bytes (link headers, tags, padding)
+    /// each side sent since the rate window last took them in
+    /// ([`RateWindow::link_bytes`]): four bytes a side keep the meter in
+    /// one cache line, and a slot's worth cannot overflow them.
+    link_bytes: PerSide<u32>,
 }
 
 /// The totals at the start of each of the last [`SLOTS`] slots: a slot's
@@ -33,6 +38,9 @@ pub struct Meter {
 #[derive(Clone, Debug, Default)]
 pub struct RateWindow {
     starts: [PerSide<Counter>; SLOTS],
+    /// Frame bytes that are not IP bytes, each side, taken in from the
+    /// meter whenever a packet opens a slot.
+    link_bytes: PerSide<u64>,
 }
 
 /// Rates of what each side sent, per second.
@@ -73,24 +81,35 @@ impl Meter {
             first_seen_ns: ts_ns,
             last_seen_ns: ts_ns,
             newest_slot: clock.slot_of(ts_ns),
+            link_bytes: PerSide::default(),
         }
     }
 
-    /// Counts one packet; `window` is fetched only when the packet is not in
-    /// the newest slot.
+    /// IP bytes each side sent (frame bytes less link bytes), with the
+    /// flow's rate window.
+    pub fn ip_bytes(&self, window: &RateWindow) -> PerSide<u64> {
+        PerSide::from_fn(|side| {
+            let link = window.link_bytes[side] + u64::from(self.link_bytes[side]);
+            self.counts[side].bytes.saturating_sub(link)
+        })
+    }
+
+    /// Counts one packet, `ip_bytes` of its `bytes` IP bytes (at most all of
+    /// them); `window` is fetched only when the packet is not in the newest
+    /// slot.
     #[inline]
     pub fn record<'w>(
         &mut self,
         clock: SlotClock,
         ts_ns: u64,
         sender: Side,
-        pkts: u64,
-        bytes: u32,
+        (pkts, bytes, ip_bytes): (u64, u32, u32),
         window: impl FnOnce() -> &'w mut RateWindow,
     ) {
         let slot = clock.slot_of(ts_ns);
         if slot != self.newest_slot {
-            window().before_packet(
+            let window = window();
+            window.before_packet(
                 &mut self.newest_slot,
                 &self.counts,
                 slot,
@@ -98,10 +117,15 @@ impl Meter {
                 pkts,
                 bytes,
             );
+            for side in Side::BOTH {
+                window.link_bytes[side] += u64::from(std::mem::take(&mut self.link_bytes[side]));
+            }
         }
         let c = &mut self.counts[sender];
         c.pkts += pkts;
         c.bytes += u64::from(bytes);
+        self.link_bytes[sender] =
+            self.link_bytes[sender].wrapping_add(bytes.saturating_sub(ip_bytes));
         self.first_seen_ns = self.first_seen_ns.min(ts_ns);
         self.last_seen_ns = self.last_seen_ns.max(ts_ns);
     }
@@ -203,7 +227,9 @@ mod tests {
 
         fn record(&mut self, clock: SlotClock, ts: u64, sender: Side, bytes: u32) {
             let meter = self.meter.get_or_insert_with(|| Meter::new(clock, ts));
-            meter.record(clock, ts, sender, 1, bytes, || &mut self.window);
+            // An Ethernet header in front of each IP packet.
+            let ip = bytes.saturating_sub(14);
+            meter.record(clock, ts, sender, (1, bytes, ip), || &mut self.window);
         }
 
         fn rates(&self, clock: SlotClock, as_of_ns: u64, since_ns: u64) -> Rates {
@@ -255,5 +281,35 @@ mod tests {
         // Capture began at 100 s; at 101 s the 10 packets span one second.
         let r = w.rates(clock, 101 * S, 100 * S);
         assert!((r.pps[Side::Client] - 10.0).abs() < 1e-9, "{r:?}");
+    }
+
+    #[test]
+    fn a_meter_is_one_cache_line() {
+        // What every packet touches: one line, not two.
+        assert_eq!(size_of::<Meter>(), 64);
+    }
+
+    #[test]
+    fn ip_bytes_are_frame_bytes_less_link_headers_across_slots() {
+        let clock = SlotClock::new(10 * S);
+        let mut f = Flow::new();
+        let mut frames = PerSide::<u64>::default();
+        // Over many slots, and some packets older than the newest slot.
+        for i in 0..500u64 {
+            let ts = 1_000 * S + i * S / 7 - (i % 5) * S / 3;
+            let side = if i % 3 == 0 {
+                Side::Server
+            } else {
+                Side::Client
+            };
+            let bytes = 60 + (i % 1400) as u32;
+            f.record(clock, ts, side, bytes);
+            frames[side] += u64::from(bytes);
+        }
+        let meter = f.meter.as_ref().unwrap();
+        let ip = meter.ip_bytes(&f.window);
+        for side in Side::BOTH {
+            assert_eq!(ip[side], frames[side] - 14 * meter.counts[side].pkts);
+        }
     }
 }

@@ -15,6 +15,9 @@ pub struct FlowRecord {
     pub key: FlowKey,
     /// Packets and bytes each side sent.
     pub sent: PerSide<Counter>,
+    /// IP bytes each side sent (headers and payload, by the IP length
+    /// fields): `sent`'s frame bytes less link headers, tags and padding.
+    pub ip_bytes: PerSide<u64>,
     /// Rates of what each side sent.
     pub rates: Rates,
     pub first_seen_ns: u64,
@@ -42,6 +45,7 @@ impl FlowRecord {
         FlowRecord {
             key,
             sent: PerSide::default(),
+            ip_bytes: PerSide::default(),
             rates: Rates::default(),
             first_seen_ns: 0,
             last_seen_ns: 0,

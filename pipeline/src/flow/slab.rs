@@ -142,11 +142,11 @@ impl FlowSlab {
         idx: u32,
         clock: SlotClock,
         sender: Side,
-        (pkts, bytes): (u64, u32),
+        counts: (u64, u32, u32),
         ts: u64,
     ) {
         let entries = &mut self.entries;
-        self.meters[idx as usize].record(clock, ts, sender, pkts, bytes, || {
+        self.meters[idx as usize].record(clock, ts, sender, counts, || {
             &mut entries[idx as usize]
                 .as_mut()
                 .expect("connections only point at live flows")

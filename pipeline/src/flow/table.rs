@@ -147,7 +147,7 @@ impl FlowTable {
         if answered {
             self.flows.get_mut(flow).answered = true;
         }
-        self.count_packet(flow, sender, p.wire_len, ts, &step);
+        self.count_packet(flow, sender, p, &step);
     }
 
     /// Counts a batch of packets, in order. The connections and flow meters
@@ -233,13 +233,16 @@ impl FlowTable {
             }
             Step::default()
         };
-        self.count_packet(flow, sender, wire_len, ts, &step);
+        self.count_packet(flow, sender, p, &step);
     }
 
-    fn count_packet(&mut self, flow: u32, sender: Side, wire_len: u32, ts: u64, step: &Step) {
+    fn count_packet(&mut self, flow: u32, sender: Side, p: &PacketMeta, step: &Step) {
+        // IP bytes by the IP header, never more than the frame (a length
+        // field that claims more is not believed).
+        let ip = p.transport.ip_len.min(p.wire_len);
         self.flows
-            .count(flow, self.clock, sender, (1, wire_len), ts);
-        self.record_step(flow, sender, step, ts);
+            .count(flow, self.clock, sender, (1, p.wire_len, ip), p.ts_ns);
+        self.record_step(flow, sender, step, p.ts_ns);
     }
 
     /// Adds the bytes of a mirrored frame's later fragment to the flow its
@@ -252,8 +255,12 @@ impl FlowTable {
         };
         let sender = Side::sender(from_lo == conn.client_is_lo());
         let flow = conn.flow;
+        // The continuation of the inner IP packet whose first share counted
+        // the packet: IP bytes. (The first share counts its inner link
+        // header as IP bytes too: a few bytes a packet, in fragmented
+        // tunnels only.)
         self.flows
-            .count(flow, self.clock, sender, (0, wire_len), ts);
+            .count(flow, self.clock, sender, (0, wire_len, wire_len), ts);
     }
 
     /// Finds or creates a flow, evicting an unanswered one if the table is
@@ -387,6 +394,7 @@ impl FlowTable {
             out.push(FlowRecord {
                 key: flow.key,
                 sent: meter.counts,
+                ip_bytes: meter.ip_bytes(&flow.rate),
                 rates: meter.rates(&flow.rate, self.clock, as_of_ns, since),
                 first_seen_ns: meter.first_seen_ns,
                 last_seen_ns: meter.last_seen_ns,
@@ -456,6 +464,7 @@ mod tests {
                 tcp_ack: if f & (SYN | ACK) == SYN | ACK { 2 } else { 0 },
                 tcp_window: 0,
                 payload_len: 0,
+                ip_len: 0,
                 fragment: Fragment::Whole,
             },
         }

@@ -395,6 +395,8 @@ struct Upper<'a> {
     dst: Addr,
     payload: &'a [u8],
     payload_len: Option<usize>,
+    /// The IP header's length, extension headers included.
+    header_len: usize,
     fragment: Fragment,
     layer: Layer,
 }
@@ -587,6 +589,7 @@ impl<'a> Walk<'a, '_> {
             dst: Addr::from_v4(ip.destination()),
             payload,
             payload_len: ip.payload_len(),
+            header_len: ip.header_len(),
             fragment,
             layer: Layer::Ipv4,
         })
@@ -611,6 +614,7 @@ impl<'a> Walk<'a, '_> {
             dst: Addr::from_v6(ip.destination()),
             payload,
             payload_len: walked.payload_len,
+            header_len: offset_in(buf, walked.payload),
             fragment,
             layer: Layer::Ipv6,
         })
@@ -649,12 +653,14 @@ impl<'a> Walk<'a, '_> {
             tcp_ack: 0,
             tcp_window: 0,
             payload_len: 0,
+            ip_len: 0,
             fragment: ip.fragment,
         };
         // What follows the IP header by its length fields; by what was captured
         // where they do not say (a segmentation offload's zero length, a
         // fragment whose datagram continues).
         let ip_payload = ip.payload_len.unwrap_or(ip.payload.len());
+        transport.ip_len = u32::try_from(ip.header_len + ip_payload).unwrap_or(u32::MAX);
         match ip.fragment {
             Fragment::Later { .. } | Fragment::Continued => {
                 if proto == L4Proto::Udp {
@@ -867,9 +873,14 @@ impl<'a> Walk<'a, '_> {
 /// lifetime (views lend their bytes for as long as they live; the walk
 /// keeps going after them).
 fn within<'a>(buf: &'a [u8], part: &[u8]) -> &'a [u8] {
-    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    let start = offset_in(buf, part);
     buf.get(start..start.saturating_add(part.len()))
         .unwrap_or_default()
+}
+
+/// Where `part`, a slice of `buf`, starts in it.
+fn offset_in(buf: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize)
 }
 
 /// A cooked header's payload.
