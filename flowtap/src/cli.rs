@@ -176,6 +176,13 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0, env = "FLOWTAP_IPFIX_DOMAIN", help_heading = EXPORT)]
     pub ipfix_domain: u32,
 
+    /// One IPFIX record a flow carrying both directions (RFC 5103 biflow:
+    /// the server's counts in the reverse elements), rather than one a
+    /// direction. Off by default: not every collector reads reverse
+    /// elements (README says which do).
+    #[arg(long, env = "FLOWTAP_IPFIX_BIFLOW", help_heading = EXPORT)]
+    pub ipfix_biflow: bool,
+
     /// Enterprise number of flowtap's own IPFIX elements (TCP health,
     /// handshake percentiles, connection outcomes; README lists them). The
     /// default, 32473, is IANA's number for documentation: set your own.

@@ -127,6 +127,7 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
             tcp_buffer_bytes: usize::try_from(cli.ipfix_tcp_buffer).unwrap_or(usize::MAX),
             domain: cli.ipfix_domain,
             enterprise: cli.ipfix_enterprise_number,
+            biflow: cli.ipfix_biflow,
             active_timeout_ns: time::from_secs(cli.ipfix_active_timeout.max(1)),
             mtu: cli.ipfix_mtu,
         };

@@ -181,7 +181,7 @@ fn api_directions(flows: &[FlowSummary], raw: &Value) -> BTreeMap<Direction, (u6
 /// over every record tshark decoded: each record carries the ten elements
 /// in template order, and tshark lists them in order, comma-separated, in
 /// the third column.
-fn enterprise_counts(tshark_fields: &str) -> [u64; 8] {
+fn enterprise_counts(tshark_fields: &str, biflow: bool) -> [u64; 8] {
     let values: Vec<u64> = tshark_fields
         .lines()
         .filter_map(|l| l.split('\t').nth(2))
@@ -189,11 +189,20 @@ fn enterprise_counts(tshark_fields: &str) -> [u64; 8] {
         .filter(|v| !v.is_empty())
         .map(|v| u64::from_str_radix(&v.replace(':', ""), 16).unwrap())
         .collect();
-    assert_eq!(values.len() % 10, 0, "ten elements a record");
+    // Ten elements a record, fifteen in a biflow record: 11-13 count the
+    // reverse direction's as 1-3 the forward one's.
+    let each = if biflow { 15 } else { 10 };
+    assert_eq!(values.len() % each, 0, "{each} elements a record");
     let mut sums = [0u64; 8];
-    for record in values.chunks(10) {
-        // Elements 4 and 5 are handshake percentiles, not counts.
-        for (sum, v) in sums.iter_mut().zip(record[..3].iter().chain(&record[5..])) {
+    for record in values.chunks(each) {
+        // Elements 4 and 5 (and 14, 15) are handshake percentiles.
+        for (sum, v) in sums
+            .iter_mut()
+            .zip(record[..3].iter().chain(&record[5..10]))
+        {
+            *sum += v;
+        }
+        for (sum, v) in sums.iter_mut().zip(record.get(10..13).unwrap_or_default()) {
             *sum += v;
         }
     }
@@ -327,7 +336,7 @@ fn write_pcap(path: &Path, datagrams: &[Vec<u8>]) {
 
 /// Checks the records of one capture; returns how many nfdump read, the
 /// frame bytes, and the enterprise counts ([`enterprise_counts`]).
-fn check_capture(capture: &Path) -> (usize, u64, [u64; 8]) {
+fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
     let nfcapd = Nfcapd::start();
     let nfacctd = Nfacctd::start();
     // The test's own copy of every message comes over TCP, which loses
@@ -354,11 +363,11 @@ fn check_capture(capture: &Path) -> (usize, u64, [u64; 8]) {
         assert!(rest.is_empty(), "a message cut short");
         messages
     });
-    let run = run_flowtap(
-        &[capture],
-        1,
-        &["--ipfix-collector", &collectors, "--ipfix-mtu", "1200"],
-    );
+    let mut args = vec!["--ipfix-collector", &collectors, "--ipfix-mtu", "1200"];
+    if biflow {
+        args.push("--ipfix-biflow");
+    }
+    let run = run_flowtap(&[capture], 1, &args);
     let datagrams = receiver.join().unwrap();
     assert_eq!(run.status, 0, "{}", run.stderr);
     let want = api_directions(&run.flows, &run.bodies[1]);
@@ -384,13 +393,28 @@ fn check_capture(capture: &Path) -> (usize, u64, [u64; 8]) {
             r["dst_port"].as_u64().unwrap() as u16,
             r["proto"].as_u64().unwrap() as u8,
         );
-        let value = (
-            r["in_packets"].as_u64().unwrap(),
-            r["in_bytes"].as_u64().unwrap(),
+        let (first, last) = (
             ms_of(r["first"].as_str().unwrap()),
             ms_of(r["last"].as_str().unwrap()),
         );
-        assert!(got.insert(key, value).is_none(), "{name}: {key:?} twice");
+        let mut sent = vec![(key, ("in_packets", "in_bytes"))];
+        if biflow {
+            // nfdump reads RFC 5103's reverse elements as out_packets and
+            // out_bytes: the server's direction.
+            let (src, src_port, dst, dst_port, proto) = key;
+            sent.push((
+                (dst, dst_port, src, src_port, proto),
+                ("out_packets", "out_bytes"),
+            ));
+        }
+        for (key, (packets, bytes)) in sent {
+            let packets = r[packets].as_u64().unwrap();
+            if packets == 0 && biflow {
+                continue;
+            }
+            let value = (packets, r[bytes].as_u64().unwrap(), first, last);
+            assert!(got.insert(key, value).is_none(), "{name}: {key:?} twice");
+        }
     }
     let ip_bytes = tshark_ip_bytes(capture, &want);
     let want_nf: BTreeMap<Direction, (u64, u64, u64, u64)> = want
@@ -401,10 +425,15 @@ fn check_capture(capture: &Path) -> (usize, u64, [u64; 8]) {
         got, want_nf,
         "{name}: nfdump vs the API (packets, first, last ms) and tshark (IP bytes), per direction"
     );
-    let packets = want.values().map(|v| v.0).sum();
-    // pmacct reads octetDeltaCount, IP bytes, when a record has it.
-    let want_pm: BTreeMap<Direction, (u64, u64)> =
-        want_nf.iter().map(|(k, v)| (*k, (v.0, v.1))).collect();
+    // pmacct reads octetDeltaCount, IP bytes, when a record has it, and
+    // of a biflow record only the forward direction (the client's: its
+    // port is 0).
+    let want_pm: BTreeMap<Direction, (u64, u64)> = want_nf
+        .iter()
+        .filter(|(k, _)| !biflow || k.1 == 0)
+        .map(|(k, v)| (*k, (v.0, v.1)))
+        .collect();
+    let packets = want_pm.values().map(|v| v.0).sum();
     assert_eq!(
         nfacctd.directions(packets),
         want_pm,
@@ -441,7 +470,7 @@ fn check_capture(capture: &Path) -> (usize, u64, [u64; 8]) {
         .sum();
     let total: u64 = want.values().map(|v| v.1).sum();
     assert_eq!(l2, total, "{name}: layer2OctetDeltaCount over every record");
-    let health = enterprise_counts(&text);
+    let health = enterprise_counts(&text, biflow);
     assert_eq!(
         health,
         api_health(&run.bodies[0]),
@@ -463,7 +492,7 @@ fn nfdump_and_tshark_read_the_records_of_corpus_captures() {
         "05_ndpi_reddit_ipv6.pcap",
         "19_tcpreplay_test.pcap",
     ] {
-        let (n, _, h) = check_capture(&capture(name));
+        let (n, _, h) = check_capture(&capture(name), false);
         records += n;
         health.iter_mut().zip(h).for_each(|(sum, v)| *sum += v);
     }
@@ -490,6 +519,12 @@ fn nfdump_reads_the_records_of_a_generated_capture() {
     capgen::Generator::new(spec)
         .write(std::fs::File::create(&path).unwrap())
         .unwrap();
-    let (records, _, _) = check_capture(&path);
+    let (records, _, _) = check_capture(&path, false);
     assert!(records > 1000, "{records} records");
+}
+
+#[test]
+fn nfdump_reads_biflow_records() {
+    let (records, _, _) = check_capture(&capture("02_pcpp_example.pcap"), true);
+    assert!(records > 20, "{records} records");
 }

@@ -8,7 +8,7 @@ use pipeline::flow::{Counter, FlowKey, FlowRecord, PerSide, Percentiles, Side, T
 use pipeline::follow::{Change, FlowFollower};
 use pipeline::snapshot::SnapshotSink;
 
-use crate::message::{Encoder, EndReason, Measured, Record};
+use crate::message::{Encoder, EndReason, OutcomeDeltas, Record, Sent, SideMeasured};
 use crate::transport::{Collector, CollectorAddr};
 
 #[derive(Clone, Debug)]
@@ -19,6 +19,8 @@ pub struct ExportConfig {
     pub tcp_buffer_bytes: usize,
     /// The observation domain id in every message header.
     pub domain: u32,
+    /// One RFC 5103 biflow record a flow rather than one a direction.
+    pub biflow: bool,
     /// The enterprise number of flowtap's own elements
     /// ([`crate::message::ENTERPRISE_ELEMENTS`]).
     pub enterprise: u32,
@@ -78,7 +80,7 @@ impl Exporter {
             .map(|&to| Collector::open(to, config.tcp_buffer_bytes))
             .collect::<std::io::Result<_>>()?;
         Ok(Exporter {
-            encoder: Encoder::new(config.domain, config.enterprise, config.mtu),
+            encoder: Encoder::new(config.domain, config.enterprise, config.biflow, config.mtu),
             config,
             collectors,
             flows: FlowFollower::default(),
@@ -105,65 +107,85 @@ impl Exporter {
     }
 }
 
-/// The two records (client to server, server to client) of what `t` sent
-/// since its last export, for those directions that sent anything.
-fn records(key: &FlowKey, t: &Tracked, reason: EndReason) -> Vec<Record> {
+/// What `t`'s `side` sent since its last export.
+fn sent(t: &Tracked, side: Side) -> Sent {
+    let i = side as usize;
+    let (now, before) = (&t.health_seen.sent[side], &t.health_exported.sent[side]);
+    let mut measured = SideMeasured {
+        retransmits: now.retransmits.saturating_sub(before.retransmits),
+        rsts: now.rsts.saturating_sub(before.rsts),
+        zero_windows: now.zero_windows.saturating_sub(before.zero_windows),
+        ..SideMeasured::default()
+    };
+    if let Some(p) = t.handshake[side] {
+        measured.handshake_p50_us = u32::try_from(p.p50).unwrap_or(u32::MAX);
+        measured.handshake_p99_us = u32::try_from(p.p99).unwrap_or(u32::MAX);
+    }
+    Sent {
+        packets: t.seen[i].pkts.saturating_sub(t.exported[i].pkts),
+        octets: t.ip_seen[i].saturating_sub(t.ip_exported[i]),
+        layer2_octets: t.seen[i].bytes.saturating_sub(t.exported[i].bytes),
+        measured,
+    }
+}
+
+/// How the flow's connections ended since its last export.
+fn outcomes(t: &Tracked) -> OutcomeDeltas {
+    let (c, b) = (&t.health_seen.connections, &t.health_exported.connections);
+    OutcomeDeltas {
+        established: c.established.saturating_sub(b.established),
+        refused: c.refused.saturating_sub(b.refused),
+        unanswered: c.unanswered.saturating_sub(b.unanswered),
+        reset: c.reset.saturating_sub(b.reset),
+        closed: c.closed.saturating_sub(b.closed),
+    }
+}
+
+/// The records of what `t` sent since its last export: one a direction
+/// that sent anything (client to server, then server to client), or with
+/// `biflow` one for both.
+fn records(key: &FlowKey, t: &Tracked, reason: EndReason, biflow: bool) -> Vec<Record> {
     let (client, server) = (key.client.to_ip(), key.server.to_ip());
-    let mut out = Vec::with_capacity(2);
-    for side in Side::BOTH {
-        let i = side as usize;
-        let (pkts, bytes) = (
-            t.seen[i].pkts.saturating_sub(t.exported[i].pkts),
-            t.seen[i].bytes.saturating_sub(t.exported[i].bytes),
-        );
-        if pkts == 0 && bytes == 0 {
-            continue;
-        }
+    let record = |side: Side, forward: Sent| {
         let (src, dst, src_port, dst_port) = match side {
             Side::Client => (client, server, 0, key.server_port),
             Side::Server => (server, client, key.server_port, 0),
         };
-        let (now, before) = (&t.health_seen, &t.health_exported);
-        let sent = |f: fn(&pipeline::flow::SideHealth) -> u64| {
-            f(&now.sent[side]).saturating_sub(f(&before.sent[side]))
-        };
-        let (mut measured, percentiles) = (
-            Measured {
-                retransmits: sent(|h| h.retransmits),
-                rsts: sent(|h| h.rsts),
-                zero_windows: sent(|h| h.zero_windows),
-                ..Measured::default()
-            },
-            t.handshake[side],
-        );
-        if let Some(p) = percentiles {
-            measured.handshake_p50_us = u32::try_from(p.p50).unwrap_or(u32::MAX);
-            measured.handshake_p99_us = u32::try_from(p.p99).unwrap_or(u32::MAX);
-        }
-        // The client's connections, in the first record of the two (the
-        // client's, unless it sent nothing since the last one).
-        if out.is_empty() {
-            let (c, b) = (&now.connections, &before.connections);
-            measured.established = c.established.saturating_sub(b.established);
-            measured.refused = c.refused.saturating_sub(b.refused);
-            measured.unanswered = c.unanswered.saturating_sub(b.unanswered);
-            measured.reset = c.reset.saturating_sub(b.reset);
-            measured.closed = c.closed.saturating_sub(b.closed);
-        }
-        out.push(Record {
+        Record {
             src,
             dst,
             src_port,
             dst_port,
             protocol: key.proto as u8,
-            packets: pkts,
-            octets: t.ip_seen[i].saturating_sub(t.ip_exported[i]),
-            layer2_octets: bytes,
             start_ms: t.start_ns / 1_000_000,
             end_ms: t.last_ns / 1_000_000,
             reason,
-            measured,
-        });
+            forward,
+            reverse: None,
+            outcomes: OutcomeDeltas::default(),
+        }
+    };
+    let sent_any = |s: &Sent| s.packets > 0 || s.layer2_octets > 0;
+    let (by_client, by_server) = (sent(t, Side::Client), sent(t, Side::Server));
+    let mut out = Vec::with_capacity(2);
+    if biflow {
+        if sent_any(&by_client) || sent_any(&by_server) {
+            out.push(Record {
+                reverse: Some(by_server),
+                ..record(Side::Client, by_client)
+            });
+        }
+    } else {
+        for (side, s) in [(Side::Client, by_client), (Side::Server, by_server)] {
+            if sent_any(&s) {
+                out.push(record(side, s));
+            }
+        }
+    }
+    // The client's connections, in the first record (the client's, unless
+    // it sent nothing since the last one).
+    if let Some(first) = out.first_mut() {
+        first.outcomes = outcomes(t);
     }
     out
 }
@@ -198,6 +220,7 @@ impl SnapshotSink for Exporter {
     fn snapshot(&mut self, snapshot: &Snapshot) {
         let now = snapshot.as_of_ns;
         let active_timeout_ns = self.config.active_timeout_ns;
+        let biflow = self.config.biflow;
         let (mut out, mut left) = (Vec::new(), Vec::new());
         let mut flows = std::mem::take(&mut self.flows);
         flows.observe(
@@ -209,7 +232,7 @@ impl SnapshotSink for Exporter {
                     // The key's earlier flow expired meanwhile: its last
                     // counts, ended idle, then the new one.
                     Change::Restarted(old) => {
-                        out.extend(records(&f.key, &old, EndReason::Idle));
+                        out.extend(records(&f.key, &old, EndReason::Idle, biflow));
                         Tracked::of(f)
                     }
                 };
@@ -219,7 +242,7 @@ impl SnapshotSink for Exporter {
                 t.handshake = f.percentiles;
                 t.last_ns = f.last_seen_ns;
                 if now.saturating_sub(t.record_ns) >= active_timeout_ns {
-                    out.extend(records(&f.key, &t, EndReason::Active));
+                    out.extend(records(&f.key, &t, EndReason::Active, biflow));
                     t.exported(now);
                 }
                 t
@@ -228,16 +251,17 @@ impl SnapshotSink for Exporter {
         );
         // Flows that left the table: their last counts, ended idle.
         for (key, t) in &left {
-            out.extend(records(key, t, EndReason::Idle));
+            out.extend(records(key, t, EndReason::Idle, biflow));
         }
         self.flows = flows;
         self.send(&out);
     }
 
     fn finish(&mut self) {
+        let biflow = self.config.biflow;
         let mut out = Vec::new();
         for (key, t) in self.flows.states_mut() {
-            out.extend(records(key, t, EndReason::Forced));
+            out.extend(records(key, t, EndReason::Forced, biflow));
             let at = t.last_ns;
             t.exported(at);
         }

@@ -6,15 +6,18 @@
 //! record per direction (client to server, server to client) with what it
 //! sent since its last record: when it has been running for the active
 //! timeout since its last record, when it leaves flowtap's table (idle),
-//! and for every flow when the capture ends. Records carry IP bytes in
-//! `octetDeltaCount`, flowtap's frame bytes in `layer2OctetDeltaCount`,
-//! and flowtap's own measurements (TCP health, handshake percentiles,
-//! connection outcomes) in enterprise elements ([`message::ENTERPRISE_ELEMENTS`]); a flow aggregates a client's
-//! connections to a server port, so the client's transport port is 0.
-//! Messages stay within `--ipfix-mtu`, over UDP or TCP ([`transport`]).
+//! and for every flow when the capture ends. With `biflow`, one RFC 5103
+//! record for both directions instead (the server's counts in the reverse
+//! elements). Records carry IP bytes in `octetDeltaCount`, flowtap's frame
+//! bytes in `layer2OctetDeltaCount`, and flowtap's own measurements (TCP
+//! health, handshake percentiles, connection outcomes) in enterprise
+//! elements ([`message::ENTERPRISE_ELEMENTS`]); a flow aggregates a
+//! client's connections to a server port, so the client's transport port
+//! is 0. Messages stay within `--ipfix-mtu`, over UDP or TCP
+//! ([`transport`]).
 //!
-//! Not built yet (issue 16): RFC 5103 biflow records, per-connection
-//! records, Kubernetes names as elements.
+//! Not built yet (issue 16): per-connection records, Kubernetes names as
+//! elements.
 
 #![forbid(unsafe_code)]
 

@@ -11,9 +11,12 @@ pub const VERSION: u16 = 10;
 const HEADER_LEN: usize = 16;
 const SET_HEADER_LEN: usize = 4;
 const TEMPLATE_SET_ID: u16 = 2;
-/// Template ids: one layout per address family.
+/// Template ids: one layout per address family, for one direction's
+/// records and for RFC 5103 biflow records.
 pub const TEMPLATE_V4: u16 = 256;
 pub const TEMPLATE_V6: u16 = 257;
+pub const TEMPLATE_BIFLOW_V4: u16 = 258;
+pub const TEMPLATE_BIFLOW_V6: u16 = 259;
 
 /// The enterprise number flowtap's own elements are under by default:
 /// 32473, which IANA reserves for documentation (RFC 5612). flowtap has
@@ -21,15 +24,22 @@ pub const TEMPLATE_V6: u16 = 257;
 /// (`--ipfix-enterprise-number`).
 pub const DEFAULT_ENTERPRISE: u32 = 32473;
 
+/// RFC 5103: an IANA element under this enterprise number is the same
+/// element for the reverse direction of a biflow record.
+pub const REVERSE_PEN: u32 = 29305;
+
 /// flowtap's own measurements: enterprise-specific Information Elements
 /// (RFC 7011 section 3.2) under the configured enterprise number, after the
 /// standard ones, in this order: (element id, length, name). Counts are
-/// deltas since the direction's previous record, like packetDeltaCount.
-/// Connection outcomes are the client's, in the client-to-server record (in
-/// the other only when the client sent nothing since its last record); handshake percentiles are the record's direction's view
-/// (client to server: SYN to SYN-ACK; server to client: SYN to completing
-/// ACK), over flowtap's RTT window, 0 when none was measured.
-pub const ENTERPRISE_ELEMENTS: [(u16, u16, &str); 10] = [
+/// deltas since the previous record, like packetDeltaCount. Ids 1-5 are the
+/// record's direction's (client to server in a biflow record); 6-10 the
+/// flow's connection outcomes, which the client's record carries (the
+/// other only when the client sent nothing since its last record); 11-15,
+/// in biflow records only, repeat 1-5 for the reverse direction (server to
+/// client). Handshake percentiles are the direction's view (client to
+/// server: SYN to SYN-ACK; server to client: SYN to completing ACK), over
+/// flowtap's RTT window, 0 when none was measured.
+pub const ENTERPRISE_ELEMENTS: [(u16, u16, &str); 15] = [
     (1, 8, "tcpRetransmissionDeltaCount"),
     (2, 8, "tcpRstDeltaCount"),
     (3, 8, "tcpZeroWindowDeltaCount"),
@@ -40,13 +50,29 @@ pub const ENTERPRISE_ELEMENTS: [(u16, u16, &str); 10] = [
     (8, 8, "connectionsUnansweredDeltaCount"),
     (9, 8, "connectionsResetDeltaCount"),
     (10, 8, "connectionsClosedDeltaCount"),
+    (11, 8, "reverseTcpRetransmissionDeltaCount"),
+    (12, 8, "reverseTcpRstDeltaCount"),
+    (13, 8, "reverseTcpZeroWindowDeltaCount"),
+    (14, 4, "reverseHandshakeP50Microseconds"),
+    (15, 4, "reverseHandshakeP99Microseconds"),
 ];
+/// Of those, the ones a one-direction record carries.
+const UNIFLOW_ENTERPRISE: usize = 10;
 
 /// The enterprise bit of a field specifier's element id.
 const ENTERPRISE_BIT: u16 = 0x8000;
 
-/// Information Elements (IANA numbers) of a record, with their lengths.
-const fn fields(v6: bool) -> [(u16, u16); 12] {
+/// Whose element a field is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Iana,
+    /// IANA's, for the reverse direction (RFC 5103).
+    Reverse,
+    Flowtap,
+}
+
+/// IANA Information Elements of every record, with their lengths.
+const fn standard(v6: bool) -> [(u16, u16); 12] {
     let (src, dst, len) = if v6 { (27, 28, 16) } else { (8, 12, 4) };
     [
         (src, len), // source IPv4/IPv6 address
@@ -64,36 +90,63 @@ const fn fields(v6: bool) -> [(u16, u16); 12] {
     ]
 }
 
+/// A biflow record's counts for the reverse direction, after the standard
+/// elements: packetDeltaCount, octetDeltaCount, layer2OctetDeltaCount.
+const REVERSE: [(u16, u16); 3] = [(2, 8), (1, 8), (352, 8)];
+
+/// A record's fields in order: (element id, length, whose).
+fn layout(v6: bool, biflow: bool) -> Vec<(u16, u16, Owner)> {
+    let mut fields: Vec<_> = standard(v6)
+        .into_iter()
+        .map(|(id, len)| (id, len, Owner::Iana))
+        .collect();
+    let ours = if biflow {
+        fields.extend(REVERSE.map(|(id, len)| (id, len, Owner::Reverse)));
+        ENTERPRISE_ELEMENTS.len()
+    } else {
+        UNIFLOW_ENTERPRISE
+    };
+    fields.extend(
+        ENTERPRISE_ELEMENTS[..ours]
+            .iter()
+            .map(|&(id, len, _)| (id, len, Owner::Flowtap)),
+    );
+    fields
+}
+
 /// The length of one data record.
-pub const fn record_len(v6: bool) -> usize {
-    let f = fields(v6);
-    let mut n = 0;
-    let mut i = 0;
-    while i < f.len() {
-        n += f[i].1 as usize;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < ENTERPRISE_ELEMENTS.len() {
-        n += ENTERPRISE_ELEMENTS[i].1 as usize;
-        i += 1;
-    }
-    n
+pub fn record_len(v6: bool, biflow: bool) -> usize {
+    layout(v6, biflow)
+        .iter()
+        .map(|&(_, len, _)| usize::from(len))
+        .sum()
 }
 
-/// The length of a template's field specifiers.
-const fn template_fields_len() -> usize {
-    4 * fields(false).len() + 8 * ENTERPRISE_ELEMENTS.len()
+/// The template a record's set needs.
+fn template_id(v6: bool, biflow: bool) -> u16 {
+    match (v6, biflow) {
+        (false, false) => TEMPLATE_V4,
+        (true, false) => TEMPLATE_V6,
+        (false, true) => TEMPLATE_BIFLOW_V4,
+        (true, true) => TEMPLATE_BIFLOW_V6,
+    }
 }
 
-/// flowtap's measurements in one record (see [`ENTERPRISE_ELEMENTS`]).
+/// What flowtap measured of one direction since its last record (see
+/// [`ENTERPRISE_ELEMENTS`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Measured {
+pub struct SideMeasured {
     pub retransmits: u64,
     pub rsts: u64,
     pub zero_windows: u64,
     pub handshake_p50_us: u32,
     pub handshake_p99_us: u32,
+}
+
+/// How many of the flow's connections ended each way since its last
+/// record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutcomeDeltas {
     pub established: u64,
     pub refused: u64,
     pub unanswered: u64,
@@ -112,7 +165,19 @@ pub enum EndReason {
     Forced = 4,
 }
 
-/// One direction of a flow since its last record.
+/// What one direction sent since its last record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub packets: u64,
+    /// IP bytes, headers and payload (RFC 7012 `octetDeltaCount`).
+    pub octets: u64,
+    /// Frame bytes (link header included), as flowtap's API counts them.
+    pub layer2_octets: u64,
+    pub measured: SideMeasured,
+}
+
+/// A flow's record since its last: one direction's (source to
+/// destination), or with `reverse`, both (an RFC 5103 biflow record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
     pub src: IpAddr,
@@ -120,20 +185,18 @@ pub struct Record {
     pub src_port: u16,
     pub dst_port: u16,
     pub protocol: u8,
-    pub packets: u64,
-    /// IP bytes, headers and payload (RFC 7012 `octetDeltaCount`).
-    pub octets: u64,
-    /// Frame bytes (link header included), as flowtap's API counts them.
-    pub layer2_octets: u64,
     pub start_ms: u64,
     pub end_ms: u64,
     pub reason: EndReason,
-    pub measured: Measured,
+    pub forward: Sent,
+    /// The destination's direction, in a biflow record.
+    pub reverse: Option<Sent>,
+    pub outcomes: OutcomeDeltas,
 }
 
 impl Record {
-    fn v6(&self) -> bool {
-        self.src.is_ipv6()
+    fn family(&self) -> (bool, bool) {
+        (self.src.is_ipv6(), self.reverse.is_some())
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -141,26 +204,38 @@ impl Record {
             IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
             IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
         };
+        let counts = |out: &mut Vec<u8>, s: &Sent| {
+            for v in [s.packets, s.octets, s.layer2_octets] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        };
+        let measured = |out: &mut Vec<u8>, m: &SideMeasured| {
+            for v in [m.retransmits, m.rsts, m.zero_windows] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            out.extend_from_slice(&m.handshake_p50_us.to_be_bytes());
+            out.extend_from_slice(&m.handshake_p99_us.to_be_bytes());
+        };
         addr(out, self.src);
         addr(out, self.dst);
         out.extend_from_slice(&self.src_port.to_be_bytes());
         out.extend_from_slice(&self.dst_port.to_be_bytes());
         out.push(self.protocol);
-        out.extend_from_slice(&self.packets.to_be_bytes());
-        out.extend_from_slice(&self.octets.to_be_bytes());
-        out.extend_from_slice(&self.layer2_octets.to_be_bytes());
+        counts(out, &self.forward);
         out.extend_from_slice(&self.start_ms.to_be_bytes());
         out.extend_from_slice(&self.end_ms.to_be_bytes());
         out.push(self.reason as u8);
         out.extend_from_slice(&0u16.to_be_bytes());
-        let m = &self.measured;
-        for v in [m.retransmits, m.rsts, m.zero_windows] {
+        if let Some(reverse) = &self.reverse {
+            counts(out, reverse);
+        }
+        measured(out, &self.forward.measured);
+        let o = &self.outcomes;
+        for v in [o.established, o.refused, o.unanswered, o.reset, o.closed] {
             out.extend_from_slice(&v.to_be_bytes());
         }
-        out.extend_from_slice(&m.handshake_p50_us.to_be_bytes());
-        out.extend_from_slice(&m.handshake_p99_us.to_be_bytes());
-        for v in [m.established, m.refused, m.unanswered, m.reset, m.closed] {
-            out.extend_from_slice(&v.to_be_bytes());
+        if let Some(reverse) = &self.reverse {
+            measured(out, &reverse.measured);
         }
     }
 }
@@ -171,21 +246,26 @@ impl Record {
 pub struct Encoder {
     domain: u32,
     enterprise: u32,
+    /// Biflow records (and only their templates) rather than one-direction
+    /// ones.
+    biflow: bool,
     max_len: usize,
     sequence: u32,
 }
 
 impl Encoder {
-    pub fn new(domain: u32, enterprise: u32, max_len: usize) -> Encoder {
-        // A message must hold the templates, and a record of each family.
-        let templates = HEADER_LEN + SET_HEADER_LEN + 2 * (4 + template_fields_len());
-        let records = HEADER_LEN + 2 * SET_HEADER_LEN + record_len(false) + record_len(true);
-        Encoder {
+    pub fn new(domain: u32, enterprise: u32, biflow: bool, max_len: usize) -> Encoder {
+        let mut e = Encoder {
             domain,
             enterprise,
-            max_len: max_len.max(templates).max(records),
+            biflow,
+            max_len: 0,
             sequence: 0,
-        }
+        };
+        // A message must hold the templates, and a record of either family.
+        let records = HEADER_LEN + SET_HEADER_LEN + record_len(true, biflow);
+        e.max_len = max_len.max(e.templates(0).len()).max(records);
+        e
     }
 
     /// Data records sent so far.
@@ -193,25 +273,33 @@ impl Encoder {
         self.sequence
     }
 
-    /// A message holding the two templates.
+    /// A message holding the templates of the records this encoder makes.
     pub fn templates(&self, export_time_s: u32) -> Vec<u8> {
         let mut out = header(export_time_s, self.sequence, self.domain);
         let set = out.len();
         out.extend_from_slice(&TEMPLATE_SET_ID.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
-        for (id, v6) in [(TEMPLATE_V4, false), (TEMPLATE_V6, true)] {
-            let f = fields(v6);
-            out.extend_from_slice(&id.to_be_bytes());
-            let count = f.len() + ENTERPRISE_ELEMENTS.len();
-            out.extend_from_slice(&(count as u16).to_be_bytes());
-            for (element, len) in f {
-                out.extend_from_slice(&element.to_be_bytes());
+        for v6 in [false, true] {
+            let biflow = self.biflow;
+            let fields = layout(v6, biflow);
+            out.extend_from_slice(&template_id(v6, biflow).to_be_bytes());
+            out.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+            for (element, len, owner) in fields {
+                let pen = match owner {
+                    Owner::Iana => None,
+                    Owner::Reverse => Some(REVERSE_PEN),
+                    Owner::Flowtap => Some(self.enterprise),
+                };
+                let id = if pen.is_some() {
+                    element | ENTERPRISE_BIT
+                } else {
+                    element
+                };
+                out.extend_from_slice(&id.to_be_bytes());
                 out.extend_from_slice(&len.to_be_bytes());
-            }
-            for (element, len, _) in ENTERPRISE_ELEMENTS {
-                out.extend_from_slice(&(element | ENTERPRISE_BIT).to_be_bytes());
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&self.enterprise.to_be_bytes());
+                if let Some(pen) = pen {
+                    out.extend_from_slice(&pen.to_be_bytes());
+                }
             }
         }
         let set_len = (out.len() - set) as u16;
@@ -230,17 +318,17 @@ impl Encoder {
             let mut sent = 0u32;
             // Records of one family per set; a message holds sets until full.
             while let Some(first) = rest.first() {
-                let v6 = first.v6();
-                let len = record_len(v6);
+                let (v6, biflow) = first.family();
+                debug_assert_eq!(biflow, self.biflow, "a record of the other kind");
+                let len = record_len(v6, biflow);
                 if out.len() + SET_HEADER_LEN + len > self.max_len {
                     break;
                 }
                 let set = out.len();
-                let id = if v6 { TEMPLATE_V6 } else { TEMPLATE_V4 };
-                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&template_id(v6, biflow).to_be_bytes());
                 out.extend_from_slice(&[0, 0]);
                 while let Some(r) = rest.first() {
-                    if r.v6() != v6 || out.len() + len > self.max_len {
+                    if r.family() != (v6, biflow) || out.len() + len > self.max_len {
                         break;
                     }
                     r.write(&mut out);
@@ -277,7 +365,7 @@ fn finish(out: &mut [u8]) {
 mod tests {
     use super::*;
 
-    fn record(v6: bool, n: u64) -> Record {
+    fn record(v6: bool, biflow: bool, n: u64) -> Record {
         let (src, dst) = if v6 {
             (
                 "2001:db8::1".parse().unwrap(),
@@ -286,57 +374,101 @@ mod tests {
         } else {
             ("198.18.0.1".parse().unwrap(), "198.19.0.1".parse().unwrap())
         };
+        let sent = Sent {
+            packets: n,
+            octets: 86 * n,
+            layer2_octets: 100 * n,
+            measured: SideMeasured {
+                retransmits: n,
+                ..SideMeasured::default()
+            },
+        };
         Record {
             src,
             dst,
             src_port: 0,
             dst_port: 443,
             protocol: 6,
-            packets: n,
-            octets: 86 * n,
-            layer2_octets: 100 * n,
             start_ms: 1,
             end_ms: 2,
             reason: EndReason::Forced,
-            measured: Measured {
-                retransmits: n,
+            forward: sent,
+            reverse: biflow.then_some(sent),
+            outcomes: OutcomeDeltas {
                 closed: 1,
-                ..Measured::default()
+                ..OutcomeDeltas::default()
             },
+        }
+    }
+
+    /// A template read back: its id, its records' length (from its field
+    /// lengths), and its fields (element id, enterprise number if any).
+    type Template = (u16, usize, Vec<(u16, Option<u32>)>);
+
+    /// The templates of a message.
+    fn read_templates(t: &[u8]) -> Vec<Template> {
+        let u16_at = |i: usize| u16::from_be_bytes([t[i], t[i + 1]]);
+        let mut at = HEADER_LEN + SET_HEADER_LEN;
+        let mut out = Vec::new();
+        while at < t.len() {
+            let (id, count) = (u16_at(at), u16_at(at + 2) as usize);
+            at += 4;
+            let (mut len, mut fields) = (0, Vec::new());
+            for _ in 0..count {
+                let (element, field_len) = (u16_at(at), u16_at(at + 2));
+                len += field_len as usize;
+                at += 4;
+                let pen = (element & ENTERPRISE_BIT != 0).then(|| {
+                    at += 4;
+                    u32::from_be_bytes(t[at - 4..at].try_into().unwrap())
+                });
+                fields.push((element & !ENTERPRISE_BIT, pen));
+            }
+            out.push((id, len, fields));
+        }
+        assert_eq!(at, t.len());
+        out
+    }
+
+    #[test]
+    fn templates_carry_flowtaps_and_reverse_elements() {
+        let mut templates = Vec::new();
+        for biflow in [false, true] {
+            let t = Encoder::new(7, 4242, biflow, 512).templates(100);
+            assert_eq!(u16::from_be_bytes([t[0], t[1]]), VERSION);
+            assert_eq!(u16::from_be_bytes([t[2], t[3]]) as usize, t.len());
+            templates.extend(read_templates(&t));
+        }
+        let ids: Vec<u16> = templates.iter().map(|t| t.0).collect();
+        assert_eq!(ids, [256, 257, 258, 259]);
+        for (id, len, fields) in templates {
+            let biflow = id == TEMPLATE_BIFLOW_V4 || id == TEMPLATE_BIFLOW_V6;
+            let v6 = id == TEMPLATE_V6 || id == TEMPLATE_BIFLOW_V6;
+            assert_eq!(len, record_len(v6, biflow));
+            let of =
+                |pen| -> Vec<u16> { fields.iter().filter(|f| f.1 == pen).map(|f| f.0).collect() };
+            let ours = if biflow { 15 } else { 10 };
+            assert_eq!(of(Some(4242)), (1..=ours).collect::<Vec<u16>>());
+            let reverse: &[u16] = if biflow { &[2, 1, 352] } else { &[] };
+            assert_eq!(of(Some(REVERSE_PEN)), reverse);
+            assert_eq!(of(None).len(), 12);
         }
     }
 
     #[test]
     fn messages_stay_within_the_limit_and_number_their_records() {
-        let mut e = Encoder::new(7, DEFAULT_ENTERPRISE, 512);
-        let t = e.templates(100);
-        assert_eq!(u16::from_be_bytes([t[0], t[1]]), VERSION);
-        assert_eq!(u16::from_be_bytes([t[2], t[3]]) as usize, t.len());
-        // Each template: the standard field specifiers, then flowtap's, each
-        // with the enterprise bit and number; their lengths make a record.
-        let mut at = HEADER_LEN + SET_HEADER_LEN;
-        for id in [TEMPLATE_V4, TEMPLATE_V6] {
-            let u16_at = |i: usize| u16::from_be_bytes([t[i], t[i + 1]]);
-            assert_eq!(u16_at(at), id);
-            let count = u16_at(at + 2) as usize;
-            at += 4;
-            let (mut len, mut enterprise) = (0, Vec::new());
-            for _ in 0..count {
-                let (element, field_len) = (u16_at(at), u16_at(at + 2));
-                len += field_len as usize;
-                at += 4;
-                if element & ENTERPRISE_BIT != 0 {
-                    let pen = u32::from_be_bytes(t[at..at + 4].try_into().unwrap());
-                    assert_eq!(pen, DEFAULT_ENTERPRISE);
-                    enterprise.push(element & !ENTERPRISE_BIT);
-                    at += 4;
-                }
-            }
-            assert_eq!(enterprise, (1..=10).collect::<Vec<u16>>());
-            assert_eq!(len, record_len(id == TEMPLATE_V6));
+        for biflow in [false, true] {
+            check_messages(biflow);
         }
-        assert_eq!(at, t.len());
-        let records: Vec<Record> = (0..50).map(|i| record(i % 3 == 0, i)).collect();
+    }
+
+    fn check_messages(biflow: bool) {
+        let mut e = Encoder::new(7, DEFAULT_ENTERPRISE, biflow, 512);
+        let lengths: std::collections::HashMap<u16, usize> = read_templates(&e.templates(100))
+            .into_iter()
+            .map(|(id, len, _)| (id, len))
+            .collect();
+        let records: Vec<Record> = (0..50).map(|i| record(i % 3 == 0, biflow, i)).collect();
         let messages = e.data(&records, 100);
         let mut seq = 0;
         for (m, n) in &messages {
@@ -350,7 +482,7 @@ mod tests {
             while at < m.len() {
                 let id = u16::from_be_bytes([m[at], m[at + 1]]);
                 let len = u16::from_be_bytes([m[at + 2], m[at + 3]]) as usize;
-                let each = record_len(id == TEMPLATE_V6);
+                let each = lengths[&id];
                 assert_eq!((len - SET_HEADER_LEN) % each, 0);
                 seq += ((len - SET_HEADER_LEN) / each) as u32;
                 at += len;

@@ -70,7 +70,8 @@ fn read_records(s: &mut TcpStream, records: u64) -> (Vec<u16>, u64) {
             let set_len = u16::from_be_bytes([body[at + 2], body[at + 3]]) as usize;
             ids.push(id);
             if id == TEMPLATE_V4 || id == TEMPLATE_V6 {
-                got += ((set_len - 4) / ipfix::message::record_len(id == TEMPLATE_V6)) as u64;
+                got +=
+                    ((set_len - 4) / ipfix::message::record_len(id == TEMPLATE_V6, false)) as u64;
             }
             at += set_len;
         }
@@ -89,6 +90,7 @@ fn records_wait_for_a_restarted_collector() {
         tcp_buffer_bytes: 1 << 20,
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,
+        biflow: false,
         active_timeout_ns: SECOND,
         mtu: 1400,
     };
@@ -138,6 +140,7 @@ fn records_beyond_the_buffer_are_counted_lost() {
         tcp_buffer_bytes: 420,
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,
+        biflow: false,
         active_timeout_ns: SECOND,
         mtu: 416,
     };
