@@ -145,8 +145,9 @@ impl Publisher {
             .lock()
             .expect("pairs lock")
             .observe(&self.views.load());
+        let view = self.views.load();
         for sink in &mut self.sinks {
-            sink.snapshot(&self.snapshot);
+            sink.snapshot(&self.snapshot, &**view);
         }
         // Building the snapshot, then preparing it for queries.
         self.stats

@@ -221,3 +221,15 @@ impl View {
         self.cluster.is_external(self.ip(flow, side))
     }
 }
+
+/// Kubernetes names for what follows snapshots (the IPFIX exporter).
+impl pipeline::snapshot::EndpointNames for View {
+    fn endpoint(&self, flow: usize, side: Side) -> Option<pipeline::snapshot::EndpointName> {
+        let id = self.identity(flow, side)?;
+        Some(pipeline::snapshot::EndpointName {
+            namespace: id.ns.clone(),
+            workload: id.workload.clone(),
+            pod: id.pod.clone(),
+        })
+    }
+}

@@ -177,33 +177,91 @@ fn api_directions(flows: &[FlowSummary], raw: &Value) -> BTreeMap<Direction, (u6
     out
 }
 
-/// The counts among flowtap's enterprise elements (README, IPFIX), summed
-/// over every record tshark decoded: each record carries the ten elements
-/// in template order, and tshark lists them in order, comma-separated, in
-/// the third column.
-fn enterprise_counts(tshark_fields: &str, biflow: bool) -> [u64; 8] {
-    let values: Vec<u64> = tshark_fields
-        .lines()
-        .filter_map(|l| l.split('\t').nth(2))
-        .flat_map(|c| c.split(','))
-        .filter(|v| !v.is_empty())
-        .map(|v| u64::from_str_radix(&v.replace(':', ""), 16).unwrap())
-        .collect();
-    // Ten elements a record, fifteen in a biflow record: 11-13 count the
-    // reverse direction's as 1-3 the forward one's.
-    let each = if biflow { 15 } else { 10 };
-    assert_eq!(values.len() % each, 0, "{each} elements a record");
-    let mut sums = [0u64; 8];
-    for record in values.chunks(each) {
-        // Elements 4 and 5 (and 14, 15) are handshake percentiles.
-        for (sum, v) in sums
-            .iter_mut()
-            .zip(record[..3].iter().chain(&record[5..10]))
-        {
-            *sum += v;
+/// One data record as tshark decodes it: its addresses and flowtap's
+/// enterprise elements (type, value bytes), in order.
+#[derive(Debug, Default)]
+struct Decoded {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    elements: Vec<(u16, Vec<u8>)>,
+}
+
+/// The data records of `pcap` (IPFIX to port 4739) by tshark's PDML: a
+/// record starts at its source address. (`-T fields` leaves out the empty
+/// names, so the elements' positions would not say which they are.)
+fn tshark_records(pcap: &Path) -> Vec<Decoded> {
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-d",
+            "udp.port==4739,cflow",
+            "-T",
+            "pdml",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let attr = |line: &str, name: &str| -> String {
+        let key = format!(" {name}=\"");
+        let Some(at) = line.find(&key) else {
+            return String::new();
+        };
+        let rest = &line[at + key.len()..];
+        rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+    };
+    let mut records: Vec<Decoded> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let line = line.trim_start();
+        if !line.starts_with("<field ") {
+            continue;
         }
-        for (sum, v) in sums.iter_mut().zip(record.get(10..13).unwrap_or_default()) {
-            *sum += v;
+        let name = attr(line, "name");
+        match name.as_str() {
+            "cflow.srcaddr" | "cflow.srcaddrv6" => records.push(Decoded {
+                src: attr(line, "show").parse().ok(),
+                ..Decoded::default()
+            }),
+            "cflow.dstaddr" | "cflow.dstaddrv6" => {
+                records.last_mut().unwrap().dst = attr(line, "show").parse().ok();
+            }
+            "cflow.enterprise_private_entry" => {
+                let shown = attr(line, "showname");
+                let kind = shown
+                    .split("Type ")
+                    .nth(1)
+                    .and_then(|t| t.split(':').next())
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_else(|| panic!("no type in {shown}"));
+                let hex = attr(line, "value");
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                    .collect();
+                records.last_mut().unwrap().elements.push((kind, bytes));
+            }
+            _ => {}
+        }
+    }
+    records
+}
+
+/// The counts among flowtap's enterprise elements (README, IPFIX), summed
+/// over every record: retransmissions, RSTs and zero windows of either
+/// direction (1-3, and 11-13 in biflow records), then the connection
+/// outcomes (6-10).
+fn enterprise_counts(records: &[Decoded]) -> [u64; 8] {
+    let mut sums = [0u64; 8];
+    for r in records {
+        for (kind, bytes) in &r.elements {
+            let slot = match kind {
+                1..=3 => kind - 1,
+                11..=13 => kind - 11,
+                6..=10 => kind - 3,
+                _ => continue,
+            };
+            let value = bytes.iter().fold(0u64, |v, b| v << 8 | u64::from(*b));
+            sums[usize::from(slot)] += value;
         }
     }
     sums
@@ -453,8 +511,6 @@ fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
             "cflow.layer2_octet_delta_count",
             "-e",
             "_ws.expert.message",
-            "-e",
-            "cflow.enterprise_private_entry",
         ])
         .output()
         .unwrap();
@@ -470,7 +526,7 @@ fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
         .sum();
     let total: u64 = want.values().map(|v| v.1).sum();
     assert_eq!(l2, total, "{name}: layer2OctetDeltaCount over every record");
-    let health = enterprise_counts(&text, biflow);
+    let health = enterprise_counts(&tshark_records(&pcap));
     assert_eq!(
         health,
         api_health(&run.bodies[0]),
@@ -527,4 +583,69 @@ fn nfdump_reads_the_records_of_a_generated_capture() {
 fn nfdump_reads_biflow_records() {
     let (records, _, _) = check_capture(&capture("02_pcpp_example.pcap"), true);
     assert!(records > 20, "{records} records");
+}
+
+#[test]
+fn records_carry_the_kubernetes_names_of_both_ends() {
+    // The demo with its inventory: every record names its source and
+    // destination as the API names the flow's client and server.
+    let root = common::project_root();
+    let sink = TcpListener::bind("127.0.0.1:0").unwrap();
+    let collector = format!("tcp://{}", sink.local_addr().unwrap());
+    let receiver = std::thread::spawn(move || {
+        let mut stream = Vec::new();
+        sink.accept().unwrap().0.read_to_end(&mut stream).unwrap();
+        let mut messages = Vec::new();
+        let mut rest = &stream[..];
+        while rest.len() >= 4 {
+            let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+            messages.push(rest[..len].to_vec());
+            rest = &rest[len..];
+        }
+        messages
+    });
+    let inventory = root.join("demo/inventory.json");
+    let run = run_flowtap(
+        &[&root.join("demo/demo.pcap")],
+        1,
+        &[
+            "--k8s-inventory",
+            inventory.to_str().unwrap(),
+            "--ipfix-collector",
+            &collector,
+        ],
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("ipfix.pcap");
+    write_pcap(&pcap, &receiver.join().unwrap());
+    // What the API says each address is: (namespace, pod).
+    let mut named = BTreeMap::new();
+    for f in run.bodies[0]["flows"].as_array().unwrap() {
+        for end in [&f["client"], &f["server"]] {
+            let ip: IpAddr = end["ip"].as_str().unwrap().parse().unwrap();
+            let text = |k: &str| end[k].as_str().unwrap_or("").to_string();
+            named.insert(ip, (text("ns"), text("pod")));
+        }
+    }
+    let records = tshark_records(&pcap);
+    let mut with_names = 0;
+    for r in &records {
+        let name = |kind: u16| -> String {
+            r.elements
+                .iter()
+                .find(|e| e.0 == kind)
+                .map(|e| String::from_utf8(e.1.clone()).unwrap())
+                .unwrap_or_default()
+        };
+        let (src, dst) = (r.src.unwrap(), r.dst.unwrap());
+        assert_eq!((name(16), name(18)), named[&src], "{r:?}: its source");
+        assert_eq!((name(19), name(21)), named[&dst], "{r:?}: its destination");
+        with_names += usize::from(!name(16).is_empty() && !name(19).is_empty());
+    }
+    assert!(
+        records.len() > 100 && with_names > 50,
+        "{} records, {with_names} named",
+        records.len()
+    );
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pipeline::Snapshot;
 use pipeline::flow::{Counter, FlowKey, FlowRecord, PerSide, Percentiles, Side, TcpHealth};
 use pipeline::follow::{Change, FlowFollower};
-use pipeline::snapshot::SnapshotSink;
+use pipeline::snapshot::{EndpointName, EndpointNames, SnapshotSink};
 
 use crate::message::{Encoder, EndReason, OutcomeDeltas, Record, Sent, SideMeasured};
 use crate::transport::{Collector, CollectorAddr};
@@ -45,7 +45,7 @@ pub struct ExportStats {
 }
 
 /// One flow as last seen, and what of it is exported.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Tracked {
     seen: [Counter; 2],
     exported: [Counter; 2],
@@ -57,6 +57,8 @@ struct Tracked {
     /// Its handshake percentiles as last seen (not counts: exported as
     /// they are).
     handshake: PerSide<Option<Percentiles>>,
+    /// Its client's and server's Kubernetes names, as last seen.
+    names: PerSide<EndpointName>,
     last_ns: u64,
     /// When its last record was made (or it was first seen), capture time.
     record_ns: u64,
@@ -163,6 +165,7 @@ fn records(key: &FlowKey, t: &Tracked, reason: EndReason, biflow: bool) -> Vec<R
             forward,
             reverse: None,
             outcomes: OutcomeDeltas::default(),
+            names: [t.names[side].clone(), t.names[side.other()].clone()],
         }
     };
     let sent_any = |s: &Sent| s.packets > 0 || s.layer2_octets > 0;
@@ -200,6 +203,7 @@ impl Tracked {
             health_seen: f.tcp,
             health_exported: TcpHealth::default(),
             handshake: f.percentiles,
+            names: PerSide::default(),
             last_ns: f.last_seen_ns,
             record_ns: f.first_seen_ns,
             start_ns: f.first_seen_ns,
@@ -217,7 +221,7 @@ impl Tracked {
 }
 
 impl SnapshotSink for Exporter {
-    fn snapshot(&mut self, snapshot: &Snapshot) {
+    fn snapshot(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames) {
         let now = snapshot.as_of_ns;
         let active_timeout_ns = self.config.active_timeout_ns;
         let biflow = self.config.biflow;
@@ -225,7 +229,7 @@ impl SnapshotSink for Exporter {
         let mut flows = std::mem::take(&mut self.flows);
         flows.observe(
             &snapshot.flows,
-            |_, f, change| {
+            |i, f, change| {
                 let mut t = match change {
                     Change::Started => Tracked::of(f),
                     Change::Continued(t) => t,
@@ -240,6 +244,7 @@ impl SnapshotSink for Exporter {
                 t.ip_seen = f.ip_bytes.0;
                 t.health_seen = f.tcp;
                 t.handshake = f.percentiles;
+                t.names = PerSide::from_fn(|side| names.endpoint(i, side).unwrap_or_default());
                 t.last_ns = f.last_seen_ns;
                 if now.saturating_sub(t.record_ns) >= active_timeout_ns {
                     out.extend(records(&f.key, &t, EndReason::Active, biflow));

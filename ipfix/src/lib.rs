@@ -10,14 +10,14 @@
 //! record for both directions instead (the server's counts in the reverse
 //! elements). Records carry IP bytes in `octetDeltaCount`, flowtap's frame
 //! bytes in `layer2OctetDeltaCount`, and flowtap's own measurements (TCP
-//! health, handshake percentiles, connection outcomes) in enterprise
-//! elements ([`message::ENTERPRISE_ELEMENTS`]); a flow aggregates a
+//! health, handshake percentiles, connection outcomes) and the endpoints'
+//! Kubernetes names in enterprise elements ([`message::ENTERPRISE_ELEMENTS`],
+//! [`message::NAME_ELEMENTS`]); a flow aggregates a
 //! client's connections to a server port, so the client's transport port
 //! is 0. Messages stay within `--ipfix-mtu`, over UDP or TCP
 //! ([`transport`]).
 //!
-//! Not built yet (issue 16): per-connection records, Kubernetes names as
-//! elements.
+//! Not built yet (issue 16): per-connection records.
 
 #![forbid(unsafe_code)]
 

@@ -6,6 +6,9 @@
 //! used here. Checked against real decoders: nfdump, pmacct, tshark.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use pipeline::snapshot::EndpointName;
 
 pub const VERSION: u16 = 10;
 const HEADER_LEN: usize = 16;
@@ -59,6 +62,21 @@ pub const ENTERPRISE_ELEMENTS: [(u16, u16, &str); 15] = [
 /// Of those, the ones a one-direction record carries.
 const UNIFLOW_ENTERPRISE: usize = 10;
 
+/// The Kubernetes names of the record's source and destination, after
+/// flowtap's measurements, as variable-length strings (RFC 7011 section 7;
+/// empty where unknown): (element id, name).
+pub const NAME_ELEMENTS: [(u16, &str); 6] = [
+    (16, "sourceK8sNamespace"),
+    (17, "sourceK8sWorkload"),
+    (18, "sourceK8sPod"),
+    (19, "destinationK8sNamespace"),
+    (20, "destinationK8sWorkload"),
+    (21, "destinationK8sPod"),
+];
+
+/// The length a template gives a variable-length element.
+const VARIABLE_LENGTH: u16 = 0xFFFF;
+
 /// The enterprise bit of a field specifier's element id.
 const ENTERPRISE_BIT: u16 = 0x8000;
 
@@ -111,15 +129,33 @@ fn layout(v6: bool, biflow: bool) -> Vec<(u16, u16, Owner)> {
             .iter()
             .map(|&(id, len, _)| (id, len, Owner::Flowtap)),
     );
+    fields.extend(
+        NAME_ELEMENTS
+            .iter()
+            .map(|&(id, _)| (id, VARIABLE_LENGTH, Owner::Flowtap)),
+    );
     fields
 }
 
-/// The length of one data record.
+/// The length of one data record's fixed-length elements (each of its
+/// names adds its length and a length byte or three).
 pub fn record_len(v6: bool, biflow: bool) -> usize {
     layout(v6, biflow)
         .iter()
+        .filter(|f| f.1 != VARIABLE_LENGTH)
         .map(|&(_, len, _)| usize::from(len))
         .sum()
+}
+
+/// A name as a variable-length element holds it: at most 65535 bytes.
+fn name_bytes(name: &Option<Arc<str>>) -> &[u8] {
+    let bytes = name.as_deref().unwrap_or("").as_bytes();
+    &bytes[..bytes.len().min(usize::from(u16::MAX))]
+}
+
+/// The encoded length of a variable-length element holding `len` bytes.
+fn variable_len(len: usize) -> usize {
+    if len < 255 { 1 + len } else { 3 + len }
 }
 
 /// The template a record's set needs.
@@ -178,7 +214,7 @@ pub struct Sent {
 
 /// A flow's record since its last: one direction's (source to
 /// destination), or with `reverse`, both (an RFC 5103 biflow record).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub src: IpAddr,
     pub dst: IpAddr,
@@ -192,11 +228,36 @@ pub struct Record {
     /// The destination's direction, in a biflow record.
     pub reverse: Option<Sent>,
     pub outcomes: OutcomeDeltas,
+    /// Kubernetes names of the source and the destination.
+    pub names: [EndpointName; 2],
 }
 
 impl Record {
     fn family(&self) -> (bool, bool) {
         (self.src.is_ipv6(), self.reverse.is_some())
+    }
+
+    fn name_fields(&self) -> [&Option<Arc<str>>; 6] {
+        let [s, d] = &self.names;
+        [
+            &s.namespace,
+            &s.workload,
+            &s.pod,
+            &d.namespace,
+            &d.workload,
+            &d.pod,
+        ]
+    }
+
+    /// Its length in a data set.
+    fn encoded_len(&self) -> usize {
+        let (v6, biflow) = self.family();
+        let names: usize = self
+            .name_fields()
+            .iter()
+            .map(|n| variable_len(name_bytes(n).len()))
+            .sum();
+        record_len(v6, biflow) + names
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -237,6 +298,16 @@ impl Record {
         if let Some(reverse) = &self.reverse {
             measured(out, &reverse.measured);
         }
+        for name in self.name_fields() {
+            let bytes = name_bytes(name);
+            if bytes.len() < 255 {
+                out.push(bytes.len() as u8);
+            } else {
+                out.push(255);
+                out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            }
+            out.extend_from_slice(bytes);
+        }
     }
 }
 
@@ -262,8 +333,9 @@ impl Encoder {
             max_len: 0,
             sequence: 0,
         };
-        // A message must hold the templates, and a record of either family.
-        let records = HEADER_LEN + SET_HEADER_LEN + record_len(true, biflow);
+        // A message must hold the templates, and a record of either family
+        // (without its names, if they are too long for it).
+        let records = HEADER_LEN + SET_HEADER_LEN + record_len(true, biflow) + NAME_ELEMENTS.len();
         e.max_len = max_len.max(e.templates(0).len()).max(records);
         e
     }
@@ -320,15 +392,28 @@ impl Encoder {
             while let Some(first) = rest.first() {
                 let (v6, biflow) = first.family();
                 debug_assert_eq!(biflow, self.biflow, "a record of the other kind");
-                let len = record_len(v6, biflow);
-                if out.len() + SET_HEADER_LEN + len > self.max_len {
+                let first_len = first.encoded_len();
+                if out.len() + SET_HEADER_LEN + first_len > self.max_len {
+                    if sent > 0 {
+                        break;
+                    }
+                    // Too long for any message (names of kilobytes): its
+                    // names go, its counts stay.
+                    let mut short = first.clone();
+                    short.names = Default::default();
+                    rest = &rest[1..];
+                    out.extend_from_slice(&template_id(v6, biflow).to_be_bytes());
+                    let set_len = (SET_HEADER_LEN + short.encoded_len()) as u16;
+                    out.extend_from_slice(&set_len.to_be_bytes());
+                    short.write(&mut out);
+                    sent += 1;
                     break;
                 }
                 let set = out.len();
                 out.extend_from_slice(&template_id(v6, biflow).to_be_bytes());
                 out.extend_from_slice(&[0, 0]);
                 while let Some(r) = rest.first() {
-                    if r.family() != (v6, biflow) || out.len() + len > self.max_len {
+                    if r.family() != (v6, biflow) || out.len() + r.encoded_len() > self.max_len {
                         break;
                     }
                     r.write(&mut out);
@@ -398,6 +483,15 @@ mod tests {
                 closed: 1,
                 ..OutcomeDeltas::default()
             },
+            // Names of every length up to past the one-byte length form.
+            names: [
+                EndpointName {
+                    namespace: Some("shop".into()),
+                    workload: Some("x".repeat(n as usize * 7).into()),
+                    pod: None,
+                },
+                EndpointName::default(),
+            ],
         }
     }
 
@@ -416,7 +510,9 @@ mod tests {
             let (mut len, mut fields) = (0, Vec::new());
             for _ in 0..count {
                 let (element, field_len) = (u16_at(at), u16_at(at + 2));
-                len += field_len as usize;
+                if field_len != VARIABLE_LENGTH {
+                    len += field_len as usize;
+                }
                 at += 4;
                 let pen = (element & ENTERPRISE_BIT != 0).then(|| {
                     at += 4;
@@ -448,7 +544,8 @@ mod tests {
             let of =
                 |pen| -> Vec<u16> { fields.iter().filter(|f| f.1 == pen).map(|f| f.0).collect() };
             let ours = if biflow { 15 } else { 10 };
-            assert_eq!(of(Some(4242)), (1..=ours).collect::<Vec<u16>>());
+            let want: Vec<u16> = (1..=ours).chain(16..=21).collect();
+            assert_eq!(of(Some(4242)), want);
             let reverse: &[u16] = if biflow { &[2, 1, 352] } else { &[] };
             assert_eq!(of(Some(REVERSE_PEN)), reverse);
             assert_eq!(of(None).len(), 12);
@@ -463,33 +560,58 @@ mod tests {
     }
 
     fn check_messages(biflow: bool) {
-        let mut e = Encoder::new(7, DEFAULT_ENTERPRISE, biflow, 512);
+        const MAX: usize = 1400;
+        let mut e = Encoder::new(7, DEFAULT_ENTERPRISE, biflow, MAX);
         let lengths: std::collections::HashMap<u16, usize> = read_templates(&e.templates(100))
             .into_iter()
             .map(|(id, len, _)| (id, len))
             .collect();
-        let records: Vec<Record> = (0..50).map(|i| record(i % 3 == 0, biflow, i)).collect();
+        let mut records: Vec<Record> = (0..50).map(|i| record(i % 3 == 0, biflow, i)).collect();
+        // Names too long for any message: the record goes without them.
+        records[7].names[1].pod = Some("p".repeat(2000).into());
         let messages = e.data(&records, 100);
         let mut seq = 0;
+        let mut names = Vec::new();
         for (m, n) in &messages {
             let before = seq;
-            assert!(m.len() <= 512);
+            assert!(m.len() <= MAX);
             assert_eq!(u16::from_be_bytes([m[2], m[3]]) as usize, m.len());
             assert_eq!(u32::from_be_bytes([m[8], m[9], m[10], m[11]]), seq);
             assert_eq!(u32::from_be_bytes([m[12], m[13], m[14], m[15]]), 7);
-            // Count the records in its sets.
+            // Walk the records of its sets: the fixed part, then six names.
             let mut at = HEADER_LEN;
             while at < m.len() {
                 let id = u16::from_be_bytes([m[at], m[at + 1]]);
-                let len = u16::from_be_bytes([m[at + 2], m[at + 3]]) as usize;
-                let each = lengths[&id];
-                assert_eq!((len - SET_HEADER_LEN) % each, 0);
-                seq += ((len - SET_HEADER_LEN) / each) as u32;
-                at += len;
+                let end = at + u16::from_be_bytes([m[at + 2], m[at + 3]]) as usize;
+                let mut r = at + SET_HEADER_LEN;
+                while r < end {
+                    r += lengths[&id];
+                    let mut six = Vec::new();
+                    for _ in 0..6 {
+                        let (len, skip) = match m[r] {
+                            255 => (u16::from_be_bytes([m[r + 1], m[r + 2]]) as usize, 3),
+                            len => (len as usize, 1),
+                        };
+                        six.push(String::from_utf8(m[r + skip..r + skip + len].to_vec()).unwrap());
+                        r += skip + len;
+                    }
+                    names.push(six);
+                    seq += 1;
+                }
+                assert_eq!(r, end, "records fill their set");
+                at = end;
             }
             assert_eq!(seq - before, *n);
         }
         assert_eq!(seq, 50);
         assert_eq!(e.sequence(), 50);
+        for (i, six) in names.iter().enumerate() {
+            if i == 7 {
+                assert!(six.iter().all(String::is_empty), "{six:?}");
+                continue;
+            }
+            let workload = "x".repeat(i * 7);
+            assert_eq!(six, &["shop", &workload, "", "", "", ""]);
+        }
     }
 }

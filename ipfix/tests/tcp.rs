@@ -14,7 +14,7 @@ use ipfix::{CollectorAddr, ExportConfig, ExportStats, Exporter};
 use pipeline::Snapshot;
 use pipeline::flow::{Counter, FlowKey, FlowRecord, PerSide};
 use pipeline::packet::{Addr, L4Proto};
-use pipeline::snapshot::SnapshotSink;
+use pipeline::snapshot::{SnapshotSink, Unnamed};
 
 const SECOND: u64 = 1_000_000_000;
 
@@ -70,8 +70,8 @@ fn read_records(s: &mut TcpStream, records: u64) -> (Vec<u16>, u64) {
             let set_len = u16::from_be_bytes([body[at + 2], body[at + 3]]) as usize;
             ids.push(id);
             if id == TEMPLATE_V4 || id == TEMPLATE_V6 {
-                got +=
-                    ((set_len - 4) / ipfix::message::record_len(id == TEMPLATE_V6, false)) as u64;
+                got += ((set_len - 4) / (ipfix::message::record_len(id == TEMPLATE_V6, false) + 6))
+                    as u64;
             }
             at += set_len;
         }
@@ -97,7 +97,7 @@ fn records_wait_for_a_restarted_collector() {
     let mut exporter = Exporter::new(config, stats.clone()).unwrap();
 
     // Two flows, each way: four records, after the templates.
-    exporter.snapshot(&snapshot(10, 5));
+    exporter.snapshot(&snapshot(10, 5), &Unnamed);
     let (mut conn, _) = listener.accept().unwrap();
     let (ids, n) = read_records(&mut conn, 4);
     assert_eq!((ids[0], n), (2, 4), "templates first, then four records");
@@ -105,7 +105,7 @@ fn records_wait_for_a_restarted_collector() {
     // The collector stops; four more records are made meanwhile.
     drop((conn, listener));
     std::thread::sleep(Duration::from_millis(100));
-    exporter.snapshot(&snapshot(20, 9));
+    exporter.snapshot(&snapshot(20, 9), &Unnamed);
     assert_eq!(
         stats.records_lost.load(Ordering::Relaxed),
         0,
@@ -116,7 +116,7 @@ fn records_wait_for_a_restarted_collector() {
     // and the buffered records arrive with the new ones.
     let listener = TcpListener::bind(addr).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    exporter.snapshot(&snapshot(30, 12));
+    exporter.snapshot(&snapshot(30, 12), &Unnamed);
     let (mut conn, _) = listener.accept().unwrap();
     let (ids, n) = read_records(&mut conn, 8);
     assert_eq!((ids[0], n), (2, 8));
@@ -135,17 +135,18 @@ fn records_beyond_the_buffer_are_counted_lost() {
     let stats = Arc::new(ExportStats::default());
     let config = ExportConfig {
         collectors: vec![CollectorAddr::Tcp(addr)],
-        // Messages of at most three records (16 + 4 + 3 x 132 = 416
-        // bytes): room for the first, not for the second (one record, 152).
-        tcp_buffer_bytes: 420,
+        // Messages of at most three records (16 + 4 + 3 x 138 = 434
+        // bytes, six of them the names' zero lengths): room for the first,
+        // not for the second (one record, 158).
+        tcp_buffer_bytes: 440,
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,
         biflow: false,
         active_timeout_ns: SECOND,
-        mtu: 416,
+        mtu: 434,
     };
     let mut exporter = Exporter::new(config, stats.clone()).unwrap();
-    exporter.snapshot(&snapshot(10, 5));
+    exporter.snapshot(&snapshot(10, 5), &Unnamed);
     assert_eq!(stats.records.load(Ordering::Relaxed), 4);
     assert_eq!(
         stats.records_lost.load(Ordering::Relaxed),

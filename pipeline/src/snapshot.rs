@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::flow::{FlowRecord, TableCounters, Window};
+use crate::flow::{FlowRecord, Side, TableCounters, Window};
 use crate::ingest::{IngestCounters, MirrorSessions};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,8 +36,35 @@ pub struct Snapshot {
 /// Something that follows every snapshot published (an exporter), and is
 /// told when no more will come (the capture ended, flowtap stops).
 pub trait SnapshotSink: Send {
-    fn snapshot(&mut self, snapshot: &Snapshot);
+    /// A new snapshot, and who its flows' endpoints are where that is known.
+    fn snapshot(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames);
     fn finish(&mut self);
+}
+
+/// Who a flow's endpoints are, where something knows (Kubernetes names
+/// from an inventory or a watch): what a sink may attach to what it
+/// exports. The pipeline itself knows no names ([`Unnamed`]).
+pub trait EndpointNames {
+    /// The endpoint on `side` of the snapshot's flow at index `flow`.
+    fn endpoint(&self, flow: usize, side: Side) -> Option<EndpointName>;
+}
+
+/// A Kubernetes endpoint's names, each where known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointName {
+    pub namespace: Option<Arc<str>>,
+    /// The pod's owner (Deployment, StatefulSet...), or the service.
+    pub workload: Option<Arc<str>>,
+    pub pod: Option<Arc<str>>,
+}
+
+/// No names known.
+pub struct Unnamed;
+
+impl EndpointNames for Unnamed {
+    fn endpoint(&self, _: usize, _: Side) -> Option<EndpointName> {
+        None
+    }
 }
 
 /// Puts `flows` in the API's order: bytes descending, then packets
