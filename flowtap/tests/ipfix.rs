@@ -392,21 +392,14 @@ fn write_pcap(path: &Path, datagrams: &[Vec<u8>]) {
     w.finish().unwrap();
 }
 
-/// Checks the records of one capture; returns how many nfdump read, the
-/// frame bytes, and the enterprise counts ([`enterprise_counts`]).
-fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
-    let nfcapd = Nfcapd::start();
-    let nfacctd = Nfacctd::start();
-    // The test's own copy of every message comes over TCP, which loses
-    // none: a capture's messages can be more than a UDP socket's receive
-    // buffer holds, and this socket is read only once flowtap is done.
+/// The test's own collector: a `tcp://` URL for flowtap, and the thread
+/// that returns every message sent to it once flowtap closes the
+/// connection. TCP loses none: a capture's messages can be more than a UDP
+/// socket's receive buffer holds, and this one is read only once flowtap is
+/// done.
+fn tcp_collector() -> (String, std::thread::JoinHandle<Vec<Vec<u8>>>) {
     let sink = TcpListener::bind("127.0.0.1:0").unwrap();
-    let collectors = format!(
-        "udp://127.0.0.1:{},udp://127.0.0.1:{},tcp://{}",
-        nfcapd.port,
-        nfacctd.port,
-        sink.local_addr().unwrap()
-    );
+    let url = format!("tcp://{}", sink.local_addr().unwrap());
     let receiver = std::thread::spawn(move || {
         let mut stream = Vec::new();
         sink.accept().unwrap().0.read_to_end(&mut stream).unwrap();
@@ -421,6 +414,19 @@ fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
         assert!(rest.is_empty(), "a message cut short");
         messages
     });
+    (url, receiver)
+}
+
+/// Checks the records of one capture; returns how many nfdump read, the
+/// frame bytes, and the enterprise counts ([`enterprise_counts`]).
+fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
+    let nfcapd = Nfcapd::start();
+    let nfacctd = Nfacctd::start();
+    let (sink, receiver) = tcp_collector();
+    let collectors = format!(
+        "udp://127.0.0.1:{},udp://127.0.0.1:{},{sink}",
+        nfcapd.port, nfacctd.port,
+    );
     let mut args = vec!["--ipfix-collector", &collectors, "--ipfix-mtu", "1200"];
     if biflow {
         args.push("--ipfix-biflow");
@@ -590,20 +596,7 @@ fn records_carry_the_kubernetes_names_of_both_ends() {
     // The demo with its inventory: every record names its source and
     // destination as the API names the flow's client and server.
     let root = common::project_root();
-    let sink = TcpListener::bind("127.0.0.1:0").unwrap();
-    let collector = format!("tcp://{}", sink.local_addr().unwrap());
-    let receiver = std::thread::spawn(move || {
-        let mut stream = Vec::new();
-        sink.accept().unwrap().0.read_to_end(&mut stream).unwrap();
-        let mut messages = Vec::new();
-        let mut rest = &stream[..];
-        while rest.len() >= 4 {
-            let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-            messages.push(rest[..len].to_vec());
-            rest = &rest[len..];
-        }
-        messages
-    });
+    let (collector, receiver) = tcp_collector();
     let inventory = root.join("demo/inventory.json");
     let run = run_flowtap(
         &[&root.join("demo/demo.pcap")],

@@ -111,23 +111,15 @@ impl Conns {
 mod tests {
     use super::*;
     use crate::flow::side::Side;
-    use crate::packet::{Addr, Fragment, L4Proto, Transport};
+    use crate::packet::{Addr, L4Proto, Transport};
 
     fn conn(port: u16, ts_ns: u64) -> Conn {
-        let t = Transport {
-            proto: L4Proto::Udp,
-            src: Addr::from_v4([198, 18, 0, 1]),
-            dst: Addr::from_v4([198, 18, 0, 2]),
-            src_port: port,
-            dst_port: 53,
-            tcp_flags: 0,
-            tcp_seq: 0,
-            tcp_ack: 0,
-            tcp_window: 0,
-            payload_len: 0,
-            ip_len: 0,
-            fragment: Fragment::Whole,
-        };
+        let t = Transport::new(
+            L4Proto::Udp,
+            (Addr::from_v4([198, 18, 0, 1]), port),
+            (Addr::from_v4([198, 18, 0, 2]), 53),
+            0,
+        );
         let (_, from_lo) = ConnKey::of(&t);
         Conn::new(0, from_lo, &t, Side::Client, ts_ns).0
     }
