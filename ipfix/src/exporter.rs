@@ -44,16 +44,29 @@ pub struct ExportStats {
     pub tcp_connects: AtomicU64,
 }
 
+/// A flow's counters, each exported as its growth since the last record.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    sent: PerSide<Counter>,
+    ip_bytes: PerSide<u64>,
+    health: TcpHealth,
+}
+
+impl Counts {
+    fn of(f: &FlowRecord) -> Counts {
+        Counts {
+            sent: f.sent,
+            ip_bytes: f.ip_bytes,
+            health: f.tcp,
+        }
+    }
+}
+
 /// One flow as last seen, and what of it is exported.
 #[derive(Clone, Debug)]
 struct Tracked {
-    seen: [Counter; 2],
-    exported: [Counter; 2],
-    /// IP bytes, likewise.
-    ip_seen: [u64; 2],
-    ip_exported: [u64; 2],
-    health_seen: TcpHealth,
-    health_exported: TcpHealth,
+    seen: Counts,
+    exported: Counts,
     /// Its handshake percentiles as last seen (not counts: exported as
     /// they are).
     handshake: PerSide<Option<Percentiles>>,
@@ -111,8 +124,7 @@ impl Exporter {
 
 /// What `t`'s `side` sent since its last export.
 fn sent(t: &Tracked, side: Side) -> Sent {
-    let i = side as usize;
-    let (now, before) = (&t.health_seen.sent[side], &t.health_exported.sent[side]);
+    let (now, before) = (&t.seen.health.sent[side], &t.exported.health.sent[side]);
     let mut measured = SideMeasured {
         retransmits: now.retransmits.saturating_sub(before.retransmits),
         rsts: now.rsts.saturating_sub(before.rsts),
@@ -123,17 +135,18 @@ fn sent(t: &Tracked, side: Side) -> Sent {
         measured.handshake_p50_us = u32::try_from(p.p50).unwrap_or(u32::MAX);
         measured.handshake_p99_us = u32::try_from(p.p99).unwrap_or(u32::MAX);
     }
+    let (now, before) = (&t.seen, &t.exported);
     Sent {
-        packets: t.seen[i].pkts.saturating_sub(t.exported[i].pkts),
-        octets: t.ip_seen[i].saturating_sub(t.ip_exported[i]),
-        layer2_octets: t.seen[i].bytes.saturating_sub(t.exported[i].bytes),
+        packets: now.sent[side].pkts.saturating_sub(before.sent[side].pkts),
+        octets: now.ip_bytes[side].saturating_sub(before.ip_bytes[side]),
+        layer2_octets: now.sent[side].bytes.saturating_sub(before.sent[side].bytes),
         measured,
     }
 }
 
 /// How the flow's connections ended since its last export.
 fn outcomes(t: &Tracked) -> OutcomeDeltas {
-    let (c, b) = (&t.health_seen.connections, &t.health_exported.connections);
+    let (c, b) = (&t.seen.health.connections, &t.exported.health.connections);
     OutcomeDeltas {
         established: c.established.saturating_sub(b.established),
         refused: c.refused.saturating_sub(b.refused),
@@ -196,12 +209,8 @@ fn records(key: &FlowKey, t: &Tracked, reason: EndReason, biflow: bool) -> Vec<R
 impl Tracked {
     fn of(f: &FlowRecord) -> Tracked {
         Tracked {
-            seen: f.sent.0,
-            exported: [Counter::default(); 2],
-            ip_seen: f.ip_bytes.0,
-            ip_exported: [0; 2],
-            health_seen: f.tcp,
-            health_exported: TcpHealth::default(),
+            seen: Counts::of(f),
+            exported: Counts::default(),
             handshake: f.percentiles,
             names: PerSide::default(),
             last_ns: f.last_seen_ns,
@@ -210,11 +219,17 @@ impl Tracked {
         }
     }
 
+    /// Takes in the flow as a snapshot has it, with its endpoints' names.
+    fn observe(&mut self, f: &FlowRecord, names: PerSide<EndpointName>) {
+        self.seen = Counts::of(f);
+        self.handshake = f.percentiles;
+        self.names = names;
+        self.last_ns = f.last_seen_ns;
+    }
+
     /// Counts it has not exported yet are now exported.
     fn exported(&mut self, at_ns: u64) {
         self.exported = self.seen;
-        self.ip_exported = self.ip_seen;
-        self.health_exported = self.health_seen;
         self.record_ns = at_ns;
         self.start_ns = self.last_ns;
     }
@@ -240,12 +255,10 @@ impl SnapshotSink for Exporter {
                         Tracked::of(f)
                     }
                 };
-                t.seen = f.sent.0;
-                t.ip_seen = f.ip_bytes.0;
-                t.health_seen = f.tcp;
-                t.handshake = f.percentiles;
-                t.names = PerSide::from_fn(|side| names.endpoint(i, side).unwrap_or_default());
-                t.last_ns = f.last_seen_ns;
+                t.observe(
+                    f,
+                    PerSide::from_fn(|side| names.endpoint(i, side).unwrap_or_default()),
+                );
                 if now.saturating_sub(t.record_ns) >= active_timeout_ns {
                     out.extend(records(&f.key, &t, EndReason::Active, biflow));
                     t.exported(now);

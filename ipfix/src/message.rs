@@ -5,6 +5,7 @@
 //! every element and its dependencies, a large build for the dozen fields
 //! used here. Checked against real decoders: nfdump, pmacct, tshark.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -249,15 +250,13 @@ impl Record {
         ]
     }
 
-    /// Its length in a data set.
-    fn encoded_len(&self) -> usize {
-        let (v6, biflow) = self.family();
-        let names: usize = self
-            .name_fields()
+    /// The length of its names in a data set (the rest is its family's
+    /// [`record_len`]).
+    fn names_len(&self) -> usize {
+        self.name_fields()
             .iter()
             .map(|n| variable_len(name_bytes(n).len()))
-            .sum();
-        record_len(v6, biflow) + names
+            .sum()
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -320,24 +319,33 @@ pub struct Encoder {
     /// Biflow records (and only their templates) rather than one-direction
     /// ones.
     biflow: bool,
+    /// The fixed-length part of an IPv4 and an IPv6 record of that kind.
+    record_lens: [usize; 2],
     max_len: usize,
     sequence: u32,
 }
 
 impl Encoder {
     pub fn new(domain: u32, enterprise: u32, biflow: bool, max_len: usize) -> Encoder {
+        let record_lens = [record_len(false, biflow), record_len(true, biflow)];
         let mut e = Encoder {
             domain,
             enterprise,
             biflow,
+            record_lens,
             max_len: 0,
             sequence: 0,
         };
         // A message must hold the templates, and a record of either family
         // (without its names, if they are too long for it).
-        let records = HEADER_LEN + SET_HEADER_LEN + record_len(true, biflow) + NAME_ELEMENTS.len();
+        let records = HEADER_LEN + SET_HEADER_LEN + record_lens[1] + NAME_ELEMENTS.len();
         e.max_len = max_len.max(e.templates(0).len()).max(records);
         e
+    }
+
+    /// A record's length in a data set.
+    fn len_of(&self, r: &Record) -> usize {
+        self.record_lens[usize::from(r.src.is_ipv6())] + r.names_len()
     }
 
     /// Data records sent so far.
@@ -383,8 +391,22 @@ impl Encoder {
     /// Messages carrying `records`, each within the size limit, in order,
     /// each with the number of records it holds.
     pub fn data(&mut self, records: &[Record], export_time_s: u32) -> Vec<(Vec<u8>, u32)> {
+        // A record too long for any message (names of kilobytes) goes
+        // without its names: its counts stay.
+        let room = self.max_len - HEADER_LEN - SET_HEADER_LEN;
+        let records: Vec<Cow<'_, Record>> = records
+            .iter()
+            .map(|r| {
+                if self.len_of(r) <= room {
+                    return Cow::Borrowed(r);
+                }
+                let mut short = r.clone();
+                short.names = Default::default();
+                Cow::Owned(short)
+            })
+            .collect();
         let mut messages = Vec::new();
-        let mut rest = records;
+        let mut rest = &records[..];
         while !rest.is_empty() {
             let mut out = header(export_time_s, self.sequence, self.domain);
             let mut sent = 0u32;
@@ -392,28 +414,14 @@ impl Encoder {
             while let Some(first) = rest.first() {
                 let (v6, biflow) = first.family();
                 debug_assert_eq!(biflow, self.biflow, "a record of the other kind");
-                let first_len = first.encoded_len();
-                if out.len() + SET_HEADER_LEN + first_len > self.max_len {
-                    if sent > 0 {
-                        break;
-                    }
-                    // Too long for any message (names of kilobytes): its
-                    // names go, its counts stay.
-                    let mut short = first.clone();
-                    short.names = Default::default();
-                    rest = &rest[1..];
-                    out.extend_from_slice(&template_id(v6, biflow).to_be_bytes());
-                    let set_len = (SET_HEADER_LEN + short.encoded_len()) as u16;
-                    out.extend_from_slice(&set_len.to_be_bytes());
-                    short.write(&mut out);
-                    sent += 1;
+                if out.len() + SET_HEADER_LEN + self.len_of(first) > self.max_len {
                     break;
                 }
                 let set = out.len();
                 out.extend_from_slice(&template_id(v6, biflow).to_be_bytes());
                 out.extend_from_slice(&[0, 0]);
                 while let Some(r) = rest.first() {
-                    if r.family() != (v6, biflow) || out.len() + r.encoded_len() > self.max_len {
+                    if r.family() != (v6, biflow) || out.len() + self.len_of(r) > self.max_len {
                         break;
                     }
                     r.write(&mut out);
