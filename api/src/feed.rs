@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use pipeline::flow::handshake::DigestExport;
+use pipeline::flow::handshake::{DigestExport, HandshakeTally, TALLY_BOUNDS_US};
 use pipeline::flow::{
     Counter, FlowKey, FlowRecord, HandshakeDigest, Outcomes, PerSide, Rates, Side, SideHealth,
     TcpHealth, Window,
@@ -27,7 +27,7 @@ use crate::view::View;
 pub const PATH: &str = "/internal/v1/feed";
 pub const CONTENT_TYPE: &str = "application/x-flowtap-feed";
 /// Changes whenever the encoding does: a hub refuses other versions.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Feed {
@@ -79,11 +79,13 @@ pub struct FeedFlow {
 }
 
 /// Per side (client, then server): retransmissions, RSTs, zero windows;
-/// then the outcomes: established, refused, unanswered, reset, closed, open.
+/// then the outcomes: established, refused, unanswered, reset, closed, open;
+/// then the client leg's handshake tally (counts per bucket, sum in µs).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireHealth {
     pub sent: [[u64; 3]; 2],
     pub connections: [u64; 6],
+    pub handshakes: ([u32; TALLY_BOUNDS_US.len() + 1], u64),
 }
 
 impl WireHealth {
@@ -94,6 +96,7 @@ impl WireHealth {
                 [s.retransmits, s.rsts, s.zero_windows]
             }),
             connections: h.connections.named().map(|(_, n)| n),
+            handshakes: (h.handshakes.counts, h.handshakes.sum_us),
         })
     }
 
@@ -113,6 +116,10 @@ impl WireHealth {
                 reset,
                 closed,
                 open,
+            },
+            handshakes: HandshakeTally {
+                counts: self.handshakes.0,
+                sum_us: self.handshakes.1,
             },
         }
     }
@@ -361,6 +368,11 @@ mod tests {
                     reset: 1,
                     closed: 0,
                     open: 0,
+                },
+                handshakes: {
+                    let mut t = HandshakeTally::default();
+                    t.observe(400);
+                    t
                 },
             },
             seen_by: None,

@@ -18,9 +18,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pipeline::flow::Side;
+use pipeline::flow::handshake::TALLY_BOUNDS_US;
+use pipeline::flow::{FlowRecord, HandshakeTally, Side};
 use pipeline::follow::{Change, FlowFollower};
 
+use crate::metrics::FixedHistogram;
 use crate::view::View;
 
 /// Series per pair: one per counter of [`PairCounts`].
@@ -51,31 +53,85 @@ struct PairKey {
     protocol: &'static str,
 }
 
-/// What a pair's flows sent (both directions) and how their connections
-/// went, since flowtap started.
+/// What a pair's flows sent (both directions), how their connections went
+/// and how long their handshakes took, since flowtap started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PairCounts {
     pub bytes: u64,
     pub packets: u64,
     pub connections: u64,
     pub failed: u64,
+    /// Client-leg handshakes per [`TALLY_BOUNDS_US`] bucket (the last:
+    /// above every bound), and their sum in µs.
+    pub handshakes: [u64; TALLY_BOUNDS_US.len() + 1],
+    pub handshake_sum_us: u64,
 }
 
 impl PairCounts {
-    fn add(&mut self, other: PairCounts) {
-        self.bytes += other.bytes;
-        self.packets += other.packets;
-        self.connections += other.connections;
-        self.failed += other.failed;
+    fn add(&mut self, flow: &FlowCounts) {
+        self.bytes += flow.bytes;
+        self.packets += flow.packets;
+        self.connections += flow.connections;
+        self.failed += flow.failed;
+        for (n, m) in self.handshakes.iter_mut().zip(flow.handshakes.counts) {
+            *n += u64::from(m);
+        }
+        self.handshake_sum_us += flow.handshakes.sum_us;
+    }
+
+    /// The handshakes as a Prometheus histogram, in seconds.
+    fn handshake_histogram(&self) -> FixedHistogram {
+        let mut h = FixedHistogram::new(&TALLY_BOUNDS_US.map(|us| us as f64 / 1e6));
+        for ((_, count), n) in h.buckets.iter_mut().zip(self.handshakes) {
+            *count = n;
+        }
+        h.count = self.handshakes.iter().sum();
+        h.sum = self.handshake_sum_us as f64 / 1e6;
+        h
+    }
+}
+
+/// One flow's counts at a snapshot (what the follower remembers of it), or
+/// what it gained since the previous one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FlowCounts {
+    bytes: u64,
+    packets: u64,
+    connections: u64,
+    failed: u64,
+    handshakes: HandshakeTally,
+}
+
+impl FlowCounts {
+    fn of(f: &FlowRecord) -> FlowCounts {
+        let total = f.sent.total();
+        FlowCounts {
+            bytes: total.bytes,
+            packets: total.pkts,
+            connections: f.connections,
+            failed: f.tcp.connections.failed(),
+            handshakes: f.tcp.handshakes,
+        }
     }
 
     /// What `self` (the same flow, later) gained since `before`.
-    fn since(self, before: PairCounts) -> PairCounts {
-        PairCounts {
+    fn since(self, before: FlowCounts) -> FlowCounts {
+        let mut handshakes = HandshakeTally {
+            sum_us: self
+                .handshakes
+                .sum_us
+                .saturating_sub(before.handshakes.sum_us),
+            ..self.handshakes
+        };
+        for (n, was) in handshakes.counts.iter_mut().zip(before.handshakes.counts) {
+            *n = n.saturating_sub(was);
+        }
+        FlowCounts {
             bytes: self.bytes.saturating_sub(before.bytes),
             packets: self.packets.saturating_sub(before.packets),
             connections: self.connections.saturating_sub(before.connections),
             failed: self.failed.saturating_sub(before.failed),
+            handshakes,
         }
     }
 }
@@ -89,7 +145,7 @@ pub struct PairCounters {
     /// Flow updates that went to `other`.
     collapsed: u64,
     /// Each flow's counts in the last snapshot seen.
-    last: FlowFollower<PairCounts>,
+    last: FlowFollower<FlowCounts>,
 }
 
 impl Default for PairCounters {
@@ -119,19 +175,13 @@ impl PairCounters {
         last.observe(
             view.flows(),
             |i, f, change| {
-                let total = f.sent.total();
-                let now = PairCounts {
-                    bytes: total.bytes,
-                    packets: total.pkts,
-                    connections: f.connections,
-                    failed: f.tcp.connections.failed(),
-                };
+                let now = FlowCounts::of(f);
                 let gained = match change {
                     Change::Continued(before) => now.since(before),
                     Change::Started | Change::Restarted(_) => now,
                 };
-                if gained != PairCounts::default() {
-                    self.add(view, i, gained);
+                if gained != FlowCounts::default() {
+                    self.add(view, i, &gained);
                 }
                 now
             },
@@ -141,7 +191,7 @@ impl PairCounters {
         self.last = last;
     }
 
-    fn add(&mut self, view: &View, i: usize, gained: PairCounts) {
+    fn add(&mut self, view: &View, i: usize, gained: &FlowCounts) {
         let f = &view.flows()[i];
         let key = PairKey {
             client: end(view, i, Side::Client),
@@ -152,7 +202,9 @@ impl PairCounters {
         if let Some(pair) = self.pairs.get_mut(&key) {
             pair.add(gained);
         } else if self.pairs.len() < self.max_pairs {
-            self.pairs.insert(key, gained);
+            let mut pair = PairCounts::default();
+            pair.add(gained);
+            self.pairs.insert(key, pair);
         } else {
             self.other.add(gained);
             self.collapsed += 1;
@@ -161,10 +213,23 @@ impl PairCounters {
 
     /// Every series of one counter: labels in [`LABELS`] order, and value.
     pub fn samples(&self, counter: fn(&PairCounts) -> u64) -> Vec<(Vec<String>, f64)> {
-        let mut out: Vec<(Vec<String>, f64)> = self
+        self.series(|c| Some(counter(c) as f64))
+    }
+
+    /// Every pair's handshake histogram (pairs that measured handshakes).
+    pub fn handshake_histograms(&self) -> Vec<(Vec<String>, FixedHistogram)> {
+        self.series(|c| {
+            (c.handshakes != [0; TALLY_BOUNDS_US.len() + 1]).then(|| c.handshake_histogram())
+        })
+    }
+
+    /// One series per pair that has one (`series` says), labels in
+    /// [`LABELS`] order, sorted, and the `other` series last.
+    fn series<T>(&self, series: impl Fn(&PairCounts) -> Option<T>) -> Vec<(Vec<String>, T)> {
+        let mut out: Vec<(Vec<String>, T)> = self
             .pairs
             .iter()
-            .map(|(k, c)| {
+            .filter_map(|(k, c)| {
                 let labels = vec![
                     k.client.namespace.to_string(),
                     k.client.workload.to_string(),
@@ -173,14 +238,16 @@ impl PairCounters {
                     k.server_port.to_string(),
                     k.protocol.to_owned(),
                 ];
-                (labels, counter(c) as f64)
+                Some((labels, series(c)?))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        if self.other != PairCounts::default() {
+        if self.other != PairCounts::default()
+            && let Some(other_series) = series(&self.other)
+        {
             let other = || "other".to_owned();
             let labels = vec![other(), other(), other(), other(), other(), other()];
-            out.push((labels, counter(&self.other) as f64));
+            out.push((labels, other_series));
         }
         out
     }
@@ -220,25 +287,46 @@ mod tests {
 
     #[test]
     fn counts_only_grow() {
-        let a = PairCounts {
+        let mut a = FlowCounts {
             bytes: 100,
             packets: 2,
             connections: 1,
             failed: 0,
+            handshakes: HandshakeTally::default(),
         };
-        let b = PairCounts {
+        a.handshakes.observe(300);
+        let mut b = FlowCounts {
             bytes: 150,
             packets: 3,
             ..a
         };
+        b.handshakes.observe(300);
+        b.handshakes.observe(20_000);
+        let gained = b.since(a);
         assert_eq!(
-            b.since(a),
-            PairCounts {
-                bytes: 50,
-                packets: 1,
-                connections: 0,
-                failed: 0
-            }
+            (
+                gained.bytes,
+                gained.packets,
+                gained.connections,
+                gained.failed
+            ),
+            (50, 1, 0, 0)
+        );
+        let mut only_new = HandshakeTally::default();
+        only_new.observe(300);
+        only_new.observe(20_000);
+        assert_eq!(gained.handshakes, only_new);
+
+        // The pair's histogram: buckets in seconds.
+        let mut pair = PairCounts::default();
+        pair.add(&a);
+        pair.add(&gained);
+        let h = pair.handshake_histogram();
+        assert_eq!((h.count, h.sum), (3, 0.0206));
+        let le = |bound: f64| h.buckets.iter().find(|(le, _)| *le == bound).unwrap().1;
+        assert_eq!(
+            (le(0.00025), le(0.0005), le(0.025), le(f64::INFINITY)),
+            (0, 2, 1, 0)
         );
         // (A new flow under an old key is the follower's to tell:
         // pipeline::follow.)

@@ -210,6 +210,23 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
             "{target}"
         );
     }
+    // The per-pair series (bytes, connections, handshake histograms): the
+    // hub's, from its agents' feeds, are the single flowtap's.
+    let pair_series = |metrics: String| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("flowtap_pair_"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let hub_pairs = pair_series(hub.metrics());
+    assert!(
+        hub_pairs
+            .iter()
+            .any(|l| l.starts_with("flowtap_pair_handshake_seconds_bucket")),
+        "{hub_pairs:?}"
+    );
+    assert_eq!(hub_pairs, pair_series(single.metrics()));
     let (hub_session, single_session) = (mcp_session(&hub), mcp_session(&single));
     for (tool, arguments) in [
         ("list_l4_flows", json!({"limit": 50, "sort": "bytes"})),

@@ -1,7 +1,8 @@
 //! Per workload pair series scraped by a real Prometheus (Debian's): the
 //! byte counters summed by namespace pair equal the sums of the flows the
-//! API lists, in PromQL over Prometheus' HTTP API; and the cardinality cap
-//! folds the pairs beyond it into one `other` series without losing a byte.
+//! API lists, in PromQL over Prometheus' HTTP API; the handshake histograms
+//! hold tshark's handshake times; and the cardinality cap folds the pairs
+//! beyond it into one `other` series without losing a byte.
 
 mod common;
 
@@ -55,6 +56,88 @@ fn pair_series(metrics: &str) -> Vec<(BTreeMap<String, String>, u64)> {
             (labels, value.parse().unwrap())
         })
         .collect()
+}
+
+/// Upper bounds (seconds) of the pair handshake histogram's buckets, as
+/// the README lists them.
+const HANDSHAKE_BOUNDS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// tshark's client-leg handshake times in the demo, counted into the
+/// histogram's buckets (cumulative, `+Inf` last): per TCP stream, the
+/// first SYN-ACK's time less the last SYN's before it (README: a
+/// retransmitted SYN does not inflate the leg), in whole microseconds.
+fn tshark_handshake_buckets(pcap: &std::path::Path) -> Vec<u64> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-Y", "tcp.flags.syn == 1", "-T", "fields"])
+        .args([
+            "-e",
+            "tcp.stream",
+            "-e",
+            "tcp.flags.ack",
+            "-e",
+            "frame.time_epoch",
+        ])
+        .output()
+        .expect("tshark");
+    assert!(out.status.success());
+    // Nanoseconds from the decimal text: an f64 of epoch seconds would
+    // round away the microseconds being counted.
+    let ns = |t: &str| {
+        let (s, frac) = t.split_once('.').unwrap_or((t, ""));
+        let frac = format!("{frac:0<9}");
+        s.parse::<u64>().unwrap() * 1_000_000_000 + frac[..9].parse::<u64>().unwrap()
+    };
+    let (mut last_syn, mut measured) = (BTreeMap::new(), std::collections::BTreeSet::new());
+    let mut buckets = vec![0u64; HANDSHAKE_BOUNDS.len() + 1];
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let [stream, ack, time] = line.split('\t').collect::<Vec<_>>()[..] else {
+            panic!("{line}")
+        };
+        if measured.contains(stream) {
+            continue;
+        }
+        if ack == "0" {
+            last_syn.insert(stream.to_owned(), ns(time));
+        } else if let Some(syn) = last_syn.get(stream) {
+            let us = (ns(time) - syn + 500) / 1000;
+            let bucket = HANDSHAKE_BOUNDS
+                .iter()
+                .position(|&le| us as f64 / 1e6 <= le)
+                .unwrap_or(HANDSHAKE_BOUNDS.len());
+            buckets[bucket] += 1;
+            measured.insert(stream.to_owned());
+        }
+    }
+    buckets
+        .iter()
+        .scan(0, |sum, n| {
+            *sum += n;
+            Some(*sum)
+        })
+        .collect()
+}
+
+/// `flowtap_pair_handshake_seconds_bucket` summed over every pair, by `le`
+/// in ascending order (`+Inf` last).
+fn handshake_buckets(metrics: &str) -> Vec<u64> {
+    let mut by_le: BTreeMap<String, u64> = BTreeMap::new();
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("flowtap_pair_handshake_seconds_bucket{le=\"") {
+            let (le, _) = rest.split_once('"').unwrap();
+            let value: u64 = rest.rsplit_once(' ').unwrap().1.parse().unwrap();
+            *by_le.entry(le.to_owned()).or_default() += value;
+        }
+    }
+    let mut out: Vec<(f64, u64)> = by_le
+        .into_iter()
+        .map(|(le, n)| (le.replace("+Inf", "inf").parse().unwrap(), n))
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out.into_iter().map(|(_, n)| n).collect()
 }
 
 struct Prometheus {
@@ -144,6 +227,13 @@ fn prometheus_sees_the_flows_per_workload_pair() {
         .unwrap();
     assert_eq!(series.iter().map(|(_, v)| v).sum::<u64>(), total);
     let want = bytes_by_namespace_pair(&server);
+    let handshakes = tshark_handshake_buckets(&project_root().join("demo/demo.pcap"));
+    assert!(handshakes.last() > Some(&300), "{handshakes:?}");
+    assert_eq!(
+        handshake_buckets(&metrics),
+        handshakes,
+        "handshakes vs tshark"
+    );
 
     let prometheus = Prometheus::start(&server.admin.to_string());
     let got: BTreeMap<(String, String), u64> = prometheus
@@ -162,6 +252,36 @@ fn prometheus_sees_the_flows_per_workload_pair() {
         total_promql[0]["value"][1],
         Value::String(total.to_string())
     );
+
+    // The histograms, read by PromQL: the same buckets as tshark's, and a
+    // p99 per server workload (README's query, over the whole capture: a
+    // file's counters do not move, so they have no rate) within the bucket
+    // that holds that workload's slowest handshakes.
+    let by_le = prometheus.query("sum by (le) (flowtap_pair_handshake_seconds_bucket)");
+    let mut got: Vec<(f64, u64)> = by_le
+        .iter()
+        .map(|r| {
+            let le = r["metric"]["le"].as_str().unwrap().replace("+Inf", "inf");
+            let n: f64 = r["value"][1].as_str().unwrap().parse().unwrap();
+            (le.parse().unwrap(), n as u64)
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(
+        got.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        handshakes,
+        "PromQL vs tshark"
+    );
+    let p99 = prometheus.query(
+        "histogram_quantile(0.99, sum by (le, server_workload) (flowtap_pair_handshake_seconds_bucket))",
+    );
+    let postgres = p99
+        .iter()
+        .find(|r| r["metric"]["server_workload"] == "postgres")
+        .unwrap_or_else(|| panic!("no postgres p99: {p99:?}"));
+    let seconds: f64 = postgres["value"][1].as_str().unwrap().parse().unwrap();
+    // The demo's database handshakes take 12-45 ms (README).
+    assert!((0.025..=0.05).contains(&seconds), "postgres p99 {seconds}");
 }
 
 #[test]

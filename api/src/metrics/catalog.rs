@@ -11,7 +11,7 @@ use pipeline::wire::decap::Encap;
 use pipeline::wire::dissect::MalformedReason;
 
 use super::Sources;
-use super::stats::{MERGE_BUCKETS, MergeHistogram};
+use super::stats::{FixedHistogram, MERGE_BUCKETS};
 use crate::pairs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,12 +34,15 @@ impl Kind {
 /// Labelled samples: each with its label values (in the metric's label order).
 pub type Samples = Vec<(Vec<String>, f64)>;
 
+/// Labelled histograms: each with its label values.
+pub type Histograms = Vec<(Vec<String>, FixedHistogram)>;
+
 /// How a metric's value is read.
 #[derive(Clone, Copy)]
 pub enum Value {
     One(fn(&Sources<'_>) -> f64),
     Labelled(&'static [&'static str], fn(&Sources<'_>) -> Samples),
-    Histogram(fn(&Sources<'_>) -> MergeHistogram),
+    Histogram(&'static [&'static str], fn(&Sources<'_>) -> Histograms),
 }
 
 /// The lines of the end-of-run report, in the order they are printed.
@@ -106,8 +109,8 @@ pub struct Metric {
 impl Metric {
     pub fn labels(&self) -> &'static [&'static str] {
         match self.value {
-            Value::Labelled(labels, _) => labels,
-            _ => &[],
+            Value::Labelled(labels, _) | Value::Histogram(labels, _) => labels,
+            Value::One(_) => &[],
         }
     }
 
@@ -567,6 +570,17 @@ pub const CATALOG: &[Metric] = &[
         Value::Labelled(&pairs::LABELS, |s| pair_samples(s, |c| c.failed))
     ),
     metric!(
+        "flowtap_pair_handshake_seconds",
+        Histogram,
+        "TCP handshake times (SYN to SYN-ACK, the client's view) from a client workload to a server workload on a server port, since start.",
+        Value::Histogram(&pairs::LABELS, |s| s
+            .stats
+            .pairs
+            .lock()
+            .expect("pairs lock")
+            .handshake_histograms())
+    ),
+    metric!(
         "flowtap_metrics_pairs",
         Gauge,
         "Workload pairs with series of their own (at most --metrics-max-pairs).",
@@ -642,13 +656,15 @@ pub const CATALOG: &[Metric] = &[
         "flowtap_snapshot_merge_duration_seconds",
         Histogram,
         "Time to make one snapshot and prepare it for queries (names, summary): a flowtap exports, merges and sorts its shards' flows; a hub pulls, decodes and merges every agent's.",
-        Value::Histogram(|s| s
-            .stats
-            .merge
-            .lock()
-            .expect("metrics lock")
-            .clone()
-            .unwrap_or_else(|| MergeHistogram::new(&MERGE_BUCKETS)))
+        Value::Histogram(&[], |s| vec![(
+            Vec::new(),
+            s.stats
+                .merge
+                .lock()
+                .expect("metrics lock")
+                .clone()
+                .unwrap_or_else(|| FixedHistogram::new(&MERGE_BUCKETS))
+        )])
     ),
     metric!(
         "flowtap_xdp_frames",

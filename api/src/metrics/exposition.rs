@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 
 use super::Sources;
 use super::catalog::{CATALOG, Kind, Metric, Value};
-use super::stats::MergeHistogram;
+use super::stats::FixedHistogram;
 
 type Labels = Vec<(String, String)>;
 
@@ -18,7 +18,7 @@ type Labels = Vec<(String, String)>;
 struct Family {
     metric: &'static Metric,
     samples: Vec<(Labels, f64)>,
-    histogram: Option<MergeHistogram>,
+    histograms: Vec<(Labels, FixedHistogram)>,
 }
 
 impl Family {
@@ -26,20 +26,25 @@ impl Family {
         let mut family = Family {
             metric,
             samples: Vec::new(),
-            histogram: None,
+            histograms: Vec::new(),
+        };
+        let labelled = |names: &[&str], values: Vec<String>| -> Labels {
+            names.iter().map(|n| (*n).to_owned()).zip(values).collect()
         };
         match metric.value {
             Value::One(read) => family.samples.push((Vec::new(), read(s))),
             Value::Labelled(names, read) => {
                 family.samples = read(s)
                     .into_iter()
-                    .map(|(values, v)| {
-                        let labels = names.iter().map(|n| (*n).to_owned()).zip(values);
-                        (labels.collect(), v)
-                    })
+                    .map(|(values, v)| (labelled(names, values), v))
                     .collect();
             }
-            Value::Histogram(read) => family.histogram = Some(read(s)),
+            Value::Histogram(names, read) => {
+                family.histograms = read(s)
+                    .into_iter()
+                    .map(|(values, h)| (labelled(names, values), h))
+                    .collect();
+            }
         }
         family
     }
@@ -65,8 +70,12 @@ impl Collector for Encoded {
                 Kind::Histogram => MetricType::Histogram,
             };
             let mut encoder = encoder.encode_descriptor(m.name, m.help, None, kind)?;
-            if let Some(h) = &family.histogram {
-                encoder.encode_histogram::<Labels>(h.sum, h.count, &h.buckets, None)?;
+            if m.kind == Kind::Histogram {
+                for (labels, h) in &family.histograms {
+                    encoder
+                        .encode_family(labels)?
+                        .encode_histogram::<Labels>(h.sum, h.count, &h.buckets, None)?;
+                }
                 continue;
             }
             for (labels, value) in &family.samples {

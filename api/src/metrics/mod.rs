@@ -18,7 +18,7 @@ use pipeline::source::QueueStats;
 
 pub use catalog::{CATALOG, Kind, Metric, reference_markdown};
 pub use exposition::{Exposition, render};
-pub use stats::{MERGE_BUCKETS, MergeHistogram, ServiceStats};
+pub use stats::{FixedHistogram, MERGE_BUCKETS, ServiceStats};
 
 /// Everything a metric's value is read from.
 pub struct Sources<'a> {

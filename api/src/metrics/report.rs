@@ -34,7 +34,7 @@ pub fn lines(s: &Sources<'_>) -> Vec<String> {
                         groups.entry(group).or_default().push(item);
                     }
                 }
-                Value::Histogram(_) => {}
+                Value::Histogram(..) => {}
             }
         }
         for (group, items) in groups {

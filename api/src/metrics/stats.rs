@@ -10,24 +10,25 @@ use crate::server::Route;
 /// Upper bounds (seconds) of the merge-duration histogram.
 pub const MERGE_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
 
-/// A histogram's values: (upper bound, cumulative count) per bucket,
-/// `+Inf` last.
+/// A histogram's values: (upper bound, count) per bucket, `+Inf` last.
+/// Each bucket counts only the values above the bound before it: the
+/// exposition (prometheus-client) accumulates them into `le` series.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MergeHistogram {
+pub struct FixedHistogram {
     pub sum: f64,
     pub count: u64,
     pub buckets: Vec<(f64, u64)>,
 }
 
-impl MergeHistogram {
+impl FixedHistogram {
     /// An empty histogram over `bounds` (ascending) and `+Inf`.
-    pub fn new(bounds: &[f64]) -> MergeHistogram {
+    pub fn new(bounds: &[f64]) -> FixedHistogram {
         let buckets = bounds
             .iter()
             .chain([&f64::INFINITY])
             .map(|le| (*le, 0))
             .collect();
-        MergeHistogram {
+        FixedHistogram {
             sum: 0.0,
             count: 0,
             buckets,
@@ -35,10 +36,8 @@ impl MergeHistogram {
     }
 
     pub fn observe(&mut self, value: f64) {
-        for (le, n) in &mut self.buckets {
-            if value <= *le {
-                *n += 1;
-            }
+        if let Some((_, n)) = self.buckets.iter_mut().find(|(le, _)| value <= *le) {
+            *n += 1;
         }
         self.sum += value;
         self.count += 1;
@@ -53,7 +52,7 @@ pub struct ServiceStats {
     pub inventory_addresses: AtomicU64,
     pub handoff_capacity: AtomicU64,
     /// Merge durations, over [`MERGE_BUCKETS`].
-    pub(super) merge: Mutex<Option<MergeHistogram>>,
+    pub(super) merge: Mutex<Option<FixedHistogram>>,
     /// Requests by (route, status).
     pub(super) http: Mutex<BTreeMap<(Route, u16), u64>>,
     /// MCP requests by (method label, outcome).
@@ -94,7 +93,7 @@ impl ServiceStats {
         self.merge
             .lock()
             .expect("metrics lock")
-            .get_or_insert_with(|| MergeHistogram::new(&MERGE_BUCKETS))
+            .get_or_insert_with(|| FixedHistogram::new(&MERGE_BUCKETS))
             .observe(seconds);
     }
 

@@ -91,10 +91,12 @@ fn flow(agent: u32, i: u32, rng: &mut u64) -> FeedFlow {
         connections: 1 + next() % 10,
         legs,
         mirror: None,
-        // TCP flows: one connection, established and closed.
+        // TCP flows: one connection, established and closed, its handshake
+        // in the 1-2.5 ms bucket.
         tcp: tcp.then_some(WireHealth {
             sent: [[0; 3]; 2],
             connections: [1, 0, 0, 0, 1, 0],
+            handshakes: (std::array::from_fn(|b| u32::from(b == 4)), 1_500),
         }),
     }
 }

@@ -34,6 +34,49 @@ fn new_sketch(window: Window) -> Sketch {
     }
 }
 
+/// Upper bounds (µs) of [`HandshakeTally`]'s buckets, above which one more
+/// bucket counts the rest: from a same-rack round trip to a SYN
+/// retransmitted once (1 s, then 3 s).
+pub const TALLY_BOUNDS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// Every handshake time a flow measured since it began, in fixed buckets:
+/// unlike a [`HandshakeDigest`], whose samples age out of the RTT window,
+/// it only grows, as a Prometheus histogram must. Twelve bounds and a sum
+/// keep it at 64 bytes a flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeTally {
+    /// Handshakes per bucket: `counts[i]` those at most `TALLY_BOUNDS_US[i]`
+    /// (and above the bound before), the last those above every bound.
+    pub counts: [u32; TALLY_BOUNDS_US.len() + 1],
+    /// Sum of the handshake times, µs.
+    pub sum_us: u64,
+}
+
+impl HandshakeTally {
+    pub fn observe(&mut self, us: u64) {
+        let bucket = TALLY_BOUNDS_US.partition_point(|&le| le < us);
+        self.counts[bucket] = self.counts[bucket].saturating_add(1);
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    pub fn add(&mut self, other: &HandshakeTally) {
+        for (n, m) in self.counts.iter_mut().zip(other.counts) {
+            *n = n.saturating_add(m);
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|&n| u64::from(n)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+}
+
 /// p50/p90/p99 in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Percentiles {
@@ -410,6 +453,25 @@ mod tests {
     use super::*;
 
     const S: u64 = crate::time::SECOND;
+
+    #[test]
+    fn tally_buckets_are_upper_bounds() {
+        let mut t = HandshakeTally::default();
+        for us in [0, 100, 101, 1_000_000, 1_000_001, u64::MAX / 2] {
+            t.observe(us);
+        }
+        // 0 and 100 µs in the first bucket (le 100), 101 in the second,
+        // 1 s in the last bounded one, the rest above every bound.
+        assert_eq!(t.counts[0], 2);
+        assert_eq!(t.counts[1], 1);
+        assert_eq!(t.counts[TALLY_BOUNDS_US.len() - 1], 1);
+        assert_eq!(t.counts[TALLY_BOUNDS_US.len()], 2);
+        assert_eq!(t.count(), 6);
+        let mut sum = t;
+        sum.add(&t);
+        assert_eq!(sum.count(), 12);
+        assert_eq!(sum.sum_us, u64::MAX);
+    }
 
     #[test]
     fn single_sample_is_exact() {

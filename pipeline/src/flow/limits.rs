@@ -73,12 +73,13 @@ impl Limits {
             + super::conn::HANDSHAKE_STATE_BYTES
     }
 
-    /// Estimated bytes per flow: its table entry, index and queue entry,
-    /// and its records in the snapshots alive at once (the one served, the
-    /// one being built, and the API's view of it).
+    /// Estimated bytes per flow: its table entry, meter, TCP health, index
+    /// and queue entry, and its records in the snapshots alive at once (the
+    /// one served, the one being built, and the API's view of it).
     pub fn flow_bytes() -> usize {
         size_of::<Option<SlabEntry>>()
             + size_of::<Meter>()
+            + size_of::<super::TcpHealth>()
             + size_of::<u32>()
             + 2 * (size_of::<(FlowKey, u32)>() + 1)
             + size_of::<(u32, u32)>()

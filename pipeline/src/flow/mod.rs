@@ -20,7 +20,7 @@ pub mod table;
 mod wheel;
 
 pub use counters::TableCounters;
-pub use handshake::{HandshakeDigest, Percentiles, Window};
+pub use handshake::{HandshakeDigest, HandshakeTally, Percentiles, Window};
 pub use health::{Outcomes, SideHealth, TcpHealth};
 pub use key::{ConnKey, FlowKey, ShardHasher};
 pub use limits::{Limits, NEVER, TableConfig, Timeouts};

@@ -312,6 +312,11 @@ impl FlowTable {
         if step.legs == PerSide::default() {
             return;
         }
+        if let Some(ns) = step.legs[Side::Client] {
+            self.flows.health[flow as usize]
+                .handshakes
+                .observe(round_to_micros(ns));
+        }
         let window = self.config.rtt_window;
         let max_sketches = self.config.limits.max_sketches;
         let flow = self.flows.get_mut(flow);
