@@ -72,6 +72,9 @@ pub struct FeedFlow {
     pub connections: u64,
     /// Handshake legs by whose view they are: client, server.
     pub legs: [Option<WireDigest>; 2],
+    /// Every client-leg handshake since the flow began, when any: counts
+    /// per bucket of `TALLY_BOUNDS_US`, and their sum in µs.
+    pub tally: Option<([u32; TALLY_BOUNDS_US.len() + 1], u64)>,
     /// The mirror session: the encapsulation's index in `Encap::ALL`, its id.
     pub mirror: Option<(u8, Option<u32>)>,
     /// TCP health, when any is counted.
@@ -79,13 +82,11 @@ pub struct FeedFlow {
 }
 
 /// Per side (client, then server): retransmissions, RSTs, zero windows;
-/// then the outcomes: established, refused, unanswered, reset, closed, open;
-/// then the client leg's handshake tally (counts per bucket, sum in µs).
+/// then the outcomes: established, refused, unanswered, reset, closed, open.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireHealth {
     pub sent: [[u64; 3]; 2],
     pub connections: [u64; 6],
-    pub handshakes: ([u32; TALLY_BOUNDS_US.len() + 1], u64),
 }
 
 impl WireHealth {
@@ -96,7 +97,6 @@ impl WireHealth {
                 [s.retransmits, s.rsts, s.zero_windows]
             }),
             connections: h.connections.named().map(|(_, n)| n),
-            handshakes: (h.handshakes.counts, h.handshakes.sum_us),
         })
     }
 
@@ -116,10 +116,6 @@ impl WireHealth {
                 reset,
                 closed,
                 open,
-            },
-            handshakes: HandshakeTally {
-                counts: self.handshakes.0,
-                sum_us: self.handshakes.1,
             },
         }
     }
@@ -217,6 +213,11 @@ impl FeedFlow {
             last_seen_ns: f.last_seen_ns,
             connections: f.connections,
             legs: [leg(Side::Client), leg(Side::Server)],
+            tally: f.handshake[Side::Client]
+                .as_ref()
+                .map(|d| d.tallied())
+                .filter(|t| !t.is_empty())
+                .map(|t| (t.counts, t.sum_us)),
             mirror: f.mirror.map(|m| (m.encap.index() as u8, m.id)),
             tcp: WireHealth::of(&f.tcp),
         }
@@ -239,7 +240,15 @@ impl FeedFlow {
             })
         };
         let [client_leg, server_leg] = self.legs;
-        let handshake = PerSide::new(digest(client_leg), digest(server_leg));
+        let mut client = digest(client_leg);
+        if let Some((counts, sum_us)) = self.tally {
+            // The tally outlives the samples in the window: a digest for it.
+            let d = client
+                .take()
+                .map_or_else(HandshakeDigest::default, Arc::unwrap_or_clone);
+            client = Some(Arc::new(d.with_tally(HandshakeTally { counts, sum_us })));
+        }
+        let handshake = PerSide::new(client, digest(server_leg));
         let percentiles = PerSide::from_fn(|side| {
             handshake[side]
                 .as_ref()
@@ -316,6 +325,7 @@ mod tests {
         let mut digest = HandshakeDigest::default();
         for us in [100, 200, 300] {
             digest.record(1_000_000_000, us, Window::Unbounded, true);
+            digest.tally(us);
         }
         let record = FlowRecord {
             key: FlowKey {
@@ -369,11 +379,6 @@ mod tests {
                     closed: 0,
                     open: 0,
                 },
-                handshakes: {
-                    let mut t = HandshakeTally::default();
-                    t.observe(400);
-                    t
-                },
             },
             seen_by: None,
         };
@@ -388,6 +393,11 @@ mod tests {
         let p = back.percentiles[Side::Client].unwrap();
         assert_eq!((p.p50, p.p99), (200, 300));
         assert!(back.handshake[Side::Server].is_none());
+        let client = back.handshake[Side::Client].as_ref().unwrap();
+        assert_eq!(
+            (client.tallied().count(), client.tallied().sum_us),
+            (3, 600)
+        );
         let feed = Feed {
             version: VERSION,
             name: "a".into(),

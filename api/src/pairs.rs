@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pipeline::flow::handshake::TALLY_BOUNDS_US;
-use pipeline::flow::{FlowRecord, HandshakeTally, Side};
+use pipeline::flow::{FlowRecord, HandshakeDigest, HandshakeTally, Side};
 use pipeline::follow::{Change, FlowFollower};
 
 use crate::metrics::FixedHistogram;
@@ -91,8 +91,7 @@ impl PairCounts {
     }
 }
 
-/// One flow's counts at a snapshot (what the follower remembers of it), or
-/// what it gained since the previous one.
+/// One flow's counts at a snapshot, or what it gained since the previous.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct FlowCounts {
     bytes: u64,
@@ -102,18 +101,46 @@ struct FlowCounts {
     handshakes: HandshakeTally,
 }
 
-impl FlowCounts {
-    fn of(f: &FlowRecord) -> FlowCounts {
+/// What the follower remembers of a flow: its counts at the last snapshot,
+/// the handshake tally as the client leg's digest then (shared with that
+/// snapshot rather than copied: 8 bytes a flow, not 64).
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    counts: [u64; 4],
+    client_leg: Option<Arc<HandshakeDigest>>,
+}
+
+impl Seen {
+    fn of(f: &FlowRecord) -> Seen {
         let total = f.sent.total();
-        FlowCounts {
-            bytes: total.bytes,
-            packets: total.pkts,
-            connections: f.connections,
-            failed: f.tcp.connections.failed(),
-            handshakes: f.tcp.handshakes,
+        Seen {
+            counts: [
+                total.bytes,
+                total.pkts,
+                f.connections,
+                f.tcp.connections.failed(),
+            ],
+            client_leg: f.handshake[Side::Client].clone(),
         }
     }
 
+    fn counts(&self) -> FlowCounts {
+        let [bytes, packets, connections, failed] = self.counts;
+        FlowCounts {
+            bytes,
+            packets,
+            connections,
+            failed,
+            handshakes: self
+                .client_leg
+                .as_ref()
+                .map(|d| d.tallied())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl FlowCounts {
     /// What `self` (the same flow, later) gained since `before`.
     fn since(self, before: FlowCounts) -> FlowCounts {
         let mut handshakes = HandshakeTally {
@@ -145,7 +172,7 @@ pub struct PairCounters {
     /// Flow updates that went to `other`.
     collapsed: u64,
     /// Each flow's counts in the last snapshot seen.
-    last: FlowFollower<FlowCounts>,
+    last: FlowFollower<Seen>,
 }
 
 impl Default for PairCounters {
@@ -175,15 +202,16 @@ impl PairCounters {
         last.observe(
             view.flows(),
             |i, f, change| {
-                let now = FlowCounts::of(f);
+                let seen = Seen::of(f);
+                let now = seen.counts();
                 let gained = match change {
-                    Change::Continued(before) => now.since(before),
+                    Change::Continued(before) => now.since(before.counts()),
                     Change::Started | Change::Restarted(_) => now,
                 };
                 if gained != FlowCounts::default() {
                     self.add(view, i, &gained);
                 }
-                now
+                seen
             },
             // What a flow sent before it left was counted as it grew.
             |_, _| {},

@@ -31,6 +31,13 @@ def tables(res: dict) -> str:
             [[r["tool"], r["runs"], f"{r['wall_s']:.3f}", mpps(r["pps"]), f"{r['rss_mib']:.0f}",
               f"{r['flowtap_1t_speedup']:.2f}x"] for r in cap["rows"]],
         ))
+    if "duration" in res:
+        d = res["duration"]
+        out.append(f"\n### Duration sweep: the same {d['packets']:,} packets ({d['concurrent']:,} connections open at once) "
+                   f"over more capture time, flowtap -r, 1 thread (median of {d['runs']})\n\n")
+        out.append(table(["configuration", "capture s", "time scale", "wall s", "ns/packet", "vs the 10 s file", "flows"],
+                         [[r["config"], f"{r['capture_s']:.0f}", r["time_scale"], f"{r['wall_s']:.3f}",
+                           f"{r['ns_per_packet']:.0f}", f"{r['vs_first']:.2f}x", f"{r['flows']:,}"] for r in d["rows"]]))
     if "micro" in res:
         out.append("\n### Per packet (criterion, median)\n\n")
         out.append(table(["benchmark", "ns/packet", "95% interval"],

@@ -32,10 +32,11 @@ import perf_profile  # noqa: E402
 import micro  # noqa: E402
 import memory  # noqa: E402
 import queries  # noqa: E402
+import duration  # noqa: E402
 import hub  # noqa: E402
 import report  # noqa: E402
 
-SECTIONS = ["offline", "micro", "memory", "queries", "hub", "live", "profile"]
+SECTIONS = ["offline", "duration", "micro", "memory", "queries", "hub", "live", "profile"]
 
 
 def machine() -> dict:
@@ -85,13 +86,16 @@ def main() -> int:
         # A partial run replaces its sections of the last full one.
         results = json.loads(previous.read_text())
     results.update({"machine": machine(), "quick": args.quick, "runs": runs})
-    # The hub section serves its own stand-in agents; every other reads captures.
+    # The hub section serves its own stand-in agents, the duration sweep makes
+    # its own captures; every other reads these.
     captures = {}
-    if set(sections) - {"micro", "hub"}:
+    if set(sections) - {"micro", "hub", "duration"}:
         captures = offline.captures(bins["flowtap-capgen"], args.data, args.corpus, args.quick)
         results["captures"] = {k: {"path": str(v["path"]), "packets": v["packets"], "spec": v["spec"]} for k, v in captures.items()}
     if "offline" in sections:
         results["offline"] = offline.run(bins["flowtap"], captures, runs, args.out)
+    if "duration" in sections:
+        results["duration"] = duration.run(bins["flowtap"], bins["flowtap-capgen"], args.data, args.quick, runs)
     if "micro" in sections:
         results["micro"] = micro.run(ROOT, args.quick)
     if "memory" in sections:

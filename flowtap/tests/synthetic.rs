@@ -101,9 +101,23 @@ fn million_frame_capture_matches_its_truth_flow_by_flow() {
         "{encapsulated:?}"
     );
 
+    let errors = differences(&truth, &run);
+    assert!(
+        errors.is_empty(),
+        "{} differences, first ones:\n{}",
+        errors.len(),
+        errors[..errors.len().min(30)].join("\n")
+    );
+}
+
+/// Every way `run`'s flows differ from the truth's: packets, bytes,
+/// connections, handshake legs, TCP health.
+fn differences(truth: &capgen::Truth, run: &common::Run) -> Vec<String> {
     let got: BTreeMap<_, _> = run.flows.iter().map(|f| (f.key.clone(), f)).collect();
-    assert_eq!(got.len(), truth.flows.len(), "number of flows");
     let mut errors = Vec::new();
+    if got.len() != truth.flows.len() {
+        errors.push(format!("{} flows, want {}", got.len(), truth.flows.len()));
+    }
     for t in &truth.flows {
         let key = (t.proto.to_owned(), t.client, t.server, t.server_port);
         let Some(g) = got.get(&key) else {
@@ -144,10 +158,76 @@ fn million_frame_capture_matches_its_truth_flow_by_flow() {
             errors.push(format!("{what} TCP health: got {:?}, want {want:?}", g.tcp));
         }
     }
-    assert!(
-        errors.is_empty(),
-        "{} differences, first ones:\n{}",
-        errors.len(),
-        errors[..errors.len().min(30)].join("\n")
-    );
+    errors
+}
+
+/// The same traffic spread over 10 and 300 times the time (a duration
+/// sweep's captures, issue 19): the same flows, each matching its truth,
+/// and only what time measures (handshake legs, first and last seen, rates)
+/// scaled. Stretching must not change what flowtap counts.
+#[test]
+fn stretched_captures_give_the_same_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    // (Handshake legs stay under the minute flowtap tracks: x300 of the
+    // longest, a retransmitted SYN's 60 ms, is 18 s.)
+    for scale in [1, 10, 300] {
+        let path = dir.path().join(format!("x{scale}.pcap"));
+        let spec = Spec {
+            packets: 60_000,
+            concurrent: 1_000,
+            seed: 19,
+            time_scale: scale,
+            ..Spec::default()
+        };
+        let (truth, _) = Generator::new(spec)
+            .write(File::create(&path).unwrap())
+            .unwrap();
+        let run = run_flowtap(&[path.as_path()], 1, &[]);
+        assert_eq!(run.status, 0, "stderr:\n{}", run.stderr);
+        let errors = differences(&truth, &run);
+        assert!(
+            errors.is_empty(),
+            "x{scale}: {} differences, first ones:\n{}",
+            errors.len(),
+            errors[..errors.len().min(30)].join("\n")
+        );
+        runs.push((scale, truth, run));
+    }
+    let (_, base_truth, base) = &runs[0];
+    let seconds = |t: &capgen::Truth| (t.last_ns - t.first_ns) as f64 / 1e9;
+    assert!(base.flows.len() > 1_000, "{} flows", base.flows.len());
+    for (scale, truth, run) in &runs[1..] {
+        let stretch = seconds(truth) / seconds(base_truth);
+        assert!(
+            (stretch - *scale as f64).abs() < 0.01 * *scale as f64,
+            "x{scale}: {} s, {} s unstretched",
+            seconds(truth),
+            seconds(base_truth)
+        );
+        assert_eq!(run.frames_read, base.frames_read);
+        let counts = |r: &common::Run| -> Vec<_> {
+            let mut v: Vec<_> = r
+                .flows
+                .iter()
+                .map(|f| {
+                    let sent = [
+                        f.client_tx_pkts,
+                        f.client_tx_bytes,
+                        f.server_tx_pkts,
+                        f.server_tx_bytes,
+                        f.connections,
+                    ];
+                    (f.key.clone(), sent, f.tcp)
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert!(counts(run) == counts(base), "x{scale}: flows differ");
+        for (t, b) in truth.flows.iter().zip(&base_truth.flows) {
+            let scaled: Vec<u64> = b.client_legs_ns.iter().map(|ns| ns * scale).collect();
+            assert_eq!(t.client_legs_ns, scaled, "x{scale}: handshake times scale");
+        }
+    }
 }

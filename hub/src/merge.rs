@@ -18,9 +18,9 @@
 //!   node and the server leg (SYN to the completing ACK) from the agent on
 //!   the server's node, when the Kubernetes names say which nodes those are
 //!   and those agents saw the flow. Otherwise from the agent with the most
-//!   samples in that leg. Digests are taken whole, never averaged. The
-//!   tally of every client-leg handshake (`/metrics`' per-pair histogram)
-//!   from the agent on the client's node, else the fullest.
+//!   samples in that leg. Digests are taken whole, never averaged (with
+//!   the client leg's its tally of every handshake, `/metrics`' per-pair
+//!   histogram).
 //!
 //! Flows seen by one agent (the usual case) pass through unchanged.
 
@@ -185,16 +185,6 @@ fn combine(
                 .max_by_key(|s| s.record.connections)
                 .map(|s| s.record.tcp.connections)
                 .unwrap_or_default(),
-            // Every client-leg handshake since the flow began: from the
-            // agent on the client's node, as its digest, else the fullest.
-            handshakes: node_of(key.client.to_ip())
-                .and_then(|home| {
-                    all.iter()
-                        .find(|s| node_by_agent(s.agent).as_ref() == Some(&home))
-                })
-                .or_else(|| all.iter().max_by_key(|s| s.record.tcp.handshakes.count()))
-                .map(|s| s.record.tcp.handshakes)
-                .unwrap_or_default(),
         },
         seen_by: Some(sets.of(&agents)),
     };
@@ -232,6 +222,7 @@ mod tests {
             us.map(|us| {
                 let mut d = HandshakeDigest::default();
                 d.record(0, us, Window::Unbounded, true);
+                d.tally(us);
                 Arc::new(d)
             })
         };
@@ -265,15 +256,7 @@ mod tests {
             }),
             handshake,
             mirror: None,
-            // The pipeline tallies every client leg it measures.
-            tcp: TcpHealth {
-                handshakes: {
-                    let mut tally = pipeline::flow::HandshakeTally::default();
-                    legs[0].into_iter().for_each(|us| tally.observe(us));
-                    tally
-                },
-                ..TcpHealth::default()
-            },
+            tcp: TcpHealth::default(),
             seen_by: None,
         }
     }
@@ -312,7 +295,8 @@ mod tests {
         );
         assert_eq!(f.percentiles[Side::Client].unwrap().p50, 300);
         assert_eq!(f.percentiles[Side::Server].unwrap().p50, 310);
-        assert_eq!(f.tcp.handshakes.sum_us, 300, "the client's node's tally");
+        let tally = f.handshake[Side::Client].as_ref().unwrap().tallied();
+        assert_eq!(tally.sum_us, 300, "the client's node's tally");
         assert_eq!(f.seen_by.as_deref(), Some(&[0u16, 1][..]));
 
         // Without names: the leg with the most samples (here: the first).

@@ -96,8 +96,8 @@ fn flow(agent: u32, i: u32, rng: &mut u64) -> FeedFlow {
         tcp: tcp.then_some(WireHealth {
             sent: [[0; 3]; 2],
             connections: [1, 0, 0, 0, 1, 0],
-            handshakes: (std::array::from_fn(|b| u32::from(b == 4)), 1_500),
         }),
+        tally: tcp.then_some((std::array::from_fn(|b| u32::from(b == 4)), 1_500)),
     }
 }
 

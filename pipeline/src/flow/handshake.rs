@@ -41,10 +41,11 @@ pub const TALLY_BOUNDS_US: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
 
-/// Every handshake time a flow measured since it began, in fixed buckets:
-/// unlike a [`HandshakeDigest`], whose samples age out of the RTT window,
-/// it only grows, as a Prometheus histogram must. Twelve bounds and a sum
-/// keep it at 64 bytes a flow.
+/// Every handshake time a leg measured since its flow began, in fixed
+/// buckets: unlike a digest's samples, which age out of the RTT window, it
+/// only grows, as a Prometheus histogram must. A digest keeps one (boxed:
+/// only the client leg's is filled) beside its samples, so that snapshots
+/// share it with the digest instead of copying it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HandshakeTally {
     /// Handshakes per bucket: `counts[i]` those at most `TALLY_BOUNDS_US[i]`
@@ -118,12 +119,15 @@ struct Generations {
 #[derive(Clone, Debug)]
 pub struct HandshakeDigest {
     repr: Repr,
+    /// Every handshake of this leg since the flow began, when tallied.
+    tally: Option<Box<HandshakeTally>>,
 }
 
 impl Default for HandshakeDigest {
     fn default() -> Self {
         HandshakeDigest {
             repr: Repr::Exact(Vec::new()),
+            tally: None,
         }
     }
 }
@@ -178,6 +182,7 @@ impl HandshakeDigest {
         match export {
             DigestExport::Exact(samples) if samples.len() <= EXACT_SAMPLES => HandshakeDigest {
                 repr: Repr::Exact(samples.iter().map(|&us| Sample { at_s: 0, us }).collect()),
+                tally: None,
             },
             DigestExport::Exact(samples) => {
                 let mut sketch = Sketch::default();
@@ -194,6 +199,7 @@ impl HandshakeDigest {
 
     fn of_sketch(sketch: Sketch) -> HandshakeDigest {
         HandshakeDigest {
+            tally: None,
             repr: Repr::Sketch(Box::new(Generations {
                 generation: 0,
                 current: sketch,
@@ -333,6 +339,23 @@ impl HandshakeDigest {
         self.is_empty()
     }
 
+    /// Counts a handshake time in the leg's tally (which
+    /// [`HandshakeDigest::record`] does not: only the client leg is tallied).
+    pub fn tally(&mut self, us: u64) {
+        self.tally.get_or_insert_default().observe(us);
+    }
+
+    /// Every handshake tallied since the flow began.
+    pub fn tallied(&self) -> HandshakeTally {
+        self.tally.as_deref().copied().unwrap_or_default()
+    }
+
+    /// The digest with `tally` as its tally (a hub's copy of an agent's).
+    pub fn with_tally(mut self, tally: HandshakeTally) -> HandshakeDigest {
+        self.tally = (!tally.is_empty()).then(|| Box::new(tally));
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         match &self.repr {
             Repr::Exact(samples) => samples.is_empty(),
@@ -342,12 +365,19 @@ impl HandshakeDigest {
 
     /// Heap bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        match &self.repr {
-            Repr::Exact(samples) => samples.capacity() * size_of::<Sample>(),
-            Repr::Sketch(gens) => {
-                size_of::<Generations>() + gens.current.heap_bytes() + gens.previous.heap_bytes()
+        let tally = self
+            .tally
+            .as_ref()
+            .map_or(0, |_| size_of::<HandshakeTally>());
+        tally
+            + match &self.repr {
+                Repr::Exact(samples) => samples.capacity() * size_of::<Sample>(),
+                Repr::Sketch(gens) => {
+                    size_of::<Generations>()
+                        + gens.current.heap_bytes()
+                        + gens.previous.heap_bytes()
+                }
             }
-        }
     }
 
     fn force_sketch(&mut self) -> &mut Generations {

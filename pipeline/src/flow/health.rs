@@ -26,7 +26,6 @@
 //! joins mid-stream (no SYN, no SYN-ACK) was established before it started:
 //! it counts in `open`, `reset` or `closed`, not in `established`.
 
-use super::handshake::HandshakeTally;
 use super::side::{PerSide, Side};
 use crate::packet::Transport;
 use crate::time::ticks;
@@ -93,9 +92,6 @@ impl Outcomes {
 pub struct TcpHealth {
     pub sent: PerSide<SideHealth>,
     pub connections: Outcomes,
-    /// The client leg (SYN to SYN-ACK) of every handshake measured, since
-    /// the flow began (for Prometheus; percentiles come from the digests).
-    pub handshakes: HandshakeTally,
 }
 
 impl TcpHealth {
@@ -104,7 +100,6 @@ impl TcpHealth {
             self.sent[side].add(other.sent[side]);
         }
         self.connections.add(other.connections);
-        self.handshakes.add(&other.handshakes);
     }
 
     pub fn retransmits(&self) -> u64 {

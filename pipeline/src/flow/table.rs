@@ -312,19 +312,20 @@ impl FlowTable {
         if step.legs == PerSide::default() {
             return;
         }
-        if let Some(ns) = step.legs[Side::Client] {
-            self.flows.health[flow as usize]
-                .handshakes
-                .observe(round_to_micros(ns));
-        }
         let window = self.config.rtt_window;
         let max_sketches = self.config.limits.max_sketches;
         let flow = self.flows.get_mut(flow);
         for side in Side::BOTH {
             if let Some(ns) = step.legs[side] {
                 let may_grow = self.sketches < max_sketches;
-                let digest = flow.handshake[side].get_or_insert_with(Default::default);
-                match Arc::make_mut(digest).record(ts, round_to_micros(ns), window, may_grow) {
+                let digest =
+                    Arc::make_mut(flow.handshake[side].get_or_insert_with(Default::default));
+                let us = round_to_micros(ns);
+                if side == Side::Client {
+                    // For Prometheus' per-pair histograms (the client's view).
+                    digest.tally(us);
+                }
+                match digest.record(ts, us, window, may_grow) {
                     Recorded::Sample => {}
                     Recorded::BecameSketch => self.sketches += 1,
                     Recorded::ReplacedOldest => self.counters.handshake_samples_replaced += 1,

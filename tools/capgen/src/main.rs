@@ -48,6 +48,11 @@ struct Args {
     /// Write pcapng instead of classic pcap.
     #[arg(long)]
     pcapng: bool,
+    /// Stretch time: every gap between frames this many times longer (the
+    /// same frames, in the same order, over that many times the duration;
+    /// handshake times too, in the truth as well).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    time_scale: u64,
     /// Who talks to whom: a TOML file of `[[route]]` tables (clients,
     /// server, port, proto, weight, rtt_us, failing), as demo/traffic.toml.
     #[arg(long)]
@@ -69,6 +74,7 @@ fn main() -> std::io::Result<()> {
         clients: args.clients,
         servers: args.servers,
         seed: args.seed,
+        time_scale: args.time_scale,
         anomalies: !args.clean,
         tunnels: args.tunnels,
         snaplen: args.snaplen,

@@ -36,6 +36,10 @@ pub struct Spec {
     pub seed: u64,
     /// First timestamp, ns since the epoch.
     pub start_ns: u64,
+    /// Every gap between two frames times this: the same frames in the
+    /// same order (the random draws do not depend on time), spread over
+    /// that many times the duration, handshake times included.
+    pub time_scale: u64,
     /// Mix in anomalies: mid-stream and unanswered connections, SYN
     /// retransmits, VLAN/QinQ, fragments, snaplen-truncated frames,
     /// non-flow and malformed frames. Off: clean TCP/UDP only.
@@ -141,6 +145,7 @@ impl Default for Spec {
             servers: 100,
             seed: 1,
             start_ns: 1_767_225_600 * 1_000_000_000, // 2026-01-01T00:00:00Z
+            time_scale: 1,
             anomalies: true,
             tunnels: false,
             snaplen: None,
@@ -377,16 +382,17 @@ impl Generator {
             pcap.set_snaplen(snaplen);
         }
         let start = self.spec.start_ns;
+        let scale = self.spec.time_scale.max(1);
         self.truth.first_ns = start;
         for i in 0..self.spec.concurrent {
             // Stagger the first connections over 100 ms.
-            let t = start + (i as u64 * 100 * MS) / self.spec.concurrent.max(1) as u64;
+            let t = start + scale * (i as u64 * 100 * MS) / self.spec.concurrent.max(1) as u64;
             self.open(t);
         }
         let mut written = 0u64;
         while written < self.spec.packets {
             let Some(Reverse((t, idx))) = self.heap.pop() else {
-                self.open(self.truth.last_ns.max(start) + MS);
+                self.open(self.truth.last_ns.max(start) + scale * MS);
                 continue;
             };
             if self.spec.anomalies && self.rng.u32(0..500) == 0 {
@@ -398,7 +404,7 @@ impl Generator {
             written += self.step(&mut pcap, idx, t)?;
             if self.conns[idx].done {
                 let pause = self.rng.u64(0..MS);
-                self.open(t + pause);
+                self.open(t + scale * pause);
             }
         }
         // Connections the capture cuts off: a handshake never completed was
@@ -758,7 +764,9 @@ impl Generator {
 
     fn schedule(&mut self, idx: usize, t: u64, gap: Option<u64>) {
         match gap {
-            Some(gap) => self.heap.push(Reverse((t + gap, idx))),
+            Some(gap) => self
+                .heap
+                .push(Reverse((t + self.spec.time_scale.max(1) * gap, idx))),
             None => self.conns[idx].done = true,
         }
     }
