@@ -12,8 +12,9 @@ def table(header: list[str], rows: list[list]) -> str:
 def describe(packets: int, spec: dict) -> str:
     if "files" in spec:
         return f"{packets:,} packets: the corpus's Ethernet captures " + ", ".join(spec["files"])
+    stretched = f", every gap x{spec['time_scale']:,}" if "time_scale" in spec else ""
     return (f"{packets:,} packets, {spec['concurrent']:,} connections open at once, "
-            f"{spec['clients']:,} clients, {spec['servers']:,} servers")
+            f"{spec['clients']:,} clients, {spec['servers']:,} servers{stretched}")
 
 
 def mpps(pps: float) -> str:

@@ -60,6 +60,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small captures, one run each")
     ap.add_argument("--runs", type=int, help="runs per tool and capture (default 5, quick 1)")
     ap.add_argument("--only", action="append", choices=SECTIONS)
+    ap.add_argument("--capture", action="append", help="offline section: only these captures (their rows replace the last run's)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench", help="where captures are generated")
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus" / "captures")
@@ -93,7 +94,8 @@ def main() -> int:
         captures = offline.captures(bins["flowtap-capgen"], args.data, args.corpus, args.quick)
         results["captures"] = {k: {"path": str(v["path"]), "packets": v["packets"], "spec": v["spec"]} for k, v in captures.items()}
     if "offline" in sections:
-        results["offline"] = offline.run(bins["flowtap"], captures, runs, args.out)
+        chosen = {k: v for k, v in captures.items() if not args.capture or k in args.capture}
+        results.setdefault("offline", {}).update(offline.run(bins["flowtap"], chosen, runs, args.out))
     if "duration" in sections:
         results["duration"] = duration.run(bins["flowtap"], bins["flowtap-capgen"], args.data, args.quick, runs)
     if "micro" in sections:

@@ -85,6 +85,13 @@ impl Meter {
         }
     }
 
+    /// Whether a packet at `ts_ns` opens a new slot, and so touches the
+    /// flow's rate window.
+    #[inline]
+    pub fn opens_slot(&self, clock: SlotClock, ts_ns: u64) -> bool {
+        clock.slot_of(ts_ns) != self.newest_slot
+    }
+
     /// IP bytes each side sent (frame bytes less link bytes), with the
     /// flow's rate window.
     pub fn ip_bytes(&self, window: &RateWindow) -> PerSide<u64> {
@@ -165,6 +172,17 @@ impl Meter {
 }
 
 impl RateWindow {
+    /// Reads the window's lines (to have them on their way to the cache
+    /// before a batch's packets need them); the value means nothing.
+    #[inline]
+    pub fn touch(&self) -> u64 {
+        self.starts
+            .iter()
+            .fold(self.link_bytes[Side::Client], |acc, s| {
+                acc ^ s[Side::Client].pkts
+            })
+    }
+
     /// Prepares the slots for a packet at `slot`, which is not the newest
     /// one, before it is added to `totals`.
     #[cold]

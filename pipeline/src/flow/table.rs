@@ -177,6 +177,18 @@ impl FlowTable {
                     touched ^= meter.last_seen_ns;
                 }
             }
+            // Then the rate windows of the flows whose packet opens a slot:
+            // where traffic is thin (a flow's packets seconds apart) that
+            // is nearly every packet, and each would otherwise wait for its
+            // flow's entry alone.
+            for (p, &flow) in chunk.iter().zip(&flows) {
+                if let Some(meter) = self.flows.meters.get(flow as usize)
+                    && meter.opens_slot(self.clock, p.ts_ns)
+                    && let Some(Some(entry)) = self.flows.entries.get(flow as usize)
+                {
+                    touched ^= entry.rate.touch();
+                }
+            }
             std::hint::black_box(touched);
             for (p, &hash) in chunk.iter().zip(&hashes) {
                 self.update_hashed(p, Some(hash));
