@@ -143,22 +143,12 @@ impl Seen {
 impl FlowCounts {
     /// What `self` (the same flow, later) gained since `before`.
     fn since(self, before: FlowCounts) -> FlowCounts {
-        let mut handshakes = HandshakeTally {
-            sum_us: self
-                .handshakes
-                .sum_us
-                .saturating_sub(before.handshakes.sum_us),
-            ..self.handshakes
-        };
-        for (n, was) in handshakes.counts.iter_mut().zip(before.handshakes.counts) {
-            *n = n.saturating_sub(was);
-        }
         FlowCounts {
             bytes: self.bytes.saturating_sub(before.bytes),
             packets: self.packets.saturating_sub(before.packets),
             connections: self.connections.saturating_sub(before.connections),
             failed: self.failed.saturating_sub(before.failed),
-            handshakes,
+            handshakes: self.handshakes.since(&before.handshakes),
         }
     }
 }

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from offline import timed
+from offline import capture_seconds, generate, timed
 
 # (packets, connections open at once, clients, servers).
 FULL = (2_000_000, 50_000, 20_000, 500)
@@ -30,33 +30,19 @@ CONFIGS = {
 }
 
 
-def generate(capgen: Path, data: Path, spec: tuple, scale: int) -> Path:
-    packets, concurrent, clients, servers = spec
-    path = data / f"duration-{packets}-x{scale}.pcap"
-    args = [str(capgen), "-o", str(path), "--clean", "--packets", str(packets), "--concurrent", str(concurrent),
-            "--clients", str(clients), "--servers", str(servers), "--seed", "9", "--time-scale", str(scale)]
-    stamp = path.with_suffix(".args")
-    if not path.exists() or not stamp.exists() or stamp.read_text() != " ".join(args[3:]):
-        truth = path.with_suffix(".truth.json")
-        subprocess.run([*args, "--truth", str(truth)], check=True, stdout=subprocess.DEVNULL)
-        stamp.write_text(" ".join(args[3:]))
-    return path
-
-
-def seconds(path: Path) -> float:
-    truth = json.loads(path.with_suffix(".truth.json").read_text())
-    return (truth["last_ns"] - truth["first_ns"]) / 1e9
+def stretched(capgen: Path, data: Path, spec: tuple, scale: int) -> Path:
+    """The capture of `spec` with every gap `scale` times longer."""
+    return generate(capgen, data, f"duration-{spec[0]}-x{scale}", (*spec, scale), seed=9)["path"]
 
 
 def run(flowtap: Path, capgen: Path, data: Path, quick: bool, runs: int) -> dict:
     spec = QUICK if quick else FULL
-    base = generate(capgen, data, spec, 1)
-    base_s = seconds(base)
+    base_s = capture_seconds(stretched(capgen, data, spec, 1))
     files = {}
     for target in TARGETS_S:
         scale = max(1, round(target / base_s))
-        path = generate(capgen, data, spec, scale)
-        files[target] = {"path": path, "scale": scale, "seconds": seconds(path)}
+        path = stretched(capgen, data, spec, scale)
+        files[target] = {"path": path, "scale": scale, "seconds": capture_seconds(path)}
     rows = []
     with tempfile.TemporaryDirectory(prefix="flowtap-duration-") as tmp:
         work = Path(tmp)

@@ -34,12 +34,17 @@ def capture_packets(path: Path) -> int:
     return int(re.search(r"Number of packets:\s*(\d+)", out.stdout).group(1))
 
 
-def generate(capgen: Path, data: Path, name: str, spec: tuple) -> dict:
+def capture_seconds(path: Path) -> float:
+    out = subprocess.run(["capinfos", "-M", "-u", str(path)], capture_output=True, text=True, check=True)
+    return float(re.search(r"Capture duration:\s*([\d.]+) seconds", out.stdout).group(1))
+
+
+def generate(capgen: Path, data: Path, name: str, spec: tuple, seed: int = 7) -> dict:
     packets, concurrent, clients, servers, *scale = spec
     path = data / f"{name}.pcap"
     args = [
         str(capgen), "-o", str(path), "--clean", "--packets", str(packets), "--concurrent", str(concurrent),
-        "--clients", str(clients), "--servers", str(servers), "--seed", "7",
+        "--clients", str(clients), "--servers", str(servers), "--seed", str(seed),
         *(["--time-scale", str(scale[0])] if scale else []),
     ]
     stamp = data / f"{name}.args"

@@ -101,18 +101,12 @@ fn million_frame_capture_matches_its_truth_flow_by_flow() {
         "{encapsulated:?}"
     );
 
-    let errors = differences(&truth, &run);
-    assert!(
-        errors.is_empty(),
-        "{} differences, first ones:\n{}",
-        errors.len(),
-        errors[..errors.len().min(30)].join("\n")
-    );
+    assert_matches_truth("", &truth, &run);
 }
 
-/// Every way `run`'s flows differ from the truth's: packets, bytes,
-/// connections, handshake legs, TCP health.
-fn differences(truth: &capgen::Truth, run: &common::Run) -> Vec<String> {
+/// Fails on every way `run`'s flows differ from the truth's (the first 30
+/// shown): packets, bytes, connections, handshake legs, TCP health.
+fn assert_matches_truth(capture: &str, truth: &capgen::Truth, run: &common::Run) {
     let got: BTreeMap<_, _> = run.flows.iter().map(|f| (f.key.clone(), f)).collect();
     let mut errors = Vec::new();
     if got.len() != truth.flows.len() {
@@ -158,7 +152,12 @@ fn differences(truth: &capgen::Truth, run: &common::Run) -> Vec<String> {
             errors.push(format!("{what} TCP health: got {:?}, want {want:?}", g.tcp));
         }
     }
-    errors
+    assert!(
+        errors.is_empty(),
+        "{capture}{} differences, first ones:\n{}",
+        errors.len(),
+        errors[..errors.len().min(30)].join("\n")
+    );
 }
 
 /// The same traffic spread over 10 and 300 times the time (a duration
@@ -185,13 +184,7 @@ fn stretched_captures_give_the_same_flows() {
             .unwrap();
         let run = run_flowtap(&[path.as_path()], 1, &[]);
         assert_eq!(run.status, 0, "stderr:\n{}", run.stderr);
-        let errors = differences(&truth, &run);
-        assert!(
-            errors.is_empty(),
-            "x{scale}: {} differences, first ones:\n{}",
-            errors.len(),
-            errors[..errors.len().min(30)].join("\n")
-        );
+        assert_matches_truth(&format!("x{scale}: "), &truth, &run);
         runs.push((scale, truth, run));
     }
     let (_, base_truth, base) = &runs[0];

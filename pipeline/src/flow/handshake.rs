@@ -62,11 +62,12 @@ impl HandshakeTally {
         self.sum_us = self.sum_us.saturating_add(us);
     }
 
-    pub fn add(&mut self, other: &HandshakeTally) {
-        for (n, m) in self.counts.iter_mut().zip(other.counts) {
-            *n = n.saturating_add(m);
+    /// What `self` (the same leg, later) tallied since `before`.
+    pub fn since(&self, before: &HandshakeTally) -> HandshakeTally {
+        HandshakeTally {
+            counts: std::array::from_fn(|i| self.counts[i].saturating_sub(before.counts[i])),
+            sum_us: self.sum_us.saturating_sub(before.sum_us),
         }
-        self.sum_us = self.sum_us.saturating_add(other.sum_us);
     }
 
     pub fn count(&self) -> u64 {
@@ -497,10 +498,13 @@ mod tests {
         assert_eq!(t.counts[TALLY_BOUNDS_US.len() - 1], 1);
         assert_eq!(t.counts[TALLY_BOUNDS_US.len()], 2);
         assert_eq!(t.count(), 6);
-        let mut sum = t;
-        sum.add(&t);
-        assert_eq!(sum.count(), 12);
-        assert_eq!(sum.sum_us, u64::MAX);
+        let mut later = t;
+        later.observe(300);
+        let gained = later.since(&t);
+        assert_eq!(
+            (gained.count(), gained.counts[2], gained.sum_us),
+            (1, 1, 300)
+        );
     }
 
     #[test]

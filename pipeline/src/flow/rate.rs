@@ -113,8 +113,8 @@ impl Meter {
         (pkts, bytes, ip_bytes): (u64, u32, u32),
         window: impl FnOnce() -> &'w mut RateWindow,
     ) {
-        let slot = clock.slot_of(ts_ns);
-        if slot != self.newest_slot {
+        if self.opens_slot(clock, ts_ns) {
+            let slot = clock.slot_of(ts_ns);
             let window = window();
             window.before_packet(
                 &mut self.newest_slot,

@@ -359,7 +359,8 @@ const TCP_PORTS: [u16; 6] = [80, 443, 5432, 6379, 8080, 9092];
 const UDP_PORTS: [u16; 3] = [53, 123, 5353];
 
 impl Generator {
-    pub fn new(spec: Spec) -> Generator {
+    pub fn new(mut spec: Spec) -> Generator {
+        spec.time_scale = spec.time_scale.max(1);
         let rng = fastrand::Rng::with_seed(spec.seed);
         Generator {
             spec,
@@ -382,7 +383,7 @@ impl Generator {
             pcap.set_snaplen(snaplen);
         }
         let start = self.spec.start_ns;
-        let scale = self.spec.time_scale.max(1);
+        let scale = self.spec.time_scale;
         self.truth.first_ns = start;
         for i in 0..self.spec.concurrent {
             // Stagger the first connections over 100 ms.
@@ -766,7 +767,7 @@ impl Generator {
         match gap {
             Some(gap) => self
                 .heap
-                .push(Reverse((t + self.spec.time_scale.max(1) * gap, idx))),
+                .push(Reverse((t + self.spec.time_scale * gap, idx))),
             None => self.conns[idx].done = true,
         }
     }
