@@ -33,6 +33,30 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+/// Waits until a UDP socket on 127.0.0.1:`port` exists (the collector is
+/// listening), by the kernel's socket table: a fixed sleep lost a capture's
+/// records whenever a loaded machine started the collector late. Bounded:
+/// 10 s.
+fn wait_for_udp_listener(port: u16, collector: &str) {
+    let local = format!("0100007F:{port:04X}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+        if table
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{collector} not listening on 127.0.0.1:{port} after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 struct Nfcapd {
     child: Child,
     dir: tempfile::TempDir,
@@ -53,8 +77,7 @@ impl Nfcapd {
             .stderr(Stdio::null())
             .spawn()
             .expect("nfcapd (Debian nfdump; scripts/setup.sh)");
-        // Listening once its stat file... give it a moment to bind.
-        std::thread::sleep(Duration::from_millis(500));
+        wait_for_udp_listener(port, "nfcapd");
         Nfcapd { child, dir, port }
     }
 
@@ -109,6 +132,10 @@ impl Nfacctd {
             .stderr(Stdio::null())
             .spawn()
             .expect("nfacctd (Debian pmacct; scripts/setup.sh)");
+        wait_for_udp_listener(port, "nfacctd");
+        // Bound is not yet ready: records that arrive before its print
+        // plugin runs are lost (seen on a loaded machine), and nothing says
+        // when it runs.
         std::thread::sleep(Duration::from_millis(1000));
         Nfacctd { child, dir, port }
     }
