@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use pipeline::flow::handshake::{DigestExport, HandshakeTally, TALLY_BOUNDS_US};
 use pipeline::flow::{
-    Counter, FlowKey, FlowRecord, HandshakeDigest, Outcomes, PerSide, Rates, Side, SideHealth,
-    TcpHealth, Window,
+    Counter, FlowKey, FlowRecord, HandshakeDigest, PerSide, Rates, Side, TcpHealth, Window,
 };
 use pipeline::packet::{Addr, L4Proto};
 use pipeline::snapshot::{Coverage, Losses};
@@ -91,33 +90,14 @@ pub struct WireHealth {
 
 impl WireHealth {
     fn of(h: &TcpHealth) -> Option<WireHealth> {
-        (*h != TcpHealth::default()).then(|| WireHealth {
-            sent: [Side::Client, Side::Server].map(|side| {
-                let s = h.sent[side];
-                [s.retransmits, s.rsts, s.zero_windows]
-            }),
-            connections: h.connections.named().map(|(_, n)| n),
+        (*h != TcpHealth::default()).then(|| {
+            let (sent, connections) = h.to_counts();
+            WireHealth { sent, connections }
         })
     }
 
     fn into_health(self) -> TcpHealth {
-        let side = |[retransmits, rsts, zero_windows]: [u64; 3]| SideHealth {
-            retransmits,
-            rsts,
-            zero_windows,
-        };
-        let [established, refused, unanswered, reset, closed, open] = self.connections;
-        TcpHealth {
-            sent: PerSide::new(side(self.sent[0]), side(self.sent[1])),
-            connections: Outcomes {
-                established,
-                refused,
-                unanswered,
-                reset,
-                closed,
-                open,
-            },
-        }
+        TcpHealth::from_counts(self.sent, self.connections)
     }
 }
 
@@ -319,6 +299,7 @@ pub fn own_coverage(name: &str, node: Option<&str>, losses: Losses, now_ns: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline::flow::{Outcomes, SideHealth};
 
     #[test]
     fn a_flow_goes_through_the_feed_unchanged() {

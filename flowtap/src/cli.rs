@@ -183,6 +183,19 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "FLOWTAP_IPFIX_BIFLOW", help_heading = EXPORT)]
     pub ipfix_biflow: bool,
 
+    /// What an IPFIX record describes: a flow (a client's connections to a
+    /// server port; client port 0) or a connection (its 5-tuple and TCP
+    /// flags; the capture workers then keep each connection's counts, about
+    /// 390 bytes a connection more, taken from --memory-limit's share for
+    /// connections).
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = IpfixPer::Flow, env = "FLOWTAP_IPFIX_PER", help_heading = EXPORT)]
+    pub ipfix_per: IpfixPer,
+
+    /// Connection records (--ipfix-per connection) waiting for the next
+    /// export at most, all workers together; more are dropped, and counted.
+    #[arg(long, value_name = "N", default_value_t = 262_144, env = "FLOWTAP_IPFIX_MAX_PENDING_RECORDS", help_heading = EXPORT)]
+    pub ipfix_max_pending_records: usize,
+
     /// Enterprise number of flowtap's own IPFIX elements (TCP health,
     /// handshake percentiles, connection outcomes; README lists them). The
     /// default, 32473, is IANA's number for documentation: set your own.
@@ -475,6 +488,21 @@ pub(crate) struct LogArgs {
     /// flags override environment variables, which override the file.
     #[arg(long, value_name = "FILE", env = "FLOWTAP_CONFIG", help_heading = LOGS)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum IpfixPer {
+    Flow,
+    Connection,
+}
+
+impl IpfixPer {
+    pub(crate) fn records(self) -> ipfix::RecordsPer {
+        match self {
+            IpfixPer::Flow => ipfix::RecordsPer::Flow,
+            IpfixPer::Connection => ipfix::RecordsPer::Connection,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -123,7 +123,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let outcome = service.run_until_signal(|| pipeline.failure());
 
     merger.stop();
-    let snapshot = pipeline.snapshot(Clock::Live(info.clock));
+    let snapshot = pipeline.last_snapshot(Clock::Live(info.clock));
     {
         let mut publisher = publisher.lock().expect("publisher lock");
         publisher.publish(snapshot);

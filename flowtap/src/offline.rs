@@ -53,8 +53,10 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let source = fault::planted(source)?;
     let display = crate::progress::start(&cli.read, progress);
     let pipeline = Arc::new(Pipeline::start(pipeline_config(cli)?, vec![source]));
-    // While serving, publish progress as the files are read.
-    let merger = service.as_ref().map(|_| {
+    // While serving, publish progress as the files are read; so too while
+    // connection records are exported, whose queues each snapshot empties.
+    let publishing = service.is_some() || setup::connection_records(cli);
+    let merger = publishing.then(|| {
         let publisher = publisher.clone();
         Merger::spawn(
             pipeline.clone(),

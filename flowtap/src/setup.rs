@@ -8,7 +8,7 @@ use anyhow::Context;
 use api::Publisher;
 use api::cluster::Cluster;
 use k8s::{InventoryFile, Source};
-use pipeline::flow::{Limits, TableConfig, Timeouts, Window};
+use pipeline::flow::{ConnRecordConfig, Limits, TableConfig, Timeouts, Window};
 use pipeline::ingest::{DedupConfig, IngestConfig};
 use pipeline::source::QueueStats;
 use pipeline::time;
@@ -33,6 +33,9 @@ fn limits(cli: &RunArgs, live: bool) -> Limits {
     let reserved = RESERVED_BYTES + if live { RESERVED_LIVE_BYTES } else { 0 };
     let tables = memory_limit(cli).saturating_sub(reserved).max(1 << 20);
     let mut limits = Limits::for_memory(usize::try_from(tables).unwrap_or(usize::MAX));
+    if connection_records(cli) {
+        limits = limits.with_connection_records();
+    }
     if let Some(n) = cli.max_connections {
         limits.max_connections = n.max(1);
     }
@@ -76,8 +79,22 @@ pub(crate) fn table_config(cli: &RunArgs, live: bool) -> TableConfig {
         rtt_window,
         rate_window_ns: time::from_secs(cli.rate_window.max(1)),
         max_fragments: cli.max_fragments,
+        conn_records: connection_records(cli).then_some(ConnRecordConfig {
+            active_timeout_ns: ipfix_active_timeout_ns(cli),
+            max_pending: cli.ipfix_max_pending_records.max(1),
+        }),
         ..TableConfig::default()
     }
+}
+
+/// Whether the capture workers keep per-connection records: an IPFIX
+/// exporter asks for them.
+pub(crate) fn connection_records(cli: &RunArgs) -> bool {
+    !cli.ipfix_collector.is_empty() && cli.ipfix_per == crate::cli::IpfixPer::Connection
+}
+
+fn ipfix_active_timeout_ns(cli: &RunArgs) -> u64 {
+    time::from_secs(cli.ipfix_active_timeout.max(1))
 }
 
 /// How frames are read: which encapsulations are opened on which ports,
@@ -128,7 +145,8 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
             domain: cli.ipfix_domain,
             enterprise: cli.ipfix_enterprise_number,
             biflow: cli.ipfix_biflow,
-            active_timeout_ns: time::from_secs(cli.ipfix_active_timeout.max(1)),
+            per: cli.ipfix_per.records(),
+            active_timeout_ns: ipfix_active_timeout_ns(cli),
             mtu: cli.ipfix_mtu,
         };
         let exporter = ipfix::Exporter::new(config, publisher.stats().ipfix.clone())

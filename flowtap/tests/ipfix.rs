@@ -13,96 +13,18 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::net::IpAddr;
 use std::net::TcpListener;
-use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::collectors::{Nfcapd, free_udp_port, wait_for_udp_listener};
 use common::{FlowSummary, corpus_dir, run_flowtap};
 use serde_json::Value;
 
 /// (source, source port, destination, destination port, protocol).
 type Direction = (IpAddr, u16, IpAddr, u16, u8);
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until a UDP socket on 127.0.0.1:`port` exists (the collector is
-/// listening), by the kernel's socket table: a fixed sleep lost a capture's
-/// records whenever a loaded machine started the collector late. Bounded:
-/// 10 s.
-fn wait_for_udp_listener(port: u16, collector: &str) {
-    let local = format!("0100007F:{port:04X}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let table = std::fs::read_to_string("/proc/net/udp").unwrap();
-        if table
-            .lines()
-            .skip(1)
-            .any(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
-        {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{collector} not listening on 127.0.0.1:{port} after 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Nfcapd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Nfcapd {
-    fn start() -> Nfcapd {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_udp_port();
-        let child = Command::new("nfcapd")
-            .args(["-w", dir.path().to_str().unwrap(), "-b", "127.0.0.1"])
-            .args(["-p", &port.to_string()])
-            // A capture's records arrive in one burst at its end: a socket
-            // buffer for it, as a collector fed by busy exporters has.
-            .args(["-B", "4194304"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nfcapd (Debian nfdump; scripts/setup.sh)");
-        wait_for_udp_listener(port, "nfcapd");
-        Nfcapd { child, dir, port }
-    }
-
-    /// Stops nfcapd (it writes its file on SIGINT) and reads the records.
-    fn records(mut self) -> Vec<Value> {
-        Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap();
-        let out = Command::new("nfdump")
-            .env("TZ", "UTC")
-            .args(["-R", self.dir.path().to_str().unwrap(), "-o", "json", "-q"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let text = text.trim();
-        let json = if text.starts_with('[') {
-            text.to_owned()
-        } else {
-            format!("[{}]", text.trim_end_matches(','))
-        };
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("nfdump JSON ({e}): {text:.500}"))
-    }
-}
 
 /// pmacct's nfacctd with its print plugin appending CSV every second.
 struct Nfacctd {
@@ -132,7 +54,7 @@ impl Nfacctd {
             .stderr(Stdio::null())
             .spawn()
             .expect("nfacctd (Debian pmacct; scripts/setup.sh)");
-        wait_for_udp_listener(port, "nfacctd");
+        wait_for_udp_listener(None, port, "nfacctd");
         // Bound is not yet ready: records that arrive before its print
         // plugin runs are lost (seen on a loaded machine), and nothing says
         // when it runs.
@@ -316,13 +238,20 @@ fn api_health(full: &Value) -> [u64; 8] {
     sums
 }
 
-/// IP bytes (the IPv4 total length, or the IPv6 payload length and its
-/// 40-byte header) of every TCP and UDP packet in `capture` by tshark, per
-/// direction as the records key them: the client's port 0.
-fn tshark_ip_bytes(
-    capture: &Path,
-    directions: &BTreeMap<Direction, (u64, u64, u64, u64)>,
-) -> BTreeMap<Direction, u64> {
+/// One TCP or UDP packet as tshark reads it.
+struct TsharkPacket {
+    /// (source, source port, destination, destination port, protocol).
+    direction: Direction,
+    /// IP bytes: the IPv4 total length, or the IPv6 payload length and its
+    /// 40-byte header.
+    ip_len: u64,
+    /// Capture time, ms since the epoch.
+    ms: u64,
+    /// TCP flags (0 for UDP).
+    tcp_flags: u8,
+}
+
+fn tshark_packets(capture: &Path) -> Vec<TsharkPacket> {
     let out = Command::new("tshark")
         .args([
             "-r",
@@ -334,24 +263,17 @@ fn tshark_ip_bytes(
         .args([
             "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
         ])
-        .args([
-            "-e",
-            "ip.len",
-            "-e",
-            "ipv6.plen",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "tcp.dstport",
-        ])
+        .args(["-e", "ip.len", "-e", "ipv6.plen"])
+        .args(["-e", "tcp.srcport", "-e", "tcp.dstport"])
         .args(["-e", "udp.srcport", "-e", "udp.dstport"])
+        .args(["-e", "frame.time_epoch", "-e", "tcp.flags"])
         .output()
         .unwrap();
     assert!(out.status.success(), "tshark on {}", capture.display());
-    let mut bytes = BTreeMap::new();
+    let mut packets = Vec::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let f: Vec<&str> = line.split('\t').collect();
-        let (src, dst, len) = if f[0].is_empty() {
+        let (src, dst, ip_len) = if f[0].is_empty() {
             (f[2], f[3], f[5].parse::<u64>().unwrap() + 40)
         } else {
             (f[0], f[1], f[4].parse::<u64>().unwrap())
@@ -361,13 +283,41 @@ fn tshark_ip_bytes(
         } else {
             (f[6], f[7], 6)
         };
-        let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
-        let (sport, dport): (u16, u16) = (sport.parse().unwrap(), dport.parse().unwrap());
+        // Whole ms of "seconds.fraction", without a float's rounding.
+        let (secs, frac) = f[10].split_once('.').unwrap_or((f[10], ""));
+        let frac = format!("{frac:0<3}");
+        let ms = secs.parse::<u64>().unwrap() * 1000 + frac[..3].parse::<u64>().unwrap();
+        let tcp_flags = u16::from_str_radix(f[11].trim_start_matches("0x"), 16).unwrap_or(0) as u8;
+        packets.push(TsharkPacket {
+            direction: (
+                src.parse().unwrap(),
+                sport.parse().unwrap(),
+                dst.parse().unwrap(),
+                dport.parse().unwrap(),
+                proto,
+            ),
+            ip_len,
+            ms,
+            tcp_flags,
+        });
+    }
+    packets
+}
+
+/// IP bytes of every TCP and UDP packet in `capture` by tshark, per flow
+/// direction as the records key them: the client's port 0.
+fn tshark_ip_bytes(
+    capture: &Path,
+    directions: &BTreeMap<Direction, (u64, u64, u64, u64)>,
+) -> BTreeMap<Direction, u64> {
+    let mut bytes = BTreeMap::new();
+    for p in tshark_packets(capture) {
+        let (src, sport, dst, dport, proto) = p.direction;
         let key = [(src, 0, dst, dport, proto), (src, sport, dst, 0, proto)]
             .into_iter()
             .find(|k| directions.contains_key(k))
-            .unwrap_or_else(|| panic!("{line}: in no direction flowtap reported"));
-        *bytes.entry(key).or_default() += len;
+            .unwrap_or_else(|| panic!("{:?}: in no direction flowtap reported", p.direction));
+        *bytes.entry(key).or_default() += p.ip_len;
     }
     bytes
 }
@@ -469,24 +419,10 @@ fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
     let records = nfcapd.records();
     let mut got = BTreeMap::new();
     for r in &records {
-        let ip = |k4: &str, k6: &str| -> IpAddr {
-            r.get(k4)
-                .or(r.get(k6))
-                .and_then(Value::as_str)
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        let key = (
-            ip("src4_addr", "src6_addr"),
-            r["src_port"].as_u64().unwrap() as u16,
-            ip("dst4_addr", "dst6_addr"),
-            r["dst_port"].as_u64().unwrap() as u16,
-            r["proto"].as_u64().unwrap() as u8,
-        );
-        let (first, last) = (
-            ms_of(r["first"].as_str().unwrap()),
-            ms_of(r["last"].as_str().unwrap()),
+        let (key, first, last) = (
+            nfdump_direction(r),
+            nfdump_ms(r, "first"),
+            nfdump_ms(r, "last"),
         );
         let mut sent = vec![(key, ("in_packets", "in_bytes"))];
         if biflow {
@@ -531,10 +467,43 @@ fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
         "{name}: pmacct vs the API (packets) and tshark (IP bytes), per direction"
     );
 
-    // tshark decodes every message; the frame bytes add up to the API's.
+    let total: u64 = want.values().map(|v| v.1).sum();
+    let health = check_decoded(&name, &datagrams, total, &run.bodies[0]);
+    (records.len(), total, health)
+}
+
+/// A record's direction as nfdump reads it.
+fn nfdump_direction(r: &Value) -> Direction {
+    let ip = |k4: &str, k6: &str| -> IpAddr {
+        r.get(k4)
+            .or(r.get(k6))
+            .and_then(Value::as_str)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        ip("src4_addr", "src6_addr"),
+        r["src_port"].as_u64().unwrap() as u16,
+        ip("dst4_addr", "dst6_addr"),
+        r["dst_port"].as_u64().unwrap() as u16,
+        r["proto"].as_u64().unwrap() as u8,
+    )
+}
+
+/// A record's `first` or `last` time as nfdump reads it, ms.
+fn nfdump_ms(r: &Value, field: &str) -> u64 {
+    ms_of(r[field].as_str().unwrap())
+}
+
+/// tshark decodes every message the test received without a malformed
+/// warning; the frame bytes (`layer2OctetDeltaCount`) add up to
+/// `frame_bytes`; flowtap's enterprise elements add up to the API's
+/// (`full`, a `format=full` answer). Returns those sums.
+fn check_decoded(name: &str, datagrams: &[Vec<u8>], frame_bytes: u64, full: &Value) -> [u64; 8] {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("ipfix.pcap");
-    write_pcap(&pcap, &datagrams);
+    write_pcap(&pcap, datagrams);
     let out = Command::new("tshark")
         .args(["-r", pcap.to_str().unwrap(), "-d", "udp.port==4739,cflow"])
         .args([
@@ -557,16 +526,197 @@ fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
         .flat_map(|l| l.split('\t').next().unwrap_or("").split(','))
         .filter_map(|v| v.parse::<u64>().ok())
         .sum();
-    let total: u64 = want.values().map(|v| v.1).sum();
-    assert_eq!(l2, total, "{name}: layer2OctetDeltaCount over every record");
+    assert_eq!(
+        l2, frame_bytes,
+        "{name}: layer2OctetDeltaCount over every record"
+    );
     let health = enterprise_counts(&tshark_records(&pcap));
     assert_eq!(
         health,
-        api_health(&run.bodies[0]),
+        api_health(full),
         "{name}: flowtap's enterprise elements over every record vs the API \
          (retransmits, RSTs, zero windows, established, refused, unanswered, reset, closed)"
     );
-    (records.len(), total, health)
+    health
+}
+
+/// Fails naming the keys whose values differ (the maps are large).
+fn assert_same<V: PartialEq + std::fmt::Debug>(
+    got: &BTreeMap<Direction, V>,
+    want: &BTreeMap<Direction, V>,
+    what: &str,
+) {
+    let keys: std::collections::BTreeSet<_> = got.keys().chain(want.keys()).collect();
+    let differ: Vec<_> = keys
+        .into_iter()
+        .filter(|k| got.get(k) != want.get(k))
+        .map(|k| (k, got.get(k), want.get(k)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{what}: {} of {} differ (key, got, want): {:?}",
+        differ.len(),
+        want.len(),
+        &differ[..differ.len().min(10)]
+    );
+}
+
+/// nfdump's "tcp_flags" ("...AP.SF": CWR ECE URG ACK PSH RST SYN FIN) as
+/// the header's bits.
+fn nfdump_flags(r: &Value) -> u8 {
+    let text = r["tcp_flags"].as_str().unwrap_or("........");
+    text.bytes()
+        .enumerate()
+        .filter(|&(_, c)| c != b'.')
+        .fold(0, |bits, (i, _)| bits | 0x80 >> i)
+}
+
+/// Per-connection records (`--ipfix-per connection`) of one capture,
+/// against tshark's packets: per direction of each 5-tuple, nfdump's
+/// packets, IP bytes and TCP flags equal tshark's, its first and last ms
+/// the 5-tuple's; pmacct's packets and IP bytes equal tshark's; summed per
+/// flow, the records' packets equal the API's; tshark decodes every
+/// message, the frame bytes and enterprise elements adding up to the API's.
+/// Returns the number of records nfdump read and of directions. `pmacct`
+/// says whether to check pmacct too: its core hands records to its print
+/// plugin through a pipe that drops part of a burst of thousands (seen when
+/// the active timeout cuts many), where nfcapd and tshark read them all.
+fn check_connection_records(capture: &Path, more_args: &[&str], pmacct: bool) -> (usize, usize) {
+    let nfcapd = Nfcapd::start();
+    let nfacctd = pmacct.then(Nfacctd::start);
+    let (sink, receiver) = tcp_collector();
+    let mut collectors = format!("udp://127.0.0.1:{},{sink}", nfcapd.port);
+    if let Some(nfacctd) = &nfacctd {
+        collectors += &format!(",udp://127.0.0.1:{}", nfacctd.port);
+    }
+    let mut args = vec![
+        "--ipfix-collector",
+        &collectors,
+        "--ipfix-per",
+        "connection",
+        "--ipfix-mtu",
+        "1200",
+    ];
+    args.extend(more_args);
+    let run = run_flowtap(&[capture], 1, &args);
+    let datagrams = receiver.join().unwrap();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let name = capture.display().to_string();
+
+    // tshark: per direction (packets, IP bytes, flags); per 5-tuple, its
+    // first and last packet's ms.
+    let mut want: BTreeMap<Direction, (u64, u64, u8)> = BTreeMap::new();
+    let mut times: BTreeMap<Direction, (u64, u64)> = BTreeMap::new();
+    let either = |d: Direction| d.min((d.2, d.3, d.0, d.1, d.4));
+    for p in tshark_packets(capture) {
+        let w = want.entry(p.direction).or_default();
+        w.0 += 1;
+        w.1 += p.ip_len;
+        w.2 |= p.tcp_flags;
+        let t = times.entry(either(p.direction)).or_insert((u64::MAX, 0));
+        *t = (t.0.min(p.ms), t.1.max(p.ms));
+    }
+    let records = nfcapd.records();
+    let mut got: BTreeMap<Direction, (u64, u64, u8)> = BTreeMap::new();
+    let mut got_times: BTreeMap<Direction, (u64, u64)> = BTreeMap::new();
+    for r in &records {
+        let d = nfdump_direction(r);
+        let g = got.entry(d).or_default();
+        g.0 += r["in_packets"].as_u64().unwrap();
+        g.1 += r["in_bytes"].as_u64().unwrap();
+        g.2 |= nfdump_flags(r);
+        let t = got_times.entry(either(d)).or_insert((u64::MAX, 0));
+        *t = (
+            t.0.min(nfdump_ms(r, "first")),
+            t.1.max(nfdump_ms(r, "last")),
+        );
+    }
+    assert_same(
+        &got,
+        &want,
+        &format!("{name}: nfdump vs tshark (packets, IP bytes, TCP flags) per direction"),
+    );
+    assert_same(
+        &got_times,
+        &times,
+        &format!("{name}: nfdump vs tshark (first, last ms) per 5-tuple"),
+    );
+    if let Some(nfacctd) = nfacctd {
+        let packets = want.values().map(|v| v.0).sum();
+        let want_pm: BTreeMap<Direction, (u64, u64)> =
+            want.iter().map(|(k, v)| (*k, (v.0, v.1))).collect();
+        assert_same(
+            &nfacctd.directions(packets),
+            &want_pm,
+            &format!("{name}: pmacct vs tshark per direction"),
+        );
+    }
+
+    // Summed per flow (the client's port 0), the API's packets.
+    let api = api_directions(&run.flows, &run.bodies[1]);
+    let mut per_flow: BTreeMap<Direction, u64> = BTreeMap::new();
+    for (&(src, sport, dst, dport, proto), v) in &got {
+        let key = [(src, 0, dst, dport, proto), (src, sport, dst, 0, proto)]
+            .into_iter()
+            .find(|k| api.contains_key(k))
+            .unwrap_or_else(|| panic!("{name}: {src}:{sport} -> {dst}:{dport} in no flow"));
+        *per_flow.entry(key).or_default() += v.0;
+    }
+    let api_packets: BTreeMap<Direction, u64> = api.iter().map(|(k, v)| (*k, v.0)).collect();
+    assert_same(
+        &per_flow,
+        &api_packets,
+        &format!("{name}: records summed per flow vs the API's packets"),
+    );
+    let frame_bytes = api.values().map(|v| v.1).sum();
+    check_decoded(&name, &datagrams, frame_bytes, &run.bodies[0]);
+    (records.len(), want.len())
+}
+
+#[test]
+fn connection_records_match_tshark_per_5_tuple() {
+    let mut records = 0;
+    for name in [
+        "02_pcpp_example.pcap",
+        "05_ndpi_reddit_ipv6.pcap",
+        "19_tcpreplay_test.pcap",
+    ] {
+        records += check_connection_records(&capture(name), &[], true).0;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Spread over 210 s of capture time, so that connections run for
+    // seconds.
+    let path = generated_capture(dir.path(), 200);
+    let (n, directions) =
+        check_connection_records(&path, &["--ipfix-active-timeout", "1000"], true);
+    assert_eq!(n, directions, "one record a direction of a connection");
+    // Cut every second of capture time while they run: more records, the
+    // same sums.
+    let (split, _) = check_connection_records(&path, &["--ipfix-active-timeout", "1"], false);
+    assert!(
+        split > n + 1000,
+        "{split} records cut by the active timeout, {n} without"
+    );
+    records += n;
+    assert!(records > 2000, "{records} records");
+}
+
+/// A capgen capture (20,000 frames, 200 connections at once) in `dir`, its
+/// time stretched `time_scale` times (1: about a second).
+fn generated_capture(dir: &Path, time_scale: u64) -> PathBuf {
+    let path = dir.join("gen.pcap");
+    let spec = capgen::Spec {
+        packets: 20_000,
+        concurrent: 200,
+        seed: 5,
+        anomalies: false,
+        time_scale,
+        ..capgen::Spec::default()
+    };
+    capgen::Generator::new(spec)
+        .write(std::fs::File::create(&path).unwrap())
+        .unwrap();
+    path
 }
 
 fn capture(name: &str) -> PathBuf {
@@ -597,18 +747,7 @@ fn nfdump_and_tshark_read_the_records_of_corpus_captures() {
 #[test]
 fn nfdump_reads_the_records_of_a_generated_capture() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gen.pcap");
-    let spec = capgen::Spec {
-        packets: 20_000,
-        concurrent: 200,
-        seed: 5,
-        anomalies: false,
-        ..capgen::Spec::default()
-    };
-    capgen::Generator::new(spec)
-        .write(std::fs::File::create(&path).unwrap())
-        .unwrap();
-    let (records, _, _) = check_capture(&path, false);
+    let (records, _, _) = check_capture(&generated_capture(dir.path(), 1), false);
     assert!(records > 1000, "{records} records");
 }
 
@@ -620,8 +759,14 @@ fn nfdump_reads_biflow_records() {
 
 #[test]
 fn records_carry_the_kubernetes_names_of_both_ends() {
-    // The demo with its inventory: every record names its source and
-    // destination as the API names the flow's client and server.
+    for per in ["flow", "connection"] {
+        check_names(per);
+    }
+}
+
+/// The demo with its inventory: every record (`--ipfix-per per`) names its
+/// source and destination as the API names the flow's client and server.
+fn check_names(per: &str) {
     let root = common::project_root();
     let (collector, receiver) = tcp_collector();
     let inventory = root.join("demo/inventory.json");
@@ -633,6 +778,8 @@ fn records_carry_the_kubernetes_names_of_both_ends() {
             inventory.to_str().unwrap(),
             "--ipfix-collector",
             &collector,
+            "--ipfix-per",
+            per,
         ],
     );
     assert_eq!(run.status, 0, "{}", run.stderr);
@@ -659,13 +806,21 @@ fn records_carry_the_kubernetes_names_of_both_ends() {
                 .unwrap_or_default()
         };
         let (src, dst) = (r.src.unwrap(), r.dst.unwrap());
-        assert_eq!((name(16), name(18)), named[&src], "{r:?}: its source");
-        assert_eq!((name(19), name(21)), named[&dst], "{r:?}: its destination");
+        assert_eq!(
+            (name(16), name(18)),
+            named[&src],
+            "per {per}, {r:?}: its source"
+        );
+        assert_eq!(
+            (name(19), name(21)),
+            named[&dst],
+            "per {per}, {r:?}: its destination"
+        );
         with_names += usize::from(!name(16).is_empty() && !name(19).is_empty());
     }
     assert!(
         records.len() > 100 && with_names > 50,
-        "{} records, {with_names} named",
+        "per {per}: {} records, {with_names} named",
         records.len()
     );
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use capgen::frame::{self, Segment, tcp_flags};
 use capgen::pcap::PcapWriter;
+use common::collectors::Nfcapd;
 use common::metrics::{promtool, sample};
 use common::netns::{Lab, LiveFlowtap, run, sh};
 use common::{FlowSummary, Key, corpus_dir, run_flowtap};
@@ -1049,6 +1050,12 @@ fn udp_lab(tag: &str) -> (Lab, String, String) {
 }
 
 fn send_datagrams(lab: &Lab, ns: &str, n: u32) {
+    send_datagrams_from(lab, ns, 40000, n);
+}
+
+/// `n` datagrams of 50 bytes (78 IP bytes) from 198.18.10.1:`port` to
+/// 198.18.10.2:9999.
+fn send_datagrams_from(lab: &Lab, ns: &str, port: u16, n: u32) {
     lab.exec(
         ns,
         &[
@@ -1056,11 +1063,87 @@ fn send_datagrams(lab: &Lab, ns: &str, n: u32) {
             "-c",
             &format!(
                 "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-                 s.bind(('198.18.10.1', 40000))\n\
+                 s.bind(('198.18.10.1', {port}))\n\
                  for _ in range({n}): s.sendto(b'x' * 50, ('198.18.10.2', 9999))"
             ),
         ],
     );
+}
+
+/// Connection records live (`--ipfix-per connection`) to a real nfcapd in
+/// the capture's namespace: datagrams from three client ports, each a
+/// connection counted exactly; the first two idle past `--udp-timeout` get
+/// their records while flowtap runs, the third when it stops.
+#[test]
+fn connection_records_are_exported_live() {
+    let (lab, cl, sv) = udp_lab("ipfix");
+    let nfcapd = Nfcapd::start_in(Some(&sv), 4739);
+    let ft = LiveFlowtap::start(
+        &sv,
+        &[
+            "-i",
+            "s0",
+            "--udp-timeout",
+            "1",
+            "--ipfix-per",
+            "connection",
+            "--ipfix-collector",
+            "udp://127.0.0.1:4739",
+        ],
+    );
+    let records_sent =
+        |ft: &LiveFlowtap| sample(&ft.admin_text("/metrics"), "flowtap_ipfix_records_total");
+    send_datagrams_from(&lab, &cl, 40001, 3);
+    send_datagrams_from(&lab, &cl, 40002, 5);
+    // Idle for a second: expired, and their records sent, while running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records_sent(&ft) < 2.0 {
+        assert!(Instant::now() < deadline, "no records for idle connections");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    send_datagrams_from(&lab, &cl, 40003, 7);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Its flow has the three connections' 15 packets, or its 7 if the flow
+    // expired with the first two.
+    while !matches!(udp_flow_packets(&ft), Some(7 | 15)) {
+        assert!(
+            Instant::now() < deadline,
+            "the third connection is never counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, stderr) = ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    let mut got = BTreeMap::new();
+    for r in nfcapd.records() {
+        let key = (
+            r["src4_addr"].as_str().unwrap().to_owned(),
+            r["src_port"].as_u64().unwrap(),
+            r["dst4_addr"].as_str().unwrap().to_owned(),
+            r["dst_port"].as_u64().unwrap(),
+            r["proto"].as_u64().unwrap(),
+        );
+        let counts = (
+            r["in_packets"].as_u64().unwrap(),
+            r["in_bytes"].as_u64().unwrap(),
+        );
+        assert!(got.insert(key, counts).is_none(), "{r}: a second record");
+    }
+    let want: BTreeMap<_, _> = [(40001, 3), (40002, 5), (40003, 7)]
+        .into_iter()
+        .map(|(port, n)| {
+            let key = (
+                "198.18.10.1".to_owned(),
+                port,
+                "198.18.10.2".to_owned(),
+                9999,
+                17,
+            );
+            (key, (n, 78 * n))
+        })
+        .collect();
+    assert_eq!(got, want);
+    lab.close();
 }
 
 /// The flow of the test's datagrams: its client packets, if listed.

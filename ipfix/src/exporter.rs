@@ -3,8 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::HashMap;
+
 use pipeline::Snapshot;
-use pipeline::flow::{Counter, FlowKey, FlowRecord, PerSide, Percentiles, Side, TcpHealth};
+use pipeline::flow::{
+    ConnEnd, ConnRecord, Counter, FlowKey, FlowRecord, Outcomes, PerSide, Percentiles, Side,
+    TcpHealth,
+};
 use pipeline::follow::{Change, FlowFollower};
 use pipeline::snapshot::{EndpointName, EndpointNames, SnapshotSink};
 
@@ -21,6 +26,8 @@ pub struct ExportConfig {
     pub domain: u32,
     /// One RFC 5103 biflow record a flow rather than one a direction.
     pub biflow: bool,
+    /// What a record describes.
+    pub per: RecordsPer,
     /// The enterprise number of flowtap's own elements
     /// ([`crate::message::ENTERPRISE_ELEMENTS`]).
     pub enterprise: u32,
@@ -28,6 +35,19 @@ pub struct ExportConfig {
     pub active_timeout_ns: u64,
     /// Largest message, bytes (within the path MTU: no IP fragmentation).
     pub mtu: usize,
+}
+
+/// What a record describes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordsPer {
+    /// A flow (a client's connections to a server port): the client port
+    /// is 0. Follows the snapshots' flows.
+    #[default]
+    Flow,
+    /// A connection (5-tuple), with its TCP flags: the tables keep
+    /// per-connection records (`TableConfig::conn_records`) and each
+    /// snapshot brings those cut since the last.
+    Connection,
 }
 
 /// What the exporter did, for `/metrics`.
@@ -140,13 +160,17 @@ fn sent(t: &Tracked, side: Side) -> Sent {
         packets: now.sent[side].pkts.saturating_sub(before.sent[side].pkts),
         octets: now.ip_bytes[side].saturating_sub(before.ip_bytes[side]),
         layer2_octets: now.sent[side].bytes.saturating_sub(before.sent[side].bytes),
+        tcp_flags: 0,
         measured,
     }
 }
 
 /// How the flow's connections ended since its last export.
 fn outcomes(t: &Tracked) -> OutcomeDeltas {
-    let (c, b) = (&t.seen.health.connections, &t.exported.health.connections);
+    outcome_deltas(&t.seen.health.connections, &t.exported.health.connections)
+}
+
+fn outcome_deltas(c: &Outcomes, b: &Outcomes) -> OutcomeDeltas {
     OutcomeDeltas {
         established: c.established.saturating_sub(b.established),
         refused: c.refused.saturating_sub(b.refused),
@@ -156,54 +180,126 @@ fn outcomes(t: &Tracked) -> OutcomeDeltas {
     }
 }
 
-/// The records of what `t` sent since its last export: one a direction
-/// that sent anything (client to server, then server to client), or with
-/// `biflow` one for both.
+/// The records of what `t` sent since its last export.
 fn records(key: &FlowKey, t: &Tracked, reason: EndReason, biflow: bool) -> Vec<Record> {
-    let (client, server) = (key.client.to_ip(), key.server.to_ip());
-    let record = |side: Side, forward: Sent| {
-        let (src, dst, src_port, dst_port) = match side {
-            Side::Client => (client, server, 0, key.server_port),
-            Side::Server => (server, client, key.server_port, 0),
-        };
-        Record {
-            src,
-            dst,
-            src_port,
-            dst_port,
-            protocol: key.proto as u8,
-            start_ms: t.start_ns / 1_000_000,
-            end_ms: t.last_ns / 1_000_000,
-            reason,
-            forward,
-            reverse: None,
-            outcomes: OutcomeDeltas::default(),
-            names: [t.names[side].clone(), t.names[side.other()].clone()],
-        }
+    let between = Between {
+        proto: key.proto as u8,
+        // A flow aggregates a client's connections: no client port.
+        ends: PerSide::new(
+            (key.client.to_ip(), 0),
+            (key.server.to_ip(), key.server_port),
+        ),
+        start_ns: t.start_ns,
+        end_ns: t.last_ns,
+        names: &t.names,
     };
-    let sent_any = |s: &Sent| s.packets > 0 || s.layer2_octets > 0;
-    let (by_client, by_server) = (sent(t, Side::Client), sent(t, Side::Server));
-    let mut out = Vec::with_capacity(2);
-    if biflow {
-        if sent_any(&by_client) || sent_any(&by_server) {
-            out.push(Record {
-                reverse: Some(by_server),
-                ..record(Side::Client, by_client)
-            });
+    let sent = PerSide::from_fn(|side| sent(t, side));
+    between.records(reason, sent, outcomes(t), biflow)
+}
+
+/// A connection record's records.
+fn connection_records(c: &ConnRecord, names: &PerSide<EndpointName>, biflow: bool) -> Vec<Record> {
+    let between = Between {
+        proto: c.proto as u8,
+        ends: PerSide::new(
+            (c.client.0.to_ip(), c.client.1),
+            (c.server.0.to_ip(), c.server.1),
+        ),
+        start_ns: c.start_ns,
+        end_ns: c.end_ns,
+        names,
+    };
+    let reason = match c.end {
+        ConnEnd::Active => EndReason::Active,
+        ConnEnd::Idle => EndReason::Idle,
+        ConnEnd::Closed => EndReason::EndOfFlow,
+        ConnEnd::Evicted => EndReason::LackOfResources,
+        ConnEnd::CaptureEnded => EndReason::Forced,
+    };
+    let sent = PerSide::from_fn(|side| {
+        let (s, health) = (&c.sent[side], &c.health.sent[side]);
+        // The connection's own handshake leg, in both percentiles.
+        let leg = c.legs[side].map_or(0, |us| u32::try_from(us).unwrap_or(u32::MAX));
+        Sent {
+            packets: s.packets,
+            octets: s.ip_bytes,
+            layer2_octets: s.bytes,
+            tcp_flags: s.tcp_flags,
+            measured: SideMeasured {
+                retransmits: health.retransmits,
+                rsts: health.rsts,
+                zero_windows: health.zero_windows,
+                handshake_p50_us: leg,
+                handshake_p99_us: leg,
+            },
         }
-    } else {
-        for (side, s) in [(Side::Client, by_client), (Side::Server, by_server)] {
-            if sent_any(&s) {
-                out.push(record(side, s));
+    });
+    let outcomes = outcome_deltas(&c.health.connections, &Outcomes::default());
+    between.records(reason, sent, outcomes, biflow)
+}
+
+/// What a record is between: a flow's or a connection's two ends.
+struct Between<'a> {
+    proto: u8,
+    /// Client and server: (address, transport port).
+    ends: PerSide<(std::net::IpAddr, u16)>,
+    start_ns: u64,
+    end_ns: u64,
+    names: &'a PerSide<EndpointName>,
+}
+
+impl Between<'_> {
+    /// One record a direction that sent anything (client to server, then
+    /// server to client), or with `biflow` one for both; the outcomes go
+    /// in the first.
+    fn records(
+        &self,
+        reason: EndReason,
+        sent: PerSide<Sent>,
+        outcomes: OutcomeDeltas,
+        biflow: bool,
+    ) -> Vec<Record> {
+        let record = |side: Side, forward: Sent| {
+            let ((src, src_port), (dst, dst_port)) = (self.ends[side], self.ends[side.other()]);
+            Record {
+                src,
+                dst,
+                src_port,
+                dst_port,
+                protocol: self.proto,
+                start_ms: self.start_ns / 1_000_000,
+                end_ms: self.end_ns / 1_000_000,
+                reason,
+                forward,
+                reverse: None,
+                outcomes: OutcomeDeltas::default(),
+                names: [self.names[side].clone(), self.names[side.other()].clone()],
+            }
+        };
+        let sent_any = |s: &Sent| s.packets > 0 || s.layer2_octets > 0;
+        let (by_client, by_server) = (sent[Side::Client], sent[Side::Server]);
+        let mut out = Vec::with_capacity(2);
+        if biflow {
+            if sent_any(&by_client) || sent_any(&by_server) {
+                out.push(Record {
+                    reverse: Some(by_server),
+                    ..record(Side::Client, by_client)
+                });
+            }
+        } else {
+            for (side, s) in [(Side::Client, by_client), (Side::Server, by_server)] {
+                if sent_any(&s) {
+                    out.push(record(side, s));
+                }
             }
         }
+        // The client's connections, in the first record (the client's,
+        // unless it sent nothing since the last one).
+        if let Some(first) = out.first_mut() {
+            first.outcomes = outcomes;
+        }
+        out
     }
-    // The client's connections, in the first record (the client's, unless
-    // it sent nothing since the last one).
-    if let Some(first) = out.first_mut() {
-        first.outcomes = outcomes(t);
-    }
-    out
 }
 
 impl Tracked {
@@ -235,8 +331,39 @@ impl Tracked {
     }
 }
 
+impl Exporter {
+    /// The records of the connections `snapshot` brings, named by their
+    /// flows in it.
+    fn connections(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames) {
+        if snapshot.connections.is_empty() {
+            return;
+        }
+        // Names are per flow: find the flows of these connections.
+        let mut flow_names: HashMap<FlowKey, PerSide<EndpointName>> = snapshot
+            .connections
+            .iter()
+            .map(|c| (c.flow_key(), PerSide::default()))
+            .collect();
+        for (i, f) in snapshot.flows.iter().enumerate() {
+            if let Some(n) = flow_names.get_mut(&f.key) {
+                *n = PerSide::from_fn(|side| names.endpoint(i, side).unwrap_or_default());
+            }
+        }
+        let out: Vec<Record> = snapshot
+            .connections
+            .iter()
+            .flat_map(|c| connection_records(c, &flow_names[&c.flow_key()], self.config.biflow))
+            .collect();
+        self.send(&out);
+    }
+}
+
 impl SnapshotSink for Exporter {
     fn snapshot(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames) {
+        if self.config.per == RecordsPer::Connection {
+            self.connections(snapshot, names);
+            return;
+        }
         let now = snapshot.as_of_ns;
         let active_timeout_ns = self.config.active_timeout_ns;
         let biflow = self.config.biflow;

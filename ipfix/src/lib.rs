@@ -17,7 +17,13 @@
 //! is 0. Messages stay within `--ipfix-mtu`, over UDP or TCP
 //! ([`transport`]).
 //!
-//! Not built yet (issue 16): per-connection records.
+//! With [`exporter::RecordsPer::Connection`], a record is a connection's
+//! instead (`--ipfix-per connection`): its 5-tuple, what each direction sent
+//! and the TCP flags it used, its own handshake legs and health; cut when
+//! it ends (FINs or RST: end of flow; idle; evicted: lack of resources), at
+//! least every active timeout while it runs, and when the capture ends. The
+//! capture workers keep those records (`TableConfig::conn_records`) and
+//! each snapshot brings the ones cut since the last.
 
 #![forbid(unsafe_code)]
 
@@ -25,5 +31,5 @@ pub mod exporter;
 pub mod message;
 pub mod transport;
 
-pub use exporter::{ExportConfig, ExportStats, Exporter};
+pub use exporter::{ExportConfig, ExportStats, Exporter, RecordsPer};
 pub use transport::CollectorAddr;

@@ -105,7 +105,7 @@ const fn standard(v6: bool) -> [(u16, u16); 12] {
         (152, 8),   // flowStartMilliseconds
         (153, 8),   // flowEndMilliseconds
         (136, 1),   // flowEndReason
-        (6, 2),     // tcpControlBits (0: not tracked per direction)
+        (6, 2),     // tcpControlBits: per connection (0 in a flow's records)
     ]
 }
 
@@ -198,8 +198,12 @@ pub enum EndReason {
     Idle = 1,
     /// Still running: the counts since the last record.
     Active = 2,
+    /// A connection ended by FINs or RST (or a new one on its 5-tuple).
+    EndOfFlow = 3,
     /// The capture ended (or flowtap stops).
     Forced = 4,
+    /// A connection given up to make room for others.
+    LackOfResources = 5,
 }
 
 /// What one direction sent since its last record.
@@ -210,6 +214,9 @@ pub struct Sent {
     pub octets: u64,
     /// Frame bytes (link header included), as flowtap's API counts them.
     pub layer2_octets: u64,
+    /// TCP flags the direction sent, ORed (per-connection records only: a
+    /// flow does not keep them).
+    pub tcp_flags: u8,
     pub measured: SideMeasured,
 }
 
@@ -285,7 +292,7 @@ impl Record {
         out.extend_from_slice(&self.start_ms.to_be_bytes());
         out.extend_from_slice(&self.end_ms.to_be_bytes());
         out.push(self.reason as u8);
-        out.extend_from_slice(&0u16.to_be_bytes());
+        out.extend_from_slice(&u16::from(self.forward.tcp_flags).to_be_bytes());
         if let Some(reverse) = &self.reverse {
             counts(out, reverse);
         }
@@ -471,6 +478,7 @@ mod tests {
             packets: n,
             octets: 86 * n,
             layer2_octets: 100 * n,
+            tcp_flags: 0x1b,
             measured: SideMeasured {
                 retransmits: n,
                 ..SideMeasured::default()

@@ -91,6 +91,7 @@ fn records_wait_for_a_restarted_collector() {
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,
         biflow: false,
+        per: ipfix::RecordsPer::Flow,
         active_timeout_ns: SECOND,
         mtu: 1400,
     };
@@ -142,6 +143,7 @@ fn records_beyond_the_buffer_are_counted_lost() {
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,
         biflow: false,
+        per: ipfix::RecordsPer::Flow,
         active_timeout_ns: SECOND,
         mtu: 434,
     };

@@ -20,7 +20,9 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
 use crossbeam_utils::sync::{Parker, Unparker};
 
-use crate::flow::{FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window};
+use crate::flow::{
+    ConnRecord, FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window,
+};
 use crate::ingest::{Ingest, IngestConfig, IngestCounters, MirrorSessions};
 use crate::merger;
 use crate::packet::PacketMeta;
@@ -72,11 +74,23 @@ impl Default for PipelineConfig {
     }
 }
 
+/// What an export is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ExportFor {
+    /// A snapshot while the capture runs.
+    Snapshot,
+    /// The last snapshot of a capture that stops (live): every connection
+    /// ends (handshakes left waiting are settled, connection records cut).
+    Stop,
+    /// The last snapshot once the sources finished (files): everything
+    /// queued is processed first, then every connection ends.
+    Finish,
+}
+
 enum Control {
     Export {
         as_of_ns: u64,
-        /// Process everything queued first (only after sources finished).
-        drain: bool,
+        what: ExportFor,
         reply: Sender<ShardExport>,
     },
     Stop,
@@ -85,6 +99,9 @@ enum Control {
 /// What one shard exports for a snapshot.
 pub struct ShardExport {
     pub flows: Vec<FlowRecord>,
+    /// Connection records cut since the last export (when the table keeps
+    /// them).
+    pub connections: Vec<ConnRecord>,
     pub ingest: IngestCounters,
     pub sessions: MirrorSessions,
     pub table: TableCounters,
@@ -169,6 +186,10 @@ impl Pipeline {
                     table: FlowTable::new(
                         TableConfig {
                             limits: config.table.limits.share(shares[id], total_shares),
+                            conn_records: config
+                                .table
+                                .conn_records
+                                .map(|c| c.share(shares[id], total_shares)),
                             ..config.table
                         },
                         table_hasher.clone(),
@@ -257,30 +278,35 @@ impl Pipeline {
     /// Takes a snapshot of every shard. Never blocks packet processing for
     /// longer than one shard's export.
     pub fn snapshot(&self, clock: Clock) -> Snapshot {
-        merger::merge(self.export(clock, false))
+        merger::merge(self.export(clock, ExportFor::Snapshot))
+    }
+
+    /// The last snapshot of a capture that stops while its sources still
+    /// run (live): every connection ends in it, as at the end of a file.
+    pub fn last_snapshot(&self, clock: Clock) -> Snapshot {
+        merger::merge(self.export(clock, ExportFor::Stop))
     }
 
     /// Waits for the sources to finish, processes everything still queued,
     /// and returns the complete snapshot; or why the pipeline failed.
     pub fn finish(&self) -> Result<Snapshot, String> {
         self.wait_sources();
-        let snapshot = merger::merge(self.export(Clock::Capture, true));
+        let snapshot = merger::merge(self.export(Clock::Capture, ExportFor::Finish));
         match self.failure() {
             Some(why) => Err(why),
             None => Ok(snapshot),
         }
     }
 
-    /// Asks every shard for its flows as of now on `clock`; with `drain`,
-    /// everything queued is processed first (only after sources finished).
-    pub fn export(&self, clock: Clock, drain: bool) -> Exports {
+    /// Asks every shard for its flows as of now on `clock`, for `what`.
+    fn export(&self, clock: Clock, what: ExportFor) -> Exports {
         let requested = Instant::now();
         let as_of_ns = clock.now_ns(self.shared.capture_clock.load(Ordering::Acquire));
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
         for w in &self.workers {
             let request = Control::Export {
                 as_of_ns,
-                drain,
+                what,
                 reply: reply_tx.clone(),
             };
             // A worker only disappears by panicking; its shard is then lost
@@ -446,6 +472,7 @@ impl Worker {
         self.table.export(as_of_ns, &mut flows);
         ShardExport {
             flows,
+            connections: self.table.take_conn_records(),
             ingest: self.ingest.counters,
             sessions: self.ingest.sessions.clone(),
             table: self.table.counters(),
@@ -503,14 +530,17 @@ fn run_worker<S: PacketSource>(
             match message {
                 Control::Export {
                     as_of_ns,
-                    drain,
+                    what,
                     reply,
                 } => {
-                    if drain {
+                    if what == ExportFor::Finish {
                         while worker.drain(usize::MAX) > 0 {}
-                        // Nothing more will come: record the handshake legs
-                        // still waiting for a later packet.
-                        worker.table.flush_handshakes();
+                    }
+                    if what != ExportFor::Snapshot {
+                        // Nothing more will be counted: record the handshake
+                        // legs still waiting for a later packet, end every
+                        // connection.
+                        worker.table.end_capture();
                     }
                     let _ = reply.send(worker.export(as_of_ns));
                 }

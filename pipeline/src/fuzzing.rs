@@ -84,10 +84,23 @@ pub fn flow_table(data: &[u8]) {
     let config = TableConfig {
         limits,
         timeouts,
+        conn_records: Some(crate::flow::ConnRecordConfig {
+            active_timeout_ns: 30 * crate::time::SECOND,
+            max_pending: 64,
+        }),
         ..TableConfig::default()
     };
     let mut table = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
     let mut ts = crate::time::SECOND;
+    // Connection records never count a packet twice.
+    let (mut packets, mut in_records) = (0u64, 0u64);
+    let mut take_records = |table: &mut FlowTable| {
+        for r in table.take_conn_records() {
+            assert!(r.start_ns <= r.end_ns, "{r:?}");
+            in_records += r.sent[crate::flow::Side::Client].packets
+                + r.sent[crate::flow::Side::Server].packets;
+        }
+    };
     for p in data.chunks_exact(8) {
         let step = if p[6] & 0x80 != 0 {
             crate::time::SECOND
@@ -132,17 +145,22 @@ pub fn flow_table(data: &[u8]) {
                 fragment,
             },
         };
+        packets += u64::from(packet.counts_packet);
         table.update(&packet);
         if p[6] & 0x40 != 0 {
             table.expire(ts);
         }
+        take_records(&mut table);
         let c = table.counters();
         assert!(
             c.active_connections <= 8 && c.active_flows <= 6 && c.active_sketches <= 1,
             "{c:?}"
         );
     }
-    table.flush_handshakes();
+    table.end_capture();
+    take_records(&mut table);
+    assert!(in_records <= packets, "{in_records} > {packets}");
+    assert_eq!(table.counters().conn_records_dropped, 0);
     let mut flows = Vec::new();
     table.export(ts, &mut flows);
     assert!(flows.len() <= 6);

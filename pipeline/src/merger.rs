@@ -31,6 +31,7 @@ pub fn merge(exports: Exports) -> Snapshot {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        snapshot.connections.extend(export.connections);
         if snapshot.flows.is_empty() {
             snapshot.flows = export.flows;
         } else {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::flow::{FlowRecord, Side, TableCounters, Window};
+use crate::flow::{ConnRecord, FlowRecord, Side, TableCounters, Window};
 use crate::ingest::{IngestCounters, MirrorSessions};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub struct Snapshot {
     pub rtt_window: Window,
     /// Flows by total bytes, descending; ties by packets, then by key.
     pub flows: Vec<FlowRecord>,
+    /// Connection records cut since the previous snapshot, when the tables
+    /// keep them (`TableConfig::conn_records`; for IPFIX per connection).
+    pub connections: Vec<ConnRecord>,
     pub counters: Counters,
     /// Frames and bytes per mirror session.
     pub sessions: MirrorSessions,

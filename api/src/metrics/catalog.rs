@@ -390,6 +390,13 @@ pub const CATALOG: &[Metric] = &[
         Limits "untracked packets"
     ),
     metric!(
+        "flowtap_ipfix_connection_records_dropped",
+        Counter,
+        "Connection records (--ipfix-per connection) dropped because the queue to the next snapshot was full (--ipfix-max-pending-records).",
+        table!(conn_records_dropped),
+        Limits "connection records dropped"
+    ),
+    metric!(
         "flowtap_flow_capacity",
         Gauge,
         "Flows kept at most (--max-flows, or from --memory-limit).",

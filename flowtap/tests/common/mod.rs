@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod apiserver;
+pub(crate) mod collectors;
 pub(crate) mod metrics;
 pub(crate) mod netns;
 pub(crate) mod server;

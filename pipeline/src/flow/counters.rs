@@ -39,6 +39,9 @@ pub struct TableCounters {
     /// Handshake samples that replaced a digest's oldest because the
     /// histogram limit was reached.
     pub handshake_samples_replaced: u64,
+    /// Connection records (`TableConfig::conn_records`) dropped because
+    /// the queue to the next export was full.
+    pub conn_records_dropped: u64,
     /// Gauges at the time of the export.
     pub active_connections: u64,
     pub active_flows: u64,
@@ -67,6 +70,7 @@ impl TableCounters {
         self.flow_table_full_pkts += o.flow_table_full_pkts;
         self.flow_table_full_bytes += o.flow_table_full_bytes;
         self.handshake_samples_replaced += o.handshake_samples_replaced;
+        self.conn_records_dropped += o.conn_records_dropped;
         self.active_connections += o.active_connections;
         self.active_flows += o.active_flows;
         self.active_sketches += o.active_sketches;

@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 
 use super::conn::{Class, Conn};
+use super::conn_records::ConnEnd;
 use super::conns::{ConnRef, Conns};
 use super::key::{ConnKey, FlowKey};
 use super::limits::{NEVER, Timeouts};
@@ -159,7 +160,7 @@ impl FlowTable {
                 (deadline, true) if deadline < now_ns => {
                     let mut conn = self.conns.remove(&key).expect("found above");
                     self.counters.connections_expired += 1;
-                    self.end_connection(&mut conn);
+                    self.end_connection(&mut conn, ConnEnd::Idle);
                     Verdict::Done
                 }
                 (deadline, true) => Verdict::Refile(handle, deadline),
@@ -244,7 +245,7 @@ impl FlowTable {
             .conns
             .remove(key)
             .expect("an evicted connection exists");
-        self.end_connection(&mut conn);
+        self.end_connection(&mut conn, ConnEnd::Evicted);
     }
 
     /// Makes room for one more flow: an unanswered one first, then the idle

@@ -115,6 +115,38 @@ impl TcpHealth {
         self.connections.failed() > 0 || self.retransmits() > 0
     }
 
+    /// Its counts as arrays, for compact forms (the hub feed, connection
+    /// records): per side (client, then server) retransmissions, RSTs and
+    /// zero windows; then the outcomes in [`Outcomes::named`]'s order.
+    pub fn to_counts(&self) -> ([[u64; 3]; 2], [u64; 6]) {
+        let sent = Side::BOTH.map(|side| {
+            let s = self.sent[side];
+            [s.retransmits, s.rsts, s.zero_windows]
+        });
+        (sent, self.connections.named().map(|(_, n)| n))
+    }
+
+    /// The health of [`TcpHealth::to_counts`]' arrays.
+    pub fn from_counts(sent: [[u64; 3]; 2], connections: [u64; 6]) -> TcpHealth {
+        let side = |[retransmits, rsts, zero_windows]: [u64; 3]| SideHealth {
+            retransmits,
+            rsts,
+            zero_windows,
+        };
+        let [established, refused, unanswered, reset, closed, open] = connections;
+        TcpHealth {
+            sent: PerSide::new(side(sent[0]), side(sent[1])),
+            connections: Outcomes {
+                established,
+                refused,
+                unanswered,
+                reset,
+                closed,
+                open,
+            },
+        }
+    }
+
     /// Counts what one packet's step found.
     pub fn record(&mut self, sender: Side, events: Events) {
         let sent = &mut self.sent[sender];

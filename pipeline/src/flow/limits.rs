@@ -2,6 +2,7 @@
 //! size limits (and the memory they stand for), and the table's settings.
 
 use super::conn::Conn;
+use super::conn_records::ConnRecordConfig;
 use super::conns::ConnRef;
 use super::eviction::FlowEntry;
 use super::handshake::Window;
@@ -73,6 +74,27 @@ impl Limits {
             + super::conn::HANDSHAKE_STATE_BYTES
     }
 
+    /// Estimated bytes per connection's running record, when connections
+    /// have records (`TableConfig::conn_records`): its entry in a hash
+    /// table of its own, with the spare capacity.
+    pub fn connection_record_bytes() -> usize {
+        16 * (super::conn_records::RECORD_BYTES + 1) / 7
+    }
+
+    /// These limits with each connection also keeping a running record:
+    /// fewer connections in the same memory.
+    pub fn with_connection_records(self) -> Limits {
+        let (each, record) = (
+            Limits::connection_bytes(),
+            Limits::connection_record_bytes(),
+        );
+        let scaled = self.max_connections as u128 * each as u128 / (each + record) as u128;
+        Limits {
+            max_connections: usize::try_from(scaled).unwrap_or(usize::MAX).max(1),
+            ..self
+        }
+    }
+
     /// Estimated bytes per flow: its table entry, meter, TCP health, index
     /// and queue entry, and its records in the snapshots alive at once (the
     /// one served, the one being built, and the API's view of it).
@@ -134,6 +156,9 @@ pub struct TableConfig {
     /// First fragments remembered at once per shard.
     pub max_fragments: usize,
     pub fragment_timeout_ns: u64,
+    /// Per-connection records (for `--ipfix-per connection`); none kept
+    /// when `None`.
+    pub conn_records: Option<ConnRecordConfig>,
 }
 
 impl Default for TableConfig {
@@ -145,6 +170,7 @@ impl Default for TableConfig {
             rate_window_ns: 10 * SECOND,
             max_fragments: 8192,
             fragment_timeout_ns: 30 * SECOND,
+            conn_records: None,
         }
     }
 }

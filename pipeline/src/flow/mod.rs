@@ -2,6 +2,7 @@
 //! per-shard table that holds them.
 
 pub mod conn;
+pub mod conn_records;
 mod conns;
 pub mod counters;
 mod eviction;
@@ -19,6 +20,7 @@ mod slab;
 pub mod table;
 mod wheel;
 
+pub use conn_records::{ConnEnd, ConnRecord, ConnRecordConfig, ConnSent};
 pub use counters::TableCounters;
 pub use handshake::{HandshakeDigest, HandshakeTally, Percentiles, Window};
 pub use health::{Outcomes, SideHealth, TcpHealth};

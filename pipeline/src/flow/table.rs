@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::conn::{Conn, Step, sender_is_client};
+use super::conn_records::{ConnEnd, ConnRecord, ConnRecords};
 use super::conns::{ConnRef, Conns};
 use super::counters::TableCounters;
 use super::eviction::Eviction;
@@ -42,6 +43,8 @@ pub struct FlowTable {
     pub(super) now_ns: u64,
     /// Oldest capture time seen (the start of observation, for rates).
     since_ns: u64,
+    /// Per-connection records, when asked for ([`TableConfig::conn_records`]).
+    conn_records: Option<ConnRecords>,
 }
 
 impl FlowTable {
@@ -51,6 +54,9 @@ impl FlowTable {
             clock: SlotClock::new(config.rate_window_ns),
             conns: Conns::new(hasher.clone()),
             flows: FlowSlab::new(hasher.clone()),
+            conn_records: config
+                .conn_records
+                .map(|c| ConnRecords::new(c, hasher.clone())),
             fragments: Fragments::new(config.max_fragments, config.fragment_timeout_ns, hasher),
             eviction: Eviction::default(),
             sketches: 0,
@@ -129,7 +135,7 @@ impl FlowTable {
             // A new connection on the same 5-tuple: the sender of the new SYN
             // is its client, and it may belong to another flow.
             let mut old = self.conns.remove(&key).expect("found above");
-            self.end_connection(&mut old);
+            self.end_connection(&mut old, ConnEnd::Closed);
             self.open_connection(hash, key, from_lo, &t, p);
             return;
         }
@@ -148,6 +154,9 @@ impl FlowTable {
             self.flows.get_mut(flow).answered = true;
         }
         self.count_packet(flow, sender, p, &step);
+        if let Some(records) = &mut self.conn_records {
+            records.count(hash, &key, sender, p, &step);
+        }
     }
 
     /// Counts a batch of packets, in order. The connections and flow meters
@@ -237,6 +246,10 @@ impl FlowTable {
             self.trim_eviction_queues();
             self.eviction.opened_connection(handle);
             self.file_connection(handle, true);
+            if let Some(records) = &mut self.conn_records {
+                records.open(hash, key, client_is_lo, ts);
+                records.count(hash, &key, sender, p, &step);
+            }
             step
         } else {
             self.counters.untracked_pkts += 1;
@@ -261,12 +274,16 @@ impl FlowTable {
     /// first fragment was counted in.
     fn count_bytes(&mut self, t: &Transport, wire_len: u32, ts: u64) {
         let (key, from_lo) = ConnKey::of(t);
-        let Some(conn) = self.conns.get(&key) else {
+        let hash = self.conns.hash(&key);
+        let Some(conn) = self.conns.get_hashed(hash, &key) else {
             self.counters.fragments_unmatched += 1;
             return;
         };
         let sender = Side::sender(from_lo == conn.client_is_lo());
         let flow = conn.flow;
+        if let Some(records) = &mut self.conn_records {
+            records.count_bytes(hash, &key, sender, wire_len);
+        }
         // The continuation of the inner IP packet whose first share counted
         // the packet: IP bytes. (The first share counts its inner link
         // header as IP bytes too: a few bytes a packet, in fragmented
@@ -299,10 +316,17 @@ impl FlowTable {
     }
 
     /// Records what is left of a connection's handshake and detaches it from
-    /// its flow.
-    pub(super) fn end_connection(&mut self, conn: &mut Conn) {
+    /// its flow (and cuts its record, if connections have records).
+    pub(super) fn end_connection(&mut self, conn: &mut Conn, why: ConnEnd) {
         let step = conn.flush();
         self.record_step(conn.flow, Side::Client, &step, conn.last_seen_ns);
+        if let Some(records) = &mut self.conn_records {
+            let why = match why {
+                ConnEnd::Idle if conn.is_closed() => ConnEnd::Closed,
+                why => why,
+            };
+            records.end(self.conns.hash(&conn.key), &conn.key, &step, why);
+        }
         if self.flows.detach(conn.flow) == 0 {
             self.file_idle_flow(conn.flow);
         }
@@ -355,12 +379,15 @@ impl FlowTable {
         }
     }
 
-    /// Records every handshake leg and TCP outcome still pending: the
-    /// capture has ended.
-    pub fn flush_handshakes(&mut self) {
+    /// Records every handshake leg and TCP outcome still pending, and cuts
+    /// every connection's record: the capture has ended.
+    pub fn end_capture(&mut self) {
         let mut pending = Vec::new();
         for conn in self.conns.values_mut() {
             let step = conn.flush();
+            if let Some(records) = &mut self.conn_records {
+                records.end_capture(&conn.key, &step, conn.is_closed());
+            }
             if step != Step::default() {
                 pending.push((conn.flow, step, conn.last_seen_ns));
             }
@@ -368,6 +395,15 @@ impl FlowTable {
         for (flow, step, ts) in pending {
             self.record_step(flow, Side::Client, &step, ts);
         }
+    }
+
+    /// The connection records cut since the last call (none unless
+    /// [`TableConfig::conn_records`] asks for them).
+    pub fn take_conn_records(&mut self) -> Vec<ConnRecord> {
+        self.conn_records
+            .as_mut()
+            .map(ConnRecords::take)
+            .unwrap_or_default()
     }
 
     /// Drops idle connections, flows and fragments as of `now_ns`: only
@@ -440,6 +476,7 @@ impl FlowTable {
             connection_capacity: limits.max_connections as u64,
             flow_capacity: limits.max_flows as u64,
             sketch_capacity: limits.max_sketches as u64,
+            conn_records_dropped: self.conn_records.as_ref().map_or(0, |r| r.dropped),
             ..self.counters
         }
     }
@@ -707,6 +744,146 @@ mod tests {
         }
         assert_eq!(t.counters().active_connections, 1);
         assert_eq!(t.counters().connections_expired, 1);
+    }
+
+    #[test]
+    fn connection_records_are_cut_when_connections_end_and_when_due() {
+        use crate::flow::{ConnEnd, ConnRecordConfig};
+        use crate::wire::tcp::flags::FIN;
+        let s = crate::time::SECOND;
+        let config = TableConfig {
+            timeouts: crate::flow::Timeouts::LIVE,
+            conn_records: Some(ConnRecordConfig {
+                active_timeout_ns: 60 * s,
+                max_pending: 3,
+            }),
+            ..TableConfig::default()
+        };
+        let mut t = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        // Closed by FINs, gone after its closed timeout.
+        converse(&mut t, 1_000 * s, addr(1), 40_000, server);
+        t.update(&tcp(1_001 * s, addr(1), 40_000, server, 443, FIN | ACK));
+        t.update(&tcp(1_001 * s, server, 443, addr(1), 40_000, FIN | ACK));
+        t.expire(1_005 * s);
+        assert!(t.take_conn_records().is_empty(), "still in the table");
+        t.expire(1_012 * s);
+        let records = t.take_conn_records();
+        let [r] = &records[..] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(r.end, ConnEnd::Closed);
+        assert_eq!((r.client, r.server), ((addr(1), 40_000), (server, 443)));
+        assert_eq!((r.start_ns, r.end_ns), (1_000 * s, 1_001 * s));
+        let (c, sv) = (r.sent[Side::Client], r.sent[Side::Server]);
+        assert_eq!((c.packets, c.bytes, sv.packets, sv.bytes), (3, 180, 3, 180));
+        assert_eq!(
+            (c.tcp_flags, sv.tcp_flags),
+            (SYN | ACK | FIN, SYN | ACK | FIN)
+        );
+        // SYN to SYN-ACK 1 ms, SYN to completing ACK 2 ms.
+        assert_eq!(r.legs, PerSide::new(Some(1_000), Some(2_000)));
+        assert_eq!(r.health.connections.closed, 1, "{:?}", r.health);
+
+        // Running for two minutes: a record each active timeout, counted
+        // from the record's start, then the rest when the capture ends.
+        converse(&mut t, 2_000 * s, addr(2), 40_001, server);
+        for k in 1..=5 {
+            t.update(&tcp(
+                (2_000 + k * 25) * s,
+                addr(2),
+                40_001,
+                server,
+                443,
+                ACK,
+            ));
+        }
+        let records = t.take_conn_records();
+        let [r] = &records[..] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(r.end, ConnEnd::Active);
+        assert_eq!((r.start_ns, r.end_ns), (2_000 * s, 2_050 * s));
+        assert_eq!(
+            (r.sent[Side::Client].packets, r.sent[Side::Server].packets),
+            (4, 2)
+        );
+        // A new SYN on a closed 5-tuple ends the old connection's record.
+        converse(&mut t, 3_000 * s, addr(3), 40_002, server);
+        t.update(&tcp(
+            3_001 * s,
+            server,
+            443,
+            addr(3),
+            40_002,
+            crate::wire::tcp::flags::RST,
+        ));
+        converse(&mut t, 3_002 * s, addr(3), 40_002, server);
+        let records = t.take_conn_records();
+        let [r] = &records[..] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(
+            (r.end, r.end_ns, r.health.connections.reset),
+            (ConnEnd::Closed, 3_001 * s, 1)
+        );
+        t.end_capture();
+        let mut records = t.take_conn_records();
+        records.sort_by_key(|r| r.start_ns);
+        let summary: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.end,
+                    r.start_ns / s,
+                    r.sent[Side::Client].packets,
+                    r.legs[Side::Client],
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (ConnEnd::CaptureEnded, 2_075, 3, None),
+                (ConnEnd::CaptureEnded, 3_002, 2, Some(1_000)),
+            ]
+        );
+        assert_eq!(t.counters().conn_records_dropped, 0);
+    }
+
+    #[test]
+    fn connection_records_beyond_the_bound_are_counted() {
+        use crate::flow::ConnRecordConfig;
+        let config = TableConfig {
+            timeouts: crate::flow::Timeouts::LIVE,
+            conn_records: Some(ConnRecordConfig {
+                active_timeout_ns: crate::flow::NEVER,
+                max_pending: 2,
+            }),
+            ..TableConfig::default()
+        };
+        let mut t = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        for i in 0..5 {
+            converse(&mut t, u64::from(i) * MS, addr(i), 40_000, addr(1_000));
+        }
+        t.expire(10_000 * crate::time::SECOND);
+        assert_eq!(t.take_conn_records().len(), 2);
+        assert_eq!(t.counters().conn_records_dropped, 3);
+        // The queue is empty again; the capture's end cuts the records of
+        // every running connection whatever the bound (their memory is
+        // held already).
+        for i in 0..3 {
+            converse(
+                &mut t,
+                20_000 * crate::time::SECOND,
+                addr(i),
+                40_001,
+                addr(1_000),
+            );
+        }
+        t.end_capture();
+        assert_eq!(t.take_conn_records().len(), 3);
+        assert_eq!(t.counters().conn_records_dropped, 3);
     }
 
     #[test]

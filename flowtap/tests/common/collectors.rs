@@ -1,0 +1,111 @@
+//! A real IPFIX collector for the tests: Debian's nfcapd, its files read
+//! back with nfdump; on the host or inside a test's network namespace.
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub(crate) fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a UDP socket on 127.0.0.1:`port` exists (the collector is
+/// listening) in `ns` (the test's own namespace when `None`), by the
+/// kernel's socket table: a fixed sleep lost a capture's records whenever a
+/// loaded machine started the collector late. Bounded: 10 s.
+pub(crate) fn wait_for_udp_listener(ns: Option<&str>, port: u16, collector: &str) {
+    let local = format!("0100007F:{port:04X}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = match ns {
+            None => std::fs::read_to_string("/proc/net/udp").unwrap(),
+            Some(ns) => {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", ns, "cat", "/proc/net/udp"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        };
+        if table
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{collector} not listening on 127.0.0.1:{port} after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub(crate) struct Nfcapd {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Nfcapd {
+    pub(crate) fn start() -> Nfcapd {
+        Nfcapd::start_in(None, free_udp_port())
+    }
+
+    /// nfcapd on 127.0.0.1:`port` of `ns` (the test's own when `None`).
+    pub(crate) fn start_in(ns: Option<&str>, port: u16) -> Nfcapd {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = match ns {
+            None => Command::new("nfcapd"),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nfcapd"]);
+                c
+            }
+        };
+        let child = command
+            .args(["-w", dir.path().to_str().unwrap(), "-b", "127.0.0.1"])
+            .args(["-p", &port.to_string()])
+            // A capture's records arrive in one burst at its end: a socket
+            // buffer for it, as a collector fed by busy exporters has.
+            .args(["-B", "4194304"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nfcapd (Debian nfdump; scripts/setup.sh)");
+        wait_for_udp_listener(ns, port, "nfcapd");
+        Nfcapd { child, dir, port }
+    }
+
+    /// Stops nfcapd (it writes its file on SIGINT) and reads the records.
+    pub(crate) fn records(mut self) -> Vec<Value> {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap();
+        let out = Command::new("nfdump")
+            .env("TZ", "UTC")
+            .args(["-R", self.dir.path().to_str().unwrap(), "-o", "json", "-q"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let text = text.trim();
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let json = if text.starts_with('[') {
+            text.to_owned()
+        } else {
+            format!("[{}]", text.trim_end_matches(','))
+        };
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("nfdump JSON ({e}): {text:.500}"))
+    }
+}
