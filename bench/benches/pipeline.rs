@@ -8,7 +8,10 @@
 //!   through `FlowTable::update_batch`, as the workers count;
 //! - `path/N`: frame to flow at N connections as a worker does it: the
 //!   ingest step (dissector, duplicate check, encapsulations), a hand-off,
-//!   and counting in batches.
+//!   and counting in batches;
+//! - `follow/N`: following a snapshot of N flows from the previous one, per
+//!   flow (`pipeline::follow`: the per-pair Prometheus counters and the
+//!   IPFIX exporter do it at every snapshot, a hub over every agent's).
 //!
 //! Run: `cargo bench -p flowtap-bench --bench pipeline` (BENCHMARKS.md).
 
@@ -175,12 +178,73 @@ fn path(c: &mut Criterion) {
     g.finish();
 }
 
+fn follow(c: &mut Criterion) {
+    use pipeline::flow::{Counter, FlowKey, FlowRecord, PerSide};
+    use pipeline::follow::{Change, FlowFollower};
+    use pipeline::packet::{Addr, L4Proto};
+    let mut g = c.benchmark_group("follow");
+    g.throughput(Throughput::Elements(1));
+    for (n, name) in [(100_000u32, "100k"), (1_000_000, "1M")] {
+        // Each snapshot: every flow a packet more; a hundredth replaced by
+        // new ones (flows that left, flows that started).
+        let snapshot = |round: u32| -> Vec<FlowRecord> {
+            (0..n)
+                .map(|i| {
+                    let id = if i % 100 == 0 { i + round * n } else { i };
+                    let [a, b, c, d] = id.to_be_bytes();
+                    FlowRecord {
+                        sent: PerSide::new(
+                            Counter {
+                                pkts: u64::from(round) + 1,
+                                bytes: 100,
+                            },
+                            Counter::default(),
+                        ),
+                        ..FlowRecord::new(FlowKey {
+                            proto: L4Proto::Tcp,
+                            client: Addr::from_v4([198, 18 | (a & 1), b, c]),
+                            server: Addr::from_v4([198, 19, 0, d]),
+                            server_port: 443,
+                        })
+                    }
+                })
+                .collect()
+        };
+        let snapshots = [snapshot(1), snapshot(2)];
+        let mut follower = FlowFollower::<u64>::default();
+        let mut round = 0;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let mut left = 0u64;
+                for _ in 0..iters.div_ceil(u64::from(n)) {
+                    round += 1;
+                    follower.observe(
+                        &snapshots[round % 2],
+                        |_, f, change| match change {
+                            Change::Continued(s) | Change::Restarted(s) => s + f.sent.total().pkts,
+                            Change::Started => 0,
+                        },
+                        |_, s| left += s,
+                    );
+                }
+                black_box(left);
+                // Per flow: a round follows n of them.
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (iters.div_ceil(u64::from(n)) * u64::from(n)) as f64)
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = parse, handoff, update, path
+    targets = parse, handoff, update, path, follow
 }
 criterion_main!(benches);

@@ -9,7 +9,8 @@
 //! new one started (it cannot lose packets, nor start later, and stay the
 //! same flow). Each consumer keeps a state of its own per flow.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use crate::flow::{FlowKey, FlowRecord};
 
@@ -46,16 +47,33 @@ impl Incarnation {
     }
 }
 
+/// A followed flow: which it is, whether the last snapshot had it (the
+/// follower's `parity` then), and its consumer's state.
+#[derive(Debug)]
+struct Followed<T> {
+    incarnation: Incarnation,
+    parity: bool,
+    state: T,
+}
+
 /// The flows of the last snapshot followed, each with a consumer's `T`.
+///
+/// One map, updated in place: a snapshot's flow is looked up once, and
+/// those the snapshot did not have are the entries it did not mark (a
+/// million-flow hub follows every round; a fresh map each time cost a
+/// removal and an insertion per flow, and page faults for the new table).
 #[derive(Debug)]
 pub struct FlowFollower<T> {
-    flows: HashMap<FlowKey, (Incarnation, T), ahash::RandomState>,
+    flows: HashMap<FlowKey, Followed<T>, ahash::RandomState>,
+    /// The mark of the flows the last snapshot had; flips every snapshot.
+    parity: bool,
 }
 
 impl<T> Default for FlowFollower<T> {
     fn default() -> Self {
         FlowFollower {
             flows: HashMap::default(),
+            parity: false,
         }
     }
 }
@@ -70,25 +88,40 @@ impl<T> FlowFollower<T> {
         mut each: impl FnMut(usize, &FlowRecord, Change<T>) -> T,
         mut left: impl FnMut(FlowKey, T),
     ) {
-        let mut next = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
+        let parity = !self.parity;
+        self.flows
+            .reserve(flows.len().saturating_sub(self.flows.len()));
         for (i, f) in flows.iter().enumerate() {
-            let now = Incarnation::of(f);
-            let change = match self.flows.remove(&f.key) {
-                None => Change::Started,
-                Some((before, state)) if now.continues(before) => Change::Continued(state),
-                Some((_, state)) => Change::Restarted(state),
+            let incarnation = Incarnation::of(f);
+            let mut follow = |change| Followed {
+                incarnation,
+                parity,
+                state: each(i, f, change),
             };
-            next.insert(f.key, (now, each(i, f, change)));
+            match self.flows.entry(f.key) {
+                Entry::Vacant(v) => {
+                    v.insert(follow(Change::Started));
+                }
+                Entry::Occupied(o) => {
+                    o.replace_entry_with(|_, before| {
+                        Some(follow(if incarnation.continues(before.incarnation) {
+                            Change::Continued(before.state)
+                        } else {
+                            Change::Restarted(before.state)
+                        }))
+                    });
+                }
+            }
         }
-        for (key, (_, state)) in self.flows.drain() {
-            left(key, state);
+        for (key, gone) in self.flows.extract_if(|_, f| f.parity != parity) {
+            left(key, gone.state);
         }
-        self.flows = next;
+        self.parity = parity;
     }
 
     /// The states of the flows followed, as the capture ends.
     pub fn states_mut(&mut self) -> impl Iterator<Item = (&FlowKey, &mut T)> {
-        self.flows.iter_mut().map(|(k, (_, t))| (k, t))
+        self.flows.iter_mut().map(|(k, f)| (k, &mut f.state))
     }
 
     pub fn len(&self) -> usize {
