@@ -37,6 +37,11 @@ pub struct Publisher {
     stats: Arc<ServiceStats>,
     /// What follows every snapshot besides the API (the IPFIX exporter).
     sinks: Vec<Box<dyn pipeline::snapshot::SnapshotSink>>,
+    /// The view last replaced, when a query still held it then: freed here
+    /// at the next publish, not by whichever query lets go of it last (a
+    /// million-flow view takes a while to free, and that query's client
+    /// would wait for it).
+    retired: Option<Arc<View>>,
 }
 
 impl Publisher {
@@ -60,6 +65,7 @@ impl Publisher {
             snapshot: Arc::new(Snapshot::default()),
             stats,
             sinks: Vec::new(),
+            retired: None,
         }
     }
 
@@ -197,9 +203,13 @@ impl Publisher {
         }
     }
 
-    fn rebuild(&self) {
+    fn rebuild(&mut self) {
         let inventory = self.inventory.as_ref().map(Source::current);
         let view = View::build(self.snapshot.clone(), inventory, self.cluster.clone());
-        self.views.store(Arc::new(view));
+        view.prepare_as(&self.views.load());
+        let replaced = self.views.swap(Arc::new(view));
+        // Freed now if no query holds it (and the one retired before, in
+        // any case).
+        self.retired = Arc::try_unwrap(replaced).err();
     }
 }

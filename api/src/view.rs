@@ -12,8 +12,8 @@ use pipeline::flow::{FlowRecord, PerSide, Side};
 
 use crate::cluster::Cluster;
 use crate::rest::coverage::CoverageJson;
-use crate::rest::query::{Aggregate, FlowQuery};
-use crate::rest::rows::Grouped;
+use crate::rest::query::{Aggregate, FlowQuery, SortKey};
+use crate::rest::rows::{Grouped, Row};
 use crate::rest::summary;
 use k8s::{Identity, Inventory};
 use pipeline::packet::L4Proto;
@@ -35,8 +35,59 @@ pub struct View {
     coverage: Arc<CoverageJson>,
     /// The agent feed of this view, encoded the first time a hub asks.
     feed: OnceLock<bytes::Bytes>,
-    /// Aggregations computed from this view, by what they grouped.
-    aggregations: Mutex<HashMap<AggregationKey, Arc<Vec<Grouped>>>>,
+    /// Aggregations computed from this view, by what they grouped: each
+    /// computed once, queries asking meanwhile waiting for it.
+    aggregations: Memo<AggregationKey, Arc<Vec<Grouped>>>,
+    /// Aggregated answers' entries and totals, by everything that chooses
+    /// them: a repeated query renders, and does not rank the groups again.
+    aggregated_tops: Memo<TopKey, Arc<(Vec<Row>, usize)>>,
+    /// The aggregated queries clients asked this view (at most
+    /// [`MEMO_KEPT`]): the next view answers them before it is served.
+    asked: Mutex<Vec<FlowQuery>>,
+}
+
+fn aggregation_key(q: &FlowQuery) -> AggregationKey {
+    (
+        q.aggregate,
+        q.l4proto,
+        q.ip,
+        [q.ns.clone(), q.pod.clone(), q.svc.clone()],
+    )
+}
+
+/// What chooses an aggregated answer's entries: its groups, their order,
+/// how many, and the thresholds they pass.
+type TopKey = (AggregationKey, SortKey, usize, Option<u64>, Option<u64>);
+
+/// Values computed from a view the first time a query asks for them, by
+/// key; a query that asks while one is computed waits for it rather than
+/// compute it again (a new snapshot met by several clients at once).
+/// Bounded: past [`MEMO_KEPT`] keys the memo starts again, since clients
+/// choose the keys.
+struct Memo<K, V> {
+    kept: Mutex<HashMap<K, Arc<OnceLock<V>>>>,
+}
+
+impl<K, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo {
+            kept: Mutex::default(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Memo<K, V> {
+    fn get(&self, key: K, compute: impl FnOnce() -> V) -> V {
+        let cell = {
+            let mut kept = self.kept.lock().expect("memo lock");
+            if kept.len() >= MEMO_KEPT && !kept.contains_key(&key) {
+                kept.clear();
+            }
+            kept.entry(key).or_default().clone()
+        };
+        // Computed without the map's lock: a slow value holds up no other.
+        cell.get_or_init(compute).clone()
+    }
 }
 
 /// What an aggregation groups: the grouping and the filters applied before
@@ -48,9 +99,9 @@ type AggregationKey = (
     [Option<String>; 3],
 );
 
-/// Aggregations kept per view; past it, the oldest is dropped. Each holds
-/// one entry per group (16 bytes, a merged row for groups of several).
-const AGGREGATIONS_KEPT: usize = 8;
+/// Values a memo keeps per view. An aggregation holds one entry per group
+/// (16 bytes, a merged row for groups of several); an answer its rows.
+const MEMO_KEPT: usize = 16;
 
 impl View {
     pub fn build(
@@ -85,7 +136,9 @@ impl View {
             summary_json: bytes::Bytes::new(),
             coverage,
             feed: OnceLock::new(),
-            aggregations: Mutex::default(),
+            aggregations: Memo::default(),
+            aggregated_tops: Memo::default(),
+            asked: Mutex::default(),
         };
         view.summary_json = serde_json::to_vec(&summary::build(&view))
             .expect("the summary serialises")
@@ -109,28 +162,46 @@ impl View {
         q: &FlowQuery,
         compute: impl FnOnce() -> Vec<Grouped>,
     ) -> Arc<Vec<Grouped>> {
-        let key: AggregationKey = (
-            q.aggregate,
-            q.l4proto,
-            q.ip,
-            [q.ns.clone(), q.pod.clone(), q.svc.clone()],
+        self.aggregations
+            .get(aggregation_key(q), || Arc::new(compute()))
+    }
+
+    /// The entries and total of `q`'s aggregated answer, computed by
+    /// `compute` the first time a query asks for them (ranking every group
+    /// is most of an answer's work: a million groups when names are
+    /// unknown and each flow stands alone).
+    pub fn aggregated_top(
+        &self,
+        q: &FlowQuery,
+        compute: impl FnOnce() -> (Vec<Row>, usize),
+    ) -> Arc<(Vec<Row>, usize)> {
+        let key = (
+            aggregation_key(q),
+            q.sort,
+            q.limit,
+            q.min_handshake_p99_us,
+            q.min_failed,
         );
-        if let Some(groups) = self
-            .aggregations
-            .lock()
-            .expect("aggregations lock")
-            .get(&key)
-        {
-            return groups.clone();
+        self.aggregated_tops.get(key, || Arc::new(compute()))
+    }
+
+    /// Notes that a client asked `q` (an aggregated query) of this view.
+    pub fn asked(&self, q: &FlowQuery) {
+        let mut asked = self.asked.lock().expect("asked lock");
+        if asked.len() < MEMO_KEPT && !asked.contains(q) {
+            asked.push(q.clone());
         }
-        // Computed without the lock: a slow aggregation holds up no other.
-        let groups = Arc::new(compute());
-        let mut kept = self.aggregations.lock().expect("aggregations lock");
-        if kept.len() >= AGGREGATIONS_KEPT {
-            kept.clear();
+    }
+
+    /// Prepares this view for what clients asked `previous`: the answers
+    /// they will ask again are computed once, before the view is served,
+    /// rather than by the first query that meets it (which then waited for
+    /// it: the p99 of an aggregation under load).
+    pub fn prepare_as(&self, previous: &View) {
+        let asked = previous.asked.lock().expect("asked lock").clone();
+        for q in asked {
+            crate::rest::flows(self, &q);
         }
-        kept.insert(key, groups.clone());
-        groups
     }
 
     /// The coverage answers carry.
@@ -231,5 +302,83 @@ impl pipeline::snapshot::EndpointNames for View {
             workload: id.workload.clone(),
             pod: id.pod.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::rest::query::parse_flow_query;
+
+    #[test]
+    fn queries_that_meet_share_one_aggregation() {
+        let view = View::empty();
+        let computed = AtomicUsize::new(0);
+        let compute = || {
+            computed.fetch_add(1, Ordering::SeqCst);
+            // Long enough for every thread to ask while it runs.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Vec::new()
+        };
+        let by_namespace = parse_flow_query("aggregate=namespace").unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| view.aggregation(&by_namespace, compute));
+            }
+        });
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        // Sorting and limits come after: the same groups.
+        let sorted = parse_flow_query("aggregate=namespace&limit=3&sort=pkts").unwrap();
+        view.aggregation(&sorted, compute);
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        // Another grouping, or another filter, is computed on its own.
+        view.aggregation(&parse_flow_query("aggregate=pod").unwrap(), compute);
+        view.aggregation(
+            &parse_flow_query("aggregate=namespace&ns=shop").unwrap(),
+            compute,
+        );
+        assert_eq!(computed.load(Ordering::SeqCst), 3);
+
+        // An answer's ranked entries: once per order, limit and thresholds.
+        let ranked = AtomicUsize::new(0);
+        let rank = || {
+            ranked.fetch_add(1, Ordering::SeqCst);
+            (Vec::new(), 0)
+        };
+        for query in ["aggregate=namespace", "aggregate=namespace&format=full"] {
+            view.aggregated_top(&parse_flow_query(query).unwrap(), rank);
+        }
+        assert_eq!(ranked.load(Ordering::SeqCst), 1, "the format only renders");
+        for query in [
+            "aggregate=namespace&limit=5",
+            "aggregate=namespace&min_failed=1",
+        ] {
+            view.aggregated_top(&parse_flow_query(query).unwrap(), rank);
+        }
+        assert_eq!(ranked.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn the_next_view_answers_what_clients_asked_before_it_is_served() {
+        let (served, next, untouched) = (View::empty(), View::empty(), View::empty());
+        let asked = parse_flow_query("aggregate=pod&sort=pkts").unwrap();
+        let plan =
+            crate::rest::plan(crate::rest::FLOWS_PATH, "aggregate=pod&sort=pkts", 100).unwrap();
+        crate::rest::answer(&served, &plan);
+        next.prepare_as(&served);
+        next.aggregated_top(&asked, || panic!("prepared: not computed again"));
+        // What nobody asked is not prepared.
+        let other = parse_flow_query("aggregate=namespace").unwrap();
+        let computed = AtomicUsize::new(0);
+        next.aggregated_top(&other, || {
+            computed.fetch_add(1, Ordering::SeqCst);
+            (Vec::new(), 0)
+        });
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        // A prepared view passes on only what its own clients asked.
+        untouched.prepare_as(&next);
+        assert!(untouched.asked.lock().unwrap().is_empty());
     }
 }

@@ -125,7 +125,12 @@ pub enum Answer {
 /// Computes the answer to a plan from `view`.
 pub fn answer(view: &View, plan: &Plan) -> Answer {
     match plan {
-        Plan::Flows(q) => Answer::Flows(flows(view, q)),
+        Plan::Flows(q) => {
+            if q.aggregate.is_some() {
+                view.asked(q);
+            }
+            Answer::Flows(flows(view, q))
+        }
         Plan::Summary => Answer::Summary(view.summary_json()),
         Plan::Workloads(q) => Answer::Workloads(workloads::answer(view, q)),
     }
@@ -188,19 +193,24 @@ pub fn flows(view: &View, q: &FlowQuery) -> FlowsAnswer {
             };
         }
         Some(by) => {
-            // Computed once per view for each grouping asked for, then
-            // shared: repeated queries only sort.
-            let groups = view.aggregation(q, || {
-                let indices: Vec<usize> = (0..n).filter(|&i| select::matches(view, i, q)).collect();
-                rows::aggregate(view, &indices, by)
+            // Computed once per view for each grouping asked for, and
+            // ranked once for each order, limit and thresholds asked for:
+            // repeated queries only render.
+            let top = view.aggregated_top(q, || {
+                let groups = view.aggregation(q, || {
+                    let indices: Vec<usize> =
+                        (0..n).filter(|&i| select::matches(view, i, q)).collect();
+                    rows::aggregate(view, &indices, by)
+                });
+                let kept = groups
+                    .iter()
+                    .filter(|g| select::passes_thresholds(&g.sort_key(view), q));
+                let total = kept.clone().count();
+                (select::top_groups(view, kept, q.sort, q.limit), total)
             });
-            let kept = groups
-                .iter()
-                .filter(|g| select::passes_thresholds(&g.sort_key(view), q));
-            total = kept.clone().count();
-            let rows = select::top_groups(view, kept, q.sort, q.limit);
+            total = top.1;
             entries = Entries::Rows {
-                rows,
+                rows: top.0.clone(),
                 full: q.format == Format::Full,
                 aggregated: true,
             };

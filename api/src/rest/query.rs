@@ -28,7 +28,7 @@ pub enum Aggregate {
 }
 
 /// The order of the returned flows (all descending).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum SortKey {
     #[default]
     Bytes,

@@ -155,6 +155,12 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
+        // Answers are written whole, often in several segments: with
+        // Nagle's algorithm the last waited for the client's delayed ACK
+        // (40 ms on Linux) on every answer of more than one segment.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
         // The address the client reached: a Host header naming it is the
         // client's own choice, not a rebinding page's.
         let Ok(local) = stream.local_addr() else {
