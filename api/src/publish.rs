@@ -42,6 +42,9 @@ pub struct Publisher {
     /// million-flow view takes a while to free, and that query's client
     /// would wait for it).
     retired: Option<Arc<View>>,
+    /// Whether anything will read the per-pair counters (`/metrics` is
+    /// served): following every flow for them is a pass over the snapshot.
+    pair_counters: bool,
 }
 
 impl Publisher {
@@ -66,6 +69,7 @@ impl Publisher {
             stats,
             sinks: Vec::new(),
             retired: None,
+            pair_counters: true,
         }
     }
 
@@ -122,6 +126,12 @@ impl Publisher {
             .set_max_pairs(max_pairs);
     }
 
+    /// Nothing will read `/metrics` (a file read without `--listen`): the
+    /// per-pair counters are not kept.
+    pub fn without_pair_counters(&mut self) {
+        self.pair_counters = false;
+    }
+
     pub fn publish(&mut self, mut snapshot: Snapshot) -> Arc<Snapshot> {
         if let Some(me) = &self.identity
             && snapshot.coverage.agents.is_empty()
@@ -146,11 +156,13 @@ impl Publisher {
         self.snapshot = snapshot;
         let started = std::time::Instant::now();
         self.rebuild();
-        self.stats
-            .pairs
-            .lock()
-            .expect("pairs lock")
-            .observe(&self.views.load());
+        if self.pair_counters {
+            self.stats
+                .pairs
+                .lock()
+                .expect("pairs lock")
+                .observe(&self.views.load());
+        }
         let view = self.views.load();
         for sink in &mut self.sinks {
             sink.snapshot(&self.snapshot, &**view);

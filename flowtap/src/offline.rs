@@ -36,6 +36,13 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
 pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let publisher = setup::publisher(cli)?;
+    if cli.serve.listen.is_none() {
+        // No /metrics to serve them in.
+        publisher
+            .lock()
+            .expect("publisher lock")
+            .without_pair_counters();
+    }
     // Bind before reading, so a taken port fails at once.
     let service = match cli.serve.listen {
         Some(_) => Some(Service::start(
