@@ -27,7 +27,7 @@ pub struct ConnRecordConfig {
     /// is this old (capture time).
     pub active_timeout_ns: u64,
     /// Records kept for the next export at most; more are dropped and
-    /// counted (`TableCounters::connection_records_dropped`).
+    /// counted (`TableCounters::conn_records_dropped`).
     pub max_pending: usize,
 }
 
