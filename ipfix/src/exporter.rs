@@ -1,9 +1,8 @@
 //! Following snapshots and sending their flows' records (see the crate doc).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use std::collections::HashMap;
 
 use pipeline::Snapshot;
 use pipeline::flow::{

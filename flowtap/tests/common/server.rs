@@ -170,14 +170,18 @@ impl Server {
 
 /// Sends `raw` as is to `addr` and reads the response until it closes.
 pub(crate) fn raw_request(addr: SocketAddr, raw: &[u8]) -> Response {
-    {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(raw).unwrap();
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-        parse_response(&buf)
-    }
+    parse_response(&exchange(addr, raw).expect("writing the request"))
+}
+
+/// Sends `raw` to `addr` and reads until the server closes: what came
+/// back, or None when the request could not be written.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(raw).ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    Some(buf)
 }
 
 impl Server {
@@ -204,11 +208,7 @@ impl Server {
     /// GET, or None when the server closed the connection without a byte
     /// of response (it gave the connection up before reading the request).
     pub(crate) fn try_get(&self, target: &str) -> Option<Response> {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(&request_bytes("GET", target, &[], b"")).ok()?;
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
+        let buf = exchange(self.addr, &request_bytes("GET", target, &[], b""))?;
         (!buf.is_empty()).then(|| parse_response(&buf))
     }
 

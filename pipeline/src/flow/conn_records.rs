@@ -35,9 +35,8 @@ impl ConnRecordConfig {
     /// The config of a shard that takes `part` of `total` shares of the
     /// traffic: its share of the pending records (rounded up).
     pub fn share(&self, part: u64, total: u64) -> ConnRecordConfig {
-        let max = (self.max_pending as u128 * u128::from(part)).div_ceil(u128::from(total.max(1)));
         ConnRecordConfig {
-            max_pending: usize::try_from(max).unwrap_or(usize::MAX).max(1),
+            max_pending: super::limits::shard_share(self.max_pending, part, total),
             ..*self
         }
     }
@@ -261,18 +260,17 @@ impl ConnRecords {
 
     /// The connection left the table: its record, with what its last step
     /// settled (`step`, the client's), is cut.
-    pub(super) fn end(&mut self, hash: u64, key: &ConnKey, step: &Step, why: ConnEnd) {
-        let Ok(entry) = self.running.find_entry(hash, |r| r.key == *key) else {
-            return;
-        };
-        let (mut r, _) = entry.remove();
-        r.note_step(Side::Client, step);
-        push(
-            &mut self.pending,
-            &mut self.dropped,
-            self.config,
-            r.record(why),
-        );
+    pub(super) fn end(
+        &mut self,
+        hash: u64,
+        key: &ConnKey,
+        step: &Step,
+        why: ConnEnd,
+        closed: bool,
+    ) {
+        if let Some(record) = self.cut(hash, key, step, why, closed) {
+            push(&mut self.pending, &mut self.dropped, self.config, record);
+        }
     }
 
     /// The capture ended: the connection's record is cut, with what the
@@ -281,17 +279,30 @@ impl ConnRecords {
     /// file read without timeouts cuts every record here).
     pub(super) fn end_capture(&mut self, key: &ConnKey, step: &Step, closed: bool) {
         let hash = self.hasher.hash_one(key);
-        let Ok(entry) = self.running.find_entry(hash, |r| r.key == *key) else {
-            return;
-        };
+        if let Some(record) = self.cut(hash, key, step, ConnEnd::CaptureEnded, closed) {
+            self.pending.push(record);
+        }
+    }
+
+    /// Removes a connection's running record and cuts it, with what its
+    /// last step settled (`step`, the client's). A connection closed by
+    /// FINs or RST that leaves idle or at the capture's end ended closed.
+    fn cut(
+        &mut self,
+        hash: u64,
+        key: &ConnKey,
+        step: &Step,
+        why: ConnEnd,
+        closed: bool,
+    ) -> Option<ConnRecord> {
+        let entry = self.running.find_entry(hash, |r| r.key == *key).ok()?;
         let (mut r, _) = entry.remove();
         r.note_step(Side::Client, step);
-        let why = if closed {
-            ConnEnd::Closed
-        } else {
-            ConnEnd::CaptureEnded
+        let why = match why {
+            ConnEnd::Idle | ConnEnd::CaptureEnded if closed => ConnEnd::Closed,
+            why => why,
         };
-        self.pending.push(r.record(why));
+        Some(r.record(why))
     }
 
     /// The records cut since the last call.

@@ -135,16 +135,20 @@ impl Limits {
     /// The limits of a shard that takes `part` of `total` shares of the
     /// traffic (rounded up).
     pub fn share(&self, part: u64, total: u64) -> Limits {
-        let share = |n: usize| {
-            let n = (u128::from(n as u64) * u128::from(part)).div_ceil(u128::from(total.max(1)));
-            usize::try_from(n).unwrap_or(usize::MAX).max(1)
-        };
+        let share = |n: usize| shard_share(n, part, total);
         Limits {
             max_connections: share(self.max_connections),
             max_flows: share(self.max_flows),
             max_sketches: share(self.max_sketches),
         }
     }
+}
+
+/// A shard's share of a bound `n` when it takes `part` of `total` shares
+/// of the traffic: rounded up, at least one.
+pub(super) fn shard_share(n: usize, part: u64, total: u64) -> usize {
+    let n = (u128::from(n as u64) * u128::from(part)).div_ceil(u128::from(total.max(1)));
+    usize::try_from(n).unwrap_or(usize::MAX).max(1)
 }
 
 #[derive(Clone, Copy, Debug)]

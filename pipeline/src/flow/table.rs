@@ -321,11 +321,8 @@ impl FlowTable {
         let step = conn.flush();
         self.record_step(conn.flow, Side::Client, &step, conn.last_seen_ns);
         if let Some(records) = &mut self.conn_records {
-            let why = match why {
-                ConnEnd::Idle if conn.is_closed() => ConnEnd::Closed,
-                why => why,
-            };
-            records.end(self.conns.hash(&conn.key), &conn.key, &step, why);
+            let hash = self.conns.hash(&conn.key);
+            records.end(hash, &conn.key, &step, why, conn.is_closed());
         }
         if self.flows.detach(conn.flow) == 0 {
             self.file_idle_flow(conn.flow);
