@@ -1,6 +1,7 @@
 //! Connections and flows: keys, roles, handshake timing, rates, and the
 //! per-shard table that holds them.
 
+mod chunked_vec;
 pub mod conn;
 pub mod conn_records;
 mod conns;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 
+use super::chunked_vec::ChunkedVec;
 use super::handshake::HandshakeDigest;
 use super::health::TcpHealth;
 use super::key::FlowKey;
@@ -36,18 +37,20 @@ pub(crate) struct FlowEntry {
 
 #[derive(Debug)]
 pub(crate) struct FlowSlab {
-    pub entries: Vec<Option<FlowEntry>>,
+    /// Chunked rather than `Vec`s: a growing shard never copies its flows
+    /// (see [`ChunkedVec`]).
+    pub entries: ChunkedVec<Option<FlowEntry>>,
     /// Each flow's per-packet counters, by the same index: a packet touches
     /// its flow's meter alone (one cache line), not the whole entry.
-    pub meters: Vec<Meter>,
+    pub meters: ChunkedVec<Meter>,
     /// Each flow's TCP health, by the same index, apart from the entry:
     /// touched only when a packet is a retransmission, a RST or a zero
     /// window, or settles a connection's outcome, so the entry that rate
     /// slots roll into stays as small as it was.
-    pub health: Vec<TcpHealth>,
+    pub health: ChunkedVec<TcpHealth>,
     /// Bumped each time a slot is freed, so a remembered (index, generation)
     /// names one flow and never a later occupant of its slot.
-    pub generations: Vec<u32>,
+    pub generations: ChunkedVec<u32>,
     free: Vec<u32>,
     pub index: HashMap<FlowKey, u32, ahash::RandomState>,
 }
@@ -55,10 +58,10 @@ pub(crate) struct FlowSlab {
 impl FlowSlab {
     pub(super) fn new(hasher: ahash::RandomState) -> FlowSlab {
         FlowSlab {
-            entries: Vec::new(),
-            meters: Vec::new(),
-            health: Vec::new(),
-            generations: Vec::new(),
+            entries: ChunkedVec::default(),
+            meters: ChunkedVec::default(),
+            health: ChunkedVec::default(),
+            generations: ChunkedVec::default(),
             free: Vec::new(),
             index: HashMap::with_hasher(hasher),
         }

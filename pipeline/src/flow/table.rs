@@ -426,8 +426,8 @@ impl FlowTable {
             .flows
             .entries
             .iter_mut()
-            .zip(&self.flows.meters)
-            .zip(&self.flows.health);
+            .zip(self.flows.meters.iter())
+            .zip(self.flows.health.iter());
         for ((flow, meter), health) in flows {
             let Some(flow) = flow else {
                 continue;
