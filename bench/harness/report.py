@@ -25,6 +25,9 @@ def tables(res: dict) -> str:
     m = res["machine"]
     out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; {m['date']}; "
            f"median of up to {res['runs']} interleaved runs{' (quick mode)' if res['quick'] else ''}.\n"]
+    binaries = res.get("binaries", {})
+    if binaries:
+        out.append("Measured: " + "; ".join(f"{section} by {version}" for section, version in sorted(binaries.items())) + ".\n")
     for name, cap in res.get("offline", {}).items():
         out.append(f"\n### Offline: {name} ({describe(cap['packets'], res['captures'][name]['spec'])})\n\n")
         out.append(table(

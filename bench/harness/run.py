@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,6 +88,10 @@ def main() -> int:
         # A partial run replaces its sections of the last full one.
         results = json.loads(previous.read_text())
     results.update({"machine": machine(), "quick": args.quick, "runs": runs})
+    # Which flowtap each section measured (`flowtap --version` names its
+    # commit): a partial run keeps the other sections of an earlier build.
+    version = subprocess.run([str(bins["flowtap"]), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    results["binaries"] = {**results.get("binaries", {}), **{s: version for s in sections}}
     # The hub section serves its own stand-in agents, the duration sweep makes
     # its own captures; every other reads these.
     captures = {}
