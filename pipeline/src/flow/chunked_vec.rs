@@ -14,7 +14,8 @@
 //! 8–20% per packet. A chunk's untouched tail is address space, not memory.
 //!
 //! The expiry wheel's `Chunks` also grows by pieces, but is a bag (popped
-//! and thinned, never indexed); this is the flow slab's indexed storage.
+//! and thinned, never indexed); this is the indexed storage of the flow
+//! slab and of the connections (`Conns`).
 
 const CHUNK_LOG2: u32 = 12;
 /// Elements per chunk.
@@ -22,7 +23,8 @@ const CHUNK: usize = 1 << CHUNK_LOG2;
 
 #[derive(Debug)]
 pub(super) struct ChunkedVec<T> {
-    /// Every chunk but the last holds exactly [`CHUNK`] elements.
+    /// Every chunk before the one the next element goes to holds exactly
+    /// [`CHUNK`] elements; at most one empty chunk follows that one.
     chunks: Vec<Vec<T>>,
     len: usize,
 }
@@ -56,6 +58,28 @@ impl<T> ChunkedVec<T> {
         // chunk exactly when this one holds `CHUNK`.
         self.chunks[chunk].push(value);
         self.len += 1;
+    }
+
+    /// Removes element `index` and puts the last in its place (order is
+    /// not kept; nothing else moves).
+    pub(super) fn swap_remove(&mut self, index: usize) -> T {
+        assert!(
+            index < self.len,
+            "index {index} out of {} elements",
+            self.len
+        );
+        let (chunk, _) = locate(self.len - 1);
+        let last = self.chunks[chunk]
+            .pop()
+            .expect("the last chunk holds the last element");
+        self.len -= 1;
+        // One empty chunk is kept for the next push; more are given back.
+        self.chunks.truncate(locate(self.len).0 + 2);
+        if index == self.len {
+            last
+        } else {
+            std::mem::replace(&mut self[index], last)
+        }
     }
 
     #[inline]
@@ -135,6 +159,34 @@ mod tests {
         assert_eq!(v[n - 1], 0);
         // Four chunks, each allocated once at its full size.
         assert_eq!(v.chunks.len(), 4);
+        assert!(v.chunks.iter().all(|c| c.capacity() == CHUNK));
+    }
+
+    #[test]
+    fn swap_remove_fills_the_hole_with_the_last() {
+        let n = 2 * CHUNK + 1;
+        let mut v = ChunkedVec::default();
+        for i in 0..n {
+            v.push(i);
+        }
+        assert_eq!(v.swap_remove(3), 3);
+        assert_eq!(v[3], n - 1);
+        assert_eq!(v.len(), n - 1);
+        assert_eq!(v.swap_remove(n - 2), n - 2);
+        // Emptied down to one chunk: one spare chunk is kept, not more.
+        while v.len() > 10 {
+            v.swap_remove(0);
+        }
+        assert_eq!(v.chunks.len(), 2);
+        let mut left: Vec<usize> = v.iter().copied().collect();
+        left.sort_unstable();
+        left.dedup();
+        assert_eq!(left.len(), 10);
+        // Grows again into the kept chunk and new ones.
+        for i in 0..CHUNK {
+            v.push(i);
+        }
+        assert_eq!(v.len(), CHUNK + 10);
         assert!(v.chunks.iter().all(|c| c.capacity() == CHUNK));
     }
 

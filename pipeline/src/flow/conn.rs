@@ -324,13 +324,6 @@ impl Conn {
         }
     }
 
-    /// A value read from the end of the connection's state, for a batch's
-    /// look-ahead to load the cache lines the update will read.
-    #[inline]
-    pub fn touch(&self) -> u64 {
-        self.health.touch() ^ self.last_seen_ns
-    }
-
     /// Notes a UDP datagram's sender: the first from the other side answers.
     pub fn note_datagram(&mut self, sender: Side) {
         if sender != self.opened_by() {

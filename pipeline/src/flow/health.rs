@@ -293,12 +293,6 @@ impl ConnHealth {
         }
     }
 
-    /// A value of the state, for a look-ahead to load it into the cache.
-    #[inline]
-    pub fn touch(&self) -> u64 {
-        u64::from(self.next_seq[Side::Client]) ^ u64::from(self.last_ack[Side::Server])
-    }
-
     /// The first packet of a connection, sent by `sender`; true when it
     /// joins an open connection mid-stream.
     pub fn open(&mut self, f: u8, sender: Side) -> bool {

@@ -68,8 +68,10 @@ impl Limits {
     /// ones), and its handshake state (a flood keeps every connection in
     /// its handshake).
     pub fn connection_bytes() -> usize {
-        // hashbrown grows at 7/8 full to twice the buckets: 7/16 full.
-        16 * (size_of::<Conn>() + 1) / 7
+        // The connection, and its index slots when the index has just
+        // doubled.
+        size_of::<Conn>()
+            + super::conns::Conns::SLOT_BYTES_WORST
             + 6 * size_of::<ConnRef>()
             + super::conn::HANDSHAKE_STATE_BYTES
     }

@@ -172,17 +172,6 @@ impl Meter {
 }
 
 impl RateWindow {
-    /// Reads the window's lines (to have them on their way to the cache
-    /// before a batch's packets need them); the value means nothing.
-    #[inline]
-    pub fn touch(&self) -> u64 {
-        self.starts
-            .iter()
-            .fold(self.link_bytes[Side::Client], |acc, s| {
-                acc ^ s[Side::Client].pkts
-            })
-    }
-
     /// Prepares the slots for a packet at `slot`, which is not the newest
     /// one, before it is added to `totals`.
     #[cold]

@@ -22,11 +22,15 @@ use super::record::FlowRecord;
 use super::side::{PerSide, Side};
 use super::slab::{FlowEntry, FlowSlab};
 use crate::packet::{Fragment, L4Proto, PacketMeta, Transport};
+use crate::prefetch::prefetch;
 use crate::time::round_to_micros;
 use crate::wire::dissect::FragmentId;
 
-/// Packets whose state [`FlowTable::update_batch`] loads ahead at once.
-const LOOKAHEAD: usize = 32;
+/// Packets between two stages of [`FlowTable::update_batch`]'s pipeline:
+/// enough updates to cover a miss to memory.
+const AHEAD: usize = 8;
+/// The pipeline's ring of hashes and flows: more than its depth.
+const LOOKAHEAD: usize = 64;
 
 #[derive(Debug)]
 pub struct FlowTable {
@@ -159,48 +163,57 @@ impl FlowTable {
         }
     }
 
-    /// Counts a batch of packets, in order. The connections and flow meters
-    /// of the whole batch are looked up first, before any is updated: those
-    /// lookups do not depend on each other, so the CPU overlaps their cache
-    /// misses instead of waiting for each in turn (with 100k connections,
-    /// most packets miss the cache twice or more; see BENCHMARKS.md).
+    /// Counts a batch of packets, in order, asking for what each update
+    /// will read a few packets before it runs: with 100k connections most
+    /// packets miss the cache several times (see BENCHMARKS.md), and each
+    /// miss must be on its way while earlier packets are counted, not
+    /// waited for in turn.
+    ///
+    /// A software pipeline: packet `i` is hashed and its index slot asked
+    /// for; [`AHEAD`] packets later the connection that slot names; then
+    /// its flow's meter; then, if the packet opens a rate slot (where
+    /// traffic is thin, a flow's packets seconds apart, nearly every
+    /// packet does), the flow's rate window; then it is counted. What the
+    /// stages find is only ever a hint: a packet counted in between may
+    /// open or close a connection, and the count looks everything up again.
     pub fn update_batch(&mut self, packets: &[PacketMeta]) {
-        for chunk in packets.chunks(LOOKAHEAD) {
-            // Connections first, then their flows' meters: each pass is a
-            // row of independent loads.
-            let mut flows = [u32::MAX; LOOKAHEAD];
-            let mut hashes = [0u64; LOOKAHEAD];
-            let mut touched = 0u64;
-            for ((p, flow), hash) in chunk.iter().zip(&mut flows).zip(&mut hashes) {
-                let (key, _) = ConnKey::of(&p.transport);
-                *hash = self.conns.hash(&key);
-                if let Some(conn) = self.conns.get_hashed(*hash, &key) {
-                    *flow = conn.flow;
-                    // The whole entry, not only its first line: the update
-                    // reads all of it.
-                    touched ^= conn.touch();
+        const UPDATE: usize = 4 * AHEAD;
+        let mut hashes = [0u64; LOOKAHEAD];
+        let mut flows = [u32::MAX; LOOKAHEAD];
+        let at = |i: usize| i % LOOKAHEAD;
+        for i in 0..packets.len() + UPDATE {
+            let stage = |lag: usize| i.checked_sub(lag).filter(|&j| j < packets.len());
+            if let Some(j) = stage(0) {
+                let (key, _) = ConnKey::of(&packets[j].transport);
+                hashes[at(j)] = self.conns.hash(&key);
+                self.conns.prefetch_slot(hashes[at(j)]);
+            }
+            if let Some(j) = stage(AHEAD) {
+                self.conns.prefetch_conn(hashes[at(j)]);
+            }
+            if let Some(j) = stage(2 * AHEAD) {
+                let (key, _) = ConnKey::of(&packets[j].transport);
+                flows[at(j)] = match self.conns.get_hashed(hashes[at(j)], &key) {
+                    Some(conn) => conn.flow,
+                    None => u32::MAX,
+                };
+                if let Some(meter) = self.flows.meters.get(flows[at(j)] as usize) {
+                    prefetch(meter);
                 }
             }
-            for &flow in &flows {
-                if let Some(meter) = self.flows.meters.get(flow as usize) {
-                    touched ^= meter.last_seen_ns;
-                }
-            }
-            // Then the rate windows of the flows whose packet opens a slot:
-            // where traffic is thin (a flow's packets seconds apart) that
-            // is nearly every packet, and each would otherwise wait for its
-            // flow's entry alone.
-            for (p, &flow) in chunk.iter().zip(&flows) {
-                if let Some(meter) = self.flows.meters.get(flow as usize)
-                    && meter.opens_slot(self.clock, p.ts_ns)
-                    && let Some(Some(entry)) = self.flows.entries.get(flow as usize)
+            if let Some(j) = stage(3 * AHEAD) {
+                let flow = flows[at(j)] as usize;
+                // The whole entry, without reading it (whether the slab's
+                // place holds a flow is in its last line).
+                if let Some(meter) = self.flows.meters.get(flow)
+                    && meter.opens_slot(self.clock, packets[j].ts_ns)
+                    && let Some(entry) = self.flows.entries.get(flow)
                 {
-                    touched ^= entry.rate.touch();
+                    prefetch(entry);
                 }
             }
-            std::hint::black_box(touched);
-            for (p, &hash) in chunk.iter().zip(&hashes) {
-                self.update_hashed(p, Some(hash));
+            if let Some(j) = stage(UPDATE) {
+                self.update_hashed(&packets[j], Some(hashes[at(j)]));
             }
         }
     }
