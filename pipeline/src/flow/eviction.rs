@@ -61,6 +61,10 @@ pub(crate) struct Eviction {
     /// they do), likewise.
     idle_flows: Wheel<FlowEntry>,
     idle_flows_by_recency: Recency<FlowEntry>,
+    /// What each queue held after its last thinning, in the order above.
+    kept: [usize; 6],
+    /// Thinning passes, for tests.
+    pub(super) thinnings: u64,
 }
 
 impl Eviction {
@@ -364,33 +368,57 @@ impl FlowTable {
     }
 
     /// Keeps the eviction queues and wheels proportional to what they track.
+    ///
+    /// A queue is thinned when it holds more than its bound and more than
+    /// twice what its last thinning kept. Not everything a thinning keeps
+    /// is stale-free: a connection is filed in the wheel when it opens and
+    /// again when it closes, both entries naming a live connection. Without
+    /// the second condition a queue whose live entries exceed its bound was
+    /// walked whole at every new connection (the live benchmark's replayed
+    /// connections: most of a worker's time, and frames dropped at the
+    /// highest rate); with it a thinning's cost is paid for by the entries
+    /// added since the last one.
     pub(super) fn compact_eviction_queues(&mut self) {
         let q = &mut self.eviction;
         let conns = self.conns.len().max(1024) * QUEUE_SLACK;
-        if q.unanswered_conns.len() > conns {
+        let flows = self.flows.len().max(1024) * QUEUE_SLACK;
+        let due = |len: usize, bound: usize, kept: usize| len > bound.max(2 * kept);
+        if due(q.unanswered_conns.len(), conns, q.kept[0]) {
             let live = &self.conns;
             q.unanswered_conns
                 .retain(|&handle| unanswered_conn(live, handle).is_some());
+            (q.kept[0], q.thinnings) = (q.unanswered_conns.len(), q.thinnings + 1);
         }
         let live_conn = |&handle: &ConnRef| self.conns.resolve(handle).is_some();
-        if q.conns.len() > conns {
+        if due(q.conns.len(), conns, q.kept[1]) {
             q.conns.retain(live_conn);
+            (q.kept[1], q.thinnings) = (q.conns.len(), q.thinnings + 1);
         }
-        if q.conns_by_recency.len() > conns {
+        if due(q.conns_by_recency.len(), conns, q.kept[2]) {
             q.conns_by_recency.retain(live_conn);
+            (q.kept[2], q.thinnings) = (q.conns_by_recency.len(), q.thinnings + 1);
         }
-        let flows = self.flows.len().max(1024) * QUEUE_SLACK;
-        if q.unanswered_flows.len() > flows {
+        if due(q.unanswered_flows.len(), flows, q.kept[3]) {
             let live = &self.flows;
             q.unanswered_flows
                 .retain(|&(idx, generation)| unanswered_flow(live, idx, generation));
+            (q.kept[3], q.thinnings) = (q.unanswered_flows.len(), q.thinnings + 1);
         }
-        let live_flow = |&(idx, generation): &FlowEntry| self.flows.live(idx, generation).is_some();
-        if q.idle_flows.len() > flows {
-            q.idle_flows.retain(live_flow);
+        // A flow is filed as idle each time its last connection goes; an
+        // entry of a flow that has connections again is stale (it is filed
+        // anew when they go, as `evict_idle_flow` says).
+        let idle_flow = |&(idx, generation): &FlowEntry| {
+            self.flows
+                .live(idx, generation)
+                .is_some_and(|f| f.live_connections == 0)
+        };
+        if due(q.idle_flows.len(), flows, q.kept[4]) {
+            q.idle_flows.retain(idle_flow);
+            (q.kept[4], q.thinnings) = (q.idle_flows.len(), q.thinnings + 1);
         }
-        if q.idle_flows_by_recency.len() > flows {
-            q.idle_flows_by_recency.retain(live_flow);
+        if due(q.idle_flows_by_recency.len(), flows, q.kept[5]) {
+            q.idle_flows_by_recency.retain(idle_flow);
+            (q.kept[5], q.thinnings) = (q.idle_flows_by_recency.len(), q.thinnings + 1);
         }
     }
 }

@@ -502,7 +502,7 @@ mod tests {
     use super::*;
     use crate::flow::limits::Limits;
     use crate::packet::Addr;
-    use crate::wire::tcp::flags::{ACK, SYN};
+    use crate::wire::tcp::flags::{ACK, FIN, SYN};
 
     const MS: u64 = 1_000_000;
 
@@ -725,7 +725,7 @@ mod tests {
             } else {
                 (server, 443, addr(1), 40_000)
             };
-            tcp(ts, a, ap, b, bp, crate::wire::tcp::flags::FIN | ACK)
+            tcp(ts, a, ap, b, bp, FIN | ACK)
         };
         t.update(&fin(1_001 * s, true));
         t.update(&fin(1_001 * s, false));
@@ -859,6 +859,38 @@ mod tests {
             ]
         );
         assert_eq!(t.counters().conn_records_dropped, 0);
+    }
+
+    #[test]
+    fn queues_are_not_walked_at_every_connection() {
+        // One client's connections to one server, one after another: the
+        // flow is filed as idle each time a connection expires (the queue
+        // by recency is not emptied by time), and every connection is
+        // filed in the wheel when it opens and again when it closes.
+        let config = TableConfig {
+            timeouts: crate::flow::Timeouts::LIVE,
+            ..TableConfig::default()
+        };
+        let mut t = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let (client, server) = (addr(1), addr(100_000));
+        let n = 6_000u32;
+        for i in 0..n {
+            let ts = u64::from(i) * 11 * crate::time::SECOND;
+            t.expire(ts);
+            let port = 10_000 + i as u16;
+            converse(&mut t, ts, client, port, server);
+            t.update(&tcp(ts + 4 * MS, client, port, server, 443, FIN | ACK));
+            t.update(&tcp(ts + 5 * MS, server, 443, client, port, FIN | ACK));
+        }
+        // Each thinning waits until a queue doubles what the last one
+        // kept, and drops the flow's entries while it has a connection:
+        // a few passes, not one per connection.
+        assert!(
+            t.eviction.thinnings < 40,
+            "{} thinnings for {n} connections",
+            t.eviction.thinnings
+        );
+        assert_eq!(flows(&mut t).len(), 1);
     }
 
     #[test]
