@@ -61,10 +61,47 @@ pub(crate) struct Eviction {
     /// they do), likewise.
     idle_flows: Wheel<FlowEntry>,
     idle_flows_by_recency: Recency<FlowEntry>,
-    /// What each queue held after its last thinning, in the order above.
-    kept: [usize; 6],
-    /// Thinning passes, for tests.
-    pub(super) thinnings: u64,
+    /// When each queue is next thinned.
+    thinned: Thinned,
+}
+
+/// What each eviction queue held after its last thinning, and how many
+/// thinnings there have been (for tests).
+#[derive(Debug, Default)]
+struct Thinned {
+    unanswered_conns: usize,
+    conns: usize,
+    conns_by_recency: usize,
+    unanswered_flows: usize,
+    idle_flows: usize,
+    idle_flows_by_recency: usize,
+    passes: u64,
+}
+
+impl Thinned {
+    /// Thins a queue of `len` entries with `thin` (which returns what it
+    /// kept) when it holds more than `bound` and more than twice what its
+    /// last thinning kept (`kept`).
+    fn thin_if_due(
+        kept: &mut usize,
+        passes: &mut u64,
+        len: usize,
+        bound: usize,
+        thin: impl FnOnce() -> usize,
+    ) {
+        if len > bound.max(2 * *kept) {
+            *kept = thin();
+            *passes += 1;
+        }
+    }
+}
+
+impl Eviction {
+    /// Thinning passes so far.
+    #[cfg(test)]
+    pub(super) fn thinnings(&self) -> u64 {
+        self.thinned.passes
+    }
 }
 
 impl Eviction {
@@ -382,28 +419,32 @@ impl FlowTable {
         let q = &mut self.eviction;
         let conns = self.conns.len().max(1024) * QUEUE_SLACK;
         let flows = self.flows.len().max(1024) * QUEUE_SLACK;
-        let due = |len: usize, bound: usize, kept: usize| len > bound.max(2 * kept);
-        if due(q.unanswered_conns.len(), conns, q.kept[0]) {
+        let t = &mut q.thinned;
+        let len = q.unanswered_conns.len();
+        Thinned::thin_if_due(&mut t.unanswered_conns, &mut t.passes, len, conns, || {
             let live = &self.conns;
             q.unanswered_conns
                 .retain(|&handle| unanswered_conn(live, handle).is_some());
-            (q.kept[0], q.thinnings) = (q.unanswered_conns.len(), q.thinnings + 1);
-        }
+            q.unanswered_conns.len()
+        });
         let live_conn = |&handle: &ConnRef| self.conns.resolve(handle).is_some();
-        if due(q.conns.len(), conns, q.kept[1]) {
+        let len = q.conns.len();
+        Thinned::thin_if_due(&mut t.conns, &mut t.passes, len, conns, || {
             q.conns.retain(live_conn);
-            (q.kept[1], q.thinnings) = (q.conns.len(), q.thinnings + 1);
-        }
-        if due(q.conns_by_recency.len(), conns, q.kept[2]) {
+            q.conns.len()
+        });
+        let len = q.conns_by_recency.len();
+        Thinned::thin_if_due(&mut t.conns_by_recency, &mut t.passes, len, conns, || {
             q.conns_by_recency.retain(live_conn);
-            (q.kept[2], q.thinnings) = (q.conns_by_recency.len(), q.thinnings + 1);
-        }
-        if due(q.unanswered_flows.len(), flows, q.kept[3]) {
+            q.conns_by_recency.len()
+        });
+        let len = q.unanswered_flows.len();
+        Thinned::thin_if_due(&mut t.unanswered_flows, &mut t.passes, len, flows, || {
             let live = &self.flows;
             q.unanswered_flows
                 .retain(|&(idx, generation)| unanswered_flow(live, idx, generation));
-            (q.kept[3], q.thinnings) = (q.unanswered_flows.len(), q.thinnings + 1);
-        }
+            q.unanswered_flows.len()
+        });
         // A flow is filed as idle each time its last connection goes; an
         // entry of a flow that has connections again is stale (it is filed
         // anew when they go, as `evict_idle_flow` says).
@@ -412,14 +453,22 @@ impl FlowTable {
                 .live(idx, generation)
                 .is_some_and(|f| f.live_connections == 0)
         };
-        if due(q.idle_flows.len(), flows, q.kept[4]) {
+        let len = q.idle_flows.len();
+        Thinned::thin_if_due(&mut t.idle_flows, &mut t.passes, len, flows, || {
             q.idle_flows.retain(idle_flow);
-            (q.kept[4], q.thinnings) = (q.idle_flows.len(), q.thinnings + 1);
-        }
-        if due(q.idle_flows_by_recency.len(), flows, q.kept[5]) {
-            q.idle_flows_by_recency.retain(idle_flow);
-            (q.kept[5], q.thinnings) = (q.idle_flows_by_recency.len(), q.thinnings + 1);
-        }
+            q.idle_flows.len()
+        });
+        let len = q.idle_flows_by_recency.len();
+        Thinned::thin_if_due(
+            &mut t.idle_flows_by_recency,
+            &mut t.passes,
+            len,
+            flows,
+            || {
+                q.idle_flows_by_recency.retain(idle_flow);
+                q.idle_flows_by_recency.len()
+            },
+        );
     }
 }
 

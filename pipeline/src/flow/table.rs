@@ -536,11 +536,22 @@ mod tests {
     }
 
     fn table(limits: Limits) -> FlowTable {
-        let config = TableConfig {
+        table_of(TableConfig {
             limits,
             ..TableConfig::default()
-        };
+        })
+    }
+
+    fn table_of(config: TableConfig) -> FlowTable {
         FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4))
+    }
+
+    /// A table with live timeouts (connections and flows expire).
+    fn live_table() -> FlowTable {
+        table_of(TableConfig {
+            timeouts: crate::flow::Timeouts::LIVE,
+            ..TableConfig::default()
+        })
     }
 
     /// A whole connection: handshake, a request and a reply.
@@ -710,11 +721,7 @@ mod tests {
 
     #[test]
     fn idle_state_expires_by_its_timeout_without_a_walk() {
-        let config = TableConfig {
-            timeouts: crate::flow::Timeouts::LIVE,
-            ..TableConfig::default()
-        };
-        let mut t = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let mut t = live_table();
         let server = Addr::from_v4([198, 19, 0, 1]);
         let s = crate::time::SECOND;
         converse(&mut t, 1_000 * s, addr(1), 40_000, server);
@@ -759,7 +766,6 @@ mod tests {
     #[test]
     fn connection_records_are_cut_when_connections_end_and_when_due() {
         use crate::flow::{ConnEnd, ConnRecordConfig};
-        use crate::wire::tcp::flags::FIN;
         let s = crate::time::SECOND;
         let config = TableConfig {
             timeouts: crate::flow::Timeouts::LIVE,
@@ -769,7 +775,7 @@ mod tests {
             }),
             ..TableConfig::default()
         };
-        let mut t = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let mut t = table_of(config);
         let server = Addr::from_v4([198, 19, 0, 1]);
         // Closed by FINs, gone after its closed timeout.
         converse(&mut t, 1_000 * s, addr(1), 40_000, server);
@@ -867,11 +873,7 @@ mod tests {
         // flow is filed as idle each time a connection expires (the queue
         // by recency is not emptied by time), and every connection is
         // filed in the wheel when it opens and again when it closes.
-        let config = TableConfig {
-            timeouts: crate::flow::Timeouts::LIVE,
-            ..TableConfig::default()
-        };
-        let mut t = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let mut t = live_table();
         let (client, server) = (addr(1), addr(100_000));
         let n = 6_000u32;
         for i in 0..n {
@@ -886,9 +888,9 @@ mod tests {
         // kept, and drops the flow's entries while it has a connection:
         // a few passes, not one per connection.
         assert!(
-            t.eviction.thinnings < 40,
+            t.eviction.thinnings() < 40,
             "{} thinnings for {n} connections",
-            t.eviction.thinnings
+            t.eviction.thinnings()
         );
         assert_eq!(flows(&mut t).len(), 1);
     }
@@ -904,7 +906,7 @@ mod tests {
             }),
             ..TableConfig::default()
         };
-        let mut t = FlowTable::new(config, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let mut t = table_of(config);
         for i in 0..5 {
             converse(&mut t, u64::from(i) * MS, addr(i), 40_000, addr(1_000));
         }
