@@ -399,9 +399,13 @@ fn http_abuse_does_not_stop_normal_queries() {
         common::metrics::sample(&metrics, "flowtap_http_connections_closed_idle_total");
     assert!(closed_idle > 0.0);
     // Bounded: once the first round has grown the allocator's arenas,
-    // more of the same abuse costs (next to) nothing more.
+    // more of the same abuse costs (next to) nothing more. Measured against
+    // the earlier rounds' high-water mark: the allocator returns pages
+    // lazily, so resident memory between rounds goes down as well as up
+    // (one CI run read 110, 116, 85, then 118 MiB).
+    let high_water = memory[..3].iter().copied().fold(0.0, f64::max);
     assert!(
-        memory[3] - memory[2] < 32.0,
+        memory[3] - high_water < 32.0,
         "memory kept growing: {memory:?} MiB"
     );
     assert!(memory[3] < 512.0, "{memory:?} MiB");
