@@ -21,7 +21,7 @@ use super::rate::SlotClock;
 use super::record::FlowRecord;
 use super::side::{PerSide, Side};
 use super::slab::{FlowEntry, FlowSlab};
-use crate::packet::{Fragment, L4Proto, PacketMeta, Transport};
+use crate::packet::{Addr, Fragment, L4Proto, PacketMeta, Transport};
 use crate::prefetch::prefetch;
 use crate::time::round_to_micros;
 use crate::wire::dissect::FragmentId;
@@ -29,8 +29,42 @@ use crate::wire::dissect::FragmentId;
 /// Packets between two stages of [`FlowTable::update_batch`]'s pipeline:
 /// enough updates to cover a miss to memory.
 const AHEAD: usize = 8;
-/// The pipeline's ring of hashes and flows: more than its depth.
+/// The pipeline's ring of keys and flows: more than its depth.
 const LOOKAHEAD: usize = 64;
+
+/// A packet's connection key, which end sent it and the key's hash:
+/// computed once per packet, at the first stage of a batch's pipeline.
+#[derive(Clone, Copy)]
+struct Keyed {
+    key: ConnKey,
+    from_lo: bool,
+    hash: u64,
+}
+
+impl Keyed {
+    /// What the pipeline's ring holds before a packet is keyed into it.
+    const NONE: Keyed = Keyed {
+        key: ConnKey {
+            lo: Addr([0; 16]),
+            hi: Addr([0; 16]),
+            lo_port: 0,
+            hi_port: 0,
+            proto: L4Proto::Tcp,
+        },
+        from_lo: false,
+        hash: 0,
+    };
+
+    #[inline]
+    fn of(t: &Transport, conns: &Conns) -> Keyed {
+        let (key, from_lo) = ConnKey::of(t);
+        Keyed {
+            key,
+            from_lo,
+            hash: conns.hash(&key),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct FlowTable {
@@ -76,12 +110,12 @@ impl FlowTable {
 
     /// Counts one packet into its connection and flow.
     pub fn update(&mut self, p: &PacketMeta) {
-        self.update_hashed(p, None);
+        self.update_keyed(p, None);
     }
 
-    /// [`Self::update`], given the hash of the packet's connection key when
-    /// a batch computed it already.
-    fn update_hashed(&mut self, p: &PacketMeta, conn_hash: Option<u64>) {
+    /// [`Self::update`], given the packet's connection key when a batch
+    /// computed it already.
+    fn update_keyed(&mut self, p: &PacketMeta, keyed: Option<&Keyed>) {
         let ts = p.ts_ns;
         self.now_ns = self.now_ns.max(ts);
         self.since_ns = self.since_ns.min(ts);
@@ -115,12 +149,11 @@ impl FlowTable {
             return;
         }
 
-        let (key, from_lo) = ConnKey::of(&t);
         // A later fragment's ports came from its first: its key is not the
-        // one the batch hashed.
-        let hash = match conn_hash {
-            Some(hash) if !matches!(p.transport.fragment, Fragment::Later { .. }) => hash,
-            _ => self.conns.hash(&key),
+        // one the batch computed.
+        let Keyed { key, from_lo, hash } = match keyed {
+            Some(keyed) if !matches!(p.transport.fragment, Fragment::Later { .. }) => *keyed,
+            _ => Keyed::of(&t, &self.conns),
         };
         let Some(conn) = self.conns.get_mut_hashed(hash, &key) else {
             self.open_connection(hash, key, from_lo, &t, p);
@@ -178,22 +211,21 @@ impl FlowTable {
     /// open or close a connection, and the count looks everything up again.
     pub fn update_batch(&mut self, packets: &[PacketMeta]) {
         const UPDATE: usize = 4 * AHEAD;
-        let mut hashes = [0u64; LOOKAHEAD];
+        let mut keyed = [Keyed::NONE; LOOKAHEAD];
         let mut flows = [u32::MAX; LOOKAHEAD];
         let at = |i: usize| i % LOOKAHEAD;
         for i in 0..packets.len() + UPDATE {
             let stage = |lag: usize| i.checked_sub(lag).filter(|&j| j < packets.len());
             if let Some(j) = stage(0) {
-                let (key, _) = ConnKey::of(&packets[j].transport);
-                hashes[at(j)] = self.conns.hash(&key);
-                self.conns.prefetch_slot(hashes[at(j)]);
+                keyed[at(j)] = Keyed::of(&packets[j].transport, &self.conns);
+                self.conns.prefetch_slot(keyed[at(j)].hash);
             }
             if let Some(j) = stage(AHEAD) {
-                self.conns.prefetch_conn(hashes[at(j)]);
+                self.conns.prefetch_conn(keyed[at(j)].hash);
             }
             if let Some(j) = stage(2 * AHEAD) {
-                let (key, _) = ConnKey::of(&packets[j].transport);
-                flows[at(j)] = match self.conns.get_hashed(hashes[at(j)], &key) {
+                let Keyed { hash, key, .. } = &keyed[at(j)];
+                flows[at(j)] = match self.conns.get_hashed(*hash, key) {
                     Some(conn) => conn.flow,
                     None => u32::MAX,
                 };
@@ -213,7 +245,7 @@ impl FlowTable {
                 }
             }
             if let Some(j) = stage(UPDATE) {
-                self.update_hashed(&packets[j], Some(hashes[at(j)]));
+                self.update_keyed(&packets[j], Some(&keyed[at(j)]));
             }
         }
     }
