@@ -1,7 +1,7 @@
 //! A published snapshot prepared for queries: the Kubernetes identity of
 //! every flow's endpoints and the summary are computed once, when the
-//! snapshot (or the inventory) changes, then read by any number of requests
-//! without locks.
+//! snapshot (or the inventory) changes, before the view is served, then
+//! read by any number of requests without locks.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,7 +30,9 @@ pub struct View {
     pub inventory: Option<Arc<Inventory>>,
     /// Every workload with its traffic, computed the first time it is asked.
     workloads: OnceLock<Arc<Vec<crate::rest::workloads::WorkloadJson>>>,
-    summary_json: bytes::Bytes,
+    /// The summary, computed by the publisher before the view is served
+    /// (or by the first query, for a view never published).
+    summary_json: OnceLock<bytes::Bytes>,
     /// The coverage every answer from this view carries.
     coverage: Arc<CoverageJson>,
     /// The agent feed of this view, encoded the first time a hub asks.
@@ -126,24 +128,20 @@ impl View {
             &snapshot.coverage,
             pipeline::time::wall_now_ns(),
         ));
-        let mut view = View {
+        View {
             snapshot,
             identities,
             cluster,
             enriched: inventory.is_some(),
             inventory,
             workloads: OnceLock::new(),
-            summary_json: bytes::Bytes::new(),
+            summary_json: OnceLock::new(),
             coverage,
             feed: OnceLock::new(),
             aggregations: Memo::default(),
             aggregated_tops: Memo::default(),
             asked: Mutex::default(),
-        };
-        view.summary_json = serde_json::to_vec(&summary::build(&view))
-            .expect("the summary serialises")
-            .into();
-        view
+        }
     }
 
     /// An empty view, served before the first snapshot.
@@ -237,7 +235,13 @@ impl View {
 
     /// The summary's JSON (shared, cheap to clone).
     pub fn summary_json(&self) -> bytes::Bytes {
-        self.summary_json.clone()
+        self.summary_json
+            .get_or_init(|| {
+                serde_json::to_vec(&summary::build(self))
+                    .expect("the summary serialises")
+                    .into()
+            })
+            .clone()
     }
 
     pub fn identity(&self, flow: usize, side: Side) -> Option<&Arc<Identity>> {

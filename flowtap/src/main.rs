@@ -1,6 +1,7 @@
 //! The flowtap binary.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+mod allocator;
 mod cli;
 mod config;
 mod fault;
@@ -19,12 +20,6 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use cli::{Command, Docs, LogArgs, LogFormat};
-
-/// mimalloc rather than glibc's malloc: a hub rebuilds millions of flow
-/// records a second, and glibc spent a quarter of that time freeing and
-/// consolidating, and kept freed memory mapped (BENCHMARKS.md, hub).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_logging(run: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&run.log_level).unwrap_or_else(|e| {
@@ -87,6 +82,7 @@ fn main() {
             auth_token_file,
         }) => std::process::exit(mcp_stdio::run(&url, auth_token_file.as_deref())),
         Some(Command::Hub(args)) => {
+            allocator::return_freed_memory_at_once();
             init_logging(&args.log);
             tracing::info!(version = cli::VERSION, options = ?args, "configuration");
             let code = hub_service::run(&args).unwrap_or_else(|e| {
