@@ -231,7 +231,7 @@ impl Publisher {
                 stats.pairs.lock().expect("pairs lock").observe(&view);
             })
         });
-        view.summary_json();
+        view.summary_json(); // meanwhile; `serve` then finds it computed
         if let Some(following) = following {
             following.wait();
         }
@@ -252,9 +252,7 @@ impl Publisher {
     pub fn refresh(&mut self) -> bool {
         let changed = self.reload_inventory();
         if changed {
-            let view = Arc::new(self.build_view());
-            view.summary_json();
-            self.serve(view);
+            self.serve(Arc::new(self.build_view()));
         }
         changed
     }
@@ -297,9 +295,10 @@ impl Publisher {
         View::build(self.snapshot.clone(), inventory, self.cluster.clone())
     }
 
-    /// Serves `view` from now on, prepared for what clients asked of the
-    /// view it replaces.
+    /// Serves `view` from now on, with its summary and prepared for what
+    /// clients asked of the view it replaces.
     fn serve(&mut self, view: Arc<View>) {
+        view.summary_json();
         view.prepare_as(&self.views.load());
         let replaced = self.views.swap(view);
         // Freed now if no query holds it (and the one retired before, in

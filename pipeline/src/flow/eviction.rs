@@ -102,9 +102,7 @@ impl Eviction {
     pub(super) fn thinnings(&self) -> u64 {
         self.thinned.passes
     }
-}
 
-impl Eviction {
     /// A new connection, unanswered until the other side answers.
     pub(super) fn opened_connection(&mut self, conn: ConnRef) {
         self.unanswered_conns.push_back(conn);
