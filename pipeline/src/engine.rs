@@ -196,7 +196,8 @@ impl Pipeline {
                     ),
                     inboxes: inboxes.clone(),
                     wake: wake.clone(),
-                    handed: vec![false; workers],
+                    handed_since: vec![None; workers],
+                    wake_at: WAKE_AT.min(config.queue_capacity / 4).max(1),
                     hasher: hasher.clone(),
                     ingest: Ingest::new(&config.ingest, table_hasher.clone()),
                     batch: Vec::with_capacity(UPDATE_BATCH),
@@ -364,15 +365,26 @@ const DRAIN_BATCH: usize = 1024;
 /// Packets handed to the table at once ([`FlowTable::update_batch`]).
 pub const UPDATE_BATCH: usize = 32;
 
+/// A worker wakes another it handed packets to when that one's inbox holds
+/// this many (or a quarter of its capacity, if less), when the first of them
+/// has waited [`WAKE_AFTER`], or when its own source has nothing more. A
+/// wake-up after every poll of the source cost more than the packets at low
+/// rates (a futex wake, two context switches and the sleeper's backoff,
+/// thousands of times a second: BENCHMARKS.md, live). Packets carry their
+/// capture time, so the wait delays counting, never the times counted.
+const WAKE_AT: usize = 256;
+const WAKE_AFTER: Duration = Duration::from_millis(1);
+
 struct Worker {
     id: usize,
     table: FlowTable,
     inboxes: Arc<[ArrayQueue<PacketMeta>]>,
-    /// Every worker's wake-up, and which shards were handed packets since
-    /// they were last woken: a worker without a source sleeps until packets
-    /// come (once per batch of the source's, not per packet).
+    /// Every worker's wake-up, and since when each shard has been handed
+    /// packets without being woken: a worker without a source sleeps until
+    /// packets come ([`WAKE_AT`], [`WAKE_AFTER`]).
     wake: Arc<[Unparker]>,
-    handed: Vec<bool>,
+    handed_since: Vec<Option<Instant>>,
+    wake_at: usize,
     hasher: ShardHasher,
     ingest: Ingest,
     /// This shard's packets parsed but not yet counted.
@@ -407,7 +419,9 @@ impl Worker {
     }
 
     fn hand_off(&mut self, shard: usize, meta: PacketMeta) {
-        self.handed[shard] = true;
+        if self.handed_since[shard].is_none() {
+            self.handed_since[shard] = Some(Instant::now());
+        }
         let Err(mut meta) = self.inboxes[shard].push(meta) else {
             return;
         };
@@ -428,10 +442,19 @@ impl Worker {
         }
     }
 
-    /// Wakes the workers this one handed packets to since the last time.
-    fn wake_handed(&mut self) {
-        for (shard, handed) in self.handed.iter_mut().enumerate() {
-            if std::mem::take(handed) {
+    /// Wakes the workers this one handed packets to that have enough of
+    /// them waiting, or have waited long enough, or all of them if this
+    /// worker's source has gone quiet (`source_idle`).
+    fn wake_handed(&mut self, source_idle: bool) {
+        for (shard, handed_since) in self.handed_since.iter_mut().enumerate() {
+            let Some(since) = *handed_since else {
+                continue;
+            };
+            if source_idle
+                || self.inboxes[shard].len() >= self.wake_at
+                || since.elapsed() >= WAKE_AFTER
+            {
+                *handed_since = None;
                 self.wake[shard].unpark();
             }
         }
@@ -509,7 +532,7 @@ fn run_worker<S: PacketSource>(
             if newest != 0 {
                 shared.capture_clock.fetch_max(newest, Ordering::AcqRel);
             }
-            worker.wake_handed();
+            worker.wake_handed(!matches!(status, Poll::Busy));
             match status {
                 Poll::Busy => busy = true,
                 Poll::Idle => {}
