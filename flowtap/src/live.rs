@@ -20,6 +20,7 @@ fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     config.unbound = cli.unbound;
     config.queues = cli.queues;
     config.busy_poll = cli.busy_poll;
+    config.xsk.frame_count = cli.ring_frames;
     config.promiscuous = !cli.no_promiscuous;
     if let Some(q) = cli.queues {
         config.host_queues = q;

@@ -161,6 +161,11 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec!["--memory-limit", "unknown unit", "Mi"],
         ),
         (
+            vec!["-r", &d],
+            vec![("FLOWTAP_RING_FRAMES", "5000")],
+            vec!["--ring-frames", "not a power of two"],
+        ),
+        (
             vec!["-r", &d, "--listen", "nowhere"],
             vec![],
             vec!["--listen"],

@@ -530,7 +530,13 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
         sysctl(&lab, &ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
         sh(&format!("ip -n {ns} link set {dev} up"));
     }
-    let ft = LiveFlowtap::start(&ns, &["-i", "r1"]);
+    // Rings smaller than the default: the option reaches both sockets.
+    let ft = LiveFlowtap::start(&ns, &["-i", "r1", "--ring-frames", "1024"]);
+    let metrics = ft.admin_text("/metrics");
+    for queue in 0..2 {
+        let entries = format!("flowtap_xdp_ring_entries{{queue=\"{queue}\"}}");
+        assert_eq!(sample(&metrics, &entries), 1024.0, "{entries}");
+    }
     let capture = corpus_dir().join("captures/02_pcpp_example.pcap");
     // Every connection's two directions go out on different queues, so they
     // arrive on different workers; at 4x the recorded speed.
