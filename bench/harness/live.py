@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Live receive-path benchmark: flowtap on a veth SPAN port, against the
-kernel floor (a minimal XDP_DROP program on the same veth).
+"""Live receive-path benchmark: flowtap on a veth SPAN port, against two
+floors on the same veth: the kernel's (a minimal XDP_DROP program) and
+copy-mode AF_XDP's (`xsk-floor`: flowtap's own XDP program and sockets,
+polled as flowtap polls them, the frames counted and given back unparsed).
 
 One network namespace holds a veth pair: pcap-replay sends a capture into
 `fb0` at fixed rates (and then as fast as it can), and the peer `fb1` is
@@ -13,6 +15,7 @@ receiver's process time (flowtap only) plus the softirq time of all CPUs
 Needs root. Stdlib only. Usable as a module (`run(...)`) or standalone:
 
     python3 bench/harness/live.py --flowtap target/release/flowtap \
+        --xsk-floor target/release/xsk-floor \
         --replay target/release/pcap-replay --capture FILE
 """
 
@@ -437,6 +440,43 @@ class Flowtap:
         return " | ".join(l for l in self.log.read_text().splitlines() if l.startswith("flowtap: queue "))
 
 
+class XskFloor:
+    """`xsk-floor fb1 COUNT_FILE` inside the namespace: flowtap's capture set-up
+    and socket polling without its pipeline (bench/src/bin/xsk-floor.rs)."""
+
+    def __init__(self, binary: Path, ns: str, work: Path) -> None:
+        self.ns = ns
+        self.log, self.count = work / "xsk-floor.stderr", work / "xsk-floor.count"
+        self.count.unlink(missing_ok=True)
+        with open(self.log, "wb") as err:
+            # Runs until its stdin closes; `ip netns exec` execs it.
+            self.proc = subprocess.Popen(["ip", "netns", "exec", ns, str(binary), RX_DEV, str(self.count)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 30
+        while not self.count.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"xsk-floor did not start:\n{self.log.read_text()}")
+            time.sleep(0.1)
+        m = re.search(r'xdp_mode="(\w+)"', self.log.read_text())
+        self.mode = m.group(1) if m else "?"
+
+    def counters(self) -> dict:
+        veth = veth_counters(self.ns)
+        return {"received": int(self.count.read_text()), "kernel_rx": kernel_rx(veth, self.mode),
+                "tx_dropped": veth["tx_dropped"], "rx_drops": veth["rx_drops"]}
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.log.read_text().strip().replace("\n", " | ")
+
+
 class XdpDrop:
     """The XDP_DROP program, compiled here and attached with iproute2."""
 
@@ -462,11 +502,11 @@ class XdpDrop:
 # --- the benchmark ----------------------------------------------------------
 
 
-def run(flowtap: Path, replay: Path, capture: Path, work: Path, rates: list[int] | None = None,
-        seconds: float = 3.0) -> dict:
-    """Measures flowtap's live receive path and the XDP_DROP floor at each
-    rate (0 = --max). Returns {"rows": [...], "notes": [...]}; rows have
-    target_pps "max" for the --max run."""
+def run(flowtap: Path, xsk_floor: Path, replay: Path, capture: Path, work: Path,
+        rates: list[int] | None = None, seconds: float = 3.0) -> dict:
+    """Measures flowtap's live receive path, the AF_XDP floor and the
+    XDP_DROP floor at each rate (0 = --max). Returns {"rows": [...],
+    "notes": [...]}; rows have target_pps "max" for the --max run."""
     if os.geteuid() != 0:
         raise PermissionError("live.py creates network namespaces and loads XDP programs: run it as root")
     rates = DEFAULT_RATES if rates is None else rates
@@ -491,6 +531,17 @@ def run(flowtap: Path, replay: Path, capture: Path, work: Path, rates: list[int]
         notes.append(f"flowtap attached in XDP {mode} mode (copy-mode AF_XDP on veth), one rx queue; "
                      f"idle it uses {proc_idle:.1f} ms CPU/s (softirq of all CPUs meanwhile {soft_idle:.1f} ms/s); "
                      f"--max probe {ft_max} pps; exit report: {report}")
+
+        floor = XskFloor(xsk_floor, lab.ns, work)
+        try:
+            proc_idle, soft_idle = idle_cost(floor.proc.pid)
+            floor_rows, floor_max = run_rates("xsk_floor", rates, seconds, hz, floor.counters, floor.proc.pid, send)
+        finally:
+            report = floor.stop()
+        rows += floor_rows
+        notes.append(f"xsk_floor (flowtap's capture set-up and polling, no pipeline) attached in XDP {floor.mode} "
+                     f"mode; idle it uses {proc_idle:.1f} ms CPU/s (softirq {soft_idle:.1f} ms/s); "
+                     f"--max probe {floor_max} pps; {report}")
 
         drop = XdpDrop(lab.ns, work, mode)
         try:
@@ -531,7 +582,8 @@ def counter_notes(hz: int) -> list[str]:
         "sent: pcap-replay's count (frames handed to fb0's AF_XDP TX ring and sent); sent_pps its own rate.",
         "kernel_rx: frames that reached fb1's XDP program (ethtool -S fb1 rx_queue_N_xdp_packets; "
         "ip -s link rx packets agree in driver mode).",
-        "received: flowtap = flowtap_xdp_frames_total (frames on its AF_XDP socket); "
+        "received: flowtap = flowtap_xdp_frames_total (frames on its AF_XDP socket); xsk_floor = the frames "
+        "its sockets gave it; "
         "xdp_drop = kernel_rx (every frame XDP_DROP'd by design, not a loss).",
         "kernel_drops = veth_tx_dropped (fb0's tx dropped in `ip -s link`: fb1's ring was full) + the larger "
         "of veth_rx_drops (fb1's rx_queue_N_drops in ethtool -S: drops in its NAPI poll, failed XDP redirects "
@@ -541,7 +593,7 @@ def counter_notes(hz: int) -> list[str]:
         "xsk_rx_dropped). "
         "handoff_drops: frames flowtap received but dropped between its workers (not in lost). "
         "unexplained = lost - kernel_drops (0 when the books balance).",
-        f"cpu_ns_per_pkt = proc_ns_per_pkt (flowtap utime+stime, /proc/PID/stat, 10 ms resolution, includes its "
+        f"cpu_ns_per_pkt = proc_ns_per_pkt (the receiver's utime+stime, flowtap's or xsk-floor's, /proc/PID/stat, 10 ms resolution, includes its "
         f"idle cost) + softirq_ns_per_pkt (/proc/stat softirq of all CPUs), over the window from the replay's "
         f"start to {CPU_GRACE_S} s after its end. The kernel has no CONFIG_IRQ_TIME_ACCOUNTING: softirq time is "
         f"sampled by the {hz} Hz tick, so it is statistical, includes any other softirq on the machine, and "
@@ -576,6 +628,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--flowtap", type=Path, required=True)
+    p.add_argument("--xsk-floor", type=Path, required=True)
     p.add_argument("--replay", type=Path, required=True)
     p.add_argument("--capture", type=Path, required=True)
     p.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
@@ -588,7 +641,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     rates = [MAX if r.strip() in ("0", "max") else int(r) for r in a.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix=PREFIX) as tmp:
-        result = run(a.flowtap.resolve(), a.replay.resolve(), a.capture.resolve(), a.work or Path(tmp),
+        result = run(a.flowtap.resolve(), a.xsk_floor.resolve(), a.replay.resolve(), a.capture.resolve(), a.work or Path(tmp),
                      rates, a.seconds)
     if a.json:
         print(json.dumps(result, indent=2))

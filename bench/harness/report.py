@@ -121,12 +121,12 @@ def plot(res: dict, path: Path) -> None:
             ax.set_title("Per-packet cost vs table size")
             ax.legend()
         elif panel == "live":
-            for p in ("flowtap", "xdp_drop"):
+            for p in ("flowtap", "xsk_floor", "xdp_drop"):
                 pts = [(r["sent_pps"], r["cpu_ns_per_pkt"]) for r in res["live"]["rows"] if r["path"] == p]
                 ax.plot([x / 1e3 for x, _ in pts], [y for _, y in pts], marker="o", label=p)
             ax.set_xlabel("sent thousand packets/s")
             ax.set_ylabel("receive CPU ns per packet")
-            ax.set_title("Live: receive cost, flowtap vs XDP_DROP")
+            ax.set_title("Live: receive cost, flowtap vs AF_XDP and XDP_DROP floors")
             ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -11,7 +11,7 @@ Sections (each can be chosen with --only):
   memory   bytes per connection and per flow, RSS at 1M flows
   queries  HTTP latency with 1M flows while the pipeline ingests, under wrk
   hub      flowtap hub over stand-in agents: snapshot time, RSS, queries
-  live     pcap-replay into a SPAN veth, flowtap against XDP_DROP
+  live     pcap-replay into a SPAN veth, flowtap against the AF_XDP and XDP_DROP floors
   profile  perf profile of flowtap -r (one thread)
 """
 
@@ -77,7 +77,7 @@ def main() -> int:
     runs = args.runs or (1 if args.quick else 5)
     args.out.mkdir(parents=True, exist_ok=True)
     args.data.mkdir(parents=True, exist_ok=True)
-    bins = {name: ROOT / "target" / "release" / name for name in ["flowtap", "flowtap-capgen", "pcap-replay", "table-memory", "hub-agents"]}
+    bins = {name: ROOT / "target" / "release" / name for name in ["flowtap", "flowtap-capgen", "pcap-replay", "table-memory", "hub-agents", "xsk-floor"]}
     for name, path in bins.items():
         if not path.exists():
             raise SystemExit(f"bench: {path} is missing; run scripts/bench.sh (it builds the release binaries)")
@@ -115,7 +115,7 @@ def main() -> int:
         import live  # needs root and namespaces
 
         small = captures["synthetic-small"]["path"]
-        results["live"] = live.run(bins["flowtap"], bins["pcap-replay"], small, args.data / "live")
+        results["live"] = live.run(bins["flowtap"], bins["xsk-floor"], bins["pcap-replay"], small, args.data / "live")
     if "profile" in sections:
         results["profile"] = perf_profile.run(bins["flowtap"], captures, args.quick, args.out)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
