@@ -552,8 +552,24 @@ def run(flowtap: Path, xsk_floor: Path, replay: Path, capture: Path, work: Path,
         rows += drop_rows
         notes.append(f"xdp_drop attached with `ip link set dev {RX_DEV} {drop.flag} obj ... sec xdp` "
                      f"(the mode flowtap used); idle softirq {soft_idle:.1f} ms/s; --max probe {drop_max} pps")
-    notes += row_notes(rows) + counter_notes(hz)
+    notes += ratio_notes(rows) + row_notes(rows) + counter_notes(hz)
     return {"rows": rows, "notes": notes}
+
+
+def ratio_notes(rows: list[dict]) -> list[str]:
+    """CPU a frame, rate by rate: flowtap over the AF_XDP floor, and the
+    floor over XDP_DROP (the paced rates only: each receiver's maximum is
+    a different rate)."""
+    cpu = {(r["path"], r["target_pps"]): r["cpu_ns_per_pkt"] for r in rows}
+    parts = []
+    for r in rows:
+        if r["path"] != "flowtap" or r["target_pps"] == "max":
+            continue
+        rate = r["target_pps"]
+        flowtap, floor, drop = (cpu.get((p, rate)) for p in ("flowtap", "xsk_floor", "xdp_drop"))
+        if flowtap and floor and drop:
+            parts.append(f"{rate}: flowtap {flowtap / floor:.2f}x the floor, the floor {floor / drop:.2f}x XDP_DROP")
+    return [f"CPU a frame by rate (pps): {'; '.join(parts)}"] if parts else []
 
 
 def row_notes(rows: list[dict]) -> list[str]:
