@@ -364,6 +364,18 @@ def run_rates(path: str, rates: list[int], seconds: float, hz: int, read: Callab
     return rows, probe["sent_pps"]
 
 
+def run_process(path: str, receiver: "Flowtap | XskFloor", rates: list[int], seconds: float, hz: int,
+                send: Callable[[float | None, int], dict]) -> tuple[list[dict], tuple[float, float], int, str]:
+    """A receiver process's idle cost, then every rate on it; stops it.
+    Returns the rows, the idle cost, the probed --max rate and its report."""
+    try:
+        idle = idle_cost(receiver.proc.pid)
+        rows, max_pps = run_rates(path, rates, seconds, hz, receiver.counters, receiver.proc.pid, send)
+    finally:
+        report = receiver.stop()
+    return rows, idle, max_pps, report
+
+
 def idle_cost(pid: int | None, seconds: float = 1.0) -> tuple[float, float]:
     """CPU ms per second of the receiver process and of all softirqs, with no traffic."""
     soft0, proc0 = softirq_ns(), (process_cpu_ns(pid) if pid else 0.0)
@@ -521,23 +533,15 @@ def run(flowtap: Path, xsk_floor: Path, replay: Path, capture: Path, work: Path,
         send = lambda pps, packets: send_capture(replay, lab.ns, cap, packets, pps, work)
 
         ft = Flowtap(flowtap, lab.ns, work)
-        try:
-            mode = ft.mode
-            proc_idle, soft_idle = idle_cost(ft.proc.pid)
-            ft_rows, ft_max = run_rates("flowtap", rates, seconds, hz, ft.counters, ft.proc.pid, send)
-        finally:
-            report = ft.stop()
+        mode = ft.mode
+        ft_rows, (proc_idle, soft_idle), ft_max, report = run_process("flowtap", ft, rates, seconds, hz, send)
         rows += ft_rows
         notes.append(f"flowtap attached in XDP {mode} mode (copy-mode AF_XDP on veth), one rx queue; "
                      f"idle it uses {proc_idle:.1f} ms CPU/s (softirq of all CPUs meanwhile {soft_idle:.1f} ms/s); "
                      f"--max probe {ft_max} pps; exit report: {report}")
 
         floor = XskFloor(xsk_floor, lab.ns, work)
-        try:
-            proc_idle, soft_idle = idle_cost(floor.proc.pid)
-            floor_rows, floor_max = run_rates("xsk_floor", rates, seconds, hz, floor.counters, floor.proc.pid, send)
-        finally:
-            report = floor.stop()
+        floor_rows, (proc_idle, soft_idle), floor_max, report = run_process("xsk_floor", floor, rates, seconds, hz, send)
         rows += floor_rows
         notes.append(f"xsk_floor (flowtap's capture set-up and polling, no pipeline) attached in XDP {floor.mode} "
                      f"mode; idle it uses {proc_idle:.1f} ms CPU/s (softirq {soft_idle:.1f} ms/s); "
