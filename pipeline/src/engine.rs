@@ -373,7 +373,7 @@ pub const UPDATE_BATCH: usize = 32;
 /// thousands of times a second: BENCHMARKS.md, live). Packets carry their
 /// capture time, so the wait delays counting, never the times counted.
 const WAKE_AT: usize = 256;
-const WAKE_AFTER: Duration = Duration::from_millis(1);
+const WAKE_AFTER: Duration = Duration::from_millis(5);
 
 struct Worker {
     id: usize,
