@@ -580,7 +580,7 @@ impl ServeArgs {
     }
 }
 
-/// Seconds: a finite, non-negative number (a duration that fits).
+/// AF_XDP ring frames: a power of two the kernel accepts, within reason.
 fn parse_ring_frames(text: &str) -> Result<u32, String> {
     let n: u32 = text.parse().map_err(|e| format!("{e}"))?;
     if !n.is_power_of_two() || !(512..=65_536).contains(&n) {
@@ -591,6 +591,7 @@ fn parse_ring_frames(text: &str) -> Result<u32, String> {
     Ok(n)
 }
 
+/// Seconds: a finite, non-negative number (a duration that fits).
 fn parse_seconds(text: &str) -> Result<f64, String> {
     let s: f64 = text
         .trim()
