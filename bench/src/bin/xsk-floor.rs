@@ -7,7 +7,8 @@
 //! counted and given back to the fill ring. What flowtap costs above this is
 //! its pipeline (parsing, hand-off, the flow table, snapshots); what this
 //! costs above XDP_DROP is the AF_XDP copy and the wake-ups (BENCHMARKS.md,
-//! live section).
+//! live section). One difference: its threads are not pinned to cores, as
+//! flowtap's workers are by default.
 //!
 //! The count of frames received is written to COUNT_FILE every 100 ms
 //! (replaced whole, so a reader never sees half of it). It runs until its
