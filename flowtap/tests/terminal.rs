@@ -208,11 +208,14 @@ fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
     );
     // The reader waits in the pipe for the rest of the input: the count
     // shows what it has parsed so far.
+    // (A capture can catch the line drawn before its first count:
+    // wait for a whole one.)
+    let whole = |l: &&str| l.contains("of the input") && l.contains("file 1/1: ");
     let screen = wait_for("progress on the terminal", || {
         let screen = tmux(&socket, &["capture-pane", "-p"]);
-        screen.contains("of the input").then_some(screen)
+        screen.lines().any(|l| whole(&l)).then_some(screen)
     });
-    let line = screen.lines().find(|l| l.contains("of the input")).unwrap();
+    let line = screen.lines().find(whole).unwrap();
     let count: u64 = line
         .split("file 1/1: ")
         .nth(1)
