@@ -384,7 +384,17 @@ def idle_cost(pid: int | None, seconds: float = 1.0) -> tuple[float, float]:
     return proc / seconds / 1e6, (softirq_ns() - soft0) / seconds / 1e6
 
 
-# --- the two receivers ------------------------------------------------------
+# --- the receivers -----------------------------------------------------------
+
+
+def xdp_mode(receiver: str, log: Path) -> str:
+    """The mode a receiver attached in ("driver" or "skb"), from the line
+    both print at start-up: which kernel counters say what it missed depends
+    on it, so a log without it is an error, not a guess."""
+    m = re.search(r'xdp_mode="(\w+)"', log.read_text())
+    if not m:
+        raise RuntimeError(f"no xdp_mode in {receiver}'s log:\n{log.read_text()}")
+    return m.group(1)
 
 
 class Flowtap:
@@ -400,7 +410,7 @@ class Flowtap:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         try:
             self._wait_ready()
-            self.mode = self._xdp_mode()
+            self.mode = xdp_mode("flowtap", self.log)
         except BaseException:
             self.stop()
             raise
@@ -417,13 +427,6 @@ class Flowtap:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"flowtap not ready after 30 s:\n{self.log.read_text()}")
-
-    def _xdp_mode(self) -> str:
-        """The mode flowtap attached in ("driver" or "skb"), from its start-up log."""
-        m = re.search(r'xdp_mode="(\w+)"', self.log.read_text())
-        if not m:
-            raise RuntimeError(f"no xdp_mode in flowtap's log:\n{self.log.read_text()}")
-        return m.group(1)
 
     def counters(self) -> dict:
         m = parse_metrics(http_get(self.ns, "/metrics"))
@@ -470,8 +473,11 @@ class XskFloor:
                 self.stop()
                 raise RuntimeError(f"xsk-floor did not start:\n{self.log.read_text()}")
             time.sleep(0.1)
-        m = re.search(r'xdp_mode="(\w+)"', self.log.read_text())
-        self.mode = m.group(1) if m else "?"
+        try:
+            self.mode = xdp_mode("xsk-floor", self.log)
+        except BaseException:
+            self.stop()
+            raise
 
     def counters(self) -> dict:
         veth = veth_counters(self.ns)
