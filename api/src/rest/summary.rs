@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use pipeline::packet::L4Proto;
 use serde::Serialize;
@@ -98,23 +97,27 @@ pub struct Summary {
 }
 
 /// How an endpoint is named in the top lists: its pod, else its IP.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Name {
-    Pod(Arc<str>),
+/// Borrowed from the view: a summary names every flow's two ends, and
+/// cloning shared names there would make every flow write to the same few
+/// reference counts (which the per-pair counters, counting at the same
+/// time on the other thread, also write to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Name<'a> {
+    Pod(&'a str),
     Ip(IpAddr),
 }
 
-impl Name {
-    fn of(view: &View, flow: usize, side: Side) -> Name {
+impl<'a> Name<'a> {
+    fn of(view: &'a View, flow: usize, side: Side) -> Name<'a> {
         match view.pod(flow, side) {
-            Some(pod) => Name::Pod(pod.clone()),
+            Some(pod) => Name::Pod(pod),
             None => Name::Ip(view.ip(flow, side)),
         }
     }
 
     fn text(&self) -> String {
         match self {
-            Name::Pod(p) => p.to_string(),
+            Name::Pod(p) => (*p).to_owned(),
             Name::Ip(ip) => ip.to_string(),
         }
     }
@@ -138,11 +141,10 @@ pub fn build(view: &View) -> Summary {
     let mut clients = HashSet::with_hasher(hasher());
     let mut servers = HashSet::with_hasher(hasher());
     // Bytes and packets per (client name, server name) pair.
-    let mut pairs: HashMap<(Name, Name), (u64, u64), _> = HashMap::with_hasher(hasher());
-    let mut by_namespace: HashMap<Arc<str>, u64, _> = HashMap::with_hasher(hasher());
-    // Bytes and packets per (client namespace, server namespace).
-    type NamespacePair = (Arc<str>, Arc<str>);
-    let mut cross: HashMap<NamespacePair, (u64, u64), _> = HashMap::with_hasher(hasher());
+    let mut pairs: HashMap<(Name<'_>, Name<'_>), (u64, u64), _> = HashMap::with_hasher(hasher());
+    let mut by_namespace: HashMap<&str, u64, _> = HashMap::with_hasher(hasher());
+    // Flows and bytes per (client namespace, server namespace).
+    let mut cross: HashMap<(&str, &str), (u64, u64), _> = HashMap::with_hasher(hasher());
     let mut external_bytes = view.cluster.configured().then_some(0u64);
     let (mut tcp_flows, mut udp_flows, mut total_bytes, mut total_pkts) = (0, 0, 0, 0);
     let mut health = TcpHealth::default();
@@ -177,20 +179,20 @@ pub fn build(view: &View) -> Summary {
         {
             *external += bytes;
         }
-        let client_ns = view.ns(i, Side::Client);
-        let server_ns = view.ns(i, Side::Server);
+        let client_ns = view.ns(i, Side::Client).map(|ns| &**ns);
+        let server_ns = view.ns(i, Side::Server).map(|ns| &**ns);
         match (client_ns, server_ns) {
-            (Some(c), Some(s)) if c == s => *by_namespace.entry(c.clone()).or_default() += 1,
+            (Some(c), Some(s)) if c == s => *by_namespace.entry(c).or_default() += 1,
             (c, s) => {
                 for ns in [c, s].into_iter().flatten() {
-                    *by_namespace.entry(ns.clone()).or_default() += 1;
+                    *by_namespace.entry(ns).or_default() += 1;
                 }
             }
         }
         if let (Some(c), Some(s)) = (client_ns, server_ns)
             && c != s
         {
-            let e = cross.entry((c.clone(), s.clone())).or_default();
+            let e = cross.entry((c, s)).or_default();
             e.0 += 1;
             e.1 += bytes;
         }
@@ -220,8 +222,8 @@ pub fn build(view: &View) -> Summary {
     let mut cross_namespace: Vec<CrossNamespace> = cross
         .into_iter()
         .map(|((src, dst), (flows, bytes))| CrossNamespace {
-            src_ns: src.to_string(),
-            dst_ns: dst.to_string(),
+            src_ns: src.to_owned(),
+            dst_ns: dst.to_owned(),
             flows,
             bytes,
         })
@@ -282,7 +284,7 @@ pub fn build(view: &View) -> Summary {
         top_by_pkts,
         by_namespace: by_namespace
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .map(|(k, v)| (k.to_owned(), v))
             .collect(),
         cross_namespace,
         external_bytes,
