@@ -15,7 +15,6 @@
 //! `external`, in-cluster addresses without a pod (service IPs, nodes,
 //! unknown addresses) into `unknown`, with their namespace when known.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use pipeline::flow::handshake::TALLY_BOUNDS_US;
@@ -51,6 +50,55 @@ struct PairKey {
     server: End,
     server_port: u16,
     protocol: &'static str,
+}
+
+/// A [`PairKey`] borrowed from a view, to look a pair up without cloning
+/// its names (every flow that gained anything is looked up, every
+/// snapshot). Hashes as the `PairKey` it equals: the same fields, in the
+/// same order, `&str` hashing as `Arc<str>` does.
+#[derive(Hash)]
+struct PairKeyRef<'a> {
+    client: EndRef<'a>,
+    server: EndRef<'a>,
+    server_port: u16,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Copy, Hash)]
+struct EndRef<'a> {
+    namespace: &'a str,
+    workload: &'a str,
+}
+
+impl EndRef<'_> {
+    fn owned(self) -> End {
+        End {
+            namespace: self.namespace.into(),
+            workload: self.workload.into(),
+        }
+    }
+}
+
+impl PairKeyRef<'_> {
+    fn owned(&self) -> PairKey {
+        PairKey {
+            client: self.client.owned(),
+            server: self.server.owned(),
+            server_port: self.server_port,
+            protocol: self.protocol,
+        }
+    }
+}
+
+impl hashbrown::Equivalent<PairKey> for PairKeyRef<'_> {
+    fn equivalent(&self, key: &PairKey) -> bool {
+        let same =
+            |a: &EndRef<'_>, b: &End| *a.namespace == *b.namespace && *a.workload == *b.workload;
+        same(&self.client, &key.client)
+            && same(&self.server, &key.server)
+            && self.server_port == key.server_port
+            && self.protocol == key.protocol
+    }
 }
 
 /// What a pair's flows sent (both directions), how their connections went
@@ -156,7 +204,7 @@ impl FlowCounts {
 #[derive(Debug)]
 pub struct PairCounters {
     max_pairs: usize,
-    pairs: HashMap<PairKey, PairCounts, ahash::RandomState>,
+    pairs: hashbrown::HashMap<PairKey, PairCounts, ahash::RandomState>,
     /// Traffic of pairs beyond `max_pairs`.
     other: PairCounts,
     /// Flow updates that went to `other`.
@@ -175,7 +223,7 @@ impl PairCounters {
     pub fn new(max_pairs: usize) -> PairCounters {
         PairCounters {
             max_pairs,
-            pairs: HashMap::default(),
+            pairs: hashbrown::HashMap::default(),
             other: PairCounts::default(),
             collapsed: 0,
             last: FlowFollower::default(),
@@ -211,7 +259,7 @@ impl PairCounters {
 
     fn add(&mut self, view: &View, i: usize, gained: &FlowCounts) {
         let f = &view.flows()[i];
-        let key = PairKey {
+        let key = PairKeyRef {
             client: end(view, i, Side::Client),
             server: end(view, i, Side::Server),
             server_port: f.key.server_port,
@@ -222,7 +270,7 @@ impl PairCounters {
         } else if self.pairs.len() < self.max_pairs {
             let mut pair = PairCounts::default();
             pair.add(gained);
-            self.pairs.insert(key, pair);
+            self.pairs.insert(key.owned(), pair);
         } else {
             self.other.add(gained);
             self.collapsed += 1;
@@ -286,14 +334,14 @@ impl PairCounters {
 }
 
 /// An endpoint as a pair names it.
-fn end(view: &View, flow: usize, side: Side) -> End {
-    let namespace = view.ns(flow, side).cloned().unwrap_or_else(|| "".into());
+fn end(view: &View, flow: usize, side: Side) -> EndRef<'_> {
+    let namespace = view.ns(flow, side).map_or("", |ns| &**ns);
     let workload = match view.workload(flow, side) {
-        Some(w) => w.clone(),
-        None if view.external(flow, side) == Some(true) => "external".into(),
-        None => "unknown".into(),
+        Some(w) => &**w,
+        None if view.external(flow, side) == Some(true) => "external",
+        None => "unknown",
     };
-    End {
+    EndRef {
         namespace,
         workload,
     }
@@ -348,5 +396,23 @@ mod tests {
         );
         // (A new flow under an old key is the follower's to tell:
         // pipeline::follow.)
+    }
+
+    #[test]
+    fn a_borrowed_key_finds_its_pair() {
+        let end = |namespace, workload| EndRef {
+            namespace,
+            workload,
+        };
+        let borrowed = |workload| PairKeyRef {
+            client: end("shop", workload),
+            server: end("", "external"),
+            server_port: 443,
+            protocol: "tcp",
+        };
+        let mut pairs = hashbrown::HashMap::<_, _, ahash::RandomState>::default();
+        pairs.insert(borrowed("cart").owned(), PairCounts::default());
+        assert!(pairs.get(&borrowed("cart")).is_some());
+        assert!(pairs.get(&borrowed("carts")).is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! `GET /mcp/flows/summary`: computed once per view, so the endpoint answers
 //! from a prepared body whatever the number of flows.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use pipeline::packet::L4Proto;
@@ -133,15 +133,26 @@ fn top<T>(items: &mut [T], order: impl Fn(&T, &T) -> std::cmp::Ordering) -> &[T]
     &items[..n]
 }
 
+/// How many different values `items` holds.
+fn distinct<T: Ord>(mut items: Vec<T>) -> usize {
+    items.sort_unstable();
+    items.dedup();
+    items.len()
+}
+
 pub fn build(view: &View) -> Summary {
     let flows = view.flows();
     // ahash: a summary over millions of flows (a hub's) spends its time
     // hashing; SipHash's resistance to chosen keys buys nothing here.
     let hasher = ahash::RandomState::new;
-    let mut clients = HashSet::with_hasher(hasher());
-    let mut servers = HashSet::with_hasher(hasher());
-    // Bytes and packets per (client name, server name) pair.
-    let mut pairs: HashMap<(Name<'_>, Name<'_>), (u64, u64), _> = HashMap::with_hasher(hasher());
+    // Every flow's ends and (client, server) names, counted by sorting
+    // them, not by a map of them: where most flows are pairs of their own
+    // (a hub's 1.5M), a map of that size costs a trip to memory a flow
+    // (BENCHMARKS.md, hub).
+    let mut clients = Vec::with_capacity(flows.len());
+    let mut servers = Vec::with_capacity(flows.len());
+    // Each flow's (client name, server name) with its bytes and packets.
+    let mut pairs: Vec<((Name<'_>, Name<'_>), (u64, u64))> = Vec::with_capacity(flows.len());
     let mut by_namespace: HashMap<&str, u64, _> = HashMap::with_hasher(hasher());
     // Flows and bytes per (client namespace, server namespace).
     let mut cross: HashMap<(&str, &str), (u64, u64), _> = HashMap::with_hasher(hasher());
@@ -164,16 +175,15 @@ pub fn build(view: &View) -> Summary {
         let bytes = f.total_bytes();
         total_bytes += bytes;
         total_pkts += f.total_pkts();
-        clients.insert(f.key.client);
-        servers.insert(f.key.server);
-        let pair = pairs
-            .entry((
+        clients.push(f.key.client);
+        servers.push(f.key.server);
+        pairs.push((
+            (
                 Name::of(view, i, Side::Client),
                 Name::of(view, i, Side::Server),
-            ))
-            .or_default();
-        pair.0 += bytes;
-        pair.1 += f.total_pkts();
+            ),
+            (bytes, f.total_pkts()),
+        ));
         if let Some(external) = external_bytes.as_mut()
             && view.external(i, Side::Server) == Some(true)
         {
@@ -198,7 +208,18 @@ pub fn build(view: &View) -> Summary {
         }
     }
 
-    let mut ranked: Vec<_> = pairs.into_iter().collect();
+    // Bytes and packets per pair: the flows of a pair made adjacent, then
+    // added into the first of them.
+    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    pairs.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same {
+            first.1.0 += later.1.0;
+            first.1.1 += later.1.1;
+        }
+        same
+    });
+    let mut ranked = pairs;
     let top_by_bytes = top(&mut ranked, |a, b| {
         b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0))
     })
@@ -278,8 +299,8 @@ pub fn build(view: &View) -> Summary {
         udp_flows,
         total_bytes,
         total_pkts,
-        unique_clients: clients.len(),
-        unique_servers: servers.len(),
+        unique_clients: distinct(clients),
+        unique_servers: distinct(servers),
         top_by_bytes,
         top_by_pkts,
         by_namespace: by_namespace
