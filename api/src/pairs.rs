@@ -37,41 +37,28 @@ pub const LABELS: [&str; 6] = [
 /// The default of `--metrics-max-pairs`.
 pub const DEFAULT_MAX_PAIRS: usize = 2_000;
 
-/// One endpoint's side of a pair.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct End {
-    namespace: Arc<str>,
-    workload: Arc<str>,
+/// One endpoint's side of a pair: names kept (`Arc<str>`), or borrowed
+/// from a view (`&str`) to look a pair up without cloning them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct End<S> {
+    namespace: S,
+    workload: S,
 }
 
+/// A pair's key; the map keeps `PairKey<Arc<str>>`, lookups borrow
+/// (every flow that gained anything is looked up, every snapshot). Both
+/// hash alike: the same fields in the same order, `&str` hashing as
+/// `Arc<str>` does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct PairKey {
-    client: End,
-    server: End,
+struct PairKey<S = Arc<str>> {
+    client: End<S>,
+    server: End<S>,
     server_port: u16,
     protocol: &'static str,
 }
 
-/// A [`PairKey`] borrowed from a view, to look a pair up without cloning
-/// its names (every flow that gained anything is looked up, every
-/// snapshot). Hashes as the `PairKey` it equals: the same fields, in the
-/// same order, `&str` hashing as `Arc<str>` does.
-#[derive(Hash)]
-struct PairKeyRef<'a> {
-    client: EndRef<'a>,
-    server: EndRef<'a>,
-    server_port: u16,
-    protocol: &'static str,
-}
-
-#[derive(Clone, Copy, Hash)]
-struct EndRef<'a> {
-    namespace: &'a str,
-    workload: &'a str,
-}
-
-impl EndRef<'_> {
-    fn owned(self) -> End {
+impl End<&str> {
+    fn owned(self) -> End<Arc<str>> {
         End {
             namespace: self.namespace.into(),
             workload: self.workload.into(),
@@ -79,7 +66,7 @@ impl EndRef<'_> {
     }
 }
 
-impl PairKeyRef<'_> {
+impl PairKey<&str> {
     fn owned(&self) -> PairKey {
         PairKey {
             client: self.client.owned(),
@@ -90,10 +77,11 @@ impl PairKeyRef<'_> {
     }
 }
 
-impl hashbrown::Equivalent<PairKey> for PairKeyRef<'_> {
+impl hashbrown::Equivalent<PairKey> for PairKey<&str> {
     fn equivalent(&self, key: &PairKey) -> bool {
-        let same =
-            |a: &EndRef<'_>, b: &End| *a.namespace == *b.namespace && *a.workload == *b.workload;
+        let same = |a: &End<&str>, b: &End<Arc<str>>| {
+            a.namespace == &*b.namespace && a.workload == &*b.workload
+        };
         same(&self.client, &key.client)
             && same(&self.server, &key.server)
             && self.server_port == key.server_port
@@ -259,7 +247,7 @@ impl PairCounters {
 
     fn add(&mut self, view: &View, i: usize, gained: &FlowCounts) {
         let f = &view.flows()[i];
-        let key = PairKeyRef {
+        let key = PairKey {
             client: end(view, i, Side::Client),
             server: end(view, i, Side::Server),
             server_port: f.key.server_port,
@@ -334,14 +322,14 @@ impl PairCounters {
 }
 
 /// An endpoint as a pair names it.
-fn end(view: &View, flow: usize, side: Side) -> EndRef<'_> {
+fn end(view: &View, flow: usize, side: Side) -> End<&str> {
     let namespace = view.ns(flow, side).map_or("", |ns| &**ns);
     let workload = match view.workload(flow, side) {
         Some(w) => &**w,
         None if view.external(flow, side) == Some(true) => "external",
         None => "unknown",
     };
-    EndRef {
+    End {
         namespace,
         workload,
     }
@@ -400,11 +388,11 @@ mod tests {
 
     #[test]
     fn a_borrowed_key_finds_its_pair() {
-        let end = |namespace, workload| EndRef {
+        let end = |namespace, workload| End {
             namespace,
             workload,
         };
-        let borrowed = |workload| PairKeyRef {
+        let borrowed = |workload| PairKey {
             client: end("shop", workload),
             server: end("", "external"),
             server_port: 443,

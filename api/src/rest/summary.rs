@@ -142,8 +142,8 @@ fn distinct<T: Ord>(mut items: Vec<T>) -> usize {
 
 pub fn build(view: &View) -> Summary {
     let flows = view.flows();
-    // ahash: a summary over millions of flows (a hub's) spends its time
-    // hashing; SipHash's resistance to chosen keys buys nothing here.
+    // ahash for the maps by namespace: SipHash's resistance to chosen
+    // keys buys nothing here.
     let hasher = ahash::RandomState::new;
     // Every flow's ends and (client, server) names, counted by sorting
     // them, not by a map of them: where most flows are pairs of their own
@@ -172,9 +172,9 @@ pub fn build(view: &View) -> Summary {
             L4Proto::Tcp => tcp_flows += 1,
             L4Proto::Udp => udp_flows += 1,
         }
-        let bytes = f.total_bytes();
+        let (bytes, pkts) = (f.total_bytes(), f.total_pkts());
         total_bytes += bytes;
-        total_pkts += f.total_pkts();
+        total_pkts += pkts;
         clients.push(f.key.client);
         servers.push(f.key.server);
         pairs.push((
@@ -182,7 +182,7 @@ pub fn build(view: &View) -> Summary {
                 Name::of(view, i, Side::Client),
                 Name::of(view, i, Side::Server),
             ),
-            (bytes, f.total_pkts()),
+            (bytes, pkts),
         ));
         if let Some(external) = external_bytes.as_mut()
             && view.external(i, Side::Server) == Some(true)
@@ -219,8 +219,7 @@ pub fn build(view: &View) -> Summary {
         }
         same
     });
-    let mut ranked = pairs;
-    let top_by_bytes = top(&mut ranked, |a, b| {
+    let top_by_bytes = top(&mut pairs, |a, b| {
         b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0))
     })
     .iter()
@@ -230,7 +229,7 @@ pub fn build(view: &View) -> Summary {
         bytes: *bytes,
     })
     .collect();
-    let top_by_pkts = top(&mut ranked, |a, b| {
+    let top_by_pkts = top(&mut pairs, |a, b| {
         b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(&b.0))
     })
     .iter()
