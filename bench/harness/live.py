@@ -365,19 +365,22 @@ def run_rates(path: str, rates: list[int], seconds: float, hz: int, read: Callab
 
 
 def run_process(path: str, receiver: "Flowtap | XskFloor", rates: list[int], seconds: float, hz: int,
-                send: Callable[[float | None, int], dict]) -> tuple[list[dict], tuple[float, float], int, str]:
+                send: Callable[[float | None, int], dict],
+                idle_seconds: float) -> tuple[list[dict], tuple[float, float], int, str]:
     """A receiver process's idle cost, then every rate on it; stops it.
     Returns the rows, the idle cost, the probed --max rate and its report."""
     try:
-        idle = idle_cost(receiver.proc.pid)
+        idle = idle_cost(receiver.proc.pid, idle_seconds)
         rows, max_pps = run_rates(path, rates, seconds, hz, receiver.counters, receiver.proc.pid, send)
     finally:
         report = receiver.stop()
     return rows, idle, max_pps, report
 
 
-def idle_cost(pid: int | None, seconds: float = 1.0) -> tuple[float, float]:
-    """CPU ms per second of the receiver process and of all softirqs, with no traffic."""
+def idle_cost(pid: int | None, seconds: float) -> tuple[float, float]:
+    """CPU ms per second of the receiver process and of all softirqs, with no
+    traffic. /proc counts in ticks (10 ms): over `seconds` the figure is good
+    to 10 ms / `seconds` a second, so a one-second window says only 0 or 10."""
     soft0, proc0 = softirq_ns(), (process_cpu_ns(pid) if pid else 0.0)
     time.sleep(seconds)
     proc = (process_cpu_ns(pid) - proc0) if pid else 0.0
@@ -521,7 +524,7 @@ class XdpDrop:
 
 
 def run(flowtap: Path, xsk_floor: Path, replay: Path, capture: Path, work: Path,
-        rates: list[int] | None = None, seconds: float = 3.0) -> dict:
+        rates: list[int] | None = None, seconds: float = 3.0, idle_seconds: float = 10.0) -> dict:
     """Measures flowtap's live receive path, the AF_XDP floor and the
     XDP_DROP floor at each rate (0 = --max). Returns {"rows": [...],
     "notes": [...]}; rows have target_pps "max" for the --max run."""
@@ -540,14 +543,15 @@ def run(flowtap: Path, xsk_floor: Path, replay: Path, capture: Path, work: Path,
 
         ft = Flowtap(flowtap, lab.ns, work)
         mode = ft.mode
-        ft_rows, (proc_idle, soft_idle), ft_max, report = run_process("flowtap", ft, rates, seconds, hz, send)
+        ft_rows, (proc_idle, soft_idle), ft_max, report = run_process("flowtap", ft, rates, seconds, hz, send, idle_seconds)
         rows += ft_rows
         notes.append(f"flowtap attached in XDP {mode} mode (copy-mode AF_XDP on veth), one rx queue; "
-                     f"idle it uses {proc_idle:.1f} ms CPU/s (softirq of all CPUs meanwhile {soft_idle:.1f} ms/s); "
+                     f"idle it uses {proc_idle:.1f} ms CPU/s over {idle_seconds:.0f} s (softirq of all CPUs meanwhile "
+                     f"{soft_idle:.1f} ms/s); "
                      f"--max probe {ft_max} pps; exit report: {report}")
 
         floor = XskFloor(xsk_floor, lab.ns, work)
-        floor_rows, (proc_idle, soft_idle), floor_max, report = run_process("xsk_floor", floor, rates, seconds, hz, send)
+        floor_rows, (proc_idle, soft_idle), floor_max, report = run_process("xsk_floor", floor, rates, seconds, hz, send, idle_seconds)
         rows += floor_rows
         notes.append(f"xsk_floor (flowtap's capture set-up and polling, no pipeline) attached in XDP {floor.mode} "
                      f"mode; idle it uses {proc_idle:.1f} ms CPU/s (softirq {soft_idle:.1f} ms/s); "
@@ -555,7 +559,7 @@ def run(flowtap: Path, xsk_floor: Path, replay: Path, capture: Path, work: Path,
 
         drop = XdpDrop(lab.ns, work, mode)
         try:
-            _, soft_idle = idle_cost(None)
+            _, soft_idle = idle_cost(None, idle_seconds)
             drop_rows, drop_max = run_rates("xdp_drop", rates, seconds, hz, drop.counters, None, send)
         finally:
             drop.stop()

@@ -115,7 +115,8 @@ def main() -> int:
         import live  # needs root and namespaces
 
         small = captures["synthetic-small"]["path"]
-        results["live"] = live.run(bins["flowtap"], bins["xsk-floor"], bins["pcap-replay"], small, args.data / "live")
+        results["live"] = live.run(bins["flowtap"], bins["xsk-floor"], bins["pcap-replay"], small, args.data / "live",
+                                   idle_seconds=3.0 if args.quick else 10.0)
     if "profile" in sections:
         results["profile"] = perf_profile.run(bins["flowtap"], captures, args.quick, args.out)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

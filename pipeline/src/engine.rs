@@ -27,7 +27,7 @@ use crate::ingest::{Ingest, IngestConfig, IngestCounters, MirrorSessions};
 use crate::merger;
 use crate::packet::PacketMeta;
 use crate::snapshot::Snapshot;
-use crate::source::{Frame, PacketSource, Poll};
+use crate::source::{Frame, PacketSource, Poll, SourceWaker};
 use crate::time::{Clock, SECOND};
 
 /// What a full hand-off queue does to its producer.
@@ -138,7 +138,7 @@ impl Shared {
 
 struct WorkerHandle {
     control: Sender<Control>,
-    unparker: Unparker,
+    wake: Wake,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -173,14 +173,21 @@ impl Pipeline {
         let mut sources: Vec<Option<S>> = sources.into_iter().map(Some).collect();
         sources.resize_with(workers, || None);
         let mut parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
-        let wake: Arc<[Unparker]> = parkers.iter().map(|p| p.unparker().clone()).collect();
+        let wake: Arc<[Wake]> = parkers
+            .iter()
+            .zip(&sources)
+            .map(|(parker, source)| Wake {
+                parked: parker.unparker().clone(),
+                waiting_source: source.as_ref().and_then(PacketSource::waker),
+            })
+            .collect();
         let handles = sources
             .into_iter()
             .enumerate()
             .map(|(id, source)| {
                 let (control_tx, control_rx) = crossbeam_channel::unbounded();
                 let parker = parkers.remove(0);
-                let unparker = parker.unparker().clone();
+                let own_wake = wake[id].clone();
                 let worker = Worker {
                     id,
                     table: FlowTable::new(
@@ -234,7 +241,7 @@ impl Pipeline {
                     .expect("spawning a worker thread");
                 WorkerHandle {
                     control: control_tx,
-                    unparker,
+                    wake: own_wake,
                     thread: Some(thread),
                 }
             })
@@ -313,7 +320,7 @@ impl Pipeline {
             // A worker only disappears by panicking; its shard is then lost
             // and the snapshot simply lacks it.
             let _ = w.control.send(request);
-            w.unparker.unpark();
+            w.wake.wake();
         }
         drop(reply_tx);
         Exports {
@@ -330,7 +337,7 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         for w in &self.workers {
             let _ = w.control.send(Control::Stop);
-            w.unparker.unpark();
+            w.wake.wake();
         }
         for w in &mut self.workers {
             if let Some(thread) = w.thread.take() {
@@ -375,6 +382,24 @@ pub const UPDATE_BATCH: usize = 32;
 const WAKE_AT: usize = 256;
 const WAKE_AFTER: Duration = Duration::from_millis(5);
 
+/// Wakes a worker wherever it waits: parked (nothing to do), or in its
+/// source's wait for frames (a live socket's poll(2)), which an unpark
+/// alone would not end until the wait times out.
+#[derive(Clone)]
+struct Wake {
+    parked: Unparker,
+    waiting_source: Option<Arc<dyn SourceWaker>>,
+}
+
+impl Wake {
+    fn wake(&self) {
+        self.parked.unpark();
+        if let Some(source) = &self.waiting_source {
+            source.wake();
+        }
+    }
+}
+
 struct Worker {
     id: usize,
     table: FlowTable,
@@ -382,7 +407,7 @@ struct Worker {
     /// Every worker's wake-up, and since when each shard has been handed
     /// packets without being woken: a worker without a source sleeps until
     /// packets come ([`WAKE_AT`], [`WAKE_AFTER`]).
-    wake: Arc<[Unparker]>,
+    wake: Arc<[Wake]>,
     handed_since: Vec<Option<Instant>>,
     wake_at: usize,
     hasher: ShardHasher,
@@ -430,7 +455,7 @@ impl Worker {
             Backpressure::Wait => loop {
                 // Keep our own inbox moving so two waiting workers cannot
                 // deadlock on each other; the full one's owner may sleep.
-                self.wake[shard].unpark();
+                self.wake[shard].wake();
                 if self.drain(64) == 0 {
                     std::thread::yield_now();
                 }
@@ -455,7 +480,7 @@ impl Worker {
                 || since.elapsed() >= WAKE_AFTER
             {
                 *handed_since = None;
-                self.wake[shard].unpark();
+                self.wake[shard].wake();
             }
         }
     }

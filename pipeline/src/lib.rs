@@ -28,5 +28,5 @@ pub mod wire;
 pub use engine::{Backpressure, Pipeline, PipelineConfig};
 pub use merger::Merger;
 pub use snapshot::Snapshot;
-pub use source::{Frame, PacketSource, Poll};
+pub use source::{Frame, PacketSource, Poll, SourceWaker};
 pub use time::Clock;

@@ -65,8 +65,9 @@ impl Merger {
                 while !stopping.load(Ordering::Acquire) {
                     let now = Instant::now();
                     if now < next {
-                        // Sleep in short steps so a stop is noticed promptly.
-                        std::thread::sleep((next - now).min(Duration::from_millis(50)));
+                        // A stop unparks it (an idle appliance wakes only
+                        // for its snapshots).
+                        std::thread::park_timeout(next - now);
                         continue;
                     }
                     next += interval;
@@ -88,6 +89,7 @@ impl Merger {
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }

@@ -3,12 +3,14 @@
 //! configured.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pipeline::Frame;
 use pipeline::flow::FlowRecord;
 use pipeline::wire::dissect::LinkType;
-use pipeline::{Backpressure, Clock, Merger, PacketSource, Pipeline, PipelineConfig, Poll};
+use pipeline::{
+    Backpressure, Clock, Merger, PacketSource, Pipeline, PipelineConfig, Poll, SourceWaker,
+};
 
 /// A source of synthetic Ethernet/IPv4/TCP frames: `conns` connections of
 /// `per_conn` packets each, interleaved, one frame per call batch item.
@@ -225,4 +227,92 @@ fn a_failed_source_or_worker_fails_the_pipeline_and_nothing_hangs() {
         assert!(failed.contains(want), "{failed}");
         assert_eq!(pipeline.failure(), Some(failed));
     }
+}
+
+/// Shaped like a live socket: delivers its frames, then sleeps in `poll`
+/// (a socket's poll(2)) until woken through its waker or a minute passes.
+struct Sleeping {
+    frames: Synthetic,
+    alarm: Arc<Alarm>,
+    /// Sources that have delivered all their frames.
+    done: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Default)]
+struct Alarm {
+    rung: Mutex<bool>,
+    bell: std::sync::Condvar,
+}
+
+impl SourceWaker for Alarm {
+    fn wake(&self) {
+        *self.rung.lock().unwrap() = true;
+        self.bell.notify_all();
+    }
+}
+
+impl PacketSource for Sleeping {
+    fn poll<F: FnMut(Frame<'_>)>(&mut self, on_frame: F) -> Poll {
+        if self.frames.next < self.frames.total {
+            self.frames.poll(on_frame);
+            if self.frames.next == self.frames.total {
+                self.done.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+            return Poll::Busy;
+        }
+        let rung = self.alarm.rung.lock().unwrap();
+        let (mut rung, _) = self
+            .alarm
+            .bell
+            .wait_timeout_while(rung, SOURCE_SLEEP, |rung| !*rung)
+            .unwrap();
+        *rung = false;
+        Poll::Idle
+    }
+
+    fn waker(&self) -> Option<Arc<dyn SourceWaker>> {
+        Some(self.alarm.clone())
+    }
+}
+
+const SOURCE_SLEEP: Duration = Duration::from_secs(60);
+
+#[test]
+fn workers_asleep_in_their_sources_are_woken_for_snapshots_and_stop() {
+    // Two sources on two workers, each handing the other the packets of
+    // its shard, then both asleep: the snapshot must wake both (each
+    // counts what the other handed it) and dropping the pipeline must end
+    // their sleeps, each long before a sleep would end by itself.
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sources: Vec<Sleeping> = (0..2)
+        .map(|_| Sleeping {
+            frames: Synthetic::new(100, 4),
+            alarm: Arc::default(),
+            done: done.clone(),
+        })
+        .collect();
+    let started = Instant::now();
+    let pipeline = Pipeline::start(
+        PipelineConfig {
+            workers: 2,
+            ..PipelineConfig::default()
+        },
+        sources,
+    );
+    while done.load(std::sync::atomic::Ordering::Acquire) < 2 {
+        assert!(started.elapsed() < SOURCE_SLEEP / 2, "sources never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Both sources are asleep (or about to be) from here.
+    std::thread::sleep(Duration::from_millis(200));
+    let snapshot = pipeline.snapshot(Clock::Capture);
+    assert_eq!(snapshot.counters.ingest.frames, 800);
+    let pkts: u64 = snapshot.flows.iter().map(|f| f.total_pkts()).sum();
+    assert_eq!(pkts, 800, "every handed-off packet counted");
+    drop(pipeline);
+    assert!(
+        started.elapsed() < SOURCE_SLEEP / 2,
+        "a snapshot or the stop waited for a source's sleep to end: {:?}",
+        started.elapsed()
+    );
 }

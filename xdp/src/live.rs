@@ -5,11 +5,11 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pipeline::source::live::{Mode, Unbound, XdpAttach};
-use pipeline::source::{Frame, PacketSource, Poll, QueueStats};
+use pipeline::source::{Frame, PacketSource, Poll, QueueStats, SourceWaker};
 use pipeline::time::LiveClock;
 use pipeline::wire::dissect::LinkType;
 use xdpilone::xdp::XdpStatisticsV2;
@@ -33,7 +33,9 @@ pub struct LiveConfig {
     pub busy_poll: bool,
     /// Frames taken from the rx ring per poll.
     pub batch: u32,
-    /// How long an idle worker sleeps on its socket before checking in.
+    /// How long an idle worker sleeps on its socket before checking in
+    /// (refreshing the socket's kernel counters, looking for its failure):
+    /// anything else its worker must do ends the sleep at once.
     pub idle_wait: Duration,
     /// Queues of the mirror veth in host mode.
     pub host_queues: u32,
@@ -52,7 +54,7 @@ impl LiveConfig {
             xsk: XskConfig::default(),
             busy_poll: false,
             batch: 64,
-            idle_wait: Duration::from_millis(10),
+            idle_wait: STATS_REFRESH,
             host_queues: 1,
             promiscuous: true,
         }
@@ -141,17 +143,17 @@ impl LiveCapture {
         let mut programs = Programs::load(config.unbound, mirror_ifindex)?;
         let mut sockets = Vec::new();
         for queue in 0..queues {
-            let socket = RxSocket::open(capture_index, queue, &config.xsk).map_err(|source| {
-                LiveError::Socket {
-                    iface: capture_iface.clone(),
-                    queue,
-                    source,
-                }
-            })?;
-            sockets.push(socket);
+            let socket_err = |source| LiveError::Socket {
+                iface: capture_iface.clone(),
+                queue,
+                source,
+            };
+            let socket = RxSocket::open(capture_index, queue, &config.xsk).map_err(socket_err)?;
+            let wake = SocketWake::new().map_err(socket_err)?;
+            sockets.push((socket, Arc::new(wake)));
         }
         let xdp_mode = programs.attach_xdp(&capture_iface, config.xdp_mode)?;
-        for s in &sockets {
+        for (s, _) in &sockets {
             programs.bind_queue(s.queue, s.fd())?;
         }
         if config.mode == Mode::Host {
@@ -163,7 +165,7 @@ impl LiveCapture {
             capture_iface,
             mode: config.mode,
             xdp_mode: mode_name(xdp_mode),
-            zero_copy: sockets.iter().all(RxSocket::zero_copy),
+            zero_copy: sockets.iter().all(|(s, _)| s.zero_copy()),
             queues: (0..queues)
                 .map(|queue| QueueStats::new(queue, u64::from(config.xsk.frame_count)))
                 .collect(),
@@ -176,8 +178,9 @@ impl LiveCapture {
         let sources = sockets
             .into_iter()
             .enumerate()
-            .map(|(i, socket)| XskSource {
+            .map(|(i, (socket, wake))| XskSource {
                 socket,
+                wake,
                 info: info.clone(),
                 index: i,
                 busy_poll: config.busy_poll,
@@ -226,9 +229,45 @@ const COALESCE_BELOW: u32 = 16;
 /// (14.9 Mpps) brings meanwhile.
 const COALESCE: Duration = Duration::from_micros(200);
 
+/// Ends an idle [`XskSource`]'s sleep in poll(2) when its worker has other
+/// work. The eventfd is signalled once until the source clears it, so a
+/// busy source (not sleeping, not clearing) costs its wakers no system call.
+#[derive(Debug)]
+struct SocketWake {
+    fd: sys::EventFd,
+    signalled: AtomicBool,
+}
+
+impl SocketWake {
+    fn new() -> std::io::Result<SocketWake> {
+        Ok(SocketWake {
+            fd: sys::EventFd::new()?,
+            signalled: AtomicBool::new(false),
+        })
+    }
+
+    /// After a sleep: ready for the next wake-up. The flag is reset first
+    /// (acquiring what the wakers did before setting it), then the eventfd:
+    /// a wake-up in between signals again, and at worst ends the next sleep
+    /// early; none is lost.
+    fn clear(&self) {
+        self.signalled.swap(false, Ordering::AcqRel);
+        self.fd.clear();
+    }
+}
+
+impl SourceWaker for SocketWake {
+    fn wake(&self) {
+        if !self.signalled.swap(true, Ordering::AcqRel) {
+            self.fd.signal();
+        }
+    }
+}
+
 /// One rx queue's AF_XDP socket as a pipeline source.
 pub struct XskSource {
     socket: RxSocket,
+    wake: Arc<SocketWake>,
     info: Arc<LiveInfo>,
     index: usize,
     busy_poll: bool,
@@ -306,17 +345,74 @@ impl PacketSource for XskSource {
         }
         // (An error pending on the socket is looked for with the stats, four
         // times a second; poll(2) reports only its own.)
-        if !self.busy_poll
-            && let Err(e) = self.socket.wait(self.idle_wait)
-        {
-            return Poll::Failed(self.failure(Err(e)).unwrap_or_default());
+        if !self.busy_poll {
+            let waited = self.socket.wait(&self.wake.fd, self.idle_wait);
+            self.wake.clear();
+            if let Err(e) = waited {
+                return Poll::Failed(self.failure(Err(e)).unwrap_or_default());
+            }
         }
         Poll::Idle
+    }
+
+    fn waker(&self) -> Option<Arc<dyn SourceWaker>> {
+        // A busy-polling source never sleeps.
+        (!self.busy_poll).then(|| self.wake.clone() as Arc<dyn SourceWaker>)
     }
 }
 
 impl Drop for XskSource {
     fn drop(&mut self) {
         self.refresh_stats();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// How long one sleep on a socket that never becomes readable lasted.
+    fn sleep_on(idle: &UnixStream, wake: &SocketWake, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let readable = sys::wait_readable(idle.as_raw_fd(), &wake.fd, timeout).expect("poll");
+        assert!(!readable, "nothing was ever sent on the socket");
+        wake.clear();
+        started.elapsed()
+    }
+
+    #[test]
+    fn a_wake_ends_the_sleep_and_none_is_lost() {
+        // A socket that never becomes readable: every sleep on it ends by a
+        // wake-up or by its timeout. Timeouts are far apart (30 s against
+        // 0.2 s) so that a loaded machine cannot blur which one it was.
+        let (idle, _peer) = UnixStream::pair().expect("socketpair");
+        let long = Duration::from_secs(30);
+        let short = Duration::from_millis(200);
+        let wake = Arc::new(SocketWake::new().expect("eventfd"));
+
+        // Woken before it sleeps (the worker was busy): the sleep ends at once.
+        wake.wake();
+        assert!(sleep_on(&idle, &wake, long) < Duration::from_secs(10));
+        // Cleared: the next sleep lasts its timeout.
+        assert!(sleep_on(&idle, &wake, short) >= short);
+
+        // Woken by another thread while it sleeps.
+        let waker = wake.clone();
+        let other = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            waker.wake();
+        });
+        assert!(sleep_on(&idle, &wake, long) < Duration::from_secs(10));
+        other.join().unwrap();
+
+        // Woken twice before it looks: one clear takes both, and the sleep
+        // after it lasts its timeout again.
+        wake.wake();
+        wake.wake();
+        assert!(sleep_on(&idle, &wake, long) < Duration::from_secs(10));
+        assert!(sleep_on(&idle, &wake, short) >= short);
     }
 }

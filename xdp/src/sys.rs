@@ -66,16 +66,19 @@ pub fn raise_memlock_limit() -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until `fd` is readable or `timeout` passes. Returns whether it is.
-pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
+/// Waits until `fd` is readable, `wake` is signalled, or `timeout` passes.
+/// Returns whether `fd` is readable (a signalled `wake` is left for its
+/// owner to clear).
+pub fn wait_readable(fd: RawFd, wake: &EventFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfds = [fd, wake.fd.as_raw_fd()].map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
-    };
+    });
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    // SAFETY: a valid array of two pollfds, its length given.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    let revents = pfds[0].revents;
     match n {
         -1 => {
             let e = io::Error::last_os_error();
@@ -85,10 +88,9 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
                 Err(e)
             }
         }
-        0 => Ok(false),
         // An error, a hang-up or a bad descriptor is not "idle": the socket
         // is broken (its device gone, say), and its caller must know.
-        _ if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 => {
+        _ if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 => {
             Err(io::Error::other(format!(
                 "poll reported {} on the socket",
                 [
@@ -97,13 +99,48 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
                     (libc::POLLNVAL, "POLLNVAL"),
                 ]
                 .iter()
-                .filter(|(bit, _)| pfd.revents & bit != 0)
+                .filter(|(bit, _)| revents & bit != 0)
                 .map(|(_, name)| *name)
                 .collect::<Vec<_>>()
                 .join("|")
             )))
         }
-        _ => Ok(pfd.revents & libc::POLLIN != 0),
+        _ => Ok(revents & libc::POLLIN != 0),
+    }
+}
+
+/// A Linux eventfd: a counter another thread signals to end a
+/// [`wait_readable`] early. Reads and writes go through `File`.
+#[derive(Debug)]
+pub struct EventFd {
+    fd: std::fs::File,
+}
+
+impl EventFd {
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new
+        // descriptor that nothing else owns.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(EventFd { fd: fd.into() })
+    }
+
+    /// Makes the descriptor readable until [`EventFd::clear`].
+    pub fn signal(&self) {
+        use std::io::Write;
+        // Fails only when the counter would overflow: it is signalled anyway.
+        let _ = (&self.fd).write(&1u64.to_ne_bytes());
+    }
+
+    /// Unsignals it.
+    pub fn clear(&self) {
+        use std::io::Read;
+        // Non-blocking: an unsignalled eventfd reads as WouldBlock.
+        let _ = (&self.fd).read(&mut [0u8; 8]);
     }
 }
 

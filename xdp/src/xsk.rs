@@ -280,9 +280,9 @@ impl RxSocket {
         }
     }
 
-    /// Waits until frames arrive or `timeout` passes.
-    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        sys::wait_readable(self.rx.as_raw_fd(), timeout)
+    /// Waits until frames arrive, `wake` is signalled, or `timeout` passes.
+    pub fn wait(&self, wake: &sys::EventFd, timeout: Duration) -> io::Result<bool> {
+        sys::wait_readable(self.rx.as_raw_fd(), wake, timeout)
     }
 
     /// The socket's pending error, if any (its device went away, say).

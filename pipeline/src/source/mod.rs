@@ -5,6 +5,7 @@
 mod files;
 pub mod live;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use files::{FileOutcome, FileReport, FileSource, ReadProgress};
@@ -41,6 +42,19 @@ pub enum Poll {
 pub trait PacketSource: Send + 'static {
     /// Delivers a batch of frames to `on_frame`.
     fn poll<F: FnMut(Frame<'_>)>(&mut self, on_frame: F) -> Poll;
+
+    /// What ends the wait of an idle `poll` early, for a source that waits
+    /// in the kernel for frames: its worker then has other work (a snapshot
+    /// asked for, packets handed over by another worker, stopping). A
+    /// source that never waits long (a file) has none.
+    fn waker(&self) -> Option<Arc<dyn SourceWaker>> {
+        None
+    }
+}
+
+/// Interrupts a source's wait for frames (see [`PacketSource::waker`]).
+pub trait SourceWaker: Send + Sync {
+    fn wake(&self);
 }
 
 /// What one live capture queue received and lost. The same named fields
