@@ -246,13 +246,16 @@ impl SocketWake {
         })
     }
 
-    /// After a sleep: ready for the next wake-up. The flag is reset first
-    /// (acquiring what the wakers did before setting it), then the eventfd:
-    /// a wake-up in between signals again, and at worst ends the next sleep
-    /// early; none is lost.
+    /// After a sleep: ready for the next wake-up. The eventfd is drained
+    /// first, then the flag reset (acquiring what the wakers did before they
+    /// set it). In the other order a wake-up landing between the two would
+    /// be drained while its flag stayed set, and the next wake-up would not
+    /// signal: that sleep would run to its timeout. In this order a wake-up
+    /// in between is seen by the reset, or signals again and at worst ends
+    /// the next sleep early.
     fn clear(&self) {
-        self.signalled.swap(false, Ordering::AcqRel);
         self.fd.clear();
+        self.signalled.swap(false, Ordering::AcqRel);
     }
 }
 
