@@ -3,7 +3,9 @@
 //! panics after N frames. It lets those tests run the real binary; unset
 //! (always, outside tests), sources are used as they are.
 
-use pipeline::{Frame, PacketSource, Poll};
+use std::sync::Arc;
+
+use pipeline::{Frame, PacketSource, Poll, SourceWaker};
 
 /// Wraps `source` in the fault the environment asks for, if any.
 pub(crate) fn planted<S: PacketSource>(source: S) -> anyhow::Result<Faulty<S>> {
@@ -44,5 +46,9 @@ impl<S: PacketSource> PacketSource for Faulty<S> {
             *frames += 1;
             on_frame(frame);
         })
+    }
+
+    fn waker(&self) -> Option<Arc<dyn SourceWaker>> {
+        self.inner.waker()
     }
 }
