@@ -554,7 +554,7 @@ def run(flowtap: Path, xsk_floor: Path, replay: Path, capture: Path, work: Path,
         floor_rows, (proc_idle, soft_idle), floor_max, report = run_process("xsk_floor", floor, rates, seconds, hz, send, idle_seconds)
         rows += floor_rows
         notes.append(f"xsk_floor (flowtap's capture set-up and polling, no pipeline) attached in XDP {floor.mode} "
-                     f"mode; idle it uses {proc_idle:.1f} ms CPU/s (softirq {soft_idle:.1f} ms/s); "
+                     f"mode; idle it uses {proc_idle:.1f} ms CPU/s over {idle_seconds:.0f} s (softirq {soft_idle:.1f} ms/s); "
                      f"--max probe {floor_max} pps; {report}")
 
         drop = XdpDrop(lab.ns, work, mode)
