@@ -164,10 +164,13 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
         let decoded = match body {
             Ok(bytes) => tokio::task::spawn_blocking(move || {
                 Feed::decode(&bytes).map(|mut feed| {
-                    let records: Vec<_> = std::mem::take(&mut feed.flows)
+                    let mut records: Vec<_> = std::mem::take(&mut feed.flows)
                         .into_iter()
                         .filter_map(feed::FeedFlow::into_record)
                         .collect();
+                    // In the API's order, as the merge takes it: an
+                    // agent's feed is already (one pass to check).
+                    pipeline::snapshot::sort_flows(&mut records);
                     (feed, records)
                 })
             })
@@ -217,13 +220,10 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
             .and_then(|id| id.node.clone())
     };
     let merge_started = Instant::now();
-    let mut merged = merge::merge(flows, node_of);
-    let merged_in = merge_started.elapsed();
-    pipeline::snapshot::sort_flows(&mut merged);
+    let merged = merge::merge(flows, node_of);
     tracing::debug!(
         pulled_ms = pulled.as_millis() as u64,
-        merged_ms = merged_in.as_millis() as u64,
-        sorted_ms = (merge_started.elapsed() - merged_in).as_millis() as u64,
+        merged_ms = merge_started.elapsed().as_millis() as u64,
         flows = merged.len(),
         "round"
     );

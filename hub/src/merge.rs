@@ -37,15 +37,24 @@ pub struct AgentFlows {
     pub flows: Vec<FlowRecord>,
 }
 
-/// Every flow of every agent, each once. `node_of` says which node an
+/// Every flow of every agent, each once, in the API's order
+/// ([`pipeline::snapshot::api_rank`]). `node_of` says which node an
 /// address belongs to (from the Kubernetes names), if known.
+///
+/// An agent's feed comes in that order already (its snapshot's), so the
+/// lists are merged as they are, smallest rank first, rather than
+/// gathered and then sorted: no pass over every flow's rank and no
+/// permutation of the records. A list out of order is sorted first.
 pub fn merge(
-    agents: Vec<AgentFlows>,
+    mut agents: Vec<AgentFlows>,
     node_of: impl Fn(IpAddr) -> Option<Arc<str>>,
 ) -> Vec<FlowRecord> {
+    for a in &mut agents {
+        pipeline::snapshot::sort_flows(&mut a.flows);
+    }
     let total: usize = agents.iter().map(|a| a.flows.len()).sum();
-    // Where each flow was first seen (list, position); the lists are only
-    // read here, so records move once, into the result.
+    // Where each flow was first seen (list, position), and where it was
+    // seen again.
     let mut first: HashMap<FlowKey, (u32, u32), ahash::RandomState> =
         HashMap::with_capacity_and_hasher(total, ahash::RandomState::new());
     let mut again: HashMap<(u32, u32), Vec<(u32, u32)>, ahash::RandomState> =
@@ -68,46 +77,101 @@ pub fn merge(
         agents.iter().map(|a| (a.agent, a.node.clone())).collect();
     let node_by_agent = |agent: u16| nodes.get(&agent).cloned().flatten();
     let ids: Vec<u16> = agents.iter().map(|a| a.agent).collect();
-    let mut lists: Vec<Vec<Option<FlowRecord>>> = agents
-        .into_iter()
-        .map(|a| a.flows.into_iter().map(Some).collect())
-        .collect();
+    let mut lists: Vec<Taken> = agents.into_iter().map(|a| Taken::new(a.flows)).collect();
     let mut sets = SeenBy::default();
-    let mut out = Vec::with_capacity(total);
-    for l in 0..lists.len() {
-        // Nothing refers back to a finished list: its memory goes at once.
-        if l > 0 {
-            lists[l - 1] = Vec::new();
+    // Flows seen more than once become one record each here, ranked among
+    // the others below as one more list.
+    let mut combined = Vec::with_capacity(again.len());
+    for ((l, p), others) in again {
+        let first = lists[l as usize].take(p as usize);
+        let all: Vec<Sighting> = std::iter::once((l, first))
+            .chain(
+                others
+                    .into_iter()
+                    .map(|(ol, op)| (ol, lists[ol as usize].take(op as usize))),
+            )
+            .map(|(l, record)| Sighting {
+                agent: ids[l as usize],
+                record,
+            })
+            .collect();
+        combined.push(combine(all, &node_of, &node_by_agent, &mut sets));
+    }
+    pipeline::snapshot::sort_flows(&mut combined);
+    lists.push(Taken::new(combined));
+    let seen_alone: Vec<Option<Arc<[u16]>>> = (0..lists.len())
+        .map(|l| ids.get(l).map(|&id| sets.of(&[id])))
+        .collect();
+
+    // Each list's next flow, smallest rank on top.
+    let mut heads = std::collections::BinaryHeap::with_capacity(lists.len());
+    for (l, list) in lists.iter_mut().enumerate() {
+        if let Some((rank, p)) = list.next_from(0) {
+            heads.push(std::cmp::Reverse((rank, l, p)));
         }
-        for p in 0..lists[l].len() {
-            // Later sightings were taken by their first one's combine.
-            let Some(mut record) = lists[l][p].take() else {
-                continue;
-            };
-            match again.remove(&(l as u32, p as u32)) {
-                None => {
-                    record.seen_by = Some(sets.of(&[ids[l]]));
-                    out.push(record);
-                }
-                Some(others) => {
-                    let mut all = vec![Sighting {
-                        agent: ids[l],
-                        record,
-                    }];
-                    for (ol, op) in others {
-                        if let Some(r) = lists[ol as usize][op as usize].take() {
-                            all.push(Sighting {
-                                agent: ids[ol as usize],
-                                record: r,
-                            });
-                        }
-                    }
-                    out.push(combine(all, &node_of, &node_by_agent, &mut sets));
-                }
-            }
+    }
+    let mut out = Vec::with_capacity(total);
+    while let Some(std::cmp::Reverse((_, l, p))) = heads.pop() {
+        let list = &mut lists[l];
+        let mut record = list.take(p);
+        if let Some(alone) = &seen_alone[l] {
+            record.seen_by = Some(alone.clone());
+        }
+        out.push(record);
+        if let Some((rank, p)) = list.next_from(p + 1) {
+            heads.push(std::cmp::Reverse((rank, l, p)));
         }
     }
     out
+}
+
+/// Records per chunk of a list being merged: a list's memory goes a chunk
+/// at a time as the merge passes it, so the merged list and the lists it
+/// is made of are not all resident at once.
+const CHUNK: usize = 4096;
+
+/// One list of flows being merged: taken out one by one, in chunks freed
+/// once passed.
+struct Taken {
+    chunks: Vec<Vec<Option<FlowRecord>>>,
+}
+
+impl Taken {
+    fn new(flows: Vec<FlowRecord>) -> Taken {
+        let mut flows = flows.into_iter();
+        let mut chunks = Vec::with_capacity(flows.len().div_ceil(CHUNK));
+        while flows.len() > 0 {
+            chunks.push(flows.by_ref().take(CHUNK).map(Some).collect());
+        }
+        Taken { chunks }
+    }
+
+    /// The record at `p`, which is still there.
+    fn take(&mut self, p: usize) -> FlowRecord {
+        self.chunks[p / CHUNK][p % CHUNK]
+            .take()
+            .expect("each position is taken once")
+    }
+
+    /// The first record still there at or after `p`, and its rank. Chunks
+    /// before it are done with (everything before `p` was taken) and are
+    /// freed.
+    fn next_from(&mut self, mut p: usize) -> Option<(pipeline::snapshot::ApiRank, usize)> {
+        loop {
+            if p > 0 && p.is_multiple_of(CHUNK) {
+                self.chunks[p / CHUNK - 1] = Vec::new();
+            }
+            if let Some(record) = self.chunks.get(p / CHUNK)?.get(p % CHUNK) {
+                if let Some(record) = record {
+                    return Some((pipeline::snapshot::api_rank(record), p));
+                }
+                p += 1;
+            } else {
+                // Past the end of the last, shorter chunk.
+                return None;
+            }
+        }
+    }
 }
 
 struct Sighting {
@@ -317,6 +381,97 @@ mod tests {
         );
         assert_eq!(again[0].percentiles[Side::Client].unwrap().p50, 7);
         assert_eq!(again[0].percentiles[Side::Server].unwrap().p50, 9);
+    }
+
+    /// The merge as first written, kept as the reference: every flow
+    /// gathered with its sightings (each list in the API's order, lists in
+    /// turn), combined, then the whole sorted.
+    fn gathered_then_sorted(agents: Vec<AgentFlows>) -> Vec<FlowRecord> {
+        let mut groups: Vec<Vec<Sighting>> = Vec::new();
+        let mut group_of = std::collections::HashMap::new();
+        for mut a in agents {
+            pipeline::snapshot::sort_flows(&mut a.flows);
+            for record in a.flows {
+                let g = *group_of.entry(record.key).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[g].push(Sighting {
+                    agent: a.agent,
+                    record,
+                });
+            }
+        }
+        let mut sets = SeenBy::default();
+        let mut out: Vec<FlowRecord> = groups
+            .into_iter()
+            .map(|mut g| {
+                if g.len() == 1 {
+                    let alone = g.pop().unwrap();
+                    let mut record = alone.record;
+                    record.seen_by = Some(sets.of(&[alone.agent]));
+                    record
+                } else {
+                    combine(g, &|_| None, &|_| None, &mut sets)
+                }
+            })
+            .collect();
+        pipeline::snapshot::sort_flows(&mut out);
+        out
+    }
+
+    /// Lists longer than a chunk, a fifth of each list also in the next
+    /// agent's with other counts, many ties of bytes and packets, one list
+    /// out of order: the merge gives what gathering and sorting gives.
+    #[test]
+    fn merging_ordered_lists_equals_gathering_and_sorting() {
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let agents = || {
+            let mut next = next;
+            (0..5u16)
+                .map(|agent| {
+                    let mut flows: Vec<FlowRecord> = (0..10_000u32)
+                        .map(|i| {
+                            let id = u32::from(agent) * 8_000 + i;
+                            let pkts = 1 + next() % 40;
+                            let leg = (next() % 3 == 0).then(|| 100 + next() % 50);
+                            let mut f = flow((pkts, pkts * 100), (next() % 5, 0), [leg, None]);
+                            f.key.client = Addr::from_v4([198, 18, (id >> 8) as u8, id as u8]);
+                            f
+                        })
+                        .collect();
+                    if agent == 2 {
+                        flows.reverse();
+                    } else {
+                        pipeline::snapshot::sort_flows(&mut flows);
+                    }
+                    AgentFlows {
+                        agent,
+                        node: None,
+                        flows,
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let merged = merge(agents(), |_| None);
+        assert_eq!(merged.len(), 5 * 8_000 + 2_000);
+        assert!(
+            merged
+                .iter()
+                .filter(|f| f.seen_by.as_ref().is_some_and(|s| s.len() == 2))
+                .count()
+                == 4 * 2_000
+        );
+        assert_eq!(
+            format!("{merged:?}"),
+            format!("{:?}", gathered_then_sorted(agents()))
+        );
     }
 
     #[test]

@@ -70,28 +70,33 @@ impl EndpointNames for Unnamed {
     }
 }
 
-/// Puts `flows` in the API's order: bytes descending, then packets
+/// Where a flow goes in the API's order: bytes descending, then packets
 /// descending, then the flow key ascending so equal flows always come out
-/// the same way. Sorts small keys and moves each record once: records are
-/// large, and a sort that swaps them around spends its time copying
-/// (millions of flows in a hub).
+/// the same way. Flows with distinct keys (every snapshot's) are totally
+/// ordered by it.
+pub type ApiRank = (std::cmp::Reverse<(u64, u64)>, crate::flow::FlowKey);
+
+pub fn api_rank(f: &FlowRecord) -> ApiRank {
+    (std::cmp::Reverse((f.total_bytes(), f.total_pkts())), f.key)
+}
+
+/// Puts `flows` in the API's order ([`api_rank`]; a list already in it, as
+/// an agent's feed is, costs one pass). Sorts small keys and moves each
+/// record once: records are large, and a sort that swaps them around
+/// spends its time copying (millions of flows in a hub).
 pub fn sort_flows(flows: &mut [FlowRecord]) {
-    // (bytes and packets descending, key, position now)
-    type SortKey = (std::cmp::Reverse<(u64, u64)>, crate::flow::FlowKey, u32);
-    let mut order: Vec<SortKey> = flows
+    if flows.is_sorted_by_key(api_rank) {
+        return;
+    }
+    // (rank, position now)
+    let mut order: Vec<(ApiRank, u32)> = flows
         .iter()
         .enumerate()
-        .map(|(i, f)| {
-            (
-                std::cmp::Reverse((f.total_bytes(), f.total_pkts())),
-                f.key,
-                i as u32,
-            )
-        })
+        .map(|(i, f)| (api_rank(f), i as u32))
         .collect();
     order.sort_unstable();
     // Apply the permutation in place, cycle by cycle: no second copy.
-    let mut target: Vec<u32> = order.into_iter().map(|(_, _, i)| i).collect();
+    let mut target: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
     for start in 0..target.len() {
         let mut at = start;
         while target[at] as usize != start {

@@ -114,6 +114,12 @@ fn feed(agent: u32, agents: u32, flows: u32) -> Feed {
     let n = shared.len();
     list.truncate(flows as usize - n);
     list.extend(shared);
+    // In the API's order, as a real agent's feed is (its snapshot's).
+    list.sort_by_cached_key(|f| {
+        f.clone()
+            .into_record()
+            .map(|r| pipeline::snapshot::api_rank(&r))
+    });
     Feed {
         version: VERSION,
         name: format!("agent-{agent}"),
