@@ -34,6 +34,25 @@ pub(crate) fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Receiver<
     (log, rx)
 }
 
+/// `text` (an answer's JSON) with the number after every `"age_s":`
+/// replaced by `_`, for comparing the answers of two flowtap processes:
+/// each measures its own data's age on its own clock, from publishing its
+/// snapshot to building the view that answers (0.000 or 0.001 s, by how
+/// busy the machine is), the one value two runs need not share.
+pub(crate) fn without_ages(text: &str) -> String {
+    const AGE: &str = "\"age_s\":";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(AGE) {
+        let (head, tail) = rest.split_at(at + AGE.len());
+        out.push_str(head);
+        out.push('_');
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit() || ".-+eE".contains(c));
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The project's root directory (the workspace).
 pub(crate) fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
