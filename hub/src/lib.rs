@@ -164,13 +164,10 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
         let decoded = match body {
             Ok(bytes) => tokio::task::spawn_blocking(move || {
                 Feed::decode(&bytes).map(|mut feed| {
-                    let mut records: Vec<_> = std::mem::take(&mut feed.flows)
+                    let records: Vec<_> = std::mem::take(&mut feed.flows)
                         .into_iter()
                         .filter_map(feed::FeedFlow::into_record)
                         .collect();
-                    // In the API's order, as the merge takes it: an
-                    // agent's feed is already (one pass to check).
-                    pipeline::snapshot::sort_flows(&mut records);
                     (feed, records)
                 })
             })

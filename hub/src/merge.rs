@@ -161,14 +161,10 @@ impl Taken {
             if p > 0 && p.is_multiple_of(CHUNK) {
                 self.chunks[p / CHUNK - 1] = Vec::new();
             }
-            if let Some(record) = self.chunks.get(p / CHUNK)?.get(p % CHUNK) {
-                if let Some(record) = record {
-                    return Some((pipeline::snapshot::api_rank(record), p));
-                }
-                p += 1;
-            } else {
-                // Past the end of the last, shorter chunk.
-                return None;
+            // `?`: past the last chunk, or the end of the last (shorter) one.
+            match self.chunks.get(p / CHUNK)?.get(p % CHUNK)? {
+                Some(record) => return Some((pipeline::snapshot::api_rank(record), p)),
+                None => p += 1,
             }
         }
     }
