@@ -27,8 +27,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hashbrown::HashMap;
-use pipeline::flow::{FlowKey, FlowRecord, PerSide, Side, TcpHealth, Window};
+use hashbrown::{HashMap, HashTable, hash_table};
+use pipeline::flow::{FlowRecord, PerSide, Side, TcpHealth, Window};
 
 /// One agent's flows, with its index in the coverage and its node.
 pub struct AgentFlows {
@@ -54,19 +54,25 @@ pub fn merge(
     }
     let total: usize = agents.iter().map(|a| a.flows.len()).sum();
     // Where each flow was first seen (list, position), and where it was
-    // seen again.
-    let mut first: HashMap<FlowKey, (u32, u32), ahash::RandomState> =
-        HashMap::with_capacity_and_hasher(total, ahash::RandomState::new());
+    // seen again. The index of first sightings holds positions only (8
+    // bytes an entry, not the 40-byte key beside them): a lookup compares
+    // with the key of the record a position names.
+    let hasher = ahash::RandomState::new();
+    let key_at = |(l, p): (u32, u32)| &agents[l as usize].flows[p as usize].key;
+    let mut first: HashTable<(u32, u32)> = HashTable::with_capacity(total);
     let mut again: HashMap<(u32, u32), Vec<(u32, u32)>, ahash::RandomState> =
         HashMap::with_hasher(ahash::RandomState::new());
     for (l, a) in agents.iter().enumerate() {
         for (p, r) in a.flows.iter().enumerate() {
             let at = (l as u32, p as u32);
-            match first.entry(r.key) {
-                hashbrown::hash_map::Entry::Occupied(o) => {
-                    again.entry(*o.get()).or_default().push(at)
-                }
-                hashbrown::hash_map::Entry::Vacant(v) => {
+            let found = first.entry(
+                hasher.hash_one(r.key),
+                |&o| *key_at(o) == r.key,
+                |&o| hasher.hash_one(key_at(o)),
+            );
+            match found {
+                hash_table::Entry::Occupied(o) => again.entry(*o.get()).or_default().push(at),
+                hash_table::Entry::Vacant(v) => {
                     v.insert(at);
                 }
             }
@@ -274,7 +280,7 @@ impl SeenBy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeline::flow::{Counter, HandshakeDigest, Rates};
+    use pipeline::flow::{Counter, FlowKey, HandshakeDigest, Rates};
     use pipeline::packet::{Addr, L4Proto};
 
     fn flow(c2s: (u64, u64), s2c: (u64, u64), legs: [Option<u64>; 2]) -> FlowRecord {
