@@ -244,6 +244,18 @@ impl FeedFlow {
     /// The flow as a record of the hub's snapshot (its digests count every
     /// sample they hold: read them with an unbounded window).
     pub fn into_record(self) -> Option<FlowRecord> {
+        self.into_record_sharing(|_| None)
+    }
+
+    /// [`FeedFlow::into_record`], sharing each handshake leg equal to that
+    /// of `before(key)` (the same flow in the hub's last snapshot) with it:
+    /// that record's digest and percentiles rather than new ones. A hub
+    /// holds its last snapshot while it builds the next, and most flows'
+    /// handshakes do not change from one round to the next.
+    pub fn into_record_sharing<'b>(
+        self,
+        before: impl FnOnce(&FlowKey) -> Option<&'b FlowRecord>,
+    ) -> Option<FlowRecord> {
         let proto = match self.proto {
             6 => L4Proto::Tcp,
             17 => L4Proto::Udp,
@@ -266,20 +278,31 @@ impl FeedFlow {
                 .map_or_else(HandshakeDigest::default, Arc::unwrap_or_clone);
             client = Some(Arc::new(d.with_tally(HandshakeTally { counts, sum_us })));
         }
-        let handshake = PerSide::new(client, digest(server_leg));
-        let percentiles = PerSide::from_fn(|side| {
-            handshake[side]
-                .as_ref()
-                .and_then(|d| d.percentiles(0, Window::Unbounded))
-        });
+        let mut handshake = PerSide::new(client, digest(server_leg));
+        let key = FlowKey {
+            proto,
+            client: Addr(self.client),
+            server: Addr(self.server),
+            server_port: self.server_port,
+        };
+        let before = before(&key);
+        let mut percentiles = PerSide::default();
+        for side in Side::BOTH {
+            match (before, &handshake[side]) {
+                (Some(b), Some(new)) if b.handshake[side].as_deref() == Some(&**new) => {
+                    handshake[side] = b.handshake[side].clone();
+                    percentiles[side] = b.percentiles[side];
+                }
+                _ => {
+                    percentiles[side] = handshake[side]
+                        .as_ref()
+                        .and_then(|d| d.percentiles(0, Window::Unbounded))
+                }
+            }
+        }
         let counter = |(pkts, bytes): (u64, u64)| Counter { pkts, bytes };
         Some(FlowRecord {
-            key: FlowKey {
-                proto,
-                client: Addr(self.client),
-                server: Addr(self.server),
-                server_port: self.server_port,
-            },
+            key,
             sent: PerSide::new(counter(self.sent[0]), counter(self.sent[1])),
             ip_bytes: PerSide::from_fn(|side| {
                 let i = side as usize;
@@ -338,6 +361,49 @@ pub fn own_coverage(name: &str, node: Option<&str>, losses: Losses, now_ns: u64)
 mod tests {
     use super::*;
     use pipeline::flow::{Outcomes, SideHealth};
+
+    /// A hub's record shares a handshake leg with its last snapshot's only
+    /// where the two are equal.
+    #[test]
+    fn an_unchanged_leg_is_shared_with_the_last_snapshot() {
+        let key = FlowKey {
+            proto: L4Proto::Tcp,
+            client: Addr::from_v4([198, 18, 0, 1]),
+            server: Addr::from_v4([198, 19, 0, 1]),
+            server_port: 443,
+        };
+        let mut digest = HandshakeDigest::default();
+        for us in [100, 200, 300] {
+            digest.record(1_000_000_000, us, Window::Unbounded, true);
+        }
+        let wire_of = |digest: &HandshakeDigest| {
+            let record = FlowRecord {
+                handshake: PerSide::new(Some(Arc::new(digest.clone())), None),
+                ..FlowRecord::new(key)
+            };
+            FeedFlow::of(&record, 2_000_000_000, Window::Unbounded)
+        };
+        let last = wire_of(&digest).into_record().unwrap();
+        let last_leg = last.handshake[Side::Client].as_ref().unwrap();
+        let now = wire_of(&digest)
+            .into_record_sharing(|k| (*k == key).then_some(&last))
+            .unwrap();
+        let leg = now.handshake[Side::Client].as_ref().unwrap();
+        assert!(Arc::ptr_eq(leg, last_leg));
+        assert_eq!(now.percentiles, last.percentiles);
+
+        // One more handshake: a digest of its own, and its percentiles.
+        digest.record(1_500_000_000, 900, Window::Unbounded, true);
+        let now = wire_of(&digest)
+            .into_record_sharing(|k| (*k == key).then_some(&last))
+            .unwrap();
+        let leg = now.handshake[Side::Client].as_ref().unwrap();
+        assert!(!Arc::ptr_eq(leg, last_leg));
+        let fresh = wire_of(&digest).into_record().unwrap();
+        assert_eq!(Some(leg), fresh.handshake[Side::Client].as_ref());
+        assert_eq!(now.percentiles[Side::Client].unwrap().p99, 900);
+        assert_eq!(last.percentiles[Side::Client].unwrap().p99, 300);
+    }
 
     #[test]
     fn a_flow_goes_through_the_feed_unchanged() {

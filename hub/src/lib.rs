@@ -18,6 +18,7 @@
 pub mod agents;
 pub mod client;
 pub mod merge;
+pub mod previous;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use api::Publisher;
 use api::feed::{self, Feed};
+use futures::FutureExt;
 use pipeline::Snapshot;
 use pipeline::flow::Window;
 use pipeline::snapshot::{AgentCoverage, Coverage};
@@ -88,6 +90,9 @@ async fn run(config: HubConfig, publisher: Arc<Mutex<Publisher>>, stop: Arc<Atom
     // Agents by name and whether they answered last time: changes are logged.
     let mut last: std::collections::HashMap<Arc<str>, bool> = std::collections::HashMap::new();
     let mut next = Instant::now();
+    // The last snapshot published, which the next round shares unchanged
+    // handshake digests with.
+    let mut last_published: Option<Arc<Snapshot>> = None;
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
         if now < next {
@@ -96,10 +101,10 @@ async fn run(config: HubConfig, publisher: Arc<Mutex<Publisher>>, stop: Arc<Atom
         }
         next = now + config.interval;
         sequence += 1;
-        let snapshot = round(&config, &publisher, sequence).await;
+        let snapshot = round(&config, &publisher, sequence, last_published.take()).await;
         log_changes(&mut last, &snapshot.coverage);
         let published = Instant::now();
-        publisher.lock().expect("publisher lock").publish(snapshot);
+        last_published = Some(publisher.lock().expect("publisher lock").publish(snapshot));
         tracing::debug!(
             took_ms = published.elapsed().as_millis() as u64,
             "published"
@@ -131,8 +136,14 @@ fn log_changes(last: &mut std::collections::HashMap<Arc<str>, bool>, coverage: &
     *last = now;
 }
 
-/// One pull of every agent, merged into a snapshot.
-pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u64) -> Snapshot {
+/// One pull of every agent, merged into a snapshot; handshake digests that
+/// have not changed since `last` are shared with it ([`previous`]).
+pub async fn round(
+    config: &HubConfig,
+    publisher: &Mutex<Publisher>,
+    sequence: u64,
+    last: Option<Arc<Snapshot>>,
+) -> Snapshot {
     let inventory = publisher
         .lock()
         .expect("publisher lock")
@@ -148,36 +159,55 @@ pub async fn round(config: &HubConfig, publisher: &Mutex<Publisher>, sequence: u
         );
         agents.truncate(config.max_agents);
     }
-    let pulls = agents.iter().map(|agent| async move {
-        let started = Instant::now();
-        let body = client::get(
-            agent,
-            feed::PATH,
-            config.token.as_deref(),
-            config.agent_timeout,
-            config.max_feed_bytes,
-        )
-        .await;
-        let fetched_ns = wall_now_ns();
-        // Decoding a large feed is CPU work: off the runtime's threads,
-        // agents in parallel.
-        let decoded = match body {
-            Ok(bytes) => tokio::task::spawn_blocking(move || {
-                Feed::decode(&bytes).map(|mut feed| {
-                    let records: Vec<_> = std::mem::take(&mut feed.flows)
-                        .into_iter()
-                        .filter_map(feed::FeedFlow::into_record)
-                        .collect();
-                    (feed, records)
-                })
-            })
+    // Indexed off the reactor while the first pulls are under way; each
+    // decoding waits for it.
+    let previous = async move {
+        let last = last?;
+        tokio::task::spawn_blocking(move || Arc::new(previous::Previous::new(last)))
             .await
-            .unwrap_or_else(|e| Err(e.to_string())),
-            Err(e) => Err(e),
-        };
-        (agent, decoded, fetched_ns, started.elapsed())
+            .ok()
+    }
+    .boxed()
+    .shared();
+    let pulls = agents.iter().map(|agent| {
+        let previous = previous.clone();
+        async move {
+            let started = Instant::now();
+            let body = client::get(
+                agent,
+                feed::PATH,
+                config.token.as_deref(),
+                config.agent_timeout,
+                config.max_feed_bytes,
+            )
+            .await;
+            let fetched_ns = wall_now_ns();
+            // Decoding a large feed is CPU work: off the runtime's threads,
+            // agents in parallel.
+            let decoded = match body {
+                Ok(bytes) => {
+                    let previous = previous.await;
+                    tokio::task::spawn_blocking(move || {
+                        Feed::decode(&bytes).map(|mut feed| {
+                            let before = |key: &_| previous.as_deref()?.flow(key);
+                            let records: Vec<_> = std::mem::take(&mut feed.flows)
+                                .into_iter()
+                                .filter_map(|f| f.into_record_sharing(before))
+                                .collect();
+                            (feed, records)
+                        })
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+                }
+                Err(e) => Err(e),
+            };
+            (agent, decoded, fetched_ns, started.elapsed())
+        }
     });
     let results = futures::future::join_all(pulls).await;
+    // The last snapshot goes with its view, when the next is published.
+    drop(previous);
     let pulled = round_started.elapsed();
     let mut coverage = Coverage::default();
     let mut flows = Vec::with_capacity(results.len());

@@ -103,21 +103,23 @@ struct Sample {
     us: u32,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Repr {
     Exact(Vec<Sample>),
     Sketch(Box<Generations>),
 }
 
 /// Two half-window sketches; `current` covers `generation`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Generations {
     generation: u64,
     current: Sketch,
     previous: Sketch,
 }
 
-#[derive(Clone, Debug)]
+/// Equal digests hold the same samples (or sketches) and tally: they
+/// answer every query alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandshakeDigest {
     repr: Repr,
     /// Every handshake of this leg since the flow began, when tallied.
