@@ -207,7 +207,9 @@ impl Feed {
 }
 
 impl FeedFlow {
-    fn of(f: &FlowRecord, as_of_ns: u64, window: Window) -> FeedFlow {
+    /// `f` as an agent sends it, its digests holding what `window` holds
+    /// at `as_of_ns`.
+    pub fn of(f: &FlowRecord, as_of_ns: u64, window: Window) -> FeedFlow {
         let leg = |side: Side| {
             f.handshake[side]
                 .as_ref()

@@ -10,7 +10,13 @@
 //! connection do), so the merge combines as well as gathers. TCP flows
 //! carry exact handshake samples, one in a hundred a sketch.
 //!
-//!     hub-agents --agents 32 --flows 50000 --inventory inv.json
+//! With `--changing`, an agent's feed alternates between two versions
+//! whose every handshake digest differs (each sample 1 µs apart, each
+//! sketch bucket one count apart), so that no digest is the same as in the
+//! hub's last snapshot: the worst case for a hub that shares unchanged
+//! digests between rounds.
+//!
+//!     hub-agents --agents 32 --flows 50000 --inventory inv.json [--changing]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -49,7 +55,8 @@ fn addr(ip: [u8; 4]) -> [u8; 16] {
     pipeline::packet::Addr::from_v4(ip).0
 }
 
-fn flow(agent: u32, i: u32, rng: &mut u64) -> FeedFlow {
+/// Flow `i` of `agent`; `version` shifts its handshake samples.
+fn flow(agent: u32, i: u32, rng: &mut u64, version: u32) -> FeedFlow {
     let mut next = || {
         // xorshift: cheap, deterministic.
         *rng ^= *rng << 13;
@@ -65,11 +72,15 @@ fn flow(agent: u32, i: u32, rng: &mut u64) -> FeedFlow {
             if i.is_multiple_of(100) {
                 WireDigest::Sketch(
                     (0..40)
-                        .map(|b| (200 + b as u16, 1 + (r() % 50) as u32))
+                        .map(|b| (200 + b as u16, 1 + version + (r() % 50) as u32))
                         .collect(),
                 )
             } else {
-                WireDigest::Exact((0..3).map(|_| (base + r() % 5000) as u32).collect())
+                WireDigest::Exact(
+                    (0..3)
+                        .map(|_| (base + r() % 5000) as u32 + version)
+                        .collect(),
+                )
             }
         };
         [Some(leg(200, &mut next)), Some(leg(300, &mut next))]
@@ -101,14 +112,16 @@ fn flow(agent: u32, i: u32, rng: &mut u64) -> FeedFlow {
     }
 }
 
-fn feed(agent: u32, agents: u32, flows: u32) -> Feed {
+fn feed(agent: u32, agents: u32, flows: u32, version: u32) -> Feed {
     let mut rng = 0x9e37_79b9_7f4a_7c15 ^ u64::from(agent);
-    let mut list: Vec<FeedFlow> = (0..flows).map(|i| flow(agent, i, &mut rng)).collect();
+    let mut list: Vec<FeedFlow> = (0..flows)
+        .map(|i| flow(agent, i, &mut rng, version))
+        .collect();
     // A twentieth of the previous agent's flows, seen here too.
     let prev = (agent + agents - 1) % agents;
     let mut prev_rng = 0x9e37_79b9_7f4a_7c15 ^ u64::from(prev);
     let shared: Vec<FeedFlow> = (0..flows)
-        .map(|i| flow(prev, i, &mut prev_rng))
+        .map(|i| flow(prev, i, &mut prev_rng, version))
         .filter(|f| u32::from_be_bytes(f.client[12..16].try_into().unwrap()) % 20 == 0)
         .collect();
     let n = shared.len();
@@ -152,29 +165,35 @@ async fn main() {
     if let Some(i) = args.iter().position(|a| a == "--inventory") {
         std::fs::write(&args[i + 1], inventory(agents).to_string()).expect("writing the inventory");
     }
+    let versions = if args.iter().any(|a| a == "--changing") {
+        2
+    } else {
+        1
+    };
     let mut bytes_total = 0;
     for agent in 0..agents {
-        let body = Bytes::from(feed(agent, agents, flows).encode());
-        bytes_total += body.len();
+        let bodies: Vec<Bytes> = (0..versions)
+            .map(|v| Bytes::from(feed(agent, agents, flows, v).encode()))
+            .collect();
+        bytes_total += bodies[0].len();
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
             .expect("binding an agent port");
         println!("{}", listener.local_addr().unwrap());
-        let body = Arc::new(body);
+        // Which version the next pull gets.
+        let bodies = Arc::new((bodies, std::sync::atomic::AtomicUsize::new(0)));
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let body = body.clone();
+                let bodies = bodies.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |_req| {
-                        let body = body.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                                (*body).clone(),
-                            )))
-                        }
+                        let (versions, next) = &*bodies;
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let body = versions[n % versions.len()].clone();
+                        async move { Ok::<_, std::convert::Infallible>(Response::new(Full::new(body))) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
