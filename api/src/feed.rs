@@ -287,7 +287,10 @@ impl FeedFlow {
             server: Addr(self.server),
             server_port: self.server_port,
         };
-        let before = before(&key);
+        // Only a flow with a handshake leg has anything to share: the
+        // others are not looked up.
+        let has_leg = Side::BOTH.iter().any(|&side| handshake[side].is_some());
+        let before = if has_leg { before(&key) } else { None };
         let mut percentiles = PerSide::default();
         for side in Side::BOTH {
             match (before, &handshake[side]) {
