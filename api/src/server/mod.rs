@@ -229,3 +229,76 @@ async fn refuse(mut stream: TcpStream) {
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// One request on a fresh connection; the status line's code.
+    fn get(addr: std::net::SocketAddr, path: &str) -> u16 {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {reply:?}"))
+    }
+
+    /// A scrape that waits for the per-pair counters (locked while the
+    /// publisher follows a snapshot) does not hold up the probes on the
+    /// admin listener's single thread.
+    #[test]
+    fn probes_answer_while_a_scrape_waits_for_the_pair_counters() {
+        let publisher =
+            crate::publish::Publisher::new(None, Default::default(), Default::default());
+        let stats = publisher.stats();
+        let state = Arc::new(AppState::new(
+            publisher.views(),
+            stats.clone(),
+            McpLimits::default(),
+        ));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                serve(
+                    listener,
+                    Listener::Admin,
+                    state,
+                    ServerConfig::default(),
+                    std::future::pending(),
+                )
+                .await;
+            });
+        });
+        let pairs = stats.pairs.lock().unwrap();
+        let scrape = std::thread::spawn(move || get(addr, "/metrics"));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !scrape.is_finished(),
+            "the scrape did not wait for the counters"
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(get(addr, "/healthz"), 200);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(pairs);
+        assert_eq!(scrape.join().unwrap(), 200);
+    }
+}

@@ -225,21 +225,41 @@ async fn route_request(
                     .get(hyper::header::ACCEPT)
                     .and_then(|v| v.to_str().ok()),
             );
-            // On the admin listener's own runtime: reading every counter
-            // takes well under a millisecond, so it needs no other thread.
-            let view = state.views.load_full();
-            let queues = state.queues.as_ref().map(|f| f()).unwrap_or_default();
-            let text = metrics::render(
-                &metrics::Sources {
-                    snapshot: &view.snapshot,
-                    stats: &state.stats,
-                    queues: &queues,
-                    ready: state.ready.load(Ordering::Acquire),
-                    version: state.version,
-                    commit: state.commit,
-                },
-                format,
-            );
+            // Off the admin listener's own (single-threaded) runtime: the
+            // per-pair counters are locked while the publisher follows a
+            // snapshot's flows for them (about a second at a hub's 1.5M
+            // flows), and /healthz must not wait behind that.
+            let state = state.clone();
+            let rendered = tokio::task::spawn_blocking(move || {
+                // Waited for before the view is taken: a view held across
+                // the publisher's swap is kept alive (a hub's 1.5M flows,
+                // half a GiB) until the scrape lets go.
+                drop(state.stats.pairs.lock());
+                let view = state.views.load_full();
+                let queues = state.queues.as_ref().map(|f| f()).unwrap_or_default();
+                metrics::render(
+                    &metrics::Sources {
+                        snapshot: &view.snapshot,
+                        stats: &state.stats,
+                        queues: &queues,
+                        ready: state.ready.load(Ordering::Acquire),
+                        version: state.version,
+                        commit: state.commit,
+                    },
+                    format,
+                )
+            })
+            .await;
+            let text = match rendered {
+                Ok(text) => text,
+                Err(e) => {
+                    return response(ApiResponse::error(&ApiError {
+                        status: 500,
+                        message: format!("internal error: {e}"),
+                        parameter: None,
+                    }));
+                }
+            };
             let mut resp = Response::new(full(text));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
