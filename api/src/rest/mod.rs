@@ -202,10 +202,15 @@ pub fn flows(view: &View, q: &FlowQuery) -> FlowsAnswer {
                         (0..n).filter(|&i| select::matches(view, i, q)).collect();
                     rows::aggregate(view, &indices, by)
                 });
-                let kept = groups
+                // Each entry's rank read once: a lone flow's is read from
+                // its record, a trip to memory each at a hub's million
+                // entries.
+                let kept: Vec<_> = groups
                     .iter()
-                    .filter(|g| select::passes_thresholds(&g.sort_key(view), q));
-                let total = kept.clone().count();
+                    .map(|g| (g.sort_key(view), g))
+                    .filter(|(rank, _)| select::passes_thresholds(rank, q))
+                    .collect();
+                let total = kept.len();
                 (select::top_groups(view, kept, q.sort, q.limit), total)
             });
             total = top.1;

@@ -331,7 +331,9 @@ type GroupKey<'v> = (L4Proto, Member<'v>, Member<'v>);
 /// Groups are found by a 64-bit hash of their key: small entries, so that a
 /// million groups stay a small table. Two keys with the same hash are told
 /// apart by comparing with the group's first flow; the rare loser goes to a
-/// second table keyed by the key itself.
+/// second table keyed by the key itself. Groups come out in the order of
+/// their first flows: the passes over them that read a lone flow's record
+/// (its rank) then go through the snapshot in order, not at random.
 fn aggregate_with<'v>(
     view: &'v View,
     indices: &[usize],
@@ -345,34 +347,39 @@ fn aggregate_with<'v>(
             member(view, i, Side::Server, by),
         )
     };
-    let mut by_hash: HashMap<u64, Group, BuildHasherDefault<PassHash>> =
+    let mut groups: Vec<Group> = Vec::new();
+    // Positions in `groups`.
+    let mut by_hash: HashMap<u64, u32, BuildHasherDefault<PassHash>> =
         HashMap::with_capacity_and_hasher(indices.len(), BuildHasherDefault::default());
-    let mut collided: HashMap<_, Group, ahash::RandomState> = HashMap::default();
+    let mut collided: HashMap<_, u32, ahash::RandomState> = HashMap::default();
     for &i in indices {
         let key = key_of(i);
-        let group = match by_hash.entry(hash(&key)) {
+        let at = match by_hash.entry(hash(&key)) {
             Entry::Vacant(v) => {
-                v.insert(Group::new(i));
+                v.insert(groups.len() as u32);
+                groups.push(Group::new(i));
                 continue;
             }
-            Entry::Occupied(o) if key_of(o.get().first) == key => o.into_mut(),
+            Entry::Occupied(o) if key_of(groups[*o.get() as usize].first) == key => *o.get(),
             Entry::Occupied(_) => match collided.entry(key) {
                 Entry::Vacant(v) => {
-                    v.insert(Group::new(i));
+                    v.insert(groups.len() as u32);
+                    groups.push(Group::new(i));
                     continue;
                 }
-                Entry::Occupied(o) => o.into_mut(),
+                Entry::Occupied(o) => *o.get(),
             },
         };
+        let group = &mut groups[at as usize];
         group
             .merged
             .get_or_insert_with(|| Box::new(Merged::of(view, group.first)))
             .add(view, i);
     }
+    drop((by_hash, collided));
     let as_of_ns = view.snapshot.as_of_ns;
-    by_hash
-        .into_values()
-        .chain(collided.into_values())
+    groups
+        .into_iter()
         .map(|g| match g.merged {
             // One flow: its own row, percentiles and all, when rendered.
             None => Grouped::One(g.first),

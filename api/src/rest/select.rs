@@ -86,13 +86,13 @@ pub fn top_flows(view: &View, indices: &mut Vec<usize>, sort: SortKey, limit: us
 /// just those into rows. Ties go to the larger byte count, then to the
 /// rendered fields' order (protocol and client IP first; whole rows are
 /// built only for entries that tie on those too).
-pub fn top_groups<'g>(
+/// `keyed` holds each entry with its [`Grouped::sort_key`].
+pub fn top_groups(
     view: &View,
-    groups: impl IntoIterator<Item = &'g Grouped>,
+    mut keyed: Vec<(Rank, &Grouped)>,
     sort: SortKey,
     limit: usize,
 ) -> Vec<Row> {
-    let mut keyed: Vec<_> = groups.into_iter().map(|g| (g.sort_key(view), g)).collect();
     let tie = |g: &Grouped| match g {
         Grouped::One(i) => Row::of_flow(view, *i),
         Grouped::Many(r) => (**r).clone(),
