@@ -252,13 +252,7 @@ async fn route_request(
             .await;
             let text = match rendered {
                 Ok(text) => text,
-                Err(e) => {
-                    return response(ApiResponse::error(&ApiError {
-                        status: 500,
-                        message: format!("internal error: {e}"),
-                        parameter: None,
-                    }));
-                }
+                Err(e) => return internal_error(e),
             };
             let mut resp = Response::new(full(text));
             resp.headers_mut().insert(
@@ -310,13 +304,7 @@ async fn flows_route(
             flows.into_chunks(CHUNK_BYTES).map(bytes::Bytes::from),
             permit,
         ),
-        Err(e) => {
-            return response(ApiResponse::error(&ApiError {
-                status: 500,
-                message: format!("internal error: {e}"),
-                parameter: None,
-            }));
-        }
+        Err(e) => return internal_error(e),
     };
     let mut resp = Response::new(body);
     resp.headers_mut()
@@ -343,12 +331,17 @@ async fn feed_route(state: &Arc<AppState>) -> Response<ResponseBody> {
             );
             resp
         }
-        Err(e) => response(ApiResponse::error(&ApiError {
-            status: 500,
-            message: format!("internal error: {e}"),
-            parameter: None,
-        })),
+        Err(e) => internal_error(e),
     }
+}
+
+/// A 500 for work that failed on a blocking thread (it panicked).
+fn internal_error(e: tokio::task::JoinError) -> Response<ResponseBody> {
+    response(ApiResponse::error(&ApiError {
+        status: 500,
+        message: format!("internal error: {e}"),
+        parameter: None,
+    }))
 }
 
 /// Bytes of an answer serialised at a time.
