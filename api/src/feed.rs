@@ -253,7 +253,8 @@ impl FeedFlow {
     /// of `before(key)` (the same flow in the hub's last snapshot) with it:
     /// that record's digest and percentiles rather than new ones. A hub
     /// holds its last snapshot while it builds the next, and most flows'
-    /// handshakes do not change from one round to the next.
+    /// handshakes do not change from one round to the next. `before` is
+    /// asked only for a flow with a handshake leg.
     pub fn into_record_sharing<'b>(
         self,
         before: impl FnOnce(&FlowKey) -> Option<&'b FlowRecord>,

@@ -91,11 +91,9 @@ impl<'p> Sharer<'p> {
             before = previous.flow(key);
             before
         })?;
-        if let Some(before) = before
-            && Side::BOTH
-                .iter()
-                .any(|&side| record.handshake[side].is_some())
-        {
+        // Found only for a flow with a handshake leg (the only ones looked
+        // up): each counts towards whether sharing pays.
+        if let Some(before) = before {
             self.tried += 1;
             let shared = |side: Side| match (&record.handshake[side], &before.handshake[side]) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
