@@ -151,8 +151,8 @@ fn sent(t: &Tracked, side: Side) -> Sent {
         ..SideMeasured::default()
     };
     if let Some(p) = t.handshake[side] {
-        measured.handshake_p50_us = u32::try_from(p.p50).unwrap_or(u32::MAX);
-        measured.handshake_p99_us = u32::try_from(p.p99).unwrap_or(u32::MAX);
+        measured.handshake_p50_us = p.p50;
+        measured.handshake_p99_us = p.p99;
     }
     let (now, before) = (&t.seen, &t.exported);
     Sent {

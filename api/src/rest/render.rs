@@ -364,9 +364,9 @@ pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
         let d = f.handshake[side].as_ref()?;
         Some(RawLeg {
             samples: d.count(snapshot.as_of_ns, snapshot.rtt_window),
-            p50_us: p.p50,
-            p90_us: p.p90,
-            p99_us: p.p99,
+            p50_us: p.p50.into(),
+            p90_us: p.p90.into(),
+            p99_us: p.p99.into(),
         })
     };
     let (tcp, h) = (f.key.proto == L4Proto::Tcp, &f.tcp);
@@ -425,9 +425,9 @@ pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
             tx_bps: rate(row.rates.bps[tx]),
             rx_bps: rate(row.rates.bps[rx]),
             timestamp: timestamp.clone(),
-            tcp_handshake_p50_us: leg.map(|p| p.p50),
-            tcp_handshake_p90_us: leg.map(|p| p.p90),
-            tcp_handshake_p99_us: leg.map(|p| p.p99),
+            tcp_handshake_p50_us: leg.map(|p| u64::from(p.p50)),
+            tcp_handshake_p90_us: leg.map(|p| u64::from(p.p90)),
+            tcp_handshake_p99_us: leg.map(|p| u64::from(p.p99)),
             tcp_retransmits: count(row.tcp.sent[side].retransmits),
             tcp_rsts: count(row.tcp.sent[side].rsts),
             tcp_zero_windows: count(row.tcp.sent[side].zero_windows),

@@ -128,7 +128,7 @@ impl Row {
 }
 
 pub fn handshake_p99(p: &PerSide<Option<Percentiles>>) -> Option<u64> {
-    p.0.iter().flatten().map(|p| p.p99).max()
+    p.0.iter().flatten().map(|p| u64::from(p.p99)).max()
 }
 
 /// An endpoint's place in an aggregation: the attribute's value, or its IP.
