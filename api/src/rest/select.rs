@@ -43,16 +43,40 @@ pub fn filters(q: &FlowQuery) -> bool {
     q.l4proto.is_some() || q.ip.is_some() || q.ns.is_some() || q.pod.is_some() || q.svc.is_some()
 }
 
-/// Sort keys, descending; `None` handshakes sort last.
-fn compare(sort: SortKey, a: Rank, b: Rank) -> Ordering {
+/// An entry's value under `sort` as one number that orders entries as the
+/// API does, larger first (as `f64::total_cmp` for rates; no handshake
+/// below every handshake), so that ranking a hub's million aggregated
+/// entries keeps 8 bytes of each, not its whole [`Rank`].
+pub fn sort_value(sort: SortKey, r: &Rank) -> u64 {
     match sort {
-        SortKey::Bytes => b.bytes.cmp(&a.bytes),
-        SortKey::Pkts => b.pkts.cmp(&a.pkts),
-        SortKey::Pps => b.pps.total_cmp(&a.pps),
-        SortKey::HandshakeP99 => b.handshake_p99.cmp(&a.handshake_p99),
-        SortKey::Retransmits => b.retransmits.cmp(&a.retransmits),
-        SortKey::Failed => b.failed.cmp(&a.failed),
-        SortKey::Rsts => b.rsts.cmp(&a.rsts),
+        SortKey::Bytes => r.bytes,
+        SortKey::Pkts => r.pkts,
+        SortKey::Pps => {
+            // `total_cmp`'s order on the bits, made unsigned.
+            let bits = r.pps.to_bits() as i64;
+            let ordered = bits ^ (((bits >> 63) as u64) >> 1) as i64;
+            (ordered as u64) ^ (1 << 63)
+        }
+        SortKey::HandshakeP99 => r.handshake_p99.map_or(0, |us| us.saturating_add(1)),
+        SortKey::Retransmits => r.retransmits,
+        SortKey::Failed => r.failed,
+        SortKey::Rsts => r.rsts,
+    }
+}
+
+/// Where an aggregated entry ranks: its [`sort_value`] first, then its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placing {
+    pub value: u64,
+    pub bytes: u64,
+}
+
+impl Placing {
+    pub fn of(sort: SortKey, r: &Rank) -> Placing {
+        Placing {
+            value: sort_value(sort, r),
+            bytes: r.bytes,
+        }
     }
 }
 
@@ -77,8 +101,8 @@ pub fn top_flows(view: &View, indices: &mut Vec<usize>, sort: SortKey, limit: us
         indices.truncate(limit);
         return;
     }
-    let key = |i: usize| flow_rank(&view.flows()[i]);
-    let order = |a: &usize, b: &usize| compare(sort, key(*a), key(*b)).then(a.cmp(b));
+    let key = |i: usize| sort_value(sort, &flow_rank(&view.flows()[i]));
+    let order = |a: &usize, b: &usize| key(*b).cmp(&key(*a)).then(a.cmp(b));
     top_k(indices, limit, order);
 }
 
@@ -86,20 +110,15 @@ pub fn top_flows(view: &View, indices: &mut Vec<usize>, sort: SortKey, limit: us
 /// just those into rows. Ties go to the larger byte count, then to the
 /// rendered fields' order (protocol and client IP first; whole rows are
 /// built only for entries that tie on those too).
-/// `keyed` holds each entry with its [`Grouped::sort_key`].
-pub fn top_groups(
-    view: &View,
-    mut keyed: Vec<(Rank, &Grouped)>,
-    sort: SortKey,
-    limit: usize,
-) -> Vec<Row> {
+/// `keyed` holds each entry with its [`Placing`] under `sort`.
+pub fn top_groups(view: &View, mut keyed: Vec<(Placing, &Grouped)>, limit: usize) -> Vec<Row> {
     let tie = |g: &Grouped| match g {
         Grouped::One(i) => Row::of_flow(view, *i),
         Grouped::Many(r) => (**r).clone(),
     };
-    let order = |a: &(Rank, &Grouped), b: &(Rank, &Grouped)| {
-        compare(sort, a.0, b.0)
-            .then_with(|| b.0.bytes.cmp(&a.0.bytes))
+    let order = |a: &(Placing, &Grouped), b: &(Placing, &Grouped)| {
+        (b.0.value, b.0.bytes)
+            .cmp(&(a.0.value, a.0.bytes))
             .then_with(|| a.1.order_prefix(view).cmp(&b.1.order_prefix(view)))
             .then_with(|| {
                 let (a, b) = (tie(a.1), tie(b.1));
@@ -127,4 +146,76 @@ fn top_k<T>(items: &mut Vec<T>, limit: usize, order: impl Fn(&T, &T) -> Ordering
         items.truncate(limit);
     }
     items.sort_unstable_by(order);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rank(pps: f64, handshake_p99: Option<u64>, n: u64) -> Rank {
+        Rank {
+            bytes: n,
+            pkts: n * 3,
+            pps,
+            handshake_p99,
+            retransmits: n % 7,
+            failed: n % 5,
+            rsts: n % 3,
+        }
+    }
+
+    /// A sort value orders entries as comparing their ranks field by field
+    /// does: larger first, rates by `total_cmp`, no handshake last.
+    #[test]
+    fn sort_values_order_as_the_ranks_do() {
+        let pps = [
+            0.0,
+            -0.0,
+            0.5,
+            1.0,
+            1e-300,
+            3.25,
+            1e12,
+            f64::INFINITY,
+            f64::MAX,
+        ];
+        let p99 = [None, Some(0), Some(1), Some(999), Some(u64::from(u32::MAX))];
+        let ranks: Vec<Rank> = (0..60u64)
+            .map(|n| {
+                rank(
+                    pps[n as usize % pps.len()],
+                    p99[n as usize % p99.len()],
+                    n * 37 % 11,
+                )
+            })
+            .collect();
+        let by_field = |sort: SortKey, a: &Rank, b: &Rank| match sort {
+            SortKey::Bytes => b.bytes.cmp(&a.bytes),
+            SortKey::Pkts => b.pkts.cmp(&a.pkts),
+            SortKey::Pps => b.pps.total_cmp(&a.pps),
+            SortKey::HandshakeP99 => b.handshake_p99.cmp(&a.handshake_p99),
+            SortKey::Retransmits => b.retransmits.cmp(&a.retransmits),
+            SortKey::Failed => b.failed.cmp(&a.failed),
+            SortKey::Rsts => b.rsts.cmp(&a.rsts),
+        };
+        for sort in [
+            SortKey::Bytes,
+            SortKey::Pkts,
+            SortKey::Pps,
+            SortKey::HandshakeP99,
+            SortKey::Retransmits,
+            SortKey::Failed,
+            SortKey::Rsts,
+        ] {
+            for a in &ranks {
+                for b in &ranks {
+                    assert_eq!(
+                        sort_value(sort, b).cmp(&sort_value(sort, a)),
+                        by_field(sort, a, b),
+                        "{sort:?}: {a:?} against {b:?}"
+                    );
+                }
+            }
+        }
+    }
 }
