@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod cluster;
+pub mod demand;
 pub mod feed;
 pub mod mcp;
 pub mod metrics;

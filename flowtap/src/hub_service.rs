@@ -1,9 +1,11 @@
 //! `flowtap hub`: the hub (the `hub` crate) pulling every agent, and the
 //! same service an agent runs answering from the merged snapshots.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use api::demand::Demand;
 use hub::{AgentSource, AgentUrl, Discovery, Hub, HubConfig};
 
 use crate::cli::{HubArgs, read_token};
@@ -37,26 +39,34 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         Some(path) => Some(read_token(path).context("--agent-token-file")?),
         None => None,
     };
-    let publisher = std::sync::Arc::new(std::sync::Mutex::new(setup::named_publisher(
+    let publisher = Arc::new(std::sync::Mutex::new(setup::named_publisher(
         &args.names,
         &args.serve,
     )?));
+    let interval = Duration::from_secs_f64(args.snapshot_interval.max(0.05));
+    let agent_timeout = Duration::from_secs_f64(args.agent_timeout.max(0.01));
+    // Pausing sooner than one interval would pause between every two rounds.
+    let idle_after =
+        (args.idle_after > 0.0).then(|| Duration::from_secs_f64(args.idle_after).max(interval));
+    let demand = Arc::new(Demand::new(agent_timeout + hub::WAKE_WAIT_BEYOND_TIMEOUT));
     let service = Service::start(
         args.serve.listen(),
         publisher.clone(),
         args.serve.server_config(args.snapshot_interval)?,
         &[],
         None,
+        Some(demand.clone()),
     )?;
     let config = HubConfig {
         discovery: Discovery { sources },
         token,
-        interval: Duration::from_secs_f64(args.snapshot_interval.max(0.05)),
-        agent_timeout: Duration::from_secs_f64(args.agent_timeout.max(0.01)),
+        interval,
+        agent_timeout,
         max_agents: args.max_agents.max(1),
         max_feed_bytes: usize::try_from(args.max_feed_bytes).unwrap_or(usize::MAX),
+        idle_after,
     };
-    let hub = Hub::start(config, publisher.clone()).context("starting the hub")?;
+    let hub = Hub::start(config, publisher.clone(), demand).context("starting the hub")?;
     // The hub answers from the start; the coverage says what is missing.
     service.set_ready();
     let outcome = service.run_until_signal(|| None);

@@ -100,6 +100,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         server_config,
         &cores,
         Some(queue_stats),
+        None,
     )?;
     {
         let stats = publisher.lock().expect("publisher lock").stats();

@@ -51,6 +51,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             cli.serve.server_config(cli.snapshot_interval)?,
             &[],
             None,
+            None,
         )?),
         None => None,
     };

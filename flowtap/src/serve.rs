@@ -44,6 +44,7 @@ impl Service {
         config: ServerConfig,
         capture_cores: &[usize],
         queues: Option<QueueStatsFn>,
+        demand: Option<Arc<api::demand::Demand>>,
     ) -> anyhow::Result<Service> {
         let spare: Vec<core_affinity::CoreId> = core_affinity::get_core_ids()
             .unwrap_or_default()
@@ -88,6 +89,7 @@ impl Service {
         };
         let mut state = AppState::new(views, stats, config.mcp);
         state.queues = queues;
+        state.demand = demand;
         state.commit = crate::cli::COMMIT;
         let ready = state.ready.clone();
         let state = Arc::new(state);

@@ -342,3 +342,71 @@ fn agents_from_the_endpoints_of_their_service() {
     });
     drop((a, b));
 }
+
+/// Feeds an agent served a hub, by its own request metrics.
+fn feeds_served(agent: &Server) -> u64 {
+    agent
+        .metrics()
+        .lines()
+        .find(|l| {
+            l.starts_with("flowtap_http_requests_total{path=\"/internal/v1/feed\",status=\"200\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |n| n.parse::<f64>().unwrap() as u64)
+}
+
+#[test]
+fn a_hub_nobody_asks_pauses_and_a_request_wakes_it_for_a_fresh_answer() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let first = agent(CAPTURES[0].0, CAPTURES[0].1, &listen);
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &format!("http://{listen}"),
+        "--snapshot-interval",
+        "0.2",
+        "--idle-after",
+        "1",
+    ]);
+    wait_for(&hub, Duration::from_secs(30), "the agent", |s| {
+        s["coverage"]["agents"][0]["node"] == CAPTURES[0].1
+    });
+
+    // Nobody asks the hub: after a second it stops pulling (it pulled
+    // every 0.2 s while asked).
+    std::thread::sleep(Duration::from_millis(2500));
+    let paused = feeds_served(&first);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(feeds_served(&first), paused, "pulls while nobody asks");
+
+    // Meanwhile the agent's data changes (another capture, another node),
+    // unseen by the paused hub.
+    drop(first);
+    let second = agent(CAPTURES[1].0, CAPTURES[1].1, &listen);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(feeds_served(&second), 0, "pulls while nobody asks");
+
+    // A request wakes the hub, and is answered from the round it started,
+    // not from the snapshot made before the pause.
+    let started = Instant::now();
+    let summary = hub.get_json("/mcp/flows/summary");
+    let waited = started.elapsed();
+    assert_eq!(
+        summary["coverage"]["agents"][0]["node"], CAPTURES[1].1,
+        "answered from before the pause: {}",
+        summary["coverage"]
+    );
+    assert_eq!(summary["coverage"]["agents_answered"], 1);
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+
+    // Asked again, it pulls every interval again.
+    let resumed = feeds_served(&second);
+    for _ in 0..10 {
+        hub.get_json("/mcp/flows?limit=1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        feeds_served(&second) >= resumed + 3,
+        "not pulling while asked"
+    );
+}

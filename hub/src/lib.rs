@@ -12,6 +12,10 @@
 //! is, which are missing and why, and what they lost. An agent that fails a
 //! pull is missing from that snapshot: its flows leave the answer, and its
 //! name and error are in the coverage, until it answers again.
+//!
+//! Pulls are on demand: when nothing has asked for data (flows, summary,
+//! MCP, `/metrics`) for `idle_after`, the hub pauses, and the next request
+//! wakes it and waits for the round it starts ([`api::demand`]).
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api::Publisher;
+use api::demand::Demand;
 use api::feed::{self, Feed};
 use futures::FutureExt;
 use pipeline::Snapshot;
@@ -47,6 +52,9 @@ pub struct HubConfig {
     pub max_agents: usize,
     /// Bytes one agent's feed may take.
     pub max_feed_bytes: usize,
+    /// Pulls pause when nothing asked for data for this long (`None`:
+    /// never).
+    pub idle_after: Option<Duration>,
 }
 
 /// A running hub; dropping it stops the pulls.
@@ -57,8 +65,12 @@ pub struct Hub {
 
 impl Hub {
     /// Starts pulling on a thread and runtime of its own, publishing each
-    /// merged snapshot to `publisher`.
-    pub fn start(config: HubConfig, publisher: Arc<Mutex<Publisher>>) -> std::io::Result<Hub> {
+    /// merged snapshot to `publisher`, as `demand` asks.
+    pub fn start(
+        config: HubConfig,
+        publisher: Arc<Mutex<Publisher>>,
+        demand: Arc<Demand>,
+    ) -> std::io::Result<Hub> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -68,7 +80,7 @@ impl Hub {
             .build()?;
         let thread = std::thread::Builder::new()
             .name("flowtap-hub".into())
-            .spawn(move || runtime.block_on(run(config, publisher, stopping)))?;
+            .spawn(move || runtime.block_on(run(config, publisher, demand, stopping)))?;
         Ok(Hub {
             stop,
             thread: Some(thread),
@@ -85,7 +97,17 @@ impl Drop for Hub {
     }
 }
 
-async fn run(config: HubConfig, publisher: Arc<Mutex<Publisher>>, stop: Arc<AtomicBool>) {
+/// Requests that find the hub paused wait at most this long beyond one
+/// agent's timeout for the round they start (merging a large cluster takes
+/// seconds).
+pub const WAKE_WAIT_BEYOND_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn run(
+    config: HubConfig,
+    publisher: Arc<Mutex<Publisher>>,
+    demand: Arc<Demand>,
+    stop: Arc<AtomicBool>,
+) {
     let mut sequence = 0u64;
     // Agents by name and whether they answered last time: changes are logged.
     let mut last: std::collections::HashMap<Arc<str>, bool> = std::collections::HashMap::new();
@@ -99,12 +121,29 @@ async fn run(config: HubConfig, publisher: Arc<Mutex<Publisher>>, stop: Arc<Atom
             tokio::time::sleep((next - now).min(Duration::from_millis(50))).await;
             continue;
         }
-        next = now + config.interval;
+        if let Some(idle) = config.idle_after
+            && sequence > 0
+            && demand.unasked_for() >= idle
+        {
+            if !demand.is_paused() {
+                tracing::info!(
+                    idle_s = idle.as_secs_f64(),
+                    "nothing asked for data: pulls paused until a request comes"
+                );
+            }
+            // Woken at once by a request; the stop flag checked meanwhile.
+            if demand.pause(idle, Duration::from_millis(200)).await {
+                continue;
+            }
+            tracing::info!("asked for data: pulling again");
+        }
+        next = Instant::now() + config.interval;
         sequence += 1;
         let snapshot = round(&config, &publisher, sequence, last_published.take()).await;
         log_changes(&mut last, &snapshot.coverage);
         let published = Instant::now();
         last_published = Some(publisher.lock().expect("publisher lock").publish(snapshot));
+        demand.published();
         tracing::debug!(
             took_ms = published.elapsed().as_millis() as u64,
             "published"

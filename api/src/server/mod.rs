@@ -105,6 +105,9 @@ pub struct AppState {
     /// Large answers rendered at once, at most: they may wait on slow
     /// clients, and must leave threads for everyone else.
     pub large_answers: Arc<tokio::sync::Semaphore>,
+    /// Set where the data is pulled on demand (the hub): requests for it
+    /// are told to the puller, and wait for it when it is paused.
+    pub demand: Option<Arc<crate::demand::Demand>>,
 }
 
 /// Large answers (over [`LARGE_ANSWER`] flows) rendered at once.
@@ -123,6 +126,7 @@ impl AppState {
             version: env!("CARGO_PKG_VERSION"),
             commit: "unknown",
             large_answers: Arc::new(tokio::sync::Semaphore::new(LARGE_ANSWERS_AT_ONCE)),
+            demand: None,
         }
     }
 }

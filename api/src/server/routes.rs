@@ -195,6 +195,11 @@ async fn route_request(
             parameter: None,
         }));
     }
+    if let Some(demand) = &state.demand
+        && (route.carries_flow_data() || route == Route::Metrics)
+    {
+        demand.asked().await;
+    }
     if route == Route::Mcp {
         return mcp_route(req, state, config, request.peer.ip()).await;
     }
