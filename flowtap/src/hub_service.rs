@@ -48,11 +48,16 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
     // Pausing sooner than one interval would pause between every two rounds.
     let idle_after =
         (args.idle_after > 0.0).then(|| Duration::from_secs_f64(args.idle_after).max(interval));
-    let demand = Arc::new(Demand::new(agent_timeout + hub::WAKE_WAIT_BEYOND_TIMEOUT));
+    let server_config = args.serve.server_config(args.snapshot_interval)?;
+    // A request woken hub's answer must still be written within the
+    // server's response deadline, or its connection is closed unanswered.
+    let wake_wait = (agent_timeout + hub::WAKE_WAIT_BEYOND_TIMEOUT)
+        .min(server_config.response_timeout.mul_f64(0.8));
+    let demand = Arc::new(Demand::new(wake_wait));
     let service = Service::start(
         args.serve.listen(),
         publisher.clone(),
-        args.serve.server_config(args.snapshot_interval)?,
+        server_config,
         &[],
         None,
         Some(demand.clone()),
