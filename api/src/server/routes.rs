@@ -195,7 +195,9 @@ async fn route_request(
             parameter: None,
         }));
     }
+    // What asks for data: not the probes, nor a path that answers 404.
     if let Some(demand) = &state.demand
+        && route != Route::Unknown
         && (route.carries_flow_data() || route == Route::Metrics)
     {
         demand.asked().await;
