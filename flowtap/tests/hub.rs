@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::apiserver::ApiServer;
+use common::metrics::sample;
 use common::server::Server;
 use common::{Key, Run, corpus_dir, free_port, parse_flows, truth};
 use serde_json::{Value, json};
@@ -345,14 +346,14 @@ fn agents_from_the_endpoints_of_their_service() {
 
 /// Feeds an agent served a hub, by its own request metrics.
 fn feeds_served(agent: &Server) -> u64 {
-    agent
-        .metrics()
-        .lines()
-        .find(|l| {
-            l.starts_with("flowtap_http_requests_total{path=\"/internal/v1/feed\",status=\"200\"}")
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0, |n| n.parse::<f64>().unwrap() as u64)
+    let text = agent.metrics();
+    let series = "flowtap_http_requests_total{path=\"/internal/v1/feed\",status=\"200\"}";
+    // The series appears with the first feed served.
+    if text.contains(series) {
+        sample(&text, series) as u64
+    } else {
+        0
+    }
 }
 
 #[test]
