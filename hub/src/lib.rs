@@ -115,6 +115,7 @@ async fn run(
     // The last snapshot published, which the next round shares unchanged
     // handshake digests with.
     let mut last_published: Option<Arc<Snapshot>> = None;
+    let mut sharing = previous::Sharing::default();
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
         if now < next {
@@ -139,7 +140,16 @@ async fn run(
         }
         next = Instant::now() + config.interval;
         sequence += 1;
-        let snapshot = round(&config, &publisher, sequence, last_published.take()).await;
+        let had_last = last_published.is_some();
+        let to_index = sharing.to_index(last_published.take());
+        let indexed = to_index.is_some();
+        if had_last && !indexed {
+            tracing::debug!("sharing paid for no feed last time: the last snapshot not indexed");
+        }
+        let (snapshot, shared) = round(&config, &publisher, sequence, to_index).await;
+        if indexed {
+            sharing.paid(shared);
+        }
         log_changes(&mut last, &snapshot.coverage);
         let published = Instant::now();
         last_published = Some(publisher.lock().expect("publisher lock").publish(snapshot));
@@ -176,13 +186,14 @@ fn log_changes(last: &mut std::collections::HashMap<Arc<str>, bool>, coverage: &
 }
 
 /// One pull of every agent, merged into a snapshot; handshake digests that
-/// have not changed since `last` are shared with it ([`previous`]).
+/// have not changed since `last` are shared with it ([`previous`]), and
+/// whether that paid for any feed.
 pub async fn round(
     config: &HubConfig,
     publisher: &Mutex<Publisher>,
     sequence: u64,
     last: Option<Arc<Snapshot>>,
-) -> Snapshot {
+) -> (Snapshot, bool) {
     let inventory = publisher
         .lock()
         .expect("publisher lock")
@@ -251,7 +262,7 @@ pub async fn round(
                             let flows = std::mem::take(&mut feed.flows);
                             let mut records = Vec::with_capacity(flows.len());
                             records.extend(flows.into_iter().filter_map(|f| sharer.record(f)));
-                            (feed, records)
+                            (feed, records, sharer.paid())
                         })
                     })
                     .await
@@ -269,10 +280,12 @@ pub async fn round(
     let mut coverage = Coverage::default();
     let mut flows = Vec::with_capacity(results.len());
     let mut since_ns: Option<u64> = None;
+    let mut shared = false;
     for (i, (agent, decoded, fetched_ns, took)) in results.into_iter().enumerate() {
         let name = agent.name();
         match decoded {
-            Ok((feed, records)) => {
+            Ok((feed, records, paid)) => {
+                shared |= paid;
                 tracing::debug!(agent = %name, flows = records.len(), took_ms = took.as_millis() as u64, "pulled");
                 coverage
                     .agents
@@ -311,7 +324,7 @@ pub async fn round(
         flows = merged.len(),
         "round"
     );
-    Snapshot {
+    let snapshot = Snapshot {
         sequence,
         as_of_ns: wall_now_ns(),
         since_ns,
@@ -322,5 +335,6 @@ pub async fn round(
         // The whole round: pulls, decoding and the merge.
         merge_ns: round_started.elapsed().as_nanos() as u64,
         ..Snapshot::default()
-    }
+    };
+    (snapshot, shared)
 }

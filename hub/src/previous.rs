@@ -59,6 +59,41 @@ impl Previous {
 /// Flows of a feed tried before deciding whether sharing pays for the rest.
 const PROBE: u32 = 1024;
 
+/// Rounds between tries once sharing paid for no feed.
+pub const RETRY_EVERY: u32 = 8;
+
+/// Whether a round indexes the last snapshot. Where sharing paid for no
+/// feed (every digest changing every round), the index is a pass over
+/// every flow for nothing, on a core the decoding wants, and the decoding
+/// waits for it: it is skipped, and tried again every [`RETRY_EVERY`]
+/// rounds in case that changed.
+#[derive(Debug, Default)]
+pub struct Sharing {
+    /// Rounds since the last try, once a try paid for no feed (0: trying).
+    skipped: u32,
+}
+
+impl Sharing {
+    /// `last`, if this round indexes it.
+    pub fn to_index(&mut self, last: Option<Arc<Snapshot>>) -> Option<Arc<Snapshot>> {
+        let last = last?;
+        if self.skipped == 0 || self.skipped >= RETRY_EVERY {
+            self.skipped = 0;
+            Some(last)
+        } else {
+            self.skipped += 1;
+            None
+        }
+    }
+
+    /// After a round that indexed: whether sharing paid for any feed.
+    pub fn paid(&mut self, any: bool) {
+        if !any {
+            self.skipped = 1;
+        }
+    }
+}
+
 /// Decodes one feed's flows, sharing unchanged digests with the last
 /// snapshot while that pays: a feed whose first [`PROBE`] flows with
 /// handshakes shared fewer than half is decoded plainly from there on.
@@ -78,6 +113,12 @@ impl<'p> Sharer<'p> {
             tried: 0,
             shared: 0,
         }
+    }
+
+    /// Whether this feed shares with the last snapshot still: it had one,
+    /// and sharing did not stop paying.
+    pub fn paid(&self) -> bool {
+        self.previous.is_some()
     }
 
     /// `flow` as a record ([`FeedFlow::into_record`]), its unchanged
@@ -121,6 +162,35 @@ mod tests {
             server: Addr::from_v4([198, 19, 0, 1]),
             server_port: port,
         }
+    }
+
+    #[test]
+    fn the_last_snapshot_is_indexed_while_sharing_pays_and_tried_again_when_it_did_not() {
+        let last = || Some(Arc::new(Snapshot::default()));
+        let mut sharing = Sharing::default();
+        // The first round has nothing to index; the next ones do while a
+        // feed shares.
+        assert!(sharing.to_index(None).is_none());
+        for _ in 0..3 {
+            assert!(sharing.to_index(last()).is_some());
+            sharing.paid(true);
+        }
+        // No feed shared: skipped, then tried again after RETRY_EVERY
+        // rounds, and again after as many when that try did not pay.
+        sharing.paid(false);
+        for _ in 0..2 {
+            let tried: Vec<bool> = (0..RETRY_EVERY)
+                .map(|_| sharing.to_index(last()).is_some())
+                .collect();
+            assert_eq!(tried.iter().filter(|&&t| t).count(), 1, "{tried:?}");
+            assert!(tried[RETRY_EVERY as usize - 1]);
+            sharing.paid(false);
+        }
+        // A try that pays: indexed every round again.
+        assert!((1..RETRY_EVERY).all(|_| sharing.to_index(last()).is_none()));
+        assert!(sharing.to_index(last()).is_some());
+        sharing.paid(true);
+        assert!((0..RETRY_EVERY).all(|_| sharing.to_index(last()).is_some()));
     }
 
     #[test]
