@@ -341,9 +341,9 @@ pub(crate) struct HubArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_AGENT_TIMEOUT", help_heading = HUB)]
     pub agent_timeout: f64,
 
-    /// Seconds without a request for data (flows, summary, MCP, /metrics)
-    /// after which pulls pause; the next request wakes the hub and waits
-    /// for the round it starts. 0: never pause.
+    /// Seconds without a request for data (flows, summary, workloads, MCP,
+    /// /metrics) after which pulls pause; the next request wakes the hub
+    /// and waits for the round it starts. 0: never pause.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_IDLE_AFTER", help_heading = HUB)]
     pub idle_after: f64,
 

@@ -14,8 +14,9 @@
 //! name and error are in the coverage, until it answers again.
 //!
 //! Pulls are on demand: when nothing has asked for data (flows, summary,
-//! MCP, `/metrics`) for `idle_after`, the hub pauses, and the next request
-//! wakes it and waits for the round it starts ([`api::demand`]).
+//! workloads, MCP, `/metrics`) for `idle_after`, the hub pauses, and the
+//! next request wakes it and waits for the round it starts
+//! ([`api::demand`]).
 
 #![forbid(unsafe_code)]
 
