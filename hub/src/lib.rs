@@ -148,8 +148,8 @@ async fn run(
             tracing::debug!("sharing paid for no feed last time: the last snapshot not indexed");
         }
         let (snapshot, shared) = round(&config, &publisher, sequence, to_index).await;
-        if indexed {
-            sharing.paid(shared);
+        if indexed && let Some(paid) = shared {
+            sharing.paid(paid);
         }
         log_changes(&mut last, &snapshot.coverage);
         let published = Instant::now();
@@ -188,13 +188,14 @@ fn log_changes(last: &mut std::collections::HashMap<Arc<str>, bool>, coverage: &
 
 /// One pull of every agent, merged into a snapshot; handshake digests that
 /// have not changed since `last` are shared with it ([`previous`]), and
-/// whether that paid for any feed.
+/// whether that paid for any feed (`None`: no feed was decoded, so nothing
+/// was learnt).
 pub async fn round(
     config: &HubConfig,
     publisher: &Mutex<Publisher>,
     sequence: u64,
     last: Option<Arc<Snapshot>>,
-) -> (Snapshot, bool) {
+) -> (Snapshot, Option<bool>) {
     let inventory = publisher
         .lock()
         .expect("publisher lock")
@@ -281,12 +282,12 @@ pub async fn round(
     let mut coverage = Coverage::default();
     let mut flows = Vec::with_capacity(results.len());
     let mut since_ns: Option<u64> = None;
-    let mut shared = false;
+    let mut shared: Option<bool> = None;
     for (i, (agent, decoded, fetched_ns, took)) in results.into_iter().enumerate() {
         let name = agent.name();
         match decoded {
             Ok((feed, records, paid)) => {
-                shared |= paid;
+                shared = Some(shared.unwrap_or(false) || paid);
                 tracing::debug!(agent = %name, flows = records.len(), took_ms = took.as_millis() as u64, "pulled");
                 coverage
                     .agents
