@@ -49,6 +49,8 @@ pub fn merge(
     mut agents: Vec<AgentFlows>,
     node_of: impl Fn(IpAddr) -> Option<Arc<str>>,
 ) -> Vec<FlowRecord> {
+    // Where the merge's time goes, for the debug log.
+    let started = std::time::Instant::now();
     for a in &mut agents {
         pipeline::snapshot::sort_flows(&mut a.flows);
     }
@@ -79,11 +81,13 @@ pub fn merge(
         }
     }
     drop(first);
+    let indexed = started.elapsed();
     let nodes: std::collections::HashMap<u16, Option<Arc<str>>> =
         agents.iter().map(|a| (a.agent, a.node.clone())).collect();
     let node_by_agent = |agent: u16| nodes.get(&agent).cloned().flatten();
     let ids: Vec<u16> = agents.iter().map(|a| a.agent).collect();
     let mut lists: Vec<Taken> = agents.into_iter().map(|a| Taken::new(a.flows)).collect();
+    let chunked = started.elapsed();
     let mut sets = SeenBy::default();
     // Flows seen more than once become one record each here, ranked among
     // the others below as one more list.
@@ -109,6 +113,7 @@ pub fn merge(
         .map(|l| ids.get(l).map(|&id| sets.of(&[id])))
         .collect();
 
+    let combined_at = started.elapsed();
     // Each list's next flow, smallest rank on top.
     let mut heads = std::collections::BinaryHeap::with_capacity(lists.len());
     for (l, list) in lists.iter_mut().enumerate() {
@@ -128,6 +133,14 @@ pub fn merge(
             heads.push(std::cmp::Reverse((rank, l, p)));
         }
     }
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    tracing::debug!(
+        checked_and_indexed_ms = ms(indexed),
+        chunked_ms = ms(chunked - indexed),
+        combined_ms = ms(combined_at - chunked),
+        ordered_ms = ms(started.elapsed() - combined_at),
+        "merged"
+    );
     out
 }
 
