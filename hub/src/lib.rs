@@ -141,12 +141,8 @@ async fn run(
         }
         next = Instant::now() + config.interval;
         sequence += 1;
-        let had_last = last_published.is_some();
         let to_index = sharing.to_index(last_published.take());
         let indexed = to_index.is_some();
-        if had_last && !indexed {
-            tracing::debug!("sharing paid for no feed last time: the last snapshot not indexed");
-        }
         let (snapshot, shared) = round(&config, &publisher, sequence, to_index).await;
         if indexed && let Some(paid) = shared {
             sharing.paid(paid);

@@ -82,6 +82,7 @@ impl Sharing {
             Some(last)
         } else {
             self.skipped += 1;
+            tracing::debug!("sharing paid for no feed last time: the last snapshot not indexed");
             None
         }
     }
