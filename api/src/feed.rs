@@ -145,6 +145,24 @@ pub enum WireDigest {
     Sketch(Vec<(u16, u32)>),
 }
 
+impl From<DigestExport> for WireDigest {
+    fn from(d: DigestExport) -> Self {
+        match d {
+            DigestExport::Exact(v) => WireDigest::Exact(v),
+            DigestExport::Sketch(v) => WireDigest::Sketch(v),
+        }
+    }
+}
+
+impl From<WireDigest> for DigestExport {
+    fn from(d: WireDigest) -> Self {
+        match d {
+            WireDigest::Exact(v) => DigestExport::Exact(v),
+            WireDigest::Sketch(v) => DigestExport::Sketch(v),
+        }
+    }
+}
+
 impl From<Losses> for WireLosses {
     fn from(l: Losses) -> Self {
         WireLosses {
@@ -213,10 +231,7 @@ impl FeedFlow {
         let leg = |side: Side| {
             f.handshake[side]
                 .as_ref()
-                .map(|d| match d.export(as_of_ns, window) {
-                    DigestExport::Exact(v) => WireDigest::Exact(v),
-                    DigestExport::Sketch(v) => WireDigest::Sketch(v),
-                })
+                .map(|d| WireDigest::from(d.export(as_of_ns, window)))
                 .filter(|d| !matches!(d, WireDigest::Exact(v) if v.is_empty()))
         };
         FeedFlow {
@@ -264,46 +279,44 @@ impl FeedFlow {
             17 => L4Proto::Udp,
             _ => return None,
         };
-        let digest = |d: Option<WireDigest>| {
-            d.map(|d| {
-                Arc::new(HandshakeDigest::import(&match d {
-                    WireDigest::Exact(v) => DigestExport::Exact(v),
-                    WireDigest::Sketch(v) => DigestExport::Sketch(v),
-                }))
-            })
-        };
-        let [client_leg, server_leg] = self.legs;
-        let mut client = digest(client_leg);
-        if let Some((counts, sum_us)) = self.tally {
-            // The tally outlives the samples in the window: a digest for it.
-            let d = client
-                .take()
-                .map_or_else(HandshakeDigest::default, Arc::unwrap_or_clone);
-            client = Some(Arc::new(d.with_tally(HandshakeTally { counts, sum_us })));
-        }
-        let mut handshake = PerSide::new(client, digest(server_leg));
         let key = FlowKey {
             proto,
             client: Addr(self.client),
             server: Addr(self.server),
             server_port: self.server_port,
         };
+        // The tally outlives the samples in the window: a client leg for it
+        // even without samples.
+        let tally = PerSide::new(
+            self.tally
+                .map(|(counts, sum_us)| HandshakeTally { counts, sum_us }),
+            None,
+        );
+        let legs = self.legs.map(|leg| leg.map(DigestExport::from));
+        let has_leg = |side: Side| legs[side as usize].is_some() || tally[side].is_some();
         // Only a flow with a handshake leg has anything to share: the
         // others are not looked up.
-        let has_leg = Side::BOTH.iter().any(|&side| handshake[side].is_some());
-        let before = if has_leg { before(&key) } else { None };
+        let before = if Side::BOTH.into_iter().any(has_leg) {
+            before(&key)
+        } else {
+            None
+        };
+        let mut handshake = PerSide::default();
         let mut percentiles = PerSide::default();
-        for side in Side::BOTH {
-            match (before, &handshake[side]) {
-                (Some(b), Some(new)) if b.handshake[side].as_deref() == Some(&**new) => {
-                    handshake[side] = b.handshake[side].clone();
-                    percentiles[side] = b.percentiles[side];
-                }
-                _ => {
-                    percentiles[side] = handshake[side]
-                        .as_ref()
-                        .and_then(|d| d.percentiles(0, Window::Unbounded))
-                }
+        for side in Side::BOTH.into_iter().filter(|&side| has_leg(side)) {
+            let export = legs[side as usize].as_ref();
+            let unchanged = before.filter(|b| {
+                b.handshake[side]
+                    .as_ref()
+                    .is_some_and(|d| d.is_import_of(export, tally[side].as_ref()))
+            });
+            if let Some(b) = unchanged {
+                handshake[side] = b.handshake[side].clone();
+                percentiles[side] = b.percentiles[side];
+            } else {
+                let d = HandshakeDigest::imported(export, tally[side]);
+                percentiles[side] = d.percentiles(0, Window::Unbounded);
+                handshake[side] = Some(Arc::new(d));
             }
         }
         let counter = |(pkts, bytes): (u64, u64)| Counter { pkts, bytes };

@@ -202,6 +202,44 @@ impl HandshakeDigest {
         }
     }
 
+    /// A hub's copy of an agent's leg: [`HandshakeDigest::import`] of
+    /// `export` (an empty digest without one), with `tally` as its tally.
+    pub fn imported(
+        export: Option<&DigestExport>,
+        tally: Option<HandshakeTally>,
+    ) -> HandshakeDigest {
+        export
+            .map_or_else(HandshakeDigest::default, HandshakeDigest::import)
+            .with_tally(tally.unwrap_or_default())
+    }
+
+    /// Whether `self` equals [`HandshakeDigest::imported`]`(export, tally)`.
+    /// A hub asks it of its last snapshot's leg for every leg it decodes,
+    /// and most are unchanged: for exact samples (all an agent sends but
+    /// for its busiest flows) it answers without building that digest.
+    pub fn is_import_of(
+        &self,
+        export: Option<&DigestExport>,
+        tally: Option<&HandshakeTally>,
+    ) -> bool {
+        let tally = tally.filter(|t| !t.is_empty());
+        if self.tally.as_deref() != tally {
+            return false;
+        }
+        match (&self.repr, export) {
+            (Repr::Exact(samples), None) => samples.is_empty(),
+            (Repr::Exact(samples), Some(DigestExport::Exact(us))) if us.len() <= EXACT_SAMPLES => {
+                samples.len() == us.len()
+                    && samples
+                        .iter()
+                        .zip(us)
+                        .all(|(s, &us)| *s == Sample { at_s: 0, us })
+            }
+            (Repr::Sketch(_), None) => false,
+            (_, Some(export)) => self.repr == HandshakeDigest::import(export).repr,
+        }
+    }
+
     fn of_sketch(sketch: Sketch) -> HandshakeDigest {
         HandshakeDigest {
             tally: None,
@@ -646,5 +684,60 @@ mod tests {
             d.percentiles(S, Window::Unbounded).unwrap().p99,
             MAX_TRACKED_US as u32
         );
+    }
+
+    mod import {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Exports and tallies drawn from few values, so that equal ones
+        /// are frequent.
+        fn export() -> impl Strategy<Value = Option<DigestExport>> {
+            prop_oneof![
+                Just(None),
+                prop::collection::vec(1u32..4, 0..=EXACT_SAMPLES + 2)
+                    .prop_map(|v| Some(DigestExport::Exact(v))),
+                prop::collection::vec((200u16..203, 0u32..3), 0..4)
+                    .prop_map(|v| Some(DigestExport::Sketch(v))),
+            ]
+        }
+
+        fn tally() -> impl Strategy<Value = Option<HandshakeTally>> {
+            prop::option::of((0u32..2, 0u64..2).prop_map(|(n, sum_us)| HandshakeTally {
+                counts: std::array::from_fn(|i| if i == 4 { n } else { 0 }),
+                sum_us,
+            }))
+        }
+
+        proptest! {
+            /// `is_import_of` answers what building the digest and comparing
+            /// would: for a digest built from the same export and tally, from
+            /// others, and for digests that recorded samples themselves.
+            #[test]
+            fn telling_an_import_equals_building_it(
+                export in export(),
+                tally in tally(),
+                other in (export(), tally()),
+                recorded in prop::collection::vec((0u64..3, 1u64..4), 0..=EXACT_SAMPLES + 2),
+            ) {
+                let mut own = HandshakeDigest::default();
+                for &(at_s, us) in &recorded {
+                    own.record(at_s * S, us, Window::Unbounded, true);
+                }
+                // The agent's own digest of those samples: recorded at a
+                // time of its own, where an import's samples have none.
+                let mut agents = HandshakeDigest::default().with_tally(tally.unwrap_or_default());
+                if let Some(DigestExport::Exact(samples)) = &export {
+                    for &us in samples {
+                        agents.record(5 * S, u64::from(us), Window::Unbounded, true);
+                    }
+                }
+                let built = HandshakeDigest::imported(export.as_ref(), tally);
+                let others = [HandshakeDigest::imported(other.0.as_ref(), other.1), own, agents];
+                for d in std::iter::once(built.clone()).chain(others) {
+                    prop_assert_eq!(d.is_import_of(export.as_ref(), tally.as_ref()), d == built);
+                }
+            }
+        }
     }
 }
