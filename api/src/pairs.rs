@@ -167,24 +167,39 @@ impl Seen {
             packets,
             connections,
             failed,
-            handshakes: self
-                .client_leg
-                .as_ref()
-                .map(|d| d.tallied())
-                .unwrap_or_default(),
+            handshakes: self.tallied(),
         }
     }
-}
 
-impl FlowCounts {
-    /// What `self` (the same flow, later) gained since `before`.
-    fn since(self, before: FlowCounts) -> FlowCounts {
+    fn tallied(&self) -> HandshakeTally {
+        self.client_leg
+            .as_ref()
+            .map(|d| d.tallied())
+            .unwrap_or_default()
+    }
+
+    /// What the flow (the same flow, later) gained since `before`. A client
+    /// leg that is the very digest `before` holds tallied nothing since,
+    /// and its tally is not read: a hub shares unchanged digests between
+    /// rounds, and reading the tallies of a million flows behind two
+    /// pointers each was a large share of following them.
+    fn gained_since(&self, before: &Seen) -> FlowCounts {
+        let same_leg = match (&self.client_leg, &before.client_leg) {
+            (Some(now), Some(then)) => Arc::ptr_eq(now, then),
+            (now, then) => now.is_none() && then.is_none(),
+        };
+        let [bytes, packets, connections, failed] =
+            std::array::from_fn(|i| self.counts[i].saturating_sub(before.counts[i]));
         FlowCounts {
-            bytes: self.bytes.saturating_sub(before.bytes),
-            packets: self.packets.saturating_sub(before.packets),
-            connections: self.connections.saturating_sub(before.connections),
-            failed: self.failed.saturating_sub(before.failed),
-            handshakes: self.handshakes.since(&before.handshakes),
+            bytes,
+            packets,
+            connections,
+            failed,
+            handshakes: if same_leg {
+                HandshakeTally::default()
+            } else {
+                self.tallied().since(&before.tallied())
+            },
         }
     }
 }
@@ -229,10 +244,9 @@ impl PairCounters {
             view.flows(),
             |i, f, change| {
                 let seen = Seen::of(f);
-                let now = seen.counts();
                 let gained = match change {
-                    Change::Continued(before) => now.since(before.counts()),
-                    Change::Started | Change::Restarted(_) => now,
+                    Change::Continued(before) => seen.gained_since(&before),
+                    Change::Started | Change::Restarted(_) => seen.counts(),
                 };
                 if gained != FlowCounts::default() {
                     self.add(view, i, &gained);
@@ -341,22 +355,23 @@ mod tests {
 
     #[test]
     fn counts_only_grow() {
-        let mut a = FlowCounts {
-            bytes: 100,
-            packets: 2,
-            connections: 1,
-            failed: 0,
-            handshakes: HandshakeTally::default(),
+        let leg = |times: &[u64]| {
+            let mut d = HandshakeDigest::default();
+            for &us in times {
+                d.tally(us);
+            }
+            Some(Arc::new(d))
         };
-        a.handshakes.observe(300);
-        let mut b = FlowCounts {
-            bytes: 150,
-            packets: 3,
-            ..a
+        let before = Seen {
+            counts: [100, 2, 1, 0],
+            client_leg: leg(&[300]),
         };
-        b.handshakes.observe(300);
-        b.handshakes.observe(20_000);
-        let gained = b.since(a);
+        let now = Seen {
+            counts: [150, 3, 1, 0],
+            client_leg: leg(&[300, 300, 20_000]),
+        };
+        let a = before.counts();
+        let gained = now.gained_since(&before);
         assert_eq!(
             (
                 gained.bytes,
@@ -370,6 +385,29 @@ mod tests {
         only_new.observe(300);
         only_new.observe(20_000);
         assert_eq!(gained.handshakes, only_new);
+        // The same digest (shared from the last snapshot), or an equal one,
+        // gained no handshakes; nor did a flow without a client leg then
+        // and now.
+        for client_leg in [before.client_leg.clone(), leg(&[300]), None] {
+            let then = Seen {
+                client_leg: client_leg.clone(),
+                ..before.clone()
+            };
+            let still = Seen {
+                counts: now.counts,
+                client_leg,
+            };
+            assert_eq!(
+                still.gained_since(&then).handshakes,
+                HandshakeTally::default()
+            );
+        }
+        // A leg that appeared brings all it tallied.
+        let first = Seen {
+            client_leg: None,
+            ..before.clone()
+        };
+        assert_eq!(now.gained_since(&first).handshakes.count(), 3);
 
         // The pair's histogram: buckets in seconds.
         let mut pair = PairCounts::default();
