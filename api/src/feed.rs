@@ -258,6 +258,27 @@ impl FeedFlow {
         }
     }
 
+    /// The flow's key; `None` for a protocol flowtap does not count.
+    pub fn key(&self) -> Option<FlowKey> {
+        let proto = match self.proto {
+            6 => L4Proto::Tcp,
+            17 => L4Proto::Udp,
+            _ => return None,
+        };
+        Some(FlowKey {
+            proto,
+            client: Addr(self.client),
+            server: Addr(self.server),
+            server_port: self.server_port,
+        })
+    }
+
+    /// Whether the record will have a handshake leg (samples, or a tally
+    /// without them): the only flows whose digests can be shared.
+    pub fn has_handshake(&self) -> bool {
+        self.legs.iter().any(Option::is_some) || self.tally.is_some()
+    }
+
     /// The flow as a record of the hub's snapshot (its digests count every
     /// sample they hold: read them with an unbounded window).
     pub fn into_record(self) -> Option<FlowRecord> {
@@ -274,16 +295,13 @@ impl FeedFlow {
         self,
         before: impl FnOnce(&FlowKey) -> Option<&'b FlowRecord>,
     ) -> Option<FlowRecord> {
-        let proto = match self.proto {
-            6 => L4Proto::Tcp,
-            17 => L4Proto::Udp,
-            _ => return None,
-        };
-        let key = FlowKey {
-            proto,
-            client: Addr(self.client),
-            server: Addr(self.server),
-            server_port: self.server_port,
+        let key = self.key()?;
+        // Only a flow with a handshake leg has anything to share: the
+        // others are not looked up.
+        let before = if self.has_handshake() {
+            before(&key)
+        } else {
+            None
         };
         // The tally outlives the samples in the window: a client leg for it
         // even without samples.
@@ -294,13 +312,6 @@ impl FeedFlow {
         );
         let legs = self.legs.map(|leg| leg.map(DigestExport::from));
         let has_leg = |side: Side| legs[side as usize].is_some() || tally[side].is_some();
-        // Only a flow with a handshake leg has anything to share: the
-        // others are not looked up.
-        let before = if Side::BOTH.into_iter().any(has_leg) {
-            before(&key)
-        } else {
-            None
-        };
         let mut handshake = PerSide::default();
         let mut percentiles = PerSide::default();
         for side in Side::BOTH.into_iter().filter(|&side| has_leg(side)) {

@@ -254,12 +254,7 @@ pub async fn round(
                     tokio::task::spawn_blocking(move || {
                         Feed::decode(&bytes).map(|mut feed| {
                             let mut sharer = previous::Sharer::new(previous.as_deref());
-                            // Sized for every flow up front: collected
-                            // through a filter, the list would grow by
-                            // doubling (a third more memory at 50k flows).
-                            let flows = std::mem::take(&mut feed.flows);
-                            let mut records = Vec::with_capacity(flows.len());
-                            records.extend(flows.into_iter().filter_map(|f| sharer.record(f)));
+                            let records = sharer.records(std::mem::take(&mut feed.flows));
                             (feed, records, sharer.paid())
                         })
                     })
