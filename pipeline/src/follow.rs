@@ -9,10 +9,13 @@
 //! new one started (it cannot lose packets, nor start later, and stay the
 //! same flow). Each consumer keeps a state of its own per flow.
 
-use hashbrown::HashMap;
+use std::hash::{Hash, Hasher};
+
 use hashbrown::hash_map::Entry;
+use hashbrown::{Equivalent, HashMap};
 
 use crate::flow::{FlowKey, FlowRecord};
+use crate::prefetch::prefetch;
 
 /// What became of a flow since the previous snapshot, with the state its
 /// consumer kept for it there.
@@ -25,6 +28,27 @@ pub enum Change<T> {
     /// The key's earlier flow ended (its state given back) and this one
     /// started since.
     Restarted(T),
+}
+
+/// Flows whose entries are asked for at once ([`FlowFollower::observe`]).
+const RUN: usize = 64;
+
+/// A lookup that takes the first entry whose hash tag matches `key`'s,
+/// comparing no key: where `key`'s entry probably is, found without
+/// waiting for an entry to be read, to be asked for early. (An entry of
+/// another key with the same tag is asked for in vain, and harmlessly.)
+struct AnyWithHashOf<'k>(&'k FlowKey);
+
+impl Hash for AnyWithHashOf<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Equivalent<FlowKey> for AnyWithHashOf<'_> {
+    fn equivalent(&self, _: &FlowKey) -> bool {
+        true
+    }
 }
 
 /// Which flow a key had: when it started and how many packets it had.
@@ -92,6 +116,19 @@ impl<T> FlowFollower<T> {
         self.flows
             .reserve(flows.len().saturating_sub(self.flows.len()));
         for (i, f) in flows.iter().enumerate() {
+            // The entries of a run of flows asked for before the first of
+            // them is followed: looked up one after another, each flow
+            // waited for its entry's trip to memory alone.
+            if i % RUN == 0 {
+                for ahead in &flows[i..flows.len().min(i + RUN)] {
+                    if let Some((key, followed)) =
+                        self.flows.get_key_value(&AnyWithHashOf(&ahead.key))
+                    {
+                        prefetch(key);
+                        prefetch(followed);
+                    }
+                }
+            }
             let incarnation = Incarnation::of(f);
             let mut follow = |change| Followed {
                 incarnation,
@@ -171,6 +208,21 @@ mod tests {
             |key, state| left.push((key.server_port, state)),
         );
         (seen, left)
+    }
+
+    #[test]
+    fn every_flow_of_a_long_snapshot_is_followed() {
+        // Runs of entries asked for ahead, and a last run cut short.
+        let mut follower = FlowFollower::default();
+        let first: Vec<FlowRecord> = (0..1000).map(|p| flow(p, 100, 1)).collect();
+        observe(&mut follower, &first);
+        let later: Vec<FlowRecord> = (0..1001).map(|p| flow(p, 100, 2)).collect();
+        let (seen, left) = observe(&mut follower, &later);
+        assert!(left.is_empty());
+        for (p, change) in &seen[..1000] {
+            assert_eq!(*change, Change::Continued(1), "port {p}");
+        }
+        assert_eq!(seen[1000], (1000, Change::Started));
     }
 
     #[test]
