@@ -122,15 +122,19 @@ pub fn merge(
         }
     }
     let mut out = Vec::with_capacity(total);
-    while let Some(std::cmp::Reverse((_, l, p))) = heads.pop() {
+    while let Some(mut head) = heads.peek_mut() {
+        let std::cmp::Reverse((_, l, p)) = *head;
         let list = &mut lists[l];
         let mut record = list.take(p);
         if let Some(alone) = &seen_alone[l] {
             record.seen_by = Some(alone.clone());
         }
         out.push(record);
-        if let Some((rank, p)) = list.next_from(p + 1) {
-            heads.push(std::cmp::Reverse((rank, l, p)));
+        // The list's next flow replaces its last in place (one sift down,
+        // not a pop and a push: two passes over the heap a flow).
+        match list.next_from(p + 1) {
+            Some((rank, p)) => *head = std::cmp::Reverse((rank, l, p)),
+            None => drop(std::collections::binary_heap::PeekMut::pop(head)),
         }
     }
     let ms = |d: std::time::Duration| d.as_millis() as u64;
