@@ -27,7 +27,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hashbrown::{HashMap, HashTable, hash_table};
+use hashbrown::{HashTable, hash_table};
 use pipeline::flow::{FlowRecord, PerSide, Side, TcpHealth, Window};
 
 /// One agent's flows, with its index in the coverage and its node.
@@ -58,12 +58,13 @@ pub fn merge(
     // Where each flow was first seen (list, position), and where it was
     // seen again. The index of first sightings holds positions only (8
     // bytes an entry, not the 40-byte key beside them): a lookup compares
-    // with the key of the record a position names.
+    // with the key of the record a position names. A sighting again is a
+    // pair (first sighting, this one), in a list rather than a map of
+    // lists: one allocation for all, not one a flow.
     let hasher = ahash::RandomState::new();
     let key_at = |(l, p): (u32, u32)| &agents[l as usize].flows[p as usize].key;
     let mut first: HashTable<(u32, u32)> = HashTable::with_capacity(total);
-    let mut again: HashMap<(u32, u32), Vec<(u32, u32)>, ahash::RandomState> =
-        HashMap::with_hasher(ahash::RandomState::new());
+    let mut again: Vec<((u32, u32), (u32, u32))> = Vec::new();
     for (l, a) in agents.iter().enumerate() {
         for (p, r) in a.flows.iter().enumerate() {
             let at = (l as u32, p as u32);
@@ -73,7 +74,7 @@ pub fn merge(
                 |&o| hasher.hash_one(key_at(o)),
             );
             match found {
-                hash_table::Entry::Occupied(o) => again.entry(*o.get()).or_default().push(at),
+                hash_table::Entry::Occupied(o) => again.push((*o.get(), at)),
                 hash_table::Entry::Vacant(v) => {
                     v.insert(at);
                 }
@@ -90,15 +91,19 @@ pub fn merge(
     let chunked = started.elapsed();
     let mut sets = SeenBy::default();
     // Flows seen more than once become one record each here, ranked among
-    // the others below as one more list.
+    // the others below as one more list. Grouped by first sighting, whose
+    // order (by list, then position) takes the records in the order they
+    // lie in memory; each flow's sightings in the order they were found.
+    again.sort_unstable();
     let mut combined = Vec::with_capacity(again.len());
-    for ((l, p), others) in again {
+    for sightings in again.chunk_by(|a, b| a.0 == b.0) {
+        let (l, p) = sightings[0].0;
         let first = lists[l as usize].take(p as usize);
         let all: Vec<Sighting> = std::iter::once((l, first))
             .chain(
-                others
-                    .into_iter()
-                    .map(|(ol, op)| (ol, lists[ol as usize].take(op as usize))),
+                sightings
+                    .iter()
+                    .map(|&(_, (ol, op))| (ol, lists[ol as usize].take(op as usize))),
             )
             .map(|(l, record)| Sighting {
                 agent: ids[l as usize],
@@ -439,9 +444,10 @@ mod tests {
         out
     }
 
-    /// Lists longer than a chunk, a fifth of each list also in the next
-    /// agent's with other counts, many ties of bytes and packets, one list
-    /// out of order: the merge gives what gathering and sorting gives.
+    /// Lists longer than a chunk, each sharing flows with the next agent's
+    /// (a fifth of them) or with the next two's (flows seen three times),
+    /// with other counts, many ties of bytes and packets, one list out of
+    /// order: the merge gives what gathering and sorting gives.
     #[test]
     fn merging_ordered_lists_equals_gathering_and_sorting() {
         let mut rng = 0x2545_f491_4f6c_dd1d_u64;
@@ -451,46 +457,59 @@ mod tests {
             rng ^= rng << 17;
             rng
         };
-        let agents = || {
-            let mut next = next;
-            (0..5u16)
-                .map(|agent| {
-                    let mut flows: Vec<FlowRecord> = (0..10_000u32)
-                        .map(|i| {
-                            let id = u32::from(agent) * 8_000 + i;
-                            let pkts = 1 + next() % 40;
-                            let leg = (next() % 3 == 0).then(|| 100 + next() % 50);
-                            let mut f = flow((pkts, pkts * 100), (next() % 5, 0), [leg, None]);
-                            f.key.client = Addr::from_v4([198, 18, (id >> 8) as u8, id as u8]);
-                            f
-                        })
-                        .collect();
-                    if agent == 2 {
-                        flows.reverse();
-                    } else {
-                        pipeline::snapshot::sort_flows(&mut flows);
-                    }
-                    AgentFlows {
-                        agent,
-                        node: None,
-                        flows,
-                    }
-                })
-                .collect::<Vec<_>>()
-        };
-        let merged = merge(agents(), |_| None);
-        assert_eq!(merged.len(), 5 * 8_000 + 2_000);
-        assert!(
-            merged
-                .iter()
-                .filter(|f| f.seen_by.as_ref().is_some_and(|s| s.len() == 2))
-                .count()
-                == 4 * 2_000
-        );
-        assert_eq!(
-            format!("{merged:?}"),
-            format!("{:?}", gathered_then_sorted(agents()))
-        );
+        const AGENTS: u32 = 5;
+        const FLOWS: u32 = 10_000;
+        // Agent `a` has the flows of ids a * stride .. a * stride + FLOWS.
+        for stride in [8_000u32, 4_000] {
+            let agents = || {
+                let mut next = next;
+                (0..AGENTS as u16)
+                    .map(|agent| {
+                        let mut flows: Vec<FlowRecord> = (0..FLOWS)
+                            .map(|i| {
+                                let id = u32::from(agent) * stride + i;
+                                let pkts = 1 + next() % 40;
+                                let leg = (next() % 3 == 0).then(|| 100 + next() % 50);
+                                let mut f = flow((pkts, pkts * 100), (next() % 5, 0), [leg, None]);
+                                f.key.client = Addr::from_v4([198, 18, (id >> 8) as u8, id as u8]);
+                                f
+                            })
+                            .collect();
+                        if agent == 2 {
+                            flows.reverse();
+                        } else {
+                            pipeline::snapshot::sort_flows(&mut flows);
+                        }
+                        AgentFlows {
+                            agent,
+                            node: None,
+                            flows,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let merged = merge(agents(), |_| None);
+            // Flows by how many agents saw them: from the ids' ranges, and
+            // from the merged flows' lists of agents.
+            let mut expected = [0usize; AGENTS as usize + 1];
+            for id in 0..(AGENTS - 1) * stride + FLOWS {
+                let by = (0..AGENTS)
+                    .filter(|a| (a * stride..a * stride + FLOWS).contains(&id))
+                    .count();
+                expected[by] += 1;
+            }
+            let mut seen = [0usize; AGENTS as usize + 1];
+            for f in &merged {
+                seen[f.seen_by.as_ref().map_or(0, |s| s.len())] += 1;
+            }
+            assert_eq!(seen, expected, "stride {stride}");
+            assert!(expected[if stride == 8_000 { 2 } else { 3 }] > 0);
+            assert_eq!(
+                format!("{merged:?}"),
+                format!("{:?}", gathered_then_sorted(agents())),
+                "stride {stride}"
+            );
+        }
     }
 
     #[test]
