@@ -226,11 +226,14 @@ impl Publisher {
         let built = started.elapsed();
         // The per-pair counters and the summary are each a pass over every
         // flow (most of a second each over a hub's 1.5 million): the
-        // counters follow on the publisher's other thread meanwhile.
+        // counters follow on the publisher's other thread meanwhile, which
+        // then counts the summary's distinct ends (the longer summary needs
+        // them last).
         let following = self.pair_counters.then(|| {
             let (stats, view) = (self.stats.clone(), view.clone());
             self.other_thread.start(move || {
                 stats.pairs.lock().expect("pairs lock").observe(&view);
+                view.distinct_ends();
             })
         });
         view.summary_json(); // meanwhile; `serve` then finds it computed

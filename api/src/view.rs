@@ -33,6 +33,9 @@ pub struct View {
     /// The summary, computed by the publisher before the view is served
     /// (or by the first query, for a view never published).
     summary_json: OnceLock<bytes::Bytes>,
+    /// How many different clients and servers the flows have (the
+    /// summary's), counted by whichever thread asks first.
+    distinct_ends: OnceLock<(usize, usize)>,
     /// The coverage every answer from this view carries.
     coverage: Arc<CoverageJson>,
     /// The agent feed of this view, encoded the first time a hub asks.
@@ -136,6 +139,7 @@ impl View {
             inventory,
             workloads: OnceLock::new(),
             summary_json: OnceLock::new(),
+            distinct_ends: OnceLock::new(),
             coverage,
             feed: OnceLock::new(),
             aggregations: Memo::default(),
@@ -242,6 +246,16 @@ impl View {
                     .into()
             })
             .clone()
+    }
+
+    /// How many different client and server addresses the flows have.
+    /// The publisher's other thread counts them once it has followed the
+    /// flows for the per-pair counters, while the summary, which needs
+    /// them last, is still being built.
+    pub fn distinct_ends(&self) -> (usize, usize) {
+        *self
+            .distinct_ends
+            .get_or_init(|| summary::distinct_ends(&self.snapshot.flows))
     }
 
     pub fn identity(&self, flow: usize, side: Side) -> Option<&Arc<Identity>> {

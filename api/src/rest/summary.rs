@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::coverage::CoverageJson;
 use super::render::ConnectionsJson;
 use crate::view::View;
-use pipeline::flow::{Side, SideHealth, TcpHealth};
+use pipeline::flow::{FlowRecord, Side, SideHealth, TcpHealth};
 
 /// Entries in `top_by_bytes` and `top_by_pkts`.
 pub const TOP_N: usize = 10;
@@ -140,6 +140,16 @@ fn distinct<T: Ord>(mut items: Vec<T>) -> usize {
     items.len()
 }
 
+/// How many different client and server addresses `flows` have. One list
+/// of a flow's ends at a time: the summary is built while the view it
+/// replaces still holds the last snapshot, when a hub's memory peaks
+/// (1.5M flows: 24 MB a list).
+pub(crate) fn distinct_ends(flows: &[FlowRecord]) -> (usize, usize) {
+    let clients = distinct(flows.iter().map(|f| f.key.client).collect());
+    let servers = distinct(flows.iter().map(|f| f.key.server).collect());
+    (clients, servers)
+}
+
 pub fn build(view: &View) -> Summary {
     let flows = view.flows();
     // ahash for the maps by namespace: SipHash's resistance to chosen
@@ -236,12 +246,7 @@ pub fn build(view: &View) -> Summary {
     })
     .collect();
     drop(pairs);
-    // One list of a flow's ends at a time, once the pairs are gone: the
-    // summary is built while the view it replaces still holds the last
-    // snapshot, when a hub's memory peaks (1.5M flows: 24 MB a list, the
-    // pairs 96 MB).
-    let unique_clients = distinct(flows.iter().map(|f| f.key.client).collect());
-    let unique_servers = distinct(flows.iter().map(|f| f.key.server).collect());
+    let (unique_clients, unique_servers) = view.distinct_ends();
     let mut cross_namespace: Vec<CrossNamespace> = cross
         .into_iter()
         .map(|((src, dst), (flows, bytes))| CrossNamespace {
