@@ -266,6 +266,12 @@ impl HandshakeDigest {
                     us: us as u32,
                 };
                 if samples.len() < EXACT_SAMPLES {
+                    if samples.len() == samples.capacity() {
+                        // Doubling from one sample rather than `Vec`'s
+                        // four: most flows see a handshake or two, and
+                        // every flow holds a digest per leg.
+                        samples.reserve_exact(samples.len().max(1));
+                    }
                     samples.push(sample);
                     return Recorded::Sample;
                 }
@@ -530,6 +536,21 @@ fn sketch_percentiles(s: &Sketch) -> Option<Percentiles> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A leg's exact samples take what they hold, doubling from one: most
+    /// flows see a handshake or two (BENCHMARKS.md, Memory).
+    #[test]
+    fn exact_samples_grow_from_one() {
+        let mut d = HandshakeDigest::default();
+        let mut capacities = Vec::new();
+        for i in 0..EXACT_SAMPLES as u64 {
+            d.record(i * 1_000_000_000, 100 + i, Window::Unbounded, true);
+            capacities.push(d.heap_bytes() / size_of::<Sample>());
+        }
+        assert_eq!(&capacities[..5], [1, 2, 4, 4, 8]);
+        assert_eq!(capacities.last(), Some(&EXACT_SAMPLES));
+        assert!(!d.is_sketch());
+    }
 
     const S: u64 = crate::time::SECOND;
 

@@ -26,9 +26,39 @@ pub const MAX_BUCKETS: u16 = 160;
 /// Counts per bucket, sorted by bucket. Bucket 0 counts zeros.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sketch {
-    buckets: Vec<u16>,
-    counts: Vec<u32>,
+    /// One allocation of 6-byte cells: a sketch lives in every busy flow's
+    /// digest (two in a windowed one), where a second vector's 24 bytes and
+    /// a `(u16, u32)`'s 2 bytes of padding are a tenth of the flow.
+    cells: Vec<Cell>,
     max_buckets: u16,
+}
+
+/// A bucket and its count, without padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cell {
+    bucket: [u8; 2],
+    count: [u8; 4],
+}
+
+impl Cell {
+    fn new(bucket: u16, count: u32) -> Cell {
+        Cell {
+            bucket: bucket.to_le_bytes(),
+            count: count.to_le_bytes(),
+        }
+    }
+
+    fn bucket(&self) -> u16 {
+        u16::from_le_bytes(self.bucket)
+    }
+
+    fn count(&self) -> u32 {
+        u32::from_le_bytes(self.count)
+    }
+
+    fn add(&mut self, n: u32) {
+        self.count = self.count().saturating_add(n).to_le_bytes();
+    }
 }
 
 impl Default for Sketch {
@@ -56,12 +86,11 @@ fn value_of(bucket: u16) -> u64 {
 
 impl Sketch {
     /// Bytes held at most, on the heap (for memory accounting).
-    pub const MAX_BYTES: usize = MAX_BUCKETS as usize * 6;
+    pub const MAX_BYTES: usize = MAX_BUCKETS as usize * size_of::<Cell>();
 
     pub fn with_max_buckets(max_buckets: u16) -> Sketch {
         Sketch {
-            buckets: Vec::new(),
-            counts: Vec::new(),
+            cells: Vec::new(),
             max_buckets: max_buckets.max(2),
         }
     }
@@ -71,32 +100,28 @@ impl Sketch {
     }
 
     fn add_to_bucket(&mut self, bucket: u16, n: u32) {
-        match self.buckets.binary_search(&bucket) {
-            Ok(i) => self.counts[i] = self.counts[i].saturating_add(n),
-            Err(0) if self.buckets.len() >= usize::from(self.max_buckets) => {
-                // Below every bucket of a full sketch: into the lowest.
-                self.counts[0] = self.counts[0].saturating_add(n);
-            }
+        let full = self.cells.len() >= usize::from(self.max_buckets);
+        match self.cells.binary_search_by_key(&bucket, Cell::bucket) {
+            Ok(i) => self.cells[i].add(n),
+            // Below every bucket of a full sketch: into the lowest.
+            Err(0) if full => self.cells[0].add(n),
             Err(mut i) => {
-                if self.buckets.len() >= usize::from(self.max_buckets) {
+                if full {
                     // The lowest bucket merges into the next one up.
-                    let low = self.counts.remove(0);
-                    self.buckets.remove(0);
-                    self.counts[0] = self.counts[0].saturating_add(low);
+                    let low = self.cells.remove(0);
+                    self.cells[0].add(low.count());
                     i -= 1;
                 }
                 // Exact growth: a sketch stays as small as its buckets.
-                self.buckets.reserve_exact(1);
-                self.counts.reserve_exact(1);
-                self.buckets.insert(i, bucket);
-                self.counts.insert(i, n);
+                self.cells.reserve_exact(1);
+                self.cells.insert(i, Cell::new(bucket, n));
             }
         }
     }
 
     /// Adds every sample of `other`.
     pub fn merge(&mut self, other: &Sketch) {
-        for (&b, &n) in other.buckets.iter().zip(&other.counts) {
+        for (b, n) in other.buckets() {
             self.add_to_bucket(b, n);
         }
     }
@@ -106,11 +131,11 @@ impl Sketch {
     }
 
     pub fn count(&self) -> u64 {
-        self.counts.iter().map(|&n| u64::from(n)).sum()
+        self.cells.iter().map(|c| u64::from(c.count())).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.cells.is_empty()
     }
 
     /// The nearest-rank quantile `q` (0 < q <= 1), to within 1%.
@@ -121,22 +146,19 @@ impl Sketch {
         }
         let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
         let mut seen = 0;
-        for (&b, &c) in self.buckets.iter().zip(&self.counts) {
+        for (b, c) in self.buckets() {
             seen += u64::from(c);
             if seen >= rank {
                 return Some(value_of(b));
             }
         }
-        self.buckets.last().map(|&b| value_of(b))
+        self.cells.last().map(|c| value_of(c.bucket()))
     }
 
     /// (bucket, count) pairs, ascending: the sketch's whole content (for
     /// sending to a hub).
     pub fn buckets(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
-        self.buckets
-            .iter()
-            .copied()
-            .zip(self.counts.iter().copied())
+        self.cells.iter().map(|c| (c.bucket(), c.count()))
     }
 
     /// A sketch from (bucket, count) pairs as [`Sketch::buckets`] gives them.
@@ -149,7 +171,7 @@ impl Sketch {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * 2 + self.counts.capacity() * 4
+        self.cells.capacity() * size_of::<Cell>()
     }
 }
 
@@ -216,6 +238,18 @@ mod tests {
         }
     }
 
+    /// A sketch is one vector of 6-byte cells and its limit: two of them
+    /// sit in each busy flow's digest (BENCHMARKS.md, Memory).
+    #[test]
+    fn a_sketch_is_one_vector_of_unpadded_cells() {
+        assert_eq!(size_of::<Cell>(), 6);
+        assert!(size_of::<Sketch>() <= 32);
+        let mut s = Sketch::default();
+        (1..=40u64).for_each(|v| s.add(v * 1000));
+        assert_eq!(s.heap_bytes(), s.cells.len() * 6);
+        assert_eq!(Sketch::MAX_BYTES, usize::from(MAX_BUCKETS) * 6);
+    }
+
     #[test]
     fn merging_is_adding_samples() {
         let mut a = Sketch::default();
@@ -236,7 +270,7 @@ mod tests {
         for v in 1..=100_000u64 {
             s.add(v);
         }
-        assert!(s.buckets.len() <= usize::from(MAX_BUCKETS));
+        assert!(s.cells.len() <= usize::from(MAX_BUCKETS));
         let p99 = s.quantile(0.99).unwrap() as f64;
         assert!((p99 - 99_000.0).abs() <= 990.5, "{p99}");
         assert_eq!(s.quantile(0.5).map(|v| v > 0), Some(true));
