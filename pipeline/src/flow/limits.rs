@@ -6,7 +6,6 @@ use super::conn_records::ConnRecordConfig;
 use super::conns::ConnRef;
 use super::eviction::FlowEntry;
 use super::handshake::Window;
-use super::key::FlowKey;
 use super::rate::Meter;
 use super::record::FlowRecord;
 use super::slab::FlowEntry as SlabEntry;
@@ -105,7 +104,7 @@ impl Limits {
             + size_of::<Meter>()
             + size_of::<super::TcpHealth>()
             + size_of::<u32>()
-            + 2 * (size_of::<(FlowKey, u32)>() + 1)
+            + 2 * (size_of::<(u32, u32)>() + 1)
             + size_of::<(u32, u32)>()
             + 4 * size_of::<FlowEntry>()
             + 3 * (size_of::<FlowRecord>() + 32)

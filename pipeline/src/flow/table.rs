@@ -347,7 +347,7 @@ impl FlowTable {
         connection: Option<u16>,
     ) -> Option<u32> {
         if self.flows.len() >= self.config.limits.max_flows
-            && !self.flows.index.contains_key(&key)
+            && !self.flows.contains(&key)
             && !self.make_room_for_flow()
         {
             return None;
