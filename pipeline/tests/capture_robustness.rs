@@ -8,7 +8,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use pipeline::capture::{CaptureError, CaptureFile};
+use pipeline::capture::{CaptureError, CaptureFile, MAX_RECORD_BYTES};
 
 fn corpus_captures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/captures");
@@ -41,7 +41,7 @@ fn read_all(name: &str, bytes: Vec<u8>) -> Outcome {
     };
     loop {
         match file.read_frames(1024, |f| {
-            assert!(f.data.len() <= pipeline::capture::MAX_RECORD_BYTES);
+            assert!(f.data.len() <= MAX_RECORD_BYTES);
         }) {
             Ok(0) => {
                 return Outcome {
@@ -168,9 +168,14 @@ fn pcap_header(magic: u32, snaplen: u32, linktype: u32) -> Vec<u8> {
 }
 
 fn record(caplen: u32, origlen: u32, data: &[u8]) -> Vec<u8> {
+    record_at((1, 2), caplen, origlen, data)
+}
+
+/// A record captured at (seconds, microseconds).
+fn record_at((sec, usec): (u32, u32), caplen: u32, origlen: u32, data: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    v.extend_from_slice(&1u32.to_le_bytes());
-    v.extend_from_slice(&2u32.to_le_bytes());
+    v.extend_from_slice(&sec.to_le_bytes());
+    v.extend_from_slice(&usec.to_le_bytes());
     v.extend_from_slice(&caplen.to_le_bytes());
     v.extend_from_slice(&origlen.to_le_bytes());
     v.extend_from_slice(data);
@@ -306,4 +311,44 @@ fn hand_made_bad_files_get_clear_errors() {
             && text.contains(&format!("byte offset {at}")),
         "{text}"
     );
+}
+
+/// Records of many sizes, a few larger than the reader's first buffer (1
+/// MiB), fall across the read buffer's edges everywhere: each comes out
+/// whole and in order, and the file's end is its end, not a truncation.
+#[test]
+fn records_across_the_buffers_edges_come_out_whole() {
+    const MIB: usize = 1 << 20;
+    let mut rng = fastrand::Rng::with_seed(5);
+    let records: Vec<(u64, Vec<u8>)> = (0..6_000u64)
+        .map(|i| {
+            let len = if i % 1_000 == 999 {
+                MIB + rng.usize(..MIB)
+            } else {
+                rng.usize(14..1_600)
+            };
+            (i * 10, vec![i as u8; len])
+        })
+        .collect();
+    let mut bytes = pcap_header(0xa1b2_c3d4, MAX_RECORD_BYTES as u32, 1);
+    for (us, data) in &records {
+        let at = ((us / 1_000_000) as u32, (us % 1_000_000) as u32);
+        let len = data.len() as u32;
+        bytes.extend(record_at(at, len, len, data));
+    }
+    let total = bytes.len() as u64;
+    let mut file = CaptureFile::from_reader(Path::new("edges.pcap"), Cursor::new(bytes)).unwrap();
+    let mut seen = 0;
+    while file
+        .read_frames(64, |frame| {
+            let (us, data) = &records[seen];
+            assert_eq!(frame.ts_ns, us * 1_000, "record {seen}");
+            assert_eq!(frame.data, &data[..], "record {seen}");
+            seen += 1;
+        })
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(seen, records.len());
+    assert_eq!(file.offset(), total);
 }
