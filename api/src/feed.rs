@@ -473,8 +473,8 @@ mod tests {
                 encap: Encap::Vxlan,
                 id: Some(7),
             }),
-            tcp: TcpHealth {
-                sent: PerSide::new(
+            tcp: TcpHealth::new(
+                PerSide::new(
                     SideHealth {
                         retransmits: 2,
                         rsts: 0,
@@ -486,7 +486,7 @@ mod tests {
                         zero_windows: 0,
                     },
                 ),
-                connections: Outcomes {
+                Outcomes {
                     established: 1,
                     refused: 2,
                     unanswered: 3,
@@ -494,7 +494,7 @@ mod tests {
                     closed: 0,
                     open: 0,
                 },
-            },
+            ),
             seen_by: None,
         };
         let wire = FeedFlow::of(&record, 2_000_000_000, Window::Unbounded);

@@ -263,17 +263,16 @@ fn combine(
         handshake: PerSide::new(client_digest, server_digest),
         percentiles: PerSide::new(client_percentiles, server_percentiles),
         mirror: all.iter().find_map(|s| s.record.mirror),
-        tcp: TcpHealth {
-            sent: PerSide::new(
-                by_client.record.tcp.sent[Side::Client],
-                by_server.record.tcp.sent[Side::Server],
+        tcp: TcpHealth::new(
+            PerSide::new(
+                by_client.record.tcp.sent(Side::Client),
+                by_server.record.tcp.sent(Side::Server),
             ),
-            connections: all
-                .iter()
+            all.iter()
                 .max_by_key(|s| s.record.connections)
                 .map(|s| s.record.tcp.connections)
                 .unwrap_or_default(),
-        },
+        ),
         seen_by: Some(sets.of(&agents)),
     };
     record.rates.pps[Side::Server] = by_server.record.rates.pps[Side::Server];

@@ -64,7 +64,7 @@ pub struct ExportStats {
 }
 
 /// A flow's counters, each exported as its growth since the last record.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Counts {
     sent: PerSide<Counter>,
     ip_bytes: PerSide<u64>,
@@ -76,7 +76,7 @@ impl Counts {
         Counts {
             sent: f.sent,
             ip_bytes: f.ip_bytes,
-            health: f.tcp,
+            health: f.tcp.clone(),
         }
     }
 }
@@ -143,7 +143,7 @@ impl Exporter {
 
 /// What `t`'s `side` sent since its last export.
 fn sent(t: &Tracked, side: Side) -> Sent {
-    let (now, before) = (&t.seen.health.sent[side], &t.exported.health.sent[side]);
+    let (now, before) = (t.seen.health.sent(side), t.exported.health.sent(side));
     let mut measured = SideMeasured {
         retransmits: now.retransmits.saturating_sub(before.retransmits),
         rsts: now.rsts.saturating_sub(before.rsts),
@@ -216,7 +216,7 @@ fn connection_records(c: &ConnRecord, names: &PerSide<EndpointName>, biflow: boo
         ConnEnd::CaptureEnded => EndReason::Forced,
     };
     let sent = PerSide::from_fn(|side| {
-        let (s, health) = (&c.sent[side], &c.health.sent[side]);
+        let (s, health) = (&c.sent[side], c.health.sent(side));
         // The connection's own handshake leg, in both percentiles.
         let leg = c.legs[side].map_or(0, |us| u32::try_from(us).unwrap_or(u32::MAX));
         Sent {
@@ -324,7 +324,7 @@ impl Tracked {
 
     /// Counts it has not exported yet are now exported.
     fn exported(&mut self, at_ns: u64) {
-        self.exported = self.seen;
+        self.exported = self.seen.clone();
         self.record_ns = at_ns;
         self.start_ns = self.last_ns;
     }

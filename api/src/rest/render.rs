@@ -392,12 +392,12 @@ pub fn raw_flow(f: &FlowRecord, snapshot: &Snapshot) -> RawFlow {
             encap: m.encap.name(),
             id: m.id,
         }),
-        c2s_tcp_retransmits: tcp.then_some(h.sent[Side::Client].retransmits),
-        c2s_tcp_rsts: tcp.then_some(h.sent[Side::Client].rsts),
-        c2s_tcp_zero_windows: tcp.then_some(h.sent[Side::Client].zero_windows),
-        s2c_tcp_retransmits: tcp.then_some(h.sent[Side::Server].retransmits),
-        s2c_tcp_rsts: tcp.then_some(h.sent[Side::Server].rsts),
-        s2c_tcp_zero_windows: tcp.then_some(h.sent[Side::Server].zero_windows),
+        c2s_tcp_retransmits: tcp.then_some(h.sent(Side::Client).retransmits),
+        c2s_tcp_rsts: tcp.then_some(h.sent(Side::Client).rsts),
+        c2s_tcp_zero_windows: tcp.then_some(h.sent(Side::Client).zero_windows),
+        s2c_tcp_retransmits: tcp.then_some(h.sent(Side::Server).retransmits),
+        s2c_tcp_rsts: tcp.then_some(h.sent(Side::Server).rsts),
+        s2c_tcp_zero_windows: tcp.then_some(h.sent(Side::Server).zero_windows),
         tcp_connections: tcp.then_some(ConnectionsJson(h.connections)),
     }
 }
@@ -428,9 +428,9 @@ pub fn shaped(row: &Row, full: bool, aggregated: bool) -> FlowJson<'_> {
             tcp_handshake_p50_us: leg.map(|p| u64::from(p.p50)),
             tcp_handshake_p90_us: leg.map(|p| u64::from(p.p90)),
             tcp_handshake_p99_us: leg.map(|p| u64::from(p.p99)),
-            tcp_retransmits: count(row.tcp.sent[side].retransmits),
-            tcp_rsts: count(row.tcp.sent[side].rsts),
-            tcp_zero_windows: count(row.tcp.sent[side].zero_windows),
+            tcp_retransmits: count(row.tcp.sent(side).retransmits),
+            tcp_rsts: count(row.tcp.sent(side).rsts),
+            tcp_zero_windows: count(row.tcp.sent(side).zero_windows),
         }
     };
     FlowJson {

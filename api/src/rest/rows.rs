@@ -109,7 +109,7 @@ impl Row {
             flows: 1,
             mirror: f.mirror,
             seen_by: view.seen_by(flow),
-            tcp: f.tcp,
+            tcp: f.tcp.clone(),
         }
     }
 

@@ -299,7 +299,7 @@ pub fn build(view: &View) -> Summary {
         })
         .collect();
     let side_total =
-        |f: fn(&SideHealth) -> u64| Side::BOTH.iter().map(|&s| f(&health.sent[s])).sum();
+        |f: fn(&SideHealth) -> u64| Side::BOTH.iter().map(|&s| f(&health.sent(s))).sum();
     Summary {
         total_flows: flows.len(),
         tcp_flows,

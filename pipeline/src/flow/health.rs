@@ -88,26 +88,55 @@ impl Outcomes {
 }
 
 /// A flow's TCP health: per side what it sent, and its connections' outcomes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Most flows never see a retransmission, a RST or a zero window (every
+/// UDP flow, most TCP ones), so the per-side counts live in a box made at
+/// the first of them: 8 bytes in every flow and record instead of 48. The
+/// box exists only while some count is non-zero, so equality is the counts'.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TcpHealth {
-    pub sent: PerSide<SideHealth>,
+    sent: Option<Box<PerSide<SideHealth>>>,
     pub connections: Outcomes,
 }
 
 impl TcpHealth {
+    pub fn new(sent: PerSide<SideHealth>, connections: Outcomes) -> TcpHealth {
+        let sent = (sent != PerSide::default()).then(|| Box::new(sent));
+        TcpHealth { sent, connections }
+    }
+
+    /// What `side` sent.
+    pub fn sent(&self, side: Side) -> SideHealth {
+        self.sent
+            .as_ref()
+            .map_or_else(SideHealth::default, |s| s[side])
+    }
+
+    /// What both sides sent.
+    pub fn sent_both(&self) -> PerSide<SideHealth> {
+        self.sent.as_deref().copied().unwrap_or_default()
+    }
+
+    /// The counts of `side`, boxed from here on: call only to add to them.
+    fn sent_mut(&mut self, side: Side) -> &mut SideHealth {
+        &mut self.sent.get_or_insert_with(Box::default)[side]
+    }
+
     pub fn add(&mut self, other: &TcpHealth) {
-        for side in Side::BOTH {
-            self.sent[side].add(other.sent[side]);
+        if let Some(other_sent) = &other.sent {
+            for side in Side::BOTH {
+                self.sent_mut(side).add(other_sent[side]);
+            }
         }
         self.connections.add(other.connections);
     }
 
     pub fn retransmits(&self) -> u64 {
-        self.sent[Side::Client].retransmits + self.sent[Side::Server].retransmits
+        self.sent(Side::Client).retransmits + self.sent(Side::Server).retransmits
     }
 
     pub fn rsts(&self) -> u64 {
-        self.sent[Side::Client].rsts + self.sent[Side::Server].rsts
+        self.sent(Side::Client).rsts + self.sent(Side::Server).rsts
     }
 
     /// Failed connections or retransmissions: worth showing unasked.
@@ -120,7 +149,7 @@ impl TcpHealth {
     /// zero windows; then the outcomes in [`Outcomes::named`]'s order.
     pub fn to_counts(&self) -> ([[u64; 3]; 2], [u64; 6]) {
         let sent = Side::BOTH.map(|side| {
-            let s = self.sent[side];
+            let s = self.sent(side);
             [s.retransmits, s.rsts, s.zero_windows]
         });
         (sent, self.connections.named().map(|(_, n)| n))
@@ -134,9 +163,9 @@ impl TcpHealth {
             zero_windows,
         };
         let [established, refused, unanswered, reset, closed, open] = connections;
-        TcpHealth {
-            sent: PerSide::new(side(sent[0]), side(sent[1])),
-            connections: Outcomes {
+        TcpHealth::new(
+            PerSide::new(side(sent[0]), side(sent[1])),
+            Outcomes {
                 established,
                 refused,
                 unanswered,
@@ -144,15 +173,17 @@ impl TcpHealth {
                 closed,
                 open,
             },
-        }
+        )
     }
 
     /// Counts what one packet's step found.
     pub fn record(&mut self, sender: Side, events: Events) {
-        let sent = &mut self.sent[sender];
-        sent.retransmits += u64::from(events.has(Events::RETRANSMIT));
-        sent.rsts += u64::from(events.has(Events::RST));
-        sent.zero_windows += u64::from(events.has(Events::ZERO_WINDOW));
+        if events.has(Events::RETRANSMIT | Events::RST | Events::ZERO_WINDOW) {
+            let sent = self.sent_mut(sender);
+            sent.retransmits += u64::from(events.has(Events::RETRANSMIT));
+            sent.rsts += u64::from(events.has(Events::RST));
+            sent.zero_windows += u64::from(events.has(Events::ZERO_WINDOW));
+        }
         let c = &mut self.connections;
         c.open += u64::from(events.has(Events::JOINED_OPEN));
         match events.outcome {
@@ -487,19 +518,48 @@ mod tests {
         h.connections.named().map(|(_, n)| n)
     }
 
+    /// Every flow and record holds a `TcpHealth`: the per-side counts, which
+    /// most flows never need, cost a pointer until the first of them.
+    #[test]
+    fn per_side_counts_are_boxed_only_once_some_count_is_not_zero() {
+        assert!(size_of::<TcpHealth>() <= 56, "{}", size_of::<TcpHealth>());
+        let mut h = TcpHealth::default();
+        h.record(Side::Client, Events::with_outcome(Outcome::Established));
+        h.record(Side::Server, Events::default());
+        assert!(h.sent.is_none(), "outcomes alone box nothing: {h:?}");
+        assert_eq!(h, TcpHealth::new(PerSide::default(), h.connections));
+
+        let mut rst = Events::default();
+        rst.set(Events::RST, true);
+        h.record(Side::Server, rst);
+        assert_eq!(h.sent(Side::Server).rsts, 1);
+        assert_eq!(h.sent(Side::Client), SideHealth::default());
+        // A sum, a clone and the compact arrays keep the counts.
+        let mut sum = TcpHealth::default();
+        sum.add(&h);
+        sum.add(&h.clone());
+        assert_eq!(sum.rsts(), 2);
+        let (sent, connections) = h.to_counts();
+        assert_eq!(TcpHealth::from_counts(sent, connections), h);
+        // Adding a flow without counts boxes nothing.
+        let mut quiet = TcpHealth::default();
+        quiet.add(&TcpHealth::new(PerSide::default(), h.connections));
+        assert!(quiet.sent.is_none());
+    }
+
     #[test]
     fn outcomes_of_each_kind() {
         // [established, refused, unanswered, reset, closed, open]
         let refused = run(&[(true, SYN, 100, 100, 0, 0), (false, RST | ACK, 0, 0, 0, MS)]);
         assert_eq!(outcomes(&refused), [0, 1, 0, 0, 0, 0]);
-        assert_eq!(refused.sent[Side::Server].rsts, 1);
+        assert_eq!(refused.sent(Side::Server).rsts, 1);
         let unanswered = run(&[
             (true, SYN, 100, 100, 0, 0),
             (true, SYN, 100, 100, 0, 1000 * MS),
         ]);
         assert_eq!(outcomes(&unanswered), [0, 0, 1, 0, 0, 0]);
         assert_eq!(
-            unanswered.sent[Side::Client].retransmits,
+            unanswered.sent(Side::Client).retransmits,
             1,
             "the SYN again"
         );
@@ -546,7 +606,7 @@ mod tests {
         let with = |more: &[(bool, u8, u32, u16, u16, u64)]| {
             let mut v = open.to_vec();
             v.extend_from_slice(more);
-            run(&v).sent.map(|s| s.retransmits).0
+            run(&v).sent_both().map(|s| s.retransmits).0
         };
         // Data, then the same data 200 ms later: a retransmission.
         assert_eq!(
@@ -607,7 +667,7 @@ mod tests {
             (true, ACK, 9, 100, 20, MS),
             (true, ACK, u32::MAX - 10, 100, 20, 500 * MS),
         ];
-        assert_eq!(run(&wrap).sent[Side::Client].retransmits, 1);
+        assert_eq!(run(&wrap).sent(Side::Client).retransmits, 1);
     }
 
     #[test]
@@ -622,8 +682,8 @@ mod tests {
             (true, ACK, 100, 0, 0, MS),
             (false, RST, 900, 0, 0, 2 * MS),
         ]);
-        assert_eq!(h.sent[Side::Client].zero_windows, 2);
-        assert_eq!(h.sent[Side::Server].zero_windows, 0);
-        assert_eq!(h.sent[Side::Server].rsts, 1);
+        assert_eq!(h.sent(Side::Client).zero_windows, 2);
+        assert_eq!(h.sent(Side::Server).zero_windows, 0);
+        assert_eq!(h.sent(Side::Server).rsts, 1);
     }
 }

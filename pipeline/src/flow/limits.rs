@@ -1,6 +1,7 @@
 //! How much a shard's table may hold and for how long: idle timeouts,
 //! size limits (and the memory they stand for), and the table's settings.
 
+use super::SideHealth;
 use super::conn::Conn;
 use super::conn_records::ConnRecordConfig;
 use super::conns::ConnRef;
@@ -8,6 +9,7 @@ use super::eviction::FlowEntry;
 use super::handshake::Window;
 use super::rate::Meter;
 use super::record::FlowRecord;
+use super::side::PerSide;
 use super::slab::FlowEntry as SlabEntry;
 use crate::time::SECOND;
 
@@ -98,7 +100,10 @@ impl Limits {
 
     /// Estimated bytes per flow: its table entry, meter, TCP health, index
     /// and queue entry, and its records in the snapshots alive at once (the
-    /// one served, the one being built, and the API's view of it).
+    /// one served, the one being built, and the API's view of it), each
+    /// with its boxed per-side TCP counts (a flow has them from its first
+    /// retransmission, RST or zero window: every flow of a flood against
+    /// closed ports).
     pub fn flow_bytes() -> usize {
         size_of::<Option<SlabEntry>>()
             + size_of::<Meter>()
@@ -108,6 +113,7 @@ impl Limits {
             + size_of::<(u32, u32)>()
             + 4 * size_of::<FlowEntry>()
             + 3 * (size_of::<FlowRecord>() + 32)
+            + 4 * size_of::<PerSide<SideHealth>>()
     }
 
     /// Estimated bytes per sketch digest, counting a copy a snapshot may

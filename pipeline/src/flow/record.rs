@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn a_record_stays_within_its_size() {
         assert!(
-            size_of::<FlowRecord>() <= 312,
+            size_of::<FlowRecord>() <= 272,
             "FlowRecord is {} bytes",
             size_of::<FlowRecord>()
         );

@@ -497,7 +497,7 @@ impl FlowTable {
                 connections: flow.connections,
                 handshake: flow.handshake.clone(),
                 mirror: flow.mirror,
-                tcp: *health,
+                tcp: health.clone(),
                 seen_by: None,
                 percentiles: PerSide::from_fn(|side| {
                     flow.handshake[side]
