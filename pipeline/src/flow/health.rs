@@ -112,11 +112,6 @@ impl TcpHealth {
             .map_or_else(SideHealth::default, |s| s[side])
     }
 
-    /// What both sides sent.
-    pub fn sent_both(&self) -> PerSide<SideHealth> {
-        self.sent.as_deref().copied().unwrap_or_default()
-    }
-
     /// The counts of `side`, boxed from here on: call only to add to them.
     fn sent_mut(&mut self, side: Side) -> &mut SideHealth {
         &mut self.sent.get_or_insert_with(Box::default)[side]
@@ -606,7 +601,8 @@ mod tests {
         let with = |more: &[(bool, u8, u32, u16, u16, u64)]| {
             let mut v = open.to_vec();
             v.extend_from_slice(more);
-            run(&v).sent_both().map(|s| s.retransmits).0
+            let h = run(&v);
+            Side::BOTH.map(|side| h.sent(side).retransmits)
         };
         // Data, then the same data 200 ms later: a retransmission.
         assert_eq!(
