@@ -1,7 +1,9 @@
 //! The allocator: mimalloc rather than glibc's malloc (a hub rebuilds
 //! millions of flow records a second, and glibc spent a quarter of that
 //! time freeing and consolidating, and kept freed memory mapped;
-//! BENCHMARKS.md, hub), and the one setting the hub changes in it.
+//! BENCHMARKS.md, hub), and what each role changes in its use of memory:
+//! the hub gives freed memory back at once, a capture goes without
+//! transparent huge pages.
 //!
 //! This module holds the binary's only `unsafe`: mimalloc's option setter,
 //! which the `mimalloc` crate does not wrap.
@@ -42,6 +44,34 @@ pub(crate) fn return_freed_memory_at_once() {
     // ignored). It is not thread safe: this runs on the main thread before
     // the hub starts any other.
     unsafe { mi_option_set(PURGE_DELAY, 0) }
+}
+
+/// Turns transparent huge pages off for this process (`prctl(2)`
+/// `PR_SET_THP_DISABLE`), for a capture (`-r`, `-i`).
+///
+/// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`), and with
+/// the kernel's default `defrag` setting (`madvise`) a page fault in such
+/// an arena waits while the kernel compacts memory to find 2 MiB free: on
+/// a host whose memory other work has fragmented, a capture's growing
+/// tables spent most of their time there. `-r` on one thread, this host,
+/// alternated: synthetic-3M 1.30 and 4.99 s (0.54 and 4.15 s of system
+/// time) with them against 1.29-1.31 s without; synthetic-10M 7.73 and
+/// 16.98 s against 6.05-6.35; realistic-3.2M 1.49-2.23 s against
+/// 1.70-1.71, and peak RSS 12-20% lower without (BENCHMARKS.md, memory).
+/// A capture worker must not stall so (its ring fills meanwhile); the
+/// fewer TLB misses of huge pages were worth 0.15 s of user time a run,
+/// less than the stalls cost. The hub keeps them: its rounds are a little
+/// faster with them (BENCHMARKS.md, hub). `MIMALLOC_ALLOW_THP` in the
+/// environment (mimalloc's own switch) is left to decide.
+pub(crate) fn without_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        // Kernels before 3.15 have no such flag: huge pages as before.
+        tracing::debug!(error = %e, "transparent huge pages left on");
+    }
 }
 
 #[cfg(test)]

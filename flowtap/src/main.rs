@@ -106,6 +106,7 @@ fn main() {
     }
     let run = cli.run;
     init_logging(&run.log);
+    allocator::without_huge_pages();
     // Services log their configuration where their logs are kept; a person
     // reading a file at a terminal gets the table and the report without a
     // line of every option first (--log-level debug shows it).

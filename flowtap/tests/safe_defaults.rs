@@ -435,3 +435,30 @@ fn faults_are_counted_or_fatal_never_silent() {
     let _ = (&out.stdout[..]).read_to_string(&mut body);
     assert!(body.contains("total_flows"));
 }
+
+/// What `/proc/PID/status` says of transparent huge pages for `server`.
+fn huge_pages_enabled(server: &Server) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .unwrap_or_else(|| panic!("no THP_enabled line (Linux 5.0 on):\n{status}"));
+    line.trim() == "1"
+}
+
+/// A capture goes without transparent huge pages (a page fault that waits
+/// for the kernel to compact memory stalls a capture worker: BENCHMARKS.md,
+/// memory); mimalloc's own switch in the environment still decides; the
+/// hub, whose rounds are a little faster with them, keeps them.
+#[test]
+fn captures_go_without_transparent_huge_pages_the_hub_keeps_them() {
+    let agent = Server::start(&["-r", &demo()]);
+    assert!(!huge_pages_enabled(&agent), "a capture with huge pages");
+    let asked = Server::start_with_env(&["-r", &demo()], &[("MIMALLOC_ALLOW_THP", "1")]);
+    assert!(
+        huge_pages_enabled(&asked),
+        "MIMALLOC_ALLOW_THP=1 set, yet no huge pages"
+    );
+    let hub = Server::start_serving(&["hub", "--agent", &format!("http://{}", agent.addr)]);
+    assert!(huge_pages_enabled(&hub), "a hub without huge pages");
+}

@@ -229,6 +229,11 @@ impl Server {
         r.json()
     }
 
+    /// The process, for what `/proc` says of it.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub(crate) fn terminate(mut self) -> i32 {
         let pid = self.child.id().to_string();
