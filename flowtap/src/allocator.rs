@@ -49,20 +49,25 @@ pub(crate) fn return_freed_memory_at_once() {
 /// Turns transparent huge pages off for this process (`prctl(2)`
 /// `PR_SET_THP_DISABLE`), for a capture (`-r`, `-i`).
 ///
-/// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`), and with
-/// the kernel's default `defrag` setting (`madvise`) a page fault in such
-/// an arena waits while the kernel compacts memory to find 2 MiB free: on
-/// a host whose memory other work has fragmented, a capture's growing
-/// tables spent most of their time there. `-r` on one thread, this host,
-/// alternated: synthetic-3M 1.30 and 4.99 s (0.54 and 4.15 s of system
-/// time) with them against 1.29-1.31 s without; synthetic-10M 7.73 and
-/// 16.98 s against 6.05-6.35; realistic-3.2M 1.49-2.23 s against
-/// 1.70-1.71, and peak RSS 12-20% lower without (BENCHMARKS.md, memory).
-/// A capture worker must not stall so (its ring fills meanwhile); the
-/// fewer TLB misses of huge pages were worth 0.15 s of user time a run,
-/// less than the stalls cost. The hub keeps them: its rounds are a little
-/// faster with them (BENCHMARKS.md, hub). `MIMALLOC_ALLOW_THP` in the
-/// environment (mimalloc's own switch) is left to decide.
+/// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`), so each
+/// first touch of 2 MiB of a capture's growing tables is a fault that
+/// zeroes all of it, and where those faults are slow a worker stalls (its
+/// ring fills meanwhile). On this host, a VM whose balloon reports freed
+/// memory to the hypervisor (free page reporting hands back whole 2 MiB
+/// blocks, which the hypervisor must fault in again), a third of a slow
+/// run's samples were that zeroing (`clear_page_erms` under
+/// `do_huge_pmd_anonymous_page`; no compaction stalls counted). `-r` on one
+/// thread, alternated (BENCHMARKS.md, memory): synthetic-3M 1.14-1.31 s
+/// with huge pages in three of five runs, 2.87 and 4.99 s in two (1.4 and
+/// 4.2 s of system time), against 1.23-1.56 s without; synthetic-10M
+/// 6.95-7.73 s, and 13.8 and 17.0 s in two of five, against 6.05-8.25;
+/// realistic-3.2M 1.49-2.52 s (one run 5.5) against 1.67-1.77. Without
+/// them a run takes 5-15% more user time (more TLB misses) and 8-15% less
+/// peak RSS. On hosts whose kernel compacts memory to find huge pages
+/// (`defrag` set so), the same faults wait for that instead (not measured
+/// here). The hub keeps them: its rounds are a little faster with them
+/// (BENCHMARKS.md, hub). `MIMALLOC_ALLOW_THP` in the environment
+/// (mimalloc's own switch) is left to decide.
 pub(crate) fn without_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
