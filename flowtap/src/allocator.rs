@@ -66,8 +66,8 @@ pub(crate) fn return_freed_memory_at_once() {
 /// peak RSS. On hosts whose kernel compacts memory to find huge pages
 /// (`defrag` set so), the same faults wait for that instead (not measured
 /// here). The hub keeps them: its rounds are a little faster with them
-/// (the same paragraph of BENCHMARKS.md). `MIMALLOC_ALLOW_THP` in the environment
-/// (mimalloc's own switch) is left to decide.
+/// (the same paragraph of BENCHMARKS.md). `MIMALLOC_ALLOW_THP` in the
+/// environment (mimalloc's own switch) is left to decide.
 pub(crate) fn without_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
