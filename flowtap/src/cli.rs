@@ -10,7 +10,7 @@ use api::mcp::McpLimits;
 use api::server::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
-use pipeline::source::live::{Mode, Unbound, XdpAttach};
+use pipeline::source::live::{FRAME_SIZES, Mode, Unbound, XdpAttach};
 use pipeline::wire::decap::{Decap, Tunnel};
 
 use crate::serve::Listen;
@@ -140,10 +140,19 @@ pub(crate) struct RunArgs {
 
     /// Frames per AF_XDP socket (one per rx queue), a power of two: the
     /// size of its fill and rx rings, so how long a worker may fall behind
-    /// before the kernel drops (4096 frames is 7 ms at 600 kpps). Each frame
-    /// is 4 KiB of locked memory (flowtap_xdp_ring_entries).
-    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = parse_ring_frames, env = "FLOWTAP_RING_FRAMES", help_heading = LIVE)]
-    pub ring_frames: u32,
+    /// before the kernel drops (8192 frames is 9 ms at 900 kpps). Each frame
+    /// is --frame-size bytes of locked memory (flowtap_xdp_ring_entries).
+    /// Default: 16 MiB of frames (8192 of 2 KiB, 4096 of 4 KiB).
+    #[arg(long, value_name = "N", value_parser = parse_ring_frames, env = "FLOWTAP_RING_FRAMES", help_heading = LIVE)]
+    pub ring_frames: Option<u32>,
+
+    /// Bytes per AF_XDP buffer, 2048 or 4096: a buffer receives a frame of
+    /// up to 256 bytes less (flowtap_xdp_max_frame_bytes); the kernel drops
+    /// longer ones (rx_dropped). Default: 2048 where the capture interface's
+    /// MTU is 1770 or less (a frame of that MTU with two VLAN tags fits),
+    /// else 4096.
+    #[arg(long, value_name = "BYTES", value_parser = parse_frame_size, env = "FLOWTAP_FRAME_SIZE", help_heading = LIVE)]
+    pub frame_size: Option<u32>,
 
     /// Worker threads (shards) for files. Default: the number of CPUs.
     #[arg(long, value_name = "N", env = "FLOWTAP_THREADS", help_heading = FLOWS)]
@@ -593,6 +602,15 @@ fn parse_ring_frames(text: &str) -> Result<u32, String> {
         return Err(format!(
             "{n} is not a power of two from 512 to 65536 (the kernel's rings are powers of two)"
         ));
+    }
+    Ok(n)
+}
+
+/// AF_XDP buffer bytes: a frame size flowtap uses.
+fn parse_frame_size(text: &str) -> Result<u32, String> {
+    let n: u32 = text.parse().map_err(|e| format!("{e}"))?;
+    if !FRAME_SIZES.contains(&n) {
+        return Err(format!("{n} is not one of {:?}", FRAME_SIZES));
     }
     Ok(n)
 }

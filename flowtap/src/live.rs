@@ -20,7 +20,8 @@ fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     config.unbound = cli.unbound;
     config.queues = cli.queues;
     config.busy_poll = cli.busy_poll;
-    config.xsk.frame_count = cli.ring_frames;
+    config.frame_size = cli.frame_size;
+    config.ring_frames = cli.ring_frames;
     config.promiscuous = !cli.no_promiscuous;
     if let Some(q) = cli.queues {
         config.host_queues = q;
@@ -74,6 +75,8 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         mode = ?info.mode,
         xdp_mode = info.xdp_mode,
         zero_copy = info.zero_copy,
+        frame_size = info.frame_size,
+        ring_frames = info.ring_frames,
         promiscuous = info.promiscuous,
         queues = info.queues.len(),
         workers,

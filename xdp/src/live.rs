@@ -15,10 +15,10 @@ use pipeline::wire::dissect::LinkType;
 use xdpilone::xdp::XdpStatisticsV2;
 
 use crate::error::LiveError;
-use crate::netdev::{MirrorVeth, rx_queues};
+use crate::netdev::{MirrorVeth, mtu, rx_queues};
 use crate::program::{Programs, mode_name};
 use crate::sys;
-use crate::xsk::{RxSocket, XskConfig};
+use crate::xsk::{BindMode, RxSocket, XskConfig};
 
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
@@ -28,7 +28,13 @@ pub struct LiveConfig {
     pub unbound: Unbound,
     /// Rx queues to capture (default: all of the capture interface's).
     pub queues: Option<u32>,
-    pub xsk: XskConfig,
+    /// Bytes per UMEM frame, one of [`crate::xsk::FRAME_SIZES`]; `None`:
+    /// the smallest that holds the longest frame the interface's MTU
+    /// admits ([`frame_size_for_mtu`]).
+    pub frame_size: Option<u32>,
+    /// Frames per socket (its fill and rx rings); `None`:
+    /// [`DEFAULT_RING_BYTES`] of frames.
+    pub ring_frames: Option<u32>,
     /// Spin on the rings instead of sleeping in poll(2) when idle.
     pub busy_poll: bool,
     /// Frames taken from the rx ring per poll.
@@ -51,7 +57,8 @@ impl LiveConfig {
             xdp_mode: XdpAttach::Auto,
             unbound: Unbound::Pass,
             queues: None,
-            xsk: XskConfig::default(),
+            frame_size: None,
+            ring_frames: None,
             busy_poll: false,
             batch: 64,
             idle_wait: STATS_REFRESH,
@@ -59,6 +66,23 @@ impl LiveConfig {
             promiscuous: true,
         }
     }
+}
+
+/// Locked memory per socket by default: 8192 frames of 2 KiB (Ethernet
+/// MTUs), 4096 of 4 KiB (larger MTUs). How long a worker may fall behind
+/// before the kernel drops is the ring's frames: 8192 frames hold 9 ms at
+/// 900 kpps, the most this project's test host sends (BENCHMARKS.md, live).
+pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
+
+/// What a frame adds to its MTU on the wire as a buffer receives it: the
+/// Ethernet header and two VLAN tags (a mirror port's frames often keep
+/// their QinQ tags).
+const LINK_OVERHEAD: u32 = 14 + 2 * 4;
+
+/// The UMEM frame size for an interface of `mtu`: the smallest whose
+/// buffer holds the longest frame that MTU admits.
+pub fn frame_size_for_mtu(mtu: u32) -> u32 {
+    XskConfig::frame_size_for(mtu.saturating_add(LINK_OVERHEAD))
 }
 
 /// Copies the kernel's counters for a socket into its queue's statistics.
@@ -82,6 +106,9 @@ pub struct LiveInfo {
     pub mode: Mode,
     pub xdp_mode: &'static str,
     pub zero_copy: bool,
+    /// Bytes per UMEM frame and frames per socket, as chosen.
+    pub frame_size: u32,
+    pub ring_frames: u32,
     /// Per rx queue: what was received, and the kernel's counters.
     pub queues: Vec<QueueStats<AtomicU64>>,
     /// Added to kernel monotonic timestamps to get Unix time.
@@ -137,6 +164,22 @@ impl LiveCapture {
             ),
             _ => None,
         };
+        // Frames come from the watched interface; in host mode through the
+        // veth, which segments what the node's offloads merged to that MTU.
+        let mtu = match config.mode {
+            Mode::Span => mtu(&capture_iface).map_err(iface_err(&capture_iface))?,
+            Mode::Host => mtu(&config.iface)
+                .map_err(iface_err(&config.iface))?
+                .max(mtu(&capture_iface).map_err(iface_err(&capture_iface))?),
+        };
+        let frame_size = config.frame_size.unwrap_or_else(|| frame_size_for_mtu(mtu));
+        let xsk = XskConfig {
+            frame_size,
+            frame_count: config
+                .ring_frames
+                .unwrap_or(DEFAULT_RING_BYTES / frame_size),
+            bind: BindMode::Auto,
+        };
         let available = rx_queues(&capture_iface).map_err(iface_err(&capture_iface))?;
         let queues = config.queues.unwrap_or(available).clamp(1, available);
 
@@ -148,7 +191,7 @@ impl LiveCapture {
                 queue,
                 source,
             };
-            let socket = RxSocket::open(capture_index, queue, &config.xsk).map_err(socket_err)?;
+            let socket = RxSocket::open(capture_index, queue, &xsk).map_err(socket_err)?;
             let wake = SocketWake::new().map_err(socket_err)?;
             sockets.push((socket, Arc::new(wake)));
         }
@@ -166,8 +209,16 @@ impl LiveCapture {
             mode: config.mode,
             xdp_mode: mode_name(xdp_mode),
             zero_copy: sockets.iter().all(|(s, _)| s.zero_copy()),
+            frame_size: xsk.frame_size,
+            ring_frames: xsk.frame_count,
             queues: (0..queues)
-                .map(|queue| QueueStats::new(queue, u64::from(config.xsk.frame_count)))
+                .map(|queue| {
+                    QueueStats::new(
+                        queue,
+                        u64::from(xsk.frame_count),
+                        u64::from(xsk.max_frame_len()),
+                    )
+                })
                 .collect(),
             realtime_offset_ns,
             clock: LiveClock::starting_at(
@@ -376,6 +427,18 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     use super::*;
+
+    #[test]
+    fn buffers_follow_the_mtu() {
+        // 1500 + Ethernet + two VLAN tags = 1522: 2 KiB (1792 usable).
+        assert_eq!(frame_size_for_mtu(1500), 2048);
+        assert_eq!(frame_size_for_mtu(1770), 2048);
+        assert_eq!(frame_size_for_mtu(1771), 4096);
+        assert_eq!(frame_size_for_mtu(9001), 4096);
+        // 16 MiB: rings of a power of two either way.
+        assert_eq!(DEFAULT_RING_BYTES / 2048, 8192);
+        assert_eq!(DEFAULT_RING_BYTES / 4096, 4096);
+    }
 
     /// How long one sleep on a socket that never becomes readable lasted.
     fn sleep_on(idle: &UnixStream, wake: &SocketWake, timeout: Duration) -> Duration {

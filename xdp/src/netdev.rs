@@ -114,6 +114,20 @@ impl Drop for MirrorVeth {
     }
 }
 
+/// The MTU of `iface` (from sysfs).
+pub fn mtu(iface: &str) -> std::io::Result<u32> {
+    let path = std::path::Path::new("/sys/class/net")
+        .join(iface)
+        .join("mtu");
+    let text = std::fs::read_to_string(&path)?;
+    text.trim().parse().map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {text:?}: {e}", path.display()),
+        )
+    })
+}
+
 /// The rx queues of `iface` (from sysfs).
 pub fn rx_queues(iface: &str) -> std::io::Result<u32> {
     let dir = std::path::Path::new("/sys/class/net")

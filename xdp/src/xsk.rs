@@ -18,6 +18,8 @@ use xdpilone::{
     DeviceQueue, Errno, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
 };
 
+pub use pipeline::source::live::FRAME_SIZES;
+
 use crate::sys::{self, Mapping};
 
 /// The metadata the XDP program writes in front of each packet.
@@ -33,13 +35,36 @@ pub enum BindMode {
     ZeroCopy,
 }
 
+/// Bytes the kernel keeps free in front of every frame it writes into a UMEM
+/// buffer (`XDP_PACKET_HEADROOM`): the XDP program's metadata (our
+/// timestamp) goes there, so a buffer holds a frame of its size less this.
+pub const KERNEL_HEADROOM: u32 = 256;
+
 #[derive(Clone, Copy, Debug)]
 pub struct XskConfig {
-    /// Bytes per UMEM frame (a page: the largest frame received whole).
+    /// Bytes per UMEM frame, one of [`FRAME_SIZES`]: a buffer receives a
+    /// frame of up to [`XskConfig::max_frame_len`] bytes whole; the kernel
+    /// drops a longer one (`rx_dropped`).
     pub frame_size: u32,
     /// Frames per socket; also the size of the fill and rx rings.
     pub frame_count: u32,
     pub bind: BindMode,
+}
+
+impl XskConfig {
+    /// The longest frame a buffer receives.
+    pub fn max_frame_len(&self) -> u32 {
+        self.frame_size - KERNEL_HEADROOM
+    }
+
+    /// The smallest of [`FRAME_SIZES`] whose buffer receives a frame of
+    /// `len` bytes (the largest if none does).
+    pub fn frame_size_for(len: u32) -> u32 {
+        FRAME_SIZES
+            .into_iter()
+            .find(|&size| len + KERNEL_HEADROOM <= size)
+            .unwrap_or(FRAME_SIZES[FRAME_SIZES.len() - 1])
+    }
 }
 
 impl Default for XskConfig {
@@ -376,5 +401,23 @@ impl TxSocket {
 
     pub fn kernel_stats(&self) -> io::Result<XdpStatisticsV2> {
         self.parts.kernel_stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_gets_the_smallest_buffer_that_holds_it() {
+        assert_eq!(XskConfig::frame_size_for(1792), 2048);
+        assert_eq!(XskConfig::frame_size_for(1793), 4096);
+        // Longer than any buffer: the largest (the kernel drops the frame).
+        assert_eq!(XskConfig::frame_size_for(9022), 4096);
+        let config = XskConfig {
+            frame_size: 2048,
+            ..XskConfig::default()
+        };
+        assert_eq!(config.max_frame_len(), 1792);
     }
 }

@@ -697,7 +697,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_xdp_rx_dropped",
         Counter,
-        "Kernel: frames dropped for the socket (no room, or over 4 KiB).",
+        "Kernel: frames dropped for the socket (no room, or longer than a buffer holds).",
         per_queue!(rx_dropped),
         Queue "rx_dropped"
     ),
@@ -727,6 +727,12 @@ pub const CATALOG: &[Metric] = &[
         Gauge,
         "Size of each AF_XDP ring (fill, rx) in frames: the buffering bound.",
         per_queue!(ring_entries)
+    ),
+    metric!(
+        "flowtap_xdp_max_frame_bytes",
+        Gauge,
+        "Longest frame an AF_XDP buffer receives (the frame size less the kernel's headroom); longer ones are rx_dropped.",
+        per_queue!(max_frame_bytes)
     ),
     metric!(
         "flowtap_handoff_queue_capacity",

@@ -81,13 +81,17 @@ pub struct QueueStats<C = u64> {
     pub invalid: C,
     /// The size of the socket's rings, in frames.
     pub ring_entries: C,
+    /// The longest frame a buffer of the socket receives; the kernel drops
+    /// longer ones (`rx_dropped`).
+    pub max_frame_bytes: C,
 }
 
 impl QueueStats<AtomicU64> {
-    pub fn new(queue: u32, ring_entries: u64) -> QueueStats<AtomicU64> {
+    pub fn new(queue: u32, ring_entries: u64, max_frame_bytes: u64) -> QueueStats<AtomicU64> {
         QueueStats {
             queue,
             ring_entries: AtomicU64::new(ring_entries),
+            max_frame_bytes: AtomicU64::new(max_frame_bytes),
             ..QueueStats::default()
         }
     }
@@ -105,6 +109,7 @@ impl QueueStats<AtomicU64> {
             fill_ring_empty: load(&self.fill_ring_empty),
             invalid: load(&self.invalid),
             ring_entries: load(&self.ring_entries),
+            max_frame_bytes: load(&self.max_frame_bytes),
         }
     }
 }
