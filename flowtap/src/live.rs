@@ -77,6 +77,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         zero_copy = info.zero_copy,
         frame_size = info.frame_size,
         ring_frames = info.ring_frames,
+        multi_buffer = info.multi_buffer,
         promiscuous = info.promiscuous,
         queues = info.queues.len(),
         workers,

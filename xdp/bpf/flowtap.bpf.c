@@ -31,8 +31,7 @@ volatile const __u32 flowtap_unbound_action = XDP_PASS;
 // Host mode: the interface the TC program mirrors to.
 volatile const __u32 flowtap_mirror_ifindex = 0;
 
-SEC("xdp")
-int flowtap_xdp(struct xdp_md *ctx)
+static __always_inline int stamp_and_redirect(struct xdp_md *ctx)
 {
     if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct flowtap_meta)) == 0) {
         void *data = (void *)(long)ctx->data;
@@ -45,6 +44,22 @@ int flowtap_xdp(struct xdp_md *ctx)
     }
     // The low bits of the flags are the action when the queue has no socket.
     return bpf_redirect_map(&flowtap_xsks, ctx->rx_queue_index, flowtap_unbound_action);
+}
+
+// A frame longer than one buffer (a jumbo frame) arrives in several: the
+// loader takes this one where the kernel knows multi-buffer XDP (the
+// metadata goes in front of the first buffer, as for any frame), and the
+// one below where it does not, which never sees such a frame.
+SEC("xdp.frags")
+int flowtap_xdp_frags(struct xdp_md *ctx)
+{
+    return stamp_and_redirect(ctx);
+}
+
+SEC("xdp")
+int flowtap_xdp(struct xdp_md *ctx)
+{
+    return stamp_and_redirect(ctx);
 }
 
 // Host mode, attached to the node interface's ingress and egress: send a

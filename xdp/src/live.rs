@@ -109,6 +109,11 @@ pub struct LiveInfo {
     /// Bytes per UMEM frame and frames per socket, as chosen.
     pub frame_size: u32,
     pub ring_frames: u32,
+    /// Whether a frame longer than a buffer arrives in several (the
+    /// multi-buffer XDP program and sockets: Linux 6.6 on), its headers
+    /// read from the first and every byte counted; else the kernel drops it
+    /// (`rx_dropped`).
+    pub multi_buffer: bool,
     /// Per rx queue: what was received, and the kernel's counters.
     pub queues: Vec<QueueStats<AtomicU64>>,
     /// Added to kernel monotonic timestamps to get Unix time.
@@ -195,7 +200,8 @@ impl LiveCapture {
             let wake = SocketWake::new().map_err(socket_err)?;
             sockets.push((socket, Arc::new(wake)));
         }
-        let xdp_mode = programs.attach_xdp(&capture_iface, config.xdp_mode)?;
+        let (xdp_mode, multi_buffer_program) =
+            programs.attach_xdp(&capture_iface, config.xdp_mode)?;
         for (s, _) in &sockets {
             programs.bind_queue(s.queue, s.fd())?;
         }
@@ -209,6 +215,7 @@ impl LiveCapture {
             mode: config.mode,
             xdp_mode: mode_name(xdp_mode),
             zero_copy: sockets.iter().all(|(s, _)| s.zero_copy()),
+            multi_buffer: multi_buffer_program && sockets.iter().all(|(s, _)| s.multi_buffer()),
             frame_size: xsk.frame_size,
             ring_frames: xsk.frame_count,
             queues: (0..queues)
@@ -365,10 +372,10 @@ impl PacketSource for XskSource {
                 missing += 1;
                 sys::monotonic_ns()
             });
-            bytes += f.data.len() as u64;
+            bytes += u64::from(f.len);
             on_frame(Frame {
                 ts_ns: (i128::from(ktime) + offset).max(0) as u64,
-                wire_len: f.data.len() as u32,
+                wire_len: f.len,
                 link: LinkType::Ethernet,
                 data: f.data,
             });

@@ -18,6 +18,8 @@ use crate::xsk::XskFd;
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowtap.bpf.o"));
 
 const XDP_PROGRAM: &str = "flowtap_xdp";
+/// The same program, for frames in several buffers (multi-buffer XDP).
+const XDP_FRAGS_PROGRAM: &str = "flowtap_xdp_frags";
 const TC_PROGRAM: &str = "flowtap_mirror";
 const XSK_MAP: &str = "flowtap_xsks";
 
@@ -63,21 +65,54 @@ impl Programs {
         Ok(Programs { ebpf })
     }
 
-    /// Attaches the XDP program to `iface`; returns the mode used.
-    pub fn attach_xdp(&mut self, iface: &str, choice: XdpAttach) -> Result<XdpMode, LiveError> {
+    /// Loads the XDP program: the multi-buffer one where the kernel takes
+    /// it (6.x), else the single-buffer one. Returns its name.
+    fn load_xdp(&mut self) -> Result<&'static str, LiveError> {
+        let mut last = None;
+        for name in [XDP_FRAGS_PROGRAM, XDP_PROGRAM] {
+            let loaded = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(LiveError::Missing(name))
+                .and_then(|p| {
+                    let program: &mut Xdp = p.try_into().map_err(|e| LiveError::Program {
+                        program: name,
+                        source: Box::new(e),
+                    })?;
+                    program.load().map_err(|e| LiveError::Program {
+                        program: name,
+                        source: Box::new(e),
+                    })
+                });
+            match loaded {
+                Ok(()) => return Ok(name),
+                Err(e) => {
+                    tracing::debug!(program = name, error = %e, "XDP program not loaded");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("two programs were tried"))
+    }
+
+    /// Attaches the XDP program to `iface`; returns the mode used and
+    /// whether the program takes frames in several buffers.
+    pub fn attach_xdp(
+        &mut self,
+        iface: &str,
+        choice: XdpAttach,
+    ) -> Result<(XdpMode, bool), LiveError> {
+        let name = self.load_xdp()?;
+        let multi_buffer = name == XDP_FRAGS_PROGRAM;
         let program: &mut Xdp = self
             .ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(LiveError::Missing(XDP_PROGRAM))?
+            .program_mut(name)
+            .ok_or(LiveError::Missing(name))?
             .try_into()
             .map_err(|e| LiveError::Program {
-                program: XDP_PROGRAM,
+                program: name,
                 source: Box::new(e),
             })?;
-        program.load().map_err(|e| LiveError::Program {
-            program: XDP_PROGRAM,
-            source: Box::new(e),
-        })?;
         let modes: &[XdpMode] = match choice {
             XdpAttach::Auto => &[XdpMode::Driver, XdpMode::Skb],
             XdpAttach::Driver => &[XdpMode::Driver],
@@ -86,7 +121,7 @@ impl Programs {
         let mut last = None;
         for &mode in modes {
             match program.attach(iface, mode) {
-                Ok(_) => return Ok(mode),
+                Ok(_) => return Ok((mode, multi_buffer)),
                 Err(e) if busy(&e) => {
                     return Err(LiveError::XdpBusy {
                         iface: iface.to_owned(),

@@ -22,6 +22,13 @@ pub use pipeline::source::live::FRAME_SIZES;
 
 use crate::sys::{self, Mapping};
 
+/// Bind flag: the socket takes frames in several buffers (`XDP_USE_SG`,
+/// Linux 6.6), which xdpilone does not name.
+const XDP_USE_SG: u16 = 1 << 4;
+
+/// Descriptor option: more buffers of this frame follow (`XDP_PKT_CONTD`).
+const XDP_PKT_CONTD: u32 = 1;
+
 /// The metadata the XDP program writes in front of each packet.
 pub const META_LEN: usize = 16;
 /// "FTT1", the validity marker of that metadata (see bpf/flowtap.bpf.c).
@@ -43,8 +50,9 @@ pub const KERNEL_HEADROOM: u32 = 256;
 #[derive(Clone, Copy, Debug)]
 pub struct XskConfig {
     /// Bytes per UMEM frame, one of [`FRAME_SIZES`]: a buffer receives a
-    /// frame of up to [`XskConfig::max_frame_len`] bytes whole; the kernel
-    /// drops a longer one (`rx_dropped`).
+    /// frame of up to [`XskConfig::max_frame_len`] bytes; a longer one takes
+    /// several on a multi-buffer socket, else the kernel drops it
+    /// (`rx_dropped`).
     pub frame_size: u32,
     /// Frames per socket; also the size of the fill and rx rings.
     pub frame_count: u32,
@@ -102,12 +110,63 @@ struct Parts {
     frame_size: u32,
     frame_count: u32,
     zero_copy: bool,
+    /// Bound with `XDP_USE_SG`: a frame longer than a buffer arrives in
+    /// several instead of being dropped.
+    multi_buffer: bool,
 }
 
 impl Parts {
     /// The kernel's counters for this socket (XDP_STATISTICS).
     fn kernel_stats(&self) -> io::Result<XdpStatisticsV2> {
         self.user.statistics_v2().map_err(errno)
+    }
+
+    /// The start of the frame a descriptor's `addr` is in, and whether
+    /// `[addr, addr + len)` lies inside the mapping and inside that frame.
+    fn locate(&self, addr: u64, len: u32) -> (u64, bool) {
+        let frame_size = u64::from(self.frame_size);
+        let frame_start = addr - addr % frame_size;
+        let end = addr.saturating_add(u64::from(len));
+        let inside = end <= self.area.len() as u64 && end <= frame_start + frame_size;
+        (frame_start, inside)
+    }
+
+    /// The bytes `[addr, addr + len)` of a received buffer.
+    fn data(&self, addr: u64, len: u32) -> &[u8] {
+        // SAFETY: callers pass a received descriptor's range that `locate`
+        // found inside the mapping and inside one frame; the frame is ours
+        // until it goes back to the fill ring, which happens after the
+        // caller's callback, and the slice does not outlive that.
+        unsafe {
+            std::slice::from_raw_parts(self.area.base().as_ptr().add(addr as usize), len as usize)
+        }
+    }
+
+    /// The XDP program's timestamp in front of a received buffer at `addr`
+    /// (inside one frame, [`Parts::locate`]), if its marker is there;
+    /// clears the marker.
+    fn take_stamp(&self, addr: u64) -> Option<u64> {
+        let frame_start = addr - addr % u64::from(self.frame_size);
+        if addr - frame_start < META_LEN as u64 {
+            return None;
+        }
+        let meta = (addr as usize) - META_LEN;
+        // SAFETY: [meta, meta + 16) lies inside the buffer's frame (it
+        // starts at or after the frame's start, checked above, and ends
+        // where the buffer begins), which the kernel handed to us with the
+        // descriptor and will not touch until it is back in the fill ring.
+        unsafe {
+            let p = self.area.base().as_ptr().add(meta);
+            let ts = p.cast::<u64>().read_unaligned();
+            let magic = p.add(8).cast::<u32>().read_unaligned();
+            if magic != META_MAGIC {
+                return None;
+            }
+            // Frames are reused: clear the marker so a frame whose next
+            // packet lacks metadata cannot pass for stamped.
+            p.add(8).cast::<u32>().write_unaligned(0);
+            Some(ts)
+        }
     }
 }
 
@@ -117,6 +176,7 @@ fn open_parts(
     config: &XskConfig,
     rx: bool,
     zero_copy: bool,
+    multi_buffer: bool,
 ) -> io::Result<Parts> {
     let area = Mapping::anonymous(config.frame_size as usize * config.frame_count as usize)?;
     let umem_config = UmemConfig {
@@ -143,7 +203,9 @@ fn open_parts(
     let socket_config = SocketConfig {
         rx_size: if rx { ring } else { None },
         tx_size: if rx { None } else { ring },
-        bind_flags: mode | SocketConfig::XDP_BIND_NEED_WAKEUP,
+        bind_flags: mode
+            | SocketConfig::XDP_BIND_NEED_WAKEUP
+            | if multi_buffer { XDP_USE_SG } else { 0 },
     };
     let user = umem.rx_tx(&sock, &socket_config).map_err(errno)?;
     Ok(Parts {
@@ -155,11 +217,14 @@ fn open_parts(
         frame_size: config.frame_size,
         frame_count: config.frame_count,
         zero_copy,
+        multi_buffer,
     })
 }
 
 /// Opens, maps the ring (`map`) and binds, trying zero-copy first in
-/// `BindMode::Auto` and falling back to copy mode.
+/// `BindMode::Auto` and falling back to copy mode; a receiving socket tries
+/// multi-buffer first in each (a kernel before 6.6, or a zero-copy driver
+/// without it, refuses).
 fn open_bound<R>(
     ifindex: u32,
     queue: u32,
@@ -173,14 +238,17 @@ fn open_bound<R>(
         BindMode::Copy => &[false],
     };
     let mut last = io::Error::other("no bind attempted");
+    let multi_buffer: &[bool] = if rx { &[true, false] } else { &[false] };
     for &zero_copy in attempts {
-        let parts = open_parts(ifindex, queue, config, rx, zero_copy)?;
-        let ring = map(&parts.user).map_err(errno)?;
-        match parts.device.bind(&parts.user) {
-            Ok(()) => return Ok((parts, ring)),
-            Err(e) => {
-                last = errno(e);
-                tracing::debug!(queue, zero_copy, error = %last, "AF_XDP bind failed");
+        for &multi_buffer in multi_buffer {
+            let parts = open_parts(ifindex, queue, config, rx, zero_copy, multi_buffer)?;
+            let ring = map(&parts.user).map_err(errno)?;
+            match parts.device.bind(&parts.user) {
+                Ok(()) => return Ok((parts, ring)),
+                Err(e) => {
+                    last = errno(e);
+                    tracing::debug!(queue, zero_copy, multi_buffer, error = %last, "AF_XDP bind failed");
+                }
             }
         }
     }
@@ -206,9 +274,27 @@ unsafe impl Send for RxSocket {}
 // SAFETY: as for RxSocket: the socket owns its UMEM, mapping and rings alone.
 unsafe impl Send for TxSocket {}
 
+/// The buffers one frame may take: a 64 KiB frame in 2 KiB buffers.
+const MAX_BUFFERS_A_FRAME: u32 = 64;
+
+/// A frame's first buffer, while its others are read.
+struct Head {
+    addr: u64,
+    first_len: u32,
+    /// Every buffer's length so far.
+    len: u32,
+    ktime_ns: Option<u64>,
+    /// Every buffer so far inside the mapping and one frame.
+    valid: bool,
+}
+
 /// One received frame, valid until the callback returns.
 pub struct RxFrame<'a> {
+    /// Its first buffer: the whole frame, or its first
+    /// [`XskConfig::max_frame_len`] bytes when it came in several.
     pub data: &'a [u8],
+    /// Its length, every buffer counted.
+    pub len: u32,
     /// `bpf_ktime_get_ns()` when the XDP program saw the frame, if its
     /// metadata was present.
     pub ktime_ns: Option<u64>,
@@ -235,60 +321,82 @@ impl RxSocket {
         self.parts.zero_copy
     }
 
+    /// Whether a frame longer than a buffer arrives in several.
+    pub fn multi_buffer(&self) -> bool {
+        self.parts.multi_buffer
+    }
+
     pub fn fd(&self) -> XskFd {
         XskFd(self.rx.as_raw_fd())
     }
 
-    /// Hands up to `max` received frames to `on_frame`, then returns their
-    /// buffers to the fill ring. Returns how many there were.
+    /// Hands up to about `max` received frames to `on_frame`, then returns
+    /// their buffers to the fill ring. Returns how many frames there were.
     pub fn receive(&mut self, max: u32, mut on_frame: impl FnMut(RxFrame<'_>)) -> u32 {
-        let frame_size = u64::from(self.parts.frame_size);
-        let area_len = self.parts.area.len() as u64;
-        let base = self.parts.area.base();
-        let mut n = 0;
-        let mut reader = self.rx.receive(max);
-        while let Some(XdpDesc { addr, len, .. }) = reader.read() {
-            n += 1;
-            let frame_start = addr - addr % frame_size;
-            self.returning.push(frame_start);
-            let end = addr.saturating_add(u64::from(len));
-            if end > area_len || end > frame_start + frame_size {
-                // The kernel never does this; refuse rather than read wild memory.
-                continue;
+        let parts = &self.parts;
+        let mut frames = 0;
+        // The first buffer of a frame whose last is yet to be read.
+        let mut head: Option<Head> = None;
+        let mut deliver = |h: Head| {
+            frames += 1;
+            if h.valid {
+                on_frame(RxFrame {
+                    data: parts.data(h.addr, h.first_len),
+                    len: h.len,
+                    ktime_ns: h.ktime_ns,
+                });
             }
-            let has_meta = addr - frame_start >= META_LEN as u64;
-            let mut ktime_ns = None;
-            if has_meta {
-                let meta = (addr as usize) - META_LEN;
-                // SAFETY: [meta, meta + 16) lies inside this frame (checked
-                // above), which the kernel handed to us with the descriptor
-                // and will not touch until it is back in the fill ring.
-                unsafe {
-                    let p = base.as_ptr().add(meta);
-                    let ts = p.cast::<u64>().read_unaligned();
-                    let magic = p.add(8).cast::<u32>().read_unaligned();
-                    if magic == META_MAGIC {
-                        ktime_ns = Some(ts);
-                        // Frames are reused: clear the marker so a frame whose
-                        // next packet lacks metadata cannot pass for stamped.
-                        p.add(8).cast::<u32>().write_unaligned(0);
+            // else: the kernel never does this; refuse rather than read
+            // wild memory.
+        };
+        let mut budget = max;
+        loop {
+            let mut reader = self.rx.receive(budget);
+            let mut read = 0;
+            while let Some(XdpDesc { addr, len, options }) = reader.read() {
+                read += 1;
+                let (frame_start, in_frame) = parts.locate(addr, len);
+                self.returning.push(frame_start);
+                match head.as_mut() {
+                    Some(h) => {
+                        h.len = h.len.saturating_add(len);
+                        h.valid &= in_frame;
+                    }
+                    None => {
+                        head = Some(Head {
+                            addr,
+                            first_len: len,
+                            len,
+                            ktime_ns: if in_frame {
+                                parts.take_stamp(addr)
+                            } else {
+                                None
+                            },
+                            valid: in_frame,
+                        });
                     }
                 }
+                if options & XDP_PKT_CONTD == 0
+                    && let Some(h) = head.take()
+                {
+                    deliver(h);
+                }
             }
-            // SAFETY: [addr, addr + len) lies inside the mapping and inside
-            // this frame (checked above), owned by us until returned; the
-            // slice does not outlive the callback.
-            let data = unsafe {
-                std::slice::from_raw_parts(base.as_ptr().add(addr as usize), len as usize)
-            };
-            on_frame(RxFrame { data, ktime_ns });
+            reader.release();
+            drop(reader);
+            // The kernel publishes a frame's buffers together: the rest of
+            // one begun in this batch are in the ring already.
+            if head.is_none() || read == 0 {
+                break;
+            }
+            budget = MAX_BUFFERS_A_FRAME;
         }
-        reader.release();
-        drop(reader);
-        if n > 0 {
-            self.refill();
+        // Never left over (see above); if it were, what came is counted.
+        if let Some(h) = head.take() {
+            deliver(h);
         }
-        n
+        self.refill();
+        frames
     }
 
     fn refill(&mut self) {

@@ -697,7 +697,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_xdp_rx_dropped",
         Counter,
-        "Kernel: frames dropped for the socket (no room, or longer than a buffer holds).",
+        "Kernel: frames dropped for the socket (no room, or too long without multi-buffer).",
         per_queue!(rx_dropped),
         Queue "rx_dropped"
     ),
@@ -731,7 +731,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_xdp_max_frame_bytes",
         Gauge,
-        "Longest frame an AF_XDP buffer receives (the frame size less the kernel's headroom); longer ones are rx_dropped.",
+        "Longest frame one AF_XDP buffer receives (the frame size less the kernel's headroom); longer ones take several (multi-buffer) or are rx_dropped.",
         per_queue!(max_frame_bytes)
     ),
     metric!(

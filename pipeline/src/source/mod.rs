@@ -81,8 +81,8 @@ pub struct QueueStats<C = u64> {
     pub invalid: C,
     /// The size of the socket's rings, in frames.
     pub ring_entries: C,
-    /// The longest frame a buffer of the socket receives; the kernel drops
-    /// longer ones (`rx_dropped`).
+    /// The longest frame one buffer of the socket receives; a longer one
+    /// takes several (multi-buffer) or the kernel drops it (`rx_dropped`).
     pub max_frame_bytes: C,
 }
 
