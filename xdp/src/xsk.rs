@@ -131,30 +131,35 @@ impl Parts {
         (frame_start, inside)
     }
 
-    /// The bytes `[addr, addr + len)` of a received buffer.
-    fn data(&self, addr: u64, len: u32) -> &[u8] {
-        // SAFETY: callers pass a received descriptor's range that `locate`
-        // found inside the mapping and inside one frame; the frame is ours
-        // until it goes back to the fill ring, which happens after the
-        // caller's callback, and the slice does not outlive that.
-        unsafe {
-            std::slice::from_raw_parts(self.area.base().as_ptr().add(addr as usize), len as usize)
+    /// The bytes `[addr, addr + len)` of a received buffer, if they lie
+    /// inside one frame (the kernel never says otherwise; refuse rather
+    /// than read wild memory).
+    fn data(&self, addr: u64, len: u32) -> Option<&[u8]> {
+        if !self.locate(addr, len).1 {
+            return None;
         }
+        // SAFETY: the range lies inside the mapping and inside one frame
+        // (checked above), which the kernel handed to us with its
+        // descriptor and will not touch until it is back in the fill ring:
+        // after the caller's callback, which the slice does not outlive.
+        Some(unsafe {
+            std::slice::from_raw_parts(self.area.base().as_ptr().add(addr as usize), len as usize)
+        })
     }
 
-    /// The XDP program's timestamp in front of a received buffer at `addr`
-    /// (inside one frame, [`Parts::locate`]), if its marker is there;
-    /// clears the marker.
+    /// The XDP program's timestamp in front of a received buffer at `addr`,
+    /// if its marker is there; clears the marker.
     fn take_stamp(&self, addr: u64) -> Option<u64> {
         let frame_start = addr - addr % u64::from(self.frame_size);
-        if addr - frame_start < META_LEN as u64 {
+        if addr - frame_start < META_LEN as u64 || !self.locate(addr, 0).1 {
             return None;
         }
         let meta = (addr as usize) - META_LEN;
-        // SAFETY: [meta, meta + 16) lies inside the buffer's frame (it
-        // starts at or after the frame's start, checked above, and ends
-        // where the buffer begins), which the kernel handed to us with the
-        // descriptor and will not touch until it is back in the fill ring.
+        // SAFETY: [meta, meta + 16) lies inside the mapping and inside the
+        // buffer's frame (it starts at or after the frame's start and ends
+        // where the buffer begins, inside the mapping: checked above),
+        // which the kernel handed to us with the descriptor and will not
+        // touch until it is back in the fill ring.
         unsafe {
             let p = self.area.base().as_ptr().add(meta);
             let ts = p.cast::<u64>().read_unaligned();
@@ -339,15 +344,16 @@ impl RxSocket {
         let mut head: Option<Head> = None;
         let mut deliver = |h: Head| {
             frames += 1;
-            if h.valid {
+            // A buffer outside its frame: the kernel never does this.
+            if h.valid
+                && let Some(data) = parts.data(h.addr, h.first_len)
+            {
                 on_frame(RxFrame {
-                    data: parts.data(h.addr, h.first_len),
+                    data,
                     len: h.len,
                     ktime_ns: h.ktime_ns,
                 });
             }
-            // else: the kernel never does this; refuse rather than read
-            // wild memory.
         };
         let mut budget = max;
         loop {
