@@ -148,7 +148,8 @@ impl LiveCapture {
         let (veth, capture_iface, mirror_ifindex) = match config.mode {
             Mode::Span => (None, config.iface.clone(), 0),
             Mode::Host => {
-                let veth = MirrorVeth::create(watched, config.host_queues)?;
+                let watched_mtu = mtu(&config.iface).map_err(iface_err(&config.iface))?;
+                let veth = MirrorVeth::create(watched, config.host_queues, watched_mtu)?;
                 let mirror = sys::if_index(&veth.mirror).map_err(iface_err(&veth.mirror))?;
                 let capture = veth.capture.clone();
                 (Some(veth), capture, mirror)
@@ -169,14 +170,9 @@ impl LiveCapture {
             ),
             _ => None,
         };
-        // Frames come from the watched interface; in host mode through the
-        // veth, which segments what the node's offloads merged to that MTU.
-        let mtu = match config.mode {
-            Mode::Span => mtu(&capture_iface).map_err(iface_err(&capture_iface))?,
-            Mode::Host => mtu(&config.iface)
-                .map_err(iface_err(&config.iface))?
-                .max(mtu(&capture_iface).map_err(iface_err(&capture_iface))?),
-        };
+        // In host mode the veth has the watched interface's MTU, and
+        // segments what the node's offloads merged to it.
+        let mtu = mtu(&capture_iface).map_err(iface_err(&capture_iface))?;
         let frame_size = config.frame_size.unwrap_or_else(|| frame_size_for_mtu(mtu));
         let xsk = XskConfig {
             frame_size,

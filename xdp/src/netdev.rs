@@ -70,7 +70,10 @@ impl MirrorVeth {
     }
 
     /// Creates the pair with `queues` rx/tx queues, replacing a stale one.
-    pub fn create(watched_ifindex: u32, queues: u32) -> Result<MirrorVeth, LiveError> {
+    /// Its MTU is `mtu`, the watched interface's: a veth drops a frame
+    /// longer than its MTU allows, so a narrower pair would lose a jumbo
+    /// node's long frames without a count flowtap sees.
+    pub fn create(watched_ifindex: u32, queues: u32, mtu: u32) -> Result<MirrorVeth, LiveError> {
         let (mirror, capture) = Self::names(watched_ifindex);
         let lock = lock(watched_ifindex, &mirror)?;
         if exists(&mirror) || exists(&capture) {
@@ -78,7 +81,7 @@ impl MirrorVeth {
             let stale = if exists(&mirror) { &mirror } else { &capture };
             netlink::delete_link(stale).map_err(netdev_error(format!("removing {stale}")))?;
         }
-        netlink::create_veth(&mirror, &capture, queues.max(1))
+        netlink::create_veth(&mirror, &capture, queues.max(1), mtu)
             .map_err(netdev_error(format!("creating veth {mirror}/{capture}")))?;
         let pair = MirrorVeth {
             mirror,

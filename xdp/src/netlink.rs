@@ -17,6 +17,7 @@ const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 
 const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NUM_TX_QUEUES: u16 = 31;
 const IFLA_NUM_RX_QUEUES: u16 = 32;
@@ -128,12 +129,14 @@ pub fn ack(buf: &[u8]) -> Option<io::Result<()>> {
     None
 }
 
-/// Creates a veth pair `name` <-> `peer`, each with `queues` rx/tx queues.
-pub fn create_veth(name: &str, peer: &str, queues: u32) -> io::Result<()> {
+/// Creates a veth pair `name` <-> `peer`, each with `queues` rx/tx queues
+/// and an MTU of `mtu`.
+pub fn create_veth(name: &str, peer: &str, queues: u32, mtu: u32) -> io::Result<()> {
     let sock = NetlinkSocket::open()?;
     let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
     m.ifinfo(0, 0, 0)
         .attr_str(IFLA_IFNAME, name)
+        .attr_u32(IFLA_MTU, mtu)
         .attr_u32(IFLA_NUM_TX_QUEUES, queues)
         .attr_u32(IFLA_NUM_RX_QUEUES, queues)
         .begin(IFLA_LINKINFO)
@@ -142,6 +145,7 @@ pub fn create_veth(name: &str, peer: &str, queues: u32) -> io::Result<()> {
         .begin(VETH_INFO_PEER)
         .ifinfo(0, 0, 0)
         .attr_str(IFLA_IFNAME, peer)
+        .attr_u32(IFLA_MTU, mtu)
         .attr_u32(IFLA_NUM_TX_QUEUES, queues)
         .attr_u32(IFLA_NUM_RX_QUEUES, queues)
         .end()
