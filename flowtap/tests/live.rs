@@ -1145,6 +1145,14 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
         let live = live_flows_once_counted(&ft, &file);
         compare(&live, &file, 1);
         let metrics = ft.admin_text("/metrics");
+        // Read from its first buffer, a frame is whole, not cut short.
+        let malformed: Vec<f64> = metrics
+            .lines()
+            .filter(|l| l.starts_with("flowtap_malformed_frames_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        assert!(!malformed.is_empty(), "{metrics}");
+        assert_eq!(malformed.iter().sum::<f64>(), 0.0, "{args:?}: {metrics}");
         if span {
             assert_eq!(
                 sample(&metrics, "flowtap_xdp_bytes_total{queue=\"0\"}") as u64,
