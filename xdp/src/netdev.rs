@@ -23,8 +23,13 @@ fn netdev_error(what: String) -> impl FnOnce(std::io::Error) -> LiveError {
     }
 }
 
+/// Where sysfs describes interface `name`.
+fn sysfs(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/sys/class/net").join(name)
+}
+
 fn exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
+    sysfs(name).exists()
 }
 
 /// The veth pair of host mode; removed on drop.
@@ -119,9 +124,7 @@ impl Drop for MirrorVeth {
 
 /// The MTU of `iface` (from sysfs).
 pub fn mtu(iface: &str) -> std::io::Result<u32> {
-    let path = std::path::Path::new("/sys/class/net")
-        .join(iface)
-        .join("mtu");
+    let path = sysfs(iface).join("mtu");
     let text = std::fs::read_to_string(&path)?;
     text.trim().parse().map_err(|e| {
         std::io::Error::new(
@@ -133,9 +136,7 @@ pub fn mtu(iface: &str) -> std::io::Result<u32> {
 
 /// The rx queues of `iface` (from sysfs).
 pub fn rx_queues(iface: &str) -> std::io::Result<u32> {
-    let dir = std::path::Path::new("/sys/class/net")
-        .join(iface)
-        .join("queues");
+    let dir = sysfs(iface).join("queues");
     let n = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))

@@ -65,25 +65,29 @@ impl Programs {
         Ok(Programs { ebpf })
     }
 
+    /// The object's XDP program `name`.
+    fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp, LiveError> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(LiveError::Missing(name))?
+            .try_into()
+            .map_err(|e| LiveError::Program {
+                program: name,
+                source: Box::new(e),
+            })
+    }
+
     /// Loads the XDP program: the multi-buffer one where the kernel takes
-    /// it (6.x), else the single-buffer one. Returns its name.
+    /// it (5.18 on), else the single-buffer one. Returns its name.
     fn load_xdp(&mut self) -> Result<&'static str, LiveError> {
         let mut last = None;
         for name in [XDP_FRAGS_PROGRAM, XDP_PROGRAM] {
-            let loaded = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(LiveError::Missing(name))
-                .and_then(|p| {
-                    let program: &mut Xdp = p.try_into().map_err(|e| LiveError::Program {
-                        program: name,
-                        source: Box::new(e),
-                    })?;
-                    program.load().map_err(|e| LiveError::Program {
-                        program: name,
-                        source: Box::new(e),
-                    })
-                });
+            let loaded = self.xdp(name).and_then(|program| {
+                program.load().map_err(|e| LiveError::Program {
+                    program: name,
+                    source: Box::new(e),
+                })
+            });
             match loaded {
                 Ok(()) => return Ok(name),
                 Err(e) => {
@@ -104,15 +108,7 @@ impl Programs {
     ) -> Result<(XdpMode, bool), LiveError> {
         let name = self.load_xdp()?;
         let multi_buffer = name == XDP_FRAGS_PROGRAM;
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(LiveError::Missing(name))?
-            .try_into()
-            .map_err(|e| LiveError::Program {
-                program: name,
-                source: Box::new(e),
-            })?;
+        let program = self.xdp(name)?;
         let modes: &[XdpMode] = match choice {
             XdpAttach::Auto => &[XdpMode::Driver, XdpMode::Skb],
             XdpAttach::Driver => &[XdpMode::Driver],

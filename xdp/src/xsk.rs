@@ -150,8 +150,8 @@ impl Parts {
     /// The XDP program's timestamp in front of a received buffer at `addr`,
     /// if its marker is there; clears the marker.
     fn take_stamp(&self, addr: u64) -> Option<u64> {
-        let frame_start = addr - addr % u64::from(self.frame_size);
-        if addr - frame_start < META_LEN as u64 || !self.locate(addr, 0).1 {
+        let (frame_start, inside) = self.locate(addr, 0);
+        if !inside || addr - frame_start < META_LEN as u64 {
             return None;
         }
         let meta = (addr as usize) - META_LEN;
@@ -373,11 +373,7 @@ impl RxSocket {
                             addr,
                             first_len: len,
                             len,
-                            ktime_ns: if in_frame {
-                                parts.take_stamp(addr)
-                            } else {
-                                None
-                            },
+                            ktime_ns: parts.take_stamp(addr),
                             valid: in_frame,
                         });
                     }
