@@ -585,6 +585,46 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
     lab.close();
 }
 
+/// The kernel lets go of a closed AF_XDP socket's queue in deferred work, so
+/// a socket bound the moment another closes finds the queue busy (`EBUSY`)
+/// for a while: replays started back to back on one queue each bind it
+/// (they wait for the queue) and send every frame. Before the wait, every
+/// second replay failed.
+#[test]
+fn a_replay_right_after_another_binds_the_same_queue() {
+    let mut lab = Lab::new("rebind");
+    let ns = lab.ns("rb");
+    sh(&format!("ip -n {ns} link add r0 type veth peer name r1"));
+    for dev in ["r0", "r1"] {
+        sysctl(&lab, &ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+        sh(&format!("ip -n {ns} link set {dev} up"));
+    }
+    let capture = corpus_dir().join("captures/02_pcpp_example.pcap");
+    let frames = frames_of(&file_flows(&capture));
+    for _ in 0..3 {
+        let replay = lab.exec(
+            &ns,
+            &[
+                pcap_replay().to_str().unwrap(),
+                "-i",
+                "r0",
+                "--max",
+                capture.to_str().unwrap(),
+            ],
+        );
+        let report = String::from_utf8_lossy(&replay.stdout);
+        let sent: u64 = report
+            .split_once("sent ")
+            .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{report}"));
+        assert!(
+            sent >= frames && report.contains("failed 0"),
+            "{report}: {frames} frames in flows"
+        );
+    }
+    lab.close();
+}
+
 /// A capture of `n` connections per gap: SYN, SYN-ACK `gap` later, ACK 1 ms
 /// after that, a request and a reply; connections start 25 ms apart.
 fn handshake_capture(path: &Path, gaps_ms: &[(u16, u64)], n: u32) {
@@ -1102,8 +1142,9 @@ fn send_datagrams_of(lab: &Lab, ns: &str, port: u16, n: u32, payload: usize) {
 /// of the sending end, in pages (three a frame) and in 2 KiB buffers
 /// (`--frame-size 2048`, five a frame), on a span port and in host mode
 /// (whose mirror veth takes the node interface's MTU, or it would drop
-/// them). (The default at an Ethernet MTU, 2 KiB buffers, is asserted in
-/// `span_port_flows_match_a_tcpdump_of_the_mirror`.)
+/// them); then pcap-replay sends the first run's capture again, each frame
+/// from several transmit buffers. (The default at an Ethernet MTU, 2 KiB
+/// buffers, is asserted in `span_port_flows_match_a_tcpdump_of_the_mirror`.)
 #[test]
 fn jumbo_frames_arrive_whole_in_several_buffers() {
     let (mut lab, cl, sv) = udp_lab("mtu");
@@ -1168,6 +1209,37 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
             assert_eq!(frames, vec![sent], "{args:?}: {stderr}");
         }
     }
+    // The first run's capture replayed by pcap-replay, whose transmit socket
+    // sends each frame in three buffers: the same flows, byte for byte.
+    let recorded = dir.path().join("c0-.pcap");
+    let file = file_flows(&recorded);
+    let ft = LiveFlowtap::start(&sv, &["-i", "s0"]);
+    let replay = lab.exec(
+        &cl,
+        &[
+            pcap_replay().to_str().unwrap(),
+            "-i",
+            "c0",
+            "--max",
+            recorded.to_str().unwrap(),
+        ],
+    );
+    let report = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        report.contains(&format!("sent {sent} frames ({} bytes)", sent * frame_len))
+            && report.contains("failed 0"),
+        "{report}"
+    );
+    let live = live_flows_once_counted(&ft, &file);
+    compare(&live, &file, 1);
+    let metrics = ft.admin_text("/metrics");
+    assert_eq!(
+        sample(&metrics, "flowtap_xdp_bytes_total{queue=\"0\"}") as u64,
+        sent * frame_len
+    );
+    let (status, stderr) = ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(queue_report(&stderr), (vec![sent], 0), "{stderr}");
     lab.close();
 }
 

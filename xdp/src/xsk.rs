@@ -11,7 +11,7 @@
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xdpilone::xdp::{XdpDesc, XdpStatisticsV2};
 use xdpilone::{
@@ -226,10 +226,16 @@ fn open_parts(
     })
 }
 
+/// How long a bind waits for a queue's last socket to let go of it: the
+/// kernel detaches a closed socket's buffer pool from its queue in deferred
+/// work, so a bind right after a close (a restart, one replay after
+/// another) finds the queue busy (`EBUSY`) for a moment.
+const BUSY_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
 /// Opens, maps the ring (`map`) and binds, trying zero-copy first in
-/// `BindMode::Auto` and falling back to copy mode; a receiving socket tries
-/// multi-buffer first in each (a kernel before 6.6, or a zero-copy driver
-/// without it, refuses).
+/// `BindMode::Auto` and falling back to copy mode, and multi-buffer first in
+/// each (a kernel before 6.6, or a zero-copy driver without it, refuses);
+/// while the queue is busy, tries again for up to [`BUSY_QUEUE_WAIT`].
 fn open_bound<R>(
     ifindex: u32,
     queue: u32,
@@ -242,22 +248,27 @@ fn open_bound<R>(
         BindMode::ZeroCopy => &[true],
         BindMode::Copy => &[false],
     };
-    let mut last = io::Error::other("no bind attempted");
-    let multi_buffer: &[bool] = if rx { &[true, false] } else { &[false] };
-    for &zero_copy in attempts {
-        for &multi_buffer in multi_buffer {
-            let parts = open_parts(ifindex, queue, config, rx, zero_copy, multi_buffer)?;
-            let ring = map(&parts.user).map_err(errno)?;
-            match parts.device.bind(&parts.user) {
-                Ok(()) => return Ok((parts, ring)),
-                Err(e) => {
-                    last = errno(e);
-                    tracing::debug!(queue, zero_copy, multi_buffer, error = %last, "AF_XDP bind failed");
+    let deadline = Instant::now() + BUSY_QUEUE_WAIT;
+    loop {
+        let mut last = io::Error::other("no bind attempted");
+        for &zero_copy in attempts {
+            for multi_buffer in [true, false] {
+                let parts = open_parts(ifindex, queue, config, rx, zero_copy, multi_buffer)?;
+                let ring = map(&parts.user).map_err(errno)?;
+                match parts.device.bind(&parts.user) {
+                    Ok(()) => return Ok((parts, ring)),
+                    Err(e) => {
+                        last = errno(e);
+                        tracing::debug!(queue, zero_copy, multi_buffer, error = %last, "AF_XDP bind failed");
+                    }
                 }
             }
         }
+        if last.kind() != io::ErrorKind::ResourceBusy || Instant::now() >= deadline {
+            return Err(last);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    Err(last)
 }
 
 /// A receiving AF_XDP socket on one rx queue.
@@ -281,6 +292,12 @@ unsafe impl Send for TxSocket {}
 
 /// The buffers one frame may take: a 64 KiB frame in 2 KiB buffers.
 const MAX_BUFFERS_A_FRAME: u32 = 64;
+
+/// The buffers a transmitted frame may take: in copy mode the kernel puts
+/// the first in the socket buffer and each other in a page fragment of it,
+/// at most `MAX_SKB_FRAGS` (17 in a default build) of them. 17 in all keeps
+/// inside that and holds a 64 KiB frame in 4 KiB buffers.
+const MAX_TX_BUFFERS_A_FRAME: usize = 17;
 
 /// A frame's first buffer, while its others are read.
 struct Head {
@@ -447,45 +464,67 @@ impl TxSocket {
         Ok(TxSocket { tx, parts, free })
     }
 
-    /// The largest frame that fits.
+    /// The longest frame it sends: a buffer's worth, or on a multi-buffer
+    /// socket [`MAX_TX_BUFFERS_A_FRAME`] buffers' worth.
     pub fn max_frame(&self) -> usize {
-        self.parts.frame_size as usize
+        let buffers = if self.parts.multi_buffer {
+            MAX_TX_BUFFERS_A_FRAME
+        } else {
+            1
+        };
+        self.parts.frame_size as usize * buffers
     }
 
-    /// Queues `frame` for sending. Returns false when no buffer is free (call
+    /// Queues `frame` for sending, in as many buffers as it needs (each but
+    /// the last marked `XDP_PKT_CONTD`, all queued together or none).
+    /// Returns false when not enough buffers or ring slots are free (call
     /// [`TxSocket::kick`] and retry).
     pub fn push(&mut self, frame: &[u8]) -> io::Result<bool> {
         if frame.len() > self.max_frame() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "frame larger than a UMEM frame",
+                "frame larger than the socket's buffers",
             ));
         }
-        if self.free.is_empty() {
+        let size = self.parts.frame_size as usize;
+        let needed = frame.len().div_ceil(size).max(1);
+        if self.free.len() < needed {
             self.reap();
         }
-        let Some(addr) = self.free.pop() else {
+        let Some(first) = self.free.len().checked_sub(needed) else {
             return Ok(false);
         };
-        // SAFETY: `addr` is the start of a frame in our free list: not in any
-        // ring, so neither the kernel nor another descriptor uses it, and the
-        // frame is `frame_size` >= `frame.len()` bytes inside the mapping.
-        unsafe {
-            let dst = self.parts.area.base().as_ptr().add(addr as usize);
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
+        let mut writer = self.tx.transmit(needed as u32);
+        if (writer.capacity() as usize) < needed {
+            // Dropped uncommitted: the reserved slots go back.
+            return Ok(false);
         }
-        let mut writer = self.tx.transmit(1);
-        let queued = writer.insert_once(XdpDesc {
-            addr,
-            len: frame.len() as u32,
-            options: 0,
-        });
+        let buffers = &self.free[first..];
+        let pieces = (0..needed).map(|i| &frame[i * size..frame.len().min((i + 1) * size)]);
+        for (piece, &addr) in pieces.clone().zip(buffers) {
+            // SAFETY: `addr` is the start of a frame in our free list: not in
+            // any ring, so neither the kernel nor another descriptor uses it,
+            // and the frame is `frame_size` >= `piece.len()` bytes inside the
+            // mapping.
+            unsafe {
+                let dst = self.parts.area.base().as_ptr().add(addr as usize);
+                std::ptr::copy_nonoverlapping(piece.as_ptr(), dst, piece.len());
+            }
+        }
+        let descriptors = pieces
+            .zip(buffers)
+            .enumerate()
+            .map(|(i, (piece, &addr))| XdpDesc {
+                addr,
+                len: piece.len() as u32,
+                options: if i + 1 < needed { XDP_PKT_CONTD } else { 0 },
+            });
+        let queued = writer.insert(descriptors) as usize;
+        debug_assert_eq!(queued, needed, "capacity checked above");
         writer.commit();
         drop(writer);
-        if !queued {
-            self.free.push(addr);
-        }
-        Ok(queued)
+        self.free.truncate(first);
+        Ok(true)
     }
 
     /// Asks the kernel to send what is queued and collects finished buffers.

@@ -174,7 +174,9 @@ fn main() -> anyhow::Result<()> {
                     if frame.data.len() > socket.max_frame()
                         || frame.data.len() < frame.wire_len as usize
                     {
-                        // Cut by a snaplen or larger than a UMEM frame: cannot be sent as recorded.
+                        // Cut by a snaplen, or longer than the socket sends (a
+                        // frame longer than a buffer needs a multi-buffer
+                        // socket, Linux 6.6): cannot be sent as recorded.
                         failed += 1;
                         return;
                     }
