@@ -1,14 +1,15 @@
 //! Per-packet cost of the hot path, so that regressions show:
 //! - `parse`: the dissector on Ethernet/IPv4/TCP frames;
-//! - `handoff`: a push and a pop through a shard inbox (the queue type the
-//!   workers use; measured on one core, so without the cache-line transfer a
-//!   real cross-core hand-off adds);
+//! - `handoff`: a packet's share of handing a batch of them to another
+//!   shard: gathered, pushed and popped through a shard inbox (the queue
+//!   type the workers use; measured on one core, so without the cache-line
+//!   transfer a real cross-core hand-off adds);
 //! - `update/N`: one data packet into a table holding N established
 //!   connections, in random connection order; `update/batched_N` the same
 //!   through `FlowTable::update_batch`, as the workers count;
 //! - `path/N`: frame to flow at N connections as a worker does it: the
-//!   ingest step (dissector, duplicate check, encapsulations), a hand-off,
-//!   and counting in batches;
+//!   ingest step (dissector, duplicate check, encapsulations), a hand-off
+//!   in batches, and counting in batches;
 //! - `follow/N`: following a snapshot of N flows from the previous one, per
 //!   flow (`pipeline::follow`: the per-pair Prometheus counters and the
 //!   IPFIX exporter do it at every snapshot, a hub over every agent's).
@@ -22,6 +23,7 @@ use bench::{data_frames, established, packet};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
 use pipeline::Frame;
+use pipeline::engine::{HANDOFF_BATCH, HandOff};
 use pipeline::flow::TableConfig;
 use pipeline::ingest::{Ingest, IngestConfig};
 use pipeline::packet::PacketMeta;
@@ -51,16 +53,21 @@ fn parse(c: &mut Criterion) {
 fn handoff(c: &mut Criterion) {
     let frames = data_frames(BATCH as u32 / 2, 1);
     let packets: Vec<PacketMeta> = frames.iter().map(|f| packet(f, 1)).collect();
-    let inbox = ArrayQueue::new(64 * 1024);
+    let inbox = ArrayQueue::new(64);
     let mut g = c.benchmark_group("handoff");
     g.throughput(Throughput::Elements(packets.len() as u64));
-    g.bench_function("push_pop", |b| {
+    g.bench_function("batched", |b| {
         b.iter(|| {
-            for p in &packets {
-                let _ = inbox.push(*p);
-            }
-            while let Some(p) = inbox.pop() {
-                black_box(p);
+            // As a worker does it: gathered per shard, sent a batch at once.
+            for batch in packets.chunks(HANDOFF_BATCH) {
+                let mut outgoing = HandOff::with_capacity(HANDOFF_BATCH);
+                outgoing.extend_from_slice(batch);
+                let _ = inbox.push(outgoing);
+                if let Some(received) = inbox.pop() {
+                    for p in received {
+                        black_box(p);
+                    }
+                }
             }
         })
     });
@@ -145,13 +152,25 @@ fn path(c: &mut Criterion) {
     for (n, name) in SIZES {
         let (mut table, _) = established(n, TableConfig::default(), 1_000_000_000_000);
         let frames = data_frames(n, 3);
-        let inbox = ArrayQueue::new(1024);
+        let inbox = ArrayQueue::<HandOff>::new(64);
         let mut ingest = Ingest::new(&IngestConfig::default(), ahash::RandomState::new());
         let mut done = 0;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                // As a worker does it: parse, hand off, and count in batches.
+                // As a worker does it: parse, hand off in batches, and count
+                // in batches.
+                let mut outgoing = HandOff::with_capacity(HANDOFF_BATCH);
                 let mut batch = Vec::with_capacity(UPDATE_BATCH);
+                let mut hand_off = |outgoing: HandOff, batch: &mut Vec<PacketMeta>| {
+                    let _ = inbox.push(outgoing);
+                    for p in inbox.pop().into_iter().flatten() {
+                        batch.push(p);
+                        if batch.len() == UPDATE_BATCH {
+                            table.update_batch(batch);
+                            batch.clear();
+                        }
+                    }
+                };
                 let d = cycle(&frames, iters, &mut done, |f, ts, pass| {
                     let frame = Frame {
                         ts_ns: ts,
@@ -160,16 +179,17 @@ fn path(c: &mut Criterion) {
                         data: f,
                     };
                     if let Some(meta) = ingest.frame(frame) {
-                        let _ = inbox.push(next_segment(&meta, ts, pass));
-                        if let Some(p) = inbox.pop() {
-                            batch.push(p);
-                        }
-                        if batch.len() == UPDATE_BATCH {
-                            table.update_batch(&batch);
-                            batch.clear();
+                        outgoing.push(next_segment(&meta, ts, pass));
+                        if outgoing.len() == HANDOFF_BATCH {
+                            let full = std::mem::replace(
+                                &mut outgoing,
+                                HandOff::with_capacity(HANDOFF_BATCH),
+                            );
+                            hand_off(full, &mut batch);
                         }
                     }
                 });
+                hand_off(outgoing, &mut batch);
                 table.update_batch(&batch);
                 d
             })

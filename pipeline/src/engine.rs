@@ -2,7 +2,7 @@
 //! updates it without locks. A worker may also own a packet source (a capture
 //! file, an AF_XDP socket); it parses each frame, and a packet whose shard
 //! belongs to another worker crosses over through that worker's bounded
-//! lock-free inbox. A snapshot request makes every worker export its flows
+//! lock-free inbox, in batches ([`HANDOFF_BATCH`]). A snapshot request makes every worker export its flows
 //! ([`Exports`]); the [`merger`](crate::merger) merges them into one
 //! [`Snapshot`].
 //!
@@ -43,7 +43,8 @@ pub enum Backpressure {
 pub struct PipelineConfig {
     /// Worker threads, one shard each.
     pub workers: usize,
-    /// Capacity of each worker's hand-off inbox, in packets.
+    /// Capacity of each worker's hand-off inbox, in packets (rounded up to
+    /// whole batches of [`HANDOFF_BATCH`]).
     pub queue_capacity: usize,
     /// Every shard's table; its limits are the pipeline's totals, shared
     /// out equally between the shards.
@@ -161,8 +162,8 @@ impl Pipeline {
             Some(seed) => ahash::RandomState::with_seeds(seed, 1, 2, 3),
             None => ahash::RandomState::new(),
         };
-        let inboxes: Arc<[ArrayQueue<PacketMeta>]> = (0..workers)
-            .map(|_| ArrayQueue::new(config.queue_capacity.max(1)))
+        let inboxes: Arc<[ArrayQueue<HandOff>]> = (0..workers)
+            .map(|_| ArrayQueue::new(config.queue_capacity.div_ceil(HANDOFF_BATCH).max(1)))
             .collect();
         let shared = Arc::new(Shared {
             sources_running: AtomicUsize::new(sources.len()),
@@ -203,6 +204,7 @@ impl Pipeline {
                     ),
                     inboxes: inboxes.clone(),
                     wake: wake.clone(),
+                    outgoing: (0..workers).map(|_| HandOff::new()).collect(),
                     handed_since: vec![None; workers],
                     wake_at: WAKE_AT.min(config.queue_capacity / 4).max(1),
                     hasher: hasher.clone(),
@@ -372,6 +374,15 @@ const DRAIN_BATCH: usize = 1024;
 /// Packets handed to the table at once ([`FlowTable::update_batch`]).
 pub const UPDATE_BATCH: usize = 32;
 
+/// Packets a worker hands another at once: one queue operation, and one
+/// trip of the queue's ends between the cores, for a batch instead of for
+/// every packet. A worker sends what it has for each shard after every poll
+/// of its source, so a batch waits no longer than a packet did.
+pub const HANDOFF_BATCH: usize = 32;
+
+/// Packets on their way to another worker's shard.
+pub type HandOff = Vec<PacketMeta>;
+
 /// A worker wakes another it handed packets to when that one's inbox holds
 /// this many (or a quarter of its capacity, if less), when the first of them
 /// has waited [`WAKE_AFTER`], or when its own source has nothing more. A
@@ -403,7 +414,9 @@ impl Wake {
 struct Worker {
     id: usize,
     table: FlowTable,
-    inboxes: Arc<[ArrayQueue<PacketMeta>]>,
+    inboxes: Arc<[ArrayQueue<HandOff>]>,
+    /// Packets for each other shard not yet sent (at most [`HANDOFF_BATCH`]).
+    outgoing: Vec<HandOff>,
     /// Every worker's wake-up, and since when each shard has been handed
     /// packets without being woken: a worker without a source sleeps until
     /// packets come ([`WAKE_AT`], [`WAKE_AFTER`]).
@@ -433,7 +446,23 @@ impl Worker {
                 self.flush();
             }
         } else {
-            self.hand_off(shard, meta);
+            let outgoing = &mut self.outgoing[shard];
+            if outgoing.capacity() == 0 {
+                outgoing.reserve_exact(HANDOFF_BATCH);
+            }
+            outgoing.push(meta);
+            if outgoing.len() == HANDOFF_BATCH {
+                self.hand_off(shard);
+            }
+        }
+    }
+
+    /// Sends every shard what this worker has for it.
+    fn hand_off_all(&mut self) {
+        for shard in 0..self.outgoing.len() {
+            if !self.outgoing[shard].is_empty() {
+                self.hand_off(shard);
+            }
         }
     }
 
@@ -443,15 +472,17 @@ impl Worker {
         self.batch.clear();
     }
 
-    fn hand_off(&mut self, shard: usize, meta: PacketMeta) {
+    /// Sends `shard` the packets this worker has for it.
+    fn hand_off(&mut self, shard: usize) {
         if self.handed_since[shard].is_none() {
             self.handed_since[shard] = Some(Instant::now());
         }
-        let Err(mut meta) = self.inboxes[shard].push(meta) else {
+        let packets = std::mem::take(&mut self.outgoing[shard]);
+        let Err(mut packets) = self.inboxes[shard].push(packets) else {
             return;
         };
         match self.backpressure {
-            Backpressure::Drop => self.ingest.counters.handoff_drops += 1,
+            Backpressure::Drop => self.ingest.counters.handoff_drops += packets.len() as u64,
             Backpressure::Wait => loop {
                 // Keep our own inbox moving so two waiting workers cannot
                 // deadlock on each other; the full one's owner may sleep.
@@ -459,9 +490,9 @@ impl Worker {
                 if self.drain(64) == 0 {
                     std::thread::yield_now();
                 }
-                match self.inboxes[shard].push(meta) {
+                match self.inboxes[shard].push(packets) {
                     Ok(()) => return,
-                    Err(back) => meta = back,
+                    Err(back) => packets = back,
                 }
             },
         }
@@ -476,7 +507,7 @@ impl Worker {
                 continue;
             };
             if source_idle
-                || self.inboxes[shard].len() >= self.wake_at
+                || self.inboxes[shard].len() * HANDOFF_BATCH >= self.wake_at
                 || since.elapsed() >= WAKE_AFTER
             {
                 *handed_since = None;
@@ -485,19 +516,22 @@ impl Worker {
         }
     }
 
-    /// Updates the table with up to `max` queued packets.
+    /// Updates the table with the packets of queued batches, until `max`
+    /// or more are counted.
     fn drain(&mut self, max: usize) -> usize {
         self.flush();
         let mut n = 0;
         while n < max {
-            let Some(meta) = self.inboxes[self.id].pop() else {
+            let Some(packets) = self.inboxes[self.id].pop() else {
                 break;
             };
-            self.batch.push(meta);
-            if self.batch.len() == UPDATE_BATCH {
-                self.flush();
+            n += packets.len();
+            for meta in packets {
+                self.batch.push(meta);
+                if self.batch.len() == UPDATE_BATCH {
+                    self.flush();
+                }
             }
-            n += 1;
         }
         self.flush();
         n
@@ -557,6 +591,9 @@ fn run_worker<S: PacketSource>(
             if newest != 0 {
                 shared.capture_clock.fetch_max(newest, Ordering::AcqRel);
             }
+            // Before the source may count as finished: every packet it gave
+            // is then in a shard's inbox.
+            worker.hand_off_all();
             worker.wake_handed(!matches!(status, Poll::Busy));
             match status {
                 Poll::Busy => busy = true,
