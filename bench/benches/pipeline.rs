@@ -60,11 +60,10 @@ fn handoff(c: &mut Criterion) {
         b.iter(|| {
             // As a worker does it: gathered per shard, sent a batch at once.
             for batch in packets.chunks(HANDOFF_BATCH) {
-                let mut outgoing = HandOff::with_capacity(HANDOFF_BATCH);
-                outgoing.extend_from_slice(batch);
+                let outgoing = HandOff::from_slice(batch);
                 let _ = inbox.push(outgoing);
                 if let Some(received) = inbox.pop() {
-                    for p in received {
+                    for p in &received {
                         black_box(p);
                     }
                 }
@@ -159,11 +158,14 @@ fn path(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 // As a worker does it: parse, hand off in batches, and count
                 // in batches.
-                let mut outgoing = HandOff::with_capacity(HANDOFF_BATCH);
+                let mut outgoing = HandOff::new();
                 let mut batch = Vec::with_capacity(UPDATE_BATCH);
                 let mut hand_off = |outgoing: HandOff, batch: &mut Vec<PacketMeta>| {
                     let _ = inbox.push(outgoing);
-                    for p in inbox.pop().into_iter().flatten() {
+                    let Some(received) = inbox.pop() else {
+                        return;
+                    };
+                    for &p in &received {
                         batch.push(p);
                         if batch.len() == UPDATE_BATCH {
                             table.update_batch(batch);
@@ -181,10 +183,7 @@ fn path(c: &mut Criterion) {
                     if let Some(meta) = ingest.frame(frame) {
                         outgoing.push(next_segment(&meta, ts, pass));
                         if outgoing.len() == HANDOFF_BATCH {
-                            let full = std::mem::replace(
-                                &mut outgoing,
-                                HandOff::with_capacity(HANDOFF_BATCH),
-                            );
+                            let full = std::mem::replace(&mut outgoing, HandOff::new());
                             hand_off(full, &mut batch);
                         }
                     }

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
 use crossbeam_utils::sync::{Parker, Unparker};
+use smallvec::SmallVec;
 
 use crate::flow::{
     ConnRecord, FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window,
@@ -380,8 +381,10 @@ pub const UPDATE_BATCH: usize = 32;
 /// of its source, so a batch waits no longer than a packet did.
 pub const HANDOFF_BATCH: usize = 32;
 
-/// Packets on their way to another worker's shard.
-pub type HandOff = Vec<PacketMeta>;
+/// Packets on their way to another worker's shard, held in place: a batch
+/// moves into its inbox's slot and out of it by value, so a hand-off does
+/// not allocate, and an inbox's memory is all allocated when it is made.
+pub type HandOff = SmallVec<[PacketMeta; HANDOFF_BATCH]>;
 
 /// A worker wakes another it handed packets to when that one's inbox holds
 /// this many (or a quarter of its capacity, if less), when the first of them
@@ -447,9 +450,6 @@ impl Worker {
             }
         } else {
             let outgoing = &mut self.outgoing[shard];
-            if outgoing.capacity() == 0 {
-                outgoing.reserve_exact(HANDOFF_BATCH);
-            }
             outgoing.push(meta);
             if outgoing.len() == HANDOFF_BATCH {
                 self.hand_off(shard);
@@ -526,7 +526,7 @@ impl Worker {
                 break;
             };
             n += packets.len();
-            for meta in packets {
+            for &meta in &packets {
                 self.batch.push(meta);
                 if self.batch.len() == UPDATE_BATCH {
                     self.flush();
