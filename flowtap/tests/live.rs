@@ -532,6 +532,31 @@ fn pcap_replay() -> PathBuf {
     path
 }
 
+/// Brings `devs` in `ns` up without IPv6 (no router solicitations or DAD
+/// frames among the frames a test counts).
+fn bring_up(lab: &Lab, ns: &str, devs: &[&str]) {
+    for dev in devs {
+        sysctl(lab, ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+        sh(&format!("ip -n {ns} link set {dev} up"));
+    }
+}
+
+/// pcap-replay's report of sending `capture` on `dev` in `ns` as fast as it
+/// can.
+fn replay_at_max(lab: &Lab, ns: &str, dev: &str, capture: &Path) -> String {
+    let replay = lab.exec(
+        ns,
+        &[
+            pcap_replay().to_str().unwrap(),
+            "-i",
+            dev,
+            "--max",
+            capture.to_str().unwrap(),
+        ],
+    );
+    String::from_utf8_lossy(&replay.stdout).into_owned()
+}
+
 #[test]
 fn connections_split_over_queues_still_form_one_correct_flow() {
     let mut lab = Lab::new("mq");
@@ -539,10 +564,7 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
     sh(&format!(
         "ip -n {ns} link add r0 numtxqueues 2 numrxqueues 2 type veth peer name r1 numtxqueues 2 numrxqueues 2"
     ));
-    for dev in ["r0", "r1"] {
-        sysctl(&lab, &ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
-        sh(&format!("ip -n {ns} link set {dev} up"));
-    }
+    bring_up(&lab, &ns, &["r0", "r1"]);
     // Rings smaller than the default: the option reaches both sockets.
     let ft = LiveFlowtap::start(&ns, &["-i", "r1", "--ring-frames", "1024"]);
     let metrics = ft.admin_text("/metrics");
@@ -595,24 +617,11 @@ fn a_replay_right_after_another_binds_the_same_queue() {
     let mut lab = Lab::new("rebind");
     let ns = lab.ns("rb");
     sh(&format!("ip -n {ns} link add r0 type veth peer name r1"));
-    for dev in ["r0", "r1"] {
-        sysctl(&lab, &ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
-        sh(&format!("ip -n {ns} link set {dev} up"));
-    }
+    bring_up(&lab, &ns, &["r0", "r1"]);
     let capture = corpus_dir().join("captures/02_pcpp_example.pcap");
     let frames = frames_of(&file_flows(&capture));
     for _ in 0..3 {
-        let replay = lab.exec(
-            &ns,
-            &[
-                pcap_replay().to_str().unwrap(),
-                "-i",
-                "r0",
-                "--max",
-                capture.to_str().unwrap(),
-            ],
-        );
-        let report = String::from_utf8_lossy(&replay.stdout);
+        let report = replay_at_max(&lab, &ns, "r0", &capture);
         let sent: u64 = report
             .split_once("sent ")
             .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
@@ -675,10 +684,7 @@ fn replayed_handshake_gaps_are_measured_live() {
     let mut lab = Lab::new("gap");
     let ns = lab.ns("gap");
     sh(&format!("ip -n {ns} link add g0 type veth peer name g1"));
-    for dev in ["g0", "g1"] {
-        sysctl(&lab, &ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
-        sh(&format!("ip -n {ns} link set {dev} up"));
-    }
+    bring_up(&lab, &ns, &["g0", "g1"]);
     let ft = LiveFlowtap::start(&ns, &["-i", "g1"]);
     let started = Instant::now();
     let out = lab.exec(
@@ -835,10 +841,7 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
     sh(&format!(
         "ip -n {ns} link add u0 numtxqueues 2 numrxqueues 2 type veth peer name u1 numtxqueues 2 numrxqueues 2"
     ));
-    for dev in ["u0", "u1"] {
-        sysctl(&lab, &ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
-        sh(&format!("ip -n {ns} link set {dev} up"));
-    }
+    bring_up(&lab, &ns, &["u0", "u1"]);
     let replay = |lab: &Lab| {
         lab.exec(
             &ns,
@@ -963,10 +966,7 @@ fn an_unprivileged_user_captures_with_the_file_capabilities() {
     let mut lab = Lab::new("nr");
     let ns = lab.ns("nr");
     sh(&format!("ip -n {ns} link add u0 type veth peer name u1"));
-    for dev in ["u0", "u1"] {
-        sysctl(&lab, &ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
-        sh(&format!("ip -n {ns} link set {dev} up"));
-    }
+    bring_up(&lab, &ns, &["u0", "u1"]);
     for mode in ["span", "host"] {
         let ft = LiveFlowtap::start_with(&ns, &as_nobody, &["-i", "u1", "--mode", mode]);
         lab.exec(
@@ -1214,17 +1214,7 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
     let recorded = dir.path().join("c0-.pcap");
     let file = file_flows(&recorded);
     let ft = LiveFlowtap::start(&sv, &["-i", "s0"]);
-    let replay = lab.exec(
-        &cl,
-        &[
-            pcap_replay().to_str().unwrap(),
-            "-i",
-            "c0",
-            "--max",
-            recorded.to_str().unwrap(),
-        ],
-    );
-    let report = String::from_utf8_lossy(&replay.stdout);
+    let report = replay_at_max(&lab, &cl, "c0", &recorded);
     assert!(
         report.contains(&format!("sent {sent} frames ({} bytes)", sent * frame_len))
             && report.contains("failed 0"),
