@@ -159,6 +159,13 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", env = "FLOWTAP_THREADS", help_heading = FLOWS)]
     pub threads: Option<usize>,
 
+    /// Packets each worker's hand-off queue holds (rounded up to batches of
+    /// 32; about 100 bytes each), from the workers that parse frames for
+    /// its shard. Live, a full queue drops packets
+    /// (flowtap_handoff_drops_total); reading files, the reader waits.
+    #[arg(long, value_name = "PACKETS", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(32..=16_777_216), env = "FLOWTAP_HANDOFF_QUEUE", help_heading = FLOWS)]
+    pub handoff_queue: u64,
+
     /// Seconds between published snapshots (live).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = FLOWS)]
     pub snapshot_interval: f64,

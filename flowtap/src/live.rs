@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use pipeline::engine::HANDOFF_BATCH;
 use pipeline::{Backpressure, Clock, Merger, Pipeline, PipelineConfig};
 use xdp::{LiveCapture, LiveConfig};
 
@@ -91,13 +92,14 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         backpressure: Backpressure::Drop,
         hash_seed: cli.hash_seed,
         cores: worker_cores,
+        queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()
     };
     let pipeline = Arc::new(Pipeline::start(config.clone(), sources));
     let queue_info = info.clone();
     let queue_stats: api::server::QueueStatsFn =
         Arc::new(move || queue_info.queues.iter().map(|q| q.sample()).collect());
-    let handoff_capacity = config.queue_capacity as u64;
+    let handoff_capacity = (config.inbox_batches() * HANDOFF_BATCH) as u64;
     let service = Service::start(
         cli.serve.listen(),
         publisher.clone(),

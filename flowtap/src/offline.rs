@@ -28,6 +28,7 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
         hash_seed: cli.hash_seed,
         table: setup::table_config(cli, false),
         ingest: setup::ingest_config(cli)?,
+        queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()
     })
 }

@@ -565,13 +565,28 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
         "ip -n {ns} link add r0 numtxqueues 2 numrxqueues 2 type veth peer name r1 numtxqueues 2 numrxqueues 2"
     ));
     bring_up(&lab, &ns, &["r0", "r1"]);
-    // Rings smaller than the default: the option reaches both sockets.
-    let ft = LiveFlowtap::start(&ns, &["-i", "r1", "--ring-frames", "1024"]);
+    // Rings smaller than the default: the option reaches both sockets. A
+    // hand-off queue of its own size, rounded up to whole batches of 32.
+    let ft = LiveFlowtap::start(
+        &ns,
+        &[
+            "-i",
+            "r1",
+            "--ring-frames",
+            "1024",
+            "--handoff-queue",
+            "100001",
+        ],
+    );
     let metrics = ft.admin_text("/metrics");
     for queue in 0..2 {
         let entries = format!("flowtap_xdp_ring_entries{{queue=\"{queue}\"}}");
         assert_eq!(sample(&metrics, &entries), 1024.0, "{entries}");
     }
+    assert_eq!(
+        sample(&metrics, "flowtap_handoff_queue_capacity"),
+        100_032.0
+    );
     let capture = corpus_dir().join("captures/02_pcpp_example.pcap");
     // Every connection's two directions go out on different queues, so they
     // arrive on different workers; at 4x the recorded speed.

@@ -151,6 +151,14 @@ pub struct Pipeline {
     rtt_window: Window,
 }
 
+impl PipelineConfig {
+    /// Batches each worker's inbox holds: [`PipelineConfig::queue_capacity`]
+    /// packets rounded up to whole batches of [`HANDOFF_BATCH`].
+    pub fn inbox_batches(&self) -> usize {
+        self.queue_capacity.div_ceil(HANDOFF_BATCH).max(1)
+    }
+}
+
 impl Pipeline {
     /// Starts `config.workers` workers; source `i` runs on worker `i`, so
     /// there can be at most as many sources as workers.
@@ -164,7 +172,7 @@ impl Pipeline {
             None => ahash::RandomState::new(),
         };
         let inboxes: Arc<[ArrayQueue<HandOff>]> = (0..workers)
-            .map(|_| ArrayQueue::new(config.queue_capacity.div_ceil(HANDOFF_BATCH).max(1)))
+            .map(|_| ArrayQueue::new(config.inbox_batches()))
             .collect();
         let shared = Arc::new(Shared {
             sources_running: AtomicUsize::new(sources.len()),
