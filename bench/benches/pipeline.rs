@@ -183,7 +183,7 @@ fn path(c: &mut Criterion) {
                     if let Some(meta) = ingest.frame(frame) {
                         outgoing.push(next_segment(&meta, ts, pass));
                         if outgoing.len() == HANDOFF_BATCH {
-                            let full = std::mem::replace(&mut outgoing, HandOff::new());
+                            let full = std::mem::take(&mut outgoing);
                             hand_off(full, &mut batch);
                         }
                     }

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use pipeline::engine::HANDOFF_BATCH;
 use pipeline::{Backpressure, Clock, Merger, Pipeline, PipelineConfig};
 use xdp::{LiveCapture, LiveConfig};
 
@@ -99,7 +98,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let queue_info = info.clone();
     let queue_stats: api::server::QueueStatsFn =
         Arc::new(move || queue_info.queues.iter().map(|q| q.sample()).collect());
-    let handoff_capacity = (config.inbox_batches() * HANDOFF_BATCH) as u64;
+    let handoff_capacity = config.handoff_capacity() as u64;
     let service = Service::start(
         cli.serve.listen(),
         publisher.clone(),

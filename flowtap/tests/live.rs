@@ -541,20 +541,17 @@ fn bring_up(lab: &Lab, ns: &str, devs: &[&str]) {
     }
 }
 
-/// pcap-replay's report of sending `capture` on `dev` in `ns` as fast as it
-/// can.
-fn replay_at_max(lab: &Lab, ns: &str, dev: &str, capture: &Path) -> String {
-    let replay = lab.exec(
-        ns,
-        &[
-            pcap_replay().to_str().unwrap(),
-            "-i",
-            dev,
-            "--max",
-            capture.to_str().unwrap(),
-        ],
-    );
-    String::from_utf8_lossy(&replay.stdout).into_owned()
+/// Runs pcap-replay in `ns` with `args` (interface, pacing, queues) on
+/// `capture`; its report.
+fn replay(lab: &Lab, ns: &str, args: &[&str], capture: &Path) -> String {
+    let replay = pcap_replay();
+    let command = [
+        &[replay.to_str().unwrap()][..],
+        args,
+        &[capture.to_str().unwrap()],
+    ]
+    .concat();
+    String::from_utf8_lossy(&lab.exec(ns, &command).stdout).into_owned()
 }
 
 #[test]
@@ -590,10 +587,10 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
     let capture = corpus_dir().join("captures/02_pcpp_example.pcap");
     // Every connection's two directions go out on different queues, so they
     // arrive on different workers; at 4x the recorded speed.
-    let replay = lab.exec(
+    let report = replay(
+        &lab,
         &ns,
         &[
-            pcap_replay().to_str().unwrap(),
             "-i",
             "r0",
             "--queues",
@@ -602,10 +599,10 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
             "direction",
             "--speed",
             "4",
-            capture.to_str().unwrap(),
         ],
+        &capture,
     );
-    eprintln!("{}", String::from_utf8_lossy(&replay.stdout));
+    eprintln!("{report}");
     let file = file_flows(&capture);
     let live = live_flows_once_counted(&ft, &file);
     let diffs = compare(&live, &file, 4);
@@ -636,7 +633,7 @@ fn a_replay_right_after_another_binds_the_same_queue() {
     let capture = corpus_dir().join("captures/02_pcpp_example.pcap");
     let frames = frames_of(&file_flows(&capture));
     for _ in 0..3 {
-        let report = replay_at_max(&lab, &ns, "r0", &capture);
+        let report = replay(&lab, &ns, &["-i", "r0", "--max"], &capture);
         let sent: u64 = report
             .split_once("sent ")
             .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
@@ -702,18 +699,10 @@ fn replayed_handshake_gaps_are_measured_live() {
     bring_up(&lab, &ns, &["g0", "g1"]);
     let ft = LiveFlowtap::start(&ns, &["-i", "g1"]);
     let started = Instant::now();
-    let out = lab.exec(
-        &ns,
-        &[
-            pcap_replay().to_str().unwrap(),
-            "-i",
-            "g0",
-            capture.to_str().unwrap(),
-        ],
-    );
+    let report = replay(&lab, &ns, &["-i", "g0"], &capture);
     eprintln!(
         "{} (recorded span 1.0 s, took {:?})",
-        String::from_utf8_lossy(&out.stdout).trim(),
+        report.trim(),
         started.elapsed()
     );
     ft.wait_for_frames(200);
@@ -857,22 +846,18 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
         "ip -n {ns} link add u0 numtxqueues 2 numrxqueues 2 type veth peer name u1 numtxqueues 2 numrxqueues 2"
     ));
     bring_up(&lab, &ns, &["u0", "u1"]);
-    let replay = |lab: &Lab| {
-        lab.exec(
-            &ns,
-            &[
-                pcap_replay().to_str().unwrap(),
-                "-i",
-                "u0",
-                "--queues",
-                "2",
-                "--spread",
-                "direction",
-                "--pps",
-                "2000",
-                capture.to_str().unwrap(),
-            ],
-        );
+    let replay_slowly = |lab: &Lab| {
+        let args = [
+            "-i",
+            "u0",
+            "--queues",
+            "2",
+            "--spread",
+            "direction",
+            "--pps",
+            "2000",
+        ];
+        replay(lab, &ns, &args, &capture);
         std::thread::sleep(Duration::from_millis(800));
     };
 
@@ -885,7 +870,7 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
         "{}",
         ft.stderr.lock().unwrap()
     );
-    replay(&lab);
+    replay_slowly(&lab);
     let (status, stderr) = ft.stop();
     assert_eq!(status, 0, "{stderr}");
     assert_eq!(
@@ -913,7 +898,7 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
         );
         let pcap = dir.path().join(format!("{unbound}.pcap"));
         let dump = tcpdump(&mut lab, &ns, "u1", &pcap);
-        replay(&lab);
+        replay_slowly(&lab);
         stop_tcpdump(dump);
         let (status, stderr) = ft.stop();
         assert_eq!(status, 0, "{stderr}");
@@ -984,17 +969,7 @@ fn an_unprivileged_user_captures_with_the_file_capabilities() {
     bring_up(&lab, &ns, &["u0", "u1"]);
     for mode in ["span", "host"] {
         let ft = LiveFlowtap::start_with(&ns, &as_nobody, &["-i", "u1", "--mode", mode]);
-        lab.exec(
-            &ns,
-            &[
-                pcap_replay().to_str().unwrap(),
-                "-i",
-                "u0",
-                "--pps",
-                "2000",
-                capture.to_str().unwrap(),
-            ],
-        );
+        replay(&lab, &ns, &["-i", "u0", "--pps", "2000"], &capture);
         std::thread::sleep(Duration::from_millis(800));
         let (status, stderr) = ft.stop();
         assert_eq!(status, 0, "{mode}: {stderr}");
@@ -1229,7 +1204,7 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
     let recorded = dir.path().join("c0-.pcap");
     let file = file_flows(&recorded);
     let ft = LiveFlowtap::start(&sv, &["-i", "s0"]);
-    let report = replay_at_max(&lab, &cl, "c0", &recorded);
+    let report = replay(&lab, &cl, &["-i", "c0", "--max"], &recorded);
     assert!(
         report.contains(&format!("sent {sent} frames ({} bytes)", sent * frame_len))
             && report.contains("failed 0"),

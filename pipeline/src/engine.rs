@@ -2,9 +2,9 @@
 //! updates it without locks. A worker may also own a packet source (a capture
 //! file, an AF_XDP socket); it parses each frame, and a packet whose shard
 //! belongs to another worker crosses over through that worker's bounded
-//! lock-free inbox, in batches ([`HANDOFF_BATCH`]). A snapshot request makes every worker export its flows
-//! ([`Exports`]); the [`merger`](crate::merger) merges them into one
-//! [`Snapshot`].
+//! lock-free inbox, in batches ([`HANDOFF_BATCH`]). A snapshot request
+//! makes every worker export its flows ([`Exports`]); the
+//! [`merger`](crate::merger) merges them into one [`Snapshot`].
 //!
 //! With one worker there is no hand-off at all: the source's thread parses
 //! and updates inline.
@@ -154,8 +154,13 @@ pub struct Pipeline {
 impl PipelineConfig {
     /// Batches each worker's inbox holds: [`PipelineConfig::queue_capacity`]
     /// packets rounded up to whole batches of [`HANDOFF_BATCH`].
-    pub fn inbox_batches(&self) -> usize {
+    fn inbox_batches(&self) -> usize {
         self.queue_capacity.div_ceil(HANDOFF_BATCH).max(1)
+    }
+
+    /// Packets each worker's inbox holds, in those whole batches.
+    pub fn handoff_capacity(&self) -> usize {
+        self.inbox_batches() * HANDOFF_BATCH
     }
 }
 
