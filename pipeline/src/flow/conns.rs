@@ -145,10 +145,34 @@ impl Conns {
         Some(&self.conns[index as usize])
     }
 
+    /// Where `key`'s connection is in the storage: valid until the next
+    /// removal (which may move the last connection into a hole), so a
+    /// position kept longer is checked with [`Conns::holds`].
     #[inline]
-    pub(super) fn get_mut_hashed(&mut self, hash: u64, key: &ConnKey) -> Option<&mut Conn> {
-        let (_, index) = self.find(hash, |c| c.key == *key)?;
-        Some(&mut self.conns[index as usize])
+    pub(super) fn index_of(&self, hash: u64, key: &ConnKey) -> Option<u32> {
+        self.find(hash, |c| c.key == *key).map(|(_, index)| index)
+    }
+
+    /// Whether the connection at `index` is `key`'s (keys are distinct in
+    /// the table, so it is the one a lookup would find); not if a removal
+    /// moved it or it is gone.
+    #[inline]
+    pub(super) fn holds(&self, index: u32, key: &ConnKey) -> bool {
+        self.conns
+            .get(index as usize)
+            .is_some_and(|conn| conn.key == *key)
+    }
+
+    /// The connection at `index`, which [`Conns::index_of`] gave.
+    #[inline]
+    pub(super) fn at(&self, index: u32) -> &Conn {
+        &self.conns[index as usize]
+    }
+
+    /// The connection at `index`, which [`Conns::index_of`] gave.
+    #[inline]
+    pub(super) fn at_mut(&mut self, index: u32) -> &mut Conn {
+        &mut self.conns[index as usize]
     }
 
     pub(super) fn get(&self, key: &ConnKey) -> Option<&Conn> {

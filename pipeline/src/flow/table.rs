@@ -39,6 +39,10 @@ struct Keyed {
     key: ConnKey,
     from_lo: bool,
     hash: u64,
+    /// Where the batch's lookup found the connection in the storage
+    /// (`u32::MAX`: not looked up, or not there), so that counting the
+    /// packet checks that place instead of looking the key up again.
+    found_at: u32,
 }
 
 impl Keyed {
@@ -53,6 +57,7 @@ impl Keyed {
         },
         from_lo: false,
         hash: 0,
+        found_at: u32::MAX,
     };
 
     #[inline]
@@ -62,6 +67,7 @@ impl Keyed {
             key,
             from_lo,
             hash: conns.hash(&key),
+            found_at: u32::MAX,
         }
     }
 }
@@ -151,11 +157,21 @@ impl FlowTable {
 
         // A later fragment's ports came from its first: its key is not the
         // one the batch computed.
-        let Keyed { key, from_lo, hash } = match keyed {
+        let Keyed {
+            key,
+            from_lo,
+            hash,
+            found_at,
+        } = match keyed {
             Some(keyed) if !matches!(p.transport.fragment, Fragment::Later { .. }) => *keyed,
             _ => Keyed::of(&t, &self.conns),
         };
-        let Some(conn) = self.conns.get_mut_hashed(hash, &key) else {
+        // Where the batch found it, unless an earlier packet's removal
+        // moved it since; else a lookup.
+        let found = Some(found_at)
+            .filter(|&at| self.conns.holds(at, &key))
+            .or_else(|| self.conns.index_of(hash, &key));
+        let Some(conn) = found.map(|at| self.conns.at_mut(at)) else {
             self.open_connection(hash, key, from_lo, &t, p);
             return;
         };
@@ -224,11 +240,10 @@ impl FlowTable {
                 self.conns.prefetch_conn(keyed[at(j)].hash);
             }
             if let Some(j) = stage(2 * AHEAD) {
-                let Keyed { hash, key, .. } = &keyed[at(j)];
-                flows[at(j)] = match self.conns.get_hashed(*hash, key) {
-                    Some(conn) => conn.flow,
-                    None => u32::MAX,
-                };
+                let k = &mut keyed[at(j)];
+                let found = self.conns.index_of(k.hash, &k.key);
+                k.found_at = found.unwrap_or(u32::MAX);
+                flows[at(j)] = found.map_or(u32::MAX, |at| self.conns.at(at).flow);
                 if let Some(meter) = self.flows.meters.get(flows[at(j)] as usize) {
                     prefetch(meter);
                 }
@@ -598,6 +613,60 @@ mod tests {
         let mut out = Vec::new();
         t.export(t.now_ns(), &mut out);
         out
+    }
+
+    /// A worker counts in batches, looking connections up for the whole
+    /// batch before counting any packet of it; packets earlier in a batch
+    /// open, evict and end connections (which moves others in the
+    /// storage). The result must be what counting one at a time gives.
+    #[test]
+    fn counting_in_batches_equals_counting_one_at_a_time() {
+        let limits = Limits {
+            max_connections: 40,
+            max_flows: 1_000,
+            max_sketches: 10,
+        };
+        let (mut one, mut batched) = (table(limits), table(limits));
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        // A fixed pseudo-random walk over 120 clients' connections (more
+        // than the table holds): handshakes, data, resets and closes, and
+        // new SYNs on closed 5-tuples.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut packets = Vec::new();
+        for n in 0..6_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let client = addr((state % 120) as u32);
+            let port = 40_000 + ((state >> 8) % 2) as u16;
+            let ts = n * MS;
+            let p = match (state >> 16) % 8 {
+                0 => tcp(ts, client, port, server, 443, SYN),
+                1 => tcp(ts, server, 443, client, port, SYN | ACK),
+                2 => tcp(ts, server, 443, client, port, crate::wire::tcp::flags::RST),
+                3 => tcp(ts, client, port, server, 443, FIN | ACK),
+                _ => tcp(ts, client, port, server, 443, ACK),
+            };
+            packets.push(p);
+        }
+        for p in &packets {
+            one.update(p);
+        }
+        for chunk in packets.chunks(32) {
+            batched.update_batch(chunk);
+        }
+        let c = one.counters();
+        assert!(
+            c.connections_evicted + c.connections_evicted_recent > 0,
+            "the walk must evict connections: {c:?}"
+        );
+        assert_eq!(c, batched.counters());
+        let described = |t: &mut FlowTable| {
+            let mut all: Vec<String> = flows(t).iter().map(|f| format!("{f:?}")).collect();
+            all.sort();
+            all
+        };
+        assert_eq!(described(&mut one), described(&mut batched));
     }
 
     #[test]
