@@ -66,21 +66,8 @@ fn check_capture(capture: &str, threads: usize) {
     );
 }
 
-fn check(capture: &str) {
-    // One thread (no hand-off) and three (packets cross shards) must agree
-    // with the truth alike.
-    check_capture(capture, 1);
-    check_capture(capture, 3);
-}
-
-macro_rules! corpus_tests {
-    ($($name:ident => $file:literal),* $(,)?) => {
-        const LISTED: &[&str] = &[$($file),*];
-        $(#[test] fn $name() { check($file); })*
-    };
-}
-
-corpus_tests! {
+capture_truth_tests! {
+    corpus_dir(), check_capture, every_corpus_capture_is_checked;
     pcpp_example => "02_pcpp_example",
     ndpi_reddit_ipv6 => "05_ndpi_reddit_ipv6",
     ndpi_bot_vlan => "08_ndpi_bot_vlan",
@@ -92,11 +79,4 @@ corpus_tests! {
     pcpp_raw_ip => "18_pcpp_raw_ip",
     tcpreplay_test => "19_tcpreplay_test",
     malformed_l3l4_bundle => "22_malformed_l3l4_bundle",
-}
-
-/// Every capture of the corpus is checked: the named ones above (each must
-/// still exist), and any added since, here.
-#[test]
-fn every_corpus_capture_is_checked() {
-    truth::check_unlisted(&corpus_dir(), LISTED, check);
 }

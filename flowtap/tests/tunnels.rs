@@ -272,19 +272,8 @@ fn check_capture(capture: &str, threads: usize) {
     );
 }
 
-fn check(capture: &str) {
-    check_capture(capture, 1);
-    check_capture(capture, 3);
-}
-
-macro_rules! tunnel_tests {
-    ($($name:ident => $file:literal),* $(,)?) => {
-        const LISTED: &[&str] = &[$($file),*];
-        $(#[test] fn $name() { check($file); })*
-    };
-}
-
-tunnel_tests! {
+capture_truth_tests! {
+    tunnels_dir(), check_capture, every_tunnel_capture_is_checked;
     vxlan_icmp_only => "t01_zeek_vxlan",
     geneve_with_options => "t02_tcpdump_geneve",
     gre_carrying_ip => "t03_zeek_gre_sample",
@@ -297,11 +286,6 @@ tunnel_tests! {
     ipv6_in_ipv4 => "t10_zeek_6in4",
     gre_ethernet_fragmented => "t11_zeek_erspan1_tcp",
     vxlan_ipv6_gso => "t12_tcpdump_gso_vxlan_ipv6",
-}
-
-#[test]
-fn every_tunnel_capture_is_checked() {
-    truth::check_unlisted(&tunnels_dir(), LISTED, check);
 }
 
 /// The encapsulation counters add up: every frame of the VXLAN and ERSPAN

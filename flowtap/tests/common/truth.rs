@@ -135,6 +135,25 @@ pub(crate) fn captures(dir: &Path) -> Vec<String> {
     captures
 }
 
+/// A test per named capture of `dir`, each checked by `check_capture`
+/// with one thread (no hand-off) and with three (packets cross shards),
+/// which must agree with the truth alike; and `$every`, which checks the
+/// captures added to `dir` since and that the named ones still exist.
+#[macro_export]
+macro_rules! capture_truth_tests {
+    ($dir:expr, $check_capture:path, $every:ident; $($name:ident => $file:literal),* $(,)?) => {
+        fn check(capture: &str) {
+            $check_capture(capture, 1);
+            $check_capture(capture, 3);
+        }
+        $(#[test] fn $name() { check($file); })*
+        #[test]
+        fn $every() {
+            $crate::common::truth::check_unlisted(&$dir, &[$($file),*], check);
+        }
+    };
+}
+
 /// Asserts that the captures tested by name still exist, and runs `check`
 /// on every other capture of the directory (added since).
 pub(crate) fn check_unlisted(dir: &Path, listed: &[&str], check: impl Fn(&str)) {
