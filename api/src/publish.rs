@@ -47,7 +47,24 @@ pub struct Publisher {
     /// served): following every flow for them is a pass over the snapshot.
     pair_counters: bool,
     other_thread: OtherThread,
+    /// How often snapshots are due (live capture, hub), and whether the
+    /// last one took longer than that to make and prepare.
+    due: Option<Due>,
 }
+
+/// Snapshots due every `interval`: one that takes longer to make and
+/// prepare than that is late, and answers are older than the interval
+/// says. The operator hears of it at most once a minute while it goes on,
+/// not at every snapshot (a hub over too many flows is late every round).
+struct Due {
+    interval: Duration,
+    /// When the log last said so, and late snapshots since.
+    warned: Option<Instant>,
+    late_unlogged: u64,
+}
+
+/// Late snapshots are logged at most this often.
+const LATE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// A second thread for the publisher's passes over a snapshot, started
 /// once: one spawned per snapshot would leave its allocator heap behind
@@ -137,7 +154,19 @@ impl Publisher {
             retired: None,
             pair_counters: true,
             other_thread: OtherThread::new(),
+            due: None,
         }
+    }
+
+    /// Snapshots are due every `interval` (`--snapshot-interval`): one that
+    /// takes longer to make and prepare is counted
+    /// (`flowtap_snapshots_late_total`) and logged, at most once a minute.
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.due = Some(Due {
+            interval,
+            warned: None,
+            late_unlogged: 0,
+        });
     }
 
     /// The counters the publisher keeps (and /metrics serves).
@@ -258,9 +287,34 @@ impl Publisher {
             "prepared"
         );
         // Building the snapshot, then preparing it for queries.
-        self.stats
-            .observe_merge((merge_ns + started.elapsed().as_nanos() as u64) as f64 / 1e9);
+        let took = Duration::from_nanos(merge_ns) + started.elapsed();
+        self.stats.observe_merge(took.as_secs_f64());
         self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        self.check_due(took);
+    }
+
+    fn check_due(&mut self, took: Duration) {
+        let Some(due) = &mut self.due else {
+            return;
+        };
+        if took <= due.interval {
+            return;
+        }
+        self.stats.snapshots_late.fetch_add(1, Ordering::Relaxed);
+        due.late_unlogged += 1;
+        if due.warned.is_some_and(|at| at.elapsed() < LATE_LOG_EVERY) {
+            return;
+        }
+        tracing::warn!(
+            took_s = took.as_secs_f64(),
+            interval_s = due.interval.as_secs_f64(),
+            late = due.late_unlogged,
+            "snapshots take longer to make than --snapshot-interval, so answers are older than \
+             the interval: raise --snapshot-interval for this many flows, or give flowtap more \
+             CPU (late: snapshots late since the last such line)"
+        );
+        due.warned = Some(Instant::now());
+        due.late_unlogged = 0;
     }
 
     /// Takes in a changed inventory (a rewritten file, what a watch saw)
@@ -352,6 +406,28 @@ mod tests {
         let mut publisher = Publisher::new(None, Cluster::default(), Default::default());
         publisher.without_pair_counters();
         publisher
+    }
+
+    /// With an interval set, a snapshot that took longer than it to make is
+    /// counted late; one on time is not.
+    #[test]
+    fn a_snapshot_slower_than_the_interval_is_counted_late() {
+        let mut publisher = publisher();
+        let late = |p: &Publisher| p.stats.snapshots_late.load(Ordering::Relaxed);
+        let taking = |ms: u64| Snapshot {
+            merge_ns: ms * 1_000_000,
+            ..Snapshot::default()
+        };
+        publisher.publish(taking(5_000));
+        assert_eq!(late(&publisher), 0, "no interval, nothing is late");
+        publisher.set_interval(Duration::from_secs(1));
+        publisher.publish(taking(1_500));
+        publisher.publish(taking(2_000));
+        assert_eq!(late(&publisher), 2);
+        // Logged for the first, not again within the minute.
+        assert_eq!(publisher.due.as_ref().map(|d| d.late_unlogged), Some(1));
+        publisher.publish(taking(10));
+        assert_eq!(late(&publisher), 2);
     }
 
     /// A query that holds the served view while a new one is swapped in

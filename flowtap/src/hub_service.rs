@@ -44,6 +44,10 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         &args.serve,
     )?));
     let interval = Duration::from_secs_f64(args.snapshot_interval.max(0.05));
+    publisher
+        .lock()
+        .expect("publisher lock")
+        .set_interval(interval);
     let agent_timeout = Duration::from_secs_f64(args.agent_timeout.max(0.01));
     // Pausing sooner than one interval would pause between every two rounds.
     let idle_after =

@@ -117,6 +117,10 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
             .store(u64::from(info.promiscuous), Ordering::Relaxed);
     }
     let interval = Duration::from_secs_f64(cli.snapshot_interval.max(0.05));
+    publisher
+        .lock()
+        .expect("publisher lock")
+        .set_interval(interval);
     let merger = {
         let publisher = publisher.clone();
         let clock = Clock::Live(info.clock);

@@ -648,6 +648,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(snapshots)
     ),
     metric!(
+        "flowtap_snapshots_late",
+        Counter,
+        "Snapshots that took longer than --snapshot-interval to make and prepare for queries (answers were older than the interval meanwhile; logged at most once a minute).",
+        stat!(snapshots_late)
+    ),
+    metric!(
         "flowtap_snapshot_age_seconds",
         Gauge,
         "Wall-clock age of the snapshot the API serves.",

@@ -47,6 +47,8 @@ impl FixedHistogram {
 #[derive(Debug, Default)]
 pub struct ServiceStats {
     pub snapshots: AtomicU64,
+    /// Snapshots that took longer than `--snapshot-interval` to make.
+    pub snapshots_late: AtomicU64,
     pub inventory_reloads: AtomicU64,
     pub inventory_reload_errors: AtomicU64,
     pub inventory_addresses: AtomicU64,
