@@ -47,8 +47,8 @@ pub struct Publisher {
     /// served): following every flow for them is a pass over the snapshot.
     pair_counters: bool,
     other_thread: OtherThread,
-    /// How often snapshots are due (live capture, hub), and whether the
-    /// last one took longer than that to make and prepare.
+    /// How often snapshots are due (live capture, hub; `None` reading
+    /// files), and when the log last said that one was late.
     due: Option<Due>,
 }
 
