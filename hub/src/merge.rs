@@ -34,7 +34,7 @@ use pipeline::flow::{FlowRecord, PerSide, Side, TcpHealth, Window};
 pub struct AgentFlows {
     pub agent: u16,
     pub node: Option<Arc<str>>,
-    pub flows: Vec<FlowRecord>,
+    pub flows: Chunked,
 }
 
 /// Every flow of every agent, each once, in the API's order
@@ -52,7 +52,11 @@ pub fn merge(
     // Where the merge's time goes, for the debug log.
     let started = std::time::Instant::now();
     for a in &mut agents {
-        pipeline::snapshot::sort_flows(&mut a.flows);
+        if !a.flows.in_api_order() {
+            let mut flows = std::mem::take(&mut a.flows).into_vec();
+            pipeline::snapshot::sort_flows(&mut flows);
+            a.flows = flows.into();
+        }
     }
     let total: usize = agents.iter().map(|a| a.flows.len()).sum();
     // Where each flow was first seen (list, position), and where it was
@@ -62,10 +66,11 @@ pub fn merge(
     // pair (first sighting, this one), in a list rather than a map of
     // lists: one allocation for all, not one a flow.
     let hasher = ahash::RandomState::new();
-    let key_at = |(l, p): (u32, u32)| &agents[l as usize].flows[p as usize].key;
+    let key_at = |(l, p): (u32, u32)| &agents[l as usize].flows.get(p as usize).key;
     let mut first: HashTable<(u32, u32)> = HashTable::with_capacity(total);
     let mut again: Vec<((u32, u32), (u32, u32))> = Vec::new();
     for (l, a) in agents.iter().enumerate() {
+        // Nothing is taken yet: positions are the records' own.
         for (p, r) in a.flows.iter().enumerate() {
             let at = (l as u32, p as u32);
             let found = first.entry(
@@ -87,8 +92,7 @@ pub fn merge(
         agents.iter().map(|a| (a.agent, a.node.clone())).collect();
     let node_by_agent = |agent: u16| nodes.get(&agent).cloned().flatten();
     let ids: Vec<u16> = agents.iter().map(|a| a.agent).collect();
-    let mut lists: Vec<Taken> = agents.into_iter().map(|a| Taken::new(a.flows)).collect();
-    let chunked = started.elapsed();
+    let mut lists: Vec<Chunked> = agents.into_iter().map(|a| a.flows).collect();
     let mut sets = SeenBy::default();
     // Flows seen more than once become one record each here, ranked among
     // the others below as one more list. Grouped by first sighting, whose
@@ -113,40 +117,57 @@ pub fn merge(
         combined.push(combine(all, &node_of, &node_by_agent, &mut sets));
     }
     pipeline::snapshot::sort_flows(&mut combined);
-    lists.push(Taken::new(combined));
+    lists.push(combined.into());
     let seen_alone: Vec<Option<Arc<[u16]>>> = (0..lists.len())
         .map(|l| ids.get(l).map(|&id| sets.of(&[id])))
         .collect();
 
     let combined_at = started.elapsed();
-    // Each list's next flow, smallest rank on top.
-    let mut heads = std::collections::BinaryHeap::with_capacity(lists.len());
-    for (l, list) in lists.iter_mut().enumerate() {
-        if let Some((rank, p)) = list.next_from(0) {
-            heads.push(std::cmp::Reverse((rank, l, p)));
-        }
-    }
     let mut out = Vec::with_capacity(total);
-    while let Some(mut head) = heads.peek_mut() {
-        let std::cmp::Reverse((_, l, p)) = *head;
-        let list = &mut lists[l];
-        let mut record = list.take(p);
-        if let Some(alone) = &seen_alone[l] {
-            record.seen_by = Some(alone.clone());
+    // Chunks the merge has passed are freed on a thread of their own: a hub
+    // gives freed memory back to the kernel at once (the allocator's purge
+    // delay is 0), and freed between the merge's moves, on its thread,
+    // they made this step take about twice as long (BENCHMARKS.md, hub:
+    // "Chunks freed beside the merge").
+    let (passed, to_free) = std::sync::mpsc::channel::<Chunk>();
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("flowtap-hub-free".into())
+            .spawn_scoped(scope, move || to_free.into_iter().for_each(drop))
+            .expect("a thread to free the merged lists");
+        // Each list's next flow, smallest rank on top.
+        let mut heads = std::collections::BinaryHeap::with_capacity(lists.len());
+        for (l, list) in lists.iter_mut().enumerate() {
+            if let Some((rank, p)) = list.next_from(0, &passed) {
+                heads.push(std::cmp::Reverse((rank, l, p)));
+            }
         }
-        out.push(record);
-        // The list's next flow replaces its last in place (one sift down,
-        // not a pop and a push: two passes over the heap a flow).
-        match list.next_from(p + 1) {
-            Some((rank, p)) => *head = std::cmp::Reverse((rank, l, p)),
-            None => drop(std::collections::binary_heap::PeekMut::pop(head)),
+        while let Some(mut head) = heads.peek_mut() {
+            let std::cmp::Reverse((_, l, p)) = *head;
+            let list = &mut lists[l];
+            let mut record = list.take(p);
+            if let Some(alone) = &seen_alone[l] {
+                record.seen_by = Some(alone.clone());
+            }
+            out.push(record);
+            // The list's next flow replaces its last in place (one sift
+            // down, not a pop and a push: two passes over the heap a flow).
+            match list.next_from(p + 1, &passed) {
+                Some((rank, p)) => *head = std::cmp::Reverse((rank, l, p)),
+                None => drop(std::collections::binary_heap::PeekMut::pop(head)),
+            }
         }
-    }
+        // The lists' last chunks go the same way; the thread ends once
+        // every chunk sent is freed and the sender is gone.
+        for chunk in lists.into_iter().flat_map(|list| list.chunks) {
+            let _ = passed.send(chunk);
+        }
+        drop(passed);
+    });
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     tracing::debug!(
         checked_and_indexed_ms = ms(indexed),
-        chunked_ms = ms(chunked - indexed),
-        combined_ms = ms(combined_at - chunked),
+        combined_ms = ms(combined_at - indexed),
         ordered_ms = ms(started.elapsed() - combined_at),
         "merged"
     );
@@ -158,20 +179,72 @@ pub fn merge(
 /// is made of are not all resident at once.
 const CHUNK: usize = 4096;
 
-/// One list of flows being merged: taken out one by one, in chunks freed
-/// once passed.
-struct Taken {
-    chunks: Vec<Vec<Option<FlowRecord>>>,
+type Chunk = Vec<Option<FlowRecord>>;
+
+/// One list of flows to merge, in chunks of [`CHUNK`] records: filled as a
+/// feed is decoded (on the decoding threads: the merge does not copy every
+/// record into chunks itself), then taken out one by one, each chunk freed
+/// once the merge has passed it.
+#[derive(Default)]
+pub struct Chunked {
+    chunks: Vec<Chunk>,
+    len: usize,
+    /// How many records are coming: the last chunk is sized for the rest,
+    /// not for a whole chunk (a thousand agents of a few flows each).
+    expected: usize,
 }
 
-impl Taken {
-    fn new(flows: Vec<FlowRecord>) -> Taken {
-        let mut flows = flows.into_iter();
-        let mut chunks = Vec::with_capacity(flows.len().div_ceil(CHUNK));
-        while flows.len() > 0 {
-            chunks.push(flows.by_ref().take(CHUNK).map(Some).collect());
+impl Chunked {
+    /// An empty list for about `expected` records.
+    pub fn with_capacity(expected: usize) -> Chunked {
+        Chunked {
+            chunks: Vec::with_capacity(expected.div_ceil(CHUNK)),
+            len: 0,
+            expected,
         }
-        Taken { chunks }
+    }
+
+    pub fn push(&mut self, record: FlowRecord) {
+        if self.len.is_multiple_of(CHUNK) {
+            let room = self.expected.saturating_sub(self.len).clamp(1, CHUNK);
+            self.chunks.push(Vec::with_capacity(room));
+        }
+        self.chunks
+            .last_mut()
+            .expect("a chunk was just made")
+            .push(Some(record));
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The records not taken, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &FlowRecord> {
+        self.chunks.iter().flatten().flatten()
+    }
+
+    /// The records not taken, in order, in one list.
+    pub fn into_vec(self) -> Vec<FlowRecord> {
+        self.chunks.into_iter().flatten().flatten().collect()
+    }
+
+    /// Whether the records are in the API's order already (an agent's feed
+    /// is).
+    fn in_api_order(&self) -> bool {
+        self.iter().is_sorted_by_key(pipeline::snapshot::api_rank)
+    }
+
+    /// The record at `p`, which is still there.
+    fn get(&self, p: usize) -> &FlowRecord {
+        self.chunks[p / CHUNK][p % CHUNK]
+            .as_ref()
+            .expect("each position is read before it is taken")
     }
 
     /// The record at `p`, which is still there.
@@ -182,12 +255,17 @@ impl Taken {
     }
 
     /// The first record still there at or after `p`, and its rank. Chunks
-    /// before it are done with (everything before `p` was taken) and are
-    /// freed.
-    fn next_from(&mut self, mut p: usize) -> Option<(pipeline::snapshot::ApiRank, usize)> {
+    /// before it are done with (everything before `p` was taken) and go to
+    /// `passed`, to be freed.
+    fn next_from(
+        &mut self,
+        mut p: usize,
+        passed: &std::sync::mpsc::Sender<Chunk>,
+    ) -> Option<(pipeline::snapshot::ApiRank, usize)> {
         loop {
             if p > 0 && p.is_multiple_of(CHUNK) {
-                self.chunks[p / CHUNK - 1] = Vec::new();
+                // Freed here if the freeing thread is gone.
+                let _ = passed.send(std::mem::take(&mut self.chunks[p / CHUNK - 1]));
             }
             // `?`: past the last chunk, or the end of the last (shorter) one.
             match self.chunks.get(p / CHUNK)?.get(p % CHUNK)? {
@@ -195,6 +273,22 @@ impl Taken {
                 None => p += 1,
             }
         }
+    }
+}
+
+impl Extend<FlowRecord> for Chunked {
+    fn extend<I: IntoIterator<Item = FlowRecord>>(&mut self, records: I) {
+        for record in records {
+            self.push(record);
+        }
+    }
+}
+
+impl From<Vec<FlowRecord>> for Chunked {
+    fn from(records: Vec<FlowRecord>) -> Chunked {
+        let mut chunked = Chunked::with_capacity(records.len());
+        chunked.extend(records);
+        chunked
     }
 }
 
@@ -356,13 +450,13 @@ mod tests {
         let on_client = AgentFlows {
             agent: 0,
             node: node("a"),
-            flows: vec![flow((10, 1000), (8, 900), [Some(300), Some(305)])],
+            flows: vec![flow((10, 1000), (8, 900), [Some(300), Some(305)])].into(),
         };
         let on_server = AgentFlows {
             agent: 1,
             node: node("b"),
             // The server's node lost one client packet.
-            flows: vec![flow((9, 940), (8, 900), [Some(4), Some(310)])],
+            flows: vec![flow((9, 940), (8, 900), [Some(4), Some(310)])].into(),
         };
         let nodes = |ip: IpAddr| match ip.to_string().as_str() {
             "198.18.0.1" => node("a"),
@@ -392,12 +486,12 @@ mod tests {
                 AgentFlows {
                     agent: 0,
                     node: None,
-                    flows: vec![flow((1, 60), (1, 60), [Some(7), None])],
+                    flows: vec![flow((1, 60), (1, 60), [Some(7), None])].into(),
                 },
                 AgentFlows {
                     agent: 1,
                     node: None,
-                    flows: vec![flow((1, 60), (1, 60), [None, Some(9)])],
+                    flows: vec![flow((1, 60), (1, 60), [None, Some(9)])].into(),
                 },
             ],
             |_| None,
@@ -412,9 +506,10 @@ mod tests {
     fn gathered_then_sorted(agents: Vec<AgentFlows>) -> Vec<FlowRecord> {
         let mut groups: Vec<Vec<Sighting>> = Vec::new();
         let mut group_of = std::collections::HashMap::new();
-        for mut a in agents {
-            pipeline::snapshot::sort_flows(&mut a.flows);
-            for record in a.flows {
+        for a in agents {
+            let mut flows = a.flows.into_vec();
+            pipeline::snapshot::sort_flows(&mut flows);
+            for record in flows {
                 let g = *group_of.entry(record.key).or_insert_with(|| {
                     groups.push(Vec::new());
                     groups.len() - 1
@@ -482,7 +577,7 @@ mod tests {
                         AgentFlows {
                             agent,
                             node: None,
-                            flows,
+                            flows: flows.into(),
                         }
                     })
                     .collect::<Vec<_>>()
@@ -517,7 +612,7 @@ mod tests {
             vec![AgentFlows {
                 agent: 3,
                 node: None,
-                flows: vec![flow((2, 120), (0, 0), [None, None])],
+                flows: vec![flow((2, 120), (0, 0), [None, None])].into(),
             }],
             |_| None,
         );

@@ -18,6 +18,8 @@ use pipeline::Snapshot;
 use pipeline::flow::{FlowKey, FlowRecord, Side};
 use pipeline::prefetch::prefetch;
 
+use crate::merge::Chunked;
+
 pub struct Previous {
     snapshot: Arc<Snapshot>,
     hasher: ahash::RandomState,
@@ -159,17 +161,17 @@ impl<'p> Sharer<'p> {
         self.previous.is_some()
     }
 
-    /// A feed's flows as records ([`FeedFlow::into_record`]), unchanged
-    /// digests shared while sharing pays. Flows are taken in runs of
+    /// A feed's flows as records ([`FeedFlow::into_record`]), in chunks
+    /// ready for the merge ([`Chunked`]), unchanged digests shared while sharing pays. Flows are taken in runs of
     /// [`RUN`]: the last snapshot's candidates for a whole run are found
     /// first, then each record is asked for [`AHEAD`] flows before it is
     /// read (a lookup waiting for each trip to memory in turn was a tenth
     /// of a hub's CPU). A run at a time, so that a feed that stops
     /// sharing after its probe stops looking up too.
-    pub fn records(&mut self, flows: Vec<FeedFlow>) -> Vec<FlowRecord> {
+    pub fn records(&mut self, flows: Vec<FeedFlow>) -> Chunked {
         // Sized for every flow up front: collected through a filter, the
         // list would grow by doubling (a third more memory at 50k flows).
-        let mut records = Vec::with_capacity(flows.len());
+        let mut records = Chunked::with_capacity(flows.len());
         let mut flows = flows.into_iter();
         let mut candidates = Vec::with_capacity(RUN);
         while flows.len() > 0 {
@@ -336,13 +338,13 @@ mod tests {
 
         // Nothing changed: every digest shared.
         let mut sharer = Sharer::new(Some(&previous));
-        let same = sharer.records(feed(n, 100));
+        let same = sharer.records(feed(n, 100)).into_vec();
         assert!((0..n as usize).all(|i| Arc::ptr_eq(&leg(&same[i]), &last(i))));
         assert!(sharer.paid());
 
         // Every digest changed: none shared, and after the probe none tried.
         let mut sharer = Sharer::new(Some(&previous));
-        let changed = sharer.records(feed(n, 200));
+        let changed = sharer.records(feed(n, 200)).into_vec();
         assert!(!sharer.paid());
         assert_eq!(sharer.tried, PROBE);
         assert!(!Sharer::new(None).paid(), "nothing to share with");
