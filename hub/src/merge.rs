@@ -131,10 +131,14 @@ pub fn merge(
     // "Chunks freed beside the merge").
     let (passed, to_free) = std::sync::mpsc::channel::<Chunk>();
     std::thread::scope(|scope| {
-        std::thread::Builder::new()
+        // Without that thread (none to be had), the receiver is gone with
+        // the closure and `next_from` frees them here, as before.
+        if let Err(error) = std::thread::Builder::new()
             .name("flowtap-hub-free".into())
             .spawn_scoped(scope, move || to_free.into_iter().for_each(drop))
-            .expect("a thread to free the merged lists");
+        {
+            tracing::debug!(%error, "no thread to free the merged lists: the merge frees them");
+        }
         // Each list's next flow, smallest rank on top.
         let mut heads = std::collections::BinaryHeap::with_capacity(lists.len());
         for (l, list) in lists.iter_mut().enumerate() {

@@ -162,12 +162,13 @@ impl<'p> Sharer<'p> {
     }
 
     /// A feed's flows as records ([`FeedFlow::into_record`]), in chunks
-    /// ready for the merge ([`Chunked`]), unchanged digests shared while sharing pays. Flows are taken in runs of
-    /// [`RUN`]: the last snapshot's candidates for a whole run are found
-    /// first, then each record is asked for [`AHEAD`] flows before it is
-    /// read (a lookup waiting for each trip to memory in turn was a tenth
-    /// of a hub's CPU). A run at a time, so that a feed that stops
-    /// sharing after its probe stops looking up too.
+    /// ready for the merge ([`Chunked`]), unchanged digests shared while
+    /// sharing pays. Flows are taken in runs of [`RUN`]: the last
+    /// snapshot's candidates for a whole run are found first, then each
+    /// record is asked for [`AHEAD`] flows before it is read (a lookup
+    /// waiting for each trip to memory in turn was a tenth of a hub's
+    /// CPU). A run at a time, so that a feed that stops sharing after its
+    /// probe stops looking up too.
     pub fn records(&mut self, flows: Vec<FeedFlow>) -> Chunked {
         // Sized for every flow up front: collected through a filter, the
         // list would grow by doubling (a third more memory at 50k flows).
