@@ -28,8 +28,17 @@ pub const CONTENT_TYPE: &str = "application/x-flowtap-feed";
 /// Changes whenever the encoding does: a hub refuses other versions.
 pub const VERSION: u32 = 4;
 
+/// A feed: its head, then its flows (postcard writes a struct's fields in
+/// turn, so the head's are the feed's first, the version first of all).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Feed {
+    pub head: FeedHead,
+    pub flows: Vec<FeedFlow>,
+}
+
+/// Who the agent is, which snapshot, and what it lost.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FeedHead {
     pub version: u32,
     /// The agent's own name for itself and its node (`--node-name`).
     pub name: String,
@@ -40,8 +49,6 @@ pub struct Feed {
     pub as_of_ns: u64,
     pub since_ns: Option<u64>,
     pub losses: WireLosses,
-    #[serde(deserialize_with = "flows_at_declared_count")]
-    pub flows: Vec<FeedFlow>,
 }
 
 /// At most this many flows are allocated ahead of decoding them, whatever
@@ -49,36 +56,42 @@ pub struct Feed {
 /// yet filled is address space, not memory.
 const MAX_PREALLOCATED_FLOWS: usize = 1 << 20;
 
-/// The flows, allocated at the count the feed declares. serde's own `Vec`
-/// allocates at most 1 MiB ahead and then doubles, copying every flow into
-/// fresh memory at each step, which the kernel zeroes first: for a hub over
-/// 32 agents of 50,000 flows, those copies' page faults were a fifth of its
-/// CPU time.
-fn flows_at_declared_count<'de, D>(deserializer: D) -> Result<Vec<FeedFlow>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    struct Flows;
-    impl<'de> serde::de::Visitor<'de> for Flows {
-        type Value = Vec<FeedFlow>;
+/// A feed's flows, decoded one at a time from its bytes ([`Feed::open`]).
+pub struct FeedFlows<'b> {
+    /// How many the feed declares that are still to come.
+    left: usize,
+    rest: &'b [u8],
+}
 
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a sequence of flows")
+impl FeedFlows<'_> {
+    /// How many flows to make room for: the count the feed declares, but
+    /// no more than one a byte left (each takes several) nor than
+    /// [`MAX_PREALLOCATED_FLOWS`], so that a count that lies allocates
+    /// nothing much.
+    pub fn room(&self) -> usize {
+        self.left.min(self.rest.len()).min(MAX_PREALLOCATED_FLOWS)
+    }
+}
+
+impl Iterator for FeedFlows<'_> {
+    type Item = Result<FeedFlow, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
         }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            let declared = seq.size_hint().unwrap_or(0);
-            let mut flows = Vec::with_capacity(declared.min(MAX_PREALLOCATED_FLOWS));
-            while let Some(flow) = seq.next_element()? {
-                flows.push(flow);
+        match postcard::take_from_bytes(self.rest) {
+            Ok((flow, rest)) => {
+                self.rest = rest;
+                self.left -= 1;
+                Some(Ok(flow))
             }
-            Ok(flows)
+            Err(e) => {
+                self.left = 0;
+                Some(Err(format!("not a feed: {e}")))
+            }
         }
     }
-    deserializer.deserialize_seq(Flows)
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -192,13 +205,15 @@ impl Feed {
         let s = &view.snapshot;
         let me = s.coverage.agents.first();
         Feed {
-            version: VERSION,
-            name: me.map_or_else(String::new, |a| a.name.to_string()),
-            node: me.and_then(|a| a.node.as_deref().map(str::to_owned)),
-            sequence: s.sequence,
-            as_of_ns: s.as_of_ns,
-            since_ns: s.since_ns,
-            losses: me.map(|a| a.losses).unwrap_or_default().into(),
+            head: FeedHead {
+                version: VERSION,
+                name: me.map_or_else(String::new, |a| a.name.to_string()),
+                node: me.and_then(|a| a.node.as_deref().map(str::to_owned)),
+                sequence: s.sequence,
+                as_of_ns: s.as_of_ns,
+                since_ns: s.since_ns,
+                losses: me.map(|a| a.losses).unwrap_or_default().into(),
+            },
             flows: s
                 .flows
                 .iter()
@@ -211,16 +226,34 @@ impl Feed {
         postcard::to_allocvec(self).expect("a feed serialises into memory")
     }
 
-    /// Decodes a feed; a feed of another version is an error.
+    /// Decodes a feed whole; a feed of another version is an error.
     pub fn decode(bytes: &[u8]) -> Result<Feed, String> {
-        let feed: Feed = postcard::from_bytes(bytes).map_err(|e| format!("not a feed: {e}"))?;
-        if feed.version != VERSION {
+        let (head, flows) = Feed::open(bytes)?;
+        let mut all = Vec::with_capacity(flows.room());
+        for flow in flows {
+            all.push(flow?);
+        }
+        Ok(Feed { head, flows: all })
+    }
+
+    /// Decodes a feed's head, and gives its flows to decode one at a time:
+    /// a hub makes each into a record as it comes, rather than holding a
+    /// feed's flows all decoded beside their records (fresh memory each
+    /// feed, which the kernel zeroes first). A feed of another version is
+    /// an error.
+    pub fn open(bytes: &[u8]) -> Result<(FeedHead, FeedFlows<'_>), String> {
+        let not_a_feed = |e: postcard::Error| format!("not a feed: {e}");
+        let (head, rest): (FeedHead, _) = postcard::take_from_bytes(bytes).map_err(not_a_feed)?;
+        if head.version != VERSION {
             return Err(format!(
                 "feed version {} (this hub reads {VERSION}): run the same flowtap version on agents and hub",
-                feed.version
+                head.version
             ));
         }
-        Ok(feed)
+        // A sequence is its length (a varint, as a `usize` is), then its
+        // elements (postcard's wire format).
+        let (left, rest): (usize, _) = postcard::take_from_bytes(rest).map_err(not_a_feed)?;
+        Ok((head, FeedFlows { left, rest }))
     }
 }
 
@@ -362,7 +395,7 @@ impl FeedFlow {
 /// The coverage entry an agent's feed describes, as fetched at `fetched_ns`.
 pub fn agent_coverage(
     url: &str,
-    feed: &Feed,
+    feed: &FeedHead,
     fetched_ns: u64,
 ) -> pipeline::snapshot::AgentCoverage {
     pipeline::snapshot::AgentCoverage {
@@ -514,18 +547,23 @@ mod tests {
             (3, 600)
         );
         let feed = Feed {
-            version: VERSION,
-            name: "a".into(),
-            node: Some("n".into()),
-            sequence: 9,
-            as_of_ns: 2,
-            since_ns: Some(1),
-            losses: WireLosses::default(),
+            head: FeedHead {
+                version: VERSION,
+                name: "a".into(),
+                node: Some("n".into()),
+                sequence: 9,
+                as_of_ns: 2,
+                since_ns: Some(1),
+                losses: WireLosses::default(),
+            },
             flows: vec![wire],
         };
         assert_eq!(Feed::decode(&feed.encode()).unwrap(), feed);
         let old = Feed {
-            version: 0,
+            head: FeedHead {
+                version: 0,
+                ..feed.head.clone()
+            },
             ..feed.clone()
         };
         assert!(
@@ -534,6 +572,27 @@ mod tests {
                 .contains("version 0")
         );
         assert!(Feed::decode(b"garbage").is_err());
+
+        // Opened, a feed gives its head, then its flows one by one; a feed
+        // cut short gives the flows before the cut, then an error.
+        let two = Feed {
+            flows: vec![feed.flows[0].clone(); 2],
+            ..feed.clone()
+        }
+        .encode();
+        let (head, flows) = Feed::open(&two).unwrap();
+        assert_eq!(head, feed.head);
+        assert_eq!(flows.room(), 2);
+        let flows: Vec<_> = flows.collect();
+        assert_eq!(
+            flows,
+            vec![Ok(feed.flows[0].clone()), Ok(feed.flows[0].clone())]
+        );
+        let (_, flows) = Feed::open(&two[..two.len() - 1]).unwrap();
+        let flows: Vec<_> = flows.collect();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[0], Ok(feed.flows[0].clone()));
+        assert!(flows[1].as_ref().unwrap_err().contains("not a feed"));
 
         // Flows are allocated at the count the feed declares, not grown.
         let many = Feed {

@@ -252,11 +252,11 @@ pub async fn round(
                     let previous = previous.await;
                     let _decoder = decoders.acquire().await.expect("never closed");
                     tokio::task::spawn_blocking(move || {
-                        Feed::decode(&bytes).map(|mut feed| {
-                            let mut sharer = previous::Sharer::new(previous.as_deref());
-                            let records = sharer.records(std::mem::take(&mut feed.flows));
-                            (feed, records, sharer.paid())
-                        })
+                        let (head, flows) = Feed::open(&bytes)?;
+                        let mut sharer = previous::Sharer::new(previous.as_deref());
+                        let room = flows.room();
+                        let records = sharer.records(flows, room)?;
+                        Ok((head, records, sharer.paid()))
                     })
                     .await
                     .unwrap_or_else(|e| Err(e.to_string()))

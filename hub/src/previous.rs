@@ -169,23 +169,39 @@ impl<'p> Sharer<'p> {
     /// waiting for each trip to memory in turn was a tenth of a hub's
     /// CPU). A run at a time, so that a feed that stops sharing after its
     /// probe stops looking up too.
-    pub fn records(&mut self, flows: Vec<FeedFlow>) -> Chunked {
+    ///
+    /// The flows are decoded a run at a time too ([`api::feed::FeedFlows`],
+    /// `room` of them declared), so that a feed's flows are never all
+    /// decoded at once: a run's memory serves the next, where a feed
+    /// decoded whole was fresh memory each feed, which the kernel zeroes
+    /// first. A flow that does not decode is the feed's error.
+    pub fn records(
+        &mut self,
+        flows: impl IntoIterator<Item = Result<FeedFlow, String>>,
+        room: usize,
+    ) -> Result<Chunked, String> {
         // Sized for every flow up front: collected through a filter, the
         // list would grow by doubling (a third more memory at 50k flows).
-        let mut records = Chunked::with_capacity(flows.len());
+        let mut records = Chunked::with_capacity(room);
         let mut flows = flows.into_iter();
+        let mut run: Vec<FeedFlow> = Vec::with_capacity(RUN);
         let mut candidates = Vec::with_capacity(RUN);
-        while flows.len() > 0 {
+        loop {
+            for flow in flows.by_ref().take(RUN) {
+                run.push(flow?);
+            }
+            if run.is_empty() {
+                return Ok(records);
+            }
             candidates.clear();
             if let Some(previous) = self.previous {
-                candidates.extend(flows.as_slice().iter().take(RUN).map(|f| {
+                candidates.extend(run.iter().map(|f| {
                     f.key()
                         .filter(|_| f.has_handshake())
                         .and_then(|key| previous.candidate(&key))
                 }));
             }
-            for i in 0..RUN {
-                let Some(flow) = flows.next() else { break };
+            for (i, flow) in run.drain(..).enumerate() {
                 if let (Some(previous), Some(&ahead)) = (self.previous, candidates.get(i + AHEAD)) {
                     previous.prefetch(ahead);
                 }
@@ -193,7 +209,6 @@ impl<'p> Sharer<'p> {
                 records.extend(self.record(flow, candidate));
             }
         }
-        records
     }
 
     /// `flow` as a record, `candidate` where the last snapshot probably
@@ -339,13 +354,20 @@ mod tests {
 
         // Nothing changed: every digest shared.
         let mut sharer = Sharer::new(Some(&previous));
-        let same = sharer.records(feed(n, 100)).into_vec();
+        let decoded = |sharer: &mut Sharer<'_>, flows: Vec<FeedFlow>| {
+            let room = flows.len();
+            sharer
+                .records(flows.into_iter().map(Ok), room)
+                .unwrap()
+                .into_vec()
+        };
+        let same = decoded(&mut sharer, feed(n, 100));
         assert!((0..n as usize).all(|i| Arc::ptr_eq(&leg(&same[i]), &last(i))));
         assert!(sharer.paid());
 
         // Every digest changed: none shared, and after the probe none tried.
         let mut sharer = Sharer::new(Some(&previous));
-        let changed = sharer.records(feed(n, 200)).into_vec();
+        let changed = decoded(&mut sharer, feed(n, 200));
         assert!(!sharer.paid());
         assert_eq!(sharer.tried, PROBE);
         assert!(!Sharer::new(None).paid(), "nothing to share with");

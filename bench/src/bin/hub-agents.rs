@@ -21,7 +21,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use api::feed::{Feed, FeedFlow, VERSION, WireDigest, WireHealth, WireLosses};
+use api::feed::{Feed, FeedFlow, FeedHead, VERSION, WireDigest, WireHealth, WireLosses};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
@@ -134,13 +134,15 @@ fn feed(agent: u32, agents: u32, flows: u32, version: u32) -> Feed {
             .map(|r| pipeline::snapshot::api_rank(&r))
     });
     Feed {
-        version: VERSION,
-        name: format!("agent-{agent}"),
-        node: Some(format!("node-{agent}")),
-        sequence: 1,
-        as_of_ns: 2_000_000_000,
-        since_ns: Some(1_000_000_000),
-        losses: WireLosses::default(),
+        head: FeedHead {
+            version: VERSION,
+            name: format!("agent-{agent}"),
+            node: Some(format!("node-{agent}")),
+            sequence: 1,
+            as_of_ns: 2_000_000_000,
+            since_ns: Some(1_000_000_000),
+            losses: WireLosses::default(),
+        },
         flows: list,
     }
 }
