@@ -88,10 +88,15 @@ impl Iterator for FeedFlows<'_> {
             }
             Err(e) => {
                 self.left = 0;
-                Some(Err(format!("not a feed: {e}")))
+                Some(Err(not_a_feed(e)))
             }
         }
     }
+}
+
+/// What a hub says of bytes that do not decode as a feed.
+fn not_a_feed(e: postcard::Error) -> String {
+    format!("not a feed: {e}")
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -242,7 +247,6 @@ impl Feed {
     /// feed, which the kernel zeroes first). A feed of another version is
     /// an error.
     pub fn open(bytes: &[u8]) -> Result<(FeedHead, FeedFlows<'_>), String> {
-        let not_a_feed = |e: postcard::Error| format!("not a feed: {e}");
         let (head, rest): (FeedHead, _) = postcard::take_from_bytes(bytes).map_err(not_a_feed)?;
         if head.version != VERSION {
             return Err(format!(

@@ -254,8 +254,7 @@ pub async fn round(
                     tokio::task::spawn_blocking(move || {
                         let (head, flows) = Feed::open(&bytes)?;
                         let mut sharer = previous::Sharer::new(previous.as_deref());
-                        let room = flows.room();
-                        let records = sharer.records(flows, room)?;
+                        let records = sharer.records(flows)?;
                         Ok((head, records, sharer.paid()))
                     })
                     .await

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use api::feed::FeedFlow;
+use api::feed::{FeedFlow, FeedFlows};
 use hashbrown::HashTable;
 use pipeline::Snapshot;
 use pipeline::flow::{FlowKey, FlowRecord, Side};
@@ -170,20 +170,15 @@ impl<'p> Sharer<'p> {
     /// CPU). A run at a time, so that a feed that stops sharing after its
     /// probe stops looking up too.
     ///
-    /// The flows are decoded a run at a time too ([`api::feed::FeedFlows`],
-    /// `room` of them declared), so that a feed's flows are never all
-    /// decoded at once: a run's memory serves the next, where a feed
-    /// decoded whole was fresh memory each feed, which the kernel zeroes
-    /// first. A flow that does not decode is the feed's error.
-    pub fn records(
-        &mut self,
-        flows: impl IntoIterator<Item = Result<FeedFlow, String>>,
-        room: usize,
-    ) -> Result<Chunked, String> {
+    /// The flows are decoded a run at a time too ([`FeedFlows`]), so that
+    /// a feed's flows are never all decoded at once: a run's memory serves
+    /// the next, where a feed decoded whole was fresh memory each feed,
+    /// which the kernel zeroes first. A flow that does not decode is the
+    /// feed's error.
+    pub fn records(&mut self, mut flows: FeedFlows<'_>) -> Result<Chunked, String> {
         // Sized for every flow up front: collected through a filter, the
         // list would grow by doubling (a third more memory at 50k flows).
-        let mut records = Chunked::with_capacity(room);
-        let mut flows = flows.into_iter();
+        let mut records = Chunked::with_capacity(flows.room());
         let mut run: Vec<FeedFlow> = Vec::with_capacity(RUN);
         let mut candidates = Vec::with_capacity(RUN);
         loop {
@@ -242,6 +237,7 @@ impl<'p> Sharer<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use api::feed::{Feed, FeedHead, VERSION, WireLosses};
     use pipeline::flow::{HandshakeDigest, PerSide, Window};
     use pipeline::packet::{Addr, L4Proto};
 
@@ -354,12 +350,20 @@ mod tests {
 
         // Nothing changed: every digest shared.
         let mut sharer = Sharer::new(Some(&previous));
+        // Through a feed's bytes, as a hub decodes them.
         let decoded = |sharer: &mut Sharer<'_>, flows: Vec<FeedFlow>| {
-            let room = flows.len();
-            sharer
-                .records(flows.into_iter().map(Ok), room)
-                .unwrap()
-                .into_vec()
+            let head = FeedHead {
+                version: VERSION,
+                name: "agent".into(),
+                node: None,
+                sequence: 1,
+                as_of_ns: 2_000_000_000,
+                since_ns: None,
+                losses: WireLosses::default(),
+            };
+            let bytes = Feed { head, flows }.encode();
+            let (_, flows) = Feed::open(&bytes).unwrap();
+            sharer.records(flows).unwrap().into_vec()
         };
         let same = decoded(&mut sharer, feed(n, 100));
         assert!((0..n as usize).all(|i| Arc::ptr_eq(&leg(&same[i]), &last(i))));
