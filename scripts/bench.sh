@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # flowtap's benchmarks, side by side with the peer tools (BENCHMARKS.md).
-#   scripts/bench.sh            the whole run (about 40 minutes here)
+#   scripts/bench.sh            the whole run (about 35 minutes here)
 #   scripts/bench.sh --quick    small captures, one run each (CI runs this)
 # Further options go to bench/harness/run.py (--only SECTION, --out DIR...).
 # Installs the peers (Debian packages) and matplotlib, builds the release
