@@ -24,10 +24,9 @@ PATHS = [
 
 
 # Snapshots a hub publishes before the window opens: its first rounds have
-# no last snapshot to share unchanged digests with and its allocator no
-# memory yet, and took up to twice as long as the rounds after (the merge's
-# ordering 0.9-1.2 s against about 0.2 s at 32 x 50k on 2026-12-03), which
-# a 15 s window of 3 s rounds would average in.
+# no last snapshot to share unchanged digests with, and were slower (the
+# merge's ordering 0.9-1.2 s in them against about 0.2 s after, at 32 x 50k
+# on 2026-12-03); a 15 s window of 3 s rounds averaged them in.
 WARM_UP = 5
 
 
