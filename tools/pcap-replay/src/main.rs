@@ -1,16 +1,19 @@
 //! `pcap-replay -i IFACE FILE...`: sends a capture's frames onto an interface
 //! through AF_XDP transmit sockets, at the recorded speed, a multiple of it,
 //! a fixed rate, or as fast as possible, optionally looped, on one or
-//! several queues; then prints what was sent and what failed.
+//! several queues; then prints what was sent and what failed. With
+//! `--sent FILE` it also writes what it sent, stamped with when it sent it.
 #![forbid(unsafe_code)]
 
+use std::fs::File;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use anyhow::{Context, bail};
+use capgen::pcap::{LINKTYPE_ETHERNET, PcapWriter};
 use clap::Parser;
 use pipeline::capture::CaptureFile;
 use pipeline::wire::dissect::{Dissected, LinkType, dissect};
@@ -49,6 +52,13 @@ struct Args {
     /// queue, the other's on the next. `frame` deals frames out round-robin.
     #[arg(long, value_enum, default_value_t = Spread::Source)]
     spread: Spread,
+    /// Also write every frame sent to this capture file (pcap, nanosecond
+    /// stamps), stamped with the wall-clock time it was handed to the kernel
+    /// (with `--max`, when it was queued): the reference for timing checks,
+    /// since a sender that the scheduler delays sends later than the
+    /// recording says.
+    #[arg(long, value_name = "FILE")]
+    sent: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -139,6 +149,14 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
+    let mut sent_log = match &args.sent {
+        Some(path) => Some(
+            File::create(path)
+                .and_then(|f| PcapWriter::new(f, LINKTYPE_ETHERNET))
+                .with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => None,
+    };
     let (mut sent, mut failed, mut bytes) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     let mut next_due = started;
@@ -149,7 +167,7 @@ fn main() -> anyhow::Result<()> {
             let mut first_ts: Option<u64> = None;
             let file_start = Instant::now();
             loop {
-                let mut result = Ok(());
+                let mut result: anyhow::Result<()> = Ok(());
                 let n = file.read_frames(1, |frame| {
                     match &pace {
                         Pace::Recorded { speed } => {
@@ -185,9 +203,24 @@ fn main() -> anyhow::Result<()> {
                             Ok(true) => break,
                             Ok(false) => socket.kick(),
                             Err(e) => {
-                                result = Err(e);
+                                result = Err(anyhow::Error::from(e).context("sending"));
                                 break;
                             }
+                        }
+                    }
+                    if result.is_err() {
+                        return;
+                    }
+                    if let Some(log) = &mut sent_log {
+                        // What goes onto the wire is an Ethernet frame, whatever
+                        // the file's link type.
+                        let now = SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap_or_default();
+                        if let Err(e) = log.write(now.as_nanos() as u64, frame.data, frame.wire_len)
+                        {
+                            result = Err(e).context("writing the sent frames");
+                            return;
                         }
                     }
                     if !matches!(pace, Pace::Max) {
@@ -196,12 +229,15 @@ fn main() -> anyhow::Result<()> {
                     sent += 1;
                     bytes += frame.data.len() as u64;
                 })?;
-                result.context("sending")?;
+                result?;
                 if n == 0 {
                     break;
                 }
             }
         }
+    }
+    if let Some(log) = sent_log {
+        log.finish().context("writing the sent frames")?;
     }
     // Wait for the kernel to finish sending.
     let deadline = Instant::now() + Duration::from_secs(5);
