@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use capgen::pcap::{LINKTYPE_ETHERNET, PcapWriter};
 use clap::Parser;
 use pipeline::capture::CaptureFile;
+use pipeline::time::wall_now_ns;
 use pipeline::wire::dissect::{Dissected, LinkType, dissect};
 use xdp::xsk::{BindMode, TxSocket, XskConfig};
 
@@ -214,11 +215,7 @@ fn main() -> anyhow::Result<()> {
                     if let Some(log) = &mut sent_log {
                         // What goes onto the wire is an Ethernet frame, whatever
                         // the file's link type.
-                        let now = SystemTime::now()
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .unwrap_or_default();
-                        if let Err(e) = log.write(now.as_nanos() as u64, frame.data, frame.wire_len)
-                        {
+                        if let Err(e) = log.write(wall_now_ns(), frame.data, frame.wire_len) {
                             result = Err(e).context("writing the sent frames");
                             return;
                         }
