@@ -150,6 +150,7 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
+    // Ethernet whatever the files' link type: frames are sent as they are.
     let mut sent_log = match &args.sent {
         Some(path) => Some(
             File::create(path)
@@ -205,20 +206,15 @@ fn main() -> anyhow::Result<()> {
                             Ok(false) => socket.kick(),
                             Err(e) => {
                                 result = Err(anyhow::Error::from(e).context("sending"));
-                                break;
+                                return;
                             }
                         }
                     }
-                    if result.is_err() {
+                    if let Some(log) = &mut sent_log
+                        && let Err(e) = log.write(wall_now_ns(), frame.data, frame.wire_len)
+                    {
+                        result = Err(e).context("writing the sent frames");
                         return;
-                    }
-                    if let Some(log) = &mut sent_log {
-                        // What goes onto the wire is an Ethernet frame, whatever
-                        // the file's link type.
-                        if let Err(e) = log.write(wall_now_ns(), frame.data, frame.wire_len) {
-                            result = Err(e).context("writing the sent frames");
-                            return;
-                        }
                     }
                     if !matches!(pace, Pace::Max) {
                         socket.kick();
