@@ -120,4 +120,81 @@ mod tests {
         assert!(AgentUrl::parse("https://a:1").is_err());
         assert!(AgentUrl::parse("http://").is_err());
     }
+
+    /// An agent on a local port that answers every request with `head`
+    /// and then `body` (HTTP/1.1 as written), once per connection.
+    async fn agent_answering(head: String, body: Vec<u8>) -> AgentUrl {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (head, body) = (head.clone(), body.clone());
+                tokio::spawn(async move {
+                    let mut request = [0u8; 1024];
+                    let _ = conn.read(&mut request).await;
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(&body).await;
+                });
+            }
+        });
+        AgentUrl { authority }
+    }
+
+    /// The feed bound (`--max-feed-bytes`) holds whether the answer says
+    /// its length up front or sends it in chunks; within it the body comes
+    /// back whole and exact.
+    #[tokio::test]
+    async fn bodies_are_read_whole_within_the_bound_and_refused_beyond_it() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let sized = agent_answering(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ),
+            body.clone(),
+        )
+        .await;
+        // Chunked: 100 chunks of 3000 bytes, no length up front.
+        let mut chunks = Vec::new();
+        for piece in body.chunks(3000) {
+            chunks.extend(format!("{:x}\r\n", piece.len()).bytes());
+            chunks.extend(piece);
+            chunks.extend(b"\r\n");
+        }
+        chunks.extend(b"0\r\n\r\n");
+        let chunked = agent_answering(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".into(),
+            chunks,
+        )
+        .await;
+        let timeout = Duration::from_secs(10);
+        for agent in [&sized, &chunked] {
+            let got = get(agent, "/internal/v1/feed", None, timeout, body.len())
+                .await
+                .unwrap();
+            assert!(got == body, "{agent:?}: {} bytes back", got.len());
+            let refused = get(agent, "/internal/v1/feed", None, timeout, body.len() - 1)
+                .await
+                .unwrap_err();
+            assert!(
+                refused.contains(&format!("at most {} bytes", body.len() - 1)),
+                "{agent:?}: {refused}"
+            );
+        }
+        // An agent that refuses (a wrong token, say) is an error naming
+        // its status and what it said, not a feed.
+        let refusing = agent_answering(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 13\r\nConnection: close\r\n\r\n".into(),
+            b"bad token\r\n\r\n".to_vec(),
+        )
+        .await;
+        let error = get(&refusing, "/internal/v1/feed", None, timeout, 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("HTTP 401 Unauthorized: bad token"),
+            "{error}"
+        );
+    }
 }
