@@ -133,6 +133,14 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "FLOWTAP_NO_PROMISCUOUS", help_heading = LIVE)]
     pub no_promiscuous: bool,
 
+    /// Receive every frame in one AF_XDP buffer, as kernels before 6.6 do,
+    /// instead of a longer frame in several where the kernel can: for a
+    /// driver whose multi-buffer support misbehaves. A frame longer than a
+    /// buffer (see --frame-size) is then dropped by the kernel and counted
+    /// (flowtap_xdp_rx_dropped_total).
+    #[arg(long, env = "FLOWTAP_NO_MULTI_BUFFER", help_heading = LIVE)]
+    pub no_multi_buffer: bool,
+
     /// Spin on the rings instead of sleeping when idle (lowest latency, one
     /// full core per queue).
     #[arg(long, env = "FLOWTAP_BUSY_POLL", help_heading = LIVE)]

@@ -23,6 +23,7 @@ fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     config.frame_size = cli.frame_size;
     config.ring_frames = cli.ring_frames;
     config.promiscuous = !cli.no_promiscuous;
+    config.multi_buffer = !cli.no_multi_buffer;
     if let Some(q) = cli.queues {
         config.host_queues = q;
     }

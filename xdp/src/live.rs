@@ -47,6 +47,9 @@ pub struct LiveConfig {
     pub host_queues: u32,
     /// Hold a span interface in promiscuous mode while capturing.
     pub promiscuous: bool,
+    /// Receive a frame longer than a buffer in several, where the kernel
+    /// can; false receives one buffer a frame, as before Linux 6.6.
+    pub multi_buffer: bool,
 }
 
 impl LiveConfig {
@@ -64,6 +67,7 @@ impl LiveConfig {
             idle_wait: STATS_REFRESH,
             host_queues: 1,
             promiscuous: true,
+            multi_buffer: true,
         }
     }
 }
@@ -180,6 +184,7 @@ impl LiveCapture {
                 .ring_frames
                 .unwrap_or(DEFAULT_RING_BYTES / frame_size),
             bind: BindMode::Auto,
+            multi_buffer: config.multi_buffer,
         };
         let available = rx_queues(&capture_iface).map_err(iface_err(&capture_iface))?;
         let queues = config.queues.unwrap_or(available).clamp(1, available);
@@ -197,7 +202,7 @@ impl LiveCapture {
             sockets.push((socket, Arc::new(wake)));
         }
         let (xdp_mode, multi_buffer_program) =
-            programs.attach_xdp(&capture_iface, config.xdp_mode)?;
+            programs.attach_xdp(&capture_iface, config.xdp_mode, config.multi_buffer)?;
         for (s, _) in &sockets {
             programs.bind_queue(s.queue, s.fd())?;
         }

@@ -78,10 +78,16 @@ impl Programs {
     }
 
     /// Loads the XDP program: the multi-buffer one where the kernel takes
-    /// it (5.18 on), else the single-buffer one. Returns its name.
-    fn load_xdp(&mut self) -> Result<&'static str, LiveError> {
+    /// it (5.18 on) and `multi_buffer` allows it, else the single-buffer
+    /// one. Returns its name.
+    fn load_xdp(&mut self, multi_buffer: bool) -> Result<&'static str, LiveError> {
         let mut last = None;
-        for name in [XDP_FRAGS_PROGRAM, XDP_PROGRAM] {
+        let names: &[&'static str] = if multi_buffer {
+            &[XDP_FRAGS_PROGRAM, XDP_PROGRAM]
+        } else {
+            &[XDP_PROGRAM]
+        };
+        for &name in names {
             let loaded = self.xdp(name).and_then(|program| {
                 program.load().map_err(|e| LiveError::Program {
                     program: name,
@@ -96,17 +102,19 @@ impl Programs {
                 }
             }
         }
-        Err(last.expect("two programs were tried"))
+        Err(last.expect("a program was tried"))
     }
 
-    /// Attaches the XDP program to `iface`; returns the mode used and
-    /// whether the program takes frames in several buffers.
+    /// Attaches the XDP program to `iface` (the multi-buffer one if
+    /// `multi_buffer` allows it and the kernel takes it); returns the mode
+    /// used and whether the program takes frames in several buffers.
     pub fn attach_xdp(
         &mut self,
         iface: &str,
         choice: XdpAttach,
+        multi_buffer: bool,
     ) -> Result<(XdpMode, bool), LiveError> {
-        let name = self.load_xdp()?;
+        let name = self.load_xdp(multi_buffer)?;
         let multi_buffer = name == XDP_FRAGS_PROGRAM;
         let program = self.xdp(name)?;
         let modes: &[XdpMode] = match choice {

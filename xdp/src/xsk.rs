@@ -57,6 +57,9 @@ pub struct XskConfig {
     /// Frames per socket; also the size of the fill and rx rings.
     pub frame_count: u32,
     pub bind: BindMode,
+    /// Bind for frames in several buffers where the kernel can (6.6 on);
+    /// false binds for one buffer a frame, as an older kernel does.
+    pub multi_buffer: bool,
 }
 
 impl XskConfig {
@@ -81,6 +84,7 @@ impl Default for XskConfig {
             frame_size: 4096,
             frame_count: 4096,
             bind: BindMode::Auto,
+            multi_buffer: true,
         }
     }
 }
@@ -233,9 +237,10 @@ fn open_parts(
 const BUSY_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Opens, maps the ring (`map`) and binds, trying zero-copy first in
-/// `BindMode::Auto` and falling back to copy mode, and multi-buffer first in
-/// each (a kernel before 6.6, or a zero-copy driver without it, refuses);
-/// while the queue is busy, tries again for up to [`BUSY_QUEUE_WAIT`].
+/// `BindMode::Auto` and falling back to copy mode, and (unless the config
+/// rules it out) multi-buffer first in each (a kernel before 6.6, or a
+/// zero-copy driver without it, refuses); while the queue is busy, tries
+/// again for up to [`BUSY_QUEUE_WAIT`].
 fn open_bound<R>(
     ifindex: u32,
     queue: u32,
@@ -248,11 +253,16 @@ fn open_bound<R>(
         BindMode::ZeroCopy => &[true],
         BindMode::Copy => &[false],
     };
+    let buffers: &[bool] = if config.multi_buffer {
+        &[true, false]
+    } else {
+        &[false]
+    };
     let deadline = Instant::now() + BUSY_QUEUE_WAIT;
     loop {
         let mut last = io::Error::other("no bind attempted");
         for &zero_copy in attempts {
-            for multi_buffer in [true, false] {
+            for &multi_buffer in buffers {
                 let parts = open_parts(ifindex, queue, config, rx, zero_copy, multi_buffer)?;
                 let ring = map(&parts.user).map_err(errno)?;
                 match parts.device.bind(&parts.user) {
