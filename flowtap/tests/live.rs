@@ -1118,6 +1118,13 @@ fn udp_lab(tag: &str) -> (Lab, String, String) {
     (lab, cl, sv)
 }
 
+/// The MTU of both ends of `udp_lab`'s veth pair.
+fn set_udp_lab_mtu(cl: &str, sv: &str, mtu: u32) {
+    for (ns, dev) in [(cl, "c0"), (sv, "s0")] {
+        sh(&format!("ip -n {ns} link set {dev} mtu {mtu}"));
+    }
+}
+
 fn send_datagrams(lab: &Lab, ns: &str, n: u32) {
     send_datagrams_from(lab, ns, 40000, n);
 }
@@ -1158,8 +1165,7 @@ fn send_datagrams_of(lab: &Lab, ns: &str, port: u16, n: u32, payload: usize) {
 #[test]
 fn jumbo_frames_arrive_whole_in_several_buffers() {
     let (mut lab, cl, sv) = udp_lab("mtu");
-    sh(&format!("ip -n {cl} link set c0 mtu 9000"));
-    sh(&format!("ip -n {sv} link set s0 mtu 9000"));
+    set_udp_lab_mtu(&cl, &sv, 9000);
     let dir = tempfile::tempdir().unwrap();
     let (sent, payload) = (20u64, 8000);
     // UDP and IPv4 headers, Ethernet's.
@@ -1254,8 +1260,7 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
 #[test]
 fn single_buffer_sockets_count_the_frames_they_cannot_hold() {
     let (mut lab, cl, sv) = udp_lab("sbuf");
-    sh(&format!("ip -n {cl} link set c0 mtu 9000"));
-    sh(&format!("ip -n {sv} link set s0 mtu 9000"));
+    set_udp_lab_mtu(&cl, &sv, 9000);
     let dir = tempfile::tempdir().unwrap();
     let ft = LiveFlowtap::start(&sv, &["-i", "s0", "--no-multi-buffer"]);
     let log = ft.stderr.lock().unwrap().clone();
@@ -1266,14 +1271,27 @@ fn single_buffer_sockets_count_the_frames_they_cannot_hold() {
         sample(&metrics, "flowtap_xdp_max_frame_bytes{queue=\"0\"}"),
         3840.0
     );
-    // 30 datagrams that fit a buffer (1042-byte frames), recorded by
-    // tcpdump; then 20 that do not (8042 bytes), to the same flow.
-    let (fitting, jumbo) = (30u64, 20u64);
-    let pcap = dir.path().join("c0.pcap");
-    let dump = tcpdump(&mut lab, &cl, "c0", &pcap);
-    send_datagrams_of(&lab, &cl, 40000, fitting as u32, 1000);
-    std::thread::sleep(Duration::from_millis(500));
-    stop_tcpdump(dump);
+    // Datagrams that fit a buffer, recorded by tcpdump on the sending end;
+    // and the flowtap that counted them stopped, with the kernel's drops.
+    let fitting = 30u64;
+    let record_fitting = |lab: &mut Lab, name: &str, payload: usize| {
+        let pcap = dir.path().join(name);
+        let dump = tcpdump(lab, &cl, "c0", &pcap);
+        send_datagrams_of(lab, &cl, 40000, fitting as u32, payload);
+        std::thread::sleep(Duration::from_millis(500));
+        stop_tcpdump(dump);
+        let file = file_flows(&pcap);
+        assert_eq!(frames_of(&file), fitting);
+        file
+    };
+    let stop = |ft: LiveFlowtap, dropped: u64| {
+        let (status, stderr) = ft.stop();
+        assert_eq!(status, 0, "{stderr}");
+        assert_eq!(queue_report(&stderr), (vec![fitting], dropped), "{stderr}");
+    };
+    // 1042-byte frames; then 20 of 8042 bytes, to the same flow.
+    let file = record_fitting(&mut lab, "c0-9000.pcap", 1000);
+    let jumbo = 20u64;
     send_datagrams_of(&lab, &cl, 40001, jumbo as u32, 8000);
     // The kernel counts every jumbo frame it could not hand over.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1287,38 +1305,23 @@ fn single_buffer_sockets_count_the_frames_they_cannot_hold() {
     };
     assert_eq!(dropped, jumbo, "{}", ft.admin_text("/metrics"));
     // The flow holds the fitting datagrams exactly, none of the others.
-    let file = file_flows(&pcap);
-    assert_eq!(frames_of(&file), fitting);
-    let live = live_flows_once_counted(&ft, &file);
-    compare(&live, &file, 1);
-    let (status, stderr) = ft.stop();
-    assert_eq!(status, 0, "{stderr}");
-    assert_eq!(queue_report(&stderr), (vec![fitting], jumbo), "{stderr}");
+    compare(&live_flows_once_counted(&ft, &file), &file, 1);
+    stop(ft, jumbo);
     // The veth takes no single-buffer program in driver mode at that MTU
     // (a frame could be longer than a page), so that run was in skb mode;
     // at an Ethernet MTU it is in driver mode, as an older kernel's would
     // be, and counts exactly.
     assert!(log.contains("xdp_mode=\"skb\""), "{log}");
-    sh(&format!("ip -n {cl} link set c0 mtu 1500"));
-    sh(&format!("ip -n {sv} link set s0 mtu 1500"));
+    set_udp_lab_mtu(&cl, &sv, 1500);
     let ft = LiveFlowtap::start(&sv, &["-i", "s0", "--no-multi-buffer"]);
     let log = ft.stderr.lock().unwrap().clone();
     assert!(
         log.contains("multi_buffer=false") && log.contains("xdp_mode=\"driver\""),
         "{log}"
     );
-    let pcap = dir.path().join("c0-1500.pcap");
-    let dump = tcpdump(&mut lab, &cl, "c0", &pcap);
-    send_datagrams_of(&lab, &cl, 40000, fitting as u32, 1400);
-    std::thread::sleep(Duration::from_millis(500));
-    stop_tcpdump(dump);
-    let file = file_flows(&pcap);
-    assert_eq!(frames_of(&file), fitting);
-    let live = live_flows_once_counted(&ft, &file);
-    compare(&live, &file, 1);
-    let (status, stderr) = ft.stop();
-    assert_eq!(status, 0, "{stderr}");
-    assert_eq!(queue_report(&stderr), (vec![fitting], 0), "{stderr}");
+    let file = record_fitting(&mut lab, "c0-1500.pcap", 1400);
+    compare(&live_flows_once_counted(&ft, &file), &file, 1);
+    stop(ft, 0);
     lab.close();
 }
 
