@@ -372,7 +372,8 @@ pub(crate) struct HubArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_IDLE_AFTER", help_heading = HUB)]
     pub idle_after: f64,
 
-    /// Agents pulled at most.
+    /// Agents pulled at most; more are not pulled, and answers name them
+    /// missing in their coverage (flowtap_agent_up 0).
     #[arg(long, value_name = "N", default_value_t = 1024, env = "FLOWTAP_HUB_MAX_AGENTS", help_heading = HUB)]
     pub max_agents: usize,
 

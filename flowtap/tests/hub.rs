@@ -247,6 +247,43 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         assert_eq!(from_hub["coverage"]["agents_expected"], 3);
     }
 
+    // A hub allowed fewer agents than it finds pulls that many, and names
+    // the rest missing, saying why: its answer is not passed off as whole.
+    let bounded = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &urls.join(","),
+        "--snapshot-interval",
+        &interval,
+        "--max-agents",
+        "2",
+    ]);
+    wait_for(&bounded, Duration::from_secs(30), "two agents", |s| {
+        s["coverage"]["agents_answered"] == 2
+    });
+    let summary = bounded.get_json("/mcp/flows/summary");
+    assert_eq!(summary["coverage"]["agents_expected"], 3, "{summary}");
+    let missing = summary["coverage"]["agents_missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{summary}");
+    let left_out = summary["coverage"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == missing[0])
+        .unwrap();
+    assert_eq!(
+        left_out["error"], "not pulled: more agents than --max-agents 2",
+        "{left_out}"
+    );
+    let metrics = bounded.metrics();
+    assert_eq!(sample(&metrics, "flowtap_agents_expected"), 3.0);
+    assert_eq!(sample(&metrics, "flowtap_agents_answered"), 2.0);
+    assert!(
+        summary["total_flows"].as_u64().unwrap() < expected.len() as u64,
+        "{summary}"
+    );
+    drop(bounded);
+
     // One agent stops: named missing within two intervals, the others'
     // flows still served.
     let stopped = agents.pop().unwrap();

@@ -49,7 +49,8 @@ pub struct HubConfig {
     pub interval: Duration,
     /// How long one agent's pull may take.
     pub agent_timeout: Duration,
-    /// Agents pulled at most; more are left out (and named in the log).
+    /// Agents pulled at most; more are not pulled, and named missing in
+    /// the coverage.
     pub max_agents: usize,
     /// Bytes one agent's feed may take.
     pub max_feed_bytes: usize,
@@ -199,14 +200,10 @@ pub async fn round(
         .map(|s| s.current());
     let round_started = Instant::now();
     let mut agents = config.discovery.agents(inventory.as_deref()).await;
-    if agents.len() > config.max_agents {
-        tracing::warn!(
-            found = agents.len(),
-            kept = config.max_agents,
-            "more agents than --max-agents; the rest are left out"
-        );
-        agents.truncate(config.max_agents);
-    }
+    // Agents beyond the bound are not pulled, and the coverage names them
+    // missing (and `log_changes` logs each once): an answer must not pass
+    // off what they saw as no traffic.
+    let left_out = agents.split_off(config.max_agents.min(agents.len()));
     // Indexed off the reactor while the first pulls are under way; each
     // decoding waits for it.
     let previous = async move {
@@ -301,6 +298,16 @@ pub async fn round(
                 });
             }
         }
+    }
+    for agent in &left_out {
+        coverage.agents.push(AgentCoverage {
+            name: agent.name().into(),
+            error: Some(format!(
+                "not pulled: more agents than --max-agents {}",
+                config.max_agents
+            )),
+            ..AgentCoverage::default()
+        });
     }
     let node_of = |ip| {
         inventory
