@@ -133,14 +133,13 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         .iter()
         .map(|a| format!("http://{}", a.addr))
         .collect();
-    let interval = INTERVAL_S.to_string();
-    let hub = Server::start_serving(&[
-        "hub",
-        "--agent",
-        &urls.join(","),
-        "--snapshot-interval",
-        &interval,
-    ]);
+    let hub_over_the_agents = |more: &[&str]| {
+        let (agents, interval) = (urls.join(","), INTERVAL_S.to_string());
+        let mut args = vec!["hub", "--agent", &agents, "--snapshot-interval", &interval];
+        args.extend_from_slice(more);
+        Server::start_serving(&args)
+    };
+    let hub = hub_over_the_agents(&[]);
     wait_for(&hub, Duration::from_secs(30), "all agents", |s| {
         s["coverage"]["agents_answered"] == 3
     });
@@ -249,15 +248,7 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
 
     // A hub allowed fewer agents than it finds pulls that many, and names
     // the rest missing, saying why: its answer is not passed off as whole.
-    let bounded = Server::start_serving(&[
-        "hub",
-        "--agent",
-        &urls.join(","),
-        "--snapshot-interval",
-        &interval,
-        "--max-agents",
-        "2",
-    ]);
+    let bounded = hub_over_the_agents(&["--max-agents", "2"]);
     wait_for(&bounded, Duration::from_secs(30), "two agents", |s| {
         s["coverage"]["agents_answered"] == 2
     });
