@@ -1294,16 +1294,18 @@ fn single_buffer_sockets_count_the_frames_they_cannot_hold() {
     let jumbo = 20u64;
     send_datagrams_of(&lab, &cl, 40001, jumbo as u32, 8000);
     // The kernel counts every jumbo frame it could not hand over.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let dropped = loop {
-        let metrics = ft.admin_text("/metrics");
-        let dropped = sample(&metrics, "flowtap_xdp_rx_dropped_total{queue=\"0\"}") as u64;
-        if dropped >= jumbo || Instant::now() > deadline {
-            break dropped;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let rx_dropped = |ft: &LiveFlowtap| {
+        sample(
+            &ft.admin_text("/metrics"),
+            "flowtap_xdp_rx_dropped_total{queue=\"0\"}",
+        ) as u64
     };
-    assert_eq!(dropped, jumbo, "{}", ft.admin_text("/metrics"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx_dropped(&ft) < jumbo {
+        assert!(Instant::now() < deadline, "{}", ft.admin_text("/metrics"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(rx_dropped(&ft), jumbo, "{}", ft.admin_text("/metrics"));
     // The flow holds the fitting datagrams exactly, none of the others.
     compare(&live_flows_once_counted(&ft, &file), &file, 1);
     stop(ft, jumbo);

@@ -106,15 +106,15 @@ impl Programs {
     }
 
     /// Attaches the XDP program to `iface` (the multi-buffer one if
-    /// `multi_buffer` allows it and the kernel takes it); returns the mode
-    /// used and whether the program takes frames in several buffers.
+    /// `allow_multi_buffer` and the kernel takes it); returns the mode used
+    /// and whether the program takes frames in several buffers.
     pub fn attach_xdp(
         &mut self,
         iface: &str,
         choice: XdpAttach,
-        multi_buffer: bool,
+        allow_multi_buffer: bool,
     ) -> Result<(XdpMode, bool), LiveError> {
-        let name = self.load_xdp(multi_buffer)?;
+        let name = self.load_xdp(allow_multi_buffer)?;
         let multi_buffer = name == XDP_FRAGS_PROGRAM;
         let program = self.xdp(name)?;
         let modes: &[XdpMode] = match choice {
