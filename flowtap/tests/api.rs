@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::Server;
+use common::wait;
 use common::{corpus_dir, project_root, without_ages};
 use serde_json::{Value, json};
 
@@ -1094,11 +1095,14 @@ fn an_inventory_change_takes_effect_without_a_restart() {
         Some("legacy-browser-5b8f9d7c6-qrz2m")
     );
     let wait_for = |want: Option<&str>| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client_pod(&s).as_deref() != want {
-            assert!(Instant::now() < deadline, "mapping never became {want:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait::until(Duration::from_secs(10), "the mapping", || {
+            let got = client_pod(&s);
+            if got.as_deref() == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}, not {want:?}"))
+            }
+        })
     };
     // Replace the file the way kubectl > tmp && mv would.
     let renamed = original.replace("legacy-browser-5b8f9d7c6-qrz2m", "browser-v2-0");

@@ -8,11 +8,12 @@ mod common;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::corpus_dir;
 use common::metrics::{promtool, sample};
 use common::server::Server;
+use common::wait;
 
 use common::project_root as root;
 
@@ -342,11 +343,9 @@ fn readiness_waits_for_the_files_and_shutdown_is_clean() {
     );
     assert_eq!(first.json()["status"], "starting");
     assert_eq!(s.admin_get("/healthz").status, 200, "alive meanwhile");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while s.admin_get("/readyz").status != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_holds(Duration::from_secs(120), "ready", || {
+        s.admin_get("/readyz").status == 200
+    });
     assert_eq!(
         s.get_json("/mcp/flows/summary")["total_pkts"]
             .as_u64()

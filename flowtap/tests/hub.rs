@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::apiserver::ApiServer;
 use common::metrics::sample;
 use common::server::Server;
+use common::wait;
 use common::{Key, Run, corpus_dir, free_port, parse_flows, truth};
 use serde_json::{Value, json};
 
@@ -45,18 +46,15 @@ fn wait_for(
     check: impl Fn(&Value) -> bool,
 ) -> Duration {
     let started = Instant::now();
-    loop {
+    wait::until(within, what, || {
         let summary = hub.get_json("/mcp/flows/summary");
         if check(&summary) {
-            return started.elapsed();
+            Ok(())
+        } else {
+            Err(summary["coverage"].to_string())
         }
-        assert!(
-            started.elapsed() < within,
-            "{what} not within {within:?}: {}",
-            summary["coverage"]
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
+    started.elapsed()
 }
 
 /// Drops what depends on the moment of the snapshot (rates, last-packet

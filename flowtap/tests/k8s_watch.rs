@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::apiserver::ApiServer;
 use common::server::Server;
+use common::wait;
 use serde_json::{Value, json};
 
 /// The flows of a `format=full` listing, as (client ip, client pod, server
@@ -37,18 +38,14 @@ fn names(body: &Value) -> Vec<(String, String, String, String, String)> {
 
 /// Polls `check` on the served flows until it holds, for up to `within`.
 fn eventually(server: &Server, within: Duration, what: &str, check: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + within;
-    loop {
+    wait::until(within, what, || {
         let body = server.get_json("/mcp/flows?format=full&limit=1000");
         if check(&body) {
-            return;
+            Ok(())
+        } else {
+            Err(body.to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not seen within {within:?}: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 #[test]
@@ -138,16 +135,16 @@ fn names_follow_the_cluster_through_a_watch() {
     let lists_after = api.stats();
     eprintln!("API requests before {lists_before} after {lists_after}");
     // Each kind's watcher lists again on its own; the pods' came first above.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let relists = common::metrics::sample(&server.metrics(), "flowtap_k8s_relists_total");
-        if relists >= 8.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "four first lists and four after the 410: {relists}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until(
+        Duration::from_secs(10),
+        "four first lists and four after the 410",
+        || {
+            let relists = common::metrics::sample(&server.metrics(), "flowtap_k8s_relists_total");
+            if relists >= 8.0 {
+                Ok(())
+            } else {
+                Err(format!("{relists} lists"))
+            }
+        },
+    );
 }

@@ -19,6 +19,7 @@ use capgen::pcap::PcapWriter;
 use common::collectors::Nfcapd;
 use common::metrics::{promtool, sample};
 use common::netns::{Lab, LiveFlowtap, run, sh};
+use common::wait;
 use common::{FlowSummary, Key, corpus_dir, run_flowtap};
 
 /// The live flows, once flowtap has counted every frame of `file`'s flows
@@ -161,16 +162,14 @@ struct Tcpdump {
 /// packets proves nothing.
 fn stop_tcpdump(dump: Tcpdump) {
     run(&["kill", "-INT", &dump.pid.to_string()]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !dump.stderr.lock().unwrap().contains("dropped by kernel") {
-        assert!(
-            Instant::now() < deadline,
-            "tcpdump did not report on exit: {}",
-            dump.stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let report = dump.stderr.lock().unwrap().clone();
+    let report = wait::until(Duration::from_secs(5), "tcpdump's report on exit", || {
+        let stderr = dump.stderr.lock().unwrap().clone();
+        if stderr.contains("dropped by kernel") {
+            Ok(stderr)
+        } else {
+            Err(stderr)
+        }
+    });
     let dropped: u64 = report
         .lines()
         .find_map(|l| {
@@ -1300,11 +1299,13 @@ fn single_buffer_sockets_count_the_frames_they_cannot_hold() {
             "flowtap_xdp_rx_dropped_total{queue=\"0\"}",
         ) as u64
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rx_dropped(&ft) < jumbo {
-        assert!(Instant::now() < deadline, "{}", ft.admin_text("/metrics"));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until(Duration::from_secs(10), "the jumbo frames' drops", || {
+        if rx_dropped(&ft) >= jumbo {
+            Ok(())
+        } else {
+            Err(ft.admin_text("/metrics"))
+        }
+    });
     assert_eq!(rx_dropped(&ft), jumbo, "{}", ft.admin_text("/metrics"));
     // The flow holds the fitting datagrams exactly, none of the others.
     compare(&live_flows_once_counted(&ft, &file), &file, 1);
@@ -1353,22 +1354,19 @@ fn connection_records_are_exported_live() {
     send_datagrams_from(&lab, &cl, 40001, 3);
     send_datagrams_from(&lab, &cl, 40002, 5);
     // Idle for a second: expired, and their records sent, while running.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while records_sent(&ft) < 2.0 {
-        assert!(Instant::now() < deadline, "no records for idle connections");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_holds(
+        Duration::from_secs(10),
+        "records for idle connections",
+        || records_sent(&ft) >= 2.0,
+    );
     send_datagrams_from(&lab, &cl, 40003, 7);
-    let deadline = Instant::now() + Duration::from_secs(10);
     // Its flow has the three connections' 15 packets, or its 7 if the flow
     // expired with the first two.
-    while !matches!(udp_flow_packets(&ft), Some(7 | 15)) {
-        assert!(
-            Instant::now() < deadline,
-            "the third connection is never counted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_holds(
+        Duration::from_secs(10),
+        "the third connection counted",
+        || matches!(udp_flow_packets(&ft), Some(7 | 15)),
+    );
     let (status, stderr) = ft.stop();
     assert_eq!(status, 0, "{stderr}");
     let mut got = BTreeMap::new();
@@ -1442,11 +1440,9 @@ fn a_wall_clock_step_expires_nothing() {
         &["-i", "s0", "--udp-timeout", "60"],
     );
     send_datagrams(&lab, &cl, 5);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while udp_flow_packets(&ft) != Some(5) {
-        assert!(Instant::now() < deadline, "the datagrams are never counted");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_holds(Duration::from_secs(10), "the datagrams counted", || {
+        udp_flow_packets(&ft) == Some(5)
+    });
     for step in ["+3600", "-3600"] {
         std::fs::write(&offset, format!("{step}\n")).unwrap();
         // Several snapshots (0.2 s apart) on the stepped clock.
@@ -1458,14 +1454,11 @@ fn a_wall_clock_step_expires_nothing() {
         );
     }
     send_datagrams(&lab, &cl, 3);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while udp_flow_packets(&ft) != Some(8) {
-        assert!(
-            Instant::now() < deadline,
-            "later datagrams are never counted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_holds(
+        Duration::from_secs(10),
+        "the later datagrams counted",
+        || udp_flow_packets(&ft) == Some(8),
+    );
     let metrics = ft.admin_text("/metrics");
     assert_eq!(sample(&metrics, "flowtap_flows_expired_total"), 0.0);
     let (status, stderr) = ft.stop();
@@ -1482,17 +1475,11 @@ fn a_broken_capture_socket_fails_loudly() {
     let mut ft = LiveFlowtap::start(&sv, &["-i", "s0"]);
     assert!(ft.admin_text("/readyz").contains("ready"));
     sh(&format!("ip -n {sv} link del s0"));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (status, stderr) = loop {
-        if let Some(ended) = ft.try_exit() {
-            break ended;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "flowtap went on without its interface"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (status, stderr) = wait::until(
+        Duration::from_secs(15),
+        "flowtap's exit without its interface",
+        || ft.try_exit().ok_or_else(|| "still running".to_owned()),
+    );
     assert_eq!(status, 1, "{stderr}");
     assert!(stderr.contains("capture failed"), "{stderr}");
     lab.close();

@@ -9,11 +9,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::metrics::{promtool, sample};
 use common::project_root;
 use common::server::Server;
+use common::wait;
 use serde_json::Value;
 
 fn demo() -> Vec<String> {
@@ -189,22 +190,19 @@ impl Prometheus {
 
     /// An instant PromQL query's vector, once it has one (bounded: 60 s).
     fn query(&self, promql: &str) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let what = format!("an answer to {promql}");
+        wait::until(Duration::from_secs(60), &what, || {
             let out = Command::new("curl")
                 .args(["-sf", "--get", &format!("{}/api/v1/query", self.base)])
                 .args(["--data-urlencode", &format!("query={promql}")])
                 .output()
                 .unwrap();
-            if let Ok(body) = serde_json::from_slice::<Value>(&out.stdout)
-                && let Some(result) = body["data"]["result"].as_array()
-                && !result.is_empty()
-            {
-                return result.clone();
+            let body: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            match body["data"]["result"].as_array() {
+                Some(result) if !result.is_empty() => Ok(result.clone()),
+                _ => Err(String::from_utf8_lossy(&out.stdout).into_owned()),
             }
-            assert!(Instant::now() < deadline, "no answer to {promql}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::metrics::sample;
 use common::server::{Server, raw_request, request_bytes};
+use common::wait;
 use serde_json::{Value, json};
 
 fn demo() -> String {
@@ -88,11 +89,9 @@ fn flow_data_off_loopback_needs_a_token_or_says_it_is_insecure() {
         )
         .status
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get("127.0.0.1") != 200 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_holds(Duration::from_secs(30), "serving", || {
+        get("127.0.0.1") == 200
+    });
     assert_eq!(
         get("flowtap.example:8898"),
         200,
@@ -127,11 +126,11 @@ fn flow_data_off_loopback_needs_a_token_or_says_it_is_insecure() {
         )
         .status
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&[("Authorization", "Bearer s3cret")]) != 200 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until_holds(
+        Duration::from_secs(30),
+        "serving the token's bearer",
+        || status(&[("Authorization", "Bearer s3cret")]) == 200,
+    );
     assert_eq!(status(&[]), 401);
     let _ = child.kill();
     let _ = child.wait();
@@ -366,25 +365,18 @@ fn faults_are_counted_or_fatal_never_silent() {
     };
     assert!(named(&server));
     std::fs::write(&inventory, b"{ not json").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sample(&server.metrics(), "flowtap_inventory_reload_errors_total") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the broken file is never counted"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait::until_holds(Duration::from_secs(10), "the broken file counted", || {
+        sample(&server.metrics(), "flowtap_inventory_reload_errors_total") >= 1.0
+    });
     assert!(named(&server), "the previous mapping stays");
     std::fs::copy(
         common::project_root().join("demo/inventory.json"),
         &inventory,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sample(&server.metrics(), "flowtap_inventory_reloads_total") < 1.0 {
-        assert!(Instant::now() < deadline, "the fixed file is never counted");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait::until_holds(Duration::from_secs(10), "the fixed file counted", || {
+        sample(&server.metrics(), "flowtap_inventory_reloads_total") >= 1.0
+    });
 
     for threads in ["1", "2"] {
         let started = Instant::now();

@@ -7,10 +7,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::project_root;
 use common::server::serve_demo;
+use common::wait;
 use serde_json::Value;
 
 const TOKEN: &str = "top-test-token";
@@ -79,14 +80,9 @@ fn tmux(socket: &str, args: &[&str]) -> String {
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> Option<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until(Duration::from_secs(20), what, || {
+        check().ok_or_else(|| "(not yet)".to_owned())
+    })
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -21,31 +21,26 @@ pub(crate) fn free_udp_port() -> u16 {
 /// loaded machine started the collector late. Bounded: 10 s.
 pub(crate) fn wait_for_udp_listener(ns: Option<&str>, port: u16, collector: &str) {
     let local = format!("0100007F:{port:04X}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let table = match ns {
-            None => std::fs::read_to_string("/proc/net/udp").unwrap(),
-            Some(ns) => {
-                let out = Command::new("ip")
-                    .args(["netns", "exec", ns, "cat", "/proc/net/udp"])
-                    .output()
-                    .unwrap();
-                String::from_utf8_lossy(&out.stdout).into_owned()
-            }
-        };
-        if table
-            .lines()
-            .skip(1)
-            .any(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{collector} not listening on 127.0.0.1:{port} after 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    super::wait::until_holds(
+        Duration::from_secs(10),
+        &format!("{collector} listening on 127.0.0.1:{port}"),
+        || {
+            let table = match ns {
+                None => std::fs::read_to_string("/proc/net/udp").unwrap(),
+                Some(ns) => {
+                    let out = Command::new("ip")
+                        .args(["netns", "exec", ns, "cat", "/proc/net/udp"])
+                        .output()
+                        .unwrap();
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                }
+            };
+            table
+                .lines()
+                .skip(1)
+                .any(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        },
+    );
 }
 
 pub(crate) struct Nfcapd {

@@ -8,6 +8,7 @@ pub(crate) mod metrics;
 pub(crate) mod netns;
 pub(crate) mod server;
 pub(crate) mod truth;
+pub(crate) mod wait;
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;

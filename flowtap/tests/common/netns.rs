@@ -303,21 +303,16 @@ impl LiveFlowtap {
 
     /// Waits until the published snapshot has counted `frames` frames.
     pub(crate) fn wait_for_frames(&self, at_least: u64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = self.get_json("/mcp/flows/summary");
-            if s["total_pkts"].as_u64().unwrap_or(0) >= at_least {
-                // One more snapshot interval, for stragglers.
-                std::thread::sleep(Duration::from_millis(600));
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "flowtap saw {} of {at_least} packets",
-                s["total_pkts"]
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        super::wait::until(
+            Duration::from_secs(20),
+            &format!("{at_least} packets"),
+            || match self.get_json("/mcp/flows/summary")["total_pkts"].as_u64() {
+                Some(seen) if seen >= at_least => Ok(()),
+                seen => Err(format!("flowtap saw {seen:?}")),
+            },
+        );
+        // One more snapshot interval, for stragglers.
+        std::thread::sleep(Duration::from_millis(600));
     }
 
     /// The exit status and stderr, if flowtap has exited by itself.
@@ -334,18 +329,19 @@ impl LiveFlowtap {
     pub(crate) fn stop(mut self) -> (i32, String) {
         let pid = self.child.id().to_string();
         run(&["kill", "-TERM", &pid]);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50));
-                return (
-                    status.code().unwrap_or(-1),
-                    self.stderr.lock().unwrap().clone(),
-                );
-            }
-            assert!(Instant::now() < deadline, "flowtap did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status =
+            super::wait::until(Duration::from_secs(15), "flowtap's exit on SIGTERM", || {
+                self.child
+                    .try_wait()
+                    .unwrap()
+                    .ok_or_else(|| "still running".to_owned())
+            });
+        // Its stderr's last lines, read by another thread.
+        std::thread::sleep(Duration::from_millis(50));
+        (
+            status.code().unwrap_or(-1),
+            self.stderr.lock().unwrap().clone(),
+        )
     }
 
     pub(crate) fn kill(mut self) {
