@@ -13,7 +13,7 @@ use std::path::Path;
 use pipeline::flow::conn::sender_port_is_client;
 use serde_json::Value;
 
-use super::{FlowSummary, Key, Run, Sent, check_legs, check_sent};
+use super::{FlowSummary, Key, Run, Sent, check_legs, check_sent, run_flowtap};
 
 /// One direction of a connection: (protocol, sender, sender port, receiver,
 /// receiver port).
@@ -120,6 +120,79 @@ pub(crate) fn differences(expected: &BTreeMap<Key, Expected>, run: &Run) -> Vec<
         );
     }
     errors
+}
+
+/// A difference from the truth that flowtap makes on purpose: packets and
+/// bytes of one direction of one flow that the truth leaves out, and why.
+pub(crate) struct Intended {
+    pub capture: &'static str,
+    /// (protocol, client, server, server port).
+    pub flow: (&'static str, &'static str, &'static str, u16),
+    /// Whether the packets are the client's (else the server's).
+    pub from_client: bool,
+    pub extra_pkts: u64,
+    pub extra_bytes: u64,
+    pub reason: &'static str,
+}
+
+/// `dir/captures/CAPTURE.pcap` read by `flowtap -r` on `threads` threads,
+/// its exit status and frame count asserted, and its differences from the
+/// truth (each direction less what `less` says, plus the `intended`
+/// differences of this capture); the caller may add its own before
+/// [`assert_none`].
+pub(crate) fn check_run(
+    dir: &Path,
+    capture: &str,
+    threads: usize,
+    less: &BTreeMap<Direction, Less>,
+    intended: &[Intended],
+) -> (Run, Vec<String>) {
+    let path = dir.join("captures").join(format!("{capture}.pcap"));
+    let (mut expected, summary) = read(dir, capture, less);
+    for i in intended.iter().filter(|i| i.capture == capture) {
+        let (proto, c, s, port) = i.flow;
+        let key = (
+            proto.to_owned(),
+            c.parse().unwrap(),
+            s.parse().unwrap(),
+            port,
+        );
+        let sent = &mut expected
+            .get_mut(&key)
+            .unwrap_or_else(|| panic!("intended flow {key:?} not in truth"))
+            .sent;
+        if i.from_client {
+            sent.c2s_pkts += i.extra_pkts;
+            sent.c2s_bytes += i.extra_bytes;
+        } else {
+            sent.s2c_pkts += i.extra_pkts;
+            sent.s2c_bytes += i.extra_bytes;
+        }
+        eprintln!("{capture}: intended difference: {}", i.reason);
+    }
+    let run = run_flowtap(&[path.as_path()], threads, &[]);
+    assert_eq!(
+        run.status, 0,
+        "{capture}: exit status; stderr:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        Some(run.frames_read),
+        summary["frames"].as_u64(),
+        "{capture}: frames read vs tshark"
+    );
+    let errors = differences(&expected, &run);
+    (run, errors)
+}
+
+/// Fails the test with every difference, if there are any.
+pub(crate) fn assert_none(capture: &str, threads: usize, errors: &[String]) {
+    assert!(
+        errors.is_empty(),
+        "{capture} with {threads} thread(s): {} differences:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
 }
 
 /// The names of the captures in `dir/captures`, sorted.
