@@ -3,7 +3,8 @@
 //! of the three truths exactly, agree with one flowtap reading all three
 //! captures (flows, filters, aggregation, limits, summary, MCP tools, all but
 //! the rates, which depend on each snapshot's time), and say in its
-//! coverage which agent is missing when one stops, then recover.
+//! coverage which agent is missing when one stops, then recover; and name
+//! an agent that never answers without waiting on it past its timeout.
 
 mod common;
 
@@ -436,4 +437,93 @@ fn a_hub_nobody_asks_pauses_and_a_request_wakes_it_for_a_fresh_answer() {
         feeds_served(&second) >= resumed + 3,
         "not pulling while asked"
     );
+}
+
+/// An agent that takes the hub's connection and never answers (a flowtap
+/// that hangs, a node whose pod network stalls) is missing from every
+/// answer, named with why, while the other agent's flows keep being served
+/// whole and fresh: the silent one costs a round its timeout, no more.
+#[test]
+fn an_agent_that_never_answers_is_named_missing_and_the_others_stay_fresh() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    // Takes each connection and holds it, reading and answering nothing
+    // (bounded: a hub opens one a round).
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(1000).collect();
+        drop(held);
+    });
+    let answering = agent(CAPTURES[0].0, CAPTURES[0].1, "127.0.0.1:0");
+    let agents = format!("http://{},{silent_url}", answering.addr);
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &agents,
+        "--snapshot-interval",
+        "0.5",
+        "--agent-timeout",
+        "1",
+    ]);
+    wait_for(&hub, Duration::from_secs(30), "the answering agent", |s| {
+        s["coverage"]["agents_answered"] == 1
+    });
+
+    let summary = hub.get_json("/mcp/flows/summary");
+    let coverage = &summary["coverage"];
+    assert_eq!(coverage["agents_expected"], 2, "{coverage}");
+    assert_eq!(
+        coverage["agents_missing"],
+        json!([silent_url]),
+        "{coverage}"
+    );
+    let named = |name: &str| {
+        coverage["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {coverage}"))
+            .clone()
+    };
+    let missing = named(&silent_url);
+    assert_eq!(missing["answered"], false);
+    assert_eq!(missing["error"], "no answer within 1.0 s", "{missing}");
+    // Everything the answering agent saw, as it reports it itself.
+    let own = answering.get_json("/mcp/flows/summary");
+    for total in ["total_flows", "total_pkts", "total_bytes"] {
+        assert_eq!(summary[total], own[total], "{total}");
+    }
+    let metrics = hub.metrics();
+    let up = |name: &str, node: &str| {
+        sample(
+            &metrics,
+            &format!("flowtap_agent_up{{agent=\"{name}\",node=\"{node}\"}}"),
+        )
+    };
+    assert_eq!(up(&silent_url, ""), 0.0, "{metrics}");
+    let answering_url = format!("http://{}", answering.addr);
+    assert_eq!(up(&answering_url, CAPTURES[0].1), 1.0, "{metrics}");
+
+    // Rounds go on, each waiting the silent agent's timeout (1 s) at most:
+    // the answering agent is pulled about once a second, and each answer's
+    // data of it is as fresh as that.
+    let before = feeds_served(&answering);
+    std::thread::sleep(Duration::from_secs(6));
+    let pulled = feeds_served(&answering) - before;
+    let age = named_age(&hub.get_json("/mcp/flows/summary"), &answering);
+    eprintln!("{pulled} pulls in 6 s; the answering agent's data {age} s old");
+    assert!(pulled >= 3, "{pulled} pulls in 6 s");
+    assert!(age < 2.5, "the answering agent's data is {age} s old");
+}
+
+/// How old an answer's data of `agent` is, by its coverage.
+fn named_age(answer: &Value, agent: &Server) -> f64 {
+    let name = format!("http://{}", agent.addr);
+    answer["coverage"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name.as_str())
+        .and_then(|a| a["age_s"].as_f64())
+        .unwrap_or_else(|| panic!("no age of {name}: {}", answer["coverage"]))
 }
