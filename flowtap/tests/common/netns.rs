@@ -306,9 +306,12 @@ impl LiveFlowtap {
         super::wait::until(
             Duration::from_secs(20),
             &format!("{at_least} packets"),
-            || match self.get_json("/mcp/flows/summary")["total_pkts"].as_u64() {
-                Some(seen) if seen >= at_least => Ok(()),
-                seen => Err(format!("flowtap saw {seen:?}")),
+            || {
+                let summary = self.get_json("/mcp/flows/summary");
+                match summary["total_pkts"].as_u64().unwrap_or(0) {
+                    seen if seen >= at_least => Ok(()),
+                    seen => Err(format!("flowtap saw {seen}")),
+                }
             },
         );
         // One more snapshot interval, for stragglers.
