@@ -342,13 +342,15 @@ pub(crate) struct HubArgs {
 
     /// A DNS name that resolves to every agent, with their port (e.g. a
     /// headless Service: flowtap-agents.monitoring.svc:8898); resolved again
-    /// every interval. Repeatable.
+    /// every interval, keeping the last addresses while it does not
+    /// resolve. Repeatable.
     #[arg(long, value_name = "NAME:PORT", value_delimiter = ',', env = "FLOWTAP_HUB_AGENTS_DNS", help_heading = HUB)]
     pub agents_dns: Vec<String>,
 
     /// The agents' Service, NAMESPACE/NAME[:PORT] (port 8898 by default):
-    /// its ready EndpointSlice addresses, followed as they change (needs
-    /// --k8s-watch, or an inventory with the EndpointSlices).
+    /// its EndpointSlice addresses, followed as they change; the ready ones
+    /// are pulled, the others named missing (needs --k8s-watch, or an
+    /// inventory with the EndpointSlices).
     #[arg(long, value_name = "NAMESPACE/NAME", env = "FLOWTAP_HUB_AGENTS_SERVICE", help_heading = HUB)]
     pub agents_service: Option<String>,
 

@@ -67,7 +67,7 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         Some(demand.clone()),
     )?;
     let config = HubConfig {
-        discovery: Discovery { sources },
+        discovery: Discovery::new(sources),
         token,
         interval,
         agent_timeout,

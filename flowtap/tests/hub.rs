@@ -326,17 +326,18 @@ fn agents_from_the_endpoints_of_their_service() {
     let a = agent(CAPTURES[0].0, "node-a", &format!("127.0.0.2:{port}"));
     let b = agent(CAPTURES[1].0, "node-b", &format!("127.0.0.3:{port}"));
     let api = ApiServer::start();
-    let slice = |addresses: &[&str]| {
+    // Each endpoint as (address, ready).
+    let slice = |endpoints: &[(&str, bool)]| {
         json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "flowtap-agents-x", "namespace": "monitoring",
                          "labels": {"kubernetes.io/service-name": "flowtap-agents"}},
             "addressType": "IPv4",
-            "endpoints": addresses.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect::<Vec<_>>(),
+            "endpoints": endpoints.iter().map(|(a, ready)| json!({"addresses": [a], "conditions": {"ready": ready}})).collect::<Vec<_>>(),
             "ports": [{"port": port, "protocol": "TCP"}]
         })
     };
-    api.post("/_control/apply", &slice(&["127.0.0.2"]));
+    api.post("/_control/apply", &slice(&[("127.0.0.2", true)]));
     let kubeconfig = api.kubeconfig.to_str().unwrap().to_owned();
     let service = format!("monitoring/flowtap-agents:{port}");
     let hub = Server::start_serving_with_env(
@@ -353,7 +354,10 @@ fn agents_from_the_endpoints_of_their_service() {
     wait_for(&hub, Duration::from_secs(30), "the first agent", |s| {
         s["coverage"]["agents_answered"] == 1
     });
-    api.post("/_control/apply", &slice(&["127.0.0.2", "127.0.0.3"]));
+    api.post(
+        "/_control/apply",
+        &slice(&[("127.0.0.2", true), ("127.0.0.3", true)]),
+    );
     wait_for(&hub, Duration::from_secs(10), "the second agent", |s| {
         s["coverage"]["agents_answered"] == 2
     });
@@ -364,10 +368,52 @@ fn agents_from_the_endpoints_of_their_service() {
         .map(|a| a["node"].clone())
         .collect();
     assert_eq!(nodes, [json!("node-a"), json!("node-b")]);
-    api.post("/_control/apply", &slice(&["127.0.0.3"]));
+    // The first agent's pod stops being ready (restarting, or failing its
+    // probe): its node is not seen, and the coverage says so rather than
+    // forgetting it.
+    let first = format!("http://127.0.0.2:{port}");
+    api.post(
+        "/_control/apply",
+        &slice(&[("127.0.0.2", false), ("127.0.0.3", true)]),
+    );
+    wait_for(
+        &hub,
+        Duration::from_secs(10),
+        "the first agent not ready",
+        |s| s["coverage"]["agents_missing"] == json!([first]),
+    );
+    let coverage = hub.get_json("/mcp/flows/summary")["coverage"].clone();
+    assert_eq!(coverage["agents_expected"], 2, "{coverage}");
+    assert_eq!(coverage["agents_answered"], 1, "{coverage}");
+    let not_ready = coverage["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == first.as_str())
+        .unwrap();
+    assert!(
+        not_ready["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not ready"),
+        "{not_ready}"
+    );
+    // Its pod gone from the slice (deleted, its node drained): no longer
+    // expected.
+    api.post("/_control/apply", &slice(&[("127.0.0.3", true)]));
     wait_for(&hub, Duration::from_secs(10), "the first agent gone", |s| {
         s["coverage"]["agents_expected"] == 1 && s["coverage"]["agents"][0]["node"] == "node-b"
     });
+    // No agent at all: the Service itself is named missing, so that an
+    // empty answer does not read as a cluster without traffic.
+    api.post("/_control/apply", &slice(&[]));
+    let service = format!("service:monitoring/flowtap-agents:{port}");
+    wait_for(&hub, Duration::from_secs(10), "no agents", |s| {
+        s["coverage"]["agents_missing"] == json!([service])
+    });
+    let summary = hub.get_json("/mcp/flows/summary");
+    assert_eq!(summary["coverage"]["agents_answered"], 0);
+    assert_eq!(summary["total_flows"], 0);
     drop((a, b));
 }
 

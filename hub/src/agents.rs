@@ -1,12 +1,18 @@
 //! Which agents the hub pulls, found anew every interval: URLs given with
 //! `--agent`, every address a DNS name resolves to (`--agents-dns`, e.g. a
-//! headless Service), and the ready endpoints of the agents' Service as the
+//! headless Service), and the endpoints of the agents' Service as the
 //! Kubernetes names see them (`--agents-service`), so agents that come and
-//! go are followed without a restart.
+//! go are followed without a restart. What is there but not pulled (an
+//! endpoint that is not ready, a source that names no agent) is returned
+//! too, for the coverage to name missing: an agent that vanished from
+//! discovery must not read as a node without traffic.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s::Inventory;
+use tokio::task::JoinHandle;
 
 use crate::client::AgentUrl;
 
@@ -63,25 +69,71 @@ impl AgentSource {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+/// An agent (or a whole source) that is there but is not pulled, and why:
+/// the coverage names it missing, so that what it would have seen is not
+/// passed off as no traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unpulled {
+    pub name: String,
+    pub reason: String,
+}
+
+/// What the sources name now.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The agents to pull, each once, in a stable order.
+    pub agents: Vec<AgentUrl>,
+    /// The agents and sources known to be there but not pulled.
+    pub unpulled: Vec<Unpulled>,
+}
+
+#[derive(Clone, Debug)]
 pub struct Discovery {
-    pub sources: Vec<AgentSource>,
+    sources: Vec<AgentSource>,
+    /// Per source, by position: what its DNS name last resolved to.
+    lookups: Arc<Mutex<Vec<Lookup>>>,
+}
+
+#[derive(Debug, Default)]
+struct Lookup {
+    /// The addresses of the last lookup that found any.
+    last: Vec<SocketAddr>,
+    /// A lookup still under way after its round gave up on it: the next
+    /// round waits for it rather than starting another, so a stalled
+    /// resolver holds one lookup a name, not one a round.
+    pending: Option<JoinHandle<std::io::Result<Vec<SocketAddr>>>>,
+    /// Whether the last lookup failed (logged once a change).
+    failing: bool,
 }
 
 impl Discovery {
-    /// The agents every source names now, each once, in a stable order.
-    /// A DNS name that does not resolve names none (and is logged).
-    pub async fn agents(&self, inventory: Option<&Inventory>) -> Vec<AgentUrl> {
-        let mut found = Vec::new();
-        for source in &self.sources {
+    pub fn new(sources: Vec<AgentSource>) -> Discovery {
+        let lookups = sources.iter().map(|_| Lookup::default()).collect();
+        Discovery {
+            sources,
+            lookups: Arc::new(Mutex::new(lookups)),
+        }
+    }
+
+    /// The agents every source names now, each once, in a stable order,
+    /// and those it knows of but that are not to be pulled: an endpoint of
+    /// the agents' Service that is not ready, a source that names none. A
+    /// DNS name is looked up within `within`; when that fails, its agents
+    /// are the addresses it last resolved to (a headless Service's name has
+    /// none while all its pods restart, and a stalled resolver must not
+    /// make the agents vanish from the coverage either).
+    pub async fn agents(&self, inventory: Option<&Inventory>, within: Duration) -> Found {
+        let mut found = Found::default();
+        for (at, source) in self.sources.iter().enumerate() {
             match source {
-                AgentSource::Url(url) => found.push(url.clone()),
+                AgentSource::Url(url) => found.agents.push(url.clone()),
                 AgentSource::Dns { name, port } => {
-                    match tokio::net::lookup_host((name.as_str(), *port)).await {
-                        Ok(addrs) => found.extend(addrs.map(authority)),
-                        Err(e) => {
-                            tracing::warn!(%name, error = %e, "agents' DNS name does not resolve")
-                        }
+                    match self.resolve(at, name, *port, within).await {
+                        Ok(addrs) => found.agents.extend(addrs.into_iter().map(authority)),
+                        Err(reason) => found.unpulled.push(Unpulled {
+                            name: format!("dns:{name}:{port}"),
+                            reason,
+                        }),
                     }
                 }
                 AgentSource::Service {
@@ -89,19 +141,116 @@ impl Discovery {
                     name,
                     port,
                 } => {
-                    if let Some(inv) = inventory {
-                        found.extend(
-                            inv.endpoints_of(namespace, name)
-                                .iter()
-                                .map(|ip| authority(SocketAddr::new(*ip, *port))),
-                        );
+                    let endpoints =
+                        inventory.map_or(&[][..], |inv| inv.endpoints_of(namespace, name));
+                    if endpoints.is_empty() {
+                        let reason = match inventory {
+                            None => "the Kubernetes names are not loaded yet",
+                            Some(_) => "the Service has no endpoints: no agent pod is running",
+                        };
+                        found.unpulled.push(Unpulled {
+                            name: format!("service:{namespace}/{name}:{port}"),
+                            reason: reason.to_owned(),
+                        });
+                    }
+                    for endpoint in endpoints {
+                        let agent = authority(SocketAddr::new(endpoint.ip, *port));
+                        if endpoint.ready {
+                            found.agents.push(agent);
+                        } else {
+                            found.unpulled.push(Unpulled {
+                                name: agent.name(),
+                                reason: "not ready (its EndpointSlice says so): starting, \
+                                         or failing its readiness probe"
+                                    .to_owned(),
+                            });
+                        }
                     }
                 }
             }
         }
-        found.sort();
-        found.dedup();
+        found.agents.sort();
+        found.agents.dedup();
+        // One pulled through another source is not missing.
+        let pulled: Vec<String> = found.agents.iter().map(AgentUrl::name).collect();
+        found.unpulled.retain(|u| !pulled.contains(&u.name));
+        found.unpulled.sort_by(|a, b| a.name.cmp(&b.name));
+        found.unpulled.dedup_by(|a, b| a.name == b.name);
         found
+    }
+
+    /// The addresses to pull for the DNS name of source `at`: a lookup's,
+    /// or the last ones found when it fails or takes longer than `within`;
+    /// an error only while the name has never resolved.
+    async fn resolve(
+        &self,
+        at: usize,
+        name: &str,
+        port: u16,
+        within: Duration,
+    ) -> Result<Vec<SocketAddr>, String> {
+        let pending = self.lookups.lock().expect("lookups lock")[at]
+            .pending
+            .take();
+        let mut lookup = pending.unwrap_or_else(|| {
+            let host = name.to_owned();
+            tokio::spawn(async move {
+                tokio::net::lookup_host((host.as_str(), port))
+                    .await
+                    .map(Iterator::collect)
+            })
+        });
+        let (outcome, late) = match tokio::time::timeout(within, &mut lookup).await {
+            Ok(Ok(Ok(addrs))) => (Ok(addrs), None),
+            Ok(Ok(Err(e))) => (Err(e.to_string()), None),
+            Ok(Err(e)) => (Err(format!("the lookup failed: {e}")), None),
+            Err(_) => (
+                Err(format!("not resolved within {:.1} s", within.as_secs_f64())),
+                Some(lookup),
+            ),
+        };
+        let mut lookups = self.lookups.lock().expect("lookups lock");
+        let state = &mut lookups[at];
+        state.pending = late;
+        let resolved = remember(&mut state.last, outcome);
+        let failing = resolved.is_err() || resolved.as_ref().is_ok_and(|(fresh, _)| !fresh);
+        if failing != state.failing {
+            state.failing = failing;
+            match &resolved {
+                Ok((true, addrs)) => {
+                    tracing::info!(%name, agents = addrs.len(), "agents' DNS name resolves again")
+                }
+                Ok((false, addrs)) => tracing::warn!(
+                    %name,
+                    agents = addrs.len(),
+                    "agents' DNS name does not resolve: pulling the addresses it last resolved to"
+                ),
+                Err(error) => tracing::warn!(%name, %error, "agents' DNS name does not resolve"),
+            }
+        }
+        resolved.map(|(_, addrs)| addrs)
+    }
+}
+
+/// What a DNS name's agents are, given a lookup's `outcome` and the
+/// addresses `last` found: the lookup's addresses if it found any (and they
+/// are remembered), else the last ones; `fresh` says which.
+fn remember(
+    last: &mut Vec<SocketAddr>,
+    outcome: Result<Vec<SocketAddr>, String>,
+) -> Result<(bool, Vec<SocketAddr>), String> {
+    let error = match outcome {
+        Ok(addrs) if !addrs.is_empty() => {
+            last.clone_from(&addrs);
+            return Ok((true, addrs));
+        }
+        Ok(_) => "resolves to no address".to_owned(),
+        Err(e) => e,
+    };
+    if last.is_empty() {
+        Err(format!("does not resolve: {error}"))
+    } else {
+        Ok((false, last.clone()))
     }
 }
 
@@ -136,15 +285,16 @@ mod tests {
         );
     }
 
+    const WITHIN: Duration = Duration::from_secs(2);
+
     #[tokio::test(flavor = "current_thread")]
     async fn every_source_each_agent_once() {
-        let d = Discovery {
-            sources: vec![
-                AgentSource::Url(AgentUrl::parse("http://127.0.0.1:9").unwrap()),
-                AgentSource::dns("localhost:9").unwrap(),
-            ],
-        };
-        let agents = d.agents(None).await;
+        let d = Discovery::new(vec![
+            AgentSource::Url(AgentUrl::parse("http://127.0.0.1:9").unwrap()),
+            AgentSource::dns("localhost:9").unwrap(),
+        ]);
+        let found = d.agents(None, WITHIN).await;
+        let agents = &found.agents;
         assert!(
             agents.iter().any(|a| a.authority == "127.0.0.1:9"),
             "{agents:?}"
@@ -155,6 +305,106 @@ mod tests {
                 .filter(|a| a.authority == "127.0.0.1:9")
                 .count(),
             1
+        );
+        assert_eq!(found.unpulled, [], "localhost resolves");
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_dns_name_that_stops_resolving_keeps_the_agents_it_last_resolved_to() {
+        let mut last = Vec::new();
+        let error = remember(&mut last, Err("NXDOMAIN".into())).unwrap_err();
+        assert_eq!(error, "does not resolve: NXDOMAIN", "never resolved");
+        let two = vec![addr("198.18.0.1:8898"), addr("198.18.0.2:8898")];
+        assert_eq!(
+            remember(&mut last, Ok(two.clone())),
+            Ok((true, two.clone()))
+        );
+        // All the Service's pods restarting: the name has no address, or the
+        // resolver does not answer; the agents are still expected.
+        assert_eq!(
+            remember(&mut last, Ok(Vec::new())),
+            Ok((false, two.clone()))
+        );
+        assert_eq!(
+            remember(&mut last, Err("not resolved within 1.0 s".into())),
+            Ok((false, two))
+        );
+        // What the name resolves to next replaces them.
+        let one = vec![addr("198.18.0.3:8898")];
+        assert_eq!(
+            remember(&mut last, Ok(one.clone())),
+            Ok((true, one.clone()))
+        );
+        assert_eq!(last, one);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_dns_name_that_never_resolved_is_named_missing() {
+        let d = Discovery::new(vec![
+            AgentSource::dns("flowtap-agents.invalid:8898").unwrap(),
+        ]);
+        let found = d.agents(None, WITHIN).await;
+        assert_eq!(found.agents, []);
+        let [missing] = &found.unpulled[..] else {
+            panic!("{found:?}")
+        };
+        assert_eq!(missing.name, "dns:flowtap-agents.invalid:8898");
+        assert!(
+            missing.reason.starts_with("does not resolve: "),
+            "{missing:?}"
+        );
+    }
+
+    /// The agents' Service with its EndpointSlice listing `endpoints`
+    /// (JSON), as the Kubernetes names see it.
+    fn inventory(endpoints: &str) -> Inventory {
+        let list = format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [{{
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {{"name": "flowtap-agents-x", "namespace": "monitoring",
+                    "labels": {{"kubernetes.io/service-name": "flowtap-agents"}}}},
+                "addressType": "IPv4", "endpoints": {endpoints}}}]}}"#
+        );
+        Inventory::from_json(list.as_bytes()).unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn agents_of_a_service_not_ready_or_not_there_are_named_missing() {
+        let d = Discovery::new(vec![
+            AgentSource::service("monitoring/flowtap-agents").unwrap(),
+        ]);
+        let inv = inventory(
+            r#"[{"addresses": ["198.18.0.1"], "conditions": {"ready": true}},
+                {"addresses": ["198.18.0.2"], "conditions": {"ready": false}},
+                {"addresses": ["198.18.0.3"], "conditions": {"ready": false, "terminating": true}}]"#,
+        );
+        let found = d.agents(Some(&inv), WITHIN).await;
+        let names = |agents: &[AgentUrl]| agents.iter().map(AgentUrl::name).collect::<Vec<_>>();
+        assert_eq!(names(&found.agents), ["http://198.18.0.1:8898"]);
+        let [not_ready] = &found.unpulled[..] else {
+            panic!("{found:?}")
+        };
+        assert_eq!(not_ready.name, "http://198.18.0.2:8898");
+        assert!(not_ready.reason.starts_with("not ready"), "{not_ready:?}");
+
+        // No agent pod at all, or no names yet: the source itself is missing.
+        let none = d.agents(Some(&inventory("[]")), WITHIN).await;
+        assert_eq!(none.agents, []);
+        assert_eq!(
+            none.unpulled,
+            [Unpulled {
+                name: "service:monitoring/flowtap-agents:8898".into(),
+                reason: "the Service has no endpoints: no agent pod is running".into()
+            }]
+        );
+        let unloaded = d.agents(None, WITHIN).await;
+        assert_eq!(
+            unloaded.unpulled[0].reason,
+            "the Kubernetes names are not loaded yet"
         );
     }
 }

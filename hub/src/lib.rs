@@ -199,7 +199,11 @@ pub async fn round(
         .inventory()
         .map(|s| s.current());
     let round_started = Instant::now();
-    let mut agents = config.discovery.agents(inventory.as_deref()).await;
+    let found = config
+        .discovery
+        .agents(inventory.as_deref(), config.agent_timeout)
+        .await;
+    let mut agents = found.agents;
     // Agents beyond the bound are not pulled, and the coverage names them
     // missing (and `log_changes` logs each once): an answer must not pass
     // off what they saw as no traffic.
@@ -299,13 +303,18 @@ pub async fn round(
             }
         }
     }
-    for agent in &left_out {
+    let unpulled = found.unpulled.into_iter().map(|u| (u.name, u.reason));
+    let beyond_the_bound = left_out.iter().map(|agent| {
+        let reason = format!(
+            "not pulled: more agents than --max-agents {}",
+            config.max_agents
+        );
+        (agent.name(), reason)
+    });
+    for (name, reason) in beyond_the_bound.chain(unpulled) {
         coverage.agents.push(AgentCoverage {
-            name: agent.name().into(),
-            error: Some(format!(
-                "not pulled: more agents than --max-agents {}",
-                config.max_agents
-            )),
+            name: name.into(),
+            error: Some(reason),
             ..AgentCoverage::default()
         });
     }

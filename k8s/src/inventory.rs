@@ -117,9 +117,20 @@ pub struct Inventory {
     /// Every pod (with an address of its own) and service, sorted by kind,
     /// namespace and name: what "which workloads are idle?" is asked of.
     pub workloads: Vec<Workload>,
-    /// The ready addresses of each service's endpoints, by (namespace,
-    /// service): how a hub finds its agents.
-    pub endpoints: HashMap<(String, String), Vec<IpAddr>>,
+    /// The addresses of each service's endpoints that are not shutting
+    /// down, sorted, by (namespace, service): how a hub finds its agents.
+    pub endpoints: HashMap<(String, String), Vec<ServiceEndpoint>>,
+}
+
+/// One address behind a service, as its EndpointSlices list it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServiceEndpoint {
+    pub ip: IpAddr,
+    /// Ready for traffic. One that is not (a pod starting, or failing its
+    /// readiness probe) is still there: a hub names its agent missing
+    /// rather than forgetting it, which would pass off that node's traffic
+    /// as none.
+    pub ready: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -203,24 +214,29 @@ impl Inventory {
                 continue;
             };
             let ns = slice.metadata.namespace.clone().unwrap_or_default();
-            let ready = inv
+            let endpoints = inv
                 .endpoints
                 .entry((ns.clone(), service.clone()))
                 .or_default();
+            // A pod shutting down is leaving (its node drained, its
+            // DaemonSet updated): not an endpoint to expect.
             for endpoint in slice
                 .endpoints
                 .iter()
-                .filter(|e| e.conditions.ready != Some(false))
+                .filter(|e| e.conditions.terminating != Some(true))
             {
-                ready.extend(
+                let ready = endpoint.conditions.ready != Some(false);
+                endpoints.extend(
                     endpoint
                         .addresses
                         .iter()
-                        .filter_map(|a| a.parse::<IpAddr>().ok()),
+                        .filter_map(|a| a.parse::<IpAddr>().ok())
+                        .map(|ip| ServiceEndpoint { ip, ready }),
                 );
             }
-            ready.sort();
-            ready.dedup();
+            // An address listed ready in any slice is ready.
+            endpoints.sort_by_key(|e| (e.ip, !e.ready));
+            endpoints.dedup_by_key(|e| e.ip);
             let ports: Vec<u16> = slice
                 .ports
                 .iter()
@@ -371,8 +387,8 @@ impl Inventory {
         inv
     }
 
-    /// The ready addresses behind service `ns/name`.
-    pub fn endpoints_of(&self, ns: &str, name: &str) -> &[IpAddr] {
+    /// The addresses behind service `ns/name` (not shutting down), sorted.
+    pub fn endpoints_of(&self, ns: &str, name: &str) -> &[ServiceEndpoint] {
         self.endpoints
             .get(&(ns.to_owned(), name.to_owned()))
             .map_or(&[], Vec::as_slice)
@@ -430,6 +446,47 @@ mod tests {
             inv.lookup(ip("2001:db8:1::")).unwrap().pod.as_deref(),
             Some("postgres-0")
         );
+    }
+
+    #[test]
+    fn a_services_endpoints_say_which_are_ready_and_leave_those_shutting_down_out() {
+        let slice = |name: &str, endpoints: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": name, "namespace": "monitoring",
+                             "labels": {"kubernetes.io/service-name": "flowtap-agents"}},
+                "addressType": "IPv4", "endpoints": endpoints,
+                "ports": [{"port": 8898, "protocol": "TCP"}]
+            })
+        };
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            slice("a", serde_json::json!([
+                {"addresses": ["198.18.0.3"], "conditions": {"ready": true}},
+                {"addresses": ["198.18.0.1"]},
+                {"addresses": ["198.18.0.2"], "conditions": {"ready": false}},
+                {"addresses": ["198.18.0.4"], "conditions": {"ready": false, "terminating": true}},
+                {"addresses": ["198.18.0.5"], "conditions": {"ready": false}},
+            ])),
+            // Another slice of the same service lists .5 ready.
+            slice("b", serde_json::json!([
+                {"addresses": ["198.18.0.5"], "conditions": {"ready": true}},
+            ])),
+        ]});
+        let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
+        let ready = |ip: &str, ready: bool| ServiceEndpoint {
+            ip: ip.parse().unwrap(),
+            ready,
+        };
+        assert_eq!(
+            inv.endpoints_of("monitoring", "flowtap-agents"),
+            [
+                ready("198.18.0.1", true),
+                ready("198.18.0.2", false),
+                ready("198.18.0.3", true),
+                ready("198.18.0.5", true),
+            ]
+        );
+        assert_eq!(inv.endpoints_of("monitoring", "other"), []);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 pub use file::InventoryFile;
 pub use inventory::{
-    ContainerRef, Identity, IdentityKind, Inventory, ServiceRef, Workload, WorkloadKind,
+    ContainerRef, Identity, IdentityKind, Inventory, ServiceEndpoint, ServiceRef, Workload,
+    WorkloadKind,
 };
 
 /// Where the names come from.

@@ -186,6 +186,9 @@ pub struct EndpointConditions {
     /// `None` means ready (the API's own reading of an absent condition).
     #[serde(default)]
     pub ready: Option<bool>,
+    /// The pod is shutting down (`None`: it is not).
+    #[serde(default)]
+    pub terminating: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]

@@ -51,7 +51,7 @@ that started before the capture count in reset/closed/open but not in establishe
 reset; sort=failed, min_failed=N, sort=retransmits and sort=rsts find them. Retransmissions with normal handshakes \
 point at loss or congestion on the path; a server's zero windows at a slow application. \
 Coverage: every answer has a coverage object saying which vantage points it covers (one flowtap, or every agent a \
-flowtap hub knows of, pulled or not: agents_expected, agents_answered, agents_missing with each one's error, age_s of each one's \
+flowtap hub knows of, pulled or not, such as an agent pod that is not ready: agents_expected, agents_answered, agents_missing with each one's error, age_s of each one's \
 data) and what they lost (capture_drops: frames the kernel dropped before flowtap read them; handoff_drops; \
 flows_evicted; packets_in_no_flow). Before concluding that two endpoints do not talk, check it: with agents_missing \
 non-empty or losses above zero, absent traffic may simply not have been seen. From a hub, format=full lists in seen_by \

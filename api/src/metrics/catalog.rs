@@ -519,7 +519,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_agents_expected",
         Gauge,
-        "Vantage points this flowtap answers for: 1, or every agent a hub knows of (those beyond --max-agents included, never answered).",
+        "Vantage points this flowtap answers for: 1, or every agent a hub knows of (never answered: those beyond --max-agents, agent pods not ready, a discovery source that names none).",
         Value::One(|s| s.snapshot.coverage.agents.len() as f64)
     ),
     metric!(
