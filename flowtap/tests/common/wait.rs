@@ -5,8 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-/// How often a condition is asked again.
-pub(crate) const EVERY: Duration = Duration::from_millis(100);
+/// How often a condition is asked again: often enough that a test that
+/// times how soon something happens (a hub naming a stopped agent within
+/// two intervals) measures it to 50 ms.
+pub(crate) const EVERY: Duration = Duration::from_millis(50);
 
 /// `check` asked every [`EVERY`] until it gives a value; past `within`, the
 /// test fails with `what` and what `check` said the last time.
