@@ -609,15 +609,33 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     )
     .unwrap();
     let served = Server::start_serving(&["hub", "--config", hub_cfg.to_str().unwrap()]);
-    // Reached by the Service's name, as clients in the cluster reach it.
-    let summary = served.get_json_with(
-        "/mcp/flows/summary",
-        &[
-            ("Authorization", "Bearer s3cret"),
-            ("Host", "flowtap-hub.flowtap.svc:8898"),
-        ],
+    // Reached by the Service's name, as clients in the cluster reach it;
+    // once its first round is made, it names the agents' Service missing
+    // (the empty inventory lists no endpoints for it).
+    let coverage = wait::until(Duration::from_secs(10), "the hub's first round", || {
+        let summary = served.get_json_with(
+            "/mcp/flows/summary",
+            &[
+                ("Authorization", "Bearer s3cret"),
+                ("Host", "flowtap-hub.flowtap.svc:8898"),
+            ],
+        );
+        let coverage = summary["coverage"].clone();
+        if coverage["agents_expected"] == 0 {
+            Err(coverage.to_string())
+        } else {
+            Ok(coverage)
+        }
+    });
+    assert_eq!(
+        coverage["agents_missing"],
+        serde_json::json!(["service:flowtap/flowtap-agents:8898"]),
+        "{coverage}"
     );
-    assert_eq!(summary["coverage"]["agents_expected"], 0);
+    assert_eq!(
+        coverage["agents"][0]["error"],
+        "the Service has no endpoints: no agent pod is running"
+    );
 }
 
 /// Whether every label of `selector` is on `labels`.
