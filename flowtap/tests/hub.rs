@@ -255,12 +255,7 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
     assert_eq!(summary["coverage"]["agents_expected"], 3, "{summary}");
     let missing = summary["coverage"]["agents_missing"].as_array().unwrap();
     assert_eq!(missing.len(), 1, "{summary}");
-    let left_out = summary["coverage"]["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == missing[0])
-        .unwrap();
+    let left_out = agent_in(&summary["coverage"], missing[0].as_str().unwrap());
     assert_eq!(
         left_out["error"], "not pulled: more agents than --max-agents 2",
         "{left_out}"
@@ -294,12 +289,7 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
     );
     let summary = hub.get_json("/mcp/flows/summary");
     assert_eq!(summary["coverage"]["agents_answered"], 2);
-    let missing = summary["coverage"]["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == format!("http://{third}"))
-        .expect("the stopped agent listed");
+    let missing = agent_in(&summary["coverage"], &format!("http://{third}"));
     assert_eq!(missing["answered"], false, "{missing}");
     assert!(
         missing["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -385,12 +375,7 @@ fn agents_from_the_endpoints_of_their_service() {
     let coverage = hub.get_json("/mcp/flows/summary")["coverage"].clone();
     assert_eq!(coverage["agents_expected"], 2, "{coverage}");
     assert_eq!(coverage["agents_answered"], 1, "{coverage}");
-    let not_ready = coverage["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == first.as_str())
-        .unwrap();
+    let not_ready = agent_in(&coverage, &first);
     assert!(
         not_ready["error"]
             .as_str()
@@ -522,16 +507,7 @@ fn an_agent_that_never_answers_is_named_missing_and_the_others_stay_fresh() {
         json!([silent_url]),
         "{coverage}"
     );
-    let named = |name: &str| {
-        coverage["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["name"] == name)
-            .unwrap_or_else(|| panic!("{name} not in {coverage}"))
-            .clone()
-    };
-    let missing = named(&silent_url);
+    let missing = agent_in(coverage, &silent_url);
     assert_eq!(missing["answered"], false);
     assert_eq!(missing["error"], "no answer within 1.0 s", "{missing}");
     // Everything the answering agent saw, as it reports it itself.
@@ -556,20 +532,19 @@ fn an_agent_that_never_answers_is_named_missing_and_the_others_stay_fresh() {
     let before = feeds_served(&answering);
     std::thread::sleep(Duration::from_secs(6));
     let pulled = feeds_served(&answering) - before;
-    let age = named_age(&hub.get_json("/mcp/flows/summary"), &answering);
+    let answer = hub.get_json("/mcp/flows/summary");
+    let age = agent_in(&answer["coverage"], &answering_url)["age_s"]
+        .as_f64()
+        .expect("the answering agent's age");
     eprintln!("{pulled} pulls in 6 s; the answering agent's data {age} s old");
     assert!(pulled >= 3, "{pulled} pulls in 6 s");
     assert!(age < 2.5, "the answering agent's data is {age} s old");
 }
 
-/// How old an answer's data of `agent` is, by its coverage.
-fn named_age(answer: &Value, agent: &Server) -> f64 {
-    let name = format!("http://{}", agent.addr);
-    answer["coverage"]["agents"]
+/// The entry of the agent named `name` in an answer's `coverage`.
+fn agent_in<'c>(coverage: &'c Value, name: &str) -> &'c Value {
+    coverage["agents"]
         .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == name.as_str())
-        .and_then(|a| a["age_s"].as_f64())
-        .unwrap_or_else(|| panic!("no age of {name}: {}", answer["coverage"]))
+        .and_then(|agents| agents.iter().find(|a| a["name"] == name))
+        .unwrap_or_else(|| panic!("{name} not in {coverage}"))
 }

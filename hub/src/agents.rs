@@ -213,7 +213,8 @@ impl Discovery {
         let state = &mut lookups[at];
         state.pending = late;
         let resolved = remember(&mut state.last, outcome);
-        let failing = resolved.is_err() || resolved.as_ref().is_ok_and(|(fresh, _)| !fresh);
+        // Failing: no fresh addresses, whether or not there are kept ones.
+        let failing = !matches!(resolved, Ok((true, _)));
         if failing != state.failing {
             state.failing = failing;
             match &resolved {

@@ -304,13 +304,11 @@ pub async fn round(
         }
     }
     let unpulled = found.unpulled.into_iter().map(|u| (u.name, u.reason));
-    let beyond_the_bound = left_out.iter().map(|agent| {
-        let reason = format!(
-            "not pulled: more agents than --max-agents {}",
-            config.max_agents
-        );
-        (agent.name(), reason)
-    });
+    let beyond = format!(
+        "not pulled: more agents than --max-agents {}",
+        config.max_agents
+    );
+    let beyond_the_bound = left_out.iter().map(|agent| (agent.name(), beyond.clone()));
     for (name, reason) in beyond_the_bound.chain(unpulled) {
         coverage.agents.push(AgentCoverage {
             name: name.into(),
