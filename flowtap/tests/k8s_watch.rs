@@ -2,8 +2,8 @@
 //! API server that speaks the real list/watch protocol
 //! (`support/k8s_apiserver.py`: resourceVersions, bookmarks, `410 Gone`,
 //! objects in the API's JSON). No real cluster can run here: what is
-//! exercised is kube-rs against that protocol, not a real API server's
-//! authentication, TLS or scale.
+//! exercised is kube-rs against that protocol (lists in pages included),
+//! not a real API server's authentication, TLS or scale.
 
 mod common;
 
@@ -146,5 +146,73 @@ fn names_follow_the_cluster_through_a_watch() {
                 Err(format!("{relists} lists"))
             }
         },
+    );
+}
+
+/// A cluster with more pods than kube-rs asks for in one list page (500):
+/// the pods are listed in pages through `continue` tokens, as a real API
+/// server serves a large cluster. The first try's list outlives the
+/// server's history after its first page (its continue token expires: 410),
+/// and the watcher lists again from the start: every pod is held once, and
+/// the pods on the last page name the flows.
+#[test]
+fn a_cluster_larger_than_a_list_page_is_listed_whole() {
+    const BULK: usize = 1500;
+    // In a namespace that sorts before the demo's: the demo's pods, which
+    // name its flows, are on the last page.
+    let bulk: Vec<Value> = (0..BULK)
+        .map(|i| {
+            // Addresses the demo does not use: its names stay its own.
+            let ip = format!("2001:db8:ffff::{:x}", i + 1);
+            json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": format!("bulk-{i:04}"), "namespace": "aaa-bulk"},
+                "spec": {"nodeName": "node-a"},
+                "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
+            })
+        })
+        .collect();
+    let api = ApiServer::start_with(&bulk);
+    api.post("/_control/expire-after-page", &json!({}));
+    let root = common::project_root();
+    let demo = root.join("demo/demo.pcap");
+    let demo = demo.to_str().unwrap();
+    let from_file = Server::start(&[
+        "-r",
+        demo,
+        "--k8s-inventory",
+        root.join("demo/inventory.json").to_str().unwrap(),
+    ]);
+    let want = names(&from_file.get_json("/mcp/flows?format=full&limit=1000"));
+    let server = Server::start_with_env(
+        &["-r", demo, "--k8s-watch"],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    eventually(
+        &server,
+        Duration::from_secs(20),
+        "the names of the last page",
+        |b| names(b) == want,
+    );
+    let stats = api.stats();
+    eprintln!("API requests {stats}");
+    let metrics = server.metrics();
+    assert_eq!(common::metrics::sample(&metrics, "flowtap_k8s_synced"), 1.0);
+    assert_eq!(
+        common::metrics::sample(&metrics, "flowtap_k8s_objects{kind=\"pod\"}"),
+        (19 + BULK) as f64,
+        "every pod of every page, each once"
+    );
+    assert!(
+        common::metrics::sample(&metrics, "flowtap_k8s_watch_errors_total") >= 1.0,
+        "the expired list counted as an error"
+    );
+    assert_eq!(stats["list_gone"]["pods"], 1, "one continue token expired");
+    // The first try: a page, then the expired token; the second: four pages
+    // of 500 for 1519 pods.
+    assert!(
+        stats["list"]["pods"].as_u64().unwrap() >= 6,
+        "lists of pods: {stats}"
     );
 }

@@ -17,13 +17,20 @@ pub(crate) struct ApiServer {
 
 impl ApiServer {
     pub(crate) fn start() -> ApiServer {
+        ApiServer::start_with(&[])
+    }
+
+    /// Seeded with the demo's inventory and `more` objects after it.
+    pub(crate) fn start_with(more: &[Value]) -> ApiServer {
         let dir = tempfile::tempdir().unwrap();
         let inventory: Value = serde_json::from_str(
             &std::fs::read_to_string(super::project_root().join("demo/inventory.json")).unwrap(),
         )
         .unwrap();
+        let mut seed_objects = inventory["items"].as_array().unwrap().clone();
+        seed_objects.extend_from_slice(more);
         let seed = dir.path().join("seed.json");
-        std::fs::write(&seed, inventory["items"].to_string()).unwrap();
+        std::fs::write(&seed, Value::from(seed_objects).to_string()).unwrap();
         let script = super::project_root().join("flowtap/tests/support/k8s_apiserver.py");
         let mut child = Command::new("python3")
             .arg(script)

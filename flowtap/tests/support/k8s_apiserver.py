@@ -20,6 +20,12 @@ A test changes the cluster while flowtap watches:
                                  ?drop-watches also ends them in the same step,
                                  so their clients resume, get 410 and relist.
     POST /_control/drop-watches  end every open watch stream; clients re-watch
+    POST /_control/expire-after-page
+                                 once: right after the next list page that has
+                                 a continue token, expire as above, so the next
+                                 page's request gets 410 (a paginated list
+                                 outlived by etcd's compaction); the client lists
+                                 again from the start
     GET  /_control/stats         list/watch request counts per collection
 
 Like the real server: one global resourceVersion counter (etcd's revision); list
@@ -73,8 +79,9 @@ class Cluster:
         # floor: the oldest version a new watch or Exact list may start from.
         # lost: the newest event dropped from history; an open watch behind it missed it.
         self.floor, self.lost = dict.fromkeys(self.objects, 0), dict.fromkeys(self.objects, 0)
-        self.drop_gen, self.stopping = 0, False
-        self.stats = {k: {c: 0 for c in self.objects} for k in ("list", "watch", "open_watches")}
+        self.drop_gen, self.stopping, self.expire_after_page = 0, False, False
+        # list_gone: lists answered 410 (an expired version or continue token).
+        self.stats = {k: {c: 0 for c in self.objects} for k in ("list", "list_gone", "watch", "open_watches")}
         self.stats["other"] = {}
 
     def _record(self, coll, kind, obj, prev):
@@ -199,6 +206,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, out) if out else self.send_json(404, status(404, "NotFound", "no such object"))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             return self.send_json(400, status(400, "BadRequest", f"bad object: {e!r}"))
+        if self.path == "/_control/expire-after-page":
+            with c.cond:
+                c.expire_after_page = True
+            return self.send_json(200, {})
         if self.path.startswith("/_control/expire"):
             c.expire(1 if "drop-watches" in self.path else 0)
             return self.send_json(200, {"resourceVersion": str(c.rv)})
@@ -222,6 +233,7 @@ class Handler(BaseHTTPRequestHandler):
                 except (ValueError, TypeError):
                     return self.send_json(400, status(400, "BadRequest", "invalid continue token"))
                 if list_rv < c.floor[coll]:
+                    c.stats["list_gone"][coll] += 1
                     return self.send_json(410, status(410, "Expired", "The provided continue parameter is too old "
                                                       "to display a consistent list result."))
                 # Later pages show current objects under the first page's version:
@@ -233,6 +245,7 @@ class Handler(BaseHTTPRequestHandler):
             elif rv not in ("", "0") and (match == "Exact" or (match is None and limit)):
                 list_rv = int(rv)
                 if list_rv < c.floor[coll]:
+                    c.stats["list_gone"][coll] += 1
                     return self.send_json(410, expired(list_rv, c.floor[coll])["object"])
                 if list_rv > c.rv:
                     return self.send_json(504, status(504, "Timeout", "Too large resource version"))
@@ -245,11 +258,14 @@ class Handler(BaseHTTPRequestHandler):
                 objs, list_rv = c.objects[coll], c.rv
             keys = sorted(k for k in objs if after is None or k > after)
             items = [{k: v for k, v in objs[key].items() if k not in ("kind", "apiVersion")} for key in keys]
-        meta = {"resourceVersion": str(list_rv)}
-        if limit and len(items) > limit:
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps([list_rv, keys[limit - 1]]).encode()).decode()
-            meta["remainingItemCount"] = len(items) - limit
-            items = items[:limit]
+            meta = {"resourceVersion": str(list_rv)}
+            if limit and len(items) > limit:
+                meta["continue"] = base64.urlsafe_b64encode(json.dumps([list_rv, keys[limit - 1]]).encode()).decode()
+                meta["remainingItemCount"] = len(items) - limit
+                items = items[:limit]
+                if c.expire_after_page:
+                    c.expire_after_page = False
+                    c.expire(0)
         self.send_json(200, {"kind": kind + "List", "apiVersion": api, "metadata": meta, "items": items})
 
     def chunk(self, event):
