@@ -149,18 +149,13 @@ fn names_follow_the_cluster_through_a_watch() {
     );
 }
 
-/// A cluster with more pods than kube-rs asks for in one list page (500):
-/// the pods are listed in pages through `continue` tokens, as a real API
-/// server serves a large cluster. The first try's list outlives the
-/// server's history after its first page (its continue token expires: 410),
-/// and the watcher lists again from the start: every pod is held once, and
-/// the pods on the last page name the flows.
-#[test]
-fn a_cluster_larger_than_a_list_page_is_listed_whole() {
-    const BULK: usize = 1500;
-    // In a namespace that sorts before the demo's: the demo's pods, which
-    // name its flows, are on the last page.
-    let bulk: Vec<Value> = (0..BULK)
+/// Pods beside the demo's: more than kube-rs asks for in one list page.
+const BULK: usize = 1500;
+
+/// [`BULK`] pods, in a namespace that sorts before the demo's: the demo's
+/// pods, which name its flows, come on the last page of a list.
+fn bulk_pods() -> Vec<Value> {
+    (0..BULK)
         .map(|i| {
             // Addresses the demo does not use: its names stay its own.
             let ip = format!("2001:db8:ffff::{:x}", i + 1);
@@ -172,8 +167,18 @@ fn a_cluster_larger_than_a_list_page_is_listed_whole() {
                 "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
             })
         })
-        .collect();
-    let api = ApiServer::start_with(&bulk);
+        .collect()
+}
+
+/// A cluster with more pods than kube-rs asks for in one list page (500):
+/// the pods are listed in pages through `continue` tokens, as a real API
+/// server serves a large cluster. The first try's list outlives the
+/// server's history after its first page (its continue token expires: 410),
+/// and the watcher lists again from the start: every pod is held once, and
+/// the pods on the last page name the flows.
+#[test]
+fn a_cluster_larger_than_a_list_page_is_listed_whole() {
+    let api = ApiServer::start_with(&bulk_pods());
     api.post("/_control/expire-after-page", &json!({}));
     let root = common::project_root();
     let demo = root.join("demo/demo.pcap");
@@ -215,4 +220,43 @@ fn a_cluster_larger_than_a_list_page_is_listed_whole() {
         stats["list"]["pods"].as_u64().unwrap() >= 6,
         "lists of pods: {stats}"
     );
+}
+
+/// `--k8s-max-objects` bounds what a first list brings, as it bounds what
+/// the watch adds later: the objects beyond it are left out and counted.
+#[test]
+fn the_objects_bound_holds_for_the_first_list() {
+    let api = ApiServer::start_with(&bulk_pods());
+    let demo = common::project_root().join("demo/demo.pcap");
+    let server = Server::start_with_env(
+        &[
+            "-r",
+            demo.to_str().unwrap(),
+            "--k8s-watch",
+            "--k8s-max-objects",
+            "1000",
+        ],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    let offered = 43 + BULK; // the demo's 19 pods, 10 services, 11 slices, 3 nodes
+    let metrics = wait::until(Duration::from_secs(20), "the first lists", || {
+        let metrics = server.metrics();
+        if common::metrics::sample(&metrics, "flowtap_k8s_synced") == 1.0 {
+            Ok(metrics)
+        } else {
+            Err(String::from("not synced"))
+        }
+    });
+    let held: f64 = ["pod", "service", "endpointslice", "node"]
+        .iter()
+        .map(|kind| {
+            common::metrics::sample(&metrics, &format!("flowtap_k8s_objects{{kind=\"{kind}\"}}"))
+        })
+        .sum();
+    let dropped = common::metrics::sample(&metrics, "flowtap_k8s_objects_dropped_total");
+    assert_eq!(
+        held, 1000.0,
+        "held of {offered} offered ({dropped} dropped)"
+    );
+    assert!(dropped >= (offered - 1000) as f64, "{dropped} dropped");
 }

@@ -179,11 +179,12 @@ struct Store {
 }
 
 impl Store {
+    /// Objects held against the bound: a kind being listed counts what its
+    /// listing holds so far, which will replace the objects in force (so a
+    /// first list, or a relist, is bounded like everything else; while it
+    /// runs, the objects it replaces are held beside it).
     fn len(&self) -> usize {
-        self.pods.live.len()
-            + self.services.live.len()
-            + self.slices.live.len()
-            + self.nodes.live.len()
+        self.pods.held() + self.services.held() + self.slices.held() + self.nodes.held()
     }
 }
 
@@ -195,6 +196,12 @@ type Key = (Option<String>, String);
 struct Kind<T> {
     live: HashMap<Key, T>,
     listing: Option<HashMap<Key, T>>,
+}
+
+impl<T> Kind<T> {
+    fn held(&self) -> usize {
+        self.listing.as_ref().map_or(self.live.len(), HashMap::len)
+    }
 }
 
 impl<T> Default for Kind<T> {
