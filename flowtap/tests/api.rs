@@ -919,6 +919,8 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
         ("limit=many", "limit"),
         ("sort=random", "sort"),
         ("colour=blue", "colour"),
+        // Bytes that are not UTF-8 once decoded would match nothing.
+        ("ns=%FF", "ns"),
     ] {
         let r = s.get(&format!("/mcp/flows?{query}"));
         assert_eq!(r.status, 400, "{query}");
@@ -1210,6 +1212,9 @@ fn workloads_active_and_idle() {
         ("kind=deployment", "kind"),
         ("limit=-1", "limit"),
         ("colour=red", "colour"),
+        ("limit=1&limit=2", "limit"),
+        ("namespace=", "namespace"),
+        ("namespace=%FF", "namespace"),
     ] {
         let r = s.get(&format!("/mcp/workloads?{query}"));
         assert_eq!(r.status, 400, "{query}");

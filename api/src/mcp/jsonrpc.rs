@@ -72,7 +72,15 @@ impl Message {
             ));
         };
         let id = obj.remove("id");
-        let id_ok = matches!(&id, Some(Value::String(_)) | Some(Value::Number(_)));
+        // MCP: "a string or integer ID". A number with a fraction, or an
+        // integer beyond 64 bits (which serde_json reads as a float), could
+        // not be echoed as it was sent, and the client could not match the
+        // answer: refused.
+        let id_ok = match &id {
+            Some(Value::String(_)) => true,
+            Some(Value::Number(n)) => n.is_i64() || n.is_u64(),
+            _ => false,
+        };
         let answer_id = if id_ok {
             id.clone().unwrap_or_default()
         } else {
@@ -118,7 +126,10 @@ impl Message {
             }),
             Some(_) => Err((
                 Value::Null,
-                RpcError::new(INVALID_REQUEST, "\"id\" must be a string or an integer"),
+                RpcError::new(
+                    INVALID_REQUEST,
+                    "\"id\" must be a string or an integer of at most 64 bits",
+                ),
             )),
         }
     }
@@ -183,6 +194,20 @@ mod tests {
             ),
             (
                 json!({"jsonrpc":"2.0","id":{},"method":"ping"}),
+                INVALID_REQUEST,
+                Value::Null,
+            ),
+            // Not an integer, or beyond 64 bits: it could not be echoed as sent.
+            (
+                json!({"jsonrpc":"2.0","id":1.5,"method":"ping"}),
+                INVALID_REQUEST,
+                Value::Null,
+            ),
+            (
+                serde_json::from_str(
+                    r#"{"jsonrpc":"2.0","id":99999999999999999999999,"method":"ping"}"#,
+                )
+                .unwrap(),
                 INVALID_REQUEST,
                 Value::Null,
             ),

@@ -357,6 +357,11 @@ impl Mcp {
                     Reply::bytes(200, body)
                 }
             }
+            // JSON-RPC 2.0: an empty batch is an invalid request.
+            Value::Array(batch) if version.allows_batches() => {
+                debug_assert!(batch.is_empty());
+                Reply::refusal(400, INVALID_REQUEST, "an empty batch")
+            }
             Value::Array(_) => Reply::refusal(
                 400,
                 INVALID_REQUEST,

@@ -411,17 +411,31 @@ pub fn call(view: &View, params: &Map<String, Value>, version: Version) -> Resul
     })
 }
 
-fn list_flows(view: &View, arguments: &Map<String, Value>) -> Result<Value, String> {
+/// A tool's arguments as the (name, value) pairs of the REST query it
+/// answers like: strings as they are, numbers for the parameters
+/// `integer` names (written as integers: JSON Schema counts 1.0 as the
+/// integer 1). Models send `null` for "not given", so a null is left out
+/// when `known` names it; an unknown argument goes on, to be named by the
+/// query's parser, whatever its value.
+fn argument_pairs(
+    arguments: &Map<String, Value>,
+    known: impl Fn(&str) -> bool,
+    integer: impl Fn(&str) -> bool,
+) -> Result<Vec<(&str, String)>, String> {
     let mut pairs = Vec::with_capacity(arguments.len());
     for (name, value) in arguments {
-        let integer = query::PARAMS.iter().any(|p| p.name == name && p.integer);
         let text = match value {
-            // Models send null for "not given".
-            Value::Null => continue,
+            Value::Null if known(name) => continue,
+            Value::Null => String::new(),
             Value::String(s) => s.clone(),
-            Value::Number(n) if integer => n.to_string(),
+            Value::Number(n) if integer(name) => match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && (0.0..=MAX_EXACT_F64).contains(&f) => {
+                    (f as u64).to_string()
+                }
+                _ => n.to_string(),
+            },
             _ => {
-                let want = if integer {
+                let want = if integer(name) {
                     "a non-negative integer"
                 } else {
                     "a string"
@@ -431,13 +445,29 @@ fn list_flows(view: &View, arguments: &Map<String, Value>) -> Result<Value, Stri
         };
         pairs.push((name.as_str(), text));
     }
+    Ok(pairs)
+}
+
+/// The largest integer below which every integer is exact as an `f64`.
+const MAX_EXACT_F64: f64 = 9_007_199_254_740_992.0;
+
+/// A query's error as a tool error's text, naming the argument.
+fn argument_error(e: query::ApiError) -> String {
+    match &e.parameter {
+        Some(p) => format!("argument {p}: {}", e.message),
+        None => e.message,
+    }
+}
+
+fn list_flows(view: &View, arguments: &Map<String, Value>) -> Result<Value, String> {
+    let param = |name: &str| query::PARAMS.iter().find(|p| p.name == name);
+    let pairs = argument_pairs(
+        arguments,
+        |name| param(name).is_some(),
+        |name| param(name).is_some_and(|p| p.integer),
+    )?;
     let q =
-        query::parse_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str()))).map_err(|e| {
-            match &e.parameter {
-                Some(p) => format!("argument {p}: {}", e.message),
-                None => e.message,
-            }
-        })?;
+        query::parse_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str()))).map_err(argument_error)?;
     if q.limit > MAX_LIMIT {
         return Err(format!(
             "argument limit: at most {MAX_LIMIT} flows per call; narrow the query (ns, pod, svc, ip, l4proto) or aggregate"
@@ -454,23 +484,13 @@ fn summary(view: &View, arguments: &Map<String, Value>) -> Result<Value, String>
 }
 
 fn workloads(view: &View, arguments: &Map<String, Value>) -> Result<Value, String> {
-    let mut pairs = Vec::with_capacity(arguments.len());
-    for (name, value) in arguments {
-        let text = match value {
-            Value::Null => continue,
-            Value::String(s) => s.clone(),
-            Value::Number(n) if name == "limit" => n.to_string(),
-            _ => return Err(format!("argument {name}: must be a string, got {value}")),
-        };
-        pairs.push((name.as_str(), text));
-    }
-    let q =
-        rest::workloads::parse(pairs.iter().map(|(n, v)| (*n, v.as_str()))).map_err(
-            |e| match &e.parameter {
-                Some(p) => format!("argument {p}: {}", e.message),
-                None => e.message,
-            },
-        )?;
+    let pairs = argument_pairs(
+        arguments,
+        |name| rest::workloads::PARAMS.iter().any(|(n, _)| *n == name),
+        |name| name == "limit",
+    )?;
+    let q = rest::workloads::parse(pairs.iter().map(|(n, v)| (*n, v.as_str())))
+        .map_err(argument_error)?;
     if q.limit > MAX_LIMIT {
         return Err(format!(
             "argument limit: at most {MAX_LIMIT} workloads per call; narrow by namespace, kind or state"
@@ -533,6 +553,7 @@ mod tests {
             (json!({"sort": "latency"}), "sort"),
             (json!({"ns": 3}), "ns"),
             (json!({"colour": "blue"}), "colour"),
+            (json!({"colour": null}), "colour"),
         ] {
             let r = call(&view, &args(json!({"name": LIST_FLOWS, "arguments": a})), v).unwrap();
             assert_eq!(r["isError"], true, "{r}");
@@ -546,6 +567,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r["isError"], true);
+        for (a, name) in [
+            (json!({"namespace": ""}), "namespace"),
+            (json!({"limit": 0.5}), "limit"),
+            (json!({"colour": null}), "colour"),
+        ] {
+            let r = call(&view, &args(json!({"name": WORKLOADS, "arguments": a})), v).unwrap();
+            assert_eq!(r["isError"], true, "{r}");
+            let text = r["content"][0]["text"].as_str().unwrap();
+            assert!(text.contains(&format!("argument {name}")), "{text}");
+        }
+        // An integer written with a fraction of zero is that integer.
+        for tool in [LIST_FLOWS, WORKLOADS] {
+            let r = call(
+                &view,
+                &args(json!({"name": tool, "arguments": {"limit": 2.0}})),
+                v,
+            )
+            .unwrap();
+            assert_ne!(r["isError"], true, "{tool}: {r}");
+        }
         let e = call(&view, &args(json!({"name": "nope"})), v).unwrap_err();
         assert_eq!(e.code, super::super::jsonrpc::INVALID_PARAMS);
     }

@@ -79,18 +79,16 @@ pub fn plan(path: &str, query: &str, max_limit: usize) -> Result<Plan, ApiError>
             Ok(Plan::Flows(q))
         }
         SUMMARY_PATH => {
-            if let Some((name, _)) = form_urlencoded::parse(query.as_bytes()).next() {
+            if let Some((name, _)) = query::query_pairs(query)?.first() {
                 return Err(ApiError::bad_parameter(
-                    &name,
+                    name,
                     format!("{SUMMARY_PATH} takes no parameters, got {name:?}"),
                 ));
             }
             Ok(Plan::Summary)
         }
         workloads::PATH => {
-            let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect();
+            let pairs = query::query_pairs(query)?;
             let q = workloads::parse(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
             if q.limit > max_limit {
                 return Err(ApiError::bad_parameter(

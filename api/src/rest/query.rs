@@ -215,7 +215,7 @@ fn choice<T: Copy>(name: &str, value: &str, options: &[(&str, T)]) -> Result<T, 
         })
 }
 
-fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
+pub(crate) fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
     if value.is_empty() {
         return Err(ApiError::bad_parameter(
             name,
@@ -234,29 +234,55 @@ fn unsigned(name: &str, value: &str) -> Result<u64, ApiError> {
     })
 }
 
+/// A query string's (name, value) pairs, decoded as an HTML form's
+/// (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte; a
+/// `%` not followed by two hex digits stands for itself). Every endpoint's
+/// parameters come through here, so each refuses, naming the parameter, a
+/// name or value whose bytes are not UTF-8 (rather than matching nothing
+/// with U+FFFD in it) and a parameter given twice (rather than letting the
+/// last win).
+pub fn query_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for piece in raw.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+        let name = form_decoded(name).map_err(|lossy| {
+            ApiError::bad_parameter(&lossy, "parameter name is not UTF-8 once decoded")
+        })?;
+        let value = form_decoded(value).map_err(|_| {
+            ApiError::bad_parameter(&name, format!("{name}'s value is not UTF-8 once decoded"))
+        })?;
+        if pairs.iter().any(|(seen, _)| *seen == name) {
+            return Err(ApiError::bad_parameter(
+                &name,
+                format!("parameter {name} given more than once"),
+            ));
+        }
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// One name or value of a query string, decoded; its lossy form when the
+/// bytes are not UTF-8.
+fn form_decoded(encoded: &str) -> Result<String, String> {
+    let spaced = encoded.replace('+', " ");
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
+    String::from_utf8(bytes).map_err(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Parses the query string of `/mcp/flows`.
 pub fn parse_flow_query(raw: &str) -> Result<FlowQuery, ApiError> {
-    let mut pairs = Vec::new();
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-        pairs.push((name.into_owned(), value.into_owned()));
-    }
+    let pairs = query_pairs(raw)?;
     parse_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
 }
 
-/// Parses name/value pairs (from a query string or tool arguments).
+/// Parses name/value pairs (from a query string, through [`query_pairs`],
+/// or from tool arguments, a JSON object's, each named once).
 pub fn parse_pairs<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<FlowQuery, ApiError> {
     let mut q = FlowQuery::default();
-    let mut seen: Vec<&str> = Vec::new();
     for (name, value) in pairs {
-        if seen.contains(&name) {
-            return Err(ApiError::bad_parameter(
-                name,
-                format!("parameter {name} given more than once"),
-            ));
-        }
-        seen.push(name);
         match name {
             "format" => {
                 q.format = choice(
@@ -377,11 +403,46 @@ mod tests {
             ("min_handshake_p99_us=fast", "min_handshake_p99_us"),
             ("bogus=1", "bogus"),
             ("limit=1&limit=2", "limit"),
+            ("%6Cimit=1&limit=2", "limit"),
             ("format=raw&aggregate=pod", "aggregate"),
+            ("ns=%FF", "ns"),
+            ("ns=caf%C3", "ns"),
+            ("%FF=1", "\u{FFFD}"),
         ] {
             let err = parse_flow_query(q).unwrap_err();
             assert_eq!(err.status, 400);
             assert_eq!(err.parameter.as_deref(), Some(param), "{q}");
+        }
+    }
+
+    #[test]
+    fn query_strings_decode_as_forms_do() {
+        let pairs = query_pairs("ns=a+b&&pod=%41%zz&svc=caf%C3%A9&limit").unwrap();
+        let want = [
+            ("ns", "a b"),
+            ("pod", "A%zz"),
+            ("svc", "café"),
+            ("limit", ""),
+        ];
+        assert_eq!(
+            pairs,
+            want.map(|(n, v)| (n.to_owned(), v.to_owned())).to_vec()
+        );
+    }
+
+    #[test]
+    fn every_endpoints_parameters_come_through_one_decoding() {
+        for (path, q, param) in [
+            (super::super::workloads::PATH, "limit=1&limit=2", "limit"),
+            (super::super::workloads::PATH, "namespace=", "namespace"),
+            (super::super::workloads::PATH, "namespace=%FF", "namespace"),
+            (super::super::SUMMARY_PATH, "%FF", "\u{FFFD}"),
+        ] {
+            let Err(err) = super::super::plan(path, q, 1000) else {
+                panic!("{path}?{q} planned");
+            };
+            assert_eq!(err.status, 400);
+            assert_eq!(err.parameter.as_deref(), Some(param), "{path}?{q}");
         }
     }
 }

@@ -78,7 +78,7 @@ pub fn parse<'a>(
     let mut q = WorkloadQuery::default();
     for (name, value) in pairs {
         match name {
-            "namespace" => q.namespace = Some(value.to_owned()),
+            "namespace" => q.namespace = Some(super::query::non_empty(name, value)?),
             "state" => {
                 q.state = match value {
                     "all" => State::All,
