@@ -420,6 +420,14 @@ fn handshake_sessions_versions_and_errors() {
     let answers = r.json();
     assert_eq!(answers.as_array().unwrap().len(), 2, "{answers}");
     assert_eq!(answers[1], json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
+    let empty = post(&server, &[("Mcp-Session-Id", &s0326)], &json!([]));
+    assert_eq!(empty.status, 400);
+    assert_eq!(
+        empty.json()["error"]["code"],
+        -32600,
+        "JSON-RPC: an empty batch is invalid"
+    );
+    assert_eq!(empty.json()["error"]["message"], "an empty batch");
     // GET offers no stream; DELETE ends the session.
     let auth = format!("Bearer {TOKEN}");
     let r = server.send(
