@@ -103,6 +103,9 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     report_run(&snapshot, &outcomes, seconds);
     setup::report(&publisher, &[]);
     for outcome in &outcomes {
+        for u in outcome.unreadable.iter().filter(|u| u.frames > 0) {
+            eprintln!("flowtap: warning: {}: {u}", outcome.path.display());
+        }
         if let Some(e) = &outcome.error {
             eprintln!("flowtap: error: {e}");
         }

@@ -177,6 +177,71 @@ fn an_unsupported_link_type_names_file_and_offset() {
     );
 }
 
+/// A pcapng file with an interface of a link type flowtap cannot read
+/// beside an Ethernet one: the file is read to its end, the other
+/// interface's frames counted as non-IP, and the report says how many.
+#[test]
+fn a_pcapng_interface_flowtap_cannot_read_does_not_stop_the_file() {
+    let pcap = std::fs::read(corpus_capture("02_pcpp_example")).unwrap();
+    let block = |block_type: u32, body: &[u8]| {
+        let padded = body.len().div_ceil(4) * 4;
+        let len = (12 + padded) as u32;
+        let mut b = [&block_type.to_le_bytes()[..], &len.to_le_bytes(), body].concat();
+        b.resize(8 + padded, 0);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    };
+    let idb = |linktype: u16| [&linktype.to_le_bytes()[..], &[0; 2], &[0; 4]].concat();
+    let shb = [&0x1a2b_3c4du32.to_le_bytes()[..], &[1, 0, 0, 0], &[0xff; 8]].concat();
+    let mut file = [
+        block(0x0a0d_0d0a, &shb),
+        block(1, &idb(1)),
+        block(1, &idb(147)),
+    ]
+    .concat();
+    let records = pcap_records(&pcap);
+    let mut on_unreadable = 0;
+    for (i, &(start, end)) in records.iter().enumerate() {
+        let interface = u32::from(i % 10 == 9);
+        on_unreadable += interface;
+        let r = &pcap[start..end];
+        let (sec, usec) = (&r[0..4], &r[4..8]);
+        let us = u64::from(u32::from_le_bytes(sec.try_into().unwrap())) * 1_000_000
+            + u64::from(u32::from_le_bytes(usec.try_into().unwrap()));
+        let body = [
+            &interface.to_le_bytes()[..],
+            &((us >> 32) as u32).to_le_bytes(),
+            &(us as u32).to_le_bytes(),
+            &r[8..16], // captured and original lengths
+            &r[16..],
+        ]
+        .concat();
+        file.extend(block(6, &body));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two-links.pcapng");
+    std::fs::write(&path, &file).unwrap();
+    let (status, _, stderr) = flowtap(&["-r", path.to_str().unwrap()]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("flowtap: read {} frames", records.len())),
+        "{stderr}"
+    );
+    let warning = format!(
+        "flowtap: warning: {}: {on_unreadable} frames on interface 1 (section 0) counted as non_ip: \
+         flowtap cannot read link type 147",
+        path.display()
+    );
+    assert!(
+        stderr.contains(&warning),
+        "expected {warning:?} in:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("non_ip {on_unreadable}")),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn files_that_are_not_captures_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,6 +254,7 @@ fn files_that_are_not_captures_are_clear_errors() {
         (&text, "not a pcap or pcapng file"),
         (&empty, "file is empty"),
         (&missing, "cannot open"),
+        (&dir.path().to_path_buf(), "cannot open: it is a directory"),
     ] {
         let (status, _, stderr) = flowtap(&["-r", path.to_str().unwrap()]);
         assert_eq!(status, 2, "{stderr}");

@@ -220,7 +220,7 @@ fn hand_made_bad_files_get_clear_errors() {
             // reaches the limit, with its offset.
             "big.pcap",
             [ok.clone(), record(8 << 20, 8 << 20, &vec![0; 8 << 20])].concat(),
-            "larger than 4194304 bytes",
+            "larger than 8388608 bytes",
         ),
         (
             "cut.pcap",
@@ -252,6 +252,21 @@ fn hand_made_bad_files_get_clear_errors() {
         assert!(started.elapsed().as_secs() < 5, "{name} took too long");
         eprintln!("{text}");
     }
+
+    // A capture's header cut short is a truncated capture, not another kind
+    // of file.
+    let got = read_all(
+        "shb-cut.pcapng",
+        ng_block(0x0a0d_0d0a, &shb_body(false), false)[..16].to_vec(),
+    );
+    assert!(
+        matches!(got.error, Some(CaptureError::Truncated { offset: 0, .. })),
+        "{:?}",
+        got.error
+    );
+    let dir = std::env::temp_dir();
+    let text = CaptureFile::open(&dir).unwrap_err().to_string();
+    assert!(text.contains("it is a directory"), "{text}");
 
     // pcapng: a packet naming an interface that was never described.
     let shb = {
@@ -351,4 +366,129 @@ fn records_across_the_buffers_edges_come_out_whole() {
     {}
     assert_eq!(seen, records.len());
     assert_eq!(file.offset(), total);
+}
+
+/// A pcapng block of `block_type` around `body`, padded to 32 bits.
+fn ng_block(block_type: u32, body: &[u8], big_endian: bool) -> Vec<u8> {
+    let word = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let padded = body.len().div_ceil(4) * 4;
+    let len = (12 + padded) as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(&word(block_type));
+    b.extend_from_slice(&word(len));
+    b.extend_from_slice(body);
+    b.resize(8 + padded, 0);
+    b.extend_from_slice(&word(len));
+    b
+}
+
+/// A section header block's body: byte-order magic, version 1.0, length
+/// unknown.
+fn shb_body(big_endian: bool) -> Vec<u8> {
+    let mut b = Vec::new();
+    if big_endian {
+        b.extend_from_slice(&0x1a2b_3c4du32.to_be_bytes());
+        b.extend_from_slice(&1u16.to_be_bytes());
+        b.extend_from_slice(&0u16.to_be_bytes());
+    } else {
+        b.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+    }
+    b.extend_from_slice(&(-1i64).to_le_bytes());
+    b
+}
+
+/// A pcapng file may describe interfaces of link types flowtap cannot read
+/// beside ones it can: the others' packets are read, and the unreadable
+/// interface's counted and named. Packets may come in the obsolete Packet
+/// Block that writers used before the Enhanced one: read as packets, in
+/// either byte order.
+#[test]
+fn pcapng_packets_of_every_block_and_interface_are_read_or_counted() {
+    use pipeline::capture::UnreadableInterface;
+    use pipeline::wire::dissect::LinkType;
+    for big_endian in [false, true] {
+        let (u16b, u32b) = (
+            |v: u16| {
+                if big_endian {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            },
+            |v: u32| {
+                if big_endian {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            },
+        );
+        let idb = |linktype: u16| [&u16b(linktype)[..], &u16b(0), &u32b(0)].concat();
+        let frame = |marker: u8| vec![marker; 61];
+        // Timestamps in microseconds (no if_tsresol): 1.5 s, 2.5 s, 3.5 s.
+        let packet = |obsolete: bool, interface: u16, us: u64, data: &[u8]| {
+            let len = data.len() as u32;
+            let head = if obsolete {
+                [&u16b(interface)[..], &u16b(0)].concat()
+            } else {
+                u32b(u32::from(interface)).to_vec()
+            };
+            let body = [
+                &head[..],
+                &u32b((us >> 32) as u32),
+                &u32b(us as u32),
+                &u32b(len),
+                &u32b(len),
+                data,
+            ]
+            .concat();
+            ng_block(if obsolete { 2 } else { 6 }, &body, big_endian)
+        };
+        let bytes = [
+            ng_block(0x0a0d_0d0a, &shb_body(big_endian), big_endian),
+            ng_block(1, &idb(1), big_endian),
+            ng_block(1, &idb(147), big_endian),
+            packet(true, 0, 1_500_000, &frame(1)),
+            packet(false, 1, 2_500_000, &frame(2)),
+            packet(false, 0, 3_500_000, &frame(3)),
+        ]
+        .concat();
+        let mut file =
+            CaptureFile::from_reader(Path::new("mixed.pcapng"), Cursor::new(bytes)).unwrap();
+        let mut frames = Vec::new();
+        while file
+            .read_frames(16, |f| {
+                frames.push((f.link, f.ts_ns, f.wire_len, f.data.to_vec()))
+            })
+            .unwrap()
+            > 0
+        {}
+        let second = 1_000_000_000;
+        assert_eq!(
+            frames,
+            vec![
+                (LinkType::Ethernet, second * 3 / 2, 61, frame(1)),
+                (LinkType::Unreadable, second * 5 / 2, 61, frame(2)),
+                (LinkType::Ethernet, second * 7 / 2, 61, frame(3)),
+            ],
+            "big endian: {big_endian}"
+        );
+        assert_eq!(
+            file.unreadable(),
+            [UnreadableInterface {
+                interface: 1,
+                section: 0,
+                linktype: 147,
+                frames: 1
+            }]
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use pcap_parser::pcapng::Block;
@@ -18,10 +19,25 @@ use crate::wire::dissect::LinkType;
 /// Initial read buffer; large enough for any ordinary record.
 const BUFFER_BYTES: usize = 1 << 20;
 
-/// Largest record accepted. pcap writers cap snaplen at 256 KiB; pcapng
-/// blocks add options. Anything larger is corrupt, and refusing it bounds the
-/// memory a hostile file can make us allocate.
-pub const MAX_RECORD_BYTES: usize = 4 << 20;
+/// Largest record accepted, with its header: the read buffer grows to it
+/// and no further. pcap writers cap snaplen at 256 KiB; pcapng blocks add
+/// options. Anything larger is corrupt, and refusing it bounds the memory a
+/// hostile file can make us allocate.
+pub const MAX_RECORD_BYTES: usize = 8 << 20;
+
+/// The start of a file read before pcap-parser sees it: more than any
+/// file header and section header block (without long options) take.
+const HEAD_BYTES: u64 = 64 << 10;
+
+/// How capture files begin: pcap's magic in either byte order, with micro-
+/// or nanosecond timestamps, and pcapng's section header block type.
+const CAPTURE_MAGICS: [[u8; 4]; 5] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x0a, 0x0d, 0x0d, 0x0a],
+];
 
 /// Interfaces one pcapng section may describe: far more than any capture
 /// has, few enough that a hostile file cannot grow the list without bound.
@@ -84,6 +100,9 @@ impl fmt::Display for DisplayPath {
 /// A pcapng interface, as its description block defines it.
 #[derive(Clone, Copy, Debug)]
 struct Interface {
+    /// [`LinkType::Unreadable`] for a type flowtap cannot read: the file's
+    /// other interfaces are read, and its frames counted in
+    /// [`CaptureFile::unreadable`].
     link: LinkType,
     /// Timestamp units per second.
     resolution: u64,
@@ -91,13 +110,51 @@ struct Interface {
     snaplen: u32,
 }
 
+/// Frames on a pcapng interface whose link type flowtap cannot read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableInterface {
+    /// The interface's number in its section.
+    pub interface: u32,
+    /// The section's number in the file, from 0.
+    pub section: u32,
+    pub linktype: i32,
+    pub frames: u64,
+}
+
+impl fmt::Display for UnreadableInterface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} frames on interface {} (section {}) counted as non_ip: flowtap cannot read link type {}",
+            self.frames, self.interface, self.section, self.linktype
+        )
+    }
+}
+
 /// What the file's header says about its packets.
 #[derive(Debug)]
 enum Format {
     /// Classic pcap: one link type, micro- or nanosecond timestamps.
     Legacy { link: LinkType, nanos: bool },
-    /// pcapng: per-interface link types and resolutions.
-    Ng { interfaces: Vec<Interface> },
+    /// pcapng: per-interface link types and resolutions, and the
+    /// section's byte order (for blocks pcap-parser leaves unparsed).
+    Ng {
+        interfaces: Vec<Interface>,
+        big_endian: bool,
+    },
+}
+
+impl Format {
+    /// An unknown pcapng block's type, which pcap-parser reads as little
+    /// endian whatever the section's byte order.
+    fn block_type(&self, as_read: u32) -> u32 {
+        match self {
+            Format::Ng {
+                big_endian: true, ..
+            } => as_read.swap_bytes(),
+            _ => as_read,
+        }
+    }
 }
 
 pub struct CaptureFile {
@@ -108,6 +165,9 @@ pub struct CaptureFile {
     frames: u64,
     last_ts_ns: u64,
     done: bool,
+    /// Sections begun so far.
+    sections: u32,
+    unreadable: Vec<UnreadableInterface>,
 }
 
 impl fmt::Debug for CaptureFile {
@@ -121,10 +181,16 @@ impl fmt::Debug for CaptureFile {
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
-        let file = File::open(path).map_err(|source| CaptureError::Open {
+        let open_error = |source| CaptureError::Open {
             path: DisplayPath(path.to_path_buf()),
             source,
-        })?;
+        };
+        let file = File::open(path).map_err(open_error)?;
+        // Opening a directory succeeds; reading it fails with an error that
+        // pcap-parser does not pass on.
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(open_error(std::io::Error::other("it is a directory")));
+        }
         CaptureFile::from_reader(path, file)
     }
 
@@ -132,9 +198,23 @@ impl CaptureFile {
     /// in errors.
     pub fn from_reader(
         path: &Path,
-        input: impl std::io::Read + Send + 'static,
+        mut input: impl Read + Send + 'static,
     ) -> Result<CaptureFile, CaptureError> {
         let display = DisplayPath(path.to_path_buf());
+        // pcap-parser recognises the file from what its first read brings,
+        // which from a pipe may be a few bytes: the file's start is read
+        // whole first (up to HEAD_BYTES), and its magic tells a capture
+        // whose header is cut short from a file that is not a capture.
+        let mut head = Vec::new();
+        (&mut input)
+            .take(HEAD_BYTES)
+            .read_to_end(&mut head)
+            .map_err(|_| CaptureError::Read {
+                path: display.clone(),
+                offset: 0,
+            })?;
+        let magic = head.get(..4).map(<[u8]>::to_vec);
+        let input = std::io::Cursor::new(head).chain(input);
         let reader = match pcap_parser::create_reader(BUFFER_BYTES, input) {
             Ok(reader) => reader,
             Err(PcapError::Eof) => return Err(CaptureError::Empty { path: display }),
@@ -151,6 +231,13 @@ impl CaptureFile {
                     offset: 0,
                 });
             }
+            Err(_) if CAPTURE_MAGICS.iter().any(|m| magic.as_deref() == Some(m)) => {
+                return Err(CaptureError::Truncated {
+                    path: display,
+                    offset: 0,
+                    frames: 0,
+                });
+            }
             Err(_) => return Err(CaptureError::NotACapture { path: display }),
         };
         Ok(CaptureFile {
@@ -158,12 +245,21 @@ impl CaptureFile {
             reader,
             format: Format::Ng {
                 interfaces: Vec::new(),
+                big_endian: false,
             },
             buffer_bytes: BUFFER_BYTES,
             frames: 0,
             last_ts_ns: 0,
             done: false,
+            sections: 0,
+            unreadable: Vec::new(),
         })
+    }
+
+    /// The pcapng interfaces whose link type flowtap cannot read, with the
+    /// frames on each (delivered as [`LinkType::Unreadable`]).
+    pub fn unreadable(&self) -> &[UnreadableInterface] {
+        &self.unreadable
     }
 
     pub fn path(&self) -> &Path {
@@ -213,22 +309,29 @@ impl CaptureFile {
                             let ts_ns = u64::from(record.ts_sec) * SECOND
                                 + u64::from(record.ts_usec) * frac;
                             let data = record.data;
-                            Some(Frame {
+                            let frame = Frame {
                                 ts_ns,
                                 wire_len: record.origlen.max(data.len() as u32),
                                 link,
                                 data,
-                            })
+                            };
+                            Some((frame, 0))
                         }
-                        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                             // A new section redefines its interfaces.
                             self.format = Format::Ng {
                                 interfaces: Vec::new(),
+                                big_endian: shb.big_endian(),
                             };
+                            self.sections += 1;
                             None
                         }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                            let link = link_type(&self.path, idb.linktype.0, offset)?;
+                            let code = idb.linktype.0;
+                            let link = u32::try_from(code)
+                                .ok()
+                                .and_then(LinkType::from_pcap)
+                                .unwrap_or(LinkType::Unreadable);
                             let Some(resolution) = idb.ts_resolution() else {
                                 return Err(corrupt(
                                     &self.path,
@@ -243,7 +346,9 @@ impl CaptureFile {
                                 snaplen: idb.snaplen,
                             };
                             match &mut self.format {
-                                Format::Ng { interfaces } if interfaces.len() >= MAX_INTERFACES => {
+                                Format::Ng { interfaces, .. }
+                                    if interfaces.len() >= MAX_INTERFACES =>
+                                {
                                     return Err(corrupt(
                                         &self.path,
                                         offset,
@@ -252,7 +357,17 @@ impl CaptureFile {
                                         ),
                                     ));
                                 }
-                                Format::Ng { interfaces } => interfaces.push(iface),
+                                Format::Ng { interfaces, .. } => {
+                                    if link == LinkType::Unreadable {
+                                        self.unreadable.push(UnreadableInterface {
+                                            interface: interfaces.len() as u32,
+                                            section: self.sections.saturating_sub(1),
+                                            linktype: code,
+                                            frames: 0,
+                                        });
+                                    }
+                                    interfaces.push(iface)
+                                }
                                 Format::Legacy { .. } => {
                                     unreachable!("pcap-parser reads one format per file")
                                 }
@@ -262,15 +377,42 @@ impl CaptureFile {
                         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                             let iface = interface(&self.format, epb.if_id, &self.path, offset)?;
                             let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                            let ts_ns = ng_timestamp(units, iface);
                             let caplen = (epb.caplen as usize).min(epb.data.len());
-                            let data = &epb.data[..caplen];
-                            Some(Frame {
-                                ts_ns,
+                            let frame = Frame {
+                                ts_ns: ng_timestamp(units, iface),
                                 wire_len: epb.origlen.max(caplen as u32),
                                 link: iface.link,
-                                data,
-                            })
+                                data: &epb.data[..caplen],
+                            };
+                            Some((frame, epb.if_id))
+                        }
+                        PcapBlockOwned::NG(Block::Unknown(block))
+                            if self.format.block_type(block.block_type)
+                                == OBSOLETE_PACKET_BLOCK =>
+                        {
+                            let Format::Ng { big_endian, .. } = self.format else {
+                                unreachable!("pcap-parser reads one format per file")
+                            };
+                            let Some(packet) = ObsoletePacket::parse(block.data, big_endian) else {
+                                return Err(corrupt(
+                                    &self.path,
+                                    offset,
+                                    "packet block shorter than its fields",
+                                ));
+                            };
+                            let iface = interface(
+                                &self.format,
+                                u32::from(packet.if_id),
+                                &self.path,
+                                offset,
+                            )?;
+                            let frame = Frame {
+                                ts_ns: ng_timestamp(packet.units, iface),
+                                wire_len: packet.origlen.max(packet.data.len() as u32),
+                                link: iface.link,
+                                data: packet.data,
+                            };
+                            Some((frame, u32::from(packet.if_id)))
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                             let iface = interface(&self.format, 0, &self.path, offset)?;
@@ -279,16 +421,27 @@ impl CaptureFile {
                                 caplen = caplen.min(iface.snaplen as usize);
                             }
                             // Simple packet blocks carry no timestamp.
-                            Some(Frame {
+                            let frame = Frame {
                                 ts_ns: self.last_ts_ns,
                                 wire_len: spb.origlen,
                                 link: iface.link,
                                 data: &spb.data[..caplen],
-                            })
+                            };
+                            Some((frame, 0))
                         }
                         PcapBlockOwned::NG(_) => None,
                     };
-                    if let Some(frame) = frame {
+                    if let Some((frame, if_id)) = frame {
+                        if frame.link == LinkType::Unreadable {
+                            let section = self.sections.saturating_sub(1);
+                            if let Some(u) = self
+                                .unreadable
+                                .iter_mut()
+                                .find(|u| (u.section, u.interface) == (section, if_id))
+                            {
+                                u.frames += 1;
+                            }
+                        }
                         self.last_ts_ns = frame.ts_ns;
                         self.frames += 1;
                         delivered += 1;
@@ -311,7 +464,7 @@ impl CaptureFile {
                     }
                 }
                 Err(PcapError::BufferTooSmall) => {
-                    if self.buffer_bytes >= MAX_RECORD_BYTES * 2 {
+                    if self.buffer_bytes >= MAX_RECORD_BYTES {
                         return Err(CaptureError::RecordTooLarge {
                             path: self.path.clone(),
                             offset,
@@ -385,7 +538,7 @@ fn interface(
     offset: u64,
 ) -> Result<Interface, CaptureError> {
     match format {
-        Format::Ng { interfaces } => interfaces.get(id as usize).copied().ok_or_else(|| {
+        Format::Ng { interfaces, .. } => interfaces.get(id as usize).copied().ok_or_else(|| {
             corrupt(
                 path,
                 offset,
@@ -396,6 +549,52 @@ fn interface(
             )
         }),
         Format::Legacy { .. } => Err(corrupt(path, offset, "pcapng block in a pcap file")),
+    }
+}
+
+/// The block type of pcapng's obsolete Packet Block, which writers before
+/// the Enhanced Packet Block used and readers still read (pcap-parser
+/// leaves it unparsed).
+const OBSOLETE_PACKET_BLOCK: u32 = 2;
+
+/// The fields of an obsolete Packet Block's body: interface id (16 bits),
+/// drops count (16), timestamp high and low (32 each), captured and
+/// original length (32 each), then the data, padded to 32 bits, and options.
+struct ObsoletePacket<'a> {
+    if_id: u16,
+    units: u64,
+    origlen: u32,
+    data: &'a [u8],
+}
+
+impl<'a> ObsoletePacket<'a> {
+    const HEADER: usize = 20;
+
+    /// `None` when the body is shorter than its fields say.
+    fn parse(body: &'a [u8], big_endian: bool) -> Option<ObsoletePacket<'a>> {
+        let u16_at = |at: usize| {
+            let b = [*body.get(at)?, *body.get(at + 1)?];
+            Some(if big_endian {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            })
+        };
+        let u32_at = |at: usize| {
+            let b: [u8; 4] = body.get(at..at + 4)?.try_into().ok()?;
+            Some(if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            })
+        };
+        let caplen = u32_at(12)? as usize;
+        Some(ObsoletePacket {
+            if_id: u16_at(0)?,
+            units: (u64::from(u32_at(4)?) << 32) | u64::from(u32_at(8)?),
+            origlen: u32_at(16)?,
+            data: body.get(Self::HEADER..Self::HEADER.checked_add(caplen)?)?,
+        })
     }
 }
 

@@ -2,4 +2,4 @@
 
 pub mod file;
 
-pub use file::{CaptureError, CaptureFile, MAX_INTERFACES, MAX_RECORD_BYTES};
+pub use file::{CaptureError, CaptureFile, MAX_INTERFACES, MAX_RECORD_BYTES, UnreadableInterface};

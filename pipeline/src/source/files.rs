@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Frame, PacketSource, Poll};
-use crate::capture::{CaptureError, CaptureFile};
+use crate::capture::{CaptureError, CaptureFile, UnreadableInterface};
 
 /// Frames read per poll.
 const BATCH: usize = 256;
@@ -18,6 +18,8 @@ pub struct FileOutcome {
     pub frames: u64,
     /// Why reading stopped early; the frames before it were counted.
     pub error: Option<CaptureError>,
+    /// Interfaces of link types flowtap cannot read, and their frames.
+    pub unreadable: Vec<UnreadableInterface>,
 }
 
 /// Shared record of every file's outcome, readable after the run.
@@ -68,7 +70,13 @@ impl FileSource {
         self.progress.clone()
     }
 
-    fn record(&self, path: PathBuf, frames: u64, error: Option<CaptureError>) {
+    fn record(
+        &self,
+        path: PathBuf,
+        frames: u64,
+        unreadable: Vec<UnreadableInterface>,
+        error: Option<CaptureError>,
+    ) {
         let p = &self.progress;
         p.offset_before
             .fetch_add(p.offset.swap(0, Ordering::Relaxed), Ordering::Relaxed);
@@ -79,6 +87,7 @@ impl FileSource {
                 path,
                 frames,
                 error,
+                unreadable,
             });
         }
     }
@@ -94,7 +103,7 @@ impl PacketSource for FileSource {
                 match CaptureFile::open(&path) {
                     Ok(file) => self.current = Some(file),
                     Err(e) => {
-                        self.record(path, 0, Some(e));
+                        self.record(path, 0, Vec::new(), Some(e));
                         continue;
                     }
                 }
@@ -112,14 +121,12 @@ impl PacketSource for FileSource {
                 p.frames.fetch_add(n as u64, Ordering::Relaxed);
             }
             match read {
-                Ok(0) => {
+                Ok(n) if n > 0 => return Poll::Busy,
+                outcome => {
                     let file = self.current.take().expect("checked above");
-                    self.record(file.path().to_path_buf(), file.frames(), None);
-                }
-                Ok(_) => return Poll::Busy,
-                Err(e) => {
-                    let file = self.current.take().expect("checked above");
-                    self.record(file.path().to_path_buf(), file.frames(), Some(e));
+                    let unreadable = file.unreadable().to_vec();
+                    let path = file.path().to_path_buf();
+                    self.record(path, file.frames(), unreadable, outcome.err());
                 }
             }
         }

@@ -52,6 +52,10 @@ pub enum LinkType {
     Radiotap,
     /// Linux netfilter NFLOG (239).
     Nflog,
+    /// A link type flowtap cannot read, on one interface of a pcapng file
+    /// whose other interfaces it reads: its frames are counted as non-IP
+    /// (as PPI around such a type is) and the file's report names it.
+    Unreadable,
 }
 
 impl LinkType {
@@ -109,7 +113,7 @@ pub enum OtherKind {
     /// opened, ...).
     IpOther,
     /// Neither IP nor ARP (LLC, LLDP, MPLS pseudowires, unknown EtherTypes,
-    /// encrypted 802.11).
+    /// encrypted 802.11), or on a link type flowtap cannot read.
     NonIp,
 }
 
@@ -447,6 +451,7 @@ impl<'a> Walk<'a, '_> {
                     Some(inner) => self.link(inner, &frame[header.header_len()..]),
                 }
             }
+            LinkType::Unreadable => NON_IP,
             LinkType::Ieee80211 => self.ieee80211(frame),
             LinkType::Radiotap => {
                 let header = radiotap::Header::new_checked(frame)?;
