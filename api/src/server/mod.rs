@@ -105,15 +105,21 @@ pub struct AppState {
     /// Large answers rendered at once, at most: they may wait on slow
     /// clients, and must leave threads for everyone else.
     pub large_answers: Arc<tokio::sync::Semaphore>,
+    /// `/metrics` answers rendered or being sent at once, at most.
+    pub scrapes: Arc<tokio::sync::Semaphore>,
     /// Set where the data is pulled on demand (the hub): requests for it
     /// are told to the puller, and wait for it when it is paused.
     pub demand: Option<Arc<crate::demand::Demand>>,
 }
 
-/// Large answers (over [`LARGE_ANSWER`] flows) rendered at once.
+/// Large answers (over [`LARGE_ANSWER`] flows or workloads) rendered or
+/// being sent at once.
 pub const LARGE_ANSWERS_AT_ONCE: usize = 2;
-/// Flows beyond which an answer counts as large.
+/// Flows (or workloads) beyond which an answer counts as large.
 pub const LARGE_ANSWER: usize = 1000;
+/// `/metrics` answers rendered or being sent at once: a Prometheus pair
+/// and a person or two.
+pub const SCRAPES_AT_ONCE: usize = 4;
 
 impl AppState {
     pub fn new(views: SharedView, stats: Arc<ServiceStats>, mcp: McpLimits) -> AppState {
@@ -126,6 +132,7 @@ impl AppState {
             version: env!("CARGO_PKG_VERSION"),
             commit: "unknown",
             large_answers: Arc::new(tokio::sync::Semaphore::new(LARGE_ANSWERS_AT_ONCE)),
+            scrapes: Arc::new(tokio::sync::Semaphore::new(SCRAPES_AT_ONCE)),
             demand: None,
         }
     }
@@ -304,5 +311,60 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(pairs);
         assert_eq!(scrape.join().unwrap(), 200);
+    }
+
+    /// Scrapes take turns: with every render waiting (the per-pair
+    /// counters locked), no more than [`SCRAPES_AT_ONCE`] have started
+    /// one, the rest wait holding nothing, and all are answered once the
+    /// renders can go on.
+    #[test]
+    fn scrapes_take_turns() {
+        let publisher =
+            crate::publish::Publisher::new(None, Default::default(), Default::default());
+        let stats = publisher.stats();
+        let state = Arc::new(AppState::new(
+            publisher.views(),
+            stats.clone(),
+            McpLimits::default(),
+        ));
+        let turns = state.scrapes.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                serve(
+                    listener,
+                    Listener::Admin,
+                    state,
+                    ServerConfig::default(),
+                    std::future::pending(),
+                )
+                .await;
+            });
+        });
+        let pairs = stats.pairs.lock().unwrap();
+        let scrapes: Vec<_> = (0..SCRAPES_AT_ONCE + 3)
+            .map(|_| std::thread::spawn(move || get(addr, "/metrics")))
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(turns.available_permits(), 0, "every turn taken");
+        assert!(scrapes.iter().all(|s| !s.is_finished()));
+        drop(pairs);
+        for scrape in scrapes {
+            assert_eq!(scrape.join().unwrap(), 200);
+        }
+        // Given back as each body is done, which may be just after its
+        // client read the last byte.
+        let given_back = std::time::Instant::now();
+        while turns.available_permits() < SCRAPES_AT_ONCE {
+            assert!(given_back.elapsed() < Duration::from_secs(5), "turns kept");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

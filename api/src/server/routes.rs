@@ -232,6 +232,13 @@ async fn route_request(
                     .get(hyper::header::ACCEPT)
                     .and_then(|v| v.to_str().ok()),
             );
+            // A scrape's text is megabytes (thousands of per-pair series):
+            // a few at once, each holding its turn until its client has
+            // read it, so that clients that do not read cannot pile them
+            // up; the others wait here, holding nothing.
+            let Ok(turn) = state.scrapes.clone().acquire_owned().await else {
+                return response(json_status(503, "shutting down"));
+            };
             // Off the admin listener's own (single-threaded) runtime: the
             // per-pair counters are locked while the publisher follows a
             // snapshot's flows for them (about a second at a hub's 1.5M
@@ -261,7 +268,7 @@ async fn route_request(
                 Ok(text) => text,
                 Err(e) => return internal_error(e),
             };
-            let mut resp = Response::new(full(text));
+            let mut resp = Response::new(chunked(std::iter::once(bytes::Bytes::from(text)), turn));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
@@ -293,20 +300,27 @@ async fn flows_route(
     };
     // Large answers take turns, waiting here (holding neither a thread nor
     // a snapshot); the permit lives as long as the answer's body.
-    let permit = match &plan {
-        rest::Plan::Flows(q) if q.limit > LARGE_ANSWER => {
-            match state.large_answers.clone().acquire_owned().await {
-                Ok(permit) => Some(permit),
-                Err(_) => return response(json_status(503, "shutting down")),
-            }
+    let large = match &plan {
+        rest::Plan::Flows(q) => q.limit > LARGE_ANSWER,
+        rest::Plan::Workloads(q) => q.limit > LARGE_ANSWER,
+        rest::Plan::Summary => false,
+    };
+    let permit = if large {
+        match state.large_answers.clone().acquire_owned().await {
+            Ok(permit) => Some(permit),
+            Err(_) => return response(json_status(503, "shutting down")),
         }
-        _ => None,
+    } else {
+        None
     };
     let views = state.views.clone();
     let answer = tokio::task::spawn_blocking(move || rest::answer(&views.load_full(), &plan)).await;
     let body = match answer {
         Ok(rest::Answer::Summary(json)) => full(json),
-        Ok(rest::Answer::Workloads(w)) => full(serde_json::to_vec(&w).expect("answers serialise")),
+        Ok(rest::Answer::Workloads(w)) => {
+            let json = serde_json::to_vec(&w).expect("answers serialise");
+            chunked(std::iter::once(bytes::Bytes::from(json)), permit)
+        }
         Ok(rest::Answer::Flows(flows)) => chunked(
             flows.into_chunks(CHUNK_BYTES).map(bytes::Bytes::from),
             permit,
