@@ -16,6 +16,14 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+/// How long one answer may take: a hub's may wait for a round of pulls,
+/// and a server writes out any answer within its `--http-response-timeout`
+/// (60 s by default).
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// The largest answer taken: far above a server's `--mcp-max-reply-bytes`
+/// (8 MiB by default).
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
 /// Where and how to reach the running flowtap, and the session it gave.
 struct Forwarder {
     /// host:port
@@ -195,7 +203,26 @@ impl Forwarder {
         messages
     }
 
+    /// One request, answered within [`ANSWER_WITHIN`] and in at most
+    /// [`MAX_ANSWER_BYTES`]: a server that stalls or sends without end
+    /// gets an error, not a bridge that waits or grows forever.
     async fn send(
+        &self,
+        method: &str,
+        body: Vec<u8>,
+        extra: &[(&str, String)],
+    ) -> Result<Answer, String> {
+        tokio::time::timeout(ANSWER_WITHIN, self.exchange(method, body, extra))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no whole answer within {} s",
+                    ANSWER_WITHIN.as_secs()
+                ))
+            })
+    }
+
+    async fn exchange(
         &self,
         method: &str,
         body: Vec<u8>,
@@ -237,11 +264,13 @@ impl Forwarder {
         let status = response.status().as_u16();
         let content_type = header(CONTENT_TYPE.as_str()).unwrap_or_default();
         let session = header(headers::SESSION_ID);
-        let body = response
-            .into_body()
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| match e.downcast::<http_body_util::LengthLimitError>() {
+                Ok(_) => format!("an answer larger than {MAX_ANSWER_BYTES} bytes"),
+                Err(e) => e.to_string(),
+            })?
             .to_bytes();
         Ok(Answer {
             status,

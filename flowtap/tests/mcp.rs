@@ -596,3 +596,52 @@ fn stateless_requests_are_checked_against_their_headers() {
     );
     assert!(metrics.contains("flowtap_mcp_session_capacity 1024"));
 }
+
+/// `flowtap mcp-stdio` takes answers of a bounded size: a server that
+/// sends without end gets the client a JSON-RPC error naming the bound,
+/// not a bridge that grows until it is killed.
+#[test]
+fn mcp_stdio_refuses_an_answer_without_end() {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sending = sent.clone();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4096];
+        let _ = conn.read(&mut head);
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        let chunk = format!("100000\r\n{}\r\n", " ".repeat(1 << 20));
+        // At most 1 GiB: the test's own bound.
+        for _ in 0..1024 {
+            if conn.write_all(chunk.as_bytes()).is_err() {
+                return;
+            }
+            sending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let mut bridge = std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["mcp-stdio", "--url", &format!("http://{addr}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = bridge.stdin.take().unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"ping"}}"#).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(bridge.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    drop(stdin);
+    let _ = bridge.wait();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["id"], 1, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("larger than 67108864 bytes"), "{answer}");
+    let mib = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(mib < 200, "{mib} MiB sent before the bridge let go");
+}
