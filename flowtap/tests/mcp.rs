@@ -623,7 +623,7 @@ fn mcp_stdio_refuses_an_answer_without_end() {
             sending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    let mut bridge = std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
+    let mut bridge = Command::new(env!("CARGO_BIN_EXE_flowtap"))
         .args(["mcp-stdio", "--url", &format!("http://{addr}")])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
