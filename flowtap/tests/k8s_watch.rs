@@ -36,6 +36,18 @@ fn names(body: &Value) -> Vec<(String, String, String, String, String)> {
     out
 }
 
+/// The demo's flows named from its inventory file, as [`names`] gives them.
+fn names_from_the_inventory_file() -> Vec<(String, String, String, String, String)> {
+    let root = common::project_root();
+    let from_file = Server::start(&[
+        "-r",
+        root.join("demo/demo.pcap").to_str().unwrap(),
+        "--k8s-inventory",
+        root.join("demo/inventory.json").to_str().unwrap(),
+    ]);
+    names(&from_file.get_json("/mcp/flows?format=full&limit=1000"))
+}
+
 /// Polls `check` on the served flows until it holds, for up to `within`.
 fn eventually(server: &Server, within: Duration, what: &str, check: impl Fn(&Value) -> bool) {
     wait::until(within, what, || {
@@ -55,13 +67,7 @@ fn names_follow_the_cluster_through_a_watch() {
     let demo = root.join("demo/demo.pcap");
     let demo = demo.to_str().unwrap();
     // The same names from the file and from the watch.
-    let from_file = Server::start(&[
-        "-r",
-        demo,
-        "--k8s-inventory",
-        root.join("demo/inventory.json").to_str().unwrap(),
-    ]);
-    let want = names(&from_file.get_json("/mcp/flows?format=full&limit=1000"));
+    let want = names_from_the_inventory_file();
     assert!(want.iter().any(|n| !n.3.is_empty()), "the demo names pods");
     let kubeconfig = api.kubeconfig.to_str().unwrap();
     let server =
@@ -180,16 +186,9 @@ fn bulk_pods() -> Vec<Value> {
 fn a_cluster_larger_than_a_list_page_is_listed_whole() {
     let api = ApiServer::start_with(&bulk_pods());
     api.post("/_control/expire-after-page", &json!({}));
-    let root = common::project_root();
-    let demo = root.join("demo/demo.pcap");
+    let demo = common::project_root().join("demo/demo.pcap");
     let demo = demo.to_str().unwrap();
-    let from_file = Server::start(&[
-        "-r",
-        demo,
-        "--k8s-inventory",
-        root.join("demo/inventory.json").to_str().unwrap(),
-    ]);
-    let want = names(&from_file.get_json("/mcp/flows?format=full&limit=1000"));
+    let want = names_from_the_inventory_file();
     let server = Server::start_with_env(
         &["-r", demo, "--k8s-watch"],
         &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],

@@ -266,11 +266,9 @@ mod tests {
             .unwrap_or_else(|| panic!("no status line in {reply:?}"))
     }
 
-    /// A scrape that waits for the per-pair counters (locked while the
-    /// publisher follows a snapshot) does not hold up the probes on the
-    /// admin listener's single thread.
-    #[test]
-    fn probes_answer_while_a_scrape_waits_for_the_pair_counters() {
+    /// An admin listener over an empty publisher, on a thread of its own:
+    /// its address, its statistics and its state.
+    fn admin_server() -> (std::net::SocketAddr, Arc<ServiceStats>, Arc<AppState>) {
         let publisher =
             crate::publish::Publisher::new(None, Default::default(), Default::default());
         let stats = publisher.stats();
@@ -279,6 +277,7 @@ mod tests {
             stats.clone(),
             McpLimits::default(),
         ));
+        let serving = state.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -292,13 +291,22 @@ mod tests {
                 serve(
                     listener,
                     Listener::Admin,
-                    state,
+                    serving,
                     ServerConfig::default(),
                     std::future::pending(),
                 )
                 .await;
             });
         });
+        (addr, stats, state)
+    }
+
+    /// A scrape that waits for the per-pair counters (locked while the
+    /// publisher follows a snapshot) does not hold up the probes on the
+    /// admin listener's single thread.
+    #[test]
+    fn probes_answer_while_a_scrape_waits_for_the_pair_counters() {
+        let (addr, stats, _) = admin_server();
         let pairs = stats.pairs.lock().unwrap();
         let scrape = std::thread::spawn(move || get(addr, "/metrics"));
         std::thread::sleep(Duration::from_millis(200));
@@ -319,35 +327,8 @@ mod tests {
     /// renders can go on.
     #[test]
     fn scrapes_take_turns() {
-        let publisher =
-            crate::publish::Publisher::new(None, Default::default(), Default::default());
-        let stats = publisher.stats();
-        let state = Arc::new(AppState::new(
-            publisher.views(),
-            stats.clone(),
-            McpLimits::default(),
-        ));
+        let (addr, stats, state) = admin_server();
         let turns = state.scrapes.clone();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = TcpListener::from_std(listener).unwrap();
-                serve(
-                    listener,
-                    Listener::Admin,
-                    state,
-                    ServerConfig::default(),
-                    std::future::pending(),
-                )
-                .await;
-            });
-        });
         let pairs = stats.pairs.lock().unwrap();
         let scrapes: Vec<_> = (0..SCRAPES_AT_ONCE + 3)
             .map(|_| std::thread::spawn(move || get(addr, "/metrics")))
