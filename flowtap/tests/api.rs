@@ -973,6 +973,23 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
     }
     many.push_str("Connection: close\r\n\r\n");
     assert_eq!(s.raw(many.as_bytes()).status, 431);
+    // A byte a URI may not hold: refused by the HTTP layer, without a body.
+    let raw_byte = b"GET /mcp/flows?ns=\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(s.raw(raw_byte).status, 400);
+    // Those the HTTP layer refused are counted as the handlers' are.
+    let metrics = s.metrics();
+    // (A series not there is none refused with that status.)
+    let refused = |status: u16| {
+        let series = format!("flowtap_http_requests_total{{path=\"other\",status=\"{status}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let long_line_431 = f64::from(u8::from(status == 431));
+    assert_eq!(refused(431), 2.0 + long_line_431, "{metrics}");
+    assert_eq!(refused(414), 1.0 - long_line_431, "{metrics}");
+    assert_eq!(refused(400), 1.0, "{metrics}");
     // The server is still fine.
     assert_eq!(s.get("/mcp/flows/summary").status, 200);
 }

@@ -224,10 +224,33 @@ pub async fn serve(
                 }
             };
             if let Err(e) = result {
+                // A head hyper refused was answered by hyper itself and
+                // never reached a handler: counted here, as answered.
+                if let Some(status) = refused_head_status(&e) {
+                    stats.count_request(Route::Unknown, status);
+                }
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(admitted);
         });
+    }
+}
+
+/// The status hyper answered a request head it could not take with: 414
+/// for a request line too long, 431 for a head too large, 400 for one
+/// that does not parse (bytes a URI may not hold, a malformed header).
+fn refused_head_status(e: &hyper::Error) -> Option<u16> {
+    if e.is_parse_too_large() {
+        // hyper tells the two apart only in its description.
+        Some(if e.to_string().contains("URI too long") {
+            414
+        } else {
+            431
+        })
+    } else if e.is_parse() {
+        Some(400)
+    } else {
+        None
     }
 }
 
