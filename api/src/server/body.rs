@@ -26,6 +26,45 @@ pub(super) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
         .boxed()
 }
 
+/// A body held whole, as [`full`] (its length sent ahead), with `permit`
+/// (a share of a bounded resource) held until the body is dropped: once
+/// the connection has taken it whole.
+pub(super) fn full_holding<P>(bytes: impl Into<Bytes>, permit: P) -> ResponseBody
+where
+    P: Send + Sync + Unpin + 'static,
+{
+    Holding {
+        body: full(bytes),
+        _permit: permit,
+    }
+    .boxed()
+}
+
+struct Holding<P> {
+    body: ResponseBody,
+    _permit: P,
+}
+
+impl<P: Unpin> Body for Holding<P> {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A body produced by `chunks` as the connection asks for more; `permit`
 /// (a share of a bounded resource) is held until the body is dropped.
 pub(super) fn chunked<I, P>(chunks: I, permit: P) -> ResponseBody

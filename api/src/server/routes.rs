@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 
-use super::body::{ResponseBody, chunked, full, tracked};
+use super::body::{ResponseBody, chunked, full, full_holding, tracked};
 use super::conns::ConnState;
 use super::{AppState, LARGE_ANSWER, Listener, ServerConfig};
 use crate::access::Denied;
@@ -268,7 +268,7 @@ async fn route_request(
                 Ok(text) => text,
                 Err(e) => return internal_error(e),
             };
-            let mut resp = Response::new(chunked(std::iter::once(bytes::Bytes::from(text)), turn));
+            let mut resp = Response::new(full_holding(text, turn));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
@@ -318,8 +318,7 @@ async fn flows_route(
     let body = match answer {
         Ok(rest::Answer::Summary(json)) => full(json),
         Ok(rest::Answer::Workloads(w)) => {
-            let json = serde_json::to_vec(&w).expect("answers serialise");
-            chunked(std::iter::once(bytes::Bytes::from(json)), permit)
+            full_holding(serde_json::to_vec(&w).expect("answers serialise"), permit)
         }
         Ok(rest::Answer::Flows(flows)) => chunked(
             flows.into_chunks(CHUNK_BYTES).map(bytes::Bytes::from),

@@ -25,10 +25,6 @@ const BUFFER_BYTES: usize = 1 << 20;
 /// hostile file can make us allocate.
 pub const MAX_RECORD_BYTES: usize = 8 << 20;
 
-/// The start of a file read before pcap-parser sees it: more than any
-/// file header and section header block (without long options) take.
-const HEAD_BYTES: u64 = 64 << 10;
-
 /// How capture files begin: pcap's magic in either byte order, with micro-
 /// or nanosecond timestamps, and pcapng's section header block type.
 const CAPTURE_MAGICS: [[u8; 4]; 5] = [
@@ -202,12 +198,14 @@ impl CaptureFile {
     ) -> Result<CaptureFile, CaptureError> {
         let display = DisplayPath(path.to_path_buf());
         // pcap-parser recognises the file from what its first read brings,
-        // which from a pipe may be a few bytes: the file's start is read
-        // whole first (up to HEAD_BYTES), and its magic tells a capture
-        // whose header is cut short from a file that is not a capture.
+        // which from a pipe may be a few bytes: as much of the file's start
+        // as that read may bring from a file (its buffer, so a section
+        // header with long options still fits) is read whole first, and
+        // its magic tells a capture whose header is cut short from a file
+        // that is not a capture.
         let mut head = Vec::new();
         (&mut input)
-            .take(HEAD_BYTES)
+            .take(BUFFER_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(|_| CaptureError::Read {
                 path: display.clone(),
