@@ -25,15 +25,46 @@ const BUFFER_BYTES: usize = 1 << 20;
 /// hostile file can make us allocate.
 pub const MAX_RECORD_BYTES: usize = 8 << 20;
 
-/// How capture files begin: pcap's magic in either byte order, with micro-
-/// or nanosecond timestamps, and pcapng's section header block type.
-const CAPTURE_MAGICS: [[u8; 4]; 5] = [
+/// How classic pcap files begin: the magic in either byte order, with
+/// micro- or nanosecond timestamps.
+const PCAP_MAGICS: [[u8; 4]; 4] = [
     [0xd4, 0xc3, 0xb2, 0xa1],
     [0xa1, 0xb2, 0xc3, 0xd4],
     [0x4d, 0x3c, 0xb2, 0xa1],
     [0xa1, 0xb2, 0x3c, 0x4d],
-    [0x0a, 0x0d, 0x0d, 0x0a],
 ];
+/// A classic pcap file's header.
+const PCAP_HEADER_BYTES: usize = 24;
+/// How pcapng files begin: the section header block's type.
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+/// The file's header, read whole (or to the input's end): pcap's 24
+/// bytes, or pcapng's first section header block (its length from its own
+/// fields, at most the reader's buffer), or just the first 12 bytes of
+/// anything else.
+fn read_header(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut fill = |head: &mut Vec<u8>, upto: usize| -> std::io::Result<()> {
+        let missing = upto.saturating_sub(head.len());
+        input.take(missing as u64).read_to_end(head).map(drop)
+    };
+    fill(&mut head, 12)?;
+    let whole = match head.get(..12) {
+        Some(h) if h[..4] == PCAPNG_MAGIC => {
+            let length: [u8; 4] = h[4..8].try_into().expect("4 bytes");
+            let length = if h[8..12] == [0x1a, 0x2b, 0x3c, 0x4d] {
+                u32::from_be_bytes(length)
+            } else {
+                u32::from_le_bytes(length)
+            };
+            (length as usize).min(BUFFER_BYTES)
+        }
+        Some(h) if PCAP_MAGICS.iter().any(|m| h[..4] == *m) => PCAP_HEADER_BYTES,
+        _ => 0,
+    };
+    fill(&mut head, whole)?;
+    Ok(head)
+}
 
 /// Interfaces one pcapng section may describe: far more than any capture
 /// has, few enough that a hostile file cannot grow the list without bound.
@@ -198,19 +229,14 @@ impl CaptureFile {
     ) -> Result<CaptureFile, CaptureError> {
         let display = DisplayPath(path.to_path_buf());
         // pcap-parser recognises the file from what its first read brings,
-        // which from a pipe may be a few bytes: as much of the file's start
-        // as that read may bring from a file (its buffer, so a section
-        // header with long options still fits) is read whole first, and
-        // its magic tells a capture whose header is cut short from a file
-        // that is not a capture.
-        let mut head = Vec::new();
-        (&mut input)
-            .take(BUFFER_BYTES as u64)
-            .read_to_end(&mut head)
-            .map_err(|_| CaptureError::Read {
-                path: display.clone(),
-                offset: 0,
-            })?;
+        // which from a pipe may be a few bytes: the file's header is read
+        // whole first (and no more: a pipe fed slowly is read as it comes),
+        // and its magic tells a capture whose header is cut short from a
+        // file that is not a capture.
+        let head = read_header(&mut input).map_err(|_| CaptureError::Read {
+            path: display.clone(),
+            offset: 0,
+        })?;
         let magic = head.get(..4).map(<[u8]>::to_vec);
         let input = std::io::Cursor::new(head).chain(input);
         let reader = match pcap_parser::create_reader(BUFFER_BYTES, input) {
@@ -229,7 +255,12 @@ impl CaptureFile {
                     offset: 0,
                 });
             }
-            Err(_) if CAPTURE_MAGICS.iter().any(|m| magic.as_deref() == Some(m)) => {
+            Err(_)
+                if PCAP_MAGICS
+                    .iter()
+                    .chain([&PCAPNG_MAGIC])
+                    .any(|m| magic.as_deref() == Some(m)) =>
+            {
                 return Err(CaptureError::Truncated {
                     path: display,
                     offset: 0,
