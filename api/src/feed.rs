@@ -64,6 +64,12 @@ pub struct FeedFlows<'b> {
 }
 
 impl FeedFlows<'_> {
+    /// The count the feed declares of the flows still to come (all of
+    /// them, before the first is taken): no more than that are decoded.
+    pub fn declared(&self) -> usize {
+        self.left
+    }
+
     /// How many flows to make room for: the count the feed declares, but
     /// no more than one a byte left (each takes several) nor than
     /// [`MAX_PREALLOCATED_FLOWS`], so that a count that lies allocates

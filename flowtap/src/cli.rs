@@ -384,6 +384,13 @@ pub(crate) struct HubArgs {
     #[arg(long, value_name = "SIZE", default_value = "256Mi", value_parser = parse_size, env = "FLOWTAP_HUB_MAX_FEED_BYTES", help_heading = HUB)]
     pub max_feed_bytes: u64,
 
+    /// Flows a round merges at most, over all agents (each of their feeds
+    /// takes the count it holds; one that would go past the bound is not
+    /// merged, and answers name its agent missing): bounds the hub's
+    /// memory, about 1.3 KiB a flow at the peak of a round.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000, env = "FLOWTAP_HUB_MAX_FLOWS", help_heading = HUB)]
+    pub max_flows: usize,
+
     #[command(flatten)]
     pub serve: ServeArgs,
 

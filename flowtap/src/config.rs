@@ -161,18 +161,19 @@ pub(crate) fn reference_markdown() -> String {
     let command = Cli::command();
     let mut out = options_table(command.get_arguments());
     // The hub's own options (it takes the server, Kubernetes and logging
-    // options above too).
-    let shared: Vec<&str> = command
-        .get_arguments()
-        .filter_map(|a| a.get_long())
-        .collect();
+    // options above too: the same option and variable; one of its own may
+    // share a name with a capture's, as --max-flows does, but not its
+    // variable).
+    fn same(a: &clap::Arg) -> (Option<&str>, Option<&std::ffi::OsStr>) {
+        (a.get_long(), a.get_env())
+    }
+    let shared: Vec<_> = command.get_arguments().map(same).collect();
     let hub = command.find_subcommand("hub").expect("the hub subcommand");
     out.push_str(
         "\n`flowtap hub` takes the API server, Kubernetes and logging options above, and:\n\n",
     );
     out.push_str(&options_table(
-        hub.get_arguments()
-            .filter(|a| a.get_long().is_none_or(|l| !shared.contains(&l))),
+        hub.get_arguments().filter(|a| !shared.contains(&same(a))),
     ));
     out
 }

@@ -73,6 +73,7 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         agent_timeout,
         max_agents: args.max_agents.max(1),
         max_feed_bytes: usize::try_from(args.max_feed_bytes).unwrap_or(usize::MAX),
+        max_flows: args.max_flows,
         idle_after,
     };
     let hub = Hub::start(config, publisher.clone(), demand).context("starting the hub")?;

@@ -548,3 +548,62 @@ fn agent_in<'c>(coverage: &'c Value, name: &str) -> &'c Value {
         .and_then(|agents| agents.iter().find(|a| a["name"] == name))
         .unwrap_or_else(|| panic!("{name} not in {coverage}"))
 }
+
+/// `--max-flows` bounds what a hub merges: with room for the larger of two
+/// agents' feeds but not for both, one is merged whole and the other left
+/// out, named missing with the bound as its reason; the bound and the
+/// flows merged are in `/metrics`.
+#[test]
+fn a_hub_at_its_flow_bound_leaves_a_feed_out_and_names_its_agent() {
+    let agents = [CAPTURES[0], CAPTURES[1]].map(|(name, node)| agent(name, node, "127.0.0.1:0"));
+    let own = agents.each_ref().map(|a| a.get_json("/mcp/flows/summary"));
+    let flows = own.each_ref().map(|s| s["total_flows"].as_u64().unwrap());
+    let bound = flows[0].max(flows[1]);
+    assert!(flows[0].min(flows[1]) > 0, "{flows:?}");
+    let urls = agents.each_ref().map(|a| format!("http://{}", a.addr));
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &urls.join(","),
+        "--snapshot-interval",
+        "0.5",
+        "--max-flows",
+        &bound.to_string(),
+    ]);
+    wait_for(&hub, Duration::from_secs(30), "one agent merged", |s| {
+        s["coverage"]["agents_answered"] == 1
+    });
+    let summary = hub.get_json("/mcp/flows/summary");
+    let coverage = &summary["coverage"];
+    assert_eq!(coverage["agents_expected"], 2, "{coverage}");
+    let merged = urls
+        .iter()
+        .position(|u| agent_in(coverage, u)["answered"] == true)
+        .expect("an agent merged");
+    let left_out = 1 - merged;
+    assert_eq!(
+        coverage["agents_missing"],
+        json!([urls[left_out]]),
+        "{coverage}"
+    );
+    let error = agent_in(coverage, &urls[left_out])["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let expected = format!(
+        "not merged: its {} flows would take the hub past --max-flows {bound} ({} left this round)",
+        flows[left_out],
+        bound - flows[merged]
+    );
+    assert_eq!(error, expected, "{coverage}");
+    // The merged agent whole, as it reports itself.
+    for total in ["total_flows", "total_pkts", "total_bytes"] {
+        assert_eq!(summary[total], own[merged][total], "{total}");
+    }
+    let metrics = hub.metrics();
+    assert_eq!(sample(&metrics, "flowtap_flow_capacity"), bound as f64);
+    assert_eq!(
+        sample(&metrics, "flowtap_active_flows"),
+        flows[merged] as f64
+    );
+}

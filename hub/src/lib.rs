@@ -25,7 +25,7 @@ pub mod client;
 pub mod merge;
 pub mod previous;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,8 @@ pub struct HubConfig {
     pub max_agents: usize,
     /// Bytes one agent's feed may take.
     pub max_feed_bytes: usize,
+    /// Flows a round merges at most, over all agents ([`FlowBudget`]).
+    pub max_flows: usize,
     /// Pulls pause when nothing asked for data for this long (`None`:
     /// never).
     pub idle_after: Option<Duration>,
@@ -233,8 +235,9 @@ pub async fn round(
     let decoders = tokio::sync::Semaphore::new(
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
     );
+    let budget = FlowBudget::new(config.max_flows);
     let pulls = agents.iter().map(|agent| {
-        let (previous, decoders) = (previous.clone(), &decoders);
+        let (previous, decoders, budget) = (previous.clone(), &decoders, &budget);
         async move {
             let started = Instant::now();
             let body = client::get(
@@ -248,6 +251,13 @@ pub async fn round(
             let fetched_ns = wall_now_ns();
             // Decoding a large feed is CPU work: off the runtime's threads,
             // agents in parallel, as many as there are cores.
+            // A feed takes its share of the bound before it is decoded,
+            // and one refused is let go at once.
+            let body = body.and_then(|bytes| {
+                let (_, flows) = Feed::open(&bytes)?;
+                budget.take(flows.declared())?;
+                Ok(bytes)
+            });
             let decoded = match body {
                 Ok(bytes) => {
                     let previous = previous.await;
@@ -330,6 +340,9 @@ pub async fn round(
         flows = merged.len(),
         "round"
     );
+    let mut counters = pipeline::snapshot::Counters::default();
+    counters.table.flow_capacity = config.max_flows as u64;
+    counters.table.active_flows = merged.len() as u64;
     let snapshot = Snapshot {
         sequence,
         as_of_ns: wall_now_ns(),
@@ -337,10 +350,67 @@ pub async fn round(
         // Every digest holds what its agent's window held.
         rtt_window: Window::Unbounded,
         flows: merged,
+        counters,
         coverage,
         // The whole round: pulls, decoding and the merge.
         merge_ns: round_started.elapsed().as_nanos() as u64,
         ..Snapshot::default()
     };
     (snapshot, shared)
+}
+
+/// The flows one round merges at most (`--max-flows`), so that a hub's
+/// memory is bounded whatever the cluster's size: each feed takes the count
+/// it declares before it is decoded, and a feed that would go past the
+/// bound is not merged. Its agent is then named missing with the reason,
+/// as any agent that did not answer is: an answer never passes off what it
+/// saw as no traffic. Feeds take their share as they arrive, so which
+/// agents are left out at the bound depends on which answered first.
+struct FlowBudget {
+    max: usize,
+    left: AtomicUsize,
+}
+
+impl FlowBudget {
+    fn new(max: usize) -> FlowBudget {
+        FlowBudget {
+            max,
+            left: AtomicUsize::new(max),
+        }
+    }
+
+    /// Takes `flows` from what is left, or says why not.
+    fn take(&self, flows: usize) -> Result<(), String> {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(flows)
+            })
+            .map(drop)
+            .map_err(|left| {
+                format!(
+                    "not merged: its {flows} flows would take the hub past --max-flows {} ({left} left this round)",
+                    self.max
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feeds_take_flows_until_the_bound_and_no_further() {
+        let budget = FlowBudget::new(100);
+        assert_eq!(budget.take(60), Ok(()));
+        let refused = budget.take(41).unwrap_err();
+        assert_eq!(
+            refused,
+            "not merged: its 41 flows would take the hub past --max-flows 100 (40 left this round)"
+        );
+        // A refused feed takes nothing: a smaller one still fits, exactly.
+        assert_eq!(budget.take(40), Ok(()));
+        assert!(budget.take(1).is_err());
+        assert_eq!(budget.take(0), Ok(()));
+    }
 }
