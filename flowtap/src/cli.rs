@@ -459,6 +459,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 100_000, env = "FLOWTAP_HTTP_MAX_LIMIT", help_heading = API)]
     pub http_max_limit: usize,
 
+    /// Large answers (over 1000 flows or workloads, MCP tool calls, a hub's
+    /// feed) rendered or being sent at once; more wait their turn, holding
+    /// nothing. Each turn lasts until its client has read the answer.
+    #[arg(long, value_name = "N", default_value_t = 2, env = "FLOWTAP_HTTP_MAX_LARGE_ANSWERS", help_heading = API)]
+    pub http_max_large_answers: usize,
+
+    /// /metrics answers rendered or being sent at once (each is megabytes
+    /// with thousands of per-pair series); more wait their turn.
+    #[arg(long, value_name = "N", default_value_t = 4, env = "FLOWTAP_HTTP_MAX_SCRAPES", help_heading = API)]
+    pub http_max_scrapes: usize,
+
     /// File holding a bearer token: requests for flow data (/mcp and the
     /// /mcp/flows endpoints) must then send `Authorization: Bearer <token>`.
     /// Required to serve on a non-loopback address (see --insecure-listen).
@@ -592,6 +603,8 @@ impl ServeArgs {
             response_timeout: seconds(self.http_response_timeout),
             max_connections: self.http_max_connections.max(1),
             max_limit: self.http_max_limit,
+            large_answers_at_once: self.http_max_large_answers.max(1),
+            scrapes_at_once: self.http_max_scrapes.max(1),
             access: AccessConfig {
                 token,
                 allowed_origins: self.allowed_origin.clone(),

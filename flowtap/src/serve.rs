@@ -87,7 +87,7 @@ impl Service {
             let p = publisher.lock().expect("publisher lock");
             (p.views(), p.stats())
         };
-        let mut state = AppState::new(views, stats, config.mcp);
+        let mut state = AppState::new(views, stats, &config);
         state.queues = queues;
         state.demand = demand;
         state.commit = crate::cli::COMMIT;

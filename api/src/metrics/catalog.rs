@@ -827,6 +827,18 @@ pub const CATALOG: &[Metric] = &[
         stat!(http_connection_capacity)
     ),
     metric!(
+        "flowtap_http_turns",
+        Gauge,
+        "Answers rendered or being sent at once, at most, by kind: large (over 1000 flows or workloads, MCP tool calls, a hub's feed; --http-max-large-answers) and metrics (/metrics; --http-max-scrapes).",
+        Value::Labelled(&["answers"], |s| turn_samples(s, |t| &t.at_once))
+    ),
+    metric!(
+        "flowtap_http_turns_waiting",
+        Gauge,
+        "Requests waiting for their turn, by kind (as flowtap_http_turns).",
+        Value::Labelled(&["answers"], |s| turn_samples(s, |t| &t.waiting))
+    ),
+    metric!(
         "flowtap_http_connections_refused",
         Counter,
         "Connections answered 503 because every open one was busy.",
@@ -919,6 +931,23 @@ fn pair_samples(
     counter: fn(&pairs::PairCounts) -> u64,
 ) -> Vec<(Vec<String>, f64)> {
     s.stats.pairs.lock().expect("pairs lock").samples(counter)
+}
+
+/// One figure of each kind of turn ([`crate::server::turns`]).
+fn turn_samples(
+    s: &Sources<'_>,
+    figure: fn(&crate::server::TurnStats) -> &std::sync::atomic::AtomicU64,
+) -> Vec<(Vec<String>, f64)> {
+    [
+        ("large", &s.stats.large_answer_turns),
+        ("metrics", &s.stats.scrape_turns),
+    ]
+    .into_iter()
+    .map(|(kind, turns)| {
+        let value = figure(turns).load(Ordering::Relaxed) as f64;
+        (vec![kind.to_owned()], value)
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -80,6 +80,9 @@ pub struct ServiceStats {
     pub pairs: Mutex<crate::pairs::PairCounters>,
     /// What the IPFIX exporter sent (zero without one).
     pub ipfix: std::sync::Arc<ipfix::ExportStats>,
+    /// Large answers' turns and `/metrics` answers' turns.
+    pub large_answer_turns: std::sync::Arc<crate::server::TurnStats>,
+    pub scrape_turns: std::sync::Arc<crate::server::TurnStats>,
 }
 
 impl ServiceStats {

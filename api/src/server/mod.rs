@@ -10,12 +10,15 @@
 //! - [`conns`]: how many connections, which one gives way, response deadlines.
 //! - [`routes`]: what each path answers.
 //! - [`body`]: whole and chunked response bodies.
+//! - [`turns`]: large answers and scrapes, a few at once.
 
 mod body;
 mod conns;
 mod routes;
+pub mod turns;
 
 pub use routes::Route;
+pub use turns::{TurnStats, Turns};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,6 +71,13 @@ pub struct ServerConfig {
     pub access: AccessConfig,
     /// MCP's bounds: batch length, reply size, sessions.
     pub mcp: McpLimits,
+    /// Large answers (over [`LARGE_ANSWER`] flows or workloads, MCP tool
+    /// calls, a hub's feed) rendered or being sent at once: they may wait
+    /// on slow clients, and must leave threads for everyone else.
+    pub large_answers_at_once: usize,
+    /// `/metrics` answers rendered or being sent at once: a Prometheus
+    /// pair and a person or two.
+    pub scrapes_at_once: usize,
     /// How often the service map asks for new data: the snapshot interval.
     pub map_refresh: Duration,
 }
@@ -84,6 +94,8 @@ impl Default for ServerConfig {
             max_limit: 100_000,
             access: AccessConfig::default(),
             mcp: McpLimits::default(),
+            large_answers_at_once: 2,
+            scrapes_at_once: 4,
             map_refresh: Duration::from_secs(1),
         }
     }
@@ -102,37 +114,33 @@ pub struct AppState {
     pub version: &'static str,
     pub commit: &'static str,
     pub mcp: Mcp,
-    /// Large answers rendered at once, at most: they may wait on slow
-    /// clients, and must leave threads for everyone else.
-    pub large_answers: Arc<tokio::sync::Semaphore>,
-    /// `/metrics` answers rendered or being sent at once, at most.
-    pub scrapes: Arc<tokio::sync::Semaphore>,
+    /// Large answers' turns ([`ServerConfig::large_answers_at_once`]).
+    pub large_answers: Turns,
+    /// `/metrics` answers' turns ([`ServerConfig::scrapes_at_once`]).
+    pub scrapes: Turns,
     /// Set where the data is pulled on demand (the hub): requests for it
     /// are told to the puller, and wait for it when it is paused.
     pub demand: Option<Arc<crate::demand::Demand>>,
 }
 
-/// Large answers (over [`LARGE_ANSWER`] flows or workloads) rendered or
-/// being sent at once.
-pub const LARGE_ANSWERS_AT_ONCE: usize = 2;
 /// Flows (or workloads) beyond which an answer counts as large.
 pub const LARGE_ANSWER: usize = 1000;
-/// `/metrics` answers rendered or being sent at once: a Prometheus pair
-/// and a person or two.
-pub const SCRAPES_AT_ONCE: usize = 4;
 
 impl AppState {
-    pub fn new(views: SharedView, stats: Arc<ServiceStats>, mcp: McpLimits) -> AppState {
+    pub fn new(views: SharedView, stats: Arc<ServiceStats>, config: &ServerConfig) -> AppState {
         AppState {
             views,
-            mcp: Mcp::new(stats.clone(), env!("CARGO_PKG_VERSION"), mcp),
+            mcp: Mcp::new(stats.clone(), env!("CARGO_PKG_VERSION"), config.mcp),
+            large_answers: Turns::new(
+                config.large_answers_at_once,
+                stats.large_answer_turns.clone(),
+            ),
+            scrapes: Turns::new(config.scrapes_at_once, stats.scrape_turns.clone()),
             stats,
             ready: Arc::new(AtomicBool::new(false)),
             queues: None,
             version: env!("CARGO_PKG_VERSION"),
             commit: "unknown",
-            large_answers: Arc::new(tokio::sync::Semaphore::new(LARGE_ANSWERS_AT_ONCE)),
-            scrapes: Arc::new(tokio::sync::Semaphore::new(SCRAPES_AT_ONCE)),
             demand: None,
         }
     }
@@ -271,6 +279,12 @@ mod tests {
 
     /// One request on a fresh connection; the status line's code.
     fn get(addr: std::net::SocketAddr, path: &str) -> u16 {
+        fetch(addr, path).0
+    }
+
+    /// One request on a fresh connection; the status line's code and the
+    /// whole reply.
+    fn fetch(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -282,24 +296,29 @@ mod tests {
         .unwrap();
         let mut reply = String::new();
         stream.read_to_string(&mut reply).unwrap();
-        reply
+        let status = reply
             .split(' ')
             .nth(1)
             .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {reply:?}"))
+            .unwrap_or_else(|| panic!("no status line in {reply:?}"));
+        (status, reply)
     }
 
     /// An admin listener over an empty publisher, on a thread of its own:
     /// its address, its statistics and its state.
     fn admin_server() -> (std::net::SocketAddr, Arc<ServiceStats>, Arc<AppState>) {
+        server(Listener::Admin, ServerConfig::default())
+    }
+
+    /// A `kind` listener over an empty publisher, on a thread of its own.
+    fn server(
+        kind: Listener,
+        config: ServerConfig,
+    ) -> (std::net::SocketAddr, Arc<ServiceStats>, Arc<AppState>) {
         let publisher =
             crate::publish::Publisher::new(None, Default::default(), Default::default());
         let stats = publisher.stats();
-        let state = Arc::new(AppState::new(
-            publisher.views(),
-            stats.clone(),
-            McpLimits::default(),
-        ));
+        let state = Arc::new(AppState::new(publisher.views(), stats.clone(), &config));
         let serving = state.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -311,14 +330,7 @@ mod tests {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener).unwrap();
-                serve(
-                    listener,
-                    Listener::Admin,
-                    serving,
-                    ServerConfig::default(),
-                    std::future::pending(),
-                )
-                .await;
+                serve(listener, kind, serving, config, std::future::pending()).await;
             });
         });
         (addr, stats, state)
@@ -344,31 +356,98 @@ mod tests {
         assert_eq!(scrape.join().unwrap(), 200);
     }
 
+    /// Waits (bounded) until every turn of `turns` is free again: a turn
+    /// is given back as its body is done, which may be just after its
+    /// client read the last byte.
+    fn all_given_back(turns: &Turns, at_once: usize) {
+        let given_back = std::time::Instant::now();
+        while turns.free() < at_once {
+            assert!(given_back.elapsed() < Duration::from_secs(5), "turns kept");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Scrapes take turns: with every render waiting (the per-pair
-    /// counters locked), no more than [`SCRAPES_AT_ONCE`] have started
-    /// one, the rest wait holding nothing, and all are answered once the
-    /// renders can go on.
+    /// counters locked), no more than `scrapes_at_once` have started one,
+    /// the rest wait holding nothing (counted as waiting), and all are
+    /// answered once the renders can go on.
     #[test]
     fn scrapes_take_turns() {
+        let at_once = ServerConfig::default().scrapes_at_once;
         let (addr, stats, state) = admin_server();
-        let turns = state.scrapes.clone();
         let pairs = stats.pairs.lock().unwrap();
-        let scrapes: Vec<_> = (0..SCRAPES_AT_ONCE + 3)
+        let scrapes: Vec<_> = (0..at_once + 3)
             .map(|_| std::thread::spawn(move || get(addr, "/metrics")))
             .collect();
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(turns.available_permits(), 0, "every turn taken");
+        assert_eq!(state.scrapes.free(), 0, "every turn taken");
+        assert_eq!(stats.scrape_turns.waiting.load(Ordering::Relaxed), 3);
         assert!(scrapes.iter().all(|s| !s.is_finished()));
         drop(pairs);
         for scrape in scrapes {
             assert_eq!(scrape.join().unwrap(), 200);
         }
-        // Given back as each body is done, which may be just after its
-        // client read the last byte.
-        let given_back = std::time::Instant::now();
-        while turns.available_permits() < SCRAPES_AT_ONCE {
-            assert!(given_back.elapsed() < Duration::from_secs(5), "turns kept");
+        all_given_back(&state.scrapes, at_once);
+        assert_eq!(stats.scrape_turns.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    /// Large answers take turns (`--http-max-large-answers`): with the one
+    /// turn taken, a flows answer and a workloads answer over 1,000 entries
+    /// each wait for it, counted in `flowtap_http_turns_waiting`, while a
+    /// small answer is served at once; both are answered once the turn is
+    /// given back.
+    #[test]
+    fn large_answers_take_turns() {
+        let config = ServerConfig {
+            large_answers_at_once: 1,
+            ..ServerConfig::default()
+        };
+        let (addr, stats, state) = server(Listener::Data, config);
+        let metrics = || {
+            let snapshot = pipeline::Snapshot::default();
+            crate::metrics::render(
+                &crate::metrics::Sources {
+                    snapshot: &snapshot,
+                    stats: &stats,
+                    queues: &[],
+                    ready: true,
+                    version: "",
+                    commit: "",
+                },
+                crate::metrics::Exposition::Prometheus,
+            )
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let held = runtime.block_on(state.large_answers.take());
+        let large: Vec<_> = ["/mcp/flows?limit=2000", "/mcp/workloads?limit=2000"]
+            .into_iter()
+            .map(|path| std::thread::spawn(move || fetch(addr, path)))
+            .collect();
+        let waiting = || stats.large_answer_turns.waiting.load(Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        while waiting() < 2 {
+            assert!(started.elapsed() < Duration::from_secs(5), "not waiting");
             std::thread::sleep(Duration::from_millis(10));
         }
+        assert_eq!(get(addr, "/mcp/flows?limit=10"), 200, "a small answer");
+        assert!(large.iter().all(|a| !a.is_finished()));
+        let text = metrics();
+        for line in [
+            "flowtap_http_turns{answers=\"large\"} 1.0",
+            "flowtap_http_turns{answers=\"metrics\"} 4.0",
+            "flowtap_http_turns_waiting{answers=\"large\"} 2.0",
+            "flowtap_http_turns_waiting{answers=\"metrics\"} 0.0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in {text}");
+        }
+        drop(held);
+        for answer in large {
+            let (status, reply) = answer.join().unwrap();
+            assert_eq!(status, 200, "{reply}");
+        }
+        assert_eq!(waiting(), 0);
+        all_given_back(&state.large_answers, 1);
     }
 }

@@ -236,9 +236,7 @@ async fn route_request(
             // a few at once, each holding its turn until its client has
             // read it, so that clients that do not read cannot pile them
             // up; the others wait here, holding nothing.
-            let Ok(turn) = state.scrapes.clone().acquire_owned().await else {
-                return response(json_status(503, "shutting down"));
-            };
+            let turn = state.scrapes.take().await;
             // Off the admin listener's own (single-threaded) runtime: the
             // per-pair counters are locked while the publisher follows a
             // snapshot's flows for them (about a second at a hub's 1.5M
@@ -306,10 +304,7 @@ async fn flows_route(
         rest::Plan::Summary => false,
     };
     let permit = if large {
-        match state.large_answers.clone().acquire_owned().await {
-            Ok(permit) => Some(permit),
-            Err(_) => return response(json_status(503, "shutting down")),
-        }
+        Some(state.large_answers.take().await)
     } else {
         None
     };
@@ -335,10 +330,7 @@ async fn flows_route(
 /// The feed a hub pulls: encoded on a blocking thread the first time a view
 /// is asked for it (a large answer: it takes a permit), then the same bytes.
 async fn feed_route(state: &Arc<AppState>) -> Response<ResponseBody> {
-    let permit = match state.large_answers.clone().acquire_owned().await {
-        Ok(permit) => permit,
-        Err(_) => return response(json_status(503, "shutting down")),
-    };
+    let permit = state.large_answers.take().await;
     let views = state.views.clone();
     let feed = tokio::task::spawn_blocking(move || views.load_full().feed()).await;
     drop(permit);
@@ -427,10 +419,7 @@ async fn mcp_route(
             // Tool calls are large answers like any other: they take turns
             // with the REST ones (the permit lives as long as the reply).
             let permit = if mcp::calls_tools(&body) {
-                match state.large_answers.clone().acquire_owned().await {
-                    Ok(permit) => Some(permit),
-                    Err(_) => return response(json_status(503, "shutting down")),
-                }
+                Some(state.large_answers.take().await)
             } else {
                 None
             };
