@@ -33,6 +33,9 @@ struct Forwarder {
     session: Option<String>,
     /// The revision `initialize` negotiated.
     version: Option<String>,
+    /// The client's `initialize` params, to begin a new session with when
+    /// the server ends this one.
+    initialize: Option<Value>,
 }
 
 /// An HTTP answer.
@@ -69,6 +72,7 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
         token,
         session: None,
         version: None,
+        initialize: None,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -94,13 +98,22 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
 impl Forwarder {
     /// Forwards until stdin ends, then ends the session.
     async fn pump(&mut self) -> std::io::Result<()> {
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut stdin = BufReader::new(tokio::io::stdin());
         let mut stdout = tokio::io::stdout();
-        while let Some(line) = lines.next_line().await? {
-            if line.trim().is_empty() {
-                continue;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if stdin.read_until(b'\n', &mut line).await? == 0 {
+                break;
             }
-            for message in self.forward(&line).await {
+            // A line that is not UTF-8 (which the stdio transport requires)
+            // is a parse error, answered, and the bridge reads on.
+            let replies = match std::str::from_utf8(&line) {
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => self.forward(text.trim_end_matches(['\n', '\r'])).await,
+                Err(e) => vec![parse_error(format!("the line is not UTF-8: {e}"))],
+            };
+            for message in replies {
                 // serde_json writes no raw newlines: one message, one line.
                 let mut text = message.to_string();
                 text.push('\n');
@@ -116,43 +129,21 @@ impl Forwarder {
         Ok(())
     }
 
-    /// One message from the client; the messages to answer it with.
+    /// One message (or batch) from the client; what to answer it with: a
+    /// batch's answers as one array, a notification's nothing (JSON-RPC:
+    /// a notification is never answered; what went wrong goes to stderr).
     async fn forward(&mut self, line: &str) -> Vec<Value> {
         let message: Value = match serde_json::from_str(line) {
             Ok(v) => v,
-            Err(e) => {
-                let error =
-                    jsonrpc::RpcError::new(jsonrpc::PARSE_ERROR, format!("Parse error: {e}"));
-                return vec![jsonrpc::error(&Value::Null, &error)];
-            }
+            Err(e) => return vec![parse_error(format!("Parse error: {e}"))],
         };
         let id = message.get("id").filter(|id| !id.is_null()).cloned();
+        let notification = message.is_object() && message.get("id").is_none();
         let method = message
             .get("method")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let params = message.get("params").and_then(Value::as_object);
-        let mut extra = Vec::new();
-        match params.and_then(stateless::requested_version) {
-            // Stateless: the headers mirror the body.
-            Some(version) => {
-                extra.push((headers::PROTOCOL_VERSION, version.to_owned()));
-                extra.push((headers::METHOD, method.clone()));
-                if let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) {
-                    extra.push((headers::NAME, headers::encode(name)));
-                }
-            }
-            None if method == "initialize" => {}
-            None => {
-                if let Some(s) = &self.session {
-                    extra.push((headers::SESSION_ID, s.clone()));
-                }
-                if let Some(v) = &self.version {
-                    extra.push((headers::PROTOCOL_VERSION, v.clone()));
-                }
-            }
-        }
         let fail = |text: String| -> Vec<Value> {
             eprintln!("flowtap mcp-stdio: {text}");
             match &id {
@@ -163,29 +154,36 @@ impl Forwarder {
                 None => Vec::new(),
             }
         };
-        let answer = match self.send("POST", line.as_bytes().to_vec(), &extra).await {
+        let mut answer = match self.post(&message, line).await {
             Ok(a) => a,
-            Err(e) => {
-                return fail(format!(
-                    "cannot reach flowtap at http://{}{}: {e}",
-                    self.authority, self.path
-                ));
-            }
+            Err(e) => return fail(e),
         };
-        let mut messages = if answer.content_type.starts_with("text/event-stream") {
-            event_stream_messages(&answer.body)
-        } else if answer.body.is_empty() {
-            Vec::new()
-        } else {
-            match serde_json::from_slice::<Value>(&answer.body) {
-                Ok(Value::Array(batch)) => batch,
-                Ok(v) if v.get("jsonrpc").is_some() => vec![v],
-                _ => {
-                    let body = String::from_utf8_lossy(&answer.body);
-                    return fail(format!("flowtap answered HTTP {}: {body}", answer.status));
-                }
-            }
+        // The server ended the session (it restarted, the session idled
+        // out or gave way to newer ones): the transport says a client then
+        // starts a new one, which a stdio client cannot know to do. The
+        // bridge does, with the client's own `initialize`, and sends the
+        // message again, once.
+        if answer.status == 404 && self.session.is_some() && method != "initialize" {
+            eprintln!("flowtap mcp-stdio: the server ended the session; starting a new one");
+            self.session = None;
+            answer = match self.initialize_again().await {
+                Ok(()) => match self.post(&message, line).await {
+                    Ok(a) => a,
+                    Err(e) => return fail(e),
+                },
+                Err(e) => return fail(format!("starting a new session: {e}")),
+            };
+        }
+        let mut messages = match messages_of(&answer) {
+            Ok(m) => m,
+            Err(e) => return fail(e),
         };
+        if notification {
+            for m in &messages {
+                eprintln!("flowtap mcp-stdio: answer to a notification, not passed on: {m}");
+            }
+            return Vec::new();
+        }
         // A transport refusal carries no id; the client waits for its own.
         if let (Some(id), [only]) = (&id, messages.as_mut_slice())
             && only.get("error").is_some()
@@ -194,13 +192,91 @@ impl Forwarder {
             only["id"] = id.clone();
         }
         if method == "initialize" && answer.status == 200 {
+            self.initialize = message.get("params").cloned();
             self.session = answer.session;
             self.version = messages
                 .first()
                 .and_then(|m| m["result"]["protocolVersion"].as_str())
                 .map(str::to_owned);
         }
+        if message.is_array() && !messages.is_empty() {
+            return vec![Value::Array(messages)];
+        }
         messages
+    }
+
+    /// POSTs one message (`line`, as the client wrote it) with the headers
+    /// the transport wants for it.
+    async fn post(&self, message: &Value, line: &str) -> Result<Answer, String> {
+        let method = message.get("method").and_then(Value::as_str);
+        let params = message.get("params").and_then(Value::as_object);
+        let mut extra = Vec::new();
+        match params.and_then(stateless::requested_version) {
+            // Stateless: the headers mirror the body.
+            Some(version) => {
+                extra.push((headers::PROTOCOL_VERSION, version.to_owned()));
+                extra.push((headers::METHOD, method.unwrap_or_default().to_owned()));
+                if let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) {
+                    extra.push((headers::NAME, headers::encode(name)));
+                }
+            }
+            None if method == Some("initialize") => {}
+            None => {
+                if let Some(s) = &self.session {
+                    extra.push((headers::SESSION_ID, s.clone()));
+                }
+                if let Some(v) = &self.version {
+                    extra.push((headers::PROTOCOL_VERSION, v.clone()));
+                }
+            }
+        }
+        self.send("POST", line.as_bytes().to_vec(), &extra)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot reach flowtap at http://{}{}: {e}",
+                    self.authority, self.path
+                )
+            })
+    }
+
+    /// A new session, begun as the client began its first: its
+    /// `initialize`, then `notifications/initialized`.
+    async fn initialize_again(&mut self) -> Result<(), String> {
+        let params = self
+            .initialize
+            .clone()
+            .ok_or("the client's initialize is not known")?;
+        let initialize = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": "flowtap-mcp-stdio-initialize",
+            "method": "initialize",
+            "params": params,
+        });
+        let answer = self.post(&initialize, &initialize.to_string()).await?;
+        let messages = messages_of(&answer)?;
+        let version = messages
+            .first()
+            .and_then(|m| m["result"]["protocolVersion"].as_str());
+        let (200, Some(version)) = (answer.status, version) else {
+            return Err(format!(
+                "flowtap answered HTTP {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ));
+        };
+        if self.version.as_deref() != Some(version) {
+            eprintln!(
+                "flowtap mcp-stdio: the new session speaks {version}, where the client's spoke {}",
+                self.version.as_deref().unwrap_or("?")
+            );
+        }
+        self.version = Some(version.to_owned());
+        self.session = answer.session;
+        let initialized =
+            serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.post(&initialized, &initialized.to_string()).await?;
+        Ok(())
     }
 
     /// One request, answered within [`ANSWER_WITHIN`] and in at most
@@ -279,6 +355,33 @@ impl Forwarder {
             body,
         })
     }
+}
+
+/// The JSON-RPC messages an answer carries (none for 202).
+fn messages_of(answer: &Answer) -> Result<Vec<Value>, String> {
+    if answer.content_type.starts_with("text/event-stream") {
+        return Ok(event_stream_messages(&answer.body));
+    }
+    if answer.body.is_empty() {
+        return Ok(Vec::new());
+    }
+    match serde_json::from_slice::<Value>(&answer.body) {
+        Ok(Value::Array(batch)) => Ok(batch),
+        Ok(v) if v.get("jsonrpc").is_some() => Ok(vec![v]),
+        _ => Err(format!(
+            "flowtap answered HTTP {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        )),
+    }
+}
+
+/// JSON-RPC's answer to what cannot be parsed (its id unknown: null).
+fn parse_error(text: String) -> Value {
+    jsonrpc::error(
+        &Value::Null,
+        &jsonrpc::RpcError::new(jsonrpc::PARSE_ERROR, text),
+    )
 }
 
 /// The JSON-RPC messages of an event stream's `message` events.

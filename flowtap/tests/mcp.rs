@@ -450,6 +450,54 @@ fn handshake_sessions_versions_and_errors() {
     assert_eq!(del(&session), 204);
     assert_eq!(del(&session), 404);
     assert_eq!(with(&[], &list).status, 404, "an ended session");
+
+    // A revision flowtap does not speak in the header: 400 naming the ones
+    // it does, whatever the message (a notification, a DELETE too).
+    let (live, _) = initialize(&server, "2025-06-18");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    for r in [
+        post(&server, &[("MCP-Protocol-Version", "banana")], &initialized),
+        post(
+            &server,
+            &[
+                ("MCP-Protocol-Version", "2099-01-01"),
+                ("Mcp-Session-Id", &live),
+            ],
+            &list,
+        ),
+        server.send(
+            "DELETE",
+            "/mcp",
+            &[
+                ("Authorization", &auth),
+                ("Mcp-Session-Id", &live),
+                ("MCP-Protocol-Version", "banana"),
+            ],
+            b"",
+        ),
+    ] {
+        let error = &r.json()["error"];
+        assert_eq!((r.status, &error["code"]), (400, &json!(-32022)), "{error}");
+        assert!(error["data"]["supported"].as_array().unwrap().len() >= 4);
+    }
+    // What is no JSON-RPC message at all gets 400 too, with its error.
+    let not_jsonrpc = json!({"jsonrpc": "1.0", "method": "notifications/initialized"});
+    let r = post(&server, &[("Mcp-Session-Id", &live)], &not_jsonrpc);
+    assert_eq!(
+        (r.status, &r.json()["error"]["code"]),
+        (400, &json!(-32600))
+    );
+    let r = post(
+        &server,
+        &[],
+        &json!([{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}]),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "initialize is sent alone, not in a batch"
+    );
+    assert_eq!(del(&live), 204, "the session was left as it was");
 }
 
 #[test]
@@ -644,4 +692,87 @@ fn mcp_stdio_refuses_an_answer_without_end() {
     assert!(message.contains("larger than 67108864 bytes"), "{answer}");
     let mib = sent.load(std::sync::atomic::Ordering::Relaxed);
     assert!(mib < 200, "{mib} MiB sent before the bridge let go");
+}
+
+/// `flowtap mcp-stdio` keeps its client served when the server ends the
+/// session (a restart, an idle hour, sessions giving way): on the 404 it
+/// starts a new session with the client's own `initialize`, as the
+/// transport asks a client to, and sends the message again. It never
+/// answers a notification, and a line that is not UTF-8 gets a parse error
+/// rather than ending the bridge.
+#[test]
+fn mcp_stdio_starts_a_new_session_when_the_server_ends_its_own() {
+    use std::io::{BufRead, Write};
+    // One session per client: the next initialize from this host ends the
+    // bridge's session.
+    let (server, dir) = serve_demo(TOKEN, &["--mcp-sessions-per-client", "1"]);
+    let mut bridge = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["mcp-stdio", "--url", &format!("http://{}", server.addr)])
+        .arg("--auth-token-file")
+        .arg(dir.path().join("token"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = bridge.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(bridge.stdout.take().unwrap());
+    let mut answer = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    };
+    let mut send = |message: &[u8]| {
+        stdin.write_all(message).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "1"}}})
+        .to_string()
+        .as_bytes(),
+    );
+    let first = answer();
+    assert_eq!(first["result"]["protocolVersion"], "2025-06-18", "{first}");
+    send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let tools = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    send(tools.to_string().as_bytes());
+    assert!(answer()["result"]["tools"].is_array());
+
+    // Another client from this host takes the one session there is room for.
+    initialize(&server, "2025-06-18");
+    let again = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    send(again.to_string().as_bytes());
+    let listed = answer();
+    assert_eq!(listed["id"], 3, "{listed}");
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+
+    // A notification after the other client ended the session in turn is
+    // sent again in a new one too, and, as any notification, not
+    // answered: the next line read is the answer to what follows it.
+    initialize(&server, "2025-06-18");
+    send(br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":99}}"#);
+    send(b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"\xff}");
+    let unreadable = answer();
+    assert_eq!(unreadable["error"]["code"], -32700, "{unreadable}");
+    assert_eq!(unreadable["id"], Value::Null, "{unreadable}");
+    send(br#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#);
+    let pong = answer();
+    assert_eq!(pong, json!({"jsonrpc": "2.0", "id": 5, "result": {}}));
+
+    drop(stdin);
+    let out = bridge.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("the server ended the session").count(),
+        2,
+        "{stderr}"
+    );
 }

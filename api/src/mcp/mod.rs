@@ -70,7 +70,8 @@ pub fn calls_tools(body: &[u8]) -> bool {
 /// What a client is told when it connects.
 const INSTRUCTIONS: &str = "flowtap watches mirrored network traffic and reports L4 (TCP/UDP) flows: who talks to whom, \
 how much, and TCP handshake round-trip times. Start with get_l4_flow_summary for an overview, then use list_l4_flows \
-with filters (pod, svc, ns, ip, l4proto), aggregate, sort and min_handshake_p99_us to answer specific questions. \
+with filters (pod, svc, ns, ip, l4proto), aggregate, sort and min_handshake_p99_us to answer specific questions, \
+and list_workloads for every pod, service and namespace with its traffic in and out (state=idle: those with none). \
 Numbers describe the current snapshot (refreshed about every second on a live port).";
 
 /// The server's name and version, as `serverInfo`.

@@ -152,6 +152,9 @@ impl Mcp {
 
     /// DELETE: the client ends its session.
     pub fn delete(&self, request_headers: &HeaderMap) -> Reply {
+        if let Some(refused) = unsupported_version_header(request_headers) {
+            return refused;
+        }
         match request_headers.get(headers::SESSION_ID) {
             None => Reply::refusal(400, INVALID_REQUEST, "Bad Request: Missing session ID"),
             Some(id) if self.sessions.end(&String::from_utf8_lossy(id.as_bytes())) => {
@@ -192,6 +195,11 @@ impl Mcp {
                 .any(|t| accept.contains(t))
         {
             return Reply::refusal(406, INVALID_REQUEST, "Accept must include application/json");
+        }
+        // A revision flowtap does not speak is refused whatever the
+        // message (a notification too: the transport says 400).
+        if let Some(refused) = unsupported_version_header(request_headers) {
+            return refused;
         }
         let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
@@ -287,6 +295,18 @@ impl Mcp {
             };
         }
         let Some(session) = request_headers.get(headers::SESSION_ID) else {
+            let initializes =
+                |m: &Value| m.get("method").and_then(Value::as_str) == Some("initialize");
+            if value
+                .as_array()
+                .is_some_and(|batch| batch.iter().any(initializes))
+            {
+                return Reply::refusal(
+                    400,
+                    INVALID_REQUEST,
+                    "initialize is sent alone, not in a batch",
+                );
+            }
             return Reply::refusal(
                 400,
                 INVALID_REQUEST,
@@ -342,7 +362,8 @@ impl Mcp {
                 let mut left = self.limits.max_reply_bytes;
                 let mut body = vec![b'['];
                 for m in batch {
-                    let Some(answer) = self.handshake_message(m, version, view) else {
+                    let Some(Ok(answer) | Err(answer)) = self.handshake_message(m, version, view)
+                    else {
                         continue;
                     };
                     if body.len() > 1 {
@@ -371,14 +392,22 @@ impl Mcp {
                 ),
             ),
             single => match self.handshake_message(single, version, view) {
-                Some(answer) => self.answer(200, answer),
+                Some(Ok(answer)) => self.answer(200, answer),
+                // Not a JSON-RPC message: the transport's 400, with the error.
+                Some(Err(refusal)) => Reply::json(400, refusal),
                 None => Reply::empty(202),
             },
         }
     }
 
-    /// One message of a session; the answer, if it was a request.
-    fn handshake_message(&self, value: Value, version: Version, view: &View) -> Option<Value> {
+    /// One message of a session: the answer, if it was a request, or the
+    /// error, if it was no JSON-RPC message at all.
+    fn handshake_message(
+        &self,
+        value: Value,
+        version: Version,
+        view: &View,
+    ) -> Option<Result<Value, Value>> {
         match Message::parse(value) {
             Ok(Message::Request { id, method, params }) => {
                 let outcome = if method == "initialize" {
@@ -390,13 +419,13 @@ impl Mcp {
                     super::dispatch(&method, &params, version, view)
                 };
                 self.count(&method, outcome.is_ok());
-                Some(match outcome {
+                Some(Ok(match outcome {
                     Ok(result) => jsonrpc::result(&id, result),
                     Err(e) => jsonrpc::error(&id, &e),
-                })
+                }))
             }
             Ok(Message::Notification { .. } | Message::Response) => None,
-            Err((id, e)) => Some(jsonrpc::error(&id, &e)),
+            Err((id, e)) => Some(Err(jsonrpc::error(&id, &e))),
         }
     }
 
@@ -408,4 +437,19 @@ impl Mcp {
             .unwrap_or("other");
         self.stats.count_mcp(label, ok);
     }
+}
+
+/// The 400 for an `MCP-Protocol-Version` header naming a revision flowtap
+/// does not speak (2025-06-18, transports: "the server MUST respond with
+/// 400 Bad Request"), listing the ones it does.
+fn unsupported_version_header(request_headers: &HeaderMap) -> Option<Reply> {
+    let header = request_headers.get(headers::PROTOCOL_VERSION)?;
+    let text = String::from_utf8_lossy(header.as_bytes());
+    if Version::parse(&text).is_some() {
+        return None;
+    }
+    Some(Reply::json(
+        400,
+        jsonrpc::error(&Value::Null, &stateless::unsupported(&text)),
+    ))
 }
