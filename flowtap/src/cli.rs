@@ -239,8 +239,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "FLOWTAP_IPFIX_ACTIVE_TIMEOUT", help_heading = EXPORT)]
     pub ipfix_active_timeout: u64,
 
-    /// Largest IPFIX message in bytes: within the path MTU to the collector.
-    #[arg(long, value_name = "BYTES", default_value_t = 1400, env = "FLOWTAP_IPFIX_MTU", help_heading = EXPORT)]
+    /// Largest IPFIX message in bytes: within the path MTU to the collector
+    /// (no IP fragmentation over UDP), at most 65507.
+    #[arg(long, value_name = "BYTES", default_value_t = 1400, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=ipfix::message::MAX_MESSAGE_LEN as u64), env = "FLOWTAP_IPFIX_MTU", help_heading = EXPORT)]
     pub ipfix_mtu: usize,
 
     /// Bytes of IPFIX messages kept for a tcp:// collector that is away (it

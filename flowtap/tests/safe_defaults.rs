@@ -394,6 +394,9 @@ fn faults_are_counted_or_fatal_never_silent() {
     for (option, value) in [
         ("--snapshot-interval", "inf"),
         ("--http-response-timeout", "-1"),
+        // An IPFIX message's length is 16 bits, a UDP datagram's payload
+        // at most 65,507 bytes.
+        ("--ipfix-mtu", "65508"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
             .args(["-r", &demo(), &format!("{option}={value}")])

@@ -126,7 +126,7 @@ impl Exporter {
         if records.is_empty() {
             return;
         }
-        let now_s = (pipeline::time::wall_now_ns() / 1_000_000_000) as u32;
+        let now_s = crate::transport::now_s();
         let templates = self.encoder.templates(now_s);
         let data = self.encoder.data(records, now_s);
         for c in &mut self.collectors {
@@ -188,7 +188,10 @@ fn records(key: &FlowKey, t: &Tracked, reason: EndReason, biflow: bool) -> Vec<R
             (key.client.to_ip(), 0),
             (key.server.to_ip(), key.server_port),
         ),
-        start_ns: t.start_ns,
+        // A packet still on its way to the tables when a snapshot was
+        // made is older than the snapshot: a record's start is never
+        // after its end.
+        start_ns: t.start_ns.min(t.last_ns),
         end_ns: t.last_ns,
         names: &t.names,
     };
@@ -314,19 +317,30 @@ impl Tracked {
         }
     }
 
-    /// Takes in the flow as a snapshot has it, with its endpoints' names.
-    fn observe(&mut self, f: &FlowRecord, names: PerSide<EndpointName>) {
+    /// Takes in the flow as the snapshot made at `now_ns` has it, with its
+    /// endpoints' names.
+    fn observe(&mut self, f: &FlowRecord, names: PerSide<EndpointName>, now_ns: u64) {
+        // Every packet so far is exported: the next record's first packet
+        // comes after this snapshot. Its start is then this snapshot's
+        // time (within one interval of that packet), not the last packet
+        // of the record before, which would stretch a burst after a quiet
+        // spell over the whole spell (flowStartMilliseconds is the first
+        // packet's time, RFC 7012).
+        if f.sent == self.exported.sent {
+            self.start_ns = self.start_ns.max(now_ns);
+        }
         self.seen = Counts::of(f);
         self.handshake = f.percentiles;
         self.names = names;
         self.last_ns = f.last_seen_ns;
     }
 
-    /// Counts it has not exported yet are now exported.
+    /// Counts it has not exported yet are now exported, as of the
+    /// snapshot made at `at_ns`: the next record's packets come after it.
     fn exported(&mut self, at_ns: u64) {
         self.exported = self.seen.clone();
         self.record_ns = at_ns;
-        self.start_ns = self.last_ns;
+        self.start_ns = at_ns.max(self.last_ns);
     }
 }
 
@@ -384,6 +398,7 @@ impl SnapshotSink for Exporter {
                 t.observe(
                     f,
                     PerSide::from_fn(|side| names.endpoint(i, side).unwrap_or_default()),
+                    now,
                 );
                 if now.saturating_sub(t.record_ns) >= active_timeout_ns {
                     out.extend(records(&f.key, &t, EndReason::Active, biflow));
@@ -410,9 +425,71 @@ impl SnapshotSink for Exporter {
             t.exported(at);
         }
         self.send(&out);
-        let templates = self.encoder.templates(0);
+        let templates = self.encoder.templates(crate::transport::now_s());
         for c in &mut self.collectors {
             c.close(&templates, &self.stats);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::packet::{Addr, L4Proto};
+
+    const S: u64 = 1_000_000_000;
+
+    /// A flow whose client sent `pkts` packets, the last at `last_s`.
+    fn flow(pkts: u64, last_s: u64) -> FlowRecord {
+        let mut f = FlowRecord::new(FlowKey {
+            proto: L4Proto::Udp,
+            client: Addr::from_v4([198, 18, 0, 1]),
+            server: Addr::from_v4([198, 18, 0, 2]),
+            server_port: 53,
+        });
+        f.sent = PerSide::new(
+            Counter {
+                pkts,
+                bytes: pkts * 100,
+            },
+            Counter::default(),
+        );
+        f.last_seen_ns = last_s * S;
+        f
+    }
+
+    /// The time range of the client's record of `t`, ms.
+    fn range(t: &Tracked) -> (u64, u64) {
+        let r = &records(&flow(0, 0).key, t, EndReason::Active, false)[0];
+        (r.start_ms, r.end_ms)
+    }
+
+    /// A record's start is where its first packet can be, as near as the
+    /// snapshots tell: after the snapshot that exported the record before
+    /// it, and after any later snapshot that found nothing new; not the
+    /// last packet of the record before, which stretched a burst after a
+    /// quiet spell over the whole spell (flowStartMilliseconds is the first
+    /// packet's time).
+    #[test]
+    fn a_record_starts_after_what_the_snapshots_saw_quiet() {
+        let names = PerSide::default;
+        // Five packets up to 1 s, exported by the snapshot at 10 s.
+        let mut t = Tracked::of(&flow(5, 1));
+        t.observe(&flow(5, 1), names(), 10 * S);
+        t.exported(10 * S);
+        // Nothing new at 20 s; five more packets by 69 s, seen at 70 s.
+        t.observe(&flow(5, 1), names(), 20 * S);
+        t.observe(&flow(10, 69), names(), 70 * S);
+        assert_eq!(range(&t), (20_000, 69_000));
+        t.exported(70 * S);
+        // Packets right after the export (none quiet between): from the
+        // export on.
+        t.observe(&flow(12, 75), names(), 80 * S);
+        assert_eq!(range(&t), (70_000, 75_000));
+        // A packet older than the snapshot that exported the last record
+        // (it was on its way): the range still runs forward.
+        t.exported(80 * S);
+        t.observe(&flow(13, 79), names(), 85 * S);
+        assert_eq!(range(&t), (79_000, 79_000));
     }
 }

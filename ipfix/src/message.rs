@@ -13,6 +13,13 @@ pub use pipeline::snapshot::EndpointName;
 
 pub const VERSION: u16 = 10;
 const HEADER_LEN: usize = 16;
+/// Where a message header holds its export time and its sequence number
+/// (RFC 7011 §3.1).
+const EXPORT_TIME_AT: usize = 4;
+const SEQUENCE_AT: usize = 8;
+/// The largest message: its length is a 16-bit field (RFC 7011 §3.1), and
+/// a UDP datagram holds 65,507 bytes at most.
+pub const MAX_MESSAGE_LEN: usize = 65_507;
 const SET_HEADER_LEN: usize = 4;
 const TEMPLATE_SET_ID: u16 = 2;
 /// Template ids: one layout per address family, for one direction's
@@ -346,7 +353,10 @@ impl Encoder {
         // A message must hold the templates, and a record of either family
         // (without its names, if they are too long for it).
         let records = HEADER_LEN + SET_HEADER_LEN + record_lens[1] + NAME_ELEMENTS.len();
-        e.max_len = max_len.max(e.templates(0).len()).max(records);
+        e.max_len = max_len
+            .min(MAX_MESSAGE_LEN)
+            .max(e.templates(0).len())
+            .max(records);
         e
     }
 
@@ -457,8 +467,27 @@ fn header(export_time_s: u32, sequence: u32, domain: u32) -> Vec<u8> {
 }
 
 fn finish(out: &mut [u8]) {
-    let len = out.len() as u16;
+    let len = u16::try_from(out.len()).expect("messages stay within MAX_MESSAGE_LEN");
     out[2..4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A message's sequence number: that of its first data record (a
+/// template message's: of the next data record sent).
+pub fn sequence_of(message: &[u8]) -> u32 {
+    let at = &message[SEQUENCE_AT..SEQUENCE_AT + 4];
+    u32::from_be_bytes(at.try_into().expect("four bytes"))
+}
+
+/// Sets a message's sequence number.
+pub fn set_sequence(message: &mut [u8], sequence: u32) {
+    message[SEQUENCE_AT..SEQUENCE_AT + 4].copy_from_slice(&sequence.to_be_bytes());
+}
+
+/// Sets a message's export time (seconds since the epoch): when it leaves
+/// the exporter, which for a message kept for a TCP collector that was
+/// away is when it is written, not when it was made.
+pub fn set_export_time(message: &mut [u8], export_time_s: u32) {
+    message[EXPORT_TIME_AT..EXPORT_TIME_AT + 4].copy_from_slice(&export_time_s.to_be_bytes());
 }
 
 #[cfg(test)]

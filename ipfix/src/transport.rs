@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::exporter::ExportStats;
+use crate::message::{sequence_of, set_export_time, set_sequence};
 
 /// Where a collector is, and how to reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,12 +87,21 @@ impl Collector {
             } => {
                 let refresh = templates_sent.is_none_or(|t| t.elapsed() >= TEMPLATE_REFRESH)
                     || *since_templates >= TEMPLATE_REFRESH_MESSAGES;
-                if refresh && socket.send_to(templates, *to).is_ok() {
-                    *templates_sent = Some(Instant::now());
-                    *since_templates = 0;
+                if refresh {
+                    match socket.send_to(templates, *to) {
+                        Ok(_) => {
+                            *templates_sent = Some(Instant::now());
+                            *since_templates = 0;
+                        }
+                        Err(e) => {
+                            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(collector = %to, error = %e, "IPFIX templates not sent");
+                        }
+                    }
                 }
                 for (m, n) in data {
                     if let Err(e) = socket.send_to(m, *to) {
+                        stats.send_errors.fetch_add(1, Ordering::Relaxed);
                         lost(stats, *n);
                         tracing::debug!(collector = %to, error = %e, "IPFIX message not sent");
                     }
@@ -147,10 +157,18 @@ impl Collector {
                 return;
             }
             *last_attempt = Some(Instant::now());
+            // The templates lead with the sequence number of the data
+            // that follows them (the oldest message kept), not the
+            // newest: a collector checks the numbers for gaps.
+            let mut leading = templates.to_vec();
+            if let Some((first, _)) = queue.front() {
+                set_sequence(&mut leading, sequence_of(first));
+            }
+            set_export_time(&mut leading, now_s());
             let connected = TcpStream::connect_timeout(to, TCP_TIMEOUT).and_then(|mut s| {
                 s.set_write_timeout(Some(TCP_TIMEOUT))?;
                 s.set_nodelay(true)?;
-                s.write_all(templates)?;
+                s.write_all(&leading)?;
                 Ok(s)
             });
             match connected {
@@ -166,7 +184,9 @@ impl Collector {
             }
         }
         let s = stream.as_mut().expect("connected above");
-        while let Some((m, _)) = queue.front() {
+        let now = now_s();
+        while let Some((m, _)) = queue.front_mut() {
+            set_export_time(m, now);
             if let Err(e) = s.write_all(m) {
                 // The collector went away: the message goes again, whole,
                 // after the templates of the next connection.
@@ -202,6 +222,11 @@ fn closed_by_peer(s: &TcpStream) -> bool {
     let closed =
         !matches!(s.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
     closed || s.set_nonblocking(false).is_err()
+}
+
+/// The wall clock in seconds since the epoch, as export times are.
+pub(crate) fn now_s() -> u32 {
+    (pipeline::time::wall_now_ns() / 1_000_000_000) as u32
 }
 
 fn lost(stats: &ExportStats, records: u32) {

@@ -51,16 +51,29 @@ fn snapshot(at_s: u64, pkts: u64) -> Snapshot {
     }
 }
 
+/// A message header's sequence number and export time.
+#[derive(Debug)]
+struct Header {
+    sequence: u32,
+    export_time_s: u32,
+}
+
 /// Reads IPFIX messages from `s` until `records` data records came (or 5
-/// s passed); returns the set ids of the first message and the records.
-fn read_records(s: &mut TcpStream, records: u64) -> (Vec<u16>, u64) {
+/// s passed); returns the set ids of the first message, the records, and
+/// every message's header.
+fn read_records(s: &mut TcpStream, records: u64) -> (Vec<u16>, u64, Vec<Header>) {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let (mut first, mut got) = (None, 0);
+    let (mut first, mut got, mut headers) = (None, 0, Vec::new());
     while got < records {
         let mut header = [0u8; 16];
         s.read_exact(&mut header).expect("a message header");
         assert_eq!(u16::from_be_bytes([header[0], header[1]]), 10, "version");
         let len = u16::from_be_bytes([header[2], header[3]]) as usize;
+        let word = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().unwrap());
+        headers.push(Header {
+            export_time_s: word(4),
+            sequence: word(8),
+        });
         let mut body = vec![0u8; len - 16];
         s.read_exact(&mut body).unwrap();
         let mut ids = Vec::new();
@@ -77,7 +90,7 @@ fn read_records(s: &mut TcpStream, records: u64) -> (Vec<u16>, u64) {
         }
         first.get_or_insert(ids);
     }
-    (first.unwrap_or_default(), got)
+    (first.unwrap_or_default(), got, headers)
 }
 
 #[test]
@@ -100,7 +113,7 @@ fn records_wait_for_a_restarted_collector() {
     // Two flows, each way: four records, after the templates.
     exporter.snapshot(&snapshot(10, 5), &Unnamed);
     let (mut conn, _) = listener.accept().unwrap();
-    let (ids, n) = read_records(&mut conn, 4);
+    let (ids, n, _) = read_records(&mut conn, 4);
     assert_eq!((ids[0], n), (2, 4), "templates first, then four records");
 
     // The collector stops; four more records are made meanwhile.
@@ -119,8 +132,23 @@ fn records_wait_for_a_restarted_collector() {
     std::thread::sleep(Duration::from_millis(1100));
     exporter.snapshot(&snapshot(30, 12), &Unnamed);
     let (mut conn, _) = listener.accept().unwrap();
-    let (ids, n) = read_records(&mut conn, 8);
+    let (ids, n, headers) = read_records(&mut conn, 8);
     assert_eq!((ids[0], n), (2, 8));
+    // The templates carry the sequence number of the data after them (the
+    // records kept, numbered from 4), not the newest (8); every message
+    // the time it was written, not when it was made (30 s ago here, in
+    // capture time; the wall clock is what an export time is).
+    let sequences: Vec<u32> = headers.iter().map(|h| h.sequence).collect();
+    assert_eq!(&sequences[..2], &[4, 4], "{headers:?}");
+    assert!(sequences.windows(2).all(|w| w[0] <= w[1]), "{headers:?}");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    assert!(
+        headers.iter().all(|h| h.export_time_s.abs_diff(now_s) <= 5),
+        "{headers:?} at {now_s}"
+    );
     assert_eq!(stats.tcp_connects.load(Ordering::Relaxed), 2);
     assert_eq!(stats.records_lost.load(Ordering::Relaxed), 0);
     assert_eq!(stats.records.load(Ordering::Relaxed), 12);
@@ -136,9 +164,9 @@ fn records_beyond_the_buffer_are_counted_lost() {
     let stats = Arc::new(ExportStats::default());
     let config = ExportConfig {
         collectors: vec![CollectorAddr::Tcp(addr)],
-        // Messages of at most three records (16 + 4 + 3 x 138 = 434
-        // bytes, six of them the names' zero lengths): room for the first,
-        // not for the second (one record, 158).
+        // Messages of at most three records (16 + 4 + 3 x 134 = 422
+        // bytes, six of each record's the names' zero lengths): room for
+        // the first, not for the second (one record, 154).
         tcp_buffer_bytes: 440,
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,

@@ -608,13 +608,13 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_ipfix_messages",
         Counter,
-        "IPFIX messages sent (templates included), each to every collector.",
+        "IPFIX data messages made, each sent to every collector (template messages not counted).",
         Value::One(|s| s.stats.ipfix.messages.load(Ordering::Relaxed) as f64)
     ),
     metric!(
         "flowtap_ipfix_send_errors",
         Counter,
-        "IPFIX messages a collector's socket refused.",
+        "IPFIX messages (data or templates) a collector's socket refused, or a TCP collector's connection failed.",
         Value::One(|s| s.stats.ipfix.send_errors.load(Ordering::Relaxed) as f64)
     ),
     metric!(
