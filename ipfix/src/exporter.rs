@@ -100,10 +100,52 @@ struct Tracked {
 
 pub struct Exporter {
     config: ExportConfig,
+    flows: FlowFollower<Tracked>,
+    outbox: Outbox,
+}
+
+/// Records are made into messages and sent a batch at a time
+/// ([`SEND_EVERY`]), as a snapshot's flows are followed: the records and
+/// messages held at once stay a batch's, not a snapshot's (at a capture's
+/// end, two records for every flow in the table).
+struct Outbox {
+    records: Vec<Record>,
     collectors: Vec<Collector>,
     encoder: Encoder,
-    flows: FlowFollower<Tracked>,
     stats: Arc<ExportStats>,
+}
+
+/// Records sent at once.
+const SEND_EVERY: usize = 1024;
+
+impl Outbox {
+    /// Adds `records`, sending a batch when one is full.
+    fn add(&mut self, records: impl IntoIterator<Item = Record>) {
+        self.records.extend(records);
+        if self.records.len() >= SEND_EVERY {
+            self.send();
+        }
+    }
+
+    /// Sends what is held.
+    fn send(&mut self) {
+        if self.records.is_empty() {
+            return;
+        }
+        let now_s = crate::transport::now_s();
+        let templates = self.encoder.templates(now_s);
+        let data = self.encoder.data(&self.records, now_s);
+        for c in &mut self.collectors {
+            c.deliver(&templates, &data, &self.stats);
+        }
+        self.stats
+            .messages
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.stats
+            .records
+            .fetch_add(self.records.len() as u64, Ordering::Relaxed);
+        self.records.clear();
+    }
 }
 
 impl Exporter {
@@ -114,30 +156,15 @@ impl Exporter {
             .map(|&to| Collector::open(to, config.tcp_buffer_bytes))
             .collect::<std::io::Result<_>>()?;
         Ok(Exporter {
-            encoder: Encoder::new(config.domain, config.enterprise, config.biflow, config.mtu),
+            outbox: Outbox {
+                records: Vec::with_capacity(SEND_EVERY + 2),
+                collectors,
+                encoder: Encoder::new(config.domain, config.enterprise, config.biflow, config.mtu),
+                stats,
+            },
             config,
-            collectors,
             flows: FlowFollower::default(),
-            stats,
         })
-    }
-
-    fn send(&mut self, records: &[Record]) {
-        if records.is_empty() {
-            return;
-        }
-        let now_s = crate::transport::now_s();
-        let templates = self.encoder.templates(now_s);
-        let data = self.encoder.data(records, now_s);
-        for c in &mut self.collectors {
-            c.deliver(&templates, &data, &self.stats);
-        }
-        self.stats
-            .messages
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.stats
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -362,12 +389,11 @@ impl Exporter {
                 *n = PerSide::from_fn(|side| names.endpoint(i, side).unwrap_or_default());
             }
         }
-        let out: Vec<Record> = snapshot
-            .connections
-            .iter()
-            .flat_map(|c| connection_records(c, &flow_names[&c.flow_key()], self.config.biflow))
-            .collect();
-        self.send(&out);
+        for c in &snapshot.connections {
+            let records = connection_records(c, &flow_names[&c.flow_key()], self.config.biflow);
+            self.outbox.add(records);
+        }
+        self.outbox.send();
     }
 }
 
@@ -380,7 +406,8 @@ impl SnapshotSink for Exporter {
         let now = snapshot.as_of_ns;
         let active_timeout_ns = self.config.active_timeout_ns;
         let biflow = self.config.biflow;
-        let (mut out, mut left) = (Vec::new(), Vec::new());
+        let mut left = Vec::new();
+        let outbox = &mut self.outbox;
         let mut flows = std::mem::take(&mut self.flows);
         flows.observe(
             &snapshot.flows,
@@ -391,7 +418,7 @@ impl SnapshotSink for Exporter {
                     // The key's earlier flow expired meanwhile: its last
                     // counts, ended idle, then the new one.
                     Change::Restarted(old) => {
-                        out.extend(records(&f.key, &old, EndReason::Idle, biflow));
+                        outbox.add(records(&f.key, &old, EndReason::Idle, biflow));
                         Tracked::of(f)
                     }
                 };
@@ -401,7 +428,7 @@ impl SnapshotSink for Exporter {
                     now,
                 );
                 if now.saturating_sub(t.record_ns) >= active_timeout_ns {
-                    out.extend(records(&f.key, &t, EndReason::Active, biflow));
+                    outbox.add(records(&f.key, &t, EndReason::Active, biflow));
                     t.exported(now);
                 }
                 t
@@ -410,24 +437,24 @@ impl SnapshotSink for Exporter {
         );
         // Flows that left the table: their last counts, ended idle.
         for (key, t) in &left {
-            out.extend(records(key, t, EndReason::Idle, biflow));
+            outbox.add(records(key, t, EndReason::Idle, biflow));
         }
+        outbox.send();
         self.flows = flows;
-        self.send(&out);
     }
 
     fn finish(&mut self) {
         let biflow = self.config.biflow;
-        let mut out = Vec::new();
+        let outbox = &mut self.outbox;
         for (key, t) in self.flows.states_mut() {
-            out.extend(records(key, t, EndReason::Forced, biflow));
+            outbox.add(records(key, t, EndReason::Forced, biflow));
             let at = t.last_ns;
             t.exported(at);
         }
-        self.send(&out);
-        let templates = self.encoder.templates(crate::transport::now_s());
-        for c in &mut self.collectors {
-            c.close(&templates, &self.stats);
+        outbox.send();
+        let templates = outbox.encoder.templates(crate::transport::now_s());
+        for c in &mut outbox.collectors {
+            c.close(&templates, &outbox.stats);
         }
     }
 }
