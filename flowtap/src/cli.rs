@@ -249,6 +249,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_IPFIX_TCP_BUFFER", help_heading = EXPORT)]
     pub ipfix_tcp_buffer: u64,
 
+    /// Seconds after which udp:// collectors get the templates again (and
+    /// after every 1000 messages), so that one that restarted can read
+    /// the records (RFC 7011 section 8.4).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "FLOWTAP_IPFIX_TEMPLATE_REFRESH", help_heading = EXPORT)]
+    pub ipfix_template_refresh: f64,
+
     /// Drop UDP connections (and flows) idle this long. Default: 60 live,
     /// never for files.
     #[arg(long, value_name = "SECONDS", env = "FLOWTAP_UDP_TIMEOUT", help_heading = FLOWS)]

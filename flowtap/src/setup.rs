@@ -142,6 +142,7 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
                 .map(|c| collector(c))
                 .collect::<anyhow::Result<_>>()?,
             tcp_buffer_bytes: usize::try_from(cli.ipfix_tcp_buffer).unwrap_or(usize::MAX),
+            template_refresh: std::time::Duration::from_secs_f64(cli.ipfix_template_refresh),
             domain: cli.ipfix_domain,
             enterprise: cli.ipfix_enterprise_number,
             biflow: cli.ipfix_biflow,

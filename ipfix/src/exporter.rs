@@ -21,6 +21,8 @@ pub struct ExportConfig {
     pub collectors: Vec<CollectorAddr>,
     /// Bytes of messages kept for a TCP collector that is away.
     pub tcp_buffer_bytes: usize,
+    /// UDP collectors get the templates again this often.
+    pub template_refresh: std::time::Duration,
     /// The observation domain id in every message header.
     pub domain: u32,
     /// One RFC 5103 biflow record a flow rather than one a direction.
@@ -153,7 +155,7 @@ impl Exporter {
         let collectors = config
             .collectors
             .iter()
-            .map(|&to| Collector::open(to, config.tcp_buffer_bytes))
+            .map(|&to| Collector::open(to, config.tcp_buffer_bytes, config.template_refresh))
             .collect::<std::io::Result<_>>()?;
         Ok(Exporter {
             outbox: Outbox {

@@ -20,8 +20,8 @@ pub enum CollectorAddr {
     Tcp(SocketAddr),
 }
 
-/// UDP templates are sent again this often, in time and in messages.
-const TEMPLATE_REFRESH: Duration = Duration::from_secs(10);
+/// UDP templates are sent again after this many messages too (and after
+/// the configured time, RFC 7011 section 8.4's templateRefreshTimeout).
 const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
 /// A TCP collector that is away is tried again this often.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
@@ -38,6 +38,8 @@ pub enum Collector {
         to: SocketAddr,
         templates_sent: Option<Instant>,
         since_templates: u32,
+        /// Templates are sent again this often.
+        template_refresh: Duration,
     },
     Tcp {
         to: SocketAddr,
@@ -51,7 +53,11 @@ pub enum Collector {
 }
 
 impl Collector {
-    pub fn open(addr: CollectorAddr, tcp_buffer_bytes: usize) -> std::io::Result<Collector> {
+    pub fn open(
+        addr: CollectorAddr,
+        tcp_buffer_bytes: usize,
+        template_refresh: Duration,
+    ) -> std::io::Result<Collector> {
         Ok(match addr {
             CollectorAddr::Udp(to) => {
                 // Unconnected: a connected UDP socket fails its next send
@@ -62,6 +68,7 @@ impl Collector {
                     to,
                     templates_sent: None,
                     since_templates: 0,
+                    template_refresh,
                 }
             }
             CollectorAddr::Tcp(to) => Collector::Tcp {
@@ -84,8 +91,9 @@ impl Collector {
                 to,
                 templates_sent,
                 since_templates,
+                template_refresh,
             } => {
-                let refresh = templates_sent.is_none_or(|t| t.elapsed() >= TEMPLATE_REFRESH)
+                let refresh = templates_sent.is_none_or(|t| t.elapsed() >= *template_refresh)
                     || *since_templates >= TEMPLATE_REFRESH_MESSAGES;
                 if refresh {
                     match socket.send_to(templates, *to) {
@@ -233,4 +241,41 @@ fn lost(stats: &ExportStats, records: u32) {
     stats
         .records_lost
         .fetch_add(u64::from(records), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many datagrams of templates `deliver`ing three data messages,
+    /// one at a time, sends to a UDP collector refreshing every `refresh`.
+    fn templates_sent(refresh: Duration) -> usize {
+        let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+        collector
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let to = CollectorAddr::Udp(collector.local_addr().unwrap());
+        let mut c = Collector::open(to, 0, refresh).unwrap();
+        let stats = ExportStats::default();
+        let templates = b"templates".to_vec();
+        for _ in 0..3 {
+            c.deliver(&templates, &[(b"data".to_vec(), 1)], &stats);
+        }
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        while let Ok(n) = collector.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got.iter().filter(|d| d.as_slice() == b"data").count(), 3);
+        assert_eq!(stats.send_errors.load(Ordering::Relaxed), 0);
+        got.iter().filter(|d| d.as_slice() == b"templates").count()
+    }
+
+    /// `--ipfix-template-refresh`: templates go again once it has passed,
+    /// and not before.
+    #[test]
+    fn udp_templates_are_sent_again_as_configured() {
+        assert_eq!(templates_sent(Duration::ZERO), 3);
+        assert_eq!(templates_sent(Duration::from_secs(3600)), 1);
+    }
 }

@@ -101,6 +101,7 @@ fn records_wait_for_a_restarted_collector() {
     let config = ExportConfig {
         collectors: vec![CollectorAddr::Tcp(addr)],
         tcp_buffer_bytes: 1 << 20,
+        template_refresh: Duration::from_secs(10),
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,
         biflow: false,
@@ -168,6 +169,7 @@ fn records_beyond_the_buffer_are_counted_lost() {
         // bytes, six of each record's the names' zero lengths): room for
         // the first, not for the second (one record, 154).
         tcp_buffer_bytes: 440,
+        template_refresh: Duration::from_secs(10),
         domain: 1,
         enterprise: ipfix::message::DEFAULT_ENTERPRISE,
         biflow: false,
