@@ -68,6 +68,28 @@ impl AccessConfig {
         headers: &HeaderMap,
         local: std::net::IpAddr,
     ) -> Result<(), Denied> {
+        self.check_origin_and_host(headers, local)?;
+        if let Some(token) = &self.token
+            && route.carries_flow_data()
+        {
+            let given = headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                .unwrap_or_default();
+            if !constant_time_eq(given, token.as_bytes()) {
+                return Err(Denied::Unauthorized);
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks a browser's CORS preflight gets (it carries no token:
+    /// browsers send none with one; the request after it must).
+    pub fn check_origin_and_host(
+        &self,
+        headers: &HeaderMap,
+        local: std::net::IpAddr,
+    ) -> Result<(), Denied> {
         if let Some(origin) = headers.get(ORIGIN) {
             let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
             if !self.origin_allowed(&origin) && !same_origin(&origin, headers) {
@@ -78,17 +100,6 @@ impl AccessConfig {
             let host = String::from_utf8_lossy(host.as_bytes()).into_owned();
             if !self.host_allowed(strip_port(&host), local) {
                 return Err(Denied::Host(host));
-            }
-        }
-        if let Some(token) = &self.token
-            && route.carries_flow_data()
-        {
-            let given = headers
-                .get(AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-                .unwrap_or_default();
-            if !constant_time_eq(given, token.as_bytes()) {
-                return Err(Denied::Unauthorized);
             }
         }
         Ok(())

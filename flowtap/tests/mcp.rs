@@ -299,6 +299,52 @@ fn tokens_origins_and_hosts() {
         &ping,
     );
     assert_eq!((r.status, r.json()["result"].clone()), (200, json!({})));
+    // A browser client (MCP Inspector's direct mode, on a loopback
+    // origin): its CORS preflight is answered without a token, and the
+    // answers let it read the session id; another origin's is refused.
+    let preflight = |origin: &str| {
+        server.send(
+            "OPTIONS",
+            "/mcp",
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+                (
+                    "Access-Control-Request-Headers",
+                    "authorization, mcp-session-id",
+                ),
+            ],
+            b"",
+        )
+    };
+    let r = preflight("http://localhost:6274");
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:6274")
+    );
+    let allowed = r.header("access-control-allow-headers").unwrap_or_default();
+    for header in [
+        "authorization",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "content-type",
+    ] {
+        assert!(allowed.contains(header), "{allowed}");
+    }
+    assert_eq!(preflight("http://evil.example").status, 403);
+    let r = post(&server, &[("Origin", "http://localhost:6274")], &ping);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:6274")
+    );
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("mcp-session-id")
+    );
+    // Without an Origin (not a browser), no CORS headers.
+    let r = post(&server, &[("Mcp-Session-Id", &session)], &ping);
+    assert_eq!(r.header("access-control-allow-origin"), None);
     // A rebound name in Host is refused, on both listeners.
     let r = server.send("GET", "/mcp/flows", &[("Host", "rebind.example:8898")], b"");
     assert_eq!(r.status, 403);

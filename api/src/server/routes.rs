@@ -8,7 +8,11 @@ use std::sync::atomic::Ordering;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_TYPE, HeaderMap,
+    HeaderValue, ORIGIN, VARY,
+};
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 
 use super::body::{ResponseBody, chunked, full, full_holding, tracked};
@@ -178,6 +182,17 @@ async fn route_request(
     path: &str,
     request: &Request,
 ) -> Response<ResponseBody> {
+    // A browser client's preflight for /mcp: answered for the origins
+    // flowtap allows (loopback ones, --allowed-origin), without a token.
+    if route == Route::Mcp && req.method() == Method::OPTIONS {
+        return match config
+            .access
+            .check_origin_and_host(req.headers(), request.local.ip())
+        {
+            Ok(()) => mcp_preflight(req.headers()),
+            Err(denied) => refused(route, &denied),
+        };
+    }
     if let Err(denied) = config
         .access
         .check(route, req.headers(), request.local.ip())
@@ -203,7 +218,20 @@ async fn route_request(
         demand.asked().await;
     }
     if route == Route::Mcp {
-        return mcp_route(req, state, config, request.peer.ip()).await;
+        // Allowed (checked above): a browser client may read the answer
+        // and its session id.
+        let origin = req.headers().get(ORIGIN).cloned();
+        let mut resp = mcp_route(req, state, config, request.peer.ip()).await;
+        if let Some(origin) = origin {
+            let headers = resp.headers_mut();
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(mcp::headers::SESSION_ID),
+            );
+            headers.insert(VARY, HeaderValue::from_static("origin"));
+        }
+        return resp;
     }
     let query = req.uri().query().unwrap_or("").to_owned();
     if req.method() != Method::GET {
@@ -438,6 +466,35 @@ async fn mcp_route(
         Method::DELETE => mcp_response(state.mcp.delete(req.headers())),
         _ => mcp_response(state.mcp.not_allowed()),
     }
+}
+
+/// The answer to an allowed origin's CORS preflight for `/mcp`: the
+/// methods and headers the transport uses.
+fn mcp_preflight(headers: &HeaderMap) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(Vec::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let out = resp.headers_mut();
+    if let Some(origin) = headers.get(ORIGIN) {
+        out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    }
+    out.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, DELETE"),
+    );
+    out.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, \
+             mcp-method, mcp-name, last-event-id",
+        ),
+    );
+    out.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(mcp::headers::SESSION_ID),
+    );
+    out.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    out.insert(VARY, HeaderValue::from_static("origin"));
+    resp
 }
 
 fn mcp_response(reply: Reply) -> Response<ResponseBody> {
