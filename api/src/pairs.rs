@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use pipeline::flow::handshake::TALLY_BOUNDS_US;
-use pipeline::flow::{FlowRecord, HandshakeDigest, HandshakeTally, Side};
+use pipeline::flow::{FlowKey, FlowRecord, HandshakeDigest, HandshakeTally, Side};
 use pipeline::follow::{Change, FlowFollower};
 
 use crate::metrics::FixedHistogram;
@@ -160,6 +160,15 @@ impl Seen {
         }
     }
 
+    /// Whether this can be the flow `before` was, later: no count went
+    /// down.
+    fn continues(&self, before: &Seen) -> bool {
+        self.counts
+            .iter()
+            .zip(before.counts)
+            .all(|(now, then)| *now >= then)
+    }
+
     fn counts(&self) -> FlowCounts {
         let [bytes, packets, connections, failed] = self.counts;
         FlowCounts {
@@ -214,6 +223,12 @@ pub struct PairCounters {
     collapsed: u64,
     /// Each flow's counts in the last snapshot seen.
     last: FlowFollower<Seen>,
+    /// Flows that left a hub's view while one of its agents was missing:
+    /// most are that agent's, and come back when it answers again, when
+    /// only what they gained since may count (counted again whole, every
+    /// pull an agent missed doubled its pairs). Forgotten once every
+    /// agent answers.
+    absent: hashbrown::HashMap<FlowKey, Seen, ahash::RandomState>,
 }
 
 impl Default for PairCounters {
@@ -230,6 +245,7 @@ impl PairCounters {
             other: PairCounts::default(),
             collapsed: 0,
             last: FlowFollower::default(),
+            absent: hashbrown::HashMap::default(),
         }
     }
 
@@ -240,13 +256,21 @@ impl PairCounters {
     /// Adds what every flow of `view` gained since the previous view.
     pub fn observe(&mut self, view: &View) {
         let mut last = std::mem::take(&mut self.last);
+        let mut left = Vec::new();
         last.observe(
             view.flows(),
             |i, f, change| {
                 let seen = Seen::of(f);
-                let gained = match change {
-                    Change::Continued(before) => seen.gained_since(&before),
-                    Change::Started | Change::Restarted(_) => seen.counts(),
+                let back = match change {
+                    Change::Started if !self.absent.is_empty() => self.absent.remove(&f.key),
+                    _ => None,
+                };
+                let gained = match (change, back) {
+                    (Change::Continued(before), _) => seen.gained_since(&before),
+                    (Change::Started, Some(before)) if seen.continues(&before) => {
+                        seen.gained_since(&before)
+                    }
+                    _ => seen.counts(),
                 };
                 if gained != FlowCounts::default() {
                     self.add(view, i, &gained);
@@ -254,9 +278,14 @@ impl PairCounters {
                 seen
             },
             // What a flow sent before it left was counted as it grew.
-            |_, _| {},
+            |key, seen| left.push((key, seen)),
         );
         self.last = last;
+        if view.snapshot.coverage.agents.iter().all(|a| a.answered()) {
+            self.absent.clear();
+        } else {
+            self.absent.extend(left);
+        }
     }
 
     fn add(&mut self, view: &View, i: usize, gained: &FlowCounts) {
@@ -422,6 +451,65 @@ mod tests {
         );
         // (A new flow under an old key is the follower's to tell:
         // pipeline::follow.)
+    }
+
+    /// A hub's view: `flows`, with the agents that answered and the ones
+    /// that did not.
+    fn hub_view(flows: Vec<FlowRecord>, missing: bool) -> View {
+        use pipeline::snapshot::{AgentCoverage, Coverage};
+        let agent = |name: &str, answered: bool| AgentCoverage {
+            name: name.into(),
+            updated_ns: answered.then_some(1),
+            error: (!answered).then(|| "no answer within 1.0 s".to_owned()),
+            ..AgentCoverage::default()
+        };
+        let snapshot = pipeline::Snapshot {
+            flows,
+            coverage: Coverage {
+                agents: vec![agent("http://a", true), agent("http://b", !missing)],
+                ..Coverage::default()
+            },
+            ..pipeline::Snapshot::default()
+        };
+        View::build(Arc::new(snapshot), None, Arc::default())
+    }
+
+    /// A flow of `bytes` over 10 packets, first seen at `first_seen_ns`.
+    fn flow(bytes: u64, first_seen_ns: u64) -> FlowRecord {
+        use pipeline::packet::{Addr, L4Proto};
+        let mut f = FlowRecord::new(FlowKey {
+            proto: L4Proto::Tcp,
+            client: Addr::from_v4([198, 18, 0, 1]),
+            server: Addr::from_v4([198, 18, 0, 2]),
+            server_port: 443,
+        });
+        f.sent[Side::Client] = pipeline::flow::Counter { pkts: 10, bytes };
+        f.first_seen_ns = first_seen_ns;
+        f
+    }
+
+    /// A hub's flow that leaves for the rounds its agent is missing and
+    /// comes back counts what it gained meanwhile, not all it had again;
+    /// one that leaves while every agent answers and comes back new counts
+    /// whole.
+    #[test]
+    fn a_flow_back_with_its_agent_counts_only_what_it_gained() {
+        let mut pairs = PairCounters::default();
+        let bytes = |pairs: &PairCounters| -> f64 {
+            pairs.samples(|c| c.bytes).iter().map(|(_, v)| v).sum()
+        };
+        pairs.observe(&hub_view(vec![flow(1000, 5)], false));
+        assert_eq!(bytes(&pairs), 1000.0);
+        // Agent b misses two pulls: its flow leaves the answer.
+        pairs.observe(&hub_view(Vec::new(), true));
+        pairs.observe(&hub_view(Vec::new(), true));
+        pairs.observe(&hub_view(vec![flow(1500, 5)], false));
+        assert_eq!(bytes(&pairs), 1500.0, "counted again whole");
+        // It ends while every agent answers; a new flow under its key.
+        pairs.observe(&hub_view(Vec::new(), false));
+        pairs.observe(&hub_view(vec![flow(100, 9)], false));
+        assert_eq!(bytes(&pairs), 1600.0);
+        assert!(pairs.absent.is_empty());
     }
 
     #[test]

@@ -295,16 +295,28 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         missing["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{missing}"
     );
+    // Named with the node it last reported, in the answer and in
+    // flowtap_agent_up: the series that read 1 reads 0, rather than going
+    // stale beside a new one without a node.
+    assert_eq!(missing["node"], CAPTURES[2].1, "{missing}");
+    let up = format!(
+        "flowtap_agent_up{{agent=\"http://{third}\",node=\"{}\"}}",
+        CAPTURES[2].1
+    );
+    assert_eq!(sample(&hub.metrics(), &up), 0.0);
     assert_eq!(
         summary["total_flows"].as_u64().unwrap() as usize,
         expected.len() - c_flows
     );
 
-    // It comes back: the whole answer again.
+    // It comes back: the whole answer again, and its flows, back in the
+    // answer, count in the per-pair series only what they gained while
+    // it was away (nothing: it read the same capture), not all again.
     let _back = agent(CAPTURES[2].0, CAPTURES[2].1, &third);
     wait_for(&hub, Duration::from_secs(10), "the agent back", |s| {
         s["coverage"]["agents_answered"] == 3 && s["total_flows"] == expected.len()
     });
+    assert_eq!(pair_series(hub.metrics()), pair_series(single.metrics()));
 }
 
 #[test]

@@ -115,6 +115,8 @@ async fn run(
     let mut sequence = 0u64;
     // Agents by name and whether they answered last time: changes are logged.
     let mut last: std::collections::HashMap<Arc<str>, bool> = std::collections::HashMap::new();
+    // Each agent's node as it last reported it, for the rounds it fails.
+    let mut nodes: std::collections::HashMap<Arc<str>, Arc<str>> = std::collections::HashMap::new();
     let mut next = Instant::now();
     // The last snapshot published, which the next round shares unchanged
     // handshake digests with.
@@ -146,7 +148,8 @@ async fn run(
         sequence += 1;
         let to_index = sharing.to_index(last_published.take());
         let indexed = to_index.is_some();
-        let (snapshot, shared) = round(&config, &publisher, sequence, to_index).await;
+        let (mut snapshot, shared) = round(&config, &publisher, sequence, to_index).await;
+        remember_nodes(&mut nodes, &mut snapshot.coverage);
         if indexed && let Some(paid) = shared {
             sharing.paid(paid);
         }
@@ -158,6 +161,25 @@ async fn run(
             took_ms = published.elapsed().as_millis() as u64,
             "published"
         );
+    }
+}
+
+/// An agent that fails a pull is named with the node it last reported (in
+/// the coverage, and so in `flowtap_agent_up{agent,node}`, whose series
+/// for that node then reads 0 rather than going stale beside a new one
+/// without a node). Agents no longer known are forgotten.
+fn remember_nodes(
+    nodes: &mut std::collections::HashMap<Arc<str>, Arc<str>>,
+    coverage: &mut Coverage,
+) {
+    nodes.retain(|name, _| coverage.agents.iter().any(|a| &a.name == name));
+    for a in &mut coverage.agents {
+        match &a.node {
+            Some(node) => {
+                nodes.insert(a.name.clone(), node.clone());
+            }
+            None => a.node = nodes.get(&a.name).cloned(),
+        }
     }
 }
 
