@@ -467,7 +467,6 @@ mod tests {
             flows,
             coverage: Coverage {
                 agents: vec![agent("http://a", true), agent("http://b", !missing)],
-                ..Coverage::default()
             },
             ..pipeline::Snapshot::default()
         };
