@@ -11,9 +11,9 @@
 
 use super::decap::{Decap, Encap, Mirror};
 use super::{
-    Layer, LenError, chdlc, erspan, ethernet, ethertype, fabricpath, geneve, gre, gtpu, ieee80211,
-    ip_proto, ipv4, ipv6, linux_sll, mpls, nflog, null, ppi, ppp, pppoe, radiotap, tags, tcp, udp,
-    vlan, vxlan,
+    Layer, LenError, chdlc, check_len, erspan, ethernet, ethertype, fabricpath, geneve, gre, gtpu,
+    ieee80211, ip_proto, ipv4, ipv6, linux_sll, mpls, nflog, null, ppi, ppp, pppoe, radiotap, tags,
+    tcp, udp, vlan, vxlan,
 };
 use crate::packet::{Addr, Fragment, L4Proto, Transport};
 
@@ -469,10 +469,36 @@ impl<'a> Walk<'a, '_> {
 
     fn ethernet(&mut self, frame: &'a [u8]) -> Outcome {
         let eth = ethernet::Frame::new_checked(frame)?;
-        if eth.ethertype() <= ethernet::MAX_8023_LENGTH {
-            return NON_IP;
-        }
         self.by_ethertype(eth.ethertype(), &frame[ethernet::HEADER_LEN..])
+    }
+
+    /// An 802.3 frame (a length where the type would be): IP only in an
+    /// RFC 1042 SNAP header (LLC `AA AA 03`, organisation 0), whose type
+    /// follows; anything else (spanning tree, CDP, ...) is not IP.
+    fn llc(&mut self, payload: &'a [u8]) -> Outcome {
+        match payload {
+            [0xaa, 0xaa, 0x03, 0, 0, 0, hi, lo, rest @ ..] => {
+                self.by_ethertype(u16::from_be_bytes([*hi, *lo]), rest)
+            }
+            _ => NON_IP,
+        }
+    }
+
+    /// Whether `frame` reads as an Ethernet frame carrying a type flowtap
+    /// follows: how an Ethernet pseudowire or a GTP-U Ethernet PDU, which
+    /// say nothing of their payload, is told from one that is not.
+    fn looks_like_ethernet(frame: &[u8]) -> bool {
+        ethernet::Frame::new_checked(frame).is_ok_and(|eth| {
+            matches!(
+                eth.ethertype(),
+                ethertype::IPV4
+                    | ethertype::IPV6
+                    | ethertype::VLAN
+                    | ethertype::QINQ
+                    | ethertype::MPLS_UNICAST
+                    | ethertype::ARP
+            )
+        })
     }
 
     fn by_ethertype(&mut self, mut ethertype: u16, mut payload: &'a [u8]) -> Outcome {
@@ -514,15 +540,29 @@ impl<'a> Walk<'a, '_> {
                     payload = &payload[mpls::ENTRY_LEN..];
                     if entry.bottom_of_stack() {
                         // No protocol field after the stack: guess from the
-                        // version nibble, as every MPLS dissector does.
-                        // Anything else (pseudowire control word) is not IP.
+                        // version nibble, as every MPLS dissector does; else
+                        // an Ethernet pseudowire (RFC 4448: EoMPLS, VPLS),
+                        // its control word first if it has one (a first
+                        // nibble 0), the customer's frame counted on the
+                        // wire like the labels.
                         return match payload.first().map(|b| b >> 4) {
                             Some(4) | Some(6) => self.by_version_nibble(payload),
+                            Some(0)
+                                if Self::looks_like_ethernet(&payload[4.min(payload.len())..]) =>
+                            {
+                                self.enter(Layer::Tag)?;
+                                self.ethernet(&payload[4..])
+                            }
+                            _ if Self::looks_like_ethernet(payload) => {
+                                self.enter(Layer::Tag)?;
+                                self.ethernet(payload)
+                            }
                             _ => NON_IP,
                         };
                     }
                 }
                 ethertype::ARP | ethertype::RARP => return Ok(Dissected::Other(OtherKind::Arp)),
+                length if length <= ethernet::MAX_8023_LENGTH => return self.llc(payload),
                 _ => return NON_IP,
             }
         }
@@ -645,6 +685,8 @@ impl<'a> Walk<'a, '_> {
                 };
             }
             ip_proto::GRE if self.decap.gre => return self.gre(&ip),
+            // IPv6 walks past it with its extension headers.
+            ip_proto::AH if ip.layer == Layer::Ipv4 && !later => return self.after_ah(ip),
             _ => return IP_OTHER,
         };
         let mut transport = Transport {
@@ -709,6 +751,24 @@ impl<'a> Walk<'a, '_> {
         Ok(Dissected::Transport(transport))
     }
 
+    /// What an IPv4 Authentication Header (RFC 4302) protects: its length
+    /// is in 32-bit words, less two.
+    #[inline(never)]
+    fn after_ah(&mut self, ip: Upper<'a>) -> Outcome {
+        let p = ip.payload;
+        check_len(Layer::Ipv4, p, 2)?;
+        let len = (usize::from(p[1]) + 2) * 4;
+        check_len(Layer::Ipv4, p, len)?;
+        self.enter(Layer::Ipv4)?;
+        self.upper(Upper {
+            protocol: p[0],
+            payload: &p[len..],
+            payload_len: ip.payload_len.map(|l| l.saturating_sub(len)),
+            header_len: ip.header_len + len,
+            ..ip
+        })
+    }
+
     /// The tunnel a UDP datagram to `port` carries, if it is one. Out of
     /// line: most datagrams are not tunnels.
     #[inline(never)]
@@ -720,8 +780,17 @@ impl<'a> Walk<'a, '_> {
                 return None;
             }
             let vni = header.vni();
+            let inner = &payload[vxlan::HEADER_LEN..];
             return Some(self.tunnel(Encap::Vxlan, ip).and_then(|()| {
-                self.ethernet_in(Encap::Vxlan, Some(vni), &payload[vxlan::HEADER_LEN..])
+                // VXLAN-GPE (port 4790) says what it carries.
+                match header.next_protocol() {
+                    None | Some(vxlan::NEXT_ETHERNET) => {
+                        self.ethernet_in(Encap::Vxlan, Some(vni), inner)
+                    }
+                    Some(vxlan::NEXT_IPV4) => self.ipv4(inner),
+                    Some(vxlan::NEXT_IPV6) => self.ipv6(inner),
+                    Some(_) => NON_IP,
+                }
             }));
         }
         if self.decap.geneve.contains(port) {
@@ -752,7 +821,13 @@ impl<'a> Walk<'a, '_> {
             }
             return Some(self.tunnel(Encap::Gtpu, ip).and_then(|()| {
                 let header = header?;
-                self.by_version_nibble(&payload[header.header_len()..])
+                let pdu = &payload[header.header_len()..];
+                match pdu.first().map(|b| b >> 4) {
+                    Some(4) | Some(6) => self.by_version_nibble(pdu),
+                    // A 5G Ethernet PDU session's frame; else not IP.
+                    _ if Self::looks_like_ethernet(pdu) => self.ethernet(pdu),
+                    _ => NON_IP,
+                }
             }));
         }
         None
@@ -1316,6 +1391,63 @@ mod tests {
         echo.extend_from_slice(&[0x32, 1, 0, 4, 0, 0, 0, 0, 0, 1, 0, 0]);
         let (t, c) = carried(&ipv4_over(17, &echo));
         assert_eq!((t.dst_port, c.encap), (2152, None));
+    }
+
+    /// What the wire audit found counted as not IP, read as its
+    /// specification defines it: an Ethernet pseudowire over MPLS with and
+    /// without its control word (RFC 4448), 802.3 with an RFC 1042 SNAP
+    /// header (untagged and tagged), IPv4 with an Authentication Header
+    /// (RFC 4302), VXLAN-GPE carrying IPv4, and a GTP-U Ethernet PDU.
+    #[test]
+    fn pseudowires_snap_ah_gpe_and_ethernet_pdus_carry_their_flows() {
+        let dst_port = |f: &[u8]| transport(dissect(LinkType::Ethernet, f).unwrap()).dst_port;
+        let customer_frame = || {
+            let mut f = vec![0x02u8; 12];
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend(ipv4_tcp(0));
+            f
+        };
+        for control_word in [&[0u8, 0, 0, 7][..], &[]] {
+            let mut f = eth(0x8847);
+            f.extend_from_slice(&[0, 2, 1, 64]);
+            f.extend_from_slice(control_word);
+            f.extend(customer_frame());
+            assert_eq!(dst_port(&f), 80, "control word {control_word:?}");
+        }
+        let snap = |f: &mut Vec<u8>| {
+            f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00]);
+            f.extend(ipv4_tcp(0));
+        };
+        let mut untagged = eth(48);
+        snap(&mut untagged);
+        assert_eq!(dst_port(&untagged), 80);
+        let mut tagged = eth(0x8100);
+        tagged.extend_from_slice(&[0, 7, 0, 48]);
+        snap(&mut tagged);
+        assert_eq!(dst_port(&tagged), 80);
+        let mut stp = eth(38);
+        stp.extend_from_slice(&[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            dissect(LinkType::Ethernet, &stp),
+            Ok(Dissected::Other(OtherKind::NonIp))
+        );
+
+        let mut ah = vec![6u8, 4, 0, 0];
+        ah.extend_from_slice(&[0; 20]);
+        ah.extend(tcp::tests::header(40000, 80, 0));
+        assert_eq!(dst_port(&ipv4_over(51, &ah)), 80);
+
+        let mut gpe = udp::tests::header(50000, 4790);
+        gpe.extend_from_slice(&[0x0c, 0, 0, vxlan::NEXT_IPV4, 0, 0, 9, 0]);
+        gpe.extend(ipv4_tcp(0));
+        let decap = Decap::DEFAULT.on_ports(Tunnel::Vxlan, &[4789, 4790]).unwrap();
+        let d = Dissector::new(decap).dissect(LinkType::Ethernet, &ipv4_over(17, &gpe));
+        assert_eq!(transport(d.result.unwrap()).dst_port, 80);
+
+        let mut gtp = udp::tests::header(2152, 2152);
+        gtp.extend(gtpu::tests::header(true));
+        gtp.extend(customer_frame());
+        assert_eq!(dst_port(&ipv4_over(17, &gtp)), 80);
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub const HEADER_LEN: usize = 8;
 /// The "VNI present" flag; RFC 7348 requires it, and Linux drops packets
 /// without it, so a datagram without it is not taken for VXLAN.
 pub const FLAG_VNI: u8 = 0x08;
+/// VXLAN-GPE's "next protocol" flag (draft-ietf-nvo3-vxlan-gpe): the
+/// fourth byte then says what follows; reserved (zero) in plain VXLAN.
+pub const FLAG_NEXT_PROTOCOL: u8 = 0x04;
+pub const NEXT_IPV4: u8 = 1;
+pub const NEXT_IPV6: u8 = 2;
+pub const NEXT_ETHERNET: u8 = 3;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Header<T: AsRef<[u8]>> {
@@ -33,6 +39,11 @@ impl<T: AsRef<[u8]>> Header<T> {
 
     pub fn has_vni(&self) -> bool {
         self.flags() & FLAG_VNI != 0
+    }
+
+    /// What follows, when a VXLAN-GPE header says (else an Ethernet frame).
+    pub fn next_protocol(&self) -> Option<u8> {
+        (self.flags() & FLAG_NEXT_PROTOCOL != 0).then(|| self.buffer.as_ref()[3])
     }
 
     /// The 24-bit VXLAN network identifier.
