@@ -122,7 +122,10 @@ impl Ingest {
         }
         let meta = PacketMeta {
             ts_ns: frame.ts_ns,
-            wire_len: frame.wire_len.saturating_sub(carried.outer_len),
+            wire_len: frame
+                .wire_len
+                .saturating_sub(carried.outer_len)
+                .saturating_sub(carried.trailer_len),
             counts_packet: true,
             mirror: carried.mirror,
             transport: match result {

@@ -311,9 +311,11 @@ pub struct Carried {
     pub encap: Option<Encap>,
     /// The outermost encapsulation that carried a whole Ethernet frame.
     pub mirror: Option<Mirror>,
-    /// Bytes in front of the innermost frame such an encapsulation carried:
-    /// the frame as counted is the captured one minus these.
+    /// Bytes in front of the innermost frame such an encapsulation carried,
+    /// and after it (a trailer after the outer datagram): the frame as
+    /// counted is the captured one minus these.
     pub outer_len: u32,
+    pub trailer_len: u32,
     /// Where the innermost IP header starts, the one the flow is keyed on
     /// (duplicates are compared from there).
     pub ip_offset: Option<u32>,
@@ -627,7 +629,7 @@ impl<'a> Walk<'a, '_> {
         } else {
             Fragment::Whole
         };
-        let payload = within(buf, ip.payload());
+        let payload = ip_payload(within(buf, ip.payload()), ip.payload_len());
         self.upper(Upper {
             protocol: ip.protocol(),
             src: Addr::from_v4(ip.source()),
@@ -652,7 +654,7 @@ impl<'a> Walk<'a, '_> {
             Some(f) if f.more => Fragment::First { ident: f.ident },
             _ => Fragment::Whole,
         };
-        let payload = within(buf, walked.payload);
+        let payload = ip_payload(within(buf, walked.payload), walked.payload_len);
         self.upper(Upper {
             protocol: walked.protocol,
             src: Addr::from_v6(ip.source()),
@@ -927,6 +929,9 @@ impl<'a> Walk<'a, '_> {
     fn ethernet_in(&mut self, encap: Encap, id: Option<u32>, frame: &'a [u8]) -> Outcome {
         self.carried.mirror.get_or_insert(Mirror { encap, id });
         self.carried.outer_len = self.offset(frame);
+        self.carried.trailer_len = (self.frame.len() as u32)
+            .saturating_sub(self.carried.outer_len)
+            .saturating_sub(frame.len() as u32);
         self.ethernet(frame)
     }
 
@@ -961,6 +966,19 @@ fn within<'a>(buf: &'a [u8], part: &[u8]) -> &'a [u8] {
 /// Where `part`, a slice of `buf`, starts in it.
 fn offset_in(buf: &[u8], part: &[u8]) -> usize {
     (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize)
+}
+
+/// What an IP header's lengths say follows it, of what was captured: not
+/// the Ethernet padding or a trailer after the datagram (a packet broker's
+/// timestamp, a kept FCS), which would otherwise be read as transport or
+/// tunnel bytes (RFC 791's Total Length, RFC 8200's Payload Length). A
+/// length that is not known (0: a GSO super-packet) or that runs past the
+/// capture (a snap length) leaves what was captured.
+fn ip_payload(captured: &[u8], len: Option<usize>) -> &[u8] {
+    match len {
+        Some(len) if len < captured.len() => &captured[..len],
+        _ => captured,
+    }
 }
 
 /// A cooked header's payload.
@@ -1259,6 +1277,17 @@ mod tests {
         assert_eq!(f.len() as u32 - c.outer_len, inner.len() as u32);
         assert_eq!(c.ip_offset, Some(c.outer_len + 18), "the inner IP header");
 
+        // A trailer after the outer datagram (a packet broker's timestamp,
+        // a kept FCS) is not part of the mirrored frame.
+        let mut trailed = f.clone();
+        trailed.extend([0xee; 16]);
+        let (t, c) = carried(&trailed);
+        assert_eq!((t.dst_port, c.trailer_len), (80, 16));
+        assert_eq!(
+            trailed.len() as u32 - c.outer_len - c.trailer_len,
+            inner.len() as u32
+        );
+
         // Without the VNI flag it is just a datagram to port 4789.
         let mut plain = f.clone();
         plain[14 + 20 + 8] = 0;
@@ -1440,7 +1469,9 @@ mod tests {
         let mut gpe = udp::tests::header(50000, 4790);
         gpe.extend_from_slice(&[0x0c, 0, 0, vxlan::NEXT_IPV4, 0, 0, 9, 0]);
         gpe.extend(ipv4_tcp(0));
-        let decap = Decap::DEFAULT.on_ports(Tunnel::Vxlan, &[4789, 4790]).unwrap();
+        let decap = Decap::DEFAULT
+            .on_ports(Tunnel::Vxlan, &[4789, 4790])
+            .unwrap();
         let d = Dissector::new(decap).dissect(LinkType::Ethernet, &ipv4_over(17, &gpe));
         assert_eq!(transport(d.result.unwrap()).dst_port, 80);
 
@@ -1448,6 +1479,19 @@ mod tests {
         gtp.extend(gtpu::tests::header(true));
         gtp.extend(customer_frame());
         assert_eq!(dst_port(&ipv4_over(17, &gtp)), 80);
+    }
+
+    /// Ethernet padding after an IPv4 datagram that says it holds no UDP
+    /// header is not one: no phantom flow of port 0.
+    #[test]
+    fn padding_after_the_ip_datagram_is_not_read_as_transport() {
+        let mut f = ipv4_over(17, &[]);
+        f.extend([0u8; 26]);
+        assert!(
+            !matches!(dissect(LinkType::Ethernet, &f), Ok(Dissected::Transport(_))),
+            "{:?}",
+            dissect(LinkType::Ethernet, &f)
+        );
     }
 
     #[test]

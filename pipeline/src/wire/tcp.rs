@@ -48,6 +48,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// may legitimately continue in the next fragment). Options cut off by the
     /// capture length are fine: only the fixed header is needed for a flow.
     pub fn new_checked(buffer: T, segment_len: Option<usize>) -> Result<Self, Error> {
+        // A segment the IP header says is shorter than any TCP header: its
+        // header is longer than the segment, whatever was captured after.
+        if let Some(segment) = segment_len
+            && segment < MIN_HEADER_LEN
+        {
+            return Err(Error::HeaderLength {
+                header: MIN_HEADER_LEN,
+                segment: segment_len,
+            });
+        }
         check_len(Layer::Tcp, buffer.as_ref(), MIN_HEADER_LEN)?;
         let packet = Packet { buffer };
         let header = packet.header_len();
