@@ -480,7 +480,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mirror_session_frames",
         Counter,
-        "Frames each mirror session delivered: the outermost encapsulation that carried a whole Ethernet frame, and its VNI, ERSPAN session or GRE key (\"none\" without).",
+        "Frames each mirror session delivered: the outermost encapsulation that carried a whole Ethernet frame, and its VNI, ERSPAN session or GRE key (none without).",
         by_session!(pkts),
         MirrorSession "frames"
     ),
@@ -555,7 +555,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_pair_bytes",
         Counter,
-        "Bytes (frames, both directions) between a client workload and a server workload on a server port, since start; workloads beyond --metrics-max-pairs are in the \"other\" series.",
+        "Bytes (frames, both directions) between a client workload and a server workload on a server port, since start; workloads beyond --metrics-max-pairs are in the series labelled other.",
         Value::Labelled(&pairs::LABELS, |s| pair_samples(s, |c| c.bytes))
     ),
     metric!(
@@ -596,7 +596,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_metrics_pairs_collapsed",
         Counter,
-        "Flow updates counted in the \"other\" pair series because --metrics-max-pairs pairs already had series.",
+        "Flow updates counted in the pair series labelled other because --metrics-max-pairs pairs already had series.",
         Value::One(|s| s.stats.pairs.lock().expect("pairs lock").collapsed() as f64)
     ),
     metric!(
@@ -656,13 +656,14 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_snapshot_age_seconds",
         Gauge,
-        "Wall-clock age of the snapshot the API serves.",
-        Value::One(|s| {
+        "Wall-clock age of the snapshot the API serves (no sample before the first: absent() tells a flowtap that never published).",
+        Value::Labelled(&[], |s| {
             if s.snapshot.sequence == 0 {
-                return 0.0;
+                return Vec::new();
             }
             let now = wall_now_ns();
-            as_secs_f64(now.saturating_sub(s.snapshot.as_of_ns.min(now)))
+            let age = as_secs_f64(now.saturating_sub(s.snapshot.as_of_ns.min(now)));
+            vec![(Vec::new(), age)]
         })
     ),
     metric!(
@@ -749,7 +750,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_http_requests",
         Counter,
-        "HTTP requests by path (known paths; others are \"other\") and status.",
+        "HTTP requests by path (known paths; others are other) and status.",
         Value::Labelled(&["path", "status"], |s| s
             .stats
             .http
@@ -859,7 +860,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mcp_requests",
         Counter,
-        "MCP JSON-RPC requests by method (known ones; others are \"other\") and outcome (ok, error).",
+        "MCP JSON-RPC requests by method (known ones; others are other) and outcome (ok, error).",
         Value::Labelled(&["method", "outcome"], |s| s
             .stats
             .mcp

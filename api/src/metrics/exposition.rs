@@ -152,9 +152,78 @@ fn openmetrics_to_prometheus(text: &str) -> String {
         });
         match rewritten {
             Some(l) => out.push_str(&l),
-            None => out.push_str(&line.replacen("{} ", " ", 1)),
+            // The empty label set right after the name only: a label
+            // value may hold `{} ` (a Kubernetes name from an inventory).
+            None => match line.split_once("{} ") {
+                Some((name, value)) if !name.contains(['{', '"', ' ']) => {
+                    out.push_str(name);
+                    out.push(' ');
+                    out.push_str(value);
+                }
+                _ => out.push_str(line),
+            },
         }
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The classic format drops the empty label set after a name, and
+    /// only that: a label value holding `{} ` stays as it is.
+    #[test]
+    fn only_the_empty_label_set_is_dropped() {
+        let open = "# TYPE a counter\na_total{} 1\nb{} 2.0\nc_total{w=\"fe{} x\"} 3\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_prometheus(open),
+            "# TYPE a_total counter\na_total 1\nb 2.0\nc_total{w=\"fe{} x\"} 3\n"
+        );
+    }
+
+    /// Before the first snapshot there is no age to give: the series is
+    /// absent (so `absent()` can alert on a flowtap that never published),
+    /// not 0 (which read as fresh).
+    #[test]
+    fn no_snapshot_age_before_the_first_snapshot() {
+        let stats = crate::metrics::ServiceStats::default();
+        let render_at = |sequence| {
+            let snapshot = pipeline::Snapshot {
+                sequence,
+                as_of_ns: pipeline::time::wall_now_ns(),
+                ..pipeline::Snapshot::default()
+            };
+            let sources = Sources {
+                snapshot: &snapshot,
+                stats: &stats,
+                queues: &[],
+                ready: true,
+                version: "",
+                commit: "",
+            };
+            render(&sources, Exposition::Prometheus)
+        };
+        let sample = |text: &str| {
+            text.lines()
+                .any(|l| l.starts_with("flowtap_snapshot_age_seconds "))
+        };
+        assert!(!sample(&render_at(0)));
+        assert!(sample(&render_at(1)));
+    }
+
+    /// OpenMetrics escapes `"` in help text; flowtap's help holds none, so
+    /// both formats read it as written.
+    #[test]
+    fn help_text_needs_no_escaping() {
+        for m in CATALOG {
+            assert!(
+                !m.help.contains(['"', '\\', '\n']),
+                "{}: {}",
+                m.name,
+                m.help
+            );
+        }
+    }
 }
