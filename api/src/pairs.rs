@@ -101,6 +101,8 @@ pub struct PairCounts {
     /// above every bound), and their sum in µs.
     pub handshakes: [u64; TALLY_BOUNDS_US.len() + 1],
     pub handshake_sum_us: u64,
+    /// The view (by [`PairCounters`]' count) it last gained something in.
+    pub last_gained: u64,
 }
 
 impl PairCounts {
@@ -223,6 +225,12 @@ pub struct PairCounters {
     collapsed: u64,
     /// Each flow's counts in the last snapshot seen.
     last: FlowFollower<Seen>,
+    /// Views observed, and when each pair last gained something (by that
+    /// count): at the bound, pairs idle for [`IDLE_PAIR_VIEWS`] give their
+    /// series up to new pairs.
+    views: u64,
+    /// Pairs whose series were given up so.
+    evicted: u64,
     /// Flows that left a hub's view while one of its agents was missing:
     /// most are that agent's, and come back when it answers again, when
     /// only what they gained since may count (counted again whole, every
@@ -246,6 +254,8 @@ impl PairCounters {
             collapsed: 0,
             last: FlowFollower::default(),
             absent: hashbrown::HashMap::default(),
+            views: 0,
+            evicted: 0,
         }
     }
 
@@ -255,6 +265,8 @@ impl PairCounters {
 
     /// Adds what every flow of `view` gained since the previous view.
     pub fn observe(&mut self, view: &View) {
+        self.views += 1;
+        self.evict_idle_pairs();
         let mut last = std::mem::take(&mut self.last);
         let mut left = Vec::new();
         last.observe(
@@ -298,9 +310,11 @@ impl PairCounters {
         };
         if let Some(pair) = self.pairs.get_mut(&key) {
             pair.add(gained);
+            pair.last_gained = self.views;
         } else if self.pairs.len() < self.max_pairs {
             let mut pair = PairCounts::default();
             pair.add(gained);
+            pair.last_gained = self.views;
             self.pairs.insert(key.owned(), pair);
         } else {
             self.other.add(gained);
@@ -362,7 +376,31 @@ impl PairCounters {
     pub fn collapsed(&self) -> u64 {
         self.collapsed
     }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// At the bound, the pairs that gained nothing for [`IDLE_PAIR_VIEWS`]
+    /// views leave (their series end; one that comes back starts again
+    /// from 0, which Prometheus reads as a counter reset), so that a
+    /// cluster whose workloads come and go (bare pods, jobs) keeps giving
+    /// its new pairs series of their own rather than the `other` one.
+    fn evict_idle_pairs(&mut self) {
+        if self.pairs.len() < self.max_pairs {
+            return;
+        }
+        let now = self.views;
+        let before = self.pairs.len();
+        self.pairs
+            .retain(|_, pair| now.saturating_sub(pair.last_gained) < IDLE_PAIR_VIEWS);
+        self.evicted += (before - self.pairs.len()) as u64;
+    }
 }
+
+/// Views (snapshots) a pair gains nothing in before, at the bound, its
+/// series give way to a new pair's: 5 minutes at the default interval.
+pub const IDLE_PAIR_VIEWS: u64 = 300;
 
 /// An endpoint as a pair names it.
 fn end(view: &View, flow: usize, side: Side) -> End<&str> {
@@ -475,12 +513,17 @@ mod tests {
 
     /// A flow of `bytes` over 10 packets, first seen at `first_seen_ns`.
     fn flow(bytes: u64, first_seen_ns: u64) -> FlowRecord {
+        flow_to(443, bytes, first_seen_ns)
+    }
+
+    /// The same to server port `port`: another pair.
+    fn flow_to(port: u16, bytes: u64, first_seen_ns: u64) -> FlowRecord {
         use pipeline::packet::{Addr, L4Proto};
         let mut f = FlowRecord::new(FlowKey {
             proto: L4Proto::Tcp,
             client: Addr::from_v4([198, 18, 0, 1]),
             server: Addr::from_v4([198, 18, 0, 2]),
-            server_port: 443,
+            server_port: port,
         });
         f.sent[Side::Client] = pipeline::flow::Counter { pkts: 10, bytes };
         f.first_seen_ns = first_seen_ns;
@@ -509,6 +552,40 @@ mod tests {
         pairs.observe(&hub_view(vec![flow(100, 9)], false));
         assert_eq!(bytes(&pairs), 1600.0);
         assert!(pairs.absent.is_empty());
+    }
+
+    /// At `--metrics-max-pairs`, pairs idle for [`IDLE_PAIR_VIEWS`] views
+    /// give their series to new pairs (bare pods and jobs come and go);
+    /// below the bound, and before that, series stay.
+    #[test]
+    fn idle_pairs_make_room_at_the_bound() {
+        let mut pairs = PairCounters::new(2);
+        let ports = |pairs: &PairCounters| -> Vec<String> {
+            pairs
+                .samples(|c| c.bytes)
+                .into_iter()
+                .map(|(l, _)| l[4].clone())
+                .collect()
+        };
+        pairs.observe(&hub_view(
+            vec![flow_to(1, 100, 1), flow_to(2, 100, 1)],
+            false,
+        ));
+        for _ in 1..IDLE_PAIR_VIEWS - 1 {
+            pairs.observe(&hub_view(Vec::new(), false));
+        }
+        // Not idle long enough yet: the third pair goes to `other`.
+        pairs.observe(&hub_view(vec![flow_to(3, 100, 2)], false));
+        assert_eq!(ports(&pairs), ["1", "2", "other"]);
+        assert_eq!(pairs.evicted(), 0);
+        // 1 and 2 are now idle for as long: they leave, and what 3 gains
+        // from now on and the new 4 get series of their own.
+        pairs.observe(&hub_view(
+            vec![flow_to(3, 200, 2), flow_to(4, 100, 3)],
+            false,
+        ));
+        assert_eq!(pairs.evicted(), 2);
+        assert_eq!(ports(&pairs), ["3", "4", "other"]);
     }
 
     #[test]

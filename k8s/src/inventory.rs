@@ -61,9 +61,12 @@ pub struct Identity {
 }
 
 /// The workload a pod belongs to, from its controlling owner: a ReplicaSet
-/// named `<deployment>-<pod-template-hash>` stands for its Deployment (the
-/// ReplicaSet objects themselves are not watched); any other owner is the
-/// workload; a pod without one is its own. A service's address has the
+/// named `<deployment>-<pod-template-hash>` stands for its Deployment, and
+/// a Job named `<cronjob>-<scheduled minute>` (the CronJob controller's
+/// names: 8 or more digits) for its CronJob (neither ReplicaSets nor Jobs
+/// are watched); any other owner is the workload; a pod without one is its
+/// own. (A CronJob's runs would otherwise each be a workload of their own,
+/// and each a new pair of series in `/metrics`.) A service's address has the
 /// service as its workload (a mirror sees traffic to a ClusterIP before
 /// it is translated to a pod).
 fn workload_of(meta: &crate::objects::ObjectMeta) -> &str {
@@ -87,6 +90,14 @@ fn workload_of(meta: &crate::objects::ObjectMeta) -> &str {
         if let Some(deployment) = by_label.or(by_shape) {
             return deployment;
         }
+    }
+    if owner.kind == "Job"
+        && let Some((cronjob, minute)) = owner.name.rsplit_once('-')
+        && minute.len() >= 8
+        && minute.bytes().all(|b| b.is_ascii_digit())
+        && !cronjob.is_empty()
+    {
+        return cronjob;
     }
     &owner.name
 }
@@ -420,6 +431,36 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn workloads_of_deployments_cronjobs_and_bare_pods() {
+        let meta = |name: &str, owner: Option<(&str, &str)>| crate::objects::ObjectMeta {
+            name: name.into(),
+            owner_references: owner
+                .map(|(kind, name)| crate::objects::OwnerReference {
+                    kind: kind.into(),
+                    name: name.into(),
+                    controller: Some(true),
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        for (pod, owner, workload) in [
+            ("web-7d4b9-x2x", Some(("ReplicaSet", "web-7d4b9")), "web"),
+            (
+                "backup-29400300-abcde",
+                Some(("Job", "backup-29400300")),
+                "backup",
+            ),
+            ("migrate-xyz", Some(("Job", "migrate")), "migrate"),
+            ("seed-v2-q", Some(("Job", "seed-v2")), "seed-v2"),
+            ("db-0", Some(("StatefulSet", "db")), "db"),
+            ("debug", None, "debug"),
+        ] {
+            assert_eq!(workload_of(&meta(pod, owner)), workload, "{pod}");
+        }
     }
 
     #[test]

@@ -600,6 +600,12 @@ pub const CATALOG: &[Metric] = &[
         Value::One(|s| s.stats.pairs.lock().expect("pairs lock").collapsed() as f64)
     ),
     metric!(
+        "flowtap_metrics_pairs_evicted",
+        Counter,
+        "Pairs whose series ended to make room for new pairs at --metrics-max-pairs, after 300 snapshots without traffic.",
+        Value::One(|s| s.stats.pairs.lock().expect("pairs lock").evicted() as f64)
+    ),
+    metric!(
         "flowtap_ipfix_records",
         Counter,
         "IPFIX data records exported (one per flow direction and export).",
