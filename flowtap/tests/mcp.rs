@@ -691,6 +691,19 @@ fn stateless_requests_are_checked_against_their_headers() {
     assert!(metrics.contains("flowtap_mcp_session_capacity 1024"));
 }
 
+/// `flowtap mcp-stdio --url URL` with `more` arguments, its stdin and
+/// stdout piped, its stderr to `stderr`.
+fn mcp_stdio(url: &str, more: &[&str], stderr: std::process::Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["mcp-stdio", "--url", url])
+        .args(more)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// `flowtap mcp-stdio` takes answers of a bounded size: a server that
 /// sends without end gets the client a JSON-RPC error naming the bound,
 /// not a bridge that grows until it is killed.
@@ -717,13 +730,7 @@ fn mcp_stdio_refuses_an_answer_without_end() {
             sending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    let mut bridge = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-        .args(["mcp-stdio", "--url", &format!("http://{addr}")])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut bridge = mcp_stdio(&format!("http://{addr}"), &[], std::process::Stdio::null());
     let mut stdin = bridge.stdin.take().unwrap();
     writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"ping"}}"#).unwrap();
     let mut line = String::new();
@@ -752,15 +759,12 @@ fn mcp_stdio_starts_a_new_session_when_the_server_ends_its_own() {
     // One session per client: the next initialize from this host ends the
     // bridge's session.
     let (server, dir) = serve_demo(TOKEN, &["--mcp-sessions-per-client", "1"]);
-    let mut bridge = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-        .args(["mcp-stdio", "--url", &format!("http://{}", server.addr)])
-        .arg("--auth-token-file")
-        .arg(dir.path().join("token"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let token = dir.path().join("token");
+    let mut bridge = mcp_stdio(
+        &format!("http://{}", server.addr),
+        &["--auth-token-file", token.to_str().unwrap()],
+        std::process::Stdio::piped(),
+    );
     let mut stdin = bridge.stdin.take().unwrap();
     let mut stdout = std::io::BufReader::new(bridge.stdout.take().unwrap());
     let mut answer = || {

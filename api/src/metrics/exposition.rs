@@ -130,6 +130,24 @@ impl Exposition {
     }
 }
 
+/// The classic text of `/metrics` over `snapshot` and `stats` alone (no
+/// capture queues), for tests.
+#[cfg(test)]
+pub(crate) fn render_for_test(
+    snapshot: &pipeline::Snapshot,
+    stats: &crate::metrics::ServiceStats,
+) -> String {
+    let sources = Sources {
+        snapshot,
+        stats,
+        queues: &[],
+        ready: true,
+        version: "",
+        commit: "",
+    };
+    render(&sources, Exposition::Prometheus)
+}
+
 /// prometheus-client writes OpenMetrics; the classic format names a
 /// counter's family like its samples (`_total`), has no `# EOF`, and writes
 /// no empty label set.
@@ -195,15 +213,7 @@ mod tests {
                 as_of_ns: pipeline::time::wall_now_ns(),
                 ..pipeline::Snapshot::default()
             };
-            let sources = Sources {
-                snapshot: &snapshot,
-                stats: &stats,
-                queues: &[],
-                ready: true,
-                version: "",
-                commit: "",
-            };
-            render(&sources, Exposition::Prometheus)
+            render_for_test(&snapshot, &stats)
         };
         let sample = |text: &str| {
             text.lines()

@@ -403,20 +403,8 @@ mod tests {
             ..ServerConfig::default()
         };
         let (addr, stats, state) = server(Listener::Data, config);
-        let metrics = || {
-            let snapshot = pipeline::Snapshot::default();
-            crate::metrics::render(
-                &crate::metrics::Sources {
-                    snapshot: &snapshot,
-                    stats: &stats,
-                    queues: &[],
-                    ready: true,
-                    version: "",
-                    commit: "",
-                },
-                crate::metrics::Exposition::Prometheus,
-            )
-        };
+        let metrics =
+            || crate::metrics::exposition::render_for_test(&pipeline::Snapshot::default(), &stats);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
