@@ -862,7 +862,12 @@ impl<'a> Walk<'a, '_> {
                 let mirrored = &inner[span.header_len()..];
                 match span.frame_type() {
                     erspan::FrameType::Ethernet => self.ethernet_in(encap, session, mirrored),
-                    erspan::FrameType::Ip => self.by_version_nibble(mirrored),
+                    // An IP packet mirrored without its link header: a
+                    // copy from another wire all the same.
+                    erspan::FrameType::Ip => {
+                        self.mirrored(encap, session, mirrored);
+                        self.by_version_nibble(mirrored)
+                    }
                     erspan::FrameType::Other(_) => NON_IP,
                 }
             }
@@ -927,12 +932,18 @@ impl<'a> Walk<'a, '_> {
 
     /// A whole Ethernet frame inside `encap`: counted as that frame.
     fn ethernet_in(&mut self, encap: Encap, id: Option<u32>, frame: &'a [u8]) -> Outcome {
+        self.mirrored(encap, id, frame);
+        self.ethernet(frame)
+    }
+
+    /// `frame` is a copy of a frame from another wire that `encap` (with
+    /// session `id`) carried: counted as that frame, not the one captured.
+    fn mirrored(&mut self, encap: Encap, id: Option<u32>, frame: &'a [u8]) {
         self.carried.mirror.get_or_insert(Mirror { encap, id });
         self.carried.outer_len = self.offset(frame);
         self.carried.trailer_len = (self.frame.len() as u32)
             .saturating_sub(self.carried.outer_len)
             .saturating_sub(frame.len() as u32);
-        self.ethernet(frame)
     }
 
     fn enter(&mut self, layer: Layer) -> Result<(), Malformed> {
@@ -1479,6 +1490,35 @@ mod tests {
         gtp.extend(gtpu::tests::header(true));
         gtp.extend(customer_frame());
         assert_eq!(dst_port(&ipv4_over(17, &gtp)), 80);
+    }
+
+    /// ERSPAN type III may mirror an IP packet without its link header
+    /// (frame type 2): a mirrored packet all the same, its session known
+    /// and its own length counted.
+    #[test]
+    fn erspan_iii_mirrors_ip_packets_too() {
+        let mut span = erspan::tests::header(erspan::VERSION_III, 44, false);
+        span[10] = 2 << 2;
+        let mirrored = ipv4_tcp(0);
+        let f = ipv4_over(
+            47,
+            &[
+                gre::tests::header(0x22eb, None, true, false),
+                span,
+                mirrored.clone(),
+            ]
+            .concat(),
+        );
+        let (t, c) = carried(&f);
+        assert_eq!(t.dst_port, 80);
+        assert_eq!(
+            c.mirror,
+            Some(Mirror {
+                encap: Encap::ErspanIII,
+                id: Some(44)
+            })
+        );
+        assert_eq!(f.len() as u32 - c.outer_len, mirrored.len() as u32);
     }
 
     /// Ethernet padding after an IPv4 datagram that says it holds no UDP
