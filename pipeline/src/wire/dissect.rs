@@ -11,9 +11,9 @@
 
 use super::decap::{Decap, Encap, Mirror};
 use super::{
-    Layer, LenError, chdlc, check_len, erspan, ethernet, ethertype, fabricpath, geneve, gre, gtpu,
-    ieee80211, ip_proto, ipv4, ipv6, linux_sll, mpls, nflog, null, ppi, ppp, pppoe, radiotap, tags,
-    tcp, udp, vlan, vxlan,
+    Layer, LenError, ah, chdlc, erspan, ethernet, ethertype, fabricpath, geneve, gre, gtpu,
+    ieee80211, ip_proto, ipv4, ipv6, linux_sll, llc, mpls, nflog, null, ppi, ppp, pppoe, radiotap,
+    tags, tcp, udp, vlan, vxlan,
 };
 use crate::packet::{Addr, Fragment, L4Proto, Transport};
 
@@ -478,10 +478,8 @@ impl<'a> Walk<'a, '_> {
     /// RFC 1042 SNAP header (LLC `AA AA 03`, organisation 0), whose type
     /// follows; anything else (spanning tree, CDP, ...) is not IP.
     fn llc(&mut self, payload: &'a [u8]) -> Outcome {
-        match payload {
-            [0xaa, 0xaa, 0x03, 0, 0, 0, hi, lo, rest @ ..] => {
-                self.by_ethertype(u16::from_be_bytes([*hi, *lo]), rest)
-            }
+        match llc::snap(payload) {
+            Some(snap) if snap.organisation == 0 => self.by_ethertype(snap.ethertype, snap.payload),
             _ => NON_IP,
         }
     }
@@ -758,9 +756,7 @@ impl<'a> Walk<'a, '_> {
     #[inline(never)]
     fn after_ah(&mut self, ip: Upper<'a>) -> Outcome {
         let p = ip.payload;
-        check_len(Layer::Ipv4, p, 2)?;
-        let len = (usize::from(p[1]) + 2) * 4;
-        check_len(Layer::Ipv4, p, len)?;
+        let len = ah::header_len(p, Layer::Ipv4)?;
         self.enter(Layer::Ipv4)?;
         self.upper(Upper {
             protocol: p[0],

@@ -3,7 +3,7 @@
 //! Management and control frames, frames without data, encrypted frames and
 //! A-MSDU aggregates carry nothing flowtap can key.
 
-use super::{Layer, LenError, be16, check_len};
+use super::{Layer, LenError, check_len, llc};
 
 mod field {
     pub(super) const FRAME_CONTROL: usize = 0;
@@ -14,8 +14,6 @@ pub const BASE_LEN: usize = 24;
 const ADDRESS_4_LEN: usize = 6;
 const QOS_LEN: usize = 2;
 const HT_CONTROL_LEN: usize = 4;
-/// LLC (AA AA 03) and SNAP (OUI, EtherType).
-pub const LLC_SNAP_LEN: usize = 8;
 
 const TYPE_DATA: u8 = 2;
 
@@ -89,11 +87,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
         if self.is_qos() && buf[at - QOS_LEN - self.ht_len()] & 0x80 != 0 {
             return Ok(None); // A-MSDU
         }
-        check_len(Layer::Link, buf, at + LLC_SNAP_LEN)?;
-        if buf[at..at + 3] != [0xaa, 0xaa, 0x03] {
-            return Ok(None);
-        }
-        Ok(Some((be16(buf, at + 6), &buf[at + LLC_SNAP_LEN..])))
+        check_len(Layer::Link, buf, at + llc::SNAP_LEN)?;
+        Ok(llc::snap(&buf[at..]).map(|s| (s.ethertype, s.payload)))
     }
 
     fn ht_len(&self) -> usize {

@@ -1,7 +1,7 @@
 //! IPv6 fixed header (RFC 8200) and the extension headers in front of the
 //! upper-layer header.
 
-use super::{Layer, LenError, be16, be32, check_len, ip_proto};
+use super::{Layer, LenError, ah, be16, be32, check_len, ip_proto};
 
 mod field {
     use std::ops::Range;
@@ -95,8 +95,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 }
                 ip_proto::AH => {
                     let ext = &payload[offset.min(payload.len())..];
-                    check_len(Layer::Ipv6Extension, ext, 2)?;
-                    (usize::from(ext[1]) + 2) * 4
+                    ah::header_len(ext, Layer::Ipv6Extension)?
                 }
                 ip_proto::IPV6_FRAGMENT => {
                     let ext = &payload[offset.min(payload.len())..];

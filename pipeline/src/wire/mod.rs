@@ -7,6 +7,7 @@
 //! header and returns either the transport fields a flow needs or the kind of
 //! frame it was; it never panics on any input (see the property test there).
 
+pub mod ah;
 pub mod chdlc;
 pub mod decap;
 pub mod dissect;
@@ -20,6 +21,7 @@ pub mod ieee80211;
 pub mod ipv4;
 pub mod ipv6;
 pub mod linux_sll;
+pub mod llc;
 pub mod mpls;
 pub mod nflog;
 pub mod null;
