@@ -102,7 +102,7 @@ pub struct PairCounts {
     pub handshakes: [u64; TALLY_BOUNDS_US.len() + 1],
     pub handshake_sum_us: u64,
     /// The view (by [`PairCounters`]' count) it last gained something in.
-    pub last_gained: u64,
+    pub(crate) last_gained: u64,
 }
 
 impl PairCounts {

@@ -222,15 +222,7 @@ async fn route_request(
         // and its session id.
         let origin = req.headers().get(ORIGIN).cloned();
         let mut resp = mcp_route(req, state, config, request.peer.ip()).await;
-        if let Some(origin) = origin {
-            let headers = resp.headers_mut();
-            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(
-                ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(mcp::headers::SESSION_ID),
-            );
-            headers.insert(VARY, HeaderValue::from_static("origin"));
-        }
+        allow_origin(resp.headers_mut(), origin);
         return resp;
     }
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -474,9 +466,7 @@ fn mcp_preflight(headers: &HeaderMap) -> Response<ResponseBody> {
     let mut resp = Response::new(full(Vec::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let out = resp.headers_mut();
-    if let Some(origin) = headers.get(ORIGIN) {
-        out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    }
+    allow_origin(out, headers.get(ORIGIN).cloned());
     out.insert(
         ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("POST, DELETE"),
@@ -488,13 +478,22 @@ fn mcp_preflight(headers: &HeaderMap) -> Response<ResponseBody> {
              mcp-method, mcp-name, last-event-id",
         ),
     );
+    out.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    resp
+}
+
+/// What lets a browser on an allowed `origin` (checked before) read an
+/// `/mcp` answer and its session id; nothing without an Origin.
+fn allow_origin(out: &mut HeaderMap, origin: Option<HeaderValue>) {
+    let Some(origin) = origin else {
+        return;
+    };
+    out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     out.insert(
         ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static(mcp::headers::SESSION_ID),
     );
-    out.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     out.insert(VARY, HeaderValue::from_static("origin"));
-    resp
 }
 
 fn mcp_response(reply: Reply) -> Response<ResponseBody> {
@@ -509,7 +508,7 @@ fn mcp_reply(
     let has_body = reply.body.is_some();
     let bytes = reply.body.unwrap_or_default();
     let body = match permit {
-        Some(permit) => chunked(std::iter::once(bytes), permit),
+        Some(permit) => full_holding(bytes, permit),
         None => full(bytes),
     };
     let mut resp = Response::new(body);
