@@ -26,7 +26,7 @@ use crate::view::View;
 pub const PATH: &str = "/internal/v1/feed";
 pub const CONTENT_TYPE: &str = "application/x-flowtap-feed";
 /// Changes whenever the encoding does: a hub refuses other versions.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// A feed: its head, then its flows (postcard writes a struct's fields in
 /// turn, so the head's are the feed's first, the version first of all).
@@ -42,6 +42,10 @@ pub struct FeedHead {
     pub version: u32,
     /// The agent's own name for itself and its node (`--node-name`).
     pub name: String,
+    /// Drawn at random when the agent starts ([`instance`]): a hub that
+    /// reaches one agent at two addresses (a dual-stack name's A and AAAA
+    /// records, `--agent` beside discovery) merges it once.
+    pub instance: u64,
     pub node: Option<String>,
     /// Increases with every snapshot the agent publishes.
     pub sequence: u64,
@@ -209,6 +213,24 @@ impl From<WireLosses> for Losses {
     }
 }
 
+/// This process's instance number, drawn once: the standard library's
+/// randomly keyed hasher over the process id and the start time (no
+/// dependency needed for 64 bits that only have to differ between agents).
+pub fn instance() -> u64 {
+    static INSTANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INSTANCE.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    })
+}
+
 impl Feed {
     /// The feed of `view`'s snapshot. The agent is the snapshot's first
     /// (its own) coverage entry.
@@ -219,6 +241,7 @@ impl Feed {
             head: FeedHead {
                 version: VERSION,
                 name: me.map_or_else(String::new, |a| a.name.to_string()),
+                instance: instance(),
                 node: me.and_then(|a| a.node.as_deref().map(str::to_owned)),
                 sequence: s.sequence,
                 as_of_ns: s.as_of_ns,
@@ -560,6 +583,7 @@ mod tests {
             head: FeedHead {
                 version: VERSION,
                 name: "a".into(),
+                instance: 1,
                 node: Some("n".into()),
                 sequence: 9,
                 as_of_ns: 2,

@@ -328,18 +328,27 @@ fn agents_from_the_endpoints_of_their_service() {
     let a = agent(CAPTURES[0].0, "node-a", &format!("127.0.0.2:{port}"));
     let b = agent(CAPTURES[1].0, "node-b", &format!("127.0.0.3:{port}"));
     let api = ApiServer::start();
-    // Each endpoint as (address, ready).
-    let slice = |endpoints: &[(&str, bool)]| {
+    // Each endpoint as (address, ready), on the node its agent names. No
+    // endpoint at all is `null`, as the API writes it (Go's nil slice).
+    let slice = |service: &str, endpoints: &[(&str, bool)]| {
+        let node = |a: &str| if a == "127.0.0.2" { "node-a" } else { "node-b" };
+        let endpoints: Vec<Value> = endpoints
+            .iter()
+            .map(|(a, ready)| json!({"addresses": [a], "conditions": {"ready": ready}, "nodeName": node(a)}))
+            .collect();
         json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "flowtap-agents-x", "namespace": "monitoring",
-                         "labels": {"kubernetes.io/service-name": "flowtap-agents"}},
+            "metadata": {"name": format!("{service}-x"), "namespace": "monitoring",
+                         "labels": {"kubernetes.io/service-name": service}},
             "addressType": "IPv4",
-            "endpoints": endpoints.iter().map(|(a, ready)| json!({"addresses": [a], "conditions": {"ready": ready}})).collect::<Vec<_>>(),
+            "endpoints": if endpoints.is_empty() { Value::Null } else { json!(endpoints) },
             "ports": [{"port": port, "protocol": "TCP"}]
         })
     };
-    api.post("/_control/apply", &slice(&[("127.0.0.2", true)]));
+    let agents = |endpoints: &[(&str, bool)]| slice("flowtap-agents", endpoints);
+    // Another Service with no pods: its slice must not fail the list.
+    api.post("/_control/apply", &slice("idle", &[]));
+    api.post("/_control/apply", &agents(&[("127.0.0.2", true)]));
     let kubeconfig = api.kubeconfig.to_str().unwrap().to_owned();
     let service = format!("monitoring/flowtap-agents:{port}");
     let hub = Server::start_serving_with_env(
@@ -358,7 +367,7 @@ fn agents_from_the_endpoints_of_their_service() {
     });
     api.post(
         "/_control/apply",
-        &slice(&[("127.0.0.2", true), ("127.0.0.3", true)]),
+        &agents(&[("127.0.0.2", true), ("127.0.0.3", true)]),
     );
     wait_for(&hub, Duration::from_secs(10), "the second agent", |s| {
         s["coverage"]["agents_answered"] == 2
@@ -376,7 +385,7 @@ fn agents_from_the_endpoints_of_their_service() {
     let first = format!("http://127.0.0.2:{port}");
     api.post(
         "/_control/apply",
-        &slice(&[("127.0.0.2", false), ("127.0.0.3", true)]),
+        &agents(&[("127.0.0.2", false), ("127.0.0.3", true)]),
     );
     wait_for(
         &hub,
@@ -395,15 +404,16 @@ fn agents_from_the_endpoints_of_their_service() {
             .starts_with("not ready"),
         "{not_ready}"
     );
+    assert_eq!(not_ready["node"], "node-a", "{not_ready}");
     // Its pod gone from the slice (deleted, its node drained): no longer
     // expected.
-    api.post("/_control/apply", &slice(&[("127.0.0.3", true)]));
+    api.post("/_control/apply", &agents(&[("127.0.0.3", true)]));
     wait_for(&hub, Duration::from_secs(10), "the first agent gone", |s| {
         s["coverage"]["agents_expected"] == 1 && s["coverage"]["agents"][0]["node"] == "node-b"
     });
     // No agent at all: the Service itself is named missing, so that an
     // empty answer does not read as a cluster without traffic.
-    api.post("/_control/apply", &slice(&[]));
+    api.post("/_control/apply", &agents(&[]));
     let service = format!("service:monitoring/flowtap-agents:{port}");
     wait_for(&hub, Duration::from_secs(10), "no agents", |s| {
         s["coverage"]["agents_missing"] == json!([service])
@@ -618,4 +628,43 @@ fn a_hub_at_its_flow_bound_leaves_a_feed_out_and_names_its_agent() {
         sample(&metrics, "flowtap_active_flows"),
         flows[merged] as f64
     );
+}
+
+/// One agent reached at two addresses (as a dual-stack name's A and AAAA
+/// records reach it) is one agent: merged once, expected once, and taking
+/// its share of `--max-flows` once (at its own count as the bound, a second
+/// share would leave it out).
+#[test]
+fn one_agent_at_two_addresses_is_merged_once() {
+    let (name, node) = CAPTURES[0];
+    let one = agent(name, node, "127.0.0.1:0");
+    let own = one.get_json("/mcp/flows/summary");
+    let flows = own["total_flows"].as_u64().unwrap();
+    let port = one.addr.port();
+    let urls = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ];
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &urls.join(","),
+        "--snapshot-interval",
+        "0.3",
+        "--max-flows",
+        &flows.to_string(),
+    ]);
+    // From the second round on, the hub pulls the first address only.
+    wait_for(&hub, Duration::from_secs(30), "three rounds", |_| {
+        sample(&hub.metrics(), "flowtap_snapshots_published_total") >= 3.0
+    });
+    let summary = hub.get_json("/mcp/flows/summary");
+    let coverage = &summary["coverage"];
+    assert_eq!(coverage["agents_expected"], 1, "{coverage}");
+    assert_eq!(coverage["agents_answered"], 1, "{coverage}");
+    assert_eq!(coverage["agents_missing"], json!([]), "{coverage}");
+    assert_eq!(agent_in(coverage, &urls[0])["answered"], true, "{coverage}");
+    for total in ["total_flows", "total_pkts", "total_bytes"] {
+        assert_eq!(summary[total], own[total], "{total}");
+    }
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s::Inventory;
+use k8s::{EndpointState, Inventory};
 use tokio::task::JoinHandle;
 
 use crate::client::AgentUrl;
@@ -76,6 +76,8 @@ impl AgentSource {
 pub struct Unpulled {
     pub name: String,
     pub reason: String,
+    /// The node it is on, when discovery says (an EndpointSlice does).
+    pub node: Option<Arc<str>>,
 }
 
 /// What the sources name now.
@@ -133,6 +135,7 @@ impl Discovery {
                         Err(reason) => found.unpulled.push(Unpulled {
                             name: format!("dns:{name}:{port}"),
                             reason,
+                            node: None,
                         }),
                     }
                 }
@@ -145,26 +148,46 @@ impl Discovery {
                         inventory.map_or(&[][..], |inv| inv.endpoints_of(namespace, name));
                     if endpoints.is_empty() {
                         let reason = match inventory {
+                            Some(inv) if inv.complete => {
+                                "the Service has no endpoints: no agent pod is running"
+                            }
+                            // An empty answer then says nothing: the
+                            // watch may not have listed the slices yet, or
+                            // cannot reach the API (`flowtap_k8s_synced`,
+                            // and the log, say which).
+                            Some(_) => {
+                                "the Kubernetes API has not been listed yet: \
+                                 the Service's endpoints are not known"
+                            }
                             None => "the Kubernetes names are not loaded yet",
-                            Some(_) => "the Service has no endpoints: no agent pod is running",
                         };
                         found.unpulled.push(Unpulled {
                             name: format!("service:{namespace}/{name}:{port}"),
                             reason: reason.to_owned(),
+                            node: None,
                         });
                     }
                     for endpoint in endpoints {
                         let agent = authority(SocketAddr::new(endpoint.ip, *port));
-                        if endpoint.ready {
-                            found.agents.push(agent);
-                        } else {
-                            found.unpulled.push(Unpulled {
-                                name: agent.name(),
-                                reason: "not ready (its EndpointSlice says so): starting, \
-                                         or failing its readiness probe"
-                                    .to_owned(),
-                            });
-                        }
+                        let reason = match endpoint.state {
+                            EndpointState::Serving => {
+                                found.agents.push(agent);
+                                continue;
+                            }
+                            EndpointState::NotReady => {
+                                "not ready (its EndpointSlice says so): starting, \
+                                 or failing its readiness probe"
+                            }
+                            EndpointState::Terminating => {
+                                "terminating (its EndpointSlice says so): its pod is \
+                                 shutting down, in a rollout or a drain"
+                            }
+                        };
+                        found.unpulled.push(Unpulled {
+                            name: agent.name(),
+                            reason: reason.to_owned(),
+                            node: endpoint.node.clone(),
+                        });
                     }
                 }
             }
@@ -380,17 +403,33 @@ mod tests {
         ]);
         let inv = inventory(
             r#"[{"addresses": ["198.18.0.1"], "conditions": {"ready": true}},
-                {"addresses": ["198.18.0.2"], "conditions": {"ready": false}},
-                {"addresses": ["198.18.0.3"], "conditions": {"ready": false, "terminating": true}}]"#,
+                {"addresses": ["198.18.0.2"], "conditions": {"ready": false}, "nodeName": "n2"},
+                {"addresses": ["198.18.0.3"], "conditions": {"ready": false, "terminating": true},
+                 "nodeName": "n3"},
+                {"addresses": ["198.18.0.4"],
+                 "conditions": {"ready": false, "serving": true, "terminating": true}}]"#,
         );
         let found = d.agents(Some(&inv), WITHIN).await;
         let names = |agents: &[AgentUrl]| agents.iter().map(AgentUrl::name).collect::<Vec<_>>();
-        assert_eq!(names(&found.agents), ["http://198.18.0.1:8898"]);
-        let [not_ready] = &found.unpulled[..] else {
+        // One shutting down but still serving (its grace period) is pulled.
+        assert_eq!(
+            names(&found.agents),
+            ["http://198.18.0.1:8898", "http://198.18.0.4:8898"]
+        );
+        // The others are named missing, with their nodes: a node whose
+        // agent is restarting is not a node without traffic.
+        let [not_ready, terminating] = &found.unpulled[..] else {
             panic!("{found:?}")
         };
         assert_eq!(not_ready.name, "http://198.18.0.2:8898");
         assert!(not_ready.reason.starts_with("not ready"), "{not_ready:?}");
+        assert_eq!(not_ready.node.as_deref(), Some("n2"));
+        assert_eq!(terminating.name, "http://198.18.0.3:8898");
+        assert!(
+            terminating.reason.starts_with("terminating"),
+            "{terminating:?}"
+        );
+        assert_eq!(terminating.node.as_deref(), Some("n3"));
 
         // No agent pod at all, or no names yet: the source itself is missing.
         let none = d.agents(Some(&inventory("[]")), WITHIN).await;
@@ -399,8 +438,20 @@ mod tests {
             none.unpulled,
             [Unpulled {
                 name: "service:monitoring/flowtap-agents:8898".into(),
-                reason: "the Service has no endpoints: no agent pod is running".into()
+                reason: "the Service has no endpoints: no agent pod is running".into(),
+                node: None,
             }]
+        );
+        // A watch that has not listed every kind yet (or cannot reach the
+        // API) knows no endpoints: that is not "no agent pod".
+        let mut unsynced = inventory("[]");
+        unsynced.complete = false;
+        let unsynced = d.agents(Some(&unsynced), WITHIN).await;
+        assert!(
+            unsynced.unpulled[0]
+                .reason
+                .starts_with("the Kubernetes API has not been listed yet"),
+            "{unsynced:?}"
         );
         let unloaded = d.agents(None, WITHIN).await;
         assert_eq!(

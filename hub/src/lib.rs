@@ -22,6 +22,7 @@
 
 pub mod agents;
 pub mod client;
+pub mod instances;
 pub mod merge;
 pub mod previous;
 
@@ -122,6 +123,7 @@ async fn run(
     // handshake digests with.
     let mut last_published: Option<Arc<Snapshot>> = None;
     let mut sharing = previous::Sharing::default();
+    let mut instances = instances::Instances::default();
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
         if now < next {
@@ -148,7 +150,8 @@ async fn run(
         sequence += 1;
         let to_index = sharing.to_index(last_published.take());
         let indexed = to_index.is_some();
-        let (mut snapshot, shared) = round(&config, &publisher, sequence, to_index).await;
+        let (mut snapshot, shared) =
+            round(&config, &publisher, sequence, to_index, &mut instances).await;
         remember_nodes(&mut nodes, &mut snapshot.coverage);
         if indexed && let Some(paid) = shared {
             sharing.paid(paid);
@@ -216,6 +219,7 @@ pub async fn round(
     publisher: &Mutex<Publisher>,
     sequence: u64,
     last: Option<Arc<Snapshot>>,
+    instances: &mut instances::Instances,
 ) -> (Snapshot, Option<bool>) {
     let inventory = publisher
         .lock()
@@ -227,7 +231,7 @@ pub async fn round(
         .discovery
         .agents(inventory.as_deref(), config.agent_timeout)
         .await;
-    let mut agents = found.agents;
+    let mut agents = instances.pull_once(found.agents.clone());
     // Agents beyond the bound are not pulled, and the coverage names them
     // missing (and `log_changes` logs each once): an answer must not pass
     // off what they saw as no traffic.
@@ -258,8 +262,9 @@ pub async fn round(
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
     );
     let budget = FlowBudget::new(config.max_flows);
+    let claims = instances::Claims::default();
     let pulls = agents.iter().map(|agent| {
-        let (previous, decoders, budget) = (previous.clone(), &decoders, &budget);
+        let (previous, decoders, budget, claims) = (previous.clone(), &decoders, &budget, &claims);
         async move {
             let started = Instant::now();
             let body = client::get(
@@ -275,27 +280,52 @@ pub async fn round(
             // agents in parallel, as many as there are cores.
             // A feed takes its share of the bound before it is decoded,
             // and one refused is let go at once.
+            // One agent reached at another address too is taken once.
+            let mut instance = None;
             let body = body.and_then(|bytes| {
-                let (_, flows) = Feed::open(&bytes)?;
-                budget.take(flows.declared())?;
-                Ok(bytes)
+                let (head, flows) = Feed::open(&bytes)?;
+                instance = Some(head.instance);
+                if let Err(first) = claims.claim(head.instance, &agent.name()) {
+                    return Ok(Err(first));
+                }
+                let declared = flows.declared();
+                budget.take(declared)?;
+                Ok(Ok((bytes, declared)))
             });
+            let mut same_as = None;
             let decoded = match body {
-                Ok(bytes) => {
+                Ok(Err(first)) => {
+                    same_as = Some(first);
+                    Err("the same agent as another address".to_owned())
+                }
+                Ok(Ok((bytes, declared))) => {
                     let previous = previous.await;
                     let _decoder = decoders.acquire().await.expect("never closed");
-                    tokio::task::spawn_blocking(move || {
+                    let decoded = tokio::task::spawn_blocking(move || {
                         let (head, flows) = Feed::open(&bytes)?;
                         let mut sharer = previous::Sharer::new(previous.as_deref());
                         let records = sharer.records(flows)?;
                         Ok((head, records, sharer.paid()))
                     })
                     .await
-                    .unwrap_or_else(|e| Err(e.to_string()))
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    // A feed that does not decode merges nothing: its
+                    // share goes back to the others.
+                    if decoded.is_err() {
+                        budget.give_back(declared);
+                    }
+                    decoded
                 }
                 Err(e) => Err(e),
             };
-            (agent, decoded, fetched_ns, started.elapsed())
+            let instance = instance.filter(|_| decoded.is_ok() || same_as.is_some());
+            (
+                agent,
+                decoded,
+                (instance, same_as),
+                fetched_ns,
+                started.elapsed(),
+            )
         }
     });
     let results = futures::future::join_all(pulls).await;
@@ -306,8 +336,16 @@ pub async fn round(
     let mut flows = Vec::with_capacity(results.len());
     let mut since_ns: Option<u64> = None;
     let mut shared: Option<bool> = None;
-    for (i, (agent, decoded, fetched_ns, took)) in results.into_iter().enumerate() {
+    let mut pulled_instances = Vec::with_capacity(results.len());
+    for (i, (agent, decoded, (instance, same_as), fetched_ns, took)) in
+        results.into_iter().enumerate()
+    {
         let name = agent.name();
+        pulled_instances.push((name.clone(), instance));
+        if let Some(first) = same_as {
+            tracing::debug!(agent = %name, same_as = %first, "one agent at two addresses: merged once");
+            continue;
+        }
         match decoded {
             Ok((feed, records, paid)) => {
                 shared = Some(shared.unwrap_or(false) || paid);
@@ -335,15 +373,22 @@ pub async fn round(
             }
         }
     }
-    let unpulled = found.unpulled.into_iter().map(|u| (u.name, u.reason));
+    instances.learn(&pulled_instances, &found.agents);
+    let unpulled = found
+        .unpulled
+        .into_iter()
+        .map(|u| (u.name, u.reason, u.node));
     let beyond = format!(
         "not pulled: more agents than --max-agents {}",
         config.max_agents
     );
-    let beyond_the_bound = left_out.iter().map(|agent| (agent.name(), beyond.clone()));
-    for (name, reason) in beyond_the_bound.chain(unpulled) {
+    let beyond_the_bound = left_out
+        .iter()
+        .map(|agent| (agent.name(), beyond.clone(), None));
+    for (name, reason, node) in beyond_the_bound.chain(unpulled) {
         coverage.agents.push(AgentCoverage {
             name: name.into(),
+            node,
             error: Some(reason),
             ..AgentCoverage::default()
         });
@@ -401,6 +446,11 @@ impl FlowBudget {
         }
     }
 
+    /// Returns what a feed took but did not merge.
+    fn give_back(&self, flows: usize) {
+        self.left.fetch_add(flows, Ordering::AcqRel);
+    }
+
     /// Takes `flows` from what is left, or says why not.
     fn take(&self, flows: usize) -> Result<(), String> {
         self.left
@@ -434,5 +484,9 @@ mod tests {
         assert_eq!(budget.take(40), Ok(()));
         assert!(budget.take(1).is_err());
         assert_eq!(budget.take(0), Ok(()));
+        // A feed that took its share and then failed to decode gives it
+        // back to the others.
+        budget.give_back(40);
+        assert_eq!(budget.take(40), Ok(()));
     }
 }

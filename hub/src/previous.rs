@@ -355,6 +355,7 @@ mod tests {
             let head = FeedHead {
                 version: VERSION,
                 name: "agent".into(),
+                instance: 1,
                 node: None,
                 sequence: 1,
                 as_of_ns: 2_000_000_000,

@@ -83,7 +83,7 @@ fn workload_of(meta: &crate::objects::ObjectMeta) -> &str {
         // label says which hash, and without it the last segment is it.
         let by_label = meta
             .labels
-            .get("pod-template-hash")
+            .get(crate::objects::POD_TEMPLATE_HASH_LABEL)
             .and_then(|hash| owner.name.strip_suffix(hash.as_str()))
             .and_then(|n| n.strip_suffix('-'));
         let by_shape = owner.name.rsplit_once('-').map(|(name, _)| name);
@@ -118,6 +118,11 @@ impl Identity {
     }
 }
 
+/// A pod's (namespace, name).
+type PodKey = (String, String);
+/// A service's (namespace, name).
+type ServiceKey = (String, String);
+
 #[derive(Debug, Default)]
 pub struct Inventory {
     /// ahash: every flow's two addresses are looked up at every snapshot.
@@ -128,20 +133,51 @@ pub struct Inventory {
     /// Every pod (with an address of its own) and service, sorted by kind,
     /// namespace and name: what "which workloads are idle?" is asked of.
     pub workloads: Vec<Workload>,
-    /// The addresses of each service's endpoints that are not shutting
-    /// down, sorted, by (namespace, service): how a hub finds its agents.
+    /// Each service's endpoints, one a pod, sorted by address, by
+    /// (namespace, service): how a hub finds its agents.
     pub endpoints: HashMap<(String, String), Vec<ServiceEndpoint>>,
+    /// Built from every object there is: false while a watch has not listed
+    /// every kind yet (or an inventory file has not appeared), when what is
+    /// not here may simply not be known yet.
+    pub complete: bool,
 }
 
-/// One address behind a service, as its EndpointSlices list it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// One endpoint behind a service, as its EndpointSlices list it: its pod's
+/// first address (the one the API's consumers use), its state, its node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ServiceEndpoint {
     pub ip: IpAddr,
-    /// Ready for traffic. One that is not (a pod starting, or failing its
-    /// readiness probe) is still there: a hub names its agent missing
-    /// rather than forgetting it, which would pass off that node's traffic
-    /// as none.
-    pub ready: bool,
+    pub state: EndpointState,
+    /// The node its pod runs on (`nodeName`), when the slice says.
+    pub node: Option<Arc<str>>,
+}
+
+/// Whether an endpoint serves, best first. One that does not is still
+/// there: a hub names its agent missing rather than forgetting it, which
+/// would pass off that node's traffic as none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndpointState {
+    /// Ready, or shutting down but still serving (`serving`: a pod in its
+    /// grace period during a rollout or a drain answers until it exits).
+    Serving,
+    /// Starting, or failing its readiness probe.
+    NotReady,
+    /// Shutting down and no longer serving.
+    Terminating,
+}
+
+impl EndpointState {
+    fn of(conditions: &crate::objects::EndpointConditions) -> EndpointState {
+        // The API reads an absent `ready` or `serving` as true; `serving`
+        // is `ready` regardless of terminating (and absent before 1.20).
+        let ready = conditions.ready != Some(false);
+        match conditions.terminating == Some(true) {
+            false if ready => EndpointState::Serving,
+            false => EndpointState::NotReady,
+            true if conditions.serving == Some(true) => EndpointState::Serving,
+            true => EndpointState::Terminating,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -205,49 +241,57 @@ impl Inventory {
         nodes: impl IntoIterator<Item = &'o Node> + Clone,
     ) -> Inventory {
         let mut pods: Vec<&Pod> = pods.into_iter().collect();
-        // Deterministic precedence when two objects claim one address.
+        // When two pods claim one address (a finished pod whose status lags
+        // behind the new pod given its address), the newer one's; then a
+        // deterministic order.
         pods.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name)
-                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+            let (a, b) = (&a.metadata, &b.metadata);
+            (b.creation_timestamp.cmp(&a.creation_timestamp))
+                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
         });
 
         let mut inv = Inventory {
             pods: pods.len(),
             services: services.clone().into_iter().count(),
             nodes: nodes.clone().into_iter().count(),
+            complete: true,
             ..Inventory::default()
         };
 
         // Services reaching each pod, through the EndpointSlices.
         let mut pod_services: HashMap<(String, String), Vec<ServiceRef>> = HashMap::new();
+        // Each service's endpoints with the pod each stands for, if named.
+        let mut endpoints: HashMap<ServiceKey, Vec<(Option<PodKey>, ServiceEndpoint)>> =
+            HashMap::new();
         for slice in slices {
             let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) else {
                 continue;
             };
             let ns = slice.metadata.namespace.clone().unwrap_or_default();
-            let endpoints = inv
-                .endpoints
-                .entry((ns.clone(), service.clone()))
-                .or_default();
-            // A pod shutting down is leaving (its node drained, its
-            // DaemonSet updated): not an endpoint to expect.
-            for endpoint in slice
-                .endpoints
-                .iter()
-                .filter(|e| e.conditions.terminating != Some(true))
-            {
-                let ready = endpoint.conditions.ready != Some(false);
-                endpoints.extend(
-                    endpoint
-                        .addresses
-                        .iter()
-                        .filter_map(|a| a.parse::<IpAddr>().ok())
-                        .map(|ip| ServiceEndpoint { ip, ready }),
-                );
+            let of_service = endpoints.entry((ns.clone(), service.clone())).or_default();
+            for endpoint in &slice.endpoints {
+                // The first address only: the controller writes one, and
+                // the API says consumers use the first (an FQDN slice's
+                // addresses are names, not read here).
+                let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse().ok()) else {
+                    continue;
+                };
+                let pod = endpoint.target_ref.as_ref().and_then(|t| {
+                    let name = t
+                        .name
+                        .clone()
+                        .filter(|_| t.kind.as_deref() == Some("Pod"))?;
+                    Some((t.namespace.clone().unwrap_or_else(|| ns.clone()), name))
+                });
+                of_service.push((
+                    pod,
+                    ServiceEndpoint {
+                        ip,
+                        state: EndpointState::of(&endpoint.conditions),
+                        node: endpoint.node_name.as_deref().map(Into::into),
+                    },
+                ));
             }
-            // An address listed ready in any slice is ready.
-            endpoints.sort_by_key(|e| (e.ip, !e.ready));
-            endpoints.dedup_by_key(|e| e.ip);
             let ports: Vec<u16> = slice
                 .ports
                 .iter()
@@ -276,6 +320,20 @@ impl Inventory {
                     }),
                 }
             }
+        }
+
+        for (service, mut of_service) in endpoints {
+            // One endpoint a pod (a dual-stack Service has a slice of each
+            // family) and one an address (a hostNetwork DaemonSet's old and
+            // new pod share their node's during a rollout): the best state
+            // listed in any slice, then the lower address (IPv4 first).
+            of_service.sort_by_key(|(_, e)| (e.state, e.ip));
+            let mut pods_seen = std::collections::HashSet::new();
+            of_service.retain(|(pod, _)| pod.as_ref().is_none_or(|p| pods_seen.insert(p.clone())));
+            let mut kept: Vec<ServiceEndpoint> = of_service.into_iter().map(|(_, e)| e).collect();
+            kept.sort_by_key(|e| (e.ip, e.state));
+            kept.dedup_by_key(|e| e.ip);
+            inv.endpoints.insert(service, kept);
         }
 
         for pod in pods {
@@ -398,7 +456,7 @@ impl Inventory {
         inv
     }
 
-    /// The addresses behind service `ns/name` (not shutting down), sorted.
+    /// The endpoints behind service `ns/name`, one a pod, sorted by address.
     pub fn endpoints_of(&self, ns: &str, name: &str) -> &[ServiceEndpoint] {
         self.endpoints
             .get(&(ns.to_owned(), name.to_owned()))
@@ -490,44 +548,114 @@ mod tests {
     }
 
     #[test]
-    fn a_services_endpoints_say_which_are_ready_and_leave_those_shutting_down_out() {
-        let slice = |name: &str, endpoints: serde_json::Value| {
+    fn a_services_endpoints_one_a_pod_with_their_state_and_node() {
+        let slice = |name: &str, family: &str, endpoints: serde_json::Value| {
             serde_json::json!({
                 "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": name, "namespace": "monitoring",
                              "labels": {"kubernetes.io/service-name": "flowtap-agents"}},
-                "addressType": "IPv4", "endpoints": endpoints,
+                "addressType": family, "endpoints": endpoints,
                 "ports": [{"port": 8898, "protocol": "TCP"}]
             })
         };
+        let pod = |name: &str| serde_json::json!({"kind": "Pod", "name": name, "namespace": "monitoring"});
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
-            slice("a", serde_json::json!([
-                {"addresses": ["198.18.0.3"], "conditions": {"ready": true}},
+            slice("a", "IPv4", serde_json::json!([
+                {"addresses": ["198.18.0.3"], "conditions": {"ready": true}, "nodeName": "n3"},
                 {"addresses": ["198.18.0.1"]},
-                {"addresses": ["198.18.0.2"], "conditions": {"ready": false}},
-                {"addresses": ["198.18.0.4"], "conditions": {"ready": false, "terminating": true}},
+                {"addresses": ["198.18.0.2"], "conditions": {"ready": false}, "nodeName": "n2"},
+                // Shutting down: still serving in its grace period, or not.
+                {"addresses": ["198.18.0.4"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+                {"addresses": ["198.18.0.6"], "conditions": {"ready": false, "serving": false, "terminating": true}},
                 {"addresses": ["198.18.0.5"], "conditions": {"ready": false}},
+                // Two addresses: the first is the endpoint's.
+                {"addresses": ["198.18.0.7", "198.18.0.8"], "targetRef": pod("p7")},
             ])),
             // Another slice of the same service lists .5 ready.
-            slice("b", serde_json::json!([
+            slice("b", "IPv4", serde_json::json!([
                 {"addresses": ["198.18.0.5"], "conditions": {"ready": true}},
             ])),
+            // Dual stack: the same pod in the IPv6 slice is one endpoint.
+            slice("c", "IPv6", serde_json::json!([
+                {"addresses": ["2001:db8::7"], "targetRef": pod("p7")},
+            ])),
+            // A Service with no pods: the API sends `null`, not `[]`.
+            slice("d", "IPv4", serde_json::Value::Null),
         ]});
         let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
-        let ready = |ip: &str, ready: bool| ServiceEndpoint {
+        assert!(inv.complete);
+        let endpoint = |ip: &str, state, node: Option<&str>| ServiceEndpoint {
             ip: ip.parse().unwrap(),
-            ready,
+            state,
+            node: node.map(Into::into),
         };
+        use EndpointState::*;
         assert_eq!(
             inv.endpoints_of("monitoring", "flowtap-agents"),
             [
-                ready("198.18.0.1", true),
-                ready("198.18.0.2", false),
-                ready("198.18.0.3", true),
-                ready("198.18.0.5", true),
+                endpoint("198.18.0.1", Serving, None),
+                endpoint("198.18.0.2", NotReady, Some("n2")),
+                endpoint("198.18.0.3", Serving, Some("n3")),
+                endpoint("198.18.0.4", Serving, None),
+                endpoint("198.18.0.5", Serving, None),
+                endpoint("198.18.0.6", Terminating, None),
+                endpoint("198.18.0.7", Serving, None),
             ]
         );
         assert_eq!(inv.endpoints_of("monitoring", "other"), []);
+    }
+
+    #[test]
+    fn lists_the_api_sends_as_null_read_as_empty() {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"kind": "Pod", "metadata": {"name": "p", "namespace": "shop", "labels": null,
+                                         "ownerReferences": null},
+             "spec": {"containers": null},
+             "status": {"podIP": "198.18.1.1", "podIPs": null, "containerStatuses": null}},
+            {"kind": "Service", "metadata": {"name": "s", "namespace": "shop"},
+             "spec": {"clusterIP": "198.18.2.1", "clusterIPs": null, "ports": null}},
+            {"kind": "Node", "metadata": {"name": "n"}, "status": {"addresses": null}},
+            {"kind": "EndpointSlice", "metadata": {"name": "s-x", "namespace": "shop",
+                "labels": {"kubernetes.io/service-name": "s"}},
+             "endpoints": [{"addresses": null}], "ports": null},
+        ]});
+        let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
+        assert_eq!((inv.pods, inv.services, inv.nodes), (1, 1, 1));
+        let p = inv.lookup(ip("198.18.1.1")).unwrap();
+        assert_eq!(p.pod.as_deref(), Some("p"));
+        assert_eq!(
+            inv.lookup(ip("198.18.2.1")).unwrap().workload.as_deref(),
+            Some("s")
+        );
+        assert_eq!(inv.endpoints_of("shop", "s"), []);
+    }
+
+    #[test]
+    fn an_address_two_pods_claim_is_the_newer_ones() {
+        let pod = |name: &str, created: &str| {
+            serde_json::json!({"kind": "Pod",
+                "metadata": {"name": name, "namespace": "shop", "creationTimestamp": created,
+                             "labels": {"app": "web", "pod-template-hash": "5d4f8"}},
+                "status": {"phase": "Running", "podIP": "198.18.1.1"}})
+        };
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            pod("a-old", "2026-12-04T10:00:00Z"),
+            pod("z-new", "2026-12-04T11:00:00Z"),
+        ]});
+        let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            inv.lookup(ip("198.18.1.1")).unwrap().pod.as_deref(),
+            Some("z-new")
+        );
+        // Only the labels flowtap reads are kept.
+        let objects: List = serde_json::from_value(list).unwrap();
+        let Item::Pod(p) = &objects.items[0] else {
+            panic!("{objects:?}")
+        };
+        assert_eq!(
+            p.metadata.labels.keys().collect::<Vec<_>>(),
+            ["pod-template-hash"]
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 pub use file::InventoryFile;
 pub use inventory::{
-    ContainerRef, Identity, IdentityKind, Inventory, ServiceEndpoint, ServiceRef, Workload,
-    WorkloadKind,
+    ContainerRef, EndpointState, Identity, IdentityKind, Inventory, ServiceEndpoint, ServiceRef,
+    Workload, WorkloadKind,
 };
 
 /// Where the names come from.

@@ -3,17 +3,40 @@
 //! of Pod, Service, EndpointSlice (discovery.k8s.io/v1) and Node objects.
 //! Field names and nesting follow the API; only the fields flowtap uses are
 //! declared, and everything else is ignored.
+//!
+//! A list the API sends as `null` reads as empty: Go's encoder writes a nil
+//! slice without `omitempty` as `null` (an EndpointSlice of a Service with
+//! no pods has `"endpoints": null`), and one such object must not fail a
+//! whole list page.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// Reads `null` as the type's empty value (see the module's comment).
+fn null_as_empty<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The labels flowtap reads: an EndpointSlice's service and a pod's
+/// template hash. The rest (often dozens a pod or node) are not kept, so a
+/// watch's memory grows with the objects, not with how they are labelled.
+const USED_LABELS: [&str; 2] = [SERVICE_NAME_LABEL, POD_TEMPLATE_HASH_LABEL];
+
+fn used_labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let mut labels: BTreeMap<String, String> = null_as_empty(d)?;
+    labels.retain(|k, _| USED_LABELS.contains(&k.as_str()));
+    Ok(labels)
+}
 
 /// `kind: List` (or any `*List`): heterogeneous items, each with its kind.
 #[derive(Deserialize, Debug, Default)]
 pub struct List {
     #[serde(default)]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub items: Vec<Item>,
 }
 
@@ -36,12 +59,17 @@ pub struct ObjectMeta {
     pub name: String,
     #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
+    /// Only [`USED_LABELS`].
+    #[serde(default, deserialize_with = "used_labels")]
     pub labels: BTreeMap<String, String>,
     /// What a watch resumes from.
     #[serde(default)]
     pub resource_version: Option<String>,
+    /// RFC 3339 in UTC, as the API writes it (`2026-12-04T18:00:00Z`), so
+    /// that its text orders as its time does.
     #[serde(default)]
+    pub creation_timestamp: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub owner_references: Vec<OwnerReference>,
 }
 
@@ -75,7 +103,7 @@ pub struct PodSpec {
     pub node_name: Option<String>,
     #[serde(default)]
     pub host_network: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub containers: Vec<Container>,
 }
 
@@ -84,7 +112,7 @@ pub struct PodSpec {
 pub struct Container {
     #[serde(default)]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<ContainerPort>,
 }
 
@@ -103,9 +131,9 @@ pub struct PodStatus {
     pub phase: Option<String>,
     #[serde(default, rename = "podIP")]
     pub pod_ip: Option<String>,
-    #[serde(default, rename = "podIPs")]
+    #[serde(default, rename = "podIPs", deserialize_with = "null_as_empty")]
     pub pod_ips: Vec<PodIp>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub container_statuses: Vec<ContainerStatus>,
 }
 
@@ -138,9 +166,9 @@ pub struct Service {
 pub struct ServiceSpec {
     #[serde(default, rename = "clusterIP")]
     pub cluster_ip: Option<String>,
-    #[serde(default, rename = "clusterIPs")]
+    #[serde(default, rename = "clusterIPs", deserialize_with = "null_as_empty")]
     pub cluster_ips: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<ServicePort>,
 }
 
@@ -159,7 +187,7 @@ pub struct ServicePort {
 pub struct EndpointSlice {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub endpoints: Vec<Endpoint>,
     /// `null` when the slice's service has no ports.
     #[serde(default)]
@@ -168,14 +196,18 @@ pub struct EndpointSlice {
 
 /// The label that names an EndpointSlice's service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label a Deployment's pods carry with their ReplicaSet's hash.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
 #[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub addresses: Vec<String>,
     #[serde(default)]
     pub target_ref: Option<ObjectReference>,
+    #[serde(default)]
+    pub node_name: Option<String>,
     #[serde(default)]
     pub conditions: EndpointConditions,
 }
@@ -189,6 +221,9 @@ pub struct EndpointConditions {
     /// The pod is shutting down (`None`: it is not).
     #[serde(default)]
     pub terminating: Option<bool>,
+    /// Ready, whether or not shutting down (`None`: as `ready`).
+    #[serde(default)]
+    pub serving: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]
@@ -223,7 +258,7 @@ pub struct Node {
 #[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub addresses: Vec<NodeAddress>,
 }
 

@@ -67,7 +67,8 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Connects (in-cluster configuration, else the kubeconfig) and starts
+    /// Connects (the kubeconfig, `KUBECONFIG` or `~/.kube/config`, else the
+    /// in-cluster configuration: kube's `Config::infer`) and starts
     /// following the four kinds.
     pub fn start(config: WatchConfig, stats: Arc<WatchStats>) -> Result<Watch, WatchError> {
         let current = Arc::new(ArcSwap::from_pointee(Inventory::default()));
@@ -377,14 +378,16 @@ async fn follow<T>(
         }
         let held = k.live.len();
         shared.stats.objects[kind].store(held as u64, Ordering::Relaxed);
-        drop(store);
         if listed {
-            // Names are complete once every kind was listed.
+            // Names are complete once every kind was listed (marked while
+            // the store is held, so the rebuild that takes this change in
+            // sees it).
             shared.listed[kind].store(true, Ordering::Release);
             if shared.listed.iter().all(|l| l.load(Ordering::Acquire)) {
                 shared.stats.synced.store(true, Ordering::Release);
             }
         }
+        drop(store);
     }
 }
 
@@ -412,12 +415,14 @@ async fn rebuild(shared: &Shared) {
         }
         let inventory = {
             let store = shared.store.lock().expect("k8s store lock");
-            Inventory::from_objects(
+            let mut inventory = Inventory::from_objects(
                 store.pods.live.values(),
                 store.services.live.values(),
                 store.slices.live.values(),
                 store.nodes.live.values(),
-            )
+            );
+            inventory.complete = shared.stats.synced.load(Ordering::Acquire);
+            inventory
         };
         shared.current.store(Arc::new(inventory));
         shared.generation.fetch_add(1, Ordering::AcqRel);

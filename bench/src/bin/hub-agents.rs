@@ -137,6 +137,8 @@ fn feed(agent: u32, agents: u32, flows: u32, version: u32) -> Feed {
         head: FeedHead {
             version: VERSION,
             name: format!("agent-{agent}"),
+            // Each stand-in is an agent of its own.
+            instance: u64::from(agent),
             node: Some(format!("node-{agent}")),
             sequence: 1,
             as_of_ns: 2_000_000_000,
