@@ -585,8 +585,8 @@ pub(crate) struct TopArgs {
     /// File holding the bearer token the running flowtap was given.
     #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
-    /// Seconds between refreshes.
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds between refreshes (0.1 at the least).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
     pub interval: f64,
     /// Flows shown.
     #[arg(long, default_value_t = 20)]

@@ -30,13 +30,28 @@ fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     config
 }
 
-/// The cores workers are pinned to: `--cores`, else every CPU.
+/// The cores workers are pinned to: `--cores`, else every CPU this process
+/// may run on (its affinity mask: `taskset`, a container's cpuset), not
+/// CPUs 0..n, which in a cpuset of CPUs 8-9 are not its own.
 fn capture_cores(cli: &RunArgs) -> Vec<usize> {
-    if !cli.cores.is_empty() {
-        return cli.cores.clone();
+    let allowed: Vec<usize> = match core_affinity::get_core_ids() {
+        Some(ids) if !ids.is_empty() => ids.into_iter().map(|c| c.id).collect(),
+        _ => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (0..n).collect()
+        }
+    };
+    if cli.cores.is_empty() {
+        return allowed;
     }
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (0..n).collect()
+    for core in cli.cores.iter().filter(|c| !allowed.contains(c)) {
+        tracing::warn!(
+            core,
+            ?allowed,
+            "--cores names a CPU this process may not run on: its worker runs unpinned"
+        );
+    }
+    cli.cores.clone()
 }
 
 pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
@@ -47,21 +62,28 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         .with_context(|| format!("starting capture on {iface}"))?;
     let info = capture.info.clone();
     {
-        // Its coverage counts what the kernel dropped for its sockets.
+        // Its coverage counts what the kernel dropped for its sockets, and
+        // the frames of queues it has no socket on (also a metric, kept up
+        // to date here, at each snapshot).
         let name = setup::node_name(cli);
         let queues = info.clone();
-        publisher.lock().expect("publisher lock").set_identity(
+        let mut publisher = publisher.lock().expect("publisher lock");
+        let stats = publisher.stats();
+        publisher.set_identity(
             &name,
             Some(&name),
             Some(Arc::new(move || {
-                queues
+                let unbound = queues.unbound_frames.load(Ordering::Relaxed);
+                stats.xdp_unbound_frames.store(unbound, Ordering::Relaxed);
+                let dropped: u64 = queues
                     .queues
                     .iter()
                     .map(|q| {
                         q.rx_dropped.load(Ordering::Relaxed)
                             + q.rx_ring_full.load(Ordering::Relaxed)
                     })
-                    .sum()
+                    .sum();
+                dropped + unbound
             })),
         );
     }
@@ -87,7 +109,12 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     );
     let config = PipelineConfig {
         workers,
-        table: setup::table_config(cli, true),
+        table: setup::table_config(
+            cli,
+            Some(
+                info.queues.len() as u64 * u64::from(info.frame_size) * u64::from(info.ring_frames),
+            ),
+        ),
         ingest: setup::ingest_config(cli)?,
         backpressure: Backpressure::Drop,
         hash_seed: cli.hash_seed,

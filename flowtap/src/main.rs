@@ -85,16 +85,12 @@ fn main() {
             allocator::return_freed_memory_at_once();
             init_logging(&args.log);
             tracing::info!(version = cli::VERSION, options = ?args, "configuration");
-            let code = hub_service::run(&args).unwrap_or_else(|e| {
-                eprintln!("flowtap hub: {e:#}");
-                1
-            });
+            let code = hub_service::run(&args).unwrap_or_else(|e| failed("flowtap hub", &e));
             std::process::exit(code);
         }
-        Some(Command::Top(args)) => std::process::exit(top::run(&args).unwrap_or_else(|e| {
-            eprintln!("flowtap top: {e:#}");
-            1
-        })),
+        Some(Command::Top(args)) => {
+            std::process::exit(top::run(&args).unwrap_or_else(|e| failed("flowtap top", &e)))
+        }
         Some(Command::Docs { what }) => {
             match what {
                 Docs::Config => print!("{}", config::reference_markdown()),
@@ -127,9 +123,75 @@ fn main() {
     };
     match result {
         Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("flowtap: {e:#}");
-            std::process::exit(1);
+        Err(e) => std::process::exit(failed("flowtap", &e)),
+    }
+}
+
+/// The exit code for error `e`, said on stderr: 1, or 0 without a word
+/// when stdout was closed under us (`flowtap -r F | head`, `less` quit
+/// early), which is how a reader says it has read enough.
+fn failed(who: &str, e: &anyhow::Error) -> i32 {
+    let broken_pipe = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return 0;
+    }
+    eprintln!("{who}: {}", error_text(e));
+    1
+}
+
+/// An error and its causes, as `{:#}` writes them (`a: b: c`), but without
+/// a cause whose text the message before it already holds: many errors
+/// (thiserror's with `{source}` in their message, io errors wrapped by
+/// libraries) say their cause themselves, and it was printed twice.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
         }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct SaysItsCause(std::io::Error);
+
+    impl std::fmt::Display for SaysItsCause {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "interface nosuch: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for SaysItsCause {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let io = std::io::Error::other("no network interface named nosuch");
+        let e = anyhow::Error::new(SaysItsCause(io)).context("starting live capture");
+        assert_eq!(
+            format!("{e:#}"),
+            "starting live capture: interface nosuch: no network interface named nosuch: \
+             no network interface named nosuch"
+        );
+        assert_eq!(
+            error_text(&e),
+            "starting live capture: interface nosuch: no network interface named nosuch"
+        );
     }
 }

@@ -26,7 +26,7 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
     Ok(PipelineConfig {
         workers,
         hash_seed: cli.hash_seed,
-        table: setup::table_config(cli, false),
+        table: setup::table_config(cli, None),
         ingest: setup::ingest_config(cli)?,
         queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()
@@ -124,13 +124,13 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             let answer = |path: &str, query: &str| api::respond(&view, path, query).body;
             let flows = answer(api::rest::FLOWS_PATH, &crate::table::query(TABLE_ROWS));
             let summary = answer(api::rest::SUMMARY_PATH, "");
-            print!(
-                "{}",
-                crate::table::top_flows(
-                    &serde_json::from_slice(&flows).context("reading the flows answer")?,
-                    &serde_json::from_slice(&summary).context("reading the summary")?,
-                )
+            let table = crate::table::top_flows(
+                &serde_json::from_slice(&flows).context("reading the flows answer")?,
+                &serde_json::from_slice(&summary).context("reading the summary")?,
+                "--json for the API's summary, --dump for any answer",
             );
+            std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{table}"))
+                .context("writing to stdout")?;
         }
     }
     let failed = setup::dump(&publisher, &targets)?;

@@ -17,9 +17,10 @@ use pipeline::wire::decap::Decap;
 use crate::cli::{NamesArgs, RunArgs, ServeArgs};
 
 /// Memory the tables may not use: the program, its threads and hand-off
-/// queues, the HTTP server under load (and, live, the AF_XDP buffers).
+/// queues, the HTTP server under load (and, live, the AF_XDP buffers,
+/// counted as they are: a ring of 16 MiB a queue, locked and filled at
+/// start, so a NIC of 32 queues takes 512 MiB of the budget).
 const RESERVED_BYTES: u64 = 128 << 20;
-const RESERVED_LIVE_BYTES: u64 = 64 << 20;
 
 /// The memory budget: `--memory-limit`, or half of what the machine (or the
 /// container) has.
@@ -28,10 +29,20 @@ pub(crate) fn memory_limit(cli: &RunArgs) -> u64 {
         .unwrap_or_else(|| pipeline::memory::available_bytes().map_or(1 << 30, |b| b / 2))
 }
 
-/// The tables' limits: from the memory budget, unless given.
-fn limits(cli: &RunArgs, live: bool) -> Limits {
-    let reserved = RESERVED_BYTES + if live { RESERVED_LIVE_BYTES } else { 0 };
-    let tables = memory_limit(cli).saturating_sub(reserved).max(1 << 20);
+/// The tables' limits: from the memory budget, less `capture_buffers`,
+/// unless given.
+fn limits(cli: &RunArgs, capture_buffers: u64) -> Limits {
+    let budget = memory_limit(cli);
+    let reserved = RESERVED_BYTES + capture_buffers;
+    if reserved >= budget {
+        tracing::warn!(
+            budget_mib = budget >> 20,
+            capture_buffers_mib = capture_buffers >> 20,
+            "the memory limit leaves the flow tables next to nothing beside the capture buffers: \
+             raise --memory-limit, or lower --ring-frames or --queues"
+        );
+    }
+    let tables = budget.saturating_sub(reserved).max(1 << 20);
     let mut limits = Limits::for_memory(usize::try_from(tables).unwrap_or(usize::MAX));
     if connection_records(cli) {
         limits = limits.with_connection_records();
@@ -49,8 +60,10 @@ fn limits(cli: &RunArgs, live: bool) -> Limits {
 const LIVE_RTT_WINDOW_S: u32 = 120;
 
 /// Timeouts and windows: live defaults, or "spans the whole file" for files,
-/// with the command line's overrides.
-pub(crate) fn table_config(cli: &RunArgs, live: bool) -> TableConfig {
+/// with the command line's overrides. `capture_buffers`: live, the bytes
+/// of the AF_XDP buffers (out of the memory budget); `None` for files.
+pub(crate) fn table_config(cli: &RunArgs, capture_buffers: Option<u64>) -> TableConfig {
+    let live = capture_buffers.is_some();
     let mut timeouts = if live {
         Timeouts::LIVE
     } else {
@@ -75,7 +88,7 @@ pub(crate) fn table_config(cli: &RunArgs, live: bool) -> TableConfig {
     };
     TableConfig {
         timeouts,
-        limits: limits(cli, live),
+        limits: limits(cli, capture_buffers.unwrap_or(0)),
         rtt_window,
         rate_window_ns: time::from_secs(cli.rate_window.max(1)),
         max_fragments: cli.max_fragments,

@@ -18,6 +18,26 @@ pub(crate) fn query(limit: usize) -> String {
 pub(crate) struct FlowsAnswer {
     pub flows: Vec<FullRow>,
     pub total: u64,
+    #[serde(default)]
+    pub coverage: Option<CoverageAnswer>,
+}
+
+/// What a table says of an answer's coverage: who was not seen, and what
+/// the capture lost, so that a short table does not read as little traffic.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CoverageAnswer {
+    #[serde(default)]
+    pub agents_expected: u64,
+    #[serde(default)]
+    pub agents_answered: u64,
+    #[serde(default)]
+    pub agents_missing: Vec<String>,
+    #[serde(default)]
+    pub capture_drops: u64,
+    #[serde(default)]
+    pub handoff_drops: u64,
+    #[serde(default)]
+    pub flows_evicted: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,8 +87,22 @@ pub(crate) struct SummaryAnswer {
     pub tcp_connections: Connections,
 }
 
-/// The flows of `answer` in a table, then a line of totals from `summary`.
-pub(crate) fn top_flows(answer: &FlowsAnswer, summary: &SummaryAnswer) -> String {
+/// A table of flows and the lines that follow it.
+pub(crate) struct FlowsTable {
+    pub table: String,
+    /// The totals, then what the coverage says was not seen, if anything.
+    pub footer: String,
+}
+
+impl std::fmt::Display for FlowsTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}", self.table, self.footer)
+    }
+}
+
+/// The flows of `answer` in a table, then a line of totals from `summary`
+/// (ending with `hint`: where to find more), then what was not seen.
+pub(crate) fn top_flows(answer: &FlowsAnswer, summary: &SummaryAnswer, hint: &str) -> FlowsTable {
     let mut table = Table::new();
     table
         .load_style(UTF8_FULL_CONDENSED)
@@ -92,11 +126,7 @@ pub(crate) fn top_flows(answer: &FlowsAnswer, summary: &SummaryAnswer) -> String
         };
         table.add_row(vec![
             Cell::new(name(&row.client)),
-            Cell::new(format!(
-                "{}:{}",
-                name(&row.server),
-                row.server.port.unwrap_or(0)
-            )),
+            Cell::new(with_port(&row.server)),
             Cell::new(&row.proto),
             Cell::new(sent(&row.client_stats)).set_alignment(CellAlignment::Right),
             Cell::new(sent(&row.server_stats)).set_alignment(CellAlignment::Right),
@@ -111,23 +141,85 @@ pub(crate) fn top_flows(answer: &FlowsAnswer, summary: &SummaryAnswer) -> String
         ]);
     }
     let c = &summary.tcp_connections;
-    format!(
-        "{table}\n{} of {} flows by bytes; {} in all; {} failed TCP connections (--json for the API's summary, --dump for any answer)\n",
+    let mut footer = format!(
+        "{} of {} flows by bytes; {} in all; {} failed TCP connections ({hint})\n",
         answer.flows.len(),
         answer.total,
         bytes(summary.total_bytes),
         c.refused + c.unanswered + c.reset
-    )
+    );
+    if let Some(coverage) = &answer.coverage {
+        footer.push_str(&not_seen(coverage));
+    }
+    FlowsTable {
+        table: table.to_string(),
+        footer,
+    }
+}
+
+/// Lines on what the answer does not hold: agents that did not answer,
+/// frames the capture lost, flows evicted. Empty when nothing was missed.
+fn not_seen(c: &CoverageAnswer) -> String {
+    let mut out = String::new();
+    if !c.agents_missing.is_empty() {
+        out.push_str(&format!(
+            "NOT SEEN: {} of {} agents answered; missing {} (their traffic is not in this table)\n",
+            c.agents_answered,
+            c.agents_expected,
+            c.agents_missing
+                .iter()
+                .map(|a| sanitized(a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if c.capture_drops + c.handoff_drops + c.flows_evicted > 0 {
+        out.push_str(&format!(
+            "LOST: {} frames dropped by the capture, {} at hand-off, {} flows evicted (counts are low)\n",
+            c.capture_drops, c.handoff_drops, c.flows_evicted
+        ));
+    }
+    out
 }
 
 /// An endpoint by its pod (or service), else its address.
 fn name(e: &Endpoint) -> String {
     match (&e.pod, &e.svc, &e.ip) {
-        (Some(pod), _, _) => pod.clone(),
-        (None, Some(svc), _) => format!("svc/{svc}"),
-        (None, None, Some(ip)) => ip.clone(),
+        (Some(pod), _, _) => sanitized(pod),
+        (None, Some(svc), _) => format!("svc/{}", sanitized(svc)),
+        (None, None, Some(ip)) => sanitized(ip),
         (None, None, None) => "?".to_owned(),
     }
+}
+
+/// A server and its port: `[2001:db8::1]:443` for a bare IPv6 address,
+/// whose own colons would swallow the port.
+fn with_port(e: &Endpoint) -> String {
+    let name = name(e);
+    let port = e.port.unwrap_or(0);
+    if name.contains(':') {
+        format!("[{name}]:{port}")
+    } else {
+        format!("{name}:{port}")
+    }
+}
+
+/// Text for a terminal: control characters (an escape sequence in a name
+/// from a hand-made inventory, or a hostile server behind `top --url`)
+/// shown escaped rather than sent to the terminal.
+fn sanitized(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// What went wrong with a TCP flow's connections, briefly.
@@ -192,6 +284,56 @@ fn micros(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn endpoint(ip: Option<&str>, pod: Option<&str>, port: Option<u16>) -> Endpoint {
+        Endpoint {
+            ip: ip.map(Into::into),
+            port,
+            pod: pod.map(Into::into),
+            svc: None,
+        }
+    }
+
+    #[test]
+    fn names_for_a_terminal() {
+        assert_eq!(
+            with_port(&endpoint(Some("64:ff9b::9765:798c"), None, Some(443))),
+            "[64:ff9b::9765:798c]:443"
+        );
+        assert_eq!(
+            with_port(&endpoint(Some("198.18.0.1"), None, Some(53))),
+            "198.18.0.1:53"
+        );
+        assert_eq!(
+            with_port(&endpoint(Some("198.18.0.1"), Some("redis-0"), Some(6379))),
+            "redis-0:6379"
+        );
+        assert_eq!(
+            name(&endpoint(None, Some("redis\u{1b}[31mRED"), None)),
+            "redis\\u{1b}[31mRED"
+        );
+    }
+
+    #[test]
+    fn what_was_not_seen_is_said() {
+        let mut c = CoverageAnswer {
+            agents_expected: 2,
+            agents_answered: 2,
+            agents_missing: vec![],
+            capture_drops: 0,
+            handoff_drops: 0,
+            flows_evicted: 0,
+        };
+        assert_eq!(not_seen(&c), "");
+        c.agents_answered = 1;
+        c.agents_missing = vec!["http://198.18.0.7:8898".into()];
+        c.capture_drops = 5;
+        assert_eq!(
+            not_seen(&c),
+            "NOT SEEN: 1 of 2 agents answered; missing http://198.18.0.7:8898 (their traffic is not in this table)\n\
+             LOST: 5 frames dropped by the capture, 0 at hand-off, 0 flows evicted (counts are low)\n"
+        );
+    }
 
     #[test]
     fn human_units() {

@@ -6,6 +6,8 @@
 //! and exits, so it can be piped or watched by a script.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -46,12 +48,16 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         api::rest::FLOWS_PATH,
         table::query(args.limit.max(1))
     );
-    let screen = || -> anyhow::Result<String> {
+    let screen = || -> anyhow::Result<table::FlowsTable> {
         let flows: FlowsAnswer =
             serde_json::from_slice(&get(&flows_path)?).context("reading the flows answer")?;
         let summary: SummaryAnswer = serde_json::from_slice(&get(api::rest::SUMMARY_PATH)?)
             .context("reading the summary")?;
-        Ok(table::top_flows(&flows, &summary))
+        Ok(table::top_flows(
+            &flows,
+            &summary,
+            "--json for the flows answer",
+        ))
     };
 
     let mut stdout = std::io::stdout();
@@ -61,32 +67,48 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     if !stdout.is_terminal() {
-        write!(stdout, "{}", screen()?)?;
+        write!(stdout, "{}", screen()?).context("writing to stdout")?;
         return Ok(0);
     }
 
     let interval = Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));
     let _screen = FullScreen::enter()?;
+    // SIGTERM and SIGHUP (a closed terminal window) end the loop as `q`
+    // does, so the terminal is given back as it was.
+    let ended = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(signal, ended.clone()).context("handling signals")?;
+    }
     loop {
+        let title = format!(
+            "flowtap top · {} · every {:.1} s · q to quit",
+            agent.name(),
+            interval.as_secs_f64()
+        );
         // A flowtap that is away is said on the screen, and asked again.
-        let text = screen().unwrap_or_else(|e| format!("{e:#}\n"));
+        let text = match screen() {
+            Ok(flows) => fit(&title, &flows, terminal::size()?),
+            Err(e) => format!("{title}\n\n{}\n", crate::error_text(&e)),
+        };
         queue!(
             stdout,
             cursor::MoveTo(0, 0),
             terminal::Clear(terminal::ClearType::All)
         )?;
-        let header = format!(
-            "flowtap top · {} · every {:.1} s · q to quit\n\n{text}",
-            agent.name(),
-            interval.as_secs_f64()
-        );
-        // Raw mode: a new line does not return the cursor by itself.
-        stdout.write_all(header.replace('\n', "\r\n").as_bytes())?;
+        // Raw mode: a new line does not return the cursor by itself. No new
+        // line after the last: on the screen's last row it would scroll
+        // the title away.
+        let text = text.trim_end_matches('\n');
+        stdout.write_all(text.replace('\n', "\r\n").as_bytes())?;
         stdout.flush()?;
         let next = Instant::now() + interval;
         while let Some(left) = next.checked_duration_since(Instant::now()) {
-            if !event::poll(left)? {
-                break;
+            if ended.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            // Short polls, so that a signal is seen within 100 ms.
+            if !event::poll(left.min(Duration::from_millis(100)))? {
+                continue;
             }
             match event::read()? {
                 Event::Key(key) if quits(key) => return Ok(0),
@@ -94,7 +116,39 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
                 _ => {}
             }
         }
+        if ended.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
     }
+}
+
+/// The title, the table and its footer in a terminal of `(columns, rows)`:
+/// the table's lines past what fits are left out (the heaviest flows are
+/// its first), so the title, the column names and the footer always show.
+fn fit(title: &str, flows: &table::FlowsTable, (columns, rows): (u16, u16)) -> String {
+    // Lines longer than the terminal is wide take several (the table is
+    // made to fit; the title and the footer's sentences are not).
+    let screen_lines = |text: &str| -> usize {
+        let columns = usize::from(columns.max(1));
+        text.lines()
+            .map(|l| l.chars().count().div_ceil(columns).max(1))
+            .sum()
+    };
+    // The title, a blank line, the footer, and one line for the cut.
+    let fixed = screen_lines(title) + 1 + screen_lines(&flows.footer) + 1;
+    let room = usize::from(rows).saturating_sub(fixed).max(3);
+    let lines: Vec<&str> = flows.table.lines().collect();
+    let table = if lines.len() <= room + 1 {
+        flows.table.clone()
+    } else {
+        let mut kept = lines[..room].join("\n");
+        kept.push_str(&format!(
+            "\n… {} more lines: a taller terminal, or --limit, shows them",
+            lines.len() - room
+        ));
+        kept
+    };
+    format!("{title}\n\n{table}\n{}", flows.footer)
 }
 
 fn quits(key: KeyEvent) -> bool {
@@ -127,5 +181,42 @@ impl Drop for FullScreen {
             terminal::LeaveAlternateScreen
         );
         let _ = terminal::disable_raw_mode();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_screen_keeps_its_title_columns_and_footer() {
+        let flows = table::FlowsTable {
+            table: (0..40)
+                .map(|i| format!("row {i}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            footer: "totals\nNOT SEEN: 1 of 2 agents answered\n".to_owned(),
+        };
+        let screen = fit("title", &flows, (80, 24));
+        let lines: Vec<&str> = screen.lines().collect();
+        assert_eq!(lines.len(), 24, "{screen}");
+        assert_eq!(lines[0], "title");
+        assert_eq!(lines[2], "row 0");
+        assert_eq!(lines[20], "row 18");
+        assert!(lines[21].starts_with("… 21 more lines"), "{screen}");
+        assert_eq!(&lines[22..], ["totals", "NOT SEEN: 1 of 2 agents answered"]);
+        // What fits is shown whole.
+        let small = table::FlowsTable {
+            table: "a\nb".to_owned(),
+            footer: "totals\n".to_owned(),
+        };
+        assert_eq!(fit("title", &small, (80, 24)), "title\n\na\nb\ntotals\n");
+        // A footer line wider than the terminal takes two of its lines.
+        let wide = table::FlowsTable {
+            footer: format!("{}\n", "x".repeat(100)),
+            ..flows
+        };
+        let screen = fit("title", &wide, (80, 24));
+        assert_eq!(screen.lines().count(), 23, "{screen}");
     }
 }

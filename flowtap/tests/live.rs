@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use capgen::frame::{self, Segment, tcp_flags};
@@ -803,6 +803,31 @@ fn host_mode_counts_the_nodes_traffic_without_disturbing_it() {
         "a SIGKILLed run leaves its veth: {links}"
     );
 
+    // A CNI's TC programs, attached before flowtap (at the node's boot),
+    // ending the chain as Cilium's do: flowtap's mirror must run ahead of
+    // them both ways, or it never sees what they let go.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tcx_pass.py");
+    let mut cni = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &sv,
+            "python3",
+            script.to_str().unwrap(),
+            "s0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut attached = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(cni.stdout.take().unwrap()),
+        &mut attached,
+    )
+    .unwrap();
+    assert_eq!(attached.trim(), "attached", "the CNI stand-in's TCX links");
+
     let pcap = dir.path().join("s0.pcap");
     let dump = tcpdump(&mut lab, &sv, "s0", &pcap);
     let ft = LiveFlowtap::start(&sv, &["-i", "s0", "--mode", "host"]);
@@ -838,6 +863,8 @@ fn host_mode_counts_the_nodes_traffic_without_disturbing_it() {
 
     let (status, stderr) = ft.stop();
     assert_eq!(status, 0, "{stderr}");
+    drop(cni.stdin.take());
+    assert!(cni.wait().unwrap().success(), "the CNI stand-in");
     let links = String::from_utf8_lossy(&lab.exec(&sv, &["ip", "-o", "link"]).stdout).into_owned();
     assert!(
         !links.contains("ftm") && !links.contains("ftc"),
@@ -917,6 +944,21 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
         let dump = tcpdump(&mut lab, &ns, "u1", &pcap);
         replay_slowly(&lab);
         stop_tcpdump(dump);
+        // The frames queue 0 did not get are counted, not lost unseen: in
+        // the metric, and in the coverage's capture drops.
+        wait::until_holds(Duration::from_secs(10), "unbound frames counted", || {
+            let metrics = ft.admin_text("/metrics");
+            sample(&metrics, "flowtap_xdp_unbound_frames_total")
+                + sample(&metrics, "flowtap_xdp_frames_total{queue=\"0\"}")
+                == total as f64
+        });
+        let coverage = ft.get_json("/mcp/flows/summary")["coverage"].clone();
+        let unbound_frames = sample(
+            &ft.admin_text("/metrics"),
+            "flowtap_xdp_unbound_frames_total",
+        ) as u64;
+        assert!(unbound_frames > 0, "{unbound}");
+        assert_eq!(coverage["capture_drops"], unbound_frames, "{coverage}");
         let (status, stderr) = ft.stop();
         assert_eq!(status, 0, "{stderr}");
         let q0 = queue_report(&stderr).0[0];
@@ -1471,18 +1513,54 @@ fn a_wall_clock_step_expires_nothing() {
 /// of serving silence as if there were no traffic.
 #[test]
 fn a_broken_capture_socket_fails_loudly() {
-    let (lab, _cl, sv) = udp_lab("gone");
-    let mut ft = LiveFlowtap::start(&sv, &["-i", "s0"]);
-    assert!(ft.admin_text("/readyz").contains("ready"));
-    sh(&format!("ip -n {sv} link del s0"));
-    let (status, stderr) = wait::until(
-        Duration::from_secs(15),
-        "flowtap's exit without its interface",
-        || ft.try_exit().ok_or_else(|| "still running".to_owned()),
-    );
-    assert_eq!(status, 1, "{stderr}");
-    assert!(stderr.contains("capture failed"), "{stderr}");
-    lab.close();
+    // In span mode the socket is on the interface; in host mode on the
+    // capture veth, which outlives the watched interface.
+    for (mode, gone) in [
+        ("span", "capture failed"),
+        ("host", "the watched interface s0 is gone"),
+    ] {
+        let (lab, _cl, sv) = udp_lab("gone");
+        let mut ft = LiveFlowtap::start(&sv, &["-i", "s0", "--mode", mode]);
+        assert!(ft.admin_text("/readyz").contains("ready"));
+        // s0 carries an address of its own (198.18.10.2): span mode warns
+        // that it takes the host's traffic on it; host mode leaves it be.
+        let warned = ft
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("span mode on an interface with addresses of its own");
+        assert_eq!(warned, mode == "span", "{mode}");
+        if mode == "span" {
+            // A second flowtap on the same port is told why it cannot.
+            let second = Command::new("ip")
+                .args(["netns", "exec", &sv, env!("CARGO_BIN_EXE_flowtap")])
+                .args([
+                    "-i",
+                    "s0",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--admin-listen",
+                    "127.0.0.1:0",
+                ])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&second.stderr);
+            assert_eq!(second.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains("s0 queue 0 already has an AF_XDP socket"),
+                "{err}"
+            );
+        }
+        sh(&format!("ip -n {sv} link del s0"));
+        let (status, stderr) = wait::until(
+            Duration::from_secs(15),
+            "flowtap's exit without its interface",
+            || ft.try_exit().ok_or_else(|| "still running".to_owned()),
+        );
+        assert_eq!(status, 1, "{mode}: {stderr}");
+        assert!(stderr.contains(gone), "{mode}: {stderr}");
+        lab.close();
+    }
 }
 
 /// Two namespaces as two nodes, each with a flowtap in host mode, and a hub

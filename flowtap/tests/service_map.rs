@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use common::server::serve_demo;
+use common::server::{Server, serve_demo};
 use common::{project_root, venv_python};
 use serde_json::Value;
 
@@ -164,6 +164,33 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     assert_eq!(seen["asked_for_token"], true);
+    assert_eq!(seen["wrong_token_note"], "That token was not accepted.");
+    assert_eq!(seen["login_shown_after"], false);
+    // One flowtap that read its whole file: nothing was not seen.
+    assert_eq!(seen["coverage"], "");
+    // The layout keeps the nodes off the frame (where it used to pile them)
+    // and apart from each other.
+    let positions: Vec<(String, f64, f64)> =
+        serde_json::from_value(seen["positions"].clone()).unwrap();
+    for (id, x, y) in &positions {
+        assert!(
+            (61.0..939.0).contains(x) && (31.0..669.0).contains(y),
+            "{id} at ({x:.0}, {y:.0}), on the frame: {positions:?}"
+        );
+    }
+    let closest = positions
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            positions[i + 1..]
+                .iter()
+                .map(move |b| (a.1 - b.1).hypot(a.2 - b.2))
+        })
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        closest >= 20.0,
+        "nodes {closest:.1} px apart: {positions:?}"
+    );
     assert!(
         by_service.len() > 10,
         "a map worth the name: {by_service:?}"
@@ -262,4 +289,45 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
     assert_eq!(seen["console_errors"], serde_json::json!([]));
     eprintln!("screenshot: {}", screenshot.display());
     assert_eq!(server.terminate(), 0);
+}
+
+/// A hub with an agent that does not answer: the map says its traffic is
+/// not on it, rather than drawing less traffic as if that were all.
+#[test]
+fn the_map_says_which_agents_it_does_not_show() {
+    let (agent, dir) = serve_demo(TOKEN, &[]);
+    let token_file = dir.path().join("token");
+    let gone = format!("http://127.0.0.1:{}", common::free_port());
+    let agents = format!("http://{},{gone}", agent.addr);
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &agents,
+        "--agent-token-file",
+        token_file.to_str().unwrap(),
+        "--snapshot-interval",
+        "0.5",
+    ]);
+    common::wait::until_holds(
+        std::time::Duration::from_secs(30),
+        "one agent merged",
+        || hub.get_json("/mcp/flows/summary")["coverage"]["agents_answered"] == 1,
+    );
+    let out = Command::new(venv_python(".venv"))
+        .arg(project_root().join("flowtap/tests/support/service_map.py"))
+        .args(["--coverage", &format!("http://{}/", hub.addr), TOKEN])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "service_map.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen["coverage"],
+        format!(
+            "NOT SEEN: 1 of 2 agents answered; missing {gone}: their traffic is not on this map"
+        )
+    );
 }

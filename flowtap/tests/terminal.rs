@@ -179,6 +179,67 @@ fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
     };
     assert_eq!(keys(&json), keys(&api));
     assert!(Path::new(&done).exists());
+
+    // A reader that stops early (`| head`, `less` quit): no error, exit 0.
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "'{}' {} | true; exit ${{PIPESTATUS[0]}}",
+                env!("CARGO_BIN_EXE_flowtap"),
+                top(&[])
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (Some(0), "")
+    );
+
+    // An ordinary 80 x 24 terminal and more flows than fit: the title, the
+    // column names, the heaviest flows and the footer stay on the screen;
+    // SIGTERM ends it as q does, the terminal given back.
+    let small = format!("flowtap-top-small-{}", std::process::id());
+    let done = dir.path().join("exit-status-small");
+    let command = format!(
+        "'{}' top --url '{url}' --auth-token-file '{}' --limit 20; echo $? > '{}'; sleep 30",
+        env!("CARGO_BIN_EXE_flowtap"),
+        token.display(),
+        done.display()
+    );
+    tmux(
+        &small,
+        &["new-session", "-d", "-x", "80", "-y", "24", &command],
+    );
+    let footer20 = format!("20 of {} flows by bytes", api["total"]);
+    let screen = wait_for("flowtap top in 80 x 24", || {
+        let screen = tmux(&small, &["capture-pane", "-p"]);
+        screen.contains(&footer20).then_some(screen)
+    });
+    assert!(screen.starts_with("flowtap top · http://"), "{screen}");
+    assert!(screen.contains("client"), "the column names: {screen}");
+    assert!(screen.contains("more lines"), "the cut is said: {screen}");
+    let argv = format!(
+        "{} top --url {url} --auth-token-file {} --limit 20",
+        env!("CARGO_BIN_EXE_flowtap"),
+        token.display()
+    );
+    let killed = Command::new("pkill")
+        .args(["-TERM", "-f", "-x", &argv])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no process {argv}");
+    let status = wait_for("flowtap top to end on SIGTERM", || {
+        std::fs::read_to_string(&done).ok()
+    });
+    assert_eq!(status.trim(), "0");
+    let after = tmux(&small, &["capture-pane", "-p"]);
+    assert!(!after.contains(&footer20), "{after}");
+    tmux(&small, &["kill-server"]);
     assert_eq!(server.terminate(), 0);
 }
 

@@ -233,6 +233,10 @@ impl Pipeline {
                 let thread = std::thread::Builder::new()
                     .name(format!("flowtap-worker-{id}"))
                     .spawn(move || {
+                        // A core outside the process's CPUs cannot be
+                        // pinned to: the worker then runs where the
+                        // scheduler puts it (the binary warns of such
+                        // cores before it starts).
                         if let Some(core) = core {
                             core_affinity::set_for_current(core_affinity::CoreId { id: core });
                         }

@@ -25,6 +25,16 @@ struct {
     __type(value, __u32);
 } flowtap_xsks SEC(".maps");
 
+// Frames of rx queues without a socket, which get flowtap_unbound_action
+// and never reach flowtap (queues added to the NIC after it started, or
+// --queues below the NIC's): counted, so that they are not lost unseen.
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} flowtap_unbound_frames SEC(".maps");
+
 // Set by the loader before the program is loaded.
 // What happens to frames of a queue without a socket: XDP_PASS or XDP_DROP.
 volatile const __u32 flowtap_unbound_action = XDP_PASS;
@@ -43,7 +53,14 @@ static __always_inline int stamp_and_redirect(struct xdp_md *ctx)
         }
     }
     // The low bits of the flags are the action when the queue has no socket.
-    return bpf_redirect_map(&flowtap_xsks, ctx->rx_queue_index, flowtap_unbound_action);
+    int action = bpf_redirect_map(&flowtap_xsks, ctx->rx_queue_index, flowtap_unbound_action);
+    if (action != XDP_REDIRECT) {
+        __u32 first = 0;
+        __u64 *unbound = bpf_map_lookup_elem(&flowtap_unbound_frames, &first);
+        if (unbound)
+            *unbound += 1;
+    }
+    return action;
 }
 
 // A frame longer than one buffer (a jumbo frame) arrives in several: the

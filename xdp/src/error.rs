@@ -17,8 +17,9 @@ pub enum LiveError {
         source: Box<aya::programs::ProgramError>,
     },
     #[error(
-        "interface {iface} already has an XDP program attached (another flowtap, or one set with `ip link set dev {iface} xdp ...`); \
-         remove it with `ip link set dev {iface} xdp off` (or xdpgeneric off)"
+        "interface {iface} already has an XDP program attached (another flowtap, or another tool's: a CNI, a load balancer), \
+         and flowtap does not replace it; `ip link show dev {iface}` names it (prog/xdp id N, `bpftool prog show id N` says whose). \
+         Capture on another interface, or remove it only if it is yours (`ip link set dev {iface} xdp off`)"
     )]
     XdpBusy { iface: String },
     #[error("attaching XDP to {iface} in {mode} mode: {source}")]
@@ -34,6 +35,21 @@ pub enum LiveError {
         direction: &'static str,
         #[source]
         source: Box<aya::programs::ProgramError>,
+    },
+    #[error(
+        "host mode on {iface} needs Linux 6.6 or later (TCX links, which keep flowtap's mirror first \
+         and go with the process); on this kernel capture a mirror port instead (--mode span)"
+    )]
+    HostModeNeedsTcx { iface: String },
+    #[error(
+        "{iface} queue {queue} already has an AF_XDP socket (another flowtap, or another capture tool, on this interface)"
+    )]
+    QueueBusy { iface: String, queue: u32 },
+    #[error("BPF map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
     },
     #[error("the BPF object lacks {0}")]
     Missing(&'static str),

@@ -16,7 +16,7 @@ use xdpilone::xdp::XdpStatisticsV2;
 
 use crate::error::LiveError;
 use crate::netdev::{MirrorVeth, mtu, rx_queues};
-use crate::program::{Programs, mode_name};
+use crate::program::{Programs, UnboundFrames, mode_name};
 use crate::sys;
 use crate::xsk::{BindMode, RxSocket, XskConfig};
 
@@ -89,6 +89,35 @@ pub fn frame_size_for_mtu(mtu: u32) -> u32 {
     XskConfig::frame_size_for(mtu.saturating_add(LINK_OVERHEAD))
 }
 
+/// Span mode takes every frame the interface receives: on an interface
+/// that carries this host's own traffic (it has addresses), that traffic
+/// stops reaching the host while flowtap runs. A mirror port has none; a
+/// node's own interface is watched with `--mode host`. Said loudly, not
+/// refused: a test network may address its mirror port.
+fn warn_if_addressed(iface: &str) {
+    let Ok(addresses) = sys::if_addresses(iface) else {
+        return;
+    };
+    let own: Vec<String> = addresses
+        .iter()
+        .filter(|a| match a {
+            // Link-local addresses every interface may carry.
+            std::net::IpAddr::V4(v4) => !v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+        })
+        .map(ToString::to_string)
+        .collect();
+    if !own.is_empty() {
+        tracing::warn!(
+            interface = iface,
+            addresses = %own.join(","),
+            "span mode on an interface with addresses of its own: every frame it receives goes to flowtap, \
+             so this host's traffic on it stops while flowtap runs. Capture a mirror port, or watch a \
+             node's own interface with --mode host"
+        );
+    }
+}
+
 /// Copies the kernel's counters for a socket into its queue's statistics.
 fn store_kernel_stats(stats: &QueueStats<AtomicU64>, k: &XdpStatisticsV2) {
     stats.rx_dropped.store(k.rx_dropped, Ordering::Relaxed);
@@ -126,6 +155,12 @@ pub struct LiveInfo {
     pub clock: LiveClock,
     /// Whether flowtap holds the span interface in promiscuous mode.
     pub promiscuous: bool,
+    /// Frames on rx queues flowtap has no socket on (the XDP program's
+    /// count, as last read): they got `--unbound` and never reached it.
+    pub unbound_frames: AtomicU64,
+    /// Host mode: the watched interface's index. Its TC programs go with
+    /// it, while the capture veth lives on: the workers look for it.
+    pub watched_ifindex: Option<u32>,
 }
 
 pub struct LiveCapture {
@@ -149,6 +184,9 @@ impl LiveCapture {
             move |source| LiveError::Interface { iface, source }
         };
         let watched = sys::if_index(&config.iface).map_err(iface_err(&config.iface))?;
+        if config.mode == Mode::Span {
+            warn_if_addressed(&config.iface);
+        }
         let (veth, capture_iface, mirror_ifindex) = match config.mode {
             Mode::Span => (None, config.iface.clone(), 0),
             Mode::Host => {
@@ -192,10 +230,20 @@ impl LiveCapture {
         let mut programs = Programs::load(config.unbound, mirror_ifindex)?;
         let mut sockets = Vec::new();
         for queue in 0..queues {
-            let socket_err = |source| LiveError::Socket {
-                iface: capture_iface.clone(),
-                queue,
-                source,
+            let socket_err = |source: std::io::Error| {
+                // EBUSY: the queue is bound to another socket already.
+                if source.raw_os_error() == Some(libc::EBUSY) {
+                    LiveError::QueueBusy {
+                        iface: capture_iface.clone(),
+                        queue,
+                    }
+                } else {
+                    LiveError::Socket {
+                        iface: capture_iface.clone(),
+                        queue,
+                        source,
+                    }
+                }
             };
             let socket = RxSocket::open(capture_index, queue, &xsk).map_err(socket_err)?;
             let wake = SocketWake::new().map_err(socket_err)?;
@@ -233,11 +281,16 @@ impl LiveCapture {
                 (i128::from(sys::monotonic_ns()) + realtime_offset_ns).max(0) as u64,
             ),
             promiscuous: promiscuous.is_some(),
+            watched_ifindex: (config.mode == Mode::Host).then_some(watched),
+            unbound_frames: AtomicU64::new(0),
         });
+        // Read by the first queue's worker, with its socket's counters.
+        let mut unbound = Some(programs.unbound_frames()?);
         let sources = sockets
             .into_iter()
             .enumerate()
             .map(|(i, (socket, wake))| XskSource {
+                unbound: if i == 0 { unbound.take() } else { None },
                 socket,
                 wake,
                 info: info.clone(),
@@ -328,6 +381,9 @@ impl SourceWaker for SocketWake {
 
 /// One rx queue's AF_XDP socket as a pipeline source.
 pub struct XskSource {
+    /// The XDP program's count of frames without a socket (the first
+    /// queue's source reads it).
+    unbound: Option<UnboundFrames>,
     socket: RxSocket,
     wake: Arc<SocketWake>,
     info: Arc<LiveInfo>,
@@ -343,11 +399,27 @@ impl XskSource {
         if let Ok(k) = self.socket.kernel_stats() {
             store_kernel_stats(&self.info.queues[self.index], &k);
         }
+        if let Some(unbound) = &self.unbound {
+            self.info
+                .unbound_frames
+                .store(unbound.read(), Ordering::Relaxed);
+        }
     }
 
     /// Why the socket is broken, if it is: an error poll(2) reported, or
     /// one pending on the socket (poll reports none once its device is gone).
     fn failure(&self, waited: std::io::Result<bool>) -> Option<String> {
+        // In host mode the socket is on the capture veth, which outlives
+        // the watched interface: its removal would leave a capture that
+        // sees nothing and says it is ready.
+        if let Some(index) = self.info.watched_ifindex
+            && !sys::if_exists(index)
+        {
+            return Some(format!(
+                "the watched interface {} is gone (its mirror went with it)",
+                self.info.iface
+            ));
+        }
         let error = match waited {
             Err(e) => e,
             Ok(_) => match self.socket.pending_error() {

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use aya::maps::XskMap;
+use aya::maps::{MapData, PerCpuArray, XskMap};
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
@@ -22,6 +22,17 @@ const XDP_PROGRAM: &str = "flowtap_xdp";
 const XDP_FRAGS_PROGRAM: &str = "flowtap_xdp_frags";
 const TC_PROGRAM: &str = "flowtap_mirror";
 const XSK_MAP: &str = "flowtap_xsks";
+const UNBOUND_MAP: &str = "flowtap_unbound_frames";
+
+/// The XDP program's count of frames on rx queues without a socket.
+pub struct UnboundFrames(PerCpuArray<MapData, u64>);
+
+impl UnboundFrames {
+    /// The count, summed over the CPUs (0 if it cannot be read).
+    pub fn read(&self) -> u64 {
+        self.0.get(&0, 0).map_or(0, |per_cpu| per_cpu.iter().sum())
+    }
+}
 
 pub fn mode_name(mode: XdpMode) -> &'static str {
     match mode {
@@ -146,6 +157,21 @@ impl Programs {
         Err(last.expect("at least one mode was tried"))
     }
 
+    /// The count of frames on rx queues without a socket, taken out of the
+    /// object (to be read by a worker while the programs stay here).
+    pub fn unbound_frames(&mut self) -> Result<UnboundFrames, LiveError> {
+        let map = self
+            .ebpf
+            .take_map(UNBOUND_MAP)
+            .ok_or(LiveError::Missing(UNBOUND_MAP))?;
+        PerCpuArray::try_from(map)
+            .map(UnboundFrames)
+            .map_err(|e| LiveError::Map {
+                map: UNBOUND_MAP,
+                source: Box::new(e),
+            })
+    }
+
     /// Sends frames of rx queue `queue` to the socket `fd`.
     pub fn bind_queue(&mut self, queue: u32, fd: XskFd) -> Result<(), LiveError> {
         let map = self
@@ -162,9 +188,12 @@ impl Programs {
         })
     }
 
-    /// Host mode: mirrors `iface`'s ingress (seen first, before other
-    /// programs may redirect it) and egress (seen last, as it leaves) to the
-    /// interface given at load time.
+    /// Host mode: mirrors `iface`'s ingress and egress to the interface
+    /// given at load time, first in each TCX chain. TCX ends a chain at any
+    /// verdict but TCX_NEXT, and a CNI's programs (Cilium's) end it with
+    /// TC_ACT_OK or redirect: a mirror placed after them would never see
+    /// what they let go. First, it sees each packet as the node's stack
+    /// sends it, before a CNI's program rewrites it (masquerading).
     pub fn attach_mirror(&mut self, iface: &str) -> Result<(), LiveError> {
         let program: &mut SchedClassifier = self
             .ebpf
@@ -181,14 +210,26 @@ impl Programs {
         })?;
         for (attach, order, direction) in [
             (TcAttachType::Ingress, LinkOrder::first(), "ingress"),
-            (TcAttachType::Egress, LinkOrder::last(), "egress"),
+            (TcAttachType::Egress, LinkOrder::first(), "egress"),
         ] {
             program
                 .attach_with_options(iface, attach, TcAttachOptions::TcxOrder(order))
-                .map_err(|e| LiveError::TcAttach {
-                    iface: iface.to_owned(),
-                    direction,
-                    source: Box::new(e),
+                .map_err(|e| {
+                    // TCX links came with Linux 6.6; on an older kernel the
+                    // attach fails with EINVAL, which says nothing of that.
+                    let before_tcx = aya::util::KernelVersion::current()
+                        .is_ok_and(|v| v < aya::util::KernelVersion::new(6, 6, 0));
+                    if before_tcx {
+                        LiveError::HostModeNeedsTcx {
+                            iface: iface.to_owned(),
+                        }
+                    } else {
+                        LiveError::TcAttach {
+                            iface: iface.to_owned(),
+                            direction,
+                            source: Box::new(e),
+                        }
+                    }
                 })?;
         }
         Ok(())

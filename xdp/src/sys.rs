@@ -180,6 +180,57 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     }
 }
 
+/// Whether network interface `index` still exists (under any name: a
+/// rename keeps its index), in the current network namespace.
+pub fn if_exists(index: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has room for IF_NAMESIZE bytes, as if_indextoname(3)
+    // requires; it returns NULL (ENXIO) for an index that names nothing.
+    !unsafe { libc::if_indextoname(index, name.as_mut_ptr()) }.is_null()
+}
+
+/// The IP addresses configured on interface `name` (getifaddrs(3)).
+pub fn if_addresses(name: &str) -> io::Result<Vec<std::net::IpAddr>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes the head of a list it allocates; it is
+    // freed below with freeifaddrs, once.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut addresses = Vec::new();
+    let mut node = head;
+    while !node.is_null() {
+        // SAFETY: `node` is an entry of the list, which lives until freed.
+        let entry = unsafe { &*node };
+        node = entry.ifa_next;
+        // SAFETY: every entry's name is a NUL-terminated string of the list.
+        let entry_name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+        if entry_name.to_bytes() != name.as_bytes() || entry.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null `ifa_addr` points to a socket address whose
+        // family says which one it is, read as that type.
+        let address = unsafe {
+            match i32::from((*entry.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let v4 = &*entry.ifa_addr.cast::<libc::sockaddr_in>();
+                    IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)))
+                }
+                libc::AF_INET6 => {
+                    let v6 = &*entry.ifa_addr.cast::<libc::sockaddr_in6>();
+                    IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr))
+                }
+                _ => continue,
+            }
+        };
+        addresses.push(address);
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once, after its last use.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(addresses)
+}
+
 /// An anonymous, page-aligned, private mapping, unmapped on drop.
 #[derive(Debug)]
 pub struct Mapping {

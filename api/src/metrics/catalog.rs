@@ -517,6 +517,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(promiscuous)
     ),
     metric!(
+        "flowtap_xdp_unbound_frames",
+        Counter,
+        "Frames on rx queues flowtap has no socket on: given --unbound (passed on or dropped) and never counted; counted in capture_drops. The NIC gained queues after flowtap started, or --queues is below its count.",
+        stat!(xdp_unbound_frames)
+    ),
+    metric!(
         "flowtap_agents_expected",
         Gauge,
         "Vantage points this flowtap answers for: 1, or every agent a hub knows of (never answered: those beyond --max-agents, agent pods not ready, a discovery source that names none).",

@@ -64,6 +64,8 @@ pub struct ServiceStats {
     pub memory_limit: AtomicU64,
     /// 1 while the span interface is held promiscuous.
     pub promiscuous: AtomicU64,
+    /// Frames on rx queues without a socket (the XDP program's count).
+    pub xdp_unbound_frames: AtomicU64,
     pub mcp_session_capacity: AtomicU64,
     pub mcp_sessions_evicted: AtomicU64,
     pub http_connections: AtomicU64,

@@ -7,6 +7,7 @@ gives them), and the map's groups after switching to namespaces. Browser
 console errors are printed too.
 
 usage: service_map.py URL TOKEN SCREENSHOT FROM TO
+       service_map.py --coverage URL TOKEN   (only the coverage banner's text)
 """
 import json
 import sys
@@ -37,9 +38,27 @@ EDGES = """return [...document.querySelectorAll('path.edge')].map(e => ({
     bytes: Number(e.getAttribute('data-bytes')), latency: e.getAttribute('data-latency'),
     failing: e.getAttribute('data-failing') === 'true'}))"""
 NODES = "return [...document.querySelectorAll('g.node')].map(n => n.getAttribute('data-id')).sort()"
+# Each node's place in the map's 1000 x 700 drawing.
+POSITIONS = """return [...document.querySelectorAll('g.node')].map(n => {
+    const m = n.getAttribute('transform').match(/translate\\(([-\\d.e]+),([-\\d.e]+)\\)/);
+    return [n.getAttribute('data-id'), Number(m[1]), Number(m[2])]; })"""
+
+
+def coverage(url, token):
+    d = browser()
+    try:
+        d.get(url + "#token=" + token)
+        WebDriverWait(d, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "path.edge"))
+        # The banner is filled in with the map's first answer.
+        print(json.dumps({"coverage": d.find_element(By.ID, "coverage").text}))
+    finally:
+        d.quit()
 
 
 def main():
+    if sys.argv[1] == "--coverage":
+        coverage(*sys.argv[2:4])
+        return
     url, token, screenshot, edge_from, edge_to = sys.argv[1:6]
     d = browser()
     wait = WebDriverWait(d, 15)
@@ -49,10 +68,19 @@ def main():
         d.get(url)
         wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
         out["asked_for_token"] = True
+        # A wrong token first: the page says so, and asks again.
+        d.find_element(By.ID, "token").send_keys("not-the-token")
+        d.find_element(By.CSS_SELECTOR, "#login button").click()
+        wait.until(lambda d: "not accepted" in d.find_element(By.ID, "login-note").text)
+        out["wrong_token_note"] = d.find_element(By.ID, "login-note").text
+        d.find_element(By.ID, "token").clear()
         d.find_element(By.ID, "token").send_keys(token)
         d.find_element(By.CSS_SELECTOR, "#login button").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "path.edge"))
+        out["login_shown_after"] = d.find_element(By.ID, "login").is_displayed()
         out["nodes"] = d.execute_script(NODES)
+        out["positions"] = d.execute_script(POSITIONS)
+        out["coverage"] = d.find_element(By.ID, "coverage").text
         out["edges"] = d.execute_script(EDGES)
 
         # The edge asked for, clicked: its flows are listed.
