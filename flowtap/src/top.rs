@@ -32,28 +32,26 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("starting the HTTP client")?;
-    let get = |path: &str| {
-        runtime
-            .block_on(hub::client::get(
-                &agent,
-                path,
-                token.as_deref(),
-                TIMEOUT,
-                MAX_BYTES,
-            ))
-            .map_err(|e| anyhow::anyhow!("{}{path}: {e}", agent.name()))
+    let get = |path: String| {
+        let (agent, token) = (&agent, token.as_deref());
+        async move {
+            hub::client::get(agent, &path, token, TIMEOUT, MAX_BYTES)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}{path}: {e}", agent.name()))
+        }
     };
     let flows_path = format!(
         "{}?{}",
         api::rest::FLOWS_PATH,
         table::query(args.limit.max(1))
     );
-    let screen = || -> anyhow::Result<table::FlowsTable> {
-        let flows: FlowsAnswer =
-            serde_json::from_slice(&get(&flows_path)?).context("reading the flows answer")?;
-        let summary: SummaryAnswer = serde_json::from_slice(&get(api::rest::SUMMARY_PATH)?)
-            .context("reading the summary")?;
-        Ok(table::top_flows(
+    let screen = || async {
+        let flows: FlowsAnswer = serde_json::from_slice(&get(flows_path.clone()).await?)
+            .context("reading the flows answer")?;
+        let summary: SummaryAnswer =
+            serde_json::from_slice(&get(api::rest::SUMMARY_PATH.to_owned()).await?)
+                .context("reading the summary")?;
+        anyhow::Ok(table::top_flows(
             &flows,
             &summary,
             "--json for the flows answer",
@@ -62,31 +60,48 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
 
     let mut stdout = std::io::stdout();
     if args.json {
-        stdout.write_all(&get(&flows_path)?)?;
-        stdout.write_all(b"\n")?;
+        let answer = runtime.block_on(get(flows_path.clone()))?;
+        stdout.write_all(&answer).context("writing to stdout")?;
+        stdout.write_all(b"\n").context("writing to stdout")?;
         return Ok(0);
     }
     if !stdout.is_terminal() {
-        write!(stdout, "{}", screen()?).context("writing to stdout")?;
+        let flows = runtime.block_on(screen())?;
+        write!(stdout, "{flows}").context("writing to stdout")?;
         return Ok(0);
     }
 
     let interval = Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));
     let _screen = FullScreen::enter()?;
-    // SIGTERM and SIGHUP (a closed terminal window) end the loop as `q`
-    // does, so the terminal is given back as it was.
+    // q, Esc, Ctrl-C, SIGTERM and SIGHUP (a closed terminal window) end the
+    // loop, so the terminal is given back as it was, even while an answer
+    // is awaited (the keys are read on a thread of their own).
     let ended = Arc::new(AtomicBool::new(false));
+    let resized = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(signal, ended.clone()).context("handling signals")?;
     }
-    loop {
+    let keys = read_keys(ended.clone(), resized.clone());
+    let until_ended = || async {
+        while !ended.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let code = loop {
         let title = format!(
             "flowtap top · {} · every {:.1} s · q to quit",
             agent.name(),
             interval.as_secs_f64()
         );
         // A flowtap that is away is said on the screen, and asked again.
-        let text = match screen() {
+        let answer = runtime.block_on(async {
+            tokio::select! {
+                answer = screen() => Some(answer),
+                () = until_ended() => None,
+            }
+        });
+        let Some(answer) = answer else { break 0 };
+        let text = match answer {
             Ok(flows) => fit(&title, &flows, terminal::size()?),
             Err(e) => format!("{title}\n\n{}\n", crate::error_text(&e)),
         };
@@ -102,24 +117,40 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         stdout.write_all(text.replace('\n', "\r\n").as_bytes())?;
         stdout.flush()?;
         let next = Instant::now() + interval;
-        while let Some(left) = next.checked_duration_since(Instant::now()) {
-            if ended.load(Ordering::Relaxed) {
-                return Ok(0);
-            }
-            // Short polls, so that a signal is seen within 100 ms.
-            if !event::poll(left.min(Duration::from_millis(100)))? {
-                continue;
-            }
-            match event::read()? {
-                Event::Key(key) if quits(key) => return Ok(0),
-                Event::Resize(..) => break,
-                _ => {}
-            }
+        while Instant::now() < next
+            && !ended.load(Ordering::Relaxed)
+            && !resized.swap(false, Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(20));
         }
         if ended.load(Ordering::Relaxed) {
-            return Ok(0);
+            break 0;
         }
-    }
+    };
+    ended.store(true, Ordering::Relaxed);
+    let _ = keys.join();
+    Ok(code)
+}
+
+/// Reads the terminal's keys until `ended`: a quitting key ends it, a
+/// resize asks for a redraw.
+fn read_keys(ended: Arc<AtomicBool>, resized: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !ended.load(Ordering::Relaxed) {
+            // Short polls, so that an end from elsewhere is seen.
+            match event::poll(Duration::from_millis(50)) {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(_) => break,
+            }
+            match event::read() {
+                Ok(Event::Key(key)) if quits(key) => ended.store(true, Ordering::Relaxed),
+                Ok(Event::Resize(..)) => resized.store(true, Ordering::Relaxed),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
 }
 
 /// The title, the table and its footer in a terminal of `(columns, rows)`:

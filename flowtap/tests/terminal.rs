@@ -243,6 +243,42 @@ fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
     assert_eq!(server.terminate(), 0);
 }
 
+/// A flowtap that takes connections and never answers: `top` still quits
+/// on q at once, not when its request times out (5 s).
+#[test]
+fn top_quits_on_q_while_an_answer_is_awaited() {
+    let dir = tempfile::tempdir().unwrap();
+    // Connections complete in the listener's backlog; none is answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let socket = format!("flowtap-top-silent-{}", std::process::id());
+    let done = dir.path().join("exit-status");
+    let command = format!(
+        "'{}' top --url '{url}'; echo $? > '{}'; sleep 30",
+        env!("CARGO_BIN_EXE_flowtap"),
+        done.display()
+    );
+    tmux(
+        &socket,
+        &["new-session", "-d", "-x", "100", "-y", "30", &command],
+    );
+    // The request is under way (the screen was cleared for it).
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = std::time::Instant::now();
+    tmux(&socket, &["send-keys", "q"]);
+    let status = wait_for("flowtap top to quit on q", || {
+        std::fs::read_to_string(&done).ok()
+    });
+    let took = asked.elapsed();
+    tmux(&socket, &["kill-server"]);
+    assert_eq!(status.trim(), "0");
+    assert!(
+        took < Duration::from_secs(2),
+        "q took {took:?}: it waited for the request"
+    );
+    drop(silent);
+}
+
 #[test]
 fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
     let dir = tempfile::tempdir().unwrap();

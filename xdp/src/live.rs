@@ -458,9 +458,20 @@ impl PacketSource for XskSource {
             stats.frames.fetch_add(u64::from(n), Ordering::Relaxed);
             stats.bytes.fetch_add(bytes, Ordering::Relaxed);
             if missing > 0 {
-                stats
+                let before = stats
                     .without_timestamp
                     .fetch_add(missing, Ordering::Relaxed);
+                if before == 0 {
+                    // Said once a queue: the counter alone goes unseen.
+                    tracing::warn!(
+                        interface = %self.info.capture_iface,
+                        queue = stats.queue,
+                        xdp_mode = self.info.xdp_mode,
+                        "frames arrive without the XDP program's timestamp (this driver gives XDP no metadata room): \
+                         their times are taken in user space after the ring, so handshake times include queueing; \
+                         --xdp-mode skb stamps them in the kernel (flowtap_xdp_frames_without_timestamp_total counts them)"
+                    );
+                }
             }
         }
         let now = Instant::now();
