@@ -306,8 +306,13 @@ impl View {
             .container_id(self.port(flow, side))
     }
 
+    /// Whether the endpoint is outside the cluster (known only with
+    /// `--cluster-cidr`): an address the Kubernetes names give a pod, a
+    /// service or a node is inside, whatever ranges were given (a dual-stack
+    /// cluster's IPv6 pods outside IPv4-only ranges are still its pods).
     pub fn external(&self, flow: usize, side: Side) -> Option<bool> {
-        self.cluster.is_external(self.ip(flow, side))
+        let external = self.cluster.is_external(self.ip(flow, side))?;
+        Some(external && self.identity(flow, side).is_none())
     }
 }
 

@@ -536,6 +536,8 @@ fn every_filter_matches_either_side_and_combines_with_and() {
     let side = |f: &Value, key: &str, p: &str| {
         starts(&f["client"][key], p) || starts(&f["server"][key], p)
     };
+    let exactly =
+        |f: &Value, key: &str, name: &str| f["client"][key] == name || f["server"][key] == name;
     type Keep = Box<dyn Fn(&Value) -> bool>;
     let cases: Vec<(&str, Keep)> = vec![
         ("l4proto=udp", Box::new(|f: &Value| f["proto"] == "udp")),
@@ -560,8 +562,18 @@ fn every_filter_matches_either_side_and_combines_with_and() {
                     || net(f["server"]["ip"].as_str().unwrap(), "2001:db8:1::/64")
             }),
         ),
-        ("ns=data", Box::new(move |f: &Value| side(f, "ns", "data"))),
-        ("ns=kube", Box::new(move |f: &Value| side(f, "ns", "kube"))),
+        (
+            "ns=data",
+            Box::new(move |f: &Value| exactly(f, "ns", "data")),
+        ),
+        (
+            "ns=kube-system",
+            Box::new(move |f: &Value| exactly(f, "ns", "kube-system")),
+        ),
+        // Namespaces and services are matched whole: no flow is in a
+        // namespace or behind a service named "kube" or "shop-".
+        ("ns=kube", Box::new(|_: &Value| false)),
+        ("svc=postgres-", Box::new(|_: &Value| false)),
         (
             "pod=frontend",
             Box::new(move |f: &Value| side(f, "pod", "frontend")),
@@ -572,16 +584,16 @@ fn every_filter_matches_either_side_and_combines_with_and() {
         ),
         (
             "svc=api-gateway",
-            Box::new(move |f: &Value| side(f, "svc", "api-gateway")),
+            Box::new(move |f: &Value| exactly(f, "svc", "api-gateway")),
         ),
         (
-            "svc=kube",
-            Box::new(move |f: &Value| side(f, "svc", "kube")),
+            "svc=postgres",
+            Box::new(move |f: &Value| exactly(f, "svc", "postgres")),
         ),
         (
-            "ns=shop&l4proto=tcp&svc=post",
+            "ns=shop&l4proto=tcp&svc=api-gateway",
             Box::new(move |f: &Value| {
-                side(f, "ns", "shop") && f["proto"] == "tcp" && side(f, "svc", "post")
+                exactly(f, "ns", "shop") && f["proto"] == "tcp" && exactly(f, "svc", "api-gateway")
             }),
         ),
         ("pod=nothing-like-this", Box::new(|_: &Value| false)),
@@ -595,7 +607,7 @@ fn every_filter_matches_either_side_and_combines_with_and() {
             want.len(),
             "{query}: total"
         );
-        if !query.starts_with("pod=nothing") {
+        if !["pod=nothing-like-this", "ns=kube", "svc=postgres-"].contains(&query) {
             assert!(
                 !want.is_empty(),
                 "{query} should match something in these captures"
@@ -901,6 +913,124 @@ fn the_summary_agrees_with_the_flows() {
     assert_eq!(
         top[0]["server_pod"], "212.199.202.9",
         "an IP where no pod is known"
+    );
+}
+
+/// Two pods of one name in two namespaces are two endpoints in the
+/// summary's top lists, as in `aggregate=pod`: their bytes are not summed
+/// under the one name.
+#[test]
+fn the_summary_keeps_same_named_pods_of_two_namespaces_apart() {
+    let root = project_root();
+    let mut inventory: Value =
+        serde_json::from_slice(&std::fs::read(root.join("demo/inventory.json")).unwrap()).unwrap();
+    for item in inventory["items"].as_array_mut().unwrap() {
+        if item["kind"] == "Pod" && item["metadata"]["name"] == "orders-worker-1" {
+            item["metadata"]["name"] = json!("orders-worker-0");
+            item["metadata"]["namespace"] = json!("shop-eu");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inventory.json");
+    std::fs::write(&file, inventory.to_string()).unwrap();
+    let demo = root.join("demo/demo.pcap");
+    let dump = |target: &str| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args([
+                "-r",
+                demo.to_str().unwrap(),
+                "--k8s-inventory",
+                file.to_str().unwrap(),
+            ])
+            .args(["--dump", target])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let flows = dump("/mcp/flows?format=full&limit=100000");
+    let mut pairs: HashMap<(String, String, String, String), u64> = HashMap::new();
+    for f in flows["flows"].as_array().unwrap() {
+        let end = |e: &Value| {
+            let name = e["pod"].as_str().or(e["ip"].as_str()).unwrap().to_owned();
+            (e["ns"].as_str().unwrap_or_default().to_owned(), name)
+        };
+        let ((cn, c), (sn, s)) = (end(&f["client"]), end(&f["server"]));
+        *pairs.entry((cn, c, sn, s)).or_default() += f["totals"]["bytes"].as_u64().unwrap();
+    }
+    let worker = |ns: &str| {
+        pairs
+            .iter()
+            .filter(|(k, _)| k.0 == ns && k.1 == "orders-worker-0" && k.3 == "postgres-0")
+            .map(|(_, b)| *b)
+            .sum::<u64>()
+    };
+    let (shop, eu) = (worker("shop"), worker("shop-eu"));
+    assert!(shop > 0 && eu > 0, "{shop} {eu}");
+    let summary = dump("/mcp/flows/summary");
+    let listed: Vec<u64> = summary["top_by_bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["client_pod"] == "orders-worker-0" && t["server_pod"] == "postgres-0")
+        .map(|t| t["bytes"].as_u64().unwrap())
+        .collect();
+    assert!(
+        !listed.contains(&(shop + eu)),
+        "the two pods' bytes summed under one name: {listed:?}"
+    );
+    for bytes in listed {
+        assert!(
+            bytes == shop || bytes == eu,
+            "{bytes} is neither pod's ({shop}, {eu})"
+        );
+    }
+}
+
+/// With `--cluster-cidr` naming only the IPv4 ranges of a dual-stack
+/// cluster, its pods' IPv6 addresses are still inside: whatever the
+/// Kubernetes names know is never "external".
+#[test]
+fn named_endpoints_are_inside_the_cluster_whatever_its_ranges() {
+    let root = project_root();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .arg("-r")
+        .arg(root.join("demo/demo.pcap"))
+        .arg("--k8s-inventory")
+        .arg(root.join("demo/inventory.json"))
+        .args(["--cluster-cidr", "198.18.0.0/17,198.19.0.0/16,10.0.0.0/24"])
+        .args(["--dump", "/mcp/flows?format=full&limit=100000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ends: Vec<&Value> = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| [&f["client"], &f["server"]])
+        .collect();
+    let named_v6 = ends
+        .iter()
+        .filter(|e| e["pod"].is_string() && e["ip"].as_str().unwrap().contains(':'))
+        .count();
+    assert!(named_v6 > 0, "the demo has IPv6 pods");
+    for e in &ends {
+        if e["pod"].is_string() || e["svc"].is_string() || e["node"].is_string() {
+            assert_eq!(e["external"], false, "{e}");
+        }
+    }
+    assert!(
+        ends.iter().any(|e| e["external"] == true),
+        "the internet is outside"
     );
 }
 

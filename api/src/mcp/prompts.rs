@@ -39,7 +39,7 @@ const PROMPTS: &[Prompt] = &[
         arguments: &[
             Argument {
                 name: "service",
-                description: "the slow service's name (or a prefix)",
+                description: "the slow service's name",
                 required: true,
             },
             Argument {
@@ -68,7 +68,7 @@ const PROMPTS: &[Prompt] = &[
         arguments: &[
             Argument {
                 name: "workload",
-                description: "a pod or service name (or a prefix)",
+                description: "a service's name, or a pod's (or the start of it)",
                 required: true,
             },
             Argument {
@@ -86,7 +86,7 @@ const PROMPTS: &[Prompt] = &[
         arguments: &[
             Argument {
                 name: "service",
-                description: "the service's name (or a prefix); all services when omitted",
+                description: "the service's name; all services when omitted",
                 required: false,
             },
             Argument {

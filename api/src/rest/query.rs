@@ -150,7 +150,7 @@ pub const PARAMS: &[ParamDoc] = &[
         name: "ns",
         values: &[],
         integer: false,
-        description: "namespace of either endpoint: the exact name or a prefix",
+        description: "namespace of either endpoint, by its exact name",
     },
     ParamDoc {
         name: "pod",
@@ -162,7 +162,7 @@ pub const PARAMS: &[ParamDoc] = &[
         name: "svc",
         values: &[],
         integer: false,
-        description: "service of either endpoint: the exact name or a prefix",
+        description: "service of either endpoint, by its exact name",
     },
     ParamDoc {
         name: "limit",
@@ -315,7 +315,7 @@ pub fn parse_pairs<'a>(
                 )?)
             }
             "ip" => {
-                q.ip = Some(value.parse::<IpNetwork>().map_err(|_| {
+                q.ip = Some(ip_filter(value).ok_or_else(|| {
                     ApiError::bad_parameter(
                         name,
                         format!("ip must be an IP address or CIDR, got {value:?}"),
@@ -361,9 +361,51 @@ pub fn parse_pairs<'a>(
     Ok(q)
 }
 
+/// An `ip` filter: an address or a CIDR, also as URLs write an IPv6
+/// address (`[2001:db8::1]`), and an IPv4-mapped IPv6 address
+/// (`::ffff:198.18.0.1`, as dual-stack sockets report IPv4 peers) as the
+/// IPv4 address it stands for, which is how flows hold it.
+fn ip_filter(text: &str) -> Option<IpNetwork> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let address = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    let net: IpNetwork = match prefix {
+        Some(p) => format!("{address}/{p}").parse().ok()?,
+        None => address.parse().ok()?,
+    };
+    match net {
+        IpNetwork::V6(v6) if v6.prefix() >= 96 => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => IpNetwork::new(v4.into(), v6.prefix() - 96).ok(),
+            None => Some(net),
+        },
+        _ => Some(net),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_filters_as_clients_write_them() {
+        let net = |t: &str| ip_filter(t).map(|n| n.to_string());
+        assert_eq!(net("198.18.0.1").as_deref(), Some("198.18.0.1/32"));
+        assert_eq!(net("[2001:db8::1]").as_deref(), Some("2001:db8::1/128"));
+        assert_eq!(net("[2001:db8::]/32").as_deref(), Some("2001:db8::/32"));
+        assert_eq!(net("::ffff:198.18.0.1").as_deref(), Some("198.18.0.1/32"));
+        assert_eq!(
+            net("::ffff:198.18.0.0/112").as_deref(),
+            Some("198.18.0.0/16")
+        );
+        assert_eq!(net("2001:db8::/32").as_deref(), Some("2001:db8::/32"));
+        assert_eq!(net("[198.18.0.1"), None);
+        assert_eq!(net("fe80::1%eth0"), None);
+    }
 
     #[test]
     fn defaults_and_values() {

@@ -7,9 +7,16 @@ use super::rows::{Grouped, Rank, Row, flow_rank};
 use crate::view::View;
 use pipeline::flow::Side;
 
+/// True when `name` is `wanted`.
+fn name_is(name: Option<&std::sync::Arc<str>>, wanted: &str) -> bool {
+    name.is_some_and(|n| **n == *wanted)
+}
+
 /// True when `name` is `wanted` or starts with it (`pod=frontend` matches
-/// `frontend-abc123`).
-fn name_matches(name: Option<&std::sync::Arc<str>>, wanted: &str) -> bool {
+/// `frontend-abc123`): a pod's name ends in what its controller made up.
+/// Namespaces and services are named by people and matched whole
+/// (`ns=shop` is not `shop-eu`, `svc=postgres` not `postgres-metrics`).
+fn name_starts(name: Option<&std::sync::Arc<str>>, wanted: &str) -> bool {
     name.is_some_and(|n| n.starts_with(wanted))
 }
 
@@ -28,14 +35,16 @@ pub fn matches(view: &View, i: usize, q: &FlowQuery) -> bool {
         return false;
     }
     let either = |field: fn(&View, usize, Side) -> Option<&std::sync::Arc<str>>,
+                  matches: fn(Option<&std::sync::Arc<str>>, &str) -> bool,
                   wanted: &Option<String>| match wanted {
         None => true,
         Some(w) => {
-            name_matches(field(view, i, Side::Client), w)
-                || name_matches(field(view, i, Side::Server), w)
+            matches(field(view, i, Side::Client), w) || matches(field(view, i, Side::Server), w)
         }
     };
-    either(View::ns, &q.ns) && either(View::pod, &q.pod) && either(View::svc, &q.svc)
+    either(View::ns, name_is, &q.ns)
+        && either(View::pod, name_starts, &q.pod)
+        && either(View::svc, name_is, &q.svc)
 }
 
 /// Whether `q` filters at all (without filters every flow matches).

@@ -96,28 +96,30 @@ pub struct Summary {
     pub coverage: CoverageJson,
 }
 
-/// How an endpoint is named in the top lists: its pod, else its IP.
+/// How an endpoint is named in the top lists: its pod (told apart from a
+/// pod of the same name in another namespace), else its IP.
 /// Borrowed from the view: a summary names every flow's two ends, and
 /// cloning shared names there would make every flow write to the same few
 /// reference counts (which the per-pair counters, counting at the same
 /// time on the other thread, also write to).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Name<'a> {
-    Pod(&'a str),
+    /// (namespace, pod).
+    Pod(Option<&'a str>, &'a str),
     Ip(IpAddr),
 }
 
 impl<'a> Name<'a> {
     fn of(view: &'a View, flow: usize, side: Side) -> Name<'a> {
         match view.pod(flow, side) {
-            Some(pod) => Name::Pod(pod),
+            Some(pod) => Name::Pod(view.ns(flow, side).map(|ns| &**ns), pod),
             None => Name::Ip(view.ip(flow, side)),
         }
     }
 
     fn text(&self) -> String {
         match self {
-            Name::Pod(p) => (*p).to_owned(),
+            Name::Pod(_, p) => (*p).to_owned(),
             Name::Ip(ip) => ip.to_string(),
         }
     }
