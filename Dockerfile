@@ -1,8 +1,10 @@
 # flowtap appliance image.
 #
 # Build: docker build -t flowtap .
-# Run (SPAN port):  docker run --network host --cap-add BPF --cap-add NET_ADMIN \
-#                     --cap-add NET_RAW --cap-add IPC_LOCK flowtap -i eth1 --listen 0.0.0.0:8898
+# Run (SPAN port; flow data on a reachable address needs a bearer token):
+#   docker run --network host --cap-add BPF --cap-add NET_ADMIN \
+#     --cap-add NET_RAW --cap-add IPC_LOCK -v /etc/flowtap/token:/token:ro \
+#     flowtap -i eth1 --listen 0.0.0.0:8898 --auth-token-file /token
 # The binary carries those four capabilities as file capabilities, so it runs
 # as a non-root user; the container must still be granted them.
 
@@ -28,6 +30,7 @@ RUN /usr/local/share/flowtap/install-caps.sh /usr/local/bin \
 ENV MALLOC_ARENA_MAX=2
 USER 65532:65532
 EXPOSE 8898
+# Asks /healthz on the admin listener (127.0.0.1:8899 by default).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["/usr/local/bin/flowtap", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/flowtap"]
 CMD ["--help"]

@@ -20,6 +20,9 @@ use crate::serve::Listen;
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8898";
 /// Where `/healthz`, `/readyz` and `/metrics` are served by default.
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8899";
+/// `/healthz` on the default admin listener, where it is served (the
+/// data listener has none).
+const HEALTHCHECK_URL: &str = "http://127.0.0.1:8899/healthz";
 
 pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -55,7 +58,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Exit 0 if a running flowtap answers /healthz (for container health checks).
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8898/healthz")]
+        /// Its admin listener's /healthz (`--admin-listen`, 127.0.0.1:8899 by default).
+        #[arg(long, default_value = HEALTHCHECK_URL)]
         url: String,
     },
     /// Serve MCP over stdio for clients that launch a local process,
@@ -717,4 +721,19 @@ pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
         path.display()
     );
     Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The image's HEALTHCHECK runs `flowtap healthcheck` without a URL:
+    /// it must ask the admin listener, where `/healthz` is.
+    #[test]
+    fn the_healthcheck_asks_the_default_admin_listener() {
+        assert_eq!(
+            HEALTHCHECK_URL,
+            format!("http://{DEFAULT_ADMIN_LISTEN}/healthz")
+        );
+    }
 }

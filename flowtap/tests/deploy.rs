@@ -771,3 +771,21 @@ fn the_manifests_are_a_kustomize_base_and_the_example_overlay_adapts_them() {
         "{log}"
     );
 }
+
+/// `flowtap healthcheck` (the image's HEALTHCHECK) passes against the
+/// admin listener's `/healthz` and fails where there is none.
+#[test]
+fn the_healthcheck_passes_on_the_admin_listener() {
+    let demo = root().join("demo/demo.pcap");
+    let server = Server::start(&["-r", demo.to_str().unwrap()]);
+    let check = |url: String| {
+        Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(check(format!("http://{}/healthz", server.admin)), Some(0));
+    assert_eq!(check(format!("http://{}/healthz", server.addr)), Some(1));
+}
