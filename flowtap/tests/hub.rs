@@ -668,3 +668,56 @@ fn one_agent_at_two_addresses_is_merged_once() {
         assert_eq!(summary[total], own[total], "{total}");
     }
 }
+
+/// In the first round, before the hub knows that two addresses are one
+/// agent, both are pulled and one is let go: the agents after it must
+/// still be named right in `seen_by` (their numbers are their places in
+/// the coverage, which has no entry for the second address).
+#[test]
+fn seen_by_names_the_right_agents_beside_a_second_address() {
+    let (first, node_a) = CAPTURES[0];
+    let (second, node_b) = CAPTURES[1];
+    let a = agent(first, node_a, "127.0.0.1:0");
+    let b = agent(second, node_b, "127.0.0.1:0");
+    let urls = [
+        format!("http://127.0.0.1:{}", a.addr.port()),
+        format!("http://localhost:{}", a.addr.port()),
+        format!("http://{}", b.addr),
+    ];
+    // One round only in the test's time: the first.
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &urls.join(","),
+        "--snapshot-interval",
+        "60",
+    ]);
+    wait_for(&hub, Duration::from_secs(30), "both agents", |s| {
+        s["coverage"]["agents_answered"] == 2
+    });
+    let b_flows = b.get_json("/mcp/flows?format=full&limit=100000");
+    let merged = hub.get_json("/mcp/flows?format=full&limit=100000");
+    let key = |f: &Value| {
+        (
+            f["proto"].to_string(),
+            f["client"]["ip"].to_string(),
+            f["server"]["ip"].to_string(),
+            f["server"]["port"].to_string(),
+        )
+    };
+    let seen: BTreeMap<_, Value> = merged["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (key(f), f["seen_by"].clone()))
+        .collect();
+    let b_flows = b_flows["flows"].as_array().unwrap();
+    assert!(!b_flows.is_empty());
+    for f in b_flows {
+        let by = &seen[&key(f)];
+        assert!(
+            by.as_array().unwrap().contains(&json!(node_b)),
+            "{f}: seen_by {by}"
+        );
+    }
+}

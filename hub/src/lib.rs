@@ -337,9 +337,7 @@ pub async fn round(
     let mut since_ns: Option<u64> = None;
     let mut shared: Option<bool> = None;
     let mut pulled_instances = Vec::with_capacity(results.len());
-    for (i, (agent, decoded, (instance, same_as), fetched_ns, took)) in
-        results.into_iter().enumerate()
-    {
+    for (agent, decoded, (instance, same_as), fetched_ns, took) in results {
         let name = agent.name();
         pulled_instances.push((name.clone(), instance));
         if let Some(first) = same_as {
@@ -358,7 +356,10 @@ pub async fn round(
                     (a, b) => a.or(b),
                 };
                 flows.push(merge::AgentFlows {
-                    agent: i as u16,
+                    // Its place in the coverage, which names it in
+                    // `seen_by` (not its place among the pulls: a second
+                    // address of one agent has no entry there).
+                    agent: coverage.agents.len() as u16 - 1,
                     node: feed.node.as_deref().map(Into::into),
                     flows: records,
                 });

@@ -320,18 +320,32 @@ fn combine(
             Side::Server => key.server.to_ip(),
         };
         let home = node_of(ip);
+        // The most samples; between as many, the longest median: a leg is
+        // longest seen from its own end (SYN to SYN-ACK from the client's
+        // side; from the server's node it is the server's turnaround).
+        let best = |s: &&Sighting| {
+            let samples = s.record.handshake[side]
+                .as_ref()
+                .map_or(0, |d| d.count(0, Window::Unbounded));
+            (samples, s.record.percentiles[side].map_or(0, |p| p.p50))
+        };
         let with_leg = || all.iter().filter(|s| s.record.handshake[side].is_some());
-        let from_home = home
-            .as_ref()
-            .and_then(|home| with_leg().find(|s| node_by_agent(s.agent).as_ref() == Some(home)));
-        from_home
-            .or_else(|| {
-                with_leg().max_by_key(|s| {
-                    s.record.handshake[side]
-                        .as_ref()
-                        .map_or(0, |d| d.count(0, Window::Unbounded))
-                })
-            })
+        let at_home: Option<Vec<&Sighting>> = home.as_ref().map(|home| {
+            all.iter()
+                .filter(|s| node_by_agent(s.agent).as_ref() == Some(home))
+                .collect()
+        });
+        let chosen = match at_home {
+            // The endpoint's own node saw the flow: its leg, or none (it
+            // joined after the handshake); another vantage's would be a
+            // different quantity, not a worse measure of this one.
+            Some(home) if !home.is_empty() => home
+                .into_iter()
+                .filter(|s| s.record.handshake[side].is_some())
+                .max_by_key(|s| best(s)),
+            _ => with_leg().max_by_key(best),
+        };
+        chosen
             .map(|s| (s.record.handshake[side].clone(), s.record.percentiles[side]))
             .unwrap_or((None, None))
     };
@@ -366,8 +380,17 @@ fn combine(
                 by_client.record.tcp.sent(Side::Client),
                 by_server.record.tcp.sent(Side::Server),
             ),
+            // The outcomes of the sighting with the most connections; of
+            // as many, the one that saw most of them established (an agent
+            // that joined mid-stream counts a connection it never saw open).
             all.iter()
-                .max_by_key(|s| s.record.connections)
+                .max_by_key(|s| {
+                    (
+                        s.record.connections,
+                        s.record.tcp.connections.established,
+                        s.record.total_pkts(),
+                    )
+                })
                 .map(|s| s.record.tcp.connections)
                 .unwrap_or_default(),
         ),
@@ -502,6 +525,49 @@ mod tests {
         );
         assert_eq!(again[0].percentiles[Side::Client].unwrap().p50, 7);
         assert_eq!(again[0].percentiles[Side::Server].unwrap().p50, 9);
+
+        // Without names, as many samples each: the longer leg, as seen
+        // nearer its own end (the client leg measured on the server's node
+        // is the server's turnaround, 20 µs), whatever the agents' order.
+        for order in [[0, 1], [1, 0]] {
+            let sightings = [
+                flow((1, 60), (1, 60), [Some(1020), Some(30)]),
+                flow((1, 60), (1, 60), [Some(20), Some(1030)]),
+            ];
+            let agents = order
+                .iter()
+                .enumerate()
+                .map(|(i, &which)| AgentFlows {
+                    agent: i as u16,
+                    node: None,
+                    flows: vec![sightings[which].clone()].into(),
+                })
+                .collect();
+            let tied = merge(agents, |_| None);
+            assert_eq!(tied[0].percentiles[Side::Client].unwrap().p50, 1020);
+            assert_eq!(tied[0].percentiles[Side::Server].unwrap().p50, 1030);
+        }
+
+        // The client's node saw the flow but not its handshake (its agent
+        // started after it): no client leg, rather than the server node's
+        // view of a different quantity.
+        let joined_late = merge(
+            vec![
+                AgentFlows {
+                    agent: 0,
+                    node: node("a"),
+                    flows: vec![flow((9, 900), (8, 900), [None, None])].into(),
+                },
+                AgentFlows {
+                    agent: 1,
+                    node: node("b"),
+                    flows: vec![flow((10, 1000), (8, 900), [Some(4), Some(310)])].into(),
+                },
+            ],
+            nodes,
+        );
+        assert_eq!(joined_late[0].percentiles[Side::Client], None);
+        assert_eq!(joined_late[0].percentiles[Side::Server].unwrap().p50, 310);
     }
 
     /// The merge as first written, kept as the reference: every flow
