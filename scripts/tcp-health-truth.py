@@ -13,7 +13,9 @@ the stream's first pure SYN (SYN set, ACK clear), else of its first frame.
 Per stream: retrans_ab/ba (retransmission, fast or spurious flag; keep-alives
 and zero-window probes excluded), the individual flags for information,
 rst_ab/ba, zero_window_ab/ba (raw window field 0, RST excluded), syn_count
-(pure SYNs from A), outcome (refused / unanswered / established / other) and
+(pure SYNs from A), outcome (refused / unanswered / established / other;
+established also where no SYN-ACK was captured but the server sent something
+other than a RST or SYN, or the client sent data, after the SYN) and
 ended (reset / closed / open; null for refused and unanswered). `client` is
 "a", or "b" when the SYN is missing and A sent the SYN-ACK (the outcome is
 then judged with B as the client).
@@ -62,7 +64,7 @@ FLAGS = [
 ]
 BASE = ["frame.number", "frame.protocols", "tcp.stream", "ip.src", "ip.dst",
         "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport", "tcp.flags",
-        "tcp.window_size_value"]
+        "tcp.window_size_value", "tcp.len"]
 FIELDS = BASE + [f for _, f in FLAGS]
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
@@ -105,6 +107,7 @@ def read_frames(path):
             # A truncated TCP header (22_malformed) can have a stream but no flags.
             "flags": int(flags, 16) if flags else 0,
             "win": int(win) if win else None,
+            "len": int(last(v["tcp.len"]) or 0),
             "an": {name: bool(v[f]) for name, f in FLAGS},
         }
 
@@ -113,6 +116,7 @@ def outcome(frames, client):
     """(outcome, ended) for a stream's frames [(dir, frame)], dir 'ab'/'ba'."""
     server = "ba" if client == "ab" else "ab"
     fl = [(d, f["flags"]) for d, f in frames]
+    lens = [f.get("len", 0) for _, f in frames]
     syn_i = next((i for i, (d, x) in enumerate(fl) if d == client and x & (SYN | ACK) == SYN), None)
     sa_i = next((i for i, (d, x) in enumerate(fl) if d == server and x & (SYN | ACK) == SYN | ACK), None)
     if syn_i is not None:
@@ -134,7 +138,15 @@ def outcome(frames, client):
         else:
             res = "other"
     elif syn_i is not None:
-        return "unanswered", None
+        # No SYN-ACK captured (the mirror dropped it, or sees one direction
+        # only): established if the connection shows it was made, by the
+        # server sending anything but a RST or a SYN, or the client sending
+        # data after its SYN.
+        made = next((i for i, (d, x) in enumerate(fl) if i > syn_i and not x & SYN and (
+            (d == server and not x & RST) or (d == client and lens[i] > 0))), None)
+        if made is None:
+            return "unanswered", None
+        res, start = "established", made
     else:
         res = "other"  # mid-stream: neither SYN nor SYN-ACK
     # Ended by whichever comes first: a RST, or FINs from both sides (a RST

@@ -125,6 +125,8 @@ pub fn flow_table(data: &[u8]) {
             wire_len: 60 + u32::from(p[5]),
             // Now and then the bytes of a mirrored frame's later fragment.
             counts_packet: p[6] & 0x20 == 0,
+            // Now and then a mirror's copy of a packet.
+            duplicate: p[4] & 0x80 != 0,
             mirror: None,
             transport: Transport {
                 proto: if p[0] & 1 == 0 {

@@ -185,6 +185,12 @@ pub struct PacketMeta {
     /// False for the later fragment of a mirrored frame whose first fragment
     /// was already counted as its packet: it adds bytes only.
     pub counts_packet: bool,
+    /// A copy of a packet already counted, as a SPAN of both ports sends
+    /// (the same IP packet within `--dedup-window-us`): counted as a packet
+    /// unless `--dedup` drops it, but not as a retransmission, nor as a SYN
+    /// or ACK to time a handshake by (its flags count per frame, as
+    /// tshark's do: a RST, a zero window).
+    pub duplicate: bool,
     /// The mirror session it came through, if any.
     pub mirror: Option<Mirror>,
     pub transport: Transport,
@@ -197,6 +203,7 @@ impl PacketMeta {
             ts_ns,
             wire_len,
             counts_packet: true,
+            duplicate: false,
             mirror: None,
             transport,
         }

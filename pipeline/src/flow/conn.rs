@@ -152,7 +152,11 @@ impl HandshakeTimes {
         if sender == Side::Client {
             if pure_syn {
                 self.push_syn(ts_ns);
-            } else if f & flags::ACK != 0 && f & flags::SYN == 0 && self.first_ack_ns == 0 {
+            } else if f & flags::ACK != 0
+                && f & (flags::SYN | flags::RST) == 0
+                && self.first_ack_ns == 0
+            {
+                // (A RST|ACK does not complete the handshake: no server leg.)
                 self.first_ack_ns = ts_ns;
             }
             self.client_newest_ns = self.client_newest_ns.max(ts_ns);
@@ -361,6 +365,21 @@ impl Conn {
 
     /// Advances the TCP state for one packet sent by `sender`.
     pub fn tcp_step(&mut self, t: &Transport, sender: Side, ts_ns: u64) -> Step {
+        self.tcp_step_of(t, sender, ts_ns, false)
+    }
+
+    /// [`Self::tcp_step`] for a packet that may be a mirror's `duplicate`
+    /// copy of one already counted (see `PacketMeta::duplicate`): a copy is
+    /// no retransmission, and no SYN or ACK to time a handshake by; its
+    /// flags count as the frame's (its RST, its zero window), as tshark
+    /// counts them.
+    pub fn tcp_step_of(
+        &mut self,
+        t: &Transport,
+        sender: Side,
+        ts_ns: u64,
+        duplicate: bool,
+    ) -> Step {
         let mut step = Step::default();
         if !t.fragment.carries_header() {
             return step;
@@ -385,7 +404,9 @@ impl Conn {
         if !self.is_answered() {
             self.note_answer(t, sender);
         }
-        if let Some(h) = self.handshake.as_deref_mut() {
+        if let Some(h) = self.handshake.as_deref_mut()
+            && !duplicate
+        {
             h.step(f, sender, pure_syn, ts_ns, &mut step);
             if h.is_done() {
                 self.handshake = None;
@@ -413,6 +434,9 @@ impl Conn {
             Closing::No
         };
         step.tcp = self.health.step(t, sender, ts_ns, closing);
+        if duplicate {
+            step.tcp.set(Events::RETRANSMIT, false);
+        }
         step
     }
 

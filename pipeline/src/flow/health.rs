@@ -245,6 +245,8 @@ impl Events {
     pub fn set(&mut self, bit: u8, on: bool) {
         if on {
             self.bits |= bit;
+        } else {
+            self.bits &= !bit;
         }
     }
 
@@ -349,16 +351,32 @@ impl ConnHealth {
             self.bits[sender] =
                 (self.bits[sender] & !ZERO_WINDOW) | if window == 0 { ZERO_WINDOW } else { 0 };
         }
-        events.outcome = self.advance_stage(f, sender, closed_by);
+        events.outcome = self.advance_stage(f, t.payload_len > 0, sender, closed_by);
         events
     }
 
-    fn advance_stage(&mut self, f: u8, sender: Side, closed_by: Closing) -> Option<Outcome> {
+    fn advance_stage(
+        &mut self,
+        f: u8,
+        payload: bool,
+        sender: Side,
+        closed_by: Closing,
+    ) -> Option<Outcome> {
         let rst = f & flags::RST != 0;
         let synack = f & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK;
         let (stage, outcome) = match (self.stage, sender) {
             (Stage::SynSent, Side::Server) if rst => (Stage::Ended, Some(Outcome::Refused)),
             (Stage::SynSent, Side::Server) if synack => (Stage::SynAcked { syn: true }, None),
+            // The SYN-ACK was not captured (a frame the mirror dropped, or
+            // a mirror that sees one direction), but the connection shows
+            // it was made: the server sends something other than a RST or
+            // a SYN, or the client sends data after its SYN.
+            (Stage::SynSent, Side::Server) if f & flags::SYN == 0 => {
+                (Stage::Open, Some(Outcome::Established))
+            }
+            (Stage::SynSent, Side::Client) if f & flags::SYN == 0 && payload => {
+                (Stage::Open, Some(Outcome::Established))
+            }
             (Stage::SynAcked { .. }, _) if rst => (Stage::Ended, Some(Outcome::ResetBeforeOpen)),
             (Stage::SynAcked { .. }, Side::Client)
                 if f & (flags::ACK | flags::SYN) == flags::ACK =>
@@ -589,6 +607,28 @@ mod tests {
             (true, RST, 101, 0, 0, 2 * MS),
         ];
         assert_eq!(outcomes(&run(&aborted)), [0, 0, 0, 1, 0, 0]);
+        // The SYN-ACK not captured (the mirror dropped it): the server's
+        // ACK of the client's data shows the connection was made.
+        let synack_lost = [
+            (true, SYN, 100, 100, 0, 0),
+            (true, ACK, 101, 100, 0, 2 * MS),
+            (true, ACK | PSH, 101, 100, 10, 3 * MS),
+            (false, ACK, 901, 100, 0, 4 * MS),
+            (true, FIN | ACK, 111, 100, 0, 5 * MS),
+            (false, FIN | ACK, 901, 100, 0, 6 * MS),
+        ];
+        assert_eq!(outcomes(&run(&synack_lost)), [1, 0, 0, 0, 1, 0]);
+        // A mirror that sees the client's direction only: its data after
+        // the SYN shows it had its SYN-ACK.
+        let one_way = [
+            (true, SYN, 100, 100, 0, 0),
+            (true, ACK, 101, 100, 0, 2 * MS),
+            (true, ACK | PSH, 101, 100, 10, 3 * MS),
+        ];
+        assert_eq!(outcomes(&run(&one_way)), [1, 0, 0, 0, 0, 1]);
+        // A bare ACK after the SYN proves nothing (anyone can send one).
+        let bare = [(true, SYN, 100, 100, 0, 0), (true, ACK, 101, 100, 0, MS)];
+        assert_eq!(outcomes(&run(&bare)), [0, 0, 1, 0, 0, 0]);
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl FlowTable {
         let was_closed = conn.is_closed();
         let was_answered = conn.is_answered();
         let step = if t.proto == L4Proto::Tcp {
-            conn.tcp_step(&t, sender, ts)
+            conn.tcp_step_of(&t, sender, ts, p.duplicate)
         } else {
             conn.note_datagram(sender);
             Step::default()
@@ -563,6 +563,7 @@ mod tests {
             ts_ns,
             wire_len: 60,
             counts_packet: true,
+            duplicate: false,
             mirror: None,
             transport: Transport {
                 proto: L4Proto::Tcp,
@@ -667,6 +668,38 @@ mod tests {
             all
         };
         assert_eq!(described(&mut one), described(&mut batched));
+    }
+
+    /// A SPAN of both ports sends every packet twice, microseconds apart:
+    /// the copies count as packets, but not as retransmissions, nor as
+    /// the SYN a handshake is timed from.
+    #[test]
+    fn a_mirrors_copies_are_packets_not_retransmissions() {
+        let mut t = table_of(TableConfig::default());
+        let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
+        let copy = |p: PacketMeta| PacketMeta {
+            ts_ns: p.ts_ns + 20_000,
+            duplicate: true,
+            ..p
+        };
+        for p in [
+            tcp(0, client, 40_000, server, 443, SYN),
+            tcp(5 * MS, server, 443, client, 40_000, SYN | ACK),
+            tcp(6 * MS, client, 40_000, server, 443, ACK),
+        ] {
+            t.update(&p);
+            t.update(&copy(p));
+        }
+        let [f] = &flows(&mut t)[..] else {
+            panic!("one flow")
+        };
+        assert_eq!(f.sent[Side::Client].pkts, 4, "copies are packets");
+        assert_eq!(f.tcp.retransmits(), 0);
+        assert_eq!(
+            f.percentiles[Side::Client].map(|p| p.p50),
+            Some(5_000),
+            "timed from the first SYN, not its copy"
+        );
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl Ingest {
             .dissector
             .dissect_into(frame.link, frame.data, &mut self.carried);
         let carried = &self.carried;
+        let mut duplicate = false;
         if let Some(at) = carried.ip_offset {
             let packet = frame.data.get(at as usize..).unwrap_or_default();
             if self
@@ -112,6 +113,7 @@ impl Ingest {
                     self.counters.duplicates_dropped += 1;
                     return None;
                 }
+                duplicate = true;
             }
         }
         if let Some(encap) = carried.encap {
@@ -127,6 +129,7 @@ impl Ingest {
                 .saturating_sub(carried.outer_len)
                 .saturating_sub(carried.trailer_len),
             counts_packet: true,
+            duplicate,
             mirror: carried.mirror,
             transport: match result {
                 Ok(Dissected::Transport(t)) => t,
@@ -198,6 +201,7 @@ impl Ingest {
                 None => frame.wire_len,
             },
             counts_packet: inner.mirror.is_none(),
+            duplicate: false,
             mirror: inner.mirror,
             transport,
         })
