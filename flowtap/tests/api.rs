@@ -916,6 +916,26 @@ fn the_summary_agrees_with_the_flows() {
     );
 }
 
+/// `flowtap -r demo/demo.pcap --k8s-inventory INVENTORY EXTRA --dump
+/// TARGET`: the answer.
+fn dump_demo(inventory: &Path, extra: &[&str], target: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .arg("-r")
+        .arg(project_root().join("demo/demo.pcap"))
+        .arg("--k8s-inventory")
+        .arg(inventory)
+        .args(extra)
+        .args(["--dump", target])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Two pods of one name in two namespaces are two endpoints in the
 /// summary's top lists, as in `aggregate=pod`: their bytes are not summed
 /// under the one name.
@@ -933,25 +953,7 @@ fn the_summary_keeps_same_named_pods_of_two_namespaces_apart() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("inventory.json");
     std::fs::write(&file, inventory.to_string()).unwrap();
-    let demo = root.join("demo/demo.pcap");
-    let dump = |target: &str| -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-            .args([
-                "-r",
-                demo.to_str().unwrap(),
-                "--k8s-inventory",
-                file.to_str().unwrap(),
-            ])
-            .args(["--dump", target])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let dump = |target: &str| dump_demo(&file, &[], target);
     let flows = dump("/mcp/flows?format=full&limit=100000");
     let mut pairs: HashMap<(String, String, String, String), u64> = HashMap::new();
     for f in flows["flows"].as_array().unwrap() {
@@ -996,22 +998,11 @@ fn the_summary_keeps_same_named_pods_of_two_namespaces_apart() {
 /// Kubernetes names know is never "external".
 #[test]
 fn named_endpoints_are_inside_the_cluster_whatever_its_ranges() {
-    let root = project_root();
-    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-        .arg("-r")
-        .arg(root.join("demo/demo.pcap"))
-        .arg("--k8s-inventory")
-        .arg(root.join("demo/inventory.json"))
-        .args(["--cluster-cidr", "198.18.0.0/17,198.19.0.0/16,10.0.0.0/24"])
-        .args(["--dump", "/mcp/flows?format=full&limit=100000"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let flows = dump_demo(
+        &project_root().join("demo/inventory.json"),
+        &["--cluster-cidr", "198.18.0.0/17,198.19.0.0/16,10.0.0.0/24"],
+        "/mcp/flows?format=full&limit=100000",
     );
-    let flows: Value = serde_json::from_slice(&out.stdout).unwrap();
     let ends: Vec<&Value> = flows["flows"]
         .as_array()
         .unwrap()
