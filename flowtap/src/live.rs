@@ -109,12 +109,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     );
     let config = PipelineConfig {
         workers,
-        table: setup::table_config(
-            cli,
-            Some(
-                info.queues.len() as u64 * u64::from(info.frame_size) * u64::from(info.ring_frames),
-            ),
-        ),
+        table: setup::table_config(cli, Some(info.buffer_bytes)),
         ingest: setup::ingest_config(cli)?,
         backpressure: Backpressure::Drop,
         hash_seed: cli.hash_seed,

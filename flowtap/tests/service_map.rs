@@ -110,9 +110,25 @@ fn drawn_edges(page: &Value) -> Edges {
         .collect()
 }
 
+/// What `tests/support/service_map.py ARGS` saw of the page `server`
+/// serves (its stderr in the message if the driver fails).
+fn drive_page(args: &[&std::ffi::OsStr], server: &Server) -> Value {
+    let out = Command::new(venv_python(".venv"))
+        .arg(project_root().join("flowtap/tests/support/service_map.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "service_map.py: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.stderr.lock().unwrap()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
-    let root = project_root();
     // The demo cluster's ranges: its users and the internet are outside.
     let (server, _dir) = serve_demo(
         TOKEN,
@@ -148,20 +164,16 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
     let all = server.get_json_with("/mcp/flows?format=full&limit=100000", &auth);
 
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("service-map.png");
-    let out = Command::new(venv_python(".venv"))
-        .arg(root.join("flowtap/tests/support/service_map.py"))
-        .args([&format!("http://{}/", server.addr), TOKEN])
-        .arg(&screenshot)
-        .args([SLOW_FROM, SLOW_TO])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "service_map.py: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.stderr.lock().unwrap()
+    let seen = drive_page(
+        &[
+            format!("http://{}/", server.addr).as_ref(),
+            TOKEN.as_ref(),
+            screenshot.as_os_str(),
+            SLOW_FROM.as_ref(),
+            SLOW_TO.as_ref(),
+        ],
+        &server,
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     assert_eq!(seen["asked_for_token"], true);
     assert_eq!(seen["wrong_token_note"], "That token was not accepted.");
@@ -313,17 +325,14 @@ fn the_map_says_which_agents_it_does_not_show() {
         "one agent merged",
         || hub.get_json("/mcp/flows/summary")["coverage"]["agents_answered"] == 1,
     );
-    let out = Command::new(venv_python(".venv"))
-        .arg(project_root().join("flowtap/tests/support/service_map.py"))
-        .args(["--coverage", &format!("http://{}/", hub.addr), TOKEN])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "service_map.py: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let seen = drive_page(
+        &[
+            "--coverage".as_ref(),
+            format!("http://{}/", hub.addr).as_ref(),
+            TOKEN.as_ref(),
+        ],
+        &hub,
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         seen["coverage"],
         format!(

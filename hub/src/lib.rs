@@ -281,24 +281,20 @@ pub async fn round(
             // A feed takes its share of the bound before it is decoded,
             // and one refused is let go at once.
             // One agent reached at another address too is taken once.
-            let mut instance = None;
-            let body = body.and_then(|bytes| {
-                let (head, flows) = Feed::open(&bytes)?;
-                instance = Some(head.instance);
-                if let Err(first) = claims.claim(head.instance, &agent.name()) {
-                    return Ok(Err(first));
-                }
+            let taken = body.map_err(PullError::Failed).and_then(|bytes| {
+                let (head, flows) = Feed::open(&bytes).map_err(PullError::Failed)?;
+                claims
+                    .claim(head.instance, &agent.name())
+                    .map_err(|first| PullError::SameAgentAs {
+                        first,
+                        instance: head.instance,
+                    })?;
                 let declared = flows.declared();
-                budget.take(declared)?;
-                Ok(Ok((bytes, declared)))
+                budget.take(declared).map_err(PullError::Failed)?;
+                Ok((bytes, declared))
             });
-            let mut same_as = None;
-            let decoded = match body {
-                Ok(Err(first)) => {
-                    same_as = Some(first);
-                    Err("the same agent as another address".to_owned())
-                }
-                Ok(Ok((bytes, declared))) => {
+            let decoded = match taken {
+                Ok((bytes, declared)) => {
                     let previous = previous.await;
                     let _decoder = decoders.acquire().await.expect("never closed");
                     let decoded = tokio::task::spawn_blocking(move || {
@@ -314,18 +310,11 @@ pub async fn round(
                     if decoded.is_err() {
                         budget.give_back(declared);
                     }
-                    decoded
+                    decoded.map_err(PullError::Failed)
                 }
                 Err(e) => Err(e),
             };
-            let instance = instance.filter(|_| decoded.is_ok() || same_as.is_some());
-            (
-                agent,
-                decoded,
-                (instance, same_as),
-                fetched_ns,
-                started.elapsed(),
-            )
+            (agent, decoded, fetched_ns, started.elapsed())
         }
     });
     let results = futures::future::join_all(pulls).await;
@@ -337,13 +326,14 @@ pub async fn round(
     let mut since_ns: Option<u64> = None;
     let mut shared: Option<bool> = None;
     let mut pulled_instances = Vec::with_capacity(results.len());
-    for (agent, decoded, (instance, same_as), fetched_ns, took) in results {
+    for (agent, decoded, fetched_ns, took) in results {
         let name = agent.name();
+        let instance = match &decoded {
+            Ok((feed, ..)) => Some(feed.instance),
+            Err(PullError::SameAgentAs { instance, .. }) => Some(*instance),
+            Err(PullError::Failed(_)) => None,
+        };
         pulled_instances.push((name.clone(), instance));
-        if let Some(first) = same_as {
-            tracing::debug!(agent = %name, same_as = %first, "one agent at two addresses: merged once");
-            continue;
-        }
         match decoded {
             Ok((feed, records, paid)) => {
                 shared = Some(shared.unwrap_or(false) || paid);
@@ -364,7 +354,10 @@ pub async fn round(
                     flows: records,
                 });
             }
-            Err(error) => {
+            Err(PullError::SameAgentAs { first, .. }) => {
+                tracing::debug!(agent = %name, same_as = %first, "one agent at two addresses: merged once");
+            }
+            Err(PullError::Failed(error)) => {
                 tracing::debug!(agent = %name, %error, "pull failed");
                 coverage.agents.push(AgentCoverage {
                     name: name.into(),
@@ -425,6 +418,15 @@ pub async fn round(
         ..Snapshot::default()
     };
     (snapshot, shared)
+}
+
+/// Why a pull gave no feed to merge.
+enum PullError {
+    /// Another address of an agent whose feed this round took (at
+    /// `first`): merged once, and not named missing.
+    SameAgentAs { first: String, instance: u64 },
+    /// The agent is missing this round, for this reason.
+    Failed(String),
 }
 
 /// The flows one round merges at most (`--max-flows`), so that a hub's

@@ -259,7 +259,7 @@ impl Inventory {
         };
 
         // Services reaching each pod, through the EndpointSlices.
-        let mut pod_services: HashMap<(String, String), Vec<ServiceRef>> = HashMap::new();
+        let mut pod_services: HashMap<PodKey, Vec<ServiceRef>> = HashMap::new();
         // Each service's endpoints with the pod each stands for, if named.
         let mut endpoints: HashMap<ServiceKey, Vec<(Option<PodKey>, ServiceEndpoint)>> =
             HashMap::new();
@@ -269,29 +269,6 @@ impl Inventory {
             };
             let ns = slice.metadata.namespace.clone().unwrap_or_default();
             let of_service = endpoints.entry((ns.clone(), service.clone())).or_default();
-            for endpoint in &slice.endpoints {
-                // The first address only: the controller writes one, and
-                // the API says consumers use the first (an FQDN slice's
-                // addresses are names, not read here).
-                let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse().ok()) else {
-                    continue;
-                };
-                let pod = endpoint.target_ref.as_ref().and_then(|t| {
-                    let name = t
-                        .name
-                        .clone()
-                        .filter(|_| t.kind.as_deref() == Some("Pod"))?;
-                    Some((t.namespace.clone().unwrap_or_else(|| ns.clone()), name))
-                });
-                of_service.push((
-                    pod,
-                    ServiceEndpoint {
-                        ip,
-                        state: EndpointState::of(&endpoint.conditions),
-                        node: endpoint.node_name.as_deref().map(Into::into),
-                    },
-                ));
-            }
             let ports: Vec<u16> = slice
                 .ports
                 .iter()
@@ -299,25 +276,35 @@ impl Inventory {
                 .filter_map(|p| p.port)
                 .collect();
             for endpoint in &slice.endpoints {
-                let Some(target) = &endpoint.target_ref else {
-                    continue;
-                };
-                if target.kind.as_deref() != Some("Pod") {
-                    continue;
+                let pod: Option<PodKey> = endpoint.target_ref.as_ref().and_then(|t| {
+                    let name = t
+                        .name
+                        .clone()
+                        .filter(|_| t.kind.as_deref() == Some("Pod"))?;
+                    Some((t.namespace.clone().unwrap_or_else(|| ns.clone()), name))
+                });
+                if let Some(pod) = &pod {
+                    let refs = pod_services.entry(pod.clone()).or_default();
+                    match refs.iter_mut().find(|r| *r.name == **service) {
+                        Some(r) => r.ports.extend(&ports),
+                        None => refs.push(ServiceRef {
+                            name: service.as_str().into(),
+                            ports: ports.clone(),
+                        }),
+                    }
                 }
-                let (Some(name), pod_ns) = (
-                    &target.name,
-                    target.namespace.clone().unwrap_or_else(|| ns.clone()),
-                ) else {
-                    continue;
-                };
-                let refs = pod_services.entry((pod_ns, name.clone())).or_default();
-                match refs.iter_mut().find(|r| *r.name == **service) {
-                    Some(r) => r.ports.extend(&ports),
-                    None => refs.push(ServiceRef {
-                        name: service.as_str().into(),
-                        ports: ports.clone(),
-                    }),
+                // The first address only: the controller writes one, and
+                // the API says consumers use the first (an FQDN slice's
+                // addresses are names, not read here).
+                if let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse().ok()) {
+                    of_service.push((
+                        pod,
+                        ServiceEndpoint {
+                            ip,
+                            state: EndpointState::of(&endpoint.conditions),
+                            node: endpoint.node_name.as_deref().map(Into::into),
+                        },
+                    ));
                 }
             }
         }

@@ -142,6 +142,8 @@ pub struct LiveInfo {
     /// Bytes per UMEM frame and frames per socket, as chosen.
     pub frame_size: u32,
     pub ring_frames: u32,
+    /// Bytes of every socket's UMEM, locked in memory at start.
+    pub buffer_bytes: u64,
     /// Whether a frame longer than a buffer arrives in several (the
     /// multi-buffer XDP program and sockets: Linux 6.6 on), its headers
     /// read from the first and every byte counted; else the kernel drops it
@@ -267,6 +269,7 @@ impl LiveCapture {
             multi_buffer: multi_buffer_program && sockets.iter().all(|(s, _)| s.multi_buffer()),
             frame_size: xsk.frame_size,
             ring_frames: xsk.frame_count,
+            buffer_bytes: u64::from(queues) * xsk.umem_len() as u64,
             queues: (0..queues)
                 .map(|queue| {
                     QueueStats::new(

@@ -68,6 +68,11 @@ impl XskConfig {
         self.frame_size - KERNEL_HEADROOM
     }
 
+    /// Bytes of a socket's UMEM: its frames, locked in memory.
+    pub fn umem_len(&self) -> usize {
+        self.frame_size as usize * self.frame_count as usize
+    }
+
     /// The smallest of [`FRAME_SIZES`] whose buffer receives a frame of
     /// `len` bytes (the largest if none does).
     pub fn frame_size_for(len: u32) -> u32 {
@@ -187,7 +192,7 @@ fn open_parts(
     zero_copy: bool,
     multi_buffer: bool,
 ) -> io::Result<Parts> {
-    let area = Mapping::anonymous(config.frame_size as usize * config.frame_count as usize)?;
+    let area = Mapping::anonymous(config.umem_len())?;
     let umem_config = UmemConfig {
         fill_size: config.frame_count,
         complete_size: config.frame_count,
