@@ -141,11 +141,13 @@ struct FlowCounts {
 
 /// What the follower remembers of a flow: its counts at the last snapshot,
 /// the handshake tally as the client leg's digest then (shared with that
-/// snapshot rather than copied: 8 bytes a flow, not 64).
+/// snapshot rather than copied: 8 bytes a flow, not 64), and how many of a
+/// hub's agents saw it.
 #[derive(Clone, Debug, Default)]
 struct Seen {
     counts: [u64; 4],
     client_leg: Option<Arc<HandshakeDigest>>,
+    vantages: usize,
 }
 
 impl Seen {
@@ -159,7 +161,38 @@ impl Seen {
                 f.tcp.connections.failed(),
             ],
             client_leg: f.handshake[Side::Client].clone(),
+            vantages: f.seen_by.as_ref().map_or(1, |agents| agents.len()),
         }
+    }
+
+    /// Whether this is the flow `before` was, seen from fewer of a hub's
+    /// agents while one is missing. A flow two nodes saw is merged from
+    /// the fuller count; while that node's agent misses pulls the hub
+    /// answers with the other node's, smaller and perhaps started later,
+    /// which would read as a new flow and be counted again whole.
+    fn partial_of(&self, before: &Seen, agent_missing: bool) -> bool {
+        agent_missing && self.vantages < before.vantages
+    }
+
+    /// What to remember after `before`: no count below what was already
+    /// counted, so that a partial view's smaller counts, and the fuller
+    /// ones back after it, add only what is new. Through an outage the
+    /// larger number of vantages is kept, so the view stays partial.
+    fn at_least(mut self, before: Seen, agent_missing: bool) -> Seen {
+        let partial = self.partial_of(&before, agent_missing);
+        for (now, then) in self.counts.iter_mut().zip(before.counts) {
+            *now = (*now).max(then);
+        }
+        // Read only here, on the rare partial views: the client leg that
+        // tallied more handshakes, so that the fuller leg back adds none
+        // it had counted.
+        if partial && before.tallied().count() > self.tallied().count() {
+            self.client_leg = before.client_leg;
+        }
+        if agent_missing {
+            self.vantages = self.vantages.max(before.vantages);
+        }
+        self
     }
 
     /// Whether this can be the flow `before` was, later: no count went
@@ -267,6 +300,7 @@ impl PairCounters {
     pub fn observe(&mut self, view: &View) {
         self.views += 1;
         self.evict_idle_pairs();
+        let agent_missing = !view.snapshot.coverage.agents.iter().all(|a| a.answered());
         let mut last = std::mem::take(&mut self.last);
         let mut left = Vec::new();
         last.observe(
@@ -277,23 +311,35 @@ impl PairCounters {
                     Change::Started if !self.absent.is_empty() => self.absent.remove(&f.key),
                     _ => None,
                 };
-                let gained = match (change, back) {
-                    (Change::Continued(before), _) => seen.gained_since(&before),
-                    (Change::Started, Some(before)) if seen.continues(&before) => {
-                        seen.gained_since(&before)
+                // The flow it continues, if any: the follower's, or one
+                // that left while an agent was missing and whose counts
+                // it has not lost.
+                let (before, continued) = match change {
+                    Change::Continued(before) => (Some(before), true),
+                    Change::Restarted(before) => (Some(before), false),
+                    Change::Started => {
+                        let continued = back.as_ref().is_some_and(|b| seen.continues(b));
+                        (back, continued)
                     }
-                    _ => seen.counts(),
+                };
+                let (gained, kept) = match before {
+                    Some(before) if continued || seen.partial_of(&before, agent_missing) => (
+                        seen.gained_since(&before),
+                        seen.at_least(before, agent_missing),
+                    ),
+                    // A new flow, or the key's earlier flow ended.
+                    _ => (seen.counts(), seen),
                 };
                 if gained != FlowCounts::default() {
                     self.add(view, i, &gained);
                 }
-                seen
+                kept
             },
             // What a flow sent before it left was counted as it grew.
             |key, seen| left.push((key, seen)),
         );
         self.last = last;
-        if view.snapshot.coverage.agents.iter().all(|a| a.answered()) {
+        if !agent_missing {
             self.absent.clear();
         } else {
             self.absent.extend(left);
@@ -432,10 +478,12 @@ mod tests {
         let before = Seen {
             counts: [100, 2, 1, 0],
             client_leg: leg(&[300]),
+            vantages: 1,
         };
         let now = Seen {
             counts: [150, 3, 1, 0],
             client_leg: leg(&[300, 300, 20_000]),
+            vantages: 1,
         };
         let a = before.counts();
         let gained = now.gained_since(&before);
@@ -463,6 +511,7 @@ mod tests {
             let still = Seen {
                 counts: now.counts,
                 client_leg,
+                vantages: 1,
             };
             assert_eq!(
                 still.gained_since(&then).handshakes,
@@ -552,6 +601,37 @@ mod tests {
         pairs.observe(&hub_view(vec![flow(100, 9)], false));
         assert_eq!(bytes(&pairs), 1600.0);
         assert!(pairs.absent.is_empty());
+    }
+
+    /// A flow two nodes saw, merged from the fuller count: while that
+    /// node's agent misses pulls the hub answers with the other node's
+    /// smaller count, started later. It counted everything again (26
+    /// packets read as 50 after four missed pulls); it now adds only what
+    /// goes beyond what was counted. Without an agent missing, a smaller
+    /// count is a new flow under the key, as before.
+    #[test]
+    fn a_flow_seen_from_fewer_nodes_while_an_agent_is_missing_is_not_counted_again() {
+        let seen = |pkts: u64, first_seen_ns: u64, by: &[u16]| {
+            let mut f = flow(pkts * 100, first_seen_ns);
+            f.sent[Side::Client].pkts = pkts;
+            f.seen_by = Some(by.into());
+            f
+        };
+        let packets = |pairs: &PairCounters| -> f64 {
+            pairs.samples(|c| c.packets).iter().map(|(_, v)| v).sum()
+        };
+        let mut pairs = PairCounters::default();
+        pairs.observe(&hub_view(vec![seen(26, 5, &[0, 1])], false));
+        assert_eq!(packets(&pairs), 26.0);
+        for pkts in [24, 24, 25, 25] {
+            pairs.observe(&hub_view(vec![seen(pkts, 7, &[0])], true));
+            assert_eq!(packets(&pairs), 26.0, "a partial count of {pkts}");
+        }
+        pairs.observe(&hub_view(vec![seen(27, 5, &[0, 1])], false));
+        assert_eq!(packets(&pairs), 27.0);
+        // Every agent answers: the smaller, later flow is a new one.
+        pairs.observe(&hub_view(vec![seen(3, 90, &[0])], false));
+        assert_eq!(packets(&pairs), 30.0);
     }
 
     /// At `--metrics-max-pairs`, pairs idle for [`IDLE_PAIR_VIEWS`] views
