@@ -5,9 +5,10 @@
 # host: on 2026-12-01 flow_table's 2M executions took 2215 s (900 to 1250 a
 # second, slowing as its corpus grew) and the whole CI run 69 minutes of
 # its 90. Seeds are made at fuzz time from ../shared/corpus and its
-# tunnels/ (never committed). A crash stops the run with its input saved under
-# fuzz/regressions/<target>/, which pipeline/tests/fuzz_regressions.rs then
-# replays for ever: commit it with the fix.
+# tunnels/ (never committed); hub_feed's seed is the demo's own feed, kept in
+# fuzz/regressions/hub_feed/. A crash stops the run with its input saved under
+# fuzz/regressions/<target>/, which pipeline/tests/fuzz_regressions.rs (and
+# hub/tests/fuzz_regressions.rs) then replays for ever: commit it with the fix.
 #
 # cargo-fuzz on the stable toolchain: --sanitizer none (the sanitizers need
 # nightly); coverage guidance, debug assertions and overflow checks remain.
@@ -17,23 +18,27 @@ declare -A runs=(
   [dissect_frame]="${FUZZ_RUNS_DISSECT:-20000000}"
   [read_capture]="${FUZZ_RUNS_CAPTURE:-1000000}"
   [flow_table]="${FUZZ_RUNS_TABLE:-2000000}"
+  [hub_feed]="${FUZZ_RUNS_FEED:-300000}"
 )
 declare -A seconds=(
   [dissect_frame]="${FUZZ_SECONDS_DISSECT:-600}"
   [read_capture]="${FUZZ_SECONDS_CAPTURE:-600}"
   [flow_table]="${FUZZ_SECONDS_TABLE:-900}"
+  [hub_feed]="${FUZZ_SECONDS_FEED:-240}"
 )
-declare -A max_len=([dissect_frame]=4096 [read_capture]=65536 [flow_table]=4096)
+declare -A max_len=([dissect_frame]=4096 [read_capture]=65536 [flow_table]=4096 [hub_feed]=32768)
 corpus="${FLOWTAP_CORPUS:-../shared/corpus}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 scripts/fuzz-seeds.py "$work/seeds" "$corpus/captures" "$corpus/tunnels/captures"
 
 summary=()
-for target in dissect_frame read_capture flow_table; do
+for target in dissect_frame read_capture flow_table hub_feed; do
   corpus="$work/corpus/$target"
   mkdir -p "$corpus" "fuzz/regressions/$target"
   if [ -d "$work/seeds/$target" ]; then cp "$work/seeds/$target/"* "$corpus/"; fi
+  # hub_feed's seed is the demo's feed, kept with its regressions.
+  if [ "$target" = hub_feed ]; then cp fuzz/regressions/hub_feed/* "$corpus/"; fi
   log="$work/$target.log"
   started=$(date +%s%N)
   if ! (cd fuzz && cargo fuzz run --sanitizer none -O -a "$target" "$corpus" -- \

@@ -22,6 +22,7 @@
 
 pub mod agents;
 pub mod client;
+pub mod fuzzing;
 pub mod instances;
 pub mod merge;
 pub mod previous;
