@@ -492,3 +492,172 @@ fn pcapng_packets_of_every_block_and_interface_are_read_or_counted() {
         );
     }
 }
+
+/// An IDB's options as pcapng defines them (draft-ietf-opsawg-pcapng
+/// §4.2): a resolution of 2^-20 s (`if_tsresol` with its top bit set,
+/// which pcap-parser 0.17 refused), an offset in seconds in the section's
+/// byte order (read little-endian in a big-endian section, it put
+/// timestamps in 2554), and the FCS each frame keeps (`if_fcslen`, or an
+/// EPB's `epb_flags`), which bytes are counted without. A section of
+/// another major version is refused, as tshark refuses it.
+#[test]
+fn pcapng_interface_options_as_the_specification_defines_them() {
+    for big_endian in [false, true] {
+        let u16b = |v: u16| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let u32b = |v: u32| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let option = |code: u16, value: &[u8]| {
+            let mut o = [&u16b(code)[..], &u16b(value.len() as u16), value].concat();
+            o.resize(o.len().div_ceil(4) * 4, 0);
+            o
+        };
+        let end = option(0, &[]);
+        let offset_s: i64 = 1_700_000_000;
+        let offset = if big_endian {
+            offset_s.to_be_bytes()
+        } else {
+            offset_s.to_le_bytes()
+        };
+        let binary = [
+            &u16b(1)[..],
+            &u16b(0),
+            &u32b(0),
+            &option(9, &[0x94]),
+            &option(14, &offset),
+            &option(13, &[4]),
+            &end,
+        ]
+        .concat();
+        let nanos = [&u16b(1)[..], &u16b(0), &u32b(0), &option(9, &[9]), &end].concat();
+        let frame = |marker: u8| vec![marker; 64];
+        let epb = |interface: u32, units: u64, data: &[u8], options: &[u8]| {
+            let len = data.len() as u32;
+            let body = [
+                &u32b(interface)[..],
+                &u32b((units >> 32) as u32),
+                &u32b(units as u32),
+                &u32b(len),
+                &u32b(len),
+                data,
+                options,
+            ]
+            .concat();
+            ng_block(6, &body, big_endian)
+        };
+        // epb_flags: an FCS of 4 bytes (bits 5-8).
+        let fcs_flags = [option(2, &u32b(4 << 5)), end.clone()].concat();
+        let section = ng_block(0x0a0d_0d0a, &shb_body(big_endian), big_endian);
+        let bytes = [
+            section.clone(),
+            ng_block(1, &binary, big_endian),
+            ng_block(1, &nanos, big_endian),
+            // 2.5 s in units of 2^-20 s, after the interface's offset.
+            epb(0, 5 << 19, &frame(1), &[]),
+            epb(1, 3_000_000_123, &frame(2), &fcs_flags),
+            epb(1, 4_000_000_000, &frame(3), &[]),
+        ]
+        .concat();
+        let mut file =
+            CaptureFile::from_reader(Path::new("options.pcapng"), Cursor::new(bytes.clone()))
+                .unwrap();
+        let mut frames = Vec::new();
+        while file
+            .read_frames(16, |f| frames.push((f.ts_ns, f.wire_len, f.data.to_vec())))
+            .unwrap()
+            > 0
+        {}
+        let second = 1_000_000_000;
+        assert_eq!(
+            frames,
+            vec![
+                (offset_s as u64 * second + second * 5 / 2, 60, vec![1; 60]),
+                (3_000_000_123, 60, vec![2; 60]),
+                (4 * second, 64, frame(3)),
+            ],
+            "big endian: {big_endian}"
+        );
+        // A second section of version 2.0.
+        let mut v2 = shb_body(big_endian);
+        v2[4..6].copy_from_slice(&u16b(2));
+        let later = [bytes, ng_block(0x0a0d_0d0a, &v2, big_endian)].concat();
+        let got = read_all("v2.pcapng", later);
+        let error = got.error.expect("a section of version 2 is refused");
+        check_error("v2.pcapng", &error);
+        let error = error.to_string();
+        assert_eq!(got.frames, 3);
+        assert!(error.contains("version 2.0"), "{error}");
+    }
+}
+
+/// A pcap header's link type field carries, above the link type, whether
+/// and how long an FCS each frame keeps (pcap, draft-ietf-opsawg-pcap §4:
+/// the P bit and the top 4 bits, in 16-bit words): such files were
+/// refused as an unknown link type; bytes are counted without the FCS. A
+/// reserved bit set is still refused, as tshark refuses it. The
+/// "modified" pcap format's magic reads as pcap (it was "cut off at byte
+/// offset 0"), and a compressed capture is named as such.
+#[test]
+fn pcap_link_type_bits_modified_pcap_and_compressed_files() {
+    let frame = [7u8; 64];
+    let fcs = [
+        pcap_header(0xa1b2_c3d4, 65535, 0x2400_0001),
+        record(64, 64, &frame),
+    ]
+    .concat();
+    let mut file = CaptureFile::from_reader(Path::new("fcs.pcap"), Cursor::new(fcs)).unwrap();
+    let mut frames = Vec::new();
+    while file
+        .read_frames(16, |f| frames.push((f.wire_len, f.data.len())))
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(frames, [(60, 60)]);
+
+    let reserved = [
+        pcap_header(0xa1b2_c3d4, 65535, 0x0001_0001),
+        record(64, 64, &frame),
+    ]
+    .concat();
+    let error = read_all("reserved.pcap", reserved)
+        .error
+        .unwrap()
+        .to_string();
+    assert!(error.contains("unsupported link type 65537"), "{error}");
+
+    // A modified pcap record header: the usual 16 bytes, then the interface
+    // index (4), protocol (2), packet type (1) and a pad byte.
+    let modified = [
+        pcap_header(0xa1b2_cd34, 65535, 1),
+        record(64, 64, &[])[..16].to_vec(),
+        vec![0; 8],
+        frame.to_vec(),
+    ]
+    .concat();
+    let got = read_all("modified.pcap", modified);
+    assert_eq!((got.frames, got.error.map(|e| e.to_string())), (1, None));
+
+    for (magic, compressor) in [
+        (&[0x1f, 0x8b, 8, 0][..], "gzip"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    ] {
+        let bytes = [magic, &[0; 40]].concat();
+        let error = read_all("c.pcap.gz", bytes).error.unwrap().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "c.pcap.gz: compressed with {compressor}: decompress it first"
+            )),
+            "{error}"
+        );
+    }
+}

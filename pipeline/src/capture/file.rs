@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use pcap_parser::pcapng::Block;
+use pcap_parser::pcapng::{Block, PcapNGOption};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 
@@ -26,12 +26,23 @@ const BUFFER_BYTES: usize = 1 << 20;
 pub const MAX_RECORD_BYTES: usize = 8 << 20;
 
 /// How classic pcap files begin: the magic in either byte order, with
-/// micro- or nanosecond timestamps.
-const PCAP_MAGICS: [[u8; 4]; 4] = [
+/// micro- or nanosecond timestamps; then the little-endian magic of the
+/// "modified" pcap format (Alexey Kuznetzov's patches, longer record
+/// headers), which pcap-parser reads in that byte order only.
+const PCAP_MAGICS: [[u8; 4]; 5] = [
     [0xd4, 0xc3, 0xb2, 0xa1],
     [0xa1, 0xb2, 0xc3, 0xd4],
     [0x4d, 0x3c, 0xb2, 0xa1],
     [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x34, 0xcd, 0xb2, 0xa1],
+];
+/// How compressed files begin, and the compressor's name: tshark reads
+/// them, flowtap asks for them decompressed.
+const COMPRESSED_MAGICS: [(&[u8], &str); 4] = [
+    (&[0x1f, 0x8b], "gzip"),
+    (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    (&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], "xz"),
+    (&[0x42, 0x5a, 0x68], "bzip2"),
 ];
 /// A classic pcap file's header.
 const PCAP_HEADER_BYTES: usize = 24;
@@ -80,6 +91,13 @@ pub enum CaptureError {
     },
     #[error("{path}: not a pcap or pcapng file (unrecognised header at byte offset 0)")]
     NotACapture { path: DisplayPath },
+    #[error(
+        "{path}: compressed with {compressor}: decompress it first (for gzip: zcat FILE > FILE.pcap, or zcat FILE | flowtap -r /dev/stdin)"
+    )]
+    Compressed {
+        path: DisplayPath,
+        compressor: &'static str,
+    },
     #[error("{path}: file is empty")]
     Empty { path: DisplayPath },
     #[error(
@@ -135,6 +153,8 @@ struct Interface {
     resolution: u64,
     offset_s: i64,
     snaplen: u32,
+    /// The FCS each frame keeps, in bytes (`if_fcslen`).
+    fcs_bytes: u32,
 }
 
 /// Frames on a pcapng interface whose link type flowtap cannot read.
@@ -161,8 +181,13 @@ impl fmt::Display for UnreadableInterface {
 /// What the file's header says about its packets.
 #[derive(Debug)]
 enum Format {
-    /// Classic pcap: one link type, micro- or nanosecond timestamps.
-    Legacy { link: LinkType, nanos: bool },
+    /// Classic pcap: one link type, micro- or nanosecond timestamps, and
+    /// the FCS each frame keeps, in bytes.
+    Legacy {
+        link: LinkType,
+        nanos: bool,
+        fcs_bytes: u32,
+    },
     /// pcapng: per-interface link types and resolutions, and the
     /// section's byte order (for blocks pcap-parser leaves unparsed).
     Ng {
@@ -238,6 +263,8 @@ impl CaptureFile {
             offset: 0,
         })?;
         let magic = head.get(..4).map(<[u8]>::to_vec);
+        // Enough to tell the compressors apart.
+        let start: Vec<u8> = head.iter().take(6).copied().collect();
         let input = std::io::Cursor::new(head).chain(input);
         let reader = match pcap_parser::create_reader(BUFFER_BYTES, input) {
             Ok(reader) => reader,
@@ -267,7 +294,16 @@ impl CaptureFile {
                     frames: 0,
                 });
             }
-            Err(_) => return Err(CaptureError::NotACapture { path: display }),
+            Err(_) => {
+                let compressed = COMPRESSED_MAGICS.iter().find(|(m, _)| start.starts_with(m));
+                return Err(match compressed {
+                    Some(&(_, compressor)) => CaptureError::Compressed {
+                        path: display,
+                        compressor,
+                    },
+                    None => CaptureError::NotACapture { path: display },
+                });
+            }
         };
         Ok(CaptureFile {
             path: display,
@@ -319,15 +355,21 @@ impl CaptureFile {
                 Ok((len, block)) => {
                     let frame = match block {
                         PcapBlockOwned::LegacyHeader(header) => {
-                            let link = link_type(&self.path, header.network.0, 20)?;
+                            let (link, fcs_bytes) = legacy_link(&self.path, header.network.0, 20)?;
                             self.format = Format::Legacy {
                                 link,
                                 nanos: header.is_nanosecond_precision(),
+                                fcs_bytes,
                             };
                             None
                         }
                         PcapBlockOwned::Legacy(record) => {
-                            let Format::Legacy { link, nanos } = self.format else {
+                            let Format::Legacy {
+                                link,
+                                nanos,
+                                fcs_bytes,
+                            } = self.format
+                            else {
                                 return Err(corrupt(
                                     &self.path,
                                     offset,
@@ -344,9 +386,21 @@ impl CaptureFile {
                                 link,
                                 data,
                             };
-                            Some((frame, 0))
+                            Some((without_fcs(frame, fcs_bytes), 0))
                         }
                         PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                            // A new major version is a format this reader
+                            // does not know (pcapng, Section Header Block).
+                            if shb.major_version != 1 {
+                                return Err(corrupt(
+                                    &self.path,
+                                    offset,
+                                    &format!(
+                                        "pcapng section of version {}.{} (this reader knows 1.x)",
+                                        shb.major_version, shb.minor_version
+                                    ),
+                                ));
+                            }
                             // A new section redefines its interfaces.
                             self.format = Format::Ng {
                                 interfaces: Vec::new(),
@@ -361,18 +415,21 @@ impl CaptureFile {
                                 .ok()
                                 .and_then(LinkType::from_pcap)
                                 .unwrap_or(LinkType::Unreadable);
-                            let Some(resolution) = idb.ts_resolution() else {
+                            let big_endian = matches!(
+                                self.format,
+                                Format::Ng {
+                                    big_endian: true,
+                                    ..
+                                }
+                            );
+                            let Some(iface) =
+                                Interface::described(link, idb.snaplen, &idb.options, big_endian)
+                            else {
                                 return Err(corrupt(
                                     &self.path,
                                     offset,
                                     "invalid interface timestamp resolution",
                                 ));
-                            };
-                            let iface = Interface {
-                                link,
-                                resolution,
-                                offset_s: idb.ts_offset(),
-                                snaplen: idb.snaplen,
                             };
                             match &mut self.format {
                                 Format::Ng { interfaces, .. }
@@ -413,7 +470,16 @@ impl CaptureFile {
                                 link: iface.link,
                                 data: &epb.data[..caplen],
                             };
-                            Some((frame, epb.if_id))
+                            let big_endian = matches!(
+                                self.format,
+                                Format::Ng {
+                                    big_endian: true,
+                                    ..
+                                }
+                            );
+                            let fcs_bytes =
+                                epb_fcs_bytes(&epb.options, big_endian).unwrap_or(iface.fcs_bytes);
+                            Some((without_fcs(frame, fcs_bytes), epb.if_id))
                         }
                         PcapBlockOwned::NG(Block::Unknown(block))
                             if self.format.block_type(block.block_type)
@@ -441,7 +507,7 @@ impl CaptureFile {
                                 link: iface.link,
                                 data: packet.data,
                             };
-                            Some((frame, u32::from(packet.if_id)))
+                            Some((without_fcs(frame, iface.fcs_bytes), u32::from(packet.if_id)))
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                             let iface = interface(&self.format, 0, &self.path, offset)?;
@@ -456,7 +522,7 @@ impl CaptureFile {
                                 link: iface.link,
                                 data: &spb.data[..caplen],
                             };
-                            Some((frame, 0))
+                            Some((without_fcs(frame, iface.fcs_bytes), 0))
                         }
                         PcapBlockOwned::NG(_) => None,
                     };
@@ -541,15 +607,120 @@ impl CaptureFile {
     }
 }
 
-fn link_type(path: &DisplayPath, code: i32, offset: u64) -> Result<LinkType, CaptureError> {
-    u32::try_from(code)
-        .ok()
+/// A pcap file header's "LinkType and additional information" (pcap,
+/// draft-ietf-opsawg-pcap §4): the link type in the low 16 bits; above
+/// them 10 reserved bits, the P bit (0x0400_0000) saying the top 4 bits
+/// are the length of the FCS each frame keeps, in 16-bit words, and a
+/// reserved R bit. Returns the link type and that FCS's length in bytes. A
+/// reserved bit set is refused, as tshark refuses it.
+fn legacy_link(
+    path: &DisplayPath,
+    field: i32,
+    offset: u64,
+) -> Result<(LinkType, u32), CaptureError> {
+    const RESERVED: u32 = 0x0bff_0000;
+    const FCS_LEN_VALID: u32 = 0x0400_0000;
+    let bits = field as u32;
+    let fcs_bytes = if bits & FCS_LEN_VALID != 0 {
+        (bits >> 28) * 2
+    } else {
+        0
+    };
+    Some(bits & 0xffff)
+        .filter(|_| bits & RESERVED == 0)
         .and_then(LinkType::from_pcap)
+        .map(|link| (link, fcs_bytes))
         .ok_or_else(|| CaptureError::UnsupportedLinkType {
             path: path.clone(),
             offset,
-            linktype: code,
+            linktype: field,
         })
+}
+
+/// pcapng option codes read here rather than by pcap-parser (pcapng,
+/// draft-ietf-opsawg-pcapng §4.2 and §4.3).
+const IF_TSRESOL: u16 = 9;
+const IF_FCSLEN: u16 = 13;
+const IF_TSOFFSET: u16 = 14;
+const EPB_FLAGS: u16 = 2;
+
+/// The value of the first option of `code` (its declared length, without
+/// the padding).
+fn option_value<'o>(options: &'o [PcapNGOption<'_>], code: u16) -> Option<&'o [u8]> {
+    let option = options.iter().find(|o| o.code.0 == code)?;
+    option.value().get(..usize::from(option.len))
+}
+
+impl Interface {
+    /// The interface an IDB describes, or `None` for a timestamp resolution
+    /// beyond what 64 bits hold. Read here rather than by pcap-parser 0.17,
+    /// which refuses every power-of-two resolution (`if_tsresol` with its
+    /// top bit set: it checks the bound before taking the bit off) and
+    /// reads `if_tsoffset` little-endian in a big-endian section too.
+    fn described(
+        link: LinkType,
+        snaplen: u32,
+        options: &[PcapNGOption<'_>],
+        big_endian: bool,
+    ) -> Option<Interface> {
+        // Without the option, microseconds. The resolution is 10^-n, or
+        // 2^-n with the top bit set.
+        let tsresol = option_value(options, IF_TSRESOL)
+            .and_then(|v| v.first().copied())
+            .unwrap_or(6);
+        let n = u32::from(tsresol & 0x7f);
+        let resolution = if tsresol & 0x80 == 0 {
+            10u64.checked_pow(n)?
+        } else {
+            1u64.checked_shl(n)?
+        };
+        let offset_s = option_value(options, IF_TSOFFSET)
+            .and_then(|v| <[u8; 8]>::try_from(v.get(..8)?).ok())
+            .map_or(0, |b| {
+                if big_endian {
+                    i64::from_be_bytes(b)
+                } else {
+                    i64::from_le_bytes(b)
+                }
+            });
+        let fcs_bytes = option_value(options, IF_FCSLEN)
+            .and_then(|v| v.first())
+            .map_or(0, |&n| u32::from(n));
+        Some(Interface {
+            link,
+            resolution,
+            offset_s,
+            snaplen,
+            fcs_bytes,
+        })
+    }
+}
+
+/// The FCS length an EPB's `epb_flags` give (bits 5-8, in bytes; it
+/// overrides the interface's `if_fcslen`), if they give one.
+fn epb_fcs_bytes(options: &[PcapNGOption<'_>], big_endian: bool) -> Option<u32> {
+    let flags = <[u8; 4]>::try_from(option_value(options, EPB_FLAGS)?.get(..4)?).ok()?;
+    let flags = if big_endian {
+        u32::from_be_bytes(flags)
+    } else {
+        u32::from_le_bytes(flags)
+    };
+    Some((flags >> 5) & 0xf).filter(|&n| n != 0)
+}
+
+/// `frame` without the FCS the capture says each frame keeps: bytes are
+/// counted without it (README, Flows), whether or not the capturing device
+/// kept it. A frame cut by a snap length may hold none of it.
+fn without_fcs(frame: Frame<'_>, fcs_bytes: u32) -> Frame<'_> {
+    if fcs_bytes == 0 {
+        return frame;
+    }
+    let wire_len = frame.wire_len.saturating_sub(fcs_bytes);
+    Frame {
+        wire_len,
+        data: &frame.data[..frame.data.len().min(wire_len as usize)],
+        ..frame
+    }
 }
 
 fn corrupt(path: &DisplayPath, offset: u64, detail: &str) -> CaptureError {
