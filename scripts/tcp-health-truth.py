@@ -38,6 +38,10 @@ and silently zero every analysis flag):
 Notes:
 * ICMP/ICMPv6 errors quote a TCP header that tshark gives tcp.* fields and a
   stream; the existing truth does not count them, so they are filtered out.
+  flowtap takes a final Destination Unreachable quoting a SYN as its refusal
+  (pipeline/src/wire/icmp.rs); no corpus capture has one, so this script
+  does not derive it (flowtap/tests/live.rs checks it against a real
+  kernel's REJECT).
 * Tunnels: tshark's stream is the innermost TCP. With several IP layers
   (occurrence=a) ip.src lists them outer->inner, so the LAST value is used;
   frame.protocols tells whether the innermost layer is IPv4 or IPv6 (6in4).

@@ -460,12 +460,23 @@ fn tcp_failures_on_a_span_port_are_reported_exactly() {
         summary,
         serde_json::json!({"refused": true, "unanswered": true, "reset": true, "bulk_bytes": 2000000}),
     );
+    // A port the server's firewall rejects with an ICMP port unreachable,
+    // as kube-proxy answers for a Service without endpoints: the client's
+    // connect fails at once, and so is the connection reported.
+    let firewall = |rule: &str| sh(&format!("ip netns exec {sv} nft {rule}"));
+    firewall("add table inet kube");
+    firewall("add chain inet kube in { type filter hook input priority 0 ; }");
+    firewall("add rule inet kube in tcp dport 7070 reject with icmpx type port-unreachable");
+    let connect = "import socket\ntry:\n    socket.create_connection(('198.18.9.2', 7070), timeout=5)\nexcept ConnectionRefusedError:\n    print('refused')";
+    let out = lab.exec(&cl, &["python3", "-c", connect]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
     std::thread::sleep(Duration::from_millis(500));
     stop_tcpdump(dump);
     let file = file_flows(&pcap);
     let c = |addr: &str| -> IpAddr { addr.parse().unwrap() };
     let key = |server: &str, port: u16| ("tcp".to_owned(), c("198.18.9.1"), c(server), port);
     let refused = key("198.18.9.2", 7);
+    let rejected = key("198.18.9.2", 7070);
     let unanswered = key("198.18.9.9", 8080);
     let reset = key("198.18.9.2", 8080);
     let bulk = key("198.18.9.2", 9090);
@@ -479,6 +490,16 @@ fn tcp_failures_on_a_span_port_are_reported_exactly() {
     // [retransmissions, RSTs, zero windows].
     assert_eq!(health(&file, &refused).connections, [0, 1, 0, 0, 0, 0]);
     assert_eq!(health(&file, &refused).sent, [[0, 0, 0], [0, 1, 0]]);
+    // The ICMP error is no packet of the flow: the SYN alone, no RST.
+    assert_eq!(health(&file, &rejected).connections, [0, 1, 0, 0, 0, 0]);
+    assert_eq!(health(&file, &rejected).sent, [[0, 0, 0], [0, 0, 0]]);
+    assert_eq!(
+        (
+            file[&rejected].client_tx_pkts,
+            file[&rejected].server_tx_pkts
+        ),
+        (1, 0)
+    );
     assert_eq!(health(&file, &unanswered).connections, [0, 0, 1, 0, 0, 0]);
     // Every SYN after the first is a retransmission (the kernel re-sends
     // at 1 s intervals at first: tcp_syn_linear_timeouts).
@@ -508,11 +529,11 @@ fn tcp_failures_on_a_span_port_are_reported_exactly() {
         std::thread::sleep(Duration::from_millis(300));
         live = ft.flows();
     }
-    for k in [&refused, &unanswered, &reset, &bulk] {
+    for k in [&refused, &rejected, &unanswered, &reset, &bulk] {
         assert_eq!(health(&live, k), health(&file, k), "{k:?}: live vs tcpdump");
     }
     let summary = ft.get_json("/mcp/flows/summary");
-    assert_eq!(summary["tcp_connections"]["refused"], 1, "{summary}");
+    assert_eq!(summary["tcp_connections"]["refused"], 2, "{summary}");
     assert_eq!(summary["top_by_failed"][0]["failed"], 1, "{summary}");
     assert_eq!(
         summary["top_by_retransmits"][0]["server_port"], 9090,

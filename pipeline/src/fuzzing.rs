@@ -120,13 +120,16 @@ pub fn flow_table(data: &[u8]) {
         };
         let port =
             |bits: u8, well_known: bool| u16::from(bits & 7) + if well_known { 80 } else { 40_000 };
+        // Now and then an ICMP error refusing the segment (no packet).
+        let refusal = p[4] & 0x40 != 0;
         let packet = PacketMeta {
             ts_ns: ts,
             wire_len: 60 + u32::from(p[5]),
             // Now and then the bytes of a mirrored frame's later fragment.
-            counts_packet: p[6] & 0x20 == 0,
+            counts_packet: p[6] & 0x20 == 0 && !refusal,
             // Now and then a mirror's copy of a packet.
             duplicate: p[4] & 0x80 != 0,
+            refusal,
             mirror: None,
             transport: Transport {
                 proto: if p[0] & 1 == 0 {

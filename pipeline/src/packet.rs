@@ -191,6 +191,11 @@ pub struct PacketMeta {
     /// or ACK to time a handshake by (its flags count per frame, as
     /// tshark's do: a RST, a zero window).
     pub duplicate: bool,
+    /// Not a packet of the flow but an ICMP error that refuses it
+    /// ([`crate::wire::icmp`]): `transport` is the TCP segment it quotes,
+    /// as its client sent it. Counts nothing; refuses the connection if
+    /// that segment is its SYN, still unanswered.
+    pub refusal: bool,
     /// The mirror session it came through, if any.
     pub mirror: Option<Mirror>,
     pub transport: Transport,
@@ -204,6 +209,7 @@ impl PacketMeta {
             wire_len,
             counts_packet: true,
             duplicate: false,
+            refusal: false,
             mirror: None,
             transport,
         }

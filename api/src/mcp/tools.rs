@@ -44,7 +44,8 @@ non-zero counters): client_stats/server_stats.tcp_retransmits = segments that si
 already sent, as Wireshark's retransmission analysis counts them; keep-alives and zero-window probes excluded), \
 tcp_rsts = RST segments it sent, tcp_zero_windows = segments in which it advertised a zero receive window (its \
 application is not reading). tcp_connections counts the flow's connections by outcome: established (handshake \
-completed), refused (the SYN answered by a RST: nothing listening, or a policy rejecting), unanswered (SYN with no \
+completed), refused (the SYN answered by a RST or an ICMP port unreachable or administratively prohibited: nothing listening, \
+a Service without endpoints, or a policy rejecting), unanswered (SYN with no \
 completed handshake before the SYN timeout: dropped on the path, a firewall, or the server overloaded), reset \
 (ended by a RST after the server answered), closed (FINs both ways), open (established, not ended yet). Connections \
 that started before the capture count in reset/closed/open but not in established. failed = refused + unanswered + \

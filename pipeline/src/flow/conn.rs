@@ -440,6 +440,21 @@ impl Conn {
         step
     }
 
+    /// An ICMP error refused the client's segment with sequence number
+    /// `seq`: if that is this connection's SYN, still unanswered, the
+    /// connection is refused and closed, as by the server's RST.
+    pub fn refuse(&mut self, seq: u32) -> Step {
+        let mut step = Step::default();
+        let syn_seen = self.flags & per_side(SEQ_SEEN, Side::Client) != 0;
+        if syn_seen && self.base_seq[Side::Client] == seq {
+            step.tcp.outcome = self.health.refuse();
+            if step.tcp.outcome.is_some() {
+                self.closing |= RST;
+            }
+        }
+        step
+    }
+
     /// Whether this segment answers the connection: a SYN-ACK acknowledging
     /// the client's first sequence number (its SYN's), or payload sent by
     /// the second side of the two.

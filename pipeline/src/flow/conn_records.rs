@@ -249,6 +249,13 @@ impl ConnRecords {
         r.note_step(sender, step);
     }
 
+    /// Notes what a step found without a packet (an ICMP error's refusal).
+    pub(super) fn note(&mut self, hash: u64, key: &ConnKey, sender: Side, step: &Step) {
+        if let Some(r) = self.running.find_mut(hash, |r| r.key == *key) {
+            r.note_step(sender, step);
+        }
+    }
+
     /// Adds the bytes of a later fragment (no packet of its own).
     pub(super) fn count_bytes(&mut self, hash: u64, key: &ConnKey, sender: Side, wire_len: u32) {
         if let Some(r) = self.running.find_mut(hash, |r| r.key == *key) {

@@ -17,7 +17,9 @@
 //! 20 ms: two fields fewer per connection.
 //!
 //! **Outcomes**, each connection counted once when it is known:
-//! `refused` (the server's first answer to the SYN is a RST), `unanswered`
+//! `refused` (the server's first answer to the SYN is a RST, or an ICMP
+//! Destination Unreachable quoting the SYN that TCP takes as final: see
+//! [`crate::wire::icmp`]), `unanswered`
 //! (a SYN, or a SYN and SYN-ACK, with nothing completing the handshake when
 //! the connection expires or the capture ends), `established` (the client's
 //! ACK after the SYN-ACK), `reset` (ended by a RST after the SYN-ACK),
@@ -332,6 +334,15 @@ impl ConnHealth {
             _ => Stage::Open,
         };
         self.stage == Stage::Open
+    }
+
+    /// An ICMP error refused the client's SYN ([`crate::wire::icmp`]): the
+    /// outcome, if the SYN is still unanswered.
+    pub fn refuse(&mut self) -> Option<Outcome> {
+        (self.stage == Stage::SynSent).then(|| {
+            self.stage = Stage::Ended;
+            Outcome::Refused
+        })
     }
 
     /// One segment `t` sent by `sender`; `closed_by` says whether the

@@ -150,6 +150,10 @@ impl FlowTable {
                 t.dst_port = dst_port;
             }
         }
+        if p.refusal {
+            self.refuse(&t, ts);
+            return;
+        }
         if !p.counts_packet {
             self.count_bytes(&t, p.wire_len, ts);
             return;
@@ -328,6 +332,33 @@ impl FlowTable {
         self.flows
             .count(flow, self.clock, sender, (1, p.wire_len, ip), p.ts_ns);
         self.record_step(flow, sender, step, p.ts_ns);
+    }
+
+    /// An ICMP error refused the segment `t` (as its client sent it): its
+    /// connection is refused if that segment is its SYN, still unanswered.
+    /// Nothing is counted as a packet of the connection.
+    fn refuse(&mut self, t: &Transport, ts: u64) {
+        let (key, from_lo) = ConnKey::of(t);
+        let hash = self.conns.hash(&key);
+        let Some(at) = self.conns.index_of(hash, &key) else {
+            return;
+        };
+        let conn = self.conns.at_mut(at);
+        if Side::sender(from_lo == conn.client_is_lo()) != Side::Client {
+            return;
+        }
+        let step = conn.refuse(t.tcp_seq);
+        if step.tcp.outcome.is_none() {
+            return;
+        }
+        let flow = conn.flow;
+        // Closed: its timeout shrank; file it by the new deadline.
+        let handle = ConnRef::new(hash, conn);
+        self.file_connection(handle, false);
+        self.record_step(flow, Side::Server, &step, ts);
+        if let Some(records) = &mut self.conn_records {
+            records.note(hash, &key, Side::Server, &step);
+        }
     }
 
     /// Adds the bytes of a mirrored frame's later fragment to the flow its
@@ -564,6 +595,7 @@ mod tests {
             wire_len: 60,
             counts_packet: true,
             duplicate: false,
+            refusal: false,
             mirror: None,
             transport: Transport {
                 proto: L4Proto::Tcp,
@@ -700,6 +732,61 @@ mod tests {
             Some(5_000),
             "timed from the first SYN, not its copy"
         );
+    }
+
+    /// An ICMP error that quotes a connection's SYN (kube-proxy's port
+    /// unreachable for a Service without endpoints, a firewall's
+    /// administratively prohibited) refuses it at once, and counts no
+    /// packet. One quoting another sequence number (stale, or forged), a
+    /// connection already answered, or no connection changes nothing.
+    #[test]
+    fn an_icmp_error_quoting_the_syn_refuses_the_connection() {
+        let mut t = table_of(TableConfig {
+            conn_records: Some(super::super::conn_records::ConnRecordConfig {
+                active_timeout_ns: 60 * crate::time::SECOND,
+                max_pending: 100,
+            }),
+            ..TableConfig::default()
+        });
+        let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
+        let refusal = |ts: u64, port: u16, seq: u32| {
+            let segment = tcp(ts, client, port, server, 443, 0);
+            PacketMeta {
+                counts_packet: false,
+                refusal: true,
+                wire_len: 0,
+                transport: Transport {
+                    tcp_seq: seq,
+                    ..segment.transport
+                },
+                ..segment
+            }
+        };
+        t.update(&tcp(0, client, 40_000, server, 443, SYN));
+        t.update(&refusal(MS, 40_000, 1));
+        t.update(&tcp(0, client, 40_001, server, 443, SYN));
+        t.update(&refusal(MS, 40_001, 99));
+        converse(&mut t, 0, client, 40_002, server);
+        t.update(&refusal(5 * MS, 40_002, 1));
+        t.update(&refusal(5 * MS, 40_003, 1));
+        t.end_capture();
+        let [f] = &flows(&mut t)[..] else {
+            panic!("one flow")
+        };
+        assert_eq!(f.total_pkts(), 6, "two SYNs and a conversation");
+        assert_eq!(f.connections, 3);
+        let c = f.tcp.connections;
+        assert_eq!(
+            (c.refused, c.unanswered, c.established, c.reset),
+            (1, 1, 1, 0)
+        );
+        assert_eq!(f.tcp.rsts(), 0, "no RST was sent");
+        let refused: u64 = t
+            .take_conn_records()
+            .iter()
+            .map(|r| r.health.connections.refused)
+            .sum();
+        assert_eq!(refused, 1, "the connection's record says so too");
     }
 
     #[test]

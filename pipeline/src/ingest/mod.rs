@@ -130,9 +130,30 @@ impl Ingest {
                 .saturating_sub(carried.trailer_len),
             counts_packet: true,
             duplicate,
+            refusal: false,
             mirror: carried.mirror,
             transport: match result {
                 Ok(Dissected::Transport(t)) => t,
+                Ok(Dissected::Refusal(quoted)) => {
+                    // An ICMP frame, which also tells its connection.
+                    self.counters.count_kind(FrameKind::Icmp);
+                    let segment = Transport {
+                        tcp_seq: quoted.seq,
+                        ..Transport::new(
+                            L4Proto::Tcp,
+                            (quoted.src, quoted.src_port),
+                            (quoted.dst, quoted.dst_port),
+                            0,
+                        )
+                    };
+                    return Some(PacketMeta {
+                        counts_packet: false,
+                        refusal: true,
+                        duplicate,
+                        mirror: carried.mirror,
+                        ..PacketMeta::new(frame.ts_ns, 0, segment)
+                    });
+                }
                 Ok(Dissected::Other(kind)) => {
                     if let Some(later) = self.later_fragment(carried.fragment, &frame) {
                         return Some(later);
@@ -202,6 +223,7 @@ impl Ingest {
             },
             counts_packet: inner.mirror.is_none(),
             duplicate: false,
+            refusal: false,
             mirror: inner.mirror,
             transport,
         })

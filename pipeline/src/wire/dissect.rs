@@ -11,7 +11,7 @@
 
 use super::decap::{Decap, Encap, Mirror};
 use super::{
-    Layer, LenError, ah, chdlc, erspan, ethernet, ethertype, fabricpath, geneve, gre, gtpu,
+    Layer, LenError, ah, chdlc, erspan, ethernet, ethertype, fabricpath, geneve, gre, gtpu, icmp,
     ieee80211, ip_proto, ipv4, ipv6, linux_sll, llc, mpls, nflog, null, ppi, ppp, pppoe, radiotap,
     tags, tcp, udp, vlan, vxlan,
 };
@@ -280,6 +280,9 @@ impl From<nflog::Error> for Malformed {
 pub enum Dissected {
     Transport(Transport),
     Other(OtherKind),
+    /// An ICMP error that refuses the connection of the TCP segment it
+    /// quotes ([`icmp::refused_tcp`]).
+    Refusal(icmp::QuotedTcp),
 }
 
 /// A fragmented IP datagram whose payload is a tunnel: its later fragments
@@ -670,7 +673,13 @@ impl<'a> Walk<'a, '_> {
         let proto = match ip.protocol {
             ip_proto::TCP => L4Proto::Tcp,
             ip_proto::UDP => L4Proto::Udp,
-            ip_proto::ICMP | ip_proto::ICMPV6 => return Ok(Dissected::Other(OtherKind::Icmp)),
+            ip_proto::ICMP | ip_proto::ICMPV6 => {
+                let v6 = ip.protocol == ip_proto::ICMPV6;
+                return Ok(match icmp::refused_tcp(ip.payload, v6) {
+                    Some(quoted) if !later => Dissected::Refusal(quoted),
+                    _ => Dissected::Other(OtherKind::Icmp),
+                });
+            }
             ip_proto::IPV4_IN_IP | ip_proto::IPV6_IN_IP | ip_proto::GRE if later => {
                 self.later_fragment(&ip);
                 return IP_OTHER;

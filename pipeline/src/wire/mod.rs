@@ -17,6 +17,7 @@ pub mod fabricpath;
 pub mod geneve;
 pub mod gre;
 pub mod gtpu;
+pub mod icmp;
 pub mod ieee80211;
 pub mod ipv4;
 pub mod ipv6;
