@@ -141,13 +141,14 @@ struct FlowCounts {
 
 /// What the follower remembers of a flow: its counts at the last snapshot,
 /// the handshake tally as the client leg's digest then (shared with that
-/// snapshot rather than copied: 8 bytes a flow, not 64), and how many of a
-/// hub's agents saw it.
+/// snapshot rather than copied: 8 bytes a flow, not 64), when it was last
+/// seen, and how many of a hub's agents saw it.
 #[derive(Clone, Debug, Default)]
 struct Seen {
     counts: [u64; 4],
     client_leg: Option<Arc<HandshakeDigest>>,
-    vantages: usize,
+    last_seen_ns: u64,
+    vantages: u16,
 }
 
 impl Seen {
@@ -161,25 +162,28 @@ impl Seen {
                 f.tcp.connections.failed(),
             ],
             client_leg: f.handshake[Side::Client].clone(),
-            vantages: f.seen_by.as_ref().map_or(1, |agents| agents.len()),
+            last_seen_ns: f.last_seen_ns,
+            vantages: f.seen_by.as_ref().map_or(1, |agents| agents.len() as u16),
         }
     }
 
-    /// Whether this is the flow `before` was, seen from fewer of a hub's
-    /// agents while one is missing. A flow two nodes saw is merged from
-    /// the fuller count; while that node's agent misses pulls the hub
-    /// answers with the other node's, smaller and perhaps started later,
-    /// which would read as a new flow and be counted again whole.
-    fn partial_of(&self, before: &Seen, agent_missing: bool) -> bool {
-        agent_missing && self.vantages < before.vantages
+    /// Whether this (a flow first seen at `first_seen_ns`) is the flow
+    /// `before` was, seen from fewer of a hub's agents while one is
+    /// missing. A flow two nodes saw is merged from the fuller count;
+    /// while that node's agent misses pulls the hub answers with the other
+    /// node's, smaller and perhaps started later, which would read as a
+    /// new flow and be counted again whole. A flow that started after
+    /// `before` was last seen is a new one, whatever the outage.
+    fn partial_of(&self, first_seen_ns: u64, before: &Seen, agent_missing: bool) -> bool {
+        agent_missing && self.vantages < before.vantages && first_seen_ns <= before.last_seen_ns
     }
 
-    /// What to remember after `before`: no count below what was already
-    /// counted, so that a partial view's smaller counts, and the fuller
-    /// ones back after it, add only what is new. Through an outage the
-    /// larger number of vantages is kept, so the view stays partial.
-    fn at_least(mut self, before: Seen, agent_missing: bool) -> Seen {
-        let partial = self.partial_of(&before, agent_missing);
+    /// What to remember after `before` (this view of it `partial`, or the
+    /// same flow grown): no count below what was already counted, so that
+    /// a partial view's smaller counts, and the fuller ones back after
+    /// it, add only what is new. Through an outage the larger number of
+    /// vantages is kept, so the view stays partial.
+    fn at_least(mut self, before: Seen, partial: bool, agent_missing: bool) -> Seen {
         for (now, then) in self.counts.iter_mut().zip(before.counts) {
             *now = (*now).max(then);
         }
@@ -192,6 +196,7 @@ impl Seen {
         if agent_missing {
             self.vantages = self.vantages.max(before.vantages);
         }
+        self.last_seen_ns = self.last_seen_ns.max(before.last_seen_ns);
         self
     }
 
@@ -322,11 +327,16 @@ impl PairCounters {
                         (back, continued)
                     }
                 };
+                let partial =
+                    |before: &Seen| seen.partial_of(f.first_seen_ns, before, agent_missing);
                 let (gained, kept) = match before {
-                    Some(before) if continued || seen.partial_of(&before, agent_missing) => (
-                        seen.gained_since(&before),
-                        seen.at_least(before, agent_missing),
-                    ),
+                    Some(before) if continued || partial(&before) => {
+                        let partial = partial(&before);
+                        (
+                            seen.gained_since(&before),
+                            seen.at_least(before, partial, agent_missing),
+                        )
+                    }
                     // A new flow, or the key's earlier flow ended.
                     _ => (seen.counts(), seen),
                 };
@@ -478,11 +488,13 @@ mod tests {
         let before = Seen {
             counts: [100, 2, 1, 0],
             client_leg: leg(&[300]),
+            last_seen_ns: 0,
             vantages: 1,
         };
         let now = Seen {
             counts: [150, 3, 1, 0],
             client_leg: leg(&[300, 300, 20_000]),
+            last_seen_ns: 0,
             vantages: 1,
         };
         let a = before.counts();
@@ -511,6 +523,7 @@ mod tests {
             let still = Seen {
                 counts: now.counts,
                 client_leg,
+                last_seen_ns: 0,
                 vantages: 1,
             };
             assert_eq!(
@@ -607,13 +620,14 @@ mod tests {
     /// node's agent misses pulls the hub answers with the other node's
     /// smaller count, started later. It counted everything again (26
     /// packets read as 50 after four missed pulls); it now adds only what
-    /// goes beyond what was counted. Without an agent missing, a smaller
-    /// count is a new flow under the key, as before.
+    /// goes beyond what was counted. A flow that starts after the last
+    /// one under its key was last seen is a new one, outage or not.
     #[test]
     fn a_flow_seen_from_fewer_nodes_while_an_agent_is_missing_is_not_counted_again() {
-        let seen = |pkts: u64, first_seen_ns: u64, by: &[u16]| {
+        let seen = |pkts: u64, (first_seen_ns, last_seen_ns): (u64, u64), by: &[u16]| {
             let mut f = flow(pkts * 100, first_seen_ns);
             f.sent[Side::Client].pkts = pkts;
+            f.last_seen_ns = last_seen_ns;
             f.seen_by = Some(by.into());
             f
         };
@@ -621,17 +635,22 @@ mod tests {
             pairs.samples(|c| c.packets).iter().map(|(_, v)| v).sum()
         };
         let mut pairs = PairCounters::default();
-        pairs.observe(&hub_view(vec![seen(26, 5, &[0, 1])], false));
+        pairs.observe(&hub_view(vec![seen(26, (5, 10), &[0, 1])], false));
         assert_eq!(packets(&pairs), 26.0);
-        for pkts in [24, 24, 25, 25] {
-            pairs.observe(&hub_view(vec![seen(pkts, 7, &[0])], true));
+        for (pkts, last) in [(24, 10), (24, 10), (25, 11), (25, 11)] {
+            pairs.observe(&hub_view(vec![seen(pkts, (7, last), &[0])], true));
             assert_eq!(packets(&pairs), 26.0, "a partial count of {pkts}");
         }
-        pairs.observe(&hub_view(vec![seen(27, 5, &[0, 1])], false));
+        pairs.observe(&hub_view(vec![seen(27, (5, 12), &[0, 1])], false));
         assert_eq!(packets(&pairs), 27.0);
-        // Every agent answers: the smaller, later flow is a new one.
-        pairs.observe(&hub_view(vec![seen(3, 90, &[0])], false));
-        assert_eq!(packets(&pairs), 30.0);
+        // The flow ends and starts again while an agent is missing.
+        pairs.observe(&hub_view(vec![seen(3, (50, 50), &[0])], true));
+        assert_eq!(packets(&pairs), 30.0, "a new flow, counted whole");
+        pairs.observe(&hub_view(vec![seen(4, (50, 51), &[0])], true));
+        assert_eq!(packets(&pairs), 31.0);
+        // Every agent answers: a smaller, later flow is a new one.
+        pairs.observe(&hub_view(vec![seen(2, (90, 90), &[0])], false));
+        assert_eq!(packets(&pairs), 33.0);
     }
 
     /// At `--metrics-max-pairs`, pairs idle for [`IDLE_PAIR_VIEWS`] views

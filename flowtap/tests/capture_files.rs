@@ -429,3 +429,54 @@ fn frames_out_of_time_order_still_pair_up_by_timestamp() {
     assert_eq!(f.client_handshake, Some([5000; 3]));
     assert_eq!(f.server_handshake, Some([10000; 3]));
 }
+
+/// `-r -` reads standard input, as tcpdump and tshark do: the same flows
+/// as the file itself. A compressed capture is named as such, with the way
+/// to read it.
+#[test]
+fn standard_input_reads_like_the_file_and_compressed_files_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_workload(dir.path(), "ng.pcapng", Format::PcapNg);
+    let dump = |stdin: std::process::Stdio, file: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args([
+                "-r",
+                file,
+                "--threads",
+                "1",
+                "--dump",
+                "/mcp/flows?limit=1000000&format=full",
+            ])
+            .stdin(stdin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let piped = dump(File::open(&path).unwrap().into(), "-");
+    assert!(piped["flows"].as_array().unwrap().len() > 100);
+    assert_eq!(
+        piped,
+        dump(std::process::Stdio::null(), path.to_str().unwrap())
+    );
+
+    let gz = dir.path().join("ng.pcapng.gz");
+    let gzip = Command::new("gzip")
+        .args(["-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::write(&gz, gzip.stdout).unwrap();
+    let (status, _, stderr) = flowtap(&["-r", gz.to_str().unwrap()]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: compressed with gzip: decompress it first",
+            gz.display()
+        )),
+        "{stderr}"
+    );
+}

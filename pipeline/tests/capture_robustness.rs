@@ -535,7 +535,8 @@ fn pcapng_interface_options_as_the_specification_defines_them() {
             &u32b(0),
             &option(9, &[0x94]),
             &option(14, &offset),
-            &option(13, &[4]),
+            // Its FCS length in bytes (Wireshark), or in bits (the draft).
+            &option(13, &[if big_endian { 32 } else { 4 }]),
             &end,
         ]
         .concat();

@@ -92,7 +92,7 @@ pub enum CaptureError {
     #[error("{path}: not a pcap or pcapng file (unrecognised header at byte offset 0)")]
     NotACapture { path: DisplayPath },
     #[error(
-        "{path}: compressed with {compressor}: decompress it first (for gzip: zcat FILE > FILE.pcap, or zcat FILE | flowtap -r /dev/stdin)"
+        "{path}: compressed with {compressor}: decompress it first (for gzip: zcat FILE | flowtap -r -)"
     )]
     Compressed {
         path: DisplayPath,
@@ -232,7 +232,12 @@ impl fmt::Debug for CaptureFile {
 }
 
 impl CaptureFile {
+    /// Opens the capture file at `path`; `-` is standard input, as
+    /// tcpdump and tshark read it (`zcat F.pcap.gz | flowtap -r -`).
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
+        if path == Path::new("-") {
+            return CaptureFile::from_reader(path, std::io::stdin());
+        }
         let open_error = |source| CaptureError::Open {
             path: DisplayPath(path.to_path_buf()),
             source,
@@ -683,9 +688,14 @@ impl Interface {
                     i64::from_le_bytes(b)
                 }
             });
-        let fcs_bytes = option_value(options, IF_FCSLEN)
-            .and_then(|v| v.first())
-            .map_or(0, |&n| u32::from(n));
+        // In bits by the draft, in bytes as Wireshark writes and reads it
+        // (an open question upstream): 2 and 4 are bytes, 16 and 32 bits;
+        // any other length is not believed.
+        let fcs_bytes = match option_value(options, IF_FCSLEN).and_then(|v| v.first()) {
+            Some(&n @ (2 | 4)) => u32::from(n),
+            Some(&n @ (16 | 32)) => u32::from(n) / 8,
+            _ => 0,
+        };
         Some(Interface {
             link,
             resolution,

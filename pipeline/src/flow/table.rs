@@ -739,8 +739,23 @@ mod tests {
     /// administratively prohibited) refuses it at once, and counts no
     /// packet. One quoting another sequence number (stale, or forged), a
     /// connection already answered, or no connection changes nothing.
+    /// Whichever end has the lower address, one packet at a time or in a
+    /// batch.
     #[test]
     fn an_icmp_error_quoting_the_syn_refuses_the_connection() {
+        let ends = [
+            (addr(1), Addr::from_v4([198, 19, 0, 1])),
+            (
+                Addr::from_v4([198, 19, 0, 9]),
+                Addr::from_v4([198, 18, 0, 5]),
+            ),
+        ];
+        for ((client, server), batch) in ends.into_iter().flat_map(|e| [(e, false), (e, true)]) {
+            refusal_case(client, server, batch);
+        }
+    }
+
+    fn refusal_case(client: Addr, server: Addr, batch: bool) {
         let mut t = table_of(TableConfig {
             conn_records: Some(super::super::conn_records::ConnRecordConfig {
                 active_timeout_ns: 60 * crate::time::SECOND,
@@ -748,7 +763,6 @@ mod tests {
             }),
             ..TableConfig::default()
         });
-        let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
         let refusal = |ts: u64, port: u16, seq: u32| {
             let segment = tcp(ts, client, port, server, 443, 0);
             PacketMeta {
@@ -762,17 +776,28 @@ mod tests {
                 ..segment
             }
         };
-        t.update(&tcp(0, client, 40_000, server, 443, SYN));
-        t.update(&refusal(MS, 40_000, 1));
-        t.update(&tcp(0, client, 40_001, server, 443, SYN));
-        t.update(&refusal(MS, 40_001, 99));
-        converse(&mut t, 0, client, 40_002, server);
-        t.update(&refusal(5 * MS, 40_002, 1));
-        t.update(&refusal(5 * MS, 40_003, 1));
+        let packets = [
+            tcp(0, client, 40_000, server, 443, SYN),
+            refusal(MS, 40_000, 1),
+            tcp(0, client, 40_001, server, 443, SYN),
+            refusal(MS, 40_001, 99),
+            tcp(0, client, 40_002, server, 443, SYN),
+            tcp(MS, server, 443, client, 40_002, SYN | ACK),
+            tcp(2 * MS, client, 40_002, server, 443, ACK),
+            tcp(3 * MS, server, 443, client, 40_002, ACK),
+            refusal(5 * MS, 40_002, 1),
+            refusal(5 * MS, 40_003, 1),
+        ];
+        if batch {
+            t.update_batch(&packets);
+        } else {
+            packets.iter().for_each(|p| t.update(p));
+        }
         t.end_capture();
         let [f] = &flows(&mut t)[..] else {
             panic!("one flow")
         };
+        assert_eq!(f.key.client, client);
         assert_eq!(f.total_pkts(), 6, "two SYNs and a conversation");
         assert_eq!(f.connections, 3);
         let c = f.tcp.connections;

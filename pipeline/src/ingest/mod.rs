@@ -241,3 +241,54 @@ impl Ingest {
         self.tunnel_fragments.expire(now_ns);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Addr;
+    use crate::wire::dissect::LinkType;
+
+    /// An ICMPv4 port unreachable from 198.19.0.2, quoting the SYN that
+    /// 198.18.0.1:40000 sent to it on port 443 with sequence number 7.
+    fn port_unreachable() -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend(0x0800u16.to_be_bytes());
+        f.extend([
+            0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0, 198, 19, 0, 2, 198, 18, 0, 1,
+        ]);
+        f.extend([3, 3, 0, 0, 0, 0, 0, 0]);
+        f.extend([
+            0x45, 0, 0, 60, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 19, 0, 2,
+        ]);
+        f.extend(40000u16.to_be_bytes());
+        f.extend(443u16.to_be_bytes());
+        f.extend(7u32.to_be_bytes());
+        f
+    }
+
+    /// The refusal reaches the table as the quoted segment, sent by its
+    /// client, counting nothing; the frame counts as ICMP, once.
+    #[test]
+    fn an_icmp_refusal_is_the_quoted_segment_counting_nothing() {
+        let mut ingest = Ingest::new(
+            &IngestConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let data = port_unreachable();
+        let frame = Frame {
+            ts_ns: 5,
+            wire_len: data.len() as u32,
+            link: LinkType::Ethernet,
+            data: &data,
+        };
+        let meta = ingest.frame(frame).expect("a refusal");
+        assert!(meta.refusal && !meta.counts_packet);
+        let t = meta.transport;
+        assert_eq!(t.proto, L4Proto::Tcp);
+        assert_eq!((t.src, t.src_port), (Addr::from_v4([198, 18, 0, 1]), 40000));
+        assert_eq!((t.dst, t.dst_port), (Addr::from_v4([198, 19, 0, 2]), 443));
+        assert_eq!(t.tcp_seq, 7);
+        assert_eq!(ingest.counters.kinds.iter().sum::<u64>(), 1);
+        assert_eq!(ingest.counters.kinds[FrameKind::Icmp as usize], 1);
+    }
+}

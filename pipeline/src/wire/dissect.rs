@@ -1140,6 +1140,35 @@ mod tests {
         );
     }
 
+    /// A final Destination Unreachable quoting a TCP segment is that
+    /// segment's refusal, its sender the quoted source; a later fragment of
+    /// an ICMP datagram is not read as one.
+    #[test]
+    fn an_icmp_port_unreachable_quoting_tcp_is_a_refusal() {
+        let icmp = |frag_word: u16| {
+            let mut f = eth(0x0800);
+            f.extend(ipv4::tests::header(1, 68, frag_word));
+            f.extend([3, 3, 0, 0, 0, 0, 0, 0]);
+            f.extend(ipv4_tcp(tcp::flags::SYN));
+            f
+        };
+        let quoted = icmp::QuotedTcp {
+            src: Addr::from_v4([198, 18, 0, 1]),
+            dst: Addr::from_v4([198, 19, 0, 2]),
+            src_port: 40000,
+            dst_port: 80,
+            seq: 1000,
+        };
+        assert_eq!(
+            dissect(LinkType::Ethernet, &icmp(0)),
+            Ok(Dissected::Refusal(quoted))
+        );
+        assert_eq!(
+            dissect(LinkType::Ethernet, &icmp(10)),
+            Ok(Dissected::Other(OtherKind::Icmp))
+        );
+    }
+
     #[test]
     fn other_kinds() {
         assert_eq!(

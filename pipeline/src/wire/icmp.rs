@@ -6,8 +6,10 @@
 //! §4.2.3.9, RFC 5461): protocol and port unreachable, and
 //! communication administratively prohibited (RFC 1812 §5.2.7.1: a
 //! firewall's rejection); over IPv6 also a failed policy and a reject
-//! route (RFC 4443 §3.1). Network and host unreachable are soft errors
-//! (the client tries again) and so is Fragmentation Needed (path MTU).
+//! route (RFC 4443 §3.1). Network and host unreachable are soft errors to
+//! RFC 1122 (a host may try again; Linux gives up at once in SYN-SENT):
+//! such a connection ends unanswered at the SYN timeout. Fragmentation
+//! Needed is path MTU discovery, no error.
 //! Kubernetes' kube-proxy answers a connection to a Service without
 //! endpoints with a port unreachable.
 
