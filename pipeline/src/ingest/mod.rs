@@ -122,7 +122,7 @@ impl Ingest {
         if let Some(mirror) = carried.mirror {
             self.sessions.count(mirror, frame.wire_len);
         }
-        let meta = PacketMeta {
+        let mut meta = PacketMeta {
             ts_ns: frame.ts_ns,
             wire_len: frame
                 .wire_len
@@ -167,6 +167,19 @@ impl Ingest {
                 }
             },
         };
+        // A mirror session that cuts its copies short (AWS Traffic
+        // Mirroring's packet length, ERSPAN's truncation) delivers the start
+        // of the frame: counted at the length its IP header says, as a frame
+        // a snap length cut counts its length on the wire. (Not where the
+        // outer datagram was fragmented: its later fragments add the rest.)
+        if carried.mirror.is_some()
+            && carried.fragment.is_none()
+            && let Some(at) = carried.ip_offset
+        {
+            let link_header = at.saturating_sub(carried.outer_len);
+            let by_ip = link_header.saturating_add(meta.transport.ip_len);
+            meta.wire_len = meta.wire_len.max(by_ip);
+        }
         if let Some(fragment) = carried.fragment {
             match fragment.later {
                 None => {
@@ -290,5 +303,61 @@ mod tests {
         assert_eq!(t.tcp_seq, 7);
         assert_eq!(ingest.counters.kinds.iter().sum::<u64>(), 1);
         assert_eq!(ingest.counters.kinds[FrameKind::Icmp as usize], 1);
+    }
+
+    /// A VXLAN mirror session's copy of a 1514-byte frame, cut to its first
+    /// 100 bytes (AWS Traffic Mirroring's packet length).
+    fn truncated_mirror_copy() -> Vec<u8> {
+        let mut inner = vec![0u8; 12];
+        inner.extend(0x0800u16.to_be_bytes());
+        inner.extend([
+            0x45, 0, 0x05, 0xdc, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 19, 0, 2,
+        ]);
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&443u16.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x10;
+        inner.extend(tcp);
+        inner.resize(100, 0xab);
+        let udp_len = (8 + 8 + inner.len()) as u16;
+        let mut f = vec![0u8; 12];
+        f.extend(0x0800u16.to_be_bytes());
+        f.extend([
+            0x45, 0, 0, 0, 0, 2, 0x40, 0, 64, 17, 0, 0, 198, 18, 9, 1, 198, 18, 9, 2,
+        ]);
+        f[16..18].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        f.extend(50000u16.to_be_bytes());
+        f.extend(4789u16.to_be_bytes());
+        f.extend(udp_len.to_be_bytes());
+        f.extend([0, 0]);
+        f.extend([0x08, 0, 0, 0, 0, 0, 7, 0]);
+        f.extend(inner);
+        f
+    }
+
+    /// A mirror's truncated copy counts the frame's length by its IP
+    /// header (it counted the 100 bytes the mirror kept).
+    #[test]
+    fn a_truncated_mirror_copy_counts_the_frames_length() {
+        let mut ingest = Ingest::new(
+            &IngestConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let data = truncated_mirror_copy();
+        let frame = Frame {
+            ts_ns: 5,
+            wire_len: data.len() as u32,
+            link: LinkType::Ethernet,
+            data: &data,
+        };
+        let meta = ingest.frame(frame).expect("a packet");
+        assert!(meta.mirror.is_some());
+        assert_eq!(
+            (meta.transport.src_port, meta.transport.dst_port),
+            (40000, 443)
+        );
+        assert_eq!(meta.transport.ip_len, 1500);
+        assert_eq!(meta.wire_len, 1514);
     }
 }
