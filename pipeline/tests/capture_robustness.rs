@@ -405,6 +405,21 @@ fn shb_body(big_endian: bool) -> Vec<u8> {
     b
 }
 
+/// Every frame of `file`: link type, time, length on the wire, bytes.
+fn every_frame(
+    file: &mut CaptureFile,
+) -> Vec<(pipeline::wire::dissect::LinkType, u64, u32, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while file
+        .read_frames(16, |f| {
+            frames.push((f.link, f.ts_ns, f.wire_len, f.data.to_vec()))
+        })
+        .unwrap()
+        > 0
+    {}
+    frames
+}
+
 /// A pcapng file may describe interfaces of link types flowtap cannot read
 /// beside ones it can: the others' packets are read, and the unreadable
 /// interface's counted and named. Packets may come in the obsolete Packet
@@ -463,14 +478,7 @@ fn pcapng_packets_of_every_block_and_interface_are_read_or_counted() {
         .concat();
         let mut file =
             CaptureFile::from_reader(Path::new("mixed.pcapng"), Cursor::new(bytes)).unwrap();
-        let mut frames = Vec::new();
-        while file
-            .read_frames(16, |f| {
-                frames.push((f.link, f.ts_ns, f.wire_len, f.data.to_vec()))
-            })
-            .unwrap()
-            > 0
-        {}
+        let frames = every_frame(&mut file);
         let second = 1_000_000_000;
         assert_eq!(
             frames,
@@ -572,12 +580,10 @@ fn pcapng_interface_options_as_the_specification_defines_them() {
         let mut file =
             CaptureFile::from_reader(Path::new("options.pcapng"), Cursor::new(bytes.clone()))
                 .unwrap();
-        let mut frames = Vec::new();
-        while file
-            .read_frames(16, |f| frames.push((f.ts_ns, f.wire_len, f.data.to_vec())))
-            .unwrap()
-            > 0
-        {}
+        let frames: Vec<_> = every_frame(&mut file)
+            .into_iter()
+            .map(|(_, ts_ns, wire_len, data)| (ts_ns, wire_len, data))
+            .collect();
         let second = 1_000_000_000;
         assert_eq!(
             frames,

@@ -261,6 +261,22 @@ mod tests {
     use crate::packet::Addr;
     use crate::wire::dissect::LinkType;
 
+    /// One Ethernet frame through a fresh ingest step.
+    fn ingest_one(data: &[u8]) -> (Ingest, Option<PacketMeta>) {
+        let mut ingest = Ingest::new(
+            &IngestConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let frame = Frame {
+            ts_ns: 5,
+            wire_len: data.len() as u32,
+            link: LinkType::Ethernet,
+            data,
+        };
+        let meta = ingest.frame(frame);
+        (ingest, meta)
+    }
+
     /// An ICMPv4 port unreachable from 198.19.0.2, quoting the SYN that
     /// 198.18.0.1:40000 sent to it on port 443 with sequence number 7.
     fn port_unreachable() -> Vec<u8> {
@@ -283,18 +299,8 @@ mod tests {
     /// client, counting nothing; the frame counts as ICMP, once.
     #[test]
     fn an_icmp_refusal_is_the_quoted_segment_counting_nothing() {
-        let mut ingest = Ingest::new(
-            &IngestConfig::default(),
-            ahash::RandomState::with_seeds(1, 2, 3, 4),
-        );
-        let data = port_unreachable();
-        let frame = Frame {
-            ts_ns: 5,
-            wire_len: data.len() as u32,
-            link: LinkType::Ethernet,
-            data: &data,
-        };
-        let meta = ingest.frame(frame).expect("a refusal");
+        let (ingest, meta) = ingest_one(&port_unreachable());
+        let meta = meta.expect("a refusal");
         assert!(meta.refusal && !meta.counts_packet);
         let t = meta.transport;
         assert_eq!(t.proto, L4Proto::Tcp);
@@ -340,18 +346,7 @@ mod tests {
     /// header (it counted the 100 bytes the mirror kept).
     #[test]
     fn a_truncated_mirror_copy_counts_the_frames_length() {
-        let mut ingest = Ingest::new(
-            &IngestConfig::default(),
-            ahash::RandomState::with_seeds(1, 2, 3, 4),
-        );
-        let data = truncated_mirror_copy();
-        let frame = Frame {
-            ts_ns: 5,
-            wire_len: data.len() as u32,
-            link: LinkType::Ethernet,
-            data: &data,
-        };
-        let meta = ingest.frame(frame).expect("a packet");
+        let meta = ingest_one(&truncated_mirror_copy()).1.expect("a packet");
         assert!(meta.mirror.is_some());
         assert_eq!(
             (meta.transport.src_port, meta.transport.dst_port),
