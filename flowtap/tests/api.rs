@@ -919,21 +919,16 @@ fn the_summary_agrees_with_the_flows() {
 /// `flowtap -r demo/demo.pcap --k8s-inventory INVENTORY EXTRA --dump
 /// TARGET`: the answer.
 fn dump_demo(inventory: &Path, extra: &[&str], target: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-        .arg("-r")
-        .arg(project_root().join("demo/demo.pcap"))
-        .arg("--k8s-inventory")
-        .arg(inventory)
-        .args(extra)
-        .args(["--dump", target])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .arg("-r")
+            .arg(project_root().join("demo/demo.pcap"))
+            .arg("--k8s-inventory")
+            .arg(inventory)
+            .args(extra)
+            .args(["--dump", target]),
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&out).unwrap()
 }
 
 /// Two pods of one name in two namespaces are two endpoints in the

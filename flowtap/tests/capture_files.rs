@@ -438,24 +438,13 @@ fn standard_input_reads_like_the_file_and_compressed_files_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_workload(dir.path(), "ng.pcapng", Format::PcapNg);
     let dump = |stdin: std::process::Stdio, file: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-            .args([
-                "-r",
-                file,
-                "--threads",
-                "1",
-                "--dump",
-                "/mcp/flows?limit=1000000&format=full",
-            ])
-            .stdin(stdin)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::stdout_of(
+            Command::new(env!("CARGO_BIN_EXE_flowtap"))
+                .args(["-r", file, "--threads", "1"])
+                .args(["--dump", "/mcp/flows?limit=1000000&format=full"])
+                .stdin(stdin),
         );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()
     };
     let piped = dump(File::open(&path).unwrap().into(), "-");
     assert!(piped["flows"].as_array().unwrap().len() > 100);

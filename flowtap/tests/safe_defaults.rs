@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -409,26 +409,13 @@ fn faults_are_counted_or_fatal_never_silent() {
             "{stderr}"
         );
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-        .args([
-            "-r",
-            &demo(),
-            "--tcp-timeout",
-            "18446744073709551615",
-            "--json",
-            "--udp-timeout",
-        ])
-        .arg(u64::MAX.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args(["-r", &demo(), "--json"])
+            .args(["--tcp-timeout", "18446744073709551615"])
+            .args(["--udp-timeout", &u64::MAX.to_string()]),
     );
-    let mut body = String::new();
-    let _ = (&out.stdout[..]).read_to_string(&mut body);
-    assert!(body.contains("total_flows"));
+    assert!(String::from_utf8_lossy(&out).contains("total_flows"));
 }
 
 /// What `/proc/PID/status` says of transparent huge pages for process `pid`.

@@ -149,19 +149,11 @@ fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
 
     // Without a terminal: one table; --json: the API's answer.
     let run = |extra: &[&str]| {
-        let out = Command::new("sh")
-            .args([
-                "-c",
-                &format!("'{}' {}", env!("CARGO_BIN_EXE_flowtap"), top(extra)),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let out = common::stdout_of(Command::new("sh").args([
+            "-c",
+            &format!("'{}' {}", env!("CARGO_BIN_EXE_flowtap"), top(extra)),
+        ]));
+        String::from_utf8(out).unwrap()
     };
     let piped = run(&[]);
     assert!(piped.contains(&footer), "{piped}");

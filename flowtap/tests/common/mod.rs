@@ -19,6 +19,18 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+/// Runs `command` to its end and gives what it printed; fails the test
+/// with its stderr if it failed.
+pub(crate) fn stdout_of(command: &mut Command) -> Vec<u8> {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Follows a child's stderr (piped): every line is kept in the returned log
 /// and also sent on the channel, for a caller waiting for a particular one.
 pub(crate) fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Receiver<String>) {
