@@ -22,7 +22,7 @@ use crate::packet::{Fragment, L4Proto, PacketMeta, Transport};
 use crate::source::Frame;
 use crate::time::SECOND;
 use crate::wire::decap::{Decap, Encap, Mirror};
-use crate::wire::dissect::{Carried, Dissected, Dissector, TunnelFragment};
+use crate::wire::dissect::{Carried, Dissected, Dissector};
 use duplicates::Duplicates;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,13 +101,29 @@ impl Ingest {
             .dissector
             .dissect_into(frame.link, frame.data, &mut self.carried);
         let carried = &self.carried;
+        // A mirror session that cuts its copies short (AWS Traffic
+        // Mirroring's packet length, ERSPAN's truncation) delivers the start
+        // of a frame: its length from the innermost IP header on is what
+        // that header says, as a frame a snap length cut counts its length
+        // on the wire. (Not where a datagram was fragmented: its later
+        // fragments add the rest.)
+        let cut_copy_ip_len = match &result {
+            Ok(Dissected::Transport(t))
+                if carried.mirror.is_some() && carried.fragment.is_none() =>
+            {
+                Some(t.ip_len)
+            }
+            _ => None,
+        };
         let mut duplicate = false;
         if let Some(at) = carried.ip_offset {
             let packet = frame.data.get(at as usize..).unwrap_or_default();
-            if self
-                .duplicates
-                .seen(packet, frame.wire_len.saturating_sub(at), frame.ts_ns)
-            {
+            // Two copies of a packet, one of them cut, are the same length.
+            let len = frame
+                .wire_len
+                .saturating_sub(at)
+                .max(cut_copy_ip_len.unwrap_or(0));
+            if self.duplicates.seen(packet, len, frame.ts_ns) {
                 self.counters.duplicates += 1;
                 if self.drop_duplicates {
                     self.counters.duplicates_dropped += 1;
@@ -155,7 +171,7 @@ impl Ingest {
                     });
                 }
                 Ok(Dissected::Other(kind)) => {
-                    if let Some(later) = self.later_fragment(carried.fragment, &frame) {
+                    if let Some(later) = self.later_fragment(*carried, &frame) {
                         return Some(later);
                     }
                     self.counters.count_kind(kind.into());
@@ -167,18 +183,9 @@ impl Ingest {
                 }
             },
         };
-        // A mirror session that cuts its copies short (AWS Traffic
-        // Mirroring's packet length, ERSPAN's truncation) delivers the start
-        // of the frame: counted at the length its IP header says, as a frame
-        // a snap length cut counts its length on the wire. (Not where the
-        // outer datagram was fragmented: its later fragments add the rest.)
-        if carried.mirror.is_some()
-            && carried.fragment.is_none()
-            && let Some(at) = carried.ip_offset
-        {
+        if let (Some(ip_len), Some(at)) = (cut_copy_ip_len, carried.ip_offset) {
             let link_header = at.saturating_sub(carried.outer_len);
-            let by_ip = link_header.saturating_add(meta.transport.ip_len);
-            meta.wire_len = meta.wire_len.max(by_ip);
+            meta.wire_len = meta.wire_len.max(link_header.saturating_add(ip_len));
         }
         if let Some(fragment) = carried.fragment {
             match fragment.later {
@@ -195,7 +202,7 @@ impl Ingest {
                     }
                 }
                 Some(_) => {
-                    if let Some(later) = self.later_fragment(carried.fragment, &frame) {
+                    if let Some(later) = self.later_fragment(*carried, &frame) {
                         return Some(later);
                     }
                 }
@@ -206,15 +213,15 @@ impl Ingest {
     }
 
     /// A later fragment of a tunnelled datagram whose first fragment was
-    /// seen: a packet of the inner flow. For a mirrored frame it adds its
-    /// share of the frame's bytes to the packet already counted; for a
-    /// tunnel that carries IP it is a packet of its own, counted on the wire.
-    fn later_fragment(
-        &mut self,
-        fragment: Option<TunnelFragment>,
-        frame: &Frame<'_>,
-    ) -> Option<PacketMeta> {
-        let fragment = fragment?;
+    /// seen (`carried` says how this frame was carried): a packet of the
+    /// inner flow. Where the mirror's own datagram was fragmented (its
+    /// headers are not in this frame) it adds its share of the mirrored
+    /// frame's bytes to the packet already counted; a tunnel that carries
+    /// IP, fragmented on the wire captured or on a mirrored one (the
+    /// mirror's headers in this frame, counted with it), is a packet of its
+    /// own, counted as that wire's frame.
+    fn later_fragment(&mut self, carried: Carried, frame: &Frame<'_>) -> Option<PacketMeta> {
+        let fragment = carried.fragment?;
         let last = fragment.later?;
         let inner = self.tunnel_fragments.later(&fragment.id, last)?;
         let mut transport = inner.transport;
@@ -222,19 +229,25 @@ impl Ingest {
         transport.tcp_flags = 0;
         transport.payload_len = u16::try_from(fragment.payload_len).unwrap_or(u16::MAX);
         self.count_transport(&transport);
-        if let Some(encap) = inner.encap {
+        // What this frame's own headers showed was counted with it.
+        if let Some(encap) = inner.encap.filter(|_| carried.encap.is_none()) {
             self.counters.count_encap(encap, frame.wire_len);
         }
-        if let Some(mirror) = inner.mirror {
+        if let Some(mirror) = inner.mirror.filter(|_| carried.mirror.is_none()) {
             self.sessions.count(mirror, frame.wire_len);
         }
+        let carrier_fragment = inner.mirror.is_some() && carried.mirror.is_none();
         Some(PacketMeta {
             ts_ns: frame.ts_ns,
-            wire_len: match inner.mirror {
-                Some(_) => fragment.payload_len,
-                None => frame.wire_len,
+            wire_len: if carrier_fragment {
+                fragment.payload_len
+            } else {
+                frame
+                    .wire_len
+                    .saturating_sub(carried.outer_len)
+                    .saturating_sub(carried.trailer_len)
             },
-            counts_packet: inner.mirror.is_none(),
+            counts_packet: !carrier_fragment,
             duplicate: false,
             refusal: false,
             mirror: inner.mirror,
@@ -311,42 +324,60 @@ mod tests {
         assert_eq!(ingest.counters.kinds[FrameKind::Icmp as usize], 1);
     }
 
-    /// A VXLAN mirror session's copy of a 1514-byte frame, cut to its first
-    /// 100 bytes (AWS Traffic Mirroring's packet length).
-    fn truncated_mirror_copy() -> Vec<u8> {
-        let mut inner = vec![0u8; 12];
-        inner.extend(0x0800u16.to_be_bytes());
-        inner.extend([
-            0x45, 0, 0x05, 0xdc, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 19, 0, 2,
-        ]);
+    /// An Ethernet frame holding an IPv4 header of `protocol` (total length
+    /// `total`, fragment word `fragment`) from 198.18.0.1 to 198.19.0.2,
+    /// then `rest`.
+    fn ipv4_frame(protocol: u8, total: u16, fragment: u16, rest: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend(0x0800u16.to_be_bytes());
+        f.extend([0x45, 0, 0, 0, 0, 0x77, 0, 0, 64, protocol, 0, 0]);
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f[20..22].copy_from_slice(&fragment.to_be_bytes());
+        f.extend([198, 18, 0, 1, 198, 19, 0, 2]);
+        f.extend(rest);
+        f
+    }
+
+    /// An IPv4 packet from 198.18.0.1:40000 to 198.19.0.2:443, an ACK with
+    /// 1460 bytes of data: 1500 bytes.
+    fn segment() -> Vec<u8> {
         let mut tcp = vec![0u8; 20];
         tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&443u16.to_be_bytes());
         tcp[12] = 5 << 4;
         tcp[13] = 0x10;
-        inner.extend(tcp);
-        inner.resize(100, 0xab);
+        tcp.resize(1480, 0xab);
+        ipv4_frame(6, 1500, 0, &tcp)[14..].to_vec()
+    }
+
+    /// `inner` (an Ethernet frame) as VXLAN session `vni` delivers it.
+    fn vxlan(vni: u8, inner: &[u8]) -> Vec<u8> {
         let udp_len = (8 + 8 + inner.len()) as u16;
-        let mut f = vec![0u8; 12];
-        f.extend(0x0800u16.to_be_bytes());
-        f.extend([
-            0x45, 0, 0, 0, 0, 2, 0x40, 0, 64, 17, 0, 0, 198, 18, 9, 1, 198, 18, 9, 2,
-        ]);
-        f[16..18].copy_from_slice(&(20 + udp_len).to_be_bytes());
-        f.extend(50000u16.to_be_bytes());
-        f.extend(4789u16.to_be_bytes());
-        f.extend(udp_len.to_be_bytes());
-        f.extend([0, 0]);
-        f.extend([0x08, 0, 0, 0, 0, 0, 7, 0]);
-        f.extend(inner);
+        let mut udp = Vec::new();
+        udp.extend(50000u16.to_be_bytes());
+        udp.extend(4789u16.to_be_bytes());
+        udp.extend(udp_len.to_be_bytes());
+        udp.extend([0, 0, 0x08, 0, 0, 0, 0, 0, vni, 0]);
+        udp.extend(inner);
+        let mut f = ipv4_frame(17, 20 + udp_len, 0x4000, &udp);
+        f[26..34].copy_from_slice(&[198, 18, 9, 1, 198, 18, 9, 2]);
         f
+    }
+
+    /// A VXLAN mirror session's copy of a 1514-byte frame, cut to its first
+    /// `kept` bytes (AWS Traffic Mirroring's packet length).
+    fn mirror_copy(vni: u8, kept: usize) -> Vec<u8> {
+        let mut inner = vec![0u8; 12];
+        inner.extend(0x0800u16.to_be_bytes());
+        inner.extend(segment());
+        vxlan(vni, &inner[..kept])
     }
 
     /// A mirror's truncated copy counts the frame's length by its IP
     /// header (it counted the 100 bytes the mirror kept).
     #[test]
     fn a_truncated_mirror_copy_counts_the_frames_length() {
-        let meta = ingest_one(&truncated_mirror_copy()).1.expect("a packet");
+        let meta = ingest_one(&mirror_copy(7, 100)).1.expect("a packet");
         assert!(meta.mirror.is_some());
         assert_eq!(
             (meta.transport.src_port, meta.transport.dst_port),
@@ -354,5 +385,64 @@ mod tests {
         );
         assert_eq!(meta.transport.ip_len, 1500);
         assert_eq!(meta.wire_len, 1514);
+    }
+
+    /// Copies of one packet through two sessions, one of them cut, are
+    /// duplicates: the cut one is as long (it was compared at the length
+    /// the mirror kept).
+    #[test]
+    fn a_cut_copy_of_a_packet_is_its_duplicate() {
+        let mut ingest = Ingest::new(
+            &IngestConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let mut duplicates = Vec::new();
+        for (ts_ns, data) in [(0, mirror_copy(100, 1514)), (30_000, mirror_copy(200, 128))] {
+            let frame = Frame {
+                ts_ns,
+                wire_len: data.len() as u32,
+                link: LinkType::Ethernet,
+                data: &data,
+            };
+            let meta = ingest.frame(frame).expect("a packet");
+            assert_eq!(meta.wire_len, 1514);
+            duplicates.push(meta.duplicate);
+        }
+        assert_eq!(duplicates, [false, true]);
+    }
+
+    /// An IP-in-IP datagram fragmented on a mirrored wire: each fragment a
+    /// packet of that wire, counted as its frame, and each frame counted
+    /// once by encapsulation and session (the second was one packet, only
+    /// its IP payload's bytes, and counted twice in both).
+    #[test]
+    fn a_tunnel_fragmented_inside_a_mirror_is_a_packet_a_fragment() {
+        let mut ingest = Ingest::new(
+            &IngestConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let tunnelled = segment();
+        let first = ipv4_frame(4, 1500, 0x2000, &tunnelled[..1480]);
+        let second = ipv4_frame(4, 20 + 20, 1480 / 8, &tunnelled[1480..]);
+        let mut metas = Vec::new();
+        for (ts_ns, inner) in [(0, first), (1_000, second)] {
+            let data = vxlan(9, &inner);
+            let frame = Frame {
+                ts_ns,
+                wire_len: data.len() as u32,
+                link: LinkType::Ethernet,
+                data: &data,
+            };
+            metas.push(ingest.frame(frame).expect("a packet"));
+        }
+        let counted: Vec<(bool, u32, u16)> = metas
+            .iter()
+            .map(|m| (m.counts_packet, m.wire_len, m.transport.dst_port))
+            .collect();
+        assert_eq!(counted, [(true, 1514, 443), (true, 54, 443)]);
+        assert_eq!(ingest.counters.encap_frames[Encap::Vxlan.index()], 2);
+        let sessions = ingest.sessions.sorted();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].frames.pkts, 2);
     }
 }

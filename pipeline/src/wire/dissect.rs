@@ -781,6 +781,13 @@ impl<'a> Walk<'a, '_> {
     #[inline(never)]
     fn udp_tunnel(&mut self, ip: &Upper<'a>, port: u16) -> Option<Outcome> {
         let payload = &ip.payload[udp::HEADER_LEN..];
+        // A datagram shorter than a GENEVE or GTP-U header (by its length
+        // fields, not a snap length's cut) is not one: it stays the UDP
+        // flow it is.
+        let datagram_len = ip
+            .payload_len
+            .unwrap_or(ip.payload.len())
+            .saturating_sub(udp::HEADER_LEN);
         if self.decap.vxlan.contains(port) {
             let header = vxlan::Header::new_checked(payload).ok()?;
             if !header.has_vni() {
@@ -800,7 +807,7 @@ impl<'a> Walk<'a, '_> {
                 }
             }));
         }
-        if self.decap.geneve.contains(port) {
+        if self.decap.geneve.contains(port) && datagram_len >= geneve::FIXED_LEN {
             // A datagram whose version is not GENEVE's is not GENEVE: it
             // stays the UDP flow it is.
             let header = match geneve::Header::new_checked(payload) {
@@ -816,7 +823,7 @@ impl<'a> Walk<'a, '_> {
                 }
             }));
         }
-        if self.decap.gtpu.contains(port) {
+        if self.decap.gtpu.contains(port) && datagram_len >= gtpu::FIXED_LEN {
             // Only a G-PDU carries user traffic; the tunnel's own messages
             // (echo, error indication) and datagrams that are not GTP
             // version 1 are the UDP flow they are.
@@ -1364,6 +1371,14 @@ mod tests {
             (80, None, Some(Encap::Geneve))
         );
         assert_eq!(c.outer_len, 0);
+        // A datagram shorter than GENEVE's or GTP-U's header is the UDP
+        // flow it is (it was a truncated GENEVE header).
+        for port in [6081, 2152] {
+            let mut short = udp::tests::header(50000, port);
+            short.extend_from_slice(&[1, 2, 3, 4]);
+            let (t, c) = carried(&ipv4_over(17, &short));
+            assert_eq!((t.proto, t.dst_port, c.encap), (L4Proto::Udp, port, None));
+        }
     }
 
     #[test]
