@@ -327,16 +327,14 @@ impl PairCounters {
                         (back, continued)
                     }
                 };
-                let partial =
-                    |before: &Seen| seen.partial_of(f.first_seen_ns, before, agent_missing);
+                let partial = before
+                    .as_ref()
+                    .is_some_and(|b| seen.partial_of(f.first_seen_ns, b, agent_missing));
                 let (gained, kept) = match before {
-                    Some(before) if continued || partial(&before) => {
-                        let partial = partial(&before);
-                        (
-                            seen.gained_since(&before),
-                            seen.at_least(before, partial, agent_missing),
-                        )
-                    }
+                    Some(before) if continued || partial => (
+                        seen.gained_since(&before),
+                        seen.at_least(before, partial, agent_missing),
+                    ),
                     // A new flow, or the key's earlier flow ended.
                     _ => (seen.counts(), seen),
                 };

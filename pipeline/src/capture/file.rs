@@ -197,14 +197,25 @@ enum Format {
 }
 
 impl Format {
+    /// Whether this is a big-endian pcapng section: the byte order of the
+    /// fields pcap-parser leaves to flowtap (options, unknown blocks).
+    fn big_endian(&self) -> bool {
+        matches!(
+            self,
+            Format::Ng {
+                big_endian: true,
+                ..
+            }
+        )
+    }
+
     /// An unknown pcapng block's type, which pcap-parser reads as little
     /// endian whatever the section's byte order.
     fn block_type(&self, as_read: u32) -> u32 {
-        match self {
-            Format::Ng {
-                big_endian: true, ..
-            } => as_read.swap_bytes(),
-            _ => as_read,
+        if self.big_endian() {
+            as_read.swap_bytes()
+        } else {
+            as_read
         }
     }
 }
@@ -420,16 +431,12 @@ impl CaptureFile {
                                 .ok()
                                 .and_then(LinkType::from_pcap)
                                 .unwrap_or(LinkType::Unreadable);
-                            let big_endian = matches!(
-                                self.format,
-                                Format::Ng {
-                                    big_endian: true,
-                                    ..
-                                }
-                            );
-                            let Some(iface) =
-                                Interface::described(link, idb.snaplen, &idb.options, big_endian)
-                            else {
+                            let Some(iface) = Interface::described(
+                                link,
+                                idb.snaplen,
+                                &idb.options,
+                                self.format.big_endian(),
+                            ) else {
                                 return Err(corrupt(
                                     &self.path,
                                     offset,
@@ -475,15 +482,8 @@ impl CaptureFile {
                                 link: iface.link,
                                 data: &epb.data[..caplen],
                             };
-                            let big_endian = matches!(
-                                self.format,
-                                Format::Ng {
-                                    big_endian: true,
-                                    ..
-                                }
-                            );
-                            let fcs_bytes =
-                                epb_fcs_bytes(&epb.options, big_endian).unwrap_or(iface.fcs_bytes);
+                            let fcs_bytes = epb_fcs_bytes(&epb.options, self.format.big_endian())
+                                .unwrap_or(iface.fcs_bytes);
                             Some((without_fcs(frame, fcs_bytes), epb.if_id))
                         }
                         PcapBlockOwned::NG(Block::Unknown(block))

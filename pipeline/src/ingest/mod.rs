@@ -138,12 +138,17 @@ impl Ingest {
         if let Some(mirror) = carried.mirror {
             self.sessions.count(mirror, frame.wire_len);
         }
-        let mut meta = PacketMeta {
+        // A cut copy is as long as its link header and its IP header's length.
+        let cut_copy_len = cut_copy_ip_len
+            .zip(carried.ip_offset)
+            .map(|(ip_len, at)| at.saturating_sub(carried.outer_len).saturating_add(ip_len));
+        let meta = PacketMeta {
             ts_ns: frame.ts_ns,
             wire_len: frame
                 .wire_len
                 .saturating_sub(carried.outer_len)
-                .saturating_sub(carried.trailer_len),
+                .saturating_sub(carried.trailer_len)
+                .max(cut_copy_len.unwrap_or(0)),
             counts_packet: true,
             duplicate,
             refusal: false,
@@ -183,10 +188,6 @@ impl Ingest {
                 }
             },
         };
-        if let (Some(ip_len), Some(at)) = (cut_copy_ip_len, carried.ip_offset) {
-            let link_header = at.saturating_sub(carried.outer_len);
-            meta.wire_len = meta.wire_len.max(link_header.saturating_add(ip_len));
-        }
         if let Some(fragment) = carried.fragment {
             match fragment.later {
                 None => {
