@@ -15,37 +15,66 @@ pub(crate) fn free_udp_port() -> u16 {
         .port()
 }
 
-/// Waits until a UDP socket on 127.0.0.1:`port` exists (the collector is
-/// listening) in `ns` (the test's own namespace when `None`), by the
-/// kernel's socket table: a fixed sleep lost a capture's records whenever a
-/// loaded machine started the collector late. Bounded: 10 s.
-pub(crate) fn wait_for_udp_listener(ns: Option<&str>, port: u16, collector: &str) {
+/// The kernel's row for the UDP socket on 127.0.0.1:`port` in `ns` (the
+/// test's own namespace when `None`): bytes waiting to be read and
+/// datagrams dropped, or `None` while there is no such socket.
+fn udp_socket(ns: Option<&str>, port: u16) -> Option<(u64, u64)> {
     let local = format!("0100007F:{port:04X}");
+    let table = match ns {
+        None => std::fs::read_to_string("/proc/net/udp").unwrap(),
+        Some(ns) => {
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "cat", "/proc/net/udp"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    table.lines().skip(1).find_map(|l| {
+        // sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout
+        // inode ref pointer drops
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) {
+            return None;
+        }
+        let queued = fields[4].split(':').nth(1).unwrap();
+        let queued = u64::from_str_radix(queued, 16).unwrap();
+        Some((queued, fields[12].parse().unwrap()))
+    })
+}
+
+/// Waits until a UDP socket on 127.0.0.1:`port` exists (the collector is
+/// listening) in `ns`, by the kernel's socket table: a fixed sleep lost a
+/// capture's records whenever a loaded machine started the collector late.
+/// Bounded: 10 s.
+pub(crate) fn wait_for_udp_listener(ns: Option<&str>, port: u16, collector: &str) {
     super::wait::until_holds(
         Duration::from_secs(10),
         &format!("{collector} listening on 127.0.0.1:{port}"),
-        || {
-            let table = match ns {
-                None => std::fs::read_to_string("/proc/net/udp").unwrap(),
-                Some(ns) => {
-                    let out = Command::new("ip")
-                        .args(["netns", "exec", ns, "cat", "/proc/net/udp"])
-                        .output()
-                        .unwrap();
-                    String::from_utf8_lossy(&out.stdout).into_owned()
-                }
-            };
-            table
-                .lines()
-                .skip(1)
-                .any(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        || udp_socket(ns, port).is_some(),
+    );
+}
+
+/// Waits until the collector on 127.0.0.1:`port` has read every datagram
+/// sent to it, and fails if its socket dropped any: a collector stopped
+/// with datagrams still queued never reads them (nfcapd on a loaded
+/// machine wrote a file with no flows at all). Bounded: 10 s.
+fn wait_for_udp_drained(ns: Option<&str>, port: u16, collector: &str) {
+    let drops = super::wait::until(
+        Duration::from_secs(10),
+        &format!("{collector} reading what was sent to 127.0.0.1:{port}"),
+        || match udp_socket(ns, port) {
+            Some((0, drops)) => Ok(drops),
+            other => Err(format!("{other:?} (bytes queued, drops)")),
         },
     );
+    assert_eq!(drops, 0, "{collector}'s socket dropped datagrams");
 }
 
 pub(crate) struct Nfcapd {
     child: Child,
     dir: tempfile::TempDir,
+    ns: Option<String>,
     pub port: u16,
 }
 
@@ -76,11 +105,18 @@ impl Nfcapd {
             .spawn()
             .expect("nfcapd (Debian nfdump; scripts/setup.sh)");
         wait_for_udp_listener(ns, port, "nfcapd");
-        Nfcapd { child, dir, port }
+        Nfcapd {
+            child,
+            dir,
+            ns: ns.map(str::to_owned),
+            port,
+        }
     }
 
-    /// Stops nfcapd (it writes its file on SIGINT) and reads the records.
+    /// Stops nfcapd (it writes its file on SIGINT) once it has read every
+    /// datagram, and reads the records.
     pub(crate) fn records(mut self) -> Vec<Value> {
+        wait_for_udp_drained(self.ns.as_deref(), self.port, "nfcapd");
         Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
