@@ -40,6 +40,14 @@ if ((${#missing[@]})); then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# The IPFIX tests' collectors ask for 4 MiB socket buffers (a capture's
+# records arrive in one burst at its end); the kernel caps them at
+# net.core.rmem_max, 208 KiB by default. Raised where the tests run as root.
+if [ "$(id -u)" -eq 0 ] && [ "$(sysctl -n net.core.rmem_max 2>/dev/null || echo 0)" -lt 4194304 ]; then
+  echo "setup: net.core.rmem_max = 4194304 (the IPFIX collectors' buffers)" >&2
+  sysctl -qw net.core.rmem_max=4194304
+fi
+
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 # The fuzz targets (scripts/fuzz.sh) and the dependency audit (scripts/audit.sh).
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz

@@ -1114,12 +1114,13 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
 fn slow_clients_time_out_while_others_are_served() {
     use std::io::{Read, Write};
     let s = start(&["--http-header-timeout", "1"]);
+    // From before the connection: the timeout runs from its accept.
+    let started = Instant::now();
     let mut slow = std::net::TcpStream::connect(s.addr).unwrap();
     slow.write_all(b"GET /mcp/flows HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let started = Instant::now();
     assert_eq!(
         s.get("/mcp/flows/summary").status,
         200,
@@ -1239,23 +1240,23 @@ fn an_inventory_change_takes_effect_without_a_restart() {
             }
         })
     };
-    // Replace the file the way kubectl > tmp && mv would.
-    let renamed = original.replace("legacy-browser-5b8f9d7c6-qrz2m", "browser-v2-0");
-    let tmp = dir.path().join("inventory.json.tmp");
-    std::fs::write(&tmp, renamed).unwrap();
-    std::fs::rename(&tmp, &inventory).unwrap();
+    // Replace the file the way kubectl > tmp && mv would (written in
+    // place, a reload could read it half written).
+    let replace = |text: &str| {
+        let tmp = dir.path().join("inventory.json.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &inventory).unwrap();
+    };
+    replace(&original.replace("legacy-browser-5b8f9d7c6-qrz2m", "browser-v2-0"));
     wait_for(Some("browser-v2-0"));
     // A broken file keeps the last good mapping.
-    std::fs::write(&inventory, "{ this is not json").unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    replace("{ this is not json");
+    wait::until_holds(Duration::from_secs(10), "the failed reload said", || {
+        s.stderr.lock().unwrap().contains("inventory reload failed")
+    });
     assert_eq!(client_pod(&s).as_deref(), Some("browser-v2-0"));
-    assert!(s.stderr.lock().unwrap().contains("inventory reload failed"));
     // And an emptied inventory removes the names.
-    std::fs::write(
-        &inventory,
-        r#"{"apiVersion":"v1","kind":"List","items":[]}"#,
-    )
-    .unwrap();
+    replace(r#"{"apiVersion":"v1","kind":"List","items":[]}"#);
     wait_for(None);
 }
 

@@ -276,6 +276,8 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         let (flows, _) = truth::read(&corpus_dir(), CAPTURES[2].0, &BTreeMap::new());
         flows.len()
     };
+    let rounds = || sample(&hub.metrics(), "flowtap_snapshots_published_total");
+    let published = rounds();
     stopped.terminate();
     let took = wait_for(
         &hub,
@@ -283,9 +285,13 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         "the stopped agent named",
         |s| s["coverage"]["agents_missing"] == json!([format!("http://{third}")]),
     );
+    // Two intervals of the hub's own clock: where a loaded machine made its
+    // rounds late, named by the second round after the one under way at
+    // the stop (the snapshots counted after the answer may be one more).
+    let rounds_taken = rounds() - published;
     assert!(
-        took.as_secs_f64() <= 2.0 * INTERVAL_S,
-        "missing agent named after {took:?}, more than two intervals"
+        took.as_secs_f64() <= 2.0 * INTERVAL_S || rounds_taken <= 3.0,
+        "missing agent named after {took:?} and {rounds_taken} snapshots, more than two intervals"
     );
     let summary = hub.get_json("/mcp/flows/summary");
     assert_eq!(summary["coverage"]["agents_answered"], 2);
@@ -583,12 +589,14 @@ fn a_hub_at_its_flow_bound_leaves_a_feed_out_and_names_its_agent() {
     let bound = flows[0].max(flows[1]);
     assert!(flows[0].min(flows[1]) > 0, "{flows:?}");
     let urls = agents.each_ref().map(|a| format!("http://{}", a.addr));
+    // One round only in the test's time (the first): which agent fits is
+    // the one whose feed arrives first, and may change from round to round.
     let hub = Server::start_serving(&[
         "hub",
         "--agent",
         &urls.join(","),
         "--snapshot-interval",
-        "0.5",
+        "60",
         "--max-flows",
         &bound.to_string(),
     ]);

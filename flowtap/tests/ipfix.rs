@@ -57,7 +57,12 @@ impl Nfacctd {
         wait_for_udp_listener(None, port, "nfacctd");
         // Bound is not yet ready: records that arrive before its print
         // plugin runs are lost (seen on a loaded machine), and nothing says
-        // when it runs.
+        // when it runs. Its plugin is a process of its own: once forked, a
+        // second for it to settle.
+        let children = format!("/proc/{0}/task/{0}/children", child.id());
+        common::wait::until_holds(Duration::from_secs(10), "nfacctd's print plugin", || {
+            std::fs::read_to_string(&children).is_ok_and(|c| !c.trim().is_empty())
+        });
         std::thread::sleep(Duration::from_millis(1000));
         Nfacctd { child, dir, port }
     }
@@ -71,7 +76,12 @@ impl Nfacctd {
         loop {
             got.clear();
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            for line in text.lines().filter(|l| !l.starts_with("SRC_IP")) {
+            // Whole lines only: the plugin may be writing the file.
+            let whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+            for line in whole
+                .map(str::trim_end)
+                .filter(|l| !l.starts_with("SRC_IP"))
+            {
                 let f: Vec<&str> = line.split(',').collect();
                 let key = (
                     f[0].parse().unwrap(),

@@ -60,6 +60,21 @@ fn eventually(server: &Server, within: Duration, what: &str, check: impl Fn(&Val
     })
 }
 
+/// Waits until the watch says it is synced and holds `pods` pods
+/// (bounded: 10 s): the names can be whole before the last kind is listed.
+fn synced_with_pods(server: &Server, pods: usize) {
+    wait::until(Duration::from_secs(10), "synced, every pod held", || {
+        let metrics = server.metrics();
+        let synced = common::metrics::sample(&metrics, "flowtap_k8s_synced");
+        let held = common::metrics::sample(&metrics, "flowtap_k8s_objects{kind=\"pod\"}");
+        if synced == 1.0 && held == pods as f64 {
+            Ok(())
+        } else {
+            Err(format!("synced {synced}, {held} pods"))
+        }
+    });
+}
+
 #[test]
 fn names_follow_the_cluster_through_a_watch() {
     let api = ApiServer::start();
@@ -75,12 +90,8 @@ fn names_follow_the_cluster_through_a_watch() {
     eventually(&server, Duration::from_secs(10), "the file's names", |b| {
         names(b) == want
     });
-    let metrics = server.metrics();
-    assert_eq!(common::metrics::sample(&metrics, "flowtap_k8s_synced"), 1.0);
-    assert_eq!(
-        common::metrics::sample(&metrics, "flowtap_k8s_objects{kind=\"pod\"}"),
-        19.0
-    );
+    // Synced once every kind is listed (nodes too, which no name needs).
+    synced_with_pods(&server, 19);
 
     // Pod churn: the pod behind a server address is replaced by another
     // with the same address. One snapshot interval later, the new name.
@@ -118,8 +129,8 @@ fn names_follow_the_cluster_through_a_watch() {
     );
     eprintln!("pod churn reflected in {:?}", started.elapsed());
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "within an interval or two"
+        started.elapsed() < Duration::from_secs(4),
+        "within an interval or two (1 s each), on a loaded machine"
     );
 
     // The API server forgets its history and drops every watch: the
@@ -201,15 +212,10 @@ fn a_cluster_larger_than_a_list_page_is_listed_whole() {
     );
     let stats = api.stats();
     eprintln!("API requests {stats}");
-    let metrics = server.metrics();
-    assert_eq!(common::metrics::sample(&metrics, "flowtap_k8s_synced"), 1.0);
-    assert_eq!(
-        common::metrics::sample(&metrics, "flowtap_k8s_objects{kind=\"pod\"}"),
-        (19 + BULK) as f64,
-        "every pod of every page, each once"
-    );
+    // Every pod of every page, each once.
+    synced_with_pods(&server, 19 + BULK);
     assert!(
-        common::metrics::sample(&metrics, "flowtap_k8s_watch_errors_total") >= 1.0,
+        common::metrics::sample(&server.metrics(), "flowtap_k8s_watch_errors_total") >= 1.0,
         "the expired list counted as an error"
     );
     assert_eq!(stats["list_gone"]["pods"], 1, "one continue token expired");

@@ -152,15 +152,47 @@ fn queue_report(stderr: &str) -> (Vec<u64>, u64) {
     (frames, drops)
 }
 
-/// A running tcpdump: its pid and what it writes to stderr.
+/// Waits until flowtap's AF_XDP sockets have received `total` frames (the
+/// replay is over, the rings read), before it is stopped and its exit
+/// report read.
+fn wait_for_xdp_frames(ft: &LiveFlowtap, total: u64) {
+    wait::until(Duration::from_secs(10), &format!("{total} frames"), || {
+        let metrics = ft.admin_text("/metrics");
+        let frames: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("flowtap_xdp_frames_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if frames as u64 >= total {
+            Ok(())
+        } else {
+            Err(format!("{frames}"))
+        }
+    });
+}
+
+/// A running tcpdump: its pid, its file and what it writes to stderr.
 struct Tcpdump {
     pid: u32,
+    file: PathBuf,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
-/// Stops tcpdump and checks it dropped nothing: a reference that lost
-/// packets proves nothing.
+/// Stops tcpdump once its file has stopped growing (packets still in its
+/// buffer at SIGINT are never written) and checks it dropped nothing: a
+/// reference that lost packets proves nothing.
 fn stop_tcpdump(dump: Tcpdump) {
+    let size = || std::fs::metadata(&dump.file).map_or(0, |m| m.len());
+    let mut last = size();
+    wait::until_holds(
+        Duration::from_secs(10),
+        "tcpdump's file to stop growing",
+        || {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = size();
+            std::mem::replace(&mut last, now) == now
+        },
+    );
     run(&["kill", "-INT", &dump.pid.to_string()]);
     let report = wait::until(Duration::from_secs(5), "tcpdump's report on exit", || {
         let stderr = dump.stderr.lock().unwrap().clone();
@@ -219,7 +251,11 @@ fn tcpdump(lab: &mut Lab, ns: &str, iface: &str, file: &Path) -> Tcpdump {
             sink.lock().unwrap().push_str(&format!("{l}\n"));
         }
     });
-    Tcpdump { pid, stderr: log }
+    Tcpdump {
+        pid,
+        file: file.to_owned(),
+        stderr: log,
+    }
 }
 
 fn assert_no_xdp(lab: &Lab, ns: &str, iface: &str) {
@@ -923,7 +959,6 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
             "2000",
         ];
         replay(lab, &ns, &args, &capture);
-        std::thread::sleep(Duration::from_millis(800));
     };
 
     // SKB (generic) mode captures everything. (A veth records no rx queue
@@ -936,6 +971,7 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
         ft.stderr.lock().unwrap()
     );
     replay_slowly(&lab);
+    wait_for_xdp_frames(&ft, total);
     let (status, stderr) = ft.stop();
     assert_eq!(status, 0, "{stderr}");
     assert_eq!(
@@ -1050,7 +1086,7 @@ fn an_unprivileged_user_captures_with_the_file_capabilities() {
     for mode in ["span", "host"] {
         let ft = LiveFlowtap::start_with(&ns, &as_nobody, &["-i", "u1", "--mode", mode]);
         replay(&lab, &ns, &["-i", "u0", "--pps", "2000"], &capture);
-        std::thread::sleep(Duration::from_millis(800));
+        wait_for_xdp_frames(&ft, total);
         let (status, stderr) = ft.stop();
         assert_eq!(status, 0, "{mode}: {stderr}");
         assert_eq!(

@@ -85,6 +85,27 @@ fn wait_for(what: &str, mut check: impl FnMut() -> Option<String>) -> String {
     })
 }
 
+/// The exit status a pane's shell wrote (`echo $? > FILE`), once it is
+/// written whole: the file exists, empty, before its line is in it.
+fn exit_status(what: &str, file: &Path) -> String {
+    let line = wait_for(what, || {
+        std::fs::read_to_string(file)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    });
+    line.trim().to_owned()
+}
+
+/// The pane once tmux has drawn what the program left on it at its exit
+/// (it may not have yet when the exit status is written): one without
+/// `gone`.
+fn screen_without(socket: &str, gone: &str) -> String {
+    wait_for(&format!("the screen without {gone:?}"), || {
+        let screen = tmux(socket, &["capture-pane", "-p"]);
+        (!screen.contains(gone)).then_some(screen)
+    })
+}
+
 #[test]
 fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
     let (server, dir) = serve_demo(TOKEN, &[]);
@@ -138,13 +159,9 @@ fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
         check_row(&screen, flow);
     }
     tmux(&socket, &["send-keys", "q"]);
-    let status = wait_for("flowtap top to quit on q", || {
-        std::fs::read_to_string(&done).ok()
-    });
-    assert_eq!(status.trim(), "0");
+    assert_eq!(exit_status("flowtap top to quit on q", &done), "0");
     // The shell's screen is back (the alternate screen was left).
-    let after = tmux(&socket, &["capture-pane", "-p"]);
-    assert!(!after.contains(&footer), "{after}");
+    screen_without(&socket, &footer);
     tmux(&socket, &["kill-server"]);
 
     // Without a terminal: one table; --json: the API's answer.
@@ -225,12 +242,8 @@ fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
         .status()
         .unwrap();
     assert!(killed.success(), "no process {argv}");
-    let status = wait_for("flowtap top to end on SIGTERM", || {
-        std::fs::read_to_string(&done).ok()
-    });
-    assert_eq!(status.trim(), "0");
-    let after = tmux(&small, &["capture-pane", "-p"]);
-    assert!(!after.contains(&footer20), "{after}");
+    assert_eq!(exit_status("flowtap top to end on SIGTERM", &done), "0");
+    screen_without(&small, &footer20);
     tmux(&small, &["kill-server"]);
     assert_eq!(server.terminate(), 0);
 }
@@ -254,16 +267,18 @@ fn top_quits_on_q_while_an_answer_is_awaited() {
         &socket,
         &["new-session", "-d", "-x", "100", "-y", "30", &command],
     );
-    // The request is under way (the screen was cleared for it).
-    std::thread::sleep(Duration::from_millis(1500));
+    // The request is under way: its connection was made (held open here,
+    // never answered).
+    silent.set_nonblocking(true).unwrap();
+    let _request = wait::until(Duration::from_secs(20), "top's connection", || {
+        silent.accept().map_err(|e| e.to_string())
+    });
     let asked = std::time::Instant::now();
     tmux(&socket, &["send-keys", "q"]);
-    let status = wait_for("flowtap top to quit on q", || {
-        std::fs::read_to_string(&done).ok()
-    });
+    let status = exit_status("flowtap top to quit on q", &done);
     let took = asked.elapsed();
     tmux(&socket, &["kill-server"]);
-    assert_eq!(status.trim(), "0");
+    assert_eq!(status, "0");
     assert!(
         took < Duration::from_secs(2),
         "q took {took:?}: it waited for the request"
@@ -276,13 +291,17 @@ fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
     let dir = tempfile::tempdir().unwrap();
     let demo = project_root().join("demo/demo.pcap");
     let flowtap = env!("CARGO_BIN_EXE_flowtap");
-    // The capture comes through a pipe that stays open for 4 s after its
-    // last frame: the run is long, and its size unknown (no bar, a count).
+    // The capture comes through a pipe that stays open after its last
+    // frame until the test has seen the progress line (the file `go`;
+    // bounded: 30 s): the run is long, and its size unknown (no bar, a
+    // count).
     let out = dir.path().join("summary.json");
     let done = dir.path().join("exit-status");
+    let go = dir.path().join("go");
     let command = format!(
-        "(cat '{}'; sleep 4) | '{flowtap}' -r /dev/stdin --json > '{}'; echo $? > '{}'; sleep 30",
+        "(cat '{}'; for i in $(seq 300); do [ -e '{}' ] && break; sleep 0.1; done) | '{flowtap}' -r /dev/stdin --json > '{}'; echo $? > '{}'; sleep 30",
         demo.display(),
+        go.display(),
         out.display(),
         done.display()
     );
@@ -314,11 +333,10 @@ fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
     );
     // A person at the terminal is not shown every option first.
     assert!(!screen.contains("configuration"), "{screen}");
-    let status = wait_for("the run to end", || std::fs::read_to_string(&done).ok());
-    assert_eq!(status.trim(), "0");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(exit_status("the run to end", &done), "0");
     // Cleared once the reading is over; the results are untouched.
-    let after = tmux(&socket, &["capture-pane", "-p"]);
-    assert!(!after.contains("of the input"), "{after}");
+    screen_without(&socket, "of the input");
     tmux(&socket, &["kill-server"]);
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     // The same as reading the file itself.

@@ -192,6 +192,9 @@ pub(crate) struct LiveFlowtap {
     /// The admin listener (/healthz, /readyz, /metrics).
     pub admin: String,
     pub stderr: Arc<Mutex<String>>,
+    /// stderr's lines as they come: closed once flowtap has exited and its
+    /// last line is in `stderr`.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl LiveFlowtap {
@@ -244,6 +247,7 @@ impl LiveFlowtap {
             addr: addr.expect("read above"),
             admin: admin.expect("read above"),
             stderr,
+            lines: rx,
         }
     }
 
@@ -318,14 +322,30 @@ impl LiveFlowtap {
         std::thread::sleep(Duration::from_millis(600));
     }
 
+    /// Everything an exited flowtap wrote to stderr, once the thread that
+    /// reads it has read its last line (bounded: 10 s).
+    fn whole_stderr(&self) -> String {
+        use std::sync::mpsc::RecvTimeoutError;
+        super::wait::until(
+            Duration::from_secs(10),
+            "the end of flowtap's stderr",
+            || {
+                loop {
+                    match self.lines.recv_timeout(super::wait::EVERY) {
+                        Ok(_) => continue,
+                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                        Err(RecvTimeoutError::Timeout) => return Err("still open".to_owned()),
+                    }
+                }
+            },
+        );
+        self.stderr.lock().unwrap().clone()
+    }
+
     /// The exit status and stderr, if flowtap has exited by itself.
     pub(crate) fn try_exit(&mut self) -> Option<(i32, String)> {
         let status = self.child.try_wait().ok()??;
-        std::thread::sleep(Duration::from_millis(200));
-        Some((
-            status.code().unwrap_or(-1),
-            self.stderr.lock().unwrap().clone(),
-        ))
+        Some((status.code().unwrap_or(-1), self.whole_stderr()))
     }
 
     /// SIGTERM; returns the exit status and everything flowtap wrote to stderr.
@@ -339,12 +359,7 @@ impl LiveFlowtap {
                     .unwrap()
                     .ok_or_else(|| "still running".to_owned())
             });
-        // Its stderr's last lines, read by another thread.
-        std::thread::sleep(Duration::from_millis(50));
-        (
-            status.code().unwrap_or(-1),
-            self.stderr.lock().unwrap().clone(),
-        )
+        (status.code().unwrap_or(-1), self.whole_stderr())
     }
 
     pub(crate) fn kill(mut self) {
