@@ -62,9 +62,10 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         .with_context(|| format!("starting capture on {iface}"))?;
     let info = capture.info.clone();
     {
-        // Its coverage counts what the kernel dropped for its sockets, and
-        // the frames of queues it has no socket on (also a metric, kept up
-        // to date here, at each snapshot).
+        // Its coverage counts what the kernel dropped for its sockets, the
+        // frames of queues it has no socket on and those the NIC missed
+        // (the last two also metrics, kept up to date here, at each
+        // snapshot).
         let name = setup::node_name(cli);
         let queues = info.clone();
         let mut publisher = publisher.lock().expect("publisher lock");
@@ -75,6 +76,8 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
             Some(Arc::new(move || {
                 let unbound = queues.unbound_frames.load(Ordering::Relaxed);
                 stats.xdp_unbound_frames.store(unbound, Ordering::Relaxed);
+                let missed = queues.nic_missed.load(Ordering::Relaxed);
+                stats.nic_rx_missed.store(missed, Ordering::Relaxed);
                 let dropped: u64 = queues
                     .queues
                     .iter()
@@ -83,7 +86,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
                             + q.rx_ring_full.load(Ordering::Relaxed)
                     })
                     .sum();
-                dropped + unbound
+                dropped + unbound + missed
             })),
         );
     }

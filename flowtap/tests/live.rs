@@ -376,6 +376,14 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
         sample(&metrics, "flowtap_xdp_rx_dropped_total{queue=\"0\"}"),
         0.0
     );
+    // The port's NIC counts what it missed (a veth misses nothing: the
+    // series is there, its driver's count 0; netdev's tests read a count).
+    let missed = lab.exec(
+        &tap,
+        &["cat", "/sys/class/net/m1/statistics/rx_missed_errors"],
+    );
+    assert_eq!(String::from_utf8_lossy(&missed.stdout).trim(), "0");
+    assert_eq!(sample(&metrics, "flowtap_nic_rx_missed_frames_total"), 0.0);
     // An Ethernet MTU: 2 KiB buffers, 16 MiB of them.
     assert_eq!(
         sample(&metrics, "flowtap_xdp_max_frame_bytes{queue=\"0\"}"),

@@ -15,7 +15,7 @@ use pipeline::wire::dissect::LinkType;
 use xdpilone::xdp::XdpStatisticsV2;
 
 use crate::error::LiveError;
-use crate::netdev::{MirrorVeth, mtu, rx_queues};
+use crate::netdev::{self, MirrorVeth, mtu, rx_queues};
 use crate::program::{Programs, UnboundFrames, mode_name};
 use crate::sys;
 use crate::xsk::{BindMode, RxSocket, XskConfig};
@@ -160,6 +160,10 @@ pub struct LiveInfo {
     /// Frames on rx queues flowtap has no socket on (the XDP program's
     /// count, as last read): they got `--unbound` and never reached it.
     pub unbound_frames: AtomicU64,
+    /// Frames the NIC of `iface` missed since flowtap started (its
+    /// `rx_missed_errors`, as last read; 0 where the driver does not say):
+    /// in span mode the mirror's frames, in host mode the node's.
+    pub nic_missed: AtomicU64,
     /// Host mode: the watched interface's index. Its TC programs go with
     /// it, while the capture veth lives on: the workers look for it.
     pub watched_ifindex: Option<u32>,
@@ -286,14 +290,17 @@ impl LiveCapture {
             promiscuous: promiscuous.is_some(),
             watched_ifindex: (config.mode == Mode::Host).then_some(watched),
             unbound_frames: AtomicU64::new(0),
+            nic_missed: AtomicU64::new(0),
         });
         // Read by the first queue's worker, with its socket's counters.
         let mut unbound = Some(programs.unbound_frames()?);
+        let nic_missed_at_start = netdev::rx_missed(&config.iface);
         let sources = sockets
             .into_iter()
             .enumerate()
             .map(|(i, (socket, wake))| XskSource {
                 unbound: if i == 0 { unbound.take() } else { None },
+                nic_missed_at_start: nic_missed_at_start.filter(|_| i == 0),
                 socket,
                 wake,
                 info: info.clone(),
@@ -387,6 +394,9 @@ pub struct XskSource {
     /// The XDP program's count of frames without a socket (the first
     /// queue's source reads it).
     unbound: Option<UnboundFrames>,
+    /// The NIC's missed frames when flowtap started (the first queue's
+    /// source reads the count on).
+    nic_missed_at_start: Option<u64>,
     socket: RxSocket,
     wake: Arc<SocketWake>,
     info: Arc<LiveInfo>,
@@ -406,6 +416,14 @@ impl XskSource {
             self.info
                 .unbound_frames
                 .store(unbound.read(), Ordering::Relaxed);
+        }
+        if let Some(start) = self.nic_missed_at_start
+            && let Some(now) = netdev::rx_missed(&self.info.iface)
+        {
+            // A driver reset starts its count again: the most seen stays.
+            self.info
+                .nic_missed
+                .fetch_max(now.saturating_sub(start), Ordering::Relaxed);
         }
     }
 

@@ -134,6 +134,19 @@ pub fn mtu(iface: &str) -> std::io::Result<u32> {
     })
 }
 
+/// Frames the NIC of `iface` missed since it came up: no room in its
+/// receive rings, so the host never saw them (`rx_missed_errors`, the
+/// kernel's "host is not keeping up" counter; not `rx_dropped`, which also
+/// counts frames the stack had no use for, as a mirror port's STP and LLDP).
+/// `None` where the driver does not say (the file unreadable).
+pub fn rx_missed(iface: &str) -> Option<u64> {
+    read_counter(&sysfs(iface).join("statistics/rx_missed_errors"))
+}
+
+fn read_counter(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 /// The rx queues of `iface` (from sysfs).
 pub fn rx_queues(iface: &str) -> std::io::Result<u32> {
     let dir = sysfs(iface).join("queues");
@@ -142,4 +155,23 @@ pub fn rx_queues(iface: &str) -> std::io::Result<u32> {
         .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
         .count();
     Ok(n.max(1) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_read_as_sysfs_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rx_missed_errors");
+        std::fs::write(&path, "4242\n").unwrap();
+        assert_eq!(read_counter(&path), Some(4242));
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(read_counter(&path), None);
+        assert_eq!(read_counter(&dir.path().join("absent")), None);
+        // Loopback has the file (its count is 0 or more).
+        assert!(rx_missed("lo").is_some());
+        assert_eq!(rx_missed("no-such-interface"), None);
+    }
 }

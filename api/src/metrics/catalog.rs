@@ -523,6 +523,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(xdp_unbound_frames)
     ),
     metric!(
+        "flowtap_nic_rx_missed_frames",
+        Counter,
+        "Frames the NIC of -i missed since flowtap started, no room in its receive rings (its rx_missed_errors; 0 where the driver does not count them); counted in capture_drops. The host is not keeping up with the port: more queues, larger rings (ethtool -G), or a lighter mirror.",
+        stat!(nic_rx_missed)
+    ),
+    metric!(
         "flowtap_agents_expected",
         Gauge,
         "Vantage points this flowtap answers for: 1, or every agent a hub knows of (never answered: those beyond --max-agents, agent pods not ready, a discovery source that names none).",

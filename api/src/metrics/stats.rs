@@ -66,6 +66,8 @@ pub struct ServiceStats {
     pub promiscuous: AtomicU64,
     /// Frames on rx queues without a socket (the XDP program's count).
     pub xdp_unbound_frames: AtomicU64,
+    /// Frames the capture interface's NIC missed since flowtap started.
+    pub nic_rx_missed: AtomicU64,
     pub mcp_session_capacity: AtomicU64,
     pub mcp_sessions_evicted: AtomicU64,
     pub http_connections: AtomicU64,
