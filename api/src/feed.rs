@@ -12,7 +12,8 @@
 
 use std::sync::Arc;
 
-use pipeline::flow::handshake::{DigestExport, HandshakeTally, TALLY_BOUNDS_US};
+use pipeline::flow::handshake::{DigestExport, EXACT_SAMPLES, HandshakeTally, TALLY_BOUNDS_US};
+use pipeline::flow::sketch::MAX_BUCKETS;
 use pipeline::flow::{
     Counter, FlowKey, FlowRecord, HandshakeDigest, PerSide, Rates, Side, TcpHealth, Window,
 };
@@ -94,7 +95,13 @@ impl Iterator for FeedFlows<'_> {
             Ok((flow, rest)) => {
                 self.rest = rest;
                 self.left -= 1;
-                Some(Ok(flow))
+                match FeedFlow::check(&flow) {
+                    Ok(()) => Some(Ok(flow)),
+                    Err(e) => {
+                        self.left = 0;
+                        Some(Err(e))
+                    }
+                }
             }
             Err(e) => {
                 self.left = 0;
@@ -106,7 +113,85 @@ impl Iterator for FeedFlows<'_> {
 
 /// What a hub says of bytes that do not decode as a feed.
 fn not_a_feed(e: postcard::Error) -> String {
-    format!("not a feed: {e}")
+    match e {
+        // postcard keeps no message of serde's own errors: those of
+        // `AtMost`, and of an enum's unknown variant.
+        postcard::Error::SerdeDeCustom => {
+            "not a feed: a value out of its range (a handshake leg with more samples or buckets than an agent's digest holds, or an unknown variant)".to_owned()
+        }
+        e => format!("not a feed: {e}"),
+    }
+}
+
+/// The largest count a feed may carry, of anything (packets, bytes,
+/// connections, losses): 2^53, 9 PB or 9e15 packets, more than any flow
+/// or agent counts; a hub sums millions of them, and a larger one can only
+/// come from an agent that lies (its sums would wrap).
+pub const MAX_COUNT: u64 = 1 << 53;
+
+/// The longest name an agent may give itself or its node: a DNS name's
+/// (a Kubernetes node name is one), without control characters. Names go
+/// into every answer's coverage and into metric labels.
+pub const MAX_NAME_BYTES: usize = 253;
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(format!(
+            "not a feed: its {what} is not a name ({} bytes; at most {MAX_NAME_BYTES}, no control characters)",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_counts<'a>(what: &str, counts: impl IntoIterator<Item = &'a u64>) -> Result<(), String> {
+    match counts.into_iter().find(|&&n| n > MAX_COUNT) {
+        Some(n) => Err(format!(
+            "not a feed: {what} {n} is more than any agent counts (at most 2^53)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A sequence of at most `N` elements, decoded without room for more: a
+/// handshake leg holds at most [`EXACT_SAMPLES`] samples or
+/// [`MAX_BUCKETS`] buckets, and a feed that says it holds millions would
+/// otherwise be decoded whole first (4 bytes of memory for each byte of
+/// the feed).
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct AtMost<T, const N: usize>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for AtMost<T, N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Elements<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Elements<T, N> {
+            type Value = AtMost<T, N>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "at most {N} elements")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let declared = seq.size_hint().unwrap_or(0);
+                if declared > N {
+                    return Err(serde::de::Error::invalid_length(declared, &self));
+                }
+                let mut all = Vec::with_capacity(declared);
+                while let Some(element) = seq.next_element()? {
+                    if all.len() == N {
+                        return Err(serde::de::Error::invalid_length(N + 1, &self));
+                    }
+                    all.push(element);
+                }
+                Ok(AtMost(all))
+            }
+        }
+        d.deserialize_seq(Elements(std::marker::PhantomData))
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -169,15 +254,15 @@ impl WireHealth {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum WireDigest {
-    Exact(Vec<u32>),
-    Sketch(Vec<(u16, u32)>),
+    Exact(AtMost<u32, EXACT_SAMPLES>),
+    Sketch(AtMost<(u16, u32), { MAX_BUCKETS as usize }>),
 }
 
 impl From<DigestExport> for WireDigest {
     fn from(d: DigestExport) -> Self {
         match d {
-            DigestExport::Exact(v) => WireDigest::Exact(v),
-            DigestExport::Sketch(v) => WireDigest::Sketch(v),
+            DigestExport::Exact(v) => WireDigest::Exact(AtMost(v)),
+            DigestExport::Sketch(v) => WireDigest::Sketch(AtMost(v)),
         }
     }
 }
@@ -185,8 +270,8 @@ impl From<DigestExport> for WireDigest {
 impl From<WireDigest> for DigestExport {
     fn from(d: WireDigest) -> Self {
         match d {
-            WireDigest::Exact(v) => DigestExport::Exact(v),
-            WireDigest::Sketch(v) => DigestExport::Sketch(v),
+            WireDigest::Exact(v) => DigestExport::Exact(v.0),
+            WireDigest::Sketch(v) => DigestExport::Sketch(v.0),
         }
     }
 }
@@ -283,6 +368,20 @@ impl Feed {
                 head.version
             ));
         }
+        check_name("agent name", &head.name)?;
+        if let Some(node) = &head.node {
+            check_name("node name", node)?;
+        }
+        let l = &head.losses;
+        check_counts(
+            "a loss count",
+            &[
+                l.capture_dropped,
+                l.handoff_dropped,
+                l.flows_evicted,
+                l.packets_in_no_flow,
+            ],
+        )?;
         // A sequence is its length (a varint, as a `usize` is), then its
         // elements (postcard's wire format).
         let (left, rest): (usize, _) = postcard::take_from_bytes(rest).map_err(not_a_feed)?;
@@ -291,6 +390,33 @@ impl Feed {
 }
 
 impl FeedFlow {
+    /// Whether the flow's numbers are ones an agent could have counted:
+    /// counts up to [`MAX_COUNT`] (so that a flow's own sums cannot wrap),
+    /// rates finite and not negative (a merged group adds them).
+    fn check(&self) -> Result<(), String> {
+        let sent = self.sent.iter().flat_map(|(p, b)| [p, b]);
+        let tally_sum = self.tally.as_ref().map(|(_, sum_us)| sum_us);
+        check_counts(
+            "a flow's count",
+            sent.chain([&self.connections]).chain(tally_sum),
+        )?;
+        if let Some(tcp) = &self.tcp {
+            check_counts(
+                "a flow's TCP count",
+                tcp.sent.iter().flatten().chain(&tcp.connections),
+            )?;
+        }
+        if let Some(rate) = self
+            .pps
+            .iter()
+            .chain(&self.bps)
+            .find(|r| !(r.is_finite() && **r >= 0.0))
+        {
+            return Err(format!("not a feed: a flow's rate is {rate}"));
+        }
+        Ok(())
+    }
+
     /// `f` as an agent sends it, its digests holding what `window` holds
     /// at `as_of_ns`.
     pub fn of(f: &FlowRecord, as_of_ns: u64, window: Window) -> FeedFlow {
@@ -298,7 +424,7 @@ impl FeedFlow {
             f.handshake[side]
                 .as_ref()
                 .map(|d| WireDigest::from(d.export(as_of_ns, window)))
-                .filter(|d| !matches!(d, WireDigest::Exact(v) if v.is_empty()))
+                .filter(|d| !matches!(d, WireDigest::Exact(v) if v.0.is_empty()))
         };
         FeedFlow {
             proto: f.key.proto as u8,
@@ -647,5 +773,91 @@ mod tests {
         assert_eq!(lying.pop(), Some(0), "the flow count is the last byte");
         lying.extend([0x80, 0x80, 0x80, 0x80, 0x04]); // varint 2^30
         assert!(Feed::decode(&lying).unwrap_err().contains("not a feed"));
+    }
+
+    /// A feed whose names, counts, rates or handshake legs no agent could
+    /// have sent is refused with what is wrong with it (it reached every
+    /// answer's coverage and metric labels, wrapped the hub's sums, or
+    /// decoded gigabytes of samples), and the one next to it is read.
+    #[test]
+    fn a_feed_no_agent_could_have_sent_is_refused() {
+        let key = FlowKey {
+            proto: L4Proto::Tcp,
+            client: Addr::from_v4([198, 18, 0, 1]),
+            server: Addr::from_v4([198, 19, 0, 1]),
+            server_port: 443,
+        };
+        let mut record = FlowRecord::new(key);
+        record.sent[Side::Client] = Counter {
+            pkts: 3,
+            bytes: 180,
+        };
+        let flow = FeedFlow::of(&record, 2_000_000_000, Window::Unbounded);
+        let feed = |node: &str, flow: FeedFlow| {
+            Feed {
+                head: FeedHead {
+                    version: VERSION,
+                    name: "http://10.0.0.5:8898".into(),
+                    instance: 1,
+                    node: Some(node.into()),
+                    sequence: 9,
+                    as_of_ns: 2,
+                    since_ns: None,
+                    losses: WireLosses::default(),
+                },
+                flows: vec![flow],
+            }
+            .encode()
+        };
+        let refused = |bytes: Vec<u8>| Feed::decode(&bytes).unwrap_err();
+        assert!(Feed::decode(&feed("node-a", flow.clone())).is_ok());
+        let longest = "n".repeat(MAX_NAME_BYTES);
+        assert!(Feed::decode(&feed(&longest, flow.clone())).is_ok());
+
+        let long = refused(feed(&format!("{longest}n"), flow.clone()));
+        assert!(
+            long.contains("node name is not a name (254 bytes"),
+            "{long}"
+        );
+        assert!(refused(feed("node\u{1}a", flow.clone())).contains("node name"));
+        let mut lost = Feed::decode(&feed("a", flow.clone())).unwrap();
+        lost.head.losses.capture_dropped = u64::MAX - 500;
+        assert!(refused(lost.encode()).contains("a loss count 18446744073709551115"));
+
+        let mut big = flow.clone();
+        big.sent[0].1 = MAX_COUNT;
+        assert!(
+            Feed::decode(&feed("a", big.clone())).is_ok(),
+            "2^53 is a count"
+        );
+        big.sent[0].1 = MAX_COUNT + 1;
+        assert!(refused(feed("a", big)).contains("more than any agent counts"));
+        let mut reset = flow.clone();
+        reset.tcp = Some(WireHealth {
+            sent: [[0; 3]; 2],
+            connections: [0, 0, 0, u64::MAX, 0, 0],
+        });
+        assert!(refused(feed("a", reset)).contains("TCP count"));
+        for rate in [f64::NAN, f64::INFINITY, -1e9] {
+            let mut odd = flow.clone();
+            odd.bps[1] = rate;
+            assert!(refused(feed("a", odd)).contains("rate is"), "{rate}");
+        }
+
+        // Handshake legs hold what an agent's digest holds at most.
+        let mut legs = flow.clone();
+        legs.legs[0] = Some(WireDigest::Exact(AtMost(vec![100; EXACT_SAMPLES])));
+        legs.legs[1] = Some(WireDigest::Sketch(AtMost(vec![
+            (7, 1);
+            MAX_BUCKETS as usize
+        ])));
+        assert!(Feed::decode(&feed("a", legs.clone())).is_ok());
+        let mut samples = legs.clone();
+        samples.legs[0] = Some(WireDigest::Exact(AtMost(vec![100; EXACT_SAMPLES + 1])));
+        let many = refused(feed("a", samples));
+        assert!(many.contains("more samples or buckets"), "{many}");
+        let mut buckets = legs;
+        buckets.legs[1] = Some(WireDigest::Sketch(AtMost(vec![(7, 1); 1 << 20])));
+        assert!(refused(feed("a", buckets)).contains("more samples or buckets"));
     }
 }

@@ -107,14 +107,16 @@ pub struct PairCounts {
 
 impl PairCounts {
     fn add(&mut self, flow: &FlowCounts) {
-        self.bytes += flow.bytes;
-        self.packets += flow.packets;
-        self.connections += flow.connections;
-        self.failed += flow.failed;
+        // Saturating: the counters run for as long as the process does,
+        // and a hub adds what its agents say.
+        self.bytes = self.bytes.saturating_add(flow.bytes);
+        self.packets = self.packets.saturating_add(flow.packets);
+        self.connections = self.connections.saturating_add(flow.connections);
+        self.failed = self.failed.saturating_add(flow.failed);
         for (n, m) in self.handshakes.iter_mut().zip(flow.handshakes.counts) {
-            *n += u64::from(m);
+            *n = n.saturating_add(u64::from(m));
         }
-        self.handshake_sum_us += flow.handshakes.sum_us;
+        self.handshake_sum_us = self.handshake_sum_us.saturating_add(flow.handshakes.sum_us);
     }
 
     /// The handshakes as a Prometheus histogram, in seconds.
@@ -123,7 +125,7 @@ impl PairCounts {
         for ((_, count), n) in h.buckets.iter_mut().zip(self.handshakes) {
             *count = n;
         }
-        h.count = self.handshakes.iter().sum();
+        h.count = self.handshakes.iter().fold(0, |n, &m| n.saturating_add(m));
         h.sum = self.handshake_sum_us as f64 / 1e6;
         h
     }
@@ -273,8 +275,11 @@ pub struct PairCounters {
     /// most are that agent's, and come back when it answers again, when
     /// only what they gained since may count (counted again whole, every
     /// pull an agent missed doubled its pairs). Forgotten once every
-    /// agent answers.
+    /// agent answers. Bounded by the view's flow capacity (a hub's
+    /// `--max-flows`): past it, the flows last seen longest ago go first.
     absent: hashbrown::HashMap<FlowKey, Seen, ahash::RandomState>,
+    /// Flows forgotten so.
+    absent_forgotten: u64,
 }
 
 impl Default for PairCounters {
@@ -292,6 +297,7 @@ impl PairCounters {
             collapsed: 0,
             last: FlowFollower::default(),
             absent: hashbrown::HashMap::default(),
+            absent_forgotten: 0,
             views: 0,
             evicted: 0,
         }
@@ -351,7 +357,26 @@ impl PairCounters {
             self.absent.clear();
         } else {
             self.absent.extend(left);
+            let capacity = view.snapshot.counters.table.flow_capacity;
+            self.forget_absent_beyond(usize::try_from(capacity).unwrap_or(usize::MAX).max(1));
         }
+    }
+
+    /// Keeps the `capacity` absent flows last seen most recently: while an
+    /// agent stays missing, keys that churn (pod addresses, or an agent
+    /// sending fresh keys every round) would otherwise pile up here until
+    /// it answered again. One forgotten and then back counts whole.
+    fn forget_absent_beyond(&mut self, capacity: usize) {
+        let excess = self.absent.len().saturating_sub(capacity);
+        if excess == 0 {
+            return;
+        }
+        let mut seen: Vec<u64> = self.absent.values().map(|s| s.last_seen_ns).collect();
+        let (_, &mut oldest_kept, _) = seen.select_nth_unstable(excess);
+        let before = self.absent.len();
+        self.absent.retain(|_, s| s.last_seen_ns >= oldest_kept);
+        // Ties at the threshold may leave a few more than `capacity`.
+        self.absent_forgotten += (before - self.absent.len()) as u64;
     }
 
     fn add(&mut self, view: &View, i: usize, gained: &FlowCounts) {
@@ -433,6 +458,12 @@ impl PairCounters {
 
     pub fn evicted(&self) -> u64 {
         self.evicted
+    }
+
+    /// Flows that left while an agent was missing and were forgotten at
+    /// the bound (see `absent`).
+    pub fn absent_forgotten(&self) -> u64 {
+        self.absent_forgotten
     }
 
     /// At the bound, the pairs that gained nothing for [`IDLE_PAIR_VIEWS`]
@@ -554,6 +585,11 @@ mod tests {
     /// A hub's view: `flows`, with the agents that answered and the ones
     /// that did not.
     fn hub_view(flows: Vec<FlowRecord>, missing: bool) -> View {
+        hub_view_of(flows, missing, 1000)
+    }
+
+    /// [`hub_view`] of a hub merging at most `capacity` flows.
+    fn hub_view_of(flows: Vec<FlowRecord>, missing: bool, capacity: u64) -> View {
         use pipeline::snapshot::{AgentCoverage, Coverage};
         let agent = |name: &str, answered: bool| AgentCoverage {
             name: name.into(),
@@ -561,14 +597,47 @@ mod tests {
             error: (!answered).then(|| "no answer within 1.0 s".to_owned()),
             ..AgentCoverage::default()
         };
-        let snapshot = pipeline::Snapshot {
+        let mut snapshot = pipeline::Snapshot {
             flows,
             coverage: Coverage {
                 agents: vec![agent("http://a", true), agent("http://b", !missing)],
             },
             ..pipeline::Snapshot::default()
         };
+        snapshot.counters.table.flow_capacity = capacity;
         View::build(Arc::new(snapshot), None, Arc::default())
+    }
+
+    /// While an agent stays missing, flows that keep leaving (keys that
+    /// churn) are remembered up to the hub's flow capacity, the latest
+    /// seen kept; the first of them, forgotten, counts whole when it is
+    /// back, one still remembered only what it gained.
+    #[test]
+    fn flows_that_left_during_an_outage_are_remembered_up_to_the_capacity() {
+        let mut pairs = PairCounters::default();
+        let bytes = |pairs: &PairCounters| -> f64 {
+            pairs.samples(|c| c.bytes).iter().map(|(_, v)| v).sum()
+        };
+        // Each round one flow to a port of its own, last seen in its
+        // round, leaves the next round (its agent missing).
+        let round = |port: u16| {
+            let mut f = flow_to(port, 100, u64::from(port));
+            f.last_seen_ns = u64::from(port) * 10;
+            f
+        };
+        pairs.observe(&hub_view_of(vec![round(1)], true, 3));
+        for port in 2..=10 {
+            pairs.observe(&hub_view_of(vec![round(port)], true, 3));
+            assert!(pairs.absent.len() <= 3, "{}", pairs.absent.len());
+        }
+        assert_eq!(pairs.absent_forgotten(), 6);
+        assert_eq!(bytes(&pairs), 1000.0);
+        // The agent is back with the first flow (forgotten: counted whole
+        // again) and the eighth (remembered: only its 50 new bytes).
+        let mut eighth = round(8);
+        eighth.sent[Side::Client].bytes += 50;
+        pairs.observe(&hub_view_of(vec![round(1), eighth], false, 3));
+        assert_eq!(bytes(&pairs), 1000.0 + 100.0 + 50.0);
     }
 
     /// A flow of `bytes` over 10 packets, first seen at `first_seen_ns`.

@@ -385,9 +385,10 @@ pub(crate) struct HubArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_IDLE_AFTER", help_heading = HUB)]
     pub idle_after: f64,
 
-    /// Agents pulled at most; more are not pulled, and answers name them
-    /// missing in their coverage (flowtap_agent_up 0).
-    #[arg(long, value_name = "N", default_value_t = 1024, env = "FLOWTAP_HUB_MAX_AGENTS", help_heading = HUB)]
+    /// Agents pulled at most (1 to 65535: a flow's `seen_by` numbers them
+    /// in 16 bits); more are not pulled, and answers name them missing in
+    /// their coverage (flowtap_agent_up 0).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=u64::from(u16::MAX)), env = "FLOWTAP_HUB_MAX_AGENTS", help_heading = HUB)]
     pub max_agents: usize,
 
     /// Bytes one agent's feed may take (e.g. 256Mi); a larger one fails its

@@ -159,11 +159,12 @@ impl Losses {
         }
     }
 
+    /// Saturating, as every sum of counts is (a hub adds its agents').
     pub fn add(&mut self, o: &Losses) {
-        self.capture_dropped += o.capture_dropped;
-        self.handoff_dropped += o.handoff_dropped;
-        self.flows_evicted += o.flows_evicted;
-        self.packets_in_no_flow += o.packets_in_no_flow;
+        self.capture_dropped = self.capture_dropped.saturating_add(o.capture_dropped);
+        self.handoff_dropped = self.handoff_dropped.saturating_add(o.handoff_dropped);
+        self.flows_evicted = self.flows_evicted.saturating_add(o.flows_evicted);
+        self.packets_in_no_flow = self.packets_in_no_flow.saturating_add(o.packets_in_no_flow);
     }
 }
 

@@ -618,6 +618,12 @@ pub const CATALOG: &[Metric] = &[
         Value::One(|s| s.stats.pairs.lock().expect("pairs lock").evicted() as f64)
     ),
     metric!(
+        "flowtap_metrics_pairs_absent_forgotten",
+        Counter,
+        "Hub: flows that left the answer while an agent was missing, forgotten beyond --max-flows of them (one that comes back with its agent is then counted whole in the pair series).",
+        Value::One(|s| s.stats.pairs.lock().expect("pairs lock").absent_forgotten() as f64)
+    ),
+    metric!(
         "flowtap_ipfix_records",
         Counter,
         "IPFIX data records exported (one per flow direction and export).",

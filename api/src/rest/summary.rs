@@ -183,8 +183,9 @@ pub fn build(view: &View) -> Summary {
             L4Proto::Udp => udp_flows += 1,
         }
         let (bytes, pkts) = (f.total_bytes(), f.total_pkts());
-        total_bytes += bytes;
-        total_pkts += pkts;
+        // Saturating sums, as all of a hub's: an agent may lie.
+        total_bytes = u64::saturating_add(total_bytes, bytes);
+        total_pkts = u64::saturating_add(total_pkts, pkts);
         pairs.push((
             (
                 Name::of(view, i, Side::Client),
@@ -195,7 +196,7 @@ pub fn build(view: &View) -> Summary {
         if let Some(external) = external_bytes.as_mut()
             && view.external(i, Side::Server) == Some(true)
         {
-            *external += bytes;
+            *external = external.saturating_add(bytes);
         }
         let client_ns = view.ns(i, Side::Client).map(|ns| &**ns);
         let server_ns = view.ns(i, Side::Server).map(|ns| &**ns);
@@ -212,7 +213,7 @@ pub fn build(view: &View) -> Summary {
         {
             let e = cross.entry((c, s)).or_default();
             e.0 += 1;
-            e.1 += bytes;
+            e.1 = e.1.saturating_add(bytes);
         }
     }
 
@@ -222,8 +223,8 @@ pub fn build(view: &View) -> Summary {
     pairs.dedup_by(|later, first| {
         let same = later.0 == first.0;
         if same {
-            first.1.0 += later.1.0;
-            first.1.1 += later.1.1;
+            first.1.0 = first.1.0.saturating_add(later.1.0);
+            first.1.1 = first.1.1.saturating_add(later.1.1);
         }
         same
     });
@@ -300,8 +301,9 @@ pub fn build(view: &View) -> Summary {
             }
         })
         .collect();
-    let side_total =
-        |f: fn(&SideHealth) -> u64| Side::BOTH.iter().map(|&s| f(&health.sent(s))).sum();
+    let side_total = |f: fn(&SideHealth) -> u64| {
+        f(&health.sent(Side::Client)).saturating_add(f(&health.sent(Side::Server)))
+    };
     Summary {
         total_flows: flows.len(),
         tcp_flows,

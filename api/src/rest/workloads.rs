@@ -224,8 +224,8 @@ pub fn all(view: &View) -> Vec<WorkloadJson> {
                     Side::Server => e.flows_in += 1,
                     Side::Client => e.flows_out += 1,
                 }
-                e.bytes_out += sent;
-                e.bytes_in += received;
+                e.bytes_out = e.bytes_out.saturating_add(sent);
+                e.bytes_in = e.bytes_in.saturating_add(received);
                 e.last_seen_ns = e.last_seen_ns.max(f.last_seen_ns);
             }
         }

@@ -21,7 +21,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use api::feed::{Feed, FeedFlow, FeedHead, VERSION, WireDigest, WireHealth, WireLosses};
+use api::feed::{AtMost, Feed, FeedFlow, FeedHead, VERSION, WireDigest, WireHealth, WireLosses};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
@@ -70,17 +70,17 @@ fn flow(agent: u32, i: u32, rng: &mut u64, version: u32) -> FeedFlow {
     let legs = if tcp {
         let leg = |base: u64, r: &mut dyn FnMut() -> u64| {
             if i.is_multiple_of(100) {
-                WireDigest::Sketch(
+                WireDigest::Sketch(AtMost(
                     (0..40)
                         .map(|b| (200 + b as u16, 1 + version + (r() % 50) as u32))
                         .collect(),
-                )
+                ))
             } else {
-                WireDigest::Exact(
+                WireDigest::Exact(AtMost(
                     (0..3)
                         .map(|_| (base + r() % 5000) as u32 + version)
                         .collect(),
-                )
+                ))
             }
         };
         [Some(leg(200, &mut next)), Some(leg(300, &mut next))]

@@ -44,9 +44,9 @@ pub struct SideHealth {
 
 impl SideHealth {
     pub fn add(&mut self, other: SideHealth) {
-        self.retransmits += other.retransmits;
-        self.rsts += other.rsts;
-        self.zero_windows += other.zero_windows;
+        self.retransmits = self.retransmits.saturating_add(other.retransmits);
+        self.rsts = self.rsts.saturating_add(other.rsts);
+        self.zero_windows = self.zero_windows.saturating_add(other.zero_windows);
     }
 }
 
@@ -64,16 +64,19 @@ pub struct Outcomes {
 impl Outcomes {
     /// Connections that failed: refused, unanswered or reset.
     pub fn failed(&self) -> u64 {
-        self.refused + self.unanswered + self.reset
+        self.refused
+            .saturating_add(self.unanswered)
+            .saturating_add(self.reset)
     }
 
+    /// Saturating, as [`crate::flow::Counter::add`] is.
     pub fn add(&mut self, other: Outcomes) {
-        self.established += other.established;
-        self.refused += other.refused;
-        self.unanswered += other.unanswered;
-        self.reset += other.reset;
-        self.closed += other.closed;
-        self.open += other.open;
+        self.established = self.established.saturating_add(other.established);
+        self.refused = self.refused.saturating_add(other.refused);
+        self.unanswered = self.unanswered.saturating_add(other.unanswered);
+        self.reset = self.reset.saturating_add(other.reset);
+        self.closed = self.closed.saturating_add(other.closed);
+        self.open = self.open.saturating_add(other.open);
     }
 
     /// The counters by name, in the API's order.
@@ -129,11 +132,11 @@ impl TcpHealth {
     }
 
     pub fn retransmits(&self) -> u64 {
-        self.sent(Side::Client).retransmits + self.sent(Side::Server).retransmits
+        (self.sent(Side::Client).retransmits).saturating_add(self.sent(Side::Server).retransmits)
     }
 
     pub fn rsts(&self) -> u64 {
-        self.sent(Side::Client).rsts + self.sent(Side::Server).rsts
+        (self.sent(Side::Client).rsts).saturating_add(self.sent(Side::Server).rsts)
     }
 
     /// Failed connections or retransmissions: worth showing unasked.

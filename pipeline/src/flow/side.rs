@@ -87,9 +87,11 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// Saturating, as every sum of counts is: a hub adds what its agents
+    /// say, and one that lies must not wrap a total.
     pub fn add(&mut self, other: Counter) {
-        self.pkts += other.pkts;
-        self.bytes += other.bytes;
+        self.pkts = self.pkts.saturating_add(other.pkts);
+        self.bytes = self.bytes.saturating_add(other.bytes);
     }
 }
 
@@ -97,8 +99,12 @@ impl PerSide<Counter> {
     /// Both sides together: every packet counted once.
     pub fn total(&self) -> Counter {
         Counter {
-            pkts: self[Side::Client].pkts + self[Side::Server].pkts,
-            bytes: self[Side::Client].bytes + self[Side::Server].bytes,
+            pkts: self[Side::Client]
+                .pkts
+                .saturating_add(self[Side::Server].pkts),
+            bytes: self[Side::Client]
+                .bytes
+                .saturating_add(self[Side::Server].bytes),
         }
     }
 }
