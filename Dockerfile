@@ -26,8 +26,6 @@ COPY --from=build /stage/usr/local/bin/ /usr/local/bin/
 COPY scripts/install-caps.sh /usr/local/share/flowtap/install-caps.sh
 RUN /usr/local/share/flowtap/install-caps.sh /usr/local/bin \
     && apt-get purge -y libcap2-bin && apt-get autoremove -y
-# Two malloc arenas: freed memory is reused instead of parked per thread.
-ENV MALLOC_ARENA_MAX=2
 USER 65532:65532
 EXPOSE 8898
 # Asks /healthz on the admin listener (127.0.0.1:8899 by default).

@@ -20,9 +20,6 @@ use crate::serve::Listen;
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8898";
 /// Where `/healthz`, `/readyz` and `/metrics` are served by default.
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8899";
-/// `/healthz` on the default admin listener, where it is served (the
-/// data listener has none).
-const HEALTHCHECK_URL: &str = "http://127.0.0.1:8899/healthz";
 
 pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -58,9 +55,14 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Exit 0 if a running flowtap answers /healthz (for container health checks).
     Healthcheck {
-        /// Its admin listener's /healthz (`--admin-listen`, 127.0.0.1:8899 by default).
-        #[arg(long, default_value = HEALTHCHECK_URL)]
-        url: String,
+        /// The running flowtap's admin listener, as it was given
+        /// (`--admin-listen`, or its variable).
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_LISTEN, env = "FLOWTAP_ADMIN_LISTEN")]
+        admin_listen: String,
+        /// Or the URL to ask, e.g. http://127.0.0.1:8899 (`/healthz` when it
+        /// names no path).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Serve MCP over stdio for clients that launch a local process,
     /// forwarding every message to a running flowtap's /mcp.
@@ -441,7 +443,8 @@ pub(crate) struct ServeArgs {
 
     /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
     /// Repeatable; each body is printed on its own line. Default without
-    /// --listen: a table of the top flows (--json: the summary).
+    /// --listen: a table of the top flows (--json: the summary). A hub
+    /// prints its first round's answers and exits.
     #[arg(long, value_name = "PATH?QUERY", help_heading = API)]
     pub dump: Vec<String>,
 
@@ -712,6 +715,22 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// A bearer token from its file: the first line, trimmed; never empty.
+/// The URL `flowtap healthcheck` asks: `url`'s `/healthz` unless it names
+/// a path, else the admin listener's (a wildcard address asked on
+/// loopback).
+pub(crate) fn healthcheck_url(admin_listen: &str, url: Option<&str>) -> String {
+    if let Some(url) = url {
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let path = if path.is_empty() { "healthz" } else { path };
+        return format!("http://{host}/{path}");
+    }
+    let addr = admin_listen
+        .replace("0.0.0.0:", "127.0.0.1:")
+        .replace("[::]:", "[::1]:");
+    format!("http://{addr}/healthz")
+}
+
 pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("--auth-token-file {}: {e}", path.display()))?;
@@ -732,9 +751,31 @@ mod tests {
     /// it must ask the admin listener, where `/healthz` is.
     #[test]
     fn the_healthcheck_asks_the_default_admin_listener() {
+        // `/healthz` on the default admin listener, where it is served (the
+        // data listener has none).
         assert_eq!(
-            HEALTHCHECK_URL,
-            format!("http://{DEFAULT_ADMIN_LISTEN}/healthz")
+            healthcheck_url(DEFAULT_ADMIN_LISTEN, None),
+            "http://127.0.0.1:8899/healthz"
+        );
+        // The listener as flowtap was given it (its variable is read too).
+        assert_eq!(
+            healthcheck_url("0.0.0.0:9100", None),
+            "http://127.0.0.1:9100/healthz"
+        );
+        assert_eq!(
+            healthcheck_url("[::]:9100", None),
+            "http://[::1]:9100/healthz"
+        );
+        // A URL as the other commands take one, or with its path.
+        for url in ["http://10.0.0.5:8899", "http://10.0.0.5:8899/"] {
+            assert_eq!(
+                healthcheck_url("x", Some(url)),
+                "http://10.0.0.5:8899/healthz"
+            );
+        }
+        assert_eq!(
+            healthcheck_url("x", Some("http://10.0.0.5:8899/readyz")),
+            "http://10.0.0.5:8899/readyz"
         );
     }
 }

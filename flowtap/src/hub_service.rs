@@ -32,6 +32,10 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         );
     }
     anyhow::ensure!(
+        !args.serve.json,
+        "--json: a hub's answers are JSON already; print one with --dump PATH"
+    );
+    anyhow::ensure!(
         !sources.is_empty(),
         "no agents: give --agent URL, --agents-dns NAME:PORT or --agents-service NAMESPACE/NAME"
     );
@@ -79,7 +83,21 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
     let hub = Hub::start(config, publisher.clone(), demand).context("starting the hub")?;
     // The hub answers from the start; the coverage says what is missing.
     service.set_ready();
-    let outcome = service.run_until_signal(|| None);
+    let outcome = if args.serve.dump.is_empty() {
+        service.run_until_signal(|| None)
+    } else {
+        // One answer for a script: the first round's, then exit.
+        let stats = publisher.lock().expect("publisher lock").stats();
+        let deadline = std::time::Instant::now() + agent_timeout + Duration::from_secs(30);
+        while stats.snapshots.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "--dump: the hub's first round did not end within --agent-timeout and 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    };
     drop(hub);
     let failed = setup::dump(&publisher, &args.serve.dump)?;
     service.stop();

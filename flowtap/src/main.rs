@@ -21,11 +21,31 @@ use std::time::Duration;
 
 use cli::{Command, Docs, LogArgs, LogFormat};
 
+/// Refuses a directive that is a bare word but no level: tracing reads
+/// `warning` as a target, enabled at every level, and everything else off,
+/// so a misspelt level silenced every log line, warnings included. A
+/// target's level is given with `=` (`flowtap_xdp=debug`).
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains('=') && !LEVELS.iter().any(|l| directive.eq_ignore_ascii_case(l)) {
+            return Err(format!(
+                "{directive:?} is no level (trace, debug, info, warn, error, off); a target takes its level after '=', as in {directive}=debug"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn init_logging(run: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&run.log_level).unwrap_or_else(|e| {
-        eprintln!("flowtap: invalid --log-level {:?}: {e}", run.log_level);
-        std::process::exit(2);
-    });
+    let filter = check_log_filter(&run.log_level)
+        .and_then(|()| {
+            tracing_subscriber::EnvFilter::try_new(&run.log_level).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|e| {
+            eprintln!("flowtap: invalid --log-level {:?}: {e}", run.log_level);
+            std::process::exit(2);
+        });
     // Colour only on a terminal: escape codes in log files help nobody.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -76,7 +96,9 @@ fn healthcheck(url: &str) -> i32 {
 fn main() {
     let cli = config::load();
     match cli.command {
-        Some(Command::Healthcheck { url }) => std::process::exit(healthcheck(&url)),
+        Some(Command::Healthcheck { admin_listen, url }) => std::process::exit(healthcheck(
+            &cli::healthcheck_url(&admin_listen, url.as_deref()),
+        )),
         Some(Command::McpStdio {
             url,
             auth_token_file,
@@ -164,6 +186,25 @@ fn error_text(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A misspelt level is refused, not read as a target that silences
+    /// every other line.
+    #[test]
+    fn a_log_level_that_is_no_level_is_refused() {
+        for good in [
+            "info",
+            "WARN",
+            "info,flowtap_xdp=debug",
+            "hub=debug, api=trace",
+            "off",
+        ] {
+            assert_eq!(check_log_filter(good), Ok(()), "{good}");
+        }
+        for bad in ["warning", "debg", "info,verbose"] {
+            let e = check_log_filter(bad).unwrap_err();
+            assert!(e.contains("is no level"), "{bad}: {e}");
+        }
+    }
 
     #[derive(Debug)]
     struct SaysItsCause(std::io::Error);

@@ -1178,6 +1178,28 @@ fn dump_prints_exactly_what_http_returns() {
     }
 }
 
+/// Rates count from the capture's first packet in every shard: a flow's
+/// rate was over the span since its own shard's first packet, so the same
+/// capture gave other rates as the hashing spread flows over the workers
+/// (the served answer and `--dump` differed run to run).
+#[test]
+fn rates_do_not_depend_on_how_flows_are_spread_over_workers() {
+    let demo = project_root().join("demo/demo.pcap");
+    let answers: BTreeSet<String> = (1..=4)
+        .map(|seed| {
+            let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+                .args(["-r", demo.to_str().unwrap(), "--threads", "2"])
+                .args(["--hash-seed", &seed.to_string()])
+                .args(["--dump", "/mcp/flows?format=raw&limit=1000"])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            without_ages(&String::from_utf8(out.stdout).unwrap())
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+}
+
 #[test]
 fn curl_reads_the_api() {
     let s = start(&[]);

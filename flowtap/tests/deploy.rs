@@ -788,4 +788,19 @@ fn the_healthcheck_passes_on_the_admin_listener() {
     };
     assert_eq!(check(format!("http://{}/healthz", server.admin)), Some(0));
     assert_eq!(check(format!("http://{}/healthz", server.addr)), Some(1));
+    // A base URL, as the other commands take one: its /healthz.
+    assert_eq!(check(format!("http://{}", server.admin)), Some(0));
+    // Without a URL: the admin listener flowtap was given, by its variable
+    // (the container's environment), not the default.
+    let by_variable = |admin: String| {
+        Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .arg("healthcheck")
+            .env("FLOWTAP_ADMIN_LISTEN", admin)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(by_variable(server.admin.to_string()), Some(0));
+    assert_eq!(by_variable(server.addr.to_string()), Some(1));
 }

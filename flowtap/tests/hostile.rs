@@ -342,17 +342,14 @@ fn http_abuse_does_not_stop_normal_queries() {
         .write(std::fs::File::create(&capture).unwrap())
         .unwrap();
     // As deployed (Dockerfile, systemd unit, DaemonSet): two malloc arenas.
-    let server = Server::start_with_env(
-        &[
-            "-r",
-            capture.to_str().unwrap(),
-            "--http-max-connections",
-            &MAX_CONNECTIONS.to_string(),
-            "--http-header-timeout",
-            "3",
-        ],
-        &[("MALLOC_ARENA_MAX", "2")],
-    );
+    let server = Server::start(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--http-max-connections",
+        &MAX_CONNECTIONS.to_string(),
+        "--http-header-timeout",
+        "3",
+    ]);
     let flows = server.get_json("/mcp/flows?limit=1")["total"]
         .as_u64()
         .unwrap();

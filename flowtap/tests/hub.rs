@@ -569,6 +569,38 @@ fn an_agent_that_never_answers_is_named_missing_and_the_others_stay_fresh() {
     assert!(age < 2.5, "the answering agent's data is {age} s old");
 }
 
+/// `flowtap hub --dump` prints the first round's answer and exits (it
+/// served until a signal before); `--json` is refused, a hub's answers
+/// being JSON.
+#[test]
+fn a_hub_dumps_its_first_answer_and_exits() {
+    let one = agent(CAPTURES[0].0, CAPTURES[0].1, "127.0.0.1:0");
+    let own = one.get_json("/mcp/flows/summary");
+    let url = format!("http://{}", one.addr);
+    let hub = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args(["hub", "--agent", &url, "--listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let out = hub(&["--dump", "/mcp/flows/summary"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["total_flows"], own["total_flows"]);
+    assert_eq!(summary["coverage"]["agents_answered"], 1);
+    let out = hub(&["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--json"));
+}
+
 /// The entry of the agent named `name` in an answer's `coverage`.
 fn agent_in<'c>(coverage: &'c Value, name: &str) -> &'c Value {
     coverage["agents"]

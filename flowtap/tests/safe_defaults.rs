@@ -227,10 +227,7 @@ fn mcp_batches_replies_and_sessions_are_bounded() {
     const GROWTH_MIB: f64 = 160.0;
     let dir = tempfile::tempdir().unwrap();
     let capture = capture_with_flows(dir.path(), 39_000);
-    let server = Server::start_with_env(
-        &["-r", capture.to_str().unwrap()],
-        &[("MALLOC_ARENA_MAX", "2")],
-    );
+    let server = Server::start(&["-r", capture.to_str().unwrap()]);
     let before = resident_mib(&server);
     let r = session(&server, "2025-03-26");
     let id = r.header("mcp-session-id").unwrap().to_owned();
@@ -311,10 +308,7 @@ fn aggregations_are_bounded_and_shared() {
     const GROWTH_MIB: f64 = 96.0;
     let dir = tempfile::tempdir().unwrap();
     let capture = capture_with_flows(dir.path(), 60_000);
-    let server = Server::start_with_env(
-        &["-r", capture.to_str().unwrap()],
-        &[("MALLOC_ARENA_MAX", "2")],
-    );
+    let server = Server::start(&["-r", capture.to_str().unwrap()]);
     let before = resident_mib(&server);
     let addr = server.addr;
     let mut answers = Vec::new();

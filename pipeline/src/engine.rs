@@ -92,6 +92,8 @@ enum ExportFor {
 enum Control {
     Export {
         as_of_ns: u64,
+        /// The oldest capture timestamp any source delivered, if any.
+        since_ns: Option<u64>,
         what: ExportFor,
         reply: Sender<ShardExport>,
     },
@@ -127,6 +129,12 @@ struct Shared {
     failure: std::sync::Mutex<Option<String>>,
     /// Newest capture timestamp any source has delivered.
     capture_clock: AtomicU64,
+    /// Oldest capture timestamp any source has delivered (`u64::MAX`
+    /// before the first): when the observation began, for every shard's
+    /// rates alike (a shard's own first packet is later, by chance of
+    /// the hashing, and its flows' rates were over a shorter span: the
+    /// same capture gave other rates run to run).
+    capture_since: AtomicU64,
     sequence: AtomicU64,
 }
 
@@ -183,6 +191,7 @@ impl Pipeline {
             sources_running: AtomicUsize::new(sources.len()),
             failure: std::sync::Mutex::new(None),
             capture_clock: AtomicU64::new(0),
+            capture_since: AtomicU64::new(u64::MAX),
             sequence: AtomicU64::new(0),
         });
         let mut sources: Vec<Option<S>> = sources.into_iter().map(Some).collect();
@@ -330,10 +339,13 @@ impl Pipeline {
     fn export(&self, clock: Clock, what: ExportFor) -> Exports {
         let requested = Instant::now();
         let as_of_ns = clock.now_ns(self.shared.capture_clock.load(Ordering::Acquire));
+        let since_ns = Some(self.shared.capture_since.load(Ordering::Acquire))
+            .filter(|&since| since != u64::MAX);
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
         for w in &self.workers {
             let request = Control::Export {
                 as_of_ns,
+                since_ns,
                 what,
                 reply: reply_tx.clone(),
             };
@@ -565,7 +577,10 @@ impl Worker {
         }
     }
 
-    fn export(&mut self, as_of_ns: u64) -> ShardExport {
+    fn export(&mut self, as_of_ns: u64, since_ns: Option<u64>) -> ShardExport {
+        if let Some(since) = since_ns {
+            self.table.observed_since(since);
+        }
         self.table.expire(as_of_ns);
         let mut flows = Vec::new();
         self.table.export(as_of_ns, &mut flows);
@@ -600,13 +615,15 @@ fn run_worker<S: PacketSource>(
     loop {
         let mut busy = false;
         if let Some(src) = source.as_mut() {
-            let mut newest = 0u64;
+            let (mut newest, mut oldest) = (0u64, u64::MAX);
             let status = src.poll(|frame| {
                 newest = newest.max(frame.ts_ns);
+                oldest = oldest.min(frame.ts_ns);
                 worker.ingest(frame);
             });
             if newest != 0 {
                 shared.capture_clock.fetch_max(newest, Ordering::AcqRel);
+                shared.capture_since.fetch_min(oldest, Ordering::AcqRel);
             }
             // Before the source may count as finished: every packet it gave
             // is then in a shard's inbox.
@@ -632,6 +649,7 @@ fn run_worker<S: PacketSource>(
             match message {
                 Control::Export {
                     as_of_ns,
+                    since_ns,
                     what,
                     reply,
                 } => {
@@ -644,7 +662,7 @@ fn run_worker<S: PacketSource>(
                         // connection.
                         worker.table.end_capture();
                     }
-                    let _ = reply.send(worker.export(as_of_ns));
+                    let _ = reply.send(worker.export(as_of_ns, since_ns));
                 }
                 Control::Stop => return,
             }

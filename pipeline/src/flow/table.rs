@@ -502,6 +502,12 @@ impl FlowTable {
         self.compact_eviction_queues();
     }
 
+    /// The observation began at `ts_ns` (the pipeline's first packet, which
+    /// another shard may have had): rates count from then.
+    pub fn observed_since(&mut self, ts_ns: u64) {
+        self.since_ns = self.since_ns.min(ts_ns);
+    }
+
     /// Appends every flow as of `as_of_ns` to `out`. Handshake digests
     /// whose samples all left the RTT window free their memory meanwhile.
     pub fn export(&mut self, as_of_ns: u64, out: &mut Vec<FlowRecord>) {
