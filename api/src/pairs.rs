@@ -375,7 +375,14 @@ impl PairCounters {
         let (_, &mut oldest_kept, _) = seen.select_nth_unstable(excess);
         let before = self.absent.len();
         self.absent.retain(|_, s| s.last_seen_ns >= oldest_kept);
-        // Ties at the threshold may leave a few more than `capacity`.
+        // Flows last seen at the threshold itself (many, where keys churn
+        // with one timestamp) go too, any of them, down to `capacity`.
+        let mut over = self.absent.len().saturating_sub(capacity);
+        self.absent.retain(|_, s| {
+            let tied = over > 0 && s.last_seen_ns == oldest_kept;
+            over -= usize::from(tied);
+            !tied
+        });
         self.absent_forgotten += (before - self.absent.len()) as u64;
     }
 
@@ -632,6 +639,14 @@ mod tests {
         }
         assert_eq!(pairs.absent_forgotten(), 6);
         assert_eq!(bytes(&pairs), 1000.0);
+        // Keys that churn with one timestamp are held to the bound too.
+        let mut churn = PairCounters::default();
+        for port in 1..=10 {
+            let mut f = flow_to(port, 100, 1);
+            f.last_seen_ns = 7;
+            churn.observe(&hub_view_of(vec![f], true, 3));
+            assert!(churn.absent.len() <= 3, "{}", churn.absent.len());
+        }
         // The agent is back with the first flow (forgotten: counted whole
         // again) and the eighth (remembered: only its 50 new bytes).
         let mut eighth = round(8);

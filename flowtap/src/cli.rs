@@ -327,7 +327,7 @@ pub(crate) struct RunArgs {
     /// This flowtap's name in coverage and in its hub's answers: the node
     /// it runs on (in Kubernetes, give it `spec.nodeName`). Default: the
     /// host name.
-    #[arg(long, value_name = "NAME", env = "FLOWTAP_NODE_NAME", help_heading = API)]
+    #[arg(long, value_name = "NAME", value_parser = parse_node_name, env = "FLOWTAP_NODE_NAME", help_heading = API)]
     pub node_name: Option<String>,
 
     #[command(flatten)]
@@ -444,7 +444,8 @@ pub(crate) struct ServeArgs {
     /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
     /// Repeatable; each body is printed on its own line. Default without
     /// --listen: a table of the top flows (--json: the summary). A hub
-    /// prints its first round's answers and exits.
+    /// prints its first round's answers and exits (listening only with
+    /// --listen).
     #[arg(long, value_name = "PATH?QUERY", help_heading = API)]
     pub dump: Vec<String>,
 
@@ -670,6 +671,15 @@ fn parse_frame_size(text: &str) -> Result<u32, String> {
 }
 
 /// Seconds: a finite, non-negative number (a duration that fits).
+/// A name a hub takes (one it would refuse in this flowtap's feed is
+/// refused at start instead).
+fn parse_node_name(text: &str) -> Result<String, String> {
+    match api::feed::name_problem(text) {
+        Some(problem) => Err(format!("not a name ({problem})")),
+        None => Ok(text.to_owned()),
+    }
+}
+
 fn parse_seconds(text: &str) -> Result<f64, String> {
     let s: f64 = text
         .trim()
@@ -715,20 +725,27 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// A bearer token from its file: the first line, trimmed; never empty.
-/// The URL `flowtap healthcheck` asks: `url`'s `/healthz` unless it names
-/// a path, else the admin listener's (a wildcard address asked on
-/// loopback).
-pub(crate) fn healthcheck_url(admin_listen: &str, url: Option<&str>) -> String {
+/// What `flowtap healthcheck` asks: the host (`host:port`) and path of
+/// `url` (`/healthz` when it names none), else the admin listener's
+/// `/healthz` (a wildcard address asked on loopback).
+pub(crate) fn healthcheck_target(admin_listen: &str, url: Option<&str>) -> (String, String) {
     if let Some(url) = url {
         let rest = url.strip_prefix("http://").unwrap_or(url);
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         let path = if path.is_empty() { "healthz" } else { path };
-        return format!("http://{host}/{path}");
+        return (host.to_owned(), format!("/{path}"));
     }
-    let addr = admin_listen
-        .replace("0.0.0.0:", "127.0.0.1:")
-        .replace("[::]:", "[::1]:");
-    format!("http://{addr}/healthz")
+    let host = match admin_listen.parse::<SocketAddr>() {
+        Ok(mut addr) if addr.ip().is_unspecified() => {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+            addr.to_string()
+        }
+        _ => admin_listen.to_owned(),
+    };
+    (host, "/healthz".to_owned())
 }
 
 pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
@@ -753,29 +770,34 @@ mod tests {
     fn the_healthcheck_asks_the_default_admin_listener() {
         // `/healthz` on the default admin listener, where it is served (the
         // data listener has none).
+        let target = |host: &str, path: &str| (host.to_owned(), path.to_owned());
         assert_eq!(
-            healthcheck_url(DEFAULT_ADMIN_LISTEN, None),
-            "http://127.0.0.1:8899/healthz"
+            healthcheck_target(DEFAULT_ADMIN_LISTEN, None),
+            target("127.0.0.1:8899", "/healthz")
         );
         // The listener as flowtap was given it (its variable is read too).
         assert_eq!(
-            healthcheck_url("0.0.0.0:9100", None),
-            "http://127.0.0.1:9100/healthz"
+            healthcheck_target("0.0.0.0:9100", None),
+            target("127.0.0.1:9100", "/healthz")
         );
         assert_eq!(
-            healthcheck_url("[::]:9100", None),
-            "http://[::1]:9100/healthz"
+            healthcheck_target("10.0.0.0:9100", None),
+            target("10.0.0.0:9100", "/healthz")
+        );
+        assert_eq!(
+            healthcheck_target("[::]:9100", None),
+            target("[::1]:9100", "/healthz")
         );
         // A URL as the other commands take one, or with its path.
         for url in ["http://10.0.0.5:8899", "http://10.0.0.5:8899/"] {
             assert_eq!(
-                healthcheck_url("x", Some(url)),
-                "http://10.0.0.5:8899/healthz"
+                healthcheck_target("x", Some(url)),
+                target("10.0.0.5:8899", "/healthz")
             );
         }
         assert_eq!(
-            healthcheck_url("x", Some("http://10.0.0.5:8899/readyz")),
-            "http://10.0.0.5:8899/readyz"
+            healthcheck_target("x", Some("http://10.0.0.5:8899/readyz")),
+            target("10.0.0.5:8899", "/readyz")
         );
     }
 }

@@ -62,14 +62,20 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
     let wake_wait = (agent_timeout + hub::WAKE_WAIT_BEYOND_TIMEOUT)
         .min(server_config.response_timeout.mul_f64(0.8));
     let demand = Arc::new(Demand::new(wake_wait));
-    let service = Service::start(
-        args.serve.listen(),
-        publisher.clone(),
-        server_config,
-        &[],
-        None,
-        Some(demand.clone()),
-    )?;
+    // A one-shot --dump serves nothing unless --listen says so.
+    let one_shot = !args.serve.dump.is_empty();
+    let service = if one_shot && args.serve.listen.is_none() {
+        None
+    } else {
+        Some(Service::start(
+            args.serve.listen(),
+            publisher.clone(),
+            server_config,
+            &[],
+            None,
+            Some(demand.clone()),
+        )?)
+    };
     let config = HubConfig {
         discovery: Discovery::new(sources),
         token,
@@ -81,26 +87,63 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         idle_after,
     };
     let hub = Hub::start(config, publisher.clone(), demand).context("starting the hub")?;
-    // The hub answers from the start; the coverage says what is missing.
-    service.set_ready();
-    let outcome = if args.serve.dump.is_empty() {
-        service.run_until_signal(|| None)
-    } else {
-        // One answer for a script: the first round's, then exit.
-        let stats = publisher.lock().expect("publisher lock").stats();
-        let deadline = std::time::Instant::now() + agent_timeout + Duration::from_secs(30);
-        while stats.snapshots.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "--dump: the hub's first round did not end within --agent-timeout and 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    let outcome = match &service {
+        // The hub answers from the start; the coverage says what is missing.
+        Some(service) if !one_shot => {
+            service.set_ready();
+            service.run_until_signal(|| None)
         }
-        Ok(())
+        _ => {
+            if let Some(service) = &service {
+                service.set_ready();
+            }
+            first_known_round(&publisher, agent_timeout + Duration::from_secs(30))
+        }
     };
     drop(hub);
     let failed = setup::dump(&publisher, &args.serve.dump)?;
-    service.stop();
+    if let Some(service) = service {
+        service.stop();
+    }
     outcome?;
     Ok(if failed { 2 } else { 0 })
+}
+
+/// Waits for the first round that knows its agents, for a one-shot
+/// `--dump`: a round before the Kubernetes watch has listed the agents'
+/// Service answers for none of them. Past `within`, the last round is
+/// taken as it is (its coverage says what is missing); without any, an
+/// error.
+fn first_known_round(
+    publisher: &std::sync::Mutex<api::Publisher>,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let (stats, views) = {
+        let publisher = publisher.lock().expect("publisher lock");
+        (publisher.stats(), publisher.views())
+    };
+    let deadline = std::time::Instant::now() + within;
+    let mut seen = 0;
+    while std::time::Instant::now() < deadline {
+        let published = stats.snapshots.load(std::sync::atomic::Ordering::Acquire);
+        if published > seen {
+            seen = published;
+            let view = views.load();
+            let unknown = view.snapshot.coverage.agents.iter().any(|a| {
+                a.error
+                    .as_deref()
+                    .is_some_and(|e| e == hub::agents::NOT_LISTED || e == hub::agents::NOT_LOADED)
+            });
+            if !unknown {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::ensure!(
+        seen > 0,
+        "--dump: the hub's first round did not end within {within:?}"
+    );
+    tracing::warn!("--dump: no round knew every agent within {within:?}; printing the last one");
+    Ok(())
 }

@@ -28,7 +28,10 @@ use cli::{Command, Docs, LogArgs, LogFormat};
 fn check_log_filter(filter: &str) -> Result<(), String> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        if !directive.contains('=') && !LEVELS.iter().any(|l| directive.eq_ignore_ascii_case(l)) {
+        let level = LEVELS.iter().any(|l| directive.eq_ignore_ascii_case(l))
+            // tracing's numbers for them: 0 (off) to 5 (trace).
+            || directive.parse::<u8>().is_ok_and(|n| n <= 5);
+        if !directive.contains('=') && !level {
             return Err(format!(
                 "{directive:?} is no level (trace, debug, info, warn, error, off); a target takes its level after '=', as in {directive}=debug"
             ));
@@ -58,11 +61,11 @@ fn init_logging(run: &LogArgs) {
     }
 }
 
-/// `flowtap healthcheck`: a minimal HTTP GET, so the container image needs no curl.
-fn healthcheck(url: &str) -> i32 {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
-    let path = format!("/{}", path.trim_start_matches('/'));
+/// `flowtap healthcheck`: a minimal HTTP GET of `path` from `host`, so the
+/// container image needs no curl.
+fn healthcheck((host, path): (String, String)) -> i32 {
+    let url = format!("http://{host}{path}");
+    let host = host.as_str();
     let result = (|| -> std::io::Result<String> {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(host)?
             .next()
@@ -97,7 +100,7 @@ fn main() {
     let cli = config::load();
     match cli.command {
         Some(Command::Healthcheck { admin_listen, url }) => std::process::exit(healthcheck(
-            &cli::healthcheck_url(&admin_listen, url.as_deref()),
+            cli::healthcheck_target(&admin_listen, url.as_deref()),
         )),
         Some(Command::McpStdio {
             url,
@@ -197,10 +200,11 @@ mod tests {
             "info,flowtap_xdp=debug",
             "hub=debug, api=trace",
             "off",
+            "4",
         ] {
             assert_eq!(check_log_filter(good), Ok(()), "{good}");
         }
-        for bad in ["warning", "debg", "info,verbose"] {
+        for bad in ["warning", "debg", "info,verbose", "6"] {
             let e = check_log_filter(bad).unwrap_err();
             assert!(e.contains("is no level"), "{bad}: {e}");
         }

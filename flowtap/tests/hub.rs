@@ -579,8 +579,7 @@ fn a_hub_dumps_its_first_answer_and_exits() {
     let url = format!("http://{}", one.addr);
     let hub = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
-            .args(["hub", "--agent", &url, "--listen", "127.0.0.1:0"])
-            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(["hub", "--agent", &url, "--agent-timeout", "10"])
             .args(extra)
             .output()
             .unwrap()
@@ -629,6 +628,9 @@ fn a_hub_at_its_flow_bound_leaves_a_feed_out_and_names_its_agent() {
         &urls.join(","),
         "--snapshot-interval",
         "60",
+        // The one round must not lose a pull to a loaded machine.
+        "--agent-timeout",
+        "10",
         "--max-flows",
         &bound.to_string(),
     ]);

@@ -178,17 +178,18 @@ struct Tcpdump {
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
-/// Stops tcpdump once its file has stopped growing (packets still in its
-/// buffer at SIGINT are never written) and checks it dropped nothing: a
-/// reference that lost packets proves nothing.
+/// Stops tcpdump once its file has stopped growing for a second (packets
+/// still in its buffer at SIGINT are never written, and a pause shorter
+/// than a loaded machine's stall could be one) and checks it dropped
+/// nothing: a reference that lost packets proves nothing.
 fn stop_tcpdump(dump: Tcpdump) {
     let size = || std::fs::metadata(&dump.file).map_or(0, |m| m.len());
     let mut last = size();
     wait::until_holds(
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         "tcpdump's file to stop growing",
         || {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(1000));
             let now = size();
             std::mem::replace(&mut last, now) == now
         },

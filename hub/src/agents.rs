@@ -16,6 +16,13 @@ use tokio::task::JoinHandle;
 
 use crate::client::AgentUrl;
 
+/// Why a Service's agents are not known yet (the watch has not listed
+/// every kind, or cannot reach the API), and why before the names load: a
+/// hub's first rounds can say so, and a one-shot `--dump` waits them out.
+pub const NOT_LISTED: &str =
+    "the Kubernetes API has not been listed yet: the Service's endpoints are not known";
+pub const NOT_LOADED: &str = "the Kubernetes names are not loaded yet";
+
 /// One way of finding agents.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentSource {
@@ -155,11 +162,8 @@ impl Discovery {
                             // watch may not have listed the slices yet, or
                             // cannot reach the API (`flowtap_k8s_synced`,
                             // and the log, say which).
-                            Some(_) => {
-                                "the Kubernetes API has not been listed yet: \
-                                 the Service's endpoints are not known"
-                            }
-                            None => "the Kubernetes names are not loaded yet",
+                            Some(_) => NOT_LISTED,
+                            None => NOT_LOADED,
                         };
                         found.unpulled.push(Unpulled {
                             name: format!("service:{namespace}/{name}:{port}"),

@@ -283,7 +283,7 @@ pub const CATALOG: &[Metric] = &[
         "flowtap_flow_connections",
         Gauge,
         "Connections counted in the flows of the served snapshot.",
-        Value::One(|s| s.snapshot.flows.iter().map(|f| f.connections).sum::<u64>() as f64),
+        Value::One(|s| s.snapshot.flows.iter().map(|f| f.connections as f64).sum()),
         Flows "connections"
     ),
     metric!(
