@@ -294,13 +294,13 @@ impl LiveCapture {
         });
         // Read by the first queue's worker, with its socket's counters.
         let mut unbound = Some(programs.unbound_frames()?);
-        let nic_missed_at_start = netdev::rx_missed(&config.iface);
+        let mut nic_missed = netdev::rx_missed(&config.iface).map(netdev::MissedSince::new);
         let sources = sockets
             .into_iter()
             .enumerate()
             .map(|(i, (socket, wake))| XskSource {
                 unbound: if i == 0 { unbound.take() } else { None },
-                nic_missed_at_start: nic_missed_at_start.filter(|_| i == 0),
+                nic_missed: if i == 0 { nic_missed.take() } else { None },
                 socket,
                 wake,
                 info: info.clone(),
@@ -394,9 +394,9 @@ pub struct XskSource {
     /// The XDP program's count of frames without a socket (the first
     /// queue's source reads it).
     unbound: Option<UnboundFrames>,
-    /// The NIC's missed frames when flowtap started (the first queue's
-    /// source reads the count on).
-    nic_missed_at_start: Option<u64>,
+    /// The NIC's missed frames since flowtap started (the first queue's
+    /// source reads them; `None` where the driver does not count them).
+    nic_missed: Option<netdev::MissedSince>,
     socket: RxSocket,
     wake: Arc<SocketWake>,
     info: Arc<LiveInfo>,
@@ -417,13 +417,12 @@ impl XskSource {
                 .unbound_frames
                 .store(unbound.read(), Ordering::Relaxed);
         }
-        if let Some(start) = self.nic_missed_at_start
+        if let Some(missed) = &mut self.nic_missed
             && let Some(now) = netdev::rx_missed(&self.info.iface)
         {
-            // A driver reset starts its count again: the most seen stays.
             self.info
                 .nic_missed
-                .fetch_max(now.saturating_sub(start), Ordering::Relaxed);
+                .store(missed.read(now), Ordering::Relaxed);
         }
     }
 

@@ -143,6 +143,38 @@ pub fn rx_missed(iface: &str) -> Option<u64> {
     read_counter(&sysfs(iface).join("statistics/rx_missed_errors"))
 }
 
+/// A NIC's missed frames since flowtap started, from its counter's
+/// readings: a driver that resets its counters (on a reconfiguration, a
+/// link flap on some) starts again from 0, and what it counts from then on
+/// adds to what was counted before.
+#[derive(Debug)]
+pub struct MissedSince {
+    last: u64,
+    total: u64,
+}
+
+impl MissedSince {
+    /// Counting from the reading at start.
+    pub fn new(at_start: u64) -> MissedSince {
+        MissedSince {
+            last: at_start,
+            total: 0,
+        }
+    }
+
+    /// Takes in a reading; gives the frames missed since the start.
+    pub fn read(&mut self, now: u64) -> u64 {
+        // Below the last reading, the counter was reset: `now` is new.
+        self.total += if now >= self.last {
+            now - self.last
+        } else {
+            now
+        };
+        self.last = now;
+        self.total
+    }
+}
+
 fn read_counter(path: &std::path::Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -173,5 +205,15 @@ mod tests {
         // Loopback has the file (its count is 0 or more).
         assert!(rx_missed("lo").is_some());
         assert_eq!(rx_missed("no-such-interface"), None);
+    }
+
+    #[test]
+    fn missed_frames_add_up_across_a_counter_reset() {
+        let mut missed = MissedSince::new(1000);
+        assert_eq!(missed.read(1000), 0);
+        assert_eq!(missed.read(1250), 250);
+        // The driver reset its counters, then missed 40 more.
+        assert_eq!(missed.read(40), 290);
+        assert_eq!(missed.read(100), 350);
     }
 }
