@@ -639,6 +639,13 @@ mod tests {
         }
         assert_eq!(pairs.absent_forgotten(), 6);
         assert_eq!(bytes(&pairs), 1000.0);
+        // The agent is back with the first flow (forgotten: counted whole
+        // again) and the eighth (remembered: only its 50 new bytes).
+        let mut eighth = round(8);
+        eighth.sent[Side::Client].bytes += 50;
+        pairs.observe(&hub_view_of(vec![round(1), eighth], false, 3));
+        assert_eq!(bytes(&pairs), 1000.0 + 100.0 + 50.0);
+
         // Keys that churn with one timestamp are held to the bound too.
         let mut churn = PairCounters::default();
         for port in 1..=10 {
@@ -647,12 +654,6 @@ mod tests {
             churn.observe(&hub_view_of(vec![f], true, 3));
             assert!(churn.absent.len() <= 3, "{}", churn.absent.len());
         }
-        // The agent is back with the first flow (forgotten: counted whole
-        // again) and the eighth (remembered: only its 50 new bytes).
-        let mut eighth = round(8);
-        eighth.sent[Side::Client].bytes += 50;
-        pairs.observe(&hub_view_of(vec![round(1), eighth], false, 3));
-        assert_eq!(bytes(&pairs), 1000.0 + 100.0 + 50.0);
     }
 
     /// A flow of `bytes` over 10 packets, first seen at `first_seen_ns`.

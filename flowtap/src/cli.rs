@@ -670,7 +670,6 @@ fn parse_frame_size(text: &str) -> Result<u32, String> {
     Ok(n)
 }
 
-/// Seconds: a finite, non-negative number (a duration that fits).
 /// A name a hub takes (one it would refuse in this flowtap's feed is
 /// refused at start instead).
 fn parse_node_name(text: &str) -> Result<String, String> {
@@ -680,6 +679,7 @@ fn parse_node_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// Seconds: a finite, non-negative number (a duration that fits).
 fn parse_seconds(text: &str) -> Result<f64, String> {
     let s: f64 = text
         .trim()
@@ -724,7 +724,6 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// A bearer token from its file: the first line, trimmed; never empty.
 /// What `flowtap healthcheck` asks: the host (`host:port`) and path of
 /// `url` (`/healthz` when it names none), else the admin listener's
 /// `/healthz` (a wildcard address asked on loopback).
@@ -748,6 +747,7 @@ pub(crate) fn healthcheck_target(admin_listen: &str, url: Option<&str>) -> (Stri
     (host, "/healthz".to_owned())
 }
 
+/// A bearer token from its file: the first line, trimmed; never empty.
 pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("--auth-token-file {}: {e}", path.display()))?;

@@ -87,18 +87,13 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         idle_after,
     };
     let hub = Hub::start(config, publisher.clone(), demand).context("starting the hub")?;
+    // The hub answers from the start; the coverage says what is missing.
+    if let Some(service) = &service {
+        service.set_ready();
+    }
     let outcome = match &service {
-        // The hub answers from the start; the coverage says what is missing.
-        Some(service) if !one_shot => {
-            service.set_ready();
-            service.run_until_signal(|| None)
-        }
-        _ => {
-            if let Some(service) = &service {
-                service.set_ready();
-            }
-            first_known_round(&publisher, agent_timeout + Duration::from_secs(30))
-        }
+        Some(service) if !one_shot => service.run_until_signal(|| None),
+        _ => first_known_round(&publisher, agent_timeout + Duration::from_secs(30)),
     };
     drop(hub);
     let failed = setup::dump(&publisher, &args.serve.dump)?;
