@@ -36,6 +36,12 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         "--json: a hub's answers are JSON already; print one with --dump PATH"
     );
     anyhow::ensure!(
+        args.max_feed_bytes_held >= args.max_feed_bytes,
+        "--max-feed-bytes-held {} is below --max-feed-bytes {}: a feed the hub takes must fit in the room for feeds held at once",
+        args.max_feed_bytes_held,
+        args.max_feed_bytes
+    );
+    anyhow::ensure!(
         !sources.is_empty(),
         "no agents: give --agent URL, --agents-dns NAME:PORT or --agents-service NAMESPACE/NAME"
     );
@@ -76,6 +82,12 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
             Some(demand.clone()),
         )?)
     };
+    publisher
+        .lock()
+        .expect("publisher lock")
+        .stats()
+        .hub_feed_room_bytes
+        .store(args.max_feed_bytes_held, std::sync::atomic::Ordering::Relaxed);
     let config = HubConfig {
         discovery: Discovery::new(sources),
         token,
@@ -83,6 +95,7 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         agent_timeout,
         max_agents: args.max_agents.max(1),
         max_feed_bytes: usize::try_from(args.max_feed_bytes).unwrap_or(usize::MAX),
+        max_feed_bytes_held: usize::try_from(args.max_feed_bytes_held).unwrap_or(usize::MAX),
         max_flows: args.max_flows,
         idle_after,
     };

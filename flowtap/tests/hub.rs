@@ -269,6 +269,47 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
     );
     drop(bounded);
 
+    // Room for the largest feed only (--max-feed-bytes-held): pulls wait
+    // for one another's feeds to be decoded, and the answer is whole.
+    let largest = agents
+        .iter()
+        .map(|a| a.send("GET", "/internal/v1/feed", &[], b"").body.len())
+        .max()
+        .unwrap()
+        .to_string();
+    let one_at_a_time = hub_over_the_agents(&[
+        "--max-feed-bytes",
+        &largest,
+        "--max-feed-bytes-held",
+        &largest,
+    ]);
+    wait_for(&one_at_a_time, Duration::from_secs(30), "all agents", |s| {
+        s["coverage"]["agents_answered"] == 3
+    });
+    let summary = one_at_a_time.get_json("/mcp/flows/summary");
+    assert_eq!(summary["total_flows"], expected.len(), "{summary}");
+    let metrics = one_at_a_time.metrics();
+    assert_eq!(
+        sample(&metrics, "flowtap_hub_feed_room_bytes"),
+        largest.parse::<f64>().unwrap()
+    );
+    eprintln!(
+        "pulls that waited for room: {}",
+        sample(&metrics, "flowtap_hub_feed_room_waits_total")
+    );
+    drop(one_at_a_time);
+    // Room below one feed's bound is refused at start.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["hub", "--agent", &urls[0], "--max-feed-bytes", "2Gi"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--max-feed-bytes-held 1073741824 is below --max-feed-bytes 2147483648"),
+        "{stderr}"
+    );
+
     // One agent stops: named missing within two intervals, the others'
     // flows still served.
     let stopped = agents.pop().unwrap();

@@ -2,13 +2,16 @@
 //! plain HTTP/1.1, one connection per pull (one pull per agent per
 //! interval: nothing to gain from pooling), bounded in time and size.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Request;
-use hyper::header::{AUTHORIZATION, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HOST};
 use hyper_util::rt::TokioIo;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// An agent's address as the hub reaches it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +47,70 @@ impl AgentUrl {
     }
 }
 
+/// Room for the feeds a round holds at once (`--max-feed-bytes-held`):
+/// a body is read only once its length is taken from it, and its bytes go
+/// back once the feed is decoded ([`Held`] dropped). Each feed is bounded
+/// by `--max-feed-bytes`, but a round pulls every agent at once while
+/// feeds are decoded one per core: without this, a cluster of large feeds
+/// (200 agents of 100,000 flows: 2.8 GB) would all be held before the
+/// flow bound refused most of them.
+///
+/// A pull waits for room (within its agent's timeout) rather than failing
+/// at once: decoding gives room back within milliseconds. Room is taken
+/// after the answer's head, by its `Content-Length` (an agent's feed
+/// always has one; an answer without one takes `--max-feed-bytes`), so a
+/// pull holding room is reading or decoding and always gives it back: no
+/// pull waits on another that waits.
+#[derive(Clone)]
+pub struct FeedRoom {
+    /// Free room in KiB (a semaphore counts in `u32`).
+    kib: Arc<Semaphore>,
+    max_bytes: usize,
+    /// Pulls that found no room at once (`flowtap_hub_feed_room_waits_total`).
+    waits: Arc<AtomicU64>,
+}
+
+/// A feed's room, given back when dropped.
+pub struct Held {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// An agent's feed, with the room it takes.
+pub struct Pulled {
+    pub body: Bytes,
+    pub held: Held,
+}
+
+impl FeedRoom {
+    /// Room for `max_bytes` of feeds at once; `waits` counts the pulls
+    /// that had to wait for some.
+    pub fn new(max_bytes: usize, waits: Arc<AtomicU64>) -> FeedRoom {
+        let kib = u32::try_from(max_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        FeedRoom {
+            kib: Arc::new(Semaphore::new(kib as usize)),
+            max_bytes,
+            waits,
+        }
+    }
+
+    /// Room for `bytes` (at most the whole room), waiting for it if need be.
+    async fn take(&self, bytes: usize) -> Held {
+        let kib = u32::try_from(bytes.min(self.max_bytes).div_ceil(1024)).unwrap_or(u32::MAX);
+        let permit = match self.kib.clone().try_acquire_many_owned(kib) {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                self.kib
+                    .clone()
+                    .acquire_many_owned(kib)
+                    .await
+                    .expect("the room's semaphore is never closed")
+            }
+        };
+        Held { _permit: permit }
+    }
+}
+
 /// GETs `path` from `agent`, within `timeout`, at most `max_bytes` of body.
 pub async fn get(
     agent: &AgentUrl,
@@ -52,18 +119,86 @@ pub async fn get(
     timeout: Duration,
     max_bytes: usize,
 ) -> Result<Bytes, String> {
-    match tokio::time::timeout(timeout, fetch(agent, path, token, max_bytes)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {:.1} s", timeout.as_secs_f64())),
-    }
+    fetch(agent, path, token, timeout, max_bytes, None)
+        .await
+        .map(|(body, _)| body)
+}
+
+/// [`get`], once `room` can hold the body, which then holds that room.
+pub async fn get_held(
+    agent: &AgentUrl,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+    max_bytes: usize,
+    room: &FeedRoom,
+) -> Result<Pulled, String> {
+    let (body, held) = fetch(agent, path, token, timeout, max_bytes, Some(room)).await?;
+    let held = held.expect("room taken");
+    Ok(Pulled { body, held })
 }
 
 async fn fetch(
     agent: &AgentUrl,
     path: &str,
     token: Option<&str>,
+    timeout: Duration,
     max_bytes: usize,
-) -> Result<Bytes, String> {
+    room: Option<&FeedRoom>,
+) -> Result<(Bytes, Option<Held>), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let late = || format!("no answer within {:.1} s", timeout.as_secs_f64());
+    let response = tokio::time::timeout_at(deadline, request(agent, path, token))
+        .await
+        .map_err(|_| late())??;
+    let status = response.status();
+    let length = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if let Some(length) = length
+        && length > max_bytes
+    {
+        return Err(format!(
+            "reading the answer (at most {max_bytes} bytes): it says it has {length}"
+        ));
+    }
+    let needs = length.unwrap_or(max_bytes);
+    let held = match room {
+        Some(room) => Some(
+            tokio::time::timeout_at(deadline, room.take(needs))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no room within {:.1} s to hold its {needs} bytes: the feeds held at once reached --max-feed-bytes-held {}",
+                        timeout.as_secs_f64(),
+                        room.max_bytes
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let body = tokio::time::timeout_at(
+        deadline,
+        Limited::new(response.into_body(), max_bytes).collect(),
+    )
+    .await
+    .map_err(|_| late())?
+    .map_err(|e| format!("reading the answer (at most {max_bytes} bytes): {e}"))?
+    .to_bytes();
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        return Err(format!("HTTP {status}: {text}"));
+    }
+    Ok((body, held))
+}
+
+/// Sends the request and waits for the answer's head.
+async fn request(
+    agent: &AgentUrl,
+    path: &str,
+    token: Option<&str>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     let stream = tokio::net::TcpStream::connect(&agent.authority)
         .await
         .map_err(|e| format!("connecting: {e}"))?;
@@ -80,21 +215,10 @@ async fn fetch(
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("building the request: {e}"))?;
-    let response = sender
+    sender
         .send_request(request)
         .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), max_bytes)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer (at most {max_bytes} bytes): {e}"))?
-        .to_bytes();
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        return Err(format!("HTTP {status}: {text}"));
-    }
-    Ok(body)
+        .map_err(|e| format!("request: {e}"))
 }
 
 #[cfg(test)]
@@ -196,5 +320,70 @@ mod tests {
             error.starts_with("HTTP 401 Unauthorized: bad token"),
             "{error}"
         );
+    }
+
+    /// Feeds held at once stay within the room (`--max-feed-bytes-held`):
+    /// a pull whose body does not fit waits, counted, until a held feed is
+    /// let go, and fails naming the bound if none is within its timeout.
+    /// An answer without a length takes room for a whole `--max-feed-bytes`.
+    #[tokio::test]
+    async fn feeds_held_at_once_stay_within_the_room() {
+        let body = vec![7u8; 600 * 1024];
+        let sized = agent_answering(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ),
+            body.clone(),
+        )
+        .await;
+        let waits = Arc::new(AtomicU64::new(0));
+        let room = FeedRoom::new(1024 * 1024, waits.clone());
+        let max = 1 << 20;
+        let pull = |timeout: u64| {
+            get_held(&sized, "/f", None, Duration::from_secs(timeout), max, &room)
+        };
+        let first = pull(10).await.unwrap();
+        assert_eq!(first.body.len(), body.len());
+        assert_eq!(waits.load(Ordering::Relaxed), 0);
+        // 600 KiB held of 1 MiB: another 600 cannot be held beside it.
+        let refused = pull(1).await.err().unwrap();
+        assert_eq!(
+            refused,
+            "no room within 1.0 s to hold its 614400 bytes: the feeds held at once reached --max-feed-bytes-held 1048576"
+        );
+        assert_eq!(waits.load(Ordering::Relaxed), 1);
+        // Without a length an answer takes room for a whole --max-feed-bytes:
+        // 424 KiB are left, so one of at most 512 KiB waits, and one of at
+        // most 400 KiB is read (3 bytes).
+        let no_length = agent_answering(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(),
+            b"abc".to_vec(),
+        )
+        .await;
+        let one_second = Duration::from_secs(1);
+        let refused = get_held(&no_length, "/f", None, one_second, 512 * 1024, &room)
+            .await
+            .err()
+            .unwrap();
+        assert!(refused.starts_with("no room within 1.0 s to hold its 524288 bytes"), "{refused}");
+        let small = get_held(&no_length, "/f", None, one_second, 400 * 1024, &room)
+            .await
+            .unwrap();
+        assert_eq!(&small.body[..], b"abc");
+        drop(small);
+        assert_eq!(waits.load(Ordering::Relaxed), 2);
+        // Let go once the next waits: it then goes through whole.
+        let (second, ()) = tokio::join!(pull(10), async {
+            for _ in 0..500 {
+                if waits.load(Ordering::Relaxed) == 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            drop(first);
+        });
+        assert_eq!(second.unwrap().body, body);
+        assert_eq!(waits.load(Ordering::Relaxed), 3);
     }
 }

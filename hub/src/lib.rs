@@ -56,6 +56,9 @@ pub struct HubConfig {
     pub max_agents: usize,
     /// Bytes one agent's feed may take.
     pub max_feed_bytes: usize,
+    /// Bytes of feeds held at once, fetched and not yet decoded
+    /// ([`client::FeedRoom`]); at least `max_feed_bytes`.
+    pub max_feed_bytes_held: usize,
     /// Flows a round merges at most, over all agents ([`FlowBudget`]).
     pub max_flows: usize,
     /// Pulls pause when nothing asked for data for this long (`None`:
@@ -222,11 +225,11 @@ pub async fn round(
     last: Option<Arc<Snapshot>>,
     instances: &mut instances::Instances,
 ) -> (Snapshot, Option<bool>) {
-    let inventory = publisher
-        .lock()
-        .expect("publisher lock")
-        .inventory()
-        .map(|s| s.current());
+    let (inventory, room_waits) = {
+        let publisher = publisher.lock().expect("publisher lock");
+        let inventory = publisher.inventory().map(|s| s.current());
+        (inventory, publisher.stats().hub_feed_room_waits.clone())
+    };
     let round_started = Instant::now();
     let found = config
         .discovery
@@ -264,16 +267,19 @@ pub async fn round(
     );
     let budget = FlowBudget::new(config.max_flows);
     let claims = instances::Claims::default();
+    let room = client::FeedRoom::new(config.max_feed_bytes_held, room_waits);
     let pulls = agents.iter().map(|agent| {
-        let (previous, decoders, budget, claims) = (previous.clone(), &decoders, &budget, &claims);
+        let (previous, decoders, budget, claims, room) =
+            (previous.clone(), &decoders, &budget, &claims, &room);
         async move {
             let started = Instant::now();
-            let body = client::get(
+            let pulled = client::get_held(
                 agent,
                 feed::PATH,
                 config.token.as_deref(),
                 config.agent_timeout,
                 config.max_feed_bytes,
+                room,
             )
             .await;
             let fetched_ns = wall_now_ns();
@@ -282,8 +288,10 @@ pub async fn round(
             // A feed takes its share of the bound before it is decoded,
             // and one refused is let go at once.
             // One agent reached at another address too is taken once.
-            let taken = body.map_err(PullError::Failed).and_then(|bytes| {
-                let (head, flows) = Feed::open(&bytes).map_err(PullError::Failed)?;
+            // A feed refused here lets its room go at once; one taken holds
+            // it until decoded.
+            let taken = pulled.map_err(PullError::Failed).and_then(|pulled| {
+                let (head, flows) = Feed::open(&pulled.body).map_err(PullError::Failed)?;
                 claims
                     .claim(head.instance, &agent.name())
                     .map_err(|first| PullError::SameAgentAs {
@@ -292,14 +300,14 @@ pub async fn round(
                     })?;
                 let declared = flows.declared();
                 budget.take(declared).map_err(PullError::Failed)?;
-                Ok((bytes, declared))
+                Ok((pulled, declared))
             });
             let decoded = match taken {
-                Ok((bytes, declared)) => {
+                Ok((pulled, declared)) => {
                     let previous = previous.await;
                     let _decoder = decoders.acquire().await.expect("never closed");
                     let decoded = tokio::task::spawn_blocking(move || {
-                        let (head, flows) = Feed::open(&bytes)?;
+                        let (head, flows) = Feed::open(&pulled.body)?;
                         let mut sharer = previous::Sharer::new(previous.as_deref());
                         let records = sharer.records(flows)?;
                         Ok((head, records, sharer.paid()))

@@ -529,6 +529,18 @@ pub const CATALOG: &[Metric] = &[
         stat!(nic_rx_missed)
     ),
     metric!(
+        "flowtap_hub_feed_room_bytes",
+        Gauge,
+        "Hub: bytes of agents' feeds held at once, fetched and not yet decoded, at most (--max-feed-bytes-held; 0 on an agent).",
+        stat!(hub_feed_room_bytes)
+    ),
+    metric!(
+        "flowtap_hub_feed_room_waits",
+        Counter,
+        "Hub: pulls that waited for that room before reading their feed (one that waits past --agent-timeout fails, its agent named missing). Rising every round: raise --max-feed-bytes-held, or the hub holds more than its memory was planned for.",
+        stat!(hub_feed_room_waits)
+    ),
+    metric!(
         "flowtap_agents_expected",
         Gauge,
         "Vantage points this flowtap answers for: 1, or every agent a hub knows of (never answered: those beyond --max-agents, agent pods not ready, a discovery source that names none).",

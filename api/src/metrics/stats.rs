@@ -2,7 +2,7 @@
 //! the snapshot).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::AtomicU64;
 
 use crate::server::Route;
@@ -68,6 +68,10 @@ pub struct ServiceStats {
     pub xdp_unbound_frames: AtomicU64,
     /// Frames the capture interface's NIC missed since flowtap started.
     pub nic_rx_missed: AtomicU64,
+    /// A hub's room for feeds held at once (`--max-feed-bytes-held`).
+    pub hub_feed_room_bytes: AtomicU64,
+    /// A hub's pulls that waited for that room.
+    pub hub_feed_room_waits: Arc<AtomicU64>,
     pub mcp_session_capacity: AtomicU64,
     pub mcp_sessions_evicted: AtomicU64,
     pub http_connections: AtomicU64,
@@ -79,19 +83,19 @@ pub struct ServiceStats {
     pub mcp_replies_over_budget: AtomicU64,
     pub mcp_sessions_refused: AtomicU64,
     /// The Kubernetes watch's counters (zero without a watch).
-    pub k8s: std::sync::Arc<k8s::WatchStats>,
+    pub k8s: Arc<k8s::WatchStats>,
     /// Bytes, packets and connections per workload pair, for Prometheus.
     pub pairs: Mutex<crate::pairs::PairCounters>,
     /// What the IPFIX exporter sent (zero without one).
-    pub ipfix: std::sync::Arc<ipfix::ExportStats>,
+    pub ipfix: Arc<ipfix::ExportStats>,
     /// Large answers' turns and `/metrics` answers' turns.
-    pub large_answer_turns: std::sync::Arc<crate::server::TurnStats>,
-    pub scrape_turns: std::sync::Arc<crate::server::TurnStats>,
+    pub large_answer_turns: Arc<crate::server::TurnStats>,
+    pub scrape_turns: Arc<crate::server::TurnStats>,
 }
 
 impl ServiceStats {
     /// Counters that include a Kubernetes watch's.
-    pub fn with_k8s(k8s: std::sync::Arc<k8s::WatchStats>) -> ServiceStats {
+    pub fn with_k8s(k8s: Arc<k8s::WatchStats>) -> ServiceStats {
         ServiceStats {
             k8s,
             ..ServiceStats::default()
