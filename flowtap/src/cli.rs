@@ -399,10 +399,10 @@ pub(crate) struct HubArgs {
     pub max_feed_bytes: u64,
 
     /// Bytes of agents' feeds the hub holds at once, fetched and not yet
-    /// decoded (e.g. 1Gi; at least --max-feed-bytes): a pull waits for
+    /// decoded (e.g. 256Mi; at least --max-feed-bytes): a pull waits for
     /// room within its --agent-timeout, and fails past it, its agent named
     /// missing.
-    #[arg(long, value_name = "SIZE", default_value = "1Gi", value_parser = parse_size, env = "FLOWTAP_HUB_MAX_FEED_BYTES_HELD", help_heading = HUB)]
+    #[arg(long, value_name = "SIZE", default_value = "256Mi", value_parser = parse_size, env = "FLOWTAP_HUB_MAX_FEED_BYTES_HELD", help_heading = HUB)]
     pub max_feed_bytes_held: u64,
 
     /// Flows a round merges at most, over all agents (each of their feeds

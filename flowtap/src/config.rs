@@ -22,11 +22,15 @@ pub(crate) fn load() -> Cli {
 }
 
 pub(crate) fn load_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    let command = Cli::command();
+    let mut command = Cli::command();
+    // Built, so that a subcommand's errors name it in their usage line.
+    command.build();
     // First pass: what the command line and environment say. The source
     // (-r or -i) may still come from the file, so it is not required yet.
     let relaxed = command.clone().mut_group("source", |g| g.required(false));
-    let matches = relaxed.try_get_matches_from(&args)?;
+    let matches = relaxed
+        .try_get_matches_from(&args)
+        .map_err(|e| from_environment(e, &command, &args))?;
     // `flowtap hub` reads its own options from its file.
     let (options, matched) = match matches.subcommand() {
         Some(("hub", sub)) => (
@@ -49,24 +53,84 @@ pub(crate) fn load_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     };
     let mut all = args;
     all.extend(from_file);
-    let matches = command.try_get_matches_from(all).map_err(|e| match &path {
-        Some(p) if e.kind() != clap::error::ErrorKind::MissingRequiredArgument => in_file(e, p),
-        _ => e,
-    })?;
+    let matches = command
+        .clone()
+        .try_get_matches_from(all)
+        .map_err(|e| match &path {
+            Some(p) if e.kind() != clap::error::ErrorKind::MissingRequiredArgument => {
+                in_file(e, &options, p)
+            }
+            _ => e,
+        })?;
     Cli::from_arg_matches(&matches)
 }
 
-fn invalid(path: &Path, message: String) -> clap::Error {
-    Cli::command().error(
+/// An error about the file at `path`, with `command`'s usage line.
+fn invalid(command: &clap::Command, path: &Path, message: String) -> clap::Error {
+    command.clone().error(
         clap::error::ErrorKind::InvalidValue,
         format!("config file {}: {message}", path.display()),
     )
 }
 
-fn in_file(e: clap::Error, path: &Path) -> clap::Error {
+fn in_file(e: clap::Error, command: &clap::Command, path: &Path) -> clap::Error {
+    invalid(command, path, message_of(&e))
+}
+
+/// What an error says, without clap's `error: ` before it.
+fn message_of(e: &clap::Error) -> String {
     let text = e.to_string();
-    let text = text.trim_start_matches("error: ").trim_end();
-    invalid(path, text.to_owned())
+    text.trim_start_matches("error: ").trim_end().to_owned()
+}
+
+/// An invalid value that came from an option's environment variable
+/// (`FLOWTAP_...`, a DaemonSet's or unit's setting) rather than from the
+/// command line says so: clap names only the flag, which the command line
+/// of a Pod never shows.
+fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return e;
+    }
+    let Some(ContextValue::String(invalid_arg)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let Some(long) = invalid_arg
+        .strip_prefix("--")
+        .and_then(|rest| rest.split([' ', '=']).next())
+    else {
+        return e;
+    };
+    let on_command_line = args.iter().any(|a| {
+        a.to_str().is_some_and(|a| {
+            a.strip_prefix("--")
+                .is_some_and(|a| a == long || a.starts_with(&format!("{long}=")))
+        })
+    });
+    // A subcommand (`hub`) has options of its own, some named as the
+    // appliance's are (with variables of their own).
+    let command = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|name| command.find_subcommand(name))
+        .unwrap_or(command);
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long));
+    let Some(variable) = arg.and_then(clap::Arg::get_env) else {
+        return e;
+    };
+    if on_command_line || std::env::var_os(variable).is_none() {
+        return e;
+    }
+    command.clone().error(
+        e.kind(),
+        format!(
+            "environment variable {}: {}",
+            variable.to_string_lossy(),
+            message_of(&e)
+        ),
+    )
 }
 
 /// The file's settings as arguments, for the options the command line and
@@ -77,10 +141,10 @@ fn file_args(
     matches: &ArgMatches,
 ) -> Result<Vec<OsString>, clap::Error> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| invalid(path, format!("cannot read: {e}")))?;
+        std::fs::read_to_string(path).map_err(|e| invalid(command, path, format!("cannot read: {e}")))?;
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| invalid(path, e.to_string().trim().to_owned()))?;
+        .map_err(|e: toml::de::Error| invalid(command, path, e.to_string().trim().to_owned()))?;
     let mut args = Vec::new();
     for (key, value) in &table {
         let long = key.replace('_', "-");
@@ -99,10 +163,19 @@ fn file_args(
                     .filter_map(|a| a.get_long())
                     .filter(|l| !["config", "dump", "help", "version"].contains(l))
                     .collect();
+                // The closest known option, as clap suggests for a flag.
+                let closest = known
+                    .iter()
+                    .map(|k| (strsim::jaro(&long, k), *k))
+                    .filter(|(score, _)| *score > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, k)| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
                 invalid(
+                    command,
                     path,
                     format!(
-                        "unknown option `{key}`; known options: {}",
+                        "unknown option `{key}`; {closest}known options: {}",
                         known.join(", ")
                     ),
                 )
@@ -123,6 +196,7 @@ fn file_args(
                 toml::Value::Float(f) => Ok(f.to_string()),
                 toml::Value::Boolean(b) => Ok(b.to_string()),
                 other => Err(invalid(
+                    command,
                     path,
                     format!(
                         "option `{key}` takes a {}, not {}",
@@ -140,6 +214,7 @@ fn file_args(
             }
             _ if !takes_value => {
                 return Err(invalid(
+                    command,
                     path,
                     format!("option `{key}` is a switch: give true or false"),
                 ));

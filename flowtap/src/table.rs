@@ -231,10 +231,13 @@ fn health(row: &FullRow, c: &Connections) -> String {
         ("refused", c.refused),
         ("unanswered", c.unanswered),
         ("reset", c.reset),
-        ("retransmits", retransmits),
+        ("retransmit", retransmits),
     ] {
+        // "refused", "unanswered" and "reset" say what happened to so
+        // many connections; a retransmit is a thing, counted.
+        let plural = if what == "retransmit" && n != 1 { "s" } else { "" };
         if n > 0 {
-            parts.push(format!("{n} {what}"));
+            parts.push(format!("{n} {what}{plural}"));
         }
     }
     if parts.is_empty() {
@@ -333,6 +336,24 @@ mod tests {
             "NOT SEEN: 1 of 2 agents answered; missing http://198.18.0.7:8898 (their traffic is not in this table)\n\
              LOST: 5 frames dropped by the capture, 0 at hand-off, 0 flows evicted (counts are low)\n"
         );
+    }
+
+    #[test]
+    fn what_went_wrong_is_said_in_words() {
+        let row = |client: u64, server: u64| -> FullRow {
+            let side = |n: u64| serde_json::json!({"tx_pkts": 1, "tx_bytes": 1, "tcp_retransmits": n});
+            serde_json::from_value(serde_json::json!({
+                "proto": "tcp", "client": {}, "server": {},
+                "client_stats": side(client), "server_stats": side(server),
+                "totals": {"bps": 0.0}
+            }))
+            .unwrap()
+        };
+        let fine = Connections { refused: 0, unanswered: 0, reset: 0 };
+        let refused = Connections { refused: 2, ..fine };
+        assert_eq!(health(&row(0, 0), &fine), "ok");
+        assert_eq!(health(&row(1, 0), &fine), "1 retransmit");
+        assert_eq!(health(&row(1, 2), &refused), "2 refused, 3 retransmits");
     }
 
     #[test]

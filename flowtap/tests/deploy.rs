@@ -110,6 +110,7 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
     };
     let bad_mode = file("mode.toml", "mode = \"bogus\"\n");
     let unknown = file("unknown.toml", "colour = \"blue\"\n");
+    let misspelt = file("misspelt.toml", "max-feed-byte = \"1Mi\"\n");
     let switch = file("switch.toml", "busy-poll = \"yes\"\n");
     let not_toml = file("broken.toml", "mode = \n");
     let d = demo();
@@ -122,7 +123,22 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
         (
             vec!["-r", &d],
             vec![("FLOWTAP_XDP_MODE", "fast")],
-            vec!["--xdp-mode", "possible values: auto, driver, skb"],
+            vec![
+                "environment variable FLOWTAP_XDP_MODE: ",
+                "--xdp-mode",
+                "possible values: auto, driver, skb",
+            ],
+        ),
+        // The flag itself bad beside a good variable: the flag is named.
+        (
+            vec!["-r", &d, "--xdp-mode", "fast"],
+            vec![("FLOWTAP_XDP_MODE", "skb")],
+            vec!["error: invalid value 'fast' for '--xdp-mode"],
+        ),
+        (
+            vec!["hub", "--agent", "http://198.18.0.1:8898"],
+            vec![("FLOWTAP_HUB_MAX_AGENTS", "0")],
+            vec!["environment variable FLOWTAP_HUB_MAX_AGENTS: ", "--max-agents"],
         ),
         (
             vec!["-r", &d, "--config", &bad_mode],
@@ -132,7 +148,17 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
         (
             vec!["-r", &d, "--config", &unknown],
             vec![],
-            vec![&unknown, "unknown option `colour`", "known options:"],
+            vec![&unknown, "unknown option `colour`; known options:"],
+        ),
+        // A hub's file: its own options, its own usage line.
+        (
+            vec!["hub", "--config", &misspelt],
+            vec![],
+            vec![
+                &misspelt,
+                "unknown option `max-feed-byte`; did you mean `max-feed-bytes`? known options:",
+                "Usage: flowtap hub ",
+            ],
         ),
         (
             vec!["-r", &d, "--config", &switch],

@@ -306,7 +306,7 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("--max-feed-bytes-held 1073741824 is below --max-feed-bytes 2147483648"),
+        stderr.contains("--max-feed-bytes-held 268435456 is below --max-feed-bytes 2147483648"),
         "{stderr}"
     );
 
