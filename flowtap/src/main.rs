@@ -57,9 +57,16 @@ fn init_logging(run: &LogArgs) {
         .with_ansi(ansi);
     match run.log_format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            builder.json().init();
+            LOGS_IN_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
+
+/// Set once logs are JSON lines (`--log-format json`): the error flowtap
+/// stops on is then one of them, for the log pipeline that reads them.
+static LOGS_IN_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// `flowtap healthcheck`: a minimal HTTP GET of `path` from `host`, so the
 /// container image needs no curl.
@@ -164,7 +171,11 @@ fn failed(who: &str, e: &anyhow::Error) -> i32 {
     if broken_pipe {
         return 0;
     }
-    eprintln!("{who}: {}", error_text(e));
+    if LOGS_IN_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!(error = %error_text(e), "{who} stopped");
+    } else {
+        eprintln!("{who}: {}", error_text(e));
+    }
     1
 }
 

@@ -102,14 +102,6 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     // Printed once the final snapshot is served.
     report_run(&snapshot, &outcomes, seconds);
     setup::report(&publisher, &[]);
-    for outcome in &outcomes {
-        for u in outcome.unreadable.iter().filter(|u| u.frames > 0) {
-            eprintln!("flowtap: warning: {}: {u}", outcome.path.display());
-        }
-        if let Some(e) = &outcome.error {
-            eprintln!("flowtap: error: {e}");
-        }
-    }
 
     let mut targets = cli.serve.dump.clone();
     if targets.is_empty() && service.is_none() {
@@ -135,6 +127,16 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     }
     let failed = setup::dump(&publisher, &targets)?;
     setup::report_memory(cli);
+    // What could not be read, last: where a person at a terminal looks
+    // for why the exit status is 2.
+    for outcome in &outcomes {
+        for u in outcome.unreadable.iter().filter(|u| u.frames > 0) {
+            eprintln!("flowtap: warning: {}: {u}", outcome.path.display());
+        }
+        if let Some(e) = &outcome.error {
+            eprintln!("flowtap: error: {e}");
+        }
+    }
 
     if let Some(service) = service {
         service.run_until_signal(|| None)?;

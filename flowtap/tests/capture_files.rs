@@ -154,6 +154,9 @@ fn a_file_cut_mid_record_names_the_offset_and_keeps_what_was_read() {
             "cut off in the middle of a record at byte offset {start} ({nth} frames read before it)"
         );
         assert!(stderr.contains(&want), "expected {want:?} in:\n{stderr}");
+        // Last, where a person looks for why the status is 2.
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.contains(&want), "not the last line:\n{stderr}");
         assert!(stderr.contains(cut.to_str().unwrap()), "names the file");
         assert!(
             stderr.contains(&format!("flowtap: read {nth} frames")),

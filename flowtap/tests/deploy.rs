@@ -256,6 +256,26 @@ fn version_help_and_json_logs() {
     for line in stderr(&o).lines().filter(|l| l.starts_with('{')) {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
+    // The error flowtap stops on is a JSON line too, naming what failed.
+    let o = flowtap(
+        &["hub", "--agents-service", "shop/flowtap", "--log-format", "json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let last = lines.last().expect("a line");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert_eq!(last["fields"]["message"], "flowtap hub stopped", "{last}");
+    assert!(
+        last["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("--agents-service needs the Kubernetes names"),
+        "{last}"
+    );
 }
 
 #[test]
