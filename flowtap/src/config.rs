@@ -17,11 +17,23 @@ use crate::cli::Cli;
 
 /// Parses the process's arguments and environment, and the config file if
 /// one is named. On an error, prints it and exits (clap's convention).
-pub(crate) fn load() -> Cli {
+pub(crate) fn load() -> (Cli, Settings) {
     load_from(std::env::args_os().collect()).unwrap_or_else(|e| e.exit())
 }
 
-pub(crate) fn load_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+/// Every option set, with where its value came from: `name=value (source)`,
+/// the source being the command line, an environment variable by name, or
+/// the config file. The configuration log line carries it, so an operator
+/// can tell a DaemonSet's variable from a ConfigMap's file.
+pub(crate) struct Settings(Vec<String>);
+
+impl std::fmt::Display for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+pub(crate) fn load_from(args: Vec<OsString>) -> Result<(Cli, Settings), clap::Error> {
     let mut command = Cli::command();
     // Built, so that a subcommand's errors name it in their usage line.
     command.build();
@@ -51,6 +63,11 @@ pub(crate) fn load_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
         Some(path) => file_args(path, &options, &matched)?,
         None => Vec::new(),
     };
+    let from_file_longs: Vec<String> = from_file
+        .iter()
+        .filter_map(|a| a.to_str()?.strip_prefix("--"))
+        .map(|a| a.split('=').next().unwrap_or(a).to_owned())
+        .collect();
     let mut all = args;
     all.extend(from_file);
     let matches = command
@@ -62,7 +79,36 @@ pub(crate) fn load_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
             }
             _ => e,
         })?;
-    Cli::from_arg_matches(&matches)
+    let cli = Cli::from_arg_matches(&matches)?;
+    let effective = matches.subcommand_matches("hub").unwrap_or(&matches);
+    let file = path.as_ref().map(|p| format!("config file {}", p.display()));
+    let settings = options
+        .get_arguments()
+        .filter_map(|arg| {
+            let id = arg.get_id().as_str();
+            let source = match effective.value_source(id)? {
+                ValueSource::DefaultValue => return None,
+                ValueSource::EnvVariable => arg.get_env()?.to_string_lossy().into_owned(),
+                _ => match (&file, arg.get_long()) {
+                    (Some(file), Some(long)) if from_file_longs.iter().any(|l| l == long) => {
+                        file.clone()
+                    }
+                    _ => "command line".to_owned(),
+                },
+            };
+            let name = arg.get_long().unwrap_or(id);
+            let values: Vec<String> = effective
+                .get_raw(id)
+                .map(|v| v.map(|v| v.to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            Some(if values.is_empty() {
+                format!("{name} ({source})")
+            } else {
+                format!("{name}={} ({source})", values.join(","))
+            })
+        })
+        .collect();
+    Ok((cli, Settings(settings)))
 }
 
 /// An error about the file at `path`, with `command`'s usage line.

@@ -104,7 +104,7 @@ fn healthcheck((host, path): (String, String)) -> i32 {
 }
 
 fn main() {
-    let cli = config::load();
+    let (cli, settings) = config::load();
     match cli.command {
         Some(Command::Healthcheck { admin_listen, url }) => std::process::exit(healthcheck(
             cli::healthcheck_target(&admin_listen, url.as_deref()),
@@ -116,7 +116,7 @@ fn main() {
         Some(Command::Hub(args)) => {
             allocator::return_freed_memory_at_once();
             init_logging(&args.log);
-            tracing::info!(version = cli::VERSION, options = ?args, "configuration");
+            tracing::info!(version = cli::VERSION, %settings, options = ?args, "configuration");
             let code = hub_service::run(&args).unwrap_or_else(|e| failed("flowtap hub", &e));
             std::process::exit(code);
         }
@@ -140,9 +140,9 @@ fn main() {
     // line of every option first (--log-level debug shows it).
     let at_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if run.interface.is_none() && run.serve.listen.is_none() && at_terminal {
-        tracing::debug!(version = cli::VERSION, options = ?run, "configuration");
+        tracing::debug!(version = cli::VERSION, %settings, options = ?run, "configuration");
     } else {
-        tracing::info!(version = cli::VERSION, options = ?run, "configuration");
+        tracing::info!(version = cli::VERSION, %settings, options = ?run, "configuration");
     }
     let result = match &run.interface {
         #[cfg(feature = "live")]

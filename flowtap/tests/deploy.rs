@@ -89,6 +89,24 @@ fn flags_override_environment_override_file_override_defaults() {
     // Flag over environment and file.
     let o = run(&["--rate-window", "40"], &[("FLOWTAP_RATE_WINDOW", "30")]);
     assert_eq!(effective(&o, "rate_window"), "40");
+    // The log says where each value set came from.
+    let o = run(&["--rate-window", "40"], &[("FLOWTAP_THREADS", "1")]);
+    let line = stderr(&o)
+        .lines()
+        .find(|l| l.contains("\"message\":\"configuration\""))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .unwrap();
+    let settings = line["fields"]["settings"].as_str().unwrap().to_owned();
+    for set in [
+        format!("config={c} (command line)"),
+        "rate-window=40 (command line)".to_owned(),
+        "threads=1 (FLOWTAP_THREADS)".to_owned(),
+        format!("udp-timeout=7 (config file {c})"),
+        format!("log-format=json (config file {c})"),
+    ] {
+        assert!(settings.contains(&set), "{set:?} in {settings}");
+    }
+    assert!(!settings.contains("snapshot-interval"), "a default is not set: {settings}");
     // The file alone can name the source (read = [...]) and the config file
     // itself can come from the environment.
     let o = flowtap(&[], &[("FLOWTAP_CONFIG", c)]);
