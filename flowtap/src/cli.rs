@@ -399,11 +399,11 @@ pub(crate) struct HubArgs {
     pub max_feed_bytes: u64,
 
     /// Bytes of agents' feeds the hub holds at once, fetched and not yet
-    /// decoded (e.g. 256Mi; at least --max-feed-bytes): a pull waits for
-    /// room within its --agent-timeout, and fails past it, its agent named
-    /// missing.
-    #[arg(long, value_name = "SIZE", default_value = "256Mi", value_parser = parse_size, env = "FLOWTAP_HUB_MAX_FEED_BYTES_HELD", help_heading = HUB)]
-    pub max_feed_bytes_held: u64,
+    /// decoded (e.g. 512Mi; default 256Mi, or --max-feed-bytes where that
+    /// is larger; at least --max-feed-bytes): a pull waits for room within
+    /// its --agent-timeout, and fails past it, its agent named missing.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "FLOWTAP_HUB_MAX_FEED_BYTES_HELD", help_heading = HUB)]
+    pub max_feed_bytes_held: Option<u64>,
 
     /// Flows a round merges at most, over all agents (each of their feeds
     /// takes the count it holds; one that would go past the bound is not

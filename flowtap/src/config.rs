@@ -123,10 +123,17 @@ fn in_file(e: clap::Error, command: &clap::Command, path: &Path) -> clap::Error 
     invalid(command, path, message_of(&e))
 }
 
-/// What an error says, without clap's `error: ` before it.
+/// What an error says, without clap's `error: ` before it nor its usage
+/// line and tip after it (the error made of it adds its own).
 fn message_of(e: &clap::Error) -> String {
     let text = e.to_string();
-    text.trim_start_matches("error: ").trim_end().to_owned()
+    let text = text.trim_start_matches("error: ");
+    let end = ["\n\nUsage:", "\n\nFor more information"]
+        .iter()
+        .filter_map(|tail| text.find(tail))
+        .min()
+        .unwrap_or(text.len());
+    text[..end].trim_end().to_owned()
 }
 
 /// An invalid value that came from an option's environment variable
@@ -166,7 +173,17 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
     let Some(variable) = arg.and_then(clap::Arg::get_env) else {
         return e;
     };
-    if on_command_line || std::env::var_os(variable).is_none() {
+    // The value clap refused is the variable's (or one of its
+    // comma-separated values): a flag given without one (`-r` alone) is
+    // the command line's doing.
+    let refused = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => value.as_str(),
+        _ => return e,
+    };
+    let from_variable = std::env::var(variable).is_ok_and(|set| {
+        set == refused || set.split(',').any(|piece| piece.trim() == refused)
+    });
+    if on_command_line || !from_variable {
         return e;
     }
     command.clone().error(
@@ -178,6 +195,10 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
         ),
     )
 }
+
+/// Options a config file cannot set: the file itself, a one-shot dump,
+/// and what prints and exits.
+const NOT_IN_A_FILE: [&str; 4] = ["config", "dump", "help", "version"];
 
 /// The file's settings as arguments, for the options the command line and
 /// environment left unset.
@@ -199,15 +220,14 @@ fn file_args(
             .find(|a| {
                 a.get_long() == Some(long.as_str())
                     && !a.is_hide_set()
-                    && long != "config"
-                    && long != "dump"
+                    && !NOT_IN_A_FILE.contains(&long.as_str())
             })
             .ok_or_else(|| {
                 let known: Vec<&str> = command
                     .get_arguments()
                     .filter(|a| !a.is_hide_set())
                     .filter_map(|a| a.get_long())
-                    .filter(|l| !["config", "dump", "help", "version"].contains(l))
+                    .filter(|l| !NOT_IN_A_FILE.contains(l))
                     .collect();
                 // The closest known option, as clap suggests for a flag.
                 let closest = known

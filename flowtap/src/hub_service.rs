@@ -12,6 +12,12 @@ use crate::cli::{HubArgs, read_token};
 use crate::serve::Service;
 use crate::setup;
 
+/// Room for agents' feeds held at once when `--max-feed-bytes-held` is not
+/// given (and `--max-feed-bytes` is no larger): at 140 bytes a flow, the
+/// feeds of about 1.9M flows, what a hub at its default `--max-flows`
+/// merges.
+const DEFAULT_FEED_BYTES_HELD: u64 = 256 << 20;
+
 pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
     let mut sources = Vec::new();
     for url in &args.agents {
@@ -35,10 +41,14 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         !args.serve.json,
         "--json: a hub's answers are JSON already; print one with --dump PATH"
     );
+    // Room for one feed at its bound at least (a hub whose --max-feed-bytes
+    // was raised before this option existed still starts).
+    let max_feed_bytes_held = args
+        .max_feed_bytes_held
+        .unwrap_or(DEFAULT_FEED_BYTES_HELD.max(args.max_feed_bytes));
     anyhow::ensure!(
-        args.max_feed_bytes_held >= args.max_feed_bytes,
-        "--max-feed-bytes-held {} is below --max-feed-bytes {}: a feed the hub takes must fit in the room for feeds held at once",
-        args.max_feed_bytes_held,
+        max_feed_bytes_held >= args.max_feed_bytes,
+        "--max-feed-bytes-held {max_feed_bytes_held} is below --max-feed-bytes {}: a feed the hub takes must fit in the room for feeds held at once",
         args.max_feed_bytes
     );
     anyhow::ensure!(
@@ -87,7 +97,7 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         .expect("publisher lock")
         .stats()
         .hub_feed_room_bytes
-        .store(args.max_feed_bytes_held, std::sync::atomic::Ordering::Relaxed);
+        .store(max_feed_bytes_held, std::sync::atomic::Ordering::Relaxed);
     let config = HubConfig {
         discovery: Discovery::new(sources),
         token,
@@ -95,7 +105,7 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         agent_timeout,
         max_agents: args.max_agents.max(1),
         max_feed_bytes: usize::try_from(args.max_feed_bytes).unwrap_or(usize::MAX),
-        max_feed_bytes_held: usize::try_from(args.max_feed_bytes_held).unwrap_or(usize::MAX),
+        max_feed_bytes_held: usize::try_from(max_feed_bytes_held).unwrap_or(usize::MAX),
         max_flows: args.max_flows,
         idle_after,
     };

@@ -171,7 +171,11 @@ fn failed(who: &str, e: &anyhow::Error) -> i32 {
     if broken_pipe {
         return 0;
     }
-    if LOGS_IN_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+    // As a JSON line where logs are, unless the log filter would drop it
+    // (`--log-level off`): the reason flowtap stopped is never lost.
+    if LOGS_IN_JSON.load(std::sync::atomic::Ordering::Relaxed)
+        && tracing::enabled!(tracing::Level::ERROR)
+    {
         tracing::error!(error = %error_text(e), "{who} stopped");
     } else {
         eprintln!("{who}: {}", error_text(e));

@@ -103,29 +103,33 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     report_run(&snapshot, &outcomes, seconds);
     setup::report(&publisher, &[]);
 
-    let mut targets = cli.serve.dump.clone();
-    if targets.is_empty() && service.is_none() {
-        if cli.serve.json {
-            targets.push(api::rest::SUMMARY_PATH.to_owned());
-        } else {
-            let view = publisher
-                .lock()
-                .expect("publisher lock")
-                .views()
-                .load_full();
-            let answer = |path: &str, query: &str| api::respond(&view, path, query).body;
-            let flows = answer(api::rest::FLOWS_PATH, &crate::table::query(TABLE_ROWS));
-            let summary = answer(api::rest::SUMMARY_PATH, "");
-            let table = crate::table::top_flows(
-                &serde_json::from_slice(&flows).context("reading the flows answer")?,
-                &serde_json::from_slice(&summary).context("reading the summary")?,
-                "--json for the API's summary, --dump for any answer",
-            );
-            std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{table}"))
-                .context("writing to stdout")?;
+    // The answers on stdout; what could not be read is said after them
+    // even when writing them fails (a closed pipe, a full disk).
+    let printed = (|| -> anyhow::Result<bool> {
+        let mut targets = cli.serve.dump.clone();
+        if targets.is_empty() && service.is_none() {
+            if cli.serve.json {
+                targets.push(api::rest::SUMMARY_PATH.to_owned());
+            } else {
+                let view = publisher
+                    .lock()
+                    .expect("publisher lock")
+                    .views()
+                    .load_full();
+                let answer = |path: &str, query: &str| api::respond(&view, path, query).body;
+                let flows = answer(api::rest::FLOWS_PATH, &crate::table::query(TABLE_ROWS));
+                let summary = answer(api::rest::SUMMARY_PATH, "");
+                let table = crate::table::top_flows(
+                    &serde_json::from_slice(&flows).context("reading the flows answer")?,
+                    &serde_json::from_slice(&summary).context("reading the summary")?,
+                    "--json for the API's summary, --dump for any answer",
+                );
+                std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{table}"))
+                    .context("writing to stdout")?;
+            }
         }
-    }
-    let failed = setup::dump(&publisher, &targets)?;
+        setup::dump(&publisher, &targets)
+    })();
     setup::report_memory(cli);
     // What could not be read, last: where a person at a terminal looks
     // for why the exit status is 2.
@@ -137,6 +141,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             eprintln!("flowtap: error: {e}");
         }
     }
+    let failed = printed?;
 
     if let Some(service) = service {
         service.run_until_signal(|| None)?;

@@ -241,6 +241,17 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
     let o = flowtap(&["-r", &d, "--log-level", "loud=="], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--log-level"), "{}", stderr(&o));
+    // A flag given without its value is the command line's doing, not its
+    // variable's; clap's tip is said once.
+    let o = flowtap(&["-r"], &[("FLOWTAP_READ", &d)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("environment variable"), "{}", stderr(&o));
+    let o = flowtap(&["-r", &d], &[("FLOWTAP_XDP_MODE", "fast")]);
+    assert_eq!(stderr(&o).matches("For more information").count(), 1, "{}", stderr(&o));
+    // What prints and exits is no setting of a file.
+    let o = flowtap(&["-r", &d, "--config", &file("version.toml", "version = true\n")], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown option `version`"), "{}", stderr(&o));
 }
 
 #[test]

@@ -293,22 +293,40 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         sample(&metrics, "flowtap_hub_feed_room_bytes"),
         largest.parse::<f64>().unwrap()
     );
-    eprintln!(
-        "pulls that waited for room: {}",
-        sample(&metrics, "flowtap_hub_feed_room_waits_total")
-    );
+    // Three pulls start at once every round: some wait (within ten rounds
+    // on however loaded a machine).
+    let waited = || {
+        sample(
+            &one_at_a_time.metrics(),
+            "flowtap_hub_feed_room_waits_total",
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waited() == 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(waited() > 0.0, "no pull waited for room");
     drop(one_at_a_time);
-    // Room below one feed's bound is refused at start.
+    // Room below one feed's bound is refused at start; without the option,
+    // the room is at least one feed's bound.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
         .args(["hub", "--agent", &urls[0], "--max-feed-bytes", "2Gi"])
+        .args(["--max-feed-bytes-held", "1Gi"])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("--max-feed-bytes-held 268435456 is below --max-feed-bytes 2147483648"),
+        stderr.contains("--max-feed-bytes-held 1073741824 is below --max-feed-bytes 2147483648"),
         "{stderr}"
     );
+    for (extra, room) in [
+        (&[][..], 268435456.0),
+        (&["--max-feed-bytes", "2Gi"][..], 2147483648.0),
+    ] {
+        let metrics = hub_over_the_agents(extra).metrics();
+        assert_eq!(sample(&metrics, "flowtap_hub_feed_room_bytes"), room, "{extra:?}");
+    }
 
     // One agent stops: named missing within two intervals, the others'
     // flows still served.

@@ -111,6 +111,9 @@ impl FeedRoom {
     }
 }
 
+/// Bytes of a refusal's text an error quotes.
+const REFUSAL_TEXT: usize = 200;
+
 /// GETs `path` from `agent`, within `timeout`, at most `max_bytes` of body.
 pub async fn get(
     agent: &AgentUrl,
@@ -152,6 +155,20 @@ async fn fetch(
         .await
         .map_err(|_| late())??;
     let status = response.status();
+    // A refusal (a wrong token, an agent shutting down) is said with the
+    // start of its text, read without taking room.
+    if !status.is_success() {
+        let mut body = response.into_body();
+        let mut text = Vec::new();
+        while text.len() < REFUSAL_TEXT {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => text.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d)),
+                _ => break,
+            }
+        }
+        text.truncate(REFUSAL_TEXT);
+        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&text)));
+    }
     let length = response
         .headers()
         .get(CONTENT_LENGTH)
@@ -178,18 +195,13 @@ async fn fetch(
         ),
         None => None,
     };
-    let body = tokio::time::timeout_at(
-        deadline,
-        Limited::new(response.into_body(), max_bytes).collect(),
-    )
-    .await
-    .map_err(|_| late())?
-    .map_err(|e| format!("reading the answer (at most {max_bytes} bytes): {e}"))?
-    .to_bytes();
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        return Err(format!("HTTP {status}: {text}"));
-    }
+    // No more than the room taken is read, whatever the framing: a
+    // `Content-Length` beside chunked framing is not what hyper reads by.
+    let body = tokio::time::timeout_at(deadline, Limited::new(response.into_body(), needs).collect())
+        .await
+        .map_err(|_| late())?
+        .map_err(|e| format!("reading the answer (at most {needs} bytes): {e}"))?
+        .to_bytes();
     Ok((body, held))
 }
 
@@ -280,16 +292,9 @@ mod tests {
         )
         .await;
         // Chunked: 100 chunks of 3000 bytes, no length up front.
-        let mut chunks = Vec::new();
-        for piece in body.chunks(3000) {
-            chunks.extend(format!("{:x}\r\n", piece.len()).bytes());
-            chunks.extend(piece);
-            chunks.extend(b"\r\n");
-        }
-        chunks.extend(b"0\r\n\r\n");
         let chunked = agent_answering(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".into(),
-            chunks,
+            chunks_of(&body),
         )
         .await;
         let timeout = Duration::from_secs(10);
@@ -320,6 +325,47 @@ mod tests {
             error.starts_with("HTTP 401 Unauthorized: bad token"),
             "{error}"
         );
+        // Whatever length it says: the status first, no room taken.
+        let busy = agent_answering(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 300000000\r\nConnection: close\r\n\r\n".into(),
+            b"shutting down".to_vec(),
+        )
+        .await;
+        let no_room = FeedRoom::new(1024, Arc::default());
+        let _full = no_room.take(1024).await;
+        let error = get_held(&busy, "/f", None, timeout, 1 << 20, &no_room)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            error.starts_with("HTTP 503 Service Unavailable: shutting down"),
+            "{error}"
+        );
+        // A length beside chunked framing (which hyper reads by) does not
+        // take less room than the body it reads: reading stops at the room.
+        let lying = agent_answering(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\nConnection: close\r\n\r\n".into(),
+            chunks_of(&body),
+        )
+        .await;
+        let room = FeedRoom::new(1 << 30, Arc::default());
+        let error = get_held(&lying, "/f", None, timeout, 1 << 20, &room)
+            .await
+            .err()
+            .unwrap();
+        assert!(error.contains("at most 10 bytes"), "{error}");
+    }
+
+    /// `body` in chunked framing, 3000 bytes a chunk.
+    fn chunks_of(body: &[u8]) -> Vec<u8> {
+        let mut chunks = Vec::new();
+        for piece in body.chunks(3000) {
+            chunks.extend(format!("{:x}\r\n", piece.len()).bytes());
+            chunks.extend(piece);
+            chunks.extend(b"\r\n");
+        }
+        chunks.extend(b"0\r\n\r\n");
+        chunks
     }
 
     /// Feeds held at once stay within the room (`--max-feed-bytes-held`):
