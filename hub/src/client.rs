@@ -277,20 +277,22 @@ mod tests {
         AgentUrl { authority }
     }
 
+    /// An agent answering with `body` and its length.
+    async fn agent_answering_with_length(body: &[u8]) -> AgentUrl {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        agent_answering(head, body.to_vec()).await
+    }
+
     /// The feed bound (`--max-feed-bytes`) holds whether the answer says
     /// its length up front or sends it in chunks; within it the body comes
     /// back whole and exact.
     #[tokio::test]
     async fn bodies_are_read_whole_within_the_bound_and_refused_beyond_it() {
         let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let sized = agent_answering(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            ),
-            body.clone(),
-        )
-        .await;
+        let sized = agent_answering_with_length(&body).await;
         // Chunked: 100 chunks of 3000 bytes, no length up front.
         let chunked = agent_answering(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".into(),
@@ -311,36 +313,27 @@ mod tests {
                 "{agent:?}: {refused}"
             );
         }
-        // An agent that refuses (a wrong token, say) is an error naming
-        // its status and what it said, not a feed.
-        let refusing = agent_answering(
-            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 13\r\nConnection: close\r\n\r\n".into(),
-            b"bad token\r\n\r\n".to_vec(),
-        )
-        .await;
-        let error = get(&refusing, "/internal/v1/feed", None, timeout, 1 << 20)
-            .await
-            .unwrap_err();
-        assert!(
-            error.starts_with("HTTP 401 Unauthorized: bad token"),
-            "{error}"
-        );
-        // Whatever length it says: the status first, no room taken.
-        let busy = agent_answering(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 300000000\r\nConnection: close\r\n\r\n".into(),
-            b"shutting down".to_vec(),
-        )
-        .await;
+        // An agent that refuses (a wrong token, say) is an error naming its
+        // status and what it said, not a feed; whatever length it says, and
+        // without taking room.
         let no_room = FeedRoom::new(1024, Arc::default());
         let _full = no_room.take(1024).await;
-        let error = get_held(&busy, "/f", None, timeout, 1 << 20, &no_room)
-            .await
-            .err()
-            .unwrap();
-        assert!(
-            error.starts_with("HTTP 503 Service Unavailable: shutting down"),
-            "{error}"
-        );
+        for (status, length, text) in [
+            ("401 Unauthorized", 13, &b"bad token\r\n\r\n"[..]),
+            ("503 Service Unavailable", 300_000_000, &b"shutting down"[..]),
+        ] {
+            let refusing = agent_answering(
+                format!("HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"),
+                text.to_vec(),
+            )
+            .await;
+            let error = get_held(&refusing, "/f", None, timeout, 1 << 20, &no_room)
+                .await
+                .err()
+                .unwrap();
+            let said = String::from_utf8_lossy(&text[..9]);
+            assert!(error.starts_with(&format!("HTTP {status}: {said}")), "{error}");
+        }
         // A length beside chunked framing (which hyper reads by) does not
         // take less room than the body it reads: reading stops at the room.
         let lying = agent_answering(
@@ -375,14 +368,7 @@ mod tests {
     #[tokio::test]
     async fn feeds_held_at_once_stay_within_the_room() {
         let body = vec![7u8; 600 * 1024];
-        let sized = agent_answering(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            ),
-            body.clone(),
-        )
-        .await;
+        let sized = agent_answering_with_length(&body).await;
         let waits = Arc::new(AtomicU64::new(0));
         let room = FeedRoom::new(1024 * 1024, waits.clone());
         let max = 1 << 20;
