@@ -81,7 +81,9 @@ pub(crate) fn load_from(args: Vec<OsString>) -> Result<(Cli, Settings), clap::Er
         })?;
     let cli = Cli::from_arg_matches(&matches)?;
     let effective = matches.subcommand_matches("hub").unwrap_or(&matches);
-    let file = path.as_ref().map(|p| format!("config file {}", p.display()));
+    let file = path
+        .as_ref()
+        .map(|p| format!("config file {}", p.display()));
     let settings = options
         .get_arguments()
         .filter_map(|arg| {
@@ -142,7 +144,10 @@ fn message_of(e: &clap::Error) -> String {
 /// of a Pod never shows.
 fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) -> clap::Error {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
         return e;
     }
     let Some(ContextValue::String(invalid_arg)) = e.get(ContextKind::InvalidArg) else {
@@ -167,9 +172,7 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
         .and_then(|a| a.to_str())
         .and_then(|name| command.find_subcommand(name))
         .unwrap_or(command);
-    let arg = command
-        .get_arguments()
-        .find(|a| a.get_long() == Some(long));
+    let arg = command.get_arguments().find(|a| a.get_long() == Some(long));
     let Some(variable) = arg.and_then(clap::Arg::get_env) else {
         return e;
     };
@@ -180,9 +183,8 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
         Some(ContextValue::String(value)) => value.as_str(),
         _ => return e,
     };
-    let from_variable = std::env::var(variable).is_ok_and(|set| {
-        set == refused || set.split(',').any(|piece| piece.trim() == refused)
-    });
+    let from_variable = std::env::var(variable)
+        .is_ok_and(|set| set == refused || set.split(',').any(|piece| piece.trim() == refused));
     if on_command_line || !from_variable {
         return e;
     }
@@ -207,8 +209,8 @@ fn file_args(
     command: &clap::Command,
     matches: &ArgMatches,
 ) -> Result<Vec<OsString>, clap::Error> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| invalid(command, path, format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(command, path, format!("cannot read: {e}")))?;
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| invalid(command, path, e.to_string().trim().to_owned()))?;

@@ -235,7 +235,11 @@ fn health(row: &FullRow, c: &Connections) -> String {
     ] {
         // "refused", "unanswered" and "reset" say what happened to so
         // many connections; a retransmit is a thing, counted.
-        let plural = if what == "retransmit" && n != 1 { "s" } else { "" };
+        let plural = if what == "retransmit" && n != 1 {
+            "s"
+        } else {
+            ""
+        };
         if n > 0 {
             parts.push(format!("{n} {what}{plural}"));
         }
@@ -341,7 +345,8 @@ mod tests {
     #[test]
     fn what_went_wrong_is_said_in_words() {
         let row = |client: u64, server: u64| -> FullRow {
-            let side = |n: u64| serde_json::json!({"tx_pkts": 1, "tx_bytes": 1, "tcp_retransmits": n});
+            let side =
+                |n: u64| serde_json::json!({"tx_pkts": 1, "tx_bytes": 1, "tcp_retransmits": n});
             serde_json::from_value(serde_json::json!({
                 "proto": "tcp", "client": {}, "server": {},
                 "client_stats": side(client), "server_stats": side(server),
@@ -349,7 +354,11 @@ mod tests {
             }))
             .unwrap()
         };
-        let fine = Connections { refused: 0, unanswered: 0, reset: 0 };
+        let fine = Connections {
+            refused: 0,
+            unanswered: 0,
+            reset: 0,
+        };
         let refused = Connections { refused: 2, ..fine };
         assert_eq!(health(&row(0, 0), &fine), "ok");
         assert_eq!(health(&row(1, 0), &fine), "1 retransmit");

@@ -106,7 +106,10 @@ fn flags_override_environment_override_file_override_defaults() {
     ] {
         assert!(settings.contains(&set), "{set:?} in {settings}");
     }
-    assert!(!settings.contains("snapshot-interval"), "a default is not set: {settings}");
+    assert!(
+        !settings.contains("snapshot-interval"),
+        "a default is not set: {settings}"
+    );
     // The file alone can name the source (read = [...]) and the config file
     // itself can come from the environment.
     let o = flowtap(&[], &[("FLOWTAP_CONFIG", c)]);
@@ -156,7 +159,10 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
         (
             vec!["hub", "--agent", "http://198.18.0.1:8898"],
             vec![("FLOWTAP_HUB_MAX_AGENTS", "0")],
-            vec!["environment variable FLOWTAP_HUB_MAX_AGENTS: ", "--max-agents"],
+            vec![
+                "environment variable FLOWTAP_HUB_MAX_AGENTS: ",
+                "--max-agents",
+            ],
         ),
         (
             vec!["-r", &d, "--config", &bad_mode],
@@ -245,13 +251,34 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
     // variable's; clap's tip is said once.
     let o = flowtap(&["-r"], &[("FLOWTAP_READ", &d)]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(!stderr(&o).contains("environment variable"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("environment variable"),
+        "{}",
+        stderr(&o)
+    );
     let o = flowtap(&["-r", &d], &[("FLOWTAP_XDP_MODE", "fast")]);
-    assert_eq!(stderr(&o).matches("For more information").count(), 1, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("For more information").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     // What prints and exits is no setting of a file.
-    let o = flowtap(&["-r", &d, "--config", &file("version.toml", "version = true\n")], &[]);
+    let o = flowtap(
+        &[
+            "-r",
+            &d,
+            "--config",
+            &file("version.toml", "version = true\n"),
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown option `version`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown option `version`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -287,7 +314,13 @@ fn version_help_and_json_logs() {
     }
     // The error flowtap stops on is a JSON line too, naming what failed.
     let o = flowtap(
-        &["hub", "--agents-service", "shop/flowtap", "--log-format", "json"],
+        &[
+            "hub",
+            "--agents-service",
+            "shop/flowtap",
+            "--log-format",
+            "json",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -325,7 +325,11 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         (&["--max-feed-bytes", "2Gi"][..], 2147483648.0),
     ] {
         let metrics = hub_over_the_agents(extra).metrics();
-        assert_eq!(sample(&metrics, "flowtap_hub_feed_room_bytes"), room, "{extra:?}");
+        assert_eq!(
+            sample(&metrics, "flowtap_hub_feed_room_bytes"),
+            room,
+            "{extra:?}"
+        );
     }
 
     // One agent stops: named missing within two intervals, the others'

@@ -162,7 +162,9 @@ async fn fetch(
         let mut text = Vec::new();
         while text.len() < REFUSAL_TEXT {
             match tokio::time::timeout_at(deadline, body.frame()).await {
-                Ok(Some(Ok(frame))) => text.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d)),
+                Ok(Some(Ok(frame))) => {
+                    text.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d))
+                }
                 _ => break,
             }
         }
@@ -197,11 +199,14 @@ async fn fetch(
     };
     // No more than the room taken is read, whatever the framing: a
     // `Content-Length` beside chunked framing is not what hyper reads by.
-    let body = tokio::time::timeout_at(deadline, Limited::new(response.into_body(), needs).collect())
-        .await
-        .map_err(|_| late())?
-        .map_err(|e| format!("reading the answer (at most {needs} bytes): {e}"))?
-        .to_bytes();
+    let body = tokio::time::timeout_at(
+        deadline,
+        Limited::new(response.into_body(), needs).collect(),
+    )
+    .await
+    .map_err(|_| late())?
+    .map_err(|e| format!("reading the answer (at most {needs} bytes): {e}"))?
+    .to_bytes();
     Ok((body, held))
 }
 
@@ -320,10 +325,16 @@ mod tests {
         let _full = no_room.take(1024).await;
         for (status, length, text) in [
             ("401 Unauthorized", 13, &b"bad token\r\n\r\n"[..]),
-            ("503 Service Unavailable", 300_000_000, &b"shutting down"[..]),
+            (
+                "503 Service Unavailable",
+                300_000_000,
+                &b"shutting down"[..],
+            ),
         ] {
             let refusing = agent_answering(
-                format!("HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"),
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+                ),
                 text.to_vec(),
             )
             .await;
@@ -332,7 +343,10 @@ mod tests {
                 .err()
                 .unwrap();
             let said = String::from_utf8_lossy(&text[..9]);
-            assert!(error.starts_with(&format!("HTTP {status}: {said}")), "{error}");
+            assert!(
+                error.starts_with(&format!("HTTP {status}: {said}")),
+                "{error}"
+            );
         }
         // A length beside chunked framing (which hyper reads by) does not
         // take less room than the body it reads: reading stops at the room.
@@ -372,9 +386,8 @@ mod tests {
         let waits = Arc::new(AtomicU64::new(0));
         let room = FeedRoom::new(1024 * 1024, waits.clone());
         let max = 1 << 20;
-        let pull = |timeout: u64| {
-            get_held(&sized, "/f", None, Duration::from_secs(timeout), max, &room)
-        };
+        let pull =
+            |timeout: u64| get_held(&sized, "/f", None, Duration::from_secs(timeout), max, &room);
         let first = pull(10).await.unwrap();
         assert_eq!(first.body.len(), body.len());
         assert_eq!(waits.load(Ordering::Relaxed), 0);
@@ -398,7 +411,10 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(refused.starts_with("no room within 1.0 s to hold its 524288 bytes"), "{refused}");
+        assert!(
+            refused.starts_with("no room within 1.0 s to hold its 524288 bytes"),
+            "{refused}"
+        );
         let small = get_held(&no_length, "/f", None, one_second, 400 * 1024, &room)
             .await
             .unwrap();
