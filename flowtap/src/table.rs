@@ -227,21 +227,16 @@ fn health(row: &FullRow, c: &Connections) -> String {
     let retransmits = row.client_stats.tcp_retransmits.unwrap_or(0)
         + row.server_stats.tcp_retransmits.unwrap_or(0);
     let mut parts = Vec::new();
-    for (what, n) in [
-        ("refused", c.refused),
-        ("unanswered", c.unanswered),
-        ("reset", c.reset),
-        ("retransmit", retransmits),
+    // "refused", "unanswered" and "reset" say what happened to so many
+    // connections; a retransmit is a thing, counted: (one, many).
+    for ((one, many), n) in [
+        (("refused", "refused"), c.refused),
+        (("unanswered", "unanswered"), c.unanswered),
+        (("reset", "reset"), c.reset),
+        (("retransmit", "retransmits"), retransmits),
     ] {
-        // "refused", "unanswered" and "reset" say what happened to so
-        // many connections; a retransmit is a thing, counted.
-        let plural = if what == "retransmit" && n != 1 {
-            "s"
-        } else {
-            ""
-        };
         if n > 0 {
-            parts.push(format!("{n} {what}{plural}"));
+            parts.push(format!("{n} {}", if n == 1 { one } else { many }));
         }
     }
     if parts.is_empty() {

@@ -61,7 +61,6 @@ impl AgentUrl {
 /// always has one; an answer without one takes `--max-feed-bytes`), so a
 /// pull holding room is reading or decoding and always gives it back: no
 /// pull waits on another that waits.
-#[derive(Clone)]
 pub struct FeedRoom {
     /// Free room in KiB (a semaphore counts in `u32`).
     kib: Arc<Semaphore>,

@@ -241,12 +241,8 @@ pub fn build(view: &View) -> Summary {
     // Bytes and packets per pair: the flows of a pair made adjacent, then
     // added into the first of them.
     let pair_names = |p: &Pair| names_of(view, p.flow);
-    let by_names = |a: &Pair, b: &Pair| {
-        a.hash
-            .cmp(&b.hash)
-            .then_with(|| pair_names(a).cmp(&pair_names(b)))
-    };
-    pairs.sort_unstable_by(by_names);
+    let by_names = |a: &Pair, b: &Pair| pair_names(a).cmp(&pair_names(b));
+    pairs.sort_unstable_by(|a, b| a.hash.cmp(&b.hash).then_with(|| by_names(a, b)));
     pairs.dedup_by(|later, first| {
         let same = later.hash == first.hash && pair_names(later) == pair_names(first);
         if same {
@@ -257,9 +253,7 @@ pub fn build(view: &View) -> Summary {
     });
     // Most first; ties by the names, as a sort by them would leave them.
     let top_by_bytes = top(&mut pairs, |a, b| {
-        b.bytes
-            .cmp(&a.bytes)
-            .then_with(|| pair_names(a).cmp(&pair_names(b)))
+        b.bytes.cmp(&a.bytes).then_with(|| by_names(a, b))
     })
     .iter()
     .map(|p| {
@@ -272,9 +266,7 @@ pub fn build(view: &View) -> Summary {
     })
     .collect();
     let top_by_pkts = top(&mut pairs, |a, b| {
-        b.pkts
-            .cmp(&a.pkts)
-            .then_with(|| pair_names(a).cmp(&pair_names(b)))
+        b.pkts.cmp(&a.pkts).then_with(|| by_names(a, b))
     })
     .iter()
     .map(|p| {
