@@ -605,7 +605,7 @@ mod tests {
             ..AgentCoverage::default()
         };
         let mut snapshot = pipeline::Snapshot {
-            flows,
+            flows: flows.into(),
             coverage: Coverage {
                 agents: vec![agent("http://a", true), agent("http://b", !missing)],
             },

@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pipeline::Snapshot;
-use pipeline::flow::{FlowRecord, PerSide, Side};
+use pipeline::flow::{PerSide, Side};
+use pipeline::snapshot::Flows;
 
 use crate::cluster::Cluster;
 use crate::rest::coverage::CoverageJson;
@@ -153,7 +154,7 @@ impl View {
         View::build(Arc::new(Snapshot::default()), None, Arc::default())
     }
 
-    pub fn flows(&self) -> &[FlowRecord] {
+    pub fn flows(&self) -> &Flows {
         &self.snapshot.flows
     }
 

@@ -201,12 +201,13 @@ fn follow(c: &mut Criterion) {
     use pipeline::flow::{Counter, FlowKey, FlowRecord, PerSide};
     use pipeline::follow::{Change, FlowFollower};
     use pipeline::packet::{Addr, L4Proto};
+    use pipeline::snapshot::Flows;
     let mut g = c.benchmark_group("follow");
     g.throughput(Throughput::Elements(1));
     for (n, name) in [(100_000u32, "100k"), (1_000_000, "1M")] {
         // Each snapshot: every flow a packet more; a hundredth replaced by
         // new ones (flows that left, flows that started).
-        let snapshot = |round: u32| -> Vec<FlowRecord> {
+        let snapshot = |round: u32| -> Flows {
             (0..n)
                 .map(|i| {
                     let id = if i % 100 == 0 { i + round * n } else { i };

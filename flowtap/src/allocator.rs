@@ -2,8 +2,8 @@
 //! millions of flow records a second, and glibc spent a quarter of that
 //! time freeing and consolidating, and kept freed memory mapped;
 //! BENCHMARKS.md, hub), and what each role changes in its use of memory:
-//! the hub gives freed memory back at once, a capture goes without
-//! transparent huge pages.
+//! the hub gives freed memory back at once, a capture and a hub go
+//! without transparent huge pages.
 //!
 //! This module holds the binary's only `unsafe`: mimalloc's option setter,
 //! which the `mimalloc` crate does not wrap.
@@ -47,7 +47,7 @@ pub(crate) fn return_freed_memory_at_once() {
 }
 
 /// Turns transparent huge pages off for this process (`prctl(2)`
-/// `PR_SET_THP_DISABLE`), for a capture (`-r`, `-i`).
+/// `PR_SET_THP_DISABLE`), for a capture (`-r`, `-i`) and a hub.
 ///
 /// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`), so each
 /// first touch of 2 MiB of a capture's growing tables is a fault that
@@ -65,8 +65,12 @@ pub(crate) fn return_freed_memory_at_once() {
 /// them a run takes 5-15% more user time (more TLB misses) and 8-15% less
 /// peak RSS. On hosts whose kernel compacts memory to find huge pages
 /// (`defrag` set so), the same faults wait for that instead (not measured
-/// here). The hub keeps them: its rounds are a little faster with them
-/// (the same paragraph of BENCHMARKS.md). `MIMALLOC_ALLOW_THP` in the
+/// here). A hub, which builds hundreds of MB of records a round, went
+/// from 3.0-4.9 s rounds to 1.8-2.0 s without them on that host, peak RSS
+/// 1544-1564 -> 1507-1512 MiB (32 agents x 50,000 flows, alternated;
+/// BENCHMARKS.md, hub: "Chunks reused by the merge"); on a host without
+/// that balloon an earlier session measured its rounds 10-20% faster with
+/// them, a smaller stake than the stalls. `MIMALLOC_ALLOW_THP` in the
 /// environment (mimalloc's own switch) is left to decide.
 pub(crate) fn without_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {

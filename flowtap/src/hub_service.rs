@@ -78,6 +78,13 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
     let wake_wait = (agent_timeout + hub::WAKE_WAIT_BEYOND_TIMEOUT)
         .min(server_config.response_timeout.mul_f64(0.8));
     let demand = Arc::new(Demand::new(wake_wait));
+    // Set before serving: a scrape at start reads the bound, not 0.
+    publisher
+        .lock()
+        .expect("publisher lock")
+        .stats()
+        .hub_feed_room_bytes
+        .store(max_feed_bytes_held, std::sync::atomic::Ordering::Relaxed);
     // A one-shot --dump serves nothing unless --listen says so.
     let one_shot = !args.serve.dump.is_empty();
     let service = if one_shot && args.serve.listen.is_none() {
@@ -92,12 +99,6 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
             Some(demand.clone()),
         )?)
     };
-    publisher
-        .lock()
-        .expect("publisher lock")
-        .stats()
-        .hub_feed_room_bytes
-        .store(max_feed_bytes_held, std::sync::atomic::Ordering::Relaxed);
     let config = HubConfig {
         discovery: Discovery::new(sources),
         token,

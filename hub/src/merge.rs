@@ -29,6 +29,8 @@ use std::sync::Arc;
 
 use hashbrown::{HashTable, hash_table};
 use pipeline::flow::{FlowRecord, PerSide, Side, TcpHealth, Window};
+use pipeline::snapshot::Flows;
+use pipeline::snapshot::flows::{CHUNK, Chunk};
 
 /// One agent's flows, with its index in the coverage and its node.
 pub struct AgentFlows {
@@ -45,10 +47,7 @@ pub struct AgentFlows {
 /// lists are merged as they are, smallest rank first, rather than
 /// gathered and then sorted: no pass over every flow's rank and no
 /// permutation of the records. A list out of order is sorted first.
-pub fn merge(
-    mut agents: Vec<AgentFlows>,
-    node_of: impl Fn(IpAddr) -> Option<Arc<str>>,
-) -> Vec<FlowRecord> {
+pub fn merge(mut agents: Vec<AgentFlows>, node_of: impl Fn(IpAddr) -> Option<Arc<str>>) -> Flows {
     // Where the merge's time goes, for the debug log.
     let started = std::time::Instant::now();
     for a in &mut agents {
@@ -123,51 +122,35 @@ pub fn merge(
         .collect();
 
     let combined_at = started.elapsed();
-    let mut out = Vec::with_capacity(total);
-    // Chunks the merge has passed are freed on a thread of their own: a hub
-    // gives freed memory back to the kernel at once (the allocator's purge
-    // delay is 0), and freed between the merge's moves, on its thread,
-    // they made this step take about twice as long (BENCHMARKS.md, hub:
-    // "Chunks freed beside the merge").
-    let (passed, to_free) = std::sync::mpsc::channel::<Chunk>();
-    std::thread::scope(|scope| {
-        // Without that thread (none to be had), the receiver is gone with
-        // the closure and `next_from` frees them here, as before.
-        if let Err(error) = std::thread::Builder::new()
-            .name("flowtap-hub-free".into())
-            .spawn_scoped(scope, move || to_free.into_iter().for_each(drop))
-        {
-            tracing::debug!(%error, "no thread to free the merged lists: the merge frees them");
+    // The merged flows go into the chunks the merge has passed, emptied
+    // (each chunk a list gives up is the next one filled), not into a
+    // fresh list: fresh memory is pages the kernel zeroes, and a round
+    // asks for hundreds of MB of it (BENCHMARKS.md, hub: "Chunks reused by
+    // the merge").
+    let mut spares: Vec<Chunk> = Vec::new();
+    let mut out = Flows::new();
+    // Each list's next flow, smallest rank on top.
+    let mut heads = std::collections::BinaryHeap::with_capacity(lists.len());
+    for (l, list) in lists.iter_mut().enumerate() {
+        if let Some((rank, p)) = list.next_from(0, &mut spares) {
+            heads.push(std::cmp::Reverse((rank, l, p)));
         }
-        // Each list's next flow, smallest rank on top.
-        let mut heads = std::collections::BinaryHeap::with_capacity(lists.len());
-        for (l, list) in lists.iter_mut().enumerate() {
-            if let Some((rank, p)) = list.next_from(0, &passed) {
-                heads.push(std::cmp::Reverse((rank, l, p)));
-            }
+    }
+    while let Some(mut head) = heads.peek_mut() {
+        let std::cmp::Reverse((_, l, p)) = *head;
+        let list = &mut lists[l];
+        let mut record = list.take(p);
+        if let Some(alone) = &seen_alone[l] {
+            record.seen_by = Some(alone.clone());
         }
-        while let Some(mut head) = heads.peek_mut() {
-            let std::cmp::Reverse((_, l, p)) = *head;
-            let list = &mut lists[l];
-            let mut record = list.take(p);
-            if let Some(alone) = &seen_alone[l] {
-                record.seen_by = Some(alone.clone());
-            }
-            out.push(record);
-            // The list's next flow replaces its last in place (one sift
-            // down, not a pop and a push: two passes over the heap a flow).
-            match list.next_from(p + 1, &passed) {
-                Some((rank, p)) => *head = std::cmp::Reverse((rank, l, p)),
-                None => drop(std::collections::binary_heap::PeekMut::pop(head)),
-            }
+        out.push_reusing(record, &mut spares);
+        // The list's next flow replaces its last in place (one sift
+        // down, not a pop and a push: two passes over the heap a flow).
+        match list.next_from(p + 1, &mut spares) {
+            Some((rank, p)) => *head = std::cmp::Reverse((rank, l, p)),
+            None => drop(std::collections::binary_heap::PeekMut::pop(head)),
         }
-        // The lists' last chunks go the same way; the thread ends once
-        // every chunk sent is freed and the sender is gone.
-        for chunk in lists.into_iter().flat_map(|list| list.chunks) {
-            let _ = passed.send(chunk);
-        }
-        drop(passed);
-    });
+    }
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     tracing::debug!(
         checked_and_indexed_ms = ms(indexed),
@@ -178,17 +161,11 @@ pub fn merge(
     out
 }
 
-/// Records per chunk of a list being merged: a list's memory goes a chunk
-/// at a time as the merge passes it, so the merged list and the lists it
-/// is made of are not all resident at once.
-const CHUNK: usize = 4096;
-
-type Chunk = Vec<Option<FlowRecord>>;
-
-/// One list of flows to merge, in chunks of [`CHUNK`] records: filled as a
-/// feed is decoded (on the decoding threads: the merge does not copy every
-/// record into chunks itself), then taken out one by one, each chunk freed
-/// once the merge has passed it.
+/// One list of flows to merge, in chunks of [`CHUNK`] records (as a
+/// snapshot's flows are): filled as a feed is decoded (on the decoding
+/// threads: the merge does not copy every record into chunks itself), then
+/// taken out one by one, each chunk emptied once the merge has passed it,
+/// to hold merged flows.
 #[derive(Default)]
 pub struct Chunked {
     chunks: Vec<Chunk>,
@@ -196,6 +173,9 @@ pub struct Chunked {
     /// How many records are coming: the last chunk is sized for the rest,
     /// not for a whole chunk (a thousand agents of a few flows each).
     expected: usize,
+    /// The positions taken, a bit each (made at the first taken): flows
+    /// seen by several agents are taken before the merge, out of order.
+    taken: Vec<u64>,
 }
 
 impl Chunked {
@@ -203,8 +183,8 @@ impl Chunked {
     pub fn with_capacity(expected: usize) -> Chunked {
         Chunked {
             chunks: Vec::with_capacity(expected.div_ceil(CHUNK)),
-            len: 0,
             expected,
+            ..Chunked::default()
         }
     }
 
@@ -216,7 +196,7 @@ impl Chunked {
         self.chunks
             .last_mut()
             .expect("a chunk was just made")
-            .push(Some(record));
+            .push(record);
         self.len += 1;
     }
 
@@ -228,14 +208,14 @@ impl Chunked {
         self.len == 0
     }
 
-    /// The records not taken, in order.
+    /// The records, in order, before any is taken.
     pub fn iter(&self) -> impl Iterator<Item = &FlowRecord> {
-        self.chunks.iter().flatten().flatten()
+        self.chunks.iter().flatten()
     }
 
-    /// The records not taken, in order, in one list.
+    /// The records, in order, in one list, before any is taken.
     pub fn into_vec(self) -> Vec<FlowRecord> {
-        self.chunks.into_iter().flatten().flatten().collect()
+        self.chunks.into_iter().flatten().collect()
     }
 
     /// Whether the records are in the API's order already (an agent's feed
@@ -244,38 +224,51 @@ impl Chunked {
         self.iter().is_sorted_by_key(pipeline::snapshot::api_rank)
     }
 
-    /// The record at `p`, which is still there.
+    /// The record at `p`, which is not taken.
     fn get(&self, p: usize) -> &FlowRecord {
-        self.chunks[p / CHUNK][p % CHUNK]
-            .as_ref()
-            .expect("each position is read before it is taken")
+        &self.chunks[p / CHUNK][p % CHUNK]
     }
 
-    /// The record at `p`, which is still there.
+    fn is_taken(&self, p: usize) -> bool {
+        self.taken
+            .get(p / 64)
+            .is_some_and(|bits| bits & (1 << (p % 64)) != 0)
+    }
+
+    /// The record at `p`, which is not taken yet. What is left in its
+    /// place holds no memory of its own (its key only).
     fn take(&mut self, p: usize) -> FlowRecord {
-        self.chunks[p / CHUNK][p % CHUNK]
-            .take()
-            .expect("each position is taken once")
+        if self.taken.is_empty() {
+            self.taken = vec![0; self.len.div_ceil(64)];
+        }
+        debug_assert!(!self.is_taken(p), "each position is taken once");
+        self.taken[p / 64] |= 1 << (p % 64);
+        let slot = &mut self.chunks[p / CHUNK][p % CHUNK];
+        let key = slot.key;
+        std::mem::replace(slot, FlowRecord::new(key))
     }
 
-    /// The first record still there at or after `p`, and its rank. Chunks
-    /// before it are done with (everything before `p` was taken) and go to
-    /// `passed`, to be freed.
+    /// The first record not taken at or after `p`, and its rank. Chunks
+    /// before it are done with (everything before `p` was taken): each
+    /// whole one is emptied into `spares`, to hold merged flows.
     fn next_from(
         &mut self,
         mut p: usize,
-        passed: &std::sync::mpsc::Sender<Chunk>,
+        spares: &mut Vec<Chunk>,
     ) -> Option<(pipeline::snapshot::ApiRank, usize)> {
         loop {
-            if p > 0 && p.is_multiple_of(CHUNK) {
-                // Freed here if the freeing thread is gone.
-                let _ = passed.send(std::mem::take(&mut self.chunks[p / CHUNK - 1]));
+            if p > 0 && p.is_multiple_of(CHUNK) && p <= self.len {
+                let mut passed = std::mem::take(&mut self.chunks[p / CHUNK - 1]);
+                passed.clear();
+                spares.push(passed);
             }
-            // `?`: past the last chunk, or the end of the last (shorter) one.
-            match self.chunks.get(p / CHUNK)?.get(p % CHUNK)? {
-                Some(record) => return Some((pipeline::snapshot::api_rank(record), p)),
-                None => p += 1,
+            if p >= self.len {
+                return None;
             }
+            if !self.is_taken(p) {
+                return Some((pipeline::snapshot::api_rank(self.get(p)), p));
+            }
+            p += 1;
         }
     }
 }

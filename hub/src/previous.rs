@@ -283,7 +283,7 @@ mod tests {
     fn every_flow_is_found_by_its_key_and_no_other() {
         let flows: Vec<FlowRecord> = (0..1000).map(|p| FlowRecord::new(key(p))).collect();
         let previous = Previous::new(Arc::new(Snapshot {
-            flows,
+            flows: flows.into(),
             ..Snapshot::default()
         }));
         for p in 0..1000 {
@@ -300,7 +300,7 @@ mod tests {
         };
         let flows: Vec<FlowRecord> = (0..20_000).map(|i| FlowRecord::new(key(i))).collect();
         let previous = Previous::new(Arc::new(Snapshot {
-            flows,
+            flows: flows.into(),
             ..Snapshot::default()
         }));
         let mut other_keys = 0;
@@ -342,7 +342,7 @@ mod tests {
             .filter_map(FeedFlow::into_record)
             .collect();
         let previous = Previous::new(Arc::new(Snapshot {
-            flows,
+            flows: flows.into(),
             ..Snapshot::default()
         }));
         let leg = |f: &FlowRecord| f.handshake[Side::Client].clone().unwrap();

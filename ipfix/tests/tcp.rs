@@ -46,7 +46,7 @@ fn flow(n: u8, pkts: u64) -> FlowRecord {
 fn snapshot(at_s: u64, pkts: u64) -> Snapshot {
     Snapshot {
         as_of_ns: at_s * SECOND,
-        flows: vec![flow(1, pkts), flow(2, pkts)],
+        flows: vec![flow(1, pkts), flow(2, pkts)].into(),
         ..Snapshot::default()
     }
 }

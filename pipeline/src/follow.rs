@@ -16,6 +16,7 @@ use hashbrown::{Equivalent, HashMap};
 
 use crate::flow::{FlowKey, FlowRecord};
 use crate::prefetch::prefetch;
+use crate::snapshot::Flows;
 
 /// What became of a flow since the previous snapshot, with the state its
 /// consumer kept for it there.
@@ -108,7 +109,7 @@ impl<T> FlowFollower<T> {
     /// previous snapshot that is not in this one goes to `left`.
     pub fn observe(
         &mut self,
-        flows: &[FlowRecord],
+        flows: &Flows,
         mut each: impl FnMut(usize, &FlowRecord, Change<T>) -> T,
         mut left: impl FnMut(FlowKey, T),
     ) {
@@ -120,7 +121,7 @@ impl<T> FlowFollower<T> {
             // them is followed: looked up one after another, each flow
             // waited for its entry's trip to memory alone.
             if i % RUN == 0 {
-                for ahead in &flows[i..flows.len().min(i + RUN)] {
+                for ahead in (i..flows.len().min(i + RUN)).map(|j| &flows[j]) {
                     if let Some((key, followed)) =
                         self.flows.get_key_value(&AnyWithHashOf(&ahead.key))
                     {
@@ -200,7 +201,8 @@ mod tests {
     fn observe(follower: &mut FlowFollower<u64>, flows: &[FlowRecord]) -> (Seen, Left) {
         let (mut seen, mut left) = (Vec::new(), Vec::new());
         follower.observe(
-            flows,
+            // In chunks, as a hub's are (a long snapshot spans several).
+            &flows.iter().cloned().collect::<Flows>(),
             |_, f, change| {
                 seen.push((f.key.server_port, change));
                 f.sent.total().pkts

@@ -23,6 +23,7 @@ pub fn merge(exports: Exports) -> Snapshot {
         rtt_window: exports.rtt_window,
         ..Snapshot::default()
     };
+    let mut flows = Vec::new();
     for export in exports.shards {
         snapshot.counters.ingest.add(&export.ingest);
         snapshot.counters.table.add(&export.table);
@@ -32,13 +33,14 @@ pub fn merge(exports: Exports) -> Snapshot {
             (a, b) => a.or(b),
         };
         snapshot.connections.extend(export.connections);
-        if snapshot.flows.is_empty() {
-            snapshot.flows = export.flows;
+        if flows.is_empty() {
+            flows = export.flows;
         } else {
-            snapshot.flows.extend(export.flows);
+            flows.extend(export.flows);
         }
     }
-    crate::snapshot::sort_flows(&mut snapshot.flows);
+    crate::snapshot::sort_flows(&mut flows);
+    snapshot.flows = flows.into();
     snapshot.merge_ns = exports.requested.elapsed().as_nanos() as u64;
     snapshot
 }

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use crate::flow::{ConnRecord, FlowRecord, Side, TableCounters, Window};
 use crate::ingest::{IngestCounters, MirrorSessions};
 
+pub mod flows;
+pub use flows::Flows;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub ingest: IngestCounters,
@@ -23,7 +26,7 @@ pub struct Snapshot {
     pub since_ns: Option<u64>,
     pub rtt_window: Window,
     /// Flows by total bytes, descending; ties by packets, then by key.
-    pub flows: Vec<FlowRecord>,
+    pub flows: Flows,
     /// Connection records cut since the previous snapshot, when the tables
     /// keep them (`TableConfig::conn_records`; for IPFIX per connection).
     pub connections: Vec<ConnRecord>,

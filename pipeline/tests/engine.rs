@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pipeline::Frame;
-use pipeline::flow::FlowRecord;
 use pipeline::wire::dissect::LinkType;
 use pipeline::{
     Backpressure, Clock, Merger, PacketSource, Pipeline, PipelineConfig, Poll, SourceWaker,
@@ -83,7 +82,7 @@ impl PacketSource for Synthetic {
     }
 }
 
-fn key_counts(flows: &[FlowRecord]) -> Vec<String> {
+fn key_counts(flows: &pipeline::snapshot::Flows) -> Vec<String> {
     flows
         .iter()
         .map(|f| format!("{:?} {:?} {}", f.key, f.sent, f.connections))

@@ -459,7 +459,7 @@ mod tests {
     fn view(flows: Vec<FlowRecord>, cluster: Cluster) -> View {
         let snapshot = Snapshot {
             as_of_ns: SECOND,
-            flows,
+            flows: flows.into(),
             ..Snapshot::default()
         };
         View::build(Arc::new(snapshot), None, Arc::new(cluster))

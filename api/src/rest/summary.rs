@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use pipeline::packet::L4Proto;
+use pipeline::snapshot::Flows;
 use serde::Serialize;
 
 use super::coverage::CoverageJson;
 use super::render::ConnectionsJson;
 use crate::view::View;
-use pipeline::flow::{FlowRecord, Side, SideHealth, TcpHealth};
+use pipeline::flow::{Side, SideHealth, TcpHealth};
 
 /// Entries in `top_by_bytes` and `top_by_pkts`.
 pub const TOP_N: usize = 10;
@@ -164,7 +165,7 @@ fn distinct<T: Ord>(mut items: Vec<T>) -> usize {
 /// of a flow's ends at a time: the summary is built while the view it
 /// replaces still holds the last snapshot, when a hub's memory peaks
 /// (1.5M flows: 24 MB a list).
-pub(crate) fn distinct_ends(flows: &[FlowRecord]) -> (usize, usize) {
+pub(crate) fn distinct_ends(flows: &Flows) -> (usize, usize) {
     let clients = distinct(flows.iter().map(|f| f.key.client).collect());
     let servers = distinct(flows.iter().map(|f| f.key.server).collect());
     (clients, servers)
