@@ -115,8 +115,8 @@ fn main() {
         }) => std::process::exit(mcp_stdio::run(&url, auth_token_file.as_deref())),
         Some(Command::Hub(args)) => {
             allocator::return_freed_memory_at_once();
-            allocator::without_huge_pages();
             init_logging(&args.log);
+            allocator::without_huge_pages();
             tracing::info!(version = cli::VERSION, %settings, options = ?args, "configuration");
             let code = hub_service::run(&args).unwrap_or_else(|e| failed("flowtap hub", &e));
             std::process::exit(code);

@@ -215,7 +215,9 @@ impl Chunked {
 
     /// The records, in order, in one list, before any is taken.
     pub fn into_vec(self) -> Vec<FlowRecord> {
-        self.chunks.into_iter().flatten().collect()
+        let mut all = Vec::with_capacity(self.len);
+        all.extend(self.chunks.into_iter().flatten());
+        all
     }
 
     /// Whether the records are in the API's order already (an agent's feed

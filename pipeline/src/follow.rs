@@ -201,7 +201,7 @@ mod tests {
     fn observe(follower: &mut FlowFollower<u64>, flows: &[FlowRecord]) -> (Seen, Left) {
         let (mut seen, mut left) = (Vec::new(), Vec::new());
         follower.observe(
-            // In chunks, as a hub's are (a long snapshot spans several).
+            // In chunks, as a hub's are.
             &flows.iter().cloned().collect::<Flows>(),
             |_, f, change| {
                 seen.push((f.key.server_port, change));
@@ -214,17 +214,18 @@ mod tests {
 
     #[test]
     fn every_flow_of_a_long_snapshot_is_followed() {
-        // Runs of entries asked for ahead, and a last run cut short.
+        // Runs of entries asked for ahead, a last run cut short, and
+        // several chunks.
         let mut follower = FlowFollower::default();
-        let first: Vec<FlowRecord> = (0..1000).map(|p| flow(p, 100, 1)).collect();
+        let first: Vec<FlowRecord> = (0..10_000).map(|p| flow(p, 100, 1)).collect();
         observe(&mut follower, &first);
-        let later: Vec<FlowRecord> = (0..1001).map(|p| flow(p, 100, 2)).collect();
+        let later: Vec<FlowRecord> = (0..10_001).map(|p| flow(p, 100, 2)).collect();
         let (seen, left) = observe(&mut follower, &later);
         assert!(left.is_empty());
-        for (p, change) in &seen[..1000] {
+        for (p, change) in &seen[..10_000] {
             assert_eq!(*change, Change::Continued(1), "port {p}");
         }
-        assert_eq!(seen[1000], (1000, Change::Started));
+        assert_eq!(seen[10_000], (10_000, Change::Started));
     }
 
     #[test]
