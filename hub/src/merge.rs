@@ -101,12 +101,12 @@ pub fn merge(mut agents: Vec<AgentFlows>, node_of: impl Fn(IpAddr) -> Option<Arc
     let mut combined = Vec::with_capacity(again.len());
     for sightings in again.chunk_by(|a, b| a.0 == b.0) {
         let (l, p) = sightings[0].0;
-        let first = lists[l as usize].take(p as usize);
+        let first = lists[l as usize].take_early(p as usize);
         let all: Vec<Sighting> = std::iter::once((l, first))
             .chain(
                 sightings
                     .iter()
-                    .map(|&(_, (ol, op))| (ol, lists[ol as usize].take(op as usize))),
+                    .map(|&(_, (ol, op))| (ol, lists[ol as usize].take_early(op as usize))),
             )
             .map(|(l, record)| Sighting {
                 agent: ids[l as usize],
@@ -173,9 +173,9 @@ pub struct Chunked {
     /// How many records are coming: the last chunk is sized for the rest,
     /// not for a whole chunk (a thousand agents of a few flows each).
     expected: usize,
-    /// The positions taken, a bit each (made at the first taken): flows
-    /// seen by several agents are taken before the merge, out of order.
-    taken: Vec<u64>,
+    /// The positions taken before the merge reaches them, a bit each (made
+    /// at the first): flows seen by several agents, combined first.
+    taken_early: Vec<u64>,
 }
 
 impl Chunked {
@@ -231,20 +231,27 @@ impl Chunked {
         &self.chunks[p / CHUNK][p % CHUNK]
     }
 
-    fn is_taken(&self, p: usize) -> bool {
-        self.taken
+    fn taken_early(&self, p: usize) -> bool {
+        self.taken_early
             .get(p / 64)
             .is_some_and(|bits| bits & (1 << (p % 64)) != 0)
     }
 
-    /// The record at `p`, which is not taken yet. What is left in its
-    /// place holds no memory of its own (its key only).
-    fn take(&mut self, p: usize) -> FlowRecord {
-        if self.taken.is_empty() {
-            self.taken = vec![0; self.len.div_ceil(64)];
+    /// The record at `p`, taken before the merge reaches it: marked, so
+    /// that the merge passes over its place.
+    fn take_early(&mut self, p: usize) -> FlowRecord {
+        if self.taken_early.is_empty() {
+            self.taken_early = vec![0; self.len.div_ceil(64)];
         }
-        debug_assert!(!self.is_taken(p), "each position is taken once");
-        self.taken[p / 64] |= 1 << (p % 64);
+        debug_assert!(!self.taken_early(p), "each position is taken once");
+        self.taken_early[p / 64] |= 1 << (p % 64);
+        self.take(p)
+    }
+
+    /// The record at `p`, which is not taken yet (the merge takes in
+    /// order, so it marks nothing). What is left in its place holds no
+    /// memory of its own (its key only).
+    fn take(&mut self, p: usize) -> FlowRecord {
         let slot = &mut self.chunks[p / CHUNK][p % CHUNK];
         let key = slot.key;
         std::mem::replace(slot, FlowRecord::new(key))
@@ -267,7 +274,7 @@ impl Chunked {
             if p >= self.len {
                 return None;
             }
-            if !self.is_taken(p) {
+            if !self.taken_early(p) {
                 return Some((pipeline::snapshot::api_rank(self.get(p)), p));
             }
             p += 1;
