@@ -26,6 +26,14 @@ use crate::view::View;
 
 pub const PATH: &str = "/internal/v1/feed";
 pub const CONTENT_TYPE: &str = "application/x-flowtap-feed";
+/// A feed's answer says in this header how long ago, by the agent's own
+/// clock, the agent published the snapshot it serves (milliseconds). The
+/// feed's bytes are encoded once a snapshot, so the age, which grows with
+/// every pull, is said beside them. A hub dates the agent's data by it: an
+/// agent whose pipeline has stopped publishing while its server still
+/// answers shows data growing old, not the freshness of the pull, and no
+/// clock is compared across nodes.
+pub const AGE_HEADER: &str = "flowtap-snapshot-age-ms";
 /// Changes whenever the encoding does: a hub refuses other versions.
 pub const VERSION: u32 = 5;
 
@@ -522,19 +530,29 @@ impl FeedFlow {
     }
 }
 
-/// The coverage entry an agent's feed describes, as fetched at `fetched_ns`.
+/// The coverage entry an agent's feed describes, its data taken at
+/// `taken_ns` (the hub's clock: the pull's time less the agent's age of it).
 pub fn agent_coverage(
     url: &str,
     feed: &FeedHead,
-    fetched_ns: u64,
+    taken_ns: u64,
 ) -> pipeline::snapshot::AgentCoverage {
     pipeline::snapshot::AgentCoverage {
         name: url.into(),
         node: feed.node.as_deref().map(Into::into),
-        updated_ns: Some(fetched_ns),
+        updated_ns: Some(taken_ns),
         error: None,
         losses: feed.losses.into(),
     }
+}
+
+/// What [`AGE_HEADER`] says for `view` at `now_ns`: how long ago its data
+/// was taken, in whole milliseconds (0 before anything answered).
+pub fn age_ms(view: &View, now_ns: u64) -> u64 {
+    view.snapshot
+        .coverage
+        .oldest_update_ns()
+        .map_or(0, |taken| now_ns.saturating_sub(taken) / 1_000_000)
 }
 
 /// An agent's own coverage: itself, with what its pipeline lost.

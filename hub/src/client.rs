@@ -78,6 +78,9 @@ pub struct Held {
 pub struct Pulled {
     pub body: Bytes,
     pub held: Held,
+    /// How long before it answered the agent published what it served, as
+    /// it says ([`api::feed::AGE_HEADER`]; `None` where it does not).
+    pub age: Option<Duration>,
 }
 
 impl FeedRoom {
@@ -123,7 +126,7 @@ pub async fn get(
 ) -> Result<Bytes, String> {
     fetch(agent, path, token, timeout, max_bytes, None)
         .await
-        .map(|(body, _)| body)
+        .map(|(body, _, _)| body)
 }
 
 /// [`get`], once `room` can hold the body, which then holds that room.
@@ -135,9 +138,9 @@ pub async fn get_held(
     max_bytes: usize,
     room: &FeedRoom,
 ) -> Result<Pulled, String> {
-    let (body, held) = fetch(agent, path, token, timeout, max_bytes, Some(room)).await?;
+    let (body, held, age) = fetch(agent, path, token, timeout, max_bytes, Some(room)).await?;
     let held = held.expect("room taken");
-    Ok(Pulled { body, held })
+    Ok(Pulled { body, held, age })
 }
 
 async fn fetch(
@@ -147,7 +150,7 @@ async fn fetch(
     timeout: Duration,
     max_bytes: usize,
     room: Option<&FeedRoom>,
-) -> Result<(Bytes, Option<Held>), String> {
+) -> Result<(Bytes, Option<Held>, Option<Duration>), String> {
     let deadline = tokio::time::Instant::now() + timeout;
     let late = || format!("no answer within {:.1} s", timeout.as_secs_f64());
     let response = tokio::time::timeout_at(deadline, request(agent, path, token))
@@ -174,6 +177,11 @@ async fn fetch(
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let age = response
+        .headers()
+        .get(api::feed::AGE_HEADER)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .map(Duration::from_millis);
     if let Some(length) = length
         && length > max_bytes
     {
@@ -206,7 +214,7 @@ async fn fetch(
     .map_err(|_| late())?
     .map_err(|e| format!("reading the answer (at most {needs} bytes): {e}"))?
     .to_bytes();
-    Ok((body, held))
+    Ok((body, held, age))
 }
 
 /// Sends the request and waits for the answer's head.

@@ -282,7 +282,15 @@ pub async fn round(
                 room,
             )
             .await;
-            let fetched_ns = wall_now_ns();
+            // The agent's data dated by its own age of it, so that one
+            // whose pipeline stopped while its server answers looks old.
+            let taken_ns = wall_now_ns().saturating_sub(
+                pulled
+                    .as_ref()
+                    .ok()
+                    .and_then(|p| p.age)
+                    .map_or(0, |age| u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
+            );
             // Decoding a large feed is CPU work: off the runtime's threads,
             // agents in parallel, as many as there are cores.
             // A feed takes its share of the bound before it is decoded,
@@ -323,7 +331,7 @@ pub async fn round(
                 }
                 Err(e) => Err(e),
             };
-            (agent, decoded, fetched_ns, started.elapsed())
+            (agent, decoded, taken_ns, started.elapsed())
         }
     });
     let results = futures::future::join_all(pulls).await;
@@ -335,7 +343,7 @@ pub async fn round(
     let mut since_ns: Option<u64> = None;
     let mut shared: Option<bool> = None;
     let mut pulled_instances = Vec::with_capacity(results.len());
-    for (agent, decoded, fetched_ns, took) in results {
+    for (agent, decoded, taken_ns, took) in results {
         let name = agent.name();
         let instance = match &decoded {
             Ok((feed, ..)) => Some(feed.instance),
@@ -349,7 +357,7 @@ pub async fn round(
                 tracing::debug!(agent = %name, flows = records.len(), took_ms = took.as_millis() as u64, "pulled");
                 coverage
                     .agents
-                    .push(feed::agent_coverage(&name, &feed, fetched_ns));
+                    .push(feed::agent_coverage(&name, &feed, taken_ns));
                 since_ns = match (since_ns, feed.since_ns) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

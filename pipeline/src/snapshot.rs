@@ -177,11 +177,41 @@ impl AgentCoverage {
     }
 }
 
+impl Coverage {
+    /// When the oldest data that answered was taken: a flowtap's own
+    /// publication, or a hub's least fresh agent. `None`: nothing answered.
+    pub fn oldest_update_ns(&self) -> Option<u64> {
+        self.agents
+            .iter()
+            .filter(|a| a.answered())
+            .filter_map(|a| a.updated_ns)
+            .min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::flow::{Counter, FlowKey, PerSide};
     use crate::packet::{Addr, L4Proto};
+
+    #[test]
+    fn the_oldest_data_is_of_the_agents_that_answered() {
+        let agent = |updated_ns, error: Option<&str>| AgentCoverage {
+            updated_ns,
+            error: error.map(Into::into),
+            ..AgentCoverage::default()
+        };
+        let mut coverage = Coverage::default();
+        assert_eq!(coverage.oldest_update_ns(), None);
+        coverage.agents = vec![
+            agent(Some(30), None),
+            agent(None, Some("connecting: refused")),
+            agent(Some(10), Some("a feed of another version")),
+            agent(Some(20), None),
+        ];
+        assert_eq!(coverage.oldest_update_ns(), Some(20));
+    }
 
     #[test]
     fn flows_sort_by_bytes_packets_then_key() {

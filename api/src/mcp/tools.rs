@@ -53,7 +53,7 @@ reset; sort=failed, min_failed=N, sort=retransmits and sort=rsts find them. Retr
 point at loss or congestion on the path; a server's zero windows at a slow application. \
 Coverage: every answer has a coverage object saying which vantage points it covers (one flowtap, or every agent a \
 flowtap hub knows of, pulled or not, such as an agent pod that is not ready: agents_expected, agents_answered, agents_missing with each one's error, age_s of each one's \
-data) and what they lost (capture_drops: frames the kernel dropped before flowtap read them; handoff_drops; \
+data, growing when an agent stops publishing) and what they lost (capture_drops: frames the kernel dropped before flowtap read them; handoff_drops; \
 flows_evicted; packets_in_no_flow). Before concluding that two endpoints do not talk, check it: with agents_missing \
 non-empty or losses above zero, absent traffic may simply not have been seen. From a hub, format=full lists in seen_by \
 the agents (nodes) that saw each flow; a connection seen on both its nodes is counted once.";

@@ -352,15 +352,25 @@ async fn flows_route(
 async fn feed_route(state: &Arc<AppState>) -> Response<ResponseBody> {
     let permit = state.large_answers.take().await;
     let views = state.views.clone();
-    let feed = tokio::task::spawn_blocking(move || views.load_full().feed()).await;
+    let feed = tokio::task::spawn_blocking(move || {
+        let view = views.load_full();
+        let bytes = view.feed();
+        (
+            bytes,
+            crate::feed::age_ms(&view, pipeline::time::wall_now_ns()),
+        )
+    })
+    .await;
     drop(permit);
     match feed {
-        Ok(bytes) => {
+        Ok((bytes, age_ms)) => {
             let mut resp = Response::new(full(bytes));
-            resp.headers_mut().insert(
+            let headers = resp.headers_mut();
+            headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(crate::feed::CONTENT_TYPE),
             );
+            headers.insert(crate::feed::AGE_HEADER, HeaderValue::from(age_ms));
             resp
         }
         Err(e) => internal_error(e),
