@@ -294,6 +294,13 @@ pub const CATALOG: &[Metric] = &[
         Flows "unmatched fragments"
     ),
     metric!(
+        "flowtap_icmp_refusals_unmatched",
+        Counter,
+        "ICMP errors refusing a TCP SYN (port unreachable, administratively prohibited) whose connection was not seen within 100 ms of capture time (its SYN was not captured): no connection counted them refused.",
+        table!(icmp_refusals_unmatched),
+        Flows "unmatched ICMP refusals"
+    ),
+    metric!(
         "flowtap_handshakes_out_of_order",
         Counter,
         "Handshakes not measured because their timestamps ran backwards.",

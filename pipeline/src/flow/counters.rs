@@ -8,6 +8,9 @@ pub struct TableCounters {
     pub fragments_unmatched: u64,
     /// First fragments not remembered because the fragment table was full.
     pub fragment_table_full: u64,
+    /// ICMP errors refusing a TCP SYN whose connection was not seen within
+    /// 100 ms of capture time (its SYN not captured).
+    pub icmp_refusals_unmatched: u64,
     /// Handshake legs not recorded because timestamps ran backwards.
     pub handshakes_out_of_order: u64,
     pub connections_expired: u64,
@@ -56,6 +59,7 @@ impl TableCounters {
         let sat = |a: u64, b: u64| a.saturating_add(b);
         self.fragments_unmatched += o.fragments_unmatched;
         self.fragment_table_full += o.fragment_table_full;
+        self.icmp_refusals_unmatched += o.icmp_refusals_unmatched;
         self.handshakes_out_of_order += o.handshakes_out_of_order;
         self.connections_expired += o.connections_expired;
         self.flows_expired += o.flows_expired;

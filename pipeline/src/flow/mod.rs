@@ -14,6 +14,7 @@ pub mod key;
 pub mod limits;
 pub mod rate;
 pub mod record;
+mod refusals;
 pub mod services;
 pub mod side;
 pub mod sketch;

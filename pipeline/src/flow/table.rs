@@ -19,6 +19,7 @@ use super::key::ConnKey;
 use super::limits::TableConfig;
 use super::rate::SlotClock;
 use super::record::FlowRecord;
+use super::refusals::PendingRefusals;
 use super::side::{PerSide, Side};
 use super::slab::{FlowEntry, FlowSlab};
 use crate::packet::{Addr, Fragment, L4Proto, PacketMeta, Transport};
@@ -79,6 +80,8 @@ pub struct FlowTable {
     pub(super) conns: Conns,
     pub(super) flows: FlowSlab,
     fragments: Fragments<(u16, u16)>,
+    /// ICMP refusals that came before their SYN ([`super::refusals`]).
+    refusals: PendingRefusals,
     pub(super) eviction: Eviction,
     /// Digests in sketch form held by this table.
     sketches: usize,
@@ -102,6 +105,7 @@ impl FlowTable {
                 .conn_records
                 .map(|c| ConnRecords::new(c, hasher.clone())),
             fragments: Fragments::new(config.max_fragments, config.fragment_timeout_ns, hasher),
+            refusals: PendingRefusals::default(),
             eviction: Eviction::default(),
             sketches: 0,
             counters: TableCounters::default(),
@@ -323,6 +327,14 @@ impl FlowTable {
             Step::default()
         };
         self.count_packet(flow, sender, p, &step);
+        // A refusal of this SYN that came first (one branch a connection
+        // while none waits).
+        if tracked
+            && !self.refusals.is_empty()
+            && let Some(refused_ns) = self.refusals.take(&key, from_lo, t.tcp_seq, ts)
+        {
+            self.refuse(t, refused_ns);
+        }
     }
 
     fn count_packet(&mut self, flow: u32, sender: Side, p: &PacketMeta, step: &Step) {
@@ -341,6 +353,9 @@ impl FlowTable {
         let (key, from_lo) = ConnKey::of(t);
         let hash = self.conns.hash(&key);
         let Some(at) = self.conns.index_of(hash, &key) else {
+            // Perhaps read before its SYN, which another worker hands on.
+            self.counters.icmp_refusals_unmatched +=
+                self.refusals.wait(key, from_lo, t.tcp_seq, ts);
             return;
         };
         let conn = self.conns.at_mut(at);
@@ -470,6 +485,7 @@ impl FlowTable {
     /// Records every handshake leg and TCP outcome still pending, and cuts
     /// every connection's record: the capture has ended.
     pub fn end_capture(&mut self) {
+        self.counters.icmp_refusals_unmatched += self.refusals.expire(u64::MAX);
         let mut pending = Vec::new();
         for conn in self.conns.values_mut() {
             let step = conn.flush();
@@ -499,6 +515,7 @@ impl FlowTable {
     pub fn expire(&mut self, now_ns: u64) {
         self.expire_due(now_ns);
         self.fragments.expire(now_ns);
+        self.counters.icmp_refusals_unmatched += self.refusals.expire(now_ns);
         self.compact_eviction_queues();
     }
 
@@ -818,6 +835,57 @@ mod tests {
             .map(|r| r.health.connections.refused)
             .sum();
         assert_eq!(refused, 1, "the connection's record says so too");
+        assert_eq!(
+            t.counters().icmp_refusals_unmatched,
+            1,
+            "the refusal of a connection never seen"
+        );
+    }
+
+    /// With several receive queues, a refusal can reach the table before
+    /// the SYN it answers (which another worker hands on): it waits for
+    /// it, a while, and refuses it when it comes. One older than its SYN
+    /// refused an earlier attempt; one that waited too long is given up.
+    #[test]
+    fn an_icmp_error_read_before_its_syn_still_refuses_it() {
+        let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
+        let refusal = |ts: u64, port: u16| PacketMeta {
+            counts_packet: false,
+            refusal: true,
+            wire_len: 0,
+            ..tcp(ts, client, port, server, 443, 0)
+        };
+        // Both with sequence number 1: the refusal quotes the SYN.
+        let syn = |ts: u64, port: u16| tcp(ts, client, port, server, 443, SYN);
+        for batch in [false, true] {
+            let mut t = table_of(TableConfig::default());
+            let feed = |t: &mut FlowTable, packets: &[PacketMeta]| {
+                if batch {
+                    t.update_batch(packets);
+                } else {
+                    packets.iter().for_each(|p| t.update(p));
+                }
+            };
+            feed(
+                &mut t,
+                &[
+                    refusal(MS, 40_010),
+                    syn(0, 40_010),
+                    refusal(MS, 40_011),
+                    syn(2 * MS, 40_011),
+                    refusal(MS, 40_012),
+                ],
+            );
+            t.expire(MS + super::super::refusals::WAIT_NS + 1);
+            feed(&mut t, &[syn(0, 40_012)]);
+            t.end_capture();
+            let [f] = &flows(&mut t)[..] else {
+                panic!("one flow")
+            };
+            let c = f.tcp.connections;
+            assert_eq!((c.refused, c.unanswered), (1, 2), "batch {batch}");
+            assert_eq!(t.counters().icmp_refusals_unmatched, 2, "batch {batch}");
+        }
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! ICMP errors that refused a SYN before its connection was seen.
+//!
+//! With several receive queues, a connection's SYN and the ICMP error that
+//! refuses it (port unreachable, administratively prohibited) can be read
+//! by different workers. The SYN reaches its connection's worker through
+//! the hand-off, which gathers packets for up to a few milliseconds; the
+//! ICMP error, sent a round trip later, may be read by that worker itself
+//! and so reach the table first when the round trip is shorter than the
+//! hand-off's wait. A refusal that finds no connection therefore waits
+//! here, briefly and in a bounded list, for its SYN: the connection is
+//! then refused as if the two had come in order.
+
+use std::collections::VecDeque;
+
+use super::key::ConnKey;
+
+/// How long, in capture time, a refusal waits for its SYN: well past the
+/// hand-off's longest wait for a batch (5 ms), so a refusal this late
+/// quotes a SYN that was not captured (or came before the capture began).
+pub(crate) const WAIT_NS: u64 = 100_000_000;
+
+/// Refusals waiting at once at most, the oldest given up first: a flood of
+/// ICMP errors quoting unknown connections costs no more than this.
+pub(crate) const MAX_WAITING: usize = 256;
+
+/// The refusals of one table still waiting for their SYN, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct PendingRefusals {
+    waiting: VecDeque<Waiting>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    key: ConnKey,
+    /// Whether the refused segment was sent from the key's `lo` end.
+    from_lo: bool,
+    seq: u32,
+    ts_ns: u64,
+}
+
+impl PendingRefusals {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Keeps the refusal, at `ts_ns`, of the segment with `seq` sent on
+    /// `key` from its `from_lo` end, which found no connection. Returns
+    /// how many waiting refusals it gave up: too old by then, or the
+    /// oldest for room.
+    pub(crate) fn wait(&mut self, key: ConnKey, from_lo: bool, seq: u32, ts_ns: u64) -> u64 {
+        let mut given_up = self.expire(ts_ns);
+        if self.waiting.len() >= MAX_WAITING {
+            self.waiting.pop_front();
+            given_up += 1;
+        }
+        self.waiting.push_back(Waiting {
+            key,
+            from_lo,
+            seq,
+            ts_ns,
+        });
+        given_up
+    }
+
+    /// Gives up the refusals that have waited longer than [`WAIT_NS`] at
+    /// `now_ns`; returns how many.
+    pub(crate) fn expire(&mut self, now_ns: u64) -> u64 {
+        let mut given_up = 0;
+        // Kept in the order they came, which is their times' order but for
+        // the hand-off's reordering: at most a late one waits a little
+        // longer behind an earlier one.
+        while self
+            .waiting
+            .front()
+            .is_some_and(|w| w.ts_ns.saturating_add(WAIT_NS) < now_ns)
+        {
+            self.waiting.pop_front();
+            given_up += 1;
+        }
+        given_up
+    }
+
+    /// Takes out the time of a refusal waiting for the SYN with `seq`,
+    /// sent on `key` from its `from_lo` end at `syn_ns`, if one came after
+    /// it (an earlier one refused another attempt).
+    pub(crate) fn take(
+        &mut self,
+        key: &ConnKey,
+        from_lo: bool,
+        seq: u32,
+        syn_ns: u64,
+    ) -> Option<u64> {
+        let at = self.waiting.iter().position(|w| {
+            w.key == *key && w.from_lo == from_lo && w.seq == seq && w.ts_ns >= syn_ns
+        })?;
+        self.waiting.remove(at).map(|w| w.ts_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{Addr, L4Proto};
+
+    fn key(port: u16) -> ConnKey {
+        let a = Addr::from(std::net::IpAddr::from([198, 18, 0, 1]));
+        let b = Addr::from(std::net::IpAddr::from([198, 18, 0, 2]));
+        ConnKey::between(L4Proto::Tcp, (a, port), (b, 80))
+    }
+
+    #[test]
+    fn a_refusal_waits_for_its_syn_then_leaves() {
+        let mut p = PendingRefusals::default();
+        assert_eq!(p.wait(key(1), true, 7, 1_000), 0);
+        // Not another connection's, another side's, another SYN's, nor
+        // one sent after the refusal.
+        assert_eq!(p.take(&key(2), true, 7, 900), None);
+        assert_eq!(p.take(&key(1), false, 7, 900), None);
+        assert_eq!(p.take(&key(1), true, 8, 900), None);
+        assert_eq!(p.take(&key(1), true, 7, 1_001), None);
+        assert_eq!(p.take(&key(1), true, 7, 900), Some(1_000));
+        assert_eq!(p.take(&key(1), true, 7, 900), None);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn refusals_wait_a_while_and_a_bounded_number() {
+        let mut p = PendingRefusals::default();
+        p.wait(key(1), true, 1, 0);
+        assert_eq!(p.expire(WAIT_NS), 0);
+        assert_eq!(p.expire(WAIT_NS + 1), 1);
+        assert!(p.is_empty());
+        for i in 0..MAX_WAITING as u16 {
+            assert_eq!(p.wait(key(i), true, 1, 10), 0);
+        }
+        // The oldest goes for room.
+        assert_eq!(p.wait(key(9999), true, 1, 10), 1);
+        assert_eq!(p.take(&key(0), true, 1, 0), None);
+        assert_eq!(p.take(&key(1), true, 1, 0), Some(10));
+        assert_eq!(p.waiting.len(), MAX_WAITING - 1);
+    }
+}
