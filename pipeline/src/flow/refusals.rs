@@ -10,7 +10,7 @@
 //! here, briefly and in a bounded list, for its SYN: the connection is
 //! then refused as if the two had come in order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use super::key::ConnKey;
 
@@ -20,18 +20,23 @@ use super::key::ConnKey;
 pub(crate) const WAIT_NS: u64 = 100_000_000;
 
 /// Refusals waiting at once at most, the oldest given up first: a flood of
-/// ICMP errors quoting unknown connections costs no more than this.
+/// ICMP errors quoting unknown connections costs no more than this, and
+/// a new connection one hash lookup while any wait.
 pub(crate) const MAX_WAITING: usize = 256;
 
-/// The refusals of one table still waiting for their SYN, oldest first.
-#[derive(Debug, Default)]
+/// The refusals of one table still waiting for their SYN.
+#[derive(Debug)]
 pub(crate) struct PendingRefusals {
-    waiting: VecDeque<Waiting>,
+    /// The latest refusal of each connection.
+    by_key: HashMap<ConnKey, Waiting, ahash::RandomState>,
+    /// Connections in the order their refusals came, with each refusal's
+    /// time, to give up the oldest; an entry whose refusal was taken or
+    /// replaced since is skipped.
+    order: VecDeque<(ConnKey, u64)>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Waiting {
-    key: ConnKey,
     /// Whether the refused segment was sent from the key's `lo` end.
     from_lo: bool,
     seq: u32,
@@ -39,26 +44,35 @@ struct Waiting {
 }
 
 impl PendingRefusals {
+    pub(crate) fn new(hasher: ahash::RandomState) -> PendingRefusals {
+        PendingRefusals {
+            by_key: HashMap::with_hasher(hasher),
+            order: VecDeque::new(),
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.by_key.is_empty()
     }
 
     /// Keeps the refusal, at `ts_ns`, of the segment with `seq` sent on
     /// `key` from its `from_lo` end, which found no connection. Returns
-    /// how many waiting refusals it gave up: too old by then, or the
-    /// oldest for room.
+    /// how many waiting refusals it gave up: too old by then, the oldest
+    /// for room, or an earlier one of the same connection.
     pub(crate) fn wait(&mut self, key: ConnKey, from_lo: bool, seq: u32, ts_ns: u64) -> u64 {
         let mut given_up = self.expire(ts_ns);
-        if self.waiting.len() >= MAX_WAITING {
-            self.waiting.pop_front();
-            given_up += 1;
+        if self.order.len() >= MAX_WAITING {
+            given_up += self.give_up_oldest();
         }
-        self.waiting.push_back(Waiting {
-            key,
+        let waiting = Waiting {
             from_lo,
             seq,
             ts_ns,
-        });
+        };
+        if self.by_key.insert(key, waiting).is_some() {
+            given_up += 1;
+        }
+        self.order.push_back((key, ts_ns));
         given_up
     }
 
@@ -66,18 +80,32 @@ impl PendingRefusals {
     /// `now_ns`; returns how many.
     pub(crate) fn expire(&mut self, now_ns: u64) -> u64 {
         let mut given_up = 0;
-        // Kept in the order they came, which is their times' order but for
-        // the hand-off's reordering: at most a late one waits a little
-        // longer behind an earlier one.
+        // In the order they came, which is their times' order but for the
+        // hand-off's reordering: at most a late one waits a little longer
+        // behind an earlier one.
         while self
-            .waiting
+            .order
             .front()
-            .is_some_and(|w| w.ts_ns.saturating_add(WAIT_NS) < now_ns)
+            .is_some_and(|&(_, ts)| ts.saturating_add(WAIT_NS) < now_ns)
         {
-            self.waiting.pop_front();
-            given_up += 1;
+            given_up += self.give_up_oldest();
         }
         given_up
+    }
+
+    /// Forgets the oldest entry of the order; 1 if its refusal was still
+    /// waiting.
+    fn give_up_oldest(&mut self) -> u64 {
+        let Some((key, ts)) = self.order.pop_front() else {
+            return 0;
+        };
+        match self.by_key.get(&key) {
+            Some(w) if w.ts_ns == ts => {
+                self.by_key.remove(&key);
+                1
+            }
+            _ => 0,
+        }
     }
 
     /// Takes out the time of a refusal waiting for the SYN with `seq`,
@@ -90,10 +118,13 @@ impl PendingRefusals {
         seq: u32,
         syn_ns: u64,
     ) -> Option<u64> {
-        let at = self.waiting.iter().position(|w| {
-            w.key == *key && w.from_lo == from_lo && w.seq == seq && w.ts_ns >= syn_ns
-        })?;
-        self.waiting.remove(at).map(|w| w.ts_ns)
+        let w = self.by_key.get(key)?;
+        if w.from_lo != from_lo || w.seq != seq || w.ts_ns < syn_ns {
+            return None;
+        }
+        let ts = w.ts_ns;
+        self.by_key.remove(key);
+        Some(ts)
     }
 }
 
@@ -110,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_refusal_waits_for_its_syn_then_leaves() {
-        let mut p = PendingRefusals::default();
+        let mut p = PendingRefusals::new(ahash::RandomState::with_seeds(1, 2, 3, 4));
         assert_eq!(p.wait(key(1), true, 7, 1_000), 0);
         // Not another connection's, another side's, another SYN's, nor
         // one sent after the refusal.
@@ -125,7 +156,7 @@ mod tests {
 
     #[test]
     fn refusals_wait_a_while_and_a_bounded_number() {
-        let mut p = PendingRefusals::default();
+        let mut p = PendingRefusals::new(ahash::RandomState::with_seeds(1, 2, 3, 4));
         p.wait(key(1), true, 1, 0);
         assert_eq!(p.expire(WAIT_NS), 0);
         assert_eq!(p.expire(WAIT_NS + 1), 1);
@@ -137,6 +168,15 @@ mod tests {
         assert_eq!(p.wait(key(9999), true, 1, 10), 1);
         assert_eq!(p.take(&key(0), true, 1, 0), None);
         assert_eq!(p.take(&key(1), true, 1, 0), Some(10));
-        assert_eq!(p.waiting.len(), MAX_WAITING - 1);
+        assert_eq!(p.by_key.len(), MAX_WAITING - 1);
+        // A taken one's place in the order is no refusal given up, and a
+        // second refusal of one connection replaces the first.
+        assert_eq!(p.expire(10 + WAIT_NS + 1), MAX_WAITING as u64 - 1);
+        assert!(p.is_empty() && p.order.is_empty());
+        assert_eq!(p.wait(key(5), true, 1, 20), 0);
+        assert_eq!(p.wait(key(5), true, 2, 30), 1);
+        assert_eq!(p.take(&key(5), true, 1, 0), None);
+        assert_eq!(p.expire(20 + WAIT_NS + 1), 0, "its first entry is stale");
+        assert_eq!(p.take(&key(5), true, 2, 0), Some(30));
     }
 }

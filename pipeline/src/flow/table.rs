@@ -104,8 +104,8 @@ impl FlowTable {
             conn_records: config
                 .conn_records
                 .map(|c| ConnRecords::new(c, hasher.clone())),
+            refusals: PendingRefusals::new(hasher.clone()),
             fragments: Fragments::new(config.max_fragments, config.fragment_timeout_ns, hasher),
-            refusals: PendingRefusals::default(),
             eviction: Eviction::default(),
             sketches: 0,
             counters: TableCounters::default(),
