@@ -184,6 +184,14 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = FLOWS)]
     pub snapshot_interval: f64,
 
+    /// Seconds without a new snapshot after which live capture is stuck (a
+    /// worker that no longer answers): flowtap then fails readiness and
+    /// exits with status 1, saying so, for its supervisor to restart it,
+    /// rather than serve its last snapshot as if the traffic had stopped.
+    /// At least three snapshot intervals; 0: never.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds, env = "FLOWTAP_STALL_TIMEOUT", help_heading = FLOWS)]
+    pub stall_timeout: f64,
+
     /// Handshake-time window in seconds for percentiles. Default: 120 live,
     /// the whole capture for files.
     #[arg(long, value_name = "SECONDS", env = "FLOWTAP_RTT_WINDOW", help_heading = FLOWS)]

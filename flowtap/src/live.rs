@@ -1,9 +1,10 @@
 //! `flowtap -i IFACE`: capture live with XDP/AF_XDP, serve the flows while
 //! capturing, and on SIGINT/SIGTERM detach and remove everything.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use pipeline::{Backpressure, Clock, Merger, Pipeline, PipelineConfig};
@@ -11,7 +12,7 @@ use xdp::{LiveCapture, LiveConfig};
 
 use crate::cli::RunArgs;
 use crate::serve::Service;
-use crate::setup;
+use crate::{fault, setup};
 
 fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     let mut config = LiveConfig::new(iface);
@@ -120,6 +121,10 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()
     };
+    let sources = sources
+        .into_iter()
+        .map(fault::planted)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let pipeline = Arc::new(Pipeline::start(config.clone(), sources));
     let queue_info = info.clone();
     let queue_stats: api::server::QueueStatsFn =
@@ -157,7 +162,23 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
 
     // XDP is attached, the sockets are bound, the workers run.
     service.set_ready();
-    let outcome = service.run_until_signal(|| pipeline.failure());
+    let published = publisher.lock().expect("publisher lock").stats();
+    let stall = StallWatch::new(cli.stall_timeout, interval);
+    let outcome = service.run_until_signal(|| {
+        pipeline
+            .failure()
+            .or_else(|| stall.check(published.snapshots.load(Ordering::Relaxed), Instant::now()))
+    });
+    if stall.tripped.get() {
+        // The stuck worker answers nothing, so stopping the merger (which
+        // waits for it) or the workers would wait forever: the service
+        // stops, XDP is detached, and the process's exit ends the rest.
+        std::mem::forget(merger);
+        service.stop();
+        capture.stop();
+        eprintln!("flowtap: detached from {iface}");
+        return outcome.map(|()| 1);
+    }
 
     merger.stop();
     let snapshot = pipeline.last_snapshot(Clock::Live(info.clock));
@@ -178,4 +199,73 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     eprintln!("flowtap: detached from {iface}");
     outcome?;
     Ok(if failed { 2 } else { 0 })
+}
+
+/// Whether live capture still publishes: a worker that no longer answers
+/// holds up the merger's snapshot, which waits for every worker, so the
+/// count of published snapshots stops. Asked once a second.
+struct StallWatch {
+    /// `--stall-timeout`, at least three snapshot intervals; `None`: never.
+    after: Option<Duration>,
+    /// The count of snapshots when last asked, and since when it stands.
+    last: Cell<(u64, Instant)>,
+    tripped: Cell<bool>,
+}
+
+impl StallWatch {
+    fn new(stall_timeout_s: f64, interval: Duration) -> StallWatch {
+        StallWatch {
+            after: (stall_timeout_s > 0.0)
+                .then(|| Duration::from_secs_f64(stall_timeout_s).max(interval * 3)),
+            last: Cell::new((0, Instant::now())),
+            tripped: Cell::new(false),
+        }
+    }
+
+    /// Why capture is stuck, if it is: `published` snapshots at `now`.
+    fn check(&self, published: u64, now: Instant) -> Option<String> {
+        let after = self.after?;
+        let (count, since) = self.last.get();
+        if published != count {
+            self.last.set((published, now));
+            return None;
+        }
+        let stuck = now.saturating_duration_since(since);
+        if stuck < after {
+            return None;
+        }
+        self.tripped.set(true);
+        Some(format!(
+            "no snapshot for {:.0} s (--stall-timeout {} s): a capture worker no longer answers",
+            stuck.as_secs_f64(),
+            after.as_secs_f64()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_is_stuck_once_no_snapshot_comes_for_the_timeout() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let watch = StallWatch {
+            last: Cell::new((0, start)),
+            ..StallWatch::new(10.0, Duration::from_secs(1))
+        };
+        assert_eq!(watch.check(1, at(1)), None);
+        assert_eq!(watch.check(5, at(5)), None);
+        assert_eq!(watch.check(5, at(14)), None, "9 s without one");
+        assert!(!watch.tripped.get());
+        let why = watch.check(5, at(15)).expect("10 s without one");
+        assert!(why.contains("no snapshot for 10 s"), "{why}");
+        assert!(watch.tripped.get());
+        // Three intervals at the least; 0 never.
+        let slow = StallWatch::new(10.0, Duration::from_secs(5));
+        assert_eq!(slow.after, Some(Duration::from_secs(15)));
+        let never = StallWatch::new(0.0, Duration::from_secs(1));
+        assert_eq!(never.check(0, at(1_000_000)), None);
+    }
 }

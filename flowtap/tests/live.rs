@@ -1629,6 +1629,49 @@ fn a_broken_capture_socket_fails_loudly() {
     }
 }
 
+/// A capture worker that stops answering (stuck in a loop or a syscall:
+/// planted here after 5 frames) holds up every snapshot, which waits for
+/// each worker. After `--stall-timeout` without one, flowtap exits with
+/// status 1 saying so, XDP detached, for its supervisor to restart it,
+/// instead of serving its last snapshot as if the traffic had stopped. An
+/// idle capture, whose snapshots come all the same, is not stuck.
+#[test]
+fn a_stuck_capture_worker_fails_loudly() {
+    let (lab, cl, sv) = udp_lab("stall");
+    let mut ft = LiveFlowtap::start_with(
+        &sv,
+        &[
+            "env",
+            "FLOWTAP_FAULT=hang-after-frames:5",
+            env!("CARGO_BIN_EXE_flowtap"),
+        ],
+        &["-i", "s0", "--stall-timeout", "3"],
+    );
+    assert!(ft.admin_text("/readyz").contains("ready"));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        ft.try_exit().is_none(),
+        "idle for longer than the timeout: {}",
+        ft.stderr.lock().unwrap()
+    );
+    send_datagrams(&lab, &cl, 20);
+    let stuck = Instant::now();
+    let (status, stderr) = wait::until(
+        Duration::from_secs(20),
+        "flowtap's exit with a stuck worker",
+        || ft.try_exit().ok_or_else(|| "still running".to_owned()),
+    );
+    assert_eq!(status, 1, "{stderr}");
+    assert!(
+        stderr.contains("capture failed: no snapshot for")
+            && stderr.contains("a capture worker no longer answers"),
+        "{stderr}"
+    );
+    assert!(stuck.elapsed() < Duration::from_secs(10), "{stderr}");
+    assert_no_xdp(&lab, &sv, "s0");
+    lab.close();
+}
+
 /// Two namespaces as two nodes, each with a flowtap in host mode, and a hub
 /// pulling both over a management network: a connection between the nodes
 /// is captured on both, and the hub reports it once, its packets and bytes
