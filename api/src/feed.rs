@@ -547,12 +547,12 @@ pub fn agent_coverage(
 }
 
 /// What [`AGE_HEADER`] says for `view` at `now_ns`: how long ago its data
-/// was taken, in whole milliseconds (0 before anything answered).
-pub fn age_ms(view: &View, now_ns: u64) -> u64 {
+/// was taken, in whole milliseconds; nothing before anything answered.
+pub fn age_ms(view: &View, now_ns: u64) -> Option<u64> {
     view.snapshot
         .coverage
         .oldest_update_ns()
-        .map_or(0, |taken| now_ns.saturating_sub(taken) / 1_000_000)
+        .map(|taken| now_ns.saturating_sub(taken) / pipeline::time::MILLISECOND)
 }
 
 /// An agent's own coverage: itself, with what its pipeline lost.

@@ -169,14 +169,27 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
             .failure()
             .or_else(|| stall.check(published.snapshots.load(Ordering::Relaxed), Instant::now()))
     });
-    if stall.tripped.get() {
-        // The stuck worker answers nothing, so stopping the merger (which
-        // waits for it) or the workers would wait forever: the service
-        // stops, XDP is detached, and the process's exit ends the rest.
-        std::mem::forget(merger);
-        service.stop();
+    // A stuck worker answers nothing, so stopping the merger (which waits
+    // for it) or the workers would wait forever: so too after a signal
+    // that came while it was stuck, before the timeout. XDP is detached
+    // first, the service stopped, and the process's exit ends the rest;
+    // the last snapshot, its export and the report are given up.
+    let quiet = stall.quiet_for(published.snapshots.load(Ordering::Relaxed), Instant::now());
+    if stall.tripped.get() || quiet > (interval * 3).max(SHUTDOWN_PATIENCE) {
+        if !stall.tripped.get() {
+            eprintln!(
+                "flowtap: no snapshot for {:.0} s: a capture worker no longer answers; \
+                 leaving without the last snapshot",
+                quiet.as_secs_f64()
+            );
+        }
         capture.stop();
         eprintln!("flowtap: detached from {iface}");
+        // Not stopped: each waits for the stuck worker. The merger thread
+        // holds the pipeline too, so the workers are never joined.
+        std::mem::forget(merger);
+        std::mem::forget(pipeline);
+        service.stop();
         return outcome.map(|()| 1);
     }
 
@@ -201,43 +214,59 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     Ok(if failed { 2 } else { 0 })
 }
 
+/// How long shutting down waits for a snapshot that does not come before
+/// it takes the capture for stuck (at least three intervals).
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A gap between two checks (asked once a second) this long means the
+/// process was not running (stopped, its cgroup frozen, the VM paused):
+/// snapshots could not come meanwhile either, so the wait starts again.
+const PAUSED: Duration = Duration::from_secs(3);
+
 /// Whether live capture still publishes: a worker that no longer answers
 /// holds up the merger's snapshot, which waits for every worker, so the
 /// count of published snapshots stops. Asked once a second.
 struct StallWatch {
     /// `--stall-timeout`, at least three snapshot intervals; `None`: never.
     after: Option<Duration>,
-    /// The count of snapshots when last asked, and since when it stands.
-    last: Cell<(u64, Instant)>,
+    /// The count of snapshots when last asked, since when it stands, and
+    /// when it was last asked.
+    last: Cell<(u64, Instant, Instant)>,
     tripped: Cell<bool>,
 }
 
 impl StallWatch {
     fn new(stall_timeout_s: f64, interval: Duration) -> StallWatch {
+        let now = Instant::now();
         StallWatch {
             after: (stall_timeout_s > 0.0)
                 .then(|| Duration::from_secs_f64(stall_timeout_s).max(interval * 3)),
-            last: Cell::new((0, Instant::now())),
+            last: Cell::new((0, now, now)),
             tripped: Cell::new(false),
         }
     }
 
+    /// How long the count of snapshots has stood at `published`, at `now`.
+    fn quiet_for(&self, published: u64, now: Instant) -> Duration {
+        let (count, mut since, asked) = self.last.get();
+        if published != count || now.saturating_duration_since(asked) >= PAUSED {
+            since = now;
+        }
+        self.last.set((published, since, now));
+        now.saturating_duration_since(since)
+    }
+
     /// Why capture is stuck, if it is: `published` snapshots at `now`.
     fn check(&self, published: u64, now: Instant) -> Option<String> {
+        let quiet = self.quiet_for(published, now);
         let after = self.after?;
-        let (count, since) = self.last.get();
-        if published != count {
-            self.last.set((published, now));
-            return None;
-        }
-        let stuck = now.saturating_duration_since(since);
-        if stuck < after {
+        if quiet < after {
             return None;
         }
         self.tripped.set(true);
         Some(format!(
             "no snapshot for {:.0} s (--stall-timeout {} s): a capture worker no longer answers",
-            stuck.as_secs_f64(),
+            quiet.as_secs_f64(),
             after.as_secs_f64()
         ))
     }
@@ -252,12 +281,16 @@ mod tests {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
         let watch = StallWatch {
-            last: Cell::new((0, start)),
+            last: Cell::new((0, start, start)),
             ..StallWatch::new(10.0, Duration::from_secs(1))
         };
-        assert_eq!(watch.check(1, at(1)), None);
-        assert_eq!(watch.check(5, at(5)), None);
-        assert_eq!(watch.check(5, at(14)), None, "9 s without one");
+        // Asked once a second, as `run_until_signal` does.
+        for s in 1..=5 {
+            assert_eq!(watch.check(s.min(5), at(s)), None);
+        }
+        for s in 6..=14 {
+            assert_eq!(watch.check(5, at(s)), None, "{} s without one", s - 5);
+        }
         assert!(!watch.tripped.get());
         let why = watch.check(5, at(15)).expect("10 s without one");
         assert!(why.contains("no snapshot for 10 s"), "{why}");
@@ -266,6 +299,27 @@ mod tests {
         let slow = StallWatch::new(10.0, Duration::from_secs(5));
         assert_eq!(slow.after, Some(Duration::from_secs(15)));
         let never = StallWatch::new(0.0, Duration::from_secs(1));
-        assert_eq!(never.check(0, at(1_000_000)), None);
+        assert_eq!(never.check(0, at(1)), None);
+        assert_eq!(never.check(0, at(2)), None);
+    }
+
+    /// A process stopped (SIGSTOP, a frozen cgroup, a paused VM) for longer
+    /// than the timeout is not stuck when it runs again: the wait starts
+    /// over.
+    #[test]
+    fn a_pause_is_no_stall() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let watch = StallWatch {
+            last: Cell::new((0, start, start)),
+            ..StallWatch::new(10.0, Duration::from_secs(1))
+        };
+        assert_eq!(watch.check(1, at(1)), None);
+        assert_eq!(watch.check(1, at(60)), None, "resumed after 59 s");
+        assert_eq!(watch.quiet_for(1, at(61)), Duration::from_secs(1));
+        for s in 62..70 {
+            assert_eq!(watch.check(1, at(s)), None);
+        }
+        assert!(watch.check(1, at(70)).is_some(), "10 s after resuming");
     }
 }

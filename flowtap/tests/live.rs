@@ -1634,7 +1634,8 @@ fn a_broken_capture_socket_fails_loudly() {
 /// each worker. After `--stall-timeout` without one, flowtap exits with
 /// status 1 saying so, XDP detached, for its supervisor to restart it,
 /// instead of serving its last snapshot as if the traffic had stopped. An
-/// idle capture, whose snapshots come all the same, is not stuck.
+/// idle capture, whose snapshots come all the same, is not stuck; one
+/// stopped while stuck does not wait for the stuck worker.
 #[test]
 fn a_stuck_capture_worker_fails_loudly() {
     let (lab, cl, sv) = udp_lab("stall");
@@ -1657,7 +1658,7 @@ fn a_stuck_capture_worker_fails_loudly() {
     send_datagrams(&lab, &cl, 20);
     let stuck = Instant::now();
     let (status, stderr) = wait::until(
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         "flowtap's exit with a stuck worker",
         || ft.try_exit().ok_or_else(|| "still running".to_owned()),
     );
@@ -1667,7 +1668,29 @@ fn a_stuck_capture_worker_fails_loudly() {
             && stderr.contains("a capture worker no longer answers"),
         "{stderr}"
     );
-    assert!(stuck.elapsed() < Duration::from_secs(10), "{stderr}");
+    assert!(stuck.elapsed() < Duration::from_secs(20), "{stderr}");
+    assert_no_xdp(&lab, &sv, "s0");
+
+    // Stopped while stuck, without a timeout (0: never), it leaves at once
+    // all the same rather than wait for the stuck worker's last snapshot.
+    let ft = LiveFlowtap::start_with(
+        &sv,
+        &[
+            "env",
+            "FLOWTAP_FAULT=hang-after-frames:5",
+            env!("CARGO_BIN_EXE_flowtap"),
+        ],
+        &["-i", "s0", "--stall-timeout", "0"],
+    );
+    send_datagrams(&lab, &cl, 20);
+    // Longer than shutting down waits for a snapshot (10 s).
+    std::thread::sleep(Duration::from_secs(12));
+    let (status, stderr) = ft.stop();
+    assert_eq!(status, 1, "{stderr}");
+    assert!(
+        stderr.contains("a capture worker no longer answers; leaving without the last snapshot"),
+        "{stderr}"
+    );
     assert_no_xdp(&lab, &sv, "s0");
     lab.close();
 }

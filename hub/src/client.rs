@@ -78,9 +78,10 @@ pub struct Held {
 pub struct Pulled {
     pub body: Bytes,
     pub held: Held,
-    /// How long before it answered the agent published what it served, as
-    /// it says ([`api::feed::AGE_HEADER`]; `None` where it does not).
-    pub age: Option<Duration>,
+    /// When the agent published what it served, by this host's wall clock:
+    /// the answer's arrival less the age the agent gave it
+    /// ([`api::feed::AGE_HEADER`]; `None` where it gave none).
+    pub taken_ns: Option<u64>,
 }
 
 impl FeedRoom {
@@ -138,9 +139,13 @@ pub async fn get_held(
     max_bytes: usize,
     room: &FeedRoom,
 ) -> Result<Pulled, String> {
-    let (body, held, age) = fetch(agent, path, token, timeout, max_bytes, Some(room)).await?;
+    let (body, held, taken_ns) = fetch(agent, path, token, timeout, max_bytes, Some(room)).await?;
     let held = held.expect("room taken");
-    Ok(Pulled { body, held, age })
+    Ok(Pulled {
+        body,
+        held,
+        taken_ns,
+    })
 }
 
 async fn fetch(
@@ -150,12 +155,16 @@ async fn fetch(
     timeout: Duration,
     max_bytes: usize,
     room: Option<&FeedRoom>,
-) -> Result<(Bytes, Option<Held>, Option<Duration>), String> {
+) -> Result<(Bytes, Option<Held>, Option<u64>), String> {
     let deadline = tokio::time::Instant::now() + timeout;
     let late = || format!("no answer within {:.1} s", timeout.as_secs_f64());
     let response = tokio::time::timeout_at(deadline, request(agent, path, token))
         .await
         .map_err(|_| late())??;
+    // The agent measured its age as it answered: the head's arrival, not
+    // the end of the body (up to the timeout later), is the time to take
+    // it from.
+    let answered_ns = pipeline::time::wall_now_ns();
     let status = response.status();
     // A refusal (a wrong token, an agent shutting down) is said with the
     // start of its text, read without taking room.
@@ -177,11 +186,13 @@ async fn fetch(
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let age = response
+    let taken_ns = response
         .headers()
         .get(api::feed::AGE_HEADER)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .map(Duration::from_millis);
+        .map(|age_ms| {
+            answered_ns.saturating_sub(age_ms.saturating_mul(pipeline::time::MILLISECOND))
+        });
     if let Some(length) = length
         && length > max_bytes
     {
@@ -214,7 +225,7 @@ async fn fetch(
     .map_err(|_| late())?
     .map_err(|e| format!("reading the answer (at most {needs} bytes): {e}"))?
     .to_bytes();
-    Ok((body, held, age))
+    Ok((body, held, taken_ns))
 }
 
 /// Sends the request and waits for the answer's head.

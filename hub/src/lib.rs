@@ -284,13 +284,11 @@ pub async fn round(
             .await;
             // The agent's data dated by its own age of it, so that one
             // whose pipeline stopped while its server answers looks old.
-            let taken_ns = wall_now_ns().saturating_sub(
-                pulled
-                    .as_ref()
-                    .ok()
-                    .and_then(|p| p.age)
-                    .map_or(0, |age| u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
-            );
+            let taken_ns = pulled
+                .as_ref()
+                .ok()
+                .and_then(|p| p.taken_ns)
+                .unwrap_or_else(wall_now_ns);
             // Decoding a large feed is CPU work: off the runtime's threads,
             // agents in parallel, as many as there are cores.
             // A feed takes its share of the bound before it is decoded,

@@ -128,7 +128,8 @@ pub struct AgentCoverage {
     /// The node it runs on, as it reported it.
     pub node: Option<Arc<str>>,
     /// When its data was taken (wall clock, ns since the epoch): published
-    /// by the flowtap itself, fetched by a hub. `None`: it has not answered.
+    /// by the flowtap itself; for a hub, the pull's answer less the age the
+    /// agent gave its snapshot. `None`: it has not answered.
     pub updated_ns: Option<u64>,
     /// Why its last answer failed, if it did.
     pub error: Option<String>,

@@ -62,11 +62,16 @@ pub const fn round_to_micros(ns: u64) -> u64 {
     ns.saturating_add(MICROSECOND / 2) / MICROSECOND
 }
 
+/// A duration in nanoseconds, saturating (585 years and more).
+pub fn duration_ns(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The wall clock, in nanoseconds since the Unix epoch.
 pub fn wall_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .map_or(0, duration_ns)
 }
 
 /// The clock a snapshot is taken at: what "now" is for rates, windows and
@@ -109,7 +114,7 @@ impl LiveClock {
     }
 
     pub fn now_ns(self) -> u64 {
-        let elapsed = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = duration_ns(self.origin.elapsed());
         self.origin_ns.saturating_add(elapsed)
     }
 }

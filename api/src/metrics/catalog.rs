@@ -296,7 +296,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_icmp_refusals_unmatched",
         Counter,
-        "ICMP errors refusing a TCP SYN (port unreachable, administratively prohibited) whose connection was not seen within 100 ms of capture time (its SYN was not captured): no connection counted them refused.",
+        "ICMP errors quoting a TCP segment (port or protocol unreachable, administratively prohibited) that refused no connection, even after waiting about a second of capture time for its SYN: the connection was not captured or was answered already, or the error quoted another segment.",
         table!(icmp_refusals_unmatched),
         Flows "unmatched ICMP refusals"
     ),

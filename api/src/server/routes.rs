@@ -370,7 +370,9 @@ async fn feed_route(state: &Arc<AppState>) -> Response<ResponseBody> {
                 CONTENT_TYPE,
                 HeaderValue::from_static(crate::feed::CONTENT_TYPE),
             );
-            headers.insert(crate::feed::AGE_HEADER, HeaderValue::from(age_ms));
+            if let Some(age_ms) = age_ms {
+                headers.insert(crate::feed::AGE_HEADER, HeaderValue::from(age_ms));
+            }
             resp
         }
         Err(e) => internal_error(e),

@@ -8,8 +8,10 @@ pub struct TableCounters {
     pub fragments_unmatched: u64,
     /// First fragments not remembered because the fragment table was full.
     pub fragment_table_full: u64,
-    /// ICMP errors refusing a TCP SYN whose connection was not seen within
-    /// 100 ms of capture time (its SYN not captured).
+    /// ICMP errors quoting a TCP segment that refused no connection, even
+    /// after waiting about a second of capture time for its SYN: the
+    /// connection was not captured, or was answered already, or the error
+    /// quoted another segment than its SYN.
     pub icmp_refusals_unmatched: u64,
     /// Handshake legs not recorded because timestamps ran backwards.
     pub handshakes_out_of_order: u64,

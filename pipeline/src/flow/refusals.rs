@@ -10,14 +10,19 @@
 //! here, briefly and in a bounded list, for its SYN: the connection is
 //! then refused as if the two had come in order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 
 use super::key::ConnKey;
+use crate::time::SECOND;
 
-/// How long, in capture time, a refusal waits for its SYN: well past the
-/// hand-off's longest wait for a batch (5 ms), so a refusal this late
-/// quotes a SYN that was not captured (or came before the capture began).
-pub(crate) const WAIT_NS: u64 = 100_000_000;
+/// How long, in capture time, a refusal waits for its SYN at the least
+/// (it is given up at the table's next maintenance after that, about a
+/// second later): well past the hand-off's wait for a batch (5 ms) and a
+/// backed-up hand-off queue's, so a refusal this late quotes a segment
+/// whose connection was not captured.
+pub(crate) const WAIT_NS: u64 = SECOND;
 
 /// Refusals waiting at once at most, the oldest given up first: a flood of
 /// ICMP errors quoting unknown connections costs no more than this, and
@@ -30,9 +35,11 @@ pub(crate) struct PendingRefusals {
     /// The latest refusal of each connection.
     by_key: HashMap<ConnKey, Waiting, ahash::RandomState>,
     /// Connections in the order their refusals came, with each refusal's
-    /// time, to give up the oldest; an entry whose refusal was taken or
-    /// replaced since is skipped.
-    order: VecDeque<(ConnKey, u64)>,
+    /// time and number, to give up the oldest; an entry whose refusal was
+    /// taken or replaced since is skipped.
+    order: VecDeque<(ConnKey, u64, u64)>,
+    /// The number the next refusal kept gets.
+    next: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +48,7 @@ struct Waiting {
     from_lo: bool,
     seq: u32,
     ts_ns: u64,
+    number: u64,
 }
 
 impl PendingRefusals {
@@ -48,6 +56,7 @@ impl PendingRefusals {
         PendingRefusals {
             by_key: HashMap::with_hasher(hasher),
             order: VecDeque::new(),
+            next: 0,
         }
     }
 
@@ -56,23 +65,34 @@ impl PendingRefusals {
     }
 
     /// Keeps the refusal, at `ts_ns`, of the segment with `seq` sent on
-    /// `key` from its `from_lo` end, which found no connection. Returns
+    /// `key` from its `from_lo` end, which refused no connection. Returns
     /// how many waiting refusals it gave up: too old by then, the oldest
-    /// for room, or an earlier one of the same connection.
+    /// for room, or an earlier one of the same connection that refused
+    /// another segment. A copy of one waiting (a mirror that sent the ICMP
+    /// error twice, or the answer to a retransmitted SYN) keeps the first.
     pub(crate) fn wait(&mut self, key: ConnKey, from_lo: bool, seq: u32, ts_ns: u64) -> u64 {
         let mut given_up = self.expire(ts_ns);
+        if let Some(w) = self.by_key.get(&key)
+            && w.from_lo == from_lo
+            && w.seq == seq
+        {
+            return given_up;
+        }
         if self.order.len() >= MAX_WAITING {
             given_up += self.give_up_oldest();
         }
+        let number = self.next;
+        self.next += 1;
         let waiting = Waiting {
             from_lo,
             seq,
             ts_ns,
+            number,
         };
         if self.by_key.insert(key, waiting).is_some() {
             given_up += 1;
         }
-        self.order.push_back((key, ts_ns));
+        self.order.push_back((key, ts_ns, number));
         given_up
     }
 
@@ -86,7 +106,7 @@ impl PendingRefusals {
         while self
             .order
             .front()
-            .is_some_and(|&(_, ts)| ts.saturating_add(WAIT_NS) < now_ns)
+            .is_some_and(|&(_, ts, _)| ts.saturating_add(WAIT_NS) < now_ns)
         {
             given_up += self.give_up_oldest();
         }
@@ -96,11 +116,11 @@ impl PendingRefusals {
     /// Forgets the oldest entry of the order; 1 if its refusal was still
     /// waiting.
     fn give_up_oldest(&mut self) -> u64 {
-        let Some((key, ts)) = self.order.pop_front() else {
+        let Some((key, _, number)) = self.order.pop_front() else {
             return 0;
         };
         match self.by_key.get(&key) {
-            Some(w) if w.ts_ns == ts => {
+            Some(w) if w.number == number => {
                 self.by_key.remove(&key);
                 1
             }
@@ -170,11 +190,14 @@ mod tests {
         assert_eq!(p.take(&key(1), true, 1, 0), Some(10));
         assert_eq!(p.by_key.len(), MAX_WAITING - 1);
         // A taken one's place in the order is no refusal given up, and a
-        // second refusal of one connection replaces the first.
+        // second refusal of one connection replaces the first; a copy of
+        // a waiting one changes nothing.
         assert_eq!(p.expire(10 + WAIT_NS + 1), MAX_WAITING as u64 - 1);
         assert!(p.is_empty() && p.order.is_empty());
         assert_eq!(p.wait(key(5), true, 1, 20), 0);
-        assert_eq!(p.wait(key(5), true, 2, 30), 1);
+        assert_eq!(p.wait(key(5), true, 1, 25), 0, "a copy");
+        assert_eq!(p.order.len(), 1);
+        assert_eq!(p.wait(key(5), true, 2, 30), 1, "another segment's");
         assert_eq!(p.take(&key(5), true, 1, 0), None);
         assert_eq!(p.expire(20 + WAIT_NS + 1), 0, "its first entry is stale");
         assert_eq!(p.take(&key(5), true, 2, 0), Some(30));

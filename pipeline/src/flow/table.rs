@@ -348,24 +348,27 @@ impl FlowTable {
 
     /// An ICMP error refused the segment `t` (as its client sent it): its
     /// connection is refused if that segment is its SYN, still unanswered.
-    /// Nothing is counted as a packet of the connection.
+    /// Nothing is counted as a packet of the connection. A refusal that
+    /// refuses nothing may have been read before its SYN, which another
+    /// worker hands on (the connection found, if any, an earlier one on
+    /// the same ports): it waits for it.
     fn refuse(&mut self, t: &Transport, ts: u64) {
         let (key, from_lo) = ConnKey::of(t);
         let hash = self.conns.hash(&key);
-        let Some(at) = self.conns.index_of(hash, &key) else {
-            // Perhaps read before its SYN, which another worker hands on.
+        let refused = self.conns.index_of(hash, &key).and_then(|at| {
+            let conn = self.conns.at_mut(at);
+            if Side::sender(from_lo == conn.client_is_lo()) != Side::Client {
+                return None;
+            }
+            let step = conn.refuse(t.tcp_seq);
+            step.tcp.outcome.is_some().then_some((at, step))
+        });
+        let Some((at, step)) = refused else {
             self.counters.icmp_refusals_unmatched +=
                 self.refusals.wait(key, from_lo, t.tcp_seq, ts);
             return;
         };
         let conn = self.conns.at_mut(at);
-        if Side::sender(from_lo == conn.client_is_lo()) != Side::Client {
-            return;
-        }
-        let step = conn.refuse(t.tcp_seq);
-        if step.tcp.outcome.is_none() {
-            return;
-        }
         let flow = conn.flow;
         // Closed: its timeout shrank; file it by the new deadline.
         let handle = ConnRef::new(hash, conn);
@@ -837,8 +840,8 @@ mod tests {
         assert_eq!(refused, 1, "the connection's record says so too");
         assert_eq!(
             t.counters().icmp_refusals_unmatched,
-            1,
-            "the refusal of a connection never seen"
+            3,
+            "those of another sequence number, of an answered connection and of one never seen"
         );
     }
 
@@ -866,6 +869,15 @@ mod tests {
                     packets.iter().for_each(|p| t.update(p));
                 }
             };
+            // A second attempt on the ports of a refused connection, with
+            // another sequence number.
+            let second = |p: PacketMeta| PacketMeta {
+                transport: Transport {
+                    tcp_seq: 7,
+                    ..p.transport
+                },
+                ..p
+            };
             feed(
                 &mut t,
                 &[
@@ -874,16 +886,20 @@ mod tests {
                     refusal(MS, 40_011),
                     syn(2 * MS, 40_011),
                     refusal(MS, 40_012),
+                    syn(0, 40_013),
+                    refusal(MS, 40_013),
+                    second(refusal(3 * MS, 40_013)),
+                    second(syn(2 * MS, 40_013)),
                 ],
             );
-            t.expire(MS + super::super::refusals::WAIT_NS + 1);
+            t.expire(3 * MS + super::super::refusals::WAIT_NS + 1);
             feed(&mut t, &[syn(0, 40_012)]);
             t.end_capture();
             let [f] = &flows(&mut t)[..] else {
                 panic!("one flow")
             };
             let c = f.tcp.connections;
-            assert_eq!((c.refused, c.unanswered), (1, 2), "batch {batch}");
+            assert_eq!((c.refused, c.unanswered), (3, 2), "batch {batch}");
             assert_eq!(t.counters().icmp_refusals_unmatched, 2, "batch {batch}");
         }
     }
