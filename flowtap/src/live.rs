@@ -276,14 +276,19 @@ impl StallWatch {
 mod tests {
     use super::*;
 
+    /// A watch with a 10 s timeout, as if made at `start`.
+    fn watch_from(start: Instant) -> StallWatch {
+        StallWatch {
+            last: Cell::new((0, start, start)),
+            ..StallWatch::new(10.0, Duration::from_secs(1))
+        }
+    }
+
     #[test]
     fn capture_is_stuck_once_no_snapshot_comes_for_the_timeout() {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
-        let watch = StallWatch {
-            last: Cell::new((0, start, start)),
-            ..StallWatch::new(10.0, Duration::from_secs(1))
-        };
+        let watch = watch_from(start);
         // Asked once a second, as `run_until_signal` does.
         for s in 1..=5 {
             assert_eq!(watch.check(s.min(5), at(s)), None);
@@ -310,10 +315,7 @@ mod tests {
     fn a_pause_is_no_stall() {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
-        let watch = StallWatch {
-            last: Cell::new((0, start, start)),
-            ..StallWatch::new(10.0, Duration::from_secs(1))
-        };
+        let watch = watch_from(start);
         assert_eq!(watch.check(1, at(1)), None);
         assert_eq!(watch.check(1, at(60)), None, "resumed after 59 s");
         assert_eq!(watch.quiet_for(1, at(61)), Duration::from_secs(1));

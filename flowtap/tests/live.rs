@@ -1639,15 +1639,18 @@ fn a_broken_capture_socket_fails_loudly() {
 #[test]
 fn a_stuck_capture_worker_fails_loudly() {
     let (lab, cl, sv) = udp_lab("stall");
-    let mut ft = LiveFlowtap::start_with(
-        &sv,
-        &[
-            "env",
-            "FLOWTAP_FAULT=hang-after-frames:5",
-            env!("CARGO_BIN_EXE_flowtap"),
-        ],
-        &["-i", "s0", "--stall-timeout", "3"],
-    );
+    let stuck_after_5_frames = |stall_timeout: &str| {
+        LiveFlowtap::start_with(
+            &sv,
+            &[
+                "env",
+                "FLOWTAP_FAULT=hang-after-frames:5",
+                env!("CARGO_BIN_EXE_flowtap"),
+            ],
+            &["-i", "s0", "--stall-timeout", stall_timeout],
+        )
+    };
+    let mut ft = stuck_after_5_frames("3");
     assert!(ft.admin_text("/readyz").contains("ready"));
     std::thread::sleep(Duration::from_secs(5));
     assert!(
@@ -1673,15 +1676,7 @@ fn a_stuck_capture_worker_fails_loudly() {
 
     // Stopped while stuck, without a timeout (0: never), it leaves at once
     // all the same rather than wait for the stuck worker's last snapshot.
-    let ft = LiveFlowtap::start_with(
-        &sv,
-        &[
-            "env",
-            "FLOWTAP_FAULT=hang-after-frames:5",
-            env!("CARGO_BIN_EXE_flowtap"),
-        ],
-        &["-i", "s0", "--stall-timeout", "0"],
-    );
+    let ft = stuck_after_5_frames("0");
     send_datagrams(&lab, &cl, 20);
     // Longer than shutting down waits for a snapshot (10 s).
     std::thread::sleep(Duration::from_secs(12));
