@@ -31,14 +31,13 @@ pub struct View {
     pub inventory: Option<Arc<Inventory>>,
     /// Every workload with its traffic, computed the first time it is asked.
     workloads: OnceLock<Arc<Vec<crate::rest::workloads::WorkloadJson>>>,
-    /// The summary, computed by the publisher before the view is served
-    /// (or by the first query, for a view never published).
+    /// The summary's JSON up to its coverage's value, computed by the
+    /// publisher before the view is served (or by the first query, for a
+    /// view never published).
     summary_json: OnceLock<bytes::Bytes>,
     /// How many different clients and servers the flows have (the
     /// summary's), counted by whichever thread asks first.
     distinct_ends: OnceLock<(usize, usize)>,
-    /// The coverage every answer from this view carries.
-    coverage: Arc<CoverageJson>,
     /// The agent feed of this view, encoded the first time a hub asks.
     feed: OnceLock<bytes::Bytes>,
     /// Aggregations computed from this view, by what they grouped: each
@@ -128,10 +127,6 @@ impl View {
                 .collect(),
             None => Vec::new(),
         };
-        let coverage = Arc::new(CoverageJson::of(
-            &snapshot.coverage,
-            pipeline::time::wall_now_ns(),
-        ));
         View {
             snapshot,
             identities,
@@ -141,7 +136,6 @@ impl View {
             workloads: OnceLock::new(),
             summary_json: OnceLock::new(),
             distinct_ends: OnceLock::new(),
-            coverage,
             feed: OnceLock::new(),
             aggregations: Memo::default(),
             aggregated_tops: Memo::default(),
@@ -207,9 +201,14 @@ impl View {
         }
     }
 
-    /// The coverage answers carry.
+    /// The coverage an answer carries, its ages as of the answer: a view
+    /// is served until the next snapshot, and its data ages meanwhile
+    /// (most of all a stalled capture's, whose next snapshot never comes).
     pub fn coverage(&self) -> Arc<CoverageJson> {
-        self.coverage.clone()
+        Arc::new(CoverageJson::of(
+            &self.snapshot.coverage,
+            pipeline::time::wall_now_ns(),
+        ))
     }
 
     /// Every workload the inventory knows, with its traffic.
@@ -240,13 +239,26 @@ impl View {
 
     /// The summary's JSON (shared, cheap to clone).
     pub fn summary_json(&self) -> bytes::Bytes {
-        self.summary_json
-            .get_or_init(|| {
-                serde_json::to_vec(&summary::build(self))
-                    .expect("the summary serialises")
-                    .into()
-            })
-            .clone()
+        // Made once a view, but for its coverage, the last field, which
+        // each answer writes as of its time.
+        let head = self.summary_json.get_or_init(|| {
+            let mut json =
+                serde_json::to_vec(&summary::build(self)).expect("the summary serialises");
+            let field = b",\"coverage\":";
+            // The last field's name: a name inside a string would have
+            // its quotes escaped.
+            let at = json
+                .windows(field.len())
+                .rposition(|w| w == field)
+                .expect("the summary ends with its coverage");
+            json.truncate(at + field.len());
+            json.into()
+        });
+        let mut json = Vec::with_capacity(head.len() + 1024);
+        json.extend_from_slice(head);
+        serde_json::to_writer(&mut json, &*self.coverage()).expect("coverage serialises");
+        json.push(b'}');
+        json.into()
     }
 
     /// How many different client and server addresses the flows have.

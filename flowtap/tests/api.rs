@@ -1093,9 +1093,8 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
     let raw_byte = b"GET /mcp/flows?ns=\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     assert_eq!(s.raw(raw_byte).status, 400);
     // Those the HTTP layer refused are counted as the handlers' are.
-    let metrics = s.metrics();
     // (A series not there is none refused with that status.)
-    let refused = |status: u16| {
+    let refused = |metrics: &str, status: u16| {
         let series = format!("flowtap_http_requests_total{{path=\"other\",status=\"{status}\"}} ");
         metrics
             .lines()
@@ -1103,9 +1102,20 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
             .unwrap_or(0.0)
     };
     let long_line_431 = f64::from(u8::from(status == 431));
-    assert_eq!(refused(431), 2.0 + long_line_431, "{metrics}");
-    assert_eq!(refused(414), 1.0 - long_line_431, "{metrics}");
-    assert_eq!(refused(400), 1.0, "{metrics}");
+    let expected = [2.0 + long_line_431, 1.0 - long_line_431, 1.0];
+    // Counted as their connections end, which may be just after the
+    // client has read the refusal.
+    wait::until(Duration::from_secs(10), "the refusals counted", || {
+        let metrics = s.metrics();
+        let counted = [431, 414, 400].map(|status| refused(&metrics, status));
+        if counted == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "431, 414, 400: {counted:?}, not {expected:?}\n{metrics}"
+            ))
+        }
+    });
     // The server is still fine.
     assert_eq!(s.get("/mcp/flows/summary").status, 200);
 }
@@ -1280,6 +1290,36 @@ fn an_inventory_change_takes_effect_without_a_restart() {
     // And an emptied inventory removes the names.
     replace(r#"{"apiVersion":"v1","kind":"List","items":[]}"#);
     wait_for(None);
+}
+
+/// Every answer's coverage gives its data's age as of the answer, not as of
+/// the snapshot's preparation: data read once (as a stalled capture's
+/// last snapshot) is older at each answer, in the summary (prepared once a
+/// snapshot, all but its coverage) as in the flows and the workloads.
+#[test]
+fn coverage_ages_as_of_each_answer() {
+    let s = start(&[]);
+    let paths = ["/mcp/flows/summary", "/mcp/flows?limit=1", "/mcp/workloads"];
+    let answers = || {
+        paths.map(|path| {
+            let r = s.get(path);
+            assert_eq!(r.status, 200, "{path}");
+            String::from_utf8(r.body).unwrap()
+        })
+    };
+    let age = |answer: &str| {
+        serde_json::from_str::<Value>(answer).unwrap()["coverage"]["agents"][0]["age_s"]
+            .as_f64()
+            .expect("an age")
+    };
+    let before = answers();
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = answers();
+    for ((path, b), a) in paths.iter().zip(&before).zip(&after) {
+        let (then, now) = (age(b), age(a));
+        assert!(now >= then + 1.4, "{path}: {then} s, then {now} s");
+        assert_eq!(without_ages(a), without_ages(b), "{path}");
+    }
 }
 
 #[test]

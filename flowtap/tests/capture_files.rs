@@ -451,9 +451,12 @@ fn standard_input_reads_like_the_file_and_compressed_files_say_so() {
     };
     let piped = dump(File::open(&path).unwrap().into(), "-");
     assert!(piped["flows"].as_array().unwrap().len() > 100);
+    // Each run's coverage gives its own age of its data.
     assert_eq!(
-        piped,
-        dump(std::process::Stdio::null(), path.to_str().unwrap())
+        common::without_ages(&piped.to_string()),
+        common::without_ages(
+            &dump(std::process::Stdio::null(), path.to_str().unwrap()).to_string()
+        )
     );
 
     let gz = dir.path().join("ng.pcapng.gz");

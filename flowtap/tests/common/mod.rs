@@ -50,8 +50,8 @@ pub(crate) fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Receiver<
 /// `text` (an answer's JSON) with the number after every `"age_s":`
 /// replaced by `_`, for comparing the answers of two flowtap processes:
 /// each measures its own data's age on its own clock, from publishing its
-/// snapshot to building the view that answers (0.000 or 0.001 s, by how
-/// busy the machine is), the one value two runs need not share.
+/// snapshot to the answer, the one value two runs need not share (nor two
+/// answers of one run).
 pub(crate) fn without_ages(text: &str) -> String {
     const AGE: &str = "\"age_s\":";
     let mut out = String::with_capacity(text.len());

@@ -262,10 +262,17 @@ impl LiveFlowtap {
     /// (bounded: 20 tries).
     pub(crate) fn flows(&self) -> BTreeMap<Key, FlowSummary> {
         let q = "limit=100000";
+        // An answer's coverage ages with each answer: the rest tells the
+        // snapshot.
+        let full_answer = || {
+            let mut full = self.get_json(&format!("/mcp/flows?format=full&{q}"));
+            full.as_object_mut().unwrap().remove("coverage");
+            full
+        };
         for _ in 0..20 {
-            let full = self.get_json(&format!("/mcp/flows?format=full&{q}"));
+            let full = full_answer();
             let raw = self.get_json(&format!("/mcp/flows?format=raw&{q}"));
-            if self.get_json(&format!("/mcp/flows?format=full&{q}")) == full {
+            if full_answer() == full {
                 return parse_flows(&full, &raw)
                     .into_iter()
                     .map(|f| (f.key.clone(), f))
