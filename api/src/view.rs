@@ -31,9 +31,9 @@ pub struct View {
     pub inventory: Option<Arc<Inventory>>,
     /// Every workload with its traffic, computed the first time it is asked.
     workloads: OnceLock<Arc<Vec<crate::rest::workloads::WorkloadJson>>>,
-    /// The summary's JSON up to its coverage's value, computed by the
-    /// publisher before the view is served (or by the first query, for a
-    /// view never published).
+    /// The summary's JSON but for its coverage and closing brace, computed
+    /// by the publisher before the view is served (or by the first query,
+    /// for a view never published).
     summary_json: OnceLock<bytes::Bytes>,
     /// How many different clients and servers the flows have (the
     /// summary's), counted by whichever thread asks first.
@@ -239,23 +239,18 @@ impl View {
 
     /// The summary's JSON (shared, cheap to clone).
     pub fn summary_json(&self) -> bytes::Bytes {
-        // Made once a view, but for its coverage, the last field, which
-        // each answer writes as of its time.
-        let head = self.summary_json.get_or_init(|| {
+        // Made once a view; its last field, the coverage, is written by
+        // each answer as of its time.
+        let rest = self.summary_json.get_or_init(|| {
             let mut json =
                 serde_json::to_vec(&summary::build(self)).expect("the summary serialises");
-            let field = b",\"coverage\":";
-            // The last field's name: a name inside a string would have
-            // its quotes escaped.
-            let at = json
-                .windows(field.len())
-                .rposition(|w| w == field)
-                .expect("the summary ends with its coverage");
-            json.truncate(at + field.len());
+            // An object: its closing brace comes after the coverage.
+            json.pop();
             json.into()
         });
-        let mut json = Vec::with_capacity(head.len() + 1024);
-        json.extend_from_slice(head);
+        let mut json = Vec::with_capacity(rest.len() + 1024);
+        json.extend_from_slice(rest);
+        json.extend_from_slice(b",\"coverage\":");
         serde_json::to_writer(&mut json, &*self.coverage()).expect("coverage serialises");
         json.push(b'}');
         json.into()

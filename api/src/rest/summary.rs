@@ -8,7 +8,6 @@ use pipeline::packet::L4Proto;
 use pipeline::snapshot::Flows;
 use serde::Serialize;
 
-use super::coverage::CoverageJson;
 use super::render::ConnectionsJson;
 use crate::view::View;
 use pipeline::flow::{Side, SideHealth, TcpHealth};
@@ -93,8 +92,9 @@ pub struct Summary {
     /// retransmissions (flows with none are left out).
     pub top_by_failed: Vec<TopByFailed>,
     pub top_by_retransmits: Vec<TopByRetransmits>,
-    /// The vantage points behind the summary (see `coverage.rs`).
-    pub coverage: CoverageJson,
+    // Then `coverage`, the vantage points behind the summary (see
+    // `coverage.rs`): written by each answer, as of its time
+    // (`View::summary_json`).
 }
 
 /// How an endpoint is named in the top lists: its pod (told apart from a
@@ -357,6 +357,5 @@ pub fn build(view: &View) -> Summary {
         tcp_connections: ConnectionsJson(health.connections),
         top_by_failed,
         top_by_retransmits,
-        coverage: (*view.coverage()).clone(),
     }
 }
