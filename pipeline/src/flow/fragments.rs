@@ -2,15 +2,31 @@
 //! those carry no transport header, so they take what they need from here.
 //! A shard remembers ports (`Fragments<(u16, u16)>`); the ingest path, for a
 //! tunnel that rides on a fragmented datagram, the whole inner flow.
+//!
+//! A datagram is remembered a while after its last fragment too: a SPAN of
+//! both ends delivers every fragment twice, and fragments may come out of
+//! order (the last before a middle one); those still find their flow
+//! (RFC 791 and RFC 8200 reassemble fragments in any order, copies
+//! included). Datagrams already ended are the first given up when the
+//! table needs room, so they never keep a new datagram out.
+
+use std::collections::VecDeque;
 
 use hashbrown::HashMap;
 
+use crate::time::SECOND;
 use crate::wire::dissect::FragmentId;
+
+/// How long a datagram is remembered after its last fragment, in capture
+/// time: copies and stragglers come within microseconds to milliseconds.
+const AFTER_LAST_NS: u64 = SECOND;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry<V> {
     value: V,
     first_ns: u64,
+    /// When its last fragment came, if it has.
+    last_ns: Option<u64>,
 }
 
 /// What became of a fragment.
@@ -24,6 +40,10 @@ pub(crate) enum Remembered {
 #[derive(Debug)]
 pub(crate) struct Fragments<V> {
     firsts: HashMap<FragmentId, Entry<V>, ahash::RandomState>,
+    /// Datagrams whose last fragment came, in the order it came, with when:
+    /// given up first when room is needed. An entry here may name one
+    /// expired meanwhile (then it is passed over).
+    ended: VecDeque<(FragmentId, u64)>,
     max: usize,
     timeout_ns: u64,
 }
@@ -32,14 +52,20 @@ impl<V: Copy> Fragments<V> {
     pub(crate) fn new(max: usize, timeout_ns: u64, hasher: ahash::RandomState) -> Fragments<V> {
         Fragments {
             firsts: HashMap::with_hasher(hasher),
+            ended: VecDeque::new(),
             max,
             timeout_ns,
         }
     }
 
-    /// Remembers a first fragment's `value`.
+    /// Remembers a first fragment's `value` (a copy of one keeps what its
+    /// datagram has come to).
     pub(crate) fn first(&mut self, id: FragmentId, value: V, ts_ns: u64) -> Remembered {
-        if self.firsts.len() >= self.max && !self.firsts.contains_key(&id) {
+        if let Some(entry) = self.firsts.get_mut(&id) {
+            entry.value = value;
+            return Remembered::Yes;
+        }
+        if self.firsts.len() >= self.max && !self.give_up_an_ended_datagram() {
             return Remembered::TableFull;
         }
         self.firsts.insert(
@@ -47,26 +73,138 @@ impl<V: Copy> Fragments<V> {
             Entry {
                 value,
                 first_ns: ts_ns,
+                last_ns: None,
             },
         );
         Remembered::Yes
     }
 
     /// What the first fragment of a later fragment's datagram left, if it
-    /// was seen; the last fragment forgets it.
-    pub(crate) fn later(&mut self, id: &FragmentId, last: bool) -> Option<V> {
-        let first = if last {
-            self.firsts.remove(id)
-        } else {
-            self.firsts.get(id).copied()
-        };
-        first.map(|f| f.value)
+    /// was seen.
+    pub(crate) fn later(&mut self, id: &FragmentId, last: bool, ts_ns: u64) -> Option<V> {
+        let entry = self.firsts.get_mut(id)?;
+        if last && entry.last_ns.is_none() {
+            entry.last_ns = Some(ts_ns);
+            self.ended.push_back((*id, ts_ns));
+        }
+        Some(entry.value)
     }
 
-    /// Forgets first fragments older than the fragment timeout.
+    /// Forgets the datagram whose last fragment came first, if any.
+    fn give_up_an_ended_datagram(&mut self) -> bool {
+        while let Some((id, last_ns)) = self.ended.pop_front() {
+            if self
+                .firsts
+                .get(&id)
+                .is_some_and(|e| e.last_ns == Some(last_ns))
+            {
+                self.firsts.remove(&id);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Forgets first fragments older than the fragment timeout, and
+    /// datagrams whose last fragment came longer ago than a straggler
+    /// would.
     pub(crate) fn expire(&mut self, now_ns: u64) {
         let timeout = self.timeout_ns;
-        self.firsts
-            .retain(|_, f| now_ns.saturating_sub(f.first_ns) <= timeout);
+        let waited = |since: u64| now_ns.saturating_sub(since);
+        self.firsts.retain(|_, f| {
+            waited(f.first_ns) <= timeout && f.last_ns.is_none_or(|l| waited(l) <= AFTER_LAST_NS)
+        });
+        self.ended.retain(|&(_, l)| waited(l) <= AFTER_LAST_NS);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.firsts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Addr;
+
+    fn id(ident: u32) -> FragmentId {
+        FragmentId {
+            src: Addr::from_v4([198, 18, 0, 1]),
+            dst: Addr::from_v4([198, 18, 0, 2]),
+            ident,
+            protocol: 17,
+        }
+    }
+
+    fn table(max: usize) -> Fragments<u16> {
+        Fragments::new(max, 30 * SECOND, ahash::RandomState::new())
+    }
+
+    #[test]
+    fn copies_and_stragglers_after_the_last_fragment_find_their_datagram() {
+        let mut f = table(16);
+        assert_eq!(f.first(id(1), 53, 0), Remembered::Yes);
+        // The last fragment, then its copy (a SPAN of both ends), then a
+        // middle fragment that came late.
+        assert_eq!(f.later(&id(1), true, 10), Some(53));
+        assert_eq!(f.later(&id(1), true, 11), Some(53));
+        assert_eq!(f.later(&id(1), false, 12), Some(53));
+        // A copy of the first fragment changes nothing.
+        assert_eq!(f.first(id(1), 53, 13), Remembered::Yes);
+        assert_eq!(f.later(&id(1), true, 14), Some(53));
+        // Forgotten a while after its last fragment, long before the
+        // timeout.
+        f.expire(10 + AFTER_LAST_NS);
+        assert_eq!(f.later(&id(1), false, 10 + AFTER_LAST_NS), Some(53));
+        f.expire(11 + AFTER_LAST_NS);
+        assert_eq!(f.later(&id(1), false, 11 + AFTER_LAST_NS), None);
+        assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn datagrams_without_their_last_fragment_wait_for_the_timeout() {
+        let mut f = table(16);
+        f.first(id(1), 53, 0);
+        assert_eq!(f.later(&id(1), false, 5), Some(53));
+        f.expire(30 * SECOND);
+        assert_eq!(f.later(&id(1), false, 30 * SECOND), Some(53));
+        f.expire(30 * SECOND + 1);
+        assert_eq!(f.later(&id(1), true, 30 * SECOND + 1), None);
+    }
+
+    #[test]
+    fn ended_datagrams_make_room_and_unended_ones_fill_the_table() {
+        let mut f = table(2);
+        f.first(id(1), 1, 0);
+        f.first(id(2), 2, 0);
+        // Full of datagrams still waiting for fragments: the next is
+        // refused.
+        assert_eq!(f.first(id(3), 3, 1), Remembered::TableFull);
+        // One ends: it makes room, the oldest ended first.
+        f.later(&id(2), true, 2);
+        f.later(&id(1), true, 3);
+        assert_eq!(f.first(id(3), 3, 4), Remembered::Yes);
+        assert_eq!(f.later(&id(2), false, 5), None);
+        assert_eq!(f.later(&id(1), false, 5), Some(1));
+        assert_eq!(f.first(id(4), 4, 6), Remembered::Yes);
+        assert_eq!(f.later(&id(1), false, 7), None);
+        assert_eq!(f.first(id(5), 5, 8), Remembered::TableFull);
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn an_expired_datagram_s_place_in_the_ended_order_is_passed_over() {
+        let mut f = table(2);
+        f.first(id(1), 1, 0);
+        f.later(&id(1), true, 1);
+        f.first(id(2), 2, 2 * AFTER_LAST_NS);
+        // Expiry forgot datagram 1 and its place in the order.
+        f.expire(2 * AFTER_LAST_NS);
+        f.first(id(3), 3, 2 * AFTER_LAST_NS);
+        assert_eq!(f.first(id(4), 4, 2 * AFTER_LAST_NS), Remembered::TableFull);
+        f.later(&id(3), true, 2 * AFTER_LAST_NS);
+        assert_eq!(f.first(id(4), 4, 2 * AFTER_LAST_NS), Remembered::Yes);
+        assert_eq!(f.later(&id(2), false, 2 * AFTER_LAST_NS), Some(2));
     }
 }

@@ -145,7 +145,8 @@ impl FlowTable {
                 }
             }
             Fragment::Later { ident, last } => {
-                let Some((src_port, dst_port)) = self.fragments.later(&fragment_id(ident), last)
+                let Some((src_port, dst_port)) =
+                    self.fragments.later(&fragment_id(ident), last, ts)
                 else {
                     self.counters.fragments_unmatched += 1;
                     return;
@@ -726,6 +727,45 @@ mod tests {
             all
         };
         assert_eq!(described(&mut one), described(&mut batched));
+    }
+
+    /// Fragments take their flow from the first fragment: copies of them
+    /// and one that comes after the last still do.
+    #[test]
+    fn a_datagram_s_fragments_count_in_its_flow_copied_and_out_of_order() {
+        let mut t = live_table();
+        let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
+        let fragment = |ts: u64, fragment: Fragment| {
+            let mut p = tcp(ts, client, 40_000, server, 53, 0);
+            p.transport.proto = L4Proto::Udp;
+            p.transport.fragment = fragment;
+            p
+        };
+        let first = Fragment::First { ident: 7 };
+        let middle = Fragment::Later {
+            ident: 7,
+            last: false,
+        };
+        let last = Fragment::Later {
+            ident: 7,
+            last: true,
+        };
+        // As a SPAN of both ends delivers them, the last before the middle
+        // one: every copy is a packet of the flow.
+        for (ts, f) in [(0, first), (10, last), (20, middle)] {
+            t.update(&fragment(ts * 1_000, f));
+            t.update(&fragment(ts * 1_000 + 500, f));
+        }
+        let [f] = &flows(&mut t)[..] else {
+            panic!("one flow")
+        };
+        assert_eq!(f.sent[Side::Client].pkts, 6);
+        assert_eq!(t.counters().fragments_unmatched, 0);
+        // Forgotten about a second after the last fragment (not at the
+        // 30 s fragment timeout): a fragment then is unmatched.
+        t.expire(2 * crate::time::SECOND);
+        t.update(&fragment(2 * crate::time::SECOND, middle));
+        assert_eq!(t.counters().fragments_unmatched, 1);
     }
 
     /// A SPAN of both ports sends every packet twice, microseconds apart:

@@ -224,7 +224,9 @@ impl Ingest {
     fn later_fragment(&mut self, carried: Carried, frame: &Frame<'_>) -> Option<PacketMeta> {
         let fragment = carried.fragment?;
         let last = fragment.later?;
-        let inner = self.tunnel_fragments.later(&fragment.id, last)?;
+        let inner = self
+            .tunnel_fragments
+            .later(&fragment.id, last, frame.ts_ns)?;
         let mut transport = inner.transport;
         transport.fragment = Fragment::Continued;
         transport.tcp_flags = 0;

@@ -498,10 +498,33 @@ impl<'a> Walk<'a, '_> {
                     | ethertype::IPV6
                     | ethertype::VLAN
                     | ethertype::QINQ
+                    | ethertype::QINQ_LEGACY_9100
+                    | ethertype::QINQ_LEGACY_9200
                     | ethertype::MPLS_UNICAST
+                    | ethertype::MPLS_MULTICAST
+                    | ethertype::PPPOE_SESSION
                     | ethertype::ARP
             )
         })
+    }
+
+    /// Whether a payload that does not say what it carries (after an MPLS
+    /// label stack, in a GTP-U PDU), whose version nibble is IP's, is IP
+    /// rather than an Ethernet frame. A frame whose destination MAC starts
+    /// with a 4 or a 6 has an IP version nibble too (RFC 4928 §2, why
+    /// pseudowires have a control word, which many leave out): where the
+    /// payload reads as both, IP must hold up, IPv4 by its header checksum
+    /// and IPv6 by a payload length within the bytes that follow.
+    fn ip_holds_up(payload: &[u8]) -> bool {
+        if !Self::looks_like_ethernet(payload) {
+            return true;
+        }
+        match payload.first().map(|b| b >> 4) {
+            Some(4) => ipv4::Packet::new_checked(payload).is_ok_and(|ip| ip.checksum_holds()),
+            Some(6) => ipv6::Packet::new_checked(payload)
+                .is_ok_and(|ip| usize::from(ip.payload_len()) + ipv6::HEADER_LEN <= payload.len()),
+            _ => false,
+        }
     }
 
     fn by_ethertype(&mut self, mut ethertype: u16, mut payload: &'a [u8]) -> Outcome {
@@ -549,7 +572,9 @@ impl<'a> Walk<'a, '_> {
                         // nibble 0), the customer's frame counted on the
                         // wire like the labels.
                         return match payload.first().map(|b| b >> 4) {
-                            Some(4) | Some(6) => self.by_version_nibble(payload),
+                            Some(4) | Some(6) if Self::ip_holds_up(payload) => {
+                                self.by_version_nibble(payload)
+                            }
                             Some(0)
                                 if Self::looks_like_ethernet(&payload[4.min(payload.len())..]) =>
                             {
@@ -795,17 +820,20 @@ impl<'a> Walk<'a, '_> {
             }
             let vni = header.vni();
             let inner = &payload[vxlan::HEADER_LEN..];
-            return Some(self.tunnel(Encap::Vxlan, ip).and_then(|()| {
-                // VXLAN-GPE (port 4790) says what it carries.
-                match header.next_protocol() {
-                    None | Some(vxlan::NEXT_ETHERNET) => {
-                        self.ethernet_in(Encap::Vxlan, Some(vni), inner)
-                    }
-                    Some(vxlan::NEXT_IPV4) => self.ipv4(inner),
-                    Some(vxlan::NEXT_IPV6) => self.ipv6(inner),
-                    Some(_) => NON_IP,
-                }
-            }));
+            // VXLAN-GPE (port 4790) says what it carries; elsewhere its
+            // flag is a reserved bit, which RFC 7348 ignores on receipt.
+            let next_protocol = header.next_protocol().filter(|_| port == vxlan::GPE_PORT);
+            return Some(
+                self.tunnel(Encap::Vxlan, ip)
+                    .and_then(|()| match next_protocol {
+                        None | Some(vxlan::NEXT_ETHERNET) => {
+                            self.ethernet_in(Encap::Vxlan, Some(vni), inner)
+                        }
+                        Some(vxlan::NEXT_IPV4) => self.ipv4(inner),
+                        Some(vxlan::NEXT_IPV6) => self.ipv6(inner),
+                        Some(_) => NON_IP,
+                    }),
+            );
         }
         if self.decap.geneve.contains(port) && datagram_len >= geneve::FIXED_LEN {
             // A datagram whose version is not GENEVE's is not GENEVE: it
@@ -837,7 +865,7 @@ impl<'a> Walk<'a, '_> {
                 let header = header?;
                 let pdu = &payload[header.header_len()..];
                 match pdu.first().map(|b| b >> 4) {
-                    Some(4) | Some(6) => self.by_version_nibble(pdu),
+                    Some(4) | Some(6) if Self::ip_holds_up(pdu) => self.by_version_nibble(pdu),
                     // A 5G Ethernet PDU session's frame; else not IP.
                     _ if Self::looks_like_ethernet(pdu) => self.ethernet(pdu),
                     _ => NON_IP,
@@ -886,6 +914,14 @@ impl<'a> Walk<'a, '_> {
             ethertype::TEB => {
                 self.tunnel(Encap::Gre, ip)?;
                 self.ethernet_in(Encap::Gre, header.key(), inner)
+            }
+            // A PPTP acknowledgement alone carries no PPP frame (RFC 2637
+            // §4.4: the key's upper half, the payload length, is 0): a
+            // packet of the GRE flow, as any not opened.
+            ethertype::PPP
+                if header.version() == 1 && header.key().is_some_and(|k| k >> 16 == 0) =>
+            {
+                IP_OTHER
             }
             ethertype::PPP if header.version() == 1 => {
                 self.tunnel(Encap::Gre, ip)?;
@@ -1539,6 +1575,75 @@ mod tests {
         gtp.extend(gtpu::tests::header(true));
         gtp.extend(customer_frame());
         assert_eq!(dst_port(&ipv4_over(17, &gtp)), 80);
+    }
+
+    /// A pseudowire without its control word and a GTP-U Ethernet PDU say
+    /// nothing of what they carry, and a frame whose destination MAC starts
+    /// with a 4 or a 6 (Apple's 4c:..., a locally administered 6a:...) has
+    /// an IP version nibble (RFC 4928 §2): it is the Ethernet frame it is,
+    /// and IP there whose start reads as Ethernet too is IP when its
+    /// header holds up. VXLAN's reserved next-protocol bit is read only on
+    /// VXLAN-GPE's port (RFC 7348: ignored on receipt). A PPTP
+    /// acknowledgement alone carries no PPP frame to be malformed.
+    #[test]
+    fn payloads_that_read_both_as_ip_and_as_ethernet_are_told_apart() {
+        let dissected = |f: &[u8]| dissect(LinkType::Ethernet, f);
+        let dst_port = |f: &[u8]| transport(dissected(f).unwrap()).dst_port;
+        let mpls = |payload: &[u8]| {
+            let mut f = eth(0x8847);
+            f.extend_from_slice(&[0, 2, 1, 64]);
+            f.extend_from_slice(payload);
+            f
+        };
+        let gtp = |payload: &[u8]| {
+            let mut g = udp::tests::header(2152, 2152);
+            g.extend(gtpu::tests::header(true));
+            g.extend_from_slice(payload);
+            ipv4_over(17, &g)
+        };
+        for mac in [0x4c, 0x6a, 0x02] {
+            let mut frame = vec![mac; 12];
+            frame.extend_from_slice(&[0x08, 0x00]);
+            frame.extend(ipv4_tcp(0));
+            assert_eq!(dst_port(&mpls(&frame)), 80, "MAC {mac:x} over MPLS");
+            assert_eq!(dst_port(&gtp(&frame)), 80, "MAC {mac:x} in GTP-U");
+        }
+        // IPv4 from 8.0.x.x: bytes 12 and 13 read as IPv4's EtherType.
+        let mut v4 = ipv4_tcp(0);
+        v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        let sum = v4[..20]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        v4[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        assert_eq!(dst_port(&mpls(&v4)), 80);
+        assert_eq!(dst_port(&gtp(&v4)), 80);
+        // Without its checksum the same bytes are no IPv4 header: read as
+        // a frame, whose own IP header is then malformed.
+        v4[10] ^= 1;
+        assert!(dissected(&mpls(&v4)).is_err());
+        // IPv6 from 2001:db8:86dd::: its payload length decides.
+        let mut v6 = ipv6::tests::header(6, 20);
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        v6.extend(tcp::tests::header(40000, 80, 0));
+        assert_eq!(dst_port(&mpls(&v6)), 80);
+        v6[4..6].copy_from_slice(&100u16.to_be_bytes());
+        assert!(dissected(&mpls(&v6)).is_err());
+
+        // Plain VXLAN with the reserved bit set: still an Ethernet frame.
+        let mut vxlan = udp::tests::header(50000, 4789);
+        vxlan.extend_from_slice(&[0x0c, 0, 0, 0, 0, 0, 9, 0]);
+        vxlan.extend(inner_frame());
+        assert_eq!(dst_port(&ipv4_over(17, &vxlan)), 80);
+
+        // PPTP: key 0x0000_1234 (no payload, call 0x1234), an
+        // acknowledgement number, nothing after.
+        let ack_only = [0x20, 0x81, 0x88, 0x0b, 0, 0, 0x12, 0x34, 0, 0, 0, 5];
+        assert_eq!(
+            dissected(&ipv4_over(47, &ack_only)),
+            Ok(Dissected::Other(OtherKind::IpOther))
+        );
     }
 
     /// ERSPAN type III may mirror an IP packet without its link header

@@ -18,6 +18,9 @@ pub const FLAG_VNI: u8 = 0x08;
 /// VXLAN-GPE's "next protocol" flag (draft-ietf-nvo3-vxlan-gpe): the
 /// fourth byte then says what follows; reserved (zero) in plain VXLAN.
 pub const FLAG_NEXT_PROTOCOL: u8 = 0x04;
+/// VXLAN-GPE's UDP port (IANA): the only one whose next-protocol flag is
+/// read.
+pub const GPE_PORT: u16 = 4790;
 pub const NEXT_IPV4: u8 = 1;
 pub const NEXT_IPV6: u8 = 2;
 pub const NEXT_ETHERNET: u8 = 3;
