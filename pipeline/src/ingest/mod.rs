@@ -231,6 +231,9 @@ impl Ingest {
         transport.fragment = Fragment::Continued;
         transport.tcp_flags = 0;
         transport.payload_len = u16::try_from(fragment.payload_len).unwrap_or(u16::MAX);
+        // Its share of the packet inside, as IP bytes (the first fragment
+        // counted the share it carried).
+        transport.ip_len = fragment.payload_len;
         self.count_transport(&transport);
         // What this frame's own headers showed was counted with it.
         if let Some(encap) = inner.encap.filter(|_| carried.encap.is_none()) {
@@ -414,6 +417,38 @@ mod tests {
         assert_eq!(duplicates, [false, true]);
     }
 
+    /// An IP-in-IP datagram fragmented on the wire captured: its fragments
+    /// are packets of the flow inside, each its share of that packet's IP
+    /// bytes (not the whole packet's length, nor its own frame's).
+    #[test]
+    fn a_fragmented_tunnel_counts_the_packet_inside_once() {
+        let mut ingest = Ingest::new(
+            &IngestConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let tunnelled = segment();
+        let first = ipv4_frame(4, 1500, 0x2000, &tunnelled[..1480]);
+        let second = ipv4_frame(4, 20 + 20, 1480 / 8, &tunnelled[1480..]);
+        let counted: Vec<(u32, u32, u16)> = [(0, first), (1_000, second)]
+            .iter()
+            .map(|(ts_ns, data)| {
+                let frame = Frame {
+                    ts_ns: *ts_ns,
+                    wire_len: data.len() as u32,
+                    link: LinkType::Ethernet,
+                    data,
+                };
+                let m = ingest.frame(frame).expect("a packet");
+                (
+                    m.wire_len,
+                    m.transport.ip_len.min(m.wire_len),
+                    m.transport.dst_port,
+                )
+            })
+            .collect();
+        assert_eq!(counted, [(1514, 1480, 443), (54, 20, 443)]);
+    }
+
     /// An IP-in-IP datagram fragmented on a mirrored wire: each fragment a
     /// packet of that wire, counted as its frame, and each frame counted
     /// once by encapsulation and session (the second was one packet, only
@@ -443,6 +478,12 @@ mod tests {
             .map(|m| (m.counts_packet, m.wire_len, m.transport.dst_port))
             .collect();
         assert_eq!(counted, [(true, 1514, 443), (true, 54, 443)]);
+        // IP bytes: the 1500-byte packet inside, each fragment its share.
+        let ip_bytes: Vec<u32> = metas
+            .iter()
+            .map(|m| m.transport.ip_len.min(m.wire_len))
+            .collect();
+        assert_eq!(ip_bytes, [1480, 20]);
         assert_eq!(ingest.counters.encap_frames[Encap::Vxlan.index()], 2);
         let sessions = ingest.sessions.sorted();
         assert_eq!(sessions.len(), 1);

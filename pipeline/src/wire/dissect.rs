@@ -305,6 +305,9 @@ pub struct TunnelFragment {
     pub later: Option<bool>,
     /// A later fragment's share of the datagram, in bytes.
     pub payload_len: u32,
+    /// Where a first fragment's share of the datagram ends in the frame
+    /// (by its IP header): the part of the packet inside that it carries.
+    pub ends_at: u32,
 }
 
 /// How a frame was carried: what the ingest path needs besides the flow.
@@ -742,6 +745,17 @@ impl<'a> Walk<'a, '_> {
         // fragment whose datagram continues).
         let ip_payload = ip.payload_len.unwrap_or(ip.payload.len());
         transport.ip_len = u32::try_from(ip.header_len + ip_payload).unwrap_or(u32::MAX);
+        // A packet inside a tunnel whose datagram was fragmented: this frame
+        // carries its start, the later fragments the rest.
+        if let Some(TunnelFragment {
+            later: None,
+            ends_at,
+            ..
+        }) = self.carried.fragment
+        {
+            let starts_at = self.offset(ip.payload).saturating_sub(ip.header_len as u32);
+            transport.ip_len = transport.ip_len.min(ends_at.saturating_sub(starts_at));
+        }
         match ip.fragment {
             Fragment::Later { .. } | Fragment::Continued => {
                 if proto == L4Proto::Udp {
@@ -954,6 +968,9 @@ impl<'a> Walk<'a, '_> {
                 },
                 later: None,
                 payload_len: 0,
+                ends_at: self
+                    .offset(ip.payload)
+                    .saturating_add(ip.payload_len.unwrap_or(ip.payload.len()) as u32),
             });
         }
         Ok(())
@@ -974,6 +991,7 @@ impl<'a> Walk<'a, '_> {
                 },
                 later: Some(last),
                 payload_len: ip.payload_len.unwrap_or(ip.payload.len()) as u32,
+                ends_at: 0,
             });
         }
     }
