@@ -460,10 +460,13 @@ impl<'a> Walk<'a, '_> {
                 }
             }
             LinkType::Unreadable => NON_IP,
-            LinkType::Ieee80211 => self.ieee80211(frame),
+            LinkType::Ieee80211 => self.ieee80211(frame, false),
             LinkType::Radiotap => {
                 let header = radiotap::Header::new_checked(frame)?;
-                self.ieee80211(&frame[header.header_len()..])
+                let padded = header
+                    .flags()
+                    .is_some_and(|f| f & radiotap::FLAG_DATA_PAD != 0);
+                self.ieee80211(&frame[header.header_len()..], padded)
             }
             LinkType::Nflog => {
                 let header = nflog::Header::new_checked(frame)?;
@@ -621,8 +624,11 @@ impl<'a> Walk<'a, '_> {
         self.by_ethertype(header.protocol(), &frame[chdlc::HEADER_LEN..])
     }
 
-    fn ieee80211(&mut self, frame: &'a [u8]) -> Outcome {
-        let wifi = ieee80211::Frame::new_checked(frame)?;
+    fn ieee80211(&mut self, frame: &'a [u8], padded: bool) -> Outcome {
+        let mut wifi = ieee80211::Frame::new_checked(frame)?;
+        if padded {
+            wifi = wifi.padded();
+        }
         match wifi.snap_payload()? {
             Some((ethertype, payload)) => self.by_ethertype(ethertype, within(frame, payload)),
             None => NON_IP,
@@ -1661,6 +1667,29 @@ mod tests {
         assert_eq!(
             dissected(&ipv4_over(47, &ack_only)),
             Ok(Dissected::Other(OtherKind::IpOther))
+        );
+    }
+
+    /// A driver that pads the 802.11 header to 4 bytes says so in
+    /// radiotap's Flags field ("data pad"): the body is read after the
+    /// padding.
+    #[test]
+    fn radiotap_s_data_pad_moves_the_body() {
+        let frame = |flags: u8| {
+            let mut f = vec![0, 0, 9, 0, 0x02, 0, 0, 0, flags];
+            // QoS data to the DS (26 bytes), padded to 28, then LLC/SNAP.
+            f.extend_from_slice(&[0x88, 0x01]);
+            f.extend_from_slice(&[0; 24]);
+            f.extend_from_slice(&[0; 2]);
+            f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00]);
+            f.extend(ipv4_tcp(0));
+            f
+        };
+        let padded = dissect(LinkType::Radiotap, &frame(0x20)).unwrap();
+        assert_eq!(transport(padded).dst_port, 80);
+        assert_eq!(
+            dissect(LinkType::Radiotap, &frame(0)),
+            Ok(Dissected::Other(OtherKind::NonIp))
         );
     }
 

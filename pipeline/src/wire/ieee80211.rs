@@ -27,12 +27,26 @@ mod flags {
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<T: AsRef<[u8]>> {
     buffer: T,
+    /// The body starts at a 4-byte boundary after the header (radiotap's
+    /// "data pad" flag: some drivers pad a 26-byte QoS header to 28).
+    padded: bool,
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
     pub fn new_checked(buffer: T) -> Result<Self, LenError> {
         check_len(Layer::Link, buffer.as_ref(), 2)?;
-        Ok(Frame { buffer })
+        Ok(Frame {
+            buffer,
+            padded: false,
+        })
+    }
+
+    /// The same frame, its body padded to a 4-byte boundary.
+    pub fn padded(self) -> Self {
+        Frame {
+            padded: true,
+            ..self
+        }
     }
 
     fn fc(&self) -> u8 {
@@ -87,8 +101,13 @@ impl<T: AsRef<[u8]>> Frame<T> {
         if self.is_qos() && buf[at - QOS_LEN - self.ht_len()] & 0x80 != 0 {
             return Ok(None); // A-MSDU
         }
-        check_len(Layer::Link, buf, at + llc::SNAP_LEN)?;
-        Ok(llc::snap(&buf[at..]).map(|s| (s.ethertype, s.payload)))
+        let body = if self.padded {
+            at.next_multiple_of(4)
+        } else {
+            at
+        };
+        check_len(Layer::Link, buf, body + llc::SNAP_LEN)?;
+        Ok(llc::snap(&buf[body..]).map(|s| (s.ethertype, s.payload)))
     }
 
     fn ht_len(&self) -> usize {
@@ -124,6 +143,17 @@ mod tests {
         assert_eq!(
             Frame::new_checked(&f[..]).unwrap().snap_payload().unwrap(),
             None
+        );
+        // Padded to 28 bytes, as radiotap's "data pad" flag says.
+        let mut padded = f[..26].to_vec();
+        padded[1] &= !0x40;
+        padded.extend_from_slice(&[0, 0]);
+        padded.extend_from_slice(&f[26..]);
+        let frame = Frame::new_checked(&padded[..]).unwrap();
+        assert_eq!(frame.snap_payload().unwrap(), None, "not SNAP at 26");
+        assert_eq!(
+            frame.padded().snap_payload().unwrap(),
+            Some((0x0800, &[0x45][..]))
         );
         let beacon = [0x80u8, 0x00];
         assert_eq!(
