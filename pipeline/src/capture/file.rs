@@ -38,14 +38,19 @@ const PCAP_MAGICS: [[u8; 4]; 5] = [
 ];
 /// How compressed files begin, and the compressor's name: tshark reads
 /// them, flowtap asks for them decompressed.
-const COMPRESSED_MAGICS: [(&[u8], &str); 4] = [
+const COMPRESSED_MAGICS: [(&[u8], &str); 5] = [
     (&[0x1f, 0x8b], "gzip"),
     (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
     (&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], "xz"),
     (&[0x42, 0x5a, 0x68], "bzip2"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
 ];
 /// A classic pcap file's header.
 const PCAP_HEADER_BYTES: usize = 24;
+/// The largest record a classic pcap file may hold whatever its snap
+/// length: libpcap's maximum snapshot length, above which libpcap and
+/// Wireshark refuse a record as corrupt.
+const PCAP_MAX_SNAPLEN: u32 = 262_144;
 /// How pcapng files begin: the section header block's type.
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
@@ -181,12 +186,15 @@ impl fmt::Display for UnreadableInterface {
 /// What the file's header says about its packets.
 #[derive(Debug)]
 enum Format {
-    /// Classic pcap: one link type, micro- or nanosecond timestamps, and
-    /// the FCS each frame keeps, in bytes.
+    /// Classic pcap: one link type, micro- or nanosecond timestamps, the
+    /// FCS each frame keeps, in bytes, the byte order of record headers,
+    /// and the largest record length believed.
     Legacy {
         link: LinkType,
         nanos: bool,
         fcs_bytes: u32,
+        big_endian: bool,
+        max_caplen: u32,
     },
     /// pcapng: per-interface link types and resolutions, and the
     /// section's byte order (for blocks pcap-parser leaves unparsed).
@@ -357,6 +365,75 @@ impl CaptureFile {
         self.reader.consumed() as u64
     }
 
+    /// Checks the lengths the record at the head of the read buffer (at
+    /// `offset` in the file) declares, before pcap-parser reads it.
+    /// pcap-parser checks a pcapng block's total length at both ends for
+    /// some block types only (one a word too long swallowed the next
+    /// block's type and reading went astray; one shorter than a block's
+    /// fixed fields made it panic), and a classic pcap record's length not
+    /// at all (the buffer grew to whatever a damaged header claimed).
+    /// Returns whether the buffer holds the whole pcapng block, as long as
+    /// its total length says: pcap-parser asking for more then means a
+    /// field inside the block runs past its end.
+    fn check_lengths(&self, offset: u64) -> Result<bool, CaptureError> {
+        let head = self.reader.data();
+        let word = |at: usize, big_endian: bool| {
+            let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
+            Some(if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            })
+        };
+        let big_endian = match &self.format {
+            Format::Legacy {
+                big_endian,
+                max_caplen,
+                ..
+            } => {
+                // Every record header, modified or not, has the captured
+                // length at byte 8.
+                return match word(8, *big_endian) {
+                    Some(caplen) if caplen > *max_caplen => Err(corrupt(
+                        &self.path,
+                        offset,
+                        &format!(
+                            "record of {caplen} captured bytes, more than the file's snap length or libpcap's largest ({max_caplen})"
+                        ),
+                    )),
+                    _ => Ok(false),
+                };
+            }
+            // A section header block says its own byte order; pcap-parser
+            // refuses one that says neither.
+            Format::Ng { .. } if head.starts_with(&PCAPNG_MAGIC) => match head.get(8..12) {
+                Some([0x1a, 0x2b, 0x3c, 0x4d]) => true,
+                Some([0x4d, 0x3c, 0x2b, 0x1a]) => false,
+                _ => return Ok(false),
+            },
+            // Before any header: a classic pcap file's, which pcap-parser
+            // checks.
+            Format::Ng { .. } if self.sections == 0 => return Ok(false),
+            Format::Ng { big_endian, .. } => *big_endian,
+        };
+        let Some(length) = word(4, big_endian) else {
+            return Ok(false);
+        };
+        // pcapng §3.1: type, length, body padded to 32 bits, length.
+        let fault = if length < 12 || length % 4 != 0 {
+            format!("block total length {length} (at least 12, a multiple of 4)")
+        } else {
+            match word(length as usize - 4, big_endian) {
+                None => return Ok(false),
+                Some(end) if end != length => {
+                    format!("block total length {length} at its start, {end} at its end")
+                }
+                Some(_) => return Ok(true),
+            }
+        };
+        Err(corrupt(&self.path, offset, &fault))
+    }
+
     /// Calls `on_frame` for up to `max` frames. Returns how many were
     /// delivered; zero means the end of the file.
     pub fn read_frames(
@@ -367,6 +444,7 @@ impl CaptureFile {
         let mut delivered = 0;
         while delivered < max && !self.done {
             let offset = self.reader.consumed() as u64;
+            let whole_block = self.check_lengths(offset)?;
             match self.reader.next() {
                 Ok((len, block)) => {
                     let frame = match block {
@@ -376,6 +454,9 @@ impl CaptureFile {
                                 link,
                                 nanos: header.is_nanosecond_precision(),
                                 fcs_bytes,
+                                big_endian: header.is_bigendian(),
+                                // A snap length of 0 means none.
+                                max_caplen: header.snaplen.max(PCAP_MAX_SNAPLEN),
                             };
                             None
                         }
@@ -384,6 +465,7 @@ impl CaptureFile {
                                 link,
                                 nanos,
                                 fcs_bytes,
+                                ..
                             } = self.format
                             else {
                                 return Err(corrupt(
@@ -555,6 +637,19 @@ impl CaptureFile {
                     self.reader.consume_noshift(len);
                 }
                 Err(PcapError::Eof) => self.done = true,
+                // pcap-parser asks for more than the block holds when a
+                // field inside it (an EPB's captured length, an option's
+                // length) runs past its end: more bytes would only be the
+                // next block's.
+                Err(
+                    PcapError::Incomplete(_) | PcapError::BufferTooSmall | PcapError::UnexpectedEof,
+                ) if whole_block => {
+                    return Err(corrupt(
+                        &self.path,
+                        offset,
+                        "a field runs past the end of its block",
+                    ));
+                }
                 Err(PcapError::Incomplete(_)) => {
                     if self.reader.refill().is_err() {
                         return Err(CaptureError::Read {
