@@ -1,8 +1,9 @@
 //! NFLOG (link type 239): packets logged by Linux netfilter's NFLOG target
 //! (`tcpdump -i nflog`). A 4-byte header, then type-length-value attributes
-//! in the capturing host's byte order (little-endian on every host flowtap
-//! runs on), each padded to 4 bytes; the packet is the payload attribute,
-//! starting at its IP header.
+//! in the capturing host's byte order, each padded to 4 bytes; the packet
+//! is the payload attribute, starting at its IP header. The file does not
+//! say which host wrote it (a big-endian MIPS router's capture read here):
+//! attribute types are small numbers, so the first one's tells.
 
 use super::{Layer, LenError, check_len};
 
@@ -14,6 +15,11 @@ pub const HEADER_LEN: usize = 4;
 const TLV_HEADER_LEN: usize = 4;
 /// NFULA_PAYLOAD.
 const TYPE_PAYLOAD: u16 = 9;
+/// An attribute type's number, without netlink's nested and byte-order
+/// flags.
+const TYPE_MASK: u16 = 0x3fff;
+/// Above every NFULA type.
+const TYPE_MAX: u16 = 0xff;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -43,11 +49,22 @@ impl<T: AsRef<[u8]>> Header<T> {
     /// The logged packet; `Ok(None)` when no payload attribute was logged.
     pub fn packet(&self) -> Result<Option<&[u8]>, Error> {
         let buf = self.buffer.as_ref();
+        let read = |at: usize, big_endian: bool| {
+            let b = [buf[at], buf[at + 1]];
+            if big_endian {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            }
+        };
+        let big_endian = buf.len() >= HEADER_LEN + TLV_HEADER_LEN
+            && read(HEADER_LEN + 2, false) & TYPE_MASK > TYPE_MAX
+            && read(HEADER_LEN + 2, true) & TYPE_MASK <= TYPE_MAX;
         let mut at = HEADER_LEN;
         // Each attribute is at least 4 bytes long, so the walk ends.
         while at + TLV_HEADER_LEN <= buf.len() {
-            let len = u16::from_le_bytes([buf[at], buf[at + 1]]);
-            let kind = u16::from_le_bytes([buf[at + 2], buf[at + 3]]);
+            let len = read(at, big_endian);
+            let kind = read(at + 2, big_endian) & TYPE_MASK;
             if usize::from(len) < TLV_HEADER_LEN {
                 return Err(Error::AttributeLength(len));
             }
@@ -77,6 +94,12 @@ mod tests {
             Header::new_checked(&none[..]).unwrap().packet().unwrap(),
             None
         );
+        // From a big-endian host.
+        let mut big = vec![2, 0, 0, 0];
+        big.extend_from_slice(&[0, 6, 0, 1, 0xaa, 0xbb, 0, 0]);
+        big.extend_from_slice(&[0, 5, 0, 9, 0x45]);
+        let h = Header::new_checked(&big[..]).unwrap();
+        assert_eq!(h.packet().unwrap(), Some(&[0x45][..]));
         let bad = [2, 0, 0, 0, 2, 0, 1, 0];
         assert_eq!(
             Header::new_checked(&bad[..]).unwrap().packet().unwrap_err(),
