@@ -5,8 +5,14 @@
 //! table as a whole, which when full refuses new sessions rather than end
 //! another client's. Sessions idle too long end. Sizes, evictions and
 //! refusals are in `/metrics`.
+//!
+//! A session holds nothing but its revision, so one this process does not
+//! know (it restarted, or the session expired or made room for another)
+//! is taken up again when the client names its revision: real clients do
+//! not initialize again on the 404 the transport prescribes, and would
+//! stay broken until restarted. Sessions the client ended stay ended.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -24,8 +30,15 @@ struct Session {
     last_used: Instant,
 }
 
+/// Sessions ended by their clients (DELETE) remembered, so that they are
+/// not taken up again.
+const ENDED_REMEMBERED: usize = 256;
+/// The longest session id taken up again (flowtap's own are 32 bytes).
+const MAX_ID_LEN: usize = 128;
+
 pub struct Sessions {
     table: Mutex<HashMap<String, Session>>,
+    ended: Mutex<VecDeque<String>>,
     capacity: usize,
     per_client: usize,
     stats: Arc<ServiceStats>,
@@ -34,6 +47,14 @@ pub struct Sessions {
 /// The table is full of live sessions: the new one is refused.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
+
+/// Why a session was not taken up again.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotResumed {
+    Full,
+    /// Its client ended it, or no session could have had that id.
+    Unknown,
+}
 
 /// Why a session id was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +71,7 @@ impl Sessions {
             .store(capacity as u64, Ordering::Relaxed);
         Sessions {
             table: Mutex::new(HashMap::new()),
+            ended: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
             per_client: per_client.max(1),
             stats,
@@ -58,6 +80,37 @@ impl Sessions {
 
     /// Starts a session speaking `version` for `client`; returns its id.
     pub fn create(&self, version: Version, client: IpAddr) -> Result<String, Full> {
+        let id = new_id();
+        self.admit(id.clone(), version, client)?;
+        Ok(id)
+    }
+
+    /// Takes up again a session `id` this process does not know, speaking
+    /// the `version` the client names, within the same bounds as a new one.
+    pub fn resume(&self, id: &str, version: Version, client: IpAddr) -> Result<(), NotResumed> {
+        let visible_ascii = id.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if id.is_empty() || id.len() > MAX_ID_LEN || !visible_ascii {
+            return Err(NotResumed::Unknown);
+        }
+        if self
+            .ended
+            .lock()
+            .expect("ended lock")
+            .iter()
+            .any(|e| e == id)
+        {
+            return Err(NotResumed::Unknown);
+        }
+        self.admit(id.to_owned(), version, client)
+            .map_err(|Full| NotResumed::Full)?;
+        self.stats
+            .mcp_sessions_resumed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Enters session `id` in the table, within its bounds.
+    fn admit(&self, id: String, version: Version, client: IpAddr) -> Result<(), Full> {
         let now = Instant::now();
         let mut table = self.table.lock().expect("sessions lock");
         table.retain(|_, s| now.duration_since(s.last_used) < IDLE_TIMEOUT);
@@ -84,9 +137,8 @@ impl Sessions {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(Full);
         }
-        let id = new_id();
         table.insert(
-            id.clone(),
+            id,
             Session {
                 version,
                 client,
@@ -96,7 +148,7 @@ impl Sessions {
         self.stats
             .mcp_sessions
             .store(table.len() as u64, Ordering::Relaxed);
-        Ok(id)
+        Ok(())
     }
 
     pub fn touch(&self, id: &str) -> Lookup {
@@ -125,6 +177,13 @@ impl Sessions {
         self.stats
             .mcp_sessions
             .store(table.len() as u64, Ordering::Relaxed);
+        if found {
+            let mut ended = self.ended.lock().expect("ended lock");
+            if ended.len() == ENDED_REMEMBERED {
+                ended.pop_front();
+            }
+            ended.push_back(id.to_owned());
+        }
         found
     }
 }
@@ -176,5 +235,31 @@ mod tests {
         assert!(!sessions.end(&first));
         assert_eq!(sessions.touch(&first), Lookup::Unknown);
         assert!(sessions.create(v, c).is_ok(), "room again");
+    }
+
+    #[test]
+    fn a_session_not_known_is_taken_up_again_but_not_one_its_client_ended() {
+        let stats = Arc::new(ServiceStats::default());
+        let sessions = Sessions::new(stats.clone(), 2, 2);
+        let v = Version::LATEST_HANDSHAKE;
+        let a: IpAddr = "198.18.0.1".parse().unwrap();
+        // An id from before a restart.
+        let old = "0123456789abcdef0123456789abcdef";
+        assert_eq!(sessions.touch(old), Lookup::Unknown);
+        assert_eq!(sessions.resume(old, v, a), Ok(()));
+        assert_eq!(sessions.touch(old), Lookup::Found(v));
+        assert_eq!(stats.mcp_sessions_resumed.load(Ordering::Relaxed), 1);
+        // Ended by its client: not taken up again.
+        assert!(sessions.end(old));
+        assert_eq!(sessions.resume(old, v, a), Err(NotResumed::Unknown));
+        // Ids no session could have.
+        for id in ["", "with space", &"x".repeat(MAX_ID_LEN + 1)] {
+            assert_eq!(sessions.resume(id, v, a), Err(NotResumed::Unknown));
+        }
+        // Within the table's bounds.
+        let b: IpAddr = "198.18.0.2".parse().unwrap();
+        sessions.create(v, b).unwrap();
+        sessions.create(v, b).unwrap();
+        assert_eq!(sessions.resume("another", v, a), Err(NotResumed::Full));
     }
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::McpLimits;
 use super::headers;
 use super::jsonrpc::{self, INVALID_REQUEST, Message, PARSE_ERROR, REPLY_TOO_LARGE, RpcError};
-use super::session::{Full, Lookup, Sessions};
+use super::session::{Full, Lookup, NotResumed, Sessions};
 use super::stateless::{self, Mirrors};
 use super::version::{HANDSHAKE, Version};
 use crate::metrics::ServiceStats;
@@ -277,12 +277,7 @@ impl Mcp {
                             session_id: Some(session),
                             ..Reply::json(200, jsonrpc::result(&id, result))
                         },
-                        Ok((Err(Full), _)) => Reply::refusal(
-                            503,
-                            INVALID_REQUEST,
-                            "Service Unavailable: every MCP session is in use \
-                             (--mcp-max-sessions); try again later",
-                        ),
+                        Ok((Err(Full), _)) => sessions_full(),
                         Err(e) => Reply::json(200, jsonrpc::error(&id, &e)),
                     }
                 }
@@ -313,17 +308,24 @@ impl Mcp {
                 "Bad Request: Missing session ID (send initialize first)",
             );
         };
-        let version = match self
-            .sessions
-            .touch(&String::from_utf8_lossy(session.as_bytes()))
-        {
+        let session = String::from_utf8_lossy(session.as_bytes());
+        let version = match self.sessions.touch(&session) {
             Lookup::Found(v) => v,
             Lookup::Unknown => {
-                return Reply::refusal(
-                    404,
-                    INVALID_REQUEST,
-                    "Not Found: unknown or expired session ID (initialize again)",
-                );
+                // Taken up again where the client names its revision
+                // (`session` says why); a 2025-03-26 client names none.
+                let named = version_header.as_deref().and_then(Version::parse);
+                match named.map(|v| (v, self.sessions.resume(&session, v, client))) {
+                    Some((v, Ok(()))) => v,
+                    Some((_, Err(NotResumed::Full))) => return sessions_full(),
+                    Some((_, Err(NotResumed::Unknown))) | None => {
+                        return Reply::refusal(
+                            404,
+                            INVALID_REQUEST,
+                            "Not Found: unknown or expired session ID (initialize again)",
+                        );
+                    }
+                }
             }
         };
         if let Some(h) = version_header
@@ -452,4 +454,14 @@ fn unsupported_version_header(request_headers: &HeaderMap) -> Option<Reply> {
         400,
         jsonrpc::error(&Value::Null, &stateless::unsupported(&text)),
     ))
+}
+
+/// The answer when the session table is full of live sessions.
+fn sessions_full() -> Reply {
+    Reply::refusal(
+        503,
+        INVALID_REQUEST,
+        "Service Unavailable: every MCP session is in use \
+         (--mcp-max-sessions); try again later",
+    )
 }

@@ -935,6 +935,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(mcp_sessions_evicted)
     ),
     metric!(
+        "flowtap_mcp_sessions_resumed",
+        Counter,
+        "MCP sessions flowtap did not know (it restarted, or the session expired or was evicted) taken up again at the protocol revision the client's MCP-Protocol-Version header names, rather than answered 404.",
+        stat!(mcp_sessions_resumed)
+    ),
+    metric!(
         "flowtap_mcp_sessions_refused",
         Counter,
         "MCP sessions refused (503) because --mcp-max-sessions were open and none had timed out.",

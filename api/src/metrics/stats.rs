@@ -74,6 +74,7 @@ pub struct ServiceStats {
     pub hub_feed_room_waits: Arc<AtomicU64>,
     pub mcp_session_capacity: AtomicU64,
     pub mcp_sessions_evicted: AtomicU64,
+    pub mcp_sessions_resumed: AtomicU64,
     pub http_connections: AtomicU64,
     pub http_connection_capacity: AtomicU64,
     pub http_connections_refused: AtomicU64,
