@@ -324,6 +324,16 @@ impl Between<'_> {
                 }
             }
         }
+        // Connections settled without a packet since the last record (an
+        // unanswered SYN given up at its timeout, a connection expired
+        // idle) still go out, in a record of no packets: their counts
+        // would be lost.
+        if out.is_empty() && outcomes != OutcomeDeltas::default() {
+            out.push(Record {
+                reverse: biflow.then_some(by_server),
+                ..record(Side::Client, by_client)
+            });
+        }
         // The client's connections, in the first record (the client's,
         // unless it sent nothing since the last one).
         if let Some(first) = out.first_mut() {
@@ -491,6 +501,31 @@ mod tests {
     fn range(t: &Tracked) -> (u64, u64) {
         let r = &records(&flow(0, 0).key, t, EndReason::Active, false)[0];
         (r.start_ms, r.end_ms)
+    }
+
+    /// A connection settled without a packet (its SYN unanswered at the
+    /// timeout) after the flow's last record still goes out, in a record
+    /// of no packets, in both record layouts.
+    #[test]
+    fn an_outcome_settled_without_a_packet_is_exported() {
+        let names = PerSide::default;
+        let mut syn = flow(1, 1);
+        syn.key.proto = L4Proto::Tcp;
+        let mut t = Tracked::of(&syn);
+        t.observe(&syn, names(), 2 * S);
+        t.exported(2 * S);
+        let mut given_up = syn.clone();
+        given_up.tcp.connections.unanswered = 1;
+        t.observe(&given_up, names(), 40 * S);
+        for biflow in [false, true] {
+            let out = records(&syn.key, &t, EndReason::Active, biflow);
+            let [r] = &out[..] else {
+                panic!("one record, not {out:?}")
+            };
+            assert_eq!((r.forward.packets, r.outcomes.unanswered), (0, 1));
+        }
+        t.exported(40 * S);
+        assert!(records(&syn.key, &t, EndReason::Active, false).is_empty());
     }
 
     /// A record's start is where its first packet can be, as near as the

@@ -117,8 +117,9 @@ const fn standard(v6: bool) -> [(u16, u16); 12] {
 }
 
 /// A biflow record's counts for the reverse direction, after the standard
-/// elements: packetDeltaCount, octetDeltaCount, layer2OctetDeltaCount.
-const REVERSE: [(u16, u16); 3] = [(2, 8), (1, 8), (352, 8)];
+/// elements: packetDeltaCount, octetDeltaCount, layer2OctetDeltaCount, and
+/// the server's tcpControlBits (RFC 5103 §6.1: reversible).
+const REVERSE: [(u16, u16); 4] = [(2, 8), (1, 8), (352, 8), (6, 2)];
 
 /// A record's fields in order: (element id, length, whose).
 fn layout(v6: bool, biflow: bool) -> Vec<(u16, u16, Owner)> {
@@ -302,6 +303,7 @@ impl Record {
         out.extend_from_slice(&u16::from(self.forward.tcp_flags).to_be_bytes());
         if let Some(reverse) = &self.reverse {
             counts(out, reverse);
+            out.extend_from_slice(&u16::from(reverse.tcp_flags).to_be_bytes());
         }
         measured(out, &self.forward.measured);
         let o = &self.outcomes;
@@ -591,7 +593,7 @@ mod tests {
             let ours = if biflow { 15 } else { 10 };
             let want: Vec<u16> = (1..=ours).chain(16..=21).collect();
             assert_eq!(of(Some(4242)), want);
-            let reverse: &[u16] = if biflow { &[2, 1, 352] } else { &[] };
+            let reverse: &[u16] = if biflow { &[2, 1, 352, 6] } else { &[] };
             assert_eq!(of(Some(REVERSE_PEN)), reverse);
             assert_eq!(of(None).len(), 12);
         }
