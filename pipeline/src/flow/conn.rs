@@ -433,10 +433,7 @@ impl Conn {
         } else {
             Closing::No
         };
-        step.tcp = self.health.step(t, sender, ts_ns, closing);
-        if duplicate {
-            step.tcp.set(Events::RETRANSMIT, false);
-        }
+        step.tcp = self.health.step(t, sender, ts_ns, closing, duplicate);
         step
     }
 

@@ -349,18 +349,32 @@ impl ConnHealth {
     }
 
     /// One segment `t` sent by `sender`; `closed_by` says whether the
-    /// connection is now closed, and how.
-    pub fn step(&mut self, t: &Transport, sender: Side, ts_ns: u64, closed_by: Closing) -> Events {
+    /// connection is now closed, and how. A `duplicate` (a mirror's second
+    /// copy of a segment just seen) counts as a RST or zero window again,
+    /// per frame as tshark's, but is no retransmission, nor a duplicate
+    /// ACK: its sequence and acknowledgement were read from the first.
+    pub fn step(
+        &mut self,
+        t: &Transport,
+        sender: Side,
+        ts_ns: u64,
+        closed_by: Closing,
+        duplicate: bool,
+    ) -> Events {
         let mut events = Events::default();
         let (f, window) = (t.tcp_flags, t.tcp_window);
         let rst = f & flags::RST != 0;
         events.set(Events::RST, rst);
-        events.set(Events::ZERO_WINDOW, window == 0 && !rst);
-        events.set(
-            Events::RETRANSMIT,
-            self.is_retransmission(f, t.tcp_seq, t.payload_len, sender, ts_ns),
-        );
-        self.note_ack(t, sender);
+        // As tshark's: not on a SYN, FIN or RST.
+        let control = flags::SYN | flags::FIN | flags::RST;
+        events.set(Events::ZERO_WINDOW, window == 0 && f & control == 0);
+        if !duplicate {
+            events.set(
+                Events::RETRANSMIT,
+                self.is_retransmission(f, t.tcp_seq, t.payload_len, sender, ts_ns),
+            );
+            self.note_ack(t, sender);
+        }
         if !rst {
             self.bits[sender] =
                 (self.bits[sender] & !ZERO_WINDOW) | if window == 0 { ZERO_WINDOW } else { 0 };
@@ -531,7 +545,7 @@ mod tests {
                     f,
                 )
             };
-            let mut ev = c.step(&t, sender, ts, closing);
+            let mut ev = c.step(&t, sender, ts, closing, false);
             ev.set(Events::JOINED_OPEN, joined);
             h.record(sender, ev);
         }
@@ -726,14 +740,58 @@ mod tests {
     }
 
     #[test]
-    fn zero_windows_count_except_in_resets() {
+    fn zero_windows_count_except_in_syns_fins_and_resets() {
         let h = run(&[
-            (true, ACK, 100, 0, 0, 0),
-            (true, ACK, 100, 0, 0, MS),
-            (false, RST, 900, 0, 0, 2 * MS),
+            (true, SYN, 99, 0, 0, 0),
+            (false, SYN | ACK, 899, 0, 0, MS),
+            (true, ACK, 100, 0, 0, 2 * MS),
+            (true, ACK, 100, 0, 0, 3 * MS),
+            (true, FIN | ACK, 100, 0, 0, 4 * MS),
+            (false, RST, 900, 0, 0, 5 * MS),
         ]);
         assert_eq!(h.sent(Side::Client).zero_windows, 2);
         assert_eq!(h.sent(Side::Server).zero_windows, 0);
         assert_eq!(h.sent(Side::Server).rsts, 1);
+    }
+
+    /// A SPAN of both ends delivers each segment twice: the copies of the
+    /// receiver's ACKs are no duplicate ACKs, so a segment reordered within
+    /// a round trip after one duplicate ACK stays out of order, not a fast
+    /// retransmission (tshark on the capture without the copies: one
+    /// duplicate ACK).
+    #[test]
+    fn a_mirror_s_copies_of_acks_are_no_duplicate_acks() {
+        let mut c = ConnHealth::default();
+        let mut retransmits = 0;
+        // (client?, flags, seq, ack, payload, ts in µs, copied?)
+        for (client, f, seq, ack, len, us, copied) in [
+            (true, SYN, 100, 0, 0, 0, false),
+            (false, SYN | ACK, 900, 101, 0, 1_000, false),
+            (true, ACK, 101, 901, 0, 2_000, false),
+            // The second segment first; the receiver asks again for the
+            // first, which comes a millisecond later.
+            (true, ACK, 151, 901, 50, 10_000, true),
+            (false, ACK, 901, 101, 0, 10_200, true),
+            (true, ACK, 101, 901, 50, 11_000, true),
+        ] {
+            let t = Transport {
+                tcp_seq: seq,
+                tcp_ack: ack,
+                tcp_window: 100,
+                payload_len: len,
+                ..Transport::new(
+                    L4Proto::Tcp,
+                    (Addr::from_v4([198, 18, 0, 1]), 4000),
+                    (Addr::from_v4([198, 18, 0, 2]), 80),
+                    f,
+                )
+            };
+            let sender = Side::sender(client);
+            for duplicate in [false, true].into_iter().take(1 + usize::from(copied)) {
+                let events = c.step(&t, sender, us * 1_000, Closing::No, duplicate);
+                retransmits += u32::from(events.has(Events::RETRANSMIT));
+            }
+        }
+        assert_eq!(retransmits, 0);
     }
 }
