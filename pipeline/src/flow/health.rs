@@ -217,7 +217,9 @@ pub enum Outcome {
     Established,
     /// Seen mid-stream: open, its handshake before the capture.
     JoinedOpen,
-    /// A RST after the SYN-ACK, before the handshake completed.
+    /// A RST after the SYN-ACK, before the handshake completed; or the
+    /// RST of a connection the capture joined, read before its other
+    /// packets (nothing was counted open).
     ResetBeforeOpen,
     /// An open connection ended by a RST.
     Reset,
@@ -276,6 +278,10 @@ enum Stage {
     SynAcked {
         syn: bool,
     },
+    /// The server's RST came first: the answer to a SYN read after it (on
+    /// another receive queue, handed on in batches), or the end of a
+    /// connection the capture joined.
+    Rst,
     Open,
     /// The outcome is counted; nothing more is.
     Ended,
@@ -334,6 +340,7 @@ impl ConnHealth {
         self.stage = match (syn, ack, sender) {
             (true, false, Side::Client) => Stage::SynSent,
             (true, true, Side::Server) if f & flags::RST == 0 => Stage::SynAcked { syn: false },
+            (false, _, Side::Server) if f & flags::RST != 0 => Stage::Rst,
             _ => Stage::Open,
         };
         self.stage == Stage::Open
@@ -379,20 +386,35 @@ impl ConnHealth {
             self.bits[sender] =
                 (self.bits[sender] & !ZERO_WINDOW) | if window == 0 { ZERO_WINDOW } else { 0 };
         }
-        events.outcome = self.advance_stage(f, t.payload_len > 0, sender, closed_by);
+        events.outcome = self.advance_stage(t, sender, closed_by);
         events
     }
 
     fn advance_stage(
         &mut self,
-        f: u8,
-        payload: bool,
+        t: &Transport,
         sender: Side,
         closed_by: Closing,
     ) -> Option<Outcome> {
+        let (f, payload) = (t.tcp_flags, t.payload_len > 0);
         let rst = f & flags::RST != 0;
         let synack = f & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK;
+        let pure_syn = f & (flags::SYN | flags::ACK) == flags::SYN;
         let (stage, outcome) = match (self.stage, sender) {
+            // The SYN the server's RST, read first, acknowledged.
+            (Stage::Rst, Side::Client)
+                if pure_syn && self.last_ack[Side::Server] == t.tcp_seq.wrapping_add(1) =>
+            {
+                (Stage::Ended, Some(Outcome::Refused))
+            }
+            (Stage::Rst, _) if rst => (Stage::Rst, None),
+            // Anything else: a connection the capture joined, reset (its
+            // packets read after the RST).
+            (Stage::Rst, _) => (Stage::Ended, Some(Outcome::ResetBeforeOpen)),
+            // The client's SYN, read after the SYN-ACK that answers it.
+            (Stage::SynAcked { syn: false }, Side::Client) if pure_syn => {
+                (Stage::SynAcked { syn: true }, None)
+            }
             (Stage::SynSent, Side::Server) if rst => (Stage::Ended, Some(Outcome::Refused)),
             (Stage::SynSent, Side::Server) if synack => (Stage::SynAcked { syn: true }, None),
             // The SYN-ACK was not captured (a frame the mirror dropped, or
@@ -491,6 +513,8 @@ impl ConnHealth {
         let outcome = match self.stage {
             Stage::SynSent | Stage::SynAcked { syn: true } => Some(Outcome::Unanswered),
             Stage::SynAcked { syn: false } => Some(Outcome::JoinedOpen),
+            // A RST no SYN came for: a joined connection's end.
+            Stage::Rst => Some(Outcome::ResetBeforeOpen),
             Stage::None | Stage::Open | Stage::Ended => None,
         };
         self.stage = Stage::Ended;
@@ -517,11 +541,21 @@ mod tests {
     /// Runs (client?, flags, seq, window, payload, ts) through a connection;
     /// returns the flow's health after a finish.
     fn run(segments: &[(bool, u8, u32, u16, u16, u64)]) -> TcpHealth {
+        let acked: Vec<_> = segments
+            .iter()
+            .map(|&(client, f, seq, win, len, ts)| (client, f, seq, 0, win, len, ts))
+            .collect();
+        run_acked(&acked)
+    }
+
+    /// [`run`] with acknowledgement numbers: (client?, flags, seq, ack,
+    /// window, payload, ts).
+    fn run_acked(segments: &[(bool, u8, u32, u32, u16, u16, u64)]) -> TcpHealth {
         let mut h = TcpHealth::default();
         let mut c = ConnHealth::default();
         let mut fins = PerSide::new(false, false);
         let mut rst = false;
-        for (i, &(client, f, seq, win, len, ts)) in segments.iter().enumerate() {
+        for (i, &(client, f, seq, ack, win, len, ts)) in segments.iter().enumerate() {
             let sender = Side::sender(client);
             let joined = i == 0 && c.open(f, sender);
             fins[sender] |= f & FIN != 0;
@@ -535,6 +569,7 @@ mod tests {
             };
             let t = Transport {
                 tcp_seq: seq,
+                tcp_ack: ack,
                 tcp_window: win,
                 payload_len: len,
                 ip_len: 0,
@@ -732,6 +767,32 @@ mod tests {
             (true, ACK, u32::MAX - 10, 100, 20, 500 * MS),
         ];
         assert_eq!(run(&wrap).sent(Side::Client).retransmits, 1);
+    }
+
+    /// A connection's two directions may be read in either order (another
+    /// receive queue's packets are handed on in batches): the answer to a
+    /// SYN read before it still makes the outcome the SYN's.
+    #[test]
+    fn outcomes_whose_answer_is_read_before_the_syn() {
+        // [established, refused, unanswered, reset, closed, open]
+        let syn = (true, SYN, 100, 0, 100, 0, 0);
+        // The server's RST first, then the SYN it acknowledges: refused.
+        let rst = (false, RST | ACK, 0, 101, 0, 0, MS / 10);
+        assert_eq!(outcomes(&run_acked(&[rst, syn])), [0, 1, 0, 0, 0, 0]);
+        // A RST acknowledging another SYN, or none at all: the end of a
+        // connection the capture joined, as before.
+        let other = (true, SYN, 500, 0, 100, 0, 0);
+        assert_eq!(outcomes(&run_acked(&[rst, other])), [0, 0, 0, 1, 0, 0]);
+        assert_eq!(outcomes(&run_acked(&[rst])), [0, 0, 0, 1, 0, 0]);
+        // The SYN-ACK first, then its SYN, and no ACK: unanswered (not a
+        // connection joined open); with the ACK, established.
+        let synack = (false, SYN | ACK, 900, 101, 100, 0, MS);
+        assert_eq!(outcomes(&run_acked(&[synack, syn])), [0, 0, 1, 0, 0, 0]);
+        let ack = (true, ACK, 101, 901, 100, 0, 2 * MS);
+        assert_eq!(
+            outcomes(&run_acked(&[synack, syn, ack])),
+            [1, 0, 0, 0, 0, 1]
+        );
     }
 
     #[test]

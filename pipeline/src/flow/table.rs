@@ -607,7 +607,7 @@ mod tests {
     use super::*;
     use crate::flow::limits::Limits;
     use crate::packet::Addr;
-    use crate::wire::tcp::flags::{ACK, FIN, SYN};
+    use crate::wire::tcp::flags::{ACK, FIN, RST, SYN};
 
     const MS: u64 = 1_000_000;
 
@@ -883,6 +883,26 @@ mod tests {
             3,
             "those of another sequence number, of an answered connection and of one never seen"
         );
+    }
+
+    /// With several receive queues, the server's RST can reach the table
+    /// before the SYN it refuses (which another worker hands on): the
+    /// connection is still refused, one flow, its client the SYN's sender.
+    #[test]
+    fn a_rst_read_before_its_syn_refuses_it() {
+        let mut t = table_of(TableConfig::default());
+        let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
+        let mut rst = tcp(MS / 10, server, 443, client, 40_000, RST | ACK);
+        rst.transport.tcp_ack = 2;
+        t.update(&rst);
+        t.update(&tcp(0, client, 40_000, server, 443, SYN));
+        t.end_capture();
+        let [f] = &flows(&mut t)[..] else {
+            panic!("one flow")
+        };
+        assert_eq!((f.key.client, f.key.server_port), (client, 443));
+        let c = f.tcp.connections;
+        assert_eq!((c.refused, c.reset, c.open), (1, 0, 0));
     }
 
     /// With several receive queues, a refusal can reach the table before
