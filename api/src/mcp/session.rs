@@ -101,18 +101,26 @@ impl Sessions {
         {
             return Err(NotResumed::Unknown);
         }
-        self.admit(id.to_owned(), version, client)
+        let entered = self
+            .admit(id.to_owned(), version, client)
             .map_err(|Full| NotResumed::Full)?;
-        self.stats
-            .mcp_sessions_resumed
-            .fetch_add(1, Ordering::Relaxed);
+        if entered {
+            self.stats
+                .mcp_sessions_resumed
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
-    /// Enters session `id` in the table, within its bounds.
-    fn admit(&self, id: String, version: Version, client: IpAddr) -> Result<(), Full> {
+    /// Enters session `id` in the table, within its bounds; false if it is
+    /// there already (a client's requests resuming it at once).
+    fn admit(&self, id: String, version: Version, client: IpAddr) -> Result<bool, Full> {
         let now = Instant::now();
         let mut table = self.table.lock().expect("sessions lock");
+        if let Some(session) = table.get_mut(&id) {
+            session.last_used = now;
+            return Ok(false);
+        }
         table.retain(|_, s| now.duration_since(s.last_used) < IDLE_TIMEOUT);
         let own: Vec<(&String, Instant)> = table
             .iter()
@@ -148,7 +156,7 @@ impl Sessions {
         self.stats
             .mcp_sessions
             .store(table.len() as u64, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     pub fn touch(&self, id: &str) -> Lookup {
@@ -170,19 +178,24 @@ impl Sessions {
         }
     }
 
-    /// Ends a session (HTTP DELETE); false if there was none.
+    /// Ends a session (HTTP DELETE); false if there was none. Its id is
+    /// remembered either way (one this process did not know may still be
+    /// held by a client), so that it is not taken up again.
     pub fn end(&self, id: &str) -> bool {
         let mut table = self.table.lock().expect("sessions lock");
         let found = table.remove(id).is_some();
         self.stats
             .mcp_sessions
             .store(table.len() as u64, Ordering::Relaxed);
-        if found {
+        drop(table);
+        if id.len() <= MAX_ID_LEN {
             let mut ended = self.ended.lock().expect("ended lock");
-            if ended.len() == ENDED_REMEMBERED {
-                ended.pop_front();
+            if !ended.iter().any(|e| e == id) {
+                if ended.len() == ENDED_REMEMBERED {
+                    ended.pop_front();
+                }
+                ended.push_back(id.to_owned());
             }
-            ended.push_back(id.to_owned());
         }
         found
     }
@@ -249,9 +262,16 @@ mod tests {
         assert_eq!(sessions.resume(old, v, a), Ok(()));
         assert_eq!(sessions.touch(old), Lookup::Found(v));
         assert_eq!(stats.mcp_sessions_resumed.load(Ordering::Relaxed), 1);
-        // Ended by its client: not taken up again.
+        // Resumed by two requests at once: one session, counted once.
+        assert_eq!(sessions.resume(old, v, a), Ok(()));
+        assert_eq!(stats.mcp_sessions_resumed.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.mcp_sessions.load(Ordering::Relaxed), 1);
+        // Ended by its client: not taken up again; nor one ended that this
+        // process did not know.
         assert!(sessions.end(old));
         assert_eq!(sessions.resume(old, v, a), Err(NotResumed::Unknown));
+        assert!(!sessions.end("feedface"));
+        assert_eq!(sessions.resume("feedface", v, a), Err(NotResumed::Unknown));
         // Ids no session could have.
         for id in ["", "with space", &"x".repeat(MAX_ID_LEN + 1)] {
             assert_eq!(sessions.resume(id, v, a), Err(NotResumed::Unknown));

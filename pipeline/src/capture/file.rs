@@ -54,6 +54,26 @@ const PCAP_MAX_SNAPLEN: u32 = 262_144;
 /// How pcapng files begin: the section header block's type.
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
+/// The 32-bit word at `at` in `buf`, in the given byte order.
+fn u32_at(buf: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let b: [u8; 4] = buf.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    })
+}
+
+/// The byte order a section header block (at the start of `block`) says
+/// its section is in, by its byte-order magic; `None` if it says neither.
+fn section_big_endian(block: &[u8]) -> Option<bool> {
+    match block.get(8..12)? {
+        [0x1a, 0x2b, 0x3c, 0x4d] => Some(true),
+        [0x4d, 0x3c, 0x2b, 0x1a] => Some(false),
+        _ => None,
+    }
+}
+
 /// The file's header, read whole (or to the input's end): pcap's 24
 /// bytes, or pcapng's first section header block (its length from its own
 /// fields, at most the reader's buffer), or just the first 12 bytes of
@@ -67,12 +87,8 @@ fn read_header(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
     fill(&mut head, 12)?;
     let whole = match head.get(..12) {
         Some(h) if h[..4] == PCAPNG_MAGIC => {
-            let length: [u8; 4] = h[4..8].try_into().expect("4 bytes");
-            let length = if h[8..12] == [0x1a, 0x2b, 0x3c, 0x4d] {
-                u32::from_be_bytes(length)
-            } else {
-                u32::from_le_bytes(length)
-            };
+            let big_endian = section_big_endian(h).unwrap_or(false);
+            let length = u32_at(h, 4, big_endian).unwrap_or(0);
             (length as usize).min(BUFFER_BYTES)
         }
         Some(h) if PCAP_MAGICS.iter().any(|m| h[..4] == *m) => PCAP_HEADER_BYTES,
@@ -377,14 +393,7 @@ impl CaptureFile {
     /// field inside the block runs past its end.
     fn check_lengths(&self, offset: u64) -> Result<bool, CaptureError> {
         let head = self.reader.data();
-        let word = |at: usize, big_endian: bool| {
-            let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
-            Some(if big_endian {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            })
-        };
+        let word = |at: usize, big_endian: bool| u32_at(head, at, big_endian);
         let big_endian = match &self.format {
             Format::Legacy {
                 big_endian,
@@ -406,11 +415,12 @@ impl CaptureFile {
             }
             // A section header block says its own byte order; pcap-parser
             // refuses one that says neither.
-            Format::Ng { .. } if head.starts_with(&PCAPNG_MAGIC) => match head.get(8..12) {
-                Some([0x1a, 0x2b, 0x3c, 0x4d]) => true,
-                Some([0x4d, 0x3c, 0x2b, 0x1a]) => false,
-                _ => return Ok(false),
-            },
+            Format::Ng { .. } if head.starts_with(&PCAPNG_MAGIC) => {
+                match section_big_endian(head) {
+                    Some(big_endian) => big_endian,
+                    None => return Ok(false),
+                }
+            }
             // Before any header: a classic pcap file's, which pcap-parser
             // checks.
             Format::Ng { .. } if self.sections == 0 => return Ok(false),
@@ -885,14 +895,7 @@ impl<'a> ObsoletePacket<'a> {
                 u16::from_le_bytes(b)
             })
         };
-        let u32_at = |at: usize| {
-            let b: [u8; 4] = body.get(at..at + 4)?.try_into().ok()?;
-            Some(if big_endian {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            })
-        };
+        let u32_at = |at: usize| u32_at(body, at, big_endian);
         let caplen = u32_at(12)? as usize;
         Some(ObsoletePacket {
             if_id: u16_at(0)?,

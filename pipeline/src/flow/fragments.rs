@@ -58,10 +58,19 @@ impl<V: Copy> Fragments<V> {
         }
     }
 
-    /// Remembers a first fragment's `value` (a copy of one keeps what its
-    /// datagram has come to).
+    /// Remembers a first fragment's `value`. A copy of one, or a new
+    /// datagram reusing an ended one's IP id (a 16-bit id wraps within a
+    /// second at 65,536 fragmented datagrams a second), starts it anew:
+    /// its later fragments, copies included, end it again.
     pub(crate) fn first(&mut self, id: FragmentId, value: V, ts_ns: u64) -> Remembered {
         if let Some(entry) = self.firsts.get_mut(&id) {
+            if entry.last_ns.is_some() {
+                *entry = Entry {
+                    value,
+                    first_ns: ts_ns,
+                    last_ns: None,
+                };
+            }
             entry.value = value;
             return Remembered::Yes;
         }
@@ -114,7 +123,12 @@ impl<V: Copy> Fragments<V> {
         self.firsts.retain(|_, f| {
             waited(f.first_ns) <= timeout && f.last_ns.is_none_or(|l| waited(l) <= AFTER_LAST_NS)
         });
-        self.ended.retain(|&(_, l)| waited(l) <= AFTER_LAST_NS);
+        // Only the places of datagrams still remembered as ended: never
+        // more than the table holds.
+        let firsts = &self.firsts;
+        self.ended.retain(|(id, l)| {
+            waited(*l) <= AFTER_LAST_NS && firsts.get(id).is_some_and(|e| e.last_ns == Some(*l))
+        });
     }
 
     #[cfg(test)]
@@ -150,16 +164,38 @@ mod tests {
         assert_eq!(f.later(&id(1), true, 10), Some(53));
         assert_eq!(f.later(&id(1), true, 11), Some(53));
         assert_eq!(f.later(&id(1), false, 12), Some(53));
-        // A copy of the first fragment changes nothing.
+        // A copy of the first fragment starts it anew; its last fragment's
+        // copy ends it again.
         assert_eq!(f.first(id(1), 53, 13), Remembered::Yes);
         assert_eq!(f.later(&id(1), true, 14), Some(53));
         // Forgotten a while after its last fragment, long before the
         // timeout.
-        f.expire(10 + AFTER_LAST_NS);
-        assert_eq!(f.later(&id(1), false, 10 + AFTER_LAST_NS), Some(53));
-        f.expire(11 + AFTER_LAST_NS);
-        assert_eq!(f.later(&id(1), false, 11 + AFTER_LAST_NS), None);
+        f.expire(14 + AFTER_LAST_NS);
+        assert_eq!(f.later(&id(1), false, 14 + AFTER_LAST_NS), Some(53));
+        f.expire(15 + AFTER_LAST_NS);
+        assert_eq!(f.later(&id(1), false, 15 + AFTER_LAST_NS), None);
+        assert_eq!((f.len(), f.ended.len()), (0, 0));
+    }
+
+    /// An IP id used again for a new datagram after the last ended: the
+    /// new one is remembered from its own first fragment, not given up as
+    /// ended, and the table's record of ended datagrams stays within it.
+    #[test]
+    fn a_datagram_reusing_an_ended_one_s_id_starts_anew() {
+        let mut f = table(2);
+        f.first(id(1), 1, 0);
+        f.later(&id(1), true, 1);
+        f.first(id(1), 2, 500);
+        f.first(id(2), 3, 500);
+        // The table is full of datagrams waiting for fragments.
+        assert_eq!(f.first(id(3), 4, 600), Remembered::TableFull);
+        assert_eq!(f.later(&id(1), false, 700), Some(2));
+        // Its first fragment's time counts from the new datagram.
+        f.expire(30 * SECOND + 1);
+        assert_eq!(f.later(&id(1), false, 30 * SECOND + 1), Some(2));
+        f.expire(30 * SECOND + 501);
         assert_eq!(f.len(), 0);
+        assert!(f.ended.is_empty());
     }
 
     #[test]

@@ -340,7 +340,8 @@ impl ConnHealth {
         self.stage = match (syn, ack, sender) {
             (true, false, Side::Client) => Stage::SynSent,
             (true, true, Side::Server) if f & flags::RST == 0 => Stage::SynAcked { syn: false },
-            (false, _, Side::Server) if f & flags::RST != 0 => Stage::Rst,
+            // A RST|ACK says which SYN it answers.
+            (false, true, Side::Server) if f & flags::RST != 0 => Stage::Rst,
             _ => Stage::Open,
         };
         self.stage == Stage::Open
@@ -401,9 +402,14 @@ impl ConnHealth {
         let synack = f & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK;
         let pure_syn = f & (flags::SYN | flags::ACK) == flags::SYN;
         let (stage, outcome) = match (self.stage, sender) {
-            // The SYN the server's RST, read first, acknowledged.
+            // The SYN the server's RST, read first, acknowledged (its
+            // data too, with TCP Fast Open).
             (Stage::Rst, Side::Client)
-                if pure_syn && self.last_ack[Side::Server] == t.tcp_seq.wrapping_add(1) =>
+                if pure_syn
+                    && [0, t.payload_len].iter().any(|&data| {
+                        let next = t.tcp_seq.wrapping_add(1).wrapping_add(u32::from(data));
+                        self.last_ack[Side::Server] == next
+                    }) =>
             {
                 (Stage::Ended, Some(Outcome::Refused))
             }
@@ -779,6 +785,18 @@ mod tests {
         // The server's RST first, then the SYN it acknowledges: refused.
         let rst = (false, RST | ACK, 0, 101, 0, 0, MS / 10);
         assert_eq!(outcomes(&run_acked(&[rst, syn])), [0, 1, 0, 0, 0, 0]);
+        // A Fast Open SYN's data acknowledged too.
+        let tfo_rst = (false, RST | ACK, 0, 111, 0, 0, MS / 10);
+        let tfo_syn = (true, SYN, 100, 0, 100, 10, 0);
+        assert_eq!(
+            outcomes(&run_acked(&[tfo_rst, tfo_syn])),
+            [0, 1, 0, 0, 0, 0]
+        );
+        // A RST without ACK names no SYN (even one of sequence number
+        // 2^32 - 1).
+        let bare = (false, RST, 0, 0, 0, 0, MS / 10);
+        let wrapping = (true, SYN, u32::MAX, 0, 100, 0, 0);
+        assert_eq!(outcomes(&run_acked(&[bare, wrapping])), [0, 0, 0, 1, 0, 0]);
         // A RST acknowledging another SYN, or none at all: the end of a
         // connection the capture joined, as before.
         let other = (true, SYN, 500, 0, 100, 0, 0);

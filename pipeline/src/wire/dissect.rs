@@ -494,15 +494,17 @@ impl<'a> Walk<'a, '_> {
     }
 
     /// Whether `frame` reads as an Ethernet frame carrying a type flowtap
-    /// follows: how an Ethernet pseudowire or a GTP-U Ethernet PDU, which
-    /// say nothing of their payload, is told from one that is not.
+    /// follows (IP with its version after the header): how an Ethernet
+    /// pseudowire or a GTP-U Ethernet PDU, which say nothing of their
+    /// payload, is told from one that is not.
     fn looks_like_ethernet(frame: &[u8]) -> bool {
-        ethernet::Frame::new_checked(frame).is_ok_and(|eth| {
-            matches!(
-                eth.ethertype(),
-                ethertype::IPV4
-                    | ethertype::IPV6
-                    | ethertype::VLAN
+        let version = frame.get(ethernet::HEADER_LEN).map(|b| b >> 4);
+        ethernet::Frame::new_checked(frame).is_ok_and(|eth| match eth.ethertype() {
+            ethertype::IPV4 => version == Some(4),
+            ethertype::IPV6 => version == Some(6),
+            other => matches!(
+                other,
+                ethertype::VLAN
                     | ethertype::QINQ
                     | ethertype::QINQ_LEGACY_9100
                     | ethertype::QINQ_LEGACY_9200
@@ -510,7 +512,7 @@ impl<'a> Walk<'a, '_> {
                     | ethertype::MPLS_MULTICAST
                     | ethertype::PPPOE_SESSION
                     | ethertype::ARP
-            )
+            ),
         })
     }
 
@@ -520,7 +522,9 @@ impl<'a> Walk<'a, '_> {
     /// with a 4 or a 6 has an IP version nibble too (RFC 4928 §2, why
     /// pseudowires have a control word, which many leave out): where the
     /// payload reads as both, IP must hold up, IPv4 by its header checksum
-    /// and IPv6 by a payload length within the bytes that follow.
+    /// and IPv6 by a payload length within the bytes that follow (a snap
+    /// length's cut fails that, but then the bytes after the would-be
+    /// Ethernet header rarely hold the IP version its EtherType names).
     fn ip_holds_up(payload: &[u8]) -> bool {
         if !Self::looks_like_ethernet(payload) {
             return true;
@@ -834,6 +838,8 @@ impl<'a> Walk<'a, '_> {
             .unwrap_or(ip.payload.len())
             .saturating_sub(udp::HEADER_LEN);
         if self.decap.vxlan.contains(port) {
+            // A header the snap length cut stays the UDP flow it is, as
+            // tshark counts it.
             let header = vxlan::Header::new_checked(payload).ok()?;
             if !header.has_vni() {
                 return None;
@@ -1433,7 +1439,7 @@ mod tests {
         assert_eq!(c.outer_len, 0);
         // A datagram shorter than GENEVE's or GTP-U's header is the UDP
         // flow it is (it was a truncated GENEVE header).
-        for port in [6081, 2152] {
+        for port in [6081, 2152, 4789] {
             let mut short = udp::tests::header(50000, port);
             short.extend_from_slice(&[1, 2, 3, 4]);
             let (t, c) = carried(&ipv4_over(17, &short));
@@ -1632,26 +1638,39 @@ mod tests {
             assert_eq!(dst_port(&mpls(&frame)), 80, "MAC {mac:x} over MPLS");
             assert_eq!(dst_port(&gtp(&frame)), 80, "MAC {mac:x} in GTP-U");
         }
-        // IPv4 from 8.0.x.x: bytes 12 and 13 read as IPv4's EtherType.
+        // IPv4 from 8.0.69.x: bytes 12 to 14 read as IPv4's EtherType and
+        // the start of an IPv4 header.
         let mut v4 = ipv4_tcp(0);
-        v4[12..14].copy_from_slice(&[0x08, 0x00]);
-        let sum = v4[..20]
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum::<u32>();
-        let sum = (sum & 0xffff) + (sum >> 16);
-        v4[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        v4[12..15].copy_from_slice(&[0x08, 0x00, 0x45]);
+        let checksum = ipv4::header_checksum(&v4[..20]);
+        v4[10..12].copy_from_slice(&checksum.to_be_bytes());
         assert_eq!(dst_port(&mpls(&v4)), 80);
         assert_eq!(dst_port(&gtp(&v4)), 80);
         // Without its checksum the same bytes are no IPv4 header: read as
-        // a frame, whose own IP header is then malformed.
+        // a frame (whose own IP header is nothing like it).
         v4[10] ^= 1;
-        assert!(dissected(&mpls(&v4)).is_err());
+        let as_frame = dissected(&mpls(&v4));
+        assert!(
+            !matches!(as_frame, Ok(Dissected::Transport(t)) if t.dst_port == 80),
+            "{as_frame:?}"
+        );
+        // From 8.0.0.x, where no IP header follows the would-be Ethernet
+        // one, IP is read whatever its checksum.
+        v4[14] = 0;
+        assert_eq!(dst_port(&mpls(&v4)), 80);
         // IPv6 from 2001:db8:86dd::: its payload length decides.
         let mut v6 = ipv6::tests::header(6, 20);
         v6[12..14].copy_from_slice(&[0x86, 0xdd]);
         v6.extend(tcp::tests::header(40000, 80, 0));
         assert_eq!(dst_port(&mpls(&v6)), 80);
+        // Cut by a snap length: its length no longer fits, but the bytes
+        // after the would-be Ethernet header are no IPv6 header.
+        let mut cut = v6.clone();
+        cut[4..6].copy_from_slice(&1400u16.to_be_bytes());
+        assert_eq!(dst_port(&mpls(&cut)), 80);
+        // Where they are (an address whose next byte starts with 6), the
+        // length decides.
+        v6[14] = 0x60;
         v6[4..6].copy_from_slice(&100u16.to_be_bytes());
         assert!(dissected(&mpls(&v6)).is_err());
 

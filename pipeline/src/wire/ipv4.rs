@@ -99,15 +99,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// a receiver's checksum offload leaves some unchecked); it tells an
     /// IPv4 header from bytes that only look like the start of one.
     pub fn checksum_holds(&self) -> bool {
-        let header = &self.buffer.as_ref()[..self.header_len()];
-        let mut sum: u32 = header
-            .chunks_exact(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        sum == 0xffff
+        header_checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
     }
 
     pub fn source(&self) -> [u8; 4] {
@@ -134,6 +126,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
+}
+
+/// The Internet checksum (RFC 1071) of an IPv4 header: the value its
+/// checksum field holds when that field is zero, and 0 over a header whose
+/// checksum holds.
+pub fn header_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 #[cfg(test)]
@@ -170,6 +176,9 @@ pub(crate) mod tests {
             0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert!(Packet::new_checked(&h[..]).unwrap().checksum_holds());
+        h[10..12].fill(0);
+        assert_eq!(header_checksum(&h), 0xb861);
+        h[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
         h[15] = 2;
         assert!(!Packet::new_checked(&h[..]).unwrap().checksum_holds());
     }
