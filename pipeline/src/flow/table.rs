@@ -703,7 +703,7 @@ mod tests {
             let p = match (state >> 16) % 8 {
                 0 => tcp(ts, client, port, server, 443, SYN),
                 1 => tcp(ts, server, 443, client, port, SYN | ACK),
-                2 => tcp(ts, server, 443, client, port, crate::wire::tcp::flags::RST),
+                2 => tcp(ts, server, 443, client, port, RST),
                 3 => tcp(ts, client, port, server, 443, FIN | ACK),
                 _ => tcp(ts, client, port, server, 443, ACK),
             };
@@ -1222,14 +1222,7 @@ mod tests {
         );
         // A new SYN on a closed 5-tuple ends the old connection's record.
         converse(&mut t, 3_000 * s, addr(3), 40_002, server);
-        t.update(&tcp(
-            3_001 * s,
-            server,
-            443,
-            addr(3),
-            40_002,
-            crate::wire::tcp::flags::RST,
-        ));
+        t.update(&tcp(3_001 * s, server, 443, addr(3), 40_002, RST));
         converse(&mut t, 3_002 * s, addr(3), 40_002, server);
         let records = t.take_conn_records();
         let [r] = &records[..] else {
