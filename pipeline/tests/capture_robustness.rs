@@ -81,6 +81,14 @@ fn cuts(len: usize) -> Vec<usize> {
     v
 }
 
+/// A big-endian field's bytes in a file of the given byte order.
+fn in_order<const N: usize>(mut be_bytes: [u8; N], big_endian: bool) -> [u8; N] {
+    if !big_endian {
+        be_bytes.reverse();
+    }
+    be_bytes
+}
+
 #[test]
 fn every_capture_cut_anywhere_reads_what_is_whole_or_says_where() {
     let started = Instant::now();
@@ -517,20 +525,8 @@ fn pcapng_packets_of_every_block_and_interface_are_read_or_counted() {
 #[test]
 fn pcapng_interface_options_as_the_specification_defines_them() {
     for big_endian in [false, true] {
-        let u16b = |v: u16| {
-            if big_endian {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
-        let u32b = |v: u32| {
-            if big_endian {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
+        let u16b = |v: u16| in_order(v.to_be_bytes(), big_endian);
+        let u32b = |v: u32| in_order(v.to_be_bytes(), big_endian);
         let option = |code: u16, value: &[u8]| {
             let mut o = [&u16b(code)[..], &u16b(value.len() as u16), value].concat();
             o.resize(o.len().div_ceil(4) * 4, 0);
@@ -700,13 +696,7 @@ fn corrupt_at(name: &str, bytes: Vec<u8>) -> (u64, u64) {
 #[test]
 fn pcapng_block_total_lengths_are_checked_at_both_ends() {
     for big_endian in [false, true] {
-        let u32b = |v: u32| {
-            if big_endian {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
+        let u32b = |v: u32| in_order(v.to_be_bytes(), big_endian);
         let shb = ng_block(0x0a0d_0d0a, &shb_body(big_endian), big_endian);
         let idb = ng_block(1, &[&u32b(1)[..], &u32b(0)].concat(), big_endian);
         let spb = ng_block(3, &[&u32b(60)[..], &[5; 60]].concat(), big_endian);
@@ -819,13 +809,7 @@ fn pcapng_field_past_its_blocks_end_is_corrupt() {
 fn pcap_record_longer_than_any_snap_length_is_corrupt() {
     let frame = [9u8; 60];
     for big_endian in [false, true] {
-        let u32b = |v: u32| {
-            if big_endian {
-                v.to_be_bytes()
-            } else {
-                v.to_le_bytes()
-            }
-        };
+        let u32b = |v: u32| in_order(v.to_be_bytes(), big_endian);
         let header = |snaplen: u32| {
             let mut h = pcap_header(0xa1b2_c3d4, snaplen, 1);
             if big_endian {

@@ -280,12 +280,17 @@ mod tests {
     use crate::packet::Addr;
     use crate::wire::dissect::LinkType;
 
-    /// One Ethernet frame through a fresh ingest step.
-    fn ingest_one(data: &[u8]) -> (Ingest, Option<PacketMeta>) {
-        let mut ingest = Ingest::new(
+    /// An ingest step with the default configuration and a fixed hasher.
+    fn fresh() -> Ingest {
+        Ingest::new(
             &IngestConfig::default(),
             ahash::RandomState::with_seeds(1, 2, 3, 4),
-        );
+        )
+    }
+
+    /// One Ethernet frame through a fresh ingest step.
+    fn ingest_one(data: &[u8]) -> (Ingest, Option<PacketMeta>) {
+        let mut ingest = fresh();
         let frame = Frame {
             ts_ns: 5,
             wire_len: data.len() as u32,
@@ -398,10 +403,7 @@ mod tests {
     /// the mirror kept).
     #[test]
     fn a_cut_copy_of_a_packet_is_its_duplicate() {
-        let mut ingest = Ingest::new(
-            &IngestConfig::default(),
-            ahash::RandomState::with_seeds(1, 2, 3, 4),
-        );
+        let mut ingest = fresh();
         let mut duplicates = Vec::new();
         for (ts_ns, data) in [(0, mirror_copy(100, 1514)), (30_000, mirror_copy(200, 128))] {
             let frame = Frame {
@@ -417,18 +419,23 @@ mod tests {
         assert_eq!(duplicates, [false, true]);
     }
 
+    /// [`segment`] in IP-in-IP, the datagram in two fragments (1480 bytes
+    /// of it, then 20), each an Ethernet frame.
+    fn fragments_of_a_tunnelled_segment() -> [Vec<u8>; 2] {
+        let tunnelled = segment();
+        [
+            ipv4_frame(4, 1500, 0x2000, &tunnelled[..1480]),
+            ipv4_frame(4, 20 + 20, 1480 / 8, &tunnelled[1480..]),
+        ]
+    }
+
     /// An IP-in-IP datagram fragmented on the wire captured: its fragments
     /// are packets of the flow inside, each its share of that packet's IP
     /// bytes (not the whole packet's length, nor its own frame's).
     #[test]
     fn a_fragmented_tunnel_counts_the_packet_inside_once() {
-        let mut ingest = Ingest::new(
-            &IngestConfig::default(),
-            ahash::RandomState::with_seeds(1, 2, 3, 4),
-        );
-        let tunnelled = segment();
-        let first = ipv4_frame(4, 1500, 0x2000, &tunnelled[..1480]);
-        let second = ipv4_frame(4, 20 + 20, 1480 / 8, &tunnelled[1480..]);
+        let mut ingest = fresh();
+        let [first, second] = fragments_of_a_tunnelled_segment();
         let counted: Vec<(u32, u32, u16)> = [(0, first), (1_000, second)]
             .iter()
             .map(|(ts_ns, data)| {
@@ -455,13 +462,8 @@ mod tests {
     /// its IP payload's bytes, and counted twice in both).
     #[test]
     fn a_tunnel_fragmented_inside_a_mirror_is_a_packet_a_fragment() {
-        let mut ingest = Ingest::new(
-            &IngestConfig::default(),
-            ahash::RandomState::with_seeds(1, 2, 3, 4),
-        );
-        let tunnelled = segment();
-        let first = ipv4_frame(4, 1500, 0x2000, &tunnelled[..1480]);
-        let second = ipv4_frame(4, 20 + 20, 1480 / 8, &tunnelled[1480..]);
+        let mut ingest = fresh();
+        let [first, second] = fragments_of_a_tunnelled_segment();
         let mut metas = Vec::new();
         for (ts_ns, inner) in [(0, first), (1_000, second)] {
             let data = vxlan(9, &inner);
