@@ -60,6 +60,17 @@ impl Denied {
     }
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header value: the scheme
+/// in any case (RFC 9110 §11.1), one or more spaces after it (RFC 6750
+/// §2.1).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(b"Bearer".len())?;
+    if !scheme.eq_ignore_ascii_case(b"Bearer") || !rest.starts_with(b" ") {
+        return None;
+    }
+    Some(rest.trim_ascii_start())
+}
+
 impl AccessConfig {
     /// Checks a request for `route` that reached the listener at `local`.
     pub fn check(
@@ -74,7 +85,7 @@ impl AccessConfig {
         {
             let given = headers
                 .get(AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                .and_then(|v| bearer_token(v.as_bytes()))
                 .unwrap_or_default();
             if !constant_time_eq(given, token.as_bytes()) {
                 return Err(Denied::Unauthorized);
@@ -289,6 +300,19 @@ mod tests {
             ),
             Err(Denied::Unauthorized)
         );
+        // The scheme in any case, one or more spaces after it.
+        for given in ["bearer s3cret", "BEARER  s3cret"] {
+            let h = headers(&[("authorization", given)]);
+            assert!(token.check(Route::of("/mcp"), &h, LOCAL).is_ok(), "{given}");
+        }
+        for given in ["Bearers3cret", "Basic s3cret", "Bearer"] {
+            let h = headers(&[("authorization", given)]);
+            assert_eq!(
+                token.check(Route::of("/mcp"), &h, LOCAL),
+                Err(Denied::Unauthorized),
+                "{given}"
+            );
+        }
         assert!(
             token
                 .check(

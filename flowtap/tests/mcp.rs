@@ -275,6 +275,30 @@ fn tokens_origins_and_hosts() {
     );
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["jsonrpc"], "2.0", "a JSON-RPC error on /mcp");
+    // A browser client on an allowed origin can read the 401 (not a CORS
+    // failure); the scheme's case does not matter (RFC 9110).
+    let r = server.send(
+        "POST",
+        "/mcp",
+        &[
+            ("Origin", "http://localhost:6274"),
+            ("Content-Type", "application/json"),
+        ],
+        ping.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:6274")
+    );
+    let auth = format!("bearer {TOKEN}");
+    let r = server.send(
+        "GET",
+        "/mcp/flows/summary",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
     // Health and metrics stay open for probes and scrapers, on the admin
     // listener.
     for path in ["/healthz", "/readyz", "/metrics"] {

@@ -197,7 +197,13 @@ async fn route_request(
         .access
         .check(route, req.headers(), request.local.ip())
     {
-        return refused(route, &denied);
+        let mut resp = refused(route, &denied);
+        // An allowed origin without the token: a browser client (the MCP
+        // Inspector, say) reads the 401 rather than a CORS failure.
+        if route == Route::Mcp && denied == Denied::Unauthorized {
+            allow_origin(resp.headers_mut(), req.headers().get(ORIGIN).cloned());
+        }
+        return resp;
     }
     if route != Route::Unknown && route.listener() != request.kind {
         let (listener, option) = match route.listener() {
