@@ -259,7 +259,8 @@ pub(crate) struct RunArgs {
     pub ipfix_mtu: usize,
 
     /// Bytes of IPFIX messages kept for a tcp:// collector that is away (it
-    /// is tried again every second); what does not fit is lost, and counted.
+    /// is tried again after 1 s, then 2, 4 and 8 s while it stays away);
+    /// what does not fit is lost, and counted.
     #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_IPFIX_TCP_BUFFER", help_heading = EXPORT)]
     pub ipfix_tcp_buffer: u64,
 

@@ -1,8 +1,8 @@
 //! Getting messages to a collector: over UDP (templates repeated, as RFC
 //! 7011 asks when the collector may have missed them or restarted), or
 //! over TCP (templates once per connection; a bounded buffer of messages
-//! while the collector is away, reconnecting now and then; what does not
-//! fit is dropped and counted).
+//! while the collector is away, reconnecting after a wait that doubles
+//! while it stays away; what does not fit is dropped and counted).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -23,8 +23,12 @@ pub enum CollectorAddr {
 /// UDP templates are sent again after this many messages too (and after
 /// the configured time, RFC 7011 section 8.4's templateRefreshTimeout).
 const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
-/// A TCP collector that is away is tried again this often.
-const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+/// A TCP collector that is away is tried again after this long, twice as
+/// long after each failed try, up to [`RECONNECT_AT_MOST`]: a collector
+/// whose address drops packets holds the exporter for the connect timeout
+/// at each try (it runs where snapshots are published).
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+const RECONNECT_AT_MOST: Duration = Duration::from_secs(8);
 /// How long connecting and writing to a TCP collector may block the
 /// exporter (it runs where snapshots are published).
 const TCP_TIMEOUT: Duration = Duration::from_millis(500);
@@ -45,6 +49,8 @@ pub enum Collector {
         to: SocketAddr,
         stream: Option<TcpStream>,
         last_attempt: Option<Instant>,
+        /// How long after `last_attempt` to try again.
+        retry_after: Duration,
         /// Messages not yet written, oldest first, and their bytes.
         queue: VecDeque<Message>,
         queued_bytes: usize,
@@ -75,6 +81,7 @@ impl Collector {
                 to,
                 stream: None,
                 last_attempt: None,
+                retry_after: RECONNECT_FIRST,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 max_bytes: tcp_buffer_bytes,
@@ -143,6 +150,7 @@ impl Collector {
             to,
             stream,
             last_attempt,
+            retry_after,
             queue,
             queued_bytes,
             ..
@@ -161,7 +169,7 @@ impl Collector {
             *stream = None;
         }
         if stream.is_none() {
-            if last_attempt.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
+            if last_attempt.is_some_and(|t| t.elapsed() < *retry_after) {
                 return;
             }
             *last_attempt = Some(Instant::now());
@@ -183,10 +191,12 @@ impl Collector {
                 Ok(s) => {
                     stats.tcp_connects.fetch_add(1, Ordering::Relaxed);
                     *stream = Some(s);
+                    *retry_after = RECONNECT_FIRST;
                 }
                 Err(e) => {
                     stats.send_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(collector = %to, error = %e, "IPFIX collector unreachable");
+                    *retry_after = (*retry_after * 2).min(RECONNECT_AT_MOST);
                     return;
                 }
             }
@@ -269,6 +279,46 @@ mod tests {
         assert_eq!(got.iter().filter(|d| d.as_slice() == b"data").count(), 3);
         assert_eq!(stats.send_errors.load(Ordering::Relaxed), 0);
         got.iter().filter(|d| d.as_slice() == b"templates").count()
+    }
+
+    /// A TCP collector that stays away is tried again after a wait that
+    /// doubles, up to 8 s (an address that drops packets holds the
+    /// exporter for the connect timeout at each try), and after 1 s again
+    /// once it answered.
+    #[test]
+    fn an_absent_tcp_collector_is_tried_less_and_less_often() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = listener.local_addr().unwrap();
+        drop(listener);
+        let mut c = Collector::open(CollectorAddr::Tcp(to), 1 << 20, Duration::ZERO).unwrap();
+        let stats = ExportStats::default();
+        let header = vec![0u8; 16];
+        let retry_after = |c: &Collector| match c {
+            Collector::Tcp { retry_after, .. } => *retry_after,
+            Collector::Udp { .. } => unreachable!(),
+        };
+        let waited = |c: &mut Collector| {
+            if let Collector::Tcp { last_attempt, .. } = c {
+                *last_attempt = Instant::now().checked_sub(Duration::from_secs(60));
+            }
+        };
+        c.deliver(&header, &[(header.clone(), 1)], &stats);
+        assert_eq!(retry_after(&c), Duration::from_secs(2));
+        // Not tried again before the wait is over.
+        c.deliver(&header, &[(header.clone(), 1)], &stats);
+        assert_eq!(stats.send_errors.load(Ordering::Relaxed), 1);
+        for expected in [4, 8, 8] {
+            waited(&mut c);
+            c.deliver(&header, &[(header.clone(), 1)], &stats);
+            assert_eq!(retry_after(&c), Duration::from_secs(expected));
+        }
+        assert_eq!(stats.send_errors.load(Ordering::Relaxed), 4);
+        // Back: connected, and the wait starts over.
+        let _listener = std::net::TcpListener::bind(to).unwrap();
+        waited(&mut c);
+        c.deliver(&header, &[(header.clone(), 1)], &stats);
+        assert_eq!(stats.tcp_connects.load(Ordering::Relaxed), 1);
+        assert_eq!(retry_after(&c), RECONNECT_FIRST);
     }
 
     /// `--ipfix-template-refresh`: templates go again once it has passed,
