@@ -64,12 +64,8 @@ impl<V: Copy> Fragments<V> {
     /// its later fragments, copies included, end it again.
     pub(crate) fn first(&mut self, id: FragmentId, value: V, ts_ns: u64) -> Remembered {
         if let Some(entry) = self.firsts.get_mut(&id) {
-            if entry.last_ns.is_some() {
-                *entry = Entry {
-                    value,
-                    first_ns: ts_ns,
-                    last_ns: None,
-                };
+            if entry.last_ns.take().is_some() {
+                entry.first_ns = ts_ns;
             }
             entry.value = value;
             return Remembered::Yes;
@@ -102,11 +98,7 @@ impl<V: Copy> Fragments<V> {
     /// Forgets the datagram whose last fragment came first, if any.
     fn give_up_an_ended_datagram(&mut self) -> bool {
         while let Some((id, last_ns)) = self.ended.pop_front() {
-            if self
-                .firsts
-                .get(&id)
-                .is_some_and(|e| e.last_ns == Some(last_ns))
-            {
+            if still_ended(&self.firsts, &id, last_ns) {
                 self.firsts.remove(&id);
                 return true;
             }
@@ -126,15 +118,25 @@ impl<V: Copy> Fragments<V> {
         // Only the places of datagrams still remembered as ended: never
         // more than the table holds.
         let firsts = &self.firsts;
-        self.ended.retain(|(id, l)| {
-            waited(*l) <= AFTER_LAST_NS && firsts.get(id).is_some_and(|e| e.last_ns == Some(*l))
-        });
+        self.ended
+            .retain(|(id, l)| waited(*l) <= AFTER_LAST_NS && still_ended(firsts, id, *l));
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
         self.firsts.len()
     }
+}
+
+/// Whether an entry of [`Fragments::ended`] (datagram `id`, its last
+/// fragment at `last_ns`) still names a datagram remembered as ended then,
+/// not one since expired, or started anew under the same IP id.
+fn still_ended<V>(
+    firsts: &HashMap<FragmentId, Entry<V>, ahash::RandomState>,
+    id: &FragmentId,
+    last_ns: u64,
+) -> bool {
+    firsts.get(id).is_some_and(|e| e.last_ns == Some(last_ns))
 }
 
 #[cfg(test)]

@@ -140,6 +140,18 @@ pub(crate) fn be32(buf: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
 }
 
+/// Little-endian fields: the headers capture tools write in their host's
+/// order (radiotap, PPI, NFLOG's attributes on most hosts).
+#[inline]
+pub(crate) fn le16(buf: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([buf[at], buf[at + 1]])
+}
+
+#[inline]
+pub(crate) fn le32(buf: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
 /// EtherType values the dissector follows.
 pub mod ethertype {
     pub const IPV4: u16 = 0x0800;

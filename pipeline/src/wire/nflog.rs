@@ -5,7 +5,7 @@
 //! say which host wrote it (a big-endian MIPS router's capture read here):
 //! attribute types are small numbers, so the first one's tells.
 
-use super::{Layer, LenError, check_len};
+use super::{Layer, LenError, be16, check_len, le16};
 
 mod field {
     pub(super) const FAMILY: usize = 0;
@@ -50,11 +50,10 @@ impl<T: AsRef<[u8]>> Header<T> {
     pub fn packet(&self) -> Result<Option<&[u8]>, Error> {
         let buf = self.buffer.as_ref();
         let read = |at: usize, big_endian: bool| {
-            let b = [buf[at], buf[at + 1]];
             if big_endian {
-                u16::from_be_bytes(b)
+                be16(buf, at)
             } else {
-                u16::from_le_bytes(b)
+                le16(buf, at)
             }
         };
         let big_endian = buf.len() >= HEADER_LEN + TLV_HEADER_LEN

@@ -1,7 +1,7 @@
 //! PPI, the Per-Packet Information header (link type 192): a little-endian
 //! header of its own length that names the link type of what follows.
 
-use super::{Layer, LenError, check_len};
+use super::{Layer, LenError, check_len, le16, le32};
 
 mod field {
     pub(super) const VERSION: usize = 0;
@@ -43,15 +43,12 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 
     pub fn header_len(&self) -> usize {
-        let b = self.buffer.as_ref();
-        usize::from(u16::from_le_bytes([b[field::LENGTH], b[field::LENGTH + 1]]))
+        usize::from(le16(self.buffer.as_ref(), field::LENGTH))
     }
 
     /// The pcap link type of the payload.
     pub fn dlt(&self) -> u32 {
-        let b = self.buffer.as_ref();
-        let at = field::DLT;
-        u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+        le32(self.buffer.as_ref(), field::DLT)
     }
 
     pub fn payload(&self) -> &[u8] {

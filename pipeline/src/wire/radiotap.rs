@@ -1,7 +1,7 @@
 //! The radiotap header (link type 127) in front of an 802.11 frame: a
 //! little-endian header of its own length.
 
-use super::{Layer, LenError, check_len};
+use super::{Layer, LenError, check_len, le16, le32};
 
 mod field {
     pub(super) const VERSION: usize = 0;
@@ -54,21 +54,18 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 
     pub fn header_len(&self) -> usize {
-        let b = self.buffer.as_ref();
-        usize::from(u16::from_le_bytes([b[field::LENGTH], b[field::LENGTH + 1]]))
+        usize::from(le16(self.buffer.as_ref(), field::LENGTH))
     }
 
     /// The Flags field, if present: after the presence words and the
     /// 8-byte, 8-aligned TSFT if that is present.
     pub fn flags(&self) -> Option<u8> {
         let b = &self.buffer.as_ref()[..self.header_len()];
-        let le32 = |at: usize| {
-            b.get(at..at + 4)
-                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-        };
-        let first = le32(field::PRESENT)?;
+        // A presence word, if the header holds it.
+        let word = |at: usize| (at + 4 <= b.len()).then(|| le32(b, at));
+        let first = word(field::PRESENT)?;
         let mut at = field::PRESENT;
-        while le32(at)? & present::EXT != 0 {
+        while word(at)? & present::EXT != 0 {
             at += 4;
         }
         at += 4;
