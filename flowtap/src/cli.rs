@@ -113,7 +113,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, default_value_t = Mode::Span, env = "FLOWTAP_MODE", help_heading = LIVE)]
     pub mode: Mode,
 
-    /// XDP attach mode: auto tries driver mode and falls back to skb (generic).
+    /// XDP attach mode: auto tries driver mode and falls back to skb
+    /// (generic); on an interface built on others (a bond, an Azure NIC
+    /// with accelerated networking, a macvlan) it takes skb mode, which sees
+    /// their frames.
     #[arg(long, value_enum, default_value_t = XdpAttach::Auto, env = "FLOWTAP_XDP_MODE", help_heading = LIVE)]
     pub xdp_mode: XdpAttach,
 
@@ -317,13 +320,16 @@ pub(crate) struct RunArgs {
     pub dedup: bool,
 
     /// How far apart, in microseconds, two copies of a packet may arrive to
-    /// be duplicates (0: do not look for duplicates; at most 65535).
+    /// be duplicates (0: do not look for duplicates; at most 65535). A
+    /// cloud mirror of both ends of conversations delivers them as far
+    /// apart as the two hosts are: 2000 there.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=65_535), env = "FLOWTAP_DEDUP_WINDOW_US", help_heading = MIRROR)]
     pub dedup_window_us: u64,
 
-    /// Slots of each worker's duplicate table (8 bytes each). A busy table
-    /// misses about one duplicate in slots / (packets per window); more
-    /// slots miss fewer but cost cache misses on every packet.
+    /// Slots of the duplicate table the workers share (8 bytes each). A
+    /// busy table misses about one duplicate in slots / (packets between
+    /// the two copies); more slots miss fewer but cost cache misses on
+    /// every packet.
     #[arg(long, value_name = "N", default_value_t = 4096, env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
     pub dedup_slots: usize,
 

@@ -1245,6 +1245,18 @@ fn send_datagrams_from(lab: &Lab, ns: &str, port: u16, n: u32) {
 /// `n` datagrams of `payload` bytes from 198.18.10.1:`port` to
 /// 198.18.10.2:9999.
 fn send_datagrams_of(lab: &Lab, ns: &str, port: u16, n: u32, payload: usize) {
+    send_datagrams_between(lab, ns, ("198.18.10.1", port), "198.18.10.2", n, payload);
+}
+
+/// `n` datagrams of `payload` bytes from `from` to `to`, port 9999.
+fn send_datagrams_between(
+    lab: &Lab,
+    ns: &str,
+    (from, port): (&str, u16),
+    to: &str,
+    n: u32,
+    payload: usize,
+) {
     lab.exec(
         ns,
         &[
@@ -1252,8 +1264,8 @@ fn send_datagrams_of(lab: &Lab, ns: &str, port: u16, n: u32, payload: usize) {
             "-c",
             &format!(
                 "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-                 s.bind(('198.18.10.1', {port}))\n\
-                 for _ in range({n}): s.sendto(b'x' * {payload}, ('198.18.10.2', 9999))"
+                 s.bind(('{from}', {port}))\n\
+                 for _ in range({n}): s.sendto(b'x' * {payload}, ('{to}', 9999))"
             ),
         ],
     );
@@ -1627,6 +1639,72 @@ fn a_broken_capture_socket_fails_loudly() {
         assert!(stderr.contains(gone), "{mode}: {stderr}");
         lab.close();
     }
+}
+
+/// An interface that is down is refused, as tcpdump refuses it, naming the
+/// fix: nothing would arrive, and answers would read as no traffic. A
+/// macvlan device, an interface built on another, takes XDP in SKB mode, chosen
+/// (said in the log) rather than fallen back to, and its frames are
+/// counted. A bond or an Azure NIC with accelerated networking,
+/// whose driver mode installs the program on the devices under it (where
+/// the upper device's sockets cannot take their frames, dropped unseen), is
+/// chosen for the same way, by its sysfs `lower_*` links; this kernel has
+/// no bonding (nor VLAN) driver to show that.
+#[test]
+fn a_down_interface_is_refused_and_one_built_on_others_is_captured_in_skb_mode() {
+    let (lab, cl, sv) = udp_lab("link");
+    sh(&format!("ip -n {sv} link set s0 down"));
+    let refused = Command::new("ip")
+        .args(["netns", "exec", &sv, env!("CARGO_BIN_EXE_flowtap")])
+        .args([
+            "-i",
+            "s0",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interface s0 is down") && err.contains("ip link set s0 up"),
+        "{err}"
+    );
+    sh(&format!("ip -n {sv} link set s0 up"));
+
+    // A macvlan device on the server's end, with an address of its own
+    // (this kernel has no VLAN or bonding driver).
+    sh(&format!(
+        "ip -n {sv} link add link s0 name s0m type macvlan mode bridge"
+    ));
+    sh(&format!("ip -n {sv} addr add 198.18.11.2/24 dev s0m"));
+    sh(&format!("ip -n {sv} link set s0m up"));
+    sh(&format!("ip -n {cl} addr add 198.18.11.1/24 dev c0"));
+    let mac =
+        String::from_utf8_lossy(&lab.exec(&sv, &["cat", "/sys/class/net/s0m/address"]).stdout)
+            .trim()
+            .to_owned();
+    sh(&format!(
+        "ip -n {cl} neigh add 198.18.11.2 lladdr {mac} dev c0 nud permanent"
+    ));
+    let ft = LiveFlowtap::start(&sv, &["-i", "s0m"]);
+    let log = ft.stderr.lock().unwrap().clone();
+    assert!(
+        log.contains("an interface built on others") && log.contains("lower=s0"),
+        "{log}"
+    );
+    assert!(log.contains("xdp_mode=\"skb\""), "{log}");
+    assert!(!log.contains("driver mode unavailable"), "{log}");
+    send_datagrams_between(&lab, &cl, ("198.18.11.1", 40000), "198.18.11.2", 20, 50);
+    wait::until_holds(Duration::from_secs(10), "the macvlan's datagrams", || {
+        let body = ft.get_json("/mcp/flows?ip=198.18.11.1&format=full");
+        body["flows"][0]["client_stats"]["tx_pkts"] == 20
+    });
+    let (status, stderr) = ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    lab.close();
 }
 
 /// A capture worker that stops answering (stuck in a loop or a syscall:

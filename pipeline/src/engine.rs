@@ -24,7 +24,7 @@ use smallvec::SmallVec;
 use crate::flow::{
     ConnRecord, FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window,
 };
-use crate::ingest::{Ingest, IngestConfig, IngestCounters, MirrorSessions};
+use crate::ingest::{Duplicates, Ingest, IngestConfig, IngestCounters, MirrorSessions};
 use crate::merger;
 use crate::packet::PacketMeta;
 use crate::snapshot::Snapshot;
@@ -194,6 +194,9 @@ impl Pipeline {
             capture_since: AtomicU64::new(u64::MAX),
             sequence: AtomicU64::new(0),
         });
+        // One duplicate table for all: a packet's two copies may come in
+        // on two queues, read by two workers.
+        let duplicates = Duplicates::new(&config.ingest.dedup, table_hasher.clone());
         let mut sources: Vec<Option<S>> = sources.into_iter().map(Some).collect();
         sources.resize_with(workers, || None);
         let mut parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
@@ -231,7 +234,11 @@ impl Pipeline {
                     handed_since: vec![None; workers],
                     wake_at: WAKE_AT.min(config.queue_capacity / 4).max(1),
                     hasher: hasher.clone(),
-                    ingest: Ingest::new(&config.ingest, table_hasher.clone()),
+                    ingest: Ingest::with_duplicates(
+                        &config.ingest,
+                        table_hasher.clone(),
+                        duplicates.clone(),
+                    ),
                     batch: Vec::with_capacity(UPDATE_BATCH),
                     backpressure: config.backpressure,
                     maintenance_interval_ns: config.maintenance_interval_ns,

@@ -2,10 +2,12 @@
 //! the merger publishes while packets flow, and full queues behave as
 //! configured.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pipeline::Frame;
+use pipeline::ingest::{DedupConfig, IngestConfig};
 use pipeline::wire::dissect::LinkType;
 use pipeline::{
     Backpressure, Clock, Merger, PacketSource, Pipeline, PipelineConfig, Poll, SourceWaker,
@@ -18,6 +20,13 @@ struct Synthetic {
     total: u64,
     conns: u64,
     pause_every: Option<(u64, Duration)>,
+    /// Frames as a router forwarded them: TTL one less, another header
+    /// checksum.
+    routed: bool,
+    /// Set when this source has delivered all its frames.
+    finished: Arc<AtomicBool>,
+    /// Delivers nothing until this is set.
+    after: Option<Arc<AtomicBool>>,
     frame: Vec<u8>,
 }
 
@@ -28,6 +37,9 @@ impl Synthetic {
             total: conns * per_conn,
             conns,
             pause_every: None,
+            routed: false,
+            finished: Arc::default(),
+            after: None,
             frame: Vec::new(),
         }
     }
@@ -45,7 +57,12 @@ impl Synthetic {
         let f = &mut self.frame;
         f.clear();
         f.extend_from_slice(&[0; 12]);
-        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        // Each packet its own IP identification.
+        let [id_hi, id_lo] = (i as u16).to_be_bytes();
+        let (ttl, checksum) = if self.routed { (63, 1) } else { (64, 0) };
+        f.extend_from_slice(&[
+            0x08, 0x00, 0x45, 0, 0, 40, id_hi, id_lo, 0x40, 0, ttl, 6, 0, checksum,
+        ]);
         f.extend_from_slice(&src);
         f.extend_from_slice(&dst);
         f.extend_from_slice(&sport.to_be_bytes());
@@ -57,7 +74,15 @@ impl Synthetic {
 impl PacketSource for Synthetic {
     fn poll<F: FnMut(Frame<'_>)>(&mut self, mut on_frame: F) -> Poll {
         if self.next >= self.total {
+            self.finished.store(true, Ordering::Release);
             return Poll::Finished;
+        }
+        if self
+            .after
+            .as_ref()
+            .is_some_and(|after| !after.load(Ordering::Acquire))
+        {
+            return Poll::Busy;
         }
         for _ in 0..256 {
             if self.next >= self.total {
@@ -255,7 +280,7 @@ impl PacketSource for Sleeping {
         if self.frames.next < self.frames.total {
             self.frames.poll(on_frame);
             if self.frames.next == self.frames.total {
-                self.done.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                self.done.fetch_add(1, Ordering::AcqRel);
             }
             return Poll::Busy;
         }
@@ -298,7 +323,7 @@ fn workers_asleep_in_their_sources_are_woken_for_snapshots_and_stop() {
         },
         sources,
     );
-    while done.load(std::sync::atomic::Ordering::Acquire) < 2 {
+    while done.load(Ordering::Acquire) < 2 {
         assert!(started.elapsed() < SOURCE_SLEEP / 2, "sources never ran");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -314,4 +339,57 @@ fn workers_asleep_in_their_sources_are_woken_for_snapshots_and_stop() {
         "a snapshot or the stop waited for a source's sleep to end: {:?}",
         started.elapsed()
     );
+}
+
+/// A mirror of both ends of a conversation delivers each packet twice, the
+/// second copy routed (TTL one less) and, from a cloud mirror's other
+/// session, on another receive queue: read by another worker. The workers
+/// share one duplicate table, so every copy is found, and with `--dedup`
+/// dropped: the flows are those of one copy.
+#[test]
+fn copies_read_by_two_workers_are_duplicates() {
+    let config = |drop| PipelineConfig {
+        workers: 2,
+        hash_seed: Some(1),
+        ingest: IngestConfig {
+            dedup: DedupConfig {
+                drop,
+                // No two of the 400 packets in one slot under this seed (a
+                // slot another packet takes forgets the first, by design:
+                // seed 7 puts two in one and misses their copies when the
+                // workers interleave them).
+                slots: 1 << 20,
+                ..DedupConfig::default()
+            },
+            ..IngestConfig::default()
+        },
+        ..PipelineConfig::default()
+    };
+    // The copies come in microseconds or more after their packets (the
+    // table is read and then written, not swapped: two workers taking both
+    // copies within nanoseconds may miss them).
+    let copies = || {
+        let first = Synthetic::new(100, 4);
+        let mut routed = Synthetic::new(100, 4);
+        routed.routed = true;
+        routed.after = Some(first.finished.clone());
+        vec![first, routed]
+    };
+    let one = Pipeline::start(config(true), vec![Synthetic::new(100, 4)])
+        .finish()
+        .unwrap();
+    let dropped = Pipeline::start(config(true), copies()).finish().unwrap();
+    let ingest = dropped.counters.ingest;
+    assert_eq!(ingest.frames, 800);
+    assert_eq!(ingest.duplicates, 400);
+    assert_eq!(ingest.duplicates_dropped, 400);
+    assert_eq!(ingest.duplicate_slots, 1 << 20, "one table");
+    assert_eq!(key_counts(&dropped.flows), key_counts(&one.flows));
+
+    // Without --dedup every copy is found and counted as a packet.
+    let kept = Pipeline::start(config(false), copies()).finish().unwrap();
+    assert_eq!(kept.counters.ingest.duplicates, 400);
+    assert_eq!(kept.counters.ingest.duplicates_dropped, 0);
+    let packets: u64 = kept.flows.iter().map(|f| f.total_pkts()).sum();
+    assert_eq!(packets, 800);
 }

@@ -8,6 +8,11 @@ pub enum LiveError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "interface {iface} is down: a capture on it would receive nothing. Bring it up first \
+         (`ip link set {iface} up`; a mirror port needs no address)"
+    )]
+    InterfaceDown { iface: String },
     #[error("loading the embedded BPF object: {0} (needs CAP_BPF and CAP_NET_ADMIN, or root)")]
     Load(#[source] Box<aya::EbpfError>),
     #[error("loading program {program}: {source}")]

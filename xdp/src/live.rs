@@ -94,6 +94,59 @@ pub fn frame_size_for_mtu(mtu: u32) -> u32 {
 /// stops reaching the host while flowtap runs. A mirror port has none; a
 /// node's own interface is watched with `--mode host`. Said loudly, not
 /// refused: a test network may address its mirror port.
+/// Refuses an interface that is down, as tcpdump does: nothing would
+/// arrive, and answers would read as no traffic (netplan and
+/// NetworkManager leave an interface they have no configuration for down,
+/// as a dedicated mirror port often is). One that is up without a link is
+/// warned of: the mirror's cable or session may come later.
+fn check_link(iface: &str) -> Result<(), LiveError> {
+    if netdev::is_up(iface).is_ok_and(|up| !up) {
+        return Err(LiveError::InterfaceDown {
+            iface: iface.to_owned(),
+        });
+    }
+    if netdev::has_carrier(iface) == Some(false) {
+        tracing::warn!(
+            interface = iface,
+            "no link (carrier down): nothing arrives until the mirror's cable, port or session is up"
+        );
+    }
+    Ok(())
+}
+
+/// How to attach XDP to `iface`, built on the `lower` devices if any. A
+/// bond, or an Azure NIC with accelerated networking (its VF under it),
+/// takes a program in driver mode by installing it on the devices under
+/// it, where frames arrive: an AF_XDP socket of the upper device cannot
+/// take their frames, which the driver then drops, counted nowhere. SKB
+/// (generic) mode runs the program as frames reach the upper device.
+fn attach_choice(choice: XdpAttach, iface: &str, lower: &[String]) -> XdpAttach {
+    if lower.is_empty() {
+        return choice;
+    }
+    match choice {
+        XdpAttach::Auto => {
+            tracing::info!(
+                interface = iface,
+                lower = %lower.join(","),
+                "an interface built on others: XDP in SKB (generic) mode, which sees their frames as they reach it"
+            );
+            XdpAttach::Skb
+        }
+        XdpAttach::Driver => {
+            tracing::warn!(
+                interface = iface,
+                lower = %lower.join(","),
+                "XDP driver mode on an interface built on others: where its driver installs the program on them \
+                 (a bond, an Azure NIC's VF), their frames are dropped, not captured; --xdp-mode auto or skb \
+                 captures them"
+            );
+            choice
+        }
+        XdpAttach::Skb => choice,
+    }
+}
+
 fn warn_if_addressed(iface: &str) {
     let Ok(addresses) = sys::if_addresses(iface) else {
         return;
@@ -190,6 +243,7 @@ impl LiveCapture {
             move |source| LiveError::Interface { iface, source }
         };
         let watched = sys::if_index(&config.iface).map_err(iface_err(&config.iface))?;
+        check_link(&config.iface)?;
         if config.mode == Mode::Span {
             warn_if_addressed(&config.iface);
         }
@@ -255,8 +309,22 @@ impl LiveCapture {
             let wake = SocketWake::new().map_err(socket_err)?;
             sockets.push((socket, Arc::new(wake)));
         }
-        let (xdp_mode, multi_buffer_program) =
-            programs.attach_xdp(&capture_iface, config.xdp_mode, config.multi_buffer)?;
+        // The multi-buffer program only for sockets that take frames in
+        // parts: it lets a driver take a jumbo MTU, and Linux 5.18 to 6.5
+        // cannot redirect a frame in parts to a socket (the driver drops
+        // it, counted nowhere flowtap reads), where the single-buffer
+        // program is refused and SKB mode receives the frame whole.
+        let sockets_take_parts = sockets.iter().all(|(s, _)| s.multi_buffer());
+        let xdp_choice = attach_choice(
+            config.xdp_mode,
+            &capture_iface,
+            &netdev::lower_devices(&capture_iface),
+        );
+        let (xdp_mode, multi_buffer) = programs.attach_xdp(
+            &capture_iface,
+            xdp_choice,
+            config.multi_buffer && sockets_take_parts,
+        )?;
         for (s, _) in &sockets {
             programs.bind_queue(s.queue, s.fd())?;
         }
@@ -270,7 +338,7 @@ impl LiveCapture {
             mode: config.mode,
             xdp_mode: mode_name(xdp_mode),
             zero_copy: sockets.iter().all(|(s, _)| s.zero_copy()),
-            multi_buffer: multi_buffer_program && sockets.iter().all(|(s, _)| s.multi_buffer()),
+            multi_buffer,
             frame_size: xsk.frame_size,
             ring_frames: xsk.frame_count,
             buffer_bytes: u64::from(queues) * xsk.umem_len() as u64,
@@ -549,6 +617,24 @@ mod tests {
         // 16 MiB: rings of a power of two either way.
         assert_eq!(DEFAULT_RING_BYTES / 2048, 8192);
         assert_eq!(DEFAULT_RING_BYTES / 4096, 4096);
+    }
+
+    #[test]
+    fn an_interface_built_on_others_takes_xdp_in_skb_mode_unless_told() {
+        let lower = ["eth1".to_owned(), "eth2".to_owned()];
+        assert_eq!(
+            attach_choice(XdpAttach::Auto, "bond0", &lower),
+            XdpAttach::Skb
+        );
+        assert_eq!(attach_choice(XdpAttach::Auto, "eth0", &[]), XdpAttach::Auto);
+        assert_eq!(
+            attach_choice(XdpAttach::Driver, "bond0", &lower),
+            XdpAttach::Driver
+        );
+        assert_eq!(
+            attach_choice(XdpAttach::Skb, "bond0", &lower),
+            XdpAttach::Skb
+        );
     }
 
     /// How long one sleep on a socket that never becomes readable lasted.

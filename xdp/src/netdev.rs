@@ -179,6 +179,40 @@ fn read_counter(path: &std::path::Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Whether `iface` is administratively up (IFF_UP in its sysfs `flags`).
+pub fn is_up(iface: &str) -> std::io::Result<bool> {
+    let flags = std::fs::read_to_string(sysfs(iface).join("flags"))?;
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(flags & libc::IFF_UP as u32 != 0)
+}
+
+/// Whether `iface` has a link (its sysfs `carrier`); `None` where the
+/// kernel does not say.
+pub fn has_carrier(iface: &str) -> Option<bool> {
+    read_counter(&sysfs(iface).join("carrier")).map(|c| c != 0)
+}
+
+/// The devices under `iface`, when it is built on others (a bond's slaves,
+/// an Azure NIC's accelerated-networking VF, a VLAN device's parent):
+/// sysfs links `lower_<name>`.
+pub fn lower_devices(iface: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(sysfs(iface)) else {
+        return Vec::new();
+    };
+    let mut lower: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|name| name.strip_prefix("lower_"))
+                .map(str::to_owned)
+        })
+        .collect();
+    lower.sort();
+    lower
+}
+
 /// The rx queues of `iface` (from sysfs).
 pub fn rx_queues(iface: &str) -> std::io::Result<u32> {
     let dir = sysfs(iface).join("queues");

@@ -339,7 +339,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_duplicate_table_slots",
         Gauge,
-        "Slots of the duplicate tables, all workers (--dedup-slots each).",
+        "Slots of the duplicate table the workers share (--dedup-slots).",
         ingest!(duplicate_slots)
     ),
     metric!(

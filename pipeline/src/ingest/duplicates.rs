@@ -1,24 +1,35 @@
 //! Exact duplicates: a SPAN session that mirrors both the client's and the
-//! server's switch port delivers every packet twice, microseconds apart.
-//! A packet is a duplicate when the bytes from its innermost IP header on
-//! (as captured, with the original length) equal those of a packet seen
-//! less than the window before.
+//! server's switch port delivers every packet twice, microseconds apart; a
+//! cloud mirror of both ends (two ENIs' sessions to one target) delivers
+//! them as far apart as the two hosts are. A packet is a duplicate when the
+//! bytes from its innermost IP header on (as captured, with the original
+//! length) equal those of a packet seen less than the window before, but
+//! for what a router or switch between the two mirror points may change:
+//! the TTL or hop limit, the DSCP and ECN bits, and the IPv4 header
+//! checksum that covers them (RFC 1812 §5.3.1; RFC 3168 §5).
 //!
 //! The bytes are compared by a 64-bit hash of their first [`COMPARED`]
 //! bytes and the length. That prefix holds the IP header (with its
-//! identification and checksum) and the TCP or UDP header, whose checksum
-//! covers the whole segment: two packets that differ anywhere differ there,
-//! so a per-packet cost that does not grow with the payload still compares
-//! whole packets. Memory is fixed: a table of slots indexed by the hash,
-//! each holding the last hash and time seen there; a slot taken over by
-//! another packet forgets the first, which can only miss a duplicate (about
-//! one in `slots / packets per window`), never invent one (short of a 64-bit
-//! hash collision).
+//! identification) and the TCP or UDP header, whose checksum covers the
+//! whole segment: two packets that differ anywhere differ there, so a
+//! per-packet cost that does not grow with the payload still compares whole
+//! packets. Memory is fixed: a table of slots indexed by the hash, each
+//! holding the last hash and time seen there; a slot taken over by another
+//! packet forgets the first, which can only miss a duplicate (about one in
+//! `slots / packets per window`), never invent one (short of a 64-bit hash
+//! collision).
+//!
+//! The workers of a pipeline share one table: the two copies of a packet
+//! can arrive on two receive queues (a NIC spreads a cloud mirror's copies
+//! by their outer addresses, one per source ENI), read by two workers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes from the IP header on that are hashed: an IPv4 or IPv6 header and
 /// the TCP or UDP header after it, checksum included (only IPv4 options
 /// longer than 4 bytes push a TCP checksum past it; the IP header's own
-/// identification and checksum are still in).
+/// identification is still in).
 pub const COMPARED: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,9 +59,11 @@ impl Default for DedupConfig {
 pub const MAX_WINDOW_NS: u64 = 65_535_000;
 const TIME_BITS: u64 = 0xffff;
 
+/// One table, shared by the workers that clone it.
+#[derive(Clone)]
 pub struct Duplicates {
     /// Each slot: the hash's upper 48 bits and the time in µs (low 16 bits).
-    slots: Vec<u64>,
+    slots: Arc<[AtomicU64]>,
     mask: usize,
     window_us: u64,
     hasher: ahash::RandomState,
@@ -60,7 +73,7 @@ impl Duplicates {
     pub fn new(config: &DedupConfig, hasher: ahash::RandomState) -> Duplicates {
         let len = config.slots.clamp(1, 1 << 24).next_power_of_two();
         Duplicates {
-            slots: vec![0; len],
+            slots: (0..len).map(|_| AtomicU64::new(0)).collect(),
             mask: len - 1,
             window_us: config.window_ns.min(MAX_WINDOW_NS) / 1_000,
             hasher,
@@ -71,28 +84,58 @@ impl Duplicates {
         self.slots.len()
     }
 
+    /// The hash of a packet's first bytes and its length, but for what a
+    /// router or switch between two mirror points may change: IPv4's
+    /// DSCP/ECN byte, TTL and header checksum; IPv6's traffic class and hop
+    /// limit. (Words masked: copying the bytes to zero those took 7 ns a
+    /// packet in criterion `path/1k`, this 3.)
+    #[inline]
+    fn hash(&self, ip: &[u8], len: u32) -> u64 {
+        let word = |at: usize| u64::from_be_bytes(ip[at..at + 8].try_into().expect("8 bytes"));
+        match ip.first().map(|b| b >> 4) {
+            Some(4) if ip.len() >= 16 => self.hasher.hash_one((
+                len,
+                // Version to total length, but DSCP/ECN (byte 1).
+                word(0) & 0xff00_ffff_ffff_ffff,
+                // TTL to the source address: only the protocol (byte 9).
+                word(8) & 0x00ff_0000_ffff_ffff,
+                &ip[16..],
+            )),
+            Some(6) if ip.len() >= 8 => self.hasher.hash_one((
+                len,
+                // But traffic class (bits 4-11) and hop limit (byte 7).
+                word(0) & 0xf00f_ffff_ffff_ff00,
+                &ip[8..],
+            )),
+            _ => self.hasher.hash_one((len, ip)),
+        }
+    }
+
     /// Whether `packet` (captured bytes from the IP header on, `len` bytes
     /// originally) repeats one seen within the window; remembers it.
     #[inline]
-    pub fn seen(&mut self, packet: &[u8], len: u32, ts_ns: u64) -> bool {
+    pub fn seen(&self, packet: &[u8], len: u32, ts_ns: u64) -> bool {
         if self.window_us == 0 {
             return false;
         }
-        let compared = &packet[..packet.len().min(COMPARED)];
-        let hash = self.hasher.hash_one((len, compared));
+        let hash = self.hash(&packet[..packet.len().min(COMPARED)], len);
         // The upper bits tag the slot (never zero: zero is an empty slot);
         // the lower bits pick it.
         let tag = (hash | 1 << 63) & !TIME_BITS;
         let now_us = (ts_ns / 1_000) & TIME_BITS;
-        let slot = &mut self.slots[hash as usize & self.mask];
-        let then_us = *slot & TIME_BITS;
+        // Read, then written: two workers that take a packet's two copies
+        // within the same few nanoseconds can both miss the other's (a swap
+        // would not, for 2 ns a packet in criterion `path/1k`); the copies
+        // of a mirror of both ends arrive microseconds or more apart.
+        let slot = &self.slots[hash as usize & self.mask];
+        let then = slot.load(Ordering::Relaxed);
+        slot.store(tag | now_us, Ordering::Relaxed);
+        let then_us = then & TIME_BITS;
         // Copies may arrive in either order (two queues): the distance
         // either way, modulo the 16-bit clock.
         let apart = now_us.wrapping_sub(then_us) & TIME_BITS;
         let apart = apart.min(TIME_BITS + 1 - apart);
-        let duplicate = *slot & !TIME_BITS == tag && apart <= self.window_us;
-        *slot = tag | now_us;
-        duplicate
+        then & !TIME_BITS == tag && apart <= self.window_us
     }
 }
 
@@ -102,7 +145,7 @@ mod tests {
 
     #[test]
     fn same_bytes_within_the_window() {
-        let mut d = Duplicates::new(
+        let d = Duplicates::new(
             &DedupConfig::default(),
             ahash::RandomState::with_seeds(1, 2, 3, 4),
         );
@@ -114,7 +157,7 @@ mod tests {
         assert!(!d.seen(&a, 41, 1_070_000), "other length");
         assert!(!d.seen(&a, 41, 1_300_000), "past the window");
         assert!(d.seen(&a, 41, 1_250_000), "either order");
-        let mut off = Duplicates::new(
+        let off = Duplicates::new(
             &DedupConfig {
                 window_ns: 0,
                 ..DedupConfig::default()
@@ -122,5 +165,56 @@ mod tests {
             ahash::RandomState::new(),
         );
         assert!(!off.seen(&a, 40, 1) && !off.seen(&a, 40, 1));
+    }
+
+    /// A routed copy (TTL one less, DSCP re-marked, ECN marked, so another
+    /// header checksum) is a duplicate; a packet with another IP
+    /// identification is not. IPv6 the same, by hop limit and traffic class.
+    #[test]
+    fn what_a_router_changes_is_left_out() {
+        let d = Duplicates::new(
+            &DedupConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let v4: [u8; 28] = [
+            0x45, 0x00, 0, 28, 0x12, 0x34, 0x40, 0, 64, 17, 0xaa, 0xbb, 198, 18, 0, 1, 198, 19, 0,
+            1, 0x30, 0x39, 0, 53, 0, 8, 0x11, 0x22,
+        ];
+        let mut routed = v4;
+        routed[1] = 0xb8 | 0b11; // EF, CE
+        routed[8] = 63;
+        routed[10..12].copy_from_slice(&[0x01, 0x02]);
+        let mut other_id = v4;
+        other_id[5] = 0x35;
+        assert!(!d.seen(&v4, 28, 1_000_000));
+        assert!(d.seen(&routed, 28, 1_010_000), "routed copy");
+        assert!(!d.seen(&other_id, 28, 1_020_000), "another packet");
+
+        let mut v6 = [0u8; 48];
+        v6[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
+        v6[8..10].copy_from_slice(&[0x20, 0x01]);
+        v6[40..48].copy_from_slice(&[0x30, 0x39, 0, 53, 0, 8, 0x11, 0x22]);
+        let mut routed = v6;
+        routed[0] = 0x6b; // traffic class 0xb8 ...
+        routed[1] = 0x80; // ... of which these are the low bits
+        routed[7] = 63;
+        let mut other_port = v6;
+        other_port[41] = 0x3a;
+        assert!(!d.seen(&v6, 48, 2_000_000));
+        assert!(d.seen(&routed, 48, 2_010_000), "routed copy");
+        assert!(!d.seen(&other_port, 48, 2_020_000), "another packet");
+    }
+
+    /// Clones share one table: a copy read by another worker is found.
+    #[test]
+    fn clones_share_the_table() {
+        let first = Duplicates::new(
+            &DedupConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let second = first.clone();
+        let a = [0x45u8, 0, 0, 40, 1, 2];
+        assert!(!first.seen(&a, 40, 1_000_000));
+        assert!(second.seen(&a, 40, 1_020_000));
     }
 }

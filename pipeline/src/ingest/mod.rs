@@ -23,7 +23,7 @@ use crate::source::Frame;
 use crate::time::SECOND;
 use crate::wire::decap::{Decap, Encap, Mirror};
 use crate::wire::dissect::{Carried, Dissected, Dissector};
-use duplicates::Duplicates;
+pub use duplicates::Duplicates;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IngestConfig {
@@ -71,8 +71,19 @@ pub struct Ingest {
 }
 
 impl Ingest {
+    /// An ingest step with a duplicate table of its own.
     pub fn new(config: &IngestConfig, hasher: ahash::RandomState) -> Ingest {
         let duplicates = Duplicates::new(&config.dedup, hasher.clone());
+        Ingest::with_duplicates(config, hasher, duplicates)
+    }
+
+    /// An ingest step that finds duplicates in `duplicates`, which the
+    /// pipeline's workers share (built with the same `hasher`).
+    pub fn with_duplicates(
+        config: &IngestConfig,
+        hasher: ahash::RandomState,
+        duplicates: Duplicates,
+    ) -> Ingest {
         Ingest {
             dissector: Dissector::new(config.decap),
             carried: Carried::default(),

@@ -26,7 +26,8 @@ pub enum Mode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum XdpAttach {
-    /// Driver mode, falling back to SKB (generic) mode.
+    /// Driver mode, falling back to SKB (generic) mode; SKB mode on an
+    /// interface built on others (a bond, an Azure NIC's VF under it).
     Auto,
     Driver,
     Skb,
