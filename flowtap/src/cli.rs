@@ -301,13 +301,14 @@ pub(crate) struct RunArgs {
     pub max_fragments: usize,
 
     /// Encapsulations not to open, e.g. `vxlan,gre`: vxlan, geneve, gtpu,
-    /// gre, erspan. Their frames then count as the outer UDP or IP flow.
+    /// gre, erspan, tzsp. Their frames then count as the outer UDP or IP flow.
     /// IP-in-IP is always opened.
     #[arg(long, value_name = "LIST", value_delimiter = ',', env = "FLOWTAP_NO_DECAP", help_heading = MIRROR)]
     pub no_decap: Vec<Tunnel>,
 
     /// UDP destination ports of an encapsulation, replacing its defaults
-    /// (vxlan=4789,8472 geneve=6081 gtpu=2152), e.g. `vxlan=4789,4790`.
+    /// (vxlan=4789,8472 geneve=6081 gtpu=2152 tzsp=37008), e.g.
+    /// `vxlan=4789,4790`.
     /// Repeat for each; in the environment, separate them with `;`.
     #[arg(long, value_name = "NAME=PORTS", value_delimiter = ';', value_parser = Decap::parse_ports, env = "FLOWTAP_DECAP_PORTS", help_heading = MIRROR)]
     pub decap_ports: Vec<(Tunnel, Vec<u16>)>,

@@ -7,16 +7,16 @@ mod common;
 use std::fs::File;
 use std::path::Path;
 
+use capgen::frame::{Proto, Segment};
 use capgen::pcap::{LINKTYPE_ETHERNET, PcapWriter};
 use capgen::{Generator, Spec};
 use common::{corpus_dir, report_counts, run_flowtap};
 use pipeline::capture::CaptureFile;
+use pipeline::wire::tzsp;
 
-/// Copies `from` to `to`, writing every frame a second time `delay_ns`
-/// later (as a SPAN session mirroring both switch ports delivers it).
-/// Returns the number of frames copied.
-fn doubled(from: &Path, to: &Path, delay_ns: u64) -> u64 {
-    let mut input = CaptureFile::open(from).unwrap();
+/// The frames of capture `path`: time, length on the wire, bytes.
+fn frames_of(path: &Path) -> Vec<(u64, u32, Vec<u8>)> {
+    let mut input = CaptureFile::open(path).unwrap();
     let mut frames = Vec::new();
     while input
         .read_frames(1024, |f| {
@@ -25,6 +25,14 @@ fn doubled(from: &Path, to: &Path, delay_ns: u64) -> u64 {
         .unwrap()
         > 0
     {}
+    frames
+}
+
+/// Copies `from` to `to`, writing every frame a second time `delay_ns`
+/// later (as a SPAN session mirroring both switch ports delivers it).
+/// Returns the number of frames copied.
+fn doubled(from: &Path, to: &Path, delay_ns: u64) -> u64 {
+    let frames = frames_of(from);
     let mut out = PcapWriter::new(File::create(to).unwrap(), LINKTYPE_ETHERNET).unwrap();
     for (ts, len, data) in &frames {
         out.write(*ts, data, *len).unwrap();
@@ -149,4 +157,88 @@ fn encapsulations_can_be_moved_or_turned_off() {
         assert_ne!(run.status, 0);
         assert!(run.stderr.contains(says), "{bad}: {}", run.stderr);
     }
+}
+
+/// MikroTik's packet sniffer streams what it captures in TZSP to UDP
+/// 37008: each frame of a capture sent so (a router at 198.18.0.1 to a
+/// collector at 198.18.0.2, as RouterOS writes the header: version 1,
+/// received, Ethernet, no tags but END) gives the capture's own flows,
+/// each through the `tzsp` session; with `--no-decap tzsp`, the one UDP
+/// flow of the stream.
+#[test]
+fn a_mikrotik_sniffer_stream_gives_the_flows_it_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.pcap");
+    let spec = Spec {
+        packets: 5_000,
+        concurrent: 50,
+        anomalies: false,
+        seed: 4,
+        ..Spec::default()
+    };
+    Generator::new(spec)
+        .write(File::create(&plain).unwrap())
+        .unwrap();
+    let streamed = dir.path().join("tzsp.pcap");
+    let mut out = PcapWriter::new(File::create(&streamed).unwrap(), LINKTYPE_ETHERNET).unwrap();
+    let header = [1, 0, 0, 1, 1];
+    let mut frame = Vec::new();
+    for (ts, len, data) in frames_of(&plain) {
+        assert_eq!(len as usize, data.len(), "whole frames");
+        let datagram = Segment {
+            proto: Proto::Udp,
+            payload: (header.len() + data.len()) as u16,
+            ..Segment::tcp(
+                "198.18.0.1".parse().unwrap(),
+                50000,
+                "198.18.0.2".parse().unwrap(),
+                tzsp::PORT,
+                true,
+                0,
+            )
+        };
+        let headers = capgen::frame::segment(&mut frame, &datagram);
+        frame[headers..headers + header.len()].copy_from_slice(&header);
+        frame[headers + header.len()..].copy_from_slice(&data);
+        out.write(ts, &frame, frame.len() as u32).unwrap();
+    }
+    out.finish().unwrap();
+
+    let counts = |run: &common::Run| {
+        let mut flows: Vec<_> = run
+            .flows
+            .iter()
+            .map(|f| {
+                (
+                    f.key.clone(),
+                    f.client_tx_pkts,
+                    f.client_tx_bytes,
+                    f.server_tx_pkts,
+                    f.server_tx_bytes,
+                )
+            })
+            .collect();
+        flows.sort();
+        flows
+    };
+    let expected = run_flowtap(&[&plain], 1, &[]);
+    let opened = run_flowtap(&[&streamed], 1, &[]);
+    assert_eq!(opened.status, 0, "{}", opened.stderr);
+    assert!(!expected.flows.is_empty());
+    assert!(counts(&opened) == counts(&expected), "the flows carried");
+    assert!(
+        opened
+            .flows
+            .iter()
+            .all(|f| f.mirror.as_ref().and_then(|m| m["encap"].as_str()) == Some("tzsp"))
+    );
+    let closed = run_flowtap(&[&streamed], 1, &["--no-decap", "tzsp"]);
+    assert_eq!(
+        closed
+            .flows
+            .iter()
+            .map(|f| (f.key.0.as_str(), f.key.3))
+            .collect::<Vec<_>>(),
+        [("udp", tzsp::PORT)]
+    );
 }

@@ -474,7 +474,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_encapsulated_frames",
         Counter,
-        "Frames by the outermost encapsulation flowtap opened: vxlan, geneve, gre, erspan_i, erspan_ii, erspan_iii, gtpu, ip_in_ip.",
+        "Frames by the outermost encapsulation flowtap opened: vxlan, geneve, gre, erspan_i, erspan_ii, erspan_iii, gtpu, ip_in_ip, tzsp.",
         by_encap!(encap_frames),
         Encapsulated ""
     ),

@@ -73,15 +73,18 @@ pub enum Tunnel {
     Gre,
     /// ERSPAN types I, II and III (inside GRE).
     Erspan,
+    /// MikroTik's packet sniffer streaming ([`super::tzsp`]).
+    Tzsp,
 }
 
 impl Tunnel {
-    pub const ALL: [Tunnel; 5] = [
+    pub const ALL: [Tunnel; 6] = [
         Tunnel::Vxlan,
         Tunnel::Geneve,
         Tunnel::Gtpu,
         Tunnel::Gre,
         Tunnel::Erspan,
+        Tunnel::Tzsp,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -91,6 +94,7 @@ impl Tunnel {
             Tunnel::Gtpu => "gtpu",
             Tunnel::Gre => "gre",
             Tunnel::Erspan => "erspan",
+            Tunnel::Tzsp => "tzsp",
         }
     }
 }
@@ -116,6 +120,7 @@ pub struct Decap {
     pub vxlan: PortSet,
     pub geneve: PortSet,
     pub gtpu: PortSet,
+    pub tzsp: PortSet,
     pub gre: bool,
     pub erspan: bool,
 }
@@ -125,6 +130,7 @@ impl Decap {
         vxlan: PortSet::two(4789, 8472),
         geneve: PortSet::one(6081),
         gtpu: PortSet::one(2152),
+        tzsp: PortSet::one(super::tzsp::PORT),
         gre: true,
         erspan: true,
     };
@@ -132,7 +138,10 @@ impl Decap {
     /// Whether a UDP datagram to `port` may carry a tunnel.
     #[inline]
     pub fn is_udp_tunnel_port(&self, port: u16) -> bool {
-        self.vxlan.contains(port) || self.geneve.contains(port) || self.gtpu.contains(port)
+        self.vxlan.contains(port)
+            || self.geneve.contains(port)
+            || self.gtpu.contains(port)
+            || self.tzsp.contains(port)
     }
 
     /// `tunnel` no longer opened.
@@ -141,6 +150,7 @@ impl Decap {
             Tunnel::Vxlan => self.vxlan = PortSet::EMPTY,
             Tunnel::Geneve => self.geneve = PortSet::EMPTY,
             Tunnel::Gtpu => self.gtpu = PortSet::EMPTY,
+            Tunnel::Tzsp => self.tzsp = PortSet::EMPTY,
             Tunnel::Gre => self.gre = false,
             Tunnel::Erspan => self.erspan = false,
         }
@@ -154,6 +164,7 @@ impl Decap {
             Tunnel::Vxlan => self.vxlan = set,
             Tunnel::Geneve => self.geneve = set,
             Tunnel::Gtpu => self.gtpu = set,
+            Tunnel::Tzsp => self.tzsp = set,
             Tunnel::Gre | Tunnel::Erspan => {
                 return Err(format!("{} is not carried on UDP ports", tunnel.name()));
             }
@@ -197,10 +208,11 @@ pub enum Encap {
     ErspanIII,
     Gtpu,
     IpInIp,
+    Tzsp,
 }
 
 impl Encap {
-    pub const ALL: [Encap; 8] = [
+    pub const ALL: [Encap; 9] = [
         Encap::Vxlan,
         Encap::Geneve,
         Encap::Gre,
@@ -209,6 +221,7 @@ impl Encap {
         Encap::ErspanIII,
         Encap::Gtpu,
         Encap::IpInIp,
+        Encap::Tzsp,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -221,6 +234,7 @@ impl Encap {
             Encap::ErspanIII => "erspan_iii",
             Encap::Gtpu => "gtpu",
             Encap::IpInIp => "ip_in_ip",
+            Encap::Tzsp => "tzsp",
         }
     }
 
@@ -231,7 +245,7 @@ impl Encap {
             Encap::Vxlan | Encap::Geneve => "vni",
             Encap::ErspanI | Encap::ErspanII | Encap::ErspanIII => "session",
             Encap::Gre => "key",
-            Encap::Gtpu | Encap::IpInIp => "id",
+            Encap::Gtpu | Encap::IpInIp | Encap::Tzsp => "id",
         }
     }
 

@@ -13,7 +13,7 @@ use super::decap::{Decap, Encap, Mirror};
 use super::{
     Layer, LenError, ah, chdlc, erspan, ethernet, ethertype, fabricpath, geneve, gre, gtpu, icmp,
     ieee80211, ip_proto, ipv4, ipv6, linux_sll, llc, mpls, nflog, null, ppi, ppp, pppoe, radiotap,
-    tags, tcp, udp, vlan, vxlan,
+    tags, tcp, tzsp, udp, vlan, vxlan,
 };
 use crate::packet::{Addr, Fragment, L4Proto, Transport};
 
@@ -219,6 +219,15 @@ impl From<geneve::Error> for Malformed {
         match e {
             geneve::Error::Len(len) => len.into(),
             geneve::Error::Version(_) => Malformed::new(MalformedReason::BadVersion, Layer::Geneve),
+        }
+    }
+}
+
+impl From<tzsp::Error> for Malformed {
+    fn from(e: tzsp::Error) -> Self {
+        match e {
+            tzsp::Error::Len(len) => len.into(),
+            tzsp::Error::Version(_) => Malformed::new(MalformedReason::BadVersion, Layer::Tzsp),
         }
     }
 }
@@ -877,6 +886,29 @@ impl<'a> Walk<'a, '_> {
                 }
             }));
         }
+        if self.decap.tzsp.contains(port) && datagram_len >= tzsp::FIXED_LEN {
+            // Not version 1, or a keep-alive or configuration message
+            // without a frame: the UDP flow it is.
+            let header = tzsp::Header::new_checked(payload);
+            match &header {
+                Err(tzsp::Error::Version(_)) => return None,
+                Ok(h) if !h.carries_a_frame() => return None,
+                _ => {}
+            }
+            return Some(self.tunnel(Encap::Tzsp, ip).and_then(|()| {
+                let header = header?;
+                let frame = &payload[header.header_len()..];
+                match header.encapsulation() {
+                    tzsp::ENCAP_ETHERNET => self.ethernet_in(Encap::Tzsp, None, frame),
+                    tzsp::ENCAP_RAW_IP => {
+                        self.mirrored(Encap::Tzsp, None, frame);
+                        self.by_version_nibble(frame)
+                    }
+                    // 802.11 and the others, which RouterOS does not send.
+                    _ => NON_IP,
+                }
+            }));
+        }
         if self.decap.gtpu.contains(port) && datagram_len >= gtpu::FIXED_LEN {
             // Only a G-PDU carries user traffic; the tunnel's own messages
             // (echo, error indication) and datagrams that are not GTP
@@ -1373,6 +1405,56 @@ mod tests {
     fn carried(f: &[u8]) -> (Transport, Carried) {
         let d = Dissector::default().dissect(LinkType::Ethernet, f);
         (transport(d.result.unwrap()), d.carried)
+    }
+
+    /// MikroTik's sniffer streaming: the frame after TZSP's tags is a
+    /// mirrored one (Ethernet, or an IP packet alone); a keep-alive, another
+    /// version or the encapsulation turned off is the UDP flow it is.
+    #[test]
+    fn tzsp_carries_a_mirrored_frame() {
+        let inner = inner_frame();
+        let over = |tzsp: &[u8], frame: &[u8]| {
+            let mut udp = udp::tests::header(50000, 37008);
+            udp.extend_from_slice(tzsp);
+            udp.extend_from_slice(frame);
+            ipv4_over(17, &udp)
+        };
+        let mirror = Some(Mirror {
+            encap: Encap::Tzsp,
+            id: None,
+        });
+        // As RouterOS sends it, and with tags before END.
+        for tzsp in [&[1, 0, 0, 1, 1][..], &[1, 0, 0, 1, 0, 11, 1, 0x20, 1]] {
+            let f = over(tzsp, &inner);
+            let (t, c) = carried(&f);
+            assert_eq!((t.src_port, t.dst_port, c.mirror), (40000, 80, mirror));
+            assert_eq!(c.encap, Some(Encap::Tzsp));
+            assert_eq!(f.len() as u32 - c.outer_len, inner.len() as u32);
+        }
+        // An IP packet alone.
+        let packet = ipv4_tcp(0);
+        let f = over(&[1, 0, 0, 7, 1], &packet);
+        let (t, c) = carried(&f);
+        assert_eq!((t.dst_port, c.mirror), (80, mirror));
+        assert_eq!(f.len() as u32 - c.outer_len, packet.len() as u32);
+        // Not a frame, or not TZSP: the datagram to 37008.
+        for tzsp in [&[1, 4, 0, 1, 1][..], &[2, 0, 0, 1, 1]] {
+            let (t, c) = carried(&over(tzsp, &inner));
+            assert_eq!((t.proto, t.dst_port, c.mirror), (L4Proto::Udp, 37008, None));
+        }
+        let off = Dissector::new(Decap::DEFAULT.without(Tunnel::Tzsp));
+        let d = off.dissect(LinkType::Ethernet, &over(&[1, 0, 0, 1, 1], &inner));
+        assert_eq!(
+            (transport(d.result.unwrap()).dst_port, d.carried.mirror),
+            (37008, None)
+        );
+        // Tags cut short by the snap length.
+        let d = Dissector::default().dissect(LinkType::Ethernet, &over(&[1, 0, 0, 1, 0, 11], &[]));
+        let e = d.result.unwrap_err();
+        assert_eq!(
+            (e.reason, e.layer),
+            (MalformedReason::Truncated, Layer::Tzsp)
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod pppoe;
 pub mod radiotap;
 pub mod tags;
 pub mod tcp;
+pub mod tzsp;
 pub mod udp;
 pub mod vlan;
 pub mod vxlan;
@@ -58,6 +59,7 @@ pub enum Layer {
     Gre,
     Erspan,
     Gtpu,
+    Tzsp,
 }
 
 impl Layer {
@@ -79,6 +81,7 @@ impl Layer {
             Layer::Gre => "gre",
             Layer::Erspan => "erspan",
             Layer::Gtpu => "gtpu",
+            Layer::Tzsp => "tzsp",
         }
     }
 }
