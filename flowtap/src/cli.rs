@@ -323,14 +323,14 @@ pub(crate) struct RunArgs {
     /// How far apart, in microseconds, two copies of a packet may arrive to
     /// be duplicates (0: do not look for duplicates; at most 65535). A
     /// cloud mirror of both ends of conversations delivers them as far
-    /// apart as the two hosts are: 2000 there.
+    /// apart as the two hosts are: 2000 there, with --dedup-slots 65536.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=65_535), env = "FLOWTAP_DEDUP_WINDOW_US", help_heading = MIRROR)]
     pub dedup_window_us: u64,
 
-    /// Slots of the duplicate table the workers share (8 bytes each). A
-    /// busy table misses about one duplicate in slots / (packets between
-    /// the two copies); more slots miss fewer but cost cache misses on
-    /// every packet.
+    /// Slots of each worker's duplicate table, or of the one they share
+    /// with --dedup (8 bytes each). A busy table misses about one duplicate
+    /// in slots / (packets between the two copies); more slots miss fewer
+    /// but cost cache misses on every packet.
     #[arg(long, value_name = "N", default_value_t = 4096, env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
     pub dedup_slots: usize,
 

@@ -1610,20 +1610,7 @@ fn a_broken_capture_socket_fails_loudly() {
         assert_eq!(warned, mode == "span", "{mode}");
         if mode == "span" {
             // A second flowtap on the same port is told why it cannot.
-            let second = Command::new("ip")
-                .args(["netns", "exec", &sv, env!("CARGO_BIN_EXE_flowtap")])
-                .args([
-                    "-i",
-                    "s0",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--admin-listen",
-                    "127.0.0.1:0",
-                ])
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&second.stderr);
-            assert_eq!(second.status.code(), Some(1), "{err}");
+            let err = refused_start(&sv, "s0");
             assert!(
                 err.contains("s0 queue 0 already has an AF_XDP socket"),
                 "{err}"
@@ -1641,6 +1628,26 @@ fn a_broken_capture_socket_fails_loudly() {
     }
 }
 
+/// Starts flowtap on `iface` in `ns`, which must refuse to start: its
+/// error output.
+fn refused_start(ns: &str, iface: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_flowtap")])
+        .args([
+            "-i",
+            iface,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
 /// An interface that is down is refused, as tcpdump refuses it, naming the
 /// fix: nothing would arrive, and answers would read as no traffic. A
 /// macvlan device, an interface built on another, takes XDP in SKB mode, chosen
@@ -1654,20 +1661,7 @@ fn a_broken_capture_socket_fails_loudly() {
 fn a_down_interface_is_refused_and_one_built_on_others_is_captured_in_skb_mode() {
     let (lab, cl, sv) = udp_lab("link");
     sh(&format!("ip -n {sv} link set s0 down"));
-    let refused = Command::new("ip")
-        .args(["netns", "exec", &sv, env!("CARGO_BIN_EXE_flowtap")])
-        .args([
-            "-i",
-            "s0",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{err}");
+    let err = refused_start(&sv, "s0");
     assert!(
         err.contains("interface s0 is down") && err.contains("ip link set s0 up"),
         "{err}"

@@ -194,9 +194,14 @@ impl Pipeline {
             capture_since: AtomicU64::new(u64::MAX),
             sequence: AtomicU64::new(0),
         });
-        // One duplicate table for all: a packet's two copies may come in
-        // on two queues, read by two workers.
-        let duplicates = Duplicates::new(&config.ingest.dedup, table_hasher.clone());
+        // With --dedup, one duplicate table for all: a packet's two copies
+        // may come in on two queues, read by two workers. Otherwise one a
+        // worker ([`crate::ingest::duplicates`] says why).
+        let shared_duplicates = config
+            .ingest
+            .dedup
+            .drop
+            .then(|| Duplicates::new(&config.ingest.dedup, table_hasher.clone()));
         let mut sources: Vec<Option<S>> = sources.into_iter().map(Some).collect();
         sources.resize_with(workers, || None);
         let mut parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
@@ -237,7 +242,9 @@ impl Pipeline {
                     ingest: Ingest::with_duplicates(
                         &config.ingest,
                         table_hasher.clone(),
-                        duplicates.clone(),
+                        shared_duplicates.clone().unwrap_or_else(|| {
+                            Duplicates::new(&config.ingest.dedup, table_hasher.clone())
+                        }),
                     ),
                     batch: Vec::with_capacity(UPDATE_BATCH),
                     backpressure: config.backpressure,

@@ -31,11 +31,6 @@ fn ips() -> impl Strategy<Value = (IpAddr, IpAddr)> {
     ]
 }
 
-fn is_tunnel_port(port: u16) -> bool {
-    let d = Decap::DEFAULT;
-    d.vxlan.contains(port) || d.geneve.contains(port) || d.gtpu.contains(port)
-}
-
 fn carriers() -> impl Strategy<Value = Carrier> {
     (0..Carrier::SAMPLES.len(), any::<u16>()).prop_map(|(i, id)| match Carrier::SAMPLES[i] {
         Carrier::Vxlan { .. } => Carrier::Vxlan {
@@ -72,7 +67,7 @@ proptest! {
         outer_vlans in proptest::collection::vec(1u16..4095, 0..3),
         c2s in any::<bool>(),
     ) {
-        prop_assume!(tcp || !is_tunnel_port(dport));
+        prop_assume!(tcp || !Decap::DEFAULT.is_udp_tunnel_port(dport));
         let s = Segment {
             proto: if tcp { Proto::Tcp } else { Proto::Udp },
             src, dst, sport, dport,
@@ -107,7 +102,7 @@ proptest! {
         snap_extra in proptest::option::of(0usize..64),
     ) {
         // A datagram to a tunnel's port is that tunnel's (below).
-        prop_assume!(tcp || !is_tunnel_port(dport));
+        prop_assume!(tcp || !Decap::DEFAULT.is_udp_tunnel_port(dport));
         let s = Segment {
             proto: if tcp { Proto::Tcp } else { Proto::Udp },
             src, dst, sport, dport,
@@ -142,7 +137,7 @@ proptest! {
         sport in any::<u16>(), dport in any::<u16>(),
         payload in 600u16..4000, ident in any::<u16>(),
     ) {
-        prop_assume!(!is_tunnel_port(dport));
+        prop_assume!(!Decap::DEFAULT.is_udp_tunnel_port(dport));
         let s = Segment {
             proto: Proto::Udp,
             src: IpAddr::V4(Ipv4Addr::from(src)), dst: IpAddr::V4(Ipv4Addr::from(dst)),

@@ -89,11 +89,6 @@ pub fn frame_size_for_mtu(mtu: u32) -> u32 {
     XskConfig::frame_size_for(mtu.saturating_add(LINK_OVERHEAD))
 }
 
-/// Span mode takes every frame the interface receives: on an interface
-/// that carries this host's own traffic (it has addresses), that traffic
-/// stops reaching the host while flowtap runs. A mirror port has none; a
-/// node's own interface is watched with `--mode host`. Said loudly, not
-/// refused: a test network may address its mirror port.
 /// Refuses an interface that is down, as tcpdump does: nothing would
 /// arrive, and answers would read as no traffic (netplan and
 /// NetworkManager leave an interface they have no configuration for down,
@@ -147,6 +142,23 @@ fn attach_choice(choice: XdpAttach, iface: &str, lower: &[String]) -> XdpAttach 
     }
 }
 
+/// Whether a kernel hands a frame in several buffers to an AF_XDP socket
+/// (Linux 6.6 on, `XDP_USE_SG`), so that the XDP program taking frames in
+/// parts may be attached. Linux 5.18 to 6.5 load that program, and it lets
+/// a driver take a jumbo MTU in driver mode, but cannot redirect a frame in
+/// parts to a socket: the driver drops it, counted nowhere flowtap reads.
+/// With the single-buffer program such a driver refuses driver mode, and
+/// SKB mode hands the socket the frame whole or counts it dropped. An
+/// unknown kernel is taken for an old one.
+fn takes_frames_in_parts(kernel: Option<aya::util::KernelVersion>) -> bool {
+    kernel.is_some_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+}
+
+/// Span mode takes every frame the interface receives: on an interface
+/// that carries this host's own traffic (it has addresses), that traffic
+/// stops reaching the host while flowtap runs. A mirror port has none; a
+/// node's own interface is watched with `--mode host`. Said loudly, not
+/// refused: a test network may address its mirror port.
 fn warn_if_addressed(iface: &str) {
     let Ok(addresses) = sys::if_addresses(iface) else {
         return;
@@ -309,21 +321,15 @@ impl LiveCapture {
             let wake = SocketWake::new().map_err(socket_err)?;
             sockets.push((socket, Arc::new(wake)));
         }
-        // The multi-buffer program only for sockets that take frames in
-        // parts: it lets a driver take a jumbo MTU, and Linux 5.18 to 6.5
-        // cannot redirect a frame in parts to a socket (the driver drops
-        // it, counted nowhere flowtap reads), where the single-buffer
-        // program is refused and SKB mode receives the frame whole.
-        let sockets_take_parts = sockets.iter().all(|(s, _)| s.multi_buffer());
         let xdp_choice = attach_choice(
             config.xdp_mode,
             &capture_iface,
             &netdev::lower_devices(&capture_iface),
         );
-        let (xdp_mode, multi_buffer) = programs.attach_xdp(
+        let (xdp_mode, multi_buffer_program) = programs.attach_xdp(
             &capture_iface,
             xdp_choice,
-            config.multi_buffer && sockets_take_parts,
+            config.multi_buffer && takes_frames_in_parts(aya::util::KernelVersion::current().ok()),
         )?;
         for (s, _) in &sockets {
             programs.bind_queue(s.queue, s.fd())?;
@@ -338,7 +344,7 @@ impl LiveCapture {
             mode: config.mode,
             xdp_mode: mode_name(xdp_mode),
             zero_copy: sockets.iter().all(|(s, _)| s.zero_copy()),
-            multi_buffer,
+            multi_buffer: multi_buffer_program && sockets.iter().all(|(s, _)| s.multi_buffer()),
             frame_size: xsk.frame_size,
             ring_frames: xsk.frame_count,
             buffer_bytes: u64::from(queues) * xsk.umem_len() as u64,
@@ -635,6 +641,20 @@ mod tests {
             attach_choice(XdpAttach::Skb, "bond0", &lower),
             XdpAttach::Skb
         );
+    }
+
+    #[test]
+    fn frames_in_parts_from_linux_6_6() {
+        use aya::util::KernelVersion;
+        for (kernel, takes) in [
+            (Some(KernelVersion::new(5, 15, 0)), false),
+            (Some(KernelVersion::new(6, 5, 13)), false),
+            (Some(KernelVersion::new(6, 6, 0)), true),
+            (Some(KernelVersion::new(6, 18, 2)), true),
+            (None, false),
+        ] {
+            assert_eq!(takes_frames_in_parts(kernel), takes, "{kernel:?}");
+        }
     }
 
     /// How long one sleep on a socket that never becomes readable lasted.

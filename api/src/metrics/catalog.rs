@@ -339,7 +339,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_duplicate_table_slots",
         Gauge,
-        "Slots of the duplicate table the workers share (--dedup-slots).",
+        "Slots of each duplicate table (--dedup-slots): one a worker, or one the workers share with --dedup.",
         ingest!(duplicate_slots)
     ),
     metric!(

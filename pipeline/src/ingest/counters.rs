@@ -72,8 +72,7 @@ pub struct IngestCounters {
     /// First fragments of tunnelled datagrams not remembered: the ingest
     /// path's fragment table was full.
     pub tunnel_fragment_table_full: u64,
-    /// Slots of the duplicate table the workers share (a gauge: the
-    /// bound, not a count).
+    /// Slots of each duplicate table (a gauge: the bound, not a count).
     pub duplicate_slots: u64,
 }
 
@@ -125,7 +124,8 @@ impl IngestCounters {
         self.duplicates += o.duplicates;
         self.duplicates_dropped += o.duplicates_dropped;
         self.tunnel_fragment_table_full += o.tunnel_fragment_table_full;
-        // The workers share one table.
+        // Each table's slots: the workers' own tables are alike, and with
+        // --dedup they share one.
         self.duplicate_slots = self.duplicate_slots.max(o.duplicate_slots);
     }
 }

@@ -900,10 +900,7 @@ impl<'a> Walk<'a, '_> {
                 let frame = &payload[header.header_len()..];
                 match header.encapsulation() {
                     tzsp::ENCAP_ETHERNET => self.ethernet_in(Encap::Tzsp, None, frame),
-                    tzsp::ENCAP_RAW_IP => {
-                        self.mirrored(Encap::Tzsp, None, frame);
-                        self.by_version_nibble(frame)
-                    }
+                    tzsp::ENCAP_RAW_IP => self.ip_in(Encap::Tzsp, None, frame),
                     // 802.11 and the others, which RouterOS does not send.
                     _ => NON_IP,
                 }
@@ -962,10 +959,7 @@ impl<'a> Walk<'a, '_> {
                     erspan::FrameType::Ethernet => self.ethernet_in(encap, session, mirrored),
                     // An IP packet mirrored without its link header: a
                     // copy from another wire all the same.
-                    erspan::FrameType::Ip => {
-                        self.mirrored(encap, session, mirrored);
-                        self.by_version_nibble(mirrored)
-                    }
+                    erspan::FrameType::Ip => self.ip_in(encap, session, mirrored),
                     erspan::FrameType::Other(_) => NON_IP,
                 }
             }
@@ -1044,6 +1038,13 @@ impl<'a> Walk<'a, '_> {
     fn ethernet_in(&mut self, encap: Encap, id: Option<u32>, frame: &'a [u8]) -> Outcome {
         self.mirrored(encap, id, frame);
         self.ethernet(frame)
+    }
+
+    /// An IP packet mirrored without its link header (ERSPAN type III,
+    /// TZSP's raw IP), counted as that packet.
+    fn ip_in(&mut self, encap: Encap, id: Option<u32>, packet: &'a [u8]) -> Outcome {
+        self.mirrored(encap, id, packet);
+        self.by_version_nibble(packet)
     }
 
     /// `frame` is a copy of a frame from another wire that `encap` (with
@@ -1438,7 +1439,7 @@ mod tests {
         assert_eq!((t.dst_port, c.mirror), (80, mirror));
         assert_eq!(f.len() as u32 - c.outer_len, packet.len() as u32);
         // Not a frame, or not TZSP: the datagram to 37008.
-        for tzsp in [&[1, 4, 0, 1, 1][..], &[2, 0, 0, 1, 1]] {
+        for tzsp in [&[1, 4, 0, 1][..], &[1, 5, 0, 1], &[2, 0, 0, 1, 1]] {
             let (t, c) = carried(&over(tzsp, &inner));
             assert_eq!((t.proto, t.dst_port, c.mirror), (L4Proto::Udp, 37008, None));
         }

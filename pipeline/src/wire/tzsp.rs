@@ -50,12 +50,20 @@ pub struct Header<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Header<T> {
-    /// Checks the version and that the tags, through END, were captured.
+    /// Checks the version and, for a type that carries a frame, that the
+    /// tags through END were captured (a keep-alive or port opener is the
+    /// four bytes alone).
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         let bytes = buffer.as_ref();
         check_len(Layer::Tzsp, bytes, FIXED_LEN)?;
         if bytes[field::VERSION] != 1 {
             return Err(Error::Version(bytes[field::VERSION]));
+        }
+        if !matches!(bytes[field::TYPE], TYPE_RECEIVED | TYPE_TRANSMIT) {
+            return Ok(Header {
+                buffer,
+                header_len: FIXED_LEN,
+            });
         }
         // Each tag takes at least a byte: the walk ends.
         let mut at = field::TAGS;
@@ -120,13 +128,11 @@ mod tests {
         assert_eq!((h.encapsulation(), h.header_len()), (18, 15));
         assert_eq!(h.payload(), &[0xee]);
 
-        // A keep-alive carries no frame.
-        let keepalive = [1, 4, 0, 1, 1];
-        assert!(
-            !Header::new_checked(&keepalive[..])
-                .unwrap()
-                .carries_a_frame()
-        );
+        // A keep-alive and a port opener carry no frame, nor tags.
+        for alone in [[1, 4, 0, 1], [1, 5, 0, 1]] {
+            let h = Header::new_checked(&alone[..]).unwrap();
+            assert!(!h.carries_a_frame() && h.payload().is_empty());
+        }
 
         // Cut before END, or in a tag's length: too short.
         for cut in [3, 4, 9, 12, 14] {
