@@ -42,21 +42,27 @@ fn doubled(from: &Path, to: &Path, delay_ns: u64) -> u64 {
     frames.len() as u64
 }
 
+/// A capgen capture of `packets` packets, `concurrent` connections at a
+/// time, without anomalies, written to `path`.
+fn generated(path: &Path, packets: u64, concurrent: usize, tunnels: bool, seed: u64) {
+    let spec = Spec {
+        packets,
+        concurrent,
+        anomalies: false,
+        tunnels,
+        seed,
+        ..Spec::default()
+    };
+    Generator::new(spec)
+        .write(File::create(path).unwrap())
+        .unwrap();
+}
+
 #[test]
 fn duplicates_are_counted_always_and_dropped_only_with_dedup() {
     let dir = tempfile::tempdir().unwrap();
     let once = dir.path().join("once.pcap");
-    let spec = Spec {
-        packets: 20_000,
-        concurrent: 200,
-        anomalies: false,
-        tunnels: true,
-        seed: 9,
-        ..Spec::default()
-    };
-    Generator::new(spec)
-        .write(File::create(&once).unwrap())
-        .unwrap();
+    generated(&once, 20_000, 200, true, 9);
     let twice = dir.path().join("twice.pcap");
     // 1 us apart: both copies of a frame come before the next frame.
     let frames = doubled(&once, &twice, 1_000);
@@ -169,16 +175,7 @@ fn encapsulations_can_be_moved_or_turned_off() {
 fn a_mikrotik_sniffer_stream_gives_the_flows_it_carries() {
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("plain.pcap");
-    let spec = Spec {
-        packets: 5_000,
-        concurrent: 50,
-        anomalies: false,
-        seed: 4,
-        ..Spec::default()
-    };
-    Generator::new(spec)
-        .write(File::create(&plain).unwrap())
-        .unwrap();
+    generated(&plain, 5_000, 50, false, 4);
     let streamed = dir.path().join("tzsp.pcap");
     let mut out = PcapWriter::new(File::create(&streamed).unwrap(), LINKTYPE_ETHERNET).unwrap();
     let header = [1, 0, 0, 1, 1];
