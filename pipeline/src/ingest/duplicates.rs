@@ -99,7 +99,7 @@ impl Duplicates {
         match ip.first().map(|b| b >> 4) {
             Some(4) if ip.len() >= 16 => self.hasher.hash_one((
                 len,
-                // Version to total length, but DSCP/ECN (byte 1).
+                // Version to the fragment offset, but DSCP/ECN (byte 1).
                 word(0) & 0xff00_ffff_ffff_ffff,
                 // TTL to the source address: the protocol (byte 9) and
                 // the address.
@@ -173,8 +173,8 @@ mod tests {
     }
 
     /// A routed copy (TTL one less, DSCP re-marked, ECN marked, so another
-    /// header checksum) is a duplicate; a packet with another IP
-    /// identification is not. IPv6 the same, by hop limit and traffic class.
+    /// header checksum) is a duplicate; a packet that differs in any other
+    /// byte is not. IPv6 the same, by hop limit and traffic class.
     #[test]
     fn what_a_router_changes_is_left_out() {
         let d = Duplicates::new(
@@ -191,8 +191,8 @@ mod tests {
         routed[10..12].copy_from_slice(&[0x01, 0x02]);
         assert!(!d.seen(&v4, 28, 1_000_000));
         assert!(d.seen(&routed, 28, 1_010_000), "routed copy");
-        // Every other byte still tells packets apart (one bit of it: the
-        // version nibble's low bit keeps it IPv4).
+        // Every other byte still tells packets apart (its lowest bit
+        // flipped: byte 0 stays version 4, its header length changed).
         let mut ts = 1_020_000;
         for at in (0..v4.len()).filter(|at| ![1, 8, 10, 11].contains(at)) {
             let mut other = v4;
