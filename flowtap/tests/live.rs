@@ -438,11 +438,9 @@ fn tcp_failures_on_a_span_port_are_reported_exactly() {
     }
     // 198.18.9.9 is on the link, but nobody has it: its frames reach the
     // server's side (a static neighbour entry) and are dropped there.
-    let mac =
-        String::from_utf8(lab.exec(&sv, &["cat", "/sys/class/net/s0/address"]).stdout).unwrap();
+    let mac = mac_of(&lab, &sv, "s0");
     sh(&format!(
-        "ip -n {cl} neigh add 198.18.9.9 lladdr {} dev c0",
-        mac.trim()
+        "ip -n {cl} neigh add 198.18.9.9 lladdr {mac} dev c0"
     ));
     sh(&format!("tc -n {sv} qdisc add dev s0 clsact"));
     for dir in ["ingress", "egress"] {
@@ -1216,13 +1214,19 @@ fn udp_lab(tag: &str) -> (Lab, String, String) {
     }
     // flowtap consumes what reaches s0 (ARP included): the client needs no
     // answer to send.
-    let mac = String::from_utf8_lossy(&lab.exec(&sv, &["cat", "/sys/class/net/s0/address"]).stdout)
-        .trim()
-        .to_owned();
+    let mac = mac_of(&lab, &sv, "s0");
     sh(&format!(
         "ip -n {cl} neigh add 198.18.10.2 lladdr {mac} dev c0 nud permanent"
     ));
     (lab, cl, sv)
+}
+
+/// The MAC address of `dev` in `ns`.
+fn mac_of(lab: &Lab, ns: &str, dev: &str) -> String {
+    let path = format!("/sys/class/net/{dev}/address");
+    String::from_utf8_lossy(&lab.exec(ns, &["cat", &path]).stdout)
+        .trim()
+        .to_owned()
 }
 
 /// The MTU of both ends of `udp_lab`'s veth pair.
@@ -1676,10 +1680,7 @@ fn a_down_interface_is_refused_and_one_built_on_others_is_captured_in_skb_mode()
     sh(&format!("ip -n {sv} addr add 198.18.11.2/24 dev s0m"));
     sh(&format!("ip -n {sv} link set s0m up"));
     sh(&format!("ip -n {cl} addr add 198.18.11.1/24 dev c0"));
-    let mac =
-        String::from_utf8_lossy(&lab.exec(&sv, &["cat", "/sys/class/net/s0m/address"]).stdout)
-            .trim()
-            .to_owned();
+    let mac = mac_of(&lab, &sv, "s0m");
     sh(&format!(
         "ip -n {cl} neigh add 198.18.11.2 lladdr {mac} dev c0 nud permanent"
     ));
