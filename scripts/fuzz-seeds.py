@@ -6,10 +6,15 @@ the project's (../shared/corpus/captures): never committed.
 
 OUT_DIR/dissect_frame/: each frame (up to 200 per file), prefixed with the
 selector byte of its link type (pipeline::wire::dissect::LinkType::CODES).
-OUT_DIR/read_capture/: the capture files themselves, up to 64 KiB.
+OUT_DIR/read_capture/: the capture files themselves, up to 64 KiB, and
+each compressed with gzip and with zstd (when the zstd tool is there) for
+the decompressors flowtap reads them through.
 """
 
+import gzip
+import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,6 +63,10 @@ def main():
         data = path.read_bytes()
         if len(data) <= 65536:
             (files_dir / path.name).write_bytes(data)
+            (files_dir / f"{path.name}.gz").write_bytes(gzip.compress(data, mtime=0))
+            if shutil.which("zstd"):
+                zst = subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True)
+                (files_dir / f"{path.name}.zst").write_bytes(zst.stdout)
         for i, (link, frame) in enumerate(pcap_frames(data)):
             if i >= FRAMES_PER_FILE:
                 break

@@ -21,6 +21,7 @@ packages=(
   nfdump pmacct           # nfcapd/nfdump and nfacctd read flowtap's IPFIX export in the tests
   chromium chromium-driver  # the service map's test drives the page in headless Chromium
   tmux                    # flowtap top's test runs it in a terminal and reads the screen
+  zstd xz-utils           # capture tests compress captures with the tools users have
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -28,6 +29,9 @@ for p in "${packages[@]}"; do
 done
 # kubectl validates the Kubernetes manifests; any kubectl will do.
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+# The MCP client tests' TypeScript SDK needs Node 18 or later (Debian 12's);
+# any node with npm will do.
+{ command -v node && command -v npm; } >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if ((${#missing[@]})); then
   sudo=""
@@ -74,3 +78,11 @@ venv_packages .venv \
   "selenium==4.50.0"            `# the service map's test: drives Debian's chromium through chromedriver`
 venv_packages .venv-mcp1 \
   "mcp==1.27.0"                 `# the MCP client tests: the last 1.x SDK`
+
+# The official TypeScript MCP SDK, pinned by its package-lock.json, for the
+# MCP client tests (flowtap/tests/support/mcp_client_ts).
+ts_client=flowtap/tests/support/mcp_client_ts
+ts_version() { node -p "require('./$1').version" 2>/dev/null || echo none; }
+ts_pinned=$(node -p "require('./$ts_client/package.json').dependencies['@modelcontextprotocol/sdk']")
+[ "$(ts_version "$ts_client/node_modules/@modelcontextprotocol/sdk/package.json")" = "$ts_pinned" ] ||
+  npm ci --prefix "$ts_client" --no-audit --no-fund --loglevel=error

@@ -98,7 +98,7 @@ pub(crate) enum Docs {
 #[derive(Args, Debug, Clone)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["read", "interface"]))]
 pub(crate) struct RunArgs {
-    /// Read packets from capture files (pcap or pcapng; - for standard input), in order, as one stream.
+    /// Read packets from capture files (pcap or pcapng, plain or compressed with gzip or zstd; - for standard input), in order, as one stream.
     #[arg(short = 'r', long = "read", value_name = "FILE", num_args = 1.., env = "FLOWTAP_READ", value_delimiter = ',', help_heading = SOURCE)]
     pub read: Vec<PathBuf>,
 

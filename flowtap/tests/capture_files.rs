@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs::File;
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -434,10 +435,13 @@ fn frames_out_of_time_order_still_pair_up_by_timestamp() {
 }
 
 /// `-r -` reads standard input, as tcpdump and tshark do: the same flows
-/// as the file itself. A compressed capture is named as such, with the way
-/// to read it.
+/// as the file itself. So do captures compressed with gzip or Zstandard,
+/// as tshark reads them, from a file or a pipe, each written by its own
+/// tool; the Zstandard file in two frames, as `pzstd` writes them. One cut
+/// short is an error that says so; another compression is named, with the
+/// way to read it.
 #[test]
-fn standard_input_reads_like_the_file_and_compressed_files_say_so() {
+fn standard_input_and_compressed_files_read_like_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_workload(dir.path(), "ng.pcapng", Format::PcapNg);
     let dump = |stdin: std::process::Stdio, file: &str| {
@@ -447,30 +451,77 @@ fn standard_input_reads_like_the_file_and_compressed_files_say_so() {
                 .args(["--dump", "/mcp/flows?limit=1000000&format=full"])
                 .stdin(stdin),
         );
-        serde_json::from_slice::<serde_json::Value>(&out).unwrap()
-    };
-    let piped = dump(File::open(&path).unwrap().into(), "-");
-    assert!(piped["flows"].as_array().unwrap().len() > 100);
-    // Each run's coverage gives its own age of its data.
-    assert_eq!(
-        common::without_ages(&piped.to_string()),
+        // Each run's coverage gives its own age of its data.
         common::without_ages(
-            &dump(std::process::Stdio::null(), path.to_str().unwrap()).to_string()
+            &serde_json::from_slice::<serde_json::Value>(&out)
+                .unwrap()
+                .to_string(),
         )
-    );
+    };
+    let direct = dump(std::process::Stdio::null(), path.to_str().unwrap());
+    assert!(direct.matches("\"client\"").count() > 100, "{direct}");
+    assert_eq!(dump(File::open(&path).unwrap().into(), "-"), direct);
 
-    let gz = dir.path().join("ng.pcapng.gz");
-    let gzip = Command::new("gzip")
-        .args(["-c", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    std::fs::write(&gz, gzip.stdout).unwrap();
-    let (status, _, stderr) = flowtap(&["-r", gz.to_str().unwrap()]);
+    let compress = |tool: &[&str], bytes: &[u8]| {
+        let mut child = Command::new(tool[0])
+            .args(&tool[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let bytes = bytes.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&bytes).unwrap());
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success(), "{tool:?}");
+        out.stdout
+    };
+    let capture = std::fs::read(&path).unwrap();
+    let compressed = |name: &str, bytes: Vec<u8>| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        file
+    };
+    let gz = compressed("ng.pcapng.gz", compress(&["gzip", "-c"], &capture));
+    let (first, second) = capture.split_at(capture.len() / 3);
+    let zst = compressed(
+        "ng.pcapng.zst",
+        [
+            compress(&["zstd", "-q", "-c"], first),
+            compress(&["zstd", "-q", "-c"], second),
+        ]
+        .concat(),
+    );
+    for file in [&gz, &zst] {
+        assert_eq!(
+            dump(std::process::Stdio::null(), file.to_str().unwrap()),
+            direct,
+            "{file:?}"
+        );
+    }
+    assert_eq!(dump(File::open(&zst).unwrap().into(), "-"), direct);
+
+    let bytes = std::fs::read(&gz).unwrap();
+    let cut = dir.path().join("cut.pcapng.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (status, _, stderr) = flowtap(&["-r", cut.to_str().unwrap()]);
     assert_eq!(status, 2, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{}: compressed with gzip: decompress it first",
-            gz.display()
+            "{} (decompressed from gzip): read error at byte offset ",
+            cut.display()
+        )) && stderr.contains("(the file is cut short)"),
+        "{stderr}"
+    );
+
+    let xz = compressed("ng.pcapng.xz", compress(&["xz", "-c"], &capture));
+    let (status, _, stderr) = flowtap(&["-r", xz.to_str().unwrap()]);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: compressed with xz: decompress it first (xzcat FILE | flowtap -r -)",
+            xz.display()
         )),
         "{stderr}"
     );

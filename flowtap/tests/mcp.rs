@@ -1,7 +1,9 @@
 //! The Model Context Protocol server, driven by the official Python SDK
 //! (the current 2.x, which speaks the stateless 2026-07-28 revision or the
-//! handshake, and the last 1.x, handshake only) over Streamable HTTP and
-//! over stdio through `flowtap mcp-stdio`; every structured result is
+//! handshake, and the last 1.x, handshake only) and the official
+//! TypeScript SDK (the client inside Claude Desktop's `mcp-remote`, Cursor
+//! and the MCP Inspector) over Streamable HTTP and over stdio through
+//! `flowtap mcp-stdio`; every structured result is
 //! compared with the REST endpoint's answer on the same snapshot. Then the
 //! protocol's error paths and the access rules, with raw HTTP.
 
@@ -36,19 +38,39 @@ fn calls() -> Value {
     ])
 }
 
-/// Runs the SDK client script; returns its report.
-fn sdk(venv: &str, args: &[&str]) -> Value {
-    let script = project_root().join("flowtap/tests/support/mcp_client.py");
+/// The TypeScript SDK's client script, its packages installed beside it
+/// (scripts/setup.sh, `npm ci`).
+fn typescript_sdk() -> Command {
+    let dir = project_root().join("flowtap/tests/support/mcp_client_ts");
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/sdk").exists(),
+        "{}/node_modules is missing: scripts/setup.sh installs it",
+        dir.display()
+    );
+    let mut node = Command::new("node");
+    node.arg(dir.join("mcp_client.mjs"));
+    node
+}
+
+/// Runs an SDK's client script (a venv's Python SDK, or `"ts"`); returns
+/// its report.
+fn sdk(client: &str, args: &[&str]) -> Value {
     let calls = calls().to_string();
-    let out = Command::new(venv_python(venv))
-        .arg(script)
+    let mut command = if client == "ts" {
+        typescript_sdk()
+    } else {
+        let mut python = Command::new(venv_python(client));
+        python.arg(project_root().join("flowtap/tests/support/mcp_client.py"));
+        python
+    };
+    let out = command
         .args(["--calls", &calls])
         .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{venv} {args:?}:\n{}\n{}",
+        "{client} {args:?}:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -81,9 +103,27 @@ fn get_authorized(server: &Server, target: &str) -> Value {
     server.get_json_with(target, &[("Authorization", &format!("Bearer {TOKEN}"))])
 }
 
+/// `value` as a JavaScript client holds it: every number a double. The
+/// `*_ns` timestamps (about 1.8e18) are integers beyond 2^53, which
+/// `JSON.parse` rounds to the nearest double (within 128 ns); the REST
+/// API's bytes stay the reference's integers, so JavaScript clients see
+/// them so rounded. Unchanged for the other clients.
+fn in_javascript(javascript: bool, value: &Value) -> Value {
+    match value {
+        Value::Number(n) if javascript => n.as_f64().map_or(Value::Null, |f| json!(f)),
+        Value::Array(items) => items.iter().map(|v| in_javascript(javascript, v)).collect(),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| (k.clone(), in_javascript(javascript, v)))
+            .collect(),
+        other => other.clone(),
+    }
+}
+
 /// Everything a client saw must be what the REST API answers.
 fn check_report(server: &Server, report: &Value, protocol: &str, era: &str) {
     let who = format!("{} {}", report["sdk"], report["protocol"]);
+    let javascript = report["sdk"].as_str().is_some_and(|s| s.starts_with("ts "));
     assert_eq!(
         (report["protocol"].as_str(), report["era"].as_str()),
         (Some(protocol), Some(era)),
@@ -129,7 +169,7 @@ fn check_report(server: &Server, report: &Value, protocol: &str, era: &str) {
             get_authorized(server, &format!("/mcp/flows?{}", query(args)))
         };
         // Ages are each answer's own (the coverage's, as of the answer).
-        let timeless = |v: &Value| common::without_ages(&v.to_string());
+        let timeless = |v: &Value| common::without_ages(&in_javascript(javascript, v).to_string());
         assert_eq!(
             timeless(&call["structured"]),
             timeless(&rest),
@@ -137,7 +177,8 @@ fn check_report(server: &Server, report: &Value, protocol: &str, era: &str) {
         );
         let text: Value = serde_json::from_str(text).unwrap();
         assert_eq!(
-            text, call["structured"],
+            in_javascript(javascript, &text),
+            in_javascript(javascript, &call["structured"]),
             "{who} {args}: the text content is the same JSON"
         );
         if call["tool"] == "list_l4_flows" {
@@ -179,6 +220,33 @@ fn python_sdks_over_http_see_what_the_rest_api_serves() {
     let report = sdk(".venv", &[&http[..], &["--mode", "legacy"]].concat());
     check_report(&server, &report, "2025-11-25", "handshake");
     let report = sdk(".venv-mcp1", &http);
+    check_report(&server, &report, "2025-11-25", "handshake");
+}
+
+/// The TypeScript SDK (1.x: the handshake, 2025-11-25) checks every
+/// structured result against its tool's output schema, which the Python
+/// SDK does not: a result that strays from its schema fails here.
+#[test]
+fn the_typescript_sdk_over_http_and_stdio_sees_what_the_rest_api_serves() {
+    let (server, dir) = start();
+    let url = format!("http://{}/mcp", server.addr);
+    let report = sdk("ts", &["--http", &url, "--token", TOKEN]);
+    check_report(&server, &report, "2025-11-25", "handshake");
+    let token = dir.path().join("token");
+    let url = format!("http://{}", server.addr);
+    let report = sdk(
+        "ts",
+        &[
+            "--stdio",
+            "--",
+            env!("CARGO_BIN_EXE_flowtap"),
+            "mcp-stdio",
+            "--url",
+            &url,
+            "--auth-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
     check_report(&server, &report, "2025-11-25", "handshake");
 }
 
@@ -413,6 +481,25 @@ fn handshake_sessions_versions_and_errors() {
     };
     let tool_list = with(&[], &list).json();
     assert!(tool_list["result"]["tools"][0]["outputSchema"].is_object());
+    // Lists come whole: no next cursor, and a cursor (never given) is
+    // refused rather than answered with the first page again.
+    assert!(tool_list["result"].get("nextCursor").is_none());
+    for method in ["tools/list", "prompts/list"] {
+        let paged =
+            json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": {"cursor": "bogus"}});
+        let error = &with(&[], &paged).json()["error"];
+        assert_eq!(error["code"], -32602, "{method}: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("cursor \"bogus\""),
+            "{error}"
+        );
+        let first =
+            json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": {"cursor": null}});
+        assert!(with(&[], &first).json()["result"].is_object(), "{method}");
+    }
     // Notifications are accepted without a body.
     let r = with(
         &[],

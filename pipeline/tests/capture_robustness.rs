@@ -656,9 +656,10 @@ fn pcap_link_type_bits_modified_pcap_and_compressed_files() {
     let got = read_all("modified.pcap", modified);
     assert_eq!((got.frames, got.error.map(|e| e.to_string())), (1, None));
 
+    // gzip and Zstandard are read through (capture_files.rs); others named.
     for (magic, compressor) in [
-        (&[0x1f, 0x8b, 8, 0][..], "gzip"),
-        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+        (&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00][..], "xz"),
+        (&[0x42, 0x5a, 0x68], "bzip2"),
         (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
     ] {
         let bytes = [magic, &[0; 40]].concat();
@@ -670,6 +671,21 @@ fn pcap_link_type_bits_modified_pcap_and_compressed_files() {
             "{error}"
         );
     }
+    // A gzip header and then nothing that inflates: the decompressor's
+    // complaint, with the compression named.
+    let error = read_all("c.pcap.gz", [&[0x1f, 0x8b, 8, 0][..], &[0; 40]].concat())
+        .error
+        .unwrap();
+    assert!(
+        matches!(error, CaptureError::Read { offset: 0, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("c.pcap.gz (decompressed from gzip): read error at byte offset 0: "),
+        "{error}"
+    );
 }
 
 /// The offset of the `Corrupt` error a read of `bytes` ends with, and the

@@ -115,6 +115,19 @@ pub fn discover() -> Value {
     })
 }
 
+/// A list request's check of its cursor. Lists are answered whole, with no
+/// `nextCursor`, so any cursor is one this server never gave: the
+/// specification's pagination rules ask for -32602 then, where answering
+/// the first page again would loop a client that pages on.
+fn whole_list(params: &Map<String, Value>) -> Result<(), RpcError> {
+    match params.get("cursor") {
+        None | Some(Value::Null) => Ok(()),
+        Some(cursor) => Err(RpcError::invalid_params(format!(
+            "cursor {cursor}: this server never gives one (its lists come whole, in one page)"
+        ))),
+    }
+}
+
 /// Answers the methods both eras share.
 pub fn dispatch(
     method: &str,
@@ -123,9 +136,9 @@ pub fn dispatch(
     view: &View,
 ) -> Result<Value, RpcError> {
     match method {
-        "tools/list" => Ok(tools::list(version)),
+        "tools/list" => whole_list(params).map(|()| tools::list(version)),
         "tools/call" => tools::call(view, params, version),
-        "prompts/list" => Ok(prompts::list(version)),
+        "prompts/list" => whole_list(params).map(|()| prompts::list(version)),
         "prompts/get" => prompts::get(params),
         "ping" if !version.is_stateless() => Ok(json!({})),
         _ => Err(RpcError::new(

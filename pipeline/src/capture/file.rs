@@ -7,11 +7,13 @@ use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use pcap_parser::pcapng::{Block, PcapNGOption};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 
+use super::compressed::Compression;
 use crate::source::Frame;
 use crate::time::SECOND;
 use crate::wire::dissect::LinkType;
@@ -36,14 +38,13 @@ const PCAP_MAGICS: [[u8; 4]; 5] = [
     [0xa1, 0xb2, 0x3c, 0x4d],
     [0x34, 0xcd, 0xb2, 0xa1],
 ];
-/// How compressed files begin, and the compressor's name: tshark reads
-/// them, flowtap asks for them decompressed.
-const COMPRESSED_MAGICS: [(&[u8], &str); 5] = [
-    (&[0x1f, 0x8b], "gzip"),
-    (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
-    (&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], "xz"),
-    (&[0x42, 0x5a, 0x68], "bzip2"),
-    (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+/// How files in compressions flowtap does not read through begin
+/// ([`Compression`] has those it does), with the compressor's name and the
+/// tool that decompresses to standard output.
+const COMPRESSED_MAGICS: [(&[u8], &str, &str); 3] = [
+    (&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], "xz", "xzcat"),
+    (&[0x42, 0x5a, 0x68], "bzip2", "bzcat"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4", "lz4cat"),
 ];
 /// A classic pcap file's header.
 const PCAP_HEADER_BYTES: usize = 24;
@@ -113,11 +114,12 @@ pub enum CaptureError {
     #[error("{path}: not a pcap or pcapng file (unrecognised header at byte offset 0)")]
     NotACapture { path: DisplayPath },
     #[error(
-        "{path}: compressed with {compressor}: decompress it first (for gzip: zcat FILE | flowtap -r -)"
+        "{path}: compressed with {compressor}: decompress it first ({tool} FILE | flowtap -r -)"
     )]
     Compressed {
         path: DisplayPath,
         compressor: &'static str,
+        tool: &'static str,
     },
     #[error("{path}: file is empty")]
     Empty { path: DisplayPath },
@@ -149,17 +151,68 @@ pub enum CaptureError {
         offset: u64,
         detail: String,
     },
-    #[error("{path}: read error at byte offset {offset}")]
-    Read { path: DisplayPath, offset: u64 },
+    #[error("{path}: read error at byte offset {offset}: {cause}")]
+    Read {
+        path: DisplayPath,
+        offset: u64,
+        cause: String,
+    },
 }
 
-/// A path shown the way a user typed it.
+/// A path shown the way a user typed it, and the compression its bytes
+/// are read through: an error's byte offset is then one of the
+/// decompressed data, as tshark's are.
 #[derive(Debug, Clone)]
-pub struct DisplayPath(pub PathBuf);
+pub struct DisplayPath {
+    pub path: PathBuf,
+    pub through: Option<Compression>,
+}
 
 impl fmt::Display for DisplayPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.display().fmt(f)
+        self.path.display().fmt(f)?;
+        match self.through {
+            Some(c) => write!(f, " (decompressed from {})", c.name()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The last error reading the input met: pcap-parser reports that a read
+/// failed, not why, and why (a damaged or cut-short compressed stream, a
+/// disk error) is what the user needs.
+#[derive(Clone, Default)]
+struct ReadFailure(Arc<Mutex<Option<String>>>);
+
+impl ReadFailure {
+    /// `input`, its errors remembered here.
+    fn watch(&self, input: impl Read + Send + 'static) -> impl Read + Send + 'static {
+        struct Watched<R> {
+            input: R,
+            failure: ReadFailure,
+        }
+        impl<R: Read> Read for Watched<R> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.input.read(buf).inspect_err(|e| {
+                    let cause = match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => {
+                            format!("{e} (the file is cut short)")
+                        }
+                        _ => e.to_string(),
+                    };
+                    *self.failure.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause);
+                })
+            }
+        }
+        Watched {
+            input,
+            failure: self.clone(),
+        }
+    }
+
+    fn cause(&self) -> String {
+        let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        last.unwrap_or_else(|| "the input could not be read".to_string())
     }
 }
 
@@ -247,6 +300,7 @@ impl Format {
 pub struct CaptureFile {
     path: DisplayPath,
     reader: Box<dyn PcapReaderIterator + Send>,
+    read_failure: ReadFailure,
     format: Format,
     buffer_bytes: usize,
     frames: u64,
@@ -274,7 +328,10 @@ impl CaptureFile {
             return CaptureFile::from_reader(path, std::io::stdin());
         }
         let open_error = |source| CaptureError::Open {
-            path: DisplayPath(path.to_path_buf()),
+            path: DisplayPath {
+                path: path.to_path_buf(),
+                through: None,
+            },
             source,
         };
         let file = File::open(path).map_err(open_error)?;
@@ -290,18 +347,42 @@ impl CaptureFile {
     /// in errors.
     pub fn from_reader(
         path: &Path,
-        mut input: impl Read + Send + 'static,
+        input: impl Read + Send + 'static,
     ) -> Result<CaptureFile, CaptureError> {
-        let display = DisplayPath(path.to_path_buf());
+        let display = DisplayPath {
+            path: path.to_path_buf(),
+            through: None,
+        };
+        CaptureFile::from_stream(display, Box::new(input))
+    }
+
+    fn from_stream(
+        display: DisplayPath,
+        input: Box<dyn Read + Send>,
+    ) -> Result<CaptureFile, CaptureError> {
+        let read_failure = ReadFailure::default();
+        let mut input = read_failure.watch(input);
+        let read_error = |display: DisplayPath| CaptureError::Read {
+            path: display,
+            offset: 0,
+            cause: read_failure.cause(),
+        };
         // pcap-parser recognises the file from what its first read brings,
         // which from a pipe may be a few bytes: the file's header is read
         // whole first (and no more: a pipe fed slowly is read as it comes),
         // and its magic tells a capture whose header is cut short from a
         // file that is not a capture.
-        let head = read_header(&mut input).map_err(|_| CaptureError::Read {
-            path: display.clone(),
-            offset: 0,
-        })?;
+        let head = read_header(&mut input).map_err(|_| read_error(display.clone()))?;
+        // A compressed capture is read through its decompressor; once only,
+        // so that a compressed file inside is refused as any other.
+        if let (None, Some(compression)) = (display.through, Compression::of(&head)) {
+            let decompressed = compression.decoder(std::io::Cursor::new(head).chain(input));
+            let display = DisplayPath {
+                through: Some(compression),
+                ..display
+            };
+            return CaptureFile::from_stream(display, decompressed);
+        }
         let magic = head.get(..4).map(<[u8]>::to_vec);
         // Enough to tell the compressors apart.
         let start: Vec<u8> = head.iter().take(6).copied().collect();
@@ -316,12 +397,7 @@ impl CaptureFile {
                     frames: 0,
                 });
             }
-            Err(PcapError::ReadError) => {
-                return Err(CaptureError::Read {
-                    path: display,
-                    offset: 0,
-                });
-            }
+            Err(PcapError::ReadError) => return Err(read_error(display)),
             Err(_)
                 if PCAP_MAGICS
                     .iter()
@@ -335,11 +411,14 @@ impl CaptureFile {
                 });
             }
             Err(_) => {
-                let compressed = COMPRESSED_MAGICS.iter().find(|(m, _)| start.starts_with(m));
+                let compressed = COMPRESSED_MAGICS
+                    .iter()
+                    .find(|(m, _, _)| start.starts_with(m));
                 return Err(match compressed {
-                    Some(&(_, compressor)) => CaptureError::Compressed {
+                    Some(&(_, compressor, tool)) => CaptureError::Compressed {
                         path: display,
                         compressor,
+                        tool,
                     },
                     None => CaptureError::NotACapture { path: display },
                 });
@@ -348,6 +427,7 @@ impl CaptureFile {
         Ok(CaptureFile {
             path: display,
             reader,
+            read_failure,
             format: Format::Ng {
                 interfaces: Vec::new(),
                 big_endian: false,
@@ -368,7 +448,15 @@ impl CaptureFile {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path.0
+        &self.path.path
+    }
+
+    fn read_error(&self, offset: u64) -> CaptureError {
+        CaptureError::Read {
+            path: self.path.clone(),
+            offset,
+            cause: self.read_failure.cause(),
+        }
     }
 
     /// Frames delivered so far.
@@ -376,7 +464,8 @@ impl CaptureFile {
         self.frames
     }
 
-    /// Bytes of the file consumed so far.
+    /// Bytes of the capture consumed so far (of the decompressed data, for
+    /// a compressed file).
     pub fn offset(&self) -> u64 {
         self.reader.consumed() as u64
     }
@@ -662,10 +751,7 @@ impl CaptureFile {
                 }
                 Err(PcapError::Incomplete(_)) => {
                     if self.reader.refill().is_err() {
-                        return Err(CaptureError::Read {
-                            path: self.path.clone(),
-                            offset,
-                        });
+                        return Err(self.read_error(offset));
                     }
                 }
                 Err(PcapError::BufferTooSmall) => {
@@ -679,10 +765,7 @@ impl CaptureFile {
                     self.buffer_bytes *= 2;
                     self.reader.grow(self.buffer_bytes);
                     if self.reader.refill().is_err() {
-                        return Err(CaptureError::Read {
-                            path: self.path.clone(),
-                            offset,
-                        });
+                        return Err(self.read_error(offset));
                     }
                 }
                 Err(PcapError::UnexpectedEof) => {
@@ -692,12 +775,7 @@ impl CaptureFile {
                         frames: self.frames,
                     });
                 }
-                Err(PcapError::ReadError) => {
-                    return Err(CaptureError::Read {
-                        path: self.path.clone(),
-                        offset,
-                    });
-                }
+                Err(PcapError::ReadError) => return Err(self.read_error(offset)),
                 Err(e) => {
                     let detail = match e {
                         PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {

@@ -1,5 +1,6 @@
 //! Reading packets from capture files (pcap and pcapng), frame by frame.
 
+pub mod compressed;
 pub mod file;
 
 pub use file::{CaptureError, CaptureFile, MAX_INTERFACES, MAX_RECORD_BYTES, UnreadableInterface};

@@ -1,0 +1,219 @@
+//! Compressed capture files, decompressed as they are read (never whole),
+//! as tshark reads them: gzip, the way MAWI, CAIDA and Wireshark's sample
+//! captures are published and `tshark -w F.pcapng.gz` writes, and
+//! Zstandard. Pure-Rust decoders (flate2's miniz_oxide, ruzstd), so the
+//! build needs no C library. Other compressors are named and refused
+//! ([`CaptureError::Compressed`](super::CaptureError::Compressed)).
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
+
+/// A compression flowtap reads through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The compression a stream beginning with `start` is in, by its magic.
+    pub fn of(start: &[u8]) -> Option<Compression> {
+        if start.starts_with(&[0x1f, 0x8b]) {
+            Some(Compression::Gzip)
+        } else if start.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Compression::Zstd)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// `input` decompressed. Every member of a gzip file and every frame
+    /// of a Zstandard one is read in turn, as `zcat` and `zstdcat` read
+    /// them; each one's checksum is checked, and input that ends inside
+    /// one is an error ([`io::ErrorKind::UnexpectedEof`]), never a quiet
+    /// end: a download cut short must not read as a shorter capture.
+    pub fn decoder(self, input: impl Read + Send + 'static) -> Box<dyn Read + Send> {
+        let input = BufReader::new(input);
+        match self {
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            Compression::Zstd => Box::new(ZstdFrames {
+                source: input,
+                decoder: FrameDecoder::new(),
+                in_frame: false,
+            }),
+        }
+    }
+}
+
+/// The frames of a Zstandard stream, one after another, skippable frames
+/// skipped (RFC 8878 §3). ruzstd's own reader stops after one frame, and
+/// `zstd -T0` or `pzstd` write many.
+struct ZstdFrames<R> {
+    source: R,
+    decoder: FrameDecoder,
+    /// Whether a frame has begun and not been read to its end.
+    in_frame: bool,
+}
+
+fn invalid(error: FrameDecoderError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {error}"))
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if !self.in_frame {
+                // The stream may end between frames only.
+                if self.source.fill_buf()?.is_empty() {
+                    return Ok(0);
+                }
+                match self.decoder.reset(&mut self.source) {
+                    Ok(()) => self.in_frame = true,
+                    Err(FrameDecoderError::ReadFrameHeaderError(
+                        ReadFrameHeaderError::SkipFrame { length, .. },
+                    )) => {
+                        let skipped =
+                            io::copy(&mut (&mut self.source).take(length.into()), &mut io::sink())?;
+                        if skipped < u64::from(length) {
+                            return Err(io::ErrorKind::UnexpectedEof.into());
+                        }
+                    }
+                    Err(e) => return Err(invalid(e)),
+                }
+                continue;
+            }
+            while self.decoder.can_collect() == 0 && !self.decoder.is_finished() {
+                self.decoder
+                    .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBlocks(1))
+                    .map_err(|e| match e {
+                        // The input ended inside a block.
+                        FrameDecoderError::FailedToReadBlockHeader(_)
+                        | FrameDecoderError::FailedToReadBlockBody(_)
+                        | FrameDecoderError::FailedToReadChecksum(_)
+                            if self.source.fill_buf().is_ok_and(|b| b.is_empty()) =>
+                        {
+                            io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "zstd: the input ends inside a frame",
+                            )
+                        }
+                        e => invalid(e),
+                    })?;
+            }
+            let read = self.decoder.read(buf)?;
+            if read > 0 {
+                return Ok(read);
+            }
+            // The frame is decoded and drained.
+            let (written, computed) = (
+                self.decoder.get_checksum_from_data(),
+                self.decoder.get_calculated_checksum(),
+            );
+            if let (Some(written), Some(computed)) = (written, computed)
+                && written != computed
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "zstd: a frame's checksum does not match its content",
+                ));
+            }
+            self.in_frame = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decompressed(compression: Compression, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        compression
+            .decoder(io::Cursor::new(bytes))
+            .read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut encoder, data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// Some bytes that compress, long enough for several blocks.
+    fn data(seed: u8) -> Vec<u8> {
+        (0..300_000u32)
+            .map(|i| (i / 7) as u8 ^ seed)
+            .collect::<Vec<u8>>()
+    }
+
+    #[test]
+    fn every_frame_and_member_is_read_in_turn() {
+        let (a, b) = (data(1), data(2));
+        let whole = [a.clone(), b.clone()].concat();
+        for (compression, compress) in [
+            (Compression::Gzip, gzip as fn(&[u8]) -> Vec<u8>),
+            (Compression::Zstd, zstd),
+        ] {
+            let mut stream = compress(&a);
+            assert_eq!(Compression::of(&stream), Some(compression));
+            if compression == Compression::Zstd {
+                // A skippable frame between the two (magic 0x184D2A50,
+                // little endian, then its length).
+                stream.extend([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 9, 9, 9]);
+            }
+            stream.extend(compress(&b));
+            assert_eq!(decompressed(compression, stream).unwrap(), whole);
+        }
+        assert_eq!(Compression::of(&[0xd4, 0xc3, 0xb2, 0xa1]), None);
+    }
+
+    #[test]
+    fn a_stream_cut_short_or_damaged_is_an_error() {
+        let a = data(3);
+        for (compression, compress) in [
+            (Compression::Gzip, gzip as fn(&[u8]) -> Vec<u8>),
+            (Compression::Zstd, zstd),
+        ] {
+            let stream = compress(&a);
+            for cut in [stream.len() / 2, stream.len() - 1] {
+                let error = decompressed(compression, stream[..cut].to_vec()).unwrap_err();
+                assert_eq!(
+                    error.kind(),
+                    io::ErrorKind::UnexpectedEof,
+                    "{compression:?} cut at {cut}: {error}"
+                );
+            }
+            let mut damaged = stream.clone();
+            let middle = damaged.len() / 2;
+            damaged[middle] ^= 0x55;
+            assert!(
+                decompressed(compression, damaged).is_err(),
+                "{compression:?}"
+            );
+            // Something after the last frame that is not a frame.
+            let mut trailing = stream;
+            trailing.extend(b"junk");
+            assert!(
+                decompressed(compression, trailing).is_err(),
+                "{compression:?}"
+            );
+        }
+    }
+}
