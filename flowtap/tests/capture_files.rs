@@ -437,7 +437,8 @@ fn frames_out_of_time_order_still_pair_up_by_timestamp() {
 /// `-r -` reads standard input, as tcpdump and tshark do: the same flows
 /// as the file itself. So do captures compressed with gzip or Zstandard,
 /// as tshark reads them, from a file or a pipe, each written by its own
-/// tool; the Zstandard file in two frames, as `pzstd` writes them. One cut
+/// tool, one Zstandard file in two frames, another written by `pzstd` (a
+/// skippable frame before each frame). One cut
 /// short is an error that says so; another compression is named, with the
 /// way to read it.
 #[test]
@@ -493,7 +494,13 @@ fn standard_input_and_compressed_files_read_like_the_file() {
         ]
         .concat(),
     );
-    for file in [&gz, &zst] {
+    let pzst = compressed("ng.pcapng.pzst", compress(&["pzstd", "-q", "-c"], &capture));
+    assert_eq!(
+        magic_of(&pzst),
+        [0x50, 0x2a, 0x4d, 0x18],
+        "pzstd's skippable frame first"
+    );
+    for file in [&gz, &zst, &pzst] {
         assert_eq!(
             dump(std::process::Stdio::null(), file.to_str().unwrap()),
             direct,
@@ -525,4 +532,9 @@ fn standard_input_and_compressed_files_read_like_the_file() {
         )),
         "{stderr}"
     );
+}
+
+/// The first four bytes of a file.
+fn magic_of(path: &Path) -> [u8; 4] {
+    std::fs::read(path).unwrap()[..4].try_into().unwrap()
 }

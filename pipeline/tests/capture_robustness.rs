@@ -671,6 +671,18 @@ fn pcap_link_type_bits_modified_pcap_and_compressed_files() {
             "{error}"
         );
     }
+    // Compressed twice: the inner layer is named, with both tools.
+    let gzip = |data: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, data).unwrap();
+        encoder.finish().unwrap()
+    };
+    let twice = gzip(&gzip(&pcap_header(0xa1b2_c3d4, 65535, 1)));
+    let error = read_all("c.pcap.gz", twice).error.unwrap().to_string();
+    assert_eq!(
+        error,
+        "c.pcap.gz (decompressed from gzip): compressed with gzip: decompress it first (zcat FILE | zcat | flowtap -r -)"
+    );
     // A gzip header and then nothing that inflates: the decompressor's
     // complaint, with the compression named.
     let error = read_all("c.pcap.gz", [&[0x1f, 0x8b, 8, 0][..], &[0; 40]].concat())

@@ -113,13 +113,12 @@ pub enum CaptureError {
     },
     #[error("{path}: not a pcap or pcapng file (unrecognised header at byte offset 0)")]
     NotACapture { path: DisplayPath },
-    #[error(
-        "{path}: compressed with {compressor}: decompress it first ({tool} FILE | flowtap -r -)"
-    )]
+    #[error("{path}: compressed with {compressor}: decompress it first ({command} | flowtap -r -)")]
     Compressed {
         path: DisplayPath,
         compressor: &'static str,
-        tool: &'static str,
+        /// What writes the capture to standard output.
+        command: String,
     },
     #[error("{path}: file is empty")]
     Empty { path: DisplayPath },
@@ -174,6 +173,17 @@ impl fmt::Display for DisplayPath {
         match self.through {
             Some(c) => write!(f, " (decompressed from {})", c.name()),
             None => Ok(()),
+        }
+    }
+}
+
+impl DisplayPath {
+    /// The command that writes the file to standard output through `tool`,
+    /// after the decompression flowtap read it through, if any.
+    fn decompress_command(&self, tool: &str) -> String {
+        match self.through {
+            Some(outer) => format!("{} FILE | {tool}", outer.tool()),
+            None => format!("{tool} FILE"),
         }
     }
 }
@@ -374,14 +384,25 @@ impl CaptureFile {
         // file that is not a capture.
         let head = read_header(&mut input).map_err(|_| read_error(display.clone()))?;
         // A compressed capture is read through its decompressor; once only,
-        // so that a compressed file inside is refused as any other.
-        if let (None, Some(compression)) = (display.through, Compression::of(&head)) {
-            let decompressed = compression.decoder(std::io::Cursor::new(head).chain(input));
-            let display = DisplayPath {
-                through: Some(compression),
-                ..display
-            };
-            return CaptureFile::from_stream(display, decompressed);
+        // so that a compressed file inside is refused.
+        match (display.through, Compression::of(&head)) {
+            (None, Some(compression)) => {
+                let decompressed = compression.decoder(std::io::Cursor::new(head).chain(input));
+                let display = DisplayPath {
+                    through: Some(compression),
+                    ..display
+                };
+                return CaptureFile::from_stream(display, decompressed);
+            }
+            (Some(_), Some(inner)) => {
+                let command = display.decompress_command(inner.tool());
+                return Err(CaptureError::Compressed {
+                    path: display,
+                    compressor: inner.name(),
+                    command,
+                });
+            }
+            _ => {}
         }
         let magic = head.get(..4).map(<[u8]>::to_vec);
         // Enough to tell the compressors apart.
@@ -416,9 +437,9 @@ impl CaptureFile {
                     .find(|(m, _, _)| start.starts_with(m));
                 return Err(match compressed {
                     Some(&(_, compressor, tool)) => CaptureError::Compressed {
+                        command: display.decompress_command(tool),
                         path: display,
                         compressor,
-                        tool,
                     },
                     None => CaptureError::NotACapture { path: display },
                 });
