@@ -103,9 +103,11 @@ pub(crate) struct RunArgs {
     pub read: Vec<PathBuf>,
 
     /// Capture live on this interface with XDP and AF_XDP (needs root, or
-    /// CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK).
-    #[arg(short = 'i', long = "interface", value_name = "IFACE", env = "FLOWTAP_INTERFACE", help_heading = SOURCE)]
-    pub interface: Option<String>,
+    /// CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK). Repeatable (or
+    /// comma-separated): several interfaces are captured as one stream, as
+    /// the two monitor ports of a passive TAP (one direction each) must be.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", env = "FLOWTAP_INTERFACE", value_delimiter = ',', help_heading = SOURCE)]
+    pub interface: Vec<String>,
 
     /// span: the interface is a dedicated mirror port and its frames are
     /// consumed. host: the node's own interface; its traffic is mirrored to a

@@ -1,5 +1,9 @@
-//! `flowtap -i IFACE`: capture live with XDP/AF_XDP, serve the flows while
-//! capturing, and on SIGINT/SIGTERM detach and remove everything.
+//! `flowtap -i IFACE [-i IFACE...]`: capture live with XDP/AF_XDP, serve
+//! the flows while capturing, and on SIGINT/SIGTERM detach and remove
+//! everything. Several interfaces are one stream: their queues' sockets
+//! feed the same workers, whose flow table is sharded by the unordered
+//! address pair, so a connection's two directions meet whichever
+//! interface each arrives on (a passive TAP's two ports).
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -8,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use pipeline::{Backpressure, Clock, Merger, Pipeline, PipelineConfig};
-use xdp::{LiveCapture, LiveConfig};
+use xdp::{LiveCapture, LiveConfig, LiveInfo};
 
 use crate::cli::RunArgs;
 use crate::serve::Service;
@@ -55,38 +59,60 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
     cli.cores.clone()
 }
 
-pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
+/// The captures of every interface, started in turn; one that fails
+/// detaches those before it (dropped).
+fn start_captures(
+    cli: &RunArgs,
+    interfaces: &[String],
+) -> anyhow::Result<(Vec<LiveCapture>, Vec<xdp::XskSource>)> {
+    let mut captures = Vec::with_capacity(interfaces.len());
+    let mut sources = Vec::new();
+    for (i, iface) in interfaces.iter().enumerate() {
+        if interfaces[..i].contains(iface) {
+            anyhow::bail!("-i {iface} is given twice");
+        }
+        let (capture, of_iface) = LiveCapture::start(&live_config(cli, iface))
+            .with_context(|| format!("starting capture on {iface}"))?;
+        captures.push(capture);
+        sources.extend(of_iface);
+    }
+    Ok((captures, sources))
+}
+
+pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     let publisher = setup::publisher(cli)?;
     // Before attaching anything: a bad token file fails at once.
     let server_config = cli.serve.server_config(cli.snapshot_interval)?;
-    let (capture, sources) = LiveCapture::start(&live_config(cli, iface))
-        .with_context(|| format!("starting capture on {iface}"))?;
-    let info = capture.info.clone();
+    let (captures, sources) = start_captures(cli, interfaces)?;
+    let infos: Vec<Arc<LiveInfo>> = captures.iter().map(|c| c.info.clone()).collect();
+    let names = interfaces.join(", ");
     {
         // Its coverage counts what the kernel dropped for its sockets, the
         // frames of queues it has no socket on and those the NIC missed
         // (the last two also metrics, kept up to date here, at each
         // snapshot).
         let name = setup::node_name(cli);
-        let queues = info.clone();
+        let infos = infos.clone();
         let mut publisher = publisher.lock().expect("publisher lock");
         let stats = publisher.stats();
         publisher.set_identity(
             &name,
             Some(&name),
             Some(Arc::new(move || {
-                let unbound = queues.unbound_frames.load(Ordering::Relaxed);
+                let sum = |count: fn(&LiveInfo) -> u64| infos.iter().map(|i| count(i)).sum::<u64>();
+                let unbound = sum(|i| i.unbound_frames.load(Ordering::Relaxed));
                 stats.xdp_unbound_frames.store(unbound, Ordering::Relaxed);
-                let missed = queues.nic_missed.load(Ordering::Relaxed);
+                let missed = sum(|i| i.nic_missed.load(Ordering::Relaxed));
                 stats.nic_rx_missed.store(missed, Ordering::Relaxed);
-                let dropped: u64 = queues
-                    .queues
-                    .iter()
-                    .map(|q| {
-                        q.rx_dropped.load(Ordering::Relaxed)
-                            + q.rx_ring_full.load(Ordering::Relaxed)
-                    })
-                    .sum();
+                let dropped = sum(|i| {
+                    i.queues
+                        .iter()
+                        .map(|q| {
+                            q.rx_dropped.load(Ordering::Relaxed)
+                                + q.rx_ring_full.load(Ordering::Relaxed)
+                        })
+                        .sum()
+                });
                 dropped + unbound + missed
             })),
         );
@@ -96,24 +122,27 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     let workers = sources.len().max(cores.len());
     let worker_cores: Vec<Option<usize>> =
         (0..workers).map(|i| Some(cores[i % cores.len()])).collect();
-    tracing::info!(
-        interface = %info.iface,
-        capture_interface = %info.capture_iface,
-        mode = ?info.mode,
-        xdp_mode = info.xdp_mode,
-        zero_copy = info.zero_copy,
-        frame_size = info.frame_size,
-        ring_frames = info.ring_frames,
-        multi_buffer = info.multi_buffer,
-        promiscuous = info.promiscuous,
-        queues = info.queues.len(),
-        workers,
-        cores = ?worker_cores.iter().flatten().collect::<Vec<_>>(),
-        "capturing"
-    );
+    for info in &infos {
+        tracing::info!(
+            interface = %info.iface,
+            capture_interface = %info.capture_iface,
+            mode = ?info.mode,
+            xdp_mode = info.xdp_mode,
+            zero_copy = info.zero_copy,
+            frame_size = info.frame_size,
+            ring_frames = info.ring_frames,
+            multi_buffer = info.multi_buffer,
+            promiscuous = info.promiscuous,
+            queues = info.queues.len(),
+            workers,
+            cores = ?worker_cores.iter().flatten().collect::<Vec<_>>(),
+            "capturing"
+        );
+    }
+    let buffer_bytes = infos.iter().map(|i| i.buffer_bytes).sum();
     let config = PipelineConfig {
         workers,
-        table: setup::table_config(cli, Some(info.buffer_bytes)),
+        table: setup::table_config(cli, Some(buffer_bytes)),
         ingest: setup::ingest_config(cli)?,
         backpressure: Backpressure::Drop,
         hash_seed: cli.hash_seed,
@@ -126,9 +155,8 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         .map(fault::planted)
         .collect::<anyhow::Result<Vec<_>>>()?;
     let pipeline = Arc::new(Pipeline::start(config.clone(), sources));
-    let queue_info = info.clone();
-    let queue_stats: api::server::QueueStatsFn =
-        Arc::new(move || queue_info.queues.iter().map(|q| q.sample()).collect());
+    let queue_infos = infos.clone();
+    let queue_stats: api::server::QueueStatsFn = Arc::new(move || samples(&queue_infos));
     let handoff_capacity = config.handoff_capacity() as u64;
     let service = Service::start(
         cli.serve.listen(),
@@ -143,18 +171,22 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
         stats
             .handoff_capacity
             .store(handoff_capacity, Ordering::Relaxed);
+        let promiscuous = infos.iter().all(|i| i.promiscuous);
         stats
             .promiscuous
-            .store(u64::from(info.promiscuous), Ordering::Relaxed);
+            .store(u64::from(promiscuous), Ordering::Relaxed);
     }
     let interval = Duration::from_secs_f64(cli.snapshot_interval.max(0.05));
     publisher
         .lock()
         .expect("publisher lock")
         .set_interval(interval);
+    // The interfaces' clocks are one: each is the kernel's monotonic clock
+    // (the frames' XDP timestamps) plus the realtime offset read as its
+    // capture started.
+    let clock = Clock::Live(infos[0].clock);
     let merger = {
         let publisher = publisher.clone();
-        let clock = Clock::Live(info.clock);
         Merger::spawn(pipeline.clone(), interval, clock, move |snapshot| {
             publisher.lock().expect("publisher lock").publish(snapshot);
         })
@@ -183,8 +215,8 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
                 quiet.as_secs_f64()
             );
         }
-        capture.stop();
-        eprintln!("flowtap: detached from {iface}");
+        captures.into_iter().for_each(LiveCapture::stop);
+        eprintln!("flowtap: detached from {names}");
         // Not stopped: each waits for the stuck worker. The merger thread
         // holds the pipeline too, so the workers are never joined.
         std::mem::forget(merger);
@@ -194,7 +226,7 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     }
 
     merger.stop();
-    let snapshot = pipeline.last_snapshot(Clock::Live(info.clock));
+    let snapshot = pipeline.last_snapshot(clock);
     {
         let mut publisher = publisher.lock().expect("publisher lock");
         publisher.publish(snapshot);
@@ -205,13 +237,20 @@ pub(crate) fn run(cli: &RunArgs, iface: &str) -> anyhow::Result<i32> {
     // Stop the workers (closing the sockets and reading their kernel
     // counters a last time), then report, detach and remove.
     drop(pipeline);
-    let queues: Vec<_> = info.queues.iter().map(|q| q.sample()).collect();
-    setup::report(&publisher, &queues);
+    setup::report(&publisher, &samples(&infos));
     setup::report_memory(cli);
-    capture.stop();
-    eprintln!("flowtap: detached from {iface}");
+    captures.into_iter().for_each(LiveCapture::stop);
+    eprintln!("flowtap: detached from {names}");
     outcome?;
     Ok(if failed { 2 } else { 0 })
+}
+
+/// Every capture queue's counters as they are now, interface by interface.
+fn samples(infos: &[Arc<LiveInfo>]) -> Vec<pipeline::source::QueueStats> {
+    infos
+        .iter()
+        .flat_map(|i| i.queues.iter().map(|q| q.sample()))
+        .collect()
 }
 
 /// How long shutting down waits for a snapshot that does not come before

@@ -140,19 +140,19 @@ fn main() {
     // reading a file at a terminal gets the table and the report without a
     // line of every option first (--log-level debug shows it).
     let at_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if run.interface.is_none() && run.serve.listen.is_none() && at_terminal {
+    if run.interface.is_empty() && run.serve.listen.is_none() && at_terminal {
         tracing::debug!(version = cli::VERSION, %settings, options = ?run, "configuration");
     } else {
         tracing::info!(version = cli::VERSION, %settings, options = ?run, "configuration");
     }
-    let result = match &run.interface {
+    let result = match run.interface.as_slice() {
+        [] => offline::run(&run),
         #[cfg(feature = "live")]
-        Some(iface) => live::run(&run, iface),
+        interfaces => live::run(&run, interfaces),
         #[cfg(not(feature = "live"))]
-        Some(_) => Err(anyhow::anyhow!(
+        _ => Err(anyhow::anyhow!(
             "this flowtap was built without live capture (the `live` feature); rebuild with default features"
         )),
-        None => offline::run(&run),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -371,10 +371,18 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
     promtool(&metrics);
     assert_eq!(sample(&metrics, "flowtap_ready"), 1.0);
     let expected = frames_of(&file);
-    assert!(sample(&metrics, "flowtap_xdp_frames_total{queue=\"0\"}") >= expected as f64);
+    assert!(
+        sample(
+            &metrics,
+            "flowtap_xdp_frames_total{interface=\"m1\",queue=\"0\"}"
+        ) >= expected as f64
+    );
     assert!(sample(&metrics, "flowtap_frames_total") >= expected as f64);
     assert_eq!(
-        sample(&metrics, "flowtap_xdp_rx_dropped_total{queue=\"0\"}"),
+        sample(
+            &metrics,
+            "flowtap_xdp_rx_dropped_total{interface=\"m1\",queue=\"0\"}"
+        ),
         0.0
     );
     // The port's NIC counts what it missed (a veth misses nothing: the
@@ -387,11 +395,17 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
     assert_eq!(sample(&metrics, "flowtap_nic_rx_missed_frames_total"), 0.0);
     // An Ethernet MTU: 2 KiB buffers, 16 MiB of them.
     assert_eq!(
-        sample(&metrics, "flowtap_xdp_max_frame_bytes{queue=\"0\"}"),
+        sample(
+            &metrics,
+            "flowtap_xdp_max_frame_bytes{interface=\"m1\",queue=\"0\"}"
+        ),
         1792.0
     );
     assert_eq!(
-        sample(&metrics, "flowtap_xdp_ring_entries{queue=\"0\"}"),
+        sample(
+            &metrics,
+            "flowtap_xdp_ring_entries{interface=\"m1\",queue=\"0\"}"
+        ),
         8192.0
     );
     assert_eq!(sample(&metrics, "flowtap_handoff_drops_total"), 0.0);
@@ -643,7 +657,7 @@ fn connections_split_over_queues_still_form_one_correct_flow() {
     );
     let metrics = ft.admin_text("/metrics");
     for queue in 0..2 {
-        let entries = format!("flowtap_xdp_ring_entries{{queue=\"{queue}\"}}");
+        let entries = format!("flowtap_xdp_ring_entries{{interface=\"r1\",queue=\"{queue}\"}}");
         assert_eq!(sample(&metrics, &entries), 1024.0, "{entries}");
     }
     assert_eq!(
@@ -1013,7 +1027,10 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
         wait::until_holds(Duration::from_secs(10), "unbound frames counted", || {
             let metrics = ft.admin_text("/metrics");
             sample(&metrics, "flowtap_xdp_unbound_frames_total")
-                + sample(&metrics, "flowtap_xdp_frames_total{queue=\"0\"}")
+                + sample(
+                    &metrics,
+                    "flowtap_xdp_frames_total{interface=\"u1\",queue=\"0\"}",
+                )
                 == total as f64
         });
         let coverage = ft.get_json("/mcp/flows/summary")["coverage"].clone();
@@ -1306,12 +1323,18 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
         assert!(log.contains("multi_buffer=true"), "{log}");
         let metrics = ft.admin_text("/metrics");
         assert_eq!(
-            sample(&metrics, "flowtap_xdp_max_frame_bytes{queue=\"0\"}"),
+            sample(
+                &metrics,
+                "flowtap_xdp_max_frame_bytes{interface=\"s0\",queue=\"0\"}"
+            ),
             max_frame,
             "{args:?}"
         );
         assert_eq!(
-            sample(&metrics, "flowtap_xdp_ring_entries{queue=\"0\"}"),
+            sample(
+                &metrics,
+                "flowtap_xdp_ring_entries{interface=\"s0\",queue=\"0\"}"
+            ),
             ring,
             "{args:?}"
         );
@@ -1335,7 +1358,10 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
         assert_eq!(malformed.iter().sum::<f64>(), 0.0, "{args:?}: {metrics}");
         if span {
             assert_eq!(
-                sample(&metrics, "flowtap_xdp_bytes_total{queue=\"0\"}") as u64,
+                sample(
+                    &metrics,
+                    "flowtap_xdp_bytes_total{interface=\"s0\",queue=\"0\"}"
+                ) as u64,
                 sent * frame_len,
                 "{args:?}"
             );
@@ -1363,7 +1389,10 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
     compare(&live, &file, 1);
     let metrics = ft.admin_text("/metrics");
     assert_eq!(
-        sample(&metrics, "flowtap_xdp_bytes_total{queue=\"0\"}") as u64,
+        sample(
+            &metrics,
+            "flowtap_xdp_bytes_total{interface=\"s0\",queue=\"0\"}"
+        ) as u64,
         sent * frame_len
     );
     let (status, stderr) = ft.stop();
@@ -1391,7 +1420,10 @@ fn single_buffer_sockets_count_the_frames_they_cannot_hold() {
     let metrics = ft.admin_text("/metrics");
     // At a 9000-byte MTU a buffer is a page: 3840 bytes of frame.
     assert_eq!(
-        sample(&metrics, "flowtap_xdp_max_frame_bytes{queue=\"0\"}"),
+        sample(
+            &metrics,
+            "flowtap_xdp_max_frame_bytes{interface=\"s0\",queue=\"0\"}"
+        ),
         3840.0
     );
     // Datagrams that fit a buffer, recorded by tcpdump on the sending end;
@@ -1420,7 +1452,7 @@ fn single_buffer_sockets_count_the_frames_they_cannot_hold() {
     let rx_dropped = |ft: &LiveFlowtap| {
         sample(
             &ft.admin_text("/metrics"),
-            "flowtap_xdp_rx_dropped_total{queue=\"0\"}",
+            "flowtap_xdp_rx_dropped_total{interface=\"s0\",queue=\"0\"}",
         ) as u64
     };
     wait::until(Duration::from_secs(10), "the jumbo frames' drops", || {

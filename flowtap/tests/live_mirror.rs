@@ -1,7 +1,8 @@
 //! Live capture where a mirror port differs from a veth: a SPAN session
 //! delivered inside VXLAN (as AWS VPC Traffic Mirroring and Azure vTAP
-//! deliver it), and promiscuous mode held only while flowtap runs. Root
-//! only, in namespaces the tests make and remove (as in `live.rs`).
+//! deliver it), a passive TAP's two ports (one direction each), and
+//! promiscuous mode held only while flowtap runs. Root only, in namespaces
+//! the tests make and remove (as in `live.rs`).
 
 mod common;
 
@@ -228,5 +229,166 @@ fn the_span_port_is_promiscuous_only_while_flowtap_runs() {
         0.0
     );
     ft.stop();
+    lab.close();
+}
+
+/// A passive TAP copies each direction of a link to a port of its own:
+/// `-i a -i b` captures both as one stream. Its flows, handshakes and TCP
+/// health are those a SPAN port of both directions gives, where either
+/// port alone sees half of every conversation.
+#[test]
+fn a_passive_tap_s_two_ports_give_the_flows_of_a_span_port() {
+    let mut lab = Lab::new("ptap");
+    let (cl, sv) = (lab.ns("cl"), lab.ns("sv"));
+    let (span, tap) = (lab.ns("span"), lab.ns("tap"));
+    sh(&format!(
+        "ip -n {cl} link add c0 type veth peer name s0 netns {sv}"
+    ));
+    sh(&format!("ip -n {cl} addr add 198.18.10.1/24 dev c0"));
+    sh(&format!("ip -n {sv} addr add 198.18.10.2/24 dev s0"));
+    // The SPAN port (both directions), and the TAP's two ports.
+    for (near, far) in [("m0", "m1"), ("a0", "a1"), ("b0", "b1")] {
+        let ns = if near == "m0" { &span } else { &tap };
+        sh(&format!(
+            "ip -n {sv} link add {near} type veth peer name {far} netns {ns}"
+        ));
+        sh(&format!("ip -n {sv} link set {near} up"));
+        sh(&format!("ip -n {ns} link set {far} up"));
+        lab.exec(
+            ns,
+            &[
+                "sysctl",
+                "-q",
+                &format!("net.ipv6.conf.{far}.disable_ipv6=1"),
+            ],
+        );
+    }
+    for (ns, dev) in [(&cl, "c0"), (&sv, "s0")] {
+        sh(&format!("ip -n {ns} link set {dev} up"));
+        lab.exec(
+            ns,
+            &[
+                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+            ],
+        );
+    }
+    // What arrives at the server (client to server) to the TAP's port a,
+    // what it sends (server to client) to port b; both to the SPAN port.
+    sh(&format!("tc -n {sv} qdisc add dev s0 clsact"));
+    for (dir, port) in [("ingress", "a0"), ("egress", "b0")] {
+        sh(&format!(
+            "tc -n {sv} filter add dev s0 {dir} protocol all u32 match u32 0 0 \
+             action mirred egress mirror dev m0 action mirred egress mirror dev {port}"
+        ));
+    }
+    let span_ft = LiveFlowtap::start(&span, &["-i", "m1"]);
+    let tap_ft = LiveFlowtap::start(&tap, &["-i", "a1", "-i", "b1"]);
+    lab.traffic_servers(&sv, "198.18.10.2", "8080,5432", "5353");
+    let summary = lab.traffic_client(
+        &cl,
+        &[
+            "--addrs",
+            "198.18.10.2",
+            "--tcp-ports",
+            "8080,5432",
+            "--udp-ports",
+            "5353",
+            "--connections",
+            "120",
+            "--datagrams",
+            "40",
+        ],
+    );
+    assert_eq!(
+        (summary["tcp_ok"].as_u64(), summary["udp_ok"].as_u64()),
+        (Some(120), Some(40)),
+        "{summary}"
+    );
+    // The SPAN port's flows, once two snapshots agree (bounded: 20 s).
+    let expected = (0..30)
+        .find_map(|_| {
+            let a = span_ft.flows();
+            std::thread::sleep(Duration::from_millis(700));
+            (!a.is_empty() && span_ft.flows() == a).then_some(a)
+        })
+        .expect("the SPAN port's flows settle");
+    assert_eq!(
+        expected.len(),
+        3,
+        "{:?}",
+        expected.keys().collect::<Vec<_>>()
+    );
+    tap_ft.wait_for_frames(total_frames(&expected));
+    let got = tap_ft.flows();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, want) in &expected {
+        let have = &got[key];
+        let counts = |f: &FlowSummary| {
+            (
+                f.client_tx_pkts,
+                f.client_tx_bytes,
+                f.server_tx_pkts,
+                f.server_tx_bytes,
+                f.connections,
+                f.tcp,
+            )
+        };
+        assert_eq!(counts(have), counts(want), "{key:?}");
+        assert_eq!(
+            have.client_handshake.is_some(),
+            want.client_handshake.is_some(),
+            "{key:?}: the handshake's legs, the SYN on one port and the SYN-ACK on the other"
+        );
+        assert_eq!(
+            have.server_handshake.is_some(),
+            want.server_handshake.is_some(),
+            "{key:?}"
+        );
+    }
+    assert!(
+        got.values().any(|f| f.client_handshake.is_some()),
+        "TCP handshakes are measured"
+    );
+    // Each port's queue is counted under its interface.
+    let metrics = tap_ft.admin_text("/metrics");
+    let port = |iface: &str| {
+        sample(
+            &metrics,
+            &format!("flowtap_xdp_frames_total{{interface=\"{iface}\",queue=\"0\"}}"),
+        )
+    };
+    let (a, b) = (port("a1"), port("b1"));
+    assert!(a > 0.0 && b > 0.0, "a1 {a}, b1 {b}");
+    assert!(a + b >= total_frames(&expected) as f64);
+    assert_eq!(sample(&metrics, "flowtap_interface_promiscuous"), 1.0);
+    let (status, stderr) = tap_ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stderr.contains("flowtap: detached from a1, b1"), "{stderr}");
+    assert!(stderr.contains("flowtap: queue a1 0: frames "), "{stderr}");
+    span_ft.stop();
+
+    // The same interface twice is refused, nothing left attached.
+    let twice = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &tap,
+            env!("CARGO_BIN_EXE_flowtap"),
+            "-i",
+            "a1,a1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&twice.stderr);
+    assert_eq!(twice.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("-i a1 is given twice"), "{stderr}");
+    let link = run(&["ip", "-n", &tap, "link", "show", "dev", "a1"]);
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "XDP detached"
+    );
     lab.close();
 }

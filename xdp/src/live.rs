@@ -351,6 +351,7 @@ impl LiveCapture {
             queues: (0..queues)
                 .map(|queue| {
                     QueueStats::new(
+                        &config.iface,
                         queue,
                         u64::from(xsk.frame_count),
                         u64::from(xsk.max_frame_len()),

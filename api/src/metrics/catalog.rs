@@ -208,10 +208,15 @@ macro_rules! stat {
 /// One sample per live capture queue.
 macro_rules! per_queue {
     ($field:ident) => {
-        Value::Labelled(&["queue"], |s| {
+        Value::Labelled(&["interface", "queue"], |s| {
             s.queues
                 .iter()
-                .map(|q| (vec![q.queue.to_string()], q.$field as f64))
+                .map(|q| {
+                    (
+                        vec![q.interface.to_string(), q.queue.to_string()],
+                        q.$field as f64,
+                    )
+                })
                 .collect()
         })
     };
@@ -520,7 +525,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_interface_promiscuous",
         Gauge,
-        "1 while flowtap holds the span interface in promiscuous mode (--no-promiscuous leaves it as it is), else 0.",
+        "1 while flowtap holds the span interface (every one of several -i) in promiscuous mode (--no-promiscuous leaves it as it is), else 0.",
         stat!(promiscuous)
     ),
     metric!(
@@ -532,7 +537,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_nic_rx_missed_frames",
         Counter,
-        "Frames the NIC of -i missed since flowtap started, no room in its receive rings (its rx_missed_errors; 0 where the driver does not count them); counted in capture_drops. The host is not keeping up with the port: more queues, larger rings (ethtool -G), or a lighter mirror.",
+        "Frames the NIC of -i (of every -i, summed) missed since flowtap started, no room in its receive rings (its rx_missed_errors; 0 where the driver does not count them); counted in capture_drops. The host is not keeping up with the port: more queues, larger rings (ethtool -G), or a lighter mirror.",
         stat!(nic_rx_missed)
     ),
     metric!(

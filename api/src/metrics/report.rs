@@ -63,6 +63,7 @@ mod tests {
         snapshot.counters.table.flows_evicted = 3;
         let stats = ServiceStats::default();
         let queues = [QueueStats {
+            interface: "eth1".into(),
             queue: 1,
             frames: 5,
             invalid: 2,
@@ -85,7 +86,7 @@ mod tests {
             "{lines:?}"
         );
         let queue = lines.last().unwrap();
-        assert!(queue.starts_with("queue 1: frames 5, "), "{queue}");
+        assert!(queue.starts_with("queue eth1 1: frames 5, "), "{queue}");
         assert!(queue.ends_with("invalid 2"), "{queue}");
     }
 }

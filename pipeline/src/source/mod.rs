@@ -61,8 +61,11 @@ pub trait SourceWaker: Send + Sync {
 /// serve as the live counters (`QueueStats<AtomicU64>`, updated by the
 /// queue's worker, read by anyone) and as a copy taken of them
 /// (`QueueStats<u64>`, for `/metrics` and the end-of-run report).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct QueueStats<C = u64> {
+    /// The interface the queue is one of (flowtap captures several at once
+    /// where it is told to: a passive TAP's two ports).
+    pub interface: Arc<str>,
     pub queue: u32,
     /// Frames flowtap received on the queue's socket.
     pub frames: C,
@@ -87,8 +90,14 @@ pub struct QueueStats<C = u64> {
 }
 
 impl QueueStats<AtomicU64> {
-    pub fn new(queue: u32, ring_entries: u64, max_frame_bytes: u64) -> QueueStats<AtomicU64> {
+    pub fn new(
+        interface: &str,
+        queue: u32,
+        ring_entries: u64,
+        max_frame_bytes: u64,
+    ) -> QueueStats<AtomicU64> {
         QueueStats {
+            interface: interface.into(),
             queue,
             ring_entries: AtomicU64::new(ring_entries),
             max_frame_bytes: AtomicU64::new(max_frame_bytes),
@@ -100,6 +109,7 @@ impl QueueStats<AtomicU64> {
     pub fn sample(&self) -> QueueStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         QueueStats {
+            interface: self.interface.clone(),
             queue: self.queue,
             frames: load(&self.frames),
             bytes: load(&self.bytes),
