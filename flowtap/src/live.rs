@@ -59,20 +59,43 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
     cli.cores.clone()
 }
 
+/// Every interface named once, each an interface of this host, before any
+/// is attached: an empty name (`eth1,` in the environment), one given
+/// twice or under two names (an altname) is refused.
+fn check_interfaces(interfaces: &[String]) -> anyhow::Result<()> {
+    let mut seen: Vec<(u32, &str)> = Vec::with_capacity(interfaces.len());
+    for iface in interfaces {
+        anyhow::ensure!(
+            !iface.trim().is_empty(),
+            "-i names an empty interface ({interfaces:?})"
+        );
+        let index = xdp::sys::if_index(iface).map_err(|e| anyhow::anyhow!("-i {iface}: {e}"))?;
+        if let Some((_, first)) = seen.iter().find(|(i, _)| *i == index) {
+            anyhow::bail!("-i {iface} is given twice (as {first} and {iface})");
+        }
+        seen.push((index, iface));
+    }
+    Ok(())
+}
+
 /// The captures of every interface, started in turn; one that fails
-/// detaches those before it (dropped).
+/// detaches those before it (dropped). One clock offset for all of them
+/// ([`LiveConfig::realtime_offset_ns`]).
 fn start_captures(
     cli: &RunArgs,
     interfaces: &[String],
 ) -> anyhow::Result<(Vec<LiveCapture>, Vec<xdp::XskSource>)> {
+    check_interfaces(interfaces)?;
+    let realtime_offset_ns = xdp::sys::realtime_offset_ns();
     let mut captures = Vec::with_capacity(interfaces.len());
     let mut sources = Vec::new();
-    for (i, iface) in interfaces.iter().enumerate() {
-        if interfaces[..i].contains(iface) {
-            anyhow::bail!("-i {iface} is given twice");
-        }
-        let (capture, of_iface) = LiveCapture::start(&live_config(cli, iface))
-            .with_context(|| format!("starting capture on {iface}"))?;
+    for iface in interfaces {
+        let config = LiveConfig {
+            realtime_offset_ns: Some(realtime_offset_ns),
+            ..live_config(cli, iface)
+        };
+        let (capture, of_iface) =
+            LiveCapture::start(&config).with_context(|| format!("starting capture on {iface}"))?;
         captures.push(capture);
         sources.extend(of_iface);
     }
@@ -181,9 +204,8 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
         .lock()
         .expect("publisher lock")
         .set_interval(interval);
-    // The interfaces' clocks are one: each is the kernel's monotonic clock
-    // (the frames' XDP timestamps) plus the realtime offset read as its
-    // capture started.
+    // The interfaces' clocks are one: the kernel's monotonic clock (the
+    // frames' XDP timestamps) plus the realtime offset read once for all.
     let clock = Clock::Live(infos[0].clock);
     let merger = {
         let publisher = publisher.clone();

@@ -50,6 +50,12 @@ pub struct LiveConfig {
     /// Receive a frame longer than a buffer in several, where the kernel
     /// can; false receives one buffer a frame, as before Linux 6.6.
     pub multi_buffer: bool,
+    /// What turns the kernel's monotonic timestamps into Unix time
+    /// ([`sys::realtime_offset_ns`]); `None`: read as the capture starts.
+    /// Captures of several interfaces that are one stream share one, read
+    /// once: each reading its own, a clock step between their starts would
+    /// set one interface's frames apart from the other's.
+    pub realtime_offset_ns: Option<i128>,
 }
 
 impl LiveConfig {
@@ -68,6 +74,7 @@ impl LiveConfig {
             host_queues: 1,
             promiscuous: true,
             multi_buffer: true,
+            realtime_offset_ns: None,
         }
     }
 }
@@ -337,7 +344,9 @@ impl LiveCapture {
         if config.mode == Mode::Host {
             programs.attach_mirror(&config.iface)?;
         }
-        let realtime_offset_ns = sys::realtime_offset_ns();
+        let realtime_offset_ns = config
+            .realtime_offset_ns
+            .unwrap_or_else(sys::realtime_offset_ns);
         let info = Arc::new(LiveInfo {
             iface: config.iface.clone(),
             capture_iface,
