@@ -11,13 +11,76 @@ use std::time::Duration;
 
 use common::metrics::sample;
 use common::netns::{Lab, LiveFlowtap, run, sh};
-use common::{FlowSummary, Key};
+use common::{FlowSummary, Key, TcpCounts};
 
 fn total_frames(flows: &BTreeMap<Key, FlowSummary>) -> u64 {
     flows
         .values()
         .map(|f| f.client_tx_pkts + f.server_tx_pkts)
         .sum()
+}
+
+/// What two captures of the same frames must count alike for a flow.
+fn counts(f: &FlowSummary) -> (u64, u64, u64, u64, u64, Option<TcpCounts>) {
+    (
+        f.client_tx_pkts,
+        f.client_tx_bytes,
+        f.server_tx_pkts,
+        f.server_tx_bytes,
+        f.connections,
+        f.tcp,
+    )
+}
+
+/// A client namespace and a server namespace joined by a veth (c0, s0),
+/// 198.18.`subnet`.1 and .2; the links are left down.
+fn client_and_server(lab: &mut Lab, subnet: u8) -> (String, String) {
+    let (cl, sv) = (lab.ns("cl"), lab.ns("sv"));
+    sh(&format!(
+        "ip -n {cl} link add c0 type veth peer name s0 netns {sv}"
+    ));
+    sh(&format!("ip -n {cl} addr add 198.18.{subnet}.1/24 dev c0"));
+    sh(&format!("ip -n {sv} addr add 198.18.{subnet}.2/24 dev s0"));
+    (cl, sv)
+}
+
+/// Serves TCP on 8080 and 5432 and UDP on 5353 at `addr` in `sv`, runs 120
+/// connections and 40 datagrams from `cl`, and returns `reference`'s flows
+/// once two of its snapshots agree (bounded: 20 s).
+fn traffic_and_settled_flows(
+    lab: &mut Lab,
+    (cl, sv): (&str, &str),
+    addr: &str,
+    reference: &LiveFlowtap,
+) -> BTreeMap<Key, FlowSummary> {
+    lab.traffic_servers(sv, addr, "8080,5432", "5353");
+    let summary = lab.traffic_client(
+        cl,
+        &[
+            "--addrs",
+            addr,
+            "--tcp-ports",
+            "8080,5432",
+            "--udp-ports",
+            "5353",
+            "--connections",
+            "120",
+            "--datagrams",
+            "40",
+        ],
+    );
+    assert_eq!(
+        (summary["tcp_ok"].as_u64(), summary["udp_ok"].as_u64()),
+        (Some(120), Some(40)),
+        "{summary}"
+    );
+    (0..30)
+        .find_map(|_| {
+            let a = reference.flows();
+            std::thread::sleep(Duration::from_millis(700));
+            (!a.is_empty() && reference.flows() == a).then_some(a)
+        })
+        .expect("the reference port's flows settle")
 }
 
 /// The interface's promiscuity count as `ip -d link show` reports it.
@@ -34,13 +97,8 @@ fn promiscuity(ns: &str, dev: &str) -> u64 {
 #[test]
 fn a_span_session_in_vxlan_gives_the_flows_of_the_plain_mirror() {
     let mut lab = Lab::new("vxm");
-    let (cl, sv) = (lab.ns("cl"), lab.ns("sv"));
+    let (cl, sv) = client_and_server(&mut lab, 8);
     let (plain, tunnel) = (lab.ns("plain"), lab.ns("vxlan"));
-    sh(&format!(
-        "ip -n {cl} link add c0 type veth peer name s0 netns {sv}"
-    ));
-    sh(&format!("ip -n {cl} addr add 198.18.8.1/24 dev c0"));
-    sh(&format!("ip -n {sv} addr add 198.18.8.2/24 dev s0"));
     // The plain mirror port, and an underlay to the VXLAN collector.
     sh(&format!(
         "ip -n {sv} link add m0 type veth peer name m1 netns {plain}"
@@ -101,35 +159,8 @@ fn a_span_session_in_vxlan_gives_the_flows_of_the_plain_mirror() {
     }
     let plain_ft = LiveFlowtap::start(&plain, &["-i", "m1"]);
     let vxlan_ft = LiveFlowtap::start(&tunnel, &["-i", "u1"]);
-    lab.traffic_servers(&sv, "198.18.8.2", "8080,5432", "5353");
-    let summary = lab.traffic_client(
-        &cl,
-        &[
-            "--addrs",
-            "198.18.8.2",
-            "--tcp-ports",
-            "8080,5432",
-            "--udp-ports",
-            "5353",
-            "--connections",
-            "120",
-            "--datagrams",
-            "40",
-        ],
-    );
-    assert_eq!(
-        (summary["tcp_ok"].as_u64(), summary["udp_ok"].as_u64()),
-        (Some(120), Some(40)),
-        "{summary}"
-    );
-    // The plain mirror's flows, once two snapshots agree (bounded: 20 s).
-    let expected = (0..30)
-        .find_map(|_| {
-            let a = plain_ft.flows();
-            std::thread::sleep(Duration::from_millis(700));
-            (!a.is_empty() && plain_ft.flows() == a).then_some(a)
-        })
-        .expect("the plain mirror's flows settle");
+    // The plain mirror's flows.
+    let expected = traffic_and_settled_flows(&mut lab, (&cl, &sv), "198.18.8.2", &plain_ft);
     vxlan_ft.wait_for_frames(total_frames(&expected));
     let got = vxlan_ft.flows();
     assert_eq!(
@@ -145,15 +176,6 @@ fn a_span_session_in_vxlan_gives_the_flows_of_the_plain_mirror() {
     );
     for (key, want) in &expected {
         let have = &got[key];
-        let counts = |f: &FlowSummary| {
-            (
-                f.client_tx_pkts,
-                f.client_tx_bytes,
-                f.server_tx_pkts,
-                f.server_tx_bytes,
-                f.connections,
-            )
-        };
         assert_eq!(
             counts(have),
             counts(want),
@@ -239,13 +261,8 @@ fn the_span_port_is_promiscuous_only_while_flowtap_runs() {
 #[test]
 fn a_passive_tap_s_two_ports_give_the_flows_of_a_span_port() {
     let mut lab = Lab::new("ptap");
-    let (cl, sv) = (lab.ns("cl"), lab.ns("sv"));
+    let (cl, sv) = client_and_server(&mut lab, 10);
     let (span, tap) = (lab.ns("span"), lab.ns("tap"));
-    sh(&format!(
-        "ip -n {cl} link add c0 type veth peer name s0 netns {sv}"
-    ));
-    sh(&format!("ip -n {cl} addr add 198.18.10.1/24 dev c0"));
-    sh(&format!("ip -n {sv} addr add 198.18.10.2/24 dev s0"));
     // The SPAN port (both directions), and the TAP's two ports.
     for (near, far) in [("m0", "m1"), ("a0", "a1"), ("b0", "b1")] {
         let ns = if near == "m0" { &span } else { &tap };
@@ -283,35 +300,8 @@ fn a_passive_tap_s_two_ports_give_the_flows_of_a_span_port() {
     }
     let span_ft = LiveFlowtap::start(&span, &["-i", "m1"]);
     let tap_ft = LiveFlowtap::start(&tap, &["-i", "a1", "-i", "b1"]);
-    lab.traffic_servers(&sv, "198.18.10.2", "8080,5432", "5353");
-    let summary = lab.traffic_client(
-        &cl,
-        &[
-            "--addrs",
-            "198.18.10.2",
-            "--tcp-ports",
-            "8080,5432",
-            "--udp-ports",
-            "5353",
-            "--connections",
-            "120",
-            "--datagrams",
-            "40",
-        ],
-    );
-    assert_eq!(
-        (summary["tcp_ok"].as_u64(), summary["udp_ok"].as_u64()),
-        (Some(120), Some(40)),
-        "{summary}"
-    );
-    // The SPAN port's flows, once two snapshots agree (bounded: 20 s).
-    let expected = (0..30)
-        .find_map(|_| {
-            let a = span_ft.flows();
-            std::thread::sleep(Duration::from_millis(700));
-            (!a.is_empty() && span_ft.flows() == a).then_some(a)
-        })
-        .expect("the SPAN port's flows settle");
+    // The SPAN port's flows.
+    let expected = traffic_and_settled_flows(&mut lab, (&cl, &sv), "198.18.10.2", &span_ft);
     assert_eq!(
         expected.len(),
         3,
@@ -326,16 +316,6 @@ fn a_passive_tap_s_two_ports_give_the_flows_of_a_span_port() {
     );
     for (key, want) in &expected {
         let have = &got[key];
-        let counts = |f: &FlowSummary| {
-            (
-                f.client_tx_pkts,
-                f.client_tx_bytes,
-                f.server_tx_pkts,
-                f.server_tx_bytes,
-                f.connections,
-                f.tcp,
-            )
-        };
         assert_eq!(counts(have), counts(want), "{key:?}");
         assert_eq!(
             have.client_handshake.is_some(),

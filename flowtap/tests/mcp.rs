@@ -233,38 +233,32 @@ fn the_typescript_sdk_over_http_and_stdio_sees_what_the_rest_api_serves() {
     let report = sdk("ts", &["--http", &url, "--token", TOKEN]);
     check_report(&server, &report, "2025-11-25", "handshake");
     let token = dir.path().join("token");
-    let url = format!("http://{}", server.addr);
-    let report = sdk(
-        "ts",
-        &[
-            "--stdio",
-            "--",
-            env!("CARGO_BIN_EXE_flowtap"),
-            "mcp-stdio",
-            "--url",
-            &url,
-            "--auth-token-file",
-            token.to_str().unwrap(),
-        ],
-    );
+    let stdio = stdio_arguments(&server, &token);
+    let report = sdk("ts", &stdio.iter().map(String::as_str).collect::<Vec<_>>());
     check_report(&server, &report, "2025-11-25", "handshake");
 }
 
-#[test]
-fn python_sdks_over_stdio_through_mcp_stdio() {
-    let (server, dir) = start();
-    let url = format!("http://{}", server.addr);
-    let token = dir.path().join("token");
-    let command = [
+/// A client script's arguments that run `flowtap mcp-stdio` for `server`.
+fn stdio_arguments(server: &Server, token: &std::path::Path) -> Vec<String> {
+    [
         "--stdio",
         "--",
         env!("CARGO_BIN_EXE_flowtap"),
         "mcp-stdio",
         "--url",
-        &url,
+        &format!("http://{}", server.addr),
         "--auth-token-file",
         token.to_str().unwrap(),
-    ];
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn python_sdks_over_stdio_through_mcp_stdio() {
+    let (server, dir) = start();
+    let command = stdio_arguments(&server, &dir.path().join("token"));
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
     let report = sdk(".venv", &command);
     check_report(&server, &report, "2026-07-28", "stateless");
     let report = sdk(".venv-mcp1", &command);
