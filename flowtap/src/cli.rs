@@ -255,6 +255,11 @@ pub(crate) struct RunArgs {
 
     /// A running flow gets an IPFIX record of its counts since the last one
     /// at least this often (capture time); ended flows get theirs at once.
+    /// From -r, flow records come from the snapshots taken while reading
+    /// (with --listen, one a second of reading; else none before the end),
+    /// so a long capture read in seconds gets one a direction for all of
+    /// it; --ipfix-per connection splits records by this timeout in
+    /// capture time there too.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "FLOWTAP_IPFIX_ACTIVE_TIMEOUT", help_heading = EXPORT)]
     pub ipfix_active_timeout: u64,
 
@@ -270,8 +275,9 @@ pub(crate) struct RunArgs {
     pub ipfix_tcp_buffer: u64,
 
     /// Seconds after which udp:// collectors get the templates again (and
-    /// after every 1000 messages), so that one that restarted can read
-    /// the records (RFC 7011 section 8.4).
+    /// after 1000 messages, counted between batches, so a batch's more at
+    /// most), so that one that restarted can read the records (RFC 7011
+    /// section 8.4).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "FLOWTAP_IPFIX_TEMPLATE_REFRESH", help_heading = EXPORT)]
     pub ipfix_template_refresh: f64,
 
@@ -489,9 +495,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_RESPONSE_TIMEOUT", help_heading = API)]
     pub http_response_timeout: f64,
 
-    /// HTTP connections open at once. At the limit, the oldest idle
-    /// connection is closed to admit a new one; when all are busy, the new
-    /// one gets 503.
+    /// HTTP connections open at once, on each listener (data and admin). At
+    /// the limit, the oldest idle connection is closed to admit a new one;
+    /// when all are busy, the new one gets 503.
     #[arg(long, value_name = "N", default_value_t = 512, env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
     pub http_max_connections: usize,
 

@@ -866,13 +866,13 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_http_connections",
         Gauge,
-        "HTTP connections open now.",
+        "HTTP connections open now, on the data and admin listeners together.",
         stat!(http_connections)
     ),
     metric!(
         "flowtap_http_connection_capacity",
         Gauge,
-        "HTTP connections open at most (--http-max-connections).",
+        "HTTP connections open at most: --http-max-connections on each listener (data and admin), summed.",
         stat!(http_connection_capacity)
     ),
     metric!(

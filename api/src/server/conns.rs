@@ -148,11 +148,13 @@ pub(super) struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         let mut open = self.conns.open.lock().expect("connections lock");
-        open.remove(&self.id);
-        self.conns
-            .stats
-            .http_connections
-            .store(open.len() as u64, Ordering::Relaxed);
+        // Not there if it was closed to make room (counted off then).
+        if open.remove(&self.id).is_some() {
+            self.conns
+                .stats
+                .http_connections
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -187,6 +189,7 @@ impl Conns {
             };
             // It leaves the registry now; its task closes it.
             open.remove(&id);
+            self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
             victim.close.notify_one();
             self.stats
                 .http_connections_closed_idle
@@ -195,9 +198,9 @@ impl Conns {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState::default());
         open.insert(id, state.clone());
-        self.stats
-            .http_connections
-            .store(open.len() as u64, Ordering::Relaxed);
+        // Counted up and down, not set: the data and admin listeners each
+        // have their registry, and the gauge is their sum.
+        self.stats.http_connections.fetch_add(1, Ordering::Relaxed);
         Some(Admitted {
             id,
             state,
@@ -231,6 +234,27 @@ mod tests {
         drop(a);
         assert_eq!(stats.http_connections.load(Ordering::Relaxed), 1);
         assert!(conns.admit().is_some());
+    }
+
+    /// Two listeners (data and admin) count into one gauge: their sum, and
+    /// their capacities' sum.
+    #[test]
+    fn the_gauges_are_the_listeners_sums() {
+        let stats = Arc::new(ServiceStats::default());
+        let (data, admin) = (Conns::new(2, stats.clone()), Conns::new(1, stats.clone()));
+        let open = || stats.http_connections.load(Ordering::Relaxed);
+        assert_eq!(stats.http_connection_capacity.load(Ordering::Relaxed), 3);
+        let d1 = data.admit().unwrap();
+        let _d2 = data.admit().unwrap();
+        let a1 = admin.admit().unwrap();
+        assert_eq!(open(), 3);
+        // a1 (idle) is closed to make room for a2: still one on admin.
+        let _a2 = admin.admit().unwrap();
+        assert_eq!(open(), 3);
+        drop(a1);
+        assert_eq!(open(), 3, "closed to make room: counted off once");
+        drop(d1);
+        assert_eq!(open(), 2);
     }
 
     #[test]
