@@ -1,6 +1,6 @@
 //! Compressed capture files, decompressed as they are read (never whole),
 //! as tshark reads them: gzip, the way MAWI, CAIDA and Wireshark's sample
-//! captures are published and `tshark -w F.pcapng.gz` writes, and
+//! captures are published and Wireshark's tools can write them, and
 //! Zstandard. Pure-Rust decoders (flate2's miniz_oxide, ruzstd), so the
 //! build needs no C library. Other compressors are named and refused
 //! ([`CaptureError::Compressed`](super::CaptureError::Compressed)).
