@@ -108,7 +108,6 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     let server_config = cli.serve.server_config(cli.snapshot_interval)?;
     let (captures, sources) = start_captures(cli, interfaces)?;
     let infos: Vec<Arc<LiveInfo>> = captures.iter().map(|c| c.info.clone()).collect();
-    let names = interfaces.join(", ");
     {
         // Its coverage counts what the kernel dropped for its sockets, the
         // frames of queues it has no socket on and those the NIC missed
@@ -237,8 +236,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
                 quiet.as_secs_f64()
             );
         }
-        captures.into_iter().for_each(LiveCapture::stop);
-        eprintln!("flowtap: detached from {names}");
+        detach(captures, interfaces);
         // Not stopped: each waits for the stuck worker. The merger thread
         // holds the pipeline too, so the workers are never joined.
         std::mem::forget(merger);
@@ -261,10 +259,15 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     drop(pipeline);
     setup::report(&publisher, &samples(&infos));
     setup::report_memory(cli);
-    captures.into_iter().for_each(LiveCapture::stop);
-    eprintln!("flowtap: detached from {names}");
+    detach(captures, interfaces);
     outcome?;
     Ok(if failed { 2 } else { 0 })
+}
+
+/// Detaches from every interface, and says so.
+fn detach(captures: Vec<LiveCapture>, interfaces: &[String]) {
+    captures.into_iter().for_each(LiveCapture::stop);
+    eprintln!("flowtap: detached from {}", interfaces.join(", "));
 }
 
 /// Every capture queue's counters as they are now, interface by interface.

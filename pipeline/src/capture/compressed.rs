@@ -10,6 +10,23 @@ use std::io::{self, BufRead, BufReader, Read};
 use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 
+/// Compressions flowtap does not read through, by how their files begin:
+/// the compressor's name and the tool that writes the file decompressed.
+const REFUSED: [(&[u8], &str, &str); 3] = [
+    (&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], "xz", "xzcat"),
+    (&[0x42, 0x5a, 0x68], "bzip2", "bzcat"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4", "lz4cat"),
+];
+
+/// The compression flowtap does not read through that a stream beginning
+/// with `start` is in: its name and the tool that decompresses it.
+pub fn refused(start: &[u8]) -> Option<(&'static str, &'static str)> {
+    REFUSED
+        .iter()
+        .find(|(magic, _, _)| start.starts_with(magic))
+        .map(|&(_, name, tool)| (name, tool))
+}
+
 /// A compression flowtap reads through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -169,10 +186,7 @@ impl<R: BufRead> Read for ZstdFrames<R> {
             if let (Some(written), Some(computed)) = (written, computed)
                 && written != computed
             {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "zstd: a frame's checksum does not match its content",
-                ));
+                return Err(invalid("a frame's checksum does not match its content"));
             }
             self.in_frame = false;
         }

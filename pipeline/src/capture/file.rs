@@ -13,7 +13,7 @@ use pcap_parser::pcapng::{Block, PcapNGOption};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 
-use super::compressed::Compression;
+use super::compressed::{self, Compression};
 use crate::source::Frame;
 use crate::time::SECOND;
 use crate::wire::dissect::LinkType;
@@ -37,14 +37,6 @@ const PCAP_MAGICS: [[u8; 4]; 5] = [
     [0x4d, 0x3c, 0xb2, 0xa1],
     [0xa1, 0xb2, 0x3c, 0x4d],
     [0x34, 0xcd, 0xb2, 0xa1],
-];
-/// How files in compressions flowtap does not read through begin
-/// ([`Compression`] has those it does), with the compressor's name and the
-/// tool that decompresses to standard output.
-const COMPRESSED_MAGICS: [(&[u8], &str, &str); 3] = [
-    (&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], "xz", "xzcat"),
-    (&[0x42, 0x5a, 0x68], "bzip2", "bzcat"),
-    (&[0x04, 0x22, 0x4d, 0x18], "lz4", "lz4cat"),
 ];
 /// A classic pcap file's header.
 const PCAP_HEADER_BYTES: usize = 24;
@@ -220,9 +212,14 @@ impl ReadFailure {
         }
     }
 
-    fn cause(&self) -> String {
+    /// The error of a read of `path` that failed at `offset`, with why.
+    fn error(&self, path: DisplayPath, offset: u64) -> CaptureError {
         let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-        last.unwrap_or_else(|| "the input could not be read".to_string())
+        CaptureError::Read {
+            path,
+            offset,
+            cause: last.unwrap_or_else(|| "the input could not be read".to_string()),
+        }
     }
 }
 
@@ -372,11 +369,7 @@ impl CaptureFile {
     ) -> Result<CaptureFile, CaptureError> {
         let read_failure = ReadFailure::default();
         let mut input = read_failure.watch(input);
-        let read_error = |display: DisplayPath| CaptureError::Read {
-            path: display,
-            offset: 0,
-            cause: read_failure.cause(),
-        };
+        let read_error = |display: DisplayPath| read_failure.error(display, 0);
         // pcap-parser recognises the file from what its first read brings,
         // which from a pipe may be a few bytes: the file's header is read
         // whole first (and no more: a pipe fed slowly is read as it comes),
@@ -432,11 +425,8 @@ impl CaptureFile {
                 });
             }
             Err(_) => {
-                let compressed = COMPRESSED_MAGICS
-                    .iter()
-                    .find(|(m, _, _)| start.starts_with(m));
-                return Err(match compressed {
-                    Some(&(_, compressor, tool)) => CaptureError::Compressed {
+                return Err(match compressed::refused(&start) {
+                    Some((compressor, tool)) => CaptureError::Compressed {
                         command: display.decompress_command(tool),
                         path: display,
                         compressor,
@@ -473,11 +463,7 @@ impl CaptureFile {
     }
 
     fn read_error(&self, offset: u64) -> CaptureError {
-        CaptureError::Read {
-            path: self.path.clone(),
-            offset,
-            cause: self.read_failure.cause(),
-        }
+        self.read_failure.error(self.path.clone(), offset)
     }
 
     /// Frames delivered so far.
