@@ -6,7 +6,9 @@
 #     --cap-add NET_RAW --cap-add IPC_LOCK -v /etc/flowtap/token:/token:ro \
 #     flowtap -i eth1 --listen 0.0.0.0:8898 --auth-token-file /token
 # The binary carries those four capabilities as file capabilities, so it runs
-# as a non-root user; the container must still be granted them.
+# as a non-root user; a capture's container must still be granted them. They
+# are permitted only, raised when it captures: `flowtap hub`, `-r` and
+# `healthcheck` run in a container granted none.
 
 # Build stage: Rust, plus clang and libbpf's headers for the XDP program.
 FROM rust:1.95-bookworm AS build

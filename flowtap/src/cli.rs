@@ -130,7 +130,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", env = "FLOWTAP_QUEUES", help_heading = LIVE)]
     pub queues: Option<u32>,
 
-    /// Cores to pin workers to, e.g. 0,2,4 (default: every CPU). Queue i's
+    /// Cores to pin workers to, e.g. 0,2,4 (default: the CPUs this process
+    /// may run on, as many as its CPU quota grants, such as a pod's
+    /// limits.cpu). Queue i's
     /// worker runs on the i-th core; the HTTP threads avoid these cores when
     /// others are left.
     #[arg(long, value_name = "LIST", value_delimiter = ',', env = "FLOWTAP_CORES", help_heading = LIVE)]
@@ -182,6 +184,7 @@ pub(crate) struct RunArgs {
     /// 32; about 100 bytes each), from the workers that parse frames for
     /// its shard. Live, a full queue drops packets
     /// (flowtap_handoff_drops_total); reading files, the reader waits.
+    /// Every worker's queue is allocated at start, out of --memory-limit.
     #[arg(long, value_name = "PACKETS", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(32..=16_777_216), env = "FLOWTAP_HANDOFF_QUEUE", help_heading = FLOWS)]
     pub handoff_queue: u64,
 
@@ -287,7 +290,8 @@ pub(crate) struct RunArgs {
     pub udp_timeout: Option<u64>,
 
     /// Memory flowtap may use (e.g. 512Mi, 2Gi, 1G; Ki/Mi/Gi are powers of
-    /// 1024, k/M/G of 1000). The table limits are derived from it. Default:
+    /// 1024, k/M/G of 1000). The table limits are derived from it, less
+    /// 128 MiB, the capture buffers and the hand-off queues. Default:
     /// half the memory of the machine, or of its container.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "FLOWTAP_MEMORY_LIMIT", help_heading = FLOWS)]
     pub memory_limit: Option<u64>,

@@ -35,9 +35,10 @@ fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     config
 }
 
-/// The cores workers are pinned to: `--cores`, else every CPU this process
+/// The cores workers are pinned to: `--cores`, else the CPUs this process
 /// may run on (its affinity mask: `taskset`, a container's cpuset), not
-/// CPUs 0..n, which in a cpuset of CPUs 8-9 are not its own.
+/// CPUs 0..n, which in a cpuset of CPUs 8-9 are not its own; as many of
+/// them as its CPU quota grants.
 fn capture_cores(cli: &RunArgs) -> Vec<usize> {
     let allowed: Vec<usize> = match core_affinity::get_core_ids() {
         Some(ids) if !ids.is_empty() => ids.into_iter().map(|c| c.id).collect(),
@@ -47,6 +48,13 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
         }
     };
     if cli.cores.is_empty() {
+        // No more than the CPU quota grants (a pod's `limits.cpu`, which
+        // std reads from the cgroup): a pod of 2 CPUs on a node of 96 runs
+        // 2 workers, not 96 taking turns in its quota, each with a hand-off
+        // inbox out of its memory limit.
+        let quota = std::thread::available_parallelism().map_or(allowed.len(), |n| n.get());
+        let mut allowed = allowed;
+        allowed.truncate(quota.max(1));
         return allowed;
     }
     for core in cli.cores.iter().filter(|c| !allowed.contains(c)) {
@@ -102,7 +110,35 @@ fn start_captures(
     Ok((captures, sources))
 }
 
+/// Raises the capabilities this process is permitted but does not hold in
+/// effect: the image's binary holds the capture's four as file
+/// capabilities permitted only (`scripts/install-caps.sh`), not effective,
+/// because `exec` of a file whose effective bit is set fails outright
+/// where the bounding set cannot grant them all: a hub's container, which
+/// drops every capability, or `docker run` of the image for `-r` without
+/// `--cap-add`. Only a capture takes them up, here.
+///
+/// Capabilities are a thread's: raised on the main thread before any
+/// capture is set up, they pass to the threads started after (the
+/// workers), not to those started before. As root, or where the file
+/// gave none, there is nothing to raise; one that cannot be raised leaves
+/// the capture to fail with the kernel's own refusal, said where it is met.
+fn take_up_permitted_capabilities() {
+    use rustix::thread::{capabilities, set_capabilities};
+    match capabilities(None) {
+        Ok(mut sets) if !sets.permitted.difference(sets.effective).is_empty() => {
+            sets.effective = sets.permitted;
+            if let Err(e) = set_capabilities(None, sets) {
+                tracing::warn!(error = %e, "the permitted capabilities could not be raised");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "capabilities not read"),
+    }
+}
+
 pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
+    take_up_permitted_capabilities();
     let publisher = setup::publisher(cli)?;
     // Before attaching anything: a bad token file fails at once.
     let server_config = cli.serve.server_config(cli.snapshot_interval)?;
@@ -162,9 +198,8 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
         );
     }
     let buffer_bytes = infos.iter().map(|i| i.buffer_bytes).sum();
-    let config = PipelineConfig {
+    let mut config = PipelineConfig {
         workers,
-        table: setup::table_config(cli, Some(buffer_bytes)),
         ingest: setup::ingest_config(cli)?,
         backpressure: Backpressure::Drop,
         hash_seed: cli.hash_seed,
@@ -172,6 +207,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
         queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()
     };
+    config.table = setup::table_config(cli, Some(buffer_bytes), config.inbox_bytes());
     let sources = sources
         .into_iter()
         .map(fault::planted)

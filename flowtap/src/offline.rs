@@ -23,14 +23,15 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
     let workers = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    Ok(PipelineConfig {
+    let mut config = PipelineConfig {
         workers,
         hash_seed: cli.hash_seed,
-        table: setup::table_config(cli, None),
         ingest: setup::ingest_config(cli)?,
         queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()
-    })
+    };
+    config.table = setup::table_config(cli, None, config.inbox_bytes());
+    Ok(config)
 }
 
 /// Runs the offline job; returns the process exit status.

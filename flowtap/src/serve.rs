@@ -66,9 +66,22 @@ impl Service {
             .build()
             .context("starting the HTTP runtime")?;
         let bind = |addr: SocketAddr, option: &str| {
-            let listener = runtime
-                .block_on(tokio::net::TcpListener::bind(addr))
-                .with_context(|| format!("{option}: cannot listen on {addr}"))?;
+            let listener = match runtime.block_on(tokio::net::TcpListener::bind(addr)) {
+                // `[::]` (the shipped manifests', for IPv6 clusters) on a
+                // kernel without IPv6 (booted with ipv6.disable=1): every
+                // IPv4 address, which `[::]` would have included.
+                Err(e)
+                    if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED
+                        && e.raw_os_error()
+                            == Some(rustix::io::Errno::AFNOSUPPORT.raw_os_error()) =>
+                {
+                    let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+                    tracing::info!(%addr, %v4, "no IPv6 on this host: listening on IPv4 alone");
+                    runtime.block_on(tokio::net::TcpListener::bind(v4))
+                }
+                bound => bound,
+            }
+            .with_context(|| format!("{option}: cannot listen on {addr}"))?;
             let bound = listener.local_addr().context("reading the bound address")?;
             anyhow::Ok((listener, bound))
         };

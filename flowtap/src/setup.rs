@@ -16,10 +16,12 @@ use pipeline::wire::decap::Decap;
 
 use crate::cli::{NamesArgs, RunArgs, ServeArgs};
 
-/// Memory the tables may not use: the program, its threads and hand-off
-/// queues, the HTTP server under load (and, live, the AF_XDP buffers,
-/// counted as they are: a ring of 16 MiB a queue, locked and filled at
-/// start, so a NIC of 32 queues takes 512 MiB of the budget).
+/// Memory the tables may not use: the program, its threads and the HTTP
+/// server under load. Counted beside it as they are: the workers' hand-off
+/// inboxes (allocated whole at start: about 6 MiB a worker at the default
+/// `--handoff-queue`) and, live, the AF_XDP buffers (a ring of 16 MiB a
+/// queue, locked and filled at start, so a NIC of 32 queues takes 512 MiB
+/// of the budget).
 const RESERVED_BYTES: u64 = 128 << 20;
 
 /// The memory budget: `--memory-limit`, or half of what the machine (or the
@@ -29,17 +31,19 @@ pub(crate) fn memory_limit(cli: &RunArgs) -> u64 {
         .unwrap_or_else(|| pipeline::memory::available_bytes().map_or(1 << 30, |b| b / 2))
 }
 
-/// The tables' limits: from the memory budget, less `capture_buffers`,
-/// unless given.
-fn limits(cli: &RunArgs, capture_buffers: u64) -> Limits {
+/// The tables' limits: from the memory budget, less the capture buffers
+/// and the hand-off inboxes, unless given.
+fn limits(cli: &RunArgs, capture_buffers: u64, inboxes: u64) -> Limits {
     let budget = memory_limit(cli);
-    let reserved = RESERVED_BYTES + capture_buffers;
+    let reserved = RESERVED_BYTES + capture_buffers + inboxes;
     if reserved >= budget {
         tracing::warn!(
             budget_mib = budget >> 20,
             capture_buffers_mib = capture_buffers >> 20,
-            "the memory limit leaves the flow tables next to nothing beside the capture buffers: \
-             raise --memory-limit, or lower --ring-frames or --queues"
+            handoff_inboxes_mib = inboxes >> 20,
+            "the memory limit leaves the flow tables next to nothing beside the capture buffers \
+             and the workers' hand-off inboxes: raise --memory-limit, or lower --ring-frames, \
+             --queues, --handoff-queue or the workers (--cores, --threads)"
         );
     }
     let tables = budget.saturating_sub(reserved).max(1 << 20);
@@ -62,7 +66,13 @@ const LIVE_RTT_WINDOW_S: u32 = 120;
 /// Timeouts and windows: live defaults, or "spans the whole file" for files,
 /// with the command line's overrides. `capture_buffers`: live, the bytes
 /// of the AF_XDP buffers (out of the memory budget); `None` for files.
-pub(crate) fn table_config(cli: &RunArgs, capture_buffers: Option<u64>) -> TableConfig {
+/// `inboxes`: the bytes of the workers' hand-off inboxes
+/// ([`pipeline::PipelineConfig::inbox_bytes`]), out of the budget too.
+pub(crate) fn table_config(
+    cli: &RunArgs,
+    capture_buffers: Option<u64>,
+    inboxes: u64,
+) -> TableConfig {
     let live = capture_buffers.is_some();
     let mut timeouts = if live {
         Timeouts::LIVE
@@ -88,7 +98,7 @@ pub(crate) fn table_config(cli: &RunArgs, capture_buffers: Option<u64>) -> Table
     };
     TableConfig {
         timeouts,
-        limits: limits(cli, capture_buffers.unwrap_or(0)),
+        limits: limits(cli, capture_buffers.unwrap_or(0), inboxes),
         rtt_window,
         rate_window_ns: time::from_secs(cli.rate_window.max(1)),
         max_fragments: cli.max_fragments,

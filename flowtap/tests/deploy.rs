@@ -566,6 +566,33 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     let ds = kind("DaemonSet");
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["hostNetwork"], true);
+    // Its own priority (a new node's agent does not wait for room), and
+    // not on virtual nodes, where no host-network pod runs.
+    assert_eq!(
+        pod["priorityClassName"],
+        kind("PriorityClass")["metadata"]["name"]
+    );
+    let kept_off: Vec<(&str, &str)> = pod["affinity"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operator"] == "NotIn")
+        .flat_map(|e| {
+            e["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| (e["key"].as_str().unwrap(), v.as_str().unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        kept_off,
+        [
+            ("eks.amazonaws.com/compute-type", "fargate"),
+            ("type", "virtual-kubelet")
+        ]
+    );
     assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
     let c = &pod["containers"][0];
     assert_eq!(
@@ -607,10 +634,11 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     // Offline instead of live, without `listen` (which would serve until
     // signalled), with a token file of the test's; everything else as
     // deployed.
-    let listen = "listen = \"0.0.0.0:8898\"";
+    // Every address of either family: an IPv6 cluster's probes and pulls.
+    let listen = "listen = \"[::]:8898\"";
     for setting in [
         listen,
-        "admin-listen = \"0.0.0.0:8899\"",
+        "admin-listen = \"[::]:8899\"",
         "auth-token-file = \"/etc/flowtap/token/token\"",
         // Behind the hub, agents need no API access.
         "k8s-watch = false",
@@ -746,6 +774,92 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     );
 }
 
+/// The image's binary, its file capabilities set as the Dockerfile sets
+/// them, started as the hub's Deployment starts it (its user, every
+/// capability dropped, no privilege escalation): it serves; and in a
+/// container granted no capability (`docker run IMAGE -r FILE`) it reads a
+/// file. With the capabilities effective in the file, the kernel refuses
+/// to execute it at all where the bounding set cannot grant them, and the
+/// hub's pod never started. Root: setcap.
+#[test]
+fn the_image_s_binary_runs_a_hub_and_reads_files_with_no_capability() {
+    let staged = root().join("target/image-root/usr/local/bin");
+    assert!(
+        staged.join("flowtap").is_file(),
+        "scripts/test.sh stages the image's binaries with scripts/build-release.sh first"
+    );
+    // A copy, readable and executable by the hub's user.
+    let bin = tempfile::Builder::new()
+        .prefix("caps-")
+        .tempdir_in(root().join("target"))
+        .unwrap();
+    std::fs::set_permissions(
+        bin.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for name in ["flowtap", "pcap-replay"] {
+        std::fs::copy(staged.join(name), bin.path().join(name)).unwrap();
+    }
+    let caps = Command::new("bash")
+        .arg(root().join("scripts/install-caps.sh"))
+        .arg(bin.path())
+        .output()
+        .unwrap();
+    assert!(caps.status.success(), "{}", stderr(&caps));
+    let flowtap = bin.path().join("flowtap");
+
+    let docs: Vec<serde_json::Value> = manifest_files().iter().flat_map(|f| documents(f)).collect();
+    let hub = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "flowtap-hub")
+        .expect("the hub's Deployment");
+    let context = &hub["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(context["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(context["allowPrivilegeEscalation"], false);
+    let as_the_hub = [
+        "setpriv".to_owned(),
+        format!("--reuid={}", context["runAsUser"]),
+        format!("--regid={}", context["runAsGroup"]),
+        "--clear-groups".to_owned(),
+        "--bounding-set=-all".to_owned(),
+        "--inh-caps=-all".to_owned(),
+        "--no-new-privs".to_owned(),
+        flowtap.to_str().unwrap().to_owned(),
+    ];
+    let mut hub = Command::new(&as_the_hub[0])
+        .args(&as_the_hub[1..])
+        .args(["hub", "--agent", "http://127.0.0.1:9"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, lines) = common::follow_stderr(&mut hub);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut serving = false;
+    while let Ok(line) =
+        lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if line.starts_with("flowtap: serving on ") {
+            serving = true;
+            break;
+        }
+    }
+    let _ = hub.kill();
+    let _ = hub.wait();
+    assert!(serving, "the hub did not serve: {}", log.lock().unwrap());
+
+    let read = Command::new(&as_the_hub[0])
+        .args(&as_the_hub[1..])
+        .args(["-r", demo().as_str(), "--json"])
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", stderr(&read));
+    let summary: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert!(summary["total_flows"].as_u64().unwrap() > 0, "{summary}");
+}
+
 /// Whether every label of `selector` is on `labels`.
 fn selects_all(selector: &serde_json::Value, labels: &serde_json::Value) -> bool {
     selector
@@ -822,7 +936,8 @@ fn the_manifests_are_a_kustomize_base_and_the_example_overlay_adapts_them() {
     for d in &docs {
         match d["kind"].as_str().unwrap() {
             "Namespace" => assert_eq!(d["metadata"]["name"], "netobs"),
-            "ClusterRole" => {}
+            // Cluster-scoped: no namespace to move to.
+            "ClusterRole" | "PriorityClass" => {}
             "ClusterRoleBinding" => {
                 assert_eq!(d["subjects"][0]["namespace"], "netobs")
             }

@@ -454,3 +454,34 @@ fn captures_and_the_hub_go_without_transparent_huge_pages() {
         "a hub with MIMALLOC_ALLOW_THP set"
     );
 }
+
+/// The workers' hand-off inboxes, allocated whole at start (about 6 MiB a
+/// worker at the default `--handoff-queue`), come out of the memory budget
+/// before the tables take their share: with sixteen workers the tables get
+/// less than with one, rather than the inboxes pushing the process past
+/// its limit once the tables fill (a pod on a node of many CPUs).
+#[test]
+fn the_workers_inboxes_come_out_of_the_memory_budget() {
+    let flow_capacity = |threads: &str| -> f64 {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args(["-r", &demo(), "--threads", threads])
+            .args(["--memory-limit", "256MiB"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let at = stderr.find("flow capacity ").expect("the limits line") + "flow capacity ".len();
+        let digits: String = stderr[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    let (one, sixteen) = (flow_capacity("1"), flow_capacity("16"));
+    // 256 MiB less the 128 reserved: about 122 MiB for the tables beside
+    // one inbox, 27 beside sixteen.
+    assert!(
+        sixteen < one * 0.5 && sixteen > one * 0.1,
+        "flow capacity with 1 worker {one}, with 16 {sixteen}"
+    );
+}
