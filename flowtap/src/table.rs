@@ -204,22 +204,39 @@ fn with_port(e: &Endpoint) -> String {
     }
 }
 
-/// Text for a terminal: control characters (an escape sequence in a name
-/// from a hand-made inventory, or a hostile server behind `top --url`)
-/// shown escaped rather than sent to the terminal.
+/// Whether `c` may not reach a terminal as it is: a control character (an
+/// escape sequence begins with one) or a bidirectional override or
+/// isolate, which reorders what follows it on the line.
+fn unsafe_on_a_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text for a terminal: control characters and bidirectional overrides (an
+/// escape sequence in a name from a hand-made inventory, or a hostile
+/// server behind `top --url`) shown escaped rather than sent to the
+/// terminal.
 fn sanitized(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(unsafe_on_a_terminal) {
         return text.to_owned();
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if unsafe_on_a_terminal(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// Lines for a terminal, each [`sanitized`]: a whole screen of `top`, with
+/// every field the server sent in it (names, protocols, an error's body).
+pub(crate) fn for_terminal(text: &str) -> String {
+    text.split('\n')
+        .map(sanitized)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What went wrong with a TCP flow's connections, briefly.
@@ -313,6 +330,17 @@ mod tests {
         assert_eq!(
             name(&endpoint(None, Some("redis\u{1b}[31mRED"), None)),
             "redis\\u{1b}[31mRED"
+        );
+        // A right-to-left override would reorder the rest of the line.
+        assert_eq!(
+            name(&endpoint(None, Some("cod\u{202e}exe.sh"), None)),
+            "cod\\u{202e}exe.sh"
+        );
+        // A whole screen: its lines kept, every escape in them shown (a
+        // protocol, a window title set through OSC, an error's body).
+        assert_eq!(
+            for_terminal("tcp\u{1b}[31m\n\u{1b}]0;PWNED\u{7}\n502: <b>\u{9b}2J</b>"),
+            "tcp\\u{1b}[31m\n\\u{1b}]0;PWNED\\u{7}\n502: <b>\\u{9b}2J</b>"
         );
     }
 

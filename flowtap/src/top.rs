@@ -37,7 +37,12 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         async move {
             hub::client::get(agent, &path, token, TIMEOUT, MAX_BYTES)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}{path}: {e}", agent.name()))
+                .map_err(|e| {
+                    // An error answer's body is the server's text: said on
+                    // stderr (a terminal) with its escapes shown.
+                    let said = table::for_terminal(&format!("{}{path}: {e}", agent.name()));
+                    anyhow::Error::msg(said)
+                })
         }
     };
     let flows_path = format!(
@@ -67,18 +72,24 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
     }
     if !stdout.is_terminal() {
         let flows = runtime.block_on(screen())?;
-        write!(stdout, "{flows}").context("writing to stdout")?;
+        write!(stdout, "{}", table::for_terminal(&flows.to_string()))
+            .context("writing to stdout")?;
         return Ok(0);
     }
 
     let interval = Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));
     let _screen = FullScreen::enter()?;
-    // q, Esc, Ctrl-C, SIGTERM and SIGHUP (a closed terminal window) end the
+    // q, Esc, Ctrl-C, SIGTERM, SIGINT (Ctrl-C is a key in raw mode; a
+    // `kill -INT` is not) and SIGHUP (a closed terminal window) end the
     // loop, so the terminal is given back as it was, even while an answer
     // is awaited (the keys are read on a thread of their own).
     let ended = Arc::new(AtomicBool::new(false));
     let resized = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(signal, ended.clone()).context("handling signals")?;
     }
     let keys = read_keys(ended.clone(), resized.clone());
@@ -113,6 +124,8 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         // Raw mode: a new line does not return the cursor by itself. No new
         // line after the last: on the screen's last row it would scroll
         // the title away.
+        // What the server sent is shown, never obeyed as escape sequences.
+        let text = table::for_terminal(&text);
         let text = text.trim_end_matches('\n');
         stdout.write_all(text.replace('\n', "\r\n").as_bytes())?;
         stdout.flush()?;
@@ -127,8 +140,11 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
             break 0;
         }
     };
+    // The key thread is not waited for: on a terminal that hung up, the
+    // reading it is in never returns (it would hold the process, spinning,
+    // after its window closed); it ends with the process.
     ended.store(true, Ordering::Relaxed);
-    let _ = keys.join();
+    drop(keys);
     Ok(code)
 }
 

@@ -340,3 +340,28 @@ fn the_map_says_which_agents_it_does_not_show() {
         )
     );
 }
+
+/// An API that fails behind a proxy: its HTML error page is said by its
+/// status (it was "Unexpected token '<'"), and one that never answers (a
+/// stalled port-forward) is said after 10 s, where the page kept showing
+/// its last map as if live.
+#[test]
+fn the_map_says_when_the_api_fails_or_stops_answering() {
+    let (server, _dir) = serve_demo(TOKEN, &[]);
+    let seen = drive_page(
+        &[
+            "--stalls".as_ref(),
+            format!("http://{}", server.addr).as_ref(),
+            TOKEN.as_ref(),
+        ],
+        &server,
+    );
+    assert!(
+        seen["live"].as_str().unwrap().contains(" groups · "),
+        "{seen}"
+    );
+    assert_eq!(seen["error_page"], "error: HTTP 502 Bad Gateway", "{seen}");
+    assert_eq!(seen["no_answer"], "error: no answer within 10 s", "{seen}");
+    // The last map stays, under the error.
+    assert!(seen["edges_still_drawn"].as_u64().unwrap() > 0, "{seen}");
+}

@@ -286,6 +286,116 @@ fn top_quits_on_q_while_an_answer_is_awaited() {
     drop(silent);
 }
 
+/// `top` ends when its terminal goes away (a closed window, a dropped ssh
+/// session: SIGHUP, and a terminal with nothing more to read), where it
+/// went on spinning on that terminal; and `kill -INT` ends it as q does,
+/// the terminal given back (in raw mode Ctrl-C is a key, so SIGINT comes
+/// only from elsewhere, and it left the shell on the alternate screen).
+#[test]
+fn top_ends_with_its_terminal_and_gives_it_back_on_sigint() {
+    let (server, dir) = serve_demo(TOKEN, &[]);
+    let token = dir.path().join("token");
+    let url = format!("http://{}", server.addr);
+    let bin = env!("CARGO_BIN_EXE_flowtap");
+    let token = token.to_str().unwrap();
+    // Each run's own --limit, so that pgrep finds that one.
+    let args = |limit: &'static str| {
+        [
+            bin,
+            "top",
+            "--url",
+            &url,
+            "--auth-token-file",
+            token,
+            "--limit",
+            limit,
+        ]
+        .map(str::to_owned)
+    };
+    let quoted = |args: &[String]| {
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pid_of = |args: &[String]| -> u32 {
+        let argv = args.join(" ");
+        let pid = wait_for("flowtap top's process", || {
+            let out = Command::new("pgrep")
+                .args(["-f", "-x", &argv])
+                .output()
+                .ok()?;
+            String::from_utf8(out.stdout)
+                .ok()?
+                .lines()
+                .next()
+                .map(str::to_owned)
+        });
+        pid.trim().parse().unwrap()
+    };
+    let first_screen = |socket: &str| {
+        wait_for("the first screen of flowtap top", || {
+            let screen = tmux(socket, &["capture-pane", "-p"]);
+            screen.contains("flows by bytes").then_some(screen)
+        })
+    };
+
+    // The window closed: tmux hangs up the pane's terminal.
+    let socket = format!("flowtap-top-hup-{}", std::process::id());
+    let closed = args("7");
+    tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &quoted(&closed),
+        ],
+    );
+    first_screen(&socket);
+    let pid = pid_of(&closed);
+    tmux(&socket, &["kill-server"]);
+    wait_for("flowtap top to end with its terminal", || {
+        // Gone, or a zombie not reaped yet by its new parent.
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => Some("gone".to_owned()),
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .filter(|(_, rest)| rest.starts_with('Z'))
+                .map(|_| "a zombie".to_owned()),
+        }
+    });
+
+    // SIGINT from elsewhere.
+    let socket = format!("flowtap-top-int-{}", std::process::id());
+    let done = dir.path().join("exit-status-int");
+    let interrupted = args("8");
+    let command = format!(
+        "{}; echo $? > '{}'; sleep 30",
+        quoted(&interrupted),
+        done.display()
+    );
+    tmux(
+        &socket,
+        &["new-session", "-d", "-x", "100", "-y", "30", &command],
+    );
+    first_screen(&socket);
+    let pid = pid_of(&interrupted);
+    let sent = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(exit_status("flowtap top to end on SIGINT", &done), "0");
+    let alternate = tmux(&socket, &["display-message", "-p", "#{alternate_on}"]);
+    tmux(&socket, &["kill-server"]);
+    assert_eq!(alternate.trim(), "0", "the shell's screen is back");
+    assert_eq!(server.terminate(), 0);
+}
+
 #[test]
 fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,9 +8,16 @@ console errors are printed too.
 
 usage: service_map.py URL TOKEN SCREENSHOT FROM TO
        service_map.py --coverage URL TOKEN   (only the coverage banner's text)
+       service_map.py --stalls URL TOKEN     (the status line while the API
+                                              fails: a proxy's error page,
+                                              then no answer at all)
 """
+import http.server
 import json
 import sys
+import threading
+import urllib.error
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -55,9 +62,74 @@ def coverage(url, token):
         d.quit()
 
 
+def stalls(url, token):
+    """The page served through a proxy that passes everything on until told
+    to fail the API's requests: first with an HTML error page (as a proxy's
+    502), then by never answering (a stalled port-forward)."""
+    mode = {"api": "pass"}
+    held = threading.Event()
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            api = self.path.startswith("/mcp/")
+            if api and mode["api"] == "502":
+                body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                self.send_response(502)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            if api and mode["api"] == "hold":
+                held.wait(60)
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
+            try:
+                answer = urllib.request.urlopen(urllib.request.Request(url + self.path, headers=headers))
+            except urllib.error.HTTPError as e:
+                answer = e
+            body = answer.read()
+            self.send_response(answer.status)
+            for k in ["Content-Type", "Content-Security-Policy"]:
+                if answer.headers.get(k):
+                    self.send_header(k, answer.headers[k])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    d = browser()
+    out = {}
+    try:
+        d.get(f"http://127.0.0.1:{proxy.server_address[1]}/#token={token}")
+        WebDriverWait(d, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "path.edge"))
+        status = lambda d: d.find_element(By.ID, "status").text
+        out["live"] = status(d)
+        mode["api"] = "502"
+        WebDriverWait(d, 15).until(lambda d: status(d).startswith("error"))
+        out["error_page"] = status(d)
+        mode["api"] = "hold"
+        WebDriverWait(d, 30).until(lambda d: "no answer" in status(d))
+        out["no_answer"] = status(d)
+        out["edges_still_drawn"] = len(d.find_elements(By.CSS_SELECTOR, "path.edge"))
+    finally:
+        held.set()
+        d.quit()
+        proxy.shutdown()
+    print(json.dumps(out))
+
+
 def main():
     if sys.argv[1] == "--coverage":
         coverage(*sys.argv[2:4])
+        return
+    if sys.argv[1] == "--stalls":
+        stalls(*sys.argv[2:4])
         return
     url, token, screenshot, edge_from, edge_to = sys.argv[1:6]
     d = browser()
