@@ -632,9 +632,9 @@ pub(crate) struct TopArgs {
     /// Seconds between refreshes (0.1 at the least).
     #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
     pub interval: f64,
-    /// Flows shown.
-    #[arg(long, default_value_t = 20)]
-    pub limit: usize,
+    /// Flows shown (1 at the least).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
     /// Print the flows answer's JSON once (format=full) instead of a table.
     #[arg(long)]
     pub json: bool,

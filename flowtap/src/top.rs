@@ -48,7 +48,7 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
     let flows_path = format!(
         "{}?{}",
         api::rest::FLOWS_PATH,
-        table::query(args.limit.max(1))
+        table::query(args.limit as usize)
     );
     let screen = || async {
         let flows: FlowsAnswer = serde_json::from_slice(&get(flows_path.clone()).await?)
@@ -181,19 +181,20 @@ fn fit(title: &str, flows: &table::FlowsTable, (columns, rows): (u16, u16)) -> S
             .map(|l| l.chars().count().div_ceil(columns).max(1))
             .sum()
     };
-    // The title, a blank line, the footer, and one line for the cut.
-    let fixed = screen_lines(title) + 1 + screen_lines(&flows.footer) + 1;
-    let room = usize::from(rows).saturating_sub(fixed).max(3);
     let lines: Vec<&str> = flows.table.lines().collect();
+    let cut = |left_out: usize| {
+        format!("… {left_out} more lines: a taller terminal, or --limit, shows them")
+    };
+    // The title, a blank line, the footer, and the cut's note, which a
+    // narrow terminal wraps too (at its longest: no more digits than
+    // every line's count).
+    let fixed =
+        screen_lines(title) + 1 + screen_lines(&flows.footer) + screen_lines(&cut(lines.len()));
+    let room = usize::from(rows).saturating_sub(fixed).max(3);
     let table = if lines.len() <= room + 1 {
         flows.table.clone()
     } else {
-        let mut kept = lines[..room].join("\n");
-        kept.push_str(&format!(
-            "\n… {} more lines: a taller terminal, or --limit, shows them",
-            lines.len() - room
-        ));
-        kept
+        format!("{}\n{}", lines[..room].join("\n"), cut(lines.len() - room))
     };
     format!("{title}\n\n{table}\n{}", flows.footer)
 }
@@ -265,5 +266,14 @@ mod tests {
         };
         let screen = fit("title", &wide, (80, 24));
         assert_eq!(screen.lines().count(), 23, "{screen}");
+        // In a narrow terminal the cut's note wraps too: everything still
+        // fits its rows, the title first (it scrolled away).
+        let narrow = fit("title", &wide, (40, 20));
+        let taken: usize = narrow
+            .lines()
+            .map(|l| l.chars().count().div_ceil(40).max(1))
+            .sum();
+        assert!(taken <= 20, "{taken} rows: {narrow}");
+        assert!(narrow.starts_with("title\n"), "{narrow}");
     }
 }

@@ -189,6 +189,12 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec![],
             vec![&switch, "busy-poll", "true or false"],
         ),
+        // No flows asked for is refused, not taken as one.
+        (
+            vec!["top", "--limit", "0"],
+            vec![],
+            vec!["--limit", "0 is not in 1.."],
+        ),
         (
             vec!["-r", &d, "--config", &not_toml],
             vec![],

@@ -1114,6 +1114,15 @@ fn an_unprivileged_user_captures_with_the_file_capabilities() {
         let ft = LiveFlowtap::start_with(&ns, &as_nobody, &["-i", "u1", "--mode", mode]);
         replay(&lab, &ns, &["-i", "u0", "--pps", "2000"], &capture);
         wait_for_xdp_frames(&ft, total);
+        // Host mode's veth pair has no address, not even IPv6's link-local
+        // one, which the sysctl a non-root flowtap cannot write would have
+        // prevented: it sends nothing of its own.
+        let addresses = lab.exec(&ns, &["ip", "-o", "addr", "show"]);
+        let addresses = String::from_utf8_lossy(&addresses.stdout);
+        assert!(
+            !addresses.contains("ftm") && !addresses.contains("ftc"),
+            "{mode}: {addresses}"
+        );
         let (status, stderr) = ft.stop();
         assert_eq!(status, 0, "{mode}: {stderr}");
         assert_eq!(

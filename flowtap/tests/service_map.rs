@@ -265,6 +265,12 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
     // The slow edge, clicked: exactly the flows between its two groups.
     let clicked = (SLOW_FROM, SLOW_TO);
     assert_eq!(seen["details_title"], "shop/checkout → data/postgres");
+    // As many as the edge's groups hold, all listed.
+    let listed = seen["rows"].as_array().unwrap().len();
+    assert_eq!(
+        seen["details_note"],
+        format!("{listed} flow{}", if listed == 1 { "" } else { "s" })
+    );
     let flow_id = |client: &str, server: &str, port: &str, proto: &str| {
         format!("{proto} {client} -> {server}:{port}")
     };
@@ -364,4 +370,106 @@ fn the_map_says_when_the_api_fails_or_stops_answering() {
     assert_eq!(seen["no_answer"], "error: no answer within 10 s", "{seen}");
     // The last map stays, under the error.
     assert!(seen["edges_still_drawn"].as_u64().unwrap() > 0, "{seen}");
+}
+
+/// A service that is down moves few bytes: among more groups than the map
+/// draws by bytes (300), its broken edge is drawn all the same, where it
+/// fell off the map and the map looked healthy.
+#[test]
+fn a_service_that_is_down_stays_on_a_crowded_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients: Vec<std::net::IpAddr> = (1..=20)
+        .map(|i| std::net::IpAddr::from([10, 1, 0, i]))
+        .collect();
+    let route = |server: [u8; 4], weight: u32, failing: bool| capgen::workload::Route {
+        clients: clients.clone(),
+        server: server.into(),
+        port: 443,
+        proto: "tcp".into(),
+        weight,
+        rtt_us: [100, 900],
+        failing,
+    };
+    let down = [10, 3, 0, 1];
+    let mut routes: Vec<capgen::workload::Route> = (0..320u32)
+        .map(|i| route([10, 2, (i / 200) as u8, (i % 200 + 1) as u8], 10, false))
+        .collect();
+    // One client, so that its edge holds every failed connection (an edge
+    // is drawn broken from two not made).
+    routes.push(capgen::workload::Route {
+        clients: vec![std::net::IpAddr::from([10, 1, 0, 99])],
+        ..route(down, 8, true)
+    });
+    let capture = dir.path().join("crowded.pcap");
+    capgen::Generator::new(capgen::Spec {
+        packets: 80_000,
+        concurrent: 200,
+        anomalies: false,
+        seed: 8,
+        routes,
+        ..capgen::Spec::default()
+    })
+    .write(std::fs::File::create(&capture).unwrap())
+    .unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let server = Server::start(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--cluster-cidr",
+        "10.0.0.0/8",
+        "--auth-token-file",
+        token.to_str().unwrap(),
+    ]);
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("Authorization", bearer.as_str())];
+    let down_ip = std::net::IpAddr::from(down).to_string();
+    let busiest = server.get_json_with(
+        "/mcp/flows?aggregate=service&format=full&sort=bytes&limit=300",
+        &auth,
+    );
+    assert!(
+        busiest["total"].as_u64().unwrap() > 300,
+        "{}",
+        busiest["total"]
+    );
+    assert!(
+        busiest["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|row| row["server"]["ip"] != down_ip.as_str()),
+        "the service that is down is among the busiest: the test needs it not to be"
+    );
+    let worst = server.get_json_with(
+        "/mcp/flows?aggregate=service&format=full&sort=failed&limit=1",
+        &auth,
+    );
+    let worst = &worst["flows"][0];
+    assert_eq!(worst["server"]["ip"], down_ip.as_str(), "{worst}");
+    let edge = (
+        group(&worst["client"], "service"),
+        group(&worst["server"], "service"),
+    );
+
+    let seen = drive_page(
+        &[
+            "--coverage".as_ref(),
+            format!("http://{}/", server.addr).as_ref(),
+            TOKEN.as_ref(),
+        ],
+        &server,
+    );
+    let drawn = seen["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| (e["from"].as_str(), e["to"].as_str()) == (Some(&edge.0), Some(&edge.1)))
+        .unwrap_or_else(|| panic!("no edge {edge:?} on the map: {seen}"));
+    assert_eq!(drawn["failing"], true, "{drawn}");
+    assert!(
+        seen["status"].as_str().unwrap().contains(" failing · "),
+        "{}",
+        seen["status"]
+    );
 }

@@ -96,10 +96,15 @@ impl MirrorVeth {
         };
         for name in [&pair.mirror, &pair.capture] {
             // No addresses and no IPv6 autoconfiguration: the pair only
-            // carries copies, it must never originate traffic.
-            // (Needs write access to /proc/sys: best effort.)
+            // carries copies, it must never originate traffic. The sysctl
+            // needs write access to /proc/sys (root, outside a container):
+            // best effort; without a link-local address the pair sends
+            // nothing over IPv6 either (a kernel without IPv6 refuses it).
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
             let index = sys::if_index(name).map_err(netdev_error(format!("finding {name}")))?;
+            if let Err(e) = netlink::without_ipv6_address(index) {
+                tracing::debug!(error = %e, veth = %name, "IPv6 address generation left on");
+            }
             netlink::set_up(index).map_err(netdev_error(format!("setting {name} up")))?;
         }
         Ok(pair)

@@ -25,6 +25,10 @@ const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
+const IFLA_AF_SPEC: u16 = 26;
+const AF_INET6: u16 = 10;
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 const IFF_UP: u32 = 1;
 
 /// Bytes of a netlink message under construction.
@@ -159,6 +163,24 @@ pub fn set_up(index: u32) -> io::Result<()> {
     let sock = NetlinkSocket::open()?;
     let mut m = Message::new(RTM_NEWLINK, 0);
     m.ifinfo(index as i32, IFF_UP, IFF_UP);
+    sock.request(m.finish())
+}
+
+/// Gives interface `index` no IPv6 address of its own (`ip link set DEV
+/// addrgenmode none`), so that it sends nothing: no duplicate address
+/// detection, router solicitation or multicast listener report. Through
+/// netlink, because the sysctl `disable_ipv6` cannot be written in a
+/// container (its /proc/sys is read-only) nor by a non-root flowtap. Before
+/// the link is set up, when the address would be made.
+pub fn without_ipv6_address(index: u32) -> io::Result<()> {
+    let sock = NetlinkSocket::open()?;
+    let mut m = Message::new(RTM_NEWLINK, 0);
+    m.ifinfo(index as i32, 0, 0)
+        .begin(IFLA_AF_SPEC)
+        .begin(AF_INET6)
+        .attr(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE])
+        .end()
+        .end();
     sock.request(m.finish())
 }
 

@@ -7,7 +7,8 @@ gives them), and the map's groups after switching to namespaces. Browser
 console errors are printed too.
 
 usage: service_map.py URL TOKEN SCREENSHOT FROM TO
-       service_map.py --coverage URL TOKEN   (only the coverage banner's text)
+       service_map.py --coverage URL TOKEN   (the coverage banner's text, the
+                                              status line and the edges)
        service_map.py --stalls URL TOKEN     (the status line while the API
                                               fails: a proxy's error page,
                                               then no answer at all)
@@ -54,10 +55,21 @@ POSITIONS = """return [...document.querySelectorAll('g.node')].map(n => {
 def coverage(url, token):
     d = browser()
     try:
-        d.get(url + "#token=" + token)
-        WebDriverWait(d, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "path.edge"))
+        # Opened without the token, then (where the server wants one) given
+        # it in the fragment, as a person pastes the README's link into the
+        # tab that asks for it.
+        d.get(url)
+        WebDriverWait(d, 15).until(lambda d: d.find_element(By.ID, "login").is_displayed()
+                                   or d.find_elements(By.CSS_SELECTOR, "path.edge"))
+        if d.find_element(By.ID, "login").is_displayed():
+            d.execute_script("location.hash = arguments[0]", "#token=" + token)
+            WebDriverWait(d, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "path.edge"))
+            if "token" in d.current_url:
+                raise SystemExit("the token stayed in the address bar: " + d.current_url)
         # The banner is filled in with the map's first answer.
-        print(json.dumps({"coverage": d.find_element(By.ID, "coverage").text}))
+        print(json.dumps({"coverage": d.find_element(By.ID, "coverage").text,
+                          "status": d.find_element(By.ID, "status").text,
+                          "edges": d.execute_script(EDGES)}))
     finally:
         d.quit()
 
@@ -171,6 +183,7 @@ def main():
         actions.perform()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#flows tbody tr"))
         out["details_title"] = d.find_element(By.ID, "details-title").text
+        out["details_note"] = d.find_element(By.ID, "details-note").text
         out["rows"] = [
             {k: r.get_attribute("data-" + k) for k in ["client", "server", "port", "proto"]}
             for r in d.find_elements(By.CSS_SELECTOR, "#flows tbody tr")
