@@ -454,7 +454,7 @@ pub(crate) struct HubArgs {
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ServeArgs {
     /// Serve the API on ADDR (default 127.0.0.1:8898): after reading files,
-    /// until SIGINT or SIGTERM; live, always.
+    /// until SIGINT, SIGTERM or SIGHUP; live, always.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_LISTEN, env = "FLOWTAP_LISTEN", help_heading = API)]
     pub listen: Option<SocketAddr>,
 

@@ -1,5 +1,5 @@
 //! `flowtap -i IFACE [-i IFACE...]`: capture live with XDP/AF_XDP, serve
-//! the flows while capturing, and on SIGINT/SIGTERM detach and remove
+//! the flows while capturing, and on SIGINT/SIGTERM/SIGHUP detach and remove
 //! everything. Several interfaces are one stream: their queues' sockets
 //! feed the same workers, whose flow table is sharded by the unordered
 //! address pair, so a connection's two directions meet whichever
@@ -259,13 +259,21 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
             .or_else(|| stall.check(published.snapshots.load(Ordering::Relaxed), Instant::now()))
     });
     // A stuck worker answers nothing, so stopping the merger (which waits
-    // for it) or the workers would wait forever: so too after a signal
-    // that came while it was stuck, before the timeout. XDP is detached
+    // for it) or the workers would wait forever: after a stall, or after a
+    // signal that came while a worker was stuck (before the stall timeout:
+    // the merger is given SHUTDOWN_PATIENCE to stop). XDP is detached
     // first, the service stopped, and the process's exit ends the rest;
     // the last snapshot, its export and the report are given up.
-    let quiet = stall.quiet_for(published.snapshots.load(Ordering::Relaxed), Instant::now());
-    if stall.tripped.get() || quiet > (interval * 3).max(SHUTDOWN_PATIENCE) {
+    let stopped = if stall.tripped.get() {
+        std::mem::forget(merger);
+        false
+    } else {
+        stops_within(merger, (interval * 3).max(SHUTDOWN_PATIENCE))
+    };
+    if !stopped {
         if !stall.tripped.get() {
+            let quiet =
+                stall.quiet_for(published.snapshots.load(Ordering::Relaxed), Instant::now());
             eprintln!(
                 "flowtap: no snapshot for {:.0} s: a capture worker no longer answers; \
                  leaving without the last snapshot",
@@ -273,15 +281,13 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
             );
         }
         detach(captures, interfaces);
-        // Not stopped: each waits for the stuck worker. The merger thread
-        // holds the pipeline too, so the workers are never joined.
-        std::mem::forget(merger);
+        // Not stopped: the workers wait for the stuck one, and the merger
+        // thread holds the pipeline too, so they are never joined.
         std::mem::forget(pipeline);
         service.stop();
         return outcome.map(|()| 1);
     }
 
-    merger.stop();
     let snapshot = pipeline.last_snapshot(clock);
     {
         let mut publisher = publisher.lock().expect("publisher lock");
@@ -314,9 +320,21 @@ fn samples(infos: &[Arc<LiveInfo>]) -> Vec<pipeline::source::QueueStats> {
         .collect()
 }
 
-/// How long shutting down waits for a snapshot that does not come before
-/// it takes the capture for stuck (at least three intervals).
+/// How long shutting down waits for the snapshot under way before it
+/// takes the capture for stuck (at least three intervals).
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Stops `merger`, which first finishes the snapshot under way (waiting
+/// for every worker's part of it), unless that takes longer than
+/// `patience`: then it is left waiting on a thread of its own, and false.
+fn stops_within(merger: Merger, patience: Duration) -> bool {
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        merger.stop();
+        let _ = done.send(());
+    });
+    stopped.recv_timeout(patience).is_ok()
+}
 
 /// A gap between two checks (asked once a second) this long means the
 /// process was not running (stopped, its cgroup frozen, the VM paused):

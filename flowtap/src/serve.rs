@@ -46,6 +46,7 @@ impl Service {
         queues: Option<QueueStatsFn>,
         demand: Option<Arc<api::demand::Demand>>,
     ) -> anyhow::Result<Service> {
+        open_files_up_to_the_hard_limit();
         let spare: Vec<core_affinity::CoreId> = core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()
@@ -157,7 +158,7 @@ impl Service {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Blocks until SIGINT or SIGTERM, or until `failure` (asked every
+    /// Blocks until SIGINT, SIGTERM or SIGHUP, or until `failure` (asked every
     /// second) reports that capture failed: then readiness fails and the
     /// error is returned, for the process to exit non-zero.
     pub(crate) fn run_until_signal(
@@ -170,11 +171,16 @@ impl Service {
                 signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
             let mut int =
                 signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+            // A closed terminal or ssh session: stopped as cleanly as by
+            // SIGTERM (the final report, the last IPFIX records, host
+            // mode's veth removed), where it killed the process.
+            let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
+                    _ = hup.recv() => break,
                     _ = tick.tick() => {
                         if let Some(why) = failure() {
                             anyhow::bail!("capture failed: {why}");
@@ -185,9 +191,8 @@ impl Service {
             eprintln!("flowtap: shutting down");
             Ok(())
         });
-        if result.is_err() {
-            self.ready.store(false, Ordering::Release);
-        }
+        // Not ready while shutting down: a Service stops sending clients.
+        self.ready.store(false, Ordering::Release);
         result
     }
 
@@ -221,4 +226,28 @@ fn follow_inventory(
                 publisher.lock().expect("publisher lock").refresh();
             }
         })
+}
+
+/// Raises this process's limit of open files to its hard limit. Each
+/// listener takes up to `--http-max-connections` (512) connections, two
+/// listeners 1024, beside the capture's and the watch's descriptors, and
+/// systemd and most shells start a service at a soft limit of 1024 (its
+/// hard limit much higher: 524288 with systemd): at the soft limit a burst
+/// of idle connections would lock out real queries. The hard limit is the
+/// administrator's bound, left as it is.
+fn open_files_up_to_the_hard_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "open files limit raised")
+            }
+            Err(e) => tracing::debug!(error = %e, "open files limit left as it is"),
+        }
+    }
 }

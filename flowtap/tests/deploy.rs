@@ -467,6 +467,18 @@ fn readiness_waits_for_the_files_and_shutdown_is_clean() {
         Some(true)
     );
     assert_eq!(s.terminate(), 0, "SIGTERM: exit 0");
+
+    // SIGHUP (a closed terminal or ssh session) stops it as cleanly: it was
+    // killed by it, without its last words.
+    let s = Server::start(&["-r", &demo()]);
+    assert_eq!(s.admin_get("/readyz").status, 200);
+    let stderr = s.stderr.clone();
+    assert_eq!(s.signal("HUP"), 0, "SIGHUP: exit 0");
+    assert!(
+        stderr.lock().unwrap().contains("flowtap: shutting down"),
+        "{}",
+        stderr.lock().unwrap()
+    );
 }
 
 /// The YAML documents of a manifest, as JSON (PyYAML comes with

@@ -834,3 +834,42 @@ fn check_names(per: &str) {
         records.len()
     );
 }
+
+/// A collector that cannot be reached is said in the log and in the
+/// end-of-run report, with the records lost: an export that never arrives
+/// is not silent (it was: every failure a debug line, the metrics alone).
+#[test]
+fn an_unreachable_collector_is_said_with_what_was_lost() {
+    // A port nothing listens on: each connection refused.
+    let closed = format!("tcp://127.0.0.1:{}", common::free_port());
+    let demo = common::project_root().join("demo/demo.pcap");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["-r", demo.to_str().unwrap(), "--ipfix-collector", &closed])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warned = stderr
+        .lines()
+        .filter(|l| l.contains("IPFIX export fails"))
+        .collect::<Vec<_>>();
+    assert!(
+        !warned.is_empty() && warned.iter().all(|l| l.contains(&closed[6..])),
+        "{stderr}"
+    );
+    let report = stderr
+        .lines()
+        .find(|l| l.starts_with("flowtap: ipfix: "))
+        .unwrap_or_else(|| panic!("no IPFIX line in the report: {stderr}"));
+    let lost: u64 = report
+        .rsplit_once("records lost ")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    let records: u64 = report
+        .split("records ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(records > 0 && lost == records, "{report}");
+}

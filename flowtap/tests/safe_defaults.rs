@@ -485,3 +485,48 @@ fn the_workers_inboxes_come_out_of_the_memory_budget() {
         "flow capacity with 1 worker {one}, with 16 {sixteen}"
     );
 }
+
+/// Out of file descriptors (a hard limit of 64, which flowtap cannot
+/// raise), idle connections past it make every accept fail, twenty times
+/// a second: said once every 10 s with the count, not in a line each (350
+/// lines in 17 s before).
+#[test]
+fn failures_to_accept_are_said_without_a_flood() {
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=64:64", env!("CARGO_BIN_EXE_flowtap")])
+        .args([
+            "-r",
+            &demo(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, lines) = common::follow_stderr(&mut child);
+    let addr = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("not serving: {}", log.lock().unwrap()));
+        if let Some(a) = line.strip_prefix("flowtap: serving on http://") {
+            break a.to_owned();
+        }
+    };
+    let idle: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(idle);
+    let log = log.lock().unwrap().clone();
+    let said = log.matches("accept failed").count();
+    assert!(
+        (1..=2).contains(&said),
+        "{said} lines of accept failures in 3 s: {log}"
+    );
+    assert!(log.contains("Too many open files"), "{log}");
+}

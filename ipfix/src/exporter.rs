@@ -13,7 +13,7 @@ use pipeline::follow::{Change, FlowFollower};
 use pipeline::snapshot::{EndpointName, EndpointNames, SnapshotSink};
 
 use crate::message::{Encoder, EndReason, OutcomeDeltas, Record, Sent, SideMeasured};
-use crate::transport::{Collector, CollectorAddr};
+use crate::transport::{Collector, CollectorAddr, Trouble};
 
 #[derive(Clone, Debug)]
 pub struct ExportConfig {
@@ -113,6 +113,8 @@ pub struct Exporter {
 struct Outbox {
     records: Vec<Record>,
     collectors: Vec<Collector>,
+    /// Each collector's failures, as the log says them.
+    troubles: Vec<Trouble>,
     encoder: Encoder,
     stats: Arc<ExportStats>,
 }
@@ -137,8 +139,17 @@ impl Outbox {
         let now_s = crate::transport::now_s();
         let templates = self.encoder.templates(now_s);
         let data = self.encoder.data(&self.records, now_s);
-        for c in &mut self.collectors {
+        for (c, trouble) in self.collectors.iter_mut().zip(&mut self.troubles) {
+            let failed = failures(&self.stats);
             c.deliver(&templates, &data, &self.stats);
+            let (errors, lost) = failures(&self.stats);
+            trouble.after(
+                c.addr(),
+                errors - failed.0,
+                lost - failed.1,
+                c.reachable(),
+                false,
+            );
         }
         self.stats
             .messages
@@ -150,9 +161,18 @@ impl Outbox {
     }
 }
 
+/// Send errors and records lost so far (the exporter alone adds to them,
+/// one collector at a time: the growth across a delivery is its own).
+fn failures(stats: &ExportStats) -> (u64, u64) {
+    (
+        stats.send_errors.load(Ordering::Relaxed),
+        stats.records_lost.load(Ordering::Relaxed),
+    )
+}
+
 impl Exporter {
     pub fn new(config: ExportConfig, stats: Arc<ExportStats>) -> std::io::Result<Exporter> {
-        let collectors = config
+        let collectors: Vec<Collector> = config
             .collectors
             .iter()
             .map(|&to| Collector::open(to, config.tcp_buffer_bytes, config.template_refresh))
@@ -160,6 +180,7 @@ impl Exporter {
         Ok(Exporter {
             outbox: Outbox {
                 records: Vec::with_capacity(SEND_EVERY + 2),
+                troubles: collectors.iter().map(|_| Trouble::default()).collect(),
                 collectors,
                 encoder: Encoder::new(config.domain, config.enterprise, config.biflow, config.mtu),
                 stats,
@@ -465,8 +486,17 @@ impl SnapshotSink for Exporter {
         }
         outbox.send();
         let templates = outbox.encoder.templates(crate::transport::now_s());
-        for c in &mut outbox.collectors {
+        for (c, trouble) in outbox.collectors.iter_mut().zip(&mut outbox.troubles) {
+            let failed = failures(&outbox.stats);
             c.close(&templates, &outbox.stats);
+            let (errors, lost) = failures(&outbox.stats);
+            trouble.after(
+                c.addr(),
+                errors - failed.0,
+                lost - failed.1,
+                c.reachable(),
+                true,
+            );
         }
     }
 }

@@ -20,6 +20,84 @@ pub enum CollectorAddr {
     Tcp(SocketAddr),
 }
 
+impl std::fmt::Display for CollectorAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CollectorAddr::Udp(to) => write!(f, "udp://{to}"),
+            CollectorAddr::Tcp(to) => write!(f, "tcp://{to}"),
+        }
+    }
+}
+
+/// A collector's failures as the log says them: the first at once, then
+/// what was lost meanwhile at most once every [`SAY_TROUBLE_EVERY`], and
+/// its recovery. Each failure is a debug line of its own and is counted in
+/// the metrics (`flowtap_ipfix_send_errors_total`,
+/// `flowtap_ipfix_records_lost_total`); this is what someone reading the
+/// journal must see: that the export does not reach its collector.
+#[derive(Debug, Default)]
+pub struct Trouble {
+    failing: bool,
+    said_at: Option<Instant>,
+    errors_unsaid: u64,
+    lost_unsaid: u64,
+}
+
+/// How often a collector that goes on failing is said again.
+pub const SAY_TROUBLE_EVERY: Duration = Duration::from_secs(60);
+
+impl Trouble {
+    /// After a delivery to `to` that failed `errors` times and lost `lost`
+    /// records; `reachable`: it went through (a TCP collector is
+    /// connected: one waiting for its next try is not). `closing`: flowtap
+    /// stops, so what is left unsaid is said now.
+    pub fn after(
+        &mut self,
+        to: CollectorAddr,
+        errors: u64,
+        lost: u64,
+        reachable: bool,
+        closing: bool,
+    ) {
+        if errors == 0 && lost == 0 {
+            if self.failing && reachable && !closing {
+                tracing::info!(collector = %to, "IPFIX collector takes records again");
+                *self = Trouble::default();
+            }
+            if closing {
+                self.say(to);
+            }
+            return;
+        }
+        self.failing = true;
+        self.errors_unsaid += errors;
+        self.lost_unsaid += lost;
+        if closing
+            || self
+                .said_at
+                .is_none_or(|t| t.elapsed() >= SAY_TROUBLE_EVERY)
+        {
+            self.say(to);
+        }
+    }
+
+    fn say(&mut self, to: CollectorAddr) {
+        if self.errors_unsaid == 0 && self.lost_unsaid == 0 {
+            return;
+        }
+        tracing::warn!(
+            collector = %to,
+            send_errors = self.errors_unsaid,
+            records_lost = self.lost_unsaid,
+            "IPFIX export fails: the collector is unreachable or refuses (debug logs name each error; \
+             flowtap_ipfix_records_lost_total counts what is lost)"
+        );
+        self.said_at = Some(Instant::now());
+        self.errors_unsaid = 0;
+        self.lost_unsaid = 0;
+    }
+}
+
 /// UDP templates are sent again after this many messages too (and after
 /// the configured time, RFC 7011 section 8.4's templateRefreshTimeout).
 const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
@@ -59,6 +137,23 @@ pub enum Collector {
 }
 
 impl Collector {
+    /// Whether what is sent reaches it now, as far as flowtap can know: a
+    /// TCP collector is connected (a UDP one always seems to be).
+    pub fn reachable(&self) -> bool {
+        match self {
+            Collector::Udp { .. } => true,
+            Collector::Tcp { stream, .. } => stream.is_some(),
+        }
+    }
+
+    /// Where it is.
+    pub fn addr(&self) -> CollectorAddr {
+        match self {
+            Collector::Udp { to, .. } => CollectorAddr::Udp(*to),
+            Collector::Tcp { to, .. } => CollectorAddr::Tcp(*to),
+        }
+    }
+
     pub fn open(
         addr: CollectorAddr,
         tcp_buffer_bytes: usize,

@@ -86,12 +86,13 @@ impl InventoryFile {
     /// Re-reads the file if it changed. Returns true when a new mapping took
     /// effect; on a bad file the old mapping stays and the error is returned.
     pub fn refresh(&mut self) -> Result<bool, LoadError> {
-        match stamp(&self.path) {
+        let seen = match stamp(&self.path) {
             Ok(s) if Some(s) == self.stamp => return Ok(false),
             // Still (or again) absent: keep what we have.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            _ => {}
-        }
+            Ok(s) => Some(s),
+            Err(_) => None,
+        };
         match load(&self.path) {
             Ok((stamp, inventory)) => {
                 self.stamp = Some(stamp);
@@ -100,8 +101,13 @@ impl InventoryFile {
                 Ok(true)
             }
             Err(e) => {
-                // Do not retry the same broken version on every call.
-                if let Ok(s) = stamp(&self.path) {
+                // The same broken version is not read again on every call:
+                // the stamp it had before it was read is remembered, not
+                // the one it has now. A file read half written (rewritten
+                // in place, as `kubectl get ... > FILE` does) has a new
+                // stamp once the writer is done, even if that was while it
+                // was read, and is read again then.
+                if let Some(s) = seen {
                     self.stamp = Some(s);
                 }
                 self.reload_errors += 1;

@@ -62,10 +62,13 @@ pub enum Line {
     MirrorSession,
     /// One line per live capture queue: `queue 0: frames 10, ...`
     Queue,
+    /// `ipfix: records 240, messages 3, send errors 0, ...`, where an
+    /// exporter sent or failed anything (no line without a collector).
+    Ipfix,
 }
 
 impl Line {
-    pub const ALL: [Line; 7] = [
+    pub const ALL: [Line; 8] = [
         Line::Kinds,
         Line::Malformed,
         Line::Flows,
@@ -73,7 +76,13 @@ impl Line {
         Line::Encapsulated,
         Line::MirrorSession,
         Line::Queue,
+        Line::Ipfix,
     ];
+
+    /// Lines left out when every value on them is 0 (a feature not in use).
+    pub fn only_if_any(self) -> bool {
+        matches!(self, Line::Ipfix)
+    }
 
     /// Lines printed once per label value (each queue, each session) rather
     /// than once with every label value in it.
@@ -90,6 +99,7 @@ impl Line {
             Line::Encapsulated => "encapsulated frames",
             Line::MirrorSession => "mirror session",
             Line::Queue => "queue",
+            Line::Ipfix => "ipfix",
         }
     }
 }
@@ -651,31 +661,36 @@ pub const CATALOG: &[Metric] = &[
         "flowtap_ipfix_records",
         Counter,
         "IPFIX data records exported (one per flow direction and export).",
-        Value::One(|s| s.stats.ipfix.records.load(Ordering::Relaxed) as f64)
+        Value::One(|s| s.stats.ipfix.records.load(Ordering::Relaxed) as f64),
+        Ipfix "records"
     ),
     metric!(
         "flowtap_ipfix_messages",
         Counter,
         "IPFIX data messages made, each sent to every collector (template messages not counted).",
-        Value::One(|s| s.stats.ipfix.messages.load(Ordering::Relaxed) as f64)
+        Value::One(|s| s.stats.ipfix.messages.load(Ordering::Relaxed) as f64),
+        Ipfix "messages"
     ),
     metric!(
         "flowtap_ipfix_send_errors",
         Counter,
         "IPFIX messages (data or templates) a collector's socket refused, or a TCP collector's connection failed.",
-        Value::One(|s| s.stats.ipfix.send_errors.load(Ordering::Relaxed) as f64)
+        Value::One(|s| s.stats.ipfix.send_errors.load(Ordering::Relaxed) as f64),
+        Ipfix "send errors"
     ),
     metric!(
         "flowtap_ipfix_tcp_connects",
         Counter,
         "Connections made to tcp:// IPFIX collectors (more than one per collector: it went away and came back).",
-        Value::One(|s| s.stats.ipfix.tcp_connects.load(Ordering::Relaxed) as f64)
+        Value::One(|s| s.stats.ipfix.tcp_connects.load(Ordering::Relaxed) as f64),
+        Ipfix "tcp connects"
     ),
     metric!(
         "flowtap_ipfix_records_lost",
         Counter,
         "IPFIX data records lost: in messages that could not be sent, or beyond a tcp:// collector's buffer (--ipfix-tcp-buffer).",
-        Value::One(|s| s.stats.ipfix.records_lost.load(Ordering::Relaxed) as f64)
+        Value::One(|s| s.stats.ipfix.records_lost.load(Ordering::Relaxed) as f64),
+        Ipfix "records lost"
     ),
     metric!(
         "flowtap_resident_memory_bytes",

@@ -14,18 +14,25 @@ pub fn lines(s: &Sources<'_>) -> Vec<String> {
         // Items by the line's label value: one group for most lines, one per
         // queue for the queue line.
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Whether any value on the line is other than 0.
+        let mut any = false;
         for m in CATALOG {
             let Some((l, words)) = m.report else { continue };
             if l != line {
                 continue;
             }
             match m.value {
-                Value::One(read) => groups
-                    .entry(String::new())
-                    .or_default()
-                    .push(format!("{words} {}", read(s) as u64)),
+                Value::One(read) => {
+                    let v = read(s);
+                    any |= v != 0.0;
+                    groups
+                        .entry(String::new())
+                        .or_default()
+                        .push(format!("{words} {}", v as u64));
+                }
                 Value::Labelled(_, read) => {
                     for (labels, v) in read(s) {
+                        any |= v != 0.0;
                         let (group, item) = if line.per_label() {
                             (labels.join(" "), format!("{words} {}", v as u64))
                         } else {
@@ -36,6 +43,9 @@ pub fn lines(s: &Sources<'_>) -> Vec<String> {
                 }
                 Value::Histogram(..) => {}
             }
+        }
+        if line.only_if_any() && !any {
+            continue;
         }
         for (group, items) in groups {
             let title = match group.as_str() {
@@ -53,6 +63,8 @@ mod tests {
     use pipeline::Snapshot;
     use pipeline::source::QueueStats;
 
+    use std::sync::atomic::Ordering;
+
     use super::*;
     use crate::metrics::ServiceStats;
 
@@ -69,14 +81,17 @@ mod tests {
             invalid: 2,
             ..QueueStats::default()
         }];
-        let lines = lines(&Sources {
-            snapshot: &snapshot,
-            stats: &stats,
-            queues: &queues,
-            ready: true,
-            version: "v",
-            commit: "c",
-        });
+        let lines_of = |snapshot, stats, queues| {
+            lines(&Sources {
+                snapshot,
+                stats,
+                queues,
+                ready: true,
+                version: "v",
+                commit: "c",
+            })
+        };
+        let lines = lines_of(&snapshot, &stats, &queues);
         assert!(
             lines[0].starts_with("frames by kind: tcp 7, udp 0"),
             "{lines:?}"
@@ -88,5 +103,13 @@ mod tests {
         let queue = lines.last().unwrap();
         assert!(queue.starts_with("queue eth1 1: frames 5, "), "{queue}");
         assert!(queue.ends_with("invalid 2"), "{queue}");
+        // No exporter, no IPFIX line; one that lost records has one.
+        assert!(!lines.iter().any(|l| l.starts_with("ipfix")), "{lines:?}");
+        stats.ipfix.records_lost.store(12, Ordering::Relaxed);
+        let lines = lines_of(&snapshot, &stats, &queues);
+        assert_eq!(
+            lines.last().unwrap(),
+            "ipfix: records 0, messages 0, send errors 0, tcp connects 0, records lost 12"
+        );
     }
 }

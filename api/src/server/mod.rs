@@ -23,7 +23,7 @@ pub use turns::{TurnStats, Turns};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -147,6 +147,9 @@ impl AppState {
 }
 
 /// Serves `kind`'s paths on `listener` until `shutdown` completes.
+/// How often failures to accept a connection are said in the log.
+const ACCEPT_FAILURES_SAID_EVERY: Duration = Duration::from_secs(10);
+
 pub async fn serve(
     listener: TcpListener,
     kind: Listener,
@@ -157,13 +160,27 @@ pub async fn serve(
     tokio::pin!(shutdown);
     let config = Arc::new(config);
     let conns = Conns::new(config.max_connections, state.stats.clone());
+    // Accept failures said at most once every ACCEPT_FAILURES_SAID_EVERY,
+    // with how many there were: out of descriptors, the loop below fails
+    // twenty times a second for as long as that lasts.
+    let mut failures_unsaid = 0u64;
+    let mut failure_said: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+                    failures_unsaid += 1;
+                    if failure_said.is_none_or(|t| t.elapsed() >= ACCEPT_FAILURES_SAID_EVERY) {
+                        tracing::warn!(
+                            error = %e,
+                            failures = failures_unsaid,
+                            "accept failed (said at most once every 10 s, with the failures since)"
+                        );
+                        failure_said = Some(Instant::now());
+                        failures_unsaid = 0;
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -349,7 +366,7 @@ mod tests {
             !scrape.is_finished(),
             "the scrape did not wait for the counters"
         );
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         assert_eq!(get(addr, "/healthz"), 200);
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(pairs);
@@ -360,7 +377,7 @@ mod tests {
     /// is given back as its body is done, which may be just after its
     /// client read the last byte.
     fn all_given_back(turns: &Turns, at_once: usize) {
-        let given_back = std::time::Instant::now();
+        let given_back = Instant::now();
         while turns.free() < at_once {
             assert!(given_back.elapsed() < Duration::from_secs(5), "turns kept");
             std::thread::sleep(Duration::from_millis(10));
@@ -414,7 +431,7 @@ mod tests {
             .map(|path| std::thread::spawn(move || fetch(addr, path)))
             .collect();
         let waiting = || stats.large_answer_turns.waiting.load(Ordering::Relaxed);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         while waiting() < 2 {
             assert!(started.elapsed() < Duration::from_secs(5), "not waiting");
             std::thread::sleep(Duration::from_millis(10));

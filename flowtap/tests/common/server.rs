@@ -235,9 +235,18 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub(crate) fn terminate(mut self) -> i32 {
+    pub(crate) fn terminate(self) -> i32 {
+        self.signal("TERM")
+    }
+
+    /// Sends the signal named (`HUP`, `TERM`...) and waits for the exit
+    /// status (-1: killed by a signal).
+    pub(crate) fn signal(mut self, name: &str) -> i32 {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .unwrap();
         let status = self.child.wait().unwrap();
         status.code().unwrap_or(-1)
     }
