@@ -117,8 +117,13 @@ impl AccessConfig {
     }
 
     fn host_allowed(&self, name: &str, local: std::net::IpAddr) -> bool {
+        // Canonical forms: on a listener of `[::]` an IPv4 client's
+        // connection has a mapped local address (`::ffff:198.18.0.5`),
+        // which its Host header names as 198.18.0.5.
         is_loopback_name(name)
-            || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == local)
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical() == local.to_canonical())
             || self
                 .allowed_hosts
                 .iter()
@@ -255,6 +260,10 @@ mod tests {
         assert!(host(&lo, "198.18.0.5:8898", "198.18.0.5").is_ok());
         assert!(host(&lo, "[2001:db8::5]:8898", "2001:db8::5").is_ok());
         assert!(host(&lo, "198.18.0.6:8898", "198.18.0.5").is_err());
+        // A listener of `[::]` reached over IPv4 (the manifests' probes,
+        // scrapes and the hub's pulls by address).
+        assert!(host(&lo, "198.18.0.5:8899", "::ffff:198.18.0.5").is_ok());
+        assert!(host(&lo, "198.18.0.6:8899", "::ffff:198.18.0.5").is_err());
         assert!(host(&lo, "flowtap.example:8898", "198.18.0.5").is_err());
         let named = AccessConfig {
             allowed_hosts: vec!["flowtap.example".into()],

@@ -770,12 +770,10 @@ pub(crate) fn healthcheck_target(admin_listen: &str, url: Option<&str>) -> (Stri
         return (host.to_owned(), format!("/{path}"));
     }
     let host = match admin_listen.parse::<SocketAddr>() {
-        Ok(mut addr) if addr.ip().is_unspecified() => {
-            addr.set_ip(match addr {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-            addr.to_string()
+        // `[::]` too is asked on 127.0.0.1: a listener of `[::]` takes
+        // IPv4 as well, and on a host without IPv6 listens on IPv4 alone.
+        Ok(addr) if addr.ip().is_unspecified() => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()).to_string()
         }
         _ => admin_listen.to_owned(),
     };
@@ -821,7 +819,7 @@ mod tests {
         );
         assert_eq!(
             healthcheck_target("[::]:9100", None),
-            target("[::1]:9100", "/healthz")
+            target("127.0.0.1:9100", "/healthz")
         );
         // A URL as the other commands take one, or with its path.
         for url in ["http://10.0.0.5:8899", "http://10.0.0.5:8899/"] {

@@ -261,16 +261,21 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     // A stuck worker answers nothing, so stopping the merger (which waits
     // for it) or the workers would wait forever: after a stall, or after a
     // signal that came while a worker was stuck (before the stall timeout:
-    // the merger is given SHUTDOWN_PATIENCE to stop). XDP is detached
+    // the last snapshot is given SHUTDOWN_PATIENCE). XDP is detached
     // first, the service stopped, and the process's exit ends the rest;
     // the last snapshot, its export and the report are given up.
-    let stopped = if stall.tripped.get() {
+    let last = if stall.tripped.get() {
         std::mem::forget(merger);
-        false
+        None
     } else {
-        stops_within(merger, (interval * 3).max(SHUTDOWN_PATIENCE))
+        last_snapshot_within(
+            merger,
+            &pipeline,
+            clock,
+            (interval * 3).max(SHUTDOWN_PATIENCE),
+        )
     };
-    if !stopped {
+    let Some(snapshot) = last else {
         if !stall.tripped.get() {
             let quiet =
                 stall.quiet_for(published.snapshots.load(Ordering::Relaxed), Instant::now());
@@ -286,9 +291,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
         std::mem::forget(pipeline);
         service.stop();
         return outcome.map(|()| 1);
-    }
-
-    let snapshot = pipeline.last_snapshot(clock);
+    };
     {
         let mut publisher = publisher.lock().expect("publisher lock");
         publisher.publish(snapshot);
@@ -324,16 +327,24 @@ fn samples(infos: &[Arc<LiveInfo>]) -> Vec<pipeline::source::QueueStats> {
 /// takes the capture for stuck (at least three intervals).
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Stops `merger`, which first finishes the snapshot under way (waiting
-/// for every worker's part of it), unless that takes longer than
-/// `patience`: then it is left waiting on a thread of its own, and false.
-fn stops_within(merger: Merger, patience: Duration) -> bool {
-    let (done, stopped) = std::sync::mpsc::channel();
+/// Stops `merger`, which first finishes the snapshot under way, and takes
+/// the last snapshot, each waiting for every worker's part, unless that
+/// takes longer than `patience`: then both are left waiting on a thread of
+/// their own, and `None`. (A worker that hung while the merger rested
+/// between two snapshots lets the merger stop, and holds up the last one.)
+fn last_snapshot_within(
+    merger: Merger,
+    pipeline: &Arc<Pipeline>,
+    clock: Clock,
+    patience: Duration,
+) -> Option<pipeline::Snapshot> {
+    let (done, taken) = std::sync::mpsc::channel();
+    let pipeline = pipeline.clone();
     std::thread::spawn(move || {
         merger.stop();
-        let _ = done.send(());
+        let _ = done.send(pipeline.last_snapshot(clock));
     });
-    stopped.recv_timeout(patience).is_ok()
+    taken.recv_timeout(patience).ok()
 }
 
 /// A gap between two checks (asked once a second) this long means the

@@ -104,6 +104,7 @@ fn healthcheck((host, path): (String, String)) -> i32 {
 }
 
 fn main() {
+    serve::open_files_up_to_the_hard_limit();
     let (cli, settings) = config::load();
     match cli.command {
         Some(Command::Healthcheck { admin_listen, url }) => std::process::exit(healthcheck(

@@ -46,7 +46,6 @@ impl Service {
         queues: Option<QueueStatsFn>,
         demand: Option<Arc<api::demand::Demand>>,
     ) -> anyhow::Result<Service> {
-        open_files_up_to_the_hard_limit();
         let spare: Vec<core_affinity::CoreId> = core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()
@@ -173,14 +172,27 @@ impl Service {
                 signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
             // A closed terminal or ssh session: stopped as cleanly as by
             // SIGTERM (the final report, the last IPFIX records, host
-            // mode's veth removed), where it killed the process.
-            let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+            // mode's veth removed), where it killed the process; unless
+            // started to ignore it (`nohup`), which a handler would undo.
+            let mut hup = match hangup_ignored() {
+                true => None,
+                false => {
+                    Some(signal(SignalKind::hangup()).context("installing the SIGHUP handler")?)
+                }
+            };
+            let hung_up = async {
+                match &mut hup {
+                    Some(hup) => hup.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(hung_up);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
-                    _ = hup.recv() => break,
+                    _ = &mut hung_up => break,
                     _ = tick.tick() => {
                         if let Some(why) = failure() {
                             anyhow::bail!("capture failed: {why}");
@@ -228,14 +240,28 @@ fn follow_inventory(
         })
 }
 
+/// Whether SIGHUP was ignored when flowtap was started (`nohup`, a shell's
+/// `trap "" HUP`), from the mask of ignored signals in /proc/self/status.
+fn hangup_ignored() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        // SIGHUP is signal 1: the mask's lowest bit.
+        .is_some_and(|mask| mask & 1 != 0)
+}
+
 /// Raises this process's limit of open files to its hard limit. Each
 /// listener takes up to `--http-max-connections` (512) connections, two
 /// listeners 1024, beside the capture's and the watch's descriptors, and
 /// systemd and most shells start a service at a soft limit of 1024 (its
 /// hard limit much higher: 524288 with systemd): at the soft limit a burst
 /// of idle connections would lock out real queries. The hard limit is the
-/// administrator's bound, left as it is.
-fn open_files_up_to_the_hard_limit() {
+/// administrator's bound, left as it is. Called first thing, before a
+/// capture opens its sockets.
+pub(crate) fn open_files_up_to_the_hard_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current.is_some() && limit.current != limit.maximum {

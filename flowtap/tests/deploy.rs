@@ -479,6 +479,46 @@ fn readiness_waits_for_the_files_and_shutdown_is_clean() {
         "{}",
         stderr.lock().unwrap()
     );
+
+    // Started to ignore SIGHUP (`nohup`), it goes on ignoring it.
+    let mut nohup = Command::new("nohup")
+        .arg(env!("CARGO_BIN_EXE_flowtap"))
+        .args([
+            "-r",
+            &demo(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, lines) = common::follow_stderr(&mut nohup);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(line) =
+        lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if line.starts_with("flowtap: serving on ") {
+            break;
+        }
+    }
+    let pid = nohup.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        nohup.try_wait().unwrap().is_none(),
+        "SIGHUP ended a nohup'd flowtap: {}",
+        log.lock().unwrap()
+    );
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(
+        nohup.wait().unwrap().code(),
+        Some(0),
+        "{}",
+        log.lock().unwrap()
+    );
 }
 
 /// The YAML documents of a manifest, as JSON (PyYAML comes with

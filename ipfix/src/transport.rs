@@ -61,6 +61,8 @@ impl Trouble {
     ) {
         if errors == 0 && lost == 0 {
             if self.failing && reachable && !closing {
+                // What failed since it was last said, then the recovery.
+                self.say(to);
                 tracing::info!(collector = %to, "IPFIX collector takes records again");
                 *self = Trouble::default();
             }

@@ -172,13 +172,15 @@ impl PipelineConfig {
     }
 
     /// Bytes of every worker's inbox, all allocated when the pipeline
-    /// starts (a batch's slot holds its packets in place): about 6 MiB a
-    /// worker at 65,536 packets, which the memory budget must leave out of
-    /// the tables' share (a node's 96 workers, 600 MiB).
+    /// starts (a batch's slot holds its packets in place), and of the
+    /// batch each worker fills for each other: about 6 MiB a worker at
+    /// 65,536 packets, which the memory budget must leave out of the
+    /// tables' share (a node's 96 workers, 630 MiB).
     pub fn inbox_bytes(&self) -> u64 {
+        let workers = self.workers.max(1);
         // `ArrayQueue`'s slot: the value and a stamp.
         let slot = size_of::<HandOff>() + size_of::<usize>();
-        (self.workers.max(1) * self.inbox_batches() * slot) as u64
+        (workers * (self.inbox_batches() * slot + workers * size_of::<HandOff>())) as u64
     }
 }
 

@@ -202,6 +202,11 @@ pub async fn serve(
         let Ok(local) = stream.local_addr() else {
             continue;
         };
+        // An IPv4 client of a listener of `[::]` is seen as an IPv4 address
+        // (not `::ffff:198.18.0.5`): in the Host check, per-client limits
+        // and the logs alike.
+        let local = std::net::SocketAddr::new(local.ip().to_canonical(), local.port());
+        let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let state = state.clone();
         let config = config.clone();
         tokio::spawn(async move {
