@@ -481,29 +481,7 @@ fn readiness_waits_for_the_files_and_shutdown_is_clean() {
     );
 
     // Started to ignore SIGHUP (`nohup`), it goes on ignoring it.
-    let mut nohup = Command::new("nohup")
-        .arg(env!("CARGO_BIN_EXE_flowtap"))
-        .args([
-            "-r",
-            &demo(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (log, lines) = common::follow_stderr(&mut nohup);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while let Ok(line) =
-        lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-    {
-        if line.starts_with("flowtap: serving on ") {
-            break;
-        }
-    }
+    let (mut nohup, log, _) = common::serving_through(&["nohup"], &["-r", &demo()]);
     let pid = nohup.id().to_string();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     std::thread::sleep(Duration::from_secs(1));
@@ -841,30 +819,7 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
 /// hub's pod never started. Root: setcap.
 #[test]
 fn the_image_s_binary_runs_a_hub_and_reads_files_with_no_capability() {
-    let staged = root().join("target/image-root/usr/local/bin");
-    assert!(
-        staged.join("flowtap").is_file(),
-        "scripts/test.sh stages the image's binaries with scripts/build-release.sh first"
-    );
-    // A copy, readable and executable by the hub's user.
-    let bin = tempfile::Builder::new()
-        .prefix("caps-")
-        .tempdir_in(root().join("target"))
-        .unwrap();
-    std::fs::set_permissions(
-        bin.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    for name in ["flowtap", "pcap-replay"] {
-        std::fs::copy(staged.join(name), bin.path().join(name)).unwrap();
-    }
-    let caps = Command::new("bash")
-        .arg(root().join("scripts/install-caps.sh"))
-        .arg(bin.path())
-        .output()
-        .unwrap();
-    assert!(caps.status.success(), "{}", stderr(&caps));
+    let bin = common::image_binaries_with_capabilities();
     let flowtap = bin.path().join("flowtap");
 
     let docs: Vec<serde_json::Value> = manifest_files().iter().flat_map(|f| documents(f)).collect();

@@ -1067,31 +1067,7 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
 /// unprivileged user, on a SPAN port and in host mode.
 #[test]
 fn an_unprivileged_user_captures_with_the_file_capabilities() {
-    let root = common::project_root();
-    let staged = root.join("target/image-root/usr/local/bin");
-    assert!(
-        staged.join("flowtap").is_file(),
-        "scripts/test.sh stages the image's binaries with scripts/build-release.sh first"
-    );
-    // A copy, so the staged image keeps no test changes; readable and
-    // executable by the unprivileged user.
-    let bin = tempfile::Builder::new()
-        .prefix("caps-")
-        .tempdir_in(root.join("target"))
-        .unwrap();
-    std::fs::set_permissions(
-        bin.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    for name in ["flowtap", "pcap-replay"] {
-        std::fs::copy(staged.join(name), bin.path().join(name)).unwrap();
-    }
-    run(&[
-        "bash",
-        root.join("scripts/install-caps.sh").to_str().unwrap(),
-        bin.path().to_str().unwrap(),
-    ]);
+    let bin = common::image_binaries_with_capabilities();
     let flowtap = bin.path().join("flowtap");
     // As the DaemonSet's container: every capability dropped but the four
     // (the file's are permitted only, and flowtap raises them itself).

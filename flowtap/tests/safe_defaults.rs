@@ -492,29 +492,8 @@ fn the_workers_inboxes_come_out_of_the_memory_budget() {
 /// lines in 17 s before).
 #[test]
 fn failures_to_accept_are_said_without_a_flood() {
-    let mut child = Command::new("prlimit")
-        .args(["--nofile=64:64", env!("CARGO_BIN_EXE_flowtap")])
-        .args([
-            "-r",
-            &demo(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (log, lines) = common::follow_stderr(&mut child);
-    let addr = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("not serving: {}", log.lock().unwrap()));
-        if let Some(a) = line.strip_prefix("flowtap: serving on http://") {
-            break a.to_owned();
-        }
-    };
+    let (mut child, log, addr) =
+        common::serving_through(&["prlimit", "--nofile=64:64"], &["-r", &demo()]);
     let idle: Vec<TcpStream> = (0..80)
         .filter_map(|_| TcpStream::connect(&addr).ok())
         .collect();

@@ -31,6 +31,71 @@ pub(crate) fn stdout_of(command: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
+/// The image's binaries (`target/image-root`, staged by scripts/test.sh),
+/// copied into a directory of their own under `target/` with the file
+/// capabilities `scripts/install-caps.sh` gives them, as the Dockerfile
+/// does: readable and executable by an unprivileged user. Root (setcap).
+pub(crate) fn image_binaries_with_capabilities() -> tempfile::TempDir {
+    let root = project_root();
+    let staged = root.join("target/image-root/usr/local/bin");
+    assert!(
+        staged.join("flowtap").is_file(),
+        "scripts/test.sh stages the image's binaries with scripts/build-release.sh first"
+    );
+    let bin = tempfile::Builder::new()
+        .prefix("caps-")
+        .tempdir_in(root.join("target"))
+        .unwrap();
+    std::fs::set_permissions(
+        bin.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for name in ["flowtap", "pcap-replay"] {
+        std::fs::copy(staged.join(name), bin.path().join(name)).unwrap();
+    }
+    let caps = Command::new("bash")
+        .arg(root.join("scripts/install-caps.sh"))
+        .arg(bin.path())
+        .output()
+        .unwrap();
+    assert!(
+        caps.status.success(),
+        "{}",
+        String::from_utf8_lossy(&caps.stderr)
+    );
+    bin
+}
+
+/// flowtap serving `args` on loopback, started through `program` (a
+/// command that runs the binary it is given, such as `nohup` or
+/// `prlimit --nofile=64:64`: the binary's path follows it); returns once
+/// it serves, with its stderr's log and the data address.
+pub(crate) fn serving_through(
+    program: &[&str],
+    args: &[&str],
+) -> (Child, Arc<Mutex<String>>, String) {
+    let mut child = Command::new(program[0])
+        .args(&program[1..])
+        .arg(env!("CARGO_BIN_EXE_flowtap"))
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, lines) = follow_stderr(&mut child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_else(|_| panic!("flowtap did not serve: {}", log.lock().unwrap()));
+        if let Some(addr) = line.strip_prefix("flowtap: serving on http://") {
+            return (child, log, addr.to_owned());
+        }
+    }
+}
+
 /// Follows a child's stderr (piped): every line is kept in the returned log
 /// and also sent on the channel, for a caller waiting for a particular one.
 pub(crate) fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, Receiver<String>) {
