@@ -123,6 +123,23 @@ struct Outbox {
 const SEND_EVERY: usize = 1024;
 
 impl Outbox {
+    /// Hands something to every collector (`deliver`: a batch, or the
+    /// last try as flowtap stops, `closing`), and tells each one's
+    /// [`Trouble`] what that failed.
+    fn hand_each_collector(
+        &mut self,
+        closing: bool,
+        deliver: impl Fn(&mut Collector, &ExportStats),
+    ) {
+        for (c, trouble) in self.collectors.iter_mut().zip(&mut self.troubles) {
+            let before = failures(&self.stats);
+            deliver(c, &self.stats);
+            let after = failures(&self.stats);
+            let (errors, lost) = (after.0 - before.0, after.1 - before.1);
+            trouble.after(c.addr(), errors, lost, c.reachable(), closing);
+        }
+    }
+
     /// Adds `records`, sending a batch when one is full.
     fn add(&mut self, records: impl IntoIterator<Item = Record>) {
         self.records.extend(records);
@@ -139,18 +156,7 @@ impl Outbox {
         let now_s = crate::transport::now_s();
         let templates = self.encoder.templates(now_s);
         let data = self.encoder.data(&self.records, now_s);
-        for (c, trouble) in self.collectors.iter_mut().zip(&mut self.troubles) {
-            let failed = failures(&self.stats);
-            c.deliver(&templates, &data, &self.stats);
-            let (errors, lost) = failures(&self.stats);
-            trouble.after(
-                c.addr(),
-                errors - failed.0,
-                lost - failed.1,
-                c.reachable(),
-                false,
-            );
-        }
+        self.hand_each_collector(false, |c, stats| c.deliver(&templates, &data, stats));
         self.stats
             .messages
             .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -486,18 +492,7 @@ impl SnapshotSink for Exporter {
         }
         outbox.send();
         let templates = outbox.encoder.templates(crate::transport::now_s());
-        for (c, trouble) in outbox.collectors.iter_mut().zip(&mut outbox.troubles) {
-            let failed = failures(&outbox.stats);
-            c.close(&templates, &outbox.stats);
-            let (errors, lost) = failures(&outbox.stats);
-            trouble.after(
-                c.addr(),
-                errors - failed.0,
-                lost - failed.1,
-                c.reachable(),
-                true,
-            );
-        }
+        outbox.hand_each_collector(true, |c, stats| c.close(&templates, stats));
     }
 }
 

@@ -203,9 +203,8 @@ pub async fn serve(
             continue;
         };
         // An IPv4 client of a listener of `[::]` is seen as an IPv4 address
-        // (not `::ffff:198.18.0.5`): in the Host check, per-client limits
-        // and the logs alike.
-        let local = std::net::SocketAddr::new(local.ip().to_canonical(), local.port());
+        // (not `::ffff:198.18.0.5`) in per-client limits and the logs (the
+        // Host check compares canonical forms itself).
         let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let state = state.clone();
         let config = config.clone();
