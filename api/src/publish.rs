@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use pipeline::Snapshot;
+use pipeline::time::AtMostEvery;
 
 use std::sync::atomic::Ordering;
 
@@ -58,8 +59,9 @@ pub struct Publisher {
 /// not at every snapshot (a hub over too many flows is late every round).
 struct Due {
     interval: Duration,
-    /// When the log last said so, and late snapshots since.
-    warned: Option<Instant>,
+    /// The log says so at most once a minute, with the late snapshots
+    /// since.
+    warned: AtMostEvery,
     late_unlogged: u64,
 }
 
@@ -164,7 +166,7 @@ impl Publisher {
     pub fn set_interval(&mut self, interval: Duration) {
         self.due = Some(Due {
             interval,
-            warned: None,
+            warned: AtMostEvery::new(LATE_LOG_EVERY),
             late_unlogged: 0,
         });
     }
@@ -302,7 +304,7 @@ impl Publisher {
         }
         self.stats.snapshots_late.fetch_add(1, Ordering::Relaxed);
         due.late_unlogged += 1;
-        if due.warned.is_some_and(|at| at.elapsed() < LATE_LOG_EVERY) {
+        if !due.warned.due() {
             return;
         }
         tracing::warn!(
@@ -313,7 +315,6 @@ impl Publisher {
              the interval: raise --snapshot-interval for this many flows, or give flowtap more \
              CPU (late: snapshots late since the last such line)"
         );
-        due.warned = Some(Instant::now());
         due.late_unlogged = 0;
     }
 

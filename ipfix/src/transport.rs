@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::exporter::ExportStats;
 use crate::message::{sequence_of, set_export_time, set_sequence};
+use pipeline::time::AtMostEvery;
 
 /// Where a collector is, and how to reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,12 +36,23 @@ impl std::fmt::Display for CollectorAddr {
 /// the metrics (`flowtap_ipfix_send_errors_total`,
 /// `flowtap_ipfix_records_lost_total`); this is what someone reading the
 /// journal must see: that the export does not reach its collector.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Trouble {
     failing: bool,
-    said_at: Option<Instant>,
+    said: AtMostEvery,
     errors_unsaid: u64,
     lost_unsaid: u64,
+}
+
+impl Default for Trouble {
+    fn default() -> Trouble {
+        Trouble {
+            failing: false,
+            said: AtMostEvery::new(SAY_TROUBLE_EVERY),
+            errors_unsaid: 0,
+            lost_unsaid: 0,
+        }
+    }
 }
 
 /// How often a collector that goes on failing is said again.
@@ -74,11 +86,7 @@ impl Trouble {
         self.failing = true;
         self.errors_unsaid += errors;
         self.lost_unsaid += lost;
-        if closing
-            || self
-                .said_at
-                .is_none_or(|t| t.elapsed() >= SAY_TROUBLE_EVERY)
-        {
+        if closing || self.said.due() {
             self.say(to);
         }
     }
@@ -94,7 +102,6 @@ impl Trouble {
             "IPFIX export fails: the collector is unreachable or refuses (debug logs name each error; \
              flowtap_ipfix_records_lost_total counts what is lost)"
         );
-        self.said_at = Some(Instant::now());
         self.errors_unsaid = 0;
         self.lost_unsaid = 0;
     }

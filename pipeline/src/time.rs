@@ -6,7 +6,7 @@
 //! Packet timestamps stay plain `u64`s: they are in every hot structure, and
 //! the `_ns` suffix plus these helpers keep units from mixing.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One second in nanoseconds.
 pub const SECOND: u64 = 1_000_000_000;
@@ -63,7 +63,7 @@ pub const fn round_to_micros(ns: u64) -> u64 {
 }
 
 /// A duration in nanoseconds, saturating (585 years and more).
-pub fn duration_ns(d: std::time::Duration) -> u64 {
+pub fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -119,6 +119,32 @@ impl LiveClock {
     }
 }
 
+/// A log line said at most once every so often while what it reports goes
+/// on, the first time at once; its callers count what happened between
+/// two lines and say the count (late snapshots, failed accepts, a
+/// collector's losses), so a condition that lasts is heard of without a
+/// flood of lines.
+#[derive(Clone, Copy, Debug)]
+pub struct AtMostEvery {
+    every: Duration,
+    said: Option<Instant>,
+}
+
+impl AtMostEvery {
+    pub const fn new(every: Duration) -> AtMostEvery {
+        AtMostEvery { every, said: None }
+    }
+
+    /// Whether the line is to be said now; if it is, the wait starts again.
+    pub fn due(&mut self) -> bool {
+        if self.said.is_some_and(|t| t.elapsed() < self.every) {
+            return false;
+        }
+        self.said = Some(Instant::now());
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +166,14 @@ mod tests {
         let live = LiveClock::starting_at(1_000 * SECOND);
         let now = Clock::Live(live).now_ns(42);
         assert!((1_000 * SECOND..1_001 * SECOND).contains(&now), "{now}");
+    }
+
+    #[test]
+    fn a_line_is_said_at_once_then_not_again_within_its_interval() {
+        let mut minute = AtMostEvery::new(Duration::from_secs(60));
+        assert!(minute.due());
+        assert!(!minute.due() && !minute.due());
+        let mut always = AtMostEvery::new(Duration::ZERO);
+        assert!(always.due() && always.due());
     }
 }

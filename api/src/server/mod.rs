@@ -23,11 +23,12 @@ pub use turns::{TurnStats, Turns};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use pipeline::time::AtMostEvery;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -164,7 +165,7 @@ pub async fn serve(
     // with how many there were: out of descriptors, the loop below fails
     // twenty times a second for as long as that lasts.
     let mut failures_unsaid = 0u64;
-    let mut failure_said: Option<Instant> = None;
+    let mut failures_said = AtMostEvery::new(ACCEPT_FAILURES_SAID_EVERY);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -172,13 +173,12 @@ pub async fn serve(
                 Err(e) => {
                     // Out of descriptors and the like: back off, keep serving.
                     failures_unsaid += 1;
-                    if failure_said.is_none_or(|t| t.elapsed() >= ACCEPT_FAILURES_SAID_EVERY) {
+                    if failures_said.due() {
                         tracing::warn!(
                             error = %e,
                             failures = failures_unsaid,
                             "accept failed (said at most once every 10 s, with the failures since)"
                         );
-                        failure_said = Some(Instant::now());
                         failures_unsaid = 0;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -297,6 +297,7 @@ async fn refuse(mut stream: TcpStream) {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::time::Instant;
 
     /// One request on a fresh connection; the status line's code.
     fn get(addr: std::net::SocketAddr, path: &str) -> u16 {
