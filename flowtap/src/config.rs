@@ -304,11 +304,15 @@ pub(crate) fn reference_markdown() -> String {
     let command = Cli::command();
     let mut out = options_table(command.get_arguments());
     // The hub's own options (it takes the server, Kubernetes and logging
-    // options above too: the same option and variable; one of its own may
-    // share a name with a capture's, as --max-flows does, but not its
-    // variable).
-    fn same(a: &clap::Arg) -> (Option<&str>, Option<&std::ffi::OsStr>) {
-        (a.get_long(), a.get_env())
+    // options above too: the same option, variable and meaning; one of its
+    // own may share a name with a capture's, as --max-flows does, or a
+    // name and variable but not the meaning, as --snapshot-interval does).
+    fn same(a: &clap::Arg) -> (Option<&str>, Option<&std::ffi::OsStr>, Option<String>) {
+        (
+            a.get_long(),
+            a.get_env(),
+            a.get_help().map(ToString::to_string),
+        )
     }
     let shared: Vec<_> = command.get_arguments().map(same).collect();
     let hub = command.find_subcommand("hub").expect("the hub subcommand");

@@ -215,7 +215,6 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     let pipeline = Arc::new(Pipeline::start(config.clone(), sources));
     let queue_infos = infos.clone();
     let queue_stats: api::server::QueueStatsFn = Arc::new(move || samples(&queue_infos));
-    let handoff_capacity = config.handoff_capacity() as u64;
     let service = Service::start(
         cli.serve.listen(),
         publisher.clone(),
@@ -225,10 +224,8 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
         None,
     )?;
     {
+        setup::publish_handoff_capacity(&publisher, &config);
         let stats = publisher.lock().expect("publisher lock").stats();
-        stats
-            .handoff_capacity
-            .store(handoff_capacity, Ordering::Relaxed);
         let promiscuous = infos.iter().all(|i| i.promiscuous);
         stats
             .promiscuous

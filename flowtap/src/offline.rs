@@ -62,7 +62,9 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let progress = source.progress();
     let source = fault::planted(source)?;
     let display = crate::progress::start(&cli.read, progress);
-    let pipeline = Arc::new(Pipeline::start(pipeline_config(cli)?, vec![source]));
+    let config = pipeline_config(cli)?;
+    setup::publish_handoff_capacity(&publisher, &config);
+    let pipeline = Arc::new(Pipeline::start(config, vec![source]));
     // While serving, publish progress as the files are read; so too while
     // connection records are exported, whose queues each snapshot empties.
     let publishing = service.is_some() || setup::connection_records(cli);

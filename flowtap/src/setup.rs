@@ -2,12 +2,14 @@
 //! configuration, the publisher (inventory, cluster ranges) and `--dump`.
 
 use std::io::Write;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use api::Publisher;
 use api::cluster::Cluster;
 use k8s::{InventoryFile, Source};
+use pipeline::PipelineConfig;
 use pipeline::flow::{ConnRecordConfig, Limits, TableConfig, Timeouts, Window};
 use pipeline::ingest::{DedupConfig, IngestConfig};
 use pipeline::source::QueueStats;
@@ -112,6 +114,17 @@ pub(crate) fn table_config(
 
 /// Whether the capture workers keep per-connection records: an IPFIX
 /// exporter asks for them.
+/// Each worker's hand-off queue, in packets, for `/metrics`
+/// (`flowtap_handoff_queue_capacity`): live and reading files alike.
+pub(crate) fn publish_handoff_capacity(publisher: &Mutex<Publisher>, config: &PipelineConfig) {
+    publisher
+        .lock()
+        .expect("publisher lock")
+        .stats()
+        .handoff_capacity
+        .store(config.handoff_capacity() as u64, Ordering::Relaxed);
+}
+
 pub(crate) fn connection_records(cli: &RunArgs) -> bool {
     !cli.ipfix_collector.is_empty() && cli.ipfix_per == crate::cli::IpfixPer::Connection
 }
@@ -154,7 +167,7 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
     publisher
         .stats()
         .memory_limit
-        .store(memory_limit(cli), std::sync::atomic::Ordering::Relaxed);
+        .store(memory_limit(cli), Ordering::Relaxed);
     let name = node_name(cli);
     publisher.set_identity(&name, Some(&name), None);
     if !cli.ipfix_collector.is_empty() {

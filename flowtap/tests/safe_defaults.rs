@@ -338,7 +338,8 @@ fn aggregations_are_bounded_and_shared() {
     assert!(after - before < GROWTH_MIB, "{before:.0} -> {after:.0} MiB");
 }
 
-/// A broken inventory file is counted and the names stay; a worker that
+/// A broken inventory file is counted and the names stay, as they do when
+/// the file is removed (said once); a worker that
 /// panics ends `-r` with an error instead of a hang; absurd durations are
 /// refused by name, huge timeouts saturate.
 #[test]
@@ -360,6 +361,11 @@ fn faults_are_counted_or_fatal_never_silent() {
         s.get_json("/mcp/flows?format=full&limit=1")["flows"][0]["server"]["pod"].is_string()
     };
     assert!(named(&server));
+    // Reading files, the hand-off queues are the live ones' size.
+    assert_eq!(
+        sample(&server.metrics(), "flowtap_handoff_queue_capacity"),
+        65_536.0
+    );
     std::fs::write(&inventory, b"{ not json").unwrap();
     wait::until_holds(Duration::from_secs(10), "the broken file counted", || {
         sample(&server.metrics(), "flowtap_inventory_reload_errors_total") >= 1.0
@@ -372,6 +378,24 @@ fn faults_are_counted_or_fatal_never_silent() {
     .unwrap();
     wait::until_holds(Duration::from_secs(10), "the fixed file counted", || {
         sample(&server.metrics(), "flowtap_inventory_reloads_total") >= 1.0
+    });
+    // A file that goes away is said once, and the names stay until a new
+    // one is written, which is read.
+    std::fs::remove_file(&inventory).unwrap();
+    let removed = "inventory file removed";
+    wait::until_holds(Duration::from_secs(10), "the removal said", || {
+        server.stderr.lock().unwrap().contains(removed)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.stderr.lock().unwrap().matches(removed).count(), 1);
+    assert!(named(&server), "the names last read stay");
+    std::fs::copy(
+        common::project_root().join("demo/inventory.json"),
+        &inventory,
+    )
+    .unwrap();
+    wait::until_holds(Duration::from_secs(10), "the new file read", || {
+        sample(&server.metrics(), "flowtap_inventory_reloads_total") >= 2.0
     });
 
     for threads in ["1", "2"] {

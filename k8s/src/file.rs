@@ -88,8 +88,18 @@ impl InventoryFile {
     pub fn refresh(&mut self) -> Result<bool, LoadError> {
         let seen = match stamp(&self.path) {
             Ok(s) if Some(s) == self.stamp => return Ok(false),
-            // Still (or again) absent: keep what we have.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            // Absent: keep what we have, and say so once when a file that
+            // was read goes away (a sidecar that stopped writing, a
+            // ConfigMap unmounted): the names may be going stale.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.stamp.take().is_some() {
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        "inventory file removed: the names last read stay until it appears again"
+                    );
+                }
+                return Ok(false);
+            }
             Ok(s) => Some(s),
             Err(_) => None,
         };
