@@ -500,8 +500,10 @@ pub(crate) struct ServeArgs {
     pub http_response_timeout: f64,
 
     /// HTTP connections open at once, on each listener (data and admin). At
-    /// the limit, the oldest idle connection is closed to admit a new one;
-    /// when all are busy, the new one gets 503.
+    /// the limit, the oldest idle connection is closed to admit a new one,
+    /// or with none idle the busy one that has written nothing longest (2 s
+    /// at least: a client that stopped reading); otherwise the new one gets
+    /// 503.
     #[arg(long, value_name = "N", default_value_t = 512, env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
     pub http_max_connections: usize,
 
@@ -512,12 +514,15 @@ pub(crate) struct ServeArgs {
 
     /// Large answers (over 1000 flows or workloads, MCP tool calls, a hub's
     /// feed) rendered or being sent at once; more wait their turn, holding
-    /// nothing. Each turn lasts until its client has read the answer.
+    /// nothing. Each turn lasts until the answer has left for the client's
+    /// socket, or is taken back from a client that stopped reading while
+    /// others wait.
     #[arg(long, value_name = "N", default_value_t = 2, env = "FLOWTAP_HTTP_MAX_LARGE_ANSWERS", help_heading = API)]
     pub http_max_large_answers: usize,
 
     /// /metrics answers rendered or being sent at once (each is megabytes
-    /// with thousands of per-pair series); more wait their turn.
+    /// with thousands of per-pair series); more wait their turn, as large
+    /// answers do.
     #[arg(long, value_name = "N", default_value_t = 4, env = "FLOWTAP_HTTP_MAX_SCRAPES", help_heading = API)]
     pub http_max_scrapes: usize,
 

@@ -533,3 +533,124 @@ fn failures_to_accept_are_said_without_a_flood() {
     );
     assert!(log.contains("Too many open files"), "{log}");
 }
+
+/// A client that sends `request` to `addr` and reads nothing: its receive
+/// buffer is the kernel's least, set before connecting so that its window
+/// stays that small, and what it is answered stays with the server.
+fn a_client_that_never_reads(addr: std::net::SocketAddr, request: &str) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType, connect, socket, sockopt};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    sockopt::set_socket_recv_buffer_size(&fd, 1024).unwrap();
+    connect(&fd, &addr).unwrap();
+    let mut stream = TcpStream::from(fd);
+    stream.write_all(request.as_bytes()).unwrap();
+    stream
+}
+
+/// A large answer's turn (`--http-max-large-answers`) is held until the
+/// answer has left for the client, not only until it was rendered: a
+/// client that asks and never reads keeps the answer's memory, so the
+/// turns are what bound it (before, each such client held a rendered
+/// answer with no turn taken: 300 scrapes of a hub's 6.9 MB `/metrics`
+/// took its memory to 2.3 GB), and taken back from it when it stalled and
+/// another request waits. The answer here, every workload of an inventory
+/// of 60,000 pods (8 MB), is larger than the kernel's socket buffers take.
+#[test]
+fn a_large_answer_nobody_reads_keeps_its_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.json");
+    let pods: Vec<Value> = (0..60_000u32)
+        .map(|i| {
+            json!({
+                "kind": "Pod",
+                "metadata": {"name": format!("worker-{i}"), "namespace": format!("ns{}", i % 50)},
+                "spec": {"nodeName": "n1"},
+                "status": {"phase": "Running", "podIP": format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)},
+            })
+        })
+        .collect();
+    std::fs::write(
+        &inventory,
+        serde_json::to_vec(&json!({"kind": "List", "items": pods})).unwrap(),
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "-r",
+        &demo(),
+        "--k8s-inventory",
+        inventory.to_str().unwrap(),
+        "--http-max-large-answers",
+        "1",
+    ]);
+    let every = "GET /mcp/workloads?limit=100000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let _holder = a_client_that_never_reads(server.addr, every);
+    std::thread::sleep(Duration::from_secs(1));
+    let addr = server.addr;
+    let waiting = std::thread::spawn(move || {
+        raw_request(
+            addr,
+            &request_bytes("GET", "/mcp/flows?limit=2000", &[], b""),
+        )
+        .status
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!waiting.is_finished(), "answered while the turn was held");
+    // Small answers do not take turns.
+    assert_eq!(server.get("/mcp/flows/summary").status, 200);
+    // Once the holder's socket has taken nothing for 2 s, the waiting
+    // request closes it and takes its turn.
+    assert_eq!(waiting.join().unwrap(), 200);
+    let metrics = server.metrics();
+    assert_eq!(
+        sample(
+            &metrics,
+            "flowtap_http_turns_taken_back_total{answers=\"large\"}"
+        ),
+        1.0
+    );
+}
+
+/// Clients that send requests and read none of the answers can take every
+/// connection (`--http-max-connections`) of either listener, each with its
+/// answer in progress; the one that has written nothing longest then gives
+/// way to a newcomer, so the kubelet's probes and real queries are still
+/// answered (before, every newcomer was refused 503 until the response
+/// timeout, 60 s, closed them: the probes failed and the pod restarted).
+#[test]
+fn clients_that_never_read_lock_out_neither_probes_nor_queries() {
+    let server = Server::start(&["-r", &demo(), "--http-max-connections", "6"]);
+    // Answers of about 9 MB on each connection, more than the kernel's
+    // socket buffers take (a scrape is about 90 kB, the flows 150 kB).
+    let scrapes = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(100);
+    let queries =
+        "GET /mcp/flows?limit=2000&format=full HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(60);
+    let _holders: Vec<TcpStream> = (0..6)
+        .flat_map(|_| {
+            [
+                a_client_that_never_reads(server.admin, &scrapes),
+                a_client_that_never_reads(server.addr, &queries),
+            ]
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    wait::until_holds(Duration::from_secs(10), "a probe answered", || {
+        server.admin_get("/healthz").status == 200
+    });
+    wait::until_holds(Duration::from_secs(10), "a query answered", || {
+        server.get("/mcp/flows/summary").status == 200
+    });
+    // The scrape waits for a turn, every one held by a client that does
+    // not read: it takes one back.
+    let metrics = server.metrics();
+    assert!(
+        sample(&metrics, "flowtap_http_connections_closed_stalled_total") >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "flowtap_http_turns_taken_back_total{answers=\"metrics\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+}

@@ -903,6 +903,12 @@ pub const CATALOG: &[Metric] = &[
         Value::Labelled(&["answers"], |s| turn_samples(s, |t| &t.waiting))
     ),
     metric!(
+        "flowtap_http_turns_taken_back",
+        Counter,
+        "Turns taken back from a client that had stopped reading its answer (its socket took nothing for 2 s) while other requests waited: its connection closed, by kind (as flowtap_http_turns).",
+        Value::Labelled(&["answers"], |s| turn_samples(s, |t| &t.taken_back))
+    ),
+    metric!(
         "flowtap_http_connections_refused",
         Counter,
         "Connections answered 503 because every open one was busy.",
@@ -913,6 +919,12 @@ pub const CATALOG: &[Metric] = &[
         Counter,
         "Idle connections closed to admit new ones at the limit.",
         stat!(http_connections_closed_idle)
+    ),
+    metric!(
+        "flowtap_http_connections_closed_stalled",
+        Counter,
+        "Connections whose response had written nothing for 2 s (a client that stopped reading, or a request waiting for its turn), closed to admit new ones when every connection was busy.",
+        stat!(http_connections_closed_stalled)
     ),
     metric!(
         "flowtap_http_responses_overdue",

@@ -79,6 +79,9 @@ pub struct ServiceStats {
     pub http_connection_capacity: AtomicU64,
     pub http_connections_refused: AtomicU64,
     pub http_connections_closed_idle: AtomicU64,
+    /// Busy connections that wrote nothing for a while, closed to admit
+    /// new ones when every connection was busy.
+    pub http_connections_closed_stalled: AtomicU64,
     pub http_responses_overdue: AtomicU64,
     pub mcp_batches_refused: AtomicU64,
     pub mcp_replies_over_budget: AtomicU64,

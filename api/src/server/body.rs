@@ -27,8 +27,8 @@ pub(super) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
 }
 
 /// A body held whole, as [`full`] (its length sent ahead), with `permit`
-/// (a share of a bounded resource) held until the body is dropped: once
-/// the connection has taken it whole.
+/// (a share of a bounded resource) held until the body is dropped, and
+/// then until the connection has flushed it ([`tracked`]).
 pub(super) fn full_holding<P>(bytes: impl Into<Bytes>, permit: P) -> ResponseBody
 where
     P: Send + Sync + Unpin + 'static,
@@ -109,6 +109,17 @@ pub(super) fn tracked(body: ResponseBody, conn: Arc<ConnState>) -> ResponseBody 
 struct Tracked {
     body: ResponseBody,
     conn: Arc<ConnState>,
+}
+
+impl Drop for Tracked {
+    /// hyper drops a body once it has taken its last bytes into its write
+    /// buffer, where a client that does not read keeps them: what the body
+    /// holds (a large answer's turn) goes with the response's flush
+    /// instead, so that the turns bound the answers' memory.
+    fn drop(&mut self) {
+        let body = std::mem::replace(&mut self.body, full(Bytes::new()));
+        self.conn.hold_until_flushed(Box::new(body));
+    }
 }
 
 impl Body for Tracked {

@@ -4,14 +4,22 @@
 //! At most `max` connections are open at once. When full, the oldest idle
 //! connection (one with no response in progress: never used, between
 //! requests, or still dribbling its headers in) is closed to admit the new
-//! one, so idle and slow connections cannot lock out real queries; only when
-//! every connection is busy is the newcomer refused.
+//! one, so idle and slow connections cannot lock out real queries. With
+//! none idle, the busy connection stalled longest (nothing written for
+//! [`STALLED`]: a client that stopped reading, or a request still waiting
+//! for its turn) gives way, so that clients that send requests and never
+//! read the answers cannot lock out the rest (the kubelet's probes among
+//! them); only when every connection is busy and moving is the newcomer
+//! refused.
 //!
 //! A response is in progress from the request's arrival until its body has
-//! been handed over whole and flushed to the socket ([`Watched`]). A
-//! response still in progress after the response deadline closes its
-//! connection: a client that reads slowly, or not at all, cannot hold a
-//! connection (and what its answer holds) for longer.
+//! been handed over whole and flushed to the socket ([`Watched`]), and what
+//! its body held (a large answer's turn) is let go then, not when hyper
+//! took the body into its write buffer, where a client that does not read
+//! would keep it ([`ConnState::hold_until_flushed`]). A response still in
+//! progress after the response deadline closes its connection: a client
+//! that reads slowly, or not at all, cannot hold a connection (and what its
+//! answer holds) for longer.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -27,18 +35,32 @@ use tokio::sync::Notify;
 use crate::metrics::ServiceStats;
 
 /// Milliseconds on the process's monotonic clock (never 0).
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
     ORIGIN.elapsed().as_millis() as u64 + 1
 }
 
+/// A busy connection that has written nothing for this long gives way to a
+/// new one when every connection is busy.
+pub(super) const STALLED: Duration = Duration::from_secs(2);
+
 /// One open connection, as the registry and its task share it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct ConnState {
     /// When the response in progress began ([`now_ms`]); 0 when none is.
     response_started_ms: AtomicU64,
+    /// When the response in progress last wrote to the socket, or began.
+    progress_ms: AtomicU64,
+    /// Since when the socket has taken none of what was written to it; 0
+    /// while it takes it.
+    write_blocked_ms: AtomicU64,
+    /// Told to close for good (its turn taken back).
+    closing: AtomicBool,
     /// The response's body has been handed over whole.
     body_ended: AtomicBool,
+    /// What finished bodies held, kept until the connection has flushed
+    /// their bytes.
+    held: Mutex<Vec<Box<dyn Send>>>,
     /// Told to close (to make room).
     pub close: Notify,
 }
@@ -47,7 +69,28 @@ impl ConnState {
     /// A request arrived: its response is in progress.
     pub(super) fn response_started(&self) {
         self.body_ended.store(false, Ordering::Release);
-        self.response_started_ms.store(now_ms(), Ordering::Release);
+        let now = now_ms();
+        self.progress_ms.store(now, Ordering::Release);
+        self.response_started_ms.store(now, Ordering::Release);
+    }
+
+    /// Keeps `what` (a finished body, and the turn it holds) until the
+    /// response in progress has been flushed; lets it go at once when none
+    /// is in progress.
+    pub(super) fn hold_until_flushed(&self, what: Box<dyn Send>) {
+        let mut held = self.held.lock().expect("held lock");
+        if self.busy() {
+            held.push(what);
+        }
+    }
+
+    /// How long a response in progress has written nothing; None when no
+    /// response is in progress.
+    fn stalled_for(&self, now_ms: u64) -> Option<u64> {
+        if !self.busy() || self.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(now_ms.saturating_sub(self.progress_ms.load(Ordering::Acquire)))
     }
 
     pub(super) fn body_ended(&self) {
@@ -65,11 +108,50 @@ impl ConnState {
         started != 0 && now_ms().saturating_sub(started) > deadline.as_millis() as u64
     }
 
+    /// A write to the socket: bytes taken are progress, none taken (the
+    /// client does not read) the start of a block.
+    fn wrote(&self, written: &Poll<io::Result<usize>>) {
+        match written {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.write_blocked_ms.store(0, Ordering::Release);
+                self.progress_ms.store(now_ms(), Ordering::Release);
+            }
+            Poll::Pending => {
+                let _ = self.write_blocked_ms.compare_exchange(
+                    0,
+                    now_ms(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// How long the socket has taken nothing of what the connection has to
+    /// write; None while it takes it (or nothing is written), or once the
+    /// connection was told to close for good.
+    pub(super) fn write_blocked_for(&self, now_ms: u64) -> Option<u64> {
+        let since = self.write_blocked_ms.load(Ordering::Acquire);
+        (since != 0 && !self.closing.load(Ordering::Acquire)).then(|| now_ms.saturating_sub(since))
+    }
+
+    /// Tells the connection to close; false if it was told already.
+    pub(super) fn close_for_good(&self) -> bool {
+        let first = !self.closing.swap(true, Ordering::AcqRel);
+        if first {
+            self.close.notify_one();
+        }
+        first
+    }
+
     /// Everything written so far reached the socket: if the body has ended,
     /// the response is complete.
     fn flushed(&self) {
         if self.body_ended.load(Ordering::Acquire) {
+            let mut held = self.held.lock().expect("held lock");
             self.response_started_ms.store(0, Ordering::Release);
+            held.clear();
         }
     }
 }
@@ -103,7 +185,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.state.wrote(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -111,7 +195,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.state.wrote(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -174,6 +260,11 @@ impl Conns {
     /// Registers a new connection, closing the oldest idle one if the limit
     /// is reached; None when every open connection is busy.
     pub(super) fn admit(self: &Arc<Conns>) -> Option<Admitted> {
+        self.admit_at(now_ms())
+    }
+
+    /// [`Conns::admit`] at `now` ([`now_ms`]).
+    fn admit_at(self: &Arc<Conns>, now: u64) -> Option<Admitted> {
         let mut open = self.open.lock().expect("connections lock");
         if open.len() >= self.max {
             // Ids grow with time: the first idle one is the oldest.
@@ -181,19 +272,28 @@ impl Conns {
                 .iter()
                 .find(|(_, c)| !c.busy())
                 .map(|(id, c)| (*id, c.clone()));
-            let Some((id, victim)) = idle else {
-                self.stats
-                    .http_connections_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                return None;
+            let (id, victim, closed) = match idle {
+                Some((id, c)) => (id, c, &self.stats.http_connections_closed_idle),
+                None => {
+                    let stalled = open
+                        .iter()
+                        .filter_map(|(id, c)| Some((*id, c, c.stalled_for(now)?)))
+                        .filter(|&(.., ms)| ms >= STALLED.as_millis() as u64)
+                        .max_by_key(|&(.., ms)| ms);
+                    let Some((id, c, _)) = stalled else {
+                        self.stats
+                            .http_connections_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    };
+                    (id, c.clone(), &self.stats.http_connections_closed_stalled)
+                }
             };
             // It leaves the registry now; its task closes it.
             open.remove(&id);
             self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
             victim.close.notify_one();
-            self.stats
-                .http_connections_closed_idle
-                .fetch_add(1, Ordering::Relaxed);
+            closed.fetch_add(1, Ordering::Relaxed);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState::default());
@@ -234,6 +334,59 @@ mod tests {
         drop(a);
         assert_eq!(stats.http_connections.load(Ordering::Relaxed), 1);
         assert!(conns.admit().is_some());
+    }
+
+    /// With every connection busy, the one that has written nothing for
+    /// longest gives way, once that is [`STALLED`]; one that is moving
+    /// does not.
+    #[test]
+    fn a_stalled_connection_makes_room_when_all_are_busy() {
+        let stats = Arc::new(ServiceStats::default());
+        let conns = Conns::new(3, stats.clone());
+        let (a, b, c) = (
+            conns.admit().unwrap(),
+            conns.admit().unwrap(),
+            conns.admit().unwrap(),
+        );
+        for conn in [&a, &b, &c] {
+            conn.state.response_started();
+        }
+        let start = a.state.progress_ms.load(Ordering::Relaxed);
+        let stalled = STALLED.as_millis() as u64;
+        // b stalled first, c after it; a wrote just now.
+        b.state.progress_ms.store(start, Ordering::Relaxed);
+        c.state.progress_ms.store(start + 500, Ordering::Relaxed);
+        a.state
+            .progress_ms
+            .store(start + stalled, Ordering::Relaxed);
+        // Not stalled long enough yet: refused.
+        assert!(conns.admit_at(start + stalled - 1).is_none());
+        let _d = conns.admit_at(start + stalled + 600).unwrap();
+        assert_eq!(
+            stats
+                .http_connections_closed_stalled
+                .load(Ordering::Relaxed),
+            1
+        );
+        let open = conns.open.lock().unwrap();
+        assert!(!open.contains_key(&b.id), "b, stalled longest, gave way");
+        assert!(open.contains_key(&a.id) && open.contains_key(&c.id));
+    }
+
+    /// What a finished body held is let go once its bytes are flushed, or
+    /// at once when nothing is in progress.
+    #[test]
+    fn what_a_body_held_is_kept_until_the_response_is_flushed() {
+        let s = ConnState::default();
+        let turn = Arc::new(());
+        s.hold_until_flushed(Box::new(turn.clone()));
+        assert_eq!(Arc::strong_count(&turn), 1, "no response in progress");
+        s.response_started();
+        s.body_ended();
+        s.hold_until_flushed(Box::new(turn.clone()));
+        assert_eq!(Arc::strong_count(&turn), 2);
+        s.flushed();
+        assert_eq!(Arc::strong_count(&turn), 1);
     }
 
     /// Two listeners (data and admin) count into one gauge: their sum, and

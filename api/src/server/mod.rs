@@ -428,9 +428,10 @@ mod tests {
         let metrics =
             || crate::metrics::exposition::render_for_test(&pipeline::Snapshot::default(), &stats);
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
-        let held = runtime.block_on(state.large_answers.take());
+        let held = runtime.block_on(state.large_answers.take(&Arc::default()));
         let large: Vec<_> = ["/mcp/flows?limit=2000", "/mcp/workloads?limit=2000"]
             .into_iter()
             .map(|path| std::thread::spawn(move || fetch(addr, path)))

@@ -2,7 +2,7 @@
 //! (chunked), and MCP. Access rules are checked first, for every path.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,6 +17,7 @@ use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 
 use super::body::{ResponseBody, chunked, full, full_holding, tracked};
 use super::conns::ConnState;
+use super::turns::Turn;
 use super::{AppState, LARGE_ANSWER, Listener, ServerConfig};
 use crate::access::Denied;
 use crate::mcp::{self, jsonrpc, streamable::Reply};
@@ -227,7 +228,7 @@ async fn route_request(
         // Allowed (checked above): a browser client may read the answer
         // and its session id.
         let origin = req.headers().get(ORIGIN).cloned();
-        let mut resp = mcp_route(req, state, config, request.peer.ip()).await;
+        let mut resp = mcp_route(req, state, config, request).await;
         allow_origin(resp.headers_mut(), origin);
         return resp;
     }
@@ -262,7 +263,7 @@ async fn route_request(
             // a few at once, each holding its turn until its client has
             // read it, so that clients that do not read cannot pile them
             // up; the others wait here, holding nothing.
-            let turn = state.scrapes.take().await;
+            let turn = state.scrapes.take(&request.conn).await;
             // Off the admin listener's own (single-threaded) runtime: the
             // per-pair counters are locked while the publisher follows a
             // snapshot's flows for them (about a second at a hub's 1.5M
@@ -300,9 +301,9 @@ async fn route_request(
             resp
         }
         Route::Flows | Route::Summary | Route::Workloads | Route::Unknown => {
-            flows_route(state, config, path.to_owned(), query).await
+            flows_route(state, config, path.to_owned(), query, &request.conn).await
         }
-        Route::Feed => feed_route(state).await,
+        Route::Feed => feed_route(state, &request.conn).await,
         Route::Mcp => unreachable!("answered above"),
     }
 }
@@ -317,6 +318,7 @@ async fn flows_route(
     config: &ServerConfig,
     path: String,
     query: String,
+    conn: &Arc<ConnState>,
 ) -> Response<ResponseBody> {
     let plan = match rest::plan(&path, &query, config.max_limit) {
         Ok(plan) => plan,
@@ -330,7 +332,7 @@ async fn flows_route(
         rest::Plan::Summary => false,
     };
     let permit = if large {
-        Some(state.large_answers.take().await)
+        Some(state.large_answers.take(conn).await)
     } else {
         None
     };
@@ -355,8 +357,8 @@ async fn flows_route(
 
 /// The feed a hub pulls: encoded on a blocking thread the first time a view
 /// is asked for it (a large answer: it takes a permit), then the same bytes.
-async fn feed_route(state: &Arc<AppState>) -> Response<ResponseBody> {
-    let permit = state.large_answers.take().await;
+async fn feed_route(state: &Arc<AppState>, conn: &Arc<ConnState>) -> Response<ResponseBody> {
+    let permit = state.large_answers.take(conn).await;
     let views = state.views.clone();
     let feed = tokio::task::spawn_blocking(move || {
         let view = views.load_full();
@@ -425,8 +427,9 @@ async fn mcp_route(
     req: HttpRequest<Incoming>,
     state: &Arc<AppState>,
     config: &ServerConfig,
-    client: IpAddr,
+    request: &Request,
 ) -> Response<ResponseBody> {
+    let client = request.peer.ip();
     match *req.method() {
         Method::POST => {
             let (parts, body) = req.into_parts();
@@ -457,7 +460,7 @@ async fn mcp_route(
             // Tool calls are large answers like any other: they take turns
             // with the REST ones (the permit lives as long as the reply).
             let permit = if mcp::calls_tools(&body) {
-                Some(state.large_answers.take().await)
+                Some(state.large_answers.take(&request.conn).await)
             } else {
                 None
             };
@@ -519,10 +522,7 @@ fn mcp_response(reply: Reply) -> Response<ResponseBody> {
 }
 
 /// An MCP reply; `permit` (a large answer's turn) is held until it is sent.
-fn mcp_reply(
-    reply: Reply,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> Response<ResponseBody> {
+fn mcp_reply(reply: Reply, permit: Option<Turn>) -> Response<ResponseBody> {
     let has_body = reply.body.is_some();
     let bytes = reply.body.unwrap_or_default();
     let body = match permit {

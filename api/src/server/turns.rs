@@ -1,16 +1,28 @@
 //! Answers that take turns: a large answer (over [`LARGE_ANSWER`] flows or
 //! workloads, an MCP tool call, a hub's feed) or a `/metrics` scrape is
-//! rendered into memory of its own and held until its client has read it,
-//! so only a few go at once; the others wait holding nothing. How many go
-//! at once is an option, and `/metrics` tells both bounds and how many
-//! requests wait for each (`flowtap_http_turns`, `flowtap_http_turns_waiting`).
+//! rendered into memory of its own and held until its client has read it
+//! ([`super::conns`]), so only a few go at once; the others wait holding
+//! nothing. How many go at once is an option, and `/metrics` tells both
+//! bounds and how many requests wait for each (`flowtap_http_turns`,
+//! `flowtap_http_turns_waiting`).
+//!
+//! A client that asks and then stops reading would keep its turn until the
+//! response deadline (a minute), and a few such clients every turn: while
+//! a request waits, the holder whose socket has taken nothing for longest,
+//! once that is [`STALLED`], is closed, and its turn goes to the next.
 //!
 //! [`LARGE_ANSWER`]: super::LARGE_ANSWER
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::conns::{ConnState, STALLED, now_ms};
+
+/// How often a waiting request looks for a stalled holder.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// What `/metrics` says of one kind of turn.
 #[derive(Debug, Default)]
@@ -19,12 +31,34 @@ pub struct TurnStats {
     pub at_once: AtomicU64,
     /// Requests waiting for a turn now.
     pub waiting: AtomicU64,
+    /// Holders closed because their client stopped reading while others
+    /// waited.
+    pub taken_back: AtomicU64,
 }
+
+/// The connections holding turns, by turn.
+type Holders = Mutex<Vec<(u64, Weak<ConnState>)>>;
 
 /// Turns of one kind: at most so many at once.
 pub struct Turns {
     permits: Arc<Semaphore>,
     stats: Arc<TurnStats>,
+    holders: Arc<Holders>,
+    next_turn: AtomicU64,
+}
+
+/// A turn, held as long as this lives.
+pub struct Turn {
+    _permit: OwnedSemaphorePermit,
+    id: u64,
+    holders: Arc<Holders>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut holders = self.holders.lock().expect("holders lock");
+        holders.retain(|(id, _)| *id != self.id);
+    }
 }
 
 impl Turns {
@@ -34,13 +68,16 @@ impl Turns {
         Turns {
             permits: Arc::new(Semaphore::new(at_once)),
             stats,
+            holders: Arc::default(),
+            next_turn: AtomicU64::new(0),
         }
     }
 
-    /// Waits for a turn, counted as waiting until it comes (or until the
-    /// request is given up: its connection closed or overdue). The turn
-    /// lasts as long as the permit.
-    pub async fn take(&self) -> OwnedSemaphorePermit {
+    /// Waits for a turn for the connection `conn`, counted as waiting until
+    /// it comes (or until the request is given up: its connection closed
+    /// or overdue); meanwhile a holder that stalled is closed. The turn
+    /// lasts as long as the [`Turn`].
+    pub(super) async fn take(&self, conn: &Arc<ConnState>) -> Turn {
         struct Waiting<'a>(&'a AtomicU64);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
@@ -50,11 +87,42 @@ impl Turns {
         self.stats.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.stats.waiting);
         // Never closed: the semaphore lives as long as these turns.
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("turns are never closed")
+        let acquire = self.permits.clone().acquire_owned();
+        tokio::pin!(acquire);
+        let permit = loop {
+            tokio::select! {
+                permit = &mut acquire => break permit.expect("turns are never closed"),
+                () = tokio::time::sleep(LOOK_EVERY) => self.close_a_stalled_holder(),
+            }
+        };
+        let id = self.next_turn.fetch_add(1, Ordering::Relaxed);
+        let mut holders = self.holders.lock().expect("holders lock");
+        holders.push((id, Arc::downgrade(conn)));
+        Turn {
+            _permit: permit,
+            id,
+            holders: self.holders.clone(),
+        }
+    }
+
+    /// Closes the holder whose socket has refused its answer longest, if
+    /// that is [`STALLED`] (one still rendering is not).
+    fn close_a_stalled_holder(&self) {
+        let now = now_ms();
+        let holders = self.holders.lock().expect("holders lock");
+        let stalled = holders
+            .iter()
+            .filter_map(|(_, conn)| conn.upgrade())
+            .filter_map(|conn| {
+                let ms = conn.write_blocked_for(now)?;
+                (ms >= STALLED.as_millis() as u64).then_some((conn, ms))
+            })
+            .max_by_key(|(_, ms)| *ms);
+        if let Some((conn, _)) = stalled
+            && conn.close_for_good()
+        {
+            self.stats.taken_back.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Turns free now.
