@@ -271,6 +271,9 @@ pub struct PairCounters {
     views: u64,
     /// Pairs whose series were given up so.
     evicted: u64,
+    /// A new pair went to `other` since idle pairs were last looked for:
+    /// only then do they give their series up.
+    room_wanted: bool,
     /// Flows that left a hub's view while one of its agents was missing:
     /// most are that agent's, and come back when it answers again, when
     /// only what they gained since may count (counted again whole, every
@@ -300,6 +303,7 @@ impl PairCounters {
             absent_forgotten: 0,
             views: 0,
             evicted: 0,
+            room_wanted: false,
         }
     }
 
@@ -405,6 +409,7 @@ impl PairCounters {
         } else {
             self.other.add(gained);
             self.collapsed += 1;
+            self.room_wanted = true;
         }
     }
 
@@ -473,13 +478,15 @@ impl PairCounters {
         self.absent_forgotten
     }
 
-    /// At the bound, the pairs that gained nothing for [`IDLE_PAIR_VIEWS`]
-    /// views leave (their series end; one that comes back starts again
-    /// from 0, which Prometheus reads as a counter reset), so that a
-    /// cluster whose workloads come and go (bare pods, jobs) keeps giving
-    /// its new pairs series of their own rather than the `other` one.
+    /// At the bound, once a new pair had to go to `other`, the pairs that
+    /// gained nothing for [`IDLE_PAIR_VIEWS`] views leave (their series
+    /// end; one that comes back starts again from 0, which Prometheus reads
+    /// as a counter reset), so that a cluster whose workloads come and go
+    /// (bare pods, jobs) keeps giving its new pairs series of their own
+    /// rather than the `other` one. With no new pair waiting, idle series
+    /// stay.
     fn evict_idle_pairs(&mut self) {
-        if self.pairs.len() < self.max_pairs {
+        if self.pairs.len() < self.max_pairs || !std::mem::take(&mut self.room_wanted) {
             return;
         }
         let now = self.views;
@@ -738,7 +745,8 @@ mod tests {
 
     /// At `--metrics-max-pairs`, pairs idle for [`IDLE_PAIR_VIEWS`] views
     /// give their series to new pairs (bare pods and jobs come and go);
-    /// below the bound, and before that, series stay.
+    /// below the bound, before that, and while no new pair wants room,
+    /// series stay.
     #[test]
     fn idle_pairs_make_room_at_the_bound() {
         let mut pairs = PairCounters::new(2);
@@ -766,6 +774,12 @@ mod tests {
             vec![flow_to(3, 200, 2), flow_to(4, 100, 3)],
             false,
         ));
+        assert_eq!(pairs.evicted(), 2);
+        assert_eq!(ports(&pairs), ["3", "4", "other"]);
+        // Idle twice as long, with no new pair: their series stay.
+        for _ in 0..2 * IDLE_PAIR_VIEWS {
+            pairs.observe(&hub_view(Vec::new(), false));
+        }
         assert_eq!(pairs.evicted(), 2);
         assert_eq!(ports(&pairs), ["3", "4", "other"]);
     }

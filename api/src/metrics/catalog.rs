@@ -719,13 +719,20 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_snapshot_age_seconds",
         Gauge,
-        "Wall-clock age of the snapshot the API serves (no sample before the first: absent() tells a flowtap that never published).",
+        "Wall-clock age of the snapshot the API serves: since it was published, or on a hub since its oldest answering agent's data was taken (no sample before the first: absent() tells a flowtap that never published).",
         Value::Labelled(&[], |s| {
             if s.snapshot.sequence == 0 {
                 return Vec::new();
             }
             let now = wall_now_ns();
-            let age = as_secs_f64(now.saturating_sub(s.snapshot.as_of_ns.min(now)));
+            // The coverage's times are wall-clock ones; a snapshot's own time
+            // is the capture's when files are read (months old).
+            let taken = s
+                .snapshot
+                .coverage
+                .oldest_update_ns()
+                .unwrap_or(s.snapshot.as_of_ns);
+            let age = as_secs_f64(now.saturating_sub(taken.min(now)));
             vec![(Vec::new(), age)]
         })
     ),

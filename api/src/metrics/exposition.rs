@@ -223,6 +223,28 @@ mod tests {
         assert!(sample(&render_at(1)));
     }
 
+    /// A file's snapshot is as of its last packet (a capture months old),
+    /// but it was published just now: the age is the publishing's.
+    #[test]
+    fn a_file_s_snapshot_is_as_old_as_its_publishing() {
+        let stats = crate::metrics::ServiceStats::default();
+        let now = pipeline::time::wall_now_ns();
+        let snapshot = pipeline::Snapshot {
+            sequence: 1,
+            as_of_ns: now - 300 * 86_400 * pipeline::time::SECOND,
+            coverage: crate::feed::own_coverage("vm", None, Default::default(), now),
+            ..pipeline::Snapshot::default()
+        };
+        let text = render_for_test(&snapshot, &stats);
+        let age: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("flowtap_snapshot_age_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.0..60.0).contains(&age), "{age}");
+    }
+
     /// OpenMetrics escapes `"` in help text; flowtap's help holds none, so
     /// both formats read it as written.
     #[test]
