@@ -547,6 +547,18 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REPLY_BYTES", help_heading = API)]
     pub mcp_max_reply_bytes: u64,
 
+    /// Bytes one MCP request body may take (e.g. 1Mi); a larger one gets
+    /// 413, refused by its declared length before it is read.
+    #[arg(long, value_name = "SIZE", default_value = "1Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES", help_heading = API)]
+    pub mcp_max_request_bytes: u64,
+
+    /// Bytes of MCP request bodies held at once, being read or handled
+    /// (e.g. 16Mi; each counted at its declared length, or at
+    /// --mcp-max-request-bytes when sent in chunks; at least
+    /// --mcp-max-request-bytes); past it, requests get 503 at once.
+    #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES_HELD", help_heading = API)]
+    pub mcp_max_request_bytes_held: u64,
+
     /// MCP sessions open at once; when all are in use, new ones get 503.
     #[arg(long, value_name = "N", default_value_t = 1024, env = "FLOWTAP_MCP_MAX_SESSIONS", help_heading = API)]
     pub mcp_max_sessions: usize,
@@ -660,6 +672,15 @@ impl ServeArgs {
             max_connections: self.http_max_connections.max(1),
             max_limit: self.http_max_limit,
             large_answers_at_once: self.http_max_large_answers.max(1),
+            max_body_bytes: usize::try_from(self.mcp_max_request_bytes.max(1))
+                .unwrap_or(usize::MAX),
+            // One body of the largest size fits, whatever was asked.
+            max_body_bytes_held: usize::try_from(
+                self.mcp_max_request_bytes_held
+                    .max(self.mcp_max_request_bytes)
+                    .max(1),
+            )
+            .unwrap_or(usize::MAX),
             scrapes_at_once: self.http_max_scrapes.max(1),
             access: AccessConfig {
                 token,

@@ -654,3 +654,72 @@ fn clients_that_never_read_lock_out_neither_probes_nor_queries() {
         "{metrics}"
     );
 }
+
+/// MCP request bodies are bounded one by one (`--mcp-max-request-bytes`,
+/// refused by their declared length before they are read) and together
+/// (`--mcp-max-request-bytes-held`): clients that start bodies and never
+/// finish them hold no more than the bound, and the next is answered 503
+/// at once (before, 512 connections of 1 MiB bodies held 550 MB, and real
+/// queries were refused for the body timeout).
+#[test]
+fn request_bodies_are_bounded_one_by_one_and_together() {
+    let server = Server::start(&[
+        "-r",
+        &demo(),
+        "--mcp-max-request-bytes",
+        "1000",
+        "--mcp-max-request-bytes-held",
+        "3000",
+    ]);
+    let head = |length: usize| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {length}\r\n"
+        )
+    };
+    // Declared past the bound: 413 without the body, even when the client
+    // waits for leave to send it.
+    let refused = raw_request(
+        server.addr,
+        format!("{}Expect: 100-continue\r\n\r\n", head(5000)).as_bytes(),
+    );
+    assert_eq!(refused.status, 413);
+    // Three bodies begun and never finished take the whole bound.
+    let started: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            write!(s, "{}\r\n{{\"jsonrpc\":", head(1000)).unwrap();
+            s
+        })
+        .collect();
+    wait::until_holds(Duration::from_secs(10), "three bodies held", || {
+        sample(&server.metrics(), "flowtap_http_request_body_bytes") == 3000.0
+    });
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "test", "version": "1"}},
+    })
+    .to_string();
+    let post = || {
+        raw_request(
+            server.addr,
+            format!("{}\r\n{initialize}", head(initialize.len())).as_bytes(),
+        )
+    };
+    let busy = post();
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    drop(started);
+    wait::until_holds(Duration::from_secs(10), "the bodies given back", || {
+        sample(&server.metrics(), "flowtap_http_request_body_bytes") == 0.0
+    });
+    assert_eq!(post().status, 200);
+    assert_eq!(
+        sample(
+            &server.metrics(),
+            "flowtap_http_request_body_bytes_capacity"
+        ),
+        3000.0
+    );
+}

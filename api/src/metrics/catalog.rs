@@ -928,6 +928,18 @@ pub const CATALOG: &[Metric] = &[
         stat!(http_connections_closed_idle)
     ),
     metric!(
+        "flowtap_http_request_body_bytes",
+        Gauge,
+        "Bytes of request bodies (MCP messages) held now, being read or handled, each at its declared length (or --mcp-max-request-bytes when sent in chunks).",
+        stat!(request_body_bytes_held)
+    ),
+    metric!(
+        "flowtap_http_request_body_bytes_capacity",
+        Gauge,
+        "Bytes of request bodies held at once, at most (--mcp-max-request-bytes-held); past it, requests are answered 503.",
+        stat!(request_body_bytes_capacity)
+    ),
+    metric!(
         "flowtap_http_connections_closed_stalled",
         Counter,
         "Connections whose response had written nothing for 2 s (a client that stopped reading, or a request waiting for its turn), closed to admit new ones when every connection was busy.",

@@ -82,6 +82,9 @@ pub struct ServiceStats {
     /// Busy connections that wrote nothing for a while, closed to admit
     /// new ones when every connection was busy.
     pub http_connections_closed_stalled: AtomicU64,
+    /// Request bodies' bytes held now, and at most ([`crate::server`]).
+    pub request_body_bytes_held: AtomicU64,
+    pub request_body_bytes_capacity: AtomicU64,
     pub http_responses_overdue: AtomicU64,
     pub mcp_batches_refused: AtomicU64,
     pub mcp_replies_over_budget: AtomicU64,

@@ -12,11 +12,13 @@
 //! - [`body`]: whole and chunked response bodies.
 //! - [`turns`]: large answers and scrapes, a few at once.
 
+mod bodies;
 mod body;
 mod conns;
 mod routes;
 pub mod turns;
 
+use bodies::Bodies;
 pub use routes::Route;
 pub use turns::{TurnStats, Turns};
 
@@ -61,6 +63,10 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Largest request body (MCP messages); beyond it, 413.
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once, being read or handled (each
+    /// counted at its declared length, or at `max_body_bytes` when sent in
+    /// chunks); beyond it, 503.
+    pub max_body_bytes_held: usize,
     /// Every response must be written out within this time of its
     /// request's arrival, or its connection is closed.
     pub response_timeout: Duration,
@@ -90,6 +96,7 @@ impl Default for ServerConfig {
             max_headers: 64,
             header_read_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
+            max_body_bytes_held: 16 * 1024 * 1024,
             response_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_limit: 100_000,
@@ -119,6 +126,9 @@ pub struct AppState {
     pub large_answers: Turns,
     /// `/metrics` answers' turns ([`ServerConfig::scrapes_at_once`]).
     pub scrapes: Turns,
+    /// Request bodies' bytes held at once
+    /// ([`ServerConfig::max_body_bytes_held`]).
+    pub bodies: Bodies,
     /// Set where the data is pulled on demand (the hub): requests for it
     /// are told to the puller, and wait for it when it is paused.
     pub demand: Option<Arc<crate::demand::Demand>>,
@@ -137,6 +147,7 @@ impl AppState {
                 stats.large_answer_turns.clone(),
             ),
             scrapes: Turns::new(config.scrapes_at_once, stats.scrape_turns.clone()),
+            bodies: Bodies::new(config.max_body_bytes_held, stats.clone()),
             stats,
             ready: Arc::new(AtomicBool::new(false)),
             queues: None,

@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_TYPE, HeaderMap,
-    HeaderValue, ORIGIN, VARY,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_LENGTH, CONTENT_TYPE,
+    HeaderMap, HeaderValue, ORIGIN, RETRY_AFTER, VARY,
 };
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 
@@ -433,30 +433,54 @@ async fn mcp_route(
     match *req.method() {
         Method::POST => {
             let (parts, body) = req.into_parts();
-            let limited = http_body_util::Limited::new(body, config.max_body_bytes);
-            let body = match tokio::time::timeout(config.header_read_timeout, limited.collect())
-                .await
-            {
-                Ok(Ok(collected)) => collected.to_bytes(),
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    let message = format!("request body over {} bytes", config.max_body_bytes);
-                    return mcp_response(Reply::refusal(413, jsonrpc::INVALID_REQUEST, message));
-                }
-                Ok(Err(e)) => {
-                    return mcp_response(Reply::refusal(
-                        400,
-                        jsonrpc::INVALID_REQUEST,
-                        format!("reading the body: {e}"),
-                    ));
-                }
-                Err(_) => {
-                    return mcp_response(Reply::refusal(
-                        408,
-                        jsonrpc::INVALID_REQUEST,
-                        "the request body took too long",
-                    ));
-                }
+            let too_large = || {
+                let message = format!("request body over {} bytes", config.max_body_bytes);
+                mcp_response(Reply::refusal(413, jsonrpc::INVALID_REQUEST, message))
             };
+            // A length declared past the bound is refused before a byte is
+            // read (and before `Expect: 100-continue` is answered).
+            let declared = parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
+                return too_large();
+            }
+            let wanted = declared.map_or(config.max_body_bytes, |n| n as usize);
+            let Some(_share) = state.bodies.take(wanted) else {
+                let mut resp = mcp_response(Reply::refusal(
+                    503,
+                    jsonrpc::INVALID_REQUEST,
+                    "Service Unavailable: request bodies held at once are at their bound \
+                     (--mcp-max-request-bytes-held); try again",
+                ));
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            };
+            let limited = http_body_util::Limited::new(body, config.max_body_bytes);
+            let body =
+                match tokio::time::timeout(config.header_read_timeout, limited.collect()).await {
+                    Ok(Ok(collected)) => collected.to_bytes(),
+                    Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                        return too_large();
+                    }
+                    Ok(Err(e)) => {
+                        return mcp_response(Reply::refusal(
+                            400,
+                            jsonrpc::INVALID_REQUEST,
+                            format!("reading the body: {e}"),
+                        ));
+                    }
+                    Err(_) => {
+                        return mcp_response(Reply::refusal(
+                            408,
+                            jsonrpc::INVALID_REQUEST,
+                            "the request body took too long",
+                        ));
+                    }
+                };
             // Tool calls are large answers like any other: they take turns
             // with the REST ones (the permit lives as long as the reply).
             let permit = if mcp::calls_tools(&body) {
