@@ -341,12 +341,23 @@ impl Publisher {
                     self.stats
                         .inventory_addresses
                         .store(inv.len() as u64, Ordering::Relaxed);
-                    tracing::info!(
-                        pods = inv.pods,
-                        services = inv.services,
-                        nodes = inv.nodes,
-                        "inventory reloaded"
-                    );
+                    // A watch's changes come with every pod of a busy
+                    // cluster: said at debug, and counted.
+                    if file.follows_the_api() {
+                        tracing::debug!(
+                            pods = inv.pods,
+                            services = inv.services,
+                            nodes = inv.nodes,
+                            "inventory reloaded"
+                        );
+                    } else {
+                        tracing::info!(
+                            pods = inv.pods,
+                            services = inv.services,
+                            nodes = inv.nodes,
+                            "inventory reloaded"
+                        );
+                    }
                 }
                 changed
             }

@@ -594,6 +594,12 @@ pub(crate) struct NamesArgs {
     #[arg(long, value_name = "N", default_value_t = 1_000_000, env = "FLOWTAP_K8S_MAX_OBJECTS", help_heading = K8S)]
     pub k8s_max_objects: usize,
 
+    /// Seconds a request to the Kubernetes API may go without an answer
+    /// before it is given up and tried again (a list, or a watch being
+    /// opened, that a proxy holds unanswered); above the watches' own 290.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds, env = "FLOWTAP_K8S_REQUEST_TIMEOUT", help_heading = K8S)]
+    pub k8s_request_timeout: f64,
+
     /// The cluster's address ranges (repeatable, or comma-separated); servers
     /// outside all of them are external egress.
     #[arg(long, value_name = "CIDR", value_delimiter = ',', env = "FLOWTAP_CLUSTER_CIDR", help_heading = K8S)]

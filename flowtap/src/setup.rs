@@ -244,6 +244,7 @@ pub(crate) fn named_publisher(names: &NamesArgs, serve: &ServeArgs) -> anyhow::R
 fn watch(names: &NamesArgs, stats: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
     let config = k8s::watch::WatchConfig {
         max_objects: names.k8s_max_objects,
+        request_timeout: std::time::Duration::from_secs_f64(names.k8s_request_timeout.max(0.1)),
     };
     Ok(Source::Watch(
         k8s::watch::Watch::start(config, stats).context("--k8s-watch")?,

@@ -589,7 +589,7 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     for rule in role["rules"].as_array().unwrap() {
         assert_eq!(
             rule["verbs"],
-            serde_json::json!(["get", "list", "watch"]),
+            serde_json::json!(["list", "watch"]),
             "read-only"
         );
         for r in rule["resources"].as_array().unwrap() {

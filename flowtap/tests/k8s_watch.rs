@@ -265,3 +265,82 @@ fn the_objects_bound_holds_for_the_first_list() {
     );
     assert!(dropped >= (offered - 1000) as f64, "{dropped} dropped");
 }
+
+/// `flowtap_k8s_synced` once every kind was listed.
+fn wait_synced(server: &Server) {
+    wait::until_holds(Duration::from_secs(20), "the first lists", || {
+        common::metrics::sample(&server.metrics(), "flowtap_k8s_synced") == 1.0
+    });
+}
+
+/// A list the API server (or a proxy before it) never answers is given up
+/// after `--k8s-request-timeout` and tried again. Before, kube-rs waited for
+/// it for good: that kind's names stopped changing (a node added later was
+/// never named, and a hub never pulled its agent), with nothing said.
+#[test]
+fn a_list_never_answered_is_given_up_and_tried_again() {
+    let api = ApiServer::start();
+    let demo = common::project_root().join("demo/demo.pcap");
+    let server = Server::start_with_env(
+        &[
+            "-r",
+            demo.to_str().unwrap(),
+            "--k8s-watch",
+            "--k8s-request-timeout",
+            "2",
+        ],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    wait_synced(&server);
+    api.post(
+        "/_control/fail-lists",
+        &json!({"collection": "nodes", "answer": "hang", "times": 1}),
+    );
+    // Every watch ends and every kind lists again: the nodes' list hangs.
+    api.post("/_control/expire?drop-watches", &json!({}));
+    api.post(
+        "/_control/apply",
+        &json!({"kind": "Node", "metadata": {"name": "node-new"},
+                "status": {"addresses": [{"type": "InternalIP", "address": "198.19.9.9"}]}}),
+    );
+    wait::until_holds(Duration::from_secs(30), "the new node held", || {
+        common::metrics::sample(&server.metrics(), "flowtap_k8s_objects{kind=\"node\"}") == 4.0
+    });
+    let stats = api.stats();
+    assert!(
+        stats["list"]["nodes"].as_u64().unwrap() >= 3,
+        "the first list, the one never answered, and the next: {stats}"
+    );
+}
+
+/// A list that keeps failing (403: the ClusterRole is missing) is tried
+/// again less and less often, 0.8 s doubling to 30 s, as client-go's
+/// reflector does. Before, kube's backoff started over at the event its
+/// watcher sends before every list: every second, for as long as it
+/// failed, from every agent that watched.
+#[test]
+fn a_list_that_keeps_failing_is_tried_less_and_less_often() {
+    let api = ApiServer::start();
+    api.post(
+        "/_control/fail-lists",
+        &json!({"collection": "pods", "answer": 403, "times": 1000}),
+    );
+    let demo = common::project_root().join("demo/demo.pcap");
+    let started = Instant::now();
+    let server = Server::start_with_env(
+        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(started.elapsed()));
+    let lists = api.stats()["list"]["pods"].as_u64().unwrap();
+    // Tried at about 0, 0.9, 2.7 and 6.3 s (up to a quarter later each);
+    // every second before (8 or 9).
+    assert!((3..=5).contains(&lists), "{lists} lists of pods in 9 s");
+    let metrics = server.metrics();
+    assert_eq!(common::metrics::sample(&metrics, "flowtap_k8s_synced"), 0.0);
+    assert_eq!(
+        common::metrics::sample(&metrics, "flowtap_k8s_relists_total"),
+        3.0,
+        "the kinds that were listed, not the tries"
+    );
+}

@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::objects::{EndpointSlice, Item, List, Node, Pod, SERVICE_NAME_LABEL, Service};
+use super::objects::{
+    EndpointSlice, Item, List, Node, ObjectMeta, Pod, SERVICE_NAME_LABEL, Service,
+};
 
 /// A container and the ports it declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +71,7 @@ pub struct Identity {
 /// and each a new pair of series in `/metrics`.) A service's address has the
 /// service as its workload (a mirror sees traffic to a ClusterIP before
 /// it is translated to a pod).
-fn workload_of(meta: &crate::objects::ObjectMeta) -> &str {
+fn workload_of(meta: &ObjectMeta) -> &str {
     let owner = meta
         .owner_references
         .iter()
@@ -168,13 +170,16 @@ pub enum EndpointState {
 
 impl EndpointState {
     fn of(conditions: &crate::objects::EndpointConditions) -> EndpointState {
-        // The API reads an absent `ready` or `serving` as true; `serving`
-        // is `ready` regardless of terminating (and absent before 1.20).
+        // The API reads an absent `ready` as true, and an absent `serving`
+        // as `ready` ("consumers should defer to the ready condition"):
+        // `serving` is `ready` regardless of terminating (and absent before
+        // 1.20).
         let ready = conditions.ready != Some(false);
+        let serving = conditions.serving.unwrap_or(ready);
         match conditions.terminating == Some(true) {
             false if ready => EndpointState::Serving,
             false => EndpointState::NotReady,
-            true if conditions.serving == Some(true) => EndpointState::Serving,
+            true if serving => EndpointState::Serving,
             true => EndpointState::Terminating,
         }
     }
@@ -240,15 +245,19 @@ impl Inventory {
         slices: impl IntoIterator<Item = &'o EndpointSlice>,
         nodes: impl IntoIterator<Item = &'o Node> + Clone,
     ) -> Inventory {
-        let mut pods: Vec<&Pod> = pods.into_iter().collect();
-        // When two pods claim one address (a finished pod whose status lags
-        // behind the new pod given its address), the newer one's; then a
-        // deterministic order.
-        pods.sort_by(|a, b| {
-            let (a, b) = (&a.metadata, &b.metadata);
+        // When two objects claim one address, the newer one's, then a
+        // deterministic order: a finished pod whose status lags behind the
+        // new pod given its address; a node replaced under its address
+        // while the old Node object lingers (the watch's maps, and so the
+        // order they come in, differ from one process to the next).
+        let newest_first = |a: &ObjectMeta, b: &ObjectMeta| {
             (b.creation_timestamp.cmp(&a.creation_timestamp))
                 .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
-        });
+        };
+        let mut pods: Vec<&Pod> = pods.into_iter().collect();
+        pods.sort_by(|a, b| newest_first(&a.metadata, &b.metadata));
+        let mut nodes_in_order: Vec<&Node> = nodes.clone().into_iter().collect();
+        nodes_in_order.sort_by(|a, b| newest_first(&a.metadata, &b.metadata));
 
         let mut inv = Inventory {
             pods: pods.len(),
@@ -418,7 +427,7 @@ impl Inventory {
             }
         }
 
-        for node in nodes {
+        for node in nodes_in_order {
             let identity = Arc::new(Identity {
                 kind: IdentityKind::Node,
                 pod: None,
@@ -480,7 +489,7 @@ mod tests {
 
     #[test]
     fn workloads_of_deployments_cronjobs_and_bare_pods() {
-        let meta = |name: &str, owner: Option<(&str, &str)>| crate::objects::ObjectMeta {
+        let meta = |name: &str, owner: Option<(&str, &str)>| ObjectMeta {
             name: name.into(),
             owner_references: owner
                 .map(|(kind, name)| crate::objects::OwnerReference {
@@ -534,6 +543,28 @@ mod tests {
         );
     }
 
+    /// A node replaced under its address while the old Node object
+    /// lingers: the newer names the address, whatever order they come in.
+    #[test]
+    fn two_nodes_claiming_one_address_the_newer_names_it() {
+        let node = |name: &str, created: &str| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "creationTimestamp": created},
+                "status": {"addresses": [{"type": "InternalIP", "address": "198.19.0.4"}]},
+            }))
+            .unwrap()
+        };
+        let (old, new) = (
+            node("node-a-old", "2026-01-01T00:00:00Z"),
+            node("node-a", "2026-06-01T00:00:00Z"),
+        );
+        for nodes in [[&old, &new], [&new, &old]] {
+            let inv = Inventory::from_objects([], [], [], nodes);
+            let named = inv.lookup("198.19.0.4".parse().unwrap()).unwrap();
+            assert_eq!(named.node.as_deref(), Some("node-a"));
+        }
+    }
+
     #[test]
     fn a_services_endpoints_one_a_pod_with_their_state_and_node() {
         let slice = |name: &str, family: &str, endpoints: serde_json::Value| {
@@ -554,6 +585,9 @@ mod tests {
                 // Shutting down: still serving in its grace period, or not.
                 {"addresses": ["198.18.0.4"], "conditions": {"ready": false, "serving": true, "terminating": true}},
                 {"addresses": ["198.18.0.6"], "conditions": {"ready": false, "serving": false, "terminating": true}},
+                // `serving` absent: it is `ready`, itself true when absent.
+                {"addresses": ["198.18.0.9"], "conditions": {"terminating": true}},
+                {"addresses": ["198.18.0.10"], "conditions": {"ready": false, "terminating": true}},
                 {"addresses": ["198.18.0.5"], "conditions": {"ready": false}},
                 // Two addresses: the first is the endpoint's.
                 {"addresses": ["198.18.0.7", "198.18.0.8"], "targetRef": pod("p7")},
@@ -587,6 +621,8 @@ mod tests {
                 endpoint("198.18.0.5", Serving, None),
                 endpoint("198.18.0.6", Terminating, None),
                 endpoint("198.18.0.7", Serving, None),
+                endpoint("198.18.0.9", Serving, None),
+                endpoint("198.18.0.10", Terminating, None),
             ]
         );
         assert_eq!(inv.endpoints_of("monitoring", "other"), []);

@@ -50,6 +50,16 @@ impl Source {
             Source::Watch(w) => Ok(w.refresh()),
         }
     }
+
+    /// Whether the mapping follows the API, where it changes with every pod
+    /// that comes or goes (a file changes when someone writes it).
+    pub fn follows_the_api(&self) -> bool {
+        match self {
+            Source::File(_) => false,
+            #[cfg(feature = "watch")]
+            Source::Watch(_) => true,
+        }
+    }
 }
 
 /// The kinds a watch follows, in [`WatchStats::objects`] order.

@@ -52,6 +52,8 @@ pub enum Item {
     Other,
 }
 
+/// Equal whatever their `resource_version`, which every update changes:
+/// what flowtap keeps of an object is the same or not.
 #[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
@@ -73,8 +75,26 @@ pub struct ObjectMeta {
     pub owner_references: Vec<OwnerReference>,
 }
 
+impl PartialEq for ObjectMeta {
+    fn eq(&self, other: &ObjectMeta) -> bool {
+        let ObjectMeta {
+            name,
+            namespace,
+            labels,
+            resource_version: _,
+            creation_timestamp,
+            owner_references,
+        } = self;
+        *name == other.name
+            && *namespace == other.namespace
+            && *labels == other.labels
+            && *creation_timestamp == other.creation_timestamp
+            && *owner_references == other.owner_references
+    }
+}
+
 /// Who owns an object (a ReplicaSet owns a Deployment's pods).
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference {
     #[serde(default)]
@@ -85,7 +105,7 @@ pub struct OwnerReference {
     pub controller: Option<bool>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Pod {
     #[serde(default)]
@@ -96,7 +116,7 @@ pub struct Pod {
     pub status: PodStatus,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     #[serde(default)]
@@ -107,7 +127,7 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     #[serde(default)]
@@ -116,7 +136,7 @@ pub struct Container {
     pub ports: Vec<ContainerPort>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {
     pub container_port: u16,
@@ -124,7 +144,7 @@ pub struct ContainerPort {
     pub protocol: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     #[serde(default)]
@@ -137,12 +157,12 @@ pub struct PodStatus {
     pub container_statuses: Vec<ContainerStatus>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 pub struct PodIp {
     pub ip: String,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     #[serde(default)]
@@ -152,7 +172,7 @@ pub struct ContainerStatus {
     pub container_id: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     #[serde(default)]
@@ -161,7 +181,7 @@ pub struct Service {
     pub spec: ServiceSpec,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     #[serde(default, rename = "clusterIP")]
@@ -172,7 +192,7 @@ pub struct ServiceSpec {
     pub ports: Vec<ServicePort>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
     #[serde(default)]
@@ -182,7 +202,7 @@ pub struct ServicePort {
     pub protocol: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSlice {
     #[serde(default)]
@@ -199,7 +219,7 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The label a Deployment's pods carry with their ReplicaSet's hash.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -212,7 +232,7 @@ pub struct Endpoint {
     pub conditions: EndpointConditions,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointConditions {
     /// `None` means ready (the API's own reading of an absent condition).
@@ -226,7 +246,7 @@ pub struct EndpointConditions {
     pub serving: Option<bool>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
     #[serde(default)]
@@ -237,7 +257,7 @@ pub struct ObjectReference {
     pub namespace: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPort {
     #[serde(default)]
@@ -246,7 +266,7 @@ pub struct EndpointPort {
     pub protocol: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     #[serde(default)]
@@ -255,14 +275,14 @@ pub struct Node {
     pub status: NodeStatus,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub addresses: Vec<NodeAddress>,
 }
 
-#[derive(Deserialize, Debug, Default, Clone)]
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAddress {
     #[serde(rename = "type")]

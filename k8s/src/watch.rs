@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta as ApiMeta;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde::{Deserialize, Deserializer};
 
@@ -43,7 +43,21 @@ pub struct WatchConfig {
     /// Objects kept at most, all kinds together; more are counted and left
     /// out (their addresses go unnamed).
     pub max_objects: usize,
+    /// How long any request may go without a byte from the API server
+    /// before it is given up and tried again: a list, or a watch being
+    /// opened, that is never answered (a proxy or load balancer that keeps
+    /// the connection and drops the request) would otherwise stop that
+    /// kind's names from changing for good, with nothing said. Above the
+    /// watches' own 290 s, so that a quiet watch is not cut.
+    pub request_timeout: Duration,
 }
+
+/// Waits between a failed request and the next, doubling from the first to
+/// the last (as client-go's reflector does), with up to a quarter more at
+/// random so that many watchers do not ask together; back to the first
+/// once a list or an event came through.
+const RETRY_FIRST: Duration = Duration::from_millis(800);
+const RETRY_LAST: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -98,7 +112,7 @@ impl Watch {
                     }
                 };
                 runtime.block_on(async move {
-                    let client = match connect().await {
+                    let client = match connect(config.request_timeout).await {
                         Ok(c) => c,
                         Err(e) => {
                             let _ = started_tx.send(Err(e));
@@ -151,11 +165,29 @@ impl Drop for Watch {
     }
 }
 
-async fn connect() -> Result<Client, WatchError> {
-    let config = kube::Config::infer()
+async fn connect(request_timeout: Duration) -> Result<Client, WatchError> {
+    let mut config = kube::Config::infer()
         .await
         .map_err(|e| WatchError::Config(e.to_string()))?;
+    config.read_timeout = Some(request_timeout);
+    // Counted from each request, not from when its pooled connection went
+    // idle.
+    config.reset_reader_on_write = true;
     Client::try_from(config).map_err(|e| WatchError::Config(e.to_string()))
+}
+
+/// The wait before the next try after `failures` failed ones in a row
+/// ([`RETRY_FIRST`] to [`RETRY_LAST`]).
+fn retry_after(failures: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let base = RETRY_FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(RETRY_LAST);
+    // A random quarter at most: std's hasher keys are random per instance.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    base + base.mul_f64((random % 1000) as f64 / 4000.0)
 }
 
 /// What the watchers share: the objects, and where the mapping goes.
@@ -318,8 +350,8 @@ async fn follow_all(client: Client, shared: Arc<Shared>) {
     );
 }
 
-/// Follows one kind into its map, forever (the watcher retries with
-/// backoff; each error is counted).
+/// Follows one kind into its map, forever (each error is counted, and
+/// retried after [`retry_after`]).
 async fn follow<T>(
     api: Api<Watched<T>>,
     config: watcher::Config,
@@ -327,33 +359,52 @@ async fn follow<T>(
     kind: usize,
     map: fn(&mut Store) -> &mut Kind<T>,
 ) where
-    T: Clone + std::fmt::Debug + Send + Sync + 'static + Object + for<'de> Deserialize<'de>,
+    T: Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static
+        + Object
+        + for<'de> Deserialize<'de>,
     Watched<T>: Resource<DynamicType = ()>,
 {
-    let mut events = watcher(api, config).default_backoff().boxed();
+    // Not kube's `default_backoff`: it starts again from its first wait on
+    // any event, and the watcher sends one (`Init`) before every list it
+    // tries, so a list that kept failing was tried again every second.
+    let mut events = watcher(api, config).boxed();
     let mut listed = false;
+    let mut failures = 0u32;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
                 shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(kind = KINDS[kind], error = %e, "Kubernetes watch");
+                failures = failures.saturating_add(1);
+                let wait = retry_after(failures);
+                tracing::warn!(kind = KINDS[kind], error = %e, retry_in_s = wait.as_secs_f64(), "Kubernetes watch");
+                tokio::time::sleep(wait).await;
                 continue;
             }
         };
+        if !matches!(event, watcher::Event::Init) {
+            failures = 0;
+        }
         let mut store = shared.store.lock().expect("k8s store lock");
         let room = shared.max_objects.saturating_sub(store.len());
         let k = map(&mut store);
         match event {
             watcher::Event::Init => {
                 k.listing = Some(HashMap::new());
-                shared.stats.relists.fetch_add(1, Ordering::Relaxed);
             }
             watcher::Event::InitApply(o) => {
                 let target = k.listing.as_mut().unwrap_or(&mut k.live);
                 insert(target, o.object, room, &shared.stats);
             }
             watcher::Event::InitDone => {
+                // A list that came through whole (one that failed is tried
+                // again from `Init`, and counts once it comes through).
+                shared.stats.relists.fetch_add(1, Ordering::Relaxed);
                 if let Some(listed_now) = k.listing.take() {
                     k.live = listed_now;
                 }
@@ -368,8 +419,12 @@ async fn follow<T>(
                 shared.dirty.store(true, Ordering::Release);
             }
             watcher::Event::Apply(o) => {
-                insert(&mut k.live, o.object, room, &shared.stats);
-                shared.dirty.store(true, Ordering::Release);
+                // Most updates change fields flowtap drops (a pod's
+                // conditions, a node's heartbeat): only a change to what is
+                // kept rebuilds the mapping.
+                if insert(&mut k.live, o.object, room, &shared.stats) {
+                    shared.dirty.store(true, Ordering::Release);
+                }
             }
             watcher::Event::Delete(o) => {
                 k.live.remove(&key(o.object.metadata()));
@@ -395,13 +450,29 @@ fn key(m: &ObjectMeta) -> Key {
     (m.namespace.clone(), m.name.clone())
 }
 
-fn insert<T: Object>(map: &mut HashMap<Key, T>, object: T, room: usize, stats: &WatchStats) {
+/// Keeps `object` (within `room`); whether that changed what is held.
+fn insert<T: Object + PartialEq>(
+    map: &mut HashMap<Key, T>,
+    object: T,
+    room: usize,
+    stats: &WatchStats,
+) -> bool {
     let k = key(object.metadata());
-    if room == 0 && !map.contains_key(&k) {
-        stats.dropped.fetch_add(1, Ordering::Relaxed);
-        return;
+    match map.get_mut(&k) {
+        Some(held) if *held == object => false,
+        Some(held) => {
+            *held = object;
+            true
+        }
+        None if room == 0 => {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        None => {
+            map.insert(k, object);
+            true
+        }
     }
-    map.insert(k, object);
 }
 
 /// Rebuilds the address mapping when something changed, at most every

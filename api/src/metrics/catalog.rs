@@ -870,7 +870,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_k8s_relists",
         Counter,
-        "Full lists of a kind: the first, and one after each 410 Gone.",
+        "Full lists of a kind that came through whole: the first, and one after each 410 Gone (tries that failed are watch errors).",
         Value::One(|s| s.stats.k8s.relists.load(Ordering::Relaxed) as f64)
     ),
     metric!(

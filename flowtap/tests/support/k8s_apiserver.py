@@ -26,6 +26,12 @@ A test changes the cluster while flowtap watches:
                                  page's request gets 410 (a paginated list
                                  outlived by etcd's compaction); the client lists
                                  again from the start
+    POST /_control/fail-lists    {"collection", "answer", "times"}: the next
+                                 `times` lists of that collection get HTTP
+                                 `answer` (e.g. 403) with a Status, or with
+                                 "hang" no answer at all (held until the
+                                 client gives up), as a proxy that drops a
+                                 request may do
     GET  /_control/stats         list/watch request counts per collection
 
 Like the real server: one global resourceVersion counter (etcd's revision); list
@@ -80,6 +86,7 @@ class Cluster:
         # lost: the newest event dropped from history; an open watch behind it missed it.
         self.floor, self.lost = dict.fromkeys(self.objects, 0), dict.fromkeys(self.objects, 0)
         self.drop_gen, self.stopping, self.expire_after_page = 0, False, False
+        self.list_faults = {}  # collection -> {"answer": int or "hang", "times": n}
         # list_gone: lists answered 410 (an expired version or continue token).
         self.stats = {k: {c: 0 for c in self.objects} for k in ("list", "list_gone", "watch", "open_watches")}
         self.stats["other"] = {}
@@ -183,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
             watch = q.get("watch") in ("true", "1")
             with c.cond:
                 c.stats["watch" if watch else "list"][COLLECTIONS[url.path][0]] += 1
+            if not watch and self.list_fault(COLLECTIONS[url.path][0]):
+                return None
             return self.serve_watch(url.path, q) if watch else self.serve_list(url.path, q)
         if url.path == "/_control/stats":
             with c.cond:
@@ -206,6 +215,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, out) if out else self.send_json(404, status(404, "NotFound", "no such object"))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             return self.send_json(400, status(400, "BadRequest", f"bad object: {e!r}"))
+        if self.path == "/_control/fail-lists":
+            with c.cond:
+                c.list_faults[arg["collection"]] = {"answer": arg["answer"], "times": int(arg["times"])}
+            return self.send_json(200, {})
         if self.path == "/_control/expire-after-page":
             with c.cond:
                 c.expire_after_page = True
@@ -219,6 +232,24 @@ class Handler(BaseHTTPRequestHandler):
                 c.cond.notify_all()
             return self.send_json(200, {})
         self.send_json(404, status(404, "NotFound", self.path))
+
+    def list_fault(self, coll):
+        """Answers a list as /_control/fail-lists said, if it said so; True then."""
+        c = self.cluster
+        with c.cond:
+            fault = c.list_faults.get(coll)
+            if not fault or fault["times"] <= 0:
+                return False
+            fault["times"] -= 1
+            if fault["answer"] == "hang":
+                # No answer; the connection is held until the client goes.
+                while not c.stopping and not self.hung_up():
+                    c.cond.wait(timeout=0.2)
+                return True
+        code = int(fault["answer"])
+        self.send_json(code, status(code, "Forbidden" if code == 403 else "InternalError",
+                                    f"{coll} is \"forbidden\": a fault the test asked for"))
+        return True
 
     def serve_list(self, path, q):
         c = self.cluster
