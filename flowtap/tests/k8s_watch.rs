@@ -277,6 +277,8 @@ fn wait_synced(server: &Server) {
 /// after `--k8s-request-timeout` and tried again. Before, kube-rs waited for
 /// it for good: that kind's names stopped changing (a node added later was
 /// never named, and a hub never pulled its agent), with nothing said.
+/// Then that node's heartbeats, which change nothing flowtap keeps, rebuild
+/// no mapping (each did, with a line in the log).
 #[test]
 fn a_list_never_answered_is_given_up_and_tried_again() {
     let api = ApiServer::start();
@@ -311,6 +313,32 @@ fn a_list_never_answered_is_given_up_and_tried_again() {
         stats["list"]["nodes"].as_u64().unwrap() >= 3,
         "the first list, the one never answered, and the next: {stats}"
     );
+
+    // Updates to fields flowtap does not keep (a node's heartbeat in its
+    // conditions) change no names; a new address does.
+    let reloads = || {
+        // Applied from the next snapshot or request: asked once first.
+        server.get("/mcp/flows/summary");
+        common::metrics::sample(&server.metrics(), "flowtap_inventory_reloads_total")
+    };
+    let node = |address: &str, beat: u32| {
+        json!({"kind": "Node", "metadata": {"name": "node-new"},
+               "status": {"addresses": [{"type": "InternalIP", "address": address}],
+                          "conditions": [{"type": "Ready", "status": "True",
+                                          "lastHeartbeatTime": format!("2026-12-06T00:00:{beat:02}Z")}]}})
+    };
+    api.post("/_control/apply", &node("198.19.9.9", 0));
+    std::thread::sleep(Duration::from_secs(2));
+    let before = reloads();
+    for beat in 1..=5 {
+        api.post("/_control/apply", &node("198.19.9.9", beat));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(reloads(), before, "heartbeats changed the names");
+    api.post("/_control/apply", &node("198.19.9.10", 6));
+    wait::until_holds(Duration::from_secs(10), "the new address taken in", || {
+        reloads() > before
+    });
 }
 
 /// A list that keeps failing (403: the ClusterRole is missing) is tried
