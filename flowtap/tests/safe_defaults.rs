@@ -723,3 +723,45 @@ fn request_bodies_are_bounded_one_by_one_and_together() {
         3000.0
     );
 }
+
+/// A request names its host once, in a host's form, and the same as its
+/// target (RFC 9112 3.2: 400 otherwise; each of these was answered 200,
+/// the Host check reading only the first, or the part before an `@`); the
+/// paths that take no parameter refuse one by name, as the others do, and
+/// a count is digits only.
+#[test]
+fn requests_name_their_host_once_and_only_known_parameters() {
+    let server = Server::start(&["-r", &demo()]);
+    let summary = "GET /mcp/flows/summary HTTP/1.1\r\nConnection: close\r\n";
+    for (head, why) in [
+        (format!("{summary}\r\n"), "no Host"),
+        (
+            format!("{summary}Host: 127.0.0.1\r\nHost: evil.example\r\n\r\n"),
+            "two Hosts",
+        ),
+        (format!("{summary}Host: localhost:1@evil.example\r\n\r\n"), "a user"),
+        (
+            "GET http://evil.example/mcp/flows/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                .to_owned(),
+            "another target",
+        ),
+    ] {
+        let answer = raw_request(server.addr, head.as_bytes());
+        assert_eq!(answer.status, 400, "{why}: {answer:?}");
+    }
+    // HTTP/1.0 may leave Host out.
+    let old = raw_request(server.addr, b"GET /mcp/flows/summary HTTP/1.0\r\n\r\n");
+    assert_eq!(old.status, 200);
+
+    for (addr, target, parameter) in [
+        (server.admin, "/metrics?limit=abc", "limit"),
+        (server.admin, "/healthz?bogus=1", "bogus"),
+        (server.admin, "/readyz?x=%ff", "x"),
+        (server.addr, "/?limit=1", "limit"),
+        (server.addr, "/mcp/flows?limit=%2B5", "limit"),
+    ] {
+        let answer = raw_request(addr, &request_bytes("GET", target, &[], b""));
+        assert_eq!(answer.status, 400, "{target}");
+        assert_eq!(answer.json()["parameter"], parameter, "{target}");
+    }
+}

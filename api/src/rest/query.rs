@@ -226,12 +226,17 @@ pub(crate) fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
 }
 
 fn unsigned(name: &str, value: &str) -> Result<u64, ApiError> {
-    value.parse::<u64>().map_err(|_| {
-        ApiError::bad_parameter(
-            name,
-            format!("{name} must be a non-negative integer, got {value:?}"),
-        )
-    })
+    // Digits only: Rust's parser also takes a leading `+`.
+    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| value.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::bad_parameter(
+                name,
+                format!("{name} must be a non-negative integer, got {value:?}"),
+            )
+        })
 }
 
 /// A query string's (name, value) pairs, decoded as an HTML form's

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_LENGTH, CONTENT_TYPE,
-    HeaderMap, HeaderValue, ORIGIN, RETRY_AFTER, VARY,
+    HOST, HeaderMap, HeaderValue, ORIGIN, RETRY_AFTER, VARY,
 };
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 
@@ -131,6 +131,34 @@ pub(super) async fn handle(
     Ok(resp.map(|body| tracked(body, request.conn.clone())))
 }
 
+/// A request names the host it is for once, as RFC 9112 (3.2) requires an
+/// HTTP/1.1 request to (HTTP/1.0 may leave it out), in a form an authority
+/// takes (no user, a numeric port), and the same as its target when that
+/// is in absolute form: the Host check ([`crate::access`]) vets that one
+/// name, which no second header or target can contradict.
+fn one_host(req: &HttpRequest<Incoming>) -> Result<(), String> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let (host, more) = (hosts.next(), hosts.next());
+    let host = match (host, more) {
+        (_, Some(_)) => return Err("Host given more than once".into()),
+        (None, None) if req.version() == hyper::Version::HTTP_10 => return Ok(()),
+        (None, None) => return Err("an HTTP/1.1 request must name its host (Host)".into()),
+        (Some(host), None) => host,
+    };
+    let host = host
+        .to_str()
+        .ok()
+        .filter(|h| !h.contains('@'))
+        .and_then(|h| h.parse::<hyper::http::uri::Authority>().ok())
+        .ok_or_else(|| format!("Host {host:?} is not a host and port"))?;
+    match req.uri().authority() {
+        Some(target) if !target.as_str().eq_ignore_ascii_case(host.as_str()) => Err(format!(
+            "the request's target names {target}, its Host {host}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn response(api: ApiResponse) -> Response<ResponseBody> {
     let mut resp = Response::new(full(api.body));
     *resp.status_mut() =
@@ -183,6 +211,13 @@ async fn route_request(
     path: &str,
     request: &Request,
 ) -> Response<ResponseBody> {
+    if let Err(message) = one_host(&req) {
+        return response(ApiResponse::error(&ApiError {
+            status: 400,
+            message,
+            parameter: None,
+        }));
+    }
     // A browser client's preflight for /mcp: answered for the origins
     // flowtap allows (loopback ones, --allowed-origin), without a token.
     if route == Route::Mcp && req.method() == Method::OPTIONS {
@@ -242,6 +277,24 @@ async fn route_request(
         resp.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET"));
         return resp;
+    }
+    // The paths that take no parameter refuse one, as the others refuse
+    // one they do not know.
+    if matches!(
+        route,
+        Route::Map | Route::Healthz | Route::Readyz | Route::Metrics | Route::Feed
+    ) {
+        match rest::query::query_pairs(&query) {
+            Err(e) => return response(ApiResponse::error(&e)),
+            Ok(pairs) => {
+                if let Some((name, _)) = pairs.first() {
+                    return response(ApiResponse::error(&ApiError::bad_parameter(
+                        name,
+                        format!("unknown parameter {name:?}: {path} takes none"),
+                    )));
+                }
+            }
+        }
     }
     match route {
         Route::Map => map_page(config.map_refresh),
