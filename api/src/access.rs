@@ -5,7 +5,10 @@
 //! The Host header must name a loopback name, the address the client
 //! connected to, or a host given with `--allowed-host`: a page that rebinds
 //! its own name to flowtap's address still sends its own name. Health and
-//! metrics paths carry no flow data and need no token; the Origin and Host
+//! metrics paths carry no flow (no address, no connection) and need no
+//! token: `/metrics` does say which workloads talk to which, in the
+//! per-pair counters, which is why it is on the admin listener, for the
+//! cluster's own scrapers (README, "Who may ask"). The Origin and Host
 //! checks apply to every path.
 
 use hyper::HeaderMap;

@@ -85,8 +85,9 @@ impl Route {
         self.path().unwrap_or("other")
     }
 
-    /// Health and metrics carry no flow data: probes and scrapers reach them
-    /// without a token. Nor does the service map's page: a browser opening
+    /// Health and metrics carry no flow (the per-pair counters name
+    /// workloads, not addresses): probes and scrapers reach them without a
+    /// token. Nor does the service map's page: a browser opening
     /// it cannot send a header, and the page brings the token to every
     /// request for data it makes.
     pub fn carries_flow_data(self) -> bool {
