@@ -501,7 +501,7 @@ pub(crate) struct ServeArgs {
 
     /// HTTP connections open at once, on each listener (data and admin). At
     /// the limit, the oldest idle connection is closed to admit a new one,
-    /// or with none idle the busy one that has written nothing longest (2 s
+    /// or with none idle the busy one whose socket has taken nothing longest (2 s
     /// at least: a client that stopped reading); otherwise the new one gets
     /// 503.
     #[arg(long, value_name = "N", default_value_t = 512, env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
@@ -516,7 +516,8 @@ pub(crate) struct ServeArgs {
     /// feed) rendered or being sent at once; more wait their turn, holding
     /// nothing. Each turn lasts until the answer has left for the client's
     /// socket, or is taken back from a client that stopped reading while
-    /// others wait.
+    /// others wait (a feed's only while it is encoded: its bytes are the
+    /// snapshot's, shared by every pull).
     #[arg(long, value_name = "N", default_value_t = 2, env = "FLOWTAP_HTTP_MAX_LARGE_ANSWERS", help_heading = API)]
     pub http_max_large_answers: usize,
 
@@ -596,7 +597,9 @@ pub(crate) struct NamesArgs {
 
     /// Seconds a request to the Kubernetes API may go without an answer
     /// before it is given up and tried again (a list, or a watch being
-    /// opened, that a proxy holds unanswered); above the watches' own 290.
+    /// opened, that a proxy holds unanswered). The server is asked to end
+    /// each watch before it (at nine tenths, 290 s at most), so that a
+    /// quiet watch is not cut.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds, env = "FLOWTAP_K8S_REQUEST_TIMEOUT", help_heading = K8S)]
     pub k8s_request_timeout: f64,
 

@@ -112,8 +112,6 @@ pub(crate) fn table_config(
     }
 }
 
-/// Whether the capture workers keep per-connection records: an IPFIX
-/// exporter asks for them.
 /// Each worker's hand-off queue, in packets, for `/metrics`
 /// (`flowtap_handoff_queue_capacity`): live and reading files alike.
 pub(crate) fn publish_handoff_capacity(publisher: &Mutex<Publisher>, config: &PipelineConfig) {
@@ -125,6 +123,8 @@ pub(crate) fn publish_handoff_capacity(publisher: &Mutex<Publisher>, config: &Pi
         .store(config.handoff_capacity() as u64, Ordering::Relaxed);
 }
 
+/// Whether the capture workers keep per-connection records: an IPFIX
+/// exporter asks for them.
 pub(crate) fn connection_records(cli: &RunArgs) -> bool {
     !cli.ipfix_collector.is_empty() && cli.ipfix_per == crate::cli::IpfixPer::Connection
 }

@@ -47,10 +47,19 @@ pub struct WatchConfig {
     /// before it is given up and tried again: a list, or a watch being
     /// opened, that is never answered (a proxy or load balancer that keeps
     /// the connection and drops the request) would otherwise stop that
-    /// kind's names from changing for good, with nothing said. Above the
-    /// watches' own 290 s, so that a quiet watch is not cut.
+    /// kind's names from changing for good, with nothing said. The server
+    /// ends the watches before it (290 s, or sooner under a shorter
+    /// timeout), so that a quiet watch is not cut.
     pub request_timeout: Duration,
 }
+
+/// How long the server holds a watch open before ending it (kube's default,
+/// and the most [`WatchConfig::request_timeout`] lets through).
+const WATCH_TIMEOUT_S: u32 = 290;
+
+/// Failures this far apart are not in a row: the waits start over (as
+/// client-go's backoff resets after two minutes without one).
+const FAILURES_APART: Duration = Duration::from_secs(120);
 
 /// Waits between a failed request and the next, doubling from the first to
 /// the last (as client-go's reflector does), with up to a quarter more at
@@ -122,7 +131,7 @@ impl Watch {
                     let _ = started_tx.send(Ok(()));
                     let shared = Arc::new(shared);
                     tokio::select! {
-                        () = follow_all(client, shared) => {}
+                        () = follow_all(client, shared, config.request_timeout) => {}
                         _ = stopped => {}
                     }
                 });
@@ -334,9 +343,13 @@ resource!(
 );
 resource!(Node, "Node", "", "v1", "nodes", ClusterResourceScope);
 
-async fn follow_all(client: Client, shared: Arc<Shared>) {
-    let running_pods = watcher::Config::default().fields(RUNNING_PODS);
-    let all = watcher::Config::default;
+async fn follow_all(client: Client, shared: Arc<Shared>, request_timeout: Duration) {
+    // A watch the server ends itself (290 s by default) before the request
+    // timeout could cut it while it is quiet: a shorter request timeout
+    // shortens the watches too.
+    let watch_s = (request_timeout.as_secs_f64() * 0.9).clamp(1.0, WATCH_TIMEOUT_S as f64) as u32;
+    let all = || watcher::Config::default().timeout(watch_s);
+    let running_pods = all().fields(RUNNING_PODS);
     tokio::join!(
         follow::<Pod>(Api::all(client.clone()), running_pods, &shared, 0, |s| {
             &mut s.pods
@@ -375,11 +388,18 @@ async fn follow<T>(
     let mut events = watcher(api, config).boxed();
     let mut listed = false;
     let mut failures = 0u32;
+    let mut last_failure: Option<tokio::time::Instant> = None;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
                 shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                // A watch that reopens sends nothing: a quiet kind's blips
+                // days apart must not add up.
+                if last_failure.is_some_and(|at| at.elapsed() > FAILURES_APART) {
+                    failures = 0;
+                }
+                last_failure = Some(tokio::time::Instant::now());
                 failures = failures.saturating_add(1);
                 let wait = retry_after(failures);
                 tracing::warn!(kind = KINDS[kind], error = %e, retry_in_s = wait.as_secs_f64(), "Kubernetes watch");

@@ -942,7 +942,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_http_connections_closed_stalled",
         Counter,
-        "Connections whose response had written nothing for 2 s (a client that stopped reading, or a request waiting for its turn), closed to admit new ones when every connection was busy.",
+        "Connections whose socket had taken nothing of their answer for 2 s (a client that stopped reading), closed to admit new ones when every connection was busy.",
         stat!(http_connections_closed_stalled)
     ),
     metric!(

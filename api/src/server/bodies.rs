@@ -20,9 +20,29 @@ pub struct Bodies {
 
 /// A body's share of the bound, given back when dropped.
 pub struct BodyShare {
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     bytes: u64,
     stats: Arc<ServiceStats>,
+}
+
+impl BodyShare {
+    /// Keeps `bytes` of the share (a body sent in chunks took the largest
+    /// a body may be; once read, it holds what it is), giving the rest
+    /// back.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let keep = u64::try_from(bytes.max(1)).unwrap_or(u64::MAX);
+        let Some(excess) = self.bytes.checked_sub(keep).filter(|&e| e > 0) else {
+            return;
+        };
+        // Within the share: `split` takes no more than it holds.
+        if let Some(given_back) = self.permit.split(excess as usize) {
+            drop(given_back);
+            self.bytes = keep;
+            self.stats
+                .request_body_bytes_held
+                .fetch_sub(excess, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for BodyShare {
@@ -36,7 +56,7 @@ impl Drop for BodyShare {
 impl Bodies {
     pub fn new(max_bytes: usize, stats: Arc<ServiceStats>) -> Bodies {
         // A semaphore counts at most u32::MAX - 3 bytes... and at least one.
-        let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let max_bytes = max_bytes.clamp(1, u32::MAX as usize);
         stats
             .request_body_bytes_capacity
             .store(max_bytes as u64, Ordering::Relaxed);
@@ -48,13 +68,14 @@ impl Bodies {
 
     /// Takes `bytes` of the bound, or None when that many are not free.
     pub fn take(&self, bytes: usize) -> Option<BodyShare> {
-        let n = u32::try_from(bytes.max(1)).ok()?;
+        // The bound itself is at most `u32::MAX` (a semaphore's count).
+        let n = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
         let permit = self.bytes.clone().try_acquire_many_owned(n).ok()?;
         self.stats
             .request_body_bytes_held
             .fetch_add(u64::from(n), Ordering::Relaxed);
         Some(BodyShare {
-            _permit: permit,
+            permit,
             bytes: u64::from(n),
             stats: self.stats.clone(),
         })
@@ -78,6 +99,14 @@ mod tests {
         assert_eq!(held(), 40);
         assert!(bodies.take(60).is_some());
         drop(b);
+        assert_eq!(held(), 0);
+        // A body sent in chunks takes the most, and keeps what it was.
+        let mut chunked = bodies.take(100).unwrap();
+        assert!(bodies.take(1).is_none());
+        chunked.shrink_to(30);
+        assert_eq!(held(), 30);
+        assert!(bodies.take(70).is_some());
+        drop(chunked);
         assert_eq!(held(), 0);
         assert_eq!(
             stats.request_body_bytes_capacity.load(Ordering::Relaxed),

@@ -5,12 +5,13 @@
 //! connection (one with no response in progress: never used, between
 //! requests, or still dribbling its headers in) is closed to admit the new
 //! one, so idle and slow connections cannot lock out real queries. With
-//! none idle, the busy connection stalled longest (nothing written for
-//! [`STALLED`]: a client that stopped reading, or a request still waiting
-//! for its turn) gives way, so that clients that send requests and never
-//! read the answers cannot lock out the rest (the kubelet's probes among
-//! them); only when every connection is busy and moving is the newcomer
-//! refused.
+//! none idle, the busy connection whose socket has taken nothing for
+//! longest, [`STALLED`] at least (a client that stopped reading), is closed
+//! at once instead, so that clients that send requests and never read the
+//! answers cannot lock out the rest (the kubelet's probes among them); a
+//! request still being worked on (rendered, waiting for its turn or for
+//! the hub's round, its body coming in) is not stalled. Only when every
+//! connection is busy and none stalled is the newcomer refused.
 //!
 //! A response is in progress from the request's arrival until its body has
 //! been handed over whole and flushed to the socket ([`Watched`]), and what
@@ -40,8 +41,9 @@ pub(super) fn now_ms() -> u64 {
     ORIGIN.elapsed().as_millis() as u64 + 1
 }
 
-/// A busy connection that has written nothing for this long gives way to a
-/// new one when every connection is busy.
+/// A busy connection whose socket has taken nothing for this long gives
+/// way to a new one when every connection is busy, and gives its turn to a
+/// request waiting for one ([`super::turns`]).
 pub(super) const STALLED: Duration = Duration::from_secs(2);
 
 /// One open connection, as the registry and its task share it.
@@ -49,8 +51,6 @@ pub(super) const STALLED: Duration = Duration::from_secs(2);
 pub(super) struct ConnState {
     /// When the response in progress began ([`now_ms`]); 0 when none is.
     response_started_ms: AtomicU64,
-    /// When the response in progress last wrote to the socket, or began.
-    progress_ms: AtomicU64,
     /// Since when the socket has taken none of what was written to it; 0
     /// while it takes it.
     write_blocked_ms: AtomicU64,
@@ -69,9 +69,7 @@ impl ConnState {
     /// A request arrived: its response is in progress.
     pub(super) fn response_started(&self) {
         self.body_ended.store(false, Ordering::Release);
-        let now = now_ms();
-        self.progress_ms.store(now, Ordering::Release);
-        self.response_started_ms.store(now, Ordering::Release);
+        self.response_started_ms.store(now_ms(), Ordering::Release);
     }
 
     /// Keeps `what` (a finished body, and the turn it holds) until the
@@ -82,15 +80,6 @@ impl ConnState {
         if self.busy() {
             held.push(what);
         }
-    }
-
-    /// How long a response in progress has written nothing; None when no
-    /// response is in progress.
-    fn stalled_for(&self, now_ms: u64) -> Option<u64> {
-        if !self.busy() || self.closing.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(now_ms.saturating_sub(self.progress_ms.load(Ordering::Acquire)))
     }
 
     pub(super) fn body_ended(&self) {
@@ -108,13 +97,12 @@ impl ConnState {
         started != 0 && now_ms().saturating_sub(started) > deadline.as_millis() as u64
     }
 
-    /// A write to the socket: bytes taken are progress, none taken (the
-    /// client does not read) the start of a block.
+    /// A write to the socket: bytes taken end a block, none taken (the
+    /// client does not read) start one.
     fn wrote(&self, written: &Poll<io::Result<usize>>) {
         match written {
             Poll::Ready(Ok(n)) if *n > 0 => {
                 self.write_blocked_ms.store(0, Ordering::Release);
-                self.progress_ms.store(now_ms(), Ordering::Release);
             }
             Poll::Pending => {
                 let _ = self.write_blocked_ms.compare_exchange(
@@ -136,7 +124,12 @@ impl ConnState {
         (since != 0 && !self.closing.load(Ordering::Acquire)).then(|| now_ms.saturating_sub(since))
     }
 
-    /// Tells the connection to close; false if it was told already.
+    /// Told to close for good.
+    pub(super) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Tells the connection to close at once; false if it was told already.
     pub(super) fn close_for_good(&self) -> bool {
         let first = !self.closing.swap(true, Ordering::AcqRel);
         if first {
@@ -148,11 +141,13 @@ impl ConnState {
     /// Everything written so far reached the socket: if the body has ended,
     /// the response is complete.
     fn flushed(&self) {
+        // What finished bodies held: their bytes were in the write buffer
+        // before they were dropped, so any flush since has sent them.
+        let mut held = self.held.lock().expect("held lock");
         if self.body_ended.load(Ordering::Acquire) {
-            let mut held = self.held.lock().expect("held lock");
             self.response_started_ms.store(0, Ordering::Release);
-            held.clear();
         }
+        held.clear();
     }
 }
 
@@ -275,9 +270,13 @@ impl Conns {
             let (id, victim, closed) = match idle {
                 Some((id, c)) => (id, c, &self.stats.http_connections_closed_idle),
                 None => {
+                    // Only a socket that takes nothing: a request still
+                    // being worked on (rendered, waiting for its turn or
+                    // for the hub's round, its body coming in) is not
+                    // stalled.
                     let stalled = open
                         .iter()
-                        .filter_map(|(id, c)| Some((*id, c, c.stalled_for(now)?)))
+                        .filter_map(|(id, c)| Some((*id, c, c.write_blocked_for(now)?)))
                         .filter(|&(.., ms)| ms >= STALLED.as_millis() as u64)
                         .max_by_key(|&(.., ms)| ms);
                     let Some((id, c, _)) = stalled else {
@@ -289,10 +288,15 @@ impl Conns {
                     (id, c.clone(), &self.stats.http_connections_closed_stalled)
                 }
             };
-            // It leaves the registry now; its task closes it.
+            // It leaves the registry now; its task closes it (at once when
+            // stalled: a client that does not read finishes nothing).
             open.remove(&id);
             self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
-            victim.close.notify_one();
+            if victim.busy() {
+                victim.close_for_good();
+            } else {
+                victim.close.notify_one();
+            }
             closed.fetch_add(1, Ordering::Relaxed);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -336,9 +340,9 @@ mod tests {
         assert!(conns.admit().is_some());
     }
 
-    /// With every connection busy, the one that has written nothing for
-    /// longest gives way, once that is [`STALLED`]; one that is moving
-    /// does not.
+    /// With every connection busy, the one whose socket has taken nothing
+    /// for longest gives way, once that is [`STALLED`]; one whose socket
+    /// takes what it writes, or that writes nothing yet, does not.
     #[test]
     fn a_stalled_connection_makes_room_when_all_are_busy() {
         let stats = Arc::new(ServiceStats::default());
@@ -351,14 +355,15 @@ mod tests {
         for conn in [&a, &b, &c] {
             conn.state.response_started();
         }
-        let start = a.state.progress_ms.load(Ordering::Relaxed);
+        let start = now_ms();
         let stalled = STALLED.as_millis() as u64;
-        // b stalled first, c after it; a wrote just now.
-        b.state.progress_ms.store(start, Ordering::Relaxed);
-        c.state.progress_ms.store(start + 500, Ordering::Relaxed);
-        a.state
-            .progress_ms
-            .store(start + stalled, Ordering::Relaxed);
+        // b's socket stopped taking bytes first, c's after it; a's takes
+        // them (a request being worked on writes nothing and is not
+        // blocked either).
+        b.state.write_blocked_ms.store(start, Ordering::Relaxed);
+        c.state
+            .write_blocked_ms
+            .store(start + 500, Ordering::Relaxed);
         // Not stalled long enough yet: refused.
         assert!(conns.admit_at(start + stalled - 1).is_none());
         let _d = conns.admit_at(start + stalled + 600).unwrap();

@@ -253,10 +253,16 @@ pub async fn serve(
             let result = tokio::select! {
                 r = conn.as_mut() => r,
                 () = admitted.state.close.notified() => {
-                    // Made room for a newer connection: finish what is in
-                    // flight (briefly), then close.
-                    conn.as_mut().graceful_shutdown();
-                    tokio::time::timeout(Duration::from_secs(1), conn).await.unwrap_or(Ok(()))
+                    if admitted.state.closing() {
+                        // Stalled (its client reads nothing): there is
+                        // nothing it would finish.
+                        Ok(())
+                    } else {
+                        // Idle, made room for a newer connection: finish
+                        // what is in flight (briefly), then close.
+                        conn.as_mut().graceful_shutdown();
+                        tokio::time::timeout(Duration::from_secs(1), conn).await.unwrap_or(Ok(()))
+                    }
                 }
                 () = overdue => {
                     stats.http_responses_overdue.fetch_add(1, Ordering::Relaxed);

@@ -502,7 +502,7 @@ async fn mcp_route(
                 return too_large();
             }
             let wanted = declared.map_or(config.max_body_bytes, |n| n as usize);
-            let Some(_share) = state.bodies.take(wanted) else {
+            let Some(mut share) = state.bodies.take(wanted) else {
                 let mut resp = mcp_response(Reply::refusal(
                     503,
                     jsonrpc::INVALID_REQUEST,
@@ -535,6 +535,9 @@ async fn mcp_route(
                         ));
                     }
                 };
+            // Held while the request waits for its turn and is handled: at
+            // what the body is.
+            share.shrink_to(body.len());
             // Tool calls are large answers like any other: they take turns
             // with the REST ones (the permit lives as long as the reply).
             let permit = if mcp::calls_tools(&body) {

@@ -106,13 +106,23 @@ impl Turns {
     }
 
     /// Closes the holder whose socket has refused its answer longest, if
-    /// that is [`STALLED`] (one still rendering is not).
+    /// that is [`STALLED`] (one still rendering is not), unless one closed
+    /// so has not given its turn back yet.
     fn close_a_stalled_holder(&self) {
         let now = now_ms();
-        let holders = self.holders.lock().expect("holders lock");
+        let holders: Vec<Weak<ConnState>> = {
+            let holders = self.holders.lock().expect("holders lock");
+            holders.iter().map(|(_, conn)| conn.clone()).collect()
+        };
+        // Upgraded, and let go, with the lock released: the last reference
+        // to a connection that has just ended drops its turn, which takes
+        // the lock.
+        let holders: Vec<Arc<ConnState>> = holders.iter().filter_map(Weak::upgrade).collect();
+        if holders.iter().any(|conn| conn.closing()) {
+            return;
+        }
         let stalled = holders
             .iter()
-            .filter_map(|(_, conn)| conn.upgrade())
             .filter_map(|conn| {
                 let ms = conn.write_blocked_for(now)?;
                 (ms >= STALLED.as_millis() as u64).then_some((conn, ms))
