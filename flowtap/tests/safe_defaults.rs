@@ -346,11 +346,14 @@ fn aggregations_are_bounded_and_shared() {
 fn faults_are_counted_or_fatal_never_silent() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("inventory.json");
-    std::fs::copy(
-        common::project_root().join("demo/inventory.json"),
-        &inventory,
-    )
-    .unwrap();
+    let write_the_demo_s = || {
+        std::fs::copy(
+            common::project_root().join("demo/inventory.json"),
+            &inventory,
+        )
+        .unwrap()
+    };
+    write_the_demo_s();
     let server = Server::start(&[
         "-r",
         &demo(),
@@ -371,11 +374,7 @@ fn faults_are_counted_or_fatal_never_silent() {
         sample(&server.metrics(), "flowtap_inventory_reload_errors_total") >= 1.0
     });
     assert!(named(&server), "the previous mapping stays");
-    std::fs::copy(
-        common::project_root().join("demo/inventory.json"),
-        &inventory,
-    )
-    .unwrap();
+    write_the_demo_s();
     wait::until_holds(Duration::from_secs(10), "the fixed file counted", || {
         sample(&server.metrics(), "flowtap_inventory_reloads_total") >= 1.0
     });
@@ -389,11 +388,7 @@ fn faults_are_counted_or_fatal_never_silent() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(server.stderr.lock().unwrap().matches(removed).count(), 1);
     assert!(named(&server), "the names last read stay");
-    std::fs::copy(
-        common::project_root().join("demo/inventory.json"),
-        &inventory,
-    )
-    .unwrap();
+    write_the_demo_s();
     wait::until_holds(Duration::from_secs(10), "the new file read", || {
         sample(&server.metrics(), "flowtap_inventory_reloads_total") >= 2.0
     });
