@@ -607,8 +607,9 @@ fn a_large_answer_nobody_reads_keeps_its_turn() {
 
 /// Clients that send requests and read none of the answers can take every
 /// connection (`--http-max-connections`) of either listener, each with its
-/// answer in progress; the one that has written nothing longest then gives
-/// way to a newcomer, so the kubelet's probes and real queries are still
+/// answer in progress; the one whose socket has taken nothing for longest
+/// is then closed for a newcomer (or for a request waiting for its turn),
+/// so the kubelet's probes and real queries are still
 /// answered (before, every newcomer was refused 503 until the response
 /// timeout, 60 s, closed them: the probes failed and the pod restarted).
 #[test]
@@ -634,20 +635,19 @@ fn clients_that_never_read_lock_out_neither_probes_nor_queries() {
     wait::until_holds(Duration::from_secs(10), "a query answered", || {
         server.get("/mcp/flows/summary").status == 200
     });
-    // The scrape waits for a turn, every one held by a client that does
-    // not read: it takes one back.
+    // Each listener freed a connection from a client that does not read:
+    // closed for the newcomer, or for a request waiting for its turn.
     let metrics = server.metrics();
-    assert!(
-        sample(&metrics, "flowtap_http_connections_closed_stalled_total") >= 2.0,
-        "{metrics}"
-    );
-    assert!(
-        sample(
+    let freed = sample(&metrics, "flowtap_http_connections_closed_stalled_total")
+        + sample(
             &metrics,
-            "flowtap_http_turns_taken_back_total{answers=\"metrics\"}"
-        ) >= 1.0,
-        "{metrics}"
-    );
+            "flowtap_http_turns_taken_back_total{answers=\"metrics\"}",
+        )
+        + sample(
+            &metrics,
+            "flowtap_http_turns_taken_back_total{answers=\"large\"}",
+        );
+    assert!(freed >= 2.0, "{metrics}");
 }
 
 /// MCP request bodies are bounded one by one (`--mcp-max-request-bytes`,
