@@ -243,7 +243,7 @@ impl Inventory {
         pods: impl IntoIterator<Item = &'o Pod>,
         services: impl IntoIterator<Item = &'o Service> + Clone,
         slices: impl IntoIterator<Item = &'o EndpointSlice>,
-        nodes: impl IntoIterator<Item = &'o Node> + Clone,
+        nodes: impl IntoIterator<Item = &'o Node>,
     ) -> Inventory {
         // When two objects claim one address, the newer one's, then a
         // deterministic order: a finished pod whose status lags behind the
@@ -256,13 +256,13 @@ impl Inventory {
         };
         let mut pods: Vec<&Pod> = pods.into_iter().collect();
         pods.sort_by(|a, b| newest_first(&a.metadata, &b.metadata));
-        let mut nodes_in_order: Vec<&Node> = nodes.clone().into_iter().collect();
+        let mut nodes_in_order: Vec<&Node> = nodes.into_iter().collect();
         nodes_in_order.sort_by(|a, b| newest_first(&a.metadata, &b.metadata));
 
         let mut inv = Inventory {
             pods: pods.len(),
             services: services.clone().into_iter().count(),
-            nodes: nodes.clone().into_iter().count(),
+            nodes: nodes_in_order.len(),
             complete: true,
             ..Inventory::default()
         };

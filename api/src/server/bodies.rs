@@ -18,10 +18,9 @@ pub struct Bodies {
     stats: Arc<ServiceStats>,
 }
 
-/// A body's share of the bound, given back when dropped.
+/// A body's share of the bound (a byte a permit), given back when dropped.
 pub struct BodyShare {
     permit: OwnedSemaphorePermit,
-    bytes: u64,
     stats: Arc<ServiceStats>,
 }
 
@@ -30,17 +29,15 @@ impl BodyShare {
     /// a body may be; once read, it holds what it is), giving the rest
     /// back.
     pub fn shrink_to(&mut self, bytes: usize) {
-        let keep = u64::try_from(bytes.max(1)).unwrap_or(u64::MAX);
-        let Some(excess) = self.bytes.checked_sub(keep).filter(|&e| e > 0) else {
-            return;
-        };
+        let excess = self.permit.num_permits().saturating_sub(bytes.max(1));
         // Within the share: `split` takes no more than it holds.
-        if let Some(given_back) = self.permit.split(excess as usize) {
+        if excess > 0
+            && let Some(given_back) = self.permit.split(excess)
+        {
             drop(given_back);
-            self.bytes = keep;
             self.stats
                 .request_body_bytes_held
-                .fetch_sub(excess, Ordering::Relaxed);
+                .fetch_sub(excess as u64, Ordering::Relaxed);
         }
     }
 }
@@ -49,13 +46,14 @@ impl Drop for BodyShare {
     fn drop(&mut self) {
         self.stats
             .request_body_bytes_held
-            .fetch_sub(self.bytes, Ordering::Relaxed);
+            .fetch_sub(self.permit.num_permits() as u64, Ordering::Relaxed);
     }
 }
 
 impl Bodies {
     pub fn new(max_bytes: usize, stats: Arc<ServiceStats>) -> Bodies {
-        // A semaphore counts at most u32::MAX - 3 bytes... and at least one.
+        // A share is taken in one go, at most `u32::MAX` permits: no more
+        // bytes than that can be held (and at least one).
         let max_bytes = max_bytes.clamp(1, u32::MAX as usize);
         stats
             .request_body_bytes_capacity
@@ -76,7 +74,6 @@ impl Bodies {
             .fetch_add(u64::from(n), Ordering::Relaxed);
         Some(BodyShare {
             permit,
-            bytes: u64::from(n),
             stats: self.stats.clone(),
         })
     }

@@ -117,11 +117,16 @@ impl ConnState {
     }
 
     /// How long the socket has taken nothing of what the connection has to
-    /// write; None while it takes it (or nothing is written), or once the
-    /// connection was told to close for good.
-    pub(super) fn write_blocked_for(&self, now_ms: u64) -> Option<u64> {
+    /// write, once that is [`STALLED`] at least; None while it takes it (or
+    /// nothing is written), before then, or once the connection was told to
+    /// close for good.
+    pub(super) fn stalled_for(&self, now_ms: u64) -> Option<u64> {
         let since = self.write_blocked_ms.load(Ordering::Acquire);
-        (since != 0 && !self.closing.load(Ordering::Acquire)).then(|| now_ms.saturating_sub(since))
+        let blocked = now_ms.saturating_sub(since);
+        (since != 0
+            && !self.closing.load(Ordering::Acquire)
+            && blocked >= STALLED.as_millis() as u64)
+            .then_some(blocked)
     }
 
     /// Told to close for good.
@@ -263,12 +268,18 @@ impl Conns {
         let mut open = self.open.lock().expect("connections lock");
         if open.len() >= self.max {
             // Ids grow with time: the first idle one is the oldest.
-            let idle = open
-                .iter()
-                .find(|(_, c)| !c.busy())
-                .map(|(id, c)| (*id, c.clone()));
-            let (id, victim, closed) = match idle {
-                Some((id, c)) => (id, c, &self.stats.http_connections_closed_idle),
+            let idle = open.iter().find(|(_, c)| !c.busy());
+            // It leaves the registry now; its task closes it: an idle one
+            // after what is in flight, a stalled one at once (a client
+            // that does not read finishes nothing).
+            let id = match idle {
+                Some((&id, victim)) => {
+                    victim.close.notify_one();
+                    self.stats
+                        .http_connections_closed_idle
+                        .fetch_add(1, Ordering::Relaxed);
+                    id
+                }
                 None => {
                     // Only a socket that takes nothing: a request still
                     // being worked on (rendered, waiting for its turn or
@@ -276,28 +287,23 @@ impl Conns {
                     // stalled.
                     let stalled = open
                         .iter()
-                        .filter_map(|(id, c)| Some((*id, c, c.write_blocked_for(now)?)))
-                        .filter(|&(.., ms)| ms >= STALLED.as_millis() as u64)
+                        .filter_map(|(id, c)| Some((*id, c, c.stalled_for(now)?)))
                         .max_by_key(|&(.., ms)| ms);
-                    let Some((id, c, _)) = stalled else {
+                    let Some((id, victim, _)) = stalled else {
                         self.stats
                             .http_connections_refused
                             .fetch_add(1, Ordering::Relaxed);
                         return None;
                     };
-                    (id, c.clone(), &self.stats.http_connections_closed_stalled)
+                    victim.close_for_good();
+                    self.stats
+                        .http_connections_closed_stalled
+                        .fetch_add(1, Ordering::Relaxed);
+                    id
                 }
             };
-            // It leaves the registry now; its task closes it (at once when
-            // stalled: a client that does not read finishes nothing).
             open.remove(&id);
             self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
-            if victim.busy() {
-                victim.close_for_good();
-            } else {
-                victim.close.notify_one();
-            }
-            closed.fetch_add(1, Ordering::Relaxed);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState::default());

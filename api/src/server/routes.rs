@@ -10,8 +10,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_LENGTH, CONTENT_TYPE,
-    HOST, HeaderMap, HeaderValue, ORIGIN, RETRY_AFTER, VARY,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_TYPE, HOST, HeaderMap,
+    HeaderValue, ORIGIN, RETRY_AFTER, VARY,
 };
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 
@@ -493,11 +493,8 @@ async fn mcp_route(
             };
             // A length declared past the bound is refused before a byte is
             // read (and before `Expect: 100-continue` is answered).
-            let declared = parts
-                .headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
+            // hyper's reading of `Content-Length` (none for a chunked body).
+            let declared = hyper::body::Body::size_hint(&body).exact();
             if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
                 return too_large();
             }

@@ -9,7 +9,8 @@
 //! A client that asks and then stops reading would keep its turn until the
 //! response deadline (a minute), and a few such clients every turn: while
 //! a request waits, the holder whose socket has taken nothing for longest,
-//! once that is [`STALLED`], is closed, and its turn goes to the next.
+//! once that is [`STALLED`](super::conns::STALLED), is closed, and its turn
+//! goes to the next.
 //!
 //! [`LARGE_ANSWER`]: super::LARGE_ANSWER
 
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::conns::{ConnState, STALLED, now_ms};
+use super::conns::{ConnState, now_ms};
 
 /// How often a waiting request looks for a stalled holder.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
@@ -106,8 +107,8 @@ impl Turns {
     }
 
     /// Closes the holder whose socket has refused its answer longest, if
-    /// that is [`STALLED`] (one still rendering is not), unless one closed
-    /// so has not given its turn back yet.
+    /// that is [`STALLED`](super::conns::STALLED) (one still rendering is
+    /// not), unless one closed so has not given its turn back yet.
     fn close_a_stalled_holder(&self) {
         let now = now_ms();
         let holders: Vec<Weak<ConnState>> = {
@@ -123,10 +124,7 @@ impl Turns {
         }
         let stalled = holders
             .iter()
-            .filter_map(|conn| {
-                let ms = conn.write_blocked_for(now)?;
-                (ms >= STALLED.as_millis() as u64).then_some((conn, ms))
-            })
+            .filter_map(|conn| Some((conn, conn.stalled_for(now)?)))
             .max_by_key(|(_, ms)| *ms);
         if let Some((conn, _)) = stalled
             && conn.close_for_good()
