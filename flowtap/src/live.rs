@@ -146,9 +146,9 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     let infos: Vec<Arc<LiveInfo>> = captures.iter().map(|c| c.info.clone()).collect();
     {
         // Its coverage counts what the kernel dropped for its sockets, the
-        // frames of queues it has no socket on and those the NIC missed
-        // (the last two also metrics, kept up to date here, at each
-        // snapshot).
+        // frames of queues it has no socket on, those the NIC missed and
+        // those host mode's mirror veth dropped (the last three also
+        // metrics, kept up to date here, at each snapshot).
         let name = setup::node_name(cli);
         let infos = infos.clone();
         let mut publisher = publisher.lock().expect("publisher lock");
@@ -162,6 +162,8 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
                 stats.xdp_unbound_frames.store(unbound, Ordering::Relaxed);
                 let missed = sum(|i| i.nic_missed.load(Ordering::Relaxed));
                 stats.nic_rx_missed.store(missed, Ordering::Relaxed);
+                let mirror = sum(|i| i.link.mirror_dropped.load(Ordering::Relaxed));
+                stats.mirror_veth_dropped.store(mirror, Ordering::Relaxed);
                 let dropped = sum(|i| {
                     i.queues
                         .iter()
@@ -171,7 +173,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
                         })
                         .sum()
                 });
-                dropped + unbound + missed
+                dropped + unbound + missed + mirror
             })),
         );
     }
@@ -251,6 +253,17 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     let published = publisher.lock().expect("publisher lock").stats();
     let stall = StallWatch::new(cli.stall_timeout, interval);
     let outcome = service.run_until_signal(|| {
+        // Ready while every interface can receive: a mirror port that went
+        // down must not read as a quiet network (a hub names an agent that
+        // is not ready missing).
+        let down = infos
+            .iter()
+            .filter(|i| !i.link.up.load(Ordering::Relaxed))
+            .count();
+        published
+            .interfaces_down
+            .store(down as u64, Ordering::Relaxed);
+        service.set_ready_to(down == 0);
         pipeline
             .failure()
             .or_else(|| stall.check(published.snapshots.load(Ordering::Relaxed), Instant::now()))

@@ -154,7 +154,13 @@ impl Service {
 
     /// Marks the service ready for /readyz.
     pub(crate) fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+        self.set_ready_to(true);
+    }
+
+    /// Marks the service ready for /readyz, or not (live capture, while an
+    /// interface cannot receive).
+    pub(crate) fn set_ready_to(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
     }
 
     /// Blocks until SIGINT, SIGTERM or SIGHUP, or until `failure` (asked every

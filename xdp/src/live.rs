@@ -15,6 +15,7 @@ use pipeline::wire::dissect::LinkType;
 use xdpilone::xdp::XdpStatisticsV2;
 
 use crate::error::LiveError;
+use crate::link::{LinkState, LinkWatch, MirrorPair};
 use crate::netdev::{self, MirrorVeth, mtu, rx_queues};
 use crate::program::{Programs, UnboundFrames, mode_name};
 use crate::sys;
@@ -239,6 +240,11 @@ pub struct LiveInfo {
     /// Host mode: the watched interface's index. Its TC programs go with
     /// it, while the capture veth lives on: the workers look for it.
     pub watched_ifindex: Option<u32>,
+    /// The interface of `capture_iface`, by index (a name can change).
+    pub capture_ifindex: u32,
+    /// Whether the watched interface can receive, and host mode's mirror
+    /// drops (the first queue's worker keeps them up to date).
+    pub link: LinkState,
 }
 
 pub struct LiveCapture {
@@ -375,16 +381,25 @@ impl LiveCapture {
             watched_ifindex: (config.mode == Mode::Host).then_some(watched),
             unbound_frames: AtomicU64::new(0),
             nic_missed: AtomicU64::new(0),
+            capture_ifindex: capture_index,
+            link: LinkState::new(),
         });
         // Read by the first queue's worker, with its socket's counters.
         let mut unbound = Some(programs.unbound_frames()?);
         let mut nic_missed = netdev::rx_missed(&config.iface).map(netdev::MissedSince::new);
+        let mirror = veth.as_ref().map(|v| MirrorPair {
+            mirror: v.mirror.clone(),
+            capture: v.capture.clone(),
+            mtu,
+        });
+        let mut link = Some(LinkWatch::new(&config.iface, mirror));
         let sources = sockets
             .into_iter()
             .enumerate()
             .map(|(i, (socket, wake))| XskSource {
                 unbound: if i == 0 { unbound.take() } else { None },
                 nic_missed: if i == 0 { nic_missed.take() } else { None },
+                link: if i == 0 { link.take() } else { None },
                 socket,
                 wake,
                 info: info.clone(),
@@ -481,6 +496,8 @@ pub struct XskSource {
     /// The NIC's missed frames since flowtap started (the first queue's
     /// source reads them; `None` where the driver does not count them).
     nic_missed: Option<netdev::MissedSince>,
+    /// The watched interface's state (the first queue's source checks it).
+    link: Option<LinkWatch>,
     socket: RxSocket,
     wake: Arc<SocketWake>,
     info: Arc<LiveInfo>,
@@ -508,6 +525,9 @@ impl XskSource {
                 .nic_missed
                 .store(missed.read(now), Ordering::Relaxed);
         }
+        if let Some(link) = &mut self.link {
+            link.check(&self.info.link);
+        }
     }
 
     /// Why the socket is broken, if it is: an error poll(2) reported, or
@@ -532,6 +552,11 @@ impl XskSource {
             },
         };
         let queue = self.info.queues[self.index].queue;
+        if !sys::if_exists(self.info.capture_ifindex) {
+            // Deleted, or moved to another network namespace: the socket
+            // says only that its network is down.
+            return Some(format!("the interface {} is gone", self.info.capture_iface));
+        }
         Some(format!(
             "the AF_XDP socket of {} queue {queue} failed: {error}",
             self.info.capture_iface

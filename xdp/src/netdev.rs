@@ -184,6 +184,12 @@ fn read_counter(path: &std::path::Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Frames `iface` dropped on sending (its `tx_dropped`): for a veth, those
+/// its peer could not take (longer than the peer's MTU, or no room).
+pub fn tx_dropped(iface: &str) -> Option<u64> {
+    read_counter(&sysfs(iface).join("statistics/tx_dropped"))
+}
+
 /// Whether `iface` is administratively up (IFF_UP in its sysfs `flags`).
 pub fn is_up(iface: &str) -> std::io::Result<bool> {
     let flags = std::fs::read_to_string(sysfs(iface).join("flags"))?;

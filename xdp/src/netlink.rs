@@ -166,6 +166,14 @@ pub fn set_up(index: u32) -> io::Result<()> {
     sock.request(m.finish())
 }
 
+/// Sets the MTU of interface `index` (`ip link set DEV mtu MTU`).
+pub fn set_mtu(index: u32, mtu: u32) -> io::Result<()> {
+    let sock = NetlinkSocket::open()?;
+    let mut m = Message::new(RTM_NEWLINK, 0);
+    m.ifinfo(index as i32, 0, 0).attr_u32(IFLA_MTU, mtu);
+    sock.request(m.finish())
+}
+
 /// Gives interface `index` no IPv6 address of its own (`ip link set DEV
 /// addrgenmode none`), so that it sends nothing: no duplicate address
 /// detection, router solicitation or multicast listener report. Through

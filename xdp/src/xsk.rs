@@ -244,8 +244,11 @@ const BUSY_QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// Opens, maps the ring (`map`) and binds, trying zero-copy first in
 /// `BindMode::Auto` and falling back to copy mode, and (unless the config
 /// rules it out) multi-buffer first in each (a kernel before 6.6, or a
-/// zero-copy driver without it, refuses); while the queue is busy, tries
-/// again for up to [`BUSY_QUEUE_WAIT`].
+/// zero-copy driver without it, refuses). While the queue is busy, the
+/// same combination is tried again for up to [`BUSY_QUEUE_WAIT`]: a busy
+/// queue refuses every combination, and settling for the next one once it
+/// is free would bind without multi-buffer (or without zero-copy) for no
+/// reason (a restart right after a crash did).
 fn open_bound<R>(
     ifindex: u32,
     queue: u32,
@@ -264,10 +267,10 @@ fn open_bound<R>(
         &[false]
     };
     let deadline = Instant::now() + BUSY_QUEUE_WAIT;
-    loop {
-        let mut last = io::Error::other("no bind attempted");
-        for &zero_copy in attempts {
-            for &multi_buffer in buffers {
+    let mut last = io::Error::other("no bind attempted");
+    for &zero_copy in attempts {
+        for &multi_buffer in buffers {
+            loop {
                 let parts = open_parts(ifindex, queue, config, rx, zero_copy, multi_buffer)?;
                 let ring = map(&parts.user).map_err(errno)?;
                 match parts.device.bind(&parts.user) {
@@ -277,13 +280,14 @@ fn open_bound<R>(
                         tracing::debug!(queue, zero_copy, multi_buffer, error = %last, "AF_XDP bind failed");
                     }
                 }
+                if last.kind() != io::ErrorKind::ResourceBusy || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
-        if last.kind() != io::ErrorKind::ResourceBusy || Instant::now() >= deadline {
-            return Err(last);
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
+    Err(last)
 }
 
 /// A receiving AF_XDP socket on one rx queue.

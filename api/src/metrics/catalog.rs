@@ -551,6 +551,18 @@ pub const CATALOG: &[Metric] = &[
         stat!(nic_rx_missed)
     ),
     metric!(
+        "flowtap_mirror_veth_dropped_frames",
+        Counter,
+        "Host mode: frames the mirror veth dropped before capture (the tx_dropped of ftm<ifindex>: longer than its MTU, which follows the watched interface's within a quarter of a second, or no room); counted in capture_drops.",
+        stat!(mirror_veth_dropped)
+    ),
+    metric!(
+        "flowtap_interfaces_down",
+        Gauge,
+        "Interfaces of -i now down or without a link (carrier): nothing arrives from them, and /readyz answers 503 while any is; checked four times a second.",
+        stat!(interfaces_down)
+    ),
+    metric!(
         "flowtap_hub_feed_room_bytes",
         Gauge,
         "Hub: bytes of agents' feeds held at once, fetched and not yet decoded, at most (--max-feed-bytes-held; 0 on an agent).",

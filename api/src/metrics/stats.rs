@@ -68,6 +68,10 @@ pub struct ServiceStats {
     pub xdp_unbound_frames: AtomicU64,
     /// Frames the capture interface's NIC missed since flowtap started.
     pub nic_rx_missed: AtomicU64,
+    /// Host mode: frames the mirror veth dropped before capture.
+    pub mirror_veth_dropped: AtomicU64,
+    /// Capture interfaces now down or without a link.
+    pub interfaces_down: AtomicU64,
     /// A hub's room for feeds held at once (`--max-feed-bytes-held`).
     pub hub_feed_room_bytes: AtomicU64,
     /// A hub's pulls that waited for that room.

@@ -293,6 +293,19 @@ impl LiveFlowtap {
         self.curl(&self.admin, target)
     }
 
+    /// The HTTP status of GET `target` on the admin listener.
+    pub(crate) fn admin_status(&self, target: &str) -> u16 {
+        let url = format!("http://{}{target}", self.admin);
+        let out = check(
+            &format!("curl {url}"),
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns, "curl", "-sS", "-o", "/dev/null"])
+                .args(["-w", "%{http_code}", &url])
+                .output(),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     fn curl(&self, addr: &str, target: &str) -> String {
         let url = format!("http://{addr}{target}");
         let out = check(

@@ -150,7 +150,7 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    // Ethernet whatever the files' link type: frames are sent as they are.
+    // Frames are sent as they are: Ethernet only (refused otherwise below).
     let mut sent_log = match &args.sent {
         Some(path) => Some(
             File::create(path)
@@ -182,6 +182,16 @@ fn main() -> anyhow::Result<()> {
                             next_due += *interval;
                         }
                         Pace::Max => {}
+                    }
+                    if frame.link != LinkType::Ethernet {
+                        // Sent as they are, other link layers' frames would
+                        // reach the receiver as garbage Ethernet.
+                        result = Err(anyhow::anyhow!(
+                            "{}: a {:?} frame, not Ethernet: pcap-replay sends Ethernet frames only",
+                            path.display(),
+                            frame.link
+                        ));
+                        return;
                     }
                     let q = queue_for(
                         args.spread,

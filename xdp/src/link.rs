@@ -1,0 +1,127 @@
+//! The watched interface while capturing. Whether frames can arrive at all
+//! (up, with a link: the start refuses an interface that is down, and one
+//! that goes down later must not read as a quiet network), and in host
+//! mode the mirror veth kept as wide as the watched interface (a veth drops
+//! a frame longer than its MTU, so jumbo frames after an MTU change would
+//! be lost) with what it dropped counted. The first queue's worker checks,
+//! with its socket's counters, four times a second.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::{netdev, netlink, sys};
+
+/// What the check finds, for readiness, metrics and the coverage.
+#[derive(Debug)]
+pub struct LinkState {
+    /// The watched interface is up with a link (or says nothing of its
+    /// link): frames can arrive.
+    pub up: AtomicBool,
+    /// Host mode: frames the mirror veth dropped before capture since it
+    /// was made (counted in capture_drops).
+    pub mirror_dropped: AtomicU64,
+}
+
+impl LinkState {
+    pub(crate) fn new() -> LinkState {
+        LinkState {
+            up: AtomicBool::new(true),
+            mirror_dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Host mode's pair, as the check keeps it.
+#[derive(Debug)]
+pub(crate) struct MirrorPair {
+    /// The end the node's traffic is cloned into, and the end captured.
+    pub mirror: String,
+    pub capture: String,
+    /// The MTU both ends have.
+    pub mtu: u32,
+}
+
+/// The check, held by the first queue's source.
+#[derive(Debug)]
+pub(crate) struct LinkWatch {
+    iface: String,
+    mirror: Option<MirrorPair>,
+    /// An MTU the pair could not take: said once, not tried again.
+    refused_mtu: Option<u32>,
+}
+
+/// Whether frames can arrive on `iface`; `None` when it cannot be read
+/// (renamed, or gone: the sockets' failure says that).
+fn can_receive(iface: &str) -> Option<bool> {
+    let up = netdev::is_up(iface).ok()?;
+    Some(up && netdev::has_carrier(iface) != Some(false))
+}
+
+impl LinkWatch {
+    pub(crate) fn new(iface: &str, mirror: Option<MirrorPair>) -> LinkWatch {
+        LinkWatch {
+            iface: iface.to_owned(),
+            mirror,
+            refused_mtu: None,
+        }
+    }
+
+    pub(crate) fn check(&mut self, state: &LinkState) {
+        if let Some(up) = can_receive(&self.iface)
+            && state.up.swap(up, Ordering::Relaxed) != up
+        {
+            if up {
+                tracing::info!(interface = %self.iface, "the interface is up with a link again: capturing");
+            } else {
+                tracing::warn!(
+                    interface = %self.iface,
+                    "the interface went down or lost its link: nothing arrives until it is back, \
+                     and /readyz answers 503 meanwhile (flowtap_interfaces_down)"
+                );
+            }
+        }
+        if let Some(pair) = &mut self.mirror {
+            if let Some(dropped) = netdev::tx_dropped(&pair.mirror) {
+                state.mirror_dropped.store(dropped, Ordering::Relaxed);
+            }
+            follow_mtu(&self.iface, pair, &mut self.refused_mtu);
+        }
+    }
+}
+
+/// Gives the pair the watched interface's MTU when it changed.
+fn follow_mtu(iface: &str, pair: &mut MirrorPair, refused: &mut Option<u32>) {
+    let Ok(mtu) = netdev::mtu(iface) else {
+        return;
+    };
+    if mtu == pair.mtu || *refused == Some(mtu) {
+        return;
+    }
+    // The captured end first when widening (a frame the mirror end takes
+    // must fit it), the mirror end first when narrowing.
+    let order = if mtu > pair.mtu {
+        [&pair.capture, &pair.mirror]
+    } else {
+        [&pair.mirror, &pair.capture]
+    };
+    let set = order
+        .into_iter()
+        .try_for_each(|name| sys::if_index(name).and_then(|index| netlink::set_mtu(index, mtu)));
+    match set {
+        Ok(()) => {
+            tracing::info!(interface = %iface, mtu, was = pair.mtu, "the interface's MTU changed: the mirror veth follows");
+            pair.mtu = mtu;
+            *refused = None;
+        }
+        Err(e) => {
+            tracing::warn!(
+                interface = %iface,
+                mtu,
+                error = %e,
+                "the interface's MTU changed and the mirror veth could not follow: frames longer than {} bytes \
+                 are dropped there (flowtap_mirror_veth_dropped_frames, counted in capture_drops)",
+                pair.mtu
+            );
+            *refused = Some(mtu);
+        }
+    }
+}
