@@ -6,6 +6,7 @@ machine's noise spreads over all tools alike, and the median is reported.
 Peak RSS comes from the kernel (wait4's ru_maxrss of the tool's process).
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -39,6 +40,18 @@ def capture_seconds(path: Path) -> float:
     return float(re.search(r"Capture duration:\s*([\d.]+) seconds", out.stdout).group(1))
 
 
+def generator_identity(capgen: Path) -> str:
+    """What decides the frames capgen writes: its sources' git tree (clean,
+    so rebuilding unchanged sources keeps the cached captures), else the
+    binary itself."""
+    src = Path(__file__).resolve().parents[2] / "tools" / "capgen"
+    tree = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD:tools/capgen"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."], capture_output=True, text=True)
+    if tree.returncode == 0 and dirty.returncode == 0 and not dirty.stdout.strip():
+        return f"capgen tree {tree.stdout.strip()}"
+    return f"capgen binary {hashlib.sha256(capgen.read_bytes()).hexdigest()}"
+
+
 def generate(capgen: Path, data: Path, name: str, spec: tuple, seed: int = 7) -> dict:
     packets, concurrent, clients, servers, *scale = spec
     path = data / f"{name}.pcap"
@@ -48,10 +61,13 @@ def generate(capgen: Path, data: Path, name: str, spec: tuple, seed: int = 7) ->
         *(["--time-scale", str(scale[0])] if scale else []),
     ]
     stamp = data / f"{name}.args"
-    # Regenerate only when the file is missing or was made with other arguments.
-    if not path.exists() or not stamp.exists() or stamp.read_text() != " ".join(args[3:]):
+    made_by = " ".join(args[3:]) + f" by {generator_identity(capgen)}"
+    # Regenerate only when the file is missing or was made with other
+    # arguments or another generator (a change to capgen's traffic changes
+    # the capture the same arguments give).
+    if not path.exists() or not stamp.exists() or stamp.read_text() != made_by:
         subprocess.run(args, check=True)
-        stamp.write_text(" ".join(args[3:]))
+        stamp.write_text(made_by)
     return {
         "path": path,
         "packets": packets,

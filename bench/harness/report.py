@@ -27,7 +27,7 @@ def tables(res: dict) -> str:
            f"median of up to {res['runs']} interleaved runs{' (quick mode)' if res['quick'] else ''}.\n"]
     binaries = res.get("binaries", {})
     if binaries:
-        out.append("Measured: " + "; ".join(f"{section} by {version}" for section, version in sorted(binaries.items())) + ".\n")
+        out.append("Measured: " + "; ".join(f"{section} by {measured}" for section, measured in sorted(binaries.items())) + ".\n")
     for name, cap in res.get("offline", {}).items():
         out.append(f"\n### Offline: {name} ({describe(cap['packets'], res['captures'][name]['spec'])})\n\n")
         out.append(table(

@@ -91,7 +91,10 @@ def main() -> int:
     # Which flowtap each section measured (`flowtap --version` names its
     # commit): a partial run keeps the other sections of an earlier build.
     version = subprocess.run([str(bins["flowtap"]), "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    results["binaries"] = {**results.get("binaries", {}), **{s: version for s in sections}}
+    # and when: the machine's date is this run's, and a partial run's
+    # other sections were measured earlier.
+    measured = f"{version}, {results['machine']['date']}"
+    results["binaries"] = {**results.get("binaries", {}), **{s: measured for s in sections}}
     # The hub section serves its own stand-in agents, the duration sweep makes
     # its own captures; every other reads these.
     captures = {}

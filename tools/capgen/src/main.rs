@@ -27,10 +27,14 @@ struct Args {
     /// Mean data packets per connection.
     #[arg(long, default_value_t = 20)]
     mean_data_packets: u32,
-    /// Distinct client addresses.
+    /// Distinct client hosts. Each has an IPv4 address in 198.18.0.0/16 and
+    /// an IPv6 one in 2001:db8::/48 (a fifth of connections use IPv6), so a
+    /// capture can hold up to twice as many client addresses; the /16 holds
+    /// 65,536, and clients past that share IPv4 addresses.
     #[arg(long, default_value_t = 2_000)]
     clients: u32,
-    /// Distinct server addresses.
+    /// Distinct server hosts, addressed as clients are (198.19.0.0/16 and
+    /// 2001:db8:1::/48).
     #[arg(long, default_value_t = 100)]
     servers: u32,
     #[arg(long, default_value_t = 1)]
