@@ -473,7 +473,7 @@ pub(crate) struct ServeArgs {
     /// they connected to (repeatable, or comma-separated; `*` allows any),
     /// e.g. the name of a Kubernetes Service in front of flowtap. Other
     /// Host headers get 403 (DNS-rebinding protection).
-    #[arg(long, value_name = "HOST", value_delimiter = ',', env = "FLOWTAP_ALLOWED_HOST", help_heading = API)]
+    #[arg(long, value_name = "HOST", value_delimiter = ',', value_parser = parse_list_entry, env = "FLOWTAP_ALLOWED_HOST", help_heading = API)]
     pub allowed_host: Vec<String>,
 
     /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
@@ -508,8 +508,10 @@ pub(crate) struct ServeArgs {
     pub http_max_connections: usize,
 
     /// The largest `limit` a /mcp/flows request may ask for (larger ones get
-    /// 400; --dump has no cap). MCP tool calls are capped at 1000.
-    #[arg(long, value_name = "N", default_value_t = 100_000, env = "FLOWTAP_HTTP_MAX_LIMIT", help_heading = API)]
+    /// 400; --dump has no cap), at least 1000 (the default page of
+    /// /mcp/workloads: a request without a limit is always answered). MCP
+    /// tool calls are capped at 1000.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1000..), env = "FLOWTAP_HTTP_MAX_LIMIT", help_heading = API)]
     pub http_max_limit: usize,
 
     /// Large answers (over 1000 flows or workloads, MCP tool calls, a hub's
@@ -536,7 +538,7 @@ pub(crate) struct ServeArgs {
     /// Browser origins allowed besides loopback ones (repeatable, or
     /// comma-separated; `*` allows any). Requests with another Origin header
     /// get 403 (DNS-rebinding protection).
-    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', env = "FLOWTAP_ALLOWED_ORIGIN", help_heading = API)]
+    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', value_parser = parse_list_entry, env = "FLOWTAP_ALLOWED_ORIGIN", help_heading = API)]
     pub allowed_origin: Vec<String>,
 
     /// Messages one MCP JSON-RPC batch may hold; larger batches are refused.
@@ -587,7 +589,7 @@ pub(crate) struct NamesArgs {
     /// Follow pods, services, EndpointSlices and nodes through the
     /// Kubernetes API (in a pod, with its service account; elsewhere, with
     /// KUBECONFIG) instead of reading --k8s-inventory.
-    #[arg(long, env = "FLOWTAP_K8S_WATCH", conflicts_with = "k8s_inventory", help_heading = K8S)]
+    #[arg(long, env = "FLOWTAP_K8S_WATCH", help_heading = K8S)]
     pub k8s_watch: bool,
 
     /// Kubernetes objects the watch keeps at most (all kinds together);
@@ -605,7 +607,7 @@ pub(crate) struct NamesArgs {
 
     /// The cluster's address ranges (repeatable, or comma-separated); servers
     /// outside all of them are external egress.
-    #[arg(long, value_name = "CIDR", value_delimiter = ',', env = "FLOWTAP_CLUSTER_CIDR", help_heading = K8S)]
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = parse_cidr, env = "FLOWTAP_CLUSTER_CIDR", help_heading = K8S)]
     pub cluster_cidr: Vec<IpNetwork>,
 }
 
@@ -741,12 +743,32 @@ fn parse_frame_size(text: &str) -> Result<u32, String> {
 }
 
 /// A name a hub takes (one it would refuse in this flowtap's feed is
-/// refused at start instead).
+/// refused at start instead); not empty, which would name no node.
 fn parse_node_name(text: &str) -> Result<String, String> {
     match api::feed::name_problem(text) {
+        _ if text.is_empty() => Err(
+            "an empty name: give the node's name, or leave the option out for the host name"
+                .to_owned(),
+        ),
         Some(problem) => Err(format!("not a name ({problem})")),
         None => Ok(text.to_owned()),
     }
+}
+
+/// One entry of a comma-separated list, without the spaces around it
+/// (`a.example, b.example`): kept, ` b.example` matched no Host header.
+fn parse_list_entry(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("an empty entry (a comma too many?)".to_owned()),
+        entry => Ok(entry.to_owned()),
+    }
+}
+
+/// An address range of a comma-separated list, spaces around it allowed.
+fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
+    text.trim()
+        .parse()
+        .map_err(|e| format!("{:?} is not an address range: {e}", text.trim()))
 }
 
 /// Seconds: a finite, non-negative number (a duration that fits).

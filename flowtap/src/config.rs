@@ -33,8 +33,75 @@ impl std::fmt::Display for Settings {
     }
 }
 
+/// Options of which one is given: the source (`-r` or `-i`), the names
+/// (a file or the watch). One named on the command line overrides the
+/// others' environment variables and file keys, as a flag overrides its
+/// own (a DaemonSet's `FLOWTAP_INTERFACE` must not make `-r` an error).
+const ONE_OF: [[&str; 2]; 2] = [["read", "interface"], ["k8s_inventory", "k8s_watch"]];
+
+/// Whether `args` name option `arg` (`--long`, `--long=V`, `-s`, `-sV`).
+fn on_command_line(args: &[OsString], arg: &clap::Arg) -> bool {
+    args.iter().skip(1).filter_map(|a| a.to_str()).any(|a| {
+        let long = arg.get_long().is_some_and(|long| {
+            a.strip_prefix("--")
+                .is_some_and(|rest| rest == long || rest.starts_with(&format!("{long}=")))
+        });
+        let short = arg.get_short().is_some_and(|short| {
+            !a.starts_with("--")
+                && a.strip_prefix('-')
+                    .is_some_and(|rest| rest.starts_with(short))
+        });
+        long || short
+    })
+}
+
+/// `command` without the environment variables of the options that one
+/// named on the command line overrides ([`ONE_OF`]).
+fn one_of_overridden(command: clap::Command, args: &[OsString]) -> clap::Command {
+    let strip = |mut command: clap::Command| {
+        for set in ONE_OF {
+            let given = |id: &str| {
+                command
+                    .get_arguments()
+                    .find(|a| a.get_id() == id)
+                    .is_some_and(|a| on_command_line(args, a))
+            };
+            if let Some(named) = set.iter().find(|id| given(id)) {
+                for other in set.iter().filter(|id| *id != named) {
+                    if command.get_arguments().any(|a| a.get_id() == *other) {
+                        command = command.mut_arg(*other, |a| a.env(None));
+                    }
+                }
+            }
+        }
+        command
+    };
+    let mut command = strip(command);
+    if command.find_subcommand("hub").is_some() {
+        command = command.mut_subcommand("hub", strip);
+    }
+    command
+}
+
+/// Whether the file's value of `id` gives way to another option of its
+/// [`ONE_OF`] set that the command line or environment set.
+fn overridden_by_one_of(id: &str, matches: &ArgMatches) -> bool {
+    ONE_OF
+        .iter()
+        .filter(|set| set.contains(&id))
+        .flat_map(|set| set.iter().filter(|other| **other != id))
+        .any(|other| {
+            // A switch set false (FLOWTAP_K8S_WATCH=false) is not given.
+            let off = matches!(matches.try_get_one::<bool>(other), Ok(Some(false)));
+            !off && matches!(
+                matches.value_source(other),
+                Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+            )
+        })
+}
+
 pub(crate) fn load_from(args: Vec<OsString>) -> Result<(Cli, Settings), clap::Error> {
-    let mut command = Cli::command();
+    let mut command = one_of_overridden(Cli::command(), &args);
     // Built, so that a subcommand's errors name it in their usage line.
     command.build();
     // First pass: what the command line and environment say. The source
@@ -43,21 +110,27 @@ pub(crate) fn load_from(args: Vec<OsString>) -> Result<(Cli, Settings), clap::Er
     let matches = relaxed
         .try_get_matches_from(&args)
         .map_err(|e| from_environment(e, &command, &args))?;
-    // `flowtap hub` reads its own options from its file.
-    let (options, matched) = match matches.subcommand() {
+    // `flowtap hub` reads its own options from its file; the other
+    // subcommands (healthcheck, top, docs, mcp-stdio) take none, and a
+    // FLOWTAP_CONFIG meant for the capture they run beside (the image's
+    // HEALTHCHECK runs `flowtap healthcheck` in the capture's environment)
+    // is not theirs.
+    let (options, matched, takes_file) = match matches.subcommand() {
         Some(("hub", sub)) => (
             command
                 .find_subcommand("hub")
                 .expect("the hub subcommand")
                 .clone(),
             sub.clone(),
+            true,
         ),
-        _ => (command.clone(), matches.clone()),
+        other => (command.clone(), matches.clone(), other.is_none()),
     };
     let path = matched
         .try_get_one::<std::path::PathBuf>("config")
         .ok()
         .flatten()
+        .filter(|_| takes_file)
         .cloned();
     let from_file = match &path {
         Some(path) => file_args(path, &options, &matched)?,
@@ -252,7 +325,8 @@ fn file_args(
         if matches!(
             matches.value_source(id),
             Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
-        ) {
+        ) || overridden_by_one_of(id, matches)
+        {
             continue;
         }
         let flag = format!("--{long}");

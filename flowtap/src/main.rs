@@ -27,6 +27,12 @@ use cli::{Command, Docs, LogArgs, LogFormat};
 /// target's level is given with `=` (`flowtap_xdp=debug`).
 fn check_log_filter(filter: &str) -> Result<(), String> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    // An empty filter is errors only: warnings would go unseen.
+    if filter.split(',').all(|d| d.trim().is_empty()) {
+        return Err(
+            "an empty filter (it would log errors only); give a level such as info".to_owned(),
+        );
+    }
     for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let level = LEVELS.iter().any(|l| directive.eq_ignore_ascii_case(l))
             // tracing's numbers for them: 0 (off) to 5 (trace).
@@ -126,11 +132,21 @@ fn main() {
             std::process::exit(top::run(&args).unwrap_or_else(|e| failed("flowtap top", &e)))
         }
         Some(Command::Docs { what }) => {
-            match what {
-                Docs::Config => print!("{}", config::reference_markdown()),
-                Docs::Metrics => print!("{}", api::metrics::reference_markdown()),
+            let text = match what {
+                Docs::Config => config::reference_markdown(),
+                Docs::Metrics => api::metrics::reference_markdown(),
+            };
+            // As the other commands' output: a closed pipe (`| head`) is
+            // the reader's choice, a full disk an error (print! panicked).
+            use std::io::Write;
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return,
+                Err(e) => {
+                    eprintln!("flowtap docs: writing: {e}");
+                    std::process::exit(1);
+                }
             }
-            return;
         }
         None => {}
     }

@@ -110,6 +110,48 @@ fn flags_override_environment_override_file_override_defaults() {
         !settings.contains("snapshot-interval"),
         "a default is not set: {settings}"
     );
+    // One of a pair named on the command line overrides the other's
+    // variable and file key, as any flag does (a DaemonSet's
+    // FLOWTAP_INTERFACE, a ConfigMap's interface or k8s-watch): it was a
+    // conflict. A switch set false by its variable is not given.
+    let inventory = root().join("demo/inventory.json").display().to_string();
+    let watching = dir.path().join("watch.toml");
+    std::fs::write(&watching, "interface = \"eth1\"\nk8s-watch = true\n").unwrap();
+    let w = watching.to_str().unwrap();
+    let d = demo();
+    for (args, env) in [
+        (vec!["-r", &d], vec![("FLOWTAP_INTERFACE", "eth1")]),
+        (
+            vec!["-r", &d, "--config", w, "--k8s-inventory", &inventory],
+            vec![],
+        ),
+        (
+            vec!["-r", &d, "--k8s-inventory", &inventory],
+            vec![("FLOWTAP_K8S_WATCH", "false")],
+        ),
+        (
+            vec!["-r", &d],
+            vec![
+                ("FLOWTAP_K8S_WATCH", "false"),
+                ("FLOWTAP_K8S_INVENTORY", &inventory),
+            ],
+        ),
+    ] {
+        let o = flowtap(&[&args[..], &["--log-format", "json"]].concat(), &env);
+        assert!(o.status.success(), "{args:?} {env:?}: {}", stderr(&o));
+        assert_eq!(effective(&o, "interface"), "[]", "{args:?} {env:?}");
+    }
+    // Both named on the command line are still refused.
+    let o = flowtap(
+        &["-r", &d, "--k8s-watch", "--k8s-inventory", &inventory],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("give one source of names"),
+        "{}",
+        stderr(&o)
+    );
     // The file alone can name the source (read = [...]) and the config file
     // itself can come from the environment.
     let o = flowtap(&[], &[("FLOWTAP_CONFIG", c)]);
@@ -228,6 +270,29 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec!["--listen"],
         ),
         (vec![], vec![], vec!["--read", "--interface"]),
+        // An empty filter logged errors only; an empty node name named no
+        // node; a maximum below the default page refused plain requests; an
+        // empty entry allowed nothing.
+        (
+            vec!["-r", &d],
+            vec![("FLOWTAP_LOG_LEVEL", "")],
+            vec!["--log-level", "empty filter"],
+        ),
+        (
+            vec!["-r", &d, "--node-name", ""],
+            vec![],
+            vec!["--node-name", "an empty name"],
+        ),
+        (
+            vec!["-r", &d, "--http-max-limit", "50"],
+            vec![],
+            vec!["--http-max-limit", "50 is not in 1000.."],
+        ),
+        (
+            vec!["-r", &d, "--allowed-host", "a.example,,b.example"],
+            vec![],
+            vec!["--allowed-host", "an empty entry"],
+        ),
     ];
     for (args, env, expect) in cases {
         let o = flowtap(&args, &env);
@@ -314,6 +379,18 @@ fn version_help_and_json_logs() {
         assert!(help.contains(heading), "{heading} in --help");
     }
     assert!(help.contains("[env: FLOWTAP_INTERFACE=]"));
+    // The reference printed to a full disk: an error said, not a panic.
+    let full = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["docs", "metrics"])
+        .stdout(File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(1), "{}", stderr(&full));
+    assert!(
+        stderr(&full).contains("flowtap docs: writing"),
+        "{}",
+        stderr(&full)
+    );
     let o = flowtap(&["-r", &demo(), "--log-format", "json"], &[]);
     for line in stderr(&o).lines().filter(|l| l.starts_with('{')) {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -1039,4 +1116,22 @@ fn the_healthcheck_passes_on_the_admin_listener() {
     };
     assert_eq!(by_variable(server.admin.to_string()), Some(0));
     assert_eq!(by_variable(server.addr.to_string()), Some(1));
+    // The capture's config file, in the environment the image's
+    // HEALTHCHECK runs in, is not the health check's: it was an error
+    // (exit 2, the file's options after the subcommand's).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flowtap.toml");
+    std::fs::write(&config, "log-level = \"info\"\ninterface = \"eth1\"\n").unwrap();
+    let with_config = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .arg("healthcheck")
+        .env("FLOWTAP_ADMIN_LISTEN", server.admin.to_string())
+        .env("FLOWTAP_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        with_config.status.code(),
+        Some(0),
+        "{}",
+        stderr(&with_config)
+    );
 }

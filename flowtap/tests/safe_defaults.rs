@@ -72,7 +72,13 @@ fn flow_data_off_loopback_needs_a_token_or_says_it_is_insecure() {
 
     // Overridden: served, with a warning; and the Host header must still
     // name the listener (or an allowed host).
-    let mut child = run(&["--insecure-listen", "--allowed-host", "flowtap.example"]);
+    // (A list's entries are taken without the spaces around them: the
+    // second was ` flowtap.example`, which no Host header matched.)
+    let mut child = run(&[
+        "--insecure-listen",
+        "--allowed-host",
+        "other.example, flowtap.example",
+    ]);
     let (log, lines) = common::follow_stderr(&mut child);
     let addr = loop {
         let line = lines
