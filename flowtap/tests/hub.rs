@@ -480,6 +480,21 @@ fn agents_from_the_endpoints_of_their_service() {
     wait_for(&hub, Duration::from_secs(10), "the first agent gone", |s| {
         s["coverage"]["agents_expected"] == 1 && s["coverage"]["agents"][0]["node"] == "node-b"
     });
+    // A ready endpoint whose agent does not answer is named missing with
+    // the node its slice names (it was named without one).
+    let silent = format!("http://127.0.0.4:{port}");
+    api.post(
+        "/_control/apply",
+        &agents(&[("127.0.0.3", true), ("127.0.0.4", true)]),
+    );
+    wait_for(
+        &hub,
+        Duration::from_secs(10),
+        "a ready agent not answering",
+        |s| s["coverage"]["agents_missing"] == json!([silent]),
+    );
+    let coverage = hub.get_json("/mcp/flows/summary")["coverage"].clone();
+    assert_eq!(agent_in(&coverage, &silent)["node"], "node-b", "{coverage}");
     // No agent at all: the Service itself is named missing, so that an
     // empty answer does not read as a cluster without traffic.
     api.post("/_control/apply", &agents(&[]));
@@ -789,6 +804,42 @@ fn one_agent_at_two_addresses_is_merged_once() {
     assert_eq!(agent_in(coverage, &urls[0])["answered"], true, "{coverage}");
     for total in ["total_flows", "total_pkts", "total_bytes"] {
         assert_eq!(summary[total], own[total], "{total}");
+    }
+    // A hub serves no feed: another hub given its address (a hub of hubs,
+    // or a name that also resolves to the hub) names it missing, rather
+    // than reading as one agent that answered for everything behind it.
+    let hub_url = format!("http://{}", hub.addr);
+    let upper = std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["hub", "--agent", &hub_url, "--agent-timeout", "10"])
+        .args(["--dump", "/mcp/flows/summary"])
+        .output()
+        .unwrap();
+    assert!(
+        upper.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upper.stderr)
+    );
+    let upper: Value = serde_json::from_slice(&upper.stdout).unwrap();
+    let coverage = &upper["coverage"];
+    assert_eq!(coverage["agents_missing"], json!([hub_url]), "{coverage}");
+    assert!(
+        agent_in(coverage, &hub_url)["error"]
+            .as_str()
+            .unwrap()
+            .contains("this is a hub"),
+        "{coverage}"
+    );
+    // The agent down: one agent missing, named once (each address that
+    // failed had its entry, two agents expected for one).
+    drop(one);
+    wait_for(&hub, Duration::from_secs(30), "the agent missing", |s| {
+        s["coverage"]["agents_answered"] == 0
+    });
+    for _ in 0..3 {
+        let coverage = hub.get_json("/mcp/flows/summary")["coverage"].clone();
+        assert_eq!(coverage["agents_expected"], 1, "{coverage}");
+        assert_eq!(coverage["agents_missing"], json!([urls[0]]), "{coverage}");
+        std::thread::sleep(Duration::from_millis(400));
     }
 }
 

@@ -94,6 +94,9 @@ pub struct Found {
     pub agents: Vec<AgentUrl>,
     /// The agents and sources known to be there but not pulled.
     pub unpulled: Vec<Unpulled>,
+    /// The node of each agent to pull, by name, when discovery says (an
+    /// EndpointSlice does): a missing agent is named with its node.
+    pub nodes: std::collections::HashMap<String, Arc<str>>,
 }
 
 #[derive(Clone, Debug)]
@@ -133,19 +136,33 @@ impl Discovery {
     /// make the agents vanish from the coverage either).
     pub async fn agents(&self, inventory: Option<&Inventory>, within: Duration) -> Found {
         let mut found = Found::default();
-        for (at, source) in self.sources.iter().enumerate() {
+        // Every name looked up at once: one after another, each stalled
+        // name added its whole wait to the round.
+        let lookups = self
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(at, source)| async move {
+                match source {
+                    AgentSource::Dns { name, port } => {
+                        Some(self.resolve(at, name, *port, within).await)
+                    }
+                    _ => None,
+                }
+            });
+        let mut lookups = futures::future::join_all(lookups).await.into_iter();
+        for source in &self.sources {
+            let lookup = lookups.next().flatten();
             match source {
                 AgentSource::Url(url) => found.agents.push(url.clone()),
-                AgentSource::Dns { name, port } => {
-                    match self.resolve(at, name, *port, within).await {
-                        Ok(addrs) => found.agents.extend(addrs.into_iter().map(authority)),
-                        Err(reason) => found.unpulled.push(Unpulled {
-                            name: format!("dns:{name}:{port}"),
-                            reason,
-                            node: None,
-                        }),
-                    }
-                }
+                AgentSource::Dns { name, port } => match lookup.expect("a lookup for every name") {
+                    Ok(addrs) => found.agents.extend(addrs.into_iter().map(authority)),
+                    Err(reason) => found.unpulled.push(Unpulled {
+                        name: format!("dns:{name}:{port}"),
+                        reason,
+                        node: None,
+                    }),
+                },
                 AgentSource::Service {
                     namespace,
                     name,
@@ -175,6 +192,9 @@ impl Discovery {
                         let agent = authority(SocketAddr::new(endpoint.ip, *port));
                         let reason = match endpoint.state {
                             EndpointState::Serving => {
+                                if let Some(node) = &endpoint.node {
+                                    found.nodes.insert(agent.name(), node.clone());
+                                }
                                 found.agents.push(agent);
                                 continue;
                             }

@@ -21,25 +21,46 @@ pub struct AgentUrl {
 }
 
 impl AgentUrl {
-    /// Parses `http://host:port` (a path is ignored; https is not spoken:
-    /// agents are reached inside the cluster, with a bearer token).
+    /// Parses `http://host[:port]` (port 80 if none; a path is ignored;
+    /// https is not spoken: agents are reached inside the cluster, with a
+    /// bearer token). A query, a fragment, credentials or a port that is
+    /// no port are refused: the hub would pull something else than meant.
     pub fn parse(text: &str) -> Result<AgentUrl, String> {
         let rest = text
             .strip_prefix("http://")
             .ok_or_else(|| format!("{text:?}: an agent URL starts with http://"))?;
+        if rest.contains(['?', '#']) {
+            return Err(format!("{text:?}: an agent URL has no query or fragment"));
+        }
         let authority = rest.split('/').next().unwrap_or_default();
-        if authority.is_empty() {
+        if authority.contains('@') {
+            return Err(format!(
+                "{text:?}: no credentials in the URL (the token comes from --agent-token-file)"
+            ));
+        }
+        // A port follows the last ':' outside an IPv6 address's brackets.
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, Some(port)),
+            _ => (authority, None),
+        };
+        if host.is_empty() || host == "[]" {
             return Err(format!("{text:?}: no host"));
         }
-        let authority = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
+        if host.contains(':') && !host.starts_with('[') {
+            return Err(format!(
+                "{text:?}: an IPv6 address goes in brackets, as in http://[2001:db8::1]:8898"
+            ));
+        }
+        let port = match port {
+            None => 80,
+            Some(port) => match port.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("{text:?}: {port:?} is not a port (1 to 65535)")),
+            },
         };
-        Ok(AgentUrl { authority })
+        Ok(AgentUrl {
+            authority: format!("{host}:{port}"),
+        })
     }
 
     pub fn name(&self) -> String {
@@ -278,6 +299,24 @@ mod tests {
         );
         assert!(AgentUrl::parse("https://a:1").is_err());
         assert!(AgentUrl::parse("http://").is_err());
+        assert_eq!(
+            AgentUrl::parse("http://[2001:db8::1]").unwrap().authority,
+            "[2001:db8::1]:80"
+        );
+        // Each of these was taken, the port as part of the host name
+        // (`127.0.0.1:70000:80`) or the rest ignored.
+        for bad in [
+            "http://127.0.0.1:70000",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:x",
+            "http://:8898",
+            "http://u:p@127.0.0.1:8898",
+            "http://127.0.0.1:8898?x=1",
+            "http://127.0.0.1:8898/#f",
+            "http://2001:db8::1:8898",
+        ] {
+            assert!(AgentUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 
     /// An agent on a local port that answers every request with `head`

@@ -12,7 +12,10 @@
 //! which instance ([`Instances`]), so that from the second round on only
 //! the first of them, in the agents' stable order, is pulled at all: the
 //! coverage names the same address every round. An address whose pull
-//! fails is forgotten, so the next round tries every address again.
+//! fails is forgotten, so the next round tries every address again; its
+//! instance is still remembered ([`Instances::known`]), so that an agent
+//! is named missing once however many of its addresses failed, and not at
+//! all when another of them answered.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,6 +26,9 @@ use crate::client::AgentUrl;
 #[derive(Debug, Default)]
 pub struct Instances {
     by_address: HashMap<String, u64>,
+    /// The instance each address last gave, kept through failed pulls
+    /// while the address is discovered.
+    last_known: HashMap<String, u64>,
 }
 
 impl Instances {
@@ -44,12 +50,23 @@ impl Instances {
         let discovered: std::collections::HashSet<String> =
             discovered.iter().map(AgentUrl::name).collect();
         self.by_address.retain(|a, _| discovered.contains(a));
+        self.last_known.retain(|a, _| discovered.contains(a));
         for (address, instance) in pulled {
             match instance {
-                Some(i) => self.by_address.insert(address.clone(), *i),
-                None => self.by_address.remove(address),
+                Some(i) => {
+                    self.by_address.insert(address.clone(), *i);
+                    self.last_known.insert(address.clone(), *i);
+                }
+                None => {
+                    self.by_address.remove(address);
+                }
             };
         }
+    }
+
+    /// The instance `address` last gave, if it ever answered.
+    pub fn known(&self, address: &str) -> Option<u64> {
+        self.last_known.get(address).copied()
     }
 }
 

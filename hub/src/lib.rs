@@ -341,6 +341,18 @@ pub async fn round(
     let mut since_ns: Option<u64> = None;
     let mut shared: Option<bool> = None;
     let mut pulled_instances = Vec::with_capacity(results.len());
+    // One agent reached at several addresses is named missing once, and not
+    // at all when it answered at another (each failed address had its
+    // entry: two missing for one agent down).
+    let answered: std::collections::HashSet<u64> = results
+        .iter()
+        .filter_map(|(_, decoded, ..)| match decoded {
+            Ok((feed, ..)) => Some(feed.instance),
+            Err(PullError::SameAgentAs { instance, .. }) => Some(*instance),
+            Err(PullError::Failed(_)) => None,
+        })
+        .collect();
+    let mut named_missing = std::collections::HashSet::new();
     for (agent, decoded, taken_ns, took) in results {
         let name = agent.name();
         let instance = match &decoded {
@@ -374,7 +386,13 @@ pub async fn round(
             }
             Err(PullError::Failed(error)) => {
                 tracing::debug!(agent = %name, %error, "pull failed");
+                if let Some(instance) = instances.known(&name)
+                    && (answered.contains(&instance) || !named_missing.insert(instance))
+                {
+                    continue;
+                }
                 coverage.agents.push(AgentCoverage {
+                    node: found.nodes.get(&name).cloned(),
                     name: name.into(),
                     error: Some(error),
                     ..AgentCoverage::default()

@@ -412,6 +412,19 @@ async fn flows_route(
 /// The feed a hub pulls: encoded on a blocking thread the first time a view
 /// is asked for it (a large answer: it takes a permit), then the same bytes.
 async fn feed_route(state: &Arc<AppState>, conn: &Arc<ConnState>) -> Response<ResponseBody> {
+    // A hub (whose data is pulled on demand) serves none: a hub pulling it
+    // (a hub of hubs, or a hub given its own address, as a DNS name that
+    // also names the hub can) would read as one agent that answered,
+    // hiding the agents missing behind it, or serve its own flows back.
+    if state.demand.is_some() {
+        return response(ApiResponse::error(&ApiError {
+            status: 404,
+            message:
+                "this is a hub, which serves no feed: give a hub the agents' addresses, not a hub's"
+                    .to_owned(),
+            parameter: None,
+        }));
+    }
     let permit = state.large_answers.take(conn).await;
     let views = state.views.clone();
     let feed = tokio::task::spawn_blocking(move || {
