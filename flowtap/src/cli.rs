@@ -98,8 +98,8 @@ pub(crate) enum Docs {
 #[derive(Args, Debug, Clone)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["read", "interface"]))]
 pub(crate) struct RunArgs {
-    /// Read packets from capture files (pcap or pcapng, plain or compressed with gzip or zstd; - for standard input), in order, as one stream.
-    #[arg(short = 'r', long = "read", value_name = "FILE", num_args = 1.., env = "FLOWTAP_READ", value_delimiter = ',', help_heading = SOURCE)]
+    /// Read packets from capture files (pcap or pcapng, plain or compressed with gzip or zstd; - for standard input), in order, as one stream. Several follow one -r (or -r is repeated); a name is taken whole, commas included.
+    #[arg(short = 'r', long = "read", value_name = "FILE", num_args = 1.., env = "FLOWTAP_READ", help_heading = SOURCE)]
     pub read: Vec<PathBuf>,
 
     /// Capture live on this interface with XDP and AF_XDP (needs root, or
@@ -176,8 +176,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_frame_size, env = "FLOWTAP_FRAME_SIZE", help_heading = LIVE)]
     pub frame_size: Option<u32>,
 
-    /// Worker threads (shards) for files. Default: the number of CPUs.
-    #[arg(long, value_name = "N", env = "FLOWTAP_THREADS", help_heading = FLOWS)]
+    /// Worker threads (shards) for files, 1 to 256 (each holds a share of
+    /// the tables and hand-off queues). Default: the number of CPUs.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256), env = "FLOWTAP_THREADS", help_heading = FLOWS)]
     pub threads: Option<usize>,
 
     /// Packets each worker's hand-off queue holds (rounded up to batches of

@@ -4,6 +4,9 @@
 //! `hang-after-frames:N`, it stops answering after N frames, as a worker
 //! stuck in a loop or a syscall would. It lets those tests run the real
 //! binary; unset (always, outside tests), sources are used as they are.
+//! Only debug builds (the tests') read it: a release binary, as shipped,
+//! ignores the variable, so that no environment can plant a fault in a
+//! production capture.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,9 @@ enum Fault {
 
 /// Wraps `source` in the fault the environment asks for, if any.
 pub(crate) fn planted<S: PacketSource>(source: S) -> anyhow::Result<Faulty<S>> {
+    let planted_by_tests = cfg!(debug_assertions);
     let fault = match std::env::var("FLOWTAP_FAULT") {
+        _ if !planted_by_tests => None,
         Err(_) => None,
         Ok(fault) => {
             let after = |prefix: &str| fault.strip_prefix(prefix).and_then(|n| n.parse().ok());

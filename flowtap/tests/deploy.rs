@@ -152,6 +152,11 @@ fn flags_override_environment_override_file_override_defaults() {
         "{}",
         stderr(&o)
     );
+    // A capture's name is taken whole: one with a comma was read as two.
+    let comma = dir.path().join("demo,copy.pcap");
+    std::fs::copy(demo(), &comma).unwrap();
+    let o = flowtap(&["-r", comma.to_str().unwrap(), "--json"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
     // The file alone can name the source (read = [...]) and the config file
     // itself can come from the environment.
     let o = flowtap(&[], &[("FLOWTAP_CONFIG", c)]);
@@ -248,6 +253,12 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec!["--cluster-cidr", "10.0.0.0/99"],
         ),
         (vec!["-r", &d, "--threads=-1"], vec![], vec!["--threads"]),
+        // A thousand workers ran out of memory or threads and panicked.
+        (
+            vec!["-r", &d, "--threads", "1000"],
+            vec![],
+            vec!["--threads", "1..=256"],
+        ),
         (vec!["-r", &d, "--k8s-inventory", &not_toml], vec![], vec![]),
         (
             vec!["-r", &d, "--log-format", "xml"],
@@ -940,9 +951,12 @@ fn the_image_s_binary_runs_a_hub_and_reads_files_with_no_capability() {
     let _ = hub.wait();
     assert!(serving, "the hub did not serve: {}", log.lock().unwrap());
 
+    // (The tests' fault hook is not in the shipped binary: the variable
+    // that makes a debug build's worker panic is ignored.)
     let read = Command::new(&as_the_hub[0])
         .args(&as_the_hub[1..])
         .args(["-r", demo().as_str(), "--json"])
+        .env("FLOWTAP_FAULT", "panic-after-frames:1")
         .output()
         .unwrap();
     assert!(read.status.success(), "{}", stderr(&read));

@@ -207,13 +207,19 @@ async fn fetch(
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let taken_ns = response
-        .headers()
-        .get(api::feed::AGE_HEADER)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .map(|age_ms| {
-            answered_ns.saturating_sub(age_ms.saturating_mul(pipeline::time::MILLISECOND))
-        });
+    // An age that does not read is refused, not taken for none: the
+    // answer's arrival would then date the data, fresh however old.
+    let taken_ns = match response.headers().get(api::feed::AGE_HEADER) {
+        None => None,
+        Some(v) => {
+            let age_ms = v
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| format!("an unreadable {} header: {v:?}", api::feed::AGE_HEADER))?;
+            Some(answered_ns.saturating_sub(age_ms.saturating_mul(pipeline::time::MILLISECOND)))
+        }
+    };
     if let Some(length) = length
         && length > max_bytes
     {
@@ -418,6 +424,37 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.contains("at most 10 bytes"), "{error}");
+        // An age that does not read (past u64) is refused; it was taken for
+        // none, and the data dated by its arrival: fresh however old.
+        for (age, dates) in [
+            ("1500", true),
+            ("99999999999999999999", false),
+            ("-1", false),
+        ] {
+            let aged = agent_answering(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n{}: {age}\r\nConnection: close\r\n\r\n",
+                    api::feed::AGE_HEADER
+                ),
+                b"hello".to_vec(),
+            )
+            .await;
+            let pulled = get_held(&aged, "/f", None, timeout, 1 << 20, &room).await;
+            match pulled {
+                Ok(p) => {
+                    assert!(dates, "{age}");
+                    let age_ns = pipeline::time::wall_now_ns() - p.taken_ns.unwrap();
+                    assert!(
+                        (1_500_000_000..60_000_000_000).contains(&age_ns),
+                        "{age_ns}"
+                    );
+                }
+                Err(e) => {
+                    assert!(!dates, "{age}: {e}");
+                    assert!(e.contains("unreadable flowtap-snapshot-age-ms"), "{e}");
+                }
+            }
+        }
     }
 
     /// `body` in chunked framing, 3000 bytes a chunk.
