@@ -313,7 +313,8 @@ impl Publisher {
             late = due.late_unlogged,
             "snapshots take longer to make than --snapshot-interval, so answers are older than \
              the interval: raise --snapshot-interval for this many flows, or give flowtap more \
-             CPU (late: snapshots late since the last such line)"
+             CPU; on a hub, a round also waits up to --agent-timeout for an agent that does not \
+             answer (flowtap_agent_up says which) (late: snapshots late since the last such line)"
         );
         due.late_unlogged = 0;
     }
