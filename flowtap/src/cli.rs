@@ -190,7 +190,7 @@ pub(crate) struct RunArgs {
     pub handoff_queue: u64,
 
     /// Seconds between published snapshots (live).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = FLOWS)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds_from::<50>, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = FLOWS)]
     pub snapshot_interval: f64,
 
     /// Seconds without a new snapshot after which live capture is stuck (a
@@ -386,7 +386,7 @@ pub(crate) struct HubArgs {
     /// headless Service: flowtap-agents.monitoring.svc:8898); resolved again
     /// every interval, keeping the last addresses while it does not
     /// resolve. Repeatable.
-    #[arg(long, value_name = "NAME:PORT", value_delimiter = ',', env = "FLOWTAP_HUB_AGENTS_DNS", help_heading = HUB)]
+    #[arg(long, value_name = "NAME:PORT", value_delimiter = ',', value_parser = parse_list_entry, env = "FLOWTAP_HUB_AGENTS_DNS", help_heading = HUB)]
     pub agents_dns: Vec<String>,
 
     /// The agents' Service, NAMESPACE/NAME[:PORT] (port 8898 by default):
@@ -402,12 +402,12 @@ pub(crate) struct HubArgs {
 
     /// Seconds between pulls of every agent (each round of pulls makes a
     /// snapshot).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = HUB)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds_from::<50>, env = "FLOWTAP_SNAPSHOT_INTERVAL", help_heading = HUB)]
     pub snapshot_interval: f64,
 
     /// Seconds one agent gets to answer a pull; one that does not is
     /// missing from that snapshot (and named in its coverage).
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_AGENT_TIMEOUT", help_heading = HUB)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds_from::<10>, env = "FLOWTAP_HUB_AGENT_TIMEOUT", help_heading = HUB)]
     pub agent_timeout: f64,
 
     /// Seconds without a request for data (flows, summary, workloads, MCP,
@@ -770,6 +770,17 @@ fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
     text.trim()
         .parse()
         .map_err(|e| format!("{:?} is not an address range: {e}", text.trim()))
+}
+
+/// Seconds, at least `MIN_MS` milliseconds: a snapshot interval or a
+/// timeout shorter than that would be raised to it (0 was, silently).
+fn parse_seconds_from<const MIN_MS: u64>(text: &str) -> Result<f64, String> {
+    let s = parse_seconds(text)?;
+    let min = MIN_MS as f64 / 1000.0;
+    if s < min {
+        return Err(format!("{text:?}: at least {min} s"));
+    }
+    Ok(s)
 }
 
 /// Seconds: a finite, non-negative number (a duration that fits).

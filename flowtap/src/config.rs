@@ -154,6 +154,20 @@ pub(crate) fn load_from(args: Vec<OsString>) -> Result<(Cli, Settings), clap::Er
         })?;
     let cli = Cli::from_arg_matches(&matches)?;
     let effective = matches.subcommand_matches("hub").unwrap_or(&matches);
+    // Both sources of names, refused as clap refuses a conflict (exit 2),
+    // here because FLOWTAP_K8S_WATCH=false is no watch, which clap's own
+    // conflict would not see.
+    if matches!(effective.try_get_one::<bool>("k8s_watch"), Ok(Some(true)))
+        && matches!(
+            effective.try_get_one::<std::path::PathBuf>("k8s_inventory"),
+            Ok(Some(_))
+        )
+    {
+        return Err(options.clone().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--k8s-inventory and --k8s-watch: give one source of names, not both",
+        ));
+    }
     let file = path
         .as_ref()
         .map(|p| format!("config file {}", p.display()));

@@ -226,10 +226,6 @@ pub(crate) fn node_name(cli: &RunArgs) -> String {
 pub(crate) fn named_publisher(names: &NamesArgs, serve: &ServeArgs) -> anyhow::Result<Publisher> {
     let stats = Arc::new(k8s::WatchStats::default());
     let inventory = match &names.k8s_inventory {
-        // (Not a clap conflict: FLOWTAP_K8S_WATCH=false is no watch.)
-        Some(_) if names.k8s_watch => {
-            anyhow::bail!("--k8s-inventory and --k8s-watch: give one source of names, not both")
-        }
         Some(path) => Some(Source::File(
             InventoryFile::open(path).context("loading the Kubernetes inventory")?,
         )),

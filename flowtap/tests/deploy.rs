@@ -146,7 +146,7 @@ fn flags_override_environment_override_file_override_defaults() {
         &["-r", &d, "--k8s-watch", "--k8s-inventory", &inventory],
         &[],
     );
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("give one source of names"),
         "{}",
@@ -253,6 +253,23 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec!["--cluster-cidr", "10.0.0.0/99"],
         ),
         (vec!["-r", &d, "--threads=-1"], vec![], vec!["--threads"]),
+        // Raised to 50 ms and 10 ms without a word.
+        (
+            vec!["-r", &d, "--snapshot-interval", "0"],
+            vec![],
+            vec!["--snapshot-interval", "at least 0.05 s"],
+        ),
+        (
+            vec![
+                "hub",
+                "--agent",
+                "http://198.18.0.1:8898",
+                "--agent-timeout",
+                "0",
+            ],
+            vec![],
+            vec!["--agent-timeout", "at least 0.01 s"],
+        ),
         // A thousand workers ran out of memory or threads and panicked.
         (
             vec!["-r", &d, "--threads", "1000"],

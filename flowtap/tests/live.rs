@@ -1499,12 +1499,26 @@ fn an_interface_changed_while_captured_is_followed() {
         sample(&ft.admin_text("/metrics"), "flowtap_interfaces_down"),
         0.0
     );
+    // The mirror veth set down (by an operator, a network manager) stops
+    // the frames as well.
+    sh(&format!("ip -n {sv} link set ftm{index} down"));
+    wait::until_holds(
+        Duration::from_secs(5),
+        "/readyz 503 while the mirror is down",
+        || ft.admin_status("/readyz") == 503,
+    );
+    sh(&format!("ip -n {sv} link set ftm{index} up"));
+    wait::until_holds(
+        Duration::from_secs(5),
+        "/readyz 200 once the mirror is up",
+        || ft.admin_status("/readyz") == 200,
+    );
     let (status, stderr) = ft.stop();
     assert_eq!(status, 0, "{stderr}");
     assert!(stderr.contains("the mirror veth follows"), "{stderr}");
     assert_eq!(
         stderr.matches("went down or lost its link").count(),
-        1,
+        2,
         "{stderr}"
     );
     assert!(stderr.contains("up with a link again"), "{stderr}");

@@ -342,15 +342,13 @@ pub async fn round(
     let mut shared: Option<bool> = None;
     let mut pulled_instances = Vec::with_capacity(results.len());
     // One agent reached at several addresses is named missing once, and not
-    // at all when it answered at another (each failed address had its
-    // entry: two missing for one agent down).
+    // at all when it was merged from another (each failed address had its
+    // entry: two missing for one agent down). Merged, not claimed: the
+    // address that claimed it may itself have failed (the flow bound, a
+    // feed that does not decode), and its entry is then the one naming it.
     let answered: std::collections::HashSet<u64> = results
         .iter()
-        .filter_map(|(_, decoded, ..)| match decoded {
-            Ok((feed, ..)) => Some(feed.instance),
-            Err(PullError::SameAgentAs { instance, .. }) => Some(*instance),
-            Err(PullError::Failed(_)) => None,
-        })
+        .filter_map(|(_, decoded, ..)| decoded.as_ref().ok().map(|(feed, ..)| feed.instance))
         .collect();
     let mut named_missing = std::collections::HashSet::new();
     for (agent, decoded, taken_ns, took) in results {
@@ -409,9 +407,11 @@ pub async fn round(
         "not pulled: more agents than --max-agents {}",
         config.max_agents
     );
-    let beyond_the_bound = left_out
-        .iter()
-        .map(|agent| (agent.name(), beyond.clone(), None));
+    let beyond_the_bound = left_out.iter().map(|agent| {
+        let name = agent.name();
+        let node = found.nodes.get(&name).cloned();
+        (name, beyond.clone(), node)
+    });
     for (name, reason, node) in beyond_the_bound.chain(unpulled) {
         coverage.agents.push(AgentCoverage {
             name: name.into(),

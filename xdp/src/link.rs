@@ -66,7 +66,16 @@ impl LinkWatch {
     }
 
     pub(crate) fn check(&mut self, state: &LinkState) {
-        if let Some(up) = can_receive(&self.iface)
+        // In host mode frames reach capture through the pair as well: an
+        // end set down (by an operator, a network manager) stops them.
+        let pair = self.mirror.as_ref().map_or(Some(true), |pair| {
+            Some(can_receive(&pair.mirror)? && can_receive(&pair.capture)?)
+        });
+        let up = match (can_receive(&self.iface), pair) {
+            (Some(watched), Some(pair)) => Some(watched && pair),
+            _ => None,
+        };
+        if let Some(up) = up
             && state.up.swap(up, Ordering::Relaxed) != up
         {
             if up {
@@ -74,8 +83,9 @@ impl LinkWatch {
             } else {
                 tracing::warn!(
                     interface = %self.iface,
-                    "the interface went down or lost its link: nothing arrives until it is back, \
-                     and /readyz answers 503 meanwhile (flowtap_interfaces_down)"
+                    "the interface (or in host mode its mirror veth) went down or lost its link: \
+                     nothing arrives until it is back, and /readyz answers 503 meanwhile \
+                     (flowtap_interfaces_down)"
                 );
             }
         }
@@ -103,9 +113,16 @@ fn follow_mtu(iface: &str, pair: &mut MirrorPair, refused: &mut Option<u32>) {
     } else {
         [&pair.mirror, &pair.capture]
     };
-    let set = order
-        .into_iter()
-        .try_for_each(|name| sys::if_index(name).and_then(|index| netlink::set_mtu(index, mtu)));
+    let set_mtu = |name: &String, mtu: u32| {
+        sys::if_index(name).and_then(|index| netlink::set_mtu(index, mtu))
+    };
+    let set = set_mtu(order[0], mtu).and_then(|()| {
+        set_mtu(order[1], mtu).inspect_err(|_| {
+            // Both ends or neither: a pair of two MTUs drops or passes
+            // frames by the receiving end's, which no warning describes.
+            let _ = set_mtu(order[0], pair.mtu);
+        })
+    });
     match set {
         Ok(()) => {
             tracing::info!(interface = %iface, mtu, was = pair.mtu, "the interface's MTU changed: the mirror veth follows");
@@ -117,8 +134,10 @@ fn follow_mtu(iface: &str, pair: &mut MirrorPair, refused: &mut Option<u32>) {
                 interface = %iface,
                 mtu,
                 error = %e,
-                "the interface's MTU changed and the mirror veth could not follow: frames longer than {} bytes \
-                 are dropped there (flowtap_mirror_veth_dropped_frames, counted in capture_drops)",
+                "the interface's MTU changed and the mirror veth could not follow (an XDP program \
+                 without multi-buffer caps it): frames longer than {} bytes are dropped there \
+                 (flowtap_mirror_veth_dropped_frames, counted in capture_drops); tried again when \
+                 the MTU changes",
                 pair.mtu
             );
             *refused = Some(mtu);

@@ -253,9 +253,12 @@ async fn route_request(
             parameter: None,
         }));
     }
-    // What asks for data: not the probes, nor a path that answers 404.
+    // What asks for data: not the probes, nor a path that answers 404,
+    // nor the feed, which a hub does not serve (a hub pulling a hub must
+    // neither keep it awake nor wait for its round to be told so).
     if let Some(demand) = &state.demand
         && route != Route::Unknown
+        && route != Route::Feed
         && (route.carries_flow_data() || route == Route::Metrics)
     {
         demand.asked().await;
