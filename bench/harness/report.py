@@ -23,7 +23,10 @@ def mpps(pps: float) -> str:
 
 def tables(res: dict) -> str:
     m = res["machine"]
-    out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; {m['date']}; "
+    # A partial run (--only) keeps the other sections of an earlier one:
+    # the date is this run's, of the sections it ran.
+    ran = f" ({', '.join(res['last_run'])})" if "last_run" in res else ""
+    out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; last run {m['date']}{ran}; "
            f"median of up to {res['runs']} interleaved runs{' (quick mode)' if res['quick'] else ''}.\n"]
     binaries = res.get("binaries", {})
     if binaries:

@@ -87,7 +87,7 @@ def main() -> int:
     if args.only and previous.exists():
         # A partial run replaces its sections of the last full one.
         results = json.loads(previous.read_text())
-    results.update({"machine": machine(), "quick": args.quick, "runs": runs})
+    results.update({"machine": machine(), "quick": args.quick, "runs": runs, "last_run": sorted(sections)})
     # Which flowtap each section measured (`flowtap --version` names its
     # commit): a partial run keeps the other sections of an earlier build.
     version = subprocess.run([str(bins["flowtap"]), "--version"], capture_output=True, text=True, check=True).stdout.strip()
