@@ -100,8 +100,31 @@ fn overridden_by_one_of(id: &str, matches: &ArgMatches) -> bool {
         })
 }
 
+/// `command` without its own (the capture's) variables when `args` run a
+/// subcommand, which takes none of them: an invalid capture variable in
+/// the environment (`FLOWTAP_THREADS=x`) stopped `flowtap hub` with an
+/// error about an option it does not have.
+fn subcommand_alone(mut command: clap::Command, args: &[OsString]) -> clap::Command {
+    let runs_subcommand = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(|name| command.find_subcommand(name).is_some());
+    if runs_subcommand {
+        let ids: Vec<clap::Id> = command
+            .get_arguments()
+            .filter(|a| a.get_env().is_some())
+            .map(|a| a.get_id().clone())
+            .collect();
+        for id in ids {
+            command = command.mut_arg(id, |a| a.env(None));
+        }
+    }
+    command
+}
+
 pub(crate) fn load_from(args: Vec<OsString>) -> Result<(Cli, Settings), clap::Error> {
-    let mut command = one_of_overridden(Cli::command(), &args);
+    let command = subcommand_alone(Cli::command(), &args);
+    let mut command = one_of_overridden(command, &args);
     // Built, so that a subcommand's errors name it in their usage line.
     command.build();
     // First pass: what the command line and environment say. The source

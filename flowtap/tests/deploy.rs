@@ -141,6 +141,21 @@ fn flags_override_environment_override_file_override_defaults() {
         assert!(o.status.success(), "{args:?} {env:?}: {}", stderr(&o));
         assert_eq!(effective(&o, "interface"), "[]", "{args:?} {env:?}");
     }
+    // A capture's variable, invalid, is not the hub's nor the docs'
+    // concern (it stopped both, naming an option they do not have).
+    for args in [
+        &["docs", "config"][..],
+        &[
+            "hub",
+            "--agent",
+            "http://127.0.0.1:9",
+            "--dump",
+            "/mcp/flows/summary",
+        ],
+    ] {
+        let o = flowtap(args, &[("FLOWTAP_THREADS", "x"), ("FLOWTAP_MODE", "bogus")]);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
     // Both named on the command line are still refused.
     let o = flowtap(
         &["-r", &d, "--k8s-watch", "--k8s-inventory", &inventory],
