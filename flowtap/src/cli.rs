@@ -418,7 +418,9 @@ pub(crate) struct HubArgs {
 
     /// Agents pulled at most (1 to 65535: a flow's `seen_by` numbers them
     /// in 16 bits); more are not pulled, and answers name them missing in
-    /// their coverage (flowtap_agent_up 0).
+    /// their coverage (flowtap_agent_up 0). Agents, not addresses: one
+    /// address beyond the bound a round is asked which agent it is, and a
+    /// second address of an agent pulled is not named.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=u64::from(u16::MAX)), env = "FLOWTAP_HUB_MAX_AGENTS", help_heading = HUB)]
     pub max_agents: usize,
 

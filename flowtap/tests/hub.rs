@@ -843,6 +843,37 @@ fn one_agent_at_two_addresses_is_merged_once() {
     }
 }
 
+/// `--max-agents` counts agents, not addresses: the second address of an
+/// agent already pulled, beyond the bound, is asked once who it is and is
+/// not named missing from then on (it was named missing for good: a
+/// dual-stack cluster of more than half the bound read as half missing).
+#[test]
+fn the_agent_bound_counts_agents_not_addresses() {
+    let (name, node) = CAPTURES[0];
+    let one = agent(name, node, "127.0.0.1:0");
+    let port = one.addr.port();
+    let urls = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ];
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &urls.join(","),
+        "--snapshot-interval",
+        "0.3",
+        "--max-agents",
+        "1",
+    ]);
+    wait_for(&hub, Duration::from_secs(30), "three rounds", |_| {
+        sample(&hub.metrics(), "flowtap_snapshots_published_total") >= 3.0
+    });
+    let coverage = hub.get_json("/mcp/flows/summary")["coverage"].clone();
+    assert_eq!(coverage["agents_expected"], 1, "{coverage}");
+    assert_eq!(coverage["agents_answered"], 1, "{coverage}");
+    assert_eq!(coverage["agents_missing"], json!([]), "{coverage}");
+}
+
 /// In the first round, before the hub knows that two addresses are one
 /// agent, both are pulled and one is let go: the agents after it must
 /// still be named right in `seen_by` (their numbers are their places in

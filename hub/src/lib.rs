@@ -332,7 +332,31 @@ pub async fn round(
             (agent, decoded, taken_ns, started.elapsed())
         }
     });
-    let results = futures::future::join_all(pulls).await;
+    // An address beyond the bound may be a second address of an agent
+    // pulled at another (a dual-stack name's A and AAAA records): the hub
+    // learns that only by pulling it. One such address a round is asked
+    // for its agent's instance, and its feed let go unmerged, so that the
+    // bound counts agents, not addresses, once each is known.
+    let probe = left_out
+        .iter()
+        .find(|a| instances.known(&a.name()).is_none())
+        .cloned();
+    let probed = async {
+        let agent = probe?;
+        let pulled = client::get_held(
+            &agent,
+            feed::PATH,
+            config.token.as_deref(),
+            config.agent_timeout,
+            config.max_feed_bytes,
+            &room,
+        )
+        .await
+        .ok()?;
+        let (head, _) = Feed::open(&pulled.body).ok()?;
+        Some((agent.name(), head.instance))
+    };
+    let (results, probed) = futures::join!(futures::future::join_all(pulls), probed);
     // The last snapshot goes with its view, when the next is published.
     drop(previous);
     let pulled = round_started.elapsed();
@@ -398,6 +422,9 @@ pub async fn round(
             }
         }
     }
+    if let Some((name, instance)) = &probed {
+        pulled_instances.push((name.clone(), Some(*instance)));
+    }
     instances.learn(&pulled_instances, &found.agents);
     let unpulled = found
         .unpulled
@@ -407,11 +434,20 @@ pub async fn round(
         "not pulled: more agents than --max-agents {}",
         config.max_agents
     );
-    let beyond_the_bound = left_out.iter().map(|agent| {
-        let name = agent.name();
-        let node = found.nodes.get(&name).cloned();
-        (name, beyond.clone(), node)
-    });
+    // Not one whose agent was merged from another address.
+    let merged_elsewhere = |agent: &AgentUrl| {
+        instances
+            .known(&agent.name())
+            .is_some_and(|instance| answered.contains(&instance))
+    };
+    let beyond_the_bound = left_out
+        .iter()
+        .filter(|a| !merged_elsewhere(a))
+        .map(|agent| {
+            let name = agent.name();
+            let node = found.nodes.get(&name).cloned();
+            (name, beyond.clone(), node)
+        });
     for (name, reason, node) in beyond_the_bound.chain(unpulled) {
         coverage.agents.push(AgentCoverage {
             name: name.into(),
