@@ -93,15 +93,59 @@ pub(crate) fn ethernet(buf: &mut Vec<u8>, vlans: &[u16], ethertype: u16) {
 }
 
 fn checksum(header: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in header.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
+    !fold(sum_words(0, header))
+}
+
+/// The ones'-complement sum of `bytes` as 16-bit words (the last padded
+/// with zero), added to `sum`, not yet folded.
+fn sum_words(mut sum: u64, bytes: &[u8]) -> u64 {
+    let mut words = bytes.chunks_exact(2);
+    for w in &mut words {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
     }
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    sum as u16
+}
+
+/// The TCP or UDP checksum of `segment` (header and payload, its checksum
+/// field zero) between `src` and `dst` (RFC 9293 3.1, RFC 768, RFC 8200
+/// 8.1): over the pseudo-header, then the segment. UDP's zero is sent as
+/// all ones (zero means none, which IPv6 does not allow).
+fn l4_checksum(src: &[u8], dst: &[u8], proto: u8, segment: &[u8]) -> u16 {
+    let mut sum = sum_words(sum_words(0, src), dst);
+    sum += u64::from(proto) + segment.len() as u64;
+    let sum = !fold(sum_words(sum, segment));
+    if sum == 0 && proto == 17 { 0xffff } else { sum }
+}
+
+/// Fills in the TCP or UDP checksum of the frame `buf` built by [`segment`]
+/// (after anything that changes it: a window, a payload), whose IP header
+/// starts at `ip`.
+pub fn fill_l4_checksum(buf: &mut [u8], ip: usize) {
+    let (src, dst, proto, l4) = match buf[ip] >> 4 {
+        4 => {
+            let ihl = usize::from(buf[ip] & 0x0f) * 4;
+            (ip + 12..ip + 16, ip + 16..ip + 20, buf[ip + 9], ip + ihl)
+        }
+        _ => (ip + 8..ip + 24, ip + 24..ip + 40, buf[ip + 6], ip + 40),
+    };
+    let at = match proto {
+        6 => l4 + 16,
+        17 => l4 + 6,
+        _ => return,
+    };
+    buf[at..at + 2].fill(0);
+    let sum = l4_checksum(&buf[src], &buf[dst], proto, &buf[l4..]);
+    buf[at..at + 2].copy_from_slice(&sum.to_be_bytes());
 }
 
 pub(crate) fn ipv4_header(
@@ -174,14 +218,16 @@ fn proto_number(p: Proto) -> u8 {
     }
 }
 
-/// Builds a whole segment into `buf` (cleared first). Returns the number of
-/// header bytes (everything before the payload).
 /// Sets the window of the TCP segment whose headers (with a 20-byte TCP
-/// header last) end at `headers` in `buf`, as [`segment`] wrote it.
+/// header last) end at `headers` in `buf`, as [`segment`] wrote it (its
+/// checksum then to be filled in again: [`fill_l4_checksum`]).
 pub fn set_tcp_window(buf: &mut [u8], headers: usize, window: u16) {
     buf[headers - 6..headers - 4].copy_from_slice(&window.to_be_bytes());
 }
 
+/// Builds a whole segment into `buf` (cleared first), its checksums
+/// filled in. Returns the number of header bytes (everything before the
+/// payload); [`ip_start`] says where the IP header starts.
 pub fn segment(buf: &mut Vec<u8>, s: &Segment<'_>) -> usize {
     buf.clear();
     match (s.src, s.dst) {
@@ -208,10 +254,25 @@ pub fn segment(buf: &mut Vec<u8>, s: &Segment<'_>) -> usize {
         }
         _ => panic!("mixed address families"),
     }
+    let ip = buf.len() - ip_header_len(s);
     l4_header(buf, s);
     let headers = buf.len();
     buf.resize(headers + usize::from(s.payload), 0);
+    fill_l4_checksum(buf, ip);
     headers
+}
+
+fn ip_header_len(s: &Segment<'_>) -> usize {
+    match s.src {
+        IpAddr::V4(_) => 20,
+        IpAddr::V6(_) => 40,
+    }
+}
+
+/// Where the IP header of a frame [`segment`] built for `s` starts: after
+/// Ethernet and its tags.
+pub fn ip_start(s: &Segment<'_>) -> usize {
+    14 + 4 * s.vlans.len()
 }
 
 /// Builds the IPv4 fragments of a UDP datagram, each at most `mtu_payload`
@@ -223,6 +284,10 @@ pub fn udp_fragments(s: &Segment<'_>, mtu_payload: usize, ident: u16) -> Vec<Vec
     let mut datagram = Vec::new();
     l4_header(&mut datagram, s);
     datagram.resize(l4_len(s), 0);
+    // Over the whole datagram, as its sender computed it before
+    // fragmenting.
+    let sum = l4_checksum(&src.octets(), &dst.octets(), 17, &datagram);
+    datagram[6..8].copy_from_slice(&sum.to_be_bytes());
     let mut frames = Vec::new();
     let mut offset = 0;
     while offset < datagram.len() {

@@ -824,6 +824,8 @@ impl Generator {
         let stamp = self.truth.frames.to_le_bytes();
         let room = self.buf.len() - headers;
         self.buf[headers..headers + room.min(8)].copy_from_slice(&stamp[..room.min(8)]);
+        // The window and the payload changed after `segment` summed them.
+        frame::fill_l4_checksum(&mut self.buf, frame::ip_start(&seg));
         let mut counted = self.buf.len() as u64;
         let frame = match &c.tunnel {
             Some(tunnel) => {
