@@ -207,7 +207,7 @@ pub(crate) struct RunArgs {
     pub rtt_window: Option<u32>,
 
     /// Window in seconds over which pps/bps are averaged.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10, env = "FLOWTAP_RATE_WINDOW", help_heading = FLOWS)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), env = "FLOWTAP_RATE_WINDOW", help_heading = FLOWS)]
     pub rate_window: u64,
 
     /// Drop TCP connections (and flows) idle this long. Default: 300 live,
@@ -300,12 +300,12 @@ pub(crate) struct RunArgs {
     /// Connections tracked at most (default: from --memory-limit). A full
     /// table gives up unanswered, then closed connections; answered ones
     /// stay, and packets of connections it cannot track still count.
-    #[arg(long, value_name = "N", env = "FLOWTAP_MAX_CONNECTIONS", help_heading = FLOWS)]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MAX_CONNECTIONS", help_heading = FLOWS)]
     pub max_connections: Option<usize>,
 
     /// Flows kept at most (default: from --memory-limit). A full table gives
     /// up unanswered flows; what it cannot count is counted in /metrics.
-    #[arg(long, value_name = "N", env = "FLOWTAP_MAX_FLOWS", help_heading = FLOWS)]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MAX_FLOWS", help_heading = FLOWS)]
     pub max_flows: Option<usize>,
 
     /// First fragments remembered at once, so later fragments find their
@@ -440,7 +440,7 @@ pub(crate) struct HubArgs {
     /// takes the count it holds; one that would go past the bound is not
     /// merged, and answers name its agent missing): bounds the hub's
     /// memory, about 1.3 KiB a flow at the peak of a round.
-    #[arg(long, value_name = "N", default_value_t = 2_000_000, env = "FLOWTAP_HUB_MAX_FLOWS", help_heading = HUB)]
+    #[arg(long, value_name = "N", default_value_t = 2_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HUB_MAX_FLOWS", help_heading = HUB)]
     pub max_flows: usize,
 
     #[command(flatten)]
@@ -507,7 +507,7 @@ pub(crate) struct ServeArgs {
     /// or with none idle the busy one whose socket has taken nothing longest (2 s
     /// at least: a client that stopped reading); otherwise the new one gets
     /// 503.
-    #[arg(long, value_name = "N", default_value_t = 512, env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
     pub http_max_connections: usize,
 
     /// The largest `limit` a /mcp/flows request may ask for (larger ones get
@@ -523,13 +523,13 @@ pub(crate) struct ServeArgs {
     /// socket, or is taken back from a client that stopped reading while
     /// others wait (a feed's only while it is encoded: its bytes are the
     /// snapshot's, shared by every pull).
-    #[arg(long, value_name = "N", default_value_t = 2, env = "FLOWTAP_HTTP_MAX_LARGE_ANSWERS", help_heading = API)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_LARGE_ANSWERS", help_heading = API)]
     pub http_max_large_answers: usize,
 
     /// /metrics answers rendered or being sent at once (each is megabytes
     /// with thousands of per-pair series); more wait their turn, as large
     /// answers do.
-    #[arg(long, value_name = "N", default_value_t = 4, env = "FLOWTAP_HTTP_MAX_SCRAPES", help_heading = API)]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_SCRAPES", help_heading = API)]
     pub http_max_scrapes: usize,
 
     /// File holding a bearer token: requests for flow data (/mcp and the
@@ -545,7 +545,7 @@ pub(crate) struct ServeArgs {
     pub allowed_origin: Vec<String>,
 
     /// Messages one MCP JSON-RPC batch may hold; larger batches are refused.
-    #[arg(long, value_name = "N", default_value_t = 16, env = "FLOWTAP_MCP_MAX_BATCH", help_heading = API)]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_MAX_BATCH", help_heading = API)]
     pub mcp_max_batch: usize,
 
     /// Bytes one MCP reply may take (e.g. 8Mi); answers past it are replaced
@@ -566,12 +566,12 @@ pub(crate) struct ServeArgs {
     pub mcp_max_request_bytes_held: u64,
 
     /// MCP sessions open at once; when all are in use, new ones get 503.
-    #[arg(long, value_name = "N", default_value_t = 1024, env = "FLOWTAP_MCP_MAX_SESSIONS", help_heading = API)]
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_MAX_SESSIONS", help_heading = API)]
     pub mcp_max_sessions: usize,
 
     /// MCP sessions one client (IP address) may hold; its least recently
     /// used one makes room for its next.
-    #[arg(long, value_name = "N", default_value_t = 32, env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
     pub mcp_sessions_per_client: usize,
 
     /// Workload pairs (client and server namespace and workload, server

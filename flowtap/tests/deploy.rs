@@ -285,6 +285,18 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec![],
             vec!["--agent-timeout", "at least 0.01 s"],
         ),
+        // Bounds of zero were raised to a minimum without a word (a table
+        // of 2 flows for --max-flows 0).
+        (
+            vec!["-r", &d, "--max-flows", "0"],
+            vec![],
+            vec!["--max-flows", "0 is not in 1.."],
+        ),
+        (
+            vec!["-r", &d],
+            vec![("FLOWTAP_HTTP_MAX_CONNECTIONS", "0")],
+            vec!["FLOWTAP_HTTP_MAX_CONNECTIONS", "--http-max-connections"],
+        ),
         // A thousand workers ran out of memory or threads and panicked.
         (
             vec!["-r", &d, "--threads", "1000"],

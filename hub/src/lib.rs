@@ -356,7 +356,7 @@ pub async fn round(
         let (head, _) = Feed::open(&pulled.body).ok()?;
         Some((agent.name(), head.instance))
     };
-    let (results, probed) = futures::join!(futures::future::join_all(pulls), probed);
+    let (results, probed) = futures::future::join(futures::future::join_all(pulls), probed).await;
     // The last snapshot goes with its view, when the next is published.
     drop(previous);
     let pulled = round_started.elapsed();
