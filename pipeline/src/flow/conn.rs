@@ -422,7 +422,7 @@ impl Conn {
                     Side::Server => FIN_SERVER,
                 };
             }
-            if f & flags::RST != 0 {
+            if f & flags::RST != 0 && !self.health.answers_another_syn(t, sender) {
                 self.closing |= RST;
             }
         }

@@ -421,6 +421,11 @@ impl ConnHealth {
             (Stage::SynAcked { syn: false }, Side::Client) if pure_syn => {
                 (Stage::SynAcked { syn: true }, None)
             }
+            // A RST or a segment that does not acknowledge the SYN answers
+            // another connection (a stale RST; a challenge ACK in the old
+            // sequence space, when the 4-tuple is reused): the client drops
+            // it (RFC 9293 3.10.7.3) and its SYN is still unanswered.
+            (Stage::SynSent, Side::Server) if !self.acknowledges_syn(t) => (Stage::SynSent, None),
             (Stage::SynSent, Side::Server) if rst => (Stage::Ended, Some(Outcome::Refused)),
             (Stage::SynSent, Side::Server) if synack => (Stage::SynAcked { syn: true }, None),
             // The SYN-ACK was not captured (a frame the mirror dropped, or
@@ -445,6 +450,38 @@ impl ConnHealth {
         };
         self.stage = stage;
         outcome
+    }
+
+    /// Whether `t`, sent by `sender` while the client's SYN is unanswered,
+    /// belongs to another connection on the same ports: from the server,
+    /// one that does not acknowledge the SYN (a stale RST, a challenge ACK,
+    /// which the client drops); from the client, a RST not at its SYN's
+    /// next sequence number (ending the old connection the challenge ACK
+    /// spoke of). It closes nothing of this one.
+    pub fn answers_another_syn(&self, t: &Transport, sender: Side) -> bool {
+        self.stage == Stage::SynSent
+            && match sender {
+                Side::Server => !self.acknowledges_syn(t),
+                Side::Client => {
+                    t.tcp_flags & flags::RST != 0
+                        && self.bits[Side::Client] & KNOWN != 0
+                        && t.tcp_seq != self.next_seq[Side::Client]
+                }
+            }
+    }
+
+    /// Whether server segment `t`, while the client's SYN is unanswered,
+    /// acknowledges that SYN: ACK set, and not past the client's next
+    /// sequence number nor before its SYN (its data, with TCP Fast Open,
+    /// may or may not be acknowledged). True when the SYN was not seen.
+    fn acknowledges_syn(&self, t: &Transport) -> bool {
+        if self.bits[Side::Client] & KNOWN == 0 {
+            return true;
+        }
+        let next = self.next_seq[Side::Client];
+        t.tcp_flags & flags::ACK != 0
+            && !seq_before(next, t.tcp_ack)
+            && next.wrapping_sub(t.tcp_ack) <= u32::from(u16::MAX)
     }
 
     /// Counts duplicate ACKs: segments without data or SYN/FIN/RST that
@@ -564,15 +601,6 @@ mod tests {
         for (i, &(client, f, seq, ack, win, len, ts)) in segments.iter().enumerate() {
             let sender = Side::sender(client);
             let joined = i == 0 && c.open(f, sender);
-            fins[sender] |= f & FIN != 0;
-            rst |= f & RST != 0;
-            let closing = if rst {
-                Closing::Rst
-            } else if fins[Side::Client] && fins[Side::Server] {
-                Closing::Fins
-            } else {
-                Closing::No
-            };
             let t = Transport {
                 tcp_seq: seq,
                 tcp_ack: ack,
@@ -585,6 +613,16 @@ mod tests {
                     (Addr::from_v4([198, 18, 0, 2]), 80),
                     f,
                 )
+            };
+            // As the connection closes (`Conn::step`).
+            fins[sender] |= f & FIN != 0;
+            rst |= f & RST != 0 && !c.answers_another_syn(&t, sender);
+            let closing = if rst {
+                Closing::Rst
+            } else if fins[Side::Client] && fins[Side::Server] {
+                Closing::Fins
+            } else {
+                Closing::No
             };
             let mut ev = c.step(&t, sender, ts, closing, false);
             ev.set(Events::JOINED_OPEN, joined);
@@ -698,6 +736,58 @@ mod tests {
         // A bare ACK after the SYN proves nothing (anyone can send one).
         let bare = [(true, SYN, 100, 100, 0, 0), (true, ACK, 101, 100, 0, MS)];
         assert_eq!(outcomes(&run(&bare)), [0, 0, 1, 0, 0, 0]);
+    }
+
+    /// What does not acknowledge the SYN answers another connection on the
+    /// same ports, and the client drops it (RFC 9293 3.10.7.3): a stale RST
+    /// is no refusal, a challenge ACK (the old connection's sequence space,
+    /// when a NAT reuses the 4-tuple) no handshake, and the client's RST of
+    /// the old connection closes nothing of this one. Each was counted.
+    #[test]
+    fn what_does_not_acknowledge_the_syn_answers_another_connection() {
+        // [established, refused, unanswered, reset, closed, open]
+        let refused = run_acked(&[
+            (true, SYN, 100, 0, 0, 0, 0),
+            (false, RST | ACK, 0, 101, 0, 0, MS),
+        ]);
+        assert_eq!(outcomes(&refused), [0, 1, 0, 0, 0, 0]);
+        let handshake_after_a_stale_rst = run_acked(&[
+            (true, SYN, 100, 0, 100, 0, 0),
+            (false, RST | ACK, 0, 999, 0, 0, MS),
+            (false, SYN | ACK, 900, 101, 100, 0, 10 * MS),
+            (true, ACK, 101, 901, 100, 0, 20 * MS),
+            (true, FIN | ACK, 101, 901, 100, 0, 30 * MS),
+            (false, FIN | ACK, 901, 102, 100, 0, 31 * MS),
+        ]);
+        assert_eq!(outcomes(&handshake_after_a_stale_rst), [1, 0, 0, 0, 1, 0]);
+        let challenged = run_acked(&[
+            (true, SYN, 80_000, 0, 100, 0, 0),
+            (false, ACK, 5000, 111, 100, 0, MS),
+        ]);
+        assert_eq!(outcomes(&challenged), [0, 0, 1, 0, 0, 0]);
+        let mut c = ConnHealth::default();
+        c.open(SYN, Side::Client);
+        let segment = |f, seq, ack| Transport {
+            tcp_seq: seq,
+            tcp_ack: ack,
+            ..Transport::new(
+                L4Proto::Tcp,
+                (Addr::from_v4([198, 18, 0, 1]), 4000),
+                (Addr::from_v4([198, 18, 0, 2]), 80),
+                f,
+            )
+        };
+        c.step(
+            &segment(SYN, 80_000, 0),
+            Side::Client,
+            0,
+            Closing::No,
+            false,
+        );
+        assert!(c.answers_another_syn(&segment(ACK, 5000, 111), Side::Server));
+        assert!(c.answers_another_syn(&segment(RST, 111, 0), Side::Client));
+        assert!(!c.answers_another_syn(&segment(RST, 80_001, 0), Side::Client));
+        assert!(!c.answers_another_syn(&segment(RST | ACK, 0, 80_001), Side::Server));
     }
 
     #[test]
