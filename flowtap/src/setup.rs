@@ -186,6 +186,36 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
             active_timeout_ns: ipfix_active_timeout_ns(cli),
             mtu: cli.ipfix_mtu,
         };
+        // Flows that leave the table between two snapshots are never seen
+        // by a per-flow exporter, which learns of flows from the
+        // snapshots; reading files, snapshots come once a second of
+        // reading (or only at the end), while idle timeouts run in capture
+        // time: most of a capture's flows expired unexported, counted
+        // nowhere. Per connection, every connection's record is handed on.
+        if !cli.read.is_empty()
+            && matches!(config.per, ipfix::RecordsPer::Flow)
+            && (cli.tcp_timeout.is_some() || cli.udp_timeout.is_some())
+        {
+            anyhow::bail!(
+                "--tcp-timeout/--udp-timeout with -r and --ipfix-collector: flows that time out \
+                 between two snapshots of the reading would never be exported; leave the timeouts \
+                 out (files keep every flow to the end), or export --ipfix-per connection"
+            );
+        }
+        // Messages no shorter than the templates (they were sent longer
+        // than asked, without a word).
+        let least = ipfix::message::Encoder::new(0, 0, config.biflow, 0).max_len();
+        if config.mtu < least {
+            anyhow::bail!(
+                "--ipfix-mtu {}: the templates{} take {least} bytes: give at least {least}",
+                config.mtu,
+                if config.biflow {
+                    " of biflow records"
+                } else {
+                    ""
+                }
+            );
+        }
         let exporter = ipfix::Exporter::new(config, publisher.stats().ipfix.clone())
             .context("--ipfix-collector: opening a socket")?;
         publisher.add_sink(Box::new(exporter));

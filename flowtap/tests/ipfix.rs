@@ -873,3 +873,62 @@ fn an_unreachable_collector_is_said_with_what_was_lost() {
         .unwrap_or_else(|| panic!("{report}"));
     assert!(records > 0 && lost == records, "{report}");
 }
+
+/// What the exporter cannot keep to is refused at start: an
+/// `--ipfix-mtu` below the templates (messages were sent longer than
+/// asked, without a word), idle timeouts reading files per flow.
+#[test]
+fn what_an_exporter_cannot_keep_to_is_refused() {
+    let demo = common::project_root().join("demo/demo.pcap");
+    for (biflow, least) in [(&[][..], "380"), (&["--ipfix-biflow"][..], "524")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .arg("-r")
+            .arg(&demo)
+            .args([
+                "--ipfix-collector",
+                "udp://127.0.0.1:9",
+                "--ipfix-mtu",
+                "300",
+            ])
+            .args(biflow)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("--ipfix-mtu 300: the templates"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("give at least {least}")),
+            "{stderr}"
+        );
+    }
+    // Idle timeouts reading a file, flows per record: flows that timed
+    // out between two snapshots were never exported (33 of 4631 packets
+    // reached nfcapd). Refused; per connection, every record is handed on.
+    let timed_out = |per: &str| {
+        Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .arg("-r")
+            .arg(&demo)
+            .args([
+                "--ipfix-collector",
+                "udp://127.0.0.1:9",
+                "--tcp-timeout",
+                "2",
+            ])
+            .args(["--ipfix-per", per])
+            .output()
+            .unwrap()
+    };
+    let out = timed_out("flow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("would never be exported"), "{stderr}");
+    let out = timed_out("connection");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

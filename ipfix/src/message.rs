@@ -362,6 +362,12 @@ impl Encoder {
         e
     }
 
+    /// The largest message this encoder writes: the `max_len` asked for,
+    /// or what the templates and one record need, if more.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
     /// A record's length in a data set.
     fn len_of(&self, r: &Record) -> usize {
         self.record_lens[usize::from(r.src.is_ipv6())] + r.names_len()
