@@ -189,17 +189,26 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
         // Flows that leave the table between two snapshots are never seen
         // by a per-flow exporter, which learns of flows from the
         // snapshots; reading files, snapshots come once a second of
-        // reading (or only at the end), while idle timeouts run in capture
-        // time: most of a capture's flows expired unexported, counted
-        // nowhere. Per connection, every connection's record is handed on.
+        // reading with --listen, else only at the end, while idle timeouts
+        // run in capture time: most of a capture's flows expired
+        // unexported, counted nowhere. Per connection, every connection's
+        // record is handed on. A pipe read as it is captured (`-r -`, with
+        // --listen) keeps time with its snapshots: said, not refused.
         if !cli.read.is_empty()
             && matches!(config.per, ipfix::RecordsPer::Flow)
             && (cli.tcp_timeout.is_some() || cli.udp_timeout.is_some())
         {
-            anyhow::bail!(
-                "--tcp-timeout/--udp-timeout with -r and --ipfix-collector: flows that time out \
-                 between two snapshots of the reading would never be exported; leave the timeouts \
-                 out (files keep every flow to the end), or export --ipfix-per connection"
+            let what = "--tcp-timeout/--udp-timeout with -r and --ipfix-collector: flows that \
+                        time out between two snapshots of the reading are never exported";
+            if cli.serve.listen.is_none() {
+                anyhow::bail!(
+                    "{what} (without --listen, the only snapshot is the last); leave the timeouts \
+                     out (files keep every flow to the end), or export --ipfix-per connection"
+                );
+            }
+            tracing::warn!(
+                "{what}: a file read faster than it was captured loses the flows that time out \
+                 within a second of reading; --ipfix-per connection loses none"
             );
         }
         // Messages no shorter than the templates (they were sent longer

@@ -872,6 +872,20 @@ fn the_agent_bound_counts_agents_not_addresses() {
     assert_eq!(coverage["agents_expected"], 1, "{coverage}");
     assert_eq!(coverage["agents_answered"], 1, "{coverage}");
     assert_eq!(coverage["agents_missing"], json!([]), "{coverage}");
+    // The agent restarted (a new instance at the same addresses): its
+    // second address is asked again, not named missing for good.
+    drop(one);
+    let _again = agent(name, node, &format!("127.0.0.1:{port}"));
+    let published = sample(&hub.metrics(), "flowtap_snapshots_published_total");
+    wait_for(
+        &hub,
+        Duration::from_secs(30),
+        "rounds after the restart",
+        |_| sample(&hub.metrics(), "flowtap_snapshots_published_total") >= published + 4.0,
+    );
+    let coverage = hub.get_json("/mcp/flows/summary")["coverage"].clone();
+    assert_eq!(coverage["agents_expected"], 1, "{coverage}");
+    assert_eq!(coverage["agents_missing"], json!([]), "{coverage}");
 }
 
 /// In the first round, before the hub knows that two addresses are one

@@ -336,11 +336,23 @@ pub async fn round(
     // pulled at another (a dual-stack name's A and AAAA records): the hub
     // learns that only by pulling it. One such address a round is asked
     // for its agent's instance, and its feed let go unmerged, so that the
-    // bound counts agents, not addresses, once each is known.
-    let probe = left_out
+    // bound counts agents, not addresses, once each is known. Asked: one
+    // never learnt, or learnt as an agent none of the pulled addresses is
+    // now (the agent restarted, with a new instance); in turn, round by
+    // round, so that one that never answers holds up none of the others.
+    let pulled_instances_now: std::collections::HashSet<u64> = agents
         .iter()
-        .find(|a| instances.known(&a.name()).is_none())
-        .cloned();
+        .filter_map(|a| instances.known(&a.name()))
+        .collect();
+    let unknown: Vec<&AgentUrl> = left_out
+        .iter()
+        .filter(|a| {
+            instances
+                .known(&a.name())
+                .is_none_or(|i| !pulled_instances_now.contains(&i))
+        })
+        .collect();
+    let probe = (!unknown.is_empty()).then(|| unknown[sequence as usize % unknown.len()].clone());
     let probed = async {
         let agent = probe?;
         let pulled = client::get_held(
@@ -434,11 +446,12 @@ pub async fn round(
         "not pulled: more agents than --max-agents {}",
         config.max_agents
     );
-    // Not one whose agent was merged from another address.
+    // Not one whose agent was merged from another address, nor one whose
+    // agent is named missing already (at the address that failed).
     let merged_elsewhere = |agent: &AgentUrl| {
-        instances
-            .known(&agent.name())
-            .is_some_and(|instance| answered.contains(&instance))
+        instances.known(&agent.name()).is_some_and(|instance| {
+            answered.contains(&instance) || named_missing.contains(&instance)
+        })
     };
     let beyond_the_bound = left_out
         .iter()
