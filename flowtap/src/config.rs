@@ -269,12 +269,6 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
     else {
         return e;
     };
-    let on_command_line = args.iter().any(|a| {
-        a.to_str().is_some_and(|a| {
-            a.strip_prefix("--")
-                .is_some_and(|a| a == long || a.starts_with(&format!("{long}=")))
-        })
-    });
     // A subcommand (`hub`) has options of its own, some named as the
     // appliance's are (with variables of their own).
     let command = args
@@ -282,8 +276,10 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
         .and_then(|a| a.to_str())
         .and_then(|name| command.find_subcommand(name))
         .unwrap_or(command);
-    let arg = command.get_arguments().find(|a| a.get_long() == Some(long));
-    let Some(variable) = arg.and_then(clap::Arg::get_env) else {
+    let Some(arg) = command.get_arguments().find(|a| a.get_long() == Some(long)) else {
+        return e;
+    };
+    let Some(variable) = arg.get_env() else {
         return e;
     };
     // The value clap refused is the variable's (or one of its
@@ -295,7 +291,7 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
     };
     let from_variable = std::env::var(variable)
         .is_ok_and(|set| set == refused || set.split(',').any(|piece| piece.trim() == refused));
-    if on_command_line || !from_variable {
+    if on_command_line(args, arg) || !from_variable {
         return e;
     }
     command.clone().error(

@@ -214,6 +214,25 @@ fn log_changes(last: &mut std::collections::HashMap<Arc<str>, bool>, coverage: &
     *last = now;
 }
 
+/// `agent`'s feed, within its timeout, its bound and the room for feeds
+/// held at once: a round's pulls, and its probe of an address beyond
+/// `--max-agents`.
+async fn pull_feed(
+    config: &HubConfig,
+    agent: &AgentUrl,
+    room: &client::FeedRoom,
+) -> Result<client::Pulled, String> {
+    client::get_held(
+        agent,
+        feed::PATH,
+        config.token.as_deref(),
+        config.agent_timeout,
+        config.max_feed_bytes,
+        room,
+    )
+    .await
+}
+
 /// One pull of every agent, merged into a snapshot; handshake digests that
 /// have not changed since `last` are shared with it ([`previous`]), and
 /// whether that paid for any feed (`None`: no feed was decoded, so nothing
@@ -273,15 +292,7 @@ pub async fn round(
             (previous.clone(), &decoders, &budget, &claims, &room);
         async move {
             let started = Instant::now();
-            let pulled = client::get_held(
-                agent,
-                feed::PATH,
-                config.token.as_deref(),
-                config.agent_timeout,
-                config.max_feed_bytes,
-                room,
-            )
-            .await;
+            let pulled = pull_feed(config, agent, room).await;
             // The agent's data dated by its own age of it, so that one
             // whose pipeline stopped while its server answers looks old.
             let taken_ns = pulled
@@ -340,7 +351,7 @@ pub async fn round(
     // never learnt, or learnt as an agent none of the pulled addresses is
     // now (the agent restarted, with a new instance); in turn, round by
     // round, so that one that never answers holds up none of the others.
-    let pulled_instances_now: std::collections::HashSet<u64> = agents
+    let instances_pulled: std::collections::HashSet<u64> = agents
         .iter()
         .filter_map(|a| instances.known(&a.name()))
         .collect();
@@ -349,22 +360,13 @@ pub async fn round(
         .filter(|a| {
             instances
                 .known(&a.name())
-                .is_none_or(|i| !pulled_instances_now.contains(&i))
+                .is_none_or(|i| !instances_pulled.contains(&i))
         })
         .collect();
     let probe = (!unknown.is_empty()).then(|| unknown[sequence as usize % unknown.len()].clone());
     let probed = async {
         let agent = probe?;
-        let pulled = client::get_held(
-            &agent,
-            feed::PATH,
-            config.token.as_deref(),
-            config.agent_timeout,
-            config.max_feed_bytes,
-            &room,
-        )
-        .await
-        .ok()?;
+        let pulled = pull_feed(config, &agent, &room).await.ok()?;
         let (head, _) = Feed::open(&pulled.body).ok()?;
         Some((agent.name(), head.instance))
     };

@@ -220,7 +220,7 @@ fn proto_number(p: Proto) -> u8 {
 
 /// Sets the window of the TCP segment whose headers (with a 20-byte TCP
 /// header last) end at `headers` in `buf`, as [`segment`] wrote it (its
-/// checksum then to be filled in again: [`fill_l4_checksum`]).
+/// checksum then to be filled in: [`fill_l4_checksum`]).
 pub fn set_tcp_window(buf: &mut [u8], headers: usize, window: u16) {
     buf[headers - 6..headers - 4].copy_from_slice(&window.to_be_bytes());
 }
@@ -229,6 +229,15 @@ pub fn set_tcp_window(buf: &mut [u8], headers: usize, window: u16) {
 /// filled in. Returns the number of header bytes (everything before the
 /// payload); [`ip_start`] says where the IP header starts.
 pub fn segment(buf: &mut Vec<u8>, s: &Segment<'_>) -> usize {
+    let headers = segment_unsummed(buf, s);
+    fill_l4_checksum(buf, ip_start(s));
+    headers
+}
+
+/// [`segment`] with the TCP or UDP checksum left zero, for a caller that
+/// changes the segment (its window, its payload) and fills it in after:
+/// the payload is summed once.
+pub(crate) fn segment_unsummed(buf: &mut Vec<u8>, s: &Segment<'_>) -> usize {
     buf.clear();
     match (s.src, s.dst) {
         (IpAddr::V4(src), IpAddr::V4(dst)) => {
@@ -254,19 +263,10 @@ pub fn segment(buf: &mut Vec<u8>, s: &Segment<'_>) -> usize {
         }
         _ => panic!("mixed address families"),
     }
-    let ip = buf.len() - ip_header_len(s);
     l4_header(buf, s);
     let headers = buf.len();
     buf.resize(headers + usize::from(s.payload), 0);
-    fill_l4_checksum(buf, ip);
     headers
-}
-
-fn ip_header_len(s: &Segment<'_>) -> usize {
-    match s.src {
-        IpAddr::V4(_) => 20,
-        IpAddr::V6(_) => 40,
-    }
 }
 
 /// Where the IP header of a frame [`segment`] built for `s` starts: after

@@ -815,7 +815,7 @@ impl Generator {
                 c.last_data[dir] = Some((seq, e.payload));
             }
         }
-        let mut headers = frame::segment(&mut self.buf, &seg);
+        let mut headers = frame::segment_unsummed(&mut self.buf, &seg);
         if c.proto == Proto::Tcp && e.window != 0xffff {
             frame::set_tcp_window(&mut self.buf, headers, e.window);
         }
@@ -824,7 +824,7 @@ impl Generator {
         let stamp = self.truth.frames.to_le_bytes();
         let room = self.buf.len() - headers;
         self.buf[headers..headers + room.min(8)].copy_from_slice(&stamp[..room.min(8)]);
-        // The window and the payload changed after `segment` summed them.
+        // Summed once the window and the payload are final.
         frame::fill_l4_checksum(&mut self.buf, frame::ip_start(&seg));
         let mut counted = self.buf.len() as u64;
         let frame = match &c.tunnel {
