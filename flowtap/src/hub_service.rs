@@ -113,6 +113,9 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
     let hub = Hub::start(config, publisher.clone(), demand).context("starting the hub")?;
     // The hub answers from the start; the coverage says what is missing.
     if let Some(service) = &service {
+        if !one_shot {
+            service.catch_stop_signals()?;
+        }
         service.set_ready();
     }
     let outcome = match &service {

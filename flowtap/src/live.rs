@@ -249,6 +249,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     };
 
     // XDP is attached, the sockets are bound, the workers run.
+    service.catch_stop_signals()?;
     service.set_ready();
     let published = publisher.lock().expect("publisher lock").stats();
     let stall = StallWatch::new(cli.stall_timeout, interval);

@@ -100,6 +100,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         snapshot
     };
     if let Some(s) = &service {
+        s.catch_stop_signals()?;
         s.set_ready();
     }
     // Printed once the final snapshot is served.

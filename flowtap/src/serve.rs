@@ -25,6 +25,51 @@ pub(crate) struct Service {
     admin: Option<std::thread::JoinHandle<()>>,
     inventory: Option<std::thread::JoinHandle<()>>,
     ready: Arc<AtomicBool>,
+    /// Caught by `catch_stop_signals`, waited for by `run_until_signal`.
+    stop_signals: Mutex<Option<StopSignals>>,
+}
+
+/// The signals that stop a service: SIGTERM, SIGINT, and SIGHUP (a closed
+/// terminal or ssh session: stopped as cleanly as by SIGTERM, with the final
+/// report, the last IPFIX records and host mode's veth removed, where it
+/// killed the process) unless started to ignore it (`nohup`), which a
+/// handler would undo.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Installs the handlers (in a runtime's context); a signal that comes
+    /// from now on is kept for `recv`.
+    fn catch() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: match hangup_ignored() {
+                true => None,
+                false => {
+                    Some(signal(SignalKind::hangup()).context("installing the SIGHUP handler")?)
+                }
+            },
+        })
+    }
+
+    async fn recv(&mut self) {
+        let hung_up = async {
+            match &mut self.hup {
+                Some(hup) => hup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+            _ = hung_up => {}
+        }
+    }
 }
 
 /// Where the service listens.
@@ -149,6 +194,7 @@ impl Service {
             admin: Some(admin),
             inventory: Some(inventory),
             ready,
+            stop_signals: Mutex::new(None),
         })
     }
 
@@ -163,42 +209,41 @@ impl Service {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Blocks until SIGINT, SIGTERM or SIGHUP, or until `failure` (asked every
+    /// From now on SIGTERM, SIGINT and SIGHUP stop the service cleanly,
+    /// once `run_until_signal` is reached. Called before the service says
+    /// it is ready: a signal sent as soon as `/readyz` answers 200 (as a
+    /// supervisor or a test may) came before `run_until_signal`'s handlers
+    /// and killed the process without its last words. Until then (files
+    /// still being read) a signal ends the process at once.
+    pub(crate) fn catch_stop_signals(&self) -> anyhow::Result<()> {
+        let mut caught = self.stop_signals.lock().expect("signals lock");
+        if caught.is_none() {
+            let _runtime = self.runtime.enter();
+            *caught = Some(StopSignals::catch()?);
+        }
+        Ok(())
+    }
+
+    /// Blocks until SIGINT, SIGTERM or SIGHUP (caught since
+    /// `catch_stop_signals`, or from now), or until `failure` (asked every
     /// second) reports that capture failed: then readiness fails and the
     /// error is returned, for the process to exit non-zero.
     pub(crate) fn run_until_signal(
         &self,
         failure: impl Fn() -> Option<String>,
     ) -> anyhow::Result<()> {
+        self.catch_stop_signals()?;
+        let mut signals = self
+            .stop_signals
+            .lock()
+            .expect("signals lock")
+            .take()
+            .expect("caught above");
         let result = self.runtime.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term =
-                signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-            let mut int =
-                signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-            // A closed terminal or ssh session: stopped as cleanly as by
-            // SIGTERM (the final report, the last IPFIX records, host
-            // mode's veth removed), where it killed the process; unless
-            // started to ignore it (`nohup`), which a handler would undo.
-            let mut hup = match hangup_ignored() {
-                true => None,
-                false => {
-                    Some(signal(SignalKind::hangup()).context("installing the SIGHUP handler")?)
-                }
-            };
-            let hung_up = async {
-                match &mut hup {
-                    Some(hup) => hup.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::pin!(hung_up);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = term.recv() => break,
-                    _ = int.recv() => break,
-                    _ = &mut hung_up => break,
+                    _ = signals.recv() => break,
                     _ = tick.tick() => {
                         if let Some(why) = failure() {
                             anyhow::bail!("capture failed: {why}");
