@@ -548,9 +548,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_MAX_BATCH", help_heading = API)]
     pub mcp_max_batch: usize,
 
-    /// Bytes one MCP reply may take (e.g. 8Mi); answers past it are replaced
-    /// by an error asking for less.
-    #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REPLY_BYTES", help_heading = API)]
+    /// Bytes one MCP reply may take (e.g. 8Mi; at least 64Ki); answers past
+    /// it are replaced by an error asking for less.
+    #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size_from::<{ api::mcp::MIN_REPLY_BYTES as u64 }>, env = "FLOWTAP_MCP_MAX_REPLY_BYTES", help_heading = API)]
     pub mcp_max_reply_bytes: u64,
 
     /// Bytes one MCP request body may take (e.g. 1Mi); a larger one gets
@@ -828,6 +828,14 @@ fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(multiplier)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A size (`parse_size`) of at least `MIN` bytes.
+fn parse_size_from<const MIN: u64>(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        size if size < MIN => Err(format!("{text:?}: at least {MIN} bytes")),
+        size => Ok(size),
+    }
 }
 
 /// What `flowtap healthcheck` asks: the host (`host:port`) and path of

@@ -137,7 +137,12 @@ impl Forwarder {
             Ok(v) => v,
             Err(e) => return vec![parse_error(format!("Parse error: {e}"))],
         };
-        let id = message.get("id").filter(|id| !id.is_null()).cloned();
+        // An id the server cannot echo (1.5) is answered with null, as the
+        // server does: not given back as if it had been taken.
+        let id = message
+            .get("id")
+            .filter(|id| jsonrpc::echoable_id(id))
+            .cloned();
         let notification = message.is_object() && message.get("id").is_none();
         let method = message
             .get("method")
@@ -174,7 +179,7 @@ impl Forwarder {
                 Err(e) => return fail(format!("starting a new session: {e}")),
             };
         }
-        let mut messages = match messages_of(&answer) {
+        let (mut messages, answered_as_batch) = match messages_of(&answer) {
             Ok(m) => m,
             Err(e) => return fail(e),
         };
@@ -199,7 +204,10 @@ impl Forwarder {
                 .and_then(|m| m["result"]["protocolVersion"].as_str())
                 .map(str::to_owned);
         }
-        if message.is_array() && !messages.is_empty() {
+        // A batch's answers as one array; a batch refused whole (empty, or
+        // one message per request) as the one error object the server sent
+        // (JSON-RPC 2.0, 6: "a single Response object").
+        if message.is_array() && answered_as_batch && !messages.is_empty() {
             return vec![Value::Array(messages)];
         }
         messages
@@ -254,7 +262,7 @@ impl Forwarder {
             "params": params,
         });
         let answer = self.post(&initialize, &initialize.to_string()).await?;
-        let messages = messages_of(&answer)?;
+        let (messages, _) = messages_of(&answer)?;
         let version = messages
             .first()
             .and_then(|m| m["result"]["protocolVersion"].as_str());
@@ -357,17 +365,19 @@ impl Forwarder {
     }
 }
 
-/// The JSON-RPC messages an answer carries (none for 202).
-fn messages_of(answer: &Answer) -> Result<Vec<Value>, String> {
+/// The JSON-RPC messages an answer carries (none for 202), and whether
+/// they came as a batch's array (an event stream's events answer a batch
+/// one by one).
+fn messages_of(answer: &Answer) -> Result<(Vec<Value>, bool), String> {
     if answer.content_type.starts_with("text/event-stream") {
-        return Ok(event_stream_messages(&answer.body));
+        return Ok((event_stream_messages(&answer.body), true));
     }
     if answer.body.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     match serde_json::from_slice::<Value>(&answer.body) {
-        Ok(Value::Array(batch)) => Ok(batch),
-        Ok(v) if v.get("jsonrpc").is_some() => Ok(vec![v]),
+        Ok(Value::Array(batch)) => Ok((batch, true)),
+        Ok(v) if v.get("jsonrpc").is_some() => Ok((vec![v], false)),
         _ => Err(format!(
             "flowtap answered HTTP {}: {}",
             answer.status,

@@ -1403,7 +1403,30 @@ fn workloads_active_and_idle() {
     assert!(active.as_u64().unwrap() > 0);
     let shop = s.get_json("/mcp/workloads?namespace=shop&kind=namespace");
     assert_eq!(shop["workloads"].as_array().unwrap().len(), 1);
+    // "What is busiest?": the order asked, which limit cuts (the order by
+    // name cut the busiest away).
+    let busiest = |sort: &str, key: &dyn Fn(&Value) -> u64| {
+        let mut expected: Vec<&Value> = workloads.iter().collect();
+        expected.sort_by_key(|w| std::cmp::Reverse(key(w)));
+        let top = s.get_json(&format!("/mcp/workloads?sort={sort}&limit=5"));
+        let top = top["workloads"].as_array().unwrap();
+        assert_eq!(top.len(), 5, "{sort}");
+        assert_eq!(
+            top.iter().map(key).collect::<Vec<_>>(),
+            expected[..5].iter().map(|w| key(w)).collect::<Vec<_>>(),
+            "{sort}"
+        );
+        assert!(key(&top[0]) > 0, "{sort}");
+    };
+    busiest("bytes", &|w| {
+        w["bytes_in"].as_u64().unwrap() + w["bytes_out"].as_u64().unwrap()
+    });
+    busiest("flows", &|w| {
+        w["flows_in"].as_u64().unwrap() + w["flows_out"].as_u64().unwrap()
+    });
     for (query, parameter) in [
+        ("sort=busiest", "sort"),
+        ("limit=%2B2", "limit"),
         ("state=asleep", "state"),
         ("kind=deployment", "kind"),
         ("limit=-1", "limit"),

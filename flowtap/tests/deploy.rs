@@ -304,6 +304,12 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec!["--threads", "1..=256"],
         ),
         (vec!["-r", &d, "--k8s-inventory", &not_toml], vec![], vec![]),
+        // A reply budget that the tools' own list does not fit in.
+        (
+            vec!["-r", &d, "--mcp-max-reply-bytes", "20k"],
+            vec![],
+            vec!["--mcp-max-reply-bytes", "at least 65536 bytes"],
+        ),
         (
             vec!["-r", &d, "--log-format", "xml"],
             vec![],

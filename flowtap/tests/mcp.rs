@@ -551,6 +551,17 @@ fn handshake_sessions_versions_and_errors() {
     );
     let r = with(&[], &json!({"jsonrpc": "1.0", "id": 5, "method": "ping"}));
     assert_eq!(r.json()["error"]["code"], -32600);
+    // A request's bad params: an error about its content, sent with 200
+    // in a handshake session (was 400).
+    let r = with(
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 6, "method": "ping", "params": []}),
+    );
+    let answer = r.json();
+    assert_eq!(
+        (r.status, &answer["error"]["code"], &answer["id"]),
+        (200, &json!(-32602), &json!(6))
+    );
     // Transport rules: the session, the revision header, media types.
     assert_eq!(post(&server, &[], &list).status, 400, "no session");
     assert_eq!(
@@ -793,12 +804,15 @@ fn stateless_requests_are_checked_against_their_headers() {
         (r.status, r.json()["result"]["isError"].as_bool()),
         (200, Some(true))
     );
-    // The requests are counted by method and outcome.
+    // The requests are counted by method and outcome: a tool call the
+    // model got wrong apart (it was counted ok).
     let metrics = server.metrics();
-    assert!(
-        metrics.contains("flowtap_mcp_requests_total{method=\"tools/call\",outcome=\"ok\"} 3"),
-        "{metrics}"
-    );
+    for (outcome, n) in [("ok", 2), ("tool_error", 1)] {
+        let line = format!(
+            "flowtap_mcp_requests_total{{method=\"tools/call\",outcome=\"{outcome}\"}} {n}\n"
+        );
+        assert!(metrics.contains(&line), "{line}: {metrics}");
+    }
     assert!(metrics.contains("flowtap_mcp_session_capacity 1024"));
 }
 
@@ -1051,4 +1065,57 @@ fn mcp_stdio_starts_a_new_session_when_the_server_ends_its_own() {
         2,
         "{stderr}"
     );
+}
+
+/// `flowtap mcp-stdio` passes a batch's answers on as the server gives
+/// them: an array for a batch answered message by message, the one error
+/// object for a batch refused whole (JSON-RPC 2.0, 6: it wrapped that in
+/// an array); and an id the server cannot echo is not put back in its
+/// answer.
+#[test]
+fn mcp_stdio_answers_batches_as_the_server_does() {
+    use std::io::{BufRead, Write};
+    let (server, dir) = serve_demo("secret", &[]);
+    let token = dir.path().join("token");
+    let url = format!("http://{}", server.addr);
+    let bridge_at = |version: &str| {
+        let mut bridge = mcp_stdio(
+            &url,
+            &["--auth-token-file", token.to_str().unwrap()],
+            std::process::Stdio::inherit(),
+        );
+        let mut stdin = bridge.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(bridge.stdout.take().unwrap());
+        let mut ask = move |message: &str| {
+            stdin.write_all(message.as_bytes()).unwrap();
+            stdin.write_all(b"\n").unwrap();
+            stdin.flush().unwrap();
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+        };
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": version, "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}});
+        let first = ask(&init.to_string());
+        assert_eq!(first["result"]["protocolVersion"], version, "{first}");
+        (bridge, ask)
+    };
+    let (mut old, mut ask) = bridge_at("2025-03-26");
+    let empty = ask("[]");
+    assert_eq!(empty["error"]["code"], -32600, "{empty}");
+    assert!(empty.is_object(), "{empty}");
+    let batch = ask(r#"[{"jsonrpc":"2.0","id":7,"method":"ping"}]"#);
+    assert_eq!(batch, json!([{"jsonrpc": "2.0", "id": 7, "result": {}}]));
+    let fraction = ask(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#);
+    assert_eq!(fraction["error"]["code"], -32600, "{fraction}");
+    assert_eq!(fraction["id"], Value::Null, "{fraction}");
+    drop(ask);
+    assert!(old.wait().unwrap().success());
+    let (mut new, mut ask) = bridge_at("2025-06-18");
+    let refused = ask(r#"[{"jsonrpc":"2.0","id":8,"method":"ping"}]"#);
+    assert!(refused.is_object(), "{refused}");
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    drop(ask);
+    assert!(new.wait().unwrap().success());
 }

@@ -61,6 +61,19 @@ pub enum Message {
     Response,
 }
 
+/// Whether `id` is one a request may carry and an answer echo. MCP: "a
+/// string or integer ID". A number with a fraction, or an integer beyond
+/// 64 bits (which serde_json reads as a float), could not be echoed as it
+/// was sent, and the client could not match the answer: refused, and
+/// answered with a null id.
+pub fn echoable_id(id: &Value) -> bool {
+    match id {
+        Value::String(_) => true,
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        _ => false,
+    }
+}
+
 impl Message {
     /// Reads one message. On error, the id to answer with (null when the
     /// message had none usable) and the error.
@@ -72,15 +85,7 @@ impl Message {
             ));
         };
         let id = obj.remove("id");
-        // MCP: "a string or integer ID". A number with a fraction, or an
-        // integer beyond 64 bits (which serde_json reads as a float), could
-        // not be echoed as it was sent, and the client could not match the
-        // answer: refused.
-        let id_ok = match &id {
-            Some(Value::String(_)) => true,
-            Some(Value::Number(n)) => n.is_i64() || n.is_u64(),
-            _ => false,
-        };
+        let id_ok = id.as_ref().is_some_and(echoable_id);
         let answer_id = if id_ok {
             id.clone().unwrap_or_default()
         } else {

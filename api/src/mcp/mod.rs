@@ -31,6 +31,11 @@ use version::Version;
 /// The endpoint path.
 pub const PATH: &str = "/mcp";
 
+/// The least `McpLimits::max_reply_bytes` may be: what the largest list a
+/// client asks first (the tools, with their schemas and descriptions)
+/// takes, with room to grow (a test checks it fits).
+pub const MIN_REPLY_BYTES: usize = 64 << 10;
+
 /// MCP's bounds, each an option and a metric: a client cannot make one
 /// request cost more than `max_batch` calls and `max_reply_bytes` of reply,
 /// nor push other clients' sessions out.
@@ -145,5 +150,22 @@ pub fn dispatch(
             METHOD_NOT_FOUND,
             format!("method {method:?} not found"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_reply_budget_holds_every_list() {
+        for text in version::HANDSHAKE.iter().chain(version::STATELESS) {
+            let version = Version::parse(text).expect("a revision flowtap speaks");
+            for list in [tools::list(version), prompts::list(version)] {
+                let len = list.to_string().len();
+                // Half: the list may grow before the bound is revisited.
+                assert!(len * 2 < MIN_REPLY_BYTES, "{text}: {len} bytes");
+            }
+        }
     }
 }

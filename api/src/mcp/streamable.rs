@@ -124,9 +124,16 @@ impl Mcp {
             *left,
             self.limits.max_reply_bytes
         );
-        let error = jsonrpc::error(&id, &RpcError::new(REPLY_TOO_LARGE, message))
-            .to_string()
-            .into_bytes();
+        // A tool call's answer too large is the tool's error, which a
+        // client hands to the model (a JSON-RPC error most raise as a
+        // failure of the protocol, and the model never sees the hint).
+        let error = if answer["result"].get("isError").is_some() {
+            jsonrpc::result(&id, super::tools::tool_error(&message))
+        } else {
+            jsonrpc::error(&id, &RpcError::new(REPLY_TOO_LARGE, message))
+        }
+        .to_string()
+        .into_bytes();
         *left = left.saturating_sub(error.len());
         error
     }
@@ -251,7 +258,7 @@ impl Mcp {
                 super::server_info(version, self.build),
             ))
         });
-        self.count(&method, outcome.is_ok());
+        self.count(&method, outcome_label(outcome.as_ref()));
         match outcome {
             Ok(result) => self.answer(200, jsonrpc::result(&id, result)),
             Err(e) => Reply::json(stateless::http_status(&e), jsonrpc::error(&id, &e)),
@@ -271,7 +278,7 @@ impl Mcp {
             return match Message::parse(value) {
                 Ok(Message::Request { id, method, params }) => {
                     let outcome = super::initialize(&params, self.build);
-                    self.count(&method, outcome.is_ok());
+                    self.count(&method, outcome_label(outcome.as_ref().map(|(_, r)| r)));
                     match outcome.map(|(v, r)| (self.sessions.create(v, client), r)) {
                         Ok((Ok(session), result)) => Reply {
                             session_id: Some(session),
@@ -286,7 +293,7 @@ impl Mcp {
                     INVALID_REQUEST,
                     "initialize must be a request (with an id)",
                 ),
-                Err((id, e)) => Reply::json(400, jsonrpc::error(&id, &e)),
+                Err((id, e)) => handshake_refusal(jsonrpc::error(&id, &e)),
             };
         }
         let Some(session) = request_headers.get(headers::SESSION_ID) else {
@@ -395,8 +402,7 @@ impl Mcp {
             ),
             single => match self.handshake_message(single, version, view) {
                 Some(Ok(answer)) => self.answer(200, answer),
-                // Not a JSON-RPC message: the transport's 400, with the error.
-                Some(Err(refusal)) => Reply::json(400, refusal),
+                Some(Err(refusal)) => handshake_refusal(refusal),
                 None => Reply::empty(202),
             },
         }
@@ -420,7 +426,7 @@ impl Mcp {
                 } else {
                     super::dispatch(&method, &params, version, view)
                 };
-                self.count(&method, outcome.is_ok());
+                self.count(&method, outcome_label(outcome.as_ref()));
                 Some(Ok(match outcome {
                     Ok(result) => jsonrpc::result(&id, result),
                     Err(e) => jsonrpc::error(&id, &e),
@@ -431,13 +437,13 @@ impl Mcp {
         }
     }
 
-    fn count(&self, method: &str, ok: bool) {
+    fn count(&self, method: &str, outcome: &'static str) {
         let label = METHODS
             .iter()
             .find(|m| **m == method)
             .copied()
             .unwrap_or("other");
-        self.stats.count_mcp(label, ok);
+        self.stats.count_mcp(label, outcome);
     }
 }
 
@@ -464,4 +470,24 @@ fn sessions_full() -> Reply {
         "Service Unavailable: every MCP session is in use \
          (--mcp-max-sessions); try again later",
     )
+}
+
+/// A handshake-era message its parse refused: a request's (its id known:
+/// bad params, a wrong `jsonrpc`) is an error about its content, sent with
+/// 200 as the module says; what has no usable id is no request at all, the
+/// transport's 400, with the error.
+fn handshake_refusal(refusal: Value) -> Reply {
+    let status = if refusal["id"].is_null() { 400 } else { 200 };
+    Reply::json(status, refusal)
+}
+
+/// `flowtap_mcp_requests`' outcome of an answer: `error` (a JSON-RPC
+/// error), `tool_error` (a tool call answered with `isError`, such as a bad
+/// argument: answered, but the model asked wrong) or `ok`.
+fn outcome_label<E>(answer: Result<&Value, &E>) -> &'static str {
+    match answer {
+        Err(_) => "error",
+        Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => "tool_error",
+        Ok(_) => "ok",
+    }
 }

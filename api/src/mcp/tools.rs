@@ -26,7 +26,8 @@ A flow is (proto, client IP, server IP, server port): all connections between th
 client_stats.tx_* = packets/bytes the client sent (= server_stats.rx_*), client_stats.rx_* = what it received. \
 totals.pkts/bytes count each wire packet once (Kubeshark sums two endpoints' views, which doubles them). \
 Bytes are frame lengths on the wire (link header included, no FCS). pps = packets per second, bps = bits per second, \
-averaged over the last rate window (default 10 s), so an idle flow decays to 0. \
+averaged over the last rate window (default 10 s), or over the flow's life when it is younger (two packets 0.1 s \
+apart read as 20 pps, not a sustained rate), so an idle flow decays to 0. \
 TCP handshake fields are microseconds, p50/p90/p99 over the flow's connections in the RTT window: \
 client_stats.tcp_handshake_* is SYN -> SYN-ACK (the client's view: the round trip to the server); \
 server_stats.tcp_handshake_* is SYN -> the ACK completing the handshake (the server's view, which adds the client's \
@@ -37,6 +38,8 @@ Interpretation: < 1000 us excellent (same node or datacenter); 1000-10000 us goo
 Fast handshake + slow service = application issue; slow handshake = network issue. High p99 with normal p50 = \
 intermittent hiccups; one source slow to everything = that source's node; every source slow to one destination = \
 the destination (or its node) is overloaded. \
+format=full: mirror names the mirror session a flow seen through a tunnel came through (encap: vxlan, geneve, gre, \
+erspan_i/ii/iii...; with its vni, key, session or id when the encapsulation has one). \
 Kubernetes fields (pod, ns, svc, node) appear only when flowtap's inventory maps the IP; a bare IP is an external or \
 host-network endpoint, and a flow without pod/ns does not match the pod/ns filters. \
 TCP health (format=full; in compact only for flows with failed connections or retransmissions, and only the \
@@ -89,12 +92,12 @@ fn flows_input_schema() -> Value {
     for p in query::PARAMS {
         let mut schema = if p.integer {
             json!({"type": "integer", "minimum": 0})
+        } else if p.values.is_empty() {
+            // An empty filter is refused (it would match nothing).
+            json!({"type": "string", "minLength": 1})
         } else {
-            json!({"type": "string"})
+            json!({"type": "string", "enum": p.values})
         };
-        if !p.values.is_empty() {
-            schema["enum"] = json!(p.values);
-        }
         if p.name == "limit" {
             schema["maximum"] = json!(MAX_LIMIT);
         }
@@ -139,6 +142,22 @@ fn stats_schema() -> Value {
     })
 }
 
+/// `format=full`'s mirror session: its encapsulation and, where it has
+/// one, its id under the encapsulation's own name.
+fn mirror_schema() -> Value {
+    let encaps: Vec<&str> = pipeline::wire::decap::Encap::ALL
+        .iter()
+        .map(|e| e.name())
+        .collect();
+    json!({
+        "type": "object",
+        "description": "format=full: the mirror session (tunnel) the flow came through",
+        "required": ["encap"],
+        "properties": {"encap": {"type": "string", "enum": encaps}},
+        "additionalProperties": {"type": "integer", "minimum": 0}
+    })
+}
+
 fn connections_schema() -> Value {
     let count = json!({"type": "integer", "minimum": 0});
     json!({
@@ -176,7 +195,12 @@ fn flows_output_schema() -> Value {
                             }
                         },
                         "tcp_connections": connections_schema(),
-                        "merged_flows": {"type": "integer", "description": "format=full with aggregate: flows merged"}
+                        "merged_flows": {"type": "integer", "description": "format=full with aggregate: flows merged"},
+                        "mirror": mirror_schema(),
+                        "seen_by": {
+                            "type": "array", "items": {"type": "string"},
+                            "description": "format=full, from a hub: the agents (nodes) that saw the flow"
+                        }
                     }
                 }
             },
@@ -281,12 +305,14 @@ fn workloads_description() -> String {
     format!(
         "List every pod, service and namespace flowtap's Kubernetes names know, with the flows in (as server) and out \
 (as client) of each, the bytes it received and sent, when its last packet was seen, and whether it is active. Use it \
-for 'which pods in namespace X have no traffic right now?' (namespace=X, state=idle, kind=pod) or 'what is busiest?'. \
+for 'which pods in namespace X have no traffic right now?' (namespace=X, state=idle, kind=pod) or 'what is busiest?' \
+(sort=bytes or sort=flows; the default order is by kind, namespace and name, and limit cuts in the order asked). \
 A workload is active when some flow of the current snapshot has it as an endpoint; a flow stays in the snapshot until \
-its connections expire after their last packet: live, TCP 300 s (10 s after it closed), UDP 60 s (flowtap's \
---tcp-timeout and --udp-timeout); reading capture files, for the whole capture. So idle means no packet for at least \
-that long - and only where flowtap watches (check coverage). names_known is false when flowtap has no Kubernetes \
-names: then nothing can be listed. Equivalent to GET {}.",
+the idle timeout after its last packet, whether its connections closed or not: live, TCP 300 s and UDP 60 s unless \
+flowtap's --tcp-timeout and --udp-timeout say otherwise; reading capture files, for the whole capture. So idle means \
+no packet for at least that long, and a workload that just stopped stays active that long - and only where flowtap \
+watches (check coverage). names_known is false when flowtap has no Kubernetes names: then nothing can be listed. \
+Equivalent to GET {}.",
         rest::workloads::PATH
     )
 }
@@ -298,7 +324,8 @@ fn workloads_input_schema() -> Value {
             "limit" => json!({"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
             "state" => json!({"type": "string", "enum": ["active", "idle", "all"]}),
             "kind" => json!({"type": "string", "enum": ["pod", "service", "namespace"]}),
-            _ => json!({"type": "string"}),
+            "sort" => json!({"type": "string", "enum": rest::workloads::Sort::NAMES}),
+            _ => json!({"type": "string", "minLength": 1}),
         };
         schema["description"] = json!(description);
         properties.insert((*name).to_owned(), schema);
@@ -417,7 +444,8 @@ pub fn call(view: &View, params: &Map<String, Value>, version: Version) -> Resul
 /// `integer` names (written as integers: JSON Schema counts 1.0 as the
 /// integer 1). Models send `null` for "not given", so a null is left out
 /// when `known` names it; an unknown argument goes on, to be named by the
-/// query's parser, whatever its value.
+/// query's parser, whatever its value (not its value's type: the model
+/// would be told to fix the type of an argument that does not exist).
 fn argument_pairs(
     arguments: &Map<String, Value>,
     known: impl Fn(&str) -> bool,
@@ -427,7 +455,7 @@ fn argument_pairs(
     for (name, value) in arguments {
         let text = match value {
             Value::Null if known(name) => continue,
-            Value::Null => String::new(),
+            _ if !known(name) => String::new(),
             Value::String(s) => s.clone(),
             Value::Number(n) if integer(name) => match n.as_f64() {
                 Some(f) if n.is_f64() && f.fract() == 0.0 && (0.0..=MAX_EXACT_F64).contains(&f) => {
@@ -509,7 +537,7 @@ fn tool_result(value: Value, version: Version) -> Value {
     result
 }
 
-fn tool_error(message: &str) -> Value {
+pub(super) fn tool_error(message: &str) -> Value {
     json!({"content": [{"type": "text", "text": message}], "isError": true})
 }
 
@@ -555,11 +583,20 @@ mod tests {
             (json!({"ns": 3}), "ns"),
             (json!({"colour": "blue"}), "colour"),
             (json!({"colour": null}), "colour"),
+            (json!({"colour": 1}), "colour"),
         ] {
             let r = call(&view, &args(json!({"name": LIST_FLOWS, "arguments": a})), v).unwrap();
             assert_eq!(r["isError"], true, "{r}");
             let text = r["content"][0]["text"].as_str().unwrap();
             assert!(text.contains(&format!("argument {name}")), "{text}");
+        }
+        // An unknown argument is named unknown whatever its value (a number
+        // was answered "must be a string", as if it existed).
+        for value in [json!(1), json!([]), json!("x")] {
+            let a = json!({"name": LIST_FLOWS, "arguments": {"colour": value}});
+            let r = call(&view, &args(a), v).unwrap();
+            let text = r["content"][0]["text"].as_str().unwrap();
+            assert!(text.contains("unknown parameter \"colour\""), "{text}");
         }
         let r = call(
             &view,

@@ -966,7 +966,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mcp_requests",
         Counter,
-        "MCP JSON-RPC requests by method (known ones; others are other) and outcome (ok, error).",
+        "MCP JSON-RPC requests by method (known ones; others are other) and outcome (ok; tool_error: a tool call answered with isError, such as a bad argument; error: a JSON-RPC error).",
         Value::Labelled(&["method", "outcome"], |s| s
             .stats
             .mcp

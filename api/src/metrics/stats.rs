@@ -122,8 +122,7 @@ impl ServiceStats {
     }
 
     /// Counts an MCP request; `method` is one of a fixed set of labels.
-    pub fn count_mcp(&self, method: &'static str, ok: bool) {
-        let outcome = if ok { "ok" } else { "error" };
+    pub fn count_mcp(&self, method: &'static str, outcome: &'static str) {
         *self
             .mcp
             .lock()

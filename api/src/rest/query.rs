@@ -225,7 +225,7 @@ pub(crate) fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
     Ok(value.to_owned())
 }
 
-fn unsigned(name: &str, value: &str) -> Result<u64, ApiError> {
+pub(crate) fn unsigned(name: &str, value: &str) -> Result<u64, ApiError> {
     // Digits only: Rust's parser also takes a leading `+`.
     let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     digits

@@ -2,10 +2,10 @@
 //! and namespace the Kubernetes names know, with the flows in and out of it,
 //! their bytes and when it was last seen, so "which pods in shop have no
 //! traffic right now?" is one call. A workload is active when a flow of the
-//! snapshot has it as an endpoint: a flow stays in the snapshot until its
-//! connections expire (live: TCP 300 s after its last packet, 10 s after it
-//! closed; UDP 60 s; `--tcp-timeout`, `--udp-timeout`), so "idle" means no
-//! packet for at least that long.
+//! snapshot has it as an endpoint: a flow stays in the snapshot until the
+//! idle timeout after its last packet, closed or not (live: TCP 300 s, UDP
+//! 60 s; `--tcp-timeout`, `--udp-timeout`), so "idle" means no packet for at
+//! least that long.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +32,11 @@ pub const PARAMS: &[(&str, &str)] = &[
     ),
     ("kind", "pod, service or namespace (default: all three)"),
     (
+        "sort",
+        "name (kind, namespace, name: the default), bytes (in + out), flows (in + out) or last_seen; \
+         the most first",
+    ),
+    (
         "limit",
         "entries at most (default 1000); total counts every match",
     ),
@@ -42,6 +47,29 @@ pub enum State {
     All,
     Active,
     Idle,
+}
+
+/// The order of an answer, which `limit` cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// By kind, namespace and name.
+    #[default]
+    Name,
+    /// Bytes in and out, the most first.
+    Bytes,
+    /// Flows in and out, the most first.
+    Flows,
+    /// The latest last packet first.
+    LastSeen,
+}
+
+impl Sort {
+    pub const ALL: [Sort; 4] = [Sort::Name, Sort::Bytes, Sort::Flows, Sort::LastSeen];
+    pub const NAMES: [&str; 4] = ["name", "bytes", "flows", "last_seen"];
+
+    fn name(self) -> &'static str {
+        Sort::NAMES[self as usize]
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -57,6 +85,7 @@ pub struct WorkloadQuery {
     pub namespace: Option<String>,
     pub state: State,
     pub kind: Option<Kind>,
+    pub sort: Sort,
     pub limit: usize,
 }
 
@@ -66,6 +95,7 @@ impl Default for WorkloadQuery {
             namespace: None,
             state: State::All,
             kind: None,
+            sort: Sort::Name,
             limit: DEFAULT_LIMIT,
         }
     }
@@ -105,13 +135,23 @@ pub fn parse<'a>(
                     }
                 })
             }
+            "sort" => {
+                q.sort = Sort::ALL
+                    .into_iter()
+                    .find(|s| s.name() == value)
+                    .ok_or_else(|| {
+                        ApiError::bad_parameter(
+                            "sort",
+                            format!(
+                                "sort must be one of {}, got {value:?}",
+                                Sort::NAMES.join(", ")
+                            ),
+                        )
+                    })?
+            }
             "limit" => {
-                q.limit = value.parse().map_err(|_| {
-                    ApiError::bad_parameter(
-                        "limit",
-                        format!("limit must be a non-negative integer, got {value:?}"),
-                    )
-                })?
+                q.limit =
+                    usize::try_from(super::query::unsigned(name, value)?).unwrap_or(usize::MAX)
             }
             other => {
                 let known: Vec<&str> = PARAMS.iter().map(|(n, _)| *n).collect();
@@ -240,7 +280,7 @@ pub fn all(view: &View) -> Vec<WorkloadJson> {
 /// The answer to `q` from `view`.
 pub fn answer(view: &View, q: &WorkloadQuery) -> WorkloadsAnswer {
     let all = view.workloads();
-    let matching: Vec<&WorkloadJson> = all
+    let mut matching: Vec<&WorkloadJson> = all
         .iter()
         .filter(|w| q.kind.is_none_or(|k| k == w.kind))
         .filter(|w| q.namespace.as_deref().is_none_or(|ns| *w.namespace == *ns))
@@ -250,6 +290,15 @@ pub fn answer(view: &View, q: &WorkloadQuery) -> WorkloadsAnswer {
             State::Idle => !w.active,
         })
         .collect();
+    // Stable: ties keep the order by kind, namespace and name.
+    match q.sort {
+        Sort::Name => {}
+        Sort::Bytes => {
+            matching.sort_by_key(|w| std::cmp::Reverse(w.bytes_in.saturating_add(w.bytes_out)))
+        }
+        Sort::Flows => matching.sort_by_key(|w| std::cmp::Reverse(w.flows_in + w.flows_out)),
+        Sort::LastSeen => matching.sort_by_key(|w| std::cmp::Reverse(w.last_seen_ns)),
+    }
     let total = matching.len();
     let workloads: Vec<WorkloadJson> = matching.into_iter().take(q.limit).cloned().collect();
     WorkloadsAnswer {
