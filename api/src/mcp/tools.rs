@@ -20,8 +20,9 @@ pub const WORKLOADS: &str = "list_workloads";
 const FIELD_GUIDE: &str = "\
 Roles and counting (flowtap watches a mirror/SPAN port or a node's interface, so it sees both directions of every packet once): \
 the client is the endpoint that sent the connection's SYN; without a SYN (UDP, or a capture that started mid-connection) \
-the first sender is the client unless its port is in a lower tier than the receiver's (well-known < 1024 < registered < 32768 \
-<= ephemeral), so a DNS reply still makes port 53 the server. \
+a port of a well-known service (dns 53, http 80, https 443, nfs 2049, postgres 5432... where only one side has one) is \
+the server's; otherwise the first sender is the client unless its port is in a lower tier than the receiver's \
+(well-known < 1024 < registered < 32768 <= ephemeral), so a DNS reply still makes port 53 the server. \
 A flow is (proto, client IP, server IP, server port): all connections between the two addresses on that server port. \
 client_stats.tx_* = packets/bytes the client sent (= server_stats.rx_*), client_stats.rx_* = what it received. \
 totals.pkts/bytes count each wire packet once (Kubeshark sums two endpoints' views, which doubles them). \
