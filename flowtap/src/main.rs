@@ -177,16 +177,20 @@ fn main() {
     }
 }
 
+/// Whether `e` is a write to a stdout whose reader went away.
+pub(crate) fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// The exit code for error `e`, said on stderr: 1, or 0 without a word
 /// when stdout was closed under us (`flowtap -r F | head`, `less` quit
 /// early), which is how a reader says it has read enough.
 fn failed(who: &str, e: &anyhow::Error) -> i32 {
-    let broken_pipe = e.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    });
-    if broken_pipe {
+    if stdout_closed(e) {
         return 0;
     }
     // As a JSON line where logs are, unless the log filter would drop it

@@ -145,13 +145,19 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             eprintln!("flowtap: error: {e}");
         }
     }
-    let failed = printed?;
+    let file_errors = outcomes.iter().any(|o| o.error.is_some());
+    let failed = match printed {
+        // A reader that has read enough (`| head`) ends the run, which is
+        // no failure (exit 0); but a file that could not be read still
+        // exits 2 (`set -o pipefail` took a damaged capture for a good one).
+        Err(e) if file_errors && crate::stdout_closed(&e) => return Ok(2),
+        printed => printed?,
+    };
 
     if let Some(service) = service {
         service.run_until_signal(|| None)?;
         service.stop();
     }
-    let file_errors = outcomes.iter().any(|o| o.error.is_some());
     Ok(if file_errors || failed { 2 } else { 0 })
 }
 

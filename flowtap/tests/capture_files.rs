@@ -521,6 +521,25 @@ fn standard_input_and_compressed_files_read_like_the_file() {
         )) && stderr.contains("(the file is cut short)"),
         "{stderr}"
     );
+    // Its table read by a reader that stops early (`| head`): still 2 (a
+    // closed stdout made it 0, and `set -o pipefail` passed the file).
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "'{}' -r '{}' | true; exit ${{PIPESTATUS[0]}}",
+                env!("CARGO_BIN_EXE_flowtap"),
+                cut.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let xz = compressed("ng.pcapng.xz", compress(&["xz", "-c"], &capture));
     let (status, _, stderr) = flowtap(&["-r", xz.to_str().unwrap()]);
