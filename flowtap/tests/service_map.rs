@@ -177,6 +177,7 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
 
     assert_eq!(seen["asked_for_token"], true);
     assert_eq!(seen["wrong_token_note"], "That token was not accepted.");
+    assert_eq!(seen["requests_while_asking"], 0, "polled while asking");
     assert_eq!(seen["login_shown_after"], false);
     // One flowtap that read its whole file: nothing was not seen.
     assert_eq!(seen["coverage"], "");
@@ -301,6 +302,39 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
         })
         .collect();
     assert!(want.len() > 1, "{want:?}");
+    assert_eq!(listed, want);
+
+    // The node outside the cluster, clicked on the map of namespace data:
+    // its flows with an end in data.
+    let in_data = |f: &Value| f["client"]["ns"] == "data" || f["server"]["ns"] == "data";
+    let want: BTreeSet<String> = all["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            in_data(f)
+                && (group(&f["client"], "service") == "external"
+                    || group(&f["server"], "service") == "external")
+        })
+        .map(|f| {
+            flow_id(
+                f["client"]["ip"].as_str().unwrap(),
+                f["server"]["ip"].as_str().unwrap(),
+                &f["server"]["port"].to_string(),
+                f["proto"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let listed: BTreeSet<String> = seen["external_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            flow_id(&s("client"), &s("server"), &s("port"), &s("proto"))
+        })
+        .collect();
+    assert!(!want.is_empty(), "data talks outside the cluster");
     assert_eq!(listed, want);
 
     assert_eq!(drawn_edges(&seen["namespace_edges"]), by_namespace);

@@ -17,6 +17,7 @@ import http.server
 import json
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -25,6 +26,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+
+# The namespace the map is narrowed to before a node is clicked.
+NS = "data"
 
 
 def browser():
@@ -157,6 +162,12 @@ def main():
         d.find_element(By.CSS_SELECTOR, "#login button").click()
         wait.until(lambda d: "not accepted" in d.find_element(By.ID, "login-note").text)
         out["wrong_token_note"] = d.find_element(By.ID, "login-note").text
+        # While it asks, it asks the API nothing (a forgotten tab sent a
+        # refused request every second).
+        d.execute_script("""window.requestsWhileAsking = 0; const f = window.fetch;
+            window.fetch = (...a) => { window.requestsWhileAsking++; return f(...a); };""")
+        time.sleep(2.5)
+        out["requests_while_asking"] = d.execute_script("return window.requestsWhileAsking")
         d.find_element(By.ID, "token").clear()
         d.find_element(By.ID, "token").send_keys(token)
         d.find_element(By.CSS_SELECTOR, "#login button").click()
@@ -195,6 +206,22 @@ def main():
         wait.until(lambda d: (lambda nodes: nodes and all(
             n.startswith(("namespace:", "ip:", "external")) for n in nodes))(d.execute_script(NODES)))
         out["namespace_edges"] = d.execute_script(EDGES)
+
+        # Services of one namespace (NS), then the node outside the cluster
+        # clicked: its flows on that map, those with an end in NS (it
+        # listed the node's others too).
+        Select(d.find_element(By.ID, "ns")).select_by_value(NS)
+        Select(d.find_element(By.ID, "level")).select_by_value("service")
+        wait.until(lambda d: (lambda nodes: "external" in nodes and all(
+            n.startswith(("service:", "ip:", "external")) for n in nodes))(d.execute_script(NODES)))
+        node = d.find_element(By.CSS_SELECTOR, 'g.node[data-id="external"]')
+        d.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", node)
+        wait.until(lambda d: d.find_element(By.ID, "details-title").text == "external"
+                   and d.find_elements(By.CSS_SELECTOR, "#flows tbody tr"))
+        out["external_rows"] = [
+            {k: r.get_attribute("data-" + k) for k in ["client", "server", "port", "proto"]}
+            for r in d.find_elements(By.CSS_SELECTOR, "#flows tbody tr")
+        ]
         # The first request, without the token, was refused (401): expected.
         out["console_errors"] = [e["message"] for e in d.get_log("browser")
                                  if e["level"] == "SEVERE" and "401" not in e["message"]]
