@@ -373,6 +373,28 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         CAPTURES[2].1
     );
     assert_eq!(sample(&hub.metrics(), &up), 0.0);
+    // In /metrics, what the agents that answered lost, as their coverage
+    // says (a hub's capture families count nothing: they read 0); nothing
+    // for the missing one.
+    let metrics = hub.metrics();
+    for a in summary["coverage"]["agents"].as_array().unwrap() {
+        for loss in ["capture_drops", "flows_evicted", "packets_in_no_flow"] {
+            let series = format!(
+                "flowtap_agent_losses_total{{agent=\"{}\",node=\"{}\",loss=\"{loss}\"}}",
+                a["name"].as_str().unwrap(),
+                a["node"].as_str().unwrap_or("")
+            );
+            if a["answered"] == true {
+                assert_eq!(
+                    sample(&metrics, &series),
+                    a[loss].as_f64().unwrap_or(0.0),
+                    "{series}"
+                );
+            } else {
+                assert!(!metrics.contains(&series), "{series}");
+            }
+        }
+    }
     assert_eq!(
         summary["total_flows"].as_u64().unwrap() as usize,
         expected.len() - c_flows

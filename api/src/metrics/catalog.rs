@@ -611,9 +611,40 @@ pub const CATALOG: &[Metric] = &[
             .collect())
     ),
     metric!(
+        "flowtap_agent_losses",
+        Counter,
+        "What each vantage point whose data is in the snapshot reported losing since it started, by agent, node and loss: capture_drops (frames the kernel dropped before flowtap read them), handoff_drops, flows_evicted, packets_in_no_flow; as in the answers' coverage. On a hub the only loss counters: its own capture families count nothing.",
+        Value::Labelled(&["agent", "node", "loss"], |s| s
+            .snapshot
+            .coverage
+            .agents
+            .iter()
+            .filter(|a| a.answered())
+            .flat_map(|a| {
+                let l = a.losses;
+                [
+                    ("capture_drops", l.capture_dropped),
+                    ("handoff_drops", l.handoff_dropped),
+                    ("flows_evicted", l.flows_evicted),
+                    ("packets_in_no_flow", l.packets_in_no_flow),
+                ]
+                .map(|(loss, n)| {
+                    (
+                        vec![
+                            a.name.to_string(),
+                            a.node.as_deref().unwrap_or("").to_owned(),
+                            loss.to_owned(),
+                        ],
+                        n as f64,
+                    )
+                })
+            })
+            .collect())
+    ),
+    metric!(
         "flowtap_pair_bytes",
         Counter,
-        "Bytes (frames, both directions) between a client workload and a server workload on a server port, since start; workloads beyond --metrics-max-pairs are in the series labelled other.",
+        "Bytes (frames, both directions) between a client workload and a server workload on a server port, since start, as the snapshots saw them: what a flow gained after its last snapshot before it was evicted from a full table or timed out is not in it (flowtap_evicted_flow_bytes_total counts the evicted flows' bytes); workloads beyond --metrics-max-pairs are in the series labelled other.",
         Value::Labelled(&pairs::LABELS, |s| pair_samples(s, |c| c.bytes))
     ),
     metric!(
@@ -731,7 +762,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_snapshot_age_seconds",
         Gauge,
-        "Wall-clock age of the snapshot the API serves: since it was published, or on a hub since its oldest answering agent's data was taken (no sample before the first: absent() tells a flowtap that never published).",
+        "Wall-clock age of the snapshot the API serves: since it was published, or on a hub since its oldest answering agent's data was taken, +Inf while no agent answers (no sample before the first: absent() tells a flowtap that never published).",
         Value::Labelled(&[], |s| {
             if s.snapshot.sequence == 0 {
                 return Vec::new();
@@ -739,11 +770,15 @@ pub const CATALOG: &[Metric] = &[
             let now = wall_now_ns();
             // The coverage's times are wall-clock ones; a snapshot's own time
             // is the capture's when files are read (months old).
-            let taken = s
-                .snapshot
-                .coverage
-                .oldest_update_ns()
-                .unwrap_or(s.snapshot.as_of_ns);
+            let coverage = &s.snapshot.coverage;
+            let taken = match coverage.oldest_update_ns() {
+                Some(taken) => taken,
+                // A hub none of whose agents answered serves no data at
+                // all: +Inf, where its own round's time read as fresh
+                // through a whole outage.
+                None if !coverage.agents.is_empty() => return vec![(Vec::new(), f64::INFINITY)],
+                None => s.snapshot.as_of_ns,
+            };
             let age = as_secs_f64(now.saturating_sub(taken.min(now)));
             vec![(Vec::new(), age)]
         })

@@ -98,6 +98,12 @@ pub fn render(s: &Sources<'_>, format: Exposition) -> String {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
+    // prometheus-client writes an infinite gauge as Rust prints it (`inf`);
+    // both formats spell it `+Inf`. A raw newline ends only a sample's line
+    // (label values escape theirs).
+    if out.contains(" inf\n") {
+        out = out.replace(" inf\n", " +Inf\n");
+    }
     match format {
         Exposition::OpenMetrics => out,
         Exposition::Prometheus => openmetrics_to_prometheus(&out),
@@ -243,6 +249,58 @@ mod tests {
             .parse()
             .unwrap();
         assert!((0.0..60.0).contains(&age), "{age}");
+    }
+
+    /// A hub whose every agent is down serves nothing: its data is
+    /// infinitely old (its round's own time read as fresh), and the losses
+    /// it can report are those of the agents that answered.
+    #[test]
+    fn a_hub_without_answers_is_infinitely_old() {
+        use pipeline::snapshot::{AgentCoverage, Coverage, Losses};
+        let stats = crate::metrics::ServiceStats::default();
+        let now = pipeline::time::wall_now_ns();
+        let agent = |name: &str, answered: bool| AgentCoverage {
+            name: name.into(),
+            node: Some("n1".into()),
+            updated_ns: answered.then_some(now),
+            error: (!answered).then(|| "refused".to_owned()),
+            losses: Losses {
+                capture_dropped: 7,
+                flows_evicted: 3,
+                ..Losses::default()
+            },
+        };
+        let render = |agents: Vec<AgentCoverage>| {
+            let snapshot = pipeline::Snapshot {
+                sequence: 9,
+                as_of_ns: now,
+                coverage: Coverage { agents },
+                ..pipeline::Snapshot::default()
+            };
+            render_for_test(&snapshot, &stats)
+        };
+        let down = render(vec![agent("http://a", false), agent("http://b", false)]);
+        assert!(
+            down.contains("\nflowtap_snapshot_age_seconds +Inf\n"),
+            "{down}"
+        );
+        assert!(!down.contains("flowtap_agent_losses_total{"), "{down}");
+        let one = render(vec![agent("http://a", true), agent("http://b", false)]);
+        assert!(!one.contains("flowtap_snapshot_age_seconds +Inf"), "{one}");
+        for (loss, n) in [
+            ("capture_drops", 7),
+            ("flows_evicted", 3),
+            ("handoff_drops", 0),
+        ] {
+            let line = format!(
+                "flowtap_agent_losses_total{{agent=\"http://a\",node=\"n1\",loss=\"{loss}\"}} {n}\n"
+            );
+            assert!(one.contains(&line), "{line}: {one}");
+        }
+        assert!(
+            !one.contains("agent=\"http://b\",node=\"n1\",loss"),
+            "{one}"
+        );
     }
 
     /// OpenMetrics escapes `"` in help text; flowtap's help holds none, so
