@@ -1242,6 +1242,19 @@ fn curl_reads_the_api() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "405");
+    // HEAD, as uptime checkers ask, where it costs nothing: the page and
+    // the probes (it was 405, read as down); not the data.
+    let head = |url: String| {
+        let out = Command::new("curl")
+            .args(["-sS", "-I", "-o", "/dev/null", "-w", "%{http_code}", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(head(format!("http://{}/", s.addr)), "200");
+    assert_eq!(head(format!("http://{}/healthz", s.admin)), "200");
+    assert_eq!(head(format!("http://{}/readyz", s.admin)), "200");
+    assert_eq!(head(format!("http://{}/mcp/flows", s.addr)), "405");
 }
 
 #[test]

@@ -21,18 +21,25 @@ pub struct AgentUrl {
 }
 
 impl AgentUrl {
-    /// Parses `http://host[:port]` (port 80 if none; a path is ignored;
-    /// https is not spoken: agents are reached inside the cluster, with a
-    /// bearer token). A query, a fragment, credentials or a port that is
-    /// no port are refused: the hub would pull something else than meant.
+    /// Parses `http://host[:port]` (port 80 if none; https is not spoken:
+    /// agents are reached inside the cluster, with a bearer token). A path
+    /// (flowtap is asked at its root: `flowtap top` behind a proxy's
+    /// sub-path asked the proxy's root), a query, a fragment, credentials
+    /// or a port that is no port are refused: the hub would pull something
+    /// else than meant.
     pub fn parse(text: &str) -> Result<AgentUrl, String> {
-        let rest = text
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{text:?}: an agent URL starts with http://"))?;
+        let rest = text.strip_prefix("http://").ok_or_else(|| {
+            format!("{text:?}: flowtap is reached over http:// (it speaks no TLS)")
+        })?;
         if rest.contains(['?', '#']) {
-            return Err(format!("{text:?}: an agent URL has no query or fragment"));
+            return Err(format!("{text:?}: a flowtap URL has no query or fragment"));
         }
-        let authority = rest.split('/').next().unwrap_or_default();
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if !path.is_empty() {
+            return Err(format!(
+                "{text:?}: a flowtap URL names no path (its paths are its own: /mcp/flows...)"
+            ));
+        }
         if authority.contains('@') {
             return Err(format!(
                 "{text:?}: no credentials in the URL (the token comes from --agent-token-file)"
@@ -294,7 +301,7 @@ mod tests {
             "10.0.0.1:8898"
         );
         assert_eq!(
-            AgentUrl::parse("http://agent/x").unwrap().authority,
+            AgentUrl::parse("http://agent/").unwrap().authority,
             "agent:80"
         );
         assert_eq!(
@@ -320,6 +327,9 @@ mod tests {
             "http://127.0.0.1:8898?x=1",
             "http://127.0.0.1:8898/#f",
             "http://2001:db8::1:8898",
+            // A path was dropped: asked at the root of what it names.
+            "http://agent/x",
+            "http://127.0.0.1:8898/flowtap/",
         ] {
             assert!(AgentUrl::parse(bad).is_err(), "{bad}");
         }

@@ -272,14 +272,20 @@ async fn route_request(
         return resp;
     }
     let query = req.uri().query().unwrap_or("").to_owned();
-    if req.method() != Method::GET {
+    // HEAD where it costs nothing: the page and the probes, which uptime
+    // checkers ask with HEAD (they read 405 as down). hyper sends a HEAD's
+    // answer without its body.
+    let head_allowed = matches!(route, Route::Map | Route::Healthz | Route::Readyz);
+    let allowed = req.method() == Method::GET || (head_allowed && req.method() == Method::HEAD);
+    if !allowed {
         let mut resp = response(ApiResponse::error(&ApiError {
             status: 405,
             message: format!("method {} not allowed on {path}; use GET", req.method()),
             parameter: None,
         }));
+        let allow = if head_allowed { "GET, HEAD" } else { "GET" };
         resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET"));
+            .insert(ALLOW, HeaderValue::from_static(allow));
         return resp;
     }
     // The paths that take no parameter refuse one, as the others refuse
