@@ -127,6 +127,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
                     &serde_json::from_slice(&flows).context("reading the flows answer")?,
                     &serde_json::from_slice(&summary).context("reading the summary")?,
                     "--json for the API's summary, --dump for any answer",
+                    None,
                 );
                 std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{table}"))
                     .context("writing to stdout")?;

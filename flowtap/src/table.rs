@@ -5,7 +5,7 @@
 //! answer (`--json` gives machines that JSON).
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table};
 use serde::Deserialize;
 
 /// The query of the answer a table shows: the heaviest flows, every field.
@@ -100,10 +100,26 @@ impl std::fmt::Display for FlowsTable {
     }
 }
 
-/// The flows of `answer` in a table, then a line of totals from `summary`
-/// (ending with `hint`: where to find more), then what was not seen.
-pub(crate) fn top_flows(answer: &FlowsAnswer, summary: &SummaryAnswer, hint: &str) -> FlowsTable {
+/// The columns a narrow terminal drops, one by one, until each flow takes
+/// one line: rate, proto, server → client, handshake, client → server.
+/// (Rows wrapped over several lines split names mid-token, and an 80 x 24
+/// terminal showed three flows of twenty.) Who talks to whom, and the TCP
+/// health, stay.
+const DROPPED_FIRST: [usize; 5] = [6, 2, 4, 5, 3];
+
+/// The flows of `answer` in a table, `width` columns wide (the terminal's,
+/// if not given), then a line of totals from `summary` (ending with `hint`:
+/// where to find more), then what was not seen.
+pub(crate) fn top_flows(
+    answer: &FlowsAnswer,
+    summary: &SummaryAnswer,
+    hint: &str,
+    width: Option<u16>,
+) -> FlowsTable {
     let mut table = Table::new();
+    if let Some(width) = width {
+        table.set_width(width);
+    }
     table
         .load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
@@ -139,6 +155,16 @@ pub(crate) fn top_flows(answer: &FlowsAnswer, summary: &SummaryAnswer, hint: &st
                     .unwrap_or_default(),
             ),
         ]);
+    }
+    // Borders, the header and its rule: four lines besides the rows.
+    let one_line_each = |t: &Table| t.lines().count() <= answer.flows.len() + 4;
+    for column in DROPPED_FIRST {
+        if one_line_each(&table) {
+            break;
+        }
+        if let Some(c) = table.column_mut(column) {
+            c.set_constraint(ColumnConstraint::Hidden);
+        }
     }
     let c = &summary.tcp_connections;
     let mut footer = format!(
@@ -310,6 +336,56 @@ mod tests {
             port,
             pod: pod.map(Into::into),
             svc: None,
+        }
+    }
+
+    /// In a narrow terminal each flow still takes one line: the columns
+    /// that matter least give way, the names stay whole.
+    #[test]
+    fn narrow_tables_drop_columns_rather_than_wrap_rows() {
+        let row = |i: usize| {
+            serde_json::json!({
+                "proto": "tcp",
+                "client": {"ip": "198.18.0.1", "pod": format!("frontend-7d9f8b6c5d-q2w3e-{i}")},
+                "server": {"ip": "198.18.0.2", "pod": "postgres-0", "port": 5432},
+                "client_stats": {"tx_pkts": 12345, "tx_bytes": 9876543,
+                                 "tcp_handshake_p50_us": 1234, "tcp_handshake_p99_us": 56789},
+                "server_stats": {"tx_pkts": 6543, "tx_bytes": 1234567},
+                "totals": {"bps": 12345678.9},
+                "tcp_connections": {"refused": 2, "unanswered": 0, "reset": 0,
+                                    "established": 40, "closed": 30, "open": 4}
+            })
+        };
+        let answer: FlowsAnswer = serde_json::from_value(serde_json::json!({
+            "flows": (0..20).map(row).collect::<Vec<_>>(), "total": 20
+        }))
+        .unwrap();
+        let summary: SummaryAnswer = serde_json::from_value(serde_json::json!({
+            "total_bytes": 1, "tcp_connections": {"refused": 0, "unanswered": 0, "reset": 0}
+        }))
+        .unwrap();
+        let header = |t: &FlowsTable| t.table.lines().nth(1).unwrap().to_owned();
+        let wide = top_flows(&answer, &summary, "", Some(250));
+        assert_eq!(wide.table.lines().count(), 24, "{}", wide.table);
+        assert!(header(&wide).contains("rate"), "{}", wide.table);
+        // The README's 80 x 24 terminal.
+        {
+            let width = 80;
+            let narrow = top_flows(&answer, &summary, "", Some(width));
+            assert_eq!(narrow.table.lines().count(), 24, "{}", narrow.table);
+            assert!(!header(&narrow).contains("rate"), "{}", narrow.table);
+            assert!(
+                narrow.table.contains("frontend-7d9f8b6c5d-q2w3e-19")
+                    && narrow.table.contains("postgres-0:5432"),
+                "{}",
+                narrow.table
+            );
+            assert!(
+                narrow
+                    .table
+                    .lines()
+                    .all(|l| l.chars().count() <= usize::from(width))
+            );
         }
     }
 

@@ -60,6 +60,12 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
             &flows,
             &summary,
             "--json for the flows answer",
+            // A pipe's table is whole (crossterm would guess 80 columns).
+            std::io::stdout()
+                .is_terminal()
+                .then(terminal::size)
+                .and_then(Result::ok)
+                .map(|(columns, _)| columns),
         ))
     };
 
