@@ -236,9 +236,14 @@ struct Interface {
     snaplen: u32,
     /// The FCS each frame keeps, in bytes (`if_fcslen`).
     fcs_bytes: u32,
+    /// For an unreadable link type: its entry in
+    /// [`CaptureFile::unreadable`], where its frames are counted.
+    unreadable: Option<usize>,
 }
 
-/// Frames on a pcapng interface whose link type flowtap cannot read.
+/// Frames on a pcapng interface whose link type flowtap cannot read; the
+/// last of [`MAX_UNREADABLE_LISTED`] entries also stands for every further
+/// such interface (`further`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnreadableInterface {
     /// The interface's number in its section.
@@ -247,15 +252,35 @@ pub struct UnreadableInterface {
     pub section: u32,
     pub linktype: i32,
     pub frames: u64,
+    /// Interfaces after it, beyond the list's bound, whose frames are
+    /// counted here too.
+    pub further: u64,
 }
+
+/// Unreadable interfaces listed one by one in a file's outcome. Sections
+/// are unbounded: a few megabytes of sections of 4096 such interfaces made
+/// a list without end (and a warning line each).
+pub const MAX_UNREADABLE_LISTED: usize = 64;
 
 impl fmt::Display for UnreadableInterface {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} frames on interface {} (section {}) counted as non_ip: flowtap cannot read link type {}",
-            self.frames, self.interface, self.section, self.linktype
-        )
+            "{} frames on interface {} (section {}) ",
+            self.frames, self.interface, self.section
+        )?;
+        if self.further > 0 {
+            write!(f, "and {} further interfaces ", self.further)?;
+        }
+        write!(
+            f,
+            "counted as non_ip: flowtap cannot read link type {}",
+            self.linktype
+        )?;
+        if self.further > 0 {
+            write!(f, " (nor theirs)")?;
+        }
+        Ok(())
     }
 }
 
@@ -619,7 +644,7 @@ impl CaptureFile {
                                 .ok()
                                 .and_then(LinkType::from_pcap)
                                 .unwrap_or(LinkType::Unreadable);
-                            let Some(iface) = Interface::described(
+                            let Some(mut iface) = Interface::described(
                                 link,
                                 idb.snaplen,
                                 &idb.options,
@@ -645,12 +670,18 @@ impl CaptureFile {
                                 }
                                 Format::Ng { interfaces, .. } => {
                                     if link == LinkType::Unreadable {
-                                        self.unreadable.push(UnreadableInterface {
-                                            interface: interfaces.len() as u32,
-                                            section: self.sections.saturating_sub(1),
-                                            linktype: code,
-                                            frames: 0,
-                                        });
+                                        if self.unreadable.len() < MAX_UNREADABLE_LISTED {
+                                            self.unreadable.push(UnreadableInterface {
+                                                interface: interfaces.len() as u32,
+                                                section: self.sections.saturating_sub(1),
+                                                linktype: code,
+                                                frames: 0,
+                                                further: 0,
+                                            });
+                                        } else if let Some(last) = self.unreadable.last_mut() {
+                                            last.further += 1;
+                                        }
+                                        iface.unreadable = Some(self.unreadable.len() - 1);
                                     }
                                     interfaces.push(iface)
                                 }
@@ -720,15 +751,15 @@ impl CaptureFile {
                         PcapBlockOwned::NG(_) => None,
                     };
                     if let Some((frame, if_id)) = frame {
-                        if frame.link == LinkType::Unreadable {
-                            let section = self.sections.saturating_sub(1);
-                            if let Some(u) = self
-                                .unreadable
-                                .iter_mut()
-                                .find(|u| (u.section, u.interface) == (section, if_id))
-                            {
-                                u.frames += 1;
-                            }
+                        // Its entry at once (a search of the list made a
+                        // file of many such interfaces quadratic).
+                        if frame.link == LinkType::Unreadable
+                            && let Format::Ng { interfaces, .. } = &self.format
+                            && let Some(at) =
+                                interfaces.get(if_id as usize).and_then(|i| i.unreadable)
+                            && let Some(u) = self.unreadable.get_mut(at)
+                        {
+                            u.frames += 1;
                         }
                         self.last_ts_ns = frame.ts_ns;
                         self.frames += 1;
@@ -892,6 +923,7 @@ impl Interface {
             offset_s,
             snaplen,
             fcs_bytes,
+            unreadable: None,
         })
     }
 }

@@ -3,4 +3,7 @@
 pub mod compressed;
 pub mod file;
 
-pub use file::{CaptureError, CaptureFile, MAX_INTERFACES, MAX_RECORD_BYTES, UnreadableInterface};
+pub use file::{
+    CaptureError, CaptureFile, MAX_INTERFACES, MAX_RECORD_BYTES, MAX_UNREADABLE_LISTED,
+    UnreadableInterface,
+};
