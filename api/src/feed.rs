@@ -69,6 +69,11 @@ pub struct FeedHead {
 /// yet filled is address space, not memory.
 const MAX_PREALLOCATED_FLOWS: usize = 1 << 20;
 
+/// The fewest bytes a flow is encoded in: its two 16-byte addresses and
+/// four 8-byte rates alone take 64 (postcard writes arrays and floats
+/// whole; a test encodes the smallest flow).
+const MIN_FLOW_BYTES: usize = 64;
+
 /// A feed's flows, decoded one at a time from its bytes ([`Feed::open`]).
 pub struct FeedFlows<'b> {
     /// How many the feed declares that are still to come.
@@ -375,6 +380,15 @@ impl Feed {
         // A sequence is its length (a varint, as a `usize` is), then its
         // elements (postcard's wire format).
         let (left, rest): (usize, _) = postcard::take_from_bytes(rest).map_err(not_a_feed)?;
+        // The hub charges the declared count against --max-flows before
+        // decoding: a count the bytes cannot hold (2,000,000 flows in 30
+        // bytes) pushed every honest agent out of the round.
+        if left > rest.len() / MIN_FLOW_BYTES {
+            return Err(format!(
+                "not a feed: it declares {left} flows in {} bytes (a flow takes {MIN_FLOW_BYTES} at least)",
+                rest.len()
+            ));
+        }
         Ok((head, FeedFlows { left, rest }))
     }
 }
@@ -800,6 +814,22 @@ mod tests {
         };
         let refused = |bytes: Vec<u8>| Feed::decode(&bytes).unwrap_err();
         assert!(Feed::decode(&feed("node-a", flow.clone())).is_ok());
+        // No flow is smaller than the least the count is checked against.
+        let smallest = FeedFlow::of(&FlowRecord::new(key), 0, Window::Unbounded);
+        assert!(postcard::to_allocvec(&smallest).unwrap().len() >= MIN_FLOW_BYTES);
+        // A count its bytes cannot hold is refused before the hub charges
+        // it against its bound.
+        let one = feed("a", flow.clone());
+        let head_len = one.len() - postcard::to_allocvec(&flow).unwrap().len() - 1;
+        let lying = [
+            &one[..head_len],
+            &postcard::to_allocvec(&2_000_000usize).unwrap(),
+            &[0; 24],
+        ]
+        .concat();
+        let lie = Feed::open(&lying).map(|_| ()).unwrap_err();
+        assert!(lie.contains("declares 2000000 flows in 24 bytes"), "{lie}");
+        assert!(Feed::open(&one).is_ok());
         let longest = "n".repeat(MAX_NAME_BYTES);
         assert!(Feed::decode(&feed(&longest, flow.clone())).is_ok());
 
