@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::metrics::sample;
 use common::server::Server;
 use common::wait;
 use common::{corpus_dir, project_root, without_ages};
@@ -1147,6 +1148,11 @@ fn slow_clients_time_out_while_others_are_served() {
     if !buf.is_empty() {
         assert_eq!(common::server::parse_response(&buf).status, 408);
     }
+    // Counted (it reached a debug log only).
+    assert_eq!(
+        sample(&s.metrics(), "flowtap_http_header_timeouts_total"),
+        1.0
+    );
 }
 
 // ------------------------------------------------- dump, curl, inventory

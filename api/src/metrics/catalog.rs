@@ -993,6 +993,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(http_connections_closed_stalled)
     ),
     metric!(
+        "flowtap_http_header_timeouts",
+        Counter,
+        "Connections closed for not sending a whole request head within --http-header-timeout (a client trickling its headers, or a kept-alive one that sent nothing more).",
+        stat!(http_header_timeouts)
+    ),
+    metric!(
         "flowtap_http_responses_overdue",
         Counter,
         "Connections closed because a response was not written out within --http-response-timeout.",

@@ -90,6 +90,9 @@ pub struct ServiceStats {
     pub request_body_bytes_held: AtomicU64,
     pub request_body_bytes_capacity: AtomicU64,
     pub http_responses_overdue: AtomicU64,
+    /// Connections closed for not sending a request head within
+    /// `--http-header-timeout` (slowloris, or an idle keep-alive).
+    pub http_header_timeouts: AtomicU64,
     pub mcp_batches_refused: AtomicU64,
     pub mcp_replies_over_budget: AtomicU64,
     pub mcp_sessions_refused: AtomicU64,

@@ -274,6 +274,8 @@ pub async fn serve(
                 // never reached a handler: counted here, as answered.
                 if let Some(status) = refused_head_status(&e) {
                     stats.count_request(Route::Unknown, status);
+                } else if e.is_timeout() {
+                    stats.http_header_timeouts.fetch_add(1, Ordering::Relaxed);
                 }
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
