@@ -485,6 +485,12 @@ impl Conn {
         }
     }
 
+    /// Given up before its handshake could time out: see
+    /// [`ConnHealth::abandon_handshake`].
+    pub fn abandon_handshake(&mut self) {
+        self.health.abandon_handshake();
+    }
+
     /// Records what is left of the handshake: the connection is ending (it
     /// expired, or the capture file ended).
     /// Its TCP outcome is settled too (a handshake that never completed was

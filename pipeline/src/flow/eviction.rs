@@ -284,6 +284,12 @@ impl FlowTable {
             .conns
             .remove(key)
             .expect("an evicted connection exists");
+        // Given up before it would have expired: a handshake not answered
+        // yet is no failure (a SYN flood made a healthy service's pending
+        // connections unanswered ones, and their answers new connections).
+        if self.now_ns < self.conn_deadline(key, &conn).0 {
+            conn.abandon_handshake();
+        }
         self.end_connection(&mut conn, ConnEnd::Evicted);
     }
 

@@ -550,6 +550,15 @@ impl ConnHealth {
         retransmit
     }
 
+    /// The connection is given up before its handshake could time out
+    /// (evicted to make room): a handshake not yet answered may still have
+    /// been, so it is no outcome (`finish` counts nothing for it).
+    pub fn abandon_handshake(&mut self) {
+        if matches!(self.stage, Stage::SynSent | Stage::SynAcked { syn: true }) {
+            self.stage = Stage::Ended;
+        }
+    }
+
     /// The connection ends (expired, evicted, or the capture ended): a
     /// handshake that never completed was unanswered. Counted once.
     pub fn finish(&mut self) -> Option<Outcome> {

@@ -1015,6 +1015,49 @@ mod tests {
         }
     }
 
+    /// A handshake given up to make room before its SYN timeout is no
+    /// unanswered connection: its answer may come after the flood (a SYN
+    /// flood made a healthy service's pending connections failures). One
+    /// idle past the timeout still is.
+    #[test]
+    fn a_handshake_evicted_before_its_timeout_is_not_unanswered() {
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        let unanswered = |flood_at: u64| {
+            let mut t = table(Limits {
+                max_connections: 100,
+                max_flows: 10_000,
+                max_sketches: 10,
+            });
+            t.update(&tcp(0, addr(1), 40_000, server, 443, SYN));
+            for i in 0..1_000u32 {
+                let syn = tcp(
+                    flood_at + u64::from(i),
+                    addr(1000 + i),
+                    1024,
+                    server,
+                    443,
+                    SYN,
+                );
+                t.update(&syn);
+            }
+            let c = t.counters();
+            assert!(c.connections_evicted >= 900, "{c:?}");
+            flows(&mut t)
+                .into_iter()
+                .find(|f| f.key.client == addr(1))
+                .unwrap()
+                .tcp
+                .connections
+                .unanswered
+        };
+        assert_eq!(unanswered(MS), 0, "evicted within a millisecond");
+        assert_eq!(
+            unanswered(60 * crate::time::SECOND),
+            1,
+            "idle past the SYN timeout"
+        );
+    }
+
     #[test]
     fn a_table_full_of_answered_connections_gives_up_the_one_closest_to_expiry() {
         let mut t = table(Limits {
