@@ -134,7 +134,10 @@ pub(crate) fn top_flows(
             "TCP health",
         ]);
     for row in &answer.flows {
-        let sent = |s: &SideStats| format!("{} pkts, {}", s.tx_pkts, bytes(s.tx_bytes));
+        let sent = |s: &SideStats| {
+            let plural = if s.tx_pkts == 1 { "" } else { "s" };
+            format!("{} pkt{plural}, {}", s.tx_pkts, bytes(s.tx_bytes))
+        };
         let c = &row.client_stats;
         let handshake = match (c.tcp_handshake_p50_us, c.tcp_handshake_p99_us) {
             (Some(p50), Some(p99)) => format!("{} / {}", micros(p50), micros(p99)),
@@ -294,7 +297,9 @@ fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
+    // Up a unit where one decimal would round to 1024 (1048575 B was
+    // "1024.0 KiB").
+    while v >= 1023.95 && unit + 1 < UNITS.len() {
         v /= 1024.0;
         unit += 1;
     }
@@ -310,7 +315,7 @@ fn bits_per_second(v: f64) -> String {
     const UNITS: [&str; 5] = ["bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"];
     let mut v = v.max(0.0);
     let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
+    while v >= 999.95 && unit + 1 < UNITS.len() {
         v /= 1000.0;
         unit += 1;
     }
@@ -321,7 +326,8 @@ fn bits_per_second(v: f64) -> String {
 fn micros(us: u64) -> String {
     match us {
         0..1_000 => format!("{us} µs"),
-        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
+        // 999,960 µs is 1.0 s, not "1000.0 ms".
+        1_000..999_950 => format!("{:.1} ms", us as f64 / 1e3),
         _ => format!("{:.1} s", us as f64 / 1e6),
     }
 }
@@ -387,6 +393,18 @@ mod tests {
                     .all(|l| l.chars().count() <= usize::from(width))
             );
         }
+    }
+
+    #[test]
+    fn units_round_up_to_the_next_one() {
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(1_048_575), "1.0 MiB");
+        assert_eq!(bytes(1_048_524), "1023.9 KiB");
+        assert_eq!(micros(999_960), "1.0 s");
+        assert_eq!(micros(999_940), "999.9 ms");
+        assert_eq!(bits_per_second(999_960.0), "1.0 Mbit/s");
+        assert_eq!(bits_per_second(950.0), "950.0 bit/s");
     }
 
     #[test]

@@ -20,7 +20,7 @@ const TOKEN: &str = "top-test-token";
 fn human_bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB"];
     let (mut v, mut unit) = (n as f64, 0);
-    while v >= 1024.0 && unit + 1 < units.len() {
+    while v >= 1023.95 && unit + 1 < units.len() {
         v /= 1024.0;
         unit += 1;
     }
@@ -47,9 +47,10 @@ fn check_row(screen: &str, flow: &Value) {
     let client = name(&flow["client"]);
     let server = format!("{}:{}", name(&flow["server"]), flow["server"]["port"]);
     let sent = |side: &str| {
+        let pkts = flow[side]["tx_pkts"].as_u64().unwrap();
         format!(
-            "{} pkts, {}",
-            flow[side]["tx_pkts"],
+            "{pkts} pkt{}, {}",
+            if pkts == 1 { "" } else { "s" },
             human_bytes(flow[side]["tx_bytes"].as_u64().unwrap())
         )
     };
