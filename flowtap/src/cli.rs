@@ -839,6 +839,17 @@ fn parse_size_from<const MIN: u64>(text: &str) -> Result<u64, String> {
     }
 }
 
+/// A flowtap's URL as `top` and `mcp-stdio` take it (`FLOWTAP_URL` serves
+/// both): `http://HOST[:PORT]`, its authority and the path flowtap's own
+/// paths go under (empty, or a proxy's prefix), a trailing `/` or `/mcp`
+/// (the MCP endpoint, which `mcp-stdio` is usually given) left out.
+pub(crate) fn flowtap_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let base = base.trim_end_matches('/');
+    Some((authority, base.strip_suffix(api::mcp::PATH).unwrap_or(base)))
+}
+
 /// What `flowtap healthcheck` asks: the host (`host:port`) and path of
 /// `url` (`/healthz` when it names none), else the admin listener's
 /// `/healthz` (a wildcard address asked on loopback).
@@ -912,5 +923,22 @@ mod tests {
             healthcheck_target("x", Some("http://10.0.0.5:8899/readyz")),
             target("10.0.0.5:8899", "/readyz")
         );
+    }
+
+    /// `top` and `mcp-stdio` read one `FLOWTAP_URL`: the base URL, the MCP
+    /// endpoint's, or either under a proxy's prefix (which `top` dropped,
+    /// asking the proxy's root).
+    #[test]
+    fn a_flowtap_url_keeps_a_proxy_s_prefix() {
+        for (url, parts) in [
+            ("http://h:8898", Some(("h:8898", ""))),
+            ("http://h:8898/", Some(("h:8898", ""))),
+            ("http://h:8898/mcp", Some(("h:8898", ""))),
+            ("http://h/flowtap/", Some(("h", "/flowtap"))),
+            ("http://h/flowtap/mcp/", Some(("h", "/flowtap"))),
+            ("https://h:8898", None),
+        ] {
+            assert_eq!(flowtap_url(url), parts, "{url}");
+        }
     }
 }

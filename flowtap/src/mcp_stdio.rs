@@ -54,18 +54,12 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
             return 2;
         }
     };
-    let Some(rest) = url.strip_prefix("http://") else {
+    // The base URL of flowtap, or its /mcp endpoint itself.
+    let Some((authority, base)) = crate::cli::flowtap_url(url) else {
         eprintln!("flowtap mcp-stdio: --url must be http://HOST:PORT, got {url:?}");
         return 2;
     };
-    // The base URL of flowtap, or its /mcp endpoint itself.
-    let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let base = base.trim_end_matches('/');
-    let path = if base.ends_with(api::mcp::PATH) {
-        base.to_owned()
-    } else {
-        format!("{base}{}", api::mcp::PATH)
-    };
+    let path = format!("{base}{}", api::mcp::PATH);
     let mut forwarder = Forwarder {
         authority: authority.to_owned(),
         path,

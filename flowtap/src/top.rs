@@ -22,7 +22,16 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BYTES: usize = 64 << 20;
 
 pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
-    let agent = hub::client::AgentUrl::parse(&args.url).map_err(anyhow::Error::msg)?;
+    // Its paths under the URL's own (a proxy's prefix; `/mcp` left out, as
+    // FLOWTAP_URL is mcp-stdio's too): the prefix was dropped.
+    let (authority, base) = crate::cli::flowtap_url(&args.url).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--url must be http://HOST:PORT (flowtap speaks no TLS), got {:?}",
+            args.url
+        )
+    })?;
+    let agent =
+        hub::client::AgentUrl::parse(&format!("http://{authority}")).map_err(anyhow::Error::msg)?;
     let token = args
         .auth_token_file
         .as_deref()
@@ -34,6 +43,7 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         .context("starting the HTTP client")?;
     let get = |path: String| {
         let (agent, token) = (&agent, token.as_deref());
+        let path = format!("{base}{path}");
         async move {
             hub::client::get(agent, &path, token, TIMEOUT, MAX_BYTES)
                 .await

@@ -1119,3 +1119,46 @@ fn mcp_stdio_answers_batches_as_the_server_does() {
     drop(ask);
     assert!(new.wait().unwrap().success());
 }
+
+/// A tool call whose answer is over `--mcp-max-reply-bytes` is answered as
+/// the tool's error with the hint (a JSON-RPC error, which clients raise as
+/// a failure, never reached the model), keeping what its revision adds to
+/// a result (a stateless one's resultType and _meta).
+#[test]
+fn an_answer_over_the_reply_budget_is_the_tool_s_error() {
+    let (server, _dir) = serve_demo(TOKEN, &["--mcp-max-reply-bytes", "64Ki"]);
+    let v = "2026-07-28";
+    let arguments = json!({"limit": 1000, "format": "full"});
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                      "params": {"name": "list_l4_flows", "arguments": arguments,
+                                 "_meta": stateless_envelope(v)}});
+    let r = post(
+        &server,
+        &[
+            ("MCP-Protocol-Version", v),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "list_l4_flows"),
+        ],
+        &call,
+    );
+    assert_eq!(r.status, 200);
+    let answer = r.json();
+    let result = &answer["result"];
+    assert_eq!(answer["id"], 3, "{answer}");
+    assert_eq!(result["isError"], true, "{answer}");
+    assert!(result.get("structuredContent").is_none(), "{answer}");
+    let text = result["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("--mcp-max-reply-bytes"), "{text}");
+    assert_eq!(result["resultType"], "complete", "{answer}");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "flowtap"
+    );
+    // The reply itself within the budget.
+    assert!(r.body.len() < 64 << 10);
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("flowtap_mcp_replies_over_budget_total 1\n"),
+        "{metrics}"
+    );
+}

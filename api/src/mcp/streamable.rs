@@ -106,7 +106,7 @@ impl Mcp {
 
     /// One answer's JSON, or an error in its place when it would not fit
     /// in what is left of the reply budget (`left`, reduced by it).
-    fn within_budget(&self, answer: Value, left: &mut usize) -> Vec<u8> {
+    fn within_budget(&self, mut answer: Value, left: &mut usize) -> Vec<u8> {
         let bytes = answer.to_string().into_bytes();
         if bytes.len() <= *left {
             *left -= bytes.len();
@@ -126,11 +126,18 @@ impl Mcp {
         );
         // A tool call's answer too large is the tool's error, which a
         // client hands to the model (a JSON-RPC error most raise as a
-        // failure of the protocol, and the model never sees the hint).
-        let error = if answer["result"].get("isError").is_some() {
-            jsonrpc::result(&id, super::tools::tool_error(&message))
-        } else {
-            jsonrpc::error(&id, &RpcError::new(REPLY_TOO_LARGE, message))
+        // failure of the protocol, and the model never sees the hint):
+        // the result keeps what its revision adds (a stateless result's
+        // resultType and _meta), its content the hint.
+        let error = match answer.get_mut("result").and_then(Value::as_object_mut) {
+            Some(result) if result.contains_key("isError") => {
+                let hint = super::tools::tool_error(&message);
+                result.remove("structuredContent");
+                result.insert("content".into(), hint["content"].clone());
+                result.insert("isError".into(), Value::Bool(true));
+                answer
+            }
+            _ => jsonrpc::error(&id, &RpcError::new(REPLY_TOO_LARGE, message)),
         }
         .to_string()
         .into_bytes();

@@ -50,7 +50,8 @@ tcp_rsts = RST segments it sent, tcp_zero_windows = segments in which it adverti
 application is not reading). tcp_connections counts the flow's connections by outcome: established (handshake \
 completed), refused (the SYN answered by a RST or an ICMP port unreachable or administratively prohibited: nothing listening, \
 a Service without endpoints, or a policy rejecting), unanswered (SYN with no \
-completed handshake before the SYN timeout: dropped on the path, a firewall, or the server overloaded), reset \
+completed handshake before the SYN timeout: dropped on the path, a firewall, or the server overloaded; one given up \
+earlier to make room in a full table counts in no outcome), reset \
 (ended by a RST after the server answered), closed (FINs both ways), open (established, not ended yet). Connections \
 that started before the capture count in reset/closed/open but not in established. failed = refused + unanswered + \
 reset; sort=failed, min_failed=N, sort=retransmits and sort=rsts find them. Retransmissions with normal handshakes \

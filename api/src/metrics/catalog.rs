@@ -613,7 +613,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_agent_losses",
         Counter,
-        "What each vantage point whose data is in the snapshot reported losing since it started, by agent, node and loss: capture_drops (frames the kernel dropped before flowtap read them), handoff_drops, flows_evicted, packets_in_no_flow; as in the answers' coverage. On a hub the only loss counters: its own capture families count nothing.",
+        "What each vantage point whose data is in the snapshot reported losing since it started, by agent, node and loss: capture_drops (frames lost before flowtap read them: the kernel's, the NIC's, the mirror veth's), handoff_drops, flows_evicted, packets_in_no_flow; as in the answers' coverage. On a hub the only loss counters (its own capture families count nothing); an agent gives its own, under its node name: sum a hub's series or its agents', not both.",
         Value::Labelled(&["agent", "node", "loss"], |s| s
             .snapshot
             .coverage
