@@ -145,13 +145,16 @@ impl Forwarder {
             .to_owned();
         let fail = |text: String| -> Vec<Value> {
             eprintln!("flowtap mcp-stdio: {text}");
-            match &id {
-                Some(id) => vec![jsonrpc::error(
-                    id,
-                    &jsonrpc::RpcError::new(jsonrpc::INTERNAL_ERROR, text),
-                )],
-                None => Vec::new(),
+            // A request is answered (with a null id where its own cannot
+            // be echoed); a notification never.
+            if notification {
+                return Vec::new();
             }
+            let id = id.clone().unwrap_or(Value::Null);
+            vec![jsonrpc::error(
+                &id,
+                &jsonrpc::RpcError::new(jsonrpc::INTERNAL_ERROR, text),
+            )]
         };
         let mut answer = match self.post(&message, line).await {
             Ok(a) => a,
