@@ -110,6 +110,41 @@ fn drawn_edges(page: &Value) -> Edges {
         .collect()
 }
 
+/// A flow as the page's rows and the API's answers both give it.
+fn flow_id(client: &str, server: &str, port: &str, proto: &str) -> String {
+    format!("{proto} {client} -> {server}:{port}")
+}
+
+/// The flows of an answer (`format=full`) that `keep` keeps.
+fn flows_where(answer: &Value, keep: impl Fn(&Value) -> bool) -> BTreeSet<String> {
+    answer["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| keep(f))
+        .map(|f| {
+            flow_id(
+                f["client"]["ip"].as_str().unwrap(),
+                f["server"]["ip"].as_str().unwrap(),
+                &f["server"]["port"].to_string(),
+                f["proto"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The flows the page listed, from its rows' data attributes.
+fn rows_listed(rows: &Value) -> BTreeSet<String> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            flow_id(&s("client"), &s("server"), &s("port"), &s("proto"))
+        })
+        .collect()
+}
+
 /// What `tests/support/service_map.py ARGS` saw of the page `server`
 /// serves (its stderr in the message if the driver fails).
 fn drive_page(args: &[&std::ffi::OsStr], server: &Server) -> Value {
@@ -272,70 +307,21 @@ fn the_map_draws_the_apis_groups_and_lists_an_edges_flows() {
         seen["details_note"],
         format!("{listed} flow{}", if listed == 1 { "" } else { "s" })
     );
-    let flow_id = |client: &str, server: &str, port: &str, proto: &str| {
-        format!("{proto} {client} -> {server}:{port}")
-    };
-    let want: BTreeSet<String> = all["flows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| {
-            group(&f["client"], "service") == clicked.0
-                && group(&f["server"], "service") == clicked.1
-        })
-        .map(|f| {
-            flow_id(
-                f["client"]["ip"].as_str().unwrap(),
-                f["server"]["ip"].as_str().unwrap(),
-                &f["server"]["port"].to_string(),
-                f["proto"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    let listed: BTreeSet<String> = seen["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap().to_owned();
-            flow_id(&s("client"), &s("server"), &s("port"), &s("proto"))
-        })
-        .collect();
+    let want = flows_where(&all, |f| {
+        group(&f["client"], "service") == clicked.0 && group(&f["server"], "service") == clicked.1
+    });
     assert!(want.len() > 1, "{want:?}");
-    assert_eq!(listed, want);
+    assert_eq!(rows_listed(&seen["rows"]), want);
 
     // The node outside the cluster, clicked on the map of namespace data:
     // its flows with an end in data.
-    let in_data = |f: &Value| f["client"]["ns"] == "data" || f["server"]["ns"] == "data";
-    let want: BTreeSet<String> = all["flows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| {
-            in_data(f)
-                && (group(&f["client"], "service") == "external"
-                    || group(&f["server"], "service") == "external")
-        })
-        .map(|f| {
-            flow_id(
-                f["client"]["ip"].as_str().unwrap(),
-                f["server"]["ip"].as_str().unwrap(),
-                &f["server"]["port"].to_string(),
-                f["proto"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    let listed: BTreeSet<String> = seen["external_rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap().to_owned();
-            flow_id(&s("client"), &s("server"), &s("port"), &s("proto"))
-        })
-        .collect();
+    let want = flows_where(&all, |f| {
+        (f["client"]["ns"] == "data" || f["server"]["ns"] == "data")
+            && (group(&f["client"], "service") == "external"
+                || group(&f["server"], "service") == "external")
+    });
     assert!(!want.is_empty(), "data talks outside the cluster");
-    assert_eq!(listed, want);
+    assert_eq!(rows_listed(&seen["external_rows"]), want);
 
     assert_eq!(drawn_edges(&seen["namespace_edges"]), by_namespace);
     assert_eq!(seen["console_errors"], serde_json::json!([]));
