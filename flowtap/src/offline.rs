@@ -26,6 +26,8 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
     let mut config = PipelineConfig {
         workers,
         hash_seed: cli.hash_seed,
+        // Files: the same answer every run.
+        repeatable_seed: Some(0x0066_6c6f_7774_6170),
         ingest: setup::ingest_config(cli)?,
         queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()

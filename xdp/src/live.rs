@@ -311,6 +311,28 @@ impl LiveCapture {
         };
         let available = rx_queues(&capture_iface).map_err(iface_err(&capture_iface))?;
         let queues = config.queues.unwrap_or(available).clamp(1, available);
+        // Said, not only counted: on an RSS NIC of 16 queues, --queues 2
+        // leaves seven eighths of the mirror to the other queues (XDP
+        // passes or drops them, --unbound) while readiness stays green.
+        match config.queues {
+            Some(asked) if asked != queues => tracing::warn!(
+                iface = %capture_iface,
+                asked,
+                queues,
+                available,
+                "--queues {asked}: the interface has {available} rx queues; capturing {queues}"
+            ),
+            _ => {}
+        }
+        if queues < available {
+            tracing::warn!(
+                iface = %capture_iface,
+                queues,
+                available,
+                "capturing {queues} of {available} rx queues: frames the NIC puts on the others are \
+                 not counted in flows (flowtap_xdp_unbound_frames_total counts them)"
+            );
+        }
 
         let mut programs = Programs::load(config.unbound, mirror_ifindex)?;
         let mut sockets = Vec::new();

@@ -126,15 +126,19 @@ const SYNS_KEPT: usize = 3;
 /// allocator's overhead), for memory accounting.
 pub const HANDSHAKE_STATE_BYTES: usize = size_of::<HandshakeTimes>() + 16;
 
-/// The handshake's timestamps so far (0 = not seen).
-#[derive(Clone, Copy, Debug, Default)]
+/// A handshake time not seen yet. Not 0: a capture may stamp a packet 0
+/// (a SYN-ACK at 0 lost both legs of its handshake, uncounted).
+const NOT_SEEN: u64 = u64::MAX;
+
+/// The handshake's timestamps so far.
+#[derive(Clone, Copy, Debug)]
 struct HandshakeTimes {
     /// The latest client SYNs, oldest first.
     syns: [u64; SYNS_KEPT],
     syn_count: u8,
-    /// The earliest SYN-ACK from the server.
+    /// The earliest SYN-ACK from the server ([`NOT_SEEN`] before it).
     synack_ns: u64,
-    /// The first client ACK (SYN clear) processed.
+    /// The first client ACK (SYN clear) processed ([`NOT_SEEN`] before it).
     first_ack_ns: u64,
     /// The newest client packet processed.
     client_newest_ns: u64,
@@ -146,6 +150,20 @@ struct HandshakeTimes {
     synack_ack: u32,
 }
 
+impl Default for HandshakeTimes {
+    fn default() -> Self {
+        HandshakeTimes {
+            syns: [0; SYNS_KEPT],
+            syn_count: 0,
+            synack_ns: NOT_SEEN,
+            first_ack_ns: NOT_SEEN,
+            client_newest_ns: 0,
+            done: 0,
+            synack_ack: 0,
+        }
+    }
+}
+
 impl HandshakeTimes {
     /// Takes in one packet (TCP flags `f`) and records the legs it settles.
     fn step(&mut self, f: u8, sender: Side, pure_syn: bool, ts_ns: u64, step: &mut Step) {
@@ -154,16 +172,13 @@ impl HandshakeTimes {
                 self.push_syn(ts_ns);
             } else if f & flags::ACK != 0
                 && f & (flags::SYN | flags::RST) == 0
-                && self.first_ack_ns == 0
+                && self.first_ack_ns == NOT_SEEN
             {
                 // (A RST|ACK does not complete the handshake: no server leg.)
                 self.first_ack_ns = ts_ns;
             }
             self.client_newest_ns = self.client_newest_ns.max(ts_ns);
-        } else if f & flags::SYN != 0
-            && f & flags::ACK != 0
-            && (self.synack_ns == 0 || ts_ns < self.synack_ns)
-        {
+        } else if f & flags::SYN != 0 && f & flags::ACK != 0 && ts_ns < self.synack_ns {
             self.synack_ns = ts_ns;
         }
         self.settle(false, step);
@@ -196,7 +211,7 @@ impl HandshakeTimes {
     /// Records what can be recorded. `flush` records the client leg even
     /// without a later client packet (the connection is ending).
     fn settle(&mut self, flush: bool, step: &mut Step) {
-        if self.synack_ns == 0
+        if self.synack_ns == NOT_SEEN
             || self.syn_count == 0
             || self.done == CLIENT_LEG_DONE | SERVER_LEG_DONE
         {
@@ -215,7 +230,7 @@ impl HandshakeTimes {
             self.done |= CLIENT_LEG_DONE;
         }
         if self.done & SERVER_LEG_DONE == 0
-            && self.first_ack_ns != 0
+            && self.first_ack_ns != NOT_SEEN
             && self.first_ack_ns >= self.synack_ns
         {
             step.legs[Side::Server] = Some(self.first_ack_ns - syn);
@@ -360,7 +375,7 @@ impl Conn {
     pub fn is_half_open(&self) -> bool {
         self.handshake
             .as_ref()
-            .is_some_and(|h| h.syn_count > 0 && h.first_ack_ns == 0)
+            .is_some_and(|h| h.syn_count > 0 && h.first_ack_ns == NOT_SEEN)
     }
 
     /// Advances the TCP state for one packet sent by `sender`.
@@ -617,6 +632,16 @@ mod tests {
             (true, ACK, 1_000_030_000),
         ];
         assert_eq!(run(&events), (vec![16_000], vec![19_000], false));
+    }
+
+    /// A capture may stamp packets 0 (a tool's zeroed times): a SYN-ACK
+    /// at 0 was taken for none seen, and both legs were lost, uncounted.
+    #[test]
+    fn a_handshake_stamped_zero_is_measured() {
+        let events = [(true, SYN, 0), (false, SYN | ACK, 0), (true, ACK, 0)];
+        assert_eq!(run(&events), (vec![0], vec![0], false));
+        let events = [(true, SYN, 0), (false, SYN | ACK, 0), (true, ACK, 95_000)];
+        assert_eq!(run(&events), (vec![0], vec![95_000], false));
     }
 
     #[test]

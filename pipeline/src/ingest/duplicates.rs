@@ -57,16 +57,20 @@ impl Default for DedupConfig {
     }
 }
 
-/// A slot keeps the time in microseconds in its low 16 bits (so 8 bytes
-/// hold a slot, and the table stays in the CPU's caches): two copies can be
-/// at most this far apart.
+/// A slot keeps the time in microseconds in its low 32 bits, the hash's
+/// tag in the rest (so 8 bytes hold a slot, and the table stays in the
+/// CPU's caches). Sixteen bits of time wrapped every 65.536 ms: a packet
+/// repeated a multiple of that later (an IPv6 retransmission, whose first
+/// bytes are the original's) was taken for a copy. Thirty-two wrap every
+/// 71.6 minutes. Two copies can be at most this far apart.
 pub const MAX_WINDOW_NS: u64 = 65_535_000;
-const TIME_BITS: u64 = 0xffff;
+const TIME_BITS: u64 = 0xffff_ffff;
 
 /// One table; clones share it.
 #[derive(Clone)]
 pub struct Duplicates {
-    /// Each slot: the hash's upper 48 bits and the time in µs (low 16 bits).
+    /// Each slot: the hash's upper 32 bits (the top one always set) and the
+    /// time in µs (low 32 bits).
     slots: Arc<[AtomicU64]>,
     mask: usize,
     window_us: u64,
@@ -137,7 +141,7 @@ impl Duplicates {
         slot.store(tag | now_us, Ordering::Relaxed);
         let then_us = then & TIME_BITS;
         // Copies may arrive in either order (two queues): the distance
-        // either way, modulo the 16-bit clock.
+        // either way, modulo the 32-bit clock.
         let apart = now_us.wrapping_sub(then_us) & TIME_BITS;
         let apart = apart.min(TIME_BITS + 1 - apart);
         then & !TIME_BITS == tag && apart <= self.window_us
@@ -147,6 +151,24 @@ impl Duplicates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same bytes a multiple of 65.536 ms later (the old 16-bit clock's
+    /// wrap) are no copy: a retransmission, not a duplicate.
+    #[test]
+    fn a_repeat_long_after_is_no_copy() {
+        let d = Duplicates::new(
+            &DedupConfig::default(),
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let a = [0x60u8, 0, 0, 0, 0, 20, 6, 64];
+        assert!(!d.seen(&a, 60, 1_000_000_000));
+        for later_us in [65_536, 1_048_576, 3_145_728] {
+            assert!(
+                !d.seen(&a, 60, 1_000_000_000 + later_us * 1_000),
+                "{later_us} µs later"
+            );
+        }
+    }
 
     #[test]
     fn same_bytes_within_the_window() {
