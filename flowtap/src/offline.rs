@@ -36,6 +36,23 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
     Ok(config)
 }
 
+/// Says which files are given more than once: read as one stream, their
+/// packets count twice (and their TCP connections look retransmitted),
+/// which a user who meant one file does not see in the answer.
+fn warn_of_files_given_twice(files: &[std::path::PathBuf]) {
+    let mut seen = std::collections::HashSet::new();
+    for file in files.iter().filter(|f| f.as_os_str() != "-") {
+        if let Ok(real) = std::fs::canonicalize(file)
+            && !seen.insert(real)
+        {
+            eprintln!(
+                "flowtap: warning: {} is given more than once: its packets are counted each time",
+                file.display()
+            );
+        }
+    }
+}
+
 /// Runs the offline job; returns the process exit status.
 pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
@@ -60,6 +77,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         None => None,
     };
 
+    warn_of_files_given_twice(&cli.read);
     let (source, report) = FileSource::new(cli.read.clone());
     let progress = source.progress();
     let source = fault::planted(source)?;

@@ -616,4 +616,18 @@ fn a_file_with_duplicates_gives_the_same_answer_every_run() {
     for _ in 0..3 {
         assert_eq!(summary(), first);
     }
+    // The same file twice is read twice, and said (it was silent).
+    let (status, _, stderr) = flowtap(&[
+        "-r",
+        original.to_str().unwrap(),
+        "-r",
+        original.to_str().unwrap(),
+        "--dump",
+        "/mcp/flows/summary",
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains("is given more than once: its packets are counted each time"),
+        "{stderr}"
+    );
 }
