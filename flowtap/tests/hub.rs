@@ -799,30 +799,9 @@ fn one_agent_at_two_addresses_is_merged_once() {
     let (name, node) = CAPTURES[0];
     let one = agent(name, node, "127.0.0.1:0");
     let own = one.get_json("/mcp/flows/summary");
-    let flows = own["total_flows"].as_u64().unwrap();
-    let port = one.addr.port();
-    let urls = [
-        format!("http://127.0.0.1:{port}"),
-        format!("http://localhost:{port}"),
-    ];
-    let hub = Server::start_serving(&[
-        "hub",
-        "--agent",
-        &urls.join(","),
-        "--snapshot-interval",
-        "0.3",
-        "--max-flows",
-        &flows.to_string(),
-    ]);
-    // From the second round on, the hub pulls the first address only.
-    wait_for(&hub, Duration::from_secs(30), "three rounds", |_| {
-        sample(&hub.metrics(), "flowtap_snapshots_published_total") >= 3.0
-    });
-    let summary = hub.get_json("/mcp/flows/summary");
+    let flows = own["total_flows"].as_u64().unwrap().to_string();
+    let (urls, hub, summary) = a_hub_over_two_addresses_of(&one, &["--max-flows", &flows]);
     let coverage = &summary["coverage"];
-    assert_eq!(coverage["agents_expected"], 1, "{coverage}");
-    assert_eq!(coverage["agents_answered"], 1, "{coverage}");
-    assert_eq!(coverage["agents_missing"], json!([]), "{coverage}");
     assert_eq!(agent_in(coverage, &urls[0])["answered"], true, "{coverage}");
     for total in ["total_flows", "total_pkts", "total_bytes"] {
         assert_eq!(summary[total], own[total], "{total}");
@@ -865,6 +844,32 @@ fn one_agent_at_two_addresses_is_merged_once() {
     }
 }
 
+/// A hub (`extra` beside its agents) over `agent` at two addresses,
+/// 127.0.0.1 and localhost, and its summary after three rounds, whose
+/// coverage it checks names one agent, answered: the two addresses and the
+/// hub with it.
+fn a_hub_over_two_addresses_of(agent: &Server, extra: &[&str]) -> ([String; 2], Server, Value) {
+    let port = agent.addr.port();
+    let urls = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ];
+    let agents = urls.join(",");
+    let mut args = vec!["hub", "--agent", &agents, "--snapshot-interval", "0.3"];
+    args.extend_from_slice(extra);
+    let hub = Server::start_serving(&args);
+    // From the second round on, the hub pulls the first address only.
+    wait_for(&hub, Duration::from_secs(30), "three rounds", |_| {
+        sample(&hub.metrics(), "flowtap_snapshots_published_total") >= 3.0
+    });
+    let summary = hub.get_json("/mcp/flows/summary");
+    let coverage = &summary["coverage"];
+    assert_eq!(coverage["agents_expected"], 1, "{coverage}");
+    assert_eq!(coverage["agents_answered"], 1, "{coverage}");
+    assert_eq!(coverage["agents_missing"], json!([]), "{coverage}");
+    (urls, hub, summary)
+}
+
 /// `--max-agents` counts agents, not addresses: the second address of an
 /// agent already pulled, beyond the bound, is asked once who it is and is
 /// not named missing from then on (it was named missing for good: a
@@ -874,26 +879,7 @@ fn the_agent_bound_counts_agents_not_addresses() {
     let (name, node) = CAPTURES[0];
     let one = agent(name, node, "127.0.0.1:0");
     let port = one.addr.port();
-    let urls = [
-        format!("http://127.0.0.1:{port}"),
-        format!("http://localhost:{port}"),
-    ];
-    let hub = Server::start_serving(&[
-        "hub",
-        "--agent",
-        &urls.join(","),
-        "--snapshot-interval",
-        "0.3",
-        "--max-agents",
-        "1",
-    ]);
-    wait_for(&hub, Duration::from_secs(30), "three rounds", |_| {
-        sample(&hub.metrics(), "flowtap_snapshots_published_total") >= 3.0
-    });
-    let coverage = hub.get_json("/mcp/flows/summary")["coverage"].clone();
-    assert_eq!(coverage["agents_expected"], 1, "{coverage}");
-    assert_eq!(coverage["agents_answered"], 1, "{coverage}");
-    assert_eq!(coverage["agents_missing"], json!([]), "{coverage}");
+    let (_, hub, _) = a_hub_over_two_addresses_of(&one, &["--max-agents", "1"]);
     // The agent restarted (a new instance at the same addresses): its
     // second address is asked again, not named missing for good.
     drop(one);

@@ -326,7 +326,13 @@ fn workloads_input_schema() -> Value {
             "limit" => json!({"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}),
             "state" => json!({"type": "string", "enum": ["active", "idle", "all"]}),
             "kind" => json!({"type": "string", "enum": ["pod", "service", "namespace"]}),
-            "sort" => json!({"type": "string", "enum": rest::workloads::Sort::NAMES}),
+            "sort" => {
+                let names: Vec<&str> = rest::workloads::Sort::BY_NAME
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect();
+                json!({"type": "string", "enum": names})
+            }
             _ => json!({"type": "string", "minLength": 1}),
         };
         schema["description"] = json!(description);

@@ -198,7 +198,11 @@ pub const PARAMS: &[ParamDoc] = &[
     },
 ];
 
-fn choice<T: Copy>(name: &str, value: &str, options: &[(&str, T)]) -> Result<T, ApiError> {
+pub(crate) fn choice<T: Copy>(
+    name: &str,
+    value: &str,
+    options: &[(&str, T)],
+) -> Result<T, ApiError> {
     options
         .iter()
         .find(|(v, _)| *v == value)

@@ -64,12 +64,13 @@ pub enum Sort {
 }
 
 impl Sort {
-    pub const ALL: [Sort; 4] = [Sort::Name, Sort::Bytes, Sort::Flows, Sort::LastSeen];
-    pub const NAMES: [&str; 4] = ["name", "bytes", "flows", "last_seen"];
-
-    fn name(self) -> &'static str {
-        Sort::NAMES[self as usize]
-    }
+    /// Each order by its name in the query.
+    pub const BY_NAME: [(&str, Sort); 4] = [
+        ("name", Sort::Name),
+        ("bytes", Sort::Bytes),
+        ("flows", Sort::Flows),
+        ("last_seen", Sort::LastSeen),
+    ];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -135,20 +136,7 @@ pub fn parse<'a>(
                     }
                 })
             }
-            "sort" => {
-                q.sort = Sort::ALL
-                    .into_iter()
-                    .find(|s| s.name() == value)
-                    .ok_or_else(|| {
-                        ApiError::bad_parameter(
-                            "sort",
-                            format!(
-                                "sort must be one of {}, got {value:?}",
-                                Sort::NAMES.join(", ")
-                            ),
-                        )
-                    })?
-            }
+            "sort" => q.sort = super::query::choice(name, value, &Sort::BY_NAME)?,
             "limit" => {
                 q.limit =
                     usize::try_from(super::query::unsigned(name, value)?).unwrap_or(usize::MAX)
