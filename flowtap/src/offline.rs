@@ -53,6 +53,30 @@ fn warn_of_files_given_twice(files: &[std::path::PathBuf]) {
     }
 }
 
+/// Says which files were read out of time order: files are read one after
+/// the other as given, not merged by time (the two directions of a TAP as
+/// two files, rotated files in the wrong order), so a reply can come before
+/// its request and connections look unanswered or retransmitted.
+fn warn_of_files_out_of_time_order(outcomes: &[FileOutcome]) {
+    let late = FileOutcome::read_out_of_time_order(outcomes);
+    for (outcome, reached) in &late {
+        let first = outcome.span_ns.map_or(0, |(first, _)| first);
+        eprintln!(
+            "flowtap: warning: {} starts at {}, before the files read ahead of it end ({}): \
+             files are read in the order given, not merged by time",
+            outcome.path.display(),
+            api::rest::render::iso8601(first),
+            api::rest::render::iso8601(*reached),
+        );
+    }
+    if !late.is_empty() {
+        eprintln!(
+            "flowtap: warning: give the files in time order, or merge them by time first \
+             (mergecap -w merged.pcapng FILE...), or replies may be counted before their requests"
+        );
+    }
+}
+
 /// Runs the offline job; returns the process exit status.
 pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
@@ -158,6 +182,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     setup::report_memory(cli);
     // What could not be read, last: where a person at a terminal looks
     // for why the exit status is 2.
+    warn_of_files_out_of_time_order(&outcomes);
     for outcome in &outcomes {
         for u in outcome.unreadable.iter().filter(|u| u.frames > 0) {
             eprintln!("flowtap: warning: {}: {u}", outcome.path.display());

@@ -289,6 +289,46 @@ fn several_files_are_one_stream_and_a_bad_one_does_not_stop_the_rest() {
             .sum::<u64>()
     };
     assert!(pkts(&twice) > 2 * pkts(&once));
+    // Files are read in the order given, not merged by time: a file that
+    // starts before the ones read ahead of it end is said (it was silent).
+    const OUT_OF_ORDER: &str = "files are read in the order given, not merged by time";
+    assert!(!once.stderr.contains(OUT_OF_ORDER), "{}", once.stderr);
+    let late: Vec<&str> = twice
+        .stderr
+        .lines()
+        .filter(|l| l.contains(OUT_OF_ORDER))
+        .collect();
+    assert_eq!(late.len(), 2, "{}", twice.stderr);
+    assert!(late[0].contains("cut.pcap starts at"), "{}", late[0]);
+    assert!(
+        late[1].contains("19_tcpreplay_test.pcap starts at"),
+        "{}",
+        late[1]
+    );
+
+    // The file cut in two at a record: its halves in time order are the
+    // file, unsaid; the other way round they are said.
+    let spans = pcap_records(&bytes);
+    let middle = spans[spans.len() / 2].0;
+    let (early, later) = (dir.path().join("early.pcap"), dir.path().join("later.pcap"));
+    std::fs::write(&early, &bytes[..middle]).unwrap();
+    std::fs::write(&later, [&bytes[..24], &bytes[middle..]].concat()).unwrap();
+    let in_order = run_flowtap(&[&early, &later], 2, &[]);
+    assert_eq!(in_order.status, 0, "{}", in_order.stderr);
+    assert_eq!(counts(&in_order), counts(&once));
+    assert!(
+        !in_order.stderr.contains(OUT_OF_ORDER),
+        "{}",
+        in_order.stderr
+    );
+    let reversed = run_flowtap(&[&later, &early], 2, &[]);
+    assert!(
+        reversed.stderr.contains("early.pcap starts at")
+            && reversed.stderr.contains(OUT_OF_ORDER)
+            && reversed.stderr.contains("mergecap"),
+        "{}",
+        reversed.stderr
+    );
 }
 
 /// Writes `frames` (Ethernet frames built by capgen) under another link

@@ -20,6 +20,35 @@ pub struct FileOutcome {
     pub error: Option<CaptureError>,
     /// Interfaces of link types flowtap cannot read, and their frames.
     pub unreadable: Vec<UnreadableInterface>,
+    /// The capture times of its first frame and of its latest, in
+    /// nanoseconds since the Unix epoch (none without frames): files are
+    /// read one after the other, so one that starts before an earlier one
+    /// ends is read out of time order, which the reader says.
+    pub span_ns: Option<(u64, u64)>,
+}
+
+impl FileOutcome {
+    /// Files, in the order read, that start before a file read earlier
+    /// ended: with the time the earlier files reached by then. Two files of
+    /// one TAP's two directions, or rotated files given out of order, are
+    /// read one after the other and not merged by time, so a reply can come
+    /// before its request.
+    pub fn read_out_of_time_order(outcomes: &[FileOutcome]) -> Vec<(&FileOutcome, u64)> {
+        let mut reached: Option<u64> = None;
+        let mut late = Vec::new();
+        for outcome in outcomes {
+            let Some((first, last)) = outcome.span_ns else {
+                continue;
+            };
+            if let Some(reached) = reached
+                && first < reached
+            {
+                late.push((outcome, reached));
+            }
+            reached = Some(reached.map_or(last, |r| r.max(last)));
+        }
+        late
+    }
 }
 
 /// Shared record of every file's outcome, readable after the run.
@@ -49,6 +78,8 @@ impl ReadProgress {
 pub struct FileSource {
     pending: std::vec::IntoIter<PathBuf>,
     current: Option<CaptureFile>,
+    /// The current file's first and latest capture times.
+    span_ns: Option<(u64, u64)>,
     report: FileReport,
     progress: Arc<ReadProgress>,
 }
@@ -59,6 +90,7 @@ impl FileSource {
         let source = FileSource {
             pending: paths.into_iter(),
             current: None,
+            span_ns: None,
             report: report.clone(),
             progress: Arc::default(),
         };
@@ -71,12 +103,13 @@ impl FileSource {
     }
 
     fn record(
-        &self,
+        &mut self,
         path: PathBuf,
         frames: u64,
         unreadable: Vec<UnreadableInterface>,
         error: Option<CaptureError>,
     ) {
+        let span_ns = self.span_ns.take();
         let p = &self.progress;
         p.offset_before
             .fetch_add(p.offset.swap(0, Ordering::Relaxed), Ordering::Relaxed);
@@ -88,6 +121,7 @@ impl FileSource {
                 frames,
                 error,
                 unreadable,
+                span_ns,
             });
         }
     }
@@ -110,8 +144,11 @@ impl PacketSource for FileSource {
             }
             let file = self.current.as_mut().expect("opened above");
             let mut bytes = 0u64;
+            let span = &mut self.span_ns;
             let read = file.read_frames(BATCH, &mut |frame: Frame<'_>| {
                 bytes += u64::from(frame.wire_len);
+                let ts = frame.ts_ns;
+                *span = Some(span.map_or((ts, ts), |(first, last)| (first, last.max(ts))));
                 on_frame(frame)
             });
             let p = &self.progress;
@@ -130,5 +167,40 @@ impl PacketSource for FileSource {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &str, span_ns: Option<(u64, u64)>) -> FileOutcome {
+        FileOutcome {
+            path: PathBuf::from(name),
+            frames: u64::from(span_ns.is_some()),
+            error: None,
+            unreadable: Vec::new(),
+            span_ns,
+        }
+    }
+
+    #[test]
+    fn a_file_that_starts_before_an_earlier_one_ends_is_out_of_time_order() {
+        let outcomes = [
+            outcome("a", Some((10, 20))),
+            // Empty files and ones that follow the others are in order.
+            outcome("empty", None),
+            outcome("b", Some((20, 30))),
+            // The other direction of a TAP, from the start.
+            outcome("c", Some((12, 25))),
+            // Before the latest time of any file read before it.
+            outcome("d", Some((29, 40))),
+            outcome("e", Some((40, 41))),
+        ];
+        let late: Vec<(&str, u64)> = FileOutcome::read_out_of_time_order(&outcomes)
+            .into_iter()
+            .map(|(o, reached)| (o.path.to_str().unwrap(), reached))
+            .collect();
+        assert_eq!(late, [("c", 30), ("d", 30)]);
     }
 }
