@@ -2,12 +2,17 @@
 //! byte counters summed by namespace pair equal the sums of the flows the
 //! API lists, in PromQL over Prometheus' HTTP API; the handshake histograms
 //! hold tshark's handshake times; and the cardinality cap folds the pairs
-//! beyond it into one `other` series without losing a byte.
+//! beyond it into one `other` series without losing a byte. The shipped
+//! alerting rules pass promtool and their unit tests, name only metrics
+//! flowtap serves, and raise in a real Prometheus the one alert a hub with
+//! an agent down deserves.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -69,7 +74,7 @@ const HANDSHAKE_BOUNDS: [f64; 12] = [
 /// histogram's buckets (cumulative, `+Inf` last): per TCP stream, the
 /// first SYN-ACK's time less the last SYN's before it (README: a
 /// retransmitted SYN does not inflate the leg), in whole microseconds.
-fn tshark_handshake_buckets(pcap: &std::path::Path) -> Vec<u64> {
+fn tshark_handshake_buckets(pcap: &Path) -> Vec<u64> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
@@ -92,7 +97,7 @@ fn tshark_handshake_buckets(pcap: &std::path::Path) -> Vec<u64> {
         let frac = format!("{frac:0<9}");
         s.parse::<u64>().unwrap() * 1_000_000_000 + frac[..9].parse::<u64>().unwrap()
     };
-    let (mut last_syn, mut measured) = (BTreeMap::new(), std::collections::BTreeSet::new());
+    let (mut last_syn, mut measured) = (BTreeMap::new(), BTreeSet::new());
     let mut buckets = vec![0u64; HANDSHAKE_BOUNDS.len() + 1];
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let [stream, ack, time] = line.split('\t').collect::<Vec<_>>()[..] else {
@@ -157,12 +162,21 @@ impl Drop for Prometheus {
 impl Prometheus {
     /// Prometheus scraping `target` (host:port) every second.
     fn start(target: &str) -> Prometheus {
+        Prometheus::start_with_rules(target, None)
+    }
+
+    /// Prometheus scraping `target` every second and evaluating the
+    /// alerting `rules` (a file) every second.
+    fn start_with_rules(target: &str, rules: Option<&Path>) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
+        let rule_files = rules.map_or(String::new(), |r| {
+            format!("rule_files:\n  - '{}'\n", r.display())
+        });
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: flowtap\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: flowtap\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .unwrap();
@@ -308,4 +322,78 @@ fn pairs_beyond_the_cap_fold_into_other() {
     );
     assert_eq!(sample(&metrics, "flowtap_metrics_pairs"), 5.0);
     assert!(sample(&metrics, "flowtap_metrics_pairs_collapsed_total") > 0.0);
+}
+
+/// The alerting rules shipped in `deploy/prometheus/`: promtool checks them
+/// and runs their unit tests (each alert fires on what it is about, after
+/// its `for`, and not on a healthy flowtap's values); every metric they name
+/// is one flowtap serves (README's table, generated from the program); and
+/// loaded into a real Prometheus scraping a hub whose second agent is down,
+/// the one alert raised is that agent's.
+#[test]
+fn the_shipped_alerts_check_and_fire_on_a_hub_with_an_agent_down() {
+    let dir = project_root().join("deploy/prometheus");
+    for args in [
+        ["check", "rules", "flowtap-alerts.yml"],
+        ["test", "rules", "flowtap-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (scripts/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = std::fs::read_to_string(dir.join("flowtap-alerts.yml")).unwrap();
+    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
+    let named: BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("flowtap_"))
+        .collect();
+    assert!(named.len() >= 10, "{named:?}");
+    for name in &named {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "the rules name {name}, which flowtap does not serve"
+        );
+    }
+
+    let agent = Server::start(&demo().iter().map(String::as_str).collect::<Vec<_>>());
+    // Nothing listens there.
+    let down = format!("127.0.0.1:{}", common::free_port());
+    let agents = format!("http://{},http://{down}", agent.addr);
+    let hub = Server::start_serving(&["hub", "--agent", &agents, "--snapshot-interval", "1"]);
+    let prometheus = Prometheus::start_with_rules(
+        &hub.admin.to_string(),
+        Some(&dir.join("flowtap-alerts.yml")),
+    );
+    let alerts = || -> BTreeSet<(String, String, String)> {
+        prometheus
+            .query("ALERTS")
+            .iter()
+            .map(|r| {
+                let label = |k: &str| r["metric"][k].as_str().unwrap_or("").to_owned();
+                (label("alertname"), label("alertstate"), label("agent"))
+            })
+            .collect()
+    };
+    let first = alerts();
+    // Some evaluations later (every second), still only that one: pending
+    // for its two minutes.
+    std::thread::sleep(Duration::from_secs(5));
+    let later = alerts();
+    for raised in [first, later] {
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        let (name, state, who) = raised.into_iter().next().unwrap();
+        assert_eq!(
+            (name.as_str(), state.as_str()),
+            ("FlowtapAgentMissing", "pending")
+        );
+        assert!(who.contains(&down), "{who} is not {down}");
+    }
 }
