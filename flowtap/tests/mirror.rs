@@ -9,6 +9,7 @@ use std::path::Path;
 
 use capgen::frame::{Proto, Segment};
 use capgen::pcap::{LINKTYPE_ETHERNET, PcapWriter};
+use capgen::tunnel::{Carrier, Tunnel};
 use capgen::{Generator, Spec};
 use common::{corpus_dir, report_counts, run_flowtap};
 use pipeline::capture::CaptureFile;
@@ -118,6 +119,107 @@ fn duplicates_are_counted_always_and_dropped_only_with_dedup() {
         report_counts(&run.stderr, "flowtap: flows: ")["duplicates"],
         0
     );
+}
+
+/// Cuts an Ethernet + IPv4 frame's datagram in two fragments at `at`
+/// bytes of its payload (a multiple of 8), as a router on the carrier's
+/// path does (RFC 791): each fragment with the headers, the first marked
+/// "more fragments", the second at its offset.
+fn ipv4_fragments(frame: &[u8], at: usize, ident: u16) -> [Vec<u8>; 2] {
+    const ETH: usize = 14;
+    const IP: usize = 20;
+    let payload = &frame[ETH + IP..];
+    let piece = |part: &[u8], flags_offset: u16| {
+        let mut f = frame[..ETH + IP].to_vec();
+        f[ETH + 2..ETH + 4].copy_from_slice(&((IP + part.len()) as u16).to_be_bytes());
+        f[ETH + 4..ETH + 6].copy_from_slice(&ident.to_be_bytes());
+        f[ETH + 6..ETH + 8].copy_from_slice(&flags_offset.to_be_bytes());
+        f.extend_from_slice(part);
+        f
+    };
+    [
+        piece(&payload[..at], 0x2000),
+        piece(&payload[at..], (at / 8) as u16),
+    ]
+}
+
+/// A SPAN port's copy of a packet (padded to Ethernet's 60 bytes, some
+/// with a packet broker's 8-byte trailer) and a cloud mirror's copy of the
+/// same packet (VXLAN, unpadded, its carrier fragmented where the copy is
+/// long) are one packet: every tunnelled copy is found a copy, and with
+/// --dedup the answer is the SPAN port's alone, while the mirror session
+/// still counts every frame it delivered. (The padding and the trailer
+/// were compared as the packet's: 7 of 22 copies found; a dropped copy's
+/// later fragments were counted as other IP, its session as nothing.)
+#[test]
+fn a_span_copy_and_a_tunnelled_copy_are_one_packet_whatever_pads_or_carries_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = dir.path().join("once.pcap");
+    generated(&once, 4_000, 50, false, 11);
+    let tunnel = Tunnel {
+        carrier: Carrier::Vxlan { vni: 5 },
+        endpoints: ["198.18.9.1".parse().unwrap(), "198.18.9.2".parse().unwrap()],
+        outer_vlans: Vec::new(),
+    };
+    let span_only = dir.path().join("span.pcap");
+    let both = dir.path().join("both.pcap");
+    let mut span_out =
+        PcapWriter::new(File::create(&span_only).unwrap(), LINKTYPE_ETHERNET).unwrap();
+    let mut both_out = PcapWriter::new(File::create(&both).unwrap(), LINKTYPE_ETHERNET).unwrap();
+    let (mut padded, mut fragmented, mut tunnelled) = (0, 0, 0u64);
+    let mut carried = Vec::new();
+    for (i, (ts, _, data)) in frames_of(&once).iter().enumerate() {
+        let mut span = data.clone();
+        if span.len() < 60 {
+            span.resize(60, 0);
+            padded += 1;
+        }
+        if i % 3 == 0 {
+            span.extend_from_slice(&[0xab; 8]);
+        }
+        span_out.write(*ts, &span, span.len() as u32).unwrap();
+        both_out.write(*ts, &span, span.len() as u32).unwrap();
+        tunnel.wrap(data, true, &mut carried);
+        let pieces = if carried.len() > 600 {
+            fragmented += 1;
+            ipv4_fragments(&carried, 512, i as u16).to_vec()
+        } else {
+            vec![carried.clone()]
+        };
+        for piece in &pieces {
+            both_out
+                .write(ts + 1_000, piece, piece.len() as u32)
+                .unwrap();
+            tunnelled += 1;
+        }
+    }
+    span_out.finish().unwrap();
+    both_out.finish().unwrap();
+    assert!(padded > 500 && fragmented > 500, "{padded} {fragmented}");
+
+    let expected = run_flowtap(&[&span_only], 1, &[]);
+    let deduped = run_flowtap(&[&both], 1, &["--dedup"]);
+    assert_eq!(deduped.status, 0, "{}", deduped.stderr);
+    let flows = report_counts(&deduped.stderr, "flowtap: flows: ");
+    assert_eq!(
+        (flows["duplicates"], flows["duplicates dropped"]),
+        (tunnelled, tunnelled),
+        "every tunnelled frame a copy, dropped"
+    );
+    let sorted = |run: &common::Run| {
+        let mut flows = run.flows.clone();
+        flows.sort_by(|a, b| a.key.cmp(&b.key));
+        flows
+    };
+    assert!(
+        sorted(&deduped) == sorted(&expected),
+        "with --dedup: the SPAN copy's flows"
+    );
+    let session = report_counts(&deduped.stderr, "flowtap: mirror session vxlan 5: ");
+    assert_eq!(session["frames"], tunnelled, "the session's every frame");
+    // No fragment of a dropped copy counted as another packet.
+    let kinds = |run: &common::Run| report_counts(&run.stderr, "flowtap: frames by kind: ");
+    assert_eq!(kinds(&deduped), kinds(&expected));
 }
 
 #[test]

@@ -57,6 +57,18 @@ struct InnerFlow {
     transport: Transport,
     encap: Option<Encap>,
     mirror: Option<Mirror>,
+    /// The first fragment was a copy dropped (`--dedup`): so are the rest.
+    copy_dropped: bool,
+}
+
+/// What became of a later fragment of a tunnelled datagram.
+enum LaterFragment {
+    /// Its first fragment was not seen (or it is no such fragment).
+    Unmatched,
+    /// A packet of the inner flow.
+    Counted(PacketMeta),
+    /// Part of a copy dropped as a duplicate, as its first fragment was.
+    CopyDropped,
 }
 
 pub struct Ingest {
@@ -126,28 +138,44 @@ impl Ingest {
             }
             _ => None,
         };
-        let mut duplicate = false;
-        if let Some(at) = carried.ip_offset {
-            let packet = frame.data.get(at as usize..).unwrap_or_default();
-            // Two copies of a packet, one of them cut, are the same length.
-            let len = frame
-                .wire_len
-                .saturating_sub(at)
-                .max(cut_copy_ip_len.unwrap_or(0));
-            if self.duplicates.seen(packet, len, frame.ts_ns) {
-                self.counters.duplicates += 1;
-                if self.drop_duplicates {
-                    self.counters.duplicates_dropped += 1;
-                    return None;
-                }
-                duplicate = true;
-            }
-        }
+        // Every frame a tunnel or mirror session delivered, copies dropped
+        // below included: the counters say which sessions deliver.
         if let Some(encap) = carried.encap {
             self.counters.count_encap(encap, frame.wire_len);
         }
         if let Some(mirror) = carried.mirror {
             self.sessions.count(mirror, frame.wire_len);
+        }
+        let mut duplicate = false;
+        if let Some(at) = carried.ip_offset {
+            let captured = frame.data.get(at as usize..).unwrap_or_default();
+            // Copies of a packet are compared as the IP packet its header
+            // says: a SPAN copy padded to 60 bytes or followed by a packet
+            // broker's trailer and a tunnel's unpadded copy are one packet,
+            // and so are a whole copy and one cut short or carried in
+            // fragments. Without a length in the header, the frame's.
+            let (packet, len) = match carried.ip_len {
+                Some(len) => (&captured[..captured.len().min(len as usize)], len),
+                None => (
+                    captured,
+                    frame
+                        .wire_len
+                        .saturating_sub(at)
+                        .max(cut_copy_ip_len.unwrap_or(0)),
+                ),
+            };
+            if self.duplicates.seen(packet, len, frame.ts_ns) {
+                self.counters.duplicates += 1;
+                if self.drop_duplicates {
+                    self.counters.duplicates_dropped += 1;
+                    // Its carrier's later fragments are dropped with it.
+                    if let Ok(Dissected::Transport(t)) = result {
+                        self.remember_first_fragment(self.carried, t, frame.ts_ns, true);
+                    }
+                    return None;
+                }
+                duplicate = true;
+            }
         }
         // A cut copy is as long as its link header and its IP header's length.
         let cut_copy_len = cut_copy_ip_len
@@ -187,8 +215,10 @@ impl Ingest {
                     });
                 }
                 Ok(Dissected::Other(kind)) => {
-                    if let Some(later) = self.later_fragment(*carried, &frame) {
-                        return Some(later);
+                    match self.later_fragment(*carried, &frame) {
+                        LaterFragment::Counted(later) => return Some(later),
+                        LaterFragment::CopyDropped => return None,
+                        LaterFragment::Unmatched => {}
                     }
                     self.counters.count_kind(kind.into());
                     return None;
@@ -202,22 +232,13 @@ impl Ingest {
         if let Some(fragment) = carried.fragment {
             match fragment.later {
                 None => {
-                    let inner = InnerFlow {
-                        transport: meta.transport,
-                        encap: carried.encap,
-                        mirror: carried.mirror,
-                    };
-                    if self.tunnel_fragments.first(fragment.id, inner, frame.ts_ns)
-                        == Remembered::TableFull
-                    {
-                        self.counters.tunnel_fragment_table_full += 1;
-                    }
+                    self.remember_first_fragment(*carried, meta.transport, frame.ts_ns, false);
                 }
-                Some(_) => {
-                    if let Some(later) = self.later_fragment(*carried, &frame) {
-                        return Some(later);
-                    }
-                }
+                Some(_) => match self.later_fragment(*carried, &frame) {
+                    LaterFragment::Counted(later) => return Some(later),
+                    LaterFragment::CopyDropped => return None,
+                    LaterFragment::Unmatched => {}
+                },
             }
         }
         self.count_transport(&meta.transport);
@@ -232,12 +253,13 @@ impl Ingest {
     /// IP, fragmented on the wire captured or on a mirrored one (the
     /// mirror's headers in this frame, counted with it), is a packet of its
     /// own, counted as that wire's frame.
-    fn later_fragment(&mut self, carried: Carried, frame: &Frame<'_>) -> Option<PacketMeta> {
-        let fragment = carried.fragment?;
-        let last = fragment.later?;
-        let inner = self
-            .tunnel_fragments
-            .later(&fragment.id, last, frame.ts_ns)?;
+    fn later_fragment(&mut self, carried: Carried, frame: &Frame<'_>) -> LaterFragment {
+        let Some((fragment, last)) = carried.fragment.and_then(|f| Some((f, f.later?))) else {
+            return LaterFragment::Unmatched;
+        };
+        let Some(inner) = self.tunnel_fragments.later(&fragment.id, last, frame.ts_ns) else {
+            return LaterFragment::Unmatched;
+        };
         let mut transport = inner.transport;
         transport.fragment = Fragment::Continued;
         transport.tcp_flags = 0;
@@ -245,7 +267,6 @@ impl Ingest {
         // Its share of the packet inside, as IP bytes (the first fragment
         // counted the share it carried).
         transport.ip_len = fragment.payload_len;
-        self.count_transport(&transport);
         // What this frame's own headers showed was counted with it.
         if let Some(encap) = inner.encap.filter(|_| carried.encap.is_none()) {
             self.counters.count_encap(encap, frame.wire_len);
@@ -253,8 +274,14 @@ impl Ingest {
         if let Some(mirror) = inner.mirror.filter(|_| carried.mirror.is_none()) {
             self.sessions.count(mirror, frame.wire_len);
         }
+        if inner.copy_dropped {
+            self.counters.duplicates += 1;
+            self.counters.duplicates_dropped += 1;
+            return LaterFragment::CopyDropped;
+        }
+        self.count_transport(&transport);
         let carrier_fragment = inner.mirror.is_some() && carried.mirror.is_none();
-        Some(PacketMeta {
+        LaterFragment::Counted(PacketMeta {
             ts_ns: frame.ts_ns,
             wire_len: if carrier_fragment {
                 fragment.payload_len
@@ -270,6 +297,30 @@ impl Ingest {
             mirror: inner.mirror,
             transport,
         })
+    }
+
+    /// Remembers the first fragment of a tunnelled datagram (`carried`
+    /// says which) for its later fragments: the inner flow they belong to,
+    /// or that they are part of a copy dropped as a duplicate.
+    fn remember_first_fragment(
+        &mut self,
+        carried: Carried,
+        transport: Transport,
+        ts_ns: u64,
+        copy_dropped: bool,
+    ) {
+        let Some(fragment) = carried.fragment.filter(|f| f.later.is_none()) else {
+            return;
+        };
+        let inner = InnerFlow {
+            transport,
+            encap: carried.encap,
+            mirror: carried.mirror,
+            copy_dropped,
+        };
+        if self.tunnel_fragments.first(fragment.id, inner, ts_ns) == Remembered::TableFull {
+            self.counters.tunnel_fragment_table_full += 1;
+        }
     }
 
     fn count_transport(&mut self, t: &Transport) {

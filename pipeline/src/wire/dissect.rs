@@ -334,6 +334,11 @@ pub struct Carried {
     /// Where the innermost IP header starts, the one the flow is keyed on
     /// (duplicates are compared from there).
     pub ip_offset: Option<u32>,
+    /// That IP packet's length as its header says (RFC 791's Total Length,
+    /// 40 and RFC 8200's Payload Length), where it says one: what a copy of
+    /// it holds whatever padding or trailer follows it, or however much of
+    /// it a cut copy or a fragmented carrier brought.
+    pub ip_len: Option<u32>,
     /// Set when a tunnel rides on a fragmented IP datagram.
     pub fragment: Option<TunnelFragment>,
 }
@@ -664,7 +669,7 @@ impl<'a> Walk<'a, '_> {
 
     fn ipv4(&mut self, buf: &'a [u8]) -> Outcome {
         let ip = ipv4::Packet::new_checked(buf)?;
-        self.note_ip(buf);
+        self.note_ip(buf, ip.payload_len().map(|len| ip.header_len() + len));
         let fragment = if ip.fragment_offset() != 0 {
             Fragment::Later {
                 ident: u32::from(ip.ident()),
@@ -692,7 +697,9 @@ impl<'a> Walk<'a, '_> {
 
     fn ipv6(&mut self, buf: &'a [u8]) -> Outcome {
         let ip = ipv6::Packet::new_checked(buf)?;
-        self.note_ip(buf);
+        // Zero: a jumbogram or a GSO super-packet, its length unknown.
+        let len = Some(usize::from(ip.payload_len())).filter(|&len| len != 0);
+        self.note_ip(buf, len.map(|len| ipv6::HEADER_LEN + len));
         let walked = ip.upper_layer()?;
         let fragment = match walked.fragment {
             Some(f) if f.offset != 0 => Fragment::Later {
@@ -1065,9 +1072,11 @@ impl<'a> Walk<'a, '_> {
         Ok(())
     }
 
-    /// An IP header: the innermost so far.
-    fn note_ip(&mut self, header: &'a [u8]) {
+    /// An IP header, the innermost so far, and its packet's length if its
+    /// header says it.
+    fn note_ip(&mut self, header: &'a [u8], len: Option<usize>) {
         self.carried.ip_offset = Some(self.offset(header));
+        self.carried.ip_len = len.and_then(|len| u32::try_from(len).ok());
     }
 
     /// Where `part` (a slice of the frame) starts in the frame.
