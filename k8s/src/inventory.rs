@@ -105,11 +105,20 @@ fn workload_of(meta: &ObjectMeta) -> &str {
 }
 
 impl Identity {
-    /// The service for traffic on `port` (a server port), else the first.
+    /// The service for traffic on `port` (a server port): one whose
+    /// ports include it (an EndpointSlice without ports reaches any), none
+    /// if no service exposes it (a scrape of a pod's metrics port is not
+    /// its service's traffic); a service's own address is that service on
+    /// any port. A client (no port): the first by name.
     pub fn service(&self, port: Option<u16>) -> Option<&Arc<str>> {
-        port.and_then(|p| self.services.iter().find(|s| s.ports.contains(&p)))
-            .or(self.services.first())
-            .map(|s| &s.name)
+        match port {
+            Some(p) if self.kind != IdentityKind::ServiceIp => self
+                .services
+                .iter()
+                .find(|s| s.ports.is_empty() || s.ports.contains(&p)),
+            _ => self.services.first(),
+        }
+        .map(|s| &s.name)
     }
 
     /// The container serving `port`, else the first container.
@@ -245,14 +254,19 @@ impl Inventory {
         slices: impl IntoIterator<Item = &'o EndpointSlice>,
         nodes: impl IntoIterator<Item = &'o Node>,
     ) -> Inventory {
-        // When two objects claim one address, the newer one's, then a
-        // deterministic order: a finished pod whose status lags behind the
-        // new pod given its address; a node replaced under its address
-        // while the old Node object lingers (the watch's maps, and so the
-        // order they come in, differ from one process to the next).
+        // When two objects claim one address, one not being deleted (a pod
+        // terminating on a lost node keeps its address in the API while a
+        // new pod has it), then the newer one's, then a deterministic
+        // order: a finished pod whose status lags behind the new pod given
+        // its address; a node replaced under its address while the old Node
+        // object lingers (the watch's maps, and so the order they come in,
+        // differ from one process to the next).
         let newest_first = |a: &ObjectMeta, b: &ObjectMeta| {
-            (b.creation_timestamp.cmp(&a.creation_timestamp))
-                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+            (a.deletion_timestamp
+                .is_some()
+                .cmp(&b.deletion_timestamp.is_some()))
+            .then_with(|| b.creation_timestamp.cmp(&a.creation_timestamp))
+            .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
         };
         let mut pods: Vec<&Pod> = pods.into_iter().collect();
         pods.sort_by(|a, b| newest_first(&a.metadata, &b.metadata));
@@ -670,6 +684,19 @@ mod tests {
             inv.lookup(ip("198.18.1.1")).unwrap().pod.as_deref(),
             Some("z-new")
         );
+        // Unless the newer one is being deleted (terminating on a lost node,
+        // its status stale) and the older one, started later, has it now.
+        let mut terminating = pod("z-lost", "2026-12-04T11:00:00Z");
+        terminating["metadata"]["deletionTimestamp"] = "2026-12-04T12:00:00Z".into();
+        let claimed = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            pod("a-old", "2026-12-04T10:00:00Z"),
+            terminating,
+        ]});
+        let inv = Inventory::from_json(claimed.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            inv.lookup(ip("198.18.1.1")).unwrap().pod.as_deref(),
+            Some("a-old")
+        );
         // Only the labels flowtap reads are kept.
         let objects: List = serde_json::from_value(list).unwrap();
         let Item::Pod(p) = &objects.items[0] else {
@@ -692,6 +719,8 @@ mod tests {
         );
         // A client has no port: the first service by name.
         assert_eq!(pg.service(None).map(|s| s.as_ref()), Some("postgres"));
+        // A port no service exposes (a pod's own metrics, scraped): none.
+        assert_eq!(pg.service(Some(7777)), None);
         let frontend = inv.lookup(ip("2001:db8::1")).unwrap();
         assert_eq!(frontend.service(None).map(|s| s.as_ref()), Some("frontend"));
         let worker = inv.lookup(ip("198.18.0.4")).unwrap();

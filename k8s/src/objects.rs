@@ -71,6 +71,11 @@ pub struct ObjectMeta {
     /// that its text orders as its time does.
     #[serde(default)]
     pub creation_timestamp: Option<String>,
+    /// Set once the object is being deleted (a pod terminating, or stuck
+    /// so on a node that was lost): another object claiming its address
+    /// is the live one.
+    #[serde(default)]
+    pub deletion_timestamp: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub owner_references: Vec<OwnerReference>,
 }
@@ -83,12 +88,14 @@ impl PartialEq for ObjectMeta {
             labels,
             resource_version: _,
             creation_timestamp,
+            deletion_timestamp,
             owner_references,
         } = self;
         *name == other.name
             && *namespace == other.namespace
             && *labels == other.labels
             && *creation_timestamp == other.creation_timestamp
+            && *deletion_timestamp == other.deletion_timestamp
             && *owner_references == other.owner_references
     }
 }
