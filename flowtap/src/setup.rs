@@ -274,9 +274,36 @@ pub(crate) fn named_publisher(names: &NamesArgs, serve: &ServeArgs) -> anyhow::R
     let cluster = Cluster {
         cidrs: names.cluster_cidr.clone(),
     };
+    if let Some(watch) = inventory.as_ref().filter(|s| s.follows_the_api()) {
+        wait_for_the_first_lists(watch);
+    }
     let mut publisher = Publisher::new(inventory, cluster, stats);
     publisher.set_metrics_max_pairs(serve.metrics_max_pairs);
     Ok(publisher)
+}
+
+/// How long flowtap waits at start for the Kubernetes watch's first lists.
+const FIRST_LISTS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits, [`FIRST_LISTS_WAIT`] at most, until the watch has listed every
+/// kind: answers made before would name nobody (a hub's first round, a
+/// `--dump`), and the per-pair counters would credit each pair's history
+/// to `unknown` the first time they see it, for good. Past the wait,
+/// answers name what the watch holds so far, and `flowtap_k8s_synced`
+/// says it is not done.
+fn wait_for_the_first_lists(watch: &Source) {
+    let started = std::time::Instant::now();
+    // Complete once every kind was listed and the mapping rebuilt with them.
+    while !watch.current().complete {
+        if started.elapsed() >= FIRST_LISTS_WAIT {
+            tracing::warn!(
+                "the Kubernetes watch has not listed every kind within {FIRST_LISTS_WAIT:?}: \
+                 names are incomplete until it has (flowtap_k8s_synced)"
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[cfg(feature = "watch")]

@@ -372,3 +372,67 @@ fn a_list_that_keeps_failing_is_tried_less_and_less_often() {
         "the kinds that were listed, not the tries"
     );
 }
+
+/// Answers wait for the watch's first lists (10 s at most): a `--dump`, and
+/// the per-pair counters' first sight of each flow, made before them named
+/// nobody, and the counters credited each pair's history to `unknown` for
+/// good. Here the pods' first two lists fail (500, retried after 0.8 and
+/// 1.6 s): the dump and the pair counters are the inventory file's.
+#[test]
+fn answers_wait_for_the_watch_s_first_lists() {
+    let root = common::project_root();
+    let demo = root.join("demo/demo.pcap");
+    let demo = demo.to_str().unwrap();
+    let fail_pods = json!({"collection": "pods", "answer": 500, "times": 2});
+    let api = ApiServer::start();
+    api.post("/_control/fail-lists", &fail_pods);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["-r", demo, "--k8s-watch"])
+        .args(["--dump", "/mcp/flows?format=full&limit=1000"])
+        .env("KUBECONFIG", &api.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dumped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(names(&dumped), names_from_the_inventory_file());
+    assert!(
+        api.stats()["list"]["pods"].as_u64().unwrap() >= 3,
+        "{}",
+        api.stats()
+    );
+
+    let pairs = |server: &Server| {
+        let mut lines: Vec<String> = server
+            .metrics()
+            .lines()
+            .filter(|l| l.starts_with("flowtap_pair_bytes_total{"))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let from_file = Server::start(&[
+        "-r",
+        demo,
+        "--k8s-inventory",
+        root.join("demo/inventory.json").to_str().unwrap(),
+    ]);
+    let api = ApiServer::start();
+    api.post("/_control/fail-lists", &fail_pods);
+    let watching = Server::start_with_env(
+        &["-r", demo, "--k8s-watch"],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    let want = pairs(&from_file);
+    assert!(
+        want.len() > 20
+            && want
+                .iter()
+                .any(|l| l.contains("client_workload=\"checkout\""))
+    );
+    assert_eq!(pairs(&watching), want);
+}
