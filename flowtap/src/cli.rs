@@ -511,6 +511,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
     pub http_max_connections: usize,
 
+    /// HTTP connections one client address may hold open on each listener,
+    /// so that one address (a flood of pipelined requests that keeps every
+    /// connection busy) cannot keep the rest out, the kubelet's probes
+    /// among them. At the bound, the client's own oldest idle (or stalled)
+    /// connection is closed for its new one; with every one busy, the new
+    /// one gets 503. Clients behind one address share it (every
+    /// `kubectl port-forward` comes from 127.0.0.1).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_CONNECTIONS_PER_CLIENT", help_heading = API)]
+    pub http_max_connections_per_client: usize,
+
     /// The largest `limit` a /mcp/flows request may ask for (larger ones get
     /// 400; --dump has no cap), at least 1000 (the default page of
     /// /mcp/workloads: a request without a limit is always answered). MCP
@@ -685,6 +695,7 @@ impl ServeArgs {
             header_read_timeout: seconds(self.http_header_timeout),
             response_timeout: seconds(self.http_response_timeout),
             max_connections: self.http_max_connections.max(1),
+            max_connections_per_client: self.http_max_connections_per_client.max(1),
             max_limit: self.http_max_limit,
             large_answers_at_once: self.http_max_large_answers.max(1),
             max_body_bytes: usize::try_from(self.mcp_max_request_bytes.max(1))

@@ -773,3 +773,96 @@ fn requests_name_their_host_once_and_only_known_parameters() {
         assert_eq!(answer.json()["parameter"], parameter, "{target}");
     }
 }
+
+/// One client address holds `--http-max-connections-per-client` at most:
+/// a flood of pipelined scrapes from one address, read as fast as they
+/// come (so no connection is idle or stalled), kept every connection of
+/// the admin listener busy, and the kubelet's probes got 503 (36 of 39 in
+/// an audit: the pod restarts). The probes come from another address here.
+#[test]
+fn one_address_keeping_every_connection_busy_locks_out_no_probe() {
+    use std::io::Read;
+    let server = Server::start(&[
+        "-r",
+        &demo(),
+        "--http-max-connections",
+        "8",
+        "--http-max-connections-per-client",
+        "4",
+        "--http-max-scrapes",
+        "1",
+    ]);
+    let admin = server.admin;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood: Vec<_> = (0..12)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let scrapes = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(50);
+                let mut buf = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut s) = TcpStream::connect(admin) else {
+                        continue;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                    if s.write_all(scrapes.as_bytes()).is_err() {
+                        continue;
+                    }
+                    // Read everything, until closed or told to stop.
+                    while !stop.load(Ordering::Relaxed) {
+                        match s.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // The kubelet, from another address: the status and body of `path`.
+    let from_elsewhere = |path: &str| -> (u16, String) {
+        use rustix::net::{AddressFamily, SocketAddrV4, SocketType, bind, connect, socket};
+        let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        bind(&fd, &SocketAddrV4::new([127, 0, 0, 2].into(), 0)).unwrap();
+        connect(&fd, &admin).unwrap();
+        let mut stream = TcpStream::from(fd);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        let status = reply.split(' ').nth(1).and_then(|c| c.parse().ok());
+        (status.unwrap_or(0), reply)
+    };
+    let probes: Vec<u16> = (0..20)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            from_elsewhere("/healthz").0
+        })
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    for t in flood {
+        t.join().unwrap();
+    }
+    assert!(probes.iter().all(|&c| c == 200), "{probes:?}");
+    let (status, metrics) = from_elsewhere("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        sample(&metrics, "flowtap_http_client_connections_refused_total") > 0.0,
+        "the flood met its bound"
+    );
+    assert_eq!(
+        sample(&metrics, "flowtap_http_client_connection_capacity"),
+        4.0
+    );
+}

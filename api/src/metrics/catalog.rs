@@ -969,6 +969,18 @@ pub const CATALOG: &[Metric] = &[
         stat!(http_connections_refused)
     ),
     metric!(
+        "flowtap_http_client_connection_capacity",
+        Gauge,
+        "HTTP connections one client address may hold open on a listener (--http-max-connections-per-client): at it, the client's own oldest idle connection is closed for its new one.",
+        stat!(http_client_connection_capacity)
+    ),
+    metric!(
+        "flowtap_http_client_connections_refused",
+        Counter,
+        "Connections answered 503 because their client address held its bound of connections, every one busy (a flood of pipelined requests from one address).",
+        stat!(http_client_connections_refused)
+    ),
+    metric!(
         "flowtap_http_connections_closed_idle",
         Counter,
         "Idle connections closed to admit new ones at the limit.",

@@ -82,6 +82,10 @@ pub struct ServiceStats {
     pub http_connections: AtomicU64,
     pub http_connection_capacity: AtomicU64,
     pub http_connections_refused: AtomicU64,
+    /// Connections from one address at most (`--http-max-connections-per-client`),
+    /// and those refused at that bound.
+    pub http_client_connection_capacity: AtomicU64,
+    pub http_client_connections_refused: AtomicU64,
     pub http_connections_closed_idle: AtomicU64,
     /// Busy connections that wrote nothing for a while, closed to admit
     /// new ones when every connection was busy.

@@ -11,7 +11,11 @@
 //! answers cannot lock out the rest (the kubelet's probes among them); a
 //! request still being worked on (rendered, waiting for its turn or for
 //! the hub's round, its body coming in) is not stalled. Only when every
-//! connection is busy and none stalled is the newcomer refused.
+//! connection is busy and none stalled is the newcomer refused. One client
+//! address holds `max_per_client` connections at most: at that bound its
+//! own connections make room for its new one the same way, or it is
+//! refused, so that a flood from one address (pipelined scrapes that keep
+//! every connection busy) leaves room for everyone else.
 //!
 //! A response is in progress from the request's arrival until its body has
 //! been handed over whole and flushed to the socket ([`Watched`]), and what
@@ -24,6 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -219,9 +224,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 
 pub(super) struct Conns {
     max: usize,
+    /// Connections from one client address at most.
+    max_per_client: usize,
     next_id: AtomicU64,
-    open: Mutex<BTreeMap<u64, Arc<ConnState>>>,
+    open: Mutex<BTreeMap<u64, Open>>,
     stats: Arc<ServiceStats>,
+}
+
+/// An open connection: who it is from, and its state.
+struct Open {
+    client: IpAddr,
+    state: Arc<ConnState>,
 }
 
 /// Keeps a connection registered while it lives.
@@ -245,69 +258,58 @@ impl Drop for Admitted {
 }
 
 impl Conns {
-    pub(super) fn new(max: usize, stats: Arc<ServiceStats>) -> Arc<Conns> {
+    pub(super) fn new(max: usize, max_per_client: usize, stats: Arc<ServiceStats>) -> Arc<Conns> {
         stats
             .http_connection_capacity
             .fetch_add(max as u64, Ordering::Relaxed);
+        stats
+            .http_client_connection_capacity
+            .store(max_per_client as u64, Ordering::Relaxed);
         Arc::new(Conns {
             max: max.max(1),
+            max_per_client: max_per_client.max(1),
             next_id: AtomicU64::new(0),
             open: Mutex::new(BTreeMap::new()),
             stats,
         })
     }
 
-    /// Registers a new connection, closing the oldest idle one if the limit
-    /// is reached; None when every open connection is busy.
-    pub(super) fn admit(self: &Arc<Conns>) -> Option<Admitted> {
-        self.admit_at(now_ms())
+    /// Registers a new connection from `client`, closing the oldest idle
+    /// one if a limit is reached; None when every connection that could
+    /// make room is busy. A client at its own limit makes room among its
+    /// own connections only, so that one address (a flood of pipelined
+    /// scrapes) cannot keep everyone else out, the kubelet's probes
+    /// included.
+    pub(super) fn admit(self: &Arc<Conns>, client: IpAddr) -> Option<Admitted> {
+        self.admit_at(client, now_ms())
     }
 
     /// [`Conns::admit`] at `now` ([`now_ms`]).
-    fn admit_at(self: &Arc<Conns>, now: u64) -> Option<Admitted> {
+    fn admit_at(self: &Arc<Conns>, client: IpAddr, now: u64) -> Option<Admitted> {
         let mut open = self.open.lock().expect("connections lock");
-        if open.len() >= self.max {
-            // Ids grow with time: the first idle one is the oldest.
-            let idle = open.iter().find(|(_, c)| !c.busy());
-            // It leaves the registry now; its task closes it: an idle one
-            // after what is in flight, a stalled one at once (a client
-            // that does not read finishes nothing).
-            let id = match idle {
-                Some((&id, victim)) => {
-                    victim.close.notify_one();
-                    self.stats
-                        .http_connections_closed_idle
-                        .fetch_add(1, Ordering::Relaxed);
-                    id
-                }
-                None => {
-                    // Only a socket that takes nothing: a request still
-                    // being worked on (rendered, waiting for its turn or
-                    // for the hub's round, its body coming in) is not
-                    // stalled.
-                    let stalled = open
-                        .iter()
-                        .filter_map(|(id, c)| Some((*id, c, c.stalled_for(now)?)))
-                        .max_by_key(|&(.., ms)| ms);
-                    let Some((id, victim, _)) = stalled else {
-                        self.stats
-                            .http_connections_refused
-                            .fetch_add(1, Ordering::Relaxed);
-                        return None;
-                    };
-                    victim.close_for_good();
-                    self.stats
-                        .http_connections_closed_stalled
-                        .fetch_add(1, Ordering::Relaxed);
-                    id
-                }
-            };
-            open.remove(&id);
-            self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
+        let from_client = open.values().filter(|o| o.client == client).count();
+        if from_client >= self.max_per_client {
+            if !self.make_room(&mut open, now, |o| o.client == client) {
+                self.stats
+                    .http_client_connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        } else if open.len() >= self.max && !self.make_room(&mut open, now, |_| true) {
+            self.stats
+                .http_connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState::default());
-        open.insert(id, state.clone());
+        open.insert(
+            id,
+            Open {
+                client,
+                state: state.clone(),
+            },
+        );
         // Counted up and down, not set: the data and admin listeners each
         // have their registry, and the gauge is their sum.
         self.stats.http_connections.fetch_add(1, Ordering::Relaxed);
@@ -317,33 +319,80 @@ impl Conns {
             conns: self.clone(),
         })
     }
+
+    /// Closes one of the open connections `among` picks to make room: the
+    /// oldest idle one, else the busy one whose socket has taken nothing
+    /// longest (a client that stopped reading); false if none can go.
+    fn make_room(
+        &self,
+        open: &mut BTreeMap<u64, Open>,
+        now: u64,
+        among: impl Fn(&Open) -> bool,
+    ) -> bool {
+        let candidates = || open.iter().filter(|(_, o)| among(o));
+        // Ids grow with time: the first idle one is the oldest.
+        let idle = candidates().find(|(_, o)| !o.state.busy());
+        // It leaves the registry now; its task closes it: an idle one
+        // after what is in flight, a stalled one at once (a client that
+        // does not read finishes nothing).
+        let id = match idle {
+            Some((&id, victim)) => {
+                victim.state.close.notify_one();
+                self.stats
+                    .http_connections_closed_idle
+                    .fetch_add(1, Ordering::Relaxed);
+                id
+            }
+            None => {
+                // Only a socket that takes nothing: a request still being
+                // worked on (rendered, waiting for its turn or for the
+                // hub's round, its body coming in) is not stalled.
+                let stalled = candidates()
+                    .filter_map(|(id, o)| Some((*id, o, o.state.stalled_for(now)?)))
+                    .max_by_key(|&(.., ms)| ms);
+                let Some((id, victim, _)) = stalled else {
+                    return false;
+                };
+                victim.state.close_for_good();
+                self.stats
+                    .http_connections_closed_stalled
+                    .fetch_add(1, Ordering::Relaxed);
+                id
+            }
+        };
+        open.remove(&id);
+        self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 1));
+
     #[test]
     fn idle_connections_make_room_busy_ones_do_not() {
         let stats = Arc::new(ServiceStats::default());
-        let conns = Conns::new(2, stats.clone());
-        let a = conns.admit().unwrap();
-        let b = conns.admit().unwrap();
+        let conns = Conns::new(2, 8, stats.clone());
+        let a = conns.admit(CLIENT).unwrap();
+        let b = conns.admit(CLIENT).unwrap();
         a.state.response_started();
         // Full: b (idle) makes room for c.
-        let c = conns.admit().unwrap();
+        let c = conns.admit(CLIENT).unwrap();
         assert_eq!(
             stats.http_connections_closed_idle.load(Ordering::Relaxed),
             1
         );
         c.state.response_started();
         // Now both are busy: refused.
-        assert!(conns.admit().is_none());
+        assert!(conns.admit(CLIENT).is_none());
         assert_eq!(stats.http_connections_refused.load(Ordering::Relaxed), 1);
         drop(b);
         drop(a);
         assert_eq!(stats.http_connections.load(Ordering::Relaxed), 1);
-        assert!(conns.admit().is_some());
+        assert!(conns.admit(CLIENT).is_some());
     }
 
     /// With every connection busy, the one whose socket has taken nothing
@@ -352,11 +401,11 @@ mod tests {
     #[test]
     fn a_stalled_connection_makes_room_when_all_are_busy() {
         let stats = Arc::new(ServiceStats::default());
-        let conns = Conns::new(3, stats.clone());
+        let conns = Conns::new(3, 8, stats.clone());
         let (a, b, c) = (
-            conns.admit().unwrap(),
-            conns.admit().unwrap(),
-            conns.admit().unwrap(),
+            conns.admit(CLIENT).unwrap(),
+            conns.admit(CLIENT).unwrap(),
+            conns.admit(CLIENT).unwrap(),
         );
         for conn in [&a, &b, &c] {
             conn.state.response_started();
@@ -371,8 +420,8 @@ mod tests {
             .write_blocked_ms
             .store(start + 500, Ordering::Relaxed);
         // Not stalled long enough yet: refused.
-        assert!(conns.admit_at(start + stalled - 1).is_none());
-        let _d = conns.admit_at(start + stalled + 600).unwrap();
+        assert!(conns.admit_at(CLIENT, start + stalled - 1).is_none());
+        let _d = conns.admit_at(CLIENT, start + stalled + 600).unwrap();
         assert_eq!(
             stats
                 .http_connections_closed_stalled
@@ -405,15 +454,18 @@ mod tests {
     #[test]
     fn the_gauges_are_the_listeners_sums() {
         let stats = Arc::new(ServiceStats::default());
-        let (data, admin) = (Conns::new(2, stats.clone()), Conns::new(1, stats.clone()));
+        let (data, admin) = (
+            Conns::new(2, 8, stats.clone()),
+            Conns::new(1, 8, stats.clone()),
+        );
         let open = || stats.http_connections.load(Ordering::Relaxed);
         assert_eq!(stats.http_connection_capacity.load(Ordering::Relaxed), 3);
-        let d1 = data.admit().unwrap();
-        let _d2 = data.admit().unwrap();
-        let a1 = admin.admit().unwrap();
+        let d1 = data.admit(CLIENT).unwrap();
+        let _d2 = data.admit(CLIENT).unwrap();
+        let a1 = admin.admit(CLIENT).unwrap();
         assert_eq!(open(), 3);
         // a1 (idle) is closed to make room for a2: still one on admin.
-        let _a2 = admin.admit().unwrap();
+        let _a2 = admin.admit(CLIENT).unwrap();
         assert_eq!(open(), 3);
         drop(a1);
         assert_eq!(open(), 3, "closed to make room: counted off once");
@@ -435,5 +487,44 @@ mod tests {
         assert!(!s.overdue(Duration::from_secs(60)));
         std::thread::sleep(Duration::from_millis(5));
         assert!(s.overdue(Duration::from_millis(1)));
+    }
+
+    /// One address at its bound makes room among its own connections, or
+    /// is refused, while another address is still admitted: a flood of
+    /// busy connections from one client kept the kubelet's probes out.
+    #[test]
+    fn one_client_cannot_take_every_connection() {
+        let stats = Arc::new(ServiceStats::default());
+        let conns = Conns::new(4, 2, stats.clone());
+        let flood: Vec<Admitted> = (0..2).map(|_| conns.admit(CLIENT).unwrap()).collect();
+        for c in &flood {
+            c.state.response_started();
+        }
+        // Its own busy connections: refused, counted apart.
+        assert!(conns.admit(CLIENT).is_none());
+        assert_eq!(
+            stats
+                .http_client_connections_refused
+                .load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(stats.http_connections_refused.load(Ordering::Relaxed), 0);
+        // Another address (the kubelet) is admitted.
+        let probe = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2));
+        let _p = conns.admit(probe).unwrap();
+        // A client at its bound with an idle connection closes its own.
+        flood[0].state.body_ended();
+        flood[0].state.flushed();
+        let _again = conns.admit(CLIENT).unwrap();
+        assert_eq!(
+            stats.http_connections_closed_idle.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            stats
+                .http_client_connection_capacity
+                .load(Ordering::Relaxed),
+            2
+        );
     }
 }

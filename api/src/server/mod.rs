@@ -72,6 +72,9 @@ pub struct ServerConfig {
     pub response_timeout: Duration,
     /// Connections open at once (idle ones give way to new ones).
     pub max_connections: usize,
+    /// Connections from one client address at once (its own idle ones give
+    /// way to its new ones).
+    pub max_connections_per_client: usize,
     /// The largest `limit` a `/mcp/flows` query may ask for.
     pub max_limit: usize,
     /// Who may read what.
@@ -99,6 +102,7 @@ impl Default for ServerConfig {
             max_body_bytes_held: 16 * 1024 * 1024,
             response_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_connections_per_client: 64,
             max_limit: 100_000,
             access: AccessConfig::default(),
             mcp: McpLimits::default(),
@@ -171,7 +175,11 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     let config = Arc::new(config);
-    let conns = Conns::new(config.max_connections, state.stats.clone());
+    let conns = Conns::new(
+        config.max_connections,
+        config.max_connections_per_client,
+        state.stats.clone(),
+    );
     // Accept failures said at most once every ACCEPT_FAILURES_SAID_EVERY,
     // with how many there were: out of descriptors, the loop below fails
     // twenty times a second for as long as that lasts.
@@ -198,7 +206,7 @@ pub async fn serve(
             },
             () = &mut shutdown => return,
         };
-        let Some(admitted) = conns.admit() else {
+        let Some(admitted) = conns.admit(peer.ip().to_canonical()) else {
             tokio::spawn(refuse(stream));
             continue;
         };
