@@ -114,6 +114,15 @@ fn names_follow_the_cluster_through_a_watch() {
         "/_control/delete",
         &json!({"kind": "Pod", "metadata": pod["metadata"].clone()}),
     );
+    // Deleted, the pod still names its flows (they stay in answers until
+    // their idle timeout; its name went at once before): three rebuilds
+    // later, still there, while no other pod has its address.
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = names(&server.get_json("/mcp/flows?format=full&limit=1000"));
+    assert!(
+        held.iter().any(|n| n.2 == server_ip && n.3 == old_pod),
+        "{old_pod} forgotten: {held:?}"
+    );
     pod["metadata"]["name"] = json!("replacement-7f9c4");
     api.post("/_control/apply", &pod);
     let started = Instant::now();

@@ -268,8 +268,14 @@ impl Inventory {
             .then_with(|| b.creation_timestamp.cmp(&a.creation_timestamp))
             .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
         };
+        // Pods still running before those retired (deleted, finished):
+        // a retired pod names its old address only while no running pod
+        // has it, so that its flows, which stay until their idle timeout,
+        // keep their names.
         let mut pods: Vec<&Pod> = pods.into_iter().collect();
-        pods.sort_by(|a, b| newest_first(&a.metadata, &b.metadata));
+        pods.sort_by(|a, b| {
+            (a.retired().cmp(&b.retired())).then_with(|| newest_first(&a.metadata, &b.metadata))
+        });
         let mut nodes_in_order: Vec<&Node> = nodes.into_iter().collect();
         nodes_in_order.sort_by(|a, b| newest_first(&a.metadata, &b.metadata));
 
@@ -347,8 +353,7 @@ impl Inventory {
         }
 
         for pod in pods {
-            let phase = pod.status.phase.as_deref().unwrap_or("");
-            if pod.spec.host_network || phase == "Succeeded" || phase == "Failed" {
+            if pod.spec.host_network {
                 continue;
             }
             let ns = pod
@@ -387,12 +392,14 @@ impl Inventory {
                 services,
                 containers,
             });
-            inv.workloads.push(Workload {
-                kind: WorkloadKind::Pod,
-                ns: identity.ns.clone().unwrap_or_else(|| "default".into()),
-                name: pod.metadata.name.as_str().into(),
-                node: identity.node.clone(),
-            });
+            if !pod.retired() {
+                inv.workloads.push(Workload {
+                    kind: WorkloadKind::Pod,
+                    ns: identity.ns.clone().unwrap_or_else(|| "default".into()),
+                    name: pod.metadata.name.as_str().into(),
+                    node: identity.node.clone(),
+                });
+            }
             let ips = pod
                 .status
                 .pod_ips
@@ -774,6 +781,37 @@ mod tests {
             inv.lookup(ip("198.18.0.9")).unwrap().pod.as_deref(),
             Some("backup-agent-5f7d8c6b9-m3ntq")
         );
+    }
+
+    /// A pod deleted or finished names its old address while no running
+    /// pod has it (its flows stay in answers until their idle timeout),
+    /// and is no workload: a CronJob's pod that finished, a Deployment's
+    /// old pod after a rollout.
+    #[test]
+    fn retired_pods_name_their_address_until_a_running_pod_has_it() {
+        let pod = |name: &str, phase: &str, ip: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "batch", "creationTimestamp": "2026-12-04T10:00:00Z"},
+                "status": {"phase": phase, "podIP": ip}}))
+            .unwrap()
+        };
+        let finished = pod("report-29400300-xyz12", "Succeeded", "198.18.0.5");
+        let mut deleted = pod("web-7d4b9c-aaaaa", "Running", "198.18.0.1");
+        deleted.gone = true;
+        // Older than the pods it loses to: retired pods give way whatever
+        // their age.
+        let mut newer_deleted = pod("web-7d4b9c-bbbbb", "Running", "198.18.0.2");
+        newer_deleted.metadata.creation_timestamp = Some("2026-12-04T12:00:00Z".into());
+        newer_deleted.gone = true;
+        let running = pod("etl-7c8d9-zzzzz", "Running", "198.18.0.2");
+        let inv =
+            Inventory::from_objects([&finished, &deleted, &newer_deleted, &running], [], [], []);
+        let named = |addr: &str| inv.lookup(ip(addr)).and_then(|i| i.pod.as_deref());
+        assert_eq!(named("198.18.0.5"), Some("report-29400300-xyz12"));
+        assert_eq!(named("198.18.0.1"), Some("web-7d4b9c-aaaaa"));
+        assert_eq!(named("198.18.0.2"), Some("etl-7c8d9-zzzzz"));
+        let listed: Vec<&str> = inv.workloads.iter().map(|w| w.name.as_ref()).collect();
+        assert_eq!(listed, ["etl-7c8d9-zzzzz"], "retired pods are no workloads");
     }
 
     #[test]

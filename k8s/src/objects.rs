@@ -121,6 +121,18 @@ pub struct Pod {
     pub spec: PodSpec,
     #[serde(default)]
     pub status: PodStatus,
+    /// Deleted, or finished (the watch's view leaves finished pods out),
+    /// and kept a while for the flows it had: it names an address only
+    /// while no other pod claims it, and is no workload.
+    #[serde(skip)]
+    pub gone: bool,
+}
+
+impl Pod {
+    /// It no longer runs: deleted, or finished (`Succeeded`, `Failed`).
+    pub fn retired(&self) -> bool {
+        self.gone || matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
 }
 
 #[derive(Deserialize, Debug, Default, Clone, PartialEq)]

@@ -34,8 +34,15 @@ use crate::{KINDS, WatchStats};
 /// The mapping is rebuilt at most this often.
 pub const REBUILD_EVERY: Duration = Duration::from_millis(500);
 
-/// Pods that finished claim no address: the API leaves them out.
+/// Pods that finished are left out by the API (a finished pod is deleted
+/// from this view, and kept as gone pods are).
 const RUNNING_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
+
+/// How long a pod deleted or finished is kept to name its old address
+/// (while no running pod has it): flowtap's default TCP idle timeout, so
+/// that its flows keep their names for as long as they stay in answers
+/// (a rolling update, a CronJob's pods).
+pub const GONE_PODS_KEPT: Duration = Duration::from_secs(300);
 
 /// How the watch is set up.
 #[derive(Clone, Debug)]
@@ -238,11 +245,29 @@ type Key = (Option<String>, String);
 struct Kind<T> {
     live: HashMap<Key, T>,
     listing: Option<HashMap<Key, T>>,
+    /// Objects deleted (or gone from a relist), with when, kept
+    /// [`GONE_PODS_KEPT`] ([`Object::keeps_gone`]: pods only).
+    gone: HashMap<Key, (T, tokio::time::Instant)>,
 }
 
-impl<T> Kind<T> {
+impl<T: Object> Kind<T> {
     fn held(&self) -> usize {
-        self.listing.as_ref().map_or(self.live.len(), HashMap::len)
+        self.listing.as_ref().map_or(self.live.len(), HashMap::len) + self.gone.len()
+    }
+
+    /// `object`, no longer in force, kept as gone if its kind keeps them.
+    fn retire(&mut self, key: Key, mut object: T) {
+        if T::keeps_gone() {
+            object.mark_gone();
+            self.gone.insert(key, (object, tokio::time::Instant::now()));
+        }
+    }
+
+    /// Forgets gone objects kept [`GONE_PODS_KEPT`]; whether any went.
+    fn forget_gone(&mut self) -> bool {
+        let before = self.gone.len();
+        self.gone.retain(|_, (_, at)| at.elapsed() < GONE_PODS_KEPT);
+        self.gone.len() != before
     }
 }
 
@@ -251,6 +276,7 @@ impl<T> Default for Kind<T> {
         Kind {
             live: HashMap::new(),
             listing: None,
+            gone: HashMap::new(),
         }
     }
 }
@@ -265,6 +291,15 @@ struct Watched<T> {
 /// The trimmed objects' own metadata.
 trait Object {
     fn metadata(&self) -> &ObjectMeta;
+
+    /// Whether objects of this kind are kept a while once gone
+    /// ([`GONE_PODS_KEPT`]): pods, whose flows outlive them.
+    fn keeps_gone() -> bool {
+        false
+    }
+
+    /// Marks the object as gone (see [`Object::keeps_gone`]).
+    fn mark_gone(&mut self) {}
 }
 
 macro_rules! object {
@@ -276,7 +311,21 @@ macro_rules! object {
         }
     )*};
 }
-object!(Pod, Service, EndpointSlice, Node);
+object!(Service, EndpointSlice, Node);
+
+impl Object for Pod {
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn keeps_gone() -> bool {
+        true
+    }
+
+    fn mark_gone(&mut self) {
+        self.gone = true;
+    }
+}
 
 impl<'de, T: Deserialize<'de> + Object> Deserialize<'de> for Watched<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -426,7 +475,15 @@ async fn follow<T>(
                 // again from `Init`, and counts once it comes through).
                 shared.stats.relists.fetch_add(1, Ordering::Relaxed);
                 if let Some(listed_now) = k.listing.take() {
-                    k.live = listed_now;
+                    // Those deleted while the watch was away are gone.
+                    let before = std::mem::replace(&mut k.live, listed_now);
+                    for (key, object) in before {
+                        if !k.live.contains_key(&key) {
+                            k.retire(key, object);
+                        }
+                    }
+                    let live = &k.live;
+                    k.gone.retain(|key, _| !live.contains_key(key));
                 }
                 if !listed {
                     listed = true;
@@ -439,6 +496,10 @@ async fn follow<T>(
                 shared.dirty.store(true, Ordering::Release);
             }
             watcher::Event::Apply(o) => {
+                // Back under its name (a StatefulSet's pod made again).
+                if k.gone.remove(&key(o.object.metadata())).is_some() {
+                    shared.dirty.store(true, Ordering::Release);
+                }
                 // Most updates change fields flowtap drops (a pod's
                 // conditions, a node's heartbeat): only a change to what is
                 // kept rebuilds the mapping.
@@ -447,7 +508,10 @@ async fn follow<T>(
                 }
             }
             watcher::Event::Delete(o) => {
-                k.live.remove(&key(o.object.metadata()));
+                let key = key(o.object.metadata());
+                if k.live.remove(&key).is_some() {
+                    k.retire(key, o.object);
+                }
                 shared.dirty.store(true, Ordering::Release);
             }
         }
@@ -501,13 +565,26 @@ async fn rebuild(shared: &Shared) {
     let mut tick = tokio::time::interval(REBUILD_EVERY);
     loop {
         tick.tick().await;
+        if shared
+            .store
+            .lock()
+            .expect("k8s store lock")
+            .pods
+            .forget_gone()
+        {
+            shared.dirty.store(true, Ordering::Release);
+        }
         if !shared.dirty.swap(false, Ordering::AcqRel) {
             continue;
         }
         let inventory = {
             let store = shared.store.lock().expect("k8s store lock");
             let mut inventory = Inventory::from_objects(
-                store.pods.live.values(),
+                store
+                    .pods
+                    .live
+                    .values()
+                    .chain(store.pods.gone.values().map(|(pod, _)| pod)),
                 store.services.live.values(),
                 store.slices.live.values(),
                 store.nodes.live.values(),
