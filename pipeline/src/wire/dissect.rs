@@ -882,6 +882,18 @@ impl<'a> Walk<'a, '_> {
             // stays the UDP flow it is.
             let header = match geneve::Header::new_checked(payload) {
                 Err(geneve::Error::Version(_)) => return None,
+                // A header the snap length cut (its options within the
+                // datagram, not all captured) stays the UDP flow it is, as
+                // a cut VXLAN header does and tshark counts it; options
+                // past the datagram's end are malformed.
+                Err(geneve::Error::Len(_))
+                    if payload.len() < datagram_len
+                        && payload.first().is_none_or(|b| {
+                            geneve::FIXED_LEN + usize::from(b & 0x3f) * 4 <= datagram_len
+                        }) =>
+                {
+                    return None;
+                }
                 other => other,
             };
             return Some(self.tunnel(Encap::Geneve, ip).and_then(|()| {
@@ -1529,6 +1541,26 @@ mod tests {
             (80, None, Some(Encap::Geneve))
         );
         assert_eq!(c.outer_len, 0);
+        // A GENEVE header whose options a snap length cut is the UDP flow
+        // it is, as a cut VXLAN header (it was malformed); options past the
+        // datagram's end are malformed.
+        let mut udp = udp::tests::header(50000, 6081);
+        udp.extend_from_slice(&[0x02, 0, 0x65, 0x58, 0, 0, 9, 0, 1, 2, 3, 0, 4, 5, 6, 0]);
+        udp.extend(&inner);
+        let whole = ipv4_over(17, &udp);
+        let cut = &whole[..14 + 20 + 8 + 8 + 4];
+        let cut_read = Dissector::default().dissect(LinkType::Ethernet, cut);
+        match cut_read.result {
+            Ok(Dissected::Transport(t)) => {
+                assert_eq!((t.proto, t.dst_port), (L4Proto::Udp, 6081));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cut_read.carried.encap, None);
+        let mut past_end = udp::tests::header(50000, 6081);
+        past_end.extend_from_slice(&[0x3f, 0, 0x65, 0x58, 0, 0, 9, 0]);
+        let read = Dissector::default().dissect(LinkType::Ethernet, &ipv4_over(17, &past_end));
+        assert!(read.result.is_err(), "{read:?}");
         // A datagram shorter than GENEVE's or GTP-U's header is the UDP
         // flow it is (it was a truncated GENEVE header).
         for port in [6081, 2152, 4789] {
