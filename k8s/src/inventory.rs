@@ -411,6 +411,7 @@ impl Inventory {
             }
         }
 
+        let mut outside_service_ips = Vec::new();
         for svc in services {
             let ns: Arc<str> = svc
                 .metadata
@@ -446,6 +447,19 @@ impl Inventory {
             for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
                 inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
             }
+            // Its load balancer's and external addresses, which a mirror
+            // port before kube-proxy sees (MetalLB on a SPAN port), named
+            // after the nodes: some load balancers hand out node addresses.
+            let outside = svc
+                .status
+                .load_balancer
+                .ingress
+                .iter()
+                .filter_map(|i| i.ip.as_deref())
+                .chain(svc.spec.external_ips.iter().map(String::as_str));
+            for ip in outside.filter_map(|s| s.parse::<IpAddr>().ok()) {
+                outside_service_ips.push((ip, identity.clone()));
+            }
         }
 
         for node in nodes_in_order {
@@ -468,6 +482,9 @@ impl Inventory {
                     inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
                 }
             }
+        }
+        for (ip, identity) in outside_service_ips {
+            inv.by_ip.entry(ip).or_insert(identity);
         }
         inv.workloads.sort();
         inv
@@ -812,6 +829,33 @@ mod tests {
         assert_eq!(named("198.18.0.2"), Some("etl-7c8d9-zzzzz"));
         let listed: Vec<&str> = inv.workloads.iter().map(|w| w.name.as_ref()).collect();
         assert_eq!(listed, ["etl-7c8d9-zzzzz"], "retired pods are no workloads");
+    }
+
+    /// A load balancer's and a service's external addresses name the
+    /// service, as its ClusterIP does (a SPAN port before kube-proxy sees
+    /// them: MetalLB on-premises), but never a node's address that a load
+    /// balancer handed out (k3s's ServiceLB).
+    #[test]
+    fn load_balancer_and_external_addresses_name_their_service() {
+        let list = serde_json::json!({"kind": "List", "items": [
+            {"kind": "Service", "metadata": {"name": "web-lb", "namespace": "shop"},
+             "spec": {"clusterIP": "198.19.1.1", "externalIPs": ["203.0.113.7"],
+                      "ports": [{"port": 80}]},
+             "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.50"}, {"hostname": "lb.example"},
+                                                     {"ip": "198.18.9.1"}]}}},
+            {"kind": "Node", "metadata": {"name": "node-a"},
+             "status": {"addresses": [{"type": "InternalIP", "address": "198.18.9.1"}]}},
+        ]});
+        let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
+        for addr in ["198.19.1.1", "203.0.113.7", "203.0.113.50"] {
+            let svc = inv.lookup(ip(addr)).unwrap();
+            assert_eq!(svc.kind, IdentityKind::ServiceIp, "{addr}");
+            assert_eq!(svc.service(Some(80)).map(|s| s.as_ref()), Some("web-lb"));
+        }
+        assert_eq!(
+            inv.lookup(ip("198.18.9.1")).unwrap().node.as_deref(),
+            Some("node-a")
+        );
     }
 
     #[test]

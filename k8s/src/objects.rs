@@ -198,6 +198,30 @@ pub struct Service {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: ServiceSpec,
+    #[serde(default)]
+    pub status: ServiceStatus,
+}
+
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    #[serde(default)]
+    pub load_balancer: LoadBalancerStatus,
+}
+
+/// The addresses a load balancer gave the service (MetalLB, a cloud's).
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerStatus {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub ingress: Vec<LoadBalancerIngress>,
+}
+
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerIngress {
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone, PartialEq)]
@@ -207,6 +231,9 @@ pub struct ServiceSpec {
     pub cluster_ip: Option<String>,
     #[serde(default, rename = "clusterIPs", deserialize_with = "null_as_empty")]
     pub cluster_ips: Vec<String>,
+    /// Addresses outside the cluster routed to the service.
+    #[serde(default, rename = "externalIPs", deserialize_with = "null_as_empty")]
+    pub external_ips: Vec<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<ServicePort>,
 }
