@@ -348,8 +348,9 @@ pub(crate) struct RunArgs {
     pub dedup_slots: usize,
 
     /// Mirror sessions (encapsulation and VNI, ERSPAN session or GRE key)
-    /// counted apart per worker; frames of further sessions are counted
-    /// together.
+    /// counted apart per worker; at the bound a new session takes the place
+    /// of one that delivered nothing for 10 minutes, else its frames are
+    /// counted with the other sessions beyond it.
     #[arg(long, value_name = "N", default_value_t = 256, env = "FLOWTAP_MAX_MIRROR_SESSIONS", help_heading = MIRROR)]
     pub max_mirror_sessions: usize,
 

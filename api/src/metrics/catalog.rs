@@ -298,7 +298,8 @@ pub const CATALOG: &[Metric] = &[
         "flowtap_flow_connections",
         Gauge,
         "Connections counted in the flows of the served snapshot.",
-        Value::One(|s| s.snapshot.flows.iter().map(|f| f.connections as f64).sum()),
+        // Summed as integers: an empty f64 sum is -0.0, written "-0".
+        Value::One(|s| s.snapshot.flows.iter().map(|f| f.connections).sum::<u64>() as f64),
         Flows "connections"
     ),
     metric!(
@@ -528,9 +529,15 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mirror_sessions_over_limit_frames",
         Counter,
-        "Frames of mirror sessions beyond --max-mirror-sessions, counted together.",
+        "Frames of mirror sessions beyond --max-mirror-sessions, counted together (a new session takes the place of one idle for 10 minutes of capture time first).",
         Value::One(|s| s.snapshot.sessions.over_limit.pkts as f64),
         Limits "mirror session frames over limit"
+    ),
+    metric!(
+        "flowtap_mirror_sessions_reclaimed",
+        Counter,
+        "Mirror sessions that delivered nothing for 10 minutes of capture time and gave their place up to a new one at --max-mirror-sessions (their series start again from 0 if they come back).",
+        Value::One(|s| s.snapshot.sessions.reclaimed as f64)
     ),
     metric!(
         "flowtap_interface_promiscuous",

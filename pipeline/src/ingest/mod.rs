@@ -144,7 +144,7 @@ impl Ingest {
             self.counters.count_encap(encap, frame.wire_len);
         }
         if let Some(mirror) = carried.mirror {
-            self.sessions.count(mirror, frame.wire_len);
+            self.sessions.count(mirror, frame.wire_len, frame.ts_ns);
         }
         let mut duplicate = false;
         if let Some(at) = carried.ip_offset {
@@ -272,7 +272,7 @@ impl Ingest {
             self.counters.count_encap(encap, frame.wire_len);
         }
         if let Some(mirror) = inner.mirror.filter(|_| carried.mirror.is_none()) {
-            self.sessions.count(mirror, frame.wire_len);
+            self.sessions.count(mirror, frame.wire_len, frame.ts_ns);
         }
         if inner.copy_dropped {
             self.counters.duplicates += 1;
