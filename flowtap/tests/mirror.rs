@@ -148,7 +148,9 @@ fn ipv4_fragments(frame: &[u8], at: usize, ident: u16) -> [Vec<u8>; 2] {
 /// same packet (VXLAN, unpadded, its carrier fragmented where the copy is
 /// long) are one packet: every tunnelled copy is found a copy, and with
 /// --dedup the answer is the SPAN port's alone, while the mirror session
-/// still counts every frame it delivered. (The padding and the trailer
+/// still counts every frame it delivered, a fragmented carrier mirrored
+/// twice included (the copy's first fragment dropped while the kept one's
+/// datagram was still coming in took its later fragment). (The padding and the trailer
 /// were compared as the packet's: 7 of 22 copies found; a dropped copy's
 /// later fragments were counted as other IP, its session as nothing.)
 #[test]
@@ -166,6 +168,11 @@ fn a_span_copy_and_a_tunnelled_copy_are_one_packet_whatever_pads_or_carries_them
     let mut span_out =
         PcapWriter::new(File::create(&span_only).unwrap(), LINKTYPE_ETHERNET).unwrap();
     let mut both_out = PcapWriter::new(File::create(&both).unwrap(), LINKTYPE_ETHERNET).unwrap();
+    let (vx_once, vx_twice) = (dir.path().join("vx1.pcap"), dir.path().join("vx2.pcap"));
+    let mut vx_once_out =
+        PcapWriter::new(File::create(&vx_once).unwrap(), LINKTYPE_ETHERNET).unwrap();
+    let mut vx_twice_out =
+        PcapWriter::new(File::create(&vx_twice).unwrap(), LINKTYPE_ETHERNET).unwrap();
     let (mut padded, mut fragmented, mut tunnelled) = (0, 0, 0u64);
     let mut carried = Vec::new();
     for (i, (ts, _, data)) in frames_of(&once).iter().enumerate() {
@@ -191,10 +198,20 @@ fn a_span_copy_and_a_tunnelled_copy_are_one_packet_whatever_pads_or_carries_them
                 .write(ts + 1_000, piece, piece.len() as u32)
                 .unwrap();
             tunnelled += 1;
+            vx_once_out.write(*ts, piece, piece.len() as u32).unwrap();
+        }
+        // The carrier's link mirrored at both ends: each piece twice,
+        // interleaved (A1, B1, A2, B2).
+        for piece in &pieces {
+            for at in [*ts, ts + 1_000] {
+                vx_twice_out.write(at, piece, piece.len() as u32).unwrap();
+            }
         }
     }
     span_out.finish().unwrap();
     both_out.finish().unwrap();
+    vx_once_out.finish().unwrap();
+    vx_twice_out.finish().unwrap();
     assert!(padded > 500 && fragmented > 500, "{padded} {fragmented}");
 
     let expected = run_flowtap(&[&span_only], 1, &[]);
@@ -220,6 +237,39 @@ fn a_span_copy_and_a_tunnelled_copy_are_one_packet_whatever_pads_or_carries_them
     // No fragment of a dropped copy counted as another packet.
     let kinds = |run: &common::Run| report_counts(&run.stderr, "flowtap: frames by kind: ");
     assert_eq!(kinds(&deduped), kinds(&expected));
+
+    // A fragmented carrier's datagram copied while the kept copy's is still
+    // coming in: the kept copy's later fragment stays its own (the copy's
+    // first fragment marked the datagram dropped, and the kept copy lost
+    // its second fragment's bytes).
+    let sorted_counts = |run: &common::Run| {
+        let mut c = counts_of(run);
+        c.sort();
+        c
+    };
+    let single = run_flowtap(&[&vx_once], 1, &[]);
+    let twice = run_flowtap(&[&vx_twice], 1, &["--dedup"]);
+    assert_eq!(sorted_counts(&twice), sorted_counts(&single));
+    let flows = report_counts(&twice.stderr, "flowtap: flows: ");
+    assert_eq!(flows["duplicates dropped"], tunnelled);
+}
+
+/// Each flow's key and its packets and bytes each way.
+fn counts_of(run: &common::Run) -> Vec<(common::Key, [u64; 4])> {
+    run.flows
+        .iter()
+        .map(|f| {
+            (
+                f.key.clone(),
+                [
+                    f.client_tx_pkts,
+                    f.client_tx_bytes,
+                    f.server_tx_pkts,
+                    f.server_tx_bytes,
+                ],
+            )
+        })
+        .collect()
 }
 
 #[test]

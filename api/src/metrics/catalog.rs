@@ -341,7 +341,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_duplicate_frames",
         Counter,
-        "Frames that repeated one seen within --dedup-window-us (the same bytes from the IP header on): a SPAN session mirroring both ends.",
+        "Frames that repeated one seen within --dedup-window-us (the same IP packet, padding and trailers aside), and with --dedup the later fragments of a dropped copy's carrier: a SPAN session mirroring both ends.",
         ingest!(duplicates),
         Flows "duplicates"
     ),

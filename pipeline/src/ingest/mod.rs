@@ -168,9 +168,23 @@ impl Ingest {
                 self.counters.duplicates += 1;
                 if self.drop_duplicates {
                     self.counters.duplicates_dropped += 1;
-                    // Its carrier's later fragments are dropped with it.
-                    if let Ok(Dissected::Transport(t)) = result {
-                        self.remember_first_fragment(self.carried, t, frame.ts_ns, true);
+                    let carried = self.carried;
+                    match carried.fragment {
+                        // Its carrier's later fragments are dropped with it.
+                        Some(f) if f.later.is_none() => {
+                            if let Ok(Dissected::Transport(t)) = result {
+                                self.remember_first_fragment(carried, t, frame.ts_ns, true);
+                            }
+                        }
+                        // A later fragment's session is its first's.
+                        Some(f) => {
+                            if let Some(inner) = f.later.and_then(|last| {
+                                self.tunnel_fragments.later(&f.id, last, frame.ts_ns)
+                            }) {
+                                self.count_carrier(&inner, carried, &frame);
+                            }
+                        }
+                        None => {}
                     }
                     return None;
                 }
@@ -267,13 +281,7 @@ impl Ingest {
         // Its share of the packet inside, as IP bytes (the first fragment
         // counted the share it carried).
         transport.ip_len = fragment.payload_len;
-        // What this frame's own headers showed was counted with it.
-        if let Some(encap) = inner.encap.filter(|_| carried.encap.is_none()) {
-            self.counters.count_encap(encap, frame.wire_len);
-        }
-        if let Some(mirror) = inner.mirror.filter(|_| carried.mirror.is_none()) {
-            self.sessions.count(mirror, frame.wire_len, frame.ts_ns);
-        }
+        self.count_carrier(&inner, carried, frame);
         if inner.copy_dropped {
             self.counters.duplicates += 1;
             self.counters.duplicates_dropped += 1;
@@ -299,6 +307,18 @@ impl Ingest {
         })
     }
 
+    /// Counts a later fragment of a tunnelled datagram in the encapsulation
+    /// and mirror session its first fragment came through (`inner`), where
+    /// its own headers do not show them (they were counted with it).
+    fn count_carrier(&mut self, inner: &InnerFlow, carried: Carried, frame: &Frame<'_>) {
+        if let Some(encap) = inner.encap.filter(|_| carried.encap.is_none()) {
+            self.counters.count_encap(encap, frame.wire_len);
+        }
+        if let Some(mirror) = inner.mirror.filter(|_| carried.mirror.is_none()) {
+            self.sessions.count(mirror, frame.wire_len, frame.ts_ns);
+        }
+    }
+
     /// Remembers the first fragment of a tunnelled datagram (`carried`
     /// says which) for its later fragments: the inner flow they belong to,
     /// or that they are part of a copy dropped as a duplicate.
@@ -312,6 +332,13 @@ impl Ingest {
         let Some(fragment) = carried.fragment.filter(|f| f.later.is_none()) else {
             return;
         };
+        // A copy dropped while the kept copy's datagram is still coming in
+        // (a SPAN of both ends of the carrier's link: A1, B1, A2, B2) has
+        // the same id: the kept copy's later fragments stay its own (the
+        // copy's are dropped as duplicates of them anyway).
+        if copy_dropped && self.tunnel_fragments.open(&fragment.id) {
+            return;
+        }
         let inner = InnerFlow {
             transport,
             encap: carried.encap,
