@@ -517,8 +517,9 @@ pub(crate) struct ServeArgs {
     /// connection busy) cannot keep the rest out, the kubelet's probes
     /// among them. At the bound, the client's own oldest idle (or stalled)
     /// connection is closed for its new one; with every one busy, the new
-    /// one gets 503. Clients behind one address share it (every
-    /// `kubectl port-forward` comes from 127.0.0.1).
+    /// one gets 503. An IPv6 client is its /64. Clients behind one address
+    /// share it (every `kubectl port-forward` comes from 127.0.0.1, every
+    /// user behind an Ingress or a NAT from its address: raise it there).
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_CONNECTIONS_PER_CLIENT", help_heading = API)]
     pub http_max_connections_per_client: usize,
 

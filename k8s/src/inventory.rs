@@ -112,10 +112,9 @@ impl Identity {
     /// any port. A client (no port): the first by name.
     pub fn service(&self, port: Option<u16>) -> Option<&Arc<str>> {
         match port {
-            Some(p) if self.kind != IdentityKind::ServiceIp => self
-                .services
-                .iter()
-                .find(|s| s.ports.is_empty() || s.ports.contains(&p)),
+            Some(p) if self.kind != IdentityKind::ServiceIp => (self.services.iter())
+                .find(|s| s.ports.contains(&p))
+                .or_else(|| self.services.iter().find(|s| s.ports.is_empty())),
             _ => self.services.first(),
         }
         .map(|s| &s.name)
@@ -412,6 +411,14 @@ impl Inventory {
         }
 
         let mut outside_service_ips = Vec::new();
+        // In a stable order: of services sharing a load balancer's address
+        // (MetalLB's allow-shared-ip), the first by namespace and name
+        // names it, the same in every process.
+        let mut services: Vec<&Service> = services.into_iter().collect();
+        services.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
         for svc in services {
             let ns: Arc<str> = svc
                 .metadata
@@ -447,16 +454,17 @@ impl Inventory {
             for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
                 inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
             }
-            // Its load balancer's and external addresses, which a mirror
-            // port before kube-proxy sees (MetalLB on a SPAN port), named
-            // after the nodes: some load balancers hand out node addresses.
+            // Its load balancer's addresses, which a mirror port before
+            // kube-proxy sees (MetalLB on a SPAN port), named after the
+            // nodes: some load balancers hand out node addresses. Only
+            // what a controller wrote: `spec.externalIPs` any tenant who
+            // may make a Service can set to any address (CVE-2020-8554).
             let outside = svc
                 .status
                 .load_balancer
                 .ingress
                 .iter()
-                .filter_map(|i| i.ip.as_deref())
-                .chain(svc.spec.external_ips.iter().map(String::as_str));
+                .filter_map(|i| i.ip.as_deref());
             for ip in outside.filter_map(|s| s.parse::<IpAddr>().ok()) {
                 outside_service_ips.push((ip, identity.clone()));
             }
@@ -745,6 +753,23 @@ mod tests {
         assert_eq!(pg.service(None).map(|s| s.as_ref()), Some("postgres"));
         // A port no service exposes (a pod's own metrics, scraped): none.
         assert_eq!(pg.service(Some(7777)), None);
+        // A service without ports reaches any, after one that names it.
+        let mut both = (**pg).clone();
+        both.services.insert(
+            0,
+            ServiceRef {
+                name: "db-headless".into(),
+                ports: Vec::new(),
+            },
+        );
+        assert_eq!(
+            both.service(Some(5432)).map(|s| s.as_ref()),
+            Some("postgres")
+        );
+        assert_eq!(
+            both.service(Some(7777)).map(|s| s.as_ref()),
+            Some("db-headless")
+        );
         let frontend = inv.lookup(ip("2001:db8::1")).unwrap();
         assert_eq!(frontend.service(None).map(|s| s.as_ref()), Some("frontend"));
         let worker = inv.lookup(ip("198.18.0.4")).unwrap();
@@ -831,12 +856,13 @@ mod tests {
         assert_eq!(listed, ["etl-7c8d9-zzzzz"], "retired pods are no workloads");
     }
 
-    /// A load balancer's and a service's external addresses name the
-    /// service, as its ClusterIP does (a SPAN port before kube-proxy sees
-    /// them: MetalLB on-premises), but never a node's address that a load
-    /// balancer handed out (k3s's ServiceLB).
+    /// A load balancer's addresses name the service, as its ClusterIP
+    /// does (a SPAN port before kube-proxy sees them: MetalLB
+    /// on-premises), but never a node's address that a load balancer
+    /// handed out (k3s's ServiceLB), and `spec.externalIPs`, which any
+    /// tenant may set to any address, name nothing.
     #[test]
-    fn load_balancer_and_external_addresses_name_their_service() {
+    fn load_balancer_addresses_name_their_service() {
         let list = serde_json::json!({"kind": "List", "items": [
             {"kind": "Service", "metadata": {"name": "web-lb", "namespace": "shop"},
              "spec": {"clusterIP": "198.19.1.1", "externalIPs": ["203.0.113.7"],
@@ -847,7 +873,8 @@ mod tests {
              "status": {"addresses": [{"type": "InternalIP", "address": "198.18.9.1"}]}},
         ]});
         let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
-        for addr in ["198.19.1.1", "203.0.113.7", "203.0.113.50"] {
+        assert!(inv.lookup(ip("203.0.113.7")).is_none());
+        for addr in ["198.19.1.1", "203.0.113.50"] {
             let svc = inv.lookup(ip(addr)).unwrap();
             assert_eq!(svc.kind, IdentityKind::ServiceIp, "{addr}");
             assert_eq!(svc.service(Some(80)).map(|s| s.as_ref()), Some("web-lb"));

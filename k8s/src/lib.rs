@@ -81,4 +81,6 @@ pub struct WatchStats {
     pub rebuilds: AtomicU64,
     /// Every kind has been listed once: names are complete.
     pub synced: AtomicBool,
+    /// Pods deleted or finished, kept a while to name their old addresses.
+    pub gone_pods: AtomicU64,
 }

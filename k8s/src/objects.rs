@@ -231,9 +231,6 @@ pub struct ServiceSpec {
     pub cluster_ip: Option<String>,
     #[serde(default, rename = "clusterIPs", deserialize_with = "null_as_empty")]
     pub cluster_ips: Vec<String>,
-    /// Addresses outside the cluster routed to the service.
-    #[serde(default, rename = "externalIPs", deserialize_with = "null_as_empty")]
-    pub external_ips: Vec<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<ServicePort>,
 }

@@ -246,28 +246,64 @@ struct Kind<T> {
     live: HashMap<Key, T>,
     listing: Option<HashMap<Key, T>>,
     /// Objects deleted (or gone from a relist), with when, kept
-    /// [`GONE_PODS_KEPT`] ([`Object::keeps_gone`]: pods only).
+    /// [`GONE_PODS_KEPT`] ([`Object::keeps_gone`]: pods only), a quarter of
+    /// `max_objects` at most (the oldest give way), apart from the bound
+    /// on the objects in force, which they take no room from.
     gone: HashMap<Key, (T, tokio::time::Instant)>,
+    /// The gone objects in the order they went (an entry whose object came
+    /// back, or went again since, is passed over).
+    gone_order: std::collections::VecDeque<(Key, tokio::time::Instant)>,
 }
 
 impl<T: Object> Kind<T> {
     fn held(&self) -> usize {
-        self.listing.as_ref().map_or(self.live.len(), HashMap::len) + self.gone.len()
+        self.listing.as_ref().map_or(self.live.len(), HashMap::len)
     }
 
-    /// `object`, no longer in force, kept as gone if its kind keeps them.
-    fn retire(&mut self, key: Key, mut object: T) {
-        if T::keeps_gone() {
-            object.mark_gone();
-            self.gone.insert(key, (object, tokio::time::Instant::now()));
+    /// `object`, no longer in force, kept as gone if its kind keeps them,
+    /// `max` at most.
+    fn retire(&mut self, key: Key, mut object: T, max: usize) {
+        if !T::keeps_gone() || max == 0 {
+            return;
         }
+        while self.gone.len() >= max && self.forget_oldest_gone() {}
+        object.mark_gone();
+        let now = tokio::time::Instant::now();
+        self.gone.insert(key.clone(), (object, now));
+        self.gone_order.push_back((key, now));
+    }
+
+    /// Forgets the gone object that went first; whether there was one.
+    fn forget_oldest_gone(&mut self) -> bool {
+        while let Some((key, at)) = self.gone_order.pop_front() {
+            if self.gone.get(&key).is_some_and(|(_, went)| *went == at) {
+                self.gone.remove(&key);
+                return true;
+            }
+        }
+        false
     }
 
     /// Forgets gone objects kept [`GONE_PODS_KEPT`]; whether any went.
     fn forget_gone(&mut self) -> bool {
-        let before = self.gone.len();
-        self.gone.retain(|_, (_, at)| at.elapsed() < GONE_PODS_KEPT);
-        self.gone.len() != before
+        let mut forgot = false;
+        while let Some((key, at)) = self.gone_order.front() {
+            if at.elapsed() < GONE_PODS_KEPT {
+                break;
+            }
+            if self.gone.get(key).is_some_and(|(_, went)| went == at) {
+                self.gone.remove(key);
+                forgot = true;
+            }
+            self.gone_order.pop_front();
+        }
+        // Entries of objects that came back: dropped from the order too.
+        if self.gone_order.len() > 2 * self.gone.len() + 64 {
+            let gone = &self.gone;
+            self.gone_order
+                .retain(|(key, at)| gone.get(key).is_some_and(|(_, went)| went == at));
+        }
+        forgot
     }
 }
 
@@ -277,6 +313,7 @@ impl<T> Default for Kind<T> {
             live: HashMap::new(),
             listing: None,
             gone: HashMap::new(),
+            gone_order: std::collections::VecDeque::new(),
         }
     }
 }
@@ -436,6 +473,9 @@ async fn follow<T>(
     // tries, so a list that kept failing was tried again every second.
     let mut events = watcher(api, config).boxed();
     let mut listed = false;
+    // Objects left out for want of room when the current list began.
+    let mut dropped_at_list = 0;
+    let gone_max = shared.max_objects / 4;
     let mut failures = 0u32;
     let mut last_failure: Option<tokio::time::Instant> = None;
     while let Some(event) = events.next().await {
@@ -465,6 +505,7 @@ async fn follow<T>(
         match event {
             watcher::Event::Init => {
                 k.listing = Some(HashMap::new());
+                dropped_at_list = shared.stats.dropped.load(Ordering::Relaxed);
             }
             watcher::Event::InitApply(o) => {
                 let target = k.listing.as_mut().unwrap_or(&mut k.live);
@@ -475,11 +516,13 @@ async fn follow<T>(
                 // again from `Init`, and counts once it comes through).
                 shared.stats.relists.fetch_add(1, Ordering::Relaxed);
                 if let Some(listed_now) = k.listing.take() {
-                    // Those deleted while the watch was away are gone.
+                    // Those deleted while the watch was away are gone (not
+                    // those a full store left out of the listing).
                     let before = std::mem::replace(&mut k.live, listed_now);
+                    let whole = shared.stats.dropped.load(Ordering::Relaxed) == dropped_at_list;
                     for (key, object) in before {
-                        if !k.live.contains_key(&key) {
-                            k.retire(key, object);
+                        if whole && !k.live.contains_key(&key) {
+                            k.retire(key, object, gone_max);
                         }
                     }
                     let live = &k.live;
@@ -510,13 +553,19 @@ async fn follow<T>(
             watcher::Event::Delete(o) => {
                 let key = key(o.object.metadata());
                 if k.live.remove(&key).is_some() {
-                    k.retire(key, o.object);
+                    k.retire(key, o.object, gone_max);
                 }
                 shared.dirty.store(true, Ordering::Release);
             }
         }
         let held = k.live.len();
         shared.stats.objects[kind].store(held as u64, Ordering::Relaxed);
+        if T::keeps_gone() {
+            shared
+                .stats
+                .gone_pods
+                .store(k.gone.len() as u64, Ordering::Relaxed);
+        }
         if listed {
             // Names are complete once every kind was listed (marked while
             // the store is held, so the rebuild that takes this change in
@@ -565,14 +614,15 @@ async fn rebuild(shared: &Shared) {
     let mut tick = tokio::time::interval(REBUILD_EVERY);
     loop {
         tick.tick().await;
-        if shared
-            .store
-            .lock()
-            .expect("k8s store lock")
-            .pods
-            .forget_gone()
         {
-            shared.dirty.store(true, Ordering::Release);
+            let mut store = shared.store.lock().expect("k8s store lock");
+            if store.pods.forget_gone() {
+                shared.dirty.store(true, Ordering::Release);
+            }
+            shared
+                .stats
+                .gone_pods
+                .store(store.pods.gone.len() as u64, Ordering::Relaxed);
         }
         if !shared.dirty.swap(false, Ordering::AcqRel) {
             continue;
@@ -595,5 +645,45 @@ async fn rebuild(shared: &Shared) {
         shared.current.store(Arc::new(inventory));
         shared.generation.fetch_add(1, Ordering::AcqRel);
         shared.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str) -> (Key, Pod) {
+        let mut p = Pod::default();
+        p.metadata.name = name.into();
+        ((Some("shop".into()), name.into()), p)
+    }
+
+    /// Gone pods are bounded apart from the objects in force (they took
+    /// their room before, and a burst of deletions kept new pods out):
+    /// at the bound the oldest gives way; one that comes back leaves.
+    #[test]
+    fn gone_pods_are_bounded_apart_and_the_oldest_give_way() {
+        let mut kind = Kind::<Pod>::default();
+        for name in ["a", "b", "c"] {
+            let (key, p) = pod(name);
+            kind.live.insert(key, p);
+        }
+        assert_eq!(kind.held(), 3);
+        for name in ["a", "b", "c"] {
+            let (key, p) = pod(name);
+            kind.live.remove(&key);
+            kind.retire(key, p, 2);
+        }
+        assert_eq!(kind.held(), 0, "no room taken from the live objects");
+        let mut gone: Vec<&str> = kind.gone.keys().map(|k| k.1.as_str()).collect();
+        gone.sort();
+        assert_eq!(gone, ["b", "c"], "the oldest gave way");
+        assert!(kind.gone.values().all(|(p, _)| p.gone && p.retired()));
+        // Back under its name: no longer gone, and its place in the order
+        // is passed over.
+        kind.gone.remove(&pod("b").0);
+        assert!(kind.forget_oldest_gone());
+        assert!(kind.gone.is_empty());
+        assert!(!kind.forget_gone(), "nothing kept 5 minutes yet");
     }
 }

@@ -910,6 +910,12 @@ pub const CATALOG: &[Metric] = &[
             .collect())
     ),
     metric!(
+        "flowtap_k8s_pods_gone",
+        Gauge,
+        "Pods deleted or finished that the watch keeps 5 minutes to name their old addresses while no running pod has them (a quarter of --k8s-max-objects at most, the oldest giving way; not in flowtap_k8s_objects).",
+        Value::One(|s| s.stats.k8s.gone_pods.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
         "flowtap_k8s_objects_dropped",
         Counter,
         "Kubernetes objects left out because --k8s-max-objects were held (their addresses go unnamed).",

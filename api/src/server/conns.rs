@@ -231,6 +231,17 @@ pub(super) struct Conns {
     stats: Arc<ServiceStats>,
 }
 
+/// The client an address stands for in the per-client bound: an IPv4
+/// address (IPv4-mapped ones as such), or an IPv6 address's /64, which one
+/// host holds whole (SLAAC, privacy addresses) and could draw addresses from
+/// without end.
+fn client_of(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
 /// An open connection: who it is from, and its state.
 struct Open {
     client: IpAddr,
@@ -281,7 +292,7 @@ impl Conns {
     /// scrapes) cannot keep everyone else out, the kubelet's probes
     /// included.
     pub(super) fn admit(self: &Arc<Conns>, client: IpAddr) -> Option<Admitted> {
-        self.admit_at(client, now_ms())
+        self.admit_at(client_of(client), now_ms())
     }
 
     /// [`Conns::admit`] at `now` ([`now_ms`]).
@@ -512,6 +523,20 @@ mod tests {
         // Another address (the kubelet) is admitted.
         let probe = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2));
         let _p = conns.admit(probe).unwrap();
+        // An IPv6 host's other addresses in its /64 are the same client.
+        assert_eq!(
+            client_of("2001:db8:1:2::5".parse().unwrap()),
+            client_of("2001:db8:1:2:ffff::9".parse().unwrap())
+        );
+        assert_ne!(
+            client_of("2001:db8:1:2::5".parse().unwrap()),
+            client_of("2001:db8:1:3::5".parse().unwrap())
+        );
+        assert_eq!(
+            client_of("::ffff:198.18.0.1".parse().unwrap()),
+            CLIENT,
+            "an IPv4-mapped address is its IPv4 address"
+        );
         // A client at its bound with an idle connection closes its own.
         flood[0].state.body_ended();
         flood[0].state.flushed();

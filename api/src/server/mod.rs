@@ -206,7 +206,7 @@ pub async fn serve(
             },
             () = &mut shutdown => return,
         };
-        let Some(admitted) = conns.admit(peer.ip().to_canonical()) else {
+        let Some(admitted) = conns.admit(peer.ip()) else {
             tokio::spawn(refuse(stream));
             continue;
         };
