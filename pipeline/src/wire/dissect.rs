@@ -1561,6 +1561,11 @@ mod tests {
         past_end.extend_from_slice(&[0x3f, 0, 0x65, 0x58, 0, 0, 9, 0]);
         let read = Dissector::default().dissect(LinkType::Ethernet, &ipv4_over(17, &past_end));
         assert!(read.result.is_err(), "{read:?}");
+        // So are they where a snap length cut the datagram too.
+        past_end.extend([0u8; 20]);
+        let whole = ipv4_over(17, &past_end);
+        let read = Dissector::default().dissect(LinkType::Ethernet, &whole[..14 + 20 + 8 + 10]);
+        assert!(read.result.is_err(), "{read:?}");
         // A datagram shorter than GENEVE's or GTP-U's header is the UDP
         // flow it is (it was a truncated GENEVE header).
         for port in [6081, 2152, 4789] {
