@@ -242,21 +242,17 @@ fn a_span_copy_and_a_tunnelled_copy_are_one_packet_whatever_pads_or_carries_them
     // coming in: the kept copy's later fragment stays its own (the copy's
     // first fragment marked the datagram dropped, and the kept copy lost
     // its second fragment's bytes).
-    let sorted_counts = |run: &common::Run| {
-        let mut c = counts_of(run);
-        c.sort();
-        c
-    };
     let single = run_flowtap(&[&vx_once], 1, &[]);
     let twice = run_flowtap(&[&vx_twice], 1, &["--dedup"]);
-    assert_eq!(sorted_counts(&twice), sorted_counts(&single));
+    assert_eq!(counts_of(&twice), counts_of(&single));
     let flows = report_counts(&twice.stderr, "flowtap: flows: ");
     assert_eq!(flows["duplicates dropped"], tunnelled);
 }
 
-/// Each flow's key and its packets and bytes each way.
+/// Each flow's key and its packets and bytes each way, sorted.
 fn counts_of(run: &common::Run) -> Vec<(common::Key, [u64; 4])> {
-    run.flows
+    let mut counts: Vec<_> = run
+        .flows
         .iter()
         .map(|f| {
             (
@@ -269,7 +265,9 @@ fn counts_of(run: &common::Run) -> Vec<(common::Key, [u64; 4])> {
                 ],
             )
         })
-        .collect()
+        .collect();
+    counts.sort();
+    counts
 }
 
 #[test]
@@ -353,23 +351,7 @@ fn a_mikrotik_sniffer_stream_gives_the_flows_it_carries() {
     }
     out.finish().unwrap();
 
-    let counts = |run: &common::Run| {
-        let mut flows: Vec<_> = run
-            .flows
-            .iter()
-            .map(|f| {
-                (
-                    f.key.clone(),
-                    f.client_tx_pkts,
-                    f.client_tx_bytes,
-                    f.server_tx_pkts,
-                    f.server_tx_bytes,
-                )
-            })
-            .collect();
-        flows.sort();
-        flows
-    };
+    let counts = counts_of;
     let expected = run_flowtap(&[&plain], 1, &[]);
     let opened = run_flowtap(&[&streamed], 1, &[]);
     assert_eq!(opened.status, 0, "{}", opened.stderr);
