@@ -380,6 +380,10 @@ fn a_list_that_keeps_failing_is_tried_less_and_less_often() {
         3.0,
         "the kinds that were listed, not the tries"
     );
+    // The answers say so: with no pod known, every pod is not idle but
+    // unknown (names_known was true, so an agent read "no traffic").
+    let workloads = server.get_json("/mcp/workloads");
+    assert_eq!(workloads["names_known"], false, "{workloads}");
 }
 
 /// Answers wait for the watch's first lists (10 s at most): a `--dump`, and

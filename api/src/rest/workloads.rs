@@ -185,8 +185,10 @@ pub struct WorkloadsAnswer {
     pub workloads: Vec<WorkloadJson>,
     pub total: usize,
     pub truncated: bool,
-    /// Whether Kubernetes names are loaded: without them there are no
-    /// workloads to list.
+    /// Whether the Kubernetes names are loaded and whole: without them
+    /// there are no workloads to list, and while a watch has not listed
+    /// every kind (a list refused, failing) what is missing, or idle, may
+    /// only be unknown.
     pub names_known: bool,
     pub coverage: CoverageJson,
 }
@@ -293,7 +295,7 @@ pub fn answer(view: &View, q: &WorkloadQuery) -> WorkloadsAnswer {
         truncated: workloads.len() < total,
         workloads,
         total,
-        names_known: view.inventory.is_some(),
+        names_known: view.inventory.as_ref().is_some_and(|i| i.complete),
         coverage: (*view.coverage()).clone(),
     }
 }
