@@ -80,13 +80,8 @@ fn duplicates_are_counted_always_and_dropped_only_with_dedup() {
         (flows["duplicates"], flows["duplicates dropped"]),
         (frames, frames)
     );
-    let sorted = |run: &common::Run| {
-        let mut flows = run.flows.clone();
-        flows.sort_by(|a, b| a.key.cmp(&b.key));
-        flows
-    };
     assert!(
-        sorted(&deduped) == sorted(&expected),
+        sorted_flows(&deduped) == sorted_flows(&expected),
         "with --dedup: the same flows"
     );
 
@@ -223,13 +218,8 @@ fn a_span_copy_and_a_tunnelled_copy_are_one_packet_whatever_pads_or_carries_them
         (tunnelled, tunnelled),
         "every tunnelled frame a copy, dropped"
     );
-    let sorted = |run: &common::Run| {
-        let mut flows = run.flows.clone();
-        flows.sort_by(|a, b| a.key.cmp(&b.key));
-        flows
-    };
     assert!(
-        sorted(&deduped) == sorted(&expected),
+        sorted_flows(&deduped) == sorted_flows(&expected),
         "with --dedup: the SPAN copy's flows"
     );
     let session = report_counts(&deduped.stderr, "flowtap: mirror session vxlan 5: ");
@@ -247,6 +237,13 @@ fn a_span_copy_and_a_tunnelled_copy_are_one_packet_whatever_pads_or_carries_them
     assert_eq!(counts_of(&twice), counts_of(&single));
     let flows = report_counts(&twice.stderr, "flowtap: flows: ");
     assert_eq!(flows["duplicates dropped"], tunnelled);
+}
+
+/// A run's flows, by key.
+fn sorted_flows(run: &common::Run) -> Vec<common::FlowSummary> {
+    let mut flows = run.flows.clone();
+    flows.sort_by(|a, b| a.key.cmp(&b.key));
+    flows
 }
 
 /// Each flow's key and its packets and bytes each way, sorted.
