@@ -273,10 +273,16 @@ impl<T: Object> Kind<T> {
         self.gone_order.push_back((key, now));
     }
 
+    /// Whether `key`, gone `at`, is still gone since then (not back, nor
+    /// gone again later): an entry of the order that stands.
+    fn still_gone(&self, key: &Key, at: tokio::time::Instant) -> bool {
+        self.gone.get(key).is_some_and(|(_, went)| *went == at)
+    }
+
     /// Forgets the gone object that went first; whether there was one.
     fn forget_oldest_gone(&mut self) -> bool {
         while let Some((key, at)) = self.gone_order.pop_front() {
-            if self.gone.get(&key).is_some_and(|(_, went)| *went == at) {
+            if self.still_gone(&key, at) {
                 self.gone.remove(&key);
                 return true;
             }
@@ -287,21 +293,24 @@ impl<T: Object> Kind<T> {
     /// Forgets gone objects kept [`GONE_PODS_KEPT`]; whether any went.
     fn forget_gone(&mut self) -> bool {
         let mut forgot = false;
-        while let Some((key, at)) = self.gone_order.front() {
+        while let Some(&(ref key, at)) = self.gone_order.front() {
             if at.elapsed() < GONE_PODS_KEPT {
                 break;
             }
-            if self.gone.get(key).is_some_and(|(_, went)| went == at) {
-                self.gone.remove(key);
+            if self.still_gone(key, at) {
+                let key = key.clone();
+                self.gone.remove(&key);
                 forgot = true;
             }
             self.gone_order.pop_front();
         }
         // Entries of objects that came back: dropped from the order too.
         if self.gone_order.len() > 2 * self.gone.len() + 64 {
-            let gone = &self.gone;
-            self.gone_order
-                .retain(|(key, at)| gone.get(key).is_some_and(|(_, went)| went == at));
+            let order = std::mem::take(&mut self.gone_order);
+            self.gone_order = order
+                .into_iter()
+                .filter(|(key, at)| self.still_gone(key, *at))
+                .collect();
         }
         forgot
     }
@@ -560,12 +569,6 @@ async fn follow<T>(
         }
         let held = k.live.len();
         shared.stats.objects[kind].store(held as u64, Ordering::Relaxed);
-        if T::keeps_gone() {
-            shared
-                .stats
-                .gone_pods
-                .store(k.gone.len() as u64, Ordering::Relaxed);
-        }
         if listed {
             // Names are complete once every kind was listed (marked while
             // the store is held, so the rebuild that takes this change in
@@ -619,6 +622,7 @@ async fn rebuild(shared: &Shared) {
             if store.pods.forget_gone() {
                 shared.dirty.store(true, Ordering::Release);
             }
+            // The gauge is set here only, every tick (half a second).
             shared
                 .stats
                 .gone_pods
