@@ -77,6 +77,26 @@ fn warn_of_files_out_of_time_order(outcomes: &[FileOutcome]) {
     }
 }
 
+/// Says how many frames of a file were stamped far from the frames around
+/// them, and so counted at the time of the frame before
+/// ([`pipeline::source::STAMP_JUMP_NS`]), naming the first by its number
+/// in the file, as tshark numbers frames (`tshark -r F -Y frame.number==N`).
+fn warn_of_frames_restamped(outcome: &FileOutcome) {
+    let r = &outcome.restamped;
+    let Some((number, ts_ns)) = r.first else {
+        return;
+    };
+    let minutes = pipeline::source::STAMP_JUMP_NS / pipeline::time::from_secs(60);
+    eprintln!(
+        "flowtap: warning: {}: {} frame(s) stamped more than {minutes} minutes from the frames \
+         before and after counted at the time of the frame before (the first: frame {number}, \
+         stamped {})",
+        outcome.path.display(),
+        r.frames,
+        api::rest::render::iso8601(ts_ns),
+    );
+}
+
 /// Runs the offline job; returns the process exit status.
 pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
@@ -187,6 +207,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         for u in outcome.unreadable.iter().filter(|u| u.frames > 0) {
             eprintln!("flowtap: warning: {}: {u}", outcome.path.display());
         }
+        warn_of_frames_restamped(outcome);
         if let Some(e) = &outcome.error {
             eprintln!("flowtap: error: {e}");
         }

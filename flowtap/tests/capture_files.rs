@@ -379,6 +379,96 @@ fn handshake(v6: bool) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
+/// Adds `secs` to the seconds of the classic pcap records `records`.
+fn shift_records(bytes: &mut [u8], records: &[(usize, usize)], secs: u32) {
+    for &(at, _) in records {
+        let ts = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        bytes[at..at + 4].copy_from_slice(&(ts + secs).to_le_bytes());
+    }
+}
+
+/// One frame stamped a year ahead moved the file's clock a year on: every
+/// rate in the answer read 0 and every flow was a year idle. Such a frame
+/// is counted at the time of the frame before it, and said; a gap the
+/// frames after it confirm is the capture's own, and kept.
+#[test]
+fn a_frame_stamped_far_from_its_neighbours_leaves_the_file_s_time_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let format = Format::Pcap {
+        nanos: false,
+        big_endian: false,
+    };
+    let path = write_workload(dir.path(), "w.pcap", format);
+    let bytes = std::fs::read(&path).unwrap();
+    let records = pcap_records(&bytes);
+    let middle = records.len() / 2;
+    let mut wrong = bytes.clone();
+    shift_records(&mut wrong, &records[middle..=middle], 365 * 86_400);
+    let wrong_path = dir.path().join("wrong.pcap");
+    std::fs::write(&wrong_path, &wrong).unwrap();
+    let timeout = ["--tcp-timeout", "3600", "--udp-timeout", "3600"];
+    let good = run_flowtap(&[&path], 2, &timeout);
+    let run = run_flowtap(&[&wrong_path], 2, &timeout);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    // The frame's time differs by a millisecond at most: the same flows,
+    // the same rates.
+    assert_eq!(counts(&run), counts(&good));
+    let rates = |r: &Run| -> Vec<f64> {
+        r.bodies[0]["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["totals"]["pps"].as_f64().unwrap())
+            .collect()
+    };
+    assert!(rates(&good).iter().all(|&pps| pps > 0.0));
+    assert_eq!(rates(&run), rates(&good));
+    let said = format!(
+        "wrong.pcap: 1 frame(s) stamped more than 10 minutes from the frames before and after \
+         counted at the time of the frame before (the first: frame {}",
+        middle + 1
+    );
+    assert!(run.stderr.contains(&said), "{}", run.stderr);
+    assert!(
+        !good.stderr.contains("stamped more than"),
+        "{}",
+        good.stderr
+    );
+
+    // The second half two hours later, in one file and as two files: the
+    // same answer, its times two hours on, and nothing said.
+    let mut gap = bytes.clone();
+    shift_records(&mut gap, &records[middle..], 7_200);
+    let gap_path = dir.path().join("gap.pcap");
+    std::fs::write(&gap_path, &gap).unwrap();
+    let split = records[middle].0;
+    let (early, later) = (dir.path().join("early.pcap"), dir.path().join("later.pcap"));
+    std::fs::write(&early, &gap[..split]).unwrap();
+    std::fs::write(&later, [&gap[..24], &gap[split..]].concat()).unwrap();
+    let one = run_flowtap(&[&gap_path], 2, &[]);
+    let two = run_flowtap(&[&early, &later], 2, &[]);
+    assert_eq!(one.status, 0, "{}", one.stderr);
+    assert!(!one.stderr.contains("stamped more than"), "{}", one.stderr);
+    // (Compared unprinted: a whole answer is megabytes.)
+    assert!(
+        one.bodies[0]["flows"] == two.bodies[0]["flows"],
+        "one file and two differ"
+    );
+    let latest = |r: &Run| -> String {
+        r.bodies[0]["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["client_stats"]["timestamp"].as_str().unwrap().to_owned())
+            .max()
+            .unwrap()
+    };
+    let (before, after) = (latest(&good), latest(&one));
+    assert_eq!(after[..11], before[..11], "{before} {after}");
+    let hour = |t: &str| t[11..13].parse::<u32>().unwrap();
+    assert_eq!(hour(&after), hour(&before) + 2, "{before} {after}");
+}
+
 #[test]
 fn raw_and_loopback_link_types() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::stamps::{Restamped, Stamps};
 use super::{Frame, PacketSource, Poll};
 use crate::capture::{CaptureError, CaptureFile, UnreadableInterface};
 
@@ -25,6 +26,9 @@ pub struct FileOutcome {
     /// read one after the other, so one that starts before an earlier one
     /// ends is read out of time order, which the reader says.
     pub span_ns: Option<(u64, u64)>,
+    /// Frames stamped far from the frames before and after them, counted at
+    /// the time of the frame before ([`super::stamps`]).
+    pub restamped: Restamped,
 }
 
 impl FileOutcome {
@@ -80,6 +84,8 @@ pub struct FileSource {
     current: Option<CaptureFile>,
     /// The current file's first and latest capture times.
     span_ns: Option<(u64, u64)>,
+    /// The current file's frames, their stamps judged.
+    stamps: Stamps,
     report: FileReport,
     progress: Arc<ReadProgress>,
 }
@@ -91,6 +97,7 @@ impl FileSource {
             pending: paths.into_iter(),
             current: None,
             span_ns: None,
+            stamps: Stamps::default(),
             report: report.clone(),
             progress: Arc::default(),
         };
@@ -108,6 +115,7 @@ impl FileSource {
         frames: u64,
         unreadable: Vec<UnreadableInterface>,
         error: Option<CaptureError>,
+        restamped: Restamped,
     ) {
         let span_ns = self.span_ns.take();
         let p = &self.progress;
@@ -122,6 +130,7 @@ impl FileSource {
                 error,
                 unreadable,
                 span_ns,
+                restamped,
             });
         }
     }
@@ -137,7 +146,7 @@ impl PacketSource for FileSource {
                 match CaptureFile::open(&path) {
                     Ok(file) => self.current = Some(file),
                     Err(e) => {
-                        self.record(path, 0, Vec::new(), Some(e));
+                        self.record(path, 0, Vec::new(), Some(e), Restamped::default());
                         continue;
                     }
                 }
@@ -145,27 +154,34 @@ impl PacketSource for FileSource {
             let file = self.current.as_mut().expect("opened above");
             let mut bytes = 0u64;
             let span = &mut self.span_ns;
-            let read = file.read_frames(BATCH, &mut |frame: Frame<'_>| {
+            // Frames as passed on: their stamps judged, counted as stamped.
+            let mut deliver = |frame: Frame<'_>| {
                 bytes += u64::from(frame.wire_len);
                 let ts = frame.ts_ns;
                 *span = Some(span.map_or((ts, ts), |(first, last)| (first, last.max(ts))));
                 on_frame(frame)
+            };
+            let stamps = &mut self.stamps;
+            let mut number = file.frames();
+            let read = file.read_frames(BATCH, &mut |frame: Frame<'_>| {
+                number += 1;
+                stamps.pass(number, frame, &mut deliver);
             });
+            let finished = !matches!(read, Ok(n) if n > 0);
+            let restamped = finished.then(|| stamps.finish(&mut deliver));
             let p = &self.progress;
             p.offset.store(file.offset(), Ordering::Relaxed);
             p.bytes.fetch_add(bytes, Ordering::Relaxed);
             if let Ok(n) = read {
                 p.frames.fetch_add(n as u64, Ordering::Relaxed);
             }
-            match read {
-                Ok(n) if n > 0 => return Poll::Busy,
-                outcome => {
-                    let file = self.current.take().expect("checked above");
-                    let unreadable = file.unreadable().to_vec();
-                    let path = file.path().to_path_buf();
-                    self.record(path, file.frames(), unreadable, outcome.err());
-                }
-            }
+            let Some(restamped) = restamped else {
+                return Poll::Busy;
+            };
+            let file = self.current.take().expect("checked above");
+            let unreadable = file.unreadable().to_vec();
+            let path = file.path().to_path_buf();
+            self.record(path, file.frames(), unreadable, read.err(), restamped);
         }
     }
 }
@@ -181,6 +197,7 @@ mod tests {
             error: None,
             unreadable: Vec::new(),
             span_ns,
+            restamped: Restamped::default(),
         }
     }
 

@@ -4,11 +4,13 @@
 
 mod files;
 pub mod live;
+mod stamps;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use files::{FileOutcome, FileReport, FileSource, ReadProgress};
+pub use stamps::{Restamped, STAMP_JUMP_NS};
 
 use crate::wire::dissect::LinkType;
 
