@@ -449,3 +449,45 @@ fn answers_wait_for_the_watch_s_first_lists() {
     );
     assert_eq!(pairs(&watching), want);
 }
+
+/// A watch that keeps failing leaves the names as last listed: pods made
+/// since unnamed, pods deleted since listed as idle, while answers said
+/// names were known. After a minute of failing they say not (and
+/// `flowtap_k8s_names_stale` is 1); once a list gets through again, known.
+#[test]
+fn names_are_said_stale_while_a_watch_keeps_failing_and_known_once_it_recovers() {
+    let api = ApiServer::start();
+    let demo = common::project_root().join("demo/demo.pcap");
+    let server = Server::start_with_env(
+        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    let names_known = || server.get_json("/mcp/workloads")["names_known"].clone();
+    let stale = || common::metrics::sample(&server.metrics(), "flowtap_k8s_names_stale");
+    assert_eq!(names_known(), true);
+    assert_eq!(stale(), 0.0);
+    // Every watch ends and must list again (410); the pods' lists fail.
+    let fail_pods = |times: u32| json!({"collection": "pods", "answer": 500, "times": times});
+    api.post("/_control/fail-lists", &fail_pods(1000));
+    let failing_from = Instant::now();
+    api.post("/_control/expire?drop-watches", &json!({}));
+    wait::until_holds(Duration::from_secs(90), "names said stale", || {
+        names_known() == false
+    });
+    assert!(
+        failing_from.elapsed() >= Duration::from_secs(60),
+        "said stale after {:?}",
+        failing_from.elapsed()
+    );
+    assert_eq!(stale(), 1.0);
+    // The names held were kept meanwhile.
+    let flows = server.get_json("/mcp/flows?format=full&limit=1000");
+    assert_eq!(names(&flows), names_from_the_inventory_file());
+    api.post("/_control/fail-lists", &fail_pods(0));
+    // The next try, within the longest wait between tries (30 s and a
+    // quarter more), gets through.
+    wait::until_holds(Duration::from_secs(45), "names known again", || {
+        names_known() == true
+    });
+    assert_eq!(stale(), 0.0);
+}

@@ -81,6 +81,9 @@ pub struct WatchStats {
     pub rebuilds: AtomicU64,
     /// Every kind has been listed once: names are complete.
     pub synced: AtomicBool,
+    /// A kind's watch has failed for a minute without getting through:
+    /// names may be stale.
+    pub stale: AtomicBool,
     /// Pods deleted or finished, kept a while to name their old addresses.
     pub gone_pods: AtomicU64,
 }

@@ -75,6 +75,12 @@ const FAILURES_APART: Duration = Duration::from_secs(120);
 const RETRY_FIRST: Duration = Duration::from_millis(800);
 const RETRY_LAST: Duration = Duration::from_secs(30);
 
+/// A kind whose watch has failed this long without a list or an event
+/// getting through has names that may be stale (pods made since unnamed,
+/// pods deleted since still listed, as idle): answers say names are not
+/// known, until one gets through. Longer than an API server's restart.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     #[error(
@@ -113,6 +119,7 @@ impl Watch {
             max_objects: config.max_objects,
             dirty: AtomicBool::new(false),
             listed: Default::default(),
+            failure_heard_within: RETRY_LAST * 5 / 4 + config.request_timeout + RETRY_FIRST,
         };
         let thread = std::thread::Builder::new()
             .name("flowtap-k8s".into())
@@ -216,6 +223,11 @@ struct Shared {
     dirty: AtomicBool,
     /// Which kinds have been listed once.
     listed: [AtomicBool; 4],
+    /// How long after a failure the next would have come, were the watch
+    /// still failing: the longest wait between tries, and a request's
+    /// timeout. A watch that reopens sends nothing, so a failing run with
+    /// no failure for this long is taken for over.
+    failure_heard_within: Duration,
 }
 
 /// The objects held, by (namespace, name), one map per kind.
@@ -235,6 +247,20 @@ impl Store {
     fn len(&self) -> usize {
         self.pods.held() + self.services.held() + self.slices.held() + self.nodes.held()
     }
+
+    /// Whether some kind's watch has been failing for [`STALE_AFTER`], and
+    /// still was `within` ago.
+    fn stale(&self, within: Duration) -> bool {
+        [
+            self.pods.failing,
+            self.services.failing,
+            self.slices.failing,
+            self.nodes.failing,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|(since, latest)| since.elapsed() >= STALE_AFTER && latest.elapsed() < within)
+    }
 }
 
 type Key = (Option<String>, String);
@@ -253,6 +279,9 @@ struct Kind<T> {
     /// The gone objects in the order they went (an entry whose object came
     /// back, or went again since, is passed over).
     gone_order: std::collections::VecDeque<(Key, tokio::time::Instant)>,
+    /// A run of failures no list or event has ended yet: when it began,
+    /// and its latest failure.
+    failing: Option<(tokio::time::Instant, tokio::time::Instant)>,
 }
 
 impl<T: Object> Kind<T> {
@@ -323,6 +352,7 @@ impl<T> Default for Kind<T> {
             listing: None,
             gone: HashMap::new(),
             gone_order: std::collections::VecDeque::new(),
+            failing: None,
         }
     }
 }
@@ -497,20 +527,31 @@ async fn follow<T>(
                 if last_failure.is_some_and(|at| at.elapsed() > FAILURES_APART) {
                     failures = 0;
                 }
-                last_failure = Some(tokio::time::Instant::now());
+                let now = tokio::time::Instant::now();
+                last_failure = Some(now);
                 failures = failures.saturating_add(1);
+                {
+                    let mut store = shared.store.lock().expect("k8s store lock");
+                    let k = map(&mut store);
+                    let since = k
+                        .failing
+                        .filter(|_| failures > 1)
+                        .map_or(now, |(since, _)| since);
+                    k.failing = Some((since, now));
+                }
                 let wait = retry_after(failures);
                 tracing::warn!(kind = KINDS[kind], error = %e, retry_in_s = wait.as_secs_f64(), "Kubernetes watch");
                 tokio::time::sleep(wait).await;
                 continue;
             }
         };
-        if !matches!(event, watcher::Event::Init) {
-            failures = 0;
-        }
         let mut store = shared.store.lock().expect("k8s store lock");
         let room = shared.max_objects.saturating_sub(store.len());
         let k = map(&mut store);
+        if !matches!(event, watcher::Event::Init) {
+            failures = 0;
+            k.failing = None;
+        }
         match event {
             watcher::Event::Init => {
                 k.listing = Some(HashMap::new());
@@ -622,11 +663,24 @@ async fn rebuild(shared: &Shared) {
             if store.pods.forget_gone() {
                 shared.dirty.store(true, Ordering::Release);
             }
-            // The gauge is set here only, every tick (half a second).
+            // The gauges are set here only, every tick (half a second).
             shared
                 .stats
                 .gone_pods
                 .store(store.pods.gone.len() as u64, Ordering::Relaxed);
+            let stale = store.stale(shared.failure_heard_within);
+            if shared.stats.stale.swap(stale, Ordering::AcqRel) != stale {
+                tracing::warn!(
+                    stale,
+                    "Kubernetes names {}",
+                    if stale {
+                        "may be stale: a watch has been failing for a minute"
+                    } else {
+                        "are current again"
+                    }
+                );
+                shared.dirty.store(true, Ordering::Release);
+            }
         }
         if !shared.dirty.swap(false, Ordering::AcqRel) {
             continue;
@@ -643,7 +697,8 @@ async fn rebuild(shared: &Shared) {
                 store.slices.live.values(),
                 store.nodes.live.values(),
             );
-            inventory.complete = shared.stats.synced.load(Ordering::Acquire);
+            inventory.complete = shared.stats.synced.load(Ordering::Acquire)
+                && !shared.stats.stale.load(Ordering::Acquire);
             inventory
         };
         shared.current.store(Arc::new(inventory));

@@ -940,6 +940,12 @@ pub const CATALOG: &[Metric] = &[
         Value::One(|s| f64::from(u8::from(s.stats.k8s.synced.load(Ordering::Relaxed))))
     ),
     metric!(
+        "flowtap_k8s_names_stale",
+        Gauge,
+        "1 while a kind's watch has failed for a minute or more without a list or an event getting through (names may be stale: pods made since unnamed, pods deleted since still listed; answers say names_known false), else 0.",
+        Value::One(|s| f64::from(u8::from(s.stats.k8s.stale.load(Ordering::Relaxed))))
+    ),
+    metric!(
         "flowtap_inventory_addresses",
         Gauge,
         "IP addresses the inventory maps.",
