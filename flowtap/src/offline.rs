@@ -77,20 +77,21 @@ fn warn_of_files_out_of_time_order(outcomes: &[FileOutcome]) {
     }
 }
 
-/// Says how many frames of a file were stamped far from the frames around
-/// them, and so counted at the time of the frame before
-/// ([`pipeline::source::STAMP_JUMP_NS`]), naming the first by its number
-/// in the file, as tshark numbers frames (`tshark -r F -Y frame.number==N`).
+/// Says how many frames of a file were stamped far from the time the
+/// capture was at, without the frames after them to confirm it, and so
+/// counted at that time ([`pipeline::source::STAMP_JUMP_NS`]), naming the
+/// first by its number in the file, as tshark numbers frames
+/// (`tshark -r F -Y frame.number==N`).
 fn warn_of_frames_restamped(outcome: &FileOutcome) {
     let r = &outcome.restamped;
     let Some((number, ts_ns)) = r.first else {
         return;
     };
-    let minutes = pipeline::source::STAMP_JUMP_NS / pipeline::time::from_secs(60);
+    let seconds = pipeline::source::STAMP_JUMP_NS / pipeline::time::SECOND;
     eprintln!(
-        "flowtap: warning: {}: {} frame(s) stamped more than {minutes} minutes from the frames \
-         before and after counted at the time of the frame before (the first: frame {number}, \
-         stamped {})",
+        "flowtap: warning: {}: {} frame(s) stamped more than {seconds} s from the time the \
+         capture was at, which the frames after them did not confirm, counted at that time \
+         (the first: frame {number}, stamped {})",
         outcome.path.display(),
         r.frames,
         api::rest::render::iso8601(ts_ns),

@@ -424,8 +424,8 @@ fn a_frame_stamped_far_from_its_neighbours_leaves_the_file_s_time_alone() {
     assert!(rates(&good).iter().all(|&pps| pps > 0.0));
     assert_eq!(rates(&run), rates(&good));
     let said = format!(
-        "wrong.pcap: 1 frame(s) stamped more than 10 minutes from the frames before and after \
-         counted at the time of the frame before (the first: frame {}",
+        "wrong.pcap: 1 frame(s) stamped more than 10 s from the time the capture was at, which \
+         the frames after them did not confirm, counted at that time (the first: frame {}",
         middle + 1
     );
     assert!(run.stderr.contains(&said), "{}", run.stderr);

@@ -1,29 +1,51 @@
-//! Frames of a capture file stamped far from the frames around them.
+//! Frames of capture files stamped far from the frames around them.
 //!
-//! A file's time is its frames' stamps: the flow table's clock is the
+//! The files' time is their frames' stamps: the flow table's clock is the
 //! newest stamp seen, and rates, idle expiry and "last seen" are reckoned
 //! from it. One frame stamped a year ahead (a bit flipped in a record's
 //! seconds, a device whose clock was unset for a moment) moved that clock a
-//! year on for the rest of the file: every rate read 0, every flow was idle
+//! year on for the rest of the run: every rate read 0, every flow was idle
 //! a year, and with an idle timeout every flow expired. A stamp far from
-//! the one before it may also be the capture's own gap (a quiet link, two
-//! captures joined end to end), and only the frame after it can tell the
-//! two apart: so such a frame is held, and the next frame decides. Nearer
-//! the held frame's stamp than the time before it, the capture jumped (or
-//! runs sparse: a frame every quarter of an hour), and both are taken as
-//! stamped; nearer the time before, the held frame alone was wrong, and it
-//! is counted at that time (said, with its frame number, at the end of
-//! the run).
-//! Frames near each other pass at once, uncopied: only a jump copies one.
+//! the time the capture is at may also be the capture's own gap (a quiet
+//! link, captures joined end to end, a sparse capture), and only the frames
+//! after it can tell the two apart. So such frames are held: a run of
+//! [`FRAMES_CONFIRMING`] frames, each nearer the one before it than the
+//! time before the jump, confirms the jump, and all are taken as stamped; a
+//! frame back near the time before shows the run was wrong, and its frames
+//! are counted at that time (said, with the first's frame number, at the
+//! end of the run). Frames near each other pass at once, uncopied: only a
+//! jump copies frames.
+//!
+//! The time carries from one file to the next (files read one after the
+//! other are one stream). The first frame of all has no time before it:
+//! it is taken as stamped once a frame near it comes, or once frames after
+//! it confirm a time less than [`FIRST_FRAME_OFF_NS`] from it; further,
+//! it is counted at that time instead.
 
 use super::Frame;
 use crate::time::SECOND;
 use crate::wire::dissect::LinkType;
 
-/// How far a frame's stamp may be from the time the file is at before the
-/// next frame has to confirm it: longer than any pause in a busy capture's
-/// traffic, far shorter than the idle timeouts' harm of a clock moved on.
-pub const STAMP_JUMP_NS: u64 = 10 * 60 * SECOND;
+/// How far a frame's stamp may be from the time the capture is at before
+/// frames after it must confirm it: the rate window's length, far shorter
+/// than any idle timeout.
+pub const STAMP_JUMP_NS: u64 = 10 * SECOND;
+
+/// Frames in a row that confirm a jump.
+const FRAMES_CONFIRMING: usize = 8;
+
+/// A jump forward that a file's end leaves unconfirmed stands when its
+/// first frame is within this of the time before (a quiet capture's last
+/// frames), and is counted at that time further on.
+const TRUSTED_AT_END_NS: u64 = 3_600 * SECOND;
+
+/// The first frame of all is counted at the time the frames after it
+/// confirm when it is further than this from it.
+const FIRST_FRAME_OFF_NS: u64 = 3_600 * SECOND;
+
+/// Bytes of frames held at once: past it a run is judged as at a file's
+/// end (a crafted file of 8 MiB records holds no more).
+const MAX_HELD_BYTES: usize = 4 << 20;
 
 /// Frames of one file counted at another time than their stamps'.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,7 +56,7 @@ pub struct Restamped {
     pub first: Option<(u64, u64)>,
 }
 
-/// A frame held until the next one says whether its stamp stands.
+/// A frame held until the frames after it say whether its stamp stands.
 #[derive(Debug)]
 struct Held {
     number: u64,
@@ -44,15 +66,19 @@ struct Held {
     data: Vec<u8>,
 }
 
-/// One file's frames, passed on in order with their stamps judged.
+/// Frames passed on in order, their stamps judged.
 #[derive(Debug, Default)]
 pub(super) struct Stamps {
-    /// The time the file is at: the stamp of the last frame taken as
-    /// stamped (none before the file's first frame, which is).
+    /// The time the capture is at: the stamp of the last frame taken as
+    /// stamped (none before the first frame of all is judged).
     at_ns: Option<u64>,
-    held: Option<Held>,
-    /// A held frame's buffer, kept for the next.
-    spare: Vec<u8>,
+    /// The first frame of all, until judged.
+    first: Option<Held>,
+    /// Frames far from the time the capture is at, until judged.
+    run: Vec<Held>,
+    held_bytes: usize,
+    /// Buffers of frames held before, kept for the next.
+    spare: Vec<Vec<u8>>,
     restamped: Restamped,
 }
 
@@ -61,71 +87,133 @@ fn far(a: u64, b: u64) -> bool {
 }
 
 impl Stamps {
-    /// Passes on `frame`, the file's `number`th, or holds it until the
-    /// next; passes on first a frame held before it.
+    /// Passes on `frame`, the file's `number`th, or holds it; passes on
+    /// first the frames held before it that it decides.
     pub(super) fn pass(
         &mut self,
         number: u64,
         frame: Frame<'_>,
         on_frame: &mut impl FnMut(Frame<'_>),
     ) {
-        if let Some(held) = self.held.take() {
-            let at = self.at_ns.unwrap_or(held.ts_ns);
-            let stands = frame.ts_ns.abs_diff(held.ts_ns) < frame.ts_ns.abs_diff(at);
-            self.release(held, stands, on_frame);
+        let Some(before) = self.at_ns.or(self.first.as_ref().map(|f| f.ts_ns)) else {
+            self.first = Some(self.hold(number, &frame));
+            return;
+        };
+        if let Some(last) = self.run.last() {
+            if frame.ts_ns.abs_diff(last.ts_ns) < frame.ts_ns.abs_diff(before) {
+                let held = self.hold(number, &frame);
+                self.run.push(held);
+                if self.run.len() >= FRAMES_CONFIRMING {
+                    self.confirm_run(on_frame);
+                } else if self.held_bytes > MAX_HELD_BYTES {
+                    self.judge_at_end(on_frame);
+                }
+                return;
+            }
+            // Back near the time before: the run was wrong.
+            self.reject_run(on_frame);
         }
-        match self.at_ns {
-            Some(at) if far(frame.ts_ns, at) => {
-                let mut data = std::mem::take(&mut self.spare);
-                data.clear();
-                data.extend_from_slice(frame.data);
-                self.held = Some(Held {
-                    number,
-                    ts_ns: frame.ts_ns,
-                    wire_len: frame.wire_len,
-                    link: frame.link,
-                    data,
-                });
+        if far(frame.ts_ns, before) {
+            let held = self.hold(number, &frame);
+            self.run.push(held);
+        } else {
+            // Near the first frame of all: it stands.
+            if let Some(first) = self.first.take() {
+                self.release(first, None, on_frame);
             }
-            _ => {
-                self.at_ns = Some(frame.ts_ns);
-                on_frame(frame);
-            }
+            self.at_ns = Some(frame.ts_ns);
+            on_frame(frame);
         }
     }
 
-    /// The end of the file: a frame still held has no frame after it to
-    /// confirm its stamp, and is counted at the time before it. Returns
-    /// the file's restamped frames, and starts afresh for the next file.
+    /// The end of a file: frames still held have no frames after them to
+    /// judge them, and are judged as [`TRUSTED_AT_END_NS`] says. Returns
+    /// the file's restamped frames. The time the capture is at carries on
+    /// to the next file.
     pub(super) fn finish(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) -> Restamped {
-        if let Some(held) = self.held.take() {
-            self.release(held, false, on_frame);
+        self.judge_at_end(on_frame);
+        if let Some(first) = self.first.take() {
+            self.release(first, None, on_frame);
         }
-        self.at_ns = None;
         std::mem::take(&mut self.restamped)
     }
 
-    fn release(&mut self, held: Held, stands: bool, on_frame: &mut impl FnMut(Frame<'_>)) {
-        let ts_ns = match (stands, self.at_ns) {
-            (false, Some(at)) => {
+    fn judge_at_end(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
+        let Some(start) = self.run.first().map(|h| h.ts_ns) else {
+            return;
+        };
+        let before = self.at_ns.or(self.first.as_ref().map(|f| f.ts_ns));
+        match before {
+            Some(before) if start > before && start - before <= TRUSTED_AT_END_NS => {
+                self.confirm_run(on_frame)
+            }
+            _ => self.reject_run(on_frame),
+        }
+    }
+
+    /// The capture moved: the run's frames stand, and the first frame of
+    /// all unless it is far from them.
+    fn confirm_run(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
+        let run = std::mem::take(&mut self.run);
+        if let (Some(first), Some(start)) = (self.first.take(), run.first().map(|h| h.ts_ns)) {
+            let off = first.ts_ns.abs_diff(start) > FIRST_FRAME_OFF_NS;
+            self.release(first, off.then_some(start), on_frame);
+        }
+        for held in run {
+            self.release(held, None, on_frame);
+        }
+    }
+
+    /// The run was wrong: its frames are counted at the time before it
+    /// (the first frame of all's, which then stands, if no other).
+    fn reject_run(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
+        if let Some(first) = self.first.take() {
+            self.release(first, None, on_frame);
+        }
+        let at = self.at_ns;
+        for held in std::mem::take(&mut self.run) {
+            self.release(held, at, on_frame);
+        }
+    }
+
+    fn hold(&mut self, number: u64, frame: &Frame<'_>) -> Held {
+        let mut data = self.spare.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(frame.data);
+        self.held_bytes += data.len();
+        Held {
+            number,
+            ts_ns: frame.ts_ns,
+            wire_len: frame.wire_len,
+            link: frame.link,
+            data,
+        }
+    }
+
+    /// Passes `held` on at its stamp, or at `restamp` (counted); the time
+    /// the capture is at follows what is passed on.
+    fn release(&mut self, held: Held, restamp: Option<u64>, on_frame: &mut impl FnMut(Frame<'_>)) {
+        let ts_ns = match restamp {
+            Some(at) => {
                 self.restamped.frames += 1;
                 self.restamped
                     .first
                     .get_or_insert((held.number, held.ts_ns));
                 at
             }
-            _ => {
-                self.at_ns = Some(held.ts_ns);
-                held.ts_ns
-            }
+            None => held.ts_ns,
         };
+        self.at_ns = Some(ts_ns);
         on_frame(Frame {
             ts_ns,
             wire_len: held.wire_len,
             link: held.link,
             data: &held.data,
         });
-        self.spare = held.data;
+        self.held_bytes -= held.data.len();
+        if self.spare.len() < FRAMES_CONFIRMING + 1 {
+            self.spare.push(held.data);
+        }
     }
 }
 
@@ -135,11 +223,11 @@ mod tests {
 
     const T: u64 = 1_767_225_600 * SECOND;
     const YEAR: u64 = 365 * 86_400 * SECOND;
+    const HOUR: u64 = 3_600 * SECOND;
 
-    /// Passes frames stamped `stamps` (each holding its index) through one
-    /// file; returns the stamps passed on, in the order passed, by index.
-    fn judged(stamps: &[u64]) -> (Vec<(u8, u64)>, Restamped) {
-        let mut judge = Stamps::default();
+    /// Passes frames stamped `stamps` (each holding its index) through
+    /// `judge` as one file; returns the stamps passed on, by index.
+    fn judged_by(judge: &mut Stamps, stamps: &[u64]) -> (Vec<(u8, u64)>, Restamped) {
         let mut out = Vec::new();
         let mut take = |f: Frame<'_>| out.push((f.data[0], f.ts_ns));
         for (i, &ts_ns) in stamps.iter().enumerate() {
@@ -156,80 +244,123 @@ mod tests {
         (out, restamped)
     }
 
-    #[test]
-    fn a_frame_stamped_far_from_both_neighbours_is_counted_at_the_time_before() {
-        let (out, restamped) = judged(&[T, T + SECOND, T + YEAR, T + 2 * SECOND]);
-        assert_eq!(
-            out,
-            [
-                (0, T),
-                (1, T + SECOND),
-                (2, T + SECOND),
-                (3, T + 2 * SECOND)
-            ]
-        );
-        assert_eq!(
-            restamped,
-            Restamped {
-                frames: 1,
-                first: Some((3, T + YEAR))
-            }
-        );
-        // Into the past alike (a clock unset: 1970).
-        let (out, restamped) = judged(&[T, 5 * SECOND, T + SECOND]);
-        assert_eq!(out, [(0, T), (1, T), (2, T + SECOND)]);
-        assert_eq!(restamped.frames, 1);
+    fn judged(stamps: &[u64]) -> (Vec<(u8, u64)>, Restamped) {
+        judged_by(&mut Stamps::default(), stamps)
+    }
+
+    fn as_stamped(stamps: &[u64]) -> Vec<(u8, u64)> {
+        (0..).zip(stamps.iter().copied()).collect()
+    }
+
+    /// `n` frames a second apart from `from`.
+    fn steady(from: u64, n: u64) -> Vec<u64> {
+        (0..n).map(|i| from + i * SECOND).collect()
     }
 
     #[test]
-    fn a_gap_in_the_capture_is_confirmed_by_the_frame_after_it() {
-        let hour = 3_600 * SECOND;
-        let stamps = [T, T + hour, T + hour + SECOND, T + hour - SECOND];
+    fn frames_stamped_far_from_both_sides_are_counted_at_the_time_before() {
+        for wrong in [T + YEAR, T + 30 * SECOND, 5 * SECOND] {
+            let mut stamps = steady(T, 20);
+            stamps[10] = wrong;
+            let (out, restamped) = judged(&stamps);
+            let mut expected = as_stamped(&stamps);
+            expected[10].1 = stamps[9];
+            assert_eq!(out, expected);
+            assert_eq!(
+                restamped,
+                Restamped {
+                    frames: 1,
+                    first: Some((11, wrong))
+                }
+            );
+        }
+        // Several in a row, alike or not, fewer than confirm a jump.
+        let mut stamps = steady(T, 20);
+        stamps[5..11].copy_from_slice(&[T + YEAR; 6]);
+        stamps[11] = T + 2 * YEAR;
         let (out, restamped) = judged(&stamps);
-        let expected: Vec<(u8, u64)> = (0..).zip(stamps).collect();
+        assert!(out[5..12].iter().all(|&(_, ts)| ts == stamps[4]), "{out:?}");
+        assert_eq!(out[12..], as_stamped(&stamps)[12..]);
+        assert_eq!(restamped.frames, 7);
+        assert_eq!(restamped.first, Some((6, T + YEAR)));
+    }
+
+    #[test]
+    fn a_gap_or_a_sparse_capture_is_confirmed_by_the_frames_after_it() {
+        // A two-hour gap, a step back, a capture of a frame every quarter
+        // of an hour, and a gap before the file's last few frames.
+        let gap = [steady(T, 5), steady(T + 2 * HOUR, 10)].concat();
+        let back = [steady(T, 5), steady(T - 2 * HOUR, 10)].concat();
+        let sparse: Vec<u64> = (0..20).map(|i| T + i * 900 * SECOND).collect();
+        let quiet_end = [steady(T, 5), steady(T + 600 * SECOND, 2)].concat();
+        for stamps in [gap, back, sparse, quiet_end] {
+            let (out, restamped) = judged(&stamps);
+            assert_eq!(out, as_stamped(&stamps));
+            assert_eq!(restamped, Restamped::default());
+        }
+    }
+
+    #[test]
+    fn the_first_frame_of_all_is_judged_by_the_frames_after_it() {
+        // Wrong: counted at the time the frames after it confirm.
+        let mut stamps = steady(T, 12);
+        stamps[0] = T + YEAR;
+        let (out, restamped) = judged(&stamps);
+        let mut expected = as_stamped(&stamps);
+        expected[0].1 = stamps[1];
         assert_eq!(out, expected);
-        assert_eq!(restamped, Restamped::default());
-        // A step back, as a clock set back by hand.
-        let (out, _) = judged(&[T, T - hour, T - hour + 1]);
-        assert_eq!(out, [(0, T), (1, T - hour), (2, T - hour + 1)]);
+        assert_eq!(restamped.first, Some((1, T + YEAR)));
+        // A quiet start (a frame, then traffic a minute later) stands.
+        let stamps = [vec![T], steady(T + 60 * SECOND, 10)].concat();
+        assert_eq!(judged(&stamps).0, as_stamped(&stamps));
+        // One frame alone stands.
+        assert_eq!(judged(&[T]).0, [(0, T)]);
     }
 
     #[test]
-    fn wrong_stamps_one_after_the_other_and_one_at_the_end_are_each_counted() {
-        // Each nearer the time before than the wrong one before it.
-        let (out, restamped) = judged(&[T, T + YEAR, T + 5, T - YEAR, T + 1, T + YEAR]);
-        assert_eq!(
-            out,
-            [
-                (0, T),
-                (1, T),
-                (2, T + 5),
-                (3, T + 5),
-                (4, T + 1),
-                (5, T + 1)
-            ]
-        );
-        assert_eq!(
-            restamped,
-            Restamped {
-                frames: 3,
-                first: Some((2, T + YEAR))
-            }
-        );
-        // A sparse capture: every frame a quarter of an hour after the
-        // last. Its last frame has none after it to confirm it.
-        let quarter = 900 * SECOND;
-        let stamps: Vec<u64> = (0..5).map(|i| T + i * quarter).collect();
-        let (out, restamped) = judged(&stamps);
-        let expected: Vec<(u8, u64)> = (0..).zip(stamps[..4].to_vec()).collect();
-        assert_eq!(out[..4], expected);
-        assert_eq!(out[4], (4, stamps[3]));
-        assert_eq!(restamped.first, Some((5, stamps[4])));
-        // A frame within the bound moves the time on: the clock follows a
-        // capture whose frames are never far apart, however long it runs.
-        let step = STAMP_JUMP_NS - 1;
-        let (out, restamped) = judged(&[T, T + step, T + 2 * step, T + 3 * step]);
-        assert_eq!(out.last(), Some(&(3, T + 3 * step)));
-        assert_eq!(restamped.frames, 0);
+    fn a_file_s_last_frames_far_ahead_stand_within_the_hour() {
+        let late = [steady(T, 5), vec![T + 1_800 * SECOND]].concat();
+        assert_eq!(judged(&late).0, as_stamped(&late));
+        let wrong = [steady(T, 5), vec![T + YEAR]].concat();
+        let (out, restamped) = judged(&wrong);
+        assert_eq!(out[5], (5, T + 4 * SECOND));
+        assert_eq!(restamped.first, Some((6, T + YEAR)));
+    }
+
+    #[test]
+    fn the_time_carries_from_one_file_to_the_next() {
+        let mut judge = Stamps::default();
+        let (out, _) = judged_by(&mut judge, &steady(T, 5));
+        assert_eq!(out.len(), 5);
+        // The next file's first frame is wrong: judged by the last file's time.
+        let mut next = steady(T + 5 * SECOND, 5);
+        next[0] = T + YEAR;
+        let (out, restamped) = judged_by(&mut judge, &next);
+        assert_eq!(out[0], (0, T + 4 * SECOND));
+        assert_eq!(restamped.first, Some((1, T + YEAR)));
+    }
+
+    #[test]
+    fn frames_held_stay_within_their_bound() {
+        let mut judge = Stamps::default();
+        let big = vec![0u8; 1 << 20];
+        let mut passed = 0;
+        let mut take = |_: Frame<'_>| passed += 1;
+        for (i, ts_ns) in [T, T + YEAR, T + YEAR, T + YEAR, T + YEAR, T + YEAR]
+            .into_iter()
+            .enumerate()
+        {
+            let frame = Frame {
+                ts_ns,
+                wire_len: big.len() as u32,
+                link: LinkType::Ethernet,
+                data: &big,
+            };
+            judge.pass(i as u64 + 1, frame, &mut take);
+            assert!(judge.held_bytes <= MAX_HELD_BYTES + big.len());
+        }
+        judge.finish(&mut take);
+        assert_eq!(passed, 6);
+        assert_eq!(judge.held_bytes, 0);
     }
 }
