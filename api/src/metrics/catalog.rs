@@ -319,7 +319,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_handshakes_out_of_order",
         Counter,
-        "Handshakes not measured because their timestamps ran backwards.",
+        "Handshakes whose client leg was not measured because its timestamps ran backwards (a SYN-ACK stamped before its SYN).",
         table!(handshakes_out_of_order),
         Flows "out-of-order handshakes"
     ),

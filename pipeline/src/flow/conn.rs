@@ -218,10 +218,29 @@ impl HandshakeTimes {
             return;
         }
         let Some(syn) = self.syn_before_synack() else {
-            // Every SYN is newer than the SYN-ACK: timestamps run backwards.
-            if self.client_newest_ns > self.synack_ns || flush {
-                step.out_of_order = self.done == 0;
-                self.done = CLIENT_LEG_DONE | SERVER_LEG_DONE;
+            // Every SYN is newer than the SYN-ACK: the client leg's
+            // timestamps run backwards (a TAP's two directions stamped by
+            // two clocks), and it is not measured. The server leg, SYN to
+            // the completing ACK, is two packets of the client's, stamped
+            // by one clock: it still is.
+            if self.done & CLIENT_LEG_DONE == 0 && (self.client_newest_ns > self.synack_ns || flush)
+            {
+                step.out_of_order = true;
+                self.done |= CLIENT_LEG_DONE;
+            }
+            if self.done & SERVER_LEG_DONE == 0
+                && self.first_ack_ns != NOT_SEEN
+                && self.first_ack_ns >= self.synack_ns
+                && let Some(syn) = self.syns[..self.syn_count as usize]
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|&s| s <= self.first_ack_ns)
+            {
+                step.legs[Side::Server] = Some(self.first_ack_ns - syn);
+                self.done |= SERVER_LEG_DONE;
+            } else if flush {
+                self.done |= SERVER_LEG_DONE;
             }
             return;
         };
@@ -670,13 +689,28 @@ mod tests {
             run(&[(true, SYN, 1_000), (false, SYN | ACK, 5_000)]),
             (vec![4_000], vec![], false)
         );
-        // The SYN-ACK's timestamp is before the SYN's: nothing measured.
+        // The SYN-ACK's timestamp is before the SYN's (two clocks): the
+        // client leg is not measured, and that is counted; the server leg,
+        // the client's SYN to its ACK, is.
         assert_eq!(
             run(&[
                 (true, SYN, 5_000),
                 (false, SYN | ACK, 1_000),
                 (true, ACK, 9_000)
             ]),
+            (vec![], vec![4_000], true)
+        );
+        // So it is with the ACK processed first, or never seen.
+        assert_eq!(
+            run(&[
+                (true, SYN, 5_000),
+                (true, ACK, 9_000),
+                (false, SYN | ACK, 1_000)
+            ]),
+            (vec![], vec![4_000], true)
+        );
+        assert_eq!(
+            run(&[(true, SYN, 5_000), (false, SYN | ACK, 1_000)]),
             (vec![], vec![], true)
         );
         // Mid-stream: no SYN, nothing measured, nothing counted.
