@@ -98,6 +98,24 @@ fn warn_of_frames_restamped(outcome: &FileOutcome) {
     );
 }
 
+/// Says which files have no frame stamped after their first (a tool that
+/// zeroed every stamp, or wrote none): their rates read 0 and every
+/// handshake 0 µs, which is no measurement.
+fn warn_of_files_without_time(outcome: &FileOutcome) {
+    if let Some((first, last)) = outcome.span_ns
+        && first == last
+        && outcome.frames > 1
+    {
+        eprintln!(
+            "flowtap: warning: {}: none of its {} frames is stamped after the first ({}): \
+             its rates and handshake times mean nothing",
+            outcome.path.display(),
+            outcome.frames,
+            api::rest::render::iso8601(first),
+        );
+    }
+}
+
 /// Runs the offline job; returns the process exit status.
 pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
@@ -209,6 +227,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             eprintln!("flowtap: warning: {}: {u}", outcome.path.display());
         }
         warn_of_frames_restamped(outcome);
+        warn_of_files_without_time(outcome);
         if let Some(e) = &outcome.error {
             eprintln!("flowtap: error: {e}");
         }

@@ -543,6 +543,36 @@ fn timestamps_running_backwards_break_neither_rates_nor_handshakes() {
     }
 }
 
+/// A file whose frames all carry one stamp (a tool that zeroed them) has
+/// rates of 0 and handshakes of 0 µs: said, as no measurement.
+#[test]
+fn a_file_without_time_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let (zeroed, timed) = (
+        dir.path().join("zeroed.pcap"),
+        dir.path().join("timed.pcap"),
+    );
+    let frames = handshake(false);
+    let zeroes: Vec<(u64, Vec<u8>)> = frames.iter().map(|(_, f)| (0, f.clone())).collect();
+    rewrite_link(&zeroed, 1, &zeroes, |f| f.to_vec());
+    rewrite_link(&timed, 1, &frames, |f| f.to_vec());
+    let run = run_flowtap(&[&zeroed, &timed], 1, &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let said: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("is stamped after the first"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", run.stderr);
+    assert!(
+        said[0].contains(
+            "zeroed.pcap: none of its 3 frames is stamped after the first (1970-01-01T00:00:00"
+        ),
+        "{}",
+        said[0]
+    );
+}
+
 #[test]
 fn frames_out_of_time_order_still_pair_up_by_timestamp() {
     // The SYN-ACK is written before the SYN (as two rx queues may deliver a

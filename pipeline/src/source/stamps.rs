@@ -16,11 +16,12 @@
 //! end of the run). Frames near each other pass at once, uncopied: only a
 //! jump copies frames.
 //!
-//! The time carries from one file to the next (files read one after the
-//! other are one stream). The first frame of all has no time before it:
-//! it is taken as stamped once a frame near it comes, or once frames after
-//! it confirm a time less than [`FIRST_FRAME_OFF_NS`] from it; further,
-//! it is counted at that time instead.
+//! Each file is judged on its own frames (a file after a day's gap, or one
+//! whose stamps a tool zeroed, is no reason to doubt the next). A file's
+//! first frame has no time before it: it is taken as stamped once a frame
+//! near it comes, or once frames after it agree on a time less than
+//! [`FIRST_FRAME_OFF_NS`] from it; further, it is counted at that time
+//! instead. Two frames alone, far apart, are both taken as stamped.
 
 use super::Frame;
 use crate::time::SECOND;
@@ -39,8 +40,8 @@ const FRAMES_CONFIRMING: usize = 8;
 /// frames), and is counted at that time further on.
 const TRUSTED_AT_END_NS: u64 = 3_600 * SECOND;
 
-/// The first frame of all is counted at the time the frames after it
-/// confirm when it is further than this from it.
+/// A file's first frame is counted at the time the frames after it agree
+/// on when it is further than this from it.
 const FIRST_FRAME_OFF_NS: u64 = 3_600 * SECOND;
 
 /// Bytes of frames held at once: past it a run is judged as at a file's
@@ -70,9 +71,9 @@ struct Held {
 #[derive(Debug, Default)]
 pub(super) struct Stamps {
     /// The time the capture is at: the stamp of the last frame taken as
-    /// stamped (none before the first frame of all is judged).
+    /// stamped (none before the file's first frame is judged).
     at_ns: Option<u64>,
-    /// The first frame of all, until judged.
+    /// The file's first frame, until judged.
     first: Option<Held>,
     /// Frames far from the time the capture is at, until judged.
     run: Vec<Held>,
@@ -117,7 +118,7 @@ impl Stamps {
             let held = self.hold(number, &frame);
             self.run.push(held);
         } else {
-            // Near the first frame of all: it stands.
+            // Near the file's first frame: it stands.
             if let Some(first) = self.first.take() {
                 self.release(first, None, on_frame);
             }
@@ -128,13 +129,13 @@ impl Stamps {
 
     /// The end of a file: frames still held have no frames after them to
     /// judge them, and are judged as [`TRUSTED_AT_END_NS`] says. Returns
-    /// the file's restamped frames. The time the capture is at carries on
-    /// to the next file.
+    /// the file's restamped frames, and starts afresh for the next file.
     pub(super) fn finish(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) -> Restamped {
         self.judge_at_end(on_frame);
         if let Some(first) = self.first.take() {
             self.release(first, None, on_frame);
         }
+        self.at_ns = None;
         std::mem::take(&mut self.restamped)
     }
 
@@ -142,17 +143,27 @@ impl Stamps {
         let Some(start) = self.run.first().map(|h| h.ts_ns) else {
             return;
         };
-        let before = self.at_ns.or(self.first.as_ref().map(|f| f.ts_ns));
-        match before {
-            Some(before) if start > before && start - before <= TRUSTED_AT_END_NS => {
+        match (self.at_ns, &self.first) {
+            // The file's first frame against two or more after it, nearer
+            // each other than it: they say the time (the first frame is
+            // counted at it if an hour or more off). Against one: both
+            // stand, as nothing says which is wrong.
+            (None, Some(_)) if self.run.len() >= 2 => self.confirm_run(on_frame),
+            (None, Some(_)) => {
+                if let Some(first) = self.first.take() {
+                    self.release(first, None, on_frame);
+                }
+                self.confirm_run(on_frame);
+            }
+            (Some(before), _) if start > before && start - before <= TRUSTED_AT_END_NS => {
                 self.confirm_run(on_frame)
             }
             _ => self.reject_run(on_frame),
         }
     }
 
-    /// The capture moved: the run's frames stand, and the first frame of
-    /// all unless it is far from them.
+    /// The capture moved: the run's frames stand, and the file's first
+    /// frame unless it is far from them.
     fn confirm_run(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
         let run = std::mem::take(&mut self.run);
         if let (Some(first), Some(start)) = (self.first.take(), run.first().map(|h| h.ts_ns)) {
@@ -165,7 +176,7 @@ impl Stamps {
     }
 
     /// The run was wrong: its frames are counted at the time before it
-    /// (the first frame of all's, which then stands, if no other).
+    /// (the file's first frame's, which then stands, if no other).
     fn reject_run(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
         if let Some(first) = self.first.take() {
             self.release(first, None, on_frame);
@@ -301,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_frame_of_all_is_judged_by_the_frames_after_it() {
+    fn a_file_s_first_frame_is_judged_by_the_frames_after_it() {
         // Wrong: counted at the time the frames after it confirm.
         let mut stamps = steady(T, 12);
         stamps[0] = T + YEAR;
@@ -313,8 +324,12 @@ mod tests {
         // A quiet start (a frame, then traffic a minute later) stands.
         let stamps = [vec![T], steady(T + 60 * SECOND, 10)].concat();
         assert_eq!(judged(&stamps).0, as_stamped(&stamps));
-        // One frame alone stands.
+        // A short file: the frames after it agree.
+        let short = [T + YEAR, T, T + SECOND];
+        assert_eq!(judged(&short).0, [(0, T), (1, T), (2, T + SECOND)]);
+        // One frame alone stands, and two far apart both do.
         assert_eq!(judged(&[T]).0, [(0, T)]);
+        assert_eq!(judged(&[T, T + YEAR]).0, [(0, T), (1, T + YEAR)]);
     }
 
     #[test]
@@ -328,15 +343,21 @@ mod tests {
     }
 
     #[test]
-    fn the_time_carries_from_one_file_to_the_next() {
+    fn each_file_is_judged_on_its_own_frames() {
         let mut judge = Stamps::default();
-        let (out, _) = judged_by(&mut judge, &steady(T, 5));
-        assert_eq!(out.len(), 5);
-        // The next file's first frame is wrong: judged by the last file's time.
+        // A file whose stamps a tool zeroed, then one a day on with few
+        // frames: each stands.
+        let (out, _) = judged_by(&mut judge, &[0, 0, 0]);
+        assert_eq!(out, [(0, 0), (1, 0), (2, 0)]);
+        let day = steady(T + 24 * HOUR, 3);
+        let (out, restamped) = judged_by(&mut judge, &day);
+        assert_eq!(out, as_stamped(&day));
+        assert_eq!(restamped, Restamped::default());
+        // The next file's first frame is wrong: judged by its own frames.
         let mut next = steady(T + 5 * SECOND, 5);
         next[0] = T + YEAR;
         let (out, restamped) = judged_by(&mut judge, &next);
-        assert_eq!(out[0], (0, T + 4 * SECOND));
+        assert_eq!(out[0], (0, T + 6 * SECOND));
         assert_eq!(restamped.first, Some((1, T + YEAR)));
     }
 
