@@ -254,7 +254,7 @@ pub(crate) struct RunArgs {
     /// Enterprise number of flowtap's own IPFIX elements (TCP health,
     /// handshake percentiles, connection outcomes; README lists them). The
     /// default, 32473, is IANA's number for documentation: set your own.
-    #[arg(long, value_name = "N", default_value_t = ipfix::message::DEFAULT_ENTERPRISE, env = "FLOWTAP_IPFIX_ENTERPRISE_NUMBER", help_heading = EXPORT)]
+    #[arg(long, value_name = "N", default_value_t = ipfix::message::DEFAULT_ENTERPRISE, value_parser = parse_enterprise_number, env = "FLOWTAP_IPFIX_ENTERPRISE_NUMBER", help_heading = EXPORT)]
     pub ipfix_enterprise_number: u32,
 
     /// A running flow gets an IPFIX record of its counts since the last one
@@ -759,6 +759,21 @@ fn parse_frame_size(text: &str) -> Result<u32, String> {
     Ok(n)
 }
 
+/// An enterprise number flowtap's elements can be under: not 0 (reserved),
+/// nor RFC 5103's for reverse elements, under which flowtap's elements
+/// would read as the reverse of standard ones (a collector took element 8
+/// for the source address).
+fn parse_enterprise_number(text: &str) -> Result<u32, String> {
+    let n: u32 = text.parse().map_err(|e| format!("{e}"))?;
+    match n {
+        0 => Err("0 is reserved: give your organization's IANA enterprise number".to_owned()),
+        ipfix::message::REVERSE_PEN => Err(format!(
+            "{n} is RFC 5103's for reverse elements: give your organization's IANA enterprise number"
+        )),
+        n => Ok(n),
+    }
+}
+
 /// A name a hub takes (one it would refuse in this flowtap's feed is
 /// refused at start instead); not empty, which would name no node.
 fn parse_node_name(text: &str) -> Result<String, String> {
@@ -941,6 +956,14 @@ mod tests {
     /// `top` and `mcp-stdio` read one `FLOWTAP_URL`: the base URL, the MCP
     /// endpoint's, or either under a proxy's prefix (which `top` dropped,
     /// asking the proxy's root).
+    #[test]
+    fn an_enterprise_number_is_refused_where_collectors_misread_it() {
+        assert_eq!(parse_enterprise_number("32473"), Ok(32473));
+        for refused in ["0", "29305", "-1", "x"] {
+            assert!(parse_enterprise_number(refused).is_err(), "{refused}");
+        }
+    }
+
     #[test]
     fn a_flowtap_url_keeps_a_proxy_s_prefix() {
         for (url, parts) in [
