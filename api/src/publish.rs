@@ -51,6 +51,8 @@ pub struct Publisher {
     /// How often snapshots are due (live capture, hub; `None` reading
     /// files), and when the log last said that one was late.
     due: Option<Due>,
+    /// The snapshot being published is the last ([`Self::publish_last`]).
+    last: bool,
 }
 
 /// Snapshots due every `interval`: one that takes longer to make and
@@ -157,6 +159,7 @@ impl Publisher {
             pair_counters: true,
             other_thread: OtherThread::new(),
             due: None,
+            last: false,
         }
     }
 
@@ -206,12 +209,15 @@ impl Publisher {
         self.sinks.push(sink);
     }
 
-    /// No more snapshots will come: the sinks finish (the exporter sends
-    /// what it has not sent).
-    pub fn finish(&mut self) {
+    /// Publishes the last snapshot ([`Self::publish`]): no more will come,
+    /// and the sinks finish (the exporter sends what it has not sent).
+    pub fn publish_last(&mut self, snapshot: Snapshot) -> Arc<Snapshot> {
+        self.last = true;
+        let snapshot = self.publish(snapshot);
         for sink in &mut self.sinks {
             sink.finish();
         }
+        snapshot
     }
 
     /// Workload pairs with series of their own in `/metrics`
@@ -276,7 +282,7 @@ impl Publisher {
         let served = started.elapsed();
         let view = self.views.load();
         for sink in &mut self.sinks {
-            sink.snapshot(&self.snapshot, &**view);
+            sink.snapshot(&self.snapshot, &**view, self.last);
         }
         // Where publishing spends its time (a hub's 1.5M flows on
         // 2026-12-01: names 0.1 s, summary and counters 0.6-0.75 s, freeing

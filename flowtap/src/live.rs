@@ -305,8 +305,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     };
     {
         let mut publisher = publisher.lock().expect("publisher lock");
-        publisher.publish(snapshot);
-        publisher.finish();
+        publisher.publish_last(snapshot);
     }
     let failed = setup::dump(&publisher, &cli.serve.dump)?;
     service.stop();

@@ -177,10 +177,8 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let seconds = started.elapsed().as_secs_f64();
     let snapshot = {
         let mut publisher = publisher.lock().expect("publisher lock");
-        let snapshot = publisher.publish(snapshot);
         // The capture is over: every flow's last counts go to the collectors.
-        publisher.finish();
-        snapshot
+        publisher.publish_last(snapshot)
     };
     if let Some(s) = &service {
         s.catch_stop_signals()?;

@@ -478,7 +478,11 @@ fn check_capture(capture: &Path, biflow: bool) -> (usize, u64, [u64; 8]) {
     );
 
     let total: u64 = want.values().map(|v| v.1).sum();
-    let health = check_decoded(&name, &datagrams, total, &run.bodies[0]);
+    let (health, reasons) = check_decoded(&name, &datagrams, total, &run.bodies[0]);
+    // A file read without --listen: one snapshot, the last, and every
+    // flow's record ends forced (4, the capture's end; a flow longer than
+    // the active timeout was said to be cut by it, 2, with no record after).
+    assert_eq!(reasons, ["4"], "{name}: flowEndReason");
     (records.len(), total, health)
 }
 
@@ -510,7 +514,14 @@ fn nfdump_ms(r: &Value, field: &str) -> u64 {
 /// warning; the frame bytes (`layer2OctetDeltaCount`) add up to
 /// `frame_bytes`; flowtap's enterprise elements add up to the API's
 /// (`full`, a `format=full` answer). Returns those sums.
-fn check_decoded(name: &str, datagrams: &[Vec<u8>], frame_bytes: u64, full: &Value) -> [u64; 8] {
+/// Checks the messages as tshark decodes them; returns the enterprise
+/// elements' sums and the `flowEndReason`s the records carry.
+fn check_decoded(
+    name: &str,
+    datagrams: &[Vec<u8>],
+    frame_bytes: u64,
+    full: &Value,
+) -> ([u64; 8], Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("ipfix.pcap");
     write_pcap(&pcap, datagrams);
@@ -521,6 +532,8 @@ fn check_decoded(name: &str, datagrams: &[Vec<u8>], frame_bytes: u64, full: &Val
             "fields",
             "-e",
             "cflow.layer2_octet_delta_count",
+            "-e",
+            "cflow.flow_end_reason",
             "-e",
             "_ws.expert.message",
         ])
@@ -540,6 +553,12 @@ fn check_decoded(name: &str, datagrams: &[Vec<u8>], frame_bytes: u64, full: &Val
         l2, frame_bytes,
         "{name}: layer2OctetDeltaCount over every record"
     );
+    let reasons: std::collections::BTreeSet<String> = text
+        .lines()
+        .flat_map(|l| l.split('\t').nth(1).unwrap_or("").split(','))
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect();
     let health = enterprise_counts(&tshark_records(&pcap));
     assert_eq!(
         health,
@@ -547,7 +566,7 @@ fn check_decoded(name: &str, datagrams: &[Vec<u8>], frame_bytes: u64, full: &Val
         "{name}: flowtap's enterprise elements over every record vs the API \
          (retransmits, RSTs, zero windows, established, refused, unanswered, reset, closed)"
     );
-    health
+    (health, reasons.into_iter().collect())
 }
 
 /// Fails naming the keys whose values differ (the maps are large).
@@ -757,7 +776,9 @@ fn nfdump_and_tshark_read_the_records_of_corpus_captures() {
 #[test]
 fn nfdump_reads_the_records_of_a_generated_capture() {
     let dir = tempfile::tempdir().unwrap();
-    let (records, _, _) = check_capture(&generated_capture(dir.path(), 1), false);
+    // 105 s of traffic: flows outlast the active timeout (60 s), and their
+    // records still end forced, at the capture's end.
+    let (records, _, _) = check_capture(&generated_capture(dir.path(), 100), false);
     assert!(records > 1000, "{records} records");
 }
 

@@ -437,7 +437,7 @@ impl Exporter {
 }
 
 impl SnapshotSink for Exporter {
-    fn snapshot(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames) {
+    fn snapshot(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames, last: bool) {
         if self.config.per == RecordsPer::Connection {
             self.connections(snapshot, names);
             return;
@@ -466,7 +466,9 @@ impl SnapshotSink for Exporter {
                     PerSide::from_fn(|side| names.endpoint(i, side).unwrap_or_default()),
                     now,
                 );
-                if now.saturating_sub(t.record_ns) >= active_timeout_ns {
+                // The last snapshot's records are `finish`'s, ended forced
+                // (the capture's end, a stop), not cut by the timeout.
+                if !last && now.saturating_sub(t.record_ns) >= active_timeout_ns {
                     outbox.add(records(&f.key, &t, EndReason::Active, biflow));
                     t.exported(now);
                 }

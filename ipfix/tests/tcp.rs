@@ -112,7 +112,7 @@ fn records_wait_for_a_restarted_collector() {
     let mut exporter = Exporter::new(config, stats.clone()).unwrap();
 
     // Two flows, each way: four records, after the templates.
-    exporter.snapshot(&snapshot(10, 5), &Unnamed);
+    exporter.snapshot(&snapshot(10, 5), &Unnamed, false);
     let (mut conn, _) = listener.accept().unwrap();
     let (ids, n, _) = read_records(&mut conn, 4);
     assert_eq!((ids[0], n), (2, 4), "templates first, then four records");
@@ -120,7 +120,7 @@ fn records_wait_for_a_restarted_collector() {
     // The collector stops; four more records are made meanwhile.
     drop((conn, listener));
     std::thread::sleep(Duration::from_millis(100));
-    exporter.snapshot(&snapshot(20, 9), &Unnamed);
+    exporter.snapshot(&snapshot(20, 9), &Unnamed, false);
     assert_eq!(
         stats.records_lost.load(Ordering::Relaxed),
         0,
@@ -131,7 +131,7 @@ fn records_wait_for_a_restarted_collector() {
     // and the buffered records arrive with the new ones.
     let listener = TcpListener::bind(addr).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    exporter.snapshot(&snapshot(30, 12), &Unnamed);
+    exporter.snapshot(&snapshot(30, 12), &Unnamed, false);
     let (mut conn, _) = listener.accept().unwrap();
     let (ids, n, headers) = read_records(&mut conn, 8);
     assert_eq!((ids[0], n), (2, 8));
@@ -178,7 +178,7 @@ fn records_beyond_the_buffer_are_counted_lost() {
         mtu: 434,
     };
     let mut exporter = Exporter::new(config, stats.clone()).unwrap();
-    exporter.snapshot(&snapshot(10, 5), &Unnamed);
+    exporter.snapshot(&snapshot(10, 5), &Unnamed, false);
     assert_eq!(stats.records.load(Ordering::Relaxed), 4);
     assert_eq!(
         stats.records_lost.load(Ordering::Relaxed),

@@ -42,8 +42,9 @@ pub struct Snapshot {
 /// Something that follows every snapshot published (an exporter), and is
 /// told when no more will come (the capture ended, flowtap stops).
 pub trait SnapshotSink: Send {
-    /// A new snapshot, and who its flows' endpoints are where that is known.
-    fn snapshot(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames);
+    /// A new snapshot, and who its flows' endpoints are where that is known;
+    /// `last` when [`Self::finish`] follows it (the capture's end, a stop).
+    fn snapshot(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames, last: bool);
     fn finish(&mut self);
 }
 
