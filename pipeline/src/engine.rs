@@ -22,7 +22,7 @@ use crossbeam_utils::sync::{Parker, Unparker};
 use smallvec::SmallVec;
 
 use crate::flow::{
-    ConnRecord, FlowRecord, FlowTable, ShardHasher, TableConfig, TableCounters, Window,
+    ConnRecord, FlowRecord, FlowTable, ShardHasher, Share, TableConfig, TableCounters, Window,
 };
 use crate::ingest::{Duplicates, Ingest, IngestConfig, IngestCounters, MirrorSessions};
 use crate::merger;
@@ -245,15 +245,17 @@ impl Pipeline {
                 let (control_tx, control_rx) = crossbeam_channel::unbounded();
                 let parker = parkers.remove(0);
                 let own_wake = wake[id].clone();
+                let share = Share {
+                    before: shares[..id].iter().sum(),
+                    part: shares[id],
+                    total: total_shares,
+                };
                 let worker = Worker {
                     id,
                     table: FlowTable::new(
                         TableConfig {
-                            limits: config.table.limits.share(shares[id], total_shares),
-                            conn_records: config
-                                .table
-                                .conn_records
-                                .map(|c| c.share(shares[id], total_shares)),
+                            limits: config.table.limits.share(share),
+                            conn_records: config.table.conn_records.map(|c| c.share(share)),
                             ..config.table
                         },
                         table_hasher.clone(),

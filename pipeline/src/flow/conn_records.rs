@@ -32,11 +32,11 @@ pub struct ConnRecordConfig {
 }
 
 impl ConnRecordConfig {
-    /// The config of a shard that takes `part` of `total` shares of the
-    /// traffic: its share of the pending records (rounded up).
-    pub fn share(&self, part: u64, total: u64) -> ConnRecordConfig {
+    /// The config of a shard that takes `share` of the traffic: its part
+    /// of the pending records.
+    pub fn share(&self, share: super::limits::Share) -> ConnRecordConfig {
         ConnRecordConfig {
-            max_pending: super::limits::shard_share(self.max_pending, part, total),
+            max_pending: share.of(self.max_pending),
             ..*self
         }
     }

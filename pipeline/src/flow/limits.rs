@@ -139,23 +139,35 @@ impl Limits {
         max_sketches: usize::MAX,
     };
 
-    /// The limits of a shard that takes `part` of `total` shares of the
-    /// traffic (rounded up).
-    pub fn share(&self, part: u64, total: u64) -> Limits {
-        let share = |n: usize| shard_share(n, part, total);
+    /// The limits of a shard that takes `share` of the traffic.
+    pub fn share(&self, share: Share) -> Limits {
         Limits {
-            max_connections: share(self.max_connections),
-            max_flows: share(self.max_flows),
-            max_sketches: share(self.max_sketches),
+            max_connections: share.of(self.max_connections),
+            max_flows: share.of(self.max_flows),
+            max_sketches: share.of(self.max_sketches),
         }
     }
 }
 
-/// A shard's share of a bound `n` when it takes `part` of `total` shares
-/// of the traffic: rounded up, at least one.
-pub(super) fn shard_share(n: usize, part: u64, total: u64) -> usize {
-    let n = (u128::from(n as u64) * u128::from(part)).div_ceil(u128::from(total.max(1)));
-    usize::try_from(n).unwrap_or(usize::MAX).max(1)
+/// A shard's part of the traffic: shares `before..before + part` of
+/// `total`, the shards' parts laid end to end.
+#[derive(Clone, Copy, Debug)]
+pub struct Share {
+    pub before: u64,
+    pub part: u64,
+    pub total: u64,
+}
+
+impl Share {
+    /// Its part of a bound `n`: the shards' parts add up to `n` (rounded
+    /// up, `--max-flows 400` over three shards made 401), each at least
+    /// one.
+    pub fn of(self, n: usize) -> usize {
+        let upto =
+            |shares: u64| u128::from(n as u64) * u128::from(shares) / u128::from(self.total.max(1));
+        let part = upto(self.before + self.part) - upto(self.before);
+        usize::try_from(part).unwrap_or(usize::MAX).max(1)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -183,5 +195,49 @@ impl Default for TableConfig {
             fragment_timeout_ns: 30 * SECOND,
             conn_records: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shards_parts_of_a_bound_add_up_to_it() {
+        for (n, shares) in [
+            (400, vec![1, 1, 1]),
+            (400, vec![3, 1, 2]),
+            (7, vec![2, 2, 2, 2]),
+        ] {
+            let total = shares.iter().sum();
+            let mut before = 0;
+            let mut sum = 0;
+            for part in shares {
+                sum += Share {
+                    before,
+                    part,
+                    total,
+                }
+                .of(n);
+                before += part;
+            }
+            assert_eq!(sum, n);
+        }
+        // Unbounded stays unbounded; a part is at least one.
+        let all = Share {
+            before: 0,
+            part: 1,
+            total: 1,
+        };
+        assert_eq!(all.of(usize::MAX), usize::MAX);
+        assert_eq!(
+            Share {
+                before: 0,
+                part: 1,
+                total: 4
+            }
+            .of(1),
+            1
+        );
     }
 }

@@ -27,7 +27,7 @@ pub use counters::TableCounters;
 pub use handshake::{HandshakeDigest, HandshakeTally, Percentiles, Window};
 pub use health::{Outcomes, SideHealth, TcpHealth};
 pub use key::{ConnKey, FlowKey, ShardHasher};
-pub use limits::{Limits, NEVER, TableConfig, Timeouts};
+pub use limits::{Limits, NEVER, Share, TableConfig, Timeouts};
 pub use rate::Rates;
 pub use record::FlowRecord;
 pub use side::{Counter, PerSide, Side};
