@@ -214,6 +214,7 @@ impl Publisher {
     pub fn publish_last(&mut self, snapshot: Snapshot) -> Arc<Snapshot> {
         self.last = true;
         let snapshot = self.publish(snapshot);
+        self.last = false;
         for sink in &mut self.sinks {
             sink.finish();
         }

@@ -253,7 +253,8 @@ pub(crate) struct RunArgs {
 
     /// Enterprise number of flowtap's own IPFIX elements (TCP health,
     /// handshake percentiles, connection outcomes; README lists them). The
-    /// default, 32473, is IANA's number for documentation: set your own.
+    /// default, 32473, is IANA's number for documentation: set your own
+    /// (not 0, reserved, nor 29305, RFC 5103's for reverse elements).
     #[arg(long, value_name = "N", default_value_t = ipfix::message::DEFAULT_ENTERPRISE, value_parser = parse_enterprise_number, env = "FLOWTAP_IPFIX_ENTERPRISE_NUMBER", help_heading = EXPORT)]
     pub ipfix_enterprise_number: u32,
 

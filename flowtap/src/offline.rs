@@ -105,6 +105,7 @@ fn warn_of_files_without_time(outcome: &FileOutcome) {
     if let Some((first, last)) = outcome.span_ns
         && first == last
         && outcome.frames > 1
+        && outcome.restamped.frames == 0
     {
         eprintln!(
             "flowtap: warning: {}: none of its {} frames is stamped after the first ({}): \

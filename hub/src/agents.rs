@@ -19,8 +19,8 @@ use crate::client::AgentUrl;
 /// Why a Service's agents are not known yet (the watch has not listed
 /// every kind, or cannot reach the API), and why before the names load: a
 /// hub's first rounds can say so, and a one-shot `--dump` waits them out.
-pub const NOT_LISTED: &str =
-    "the Kubernetes API has not been listed yet: the Service's endpoints are not known";
+pub const NOT_LISTED: &str = "the Kubernetes API has not been listed yet, or its watch keeps \
+     failing: the Service's endpoints are not known";
 pub const NOT_LOADED: &str = "the Kubernetes names are not loaded yet";
 
 /// One way of finding agents.

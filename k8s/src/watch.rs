@@ -531,11 +531,14 @@ async fn follow<T>(
                 last_failure = Some(now);
                 failures = failures.saturating_add(1);
                 {
+                    // A run of failures goes on while each comes within
+                    // the time the next try takes (a request held until
+                    // its timeout, 300 s, is one try).
                     let mut store = shared.store.lock().expect("k8s store lock");
                     let k = map(&mut store);
                     let since = k
                         .failing
-                        .filter(|_| failures > 1)
+                        .filter(|(_, latest)| latest.elapsed() <= shared.failure_heard_within)
                         .map_or(now, |(since, _)| since);
                     k.failing = Some((since, now));
                 }
@@ -548,7 +551,13 @@ async fn follow<T>(
         let mut store = shared.store.lock().expect("k8s store lock");
         let room = shared.max_objects.saturating_sub(store.len());
         let k = map(&mut store);
-        if !matches!(event, watcher::Event::Init) {
+        // Through: a whole list, or an event. (Not a list's page: a list
+        // that failed on a later page was tried again every 0.8 s, and its
+        // watch never said stale.)
+        if matches!(
+            event,
+            watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)
+        ) {
             failures = 0;
             k.failing = None;
         }

@@ -199,13 +199,13 @@ impl HandshakeTimes {
         }
     }
 
-    /// The last SYN at or before the SYN-ACK.
-    fn syn_before_synack(&self) -> Option<u64> {
+    /// The last SYN at or before `ts`.
+    fn syn_at_or_before(&self, ts: u64) -> Option<u64> {
         self.syns[..self.syn_count as usize]
             .iter()
             .rev()
             .copied()
-            .find(|&s| s <= self.synack_ns)
+            .find(|&s| s <= ts)
     }
 
     /// Records what can be recorded. `flush` records the client leg even
@@ -217,7 +217,7 @@ impl HandshakeTimes {
         {
             return;
         }
-        let Some(syn) = self.syn_before_synack() else {
+        let Some(syn) = self.syn_at_or_before(self.synack_ns) else {
             // Every SYN is newer than the SYN-ACK: the client leg's
             // timestamps run backwards (a TAP's two directions stamped by
             // two clocks), and it is not measured. The server leg, SYN to
@@ -230,12 +230,7 @@ impl HandshakeTimes {
             }
             if self.done & SERVER_LEG_DONE == 0
                 && self.first_ack_ns != NOT_SEEN
-                && self.first_ack_ns >= self.synack_ns
-                && let Some(syn) = self.syns[..self.syn_count as usize]
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|&s| s <= self.first_ack_ns)
+                && let Some(syn) = self.syn_at_or_before(self.first_ack_ns)
             {
                 step.legs[Side::Server] = Some(self.first_ack_ns - syn);
                 self.done |= SERVER_LEG_DONE;

@@ -48,6 +48,9 @@ const FIRST_FRAME_OFF_NS: u64 = 3_600 * SECOND;
 /// end (a crafted file of 8 MiB records holds no more).
 const MAX_HELD_BYTES: usize = 4 << 20;
 
+/// A held frame's buffer larger than this is let go, not kept for the next.
+const SPARE_BYTES: usize = 64 << 10;
+
 /// Frames of one file counted at another time than their stamps'.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restamped {
@@ -65,6 +68,9 @@ struct Held {
     wire_len: u32,
     link: LinkType,
     data: Vec<u8>,
+    /// Where frames after it showed it wrong inside a run: the time it is
+    /// counted at.
+    restamp: Option<u64>,
 }
 
 /// Frames passed on in order, their stamps judged.
@@ -96,18 +102,38 @@ impl Stamps {
         frame: Frame<'_>,
         on_frame: &mut impl FnMut(Frame<'_>),
     ) {
+        self.judge(number, frame, on_frame);
+        if self.held_bytes > MAX_HELD_BYTES {
+            self.settle(on_frame);
+        }
+    }
+
+    fn judge(&mut self, number: u64, frame: Frame<'_>, on_frame: &mut impl FnMut(Frame<'_>)) {
         let Some(before) = self.at_ns.or(self.first.as_ref().map(|f| f.ts_ns)) else {
             self.first = Some(self.hold(number, &frame));
             return;
         };
+        let nearer = |a: u64, b: u64| frame.ts_ns.abs_diff(a) < frame.ts_ns.abs_diff(b);
         if let Some(last) = self.run.last() {
-            if frame.ts_ns.abs_diff(last.ts_ns) < frame.ts_ns.abs_diff(before) {
+            // Nearer the run's last frame than the time before, or nearer
+            // an earlier one of the run (which then goes on, the frames
+            // after that one wrong: a frame a year ahead inside a real gap).
+            let goes_on = if nearer(last.ts_ns, before) {
+                Some(self.run.len() - 1)
+            } else {
+                self.run
+                    .iter()
+                    .rposition(|h| h.restamp.is_none() && nearer(h.ts_ns, before))
+            };
+            if let Some(k) = goes_on {
+                let at = self.run[k].ts_ns;
+                for wrong in &mut self.run[k + 1..] {
+                    wrong.restamp = Some(at);
+                }
                 let held = self.hold(number, &frame);
                 self.run.push(held);
                 if self.run.len() >= FRAMES_CONFIRMING {
                     self.confirm_run(on_frame);
-                } else if self.held_bytes > MAX_HELD_BYTES {
-                    self.judge_at_end(on_frame);
                 }
                 return;
             }
@@ -128,50 +154,77 @@ impl Stamps {
     }
 
     /// The end of a file: frames still held have no frames after them to
-    /// judge them, and are judged as [`TRUSTED_AT_END_NS`] says. Returns
-    /// the file's restamped frames, and starts afresh for the next file.
+    /// judge them ([`Self::settle`]). Returns the file's restamped frames,
+    /// and starts afresh for the next file.
     pub(super) fn finish(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) -> Restamped {
-        self.judge_at_end(on_frame);
-        if let Some(first) = self.first.take() {
-            self.release(first, None, on_frame);
-        }
+        self.settle(on_frame);
         self.at_ns = None;
         std::mem::take(&mut self.restamped)
     }
 
-    fn judge_at_end(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
-        let Some(start) = self.run.first().map(|h| h.ts_ns) else {
-            return;
-        };
-        match (self.at_ns, &self.first) {
-            // The file's first frame against two or more after it, nearer
-            // each other than it: they say the time (the first frame is
-            // counted at it if an hour or more off). Against one: both
-            // stand, as nothing says which is wrong.
-            (None, Some(_)) if self.run.len() >= 2 => self.confirm_run(on_frame),
-            (None, Some(_)) => {
-                if let Some(first) = self.first.take() {
+    /// Judges the frames held without the frames after them (a file's end,
+    /// or more bytes held than [`MAX_HELD_BYTES`]): a file's first frame
+    /// against the run after it, if two or more (nothing tells which is
+    /// wrong of two frames); the run's frames one after the other, each
+    /// standing within [`TRUSTED_AT_END_NS`] of the one before that stood
+    /// (and, after the time the capture is at, ahead of it).
+    fn settle(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
+        let mut run = std::mem::take(&mut self.run).into_iter();
+        let (mut at, ahead_of) = match (self.at_ns, self.first.take()) {
+            (Some(at), first) => {
+                // (A first frame is held only before the time is known.)
+                if let Some(first) = first {
                     self.release(first, None, on_frame);
                 }
-                self.confirm_run(on_frame);
+                (at, Some(at))
             }
-            (Some(before), _) if start > before && start - before <= TRUSTED_AT_END_NS => {
-                self.confirm_run(on_frame)
+            (None, Some(first)) => match run.next() {
+                None => {
+                    self.release(first, None, on_frame);
+                    return;
+                }
+                Some(start) => {
+                    let restamp = (run.len() >= 1 && first_is_off(first.ts_ns, start.ts_ns))
+                        .then_some(start.ts_ns);
+                    self.release(first, restamp, on_frame);
+                    let at = start.ts_ns;
+                    self.release(start, None, on_frame);
+                    (at, None)
+                }
+            },
+            (None, None) => {
+                // (A run is held only after a time to hold it against.)
+                for held in run {
+                    let restamp = held.restamp;
+                    self.release(held, restamp, on_frame);
+                }
+                return;
             }
-            _ => self.reject_run(on_frame),
+        };
+        for held in run {
+            let ts = held.ts_ns;
+            let stands = held.restamp.is_none()
+                && ahead_of.is_none_or(|b| ts > b)
+                && ts.abs_diff(at) <= TRUSTED_AT_END_NS;
+            if stands {
+                at = ts;
+            }
+            self.release(held, (!stands).then_some(at), on_frame);
         }
     }
 
-    /// The capture moved: the run's frames stand, and the file's first
-    /// frame unless it is far from them.
+    /// The capture moved: the run's frames stand (but those the frames
+    /// after them showed wrong), and the file's first frame unless it is
+    /// off from them.
     fn confirm_run(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
         let run = std::mem::take(&mut self.run);
         if let (Some(first), Some(start)) = (self.first.take(), run.first().map(|h| h.ts_ns)) {
-            let off = first.ts_ns.abs_diff(start) > FIRST_FRAME_OFF_NS;
-            self.release(first, off.then_some(start), on_frame);
+            let restamp = first_is_off(first.ts_ns, start).then_some(start);
+            self.release(first, restamp, on_frame);
         }
         for held in run {
-            self.release(held, None, on_frame);
+            let restamp = held.restamp;
+            self.release(held, restamp, on_frame);
         }
     }
 
@@ -198,6 +251,7 @@ impl Stamps {
             wire_len: frame.wire_len,
             link: frame.link,
             data,
+            restamp: None,
         }
     }
 
@@ -222,9 +276,21 @@ impl Stamps {
             data: &held.data,
         });
         self.held_bytes -= held.data.len();
-        if self.spare.len() < FRAMES_CONFIRMING + 1 {
+        // Buffers kept for the next frames held: not a jumbo record's.
+        if self.spare.len() < FRAMES_CONFIRMING + 1 && held.data.capacity() <= SPARE_BYTES {
             self.spare.push(held.data);
         }
+    }
+}
+
+/// Whether a file's first frame is off from the time the frames after it
+/// agree on (`start`): ahead of it at all (a quiet start is earlier, never
+/// later), or more than [`FIRST_FRAME_OFF_NS`] before it.
+fn first_is_off(first_ns: u64, start_ns: u64) -> bool {
+    if first_ns > start_ns {
+        far(first_ns, start_ns)
+    } else {
+        start_ns - first_ns > FIRST_FRAME_OFF_NS
     }
 }
 
@@ -362,6 +428,41 @@ mod tests {
     }
 
     #[test]
+    fn what_a_review_found_is_judged() {
+        // A first frame half an hour ahead of the file's frames.
+        let stamps = [vec![T + HOUR / 2], steady(T, 20)].concat();
+        let (out, restamped) = judged(&stamps);
+        assert_eq!(out[0], (0, T));
+        assert_eq!(out[1..], as_stamped(&stamps)[1..]);
+        assert_eq!(restamped.first, Some((1, T + HOUR / 2)));
+        // A file's last frames: one within the hour, then one a year on.
+        let late = T + 49 * SECOND + HOUR / 2;
+        let stamps = [steady(T, 50), vec![late, T + YEAR]].concat();
+        let (out, restamped) = judged(&stamps);
+        assert_eq!(out[50..], [(50, late), (51, late)]);
+        assert_eq!(restamped.first, Some((52, T + YEAR)));
+        // A frame a year ahead inside a real two-hour gap: it alone.
+        let gap = T + 2 * HOUR;
+        let stamps = [
+            steady(T, 5),
+            vec![gap, gap + SECOND, T + YEAR],
+            steady(gap + 2 * SECOND, 20),
+        ]
+        .concat();
+        let (out, restamped) = judged(&stamps);
+        let mut expected = as_stamped(&stamps);
+        expected[7].1 = gap + SECOND;
+        assert_eq!(out, expected);
+        assert_eq!(
+            restamped,
+            Restamped {
+                frames: 1,
+                first: Some((8, T + YEAR))
+            }
+        );
+    }
+
+    #[test]
     fn frames_held_stay_within_their_bound() {
         let mut judge = Stamps::default();
         let big = vec![0u8; 1 << 20];
@@ -383,5 +484,6 @@ mod tests {
         judge.finish(&mut take);
         assert_eq!(passed, 6);
         assert_eq!(judge.held_bytes, 0);
+        assert!(judge.spare.iter().all(|b| b.capacity() <= SPARE_BYTES));
     }
 }
