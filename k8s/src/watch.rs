@@ -251,6 +251,7 @@ impl Store {
     /// Whether some kind's watch has been failing for [`STALE_AFTER`], and
     /// still was `within` ago.
     fn stale(&self, within: Duration) -> bool {
+        let now = tokio::time::Instant::now();
         [
             self.pods.failing,
             self.services.failing,
@@ -259,8 +260,49 @@ impl Store {
         ]
         .into_iter()
         .flatten()
-        .any(|(since, latest)| since.elapsed() >= STALE_AFTER && latest.elapsed() < within)
+        .any(|f| f.stale(now, within))
     }
+}
+
+/// A run of failures of one kind's watch that no list or event has ended
+/// yet: when it began, and its latest failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Failing {
+    since: tokio::time::Instant,
+    latest: tokio::time::Instant,
+}
+
+impl Failing {
+    /// The run a failure at `now` is part of: the one before, if its
+    /// latest failure came within `heard_within` (the time the next try
+    /// takes: a request held until its timeout, 300 s, is one try), else a
+    /// new one.
+    fn after(
+        before: Option<Failing>,
+        now: tokio::time::Instant,
+        heard_within: Duration,
+    ) -> Failing {
+        let since = before
+            .filter(|b| now.saturating_duration_since(b.latest) <= heard_within)
+            .map_or(now, |b| b.since);
+        Failing { since, latest: now }
+    }
+
+    /// Failing for [`STALE_AFTER`] at `now`, and still heard of `within`.
+    fn stale(self, now: tokio::time::Instant, within: Duration) -> bool {
+        now.saturating_duration_since(self.since) >= STALE_AFTER
+            && now.saturating_duration_since(self.latest) < within
+    }
+}
+
+/// Whether a watch event is one that got through: a whole list, or an
+/// event. Not a list's page (a list that failed on a later page was tried
+/// again every 0.8 s, and its watch never said stale), nor a list begun.
+fn gets_through<T>(event: &watcher::Event<T>) -> bool {
+    matches!(
+        event,
+        watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)
+    )
 }
 
 type Key = (Option<String>, String);
@@ -279,9 +321,8 @@ struct Kind<T> {
     /// The gone objects in the order they went (an entry whose object came
     /// back, or went again since, is passed over).
     gone_order: std::collections::VecDeque<(Key, tokio::time::Instant)>,
-    /// A run of failures no list or event has ended yet: when it began,
-    /// and its latest failure.
-    failing: Option<(tokio::time::Instant, tokio::time::Instant)>,
+    /// A run of failures no list or event has ended yet.
+    failing: Option<Failing>,
 }
 
 impl<T: Object> Kind<T> {
@@ -531,16 +572,9 @@ async fn follow<T>(
                 last_failure = Some(now);
                 failures = failures.saturating_add(1);
                 {
-                    // A run of failures goes on while each comes within
-                    // the time the next try takes (a request held until
-                    // its timeout, 300 s, is one try).
                     let mut store = shared.store.lock().expect("k8s store lock");
                     let k = map(&mut store);
-                    let since = k
-                        .failing
-                        .filter(|(_, latest)| latest.elapsed() <= shared.failure_heard_within)
-                        .map_or(now, |(since, _)| since);
-                    k.failing = Some((since, now));
+                    k.failing = Some(Failing::after(k.failing, now, shared.failure_heard_within));
                 }
                 let wait = retry_after(failures);
                 tracing::warn!(kind = KINDS[kind], error = %e, retry_in_s = wait.as_secs_f64(), "Kubernetes watch");
@@ -551,13 +585,7 @@ async fn follow<T>(
         let mut store = shared.store.lock().expect("k8s store lock");
         let room = shared.max_objects.saturating_sub(store.len());
         let k = map(&mut store);
-        // Through: a whole list, or an event. (Not a list's page: a list
-        // that failed on a later page was tried again every 0.8 s, and its
-        // watch never said stale.)
-        if matches!(
-            event,
-            watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)
-        ) {
+        if gets_through(&event) {
             failures = 0;
             k.failing = None;
         }
@@ -719,6 +747,40 @@ async fn rebuild(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watch_failing_is_stale_after_a_minute_however_slow_its_tries() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        // A list a proxy holds until the request timeout (300 s) fails
+        // every 300 s or so: one run, stale after the first minute.
+        let heard_within = RETRY_LAST * 5 / 4 + s(300) + RETRY_FIRST;
+        let first = Failing::after(None, t0, heard_within);
+        assert!(!first.stale(t0 + s(59), heard_within));
+        assert!(first.stale(t0 + s(61), heard_within));
+        let second = Failing::after(Some(first), t0 + s(330), heard_within);
+        assert_eq!(second.since, t0);
+        assert!(second.stale(t0 + s(331), heard_within));
+        // No failure heard for longer than a try takes: the watch reopened
+        // (which says nothing), and a failure after starts a new run.
+        assert!(!second.stale(t0 + s(330) + heard_within, heard_within));
+        let later = Failing::after(
+            Some(second),
+            t0 + s(330) + heard_within + s(1),
+            heard_within,
+        );
+        assert_eq!(later.since, later.latest);
+    }
+
+    #[test]
+    fn only_a_whole_list_or_an_event_gets_through() {
+        let p = || pod("a").1;
+        assert!(gets_through(&watcher::Event::<Pod>::InitDone));
+        assert!(gets_through(&watcher::Event::Apply(p())));
+        assert!(gets_through(&watcher::Event::Delete(p())));
+        assert!(!gets_through(&watcher::Event::<Pod>::Init));
+        assert!(!gets_through(&watcher::Event::InitApply(p())));
+    }
 
     fn pod(name: &str) -> (Key, Pod) {
         let mut p = Pod::default();
