@@ -26,8 +26,9 @@ pub struct FileOutcome {
     /// read one after the other, so one that starts before an earlier one
     /// ends is read out of time order, which the reader says.
     pub span_ns: Option<(u64, u64)>,
-    /// Frames stamped far from the frames before and after them, counted at
-    /// the time of the frame before ([`super::stamps`]).
+    /// Frames stamped far from the time the capture was at, which the
+    /// frames after them did not confirm, counted at that time
+    /// ([`super::stamps`]).
     pub restamped: Restamped,
 }
 

@@ -19,9 +19,10 @@
 //! Each file is judged on its own frames (a file after a day's gap, or one
 //! whose stamps a tool zeroed, is no reason to doubt the next). A file's
 //! first frame has no time before it: it is taken as stamped once a frame
-//! near it comes, or once frames after it agree on a time less than
-//! [`FIRST_FRAME_OFF_NS`] from it; further, it is counted at that time
-//! instead. Two frames alone, far apart, are both taken as stamped.
+//! near it comes, or once frames after it agree on a time it is not off
+//! from (ahead of it by [`STAMP_JUMP_NS`], or before it by
+//! [`FIRST_FRAME_OFF_NS`]); off, it is counted at that time instead. Two
+//! frames alone, far apart, are both taken as stamped.
 
 use super::Frame;
 use crate::time::SECOND;
@@ -35,13 +36,14 @@ pub const STAMP_JUMP_NS: u64 = 10 * SECOND;
 /// Frames in a row that confirm a jump.
 const FRAMES_CONFIRMING: usize = 8;
 
-/// A jump forward that a file's end leaves unconfirmed stands when its
-/// first frame is within this of the time before (a quiet capture's last
-/// frames), and is counted at that time further on.
+/// Frames of a jump forward that a file's end leaves unconfirmed stand
+/// each within this of the one before that stood (a quiet capture's last
+/// frames); further, they are counted at that one's time.
 const TRUSTED_AT_END_NS: u64 = 3_600 * SECOND;
 
 /// A file's first frame is counted at the time the frames after it agree
-/// on when it is further than this from it.
+/// on when it is further than this before it (a quiet start is earlier;
+/// ahead of it, [`STAMP_JUMP_NS`] is off).
 const FIRST_FRAME_OFF_NS: u64 = 3_600 * SECOND;
 
 /// Bytes of frames held at once: past it a run is judged as at a file's
@@ -195,8 +197,7 @@ impl Stamps {
             (None, None) => {
                 // (A run is held only after a time to hold it against.)
                 for held in run {
-                    let restamp = held.restamp;
-                    self.release(held, restamp, on_frame);
+                    self.release(held, None, on_frame);
                 }
                 return;
             }
@@ -223,8 +224,7 @@ impl Stamps {
             self.release(first, restamp, on_frame);
         }
         for held in run {
-            let restamp = held.restamp;
-            self.release(held, restamp, on_frame);
+            self.release(held, None, on_frame);
         }
     }
 
@@ -255,10 +255,11 @@ impl Stamps {
         }
     }
 
-    /// Passes `held` on at its stamp, or at `restamp` (counted); the time
-    /// the capture is at follows what is passed on.
+    /// Passes `held` on at its stamp, or at `restamp`, else at the time
+    /// frames after it marked it with (either counted); the time the
+    /// capture is at follows what is passed on.
     fn release(&mut self, held: Held, restamp: Option<u64>, on_frame: &mut impl FnMut(Frame<'_>)) {
-        let ts_ns = match restamp {
+        let ts_ns = match restamp.or(held.restamp) {
             Some(at) => {
                 self.restamped.frames += 1;
                 self.restamped
