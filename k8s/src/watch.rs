@@ -557,25 +557,25 @@ async fn follow<T>(
     let mut dropped_at_list = 0;
     let gone_max = shared.max_objects / 4;
     let mut failures = 0u32;
-    let mut last_failure: Option<tokio::time::Instant> = None;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
                 shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-                // A watch that reopens sends nothing: a quiet kind's blips
-                // days apart must not add up.
-                if last_failure.is_some_and(|at| at.elapsed() > FAILURES_APART) {
-                    failures = 0;
-                }
                 let now = tokio::time::Instant::now();
-                last_failure = Some(now);
-                failures = failures.saturating_add(1);
                 {
                     let mut store = shared.store.lock().expect("k8s store lock");
                     let k = map(&mut store);
+                    // A watch that reopens sends nothing: a quiet kind's
+                    // blips days apart must not add up.
+                    if k.failing
+                        .is_some_and(|f| now.saturating_duration_since(f.latest) > FAILURES_APART)
+                    {
+                        failures = 0;
+                    }
                     k.failing = Some(Failing::after(k.failing, now, shared.failure_heard_within));
                 }
+                failures = failures.saturating_add(1);
                 let wait = retry_after(failures);
                 tracing::warn!(kind = KINDS[kind], error = %e, retry_in_s = wait.as_secs_f64(), "Kubernetes watch");
                 tokio::time::sleep(wait).await;
