@@ -187,6 +187,57 @@ impl FlowTable {
         }
     }
 
+    /// Whether `conn` has been idle past its timeout at `ts_ns`.
+    pub(super) fn connection_is_due(&self, conn: &Conn, ts_ns: u64) -> bool {
+        matches!(self.conn_deadline(&conn.key, conn), (deadline, true) if deadline < ts_ns)
+    }
+
+    /// Expires the flow of `key` if it has had no packet for its timeout
+    /// at `ts_ns` and has no connection left once those due are expired.
+    pub(super) fn expire_flow_if_due(&mut self, key: &FlowKey, ts_ns: u64) {
+        if flow_timeout(&self.config.timeouts, key.proto) == NEVER {
+            return;
+        }
+        let Some(idx) = self.flows.index_of(key) else {
+            return;
+        };
+        let last_seen = self.flows.meters[idx as usize].last_seen_ns;
+        if !matches!(self.flow_deadline(key.proto, last_seen), (deadline, true) if deadline < ts_ns)
+        {
+            return;
+        }
+        let flow = self.flows.entries[idx as usize]
+            .as_ref()
+            .expect("indexed flows are live");
+        if flow.live_connections == 0 {
+            self.expire_flow(idx);
+        } else {
+            // Its connections are quiet for as long, so probably all due
+            // (a flow's timeout is its longest connection's but for a
+            // longer SYN timeout): maintenance brought forward to now
+            // expires them, and then the flow. Rare: a new connection on
+            // a flow silent for minutes.
+            self.expire_due(ts_ns);
+        }
+    }
+
+    /// Ends the connection of `key`, idle past its timeout.
+    pub(super) fn expire_connection(&mut self, key: &ConnKey) {
+        let mut conn = self
+            .conns
+            .remove(key)
+            .expect("expired connections are in the table");
+        self.counters.connections_expired += 1;
+        self.end_connection(&mut conn, ConnEnd::Idle);
+    }
+
+    /// Removes the flow at `idx`, idle past its timeout.
+    pub(super) fn expire_flow(&mut self, idx: u32) {
+        let flow = self.flows.remove(idx);
+        self.drop_digests(&flow);
+        self.counters.flows_expired += 1;
+    }
+
     /// Expires what has come due by `now_ns`.
     pub(super) fn expire_due(&mut self, now_ns: u64) {
         let mut wheel = std::mem::take(&mut self.eviction.conns);
@@ -197,9 +248,7 @@ impl FlowTable {
             let key = conn.key;
             match self.conn_deadline(&key, conn) {
                 (deadline, true) if deadline < now_ns => {
-                    let mut conn = self.conns.remove(&key).expect("found above");
-                    self.counters.connections_expired += 1;
-                    self.end_connection(&mut conn, ConnEnd::Idle);
+                    self.expire_connection(&key);
                     Verdict::Done
                 }
                 (deadline, true) => Verdict::Refile(handle, deadline),
@@ -219,9 +268,7 @@ impl FlowTable {
             let last_seen = self.flows.meters[idx as usize].last_seen_ns;
             match self.flow_deadline(flow.key.proto, last_seen) {
                 (deadline, true) if deadline < now_ns => {
-                    let flow = self.flows.remove(idx);
-                    self.drop_digests(&flow);
-                    self.counters.flows_expired += 1;
+                    self.expire_flow(idx);
                     Verdict::Done
                 }
                 (deadline, true) => Verdict::Refile((idx, generation), deadline),

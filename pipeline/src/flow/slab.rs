@@ -100,12 +100,12 @@ impl FlowSlab {
         self.hasher.hash_one(key) as u32
     }
 
-    /// Whether a flow of `key` is in the slab.
-    pub(super) fn contains(&self, key: &FlowKey) -> bool {
+    /// Where the flow of `key` is in the slab, if it is.
+    pub(super) fn index_of(&self, key: &FlowKey) -> Option<u32> {
         let half = self.half_hash(key);
         self.index
             .find(spread(half), names(&self.entries, half, key))
-            .is_some()
+            .map(|&(idx, _)| idx)
     }
 
     /// Finds or creates a flow; counts a connection in it when `connection`.
@@ -272,7 +272,7 @@ mod tests {
         // Every other flow leaves; new ones take their places.
         for i in (0..N).step_by(2) {
             assert_eq!(slab.remove(idx[i as usize]).key, key(i));
-            assert!(!slab.contains(&key(i)));
+            assert!(slab.index_of(&key(i)).is_none());
         }
         assert_eq!(slab.len(), (N / 2) as usize);
         for i in (0..N).step_by(2) {
@@ -281,13 +281,13 @@ mod tests {
         }
         for i in 0..N {
             if i % 2 == 1 {
-                assert!(slab.contains(&key(i)));
+                assert!(slab.index_of(&key(i)).is_some());
                 assert_eq!(
                     slab.attach(key(i), 0, clock, None),
                     (idx[i as usize], false)
                 );
             } else {
-                assert!(slab.contains(&key(N + i)));
+                assert!(slab.index_of(&key(N + i)).is_some());
                 let (at, created) = slab.attach(key(N + i), 0, clock, None);
                 assert!(!created);
                 assert_eq!(

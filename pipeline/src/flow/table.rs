@@ -180,6 +180,16 @@ impl FlowTable {
         let found = Some(found_at)
             .filter(|&at| self.conns.holds(at, &key))
             .or_else(|| self.conns.index_of(hash, &key));
+        // One idle past its timeout is over, whether or not maintenance
+        // (a tick a second of capture time, per worker) has come round to
+        // it: what this packet starts must not depend on when that was.
+        let found = match found {
+            Some(at) if self.connection_is_due(self.conns.at(at), ts) => {
+                self.expire_connection(&key);
+                None
+            }
+            found => found,
+        };
         let Some(conn) = found.map(|at| self.conns.at_mut(at)) else {
             self.open_connection(hash, key, from_lo, &t, p);
             return;
@@ -411,8 +421,10 @@ impl FlowTable {
         ts: u64,
         connection: Option<u16>,
     ) -> Option<u32> {
+        // As a connection (see `update_keyed`).
+        self.expire_flow_if_due(&key, ts);
         if self.flows.len() >= self.config.limits.max_flows
-            && !self.flows.contains(&key)
+            && self.flows.index_of(&key).is_none()
             && !self.make_room_for_flow()
         {
             return None;
@@ -1200,6 +1212,58 @@ mod tests {
         }
         assert_eq!(t.counters().active_connections, 1);
         assert_eq!(t.counters().connections_expired, 1);
+    }
+
+    /// A worker expires idle state once a second of capture time, and with
+    /// several workers each ticks on its own packets: a packet that comes
+    /// after its connection's (or its flow's) timeout must start a new one
+    /// whether or not a tick has come round to the old one since.
+    #[test]
+    fn what_a_packet_after_a_timeout_starts_does_not_depend_on_maintenance() {
+        let s = crate::time::SECOND;
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        let c = addr(1);
+        let handshake = |ts: u64, port: u16| {
+            [
+                tcp(ts, c, port, server, 443, SYN),
+                tcp(ts + MS, server, 443, c, port, SYN | ACK),
+                tcp(ts + 2 * MS, c, port, server, 443, ACK),
+            ]
+        };
+        let mut packets = Vec::new();
+        // Open and then silent past the open timeout (300 s): the next
+        // packet, 1.5 s after its deadline, starts a connection.
+        packets.extend(handshake(1_000 * s, 40_000));
+        packets.push(tcp(1_301_502 * MS, c, 40_000, server, 443, ACK));
+        // Closed, and then its flow idle past 300 s: a new connection on
+        // it, 1.5 s after the flow's deadline, starts a flow.
+        packets.extend(handshake(2_000 * s, 40_001));
+        packets.push(tcp(2_000 * s + 3 * MS, c, 40_001, server, 443, RST));
+        packets.extend(handshake(2_301_503 * MS, 40_002));
+
+        let (mut ticked, mut unticked) = (live_table(), live_table());
+        let mut next_tick = packets[0].ts_ns;
+        for p in &packets {
+            while next_tick <= p.ts_ns {
+                ticked.expire(next_tick);
+                next_tick += s;
+            }
+            ticked.update(p);
+            unticked.update(p);
+        }
+        let end = packets.last().expect("packets").ts_ns;
+        for t in [&mut ticked, &mut unticked] {
+            t.expire(end);
+        }
+        let c = unticked.counters();
+        assert_eq!(
+            (c.connections_expired, c.flows_expired),
+            (3, 3),
+            "three connections (the silent one, the one its last packet started, the reset one) and three incarnations of the flow: {c:?}"
+        );
+        assert_eq!(ticked.counters(), c);
+        let described = |t: &mut FlowTable| format!("{:?}", flows(t));
+        assert_eq!(described(&mut ticked), described(&mut unticked));
     }
 
     #[test]
