@@ -40,3 +40,52 @@ capture_truth_tests! {
     tcpreplay_test => "19_tcpreplay_test",
     malformed_l3l4_bundle => "22_malformed_l3l4_bundle",
 }
+
+/// With idle timeouts, flows and connections end inside a capture, and a
+/// packet after a timeout starts a new one. Each worker expires idle
+/// state on its own clock, once a second of capture time, so what such a
+/// packet starts must not depend on when that last was: the same flows
+/// whatever the number of workers (and however they were scheduled: two
+/// corpus captures gave one of four answers with two workers).
+#[test]
+fn with_idle_timeouts_the_flows_do_not_depend_on_the_threads() {
+    let dump = |capture: &std::path::Path, threads: &str, timeouts: &[&str]| {
+        let out = common::stdout_of(
+            std::process::Command::new(env!("CARGO_BIN_EXE_flowtap"))
+                .arg("-r")
+                .arg(capture)
+                .args(["--threads", threads])
+                .args(timeouts)
+                .args(["--dump", "/mcp/flows?limit=1000000&format=full"]),
+        );
+        common::without_ages(&String::from_utf8(out).unwrap())
+    };
+    let timeouts = ["--tcp-timeout", "5", "--udp-timeout", "5"];
+    let mut captures: Vec<_> = ["captures", "tunnels/captures"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(corpus_dir().join(dir)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    captures.sort();
+    let mut shortened = 0;
+    for capture in &captures {
+        let one = dump(capture, "1", &timeouts);
+        // Where it did, it depended on how the workers were scheduled:
+        // each capture is read a few times.
+        for threads in ["2", "3", "2", "3", "2", "3"] {
+            assert_eq!(
+                dump(capture, threads, &timeouts),
+                one,
+                "{} with {threads} threads",
+                capture.display()
+            );
+        }
+        shortened += usize::from(dump(capture, "1", &[]) != one);
+    }
+    assert!(
+        shortened >= 2,
+        "the timeouts must end flows in some captures ({shortened} of {})",
+        captures.len()
+    );
+}
