@@ -120,8 +120,8 @@ impl View {
                 .iter()
                 .map(|f| {
                     PerSide::new(
-                        inv.lookup(f.key.client.to_ip()).cloned(),
-                        inv.lookup(f.key.server.to_ip()).cloned(),
+                        inv.lookup_at(f.key.client.to_ip(), f.last_seen_ns).cloned(),
+                        inv.lookup_at(f.key.server.to_ip(), f.last_seen_ns).cloned(),
                     )
                 })
                 .collect(),

@@ -932,6 +932,67 @@ fn dump_demo(inventory: &Path, extra: &[&str], target: &str) -> Value {
     serde_json::from_slice(&out).unwrap()
 }
 
+/// An address given to a new pod names the flows last seen before it was
+/// created after the pod that had it then: the demo's backup agent created
+/// during the capture, in the address of a finished migration job.
+#[test]
+fn flows_are_named_after_the_pod_that_had_the_address_at_their_time() {
+    let root = project_root();
+    let mut inventory: Value =
+        serde_json::from_slice(&std::fs::read(root.join("demo/inventory.json")).unwrap()).unwrap();
+    for item in inventory["items"].as_array_mut().unwrap() {
+        let created = match item["metadata"]["name"].as_str() {
+            Some("db-migrate-28311040-zt7x2") => "2025-12-31T23:00:00Z",
+            Some("backup-agent-5f7d8c6b9-m3ntq") => "2026-01-01T00:00:00.5Z",
+            _ => continue,
+        };
+        item["metadata"]["creationTimestamp"] = json!(created);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inventory.json");
+    std::fs::write(&file, inventory.to_string()).unwrap();
+    let names = |inventory: &Path| {
+        let flows = dump_demo(inventory, &[], "/mcp/flows?format=full&limit=100000");
+        let mut named: Vec<(String, String)> = flows["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["client"]["ip"] == "198.18.0.9")
+            .map(|f| {
+                (
+                    f["client_stats"]["timestamp"].as_str().unwrap().to_owned(),
+                    f["client"]["pod"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        named.sort();
+        named
+    };
+    let named = names(&file);
+    assert_eq!(
+        named
+            .iter()
+            .map(|(_, pod)| pod.as_str())
+            .collect::<Vec<_>>(),
+        ["db-migrate-28311040-zt7x2", "backup-agent-5f7d8c6b9-m3ntq"],
+        "{named:?}"
+    );
+    assert!(
+        named[0].0.as_str() < "2026-01-01T00:00:00.5"
+            && named[1].0.as_str() > "2026-01-01T00:00:00.5",
+        "{named:?}"
+    );
+    // As shipped, both pods were created after the capture: who has the
+    // address now names both.
+    let shipped = names(&root.join("demo/inventory.json"));
+    assert!(
+        shipped
+            .iter()
+            .all(|(_, pod)| pod == "backup-agent-5f7d8c6b9-m3ntq"),
+        "{shipped:?}"
+    );
+}
+
 /// Two pods of one name in two namespaces are two endpoints in the
 /// summary's top lists, as in `aggregate=pod`: their bytes are not summed
 /// under the one name.

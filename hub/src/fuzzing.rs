@@ -81,7 +81,7 @@ fn round(agents: Vec<AgentFlows>, pairs: &mut PairCounters) -> Snapshot {
             .collect(),
     };
     let snapshot = Arc::new(Snapshot {
-        flows: merge::merge(agents, |_| None),
+        flows: merge::merge(agents, |_, _| None),
         rtt_window: Window::Unbounded,
         coverage,
         ..Snapshot::default()

@@ -471,10 +471,10 @@ pub async fn round(
             ..AgentCoverage::default()
         });
     }
-    let node_of = |ip| {
+    let node_of = |ip, at_ns| {
         inventory
             .as_deref()
-            .and_then(|inv| inv.lookup(ip))
+            .and_then(|inv| inv.lookup_at(ip, at_ns))
             .and_then(|id| id.node.clone())
     };
     let merge_started = Instant::now();

@@ -41,13 +41,16 @@ pub struct AgentFlows {
 
 /// Every flow of every agent, each once, in the API's order
 /// ([`pipeline::snapshot::api_rank`]). `node_of` says which node an
-/// address belongs to (from the Kubernetes names), if known.
+/// address belongs to (from the Kubernetes names) at a time, if known.
 ///
 /// An agent's feed comes in that order already (its snapshot's), so the
 /// lists are merged as they are, smallest rank first, rather than
 /// gathered and then sorted: no pass over every flow's rank and no
 /// permutation of the records. A list out of order is sorted first.
-pub fn merge(mut agents: Vec<AgentFlows>, node_of: impl Fn(IpAddr) -> Option<Arc<str>>) -> Flows {
+pub fn merge(
+    mut agents: Vec<AgentFlows>,
+    node_of: impl Fn(IpAddr, u64) -> Option<Arc<str>>,
+) -> Flows {
     // Where the merge's time goes, for the debug log.
     let started = std::time::Instant::now();
     for a in &mut agents {
@@ -305,7 +308,7 @@ struct Sighting {
 
 fn combine(
     all: Vec<Sighting>,
-    node_of: &impl Fn(IpAddr) -> Option<Arc<str>>,
+    node_of: &impl Fn(IpAddr, u64) -> Option<Arc<str>>,
     node_by_agent: &impl Fn(u16) -> Option<Arc<str>>,
     sets: &mut SeenBy,
 ) -> FlowRecord {
@@ -316,12 +319,15 @@ fn combine(
     };
     let (by_client, by_server) = (fullest(Side::Client), fullest(Side::Server));
     let key = all[0].record.key;
+    let last_seen_ns = all.iter().map(|s| s.record.last_seen_ns).max().unwrap_or(0);
     let leg = |side: Side| {
         let ip = match side {
             Side::Client => key.client.to_ip(),
             Side::Server => key.server.to_ip(),
         };
-        let home = node_of(ip);
+        // Where the address was when the flow was last seen (an address
+        // given to a new pod on another node since).
+        let home = node_of(ip, last_seen_ns);
         // The most samples; between as many, the longest median: a leg is
         // longest seen from its own end (SYN to SYN-ACK from the client's
         // side; from the server's node it is the server's turnaround).
@@ -487,7 +493,7 @@ mod tests {
             // The server's node lost one client packet.
             flows: vec![flow((9, 940), (8, 900), [Some(4), Some(310)])].into(),
         };
-        let nodes = |ip: IpAddr| match ip.to_string().as_str() {
+        let nodes = |ip: IpAddr, _| match ip.to_string().as_str() {
             "198.18.0.1" => node("a"),
             "198.18.0.2" => node("b"),
             _ => None,
@@ -509,6 +515,35 @@ mod tests {
         assert_eq!(tally.sum_us, 300, "the client's node's tally");
         assert_eq!(f.seen_by.as_deref(), Some(&[0u16, 1][..]));
 
+        // The client's address given since to a pod on the server's node
+        // (the flows last seen at 20 ns): its node at the flow's time.
+        let moved = |ip: IpAddr, at_ns: u64| match ip.to_string().as_str() {
+            "198.18.0.1" if at_ns <= 20 => node("a"),
+            _ => node("b"),
+        };
+        let sightings = || {
+            vec![
+                AgentFlows {
+                    agent: 0,
+                    node: node("a"),
+                    flows: vec![flow((10, 1000), (8, 900), [Some(300), Some(305)])].into(),
+                },
+                AgentFlows {
+                    agent: 1,
+                    node: node("b"),
+                    flows: vec![flow((9, 940), (8, 900), [Some(4), Some(310)])].into(),
+                },
+            ]
+        };
+        let merged = merge(sightings(), moved);
+        assert_eq!(merged[0].percentiles[Side::Client].unwrap().p50, 300);
+        let merged = merge(sightings(), |ip, _| moved(ip, 21));
+        assert_eq!(
+            merged[0].percentiles[Side::Client].unwrap().p50,
+            4,
+            "named by who has the address now, the client leg is node b's"
+        );
+
         // Without names: the leg with the most samples (here: the first).
         let again = merge(
             vec![
@@ -523,7 +558,7 @@ mod tests {
                     flows: vec![flow((1, 60), (1, 60), [None, Some(9)])].into(),
                 },
             ],
-            |_| None,
+            |_, _| None,
         );
         assert_eq!(again[0].percentiles[Side::Client].unwrap().p50, 7);
         assert_eq!(again[0].percentiles[Side::Server].unwrap().p50, 9);
@@ -545,7 +580,7 @@ mod tests {
                     flows: vec![sightings[which].clone()].into(),
                 })
                 .collect();
-            let tied = merge(agents, |_| None);
+            let tied = merge(agents, |_, _| None);
             assert_eq!(tied[0].percentiles[Side::Client].unwrap().p50, 1020);
             assert_eq!(tied[0].percentiles[Side::Server].unwrap().p50, 1030);
         }
@@ -602,7 +637,7 @@ mod tests {
                     record.seen_by = Some(sets.of(&[alone.agent]));
                     record
                 } else {
-                    combine(g, &|_| None, &|_| None, &mut sets)
+                    combine(g, &|_, _| None, &|_| None, &mut sets)
                 }
             })
             .collect();
@@ -654,7 +689,7 @@ mod tests {
                     })
                     .collect::<Vec<_>>()
             };
-            let merged = merge(agents(), |_| None);
+            let merged = merge(agents(), |_, _| None);
             // Flows by how many agents saw them: from the ids' ranges, and
             // from the merged flows' lists of agents.
             let mut expected = [0usize; AGENTS as usize + 1];
@@ -686,7 +721,7 @@ mod tests {
                 node: None,
                 flows: vec![flow((2, 120), (0, 0), [None, None])].into(),
             }],
-            |_| None,
+            |_, _| None,
         );
         assert_eq!(merged[0].sent[Side::Client].pkts, 2);
         assert_eq!(merged[0].seen_by.as_deref(), Some(&[3u16][..]));

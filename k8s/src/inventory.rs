@@ -15,6 +15,7 @@
 //! Pods that finished (Succeeded, Failed) are skipped: their IPs are reused.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -130,6 +131,23 @@ impl Identity {
 
 /// A pod's (namespace, name).
 type PodKey = (String, String);
+
+/// The pods an address had before the pod that names it now.
+#[derive(Debug, Default)]
+struct Earlier {
+    /// When the pod that names it now was created (Unix nanoseconds).
+    since_ns: u64,
+    /// Pods created before it that had it, newest first.
+    pods: Vec<(u64, Arc<Identity>)>,
+}
+
+/// An object's creation time in Unix nanoseconds, if it says.
+fn created_ns(meta: &ObjectMeta) -> Option<u64> {
+    let t = humantime::parse_rfc3339(meta.creation_timestamp.as_deref()?).ok()?;
+    Some(pipeline::time::duration_ns(
+        t.duration_since(std::time::UNIX_EPOCH).ok()?,
+    ))
+}
 /// A service's (namespace, name).
 type ServiceKey = (String, String);
 
@@ -137,6 +155,11 @@ type ServiceKey = (String, String);
 pub struct Inventory {
     /// ahash: every flow's two addresses are looked up at every snapshot.
     by_ip: HashMap<IpAddr, Arc<Identity>, ahash::RandomState>,
+    /// Addresses that pods had before the pod that has them now (a
+    /// retired pod's, given to a new one): when that pod was created, and
+    /// the earlier pods with when each was, newest first. A flow last seen
+    /// before the address's pod existed was an earlier pod's.
+    earlier: HashMap<IpAddr, Earlier>,
     pub pods: usize,
     pub services: usize,
     pub nodes: usize,
@@ -351,6 +374,8 @@ impl Inventory {
             inv.endpoints.insert(service, kept);
         }
 
+        // When the pod naming each address was created.
+        let mut owner_since: HashMap<IpAddr, u64> = HashMap::new();
         for pod in pods {
             if pod.spec.host_network {
                 continue;
@@ -405,9 +430,32 @@ impl Inventory {
                 .iter()
                 .map(|p| p.ip.as_str())
                 .chain(pod.status.pod_ip.as_deref());
+            let created = created_ns(&pod.metadata);
             for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
-                inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
+                match inv.by_ip.entry(ip) {
+                    Entry::Vacant(v) => {
+                        v.insert(identity.clone());
+                        if let Some(since_ns) = created {
+                            owner_since.insert(ip, since_ns);
+                        }
+                    }
+                    // Pods come newest first once running and retired are
+                    // apart: one created before the address's pod had it
+                    // before.
+                    Entry::Occupied(_) => {
+                        if let (Some(&since_ns), Some(created)) = (owner_since.get(&ip), created)
+                            && created < since_ns
+                        {
+                            let earlier = inv.earlier.entry(ip).or_default();
+                            earlier.since_ns = since_ns;
+                            earlier.pods.push((created, identity.clone()));
+                        }
+                    }
+                }
             }
+        }
+        for earlier in inv.earlier.values_mut() {
+            earlier.pods.sort_by_key(|p| std::cmp::Reverse(p.0));
         }
 
         let mut outside_service_ips = Vec::new();
@@ -505,8 +553,27 @@ impl Inventory {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Who has address `ip` now.
     pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Identity>> {
         self.by_ip.get(&ip)
+    }
+
+    /// Who had address `ip` at `at_ns` (Unix nanoseconds): a flow's names
+    /// by its last packet, so that an address given to a new pod (a rollout,
+    /// a CronJob's next run) does not rename an earlier pod's flows, held
+    /// until their idle timeout. Before every pod known to have had it,
+    /// the oldest. (Creation times are the API server's clock, to the
+    /// second; an address is given a moment after its pod is created.)
+    pub fn lookup_at(&self, ip: IpAddr, at_ns: u64) -> Option<&Arc<Identity>> {
+        match self.earlier.get(&ip) {
+            Some(earlier) if at_ns < earlier.since_ns => earlier
+                .pods
+                .iter()
+                .find(|(created, _)| *created <= at_ns)
+                .or(earlier.pods.last())
+                .map(|(_, pod)| pod),
+            _ => self.lookup(ip),
+        }
     }
 
     /// Addresses mapped.
@@ -854,6 +921,58 @@ mod tests {
         assert_eq!(named("198.18.0.2"), Some("etl-7c8d9-zzzzz"));
         let listed: Vec<&str> = inv.workloads.iter().map(|w| w.name.as_ref()).collect();
         assert_eq!(listed, ["etl-7c8d9-zzzzz"], "retired pods are no workloads");
+    }
+
+    /// An address given to a new pod names the flows of before that pod
+    /// existed (held until their idle timeout) after the pod that had it
+    /// then, whichever of the earlier ones that was.
+    #[test]
+    fn an_address_given_to_a_new_pod_names_earlier_flows_after_the_pod_of_their_time() {
+        let pod = |name: &str, created: &str, gone: bool| -> Pod {
+            let mut pod: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "shop", "creationTimestamp": created},
+                "status": {"phase": "Running", "podIP": "198.18.0.7"}}))
+            .unwrap();
+            pod.gone = gone;
+            pod
+        };
+        let first = pod("web-1", "2026-12-04T10:00:00Z", true);
+        let second = pod("web-2", "2026-12-04T11:00:00Z", true);
+        let now = pod("web-3", "2026-12-04T12:00:00Z", false);
+        // A finished pod created after the running one (its status lagging
+        // behind) had the address before it, if at all: never named.
+        let mut lagging = pod("web-4", "2026-12-04T12:30:00Z", true);
+        lagging.status.phase = Some("Succeeded".into());
+        let inv = Inventory::from_objects([&lagging, &now, &first, &second], [], [], []);
+        let at = |t: &str| {
+            let t = humantime::parse_rfc3339(t).unwrap();
+            let ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            inv.lookup_at(ip("198.18.0.7"), ns)
+                .and_then(|i| i.pod.as_deref())
+        };
+        assert_eq!(at("2026-12-04T12:00:01Z"), Some("web-3"));
+        assert_eq!(at("2026-12-04T13:00:00Z"), Some("web-3"));
+        assert_eq!(at("2026-12-04T11:59:59Z"), Some("web-2"));
+        assert_eq!(at("2026-12-04T10:30:00Z"), Some("web-1"));
+        assert_eq!(
+            at("2026-12-04T09:00:00Z"),
+            Some("web-1"),
+            "the oldest known"
+        );
+        assert_eq!(
+            inv.lookup(ip("198.18.0.7")).and_then(|i| i.pod.as_deref()),
+            Some("web-3"),
+            "who has it now"
+        );
+        // Without creation times, who has it now.
+        let mut undated = now.clone();
+        undated.metadata.creation_timestamp = None;
+        let inv = Inventory::from_objects([&undated, &first], [], [], []);
+        assert_eq!(
+            inv.lookup_at(ip("198.18.0.7"), 0)
+                .and_then(|i| i.pod.as_deref()),
+            Some("web-3")
+        );
     }
 
     /// A load balancer's addresses name the service, as its ClusterIP
