@@ -132,6 +132,22 @@ impl Identity {
 /// A pod's (namespace, name).
 type PodKey = (String, String);
 
+/// Who an address names: who has it now and, for an address pods had
+/// before the pod that has it now (a retired pod's, given to a new one),
+/// those pods. A flow last seen before the address's pod existed was an
+/// earlier pod's.
+#[derive(Debug)]
+struct Named {
+    now: Arc<Identity>,
+    earlier: Option<Box<Earlier>>,
+}
+
+impl Named {
+    fn new(now: Arc<Identity>) -> Named {
+        Named { now, earlier: None }
+    }
+}
+
 /// The pods an address had before the pod that names it now.
 #[derive(Debug, Default)]
 struct Earlier {
@@ -154,12 +170,7 @@ type ServiceKey = (String, String);
 #[derive(Debug, Default)]
 pub struct Inventory {
     /// ahash: every flow's two addresses are looked up at every snapshot.
-    by_ip: HashMap<IpAddr, Arc<Identity>, ahash::RandomState>,
-    /// Addresses that pods had before the pod that has them now (a
-    /// retired pod's, given to a new one): when that pod was created, and
-    /// the earlier pods with when each was, newest first. A flow last seen
-    /// before the address's pod existed was an earlier pod's.
-    earlier: HashMap<IpAddr, Earlier>,
+    by_ip: HashMap<IpAddr, Named, ahash::RandomState>,
     pub pods: usize,
     pub services: usize,
     pub nodes: usize,
@@ -434,7 +445,7 @@ impl Inventory {
             for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
                 match inv.by_ip.entry(ip) {
                     Entry::Vacant(v) => {
-                        v.insert(identity.clone());
+                        v.insert(Named::new(identity.clone()));
                         if let Some(since_ns) = created {
                             owner_since.insert(ip, since_ns);
                         }
@@ -442,11 +453,11 @@ impl Inventory {
                     // Pods come newest first once running and retired are
                     // apart: one created before the address's pod had it
                     // before.
-                    Entry::Occupied(_) => {
+                    Entry::Occupied(mut o) => {
                         if let (Some(&since_ns), Some(created)) = (owner_since.get(&ip), created)
                             && created < since_ns
                         {
-                            let earlier = inv.earlier.entry(ip).or_default();
+                            let earlier = o.get_mut().earlier.get_or_insert_default();
                             earlier.since_ns = since_ns;
                             earlier.pods.push((created, identity.clone()));
                         }
@@ -454,7 +465,7 @@ impl Inventory {
                 }
             }
         }
-        for earlier in inv.earlier.values_mut() {
+        for earlier in inv.by_ip.values_mut().filter_map(|n| n.earlier.as_mut()) {
             earlier.pods.sort_by_key(|p| std::cmp::Reverse(p.0));
         }
 
@@ -500,7 +511,9 @@ impl Inventory {
                 .chain(svc.spec.cluster_ip.as_deref());
             // "None" marks a headless service: no ClusterIP.
             for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
-                inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
+                inv.by_ip
+                    .entry(ip)
+                    .or_insert_with(|| Named::new(identity.clone()));
             }
             // Its load balancer's addresses, which a mirror port before
             // kube-proxy sees (MetalLB on a SPAN port), named after the
@@ -535,12 +548,14 @@ impl Inventory {
                 .filter(|a| a.kind == "InternalIP")
             {
                 if let Ok(ip) = addr.address.parse::<IpAddr>() {
-                    inv.by_ip.entry(ip).or_insert_with(|| identity.clone());
+                    inv.by_ip
+                        .entry(ip)
+                        .or_insert_with(|| Named::new(identity.clone()));
                 }
             }
         }
         for (ip, identity) in outside_service_ips {
-            inv.by_ip.entry(ip).or_insert(identity);
+            inv.by_ip.entry(ip).or_insert(Named::new(identity));
         }
         inv.workloads.sort();
         inv
@@ -555,7 +570,7 @@ impl Inventory {
 
     /// Who has address `ip` now.
     pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Identity>> {
-        self.by_ip.get(&ip)
+        self.by_ip.get(&ip).map(|n| &n.now)
     }
 
     /// Who had address `ip` at `at_ns` (Unix nanoseconds): a flow's names
@@ -565,14 +580,15 @@ impl Inventory {
     /// the oldest. (Creation times are the API server's clock, to the
     /// second; an address is given a moment after its pod is created.)
     pub fn lookup_at(&self, ip: IpAddr, at_ns: u64) -> Option<&Arc<Identity>> {
-        match self.earlier.get(&ip) {
+        let named = self.by_ip.get(&ip)?;
+        match &named.earlier {
             Some(earlier) if at_ns < earlier.since_ns => earlier
                 .pods
                 .iter()
                 .find(|(created, _)| *created <= at_ns)
                 .or(earlier.pods.last())
                 .map(|(_, pod)| pod),
-            _ => self.lookup(ip),
+            _ => Some(&named.now),
         }
     }
 
