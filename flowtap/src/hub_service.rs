@@ -59,9 +59,12 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         Some(path) => Some(read_token(path).context("--agent-token-file")?),
         None => None,
     };
+    // Gone pods kept as long as an agent's flows with the default timeouts
+    // stay (the hub does not know its agents' timeouts).
     let publisher = Arc::new(std::sync::Mutex::new(setup::named_publisher(
         &args.names,
         &args.serve,
+        k8s::GONE_PODS_KEPT,
     )?));
     let interval = Duration::from_secs_f64(args.snapshot_interval.max(0.05));
     publisher

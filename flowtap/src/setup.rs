@@ -76,23 +76,7 @@ pub(crate) fn table_config(
     inboxes: u64,
 ) -> TableConfig {
     let live = capture_buffers.is_some();
-    let mut timeouts = if live {
-        Timeouts::LIVE
-    } else {
-        Timeouts::NEVER
-    };
-    if let Some(s) = cli.tcp_timeout {
-        let ns = time::from_secs(s);
-        timeouts.tcp_idle_ns = ns;
-        timeouts.tcp_closed_ns = timeouts.tcp_closed_ns.min(ns);
-        timeouts.tcp_handshake_ns = timeouts.tcp_handshake_ns.min(ns);
-    }
-    if let Some(s) = cli.tcp_syn_timeout {
-        timeouts.tcp_handshake_ns = time::from_secs(s);
-    }
-    if let Some(s) = cli.udp_timeout {
-        timeouts.udp_idle_ns = time::from_secs(s);
-    }
+    let timeouts = timeouts(cli, live);
     let rtt_window = match (cli.rtt_window, live) {
         (Some(s), _) => Window::Seconds(s),
         (None, true) => Window::Seconds(LIVE_RTT_WINDOW_S),
@@ -159,11 +143,47 @@ pub(crate) fn ingest_config(cli: &RunArgs) -> anyhow::Result<IngestConfig> {
     })
 }
 
+/// The idle timeouts of a capture (`live`) or of files, as the options set
+/// them.
+fn timeouts(cli: &RunArgs, live: bool) -> Timeouts {
+    let mut timeouts = if live {
+        Timeouts::LIVE
+    } else {
+        Timeouts::NEVER
+    };
+    if let Some(s) = cli.tcp_timeout {
+        let ns = time::from_secs(s);
+        timeouts.tcp_idle_ns = ns;
+        timeouts.tcp_closed_ns = timeouts.tcp_closed_ns.min(ns);
+        timeouts.tcp_handshake_ns = timeouts.tcp_handshake_ns.min(ns);
+    }
+    if let Some(s) = cli.tcp_syn_timeout {
+        timeouts.tcp_handshake_ns = time::from_secs(s);
+    }
+    if let Some(s) = cli.udp_timeout {
+        timeouts.udp_idle_ns = time::from_secs(s);
+    }
+    timeouts
+}
+
+/// How long the Kubernetes watch keeps a pod deleted or finished to name
+/// its old address: as long as its flows may stay in answers (the longest
+/// idle timeout that ends flows), 5 minutes at least.
+fn gone_pods_kept(cli: &RunArgs) -> std::time::Duration {
+    let t = timeouts(cli, !cli.interface.is_empty());
+    let longest = [t.tcp_idle_ns, t.udp_idle_ns]
+        .into_iter()
+        .filter(|&ns| ns != pipeline::flow::NEVER)
+        .max()
+        .unwrap_or(0);
+    std::time::Duration::from_nanos(longest).max(k8s::GONE_PODS_KEPT)
+}
+
 /// The publisher of a flowtap reading files or capturing, with the
 /// inventory loaded (an invalid file fails here), naming itself in its
 /// coverage.
 pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> {
-    let mut publisher = named_publisher(&cli.names, &cli.serve)?;
+    let mut publisher = named_publisher(&cli.names, &cli.serve, gone_pods_kept(cli))?;
     publisher
         .stats()
         .memory_limit
@@ -260,15 +280,20 @@ pub(crate) fn node_name(cli: &RunArgs) -> String {
     })
 }
 
-/// A publisher with the Kubernetes names `names` says where to find, and
-/// the per-pair metrics `serve` bounds.
-pub(crate) fn named_publisher(names: &NamesArgs, serve: &ServeArgs) -> anyhow::Result<Publisher> {
+/// A publisher with the Kubernetes names `names` says where to find (a
+/// watch keeping pods gone for `gone_pods_kept`), and the per-pair metrics
+/// `serve` bounds.
+pub(crate) fn named_publisher(
+    names: &NamesArgs,
+    serve: &ServeArgs,
+    gone_pods_kept: std::time::Duration,
+) -> anyhow::Result<Publisher> {
     let stats = Arc::new(k8s::WatchStats::default());
     let inventory = match &names.k8s_inventory {
         Some(path) => Some(Source::File(
             InventoryFile::open(path).context("loading the Kubernetes inventory")?,
         )),
-        None if names.k8s_watch => Some(watch(names, stats.clone())?),
+        None if names.k8s_watch => Some(watch(names, stats.clone(), gone_pods_kept)?),
         None => None,
     };
     let cluster = Cluster {
@@ -307,10 +332,15 @@ fn wait_for_the_first_lists(watch: &Source) {
 }
 
 #[cfg(feature = "watch")]
-fn watch(names: &NamesArgs, stats: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
+fn watch(
+    names: &NamesArgs,
+    stats: Arc<k8s::WatchStats>,
+    gone_pods_kept: std::time::Duration,
+) -> anyhow::Result<Source> {
     let config = k8s::watch::WatchConfig {
         max_objects: names.k8s_max_objects,
         request_timeout: std::time::Duration::from_secs_f64(names.k8s_request_timeout.max(0.1)),
+        gone_pods_kept,
     };
     Ok(Source::Watch(
         k8s::watch::Watch::start(config, stats).context("--k8s-watch")?,
@@ -318,7 +348,7 @@ fn watch(names: &NamesArgs, stats: Arc<k8s::WatchStats>) -> anyhow::Result<Sourc
 }
 
 #[cfg(not(feature = "watch"))]
-fn watch(_: &NamesArgs, _: Arc<k8s::WatchStats>) -> anyhow::Result<Source> {
+fn watch(_: &NamesArgs, _: Arc<k8s::WatchStats>, _: std::time::Duration) -> anyhow::Result<Source> {
     anyhow::bail!(
         "--k8s-watch: this flowtap was built without the `watch` feature; rebuild with default features"
     )
@@ -382,5 +412,30 @@ pub(crate) fn report_memory(cli: &RunArgs) {
             peak >> 20,
             memory_limit(cli) >> 20
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    /// A pod gone is kept to name its flows for as long as they can stay
+    /// in answers: the longest idle timeout that ends flows, 5 minutes at
+    /// least (files, whose flows never end, and short timeouts).
+    #[test]
+    fn gone_pods_are_kept_as_long_as_their_flows_stay() {
+        let kept = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["flowtap"], args].concat()).unwrap();
+            gone_pods_kept(&cli.run).as_secs()
+        };
+        assert_eq!(kept(&["-i", "eth0"]), 300);
+        assert_eq!(kept(&["-i", "eth0", "--tcp-timeout", "3600"]), 3600);
+        assert_eq!(kept(&["-i", "eth0", "--udp-timeout", "900"]), 900);
+        assert_eq!(kept(&["-i", "eth0", "--tcp-timeout", "5"]), 300);
+        assert_eq!(kept(&["-r", "f.pcap"]), 300);
+        assert_eq!(kept(&["-r", "f.pcap", "--tcp-timeout", "7200"]), 7200);
     }
 }

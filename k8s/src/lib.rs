@@ -23,6 +23,13 @@ pub use inventory::{
     Workload, WorkloadKind,
 };
 
+/// How long a watch keeps a pod deleted or finished to name its old
+/// address (its flows from before a new pod had it, or while none has),
+/// unless told otherwise: flowtap's default TCP idle timeout, so that its
+/// flows keep their names for as long as they stay in answers (a rolling
+/// update, a CronJob's pods).
+pub const GONE_PODS_KEPT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Where the names come from.
 pub enum Source {
     File(InventoryFile),

@@ -38,12 +38,6 @@ pub const REBUILD_EVERY: Duration = Duration::from_millis(500);
 /// from this view, and kept as gone pods are).
 const RUNNING_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
 
-/// How long a pod deleted or finished is kept to name its old address
-/// (while no running pod has it): flowtap's default TCP idle timeout, so
-/// that its flows keep their names for as long as they stay in answers
-/// (a rolling update, a CronJob's pods).
-pub const GONE_PODS_KEPT: Duration = Duration::from_secs(300);
-
 /// How the watch is set up.
 #[derive(Clone, Debug)]
 pub struct WatchConfig {
@@ -58,6 +52,10 @@ pub struct WatchConfig {
     /// ends the watches before it (290 s, or sooner under a shorter
     /// timeout), so that a quiet watch is not cut.
     pub request_timeout: Duration,
+    /// How long a pod deleted or finished is kept ([`crate::GONE_PODS_KEPT`] by
+    /// default): as long as its flows stay in answers, the longest idle
+    /// timeout.
+    pub gone_pods_kept: Duration,
 }
 
 /// How long the server holds a watch open before ending it (kube's default,
@@ -117,6 +115,7 @@ impl Watch {
             stats: stats.clone(),
             store: Mutex::default(),
             max_objects: config.max_objects,
+            gone_pods_kept: config.gone_pods_kept,
             dirty: AtomicBool::new(false),
             listed: Default::default(),
             failure_heard_within: RETRY_LAST * 5 / 4 + config.request_timeout + RETRY_FIRST,
@@ -220,6 +219,7 @@ struct Shared {
     stats: Arc<WatchStats>,
     store: Mutex<Store>,
     max_objects: usize,
+    gone_pods_kept: Duration,
     dirty: AtomicBool,
     /// Which kinds have been listed once.
     listed: [AtomicBool; 4],
@@ -314,7 +314,7 @@ struct Kind<T> {
     live: HashMap<Key, T>,
     listing: Option<HashMap<Key, T>>,
     /// Objects deleted (or gone from a relist), with when, kept
-    /// [`GONE_PODS_KEPT`] ([`Object::keeps_gone`]: pods only), a quarter of
+    /// [`WatchConfig::gone_pods_kept`] ([`Object::keeps_gone`]: pods only), a quarter of
     /// `max_objects` at most (the oldest give way), apart from the bound
     /// on the objects in force, which they take no room from.
     gone: HashMap<Key, (T, tokio::time::Instant)>,
@@ -360,11 +360,11 @@ impl<T: Object> Kind<T> {
         false
     }
 
-    /// Forgets gone objects kept [`GONE_PODS_KEPT`]; whether any went.
-    fn forget_gone(&mut self) -> bool {
+    /// Forgets gone objects kept `kept`; whether any went.
+    fn forget_gone(&mut self, kept: Duration) -> bool {
         let mut forgot = false;
         while let Some(&(ref key, at)) = self.gone_order.front() {
-            if at.elapsed() < GONE_PODS_KEPT {
+            if at.elapsed() < kept {
                 break;
             }
             if self.still_gone(key, at) {
@@ -410,7 +410,7 @@ trait Object {
     fn metadata(&self) -> &ObjectMeta;
 
     /// Whether objects of this kind are kept a while once gone
-    /// ([`GONE_PODS_KEPT`]): pods, whose flows outlive them.
+    /// ([`WatchConfig::gone_pods_kept`]): pods, whose flows outlive them.
     fn keeps_gone() -> bool {
         false
     }
@@ -697,7 +697,7 @@ async fn rebuild(shared: &Shared) {
         tick.tick().await;
         {
             let mut store = shared.store.lock().expect("k8s store lock");
-            if store.pods.forget_gone() {
+            if store.pods.forget_gone(shared.gone_pods_kept) {
                 shared.dirty.store(true, Ordering::Release);
             }
             // The gauges are set here only, every tick (half a second).
@@ -814,6 +814,9 @@ mod tests {
         kind.gone.remove(&pod("b").0);
         assert!(kind.forget_oldest_gone());
         assert!(kind.gone.is_empty());
-        assert!(!kind.forget_gone(), "nothing kept 5 minutes yet");
+        assert!(
+            !kind.forget_gone(crate::GONE_PODS_KEPT),
+            "nothing kept 5 minutes yet"
+        );
     }
 }

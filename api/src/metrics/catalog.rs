@@ -912,7 +912,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_k8s_pods_gone",
         Gauge,
-        "Pods deleted or finished that the watch keeps 5 minutes to name their old addresses while no running pod has them (a quarter of --k8s-max-objects at most, the oldest giving way; not in flowtap_k8s_objects).",
+        "Pods deleted or finished that the watch keeps to name their old addresses (for flows from before a new pod had one, or while none has), as long as the longest idle timeout and 5 minutes at least (a hub: 5 minutes; a quarter of --k8s-max-objects at most, the oldest giving way; not in flowtap_k8s_objects).",
         Value::One(|s| s.stats.k8s.gone_pods.load(Ordering::Relaxed) as f64)
     ),
     metric!(
