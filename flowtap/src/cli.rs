@@ -246,8 +246,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = IpfixPer::Flow, env = "FLOWTAP_IPFIX_PER", help_heading = EXPORT)]
     pub ipfix_per: IpfixPer,
 
-    /// Connection records (--ipfix-per connection) waiting for the next
-    /// export at most, all workers together; more are dropped, and counted.
+    /// Records waiting for the next export at most, all workers together:
+    /// connection records (--ipfix-per connection), or the last records of
+    /// flows evicted from a full table (--ipfix-per flow); more are
+    /// dropped, and counted.
     #[arg(long, value_name = "N", default_value_t = 262_144, env = "FLOWTAP_IPFIX_MAX_PENDING_RECORDS", help_heading = EXPORT)]
     pub ipfix_max_pending_records: usize,
 

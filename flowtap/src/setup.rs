@@ -92,6 +92,7 @@ pub(crate) fn table_config(
             active_timeout_ns: ipfix_active_timeout_ns(cli),
             max_pending: cli.ipfix_max_pending_records.max(1),
         }),
+        evicted_flows: flow_records(cli).then_some(cli.ipfix_max_pending_records.max(1)),
         ..TableConfig::default()
     }
 }
@@ -111,6 +112,12 @@ pub(crate) fn publish_handoff_capacity(publisher: &Mutex<Publisher>, config: &Pi
 /// exporter asks for them.
 pub(crate) fn connection_records(cli: &RunArgs) -> bool {
     !cli.ipfix_collector.is_empty() && cli.ipfix_per == crate::cli::IpfixPer::Connection
+}
+
+/// Whether an IPFIX exporter makes records per flow, and so needs the last
+/// records of flows evicted between snapshots.
+fn flow_records(cli: &RunArgs) -> bool {
+    !cli.ipfix_collector.is_empty() && cli.ipfix_per == crate::cli::IpfixPer::Flow
 }
 
 fn ipfix_active_timeout_ns(cli: &RunArgs) -> u64 {

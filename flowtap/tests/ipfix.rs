@@ -953,3 +953,89 @@ fn what_an_exporter_cannot_keep_to_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A full table gives flows up to make room (a flood, a scan, a bound set
+/// low): what each counted since the last snapshot goes out in a last
+/// record, ended for lack of resources (flowEndReason 5), so that the
+/// records add up to every packet counted. Here a file read whole (one
+/// snapshot, at its end) through a table of 8 flows and 8 connections:
+/// the evicted flows' records carry all they counted.
+#[test]
+fn flows_evicted_from_a_full_table_end_in_records_of_what_they_counted() {
+    let (sink, receiver) = tcp_collector();
+    let capture = capture("05_ndpi_reddit_ipv6.pcap");
+    let bound = ["--max-flows", "8", "--max-connections", "8"];
+    let run = run_flowtap(
+        &[&capture],
+        1,
+        &[&["--ipfix-collector", sink.as_str()][..], &bound].concat(),
+    );
+    let datagrams = receiver.join().unwrap();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let limit = |name: &str| -> u64 {
+        let limits = run
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("flowtap: limits: "))
+            .expect("the limits line");
+        limits
+            .split(", ")
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {limits}"))
+    };
+    let evicted_pkts = limit("evicted flow packets");
+    let evicted_flows = limit("flows evicted") + limit("idle flows evicted");
+    assert!(evicted_flows > 100, "the bound must evict: {}", run.stderr);
+    assert_eq!(limit("evicted flow records dropped"), 0);
+    let kept_pkts: u64 = run
+        .flows
+        .iter()
+        .map(|f| f.client_tx_pkts + f.server_tx_pkts)
+        .sum();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("ipfix.pcap");
+    write_pcap(&pcap, &datagrams);
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-d", "udp.port==4739,cflow"])
+        .args(["-T", "fields", "-E", "occurrence=a"])
+        .args(["-e", "cflow.packets", "-e", "cflow.flow_end_reason"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (mut by_reason, mut records) = (BTreeMap::<u64, u64>::new(), BTreeMap::<u64, u64>::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut fields = line.split('\t');
+        let packets: Vec<u64> = fields
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let reasons: Vec<u64> = fields
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        assert_eq!(packets.len(), reasons.len(), "{line}");
+        for (p, r) in packets.into_iter().zip(reasons) {
+            *by_reason.entry(r).or_default() += p;
+            *records.entry(r).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        by_reason.values().sum::<u64>(),
+        kept_pkts + evicted_pkts,
+        "every packet counted is in a record: {by_reason:?}"
+    );
+    assert_eq!(
+        by_reason.get(&5).copied(),
+        Some(evicted_pkts),
+        "{by_reason:?}"
+    );
+    assert!(
+        records[&5] >= evicted_flows,
+        "a record at least for each flow evicted ({evicted_flows}): {records:?}"
+    );
+}

@@ -370,6 +370,26 @@ impl Between<'_> {
     }
 }
 
+/// The last records of flows given up to make room since the last snapshot
+/// (`evicted`, their last records): what each counted since its last record,
+/// ended for lack of resources (flowEndReason 5), with the names it had
+/// then (none if it started since). They are followed no more.
+fn evicted_records(
+    flows: &mut FlowFollower<Tracked>,
+    evicted: &[FlowRecord],
+    now_ns: u64,
+    biflow: bool,
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    for f in evicted {
+        let mut t = flows.take_ended(f).unwrap_or_else(|| Tracked::of(f));
+        let names = std::mem::take(&mut t.names);
+        t.observe(f, names, now_ns);
+        out.extend(records(&f.key, &t, EndReason::LackOfResources, biflow));
+    }
+    out
+}
+
 impl Tracked {
     fn of(f: &FlowRecord) -> Tracked {
         Tracked {
@@ -448,6 +468,7 @@ impl SnapshotSink for Exporter {
         let mut left = Vec::new();
         let outbox = &mut self.outbox;
         let mut flows = std::mem::take(&mut self.flows);
+        outbox.add(evicted_records(&mut flows, &snapshot.evicted, now, biflow));
         flows.observe(
             &snapshot.flows,
             |i, f, change| {
@@ -553,6 +574,51 @@ mod tests {
         }
         t.exported(40 * S);
         assert!(records(&syn.key, &t, EndReason::Active, false).is_empty());
+    }
+
+    /// A flow evicted between snapshots ends in a record of what it counted
+    /// since its last one (all of it if it started since), reason 5, and
+    /// is followed no more: its key's next flow starts afresh.
+    #[test]
+    fn an_evicted_flow_ends_in_a_record_of_what_it_counted_since() {
+        let mut flows: FlowFollower<Tracked> = FlowFollower::default();
+        let follow = |flows: &mut FlowFollower<Tracked>, snapshot: &[FlowRecord], at: u64| {
+            let (mut changes, mut left) = (Vec::new(), 0);
+            let snapshot: pipeline::snapshot::Flows = snapshot.to_vec().into();
+            flows.observe(
+                &snapshot,
+                |_, f, change| {
+                    let started = matches!(change, Change::Started);
+                    changes.push(started);
+                    let mut t = match change {
+                        Change::Continued(t) | Change::Restarted(t) => t,
+                        Change::Started => Tracked::of(f),
+                    };
+                    t.observe(f, PerSide::default(), at);
+                    t.exported(at);
+                    t
+                },
+                |_, _| left += 1,
+            );
+            (changes, left)
+        };
+        // Seen with 10 packets, exported; then evicted at 15.
+        follow(&mut flows, &[flow(10, 1)], 2 * S);
+        let mut other = flow(3, 3);
+        other.key.server_port = 54;
+        let out = evicted_records(&mut flows, &[flow(15, 4), other], 5 * S, false);
+        let sent: Vec<(u64, EndReason)> =
+            out.iter().map(|r| (r.forward.packets, r.reason)).collect();
+        assert_eq!(
+            sent,
+            [
+                (5, EndReason::LackOfResources),
+                (3, EndReason::LackOfResources)
+            ],
+            "what it counted since its last record, and all of the one never seen"
+        );
+        // Its key again, a new flow: started, and nothing left over.
+        assert_eq!(follow(&mut flows, &[flow(2, 5)], 6 * S), (vec![true], 0));
     }
 
     /// A record's start is where its first packet can be, as near as the

@@ -210,7 +210,7 @@ pub enum EndReason {
     EndOfFlow = 3,
     /// The capture ended (or flowtap stops).
     Forced = 4,
-    /// A connection given up to make room for others.
+    /// A connection or flow given up to make room for others.
     LackOfResources = 5,
 }
 

@@ -115,6 +115,9 @@ pub struct ShardExport {
     /// Connection records cut since the last export (when the table keeps
     /// them).
     pub connections: Vec<ConnRecord>,
+    /// The last records of flows evicted since the last export (when the
+    /// table keeps them).
+    pub evicted: Vec<FlowRecord>,
     pub ingest: IngestCounters,
     pub sessions: MirrorSessions,
     pub table: TableCounters,
@@ -256,6 +259,7 @@ impl Pipeline {
                         TableConfig {
                             limits: config.table.limits.share(share),
                             conn_records: config.table.conn_records.map(|c| c.share(share)),
+                            evicted_flows: config.table.evicted_flows.map(|n| share.of(n)),
                             ..config.table
                         },
                         table_hasher.clone(),
@@ -628,6 +632,7 @@ impl Worker {
         ShardExport {
             flows,
             connections: self.table.take_conn_records(),
+            evicted: self.table.take_evicted_flows(),
             ingest: self.ingest.counters,
             sessions: self.ingest.sessions.clone(),
             table: self.table.counters(),

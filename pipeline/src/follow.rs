@@ -157,6 +157,18 @@ impl<T> FlowFollower<T> {
         self.parity = parity;
     }
 
+    /// Stops following the flow `ended` (its last record: it left the
+    /// table between two snapshots), giving back its state if it is the
+    /// flow followed under its key; `None` if it started since the last
+    /// snapshot.
+    pub fn take_ended(&mut self, ended: &FlowRecord) -> Option<T> {
+        let before = self.flows.get(&ended.key)?;
+        if !Incarnation::of(ended).continues(before.incarnation) {
+            return None;
+        }
+        self.flows.remove(&ended.key).map(|f| f.state)
+    }
+
     /// The states of the flows followed, as the capture ends.
     pub fn states_mut(&mut self) -> impl Iterator<Item = (&FlowKey, &mut T)> {
         self.flows.iter_mut().map(|(k, f)| (k, &mut f.state))

@@ -30,6 +30,10 @@ pub struct Snapshot {
     /// Connection records cut since the previous snapshot, when the tables
     /// keep them (`TableConfig::conn_records`; for IPFIX per connection).
     pub connections: Vec<ConnRecord>,
+    /// The last records of flows given up to make room since the previous
+    /// snapshot, when the tables keep them (`TableConfig::evicted_flows`;
+    /// for IPFIX per flow). Not in `flows`.
+    pub evicted: Vec<FlowRecord>,
     pub counters: Counters,
     /// Frames and bytes per mirror session.
     pub sessions: MirrorSessions,

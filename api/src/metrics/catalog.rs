@@ -420,6 +420,13 @@ pub const CATALOG: &[Metric] = &[
         Limits "connection records dropped"
     ),
     metric!(
+        "flowtap_ipfix_evicted_flow_records_dropped",
+        Counter,
+        "Last records of flows evicted from a full table (--ipfix-per flow) dropped because the queue to the next snapshot was full (--ipfix-max-pending-records): what they counted since the last snapshot is in no record.",
+        table!(evicted_flow_records_dropped),
+        Limits "evicted flow records dropped"
+    ),
+    metric!(
         "flowtap_flow_capacity",
         Gauge,
         "Flows kept at most (--max-flows, or from --memory-limit).",
@@ -443,14 +450,14 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_evicted_flow_packets",
         Counter,
-        "Packets the evicted flows had counted (no longer reported).",
+        "Packets the evicted flows had counted (no longer in answers; with IPFIX per flow, in their last records).",
         table!(evicted_pkts),
         Limits "evicted flow packets"
     ),
     metric!(
         "flowtap_evicted_flow_bytes",
         Counter,
-        "Bytes the evicted flows had counted (no longer reported).",
+        "Bytes the evicted flows had counted (no longer in answers; with IPFIX per flow, in their last records).",
         table!(evicted_bytes)
     ),
     metric!(

@@ -423,6 +423,7 @@ impl FlowTable {
 
     /// Removes a flow to make room, counting what it had counted.
     fn remove_evicted_flow(&mut self, idx: u32) {
+        self.keep_evicted_record(idx);
         let flow = self.flows.remove(idx);
         self.drop_digests(&flow);
         let counts = self.flows.meters[idx as usize].counts.total();

@@ -182,6 +182,11 @@ pub struct TableConfig {
     /// Per-connection records (for `--ipfix-per connection`); none kept
     /// when `None`.
     pub conn_records: Option<ConnRecordConfig>,
+    /// The last records of flows given up to make room, kept for the next
+    /// snapshot (for IPFIX per flow: what they counted since the last
+    /// snapshot would be in no record), this many at most; none kept when
+    /// `None`.
+    pub evicted_flows: Option<usize>,
 }
 
 impl Default for TableConfig {
@@ -194,6 +199,7 @@ impl Default for TableConfig {
             max_fragments: 8192,
             fragment_timeout_ns: 30 * SECOND,
             conn_records: None,
+            evicted_flows: None,
         }
     }
 }

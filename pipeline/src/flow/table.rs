@@ -14,10 +14,11 @@ use super::conns::{ConnRef, Conns};
 use super::counters::TableCounters;
 use super::eviction::Eviction;
 use super::fragments::{Fragments, Remembered};
-use super::handshake::Recorded;
+use super::handshake::{Recorded, Window};
+use super::health::TcpHealth;
 use super::key::ConnKey;
 use super::limits::TableConfig;
-use super::rate::SlotClock;
+use super::rate::{Meter, SlotClock};
 use super::record::FlowRecord;
 use super::refusals::PendingRefusals;
 use super::side::{PerSide, Side};
@@ -92,6 +93,42 @@ pub struct FlowTable {
     since_ns: u64,
     /// Per-connection records, when asked for ([`TableConfig::conn_records`]).
     conn_records: Option<ConnRecords>,
+    /// The last records of flows evicted since the last snapshot, when
+    /// asked for ([`TableConfig::evicted_flows`]).
+    evicted: Vec<FlowRecord>,
+}
+
+/// What a flow's record is made as of.
+struct RecordAt {
+    clock: SlotClock,
+    as_of_ns: u64,
+    /// When observation began (rates count from then).
+    since_ns: u64,
+    window: Window,
+}
+
+impl RecordAt {
+    fn record(&self, flow: &FlowEntry, meter: &Meter, health: &TcpHealth) -> FlowRecord {
+        let as_of_ns = self.as_of_ns;
+        FlowRecord {
+            key: flow.key,
+            sent: meter.counts,
+            ip_bytes: meter.ip_bytes(&flow.rate),
+            rates: meter.rates(&flow.rate, self.clock, as_of_ns, self.since_ns),
+            first_seen_ns: meter.first_seen_ns,
+            last_seen_ns: meter.last_seen_ns,
+            connections: flow.connections,
+            handshake: flow.handshake.clone(),
+            mirror: flow.mirror,
+            tcp: health.clone(),
+            seen_by: None,
+            percentiles: PerSide::from_fn(|side| {
+                flow.handshake[side]
+                    .as_ref()
+                    .and_then(|d| d.percentiles(as_of_ns, self.window))
+            }),
+        }
+    }
 }
 
 impl FlowTable {
@@ -111,6 +148,7 @@ impl FlowTable {
             counters: TableCounters::default(),
             now_ns: 0,
             since_ns: u64::MAX,
+            evicted: Vec::new(),
         }
     }
 
@@ -526,6 +564,48 @@ impl FlowTable {
             .unwrap_or_default()
     }
 
+    /// The last records of the flows evicted since the last call (none
+    /// unless [`TableConfig::evicted_flows`] asks for them).
+    pub fn take_evicted_flows(&mut self) -> Vec<FlowRecord> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Keeps the last record of the flow at `idx`, about to be evicted, if
+    /// records of evicted flows are asked for and there is room.
+    pub(super) fn keep_evicted_record(&mut self, idx: u32) {
+        let Some(max) = self.config.evicted_flows else {
+            return;
+        };
+        if self.evicted.len() >= max {
+            self.counters.evicted_flow_records_dropped += 1;
+            return;
+        }
+        let Some(flow) = self.flows.entries[idx as usize].as_ref() else {
+            return;
+        };
+        let as_of = RecordAt {
+            clock: self.clock,
+            as_of_ns: self.now_ns,
+            since_ns: self.since_at(self.now_ns),
+            window: self.config.rtt_window,
+        };
+        let record = as_of.record(
+            flow,
+            &self.flows.meters[idx as usize],
+            &self.flows.health[idx as usize],
+        );
+        self.evicted.push(record);
+    }
+
+    /// When observation began, for rates as of `as_of_ns`.
+    fn since_at(&self, as_of_ns: u64) -> u64 {
+        if self.since_ns == u64::MAX {
+            as_of_ns
+        } else {
+            self.since_ns
+        }
+    }
+
     /// Drops idle connections, flows and fragments as of `now_ns`: only
     /// what has come due is looked at.
     pub fn expire(&mut self, now_ns: u64) {
@@ -545,12 +625,13 @@ impl FlowTable {
     /// whose samples all left the RTT window free their memory meanwhile.
     pub fn export(&mut self, as_of_ns: u64, out: &mut Vec<FlowRecord>) {
         let window = self.config.rtt_window;
-        let mut freed = 0;
-        let since = if self.since_ns == u64::MAX {
-            as_of_ns
-        } else {
-            self.since_ns
+        let at = RecordAt {
+            clock: self.clock,
+            as_of_ns,
+            since_ns: self.since_at(as_of_ns),
+            window,
         };
+        let mut freed = 0;
         out.reserve(self.flows.len());
         let flows = self
             .flows
@@ -572,24 +653,7 @@ impl FlowTable {
                     *digest = None;
                 }
             }
-            out.push(FlowRecord {
-                key: flow.key,
-                sent: meter.counts,
-                ip_bytes: meter.ip_bytes(&flow.rate),
-                rates: meter.rates(&flow.rate, self.clock, as_of_ns, since),
-                first_seen_ns: meter.first_seen_ns,
-                last_seen_ns: meter.last_seen_ns,
-                connections: flow.connections,
-                handshake: flow.handshake.clone(),
-                mirror: flow.mirror,
-                tcp: health.clone(),
-                seen_by: None,
-                percentiles: PerSide::from_fn(|side| {
-                    flow.handshake[side]
-                        .as_ref()
-                        .and_then(|d| d.percentiles(as_of_ns, window))
-                }),
-            });
+            out.push(at.record(flow, meter, health));
         }
         self.sketches -= freed;
     }
