@@ -305,9 +305,21 @@ impl Inventory {
         // a retired pod names its old address only while no running pod
         // has it, so that its flows, which stay until their idle timeout,
         // keep their names.
+        // Retired pods by age alone: one deleted is no less the address's
+        // last owner than one that finished.
         let mut pods: Vec<&Pod> = pods.into_iter().collect();
         pods.sort_by(|a, b| {
-            (a.retired().cmp(&b.retired())).then_with(|| newest_first(&a.metadata, &b.metadata))
+            (a.retired().cmp(&b.retired())).then_with(|| match a.retired() {
+                false => newest_first(&a.metadata, &b.metadata),
+                true => (b
+                    .metadata
+                    .creation_timestamp
+                    .cmp(&a.metadata.creation_timestamp))
+                .then_with(|| {
+                    (&a.metadata.namespace, &a.metadata.name)
+                        .cmp(&(&b.metadata.namespace, &b.metadata.name))
+                }),
+            })
         });
         let mut nodes_in_order: Vec<&Node> = nodes.into_iter().collect();
         nodes_in_order.sort_by(|a, b| newest_first(&a.metadata, &b.metadata));
@@ -576,8 +588,9 @@ impl Inventory {
     /// Who had address `ip` at `at_ns` (Unix nanoseconds): a flow's names
     /// by its last packet, so that an address given to a new pod (a rollout,
     /// a CronJob's next run) does not rename an earlier pod's flows, held
-    /// until their idle timeout. Before every pod known to have had it,
-    /// the oldest. (Creation times are the API server's clock, to the
+    /// until their idle timeout. Before every pod known to have had it
+    /// (an old capture read with today's names), who has it now, as
+    /// without times. (Creation times are the API server's clock, to the
     /// second; an address is given a moment after its pod is created.)
     pub fn lookup_at(&self, ip: IpAddr, at_ns: u64) -> Option<&Arc<Identity>> {
         let named = self.by_ip.get(&ip)?;
@@ -586,8 +599,7 @@ impl Inventory {
                 .pods
                 .iter()
                 .find(|(created, _)| *created <= at_ns)
-                .or(earlier.pods.last())
-                .map(|(_, pod)| pod),
+                .map_or(Some(&named.now), |(_, pod)| Some(pod)),
             _ => Some(&named.now),
         }
     }
@@ -972,14 +984,30 @@ mod tests {
         assert_eq!(at("2026-12-04T10:30:00Z"), Some("web-1"));
         assert_eq!(
             at("2026-12-04T09:00:00Z"),
-            Some("web-1"),
-            "the oldest known"
+            Some("web-3"),
+            "before every pod known, who has it now"
         );
         assert_eq!(
             inv.lookup(ip("198.18.0.7")).and_then(|i| i.pod.as_deref()),
             Some("web-3"),
             "who has it now"
         );
+        // No running pod: the newest retired one has it, however it
+        // retired (deleted, with a deletion time, or finished, without).
+        let mut finished = pod("job-1", "2026-12-04T10:00:00Z", false);
+        finished.status.phase = Some("Succeeded".into());
+        let mut failed = pod("job-2", "2026-12-04T11:00:00Z", true);
+        failed.status.phase = Some("Failed".into());
+        failed.metadata.deletion_timestamp = Some("2026-12-04T11:30:00Z".into());
+        let inv = Inventory::from_objects([&finished, &failed], [], [], []);
+        let at = |t: &str| {
+            let t = humantime::parse_rfc3339(t).unwrap();
+            let ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            inv.lookup_at(ip("198.18.0.7"), ns)
+                .and_then(|i| i.pod.as_deref())
+        };
+        assert_eq!(at("2026-12-04T10:30:00Z"), Some("job-1"));
+        assert_eq!(at("2026-12-04T11:30:00Z"), Some("job-2"));
         // Without creation times, who has it now.
         let mut undated = now.clone();
         undated.metadata.creation_timestamp = None;

@@ -234,6 +234,8 @@ impl FlowTable {
         };
         let sender = Side::sender(from_lo == conn.client_is_lo());
         let was_closed = conn.is_closed();
+        let timeouts = &self.config.timeouts;
+        let was_half_open = timeouts.tcp_idle_ns < timeouts.tcp_handshake_ns && conn.is_half_open();
         let was_answered = conn.is_answered();
         let step = if t.proto == L4Proto::Tcp {
             conn.tcp_step_of(&t, sender, ts, p.duplicate)
@@ -255,8 +257,12 @@ impl FlowTable {
             !was_closed && conn.is_closed(),
             !was_answered && conn.is_answered(),
         );
-        if closed {
-            // Its timeout shrank: file it by the new deadline.
+        // Its timeout shrank (closed; or its handshake completed, where the
+        // SYN timeout is longer than the idle one): file it by the new
+        // deadline, which the wheel, finding entries by their old ones,
+        // would pass over.
+        let completed = was_half_open && !conn.is_half_open();
+        if closed || completed {
             let handle = ConnRef::new(hash, conn);
             self.file_connection(handle, false);
         }
@@ -404,7 +410,16 @@ impl FlowTable {
     fn refuse(&mut self, t: &Transport, ts: u64) {
         let (key, from_lo) = ConnKey::of(t);
         let hash = self.conns.hash(&key);
-        let refused = self.conns.index_of(hash, &key).and_then(|at| {
+        // One idle past its timeout is over (as for a packet, whenever
+        // maintenance comes round to it): the error refuses nothing of it.
+        let found = match self.conns.index_of(hash, &key) {
+            Some(at) if self.connection_is_due(self.conns.at(at), ts) => {
+                self.expire_connection(&key);
+                None
+            }
+            found => found,
+        };
+        let refused = found.and_then(|at| {
             let conn = self.conns.at_mut(at);
             if Side::sender(from_lo == conn.client_is_lo()) != Side::Client {
                 return None;
@@ -1279,9 +1294,12 @@ mod tests {
     }
 
     /// A worker expires idle state once a second of capture time, and with
-    /// several workers each ticks on its own packets: a packet that comes
-    /// after its connection's (or its flow's) timeout must start a new one
-    /// whether or not a tick has come round to the old one since.
+    /// several workers each ticks on its own packets, snapshots expire too:
+    /// a packet that comes after its connection's (or its flow's) timeout
+    /// must start a new one, and an ICMP error refuse nothing of it,
+    /// whether or not and whenever in the second expiry has come round to
+    /// the old one; with live timeouts, and with a SYN timeout longer than
+    /// the idle one (a completed handshake shortens the deadline).
     #[test]
     fn what_a_packet_after_a_timeout_starts_does_not_depend_on_maintenance() {
         let s = crate::time::SECOND;
@@ -1294,40 +1312,82 @@ mod tests {
                 tcp(ts + 2 * MS, c, port, server, 443, ACK),
             ]
         };
-        let mut packets = Vec::new();
-        // Open and then silent past the open timeout (300 s): the next
-        // packet, 1.5 s after its deadline, starts a connection.
-        packets.extend(handshake(1_000 * s, 40_000));
-        packets.push(tcp(1_301_502 * MS, c, 40_000, server, 443, ACK));
-        // Closed, and then its flow idle past 300 s: a new connection on
-        // it, 1.5 s after the flow's deadline, starts a flow.
-        packets.extend(handshake(2_000 * s, 40_001));
-        packets.push(tcp(2_000 * s + 3 * MS, c, 40_001, server, 443, RST));
-        packets.extend(handshake(2_301_503 * MS, 40_002));
-
-        let (mut ticked, mut unticked) = (live_table(), live_table());
-        let mut next_tick = packets[0].ts_ns;
-        for p in &packets {
-            while next_tick <= p.ts_ns {
-                ticked.expire(next_tick);
-                next_tick += s;
+        let refusal = |ts: u64, port: u16| {
+            let segment = tcp(ts, c, port, server, 443, 0);
+            PacketMeta {
+                counts_packet: false,
+                refusal: true,
+                wire_len: 0,
+                transport: Transport {
+                    tcp_seq: 1,
+                    ..segment.transport
+                },
+                ..segment
             }
-            ticked.update(p);
-            unticked.update(p);
+        };
+        let long_syn = crate::flow::Timeouts {
+            tcp_idle_ns: 5 * s,
+            tcp_closed_ns: 5 * s,
+            tcp_handshake_ns: 30 * s,
+            udp_idle_ns: 5 * s,
+        };
+        for (timeouts, idle) in [(crate::flow::Timeouts::LIVE, 300 * s), (long_syn, 5 * s)] {
+            // Each deadline falls 0.302 s into a second, each packet after
+            // it 0.6 s into that second: expiry at 0.25 or 0.5 s comes
+            // before it in the same second.
+            let at = |base: u64| base + idle + 902 * MS;
+            let mut packets = Vec::new();
+            // Open, then silent past its timeout: the next packet starts a
+            // connection.
+            packets.extend(handshake(1_000 * s + 300 * MS, 40_000));
+            packets.push(tcp(at(1_000 * s), c, 40_000, server, 443, ACK));
+            // Open, then silent past its timeout: a new connection on its
+            // flow starts a flow (and it expires).
+            packets.extend(handshake(3_000 * s + 300 * MS, 40_001));
+            packets.extend(handshake(at(3_000 * s), 40_002));
+            // A SYN unanswered past the SYN timeout (30 s): an ICMP error
+            // quoting it after then refuses nothing.
+            packets.push(tcp(5_000 * s + 302 * MS, c, 40_003, server, 443, SYN));
+            packets.push(refusal(5_030 * s + 902 * MS, 40_003));
+            packets.push(tcp(6_000 * s, c, 40_004, server, 443, SYN));
+
+            let run = |phase: Option<u64>| {
+                let mut t = table_of(TableConfig {
+                    timeouts,
+                    ..TableConfig::default()
+                });
+                let mut next_tick = phase.map(|p| 1_000 * s + p);
+                for p in &packets {
+                    while let Some(tick) = next_tick.filter(|&tick| tick <= p.ts_ns) {
+                        t.expire(tick);
+                        next_tick = Some(tick + s);
+                    }
+                    t.update(p);
+                }
+                t.expire(packets.last().expect("packets").ts_ns);
+                let described = format!("{:?}", flows(&mut t));
+                (t.counters(), described)
+            };
+            let unticked = run(None);
+            let c = &unticked.0;
+            assert_eq!(
+                (
+                    c.connections_expired,
+                    c.flows_expired,
+                    c.icmp_refusals_unmatched
+                ),
+                (5, 5, 1),
+                "every connection but the last SYN's, each flow before it, the refusal \
+                 late: {c:?}"
+            );
+            for phase in [0, 250 * MS, 500 * MS, 750 * MS] {
+                assert_eq!(
+                    run(Some(phase)),
+                    unticked,
+                    "ticks {phase} ns into each second"
+                );
+            }
         }
-        let end = packets.last().expect("packets").ts_ns;
-        for t in [&mut ticked, &mut unticked] {
-            t.expire(end);
-        }
-        let c = unticked.counters();
-        assert_eq!(
-            (c.connections_expired, c.flows_expired),
-            (3, 3),
-            "three connections (the silent one, the one its last packet started, the reset one) and three incarnations of the flow: {c:?}"
-        );
-        assert_eq!(ticked.counters(), c);
-        let described = |t: &mut FlowTable| format!("{:?}", flows(t));
-        assert_eq!(described(&mut ticked), described(&mut unticked));
     }
 
     #[test]

@@ -138,6 +138,23 @@ impl<T> Wheel<T> {
     /// `decide` settle each.
     pub(super) fn turn(&mut self, now_ns: u64, mut decide: impl FnMut(T) -> Verdict<T>) {
         let now_slot = Self::slot_of(now_ns);
+        if self.cursor == now_slot + 1 && self.len > 0 {
+            // A second a turn has taken already: what that turn refiled,
+            // due later in this second, waits in the next slot (with the
+            // next second's entries), and some of it may be due now. Each
+            // turn must expire all that is due by its time, whenever the
+            // turn before it was (expiry brought forward by a packet, a
+            // snapshot and a maintenance tick in one second).
+            let index = (self.cursor % SLOTS) as usize;
+            let taken = std::mem::take(&mut self.slots[index]);
+            self.len -= taken.len;
+            for entry in taken.into_iter() {
+                if let Verdict::Refile(entry, deadline) = decide(entry) {
+                    self.file(entry, deadline, now_ns);
+                }
+            }
+            return;
+        }
         while self.cursor <= now_slot && self.len > 0 {
             let index = (self.cursor % SLOTS) as usize;
             let taken = std::mem::take(&mut self.slots[index]);
@@ -173,6 +190,32 @@ mod tests {
     use super::*;
 
     const S: u64 = SECOND;
+
+    /// A turn expires all that is due by its time, even in a second a turn
+    /// has taken already (which refiled what was due later in it).
+    #[test]
+    fn a_second_turn_in_one_second_takes_what_came_due_since() {
+        let mut w: Wheel<(u32, u64)> = Wheel::default();
+        w.file((1, 100 * S + S / 2), 100 * S + S / 2, 90 * S);
+        w.file((2, 101 * S + S / 2), 101 * S + S / 2, 90 * S);
+        let mut expired = Vec::new();
+        let mut turn = |w: &mut Wheel<(u32, u64)>, now: u64| {
+            w.turn(now, |(id, deadline)| {
+                if deadline < now {
+                    expired.push(id);
+                    Verdict::Done
+                } else {
+                    Verdict::Refile((id, deadline), deadline)
+                }
+            })
+        };
+        turn(&mut w, 100 * S + S / 4);
+        turn(&mut w, 100 * S + 3 * S / 4);
+        turn(&mut w, 100 * S + 7 * S / 8);
+        assert_eq!(w.len(), 1);
+        turn(&mut w, 101 * S + 3 * S / 4);
+        assert_eq!((expired, w.len()), (vec![1, 2], 0));
+    }
 
     #[test]
     fn entries_come_up_when_due_and_refile() {
