@@ -932,25 +932,37 @@ fn dump_demo(inventory: &Path, extra: &[&str], target: &str) -> Value {
     serde_json::from_slice(&out).unwrap()
 }
 
+/// The demo's inventory with `edit` applied to each of its objects, in a
+/// file of a directory that lives as long as the first value returned.
+fn demo_inventory_with(edit: impl Fn(&mut Value)) -> (tempfile::TempDir, std::path::PathBuf) {
+    let mut inventory: Value =
+        serde_json::from_slice(&std::fs::read(project_root().join("demo/inventory.json")).unwrap())
+            .unwrap();
+    inventory["items"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .for_each(edit);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("inventory.json");
+    std::fs::write(&file, inventory.to_string()).unwrap();
+    (dir, file)
+}
+
 /// An address given to a new pod names the flows last seen before it was
 /// created after the pod that had it then: the demo's backup agent created
 /// during the capture, in the address of a finished migration job.
 #[test]
 fn flows_are_named_after_the_pod_that_had_the_address_at_their_time() {
     let root = project_root();
-    let mut inventory: Value =
-        serde_json::from_slice(&std::fs::read(root.join("demo/inventory.json")).unwrap()).unwrap();
-    for item in inventory["items"].as_array_mut().unwrap() {
+    let (_dir, file) = demo_inventory_with(|item| {
         let created = match item["metadata"]["name"].as_str() {
             Some("db-migrate-28311040-zt7x2") => "2025-12-31T23:00:00Z",
             Some("backup-agent-5f7d8c6b9-m3ntq") => "2026-01-01T00:00:00.5Z",
-            _ => continue,
+            _ => return,
         };
         item["metadata"]["creationTimestamp"] = json!(created);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("inventory.json");
-    std::fs::write(&file, inventory.to_string()).unwrap();
+    });
     let names = |inventory: &Path| {
         let flows = dump_demo(inventory, &[], "/mcp/flows?format=full&limit=100000");
         let mut named: Vec<(String, String)> = flows["flows"]
@@ -998,18 +1010,12 @@ fn flows_are_named_after_the_pod_that_had_the_address_at_their_time() {
 /// under the one name.
 #[test]
 fn the_summary_keeps_same_named_pods_of_two_namespaces_apart() {
-    let root = project_root();
-    let mut inventory: Value =
-        serde_json::from_slice(&std::fs::read(root.join("demo/inventory.json")).unwrap()).unwrap();
-    for item in inventory["items"].as_array_mut().unwrap() {
+    let (_dir, file) = demo_inventory_with(|item| {
         if item["kind"] == "Pod" && item["metadata"]["name"] == "orders-worker-1" {
             item["metadata"]["name"] = json!("orders-worker-0");
             item["metadata"]["namespace"] = json!("shop-eu");
         }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("inventory.json");
-    std::fs::write(&file, inventory.to_string()).unwrap();
+    });
     let dump = |target: &str| dump_demo(&file, &[], target);
     let flows = dump("/mcp/flows?format=full&limit=100000");
     let mut pairs: HashMap<(String, String, String, String), u64> = HashMap::new();

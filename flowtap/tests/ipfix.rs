@@ -1005,19 +1005,13 @@ fn flows_evicted_from_a_full_table_end_in_records_of_what_they_counted() {
     assert!(out.status.success());
     let (mut by_reason, mut records) = (BTreeMap::<u64, u64>::new(), BTreeMap::<u64, u64>::new());
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut fields = line.split('\t');
-        let packets: Vec<u64> = fields
-            .next()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        let reasons: Vec<u64> = fields
-            .next()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|v| v.parse().ok())
-            .collect();
+        let mut fields = line.split('\t').map(|values| -> Vec<u64> {
+            values.split(',').filter_map(|v| v.parse().ok()).collect()
+        });
+        let (packets, reasons) = (
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+        );
         assert_eq!(packets.len(), reasons.len(), "{line}");
         for (p, r) in packets.into_iter().zip(reasons) {
             *by_reason.entry(r).or_default() += p;

@@ -956,6 +956,13 @@ mod tests {
     /// then, whichever of the earlier ones that was.
     #[test]
     fn an_address_given_to_a_new_pod_names_earlier_flows_after_the_pod_of_their_time() {
+        /// The pod named at 198.18.0.7 at time `t` (RFC 3339).
+        fn named_at<'i>(inv: &'i Inventory, t: &str) -> Option<&'i str> {
+            let t = humantime::parse_rfc3339(t).unwrap();
+            let ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            inv.lookup_at(ip("198.18.0.7"), ns)
+                .and_then(|i| i.pod.as_deref())
+        }
         let pod = |name: &str, created: &str, gone: bool| -> Pod {
             let mut pod: Pod = serde_json::from_value(serde_json::json!({
                 "metadata": {"name": name, "namespace": "shop", "creationTimestamp": created},
@@ -972,12 +979,7 @@ mod tests {
         let mut lagging = pod("web-4", "2026-12-04T12:30:00Z", true);
         lagging.status.phase = Some("Succeeded".into());
         let inv = Inventory::from_objects([&lagging, &now, &first, &second], [], [], []);
-        let at = |t: &str| {
-            let t = humantime::parse_rfc3339(t).unwrap();
-            let ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-            inv.lookup_at(ip("198.18.0.7"), ns)
-                .and_then(|i| i.pod.as_deref())
-        };
+        let at = |t: &str| named_at(&inv, t);
         assert_eq!(at("2026-12-04T12:00:01Z"), Some("web-3"));
         assert_eq!(at("2026-12-04T13:00:00Z"), Some("web-3"));
         assert_eq!(at("2026-12-04T11:59:59Z"), Some("web-2"));
@@ -1000,12 +1002,7 @@ mod tests {
         failed.status.phase = Some("Failed".into());
         failed.metadata.deletion_timestamp = Some("2026-12-04T11:30:00Z".into());
         let inv = Inventory::from_objects([&finished, &failed], [], [], []);
-        let at = |t: &str| {
-            let t = humantime::parse_rfc3339(t).unwrap();
-            let ns = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-            inv.lookup_at(ip("198.18.0.7"), ns)
-                .and_then(|i| i.pod.as_deref())
-        };
+        let at = |t: &str| named_at(&inv, t);
         assert_eq!(at("2026-12-04T10:30:00Z"), Some("job-1"));
         assert_eq!(at("2026-12-04T11:30:00Z"), Some("job-2"));
         // Without creation times, who has it now.
