@@ -37,7 +37,14 @@ pub(crate) fn memory_limit(cli: &RunArgs) -> u64 {
 /// and the hand-off inboxes, unless given.
 fn limits(cli: &RunArgs, capture_buffers: u64, inboxes: u64) -> Limits {
     let budget = memory_limit(cli);
-    let reserved = RESERVED_BYTES + capture_buffers + inboxes;
+    // The last records of flows given up, waiting for the next snapshot
+    // (for IPFIX per flow), at their bound.
+    let evicted_records = if flow_records(cli) {
+        cli.ipfix_max_pending_records as u64 * Limits::evicted_record_bytes() as u64
+    } else {
+        0
+    };
+    let reserved = RESERVED_BYTES + capture_buffers + inboxes + evicted_records;
     if reserved >= budget {
         tracing::warn!(
             budget_mib = budget >> 20,

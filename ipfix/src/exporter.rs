@@ -370,24 +370,22 @@ impl Between<'_> {
     }
 }
 
-/// The last records of flows given up to make room since the last snapshot
-/// (`evicted`, their last records): what each counted since its last record,
+/// The records of a flow given up to make room since the last snapshot
+/// (`evicted`, its last record): what it counted since its last record,
 /// ended for lack of resources (flowEndReason 5), with the names it had
-/// then (none if it started since). They are followed no more.
+/// then (none if it started since). It is followed no more.
 fn evicted_records(
     flows: &mut FlowFollower<Tracked>,
-    evicted: &[FlowRecord],
+    evicted: &FlowRecord,
     now_ns: u64,
     biflow: bool,
 ) -> Vec<Record> {
-    let mut out = Vec::new();
-    for f in evicted {
-        let mut t = flows.take_ended(f).unwrap_or_else(|| Tracked::of(f));
-        let names = std::mem::take(&mut t.names);
-        t.observe(f, names, now_ns);
-        out.extend(records(&f.key, &t, EndReason::LackOfResources, biflow));
-    }
-    out
+    let mut t = flows
+        .take_ended(evicted)
+        .unwrap_or_else(|| Tracked::of(evicted));
+    let names = std::mem::take(&mut t.names);
+    t.observe(evicted, names, now_ns);
+    records(&evicted.key, &t, EndReason::LackOfResources, biflow)
 }
 
 impl Tracked {
@@ -468,7 +466,11 @@ impl SnapshotSink for Exporter {
         let mut left = Vec::new();
         let outbox = &mut self.outbox;
         let mut flows = std::mem::take(&mut self.flows);
-        outbox.add(evicted_records(&mut flows, &snapshot.evicted, now, biflow));
+        // A record (or two) at a time, sent a batch at a time: a file read
+        // through a small table may give thousands up between snapshots.
+        for f in &snapshot.evicted {
+            outbox.add(evicted_records(&mut flows, f, now, biflow));
+        }
         flows.observe(
             &snapshot.flows,
             |i, f, change| {
@@ -606,7 +608,10 @@ mod tests {
         follow(&mut flows, &[flow(10, 1)], 2 * S);
         let mut other = flow(3, 3);
         other.key.server_port = 54;
-        let out = evicted_records(&mut flows, &[flow(15, 4), other], 5 * S, false);
+        let out: Vec<Record> = [flow(15, 4), other]
+            .iter()
+            .flat_map(|f| evicted_records(&mut flows, f, 5 * S, false))
+            .collect();
         let sent: Vec<(u64, EndReason)> =
             out.iter().map(|r| (r.forward.packets, r.reason)).collect();
         assert_eq!(

@@ -450,14 +450,14 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_evicted_flow_packets",
         Counter,
-        "Packets the evicted flows had counted (no longer in answers; with IPFIX per flow, in their last records).",
+        "Packets the evicted flows had counted (no longer in answers; with IPFIX per flow, in their flows' last records but for those flowtap_ipfix_evicted_flow_records_dropped_total counts).",
         table!(evicted_pkts),
         Limits "evicted flow packets"
     ),
     metric!(
         "flowtap_evicted_flow_bytes",
         Counter,
-        "Bytes the evicted flows had counted (no longer in answers; with IPFIX per flow, in their last records).",
+        "Bytes the evicted flows had counted (no longer in answers; with IPFIX per flow, in their flows' last records but for those flowtap_ipfix_evicted_flow_records_dropped_total counts).",
         table!(evicted_bytes)
     ),
     metric!(

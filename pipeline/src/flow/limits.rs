@@ -116,6 +116,13 @@ impl Limits {
             + 4 * size_of::<PerSide<SideHealth>>()
     }
 
+    /// Estimated bytes per last record of an evicted flow waiting for the
+    /// next snapshot ([`TableConfig::evicted_flows`]): the record, without
+    /// digests, and its boxed per-side TCP counts.
+    pub fn evicted_record_bytes() -> usize {
+        size_of::<FlowRecord>() + size_of::<PerSide<SideHealth>>()
+    }
+
     /// Estimated bytes per sketch digest, counting a copy a snapshot may
     /// still hold.
     pub fn sketch_bytes() -> usize {

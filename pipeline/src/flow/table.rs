@@ -604,11 +604,14 @@ impl FlowTable {
             since_ns: self.since_at(self.now_ns),
             window: self.config.rtt_window,
         };
-        let record = as_of.record(
+        let mut record = as_of.record(
             flow,
             &self.flows.meters[idx as usize],
             &self.flows.health[idx as usize],
         );
+        // Its percentiles are in the record: the digests go with the flow
+        // (counted no more, they must not stay alive in the queue).
+        record.handshake = PerSide::default();
         self.evicted.push(record);
     }
 
