@@ -221,6 +221,17 @@ impl Publisher {
         snapshot
     }
 
+    /// Hands the sinks the flows that left the tables between snapshots
+    /// ([`pipeline::Pipeline::take_ended_flows`]).
+    pub fn ended(&mut self, ended: &[pipeline::flow::EndedFlow]) {
+        if ended.is_empty() {
+            return;
+        }
+        for sink in &mut self.sinks {
+            sink.ended(ended);
+        }
+    }
+
     /// Workload pairs with series of their own in `/metrics`
     /// (`--metrics-max-pairs`).
     pub fn set_metrics_max_pairs(&mut self, max_pairs: usize) {

@@ -19,6 +19,41 @@ const TABLE_ROWS: usize = 20;
 /// How often a snapshot is published while files are read and served.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Takes the last records of the flows that leave the tables every
+/// interval and hands them to the publisher's sinks, until stopped.
+struct Drainer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drainer {
+    fn spawn(
+        pipeline: Arc<Pipeline>,
+        publisher: Arc<std::sync::Mutex<api::Publisher>>,
+        interval: Duration,
+    ) -> Drainer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("flowtap-ended".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(interval)
+                {
+                    let ended = pipeline.take_ended_flows();
+                    publisher.lock().expect("publisher lock").ended(&ended);
+                }
+            })
+            .expect("spawning the thread that takes ended flows");
+        Drainer { stop, thread }
+    }
+
+    fn stop(self) {
+        let Drainer { stop, thread } = self;
+        drop(stop);
+        let _ = thread.join();
+    }
+}
+
 fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
     let workers = cli
         .threads
@@ -163,9 +198,19 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             },
         )
     });
+    // Without those snapshots, flows that leave the tables (IPFIX per
+    // flow) are taken a second at a time all the same: their records'
+    // queue holds a second's worth, not the whole read's.
+    let drainer = (setup::flow_records(cli) && !publishing)
+        .then(|| Drainer::spawn(pipeline.clone(), publisher.clone(), PUBLISH_INTERVAL));
     let finished = pipeline.finish();
     if let Some(m) = merger {
         m.stop();
+    }
+    // Before the last snapshot is published, after which the exporter
+    // takes nothing more.
+    if let Some(d) = drainer {
+        d.stop();
     }
     if let Some(display) = display {
         display.finish();

@@ -37,14 +37,14 @@ pub(crate) fn memory_limit(cli: &RunArgs) -> u64 {
 /// and the hand-off inboxes, unless given.
 fn limits(cli: &RunArgs, capture_buffers: u64, inboxes: u64) -> Limits {
     let budget = memory_limit(cli);
-    // The last records of flows given up, waiting for the next snapshot
-    // (for IPFIX per flow), at their bound.
-    let evicted_records = if flow_records(cli) {
-        cli.ipfix_max_pending_records as u64 * Limits::evicted_record_bytes() as u64
+    // The last records of flows that left the tables, waiting for the next
+    // snapshot (for IPFIX per flow), at their bound.
+    let ended_records = if flow_records(cli) {
+        cli.ipfix_max_pending_records as u64 * Limits::ended_record_bytes() as u64
     } else {
         0
     };
-    let reserved = RESERVED_BYTES + capture_buffers + inboxes + evicted_records;
+    let reserved = RESERVED_BYTES + capture_buffers + inboxes + ended_records;
     if reserved >= budget {
         tracing::warn!(
             budget_mib = budget >> 20,
@@ -99,7 +99,7 @@ pub(crate) fn table_config(
             active_timeout_ns: ipfix_active_timeout_ns(cli),
             max_pending: cli.ipfix_max_pending_records.max(1),
         }),
-        evicted_flows: flow_records(cli).then_some(cli.ipfix_max_pending_records.max(1)),
+        ended_flows: flow_records(cli).then_some(cli.ipfix_max_pending_records.max(1)),
         ..TableConfig::default()
     }
 }
@@ -123,7 +123,7 @@ pub(crate) fn connection_records(cli: &RunArgs) -> bool {
 
 /// Whether an IPFIX exporter makes records per flow, and so needs the last
 /// records of flows evicted between snapshots.
-fn flow_records(cli: &RunArgs) -> bool {
+pub(crate) fn flow_records(cli: &RunArgs) -> bool {
     !cli.ipfix_collector.is_empty() && cli.ipfix_per == crate::cli::IpfixPer::Flow
 }
 
@@ -220,31 +220,6 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
             active_timeout_ns: ipfix_active_timeout_ns(cli),
             mtu: cli.ipfix_mtu,
         };
-        // Flows that leave the table between two snapshots are never seen
-        // by a per-flow exporter, which learns of flows from the
-        // snapshots; reading files, snapshots come once a second of
-        // reading with --listen, else only at the end, while idle timeouts
-        // run in capture time: most of a capture's flows expired
-        // unexported, counted nowhere. Per connection, every connection's
-        // record is handed on. A pipe read as it is captured (`-r -`, with
-        // --listen) keeps time with its snapshots: said, not refused.
-        if !cli.read.is_empty()
-            && matches!(config.per, ipfix::RecordsPer::Flow)
-            && (cli.tcp_timeout.is_some() || cli.udp_timeout.is_some())
-        {
-            let what = "--tcp-timeout/--udp-timeout with -r and --ipfix-collector: flows that \
-                        time out between two snapshots of the reading are never exported";
-            if cli.serve.listen.is_none() {
-                anyhow::bail!(
-                    "{what} (without --listen, the only snapshot is the last); leave the timeouts \
-                     out (files keep every flow to the end), or export --ipfix-per connection"
-                );
-            }
-            tracing::warn!(
-                "{what}: a file read faster than it was captured loses the flows that time out \
-                 within a second of reading; --ipfix-per connection loses none"
-            );
-        }
         // Messages no shorter than the templates (they were sent longer
         // than asked, without a word).
         let least = ipfix::message::Encoder::new(0, 0, config.biflow, 0).max_len();

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pipeline::Snapshot;
 use pipeline::flow::{
-    ConnEnd, ConnRecord, Counter, FlowKey, FlowRecord, Outcomes, PerSide, Percentiles, Side,
-    TcpHealth,
+    ConnEnd, ConnRecord, Counter, EndedFlow, FlowEnd, FlowKey, FlowRecord, Outcomes, PerSide,
+    Percentiles, Side, TcpHealth,
 };
 use pipeline::follow::{Change, FlowFollower};
 use pipeline::snapshot::{EndpointName, EndpointNames, SnapshotSink};
@@ -370,22 +370,26 @@ impl Between<'_> {
     }
 }
 
-/// The records of a flow given up to make room since the last snapshot
-/// (`evicted`, its last record): what it counted since its last record,
-/// ended for lack of resources (flowEndReason 5), with the names it had
-/// then (none if it started since). It is followed no more.
-fn evicted_records(
+/// The records of a flow that left the table since the last snapshot
+/// (`ended`, with its last record): what it counted since its last record,
+/// ended idle (flowEndReason 1) or for lack of resources (5, given up to
+/// make room), with the names it had then (none if it started since). It
+/// is followed no more.
+fn ended_records(
     flows: &mut FlowFollower<Tracked>,
-    evicted: &FlowRecord,
+    ended: &EndedFlow,
     now_ns: u64,
     biflow: bool,
 ) -> Vec<Record> {
-    let mut t = flows
-        .take_ended(evicted)
-        .unwrap_or_else(|| Tracked::of(evicted));
+    let f = &ended.record;
+    let mut t = flows.take_ended(f).unwrap_or_else(|| Tracked::of(f));
     let names = std::mem::take(&mut t.names);
-    t.observe(evicted, names, now_ns);
-    records(&evicted.key, &t, EndReason::LackOfResources, biflow)
+    t.observe(f, names, now_ns);
+    let reason = match ended.end {
+        FlowEnd::Expired => EndReason::Idle,
+        FlowEnd::Evicted => EndReason::LackOfResources,
+    };
+    records(&f.key, &t, reason, biflow)
 }
 
 impl Tracked {
@@ -468,8 +472,8 @@ impl SnapshotSink for Exporter {
         let mut flows = std::mem::take(&mut self.flows);
         // A record (or two) at a time, sent a batch at a time: a file read
         // through a small table may give thousands up between snapshots.
-        for f in &snapshot.evicted {
-            outbox.add(evicted_records(&mut flows, f, now, biflow));
+        for f in &snapshot.ended {
+            outbox.add(ended_records(&mut flows, f, now, biflow));
         }
         flows.observe(
             &snapshot.flows,
@@ -505,6 +509,16 @@ impl SnapshotSink for Exporter {
         }
         outbox.send();
         self.flows = flows;
+    }
+
+    fn ended(&mut self, ended: &[EndedFlow]) {
+        let biflow = self.config.biflow;
+        for f in ended {
+            let at = f.record.last_seen_ns;
+            self.outbox
+                .add(ended_records(&mut self.flows, f, at, biflow));
+        }
+        self.outbox.send();
     }
 
     fn finish(&mut self) {
@@ -578,11 +592,12 @@ mod tests {
         assert!(records(&syn.key, &t, EndReason::Active, false).is_empty());
     }
 
-    /// A flow evicted between snapshots ends in a record of what it counted
-    /// since its last one (all of it if it started since), reason 5, and
-    /// is followed no more: its key's next flow starts afresh.
+    /// A flow evicted (or expired) between snapshots ends in a record of
+    /// what it counted since its last one (all of it if it started since),
+    /// reason 5 (or 1), and is followed no more: its key's next flow starts
+    /// afresh.
     #[test]
-    fn an_evicted_flow_ends_in_a_record_of_what_it_counted_since() {
+    fn a_flow_that_left_the_table_ends_in_a_record_of_what_it_counted_since() {
         let mut flows: FlowFollower<Tracked> = FlowFollower::default();
         let follow = |flows: &mut FlowFollower<Tracked>, snapshot: &[FlowRecord], at: u64| {
             let (mut changes, mut left) = (Vec::new(), 0);
@@ -608,18 +623,18 @@ mod tests {
         follow(&mut flows, &[flow(10, 1)], 2 * S);
         let mut other = flow(3, 3);
         other.key.server_port = 54;
-        let out: Vec<Record> = [flow(15, 4), other]
-            .iter()
-            .flat_map(|f| evicted_records(&mut flows, f, 5 * S, false))
+        let ended = [(flow(15, 4), FlowEnd::Evicted), (other, FlowEnd::Expired)];
+        let out: Vec<Record> = ended
+            .into_iter()
+            .flat_map(|(record, end)| {
+                ended_records(&mut flows, &EndedFlow { record, end }, 5 * S, false)
+            })
             .collect();
         let sent: Vec<(u64, EndReason)> =
             out.iter().map(|r| (r.forward.packets, r.reason)).collect();
         assert_eq!(
             sent,
-            [
-                (5, EndReason::LackOfResources),
-                (3, EndReason::LackOfResources)
-            ],
+            [(5, EndReason::LackOfResources), (3, EndReason::Idle)],
             "what it counted since its last record, and all of the one never seen"
         );
         // Its key again, a new flow: started, and nothing left over.

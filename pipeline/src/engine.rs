@@ -22,7 +22,8 @@ use crossbeam_utils::sync::{Parker, Unparker};
 use smallvec::SmallVec;
 
 use crate::flow::{
-    ConnRecord, FlowRecord, FlowTable, ShardHasher, Share, TableConfig, TableCounters, Window,
+    ConnRecord, EndedFlow, FlowRecord, FlowTable, ShardHasher, Share, TableConfig, TableCounters,
+    Window,
 };
 use crate::ingest::{Duplicates, Ingest, IngestConfig, IngestCounters, MirrorSessions};
 use crate::merger;
@@ -106,6 +107,11 @@ enum Control {
         what: ExportFor,
         reply: Sender<ShardExport>,
     },
+    /// The last records of the flows that left the table since the last
+    /// export or take ([`Pipeline::take_ended_flows`]).
+    TakeEnded {
+        reply: Sender<Vec<EndedFlow>>,
+    },
     Stop,
 }
 
@@ -115,9 +121,9 @@ pub struct ShardExport {
     /// Connection records cut since the last export (when the table keeps
     /// them).
     pub connections: Vec<ConnRecord>,
-    /// The last records of flows evicted since the last export (when the
-    /// table keeps them).
-    pub evicted: Vec<FlowRecord>,
+    /// The last records of flows that left the table since the last
+    /// export (when the table keeps them).
+    pub ended: Vec<EndedFlow>,
     pub ingest: IngestCounters,
     pub sessions: MirrorSessions,
     pub table: TableCounters,
@@ -259,7 +265,7 @@ impl Pipeline {
                         TableConfig {
                             limits: config.table.limits.share(share),
                             conn_records: config.table.conn_records.map(|c| c.share(share)),
-                            evicted_flows: config.table.evicted_flows.map(|n| share.of(n)),
+                            ended_flows: config.table.ended_flows.map(|n| share.of(n)),
                             ..config.table
                         },
                         table_hasher.clone(),
@@ -378,6 +384,24 @@ impl Pipeline {
             Some(why) => Err(why),
             None => Ok(snapshot),
         }
+    }
+
+    /// The last records of the flows that left the tables since the last
+    /// snapshot (or take), without a snapshot's walk over every flow: what
+    /// takes them between snapshots where snapshots are few (a file read
+    /// without serving makes one, at its end), so that their bound is a
+    /// second's worth, not the whole read's. Empty unless
+    /// [`TableConfig::ended_flows`] asks for them.
+    pub fn take_ended_flows(&self) -> Vec<EndedFlow> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
+        for w in &self.workers {
+            let _ = w.control.send(Control::TakeEnded {
+                reply: reply_tx.clone(),
+            });
+            w.wake.wake();
+        }
+        drop(reply_tx);
+        reply_rx.iter().flatten().collect()
     }
 
     /// Asks every shard for its flows as of now on `clock`, for `what`.
@@ -632,7 +656,7 @@ impl Worker {
         ShardExport {
             flows,
             connections: self.table.take_conn_records(),
-            evicted: self.table.take_evicted_flows(),
+            ended: self.table.take_ended_flows(),
             ingest: self.ingest.counters,
             sessions: self.ingest.sessions.clone(),
             table: self.table.counters(),
@@ -709,6 +733,9 @@ fn run_worker<S: PacketSource>(
                         worker.table.end_capture();
                     }
                     let _ = reply.send(worker.export(as_of_ns, since_ns));
+                }
+                Control::TakeEnded { reply } => {
+                    let _ = reply.send(worker.table.take_ended_flows());
                 }
                 Control::Stop => return,
             }

@@ -33,7 +33,7 @@ pub fn merge(exports: Exports) -> Snapshot {
             (a, b) => a.or(b),
         };
         snapshot.connections.extend(export.connections);
-        snapshot.evicted.extend(export.evicted);
+        snapshot.ended.extend(export.ended);
         if flows.is_empty() {
             flows = export.flows;
         } else {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::flow::{ConnRecord, FlowRecord, Side, TableCounters, Window};
+use crate::flow::{ConnRecord, EndedFlow, FlowRecord, Side, TableCounters, Window};
 use crate::ingest::{IngestCounters, MirrorSessions};
 
 pub mod flows;
@@ -30,10 +30,11 @@ pub struct Snapshot {
     /// Connection records cut since the previous snapshot, when the tables
     /// keep them (`TableConfig::conn_records`; for IPFIX per connection).
     pub connections: Vec<ConnRecord>,
-    /// The last records of flows given up to make room since the previous
-    /// snapshot, when the tables keep them (`TableConfig::evicted_flows`;
-    /// for IPFIX per flow). Not in `flows`.
-    pub evicted: Vec<FlowRecord>,
+    /// The last records of flows that left the tables (expired, or given
+    /// up to make room) since the previous snapshot, when the tables keep
+    /// them (`TableConfig::ended_flows`; for IPFIX per flow). Not in
+    /// `flows`.
+    pub ended: Vec<EndedFlow>,
     pub counters: Counters,
     /// Frames and bytes per mirror session.
     pub sessions: MirrorSessions,
@@ -49,6 +50,9 @@ pub trait SnapshotSink: Send {
     /// A new snapshot, and who its flows' endpoints are where that is known;
     /// `last` when [`Self::finish`] follows it (the capture's end, a stop).
     fn snapshot(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames, last: bool);
+    /// Flows that left the tables between snapshots, taken without one
+    /// ([`crate::Pipeline::take_ended_flows`]).
+    fn ended(&mut self, _ended: &[EndedFlow]) {}
     fn finish(&mut self);
 }
 

@@ -420,11 +420,11 @@ pub const CATALOG: &[Metric] = &[
         Limits "connection records dropped"
     ),
     metric!(
-        "flowtap_ipfix_evicted_flow_records_dropped",
+        "flowtap_ipfix_ended_flow_records_dropped",
         Counter,
-        "Last records of flows evicted from a full table (--ipfix-per flow) dropped because the queue to the next snapshot was full (--ipfix-max-pending-records): what they counted since the last snapshot is in no record.",
-        table!(evicted_flow_records_dropped),
-        Limits "evicted flow records dropped"
+        "Last records of flows that left the table, expired or evicted (--ipfix-per flow), dropped because the queue to the exporter was full (--ipfix-max-pending-records): what they counted since the last snapshot is in no record.",
+        table!(ended_flow_records_dropped),
+        Limits "ended flow records dropped"
     ),
     metric!(
         "flowtap_flow_capacity",
@@ -450,14 +450,14 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_evicted_flow_packets",
         Counter,
-        "Packets the evicted flows had counted (no longer in answers; with IPFIX per flow, in their flows' last records but for those flowtap_ipfix_evicted_flow_records_dropped_total counts).",
+        "Packets the evicted flows had counted (no longer in answers; with IPFIX per flow, in their flows' last records but for those flowtap_ipfix_ended_flow_records_dropped_total counts).",
         table!(evicted_pkts),
         Limits "evicted flow packets"
     ),
     metric!(
         "flowtap_evicted_flow_bytes",
         Counter,
-        "Bytes the evicted flows had counted (no longer in answers; with IPFIX per flow, in their flows' last records but for those flowtap_ipfix_evicted_flow_records_dropped_total counts).",
+        "Bytes the evicted flows had counted (no longer in answers; with IPFIX per flow, in their flows' last records but for those flowtap_ipfix_ended_flow_records_dropped_total counts).",
         table!(evicted_bytes)
     ),
     metric!(

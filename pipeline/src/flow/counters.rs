@@ -47,9 +47,10 @@ pub struct TableCounters {
     /// Connection records (`TableConfig::conn_records`) dropped because
     /// the queue to the next export was full.
     pub conn_records_dropped: u64,
-    /// Last records of evicted flows not kept for the next snapshot: as
-    /// many were waiting already ([`super::TableConfig::evicted_flows`]).
-    pub evicted_flow_records_dropped: u64,
+    /// Last records of flows that left the table not kept for the next
+    /// snapshot: as many were waiting already
+    /// ([`super::TableConfig::ended_flows`]).
+    pub ended_flow_records_dropped: u64,
     /// Gauges at the time of the export.
     pub active_connections: u64,
     pub active_flows: u64,
@@ -80,7 +81,7 @@ impl TableCounters {
         self.flow_table_full_bytes += o.flow_table_full_bytes;
         self.handshake_samples_replaced += o.handshake_samples_replaced;
         self.conn_records_dropped += o.conn_records_dropped;
-        self.evicted_flow_records_dropped += o.evicted_flow_records_dropped;
+        self.ended_flow_records_dropped += o.ended_flow_records_dropped;
         self.active_connections += o.active_connections;
         self.active_flows += o.active_flows;
         self.active_sketches += o.active_sketches;

@@ -26,6 +26,7 @@ use super::conn_records::ConnEnd;
 use super::conns::{ConnRef, Conns};
 use super::key::{ConnKey, FlowKey};
 use super::limits::{NEVER, Timeouts};
+use super::record::FlowEnd;
 use super::slab::FlowSlab;
 use super::table::FlowTable;
 use super::wheel::{Recency, Verdict, Wheel};
@@ -233,6 +234,7 @@ impl FlowTable {
 
     /// Removes the flow at `idx`, idle past its timeout.
     pub(super) fn expire_flow(&mut self, idx: u32) {
+        self.keep_ended_record(idx, FlowEnd::Expired);
         let flow = self.flows.remove(idx);
         self.drop_digests(&flow);
         self.counters.flows_expired += 1;
@@ -423,7 +425,7 @@ impl FlowTable {
 
     /// Removes a flow to make room, counting what it had counted.
     fn remove_evicted_flow(&mut self, idx: u32) {
-        self.keep_evicted_record(idx);
+        self.keep_ended_record(idx, FlowEnd::Evicted);
         let flow = self.flows.remove(idx);
         self.drop_digests(&flow);
         let counts = self.flows.meters[idx as usize].counts.total();

@@ -116,11 +116,11 @@ impl Limits {
             + 4 * size_of::<PerSide<SideHealth>>()
     }
 
-    /// Estimated bytes per last record of an evicted flow waiting for the
-    /// next snapshot ([`TableConfig::evicted_flows`]): the record, without
-    /// digests, and its boxed per-side TCP counts.
-    pub fn evicted_record_bytes() -> usize {
-        size_of::<FlowRecord>() + size_of::<PerSide<SideHealth>>()
+    /// Estimated bytes per last record of a flow that left the table,
+    /// waiting for the next snapshot ([`TableConfig::ended_flows`]): the
+    /// record, without digests, and its boxed per-side TCP counts.
+    pub fn ended_record_bytes() -> usize {
+        size_of::<super::EndedFlow>() + size_of::<PerSide<SideHealth>>()
     }
 
     /// Estimated bytes per sketch digest, counting a copy a snapshot may
@@ -189,11 +189,11 @@ pub struct TableConfig {
     /// Per-connection records (for `--ipfix-per connection`); none kept
     /// when `None`.
     pub conn_records: Option<ConnRecordConfig>,
-    /// The last records of flows given up to make room, kept for the next
-    /// snapshot (for IPFIX per flow: what they counted since the last
-    /// snapshot would be in no record), this many at most; none kept when
-    /// `None`.
-    pub evicted_flows: Option<usize>,
+    /// The last records of flows that leave the table (expired, or given
+    /// up to make room), kept for the next snapshot (for IPFIX per flow:
+    /// what they counted since the last snapshot would be in no record),
+    /// this many at most; none kept when `None`.
+    pub ended_flows: Option<usize>,
 }
 
 impl Default for TableConfig {
@@ -206,7 +206,7 @@ impl Default for TableConfig {
             max_fragments: 8192,
             fragment_timeout_ns: 30 * SECOND,
             conn_records: None,
-            evicted_flows: None,
+            ended_flows: None,
         }
     }
 }

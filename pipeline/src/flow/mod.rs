@@ -29,6 +29,6 @@ pub use health::{Outcomes, SideHealth, TcpHealth};
 pub use key::{ConnKey, FlowKey, ShardHasher};
 pub use limits::{Limits, NEVER, Share, TableConfig, Timeouts};
 pub use rate::Rates;
-pub use record::FlowRecord;
+pub use record::{EndedFlow, FlowEnd, FlowRecord};
 pub use side::{Counter, PerSide, Side};
 pub use table::FlowTable;

@@ -83,3 +83,20 @@ mod tests {
         );
     }
 }
+
+/// Why a flow left the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowEnd {
+    /// No packet for its idle timeout.
+    Expired,
+    /// Given up to make room in a full table.
+    Evicted,
+}
+
+/// A flow that left the table, with its last record: what it counted
+/// after the last snapshot that saw it is in no snapshot but this.
+#[derive(Clone, Debug)]
+pub struct EndedFlow {
+    pub record: FlowRecord,
+    pub end: FlowEnd,
+}

@@ -19,7 +19,7 @@ use super::health::TcpHealth;
 use super::key::ConnKey;
 use super::limits::TableConfig;
 use super::rate::{Meter, SlotClock};
-use super::record::FlowRecord;
+use super::record::{EndedFlow, FlowEnd, FlowRecord};
 use super::refusals::PendingRefusals;
 use super::side::{PerSide, Side};
 use super::slab::{FlowEntry, FlowSlab};
@@ -93,9 +93,9 @@ pub struct FlowTable {
     since_ns: u64,
     /// Per-connection records, when asked for ([`TableConfig::conn_records`]).
     conn_records: Option<ConnRecords>,
-    /// The last records of flows evicted since the last snapshot, when
-    /// asked for ([`TableConfig::evicted_flows`]).
-    evicted: Vec<FlowRecord>,
+    /// The last records of flows that left the table since the last
+    /// snapshot, when asked for ([`TableConfig::ended_flows`]).
+    ended: Vec<EndedFlow>,
 }
 
 /// What a flow's record is made as of.
@@ -148,7 +148,7 @@ impl FlowTable {
             counters: TableCounters::default(),
             now_ns: 0,
             since_ns: u64::MAX,
-            evicted: Vec::new(),
+            ended: Vec::new(),
         }
     }
 
@@ -579,20 +579,20 @@ impl FlowTable {
             .unwrap_or_default()
     }
 
-    /// The last records of the flows evicted since the last call (none
-    /// unless [`TableConfig::evicted_flows`] asks for them).
-    pub fn take_evicted_flows(&mut self) -> Vec<FlowRecord> {
-        std::mem::take(&mut self.evicted)
+    /// The last records of the flows that left the table since the last
+    /// call (none unless [`TableConfig::ended_flows`] asks for them).
+    pub fn take_ended_flows(&mut self) -> Vec<EndedFlow> {
+        std::mem::take(&mut self.ended)
     }
 
-    /// Keeps the last record of the flow at `idx`, about to be evicted, if
-    /// records of evicted flows are asked for and there is room.
-    pub(super) fn keep_evicted_record(&mut self, idx: u32) {
-        let Some(max) = self.config.evicted_flows else {
+    /// Keeps the last record of the flow at `idx`, about to leave the
+    /// table for `end`, if such records are asked for and there is room.
+    pub(super) fn keep_ended_record(&mut self, idx: u32, end: FlowEnd) {
+        let Some(max) = self.config.ended_flows else {
             return;
         };
-        if self.evicted.len() >= max {
-            self.counters.evicted_flow_records_dropped += 1;
+        if self.ended.len() >= max {
+            self.counters.ended_flow_records_dropped += 1;
             return;
         }
         let Some(flow) = self.flows.entries[idx as usize].as_ref() else {
@@ -612,7 +612,7 @@ impl FlowTable {
         // Its percentiles are in the record: the digests go with the flow
         // (counted no more, they must not stay alive in the queue).
         record.handshake = PerSide::default();
-        self.evicted.push(record);
+        self.ended.push(EndedFlow { record, end });
     }
 
     /// When observation began, for rates as of `as_of_ns`.
