@@ -246,10 +246,11 @@ pub(crate) struct RunArgs {
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = IpfixPer::Flow, env = "FLOWTAP_IPFIX_PER", help_heading = EXPORT)]
     pub ipfix_per: IpfixPer,
 
-    /// Records waiting for the next export at most, all workers together:
+    /// Records waiting for the exporter at most, all workers together:
     /// connection records (--ipfix-per connection), or the last records of
-    /// flows evicted from a full table (--ipfix-per flow); more are
-    /// dropped, and counted.
+    /// flows that left the table, expired or evicted (--ipfix-per flow; a
+    /// tenth of the memory for the tables at most); more are dropped, and
+    /// counted.
     #[arg(long, value_name = "N", default_value_t = 262_144, env = "FLOWTAP_IPFIX_MAX_PENDING_RECORDS", help_heading = EXPORT)]
     pub ipfix_max_pending_records: usize,
 
@@ -261,12 +262,13 @@ pub(crate) struct RunArgs {
     pub ipfix_enterprise_number: u32,
 
     /// A running flow gets an IPFIX record of its counts since the last one
-    /// at least this often (capture time); ended flows get theirs at once.
-    /// From -r, flow records come from the snapshots taken while reading
-    /// (with --listen, one a second of reading; else none before the end),
-    /// so a long capture read in seconds gets one a direction for all of
-    /// it; --ipfix-per connection splits records by this timeout in
-    /// capture time there too.
+    /// at least this often (capture time); a flow that ends gets its last
+    /// at the next snapshot. From -r, running flows' records come from the
+    /// snapshots taken while reading (with --listen, one a second of
+    /// reading; else none before the end: a long capture read in seconds
+    /// gets one a direction for all of a flow that lasts to its end, and
+    /// ended flows' records come a second at a time); --ipfix-per
+    /// connection splits records by this timeout in capture time there too.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "FLOWTAP_IPFIX_ACTIVE_TIMEOUT", help_heading = EXPORT)]
     pub ipfix_active_timeout: u64,
 

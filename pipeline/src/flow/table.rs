@@ -105,6 +105,9 @@ struct RecordAt {
     /// When observation began (rates count from then).
     since_ns: u64,
     window: Window,
+    /// Whether the record shares the flow's handshake digests (not only
+    /// their percentiles).
+    digests: bool,
 }
 
 impl RecordAt {
@@ -118,7 +121,11 @@ impl RecordAt {
             first_seen_ns: meter.first_seen_ns,
             last_seen_ns: meter.last_seen_ns,
             connections: flow.connections,
-            handshake: flow.handshake.clone(),
+            handshake: if self.digests {
+                flow.handshake.clone()
+            } else {
+                PerSide::default()
+            },
             mirror: flow.mirror,
             tcp: health.clone(),
             seen_by: None,
@@ -598,20 +605,20 @@ impl FlowTable {
         let Some(flow) = self.flows.entries[idx as usize].as_ref() else {
             return;
         };
+        // Its percentiles are in the record: the digests go with the flow
+        // (counted no more, they must not stay alive in the queue).
         let as_of = RecordAt {
             clock: self.clock,
             as_of_ns: self.now_ns,
             since_ns: self.since_at(self.now_ns),
             window: self.config.rtt_window,
+            digests: false,
         };
-        let mut record = as_of.record(
+        let record = as_of.record(
             flow,
             &self.flows.meters[idx as usize],
             &self.flows.health[idx as usize],
         );
-        // Its percentiles are in the record: the digests go with the flow
-        // (counted no more, they must not stay alive in the queue).
-        record.handshake = PerSide::default();
         self.ended.push(EndedFlow { record, end });
     }
 
@@ -648,6 +655,7 @@ impl FlowTable {
             as_of_ns,
             since_ns: self.since_at(as_of_ns),
             window,
+            digests: true,
         };
         let mut freed = 0;
         out.reserve(self.flows.len());
