@@ -33,26 +33,46 @@ pub(crate) fn memory_limit(cli: &RunArgs) -> u64 {
         .unwrap_or_else(|| pipeline::memory::available_bytes().map_or(1 << 30, |b| b / 2))
 }
 
-/// The tables' limits: from the memory budget, less the capture buffers
-/// and the hand-off inboxes, unless given.
-fn limits(cli: &RunArgs, capture_buffers: u64, inboxes: u64) -> Limits {
-    let budget = memory_limit(cli);
-    // The last records of flows that left the tables, waiting for the
-    // exporter (IPFIX per flow), at their bound.
-    let ended_records = ended_flow_records(cli, capture_buffers, inboxes)
-        .map_or(0, |n| n as u64 * Limits::ended_record_bytes() as u64);
-    let reserved = RESERVED_BYTES + capture_buffers + inboxes + ended_records;
-    if reserved >= budget {
+/// The memory flowtap may use, and what capture and hand-off take of it
+/// before the tables.
+struct Budget {
+    total: u64,
+    capture_buffers: u64,
+    inboxes: u64,
+}
+
+impl Budget {
+    fn of(cli: &RunArgs, capture_buffers: u64, inboxes: u64) -> Budget {
+        Budget {
+            total: memory_limit(cli),
+            capture_buffers,
+            inboxes,
+        }
+    }
+
+    /// What is left for the tables and the records waiting beside them.
+    fn left(&self) -> u64 {
+        self.total
+            .saturating_sub(RESERVED_BYTES + self.capture_buffers + self.inboxes)
+    }
+}
+
+/// The tables' limits: from the memory budget, less the capture buffers,
+/// the hand-off inboxes and the `ended_flows` records waiting for an
+/// exporter, unless given.
+fn limits(cli: &RunArgs, budget: &Budget, ended_flows: Option<usize>) -> Limits {
+    let ended_records = ended_flows.map_or(0, |n| n as u64 * Limits::ended_record_bytes() as u64);
+    if budget.left() <= ended_records {
         tracing::warn!(
-            budget_mib = budget >> 20,
-            capture_buffers_mib = capture_buffers >> 20,
-            handoff_inboxes_mib = inboxes >> 20,
+            budget_mib = budget.total >> 20,
+            capture_buffers_mib = budget.capture_buffers >> 20,
+            handoff_inboxes_mib = budget.inboxes >> 20,
             "the memory limit leaves the flow tables next to nothing beside the capture buffers \
              and the workers' hand-off inboxes: raise --memory-limit, or lower --ring-frames, \
              --queues, --handoff-queue or the workers (--cores, --threads)"
         );
     }
-    let tables = budget.saturating_sub(reserved).max(1 << 20);
+    let tables = budget.left().saturating_sub(ended_records).max(1 << 20);
     let mut limits = Limits::for_memory(usize::try_from(tables).unwrap_or(usize::MAX));
     if connection_records(cli) {
         limits = limits.with_connection_records();
@@ -71,12 +91,11 @@ fn limits(cli: &RunArgs, capture_buffers: u64, inboxes: u64) -> Limits {
 /// and at most a tenth of the memory the tables may use, so that a small
 /// `--memory-limit` keeps room for flows (taken a second at a time, a
 /// tenth of 72 MiB holds about 20,000).
-fn ended_flow_records(cli: &RunArgs, capture_buffers: u64, inboxes: u64) -> Option<usize> {
+fn ended_flow_records(cli: &RunArgs, budget: &Budget) -> Option<usize> {
     if !flow_records(cli) {
         return None;
     }
-    let tables = memory_limit(cli).saturating_sub(RESERVED_BYTES + capture_buffers + inboxes);
-    let tenth = tables / 10 / Limits::ended_record_bytes() as u64;
+    let tenth = budget.left() / 10 / Limits::ended_record_bytes() as u64;
     let bound = (cli.ipfix_max_pending_records as u64).min(tenth).max(1);
     Some(usize::try_from(bound).unwrap_or(usize::MAX))
 }
@@ -96,6 +115,8 @@ pub(crate) fn table_config(
 ) -> TableConfig {
     let live = capture_buffers.is_some();
     let timeouts = timeouts(cli, live);
+    let budget = Budget::of(cli, capture_buffers.unwrap_or(0), inboxes);
+    let ended_flows = ended_flow_records(cli, &budget);
     let rtt_window = match (cli.rtt_window, live) {
         (Some(s), _) => Window::Seconds(s),
         (None, true) => Window::Seconds(LIVE_RTT_WINDOW_S),
@@ -103,7 +124,7 @@ pub(crate) fn table_config(
     };
     TableConfig {
         timeouts,
-        limits: limits(cli, capture_buffers.unwrap_or(0), inboxes),
+        limits: limits(cli, &budget, ended_flows),
         rtt_window,
         rate_window_ns: time::from_secs(cli.rate_window.max(1)),
         max_fragments: cli.max_fragments,
@@ -111,7 +132,7 @@ pub(crate) fn table_config(
             active_timeout_ns: ipfix_active_timeout_ns(cli),
             max_pending: cli.ipfix_max_pending_records.max(1),
         }),
-        ended_flows: ended_flow_records(cli, capture_buffers.unwrap_or(0), inboxes),
+        ended_flows,
         ..TableConfig::default()
     }
 }
@@ -435,17 +456,18 @@ mod tests {
                 .run
         };
         let collector = ["--ipfix-collector", "udp://127.0.0.1:9"];
-        assert_eq!(ended_flow_records(&run(&[]), 0, 0), None);
+        let ended = |cli: &RunArgs| ended_flow_records(cli, &Budget::of(cli, 0, 0));
+        assert_eq!(ended(&run(&[])), None);
         let per_connection = run(&[&collector[..], &["--ipfix-per", "connection"]].concat());
-        assert_eq!(ended_flow_records(&per_connection, 0, 0), None);
+        assert_eq!(ended(&per_connection), None);
         let small = run(&[&collector[..], &["--memory-limit", "200Mi"]].concat());
-        let bound = ended_flow_records(&small, 0, 0).unwrap();
+        let bound = ended(&small).unwrap();
         let bytes = (bound * Limits::ended_record_bytes()) as u64;
         assert!(
             bound > 10_000 && bytes <= ((200 << 20) - RESERVED_BYTES) / 10,
             "{bound} records, {bytes} bytes"
         );
-        let flows = |cli: &RunArgs| limits(cli, 0, 0).max_flows;
+        let flows = |cli: &RunArgs| limits(cli, &Budget::of(cli, 0, 0), ended(cli)).max_flows;
         let without = run(&["--memory-limit", "200Mi"]);
         assert!(
             flows(&small) * 10 >= flows(&without) * 8,
@@ -454,11 +476,7 @@ mod tests {
             flows(&without)
         );
         let large = run(&[&collector[..], &["--memory-limit", "64Gi"]].concat());
-        assert_eq!(
-            ended_flow_records(&large, 0, 0),
-            Some(262_144),
-            "--ipfix-max-pending-records"
-        );
+        assert_eq!(ended(&large), Some(262_144), "--ipfix-max-pending-records");
     }
 
     /// A pod gone is kept to name its flows for as long as they can stay

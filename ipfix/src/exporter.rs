@@ -433,6 +433,18 @@ impl Tracked {
 }
 
 impl Exporter {
+    /// Adds the records of the flows that left the table, as of `now_ns`
+    /// (a snapshot's time; without one, each flow's last packet's). A
+    /// record (or two) at a time, sent a batch at a time: a file read
+    /// through a small table may give thousands up between snapshots.
+    fn add_ended(&mut self, ended: &[EndedFlow], now_ns: Option<u64>) {
+        for f in ended {
+            let at = now_ns.unwrap_or(f.record.last_seen_ns);
+            let records = ended_records(&mut self.flows, f, at, self.config.biflow);
+            self.outbox.add(records);
+        }
+    }
+
     /// The records of the connections `snapshot` brings, named by their
     /// flows in it.
     fn connections(&mut self, snapshot: &Snapshot, names: &dyn EndpointNames) {
@@ -465,16 +477,12 @@ impl SnapshotSink for Exporter {
             return;
         }
         let now = snapshot.as_of_ns;
+        self.add_ended(&snapshot.ended, Some(now));
         let active_timeout_ns = self.config.active_timeout_ns;
         let biflow = self.config.biflow;
         let mut left = Vec::new();
         let outbox = &mut self.outbox;
         let mut flows = std::mem::take(&mut self.flows);
-        // A record (or two) at a time, sent a batch at a time: a file read
-        // through a small table may give thousands up between snapshots.
-        for f in &snapshot.ended {
-            outbox.add(ended_records(&mut flows, f, now, biflow));
-        }
         flows.observe(
             &snapshot.flows,
             |i, f, change| {
@@ -512,12 +520,7 @@ impl SnapshotSink for Exporter {
     }
 
     fn ended(&mut self, ended: &[EndedFlow]) {
-        let biflow = self.config.biflow;
-        for f in ended {
-            let at = f.record.last_seen_ns;
-            self.outbox
-                .add(ended_records(&mut self.flows, f, at, biflow));
-        }
+        self.add_ended(ended, None);
         self.outbox.send();
     }
 

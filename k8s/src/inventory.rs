@@ -294,31 +294,26 @@ impl Inventory {
         // its address; a node replaced under its address while the old Node
         // object lingers (the watch's maps, and so the order they come in,
         // differ from one process to the next).
+        let newer = |a: &ObjectMeta, b: &ObjectMeta| {
+            (b.creation_timestamp.cmp(&a.creation_timestamp))
+                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+        };
         let newest_first = |a: &ObjectMeta, b: &ObjectMeta| {
             (a.deletion_timestamp
                 .is_some()
                 .cmp(&b.deletion_timestamp.is_some()))
-            .then_with(|| b.creation_timestamp.cmp(&a.creation_timestamp))
-            .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+            .then_with(|| newer(a, b))
         };
         // Pods still running before those retired (deleted, finished):
         // a retired pod names its old address only while no running pod
         // has it, so that its flows, which stay until their idle timeout,
-        // keep their names.
-        // Retired pods by age alone: one deleted is no less the address's
-        // last owner than one that finished.
+        // keep their names. Retired pods by age alone: one deleted is no
+        // less the address's last owner than one that finished.
         let mut pods: Vec<&Pod> = pods.into_iter().collect();
         pods.sort_by(|a, b| {
             (a.retired().cmp(&b.retired())).then_with(|| match a.retired() {
                 false => newest_first(&a.metadata, &b.metadata),
-                true => (b
-                    .metadata
-                    .creation_timestamp
-                    .cmp(&a.metadata.creation_timestamp))
-                .then_with(|| {
-                    (&a.metadata.namespace, &a.metadata.name)
-                        .cmp(&(&b.metadata.namespace, &b.metadata.name))
-                }),
+                true => newer(&a.metadata, &b.metadata),
             })
         });
         let mut nodes_in_order: Vec<&Node> = nodes.into_iter().collect();
@@ -397,8 +392,9 @@ impl Inventory {
             inv.endpoints.insert(service, kept);
         }
 
-        // When the pod naming each address was created.
-        let mut owner_since: HashMap<IpAddr, u64> = HashMap::new();
+        // The pod naming each address: its creation time is read only
+        // where another pod claims the address too.
+        let mut owners: HashMap<IpAddr, &ObjectMeta> = HashMap::new();
         for pod in pods {
             if pod.spec.host_network {
                 continue;
@@ -453,20 +449,18 @@ impl Inventory {
                 .iter()
                 .map(|p| p.ip.as_str())
                 .chain(pod.status.pod_ip.as_deref());
-            let created = created_ns(&pod.metadata);
             for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
                 match inv.by_ip.entry(ip) {
                     Entry::Vacant(v) => {
                         v.insert(Named::new(identity.clone()));
-                        if let Some(since_ns) = created {
-                            owner_since.insert(ip, since_ns);
-                        }
+                        owners.insert(ip, &pod.metadata);
                     }
                     // Pods come newest first once running and retired are
                     // apart: one created before the address's pod had it
                     // before.
                     Entry::Occupied(mut o) => {
-                        if let (Some(&since_ns), Some(created)) = (owner_since.get(&ip), created)
+                        let since = owners.get(&ip).and_then(|owner| created_ns(owner));
+                        if let (Some(since_ns), Some(created)) = (since, created_ns(&pod.metadata))
                             && created < since_ns
                         {
                             let earlier = o.get_mut().earlier.get_or_insert_default();

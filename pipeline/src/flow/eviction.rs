@@ -188,9 +188,18 @@ impl FlowTable {
         }
     }
 
-    /// Whether `conn` has been idle past its timeout at `ts_ns`.
-    pub(super) fn connection_is_due(&self, conn: &Conn, ts_ns: u64) -> bool {
-        matches!(self.conn_deadline(&conn.key, conn), (deadline, true) if deadline < ts_ns)
+    /// The connection of `key` found at `at`, unless it has been idle past
+    /// its timeout at `ts_ns`: then it is over (expired now), whether or
+    /// not maintenance (a tick a second of capture time, per worker) has
+    /// come round to it, so that what a packet at `ts_ns` starts does not
+    /// depend on when that was.
+    pub(super) fn unless_due(&mut self, at: Option<u32>, key: &ConnKey, ts_ns: u64) -> Option<u32> {
+        let conn = self.conns.at(at?);
+        if matches!(self.conn_deadline(key, conn), (deadline, true) if deadline < ts_ns) {
+            self.expire_connection(key);
+            return None;
+        }
+        at
     }
 
     /// Expires the flow of `key` if it has had no packet for its timeout

@@ -225,16 +225,7 @@ impl FlowTable {
         let found = Some(found_at)
             .filter(|&at| self.conns.holds(at, &key))
             .or_else(|| self.conns.index_of(hash, &key));
-        // One idle past its timeout is over, whether or not maintenance
-        // (a tick a second of capture time, per worker) has come round to
-        // it: what this packet starts must not depend on when that was.
-        let found = match found {
-            Some(at) if self.connection_is_due(self.conns.at(at), ts) => {
-                self.expire_connection(&key);
-                None
-            }
-            found => found,
-        };
+        let found = self.unless_due(found, &key, ts);
         let Some(conn) = found.map(|at| self.conns.at_mut(at)) else {
             self.open_connection(hash, key, from_lo, &t, p);
             return;
@@ -417,15 +408,8 @@ impl FlowTable {
     fn refuse(&mut self, t: &Transport, ts: u64) {
         let (key, from_lo) = ConnKey::of(t);
         let hash = self.conns.hash(&key);
-        // One idle past its timeout is over (as for a packet, whenever
-        // maintenance comes round to it): the error refuses nothing of it.
-        let found = match self.conns.index_of(hash, &key) {
-            Some(at) if self.connection_is_due(self.conns.at(at), ts) => {
-                self.expire_connection(&key);
-                None
-            }
-            found => found,
-        };
+        // The error refuses nothing of one idle past its timeout.
+        let found = self.unless_due(self.conns.index_of(hash, &key), &key, ts);
         let refused = found.and_then(|at| {
             let conn = self.conns.at_mut(at);
             if Side::sender(from_lo == conn.client_is_lo()) != Side::Client {

@@ -145,31 +145,29 @@ impl<T> Wheel<T> {
             // turn must expire all that is due by its time, whenever the
             // turn before it was (expiry brought forward by a packet, a
             // snapshot and a maintenance tick in one second).
-            let index = (self.cursor % SLOTS) as usize;
-            let taken = std::mem::take(&mut self.slots[index]);
-            self.len -= taken.len;
-            for entry in taken.into_iter() {
-                if let Verdict::Refile(entry, deadline) = decide(entry) {
-                    self.file(entry, deadline, now_ns);
-                }
-            }
+            self.settle(self.cursor, now_ns, &mut decide);
             return;
         }
         while self.cursor <= now_slot && self.len > 0 {
-            let index = (self.cursor % SLOTS) as usize;
-            let taken = std::mem::take(&mut self.slots[index]);
-            self.len -= taken.len;
             // Past the taken slot before refiling, so a refiled entry due
             // now lands in the next slot rather than this one.
             self.cursor += 1;
-            for entry in taken.into_iter() {
-                if let Verdict::Refile(entry, deadline) = decide(entry) {
-                    self.file(entry, deadline, now_ns);
-                }
-            }
+            self.settle(self.cursor - 1, now_ns, &mut decide);
         }
         if self.len == 0 {
             self.cursor = self.cursor.max(now_slot);
+        }
+    }
+
+    /// Takes the entries of `slot`, letting `decide` settle each, and files
+    /// again those it refiles.
+    fn settle(&mut self, slot: u64, now_ns: u64, decide: &mut impl FnMut(T) -> Verdict<T>) {
+        let taken = std::mem::take(&mut self.slots[(slot % SLOTS) as usize]);
+        self.len -= taken.len;
+        for entry in taken.into_iter() {
+            if let Verdict::Refile(entry, deadline) = decide(entry) {
+                self.file(entry, deadline, now_ns);
+            }
         }
     }
 
