@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pipeline::capture::CaptureError;
 use pipeline::source::{FileOutcome, FileSource};
 use pipeline::{Clock, Merger, Pipeline, PipelineConfig, Snapshot};
 
 use anyhow::Context;
 
 use crate::cli::RunArgs;
-use crate::serve::Service;
+use crate::serve::{Service, StopWhileReading};
 use crate::{fault, setup};
 
 /// Flows in the table printed after reading files.
@@ -163,6 +164,9 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             .expect("publisher lock")
             .without_pair_counters();
     }
+    // Before the service says where it serves: a signal sent from then on
+    // stops the reading.
+    let stop = StopWhileReading::catch()?;
     // Bind before reading, so a taken port fails at once.
     let service = match cli.serve.listen {
         Some(_) => Some(Service::start(
@@ -178,6 +182,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
 
     warn_of_files_given_twice(&cli.read);
     let (source, report) = FileSource::new(cli.read.clone());
+    let source = source.stop_when(stop.flag());
     let progress = source.progress();
     let source = fault::planted(source)?;
     let display = crate::progress::start(&cli.read, progress);
@@ -216,6 +221,9 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         display.finish();
     }
     let snapshot = finished.map_err(|why| anyhow::anyhow!("reading failed: {why}"))?;
+    // Stopped while reading: what was read is answered and exported, not
+    // served.
+    let stopped = stop.signal();
     // The final snapshot holds everything now: free the tables (the larger
     // part of the memory) before the API's view of the snapshot is built.
     drop(pipeline);
@@ -226,7 +234,9 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         // The capture is over: every flow's last counts go to the collectors.
         publisher.publish_last(snapshot)
     };
-    if let Some(s) = &service {
+    if let Some(s) = &service
+        && stopped.is_none()
+    {
         s.catch_stop_signals()?;
         s.set_ready();
     }
@@ -272,11 +282,25 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         }
         warn_of_frames_restamped(outcome);
         warn_of_files_without_time(outcome);
-        if let Some(e) = &outcome.error {
-            eprintln!("flowtap: error: {e}");
+        match (&outcome.error, stopped) {
+            (Some(e @ CaptureError::Stopped { .. }), Some((signal, _))) => {
+                eprintln!("flowtap: stopped by {signal}: {e}")
+            }
+            (Some(e), _) => eprintln!("flowtap: error: {e}"),
+            (None, _) => {}
         }
     }
-    let file_errors = outcomes.iter().any(|o| o.error.is_some());
+    let not_read = cli.read.len().saturating_sub(outcomes.len());
+    if let Some((signal, _)) = stopped
+        && not_read > 0
+    {
+        eprintln!("flowtap: stopped by {signal}: {not_read} more file(s) not read");
+    }
+    let file_errors = outcomes.iter().any(|o| {
+        o.error
+            .as_ref()
+            .is_some_and(|e| !matches!(e, CaptureError::Stopped { .. }))
+    });
     let failed = match printed {
         // A reader that has read enough (`| head`) ends the run, which is
         // no failure (exit 0); but a file that could not be read still
@@ -286,10 +310,16 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     };
 
     if let Some(service) = service {
-        service.run_until_signal(|| None)?;
+        if stopped.is_none() {
+            service.run_until_signal(|| None)?;
+        }
         service.stop();
     }
-    Ok(if file_errors || failed { 2 } else { 0 })
+    Ok(match stopped {
+        Some((_, status)) => status,
+        None if file_errors || failed => 2,
+        None => 0,
+    })
 }
 
 /// The first line of the end-of-run report: what was read.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use api::Publisher;
 use api::server::{AppState, Listener, QueueStatsFn, ServerConfig, serve};
@@ -72,6 +72,53 @@ impl StopSignals {
     }
 }
 
+/// The stop signals (as [`StopSignals`]: SIGHUP only where not ignored)
+/// caught while capture files are read, before a service waits for them:
+/// reading stops where it is, and what was read is answered and exported
+/// (a signal then had ended the process at once and lost it all). A second
+/// one ends the process at once, by the signal's default action: for a read
+/// waiting on a pipe that brings nothing.
+pub(crate) struct StopWhileReading {
+    stopped: Arc<AtomicBool>,
+    signal: Arc<AtomicUsize>,
+}
+
+impl StopWhileReading {
+    pub(crate) fn catch() -> anyhow::Result<StopWhileReading> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let caught = StopWhileReading {
+            stopped: Arc::default(),
+            signal: Arc::default(),
+        };
+        let hup = (!hangup_ignored()).then_some(SIGHUP);
+        for signal in [SIGTERM, SIGINT].into_iter().chain(hup) {
+            let number = usize::try_from(signal).expect("signal numbers are positive");
+            // In this order: the default action is taken only for a signal
+            // that comes once `stopped` is set.
+            signal_hook::flag::register_conditional_default(signal, caught.stopped.clone())
+                .and_then(|_| signal_hook::flag::register(signal, caught.stopped.clone()))
+                .and_then(|_| {
+                    signal_hook::flag::register_usize(signal, caught.signal.clone(), number)
+                })
+                .context("handling stop signals")?;
+        }
+        Ok(caught)
+    }
+
+    /// Set once a stop signal came.
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        self.stopped.clone()
+    }
+
+    /// The stop signal that came, if one did: its name, and the exit
+    /// status a shell gives a process it ended (128 and its number).
+    pub(crate) fn signal(&self) -> Option<(&'static str, i32)> {
+        let number = i32::try_from(self.signal.load(Ordering::Relaxed)).ok()?;
+        let name = signal_hook::low_level::signal_name(number)?;
+        Some((name, 128 + number))
+    }
+}
+
 /// Where the service listens.
 pub(crate) struct Listen {
     pub data: SocketAddr,
@@ -96,7 +143,7 @@ impl Service {
             .into_iter()
             .filter(|c| !capture_cores.contains(&c.id))
             .collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
+        let next = AtomicUsize::new(0);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(HTTP_THREADS)
             .max_blocking_threads(HTTP_THREADS * 2)
@@ -214,7 +261,7 @@ impl Service {
     /// it is ready: a signal sent as soon as `/readyz` answers 200 (as a
     /// supervisor or a test may) came before `run_until_signal`'s handlers
     /// and killed the process without its last words. Until then (files
-    /// still being read) a signal ends the process at once.
+    /// still being read) a signal stops the reading ([`StopWhileReading`]).
     pub(crate) fn catch_stop_signals(&self) -> anyhow::Result<()> {
         let mut caught = self.stop_signals.lock().expect("signals lock");
         if caught.is_none() {

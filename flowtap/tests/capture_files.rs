@@ -714,6 +714,44 @@ fn standard_input_and_compressed_files_read_like_the_file() {
     );
 }
 
+/// A read waiting on a pipe that brings nothing does not see the first
+/// stop signal (that stops it only once the pipe brings something): the
+/// second ends flowtap at once, by the signal.
+#[test]
+fn a_second_stop_signal_ends_a_read_waiting_on_a_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args([
+            "-r",
+            "-",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, lines) = common::follow_stderr(&mut child);
+    // Said once the signals are caught.
+    common::wait_for_serving(&log, &lines);
+    let pid = child.id().to_string();
+    let interrupt = || Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "the first one waits");
+    interrupt();
+    let status = common::wait::until(std::time::Duration::from_secs(10), "flowtap to end", || {
+        child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "running".to_owned())
+    });
+    assert_eq!(status.signal(), Some(2), "{}", log.lock().unwrap());
+}
+
 /// The first four bytes of a file.
 fn magic_of(path: &Path) -> [u8; 4] {
     std::fs::read(path).unwrap()[..4].try_into().unwrap()

@@ -1123,3 +1123,86 @@ fn flows_that_expire_during_a_read_end_in_records_of_what_they_counted() {
     assert_eq!(dropped, 0, "taken a second at a time");
     assert_eq!(by_reason.values().sum::<u64>(), total, "{by_reason:?}");
 }
+
+/// A stop signal while files are read (here a pipe, then a file not yet
+/// reached) ends the reading where it is: what was read is answered as a
+/// whole read of it is, every packet read goes to the collector in a
+/// record (the last ones ended forced, reason 4), nothing is served after
+/// it, the file not reached is said, and the exit status is the shell's
+/// for the signal. The signal had ended the process at once: no answer,
+/// and no record of what was read since the last snapshot.
+#[test]
+fn a_stop_while_reading_answers_and_exports_what_was_read() {
+    let capture = capture("05_ndpi_reddit_ipv6.pcap");
+    let bytes = std::fs::read(&capture).unwrap();
+    let summary = "/mcp/flows/summary";
+    let whole = run_flowtap(&[&capture], 1, &["--dump", summary]);
+    let total: u64 = whole
+        .flows
+        .iter()
+        .map(|f| f.client_tx_pkts + f.server_tx_pkts)
+        .sum();
+    let (sink, receiver) = tcp_collector();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["-r", "-", capture.to_str().unwrap()])
+        .args([
+            "--threads",
+            "1",
+            "--hash-seed",
+            "7",
+            "--ipfix-collector",
+            &sink,
+        ])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--dump", summary])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, lines) = common::follow_stderr(&mut child);
+    // Said once the signals are caught.
+    common::wait_for_serving(&log, &lines);
+    let rchar = |pid: u32| -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: ")?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = rchar(child.id());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bytes).unwrap();
+    // The pipe is kept open: read whole, flowtap waits for more.
+    let read = before + bytes.len() as u64;
+    common::wait::until_holds(Duration::from_secs(30), "the capture read", || {
+        rchar(child.id()) >= read
+    });
+    // Its frames counted (a few milliseconds' work).
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    // The wait for more ends with the pipe (a read waiting on a pipe stops
+    // only when the pipe brings something); the next file is not opened.
+    std::thread::sleep(Duration::from_millis(200));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = log.lock().unwrap().clone();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("flowtap: stopped by SIGINT: 1 more file(s) not read"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("shutting down"), "not served: {stderr}");
+    assert_eq!(
+        common::without_ages(
+            &serde_json::from_slice::<Value>(&out.stdout)
+                .unwrap()
+                .to_string()
+        ),
+        common::without_ages(&whole.bodies[2].to_string()),
+        "what was read answered as a whole read is"
+    );
+    let (by_reason, records) = packets_by_end_reason(&receiver.join().unwrap());
+    assert_eq!(by_reason.values().sum::<u64>(), total, "{by_reason:?}");
+    assert!(records.get(&4).is_some_and(|&n| n > 0), "{records:?}");
+}

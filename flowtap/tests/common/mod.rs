@@ -85,13 +85,20 @@ pub(crate) fn serving_through(
         .spawn()
         .unwrap();
     let (log, lines) = follow_stderr(&mut child);
+    let addr = wait_for_serving(&log, &lines);
+    (child, log, addr)
+}
+
+/// Waits (30 s at most) for flowtap's stderr, followed by
+/// [`follow_stderr`], to say where it serves; returns the data address.
+pub(crate) fn wait_for_serving(log: &Mutex<String>, lines: &Receiver<String>) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let line = lines
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
             .unwrap_or_else(|_| panic!("flowtap did not serve: {}", log.lock().unwrap()));
         if let Some(addr) = line.strip_prefix("flowtap: serving on http://") {
-            return (child, log, addr.to_owned());
+            return addr.to_owned();
         }
     }
 }

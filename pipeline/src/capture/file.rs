@@ -148,6 +148,14 @@ pub enum CaptureError {
         offset: u64,
         cause: String,
     },
+    /// Not an error of the file's: reading was asked to stop (a stop
+    /// signal, [`crate::source::FileSource::stop_when`]).
+    #[error("{path}: read up to byte offset {offset} ({frames} frames), the rest not read")]
+    Stopped {
+        path: DisplayPath,
+        offset: u64,
+        frames: u64,
+    },
 }
 
 /// A path shown the way a user typed it, and the compression its bytes
@@ -485,6 +493,15 @@ impl CaptureFile {
 
     pub fn path(&self) -> &Path {
         &self.path.path
+    }
+
+    /// Why reading ends here when it is asked to stop.
+    pub fn stopped(&self) -> CaptureError {
+        CaptureError::Stopped {
+            path: self.path.clone(),
+            offset: self.offset(),
+            frames: self.frames,
+        }
     }
 
     fn read_error(&self, offset: u64) -> CaptureError {

@@ -2,7 +2,7 @@
 //! other, in the order given, as one stream.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::stamps::{Restamped, Stamps};
@@ -89,6 +89,8 @@ pub struct FileSource {
     stamps: Stamps,
     report: FileReport,
     progress: Arc<ReadProgress>,
+    /// Once set, reading ends where it is, as if the files ended there.
+    stop: Arc<AtomicBool>,
 }
 
 impl FileSource {
@@ -101,8 +103,18 @@ impl FileSource {
             stamps: Stamps::default(),
             report: report.clone(),
             progress: Arc::default(),
+            stop: Arc::default(),
         };
         (source, report)
+    }
+
+    /// Reading ends once `stop` is set (a stop signal): the file being read
+    /// is recorded as read up to there ([`CaptureError::Stopped`]), the
+    /// frames held for their stamps to be judged are passed on, and the
+    /// files after it are not opened. A read waiting on a pipe ends only
+    /// when the pipe brings something.
+    pub fn stop_when(self, stop: Arc<AtomicBool>) -> FileSource {
+        FileSource { stop, ..self }
     }
 
     /// The reading's progress, shared.
@@ -140,8 +152,10 @@ impl FileSource {
 impl PacketSource for FileSource {
     fn poll<F: FnMut(Frame<'_>)>(&mut self, mut on_frame: F) -> Poll {
         loop {
+            let stopping = self.stop.load(Ordering::Relaxed);
             if self.current.is_none() {
-                let Some(path) = self.pending.next() else {
+                let next = if stopping { None } else { self.pending.next() };
+                let Some(path) = next else {
                     return Poll::Finished;
                 };
                 match CaptureFile::open(&path) {
@@ -164,10 +178,13 @@ impl PacketSource for FileSource {
             };
             let stamps = &mut self.stamps;
             let mut number = file.frames();
-            let read = file.read_frames(BATCH, &mut |frame: Frame<'_>| {
-                number += 1;
-                stamps.pass(number, frame, &mut deliver);
-            });
+            let read = match stopping {
+                true => Err(file.stopped()),
+                false => file.read_frames(BATCH, &mut |frame: Frame<'_>| {
+                    number += 1;
+                    stamps.pass(number, frame, &mut deliver);
+                }),
+            };
             let finished = !matches!(read, Ok(n) if n > 0);
             let restamped = finished.then(|| stamps.finish(&mut deliver));
             let p = &self.progress;
@@ -199,6 +216,57 @@ mod tests {
             unreadable: Vec::new(),
             span_ns,
             restamped: Restamped::default(),
+        }
+    }
+
+    /// A classic pcap of `frames` minimal Ethernet frames, a millisecond
+    /// apart.
+    fn pcap_of(frames: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        // Magic, version 2.4 (two 16-bit fields), zone, accuracy, snap
+        // length, Ethernet.
+        for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+            bytes.extend(word.to_le_bytes());
+        }
+        for i in 0..frames {
+            let frame = [0u8; 60];
+            for word in [1_700_000_000, i * 1000, 60, 60] {
+                bytes.extend(word.to_le_bytes());
+            }
+            bytes.extend(frame);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_stop_ends_the_read_where_it_is_and_says_so() {
+        let dir = std::env::temp_dir().join(format!("flowtap-stop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let paths = [dir.join("first.pcap"), dir.join("second.pcap")];
+        for path in &paths {
+            std::fs::write(path, pcap_of(1000)).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (source, report) = FileSource::new(paths.to_vec());
+        let mut source = source.stop_when(stop.clone());
+        let mut delivered = 0u64;
+        assert_eq!(source.poll(|_| delivered += 1), Poll::Busy);
+        assert!(delivered > 0 && delivered < 1000, "{delivered}");
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(source.poll(|_| delivered += 1), Poll::Finished);
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // The first file read up to the stop, every frame read passed on;
+        // the second never opened.
+        let report = report.lock().unwrap();
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert_eq!(report[0].frames, delivered);
+        match &report[0].error {
+            Some(CaptureError::Stopped { offset, frames, .. }) => {
+                assert_eq!(*frames, delivered);
+                assert_eq!(*offset, 24 + delivered * (16 + 60));
+            }
+            other => panic!("{other:?}"),
         }
     }
 
