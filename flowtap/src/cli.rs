@@ -444,7 +444,8 @@ pub(crate) struct HubArgs {
 
     /// Flows a round merges at most, over all agents (each of their feeds
     /// takes the count it holds; one that would go past the bound is not
-    /// merged, and answers name its agent missing): bounds the hub's
+    /// merged, and answers name its agent missing; the agents merged the
+    /// round before keep their place): bounds the hub's
     /// memory, about 1.3 KiB a flow at the peak of a round (up to 4 KiB
     /// where both handshake legs of every flow hold a full sketch).
     #[arg(long, value_name = "N", default_value_t = 2_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HUB_MAX_FLOWS", help_heading = HUB)]

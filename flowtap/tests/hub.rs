@@ -739,7 +739,7 @@ fn a_hub_at_its_flow_bound_leaves_a_feed_out_and_names_its_agent() {
     assert!(flows[0].min(flows[1]) > 0, "{flows:?}");
     let urls = agents.each_ref().map(|a| format!("http://{}", a.addr));
     // One round only in the test's time (the first): which agent fits is
-    // the one whose feed arrives first, and may change from round to round.
+    // the one whose feed arrives first (later rounds keep it).
     let hub = Server::start_serving(&[
         "hub",
         "--agent",

@@ -86,9 +86,13 @@ impl AgentUrl {
 /// A pull waits for room (within its agent's timeout) rather than failing
 /// at once: decoding gives room back within milliseconds. Room is taken
 /// after the answer's head, by its `Content-Length` (an agent's feed
-/// always has one; an answer without one takes `--max-feed-bytes`), so a
-/// pull holding room is reading or decoding and always gives it back: no
-/// pull waits on another that waits.
+/// always has one), so a pull holding room is reading or decoding and
+/// always gives it back: no pull waits on another that waits. An answer
+/// without a length (through a proxy that re-chunks it) takes room as its
+/// bytes come, without waiting: one that waited for a whole
+/// `--max-feed-bytes` (by default the whole room) while its body trickled
+/// in held every other agent's pull out for its timeout, round after
+/// round.
 pub struct FeedRoom {
     /// Free room in KiB (a semaphore counts in `u32`).
     kib: Arc<Semaphore>,
@@ -139,6 +143,30 @@ impl FeedRoom {
             }
         };
         Held { _permit: permit }
+    }
+
+    /// Grows `held` to room for `bytes`, if there is room now.
+    fn grow(&self, held: &mut Held, bytes: usize) -> Result<(), String> {
+        let kib = bytes.div_ceil(1024);
+        let more = kib.saturating_sub(held._permit.num_permits());
+        if more == 0 {
+            return Ok(());
+        }
+        let more = u32::try_from(more).unwrap_or(u32::MAX);
+        match self.kib.clone().try_acquire_many_owned(more) {
+            Ok(permit) => {
+                held._permit.merge(permit);
+                Ok(())
+            }
+            Err(_) => {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                Err(format!(
+                    "no room to hold more than {} bytes of an answer without a length: the feeds held at once reached --max-feed-bytes-held {}",
+                    held._permit.num_permits() * 1024,
+                    self.max_bytes
+                ))
+            }
+        }
     }
 }
 
@@ -234,6 +262,12 @@ async fn fetch(
             "reading the answer (at most {max_bytes} bytes): it says it has {length}"
         ));
     }
+    if let (Some(room), None) = (room, length) {
+        let (body, held) = read_taking_room(response.into_body(), room, max_bytes, deadline)
+            .await
+            .map_err(|e| e.unwrap_or_else(late))?;
+        return Ok((body, Some(held), taken_ns));
+    }
     let needs = length.unwrap_or(max_bytes);
     let held = match room {
         Some(room) => Some(
@@ -260,6 +294,40 @@ async fn fetch(
     .map_err(|e| format!("reading the answer (at most {needs} bytes): {e}"))?
     .to_bytes();
     Ok((body, held, taken_ns))
+}
+
+/// Reads an answer without a length, at most `max_bytes`, taking room in
+/// `room` for its bytes as they come, without waiting for it (see
+/// [`FeedRoom`]). An error is `None` when the deadline passed.
+async fn read_taking_room(
+    mut body: hyper::body::Incoming,
+    room: &FeedRoom,
+    max_bytes: usize,
+    deadline: tokio::time::Instant,
+) -> Result<(Bytes, Held), Option<String>> {
+    let mut held = room.take(0).await;
+    let mut read = bytes::BytesMut::new();
+    loop {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| None)?;
+        let data = match frame {
+            None => return Ok((read.freeze(), held)),
+            Some(Err(e)) => return Err(Some(format!("reading the answer: {e}"))),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers.
+                Err(_) => continue,
+            },
+        };
+        if read.len() + data.len() > max_bytes {
+            return Err(Some(format!(
+                "reading the answer (at most {max_bytes} bytes): length limit exceeded"
+            )));
+        }
+        room.grow(&mut held, read.len() + data.len())?;
+        read.extend_from_slice(&data);
+    }
 }
 
 /// Sends the request and waits for the answer's head.
@@ -482,7 +550,8 @@ mod tests {
     /// Feeds held at once stay within the room (`--max-feed-bytes-held`):
     /// a pull whose body does not fit waits, counted, until a held feed is
     /// let go, and fails naming the bound if none is within its timeout.
-    /// An answer without a length takes room for a whole `--max-feed-bytes`.
+    /// An answer without a length takes room as its bytes come, and fails
+    /// at once where there is none.
     #[tokio::test]
     async fn feeds_held_at_once_stay_within_the_room() {
         let body = vec![7u8; 600 * 1024];
@@ -502,28 +571,35 @@ mod tests {
             "no room within 1.0 s to hold its 614400 bytes: the feeds held at once reached --max-feed-bytes-held 1048576"
         );
         assert_eq!(waits.load(Ordering::Relaxed), 1);
-        // Without a length an answer takes room for a whole --max-feed-bytes:
-        // 424 KiB are left, so one of at most 512 KiB waits, and one of at
-        // most 400 KiB is read (3 bytes).
-        let no_length = agent_answering(
-            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(),
-            b"abc".to_vec(),
-        )
-        .await;
+        // Without a length an answer takes room for what it brings: 424
+        // KiB are left, so 3 bytes are read whatever their bound, and 500
+        // KiB fail at once, naming the room.
+        let no_length = |body: Vec<u8>| {
+            agent_answering("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(), body)
+        };
         let one_second = Duration::from_secs(1);
-        let refused = get_held(&no_length, "/f", None, one_second, 512 * 1024, &room)
+        let small = get_held(
+            &no_length(b"abc".to_vec()).await,
+            "/f",
+            None,
+            one_second,
+            max,
+            &room,
+        )
+        .await
+        .unwrap();
+        assert_eq!(&small.body[..], b"abc");
+        drop(small);
+        let large = no_length(vec![1u8; 500 * 1024]).await;
+        let refused = get_held(&large, "/f", None, Duration::from_secs(10), max, &room)
             .await
             .err()
             .unwrap();
         assert!(
-            refused.starts_with("no room within 1.0 s to hold its 524288 bytes"),
+            refused.starts_with("no room to hold more than")
+                && refused.ends_with("of an answer without a length: the feeds held at once reached --max-feed-bytes-held 1048576"),
             "{refused}"
         );
-        let small = get_held(&no_length, "/f", None, one_second, 400 * 1024, &room)
-            .await
-            .unwrap();
-        assert_eq!(&small.body[..], b"abc");
-        drop(small);
         assert_eq!(waits.load(Ordering::Relaxed), 2);
         // Let go once the next waits: it then goes through whole.
         let (second, ()) = tokio::join!(pull(10), async {
@@ -537,5 +613,46 @@ mod tests {
         });
         assert_eq!(second.unwrap().body, body);
         assert_eq!(waits.load(Ordering::Relaxed), 3);
+    }
+
+    /// An answer without a length that trickles in holds only the room its
+    /// bytes take: a feed beside it that fits in the rest is read at once
+    /// (it waited for the trickle's timeout: the room was taken for a whole
+    /// `--max-feed-bytes`, by default all of it).
+    #[tokio::test]
+    async fn a_trickling_answer_without_a_length_holds_no_one_out() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let trickling = AgentUrl {
+            authority: listener.local_addr().unwrap().to_string(),
+        };
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let _ = conn.read(&mut [0u8; 1024]).await;
+            let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let _ = conn.write_all(head.as_bytes()).await;
+            // A byte a chunk, every 50 ms, for 3 s.
+            for _ in 0..60 {
+                if conn.write_all(b"1\r\nx\r\n").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = conn.write_all(b"0\r\n\r\n").await;
+        });
+        let max = 1 << 20;
+        let room = FeedRoom::new(max, Arc::default());
+        let body = vec![7u8; 600 * 1024];
+        let sized = agent_answering_with_length(&body).await;
+        let (trickled, sized) = tokio::join!(
+            get_held(&trickling, "/f", None, Duration::from_secs(10), max, &room),
+            async {
+                // Once the trickle has begun.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                get_held(&sized, "/f", None, Duration::from_secs(1), max, &room).await
+            }
+        );
+        assert_eq!(sized.map(|p| p.body.len()), Ok(body.len()));
+        assert_eq!(trickled.map(|p| p.body.len()), Ok(60));
     }
 }

@@ -27,7 +27,7 @@ pub mod instances;
 pub mod merge;
 pub mod previous;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -128,6 +128,7 @@ async fn run(
     let mut last_published: Option<Arc<Snapshot>> = None;
     let mut sharing = previous::Sharing::default();
     let mut instances = instances::Instances::default();
+    let mut merged_last = MergedLastRound::default();
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
         if now < next {
@@ -154,8 +155,15 @@ async fn run(
         sequence += 1;
         let to_index = sharing.to_index(last_published.take());
         let indexed = to_index.is_some();
-        let (mut snapshot, shared) =
-            round(&config, &publisher, sequence, to_index, &mut instances).await;
+        let (mut snapshot, shared) = round(
+            &config,
+            &publisher,
+            sequence,
+            to_index,
+            &mut instances,
+            &mut merged_last,
+        )
+        .await;
         remember_nodes(&mut nodes, &mut snapshot.coverage);
         if indexed && let Some(paid) = shared {
             sharing.paid(paid);
@@ -243,6 +251,7 @@ pub async fn round(
     sequence: u64,
     last: Option<Arc<Snapshot>>,
     instances: &mut instances::Instances,
+    merged_last: &mut MergedLastRound,
 ) -> (Snapshot, Option<bool>) {
     let (inventory, room_waits) = {
         let publisher = publisher.lock().expect("publisher lock");
@@ -284,7 +293,7 @@ pub async fn round(
     let decoders = tokio::sync::Semaphore::new(
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
     );
-    let budget = FlowBudget::new(config.max_flows);
+    let budget = FlowBudget::new(config.max_flows, std::mem::take(merged_last));
     let claims = instances::Claims::default();
     let room = client::FeedRoom::new(config.max_feed_bytes_held, room_waits);
     let pulls = agents.iter().map(|agent| {
@@ -316,7 +325,9 @@ pub async fn round(
                         instance: head.instance,
                     })?;
                 let declared = flows.declared();
-                budget.take(declared).map_err(PullError::Failed)?;
+                budget
+                    .take(&agent.name(), declared)
+                    .map_err(PullError::Failed)?;
                 Ok((pulled, declared))
             });
             let decoded = match taken {
@@ -399,6 +410,7 @@ pub async fn round(
         pulled_instances.push((name.clone(), instance));
         match decoded {
             Ok((feed, records, paid)) => {
+                merged_last.insert(name.clone(), records.len());
                 shared = Some(shared.unwrap_or(false) || paid);
                 tracing::debug!(agent = %name, flows = records.len(), took_ms = took.as_millis() as u64, "pulled");
                 coverage
@@ -513,44 +525,73 @@ enum PullError {
     Failed(String),
 }
 
+/// The flows each agent (by address) merged in the last round, which
+/// keep their place at the flow bound ([`FlowBudget`]).
+pub type MergedLastRound = std::collections::HashMap<String, usize>;
+
 /// The flows one round merges at most (`--max-flows`), so that a hub's
 /// memory is bounded whatever the cluster's size: each feed takes the count
 /// it declares before it is decoded, and a feed that would go past the
 /// bound is not merged. Its agent is then named missing with the reason,
 /// as any agent that did not answer is: an answer never passes off what it
-/// saw as no traffic. Feeds take their share as they arrive, so which
-/// agents are left out at the bound depends on which answered first.
+/// saw as no traffic. The agents merged last round keep their place: as
+/// many flows as each merged then are kept for it until its feed comes
+/// (or the round ends), and the others take what is left as they arrive.
+/// Feeds arrive in a different order every round, and by arrival alone
+/// the agents left out changed from one second to the next, a node's
+/// flows coming and going in answers.
 struct FlowBudget {
     max: usize,
-    left: AtomicUsize,
+    shares: Mutex<Shares>,
+}
+
+struct Shares {
+    left: usize,
+    /// Of `left`, what is kept for the agents merged last round whose
+    /// feeds have not come yet.
+    kept: usize,
+    kept_for: MergedLastRound,
 }
 
 impl FlowBudget {
-    fn new(max: usize) -> FlowBudget {
+    fn new(max: usize, merged_last: MergedLastRound) -> FlowBudget {
+        let kept = merged_last.values().sum::<usize>().min(max);
         FlowBudget {
             max,
-            left: AtomicUsize::new(max),
+            shares: Mutex::new(Shares {
+                left: max,
+                kept,
+                kept_for: merged_last,
+            }),
         }
     }
 
     /// Returns what a feed took but did not merge.
     fn give_back(&self, flows: usize) {
-        self.left.fetch_add(flows, Ordering::AcqRel);
+        self.shares.lock().expect("budget lock").left += flows;
     }
 
-    /// Takes `flows` from what is left, or says why not.
-    fn take(&self, flows: usize) -> Result<(), String> {
-        self.left
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                left.checked_sub(flows)
-            })
-            .map(drop)
-            .map_err(|left| {
-                format!(
-                    "not merged: its {flows} flows would take the hub past --max-flows {} ({left} left this round)",
-                    self.max
-                )
-            })
+    /// Takes `flows` for `agent`'s feed from what is left and not kept for
+    /// others, or says why not.
+    fn take(&self, agent: &str, flows: usize) -> Result<(), String> {
+        let mut shares = self.shares.lock().expect("budget lock");
+        // Its own place is given up whether its feed fits or not.
+        if let Some(own) = shares.kept_for.remove(agent) {
+            shares.kept = shares.kept.saturating_sub(own);
+        }
+        let free = shares.left - shares.kept;
+        if flows > free {
+            let kept = match shares.kept {
+                0 => String::new(),
+                kept => format!(", {kept} more kept for agents merged last round"),
+            };
+            return Err(format!(
+                "not merged: its {flows} flows would take the hub past --max-flows {} ({free} left this round{kept})",
+                self.max
+            ));
+        }
+        shares.left -= flows;
+        Ok(())
     }
 }
 
@@ -560,20 +601,44 @@ mod tests {
 
     #[test]
     fn feeds_take_flows_until_the_bound_and_no_further() {
-        let budget = FlowBudget::new(100);
-        assert_eq!(budget.take(60), Ok(()));
-        let refused = budget.take(41).unwrap_err();
+        let budget = FlowBudget::new(100, MergedLastRound::default());
+        assert_eq!(budget.take("a", 60), Ok(()));
+        let refused = budget.take("b", 41).unwrap_err();
         assert_eq!(
             refused,
             "not merged: its 41 flows would take the hub past --max-flows 100 (40 left this round)"
         );
         // A refused feed takes nothing: a smaller one still fits, exactly.
-        assert_eq!(budget.take(40), Ok(()));
-        assert!(budget.take(1).is_err());
-        assert_eq!(budget.take(0), Ok(()));
+        assert_eq!(budget.take("c", 40), Ok(()));
+        assert!(budget.take("d", 1).is_err());
+        assert_eq!(budget.take("e", 0), Ok(()));
         // A feed that took its share and then failed to decode gives it
         // back to the others.
         budget.give_back(40);
-        assert_eq!(budget.take(40), Ok(()));
+        assert_eq!(budget.take("f", 40), Ok(()));
+    }
+
+    /// The agents merged last round keep their place at the bound, in
+    /// whatever order the feeds come: a newcomer takes only what they
+    /// leave. One that grew past its place does not take another's.
+    #[test]
+    fn agents_merged_last_round_keep_their_place_at_the_bound() {
+        let last = MergedLastRound::from([("a".to_owned(), 28), ("b".to_owned(), 1)]);
+        let budget = FlowBudget::new(40, last.clone());
+        // The one left out last round comes first: 11 are not kept.
+        assert_eq!(
+            budget.take("c", 29).unwrap_err(),
+            "not merged: its 29 flows would take the hub past --max-flows 40 (11 left this round, 29 more kept for agents merged last round)"
+        );
+        assert_eq!(budget.take("b", 1), Ok(()));
+        assert_eq!(budget.take("a", 28), Ok(()));
+        // Grown: its place and what no one keeps, not b's.
+        let budget = FlowBudget::new(40, last);
+        assert_eq!(
+            budget.take("a", 40).unwrap_err(),
+            "not merged: its 40 flows would take the hub past --max-flows 40 (39 left this round, 1 more kept for agents merged last round)"
+        );
+        assert_eq!(budget.take("a", 39), Ok(()));
+        assert_eq!(budget.take("b", 1), Ok(()));
     }
 }
