@@ -580,7 +580,9 @@ pub(crate) struct ServeArgs {
     /// Bytes of MCP request bodies held at once, being read or handled
     /// (e.g. 16Mi; each counted at its declared length, or at
     /// --mcp-max-request-bytes when sent in chunks; at least
-    /// --mcp-max-request-bytes); past it, requests get 503 at once.
+    /// --mcp-max-request-bytes); past it, requests get 503 at once. One
+    /// client (an address, an IPv6 /64) holds a quarter of it at most (at
+    /// least --mcp-max-request-bytes).
     #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES_HELD", help_heading = API)]
     pub mcp_max_request_bytes_held: u64,
 
@@ -588,8 +590,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_MAX_SESSIONS", help_heading = API)]
     pub mcp_max_sessions: usize,
 
-    /// MCP sessions one client (IP address) may hold; its least recently
-    /// used one makes room for its next.
+    /// MCP sessions one client (an address, an IPv6 /64) may hold; its
+    /// least recently used one makes room for its next.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
     pub mcp_sessions_per_client: usize,
 

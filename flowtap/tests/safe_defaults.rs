@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -668,7 +668,9 @@ fn clients_that_never_read_lock_out_neither_probes_nor_queries() {
 /// (`--mcp-max-request-bytes-held`): clients that start bodies and never
 /// finish them hold no more than the bound, and the next is answered 503
 /// at once (before, 512 connections of 1 MiB bodies held 550 MB, and real
-/// queries were refused for the body timeout).
+/// queries were refused for the body timeout); one client holds a quarter
+/// of it at most (here one largest body), so that it alone cannot keep
+/// everyone else's requests out.
 #[test]
 fn request_bodies_are_bounded_one_by_one_and_together() {
     let server = Server::start(&[
@@ -692,14 +694,34 @@ fn request_bodies_are_bounded_one_by_one_and_together() {
         format!("{}Expect: 100-continue\r\n\r\n", head(5000)).as_bytes(),
     );
     assert_eq!(refused.status, 413);
-    // Three bodies begun and never finished take the whole bound.
-    let started: Vec<TcpStream> = (0..3)
-        .map(|_| {
-            let mut s = TcpStream::connect(server.addr).unwrap();
-            write!(s, "{}\r\n{{\"jsonrpc\":", head(1000)).unwrap();
-            s
-        })
-        .collect();
+    // A body begun and never finished, from `from`.
+    let begin = |from: u8| {
+        let mut s = connect_from([127, 0, 0, from], server.addr);
+        write!(s, "{}\r\n{{\"jsonrpc\":", head(1000)).unwrap();
+        s
+    };
+    // One client's second is refused: its share is held.
+    let first = begin(2);
+    wait::until_holds(Duration::from_secs(10), "a body held", || {
+        sample(&server.metrics(), "flowtap_http_request_body_bytes") == 1000.0
+    });
+    let mut second = begin(2);
+    // Read up to the end of its message (the connection stays open).
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let mut buf = [0u8; 4096];
+    while !answer.contains("try again") {
+        match second.read(&mut buf).unwrap() {
+            0 => break,
+            n => answer.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("this client's request bodies"), "{answer}");
+    // Three clients' bodies begun and never finished take the whole bound.
+    let started = [first, begin(3), begin(4)];
     wait::until_holds(Duration::from_secs(10), "three bodies held", || {
         sample(&server.metrics(), "flowtap_http_request_body_bytes") == 3000.0
     });
@@ -712,7 +734,11 @@ fn request_bodies_are_bounded_one_by_one_and_together() {
     let post = || {
         raw_request(
             server.addr,
-            format!("{}\r\n{initialize}", head(initialize.len())).as_bytes(),
+            format!(
+                "{}Connection: close\r\n\r\n{initialize}",
+                head(initialize.len())
+            )
+            .as_bytes(),
         )
     };
     let busy = post();
@@ -730,6 +756,23 @@ fn request_bodies_are_bounded_one_by_one_and_together() {
         ),
         3000.0
     );
+    assert_eq!(
+        sample(
+            &server.metrics(),
+            "flowtap_http_request_bodies_refused_total"
+        ),
+        2.0
+    );
+}
+
+/// A connection to `to` from `from`, another loopback address than the
+/// default's: another client.
+fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+    let socket = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&socket, &std::net::SocketAddr::from((from, 0))).unwrap();
+    connect(&socket, &to).unwrap();
+    TcpStream::from(socket)
 }
 
 /// A request names its host once, in a host's form, and the same as its

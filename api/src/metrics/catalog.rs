@@ -1025,6 +1025,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(request_body_bytes_capacity)
     ),
     metric!(
+        "flowtap_http_request_bodies_refused",
+        Counter,
+        "MCP requests answered 503 because the request bodies held at once were at --mcp-max-request-bytes-held, or their client's (an address, an IPv6 /64) at a quarter of it (at least --mcp-max-request-bytes).",
+        stat!(request_bodies_refused)
+    ),
+    metric!(
         "flowtap_http_connections_closed_stalled",
         Counter,
         "Connections whose socket had taken nothing of their answer for 2 s (a client that stopped reading), closed to admit new ones when every connection was busy.",

@@ -93,6 +93,8 @@ pub struct ServiceStats {
     /// Request bodies' bytes held now, and at most ([`crate::server`]).
     pub request_body_bytes_held: AtomicU64,
     pub request_body_bytes_capacity: AtomicU64,
+    /// MCP requests refused for want of room for their bodies.
+    pub request_bodies_refused: AtomicU64,
     pub http_responses_overdue: AtomicU64,
     /// Connections closed for not sending a request head within
     /// `--http-header-timeout` (slowloris, or an idle keep-alive).

@@ -51,9 +51,39 @@ pub(super) fn now_ms() -> u64 {
 /// request waiting for one ([`super::turns`]).
 pub(super) const STALLED: Duration = Duration::from_secs(2);
 
+/// The client an address stands for in the per-client bounds (connections,
+/// turns, request bodies, MCP sessions): an IPv4 address (IPv4-mapped ones
+/// as such), or an IPv6 address's /64, which one host holds whole (SLAAC,
+/// privacy addresses) and could draw addresses from without end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Client(IpAddr);
+
+impl Client {
+    pub fn of(address: IpAddr) -> Client {
+        Client(match address.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            v4 => v4,
+        })
+    }
+
+    /// The address, or the /64's first, that stands for the client.
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+}
+
+/// Tests' connections, from no address in particular.
+impl Default for Client {
+    fn default() -> Client {
+        Client(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+}
+
 /// One open connection, as the registry and its task share it.
 #[derive(Default)]
 pub(super) struct ConnState {
+    /// Whom it is from.
+    pub(super) client: Client,
     /// When the response in progress began ([`now_ms`]); 0 when none is.
     response_started_ms: AtomicU64,
     /// Since when the socket has taken none of what was written to it; 0
@@ -71,6 +101,15 @@ pub(super) struct ConnState {
 }
 
 impl ConnState {
+    /// A connection from `client`, for tests.
+    #[cfg(test)]
+    pub(super) fn from(client: Client) -> ConnState {
+        ConnState {
+            client,
+            ..ConnState::default()
+        }
+    }
+
     /// A request arrived: its response is in progress.
     pub(super) fn response_started(&self) {
         self.body_ended.store(false, Ordering::Release);
@@ -231,20 +270,9 @@ pub(super) struct Conns {
     stats: Arc<ServiceStats>,
 }
 
-/// The client an address stands for in the per-client bound: an IPv4
-/// address (IPv4-mapped ones as such), or an IPv6 address's /64, which one
-/// host holds whole (SLAAC, privacy addresses) and could draw addresses from
-/// without end.
-fn client_of(address: IpAddr) -> IpAddr {
-    match address.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        v4 => v4,
-    }
-}
-
 /// An open connection: who it is from, and its state.
 struct Open {
-    client: IpAddr,
+    client: Client,
     state: Arc<ConnState>,
 }
 
@@ -292,11 +320,11 @@ impl Conns {
     /// scrapes) cannot keep everyone else out, the kubelet's probes
     /// included.
     pub(super) fn admit(self: &Arc<Conns>, client: IpAddr) -> Option<Admitted> {
-        self.admit_at(client_of(client), now_ms())
+        self.admit_at(Client::of(client), now_ms())
     }
 
     /// [`Conns::admit`] at `now` ([`now_ms`]).
-    fn admit_at(self: &Arc<Conns>, client: IpAddr, now: u64) -> Option<Admitted> {
+    fn admit_at(self: &Arc<Conns>, client: Client, now: u64) -> Option<Admitted> {
         let mut open = self.open.lock().expect("connections lock");
         let from_client = open.values().filter(|o| o.client == client).count();
         if from_client >= self.max_per_client {
@@ -313,7 +341,10 @@ impl Conns {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let state = Arc::new(ConnState::default());
+        let state = Arc::new(ConnState {
+            client,
+            ..ConnState::default()
+        });
         open.insert(
             id,
             Open {
@@ -431,8 +462,14 @@ mod tests {
             .write_blocked_ms
             .store(start + 500, Ordering::Relaxed);
         // Not stalled long enough yet: refused.
-        assert!(conns.admit_at(CLIENT, start + stalled - 1).is_none());
-        let _d = conns.admit_at(CLIENT, start + stalled + 600).unwrap();
+        assert!(
+            conns
+                .admit_at(Client::of(CLIENT), start + stalled - 1)
+                .is_none()
+        );
+        let _d = conns
+            .admit_at(Client::of(CLIENT), start + stalled + 600)
+            .unwrap();
         assert_eq!(
             stats
                 .http_connections_closed_stalled
@@ -525,16 +562,16 @@ mod tests {
         let _p = conns.admit(probe).unwrap();
         // An IPv6 host's other addresses in its /64 are the same client.
         assert_eq!(
-            client_of("2001:db8:1:2::5".parse().unwrap()),
-            client_of("2001:db8:1:2:ffff::9".parse().unwrap())
+            Client::of("2001:db8:1:2::5".parse().unwrap()),
+            Client::of("2001:db8:1:2:ffff::9".parse().unwrap())
         );
         assert_ne!(
-            client_of("2001:db8:1:2::5".parse().unwrap()),
-            client_of("2001:db8:1:3::5".parse().unwrap())
+            Client::of("2001:db8:1:2::5".parse().unwrap()),
+            Client::of("2001:db8:1:3::5".parse().unwrap())
         );
         assert_eq!(
-            client_of("::ffff:198.18.0.1".parse().unwrap()),
-            CLIENT,
+            Client::of("::ffff:198.18.0.1".parse().unwrap()),
+            Client::of(CLIENT),
             "an IPv4-mapped address is its IPv4 address"
         );
         // A client at its bound with an idle connection closes its own.

@@ -151,7 +151,11 @@ impl AppState {
                 stats.large_answer_turns.clone(),
             ),
             scrapes: Turns::new(config.scrapes_at_once, stats.scrape_turns.clone()),
-            bodies: Bodies::new(config.max_body_bytes_held, stats.clone()),
+            bodies: Bodies::new(
+                config.max_body_bytes_held,
+                config.max_body_bytes,
+                stats.clone(),
+            ),
             stats,
             ready: Arc::new(AtomicBool::new(false)),
             queues: None,
@@ -235,7 +239,6 @@ pub async fn serve(
                 let request = routes::Request {
                     kind,
                     local,
-                    peer,
                     conn: conn_state.clone(),
                 };
                 routes::handle(req, state.clone(), limits.clone(), request)

@@ -15,6 +15,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 
+use super::bodies::NoRoom;
 use super::body::{ResponseBody, chunked, full, full_holding, tracked};
 use super::conns::ConnState;
 use super::turns::Turn;
@@ -114,7 +115,7 @@ pub(super) struct Request {
     pub kind: Listener,
     /// The address the client connected to.
     pub local: SocketAddr,
-    pub peer: SocketAddr,
+    /// Its connection, and whom it is from.
     pub conn: Arc<ConnState>,
 }
 
@@ -505,7 +506,10 @@ async fn mcp_route(
     config: &ServerConfig,
     request: &Request,
 ) -> Response<ResponseBody> {
-    let client = request.peer.ip();
+    // Sessions are bounded per client as connections are: an IPv6 host's
+    // /64 is one client (per address, one host filled the session table,
+    // and the table refuses newcomers for an hour, sessions' idle time).
+    let client = request.conn.client.ip();
     match *req.method() {
         Method::POST => {
             let (parts, body) = req.into_parts();
@@ -521,16 +525,31 @@ async fn mcp_route(
                 return too_large();
             }
             let wanted = declared.map_or(config.max_body_bytes, |n| n as usize);
-            let Some(mut share) = state.bodies.take(wanted) else {
-                let mut resp = mcp_response(Reply::refusal(
-                    503,
-                    jsonrpc::INVALID_REQUEST,
-                    "Service Unavailable: request bodies held at once are at their bound \
-                     (--mcp-max-request-bytes-held); try again",
-                ));
-                resp.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                return resp;
+            let mut share = match state.bodies.take(request.conn.client, wanted) {
+                Ok(share) => share,
+                Err(why) => {
+                    state
+                        .stats
+                        .request_bodies_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    let whose = match why {
+                        NoRoom::All => "request bodies held at once are at their bound",
+                        NoRoom::Client => {
+                            "this client's request bodies held at once are at its share \
+                             (a quarter) of the bound"
+                        }
+                    };
+                    let mut resp = mcp_response(Reply::refusal(
+                        503,
+                        jsonrpc::INVALID_REQUEST,
+                        format!(
+                            "Service Unavailable: {whose} (--mcp-max-request-bytes-held); try again"
+                        ),
+                    ));
+                    resp.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    return resp;
+                }
             };
             let limited = http_body_util::Limited::new(body, config.max_body_bytes);
             let body =

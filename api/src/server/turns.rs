@@ -12,15 +12,24 @@
 //! once that is [`STALLED`](super::conns::STALLED), is closed, and its turn
 //! goes to the next.
 //!
+//! One client (an address, an IPv6 /64) holds or waits for as many turns
+//! at most as go at once; its further requests wait behind its own, not in
+//! everyone's line. Sixty requests from one address that never read their
+//! answers otherwise stood in line ahead of everyone else's, each given
+//! up only once stalled: another client's tool call waited a minute.
+//!
 //! [`LARGE_ANSWER`]: super::LARGE_ANSWER
 
+use std::collections::HashMap;
+#[cfg(test)]
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::conns::{ConnState, now_ms};
+use super::conns::{Client, ConnState, now_ms};
 
 /// How often a waiting request looks for a stalled holder.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
@@ -40,11 +49,17 @@ pub struct TurnStats {
 /// The connections holding turns, by turn.
 type Holders = Mutex<Vec<(u64, Weak<ConnState>)>>;
 
+/// Each client's place in line: as many as go at once, held from the
+/// request's arrival until its turn ends.
+type Places = Mutex<HashMap<Client, Arc<Semaphore>>>;
+
 /// Turns of one kind: at most so many at once.
 pub struct Turns {
+    at_once: usize,
     permits: Arc<Semaphore>,
     stats: Arc<TurnStats>,
     holders: Arc<Holders>,
+    places: Arc<Places>,
     next_turn: AtomicU64,
 }
 
@@ -53,6 +68,7 @@ pub struct Turn {
     _permit: OwnedSemaphorePermit,
     id: u64,
     holders: Arc<Holders>,
+    _place: Place,
 }
 
 impl Drop for Turn {
@@ -62,14 +78,38 @@ impl Drop for Turn {
     }
 }
 
+/// A request's claim on its client's places, from its arrival: a place
+/// once it has one. The client's entry goes when no request of it is left.
+struct Place {
+    client: Client,
+    places: Arc<Places>,
+    line: Option<Arc<Semaphore>>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        if let Some(line) = self.line.take() {
+            let mut places = self.places.lock().expect("places lock");
+            // Its own clone and the table's: no other request of the client.
+            if Arc::strong_count(&line) == 2 {
+                places.remove(&self.client);
+            }
+        }
+    }
+}
+
 impl Turns {
     pub fn new(at_once: usize, stats: Arc<TurnStats>) -> Turns {
         let at_once = at_once.max(1);
         stats.at_once.store(at_once as u64, Ordering::Relaxed);
         Turns {
+            at_once,
             permits: Arc::new(Semaphore::new(at_once)),
             stats,
             holders: Arc::default(),
+            places: Arc::default(),
             next_turn: AtomicU64::new(0),
         }
     }
@@ -87,12 +127,34 @@ impl Turns {
         }
         self.stats.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.stats.waiting);
-        // Never closed: the semaphore lives as long as these turns.
-        let acquire = self.permits.clone().acquire_owned();
+        let line = {
+            let mut places = self.places.lock().expect("places lock");
+            let line = places
+                .entry(conn.client)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.at_once)));
+            line.clone()
+        };
+        let mut place = Place {
+            client: conn.client,
+            places: self.places.clone(),
+            line: Some(line.clone()),
+            permit: None,
+        };
+        // Never closed: the semaphores live as long as these turns. A
+        // stalled holder is looked for while the request waits for its
+        // client's place as well as for its turn (the holder may be the
+        // client's own).
+        let acquire = async {
+            let own = line.acquire_owned().await;
+            (own, self.permits.clone().acquire_owned().await)
+        };
         tokio::pin!(acquire);
         let permit = loop {
             tokio::select! {
-                permit = &mut acquire => break permit.expect("turns are never closed"),
+                (own, permit) = &mut acquire => {
+                    place.permit = Some(own.expect("places are never closed"));
+                    break permit.expect("turns are never closed");
+                }
                 () = tokio::time::sleep(LOOK_EVERY) => self.close_a_stalled_holder(),
             }
         };
@@ -103,6 +165,7 @@ impl Turns {
             _permit: permit,
             id,
             holders: self.holders.clone(),
+            _place: place,
         }
     }
 
@@ -136,5 +199,45 @@ impl Turns {
     /// Turns free now.
     pub fn free(&self) -> usize {
         self.permits.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client holding every turn waits for its next behind its own: a
+    /// request of another client that came later goes first (in one line
+    /// for everyone, the first client's came first).
+    #[tokio::test]
+    async fn a_client_s_further_requests_wait_behind_its_own() {
+        let turns = Arc::new(Turns::new(2, Arc::default()));
+        let from = |ip: [u8; 4]| Arc::new(ConnState::from(Client::of(IpAddr::from(ip))));
+        let (busy, other) = (from([198, 18, 0, 1]), from([198, 18, 0, 2]));
+        let first = turns.take(&busy).await;
+        let _second = turns.take(&busy).await;
+        let take = |conn: &Arc<ConnState>| {
+            let (turns, conn) = (turns.clone(), conn.clone());
+            tokio::spawn(async move { turns.take(&conn).await })
+        };
+        let third = take(&busy);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let others = take(&other);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(turns.stats.waiting.load(Ordering::Relaxed), 2);
+        drop(first);
+        let others = tokio::time::timeout(Duration::from_secs(5), others)
+            .await
+            .expect("the other client's request goes first")
+            .unwrap();
+        assert!(!third.is_finished());
+        drop(others);
+        tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("then the client's own")
+            .unwrap();
+        // Every client's place given back: no entry left behind.
+        drop(_second);
+        assert!(turns.places.lock().unwrap().is_empty());
     }
 }
