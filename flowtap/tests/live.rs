@@ -2108,3 +2108,97 @@ fn a_hub_over_two_nodes_counts_each_connection_once() {
     }
     lab.close();
 }
+
+/// An interface without a link header (a tun device here; IP-in-IP and GRE
+/// tunnels, WireGuard and PPP alike) gives XDP IP packets, not Ethernet
+/// frames: they are read as IP (they were all counted not IP, and no flow
+/// came of them), IPv4 and IPv6; host mode, whose mirror is an Ethernet
+/// veth, is refused with what to do instead.
+#[test]
+fn a_tunnel_interface_s_packets_are_read_as_ip() {
+    let mut lab = Lab::new("tun");
+    let ns = lab.ns("tn");
+    sh(&format!("ip -n {ns} tuntap add dev t0 mode tun"));
+    sh(&format!("ip -n {ns} link set t0 up"));
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // Attached to the device (which then has a carrier) until it has
+    // written, once told to: 10 UDP datagrams over IPv4 and 10 over IPv6,
+    // 50 bytes each.
+    let writer = format!(
+        r#"
+import fcntl, os, struct, time
+fd = os.open('/dev/net/tun', os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', b't0', 0x0001 | 0x1000))
+print('attached', flush=True)
+while not os.path.exists('{go}'):
+    time.sleep(0.05)
+def checksum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+payload = b'x' * 50
+udp = struct.pack('!HHHH', 40000, 9999, 8 + len(payload), 0) + payload
+for _ in range(10):
+    head = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                       bytes([198, 19, 0, 1]), bytes([198, 19, 0, 2]))
+    head = head[:10] + struct.pack('!H', checksum(head)) + head[12:]
+    os.write(fd, head + udp)
+    v6 = struct.pack('!IHBB16s16s', 6 << 28, len(udp), 17, 64,
+                     bytes.fromhex('20010db8000000000000000000000001'),
+                     bytes.fromhex('20010db8000000000000000000000002'))
+    os.write(fd, v6 + udp)
+time.sleep(5)
+"#,
+        go = go.display()
+    );
+    let python = lab.spawn(&ns, &["python3", "-c", &writer]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(python.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "attached");
+    let ft = LiveFlowtap::start(&ns, &["-i", "t0"]);
+    File::create(&go).unwrap();
+    ft.wait_for_frames(20);
+    let flows = ft.flows();
+    for (client, server) in [("198.19.0.1", "198.19.0.2"), ("2001:db8::1", "2001:db8::2")] {
+        let key = (
+            "udp".to_owned(),
+            client.parse().unwrap(),
+            server.parse().unwrap(),
+            9999,
+        );
+        let flow = flows
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} not in {:?}", flows.keys()));
+        let ip_header = if client.contains(':') { 40 } else { 20 };
+        assert_eq!(
+            (flow.client_tx_pkts, flow.client_tx_bytes),
+            (10, 10 * (ip_header + 8 + 50)),
+            "{key:?}: the IP packets' own bytes, no link header"
+        );
+    }
+    let metrics = ft.admin_text("/metrics");
+    assert_eq!(
+        sample(&metrics, "flowtap_frames_by_kind_total{kind=\"non_ip\"}"),
+        0.0
+    );
+    ft.stop();
+    let host = Command::new("ip")
+        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_flowtap")])
+        .args(["-i", "t0", "--mode", "host"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&host.stderr);
+    assert!(!host.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("host mode on t0 needs an Ethernet interface")
+            && stderr.contains("--mode span"),
+        "{stderr}"
+    );
+    lab.close();
+}

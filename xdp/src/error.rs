@@ -47,6 +47,16 @@ pub enum LiveError {
     )]
     HostModeNeedsTcx { iface: String },
     #[error(
+        "interface {iface} is of ARP hardware type {arp_type}, whose frames flowtap cannot read live \
+         (it reads Ethernet, and the frames of devices without a link header: IP tunnels, WireGuard, tun, PPP)"
+    )]
+    LinkType { iface: String, arp_type: u16 },
+    #[error(
+        "host mode on {iface} needs an Ethernet interface (it has no link header: its frames are IP \
+         packets); capture it with --mode span, which takes its traffic as it is"
+    )]
+    HostModeNeedsEthernet { iface: String },
+    #[error(
         "{iface} queue {queue} already has an AF_XDP socket (another flowtap, or another capture tool, on this interface)"
     )]
     QueueBusy { iface: String, queue: u32 },

@@ -117,6 +117,30 @@ fn check_link(iface: &str) -> Result<(), LiveError> {
     Ok(())
 }
 
+/// How the frames of an interface of ARP hardware type `arp_type` begin
+/// where XDP sees them: an Ethernet header (Ethernet, and loopback's
+/// zeroed one), or, on devices without a link header (IP-in-IP and GRE
+/// tunnels, SIT, WireGuard and tun devices, PPP), the IP header. `None`
+/// for the rest (InfiniBand, 802.11 monitors, ...), whose frames would
+/// all be counted not IP: they are refused.
+fn frames_begin_with(arp_type: u16) -> Option<LinkType> {
+    // if_arp.h.
+    const ETHER: u16 = 1;
+    const PPP: u16 = 512;
+    const TUNNEL: u16 = 768;
+    const TUNNEL6: u16 = 769;
+    const LOOPBACK: u16 = 772;
+    const SIT: u16 = 776;
+    const IPGRE: u16 = 778;
+    const IP6GRE: u16 = 823;
+    const NONE: u16 = 0xFFFE;
+    match arp_type {
+        ETHER | LOOPBACK => Some(LinkType::Ethernet),
+        PPP | TUNNEL | TUNNEL6 | SIT | IPGRE | IP6GRE | NONE => Some(LinkType::Raw),
+        _ => None,
+    }
+}
+
 /// How to attach XDP to `iface`, built on the `lower` devices if any. A
 /// bond, or an Azure NIC with accelerated networking (its VF under it),
 /// takes a program in driver mode by installing it on the devices under
@@ -242,6 +266,9 @@ pub struct LiveInfo {
     pub watched_ifindex: Option<u32>,
     /// The interface of `capture_iface`, by index (a name can change).
     pub capture_ifindex: u32,
+    /// What its frames begin with: an Ethernet header, or an IP header
+    /// (an interface without a link header).
+    pub link_type: LinkType,
     /// Whether the watched interface can receive, and host mode's mirror
     /// drops (the first queue's worker keeps them up to date).
     pub link: LinkState,
@@ -269,6 +296,18 @@ impl LiveCapture {
         };
         let watched = sys::if_index(&config.iface).map_err(iface_err(&config.iface))?;
         check_link(&config.iface)?;
+        let arp_type = netdev::arp_type(&config.iface).map_err(iface_err(&config.iface))?;
+        let link_type = frames_begin_with(arp_type).ok_or_else(|| LiveError::LinkType {
+            iface: config.iface.clone(),
+            arp_type,
+        })?;
+        // Host mode's mirror is an Ethernet veth: an IP packet cloned onto
+        // it would be read as an Ethernet frame.
+        if config.mode == Mode::Host && link_type != LinkType::Ethernet {
+            return Err(LiveError::HostModeNeedsEthernet {
+                iface: config.iface.clone(),
+            });
+        }
         if config.mode == Mode::Span {
             warn_if_addressed(&config.iface);
         }
@@ -404,6 +443,7 @@ impl LiveCapture {
             unbound_frames: AtomicU64::new(0),
             nic_missed: AtomicU64::new(0),
             capture_ifindex: capture_index,
+            link_type,
             link: LinkState::new(),
         });
         // Read by the first queue's worker, with its socket's counters.
@@ -589,6 +629,7 @@ impl XskSource {
 impl PacketSource for XskSource {
     fn poll<F: FnMut(Frame<'_>)>(&mut self, mut on_frame: F) -> Poll {
         let offset = self.info.realtime_offset_ns;
+        let link = self.info.link_type;
         let mut bytes = 0u64;
         let mut missing = 0u64;
         let n = self.socket.receive(self.batch, |f| {
@@ -600,7 +641,7 @@ impl PacketSource for XskSource {
             on_frame(Frame {
                 ts_ns: (i128::from(ktime) + offset).max(0) as u64,
                 wire_len: f.len,
-                link: LinkType::Ethernet,
+                link,
                 data: f.data,
             });
         });

@@ -139,6 +139,19 @@ pub fn mtu(iface: &str) -> std::io::Result<u32> {
     })
 }
 
+/// The ARP hardware type of `iface` (`/sys/class/net/IF/type`, if_arp.h's
+/// `ARPHRD_*`): what its frames begin with.
+pub fn arp_type(iface: &str) -> std::io::Result<u16> {
+    let path = sysfs(iface).join("type");
+    let text = std::fs::read_to_string(&path)?;
+    text.trim().parse().map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {text:?}: {e}", path.display()),
+        )
+    })
+}
+
 /// Frames the NIC of `iface` missed since it came up: no room in its
 /// receive rings, so the host never saw them (`rx_missed_errors`, the
 /// kernel's "host is not keeping up" counter; not `rx_dropped`, which also
