@@ -432,7 +432,7 @@ pub(crate) struct HubArgs {
 
     /// Bytes one agent's feed may take (e.g. 256Mi); a larger one fails its
     /// pull.
-    #[arg(long, value_name = "SIZE", default_value = "256Mi", value_parser = parse_size, env = "FLOWTAP_HUB_MAX_FEED_BYTES", help_heading = HUB)]
+    #[arg(long, value_name = "SIZE", default_value = "256Mi", value_parser = parse_size_from::<1>, env = "FLOWTAP_HUB_MAX_FEED_BYTES", help_heading = HUB)]
     pub max_feed_bytes: u64,
 
     /// Bytes of agents' feeds the hub holds at once, fetched and not yet
@@ -697,7 +697,10 @@ impl ServeArgs {
     /// refresh at the snapshot interval (`snapshot_interval_s`).
     pub(crate) fn server_config(&self, snapshot_interval_s: f64) -> anyhow::Result<ServerConfig> {
         let token = match &self.auth_token_file {
-            Some(path) => Some(read_token(path)?),
+            Some(path) => Some(anyhow::Context::context(
+                read_token(path),
+                "--auth-token-file",
+            )?),
             None => None,
         };
         let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
@@ -909,14 +912,10 @@ pub(crate) fn healthcheck_target(admin_listen: &str, url: Option<&str>) -> (Stri
 
 /// A bearer token from its file: the first line, trimmed; never empty.
 pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("--auth-token-file {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let token = text.lines().next().unwrap_or_default().trim();
-    anyhow::ensure!(
-        !token.is_empty(),
-        "--auth-token-file {}: the file is empty",
-        path.display()
-    );
+    anyhow::ensure!(!token.is_empty(), "{}: the file is empty", path.display());
     Ok(token.to_owned())
 }
 

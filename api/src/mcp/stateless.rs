@@ -57,9 +57,13 @@ pub fn check(
     if let Some(h) = mirrors {
         let mismatch = |header: &str, want: &str, got: &Option<String>| {
             (got.as_deref() != Some(want)).then(|| {
+                let got = match got {
+                    Some(got) => format!("{got:?}"),
+                    None => "absent".to_owned(),
+                };
                 RpcError::new(
                     HEADER_MISMATCH,
-                    format!("{header} header {got:?} does not match the request body's {want:?}"),
+                    format!("{header} header {got} does not match the request body's {want:?}"),
                 )
             })
         };
