@@ -697,10 +697,7 @@ impl ServeArgs {
     /// refresh at the snapshot interval (`snapshot_interval_s`).
     pub(crate) fn server_config(&self, snapshot_interval_s: f64) -> anyhow::Result<ServerConfig> {
         let token = match &self.auth_token_file {
-            Some(path) => Some(anyhow::Context::context(
-                read_token(path),
-                "--auth-token-file",
-            )?),
+            Some(path) => Some(read_token("--auth-token-file", path)?),
             None => None,
         };
         let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
@@ -911,11 +908,15 @@ pub(crate) fn healthcheck_target(admin_listen: &str, url: Option<&str>) -> (Stri
 }
 
 /// A bearer token from its file: the first line, trimmed; never empty.
-pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+pub(crate) fn read_token(option: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{option} {}: {e}", path.display()))?;
     let token = text.lines().next().unwrap_or_default().trim();
-    anyhow::ensure!(!token.is_empty(), "{}: the file is empty", path.display());
+    anyhow::ensure!(
+        !token.is_empty(),
+        "{option} {}: the file is empty",
+        path.display()
+    );
     Ok(token.to_owned())
 }
 

@@ -56,7 +56,7 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         "no agents: give --agent URL, --agents-dns NAME:PORT or --agents-service NAMESPACE/NAME"
     );
     let token = match &args.agent_token_file {
-        Some(path) => Some(read_token(path).context("--agent-token-file")?),
+        Some(path) => Some(read_token("--agent-token-file", path)?),
         None => None,
     };
     // Gone pods kept as long as an agent's flows with the default timeouts

@@ -47,7 +47,10 @@ struct Answer {
 }
 
 pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
-    let token = match token_file.map(crate::cli::read_token).transpose() {
+    let token = match token_file
+        .map(|path| crate::cli::read_token("--auth-token-file", path))
+        .transpose()
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("flowtap mcp-stdio: {e:#}");

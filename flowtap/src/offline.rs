@@ -221,9 +221,6 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         display.finish();
     }
     let snapshot = finished.map_err(|why| anyhow::anyhow!("reading failed: {why}"))?;
-    // Stopped while reading: what was read is answered and exported, not
-    // served.
-    let stopped = stop.signal();
     // The final snapshot holds everything now: free the tables (the larger
     // part of the memory) before the API's view of the snapshot is built.
     drop(pipeline);
@@ -234,12 +231,20 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         // The capture is over: every flow's last counts go to the collectors.
         publisher.publish_last(snapshot)
     };
-    if let Some(s) = &service
-        && stopped.is_none()
-    {
-        s.catch_stop_signals()?;
-        s.set_ready();
-    }
+    // Reading is done: from now on a stop signal ends the process at once,
+    // or the service's handlers take it. One that came by now stopped the
+    // reading (or came as it ended): what was read is answered and
+    // exported, not served.
+    let stopped = match &service {
+        Some(s) => {
+            let stopped = stop.hand_over(s)?;
+            if stopped.is_none() {
+                s.set_ready();
+            }
+            stopped
+        }
+        None => stop.end_at_once(),
+    };
     // Printed once the final snapshot is served.
     report_run(&snapshot, &outcomes, seconds);
     setup::report(&publisher, &[]);
@@ -291,10 +296,20 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         }
     }
     let not_read = cli.read.len().saturating_sub(outcomes.len());
-    if let Some((signal, _)) = stopped
-        && not_read > 0
-    {
-        eprintln!("flowtap: stopped by {signal}: {not_read} more file(s) not read");
+    if let Some((signal, status)) = stopped {
+        let cut = outcomes
+            .iter()
+            .any(|o| matches!(o.error, Some(CaptureError::Stopped { .. })));
+        if not_read > 0 {
+            eprintln!("flowtap: stopped by {signal}: {not_read} more file(s) not read");
+        } else if !cut {
+            eprintln!("flowtap: stopped by {signal} as reading ended");
+        }
+        // Whatever printing the answers met: the stop is why the run ended.
+        if let Some(service) = service {
+            service.stop();
+        }
+        return Ok(status);
     }
     let file_errors = outcomes.iter().any(|o| {
         o.error
@@ -310,16 +325,10 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     };
 
     if let Some(service) = service {
-        if stopped.is_none() {
-            service.run_until_signal(|| None)?;
-        }
+        service.run_until_signal(|| None)?;
         service.stop();
     }
-    Ok(match stopped {
-        Some((_, status)) => status,
-        None if file_errors || failed => 2,
-        None => 0,
-    })
+    Ok(if file_errors || failed { 2 } else { 0 })
 }
 
 /// The first line of the end-of-run report: what was read.

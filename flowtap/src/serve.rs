@@ -48,7 +48,7 @@ impl StopSignals {
         Ok(StopSignals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            hup: match hangup_ignored() {
+            hup: match ignored(signal_hook::consts::SIGHUP) {
                 true => None,
                 false => {
                     Some(signal(SignalKind::hangup()).context("installing the SIGHUP handler")?)
@@ -72,35 +72,52 @@ impl StopSignals {
     }
 }
 
-/// The stop signals (as [`StopSignals`]: SIGHUP only where not ignored)
-/// caught while capture files are read, before a service waits for them:
-/// reading stops where it is, and what was read is answered and exported
-/// (a signal then had ended the process at once and lost it all). A second
-/// one ends the process at once, by the signal's default action: for a read
-/// waiting on a pipe that brings nothing.
+/// The stop signals caught while capture files are read, before a
+/// service waits for them: SIGTERM, SIGINT and SIGHUP, each unless flowtap
+/// was started to ignore it (`nohup`, a script's background job), which a
+/// handler would undo. Reading stops where it is, and what was read is
+/// answered and exported (a signal then had ended the process at once and
+/// lost it all). A second one ends the process at once, by the signal's
+/// default action: for a read waiting on a pipe that brings nothing.
+/// Once reading is done, a signal ends the process at once again
+/// ([`StopWhileReading::end_at_once`]) or the service's handlers take over
+/// ([`StopWhileReading::hand_over`]).
 pub(crate) struct StopWhileReading {
     stopped: Arc<AtomicBool>,
     signal: Arc<AtomicUsize>,
+    actions: Vec<signal_hook::SigId>,
 }
+
+/// The stop signal that came: its name, and the exit status a shell gives
+/// a process it ended (128 and its number).
+pub(crate) type Stopped = (&'static str, i32);
 
 impl StopWhileReading {
     pub(crate) fn catch() -> anyhow::Result<StopWhileReading> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let caught = StopWhileReading {
+        let mut caught = StopWhileReading {
             stopped: Arc::default(),
             signal: Arc::default(),
+            actions: Vec::new(),
         };
-        let hup = (!hangup_ignored()).then_some(SIGHUP);
-        for signal in [SIGTERM, SIGINT].into_iter().chain(hup) {
+        for signal in [SIGTERM, SIGINT, SIGHUP] {
+            if ignored(signal) {
+                continue;
+            }
             let number = usize::try_from(signal).expect("signal numbers are positive");
-            // In this order: the default action is taken only for a signal
-            // that comes once `stopped` is set.
-            signal_hook::flag::register_conditional_default(signal, caught.stopped.clone())
-                .and_then(|_| signal_hook::flag::register(signal, caught.stopped.clone()))
-                .and_then(|_| {
-                    signal_hook::flag::register_usize(signal, caught.signal.clone(), number)
-                })
-                .context("handling stop signals")?;
+            // In this order: the signal's number is kept before the flag
+            // says it came, and the default action is taken only for a
+            // signal that comes once the flag is set.
+            let registered = [
+                signal_hook::flag::register_usize(signal, caught.signal.clone(), number),
+                signal_hook::flag::register_conditional_default(signal, caught.stopped.clone()),
+                signal_hook::flag::register(signal, caught.stopped.clone()),
+            ];
+            for action in registered {
+                caught
+                    .actions
+                    .push(action.context("handling stop signals")?);
+            }
         }
         Ok(caught)
     }
@@ -110,12 +127,34 @@ impl StopWhileReading {
         self.stopped.clone()
     }
 
-    /// The stop signal that came, if one did: its name, and the exit
-    /// status a shell gives a process it ended (128 and its number).
-    pub(crate) fn signal(&self) -> Option<(&'static str, i32)> {
+    /// The stop signal that came, if one did.
+    pub(crate) fn signal(&self) -> Option<Stopped> {
         let number = i32::try_from(self.signal.load(Ordering::Relaxed)).ok()?;
         let name = signal_hook::low_level::signal_name(number)?;
         Some((name, 128 + number))
+    }
+
+    /// Reading is done and nothing will be served: from now on a stop
+    /// signal ends the process at once, as a signal's default action does
+    /// (a long `--dump` to a pipe nobody reads is ended by Ctrl-C). Returns
+    /// the one that came, if one did.
+    pub(crate) fn end_at_once(self) -> Option<Stopped> {
+        let came = self.signal();
+        self.stopped.store(true, Ordering::Relaxed);
+        came
+    }
+
+    /// Reading is done and `service` is to serve: its handlers take the
+    /// stop signals over (a second one then waits for its clean shutdown,
+    /// where this one's would end the process at once). Returns the one
+    /// that came before they did, if one did: the service then does not
+    /// serve.
+    pub(crate) fn hand_over(self, service: &Service) -> anyhow::Result<Option<Stopped>> {
+        service.catch_stop_signals()?;
+        for action in &self.actions {
+            signal_hook::low_level::unregister(*action);
+        }
+        Ok(self.signal())
     }
 }
 
@@ -338,17 +377,18 @@ fn follow_inventory(
         })
 }
 
-/// Whether SIGHUP was ignored when flowtap was started (`nohup`, a shell's
-/// `trap "" HUP`), from the mask of ignored signals in /proc/self/status.
-fn hangup_ignored() -> bool {
+/// Whether `signal` was ignored when flowtap was started (SIGHUP under
+/// `nohup`, SIGINT for a script's background job, a shell's `trap ""`),
+/// from the mask of ignored signals in /proc/self/status.
+fn ignored(signal: i32) -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
             u64::from_str_radix(mask.trim(), 16).ok()
         })
-        // SIGHUP is signal 1: the mask's lowest bit.
-        .is_some_and(|mask| mask & 1 != 0)
+        // Signal n is the mask's bit n - 1.
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
 }
 
 /// Raises this process's limit of open files to its hard limit. Each

@@ -35,7 +35,7 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
     let token = args
         .auth_token_file
         .as_deref()
-        .map(crate::cli::read_token)
+        .map(|path| crate::cli::read_token("--auth-token-file", path))
         .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

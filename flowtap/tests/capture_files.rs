@@ -738,6 +738,22 @@ fn a_second_stop_signal_ends_a_read_waiting_on_a_pipe() {
     // Said once the signals are caught.
     common::wait_for_serving(&log, &lines);
     let pid = child.id().to_string();
+    // Its reader waiting on the pipe (a signal before it opened the pipe
+    // would stop the reading before it began).
+    common::wait::until_holds(
+        std::time::Duration::from_secs(30),
+        "a read waiting on the pipe",
+        || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|task| {
+                    std::fs::read_to_string(task.path().join("wchan"))
+                        .is_ok_and(|wchan| wchan.contains("pipe_read"))
+                })
+        },
+    );
     let interrupt = || Command::new("kill").args(["-INT", &pid]).status().unwrap();
     interrupt();
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -749,6 +765,61 @@ fn a_second_stop_signal_ends_a_read_waiting_on_a_pipe() {
             .unwrap()
             .ok_or_else(|| "running".to_owned())
     });
+    assert_eq!(status.signal(), Some(2), "{}", log.lock().unwrap());
+}
+
+/// Once the files are read, a stop signal is no longer the reading's:
+/// serving, two in a row stop flowtap cleanly (the reading's second-signal
+/// rule had ended it at the second); not serving, one ends flowtap at once
+/// as a signal's default action does (here a dump blocked on a pipe nobody
+/// reads, which the reading's handler had left running).
+#[test]
+fn once_the_files_are_read_stop_signals_are_as_before() {
+    use std::os::unix::process::ExitStatusExt;
+    let capture = corpus_capture("02_pcpp_example");
+    let spawn = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .arg("-r")
+            .arg(&capture)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (log, lines) = common::follow_stderr(&mut child);
+        // Said once reading is done, and the signals handed on.
+        common::wait::until(
+            std::time::Duration::from_secs(30),
+            "the files read",
+            || match lines.recv_timeout(common::wait::EVERY) {
+                Ok(line) if line.starts_with("flowtap: read ") => Ok(()),
+                _ => Err(log.lock().unwrap().clone()),
+            },
+        );
+        (child, log)
+    };
+    let signal = |child: &std::process::Child, name: &str| {
+        let pid = child.id().to_string();
+        Command::new("kill").args([name, &pid]).status().unwrap()
+    };
+    let ended = |child: &mut std::process::Child| {
+        common::wait::until(std::time::Duration::from_secs(10), "flowtap to end", || {
+            child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "running".to_owned())
+        })
+    };
+    let (mut serving, log) = spawn(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    signal(&serving, "-TERM");
+    signal(&serving, "-TERM");
+    let status = ended(&mut serving);
+    assert_eq!(status.code(), Some(0), "{}", log.lock().unwrap());
+    // Six dumps of every flow: more than a pipe holds.
+    let dump = ["--dump", "/mcp/flows?format=full&limit=100000"];
+    let (mut blocked, log) = spawn(&[dump; 6].concat());
+    signal(&blocked, "-INT");
+    let status = ended(&mut blocked);
     assert_eq!(status.signal(), Some(2), "{}", log.lock().unwrap());
 }
 

@@ -120,13 +120,15 @@ fn check_link(iface: &str) -> Result<(), LiveError> {
 /// How the frames of an interface of ARP hardware type `arp_type` begin
 /// where XDP sees them: an Ethernet header (Ethernet, and loopback's
 /// zeroed one), or, on devices without a link header (IP-in-IP and GRE
-/// tunnels, SIT, WireGuard and tun devices, PPP), the IP header. `None`
+/// tunnels, SIT, WireGuard and tun devices, PPP, a modem's raw IP), the
+/// IP header. `None`
 /// for the rest (InfiniBand, 802.11 monitors, ...), whose frames would
 /// all be counted not IP: they are refused.
 fn frames_begin_with(arp_type: u16) -> Option<LinkType> {
     // if_arp.h.
     const ETHER: u16 = 1;
     const PPP: u16 = 512;
+    const RAWIP: u16 = 519;
     const TUNNEL: u16 = 768;
     const TUNNEL6: u16 = 769;
     const LOOPBACK: u16 = 772;
@@ -136,7 +138,7 @@ fn frames_begin_with(arp_type: u16) -> Option<LinkType> {
     const NONE: u16 = 0xFFFE;
     match arp_type {
         ETHER | LOOPBACK => Some(LinkType::Ethernet),
-        PPP | TUNNEL | TUNNEL6 | SIT | IPGRE | IP6GRE | NONE => Some(LinkType::Raw),
+        PPP | RAWIP | TUNNEL | TUNNEL6 | SIT | IPGRE | IP6GRE | NONE => Some(LinkType::Raw),
         _ => None,
     }
 }

@@ -129,20 +129,22 @@ impl Drop for MirrorVeth {
 
 /// The MTU of `iface` (from sysfs).
 pub fn mtu(iface: &str) -> std::io::Result<u32> {
-    let path = sysfs(iface).join("mtu");
-    let text = std::fs::read_to_string(&path)?;
-    text.trim().parse().map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: {text:?}: {e}", path.display()),
-        )
-    })
+    read_number(iface, "mtu")
 }
 
 /// The ARP hardware type of `iface` (`/sys/class/net/IF/type`, if_arp.h's
 /// `ARPHRD_*`): what its frames begin with.
 pub fn arp_type(iface: &str) -> std::io::Result<u16> {
-    let path = sysfs(iface).join("type");
+    read_number(iface, "type")
+}
+
+/// The number in `iface`'s sysfs file `name`.
+fn read_number<T>(iface: &str, name: &str) -> std::io::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let path = sysfs(iface).join(name);
     let text = std::fs::read_to_string(&path)?;
     text.trim().parse().map_err(|e| {
         std::io::Error::new(

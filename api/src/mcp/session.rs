@@ -1,6 +1,6 @@
 //! Sessions of the handshake revisions over HTTP: an `initialize` gets an
 //! `Mcp-Session-Id`, later requests must bring it back. The table is
-//! bounded two ways: each client (by IP address) holds a few sessions at
+//! bounded two ways: each client (an address, an IPv6 /64) holds a few sessions at
 //! most, its own least recently used one making room for its next; and the
 //! table as a whole, which when full refuses new sessions rather than end
 //! another client's. Sessions idle too long end. Sizes, evictions and

@@ -535,8 +535,8 @@ async fn mcp_route(
                     let whose = match why {
                         NoRoom::All => "request bodies held at once are at their bound",
                         NoRoom::Client => {
-                            "this client's request bodies held at once are at its share \
-                             (a quarter) of the bound"
+                            "this client's request bodies held at once are at its share of the \
+                             bound"
                         }
                     };
                     let mut resp = mcp_response(Reply::refusal(

@@ -90,12 +90,16 @@ struct Place {
 impl Drop for Place {
     fn drop(&mut self) {
         drop(self.permit.take());
-        if let Some(line) = self.line.take() {
-            let mut places = self.places.lock().expect("places lock");
-            // Its own clone and the table's: no other request of the client.
-            if Arc::strong_count(&line) == 2 {
-                places.remove(&self.client);
-            }
+        let mut places = self.places.lock().expect("places lock");
+        // Let go under the lock, so that of two requests of the client
+        // ending at once the second sees the first's gone.
+        drop(self.line.take());
+        // The table's alone: no other request of the client.
+        if places
+            .get(&self.client)
+            .is_some_and(|line| Arc::strong_count(line) == 1)
+        {
+            places.remove(&self.client);
         }
     }
 }
