@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use api::server::Readiness;
 use pipeline::{Backpressure, Clock, Merger, Pipeline, PipelineConfig};
 use xdp::{LiveCapture, LiveConfig, LiveInfo};
 
@@ -264,7 +265,11 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
         published
             .interfaces_down
             .store(down as u64, Ordering::Relaxed);
-        service.set_ready_to(down == 0);
+        service.set_readiness(if down == 0 {
+            Readiness::Ready
+        } else {
+            Readiness::InterfaceDown
+        });
         pipeline
             .failure()
             .or_else(|| stall.check(published.snapshots.load(Ordering::Relaxed), Instant::now()))

@@ -12,7 +12,9 @@ use anyhow::Context;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use api::Publisher;
-use api::server::{AppState, Listener, QueueStatsFn, ServerConfig, serve};
+use api::server::{
+    AppState, Listener, QueueStatsFn, Readiness, ReadinessCell, ServerConfig, serve,
+};
 use tokio::sync::watch;
 
 /// Threads answering HTTP requests.
@@ -24,7 +26,7 @@ pub(crate) struct Service {
     server: Option<tokio::task::JoinHandle<()>>,
     admin: Option<std::thread::JoinHandle<()>>,
     inventory: Option<std::thread::JoinHandle<()>>,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<ReadinessCell>,
     /// Caught by `catch_stop_signals`, waited for by `run_until_signal`.
     stop_signals: Mutex<Option<StopSignals>>,
 }
@@ -235,7 +237,7 @@ impl Service {
         state.queues = queues;
         state.demand = demand;
         state.commit = crate::cli::COMMIT;
-        let ready = state.ready.clone();
+        let readiness = state.readiness.clone();
         let state = Arc::new(state);
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
@@ -279,20 +281,20 @@ impl Service {
             server: Some(server),
             admin: Some(admin),
             inventory: Some(inventory),
-            ready,
+            readiness,
             stop_signals: Mutex::new(None),
         })
     }
 
     /// Marks the service ready for /readyz.
     pub(crate) fn set_ready(&self) {
-        self.set_ready_to(true);
+        self.set_readiness(Readiness::Ready);
     }
 
-    /// Marks the service ready for /readyz, or not (live capture, while an
-    /// interface cannot receive).
-    pub(crate) fn set_ready_to(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+    /// Says for /readyz whether the service is ready, or why not (live
+    /// capture, while an interface cannot receive).
+    pub(crate) fn set_readiness(&self, readiness: Readiness) {
+        self.readiness.set(readiness);
     }
 
     /// From now on SIGTERM, SIGINT and SIGHUP stop the service cleanly,
@@ -341,7 +343,10 @@ impl Service {
             Ok(())
         });
         // Not ready while shutting down: a Service stops sending clients.
-        self.ready.store(false, Ordering::Release);
+        self.readiness.set(match result {
+            Ok(()) => Readiness::Stopping,
+            Err(_) => Readiness::CaptureFailed,
+        });
         result
     }
 

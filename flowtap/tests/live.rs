@@ -1493,6 +1493,11 @@ fn an_interface_changed_while_captured_is_followed() {
         sample(&ft.admin_text("/metrics"), "flowtap_interfaces_down"),
         1.0
     );
+    // Not ready, and says why: not a start.
+    assert_eq!(
+        ft.admin_answer("/readyz"),
+        (503, r#"{"status":"interface down"}"#.to_owned())
+    );
     assert_eq!(ft.admin_status("/healthz"), 200);
     sh(&format!("ip -n {sv} link set s0 up"));
     wait::until_holds(Duration::from_secs(5), "/readyz 200 once s0 is up", || {
@@ -1917,7 +1922,13 @@ fn a_stuck_capture_worker_fails_loudly() {
         send_datagrams(&lab, &cl, 20);
         std::thread::sleep(into_the_hang);
         let stopping = Instant::now();
-        let (status, stderr) = ft.stop();
+        ft.terminate();
+        // While it waits for the last snapshot, /readyz says it is
+        // stopping (a Service sends it no more clients).
+        wait::until_holds(Duration::from_secs(5), "/readyz: stopping", || {
+            ft.admin_answer("/readyz") == (503, r#"{"status":"stopping"}"#.to_owned())
+        });
+        let (status, stderr) = ft.wait_exit();
         assert!(stopping.elapsed() < Duration::from_secs(15), "{stderr}");
         assert_eq!(status, 1, "{into_the_hang:?} into the hang: {stderr}");
         assert!(

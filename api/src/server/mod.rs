@@ -11,20 +11,23 @@
 //! - [`routes`]: what each path answers.
 //! - [`body`]: whole and chunked response bodies.
 //! - [`turns`]: large answers and scrapes, a few at once.
+//! - [`readiness`]: what `/readyz` says.
 
 mod bodies;
 mod body;
 mod conns;
+pub mod readiness;
 mod routes;
 pub mod turns;
 
 use bodies::Bodies;
+pub use readiness::{Readiness, ReadinessCell};
 pub use routes::Route;
 pub use turns::{TurnStats, Turns};
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -120,8 +123,8 @@ pub type QueueStatsFn = Arc<dyn Fn() -> Vec<QueueStats> + Send + Sync>;
 pub struct AppState {
     pub views: SharedView,
     pub stats: Arc<ServiceStats>,
-    /// Set once capture runs (live) or the files are read.
-    pub ready: Arc<AtomicBool>,
+    /// Ready once capture runs (live) or the files are read; else why not.
+    pub readiness: Arc<ReadinessCell>,
     pub queues: Option<QueueStatsFn>,
     pub version: &'static str,
     pub commit: &'static str,
@@ -157,7 +160,7 @@ impl AppState {
                 stats.clone(),
             ),
             stats,
-            ready: Arc::new(AtomicBool::new(false)),
+            readiness: Arc::default(),
             queues: None,
             version: env!("CARGO_PKG_VERSION"),
             commit: "unknown",

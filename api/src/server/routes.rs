@@ -19,7 +19,7 @@ use super::bodies::NoRoom;
 use super::body::{ResponseBody, chunked, full, full_holding, tracked};
 use super::conns::ConnState;
 use super::turns::Turn;
-use super::{AppState, LARGE_ANSWER, Listener, ServerConfig};
+use super::{AppState, LARGE_ANSWER, Listener, Readiness, ServerConfig};
 use crate::access::Denied;
 use crate::mcp::{self, jsonrpc, streamable::Reply};
 use crate::metrics;
@@ -311,11 +311,13 @@ async fn route_request(
         Route::Map => map_page(config.map_refresh),
         Route::Healthz => response(json_status(200, "ok")),
         Route::Readyz => {
-            if state.ready.load(Ordering::Acquire) {
-                response(json_status(200, "ready"))
+            let readiness = state.readiness.get();
+            let status = if readiness == Readiness::Ready {
+                200
             } else {
-                response(json_status(503, "starting"))
-            }
+                503
+            };
+            response(json_status(status, readiness.says()))
         }
         Route::Metrics => {
             let format = metrics::Exposition::negotiate(
@@ -345,7 +347,7 @@ async fn route_request(
                         snapshot: &view.snapshot,
                         stats: &state.stats,
                         queues: &queues,
-                        ready: state.ready.load(Ordering::Acquire),
+                        ready: state.readiness.is_ready(),
                         version: state.version,
                         commit: state.commit,
                     },

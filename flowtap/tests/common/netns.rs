@@ -295,15 +295,23 @@ impl LiveFlowtap {
 
     /// The HTTP status of GET `target` on the admin listener.
     pub(crate) fn admin_status(&self, target: &str) -> u16 {
+        self.admin_answer(target).0
+    }
+
+    /// The HTTP status and body of GET `target` on the admin listener,
+    /// whatever the status.
+    pub(crate) fn admin_answer(&self, target: &str) -> (u16, String) {
         let url = format!("http://{}{target}", self.admin);
         let out = check(
             &format!("curl {url}"),
             Command::new("ip")
-                .args(["netns", "exec", &self.ns, "curl", "-sS", "-o", "/dev/null"])
-                .args(["-w", "%{http_code}", &url])
+                .args(["netns", "exec", &self.ns, "curl", "-sS"])
+                .args(["-w", "\n%{http_code}", &url])
                 .output(),
         );
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        let out = String::from_utf8_lossy(&out.stdout);
+        let (body, status) = out.rsplit_once('\n').expect("curl's -w line");
+        (status.trim().parse().unwrap(), body.to_owned())
     }
 
     fn curl(&self, addr: &str, target: &str) -> String {
@@ -369,9 +377,19 @@ impl LiveFlowtap {
     }
 
     /// SIGTERM; returns the exit status and everything flowtap wrote to stderr.
-    pub(crate) fn stop(mut self) -> (i32, String) {
-        let pid = self.child.id().to_string();
-        run(&["kill", "-TERM", &pid]);
+    pub(crate) fn stop(self) -> (i32, String) {
+        self.terminate();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM, and returns at once.
+    pub(crate) fn terminate(&self) {
+        run(&["kill", "-TERM", &self.child.id().to_string()]);
+    }
+
+    /// Waits (15 s at most) for flowtap to exit: its exit status and
+    /// everything it wrote to stderr.
+    pub(crate) fn wait_exit(mut self) -> (i32, String) {
         let status =
             super::wait::until(Duration::from_secs(15), "flowtap's exit on SIGTERM", || {
                 self.child
