@@ -696,6 +696,18 @@ fn pcap_link_type_bits_modified_pcap_and_compressed_files() {
     .concat();
     let got = read_all("modified.pcap", modified);
     assert_eq!((got.frames, got.error.map(|e| e.to_string())), (1, None));
+    // Written on a big-endian host, which pcap-parser does not read: said
+    // so, with what converts it, rather than "not a pcap file".
+    let big_endian = [&[0xa1, 0xb2, 0xcd, 0x34][..], &[0; 40]].concat();
+    let error = read_all("modified-be.pcap", big_endian)
+        .error
+        .unwrap()
+        .to_string();
+    assert!(
+        error.starts_with("modified-be.pcap: a big-endian \"modified\" pcap")
+            && error.ends_with("(editcap -F pcap modified-be.pcap OUT.pcap)"),
+        "{error}"
+    );
 
     // gzip and Zstandard are read through (capture_files.rs); others named.
     for (magic, compressor) in [

@@ -38,6 +38,9 @@ const PCAP_MAGICS: [[u8; 4]; 5] = [
     [0xa1, 0xb2, 0x3c, 0x4d],
     [0x34, 0xcd, 0xb2, 0xa1],
 ];
+/// The "modified" format's magic written on a big-endian host, which
+/// pcap-parser does not read: refused, saying what converts it.
+const PCAP_MODIFIED_BIG_ENDIAN_MAGIC: [u8; 4] = [0xa1, 0xb2, 0xcd, 0x34];
 /// A classic pcap file's header.
 const PCAP_HEADER_BYTES: usize = 24;
 /// The largest record a classic pcap file may hold whatever its snap
@@ -105,6 +108,11 @@ pub enum CaptureError {
     },
     #[error("{path}: not a pcap or pcapng file (unrecognised header at byte offset 0)")]
     NotACapture { path: DisplayPath },
+    #[error(
+        "{path}: a big-endian \"modified\" pcap (Kuznetzov's format), which flowtap does not read: \
+         convert it first (editcap -F pcap {path} OUT.pcap)"
+    )]
+    ModifiedBigEndian { path: DisplayPath },
     #[error("{path}: compressed with {compressor}: decompress it first ({command} | flowtap -r -)")]
     Compressed {
         path: DisplayPath,
@@ -464,6 +472,9 @@ impl CaptureFile {
                         path: display,
                         compressor,
                     },
+                    None if magic.as_deref() == Some(&PCAP_MODIFIED_BIG_ENDIAN_MAGIC) => {
+                        CaptureError::ModifiedBigEndian { path: display }
+                    }
                     None => CaptureError::NotACapture { path: display },
                 });
             }

@@ -402,6 +402,11 @@ pub fn dissect(link: LinkType, frame: &[u8]) -> Result<Dissected, Malformed> {
 
 type Outcome = Result<Dissected, Malformed>;
 
+/// Bytes after an IPv6 packet's payload that a frame may carry where a
+/// payload could be IPv6 or Ethernet ([`Dissector::ip_holds_up`]): an FCS,
+/// a packet broker's trailer, Ethernet padding.
+const IPV6_TRAILER_SLACK: usize = 64;
+
 const NON_IP: Outcome = Ok(Dissected::Other(OtherKind::NonIp));
 const IP_OTHER: Outcome = Ok(Dissected::Other(OtherKind::IpOther));
 
@@ -536,17 +541,33 @@ impl<'a> Walk<'a, '_> {
     /// with a 4 or a 6 has an IP version nibble too (RFC 4928 §2, why
     /// pseudowires have a control word, which many leave out): where the
     /// payload reads as both, IP must hold up, IPv4 by its header checksum
-    /// and IPv6 by a payload length within the bytes that follow (a snap
-    /// length's cut fails that, but then the bytes after the would-be
-    /// Ethernet header rarely hold the IP version its EtherType names).
+    /// and IPv6 by a payload length that accounts for the bytes that follow,
+    /// give or take [`IPV6_TRAILER_SLACK`], unless the frame's own IPv4
+    /// header holds up (its checksum). A MAC's bytes 4 and 5, read as an
+    /// IPv6 payload length, fell within a large frame one time in fifty.
+    /// A snap length's cut fails the length, but then the bytes after the
+    /// would-be Ethernet header rarely hold the IP version its EtherType
+    /// names.
     fn ip_holds_up(payload: &[u8]) -> bool {
         if !Self::looks_like_ethernet(payload) {
             return true;
         }
         match payload.first().map(|b| b >> 4) {
             Some(4) => ipv4::Packet::new_checked(payload).is_ok_and(|ip| ip.checksum_holds()),
-            Some(6) => ipv6::Packet::new_checked(payload)
-                .is_ok_and(|ip| usize::from(ip.payload_len()) + ipv6::HEADER_LEN <= payload.len()),
+            Some(6) => {
+                let accounted = ipv6::Packet::new_checked(payload).is_ok_and(|ip| {
+                    let len = usize::from(ip.payload_len()) + ipv6::HEADER_LEN;
+                    payload
+                        .len()
+                        .checked_sub(len)
+                        .is_some_and(|rest| rest <= IPV6_TRAILER_SLACK)
+                });
+                let frame_s_ipv4 = payload
+                    .get(ethernet::HEADER_LEN..)
+                    .and_then(|ip| ipv4::Packet::new_checked(ip).ok())
+                    .is_some_and(|ip| ip.checksum_holds());
+                accounted && !frame_s_ipv4
+            }
             _ => false,
         }
     }
@@ -792,13 +813,13 @@ impl<'a> Walk<'a, '_> {
             Fragment::First { .. } | Fragment::Whole => {
                 // A first fragment's TCP header may continue in the next fragment,
                 // so the segment length only bounds the header of a whole segment.
-                let segment_len = match ip.fragment {
-                    Fragment::Whole => ip.payload_len,
-                    _ => None,
+                let extent = match ip.fragment {
+                    Fragment::Whole => tcp::Extent::Whole(ip.payload_len),
+                    _ => tcp::Extent::FirstFragment,
                 };
                 match proto {
                     L4Proto::Tcp => {
-                        let seg = tcp::Packet::new_checked(ip.payload, segment_len)?;
+                        let seg = tcp::Packet::new_checked(ip.payload, extent)?;
                         transport.src_port = seg.src_port();
                         transport.dst_port = seg.dst_port();
                         transport.tcp_flags = seg.flags();
@@ -1351,6 +1372,27 @@ mod tests {
             }
         );
         assert_eq!((t.src_port, t.dst_port), (0, 0));
+
+        // Fragments of 16 bytes (`nmap -ff`): the first holds the header up
+        // to the window, the next its checksum and urgent pointer.
+        let mut first = eth(0x0800);
+        first.extend(ipv4::tests::header(6, 36, 0x2000));
+        first.extend(&tcp::tests::header(12345, 80, tcp::flags::SYN)[..16]);
+        let t = transport(dissect(LinkType::Ethernet, &first).unwrap());
+        assert_eq!(t.fragment, Fragment::First { ident: 0x1234 });
+        assert_eq!((t.src_port, t.dst_port), (12345, 80));
+        assert_eq!(
+            (t.tcp_flags, t.tcp_seq, t.ip_len),
+            (tcp::flags::SYN, 1000, 36)
+        );
+        // Eight (no flags): RFC 1858's tiny fragment.
+        let mut tiny = eth(0x0800);
+        tiny.extend(ipv4::tests::header(6, 28, 0x2000));
+        tiny.extend(&tcp::tests::header(12345, 80, tcp::flags::SYN)[..8]);
+        assert_eq!(
+            dissect(LinkType::Ethernet, &tiny).unwrap_err().reason,
+            MalformedReason::Truncated
+        );
     }
 
     #[test]
@@ -1802,6 +1844,25 @@ mod tests {
         v6[14] = 0x60;
         v6[4..6].copy_from_slice(&100u16.to_be_bytes());
         assert!(dissected(&mpls(&v6)).is_err());
+
+        // Frames to 6c:3e:6d:a1:00:08, whose bytes 4 and 5 read as an IPv6
+        // payload length within the frame: one carrying IPv4 (its checksum
+        // holds) and one carrying IPv6 with more bytes after it than any
+        // trailer. Both are the frames they are.
+        let to = [0x6c, 0x3e, 0x6d, 0xa1, 0x00, 0x08, 2, 2, 2, 2, 2, 2];
+        let mut inner_v4 = ipv4_tcp(0);
+        let checksum = ipv4::header_checksum(&inner_v4[..20]);
+        inner_v4[10..12].copy_from_slice(&checksum.to_be_bytes());
+        let mut inner_v6 = ipv6::tests::header(6, 220);
+        inner_v6.extend(tcp::tests::header(40000, 80, 0));
+        inner_v6.extend_from_slice(&[0; 200]);
+        for (ethertype, ip) in [(0x0800u16, inner_v4), (0x86dd, inner_v6)] {
+            let mut frame = to.to_vec();
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+            frame.extend(ip);
+            assert_eq!(dst_port(&mpls(&frame)), 80, "{ethertype:x} over MPLS");
+            assert_eq!(dst_port(&gtp(&frame)), 80, "{ethertype:x} in GTP-U");
+        }
 
         // Plain VXLAN with the reserved bit set: still an Ethernet frame.
         let mut vxlan = udp::tests::header(50000, 4789);

@@ -15,6 +15,23 @@ mod field {
 /// The fixed header; options follow up to `header_len()`.
 pub const MIN_HEADER_LEN: usize = 20;
 
+/// What flowtap reads of a header (ports to window): all a first fragment
+/// must hold. Its checksum and urgent pointer may be in the next fragment
+/// (`nmap -ff` sends 16 bytes a fragment); a first fragment without the
+/// flags is RFC 1858's tiny-fragment attack, which filters drop.
+pub const FIRST_FRAGMENT_LEN: usize = field::WINDOW + 2;
+
+/// How much of a segment a packet holds, as its IP header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// A whole segment, of the length the IP header states where it states
+    /// one (not a segmentation offload's zero).
+    Whole(Option<usize>),
+    /// The start of a fragmented datagram: the header may continue in the
+    /// next fragment.
+    FirstFragment,
+}
+
 pub mod flags {
     pub const FIN: u8 = 0x01;
     pub const SYN: u8 = 0x02;
@@ -41,13 +58,15 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Checks the fixed header is captured and the data offset is sane.
-    ///
-    /// `segment_len` is the segment length the IP header states, when it
-    /// states one for a whole segment (not for a first fragment, whose header
-    /// may legitimately continue in the next fragment). Options cut off by the
-    /// capture length are fine: only the fixed header is needed for a flow.
-    pub fn new_checked(buffer: T, segment_len: Option<usize>) -> Result<Self, Error> {
+    /// Checks the fixed header is captured (of a first fragment, what
+    /// flowtap reads of it) and the data offset is sane. Options cut off by
+    /// the capture length are fine: only the fixed header is needed for a
+    /// flow.
+    pub fn new_checked(buffer: T, extent: Extent) -> Result<Self, Error> {
+        let (needed, segment_len) = match extent {
+            Extent::Whole(segment_len) => (MIN_HEADER_LEN, segment_len),
+            Extent::FirstFragment => (FIRST_FRAGMENT_LEN, None),
+        };
         // A segment the IP header says is shorter than any TCP header: its
         // header is longer than the segment, whatever was captured after.
         if let Some(segment) = segment_len
@@ -58,7 +77,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 segment: segment_len,
             });
         }
-        check_len(Layer::Tcp, buffer.as_ref(), MIN_HEADER_LEN)?;
+        check_len(Layer::Tcp, buffer.as_ref(), needed)?;
         let packet = Packet { buffer };
         let header = packet.header_len();
         if header < MIN_HEADER_LEN || segment_len.is_some_and(|len| header > len) {
@@ -119,7 +138,7 @@ pub(crate) mod tests {
     #[test]
     fn reads_fields() {
         let h = header(40000, 443, flags::SYN | flags::ACK);
-        let p = Packet::new_checked(&h[..], Some(20)).unwrap();
+        let p = Packet::new_checked(&h[..], Extent::Whole(Some(20))).unwrap();
         assert_eq!((p.src_port(), p.dst_port()), (40000, 443));
         assert_eq!(p.flags(), flags::SYN | flags::ACK);
         assert_eq!(p.seq_number(), 1000);
@@ -131,22 +150,42 @@ pub(crate) mod tests {
     fn checks_data_offset() {
         let mut h = header(1, 2, 0);
         h[12] = 4 << 4;
-        assert!(matches!(
-            Packet::new_checked(&h[..], None),
-            Err(Error::HeaderLength { .. })
-        ));
+        for extent in [Extent::Whole(None), Extent::FirstFragment] {
+            assert!(matches!(
+                Packet::new_checked(&h[..], extent),
+                Err(Error::HeaderLength { .. })
+            ));
+        }
         h[12] = 10 << 4;
         // 40-byte header in a 16-byte segment: malformed.
         assert!(matches!(
-            Packet::new_checked(&h[..], Some(16)),
+            Packet::new_checked(&h[..], Extent::Whole(Some(16))),
             Err(Error::HeaderLength { .. })
         ));
         // Options cut off by the snaplen but the segment is long enough: fine.
-        assert!(Packet::new_checked(&h[..], Some(1000)).is_ok());
-        // A first fragment: the header may continue in the next fragment.
-        assert!(Packet::new_checked(&h[..], None).is_ok());
+        assert!(Packet::new_checked(&h[..], Extent::Whole(Some(1000))).is_ok());
+        // A whole segment needs its fixed header captured.
         assert!(matches!(
-            Packet::new_checked(&h[..19], None),
+            Packet::new_checked(&h[..19], Extent::Whole(None)),
+            Err(Error::Len(_))
+        ));
+    }
+
+    #[test]
+    fn a_first_fragment_needs_the_header_up_to_the_window() {
+        let mut h = header(40000, 443, flags::SYN);
+        h[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        // The header may continue in the next fragment, options or not.
+        for data_offset in [5, 10] {
+            h[12] = data_offset << 4;
+            let p = Packet::new_checked(&h[..16], Extent::FirstFragment).unwrap();
+            assert_eq!((p.src_port(), p.dst_port()), (40000, 443));
+            assert_eq!((p.flags(), p.window()), (flags::SYN, 64240));
+            assert_eq!(p.header_len(), usize::from(data_offset) * 4);
+        }
+        // Eight bytes (ports and sequence, no flags): a tiny fragment.
+        assert!(matches!(
+            Packet::new_checked(&h[..8], Extent::FirstFragment),
             Err(Error::Len(_))
         ));
     }
