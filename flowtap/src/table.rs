@@ -5,7 +5,7 @@
 //! answer (`--json` gives machines that JSON).
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width};
 use serde::Deserialize;
 
 /// The query of the answer a table shows: the heaviest flows, every field.
@@ -101,10 +101,12 @@ impl std::fmt::Display for FlowsTable {
 }
 
 /// The columns a narrow terminal drops, one by one, until each flow takes
-/// one line: rate, proto, server → client, handshake, client → server.
-/// (Rows wrapped over several lines split names mid-token, and an 80 x 24
-/// terminal showed three flows of twenty.) Who talks to whom, and the TCP
-/// health, stay.
+/// one line: rate, proto, server → client, handshake. (Rows wrapped over
+/// several lines split names mid-token, and an 80 x 24 terminal showed
+/// three flows of twenty.) Who talks to whom, what the client sent and the
+/// TCP health stay: where they do not fit on one line, names are shortened
+/// ([`NAME_WIDTHS`]) rather than the bytes dropped; only a terminal too
+/// narrow for that drops client → server too.
 const DROPPED_FIRST: [&str; 5] = [
     "rate",
     "proto",
@@ -112,6 +114,11 @@ const DROPPED_FIRST: [&str; 5] = [
     "handshake p50/p99",
     "client → server",
 ];
+
+/// The widths names are cut to, in turn, where a table does not fit with
+/// them whole: a pod's name keeps its start and its replica's suffix
+/// (`checkout-8…f5-w2r6x`).
+const NAME_WIDTHS: [Option<usize>; 5] = [None, Some(28), Some(24), Some(20), Some(16)];
 
 /// The table's columns, in order.
 const COLUMNS: [&str; 8] = [
@@ -134,58 +141,64 @@ pub(crate) fn top_flows(
     hint: &str,
     width: Option<u16>,
 ) -> FlowsTable {
-    let mut table = Table::new();
-    if let Some(width) = width {
-        table.set_width(width);
-    }
-    table
-        .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(COLUMNS);
-    for row in &answer.flows {
-        let sent = |s: &SideStats| {
-            let plural = if s.tx_pkts == 1 { "" } else { "s" };
-            format!("{} pkt{plural}, {}", s.tx_pkts, bytes(s.tx_bytes))
-        };
-        let c = &row.client_stats;
-        let handshake = match (c.tcp_handshake_p50_us, c.tcp_handshake_p99_us) {
-            (Some(p50), Some(p99)) => format!("{} / {}", micros(p50), micros(p99)),
-            _ => String::new(),
-        };
-        table.add_row(vec![
-            Cell::new(name(&row.client)),
-            Cell::new(with_port(&row.server)),
-            Cell::new(&row.proto),
-            Cell::new(sent(&row.client_stats)).set_alignment(CellAlignment::Right),
-            Cell::new(sent(&row.server_stats)).set_alignment(CellAlignment::Right),
-            Cell::new(handshake).set_alignment(CellAlignment::Right),
-            Cell::new(bits_per_second(row.totals.bps)).set_alignment(CellAlignment::Right),
-            Cell::new(
-                row.tcp_connections
-                    .as_ref()
-                    .map(|c| health(row, c))
-                    .unwrap_or_default(),
-            ),
-        ]);
-    }
-    // Borders, the header and its rule: four lines besides the rows.
-    let one_line_each = |t: &Table| t.lines().count() <= answer.flows.len() + 4;
-    for name in DROPPED_FIRST {
-        if one_line_each(&table) {
-            break;
+    // The width to fit: the terminal's (none when printing to a pipe or a
+    // file, where nothing is dropped or cut).
+    let fit_to = {
+        let mut probe = Table::new();
+        if let Some(width) = width {
+            probe.set_width(width);
         }
-        let column = COLUMNS.iter().position(|c| *c == name);
-        if let Some(c) = column.and_then(|i| table.column_mut(i)) {
-            c.set_constraint(ColumnConstraint::Hidden);
+        probe.width().map(usize::from)
+    };
+    let fits =
+        |rows: &[Row], layout: Layout| fit_to.is_none_or(|w| width_needed(rows, layout) <= w);
+    // Whole names and fewer columns first, the health's text whole and
+    // then wrapped; then shorter names; the bytes the client sent kept
+    // throughout, until (a terminal narrower than about 70 columns) only
+    // names and health are left.
+    let kept_bytes = DROPPED_FIRST.len() - 1;
+    let mut chosen = None;
+    'choosing: for hidden_at_most in [kept_bytes, DROPPED_FIRST.len()] {
+        for name_width in NAME_WIDTHS {
+            let rows = rows_of(answer, name_width);
+            let first = if hidden_at_most == kept_bytes {
+                0
+            } else {
+                hidden_at_most
+            };
+            let layouts = [false, true].into_iter().flat_map(|health_wraps| {
+                (first..=hidden_at_most).map(move |hidden| Layout {
+                    hidden,
+                    health_wraps,
+                })
+            });
+            for layout in layouts {
+                if fits(&rows, layout) {
+                    chosen = Some((rows, layout));
+                    break 'choosing;
+                }
+            }
         }
     }
+    // Nothing fits: the narrowest, wrapped.
+    let (rows, layout) = chosen.unwrap_or_else(|| {
+        let narrowest = NAME_WIDTHS[NAME_WIDTHS.len() - 1];
+        let layout = Layout {
+            hidden: DROPPED_FIRST.len(),
+            health_wraps: true,
+        };
+        (rows_of(answer, narrowest), layout)
+    });
+    let table = table_of(rows, layout, width);
     let c = &summary.tcp_connections;
     let mut footer = format!(
         "{} of {} flows by bytes; {} in all; {} failed TCP connections ({hint})\n",
         answer.flows.len(),
         answer.total,
         bytes(summary.total_bytes),
-        c.refused + c.unanswered + c.reset
+        c.refused
+            .saturating_add(c.unanswered)
+            .saturating_add(c.reset)
     );
     if let Some(coverage) = &answer.coverage {
         footer.push_str(&not_seen(coverage));
@@ -194,6 +207,149 @@ pub(crate) fn top_flows(
         table: table.to_string(),
         footer,
     }
+}
+
+/// A row's cells, one for each of [`COLUMNS`].
+type Row = [String; COLUMNS.len()];
+
+/// The column of TCP health, the one whose text may wrap.
+const HEALTH: usize = COLUMNS.len() - 1;
+
+/// The narrowest the TCP health column gets where the terminal is narrow:
+/// its longest word ("retransmits,") whole, its text wrapped within it.
+const HEALTH_WIDTH: usize = 12;
+
+/// The cells of `answer`'s flows, names cut to `name_width`.
+fn rows_of(answer: &FlowsAnswer, name_width: Option<usize>) -> Vec<Row> {
+    let name = |e: &Endpoint| shortened(name(e), name_width);
+    let sent = |s: &SideStats| {
+        let plural = if s.tx_pkts == 1 { "" } else { "s" };
+        format!("{} pkt{plural}, {}", s.tx_pkts, bytes(s.tx_bytes))
+    };
+    answer
+        .flows
+        .iter()
+        .map(|row| {
+            let c = &row.client_stats;
+            let handshake = match (c.tcp_handshake_p50_us, c.tcp_handshake_p99_us) {
+                (Some(p50), Some(p99)) => format!("{} / {}", micros(p50), micros(p99)),
+                _ => String::new(),
+            };
+            [
+                name(&row.client),
+                with_port(&name(&row.server), &row.server),
+                sanitized(&row.proto),
+                sent(&row.client_stats),
+                sent(&row.server_stats),
+                handshake,
+                bits_per_second(row.totals.bps),
+                row.tcp_connections
+                    .as_ref()
+                    .map(|c| health(row, c))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect()
+}
+
+/// Which columns a table shows, and how.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    /// The first `hidden` of [`DROPPED_FIRST`] are hidden.
+    hidden: usize,
+    /// The TCP health's text wraps within [`HEALTH_WIDTH`] (no other
+    /// cell ever wraps).
+    health_wraps: bool,
+}
+
+impl Layout {
+    fn hides(&self, column: usize) -> bool {
+        DROPPED_FIRST[..self.hidden].contains(&COLUMNS[column])
+    }
+}
+
+/// The terminal columns a table of `rows` takes in `layout`: each shown
+/// column's widest cell and a space either side, and the borders.
+fn width_needed(rows: &[Row], layout: Layout) -> usize {
+    let shown: Vec<usize> = (0..COLUMNS.len()).filter(|i| !layout.hides(*i)).collect();
+    let widest = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([COLUMNS[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let cells: usize = shown
+        .iter()
+        .map(|&i| {
+            let w = widest(i);
+            2 + if i == HEALTH && layout.health_wraps {
+                w.min(HEALTH_WIDTH)
+            } else {
+                w
+            }
+        })
+        .sum();
+    cells + shown.len() + 1
+}
+
+/// The table of `rows` in `layout`, `width` columns wide (the terminal's
+/// if not given).
+fn table_of(rows: Vec<Row>, layout: Layout, width: Option<u16>) -> Table {
+    let mut table = Table::new();
+    if let Some(width) = width {
+        table.set_width(width);
+    }
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(COLUMNS);
+    let health_width = rows
+        .iter()
+        .map(|r| r[HEALTH].chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(HEALTH_WIDTH);
+    // Counts read right-aligned.
+    let numbers = 3..HEALTH;
+    for row in rows {
+        table.add_row(row.into_iter().enumerate().map(|(i, text)| {
+            let cell = Cell::new(text);
+            if numbers.contains(&i) {
+                cell.set_alignment(CellAlignment::Right)
+            } else {
+                cell
+            }
+        }));
+    }
+    for i in 0..COLUMNS.len() {
+        let constraint = if layout.hides(i) {
+            ColumnConstraint::Hidden
+        } else if i == HEALTH && layout.health_wraps {
+            ColumnConstraint::LowerBoundary(Width::Fixed(health_width as u16))
+        } else {
+            ColumnConstraint::ContentWidth
+        };
+        if let Some(c) = table.column_mut(i) {
+            c.set_constraint(constraint);
+        }
+    }
+    table
+}
+
+/// `name` cut to `width` characters, if longer, by its middle: its start
+/// and its end (a pod's replica suffix) kept, an ellipsis between.
+fn shortened(name: String, width: Option<usize>) -> String {
+    let Some(width) = width else { return name };
+    let len = name.chars().count();
+    if len <= width {
+        return name;
+    }
+    let end = (width - 1) / 2;
+    let start = width - 1 - end;
+    let head: String = name.chars().take(start).collect();
+    let tail: String = name.chars().skip(len - end).collect();
+    format!("{head}…{tail}")
 }
 
 /// Lines on what the answer does not hold: agents that did not answer,
@@ -212,7 +368,12 @@ fn not_seen(c: &CoverageAnswer) -> String {
                 .join(", ")
         ));
     }
-    if c.capture_drops + c.handoff_drops + c.flows_evicted > 0 {
+    // Saturating: a sum a hostile server wraps to 0 would hide the line.
+    if c.capture_drops
+        .saturating_add(c.handoff_drops)
+        .saturating_add(c.flows_evicted)
+        > 0
+    {
         out.push_str(&format!(
             "LOST: {} frames dropped by the capture, {} at hand-off, {} flows evicted (counts are low)\n",
             c.capture_drops, c.handoff_drops, c.flows_evicted
@@ -231,10 +392,9 @@ fn name(e: &Endpoint) -> String {
     }
 }
 
-/// A server and its port: `[2001:db8::1]:443` for a bare IPv6 address,
-/// whose own colons would swallow the port.
-fn with_port(e: &Endpoint) -> String {
-    let name = name(e);
+/// A server's `name` and its port: `[2001:db8::1]:443` for a bare IPv6
+/// address, whose own colons would swallow the port.
+fn with_port(name: &str, e: &Endpoint) -> String {
     let port = e.port.unwrap_or(0);
     if name.contains(':') {
         format!("[{name}]:{port}")
@@ -280,8 +440,8 @@ pub(crate) fn for_terminal(text: &str) -> String {
 
 /// What went wrong with a TCP flow's connections, briefly.
 fn health(row: &FullRow, c: &Connections) -> String {
-    let retransmits = row.client_stats.tcp_retransmits.unwrap_or(0)
-        + row.server_stats.tcp_retransmits.unwrap_or(0);
+    let retransmits = (row.client_stats.tcp_retransmits.unwrap_or(0))
+        .saturating_add(row.server_stats.tcp_retransmits.unwrap_or(0));
     let mut parts = Vec::new();
     // "refused", "unanswered" and "reset" say what happened to so many
     // connections; a retransmit is a thing, counted: (one, many).
@@ -356,45 +516,87 @@ mod tests {
     }
 
     /// In a narrow terminal each flow still takes one line: the columns
-    /// that matter least give way, the names stay whole.
+    /// that matter least give way, then names are shortened by their middle,
+    /// and what the client sent stays. (At 80 columns the table had kept
+    /// only the names and the health, and still wrapped the demo's names.)
     #[test]
-    fn narrow_tables_drop_columns_rather_than_wrap_rows() {
-        let row = |i: usize| {
-            serde_json::json!({
-                "proto": "tcp",
-                "client": {"ip": "198.18.0.1", "pod": format!("frontend-7d9f8b6c5d-q2w3e-{i}")},
-                "server": {"ip": "198.18.0.2", "pod": "postgres-0", "port": 5432},
-                "client_stats": {"tx_pkts": 12345, "tx_bytes": 9876543,
-                                 "tcp_handshake_p50_us": 1234, "tcp_handshake_p99_us": 56789},
-                "server_stats": {"tx_pkts": 6543, "tx_bytes": 1234567},
-                "totals": {"bps": 12345678.9},
-                "tcp_connections": {"refused": 2, "unanswered": 0, "reset": 0,
-                                    "established": 40, "closed": 30, "open": 4}
-            })
+    fn narrow_tables_drop_columns_and_shorten_names_rather_than_wrap_rows() {
+        let answer = |client: &str, server: &str| -> FlowsAnswer {
+            let row = |i: usize| {
+                serde_json::json!({
+                    "proto": "tcp",
+                    "client": {"ip": "198.18.0.1", "pod": format!("{client}-{i}")},
+                    "server": {"ip": "198.18.0.2", "pod": server, "port": 5432},
+                    "client_stats": {"tx_pkts": 12345, "tx_bytes": 9876543,
+                                     "tcp_handshake_p50_us": 1234, "tcp_handshake_p99_us": 56789},
+                    "server_stats": {"tx_pkts": 6543, "tx_bytes": 1234567},
+                    "totals": {"bps": 12345678.9},
+                    "tcp_connections": {"refused": 2, "unanswered": 0, "reset": 0,
+                                        "established": 40, "closed": 30, "open": 4}
+                })
+            };
+            serde_json::from_value(serde_json::json!({
+                "flows": (0..20).map(row).collect::<Vec<_>>(), "total": 20
+            }))
+            .unwrap()
         };
-        let answer: FlowsAnswer = serde_json::from_value(serde_json::json!({
-            "flows": (0..20).map(row).collect::<Vec<_>>(), "total": 20
-        }))
-        .unwrap();
         let summary: SummaryAnswer = serde_json::from_value(serde_json::json!({
             "total_bytes": 1, "tcp_connections": {"refused": 0, "unanswered": 0, "reset": 0}
         }))
         .unwrap();
         let header = |t: &FlowsTable| t.table.lines().nth(1).unwrap().to_owned();
-        let wide = top_flows(&answer, &summary, "", Some(250));
-        assert_eq!(wide.table.lines().count(), 24, "{}", wide.table);
+        let fits = |t: &FlowsTable, width: usize| {
+            t.table.lines().count() == 24 && t.table.lines().all(|l| l.chars().count() <= width)
+        };
+        let short = answer("frontend-7d9f8b6c5d-q2w3e", "postgres-0");
+        let wide = top_flows(&short, &summary, "", Some(250));
+        assert!(fits(&wide, 250), "{}", wide.table);
         assert!(header(&wide).contains("rate"), "{}", wide.table);
-        // The README's 80 x 24 terminal.
-        let narrow = top_flows(&answer, &summary, "", Some(80));
-        assert_eq!(narrow.table.lines().count(), 24, "{}", narrow.table);
+        // The README's 80 x 24 terminal: names shortened by their middle
+        // (their replica's suffix kept) beside what the client sent.
+        let narrow = top_flows(&short, &summary, "", Some(80));
+        assert!(fits(&narrow, 80), "{}", narrow.table);
         assert!(!header(&narrow).contains("rate"), "{}", narrow.table);
         assert!(
-            narrow.table.contains("frontend-7d9f8b6c5d-q2w3e-19")
+            header(&narrow).contains("client → server"),
+            "{}",
+            narrow.table
+        );
+        assert!(
+            narrow.table.contains("12345 pkts, 9.4 MiB"),
+            "{}",
+            narrow.table
+        );
+        assert!(
+            narrow.table.contains("frontend-7…-q2w3e-19")
                 && narrow.table.contains("postgres-0:5432"),
             "{}",
             narrow.table
         );
-        assert!(narrow.table.lines().all(|l| l.chars().count() <= 80));
+        // Wide enough, whole, with more columns.
+        let long = answer("checkout-84c6b7d9f5-w2r6x", "api-gateway-5c8d7f9b6-q2w3e");
+        let wider = top_flows(&long, &summary, "", Some(140));
+        assert!(fits(&wider, 140), "{}", wider.table);
+        assert!(header(&wider).contains("handshake"), "{}", wider.table);
+        assert!(
+            wider.table.contains("checkout-84c6b7d9f5-w2r6x-19")
+                && wider.table.contains("api-gateway-5c8d7f9b6-q2w3e:5432"),
+            "{}",
+            wider.table
+        );
+        // Too narrow for names and bytes: names and health, as before.
+        let tiny = top_flows(&short, &summary, "", Some(60));
+        assert!(!header(&tiny).contains("client → server"), "{}", tiny.table);
+    }
+
+    #[test]
+    fn names_are_shortened_by_their_middle() {
+        let cut = |name: &str, width| shortened(name.to_owned(), Some(width));
+        assert_eq!(cut("checkout-84c6b7d9f5-w2r6x", 16), "checkout…5-w2r6x");
+        assert_eq!(cut("checkout-84c6b7d9f5-w2r6x", 16).chars().count(), 16);
+        assert_eq!(cut("redis-0", 16), "redis-0");
+        assert_eq!(cut("ünïcödé-nämé-über-läng", 9), "ünïc…läng");
+        assert_eq!(shortened("redis-0".to_owned(), None), "redis-0");
     }
 
     #[test]
@@ -411,16 +613,17 @@ mod tests {
 
     #[test]
     fn names_for_a_terminal() {
+        let server = |e: Endpoint| with_port(&name(&e), &e);
         assert_eq!(
-            with_port(&endpoint(Some("64:ff9b::9765:798c"), None, Some(443))),
+            server(endpoint(Some("64:ff9b::9765:798c"), None, Some(443))),
             "[64:ff9b::9765:798c]:443"
         );
         assert_eq!(
-            with_port(&endpoint(Some("198.18.0.1"), None, Some(53))),
+            server(endpoint(Some("198.18.0.1"), None, Some(53))),
             "198.18.0.1:53"
         );
         assert_eq!(
-            with_port(&endpoint(Some("198.18.0.1"), Some("redis-0"), Some(6379))),
+            server(endpoint(Some("198.18.0.1"), Some("redis-0"), Some(6379))),
             "redis-0:6379"
         );
         assert_eq!(

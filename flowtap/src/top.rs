@@ -17,9 +17,13 @@ use crossterm::{cursor, execute, queue, terminal};
 use crate::cli::TopArgs;
 use crate::table::{self, FlowsAnswer, SummaryAnswer};
 
-/// An answer must come within this time, and be at most this large.
+/// An answer must come within this time.
 const TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_BYTES: usize = 64 << 20;
+/// An answer may be this large, and this much more for each flow asked
+/// for (`--limit`): a full-format flow is under 1 KiB, a hub's with the
+/// agents that saw it a few.
+const MAX_BYTES: usize = 1 << 20;
+const MAX_BYTES_PER_FLOW: usize = 4 << 10;
 
 pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
     // Its paths under the URL's own (a proxy's prefix; `/mcp` left out, as
@@ -31,7 +35,9 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         )
     })?;
     let agent =
-        hub::client::AgentUrl::parse(&format!("http://{authority}")).map_err(anyhow::Error::msg)?;
+        hub::client::AgentUrl::parse_with(&format!("http://{authority}"), "--auth-token-file")
+            .map_err(anyhow::Error::msg)?;
+    let max_bytes = MAX_BYTES + MAX_BYTES_PER_FLOW * args.limit as usize;
     let token = args
         .auth_token_file
         .as_deref()
@@ -45,7 +51,7 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         let (agent, token) = (&agent, token.as_deref());
         let path = format!("{base}{path}");
         async move {
-            hub::client::get(agent, &path, token, TIMEOUT, MAX_BYTES)
+            hub::client::get(agent, &path, token, TIMEOUT, max_bytes)
                 .await
                 .map_err(|e| {
                     // An error answer's body is the server's text: said on

@@ -370,7 +370,9 @@ fn the_map_says_which_agents_it_does_not_show() {
 /// An API that fails behind a proxy: its HTML error page is said by its
 /// status (it was "Unexpected token '<'"), and one that never answers (a
 /// stalled port-forward) is said after 10 s, where the page kept showing
-/// its last map as if live.
+/// its last map as if live. The proxy serves flowtap under a path of its
+/// own (an Ingress path): the page asks for the API under it (it asked at
+/// the host's root, and said "HTTP 404 Not Found").
 #[test]
 fn the_map_says_when_the_api_fails_or_stops_answering() {
     let (server, _dir) = serve_demo(TOKEN, &[]);

@@ -28,6 +28,13 @@ impl AgentUrl {
     /// or a port that is no port are refused: the hub would pull something
     /// else than meant.
     pub fn parse(text: &str) -> Result<AgentUrl, String> {
+        AgentUrl::parse_with(text, "--agent-token-file")
+    }
+
+    /// [`AgentUrl::parse`] for a URL given elsewhere than `--agent`: a
+    /// credential in it is refused naming `token_option`, the option that
+    /// gives the token there.
+    pub fn parse_with(text: &str, token_option: &str) -> Result<AgentUrl, String> {
         let rest = text.strip_prefix("http://").ok_or_else(|| {
             format!("{text:?}: flowtap is reached over http:// (it speaks no TLS)")
         })?;
@@ -42,7 +49,7 @@ impl AgentUrl {
         }
         if authority.contains('@') {
             return Err(format!(
-                "{text:?}: no credentials in the URL (the token comes from --agent-token-file)"
+                "{text:?}: no credentials in the URL (the token comes from {token_option})"
             ));
         }
         // A port follows the last ':' outside an IPv6 address's brackets.
@@ -403,6 +410,21 @@ mod tests {
             "http://127.0.0.1:8898/flowtap/",
         ] {
             assert!(AgentUrl::parse(bad).is_err(), "{bad}");
+        }
+        // A credential is refused naming the option that gives the token
+        // where the URL came from (`flowtap top --url`: --auth-token-file).
+        for (parsed, option) in [
+            (AgentUrl::parse("http://u@h:1"), "--agent-token-file"),
+            (
+                AgentUrl::parse_with("http://u@h:1", "--auth-token-file"),
+                "--auth-token-file",
+            ),
+        ] {
+            let said = parsed.unwrap_err();
+            assert!(
+                said.ends_with(&format!("(the token comes from {option})")),
+                "{said}"
+            );
         }
     }
 

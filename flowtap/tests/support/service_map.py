@@ -79,16 +79,25 @@ def coverage(url, token):
         d.quit()
 
 
+# Where the stalls proxy serves flowtap: under a path of its own, as an
+# Ingress path or `kubectl proxy` does.
+PREFIX = "/flowtap"
+
+
 def stalls(url, token):
-    """The page served through a proxy that passes everything on until told
-    to fail the API's requests: first with an HTML error page (as a proxy's
-    502), then by never answering (a stalled port-forward)."""
+    """The page served through a proxy under PREFIX that passes everything
+    on until told to fail the API's requests: first with an HTML error page
+    (as a proxy's 502), then by never answering (a stalled port-forward)."""
     mode = {"api": "pass"}
     held = threading.Event()
 
     class Proxy(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            api = self.path.startswith("/mcp/")
+            if not self.path.startswith(PREFIX + "/"):
+                self.send_error(404)
+                return
+            path = self.path[len(PREFIX):]
+            api = path.startswith("/mcp/")
             if api and mode["api"] == "502":
                 body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
                 self.send_response(502)
@@ -102,7 +111,7 @@ def stalls(url, token):
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
             try:
-                answer = urllib.request.urlopen(urllib.request.Request(url + self.path, headers=headers))
+                answer = urllib.request.urlopen(urllib.request.Request(url + path, headers=headers))
             except urllib.error.HTTPError as e:
                 answer = e
             body = answer.read()
@@ -123,7 +132,7 @@ def stalls(url, token):
     d = browser()
     out = {}
     try:
-        d.get(f"http://127.0.0.1:{proxy.server_address[1]}/#token={token}")
+        d.get(f"http://127.0.0.1:{proxy.server_address[1]}{PREFIX}/#token={token}")
         WebDriverWait(d, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "path.edge"))
         status = lambda d: d.find_element(By.ID, "status").text
         out["live"] = status(d)
