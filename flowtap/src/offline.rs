@@ -156,6 +156,11 @@ fn warn_of_files_without_time(outcome: &FileOutcome) {
 /// Runs the offline job; returns the process exit status.
 pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
+    // The second would read nothing (the first read standard input to its
+    // end) and end the run as an empty file.
+    if cli.read.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
+        anyhow::bail!("-r - is given more than once: standard input is read once");
+    }
     let publisher = setup::publisher(cli)?;
     if cli.serve.listen.is_none() {
         // No /metrics to serve them in.

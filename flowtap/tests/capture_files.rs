@@ -623,6 +623,14 @@ fn standard_input_and_compressed_files_read_like_the_file() {
     let direct = dump(std::process::Stdio::null(), path.to_str().unwrap());
     assert!(direct.matches("\"client\"").count() > 100, "{direct}");
     assert_eq!(dump(File::open(&path).unwrap().into(), "-"), direct);
+    // Twice: refused before anything is read (the second read nothing and
+    // said "file is empty").
+    let (status, _, stderr) = flowtap(&["-r", "-", "-r", "-"]);
+    assert_eq!(status, 1, "{stderr}");
+    assert!(
+        stderr.contains("-r - is given more than once: standard input is read once"),
+        "{stderr}"
+    );
 
     let compress = |tool: &[&str], bytes: &[u8]| {
         let mut child = Command::new(tool[0])
