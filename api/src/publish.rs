@@ -215,6 +215,7 @@ impl Publisher {
         self.last = true;
         let snapshot = self.publish(snapshot);
         self.last = false;
+        self.stats.capture_ended.store(1, Ordering::Relaxed);
         for sink in &mut self.sinks {
             sink.finish();
         }

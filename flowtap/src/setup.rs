@@ -290,6 +290,10 @@ fn collector(url: &str) -> anyhow::Result<ipfix::CollectorAddr> {
         .with_context(|| format!("--ipfix-collector {url:?}"))?
         .next()
         .with_context(|| format!("--ipfix-collector {url:?}: no address"))?;
+    // Taken, every message's send then failed.
+    if resolved.port() == 0 {
+        anyhow::bail!("--ipfix-collector {url:?}: port 0 reaches no collector");
+    }
     Ok(transport(resolved))
 }
 

@@ -925,6 +925,19 @@ fn what_an_exporter_cannot_keep_to_is_refused() {
             "{stderr}"
         );
     }
+    // Port 0 (every send failed, each record counted lost).
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .arg("-r")
+        .arg(&demo)
+        .args(["--ipfix-collector", "udp://127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--ipfix-collector \"udp://127.0.0.1:0\": port 0 reaches no collector"),
+        "{stderr}"
+    );
     // Idle timeouts reading a file: flows that time out between two
     // snapshots are exported all the same (once refused per flow: they
     // were not), per flow as per connection.

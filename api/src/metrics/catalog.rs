@@ -577,6 +577,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(interfaces_down)
     ),
     metric!(
+        "flowtap_capture_ended",
+        Gauge,
+        "1 once capture has ended (the files are read): the answers no longer change and flowtap_snapshot_age_seconds grows by design (the shipped FlowtapSnapshotStale alert leaves such a flowtap be); 0 while capturing.",
+        stat!(capture_ended)
+    ),
+    metric!(
         "flowtap_hub_feed_room_bytes",
         Gauge,
         "Hub: bytes of agents' feeds held at once, fetched and not yet decoded, at most (--max-feed-bytes-held; 0 on an agent).",
@@ -717,7 +723,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_ipfix_records",
         Counter,
-        "IPFIX data records exported (one per flow direction and export).",
+        "IPFIX data records exported: one per flow direction and export, one per flow with --ipfix-biflow, per connection with --ipfix-per connection.",
         Value::One(|s| s.stats.ipfix.records.load(Ordering::Relaxed) as f64),
         Ipfix "records"
     ),

@@ -72,6 +72,9 @@ pub struct ServiceStats {
     pub mirror_veth_dropped: AtomicU64,
     /// Capture interfaces now down or without a link.
     pub interfaces_down: AtomicU64,
+    /// 1 once the last snapshot is published (the files are read): the
+    /// answers no longer change, and their age grows by design.
+    pub capture_ended: AtomicU64,
     /// A hub's room for feeds held at once (`--max-feed-bytes-held`).
     pub hub_feed_room_bytes: AtomicU64,
     /// A hub's pulls that waited for that room.

@@ -11,10 +11,12 @@
 //! round trip, or 3 ms when that is unknown, of the segment that last
 //! advanced the sequence, and does not end where that one ended). A fast
 //! retransmission (the segment the other side's two or more duplicate ACKs
-//! ask for) is one even when it comes that soon; spurious retransmissions
-//! are retransmissions too. Unlike tshark, a duplicate ACK is not required
-//! to repeat the window, nor a fast retransmission to follow it within
-//! 20 ms: two fields fewer per connection.
+//! ask for) is one even when it comes that soon, and so is a spurious
+//! retransmission (one the other side's last ACK already acknowledged
+//! whole: sent again, not held back on the way). As tshark's, a duplicate
+//! ACK repeats the window (kept folded to a byte); unlike tshark's, a fast
+//! retransmission need not follow it within 20 ms: a field fewer per
+//! connection.
 //!
 //! **Outcomes**, each connection counted once when it is known:
 //! `refused` (the server's first answer to the SYN is a RST, or an ICMP
@@ -291,6 +293,8 @@ const KNOWN: u8 = 1;
 const ZERO_WINDOW: u8 = 2;
 const DUP_ACKS: u8 = 0b1100;
 const DUP_ACK_ONE: u8 = 0b0100;
+/// The side has sent an ACK: its `last_ack` is one.
+const ACKED: u8 = 0b1_0000;
 
 /// Out of order, when the connection's round trip is unknown (tshark's).
 const OUT_OF_ORDER_NS: u64 = 3_000_000;
@@ -306,16 +310,55 @@ pub struct ConnHealth {
     /// Per side: when `next_seq` last advanced, in units of 1024 ns (wraps
     /// after 73 minutes; only differences of milliseconds are compared).
     advanced: PerSide<u32>,
-    /// The connection's first round trip (SYN to completing ACK), in units
-    /// of 1024 ns; 0 while unknown.
-    rtt: u32,
     /// Per side: the last acknowledgment number it sent.
     last_ack: PerSide<u32>,
-    /// Per side: [`KNOWN`], [`ZERO_WINDOW`] (its last window was zero), and
-    /// in [`DUP_ACKS`] how many duplicate ACKs (no data, the same number)
-    /// followed its last ACK, up to 3.
+    /// The connection's first round trip (SYN to completing ACK), as
+    /// [`Rtt`] keeps it; 0 while unknown.
+    rtt: u16,
+    /// Per side: [`KNOWN`], [`ZERO_WINDOW`] (its last window was zero),
+    /// [`ACKED`], and in [`DUP_ACKS`] how many duplicate ACKs (no data, the
+    /// same number and window) followed its last ACK, up to 3.
     bits: PerSide<u8>,
+    /// Per side: the window of its last ACK, [`folded`] to a byte.
+    window: PerSide<u8>,
     stage: Stage,
+}
+
+/// A round trip in 16 bits: to the tick (1.024 µs) up to 33 ms, where a
+/// veth's or a data centre's few microseconds need it, then in units of
+/// 256 ticks (262 µs) up to 8.6 s.
+struct Rtt;
+
+impl Rtt {
+    const COARSE: u32 = 1 << 15;
+    const COARSE_SHIFT: u32 = 8;
+
+    fn encode(ticks: u32) -> u16 {
+        let ticks = ticks.max(1);
+        let v = if ticks < Self::COARSE {
+            ticks
+        } else {
+            (Self::COARSE + (ticks >> Self::COARSE_SHIFT)).min(u32::from(u16::MAX))
+        };
+        v as u16
+    }
+
+    fn decode(v: u16) -> u32 {
+        let v = u32::from(v);
+        if v < Self::COARSE {
+            v
+        } else {
+            (v - Self::COARSE) << Self::COARSE_SHIFT
+        }
+    }
+}
+
+/// A window folded to a byte (its two bytes XORed), to tell a repeated
+/// window from a changed one in a byte of state: a change that folds to
+/// the same byte (one in 256) is taken for a repeat.
+fn folded(window: u16) -> u8 {
+    let [high, low] = window.to_be_bytes();
+    high ^ low
 }
 
 /// Whether sequence number `a` comes before `b` (modulo 2^32).
@@ -328,7 +371,7 @@ impl ConnHealth {
     /// of each other may be reordered rather than retransmitted.
     pub fn set_rtt(&mut self, ns: u64) {
         if self.rtt == 0 {
-            self.rtt = ticks(ns).max(1);
+            self.rtt = Rtt::encode(ticks(ns));
         }
     }
 
@@ -484,17 +527,27 @@ impl ConnHealth {
             && next.wrapping_sub(t.tcp_ack) <= u32::from(u16::MAX)
     }
 
-    /// Counts duplicate ACKs: segments without data or SYN/FIN/RST that
-    /// acknowledge what the sender's previous ACK did.
+    /// Counts duplicate ACKs, as tshark's: segments without data or
+    /// SYN/FIN/RST that acknowledge what the sender's previous ACK did,
+    /// with the same window, not zero. An ACK that only changes the window
+    /// is a window update: a receiver whose buffer grows as it takes a
+    /// burst sends them, and counted as duplicates they made a segment
+    /// held back on the way read as a fast retransmission.
     fn note_ack(&mut self, t: &Transport, sender: Side) {
         let f = t.tcp_flags;
         if f & flags::ACK == 0 {
             return;
         }
         let bare = t.payload_len == 0 && f & (flags::SYN | flags::FIN | flags::RST) == 0;
+        let window = folded(t.tcp_window);
+        let same_window = window == self.window[sender] && t.tcp_window != 0;
+        self.window[sender] = window;
         let bits = &mut self.bits[sender];
-        if t.tcp_ack == self.last_ack[sender] {
-            if bare && *bits & DUP_ACKS != DUP_ACKS {
+        if *bits & ACKED == 0 {
+            *bits |= ACKED;
+            self.last_ack[sender] = t.tcp_ack;
+        } else if t.tcp_ack == self.last_ack[sender] {
+            if bare && same_window && *bits & DUP_ACKS != DUP_ACKS {
                 *bits += DUP_ACK_ONE;
             }
         } else {
@@ -533,15 +586,18 @@ impl ConnHealth {
         let other = sender.other();
         let asked_for =
             self.bits[other] & DUP_ACKS >= 2 * DUP_ACK_ONE && self.last_ack[other] == seq;
+        // Acknowledged whole already: the receiver had it, so this is a copy
+        // sent again (spurious), not one held back on the way.
+        let acknowledged = self.bits[other] & ACKED != 0 && !seq_before(self.last_ack[other], end);
         let mut retransmit = false;
         if seq_before(seq, next) {
             let threshold = if self.rtt != 0 {
-                self.rtt
+                Rtt::decode(self.rtt)
             } else {
                 ticks(OUT_OF_ORDER_NS)
             };
             let reordered = now.wrapping_sub(self.advanced[sender]) < threshold && end != next;
-            retransmit = asked_for || !reordered;
+            retransmit = asked_for || acknowledged || !reordered;
         }
         if seq_before(next, end) {
             self.next_seq[sender] = end;
@@ -930,6 +986,83 @@ mod tests {
         assert_eq!(h.sent(Side::Client).zero_windows, 2);
         assert_eq!(h.sent(Side::Server).zero_windows, 0);
         assert_eq!(h.sent(Side::Server).rsts, 1);
+    }
+
+    /// A segment sent again within a round trip of newer data, which the
+    /// other side had acknowledged whole: a spurious retransmission, as
+    /// tshark counts it (it read as reordered: an audit's real transfers
+    /// through a delaying bridge had five, all missed). Not acknowledged,
+    /// it may have been held back on the way: out of order.
+    #[test]
+    fn a_segment_already_acknowledged_is_retransmitted_however_soon() {
+        // (client?, flags, seq, ack, window, payload, ts); a 2 ms round trip.
+        let open = [
+            (true, SYN, 100, 0, 100, 0, 0),
+            (false, SYN | ACK, 900, 101, 100, 0, MS),
+            (true, ACK, 101, 901, 100, 0, 2 * MS),
+            (true, ACK, 101, 901, 100, 50, 10 * MS),
+            (true, ACK, 151, 901, 100, 50, 11 * MS),
+        ];
+        let with = |more: &[(bool, u8, u32, u32, u16, u16, u64)]| {
+            let mut v = open.to_vec();
+            v.extend_from_slice(more);
+            run_acked(&v).sent(Side::Client).retransmits
+        };
+        // The server has both segments; the first comes again 1.5 ms
+        // after the second (a timer that fired too soon).
+        let acked = (false, ACK, 901, 201, 100, 0, 12 * MS);
+        let again = (true, ACK, 101, 901, 100, 50, 12 * MS + MS / 2);
+        assert_eq!(with(&[acked, again]), 1);
+        // The server has the first only up to its middle: not whole.
+        let partly = (false, ACK, 901, 121, 100, 0, 12 * MS);
+        assert_eq!(with(&[partly, again]), 0);
+        // No ACK since: as before, out of order.
+        assert_eq!(with(&[again]), 0);
+    }
+
+    #[test]
+    fn round_trips_keep_to_the_tick_up_to_33_ms() {
+        for ticks in [1, 4, 17, 32_767] {
+            assert_eq!(Rtt::decode(Rtt::encode(ticks)), ticks);
+        }
+        assert_eq!(Rtt::decode(Rtt::encode(0)), 1);
+        // Coarser above, never more than a unit (256 ticks) short.
+        for ticks in [32_768, 100_000, 1_000_000, 8_000_000] {
+            let back = Rtt::decode(Rtt::encode(ticks));
+            assert!(back <= ticks && ticks - back < 256, "{ticks} {back}");
+        }
+        // Beyond 8.6 s, 8.6 s.
+        assert_eq!(Rtt::decode(Rtt::encode(u32::MAX)), (32_767 << 8));
+    }
+
+    /// ACKs of one number that only grow the window are window updates,
+    /// not duplicate ACKs (as tshark reads them): a segment held back
+    /// behind them stays out of order, where it read as a fast
+    /// retransmission (an audit's reordering bridge: 32 counted, tshark
+    /// 15, every extra one an original by its timestamp). Two that repeat
+    /// the window ask for it: a fast retransmission, however soon.
+    #[test]
+    fn window_updates_are_no_duplicate_acks() {
+        // (client?, flags, seq, ack, window, payload, ts); the second
+        // segment first, the first held back 1.5 ms.
+        let run_with = |windows: [u16; 3]| {
+            run_acked(&[
+                (true, SYN, 100, 0, 100, 0, 0),
+                (false, SYN | ACK, 900, 101, 100, 0, MS),
+                (true, ACK, 101, 901, 100, 0, 2 * MS),
+                (true, ACK, 151, 901, 100, 50, 10 * MS),
+                (false, ACK, 901, 101, windows[0], 0, 10 * MS + 100_000),
+                (false, ACK, 901, 101, windows[1], 0, 10 * MS + 200_000),
+                (false, ACK, 901, 101, windows[2], 0, 10 * MS + 300_000),
+                (true, ACK, 101, 901, 100, 50, 11 * MS + MS / 2),
+            ])
+            .sent(Side::Client)
+            .retransmits
+        };
+        assert_eq!(run_with([300, 400, 500]), 0);
+        assert_eq!(run_with([300, 300, 300]), 1);
+        // A zero window repeated is no duplicate ACK either.
+        assert_eq!(run_with([0, 0, 0]), 0);
     }
 
     /// A SPAN of both ends delivers each segment twice: the copies of the
