@@ -510,7 +510,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mirror_session_frames",
         Counter,
-        "Frames each mirror session delivered: the innermost encapsulation that carried a whole frame (the one counted), and its VNI, ERSPAN session or GRE key (none without).",
+        "Frames each mirror session delivered: the outermost encapsulation that carried a whole Ethernet frame, and its VNI, ERSPAN session or GRE key (none without).",
         by_session!(pkts),
         MirrorSession "frames"
     ),

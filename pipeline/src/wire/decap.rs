@@ -254,8 +254,8 @@ impl Encap {
     }
 }
 
-/// The mirror session a frame came through: the innermost encapsulation
-/// that carried a whole frame, and its id where it has one.
+/// The mirror session a frame came through: the outermost encapsulation
+/// that carried a whole Ethernet frame, and its id where it has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Mirror {
     pub encap: Encap,
