@@ -152,43 +152,60 @@ pub(crate) fn top_flows(
     };
     let fits =
         |rows: &[Row], layout: Layout| fit_to.is_none_or(|w| width_needed(rows, layout) <= w);
-    // Whole names and fewer columns first, the health's text whole and
-    // then wrapped; then shorter names; the bytes the client sent kept
-    // throughout, until (a terminal narrower than about 70 columns) only
-    // names and health are left.
+    let rows_by_width: Vec<(Option<usize>, Vec<Row>)> = NAME_WIDTHS
+        .iter()
+        .map(|w| (*w, rows_of(answer, *w)))
+        .collect();
     let kept_bytes = DROPPED_FIRST.len() - 1;
-    let mut chosen = None;
-    'choosing: for hidden_at_most in [kept_bytes, DROPPED_FIRST.len()] {
-        for name_width in NAME_WIDTHS {
-            let rows = rows_of(answer, name_width);
-            let first = if hidden_at_most == kept_bytes {
-                0
-            } else {
-                hidden_at_most
-            };
-            let layouts = [false, true].into_iter().flat_map(|health_wraps| {
-                (first..=hidden_at_most).map(move |hidden| Layout {
-                    hidden,
-                    health_wraps,
-                })
-            });
-            for layout in layouts {
-                if fits(&rows, layout) {
-                    chosen = Some((rows, layout));
-                    break 'choosing;
-                }
-            }
-        }
-    }
-    // Nothing fits: the narrowest, wrapped.
-    let (rows, layout) = chosen.unwrap_or_else(|| {
-        let narrowest = NAME_WIDTHS[NAME_WIDTHS.len() - 1];
-        let layout = Layout {
-            hidden: DROPPED_FIRST.len(),
-            health_wraps: true,
-        };
-        (rows_of(answer, narrowest), layout)
+    let layouts = |health_wraps, hidden: std::ops::RangeInclusive<usize>| {
+        hidden.map(move |hidden| Layout {
+            hidden,
+            health_wraps,
+        })
+    };
+    // First every layout whose cells all stay on one line, whole names and
+    // more columns first, the bytes the client sent kept.
+    let one_line = rows_by_width.iter().find_map(|(_, rows)| {
+        layouts(false, 0..=kept_bytes)
+            .find(|l| fits(rows, *l))
+            .map(|l| (rows, l))
     });
+    // Then those whose TCP health wraps, the bytes still kept: the one
+    // whose table is shortest (lines rendered for its first rows), a
+    // `top` screen showing the most flows.
+    let wrapped = || {
+        let candidates = rows_by_width.iter().flat_map(|(_, rows)| {
+            layouts(true, 0..=kept_bytes)
+                .filter(|l| fits(rows, *l))
+                .map(move |l| (rows, l))
+        });
+        candidates.min_by_key(|(rows, l)| lines_of(rows, *l, width))
+    };
+    // Then (a terminal narrower than about 60 columns) names and health,
+    // the shortest table again.
+    let all = DROPPED_FIRST.len()..=DROPPED_FIRST.len();
+    let names_only = || {
+        let candidates = rows_by_width.iter().flat_map(|(_, rows)| {
+            layouts(false, all.clone())
+                .chain(layouts(true, all.clone()))
+                .filter(|l| fits(rows, *l))
+                .map(move |l| (rows, l))
+        });
+        candidates.min_by_key(|(rows, l)| lines_of(rows, *l, width))
+    };
+    // Nothing fits: the narrowest, wrapped.
+    let (rows, layout) = one_line
+        .or_else(wrapped)
+        .or_else(names_only)
+        .map(|(rows, l)| (rows.clone(), l))
+        .unwrap_or_else(|| {
+            let narrowest = rows_by_width.last().expect("name widths").1.clone();
+            let layout = Layout {
+                hidden: DROPPED_FIRST.len(),
+                health_wraps: true,
+            };
+            (narrowest, layout)
+        });
     let table = table_of(rows, layout, width);
     let c = &summary.tcp_connections;
     let mut footer = format!(
@@ -212,6 +229,23 @@ pub(crate) fn top_flows(
 /// A row's cells, one for each of [`COLUMNS`].
 type Row = [String; COLUMNS.len()];
 
+/// Rows whose rendered lines measure a wrapped layout: enough to tell
+/// layouts apart, few enough that a `top --limit 100000` stays quick.
+const LINES_SAMPLE: usize = 50;
+
+/// The lines a table of `rows` (its first [`LINES_SAMPLE`]) takes in
+/// `layout`.
+fn lines_of(rows: &[Row], layout: Layout, width: Option<u16>) -> usize {
+    let sample = rows[..rows.len().min(LINES_SAMPLE)].to_vec();
+    table_of(sample, layout, width).lines().count()
+}
+
+/// The columns `text` takes in a terminal (a CJK character two, a
+/// combining mark none), as comfy-table lays it out.
+fn columns(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(text)
+}
+
 /// The column of TCP health, the one whose text may wrap.
 const HEALTH: usize = COLUMNS.len() - 1;
 
@@ -221,7 +255,14 @@ const HEALTH_WIDTH: usize = 12;
 
 /// The cells of `answer`'s flows, names cut to `name_width`.
 fn rows_of(answer: &FlowsAnswer, name_width: Option<usize>) -> Vec<Row> {
-    let name = |e: &Endpoint| shortened(name(e), name_width);
+    // Names are shortened, addresses never (a cut address names another).
+    let name = |e: &Endpoint| {
+        if e.pod.is_some() || e.svc.is_some() {
+            shortened(name(e), name_width)
+        } else {
+            name(e)
+        }
+    };
     let sent = |s: &SideStats| {
         let plural = if s.tx_pkts == 1 { "" } else { "s" };
         format!("{} pkt{plural}, {}", s.tx_pkts, bytes(s.tx_bytes))
@@ -274,8 +315,8 @@ fn width_needed(rows: &[Row], layout: Layout) -> usize {
     let shown: Vec<usize> = (0..COLUMNS.len()).filter(|i| !layout.hides(*i)).collect();
     let widest = |i: usize| {
         rows.iter()
-            .map(|r| r[i].chars().count())
-            .chain([COLUMNS[i].chars().count()])
+            .map(|r| columns(&r[i]))
+            .chain([columns(COLUMNS[i])])
             .max()
             .unwrap_or(0)
     };
@@ -306,7 +347,7 @@ fn table_of(rows: Vec<Row>, layout: Layout, width: Option<u16>) -> Table {
         .set_header(COLUMNS);
     let health_width = rows
         .iter()
-        .map(|r| r[HEALTH].chars().count())
+        .map(|r| columns(&r[HEALTH]))
         .max()
         .unwrap_or(0)
         .min(HEALTH_WIDTH);
@@ -337,18 +378,36 @@ fn table_of(rows: Vec<Row>, layout: Layout, width: Option<u16>) -> Table {
     table
 }
 
-/// `name` cut to `width` characters, if longer, by its middle: its start
-/// and its end (a pod's replica suffix) kept, an ellipsis between.
+/// `name` cut to `width` terminal columns, if wider, by its middle: its
+/// start and its end (a pod's replica suffix) kept, an ellipsis between.
 fn shortened(name: String, width: Option<usize>) -> String {
+    use unicode_width::UnicodeWidthChar;
     let Some(width) = width else { return name };
-    let len = name.chars().count();
-    if len <= width {
+    if columns(&name) <= width || width < 3 {
         return name;
     }
-    let end = (width - 1) / 2;
-    let start = width - 1 - end;
-    let head: String = name.chars().take(start).collect();
-    let tail: String = name.chars().skip(len - end).collect();
+    // As many characters from each end as fit their share of the columns.
+    let take = |chars: &mut dyn Iterator<Item = char>, budget: usize| {
+        let mut used = 0;
+        let mut kept = Vec::new();
+        for c in chars {
+            let w = c.width().unwrap_or(0);
+            if used + w > budget {
+                break;
+            }
+            used += w;
+            kept.push(c);
+        }
+        kept
+    };
+    let end_columns = (width - 1) / 2;
+    let head: String = take(&mut name.chars(), width - 1 - end_columns)
+        .into_iter()
+        .collect();
+    let tail: String = take(&mut name.chars().rev(), end_columns)
+        .into_iter()
+        .rev()
+        .collect();
     format!("{head}…{tail}")
 }
 
@@ -546,7 +605,7 @@ mod tests {
         .unwrap();
         let header = |t: &FlowsTable| t.table.lines().nth(1).unwrap().to_owned();
         let fits = |t: &FlowsTable, width: usize| {
-            t.table.lines().count() == 24 && t.table.lines().all(|l| l.chars().count() <= width)
+            t.table.lines().count() == 24 && t.table.lines().all(|l| columns(l) <= width)
         };
         let short = answer("frontend-7d9f8b6c5d-q2w3e", "postgres-0");
         let wide = top_flows(&short, &summary, "", Some(250));
@@ -584,6 +643,40 @@ mod tests {
             "{}",
             wider.table
         );
+        // Names in CJK take two columns a character: still within 80.
+        let cjk = answer("結帳服務-84c6b7d9f5-w2r6x", "支付閘道-5c8d7f9b6-q2w3e");
+        let narrow = top_flows(&cjk, &summary, "", Some(80));
+        assert!(fits(&narrow, 80), "{}", narrow.table);
+        // A long health: a wider terminal never gives a longer table once
+        // what the client sent is shown (a wrapped health took 37 lines at
+        // 122 columns, 22 at 117).
+        let mut troubled = answer("checkout-84c6b7d9f5-w2r6x", "api-gateway-5c8d7f9b6-q2w3e");
+        for f in &mut troubled.flows {
+            f.tcp_connections = Some(Connections {
+                refused: 2,
+                unanswered: 1,
+                reset: 3,
+            });
+        }
+        let mut last = usize::MAX;
+        for width in 60..=220 {
+            let t = top_flows(&troubled, &summary, "", Some(width));
+            assert!(
+                t.table.lines().all(|l| columns(l) <= usize::from(width)),
+                "{width}: {}",
+                t.table
+            );
+            let lines = t.table.lines().count();
+            if !header(&t).contains("client → server") {
+                continue;
+            }
+            assert!(
+                lines <= last,
+                "{width} columns: {lines} lines, {last} at one fewer\n{}",
+                t.table
+            );
+            last = lines;
+        }
         // Too narrow for names and bytes: names and health, as before.
         let tiny = top_flows(&short, &summary, "", Some(60));
         assert!(!header(&tiny).contains("client → server"), "{}", tiny.table);
@@ -597,6 +690,10 @@ mod tests {
         assert_eq!(cut("redis-0", 16), "redis-0");
         assert_eq!(cut("ünïcödé-nämé-über-läng", 9), "ünïc…läng");
         assert_eq!(shortened("redis-0".to_owned(), None), "redis-0");
+        // By the columns a terminal gives them: a CJK character takes two.
+        let wide = cut("結帳服務-84c6b7d9f5-w2r6x", 16);
+        assert_eq!(wide, "結帳服務…5-w2r6x");
+        assert_eq!(columns(&wide), 16);
     }
 
     #[test]

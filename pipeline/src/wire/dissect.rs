@@ -555,12 +555,15 @@ impl<'a> Walk<'a, '_> {
         match payload.first().map(|b| b >> 4) {
             Some(4) => ipv4::Packet::new_checked(payload).is_ok_and(|ip| ip.checksum_holds()),
             Some(6) => {
+                // A payload length of 0 (a jumbogram, a segmentation
+                // offload's) says nothing: taken as IPv6, as before.
                 let accounted = ipv6::Packet::new_checked(payload).is_ok_and(|ip| {
                     let len = usize::from(ip.payload_len()) + ipv6::HEADER_LEN;
-                    payload
-                        .len()
-                        .checked_sub(len)
-                        .is_some_and(|rest| rest <= IPV6_TRAILER_SLACK)
+                    ip.payload_len() == 0
+                        || payload
+                            .len()
+                            .checked_sub(len)
+                            .is_some_and(|rest| rest <= IPV6_TRAILER_SLACK)
                 });
                 let frame_s_ipv4 = payload
                     .get(ethernet::HEADER_LEN..)
@@ -1541,6 +1544,22 @@ mod tests {
         assert_eq!(f.len() as u32 - c.outer_len, inner.len() as u32);
         assert_eq!(c.ip_offset, Some(c.outer_len + 18), "the inner IP header");
 
+        // A mirror session of a node on a VXLAN overlay (Flannel, Cilium):
+        // the session is the outermost, not the overlay's VNI inside it (a
+        // Cilium VNI is a security identity: hundreds of them).
+        let mut overlay = udp::tests::header(50000, 4789);
+        overlay.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 1, 0]);
+        overlay.extend(&inner);
+        let mut node_frame = vec![0x02; 12];
+        node_frame.extend_from_slice(&[0x08, 0x00]);
+        node_frame.extend(&ipv4_over(17, &overlay)[14..]);
+        let mut session = udp::tests::header(50000, 4789);
+        session.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 12, 0]);
+        session.extend(&node_frame);
+        let (t, c) = carried(&ipv4_over(17, &session));
+        assert_eq!(t.dst_port, 80);
+        assert_eq!(c.mirror.and_then(|m| m.id), Some(12));
+
         // A trailer after the outer datagram (a packet broker's timestamp,
         // a kept FCS) is not part of the mirrored frame.
         let mut trailed = f.clone();
@@ -1844,6 +1863,13 @@ mod tests {
         v6[14] = 0x60;
         v6[4..6].copy_from_slice(&100u16.to_be_bytes());
         assert!(dissected(&mpls(&v6)).is_err());
+
+        // IPv6 whose payload length says nothing (0: a jumbogram, an
+        // offload's segment) is IPv6 all the same.
+        let mut unsaid = v6.clone();
+        unsaid[4..6].copy_from_slice(&0u16.to_be_bytes());
+        unsaid.extend_from_slice(&[0; 100]);
+        assert_eq!(dst_port(&mpls(&unsaid)), 80);
 
         // Frames to 6c:3e:6d:a1:00:08, whose bytes 4 and 5 read as an IPv6
         // payload length within the frame: one carrying IPv4 (its checksum
