@@ -9,6 +9,7 @@ use pipeline::source::{FileOutcome, FileSource};
 use pipeline::{Clock, Merger, Pipeline, PipelineConfig, Snapshot};
 
 use anyhow::Context;
+use api::server::Readiness;
 
 use crate::cli::RunArgs;
 use crate::serve::{Service, StopWhileReading};
@@ -243,9 +244,10 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let stopped = match &service {
         Some(s) => {
             let stopped = stop.hand_over(s)?;
-            if stopped.is_none() {
-                s.set_ready();
-            }
+            s.set_readiness(match stopped {
+                None => Readiness::Ready,
+                Some(_) => Readiness::Stopping,
+            });
             stopped
         }
         None => stop.end_at_once(),

@@ -110,9 +110,13 @@ pub enum CaptureError {
     NotACapture { path: DisplayPath },
     #[error(
         "{path}: a big-endian \"modified\" pcap (Kuznetzov's format), which flowtap does not read: \
-         convert it first (editcap -F pcap {path} OUT.pcap)"
+         convert it first ({command})"
     )]
-    ModifiedBigEndian { path: DisplayPath },
+    ModifiedBigEndian {
+        path: DisplayPath,
+        /// What converts it.
+        command: String,
+    },
     #[error("{path}: compressed with {compressor}: decompress it first ({command} | flowtap -r -)")]
     Compressed {
         path: DisplayPath,
@@ -188,6 +192,19 @@ impl fmt::Display for DisplayPath {
 impl DisplayPath {
     /// The command that writes the file to standard output through `tool`,
     /// after the decompression flowtap read it through, if any.
+    /// What converts a big-endian modified pcap here into one flowtap
+    /// reads.
+    fn convert_command(&self) -> String {
+        match self.through {
+            // editcap reads this format from a file only, not a pipe.
+            Some(c) => format!(
+                "{} FILE > IN.pcap; editcap -F pcap IN.pcap OUT.pcap",
+                c.tool()
+            ),
+            None => format!("editcap -F pcap {} OUT.pcap", self.path.display()),
+        }
+    }
+
     fn decompress_command(&self, tool: &str) -> String {
         match self.through {
             Some(outer) => format!("{} FILE | {tool}", outer.tool()),
@@ -473,7 +490,10 @@ impl CaptureFile {
                         compressor,
                     },
                     None if magic.as_deref() == Some(&PCAP_MODIFIED_BIG_ENDIAN_MAGIC) => {
-                        CaptureError::ModifiedBigEndian { path: display }
+                        CaptureError::ModifiedBigEndian {
+                            command: display.convert_command(),
+                            path: display,
+                        }
                     }
                     None => CaptureError::NotACapture { path: display },
                 });
