@@ -100,8 +100,8 @@ impl std::fmt::Display for FlowsTable {
     }
 }
 
-/// The columns a narrow terminal drops, one by one, until each flow takes
-/// one line: rate, proto, server → client, handshake. (Rows wrapped over
+/// The columns a narrow terminal drops, one by one, until the table fits:
+/// rate, proto, server → client, handshake. (Rows wrapped over
 /// several lines split names mid-token, and an 80 x 24 terminal showed
 /// three flows of twenty.) Who talks to whom, what the client sent and the
 /// TCP health stay: where they do not fit on one line, names are shortened
@@ -115,9 +115,9 @@ const DROPPED_FIRST: [&str; 5] = [
     "client → server",
 ];
 
-/// The widths names are cut to, in turn, where a table does not fit with
-/// them whole: a pod's name keeps its start and its replica's suffix
-/// (`checkout-8…f5-w2r6x`).
+/// The widths (terminal columns) names are cut to, in turn, where a table
+/// does not fit with them whole: a pod's name keeps its start and its
+/// replica's suffix (`checkout…5-w2r6x` at 16).
 const NAME_WIDTHS: [Option<usize>; 5] = [None, Some(28), Some(24), Some(20), Some(16)];
 
 /// The table's columns, in order.
