@@ -150,11 +150,14 @@ pub(crate) fn top_flows(
         }
         probe.width().map(usize::from)
     };
-    let fits =
-        |rows: &[Row], layout: Layout| fit_to.is_none_or(|w| width_needed(rows, layout) <= w);
-    let rows_by_width: Vec<(Option<usize>, Vec<Row>)> = NAME_WIDTHS
+    let fits = |rows: &Measured, layout: Layout| {
+        fit_to.is_none_or(|w| width_needed(&rows.widest, layout) <= w)
+    };
+    // The rows with names cut to each of NAME_WIDTHS in turn, measured
+    // once for every layout tried.
+    let rows_by_width: Vec<Measured> = NAME_WIDTHS
         .iter()
-        .map(|w| (*w, rows_of(answer, *w)))
+        .map(|w| Measured::of(rows_of(answer, *w)))
         .collect();
     let kept_bytes = DROPPED_FIRST.len() - 1;
     let layouts = |health_wraps, hidden: std::ops::RangeInclusive<usize>| {
@@ -165,7 +168,7 @@ pub(crate) fn top_flows(
     };
     // First every layout whose cells all stay on one line, whole names and
     // more columns first, the bytes the client sent kept.
-    let one_line = rows_by_width.iter().find_map(|(_, rows)| {
+    let one_line = rows_by_width.iter().find_map(|rows| {
         layouts(false, 0..=kept_bytes)
             .find(|l| fits(rows, *l))
             .map(|l| (rows, l))
@@ -174,32 +177,32 @@ pub(crate) fn top_flows(
     // whose table is shortest (lines rendered for its first rows), a
     // `top` screen showing the most flows.
     let wrapped = || {
-        let candidates = rows_by_width.iter().flat_map(|(_, rows)| {
+        let candidates = rows_by_width.iter().flat_map(|rows| {
             layouts(true, 0..=kept_bytes)
                 .filter(|l| fits(rows, *l))
                 .map(move |l| (rows, l))
         });
-        candidates.min_by_key(|(rows, l)| lines_of(rows, *l, width))
+        candidates.min_by_key(|(rows, l)| lines_of(&rows.rows, *l, width))
     };
     // Then (a terminal narrower than about 60 columns) names and health,
     // the shortest table again.
     let all = DROPPED_FIRST.len()..=DROPPED_FIRST.len();
     let names_only = || {
-        let candidates = rows_by_width.iter().flat_map(|(_, rows)| {
+        let candidates = rows_by_width.iter().flat_map(|rows| {
             layouts(false, all.clone())
                 .chain(layouts(true, all.clone()))
                 .filter(|l| fits(rows, *l))
                 .map(move |l| (rows, l))
         });
-        candidates.min_by_key(|(rows, l)| lines_of(rows, *l, width))
+        candidates.min_by_key(|(rows, l)| lines_of(&rows.rows, *l, width))
     };
     // Nothing fits: the narrowest, wrapped.
     let (rows, layout) = one_line
         .or_else(wrapped)
         .or_else(names_only)
-        .map(|(rows, l)| (rows.clone(), l))
+        .map(|(rows, l)| (rows.rows.clone(), l))
         .unwrap_or_else(|| {
-            let narrowest = rows_by_width.last().expect("name widths").1.clone();
+            let narrowest = rows_by_width.last().expect("name widths").rows.clone();
             let layout = Layout {
                 hidden: DROPPED_FIRST.len(),
                 health_wraps: true,
@@ -309,21 +312,35 @@ impl Layout {
     }
 }
 
-/// The terminal columns a table of `rows` takes in `layout`: each shown
-/// column's widest cell and a space either side, and the borders.
-fn width_needed(rows: &[Row], layout: Layout) -> usize {
+/// Rows, and each column's widest cell (its header's included), in
+/// terminal columns.
+struct Measured {
+    rows: Vec<Row>,
+    widest: [usize; COLUMNS.len()],
+}
+
+impl Measured {
+    fn of(rows: Vec<Row>) -> Measured {
+        let widest = std::array::from_fn(|i| {
+            rows.iter()
+                .map(|r| columns(&r[i]))
+                .chain([columns(COLUMNS[i])])
+                .max()
+                .unwrap_or(0)
+        });
+        Measured { rows, widest }
+    }
+}
+
+/// The terminal columns a table of rows whose columns' widest cells are
+/// `widest` takes in `layout`: each shown column's widest cell and a space
+/// either side, and the borders.
+fn width_needed(widest: &[usize; COLUMNS.len()], layout: Layout) -> usize {
     let shown: Vec<usize> = (0..COLUMNS.len()).filter(|i| !layout.hides(*i)).collect();
-    let widest = |i: usize| {
-        rows.iter()
-            .map(|r| columns(&r[i]))
-            .chain([columns(COLUMNS[i])])
-            .max()
-            .unwrap_or(0)
-    };
     let cells: usize = shown
         .iter()
         .map(|&i| {
-            let w = widest(i);
+            let w = widest[i];
             2 + if i == HEALTH && layout.health_wraps {
                 w.min(HEALTH_WIDTH)
             } else {
