@@ -76,6 +76,43 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
 /// Says which files are given more than once: read as one stream, their
 /// packets count twice (and their TCP connections look retransmitted),
 /// which a user who meant one file does not see in the answer.
+/// Refuses standard input, or any other stream (a FIFO, a socket, a
+/// device), given more than once, under one name or two (`-r - -r
+/// /dev/stdin`): the second would read nothing, the first having read the
+/// stream to its end, and end the run as an empty file. A file given twice
+/// is read twice ([`warn_of_files_given_twice`]).
+fn refuse_streams_given_twice(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    if files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
+        anyhow::bail!("-r - is given more than once: standard input is read once");
+    }
+    let mut seen = std::collections::HashMap::new();
+    for file in files {
+        let metadata = if file.as_os_str() == "-" {
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .and_then(|fd| std::fs::File::from(fd).metadata())
+        } else {
+            std::fs::metadata(file)
+        };
+        // One that cannot be looked at is said when it is read.
+        let Ok(metadata) = metadata else { continue };
+        if metadata.is_file() {
+            continue;
+        }
+        if let Some(first) = seen.insert((metadata.dev(), metadata.ino()), file) {
+            anyhow::bail!(
+                "-r {} and -r {} are one stream (standard input, a pipe or a device): it is read once",
+                first.display(),
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn warn_of_files_given_twice(files: &[std::path::PathBuf]) {
     let mut seen = std::collections::HashSet::new();
     for file in files.iter().filter(|f| f.as_os_str() != "-") {
@@ -157,11 +194,7 @@ fn warn_of_files_without_time(outcome: &FileOutcome) {
 /// Runs the offline job; returns the process exit status.
 pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
-    // The second would read nothing (the first read standard input to its
-    // end) and end the run as an empty file.
-    if cli.read.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
-        anyhow::bail!("-r - is given more than once: standard input is read once");
-    }
+    refuse_streams_given_twice(&cli.read)?;
     let publisher = setup::publisher(cli)?;
     if cli.serve.listen.is_none() {
         // No /metrics to serve them in.

@@ -31,7 +31,7 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
     let (authority, base) = crate::cli::flowtap_url(&args.url).ok_or_else(|| {
         anyhow::anyhow!(
             "--url must be http://HOST:PORT (flowtap speaks no TLS), got {:?}",
-            args.url
+            hub::client::without_credentials(&args.url)
         )
     })?;
     let agent =

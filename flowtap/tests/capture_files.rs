@@ -631,6 +631,39 @@ fn standard_input_and_compressed_files_read_like_the_file() {
         stderr.contains("-r - is given more than once: standard input is read once"),
         "{stderr}"
     );
+    // So are standard input under another name, and one FIFO named twice
+    // (a file named twice is read twice: below).
+    let twice = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A pipe that holds the capture: read once, it would give flows.
+        let mut stdin = child.stdin.take().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (status, stderr) = twice(&["-r", "-", "-r", "/dev/stdin", "--json"]);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("-r - and -r /dev/stdin are one stream"),
+        "{stderr}"
+    );
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let fifo = fifo.to_str().unwrap();
+    let (status, stderr) = twice(&["-r", fifo, "-r", fifo, "--json"]);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(stderr.contains("are one stream"), "{stderr}");
 
     let compress = |tool: &[&str], bytes: &[u8]| {
         let mut child = Command::new(tool[0])

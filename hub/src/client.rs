@@ -2,6 +2,7 @@
 //! plain HTTP/1.1, one connection per pull (one pull per agent per
 //! interval: nothing to gain from pooling), bounded in time and size.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +13,21 @@ use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HOST};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// `url` as it may be shown: a user and password before the host (all up
+/// to the last `@` after the scheme) replaced by `…`. A flowtap URL holds no
+/// `@` otherwise (no path, query or fragment).
+pub fn without_credentials(url: &str) -> Cow<'_, str> {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    match url[after_scheme..].rfind('@') {
+        Some(at) => Cow::Owned(format!(
+            "{}…{}",
+            &url[..after_scheme],
+            &url[after_scheme + at..]
+        )),
+        None => Cow::Borrowed(url),
+    }
+}
 
 /// An agent's address as the hub reaches it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +51,13 @@ impl AgentUrl {
     /// credential in it is refused naming `token_option`, the option that
     /// gives the token there.
     pub fn parse_with(text: &str, token_option: &str) -> Result<AgentUrl, String> {
+        // Refused first, and said without its secret: error messages reach
+        // logs and terminals.
+        if let Cow::Owned(shown) = without_credentials(text) {
+            return Err(format!(
+                "{shown:?}: no credentials in the URL (the token comes from {token_option})"
+            ));
+        }
         let rest = text.strip_prefix("http://").ok_or_else(|| {
             format!("{text:?}: flowtap is reached over http:// (it speaks no TLS)")
         })?;
@@ -45,11 +68,6 @@ impl AgentUrl {
         if !path.is_empty() {
             return Err(format!(
                 "{text:?}: a flowtap URL names no path (its paths are its own: /mcp/flows...)"
-            ));
-        }
-        if authority.contains('@') {
-            return Err(format!(
-                "{text:?}: no credentials in the URL (the token comes from {token_option})"
             ));
         }
         // A port follows the last ':' outside an IPv6 address's brackets.
@@ -426,6 +444,20 @@ mod tests {
                 "{said}"
             );
         }
+        // Whatever else is wrong with it, a URL with a password is refused
+        // for its credentials, and never shown with them.
+        for url in [
+            "http://u:s3cret@h:1/x?q",
+            "https://u:s3cret@h:1",
+            "http://u:s3/cr@et@h:1",
+            "u:s3cret@h:1",
+        ] {
+            let said = AgentUrl::parse(url).unwrap_err();
+            assert!(!said.contains("s3") && !said.contains("et@"), "{said}");
+            assert!(said.contains("no credentials"), "{said}");
+        }
+        assert_eq!(without_credentials("http://h:1"), "http://h:1");
+        assert_eq!(without_credentials("http://u:p@h:1"), "http://…@h:1");
     }
 
     /// An agent on a local port that answers every request with `head`
