@@ -9,6 +9,7 @@ use api::access::AccessConfig;
 use api::mcp::McpLimits;
 use api::server::ServerConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use hub::client::AgentUrl;
 use ipnetwork::IpNetwork;
 use pipeline::source::live::{FRAME_SIZES, Mode, Unbound, XdpAttach};
 use pipeline::wire::decap::{Decap, Tunnel};
@@ -18,6 +19,9 @@ use crate::serve::Listen;
 /// Where the API listens when `--listen` is given without an address (and,
 /// live, by default).
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8898";
+/// A running flowtap as `top` and `mcp-stdio` reach it by default: at
+/// [`DEFAULT_LISTEN`].
+const DEFAULT_URL: &str = "http://127.0.0.1:8898";
 /// Where `/healthz`, `/readyz` and `/metrics` are served by default.
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8899";
 
@@ -68,7 +72,7 @@ pub(crate) enum Command {
     /// forwarding every message to a running flowtap's /mcp.
     McpStdio {
         /// The running flowtap, e.g. http://127.0.0.1:8898.
-        #[arg(long, env = "FLOWTAP_URL", default_value = "http://127.0.0.1:8898")]
+        #[arg(long, env = "FLOWTAP_URL", default_value = DEFAULT_URL)]
         url: String,
         /// File holding the bearer token the running flowtap was given.
         #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE")]
@@ -501,13 +505,14 @@ pub(crate) struct ServeArgs {
     pub json: bool,
 
     /// Seconds a client gets to send a complete request head before the
-    /// connection is closed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
+    /// connection is closed (0.1 at the least).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds_from::<100>, env = "FLOWTAP_HTTP_HEADER_TIMEOUT", help_heading = API)]
     pub http_header_timeout: f64,
 
     /// Seconds within which a response must be written out, from its
-    /// request's arrival; a client that reads slower is disconnected.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds, env = "FLOWTAP_HTTP_RESPONSE_TIMEOUT", help_heading = API)]
+    /// request's arrival; a client that reads slower is disconnected (0.1
+    /// at the least).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_seconds_from::<100>, env = "FLOWTAP_HTTP_RESPONSE_TIMEOUT", help_heading = API)]
     pub http_response_timeout: f64,
 
     /// HTTP connections open at once, on each listener (data and admin). At
@@ -626,7 +631,7 @@ pub(crate) struct NamesArgs {
     /// opened, that a proxy holds unanswered). The server is asked to end
     /// each watch before it (at nine tenths, 290 s at most), so that a
     /// quiet watch is not cut.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds, env = "FLOWTAP_K8S_REQUEST_TIMEOUT", help_heading = K8S)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds_from::<100>, env = "FLOWTAP_K8S_REQUEST_TIMEOUT", help_heading = K8S)]
     pub k8s_request_timeout: f64,
 
     /// The cluster's address ranges (repeatable, or comma-separated); servers
@@ -676,13 +681,13 @@ pub(crate) enum LogFormat {
 #[derive(Args, Debug)]
 pub(crate) struct TopArgs {
     /// The running flowtap or hub, e.g. http://127.0.0.1:8898.
-    #[arg(long, env = "FLOWTAP_URL", default_value = "http://127.0.0.1:8898")]
+    #[arg(long, env = "FLOWTAP_URL", default_value = DEFAULT_URL)]
     pub url: String,
     /// File holding the bearer token the running flowtap was given.
     #[arg(long, value_name = "FILE", env = "FLOWTAP_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
     /// Seconds between refreshes (0.1 at the least).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_seconds_from::<100>)]
     pub interval: f64,
     /// Flows shown (1 at the least).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -700,7 +705,7 @@ impl ServeArgs {
             Some(path) => Some(read_token("--auth-token-file", path)?),
             None => None,
         };
-        let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
+        let seconds = std::time::Duration::from_secs_f64;
         Ok(ServerConfig {
             header_read_timeout: seconds(self.http_header_timeout),
             response_timeout: seconds(self.http_response_timeout),
@@ -876,25 +881,30 @@ fn parse_size_from<const MIN: u64>(text: &str) -> Result<u64, String> {
 }
 
 /// A flowtap's URL as `top` and `mcp-stdio` take it (`FLOWTAP_URL` serves
-/// both): `http://HOST[:PORT]`, its authority and the path flowtap's own
-/// paths go under (empty, or a proxy's prefix), a trailing `/` or `/mcp`
-/// (the MCP endpoint, which `mcp-stdio` is usually given) left out.
-pub(crate) fn flowtap_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let base = base.trim_end_matches('/');
-    Some((authority, base.strip_suffix(api::mcp::PATH).unwrap_or(base)))
+/// both): `http://HOST[:PORT]` and the path flowtap's own paths go under
+/// (empty, or a proxy's prefix), a trailing `/` or `/mcp` (the MCP
+/// endpoint, which `mcp-stdio` is usually given) left out.
+pub(crate) fn flowtap_url(url: &str) -> Result<(AgentUrl, &str), String> {
+    let (agent, base) = AgentUrl::parse_with_path(url, "--auth-token-file")?;
+    Ok((agent, base.strip_suffix(api::mcp::PATH).unwrap_or(base)))
 }
 
 /// What `flowtap healthcheck` asks: the host (`host:port`) and path of
-/// `url` (`/healthz` when it names none), else the admin listener's
-/// `/healthz` (a wildcard address asked on loopback).
-pub(crate) fn healthcheck_target(admin_listen: &str, url: Option<&str>) -> (String, String) {
+/// `url` (`http://` may be left out; `/healthz` when it names no path),
+/// else the admin listener's `/healthz` (a wildcard address asked on
+/// loopback).
+pub(crate) fn healthcheck_target(
+    admin_listen: &str,
+    url: Option<&str>,
+) -> Result<(String, String), String> {
     if let Some(url) = url {
-        let rest = url.strip_prefix("http://").unwrap_or(url);
-        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let path = if path.is_empty() { "healthz" } else { path };
-        return (host.to_owned(), format!("/{path}"));
+        let url = match url.contains("://") {
+            true => url.to_owned(),
+            false => format!("http://{url}"),
+        };
+        let (agent, path) = AgentUrl::parse_with_path(&url, "")?;
+        let path = if path.is_empty() { "/healthz" } else { path };
+        return Ok((agent.authority, path.to_owned()));
     }
     let host = match admin_listen.parse::<SocketAddr>() {
         // `[::]` too is asked on 127.0.0.1: a listener of `[::]` takes
@@ -904,7 +914,7 @@ pub(crate) fn healthcheck_target(admin_listen: &str, url: Option<&str>) -> (Stri
         }
         _ => admin_listen.to_owned(),
     };
-    (host, "/healthz".to_owned())
+    Ok((host, "/healthz".to_owned()))
 }
 
 /// A bearer token from its file: the first line, trimmed; never empty.
@@ -924,13 +934,22 @@ pub(crate) fn read_token(option: &str, path: &std::path::Path) -> anyhow::Result
 mod tests {
     use super::*;
 
+    /// The port written as a literal where a constant cannot be built
+    /// from another (clap's defaults) is the one port.
+    #[test]
+    fn the_default_url_is_the_default_listener() {
+        assert_eq!(DEFAULT_URL, format!("http://{DEFAULT_LISTEN}"));
+        let port = DEFAULT_LISTEN.parse::<SocketAddr>().unwrap().port();
+        assert_eq!(port, hub::agents::DEFAULT_AGENT_PORT);
+    }
+
     /// The image's HEALTHCHECK runs `flowtap healthcheck` without a URL:
     /// it must ask the admin listener, where `/healthz` is.
     #[test]
     fn the_healthcheck_asks_the_default_admin_listener() {
         // `/healthz` on the default admin listener, where it is served (the
         // data listener has none).
-        let target = |host: &str, path: &str| (host.to_owned(), path.to_owned());
+        let target = |host: &str, path: &str| Ok((host.to_owned(), path.to_owned()));
         assert_eq!(
             healthcheck_target(DEFAULT_ADMIN_LISTEN, None),
             target("127.0.0.1:8899", "/healthz")
@@ -959,6 +978,16 @@ mod tests {
             healthcheck_target("x", Some("http://10.0.0.5:8899/readyz")),
             target("10.0.0.5:8899", "/readyz")
         );
+        // Checked as the other commands' URLs are: a port, no credentials
+        // (said without them), no TLS.
+        assert_eq!(
+            healthcheck_target("x", Some("10.0.0.5")),
+            target("10.0.0.5:80", "/healthz")
+        );
+        for url in ["http://u:s3cret@h:8899/healthz", "https://h:8899", "h:0"] {
+            let said = healthcheck_target("x", Some(url)).unwrap_err();
+            assert!(!said.contains("s3"), "{said}");
+        }
     }
 
     /// `top` and `mcp-stdio` read one `FLOWTAP_URL`: the base URL, the MCP
@@ -978,11 +1007,15 @@ mod tests {
             ("http://h:8898", Some(("h:8898", ""))),
             ("http://h:8898/", Some(("h:8898", ""))),
             ("http://h:8898/mcp", Some(("h:8898", ""))),
-            ("http://h/flowtap/", Some(("h", "/flowtap"))),
-            ("http://h/flowtap/mcp/", Some(("h", "/flowtap"))),
+            ("http://h/flowtap/", Some(("h:80", "/flowtap"))),
+            ("http://h/flowtap/mcp/", Some(("h:80", "/flowtap"))),
             ("https://h:8898", None),
+            // Its query would have been joined to flowtap's paths.
+            ("http://h:8898/?x", None),
         ] {
-            assert_eq!(flowtap_url(url), parts, "{url}");
+            let got = flowtap_url(url).ok();
+            let got = got.as_ref().map(|(a, base)| (a.authority.as_str(), *base));
+            assert_eq!(got, parts, "{url}");
         }
     }
 }

@@ -66,12 +66,12 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         &args.serve,
         k8s::GONE_PODS_KEPT,
     )?));
-    let interval = Duration::from_secs_f64(args.snapshot_interval.max(0.05));
+    let interval = Duration::from_secs_f64(args.snapshot_interval);
     publisher
         .lock()
         .expect("publisher lock")
         .set_interval(interval);
-    let agent_timeout = Duration::from_secs_f64(args.agent_timeout.max(0.01));
+    let agent_timeout = Duration::from_secs_f64(args.agent_timeout);
     // Pausing sooner than one interval would pause between every two rounds.
     let idle_after =
         (args.idle_after > 0.0).then(|| Duration::from_secs_f64(args.idle_after).max(interval));

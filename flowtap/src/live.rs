@@ -234,7 +234,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
             .promiscuous
             .store(u64::from(promiscuous), Ordering::Relaxed);
     }
-    let interval = Duration::from_secs_f64(cli.snapshot_interval.max(0.05));
+    let interval = Duration::from_secs_f64(cli.snapshot_interval);
     publisher
         .lock()
         .expect("publisher lock")

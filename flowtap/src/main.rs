@@ -113,9 +113,15 @@ fn main() {
     serve::open_files_up_to_the_hard_limit();
     let (cli, settings) = config::load();
     match cli.command {
-        Some(Command::Healthcheck { admin_listen, url }) => std::process::exit(healthcheck(
-            cli::healthcheck_target(&admin_listen, url.as_deref()),
-        )),
+        Some(Command::Healthcheck { admin_listen, url }) => std::process::exit(
+            match cli::healthcheck_target(&admin_listen, url.as_deref()) {
+                Ok(target) => healthcheck(target),
+                Err(e) => {
+                    eprintln!("flowtap healthcheck: --url: {e}");
+                    2
+                }
+            },
+        ),
         Some(Command::McpStdio {
             url,
             auth_token_file,

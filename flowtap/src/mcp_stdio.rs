@@ -58,21 +58,10 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
         }
     };
     // The base URL of flowtap, or its /mcp endpoint itself.
-    let Some((authority, base)) = crate::cli::flowtap_url(url) else {
-        eprintln!(
-            "flowtap mcp-stdio: --url must be http://HOST:PORT, got {:?}",
-            hub::client::without_credentials(url)
-        );
-        return 2;
-    };
-    // Checked as `flowtap top` checks it: a host and port, no credentials.
-    let agent = match hub::client::AgentUrl::parse_with(
-        &format!("http://{authority}"),
-        "--auth-token-file",
-    ) {
-        Ok(agent) => agent,
+    let (agent, base) = match crate::cli::flowtap_url(url) {
+        Ok(parsed) => parsed,
         Err(e) => {
-            eprintln!("flowtap mcp-stdio: --url: {e}");
+            eprintln!("flowtap mcp-stdio: --url must be http://HOST:PORT[/PREFIX]: {e}");
             return 2;
         }
     };

@@ -73,9 +73,6 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
     Ok(config)
 }
 
-/// Says which files are given more than once: read as one stream, their
-/// packets count twice (and their TCP connections look retransmitted),
-/// which a user who meant one file does not see in the answer.
 /// Refuses standard input, or any other stream (a FIFO, a socket, a
 /// device), given more than once, under one name or two (`-r - -r
 /// /dev/stdin`): the second would read nothing, the first having read the
@@ -113,6 +110,9 @@ fn refuse_streams_given_twice(files: &[std::path::PathBuf]) -> anyhow::Result<()
     Ok(())
 }
 
+/// Says which files are given more than once: read as one stream, their
+/// packets count twice (and their TCP connections look retransmitted),
+/// which a user who meant one file does not see in the answer.
 fn warn_of_files_given_twice(files: &[std::path::PathBuf]) {
     let mut seen = std::collections::HashSet::new();
     for file in files.iter().filter(|f| f.as_os_str() != "-") {

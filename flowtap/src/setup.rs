@@ -365,7 +365,7 @@ fn watch(
 ) -> anyhow::Result<Source> {
     let config = k8s::watch::WatchConfig {
         max_objects: names.k8s_max_objects,
-        request_timeout: std::time::Duration::from_secs_f64(names.k8s_request_timeout.max(0.1)),
+        request_timeout: std::time::Duration::from_secs_f64(names.k8s_request_timeout),
         gone_pods_kept,
     };
     Ok(Source::Watch(

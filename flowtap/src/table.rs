@@ -1,6 +1,7 @@
 //! Tables for people at a terminal: the top flows of an API answer,
-//! width-aware (comfy-table measures the terminal and wraps), with sizes and
-//! rates in human units. `flowtap -r` prints one from its own view and
+//! width-aware (comfy-table draws; rather than wrap a row, columns are
+//! dropped and names shortened until the rows fit the terminal's width),
+//! with sizes and rates in human units. `flowtap -r` prints one from its own view and
 //! `flowtap top` from a running flowtap's, both from the same `format=full`
 //! answer (`--json` gives machines that JSON).
 

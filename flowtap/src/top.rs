@@ -28,15 +28,8 @@ const MAX_BYTES_PER_FLOW: usize = 4 << 10;
 pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
     // Its paths under the URL's own (a proxy's prefix; `/mcp` left out, as
     // FLOWTAP_URL is mcp-stdio's too): the prefix was dropped.
-    let (authority, base) = crate::cli::flowtap_url(&args.url).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--url must be http://HOST:PORT (flowtap speaks no TLS), got {:?}",
-            hub::client::without_credentials(&args.url)
-        )
-    })?;
-    let agent =
-        hub::client::AgentUrl::parse_with(&format!("http://{authority}"), "--auth-token-file")
-            .map_err(anyhow::Error::msg)?;
+    let (agent, base) = crate::cli::flowtap_url(&args.url)
+        .map_err(|e| anyhow::anyhow!("--url must be http://HOST:PORT[/PREFIX]: {e}"))?;
     let max_bytes = MAX_BYTES + MAX_BYTES_PER_FLOW * args.limit as usize;
     let token = args
         .auth_token_file
@@ -99,7 +92,7 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
 
-    let interval = Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));
+    let interval = Duration::from_secs_f64(args.interval);
     let _screen = FullScreen::enter()?;
     // q, Esc, Ctrl-C, SIGTERM, SIGINT (Ctrl-C is a key in raw mode; a
     // `kill -INT` is not) and SIGHUP (a closed terminal window) end the

@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s::{EndpointState, Inventory};
 use tokio::task::JoinHandle;
 
-use crate::client::AgentUrl;
+use crate::client::{self, AgentUrl};
 
 /// Why a Service's agents are not known yet (the watch has not listed
 /// every kind, or cannot reach the API), and why before the names load: a
@@ -40,15 +40,20 @@ pub enum AgentSource {
     },
 }
 
+/// The port agents serve their data on unless told otherwise: flowtap's
+/// default `--listen`.
+pub const DEFAULT_AGENT_PORT: u16 = 8898;
+
 impl AgentSource {
     /// `NAME:PORT` for `--agents-dns`.
     pub fn dns(text: &str) -> Result<AgentSource, String> {
         let (name, port) = text
             .rsplit_once(':')
             .ok_or_else(|| format!("{text:?}: expected NAME:PORT"))?;
-        let port = port
-            .parse()
-            .map_err(|_| format!("{text:?}: {port:?} is not a port"))?;
+        if name.is_empty() {
+            return Err(format!("{text:?}: no name"));
+        }
+        let port = client::parse_port(text, port)?;
         Ok(AgentSource::Dns {
             name: name.to_owned(),
             port,
@@ -58,15 +63,12 @@ impl AgentSource {
     /// `NAMESPACE/NAME[:PORT]` for `--agents-service` (port 8898 by default).
     pub fn service(text: &str) -> Result<AgentSource, String> {
         let (service, port) = match text.rsplit_once(':') {
-            Some((s, p)) => (
-                s,
-                p.parse()
-                    .map_err(|_| format!("{text:?}: {p:?} is not a port"))?,
-            ),
-            None => (text, 8898),
+            Some((s, p)) => (s, client::parse_port(text, p)?),
+            None => (text, DEFAULT_AGENT_PORT),
         };
         let (namespace, name) = service
             .split_once('/')
+            .filter(|(namespace, name)| !namespace.is_empty() && !name.is_empty())
             .ok_or_else(|| format!("{text:?}: expected NAMESPACE/NAME[:PORT]"))?;
         Ok(AgentSource::Service {
             namespace: namespace.to_owned(),
@@ -322,8 +324,19 @@ mod tests {
                 port: 8898
             }
         );
-        assert!(AgentSource::service("flowtap").is_err());
-        assert!(AgentSource::dns("agents.local").is_err());
+        // Refused at start rather than failing every pull: no port 0, no
+        // empty name.
+        for bad in [
+            "flowtap",
+            "monitoring/flowtap-agents:0",
+            "/agents",
+            "monitoring/",
+        ] {
+            assert!(AgentSource::service(bad).is_err(), "{bad}");
+        }
+        for bad in ["agents.local", "agents.local:0", ":8898"] {
+            assert!(AgentSource::dns(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             AgentSource::dns("agents.local:9000").unwrap(),
             AgentSource::Dns {

@@ -29,6 +29,29 @@ pub fn without_credentials(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// `port`, a part of `text` (said in the error): 1 to 65535.
+pub fn parse_port(text: &str, port: &str) -> Result<u16, String> {
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("{text:?}: {port:?} is not a port (1 to 65535)")),
+    }
+}
+
+/// Refuses a URL with credentials, first (whatever else is wrong with it)
+/// and without showing them: error messages reach logs and terminals. The
+/// token comes from `token_option`, if the command has one.
+fn refuse_credentials(text: &str, token_option: &str) -> Result<(), String> {
+    match without_credentials(text) {
+        Cow::Borrowed(_) => Ok(()),
+        Cow::Owned(shown) if token_option.is_empty() => {
+            Err(format!("{shown:?}: no credentials in the URL"))
+        }
+        Cow::Owned(shown) => Err(format!(
+            "{shown:?}: no credentials in the URL (the token comes from {token_option})"
+        )),
+    }
+}
+
 /// An agent's address as the hub reaches it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AgentUrl {
@@ -47,17 +70,33 @@ impl AgentUrl {
         AgentUrl::parse_with(text, "--agent-token-file")
     }
 
+    /// A running flowtap's URL as its command-line clients take it
+    /// (`flowtap top`, `mcp-stdio`, `healthcheck`): [`AgentUrl::parse_with`]'s
+    /// `http://HOST[:PORT]`, then a path (a proxy's prefix, or the path to
+    /// ask), given back without its trailing `/`. No query or fragment:
+    /// joined to flowtap's own paths, it would ask for something else.
+    pub fn parse_with_path<'t>(
+        text: &'t str,
+        token_option: &str,
+    ) -> Result<(AgentUrl, &'t str), String> {
+        refuse_credentials(text, token_option)?;
+        let path_at = text
+            .strip_prefix("http://")
+            .and_then(|rest| rest.find('/'))
+            .map_or(text.len(), |at| "http://".len() + at);
+        let (head, path) = text.split_at(path_at);
+        if path.contains(['?', '#']) {
+            return Err(format!("{text:?}: a flowtap URL has no query or fragment"));
+        }
+        let agent = AgentUrl::parse_with(head, token_option)?;
+        Ok((agent, path.trim_end_matches('/')))
+    }
+
     /// [`AgentUrl::parse`] for a URL given elsewhere than `--agent`: a
     /// credential in it is refused naming `token_option`, the option that
     /// gives the token there.
     pub fn parse_with(text: &str, token_option: &str) -> Result<AgentUrl, String> {
-        // Refused first, and said without its secret: error messages reach
-        // logs and terminals.
-        if let Cow::Owned(shown) = without_credentials(text) {
-            return Err(format!(
-                "{shown:?}: no credentials in the URL (the token comes from {token_option})"
-            ));
-        }
+        refuse_credentials(text, token_option)?;
         let rest = text.strip_prefix("http://").ok_or_else(|| {
             format!("{text:?}: flowtap is reached over http:// (it speaks no TLS)")
         })?;
@@ -85,10 +124,7 @@ impl AgentUrl {
         }
         let port = match port {
             None => 80,
-            Some(port) => match port.parse::<u16>() {
-                Ok(p) if p > 0 => p,
-                _ => return Err(format!("{text:?}: {port:?} is not a port (1 to 65535)")),
-            },
+            Some(port) => parse_port(text, port)?,
         };
         Ok(AgentUrl {
             authority: format!("{host}:{port}"),
@@ -457,6 +493,24 @@ mod tests {
             assert!(said.contains("no credentials"), "{said}");
         }
         assert_eq!(without_credentials("http://h:1"), "http://h:1");
+        // With a path: the same checks of what comes before it, and none
+        // of a query or fragment after it.
+        let with_path = |url| AgentUrl::parse_with_path(url, "--auth-token-file");
+        let parsed = with_path("http://h/flowtap/").unwrap();
+        assert_eq!(
+            (parsed.0.authority.as_str(), parsed.1),
+            ("h:80", "/flowtap")
+        );
+        for bad in [
+            "http://h:1/?x",
+            "http://h:1/p#f",
+            "http://h:0/p",
+            "https://h:1/p",
+            "http://h/u:s3cret@x",
+        ] {
+            let said = with_path(bad).unwrap_err();
+            assert!(!said.contains("s3"), "{said}");
+        }
         assert_eq!(without_credentials("http://u:p@h:1"), "http://…@h:1");
     }
 

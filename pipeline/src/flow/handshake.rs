@@ -520,11 +520,11 @@ fn exact_percentiles(values: &mut [u32]) -> Option<Percentiles> {
 }
 
 fn sketch_percentiles(s: &Sketch) -> Option<Percentiles> {
-    // A bucket's value is at most about MAX_TRACKED_US, which fits: only a
-    // bucket no recorder makes (from a hub's feed) could saturate.
+    // A bucket's value is at most about MAX_TRACKED_US, as recorded; a
+    // bucket no recorder makes (from a hub's feed) is held to it too.
     let quantile = |q| {
         s.quantile(q)
-            .map(|us| u32::try_from(us).unwrap_or(u32::MAX))
+            .map(|us| u32::try_from(us.min(MAX_TRACKED_US)).unwrap_or(u32::MAX))
     };
     Some(Percentiles {
         p50: quantile(0.50)?,
@@ -695,6 +695,15 @@ mod tests {
             Recorded::BecameSketch
         );
         assert!(d.is_sketch());
+    }
+
+    /// A feed's sketch may name a bucket no recorder makes (the last, whose
+    /// value overflows): its percentile is held to what is tracked.
+    #[test]
+    fn an_imported_bucket_beyond_the_tracked_range_is_held_to_it() {
+        let sketch = Sketch::from_buckets([(u16::MAX, 3)]);
+        let p = sketch_percentiles(&sketch).unwrap();
+        assert_eq!(p.p99, MAX_TRACKED_US as u32);
     }
 
     #[test]
