@@ -11,8 +11,7 @@ use api::mcp::{headers, jsonrpc, stateless};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper_util::rt::TokioIo;
+use hyper::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -26,8 +25,7 @@ const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 /// Where and how to reach the running flowtap, and the session it gave.
 struct Forwarder {
-    /// host:port
-    authority: String,
+    agent: hub::client::AgentUrl,
     path: String,
     token: Option<String>,
     session: Option<String>,
@@ -67,7 +65,7 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
     };
     let path = format!("{base}{}", api::mcp::PATH);
     let mut forwarder = Forwarder {
-        authority: agent.authority,
+        agent,
         path,
         token,
         session: None,
@@ -246,7 +244,7 @@ impl Forwarder {
             .map_err(|e| {
                 format!(
                     "cannot reach flowtap at http://{}{}: {e}",
-                    self.authority, self.path
+                    self.agent.authority, self.path
                 )
             })
     }
@@ -315,32 +313,16 @@ impl Forwarder {
         body: Vec<u8>,
         extra: &[(&str, String)],
     ) -> Result<Answer, String> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
             .uri(&self.path)
-            .header(HOST, &self.authority)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream");
-        if let Some(token) = &self.token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
         for (name, value) in extra {
             request = request.header(*name, value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let body = Full::new(Bytes::from(body));
+        let response = hub::client::send(&self.agent, request, self.token.as_deref(), body).await?;
         let header = |name: &str| {
             response
                 .headers()

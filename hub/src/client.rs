@@ -400,6 +400,24 @@ async fn request(
     path: &str,
     token: Option<&str>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let request = Request::get(path);
+    send(agent, request, token, Empty::<Bytes>::new()).await
+}
+
+/// Sends `request` with `body` to `agent` over a connection of its own
+/// (its Host header and, given one, its bearer token added): the one
+/// HTTP client of the hub, `flowtap top` and `flowtap mcp-stdio`.
+pub async fn send<B>(
+    agent: &AgentUrl,
+    request: hyper::http::request::Builder,
+    token: Option<&str>,
+    body: B,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = tokio::net::TcpStream::connect(&agent.authority)
         .await
         .map_err(|e| format!("connecting: {e}"))?;
@@ -409,12 +427,12 @@ async fn request(
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let mut request = Request::get(path).header(HOST, &agent.authority);
+    let mut request = request.header(HOST, &agent.authority);
     if let Some(token) = token {
         request = request.header(AUTHORIZATION, format!("Bearer {token}"));
     }
     let request = request
-        .body(Empty::<Bytes>::new())
+        .body(body)
         .map_err(|e| format!("building the request: {e}"))?;
     sender
         .send_request(request)
