@@ -758,6 +758,39 @@ mod tests {
         );
     }
 
+    /// The table reads the coverage the API writes, every field (each
+    /// defaults to nothing, so a field renamed on one side would read as
+    /// no loss).
+    #[test]
+    fn the_coverage_read_is_the_coverage_written() {
+        use api::rest::coverage::{CoverageJson, LossesJson};
+        let written = CoverageJson {
+            agents_expected: 3,
+            agents_answered: 2,
+            agents_missing: vec!["http://198.18.0.7:8898".into()],
+            losses: LossesJson {
+                capture_drops: 5,
+                handoff_drops: 6,
+                flows_evicted: 7,
+                packets_in_no_flow: 8,
+            },
+            agents: vec![],
+        };
+        let read: CoverageAnswer =
+            serde_json::from_value(serde_json::to_value(&written).unwrap()).unwrap();
+        assert_eq!(
+            (
+                read.agents_expected,
+                read.agents_answered,
+                read.agents_missing,
+                read.capture_drops,
+                read.handoff_drops,
+                read.flows_evicted
+            ),
+            (3, 2, written.agents_missing.clone(), 5, 6, 7)
+        );
+    }
+
     #[test]
     fn what_was_not_seen_is_said() {
         let mut c = CoverageAnswer {
