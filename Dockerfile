@@ -1,10 +1,13 @@
 # flowtap appliance image.
 #
-# Build: docker build -t flowtap .
+# Build: docker build -t flowtap --build-arg FLOWTAP_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
+# (the commit `flowtap --version` and /metrics give; .git is not sent)
 # Run (SPAN port; flow data on a reachable address needs a bearer token):
 #   docker run --network host --cap-add BPF --cap-add NET_ADMIN \
-#     --cap-add NET_RAW --cap-add IPC_LOCK -v /etc/flowtap/token:/token:ro \
+#     --cap-add NET_RAW --cap-add IPC_LOCK -v /etc/flowtap/token-65532:/token:ro \
 #     flowtap -i eth1 --listen 0.0.0.0:8898 --auth-token-file /token
+# (the token in a file the image's user can read:
+#   sudo install -m 400 -o 65532 /etc/flowtap/token /etc/flowtap/token-65532)
 # The binary carries those four capabilities as file capabilities, so it runs
 # as a non-root user; a capture's container must still be granted them. They
 # are permitted only, raised when it captures: `flowtap hub`, `-r` and
@@ -17,6 +20,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+ARG FLOWTAP_GIT_COMMIT=
 RUN ./scripts/build-release.sh /stage
 
 # Runtime stage: a slim Debian with the two binaries.
@@ -27,7 +31,8 @@ RUN apt-get update \
 COPY --from=build /stage/usr/local/bin/ /usr/local/bin/
 COPY scripts/install-caps.sh /usr/local/share/flowtap/install-caps.sh
 RUN /usr/local/share/flowtap/install-caps.sh /usr/local/bin \
-    && apt-get purge -y libcap2-bin && apt-get autoremove -y
+    && apt-get purge -y libcap2-bin && apt-get autoremove -y \
+    && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
 USER 65532:65532
 EXPOSE 8898
 # Asks /healthz on the admin listener (127.0.0.1:8899 by default).

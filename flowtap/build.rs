@@ -8,7 +8,9 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     println!("cargo:rerun-if-env-changed=FLOWTAP_GIT_COMMIT");
-    let commit = std::env::var("FLOWTAP_GIT_COMMIT").ok().or_else(|| {
+    // Given (an image's build, which has no .git), else asked of git.
+    let given = std::env::var("FLOWTAP_GIT_COMMIT").ok();
+    let commit = given.filter(|c| !c.is_empty()).or_else(|| {
         let out = Command::new("git")
             .args(["rev-parse", "--short=12", "HEAD"])
             .current_dir(&root)

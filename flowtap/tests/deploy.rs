@@ -1106,7 +1106,15 @@ fn the_manifests_are_a_kustomize_base_and_the_example_overlay_adapts_them() {
             .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
             .unwrap_or_else(|| panic!("no {kind} {name}"))
     };
-    let secret = find("Secret", "flowtap-token");
+    // Named by its content, and mounted by that name: a new token rolls
+    // the agents and the hub (each reads it at start; one left on the old
+    // token would answer 401 to the others).
+    let secret = docs
+        .iter()
+        .find(|d| d["kind"] == "Secret")
+        .expect("the token Secret");
+    let secret_name = secret["metadata"]["name"].as_str().unwrap();
+    assert!(secret_name.starts_with("flowtap-token-"), "{secret_name}");
     assert_eq!(secret["data"]["token"], "czNjcmV0LWZyb20tdGhlLW92ZXJsYXkK");
     let env = |workload: &serde_json::Value, name: &str| -> String {
         let c = &workload["spec"]["template"]["spec"]["containers"][0];
@@ -1127,6 +1135,13 @@ fn the_manifests_are_a_kustomize_base_and_the_example_overlay_adapts_them() {
     for w in [agents, hub] {
         let c = &w["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["image"], "registry.example.com/netobs/flowtap:0.1.0");
+        let volumes = w["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["secret"]["secretName"] == secret_name),
+            "{volumes:?}"
+        );
     }
     assert_eq!(env(agents, "FLOWTAP_INTERFACE"), "ens5");
     assert_eq!(

@@ -367,7 +367,17 @@ fn the_shipped_alerts_check_and_fire_on_a_hub_with_an_agent_down() {
     // Nothing listens there.
     let down = format!("127.0.0.1:{}", common::free_port());
     let agents = format!("http://{},http://{down}", agent.addr);
-    let hub = Server::start_serving(&["hub", "--agent", &agents, "--snapshot-interval", "1"]);
+    // The agent that answers is given time to (a pull timed out on a
+    // loaded machine would raise a second alert).
+    let hub = Server::start_serving(&[
+        "hub",
+        "--agent",
+        &agents,
+        "--snapshot-interval",
+        "1",
+        "--agent-timeout",
+        "10",
+    ]);
     // Ready before Prometheus first looks (a pending FlowtapNotReady else).
     wait::until_holds(Duration::from_secs(30), "the hub ready", || {
         sample(&hub.metrics(), "flowtap_ready") == 1.0
