@@ -630,8 +630,9 @@ pub(crate) struct NamesArgs {
     /// before it is given up and tried again (a list, or a watch being
     /// opened, that a proxy holds unanswered). The server is asked to end
     /// each watch before it (at nine tenths, 290 s at most), so that a
-    /// quiet watch is not cut.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds_from::<100>, env = "FLOWTAP_K8S_REQUEST_TIMEOUT", help_heading = K8S)]
+    /// quiet watch is not cut (2 s at the least: a watch is asked to last a
+    /// whole second).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds_from::<2000>, env = "FLOWTAP_K8S_REQUEST_TIMEOUT", help_heading = K8S)]
     pub k8s_request_timeout: f64,
 
     /// The cluster's address ranges (repeatable, or comma-separated); servers

@@ -491,3 +491,87 @@ fn names_are_said_stale_while_a_watch_keeps_failing_and_known_once_it_recovers()
     });
     assert_eq!(stale(), 0.0);
 }
+
+/// A pod of the demo's inventory (namespace shop).
+const DELETED_POD: &str = "orders-worker-0";
+
+/// Waits until `collection` has a watch open again on the stand-in
+/// (bounded: 30 s).
+fn watch_open(api: &ApiServer, collection: &str) {
+    wait::until(Duration::from_secs(30), "the watch open again", || {
+        let open = api.stats()["open_watches"][collection]
+            .as_u64()
+            .unwrap_or(0);
+        if open >= 1 {
+            Ok(())
+        } else {
+            Err(format!("{open} open"))
+        }
+    });
+}
+
+/// A watch answered 503 (an API server overloaded or restarting, a proxy)
+/// is counted at once, and a run of failures ends when the watch opens
+/// again, however quiet its kind. Before, kube retried a 503 on its own for
+/// minutes, nothing counted or said stale; and once it reopened, a kind
+/// with no event (services, nodes: often quiet for minutes) was said stale
+/// a minute after its first failure and for minutes after.
+#[test]
+fn a_watch_that_opens_again_ends_its_failures_however_quiet_its_kind() {
+    let api = ApiServer::start();
+    let demo = common::project_root().join("demo/demo.pcap");
+    let server = Server::start_with_env(
+        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    synced_with_pods(&server, 19);
+    let sample = |name: &str| common::metrics::sample(&server.metrics(), name);
+    let fail_services =
+        |times: u32| json!({"collection": "services", "answer": 503, "times": times});
+    api.post("/_control/fail-watches", &fail_services(1000));
+    let failing_from = Instant::now();
+    api.post("/_control/drop-watches", &json!({}));
+    wait::until_holds(Duration::from_secs(10), "the failures counted", || {
+        sample("flowtap_k8s_watch_errors_total") >= 2.0
+    });
+    api.post("/_control/fail-watches", &fail_services(0));
+    watch_open(&api, "services");
+    // Past the minute after which a run of failures says names stale.
+    std::thread::sleep(Duration::from_secs(65).saturating_sub(failing_from.elapsed()));
+    assert_eq!(sample("flowtap_k8s_names_stale"), 0.0);
+    assert_eq!(server.get_json("/mcp/workloads")["names_known"], true);
+}
+
+/// A watch from a version the server no longer has, refused as the watch
+/// request's status (HTTP 410, as some proxies and aggregated API servers
+/// answer) rather than in the stream, lists again. Before, kube's watcher
+/// asked again at the same version forever: every change since unseen.
+#[test]
+fn a_watch_refused_as_gone_lists_again() {
+    let api = ApiServer::start();
+    let demo = common::project_root().join("demo/demo.pcap");
+    let server = Server::start_with_env(
+        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    synced_with_pods(&server, 19);
+    let sample = |name: &str| common::metrics::sample(&server.metrics(), name);
+    let relists = sample("flowtap_k8s_relists_total");
+    api.post("/_control/expired-watches-as-status", &json!({"on": true}));
+    // Every watch ends and resumes from its version, now expired.
+    api.post("/_control/expire?drop-watches", &json!({}));
+    wait::until_holds(Duration::from_secs(30), "every kind listed again", || {
+        sample("flowtap_k8s_relists_total") >= relists + 4.0
+    });
+    for collection in ["pods", "services", "endpointslices", "nodes"] {
+        watch_open(&api, collection);
+    }
+    // Watching again: a pod deleted now goes from the objects held.
+    api.post(
+        "/_control/delete",
+        &json!({"kind": "Pod", "metadata": {"namespace": "shop", "name": DELETED_POD}}),
+    );
+    wait::until_holds(Duration::from_secs(10), "the pod deleted seen", || {
+        sample("flowtap_k8s_objects{kind=\"pod\"}") == 18.0
+    });
+}

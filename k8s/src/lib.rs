@@ -12,6 +12,8 @@ pub mod file;
 pub mod inventory;
 pub mod objects;
 #[cfg(feature = "watch")]
+mod opened;
+#[cfg(feature = "watch")]
 pub mod watch;
 
 use std::sync::Arc;

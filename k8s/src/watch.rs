@@ -29,6 +29,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::inventory::Inventory;
 use crate::objects::{EndpointSlice, Node, ObjectMeta, Pod, Service};
+use crate::opened::WatchesOpened;
 use crate::{KINDS, WatchStats};
 
 /// The mapping is rebuilt at most this often.
@@ -72,6 +73,10 @@ const FAILURES_APART: Duration = Duration::from_secs(120);
 /// once a list or an event came through.
 const RETRY_FIRST: Duration = Duration::from_millis(800);
 const RETRY_LAST: Duration = Duration::from_secs(30);
+
+/// A kind that left objects out for want of room is listed again, once
+/// there is room, at most this often.
+const RELIST_FOR_ROOM_EVERY: Duration = Duration::from_secs(300);
 
 /// A kind whose watch has failed this long without a list or an event
 /// getting through has names that may be stale (pods made since unnamed,
@@ -118,6 +123,7 @@ impl Watch {
             gone_pods_kept: config.gone_pods_kept,
             dirty: AtomicBool::new(false),
             listed: Default::default(),
+            opened: WatchesOpened::new(),
             failure_heard_within: RETRY_LAST * 5 / 4 + config.request_timeout + RETRY_FIRST,
         };
         let thread = std::thread::Builder::new()
@@ -134,7 +140,7 @@ impl Watch {
                     }
                 };
                 runtime.block_on(async move {
-                    let client = match connect(config.request_timeout).await {
+                    let client = match connect(config.request_timeout, &shared.opened).await {
                         Ok(c) => c,
                         Err(e) => {
                             let _ = started_tx.send(Err(e));
@@ -187,7 +193,10 @@ impl Drop for Watch {
     }
 }
 
-async fn connect(request_timeout: Duration) -> Result<Client, WatchError> {
+async fn connect(
+    request_timeout: Duration,
+    opened: &Arc<WatchesOpened>,
+) -> Result<Client, WatchError> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| WatchError::Config(e.to_string()))?;
@@ -195,7 +204,18 @@ async fn connect(request_timeout: Duration) -> Result<Client, WatchError> {
     // Counted from each request, not from when its pooled connection went
     // idle.
     config.reset_reader_on_write = true;
-    Client::try_from(config).map_err(|e| WatchError::Config(e.to_string()))
+    // Every failure reaches `follow`, which counts it, says the names
+    // stale after a minute and waits as it says: kube's own retries of a
+    // 429, 503 or 504 (15 of them, waits growing to minutes) hid an outage
+    // that long, uncounted.
+    config.default_retry = false;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("flowtap/", env!("CARGO_PKG_VERSION"))),
+    ));
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| WatchError::Config(e.to_string()))?;
+    Ok(builder.with_layer(&opened.layer()).build())
 }
 
 /// The wait before the next try after `failures` failed ones in a row
@@ -223,10 +243,13 @@ struct Shared {
     dirty: AtomicBool,
     /// Which kinds have been listed once.
     listed: [AtomicBool; 4],
+    /// When each kind's watch was last opened: the end of a run of
+    /// failures, where the watch stays quiet.
+    opened: Arc<WatchesOpened>,
     /// How long after a failure the next would have come, were the watch
     /// still failing: the longest wait between tries, and a request's
-    /// timeout. A watch that reopens sends nothing, so a failing run with
-    /// no failure for this long is taken for over.
+    /// timeout. A failing run with no failure for this long is taken for
+    /// over (a watch opened again ends it sooner: `opened`).
     failure_heard_within: Duration,
 }
 
@@ -246,6 +269,22 @@ impl Store {
     /// runs, the objects it replaces are held beside it).
     fn len(&self) -> usize {
         self.pods.held() + self.services.held() + self.slices.held() + self.nodes.held()
+    }
+
+    /// Ends each kind's run of failures whose watch was opened since its
+    /// latest failure.
+    fn end_runs_of_watches_opened(&mut self, opened: &WatchesOpened) {
+        let runs = [
+            &mut self.pods.failing,
+            &mut self.services.failing,
+            &mut self.slices.failing,
+            &mut self.nodes.failing,
+        ];
+        for (kind, failing) in runs.into_iter().enumerate() {
+            if failing.is_some_and(|f| opened.since(kind, f.latest)) {
+                *failing = None;
+            }
+        }
     }
 
     /// Whether some kind's watch has been failing for [`STALE_AFTER`], and
@@ -551,12 +590,17 @@ async fn follow<T>(
     // Not kube's `default_backoff`: it starts again from its first wait on
     // any event, and the watcher sends one (`Init`) before every list it
     // tries, so a list that kept failing was tried again every second.
-    let mut events = watcher(api, config).boxed();
+    let relist = || watcher(api.clone(), config.clone()).boxed();
+    let mut events = relist();
     let mut listed = false;
     // Objects left out for want of room when the current list began.
     let mut dropped_at_list = 0;
     let gone_max = shared.max_objects / 4;
     let mut failures = 0u32;
+    // When this kind last left an object out for want of room (none since
+    // its last list), and when it was last listed again for that.
+    let mut left_out = false;
+    let mut relisted_for_room: Option<tokio::time::Instant> = None;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
@@ -566,10 +610,10 @@ async fn follow<T>(
                 {
                     let mut store = shared.store.lock().expect("k8s store lock");
                     let k = map(&mut store);
-                    // A watch that reopens sends nothing: a quiet kind's
-                    // blips days apart must not add up.
+                    // A quiet kind's blips days apart must not add up, nor
+                    // those of a run its watch, opened again, ended.
                     if k.failing
-                        .is_some_and(|f| now.saturating_duration_since(f.latest) > FAILURES_APART)
+                        .is_none_or(|f| now.saturating_duration_since(f.latest) > FAILURES_APART)
                     {
                         failures = 0;
                     }
@@ -579,11 +623,39 @@ async fn follow<T>(
                 let wait = retry_after(failures);
                 tracing::warn!(kind = KINDS[kind], error = %e, retry_in_s = wait.as_secs_f64(), "Kubernetes watch");
                 tokio::time::sleep(wait).await;
+                // A resource version too old, said as the watch request's
+                // status (a proxy's or an aggregated server's way; the API
+                // server says it in the stream, which kube's watcher takes
+                // for a relist): kube would ask again at the same version,
+                // forever.
+                if matches!(&e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if s.code == 410)
+                {
+                    events = relist();
+                }
                 continue;
             }
         };
         let mut store = shared.store.lock().expect("k8s store lock");
         let room = shared.max_objects.saturating_sub(store.len());
+        // Objects left out are named again once there is room: the watch
+        // sends them only when they change, so the kind is listed again
+        // (once room for a tenth of the bound is free, at most every
+        // RELIST_FOR_ROOM_EVERY: a list is heavy at a cluster's scale).
+        if left_out
+            && room >= shared.max_objects / 10
+            && relisted_for_room.is_none_or(|t| t.elapsed() >= RELIST_FOR_ROOM_EVERY)
+        {
+            drop(store);
+            left_out = false;
+            relisted_for_room = Some(tokio::time::Instant::now());
+            tracing::info!(
+                kind = KINDS[kind],
+                "Kubernetes objects left out for want of room: listed again"
+            );
+            events = relist();
+            continue;
+        }
+        let dropped_before = shared.stats.dropped.load(Ordering::Relaxed);
         let k = map(&mut store);
         if gets_through(&event) {
             failures = 0;
@@ -645,6 +717,9 @@ async fn follow<T>(
                 shared.dirty.store(true, Ordering::Release);
             }
         }
+        if shared.stats.dropped.load(Ordering::Relaxed) != dropped_before {
+            left_out = true;
+        }
         let held = k.live.len();
         shared.stats.objects[kind].store(held as u64, Ordering::Relaxed);
         if listed {
@@ -705,6 +780,7 @@ async fn rebuild(shared: &Shared) {
                 .stats
                 .gone_pods
                 .store(store.pods.gone.len() as u64, Ordering::Relaxed);
+            store.end_runs_of_watches_opened(&shared.opened);
             let stale = store.stale(shared.failure_heard_within);
             if shared.stats.stale.swap(stale, Ordering::AcqRel) != stale {
                 tracing::warn!(

@@ -931,7 +931,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_k8s_objects_dropped",
         Counter,
-        "Kubernetes objects left out because --k8s-max-objects were held (their addresses go unnamed).",
+        "Kubernetes objects left out because --k8s-max-objects were held (their addresses go unnamed), counted each time one comes (in a list, or changed); a kind that left some out is listed again once a tenth of the bound is free (every 5 minutes at most).",
         Value::One(|s| s.stats.k8s.dropped.load(Ordering::Relaxed) as f64)
     ),
     metric!(
@@ -955,7 +955,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_k8s_names_stale",
         Gauge,
-        "1 while a kind's watch has failed for a minute or more without a list or an event getting through (names may be stale: pods made since unnamed, pods deleted since still listed; answers say names_known false), else 0.",
+        "1 while a kind's watch has failed for a minute or more without a list, an event or the watch opened again getting through (names may be stale: pods made since unnamed, pods deleted since still listed; answers say names_known false), else 0.",
         Value::One(|s| f64::from(u8::from(s.stats.k8s.stale.load(Ordering::Relaxed))))
     ),
     metric!(

@@ -32,6 +32,12 @@ A test changes the cluster while flowtap watches:
                                  "hang" no answer at all (held until the
                                  client gives up), as a proxy that drops a
                                  request may do
+    POST /_control/fail-watches  the same for watch requests (e.g. 503, as an
+                                 overloaded server or a proxy answers)
+    POST /_control/expired-watches-as-status {"on"}: a watch from an expired
+                                 version gets HTTP 410 and a Status, as some
+                                 proxies and aggregated servers answer, not 200
+                                 and an ERROR event
     GET  /_control/stats         list/watch request counts per collection
 
 Like the real server: one global resourceVersion counter (etcd's revision); list
@@ -87,6 +93,8 @@ class Cluster:
         self.floor, self.lost = dict.fromkeys(self.objects, 0), dict.fromkeys(self.objects, 0)
         self.drop_gen, self.stopping, self.expire_after_page = 0, False, False
         self.list_faults = {}  # collection -> {"answer": int or "hang", "times": n}
+        self.watch_faults = {}  # the same, for watch requests
+        self.expired_as_status = False  # a watch from an expired version: HTTP 410
         # list_gone: lists answered 410 (an expired version or continue token).
         self.stats = {k: {c: 0 for c in self.objects} for k in ("list", "list_gone", "watch", "open_watches")}
         self.stats["other"] = {}
@@ -190,7 +198,8 @@ class Handler(BaseHTTPRequestHandler):
             watch = q.get("watch") in ("true", "1")
             with c.cond:
                 c.stats["watch" if watch else "list"][COLLECTIONS[url.path][0]] += 1
-            if not watch and self.list_fault(COLLECTIONS[url.path][0]):
+            faults = c.watch_faults if watch else c.list_faults
+            if self.fault(COLLECTIONS[url.path][0], faults):
                 return None
             return self.serve_watch(url.path, q) if watch else self.serve_list(url.path, q)
         if url.path == "/_control/stats":
@@ -215,9 +224,14 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, out) if out else self.send_json(404, status(404, "NotFound", "no such object"))
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             return self.send_json(400, status(400, "BadRequest", f"bad object: {e!r}"))
-        if self.path == "/_control/fail-lists":
+        if self.path in ("/_control/fail-lists", "/_control/fail-watches"):
             with c.cond:
-                c.list_faults[arg["collection"]] = {"answer": arg["answer"], "times": int(arg["times"])}
+                faults = c.list_faults if self.path.endswith("lists") else c.watch_faults
+                faults[arg["collection"]] = {"answer": arg["answer"], "times": int(arg["times"])}
+            return self.send_json(200, {})
+        if self.path == "/_control/expired-watches-as-status":
+            with c.cond:
+                c.expired_as_status = bool(arg["on"])
             return self.send_json(200, {})
         if self.path == "/_control/expire-after-page":
             with c.cond:
@@ -233,11 +247,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {})
         self.send_json(404, status(404, "NotFound", self.path))
 
-    def list_fault(self, coll):
-        """Answers a list as /_control/fail-lists said, if it said so; True then."""
+    def fault(self, coll, faults):
+        """Answers a list or watch as /_control/fail-lists or fail-watches said, if
+        it said so; True then."""
         c = self.cluster
         with c.cond:
-            fault = c.list_faults.get(coll)
+            fault = faults.get(coll)
             if not fault or fault["times"] <= 0:
                 return False
             fault["times"] -= 1
@@ -329,6 +344,9 @@ class Handler(BaseHTTPRequestHandler):
                 cursor = int(rv)
                 if cursor < c.floor[coll]:
                     pending = [expired(cursor, c.floor[coll])]
+                    if c.expired_as_status:
+                        c.stats["open_watches"][coll] -= 1
+                        return self.send_json(410, pending[0]["object"])
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")  # one chunk per event

@@ -1,0 +1,153 @@
+//! When each kind's watch was last opened: a layer of kube's client stack
+//! that notes every watch request the API server answered with success.
+//!
+//! A watch that reopens after a failure and stays quiet (services, nodes
+//! and EndpointSlices can be, for minutes) yields nothing to its follower:
+//! kube's watcher passes on no bookmark. Without this, a run of failures
+//! ended only at the next event or list, and one blip (an API server's
+//! restart) left names said stale for minutes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use crate::KINDS;
+
+/// The plural of each of [`KINDS`], as in the API's paths.
+const PLURALS: [&str; 4] = ["pods", "services", "endpointslices", "nodes"];
+
+/// When each kind's watch was last answered with success, in nanoseconds
+/// since `base` (0: never).
+pub(crate) struct WatchesOpened {
+    base: tokio::time::Instant,
+    at: [AtomicU64; KINDS.len()],
+}
+
+impl WatchesOpened {
+    pub(crate) fn new() -> Arc<WatchesOpened> {
+        Arc::new(WatchesOpened {
+            base: tokio::time::Instant::now(),
+            at: Default::default(),
+        })
+    }
+
+    fn note(&self, kind: usize) {
+        let since = self.base.elapsed().as_nanos();
+        let since = u64::try_from(since).unwrap_or(u64::MAX).max(1);
+        self.at[kind].store(since, Ordering::Release);
+    }
+
+    /// Whether `kind`'s watch was opened after `instant`.
+    pub(crate) fn since(&self, kind: usize, instant: tokio::time::Instant) -> bool {
+        let at = self.at[kind].load(Ordering::Acquire);
+        let then = instant.saturating_duration_since(self.base).as_nanos();
+        at != 0 && u128::from(at) > then
+    }
+
+    /// The layer that notes into `self`.
+    pub(crate) fn layer(self: &Arc<Self>) -> NoteOpenedLayer {
+        NoteOpenedLayer(self.clone())
+    }
+}
+
+pub(crate) struct NoteOpenedLayer(Arc<WatchesOpened>);
+
+impl<S> tower::Layer<S> for NoteOpenedLayer {
+    type Service = NoteOpened<S>;
+
+    fn layer(&self, inner: S) -> NoteOpened<S> {
+        NoteOpened {
+            inner,
+            opened: self.0.clone(),
+        }
+    }
+}
+
+/// The kind a request watches, if it is a watch (`?watch=true` on a
+/// collection's path).
+fn watched_kind<B>(request: &http::Request<B>) -> Option<usize> {
+    let uri = request.uri();
+    let watching = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let plural = uri.path().rsplit('/').next()?;
+    watching
+        .then(|| PLURALS.iter().position(|p| *p == plural))
+        .flatten()
+}
+
+/// kube's client stack with watch answers noted.
+#[derive(Clone)]
+pub(crate) struct NoteOpened<S> {
+    inner: S,
+    opened: Arc<WatchesOpened>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for NoteOpened<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    R: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let kind = watched_kind(&request);
+        let opened = self.opened.clone();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            if let Some(kind) = kind
+                && response.status().is_success()
+            {
+                opened.note(kind);
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_are_told_from_lists_by_their_query() {
+        let request = |uri: &str| http::Request::get(uri).body(()).unwrap();
+        let kind = |uri| watched_kind(&request(uri));
+        assert_eq!(kind("/api/v1/pods?watch=true&resourceVersion=5"), Some(0));
+        assert_eq!(
+            kind("/apis/discovery.k8s.io/v1/endpointslices?allowWatchBookmarks=true&watch=true"),
+            Some(2)
+        );
+        assert_eq!(kind("/api/v1/nodes?timeoutSeconds=270&watch=true"), Some(3));
+        // A list (its pages too) is no watch: only its whole end counts.
+        assert_eq!(kind("/api/v1/services?limit=500"), None);
+        assert_eq!(kind("/api/v1/services?limit=500&continue=x"), None);
+        assert_eq!(kind("/version?watch=true"), None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_watch_opened_after_a_failure_is_told() {
+        let step = std::time::Duration::from_millis(5);
+        let opened = WatchesOpened::new();
+        tokio::time::sleep(step).await;
+        let failure = tokio::time::Instant::now();
+        assert!(!opened.since(1, failure));
+        tokio::time::sleep(step).await;
+        opened.note(1);
+        assert!(opened.since(1, failure));
+        assert!(!opened.since(0, failure), "another kind");
+        let later = tokio::time::Instant::now() + step;
+        assert!(!opened.since(1, later), "a failure after it");
+    }
+}
