@@ -387,7 +387,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_connections_evicted",
         Counter,
-        "Unanswered connections given up to make room in a full connection table (the first step).",
+        "Unanswered connections given up to make room: in a full connection table (the first step), or with their unanswered flow in a full flow table.",
         table!(connections_evicted),
         Limits "connections evicted"
     ),

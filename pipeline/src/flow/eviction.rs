@@ -9,7 +9,10 @@
 //! **Eviction.** A full table makes room in this order, each step counted:
 //! 1. unanswered state, oldest first: connections whose other side never
 //!    really answered (a spoofed SYN, a probe: what a flood is made of; see
-//!    [`Conn::is_answered`]), and flows none of whose connections did;
+//!    [`Conn::is_answered`]), and flows none of whose connections did; for
+//!    flows, first those not seen for [`UNANSWERED_GRACE_NS`], then flows
+//!    without connections idle past the emergency timeouts, then the
+//!    unanswered ones of any age;
 //! 2. then, as Suricata's flow emergency mode does, the least recently seen
 //!    state of any kind (to the second, [`Recency`]): counted as
 //!    *emergency-expired* when idle past the emergency timeouts (a few
@@ -17,7 +20,9 @@
 //!    connection left.
 //!
 //! So a flood of spoofed packets cannot fill the table with state that
-//! cannot be evicted, and answered, active connections go last.
+//! cannot be evicted, answered, active connections go last, and a steady
+//! stream of new flows at a full table is not given up before its answers
+//! come while the table holds flows long over.
 
 use std::collections::VecDeque;
 
@@ -38,6 +43,15 @@ use crate::time::SECOND;
 const QUEUE_SLACK: usize = 2;
 /// Candidates looked at to make room for one entry before giving up.
 const EVICTION_TRIES: usize = 64;
+
+/// An unanswered flow seen this recently is given up only after flows
+/// without connections idle past the emergency timeouts: its answer may be
+/// on the way (a round trip). Evicted first, a full table's newest flows
+/// went before their answers, were made again by them and went again, for
+/// as long as new flows came: nothing new got in, and answers aged (a live
+/// soak at a full table: 68% of packets counted in flows thrown away, the
+/// table held by flows whose connections had ended minutes before).
+pub(super) const UNANSWERED_GRACE_NS: u64 = SECOND;
 
 /// Idle timeouts under pressure: what has been idle this long is given up
 /// before anything more recent.
@@ -355,14 +369,18 @@ impl FlowTable {
     /// flow closest to expiring, giving up connections (closest to expiring
     /// first) to leave flows idle when none is.
     pub(super) fn make_room_for_flow(&mut self) -> bool {
-        if self.evict_unanswered_flow() || self.evict_idle_flow() {
+        if self.evict_unanswered_flow(UNANSWERED_GRACE_NS)
+            || self.evict_idle_flow(Idle::PastEmergency)
+            || self.evict_unanswered_flow(0)
+            || self.evict_idle_flow(Idle::Any)
+        {
             return true;
         }
         for _ in 0..EVICTION_TRIES {
             if !self.evict_connection_by_age() {
                 return false;
             }
-            if self.evict_idle_flow() {
+            if self.evict_idle_flow(Idle::Any) {
                 return true;
             }
         }
@@ -371,8 +389,8 @@ impl FlowTable {
 
     /// Evicts the oldest unanswered flow with at most one connection (that
     /// connection is unanswered too, or it would have answered the flow, and
-    /// is evicted with it).
-    fn evict_unanswered_flow(&mut self) -> bool {
+    /// is evicted with it), if it has not been seen for `unseen_ns`.
+    fn evict_unanswered_flow(&mut self, unseen_ns: u64) -> bool {
         for _ in 0..EVICTION_TRIES {
             let Some(&(idx, generation)) = self.eviction.unanswered_flows.front() else {
                 return false;
@@ -384,6 +402,12 @@ impl FlowTable {
             if flow.answered {
                 self.eviction.unanswered_flows.pop_front();
                 continue;
+            }
+            let last_seen = self.flows.meters[idx as usize].last_seen_ns;
+            if self.now_ns.saturating_sub(last_seen) < unseen_ns {
+                // The oldest was seen lately: the others' turn comes after
+                // idle flows'.
+                return false;
             }
             if flow.live_connections == 1 {
                 // Its only connection, if the newest is it: evict both.
@@ -406,8 +430,9 @@ impl FlowTable {
         false
     }
 
-    /// Evicts the least recently seen flow without connections.
-    fn evict_idle_flow(&mut self) -> bool {
+    /// Evicts the least recently seen flow without connections (only if
+    /// idle past its emergency timeout, with [`Idle::PastEmergency`]).
+    fn evict_idle_flow(&mut self, idle: Idle) -> bool {
         while let Some(((idx, generation), filed)) =
             self.eviction.idle_flows_by_recency.pop_oldest()
         {
@@ -424,6 +449,14 @@ impl FlowTable {
                     .idle_flows_by_recency
                     .file((idx, generation), last_seen);
                 continue;
+            }
+            let emergency = flow_timeout(&EMERGENCY, flow.key.proto);
+            if idle == Idle::PastEmergency && self.now_ns.saturating_sub(last_seen) <= emergency {
+                // The least recently seen is not: none is.
+                self.eviction
+                    .idle_flows_by_recency
+                    .file((idx, generation), last_seen);
+                return false;
             }
             self.remove_evicted_flow(idx);
             self.counters.idle_flows_evicted += 1;
@@ -533,6 +566,13 @@ impl FlowTable {
             },
         );
     }
+}
+
+/// Which flows without connections [`FlowTable::evict_idle_flow`] may give up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Idle {
+    PastEmergency,
+    Any,
 }
 
 /// The key of the connection a queued handle names, if it is still there

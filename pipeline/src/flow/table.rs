@@ -1244,6 +1244,72 @@ mod tests {
         }
     }
 
+    /// A full table under a steady stream of new connections, each
+    /// answered after the next one's SYN: the flows whose connections
+    /// ended a minute ago make room, and every new connection is counted
+    /// whole. Before, each new SYN evicted the flow of the one before it,
+    /// still unanswered, which its answer then made again, evicting the
+    /// next: nothing new was counted whole while old flows held the table.
+    #[test]
+    fn new_flows_at_a_full_table_are_not_given_up_before_their_answers() {
+        let mut t = table_of(TableConfig {
+            timeouts: crate::flow::Timeouts::LIVE,
+            limits: Limits {
+                max_connections: 1_000,
+                max_flows: 50,
+                max_sketches: 10,
+            },
+            ..TableConfig::default()
+        });
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        let s = crate::time::SECOND;
+        for i in 0..50 {
+            let port = 40_000 + i as u16;
+            converse(&mut t, 0, addr(i), port, server);
+            t.update(&tcp(s, addr(i), port, server, 443, FIN | ACK));
+            t.update(&tcp(s, server, 443, addr(i), port, FIN | ACK));
+        }
+        // Their connections closed and expired; their flows stay, idle.
+        t.expire(20 * s);
+        assert_eq!(
+            (t.counters().active_flows, t.counters().active_connections),
+            (50, 0)
+        );
+        let start = 60 * s;
+        let client = |i: u32| addr(1_000 + i);
+        let answer = |t: &mut FlowTable, i: u32, ts: u64| {
+            t.update(&tcp(ts, server, 443, client(i), 50_000, SYN | ACK));
+            t.update(&tcp(ts + MS, client(i), 50_000, server, 443, ACK));
+            t.update(&tcp(ts + 2 * MS, server, 443, client(i), 50_000, ACK));
+        };
+        for i in 0..40u32 {
+            let ts = start + u64::from(i) * 10 * MS;
+            t.update(&tcp(ts, client(i), 50_000, server, 443, SYN));
+            if i > 0 {
+                answer(&mut t, i - 1, ts + MS);
+            }
+        }
+        answer(&mut t, 39, start + 400 * MS);
+        let c = t.counters();
+        assert_eq!((c.flows_evicted, c.idle_flows_evicted), (0, 40), "{c:?}");
+        let new: Vec<_> = flows(&mut t)
+            .into_iter()
+            .filter(|f| (0..40).any(|i| f.key.client == client(i)))
+            .collect();
+        assert_eq!(new.len(), 40);
+        for f in new {
+            assert_eq!(
+                (
+                    f.sent[Side::Client].pkts,
+                    f.sent[Side::Server].pkts,
+                    f.connections
+                ),
+                (2, 2, 1),
+                "{f:?}"
+            );
+        }
+    }
+
     #[test]
     fn idle_state_expires_by_its_timeout_without_a_walk() {
         let mut t = live_table();
