@@ -903,9 +903,17 @@ pub(crate) fn healthcheck_target(
             true => url.to_owned(),
             false => format!("http://{url}"),
         };
-        let (agent, path) = AgentUrl::parse_with_path(&url, "")?;
+        // The path is asked as given, its query too (no prefix joined).
+        let (url, query) = url
+            .split_once('?')
+            .map_or((url.as_str(), None), |(u, q)| (u, Some(q)));
+        let (agent, path) = AgentUrl::parse_with_path(url, "")?;
         let path = if path.is_empty() { "/healthz" } else { path };
-        return Ok((agent.authority, path.to_owned()));
+        let path = match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        return Ok((agent.authority, path));
     }
     let host = match admin_listen.parse::<SocketAddr>() {
         // `[::]` too is asked on 127.0.0.1: a listener of `[::]` takes
@@ -984,6 +992,10 @@ mod tests {
         assert_eq!(
             healthcheck_target("x", Some("10.0.0.5")),
             target("10.0.0.5:80", "/healthz")
+        );
+        assert_eq!(
+            healthcheck_target("x", Some("http://10.0.0.5:8899/readyz?verbose")),
+            target("10.0.0.5:8899", "/readyz?verbose")
         );
         for url in ["http://u:s3cret@h:8899/healthz", "https://h:8899", "h:0"] {
             let said = healthcheck_target("x", Some(url)).unwrap_err();

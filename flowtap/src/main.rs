@@ -116,9 +116,10 @@ fn main() {
         Some(Command::Healthcheck { admin_listen, url }) => std::process::exit(
             match cli::healthcheck_target(&admin_listen, url.as_deref()) {
                 Ok(target) => healthcheck(target),
+                // 1, unhealthy: Docker's HEALTHCHECK reserves 2.
                 Err(e) => {
                     eprintln!("flowtap healthcheck: --url: {e}");
-                    2
+                    1
                 }
             },
         ),

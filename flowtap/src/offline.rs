@@ -96,7 +96,8 @@ fn refuse_streams_given_twice(files: &[std::path::PathBuf]) -> anyhow::Result<()
         };
         // One that cannot be looked at is said when it is read.
         let Ok(metadata) = metadata else { continue };
-        if metadata.is_file() {
+        // Files are read again; a directory is refused when it is read.
+        if metadata.is_file() || metadata.is_dir() {
             continue;
         }
         if let Some(first) = seen.insert((metadata.dev(), metadata.ino()), file) {

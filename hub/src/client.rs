@@ -15,8 +15,9 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// `url` as it may be shown: a user and password before the host (all up
-/// to the last `@` after the scheme) replaced by `…`. A flowtap URL holds no
-/// `@` otherwise (no path, query or fragment).
+/// to the last `@` after the scheme) replaced by `…`. An `@` in a path is
+/// taken for them too: flowtap's paths and a proxy's prefix need none, and
+/// a password typed with a `/` in it would otherwise be shown.
 pub fn without_credentials(url: &str) -> Cow<'_, str> {
     let after_scheme = url.find("://").map_or(0, |at| at + 3);
     match url[after_scheme..].rfind('@') {

@@ -15,8 +15,9 @@ use std::task::{Context, Poll};
 
 use crate::KINDS;
 
-/// The plural of each of [`KINDS`], as in the API's paths.
-const PLURALS: [&str; 4] = ["pods", "services", "endpointslices", "nodes"];
+/// The plural of each of [`KINDS`], as in the API's paths (the watch's
+/// tests check them against its resources').
+pub(crate) const PLURALS: [&str; 4] = ["pods", "services", "endpointslices", "nodes"];
 
 /// When each kind's watch was last answered with success, in nanoseconds
 /// since `base` (0: never).
@@ -39,11 +40,10 @@ impl WatchesOpened {
         self.at[kind].store(since, Ordering::Release);
     }
 
-    /// Whether `kind`'s watch was opened after `instant`.
-    pub(crate) fn since(&self, kind: usize, instant: tokio::time::Instant) -> bool {
+    /// When `kind`'s watch was last opened, if ever.
+    pub(crate) fn at(&self, kind: usize) -> Option<tokio::time::Instant> {
         let at = self.at[kind].load(Ordering::Acquire);
-        let then = instant.saturating_duration_since(self.base).as_nanos();
-        at != 0 && u128::from(at) > then
+        (at != 0).then(|| self.base + std::time::Duration::from_nanos(at))
     }
 
     /// The layer that notes into `self`.
@@ -142,12 +142,11 @@ mod tests {
         let opened = WatchesOpened::new();
         tokio::time::sleep(step).await;
         let failure = tokio::time::Instant::now();
-        assert!(!opened.since(1, failure));
+        assert_eq!(opened.at(1), None);
         tokio::time::sleep(step).await;
         opened.note(1);
-        assert!(opened.since(1, failure));
-        assert!(!opened.since(0, failure), "another kind");
-        let later = tokio::time::Instant::now() + step;
-        assert!(!opened.since(1, later), "a failure after it");
+        let at = opened.at(1).unwrap();
+        assert!(at > failure && at <= tokio::time::Instant::now());
+        assert_eq!(opened.at(0), None, "another kind");
     }
 }

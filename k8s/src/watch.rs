@@ -74,6 +74,10 @@ const FAILURES_APART: Duration = Duration::from_secs(120);
 const RETRY_FIRST: Duration = Duration::from_millis(800);
 const RETRY_LAST: Duration = Duration::from_secs(30);
 
+/// A watch opened after a run of failures ends the run once it has stayed
+/// open this long (four rebuilds).
+const OPEN_SETTLES: Duration = Duration::from_secs(2);
+
 /// A kind that left objects out for want of room is listed again, once
 /// there is room, at most this often.
 const RELIST_FOR_ROOM_EVERY: Duration = Duration::from_secs(300);
@@ -271,8 +275,16 @@ impl Store {
         self.pods.held() + self.services.held() + self.slices.held() + self.nodes.held()
     }
 
+    /// Whether no kind is being listed.
+    fn listing_none(&self) -> bool {
+        self.pods.listing.is_none()
+            && self.services.listing.is_none()
+            && self.slices.listing.is_none()
+            && self.nodes.listing.is_none()
+    }
+
     /// Ends each kind's run of failures whose watch was opened since its
-    /// latest failure.
+    /// latest failure, and has stayed open a while.
     fn end_runs_of_watches_opened(&mut self, opened: &WatchesOpened) {
         let runs = [
             &mut self.pods.failing,
@@ -280,8 +292,15 @@ impl Store {
             &mut self.slices.failing,
             &mut self.nodes.failing,
         ];
+        let now = tokio::time::Instant::now();
         for (kind, failing) in runs.into_iter().enumerate() {
-            if failing.is_some_and(|f| opened.since(kind, f.latest)) {
+            let Some(f) = *failing else { continue };
+            // Open since the latest failure, and for a while: a watch cut
+            // right after its answer fails again within it, which moves
+            // the run's latest failure past the opening.
+            if opened.at(kind).is_some_and(|at| {
+                at > f.latest && now.saturating_duration_since(at) >= OPEN_SETTLES
+            }) {
                 *failing = None;
             }
         }
@@ -641,8 +660,11 @@ async fn follow<T>(
         // sends them only when they change, so the kind is listed again
         // (once room for a tenth of the bound is free, at most every
         // RELIST_FOR_ROOM_EVERY: a list is heavy at a cluster's scale).
+        // Not while a list runs (its kind's objects in force do not count
+        // against the bound then: the room would be seen wrongly).
         if left_out
-            && room >= shared.max_objects / 10
+            && store.listing_none()
+            && room >= (shared.max_objects / 10).max(1)
             && relisted_for_room.is_none_or(|t| t.elapsed() >= RELIST_FOR_ROOM_EVERY)
         {
             drop(store);
@@ -664,6 +686,8 @@ async fn follow<T>(
         match event {
             watcher::Event::Init => {
                 k.listing = Some(HashMap::new());
+                // A list brings every object there is room for.
+                left_out = false;
                 dropped_at_list = shared.stats.dropped.load(Ordering::Relaxed);
             }
             watcher::Event::InitApply(o) => {
@@ -823,6 +847,17 @@ async fn rebuild(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The watches' answers are noted by their paths' plurals, in the
+    /// order of [`KINDS`].
+    #[test]
+    fn the_plurals_noted_are_the_resources_plurals() {
+        use crate::opened::PLURALS;
+        assert_eq!(Watched::<Pod>::plural(&()), PLURALS[0]);
+        assert_eq!(Watched::<Service>::plural(&()), PLURALS[1]);
+        assert_eq!(Watched::<EndpointSlice>::plural(&()), PLURALS[2]);
+        assert_eq!(Watched::<Node>::plural(&()), PLURALS[3]);
+    }
 
     #[test]
     fn a_watch_failing_is_stale_after_a_minute_however_slow_its_tries() {

@@ -943,7 +943,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_k8s_relists",
         Counter,
-        "Full lists of a kind that came through whole: the first, and one after each 410 Gone (tries that failed are watch errors).",
+        "Full lists of a kind that came through whole: the first, one after each 410 Gone, and one when a kind that left objects out at --k8s-max-objects has room again (tries that failed are watch errors).",
         Value::One(|s| s.stats.k8s.relists.load(Ordering::Relaxed) as f64)
     ),
     metric!(

@@ -365,9 +365,11 @@ impl FlowTable {
         self.end_connection(&mut conn, ConnEnd::Evicted);
     }
 
-    /// Makes room for one more flow: an unanswered one first, then the idle
-    /// flow closest to expiring, giving up connections (closest to expiring
-    /// first) to leave flows idle when none is.
+    /// Makes room for one more flow: an unanswered one not seen for
+    /// [`UNANSWERED_GRACE_NS`], then a flow without connections idle past
+    /// its emergency timeout, then an unanswered one of any age, then the
+    /// least recently seen flow without connections, giving up connections
+    /// (least recently seen first) to leave flows idle when none is.
     pub(super) fn make_room_for_flow(&mut self) -> bool {
         if self.evict_unanswered_flow(UNANSWERED_GRACE_NS)
             || self.evict_idle_flow(Idle::PastEmergency)
@@ -405,8 +407,9 @@ impl FlowTable {
             }
             let last_seen = self.flows.meters[idx as usize].last_seen_ns;
             if self.now_ns.saturating_sub(last_seen) < unseen_ns {
-                // The oldest was seen lately: the others' turn comes after
-                // idle flows'.
+                // The oldest made was seen lately (its answer may be on the
+                // way, or it is retried): those behind it wait for the
+                // steps after, which idle flows go in first.
                 return false;
             }
             if flow.live_connections == 1 {
@@ -433,9 +436,15 @@ impl FlowTable {
     /// Evicts the least recently seen flow without connections (only if
     /// idle past its emergency timeout, with [`Idle::PastEmergency`]).
     fn evict_idle_flow(&mut self, idle: Idle) -> bool {
-        while let Some(((idx, generation), filed)) =
-            self.eviction.idle_flows_by_recency.pop_oldest()
-        {
+        // Those looked past, not idle long enough for their protocol (a TCP
+        // flow's emergency timeout is longer than a UDP one's): filed back
+        // once done, or they would come straight out again.
+        let mut passed: Vec<(FlowEntry, u64)> = Vec::new();
+        let evicted = loop {
+            let Some(((idx, generation), filed)) = self.eviction.idle_flows_by_recency.pop_oldest()
+            else {
+                break false;
+            };
             let Some(flow) = self.flows.live(idx, generation) else {
                 continue;
             };
@@ -450,19 +459,26 @@ impl FlowTable {
                     .file((idx, generation), last_seen);
                 continue;
             }
-            let emergency = flow_timeout(&EMERGENCY, flow.key.proto);
-            if idle == Idle::PastEmergency && self.now_ns.saturating_sub(last_seen) <= emergency {
-                // The least recently seen is not: none is.
-                self.eviction
-                    .idle_flows_by_recency
-                    .file((idx, generation), last_seen);
-                return false;
+            let idle_ns = self.now_ns.saturating_sub(last_seen);
+            if idle == Idle::PastEmergency && idle_ns <= flow_timeout(&EMERGENCY, flow.key.proto) {
+                passed.push(((idx, generation), last_seen));
+                // Idle less than every protocol's timeout: none after it is
+                // idle longer (to the second).
+                if idle_ns <= EMERGENCY.tcp_idle_ns.min(EMERGENCY.udp_idle_ns)
+                    || passed.len() == EVICTION_TRIES
+                {
+                    break false;
+                }
+                continue;
             }
             self.remove_evicted_flow(idx);
             self.counters.idle_flows_evicted += 1;
-            return true;
+            break true;
+        };
+        for (entry, last_seen) in passed {
+            self.eviction.idle_flows_by_recency.file(entry, last_seen);
         }
-        false
+        evicted
     }
 
     /// Removes a flow to make room, counting what it had counted.
