@@ -39,6 +39,8 @@ pub(crate) struct CoverageAnswer {
     pub handoff_drops: u64,
     #[serde(default)]
     pub flows_evicted: u64,
+    #[serde(default)]
+    pub packets_in_no_flow: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,11 +451,12 @@ fn not_seen(c: &CoverageAnswer) -> String {
     if c.capture_drops
         .saturating_add(c.handoff_drops)
         .saturating_add(c.flows_evicted)
+        .saturating_add(c.packets_in_no_flow)
         > 0
     {
         out.push_str(&format!(
-            "LOST: {} frames dropped by the capture, {} at hand-off, {} flows evicted (counts are low)\n",
-            c.capture_drops, c.handoff_drops, c.flows_evicted
+            "LOST: {} frames dropped by the capture, {} at hand-off, {} flows evicted, {} packets in no flow (counts are low)\n",
+            c.capture_drops, c.handoff_drops, c.flows_evicted, c.packets_in_no_flow
         ));
     }
     out
@@ -785,9 +788,10 @@ mod tests {
                 read.agents_missing,
                 read.capture_drops,
                 read.handoff_drops,
-                read.flows_evicted
+                read.flows_evicted,
+                read.packets_in_no_flow
             ),
-            (3, 2, written.agents_missing.clone(), 5, 6, 7)
+            (3, 2, written.agents_missing.clone(), 5, 6, 7, 8)
         );
     }
 
@@ -800,6 +804,7 @@ mod tests {
             capture_drops: 0,
             handoff_drops: 0,
             flows_evicted: 0,
+            packets_in_no_flow: 0,
         };
         assert_eq!(not_seen(&c), "");
         c.agents_answered = 1;
@@ -808,7 +813,7 @@ mod tests {
         assert_eq!(
             not_seen(&c),
             "NOT SEEN: 1 of 2 agents answered; missing http://198.18.0.7:8898 (their traffic is not in this table)\n\
-             LOST: 5 frames dropped by the capture, 0 at hand-off, 0 flows evicted (counts are low)\n"
+             LOST: 5 frames dropped by the capture, 0 at hand-off, 0 flows evicted, 0 packets in no flow (counts are low)\n"
         );
     }
 
