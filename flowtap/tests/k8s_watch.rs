@@ -60,6 +60,15 @@ fn eventually(server: &Server, within: Duration, what: &str, check: impl Fn(&Val
     })
 }
 
+/// flowtap reading the demo's capture, its names from `api`'s watch.
+fn watching_the_demo(api: &ApiServer) -> Server {
+    let demo = common::project_root().join("demo/demo.pcap");
+    Server::start_with_env(
+        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    )
+}
+
 /// Waits until the watch says it is synced and holds `pods` pods
 /// (bounded: 10 s): the names can be whole before the last kind is listed.
 fn synced_with_pods(server: &Server, pods: usize) {
@@ -496,11 +505,7 @@ fn answers_wait_for_the_watch_s_first_lists() {
 #[test]
 fn names_are_said_stale_while_a_watch_keeps_failing_and_known_once_it_recovers() {
     let api = ApiServer::start();
-    let demo = common::project_root().join("demo/demo.pcap");
-    let server = Server::start_with_env(
-        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
-        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
-    );
+    let server = watching_the_demo(&api);
     let names_known = || server.get_json("/mcp/workloads")["names_known"].clone();
     let stale = || common::metrics::sample(&server.metrics(), "flowtap_k8s_names_stale");
     assert_eq!(names_known(), true);
@@ -558,11 +563,7 @@ fn watch_open(api: &ApiServer, collection: &str) {
 #[test]
 fn a_watch_that_opens_again_ends_its_failures_however_quiet_its_kind() {
     let api = ApiServer::start();
-    let demo = common::project_root().join("demo/demo.pcap");
-    let server = Server::start_with_env(
-        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
-        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
-    );
+    let server = watching_the_demo(&api);
     synced_with_pods(&server, 19);
     let sample = |name: &str| common::metrics::sample(&server.metrics(), name);
     let fail_services =
@@ -588,11 +589,7 @@ fn a_watch_that_opens_again_ends_its_failures_however_quiet_its_kind() {
 #[test]
 fn a_watch_refused_as_gone_lists_again() {
     let api = ApiServer::start();
-    let demo = common::project_root().join("demo/demo.pcap");
-    let server = Server::start_with_env(
-        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
-        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
-    );
+    let server = watching_the_demo(&api);
     synced_with_pods(&server, 19);
     let sample = |name: &str| common::metrics::sample(&server.metrics(), name);
     let relists = sample("flowtap_k8s_relists_total");

@@ -755,6 +755,15 @@ mod tests {
         t.update(&tcp(ts + 3 * MS, server, 443, client, port, ACK));
     }
 
+    /// A flow's packets from each side, and its connections.
+    fn sent_and_connections(f: &FlowRecord) -> (u64, u64, u64) {
+        (
+            f.sent[Side::Client].pkts,
+            f.sent[Side::Server].pkts,
+            f.connections,
+        )
+    }
+
     fn flows(t: &mut FlowTable) -> Vec<FlowRecord> {
         let mut out = Vec::new();
         t.export(t.now_ns(), &mut out);
@@ -1088,15 +1097,7 @@ mod tests {
             .collect();
         assert_eq!(real.len(), 20);
         for f in real {
-            assert_eq!(
-                (
-                    f.sent[Side::Client].pkts,
-                    f.sent[Side::Server].pkts,
-                    f.connections
-                ),
-                (4, 4, 2),
-                "{f:?}"
-            );
+            assert_eq!(sent_and_connections(&f), (4, 4, 2), "{f:?}");
             assert!(f.handshake[Side::Client].is_some());
         }
     }
@@ -1232,15 +1233,7 @@ mod tests {
             .collect();
         assert_eq!(real.len(), 200, "{c:?}");
         for f in real {
-            assert_eq!(
-                (
-                    f.sent[Side::Client].pkts,
-                    f.sent[Side::Server].pkts,
-                    f.connections
-                ),
-                (2, 2, 1),
-                "{f:?}"
-            );
+            assert_eq!(sent_and_connections(&f), (2, 2, 1), "{f:?}");
         }
     }
 
@@ -1298,15 +1291,7 @@ mod tests {
             .collect();
         assert_eq!(new.len(), 40);
         for f in new {
-            assert_eq!(
-                (
-                    f.sent[Side::Client].pkts,
-                    f.sent[Side::Server].pkts,
-                    f.connections
-                ),
-                (2, 2, 1),
-                "{f:?}"
-            );
+            assert_eq!(sent_and_connections(&f), (2, 2, 1), "{f:?}");
         }
     }
 
