@@ -886,7 +886,8 @@ fn parse_size_from<const MIN: u64>(text: &str) -> Result<u64, String> {
 /// (empty, or a proxy's prefix), a trailing `/` or `/mcp` (the MCP
 /// endpoint, which `mcp-stdio` is usually given) left out.
 pub(crate) fn flowtap_url(url: &str) -> Result<(AgentUrl, &str), String> {
-    let (agent, base) = AgentUrl::parse_with_path(url, "--auth-token-file")?;
+    let (agent, base) = AgentUrl::parse_with_path(url, "--auth-token-file")
+        .map_err(|e| format!("--url must be http://HOST:PORT[/PREFIX]: {e}"))?;
     Ok((agent, base.strip_suffix(api::mcp::PATH).unwrap_or(base)))
 }
 

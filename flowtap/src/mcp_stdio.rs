@@ -59,7 +59,7 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
     let (agent, base) = match crate::cli::flowtap_url(url) {
         Ok(parsed) => parsed,
         Err(e) => {
-            eprintln!("flowtap mcp-stdio: --url must be http://HOST:PORT[/PREFIX]: {e}");
+            eprintln!("flowtap mcp-stdio: {e}");
             return 2;
         }
     };

@@ -1,9 +1,9 @@
 //! Tables for people at a terminal: the top flows of an API answer,
 //! width-aware (comfy-table draws; rather than wrap a row, columns are
 //! dropped and names shortened until the rows fit the terminal's width),
-//! with sizes and rates in human units. `flowtap -r` prints one from its own view and
-//! `flowtap top` from a running flowtap's, both from the same `format=full`
-//! answer (`--json` gives machines that JSON).
+//! with sizes and rates in human units. `flowtap -r` prints one from its
+//! own view and `flowtap top` from a running flowtap's, both from the same
+//! `format=full` answer (`--json` gives machines that JSON).
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width};

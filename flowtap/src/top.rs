@@ -28,8 +28,7 @@ const MAX_BYTES_PER_FLOW: usize = 4 << 10;
 pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
     // Its paths under the URL's own (a proxy's prefix; `/mcp` left out, as
     // FLOWTAP_URL is mcp-stdio's too): the prefix was dropped.
-    let (agent, base) = crate::cli::flowtap_url(&args.url)
-        .map_err(|e| anyhow::anyhow!("--url must be http://HOST:PORT[/PREFIX]: {e}"))?;
+    let (agent, base) = crate::cli::flowtap_url(&args.url).map_err(anyhow::Error::msg)?;
     let max_bytes = MAX_BYTES + MAX_BYTES_PER_FLOW * args.limit as usize;
     let token = args
         .auth_token_file

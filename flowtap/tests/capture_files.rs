@@ -127,6 +127,22 @@ fn pcap_records(bytes: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// Runs `command` with `bytes` on its standard input (written from another
+/// thread, so that a large output cannot stall it): its output, and
+/// whether every byte was written.
+fn fed(command: &mut Command, bytes: Vec<u8>) -> (std::process::Output, std::io::Result<()>) {
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+    let out = child.wait_with_output().unwrap();
+    (out, writer.join().unwrap())
+}
+
 fn flowtap(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
         .args(args)
@@ -634,21 +650,13 @@ fn standard_input_and_compressed_files_read_like_the_file() {
     // So are standard input under another name, and one FIFO named twice
     // (a file named twice is read twice: below).
     let twice = |args: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // A pipe that holds the capture: read once, it would give flows.
-        let mut stdin = child.stdin.take().unwrap();
+        // A pipe that holds the capture: read once, it would give flows
+        // (refused before reading, flowtap may leave it unwritten).
         let bytes = std::fs::read(&path).unwrap();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&bytes);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
+        let (out, _) = fed(
+            Command::new(env!("CARGO_BIN_EXE_flowtap")).args(args),
+            bytes,
+        );
         (out.status.code(), String::from_utf8(out.stderr).unwrap())
     };
     let (status, stderr) = twice(&["-r", "-", "-r", "/dev/stdin", "--json"]);
@@ -666,17 +674,8 @@ fn standard_input_and_compressed_files_read_like_the_file() {
     assert!(stderr.contains("are one stream"), "{stderr}");
 
     let compress = |tool: &[&str], bytes: &[u8]| {
-        let mut child = Command::new(tool[0])
-            .args(&tool[1..])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let bytes = bytes.to_vec();
-        let writer = std::thread::spawn(move || stdin.write_all(&bytes).unwrap());
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
+        let (out, written) = fed(Command::new(tool[0]).args(&tool[1..]), bytes.to_vec());
+        written.unwrap();
         assert!(out.status.success(), "{tool:?}");
         out.stdout
     };

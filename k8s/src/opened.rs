@@ -9,9 +9,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+
+use tokio::time::Instant;
 
 use crate::KINDS;
 
@@ -19,31 +20,25 @@ use crate::KINDS;
 /// tests check them against its resources').
 pub(crate) const PLURALS: [&str; 4] = ["pods", "services", "endpointslices", "nodes"];
 
-/// When each kind's watch was last answered with success, in nanoseconds
-/// since `base` (0: never).
+/// When each kind's watch was last answered with success (a lock taken
+/// once a watch request and once a rebuild, twice a second).
+#[derive(Default)]
 pub(crate) struct WatchesOpened {
-    base: tokio::time::Instant,
-    at: [AtomicU64; KINDS.len()],
+    at: Mutex<[Option<Instant>; KINDS.len()]>,
 }
 
 impl WatchesOpened {
     pub(crate) fn new() -> Arc<WatchesOpened> {
-        Arc::new(WatchesOpened {
-            base: tokio::time::Instant::now(),
-            at: Default::default(),
-        })
+        Arc::default()
     }
 
     fn note(&self, kind: usize) {
-        let since = self.base.elapsed().as_nanos();
-        let since = u64::try_from(since).unwrap_or(u64::MAX).max(1);
-        self.at[kind].store(since, Ordering::Release);
+        self.at.lock().expect("watches opened lock")[kind] = Some(Instant::now());
     }
 
     /// When `kind`'s watch was last opened, if ever.
-    pub(crate) fn at(&self, kind: usize) -> Option<tokio::time::Instant> {
-        let at = self.at[kind].load(Ordering::Acquire);
-        (at != 0).then(|| self.base + std::time::Duration::from_nanos(at))
+    pub(crate) fn at(&self, kind: usize) -> Option<Instant> {
+        self.at.lock().expect("watches opened lock")[kind]
     }
 
     /// The layer that notes into `self`.
@@ -141,12 +136,12 @@ mod tests {
         let step = std::time::Duration::from_millis(5);
         let opened = WatchesOpened::new();
         tokio::time::sleep(step).await;
-        let failure = tokio::time::Instant::now();
+        let failure = Instant::now();
         assert_eq!(opened.at(1), None);
         tokio::time::sleep(step).await;
         opened.note(1);
         let at = opened.at(1).unwrap();
-        assert!(at > failure && at <= tokio::time::Instant::now());
+        assert!(at > failure && at <= Instant::now());
         assert_eq!(opened.at(0), None, "another kind");
     }
 }
