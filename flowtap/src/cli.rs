@@ -307,8 +307,8 @@ pub(crate) struct RunArgs {
     pub memory_limit: Option<u64>,
 
     /// Connections tracked at most (default: from --memory-limit). A full
-    /// table gives up unanswered, then closed connections; answered ones
-    /// stay, and packets of connections it cannot track still count.
+    /// table gives up unanswered connections, then idle ones, then the least
+    /// recently seen; packets of connections it cannot track still count.
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MAX_CONNECTIONS", help_heading = FLOWS)]
     pub max_connections: Option<usize>,
 
@@ -600,6 +600,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
     pub mcp_sessions_per_client: usize,
 
+    /// An MCP session unused this long ends (its client is answered 404,
+    /// and real clients' next request takes it up again): how long an idle
+    /// session holds a place among --mcp-max-sessions.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600.0, value_parser = parse_seconds_from::<1000>, env = "FLOWTAP_MCP_SESSION_IDLE_TIMEOUT", help_heading = API)]
+    pub mcp_session_idle_timeout: f64,
+
     /// Workload pairs (client and server namespace and workload, server
     /// port, protocol) with series of their own in /metrics; the traffic of
     /// further pairs goes to one "other" series.
@@ -734,6 +740,7 @@ impl ServeArgs {
                 max_reply_bytes: usize::try_from(self.mcp_max_reply_bytes).unwrap_or(usize::MAX),
                 max_sessions: self.mcp_max_sessions.max(1),
                 sessions_per_client: self.mcp_sessions_per_client.max(1),
+                session_idle_timeout: seconds(self.mcp_session_idle_timeout),
             },
             map_refresh: seconds(snapshot_interval_s),
             ..ServerConfig::default()

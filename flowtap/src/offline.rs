@@ -73,29 +73,36 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
     Ok(config)
 }
 
+/// What `-r FILE` names, looked at without reading it: standard input's
+/// for `-`. None if it cannot be looked at (said when it is read).
+fn metadata_of(file: &std::path::Path) -> Option<std::fs::Metadata> {
+    use std::os::fd::AsFd;
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(|fd| std::fs::File::from(fd).metadata())
+            .ok()
+    } else {
+        std::fs::metadata(file).ok()
+    }
+}
+
 /// Refuses standard input, or any other stream (a FIFO, a socket, a
 /// device), given more than once, under one name or two (`-r - -r
 /// /dev/stdin`): the second would read nothing, the first having read the
 /// stream to its end, and end the run as an empty file. A file given twice
 /// is read twice ([`warn_of_files_given_twice`]).
 fn refuse_streams_given_twice(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
-    use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
     if files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
         anyhow::bail!("-r - is given more than once: standard input is read once");
     }
     let mut seen = std::collections::HashMap::new();
     for file in files {
-        let metadata = if file.as_os_str() == "-" {
-            std::io::stdin()
-                .as_fd()
-                .try_clone_to_owned()
-                .and_then(|fd| std::fs::File::from(fd).metadata())
-        } else {
-            std::fs::metadata(file)
+        let Some(metadata) = metadata_of(file) else {
+            continue;
         };
-        // One that cannot be looked at is said when it is read.
-        let Ok(metadata) = metadata else { continue };
         // Files are read again; a directory is refused when it is read.
         if metadata.is_file() || metadata.is_dir() {
             continue;
@@ -111,17 +118,25 @@ fn refuse_streams_given_twice(files: &[std::path::PathBuf]) -> anyhow::Result<()
     Ok(())
 }
 
-/// Says which files are given more than once: read as one stream, their
+/// Says which files are given more than once, under any names (a link,
+/// `-` with that file as standard input): read as one stream, their
 /// packets count twice (and their TCP connections look retransmitted),
 /// which a user who meant one file does not see in the answer.
 fn warn_of_files_given_twice(files: &[std::path::PathBuf]) {
-    let mut seen = std::collections::HashSet::new();
-    for file in files.iter().filter(|f| f.as_os_str() != "-") {
-        if let Ok(real) = std::fs::canonicalize(file)
-            && !seen.insert(real)
-        {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashMap::new();
+    for file in files {
+        let Some(metadata) = metadata_of(file).filter(|m| m.is_file()) else {
+            continue;
+        };
+        if let Some(first) = seen.insert((metadata.dev(), metadata.ino()), file) {
+            let also = if first == file {
+                String::new()
+            } else {
+                format!(" (as -r {} too)", first.display())
+            };
             eprintln!(
-                "flowtap: warning: {} is given more than once: its packets are counted each time",
+                "flowtap: warning: -r {} is given more than once{also}: its packets are counted each time",
                 file.display()
             );
         }

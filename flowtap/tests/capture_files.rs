@@ -665,6 +665,22 @@ fn standard_input_and_compressed_files_read_like_the_file() {
         stderr.contains("-r - and -r /dev/stdin are one stream"),
         "{stderr}"
     );
+    // A file as standard input and under its own name is read twice, and
+    // said (it was silent).
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["-r", "-", "-r", path.to_str().unwrap(), "--json"])
+        .stdin(File::open(&path).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "-r {} is given more than once (as -r - too)",
+            path.display()
+        )),
+        "{stderr}"
+    );
     let fifo = dir.path().join("fifo");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());

@@ -302,16 +302,22 @@ fn mcp_sessions_are_refused_not_stolen_when_all_are_in_use() {
         "4",
         "--mcp-sessions-per-client",
         "8",
+        "--mcp-session-idle-timeout",
+        "3",
     ]);
     for _ in 0..4 {
         assert_eq!(session(&server, "2025-11-25").status, 200);
     }
     let r = session(&server, "2025-11-25");
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(
-        sample(&server.metrics(), "flowtap_mcp_sessions_refused_total"),
-        1.0
-    );
+    let metrics = server.metrics();
+    assert_eq!(sample(&metrics, "flowtap_mcp_sessions_refused_total"), 1.0);
+    assert_eq!(sample(&metrics, "flowtap_mcp_sessions"), 4.0);
+    // Idle past --mcp-session-idle-timeout, they end: the gauge says so
+    // without a new session being made, and there is room again.
+    std::thread::sleep(Duration::from_millis(3200));
+    assert_eq!(sample(&server.metrics(), "flowtap_mcp_sessions"), 0.0);
+    assert_eq!(session(&server, "2025-11-25").status, 200);
 }
 
 /// `aggregate=` over every flow, many at once and again and again: memory

@@ -52,6 +52,9 @@ pub struct McpLimits {
     /// Sessions one client (IP address) may hold; its own least recently
     /// used one makes room for its next.
     pub sessions_per_client: usize,
+    /// A session unused this long has ended (its client is told 404 and
+    /// may take it up again).
+    pub session_idle_timeout: std::time::Duration,
 }
 
 impl Default for McpLimits {
@@ -61,6 +64,7 @@ impl Default for McpLimits {
             max_reply_bytes: 8 << 20,
             max_sessions: 1024,
             sessions_per_client: 32,
+            session_idle_timeout: std::time::Duration::from_secs(3600),
         }
     }
 }

@@ -21,9 +21,6 @@ use std::time::{Duration, Instant};
 use super::version::Version;
 use crate::metrics::ServiceStats;
 
-/// A session unused this long has ended.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-
 struct Session {
     version: Version,
     client: IpAddr,
@@ -41,6 +38,8 @@ pub struct Sessions {
     ended: Mutex<VecDeque<String>>,
     capacity: usize,
     per_client: usize,
+    /// A session unused this long has ended.
+    idle_timeout: Duration,
     stats: Arc<ServiceStats>,
 }
 
@@ -65,7 +64,12 @@ pub enum Lookup {
 }
 
 impl Sessions {
-    pub fn new(stats: Arc<ServiceStats>, capacity: usize, per_client: usize) -> Sessions {
+    pub fn new(
+        stats: Arc<ServiceStats>,
+        capacity: usize,
+        per_client: usize,
+        idle_timeout: Duration,
+    ) -> Sessions {
         stats
             .mcp_session_capacity
             .store(capacity as u64, Ordering::Relaxed);
@@ -74,6 +78,7 @@ impl Sessions {
             ended: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
             per_client: per_client.max(1),
+            idle_timeout,
             stats,
         }
     }
@@ -121,7 +126,7 @@ impl Sessions {
             session.last_used = now;
             return Ok(false);
         }
-        table.retain(|_, s| now.duration_since(s.last_used) < IDLE_TIMEOUT);
+        self.expire(&mut table, now);
         let own: Vec<(&String, Instant)> = table
             .iter()
             .filter(|(_, s)| s.client == client)
@@ -163,7 +168,7 @@ impl Sessions {
         let now = Instant::now();
         let mut table = self.table.lock().expect("sessions lock");
         match table.get_mut(id) {
-            Some(s) if now.duration_since(s.last_used) < IDLE_TIMEOUT => {
+            Some(s) if now.duration_since(s.last_used) < self.idle_timeout => {
                 s.last_used = now;
                 Lookup::Found(s.version)
             }
@@ -176,6 +181,21 @@ impl Sessions {
             }
             None => Lookup::Unknown,
         }
+    }
+
+    /// Ends the sessions idle too long, so that the sessions gauge counts
+    /// live ones (called before each scrape: without it, sessions expired
+    /// in a quiet hour were counted until the next session was made).
+    pub fn expire_idle(&self) {
+        let mut table = self.table.lock().expect("sessions lock");
+        self.expire(&mut table, Instant::now());
+    }
+
+    fn expire(&self, table: &mut HashMap<String, Session>, now: Instant) {
+        table.retain(|_, s| now.duration_since(s.last_used) < self.idle_timeout);
+        self.stats
+            .mcp_sessions
+            .store(table.len() as u64, Ordering::Relaxed);
     }
 
     /// Ends a session (HTTP DELETE); false if there was none. Its id is
@@ -216,7 +236,7 @@ mod tests {
     #[test]
     fn sessions_are_bounded_per_client_and_in_all() {
         let stats = Arc::new(ServiceStats::default());
-        let sessions = Sessions::new(stats.clone(), 6, 3);
+        let sessions = Sessions::new(stats.clone(), 6, 3, Duration::from_secs(3600));
         let v = Version::LATEST_HANDSHAKE;
         let (a, b): (IpAddr, IpAddr) =
             ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
@@ -251,9 +271,34 @@ mod tests {
     }
 
     #[test]
+    fn idle_sessions_end_and_leave_the_gauge() {
+        let stats = Arc::new(ServiceStats::default());
+        let sessions = Sessions::new(stats.clone(), 8, 8, Duration::from_secs(60));
+        let v = Version::LATEST_HANDSHAKE;
+        let a: IpAddr = "198.18.0.1".parse().unwrap();
+        let idle = sessions.create(v, a).unwrap();
+        let used = sessions.create(v, a).unwrap();
+        let later = Instant::now() + Duration::from_secs(45);
+        sessions
+            .table
+            .lock()
+            .unwrap()
+            .get_mut(&used)
+            .unwrap()
+            .last_used = later;
+        {
+            let mut table = sessions.table.lock().unwrap();
+            sessions.expire(&mut table, later + Duration::from_secs(30));
+        }
+        assert_eq!(stats.mcp_sessions.load(Ordering::Relaxed), 1);
+        assert_eq!(sessions.touch(&idle), Lookup::Unknown);
+        assert_eq!(sessions.touch(&used), Lookup::Found(v));
+    }
+
+    #[test]
     fn a_session_not_known_is_taken_up_again_but_not_one_its_client_ended() {
         let stats = Arc::new(ServiceStats::default());
-        let sessions = Sessions::new(stats.clone(), 2, 2);
+        let sessions = Sessions::new(stats.clone(), 2, 2, Duration::from_secs(3600));
         let v = Version::LATEST_HANDSHAKE;
         let a: IpAddr = "198.18.0.1".parse().unwrap();
         // An id from before a restart.

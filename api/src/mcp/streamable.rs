@@ -97,11 +97,18 @@ impl Mcp {
                 stats.clone(),
                 limits.max_sessions,
                 limits.sessions_per_client,
+                limits.session_idle_timeout,
             ),
             limits,
             stats,
             build,
         }
+    }
+
+    /// Ends the sessions idle past their timeout (before a scrape reads
+    /// how many are open).
+    pub fn expire_idle_sessions(&self) {
+        self.sessions.expire_idle();
     }
 
     /// One answer's JSON, or an error in its place when it would not fit

@@ -340,6 +340,7 @@ async fn route_request(
                 // the publisher's swap is kept alive (a hub's 1.5M flows,
                 // half a GiB) until the scrape lets go.
                 drop(state.stats.pairs.lock());
+                state.mcp.expire_idle_sessions();
                 let view = state.views.load_full();
                 let queues = state.queues.as_ref().map(|f| f()).unwrap_or_default();
                 metrics::render(

@@ -9,10 +9,10 @@
 //! **Eviction.** A full table makes room in this order, each step counted:
 //! 1. unanswered state, oldest first: connections whose other side never
 //!    really answered (a spoofed SYN, a probe: what a flood is made of; see
-//!    [`Conn::is_answered`]), and flows none of whose connections did; for
-//!    flows, first those not seen for [`UNANSWERED_GRACE_NS`], then flows
-//!    without connections idle past the emergency timeouts, then the
-//!    unanswered ones of any age;
+//!    [`Conn::is_answered`]), and flows none of whose connections did:
+//!    first those not seen for [`UNANSWERED_GRACE_NS`], then connections
+//!    (or flows without connections) idle past the emergency timeouts, then
+//!    the unanswered ones of any age;
 //! 2. then, as Suricata's flow emergency mode does, the least recently seen
 //!    state of any kind (to the second, [`Recency`]): counted as
 //!    *emergency-expired* when idle past the emergency timeouts (a few
@@ -21,8 +21,8 @@
 //!
 //! So a flood of spoofed packets cannot fill the table with state that
 //! cannot be evicted, answered, active connections go last, and a steady
-//! stream of new flows at a full table is not given up before its answers
-//! come while the table holds flows long over.
+//! stream of new connections at a full table is not given up before its
+//! answers come while the table holds connections and flows long over.
 
 use std::collections::VecDeque;
 
@@ -304,30 +304,57 @@ impl FlowTable {
     }
 
     /// Ensures room for one more connection; false if nothing could be
-    /// given up (the connection is then counted in its flow alone).
+    /// given up (the connection is then counted in its flow alone). The
+    /// flows' order: an unanswered connection not seen for
+    /// [`UNANSWERED_GRACE_NS`], then one idle past its emergency timeout,
+    /// then an unanswered one of any age, then the least recently seen. (The
+    /// oldest unanswered first, whatever its age, gave up each new
+    /// connection of a steady stream before its answer came, at a table
+    /// full of connections long over.)
     pub(super) fn make_room_for_connection(&mut self) -> bool {
         if self.conns.len() < self.config.limits.max_connections {
             return true;
         }
-        self.evict_unanswered_connection() || self.evict_connection_by_age()
+        self.evict_unanswered_connection(UNANSWERED_GRACE_NS)
+            || self.evict_connection_by_age(Idle::PastEmergency)
+            || self.evict_unanswered_connection(0)
+            || self.evict_connection_by_age(Idle::Any)
     }
 
-    fn evict_unanswered_connection(&mut self) -> bool {
-        while let Some(handle) = self.eviction.unanswered_conns.pop_front() {
-            if let Some(key) = unanswered_conn(&self.conns, handle) {
-                self.evict_connection(&key);
-                self.counters.connections_evicted += 1;
-                return true;
+    /// Evicts the oldest unanswered connection, if it has not been seen for
+    /// `unseen_ns`.
+    fn evict_unanswered_connection(&mut self, unseen_ns: u64) -> bool {
+        while let Some(&handle) = self.eviction.unanswered_conns.front() {
+            let Some(conn) = self.conns.resolve(handle).filter(|c| !c.is_answered()) else {
+                self.eviction.unanswered_conns.pop_front();
+                continue;
+            };
+            if self.now_ns.saturating_sub(conn.last_seen_ns) < unseen_ns {
+                // Seen lately (its answer may be on the way): the steps
+                // after go first.
+                return false;
             }
+            let key = conn.key;
+            self.eviction.unanswered_conns.pop_front();
+            self.evict_connection(&key);
+            self.counters.connections_evicted += 1;
+            return true;
         }
         false
     }
 
-    /// Gives up the least recently seen connection (step 2). An entry seen
-    /// since it was filed is filed again by when; each such move is paid
-    /// for by the packet that refreshed it.
-    fn evict_connection_by_age(&mut self) -> bool {
-        while let Some((handle, filed)) = self.eviction.conns_by_recency.pop_oldest() {
+    /// Gives up the least recently seen connection (step 2), only one idle
+    /// past its emergency timeout with [`Idle::PastEmergency`]. An entry
+    /// seen since it was filed is filed again by when; each such move is
+    /// paid for by the packet that refreshed it.
+    fn evict_connection_by_age(&mut self, idle: Idle) -> bool {
+        // Those looked past, not idle long enough for their state: filed
+        // back once done, or they would come straight out again.
+        let mut passed: Vec<(ConnRef, u64)> = Vec::new();
+        let evicted = loop {
+            let Some((handle, filed)) = self.eviction.conns_by_recency.pop_oldest() else {
+                break false;
+            };
             let Some(conn) = self.conns.resolve(handle) else {
                 continue;
             };
@@ -339,16 +366,29 @@ impl FlowTable {
                     .file(handle, conn.last_seen_ns);
                 continue;
             }
-            let idle = self.now_ns.saturating_sub(conn.last_seen_ns);
-            if idle > timeout(&EMERGENCY, conn.class(key.proto)) {
+            let idle_ns = self.now_ns.saturating_sub(conn.last_seen_ns);
+            let past_emergency = idle_ns > timeout(&EMERGENCY, conn.class(key.proto));
+            if idle == Idle::PastEmergency && !past_emergency {
+                passed.push((handle, conn.last_seen_ns));
+                // Idle less than every state's emergency timeout: none
+                // after it is idle longer (to the second).
+                if idle_ns <= EMERGENCY.tcp_closed_ns || passed.len() == EVICTION_TRIES {
+                    break false;
+                }
+                continue;
+            }
+            if past_emergency {
                 self.counters.connections_emergency_expired += 1;
             } else {
                 self.counters.connections_evicted_recent += 1;
             }
             self.evict_connection(&key);
-            return true;
+            break true;
+        };
+        for (handle, last_seen) in passed {
+            self.eviction.conns_by_recency.file(handle, last_seen);
         }
-        false
+        evicted
     }
 
     fn evict_connection(&mut self, key: &ConnKey) {
@@ -379,7 +419,7 @@ impl FlowTable {
             return true;
         }
         for _ in 0..EVICTION_TRIES {
-            if !self.evict_connection_by_age() {
+            if !self.evict_connection_by_age(Idle::Any) {
                 return false;
             }
             if self.evict_idle_flow(Idle::Any) {

@@ -1295,6 +1295,58 @@ mod tests {
         }
     }
 
+    /// The same at a full connection table: connections open and idle a
+    /// minute hold it, new connections come, each answered after the next
+    /// one's SYN. The oldest unanswered connection went first, and that was
+    /// the newest: all 40 handshakes were lost.
+    #[test]
+    fn new_connections_at_a_full_table_are_not_given_up_before_their_answers() {
+        let mut t = table_of(TableConfig {
+            timeouts: crate::flow::Timeouts::LIVE,
+            limits: Limits {
+                max_connections: 50,
+                max_flows: 1_000,
+                max_sketches: 1_000,
+            },
+            ..TableConfig::default()
+        });
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        let s = crate::time::SECOND;
+        for i in 0..50 {
+            converse(&mut t, 0, addr(i), 40_000 + i as u16, server);
+        }
+        assert_eq!(t.counters().active_connections, 50);
+        let start = 60 * s;
+        let client = |i: u32| addr(1_000 + i);
+        let answer = |t: &mut FlowTable, i: u32, ts: u64| {
+            t.update(&tcp(ts, server, 443, client(i), 50_000, SYN | ACK));
+            t.update(&tcp(ts + MS, client(i), 50_000, server, 443, ACK));
+        };
+        for i in 0..40u32 {
+            let ts = start + u64::from(i) * 10 * MS;
+            t.update(&tcp(ts, client(i), 50_000, server, 443, SYN));
+            if i > 0 {
+                answer(&mut t, i - 1, ts + MS);
+            }
+        }
+        answer(&mut t, 39, start + 400 * MS);
+        let c = t.counters();
+        assert_eq!(
+            (c.connections_evicted, c.connections_emergency_expired),
+            (0, 40),
+            "{c:?}"
+        );
+        let new: Vec<_> = flows(&mut t)
+            .into_iter()
+            .filter(|f| (0..40).any(|i| f.key.client == client(i)))
+            .collect();
+        assert_eq!(new.len(), 40);
+        for f in new {
+            assert!(f.handshake[Side::Client].is_some(), "{f:?}");
+            assert!(f.handshake[Side::Server].is_some(), "{f:?}");
+        }
+    }
+
     #[test]
     fn idle_state_expires_by_its_timeout_without_a_walk() {
         let mut t = live_table();
