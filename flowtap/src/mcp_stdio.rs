@@ -3,9 +3,13 @@
 //! forwarded to the running flowtap's `/mcp` with the headers the
 //! Streamable HTTP transport wants (session and revision after an
 //! `initialize`; revision, method and name for stateless requests), and
-//! every answer is written to stdout as one line. Diagnostics go to stderr.
+//! every answer is written to stdout as one line, in the order answers
+//! come: a few requests are forwarded at once, so that a slow answer (a
+//! hub's round) holds no ping or call behind it. Diagnostics go to stderr.
 
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 
 use api::mcp::{headers, jsonrpc, stateless};
 use bytes::Bytes;
@@ -22,18 +26,36 @@ const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 /// The largest answer taken: far above a server's `--mcp-max-reply-bytes`
 /// (8 MiB by default).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// Requests forwarded at once; the next line is read when one is answered.
+const AT_ONCE: u32 = 8;
+/// How long answers still on their way are waited for once the client has
+/// closed stdin (which the stdio transport makes the way to end a server):
+/// a bridge given one request and end of input still answers it.
+const AFTER_INPUT_ENDS: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where and how to reach the running flowtap, and the session it gave.
 struct Forwarder {
     agent: hub::client::AgentUrl,
     path: String,
     token: Option<String>,
-    session: Option<String>,
+    session: RefCell<Session>,
+    /// Held while a new session is begun, so that requests the server
+    /// answered 404 at once begin one, not one each.
+    beginning: tokio::sync::Mutex<()>,
+}
+
+/// The session flowtap gave, as `initialize` left it.
+#[derive(Clone, Default)]
+struct Session {
+    id: Option<String>,
     /// The revision `initialize` negotiated.
     version: Option<String>,
     /// The client's `initialize` params, to begin a new session with when
     /// the server ends this one.
     initialize: Option<Value>,
+    /// Sessions begun so far: a request answered 404 begins a new one only
+    /// if none has been begun since it was sent.
+    begun: u64,
 }
 
 /// An HTTP answer.
@@ -64,14 +86,13 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
         }
     };
     let path = format!("{base}{}", api::mcp::PATH);
-    let mut forwarder = Forwarder {
+    let forwarder = Rc::new(Forwarder {
         agent,
         path,
         token,
-        session: None,
-        version: None,
-        initialize: None,
-    };
+        session: RefCell::default(),
+        beginning: tokio::sync::Mutex::new(()),
+    });
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,7 +103,8 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(async {
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
         match forwarder.pump().await {
             Ok(()) => 0,
             Err(e) => {
@@ -94,10 +116,25 @@ pub(crate) fn run(url: &str, token_file: Option<&Path>) -> i32 {
 }
 
 impl Forwarder {
-    /// Forwards until stdin ends, then ends the session.
-    async fn pump(&mut self) -> std::io::Result<()> {
+    /// Forwards until stdin ends and the answers on their way are written
+    /// (for [`AFTER_INPUT_ENDS`] at most), then ends the session.
+    async fn pump(self: &Rc<Self>) -> std::io::Result<()> {
         let mut stdin = BufReader::new(tokio::io::stdin());
-        let mut stdout = tokio::io::stdout();
+        // Answers to write, in the order they come; None: the end (answers
+        // still on their way then are not waited for).
+        let (answers, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Option<Value>>();
+        let writer = tokio::task::spawn_local(async move {
+            let mut stdout = tokio::io::stdout();
+            while let Some(Some(message)) = to_write.recv().await {
+                // serde_json writes no raw newlines: one message, one line.
+                let mut text = message.to_string();
+                text.push('\n');
+                stdout.write_all(text.as_bytes()).await?;
+                stdout.flush().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(AT_ONCE as usize));
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -106,31 +143,61 @@ impl Forwarder {
             }
             // A line that is not UTF-8 (which the stdio transport requires)
             // is a parse error, answered, and the bridge reads on.
-            let replies = match std::str::from_utf8(&line) {
+            let text = match std::str::from_utf8(&line) {
                 Ok(text) if text.trim().is_empty() => continue,
-                Ok(text) => self.forward(text.trim_end_matches(['\n', '\r'])).await,
-                Err(e) => vec![parse_error(format!("the line is not UTF-8: {e}"))],
+                Ok(text) => text.trim_end_matches(['\n', '\r']).to_owned(),
+                Err(e) => {
+                    let error = parse_error(format!("the line is not UTF-8: {e}"));
+                    let _ = answers.send(Some(error));
+                    continue;
+                }
             };
-            for message in replies {
-                // serde_json writes no raw newlines: one message, one line.
-                let mut text = message.to_string();
-                text.push('\n');
-                stdout.write_all(text.as_bytes()).await?;
-                stdout.flush().await?;
-            }
+            // An `initialize` goes alone: what follows it needs its session.
+            // (A line that only names it goes alone too: no harm.)
+            let turns_taken = if text.contains("\"initialize\"") {
+                AT_ONCE
+            } else {
+                1
+            };
+            let Ok(turn) = turns.clone().acquire_many_owned(turns_taken).await else {
+                break;
+            };
+            let (forwarder, answers) = (self.clone(), answers.clone());
+            tokio::task::spawn_local(async move {
+                for message in forwarder.forward(&text).await {
+                    let _ = answers.send(Some(message));
+                }
+                drop(turn);
+            });
         }
-        if let Some(session) = self.session.take() {
+        // Every turn back: every answer on its way has been sent to the
+        // writer (or the wait is over).
+        let all = turns.acquire_many(AT_ONCE);
+        if tokio::time::timeout(AFTER_INPUT_ENDS, all).await.is_err() {
+            eprintln!(
+                "flowtap mcp-stdio: input ended; answers not come within {} s are not waited for",
+                AFTER_INPUT_ENDS.as_secs()
+            );
+        }
+        let _ = answers.send(None);
+        let written = tokio::time::timeout(AFTER_INPUT_ENDS, writer).await;
+        let id = self.session.borrow_mut().id.take();
+        if let Some(session) = id {
             let _ = self
                 .send("DELETE", Vec::new(), &[(headers::SESSION_ID, session)])
                 .await;
         }
-        Ok(())
+        match written {
+            Ok(Ok(result)) => result,
+            // Stdout not read, or the writer gone: nothing more can be said.
+            _ => Ok(()),
+        }
     }
 
     /// One message (or batch) from the client; what to answer it with: a
     /// batch's answers as one array, a notification's nothing (JSON-RPC:
     /// a notification is never answered; what went wrong goes to stderr).
-    async fn forward(&mut self, line: &str) -> Vec<Value> {
+    async fn forward(&self, line: &str) -> Vec<Value> {
         let message: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => return vec![parse_error(format!("Parse error: {e}"))],
@@ -160,7 +227,8 @@ impl Forwarder {
                 &jsonrpc::RpcError::new(jsonrpc::INTERNAL_ERROR, text),
             )]
         };
-        let mut answer = match self.post(&message, line).await {
+        let sent_with = self.session.borrow().clone();
+        let mut answer = match self.post(&message, line, &sent_with).await {
             Ok(a) => a,
             Err(e) => return fail(e),
         };
@@ -169,11 +237,11 @@ impl Forwarder {
         // starts a new one, which a stdio client cannot know to do. The
         // bridge does, with the client's own `initialize`, and sends the
         // message again, once.
-        if answer.status == 404 && self.session.is_some() && method != "initialize" {
-            eprintln!("flowtap mcp-stdio: the server ended the session; starting a new one");
-            self.session = None;
-            answer = match self.initialize_again().await {
-                Ok(()) => match self.post(&message, line).await {
+        if answer.status == 404 && sent_with.id.is_some() && method != "initialize" {
+            let began = self.begin_again(sent_with.begun).await;
+            let now = self.session.borrow().clone();
+            answer = match began {
+                Ok(()) => match self.post(&message, line, &now).await {
                     Ok(a) => a,
                     Err(e) => return fail(e),
                 },
@@ -198,12 +266,14 @@ impl Forwarder {
             only["id"] = id.clone();
         }
         if method == "initialize" && answer.status == 200 {
-            self.initialize = message.get("params").cloned();
-            self.session = answer.session;
-            self.version = messages
+            let mut session = self.session.borrow_mut();
+            session.initialize = message.get("params").cloned();
+            session.id = answer.session;
+            session.version = messages
                 .first()
                 .and_then(|m| m["result"]["protocolVersion"].as_str())
                 .map(str::to_owned);
+            session.begun += 1;
         }
         // A batch's answers as one array; a batch refused whole (empty, or
         // one message per request) as the one error object the server sent
@@ -215,8 +285,8 @@ impl Forwarder {
     }
 
     /// POSTs one message (`line`, as the client wrote it) with the headers
-    /// the transport wants for it.
-    async fn post(&self, message: &Value, line: &str) -> Result<Answer, String> {
+    /// the transport wants for it in `session`.
+    async fn post(&self, message: &Value, line: &str, session: &Session) -> Result<Answer, String> {
         let method = message.get("method").and_then(Value::as_str);
         let params = message.get("params").and_then(Value::as_object);
         let mut extra = Vec::new();
@@ -231,10 +301,10 @@ impl Forwarder {
             }
             None if method == Some("initialize") => {}
             None => {
-                if let Some(s) = &self.session {
+                if let Some(s) = &session.id {
                     extra.push((headers::SESSION_ID, s.clone()));
                 }
-                if let Some(v) = &self.version {
+                if let Some(v) = &session.version {
                     extra.push((headers::PROTOCOL_VERSION, v.clone()));
                 }
             }
@@ -249,10 +319,22 @@ impl Forwarder {
             })
     }
 
+    /// A new session in place of the one the server ended, unless one has
+    /// been begun since session `ended` (another request met the 404 first).
+    async fn begin_again(&self, ended: u64) -> Result<(), String> {
+        let _alone = self.beginning.lock().await;
+        if self.session.borrow().begun != ended {
+            return Ok(());
+        }
+        eprintln!("flowtap mcp-stdio: the server ended the session; starting a new one");
+        self.initialize_again().await
+    }
+
     /// A new session, begun as the client began its first: its
     /// `initialize`, then `notifications/initialized`.
-    async fn initialize_again(&mut self) -> Result<(), String> {
-        let params = self
+    async fn initialize_again(&self) -> Result<(), String> {
+        let old = self.session.borrow().clone();
+        let params = old
             .initialize
             .clone()
             .ok_or("the client's initialize is not known")?;
@@ -262,7 +344,9 @@ impl Forwarder {
             "method": "initialize",
             "params": params,
         });
-        let answer = self.post(&initialize, &initialize.to_string()).await?;
+        let answer = self
+            .post(&initialize, &initialize.to_string(), &Session::default())
+            .await?;
         let (messages, _) = messages_of(&answer)?;
         let version = messages
             .first()
@@ -274,17 +358,23 @@ impl Forwarder {
                 String::from_utf8_lossy(&answer.body)
             ));
         };
-        if self.version.as_deref() != Some(version) {
+        if old.version.as_deref() != Some(version) {
             eprintln!(
                 "flowtap mcp-stdio: the new session speaks {version}, where the client's spoke {}",
-                self.version.as_deref().unwrap_or("?")
+                old.version.as_deref().unwrap_or("?")
             );
         }
-        self.version = Some(version.to_owned());
-        self.session = answer.session;
+        let new = Session {
+            id: answer.session,
+            version: Some(version.to_owned()),
+            initialize: old.initialize,
+            begun: old.begun + 1,
+        };
         let initialized =
             serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.post(&initialized, &initialized.to_string()).await?;
+        self.post(&initialized, &initialized.to_string(), &new)
+            .await?;
+        *self.session.borrow_mut() = new;
         Ok(())
     }
 

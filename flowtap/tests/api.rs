@@ -1129,6 +1129,10 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
         let r = s.get(path);
         assert_eq!(r.status, 404, "{path}");
         assert!(r.json()["error"].is_string());
+        // Whatever the method: an MCP client given a wrong prefix was told
+        // to use GET.
+        let r = s.request("POST", &format!("/prefix{path}"));
+        assert_eq!(r.status, 404, "POST /prefix{path}");
     }
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         let r = s.request(method, "/mcp/flows");

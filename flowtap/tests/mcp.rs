@@ -872,6 +872,80 @@ fn mcp_stdio_refuses_an_answer_without_end() {
     assert!(mib < 200, "{mib} MiB sent before the bridge let go");
 }
 
+/// `flowtap mcp-stdio` forwards a few requests at once: an answer that
+/// does not come (a hung server, a hub's slow round) holds no request
+/// behind it, and once its client closes stdin the bridge waits for it a
+/// few seconds, not the minute a request may take. (It forwarded one at a
+/// time: the ping waited a minute, and so did the bridge's exit.)
+#[test]
+fn mcp_stdio_is_not_held_by_an_answer_that_does_not_come() {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..8 {
+            let Ok((conn, _)) = listener.accept() else {
+                return;
+            };
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(conn);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let message: Value = serde_json::from_slice(&body).unwrap_or_default();
+                if message["id"] == "slow" {
+                    // Never answered: held until the bridge lets go.
+                    let _ = reader.read_to_end(&mut Vec::new());
+                    return;
+                }
+                let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": {}});
+                let answer = answer.to_string();
+                let _ = write!(
+                    reader.into_inner(),
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    let mut bridge = mcp_stdio(&format!("http://{addr}"), &[], std::process::Stdio::null());
+    let mut stdin = bridge.stdin.take().unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":"slow","method":"ping"}}"#).unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"ping"}}"#).unwrap();
+    let mut stdout = std::io::BufReader::new(bridge.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer, json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
+    let closed = std::time::Instant::now();
+    drop(stdin);
+    let status = loop {
+        if let Some(status) = bridge.try_wait().unwrap() {
+            break status;
+        }
+        if closed.elapsed() > std::time::Duration::from_secs(40) {
+            let _ = bridge.kill();
+            panic!("the bridge still runs 40 s after its input ended");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        closed.elapsed() < std::time::Duration::from_secs(30),
+        "exited {:?} after its input ended",
+        closed.elapsed()
+    );
+}
+
 /// Real clients do not initialize again when a session they hold is
 /// answered 404 (the TypeScript and Python SDKs, mcp-remote), so a restart
 /// of flowtap would leave them broken: a session flowtap does not know

@@ -278,7 +278,9 @@ async fn route_request(
     // answer without its body.
     let head_allowed = matches!(route, Route::Map | Route::Healthz | Route::Readyz);
     let allowed = req.method() == Method::GET || (head_allowed && req.method() == Method::HEAD);
-    if !allowed {
+    // A path served nowhere is 404 whatever the method (`mcp-stdio --url
+    // http://h/prefix` POSTs to /prefix/mcp, and was told to use GET).
+    if !allowed && route != Route::Unknown {
         let mut resp = response(ApiResponse::error(&ApiError {
             status: 405,
             message: format!("method {} not allowed on {path}; use GET", req.method()),
