@@ -236,6 +236,25 @@ fn retry_after(failures: u32) -> Duration {
     base + base.mul_f64((random % 1000) as f64 / 4000.0)
 }
 
+/// The longest a server's `retryAfterSeconds` is followed.
+const ASKED_WAIT_MOST: Duration = Duration::from_secs(300);
+
+/// How long the API server asked to be left before the next try: a 429 of
+/// its priority and fairness (or a 5xx) carries it as the Status's
+/// `details.retryAfterSeconds` (kube's own retries, now off, read it as
+/// `Retry-After`). Zero where it asked nothing.
+fn asked_to_wait(e: &watcher::Error) -> Duration {
+    let status = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
+        watcher::Error::WatchError(s) => s,
+        _ => return Duration::ZERO,
+    };
+    let seconds = status.details.as_ref().map_or(0, |d| d.retry_after_seconds);
+    Duration::from_secs(u64::from(seconds)).min(ASKED_WAIT_MOST)
+}
+
 /// What the watchers share: the objects, and where the mapping goes.
 struct Shared {
     current: Arc<ArcSwap<Inventory>>,
@@ -639,7 +658,7 @@ async fn follow<T>(
                     k.failing = Some(Failing::after(k.failing, now, shared.failure_heard_within));
                 }
                 failures = failures.saturating_add(1);
-                let wait = retry_after(failures);
+                let wait = retry_after(failures).max(asked_to_wait(&e));
                 tracing::warn!(kind = KINDS[kind], error = %e, retry_in_s = wait.as_secs_f64(), "Kubernetes watch");
                 tokio::time::sleep(wait).await;
                 // A resource version too old, said as the watch request's
@@ -857,6 +876,33 @@ mod tests {
         assert_eq!(Watched::<Service>::plural(&()), PLURALS[1]);
         assert_eq!(Watched::<EndpointSlice>::plural(&()), PLURALS[2]);
         assert_eq!(Watched::<Node>::plural(&()), PLURALS[3]);
+    }
+
+    /// A 429 of the API server's priority and fairness, as it sends it.
+    #[test]
+    fn the_wait_the_server_asks_for_is_kept() {
+        let status = |body: &str| -> Box<kube::core::Status> {
+            Box::new(serde_json::from_str(body).unwrap())
+        };
+        let too_many = status(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                "message":"Too many requests, please try again later.",
+                "reason":"TooManyRequests","details":{"retryAfterSeconds":7},"code":429}"#,
+        );
+        let e = watcher::Error::WatchStartFailed(kube::Error::Api(too_many.clone()));
+        assert_eq!(asked_to_wait(&e), Duration::from_secs(7));
+        let e = watcher::Error::InitialListFailed(kube::Error::Api(too_many));
+        assert_eq!(
+            retry_after(1).max(asked_to_wait(&e)),
+            Duration::from_secs(7)
+        );
+        let unbounded =
+            status(r#"{"status":"Failure","code":429,"details":{"retryAfterSeconds":999999}}"#);
+        let e = watcher::Error::WatchError(unbounded);
+        assert_eq!(asked_to_wait(&e), ASKED_WAIT_MOST);
+        let unavailable = status(r#"{"status":"Failure","code":503,"message":"down"}"#);
+        let e = watcher::Error::WatchFailed(kube::Error::Api(unavailable));
+        assert_eq!(asked_to_wait(&e), Duration::ZERO);
     }
 
     #[test]
