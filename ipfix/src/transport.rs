@@ -5,7 +5,7 @@
 //! while it stays away; what does not fit is dropped and counted).
 
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -117,8 +117,16 @@ const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
 const RECONNECT_FIRST: Duration = Duration::from_secs(1);
 const RECONNECT_AT_MOST: Duration = Duration::from_secs(8);
 /// How long connecting and writing to a TCP collector may block the
-/// exporter (it runs where snapshots are published).
+/// exporter (it runs where snapshots are published). A write that takes
+/// longer leaves the rest of its message for the next flush, on the same
+/// connection: a collector slow to read is not one that is gone.
 const TCP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long flowtap, stopping, goes on writing to a TCP collector that
+/// reads.
+const CLOSE_WITHIN: Duration = Duration::from_secs(30);
+/// ... and how long it waits for one that has stopped reading.
+const CLOSE_STALLED: Duration = Duration::from_secs(5);
 
 /// A message, and the data records it carries (0 for templates).
 pub type Message = (Vec<u8>, u32);
@@ -141,6 +149,9 @@ pub enum Collector {
         /// Messages not yet written, oldest first, and their bytes.
         queue: VecDeque<Message>,
         queued_bytes: usize,
+        /// Bytes of the queue's first message written on this connection
+        /// (a write that timed out midway goes on from there).
+        front_written: usize,
         max_bytes: usize,
     },
 }
@@ -152,6 +163,18 @@ impl Collector {
         match self {
             Collector::Udp { .. } => true,
             Collector::Tcp { stream, .. } => stream.is_some(),
+        }
+    }
+
+    /// Bytes queued for a TCP collector and not written yet.
+    fn unwritten(&self) -> usize {
+        match self {
+            Collector::Udp { .. } => 0,
+            Collector::Tcp {
+                queued_bytes,
+                front_written,
+                ..
+            } => queued_bytes - front_written,
         }
     }
 
@@ -188,6 +211,7 @@ impl Collector {
                 retry_after: RECONNECT_FIRST,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
+                front_written: 0,
                 max_bytes: tcp_buffer_bytes,
             },
         })
@@ -257,6 +281,7 @@ impl Collector {
             retry_after,
             queue,
             queued_bytes,
+            front_written,
             ..
         } = self
         else {
@@ -273,6 +298,9 @@ impl Collector {
             *stream = None;
         }
         if stream.is_none() {
+            // What was written of the first message went with the old
+            // connection: it goes again whole.
+            *front_written = 0;
             if last_attempt.is_some_and(|t| t.elapsed() < *retry_after) {
                 return;
             }
@@ -307,27 +335,67 @@ impl Collector {
         }
         let s = stream.as_mut().expect("connected above");
         let now = now_s();
+        let deadline = Instant::now() + TCP_TIMEOUT;
         while let Some((m, _)) = queue.front_mut() {
-            set_export_time(m, now);
-            if let Err(e) = s.write_all(m) {
-                // The collector went away: the message goes again, whole,
-                // after the templates of the next connection.
-                stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(collector = %to, error = %e, "IPFIX connection lost");
-                *stream = None;
+            if *front_written == 0 {
+                set_export_time(m, now);
+            }
+            let written = match s.write(&m[*front_written..]) {
+                Ok(0) => Err(std::io::Error::from(ErrorKind::WriteZero)),
+                other => other,
+            };
+            match written {
+                Ok(n) => *front_written += n,
+                // Not read for TCP_TIMEOUT: the rest goes at the next flush
+                // (cutting the connection left the collector half a message).
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The collector went away: the message goes again, whole,
+                    // after the templates of the next connection.
+                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(collector = %to, error = %e, "IPFIX connection lost");
+                    *stream = None;
+                    *front_written = 0;
+                    return;
+                }
+            }
+            if *front_written == m.len() {
+                *front_written = 0;
+                *queued_bytes -= m.len();
+                queue.pop_front();
+            }
+            if Instant::now() >= deadline {
+                // A collector reading slowly takes the rest at the next
+                // flush: the exporter is held TCP_TIMEOUT at most.
                 return;
             }
-            *queued_bytes -= m.len();
-            queue.pop_front();
         }
     }
 
-    /// Flowtap stops: one last try; what is still queued is lost.
+    /// Flowtap stops: one last try, written to for as long as the
+    /// collector reads (a capture's records go at its end, all at once;
+    /// [`CLOSE_WITHIN`] at most); what is still queued then is lost.
     pub fn close(&mut self, templates: &[u8], stats: &ExportStats) {
         if let Collector::Tcp { last_attempt, .. } = self {
             *last_attempt = None;
         }
-        self.flush(templates, stats);
+        let give_up = Instant::now() + CLOSE_WITHIN;
+        let mut progress = Instant::now();
+        loop {
+            let before = self.unwritten();
+            self.flush(templates, stats);
+            let after = self.unwritten();
+            if after < before {
+                progress = Instant::now();
+            }
+            let stalled = progress.elapsed() >= CLOSE_STALLED;
+            if after == 0 || stalled || Instant::now() >= give_up || !self.reachable() {
+                break;
+            }
+        }
         if let Collector::Tcp { queue, .. } = self {
             for (_, n) in queue.drain(..) {
                 lost(stats, n);
@@ -341,8 +409,7 @@ fn closed_by_peer(s: &TcpStream) -> bool {
     if s.set_nonblocking(true).is_err() {
         return true;
     }
-    let closed =
-        !matches!(s.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    let closed = !matches!(s.peek(&mut [0u8; 1]), Err(e) if e.kind() == ErrorKind::WouldBlock);
     closed || s.set_nonblocking(false).is_err()
 }
 
@@ -423,6 +490,64 @@ mod tests {
         c.deliver(&header, &[(header.clone(), 1)], &stats);
         assert_eq!(stats.tcp_connects.load(Ordering::Relaxed), 1);
         assert_eq!(retry_after(&c), RECONNECT_FIRST);
+    }
+
+    /// A TCP collector that does not read for longer than a write may take
+    /// (a busy collector) gets every message whole, on the one connection,
+    /// once it reads. (The exporter cut the connection at the write's
+    /// timeout: the collector was left half a message, and a reconnection.)
+    #[test]
+    fn a_tcp_collector_slow_to_read_gets_every_message_whole() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // A small receive buffer (the connection takes it), so that the
+        // messages below are more than the kernel holds for it.
+        rustix::net::sockopt::set_socket_recv_buffer_size(&listener, 64 << 10).unwrap();
+        let to = listener.local_addr().unwrap();
+        let collector = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            std::thread::sleep(TCP_TIMEOUT * 3);
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).unwrap();
+            got
+        });
+        // More than the sockets' buffers hold (28 MB), each message its
+        // own bytes.
+        let message = |i: u32| -> Vec<u8> { i.to_be_bytes().repeat(350) };
+        let messages: Vec<Message> = (0..20_000).map(|i| (message(i), 1)).collect();
+        let templates = vec![7u8; 32];
+        let mut c = Collector::open(CollectorAddr::Tcp(to), 64 << 20, Duration::ZERO).unwrap();
+        let stats = ExportStats::default();
+        c.deliver(&templates, &messages, &stats);
+        let queued = |c: &Collector| match c {
+            Collector::Tcp { queue, .. } => queue.len(),
+            Collector::Udp { .. } => unreachable!(),
+        };
+        assert!(
+            queued(&c) > 0,
+            "the exporter waited for the collector to read"
+        );
+        for _ in 0..1_000 {
+            if queued(&c) == 0 {
+                break;
+            }
+            c.deliver(&templates, &[], &stats);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(queued(&c), 0);
+        drop(c);
+        let got = collector.join().unwrap();
+        assert_eq!(stats.tcp_connects.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.send_errors.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.records_lost.load(Ordering::Relaxed), 0);
+        assert_eq!(got.len(), templates.len() + 20_000 * 1400);
+        let (leading, data) = got.split_at(templates.len());
+        assert_eq!(&leading[..4], &templates[..4]);
+        for (i, m) in data.chunks(1400).enumerate() {
+            // Bytes 4 to 8 are the export time, set as it is written.
+            let sent = message(i as u32);
+            assert_eq!((&m[..4], &m[8..]), (&sent[..4], &sent[8..]), "message {i}");
+        }
     }
 
     /// `--ipfix-template-refresh`: templates go again once it has passed,
