@@ -878,21 +878,9 @@ fn an_unreachable_collector_is_said_with_what_was_lost() {
         !warned.is_empty() && warned.iter().all(|l| l.contains(&closed[6..])),
         "{stderr}"
     );
-    let report = stderr
-        .lines()
-        .find(|l| l.starts_with("flowtap: ipfix: "))
-        .unwrap_or_else(|| panic!("no IPFIX line in the report: {stderr}"));
-    let lost: u64 = report
-        .rsplit_once("records lost ")
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or_else(|| panic!("{report}"));
-    let records: u64 = report
-        .split("records ")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{report}"));
-    assert!(records > 0 && lost == records, "{report}");
+    let lost = reported(&stderr, "ipfix", "records lost");
+    let records = reported(&stderr, "ipfix", "records");
+    assert!(records > 0 && lost == records, "{stderr}");
 }
 
 /// What the exporter cannot keep to is refused at start: an
@@ -987,7 +975,10 @@ fn flows_evicted_from_a_full_table_end_in_records_of_what_they_counted() {
     let evicted_pkts = limit("evicted flow packets");
     let evicted_flows = limit("flows evicted") + limit("idle flows evicted");
     assert!(evicted_flows > 100, "the bound must evict: {}", run.stderr);
-    assert_eq!(limit("ended flow records dropped"), 0);
+    assert_eq!(
+        reported(&run.stderr, "ipfix", "ended flow records dropped"),
+        0
+    );
     let kept_pkts: u64 = run
         .flows
         .iter()
@@ -1012,14 +1003,20 @@ fn flows_evicted_from_a_full_table_end_in_records_of_what_they_counted() {
 
 /// A counter of flowtap's "limits:" line on standard error.
 fn limit_of(stderr: &str, name: &str) -> u64 {
-    let limits = stderr
+    reported(stderr, "limits", name)
+}
+
+/// Value `name` of the end-of-run report's line `line` (`limits`, `ipfix`).
+fn reported(stderr: &str, line: &str, name: &str) -> u64 {
+    let prefix = format!("flowtap: {line}: ");
+    let values = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("flowtap: limits: "))
-        .expect("the limits line");
-    limits
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {line} line in {stderr}"));
+    values
         .split(", ")
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {limits}"))
+        .unwrap_or_else(|| panic!("{name} in {values}"))
 }
 
 /// The packets (`packetDeltaCount`) of the records in `datagrams`, and the
@@ -1114,7 +1111,7 @@ fn flows_that_expire_during_a_read_end_in_records_of_what_they_counted() {
         (
             by_reason,
             records,
-            limit_of(&stderr, "ended flow records dropped"),
+            reported(&stderr, "ipfix", "ended flow records dropped"),
         )
     };
     let (by_reason, records, dropped) = read(None, false);

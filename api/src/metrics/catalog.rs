@@ -413,20 +413,6 @@ pub const CATALOG: &[Metric] = &[
         Limits "untracked packets"
     ),
     metric!(
-        "flowtap_ipfix_connection_records_dropped",
-        Counter,
-        "Connection records (--ipfix-per connection) dropped because the queue to the next snapshot was full (--ipfix-max-pending-records).",
-        table!(conn_records_dropped),
-        Limits "connection records dropped"
-    ),
-    metric!(
-        "flowtap_ipfix_ended_flow_records_dropped",
-        Counter,
-        "Last records of flows that left the table, expired or evicted (--ipfix-per flow), dropped because the queue to the exporter was full (--ipfix-max-pending-records): what they counted since the last snapshot is in no record.",
-        table!(ended_flow_records_dropped),
-        Limits "ended flow records dropped"
-    ),
-    metric!(
         "flowtap_flow_capacity",
         Gauge,
         "Flows kept at most (--max-flows, or from --memory-limit).",
@@ -751,9 +737,23 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_ipfix_records_lost",
         Counter,
-        "IPFIX data records lost: in messages that could not be sent, or beyond a tcp:// collector's buffer (--ipfix-tcp-buffer).",
+        "IPFIX data records lost: in messages that could not be sent, or beyond a tcp:// collector's buffer (--ipfix-tcp-buffer). Records dropped before they reached the exporter are counted apart (flowtap_ipfix_connection_records_dropped_total, flowtap_ipfix_ended_flow_records_dropped_total).",
         Value::One(|s| s.stats.ipfix.records_lost.load(Ordering::Relaxed) as f64),
         Ipfix "records lost"
+    ),
+    metric!(
+        "flowtap_ipfix_connection_records_dropped",
+        Counter,
+        "Connection records (--ipfix-per connection) dropped because the queue to the next snapshot was full (--ipfix-max-pending-records).",
+        table!(conn_records_dropped),
+        Ipfix "connection records dropped"
+    ),
+    metric!(
+        "flowtap_ipfix_ended_flow_records_dropped",
+        Counter,
+        "Last records of flows that left the table, expired or evicted (--ipfix-per flow), dropped because the queue to the exporter was full (--ipfix-max-pending-records): what they counted since the last snapshot is in no record.",
+        table!(ended_flow_records_dropped),
+        Ipfix "ended flow records dropped"
     ),
     metric!(
         "flowtap_resident_memory_bytes",

@@ -109,7 +109,8 @@ mod tests {
         let lines = lines_of(&snapshot, &stats, &queues);
         assert_eq!(
             lines.last().unwrap(),
-            "ipfix: records 0, messages 0, send errors 0, tcp connects 0, records lost 12"
+            "ipfix: records 0, messages 0, send errors 0, tcp connects 0, records lost 12, \
+             connection records dropped 0, ended flow records dropped 0"
         );
     }
 }
