@@ -267,16 +267,16 @@ pub async fn serve(
             let result = tokio::select! {
                 r = conn.as_mut() => r,
                 () = admitted.state.close.notified() => {
-                    if admitted.state.closing() {
-                        // Stalled (its client reads nothing): there is
-                        // nothing it would finish.
-                        Ok(())
-                    } else {
-                        // Idle, made room for a newer connection: finish
-                        // what is in flight (briefly), then close.
-                        conn.as_mut().graceful_shutdown();
-                        tokio::time::timeout(Duration::from_secs(1), conn).await.unwrap_or(Ok(()))
-                    }
+                    // Made room for a newer connection: closed at once,
+                    // so that open sockets stay within the bound. A
+                    // stalled one (its client reads nothing) finishes
+                    // nothing; an idle one has nothing in flight (a
+                    // request come in meanwhile is its client's to send
+                    // again, as clients do on a closed keep-alive
+                    // connection). Shut down gracefully, for up to a
+                    // second, a flood of slowly sent heads held five times
+                    // --http-max-connections sockets open.
+                    Ok(())
                 }
                 () = overdue => {
                     stats.http_responses_overdue.fetch_add(1, Ordering::Relaxed);
@@ -389,6 +389,52 @@ mod tests {
             });
         });
         (addr, stats, state)
+    }
+
+    /// Connections closed to make room close at once: sockets held open stay
+    /// within the bound whatever the rate of new connections dribbling
+    /// their heads.
+    #[test]
+    fn connections_made_room_for_let_their_sockets_go_at_once() {
+        let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let (addr, stats, _) = server(
+            Listener::Data,
+            ServerConfig {
+                max_connections: 4,
+                max_connections_per_client: 4,
+                ..ServerConfig::default()
+            },
+        );
+        // Serving (its runtime's descriptors open) before counting.
+        assert_eq!(get(addr, "/nowhere"), 404);
+        let before = open_fds();
+        let clients: Vec<std::net::TcpStream> = (0..40)
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    .unwrap();
+                c
+            })
+            .collect();
+        let waiting = Instant::now();
+        while stats.http_connections_closed_idle.load(Ordering::Relaxed) < 36 {
+            assert!(waiting.elapsed() < Duration::from_secs(10), "not admitted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The server's sockets: 4 open, and none of the 36 closed to make
+        // room (they lingered a second each).
+        let settled = Instant::now();
+        loop {
+            let server_side = open_fds().saturating_sub(before + clients.len());
+            if server_side <= 4 {
+                break;
+            }
+            assert!(
+                settled.elapsed() < Duration::from_millis(500),
+                "{server_side} server sockets for 4 connections"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// A scrape that waits for the per-pair counters (locked while the
