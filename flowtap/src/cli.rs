@@ -541,12 +541,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1000..), env = "FLOWTAP_HTTP_MAX_LIMIT", help_heading = API)]
     pub http_max_limit: usize,
 
-    /// Large answers (over 1000 flows or workloads, MCP tool calls, a hub's
-    /// feed) rendered or being sent at once; more wait their turn, holding
+    /// Large answers (over 1000 flows or workloads, MCP tool calls)
+    /// rendered or being sent at once; more wait their turn, holding
     /// nothing. Each turn lasts until the answer has left for the client's
     /// socket, or is taken back from a client that stopped reading while
-    /// others wait (a feed's only while it is encoded: its bytes are the
-    /// snapshot's, shared by every pull).
+    /// others wait. (A hub's pulls of the feed take turns of their own.)
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_LARGE_ANSWERS", help_heading = API)]
     pub http_max_large_answers: usize,
 

@@ -979,7 +979,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_http_turns",
         Gauge,
-        "Answers rendered or being sent at once, at most, by kind: large (over 1000 flows or workloads, MCP tool calls, a hub's feed; --http-max-large-answers) and metrics (/metrics; --http-max-scrapes).",
+        "Answers rendered or being sent at once, at most, by kind: large (over 1000 flows or workloads, MCP tool calls; --http-max-large-answers), metrics (/metrics; --http-max-scrapes) and feed (a hub's pull, its encoding: one at a time, the next pulls sharing its bytes).",
         Value::Labelled(&["answers"], |s| turn_samples(s, |t| &t.at_once))
     ),
     metric!(
@@ -1145,6 +1145,7 @@ fn turn_samples(
     [
         ("large", &s.stats.large_answer_turns),
         ("metrics", &s.stats.scrape_turns),
+        ("feed", &s.stats.feed_turns),
     ]
     .into_iter()
     .map(|(kind, turns)| {

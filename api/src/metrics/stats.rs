@@ -111,9 +111,10 @@ pub struct ServiceStats {
     pub pairs: Mutex<crate::pairs::PairCounters>,
     /// What the IPFIX exporter sent (zero without one).
     pub ipfix: Arc<ipfix::ExportStats>,
-    /// Large answers' turns and `/metrics` answers' turns.
+    /// Large answers' turns, `/metrics` answers' turns and the feed's.
     pub large_answer_turns: Arc<crate::server::TurnStats>,
     pub scrape_turns: Arc<crate::server::TurnStats>,
+    pub feed_turns: Arc<crate::server::TurnStats>,
 }
 
 impl ServiceStats {

@@ -85,7 +85,7 @@ pub struct ServerConfig {
     /// MCP's bounds: batch length, reply size, sessions.
     pub mcp: McpLimits,
     /// Large answers (over [`LARGE_ANSWER`] flows or workloads, MCP tool
-    /// calls, a hub's feed) rendered or being sent at once: they may wait
+    /// calls) rendered or being sent at once: they may wait
     /// on slow clients, and must leave threads for everyone else.
     pub large_answers_at_once: usize,
     /// `/metrics` answers rendered or being sent at once: a Prometheus
@@ -133,6 +133,10 @@ pub struct AppState {
     pub large_answers: Turns,
     /// `/metrics` answers' turns ([`ServerConfig::scrapes_at_once`]).
     pub scrapes: Turns,
+    /// The feed's encoding, one at a time (the pulls after it share its
+    /// bytes): apart from large answers, so that clients asking for many
+    /// of those cannot keep a hub's pulls waiting past its agent timeout.
+    pub feeds: Turns,
     /// Request bodies' bytes held at once
     /// ([`ServerConfig::max_body_bytes_held`]).
     pub bodies: Bodies,
@@ -154,6 +158,7 @@ impl AppState {
                 stats.large_answer_turns.clone(),
             ),
             scrapes: Turns::new(config.scrapes_at_once, stats.scrape_turns.clone()),
+            feeds: Turns::new(1, stats.feed_turns.clone()),
             bodies: Bodies::new(
                 config.max_body_bytes_held,
                 config.max_body_bytes,
@@ -349,8 +354,10 @@ mod tests {
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).unwrap();
+        // Bytes (a feed is binary), its head read as text.
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).unwrap();
+        let reply = String::from_utf8_lossy(&bytes).into_owned();
         let status = reply
             .split(' ')
             .nth(1)
@@ -495,8 +502,9 @@ mod tests {
     /// Large answers take turns (`--http-max-large-answers`): with the one
     /// turn taken, a flows answer and a workloads answer over 1,000 entries
     /// each wait for it, counted in `flowtap_http_turns_waiting`, while a
-    /// small answer is served at once; both are answered once the turn is
-    /// given back.
+    /// small answer (a small limit, or a large one over few flows) and a
+    /// hub's pull of the feed are served at once; both are answered once
+    /// the turn is given back.
     #[test]
     fn large_answers_take_turns() {
         let config = ServerConfig {
@@ -504,6 +512,26 @@ mod tests {
             ..ServerConfig::default()
         };
         let (addr, stats, state) = server(Listener::Data, config);
+        assert_eq!(get(addr, "/mcp/flows?limit=2000"), 200, "over no flows");
+        let flows: Vec<_> = (0..2_000u16)
+            .map(|port| {
+                pipeline::flow::FlowRecord::new(pipeline::flow::FlowKey {
+                    proto: pipeline::packet::L4Proto::Tcp,
+                    client: pipeline::packet::Addr::from_v4([198, 18, 0, 1]),
+                    server: pipeline::packet::Addr::from_v4([198, 18, 0, 2]),
+                    server_port: port,
+                })
+            })
+            .collect();
+        let snapshot = pipeline::Snapshot {
+            flows: flows.into(),
+            ..pipeline::Snapshot::default()
+        };
+        state.views.store(Arc::new(crate::view::View::build(
+            Arc::new(snapshot),
+            None,
+            Arc::default(),
+        )));
         let metrics =
             || crate::metrics::exposition::render_for_test(&pipeline::Snapshot::default(), &stats);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -522,6 +550,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(get(addr, "/mcp/flows?limit=10"), 200, "a small answer");
+        // Clients asking for large answers kept a hub's pulls waiting past
+        // its agent timeout.
+        assert_eq!(get(addr, crate::feed::PATH), 200, "the feed");
         assert!(large.iter().all(|a| !a.is_finished()));
         let text = metrics();
         for line in [
@@ -529,6 +560,7 @@ mod tests {
             "flowtap_http_turns{answers=\"metrics\"} 4.0",
             "flowtap_http_turns_waiting{answers=\"large\"} 2.0",
             "flowtap_http_turns_waiting{answers=\"metrics\"} 0.0",
+            "flowtap_http_turns{answers=\"feed\"} 1.0",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line} in {text}");
         }

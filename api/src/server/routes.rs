@@ -395,8 +395,11 @@ async fn flows_route(
     };
     // Large answers take turns, waiting here (holding neither a thread nor
     // a snapshot); the permit lives as long as the answer's body.
+    // Large by what the answer can hold: a limit of 100000 over a few
+    // flows took a turn as if it were that large.
+    let flows_now = state.views.load().snapshot.flows.len();
     let large = match &plan {
-        rest::Plan::Flows(q) => q.limit > LARGE_ANSWER,
+        rest::Plan::Flows(q) => q.limit.min(flows_now) > LARGE_ANSWER,
         rest::Plan::Workloads(q) => q.limit > LARGE_ANSWER,
         rest::Plan::Summary => false,
     };
@@ -425,7 +428,7 @@ async fn flows_route(
 }
 
 /// The feed a hub pulls: encoded on a blocking thread the first time a view
-/// is asked for it (a large answer: it takes a permit), then the same bytes.
+/// is asked for it (one at a time: [`AppState::feeds`]), then the same bytes.
 async fn feed_route(state: &Arc<AppState>, conn: &Arc<ConnState>) -> Response<ResponseBody> {
     // A hub (whose data is pulled on demand) serves none: a hub pulling it
     // (a hub of hubs, or a hub given its own address, as a DNS name that
@@ -440,7 +443,7 @@ async fn feed_route(state: &Arc<AppState>, conn: &Arc<ConnState>) -> Response<Re
             parameter: None,
         }));
     }
-    let permit = state.large_answers.take(conn).await;
+    let permit = state.feeds.take(conn).await;
     let views = state.views.clone();
     let feed = tokio::task::spawn_blocking(move || {
         let view = views.load_full();
