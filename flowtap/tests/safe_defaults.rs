@@ -603,14 +603,16 @@ fn a_large_answer_nobody_reads_keeps_its_turn() {
     let waiting = std::thread::spawn(move || {
         raw_request(
             addr,
-            &request_bytes("GET", "/mcp/flows?limit=2000", &[], b""),
+            &request_bytes("GET", "/mcp/workloads?limit=2000", &[], b""),
         )
         .status
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(!waiting.is_finished(), "answered while the turn was held");
-    // Small answers do not take turns.
+    // Small answers do not take turns, nor a large limit over the demo's
+    // 140 flows.
     assert_eq!(server.get("/mcp/flows/summary").status, 200);
+    assert_eq!(server.get("/mcp/flows?limit=2000").status, 200);
     // Once the holder's socket has taken nothing for 2 s, the waiting
     // request closes it and takes its turn.
     assert_eq!(waiting.join().unwrap(), 200);
