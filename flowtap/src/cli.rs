@@ -590,7 +590,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES_HELD", help_heading = API)]
     pub mcp_max_request_bytes_held: u64,
 
-    /// MCP sessions open at once; when all are in use, new ones get 503.
+    /// MCP sessions open at once; when all are in use, the client holding
+    /// the most (two more than the newcomer's, at least) gives its least
+    /// recently used up, else the new one gets 503.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_MAX_SESSIONS", help_heading = API)]
     pub mcp_max_sessions: usize,
 

@@ -2,8 +2,9 @@
 //! `Mcp-Session-Id`, later requests must bring it back. The table is
 //! bounded two ways: each client (an address, an IPv6 /64) holds a few sessions at
 //! most, its own least recently used one making room for its next; and the
-//! table as a whole, which when full refuses new sessions rather than end
-//! another client's. Sessions idle too long end. Sizes, evictions and
+//! table as a whole, where when full the client holding the most sessions
+//! (two more than the newcomer's client at least) gives its least recently
+//! used up, else the newcomer is refused. Sessions idle too long end. Sizes, evictions and
 //! refusals are in `/metrics`.
 //!
 //! A session holds nothing but its revision, so one this process does not
@@ -145,10 +146,35 @@ impl Sessions {
                     .fetch_add(1, Ordering::Relaxed);
             }
         } else if table.len() >= self.capacity {
+            // Full: the client holding the most sessions, if it holds more
+            // than this one, gives its least recently used up (a few
+            // addresses opening sessions as fast as they can kept every
+            // other client out for the idle timeout, an hour); else the
+            // newcomer is refused rather than take a session from a client
+            // holding no more than it.
+            let mut held: HashMap<IpAddr, (usize, Instant, &String)> = HashMap::new();
+            for (id, s) in table.iter() {
+                let e = held.entry(s.client).or_insert((0, s.last_used, id));
+                e.0 += 1;
+                if s.last_used < e.1 {
+                    (e.1, e.2) = (s.last_used, id);
+                }
+            }
+            let heaviest = held
+                .values()
+                .max_by_key(|(count, oldest, _)| (*count, std::cmp::Reverse(*oldest)))
+                .filter(|(count, ..)| *count > own.len() + 1)
+                .map(|(.., id)| (*id).clone());
+            let Some(oldest) = heaviest else {
+                self.stats
+                    .mcp_sessions_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Full);
+            };
+            table.remove(&oldest);
             self.stats
-                .mcp_sessions_refused
+                .mcp_sessions_evicted
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(Full);
         }
         table.insert(
             id,
@@ -252,22 +278,43 @@ mod tests {
         let fourth = sessions.create(v, a).unwrap();
         assert_eq!(stats.mcp_sessions_evicted.load(Ordering::Relaxed), 1);
         assert_eq!(sessions.touch(&second), Lookup::Unknown);
-        // b fills the table; then a new client is refused, and nobody's
-        // session was ended for it.
-        for _ in 0..3 {
-            sessions.create(v, b).unwrap();
-        }
+        // b fills the table; then a new client's session is made room for
+        // by the client holding the most (two more than it, at least):
+        // here a and b hold 3 each, and a's least recently used goes.
+        let b_ids: Vec<String> = (0..3).map(|_| sessions.create(v, b).unwrap()).collect();
         let c: IpAddr = "2001:db8::3".parse().unwrap();
-        assert_eq!(sessions.create(v, c), Err(Full));
-        assert_eq!(stats.mcp_sessions_refused.load(Ordering::Relaxed), 1);
-        for id in [&first, &third, &fourth] {
+        let c_id = sessions.create(v, c).unwrap();
+        assert_eq!(stats.mcp_sessions_evicted.load(Ordering::Relaxed), 2);
+        assert_eq!(sessions.touch(&first), Lookup::Unknown);
+        for id in [&third, &fourth, &c_id].into_iter().chain(&b_ids) {
             assert_eq!(sessions.touch(id), Lookup::Found(v));
         }
         assert_eq!(stats.mcp_sessions.load(Ordering::Relaxed), 6);
-        assert!(sessions.end(&first));
-        assert!(!sessions.end(&first));
-        assert_eq!(sessions.touch(&first), Lookup::Unknown);
+        assert!(sessions.end(&third));
+        assert!(!sessions.end(&third));
+        assert_eq!(sessions.touch(&third), Lookup::Unknown);
         assert!(sessions.create(v, c).is_ok(), "room again");
+        assert_eq!(stats.mcp_sessions_refused.load(Ordering::Relaxed), 0);
+    }
+
+    /// A table full of clients holding one session each refuses a new
+    /// client rather than end another's.
+    #[test]
+    fn a_full_table_of_single_sessions_refuses_a_newcomer() {
+        let stats = Arc::new(ServiceStats::default());
+        let sessions = Sessions::new(stats.clone(), 3, 3, Duration::from_secs(3600));
+        let v = Version::LATEST_HANDSHAKE;
+        let client = |i: u8| IpAddr::from([198, 18, 0, i]);
+        let ids: Vec<String> = (1..=3)
+            .map(|i| sessions.create(v, client(i)).unwrap())
+            .collect();
+        assert_eq!(sessions.create(v, client(4)), Err(Full));
+        assert_eq!(stats.mcp_sessions_refused.load(Ordering::Relaxed), 1);
+        for id in &ids {
+            assert_eq!(sessions.touch(id), Lookup::Found(v));
+        }
+        // Nor is a second session of a client holding one made room for.
+        assert_eq!(sessions.create(v, client(1)), Err(Full));
     }
 
     #[test]
@@ -321,10 +368,10 @@ mod tests {
         for id in ["", "with space", &"x".repeat(MAX_ID_LEN + 1)] {
             assert_eq!(sessions.resume(id, v, a), Err(NotResumed::Unknown));
         }
-        // Within the table's bounds.
-        let b: IpAddr = "198.18.0.2".parse().unwrap();
-        sessions.create(v, b).unwrap();
-        sessions.create(v, b).unwrap();
+        // Within the table's bounds (two clients holding one each).
+        for client in ["198.18.0.2", "198.18.0.3"] {
+            sessions.create(v, client.parse().unwrap()).unwrap();
+        }
         assert_eq!(sessions.resume("another", v, a), Err(NotResumed::Full));
     }
 }

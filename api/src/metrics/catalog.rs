@@ -1085,7 +1085,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mcp_sessions_evicted",
         Counter,
-        "MCP sessions a client's new session replaced because that client had --mcp-sessions-per-client open (its least recently used).",
+        "MCP sessions ended to make room (their least recently used): a client's own for its new one at --mcp-sessions-per-client, or, with --mcp-max-sessions open, those of the client holding the most.",
         stat!(mcp_sessions_evicted)
     ),
     metric!(
@@ -1097,7 +1097,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mcp_sessions_refused",
         Counter,
-        "MCP sessions refused (503) because --mcp-max-sessions were open and none had timed out.",
+        "MCP sessions refused (503) because --mcp-max-sessions were open, none had timed out, and no client held two more than the newcomer's.",
         stat!(mcp_sessions_refused)
     ),
     metric!(
