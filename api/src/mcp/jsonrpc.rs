@@ -140,6 +140,36 @@ impl Message {
     }
 }
 
+/// The most structural tokens (`[`, `{`, `,`, `:` outside strings) a
+/// message may hold: a bound on the values parsing it makes. A parsed value
+/// costs 32 to 100 bytes where `0,` took 2: a 1 MiB body of zeros became a
+/// 32 MiB tree, and the bodies held at once half a GiB. MCP messages hold
+/// tens (a batch of 16 tool calls, a few hundred).
+pub const MAX_TOKENS: usize = 20_000;
+
+/// Whether `body` holds more than [`MAX_TOKENS`] structural tokens; read
+/// before it is parsed.
+pub fn too_many_tokens(body: &[u8]) -> bool {
+    let (mut tokens, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' | b',' | b':' => tokens += 1,
+                _ => {}
+            }
+        }
+    }
+    tokens > MAX_TOKENS
+}
+
 pub fn result(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
@@ -155,6 +185,19 @@ pub fn error(id: &Value, e: &RpcError) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values are bounded before parsing; what strings hold is not counted
+    /// (escaped quotes included).
+    #[test]
+    fn messages_of_too_many_values_are_told_apart() {
+        let zeros = |n: usize| format!("[{}0]", "0,".repeat(n));
+        assert!(!too_many_tokens(zeros(MAX_TOKENS - 1).as_bytes()));
+        assert!(too_many_tokens(zeros(MAX_TOKENS).as_bytes()));
+        let quoted = format!(r#"{{"a":"\"{}","b":1}}"#, ",:[{".repeat(MAX_TOKENS));
+        assert!(!too_many_tokens(quoted.as_bytes()));
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_l4_flows","arguments":{"limit":10}}}"#;
+        assert!(!too_many_tokens(call.as_bytes()));
+    }
 
     #[test]
     fn requests_notifications_and_mistakes() {

@@ -222,6 +222,16 @@ impl Mcp {
         if let Some(refused) = unsupported_version_header(request_headers) {
             return refused;
         }
+        if jsonrpc::too_many_tokens(body) {
+            return Reply::refusal(
+                400,
+                INVALID_REQUEST,
+                format!(
+                    "the message holds more than {} JSON elements (brackets, commas, colons); MCP messages hold tens",
+                    jsonrpc::MAX_TOKENS
+                ),
+            );
+        }
         let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => return Reply::refusal(400, PARSE_ERROR, format!("Parse error: {e}")),
