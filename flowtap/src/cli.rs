@@ -517,9 +517,10 @@ pub(crate) struct ServeArgs {
 
     /// HTTP connections open at once, on each listener (data and admin). At
     /// the limit, the oldest idle connection is closed to admit a new one,
-    /// or with none idle the busy one whose socket has taken nothing longest (2 s
-    /// at least: a client that stopped reading); otherwise the new one gets
-    /// 503.
+    /// or with none idle the busy one whose socket has taken nothing, or
+    /// whose request body has been coming in, longest (2 s at least: a
+    /// client that stopped reading, or sends a byte at a time); otherwise
+    /// the new one gets 503.
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_CONNECTIONS", help_heading = API)]
     pub http_max_connections: usize,
 

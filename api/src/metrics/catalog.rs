@@ -1039,7 +1039,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_http_connections_closed_stalled",
         Counter,
-        "Connections whose socket had taken nothing of their answer for 2 s (a client that stopped reading), closed to admit new ones when every connection was busy.",
+        "Connections whose socket had taken nothing of their answer for 2 s (a client that stopped reading), or whose request body had been coming in for 2 s, closed to admit new ones when every connection was busy.",
         stat!(http_connections_closed_stalled)
     ),
     metric!(

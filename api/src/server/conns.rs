@@ -6,11 +6,12 @@
 //! requests, or still dribbling its headers in) is closed to admit the new
 //! one, so idle and slow connections cannot lock out real queries. With
 //! none idle, the busy connection whose socket has taken nothing for
-//! longest, [`STALLED`] at least (a client that stopped reading), is closed
-//! at once instead, so that clients that send requests and never read the
-//! answers cannot lock out the rest (the kubelet's probes among them); a
-//! request still being worked on (rendered, waiting for its turn or for
-//! the hub's round, its body coming in) is not stalled. Only when every
+//! longest, [`STALLED`] at least (a client that stopped reading), or whose
+//! request body has been coming in that long, is closed at once instead,
+//! so that clients that send requests and never read the answers, or send
+//! bodies a byte at a time, cannot lock out the rest (the kubelet's probes
+//! among them); a request still being worked on (rendered, waiting for its
+//! turn or for the hub's round) is not stalled. Only when every
 //! connection is busy and none stalled is the newcomer refused. One client
 //! address holds `max_per_client` connections at most: at that bound its
 //! own connections make room for its new one the same way, or it is
@@ -89,6 +90,8 @@ pub(super) struct ConnState {
     /// Since when the socket has taken none of what was written to it; 0
     /// while it takes it.
     write_blocked_ms: AtomicU64,
+    /// Since when a request body has been coming in; 0 when none is.
+    body_since_ms: AtomicU64,
     /// Told to close for good (its turn taken back).
     closing: AtomicBool,
     /// The response's body has been handed over whole.
@@ -98,6 +101,15 @@ pub(super) struct ConnState {
     held: Mutex<Vec<Box<dyn Send>>>,
     /// Told to close (to make room).
     pub close: Notify,
+}
+
+/// A request body coming in ([`ConnState::body_arriving`]).
+pub(super) struct BodyArriving(Arc<ConnState>);
+
+impl Drop for BodyArriving {
+    fn drop(&mut self) {
+        self.0.body_since_ms.store(0, Ordering::Release);
+    }
 }
 
 impl ConnState {
@@ -161,16 +173,28 @@ impl ConnState {
     }
 
     /// How long the socket has taken nothing of what the connection has to
-    /// write, once that is [`STALLED`] at least; None while it takes it (or
-    /// nothing is written), before then, or once the connection was told to
-    /// close for good.
+    /// write, or a request body has been coming in, once that is
+    /// [`STALLED`] at least; None while neither, before then, or once the
+    /// connection was told to close for good.
     pub(super) fn stalled_for(&self, now_ms: u64) -> Option<u64> {
-        let since = self.write_blocked_ms.load(Ordering::Acquire);
-        let blocked = now_ms.saturating_sub(since);
-        (since != 0
-            && !self.closing.load(Ordering::Acquire)
-            && blocked >= STALLED.as_millis() as u64)
-            .then_some(blocked)
+        if self.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        let for_ms = |since: u64| (since != 0).then(|| now_ms.saturating_sub(since));
+        let blocked = for_ms(self.write_blocked_ms.load(Ordering::Acquire));
+        let body = for_ms(self.body_since_ms.load(Ordering::Acquire));
+        blocked
+            .max(body)
+            .filter(|ms| *ms >= STALLED.as_millis() as u64)
+    }
+
+    /// A request body is coming in until the guard is dropped: one that
+    /// takes [`STALLED`] or longer (an MCP message is a few kilobytes)
+    /// makes its connection one that gives way when every one is busy, or
+    /// connections sending bodies a byte at a time kept everyone else out.
+    pub(super) fn body_arriving(self: &Arc<Self>) -> BodyArriving {
+        self.body_since_ms.store(now_ms(), Ordering::Release);
+        BodyArriving(self.clone())
     }
 
     /// Told to close for good.

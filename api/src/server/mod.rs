@@ -34,7 +34,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use pipeline::time::AtMostEvery;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::access::AccessConfig;
@@ -329,6 +329,21 @@ async fn refuse(mut stream: TcpStream) {
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
+    // The request unread at close would make the kernel reset the
+    // connection, and the client see a reset in place of the 503: it is
+    // read (64 KiB, 200 ms at most) once the answer is on its way.
+    let _ = stream.shutdown().await;
+    let mut unread = [0u8; 4096];
+    let drain = async {
+        let mut read = 0;
+        while read < 64 << 10 {
+            match stream.read(&mut unread).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
 }
 
 #[cfg(test)]
@@ -442,6 +457,51 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Connections whose request bodies come in a byte at a time give way
+    /// to a newcomer once they have taken 2 s (they were busy, never
+    /// stalled, and kept every other client out for the body timeout); a
+    /// newcomer refused before then reads its 503.
+    #[test]
+    fn bodies_sent_a_byte_at_a_time_give_way() {
+        let (addr, stats, _) = server(
+            Listener::Data,
+            ServerConfig {
+                max_connections: 4,
+                max_connections_per_client: 4,
+                ..ServerConfig::default()
+            },
+        );
+        let _slow: Vec<std::net::TcpStream> = (0..4)
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(
+                    b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                      Accept: application/json\r\nContent-Length: 100\r\n\r\n{",
+                )
+                .unwrap();
+                c
+            })
+            .collect();
+        let started = Instant::now();
+        while stats.http_connections.load(Ordering::Relaxed) < 4 {
+            assert!(started.elapsed() < Duration::from_secs(10), "not admitted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Before then, every connection busy: refused, with a 503 the
+        // client reads (it read a reset: its request was left unread).
+        let (status, reply) = fetch(addr, "/mcp/flows?limit=1");
+        assert_eq!(status, 503, "{reply}");
+        assert!(reply.contains("too many connections"), "{reply}");
+        std::thread::sleep(conns::STALLED + Duration::from_millis(300));
+        assert_eq!(get(addr, "/mcp/flows?limit=1"), 200);
+        assert_eq!(
+            stats
+                .http_connections_closed_stalled
+                .load(Ordering::Relaxed),
+            1
+        );
     }
 
     /// A scrape that waits for the per-pair counters (locked while the

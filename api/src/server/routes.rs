@@ -560,6 +560,7 @@ async fn mcp_route(
                 }
             };
             let limited = http_body_util::Limited::new(body, config.max_body_bytes);
+            let arriving = request.conn.body_arriving();
             let body =
                 match tokio::time::timeout(config.header_read_timeout, limited.collect()).await {
                     Ok(Ok(collected)) => collected.to_bytes(),
@@ -581,6 +582,7 @@ async fn mcp_route(
                         ));
                     }
                 };
+            drop(arriving);
             // Held while the request waits for its turn and is handled: at
             // what the body is.
             share.shrink_to(body.len());
