@@ -583,9 +583,9 @@ pub(crate) struct ServeArgs {
     pub mcp_max_request_bytes: u64,
 
     /// Bytes of MCP request bodies held at once, being read or handled
-    /// (e.g. 16Mi; each counted at its declared length, or at
-    /// --mcp-max-request-bytes when sent in chunks; at least
-    /// --mcp-max-request-bytes); past it, requests get 503 at once. One
+    /// (e.g. 16Mi; each counted at what has come in, 4 KiB at first,
+    /// doubling as it comes; at least --mcp-max-request-bytes); past it,
+    /// requests get 503. One
     /// client (an address, an IPv6 /64) holds a quarter of it at most (at
     /// least --mcp-max-request-bytes).
     #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES_HELD", help_heading = API)]

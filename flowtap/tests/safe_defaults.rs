@@ -773,6 +773,46 @@ fn request_bodies_are_bounded_one_by_one_and_together() {
     );
 }
 
+/// A body is counted at what has come in, not at its declared length:
+/// bodies declared at the largest size and never sent (16 of them from 4
+/// addresses held the whole bound, and every other client's MCP requests
+/// got 503) hold 4 KiB each.
+#[test]
+fn request_bodies_hold_what_has_come_in() {
+    let server = Server::start(&["-r", &demo()]);
+    let head = |length: usize| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let _begun: Vec<TcpStream> = (0..16u8)
+        .map(|i| {
+            let mut s = connect_from([127, 0, 0, 2 + i % 4], server.addr);
+            write!(s, "{}{{", head(1 << 20)).unwrap();
+            s
+        })
+        .collect();
+    wait::until_holds(Duration::from_secs(10), "sixteen bodies held", || {
+        sample(&server.metrics(), "flowtap_http_request_body_bytes") == 16.0 * 4096.0
+    });
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "test", "version": "1"}},
+    })
+    .to_string();
+    let answer = raw_request(
+        server.addr,
+        format!(
+            "{}{initialize}",
+            head(initialize.len()).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(answer.status, 200);
+}
+
 /// A connection to `to` from `from`, another loopback address than the
 /// default's: another client.
 fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> TcpStream {

@@ -1021,7 +1021,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_http_request_body_bytes",
         Gauge,
-        "Bytes of request bodies (MCP messages) held now, being read or handled, each at its declared length (or --mcp-max-request-bytes when sent in chunks).",
+        "Bytes of request bodies (MCP messages) held now, being read or handled, each at what has come in (4 KiB at first, doubling as it comes).",
         stat!(request_body_bytes_held)
     ),
     metric!(

@@ -1,7 +1,8 @@
 //! Request bodies' bytes held at once (MCP messages, read whole before
-//! they are handled): each takes its declared length, or the largest a
-//! body may be when it comes in chunks, before a byte is read, and gives
-//! it back once handled. Past the bound a request is answered 503 at once:
+//! they are handled): each takes a little before a byte is read and more
+//! as it comes in (taken at its declared length, or the largest a body may
+//! be, bodies sent slowly held the bound with nothing sent), and gives it
+//! back once handled. Past the bound a request is answered 503:
 //! clients that send bodies slowly, or large ones many at a time, cannot
 //! hold more memory than the bound (512 connections of 1 MiB bodies each
 //! held 550 MB before). One client (an address, an IPv6 /64) holds a
@@ -51,6 +52,11 @@ impl BodyShare {
 }
 
 impl BodyShare {
+    /// Bytes it holds.
+    pub fn len(&self) -> usize {
+        self.permit.num_permits()
+    }
+
     /// Keeps `bytes` of the share (a body sent in chunks took the largest
     /// a body may be; once read, it holds what it is), giving the rest
     /// back.
@@ -100,8 +106,25 @@ impl Bodies {
 
     /// Takes `bytes` of the bound for `client`'s body, or says why not.
     pub fn take(&self, client: Client, bytes: usize) -> Result<BodyShare, NoRoom> {
+        Ok(BodyShare {
+            permit: self.reserve(client, bytes.max(1))?,
+            client,
+            held: self.held.clone(),
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// Takes `bytes` more for `share` (its body came in past what it
+    /// holds), or says why not.
+    pub fn grow(&self, share: &mut BodyShare, bytes: usize) -> Result<(), NoRoom> {
+        let more = self.reserve(share.client, bytes)?;
+        share.permit.merge(more);
+        Ok(())
+    }
+
+    fn reserve(&self, client: Client, bytes: usize) -> Result<OwnedSemaphorePermit, NoRoom> {
         // The bound itself is at most `u32::MAX` (a semaphore's count).
-        let n = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
         let mut held = self.held.lock().expect("bodies lock");
         let own = held.get(&client).copied().unwrap_or(0);
         if own + n as usize > self.per_client {
@@ -116,12 +139,7 @@ impl Bodies {
         self.stats
             .request_body_bytes_held
             .fetch_add(u64::from(n), Ordering::Relaxed);
-        Ok(BodyShare {
-            permit,
-            client,
-            held: self.held.clone(),
-            stats: self.stats.clone(),
-        })
+        Ok(permit)
     }
 }
 
@@ -145,12 +163,18 @@ mod tests {
         assert!(bodies.take(client(1), 60).is_ok());
         drop(b);
         assert_eq!(held(), 0);
-        // A body sent in chunks takes the most, and keeps what it was.
-        let mut chunked = bodies.take(client(1), 60).unwrap();
-        chunked.shrink_to(30);
+        // A body takes more as it comes in, within the bounds, and keeps
+        // what it was once read.
+        let mut growing = bodies.take(client(1), 10).unwrap();
+        bodies.grow(&mut growing, 50).unwrap();
+        assert_eq!((growing.len(), held()), (60, 60));
+        assert_eq!(bodies.grow(&mut growing, 1).err(), Some(NoRoom::Client));
+        growing.shrink_to(30);
         assert_eq!(held(), 30);
-        assert!(bodies.take(client(2), 60).is_ok());
-        drop(chunked);
+        let other = bodies.take(client(2), 60).unwrap();
+        let mut third = bodies.take(client(3), 5).unwrap();
+        assert_eq!(bodies.grow(&mut third, 6).err(), Some(NoRoom::All));
+        drop((growing, other, third));
         assert_eq!(held(), 0);
         // One client holds its quarter at most, however many bodies: the
         // others still find room.

@@ -67,8 +67,7 @@ pub struct ServerConfig {
     /// Largest request body (MCP messages); beyond it, 413.
     pub max_body_bytes: usize,
     /// Bytes of request bodies held at once, being read or handled (each
-    /// counted at its declared length, or at `max_body_bytes` when sent in
-    /// chunks); beyond it, 503.
+    /// counted at what has come in, 4 KiB at first); beyond it, 503.
     pub max_body_bytes_held: usize,
     /// Every response must be written out within this time of its
     /// request's arrival, or its connection is closed.

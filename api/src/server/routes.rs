@@ -377,6 +377,20 @@ async fn route_request(
     }
 }
 
+/// What an MCP request body first takes of the bytes held at once
+/// (`--mcp-max-request-bytes-held`); it takes more as it comes in. (Taken
+/// at its declared length, or at the largest a body may be when sent in
+/// chunks, a few addresses starting bodies and sending nothing held the
+/// whole bound, and every other client's MCP requests got 503.)
+const BODY_FIRST_SHARE: usize = 4096;
+
+/// Why a request body was not read whole.
+enum BodyRead {
+    /// It came in past what the bound had room for.
+    NoRoom(NoRoom),
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// `/mcp/flows` and `/mcp/flows/summary`: checked, then computed on a
 /// blocking thread (filtering and aggregating a large snapshot is CPU work,
 /// kept off the threads that read connections) into an answer that owns its
@@ -533,55 +547,78 @@ async fn mcp_route(
                 return too_large();
             }
             let wanted = declared.map_or(config.max_body_bytes, |n| n as usize);
-            let mut share = match state.bodies.take(request.conn.client, wanted) {
-                Ok(share) => share,
-                Err(why) => {
-                    state
-                        .stats
-                        .request_bodies_refused
-                        .fetch_add(1, Ordering::Relaxed);
-                    let whose = match why {
-                        NoRoom::All => "request bodies held at once are at their bound",
-                        NoRoom::Client => {
-                            "this client's request bodies held at once are at its share of the \
-                             bound"
-                        }
-                    };
-                    let mut resp = mcp_response(Reply::refusal(
-                        503,
-                        jsonrpc::INVALID_REQUEST,
-                        format!(
-                            "Service Unavailable: {whose} (--mcp-max-request-bytes-held); try again"
-                        ),
-                    ));
-                    resp.headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                    return resp;
-                }
-            };
-            let limited = http_body_util::Limited::new(body, config.max_body_bytes);
-            let arriving = request.conn.body_arriving();
-            let body =
-                match tokio::time::timeout(config.header_read_timeout, limited.collect()).await {
-                    Ok(Ok(collected)) => collected.to_bytes(),
-                    Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                        return too_large();
-                    }
-                    Ok(Err(e)) => {
-                        return mcp_response(Reply::refusal(
-                            400,
-                            jsonrpc::INVALID_REQUEST,
-                            format!("reading the body: {e}"),
-                        ));
-                    }
-                    Err(_) => {
-                        return mcp_response(Reply::refusal(
-                            408,
-                            jsonrpc::INVALID_REQUEST,
-                            "the request body took too long",
-                        ));
+            let no_room = |why: NoRoom| {
+                state
+                    .stats
+                    .request_bodies_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                let whose = match why {
+                    NoRoom::All => "request bodies held at once are at their bound",
+                    NoRoom::Client => {
+                        "this client's request bodies held at once are at its share of the bound"
                     }
                 };
+                let mut resp = mcp_response(Reply::refusal(
+                    503,
+                    jsonrpc::INVALID_REQUEST,
+                    format!(
+                        "Service Unavailable: {whose} (--mcp-max-request-bytes-held); try again"
+                    ),
+                ));
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            };
+            let mut share = match state
+                .bodies
+                .take(request.conn.client, wanted.min(BODY_FIRST_SHARE))
+            {
+                Ok(share) => share,
+                Err(why) => return no_room(why),
+            };
+            let mut limited = http_body_util::Limited::new(body, config.max_body_bytes);
+            let arriving = request.conn.body_arriving();
+            let read = async {
+                let mut bytes = bytes::BytesMut::new();
+                while let Some(frame) = limited.frame().await {
+                    let Ok(data) = frame.map_err(BodyRead::Failed)?.into_data() else {
+                        continue;
+                    };
+                    bytes.extend_from_slice(&data);
+                    if bytes.len() > share.len() {
+                        // Doubling, within the body's declared length (or
+                        // the largest a body may be).
+                        let to = (share.len() * 2).max(bytes.len()).min(wanted);
+                        let more = to.saturating_sub(share.len());
+                        state
+                            .bodies
+                            .grow(&mut share, more)
+                            .map_err(BodyRead::NoRoom)?;
+                    }
+                }
+                Ok(bytes.freeze())
+            };
+            let body = match tokio::time::timeout(config.header_read_timeout, read).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(BodyRead::NoRoom(why))) => return no_room(why),
+                Ok(Err(BodyRead::Failed(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                    return too_large();
+                }
+                Ok(Err(BodyRead::Failed(e))) => {
+                    return mcp_response(Reply::refusal(
+                        400,
+                        jsonrpc::INVALID_REQUEST,
+                        format!("reading the body: {e}"),
+                    ));
+                }
+                Err(_) => {
+                    return mcp_response(Reply::refusal(
+                        408,
+                        jsonrpc::INVALID_REQUEST,
+                        "the request body took too long",
+                    ));
+                }
+            };
             drop(arriving);
             // Held while the request waits for its turn and is handled: at
             // what the body is.
