@@ -175,7 +175,7 @@ impl Forwarder {
         let all = turns.acquire_many(AT_ONCE);
         if tokio::time::timeout(AFTER_INPUT_ENDS, all).await.is_err() {
             eprintln!(
-                "flowtap mcp-stdio: input ended; answers not come within {} s are not waited for",
+                "flowtap mcp-stdio: input ended; answers that have not come within {} s are not waited for",
                 AFTER_INPUT_ENDS.as_secs()
             );
         }

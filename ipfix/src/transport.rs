@@ -99,8 +99,9 @@ impl Trouble {
             collector = %to,
             send_errors = self.errors_unsaid,
             records_lost = self.lost_unsaid,
-            "IPFIX export fails: the collector is unreachable or refuses (debug logs name each error; \
-             flowtap_ipfix_records_lost_total counts what is lost)"
+            "IPFIX export fails: the collector is unreachable, refuses, or reads too slowly for \
+             --ipfix-tcp-buffer (debug logs name each error; flowtap_ipfix_records_lost_total \
+             counts what is lost)"
         );
         self.errors_unsaid = 0;
         self.lost_unsaid = 0;
@@ -121,6 +122,17 @@ const RECONNECT_AT_MOST: Duration = Duration::from_secs(8);
 /// longer leaves the rest of its message for the next flush, on the same
 /// connection: a collector slow to read is not one that is gone.
 const TCP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A TCP collector that took nothing for a whole write is not written to
+/// again for this long (its messages wait in the buffer): a collector that
+/// stopped reading held the exporter 500 ms each batch, and a capture's
+/// end, hundreds of batches, for minutes.
+const UNREAD_WAIT: Duration = Duration::from_secs(1);
+/// Taking fewer bytes than this in a whole write is taking nothing.
+const TAKES_AT_LEAST: usize = 16 << 10;
+/// ... and its connection is given up once it has taken nothing for this
+/// long (its messages go again, whole, on the next).
+const UNREAD_GIVE_UP: Duration = Duration::from_secs(60);
 
 /// How long flowtap, stopping, goes on writing to a TCP collector that
 /// reads.
@@ -152,6 +164,11 @@ pub enum Collector {
         /// Bytes of the queue's first message written on this connection
         /// (a write that timed out midway goes on from there).
         front_written: usize,
+        /// Since when the collector has taken nothing of what was written
+        /// ([`UNREAD_GIVE_UP`]), and when to write to it again
+        /// ([`UNREAD_WAIT`]).
+        unread_since: Option<Instant>,
+        write_after: Option<Instant>,
         max_bytes: usize,
     },
 }
@@ -212,6 +229,8 @@ impl Collector {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 front_written: 0,
+                unread_since: None,
+                write_after: None,
                 max_bytes: tcp_buffer_bytes,
             },
         })
@@ -282,6 +301,8 @@ impl Collector {
             queue,
             queued_bytes,
             front_written,
+            unread_since,
+            write_after,
             ..
         } = self
         else {
@@ -301,6 +322,7 @@ impl Collector {
             // What was written of the first message went with the old
             // connection: it goes again whole.
             *front_written = 0;
+            (*unread_since, *write_after) = (None, None);
             if last_attempt.is_some_and(|t| t.elapsed() < *retry_after) {
                 return;
             }
@@ -333,9 +355,17 @@ impl Collector {
                 }
             }
         }
+        if write_after.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
         let s = stream.as_mut().expect("connected above");
         let now = now_s();
         let deadline = Instant::now() + TCP_TIMEOUT;
+        // Bytes the collector took in this flush: fewer than
+        // [`TAKES_AT_LEAST`] in a whole write's time is a collector that
+        // does not read (a kernel whose buffer is full may still take a
+        // few hundred bytes now and then).
+        let mut taken = 0;
         while let Some((m, _)) = queue.front_mut() {
             if *front_written == 0 {
                 set_export_time(m, now);
@@ -345,12 +375,13 @@ impl Collector {
                 other => other,
             };
             match written {
-                Ok(n) => *front_written += n,
-                // Not read for TCP_TIMEOUT: the rest goes at the next flush
-                // (cutting the connection left the collector half a message).
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return;
+                Ok(n) => {
+                    *front_written += n;
+                    taken += n;
                 }
+                // Not read for TCP_TIMEOUT: the rest goes at a later flush
+                // (cutting the connection left the collector half a message).
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // The collector went away: the message goes again, whole,
@@ -368,11 +399,26 @@ impl Collector {
                 queue.pop_front();
             }
             if Instant::now() >= deadline {
-                // A collector reading slowly takes the rest at the next
+                // A collector reading slowly takes the rest at a later
                 // flush: the exporter is held TCP_TIMEOUT at most.
-                return;
+                break;
             }
         }
+        if queue.is_empty() || taken >= TAKES_AT_LEAST {
+            (*unread_since, *write_after) = (None, None);
+            return;
+        }
+        // It took (next to) nothing for a whole write: waited for, then
+        // given up.
+        let since = *unread_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < UNREAD_GIVE_UP {
+            *write_after = Some(Instant::now() + UNREAD_WAIT);
+            return;
+        }
+        stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(collector = %to, "IPFIX collector reads nothing: connection given up");
+        *stream = None;
+        *front_written = 0;
     }
 
     /// Flowtap stops: one last try, written to for as long as the
@@ -385,6 +431,10 @@ impl Collector {
         let give_up = Instant::now() + CLOSE_WITHIN;
         let mut progress = Instant::now();
         loop {
+            if let Collector::Tcp { write_after, .. } = self {
+                // Tried however it went before: this is the last chance.
+                *write_after = None;
+            }
             let before = self.unwritten();
             self.flush(templates, stats);
             let after = self.unwritten();
@@ -548,6 +598,36 @@ mod tests {
             let sent = message(i as u32);
             assert_eq!((&m[..4], &m[8..]), (&sent[..4], &sent[8..]), "message {i}");
         }
+    }
+
+    /// A TCP collector that accepts and reads nothing holds the exporter
+    /// one write's timeout, then not again for a second, however many
+    /// batches come meanwhile (each held it 500 ms: a capture's end, of
+    /// hundreds of batches, took minutes), on the one connection.
+    #[test]
+    fn a_tcp_collector_that_reads_nothing_holds_the_exporter_briefly() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        rustix::net::sockopt::set_socket_recv_buffer_size(&listener, 64 << 10).unwrap();
+        let to = listener.local_addr().unwrap();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let (_conn, _) = listener.accept().unwrap();
+            let _ = wait.recv();
+        });
+        let batch: Vec<Message> = (0..1_000).map(|_| (vec![0u8; 1400], 1)).collect();
+        let mut c = Collector::open(CollectorAddr::Tcp(to), 64 << 20, Duration::ZERO).unwrap();
+        let stats = ExportStats::default();
+        let started = Instant::now();
+        for _ in 0..20 {
+            c.deliver(&[0u8; 32], &batch, &stats);
+        }
+        let held = started.elapsed();
+        assert!(held < TCP_TIMEOUT * 8, "held {held:?} for 20 batches");
+        assert_eq!(stats.tcp_connects.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.records_lost.load(Ordering::Relaxed), 0);
+        assert!(c.reachable());
+        drop(done);
+        collector.join().unwrap();
     }
 
     /// `--ipfix-template-refresh`: templates go again once it has passed,
