@@ -412,6 +412,27 @@ mod tests {
         (addr, stats, state)
     }
 
+    /// `n` connections to `addr`, each having sent `begun` (a request not
+    /// finished).
+    fn begun(addr: std::net::SocketAddr, n: usize, begun: &[u8]) -> Vec<std::net::TcpStream> {
+        (0..n)
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(begun).unwrap();
+                c
+            })
+            .collect()
+    }
+
+    /// Waits until `holds` (10 s at most).
+    fn until(holds: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !holds() {
+            assert!(started.elapsed() < Duration::from_secs(10), "never held");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Connections closed to make room close at once: sockets held open stay
     /// within the bound whatever the rate of new connections dribbling
     /// their heads.
@@ -429,19 +450,8 @@ mod tests {
         // Serving (its runtime's descriptors open) before counting.
         assert_eq!(get(addr, "/nowhere"), 404);
         let before = open_fds();
-        let clients: Vec<std::net::TcpStream> = (0..40)
-            .map(|_| {
-                let mut c = std::net::TcpStream::connect(addr).unwrap();
-                c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-                    .unwrap();
-                c
-            })
-            .collect();
-        let waiting = Instant::now();
-        while stats.http_connections_closed_idle.load(Ordering::Relaxed) < 36 {
-            assert!(waiting.elapsed() < Duration::from_secs(10), "not admitted");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let clients = begun(addr, 40, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        until(|| stats.http_connections_closed_idle.load(Ordering::Relaxed) >= 36);
         // The server's sockets: 4 open, and none of the 36 closed to make
         // room (they lingered a second each).
         let settled = Instant::now();
@@ -472,22 +482,13 @@ mod tests {
                 ..ServerConfig::default()
             },
         );
-        let _slow: Vec<std::net::TcpStream> = (0..4)
-            .map(|_| {
-                let mut c = std::net::TcpStream::connect(addr).unwrap();
-                c.write_all(
-                    b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-                      Accept: application/json\r\nContent-Length: 100\r\n\r\n{",
-                )
-                .unwrap();
-                c
-            })
-            .collect();
-        let started = Instant::now();
-        while stats.http_connections.load(Ordering::Relaxed) < 4 {
-            assert!(started.elapsed() < Duration::from_secs(10), "not admitted");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let _slow = begun(
+            addr,
+            4,
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Accept: application/json\r\nContent-Length: 100\r\n\r\n{",
+        );
+        until(|| stats.http_connections.load(Ordering::Relaxed) >= 4);
         // Before then, every connection busy: refused, with a 503 the
         // client reads (it read a reset: its request was left unread).
         let (status, reply) = fetch(addr, "/mcp/flows?limit=1");

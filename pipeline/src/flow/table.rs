@@ -755,6 +755,36 @@ mod tests {
         t.update(&tcp(ts + 3 * MS, server, 443, client, port, ACK));
     }
 
+    /// A live table of these bounds.
+    fn live_table_of(limits: Limits) -> FlowTable {
+        table_of(TableConfig {
+            timeouts: crate::flow::Timeouts::LIVE,
+            limits,
+            ..TableConfig::default()
+        })
+    }
+
+    /// 40 new connections to `server`'s port 443 from `start`, 10 ms apart,
+    /// each answered (SYN-ACK, ACK, ACK) after the next one's SYN: a steady
+    /// stream of new connections. The client of each, by its number.
+    fn answered_after_the_next(t: &mut FlowTable, server: Addr, start: u64) -> fn(u32) -> Addr {
+        let client: fn(u32) -> Addr = |i| addr(1_000 + i);
+        let answer = |t: &mut FlowTable, i: u32, ts: u64| {
+            t.update(&tcp(ts, server, 443, client(i), 50_000, SYN | ACK));
+            t.update(&tcp(ts + MS, client(i), 50_000, server, 443, ACK));
+            t.update(&tcp(ts + 2 * MS, server, 443, client(i), 50_000, ACK));
+        };
+        for i in 0..40u32 {
+            let ts = start + u64::from(i) * 10 * MS;
+            t.update(&tcp(ts, client(i), 50_000, server, 443, SYN));
+            if i > 0 {
+                answer(t, i - 1, ts + MS);
+            }
+        }
+        answer(t, 39, start + 400 * MS);
+        client
+    }
+
     /// A flow's packets from each side, and its connections.
     fn sent_and_connections(f: &FlowRecord) -> (u64, u64, u64) {
         (
@@ -1245,14 +1275,10 @@ mod tests {
     /// next: nothing new was counted whole while old flows held the table.
     #[test]
     fn new_flows_at_a_full_table_are_not_given_up_before_their_answers() {
-        let mut t = table_of(TableConfig {
-            timeouts: crate::flow::Timeouts::LIVE,
-            limits: Limits {
-                max_connections: 1_000,
-                max_flows: 50,
-                max_sketches: 10,
-            },
-            ..TableConfig::default()
+        let mut t = live_table_of(Limits {
+            max_connections: 1_000,
+            max_flows: 50,
+            max_sketches: 10,
         });
         let server = Addr::from_v4([198, 19, 0, 1]);
         let s = crate::time::SECOND;
@@ -1268,21 +1294,7 @@ mod tests {
             (t.counters().active_flows, t.counters().active_connections),
             (50, 0)
         );
-        let start = 60 * s;
-        let client = |i: u32| addr(1_000 + i);
-        let answer = |t: &mut FlowTable, i: u32, ts: u64| {
-            t.update(&tcp(ts, server, 443, client(i), 50_000, SYN | ACK));
-            t.update(&tcp(ts + MS, client(i), 50_000, server, 443, ACK));
-            t.update(&tcp(ts + 2 * MS, server, 443, client(i), 50_000, ACK));
-        };
-        for i in 0..40u32 {
-            let ts = start + u64::from(i) * 10 * MS;
-            t.update(&tcp(ts, client(i), 50_000, server, 443, SYN));
-            if i > 0 {
-                answer(&mut t, i - 1, ts + MS);
-            }
-        }
-        answer(&mut t, 39, start + 400 * MS);
+        let client = answered_after_the_next(&mut t, server, 60 * s);
         let c = t.counters();
         assert_eq!((c.flows_evicted, c.idle_flows_evicted), (0, 40), "{c:?}");
         let new: Vec<_> = flows(&mut t)
@@ -1301,35 +1313,17 @@ mod tests {
     /// the newest: all 40 handshakes were lost.
     #[test]
     fn new_connections_at_a_full_table_are_not_given_up_before_their_answers() {
-        let mut t = table_of(TableConfig {
-            timeouts: crate::flow::Timeouts::LIVE,
-            limits: Limits {
-                max_connections: 50,
-                max_flows: 1_000,
-                max_sketches: 1_000,
-            },
-            ..TableConfig::default()
+        let mut t = live_table_of(Limits {
+            max_connections: 50,
+            max_flows: 1_000,
+            max_sketches: 1_000,
         });
         let server = Addr::from_v4([198, 19, 0, 1]);
-        let s = crate::time::SECOND;
         for i in 0..50 {
             converse(&mut t, 0, addr(i), 40_000 + i as u16, server);
         }
         assert_eq!(t.counters().active_connections, 50);
-        let start = 60 * s;
-        let client = |i: u32| addr(1_000 + i);
-        let answer = |t: &mut FlowTable, i: u32, ts: u64| {
-            t.update(&tcp(ts, server, 443, client(i), 50_000, SYN | ACK));
-            t.update(&tcp(ts + MS, client(i), 50_000, server, 443, ACK));
-        };
-        for i in 0..40u32 {
-            let ts = start + u64::from(i) * 10 * MS;
-            t.update(&tcp(ts, client(i), 50_000, server, 443, SYN));
-            if i > 0 {
-                answer(&mut t, i - 1, ts + MS);
-            }
-        }
-        answer(&mut t, 39, start + 400 * MS);
+        let client = answered_after_the_next(&mut t, server, 60 * crate::time::SECOND);
         let c = t.counters();
         assert_eq!(
             (c.connections_evicted, c.connections_emergency_expired),
