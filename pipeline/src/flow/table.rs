@@ -741,10 +741,7 @@ mod tests {
 
     /// A table with live timeouts (connections and flows expire).
     fn live_table() -> FlowTable {
-        table_of(TableConfig {
-            timeouts: crate::flow::Timeouts::LIVE,
-            ..TableConfig::default()
-        })
+        live_table_of(TableConfig::default().limits)
     }
 
     /// A whole connection: handshake, a request and a reply.
@@ -755,7 +752,7 @@ mod tests {
         t.update(&tcp(ts + 3 * MS, server, 443, client, port, ACK));
     }
 
-    /// A live table of these bounds.
+    /// A live table of these bounds ([`table`]'s live twin).
     fn live_table_of(limits: Limits) -> FlowTable {
         table_of(TableConfig {
             timeouts: crate::flow::Timeouts::LIVE,
