@@ -307,8 +307,9 @@ pub(crate) struct RunArgs {
     pub memory_limit: Option<u64>,
 
     /// Connections tracked at most (default: from --memory-limit). A full
-    /// table gives up unanswered connections, then idle ones, then the least
-    /// recently seen; packets of connections it cannot track still count.
+    /// table gives up unanswered connections not seen for a second, then
+    /// idle ones, then unanswered ones of any age, then the least recently
+    /// seen; packets of connections it cannot track still count.
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MAX_CONNECTIONS", help_heading = FLOWS)]
     pub max_connections: Option<usize>,
 
@@ -602,9 +603,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_MCP_SESSIONS_PER_CLIENT", help_heading = API)]
     pub mcp_sessions_per_client: usize,
 
-    /// An MCP session unused this long ends (its client is answered 404,
-    /// and real clients' next request takes it up again): how long an idle
-    /// session holds a place among --mcp-max-sessions.
+    /// An MCP session unused this long ends, at least 1 s (a client that
+    /// names its revision in MCP-Protocol-Version takes it up again with
+    /// its next request; one that names none is answered 404): how long an
+    /// idle session holds a place among --mcp-max-sessions.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600.0, value_parser = parse_seconds_from::<1000>, env = "FLOWTAP_MCP_SESSION_IDLE_TIMEOUT", help_heading = API)]
     pub mcp_session_idle_timeout: f64,
 

@@ -33,6 +33,10 @@ const AT_ONCE: u32 = 8;
 /// a bridge given one request and end of input still answers it.
 const AFTER_INPUT_ENDS: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long writing out the answers come and ending the session (DELETE)
+/// may each take once input has ended and answers are no longer waited for.
+const ENDING_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where and how to reach the running flowtap, and the session it gave.
 struct Forwarder {
     agent: hub::client::AgentUrl,
@@ -180,12 +184,14 @@ impl Forwarder {
             );
         }
         let _ = answers.send(None);
-        let written = tokio::time::timeout(AFTER_INPUT_ENDS, writer).await;
+        let written = tokio::time::timeout(ENDING_WITHIN, writer).await;
         let id = self.session.borrow_mut().id.take();
         if let Some(session) = id {
-            let _ = self
-                .send("DELETE", Vec::new(), &[(headers::SESSION_ID, session)])
-                .await;
+            // A courtesy to the server: not waited for as an answer is (a
+            // hung server held the exit a minute more).
+            let session = [(headers::SESSION_ID, session)];
+            let delete = self.send("DELETE", Vec::new(), &session);
+            let _ = tokio::time::timeout(ENDING_WITHIN, delete).await;
         }
         match written {
             Ok(Ok(result)) => result,

@@ -875,8 +875,9 @@ fn mcp_stdio_refuses_an_answer_without_end() {
 /// `flowtap mcp-stdio` forwards a few requests at once: an answer that
 /// does not come (a hung server, a hub's slow round) holds no request
 /// behind it, and once its client closes stdin the bridge waits for it a
-/// few seconds, not the minute a request may take. (It forwarded one at a
-/// time: the ping waited a minute, and so did the bridge's exit.)
+/// few seconds, not the minute a request may take, nor for the session's
+/// end. (It forwarded one at a time: the ping waited a minute, and so did
+/// the bridge's exit, and a minute more for the DELETE.)
 #[test]
 fn mcp_stdio_is_not_held_by_an_answer_that_does_not_come() {
     use std::io::{BufRead, Read, Write};
@@ -889,11 +890,14 @@ fn mcp_stdio_is_not_held_by_an_answer_that_does_not_come() {
             };
             std::thread::spawn(move || {
                 let mut reader = std::io::BufReader::new(conn);
-                let mut length = 0;
+                let (mut length, mut request_line) = (0, String::new());
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
+                    }
+                    if request_line.is_empty() {
+                        request_line = line.clone();
                     }
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
@@ -902,16 +906,23 @@ fn mcp_stdio_is_not_held_by_an_answer_that_does_not_come() {
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
                 let message: Value = serde_json::from_slice(&body).unwrap_or_default();
-                if message["id"] == "slow" {
+                if message["id"] == "slow" || request_line.starts_with("DELETE") {
                     // Never answered: held until the bridge lets go.
                     let _ = reader.read_to_end(&mut Vec::new());
                     return;
                 }
-                let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": {}});
+                let (session, result) = if message["method"] == "initialize" {
+                    let result = json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                                        "serverInfo": {"name": "hung", "version": "1"}});
+                    ("Mcp-Session-Id: s1\r\n", result)
+                } else {
+                    ("", json!({}))
+                };
+                let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": result});
                 let answer = answer.to_string();
                 let _ = write!(
                     reader.into_inner(),
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{answer}",
+                    "HTTP/1.1 200 OK\r\n{session}Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{answer}",
                     answer.len()
                 );
             });
@@ -919,10 +930,16 @@ fn mcp_stdio_is_not_held_by_an_answer_that_does_not_come() {
     });
     let mut bridge = mcp_stdio(&format!("http://{addr}"), &[], std::process::Stdio::null());
     let mut stdin = bridge.stdin.take().unwrap();
-    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":"slow","method":"ping"}}"#).unwrap();
-    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"ping"}}"#).unwrap();
     let mut stdout = std::io::BufReader::new(bridge.stdout.take().unwrap());
     let mut line = String::new();
+    // A session, which the bridge ends (DELETE, never answered here) once
+    // its input has ended.
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#).unwrap();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"hung\""), "{line}");
+    line.clear();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":"slow","method":"ping"}}"#).unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"ping"}}"#).unwrap();
     stdout.read_line(&mut line).unwrap();
     let answer: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(answer, json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
@@ -940,7 +957,7 @@ fn mcp_stdio_is_not_held_by_an_answer_that_does_not_come() {
     };
     assert!(status.success(), "{status}");
     assert!(
-        closed.elapsed() < std::time::Duration::from_secs(30),
+        closed.elapsed() < std::time::Duration::from_secs(25),
         "exited {:?} after its input ended",
         closed.elapsed()
     );

@@ -303,7 +303,7 @@ fn mcp_sessions_are_refused_not_stolen_when_all_are_in_use() {
         "--mcp-sessions-per-client",
         "8",
         "--mcp-session-idle-timeout",
-        "3",
+        "5",
     ]);
     for _ in 0..4 {
         assert_eq!(session(&server, "2025-11-25").status, 200);
@@ -315,7 +315,7 @@ fn mcp_sessions_are_refused_not_stolen_when_all_are_in_use() {
     assert_eq!(sample(&metrics, "flowtap_mcp_sessions"), 4.0);
     // Idle past --mcp-session-idle-timeout, they end: the gauge says so
     // without a new session being made, and there is room again.
-    std::thread::sleep(Duration::from_millis(3200));
+    std::thread::sleep(Duration::from_millis(5200));
     assert_eq!(sample(&server.metrics(), "flowtap_mcp_sessions"), 0.0);
     assert_eq!(session(&server, "2025-11-25").status, 200);
 }

@@ -534,7 +534,8 @@ impl SnapshotSink for Exporter {
         }
         outbox.send();
         let templates = outbox.encoder.templates(crate::transport::now_s());
-        outbox.hand_each_collector(true, |c, stats| c.close(&templates, stats));
+        let give_up = std::time::Instant::now() + crate::transport::CLOSE_WITHIN;
+        outbox.hand_each_collector(true, |c, stats| c.close(&templates, stats, give_up));
     }
 }
 

@@ -131,12 +131,15 @@ const UNREAD_WAIT: Duration = Duration::from_secs(1);
 /// Taking fewer bytes than this in a whole write is taking nothing.
 const TAKES_AT_LEAST: usize = 16 << 10;
 /// ... and its connection is given up once it has taken nothing for this
-/// long (its messages go again, whole, on the next).
+/// long (its messages still queued go again, whole, on the next; what the
+/// kernel had accepted for it is lost, the collector seeing the gap in the
+/// sequence numbers).
 const UNREAD_GIVE_UP: Duration = Duration::from_secs(60);
 
-/// How long flowtap, stopping, goes on writing to a TCP collector that
-/// reads.
-const CLOSE_WITHIN: Duration = Duration::from_secs(30);
+/// How long flowtap, stopping, goes on writing to its TCP collectors that
+/// read, all of them together: within a pod's grace period (the shipped
+/// DaemonSet's is 20 s, and the last snapshot may take 10 s before it).
+pub(crate) const CLOSE_WITHIN: Duration = Duration::from_secs(8);
 /// ... and how long it waits for one that has stopped reading.
 const CLOSE_STALLED: Duration = Duration::from_secs(5);
 
@@ -370,7 +373,14 @@ impl Collector {
             if *front_written == 0 {
                 set_export_time(m, now);
             }
-            let written = match s.write(&m[*front_written..]) {
+            // Each write within what is left of TCP_TIMEOUT: the socket's
+            // timeout is a write's, and one begun late ran past it.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let written = match s.set_write_timeout(Some(left.max(Duration::from_millis(1)))) {
+                Ok(()) => s.write(&m[*front_written..]),
+                Err(e) => Err(e),
+            };
+            let written = match written {
                 Ok(0) => Err(std::io::Error::from(ErrorKind::WriteZero)),
                 other => other,
             };
@@ -422,13 +432,13 @@ impl Collector {
     }
 
     /// Flowtap stops: one last try, written to for as long as the
-    /// collector reads (a capture's records go at its end, all at once;
-    /// [`CLOSE_WITHIN`] at most); what is still queued then is lost.
-    pub fn close(&mut self, templates: &[u8], stats: &ExportStats) {
+    /// collector reads (a capture's records go at its end, all at once),
+    /// until `give_up` ([`CLOSE_WITHIN`] for all collectors); what is still
+    /// queued then is lost.
+    pub fn close(&mut self, templates: &[u8], stats: &ExportStats, give_up: Instant) {
         if let Collector::Tcp { last_attempt, .. } = self {
             *last_attempt = None;
         }
-        let give_up = Instant::now() + CLOSE_WITHIN;
         let mut progress = Instant::now();
         loop {
             if let Collector::Tcp { write_after, .. } = self {
@@ -446,10 +456,17 @@ impl Collector {
                 break;
             }
         }
-        if let Collector::Tcp { queue, .. } = self {
+        if let Collector::Tcp {
+            queue,
+            queued_bytes,
+            front_written,
+            ..
+        } = self
+        {
             for (_, n) in queue.drain(..) {
                 lost(stats, n);
             }
+            (*queued_bytes, *front_written) = (0, 0);
         }
     }
 }

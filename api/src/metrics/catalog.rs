@@ -394,7 +394,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_connections_emergency_expired",
         Counter,
-        "Connections given up to make room because they were idle past the emergency timeouts (the second step).",
+        "Connections given up to make room because they were idle past the emergency timeouts (after unanswered ones not seen for a second, and in the last step).",
         table!(connections_emergency_expired),
         Limits "connections emergency-expired"
     ),

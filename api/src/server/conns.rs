@@ -387,8 +387,9 @@ impl Conns {
     }
 
     /// Closes one of the open connections `among` picks to make room: the
-    /// oldest idle one, else the busy one whose socket has taken nothing
-    /// longest (a client that stopped reading); false if none can go.
+    /// oldest idle one, else the busy one whose socket has taken nothing,
+    /// or whose request body has been coming in, longest (a client that
+    /// stopped reading, or sends a byte at a time); false if none can go.
     fn make_room(
         &self,
         open: &mut BTreeMap<u64, Open>,
@@ -398,9 +399,8 @@ impl Conns {
         let candidates = || open.iter().filter(|(_, o)| among(o));
         // Ids grow with time: the first idle one is the oldest.
         let idle = candidates().find(|(_, o)| !o.state.busy());
-        // It leaves the registry now; its task closes it: an idle one
-        // after what is in flight, a stalled one at once (a client that
-        // does not read finishes nothing).
+        // It leaves the registry now; its task closes it at once (an idle
+        // one has nothing in flight; a stalled one finishes nothing).
         let id = match idle {
             Some((&id, victim)) => {
                 victim.state.close.notify_one();
@@ -410,9 +410,10 @@ impl Conns {
                 id
             }
             None => {
-                // Only a socket that takes nothing: a request still being
-                // worked on (rendered, waiting for its turn or for the
-                // hub's round, its body coming in) is not stalled.
+                // Only a socket that takes nothing, or a body coming in
+                // for 2 s: a request still being worked on (rendered,
+                // waiting for its turn or for the hub's round) is not
+                // stalled.
                 let stalled = candidates()
                     .filter_map(|(id, o)| Some((*id, o, o.state.stalled_for(now)?)))
                     .max_by_key(|&(.., ms)| ms);

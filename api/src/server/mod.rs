@@ -195,6 +195,10 @@ pub async fn serve(
     // with how many there were: out of descriptors, the loop below fails
     // twenty times a second for as long as that lasts.
     let mut failures_unsaid = 0u64;
+    // Refused connections that wait for their requests, so that their
+    // clients read the 503 ([`refuse`]): a few, so that refusals cannot
+    // hold sockets past the bound either.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSALS_WAITING));
     let mut failures_said = AtMostEvery::new(ACCEPT_FAILURES_SAID_EVERY);
     loop {
         let (stream, peer) = tokio::select! {
@@ -218,7 +222,7 @@ pub async fn serve(
             () = &mut shutdown => return,
         };
         let Some(admitted) = conns.admit(peer.ip()) else {
-            tokio::spawn(refuse(stream));
+            tokio::spawn(refuse(stream, refusals.clone().try_acquire_owned().ok()));
             continue;
         };
         // Answers are written whole, often in several segments: with
@@ -320,21 +324,35 @@ fn refused_head_status(e: &hyper::Error) -> Option<u16> {
     }
 }
 
+/// Refused connections that wait for their requests at once, at most.
+const REFUSALS_WAITING: usize = 64;
+
 /// Answers a connection that cannot be admitted (every open one is busy).
-async fn refuse(mut stream: TcpStream) {
+/// Its request is read first, as much as has come (and for 200 ms more
+/// while it holds one of the few `turn`s): a request left unread at close
+/// makes the kernel reset the connection, and the client see a reset in
+/// place of the 503.
+async fn refuse(mut stream: TcpStream, turn: Option<tokio::sync::OwnedSemaphorePermit>) {
     let body = r#"{"error":"too many connections; try again"}"#;
     let reply = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply.as_bytes())).await;
-    // The request unread at close would make the kernel reset the
-    // connection, and the client see a reset in place of the 503: it is
-    // read (64 KiB, 200 ms at most) once the answer is on its way.
     let _ = stream.shutdown().await;
     let mut unread = [0u8; 4096];
+    let mut read = 0;
+    while read < 64 << 10 {
+        match stream.try_read(&mut unread) {
+            Ok(0) => return,
+            Ok(n) => read += n,
+            Err(_) => break,
+        }
+    }
+    if turn.is_none() {
+        return;
+    }
     let drain = async {
-        let mut read = 0;
         while read < 64 << 10 {
             match stream.read(&mut unread).await {
                 Ok(0) | Err(_) => break,
@@ -438,6 +456,8 @@ mod tests {
     /// their heads.
     #[test]
     fn connections_made_room_for_let_their_sockets_go_at_once() {
+        // The process's descriptors: the test's alone under nextest, which
+        // runs each test in a process of its own (as the test command does).
         let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
         let (addr, stats, _) = server(
             Listener::Data,
@@ -488,7 +508,8 @@ mod tests {
             b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
               Accept: application/json\r\nContent-Length: 100\r\n\r\n{",
         );
-        until(|| stats.http_connections.load(Ordering::Relaxed) >= 4);
+        // All four reading their bodies (100 bytes held each): busy.
+        until(|| stats.request_body_bytes_held.load(Ordering::Relaxed) == 400);
         // Before then, every connection busy: refused, with a 503 the
         // client reads (it read a reset: its request was left unread).
         let (status, reply) = fetch(addr, "/mcp/flows?limit=1");

@@ -529,8 +529,8 @@ async fn mcp_route(
     request: &Request,
 ) -> Response<ResponseBody> {
     // Sessions are bounded per client as connections are: an IPv6 host's
-    // /64 is one client (per address, one host filled the session table,
-    // and the table refuses newcomers for an hour, sessions' idle time).
+    // /64 is one client (per address, one host filled the session table
+    // from as many addresses as it liked).
     let client = request.conn.client.ip();
     match *req.method() {
         Method::POST => {

@@ -1,5 +1,5 @@
 //! Answers that take turns: a large answer (over [`LARGE_ANSWER`] flows or
-//! workloads, an MCP tool call, a hub's feed) or a `/metrics` scrape is
+//! workloads, an MCP tool call) or a `/metrics` scrape is
 //! rendered into memory of its own and held until its client has read it
 //! ([`super::conns`]), so only a few go at once; the others wait holding
 //! nothing. How many go at once is an option, and `/metrics` tells both

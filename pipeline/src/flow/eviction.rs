@@ -78,7 +78,17 @@ pub(crate) struct Eviction {
     idle_flows_by_recency: Recency<FlowEntry>,
     /// When each queue is next thinned.
     thinned: Thinned,
+    /// Capture time before which the steps for connections, and for flows
+    /// without connections, idle past the emergency timeouts are not tried
+    /// again, having found none: under a flood at a table of state idle
+    /// less than that, each new entry walked and filed back 64 of them.
+    conns_past_emergency_from: u64,
+    idle_flows_past_emergency_from: u64,
 }
+
+/// How long a step that found nothing idle past the emergency timeouts is
+/// not tried again, in capture time (their shortest is a second).
+const PAST_EMERGENCY_RETRY_NS: u64 = SECOND;
 
 /// What each eviction queue held after its last thinning, and how many
 /// thinnings there have been (for tests).
@@ -348,6 +358,9 @@ impl FlowTable {
     /// seen since it was filed is filed again by when; each such move is
     /// paid for by the packet that refreshed it.
     fn evict_connection_by_age(&mut self, idle: Idle) -> bool {
+        if idle == Idle::PastEmergency && self.now_ns < self.eviction.conns_past_emergency_from {
+            return false;
+        }
         // Those looked past, not idle long enough for their state: filed
         // back once done, or they would come straight out again.
         let mut passed: Vec<(ConnRef, u64)> = Vec::new();
@@ -372,7 +385,16 @@ impl FlowTable {
                 passed.push((handle, conn.last_seen_ns));
                 // Idle less than every state's emergency timeout: none
                 // after it is idle longer (to the second).
-                if idle_ns <= EMERGENCY.tcp_closed_ns || passed.len() == EVICTION_TRIES {
+                let shortest = [
+                    EMERGENCY.tcp_closed_ns,
+                    EMERGENCY.tcp_handshake_ns,
+                    EMERGENCY.tcp_idle_ns,
+                    EMERGENCY.udp_idle_ns,
+                ]
+                .into_iter()
+                .min()
+                .unwrap_or(0);
+                if idle_ns <= shortest || passed.len() == EVICTION_TRIES {
                     break false;
                 }
                 continue;
@@ -387,6 +409,9 @@ impl FlowTable {
         };
         for (handle, last_seen) in passed {
             self.eviction.conns_by_recency.file(handle, last_seen);
+        }
+        if idle == Idle::PastEmergency && !evicted {
+            self.eviction.conns_past_emergency_from = self.now_ns + PAST_EMERGENCY_RETRY_NS;
         }
         evicted
     }
@@ -476,6 +501,10 @@ impl FlowTable {
     /// Evicts the least recently seen flow without connections (only if
     /// idle past its emergency timeout, with [`Idle::PastEmergency`]).
     fn evict_idle_flow(&mut self, idle: Idle) -> bool {
+        if idle == Idle::PastEmergency && self.now_ns < self.eviction.idle_flows_past_emergency_from
+        {
+            return false;
+        }
         // Those looked past, not idle long enough for their protocol (a TCP
         // flow's emergency timeout is longer than a UDP one's): filed back
         // once done, or they would come straight out again.
@@ -517,6 +546,9 @@ impl FlowTable {
         };
         for (entry, last_seen) in passed {
             self.eviction.idle_flows_by_recency.file(entry, last_seen);
+        }
+        if idle == Idle::PastEmergency && !evicted {
+            self.eviction.idle_flows_past_emergency_from = self.now_ns + PAST_EMERGENCY_RETRY_NS;
         }
         evicted
     }
