@@ -62,6 +62,23 @@ pub(super) const EMERGENCY: Timeouts = Timeouts {
     udp_idle_ns: 10 * SECOND,
 };
 
+/// The shortest of a connection's emergency timeouts, whatever its state:
+/// a connection idle no longer than it is past none of them.
+const SHORTEST_CONN_EMERGENCY_NS: u64 = {
+    let t = EMERGENCY;
+    let mut shortest = t.tcp_closed_ns;
+    if t.tcp_handshake_ns < shortest {
+        shortest = t.tcp_handshake_ns;
+    }
+    if t.tcp_idle_ns < shortest {
+        shortest = t.tcp_idle_ns;
+    }
+    if t.udp_idle_ns < shortest {
+        shortest = t.udp_idle_ns;
+    }
+    shortest
+};
+
 /// A flow filed for expiry or eviction: its slab index and generation.
 pub(crate) type FlowEntry = (u32, u32);
 
@@ -385,16 +402,7 @@ impl FlowTable {
                 passed.push((handle, conn.last_seen_ns));
                 // Idle less than every state's emergency timeout: none
                 // after it is idle longer (to the second).
-                let shortest = [
-                    EMERGENCY.tcp_closed_ns,
-                    EMERGENCY.tcp_handshake_ns,
-                    EMERGENCY.tcp_idle_ns,
-                    EMERGENCY.udp_idle_ns,
-                ]
-                .into_iter()
-                .min()
-                .unwrap_or(0);
-                if idle_ns <= shortest || passed.len() == EVICTION_TRIES {
+                if idle_ns <= SHORTEST_CONN_EMERGENCY_NS || passed.len() == EVICTION_TRIES {
                     break false;
                 }
                 continue;
