@@ -266,7 +266,8 @@ pub(crate) struct RunArgs {
     pub ipfix_enterprise_number: u32,
 
     /// A running flow gets an IPFIX record of its counts since the last one
-    /// at least this often (capture time); a flow that ends gets its last
+    /// this often (capture time; at the snapshot nearest it, half an
+    /// interval either way); a flow that ends gets its last
     /// at the next snapshot. From -r, running flows' records come from the
     /// snapshots taken while reading (with --listen, one a second of
     /// reading; else none before the end: a long capture read in seconds
@@ -287,10 +288,11 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size, env = "FLOWTAP_IPFIX_TCP_BUFFER", help_heading = EXPORT)]
     pub ipfix_tcp_buffer: u64,
 
-    /// Seconds after which udp:// collectors get the templates again (and
-    /// after 1000 messages, counted between batches, so a batch's more at
-    /// most), so that one that restarted can read the records (RFC 7011
-    /// section 8.4).
+    /// Seconds after which udp:// collectors get the templates again (with
+    /// the batch of messages nearest it, half the time between batches
+    /// early at most; and after 1000 messages, counted between batches, so
+    /// a batch's more at most), so that one that restarted can read the
+    /// records (RFC 7011 section 8.4).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "FLOWTAP_IPFIX_TEMPLATE_REFRESH", help_heading = EXPORT)]
     pub ipfix_template_refresh: f64,
 
@@ -644,6 +646,14 @@ pub(crate) struct NamesArgs {
     /// whole second).
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds_from::<2000>, env = "FLOWTAP_K8S_REQUEST_TIMEOUT", help_heading = K8S)]
     pub k8s_request_timeout: f64,
+
+    /// The most bytes of one page of a list (500 objects) or one watch
+    /// event the Kubernetes API may send: a larger one is cut off, counted
+    /// (flowtap_k8s_answers_too_large_total) and tried again as a failure,
+    /// so that a server or proxy that sends without end holds this much
+    /// memory at most for each of the four kinds.
+    #[arg(long, value_name = "SIZE", default_value = "64Mi", value_parser = parse_size_from::<65536>, env = "FLOWTAP_K8S_MAX_ANSWER_BYTES", help_heading = K8S)]
+    pub k8s_max_answer_bytes: u64,
 
     /// The cluster's address ranges (repeatable, or comma-separated); servers
     /// outside all of them are external egress.

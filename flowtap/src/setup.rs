@@ -366,6 +366,7 @@ fn watch(
     let config = k8s::watch::WatchConfig {
         max_objects: names.k8s_max_objects,
         request_timeout: std::time::Duration::from_secs_f64(names.k8s_request_timeout),
+        max_answer_bytes: names.k8s_max_answer_bytes,
         gone_pods_kept,
     };
     Ok(Source::Watch(

@@ -398,6 +398,52 @@ fn a_list_never_answered_is_given_up_and_tried_again() {
     });
 }
 
+/// A list whose answer never ends (a pod's name that never closes, from a
+/// server or a proxy before it) is cut off at `--k8s-max-answer-bytes`,
+/// counted, and listed again. Before, kube read it whole: the process
+/// grew by what came (about 3 GiB in 12 s from a Python server) until
+/// killed.
+#[test]
+fn an_answer_without_end_is_cut_off_at_its_bound() {
+    let api = ApiServer::start();
+    api.post(
+        "/_control/fail-lists",
+        &json!({"collection": "pods", "answer": "endless", "times": 1}),
+    );
+    let demo = common::project_root().join("demo/demo.pcap");
+    let server = Server::start_with_env(
+        &[
+            "-r",
+            demo.to_str().unwrap(),
+            "--k8s-watch",
+            "--k8s-max-answer-bytes",
+            "1Mi",
+        ],
+        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
+    );
+    wait_synced(&server);
+    let metrics = server.metrics();
+    assert_eq!(
+        common::metrics::sample(&metrics, "flowtap_k8s_answers_too_large_total"),
+        1.0
+    );
+    assert!(common::metrics::sample(&metrics, "flowtap_k8s_watch_errors_total") >= 1.0);
+    // The pods listed again whole, the endless answer given up: sent up to
+    // what the sockets' buffers took beyond the bound, no more.
+    let expected = names_from_the_inventory_file();
+    eventually(
+        &server,
+        Duration::from_secs(10),
+        "the demo's names",
+        |body| names(body) == expected,
+    );
+    let sent = api.stats()["endless_bytes"].as_u64().unwrap();
+    assert!(
+        (1 << 20..32 << 20).contains(&sent),
+        "{sent} bytes of the endless answer sent"
+    );
+}
+
 /// A list that keeps failing (403: the ClusterRole is missing) is tried
 /// again less and less often, 0.8 s doubling to 30 s, as client-go's
 /// reflector does. Before, kube's backoff started over at the event its

@@ -104,6 +104,19 @@ pub struct Exporter {
     config: ExportConfig,
     flows: FlowFollower<Tracked>,
     outbox: Outbox,
+    /// The last snapshot's time, if one was seen: snapshots come an
+    /// interval apart, which the active timeout is checked at.
+    last_snapshot_ns: Option<u64>,
+}
+
+/// Whether a running flow whose last record was made `since_ns` ago is cut
+/// by the active timeout at a snapshot `interval_ns` after the one before:
+/// at the snapshot nearest the timeout. Snapshots a whole number of
+/// intervals into it come a hair before or after it by the clock's
+/// jitter; checking only `since_ns >= timeout_ns` cut half of them a whole
+/// interval late (11 s apart at a 10 s timeout).
+fn active_timeout_reached(since_ns: u64, interval_ns: u64, timeout_ns: u64) -> bool {
+    since_ns.saturating_add(interval_ns.min(timeout_ns) / 2) >= timeout_ns
 }
 
 /// Records are made into messages and sent a batch at a time
@@ -193,6 +206,7 @@ impl Exporter {
             },
             config,
             flows: FlowFollower::default(),
+            last_snapshot_ns: None,
         })
     }
 }
@@ -477,6 +491,10 @@ impl SnapshotSink for Exporter {
             return;
         }
         let now = snapshot.as_of_ns;
+        let interval_ns = self
+            .last_snapshot_ns
+            .replace(now)
+            .map_or(0, |before| now.saturating_sub(before));
         self.add_ended(&snapshot.ended, Some(now));
         let active_timeout_ns = self.config.active_timeout_ns;
         let biflow = self.config.biflow;
@@ -503,7 +521,13 @@ impl SnapshotSink for Exporter {
                 );
                 // The last snapshot's records are `finish`'s, ended forced
                 // (the capture's end, a stop), not cut by the timeout.
-                if !last && now.saturating_sub(t.record_ns) >= active_timeout_ns {
+                if !last
+                    && active_timeout_reached(
+                        now.saturating_sub(t.record_ns),
+                        interval_ns,
+                        active_timeout_ns,
+                    )
+                {
                     outbox.add(records(&f.key, &t, EndReason::Active, biflow));
                     t.exported(now);
                 }
@@ -643,6 +667,53 @@ mod tests {
         );
         // Its key again, a new flow: started, and nothing left over.
         assert_eq!(follow(&mut flows, &[flow(2, 5)], 6 * S), (vec![true], 0));
+    }
+
+    /// Snapshots a hair under a second apart (as a live clock gives them):
+    /// a running flow is cut every 10 snapshots at a 10 s active timeout,
+    /// not every 11 (the snapshot just short of the timeout passed it by,
+    /// and the next was a whole interval late).
+    #[test]
+    fn the_active_timeout_cuts_at_the_snapshot_nearest_it() {
+        let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stats = Arc::new(ExportStats::default());
+        let mut exporter = Exporter::new(
+            ExportConfig {
+                collectors: vec![CollectorAddr::Udp(collector.local_addr().unwrap())],
+                tcp_buffer_bytes: 1 << 20,
+                template_refresh: std::time::Duration::from_secs(10),
+                domain: 0,
+                biflow: false,
+                per: RecordsPer::Flow,
+                enterprise: crate::message::DEFAULT_ENTERPRISE,
+                active_timeout_ns: 10 * S,
+                mtu: 1400,
+            },
+            stats.clone(),
+        )
+        .unwrap();
+        let mut cut_at = Vec::new();
+        for k in 1..=30u64 {
+            let as_of_ns = k * (S - 1_000);
+            let mut f = flow(k, 0);
+            f.last_seen_ns = as_of_ns - 1;
+            let snapshot = Snapshot {
+                as_of_ns,
+                flows: vec![f].into(),
+                ..Default::default()
+            };
+            let before = stats.records.load(Ordering::Relaxed);
+            exporter.snapshot(&snapshot, &pipeline::snapshot::Unnamed, false);
+            if stats.records.load(Ordering::Relaxed) > before {
+                cut_at.push(k);
+            }
+        }
+        assert_eq!(cut_at, [10, 20, 30]);
+        // Half an interval either side of the timeout; without an
+        // interval known (the first snapshot), not before it.
+        assert!(!active_timeout_reached(9 * S, S, 10 * S));
+        assert!(active_timeout_reached(10 * S - S / 2, S, 10 * S));
+        assert!(!active_timeout_reached(10 * S - 1, 0, 10 * S));
     }
 
     /// A record's start is where its first packet can be, as near as the

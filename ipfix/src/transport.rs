@@ -111,6 +111,17 @@ impl Trouble {
 /// UDP templates are sent again after this many messages too (and after
 /// the configured time, RFC 7011 section 8.4's templateRefreshTimeout).
 const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
+
+/// Whether a UDP collector's templates, sent `since` ago, go again with a
+/// batch `batches_apart` after the last: with the batch nearest the
+/// refresh. Batches come a snapshot interval apart, give or take the
+/// clock's jitter; checking only `since >= refresh` sent them a whole
+/// interval late half the time (11 s apart at 10 s), and a collector that
+/// restarted lost that much more.
+fn templates_due(since: Duration, batches_apart: Option<Duration>, refresh: Duration) -> bool {
+    let slack = batches_apart.unwrap_or(Duration::ZERO).min(refresh) / 2;
+    since + slack >= refresh
+}
 /// A TCP collector that is away is tried again after this long, twice as
 /// long after each failed try, up to [`RECONNECT_AT_MOST`]: a collector
 /// whose address drops packets holds the exporter for the connect timeout
@@ -154,6 +165,8 @@ pub enum Collector {
         since_templates: u32,
         /// Templates are sent again this often.
         template_refresh: Duration,
+        /// When the last batch was delivered.
+        last_delivery: Option<Instant>,
     },
     Tcp {
         to: SocketAddr,
@@ -222,6 +235,7 @@ impl Collector {
                     templates_sent: None,
                     since_templates: 0,
                     template_refresh,
+                    last_delivery: None,
                 }
             }
             CollectorAddr::Tcp(to) => Collector::Tcp {
@@ -249,13 +263,17 @@ impl Collector {
                 templates_sent,
                 since_templates,
                 template_refresh,
+                last_delivery,
             } => {
-                let refresh = templates_sent.is_none_or(|t| t.elapsed() >= *template_refresh)
+                let now = Instant::now();
+                let batches_apart = last_delivery.replace(now).map(|l| now - l);
+                let refresh = templates_sent
+                    .is_none_or(|t| templates_due(now - t, batches_apart, *template_refresh))
                     || *since_templates >= TEMPLATE_REFRESH_MESSAGES;
                 if refresh {
                     match socket.send_to(templates, *to) {
                         Ok(_) => {
-                            *templates_sent = Some(Instant::now());
+                            *templates_sent = Some(now);
                             *since_templates = 0;
                         }
                         Err(e) => {
@@ -653,5 +671,24 @@ mod tests {
     fn udp_templates_are_sent_again_as_configured() {
         assert_eq!(templates_sent(Duration::ZERO), 3);
         assert_eq!(templates_sent(Duration::from_secs(3600)), 1);
+        // With the batch nearest the refresh: batches a second apart, the
+        // tenth a hair short of 10 s sends them, the ninth does not.
+        let s = Duration::from_secs;
+        let second = Some(s(1));
+        assert!(templates_due(
+            s(10) - Duration::from_micros(5),
+            second,
+            s(10)
+        ));
+        assert!(!templates_due(s(9), second, s(10)));
+        // The first batch after a quiet spell: half the refresh at most
+        // early.
+        assert!(!templates_due(s(4), Some(s(60)), s(10)));
+        assert!(templates_due(s(5), Some(s(60)), s(10)));
+        assert!(!templates_due(
+            s(10) - Duration::from_micros(5),
+            None,
+            s(10)
+        ));
     }
 }

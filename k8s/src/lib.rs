@@ -8,6 +8,8 @@
 //! ([`objects`]) and turned into an address map ([`inventory`]).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "watch")]
+mod answer_limit;
 pub mod file;
 pub mod inventory;
 pub mod objects;
@@ -95,4 +97,7 @@ pub struct WatchStats {
     pub stale: AtomicBool,
     /// Pods deleted or finished, kept a while to name their old addresses.
     pub gone_pods: AtomicU64,
+    /// Answers cut off for a list's page or a watch event larger than
+    /// the watch's `max_answer_bytes`.
+    pub answers_too_large: AtomicU64,
 }

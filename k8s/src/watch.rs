@@ -27,6 +27,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde::{Deserialize, Deserializer};
 
+use crate::answer_limit::AnswerLimitLayer;
 use crate::inventory::Inventory;
 use crate::objects::{EndpointSlice, Node, ObjectMeta, Pod, Service};
 use crate::opened::WatchesOpened;
@@ -53,6 +54,11 @@ pub struct WatchConfig {
     /// ends the watches before it (290 s, or sooner under a shorter
     /// timeout), so that a quiet watch is not cut.
     pub request_timeout: Duration,
+    /// The most bytes of one page of a list or one watch event (a line of
+    /// the API's answer): a larger one is cut off, counted and tried again
+    /// as a failure, so that a server or proxy sending without end holds
+    /// this much at most per kind.
+    pub max_answer_bytes: u64,
     /// How long a pod deleted or finished is kept ([`crate::GONE_PODS_KEPT`] by
     /// default): as long as its flows stay in answers, the longest idle
     /// timeout.
@@ -130,36 +136,44 @@ impl Watch {
             opened: WatchesOpened::new(),
             failure_heard_within: RETRY_LAST * 5 / 4 + config.request_timeout + RETRY_FIRST,
         };
-        let thread = std::thread::Builder::new()
-            .name("flowtap-k8s".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = started_tx.send(Err(WatchError::Start(e.to_string())));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let client = match connect(config.request_timeout, &shared.opened).await {
-                        Ok(c) => c,
+        let thread =
+            std::thread::Builder::new()
+                .name("flowtap-k8s".into())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
                         Err(e) => {
-                            let _ = started_tx.send(Err(e));
+                            let _ = started_tx.send(Err(WatchError::Start(e.to_string())));
                             return;
                         }
                     };
-                    let _ = started_tx.send(Ok(()));
-                    let shared = Arc::new(shared);
-                    tokio::select! {
-                        () = follow_all(client, shared, config.request_timeout) => {}
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .map_err(|e| WatchError::Start(e.to_string()))?;
+                    runtime.block_on(async move {
+                        let answer_limit = AnswerLimitLayer {
+                            max: config.max_answer_bytes,
+                            stats: shared.stats.clone(),
+                        };
+                        let client =
+                            match connect(config.request_timeout, &shared.opened, &answer_limit)
+                                .await
+                            {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    let _ = started_tx.send(Err(e));
+                                    return;
+                                }
+                            };
+                        let _ = started_tx.send(Ok(()));
+                        let shared = Arc::new(shared);
+                        tokio::select! {
+                            () = follow_all(client, shared, config.request_timeout) => {}
+                            _ = stopped => {}
+                        }
+                    });
+                })
+                .map_err(|e| WatchError::Start(e.to_string()))?;
         started_rx
             .recv()
             .map_err(|e| WatchError::Start(e.to_string()))??;
@@ -200,6 +214,7 @@ impl Drop for Watch {
 async fn connect(
     request_timeout: Duration,
     opened: &Arc<WatchesOpened>,
+    answer_limit: &AnswerLimitLayer,
 ) -> Result<Client, WatchError> {
     let mut config = kube::Config::infer()
         .await
@@ -219,7 +234,10 @@ async fn connect(
     ));
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| WatchError::Config(e.to_string()))?;
-    Ok(builder.with_layer(&opened.layer()).build())
+    Ok(builder
+        .with_layer(answer_limit)
+        .with_layer(&opened.layer())
+        .build())
 }
 
 /// The wait before the next try after `failures` failed ones in a row

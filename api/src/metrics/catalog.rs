@@ -941,6 +941,12 @@ pub const CATALOG: &[Metric] = &[
         Value::One(|s| s.stats.k8s.errors.load(Ordering::Relaxed) as f64)
     ),
     metric!(
+        "flowtap_k8s_answers_too_large",
+        Counter,
+        "Answers of the Kubernetes API cut off for a list's page or a watch event larger than --k8s-max-answer-bytes (each also a watch error, retried with backoff: a kind whose pages never fit stays unnamed; raise the bound).",
+        Value::One(|s| s.stats.k8s.answers_too_large.load(Ordering::Relaxed) as f64)
+    ),
+    metric!(
         "flowtap_k8s_relists",
         Counter,
         "Full lists of a kind that came through whole: the first, one after each 410 Gone, and one when a kind that left objects out at --k8s-max-objects has room again (tries that failed are watch errors).",

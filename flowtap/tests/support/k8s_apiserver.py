@@ -31,7 +31,10 @@ A test changes the cluster while flowtap watches:
                                  `answer` (e.g. 403) with a Status, or with
                                  "hang" no answer at all (held until the
                                  client gives up), as a proxy that drops a
-                                 request may do
+                                 request may do, or with "endless" a 200 whose
+                                 first object's name never ends (sent until
+                                 the client hangs up, 1 GiB at most; the
+                                 bytes sent in stats' "endless_bytes")
     POST /_control/fail-watches  the same for watch requests (e.g. 503, as an
                                  overloaded server or a proxy answers)
     POST /_control/expired-watches-as-status {"on"}: a watch from an expired
@@ -98,6 +101,7 @@ class Cluster:
         # list_gone: lists answered 410 (an expired version or continue token).
         self.stats = {k: {c: 0 for c in self.objects} for k in ("list", "list_gone", "watch", "open_watches")}
         self.stats["other"] = {}
+        self.stats["endless_bytes"] = 0
 
     def _record(self, coll, kind, obj, prev):
         hist = self.history[coll]
@@ -261,10 +265,35 @@ class Handler(BaseHTTPRequestHandler):
                 while not c.stopping and not self.hung_up():
                     c.cond.wait(timeout=0.2)
                 return True
+        if fault["answer"] == "endless":
+            self.send_endless(coll)
+            return True
         code = int(fault["answer"])
         self.send_json(code, status(code, "Forbidden" if code == 403 else "InternalError",
                                     f"{coll} is \"forbidden\": a fault the test asked for"))
         return True
+
+    def send_endless(self, coll):
+        """A 200 list whose first item's name never ends, in chunks, until the
+        client hangs up (a write fails) or 1 GiB went."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b"x" * 65536
+        head = b'{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"'
+        sent = 0
+        try:
+            for part in [head] + [chunk] * (16384):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                sent += len(part)
+                with self.cluster.cond:
+                    self.cluster.stats["endless_bytes"] = sent
+                if self.cluster.stopping:
+                    break
+        except OSError:
+            pass
+        self.close_connection = True
 
     def serve_list(self, path, q):
         c = self.cluster

@@ -25,8 +25,9 @@ const AFTER_LAST_NS: u64 = SECOND;
 struct Entry<V> {
     value: V,
     first_ns: u64,
-    /// When its last fragment came, if it has.
-    last_ns: Option<u64>,
+    /// When its last fragment came, if it has, and the number of that
+    /// ending (its place in [`Fragments::ended`]).
+    last: Option<(u64, u64)>,
 }
 
 /// What became of a fragment.
@@ -40,10 +41,15 @@ pub(crate) enum Remembered {
 #[derive(Debug)]
 pub(crate) struct Fragments<V> {
     firsts: HashMap<FragmentId, Entry<V>, ahash::RandomState>,
-    /// Datagrams whose last fragment came, in the order it came, with when:
-    /// given up first when room is needed. An entry here may name one
-    /// expired meanwhile (then it is passed over).
+    /// Datagrams whose last fragment came, in the order it came, with the
+    /// number of that ending: given up first when room is needed. An entry
+    /// here may name one expired or started anew meanwhile (then it is
+    /// passed over): at most as many of those as the table holds, and 64
+    /// more (then they are swept out), however often one IP id ends.
     ended: VecDeque<(FragmentId, u64)>,
+    /// The number of the next ending: a datagram ended twice in the same
+    /// nanosecond (a copy of its first fragment between) is still one.
+    endings: u64,
     max: usize,
     timeout_ns: u64,
 }
@@ -53,6 +59,7 @@ impl<V: Copy> Fragments<V> {
         Fragments {
             firsts: HashMap::with_hasher(hasher),
             ended: VecDeque::new(),
+            endings: 0,
             max,
             timeout_ns,
         }
@@ -64,7 +71,7 @@ impl<V: Copy> Fragments<V> {
     /// its later fragments, copies included, end it again.
     pub(crate) fn first(&mut self, id: FragmentId, value: V, ts_ns: u64) -> Remembered {
         if let Some(entry) = self.firsts.get_mut(&id) {
-            if entry.last_ns.take().is_some() {
+            if entry.last.take().is_some() {
                 entry.first_ns = ts_ns;
             }
             entry.value = value;
@@ -78,7 +85,7 @@ impl<V: Copy> Fragments<V> {
             Entry {
                 value,
                 first_ns: ts_ns,
-                last_ns: None,
+                last: None,
             },
         );
         Remembered::Yes
@@ -87,24 +94,35 @@ impl<V: Copy> Fragments<V> {
     /// Whether a datagram with `id` is being reassembled: its first
     /// fragment remembered, its last not yet come.
     pub(crate) fn open(&self, id: &FragmentId) -> bool {
-        self.firsts.get(id).is_some_and(|e| e.last_ns.is_none())
+        self.firsts.get(id).is_some_and(|e| e.last.is_none())
     }
 
     /// What the first fragment of a later fragment's datagram left, if it
     /// was seen.
     pub(crate) fn later(&mut self, id: &FragmentId, last: bool, ts_ns: u64) -> Option<V> {
         let entry = self.firsts.get_mut(id)?;
-        if last && entry.last_ns.is_none() {
-            entry.last_ns = Some(ts_ns);
-            self.ended.push_back((*id, ts_ns));
+        let value = entry.value;
+        if last && entry.last.is_none() {
+            let ending = self.endings;
+            self.endings += 1;
+            entry.last = Some((ts_ns, ending));
+            self.ended.push_back((*id, ending));
+            if self.ended.len() > 2 * self.firsts.len() + 64 {
+                // An IP id ended again and again (a copy of its first
+                // fragment between each: a SPAN of both ends, or a capture
+                // made to do it) within one expiry: the places of its
+                // earlier endings would pile up until capture time moves.
+                let firsts = &self.firsts;
+                self.ended.retain(|(id, e)| still_ended(firsts, id, *e));
+            }
         }
-        Some(entry.value)
+        Some(value)
     }
 
     /// Forgets the datagram whose last fragment came first, if any.
     fn give_up_an_ended_datagram(&mut self) -> bool {
-        while let Some((id, last_ns)) = self.ended.pop_front() {
-            if still_ended(&self.firsts, &id, last_ns) {
+        while let Some((id, ending)) = self.ended.pop_front() {
+            if still_ended(&self.firsts, &id, ending) {
                 self.firsts.remove(&id);
                 return true;
             }
@@ -119,13 +137,12 @@ impl<V: Copy> Fragments<V> {
         let timeout = self.timeout_ns;
         let waited = |since: u64| now_ns.saturating_sub(since);
         self.firsts.retain(|_, f| {
-            waited(f.first_ns) <= timeout && f.last_ns.is_none_or(|l| waited(l) <= AFTER_LAST_NS)
+            waited(f.first_ns) <= timeout && f.last.is_none_or(|(l, _)| waited(l) <= AFTER_LAST_NS)
         });
         // Only the places of datagrams still remembered as ended: never
         // more than the table holds.
         let firsts = &self.firsts;
-        self.ended
-            .retain(|(id, l)| waited(*l) <= AFTER_LAST_NS && still_ended(firsts, id, *l));
+        self.ended.retain(|(id, e)| still_ended(firsts, id, *e));
     }
 
     #[cfg(test)]
@@ -134,15 +151,17 @@ impl<V: Copy> Fragments<V> {
     }
 }
 
-/// Whether an entry of [`Fragments::ended`] (datagram `id`, its last
-/// fragment at `last_ns`) still names a datagram remembered as ended then,
-/// not one since expired, or started anew under the same IP id.
+/// Whether an entry of [`Fragments::ended`] (datagram `id`, its
+/// `ending`) still names a datagram remembered as ended by it, not one
+/// since expired, or started anew under the same IP id.
 fn still_ended<V>(
     firsts: &HashMap<FragmentId, Entry<V>, ahash::RandomState>,
     id: &FragmentId,
-    last_ns: u64,
+    ending: u64,
 ) -> bool {
-    firsts.get(id).is_some_and(|e| e.last_ns == Some(last_ns))
+    firsts
+        .get(id)
+        .is_some_and(|e| e.last.is_some_and(|(_, n)| n == ending))
 }
 
 #[cfg(test)]
@@ -204,6 +223,25 @@ mod tests {
         f.expire(30 * SECOND + 501);
         assert_eq!(f.len(), 0);
         assert!(f.ended.is_empty());
+    }
+
+    /// One IP id's datagram started and ended over and over within one
+    /// expiry (every frame with the same stamp, so expiry never runs): the
+    /// order of ended datagrams holds no more than the table does, and the
+    /// datagram, ended last, is still the one given up for room.
+    #[test]
+    fn one_id_ended_again_and_again_holds_no_more_places() {
+        let mut f = table(2);
+        for _ in 0..100_000 {
+            f.first(id(1), 1, 7);
+            f.later(&id(1), true, 7);
+        }
+        assert!(f.ended.len() <= 2 + 64, "{} places", f.ended.len());
+        f.first(id(2), 2, 7);
+        assert_eq!(f.first(id(3), 3, 7), Remembered::Yes);
+        assert_eq!(f.later(&id(1), false, 7), None);
+        assert_eq!(f.later(&id(2), false, 7), Some(2));
+        assert_eq!(f.first(id(4), 4, 7), Remembered::TableFull);
     }
 
     #[test]
