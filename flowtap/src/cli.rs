@@ -228,7 +228,7 @@ pub(crate) struct RunArgs {
     /// Send flow records over IPFIX to a collector, udp://HOST:PORT or
     /// tcp://HOST:PORT (repeatable, or comma-separated), e.g. nfcapd or
     /// pmacct's nfacctd.
-    #[arg(long, value_name = "URL", value_delimiter = ',', env = "FLOWTAP_IPFIX_COLLECTOR", help_heading = EXPORT)]
+    #[arg(long, value_name = "URL", value_delimiter = ',', value_parser = parse_collector_url, env = "FLOWTAP_IPFIX_COLLECTOR", help_heading = EXPORT)]
     pub ipfix_collector: Vec<String>,
 
     /// IPFIX observation domain id in every message.
@@ -356,7 +356,7 @@ pub(crate) struct RunArgs {
     /// with --dedup (8 bytes each). A busy table misses about one duplicate
     /// in slots / (packets between the two copies); more slots miss fewer
     /// but cost cache misses on every packet.
-    #[arg(long, value_name = "N", default_value_t = 4096, env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16_777_216), env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
     pub dedup_slots: usize,
 
     /// Mirror sessions (encapsulation and VNI, ERSPAN session or GRE key)
@@ -668,7 +668,7 @@ pub(crate) struct LogArgs {
     pub log_format: LogFormat,
 
     /// Log level, or a tracing filter such as `info,flowtap_xdp=debug`.
-    #[arg(long, value_name = "FILTER", default_value = "info", env = "FLOWTAP_LOG_LEVEL", help_heading = LOGS)]
+    #[arg(long, value_name = "FILTER", default_value = "info", value_parser = parse_log_filter, env = "FLOWTAP_LOG_LEVEL", help_heading = LOGS)]
     pub log_level: String,
 
     /// A TOML file of options (keys are the long option names, e.g.
@@ -895,6 +895,21 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// A size (`parse_size`) of at least `MIN` bytes.
+/// `--ipfix-collector`'s URL, its scheme checked (its host is resolved at
+/// start).
+fn parse_collector_url(text: &str) -> Result<String, String> {
+    crate::setup::collector_url(text)?;
+    Ok(text.to_owned())
+}
+
+/// A `--log-level` filter, checked as it is parsed so that a bad one is
+/// named with where it came from (a flag, a variable, the config file).
+fn parse_log_filter(text: &str) -> Result<String, String> {
+    crate::check_log_filter(text)?;
+    tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
+}
+
 fn parse_size_from<const MIN: u64>(text: &str) -> Result<u64, String> {
     match parse_size(text)? {
         size if size < MIN => Err(format!("{text:?}: at least {MIN} bytes")),

@@ -47,14 +47,9 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
 }
 
 fn init_logging(run: &LogArgs) {
-    let filter = check_log_filter(&run.log_level)
-        .and_then(|()| {
-            tracing_subscriber::EnvFilter::try_new(&run.log_level).map_err(|e| e.to_string())
-        })
-        .unwrap_or_else(|e| {
-            eprintln!("flowtap: invalid --log-level {:?}: {e}", run.log_level);
-            std::process::exit(2);
-        });
+    // Checked as it was parsed (`cli::parse_log_filter`).
+    let filter = tracing_subscriber::EnvFilter::try_new(&run.log_level)
+        .expect("--log-level checked as it was parsed");
     // Colour only on a terminal: escape codes in log files help nobody.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

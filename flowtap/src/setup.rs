@@ -274,17 +274,28 @@ pub(crate) fn publisher(cli: &RunArgs) -> anyhow::Result<Arc<Mutex<Publisher>>> 
     Ok(Arc::new(Mutex::new(publisher)))
 }
 
+/// How a collector is reached, given its address.
+type Transport = fn(std::net::SocketAddr) -> ipfix::CollectorAddr;
+
+/// A collector's `HOST:PORT` and transport, from `udp://HOST:PORT` or
+/// `tcp://HOST:PORT` (also `--ipfix-collector`'s value parser, so that a
+/// bad one is named with where it came from).
+pub(crate) fn collector_url(url: &str) -> Result<(&str, Transport), String> {
+    let (addr, transport): (&str, Transport) = if let Some(a) = url.strip_prefix("udp://") {
+        (a, ipfix::CollectorAddr::Udp)
+    } else if let Some(a) = url.strip_prefix("tcp://") {
+        (a, ipfix::CollectorAddr::Tcp)
+    } else {
+        return Err(format!("{url:?}: give udp://HOST:PORT or tcp://HOST:PORT"));
+    };
+    Ok((addr, transport))
+}
+
 /// An IPFIX collector from `udp://HOST:PORT` or `tcp://HOST:PORT`.
 fn collector(url: &str) -> anyhow::Result<ipfix::CollectorAddr> {
     use std::net::ToSocketAddrs;
-    let (addr, transport): (&str, fn(std::net::SocketAddr) -> ipfix::CollectorAddr) =
-        if let Some(a) = url.strip_prefix("udp://") {
-            (a, ipfix::CollectorAddr::Udp)
-        } else if let Some(a) = url.strip_prefix("tcp://") {
-            (a, ipfix::CollectorAddr::Tcp)
-        } else {
-            anyhow::bail!("--ipfix-collector {url:?}: give udp://HOST:PORT or tcp://HOST:PORT");
-        };
+    let (addr, transport) =
+        collector_url(url).map_err(|e| anyhow::anyhow!("--ipfix-collector {e}"))?;
     let resolved = addr
         .to_socket_addrs()
         .with_context(|| format!("--ipfix-collector {url:?}"))?

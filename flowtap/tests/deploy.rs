@@ -196,8 +196,24 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
     let misspelt = file("misspelt.toml", "max-feed-byte = \"1Mi\"\n");
     let switch = file("switch.toml", "busy-poll = \"yes\"\n");
     let not_toml = file("broken.toml", "mode = \n");
+    let level = file("level.toml", "log-level = \"warning\"\n");
     let d = demo();
     let cases: Vec<BadConfig<'_>> = vec![
+        // Values checked after parsing named no file nor variable.
+        (
+            vec!["-r", &d, "--config", &level],
+            vec![],
+            vec!["config file", "level.toml", "--log-level", "is no level"],
+        ),
+        (
+            vec!["-r", &d],
+            vec![("FLOWTAP_IPFIX_COLLECTOR", "-1")],
+            vec![
+                "environment variable FLOWTAP_IPFIX_COLLECTOR",
+                "--ipfix-collector",
+                "give udp://HOST:PORT",
+            ],
+        ),
         (
             vec!["-r", &d, "--mode", "bogus"],
             vec![],

@@ -181,9 +181,12 @@ impl Decap {
         let ports = ports
             .split(',')
             .map(|p| {
-                p.trim()
-                    .parse::<u16>()
-                    .map_err(|_| format!("{value:?}: {p:?} is not a port"))
+                match p.trim().parse::<u16>() {
+                    // No datagram is sent to port 0 (RFC 768 reserves it).
+                    Ok(0) => Err(format!("{value:?}: port 0 is no UDP destination")),
+                    Ok(port) => Ok(port),
+                    Err(_) => Err(format!("{value:?}: {p:?} is not a port")),
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok((tunnel, ports))
@@ -274,6 +277,7 @@ mod tests {
         );
         assert!(Decap::parse_ports("vxlan").is_err());
         assert!(Decap::parse_ports("vxlan=x").is_err());
+        assert!(Decap::parse_ports("vxlan=4789,0").is_err());
         assert!(
             Decap::parse_ports("ipx=1")
                 .unwrap_err()
