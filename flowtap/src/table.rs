@@ -69,6 +69,7 @@ pub(crate) struct SideStats {
     pub tcp_handshake_p50_us: Option<u64>,
     pub tcp_handshake_p99_us: Option<u64>,
     pub tcp_retransmits: Option<u64>,
+    pub tcp_zero_windows: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -520,16 +521,24 @@ pub(crate) fn for_terminal(text: &str) -> String {
 
 /// What went wrong with a TCP flow's connections, briefly.
 fn health(row: &FullRow, c: &Connections) -> String {
-    let retransmits = (row.client_stats.tcp_retransmits.unwrap_or(0))
-        .saturating_add(row.server_stats.tcp_retransmits.unwrap_or(0));
+    let both = |of: fn(&SideStats) -> Option<u64>| {
+        of(&row.client_stats)
+            .unwrap_or(0)
+            .saturating_add(of(&row.server_stats).unwrap_or(0))
+    };
     let mut parts = Vec::new();
     // "refused", "unanswered" and "reset" say what happened to so many
-    // connections; a retransmit is a thing, counted: (one, many).
+    // connections; a retransmit or a zero window is a thing, counted:
+    // (one, many).
     for ((one, many), n) in [
         (("refused", "refused"), c.refused),
         (("unanswered", "unanswered"), c.unanswered),
         (("reset", "reset"), c.reset),
-        (("retransmit", "retransmits"), retransmits),
+        (("retransmit", "retransmits"), both(|s| s.tcp_retransmits)),
+        (
+            ("zero window", "zero windows"),
+            both(|s| s.tcp_zero_windows),
+        ),
     ] {
         if n > 0 {
             parts.push(format!("{n} {}", if n == 1 { one } else { many }));
@@ -820,8 +829,11 @@ mod tests {
     #[test]
     fn what_went_wrong_is_said_in_words() {
         let row = |client: u64, server: u64| -> FullRow {
-            let side =
-                |n: u64| serde_json::json!({"tx_pkts": 1, "tx_bytes": 1, "tcp_retransmits": n});
+            // Retransmits `n`, and as many zero windows less one.
+            let side = |n: u64| {
+                serde_json::json!({"tx_pkts": 1, "tx_bytes": 1, "tcp_retransmits": n,
+                                   "tcp_zero_windows": n.saturating_sub(1)})
+            };
             serde_json::from_value(serde_json::json!({
                 "proto": "tcp", "client": {}, "server": {},
                 "client_stats": side(client), "server_stats": side(server),
@@ -837,7 +849,11 @@ mod tests {
         let refused = Connections { refused: 2, ..fine };
         assert_eq!(health(&row(0, 0), &fine), "ok");
         assert_eq!(health(&row(1, 0), &fine), "1 retransmit");
-        assert_eq!(health(&row(1, 2), &refused), "2 refused, 3 retransmits");
+        assert_eq!(
+            health(&row(1, 2), &refused),
+            "2 refused, 3 retransmits, 1 zero window"
+        );
+        assert_eq!(health(&row(3, 2), &fine), "5 retransmits, 3 zero windows");
     }
 
     #[test]

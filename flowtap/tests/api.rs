@@ -1140,6 +1140,18 @@ fn bad_requests_get_400_404_405_431_with_json_errors() {
         assert_eq!(r.header("allow"), Some("GET"));
         assert!(r.json()["error"].as_str().unwrap().contains(method));
     }
+    // The probes take HEAD too, and say so in the error as in Allow.
+    let r = s.send_admin("POST", "/healthz", &[]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("use GET or HEAD"),
+        "{}",
+        r.json()
+    );
     // Oversized request heads are refused.
     let big_header = format!(
         "GET /mcp/flows HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",

@@ -281,12 +281,16 @@ async fn route_request(
     // A path served nowhere is 404 whatever the method (`mcp-stdio --url
     // http://h/prefix` POSTs to /prefix/mcp, and was told to use GET).
     if !allowed && route != Route::Unknown {
+        let allow = if head_allowed { "GET, HEAD" } else { "GET" };
         let mut resp = response(ApiResponse::error(&ApiError {
             status: 405,
-            message: format!("method {} not allowed on {path}; use GET", req.method()),
+            message: format!(
+                "method {} not allowed on {path}; use {}",
+                req.method(),
+                allow.replace(", ", " or ")
+            ),
             parameter: None,
         }));
-        let allow = if head_allowed { "GET, HEAD" } else { "GET" };
         resp.headers_mut()
             .insert(ALLOW, HeaderValue::from_static(allow));
         return resp;
