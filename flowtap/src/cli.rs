@@ -326,8 +326,9 @@ pub(crate) struct RunArgs {
     pub max_fragments: usize,
 
     /// Encapsulations not to open, e.g. `vxlan,gre`: vxlan, geneve, gtpu,
-    /// gre, erspan, tzsp. Their frames then count as the outer UDP or IP flow.
-    /// IP-in-IP is always opened.
+    /// gre, erspan, tzsp. Their frames then count as the outer UDP flow (GRE
+    /// and ERSPAN, IP protocol 47 and no flow, as ip_other). IP-in-IP is
+    /// always opened.
     #[arg(long, value_name = "LIST", value_delimiter = ',', env = "FLOWTAP_NO_DECAP", help_heading = MIRROR)]
     pub no_decap: Vec<Tunnel>,
 

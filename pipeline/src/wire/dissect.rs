@@ -1022,7 +1022,14 @@ impl<'a> Walk<'a, '_> {
                 self.tunnel(Encap::Gre, ip)?;
                 self.ppp(inner)
             }
-            ethertype::IPV4 | ethertype::IPV6 | ethertype::MPLS_UNICAST
+            // IP, MPLS, and IP behind a Cisco MetaData tag (DMVPN with
+            // TrustSec inline tagging): the protocol field is the
+            // payload's EtherType (RFC 2784 §2.4).
+            ethertype::IPV4
+            | ethertype::IPV6
+            | ethertype::MPLS_UNICAST
+            | ethertype::MPLS_MULTICAST
+            | ethertype::CISCO_METADATA
                 if header.version() == 0 =>
             {
                 self.tunnel(Encap::Gre, ip)?;
@@ -1640,7 +1647,10 @@ mod tests {
     #[test]
     fn gre_and_erspan_by_protocol_and_flags() {
         let inner = inner_frame();
-        let cases: [(Vec<u8>, Option<Mirror>, Encap); 5] = [
+        // Cisco MetaData: version, length, option type, group tag 5, then
+        // IPv4.
+        let metadata = [0x01, 0x01, 0x00, 0x01, 0x00, 0x05, 0x08, 0x00];
+        let cases: [(Vec<u8>, Option<Mirror>, Encap); 6] = [
             (
                 gre::tests::header(0x6558, Some(5), false, true),
                 Some(Mirror {
@@ -1683,6 +1693,15 @@ mod tests {
             ),
             (
                 gre::tests::header(0x0800, Some(1), true, false),
+                None,
+                Encap::Gre,
+            ),
+            (
+                [
+                    gre::tests::header(0x8909, None, false, false),
+                    metadata.to_vec(),
+                ]
+                .concat(),
                 None,
                 Encap::Gre,
             ),
