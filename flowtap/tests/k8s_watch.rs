@@ -62,11 +62,14 @@ fn eventually(server: &Server, within: Duration, what: &str, check: impl Fn(&Val
 
 /// flowtap reading the demo's capture, its names from `api`'s watch.
 fn watching_the_demo(api: &ApiServer) -> Server {
+    watching_the_demo_with(api, &[])
+}
+
+/// [`watching_the_demo`] with `more` options.
+fn watching_the_demo_with(api: &ApiServer, more: &[&str]) -> Server {
     let demo = common::project_root().join("demo/demo.pcap");
-    Server::start_with_env(
-        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
-        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
-    )
+    let args = [&["-r", demo.to_str().unwrap(), "--k8s-watch"][..], more].concat();
+    Server::start_with_env(&args, &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())])
 }
 
 /// Waits until the watch says it is synced and holds `pods` pods
@@ -250,17 +253,7 @@ fn a_cluster_larger_than_a_list_page_is_listed_whole() {
 #[test]
 fn the_objects_bound_holds_for_the_first_list() {
     let api = ApiServer::start_with(&bulk_pods());
-    let demo = common::project_root().join("demo/demo.pcap");
-    let server = Server::start_with_env(
-        &[
-            "-r",
-            demo.to_str().unwrap(),
-            "--k8s-watch",
-            "--k8s-max-objects",
-            "1000",
-        ],
-        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
-    );
+    let server = watching_the_demo_with(&api, &["--k8s-max-objects", "1000"]);
     let offered = 43 + BULK; // the demo's 19 pods, 10 services, 11 slices, 3 nodes
     let metrics = wait::until(Duration::from_secs(20), "the first lists", || {
         let metrics = server.metrics();
@@ -339,17 +332,7 @@ fn wait_synced(server: &Server) {
 #[test]
 fn a_list_never_answered_is_given_up_and_tried_again() {
     let api = ApiServer::start();
-    let demo = common::project_root().join("demo/demo.pcap");
-    let server = Server::start_with_env(
-        &[
-            "-r",
-            demo.to_str().unwrap(),
-            "--k8s-watch",
-            "--k8s-request-timeout",
-            "2",
-        ],
-        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
-    );
+    let server = watching_the_demo_with(&api, &["--k8s-request-timeout", "2"]);
     wait_synced(&server);
     api.post(
         "/_control/fail-lists",
@@ -410,17 +393,7 @@ fn an_answer_without_end_is_cut_off_at_its_bound() {
         "/_control/fail-lists",
         &json!({"collection": "pods", "answer": "endless", "times": 1}),
     );
-    let demo = common::project_root().join("demo/demo.pcap");
-    let server = Server::start_with_env(
-        &[
-            "-r",
-            demo.to_str().unwrap(),
-            "--k8s-watch",
-            "--k8s-max-answer-bytes",
-            "1Mi",
-        ],
-        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
-    );
+    let server = watching_the_demo_with(&api, &["--k8s-max-answer-bytes", "1Mi"]);
     wait_synced(&server);
     let metrics = server.metrics();
     assert_eq!(
@@ -456,12 +429,8 @@ fn a_list_that_keeps_failing_is_tried_less_and_less_often() {
         "/_control/fail-lists",
         &json!({"collection": "pods", "answer": 403, "times": 1000}),
     );
-    let demo = common::project_root().join("demo/demo.pcap");
     let started = Instant::now();
-    let server = Server::start_with_env(
-        &["-r", demo.to_str().unwrap(), "--k8s-watch"],
-        &[("KUBECONFIG", api.kubeconfig.to_str().unwrap())],
-    );
+    let server = watching_the_demo(&api);
     std::thread::sleep(Duration::from_secs(9).saturating_sub(started.elapsed()));
     let lists = api.stats()["list"]["pods"].as_u64().unwrap();
     // Tried at about 0, 0.9, 2.7 and 6.3 s (up to a quarter later each);
