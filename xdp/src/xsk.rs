@@ -472,6 +472,11 @@ pub struct TxSocket {
     parts: Parts,
     /// Frames not in the tx ring.
     free: Vec<u64>,
+    /// Whether each frame is in the tx ring (handed to the kernel, not yet
+    /// completed): a completion is taken back only for such a frame.
+    sending: Vec<bool>,
+    /// Completions that named no frame in the tx ring, ignored.
+    bogus_completions: u64,
 }
 
 impl TxSocket {
@@ -480,7 +485,14 @@ impl TxSocket {
         let free = (0..parts.frame_count)
             .map(|i| u64::from(i) * u64::from(parts.frame_size))
             .collect();
-        Ok(TxSocket { tx, parts, free })
+        let sending = vec![false; parts.frame_count as usize];
+        Ok(TxSocket {
+            tx,
+            parts,
+            free,
+            sending,
+            bogus_completions: 0,
+        })
     }
 
     /// The longest frame it sends: a buffer's worth, or on a multi-buffer
@@ -542,6 +554,9 @@ impl TxSocket {
         debug_assert_eq!(queued, needed, "capacity checked above");
         writer.commit();
         drop(writer);
+        for &addr in &self.free[first..] {
+            self.sending[(addr / u64::from(self.parts.frame_size)) as usize] = true;
+        }
         self.free.truncate(first);
         Ok(true)
     }
@@ -559,10 +574,22 @@ impl TxSocket {
         self.parts.frame_count as usize - self.free.len()
     }
 
+    /// Completions naming no frame in the tx ring (a kernel's or driver's
+    /// bug): ignored, so that no frame is written while the kernel may
+    /// still send it, nor any address outside the mapping.
+    pub fn bogus_completions(&self) -> u64 {
+        self.bogus_completions
+    }
+
     fn reap(&mut self) {
+        let frame_size = u64::from(self.parts.frame_size);
         let mut reader = self.parts.device.complete(self.parts.frame_count);
         while let Some(addr) = reader.read() {
-            self.free.push(addr);
+            if completed(&mut self.sending, frame_size, addr) {
+                self.free.push(addr);
+            } else {
+                self.bogus_completions += 1;
+            }
         }
         reader.release();
     }
@@ -572,9 +599,44 @@ impl TxSocket {
     }
 }
 
+/// Takes back the frame at `addr` from the tx ring, if it is a frame's
+/// start that is there (`sending`, by frame): `push`'s copy trusts every
+/// address on the free list, so a completion naming anything else (outside
+/// the mapping, inside a frame, a frame completed already) is refused.
+fn completed(sending: &mut [bool], frame_size: u64, addr: u64) -> bool {
+    let frame = addr
+        .is_multiple_of(frame_size)
+        .then(|| sending.get_mut((addr / frame_size) as usize))
+        .flatten()
+        .filter(|sending| **sending);
+    match frame {
+        Some(sending) => {
+            *sending = false;
+            true
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_frames_being_sent_are_taken_back() {
+        let mut sending = vec![false, true, true];
+        assert!(completed(&mut sending, 2048, 2048));
+        assert!(!completed(&mut sending, 2048, 2048), "completed twice");
+        assert!(!completed(&mut sending, 2048, 0), "never sent");
+        assert!(!completed(&mut sending, 2048, 4096 + 100), "inside a frame");
+        assert!(!completed(&mut sending, 2048, 3 * 2048), "past the mapping");
+        assert!(
+            !completed(&mut sending, 2048, u64::MAX - 2047),
+            "far past it"
+        );
+        assert!(completed(&mut sending, 2048, 4096));
+        assert_eq!(sending, [false, false, false]);
+    }
 
     #[test]
     fn a_frame_gets_the_smallest_buffer_that_holds_it() {

@@ -251,6 +251,10 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let secs = started.elapsed().as_secs_f64();
+    let bogus: u64 = sockets.iter().map(|s| s.bogus_completions()).sum();
+    if bogus > 0 {
+        eprintln!("pcap-replay: {bogus} completions named no frame being sent (ignored)");
+    }
     let invalid: u64 = sockets
         .iter()
         .filter_map(|s| s.kernel_stats().ok())
