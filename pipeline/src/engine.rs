@@ -91,8 +91,10 @@ impl Default for PipelineConfig {
 enum ExportFor {
     /// A snapshot while the capture runs.
     Snapshot,
-    /// The last snapshot of a capture that stops (live): every connection
-    /// ends (handshakes left waiting are settled, connection records cut).
+    /// The last snapshot of a capture that stops (live, its frames no
+    /// longer coming): what was handed between workers is counted first,
+    /// then every connection ends (handshakes left waiting are settled,
+    /// connection records cut).
     Stop,
     /// The last snapshot once the sources finished (files): everything
     /// queued is processed first, then every connection ends.
@@ -370,7 +372,9 @@ impl Pipeline {
     }
 
     /// The last snapshot of a capture that stops while its sources still
-    /// run (live): every connection ends in it, as at the end of a file.
+    /// run (live, once no frame comes: XDP detached and the rings read):
+    /// what the workers handed each other is counted, and every connection
+    /// ends in it, as at the end of a file.
     pub fn last_snapshot(&self, clock: Clock) -> Snapshot {
         merger::merge(self.export(clock, ExportFor::Stop))
     }
@@ -723,7 +727,7 @@ fn run_worker<S: PacketSource>(
                     what,
                     reply,
                 } => {
-                    if what == ExportFor::Finish {
+                    if what != ExportFor::Snapshot {
                         while worker.drain(usize::MAX) > 0 {}
                     }
                     if what != ExportFor::Snapshot {

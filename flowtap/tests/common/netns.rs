@@ -404,6 +404,16 @@ impl LiveFlowtap {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGTERM; the exit status, stderr, and what flowtap printed on
+    /// stdout (`--dump`'s answers: small, within the pipe's buffer).
+    pub(crate) fn stop_with_stdout(mut self) -> (i32, String, String) {
+        let mut stdout = self.child.stdout.take().expect("stdout piped");
+        let (status, stderr) = self.stop();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        (status, stderr, text)
+    }
 }
 
 impl Drop for LiveFlowtap {
