@@ -266,8 +266,8 @@ pub(crate) struct RunArgs {
     pub ipfix_enterprise_number: u32,
 
     /// A running flow gets an IPFIX record of its counts since the last one
-    /// this often (capture time; at the snapshot nearest it, half an
-    /// interval either way); a flow that ends gets its last
+    /// this often (capture time; at the snapshot nearest it, a hundredth of
+    /// it early at most); a flow that ends gets its last
     /// at the next snapshot. From -r, running flows' records come from the
     /// snapshots taken while reading (with --listen, one a second of
     /// reading; else none before the end: a long capture read in seconds
@@ -289,10 +289,10 @@ pub(crate) struct RunArgs {
     pub ipfix_tcp_buffer: u64,
 
     /// Seconds after which udp:// collectors get the templates again (with
-    /// the batch of messages nearest it, half the time between batches
-    /// early at most; and after 1000 messages, counted between batches, so
-    /// a batch's more at most), so that one that restarted can read the
-    /// records (RFC 7011 section 8.4).
+    /// the batch of messages nearest it, a hundredth of it early at most;
+    /// and after 1000 messages, counted between batches, so a batch's more
+    /// at most), so that one that restarted can read the records (RFC 7011
+    /// section 8.4).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "FLOWTAP_IPFIX_TEMPLATE_REFRESH", help_heading = EXPORT)]
     pub ipfix_template_refresh: f64,
 
@@ -354,7 +354,7 @@ pub(crate) struct RunArgs {
     pub dedup_window_us: u64,
 
     /// Slots of each worker's duplicate table, or of the one they share
-    /// with --dedup (8 bytes each). A busy table misses about one duplicate
+    /// with --dedup (8 bytes each; 1 to 16777216). A busy table misses about one duplicate
     /// in slots / (packets between the two copies); more slots miss fewer
     /// but cost cache misses on every packet.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16_777_216), env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
@@ -649,11 +649,12 @@ pub(crate) struct NamesArgs {
     pub k8s_request_timeout: f64,
 
     /// The most bytes of one page of a list (500 objects) or one watch
-    /// event the Kubernetes API may send: a larger one is cut off, counted
-    /// (flowtap_k8s_answers_too_large_total) and tried again as a failure,
-    /// so that a server or proxy that sends without end holds this much
-    /// memory at most for each of the four kinds.
-    #[arg(long, value_name = "SIZE", default_value = "64Mi", value_parser = parse_size_from::<65536>, env = "FLOWTAP_K8S_MAX_ANSWER_BYTES", help_heading = K8S)]
+    /// event the Kubernetes API may send (64Ki at the least): a larger one
+    /// is cut off, counted (flowtap_k8s_answers_too_large_total) and tried
+    /// again as a failure, so that a server or proxy that sends without end
+    /// holds about twice this memory at most for each of the four kinds
+    /// (listed at once: 256 MiB at the default).
+    #[arg(long, value_name = "SIZE", default_value = "32Mi", value_parser = parse_size_from::<65536>, env = "FLOWTAP_K8S_MAX_ANSWER_BYTES", help_heading = K8S)]
     pub k8s_max_answer_bytes: u64,
 
     /// The cluster's address ranges (repeatable, or comma-separated); servers
@@ -895,7 +896,6 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// A size (`parse_size`) of at least `MIN` bytes.
 /// `--ipfix-collector`'s URL, its scheme checked (its host is resolved at
 /// start).
 fn parse_collector_url(text: &str) -> Result<String, String> {
@@ -911,6 +911,7 @@ fn parse_log_filter(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// A size (`parse_size`) of at least `MIN` bytes.
 fn parse_size_from<const MIN: u64>(text: &str) -> Result<u64, String> {
     match parse_size(text)? {
         size if size < MIN => Err(format!("{text:?}: at least {MIN} bytes")),

@@ -109,16 +109,6 @@ pub struct Exporter {
     last_snapshot_ns: Option<u64>,
 }
 
-/// Whether a running flow whose last record was made `since_ns` ago is cut
-/// by the active timeout at a snapshot `interval_ns` after the one before:
-/// at the snapshot nearest the timeout. Snapshots a whole number of
-/// intervals into it come a hair before or after it by the clock's
-/// jitter; checking only `since_ns >= timeout_ns` cut half of them a whole
-/// interval late (11 s apart at a 10 s timeout).
-fn active_timeout_reached(since_ns: u64, interval_ns: u64, timeout_ns: u64) -> bool {
-    since_ns.saturating_add(interval_ns.min(timeout_ns) / 2) >= timeout_ns
-}
-
 /// Records are made into messages and sent a batch at a time
 /// ([`SEND_EVERY`]), as a snapshot's flows are followed: the records and
 /// messages held at once stay a batch's, not a snapshot's (at a capture's
@@ -522,7 +512,7 @@ impl SnapshotSink for Exporter {
                 // The last snapshot's records are `finish`'s, ended forced
                 // (the capture's end, a stop), not cut by the timeout.
                 if !last
-                    && active_timeout_reached(
+                    && crate::due_at_nearest(
                         now.saturating_sub(t.record_ns),
                         interval_ns,
                         active_timeout_ns,
@@ -709,11 +699,14 @@ mod tests {
             }
         }
         assert_eq!(cut_at, [10, 20, 30]);
-        // Half an interval either side of the timeout; without an
-        // interval known (the first snapshot), not before it.
-        assert!(!active_timeout_reached(9 * S, S, 10 * S));
-        assert!(active_timeout_reached(10 * S - S / 2, S, 10 * S));
-        assert!(!active_timeout_reached(10 * S - 1, 0, 10 * S));
+        // Within half the pace, a hundredth of the timeout at most, before
+        // it; without a pace known (the first snapshot), not before it.
+        assert!(!crate::due_at_nearest(9 * S, S, 10 * S));
+        assert!(crate::due_at_nearest(10 * S - S / 10, S, 10 * S));
+        assert!(!crate::due_at_nearest(10 * S - S / 5, S, 10 * S));
+        assert!(!crate::due_at_nearest(10 * S - 1, 0, 10 * S));
+        // Snapshots far apart (a quiet stretch of a file): not 30 s early.
+        assert!(!crate::due_at_nearest(30 * S, 200 * S, 60 * S));
     }
 
     /// A record's start is where its first packet can be, as near as the

@@ -33,3 +33,17 @@ pub mod transport;
 
 pub use exporter::{ExportConfig, ExportStats, Exporter, RecordsPer};
 pub use transport::CollectorAddr;
+
+/// Whether something due every `period_ns` (an active timeout, a template
+/// refresh), last done `since_ns` ago, is due at a chance to do it that
+/// comes `apart_ns` after the one before (a snapshot, a batch): at the
+/// chance nearest the period when chances come at a steady pace, a hair
+/// before or after it by the clock's jitter. Checking only `since_ns >=
+/// period_ns` put it a whole chance late half the time (11 s apart at
+/// 10 s); the slack, half the pace, is a hundredth of the period at most,
+/// so that irregular chances (a file's snapshots in capture time, a quiet
+/// spell between batches) never bring it much early.
+pub(crate) fn due_at_nearest(since_ns: u64, apart_ns: u64, period_ns: u64) -> bool {
+    let slack = (apart_ns / 2).min(period_ns / 100);
+    since_ns.saturating_add(slack) >= period_ns
+}

@@ -114,13 +114,11 @@ const TEMPLATE_REFRESH_MESSAGES: u32 = 1000;
 
 /// Whether a UDP collector's templates, sent `since` ago, go again with a
 /// batch `batches_apart` after the last: with the batch nearest the
-/// refresh. Batches come a snapshot interval apart, give or take the
-/// clock's jitter; checking only `since >= refresh` sent them a whole
-/// interval late half the time (11 s apart at 10 s), and a collector that
-/// restarted lost that much more.
+/// refresh ([`crate::due_at_nearest`]; a whole batch late, a collector
+/// that restarted lost that much more).
 fn templates_due(since: Duration, batches_apart: Option<Duration>, refresh: Duration) -> bool {
-    let slack = batches_apart.unwrap_or(Duration::ZERO).min(refresh) / 2;
-    since + slack >= refresh
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    crate::due_at_nearest(ns(since), batches_apart.map_or(0, ns), ns(refresh))
 }
 /// A TCP collector that is away is tried again after this long, twice as
 /// long after each failed try, up to [`RECONNECT_AT_MOST`]: a collector
@@ -681,10 +679,13 @@ mod tests {
             s(10)
         ));
         assert!(!templates_due(s(9), second, s(10)));
-        // The first batch after a quiet spell: half the refresh at most
-        // early.
-        assert!(!templates_due(s(4), Some(s(60)), s(10)));
-        assert!(templates_due(s(5), Some(s(60)), s(10)));
+        // Batches far apart: a hundredth of the refresh early at most.
+        assert!(!templates_due(s(9), Some(s(9)), s(10)));
+        assert!(templates_due(
+            s(10) - Duration::from_millis(100),
+            Some(s(9)),
+            s(10)
+        ));
         assert!(!templates_due(
             s(10) - Duration::from_micros(5),
             None,

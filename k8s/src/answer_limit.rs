@@ -1,13 +1,15 @@
 //! Answers of the Kubernetes API read a bounded piece at a time: a layer of
-//! kube's client stack that cuts off an answer once it has sent more than
-//! `max` bytes without a newline.
+//! kube's client stack that cuts off a watch's answer once one of its lines
+//! (an event) passes `max` bytes, and any other answer (a list's page) once
+//! it does.
 //!
-//! The API server sends a list's page as one line of JSON and a watch as
-//! one line per event; kube reads a page whole before decoding it, and a
-//! watch's lines with no bound on their length. A server, or a proxy in
-//! front of it, that sends without end (a name that never closes) would
-//! otherwise take memory until the process is killed, whatever
-//! `--k8s-max-objects` says: that bounds objects, not bytes.
+//! The API server sends a watch as one line of JSON per event, which kube
+//! decodes and drops one at a time, with no bound on a line's length; and a
+//! list's page as one document, which kube reads whole before decoding it.
+//! A server, or a proxy in front of it, that sends without end (a name that
+//! never closes, newlines without end) would otherwise take memory until
+//! the process is killed, whatever `--k8s-max-objects` says: that bounds
+//! objects, not bytes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,13 +21,14 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::WatchStats;
+use crate::opened::watched_kind;
 
 /// The error an answer cut off ends with (kube says it as the watch's
 /// error, which is counted and retried).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the Kubernetes API sent more than {max} bytes without a line's end (a list's page or a \
-     watch event larger than --k8s-max-answer-bytes): cut off"
+    "the Kubernetes API sent more than {max} bytes of one list page or watch event (larger \
+     than --k8s-max-answer-bytes): cut off"
 )]
 pub(crate) struct AnswerTooLarge {
     max: u64,
@@ -75,6 +78,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let lines = watched_kind(&request).is_some();
         let answer = self.inner.call(request);
         let (max, stats) = (self.max, self.stats.clone());
         Box::pin(async move {
@@ -82,6 +86,7 @@ where
             Ok(response.map(|inner| LineLimited {
                 inner,
                 max,
+                lines,
                 line: 0,
                 stats,
             }))
@@ -90,11 +95,13 @@ where
 }
 
 /// A body that ends with [`AnswerTooLarge`] once more than `max` bytes
-/// came since its last newline.
+/// came in one line (`lines`: a watch, read a line at a time), or in all
+/// (a list's page, read whole).
 pub(crate) struct LineLimited<B> {
     inner: B,
     max: u64,
-    /// Bytes since the last newline.
+    lines: bool,
+    /// Bytes of the line under way (of the whole body, unless `lines`).
     line: u64,
     stats: Arc<WatchStats>,
 }
@@ -122,11 +129,23 @@ where
             None => return Poll::Ready(None),
         };
         if let Some(data) = frame.data_ref() {
-            this.line = match data.iter().rposition(|&b| b == b'\n') {
-                Some(end) => (data.len() - end - 1) as u64,
-                None => this.line.saturating_add(data.len() as u64),
+            let over = if this.lines {
+                // Every line the chunk ends or holds whole, and the one it
+                // begins.
+                data.split(|&b| b == b'\n').enumerate().any(|(i, piece)| {
+                    if i > 0 {
+                        this.line = 0;
+                    }
+                    this.line = this.line.saturating_add(piece.len() as u64);
+                    this.line > this.max
+                })
+            } else {
+                this.line = this.line.saturating_add(data.len() as u64);
+                this.line > this.max
             };
-            if this.line > this.max {
+            if over {
+                // Past `max` for good: nothing more is read.
+                this.line = u64::MAX;
                 this.stats.answers_too_large.fetch_add(1, Ordering::Relaxed);
                 return Poll::Ready(Some(Err(Box::new(AnswerTooLarge { max: this.max }))));
             }
@@ -159,11 +178,13 @@ mod tests {
         StreamBody::new(futures::stream::iter(frames))
     }
 
-    fn limited<B>(inner: B, max: u64) -> (LineLimited<B>, Arc<WatchStats>) {
+    /// `inner` bounded at `max` a line (`lines`: a watch's) or in all.
+    fn limited<B>(inner: B, max: u64, lines: bool) -> (LineLimited<B>, Arc<WatchStats>) {
         let stats = Arc::new(WatchStats::default());
         let body = LineLimited {
             inner,
             max,
+            lines,
             line: 0,
             stats: stats.clone(),
         };
@@ -175,7 +196,7 @@ mod tests {
         // Three events of 8 bytes and their newlines, split across chunks
         // as they come: 27 bytes in all against a bound of 8 a line.
         let chunks: &[&[u8]] = &[b"{\"a\":1", b"}\n{\"b\":2}", b"\n{\"c\":3}\n"];
-        let (body, stats) = limited(body(chunks), 8);
+        let (body, stats) = limited(body(chunks), 8, true);
         let all = body.collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
         assert_eq!(stats.answers_too_large.load(Ordering::Relaxed), 0);
@@ -186,7 +207,7 @@ mod tests {
         // The second line runs 9 bytes over two chunks without ending: what
         // follows is never read.
         let chunks: &[&[u8]] = &[b"{\"a\":1}\n{\"name", b"\":\"x", b"yz\"}\n"];
-        let (mut body, stats) = limited(body(chunks), 8);
+        let (mut body, stats) = limited(body(chunks), 8, true);
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&first[..], b"{\"a\":1}\n{\"name");
         let error = body.frame().await.unwrap().unwrap_err();
@@ -194,5 +215,31 @@ mod tests {
         assert!(body.is_end_stream());
         assert!(body.frame().await.is_none());
         assert_eq!(stats.answers_too_large.load(Ordering::Relaxed), 1);
+    }
+
+    /// A line that ends inside a chunk is measured too, and so is one a
+    /// chunk holds whole between two newlines.
+    #[tokio::test(flavor = "current_thread")]
+    async fn lines_ended_within_a_chunk_are_measured() {
+        for chunks in [
+            &[&b"{\"a\":"[..], b"123456}\n{}\n"][..],
+            &[b"{}\n{\"a\":123456}\n{}\n"],
+        ] {
+            let (body, stats) = limited(body(chunks), 8, true);
+            let error = body.collect().await.unwrap_err();
+            assert!(error.to_string().contains("more than 8 bytes"), "{error}");
+            assert_eq!(stats.answers_too_large.load(Ordering::Relaxed), 1);
+        }
+    }
+
+    /// A list's page is read whole: its newlines do not start it over.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_list_s_page_is_bounded_whole() {
+        let chunks: &[&[u8]] = &[b"{\n\n\n", b"\n\n\n", b"\n\n\n"];
+        let (over, stats) = limited(body(chunks), 8, false);
+        assert!(over.collect().await.is_err());
+        assert_eq!(stats.answers_too_large.load(Ordering::Relaxed), 1);
+        let (within, _) = limited(body(&chunks[..2]), 8, false);
+        assert_eq!(within.collect().await.unwrap().to_bytes().len(), 7);
     }
 }

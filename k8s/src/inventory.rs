@@ -347,6 +347,9 @@ impl Inventory {
                 .flatten()
                 .filter_map(|p| p.port)
                 .collect();
+            // The slice's pods, each once: its ports are added to each a
+            // single time, however many endpoints name it.
+            let mut slice_pods: std::collections::HashSet<PodKey> = Default::default();
             for endpoint in &slice.endpoints {
                 let pod: Option<PodKey> = endpoint.target_ref.as_ref().and_then(|t| {
                     let name = t
@@ -355,7 +358,8 @@ impl Inventory {
                         .filter(|_| t.kind.as_deref() == Some("Pod"))?;
                     Some((t.namespace.clone().unwrap_or_else(|| ns.clone()), name))
                 });
-                if let Some(pod) = &pod {
+                let first_in_slice = pod.as_ref().is_some_and(|p| slice_pods.insert(p.clone()));
+                if let Some(pod) = pod.as_ref().filter(|_| first_in_slice) {
                     let of_pod = pod_services.entry(pod.clone()).or_default();
                     match of_pod.get_mut(service.as_str()) {
                         Some(set) => set.extend(&ports),

@@ -62,7 +62,7 @@ impl<S> tower::Layer<S> for NoteOpenedLayer {
 
 /// The kind a request watches, if it is a watch (`?watch=true` on a
 /// collection's path).
-fn watched_kind<B>(request: &http::Request<B>) -> Option<usize> {
+pub(crate) fn watched_kind<B>(request: &http::Request<B>) -> Option<usize> {
     let uri = request.uri();
     let watching = uri
         .query()

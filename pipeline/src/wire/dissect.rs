@@ -1023,8 +1023,20 @@ impl<'a> Walk<'a, '_> {
                 self.ppp(inner)
             }
             // IP, MPLS, and IP behind a Cisco MetaData tag (DMVPN with
-            // TrustSec inline tagging): the protocol field is the
+            // TrustSec inline tagging; anything else behind one stays the
+            // GRE packet's, as before): the protocol field is the
             // payload's EtherType (RFC 2784 §2.4).
+            ethertype::CISCO_METADATA
+                if header.version() == 0
+                    && !matches!(
+                        tags::Tag::new_checked(ethertype::CISCO_METADATA, inner)
+                            .and_then(Result::ok)
+                            .map(|tag| tag.ethertype()),
+                        Some(ethertype::IPV4 | ethertype::IPV6)
+                    ) =>
+            {
+                IP_OTHER
+            }
             ethertype::IPV4
             | ethertype::IPV6
             | ethertype::MPLS_UNICAST
@@ -1727,6 +1739,27 @@ mod tests {
                 } else {
                     f.len()
                 }
+            );
+        }
+        // Behind a Cisco MetaData tag, only IP is opened: anything else,
+        // or a tag cut short, stays the GRE packet's.
+        for tail in [
+            &[0x01, 0x01, 0x00, 0x01, 0x00, 0x05, 0x08, 0x06][..],
+            &[0x01, 0x01],
+        ] {
+            let f = ipv4_over(
+                47,
+                &[
+                    gre::tests::header(0x8909, None, false, false),
+                    tail.to_vec(),
+                ]
+                .concat(),
+            );
+            assert_eq!(
+                Dissector::new(Decap::DEFAULT)
+                    .dissect(LinkType::Ethernet, &f)
+                    .result,
+                Ok(Dissected::Other(OtherKind::IpOther))
             );
         }
         let off = Dissector::new(Decap::DEFAULT.without(Tunnel::Gre));
