@@ -183,6 +183,14 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     let workers = sources.len().max(cores.len());
     let worker_cores: Vec<Option<usize>> =
         (0..workers).map(|i| Some(cores[i % cores.len()])).collect();
+    if let Some(threads) = cli.threads {
+        tracing::warn!(
+            threads,
+            workers,
+            "--threads is for files: live, a worker runs for each capture queue and each core \
+             of --cores"
+        );
+    }
     for info in &infos {
         tracing::info!(
             interface = %info.iface,

@@ -647,7 +647,12 @@ fn a_stop_under_traffic_leaves_no_frame_out_of_the_last_snapshot() {
         "ip -n {ns} link add r0 numtxqueues 2 numrxqueues 2 type veth peer name r1 numtxqueues 2 numrxqueues 2"
     ));
     bring_up(&lab, &ns, &["r0", "r1"]);
-    let ft = LiveFlowtap::start(&ns, &["-i", "r1", "--dump", "/mcp/flows/summary"]);
+    // --threads is for files, and said to be (it was ignored live without a
+    // word).
+    let ft = LiveFlowtap::start(
+        &ns,
+        &["-i", "r1", "--dump", "/mcp/flows/summary", "--threads", "1"],
+    );
     let capture = corpus_dir().join("captures/02_pcpp_example.pcap");
     let replay = pcap_replay();
     // Sent as fast as the sender goes, for longer than the test waits (a
@@ -704,6 +709,7 @@ fn a_stop_under_traffic_leaves_no_frame_out_of_the_last_snapshot() {
         .map(|(_, n)| n)
         .sum();
     assert!(received > 50_000, "{received} frames received: {stderr}");
+    assert!(stderr.contains("--threads is for files"), "{stderr}");
     assert_eq!(sorted, received, "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(summary["total_pkts"].as_u64(), Some(in_flows), "{summary}");
