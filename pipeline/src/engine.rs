@@ -730,11 +730,13 @@ fn run_worker<S: PacketSource>(
                     if what != ExportFor::Snapshot {
                         while worker.drain(usize::MAX) > 0 {}
                     }
-                    if what != ExportFor::Snapshot {
-                        // Nothing more will be counted: record the handshake
-                        // legs still waiting for a later packet, end every
-                        // connection.
-                        worker.table.end_capture();
+                    // Nothing more will be counted: record the handshake
+                    // legs still waiting for a later packet, end every
+                    // connection.
+                    match what {
+                        ExportFor::Snapshot => {}
+                        ExportFor::Stop => worker.table.stop_capture(),
+                        ExportFor::Finish => worker.table.end_capture(),
                     }
                     let _ = reply.send(worker.export(as_of_ns, since_ns));
                 }

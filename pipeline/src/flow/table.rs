@@ -542,8 +542,21 @@ impl FlowTable {
         }
     }
 
+    /// [`FlowTable::end_capture`] for a live capture that stops: a
+    /// handshake still under way may yet be answered (its SYN timeout has
+    /// not passed), so it has no outcome, as one evicted. Counted
+    /// unanswered, every restart or rollout turned the SYNs of its last
+    /// seconds into failed connections in the last records.
+    pub fn stop_capture(&mut self) {
+        for conn in self.conns.values_mut() {
+            conn.abandon_handshake();
+        }
+        self.end_capture();
+    }
+
     /// Records every handshake leg and TCP outcome still pending, and cuts
-    /// every connection's record: the capture has ended.
+    /// every connection's record: the capture has ended (a file's end: a
+    /// handshake never completed was unanswered).
     pub fn end_capture(&mut self) {
         self.counters.icmp_refusals_unmatched += self.refusals.expire(u64::MAX);
         let mut pending = Vec::new();
@@ -1170,6 +1183,35 @@ mod tests {
             1,
             "idle past the SYN timeout"
         );
+    }
+
+    /// A live capture that stops leaves a handshake under way without an
+    /// outcome (it may yet be answered); a file's end counts it unanswered.
+    /// A refused or completed one keeps its outcome either way.
+    #[test]
+    fn a_stop_leaves_handshakes_under_way_without_an_outcome() {
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        for (stop, unanswered) in [(true, 0), (false, 1)] {
+            let mut t = table(Limits {
+                max_connections: 100,
+                max_flows: 100,
+                max_sketches: 10,
+            });
+            t.update(&tcp(0, addr(1), 40_000, server, 443, SYN));
+            t.update(&tcp(0, addr(1), 40_001, server, 443, SYN));
+            t.update(&tcp(MS, server, 443, addr(1), 40_001, SYN | ACK));
+            t.update(&tcp(2 * MS, addr(1), 40_001, server, 443, ACK));
+            if stop {
+                t.stop_capture();
+            } else {
+                t.end_capture();
+            }
+            let [f] = &flows(&mut t)[..] else {
+                panic!("one flow")
+            };
+            let c = f.tcp.connections;
+            assert_eq!((c.unanswered, c.established), (unanswered, 1), "{stop}");
+        }
     }
 
     #[test]
