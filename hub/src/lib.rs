@@ -211,7 +211,7 @@ fn log_changes(last: &mut std::collections::HashMap<Arc<str>, bool>, coverage: &
             (_, false) => tracing::warn!(
                 agent = %a.name,
                 error = a.error.as_deref().unwrap_or(""),
-                "agent missing: its flows are left out until it answers"
+                "agent missing (not answering, or its feed refused: the error says which): its flows are left out until it is merged again"
             ),
         }
         now.insert(a.name.clone(), answered);
