@@ -778,6 +778,12 @@ fn a_hub_at_its_flow_bound_leaves_a_feed_out_and_names_its_agent() {
         bound - flows[merged]
     );
     assert_eq!(error, expected, "{coverage}");
+    // It answered, so its node is known: named with it (it was left null).
+    assert_eq!(
+        agent_in(coverage, &urls[left_out])["node"],
+        CAPTURES[left_out].1,
+        "{coverage}"
+    );
     // The merged agent whole, as it reports itself.
     for total in ["total_flows", "total_pkts", "total_bytes"] {
         assert_eq!(summary[total], own[merged][total], "{total}");

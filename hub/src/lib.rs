@@ -316,8 +316,8 @@ pub async fn round(
             // One agent reached at another address too is taken once.
             // A feed refused here lets its room go at once; one taken holds
             // it until decoded.
-            let taken = pulled.map_err(PullError::Failed).and_then(|pulled| {
-                let (head, flows) = Feed::open(&pulled.body).map_err(PullError::Failed)?;
+            let taken = pulled.map_err(PullError::failed).and_then(|pulled| {
+                let (head, flows) = Feed::open(&pulled.body).map_err(PullError::failed)?;
                 claims
                     .claim(head.instance, &agent.name())
                     .map_err(|first| PullError::SameAgentAs {
@@ -327,7 +327,10 @@ pub async fn round(
                 let declared = flows.declared();
                 budget
                     .take(&agent.name(), declared)
-                    .map_err(PullError::Failed)?;
+                    .map_err(|error| PullError::Failed {
+                        error,
+                        node: head.node.clone(),
+                    })?;
                 Ok((pulled, declared))
             });
             let decoded = match taken {
@@ -347,7 +350,7 @@ pub async fn round(
                     if decoded.is_err() {
                         budget.give_back(declared);
                     }
-                    decoded.map_err(PullError::Failed)
+                    decoded.map_err(PullError::failed)
                 }
                 Err(e) => Err(e),
             };
@@ -405,7 +408,7 @@ pub async fn round(
         let instance = match &decoded {
             Ok((feed, ..)) => Some(feed.instance),
             Err(PullError::SameAgentAs { instance, .. }) => Some(*instance),
-            Err(PullError::Failed(_)) => None,
+            Err(PullError::Failed { .. }) => None,
         };
         pulled_instances.push((name.clone(), instance));
         match decoded {
@@ -432,7 +435,7 @@ pub async fn round(
             Err(PullError::SameAgentAs { first, .. }) => {
                 tracing::debug!(agent = %name, same_as = %first, "one agent at two addresses: merged once");
             }
-            Err(PullError::Failed(error)) => {
+            Err(PullError::Failed { error, node }) => {
                 tracing::debug!(agent = %name, %error, "pull failed");
                 if let Some(instance) = instances.known(&name)
                     && (answered.contains(&instance) || !named_missing.insert(instance))
@@ -440,7 +443,9 @@ pub async fn round(
                     continue;
                 }
                 coverage.agents.push(AgentCoverage {
-                    node: found.nodes.get(&name).cloned(),
+                    node: node
+                        .map(Into::into)
+                        .or_else(|| found.nodes.get(&name).cloned()),
                     name: name.into(),
                     error: Some(error),
                     ..AgentCoverage::default()
@@ -521,8 +526,15 @@ enum PullError {
     /// Another address of an agent whose feed this round took (at
     /// `first`): merged once, and not named missing.
     SameAgentAs { first: String, instance: u64 },
-    /// The agent is missing this round, for this reason.
-    Failed(String),
+    /// The agent is missing this round, for this reason; with the node its
+    /// feed named, if it answered (a feed refused at the flow bound).
+    Failed { error: String, node: Option<String> },
+}
+
+impl PullError {
+    fn failed(error: String) -> PullError {
+        PullError::Failed { error, node: None }
+    }
 }
 
 /// The flows each agent (by address) merged in the last round, which
