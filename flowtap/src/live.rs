@@ -282,15 +282,18 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
             .failure()
             .or_else(|| stall.check(published.snapshots.load(Ordering::Relaxed), Instant::now()))
     });
-    // Capture ends before the last snapshot: XDP detached, so that no
-    // frame comes after it, and the workers read what their rings still
-    // hold, so that the last snapshot (its flows, its IPFIX records, the
-    // report) has every frame the queues counted. Detached after it, the
-    // frames of the half second until the workers stopped were counted per
-    // queue and in no flow (225,076 of 2,111,636 at 600 kpps).
-    detach(captures, interfaces);
+    // Capture ends before the last snapshot: the XDP programs detached, so
+    // that no frame comes after it, and the workers read what their rings
+    // still hold and hand it on, so that the last snapshot (its flows, its
+    // IPFIX records, the report) has every frame the queues counted.
+    // Detached after it, the frames of the half second until the workers
+    // stopped were counted per queue and in no flow (225,076 of 2,111,636
+    // at 600 kpps). Host mode's mirror veth and the promiscuous mode go
+    // after the workers: the sockets are bound to the veth.
+    let mut captures = captures;
+    captures.iter_mut().for_each(LiveCapture::detach_programs);
     if !stall.tripped.get() {
-        rings_read(&infos);
+        pipeline.quiesce(RINGS_READ_WITHIN);
     }
     // A stuck worker answers nothing, so stopping the merger (which waits
     // for it) or the workers would wait forever: after a stall, or after a
@@ -319,6 +322,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
                 quiet.as_secs_f64()
             );
         }
+        detach(captures, interfaces);
         // Not stopped: the workers wait for the stuck one, and the merger
         // thread holds the pipeline too, so they are never joined.
         std::mem::forget(pipeline);
@@ -336,6 +340,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
     drop(pipeline);
     setup::report(&publisher, &samples(&infos));
     setup::report_memory(cli);
+    detach(captures, interfaces);
     outcome?;
     Ok(if failed { 2 } else { 0 })
 }
@@ -346,25 +351,9 @@ fn detach(captures: Vec<LiveCapture>, interfaces: &[String]) {
     eprintln!("flowtap: detached from {}", interfaces.join(", "));
 }
 
-/// Waits until the workers have read what the capture rings hold once XDP
-/// is detached: until the queues' frame counts stand still for two looks
-/// [`RINGS_LOOK_EVERY`] apart, [`RINGS_READ_WITHIN`] at most (a worker
-/// reads a full ring in well under a millisecond; it naps up to a few
-/// between trickles).
-fn rings_read(infos: &[Arc<LiveInfo>]) {
-    let frames = || samples(infos).iter().map(|q| q.frames).sum::<u64>();
-    let give_up = Instant::now() + RINGS_READ_WITHIN;
-    let mut before = frames();
-    let mut still = 0;
-    while still < 2 && Instant::now() < give_up {
-        std::thread::sleep(RINGS_LOOK_EVERY);
-        let now = frames();
-        still = if now == before { still + 1 } else { 0 };
-        before = now;
-    }
-}
-
-const RINGS_LOOK_EVERY: Duration = Duration::from_millis(10);
+/// How long a stop waits for the workers to read what the capture rings
+/// hold once XDP is detached (a worker reads a full ring in well under a
+/// millisecond).
 const RINGS_READ_WITHIN: Duration = Duration::from_millis(500);
 
 /// Every capture queue's counters as they are now, interface by interface.
@@ -394,7 +383,11 @@ fn last_snapshot_within(
     let pipeline = pipeline.clone();
     std::thread::spawn(move || {
         merger.stop();
-        let _ = done.send(pipeline.last_snapshot(clock));
+        let snapshot = pipeline.last_snapshot(clock);
+        // Not the last reference, whose drop stops the workers after the
+        // report has read their counters.
+        drop(pipeline);
+        let _ = done.send(snapshot);
     });
     taken.recv_timeout(patience).ok()
 }

@@ -93,8 +93,9 @@ enum ExportFor {
     Snapshot,
     /// The last snapshot of a capture that stops (live, its frames no
     /// longer coming): what was handed between workers is counted first,
-    /// then every connection ends (handshakes left waiting are settled,
-    /// connection records cut).
+    /// then every connection ends (connection records cut; a handshake
+    /// still under way, within its SYN timeout, has no outcome, as one
+    /// evicted).
     Stop,
     /// The last snapshot once the sources finished (files): everything
     /// queued is processed first, then every connection ends.
@@ -114,8 +115,17 @@ enum Control {
     TakeEnded {
         reply: Sender<Vec<EndedFlow>>,
     },
+    /// Read the source until it is idle (its capture has stopped) and hand
+    /// what it gave to its shards ([`Pipeline::quiesce`]).
+    Quiesce {
+        reply: Sender<()>,
+    },
     Stop,
 }
+
+/// Polls a quiescing worker's source gives at most: a capture that still
+/// delivers (XDP not detached) must not keep it from answering.
+const QUIESCE_POLLS: usize = 256;
 
 /// What one shard exports for a snapshot.
 pub struct ShardExport {
@@ -372,9 +382,10 @@ impl Pipeline {
     }
 
     /// The last snapshot of a capture that stops while its sources still
-    /// run (live, once no frame comes: XDP detached and the rings read):
-    /// what the workers handed each other is counted, and every connection
-    /// ends in it, as at the end of a file.
+    /// run (live, once no frame comes: XDP detached and the rings read,
+    /// [`Pipeline::quiesce`]): what the workers handed each other is
+    /// counted, and every connection ends in it, a handshake still under
+    /// way without an outcome.
     pub fn last_snapshot(&self, clock: Clock) -> Snapshot {
         merger::merge(self.export(clock, ExportFor::Stop))
     }
@@ -406,6 +417,29 @@ impl Pipeline {
         }
         drop(reply_tx);
         reply_rx.iter().flatten().collect()
+    }
+
+    /// Has every worker read its source until it is idle and hand what it
+    /// read to its shards, so that a [`Pipeline::last_snapshot`] after it
+    /// has every frame the sources gave (live, once XDP is detached: a
+    /// frame read after the last snapshot was counted by its queue and in
+    /// no flow). Waits `within` at most for all to answer (a stuck worker
+    /// is the last snapshot's to find).
+    pub fn quiesce(&self, within: Duration) {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
+        for w in &self.workers {
+            let _ = w.control.send(Control::Quiesce {
+                reply: reply_tx.clone(),
+            });
+            w.wake.wake();
+        }
+        drop(reply_tx);
+        let give_up = Instant::now() + within;
+        for _ in &self.workers {
+            if reply_rx.recv_deadline(give_up).is_err() {
+                break;
+            }
+        }
     }
 
     /// Asks every shard for its flows as of now on `clock`, for `what`.
@@ -618,6 +652,12 @@ impl Worker {
         }
     }
 
+    /// The packets queued for this shard now, at most (batches of
+    /// [`HANDOFF_BATCH`]).
+    fn queued_packets(&self) -> usize {
+        self.inboxes[self.id].len() * HANDOFF_BATCH
+    }
+
     /// Updates the table with the packets of queued batches, until `max`
     /// or more are counted.
     fn drain(&mut self, max: usize) -> usize {
@@ -669,6 +709,25 @@ impl Worker {
     }
 }
 
+/// Polls `src` once into `worker`, and hands what it gave to its shards
+/// (before the source may count as finished: every packet it gave is then
+/// in a shard's inbox).
+fn poll_source<S: PacketSource>(src: &mut S, worker: &mut Worker, shared: &Shared) -> Poll {
+    let (mut newest, mut oldest) = (0u64, u64::MAX);
+    let status = src.poll(|frame| {
+        newest = newest.max(frame.ts_ns);
+        oldest = oldest.min(frame.ts_ns);
+        worker.ingest(frame);
+    });
+    if newest != 0 {
+        shared.capture_clock.fetch_max(newest, Ordering::AcqRel);
+        shared.capture_since.fetch_min(oldest, Ordering::AcqRel);
+    }
+    worker.hand_off_all();
+    worker.wake_handed(!matches!(status, Poll::Busy));
+    status
+}
+
 /// Runs a worker until told to stop. `counted` says whether its source is
 /// still counted as running; the source stops being counted when it ends
 /// (or, if the worker panics, once the failure is recorded).
@@ -689,20 +748,7 @@ fn run_worker<S: PacketSource>(
     loop {
         let mut busy = false;
         if let Some(src) = source.as_mut() {
-            let (mut newest, mut oldest) = (0u64, u64::MAX);
-            let status = src.poll(|frame| {
-                newest = newest.max(frame.ts_ns);
-                oldest = oldest.min(frame.ts_ns);
-                worker.ingest(frame);
-            });
-            if newest != 0 {
-                shared.capture_clock.fetch_max(newest, Ordering::AcqRel);
-                shared.capture_since.fetch_min(oldest, Ordering::AcqRel);
-            }
-            // Before the source may count as finished: every packet it gave
-            // is then in a shard's inbox.
-            worker.hand_off_all();
-            worker.wake_handed(!matches!(status, Poll::Busy));
+            let status = poll_source(src, &mut worker, shared);
             match status {
                 Poll::Busy => busy = true,
                 Poll::Idle => {}
@@ -727,21 +773,38 @@ fn run_worker<S: PacketSource>(
                     what,
                     reply,
                 } => {
-                    if what != ExportFor::Snapshot {
-                        while worker.drain(usize::MAX) > 0 {}
-                    }
-                    // Nothing more will be counted: record the handshake
-                    // legs still waiting for a later packet, end every
-                    // connection.
+                    // Nothing more will be counted: what was handed over is
+                    // counted, the handshake legs still waiting for a later
+                    // packet recorded, every connection ended.
                     match what {
                         ExportFor::Snapshot => {}
-                        ExportFor::Stop => worker.table.stop_capture(),
-                        ExportFor::Finish => worker.table.end_capture(),
+                        ExportFor::Stop => {
+                            // What is queued now: the sources were read to
+                            // their end before (`quiesce`), and a capture
+                            // that still delivered (XDP not detached) must
+                            // not keep this worker from answering.
+                            worker.drain(worker.queued_packets().max(1));
+                            worker.table.stop_capture(as_of_ns);
+                        }
+                        ExportFor::Finish => {
+                            while worker.drain(usize::MAX) > 0 {}
+                            worker.table.end_capture();
+                        }
                     }
                     let _ = reply.send(worker.export(as_of_ns, since_ns));
                 }
                 Control::TakeEnded { reply } => {
                     let _ = reply.send(worker.table.take_ended_flows());
+                }
+                Control::Quiesce { reply } => {
+                    if let Some(src) = source.as_mut() {
+                        for _ in 0..QUIESCE_POLLS {
+                            if !matches!(poll_source(src, &mut worker, shared), Poll::Busy) {
+                                break;
+                            }
+                        }
+                    }
+                    let _ = reply.send(());
                 }
                 Control::Stop => return,
             }

@@ -278,7 +278,8 @@ pub struct LiveInfo {
 
 pub struct LiveCapture {
     // Drop order matters: programs (XDP, TC links) go first, then the veth.
-    programs: Programs,
+    /// `None` once detached ([`LiveCapture::detach_programs`]).
+    programs: Option<Programs>,
     veth: Option<MirrorVeth>,
     /// The packet socket whose membership keeps a span port promiscuous.
     promiscuous: Option<OwnedFd>,
@@ -476,13 +477,20 @@ impl LiveCapture {
             .collect();
         Ok((
             LiveCapture {
-                programs,
+                programs: Some(programs),
                 veth,
                 promiscuous,
                 info,
             },
             sources,
         ))
+    }
+
+    /// Detaches the programs now: no frame reaches the sockets after it
+    /// (host mode's mirror veth stays, its sockets bound to it, until
+    /// [`LiveCapture::stop`]).
+    pub fn detach_programs(&mut self) {
+        drop(self.programs.take());
     }
 
     /// Detaches the programs and removes the mirror veth now (also done on drop).

@@ -542,12 +542,14 @@ impl FlowTable {
         }
     }
 
-    /// [`FlowTable::end_capture`] for a live capture that stops: a
-    /// handshake still under way may yet be answered (its SYN timeout has
-    /// not passed), so it has no outcome, as one evicted. Counted
-    /// unanswered, every restart or rollout turned the SYNs of its last
-    /// seconds into failed connections in the last records.
-    pub fn stop_capture(&mut self) {
+    /// [`FlowTable::end_capture`] for a live capture that stops at
+    /// `now_ns`: a handshake still under way may yet be answered (its SYN
+    /// timeout has not passed), so it has no outcome, as one evicted; one
+    /// past its timeout expires first, unanswered. Counted unanswered,
+    /// every restart or rollout turned the SYNs of its last seconds into
+    /// failed connections in the last records.
+    pub fn stop_capture(&mut self, now_ns: u64) {
+        self.expire(now_ns);
         for conn in self.conns.values_mut() {
             conn.abandon_handshake();
         }
@@ -1185,32 +1187,37 @@ mod tests {
         );
     }
 
-    /// A live capture that stops leaves a handshake under way without an
-    /// outcome (it may yet be answered); a file's end counts it unanswered.
-    /// A refused or completed one keeps its outcome either way.
+    /// A live capture that stops leaves a handshake under way (a SYN; a
+    /// SYN and its SYN-ACK) without an outcome, as it may yet be answered;
+    /// a file's end counts it unanswered, and so does a stop past its SYN
+    /// timeout. A refused or completed one keeps its outcome either way.
     #[test]
     fn a_stop_leaves_handshakes_under_way_without_an_outcome() {
         let server = Addr::from_v4([198, 19, 0, 1]);
-        for (stop, unanswered) in [(true, 0), (false, 1)] {
-            let mut t = table(Limits {
-                max_connections: 100,
-                max_flows: 100,
-                max_sketches: 10,
-            });
+        let s = crate::time::SECOND;
+        for (stop_at, unanswered) in [(Some(s), 0), (None, 2), (Some(31 * s), 2)] {
+            let mut t = live_table();
             t.update(&tcp(0, addr(1), 40_000, server, 443, SYN));
             t.update(&tcp(0, addr(1), 40_001, server, 443, SYN));
             t.update(&tcp(MS, server, 443, addr(1), 40_001, SYN | ACK));
             t.update(&tcp(2 * MS, addr(1), 40_001, server, 443, ACK));
-            if stop {
-                t.stop_capture();
-            } else {
-                t.end_capture();
+            t.update(&tcp(0, addr(1), 40_002, server, 443, SYN));
+            t.update(&tcp(MS, server, 443, addr(1), 40_002, RST | ACK));
+            t.update(&tcp(0, addr(1), 40_003, server, 443, SYN));
+            t.update(&tcp(MS, server, 443, addr(1), 40_003, SYN | ACK));
+            match stop_at {
+                Some(at) => t.stop_capture(at),
+                None => t.end_capture(),
             }
             let [f] = &flows(&mut t)[..] else {
                 panic!("one flow")
             };
             let c = f.tcp.connections;
-            assert_eq!((c.unanswered, c.established), (unanswered, 1), "{stop}");
+            assert_eq!(
+                (c.unanswered, c.established, c.refused),
+                (unanswered, 1, 1),
+                "{stop_at:?}"
+            );
         }
     }
 
