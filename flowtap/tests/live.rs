@@ -621,6 +621,18 @@ fn bring_up(lab: &Lab, ns: &str, devs: &[&str]) {
     }
 }
 
+/// A lab of one namespace, `tag`, holding a veth pair of two queues each
+/// way, r0 to send on and r1 to capture, up without IPv6.
+fn two_queue_veth(tag: &str) -> (Lab, String) {
+    let mut lab = Lab::new(tag);
+    let ns = lab.ns(tag);
+    sh(&format!(
+        "ip -n {ns} link add r0 numtxqueues 2 numrxqueues 2 type veth peer name r1 numtxqueues 2 numrxqueues 2"
+    ));
+    bring_up(&lab, &ns, &["r0", "r1"]);
+    (lab, ns)
+}
+
 /// Runs pcap-replay in `ns` with `args` (interface, pacing, queues) on
 /// `capture`; its report.
 fn replay(lab: &Lab, ns: &str, args: &[&str], capture: &Path) -> String {
@@ -641,12 +653,7 @@ fn replay(lab: &Lab, ns: &str, args: &[&str], capture: &Path) -> String {
 /// counted per queue and in no flow (about a tenth at 600 kpps).
 #[test]
 fn a_stop_under_traffic_leaves_no_frame_out_of_the_last_snapshot() {
-    let mut lab = Lab::new("stop");
-    let ns = lab.ns("stop");
-    sh(&format!(
-        "ip -n {ns} link add r0 numtxqueues 2 numrxqueues 2 type veth peer name r1 numtxqueues 2 numrxqueues 2"
-    ));
-    bring_up(&lab, &ns, &["r0", "r1"]);
+    let (mut lab, ns) = two_queue_veth("stop");
     // --threads is for files, and said to be (it was ignored live without a
     // word).
     let ft = LiveFlowtap::start(
@@ -718,12 +725,7 @@ fn a_stop_under_traffic_leaves_no_frame_out_of_the_last_snapshot() {
 
 #[test]
 fn connections_split_over_queues_still_form_one_correct_flow() {
-    let mut lab = Lab::new("mq");
-    let ns = lab.ns("mq");
-    sh(&format!(
-        "ip -n {ns} link add r0 numtxqueues 2 numrxqueues 2 type veth peer name r1 numtxqueues 2 numrxqueues 2"
-    ));
-    bring_up(&lab, &ns, &["r0", "r1"]);
+    let (lab, ns) = two_queue_veth("mq");
     // Rings smaller than the default: the option reaches both sockets. A
     // hand-off queue of its own size, rounded up to whole batches of 32.
     let ft = LiveFlowtap::start(
