@@ -281,14 +281,13 @@ type Transport = fn(std::net::SocketAddr) -> ipfix::CollectorAddr;
 /// `tcp://HOST:PORT` (also `--ipfix-collector`'s value parser, so that a
 /// bad one is named with where it came from).
 pub(crate) fn collector_url(url: &str) -> Result<(&str, Transport), String> {
-    let (addr, transport): (&str, Transport) = if let Some(a) = url.strip_prefix("udp://") {
-        (a, ipfix::CollectorAddr::Udp)
-    } else if let Some(a) = url.strip_prefix("tcp://") {
-        (a, ipfix::CollectorAddr::Tcp)
+    if let Some(addr) = url.strip_prefix("udp://") {
+        Ok((addr, ipfix::CollectorAddr::Udp))
+    } else if let Some(addr) = url.strip_prefix("tcp://") {
+        Ok((addr, ipfix::CollectorAddr::Tcp))
     } else {
-        return Err(format!("{url:?}: give udp://HOST:PORT or tcp://HOST:PORT"));
-    };
-    Ok((addr, transport))
+        Err(format!("{url:?}: give udp://HOST:PORT or tcp://HOST:PORT"))
+    }
 }
 
 /// An IPFIX collector from `udp://HOST:PORT` or `tcp://HOST:PORT`.

@@ -136,44 +136,36 @@ impl Watch {
             opened: WatchesOpened::new(),
             failure_heard_within: RETRY_LAST * 5 / 4 + config.request_timeout + RETRY_FIRST,
         };
-        let thread =
-            std::thread::Builder::new()
-                .name("flowtap-k8s".into())
-                .spawn(move || {
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(r) => r,
+        let thread = std::thread::Builder::new()
+            .name("flowtap-k8s".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(WatchError::Start(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let client = match connect(&config, &shared).await {
+                        Ok(c) => c,
                         Err(e) => {
-                            let _ = started_tx.send(Err(WatchError::Start(e.to_string())));
+                            let _ = started_tx.send(Err(e));
                             return;
                         }
                     };
-                    runtime.block_on(async move {
-                        let answer_limit = AnswerLimitLayer {
-                            max: config.max_answer_bytes,
-                            stats: shared.stats.clone(),
-                        };
-                        let client =
-                            match connect(config.request_timeout, &shared.opened, &answer_limit)
-                                .await
-                            {
-                                Ok(c) => c,
-                                Err(e) => {
-                                    let _ = started_tx.send(Err(e));
-                                    return;
-                                }
-                            };
-                        let _ = started_tx.send(Ok(()));
-                        let shared = Arc::new(shared);
-                        tokio::select! {
-                            () = follow_all(client, shared, config.request_timeout) => {}
-                            _ = stopped => {}
-                        }
-                    });
-                })
-                .map_err(|e| WatchError::Start(e.to_string()))?;
+                    let _ = started_tx.send(Ok(()));
+                    let shared = Arc::new(shared);
+                    tokio::select! {
+                        () = follow_all(client, shared, config.request_timeout) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .map_err(|e| WatchError::Start(e.to_string()))?;
         started_rx
             .recv()
             .map_err(|e| WatchError::Start(e.to_string()))??;
@@ -211,15 +203,13 @@ impl Drop for Watch {
     }
 }
 
-async fn connect(
-    request_timeout: Duration,
-    opened: &Arc<WatchesOpened>,
-    answer_limit: &AnswerLimitLayer,
-) -> Result<Client, WatchError> {
+/// kube's client, with `watch`'s request timeout, its answers bounded
+/// ([`AnswerLimitLayer`]) and the watches answered noted into `shared`.
+async fn connect(watch: &WatchConfig, shared: &Shared) -> Result<Client, WatchError> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| WatchError::Config(e.to_string()))?;
-    config.read_timeout = Some(request_timeout);
+    config.read_timeout = Some(watch.request_timeout);
     // Counted from each request, not from when its pooled connection went
     // idle.
     config.reset_reader_on_write = true;
@@ -234,9 +224,13 @@ async fn connect(
     ));
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| WatchError::Config(e.to_string()))?;
+    let answer_limit = AnswerLimitLayer {
+        max: watch.max_answer_bytes,
+        stats: shared.stats.clone(),
+    };
     Ok(builder
-        .with_layer(answer_limit)
-        .with_layer(&opened.layer())
+        .with_layer(&answer_limit)
+        .with_layer(&shared.opened.layer())
         .build())
 }
 

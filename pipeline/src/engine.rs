@@ -408,15 +408,23 @@ impl Pipeline {
     /// second's worth, not the whole read's. Empty unless
     /// [`TableConfig::ended_flows`] asks for them.
     pub fn take_ended_flows(&self) -> Vec<EndedFlow> {
+        self.ask_every_worker(|reply| Control::TakeEnded { reply })
+            .iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Sends every worker the request `ask` makes around a reply channel,
+    /// and wakes it; the channel its answers come on, one a worker (a
+    /// worker only disappears by panicking: its shard is then lost, and
+    /// the answers lack it).
+    fn ask_every_worker<T>(&self, ask: impl Fn(Sender<T>) -> Control) -> Receiver<T> {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
         for w in &self.workers {
-            let _ = w.control.send(Control::TakeEnded {
-                reply: reply_tx.clone(),
-            });
+            let _ = w.control.send(ask(reply_tx.clone()));
             w.wake.wake();
         }
-        drop(reply_tx);
-        reply_rx.iter().flatten().collect()
+        reply_rx
     }
 
     /// Has every worker read its source until it is idle and hand what it
@@ -426,14 +434,7 @@ impl Pipeline {
     /// no flow). Waits `within` at most for all to answer (a stuck worker
     /// is the last snapshot's to find).
     pub fn quiesce(&self, within: Duration) {
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
-        for w in &self.workers {
-            let _ = w.control.send(Control::Quiesce {
-                reply: reply_tx.clone(),
-            });
-            w.wake.wake();
-        }
-        drop(reply_tx);
+        let reply_rx = self.ask_every_worker(|reply| Control::Quiesce { reply });
         let give_up = Instant::now() + within;
         for _ in &self.workers {
             if reply_rx.recv_deadline(give_up).is_err() {
@@ -448,20 +449,12 @@ impl Pipeline {
         let as_of_ns = clock.now_ns(self.shared.capture_clock.load(Ordering::Acquire));
         let since_ns = Some(self.shared.capture_since.load(Ordering::Acquire))
             .filter(|&since| since != u64::MAX);
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(self.workers.len());
-        for w in &self.workers {
-            let request = Control::Export {
-                as_of_ns,
-                since_ns,
-                what,
-                reply: reply_tx.clone(),
-            };
-            // A worker only disappears by panicking; its shard is then lost
-            // and the snapshot simply lacks it.
-            let _ = w.control.send(request);
-            w.wake.wake();
-        }
-        drop(reply_tx);
+        let reply_rx = self.ask_every_worker(|reply| Control::Export {
+            as_of_ns,
+            since_ns,
+            what,
+            reply,
+        });
         Exports {
             sequence: self.shared.sequence.fetch_add(1, Ordering::Relaxed) + 1,
             as_of_ns,
