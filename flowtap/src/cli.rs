@@ -172,11 +172,11 @@ pub(crate) struct RunArgs {
     pub ring_frames: Option<u32>,
 
     /// Bytes per AF_XDP buffer, 2048 or 4096: a buffer receives a frame of
-    /// up to 256 bytes less (flowtap_xdp_max_frame_bytes); a longer one
-    /// takes several (multi-buffer, Linux 6.6 on) or, where the kernel
-    /// cannot, is dropped (rx_dropped). Default: 2048 where the capture
-    /// interface's MTU is 1770 or less (a frame of that MTU with two VLAN
-    /// tags fits), else 4096.
+    /// up to 272 bytes less (the kernel's headroom and the XDP program's
+    /// timestamp; flowtap_xdp_max_frame_bytes); a longer one takes several
+    /// (multi-buffer, Linux 6.6 on) or, where the kernel cannot, is dropped
+    /// (rx_dropped). Default: 2048 where the capture interface's MTU is 1754
+    /// or less (a frame of that MTU with two VLAN tags fits), else 4096.
     #[arg(long, value_name = "BYTES", value_parser = parse_frame_size, env = "FLOWTAP_FRAME_SIZE", help_heading = LIVE)]
     pub frame_size: Option<u32>,
 

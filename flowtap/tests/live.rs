@@ -393,13 +393,22 @@ fn span_port_flows_match_a_tcpdump_of_the_mirror() {
     );
     assert_eq!(String::from_utf8_lossy(&missed.stdout).trim(), "0");
     assert_eq!(sample(&metrics, "flowtap_nic_rx_missed_frames_total"), 0.0);
+    // Every frame stamped by the XDP program (in front of its data),
+    // none by user space.
+    assert_eq!(
+        sample(
+            &metrics,
+            "flowtap_xdp_frames_without_timestamp_total{interface=\"m1\",queue=\"0\"}"
+        ),
+        0.0
+    );
     // An Ethernet MTU: 2 KiB buffers, 16 MiB of them.
     assert_eq!(
         sample(
             &metrics,
             "flowtap_xdp_max_frame_bytes{interface=\"m1\",queue=\"0\"}"
         ),
-        1792.0
+        1776.0
     );
     assert_eq!(
         sample(
@@ -442,12 +451,7 @@ fn tcp_failures_on_a_span_port_are_reported_exactly() {
     for (ns, dev) in [(&cl, "c0"), (&sv, "s0"), (&sv, "m0"), (&tap, "m1")] {
         sysctl(&lab, ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
         // Wire-sized segments: a loss is one segment, as on a wire.
-        lab.exec(
-            ns,
-            &[
-                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-            ],
-        );
+        lab.no_offloads(ns, dev);
         sh(&format!("ip -n {ns} link set {dev} up"));
     }
     // 198.18.9.9 is on the link, but nobody has it: its frames reach the
@@ -968,12 +972,7 @@ fn host_mode_counts_the_nodes_traffic_without_disturbing_it() {
     for (ns, dev) in [(&cl, "c0"), (&sv, "s0")] {
         sysctl(&lab, ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
         // Wire-sized frames everywhere, so tcpdump on s0 sees what the mirror sees.
-        lab.exec(
-            ns,
-            &[
-                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-            ],
-        );
+        lab.no_offloads(ns, dev);
         sh(&format!("ip -n {ns} link set {dev} up"));
     }
     // Twenty TCP servers, so twenty flows of six connections each: 120
@@ -1436,9 +1435,9 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
     // UDP and IPv4 headers, Ethernet's.
     let frame_len = payload as u64 + 8 + 20 + 14;
     for (args, max_frame, ring) in [
-        (&[][..], 3840.0, 4096.0),
-        (&["--frame-size", "2048"][..], 1792.0, 8192.0),
-        (&["--mode", "host"][..], 3840.0, 4096.0),
+        (&[][..], 3824.0, 4096.0),
+        (&["--frame-size", "2048"][..], 1776.0, 8192.0),
+        (&["--mode", "host"][..], 3824.0, 4096.0),
     ] {
         // In host mode the server's stack answers too (port unreachable):
         // the flows are compared, not the interface's totals.
@@ -1634,13 +1633,13 @@ fn single_buffer_sockets_count_the_frames_they_cannot_hold() {
     let log = ft.stderr.lock().unwrap().clone();
     assert!(log.contains("multi_buffer=false"), "{log}");
     let metrics = ft.admin_text("/metrics");
-    // At a 9000-byte MTU a buffer is a page: 3840 bytes of frame.
+    // At a 9000-byte MTU a buffer is a page: 3824 bytes of frame.
     assert_eq!(
         sample(
             &metrics,
             "flowtap_xdp_max_frame_bytes{interface=\"s0\",queue=\"0\"}"
         ),
-        3840.0
+        3824.0
     );
     // Datagrams that fit a buffer, recorded by tcpdump on the sending end;
     // and the flowtap that counted them stopped, with the kernel's drops.
@@ -2054,12 +2053,7 @@ fn a_hub_over_two_nodes_counts_each_connection_once() {
     sh(&format!("ip -n {hub_ns} addr add 198.18.22.2/24 dev hb0"));
     for (ns, dev) in [(&a, "d0"), (&b, "d0")] {
         sysctl(&lab, ns, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
-        lab.exec(
-            ns,
-            &[
-                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-            ],
-        );
+        lab.no_offloads(ns, dev);
     }
     for (ns, dev) in [
         (&a, "d0"),

@@ -6,16 +6,19 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-// Written in front of each packet (the XDP metadata area). User space reads
-// it 16 bytes before the packet data and clears `magic` before reusing the
-// frame, so a valid magic always belongs to the packet it precedes.
-struct flowtap_meta {
+// Written in front of each frame handed to a socket, as the first bytes of
+// its data (bpf_xdp_adjust_head: every kernel with XDP allows it, where some
+// refuse bpf_xdp_adjust_meta to the program and some drivers give the
+// metadata area no room). User space takes it off the frame, and clears
+// `magic` before reusing the buffer, so a valid marker always belongs to the
+// frame it precedes.
+struct flowtap_stamp {
     __u64 ktime_ns;
     __u32 magic;
-    __u32 reserved;
+    __u32 check; /* ~magic */
 };
 
-#define FLOWTAP_META_MAGIC 0x46545431 /* "FTT1" */
+#define FLOWTAP_STAMP_MAGIC 0x46545431 /* "FTT1" */
 
 // One AF_XDP socket per rx queue, indexed by queue id.
 struct {
@@ -43,18 +46,21 @@ volatile const __u32 flowtap_mirror_ifindex = 0;
 
 static __always_inline int stamp_and_redirect(struct xdp_md *ctx)
 {
-    if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct flowtap_meta)) == 0) {
-        void *data = (void *)(long)ctx->data;
-        struct flowtap_meta *meta = (void *)(long)ctx->data_meta;
-        if ((void *)(meta + 1) <= data) {
-            meta->ktime_ns = bpf_ktime_get_ns();
-            meta->magic = FLOWTAP_META_MAGIC;
-            meta->reserved = 0;
+    int stamped = bpf_xdp_adjust_head(ctx, -(int)sizeof(struct flowtap_stamp)) == 0;
+    if (stamped) {
+        struct flowtap_stamp *stamp = (void *)(long)ctx->data;
+        if ((void *)(stamp + 1) <= (void *)(long)ctx->data_end) {
+            stamp->ktime_ns = bpf_ktime_get_ns();
+            stamp->magic = FLOWTAP_STAMP_MAGIC;
+            stamp->check = ~(__u32)FLOWTAP_STAMP_MAGIC;
         }
     }
     // The low bits of the flags are the action when the queue has no socket.
     int action = bpf_redirect_map(&flowtap_xsks, ctx->rx_queue_index, flowtap_unbound_action);
     if (action != XDP_REDIRECT) {
+        // A frame that goes on into the stack goes as it came.
+        if (stamped)
+            bpf_xdp_adjust_head(ctx, (int)sizeof(struct flowtap_stamp));
         __u32 first = 0;
         __u64 *unbound = bpf_map_lookup_elem(&flowtap_unbound_frames, &first);
         if (unbound)
@@ -65,7 +71,7 @@ static __always_inline int stamp_and_redirect(struct xdp_md *ctx)
 
 // A frame longer than one buffer (a jumbo frame) arrives in several: the
 // loader takes this one where the kernel knows multi-buffer XDP (the
-// metadata goes in front of the first buffer, as for any frame), and the
+// stamp goes in front of the first buffer, as for any frame), and the
 // one below where it does not, which never sees such a frame.
 SEC("xdp.frags")
 int flowtap_xdp_frags(struct xdp_md *ctx)

@@ -669,7 +669,7 @@ impl PacketSource for XskSource {
                         interface = %self.info.capture_iface,
                         queue = stats.queue,
                         xdp_mode = self.info.xdp_mode,
-                        "frames arrive without the XDP program's timestamp (this driver gives XDP no metadata room): \
+                        "frames arrive without the XDP program's timestamp (it found no room in front of them): \
                          their times are taken in user space after the ring, so handshake times include queueing; \
                          --xdp-mode skb stamps them in the kernel (flowtap_xdp_frames_without_timestamp_total counts them)"
                     );
@@ -723,10 +723,10 @@ mod tests {
 
     #[test]
     fn buffers_follow_the_mtu() {
-        // 1500 + Ethernet + two VLAN tags = 1522: 2 KiB (1792 usable).
+        // 1500 + Ethernet + two VLAN tags = 1522: 2 KiB (1776 usable).
         assert_eq!(frame_size_for_mtu(1500), 2048);
-        assert_eq!(frame_size_for_mtu(1770), 2048);
-        assert_eq!(frame_size_for_mtu(1771), 4096);
+        assert_eq!(frame_size_for_mtu(1754), 2048);
+        assert_eq!(frame_size_for_mtu(1755), 4096);
         assert_eq!(frame_size_for_mtu(9001), 4096);
         // 16 MiB: rings of a power of two either way.
         assert_eq!(DEFAULT_RING_BYTES / 2048, 8192);

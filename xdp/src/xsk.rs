@@ -29,10 +29,12 @@ const XDP_USE_SG: u16 = 1 << 4;
 /// Descriptor option: more buffers of this frame follow (`XDP_PKT_CONTD`).
 const XDP_PKT_CONTD: u32 = 1;
 
-/// The metadata the XDP program writes in front of each packet.
-pub const META_LEN: usize = 16;
-/// "FTT1", the validity marker of that metadata (see bpf/flowtap.bpf.c).
-pub const META_MAGIC: u32 = 0x4654_5431;
+/// The XDP program's timestamp, which it writes in front of each frame it
+/// hands to a socket, as the first bytes of the frame's data (see
+/// bpf/flowtap.bpf.c): `{u64 ktime_ns, u32 STAMP_MAGIC, u32 !STAMP_MAGIC}`.
+pub const STAMP_LEN: u32 = 16;
+/// "FTT1", the validity marker of that timestamp.
+pub const STAMP_MAGIC: u32 = 0x4654_5431;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BindMode {
@@ -43,8 +45,8 @@ pub enum BindMode {
 }
 
 /// Bytes the kernel keeps free in front of every frame it writes into a UMEM
-/// buffer (`XDP_PACKET_HEADROOM`): the XDP program's metadata (our
-/// timestamp) goes there, so a buffer holds a frame of its size less this.
+/// buffer (`XDP_PACKET_HEADROOM`), so a buffer holds a frame of its size
+/// less this and the timestamp.
 pub const KERNEL_HEADROOM: u32 = 256;
 
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +67,7 @@ pub struct XskConfig {
 impl XskConfig {
     /// The longest frame a buffer receives.
     pub fn max_frame_len(&self) -> u32 {
-        self.frame_size - KERNEL_HEADROOM
+        self.frame_size - KERNEL_HEADROOM - STAMP_LEN
     }
 
     /// Bytes of a socket's UMEM: its frames, locked in memory.
@@ -78,7 +80,7 @@ impl XskConfig {
     pub fn frame_size_for(len: u32) -> u32 {
         FRAME_SIZES
             .into_iter()
-            .find(|&size| len + KERNEL_HEADROOM <= size)
+            .find(|&size| len + KERNEL_HEADROOM + STAMP_LEN <= size)
             .unwrap_or(FRAME_SIZES[FRAME_SIZES.len() - 1])
     }
 }
@@ -156,28 +158,26 @@ impl Parts {
         })
     }
 
-    /// The XDP program's timestamp in front of a received buffer at `addr`,
-    /// if its marker is there; clears the marker.
-    fn take_stamp(&self, addr: u64) -> Option<u64> {
-        let (frame_start, inside) = self.locate(addr, 0);
-        if !inside || addr - frame_start < META_LEN as u64 {
+    /// The XDP program's timestamp at the start of a received buffer at
+    /// `addr` of `len` bytes, if its marker is there; clears the marker.
+    fn take_stamp(&self, addr: u64, len: u32) -> Option<u64> {
+        if len < STAMP_LEN || !self.locate(addr, STAMP_LEN).1 {
             return None;
         }
-        let meta = (addr as usize) - META_LEN;
-        // SAFETY: [meta, meta + 16) lies inside the mapping and inside the
-        // buffer's frame (it starts at or after the frame's start and ends
-        // where the buffer begins, inside the mapping: checked above),
-        // which the kernel handed to us with the descriptor and will not
-        // touch until it is back in the fill ring.
+        // SAFETY: [addr, addr + 16) lies inside the mapping and inside the
+        // buffer's frame (checked above), which the kernel handed to us
+        // with the descriptor and will not touch until it is back in the
+        // fill ring.
         unsafe {
-            let p = self.area.base().as_ptr().add(meta);
+            let p = self.area.base().as_ptr().add(addr as usize);
             let ts = p.cast::<u64>().read_unaligned();
             let magic = p.add(8).cast::<u32>().read_unaligned();
-            if magic != META_MAGIC {
+            let check = p.add(12).cast::<u32>().read_unaligned();
+            if magic != STAMP_MAGIC || check != !STAMP_MAGIC {
                 return None;
             }
-            // Frames are reused: clear the marker so a frame whose next
-            // packet lacks metadata cannot pass for stamped.
+            // Frames are reused: clear the marker so that a frame the
+            // program could not stamp cannot pass for stamped.
             p.add(8).cast::<u32>().write_unaligned(0);
             Some(ts)
         }
@@ -337,7 +337,7 @@ pub struct RxFrame<'a> {
     /// Its length, every buffer counted.
     pub len: u32,
     /// `bpf_ktime_get_ns()` when the XDP program saw the frame, if its
-    /// metadata was present.
+    /// stamp was in front of it (taken off `data` and `len`).
     pub ktime_ns: Option<u64>,
 }
 
@@ -405,11 +405,14 @@ impl RxSocket {
                         h.valid &= in_frame;
                     }
                     None => {
+                        // The frame after the stamp in front of it.
+                        let ktime_ns = parts.take_stamp(addr, len);
+                        let skip = if ktime_ns.is_some() { STAMP_LEN } else { 0 };
                         head = Some(Head {
-                            addr,
-                            first_len: len,
-                            len,
-                            ktime_ns: parts.take_stamp(addr),
+                            addr: addr + u64::from(skip),
+                            first_len: len - skip,
+                            len: len - skip,
+                            ktime_ns,
                             valid: in_frame,
                         });
                     }
@@ -640,14 +643,14 @@ mod tests {
 
     #[test]
     fn a_frame_gets_the_smallest_buffer_that_holds_it() {
-        assert_eq!(XskConfig::frame_size_for(1792), 2048);
-        assert_eq!(XskConfig::frame_size_for(1793), 4096);
+        assert_eq!(XskConfig::frame_size_for(1776), 2048);
+        assert_eq!(XskConfig::frame_size_for(1777), 4096);
         // Longer than any buffer: the largest (the kernel drops the frame).
         assert_eq!(XskConfig::frame_size_for(9022), 4096);
         let config = XskConfig {
             frame_size: 2048,
             ..XskConfig::default()
         };
-        assert_eq!(config.max_frame_len(), 1792);
+        assert_eq!(config.max_frame_len(), 1776);
     }
 }

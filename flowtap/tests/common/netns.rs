@@ -137,6 +137,18 @@ impl Lab {
         assert_eq!(line.trim(), "ready", "traffic servers did not start");
     }
 
+    /// Turns `dev`'s segmentation offloads off: what it sends and takes
+    /// in is one frame a packet, as a wire carries them (a mirror of a
+    /// host's own egress would take the stack's larger packets).
+    pub(crate) fn no_offloads(&self, ns: &str, dev: &str) {
+        self.exec(
+            ns,
+            &[
+                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+            ],
+        );
+    }
+
     /// Runs the traffic client in `ns`; returns its JSON summary.
     pub(crate) fn traffic_client(&self, ns: &str, args: &[&str]) -> Value {
         let script = traffic_script();
