@@ -152,7 +152,8 @@ fn path(c: &mut Criterion) {
         let (mut table, _) = established(n, TableConfig::default(), 1_000_000_000_000);
         let frames = data_frames(n, 3);
         let inbox = ArrayQueue::<HandOff>::new(64);
-        let mut ingest = Ingest::new(&IngestConfig::default(), ahash::RandomState::new());
+        let hasher = ahash::RandomState::new();
+        let mut ingest = Ingest::new(&IngestConfig::default(), hasher.clone(), hasher);
         let mut done = 0;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -160,19 +161,25 @@ fn path(c: &mut Criterion) {
                 // in batches.
                 let mut outgoing = HandOff::new();
                 let mut batch = Vec::with_capacity(UPDATE_BATCH);
-                let mut hand_off = |outgoing: HandOff, batch: &mut Vec<PacketMeta>| {
-                    let _ = inbox.push(outgoing);
-                    let Some(received) = inbox.pop() else {
-                        return;
-                    };
-                    for &p in &received {
-                        batch.push(p);
-                        if batch.len() == UPDATE_BATCH {
-                            table.update_batch(batch);
-                            batch.clear();
+                let mut hand_off =
+                    |outgoing: HandOff, batch: &mut Vec<PacketMeta>, ingest: &mut Ingest| {
+                        let _ = inbox.push(outgoing);
+                        let Some(received) = inbox.pop() else {
+                            return;
+                        };
+                        for &p in &received {
+                            // Its copies looked for, where it is counted.
+                            let mut p = p;
+                            if ingest.drops_copy(&mut p) {
+                                continue;
+                            }
+                            batch.push(p);
+                            if batch.len() == UPDATE_BATCH {
+                                table.update_batch(batch);
+                                batch.clear();
+                            }
                         }
-                    }
-                };
+                    };
                 let d = cycle(&frames, iters, &mut done, |f, ts, pass| {
                     let frame = Frame {
                         ts_ns: ts,
@@ -184,11 +191,11 @@ fn path(c: &mut Criterion) {
                         outgoing.push(next_segment(&meta, ts, pass));
                         if outgoing.len() == HANDOFF_BATCH {
                             let full = std::mem::take(&mut outgoing);
-                            hand_off(full, &mut batch);
+                            hand_off(full, &mut batch, &mut ingest);
                         }
                     }
                 });
-                hand_off(outgoing, &mut batch);
+                hand_off(outgoing, &mut batch, &mut ingest);
                 table.update_batch(&batch);
                 d
             })

@@ -341,8 +341,9 @@ pub(crate) struct RunArgs {
 
     /// Drop exact duplicates (the same bytes from the innermost IP header on, within
     /// --dedup-window-us), as a SPAN session mirroring both the client's and
-    /// the server's switch port delivers them. They are detected and counted
-    /// (flowtap_duplicate_frames_total) either way.
+    /// the server's switch port delivers them, on one port or two. They are
+    /// detected, counted (flowtap_duplicate_frames_total) and kept out of TCP
+    /// health either way.
     #[arg(long, env = "FLOWTAP_DEDUP", help_heading = MIRROR)]
     pub dedup: bool,
 
@@ -353,10 +354,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=65_535), env = "FLOWTAP_DEDUP_WINDOW_US", help_heading = MIRROR)]
     pub dedup_window_us: u64,
 
-    /// Slots of each worker's duplicate table, or of the one they share
-    /// with --dedup (8 bytes each; 1 to 16777216). A busy table misses about one duplicate
-    /// in slots / (packets between the two copies); more slots miss fewer
-    /// but cost cache misses on every packet.
+    /// Slots of each worker's duplicate table (8 bytes each; 1 to 16777216).
+    /// A busy table misses about one duplicate in slots / (packets between
+    /// the two copies); more slots miss fewer but cost cache misses on every
+    /// packet.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16_777_216), env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
     pub dedup_slots: usize,
 

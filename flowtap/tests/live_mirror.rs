@@ -44,6 +44,25 @@ fn client_and_server(lab: &mut Lab, subnet: u8) -> (String, String) {
     (cl, sv)
 }
 
+/// A mirror port: a veth from `from` (where a SPAN session sends copies out
+/// of `near`) to `to` (where flowtap reads `far`), both ends up, IPv6 off on
+/// the port's end (its own router solicitations would be traffic).
+fn mirror_port(lab: &Lab, from: &str, (near, far): (&str, &str), to: &str) {
+    sh(&format!(
+        "ip -n {from} link add {near} type veth peer name {far} netns {to}"
+    ));
+    sh(&format!("ip -n {from} link set {near} up"));
+    sh(&format!("ip -n {to} link set {far} up"));
+    lab.exec(
+        to,
+        &[
+            "sysctl",
+            "-q",
+            &format!("net.ipv6.conf.{far}.disable_ipv6=1"),
+        ],
+    );
+}
+
 /// Serves TCP on 8080 and 5432 and UDP on 5353 at `addr` in `sv`, runs 120
 /// connections and 40 datagrams from `cl`, and returns `reference`'s flows
 /// once two of its snapshots agree (bounded: 20 s).
@@ -120,12 +139,7 @@ fn a_span_session_in_vxlan_gives_the_flows_of_the_plain_mirror() {
     }
     for (ns, dev) in [(&cl, "c0"), (&sv, "s0")] {
         // One frame per packet, as a switch port carries them.
-        lab.exec(
-            ns,
-            &[
-                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-            ],
-        );
+        lab.no_offloads(ns, dev);
     }
     for (ns, dev) in [(&sv, "m0"), (&plain, "m1"), (&sv, "u0"), (&tunnel, "u1")] {
         lab.exec(
@@ -254,6 +268,159 @@ fn the_span_port_is_promiscuous_only_while_flowtap_runs() {
     lab.close();
 }
 
+/// A SPAN of both ends of a routed path on two ports: a router's port
+/// towards the client mirrored (both directions) to one SPAN port, its port
+/// towards the server to another, so every packet comes in twice (before
+/// and after it is routed: TTL one less), on two ports read by two workers,
+/// some microseconds apart. With `--dedup` the flows, connections and TCP
+/// health are those of one port mirroring one side; without it every
+/// packet counts twice, but its copy is still found: no retransmission,
+/// every handshake established. (A copy was kept where a worker read it
+/// first and handed to the connection's worker after later packets it read
+/// itself: 20-52% of connections taken as joined mid-stream, 5-7% of
+/// segments as retransmissions; without `--dedup`, copies on two ports were
+/// not found.) A router, not a veth pair's two ends: what a host sends
+/// leaves it segmented, where a mirror of its own egress takes the stack's
+/// unsegmented packets.
+#[test]
+fn a_span_of_both_ends_on_two_ports_gives_the_flows_of_one() {
+    let mut lab = Lab::new("span2");
+    let (cl, rt, sv) = (lab.ns("cl"), lab.ns("rt"), lab.ns("sv"));
+    sh(&format!(
+        "ip -n {cl} link add c0 type veth peer name r0 netns {rt}"
+    ));
+    sh(&format!(
+        "ip -n {sv} link add s0 type veth peer name r1 netns {rt}"
+    ));
+    for (ns, dev, addr) in [
+        (&cl, "c0", "198.18.11.1/24"),
+        (&rt, "r0", "198.18.11.254/24"),
+        (&rt, "r1", "198.18.12.254/24"),
+        (&sv, "s0", "198.18.12.2/24"),
+    ] {
+        sh(&format!("ip -n {ns} addr add {addr} dev {dev}"));
+    }
+    lab.exec(&rt, &["sysctl", "-q", "net.ipv4.ip_forward=1"]);
+    // One side's SPAN port (the reference), both sides on two ports with
+    // --dedup, and the same again without it: each in a namespace of its
+    // own, read by its own flowtap.
+    let (one, two, plain) = (lab.ns("one"), lab.ns("two"), lab.ns("plain"));
+    for (port, ns) in [
+        (("m0", "m1"), &one),
+        (("a0", "a1"), &two),
+        (("b0", "b1"), &two),
+        (("x0", "x1"), &plain),
+        (("y0", "y1"), &plain),
+    ] {
+        mirror_port(&lab, &rt, port, ns);
+    }
+    for (ns, dev) in [(&cl, "c0"), (&rt, "r0"), (&rt, "r1"), (&sv, "s0")] {
+        sh(&format!("ip -n {ns} link set {dev} up"));
+        lab.no_offloads(ns, dev);
+    }
+    sh(&format!("ip -n {cl} route add default via 198.18.11.254"));
+    sh(&format!("ip -n {sv} route add default via 198.18.12.254"));
+    for (dev, ports) in [("r0", "a0 x0"), ("r1", "m0 b0 y0")] {
+        sh(&format!("tc -n {rt} qdisc add dev {dev} clsact"));
+        let mirrors: String = ports
+            .split(' ')
+            .map(|port| format!(" action mirred egress mirror dev {port}"))
+            .collect();
+        for dir in ["ingress", "egress"] {
+            sh(&format!(
+                "tc -n {rt} filter add dev {dev} {dir} protocol all u32 match u32 0 0{mirrors}"
+            ));
+        }
+    }
+    // Copies are stamped where each port's receive runs, which a loaded
+    // host can put a millisecond apart.
+    let window = ["--dedup-window-us", "2000"];
+    let one_ft = LiveFlowtap::start(&one, &["-i", "m1"]);
+    let two_ft = LiveFlowtap::start(
+        &two,
+        &[&["-i", "a1", "-i", "b1", "--dedup"], &window[..]].concat(),
+    );
+    let plain_ft = LiveFlowtap::start(&plain, &[&["-i", "x1", "-i", "y1"], &window[..]].concat());
+    let expected = traffic_and_settled_flows(&mut lab, (&cl, &sv), "198.18.12.2", &one_ft);
+    assert_eq!(
+        expected.len(),
+        3,
+        "{:?}",
+        expected.keys().collect::<Vec<_>>()
+    );
+    let frames = total_frames(&expected);
+    two_ft.wait_for_frames(frames);
+    plain_ft.wait_for_frames(2 * frames);
+    let (deduped, doubled) = (two_ft.flows(), plain_ft.flows());
+    assert_eq!(
+        deduped.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        doubled.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, want) in &expected {
+        let have = &deduped[key];
+        assert_eq!(counts(have), counts(want), "{key:?} with --dedup");
+        assert_eq!(
+            (
+                have.client_handshake.is_some(),
+                have.server_handshake.is_some()
+            ),
+            (
+                want.client_handshake.is_some(),
+                want.server_handshake.is_some()
+            ),
+            "{key:?}: the handshake's legs"
+        );
+        let twice = &doubled[key];
+        assert_eq!(
+            (
+                twice.client_tx_pkts,
+                twice.server_tx_pkts,
+                twice.client_tx_bytes
+            ),
+            (
+                2 * want.client_tx_pkts,
+                2 * want.server_tx_pkts,
+                2 * want.client_tx_bytes
+            ),
+            "{key:?} without --dedup: every packet twice"
+        );
+        assert_eq!(
+            (twice.connections, twice.tcp),
+            (want.connections, want.tcp),
+            "{key:?} without --dedup: the copies are not retransmissions"
+        );
+    }
+    let tcp = expected
+        .values()
+        .filter_map(|f| f.tcp)
+        .map(|t| t.connections[0])
+        .sum::<u64>();
+    assert_eq!(tcp, 120, "every connection established on one port");
+    // Every flow packet's second copy found, by the worker counting its
+    // connection (frames that are no flow's, ARP here, go to no connection's
+    // worker: their copies on two ports are not looked for).
+    for (ft, dropped) in [(&two_ft, frames as f64), (&plain_ft, 0.0)] {
+        let metrics = ft.admin_text("/metrics");
+        assert_eq!(
+            sample(&metrics, "flowtap_duplicate_frames_total"),
+            frames as f64
+        );
+        assert_eq!(
+            sample(&metrics, "flowtap_duplicate_frames_dropped_total"),
+            dropped
+        );
+    }
+    for ft in [one_ft, two_ft, plain_ft] {
+        let (status, stderr) = ft.stop();
+        assert_eq!(status, 0, "{stderr}");
+    }
+    lab.close();
+}
+
 /// A passive TAP copies each direction of a link to a port of its own:
 /// `-i a -i b` captures both as one stream. Its flows, handshakes and TCP
 /// health are those a SPAN port of both directions gives, where either
@@ -266,28 +433,11 @@ fn a_passive_tap_s_two_ports_give_the_flows_of_a_span_port() {
     // The SPAN port (both directions), and the TAP's two ports.
     for (near, far) in [("m0", "m1"), ("a0", "a1"), ("b0", "b1")] {
         let ns = if near == "m0" { &span } else { &tap };
-        sh(&format!(
-            "ip -n {sv} link add {near} type veth peer name {far} netns {ns}"
-        ));
-        sh(&format!("ip -n {sv} link set {near} up"));
-        sh(&format!("ip -n {ns} link set {far} up"));
-        lab.exec(
-            ns,
-            &[
-                "sysctl",
-                "-q",
-                &format!("net.ipv6.conf.{far}.disable_ipv6=1"),
-            ],
-        );
+        mirror_port(&lab, &sv, (near, far), ns);
     }
     for (ns, dev) in [(&cl, "c0"), (&sv, "s0")] {
         sh(&format!("ip -n {ns} link set {dev} up"));
-        lab.exec(
-            ns,
-            &[
-                "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-            ],
-        );
+        lab.no_offloads(ns, dev);
     }
     // What arrives at the server (client to server) to the TAP's port a,
     // what it sends (server to client) to port b; both to the SPAN port.

@@ -25,7 +25,7 @@ use crate::flow::{
     ConnRecord, EndedFlow, FlowRecord, FlowTable, ShardHasher, Share, TableConfig, TableCounters,
     Window,
 };
-use crate::ingest::{Duplicates, Ingest, IngestConfig, IngestCounters, MirrorSessions};
+use crate::ingest::{Ingest, IngestConfig, IngestCounters, MirrorSessions};
 use crate::merger;
 use crate::packet::PacketMeta;
 use crate::snapshot::Snapshot;
@@ -240,14 +240,6 @@ impl Pipeline {
             capture_since: AtomicU64::new(u64::MAX),
             sequence: AtomicU64::new(0),
         });
-        // With --dedup, one duplicate table for all: a packet's two copies
-        // may come in on two queues, read by two workers. Otherwise one a
-        // worker ([`crate::ingest::duplicates`] says why).
-        let shared_duplicates = config
-            .ingest
-            .dedup
-            .drop
-            .then(|| Duplicates::new(&config.ingest.dedup, dedup_hasher.clone()));
         let mut sources: Vec<Option<S>> = sources.into_iter().map(Some).collect();
         sources.resize_with(workers, || None);
         let mut parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
@@ -288,13 +280,7 @@ impl Pipeline {
                     handed_since: vec![None; workers],
                     wake_at: WAKE_AT.min(config.queue_capacity / 4).max(1),
                     hasher: hasher.clone(),
-                    ingest: Ingest::with_duplicates(
-                        &config.ingest,
-                        table_hasher.clone(),
-                        shared_duplicates.clone().unwrap_or_else(|| {
-                            Duplicates::new(&config.ingest.dedup, dedup_hasher.clone())
-                        }),
-                    ),
+                    ingest: Ingest::new(&config.ingest, table_hasher.clone(), dedup_hasher.clone()),
                     batch: Vec::with_capacity(UPDATE_BATCH),
                     backpressure: config.backpressure,
                     maintenance_interval_ns: config.maintenance_interval_ns,
@@ -573,10 +559,7 @@ impl Worker {
         };
         let shard = self.hasher.shard_of(&meta.transport);
         if shard == self.id {
-            self.batch.push(meta);
-            if self.batch.len() == UPDATE_BATCH {
-                self.flush();
-            }
+            self.count(meta);
         } else {
             let outgoing = &mut self.outgoing[shard];
             outgoing.push(meta);
@@ -592,6 +575,20 @@ impl Worker {
             if !self.outgoing[shard].is_empty() {
                 self.hand_off(shard);
             }
+        }
+    }
+
+    /// Counts a packet of this shard (read here or handed over) unless it
+    /// is a copy `--dedup` drops: its copies meet here, wherever they were
+    /// read, and the first to come is the one counted.
+    #[inline]
+    fn count(&mut self, mut meta: PacketMeta) {
+        if self.ingest.drops_copy(&mut meta) {
+            return;
+        }
+        self.batch.push(meta);
+        if self.batch.len() == UPDATE_BATCH {
+            self.flush();
         }
     }
 
@@ -662,10 +659,7 @@ impl Worker {
             };
             n += packets.len();
             for &meta in &packets {
-                self.batch.push(meta);
-                if self.batch.len() == UPDATE_BATCH {
-                    self.flush();
-                }
+                self.count(meta);
             }
         }
         self.flush();

@@ -5,6 +5,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::ingest::CopyPart;
 use crate::wire::decap::Mirror;
 
 /// An IPv4 or IPv6 address in one fixed-size form, so keys hash and compare as
@@ -186,11 +187,18 @@ pub struct PacketMeta {
     /// was already counted as its packet: it adds bytes only.
     pub counts_packet: bool,
     /// A copy of a packet already counted, as a SPAN of both ports sends
-    /// (the same IP packet within `--dedup-window-us`): counted as a packet
+    /// (the same IP packet within `--dedup-window-us`; set where its
+    /// connection is counted): counted as a packet
     /// unless `--dedup` drops it, but not as a retransmission, nor as a SYN
     /// or ACK to time a handshake by (its flags count per frame, as
     /// tshark's do: a RST, a zero window).
     pub duplicate: bool,
+    /// What its copies share ([`crate::ingest::Duplicates::key`]),
+    /// computed where it was read and looked up where its connection is
+    /// counted ([`crate::ingest::Ingest::drops_copy`]); 0: not compared.
+    pub copy_key: u64,
+    /// Which part of that packet it carries.
+    pub copy_part: CopyPart,
     /// Not a packet of the flow but an ICMP error that refuses it
     /// ([`crate::wire::icmp`]): `transport` is the TCP segment it quotes,
     /// as its client sent it. Counts nothing; refuses the connection if
@@ -209,6 +217,8 @@ impl PacketMeta {
             wire_len,
             counts_packet: true,
             duplicate: false,
+            copy_key: 0,
+            copy_part: CopyPart::WHOLE,
             refusal: false,
             mirror: None,
             transport,

@@ -343,30 +343,13 @@ fn workers_asleep_in_their_sources_are_woken_for_snapshots_and_stop() {
 
 /// A mirror of both ends of a conversation delivers each packet twice, the
 /// second copy routed (TTL one less) and, from a cloud mirror's other
-/// session, on another receive queue: read by another worker. With
-/// `--dedup` the workers share one duplicate table, so every copy is found
-/// and dropped: the flows are those of one copy.
+/// session, on another receive queue: read by another worker. Both copies
+/// go to the worker that counts their connection, which finds the second
+/// and, with `--dedup`, drops it: the flows are those of one copy.
 #[test]
 fn copies_read_by_two_workers_are_duplicates() {
-    let config = PipelineConfig {
-        workers: 2,
-        hash_seed: Some(1),
-        ingest: IngestConfig {
-            dedup: DedupConfig {
-                drop: true,
-                // Two of the 40 packets in one slot (one chance in about
-                // 1,300) would miss both their copies: a slot another
-                // packet takes forgets the first, by design.
-                slots: 1 << 20,
-                ..DedupConfig::default()
-            },
-            ..IngestConfig::default()
-        },
-        ..PipelineConfig::default()
-    };
-    // The copies come in microseconds or more after their packets (the
-    // table is read and then written, not swapped: two workers taking both
-    // copies within nanoseconds may miss them).
+    let config = two_workers_dropping_copies();
+    // The copies come in microseconds or more after their packets.
     let first = Synthetic::new(10, 4);
     let mut routed = Synthetic::new(10, 4);
     routed.routed = true;
@@ -381,6 +364,172 @@ fn copies_read_by_two_workers_are_duplicates() {
     assert_eq!(ingest.frames, 80);
     assert_eq!(ingest.duplicates, 40);
     assert_eq!(ingest.duplicates_dropped, 40);
-    assert_eq!(ingest.duplicate_slots, 1 << 20);
+    assert_eq!(ingest.duplicate_slots, 4096);
     assert_eq!(key_counts(&dropped.flows), key_counts(&one.flows));
+}
+
+/// Two workers, `--dedup` (a fixed hash seed).
+fn two_workers_dropping_copies() -> PipelineConfig {
+    PipelineConfig {
+        workers: 2,
+        hash_seed: Some(1),
+        ingest: IngestConfig {
+            dedup: DedupConfig {
+                drop: true,
+                ..DedupConfig::default()
+            },
+            ..IngestConfig::default()
+        },
+        ..PipelineConfig::default()
+    }
+}
+
+/// One TCP segment in Ethernet/IPv4 (IP id `ident`), `payload` bytes of
+/// zeros.
+fn segment(
+    (src, sport): ([u8; 4], u16),
+    (dst, dport): ([u8; 4], u16),
+    flags: u8,
+    (seq, ack): (u32, u32),
+    (ident, payload): (u16, u8),
+) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40 + payload]);
+    f.extend_from_slice(&ident.to_be_bytes());
+    f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&ack.to_be_bytes());
+    f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.resize(f.len() + usize::from(payload), 0);
+    f
+}
+
+/// A port of a SPAN of both ends, scripted in phases: each phase's frames
+/// in one poll once the phase it waits for (another port's) was read; the
+/// poll then held for `hold`, so that the worker hands them on only after
+/// the other port's next phase was read.
+struct Port {
+    phases: std::collections::VecDeque<Phase>,
+    hold: Duration,
+}
+
+struct Phase {
+    after: Option<Arc<AtomicBool>>,
+    frames: Vec<(u64, Vec<u8>)>,
+    read: Arc<AtomicBool>,
+}
+
+impl PacketSource for Port {
+    fn poll<F: FnMut(Frame<'_>)>(&mut self, mut on_frame: F) -> Poll {
+        let Some(phase) = self.phases.front() else {
+            return Poll::Finished;
+        };
+        if phase
+            .after
+            .as_ref()
+            .is_some_and(|after| !after.load(Ordering::Acquire))
+        {
+            return Poll::Busy;
+        }
+        let phase = self.phases.pop_front().expect("a phase");
+        for (ts_ns, data) in &phase.frames {
+            on_frame(Frame {
+                ts_ns: *ts_ns,
+                wire_len: data.len() as u32,
+                link: LinkType::Ethernet,
+                data,
+            });
+        }
+        phase.read.store(true, Ordering::Release);
+        std::thread::sleep(self.hold);
+        Poll::Busy
+    }
+}
+
+/// A SPAN of both ends on two ports, each read by a worker: each port
+/// has every packet, in order, and a packet's copies are read as the two
+/// workers come to them. Here the server's port is read first: its SYN and
+/// SYN-ACK; then the client's port, up to the request; then the server's
+/// up to the answer; then the client's. Each worker hands on what it read
+/// only after the other port's next packets were read. A connection must
+/// be counted in order by whichever worker counts it. (The copy kept was
+/// the first read: the client port's worker counted the ACK and request
+/// it read itself before the SYN and SYN-ACK the server port's worker
+/// kept and handed on, and took the connection as joined mid-stream, not
+/// established; the server port's worker counted the answer before the
+/// request.)
+#[test]
+fn copies_read_by_two_workers_keep_a_handshake_in_order() {
+    const CONNS: u16 = 64;
+    let base = 1_000_000_000_000u64;
+    let mut phases: [Vec<(u64, Vec<u8>)>; 4] = Default::default();
+    for i in 0..CONNS {
+        let client = ([198, 18, 1, i as u8], 40_000 + i);
+        let server = ([198, 19, 0, 1], 443);
+        let at = base + u64::from(i) * 100_000;
+        let packets = [
+            segment(client, server, 0x02, (100, 0), (i, 0)),
+            segment(server, client, 0x12, (500, 101), (i, 0)),
+            segment(client, server, 0x10, (101, 501), (i + 1, 0)),
+            segment(client, server, 0x18, (101, 501), (i + 2, 10)),
+            segment(server, client, 0x18, (501, 111), (i + 1, 20)),
+        ];
+        // (phase, packet, µs after `at`): each packet stamped first at the
+        // port nearer its sender (the client's port reads phases 1 and 3).
+        for (phase, packet, us) in [
+            (0, 0, 10),
+            (0, 1, 20),
+            (1, 0, 0),
+            (1, 1, 30),
+            (1, 2, 40),
+            (1, 3, 60),
+            (2, 2, 50),
+            (2, 3, 70),
+            (2, 4, 80),
+            (3, 4, 90),
+        ] {
+            phases[phase].push((at + us * 1_000, packets[packet].clone()));
+        }
+    }
+    let read: Vec<Arc<AtomicBool>> = (0..4).map(|_| Arc::default()).collect();
+    let port = |own: [usize; 2]| Port {
+        phases: own
+            .into_iter()
+            .map(|p| Phase {
+                after: p.checked_sub(1).map(|before| read[before].clone()),
+                frames: phases[p].clone(),
+                read: read[p].clone(),
+            })
+            .collect(),
+        hold: Duration::from_millis(50),
+    };
+    let (server_port, client_port) = (port([0, 2]), port([1, 3]));
+    let snapshot = Pipeline::start(
+        two_workers_dropping_copies(),
+        vec![server_port, client_port],
+    )
+    .finish()
+    .unwrap();
+    let ingest = snapshot.counters.ingest;
+    let conns = u64::from(CONNS);
+    assert_eq!(ingest.frames, conns * 10);
+    assert_eq!(
+        (ingest.duplicates, ingest.duplicates_dropped),
+        (conns * 5, conns * 5),
+        "every packet's second copy"
+    );
+    let pkts: u64 = snapshot.flows.iter().map(|f| f.total_pkts()).sum();
+    assert_eq!(pkts, conns * 5);
+    let established: u64 = snapshot
+        .flows
+        .iter()
+        .map(|f| f.tcp.connections.established)
+        .sum();
+    assert_eq!(established, conns, "every handshake in order");
+    let retransmitted: u64 = snapshot.flows.iter().map(|f| f.tcp.retransmits()).sum();
+    assert_eq!(retransmitted, 0, "every segment in order");
 }

@@ -264,7 +264,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_frames_by_kind",
         Counter,
-        "Parsed frames by kind: tcp, udp, icmp, arp, ip_other, non_ip.",
+        "Parsed frames by kind: tcp, udp, icmp, arp, ip_other, non_ip (as read: duplicates dropped and hand-off drops included; with malformed frames, every frame read).",
         Value::Labelled(&["kind"], |s| FrameKind::ALL
             .iter()
             .map(|k| (
@@ -341,7 +341,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_duplicate_frames",
         Counter,
-        "Frames that repeated one seen within --dedup-window-us (the same IP packet, padding and trailers aside), and with --dedup the later fragments of a dropped copy's carrier: a SPAN session mirroring both ends.",
+        "Frames that repeated one seen within --dedup-window-us (the same IP packet, padding and trailers aside, or the same part of it in a fragmented carrier), as a SPAN session mirroring both ends delivers them; counted by kind too.",
         ingest!(duplicates),
         Flows "duplicates"
     ),
@@ -355,7 +355,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_duplicate_table_slots",
         Gauge,
-        "Slots of each duplicate table (--dedup-slots): one a worker, or one the workers share with --dedup.",
+        "Slots of each worker's duplicate table (--dedup-slots).",
         ingest!(duplicate_slots)
     ),
     metric!(

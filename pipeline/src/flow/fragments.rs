@@ -91,12 +91,6 @@ impl<V: Copy> Fragments<V> {
         Remembered::Yes
     }
 
-    /// Whether a datagram with `id` is being reassembled: its first
-    /// fragment remembered, its last not yet come.
-    pub(crate) fn open(&self, id: &FragmentId) -> bool {
-        self.firsts.get(id).is_some_and(|e| e.last.is_none())
-    }
-
     /// What the first fragment of a later fragment's datagram left, if it
     /// was seen.
     pub(crate) fn later(&mut self, id: &FragmentId, last: bool, ts_ns: u64) -> Option<V> {

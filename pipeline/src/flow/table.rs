@@ -723,6 +723,8 @@ mod tests {
             wire_len: 60,
             counts_packet: true,
             duplicate: false,
+            copy_key: 0,
+            copy_part: crate::ingest::CopyPart::WHOLE,
             refusal: false,
             mirror: None,
             transport: Transport {

@@ -1,6 +1,8 @@
 //! What the ingest path counts: every frame lands in exactly one of the
-//! transport, other-kind or malformed buckets, or is a duplicate dropped
-//! with `--dedup`, so nothing is lost silently.
+//! kind or malformed buckets, so nothing is lost silently; duplicates, and
+//! those `--dedup` dropped, are counted again apart (found where a packet's
+//! connection is counted, after its kind was counted where it was read), as
+//! are packets a full hand-off dropped.
 
 use crate::wire::decap::Encap;
 use crate::wire::dissect::{MalformedReason, OtherKind};
@@ -65,7 +67,8 @@ pub struct IngestCounters {
     pub encap_frames: [u64; Encap::ALL.len()],
     /// Wire bytes of those frames.
     pub encap_bytes: [u64; Encap::ALL.len()],
-    /// Frames that repeated one seen within the duplicate window.
+    /// Frames that repeated one seen within the duplicate window (counted
+    /// by the worker that found them: the one counting their connection).
     pub duplicates: u64,
     /// Of those, dropped (`--dedup`); otherwise counted like any frame.
     pub duplicates_dropped: u64,
@@ -124,8 +127,7 @@ impl IngestCounters {
         self.duplicates += o.duplicates;
         self.duplicates_dropped += o.duplicates_dropped;
         self.tunnel_fragment_table_full += o.tunnel_fragment_table_full;
-        // Each table's slots: the workers' own tables are alike, and with
-        // --dedup they share one.
+        // Each table's slots: the workers' tables are alike.
         self.duplicate_slots = self.duplicate_slots.max(o.duplicate_slots);
     }
 }

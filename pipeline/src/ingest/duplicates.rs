@@ -19,16 +19,21 @@
 //! `slots / packets per window`), never invent one (short of a 64-bit hash
 //! collision).
 //!
-//! With `--dedup`, the workers of a pipeline share one table: the two
-//! copies of a packet can arrive on two receive queues (a NIC spreads a
-//! cloud mirror's copies by their outer addresses, one per source ENI),
-//! read by two workers. Otherwise each worker has its own: duplicates are
-//! then only found to keep a copy from reading as a retransmission, and a
-//! table several cores write costs cache lines moving between them on
-//! every packet.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! A packet is compared where it is counted, not where it is read: the
+//! worker that reads a frame computes its key ([`Duplicates::key`], carried
+//! in [`crate::packet::PacketMeta::copy_key`]), and the worker that owns
+//! its connection looks the key up in its own table as it counts the
+//! packet ([`crate::ingest::Ingest::drops_copy`]). The two copies of a
+//! packet have the same addresses and ports, so they meet at that worker
+//! wherever they were read: two interfaces (`-i a,b`, a SPAN of each end)
+//! or two receive queues (a NIC spreads a cloud mirror's copies by their
+//! outer addresses, one per source ENI). And the copy kept is the first to
+//! reach the connection's counting: each port's copies reach it in the
+//! order that port saw them, so the copies kept are in that order too, and
+//! a connection's SYN is counted before its SYN-ACK. (Decided where they
+//! were read, the kept copy could be one read on another worker and handed
+//! on, counted after later packets the owner read itself: a handshake taken
+//! for a connection joined mid-stream.) No table is written by two cores.
 
 /// Bytes from the IP header on that are hashed: an IPv4 or IPv6 header and
 /// the TCP or UDP header after it, checksum included (IPv4 options longer
@@ -57,21 +62,34 @@ impl Default for DedupConfig {
     }
 }
 
-/// A slot keeps the time in microseconds in its low 32 bits, the hash's
-/// tag in the rest (so 8 bytes hold a slot, and the table stays in the
-/// CPU's caches). Sixteen bits of time wrapped every 65.536 ms: a packet
+/// A slot keeps the time in microseconds in its low 32 bits, whether the
+/// copy kept came in fragments in the next, the hash's tag in the rest (so
+/// 8 bytes hold a slot, and the table stays in the CPU's caches). Sixteen
+/// bits of time wrapped every 65.536 ms: a packet
 /// repeated a multiple of that later (an IPv6 retransmission, whose first
 /// bytes are the original's) was taken for a copy. Thirty-two wrap every
 /// 71.6 minutes. Two copies can be at most this far apart.
 pub const MAX_WINDOW_NS: u64 = 65_535_000;
 const TIME_BITS: u64 = 0xffff_ffff;
+const IN_FRAGMENTS: u64 = 1 << 32;
+const TAG_BITS: u64 = !(TIME_BITS | IN_FRAGMENTS);
+/// Slots a key may take (a bucket: 32 bytes, within one cache line). A
+/// packet's copies meet where its connection is counted, which a copy read
+/// by another worker reaches through a hand-off: hundreds of other packets
+/// may be looked up between the two. One slot a key lost a copy each time
+/// one of them took its slot (8% at 350 between, 4096 slots); a bucket
+/// loses one only when four of them fall in it.
+const WAYS: usize = 4;
 
-/// One table; clones share it.
-#[derive(Clone)]
+/// One worker's table, and the hash that keys it: every worker's is built
+/// with the same hasher, so a key computed where a frame is read is looked
+/// up where its connection is counted.
 pub struct Duplicates {
-    /// Each slot: the hash's upper 32 bits (the top one always set) and the
-    /// time in µs (low 32 bits).
-    slots: Arc<[AtomicU64]>,
+    /// Buckets of [`WAYS`] slots. Each slot: the key's upper 31 bits (the
+    /// top one always set: zero is an empty slot), whether the copy kept
+    /// came in fragments (bit 32), and the time in µs (low 32 bits).
+    slots: Box<[u64]>,
+    /// Buckets less one (a power of two).
     mask: usize,
     window_us: u64,
     hasher: ahash::RandomState,
@@ -79,10 +97,10 @@ pub struct Duplicates {
 
 impl Duplicates {
     pub fn new(config: &DedupConfig, hasher: ahash::RandomState) -> Duplicates {
-        let len = config.slots.clamp(1, 1 << 24).next_power_of_two();
+        let len = config.slots.clamp(WAYS, 1 << 24).next_power_of_two();
         Duplicates {
-            slots: (0..len).map(|_| AtomicU64::new(0)).collect(),
-            mask: len - 1,
+            slots: vec![0; len].into_boxed_slice(),
+            mask: len / WAYS - 1,
             window_us: config.window_ns.min(MAX_WINDOW_NS) / 1_000,
             hasher,
         }
@@ -90,6 +108,31 @@ impl Duplicates {
 
     pub fn slots(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Whether duplicates are looked for at all (`--dedup-window-us 0`
+    /// turns it off).
+    pub fn compares(&self) -> bool {
+        self.window_us != 0
+    }
+
+    /// The key of a packet (captured bytes from the IP header on, `len`
+    /// bytes originally): its copies have the same. Never zero, which
+    /// [`crate::packet::PacketMeta::copy_key`] keeps for "not compared".
+    #[inline]
+    pub fn key(&self, packet: &[u8], len: u32) -> u64 {
+        self.hash(&packet[..packet.len().min(COMPARED)], len) | 1 << 63
+    }
+
+    /// Which part of its packet a later fragment of a tunnelled datagram
+    /// carries: its `payload` (from its IP header's end), `payload_len`
+    /// bytes in all. Two mirror sessions' copies of one fragmented
+    /// datagram differ in their outer headers and carry the same bytes
+    /// after them.
+    #[inline]
+    pub fn later_part(&self, payload: &[u8], payload_len: u32) -> CopyPart {
+        let compared = &payload[..payload.len().min(COMPARED)];
+        CopyPart((self.hasher.hash_one((payload_len, compared)) >> 32) as u32 | 1 << 31)
     }
 
     /// The hash of a packet's first bytes and its length, but for what a
@@ -120,31 +163,94 @@ impl Duplicates {
         }
     }
 
-    /// Whether `packet` (captured bytes from the IP header on, `len` bytes
-    /// originally) repeats one seen within the window; remembers it.
+    /// Whether `part` of the packet with `key` ([`Duplicates::key`])
+    /// repeats one seen within the window; remembers it.
+    ///
+    /// A later fragment repeats one where its packet was kept whole (its
+    /// copy, carried in fragments, was a copy of that one: a SPAN port's
+    /// and a mirror session's), or where another copy's fragment carried
+    /// the same part (two sessions' copies, each in fragments).
     #[inline]
-    pub fn seen(&self, packet: &[u8], len: u32, ts_ns: u64) -> bool {
+    pub fn seen(&mut self, key: u64, part: CopyPart, ts_ns: u64) -> bool {
         if self.window_us == 0 {
             return false;
         }
-        let hash = self.hash(&packet[..packet.len().min(COMPARED)], len);
-        // The upper bits tag the slot (never zero: zero is an empty slot);
-        // the lower bits pick it.
-        let tag = (hash | 1 << 63) & !TIME_BITS;
         let now_us = (ts_ns / 1_000) & TIME_BITS;
-        // Read, then written: two workers that take a packet's two copies
-        // within the same few nanoseconds can both miss the other's (a swap
-        // would not, for 2 ns a packet in criterion `path/1k`); the copies
-        // of a mirror of both ends arrive microseconds or more apart.
-        let slot = &self.slots[hash as usize & self.mask];
-        let then = slot.load(Ordering::Relaxed);
-        slot.store(tag | now_us, Ordering::Relaxed);
-        let then_us = then & TIME_BITS;
-        // Copies may arrive in either order (two queues): the distance
-        // either way, modulo the 32-bit clock.
-        let apart = now_us.wrapping_sub(then_us) & TIME_BITS;
-        let apart = apart.min(TIME_BITS + 1 - apart);
-        then & !TIME_BITS == tag && apart <= self.window_us
+        if part.is_later() {
+            let window = self.window_us;
+            let bucket = self.bucket(key);
+            let kept_whole = bucket.iter().any(|&slot| {
+                slot & TAG_BITS == key & TAG_BITS
+                    && apart_us(slot, now_us) <= window
+                    && slot & IN_FRAGMENTS == 0
+            });
+            if kept_whole {
+                return true;
+            }
+            let key = self.hasher.hash_one((key, part.0)) | 1 << 63;
+            return self.remember(key, false, now_us);
+        }
+        self.remember(key, part == CopyPart::FIRST, now_us)
+    }
+
+    /// Whether the packet with `key` was seen within the window; leaves it
+    /// in its bucket, as whole or `in_fragments`, or, a copy, as the copy
+    /// kept was. A new one takes its key's earlier slot, else an empty one,
+    /// else the one farthest in time from it.
+    #[inline]
+    fn remember(&mut self, key: u64, in_fragments: bool, now_us: u64) -> bool {
+        let (tag, window) = (key & TAG_BITS, self.window_us);
+        let bucket = self.bucket(key);
+        let mut taken = 0;
+        let mut farthest = 0;
+        for (at, &slot) in bucket.iter().enumerate() {
+            let apart = apart_us(slot, now_us);
+            if slot & TAG_BITS == tag {
+                if apart <= window {
+                    bucket[at] = tag | slot & IN_FRAGMENTS | now_us;
+                    return true;
+                }
+                taken = at;
+                break;
+            }
+            let distance = if slot == 0 { u64::MAX } else { apart };
+            if distance > farthest {
+                (taken, farthest) = (at, distance);
+            }
+        }
+        let form = if in_fragments { IN_FRAGMENTS } else { 0 };
+        bucket[taken] = tag | form | now_us;
+        false
+    }
+
+    /// The slots `key` may take.
+    #[inline]
+    fn bucket(&mut self, key: u64) -> &mut [u64] {
+        let at = (key as usize & self.mask) * WAYS;
+        &mut self.slots[at..at + WAYS]
+    }
+}
+
+/// How far apart a slot's time and `now_us` are, either way (copies may
+/// arrive in either order: two ports, two queues), modulo the 32-bit clock.
+#[inline]
+fn apart_us(slot: u64, now_us: u64) -> u64 {
+    let apart = now_us.wrapping_sub(slot & TIME_BITS) & TIME_BITS;
+    apart.min(TIME_BITS + 1 - apart)
+}
+
+/// Which part of its packet a frame carries, for finding its copies: the
+/// whole packet, the first fragment of a tunnelled datagram (the rest in
+/// later ones), or a later fragment ([`Duplicates::later_part`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyPart(u32);
+
+impl CopyPart {
+    pub const WHOLE: CopyPart = CopyPart(0);
+    pub const FIRST: CopyPart = CopyPart(1);
+
+    fn is_later(self) -> bool {
+        self.0 & 1 << 31 != 0
     }
 }
 
@@ -152,19 +258,25 @@ impl Duplicates {
 mod tests {
     use super::*;
 
+    /// Keyed and looked up in one table, as one worker does.
+    fn seen(d: &mut Duplicates, packet: &[u8], len: u32, ts_ns: u64) -> bool {
+        let key = d.key(packet, len);
+        d.seen(key, CopyPart::WHOLE, ts_ns)
+    }
+
     /// The same bytes a multiple of 65.536 ms later (the old 16-bit clock's
     /// wrap) are no copy: a retransmission, not a duplicate.
     #[test]
     fn a_repeat_long_after_is_no_copy() {
-        let d = Duplicates::new(
+        let mut d = Duplicates::new(
             &DedupConfig::default(),
             ahash::RandomState::with_seeds(1, 2, 3, 4),
         );
         let a = [0x60u8, 0, 0, 0, 0, 20, 6, 64];
-        assert!(!d.seen(&a, 60, 1_000_000_000));
+        assert!(!seen(&mut d, &a, 60, 1_000_000_000));
         for later_us in [65_536, 1_048_576, 3_145_728] {
             assert!(
-                !d.seen(&a, 60, 1_000_000_000 + later_us * 1_000),
+                !seen(&mut d, &a, 60, 1_000_000_000 + later_us * 1_000),
                 "{later_us} µs later"
             );
         }
@@ -172,26 +284,26 @@ mod tests {
 
     #[test]
     fn same_bytes_within_the_window() {
-        let d = Duplicates::new(
+        let mut d = Duplicates::new(
             &DedupConfig::default(),
             ahash::RandomState::with_seeds(1, 2, 3, 4),
         );
         let a = [0x45u8, 0, 0, 40, 1, 2];
         let b = [0x45u8, 0, 0, 40, 1, 3];
-        assert!(!d.seen(&a, 40, 1_000_000));
-        assert!(d.seen(&a, 40, 1_050_000), "50 µs later");
-        assert!(!d.seen(&b, 40, 1_060_000), "other bytes");
-        assert!(!d.seen(&a, 41, 1_070_000), "other length");
-        assert!(!d.seen(&a, 41, 1_300_000), "past the window");
-        assert!(d.seen(&a, 41, 1_250_000), "either order");
-        let off = Duplicates::new(
+        assert!(!seen(&mut d, &a, 40, 1_000_000));
+        assert!(seen(&mut d, &a, 40, 1_050_000), "50 µs later");
+        assert!(!seen(&mut d, &b, 40, 1_060_000), "other bytes");
+        assert!(!seen(&mut d, &a, 41, 1_070_000), "other length");
+        assert!(!seen(&mut d, &a, 41, 1_300_000), "past the window");
+        assert!(seen(&mut d, &a, 41, 1_250_000), "either order");
+        let mut off = Duplicates::new(
             &DedupConfig {
                 window_ns: 0,
                 ..DedupConfig::default()
             },
             ahash::RandomState::new(),
         );
-        assert!(!off.seen(&a, 40, 1) && !off.seen(&a, 40, 1));
+        assert!(!seen(&mut off, &a, 40, 1) && !seen(&mut off, &a, 40, 1));
     }
 
     /// A routed copy (TTL one less, DSCP re-marked, ECN marked, so another
@@ -199,7 +311,7 @@ mod tests {
     /// byte is not. IPv6 the same, by hop limit and traffic class.
     #[test]
     fn what_a_router_changes_is_left_out() {
-        let d = Duplicates::new(
+        let mut d = Duplicates::new(
             &DedupConfig::default(),
             ahash::RandomState::with_seeds(1, 2, 3, 4),
         );
@@ -211,8 +323,8 @@ mod tests {
         routed[1] = 0xb8 | 0b11; // EF, CE
         routed[8] = 63;
         routed[10..12].copy_from_slice(&[0x01, 0x02]);
-        assert!(!d.seen(&v4, 28, 1_000_000));
-        assert!(d.seen(&routed, 28, 1_010_000), "routed copy");
+        assert!(!seen(&mut d, &v4, 28, 1_000_000));
+        assert!(seen(&mut d, &routed, 28, 1_010_000), "routed copy");
         // Every other byte still tells packets apart (its lowest bit
         // flipped: byte 0 stays version 4, its header length changed).
         let mut ts = 1_020_000;
@@ -220,7 +332,7 @@ mod tests {
             let mut other = v4;
             other[at] ^= 0x01;
             ts += 1_000;
-            assert!(!d.seen(&other, 28, ts), "byte {at}");
+            assert!(!seen(&mut d, &other, 28, ts), "byte {at}");
         }
 
         let mut v6 = [0u8; 48];
@@ -231,8 +343,8 @@ mod tests {
         routed[0] = 0x6b; // traffic class 0xb8 ...
         routed[1] = 0x80; // ... of which these are the low bits
         routed[7] = 63;
-        assert!(!d.seen(&v6, 48, 2_000_000));
-        assert!(d.seen(&routed, 48, 2_010_000), "routed copy");
+        assert!(!seen(&mut d, &v6, 48, 2_000_000));
+        assert!(seen(&mut d, &routed, 48, 2_010_000), "routed copy");
         // The version, the flow label, the payload length, the next header,
         // the addresses and what follows still tell packets apart.
         let mut ts = 2_020_000;
@@ -244,20 +356,96 @@ mod tests {
             let mut other = v6;
             other[at] ^= bit;
             ts += 1_000;
-            assert!(!d.seen(&other, 48, ts), "byte {at}");
+            assert!(!seen(&mut d, &other, 48, ts), "byte {at}");
         }
     }
 
-    /// Clones share one table: a copy read by another worker is found.
+    /// A copy counted after other packets were looked up (its twin came
+    /// through another worker's hand-off) is still found while fewer than
+    /// four of them took its bucket; a fourth takes the slot farthest in
+    /// time. (One bucket here: every key falls in it.)
     #[test]
-    fn clones_share_the_table() {
-        let first = Duplicates::new(
+    fn a_copy_is_found_after_others_took_its_bucket() {
+        let mut d = Duplicates::new(
+            &DedupConfig {
+                slots: 1,
+                ..DedupConfig::default()
+            },
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        assert_eq!(d.slots(), WAYS);
+        let packets: Vec<[u8; 6]> = (0..5).map(|i| [0x45, 0, 0, 40, 1, i]).collect();
+        assert!(!seen(&mut d, &packets[0], 40, 1_000_000));
+        for (i, p) in packets[1..4].iter().enumerate() {
+            assert!(!seen(&mut d, p, 40, 1_001_000 + i as u64 * 1_000));
+        }
+        assert!(
+            seen(&mut d, &packets[0], 40, 1_010_000),
+            "after three others"
+        );
+        // A fifth takes the slot seen longest ago: the second packet's.
+        assert!(!seen(&mut d, &packets[4], 40, 1_020_000));
+        assert!(seen(&mut d, &packets[0], 40, 1_021_000));
+        assert!(seen(&mut d, &packets[2], 40, 1_022_000));
+        assert!(!seen(&mut d, &packets[1], 40, 1_023_000), "its slot taken");
+    }
+
+    /// A key made where a frame is read is found in the table of the
+    /// worker that counts its connection: every worker's is built with the
+    /// same hasher.
+    #[test]
+    fn a_key_made_on_one_worker_is_found_on_another() {
+        let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let reader = Duplicates::new(&DedupConfig::default(), hasher.clone());
+        let mut owner = Duplicates::new(&DedupConfig::default(), hasher);
+        let a = [0x45u8, 0, 0, 40, 1, 2];
+        assert!(!owner.seen(reader.key(&a, 40), CopyPart::WHOLE, 1_000_000));
+        assert!(owner.seen(reader.key(&a, 40), CopyPart::WHOLE, 1_020_000));
+        assert_ne!(reader.key(&a, 40), 0);
+    }
+
+    /// A packet's copies, one whole and one carried in fragments (a SPAN
+    /// port's and a mirror session's whose datagram was fragmented): the
+    /// later fragments of the copy are copies too, in either order. Two
+    /// copies each in fragments: each later part is found once, and so are
+    /// the parts of a copy that came in fragments before the whole one.
+    #[test]
+    fn a_later_fragment_is_a_copy_of_its_part_or_of_its_whole_packet() {
+        let mut d = Duplicates::new(
             &DedupConfig::default(),
             ahash::RandomState::with_seeds(1, 2, 3, 4),
         );
-        let second = first.clone();
-        let a = [0x45u8, 0, 0, 40, 1, 2];
-        assert!(!first.seen(&a, 40, 1_000_000));
-        assert!(second.seen(&a, 40, 1_020_000));
+        let (packet, other) = (
+            d.key(&[0x45, 0, 0, 40, 1, 2], 1500),
+            d.key(&[0x45, 0, 0, 40, 1, 3], 1500),
+        );
+        let (second, third) = (
+            d.later_part(&[7u8; 100], 100),
+            d.later_part(&[8u8; 100], 100),
+        );
+        assert_ne!(second, third);
+        assert!(second.is_later() && !CopyPart::FIRST.is_later() && !CopyPart::WHOLE.is_later());
+        // Whole, then in fragments.
+        assert!(!d.seen(packet, CopyPart::WHOLE, 1_000_000));
+        assert!(d.seen(packet, CopyPart::FIRST, 1_010_000));
+        assert!(d.seen(packet, second, 1_011_000));
+        assert!(d.seen(packet, third, 1_012_000));
+        // In fragments twice: the first copy's parts kept.
+        let mut ts = 2_000_000;
+        let mut step = || {
+            ts += 1_000;
+            ts
+        };
+        assert!(!d.seen(other, CopyPart::FIRST, step()));
+        assert!(!d.seen(other, second, step()));
+        assert!(d.seen(other, CopyPart::FIRST, step()));
+        assert!(!d.seen(other, third, step()));
+        assert!(d.seen(other, second, step()));
+        assert!(d.seen(other, third, step()));
+        // In fragments, then whole: the whole one is the copy.
+        let late = d.key(&[0x45, 0, 0, 40, 1, 4], 1500);
+        assert!(!d.seen(late, CopyPart::FIRST, 3_000_000));
+        assert!(!d.seen(late, second, 3_001_000));
+        assert!(d.seen(late, CopyPart::WHOLE, 3_010_000));
     }
 }

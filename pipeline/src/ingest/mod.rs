@@ -3,8 +3,10 @@
 //! counted by kind. Here the dissector runs with the configured
 //! encapsulations; the counting rule for mirror encapsulations is applied
 //! (a frame inside VXLAN, GENEVE or GRE with Ethernet, or ERSPAN counts as
-//! the mirrored frame: its own bytes, not the outer headers'); exact
-//! duplicates are detected ([`duplicates`]) and, with `--dedup`, dropped;
+//! the mirrored frame: its own bytes, not the outer headers'); a packet is
+//! keyed for its copies, which the worker that counts its connection finds
+//! ([`Ingest::drops_copy`], [`duplicates`] says why there) and, with
+//! `--dedup`, drops;
 //! mirror sessions are counted ([`sessions`]); and the later fragments of a
 //! fragmented tunnel datagram, which carry no inner headers, find the inner
 //! flow their first fragment was counted in.
@@ -14,7 +16,7 @@ pub mod duplicates;
 pub mod sessions;
 
 pub use counters::{FrameKind, IngestCounters};
-pub use duplicates::DedupConfig;
+pub use duplicates::{CopyPart, DedupConfig};
 pub use sessions::{MirrorSessions, SessionCount};
 
 use crate::flow::fragments::{Fragments, Remembered};
@@ -57,18 +59,8 @@ struct InnerFlow {
     transport: Transport,
     encap: Option<Encap>,
     mirror: Option<Mirror>,
-    /// The first fragment was a copy dropped (`--dedup`): so are the rest.
-    copy_dropped: bool,
-}
-
-/// What became of a later fragment of a tunnelled datagram.
-enum LaterFragment {
-    /// Its first fragment was not seen (or it is no such fragment).
-    Unmatched,
-    /// A packet of the inner flow.
-    Counted(PacketMeta),
-    /// Part of a copy dropped as a duplicate, as its first fragment was.
-    CopyDropped,
+    /// The first fragment's key for copies: the later ones' are made of it.
+    copy_key: u64,
 }
 
 pub struct Ingest {
@@ -83,19 +75,16 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// An ingest step with a duplicate table of its own.
-    pub fn new(config: &IngestConfig, hasher: ahash::RandomState) -> Ingest {
-        let duplicates = Duplicates::new(&config.dedup, hasher.clone());
-        Ingest::with_duplicates(config, hasher, duplicates)
-    }
-
-    /// An ingest step that finds duplicates in `duplicates`, which the
-    /// pipeline's workers share (built with the same `hasher`).
-    pub fn with_duplicates(
+    /// An ingest step whose fragment table hashes with `hasher` and whose
+    /// duplicate table keys with `dedup_hasher` (the same for every worker
+    /// of a pipeline: a key made where a frame is read is looked up where
+    /// its connection is counted).
+    pub fn new(
         config: &IngestConfig,
         hasher: ahash::RandomState,
-        duplicates: Duplicates,
+        dedup_hasher: ahash::RandomState,
     ) -> Ingest {
+        let duplicates = Duplicates::new(&config.dedup, dedup_hasher);
         Ingest {
             dissector: Dissector::new(config.decap),
             carried: Carried::default(),
@@ -114,8 +103,9 @@ impl Ingest {
         }
     }
 
-    /// Reads one frame: the packet to count, or `None` when it was counted
-    /// here (by kind, as malformed, as a dropped duplicate).
+    /// Reads one frame: the packet to count (keyed for its copies, which
+    /// the worker that counts it looks for: [`Ingest::drops_copy`]), or
+    /// `None` when it was counted here (by kind, or as malformed).
     #[inline]
     pub fn frame(&mut self, frame: Frame<'_>) -> Option<PacketMeta> {
         self.counters.frames += 1;
@@ -146,56 +136,34 @@ impl Ingest {
         if let Some(mirror) = carried.mirror {
             self.sessions.count(mirror, frame.wire_len, frame.ts_ns);
         }
-        let mut duplicate = false;
-        if let Some(at) = carried.ip_offset {
-            let captured = frame.data.get(at as usize..).unwrap_or_default();
-            // Copies of a packet are compared as the IP packet its header
-            // says: a SPAN copy padded to 60 bytes or followed by a packet
-            // broker's trailer and a tunnel's unpadded copy are one packet,
-            // and so are a whole copy and one cut short or carried in
-            // fragments. Without a length in the header, the frame's.
-            let (packet, len) = match carried.ip_len {
-                Some(len) => (&captured[..captured.len().min(len as usize)], len),
-                None => (
-                    captured,
-                    frame
-                        .wire_len
-                        .saturating_sub(at)
-                        .max(cut_copy_ip_len.unwrap_or(0)),
-                ),
-            };
-            if self.duplicates.seen(packet, len, frame.ts_ns) {
-                self.counters.duplicates += 1;
-                if self.drop_duplicates {
-                    self.counters.duplicates_dropped += 1;
-                    let carried = self.carried;
-                    match carried.fragment {
-                        // Its carrier's later fragments are dropped with it.
-                        Some(f) if f.later.is_none() => {
-                            if let Ok(Dissected::Transport(t)) = result {
-                                self.remember_first_fragment(carried, t, frame.ts_ns, true);
-                            }
-                        }
-                        // A later fragment's session is its first's.
-                        Some(f) => {
-                            if let Some(inner) = f.later.and_then(|last| {
-                                self.tunnel_fragments.later(&f.id, last, frame.ts_ns)
-                            }) {
-                                self.count_carrier(&inner, carried, &frame);
-                            }
-                        }
-                        None => {}
-                    }
-                    return None;
-                }
-                duplicate = true;
+        let copy_key = match carried.ip_offset {
+            Some(at) if self.duplicates.compares() => {
+                let captured = frame.data.get(at as usize..).unwrap_or_default();
+                // Copies of a packet are compared as the IP packet its
+                // header says: a SPAN copy padded to 60 bytes or followed
+                // by a packet broker's trailer and a tunnel's unpadded copy
+                // are one packet, and so are a whole copy and one cut short
+                // or carried in fragments. Without a length in the header,
+                // the frame's.
+                let (packet, len) = match carried.ip_len {
+                    Some(len) => (&captured[..captured.len().min(len as usize)], len),
+                    None => (
+                        captured,
+                        frame
+                            .wire_len
+                            .saturating_sub(at)
+                            .max(cut_copy_ip_len.unwrap_or(0)),
+                    ),
+                };
+                self.duplicates.key(packet, len)
             }
-        }
+            _ => 0,
+        };
         // A cut copy is as long as its link header and its IP header's length.
         let cut_copy_len = cut_copy_ip_len
             .zip(carried.ip_offset)
             .map(|(ip_len, at)| at.saturating_sub(carried.outer_len).saturating_add(ip_len));
-        let meta = PacketMeta {
+        let mut meta = PacketMeta {
             ts_ns: frame.ts_ns,
             wire_len: frame
                 .wire_len
@@ -203,7 +171,9 @@ impl Ingest {
                 .saturating_sub(carried.trailer_len)
                 .max(cut_copy_len.unwrap_or(0)),
             counts_packet: true,
-            duplicate,
+            duplicate: false,
+            copy_key,
+            copy_part: CopyPart::WHOLE,
             refusal: false,
             mirror: carried.mirror,
             transport: match result {
@@ -223,18 +193,20 @@ impl Ingest {
                     return Some(PacketMeta {
                         counts_packet: false,
                         refusal: true,
-                        duplicate,
+                        copy_key,
                         mirror: carried.mirror,
                         ..PacketMeta::new(frame.ts_ns, 0, segment)
                     });
                 }
                 Ok(Dissected::Other(kind)) => {
-                    match self.later_fragment(*carried, &frame) {
-                        LaterFragment::Counted(later) => return Some(later),
-                        LaterFragment::CopyDropped => return None,
-                        LaterFragment::Unmatched => {}
+                    if let Some(later) = self.later_fragment(*carried, &frame) {
+                        return Some(later);
                     }
+                    // Its copies are looked for here, as it goes to no
+                    // connection's worker (so copies read by two workers
+                    // are not found).
                     self.counters.count_kind(kind.into());
+                    self.copy_seen(copy_key, CopyPart::WHOLE, frame.ts_ns);
                     return None;
                 }
                 Err(malformed) => {
@@ -246,13 +218,14 @@ impl Ingest {
         if let Some(fragment) = carried.fragment {
             match fragment.later {
                 None => {
-                    self.remember_first_fragment(*carried, meta.transport, frame.ts_ns, false);
+                    self.remember_first_fragment(*carried, meta.transport, frame.ts_ns, copy_key);
+                    meta.copy_part = CopyPart::FIRST;
                 }
-                Some(_) => match self.later_fragment(*carried, &frame) {
-                    LaterFragment::Counted(later) => return Some(later),
-                    LaterFragment::CopyDropped => return None,
-                    LaterFragment::Unmatched => {}
-                },
+                Some(_) => {
+                    if let Some(later) = self.later_fragment(*carried, &frame) {
+                        return Some(later);
+                    }
+                }
             }
         }
         self.count_transport(&meta.transport);
@@ -267,13 +240,11 @@ impl Ingest {
     /// IP, fragmented on the wire captured or on a mirrored one (the
     /// mirror's headers in this frame, counted with it), is a packet of its
     /// own, counted as that wire's frame.
-    fn later_fragment(&mut self, carried: Carried, frame: &Frame<'_>) -> LaterFragment {
-        let Some((fragment, last)) = carried.fragment.and_then(|f| Some((f, f.later?))) else {
-            return LaterFragment::Unmatched;
-        };
-        let Some(inner) = self.tunnel_fragments.later(&fragment.id, last, frame.ts_ns) else {
-            return LaterFragment::Unmatched;
-        };
+    fn later_fragment(&mut self, carried: Carried, frame: &Frame<'_>) -> Option<PacketMeta> {
+        let (fragment, last) = carried.fragment.and_then(|f| Some((f, f.later?)))?;
+        let inner = self
+            .tunnel_fragments
+            .later(&fragment.id, last, frame.ts_ns)?;
         let mut transport = inner.transport;
         transport.fragment = Fragment::Continued;
         transport.tcp_flags = 0;
@@ -282,14 +253,22 @@ impl Ingest {
         // counted the share it carried).
         transport.ip_len = fragment.payload_len;
         self.count_carrier(&inner, carried, frame);
-        if inner.copy_dropped {
-            self.counters.duplicates += 1;
-            self.counters.duplicates_dropped += 1;
-            return LaterFragment::CopyDropped;
-        }
         self.count_transport(&transport);
         let carrier_fragment = inner.mirror.is_some() && carried.mirror.is_none();
-        LaterFragment::Counted(PacketMeta {
+        // Its copies carry the same part of the same packet (its first
+        // fragment's key), whatever headers the carrier's copies have.
+        let copy_part = match carried.ip_offset {
+            Some(at) if inner.copy_key != 0 => {
+                let captured = frame.data.get(at as usize..).unwrap_or_default();
+                let ip_len = carried.ip_len.map_or(captured.len(), |l| l as usize);
+                let payload = captured
+                    .get(ip_len.saturating_sub(fragment.payload_len as usize)..ip_len)
+                    .unwrap_or_default();
+                self.duplicates.later_part(payload, fragment.payload_len)
+            }
+            _ => CopyPart::WHOLE,
+        };
+        Some(PacketMeta {
             ts_ns: frame.ts_ns,
             wire_len: if carrier_fragment {
                 fragment.payload_len
@@ -301,6 +280,8 @@ impl Ingest {
             },
             counts_packet: !carrier_fragment,
             duplicate: false,
+            copy_key: inner.copy_key,
+            copy_part,
             refusal: false,
             mirror: inner.mirror,
             transport,
@@ -320,34 +301,55 @@ impl Ingest {
     }
 
     /// Remembers the first fragment of a tunnelled datagram (`carried`
-    /// says which) for its later fragments: the inner flow they belong to,
-    /// or that they are part of a copy dropped as a duplicate.
+    /// says which; `copy_key` its key for copies) for its later fragments:
+    /// the inner flow they belong to.
     fn remember_first_fragment(
         &mut self,
         carried: Carried,
         transport: Transport,
         ts_ns: u64,
-        copy_dropped: bool,
+        copy_key: u64,
     ) {
         let Some(fragment) = carried.fragment.filter(|f| f.later.is_none()) else {
             return;
         };
-        // A copy dropped while the kept copy's datagram is still coming in
-        // (a SPAN of both ends of the carrier's link: A1, B1, A2, B2) has
-        // the same id: the kept copy's later fragments stay its own (the
-        // copy's are dropped as duplicates of them anyway).
-        if copy_dropped && self.tunnel_fragments.open(&fragment.id) {
-            return;
-        }
         let inner = InnerFlow {
             transport,
             encap: carried.encap,
             mirror: carried.mirror,
-            copy_dropped,
+            copy_key,
         };
         if self.tunnel_fragments.first(fragment.id, inner, ts_ns) == Remembered::TableFull {
             self.counters.tunnel_fragment_table_full += 1;
         }
+    }
+
+    /// Whether `meta` is a copy of a packet counted within the window that
+    /// `--dedup` drops: called where its connection is counted, on the
+    /// worker that owns it (`pipeline::engine`), so its copies read by
+    /// other workers meet it there. A copy kept is marked a duplicate.
+    #[inline]
+    pub fn drops_copy(&mut self, meta: &mut PacketMeta) -> bool {
+        if !self.copy_seen(meta.copy_key, meta.copy_part, meta.ts_ns) {
+            return false;
+        }
+        meta.duplicate = true;
+        self.drop_duplicates
+    }
+
+    /// Whether `part` of the packet keyed `copy_key` (0: not compared)
+    /// repeats one seen within the window, counted as a duplicate, and as
+    /// dropped if `--dedup` drops it.
+    #[inline]
+    fn copy_seen(&mut self, copy_key: u64, part: CopyPart, ts_ns: u64) -> bool {
+        if copy_key == 0 || !self.duplicates.seen(copy_key, part, ts_ns) {
+            return false;
+        }
+        self.counters.duplicates += 1;
+        if self.drop_duplicates {
+            self.counters.duplicates_dropped += 1;
+        }
+        true
     }
 
     fn count_transport(&mut self, t: &Transport) {
@@ -371,10 +373,8 @@ mod tests {
 
     /// An ingest step with the default configuration and a fixed hasher.
     fn fresh() -> Ingest {
-        Ingest::new(
-            &IngestConfig::default(),
-            ahash::RandomState::with_seeds(1, 2, 3, 4),
-        )
+        let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        Ingest::new(&IngestConfig::default(), hasher.clone(), hasher)
     }
 
     /// One Ethernet frame through a fresh ingest step.
@@ -501,8 +501,9 @@ mod tests {
                 link: LinkType::Ethernet,
                 data: &data,
             };
-            let meta = ingest.frame(frame).expect("a packet");
+            let mut meta = ingest.frame(frame).expect("a packet");
             assert_eq!(meta.wire_len, 1514);
+            assert!(!ingest.drops_copy(&mut meta), "kept without --dedup");
             duplicates.push(meta.duplicate);
         }
         assert_eq!(duplicates, [false, true]);
