@@ -354,10 +354,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=65_535), env = "FLOWTAP_DEDUP_WINDOW_US", help_heading = MIRROR)]
     pub dedup_window_us: u64,
 
-    /// Slots of each worker's duplicate table (8 bytes each; 1 to 16777216).
-    /// A busy table misses about one duplicate in slots / (packets between
-    /// the two copies); more slots miss fewer but cost cache misses on every
-    /// packet.
+    /// Slots of each worker's duplicate table, in buckets of four (8 bytes
+    /// each; 1 to 16777216, rounded up to a power of two and at least 4). A
+    /// copy is missed where four newer packets fall in its bucket before it
+    /// comes; more slots miss fewer but cost cache misses on every packet.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16_777_216), env = "FLOWTAP_DEDUP_SLOTS", help_heading = MIRROR)]
     pub dedup_slots: usize,
 

@@ -237,9 +237,10 @@ fn a_span_copy_and_a_tunnelled_copy_are_one_packet_whatever_pads_or_carries_them
     }
 
     // A fragmented carrier's datagram copied while the kept copy's is still
-    // coming in: the kept copy's later fragment stays its own (the copy's
-    // first fragment marked the datagram dropped, and the kept copy lost
-    // its second fragment's bytes).
+    // coming in (one IP id, read by one worker): the kept copy's later
+    // fragment is counted, the copy's found a copy of the same part (once,
+    // the copy's first fragment marked the datagram dropped, and the kept
+    // copy lost its second fragment's bytes).
     let single = run_flowtap(&[&vx_once], 1, &[]);
     let twice = run_flowtap(&[&vx_twice], 1, &["--dedup"]);
     assert_eq!(counts_of(&twice), counts_of(&single));

@@ -58,9 +58,11 @@ static __always_inline int stamp_and_redirect(struct xdp_md *ctx)
     // The low bits of the flags are the action when the queue has no socket.
     int action = bpf_redirect_map(&flowtap_xsks, ctx->rx_queue_index, flowtap_unbound_action);
     if (action != XDP_REDIRECT) {
-        // A frame that goes on into the stack goes as it came.
-        if (stamped)
-            bpf_xdp_adjust_head(ctx, (int)sizeof(struct flowtap_stamp));
+        // A frame that goes on into the stack goes as it came (one too
+        // short to be given back, a runt under 14 bytes, is dropped: the
+        // stack would read the stamp as its Ethernet header).
+        if (stamped && bpf_xdp_adjust_head(ctx, (int)sizeof(struct flowtap_stamp)) != 0)
+            action = XDP_DROP;
         __u32 first = 0;
         __u64 *unbound = bpf_map_lookup_elem(&flowtap_unbound_frames, &first);
         if (unbound)

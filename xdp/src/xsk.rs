@@ -65,7 +65,10 @@ pub struct XskConfig {
 }
 
 impl XskConfig {
-    /// The longest frame a buffer receives.
+    /// The longest frame a buffer receives in copy mode, where the kernel
+    /// copies the stamp with the frame after its headroom (a zero-copy
+    /// buffer takes 16 bytes more: the stamp goes in the headroom; the
+    /// smaller figure is the one said and sized for).
     pub fn max_frame_len(&self) -> u32 {
         self.frame_size - KERNEL_HEADROOM - STAMP_LEN
     }
@@ -331,8 +334,9 @@ struct Head {
 
 /// One received frame, valid until the callback returns.
 pub struct RxFrame<'a> {
-    /// Its first buffer: the whole frame, or its first
-    /// [`XskConfig::max_frame_len`] bytes when it came in several.
+    /// Its first buffer: the whole frame, or what the first buffer holds of
+    /// it (at least [`XskConfig::max_frame_len`] bytes) when it came in
+    /// several.
     pub data: &'a [u8],
     /// Its length, every buffer counted.
     pub len: u32,

@@ -13,11 +13,11 @@
 //! identification) and the TCP or UDP header, whose checksum covers the
 //! whole segment: two packets that differ anywhere differ there, so a
 //! per-packet cost that does not grow with the payload still compares whole
-//! packets. Memory is fixed: a table of slots indexed by the hash, each
-//! holding the last hash and time seen there; a slot taken over by another
-//! packet forgets the first, which can only miss a duplicate (about one in
-//! `slots / packets per window`), never invent one (short of a 64-bit hash
-//! collision).
+//! packets. Memory is fixed: a table of buckets of [`WAYS`] slots indexed
+//! by the hash, each slot holding a tag of the hash and the time it was
+//! seen; a bucket full of newer packets forgets its oldest, which can only
+//! miss a duplicate, never invent one (short of two packets meeting in a
+//! bucket with the same 30-bit tag within the window).
 //!
 //! A packet is compared where it is counted, not where it is read: the
 //! worker that reads a frame computes its key ([`Duplicates::key`], carried
@@ -91,6 +91,8 @@ pub struct Duplicates {
     slots: Box<[u64]>,
     /// Buckets less one (a power of two).
     mask: usize,
+    /// The newest time seen, in µs (the low 32 bits).
+    newest_us: u64,
     window_us: u64,
     hasher: ahash::RandomState,
 }
@@ -101,6 +103,7 @@ impl Duplicates {
         Duplicates {
             slots: vec![0; len].into_boxed_slice(),
             mask: len / WAYS - 1,
+            newest_us: 0,
             window_us: config.window_ns.min(MAX_WINDOW_NS) / 1_000,
             hasher,
         }
@@ -125,14 +128,16 @@ impl Duplicates {
     }
 
     /// Which part of its packet a later fragment of a tunnelled datagram
-    /// carries: its `payload` (from its IP header's end), `payload_len`
-    /// bytes in all. Two mirror sessions' copies of one fragmented
-    /// datagram differ in their outer headers and carry the same bytes
-    /// after them.
+    /// carries: `payload_len` bytes from `offset` in its datagram's
+    /// payload, starting with `payload` (as captured; a snap length may
+    /// have cut it). Two mirror sessions' copies of one fragmented datagram
+    /// differ in their outer headers and carry the same bytes after them;
+    /// two parts of one packet differ in where they start.
     #[inline]
-    pub fn later_part(&self, payload: &[u8], payload_len: u32) -> CopyPart {
+    pub fn later_part(&self, offset: u32, payload: &[u8], payload_len: u32) -> CopyPart {
         let compared = &payload[..payload.len().min(COMPARED)];
-        CopyPart((self.hasher.hash_one((payload_len, compared)) >> 32) as u32 | 1 << 31)
+        let hash = self.hasher.hash_one((offset, payload_len, compared));
+        CopyPart((hash >> 32) as u32 | 1 << 31)
     }
 
     /// The hash of a packet's first bytes and its length, but for what a
@@ -196,26 +201,36 @@ impl Duplicates {
     /// Whether the packet with `key` was seen within the window; leaves it
     /// in its bucket, as whole or `in_fragments`, or, a copy, as the copy
     /// kept was. A new one takes its key's earlier slot, else an empty one,
-    /// else the one farthest in time from it.
+    /// else the one seen longest before the newest time this table has
+    /// seen (not the farthest from its own: a packet handed over from
+    /// another worker comes later than newer ones read here, and must not
+    /// push out those still waiting for their copies).
     #[inline]
     fn remember(&mut self, key: u64, in_fragments: bool, now_us: u64) -> bool {
-        let (tag, window) = (key & TAG_BITS, self.window_us);
+        // Ahead of the newest (modulo the 32-bit clock): the newest now.
+        if now_us.wrapping_sub(self.newest_us) & TIME_BITS < 1 << 31 {
+            self.newest_us = now_us;
+        }
+        let (tag, window, newest) = (key & TAG_BITS, self.window_us, self.newest_us);
         let bucket = self.bucket(key);
         let mut taken = 0;
-        let mut farthest = 0;
+        let mut oldest = 0;
         for (at, &slot) in bucket.iter().enumerate() {
-            let apart = apart_us(slot, now_us);
             if slot & TAG_BITS == tag {
-                if apart <= window {
+                if apart_us(slot, now_us) <= window {
                     bucket[at] = tag | slot & IN_FRAGMENTS | now_us;
                     return true;
                 }
                 taken = at;
                 break;
             }
-            let distance = if slot == 0 { u64::MAX } else { apart };
-            if distance > farthest {
-                (taken, farthest) = (at, distance);
+            let age = if slot == 0 {
+                u64::MAX
+            } else {
+                newest.wrapping_sub(slot & TIME_BITS) & TIME_BITS
+            };
+            if age > oldest {
+                (taken, oldest) = (at, age);
             }
         }
         let form = if in_fragments { IN_FRAGMENTS } else { 0 };
@@ -362,8 +377,8 @@ mod tests {
 
     /// A copy counted after other packets were looked up (its twin came
     /// through another worker's hand-off) is still found while fewer than
-    /// four of them took its bucket; a fourth takes the slot farthest in
-    /// time. (One bucket here: every key falls in it.)
+    /// four of them took its bucket; a fourth takes the slot seen longest
+    /// ago. (One bucket here: every key falls in it.)
     #[test]
     fn a_copy_is_found_after_others_took_its_bucket() {
         let mut d = Duplicates::new(
@@ -388,6 +403,33 @@ mod tests {
         assert!(seen(&mut d, &packets[0], 40, 1_021_000));
         assert!(seen(&mut d, &packets[2], 40, 1_022_000));
         assert!(!seen(&mut d, &packets[1], 40, 1_023_000), "its slot taken");
+    }
+
+    /// A packet handed over late (stamped before newer ones read here)
+    /// takes the slot seen longest ago, not a newer one still waiting for
+    /// its copy (the slot farthest from its own time).
+    #[test]
+    fn a_late_packet_gives_up_the_oldest_slot() {
+        let mut d = Duplicates::new(
+            &DedupConfig {
+                slots: 1,
+                ..DedupConfig::default()
+            },
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        );
+        let packets: Vec<[u8; 6]> = (0..5).map(|i| [0x45, 0, 0, 40, 1, i]).collect();
+        for (p, us) in packets[..4].iter().zip([1_000, 5_000, 5_100, 5_200]) {
+            assert!(!seen(&mut d, p, 40, us * 1_000));
+        }
+        assert!(
+            !seen(&mut d, &packets[4], 40, 3_000_000),
+            "handed over late"
+        );
+        assert!(seen(&mut d, &packets[3], 40, 5_250_000), "the newest kept");
+        assert!(
+            !seen(&mut d, &packets[0], 40, 1_050_000),
+            "the oldest given up"
+        );
     }
 
     /// A key made where a frame is read is found in the table of the
@@ -419,11 +461,15 @@ mod tests {
             d.key(&[0x45, 0, 0, 40, 1, 2], 1500),
             d.key(&[0x45, 0, 0, 40, 1, 3], 1500),
         );
+        // Two parts of one packet with the same bytes (zeros, a repeating
+        // pattern) and the same length are two parts, by where they start;
+        // so are two cut short by a snap length.
         let (second, third) = (
-            d.later_part(&[7u8; 100], 100),
-            d.later_part(&[8u8; 100], 100),
+            d.later_part(1480, &[0u8; 100], 100),
+            d.later_part(1580, &[0u8; 100], 100),
         );
         assert_ne!(second, third);
+        assert_ne!(d.later_part(1480, &[], 100), d.later_part(1580, &[], 100));
         assert!(second.is_later() && !CopyPart::FIRST.is_later() && !CopyPart::WHOLE.is_later());
         // Whole, then in fragments.
         assert!(!d.seen(packet, CopyPart::WHOLE, 1_000_000));

@@ -261,10 +261,12 @@ impl Ingest {
             Some(at) if inner.copy_key != 0 => {
                 let captured = frame.data.get(at as usize..).unwrap_or_default();
                 let ip_len = carried.ip_len.map_or(captured.len(), |l| l as usize);
+                let starts = ip_len.saturating_sub(fragment.payload_len as usize);
                 let payload = captured
-                    .get(ip_len.saturating_sub(fragment.payload_len as usize)..ip_len)
+                    .get(starts..ip_len.min(captured.len()))
                     .unwrap_or_default();
-                self.duplicates.later_part(payload, fragment.payload_len)
+                self.duplicates
+                    .later_part(fragment.offset, payload, fragment.payload_len)
             }
             _ => CopyPart::WHOLE,
         };
@@ -544,6 +546,37 @@ mod tests {
             })
             .collect();
         assert_eq!(counted, [(1514, 1480, 443), (54, 20, 443)]);
+    }
+
+    /// An IP-in-IP datagram in four fragments whose second and third
+    /// carry the same bytes (the segment's data, a repeated byte): two
+    /// parts of one packet, not a copy of one part.
+    #[test]
+    fn two_parts_of_a_packet_alike_are_no_copies() {
+        let mut ingest = fresh();
+        let tunnelled = segment();
+        let mut ip_bytes = 0;
+        for (at, end) in [(0, 480), (480, 960), (960, 1440), (1440, 1500)] {
+            let more = if end < 1500 { 0x2000 } else { 0 };
+            let data = ipv4_frame(
+                4,
+                20 + (end - at) as u16,
+                more | (at / 8) as u16,
+                &tunnelled[at..end],
+            );
+            let frame = Frame {
+                ts_ns: 1_000 + at as u64,
+                wire_len: data.len() as u32,
+                link: LinkType::Ethernet,
+                data: &data,
+            };
+            let mut meta = ingest.frame(frame).expect("a packet");
+            assert!(!ingest.drops_copy(&mut meta));
+            assert!(!meta.duplicate, "the part at {at}");
+            ip_bytes += meta.transport.ip_len.min(meta.wire_len);
+        }
+        assert_eq!(ip_bytes, 1500);
+        assert_eq!(ingest.counters.duplicates, 0);
     }
 
     /// An IP-in-IP datagram fragmented on a mirrored wire: each fragment a

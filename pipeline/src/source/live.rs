@@ -6,8 +6,9 @@
 /// The AF_XDP buffer (UMEM frame) sizes flowtap uses, smallest first: the
 /// kernel takes any power of two from 2048 to the page size for aligned
 /// frames, and keeps 256 bytes of each in front of the frame it writes. 2048
-/// receives a frame of an Ethernet MTU (1792 bytes: 1500 and two VLAN tags
-/// fit) at half the locked memory of a page.
+/// receives a frame of an Ethernet MTU (1776 bytes, the XDP program's
+/// 16-byte stamp in front: 1500 and two VLAN tags fit) at half the locked
+/// memory of a page.
 pub const FRAME_SIZES: [u32; 2] = [2048, 4096];
 
 /// Where flowtap sits.

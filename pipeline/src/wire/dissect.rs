@@ -314,6 +314,9 @@ pub struct TunnelFragment {
     pub later: Option<bool>,
     /// A later fragment's share of the datagram, in bytes.
     pub payload_len: u32,
+    /// Where a later fragment's share starts in the datagram's payload,
+    /// in bytes (0 for the first).
+    pub offset: u32,
     /// Where a first fragment's share of the datagram ends in the frame
     /// (by its IP header): the part of the packet inside that it carries.
     pub ends_at: u32,
@@ -429,6 +432,8 @@ struct Upper<'a> {
     /// The IP header's length, extension headers included.
     header_len: usize,
     fragment: Fragment,
+    /// Where a fragment's payload starts in its datagram's, in bytes.
+    fragment_offset: u32,
     layer: Layer,
 }
 
@@ -715,6 +720,7 @@ impl<'a> Walk<'a, '_> {
             payload_len: ip.payload_len(),
             header_len: ip.header_len(),
             fragment,
+            fragment_offset: ip.fragment_offset(),
             layer: Layer::Ipv4,
         })
     }
@@ -742,6 +748,7 @@ impl<'a> Walk<'a, '_> {
             payload_len: walked.payload_len,
             header_len: offset_in(buf, walked.payload),
             fragment,
+            fragment_offset: walked.fragment.map_or(0, |f| f.offset),
             layer: Layer::Ipv6,
         })
     }
@@ -1068,6 +1075,7 @@ impl<'a> Walk<'a, '_> {
                 },
                 later: None,
                 payload_len: 0,
+                offset: 0,
                 ends_at: self
                     .offset(ip.payload)
                     .saturating_add(ip.payload_len.unwrap_or(ip.payload.len()) as u32),
@@ -1091,6 +1099,7 @@ impl<'a> Walk<'a, '_> {
                 },
                 later: Some(last),
                 payload_len: ip.payload_len.unwrap_or(ip.payload.len()) as u32,
+                offset: ip.fragment_offset,
                 ends_at: 0,
             });
         }
