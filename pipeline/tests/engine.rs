@@ -71,17 +71,20 @@ impl Synthetic {
     }
 }
 
+/// Whether a source told to wait for `after` still waits.
+fn waiting(after: &Option<Arc<AtomicBool>>) -> bool {
+    after
+        .as_ref()
+        .is_some_and(|after| !after.load(Ordering::Acquire))
+}
+
 impl PacketSource for Synthetic {
     fn poll<F: FnMut(Frame<'_>)>(&mut self, mut on_frame: F) -> Poll {
         if self.next >= self.total {
             self.finished.store(true, Ordering::Release);
             return Poll::Finished;
         }
-        if self
-            .after
-            .as_ref()
-            .is_some_and(|after| !after.load(Ordering::Acquire))
-        {
+        if waiting(&self.after) {
             return Poll::Busy;
         }
         for _ in 0..256 {
@@ -428,11 +431,7 @@ impl PacketSource for Port {
         let Some(phase) = self.phases.front() else {
             return Poll::Finished;
         };
-        if phase
-            .after
-            .as_ref()
-            .is_some_and(|after| !after.load(Ordering::Acquire))
-        {
+        if waiting(&phase.after) {
             return Poll::Busy;
         }
         let phase = self.phases.pop_front().expect("a phase");

@@ -184,11 +184,9 @@ impl Duplicates {
         if part.is_later() {
             let window = self.window_us;
             let bucket = self.bucket(key);
-            let kept_whole = bucket.iter().any(|&slot| {
-                slot & TAG_BITS == key & TAG_BITS
-                    && apart_us(slot, now_us) <= window
-                    && slot & IN_FRAGMENTS == 0
-            });
+            let kept_whole = bucket
+                .iter()
+                .any(|&slot| holds(slot, key, now_us, window) && slot & IN_FRAGMENTS == 0);
             if kept_whole {
                 return true;
             }
@@ -216,11 +214,12 @@ impl Duplicates {
         let mut taken = 0;
         let mut oldest = 0;
         for (at, &slot) in bucket.iter().enumerate() {
+            if holds(slot, key, now_us, window) {
+                bucket[at] = tag | slot & IN_FRAGMENTS | now_us;
+                return true;
+            }
+            // Its key's, past the window: taken again.
             if slot & TAG_BITS == tag {
-                if apart_us(slot, now_us) <= window {
-                    bucket[at] = tag | slot & IN_FRAGMENTS | now_us;
-                    return true;
-                }
                 taken = at;
                 break;
             }
@@ -246,12 +245,13 @@ impl Duplicates {
     }
 }
 
-/// How far apart a slot's time and `now_us` are, either way (copies may
-/// arrive in either order: two ports, two queues), modulo the 32-bit clock.
+/// Whether `slot` holds the packet with `key`, seen within `window_us` of
+/// `now_us` either way (copies may arrive in either order: two ports, two
+/// queues), modulo the 32-bit clock.
 #[inline]
-fn apart_us(slot: u64, now_us: u64) -> u64 {
+fn holds(slot: u64, key: u64, now_us: u64, window_us: u64) -> bool {
     let apart = now_us.wrapping_sub(slot & TIME_BITS) & TIME_BITS;
-    apart.min(TIME_BITS + 1 - apart)
+    slot & TAG_BITS == key & TAG_BITS && apart.min(TIME_BITS + 1 - apart) <= window_us
 }
 
 /// Which part of its packet a frame carries, for finding its copies: the
@@ -272,6 +272,17 @@ impl CopyPart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table of one bucket: every key falls in it.
+    fn one_bucket() -> Duplicates {
+        Duplicates::new(
+            &DedupConfig {
+                slots: 1,
+                ..DedupConfig::default()
+            },
+            ahash::RandomState::with_seeds(1, 2, 3, 4),
+        )
+    }
 
     /// Keyed and looked up in one table, as one worker does.
     fn seen(d: &mut Duplicates, packet: &[u8], len: u32, ts_ns: u64) -> bool {
@@ -381,13 +392,7 @@ mod tests {
     /// ago. (One bucket here: every key falls in it.)
     #[test]
     fn a_copy_is_found_after_others_took_its_bucket() {
-        let mut d = Duplicates::new(
-            &DedupConfig {
-                slots: 1,
-                ..DedupConfig::default()
-            },
-            ahash::RandomState::with_seeds(1, 2, 3, 4),
-        );
+        let mut d = one_bucket();
         assert_eq!(d.slots(), WAYS);
         let packets: Vec<[u8; 6]> = (0..5).map(|i| [0x45, 0, 0, 40, 1, i]).collect();
         assert!(!seen(&mut d, &packets[0], 40, 1_000_000));
@@ -410,13 +415,7 @@ mod tests {
     /// its copy (the slot farthest from its own time).
     #[test]
     fn a_late_packet_gives_up_the_oldest_slot() {
-        let mut d = Duplicates::new(
-            &DedupConfig {
-                slots: 1,
-                ..DedupConfig::default()
-            },
-            ahash::RandomState::with_seeds(1, 2, 3, 4),
-        );
+        let mut d = one_bucket();
         let packets: Vec<[u8; 6]> = (0..5).map(|i| [0x45, 0, 0, 40, 1, i]).collect();
         for (p, us) in packets[..4].iter().zip([1_000, 5_000, 5_100, 5_200]) {
             assert!(!seen(&mut d, p, 40, us * 1_000));
