@@ -163,6 +163,8 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
                 stats.xdp_unbound_frames.store(unbound, Ordering::Relaxed);
                 let missed = sum(|i| i.nic_missed.load(Ordering::Relaxed));
                 stats.nic_rx_missed.store(missed, Ordering::Relaxed);
+                let refused = sum(|i| i.nic_refused.load(Ordering::Relaxed));
+                stats.nic_rx_refused.store(refused, Ordering::Relaxed);
                 let mirror = sum(|i| i.link.mirror_dropped.load(Ordering::Relaxed));
                 stats.mirror_veth_dropped.store(mirror, Ordering::Relaxed);
                 let dropped = sum(|i| {
@@ -174,7 +176,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
                         })
                         .sum()
                 });
-                dropped + unbound + missed + mirror
+                dropped + unbound + missed + refused + mirror
             })),
         );
     }

@@ -263,6 +263,9 @@ pub struct LiveInfo {
     /// `rx_missed_errors`, as last read; 0 where the driver does not say):
     /// in span mode the mirror's frames, in host mode the node's.
     pub nic_missed: AtomicU64,
+    /// Frames the NIC of `iface` dropped as too long for its MTU or damaged
+    /// since flowtap started ([`netdev::rx_refused`], as last read).
+    pub nic_refused: AtomicU64,
     /// Host mode: the watched interface's index. Its TC programs go with
     /// it, while the capture veth lives on: the workers look for it.
     pub watched_ifindex: Option<u32>,
@@ -445,13 +448,15 @@ impl LiveCapture {
             watched_ifindex: (config.mode == Mode::Host).then_some(watched),
             unbound_frames: AtomicU64::new(0),
             nic_missed: AtomicU64::new(0),
+            nic_refused: AtomicU64::new(0),
             capture_ifindex: capture_index,
             link_type,
             link: LinkState::new(),
         });
         // Read by the first queue's worker, with its socket's counters.
         let mut unbound = Some(programs.unbound_frames()?);
-        let mut nic_missed = netdev::rx_missed(&config.iface).map(netdev::MissedSince::new);
+        let mut nic_missed = netdev::rx_missed(&config.iface).map(netdev::CountSince::new);
+        let mut nic_refused = netdev::rx_refused(&config.iface).map(netdev::CountSince::new);
         let mirror = veth.as_ref().map(|v| MirrorPair {
             mirror: v.mirror.clone(),
             capture: v.capture.clone(),
@@ -464,6 +469,7 @@ impl LiveCapture {
             .map(|(i, (socket, wake))| XskSource {
                 unbound: if i == 0 { unbound.take() } else { None },
                 nic_missed: if i == 0 { nic_missed.take() } else { None },
+                nic_refused: if i == 0 { nic_refused.take() } else { None },
                 link: if i == 0 { link.take() } else { None },
                 socket,
                 wake,
@@ -567,7 +573,10 @@ pub struct XskSource {
     unbound: Option<UnboundFrames>,
     /// The NIC's missed frames since flowtap started (the first queue's
     /// source reads them; `None` where the driver does not count them).
-    nic_missed: Option<netdev::MissedSince>,
+    nic_missed: Option<netdev::CountSince>,
+    /// The NIC's frames refused as too long or damaged since flowtap
+    /// started, likewise; the first one is said once in the log.
+    nic_refused: Option<netdev::CountSince>,
     /// The watched interface's state (the first queue's source checks it).
     link: Option<LinkWatch>,
     socket: RxSocket,
@@ -596,6 +605,24 @@ impl XskSource {
             self.info
                 .nic_missed
                 .store(missed.read(now), Ordering::Relaxed);
+        }
+        if let Some(refused) = &mut self.nic_refused
+            && let Some(now) = netdev::rx_refused(&self.info.iface)
+        {
+            let count = refused.read(now);
+            if self.info.nic_refused.swap(count, Ordering::Relaxed) == 0 && count > 0 {
+                let port_mtu = mtu(&self.info.iface).ok();
+                tracing::warn!(
+                    interface = %self.info.iface,
+                    mtu = port_mtu,
+                    frames = count,
+                    "the NIC dropped frames too long for the interface's MTU, or damaged, before \
+                     capture (its rx_length_errors, rx_crc_errors and rx_frame_errors; \
+                     flowtap_nic_rx_refused_frames_total, in capture_drops): a mirror of jumbo \
+                     frames needs the port's MTU raised (ip link set IFACE mtu 9000); CRC errors \
+                     point at the mirror's link"
+                );
+            }
         }
         if let Some(link) = &mut self.link {
             link.check(&self.info.link);

@@ -163,26 +163,47 @@ pub fn rx_missed(iface: &str) -> Option<u64> {
     read_counter(&sysfs(iface).join("statistics/rx_missed_errors"))
 }
 
-/// A NIC's missed frames since flowtap started, from its counter's
-/// readings: a driver that resets its counters (on a reconfiguration, a
-/// link flap on some) starts again from 0, and what it counts from then on
-/// adds to what was counted before.
+/// The receive error counters of a NIC that count frames it dropped as too
+/// long or damaged (`struct rtnl_link_stats64`): `rx_length_errors` (IEEE
+/// 802.3's aFrameTooLongErrors among them: longer than the MTU allows),
+/// `rx_crc_errors` and `rx_frame_errors` (a bad checksum, misaligned).
+const REFUSED: [&str; 3] = ["rx_length_errors", "rx_crc_errors", "rx_frame_errors"];
+
+/// Frames the NIC of `iface` received and dropped before the host saw them,
+/// too long for its MTU or damaged (the sum of [`REFUSED`]): a mirror
+/// carrying jumbo frames to a port left at MTU 1500 loses them here, where
+/// no XDP program sees them. `None` where the driver counts none of them.
+pub fn rx_refused(iface: &str) -> Option<u64> {
+    refused_in(&sysfs(iface).join("statistics"))
+}
+
+fn refused_in(statistics: &std::path::Path) -> Option<u64> {
+    REFUSED
+        .iter()
+        .filter_map(|name| read_counter(&statistics.join(name)))
+        .reduce(u64::saturating_add)
+}
+
+/// A NIC counter's count since flowtap started, from its readings: a
+/// driver that resets its counters (on a reconfiguration, a link flap on
+/// some) starts again from 0, and what it counts from then on adds to what
+/// was counted before.
 #[derive(Debug)]
-pub struct MissedSince {
+pub struct CountSince {
     last: u64,
     total: u64,
 }
 
-impl MissedSince {
+impl CountSince {
     /// Counting from the reading at start.
-    pub fn new(at_start: u64) -> MissedSince {
-        MissedSince {
+    pub fn new(at_start: u64) -> CountSince {
+        CountSince {
             last: at_start,
             total: 0,
         }
     }
 
-    /// Takes in a reading; gives the frames missed since the start.
+    /// Takes in a reading; gives the count since the start.
     pub fn read(&mut self, now: u64) -> u64 {
         // Below the last reading, the counter was reset: `now` is new.
         self.total += if now >= self.last {
@@ -268,8 +289,25 @@ mod tests {
     }
 
     #[test]
+    fn refused_frames_are_the_sum_of_the_counters_the_driver_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        // A driver that keeps none of them.
+        assert_eq!(refused_in(dir.path()), None);
+        std::fs::write(dir.path().join("rx_length_errors"), "7\n").unwrap();
+        assert_eq!(refused_in(dir.path()), Some(7));
+        std::fs::write(dir.path().join("rx_crc_errors"), "3\n").unwrap();
+        std::fs::write(dir.path().join("rx_frame_errors"), "2\n").unwrap();
+        // Counters of other losses are not among them.
+        std::fs::write(dir.path().join("rx_missed_errors"), "100\n").unwrap();
+        std::fs::write(dir.path().join("rx_dropped"), "100\n").unwrap();
+        assert_eq!(refused_in(dir.path()), Some(12));
+        assert!(rx_refused("lo").is_some());
+        assert_eq!(rx_refused("no-such-interface"), None);
+    }
+
+    #[test]
     fn missed_frames_add_up_across_a_counter_reset() {
-        let mut missed = MissedSince::new(1000);
+        let mut missed = CountSince::new(1000);
         assert_eq!(missed.read(1000), 0);
         assert_eq!(missed.read(1250), 250);
         // The driver reset its counters, then missed 40 more.

@@ -551,6 +551,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(nic_rx_missed)
     ),
     metric!(
+        "flowtap_nic_rx_refused_frames",
+        Counter,
+        "Frames the NIC of -i (of every -i, summed) received and dropped since flowtap started as too long for its MTU or damaged (its rx_length_errors, rx_crc_errors and rx_frame_errors; 0 where the driver does not count them); counted in capture_drops. A mirror of jumbo frames, or one that adds tags or a tunnel, needs the port's MTU raised (ip link set IFACE mtu 9000); CRC errors point at the mirror's link.",
+        stat!(nic_rx_refused)
+    ),
+    metric!(
         "flowtap_mirror_veth_dropped_frames",
         Counter,
         "Host mode: frames the mirror veth dropped before capture (the tx_dropped of ftm<ifindex>: longer than its MTU, which follows the watched interface's within a quarter of a second, or no room); counted in capture_drops.",

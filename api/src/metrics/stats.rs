@@ -68,6 +68,9 @@ pub struct ServiceStats {
     pub xdp_unbound_frames: AtomicU64,
     /// Frames the capture interface's NIC missed since flowtap started.
     pub nic_rx_missed: AtomicU64,
+    /// Frames the capture interface's NIC dropped as too long or damaged
+    /// since flowtap started.
+    pub nic_rx_refused: AtomicU64,
     /// Host mode: frames the mirror veth dropped before capture.
     pub mirror_veth_dropped: AtomicU64,
     /// Capture interfaces now down or without a link.
