@@ -321,7 +321,7 @@ async fn fetch(
         && length > max_bytes
     {
         return Err(format!(
-            "reading the answer (at most {max_bytes} bytes): it says it has {length}"
+            "reading the answer (at most {max_bytes} bytes, --max-feed-bytes): it says it has {length}"
         ));
     }
     if let (Some(room), None) = (room, length) {
@@ -353,7 +353,15 @@ async fn fetch(
     )
     .await
     .map_err(|_| late())?
-    .map_err(|e| format!("reading the answer (at most {needs} bytes): {e}"))?
+    .map_err(|e| {
+        // Without a length, what bounds the body is the option.
+        let bound = if length.is_none() {
+            ", --max-feed-bytes"
+        } else {
+            ""
+        };
+        format!("reading the answer (at most {needs} bytes{bound}): {e}")
+    })?
     .to_bytes();
     Ok((body, held, taken_ns))
 }
@@ -387,7 +395,7 @@ async fn read_taking_room(
         read += data.len();
         if read > max_bytes {
             return Err(Some(format!(
-                "reading the answer (at most {max_bytes} bytes): length limit exceeded"
+                "reading the answer (at most {max_bytes} bytes, --max-feed-bytes): length limit exceeded"
             )));
         }
         room.grow(&mut held, read)?;
@@ -585,7 +593,10 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(
-                refused.contains(&format!("at most {} bytes", body.len() - 1)),
+                refused.contains(&format!(
+                    "at most {} bytes, --max-feed-bytes",
+                    body.len() - 1
+                )),
                 "{agent:?}: {refused}"
             );
         }
