@@ -418,13 +418,17 @@ impl Conn {
         // A new connection's SYN is newer than everything of the old one; a
         // SYN older than what was already seen is a late copy, reordered.
         let seq_seen = self.flags & per_side(SEQ_SEEN, sender) != 0;
-        if pure_syn
-            && seq_seen
-            && (self.closing != 0 || self.base_seq[sender] != t.tcp_seq)
-            && ts_ns >= self.last_seen_ns
-        {
-            step.reopen = true;
-            return step;
+        let same_syn = seq_seen && self.base_seq[sender] == t.tcp_seq;
+        // The refused SYN sent again (as Windows does, twice, after a RST):
+        // the same connect, the same connection (as tshark's stream), its
+        // refusal counted once; the RST ended the try before, not this one.
+        if pure_syn && ts_ns >= self.last_seen_ns {
+            if same_syn && self.health.is_refused() {
+                self.closing = 0;
+            } else if seq_seen && (self.closing != 0 || !same_syn) {
+                step.reopen = true;
+                return step;
+            }
         }
         if !seq_seen {
             self.base_seq[sender] = t.tcp_seq;
@@ -474,7 +478,7 @@ impl Conn {
         let syn_seen = self.flags & per_side(SEQ_SEEN, Side::Client) != 0;
         if syn_seen && self.base_seq[Side::Client] == seq {
             step.tcp.outcome = self.health.refuse();
-            if step.tcp.outcome.is_some() {
+            if self.health.is_refused() {
                 self.closing |= RST;
             }
         }
@@ -762,13 +766,21 @@ mod tests {
                 .reopen
         );
 
+        // After a refusal, a new connect's SYN (a new ISN) reopens; the
+        // refused SYN sent again is the same connection's, open again.
         let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
         c.tcp_step(&tcp(80, 40000, RST | ACK, 0), Side::Server, 10);
         assert!(c.is_closed());
         assert!(
-            c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 20)
+            c.tcp_step(&tcp(40000, 80, SYN, 555), Side::Client, 20)
                 .reopen
         );
+        assert!(
+            !c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 20)
+                .reopen
+        );
+        assert!(!c.is_closed());
+        assert!(c.is_half_open());
 
         let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, ACK, 100), Side::Client, 0);
         c.tcp_step(&tcp(40000, 80, FIN | ACK, 100), Side::Client, 10);
@@ -813,5 +825,84 @@ mod tests {
                 .reopen
         );
         assert!(c.is_half_open());
+    }
+
+    /// Feeds (c2s, flags, seq, ack, ts) segments as the table does: a
+    /// step that reopens starts a new connection with its packet. Returns
+    /// the flow's health once every connection has ended, and how many
+    /// connections there were.
+    fn health_of(segments: &[(bool, u8, u32, u32, u64)]) -> (crate::flow::TcpHealth, usize) {
+        let segment = |&(c2s, f, seq, ack, _): &(bool, u8, u32, u32, u64)| {
+            let t = Transport {
+                tcp_ack: ack,
+                tcp_window: 1000,
+                ..tcp(40000, 80, f, seq)
+            };
+            (t, Side::sender(c2s))
+        };
+        let mut health = crate::flow::TcpHealth::default();
+        let (t, sender) = segment(&segments[0]);
+        let (mut conn, step) = Conn::new(0, true, &t, sender, segments[0].4);
+        health.record(sender, step.tcp);
+        let mut conns = 1;
+        for s in &segments[1..] {
+            let (t, sender) = segment(s);
+            let mut step = conn.tcp_step(&t, sender, s.4);
+            if step.reopen {
+                health.record(Side::Client, conn.flush().tcp);
+                (conn, step) = Conn::new(0, true, &t, sender, s.4);
+                conns += 1;
+            }
+            health.record(sender, step.tcp);
+        }
+        health.record(Side::Client, conn.flush().tcp);
+        (health, conns)
+    }
+
+    /// Windows answers a RST to its SYN by sending the SYN twice more,
+    /// half a second apart: one connect, one connection (tshark's one
+    /// stream), one refusal, two SYNs sent again. A SYN with a new
+    /// sequence number after a refusal is a new connection.
+    #[test]
+    fn a_refused_syn_sent_again_is_one_refused_connection() {
+        const MS: u64 = 1_000_000;
+        // [established, refused, unanswered, reset, closed, open]
+        let outcomes = |h: &crate::flow::TcpHealth| h.connections.named().map(|(_, n)| n);
+        let mut segments = Vec::new();
+        for n in 0..3 {
+            segments.push((true, SYN, 100, 0, n * 500 * MS));
+            segments.push((false, RST | ACK, 0, 101, n * 500 * MS + MS));
+        }
+        let (health, conns) = health_of(&segments);
+        assert_eq!(outcomes(&health), [0, 1, 0, 0, 0, 0]);
+        assert_eq!(conns, 1);
+        assert_eq!(health.sent(Side::Client).retransmits, 2);
+        assert_eq!(health.sent(Side::Server).rsts, 3);
+        // The last try answered (the server came up): made, after one refusal.
+        segments.truncate(4);
+        segments.push((true, SYN, 100, 0, 1000 * MS));
+        segments.push((false, SYN | ACK, 900, 101, 1001 * MS));
+        segments.push((true, ACK, 101, 901, 1002 * MS));
+        let (health, conns) = health_of(&segments);
+        assert_eq!(outcomes(&health), [1, 1, 0, 0, 0, 1]);
+        assert_eq!(conns, 1);
+        // Another connect: another sequence number, another connection.
+        let (health, conns) = health_of(&[
+            (true, SYN, 100, 0, 0),
+            (false, RST | ACK, 0, 101, MS),
+            (true, SYN, 7000, 0, 500 * MS),
+            (false, RST | ACK, 0, 7001, 501 * MS),
+        ]);
+        assert_eq!(outcomes(&health), [0, 2, 0, 0, 0, 0]);
+        assert_eq!(conns, 2);
+        assert_eq!(health.sent(Side::Client).retransmits, 0);
+        // The refused SYN sent again and left unanswered: its outcome was
+        // the refusal, not unanswered as well.
+        let (health, _) = health_of(&[
+            (true, SYN, 100, 0, 0),
+            (false, RST | ACK, 0, 101, MS),
+            (true, SYN, 100, 0, 500 * MS),
+        ]);
+        assert_eq!(outcomes(&health), [0, 1, 0, 0, 0, 0]);
     }
 }

@@ -206,6 +206,14 @@ impl TcpHealth {
                 c.closed += 1;
                 c.open = c.open.saturating_sub(1);
             }
+            Some(Outcome::EstablishedThenClosed) => {
+                c.established += 1;
+                c.closed += 1;
+            }
+            Some(Outcome::EstablishedThenReset) => {
+                c.established += 1;
+                c.reset += 1;
+            }
         }
     }
 }
@@ -227,6 +235,10 @@ pub enum Outcome {
     Reset,
     /// An open connection ended by FINs from both sides.
     Closed,
+    /// Established by a packet read after the FINs of both sides (counted
+    /// as both at once), or after a RST.
+    EstablishedThenClosed,
+    EstablishedThenReset,
 }
 
 /// What one packet's step found, for its flow's [`TcpHealth`].
@@ -273,8 +285,13 @@ enum Stage {
     /// Not TCP, or nothing decided yet.
     #[default]
     None,
-    /// The client's SYN, no answer yet.
-    SynSent,
+    /// The client's SYN, no answer yet; `again` when it is that SYN sent
+    /// again after its refusal (Windows sends it twice more, half a second
+    /// apart, after a RST; a SYN resent on its timer can cross the RST):
+    /// the same connection, tshark's too, whose refusal is counted once.
+    SynSent {
+        again: bool,
+    },
     /// The server's SYN-ACK, the handshake not yet complete; `syn` when the
     /// client's SYN was seen.
     SynAcked {
@@ -284,6 +301,8 @@ enum Stage {
     /// another receive queue, handed on in batches), or the end of a
     /// connection the capture joined.
     Rst,
+    /// The client's SYN was refused (a RST, or an ICMP error): counted.
+    Refused,
     Open,
     /// The outcome is counted; nothing more is.
     Ended,
@@ -381,7 +400,7 @@ impl ConnHealth {
         let syn = f & flags::SYN != 0;
         let ack = f & flags::ACK != 0;
         self.stage = match (syn, ack, sender) {
-            (true, false, Side::Client) => Stage::SynSent,
+            (true, false, Side::Client) => Stage::SynSent { again: false },
             (true, true, Side::Server) if f & flags::RST == 0 => Stage::SynAcked { syn: false },
             // A RST|ACK says which SYN it answers.
             (false, true, Side::Server) if f & flags::RST != 0 => Stage::Rst,
@@ -393,10 +412,17 @@ impl ConnHealth {
     /// An ICMP error refused the client's SYN ([`crate::wire::icmp`]): the
     /// outcome, if the SYN is still unanswered.
     pub fn refuse(&mut self) -> Option<Outcome> {
-        (self.stage == Stage::SynSent).then(|| {
-            self.stage = Stage::Ended;
-            Outcome::Refused
-        })
+        let Stage::SynSent { again } = self.stage else {
+            return None;
+        };
+        self.stage = Stage::Refused;
+        (!again).then_some(Outcome::Refused)
+    }
+
+    /// Whether the client's SYN was refused: a SYN with its sequence number
+    /// is then that SYN sent again, not a new connection.
+    pub fn is_refused(&self) -> bool {
+        self.stage == Stage::Refused
     }
 
     /// One segment `t` sent by `sender`; `closed_by` says whether the
@@ -454,7 +480,7 @@ impl ConnHealth {
                         self.last_ack[Side::Server] == next
                     }) =>
             {
-                (Stage::Ended, Some(Outcome::Refused))
+                (Stage::Refused, Some(Outcome::Refused))
             }
             (Stage::Rst, _) if rst => (Stage::Rst, None),
             // Anything else: a connection the capture joined, reset (its
@@ -468,17 +494,23 @@ impl ConnHealth {
             // another connection (a stale RST; a challenge ACK in the old
             // sequence space, when the 4-tuple is reused): the client drops
             // it (RFC 9293 3.10.7.3) and its SYN is still unanswered.
-            (Stage::SynSent, Side::Server) if !self.acknowledges_syn(t) => (Stage::SynSent, None),
-            (Stage::SynSent, Side::Server) if rst => (Stage::Ended, Some(Outcome::Refused)),
-            (Stage::SynSent, Side::Server) if synack => (Stage::SynAcked { syn: true }, None),
+            (Stage::SynSent { .. }, Side::Server) if !self.acknowledges_syn(t) => {
+                (self.stage, None)
+            }
+            (Stage::SynSent { again }, Side::Server) if rst => {
+                (Stage::Refused, (!again).then_some(Outcome::Refused))
+            }
+            (Stage::SynSent { .. }, Side::Server) if synack => {
+                (Stage::SynAcked { syn: true }, None)
+            }
             // The SYN-ACK was not captured (a frame the mirror dropped, or
             // a mirror that sees one direction), but the connection shows
             // it was made: the server sends something other than a RST or
             // a SYN, or the client sends data after its SYN.
-            (Stage::SynSent, Side::Server) if f & flags::SYN == 0 => {
+            (Stage::SynSent { .. }, Side::Server) if f & flags::SYN == 0 => {
                 (Stage::Open, Some(Outcome::Established))
             }
-            (Stage::SynSent, Side::Client) if f & flags::SYN == 0 && payload => {
+            (Stage::SynSent { .. }, Side::Client) if f & flags::SYN == 0 && payload => {
                 (Stage::Open, Some(Outcome::Established))
             }
             (Stage::SynAcked { .. }, _) if rst => (Stage::Ended, Some(Outcome::ResetBeforeOpen)),
@@ -487,9 +519,26 @@ impl ConnHealth {
             {
                 (Stage::Open, Some(Outcome::Established))
             }
+            // The refused SYN sent again ([`ConnHealth::is_refused`]: the
+            // connection goes on only for a SYN with the same sequence
+            // number).
+            (Stage::Refused, Side::Client) if pure_syn => (Stage::SynSent { again: true }, None),
             (Stage::Open, _) if closed_by == Closing::Rst => (Stage::Ended, Some(Outcome::Reset)),
             (Stage::Open, _) if closed_by == Closing::Fins => (Stage::Ended, Some(Outcome::Closed)),
             (stage, _) => (stage, None),
+        };
+        // The packet that shows the connection made may come after its
+        // end: a FIN or RST read before the completing ACK (the mirror's
+        // two directions apart, or the ACK lost), or the ACK carrying the
+        // last FIN. Made and ended, both counted.
+        let (stage, outcome) = match (stage, outcome, closed_by) {
+            (Stage::Open, Some(Outcome::Established), Closing::Fins) => {
+                (Stage::Ended, Some(Outcome::EstablishedThenClosed))
+            }
+            (Stage::Open, Some(Outcome::Established), Closing::Rst) => {
+                (Stage::Ended, Some(Outcome::EstablishedThenReset))
+            }
+            (stage, outcome, _) => (stage, outcome),
         };
         self.stage = stage;
         outcome
@@ -502,7 +551,7 @@ impl ConnHealth {
     /// next sequence number (ending the old connection the challenge ACK
     /// spoke of). It closes nothing of this one.
     pub fn answers_another_syn(&self, t: &Transport, sender: Side) -> bool {
-        self.stage == Stage::SynSent
+        matches!(self.stage, Stage::SynSent { .. })
             && match sender {
                 Side::Server => !self.acknowledges_syn(t),
                 Side::Client => {
@@ -610,7 +659,10 @@ impl ConnHealth {
     /// (evicted to make room): a handshake not yet answered may still have
     /// been, so it is no outcome (`finish` counts nothing for it).
     pub fn abandon_handshake(&mut self) {
-        if matches!(self.stage, Stage::SynSent | Stage::SynAcked { syn: true }) {
+        if matches!(
+            self.stage,
+            Stage::SynSent { .. } | Stage::SynAcked { syn: true }
+        ) {
             self.stage = Stage::Ended;
         }
     }
@@ -619,11 +671,15 @@ impl ConnHealth {
     /// handshake that never completed was unanswered. Counted once.
     pub fn finish(&mut self) -> Option<Outcome> {
         let outcome = match self.stage {
-            Stage::SynSent | Stage::SynAcked { syn: true } => Some(Outcome::Unanswered),
+            Stage::SynSent { again: false } | Stage::SynAcked { syn: true } => {
+                Some(Outcome::Unanswered)
+            }
             Stage::SynAcked { syn: false } => Some(Outcome::JoinedOpen),
             // A RST no SYN came for: a joined connection's end.
             Stage::Rst => Some(Outcome::ResetBeforeOpen),
-            Stage::None | Stage::Open | Stage::Ended => None,
+            // Sent again after its refusal: that was its outcome.
+            Stage::SynSent { again: true } => None,
+            Stage::None | Stage::Open | Stage::Refused | Stage::Ended => None,
         };
         self.stage = Stage::Ended;
         outcome
@@ -730,6 +786,28 @@ mod tests {
         let mut quiet = TcpHealth::default();
         quiet.add(&TcpHealth::new(PerSide::default(), h.connections));
         assert!(quiet.sent.is_none());
+    }
+
+    /// The packet that makes the connection is read after both FINs (the
+    /// mirror's two directions apart, or the completing ACK lost and the
+    /// client's FIN the first to acknowledge the SYN-ACK): established and
+    /// closed, not open for ever. Likewise after a RST.
+    #[test]
+    fn a_connection_made_after_its_end_is_counted_ended() {
+        // [established, refused, unanswered, reset, closed, open]
+        let closed = run_acked(&[
+            (true, SYN, 100, 0, 1000, 0, 0),
+            (false, SYN | ACK, 900, 101, 1000, 0, MS),
+            (false, FIN | ACK, 901, 101, 1000, 0, 2 * MS),
+            (true, FIN | ACK, 101, 902, 1000, 0, 3 * MS),
+        ]);
+        assert_eq!(outcomes(&closed), [1, 0, 0, 0, 1, 0]);
+        let reset = run_acked(&[
+            (true, SYN, 100, 0, 1000, 0, 0),
+            (true, RST, 101, 0, 0, 0, MS),
+            (false, ACK, 900, 101, 1000, 10, 2 * MS),
+        ]);
+        assert_eq!(outcomes(&reset), [1, 0, 0, 1, 0, 0]);
     }
 
     #[test]
