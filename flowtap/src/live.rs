@@ -354,8 +354,8 @@ fn detach(captures: Vec<LiveCapture>, interfaces: &[String]) {
 }
 
 /// How long a stop waits for the workers to read what the capture rings
-/// hold once XDP is detached (a worker reads a full ring in well under a
-/// millisecond).
+/// hold once XDP is detached (a worker counts a million or more frames a
+/// second: the largest ring, 65,536 frames, in tens of milliseconds).
 const RINGS_READ_WITHIN: Duration = Duration::from_millis(500);
 
 /// Every capture queue's counters as they are now, interface by interface.

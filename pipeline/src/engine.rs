@@ -119,13 +119,10 @@ enum Control {
     /// what it gave to its shards ([`Pipeline::quiesce`]).
     Quiesce {
         reply: Sender<()>,
+        until: Instant,
     },
     Stop,
 }
-
-/// Polls a quiescing worker's source gives at most: a capture that still
-/// delivers (XDP not detached) must not keep it from answering.
-const QUIESCE_POLLS: usize = 256;
 
 /// What one shard exports for a snapshot.
 pub struct ShardExport {
@@ -420,8 +417,11 @@ impl Pipeline {
     /// no flow). Waits `within` at most for all to answer (a stuck worker
     /// is the last snapshot's to find).
     pub fn quiesce(&self, within: Duration) {
-        let reply_rx = self.ask_every_worker(|reply| Control::Quiesce { reply });
         let give_up = Instant::now() + within;
+        let reply_rx = self.ask_every_worker(|reply| Control::Quiesce {
+            reply,
+            until: give_up,
+        });
         for _ in &self.workers {
             if reply_rx.recv_deadline(give_up).is_err() {
                 break;
@@ -783,13 +783,18 @@ fn run_worker<S: PacketSource>(
                 Control::TakeEnded { reply } => {
                     let _ = reply.send(worker.table.take_ended_flows());
                 }
-                Control::Quiesce { reply } => {
+                Control::Quiesce { reply, until } => {
                     if let Some(src) = source.as_mut() {
-                        for _ in 0..QUIESCE_POLLS {
-                            if !matches!(poll_source(src, &mut worker, shared), Poll::Busy) {
-                                break;
-                            }
+                        // Until the ring is empty, whatever its size (a
+                        // count of polls left the frames past 16,384 of a
+                        // full 65,536-frame ring in no flow); a capture
+                        // that still delivers (XDP not detached) keeps it
+                        // no longer than the caller waits.
+                        let mut busy = true;
+                        while busy && Instant::now() < until {
+                            busy = matches!(poll_source(src, &mut worker, shared), Poll::Busy);
                         }
+                        src.settle();
                     }
                     let _ = reply.send(());
                 }

@@ -733,6 +733,10 @@ impl PacketSource for XskSource {
         // A busy-polling source never sleeps.
         (!self.busy_poll).then(|| self.wake.clone() as Arc<dyn SourceWaker>)
     }
+
+    fn settle(&mut self) {
+        self.refresh_stats();
+    }
 }
 
 impl Drop for XskSource {

@@ -847,21 +847,21 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_xdp_rx_dropped",
         Counter,
-        "Kernel: frames dropped for the socket (no room, or too long without multi-buffer).",
+        "Kernel: frames dropped for the socket: no free buffer (the worker too slow: its fill ring empty, copy mode), or too long without multi-buffer.",
         per_queue!(rx_dropped),
         Queue "rx_dropped"
     ),
     metric!(
         "flowtap_xdp_rx_ring_full",
         Counter,
-        "Kernel: frames dropped because the rx ring was full.",
+        "Kernel: frames dropped because the rx ring was full: 0 with flowtap's rings, whose rx ring has room for every buffer (a slow worker's frames are rx_dropped instead).",
         per_queue!(rx_ring_full),
         Queue "rx_ring_full"
     ),
     metric!(
         "flowtap_xdp_fill_ring_empty",
         Counter,
-        "Kernel: times the fill ring had no free buffer.",
+        "Kernel: times the fill ring had no free buffer (events, not frames: in zero-copy mode the NIC drops the frames, counted where its driver counts rx_missed_errors).",
         per_queue!(fill_ring_empty),
         Queue "fill_ring_empty"
     ),

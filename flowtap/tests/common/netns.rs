@@ -396,7 +396,12 @@ impl LiveFlowtap {
 
     /// Sends SIGTERM, and returns at once.
     pub(crate) fn terminate(&self) {
-        run(&["kill", "-TERM", &self.child.id().to_string()]);
+        self.signal("TERM");
+    }
+
+    /// Sends signal `name` (STOP, CONT, ...), and returns at once.
+    pub(crate) fn signal(&self, name: &str) {
+        run(&["kill", &format!("-{name}"), &self.child.id().to_string()]);
     }
 
     /// Waits (15 s at most) for flowtap to exit: its exit status and
@@ -419,9 +424,15 @@ impl LiveFlowtap {
 
     /// SIGTERM; the exit status, stderr, and what flowtap printed on
     /// stdout (`--dump`'s answers: small, within the pipe's buffer).
-    pub(crate) fn stop_with_stdout(mut self) -> (i32, String, String) {
+    pub(crate) fn stop_with_stdout(self) -> (i32, String, String) {
+        self.terminate();
+        self.wait_exit_with_stdout()
+    }
+
+    /// [`LiveFlowtap::wait_exit`], with what flowtap printed on stdout.
+    pub(crate) fn wait_exit_with_stdout(mut self) -> (i32, String, String) {
         let mut stdout = self.child.stdout.take().expect("stdout piped");
-        let (status, stderr) = self.stop();
+        let (status, stderr) = self.wait_exit();
         let mut text = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
         (status, stderr, text)

@@ -52,6 +52,12 @@ pub trait PacketSource: Send + 'static {
     fn waker(&self) -> Option<Arc<dyn SourceWaker>> {
         None
     }
+
+    /// Brings what the source counts of its losses up to date (a live
+    /// queue reads the kernel's and the NIC's counters every 250 ms): its
+    /// capture has stopped and its rings are read, and the last snapshot
+    /// reports them.
+    fn settle(&mut self) {}
 }
 
 /// Interrupts a source's wait for frames (see [`PacketSource::waker`]).
@@ -76,9 +82,11 @@ pub struct QueueStats<C = u64> {
     /// Frames whose XDP timestamp was missing (user-space time was used).
     pub without_timestamp: C,
     /// The kernel's XDP_STATISTICS for the socket (as last read): frames it
-    /// dropped for any reason (no room, a frame too large for a buffer).
+    /// dropped for any reason (no free buffer: the worker too slow, in
+    /// copy mode; a frame too large for a buffer).
     pub rx_dropped: C,
-    /// Drops because the rx ring was full: the worker was too slow.
+    /// Drops because the rx ring was full: none with flowtap's rings, whose
+    /// rx ring has a place for every buffer of the UMEM.
     pub rx_ring_full: C,
     /// Times the kernel found no free buffer to fill.
     pub fill_ring_empty: C,
