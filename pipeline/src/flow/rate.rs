@@ -148,12 +148,17 @@ impl Meter {
     ) -> Rates {
         let now_slot = clock.slot_of(as_of_ns);
         let oldest = now_slot.saturating_sub(SLOTS as u64 - 1);
-        let start_ns = (oldest * clock.slot_ns()).max(since_ns);
-        let span_s = as_of_ns.saturating_sub(start_ns) as f64 / 1e9;
-        let mut rates = Rates::default();
-        // The counted slots that the window still remembers.
+        // The counted slots that the window still remembers: all from
+        // `oldest`, but where a packet after `as_of_ns` opened a slot (a
+        // live worker counts a frame or two before it answers a snapshot)
+        // that slot's start took the oldest one's place.
         let lo = oldest.max(self.newest_slot.saturating_sub(SLOTS as u64 - 1));
         let hi = now_slot.min(self.newest_slot);
+        // The time of those slots only: the oldest one's time counted with
+        // none of its packets read a busy flow a quarter low.
+        let start_ns = (lo * clock.slot_ns()).max(since_ns);
+        let span_s = as_of_ns.saturating_sub(start_ns) as f64 / 1e9;
+        let mut rates = Rates::default();
         if span_s <= 0.0 || lo > hi {
             return rates;
         }
@@ -288,6 +293,23 @@ mod tests {
         // Capture began at 100 s; at 101 s the 10 packets span one second.
         let r = w.rates(clock, 101 * S, 100 * S);
         assert!((r.pps[Side::Client] - 10.0).abs() < 1e-9, "{r:?}");
+    }
+
+    /// A live snapshot is cut at `as_of`, but its worker may count a packet
+    /// stamped just after it, in the next slot, before it answers: that
+    /// slot's start replaces the oldest slot's, and the rate is of the
+    /// three slots left, over their own time.
+    #[test]
+    fn a_packet_past_the_snapshot_leaves_the_rate_whole() {
+        let clock = SlotClock::new(8 * S); // 2 s slots
+        let mut w = Flow::new();
+        // 10 packets/s from 100 s to just past 110 s (a slot boundary).
+        for i in 0..=100u64 {
+            w.record(clock, 100 * S + i * S / 10, Side::Client, 100);
+        }
+        w.record(clock, 110 * S + S / 1000, Side::Client, 100);
+        let r = w.rates(clock, 110 * S - S / 1000, 0);
+        assert!((r.pps[Side::Client] - 10.0).abs() < 0.1, "{r:?}");
     }
 
     #[test]
