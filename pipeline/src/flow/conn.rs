@@ -52,16 +52,52 @@ pub fn port_tier(port: u16) -> u8 {
 
 /// Whether the sender of a connection's first packet is its client.
 pub fn sender_is_client(t: &Transport) -> bool {
-    if t.proto == L4Proto::Tcp && t.fragment.carries_header() {
-        let f = t.tcp_flags;
-        if f & flags::SYN != 0 && f & flags::ACK == 0 {
-            return true;
-        }
-        if f & flags::SYN != 0 && f & flags::ACK != 0 && f & flags::RST == 0 {
-            return false;
-        }
+    if let Some(client) = handshake_says_client(t) {
+        return client;
+    }
+    // A RST|ACK read first where the ports say nothing: most often the
+    // refusal of a SYN read after it (the two directions on two receive
+    // queues: a closed high port, a NodePort without endpoints), which
+    // is the server's; an abort of a connection the capture joined is
+    // rarer.
+    if t.proto == L4Proto::Tcp
+        && t.fragment.carries_header()
+        && t.tcp_flags & (flags::SYN | flags::RST | flags::ACK) == flags::RST | flags::ACK
+        && ports_tie(t.src_port, t.dst_port)
+    {
+        return false;
     }
     sender_port_is_client(t.src_port, t.dst_port)
+}
+
+/// Whether the packet's own flags say who the client is: a SYN is the
+/// client's, a SYN-ACK the server's.
+fn handshake_says_client(t: &Transport) -> Option<bool> {
+    if t.proto != L4Proto::Tcp || !t.fragment.carries_header() {
+        return None;
+    }
+    let f = t.tcp_flags;
+    match (
+        f & flags::SYN != 0,
+        f & flags::ACK != 0,
+        f & flags::RST != 0,
+    ) {
+        (true, false, _) => Some(true),
+        (true, true, false) => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether nothing in a first packet says who the client is: no SYN or
+/// SYN-ACK, and ports alike (both listed services or neither, in one
+/// tier), so that the first sender is taken for the client.
+pub fn roles_are_a_guess(t: &Transport) -> bool {
+    handshake_says_client(t).is_none() && ports_tie(t.src_port, t.dst_port)
+}
+
+/// Ports that do not tell a service from its client.
+fn ports_tie(a: u16, b: u16) -> bool {
+    is_service_port(a) == is_service_port(b) && port_tier(a) == port_tier(b)
 }
 
 /// Whether the sender is the client by the ports alone (no SYN decided): a
@@ -606,6 +642,24 @@ mod tests {
             sender_is_client(&tcp(6260, 80, SYN | ACK | RST | FIN, 0)),
             "nonsense flags fall back to ports"
         );
+        // A RST|ACK first, the ports alike: a refusal read before its SYN.
+        assert!(!sender_is_client(&tcp(40000, 50051, RST | ACK, 0)));
+        assert!(!sender_is_client(&tcp(31000, 20000, RST | ACK, 0)));
+        // The ports decide where they can.
+        assert!(!sender_is_client(&tcp(443, 40000, RST | ACK, 0)));
+        assert!(sender_is_client(&tcp(40000, 443, RST | ACK, 0)));
+        // Services whose clients send from ports of a lower tier.
+        assert!(sender_is_client(&udp(801, 20048)), "NFSv3 mountd");
+        assert!(sender_is_client(&udp(5000, 51820)), "WireGuard");
+        // DHCPv6: the server's reply, read first.
+        assert!(!sender_is_client(&udp(547, 546)));
+        assert!(sender_is_client(&udp(546, 547)));
+        // Only a guess where neither the flags nor the ports say.
+        assert!(roles_are_a_guess(&udp(40000, 50443)));
+        assert!(roles_are_a_guess(&tcp(40000, 32771, ACK, 0)));
+        assert!(!roles_are_a_guess(&tcp(40000, 32771, SYN, 0)));
+        assert!(!roles_are_a_guess(&udp(40000, 53)));
+        assert!(!roles_are_a_guess(&udp(1023, 40000)));
     }
 
     /// Feeds (c2s, flags, ts) events in the given processing order; returns

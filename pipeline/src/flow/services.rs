@@ -40,7 +40,6 @@ pub const SERVICE_PORTS: &[(u16, &str)] = &[
     (464, "kpasswd"),
     (500, "ike"),
     (514, "syslog"),
-    (546, "dhcpv6-client"),
     (547, "dhcpv6-server"),
     (587, "submission"),
     (636, "ldaps"),
@@ -66,7 +65,9 @@ pub const SERVICE_PORTS: &[(u16, &str)] = &[
     (9092, "kafka"),
     (10250, "kubelet"),
     (11211, "memcached"),
+    (20048, "mountd"),
     (27017, "mongodb"),
+    (51820, "wireguard"),
 ];
 
 /// Whether `port` is a listed service port.

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::conn::{Conn, Step, sender_is_client};
+use super::conn::{Conn, Step, roles_are_a_guess, sender_is_client};
 use super::conn_records::{ConnEnd, ConnRecord, ConnRecords};
 use super::conns::{ConnRef, Conns};
 use super::counters::TableCounters;
@@ -337,11 +337,22 @@ impl FlowTable {
         p: &PacketMeta,
     ) {
         let (wire_len, ts) = (p.wire_len, p.ts_ns);
-        let client_is_lo = if sender_is_client(t) {
+        let mut client_is_lo = if sender_is_client(t) {
             from_lo
         } else {
             !from_lo
         };
+        // Where the first sender is only a guess, a flow of the pair the
+        // other way round decides: a connection expired idle, or evicted,
+        // and resumed by its server, and a reply read before its request
+        // (on another receive queue), keep their flow instead of opening
+        // one reversed (a lookup only for such packets).
+        if roles_are_a_guess(t)
+            && self.flows.index_of(&key.flow_key(client_is_lo)).is_none()
+            && self.flows.index_of(&key.flow_key(!client_is_lo)).is_some()
+        {
+            client_is_lo = !client_is_lo;
+        }
         let sender = Side::sender(from_lo == client_is_lo);
         let flow_key = key.flow_key(client_is_lo);
         let tracked = self.make_room_for_connection();
@@ -866,6 +877,42 @@ mod tests {
             all
         };
         assert_eq!(described(&mut one), described(&mut batched));
+    }
+
+    /// Two connections between high ports (nothing but their SYNs says who
+    /// serves) take turns in a table of one connection: each is evicted
+    /// and opened again mid-stream, often by its server's packet. Each
+    /// keeps its flow; guessing its client by that first sender split each
+    /// into two one-way flows, keyed the wrong way round.
+    #[test]
+    fn a_connection_opened_again_mid_stream_keeps_its_flow() {
+        let mut t = table(Limits {
+            max_connections: 1,
+            max_flows: 100,
+            max_sketches: 10,
+        });
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        let clients = [addr(1), addr(2)];
+        for (i, &client) in clients.iter().enumerate() {
+            t.update(&tcp(i as u64 * MS, client, 40_000, server, 50_051, SYN));
+        }
+        for n in 0..20u64 {
+            let client = clients[(n % 2) as usize];
+            let ts = (10 + 2 * n) * MS;
+            t.update(&tcp(ts, server, 50_051, client, 40_000, ACK));
+            t.update(&tcp(ts + MS / 2, client, 40_000, server, 50_051, ACK));
+        }
+        assert!(t.counters().connections_evicted > 0);
+        let mut keys: Vec<(Addr, Addr, u16)> = flows(&mut t)
+            .iter()
+            .map(|f| (f.key.client, f.key.server, f.key.server_port))
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            clients.map(|c| (c, server, 50_051)).to_vec(),
+            "one flow a connection, its server the SYN's"
+        );
     }
 
     /// Fragments take their flow from the first fragment: copies of them
