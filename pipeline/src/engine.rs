@@ -793,6 +793,10 @@ fn run_worker<S: PacketSource>(
                         let mut busy = true;
                         while busy && Instant::now() < until {
                             busy = matches!(poll_source(src, &mut worker, shared), Poll::Busy);
+                            // What the others hand over meanwhile (their
+                            // rings' frames of its connections), which a
+                            // full inbox would drop.
+                            worker.drain(DRAIN_BATCH);
                         }
                         src.settle();
                     }

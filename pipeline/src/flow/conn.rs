@@ -459,8 +459,11 @@ impl Conn {
         // the same connect, the same connection (as tshark's stream), its
         // refusal counted once; the RST ended the try before, not this one.
         if pure_syn && ts_ns >= self.last_seen_ns {
-            if same_syn && self.health.is_refused() {
+            // Not a mirror's copy of the refused SYN, read late: that
+            // repeats the SYN the RST answered.
+            if same_syn && self.health.is_refused() && !duplicate {
                 self.closing = 0;
+                self.health.syn_sent_again();
             } else if seq_seen && (self.closing != 0 || !same_syn) {
                 step.reopen = true;
                 return step;
@@ -508,17 +511,19 @@ impl Conn {
 
     /// An ICMP error refused the client's segment with sequence number
     /// `seq`: if that is this connection's SYN, still unanswered, the
-    /// connection is refused and closed, as by the server's RST.
-    pub fn refuse(&mut self, seq: u32) -> Step {
-        let mut step = Step::default();
+    /// connection is refused and closed, as by the server's RST. `None`
+    /// where the error refuses nothing of it (its refusal then waits for
+    /// a SYN, or is counted unmatched).
+    pub fn refuse(&mut self, seq: u32) -> Option<Step> {
         let syn_seen = self.flags & per_side(SEQ_SEEN, Side::Client) != 0;
-        if syn_seen && self.base_seq[Side::Client] == seq {
-            step.tcp.outcome = self.health.refuse();
-            if self.health.is_refused() {
-                self.closing |= RST;
-            }
+        if !(syn_seen && self.base_seq[Side::Client] == seq && self.health.awaits_answer()) {
+            return None;
         }
-        step
+        let mut step = Step::default();
+        // No outcome for the SYN sent again after its refusal: counted once.
+        step.tcp.outcome = self.health.refuse();
+        self.closing |= RST;
+        Some(step)
     }
 
     /// Whether this segment answers the connection: a SYN-ACK acknowledging
@@ -950,6 +955,18 @@ mod tests {
         assert_eq!(outcomes(&health), [0, 2, 0, 0, 0, 0]);
         assert_eq!(conns, 2);
         assert_eq!(health.sent(Side::Client).retransmits, 0);
+        // A copy of the refused SYN read after the RST (another mirror
+        // session, another queue), stamped before it: no try again, and
+        // the SYN sent again after it still is one.
+        let (health, conns) = health_of(&[
+            (true, SYN, 100, 0, 0),
+            (false, RST | ACK, 0, 101, MS),
+            (true, SYN, 100, 0, MS / 2),
+            (true, SYN, 100, 0, 500 * MS),
+            (false, RST | ACK, 0, 101, 501 * MS),
+        ]);
+        assert_eq!(outcomes(&health), [0, 1, 0, 0, 0, 0]);
+        assert_eq!(conns, 1);
         // The refused SYN sent again and left unanswered: its outcome was
         // the refusal, not unanswered as well.
         let (health, _) = health_of(&[

@@ -293,7 +293,9 @@ enum Stage {
         again: bool,
     },
     /// The server's SYN-ACK, the handshake not yet complete; `syn` when the
-    /// client's SYN was seen.
+    /// client's SYN was seen. (A SYN-ACK to the refused SYN sent again
+    /// starts a handshake whose outcome counts too: the server answered a
+    /// try after the refusal.)
     SynAcked {
         syn: bool,
     },
@@ -419,6 +421,21 @@ impl ConnHealth {
         (!again).then_some(Outcome::Refused)
     }
 
+    /// Whether the client's SYN waits for its answer (and an ICMP error
+    /// quoting it refuses it).
+    pub fn awaits_answer(&self) -> bool {
+        matches!(self.stage, Stage::SynSent { .. })
+    }
+
+    /// The client sent its refused SYN again ([`ConnHealth::is_refused`]),
+    /// a new SYN stamped after the refusal: the same connection waits
+    /// again, its refusal counted once.
+    pub fn syn_sent_again(&mut self) {
+        if self.stage == Stage::Refused {
+            self.stage = Stage::SynSent { again: true };
+        }
+    }
+
     /// Whether the client's SYN was refused: a SYN with its sequence number
     /// is then that SYN sent again, not a new connection.
     pub fn is_refused(&self) -> bool {
@@ -519,10 +536,6 @@ impl ConnHealth {
             {
                 (Stage::Open, Some(Outcome::Established))
             }
-            // The refused SYN sent again ([`ConnHealth::is_refused`]: the
-            // connection goes on only for a SYN with the same sequence
-            // number).
-            (Stage::Refused, Side::Client) if pure_syn => (Stage::SynSent { again: true }, None),
             (Stage::Open, _) if closed_by == Closing::Rst => (Stage::Ended, Some(Outcome::Reset)),
             (Stage::Open, _) if closed_by == Closing::Fins => (Stage::Ended, Some(Outcome::Closed)),
             (stage, _) => (stage, None),

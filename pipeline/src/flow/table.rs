@@ -426,8 +426,7 @@ impl FlowTable {
             if Side::sender(from_lo == conn.client_is_lo()) != Side::Client {
                 return None;
             }
-            let step = conn.refuse(t.tcp_seq);
-            step.tcp.outcome.is_some().then_some((at, step))
+            conn.refuse(t.tcp_seq).map(|step| (at, step))
         });
         let Some((at, step)) = refused else {
             self.counters.icmp_refusals_unmatched +=
@@ -1069,6 +1068,42 @@ mod tests {
             3,
             "those of another sequence number, of an answered connection and of one never seen"
         );
+    }
+
+    /// A client sends its SYN again after an ICMP refusal (as after a
+    /// RST): one connection, refused once, each error matched to a SYN.
+    #[test]
+    fn a_syn_sent_again_after_an_icmp_refusal_is_refused_once() {
+        let mut t = table(TableConfig::default().limits);
+        let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
+        for n in 0..3u64 {
+            let syn = tcp(n * 500 * MS, client, 40_000, server, 443, SYN);
+            let refusal = PacketMeta {
+                ts_ns: syn.ts_ns + MS,
+                counts_packet: false,
+                refusal: true,
+                wire_len: 0,
+                transport: Transport {
+                    tcp_flags: 0,
+                    ..syn.transport
+                },
+                ..syn
+            };
+            t.update(&syn);
+            t.update(&refusal);
+        }
+        t.end_capture();
+        let [f] = &flows(&mut t)[..] else {
+            panic!("one flow")
+        };
+        assert_eq!(f.connections, 1);
+        assert_eq!(f.tcp.connections.refused, 1);
+        assert_eq!(
+            f.tcp.sent(Side::Client).retransmits,
+            2,
+            "the SYN sent again"
+        );
+        assert_eq!(t.counters().icmp_refusals_unmatched, 0);
     }
 
     /// With several receive queues, the server's RST can reach the table
