@@ -42,6 +42,8 @@ pub struct ServiceRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityKind {
     Pod,
+    /// A Service's own address (a ClusterIP, its load balancer's), or an
+    /// endpoint of it that is no pod (a managed control plane's).
     ServiceIp,
     Node,
 }
@@ -57,7 +59,10 @@ pub struct Identity {
     /// of its ReplicaSets, a StatefulSet's, a DaemonSet's, a Job's), or the
     /// pod itself when nothing owns it.
     pub workload: Option<Arc<str>>,
-    /// Sorted by name.
+    /// Services with an address of their own first, then headless ones
+    /// (`clusterIP: None`), each by name: where two reach the pod on the
+    /// same port (a chart's `redis-headless` beside `redis-master`), the
+    /// one clients connect to names the traffic.
     pub services: Vec<ServiceRef>,
     /// In pod spec order.
     pub containers: Vec<ContainerRef>,
@@ -327,6 +332,17 @@ impl Inventory {
             ..Inventory::default()
         };
 
+        let headless: std::collections::HashSet<(&str, &str)> = services
+            .clone()
+            .into_iter()
+            .filter(|s| s.spec.cluster_ip.as_deref() == Some("None"))
+            .map(|s| {
+                (
+                    s.metadata.namespace.as_deref().unwrap_or("default"),
+                    s.metadata.name.as_str(),
+                )
+            })
+            .collect();
         // Services reaching each pod, through the EndpointSlices, with
         // their ports: a set a service, found by name (a pod reached by
         // many services, or through many endpoints of a slice of many
@@ -335,6 +351,10 @@ impl Inventory {
         // Each service's endpoints with the pod each stands for, if named.
         let mut endpoints: HashMap<ServiceKey, Vec<(Option<PodKey>, ServiceEndpoint)>> =
             HashMap::new();
+        // Endpoints that are no pod (a managed control plane behind the
+        // `kubernetes` Service, a Service without a selector whose
+        // endpoints someone wrote): their addresses are the service's.
+        let mut podless: Vec<(IpAddr, ServiceKey, Vec<u16>)> = Vec::new();
         for slice in slices {
             let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) else {
                 continue;
@@ -372,6 +392,9 @@ impl Inventory {
                 // the API says consumers use the first (an FQDN slice's
                 // addresses are names, not read here).
                 if let Some(ip) = endpoint.addresses.first().and_then(|a| a.parse().ok()) {
+                    if pod.is_none() {
+                        podless.push((ip, (ns.clone(), service.clone()), ports.clone()));
+                    }
                     of_service.push((
                         pod,
                         ServiceEndpoint {
@@ -419,7 +442,9 @@ impl Inventory {
                     ports: ports.into_iter().collect(),
                 })
                 .collect();
-            services.sort_by(|a, b| a.name.cmp(&b.name));
+            services.sort_by_cached_key(|s| {
+                (headless.contains(&(ns.as_str(), &*s.name)), s.name.clone())
+            });
             let containers = pod
                 .spec
                 .containers
@@ -574,6 +599,25 @@ impl Inventory {
         }
         for (ip, identity) in outside_service_ips {
             inv.by_ip.entry(ip).or_insert(Named::new(identity));
+        }
+        // Last: a pod's or a node's name for the address comes first (a
+        // self-managed control plane's endpoints are its nodes).
+        podless.sort();
+        for (ip, (ns, service), ports) in podless {
+            inv.by_ip.entry(ip).or_insert_with(|| {
+                Named::new(Arc::new(Identity {
+                    kind: IdentityKind::ServiceIp,
+                    pod: None,
+                    ns: Some(ns.as_str().into()),
+                    node: None,
+                    workload: Some(service.as_str().into()),
+                    services: vec![ServiceRef {
+                        name: service.as_str().into(),
+                        ports,
+                    }],
+                    containers: Vec::new(),
+                }))
+            });
         }
         inv.workloads.sort();
         inv
@@ -773,6 +817,73 @@ mod tests {
             ]
         );
         assert_eq!(inv.endpoints_of("monitoring", "other"), []);
+    }
+
+    /// A chart's headless service beside the one clients connect to, both
+    /// reaching the pod on its port: the traffic is the second's, before
+    /// kube-proxy's translation (its ClusterIP) and after (the pod).
+    #[test]
+    fn a_pod_behind_a_headless_service_and_another_is_named_by_the_other() {
+        let service = |name: &str, cluster_ip: &str| {
+            serde_json::json!({"kind": "Service", "metadata": {"name": name, "namespace": "db"},
+                "spec": {"clusterIP": cluster_ip, "ports": [{"port": 6379}]}})
+        };
+        let slice = |service: &str| {
+            serde_json::json!({"kind": "EndpointSlice",
+                "metadata": {"name": format!("{service}-x"), "namespace": "db",
+                             "labels": {"kubernetes.io/service-name": service}},
+                "endpoints": [{"addresses": ["198.18.1.1"],
+                               "targetRef": {"kind": "Pod", "name": "redis-master-0", "namespace": "db"}}],
+                "ports": [{"port": 6379}]})
+        };
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"kind": "Pod", "metadata": {"name": "redis-master-0", "namespace": "db"},
+             "status": {"phase": "Running", "podIP": "198.18.1.1"}},
+            service("redis-headless", "None"),
+            service("redis-master", "198.19.0.20"),
+            slice("redis-headless"),
+            slice("redis-master"),
+        ]});
+        let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
+        let pod = inv.lookup(ip("198.18.1.1")).unwrap();
+        assert_eq!(
+            pod.service(Some(6379)).map(|s| s.as_ref()),
+            Some("redis-master")
+        );
+        assert_eq!(pod.service(None).map(|s| s.as_ref()), Some("redis-master"));
+        let cluster_ip = inv.lookup(ip("198.19.0.20")).unwrap();
+        assert_eq!(
+            cluster_ip.service(Some(6379)).map(|s| s.as_ref()),
+            Some("redis-master")
+        );
+    }
+
+    /// The `kubernetes` Service's endpoints are the control plane's, no
+    /// pod: traffic to them after kube-proxy's translation is the service's,
+    /// not an address outside the cluster. A node's name comes first.
+    #[test]
+    fn an_endpoint_that_is_no_pod_is_named_by_its_service() {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"},
+             "spec": {"clusterIP": "198.19.0.1", "ports": [{"port": 443}]}},
+            {"kind": "EndpointSlice",
+             "metadata": {"name": "kubernetes", "namespace": "default",
+                          "labels": {"kubernetes.io/service-name": "kubernetes"}},
+             "endpoints": [{"addresses": ["198.18.9.10"]}, {"addresses": ["198.18.9.11"]}],
+             "ports": [{"port": 6443}]},
+            {"kind": "Node", "metadata": {"name": "cp-1"},
+             "status": {"addresses": [{"type": "InternalIP", "address": "198.18.9.11"}]}},
+        ]});
+        let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
+        let api = inv.lookup(ip("198.18.9.10")).unwrap();
+        assert_eq!(api.kind, IdentityKind::ServiceIp);
+        assert_eq!(api.ns.as_deref(), Some("default"));
+        assert_eq!(
+            api.service(Some(6443)).map(|s| s.as_ref()),
+            Some("kubernetes")
+        );
+        let node = inv.lookup(ip("198.18.9.11")).unwrap();
+        assert_eq!(node.node.as_deref(), Some("cp-1"));
     }
 
     #[test]
