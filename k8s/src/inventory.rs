@@ -12,7 +12,8 @@
 //!   hostNetwork pods, which share that address, so hostNetwork pods are not
 //!   mapped by IP.
 //!
-//! Pods that finished (Succeeded, Failed) are skipped: their IPs are reused.
+//! Pods that finished (Succeeded, Failed) or are being deleted name their
+//! old IP only while no running pod has it: their IPs are reused.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
