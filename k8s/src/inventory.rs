@@ -112,6 +112,23 @@ fn workload_of(meta: &ObjectMeta) -> &str {
 }
 
 impl Identity {
+    /// A service's address: the service `name` in namespace `ns`, its
+    /// workload too, reached on `ports`.
+    fn of_service(ns: Arc<str>, name: &str, ports: Vec<u16>) -> Identity {
+        Identity {
+            kind: IdentityKind::ServiceIp,
+            pod: None,
+            ns: Some(ns),
+            node: None,
+            workload: Some(name.into()),
+            services: vec![ServiceRef {
+                name: name.into(),
+                ports,
+            }],
+            containers: Vec::new(),
+        }
+    }
+
     /// The service for traffic on `port` (a server port): one whose
     /// ports include it (an EndpointSlice without ports reaches any), none
     /// if no service exposes it (a scrape of a pod's metrics port is not
@@ -535,18 +552,11 @@ impl Inventory {
                 name: svc.metadata.name.as_str().into(),
                 node: None,
             });
-            let identity = Arc::new(Identity {
-                kind: IdentityKind::ServiceIp,
-                pod: None,
-                ns: Some(ns),
-                node: None,
-                workload: Some(svc.metadata.name.as_str().into()),
-                services: vec![ServiceRef {
-                    name: svc.metadata.name.as_str().into(),
-                    ports: svc.spec.ports.iter().map(|p| p.port).collect(),
-                }],
-                containers: Vec::new(),
-            });
+            let identity = Arc::new(Identity::of_service(
+                ns,
+                &svc.metadata.name,
+                svc.spec.ports.iter().map(|p| p.port).collect(),
+            ));
             let ips = svc
                 .spec
                 .cluster_ips
@@ -606,18 +616,11 @@ impl Inventory {
         podless.sort();
         for (ip, (ns, service), ports) in podless {
             inv.by_ip.entry(ip).or_insert_with(|| {
-                Named::new(Arc::new(Identity {
-                    kind: IdentityKind::ServiceIp,
-                    pod: None,
-                    ns: Some(ns.as_str().into()),
-                    node: None,
-                    workload: Some(service.as_str().into()),
-                    services: vec![ServiceRef {
-                        name: service.as_str().into(),
-                        ports,
-                    }],
-                    containers: Vec::new(),
-                }))
+                Named::new(Arc::new(Identity::of_service(
+                    ns.as_str().into(),
+                    &service,
+                    ports,
+                )))
             });
         }
         inv.workloads.sort();

@@ -60,9 +60,8 @@ pub fn sender_is_client(t: &Transport) -> bool {
     // queues: a closed high port, a NodePort without endpoints), which
     // is the server's; an abort of a connection the capture joined is
     // rarer.
-    if t.proto == L4Proto::Tcp
-        && t.fragment.carries_header()
-        && t.tcp_flags & (flags::SYN | flags::RST | flags::ACK) == flags::RST | flags::ACK
+    if tcp_flags(t)
+        .is_some_and(|f| f & (flags::SYN | flags::RST | flags::ACK) == flags::RST | flags::ACK)
         && ports_tie(t.src_port, t.dst_port)
     {
         return false;
@@ -73,10 +72,7 @@ pub fn sender_is_client(t: &Transport) -> bool {
 /// Whether the packet's own flags say who the client is: a SYN is the
 /// client's, a SYN-ACK the server's.
 fn handshake_says_client(t: &Transport) -> Option<bool> {
-    if t.proto != L4Proto::Tcp || !t.fragment.carries_header() {
-        return None;
-    }
-    let f = t.tcp_flags;
+    let f = tcp_flags(t)?;
     match (
         f & flags::SYN != 0,
         f & flags::ACK != 0,
@@ -86,6 +82,12 @@ fn handshake_says_client(t: &Transport) -> Option<bool> {
         (true, true, false) => Some(false),
         _ => None,
     }
+}
+
+/// A TCP segment's flags, where the packet carries its header (a later
+/// fragment does not).
+fn tcp_flags(t: &Transport) -> Option<u8> {
+    (t.proto == L4Proto::Tcp && t.fragment.carries_header()).then_some(t.tcp_flags)
 }
 
 /// Whether nothing in a first packet says who the client is: no SYN or
@@ -461,9 +463,8 @@ impl Conn {
         if pure_syn && ts_ns >= self.last_seen_ns {
             // Not a mirror's copy of the refused SYN, read late: that
             // repeats the SYN the RST answered.
-            if same_syn && self.health.is_refused() && !duplicate {
+            if same_syn && !duplicate && self.health.syn_sent_again() {
                 self.closing = 0;
-                self.health.syn_sent_again();
             } else if seq_seen && (self.closing != 0 || !same_syn) {
                 step.reopen = true;
                 return step;

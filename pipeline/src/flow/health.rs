@@ -427,19 +427,17 @@ impl ConnHealth {
         matches!(self.stage, Stage::SynSent { .. })
     }
 
-    /// The client sent its refused SYN again ([`ConnHealth::is_refused`]),
-    /// a new SYN stamped after the refusal: the same connection waits
-    /// again, its refusal counted once.
-    pub fn syn_sent_again(&mut self) {
-        if self.stage == Stage::Refused {
+    /// The client sent its SYN again (its sequence number, stamped after
+    /// the last packet): where that SYN was refused, the same connection
+    /// waits again, its refusal counted once, and this says true; else
+    /// nothing changes (a SYN with its sequence number after a close is a
+    /// new connection).
+    pub fn syn_sent_again(&mut self) -> bool {
+        let refused = self.stage == Stage::Refused;
+        if refused {
             self.stage = Stage::SynSent { again: true };
         }
-    }
-
-    /// Whether the client's SYN was refused: a SYN with its sequence number
-    /// is then that SYN sent again, not a new connection.
-    pub fn is_refused(&self) -> bool {
-        self.stage == Stage::Refused
+        refused
     }
 
     /// One segment `t` sent by `sender`; `closed_by` says whether the

@@ -755,6 +755,22 @@ mod tests {
         }
     }
 
+    /// An ICMP error refusing `client`'s segment with sequence number `seq`
+    /// to `server`'s port 443: counted in no flow, only matched to its SYN.
+    fn refusal(ts_ns: u64, client: Addr, port: u16, server: Addr, seq: u32) -> PacketMeta {
+        let segment = tcp(ts_ns, client, port, server, 443, 0);
+        PacketMeta {
+            counts_packet: false,
+            refusal: true,
+            wire_len: 0,
+            transport: Transport {
+                tcp_seq: seq,
+                ..segment.transport
+            },
+            ..segment
+        }
+    }
+
     fn table(limits: Limits) -> FlowTable {
         table_of(TableConfig {
             limits,
@@ -1014,19 +1030,7 @@ mod tests {
             }),
             ..TableConfig::default()
         });
-        let refusal = |ts: u64, port: u16, seq: u32| {
-            let segment = tcp(ts, client, port, server, 443, 0);
-            PacketMeta {
-                counts_packet: false,
-                refusal: true,
-                wire_len: 0,
-                transport: Transport {
-                    tcp_seq: seq,
-                    ..segment.transport
-                },
-                ..segment
-            }
-        };
+        let refusal = |ts: u64, port: u16, seq: u32| refusal(ts, client, port, server, seq);
         let packets = [
             tcp(0, client, 40_000, server, 443, SYN),
             refusal(MS, 40_000, 1),
@@ -1077,20 +1081,9 @@ mod tests {
         let mut t = table(TableConfig::default().limits);
         let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
         for n in 0..3u64 {
-            let syn = tcp(n * 500 * MS, client, 40_000, server, 443, SYN);
-            let refusal = PacketMeta {
-                ts_ns: syn.ts_ns + MS,
-                counts_packet: false,
-                refusal: true,
-                wire_len: 0,
-                transport: Transport {
-                    tcp_flags: 0,
-                    ..syn.transport
-                },
-                ..syn
-            };
-            t.update(&syn);
-            t.update(&refusal);
+            let ts = n * 500 * MS;
+            t.update(&tcp(ts, client, 40_000, server, 443, SYN));
+            t.update(&refusal(ts + MS, client, 40_000, server, 1));
         }
         t.end_capture();
         let [f] = &flows(&mut t)[..] else {
@@ -1133,12 +1126,7 @@ mod tests {
     #[test]
     fn an_icmp_error_read_before_its_syn_still_refuses_it() {
         let (client, server) = (addr(1), Addr::from_v4([198, 19, 0, 1]));
-        let refusal = |ts: u64, port: u16| PacketMeta {
-            counts_packet: false,
-            refusal: true,
-            wire_len: 0,
-            ..tcp(ts, client, port, server, 443, 0)
-        };
+        let refusal = |ts: u64, port: u16| refusal(ts, client, port, server, 1);
         // Both with sequence number 1: the refusal quotes the SYN.
         let syn = |ts: u64, port: u16| tcp(ts, client, port, server, 443, SYN);
         for batch in [false, true] {
@@ -1534,19 +1522,7 @@ mod tests {
                 tcp(ts + 2 * MS, c, port, server, 443, ACK),
             ]
         };
-        let refusal = |ts: u64, port: u16| {
-            let segment = tcp(ts, c, port, server, 443, 0);
-            PacketMeta {
-                counts_packet: false,
-                refusal: true,
-                wire_len: 0,
-                transport: Transport {
-                    tcp_seq: 1,
-                    ..segment.transport
-                },
-                ..segment
-            }
-        };
+        let refusal = |ts: u64, port: u16| refusal(ts, c, port, server, 1);
         let long_syn = crate::flow::Timeouts {
             tcp_idle_ns: 5 * s,
             tcp_closed_ns: 5 * s,
