@@ -778,7 +778,8 @@ impl<'a> Walk<'a, '_> {
                     self.ipv6(ip.payload)
                 };
             }
-            ip_proto::GRE if self.decap.gre => return self.gre(&ip),
+            // ERSPAN rides GRE, and is switched off on its own.
+            ip_proto::GRE if self.decap.gre || self.decap.erspan => return self.gre(&ip),
             // IPv6 walks past it with its extension headers.
             ip_proto::AH if ip.layer == Layer::Ipv4 && !later => return self.after_ah(ip),
             _ => return IP_OTHER,
@@ -984,6 +985,9 @@ impl<'a> Walk<'a, '_> {
     fn gre(&mut self, ip: &Upper<'a>) -> Outcome {
         let header = match gre::Header::new_checked(ip.payload) {
             Ok(h) => h,
+            // Cut short, it may be no ERSPAN: with GRE not opened, the
+            // packet of the GRE flow.
+            Err(gre::Error::Len(_)) if !self.decap.gre => return IP_OTHER,
             Err(gre::Error::Len(len)) => return Err(len.into()),
             Err(gre::Error::Unsupported) => return IP_OTHER,
         };
@@ -1013,6 +1017,9 @@ impl<'a> Walk<'a, '_> {
                     erspan::FrameType::Other(_) => NON_IP,
                 }
             }
+            // `--no-decap gre` leaves ERSPAN open, and every other GRE
+            // packet the packet of the GRE flow.
+            _ if !self.decap.gre => IP_OTHER,
             ethertype::TEB => {
                 self.tunnel(Encap::Gre, ip)?;
                 self.ethernet_in(Encap::Gre, header.key(), inner)
@@ -1778,6 +1785,32 @@ mod tests {
         );
         assert_eq!(
             off.dissect(LinkType::Ethernet, &f).result,
+            Ok(Dissected::Other(OtherKind::IpOther))
+        );
+        // ERSPAN rides GRE but is switched off on its own: a switch's
+        // mirror stays open when plain GRE tunnels are left closed, and the
+        // other way round. A GRE header cut short is no ERSPAN either.
+        let span = ipv4_over(
+            47,
+            &[
+                gre::tests::header(0x88be, None, true, false),
+                erspan::tests::header(erspan::VERSION_II, 33, false),
+                inner_frame(),
+            ]
+            .concat(),
+        );
+        let opened = Dissector::new(Decap::DEFAULT.without(Tunnel::Gre))
+            .dissect(LinkType::Ethernet, &span)
+            .carried;
+        assert_eq!(opened.encap, Some(Encap::ErspanII));
+        let erspan_off = Dissector::new(Decap::DEFAULT.without(Tunnel::Erspan));
+        assert_eq!(
+            erspan_off.dissect(LinkType::Ethernet, &span).result,
+            Ok(Dissected::Other(OtherKind::IpOther))
+        );
+        assert_eq!(
+            off.dissect(LinkType::Ethernet, &ipv4_over(47, &[0x00, 0x00]))
+                .result,
             Ok(Dissected::Other(OtherKind::IpOther))
         );
     }
