@@ -905,6 +905,7 @@ impl<'a> Walk<'a, '_> {
                         }
                         Some(vxlan::NEXT_IPV4) => self.ipv4(inner),
                         Some(vxlan::NEXT_IPV6) => self.ipv6(inner),
+                        Some(vxlan::NEXT_MPLS) => self.by_ethertype(ethertype::MPLS_UNICAST, inner),
                         Some(_) => NON_IP,
                     }),
             );
@@ -1882,6 +1883,13 @@ mod tests {
         let decap = Decap::DEFAULT
             .on_ports(Tunnel::Vxlan, &[4789, 4790])
             .unwrap();
+        let d = Dissector::new(decap).dissect(LinkType::Ethernet, &ipv4_over(17, &gpe));
+        assert_eq!(transport(d.result.unwrap()).dst_port, 80);
+        // An MPLS label stack (a VPN's traffic), its bottom label then IP.
+        let mut gpe = udp::tests::header(50000, 4790);
+        gpe.extend_from_slice(&[0x0c, 0, 0, vxlan::NEXT_MPLS, 0, 0, 9, 0]);
+        gpe.extend_from_slice(&[0, 2, 0, 64, 0, 3, 1, 64]);
+        gpe.extend(ipv4_tcp(0));
         let d = Dissector::new(decap).dissect(LinkType::Ethernet, &ipv4_over(17, &gpe));
         assert_eq!(transport(d.result.unwrap()).dst_port, 80);
 

@@ -24,6 +24,8 @@ pub const GPE_PORT: u16 = 4790;
 pub const NEXT_IPV4: u8 = 1;
 pub const NEXT_IPV6: u8 = 2;
 pub const NEXT_ETHERNET: u8 = 3;
+/// An MPLS label stack (the draft's 0x5; 0x4, NSH, is not read).
+pub const NEXT_MPLS: u8 = 5;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Header<T: AsRef<[u8]>> {
