@@ -403,6 +403,7 @@ pub(crate) fn dump(publisher: &Mutex<Publisher>, targets: &[String]) -> anyhow::
         .views()
         .load_full();
     let mut stdout = std::io::stdout().lock();
+    let terminal = std::io::IsTerminal::is_terminal(&stdout);
     let mut failed = false;
     for target in targets {
         let (path, query) = api::rest::split_target(target);
@@ -411,9 +412,12 @@ pub(crate) fn dump(publisher: &Mutex<Publisher>, targets: &[String]) -> anyhow::
             failed = true;
             eprintln!("flowtap: --dump {target}: HTTP {}", response.status);
         }
-        stdout
-            .write_all(&response.body)
-            .context("writing to stdout")?;
+        if terminal {
+            stdout.write_all(crate::table::json_for_terminal(&response.body).as_bytes())
+        } else {
+            stdout.write_all(&response.body)
+        }
+        .context("writing to stdout")?;
         stdout.write_all(b"\n").context("writing to stdout")?;
     }
     stdout.flush().context("writing to stdout")?;

@@ -60,6 +60,7 @@ pub(crate) struct Endpoint {
     pub port: Option<u16>,
     pub pod: Option<String>,
     pub svc: Option<String>,
+    pub ns: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +169,7 @@ pub(crate) fn top_flows(
         hidden.map(move |hidden| Layout {
             hidden,
             health_wraps,
+            squeezed: false,
         })
     };
     // First every layout whose cells all stay on one line, whole names and
@@ -200,7 +202,9 @@ pub(crate) fn top_flows(
         });
         candidates.min_by_key(|(rows, l)| lines_of(&rows.rows, *l, width))
     };
-    // Nothing fits: the narrowest, wrapped.
+    // Nothing fits (a tmux pane of 40 columns): the narrowest, every cell
+    // wrapped within the terminal's width, names split over lines rather
+    // than every line of the table wrapped by the terminal.
     let (rows, layout) = one_line
         .or_else(wrapped)
         .or_else(names_only)
@@ -210,6 +214,7 @@ pub(crate) fn top_flows(
             let layout = Layout {
                 hidden: DROPPED_FIRST.len(),
                 health_wraps: true,
+                squeezed: true,
             };
             (narrowest, layout)
         });
@@ -249,7 +254,7 @@ fn lines_of(rows: &[Row], layout: Layout, width: Option<u16>) -> usize {
 
 /// The columns `text` takes in a terminal (a CJK character two, a
 /// combining mark none), as comfy-table lays it out.
-fn columns(text: &str) -> usize {
+pub(crate) fn columns(text: &str) -> usize {
     unicode_width::UnicodeWidthStr::width(text)
 }
 
@@ -262,14 +267,7 @@ const HEALTH_WIDTH: usize = 12;
 
 /// The cells of `answer`'s flows, names cut to `name_width`.
 fn rows_of(answer: &FlowsAnswer, name_width: Option<usize>) -> Vec<Row> {
-    // Names are shortened, addresses never (a cut address names another).
-    let name = |e: &Endpoint| {
-        if e.pod.is_some() || e.svc.is_some() {
-            shortened(name(e), name_width)
-        } else {
-            name(e)
-        }
-    };
+    let namings = namings(answer);
     let sent = |s: &SideStats| {
         let plural = if s.tx_pkts == 1 { "" } else { "s" };
         format!("{} pkt{plural}, {}", s.tx_pkts, bytes(s.tx_bytes))
@@ -277,15 +275,21 @@ fn rows_of(answer: &FlowsAnswer, name_width: Option<usize>) -> Vec<Row> {
     answer
         .flows
         .iter()
-        .map(|row| {
+        .zip(namings)
+        .map(|(row, naming)| {
             let c = &row.client_stats;
             let handshake = match (c.tcp_handshake_p50_us, c.tcp_handshake_p99_us) {
                 (Some(p50), Some(p99)) => format!("{} / {}", micros(p50), micros(p99)),
                 _ => String::new(),
             };
             [
-                name(&row.client),
-                with_port(&name(&row.server), &row.server),
+                label(&row.client, naming, name_width, None),
+                label(
+                    &row.server,
+                    naming,
+                    name_width,
+                    Some(row.server.port.unwrap_or(0)),
+                ),
                 sanitized(&row.proto),
                 sent(&row.client_stats),
                 sent(&row.server_stats),
@@ -306,8 +310,11 @@ struct Layout {
     /// The first `hidden` of [`DROPPED_FIRST`] are hidden.
     hidden: usize,
     /// The TCP health's text wraps within [`HEALTH_WIDTH`] (no other
-    /// cell ever wraps).
+    /// cell wraps, unless squeezed).
     health_wraps: bool,
+    /// Every cell wraps as comfy-table makes the table fit: the last
+    /// resort.
+    squeezed: bool,
 }
 
 impl Layout {
@@ -387,6 +394,8 @@ fn table_of(rows: Vec<Row>, layout: Layout, width: Option<u16>) -> Table {
     for i in 0..COLUMNS.len() {
         let constraint = if layout.hides(i) {
             ColumnConstraint::Hidden
+        } else if layout.squeezed {
+            continue;
         } else if i == HEALTH && layout.health_wraps {
             ColumnConstraint::LowerBoundary(Width::Fixed(health_width as u16))
         } else {
@@ -463,6 +472,77 @@ fn not_seen(c: &CoverageAnswer) -> String {
     out
 }
 
+/// How fully a row names its endpoints: by pod (or service, or address)
+/// alone; with their namespace; with their namespace and address too. A
+/// row takes more words only where fewer would read as another row (a pod
+/// of the same name in another namespace, a StatefulSet's `postgres-0` in
+/// `prod` and `staging`; the IPv4 and IPv6 flows of one pair of pods).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Naming {
+    Name,
+    Namespaced,
+    WithAddress,
+}
+
+/// Each row's [`Naming`]: the fewest words that tell it from every other
+/// row (judged on whole names, so that a row reads the same at every
+/// width).
+fn namings(answer: &FlowsAnswer) -> Vec<Naming> {
+    let mut namings = vec![Naming::Name; answer.flows.len()];
+    for more in [Naming::Namespaced, Naming::WithAddress] {
+        let read: Vec<(String, String, &str)> = answer
+            .flows
+            .iter()
+            .zip(&namings)
+            .map(|(row, &n)| {
+                (
+                    label(&row.client, n, None, None),
+                    label(&row.server, n, None, Some(row.server.port.unwrap_or(0))),
+                    row.proto.as_str(),
+                )
+            })
+            .collect();
+        let mut times: std::collections::HashMap<&(String, String, &str), usize> =
+            std::collections::HashMap::new();
+        for r in &read {
+            *times.entry(r).or_default() += 1;
+        }
+        for (naming, r) in namings.iter_mut().zip(&read) {
+            if times[r] > 1 {
+                *naming = more;
+            }
+        }
+    }
+    namings
+}
+
+/// An endpoint as a row names it (a server with its `port`): its name cut
+/// to `name_width`, with as much more as `naming` says. Names are cut,
+/// addresses never (a cut address names another).
+fn label(e: &Endpoint, naming: Naming, name_width: Option<usize>, port: Option<u16>) -> String {
+    let named = e.pod.is_some() || e.svc.is_some();
+    if !named {
+        let address = name(e);
+        return match port {
+            Some(port) => with_port(&address, port),
+            None => address,
+        };
+    }
+    let mut label = String::new();
+    if let Some(ns) = e.ns.as_deref().filter(|_| naming >= Naming::Namespaced) {
+        label.push_str(&sanitized(ns));
+        label.push('/');
+    }
+    label.push_str(&shortened(name(e), name_width));
+    if let Some(port) = port {
+        label.push_str(&format!(":{port}"));
+    }
+    if let Some(ip) = e.ip.as_deref().filter(|_| naming == Naming::WithAddress) {
+        label.push_str(&format!(" ({})", sanitized(ip)));
+    }
+    label
+}
+
 /// An endpoint by its pod (or service), else its address.
 fn name(e: &Endpoint) -> String {
     match (&e.pod, &e.svc, &e.ip) {
@@ -473,10 +553,9 @@ fn name(e: &Endpoint) -> String {
     }
 }
 
-/// A server's `name` and its port: `[2001:db8::1]:443` for a bare IPv6
+/// A server's address and its port: `[2001:db8::1]:443` for an IPv6
 /// address, whose own colons would swallow the port.
-fn with_port(name: &str, e: &Endpoint) -> String {
-    let port = e.port.unwrap_or(0);
+fn with_port(name: &str, port: u16) -> String {
     if name.contains(':') {
         format!("[{name}]:{port}")
     } else {
@@ -488,7 +567,28 @@ fn with_port(name: &str, e: &Endpoint) -> String {
 /// escape sequence begins with one) or a bidirectional override or
 /// isolate, which reorders what follows it on the line.
 fn unsafe_on_a_terminal(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+        )
+}
+
+/// A JSON body for a terminal (`--dump`, `--json`, `top --json`): every
+/// character [`unsafe_on_a_terminal`] written as its JSON escape
+/// (`\u001b`), the same document to any JSON reader and nothing a
+/// terminal acts on (serde escapes C0 controls in strings, not C1 ones or
+/// bidirectional marks, and a hostile server behind `top --url` escapes
+/// nothing). JSON's own whitespace stays. Piped, a body goes as it came.
+pub(crate) fn json_for_terminal(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => c.to_string(),
+            c if unsafe_on_a_terminal(c) => format!("\\u{:04x}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Text for a terminal: control characters and bidirectional overrides (an
@@ -601,7 +701,59 @@ mod tests {
             port,
             pod: pod.map(Into::into),
             svc: None,
+            ns: None,
         }
+    }
+
+    /// Rows that would read the same say more: the namespace where pods
+    /// of one name are in two, and the addresses where even that is the
+    /// same (a dual-stack pair's IPv4 and IPv6 flows). The others keep
+    /// their names alone.
+    #[test]
+    fn rows_that_would_read_the_same_say_what_tells_them_apart() {
+        let row = |client: (&str, &str, &str), server: (&str, &str, &str)| {
+            serde_json::json!({
+                "proto": "tcp",
+                "client": {"ip": client.0, "pod": client.1, "ns": client.2},
+                "server": {"ip": server.0, "pod": server.1, "ns": server.2, "port": 5432},
+                "client_stats": {"tx_pkts": 1, "tx_bytes": 1},
+                "server_stats": {"tx_pkts": 1, "tx_bytes": 1},
+                "totals": {"bps": 1.0},
+            })
+        };
+        let answer: FlowsAnswer = serde_json::from_value(serde_json::json!({
+            "flows": [
+                row(("198.18.0.1", "worker-0", "prod"), ("198.18.1.1", "postgres-0", "prod")),
+                row(("198.18.0.2", "worker-0", "staging"), ("198.18.1.2", "postgres-0", "staging")),
+                row(("198.18.0.3", "web-1", "shop"), ("198.18.1.3", "redis-0", "data")),
+                row(("2001:db8::3", "web-1", "shop"), ("2001:db8::1:3", "redis-0", "data")),
+                row(("198.18.0.4", "web-2", "shop"), ("198.18.1.3", "redis-0", "data")),
+            ],
+            "total": 5,
+        }))
+        .unwrap();
+        let names: Vec<(String, String)> = rows_of(&answer, None)
+            .into_iter()
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
+        let pair = |c: &str, s: &str| (c.to_owned(), s.to_owned());
+        assert_eq!(
+            names,
+            [
+                pair("prod/worker-0", "prod/postgres-0:5432"),
+                pair("staging/worker-0", "staging/postgres-0:5432"),
+                pair("shop/web-1 (198.18.0.3)", "data/redis-0:5432 (198.18.1.3)"),
+                pair(
+                    "shop/web-1 (2001:db8::3)",
+                    "data/redis-0:5432 (2001:db8::1:3)"
+                ),
+                pair("web-2", "redis-0:5432"),
+            ]
+        );
+        // Cut to fit, a name keeps what tells it apart.
+        let cut = rows_of(&answer, Some(6));
+        assert_eq!(cut[1][0], "staging/wor…-0");
+        assert_eq!(cut[3][1], "data/red…-0:5432 (2001:db8::1:3)");
     }
 
     /// In a narrow terminal each flow still takes one line: the columns
@@ -710,6 +862,19 @@ mod tests {
         // Too narrow for names and bytes: names and health, as before.
         let tiny = top_flows(&short, &summary, "", Some(60));
         assert!(!header(&tiny).contains("client → server"), "{}", tiny.table);
+        // Too narrow for that: cells wrap within the width, no line of the
+        // table wider than the terminal (each took two of its lines).
+        for width in [30, 45] {
+            let squeezed = top_flows(&long, &summary, "", Some(width));
+            assert!(
+                squeezed
+                    .table
+                    .lines()
+                    .all(|l| columns(l) <= usize::from(width)),
+                "{width}:\n{}",
+                squeezed.table
+            );
+        }
     }
 
     #[test]
@@ -740,7 +905,7 @@ mod tests {
 
     #[test]
     fn names_for_a_terminal() {
-        let server = |e: Endpoint| with_port(&name(&e), &e);
+        let server = |e: Endpoint| label(&e, Naming::Name, None, Some(e.port.unwrap_or(0)));
         assert_eq!(
             server(endpoint(Some("64:ff9b::9765:798c"), None, Some(443))),
             "[64:ff9b::9765:798c]:443"
@@ -757,10 +922,31 @@ mod tests {
             name(&endpoint(None, Some("redis\u{1b}[31mRED"), None)),
             "redis\\u{1b}[31mRED"
         );
-        // A right-to-left override would reorder the rest of the line.
+        // A right-to-left override would reorder the rest of the line, and
+        // so would a right-to-left mark.
         assert_eq!(
             name(&endpoint(None, Some("cod\u{202e}exe.sh"), None)),
             "cod\\u{202e}exe.sh"
+        );
+        assert_eq!(
+            name(&endpoint(None, Some("a\u{200f}b"), None)),
+            "a\\u{200f}b"
+        );
+        // JSON for a terminal: the same document, no escape sequence in it.
+        let hostile = "{\"pod\":\"x\u{1b}]0;PWNED\u{7}\u{9b}2J\u{202e}\"}\n";
+        let safe = json_for_terminal(hostile.as_bytes());
+        assert_eq!(
+            safe,
+            "{\"pod\":\"x\\u001b]0;PWNED\\u0007\\u009b2J\\u202e\"}\n"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&safe).unwrap(),
+            serde_json::from_str::<serde_json::Value>(
+                &hostile
+                    .replace('\u{1b}', "\\u001b")
+                    .replace('\u{7}', "\\u0007")
+            )
+            .unwrap()
         );
         // A whole screen: its lines kept, every escape in them shown (a
         // protocol, a window title set through OSC, an error's body).

@@ -80,7 +80,13 @@ pub(crate) fn run(args: &TopArgs) -> anyhow::Result<i32> {
     let mut stdout = std::io::stdout();
     if args.json {
         let answer = runtime.block_on(get(flows_path.clone()))?;
-        stdout.write_all(&answer).context("writing to stdout")?;
+        if stdout.is_terminal() {
+            stdout
+                .write_all(table::json_for_terminal(&answer).as_bytes())
+                .context("writing to stdout")?;
+        } else {
+            stdout.write_all(&answer).context("writing to stdout")?;
+        }
         stdout.write_all(b"\n").context("writing to stdout")?;
         return Ok(0);
     }
@@ -189,12 +195,14 @@ fn read_keys(ended: Arc<AtomicBool>, resized: Arc<AtomicBool>) -> std::thread::J
 fn fit(title: &str, flows: &table::FlowsTable, (columns, rows): (u16, u16)) -> String {
     // Lines longer than the terminal is wide take several (the table is
     // made to fit; the title and the footer's sentences are not).
-    let screen_lines = |text: &str| -> usize {
-        let columns = usize::from(columns.max(1));
-        text.lines()
-            .map(|l| l.chars().count().div_ceil(columns).max(1))
-            .sum()
+    // The table is made to fit but may not (a terminal narrower than
+    // its narrowest layout): its lines are counted the same way.
+    let line_rows = |line: &str| {
+        table::columns(line)
+            .div_ceil(usize::from(columns.max(1)))
+            .max(1)
     };
+    let screen_lines = |text: &str| -> usize { text.lines().map(line_rows).sum() };
     let lines: Vec<&str> = flows.table.lines().collect();
     let cut = |left_out: usize| {
         format!("… {left_out} more lines: a taller terminal, or --limit, shows them")
@@ -205,10 +213,24 @@ fn fit(title: &str, flows: &table::FlowsTable, (columns, rows): (u16, u16)) -> S
     let fixed =
         screen_lines(title) + 1 + screen_lines(&flows.footer) + screen_lines(&cut(lines.len()));
     let room = usize::from(rows).saturating_sub(fixed).max(3);
-    let table = if lines.len() <= room + 1 {
+    let table = if screen_lines(&flows.table) <= room + screen_lines(&cut(lines.len())) {
         flows.table.clone()
     } else {
-        format!("{}\n{}", lines[..room].join("\n"), cut(lines.len() - room))
+        // As many of the table's lines as take `room` rows, at least 3.
+        let mut taken = 0;
+        let shown = lines
+            .iter()
+            .take_while(|l| {
+                taken += line_rows(l);
+                taken <= room
+            })
+            .count()
+            .max(3.min(lines.len()));
+        format!(
+            "{}\n{}",
+            lines[..shown].join("\n"),
+            cut(lines.len() - shown)
+        )
     };
     format!("{title}\n\n{table}\n{}", flows.footer)
 }
@@ -289,5 +311,21 @@ mod tests {
             .sum();
         assert!(taken <= 20, "{taken} rows: {narrow}");
         assert!(narrow.starts_with("title\n"), "{narrow}");
+        // A table wider than the terminal (narrower than any layout): its
+        // lines are counted by the rows they take too.
+        let wider = table::FlowsTable {
+            table: (0..40)
+                .map(|i| format!("{i:<70}|"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            footer: "totals\n".to_owned(),
+        };
+        let screen = fit("title", &wider, (40, 24));
+        let taken: usize = screen
+            .lines()
+            .map(|l| table::columns(l).div_ceil(40).max(1))
+            .sum();
+        assert!(taken <= 24, "{taken} rows: {screen}");
+        assert!(screen.starts_with("title\n\n0 "), "{screen}");
     }
 }
