@@ -466,14 +466,18 @@ impl<'a> Walk<'a, '_> {
             LinkType::Raw => self.by_version_nibble(frame),
             LinkType::RawIpv4 => self.ipv4(frame),
             LinkType::RawIpv6 => self.ipv6(frame),
-            LinkType::Ppp { direction_byte } => self.ppp(skip_direction(frame, direction_byte)?),
+            LinkType::Ppp { direction_byte } => {
+                let frame = self.skip_direction(frame, direction_byte)?;
+                self.ppp(frame)
+            }
             LinkType::PppHdlc => match frame.first() {
                 Some(&(chdlc::ADDRESS_UNICAST | chdlc::ADDRESS_BROADCAST)) => self.chdlc(frame),
                 _ => self.ppp(frame),
             },
             LinkType::PppEther => self.pppoe(frame),
             LinkType::CiscoHdlc { direction_byte } => {
-                self.chdlc(skip_direction(frame, direction_byte)?)
+                let frame = self.skip_direction(frame, direction_byte)?;
+                self.chdlc(frame)
             }
             LinkType::Ppi => {
                 let header = ppi::Header::new_checked(frame)?;
@@ -1136,6 +1140,26 @@ impl<'a> Walk<'a, '_> {
             .saturating_sub(frame.len() as u32);
     }
 
+    /// The frame after a capture-direction byte, if there is one
+    /// (PPP_WITH_DIR, C_HDLC_WITH_DIR): the capture's, no byte of the
+    /// wire's, so not counted (tshark's frame length leaves it out).
+    fn skip_direction(
+        &mut self,
+        frame: &'a [u8],
+        direction_byte: bool,
+    ) -> Result<&'a [u8], Malformed> {
+        if !direction_byte {
+            return Ok(frame);
+        }
+        let after = frame.get(1..).ok_or(LenError {
+            layer: Layer::Link,
+            required: 1,
+            available: 0,
+        })?;
+        self.carried.outer_len = 1;
+        Ok(after)
+    }
+
     fn enter(&mut self, layer: Layer) -> Result<(), Malformed> {
         self.depth += 1;
         if self.depth >= MAX_NESTING {
@@ -1187,21 +1211,6 @@ fn ip_payload(captured: &[u8], len: Option<usize>) -> &[u8] {
 /// A cooked header's payload.
 fn sll_payload(frame: &[u8], header_len: usize) -> &[u8] {
     &frame[header_len.min(frame.len())..]
-}
-
-/// The frame after a capture-direction byte, if there is one.
-fn skip_direction(frame: &[u8], direction_byte: bool) -> Result<&[u8], Malformed> {
-    if !direction_byte {
-        return Ok(frame);
-    }
-    frame.get(1..).ok_or_else(|| {
-        LenError {
-            layer: Layer::Link,
-            required: 1,
-            available: 0,
-        }
-        .into()
-    })
 }
 
 fn clamp16(n: usize) -> u16 {
@@ -1814,6 +1823,22 @@ mod tests {
                 .result,
             Ok(Dissected::Other(OtherKind::IpOther))
         );
+    }
+
+    /// PPP_WITH_DIR's and C_HDLC_WITH_DIR's direction byte is the
+    /// capture's: the frame counted is the one after it.
+    #[test]
+    fn a_capture_direction_byte_is_not_counted() {
+        for (link, header) in [
+            (204, &[0x00, 0x21][..]),
+            (205, &[0x0f, 0x00, 0x08, 0x00][..]),
+        ] {
+            let link = LinkType::from_pcap(link).unwrap();
+            let f = [&[1u8][..], header, &ipv4_tcp(0)].concat();
+            let d = Dissector::default().dissect(link, &f);
+            assert_eq!(transport(d.result.unwrap()).dst_port, 80);
+            assert_eq!(d.carried.outer_len, 1, "{link:?}");
+        }
     }
 
     #[test]
