@@ -516,6 +516,37 @@ fn pcapng_packets_of_every_block_and_interface_are_read_or_counted() {
     }
 }
 
+/// A section header larger than the reader's first buffer (a capture
+/// comment of 2 MiB) is read whole, and the packets after it: it was said
+/// to be cut off at byte offset 0.
+#[test]
+fn a_section_header_past_the_first_buffer_is_read() {
+    let mut shb = shb_body(false);
+    // An option's length is 16 bits: 2 MiB of comments are many options.
+    let comment = vec![b'c'; 2 << 20];
+    for chunk in comment.chunks(60_000) {
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&(chunk.len() as u16).to_le_bytes());
+        shb.extend_from_slice(chunk);
+        shb.resize(shb.len().div_ceil(4) * 4, 0);
+    }
+    shb.extend_from_slice(&[0; 4]);
+    let idb = [1u16.to_le_bytes(), 0u16.to_le_bytes()].concat();
+    let epb = [0u32, 0, 7, 4, 4].map(u32::to_le_bytes).concat();
+    let bytes = [
+        ng_block(0x0a0d_0d0a, &shb, false),
+        ng_block(1, &[&idb[..], &65535u32.to_le_bytes()].concat(), false),
+        ng_block(6, &[&epb[..], b"abcd"].concat(), false),
+    ]
+    .concat();
+    assert!(bytes.len() > 2 << 20);
+    let mut file =
+        CaptureFile::from_reader(Path::new("commented.pcapng"), Cursor::new(bytes)).unwrap();
+    let frames = every_frame(&mut file);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].3, b"abcd");
+}
+
 /// Sections of 4096 interfaces of a link type flowtap cannot read, each
 /// with a frame: the list stays bounded, its last entry standing for the
 /// rest, and every frame is counted (a search of the list per frame made

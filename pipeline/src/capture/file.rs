@@ -72,7 +72,7 @@ fn section_big_endian(block: &[u8]) -> Option<bool> {
 
 /// The file's header, read whole (or to the input's end): pcap's 24
 /// bytes, or pcapng's first section header block (its length from its own
-/// fields, at most the reader's buffer), or just the first 12 bytes of
+/// fields, at most [`MAX_RECORD_BYTES`]), or just the first 12 bytes of
 /// anything else.
 fn read_header(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::new();
@@ -85,7 +85,7 @@ fn read_header(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
         Some(h) if h[..4] == PCAPNG_MAGIC => {
             let big_endian = section_big_endian(h).unwrap_or(false);
             let length = u32_at(h, 4, big_endian).unwrap_or(0);
-            (length as usize).min(BUFFER_BYTES)
+            (length as usize).min(MAX_RECORD_BYTES)
         }
         Some(h) if PCAP_MAGICS.iter().any(|m| h[..4] == *m) => PCAP_HEADER_BYTES,
         _ => 0,
@@ -458,8 +458,12 @@ impl CaptureFile {
         let magic = head.get(..4).map(<[u8]>::to_vec);
         // Enough to tell the compressors apart.
         let start: Vec<u8> = head.iter().take(6).copied().collect();
+        // The reader parses the first block whole from its buffer: one as
+        // large as it (a long capture comment in a section header) was
+        // said to be cut off at offset 0.
+        let buffer_bytes = head.len().next_power_of_two().max(BUFFER_BYTES);
         let input = std::io::Cursor::new(head).chain(input);
-        let reader = match pcap_parser::create_reader(BUFFER_BYTES, input) {
+        let reader = match pcap_parser::create_reader(buffer_bytes, input) {
             Ok(reader) => reader,
             Err(PcapError::Eof) => return Err(CaptureError::Empty { path: display }),
             Err(PcapError::Incomplete(_)) => {
@@ -507,7 +511,7 @@ impl CaptureFile {
                 interfaces: Vec::new(),
                 big_endian: false,
             },
-            buffer_bytes: BUFFER_BYTES,
+            buffer_bytes,
             frames: 0,
             last_ts_ns: 0,
             done: false,
