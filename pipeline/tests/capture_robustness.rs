@@ -547,6 +547,64 @@ fn a_section_header_past_the_first_buffer_is_read() {
     assert_eq!(frames[0].3, b"abcd");
 }
 
+/// A block holding no packet too large to read (a Decryption Secrets
+/// Block of a 9 MiB TLS key log, as `editcap --inject-secrets` writes it)
+/// is passed over, and the packets on either side of it read: the whole
+/// capture was refused as corrupt. One cut off inside it says so.
+#[test]
+fn a_block_too_large_to_read_that_holds_no_packet_is_passed_over() {
+    let idb = [1u16.to_le_bytes(), 0u16.to_le_bytes()].concat();
+    let epb = |marker: &[u8]| {
+        let head = [0u32, 0, 7, 4, 4].map(u32::to_le_bytes).concat();
+        ng_block(6, &[&head[..], marker].concat(), false)
+    };
+    // Secrets type (TLS key log), its length, the key log.
+    let mut dsb = [0x544c_534bu32, 9 << 20].map(u32::to_le_bytes).concat();
+    dsb.resize(8 + (9 << 20), b'k');
+    let bytes = [
+        ng_block(0x0a0d_0d0a, &shb_body(false), false),
+        ng_block(1, &[&idb[..], &65535u32.to_le_bytes()].concat(), false),
+        epb(b"abcd"),
+        ng_block(0x0000_000a, &dsb, false),
+        epb(b"efgh"),
+    ]
+    .concat();
+    let total = bytes.len() as u64;
+    let mut file =
+        CaptureFile::from_reader(Path::new("secrets.pcapng"), Cursor::new(bytes.clone())).unwrap();
+    let frames = every_frame(&mut file);
+    let data: Vec<&[u8]> = frames.iter().map(|f| &f.3[..]).collect();
+    assert_eq!(data, [&b"abcd"[..], b"efgh"]);
+    assert_eq!(file.offset(), total);
+    // Cut inside the block passed over: the frame before it counts, and
+    // the error says the file is cut short.
+    let cut = bytes[..bytes.len() - 100].to_vec();
+    let mut file = CaptureFile::from_reader(Path::new("cut.pcapng"), Cursor::new(cut)).unwrap();
+    let mut seen = 0;
+    let error = loop {
+        match file.read_frames(16, |_| seen += 1) {
+            Ok(0) => panic!("read to the end without an error"),
+            Ok(_) => {}
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert_eq!(seen, 1);
+    assert!(error.contains("cut short"), "{error}");
+    // A packet block that large is still refused, as before.
+    let huge = [0u32, 0, 7, 9 << 20, 9 << 20]
+        .map(u32::to_le_bytes)
+        .concat();
+    let bytes = [
+        ng_block(0x0a0d_0d0a, &shb_body(false), false),
+        ng_block(1, &[&idb[..], &65535u32.to_le_bytes()].concat(), false),
+        ng_block(6, &[&huge[..], &vec![0; 9 << 20]].concat(), false),
+    ]
+    .concat();
+    let mut file = CaptureFile::from_reader(Path::new("huge.pcapng"), Cursor::new(bytes)).unwrap();
+    let error = file.read_frames(16, |_| {}).unwrap_err().to_string();
+    assert!(error.contains("larger than 8388608 bytes"), "{error}");
+}
+
 /// Sections of 4096 interfaces of a link type flowtap cannot read, each
 /// with a frame: the list stays bounded, its last entry standing for the
 /// rest, and every frame is counted (a search of the list per frame made

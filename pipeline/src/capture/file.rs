@@ -7,6 +7,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pcap_parser::pcapng::{Block, PcapNGOption};
@@ -366,6 +367,11 @@ pub struct CaptureFile {
     path: DisplayPath,
     reader: Box<dyn PcapReaderIterator + Send>,
     read_failure: ReadFailure,
+    /// Bytes the reader's input is to pass over unread ([`Passing`]).
+    pass: Arc<AtomicU64>,
+    /// Bytes passed over so far, which the reader's count of bytes
+    /// consumed does not hold.
+    passed: u64,
     format: Format,
     buffer_bytes: usize,
     frames: u64,
@@ -462,7 +468,12 @@ impl CaptureFile {
         // large as it (a long capture comment in a section header) was
         // said to be cut off at offset 0.
         let buffer_bytes = head.len().next_power_of_two().max(BUFFER_BYTES);
-        let input = std::io::Cursor::new(head).chain(input);
+        let pass = Arc::new(AtomicU64::new(0));
+        let input = Passing {
+            input: std::io::Cursor::new(head).chain(input),
+            pass: pass.clone(),
+            failure: read_failure.clone(),
+        };
         let reader = match pcap_parser::create_reader(buffer_bytes, input) {
             Ok(reader) => reader,
             Err(PcapError::Eof) => return Err(CaptureError::Empty { path: display }),
@@ -507,6 +518,8 @@ impl CaptureFile {
             path: display,
             reader,
             read_failure,
+            pass,
+            passed: 0,
             format: Format::Ng {
                 interfaces: Vec::new(),
                 big_endian: false,
@@ -551,7 +564,41 @@ impl CaptureFile {
     /// Bytes of the capture consumed so far (of the decompressed data, for
     /// a compressed file).
     pub fn offset(&self) -> u64 {
-        self.reader.consumed() as u64
+        self.reader.consumed() as u64 + self.passed
+    }
+
+    /// Passes over the pcapng block at the head of the buffer, too large
+    /// to read whole, where it holds no packet (a Decryption Secrets Block
+    /// of a large TLS key log, which `editcap --inject-secrets` writes; a
+    /// custom block): the packets after it are read, where the whole
+    /// capture was refused. Returns whether it did. Its length at its end
+    /// goes unchecked.
+    fn pass_over(&mut self) -> bool {
+        let Format::Ng { big_endian, .. } = self.format else {
+            return false;
+        };
+        let data = self.reader.data();
+        let (Some(kind), Some(length)) = (u32_at(data, 0, big_endian), u32_at(data, 4, big_endian))
+        else {
+            return false;
+        };
+        let buffered = data.len();
+        let holds_packets = matches!(
+            kind,
+            SECTION_HEADER_BLOCK
+                | INTERFACE_DESCRIPTION_BLOCK
+                | OBSOLETE_PACKET_BLOCK
+                | SIMPLE_PACKET_BLOCK
+                | ENHANCED_PACKET_BLOCK
+        );
+        if self.sections == 0 || holds_packets || length as usize <= buffered {
+            return false;
+        }
+        let unread = u64::from(length) - buffered as u64;
+        self.reader.consume_noshift(buffered);
+        self.passed += unread;
+        self.pass.store(unread, Ordering::Relaxed);
+        true
     }
 
     /// Checks the lengths the record at the head of the read buffer (at
@@ -626,7 +673,7 @@ impl CaptureFile {
     ) -> Result<usize, CaptureError> {
         let mut delivered = 0;
         while delivered < max && !self.done {
-            let offset = self.reader.consumed() as u64;
+            let offset = self.offset();
             let whole_block = self.check_lengths(offset)?;
             match self.reader.next() {
                 Ok((len, block)) => {
@@ -846,6 +893,9 @@ impl CaptureFile {
                 }
                 Err(PcapError::BufferTooSmall) => {
                     if self.buffer_bytes >= MAX_RECORD_BYTES {
+                        if self.pass_over() {
+                            continue;
+                        }
                         return Err(CaptureError::RecordTooLarge {
                             path: self.path.clone(),
                             offset,
@@ -1040,6 +1090,40 @@ fn interface(
 /// the Enhanced Packet Block used and readers still read (pcap-parser
 /// leaves it unparsed).
 const OBSOLETE_PACKET_BLOCK: u32 = 2;
+
+/// pcapng's other block types that hold or describe packets, which are
+/// never passed over unread ([`CaptureFile::pass_over`]).
+const SECTION_HEADER_BLOCK: u32 = 0x0a0d_0d0a;
+const INTERFACE_DESCRIPTION_BLOCK: u32 = 1;
+const SIMPLE_PACKET_BLOCK: u32 = 3;
+const ENHANCED_PACKET_BLOCK: u32 = 6;
+
+/// The reader's input, which passes over as many bytes as it is told
+/// before its next read, unread (a block too large to read that holds no
+/// packet).
+struct Passing<R> {
+    input: R,
+    pass: Arc<AtomicU64>,
+    failure: ReadFailure,
+}
+
+impl<R: Read> Read for Passing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let pass = self.pass.swap(0, Ordering::Relaxed);
+        if pass > 0 {
+            let passed = std::io::copy(&mut (&mut self.input).take(pass), &mut std::io::sink())?;
+            if passed < pass {
+                let cause = "the file is cut short inside a block passed over";
+                *self.failure.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.into());
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    cause,
+                ));
+            }
+        }
+        self.input.read(buf)
+    }
+}
 
 /// The fields of an obsolete Packet Block's body: interface id (16 bits),
 /// drops count (16), timestamp high and low (32 each), captured and
