@@ -135,8 +135,9 @@ pub(crate) struct RunArgs {
     pub queues: Option<u32>,
 
     /// Cores to pin workers to, e.g. 0,2,4 (default: the CPUs this process
-    /// may run on, as many as its CPU quota grants, such as a pod's
-    /// limits.cpu). Queue i's
+    /// may run on, as many workers as its CPU quota grants, such as a pod's
+    /// limits.cpu, pinned only where the quota covers them all: a pod with
+    /// whole CPUs of its own). Queue i's
     /// worker runs on the i-th core; the HTTP threads avoid these cores when
     /// others are left.
     #[arg(long, value_name = "LIST", value_delimiter = ',', env = "FLOWTAP_CORES", help_heading = LIVE)]

@@ -36,11 +36,16 @@ fn live_config(cli: &RunArgs, iface: &str) -> LiveConfig {
     config
 }
 
-/// The cores workers are pinned to: `--cores`, else the CPUs this process
-/// may run on (its affinity mask: `taskset`, a container's cpuset), not
-/// CPUs 0..n, which in a cpuset of CPUs 8-9 are not its own; as many of
-/// them as its CPU quota grants.
-fn capture_cores(cli: &RunArgs) -> Vec<usize> {
+/// The cores workers run on, and whether they are pinned to them:
+/// `--cores`, else the CPUs this process may run on (its affinity mask:
+/// `taskset`, a container's cpuset), not CPUs 0..n, which in a cpuset of
+/// CPUs 8-9 are not its own; as many of them as its CPU quota grants.
+/// Where the quota is a share of a larger mask (a Burstable pod's
+/// `limits.cpu` of 2 on a node's shared pool of 96), they are not pinned:
+/// pinned to the first two, every node's workers sat on CPUs 0 and 1
+/// beside whatever else runs there (often the NIC's interrupts), the other
+/// cores idle.
+fn capture_cores(cli: &RunArgs) -> (Vec<usize>, bool) {
     let allowed: Vec<usize> = match core_affinity::get_core_ids() {
         Some(ids) if !ids.is_empty() => ids.into_iter().map(|c| c.id).collect(),
         _ => {
@@ -49,14 +54,8 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
         }
     };
     if cli.cores.is_empty() {
-        // No more than the CPU quota grants (a pod's `limits.cpu`, which
-        // std reads from the cgroup): a pod of 2 CPUs on a node of 96 runs
-        // 2 workers, not 96 taking turns in its quota, each with a hand-off
-        // inbox out of its memory limit.
         let quota = std::thread::available_parallelism().map_or(allowed.len(), |n| n.get());
-        let mut allowed = allowed;
-        allowed.truncate(quota.max(1));
-        return allowed;
+        return within_quota(allowed, quota);
     }
     for core in cli.cores.iter().filter(|c| !allowed.contains(c)) {
         tracing::warn!(
@@ -65,7 +64,17 @@ fn capture_cores(cli: &RunArgs) -> Vec<usize> {
             "--cores names a CPU this process may not run on: its worker runs unpinned"
         );
     }
-    cli.cores.clone()
+    (cli.cores.clone(), true)
+}
+
+/// The `allowed` CPUs workers run on under a CPU `quota` (a pod's
+/// `limits.cpu`, which std reads from the cgroup), and whether they are
+/// pinned: a pod of 2 CPUs on a node of 96 runs 2 workers, not 96 taking
+/// turns in its quota, each with a hand-off inbox out of its memory limit.
+fn within_quota(mut allowed: Vec<usize>, quota: usize) -> (Vec<usize>, bool) {
+    let pinned = quota >= allowed.len();
+    allowed.truncate(quota.max(1));
+    (allowed, pinned)
 }
 
 /// Every interface named once, each an interface of this host, before any
@@ -180,11 +189,12 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
             })),
         );
     }
-    let cores = capture_cores(cli);
+    let (cores, pinned) = capture_cores(cli);
     // One worker per queue; more if there are more cores, to spread the shards.
     let workers = sources.len().max(cores.len());
-    let worker_cores: Vec<Option<usize>> =
-        (0..workers).map(|i| Some(cores[i % cores.len()])).collect();
+    let worker_cores: Vec<Option<usize>> = (0..workers)
+        .map(|i| pinned.then(|| cores[i % cores.len()]))
+        .collect();
     if let Some(threads) = cli.threads {
         tracing::warn!(
             threads,
@@ -232,7 +242,8 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
         cli.serve.listen(),
         publisher.clone(),
         server_config,
-        &cores,
+        // Unpinned workers leave the HTTP threads unpinned too.
+        if pinned { &cores } else { &[] },
         Some(queue_stats),
         None,
     )?;
@@ -451,6 +462,17 @@ impl StallWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A quota covering every allowed CPU (a host, a pod with CPUs of its
+    /// own) pins a worker to each; a share of a larger pool runs as many
+    /// workers as it grants, unpinned (not on the pool's first CPUs).
+    #[test]
+    fn workers_are_pinned_only_where_the_quota_covers_their_cpus() {
+        assert_eq!(within_quota(vec![8, 9], 2), (vec![8, 9], true));
+        assert_eq!(within_quota(vec![0, 1], 4), (vec![0, 1], true));
+        assert_eq!(within_quota((0..96).collect(), 2), (vec![0, 1], false));
+        assert_eq!(within_quota(vec![0, 1, 2], 0), (vec![0], false));
+    }
 
     /// A watch with a 10 s timeout, as if made at `start`.
     fn watch_from(start: Instant) -> StallWatch {
