@@ -27,8 +27,9 @@ A flow is (proto, client IP, server IP, server port): all connections between th
 client_stats.tx_* = packets/bytes the client sent (= server_stats.rx_*), client_stats.rx_* = what it received. \
 totals.pkts/bytes count each wire packet once (Kubeshark sums two endpoints' views, which doubles them). \
 Bytes are frame lengths on the wire (link header included, no FCS). pps = packets per second, bps = bits per second, \
-averaged over the last rate window (default 10 s), or over the flow's life when it is younger (two packets 0.1 s \
-apart read as 20 pps, not a sustained rate), so an idle flow decays to 0. \
+averaged over the last 75-100% of the rate window (default 10 s) ending at the snapshot, starting no earlier than \
+the capture's first packet: a burst shorter than the window reads as its packets over the window (two packets 0.1 s \
+apart read as about 0.2 pps once the capture is older than the window, not 20), and an idle flow decays to 0. \
 TCP handshake fields are microseconds, p50/p90/p99 over the flow's connections in the RTT window: \
 client_stats.tcp_handshake_* is SYN -> SYN-ACK (the client's view: the round trip to the server); \
 server_stats.tcp_handshake_* is SYN -> the ACK completing the handshake (the server's view, which adds the client's \
@@ -60,7 +61,9 @@ Coverage: every answer has a coverage object saying which vantage points it cove
 flowtap hub knows of, pulled or not, such as an agent pod that is not ready: agents_expected, agents_answered, agents_missing with each one's error, age_s of each one's \
 data, growing when an agent stops publishing) and what they lost (capture_drops: frames the kernel dropped before flowtap read them; handoff_drops; \
 flows_evicted; packets_in_no_flow). Before concluding that two endpoints do not talk, check it: with agents_missing \
-non-empty or losses above zero, absent traffic may simply not have been seen. From a hub, format=full lists in seen_by \
+non-empty or losses above zero, absent traffic may simply not have been seen. Nor does coverage show what a \
+vantage point cannot see: a flowtap on a node's uplink does not see traffic between pods of the same node, and sees a \
+pod's traffic to outside the cluster as its node's where the node masquerades it. From a hub, format=full lists in seen_by \
 the agents (nodes) that saw each flow; a connection seen on both its nodes is counted once.";
 
 fn flows_description() -> String {

@@ -188,13 +188,13 @@ pub const PARAMS: &[ParamDoc] = &[
         name: "min_handshake_p99_us",
         values: &[],
         integer: true,
-        description: "only TCP flows whose handshake p99 (the larger leg) is at least this many microseconds",
+        description: "only TCP flows whose handshake p99 (the larger leg) is at least this many microseconds; with aggregate, only groups whose merged p99 is (the group's totals count all its flows)",
     },
     ParamDoc {
         name: "min_failed",
         values: &[],
         integer: true,
-        description: "only flows with at least this many failed TCP connections (refused + unanswered + reset)",
+        description: "only flows with at least this many failed TCP connections (refused + unanswered + reset); with aggregate, only groups with that many among their flows (the group's totals count all its flows)",
     },
 ];
 
