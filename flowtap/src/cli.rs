@@ -217,13 +217,13 @@ pub(crate) struct RunArgs {
 
     /// Drop TCP connections (and flows) idle this long. Default: 300 live,
     /// never for files.
-    #[arg(long, value_name = "SECONDS", env = "FLOWTAP_TCP_TIMEOUT", help_heading = FLOWS)]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), env = "FLOWTAP_TCP_TIMEOUT", help_heading = FLOWS)]
     pub tcp_timeout: Option<u64>,
 
     /// A TCP handshake not completed this long after its SYN is given up:
     /// the connection counts as unanswered. Default: 30 live, never for
     /// files (a handshake the file ends before completing is unanswered).
-    #[arg(long, value_name = "SECONDS", env = "FLOWTAP_TCP_SYN_TIMEOUT", help_heading = FLOWS)]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), env = "FLOWTAP_TCP_SYN_TIMEOUT", help_heading = FLOWS)]
     pub tcp_syn_timeout: Option<u64>,
 
     /// Send flow records over IPFIX to a collector, udp://HOST:PORT or
@@ -299,7 +299,7 @@ pub(crate) struct RunArgs {
 
     /// Drop UDP connections (and flows) idle this long. Default: 60 live,
     /// never for files.
-    #[arg(long, value_name = "SECONDS", env = "FLOWTAP_UDP_TIMEOUT", help_heading = FLOWS)]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), env = "FLOWTAP_UDP_TIMEOUT", help_heading = FLOWS)]
     pub udp_timeout: Option<u64>,
 
     /// Memory flowtap may use (e.g. 512Mi, 2Gi, 1G; Ki/Mi/Gi are powers of
@@ -395,14 +395,14 @@ pub(crate) struct RunArgs {
 pub(crate) struct HubArgs {
     /// An agent's data listener, e.g. http://10.0.0.5:8898 (repeatable, or
     /// comma-separated).
-    #[arg(long = "agent", value_name = "URL", value_delimiter = ',', env = "FLOWTAP_HUB_AGENTS", help_heading = HUB)]
+    #[arg(long = "agent", value_name = "URL", value_delimiter = ',', value_parser = parse_agent_url, env = "FLOWTAP_HUB_AGENTS", help_heading = HUB)]
     pub agents: Vec<String>,
 
     /// A DNS name that resolves to every agent, with their port (e.g. a
     /// headless Service: flowtap-agents.monitoring.svc:8898); resolved again
     /// every interval, keeping the last addresses while it does not
     /// resolve. Repeatable.
-    #[arg(long, value_name = "NAME:PORT", value_delimiter = ',', value_parser = parse_list_entry, env = "FLOWTAP_HUB_AGENTS_DNS", help_heading = HUB)]
+    #[arg(long, value_name = "NAME:PORT", value_delimiter = ',', value_parser = parse_agents_dns, env = "FLOWTAP_HUB_AGENTS_DNS", help_heading = HUB)]
     pub agents_dns: Vec<String>,
 
     /// The agents' Service, NAMESPACE/NAME[:PORT] (port 8898 by default):
@@ -835,6 +835,22 @@ fn parse_list_entry(text: &str) -> Result<String, String> {
     }
 }
 
+/// An agent's URL, checked where it is read, so that an error names the
+/// variable or the file that gave it.
+fn parse_agent_url(text: &str) -> Result<String, String> {
+    let entry = parse_list_entry(text)?;
+    AgentUrl::parse(&entry)?;
+    Ok(entry)
+}
+
+/// A DNS name and port of agents, checked where it is read (as
+/// [`parse_agent_url`]).
+fn parse_agents_dns(text: &str) -> Result<String, String> {
+    let entry = parse_list_entry(text)?;
+    hub::AgentSource::dns(&entry)?;
+    Ok(entry)
+}
+
 /// An address range of a comma-separated list, spaces around it allowed.
 fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
     text.trim()
@@ -868,14 +884,20 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 }
 
 /// A size in bytes: a number with an optional unit, k/M/G/T (powers of
-/// 1000) or Ki/Mi/Gi/Ti (powers of 1024), a trailing B allowed.
+/// 1000) or Ki/Mi/Gi/Ti (powers of 1024), a trailing B allowed; a decimal
+/// fraction with a unit as Kubernetes writes one (`1.5Gi`), to the byte.
 fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (e.g. 512Mi, 2Gi, 1G)"))?;
+    let not_a_size = || format!("{text:?} is not a size (e.g. 512Mi, 1.5Gi, 1G)");
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let whole: u64 = whole.parse().map_err(|_| not_a_size())?;
+    if !fraction.chars().all(|c| c.is_ascii_digit()) || fraction.len() > 9 {
+        return Err(not_a_size());
+    }
     let unit = unit.trim().trim_end_matches('B');
     let multiplier: u64 = match unit {
         "" => 1,
@@ -893,8 +915,18 @@ fn parse_size(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    number
+    // The fraction's bytes, rounded down: 1.5Gi is 1610612736.
+    let fraction_bytes = match fraction {
+        "" => 0,
+        digits => {
+            let scale = 10u128.pow(digits.len() as u32);
+            let value: u128 = digits.parse().map_err(|_| not_a_size())?;
+            (value * u128::from(multiplier) / scale) as u64
+        }
+    };
+    whole
         .checked_mul(multiplier)
+        .and_then(|bytes| bytes.checked_add(fraction_bytes))
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
@@ -983,6 +1015,19 @@ pub(crate) fn read_token(option: &str, path: &std::path::Path) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sizes as Kubernetes writes them, fractions too.
+    #[test]
+    fn sizes_in_their_units() {
+        assert_eq!(parse_size("512Mi"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5Gi"), Ok(3 << 29));
+        assert_eq!(parse_size("0.5k"), Ok(500));
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1.Gi"), Ok(1 << 30));
+        for bad in [".5Gi", "1.5.2Gi", "1..5Gi", "Gi", "1.5X"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     /// The port written as a literal where a constant cannot be built
     /// from another (clap's defaults) is the one port.

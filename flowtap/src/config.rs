@@ -282,15 +282,17 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
     let Some(variable) = arg.get_env() else {
         return e;
     };
-    // The value clap refused is the variable's (or one of its
-    // comma-separated values): a flag given without one (`-r` alone) is
-    // the command line's doing.
+    // The value clap refused is the variable's (or one of its values,
+    // split as the option splits them: `;` for --decap-ports): a flag
+    // given without one (`-r` alone) is the command line's doing.
     let refused = match e.get(ContextKind::InvalidValue) {
         Some(ContextValue::String(value)) => value.as_str(),
         _ => return e,
     };
-    let from_variable = std::env::var(variable)
-        .is_ok_and(|set| set == refused || set.split(',').any(|piece| piece.trim() == refused));
+    let delimiter = arg.get_value_delimiter().unwrap_or(',');
+    let from_variable = std::env::var(variable).is_ok_and(|set| {
+        set == refused || set.split(delimiter).any(|piece| piece.trim() == refused)
+    });
     if on_command_line(args, arg) || !from_variable {
         return e;
     }

@@ -336,6 +336,25 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec![],
             vec!["--memory-limit", "unknown unit", "Mi"],
         ),
+        // A timeout of 0 expired everything at once: refused.
+        (
+            vec!["-r", &d, "--udp-timeout", "0"],
+            vec![],
+            vec!["--udp-timeout", "1.."],
+        ),
+        // A hub's agents, checked where they are read: the error names
+        // the variable.
+        (
+            vec!["hub"],
+            vec![("FLOWTAP_HUB_AGENTS", "http://127.0.0.1:1,ftp://x")],
+            vec!["environment variable FLOWTAP_HUB_AGENTS", "ftp://x"],
+        ),
+        // A variable of several entries, split as its option splits them.
+        (
+            vec!["-r", &d],
+            vec![("FLOWTAP_DECAP_PORTS", "vxlan=4789;foo=2")],
+            vec!["environment variable FLOWTAP_DECAP_PORTS", "foo=2"],
+        ),
         (
             vec!["-r", &d],
             vec![("FLOWTAP_RING_FRAMES", "5000")],
