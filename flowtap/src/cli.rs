@@ -110,6 +110,8 @@ pub(crate) struct RunArgs {
     /// CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK). Repeatable (or
     /// comma-separated): several interfaces are captured as one stream, as
     /// the two monitor ports of a passive TAP (one direction each) must be.
+    /// `default-route` names the interface of the host's default route (a
+    /// node's uplink, whatever its name).
     #[arg(short = 'i', long = "interface", value_name = "IFACE", env = "FLOWTAP_INTERFACE", value_delimiter = ',', help_heading = SOURCE)]
     pub interface: Vec<String>,
 

@@ -147,7 +147,29 @@ fn take_up_permitted_capabilities() {
     }
 }
 
+/// `-i` as given, [`xdp::netdev::DEFAULT_ROUTE`] replaced by the interface
+/// of the host's default route.
+fn resolve_interfaces(interfaces: &[String]) -> anyhow::Result<Vec<String>> {
+    interfaces
+        .iter()
+        .map(|iface| {
+            if iface.trim() != xdp::netdev::DEFAULT_ROUTE {
+                return Ok(iface.clone());
+            }
+            let found = xdp::netdev::default_route_interface()
+                .map_err(|e| anyhow::anyhow!("-i {}: {e}", xdp::netdev::DEFAULT_ROUTE))?;
+            tracing::info!(
+                interface = %found,
+                "-i {}: the interface of the host's default route",
+                xdp::netdev::DEFAULT_ROUTE
+            );
+            Ok(found)
+        })
+        .collect()
+}
+
 pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
+    let interfaces = &resolve_interfaces(interfaces)?;
     take_up_permitted_capabilities();
     let publisher = setup::publisher(cli)?;
     // Before attaching anything: a bad token file fails at once.

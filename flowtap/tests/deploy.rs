@@ -860,7 +860,10 @@ fn kubernetes_manifests_validate_and_say_what_they_must() {
     let token = tmp.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let offline = toml
-        .replace("interface = \"eth0\"", &format!("read = [\"{}\"]", demo()))
+        .replace(
+            "interface = \"default-route\"",
+            &format!("read = [\"{}\"]", demo()),
+        )
         .replace(listen, "")
         .replace("/etc/flowtap/token/token", token.to_str().unwrap());
     std::fs::write(&cfg, offline).unwrap();

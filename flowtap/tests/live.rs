@@ -2342,3 +2342,34 @@ time.sleep(5)
     );
     lab.close();
 }
+
+/// `-i default-route` captures on the interface of the host's default
+/// route (one DaemonSet for node pools whose uplinks are named eth0, ens5
+/// or ens4), and a host without one is refused, saying so.
+#[test]
+fn the_default_route_s_interface_is_captured() {
+    let (lab, cl, sv) = udp_lab("defroute");
+    let no_route = std::process::Command::new("ip")
+        .args(["netns", "exec", &sv, env!("CARGO_BIN_EXE_flowtap")])
+        .args(["-i", "default-route"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&no_route.stderr).into_owned();
+    assert!(!no_route.status.success(), "{said}");
+    assert!(said.contains("has no default route"), "{said}");
+    sh(&format!(
+        "ip -n {sv} route add default via 198.18.10.1 dev s0"
+    ));
+    let ft = LiveFlowtap::start(&sv, &["-i", "default-route"]);
+    send_datagrams(&lab, &cl, 5);
+    wait::until_holds(Duration::from_secs(10), "the datagrams counted", || {
+        udp_flow_packets(&ft) == Some(5)
+    });
+    let (status, stderr) = ft.stop();
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains("the interface of the host's default route"),
+        "{stderr}"
+    );
+    lab.close();
+}

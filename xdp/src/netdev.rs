@@ -270,9 +270,88 @@ pub fn rx_queues(iface: &str) -> std::io::Result<u32> {
     Ok(n.max(1) as u32)
 }
 
+/// What `-i` may say instead of a name: the interface of the host's
+/// default route, which node images name differently (`eth0`, `ens5` on
+/// EKS's AL2023, `ens4` on GKE's Ubuntu), so that one DaemonSet serves
+/// every node pool.
+pub const DEFAULT_ROUTE: &str = "default-route";
+
+/// The interface of the host's default route, from the kernel's main
+/// routing table (`/proc/net/route`, else `/proc/net/ipv6_route`): the one
+/// of lowest metric, up.
+pub fn default_route_interface() -> std::io::Result<String> {
+    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    default_route_in(&v4, &v6).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "this host has no default route (/proc/net/route, /proc/net/ipv6_route)",
+        )
+    })
+}
+
+/// [`default_route_interface`] of the two tables' text.
+fn default_route_in(v4: &str, v6: &str) -> Option<String> {
+    const RTF_UP: u32 = 0x1;
+    let hex = |field: &str| u32::from_str_radix(field, 16).ok();
+    // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+    let ipv4 = v4.lines().skip(1).filter_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (iface, dest, flags, metric, mask) =
+            (f.first()?, f.get(1)?, f.get(3)?, f.get(6)?, f.get(7)?);
+        let default = hex(dest)? == 0 && hex(mask)? == 0 && hex(flags)? & RTF_UP != 0;
+        default.then(|| {
+            (
+                metric.parse::<u32>().ok().unwrap_or(u32::MAX),
+                iface.to_string(),
+            )
+        })
+    });
+    // Destination, its prefix length, source, its prefix length, next hop,
+    // metric, refcount, use, flags, device; an unreachable default is lo's.
+    let ipv6 = v6.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (dest, len, metric, flags, iface) =
+            (f.first()?, f.get(1)?, f.get(5)?, f.get(8)?, f.get(9)?);
+        let default = dest.chars().all(|c| c == '0')
+            && hex(len)? == 0
+            && hex(flags)? & RTF_UP != 0
+            && *iface != "lo";
+        if !default {
+            return None;
+        }
+        Some((hex(metric)?, iface.to_string()))
+    });
+    ipv4.min_by_key(|(metric, _)| *metric)
+        .or_else(|| ipv6.min_by_key(|(metric, _)| *metric))
+        .map(|(_, iface)| iface)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default route's interface, as the kernel writes its tables:
+    /// the lowest metric of IPv4's, else of IPv6's (not an unreachable
+    /// route's `lo`).
+    #[test]
+    fn the_default_route_s_interface() {
+        let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                  ens5\t000012C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                  ens6\t00000000\t010012C6\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+                  ens5\t00000000\t010012C6\t0003\t0\t0\t100\t00000000\t0\t0\t0\n";
+        let v6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
+                  fe800000000000000000000000000001 00000400 00000001 00000000 00000003 eth9\n";
+        assert_eq!(default_route_in(v4, v6).as_deref(), Some("ens5"));
+        // No IPv4 default: IPv6's.
+        let no_default = v4.lines().take(2).collect::<Vec<_>>().join("\n");
+        assert_eq!(default_route_in(&no_default, v6).as_deref(), Some("eth9"));
+        // An unreachable default (lo), and none at all.
+        let unreachable = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 \
+                           00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n";
+        assert_eq!(default_route_in(&no_default, unreachable), None);
+        assert_eq!(default_route_in("", ""), None);
+    }
 
     #[test]
     fn counters_read_as_sysfs_writes_them() {
