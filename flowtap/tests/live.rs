@@ -2349,7 +2349,7 @@ time.sleep(5)
 #[test]
 fn the_default_route_s_interface_is_captured() {
     let (lab, cl, sv) = udp_lab("defroute");
-    let no_route = std::process::Command::new("ip")
+    let no_route = Command::new("ip")
         .args(["netns", "exec", &sv, env!("CARGO_BIN_EXE_flowtap")])
         .args(["-i", "default-route"])
         .output()
