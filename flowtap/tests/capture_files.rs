@@ -824,6 +824,55 @@ fn a_second_stop_signal_ends_a_read_waiting_on_a_pipe() {
     assert_eq!(status.signal(), Some(2), "{}", log.lock().unwrap());
 }
 
+/// A pipe that brings nothing for a while (`tcpdump -U -w - | flowtap -r -
+/// --listen` on a quiet link) holds nothing back: what it brought is
+/// answered while it stays open (a worker waiting in its read held every
+/// snapshot, and the answers stayed empty until the pipe brought more or
+/// ended), and one stop signal ends the reading at once.
+#[test]
+fn a_quiet_pipe_is_answered_and_stopped_while_open() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args([
+            "-r",
+            "-",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, lines) = common::follow_stderr(&mut child);
+    let addr: std::net::SocketAddr = common::wait_for_serving(&log, &lines).parse().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/demo.pcap");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(&std::fs::read(demo).unwrap()).unwrap();
+    pipe.flush().unwrap();
+    let flows = || {
+        let request =
+            b"GET /mcp/flows/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        common::server::raw_request(addr, request).json()["total_flows"].as_u64()
+    };
+    common::wait::until_holds(
+        std::time::Duration::from_secs(20),
+        "the demo's flows answered while the pipe is open",
+        || flows() == Some(140),
+    );
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = common::wait::until(std::time::Duration::from_secs(10), "flowtap to end", || {
+        child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "running".to_owned())
+    });
+    assert_eq!(status.code(), Some(130), "{}", log.lock().unwrap());
+    drop(pipe);
+}
+
 /// Once the files are read, a stop signal is no longer the reading's:
 /// serving, two in a row stop flowtap cleanly (the reading's second-signal
 /// rule had ended it at the second); not serving, one ends flowtap at once

@@ -15,6 +15,7 @@ use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 
 use super::compressed::{self, Compression};
+use super::pipe::{self, Pipe, Waiting};
 use crate::source::Frame;
 use crate::time::SECOND;
 use crate::wire::dissect::LinkType;
@@ -246,6 +247,11 @@ impl ReadFailure {
         }
     }
 
+    /// Forgets why the last read failed (it found nothing yet).
+    fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// The error of a read of `path` that failed at `offset`, with why.
     fn error(&self, path: DisplayPath, offset: u64) -> CaptureError {
         let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -372,6 +378,11 @@ pub struct CaptureFile {
     /// Bytes passed over so far, which the reader's count of bytes
     /// consumed does not hold.
     passed: u64,
+    /// A stream's: whether a read found nothing yet ([`pipe`]).
+    waiting: Option<Waiting>,
+    /// The last [`CaptureFile::read_frames`] stopped because the stream
+    /// brought nothing yet, not at its end.
+    nothing_yet: bool,
     format: Format,
     buffer_bytes: usize,
     frames: u64,
@@ -396,7 +407,7 @@ impl CaptureFile {
     /// tcpdump and tshark read it (`zcat F.pcap.gz | flowtap -r -`).
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
         if path == Path::new("-") {
-            return CaptureFile::from_reader(path, std::io::stdin());
+            return CaptureFile::from_pipe(path, std::io::stdin());
         }
         let open_error = |source| CaptureError::Open {
             path: DisplayPath {
@@ -411,7 +422,50 @@ impl CaptureFile {
         if file.metadata().is_ok_and(|m| m.is_dir()) {
             return Err(open_error(std::io::Error::other("it is a directory")));
         }
+        if file
+            .metadata()
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+        {
+            return CaptureFile::from_pipe(path, file);
+        }
         CaptureFile::from_reader(path, file)
+    }
+
+    /// Reads a stream (standard input, a FIFO) on a thread of its own
+    /// ([`pipe`]): a read that finds nothing yet returns what it read, and
+    /// [`CaptureFile::nothing_yet`] says so, rather than wait.
+    pub fn from_pipe(
+        path: &Path,
+        input: impl Read + Send + 'static,
+    ) -> Result<CaptureFile, CaptureError> {
+        let pipe = Pipe::new(input).map_err(|source| CaptureError::Open {
+            path: DisplayPath {
+                path: path.to_path_buf(),
+                through: None,
+            },
+            source,
+        })?;
+        let (waiting, blocking) = (pipe.waiting(), pipe.blocking());
+        // The header is waited for; then reads stop waiting.
+        let mut file = CaptureFile::from_reader(path, pipe)?;
+        pipe::stop_blocking(&blocking);
+        file.waiting = Some(waiting);
+        Ok(file)
+    }
+
+    /// Whether the last [`CaptureFile::read_frames`] stopped because its
+    /// stream brought nothing yet (it is not at its end: read again later).
+    pub fn nothing_yet(&self) -> bool {
+        self.nothing_yet
+    }
+
+    /// Whether a read that failed found nothing yet ([`Self::from_pipe`]).
+    fn found_nothing_yet(&self) -> bool {
+        let nothing = self.waiting.as_ref().is_some_and(Waiting::take);
+        if nothing {
+            self.read_failure.clear();
+        }
+        nothing
     }
 
     /// Reads a capture from any byte stream (a pipe, memory), named `path`
@@ -520,6 +574,8 @@ impl CaptureFile {
             read_failure,
             pass,
             passed: 0,
+            waiting: None,
+            nothing_yet: false,
             format: Format::Ng {
                 interfaces: Vec::new(),
                 big_endian: false,
@@ -672,6 +728,7 @@ impl CaptureFile {
         mut on_frame: impl FnMut(Frame<'_>),
     ) -> Result<usize, CaptureError> {
         let mut delivered = 0;
+        self.nothing_yet = false;
         while delivered < max && !self.done {
             let offset = self.offset();
             let whole_block = self.check_lengths(offset)?;
@@ -888,6 +945,10 @@ impl CaptureFile {
                 }
                 Err(PcapError::Incomplete(_)) => {
                     if self.reader.refill().is_err() {
+                        if self.found_nothing_yet() {
+                            self.nothing_yet = true;
+                            return Ok(delivered);
+                        }
                         return Err(self.read_error(offset));
                     }
                 }
@@ -905,6 +966,10 @@ impl CaptureFile {
                     self.buffer_bytes *= 2;
                     self.reader.grow(self.buffer_bytes);
                     if self.reader.refill().is_err() {
+                        if self.found_nothing_yet() {
+                            self.nothing_yet = true;
+                            return Ok(delivered);
+                        }
                         return Err(self.read_error(offset));
                     }
                 }

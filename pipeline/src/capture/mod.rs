@@ -2,6 +2,7 @@
 
 pub mod compressed;
 pub mod file;
+pub mod pipe;
 
 pub use file::{
     CaptureError, CaptureFile, MAX_INTERFACES, MAX_RECORD_BYTES, MAX_UNREADABLE_LISTED,

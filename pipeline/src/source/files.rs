@@ -185,7 +185,10 @@ impl PacketSource for FileSource {
                     stamps.pass(number, frame, &mut deliver);
                 }),
             };
-            let finished = !matches!(read, Ok(n) if n > 0);
+            // A pipe that brought nothing yet is not at its end: the worker
+            // goes on (answering snapshots) and reads again.
+            let waiting = !stopping && file.nothing_yet();
+            let finished = !waiting && !matches!(read, Ok(n) if n > 0);
             let restamped = finished.then(|| stamps.finish(&mut deliver));
             let p = &self.progress;
             p.offset.store(file.offset(), Ordering::Relaxed);
@@ -194,7 +197,10 @@ impl PacketSource for FileSource {
                 p.frames.fetch_add(n as u64, Ordering::Relaxed);
             }
             let Some(restamped) = restamped else {
-                return Poll::Busy;
+                return match read {
+                    Ok(0) => Poll::Idle,
+                    _ => Poll::Busy,
+                };
             };
             let file = self.current.take().expect("checked above");
             let unreadable = file.unreadable().to_vec();
