@@ -1174,10 +1174,23 @@ struct Passing<R> {
 
 impl<R: Read> Read for Passing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let pass = self.pass.swap(0, Ordering::Relaxed);
-        if pass > 0 {
-            let passed = std::io::copy(&mut (&mut self.input).take(pass), &mut std::io::sink())?;
-            if passed < pass {
+        let mut pass = self.pass.swap(0, Ordering::Relaxed);
+        let mut scratch = [0u8; 8192];
+        while pass > 0 {
+            let want = scratch
+                .len()
+                .min(usize::try_from(pass).unwrap_or(usize::MAX));
+            let read = match self.input.read(&mut scratch[..want]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // What is left is passed over at the next read (a
+                    // pipe that brought nothing yet).
+                    self.pass.store(pass, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Ok(read) => read as u64,
+            };
+            if read == 0 {
                 let cause = "the file is cut short inside a block passed over";
                 *self.failure.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.into());
                 return Err(std::io::Error::new(
@@ -1185,6 +1198,7 @@ impl<R: Read> Read for Passing<R> {
                     cause,
                 ));
             }
+            pass -= read;
         }
         self.input.read(buf)
     }
