@@ -280,6 +280,22 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
     // part of the memory) before the API's view of the snapshot is built.
     drop(pipeline);
     let outcomes = std::mem::take(&mut *report.lock().expect("reader thread finished"));
+    // Said where a service's clients look too, not only on stderr: a file
+    // that could not be read made a served answer look whole.
+    let failed_files = outcomes
+        .iter()
+        .filter(|o| {
+            o.error
+                .as_ref()
+                .is_some_and(|e| !matches!(e, CaptureError::Stopped { .. }))
+        })
+        .count();
+    publisher
+        .lock()
+        .expect("publisher lock")
+        .stats()
+        .capture_files_failed
+        .store(failed_files as u64, std::sync::atomic::Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
     let snapshot = {
         let mut publisher = publisher.lock().expect("publisher lock");
@@ -367,11 +383,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
         }
         return Ok(status);
     }
-    let file_errors = outcomes.iter().any(|o| {
-        o.error
-            .as_ref()
-            .is_some_and(|e| !matches!(e, CaptureError::Stopped { .. }))
-    });
+    let file_errors = failed_files > 0;
     let failed = match printed {
         // A reader that has read enough (`| head`) ends the run, which is
         // no failure (exit 0); but a file that could not be read still

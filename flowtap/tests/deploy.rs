@@ -539,6 +539,16 @@ fn the_readme_references_are_generated_from_the_program() {
     }
 }
 
+/// A file that could not be read is said where a service's clients look,
+/// not only on stderr: served, the answers of the files read looked whole.
+#[test]
+fn a_file_that_could_not_be_read_is_in_the_metrics() {
+    let s = Server::start(&["-r", "/nonexistent/capture.pcap", &demo()]);
+    let text = String::from_utf8(s.admin_get("/metrics").body).unwrap();
+    assert_eq!(sample(&text, "flowtap_capture_files_failed"), 1.0);
+    assert_eq!(sample(&text, "flowtap_frames_total"), 6000.0);
+}
+
 #[test]
 fn metrics_pass_promtool_and_count_what_was_read() {
     let capture = corpus_dir().join("captures/22_malformed_l3l4_bundle.pcap");

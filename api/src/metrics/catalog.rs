@@ -575,6 +575,12 @@ pub const CATALOG: &[Metric] = &[
         stat!(capture_ended)
     ),
     metric!(
+        "flowtap_capture_files_failed",
+        Gauge,
+        "Capture files (-r) whose reading an error ended (damaged, cut short, unreadable, missing): what they held past the error is in no answer; the end-of-run error on stderr names each file and the byte offset. Set once the files are read.",
+        stat!(capture_files_failed)
+    ),
+    metric!(
         "flowtap_hub_feed_room_bytes",
         Gauge,
         "Hub: bytes of agents' feeds held at once, fetched and not yet decoded, at most (--max-feed-bytes-held; 0 on an agent).",

@@ -78,6 +78,8 @@ pub struct ServiceStats {
     /// 1 once the last snapshot is published (the files are read): the
     /// answers no longer change, and their age grows by design.
     pub capture_ended: AtomicU64,
+    /// Capture files whose reading an error ended (`-r`).
+    pub capture_files_failed: AtomicU64,
     /// A hub's room for feeds held at once (`--max-feed-bytes-held`).
     pub hub_feed_room_bytes: AtomicU64,
     /// A hub's pulls that waited for that room.
