@@ -411,7 +411,7 @@ pub(crate) struct HubArgs {
     /// its EndpointSlice addresses, followed as they change; the ready ones
     /// are pulled, the others named missing (needs --k8s-watch, or an
     /// inventory with the EndpointSlices).
-    #[arg(long, value_name = "NAMESPACE/NAME", env = "FLOWTAP_HUB_AGENTS_SERVICE", help_heading = HUB)]
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_agents_service, env = "FLOWTAP_HUB_AGENTS_SERVICE", help_heading = HUB)]
     pub agents_service: Option<String>,
 
     /// File holding the bearer token the agents require.
@@ -853,6 +853,12 @@ fn parse_agents_dns(text: &str) -> Result<String, String> {
     Ok(entry)
 }
 
+/// The agents' Service, checked where it is read (as [`parse_agent_url`]).
+fn parse_agents_service(text: &str) -> Result<String, String> {
+    hub::AgentSource::service(text)?;
+    Ok(text.to_owned())
+}
+
 /// An address range of a comma-separated list, spaces around it allowed.
 fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
     text.trim()
@@ -899,6 +905,11 @@ fn parse_size(text: &str) -> Result<u64, String> {
     let whole: u64 = whole.parse().map_err(|_| not_a_size())?;
     if !fraction.chars().all(|c| c.is_ascii_digit()) || fraction.len() > 9 {
         return Err(not_a_size());
+    }
+    if number.contains('.') && unit.trim().trim_end_matches('B').is_empty() {
+        return Err(format!(
+            "{text:?}: a fraction of a byte; give a unit (e.g. 1.5Gi)"
+        ));
     }
     let unit = unit.trim().trim_end_matches('B');
     let multiplier: u64 = match unit {
@@ -1026,7 +1037,7 @@ mod tests {
         assert_eq!(parse_size("0.5k"), Ok(500));
         assert_eq!(parse_size("2G"), Ok(2_000_000_000));
         assert_eq!(parse_size("1.Gi"), Ok(1 << 30));
-        for bad in [".5Gi", "1.5.2Gi", "1..5Gi", "Gi", "1.5X"] {
+        for bad in [".5Gi", "1.5.2Gi", "1..5Gi", "Gi", "1.5X", "1.5", "0.5B"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
     }

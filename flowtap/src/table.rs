@@ -584,7 +584,9 @@ pub(crate) fn json_for_terminal(body: &[u8]) -> String {
     String::from_utf8_lossy(body)
         .chars()
         .map(|c| match c {
-            '\n' | '\r' | '\t' => c.to_string(),
+            // A raw carriage return (which JSON never needs) would move
+            // the cursor back over the line.
+            '\n' | '\t' => c.to_string(),
             c if unsafe_on_a_terminal(c) => format!("\\u{:04x}", u32::from(c)),
             c => c.to_string(),
         })
@@ -939,6 +941,7 @@ mod tests {
             safe,
             "{\"pod\":\"x\\u001b]0;PWNED\\u0007\\u009b2J\\u202e\"}\n"
         );
+        assert_eq!(json_for_terminal(b"{}\r\n"), "{}\\u000d\n");
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&safe).unwrap(),
             serde_json::from_str::<serde_json::Value>(

@@ -873,6 +873,57 @@ fn a_quiet_pipe_is_answered_and_stopped_while_open() {
     drop(pipe);
 }
 
+/// A pipe that pauses mid-record (a slow `ssh` or `curl`) is read whole,
+/// plain or compressed: a zstd stream told mid-block that nothing came
+/// lost what it had read of the block, and the capture was refused as
+/// damaged part-way (`Blocksize was bigger than the absolute maximum`).
+#[test]
+fn a_pipe_that_pauses_mid_record_is_read_whole() {
+    let demo =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/demo.pcap")).unwrap();
+    let zstd = Command::new("sh")
+        .args(["-c", "zstd -q -c < \"$0\"", "../demo/demo.pcap"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(zstd.status.success());
+    let gzip = Command::new("sh")
+        .args(["-c", "gzip -c < \"$0\"", "../demo/demo.pcap"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(gzip.status.success());
+    for (what, bytes, step) in [
+        ("plain", demo, 200_001),
+        ("zstd", zstd.stdout, 40_001),
+        ("gzip", gzip.stdout, 40_001),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+            .args(["-r", "-", "--json"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            for chunk in bytes.chunks(step) {
+                pipe.write_all(chunk).unwrap();
+                pipe.flush().unwrap();
+                // Longer than a read of a pipe waits for more.
+                std::thread::sleep(std::time::Duration::from_millis(60));
+            }
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{what}: {stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["total_flows"], 140, "{what}: {stderr}");
+        assert!(stderr.contains("read 6000 frames"), "{what}: {stderr}");
+    }
+}
+
 /// Once the files are read, a stop signal is no longer the reading's:
 /// serving, two in a row stop flowtap cleanly (the reading's second-signal
 /// rule had ended it at the second); not serving, one ends flowtap at once

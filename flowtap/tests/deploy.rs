@@ -349,6 +349,14 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec![("FLOWTAP_HUB_AGENTS", "http://127.0.0.1:1,ftp://x")],
             vec!["environment variable FLOWTAP_HUB_AGENTS", "ftp://x"],
         ),
+        (
+            vec!["hub"],
+            vec![("FLOWTAP_HUB_AGENTS_SERVICE", "flowtap-agents:8898")],
+            vec![
+                "environment variable FLOWTAP_HUB_AGENTS_SERVICE",
+                "NAMESPACE/NAME",
+            ],
+        ),
         // A variable of several entries, split as its option splits them.
         (
             vec!["-r", &d],

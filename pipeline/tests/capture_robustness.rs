@@ -545,6 +545,20 @@ fn a_section_header_past_the_first_buffer_is_read() {
     let frames = every_frame(&mut file);
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].3, b"abcd");
+    // Past the largest record read, refused as such a record is (it was
+    // said to be cut off).
+    let mut huge = shb_body(false);
+    huge.resize(9 << 20, 0);
+    let error = CaptureFile::from_reader(
+        Path::new("huge.pcapng"),
+        Cursor::new(ng_block(0x0a0d_0d0a, &huge, false)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("byte offset 0 is larger than 8388608 bytes"),
+        "{error}"
+    );
 }
 
 /// A block holding no packet too large to read (a Decryption Secrets
@@ -590,6 +604,14 @@ fn a_block_too_large_to_read_that_holds_no_packet_is_passed_over() {
     };
     assert_eq!(seen, 1);
     assert!(error.contains("cut short"), "{error}");
+    // Where reading got to, inside the file (it said the block's end).
+    let at: u64 = error
+        .split("byte offset ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{error}"));
+    assert!(at <= total - 100, "{error}");
     // A packet block that large is still refused, as before.
     let huge = [0u32, 0, 7, 9 << 20, 9 << 20]
         .map(u32::to_le_bytes)

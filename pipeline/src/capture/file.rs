@@ -376,8 +376,9 @@ pub struct CaptureFile {
     /// Bytes the reader's input is to pass over unread ([`Passing`]).
     pass: Arc<AtomicU64>,
     /// Bytes passed over so far, which the reader's count of bytes
-    /// consumed does not hold.
-    passed: u64,
+    /// consumed does not hold (counted as [`Passing`] reads them, so that
+    /// an offset inside a block passed over is where reading got to).
+    passed: Arc<AtomicU64>,
     /// A stream's: whether a read found nothing yet ([`pipe`]).
     waiting: Option<Waiting>,
     /// The last [`CaptureFile::read_frames`] stopped because the stream
@@ -446,10 +447,15 @@ impl CaptureFile {
             source,
         })?;
         let (waiting, blocking) = (pipe.waiting(), pipe.blocking());
-        // The header is waited for; then reads stop waiting.
+        // The header is waited for; then reads stop waiting, but for a
+        // compressed stream's: a decompressor told mid-block that nothing
+        // came loses what it read of the block (ruzstd reads a block
+        // whole), and the stream read on was misread.
         let mut file = CaptureFile::from_reader(path, pipe)?;
-        pipe::stop_blocking(&blocking);
-        file.waiting = Some(waiting);
+        if file.path.through.is_none() {
+            pipe::stop_blocking(&blocking);
+            file.waiting = Some(waiting);
+        }
         Ok(file)
     }
 
@@ -516,16 +522,30 @@ impl CaptureFile {
             _ => {}
         }
         let magic = head.get(..4).map(<[u8]>::to_vec);
+        // A section header past the largest record read (its length from
+        // its own fields): refused as any record that large is.
+        if let Some(h) = head.get(..12)
+            && h[..4] == PCAPNG_MAGIC
+            && u32_at(h, 4, section_big_endian(h).unwrap_or(false))
+                .is_some_and(|length| length as usize > MAX_RECORD_BYTES)
+        {
+            return Err(CaptureError::RecordTooLarge {
+                path: display,
+                offset: 0,
+                limit: MAX_RECORD_BYTES,
+            });
+        }
         // Enough to tell the compressors apart.
         let start: Vec<u8> = head.iter().take(6).copied().collect();
         // The reader parses the first block whole from its buffer: one as
         // large as it (a long capture comment in a section header) was
         // said to be cut off at offset 0.
         let buffer_bytes = head.len().next_power_of_two().max(BUFFER_BYTES);
-        let pass = Arc::new(AtomicU64::new(0));
+        let (pass, passed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let input = Passing {
             input: std::io::Cursor::new(head).chain(input),
             pass: pass.clone(),
+            passed: passed.clone(),
             failure: read_failure.clone(),
         };
         let reader = match pcap_parser::create_reader(buffer_bytes, input) {
@@ -573,7 +593,7 @@ impl CaptureFile {
             reader,
             read_failure,
             pass,
-            passed: 0,
+            passed,
             waiting: None,
             nothing_yet: false,
             format: Format::Ng {
@@ -620,7 +640,7 @@ impl CaptureFile {
     /// Bytes of the capture consumed so far (of the decompressed data, for
     /// a compressed file).
     pub fn offset(&self) -> u64 {
-        self.reader.consumed() as u64 + self.passed
+        self.reader.consumed() as u64 + self.passed.load(Ordering::Relaxed)
     }
 
     /// Passes over the pcapng block at the head of the buffer, too large
@@ -652,7 +672,6 @@ impl CaptureFile {
         }
         let unread = u64::from(length) - buffered as u64;
         self.reader.consume_noshift(buffered);
-        self.passed += unread;
         self.pass.store(unread, Ordering::Relaxed);
         true
     }
@@ -1169,6 +1188,8 @@ const ENHANCED_PACKET_BLOCK: u32 = 6;
 struct Passing<R> {
     input: R,
     pass: Arc<AtomicU64>,
+    /// Bytes passed over so far ([`CaptureFile::offset`]).
+    passed: Arc<AtomicU64>,
     failure: ReadFailure,
 }
 
@@ -1199,6 +1220,7 @@ impl<R: Read> Read for Passing<R> {
                 ));
             }
             pass -= read;
+            self.passed.fetch_add(read, Ordering::Relaxed);
         }
         self.input.read(buf)
     }
