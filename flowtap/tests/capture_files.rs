@@ -770,12 +770,13 @@ fn standard_input_and_compressed_files_read_like_the_file() {
     );
 }
 
-/// A read waiting on a pipe that brings nothing does not see the first
-/// stop signal (that stops it only once the pipe brings something): the
-/// second ends flowtap at once, by the signal.
-#[test]
-fn a_second_stop_signal_ends_a_read_waiting_on_a_pipe() {
-    use std::os::unix::process::ExitStatusExt;
+/// `flowtap -r - --listen` on loopback, reading a pipe the test writes:
+/// the child, its stderr as it comes, and where it serves, once it does.
+fn serve_a_pipe() -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::net::SocketAddr,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
         .args([
             "-r",
@@ -791,8 +792,18 @@ fn a_second_stop_signal_ends_a_read_waiting_on_a_pipe() {
         .spawn()
         .unwrap();
     let (log, lines) = common::follow_stderr(&mut child);
+    let addr = common::wait_for_serving(&log, &lines).parse().unwrap();
+    (child, log, addr)
+}
+
+/// A read waiting on a pipe that brings nothing does not see the first
+/// stop signal (that stops it only once the pipe brings something): the
+/// second ends flowtap at once, by the signal.
+#[test]
+fn a_second_stop_signal_ends_a_read_waiting_on_a_pipe() {
+    use std::os::unix::process::ExitStatusExt;
     // Said once the signals are caught.
-    common::wait_for_serving(&log, &lines);
+    let (mut child, log, _) = serve_a_pipe();
     let pid = child.id().to_string();
     // Its reader waiting on the pipe (a signal before it opened the pipe
     // would stop the reading before it began).
@@ -831,22 +842,7 @@ fn a_second_stop_signal_ends_a_read_waiting_on_a_pipe() {
 /// ended), and one stop signal ends the reading at once.
 #[test]
 fn a_quiet_pipe_is_answered_and_stopped_while_open() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowtap"))
-        .args([
-            "-r",
-            "-",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (log, lines) = common::follow_stderr(&mut child);
-    let addr: std::net::SocketAddr = common::wait_for_serving(&log, &lines).parse().unwrap();
+    let (mut child, log, addr) = serve_a_pipe();
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/demo.pcap");
     let mut pipe = child.stdin.take().unwrap();
     pipe.write_all(&std::fs::read(demo).unwrap()).unwrap();
