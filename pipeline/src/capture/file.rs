@@ -465,13 +465,19 @@ impl CaptureFile {
         self.nothing_yet
     }
 
-    /// Whether a read that failed found nothing yet ([`Self::from_pipe`]).
-    fn found_nothing_yet(&self) -> bool {
-        let nothing = self.waiting.as_ref().is_some_and(Waiting::take);
-        if nothing {
-            self.read_failure.clear();
+    /// Refills the read buffer; `true` where its stream brought nothing
+    /// yet ([`Self::from_pipe`]: [`Self::nothing_yet`] then says so), the
+    /// read's error at `offset` where it failed.
+    fn refill_or_wait(&mut self, offset: u64) -> Result<bool, CaptureError> {
+        if self.reader.refill().is_ok() {
+            return Ok(false);
         }
-        nothing
+        if self.waiting.as_ref().is_some_and(Waiting::take) {
+            self.read_failure.clear();
+            self.nothing_yet = true;
+            return Ok(true);
+        }
+        Err(self.read_error(offset))
     }
 
     /// Reads a capture from any byte stream (a pipe, memory), named `path`
@@ -963,12 +969,8 @@ impl CaptureFile {
                     ));
                 }
                 Err(PcapError::Incomplete(_)) => {
-                    if self.reader.refill().is_err() {
-                        if self.found_nothing_yet() {
-                            self.nothing_yet = true;
-                            return Ok(delivered);
-                        }
-                        return Err(self.read_error(offset));
+                    if self.refill_or_wait(offset)? {
+                        return Ok(delivered);
                     }
                 }
                 Err(PcapError::BufferTooSmall) => {
@@ -984,12 +986,8 @@ impl CaptureFile {
                     }
                     self.buffer_bytes *= 2;
                     self.reader.grow(self.buffer_bytes);
-                    if self.reader.refill().is_err() {
-                        if self.found_nothing_yet() {
-                            self.nothing_yet = true;
-                            return Ok(delivered);
-                        }
-                        return Err(self.read_error(offset));
+                    if self.refill_or_wait(offset)? {
+                        return Ok(delivered);
                     }
                 }
                 Err(PcapError::UnexpectedEof) => {
@@ -1177,7 +1175,7 @@ const OBSOLETE_PACKET_BLOCK: u32 = 2;
 
 /// pcapng's other block types that hold or describe packets, which are
 /// never passed over unread ([`CaptureFile::pass_over`]).
-const SECTION_HEADER_BLOCK: u32 = 0x0a0d_0d0a;
+const SECTION_HEADER_BLOCK: u32 = u32::from_le_bytes(PCAPNG_MAGIC);
 const INTERFACE_DESCRIPTION_BLOCK: u32 = 1;
 const SIMPLE_PACKET_BLOCK: u32 = 3;
 const ENHANCED_PACKET_BLOCK: u32 = 6;
