@@ -203,6 +203,17 @@ impl From<ipv6::Error> for Malformed {
     }
 }
 
+impl From<udp::Error> for Malformed {
+    fn from(e: udp::Error) -> Self {
+        match e {
+            udp::Error::Len(len) => len.into(),
+            udp::Error::HeaderLength { .. } => {
+                Malformed::new(MalformedReason::BadHeaderLength, Layer::Udp)
+            }
+        }
+    }
+}
+
 impl From<tcp::Error> for Malformed {
     fn from(e: tcp::Error) -> Self {
         match e {
@@ -845,7 +856,11 @@ impl<'a> Walk<'a, '_> {
                             clamp16(ip_payload.saturating_sub(seg.header_len()));
                     }
                     L4Proto::Udp => {
-                        let dgram = udp::Packet::new_checked(ip.payload)?;
+                        let datagram_len = match ip.fragment {
+                            Fragment::Whole => ip.payload_len,
+                            _ => None,
+                        };
+                        let dgram = udp::Packet::new_checked(ip.payload, datagram_len)?;
                         transport.src_port = dgram.src_port();
                         transport.dst_port = dgram.dst_port();
                         transport.payload_len = clamp16(ip_payload.saturating_sub(udp::HEADER_LEN));
@@ -1455,6 +1470,29 @@ mod tests {
         ip.extend(tcp::tests::header(1, 2, 0));
         ip[20 + 12] = 10 << 4; // 40-byte TCP header in a 16-byte segment
         f.extend(&ip);
+        assert_eq!(
+            reason(LinkType::Ethernet, &f),
+            MalformedReason::BadHeaderLength
+        );
+
+        // UDP with no room for its header: a length field of 4 (tshark:
+        // "Bad length value 4 < 8", no conversation), or an IP header
+        // stating 4 bytes after it in a padded frame (not cut off).
+        let mut f = eth(0x0800);
+        let mut ip = ipv4::tests::header(17, 28, 0);
+        let mut dgram = udp::tests::header(5353, 53);
+        dgram[4..6].copy_from_slice(&4u16.to_be_bytes());
+        ip.extend(dgram);
+        f.extend(&ip);
+        assert_eq!(
+            reason(LinkType::Ethernet, &f),
+            MalformedReason::BadHeaderLength
+        );
+        let mut f = eth(0x0800);
+        let mut ip = ipv4::tests::header(17, 24, 0);
+        ip.extend(udp::tests::header(5353, 53));
+        f.extend(&ip);
+        f.resize(60, 0);
         assert_eq!(
             reason(LinkType::Ethernet, &f),
             MalformedReason::BadHeaderLength
