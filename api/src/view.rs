@@ -16,7 +16,7 @@ use crate::rest::coverage::CoverageJson;
 use crate::rest::query::{Aggregate, FlowQuery, SortKey};
 use crate::rest::rows::{Grouped, Row};
 use crate::rest::summary;
-use k8s::{Identity, Inventory};
+use k8s::{Identity, IdentityKind, Inventory};
 use pipeline::packet::L4Proto;
 
 pub struct View {
@@ -316,11 +316,16 @@ impl View {
 
     /// Whether the endpoint is outside the cluster (known only with
     /// `--cluster-cidr`): an address the Kubernetes names give a pod, a
-    /// service or a node is inside, whatever ranges were given (a dual-stack
-    /// cluster's IPv6 pods outside IPv4-only ranges are still its pods).
+    /// service's own address or a node is inside, whatever ranges were
+    /// given (a dual-stack cluster's IPv6 pods outside IPv4-only ranges are
+    /// still its pods); a service's endpoint that is none of those (a
+    /// selector-less service's database outside) is where the ranges say.
     pub fn external(&self, flow: usize, side: Side) -> Option<bool> {
         let external = self.cluster.is_external(self.ip(flow, side))?;
-        Some(external && self.identity(flow, side).is_none())
+        let named_inside = self
+            .identity(flow, side)
+            .is_some_and(|id| id.kind != IdentityKind::Endpoint);
+        Some(external && !named_inside)
     }
 }
 

@@ -1494,6 +1494,18 @@ fn workloads_active_and_idle() {
         );
         assert_eq!(w["last_seen"].is_string(), w["active"] == true, "{w}");
     }
+    // A service has flows in only: those to it (its pods' calls out are
+    // the pods'), and is active only when something connects to it.
+    for w in workloads.iter().filter(|w| w["kind"] == "service") {
+        let (ns, name) = (&w["namespace"], &w["name"]);
+        let served = flows
+            .iter()
+            .filter(|f| f["server"]["svc"] == *name && f["server"]["ns"] == *ns)
+            .count();
+        assert_eq!(w["flows_in"].as_u64().unwrap() as usize, served, "{w}");
+        assert_eq!(w["flows_out"], 0, "{w}");
+        assert_eq!(w["active"], served > 0, "{w}");
+    }
     let idle = s.get_json("/mcp/workloads?state=idle&kind=pod&limit=100000");
     let idle = idle["workloads"].as_array().unwrap();
     let expected: Vec<&Value> = workloads

@@ -43,9 +43,13 @@ pub struct ServiceRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityKind {
     Pod,
-    /// A Service's own address (a ClusterIP, its load balancer's), or an
-    /// endpoint of it that is no pod (a managed control plane's).
+    /// A Service's own address (a ClusterIP, its load balancer's).
     ServiceIp,
+    /// An endpoint of a Service that is no pod and no node: a
+    /// selector-less service's hand-written address (a database outside
+    /// the cluster), a managed control plane's. Named after its service,
+    /// but outside `--cluster-cidr` it is still external.
+    Endpoint,
     Node,
 }
 
@@ -114,9 +118,9 @@ fn workload_of(meta: &ObjectMeta) -> &str {
 impl Identity {
     /// A service's address: the service `name` in namespace `ns`, its
     /// workload too, reached on `ports`.
-    fn of_service(ns: Arc<str>, name: &str, ports: Vec<u16>) -> Identity {
+    fn of_service(kind: IdentityKind, ns: Arc<str>, name: &str, ports: Vec<u16>) -> Identity {
         Identity {
-            kind: IdentityKind::ServiceIp,
+            kind,
             pod: None,
             ns: Some(ns),
             node: None,
@@ -136,9 +140,11 @@ impl Identity {
     /// any port. A client (no port): the first by name.
     pub fn service(&self, port: Option<u16>) -> Option<&Arc<str>> {
         match port {
-            Some(p) if self.kind != IdentityKind::ServiceIp => (self.services.iter())
-                .find(|s| s.ports.contains(&p))
-                .or_else(|| self.services.iter().find(|s| s.ports.is_empty())),
+            Some(p) if matches!(self.kind, IdentityKind::Pod | IdentityKind::Node) => {
+                (self.services.iter())
+                    .find(|s| s.ports.contains(&p))
+                    .or_else(|| self.services.iter().find(|s| s.ports.is_empty()))
+            }
             _ => self.services.first(),
         }
         .map(|s| &s.name)
@@ -553,6 +559,7 @@ impl Inventory {
                 node: None,
             });
             let identity = Arc::new(Identity::of_service(
+                IdentityKind::ServiceIp,
                 ns,
                 &svc.metadata.name,
                 svc.spec.ports.iter().map(|p| p.port).collect(),
@@ -617,6 +624,7 @@ impl Inventory {
         for (ip, (ns, service), ports) in podless {
             inv.by_ip.entry(ip).or_insert_with(|| {
                 Named::new(Arc::new(Identity::of_service(
+                    IdentityKind::Endpoint,
                     ns.as_str().into(),
                     &service,
                     ports,
@@ -880,7 +888,7 @@ mod tests {
         ]});
         let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
         let api = inv.lookup(ip("198.18.9.10")).unwrap();
-        assert_eq!(api.kind, IdentityKind::ServiceIp);
+        assert_eq!(api.kind, IdentityKind::Endpoint);
         assert_eq!(api.ns.as_deref(), Some("default"));
         assert_eq!(
             api.service(Some(6443)).map(|s| s.as_ref()),

@@ -309,7 +309,7 @@ fn coverage_schema() -> Value {
 fn workloads_description() -> String {
     format!(
         "List every pod, service and namespace flowtap's Kubernetes names know, with the flows in (as server) and out \
-(as client) of each, the bytes it received and sent, when its last packet was seen, and whether it is active. Use it \
+(as client) of each (a service has flows in only: its pods' own connections out are the pods'), the bytes it received and sent, when its last packet was seen, and whether it is active. Use it \
 for 'which pods in namespace X have no traffic right now?' (namespace=X, state=idle, kind=pod) or 'what is busiest?' \
 (sort=bytes or sort=flows; the default order is by kind, namespace and name, and limit cuts in the order asked). \
 A workload is active when some flow of the current snapshot has it as an endpoint; a flow stays in the snapshot until \

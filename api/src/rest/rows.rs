@@ -480,6 +480,50 @@ mod tests {
         assert_eq!(row.client.external, None, "unknown without --cluster-cidr");
     }
 
+    /// A selector-less service's endpoint outside the cluster's ranges (a
+    /// database kept outside) is named after its service and still
+    /// external; a service's own address, a pod's outside the ranges (a
+    /// dual-stack cluster's IPv6 pods), are inside.
+    #[test]
+    fn a_service_endpoint_outside_the_ranges_is_external() {
+        let inventory = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"kind": "Service", "metadata": {"name": "payments-db", "namespace": "shop"},
+             "spec": {"clusterIP": "198.18.100.9", "ports": [{"port": 5432}]}},
+            {"kind": "EndpointSlice",
+             "metadata": {"name": "payments-db", "namespace": "shop",
+                          "labels": {"kubernetes.io/service-name": "payments-db"}},
+             "endpoints": [{"addresses": ["198.18.250.20"]}],
+             "ports": [{"port": 5432}]},
+            {"kind": "Pod", "metadata": {"name": "checkout", "namespace": "shop"},
+             "spec": {}, "status": {"phase": "Running", "podIP": "2001:db8::7",
+                                    "podIPs": [{"ip": "2001:db8::7"}]}},
+        ]});
+        let inventory = k8s::Inventory::from_json(inventory.to_string().as_bytes()).unwrap();
+        let cluster = Cluster {
+            cidrs: vec!["198.19.0.0/16".parse().unwrap()],
+        };
+        let snapshot = Snapshot {
+            as_of_ns: SECOND,
+            flows: vec![
+                flow("2001:db8::7", "198.18.250.20", 5432, &[900]),
+                flow("2001:db8::7", "198.18.100.9", 5432, &[900]),
+            ]
+            .into(),
+            ..Snapshot::default()
+        };
+        let v = View::build(
+            Arc::new(snapshot),
+            Some(Arc::new(inventory)),
+            Arc::new(cluster),
+        );
+        let outside = Row::of_flow(&v, 0);
+        assert_eq!(outside.server.svc.as_deref(), Some("payments-db"));
+        assert_eq!(outside.server.external, Some(true));
+        assert_eq!(outside.client.external, Some(false), "a pod is inside");
+        let service_address = Row::of_flow(&v, 1);
+        assert_eq!(service_address.server.external, Some(false));
+    }
+
     #[test]
     fn aggregation_merges_samples_never_percentiles() {
         // Without an inventory every endpoint lacks a namespace and stays

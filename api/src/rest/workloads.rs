@@ -240,7 +240,12 @@ pub fn all(view: &View) -> Vec<WorkloadJson> {
             if let (Some(ns), Some(pod)) = (ns, view.pod(i, side)) {
                 touched.push((Kind::Pod, ns.clone(), pod.clone()));
             }
-            if let (Some(ns), Some(svc)) = (ns, view.svc(i, side)) {
+            // A service is what clients connect to: its pods' own
+            // connections out are theirs, not the service's (a service
+            // whose pods only call out is idle).
+            if side == Side::Server
+                && let (Some(ns), Some(svc)) = (ns, view.svc(i, side))
+            {
                 touched.push((Kind::Service, ns.clone(), svc.clone()));
             }
             if let Some(ns) = ns {
