@@ -312,9 +312,23 @@ fn combine(
     node_by_agent: &impl Fn(u16) -> Option<Arc<str>>,
     sets: &mut SeenBy,
 ) -> FlowRecord {
+    // A direction's counts, and what it says of them (retransmissions,
+    // resets, rates), from the agent that saw most of it; of as many, the
+    // one that saw most of the flow (a vantage that missed the other
+    // direction takes segments whose ACKs it never saw for
+    // retransmissions), then the first agent: never the order the
+    // sightings came in.
     let fullest = |side: Side| {
         all.iter()
-            .max_by_key(|s| (s.record.sent[side].pkts, s.record.sent[side].bytes))
+            .max_by_key(|s| {
+                let sent = s.record.sent[side];
+                (
+                    sent.pkts,
+                    sent.bytes,
+                    s.record.total_pkts(),
+                    std::cmp::Reverse(s.agent),
+                )
+            })
             .expect("at least two sightings")
     };
     let (by_client, by_server) = (fullest(Side::Client), fullest(Side::Server));
@@ -430,7 +444,7 @@ impl SeenBy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeline::flow::{Counter, FlowKey, HandshakeDigest, Rates};
+    use pipeline::flow::{Counter, FlowKey, HandshakeDigest, Rates, SideHealth};
     use pipeline::packet::{Addr, L4Proto};
 
     fn flow(c2s: (u64, u64), s2c: (u64, u64), legs: [Option<u64>; 2]) -> FlowRecord {
@@ -605,6 +619,45 @@ mod tests {
         );
         assert_eq!(joined_late[0].percentiles[Side::Client], None);
         assert_eq!(joined_late[0].percentiles[Side::Server].unwrap().p50, 310);
+    }
+
+    /// Two agents that counted a direction alike: its TCP counters come
+    /// from the one that saw both directions (the other, missing the
+    /// ACKs, counts one more retransmission), whatever their order.
+    #[test]
+    fn a_tied_direction_is_taken_from_the_agent_that_saw_more_of_the_flow() {
+        let with_retransmits = |mut f: FlowRecord, server_retransmits: u64| {
+            let sent = PerSide::new(
+                SideHealth::default(),
+                SideHealth {
+                    retransmits: server_retransmits,
+                    ..SideHealth::default()
+                },
+            );
+            f.tcp = TcpHealth::new(sent, f.tcp.connections);
+            f
+        };
+        let both_ways = with_retransmits(flow((10, 1000), (8, 900), [None, None]), 10);
+        let one_way = with_retransmits(flow((0, 0), (8, 900), [None, None]), 11);
+        for (first, second) in [(&both_ways, &one_way), (&one_way, &both_ways)] {
+            let merged = merge(
+                vec![
+                    AgentFlows {
+                        agent: 0,
+                        node: None,
+                        flows: vec![first.clone()].into(),
+                    },
+                    AgentFlows {
+                        agent: 1,
+                        node: None,
+                        flows: vec![second.clone()].into(),
+                    },
+                ],
+                |_, _| None,
+            );
+            assert_eq!(merged[0].tcp.sent(Side::Server).retransmits, 10);
+            assert_eq!(merged[0].sent[Side::Server].pkts, 8);
+        }
     }
 
     /// The merge as first written, kept as the reference: every flow
