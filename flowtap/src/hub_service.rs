@@ -72,9 +72,12 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         .expect("publisher lock")
         .set_interval(interval);
     let agent_timeout = Duration::from_secs_f64(args.agent_timeout);
-    // Pausing sooner than one interval would pause between every two rounds.
-    let idle_after =
-        (args.idle_after > 0.0).then(|| Duration::from_secs_f64(args.idle_after).max(interval));
+    // Pausing sooner than one interval would pause between every two
+    // rounds; sooner than a round can take (its pulls wait up to the agent
+    // timeout), right after the round a request woke the hub for, so the
+    // next request would wake it again.
+    let idle_after = (args.idle_after > 0.0)
+        .then(|| Duration::from_secs_f64(args.idle_after).max(interval + agent_timeout));
     let server_config = args.serve.server_config(args.snapshot_interval)?;
     // A request woken hub's answer must still be written within the
     // server's response deadline, or its connection is closed unanswered.
