@@ -430,7 +430,8 @@ pub(crate) struct HubArgs {
 
     /// Seconds without a request for data (flows, summary, workloads, MCP,
     /// /metrics) after which pulls pause; the next request wakes the hub
-    /// and waits for the round it starts. 0: never pause.
+    /// and waits for the round it starts. At least one interval and the
+    /// agent timeout (a round's length at most). 0: never pause.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = parse_seconds, env = "FLOWTAP_HUB_IDLE_AFTER", help_heading = HUB)]
     pub idle_after: f64,
 
@@ -554,7 +555,10 @@ pub(crate) struct ServeArgs {
     /// rendered or being sent at once; more wait their turn, holding
     /// nothing. Each turn lasts until the answer has left for the client's
     /// socket, or is taken back from a client that stopped reading while
-    /// others wait. (A hub's pulls of the feed take turns of their own.)
+    /// others wait. For 5 minutes after, clients whose answers were taken
+    /// back hold one turn at a time between them, and clients not seen
+    /// before hold all but one: a client that read its last answer always
+    /// finds one. (A hub's pulls of the feed take turns of their own.)
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_LARGE_ANSWERS", help_heading = API)]
     pub http_max_large_answers: usize,
 
@@ -639,8 +643,11 @@ pub(crate) struct NamesArgs {
     pub k8s_watch: bool,
 
     /// Kubernetes objects the watch keeps at most (all kinds together);
-    /// more are left out and counted.
-    #[arg(long, value_name = "N", default_value_t = 1_000_000, env = "FLOWTAP_K8S_MAX_OBJECTS", help_heading = K8S)]
+    /// more are left out and counted. Each pod costs about 3.5 KiB with
+    /// its names; the default holds Kubernetes' largest tested cluster
+    /// (150,000 pods, their services, EndpointSlices and nodes) in about
+    /// 1 GiB.
+    #[arg(long, value_name = "N", default_value_t = 300_000, env = "FLOWTAP_K8S_MAX_OBJECTS", help_heading = K8S)]
     pub k8s_max_objects: usize,
 
     /// Seconds a request to the Kubernetes API may go without an answer

@@ -313,6 +313,12 @@ fn mcp_sessions_are_refused_not_stolen_when_all_are_in_use() {
     let metrics = server.metrics();
     assert_eq!(sample(&metrics, "flowtap_mcp_sessions_refused_total"), 1.0);
     assert_eq!(sample(&metrics, "flowtap_mcp_sessions"), 4.0);
+    // The refusal is an error, not a session made.
+    for (outcome, n) in [("ok", 4.0), ("error", 1.0)] {
+        let series =
+            format!("flowtap_mcp_requests_total{{method=\"initialize\",outcome=\"{outcome}\"}}");
+        assert_eq!(sample(&metrics, &series), n, "{outcome}");
+    }
     // Idle past --mcp-session-idle-timeout, they end: the gauge says so
     // without a new session being made, and there is room again.
     std::thread::sleep(Duration::from_millis(5200));

@@ -558,6 +558,10 @@ mod tests {
     fn scrapes_take_turns() {
         let at_once = ServerConfig::default().scrapes_at_once;
         let (addr, stats, state) = admin_server();
+        // A client that read a scrape may take every turn (one not seen
+        // yet, all but one).
+        assert_eq!(get(addr, "/metrics"), 200);
+        all_given_back(&state.scrapes, at_once);
         let pairs = stats.pairs.lock().unwrap();
         let scrapes: Vec<_> = (0..at_once + 3)
             .map(|_| std::thread::spawn(move || get(addr, "/metrics")))

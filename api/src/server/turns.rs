@@ -18,6 +18,16 @@
 //! answers otherwise stood in line ahead of everyone else's, each given
 //! up only once stalled: another client's tool call waited a minute.
 //!
+//! What a client did with its last answer of a kind decides its line
+//! for [`REMEMBERED_FOR`]: one that read it (its turn ended without being
+//! taken back) may take any turn; one whose answer was taken back waits
+//! behind one gate with every other such client (they hold one turn at a
+//! time between them); others (a client not seen yet) hold all turns but
+//! one between them, so a client that reads what it asks (Prometheus's
+//! scrape, an agent's returning MCP client) always finds one. Forty
+//! addresses asking `/metrics` without reading held every turn for two
+//! seconds each: another client's scrape waited twenty.
+//!
 //! [`LARGE_ANSWER`]: super::LARGE_ANSWER
 
 use std::collections::HashMap;
@@ -33,6 +43,64 @@ use super::conns::{Client, ConnState, now_ms};
 
 /// How often a waiting request looks for a stalled holder.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
+
+/// How long what a client did with its last answer decides its line.
+pub(super) const REMEMBERED_FOR: Duration = Duration::from_secs(300);
+
+/// Clients remembered at most, per kind of turn: past it, those whose
+/// time is up are forgotten, then no more are noted (a client not noted is
+/// one not seen yet).
+const MAX_REMEMBERED: usize = 4096;
+
+/// What a client did with its last answer of a kind, and when (`now_ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Conduct {
+    /// Its turn ended without being taken back.
+    Read,
+    /// It stopped reading and its answer was taken back.
+    TakenBack,
+}
+
+/// The line a request waits in, from its client's conduct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    Reader,
+    Unknown,
+    Suspect,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    clients: HashMap<Client, (Conduct, u64)>,
+}
+
+impl History {
+    fn line_of(&self, client: Client, now_ms: u64) -> Line {
+        match self.clients.get(&client) {
+            Some(&(conduct, at))
+                if now_ms.saturating_sub(at) < REMEMBERED_FOR.as_millis() as u64 =>
+            {
+                match conduct {
+                    Conduct::Read => Line::Reader,
+                    Conduct::TakenBack => Line::Suspect,
+                }
+            }
+            _ => Line::Unknown,
+        }
+    }
+
+    fn note(&mut self, client: Client, conduct: Conduct, now_ms: u64) {
+        if self.clients.len() >= MAX_REMEMBERED && !self.clients.contains_key(&client) {
+            let kept_ms = REMEMBERED_FOR.as_millis() as u64;
+            self.clients
+                .retain(|_, (_, at)| now_ms.saturating_sub(*at) < kept_ms);
+            if self.clients.len() >= MAX_REMEMBERED {
+                return;
+            }
+        }
+        self.clients.insert(client, (conduct, now_ms));
+    }
+}
 
 /// What `/metrics` says of one kind of turn.
 #[derive(Debug, Default)]
@@ -61,6 +129,12 @@ pub struct Turns {
     holders: Arc<Holders>,
     places: Arc<Places>,
     next_turn: AtomicU64,
+    history: Arc<Mutex<History>>,
+    /// Turns for clients that are not readers: all but one (with one
+    /// turn only, that one).
+    others: Arc<Semaphore>,
+    /// One turn at a time for all clients whose answers were taken back.
+    suspects: Arc<Semaphore>,
 }
 
 /// A turn, held as long as this lives.
@@ -69,12 +143,24 @@ pub struct Turn {
     id: u64,
     holders: Arc<Holders>,
     _place: Place,
+    _lines: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
+    conn: Weak<ConnState>,
+    history: Arc<Mutex<History>>,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let mut holders = self.holders.lock().expect("holders lock");
-        holders.retain(|(id, _)| *id != self.id);
+        {
+            let mut holders = self.holders.lock().expect("holders lock");
+            holders.retain(|(id, _)| *id != self.id);
+        }
+        // Taken back: noted so where it was closed.
+        if let Some(conn) = self.conn.upgrade()
+            && !conn.closing()
+        {
+            let mut history = self.history.lock().expect("history lock");
+            history.note(conn.client, Conduct::Read, now_ms());
+        }
     }
 }
 
@@ -115,6 +201,9 @@ impl Turns {
             holders: Arc::default(),
             places: Arc::default(),
             next_turn: AtomicU64::new(0),
+            history: Arc::default(),
+            others: Arc::new(Semaphore::new(at_once.saturating_sub(1).max(1))),
+            suspects: Arc::new(Semaphore::new(1)),
         }
     }
 
@@ -148,16 +237,28 @@ impl Turns {
         // stalled holder is looked for while the request waits for its
         // client's place as well as for its turn (the holder may be the
         // client's own).
+        let conduct = (self.history.lock().expect("history lock")).line_of(conn.client, now_ms());
         let acquire = async {
             let own = line.acquire_owned().await;
-            (own, self.permits.clone().acquire_owned().await)
+            let suspects = match conduct {
+                Line::Suspect => Some(self.suspects.clone().acquire_owned().await),
+                Line::Reader | Line::Unknown => None,
+            };
+            let others = match conduct {
+                Line::Suspect | Line::Unknown => Some(self.others.clone().acquire_owned().await),
+                Line::Reader => None,
+            };
+            let permit = self.permits.clone().acquire_owned().await;
+            (own, (suspects, others), permit)
         };
         tokio::pin!(acquire);
-        let permit = loop {
+        let (permit, lines) = loop {
             tokio::select! {
-                (own, permit) = &mut acquire => {
+                (own, (suspects, others), permit) = &mut acquire => {
                     place.permit = Some(own.expect("places are never closed"));
-                    break permit.expect("turns are never closed");
+                    let never_closed = |p: Result<OwnedSemaphorePermit, _>| p.expect("lines are never closed");
+                    let lines = (suspects.map(never_closed), others.map(never_closed));
+                    break (permit.expect("turns are never closed"), lines);
                 }
                 () = tokio::time::sleep(LOOK_EVERY) => self.close_a_stalled_holder(),
             }
@@ -170,6 +271,9 @@ impl Turns {
             id,
             holders: self.holders.clone(),
             _place: place,
+            _lines: lines,
+            conn: Arc::downgrade(conn),
+            history: self.history.clone(),
         }
     }
 
@@ -197,6 +301,8 @@ impl Turns {
             && conn.close_for_good()
         {
             self.stats.taken_back.fetch_add(1, Ordering::Relaxed);
+            let mut history = self.history.lock().expect("history lock");
+            history.note(conn.client, Conduct::TakenBack, now);
         }
     }
 
@@ -218,6 +324,10 @@ mod tests {
         let turns = Arc::new(Turns::new(2, Arc::default()));
         let from = |ip: [u8; 4]| Arc::new(ConnState::from(Client::of(IpAddr::from(ip))));
         let (busy, other) = (from([198, 18, 0, 1]), from([198, 18, 0, 2]));
+        // Both read their answers before: either may take any turn.
+        for conn in [&busy, &other] {
+            drop(turns.take(conn).await);
+        }
         let first = turns.take(&busy).await;
         let _second = turns.take(&busy).await;
         let take = |conn: &Arc<ConnState>| {
@@ -243,5 +353,63 @@ mod tests {
         // Every client's place given back: no entry left behind.
         drop(_second);
         assert!(turns.places.lock().unwrap().is_empty());
+    }
+
+    /// A client that read its last answer finds a turn while clients not
+    /// seen yet hold all they may; clients whose answers were taken back
+    /// hold one turn at a time between them.
+    #[tokio::test]
+    async fn readers_find_a_turn_and_clients_that_stopped_reading_share_one() {
+        let turns = Arc::new(Turns::new(3, Arc::default()));
+        let from = |ip: [u8; 4]| Arc::new(ConnState::from(Client::of(IpAddr::from(ip))));
+        let take = |conn: &Arc<ConnState>| {
+            let (turns, conn) = (turns.clone(), conn.clone());
+            tokio::spawn(async move { turns.take(&conn).await })
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(50));
+        let (reader, stranger, suspect, other_suspect) = (
+            from([198, 18, 0, 1]),
+            from([198, 18, 0, 2]),
+            from([198, 18, 0, 3]),
+            from([198, 18, 0, 4]),
+        );
+        drop(turns.take(&reader).await);
+        {
+            let mut history = turns.history.lock().unwrap();
+            history.note(suspect.client, Conduct::TakenBack, now_ms());
+            history.note(other_suspect.client, Conduct::TakenBack, now_ms());
+        }
+        // Strangers hold two of the three turns at most.
+        let strangers = [turns.take(&stranger).await, turns.take(&stranger).await];
+        let third_stranger = take(&stranger);
+        settle().await;
+        assert!(!third_stranger.is_finished(), "a turn kept for readers");
+        let read = tokio::time::timeout(Duration::from_secs(5), take(&reader))
+            .await
+            .expect("a reader finds the turn kept")
+            .unwrap();
+        drop(read);
+        drop(strangers);
+        let third = tokio::time::timeout(Duration::from_secs(5), third_stranger)
+            .await
+            .expect("then the stranger's")
+            .unwrap();
+        // One suspect's turn keeps the other's waiting, with a turn free.
+        let held = turns.take(&suspect).await;
+        let waiting = take(&other_suspect);
+        settle().await;
+        assert_eq!(turns.free(), 1);
+        assert!(!waiting.is_finished(), "one turn for all suspects");
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the suspects' turn passed on")
+            .unwrap();
+        drop(third);
+        // Remembered for a while only.
+        let later = now_ms() + REMEMBERED_FOR.as_millis() as u64;
+        let history = turns.history.lock().unwrap();
+        assert_eq!(history.line_of(suspect.client, later), Line::Unknown);
+        assert_eq!(history.line_of(reader.client, now_ms()), Line::Reader);
     }
 }
