@@ -25,6 +25,52 @@ use serde::{Deserialize, Serialize};
 use crate::view::View;
 
 pub const PATH: &str = "/internal/v1/feed";
+
+/// Why a hub's pull of a feed gave nothing to merge: the reasons
+/// `flowtap_hub_pulls_failed_total` counts by (the coverage names the
+/// agent and says the whole error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullFailure {
+    /// No connection, or it broke: the agent down, its address gone.
+    Unreachable,
+    /// No whole answer within `--agent-timeout`.
+    Timeout,
+    /// An answer other than 200 (a wrong token, an agent shutting down).
+    Refused,
+    /// Larger than `--max-feed-bytes`.
+    TooLarge,
+    /// No room among the feeds held at once (`--max-feed-bytes-held`).
+    NoRoom,
+    /// An answer that is no feed this hub reads (another version, damaged,
+    /// an unreadable age).
+    Unreadable,
+    /// Its flows would take the hub past `--max-flows`.
+    FlowBound,
+}
+
+impl PullFailure {
+    pub const ALL: [PullFailure; 7] = [
+        PullFailure::Unreachable,
+        PullFailure::Timeout,
+        PullFailure::Refused,
+        PullFailure::TooLarge,
+        PullFailure::NoRoom,
+        PullFailure::Unreadable,
+        PullFailure::FlowBound,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PullFailure::Unreachable => "unreachable",
+            PullFailure::Timeout => "timeout",
+            PullFailure::Refused => "refused",
+            PullFailure::TooLarge => "too_large",
+            PullFailure::NoRoom => "no_room",
+            PullFailure::Unreadable => "unreadable",
+            PullFailure::FlowBound => "flow_bound",
+        }
+    }
+}
 pub const CONTENT_TYPE: &str = "application/x-flowtap-feed";
 /// A feed's answer says in this header how long ago, by the agent's own
 /// clock, the agent published the snapshot it serves (milliseconds). The

@@ -373,6 +373,20 @@ fn a_hub_answers_for_every_agent_and_says_which_are_missing() {
         CAPTURES[2].1
     );
     assert_eq!(sample(&hub.metrics(), &up), 0.0);
+    // Its pulls counted as failed: it said it was shutting down, then
+    // nothing listened at its address.
+    let metrics = hub.metrics();
+    let failed = |reason: &str| {
+        sample(
+            &metrics,
+            &format!("flowtap_hub_pulls_failed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert!(
+        failed("unreachable") + failed("refused") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(failed("unreadable"), 0.0, "{metrics}");
     // In /metrics, what the agents that answered lost, as their coverage
     // says (a hub's capture families count nothing: they read 0); nothing
     // for the missing one.
@@ -657,6 +671,15 @@ fn an_agent_that_never_answers_is_named_missing_and_the_others_stay_fresh() {
     assert_eq!(up(&silent_url, ""), 0.0, "{metrics}");
     let answering_url = format!("http://{}", answering.addr);
     assert_eq!(up(&answering_url, CAPTURES[0].1), 1.0, "{metrics}");
+    // Each of its pulls counted by why it failed.
+    let failed = |reason: &str| {
+        sample(
+            &metrics,
+            &format!("flowtap_hub_pulls_failed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert!(failed("timeout") >= 1.0, "{metrics}");
+    assert_eq!(failed("unreachable"), 0.0, "{metrics}");
 
     // Rounds go on, each waiting the silent agent's timeout (1 s) at most:
     // the answering agent is pulled about once a second.
@@ -790,6 +813,8 @@ fn a_hub_at_its_flow_bound_leaves_a_feed_out_and_names_its_agent() {
     }
     let metrics = hub.metrics();
     assert_eq!(sample(&metrics, "flowtap_flow_capacity"), bound as f64);
+    let left_out = "flowtap_hub_pulls_failed_total{reason=\"flow_bound\"}";
+    assert!(sample(&metrics, left_out) >= 1.0, "{metrics}");
     assert_eq!(
         sample(&metrics, "flowtap_active_flows"),
         flows[merged] as f64

@@ -14,6 +14,8 @@ use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HOST};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use api::feed::PullFailure;
+
 /// `url` as it may be shown: a user and password before the host (all up
 /// to the last `@` after the scheme) replaced by `…`. An `@` in a path is
 /// taken for them too: flowtap's paths and a proxy's prefix need none, and
@@ -163,6 +165,19 @@ pub struct FeedRoom {
     waits: Arc<AtomicU64>,
 }
 
+/// Why a pull gave no answer to decode, and the whole error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failed {
+    pub failure: PullFailure,
+    pub error: String,
+}
+
+impl Failed {
+    fn new(failure: PullFailure, error: String) -> Failed {
+        Failed { failure, error }
+    }
+}
+
 /// A feed's room, given back when dropped.
 pub struct Held {
     _permit: OwnedSemaphorePermit,
@@ -208,7 +223,7 @@ impl FeedRoom {
     }
 
     /// Grows `held` to room for `bytes`, if there is room now.
-    fn grow(&self, held: &mut Held, bytes: usize) -> Result<(), String> {
+    fn grow(&self, held: &mut Held, bytes: usize) -> Result<(), Failed> {
         let kib = bytes.div_ceil(1024);
         let more = kib.saturating_sub(held._permit.num_permits());
         if more == 0 {
@@ -222,10 +237,13 @@ impl FeedRoom {
             }
             Err(_) => {
                 // Not a wait: it fails at once.
-                Err(format!(
-                    "no room to hold more than {} bytes of an answer without a length: the feeds held at once reached --max-feed-bytes-held {}",
-                    held._permit.num_permits() * 1024,
-                    self.max_bytes
+                Err(Failed::new(
+                    PullFailure::NoRoom,
+                    format!(
+                        "no room to hold more than {} bytes of an answer without a length: the feeds held at once reached --max-feed-bytes-held {}",
+                        held._permit.num_permits() * 1024,
+                        self.max_bytes
+                    ),
                 ))
             }
         }
@@ -246,6 +264,7 @@ pub async fn get(
     fetch(agent, path, token, timeout, max_bytes, None)
         .await
         .map(|(body, _, _)| body)
+        .map_err(|failed| failed.error)
 }
 
 /// [`get`], once `room` can hold the body, which then holds that room.
@@ -256,7 +275,7 @@ pub async fn get_held(
     timeout: Duration,
     max_bytes: usize,
     room: &FeedRoom,
-) -> Result<Pulled, String> {
+) -> Result<Pulled, Failed> {
     let (body, held, taken_ns) = fetch(agent, path, token, timeout, max_bytes, Some(room)).await?;
     let held = held.expect("room taken");
     Ok(Pulled {
@@ -273,12 +292,16 @@ async fn fetch(
     timeout: Duration,
     max_bytes: usize,
     room: Option<&FeedRoom>,
-) -> Result<(Bytes, Option<Held>, Option<u64>), String> {
+) -> Result<(Bytes, Option<Held>, Option<u64>), Failed> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let late = || format!("no answer within {:.1} s", timeout.as_secs_f64());
+    let late = || {
+        let error = format!("no answer within {:.1} s", timeout.as_secs_f64());
+        Failed::new(PullFailure::Timeout, error)
+    };
     let response = tokio::time::timeout_at(deadline, request(agent, path, token))
         .await
-        .map_err(|_| late())??;
+        .map_err(|_| late())?
+        .map_err(|error| Failed::new(PullFailure::Unreachable, error))?;
     // The agent measured its age as it answered: the head's arrival, not
     // the end of the body (up to the timeout later), is the time to take
     // it from.
@@ -298,7 +321,8 @@ async fn fetch(
             }
         }
         text.truncate(REFUSAL_TEXT);
-        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&text)));
+        let error = format!("HTTP {status}: {}", String::from_utf8_lossy(&text));
+        return Err(Failed::new(PullFailure::Refused, error));
     }
     let length = response
         .headers()
@@ -313,15 +337,21 @@ async fn fetch(
                 .to_str()
                 .ok()
                 .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| format!("an unreadable {} header: {v:?}", api::feed::AGE_HEADER))?;
+                .ok_or_else(|| {
+                    let error = format!("an unreadable {} header: {v:?}", api::feed::AGE_HEADER);
+                    Failed::new(PullFailure::Unreadable, error)
+                })?;
             Some(answered_ns.saturating_sub(age_ms.saturating_mul(pipeline::time::MILLISECOND)))
         }
     };
     if let Some(length) = length
         && length > max_bytes
     {
-        return Err(format!(
-            "reading the answer (at most {max_bytes} bytes, --max-feed-bytes): it says it has {length}"
+        return Err(Failed::new(
+            PullFailure::TooLarge,
+            format!(
+                "reading the answer (at most {max_bytes} bytes, --max-feed-bytes): it says it has {length}"
+            ),
         ));
     }
     if let (Some(room), None) = (room, length) {
@@ -336,11 +366,11 @@ async fn fetch(
             tokio::time::timeout_at(deadline, room.take(needs))
                 .await
                 .map_err(|_| {
-                    format!(
+                    Failed::new(PullFailure::NoRoom, format!(
                         "no room within {:.1} s to hold its {needs} bytes: the feeds held at once reached --max-feed-bytes-held {}",
                         timeout.as_secs_f64(),
                         room.max_bytes
-                    )
+                    ))
                 })?,
         ),
         None => None,
@@ -360,7 +390,14 @@ async fn fetch(
         } else {
             ""
         };
-        format!("reading the answer (at most {needs} bytes{bound}): {e}")
+        let failure = match e.downcast_ref::<http_body_util::LengthLimitError>() {
+            Some(_) => PullFailure::TooLarge,
+            None => PullFailure::Unreachable,
+        };
+        Failed::new(
+            failure,
+            format!("reading the answer (at most {needs} bytes{bound}): {e}"),
+        )
     })?
     .to_bytes();
     Ok((body, held, taken_ns))
@@ -374,7 +411,7 @@ async fn read_taking_room(
     room: &FeedRoom,
     max_bytes: usize,
     deadline: tokio::time::Instant,
-) -> Result<(Bytes, Held), Option<String>> {
+) -> Result<(Bytes, Held), Option<Failed>> {
     let mut held = room.take(0).await;
     // Kept as they came, and joined once whole: a buffer grown by doubling
     // would hold up to twice the room taken.
@@ -385,7 +422,10 @@ async fn read_taking_room(
             .map_err(|_| None)?;
         let data = match frame {
             None => return Ok((Bytes::from(chunks.concat()), held)),
-            Some(Err(e)) => return Err(Some(format!("reading the answer: {e}"))),
+            Some(Err(e)) => {
+                let error = format!("reading the answer: {e}");
+                return Err(Some(Failed::new(PullFailure::Unreachable, error)));
+            }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
                 // Trailers.
@@ -394,8 +434,11 @@ async fn read_taking_room(
         };
         read += data.len();
         if read > max_bytes {
-            return Err(Some(format!(
-                "reading the answer (at most {max_bytes} bytes, --max-feed-bytes): length limit exceeded"
+            return Err(Some(Failed::new(
+                PullFailure::TooLarge,
+                format!(
+                    "reading the answer (at most {max_bytes} bytes, --max-feed-bytes): length limit exceeded"
+                ),
             )));
         }
         room.grow(&mut held, read)?;
@@ -620,10 +663,12 @@ mod tests {
                 text.to_vec(),
             )
             .await;
-            let error = get_held(&refusing, "/f", None, timeout, 1 << 20, &no_room)
-                .await
-                .err()
-                .unwrap();
+            let Failed { failure, error } =
+                get_held(&refusing, "/f", None, timeout, 1 << 20, &no_room)
+                    .await
+                    .err()
+                    .unwrap();
+            assert_eq!(failure, PullFailure::Refused);
             let said = String::from_utf8_lossy(&text[..9]);
             assert!(
                 error.starts_with(&format!("HTTP {status}: {said}")),
@@ -638,11 +683,12 @@ mod tests {
         )
         .await;
         let room = FeedRoom::new(1 << 30, Arc::default());
-        let error = get_held(&lying, "/f", None, timeout, 1 << 20, &room)
+        let Failed { failure, error } = get_held(&lying, "/f", None, timeout, 1 << 20, &room)
             .await
             .err()
             .unwrap();
         assert!(error.contains("at most 10 bytes"), "{error}");
+        assert_eq!(failure, PullFailure::TooLarge);
         // An age that does not read (past u64) is refused; it was taken for
         // none, and the data dated by its arrival: fresh however old.
         for (age, dates) in [
@@ -668,9 +714,13 @@ mod tests {
                         "{age_ns}"
                     );
                 }
-                Err(e) => {
-                    assert!(!dates, "{age}: {e}");
-                    assert!(e.contains("unreadable flowtap-snapshot-age-ms"), "{e}");
+                Err(Failed { failure, error }) => {
+                    assert!(!dates, "{age}: {error}");
+                    assert!(
+                        error.contains("unreadable flowtap-snapshot-age-ms"),
+                        "{error}"
+                    );
+                    assert_eq!(failure, PullFailure::Unreadable);
                 }
             }
         }
@@ -709,7 +759,10 @@ mod tests {
         let refused = pull(1).await.err().unwrap();
         assert_eq!(
             refused,
-            "no room within 1.0 s to hold its 614400 bytes: the feeds held at once reached --max-feed-bytes-held 1048576"
+            Failed::new(
+                PullFailure::NoRoom,
+                "no room within 1.0 s to hold its 614400 bytes: the feeds held at once reached --max-feed-bytes-held 1048576".into()
+            )
         );
         assert_eq!(waits.load(Ordering::Relaxed), 1);
         // Without a length an answer takes room for what it brings: 424
@@ -732,10 +785,14 @@ mod tests {
         assert_eq!(&small.body[..], b"abc");
         drop(small);
         let large = no_length(vec![1u8; 500 * 1024]).await;
-        let refused = get_held(&large, "/f", None, Duration::from_secs(10), max, &room)
+        let Failed {
+            failure,
+            error: refused,
+        } = get_held(&large, "/f", None, Duration::from_secs(10), max, &room)
             .await
             .err()
             .unwrap();
+        assert_eq!(failure, PullFailure::NoRoom);
         assert!(
             refused.starts_with("no room to hold more than")
                 && refused.ends_with("of an answer without a length: the feeds held at once reached --max-feed-bytes-held 1048576"),

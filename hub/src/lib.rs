@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use api::Publisher;
 use api::demand::Demand;
-use api::feed::{self, Feed};
+use api::feed::{self, Feed, PullFailure};
 use futures::FutureExt;
 use pipeline::Snapshot;
 use pipeline::flow::Window;
@@ -229,7 +229,7 @@ async fn pull_feed(
     config: &HubConfig,
     agent: &AgentUrl,
     room: &client::FeedRoom,
-) -> Result<client::Pulled, String> {
+) -> Result<client::Pulled, client::Failed> {
     client::get_held(
         agent,
         feed::PATH,
@@ -253,10 +253,10 @@ pub async fn round(
     instances: &mut instances::Instances,
     merged_last: &mut MergedLastRound,
 ) -> (Snapshot, Option<bool>) {
-    let (inventory, room_waits) = {
+    let (inventory, stats) = {
         let publisher = publisher.lock().expect("publisher lock");
         let inventory = publisher.inventory().map(|s| s.current());
-        (inventory, publisher.stats().hub_feed_room_waits.clone())
+        (inventory, publisher.stats())
     };
     let round_started = Instant::now();
     let found = config
@@ -295,7 +295,10 @@ pub async fn round(
     );
     let budget = FlowBudget::new(config.max_flows, std::mem::take(merged_last));
     let claims = instances::Claims::default();
-    let room = client::FeedRoom::new(config.max_feed_bytes_held, room_waits);
+    let room = client::FeedRoom::new(
+        config.max_feed_bytes_held,
+        stats.hub_feed_room_waits.clone(),
+    );
     let pulls = agents.iter().map(|agent| {
         let (previous, decoders, budget, claims, room) =
             (previous.clone(), &decoders, &budget, &claims, &room);
@@ -316,8 +319,8 @@ pub async fn round(
             // One agent reached at another address too is taken once.
             // A feed refused here lets its room go at once; one taken holds
             // it until decoded.
-            let taken = pulled.map_err(PullError::failed).and_then(|pulled| {
-                let (head, flows) = Feed::open(&pulled.body).map_err(PullError::failed)?;
+            let taken = pulled.map_err(PullError::from).and_then(|pulled| {
+                let (head, flows) = Feed::open(&pulled.body).map_err(PullError::unreadable)?;
                 claims
                     .claim(head.instance, &agent.name())
                     .map_err(|first| PullError::SameAgentAs {
@@ -328,6 +331,7 @@ pub async fn round(
                 budget
                     .take(&agent.name(), declared)
                     .map_err(|error| PullError::Failed {
+                        failure: PullFailure::FlowBound,
                         error,
                         node: head.node.clone(),
                     })?;
@@ -350,7 +354,7 @@ pub async fn round(
                     if decoded.is_err() {
                         budget.give_back(declared);
                     }
-                    decoded.map_err(PullError::failed)
+                    decoded.map_err(PullError::unreadable)
                 }
                 Err(e) => Err(e),
             };
@@ -435,8 +439,15 @@ pub async fn round(
             Err(PullError::SameAgentAs { first, .. }) => {
                 tracing::debug!(agent = %name, same_as = %first, "one agent at two addresses: merged once");
             }
-            Err(PullError::Failed { error, node }) => {
-                tracing::debug!(agent = %name, %error, "pull failed");
+            Err(PullError::Failed {
+                failure,
+                error,
+                node,
+            }) => {
+                tracing::debug!(agent = %name, %error, reason = failure.label(), "pull failed");
+                let at = PullFailure::ALL.iter().position(|f| *f == failure);
+                stats.hub_pulls_failed[at.expect("every failure is in ALL")]
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Some(instance) = instances.known(&name)
                     && (answered.contains(&instance) || !named_missing.insert(instance))
                 {
@@ -528,12 +539,31 @@ enum PullError {
     SameAgentAs { first: String, instance: u64 },
     /// The agent is missing this round, for this reason; with the node its
     /// feed named, if it answered (a feed refused at the flow bound).
-    Failed { error: String, node: Option<String> },
+    Failed {
+        failure: PullFailure,
+        error: String,
+        node: Option<String>,
+    },
+}
+
+impl From<client::Failed> for PullError {
+    fn from(failed: client::Failed) -> PullError {
+        PullError::Failed {
+            failure: failed.failure,
+            error: failed.error,
+            node: None,
+        }
+    }
 }
 
 impl PullError {
-    fn failed(error: String) -> PullError {
-        PullError::Failed { error, node: None }
+    /// An answer that is no feed this hub reads.
+    fn unreadable(error: String) -> PullError {
+        PullError::Failed {
+            failure: PullFailure::Unreadable,
+            error,
+            node: None,
+        }
     }
 }
 

@@ -593,6 +593,16 @@ pub const CATALOG: &[Metric] = &[
         stat!(hub_feed_room_waits)
     ),
     metric!(
+        "flowtap_hub_pulls_failed",
+        Counter,
+        "Hub: pulls of an agent's feed that gave nothing to merge, by reason: unreachable (no connection, or it broke), timeout (no whole answer within --agent-timeout), refused (an answer other than 200: a wrong token, an agent shutting down), too_large (past --max-feed-bytes), no_room (--max-feed-bytes-held reached), unreadable (no feed this hub reads), flow_bound (past --max-flows). The agent is named missing in that round's coverage, with the whole error; flowtap_agent_up says which agents are missing now.",
+        Value::Labelled(&["reason"], |s| crate::feed::PullFailure::ALL
+            .iter()
+            .zip(&s.stats.hub_pulls_failed)
+            .map(|(f, n)| (vec![f.label().to_owned()], n.load(Ordering::Relaxed) as f64))
+            .collect())
+    ),
+    metric!(
         "flowtap_agents_expected",
         Gauge,
         "Vantage points this flowtap answers for: 1, or every agent a hub knows of (never answered: those beyond --max-agents, agent pods not ready, a discovery source that names none).",

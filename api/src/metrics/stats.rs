@@ -84,6 +84,9 @@ pub struct ServiceStats {
     pub hub_feed_room_bytes: AtomicU64,
     /// A hub's pulls that waited for that room.
     pub hub_feed_room_waits: Arc<AtomicU64>,
+    /// A hub's pulls that gave nothing to merge, by
+    /// [`crate::feed::PullFailure`] (in the order of its `ALL`).
+    pub hub_pulls_failed: [AtomicU64; crate::feed::PullFailure::ALL.len()],
     pub mcp_session_capacity: AtomicU64,
     pub mcp_sessions_evicted: AtomicU64,
     pub mcp_sessions_resumed: AtomicU64,
