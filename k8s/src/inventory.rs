@@ -552,12 +552,16 @@ impl Inventory {
                 .as_deref()
                 .unwrap_or("default")
                 .into();
-            inv.workloads.push(Workload {
-                kind: WorkloadKind::Service,
-                ns: ns.clone(),
-                name: svc.metadata.name.as_str().into(),
-                node: None,
-            });
+            // A DNS alias (ExternalName) has no address of its own: no
+            // traffic is ever its, and listed it would always be idle.
+            if svc.spec.service_type.as_deref() != Some("ExternalName") {
+                inv.workloads.push(Workload {
+                    kind: WorkloadKind::Service,
+                    ns: ns.clone(),
+                    name: svc.metadata.name.as_str().into(),
+                    node: None,
+                });
+            }
             let identity = Arc::new(Identity::of_service(
                 IdentityKind::ServiceIp,
                 ns,
@@ -718,6 +722,21 @@ mod tests {
         ] {
             assert_eq!(workload_of(&meta(pod, owner)), workload, "{pod}");
         }
+    }
+
+    /// An ExternalName service (a DNS alias) is no workload: it has no
+    /// address, so it would always be listed idle.
+    #[test]
+    fn an_external_name_service_is_no_workload() {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"kind": "Service", "metadata": {"name": "payments-ext", "namespace": "shop"},
+             "spec": {"type": "ExternalName", "externalName": "db.example.com"}},
+            {"kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+             "spec": {"type": "ClusterIP", "clusterIP": "198.19.0.9", "ports": [{"port": 80}]}},
+        ]});
+        let inv = Inventory::from_json(list.to_string().as_bytes()).unwrap();
+        let names: Vec<&str> = inv.workloads.iter().map(|w| &*w.name).collect();
+        assert_eq!(names, ["web"]);
     }
 
     #[test]

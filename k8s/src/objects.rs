@@ -233,6 +233,10 @@ pub struct ServiceSpec {
     pub cluster_ips: Vec<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<ServicePort>,
+    /// `ExternalName` services are a DNS alias with no address or
+    /// endpoint of their own: nothing to watch traffic of.
+    #[serde(default, rename = "type")]
+    pub service_type: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone, PartialEq)]
