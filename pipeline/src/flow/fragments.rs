@@ -9,6 +9,12 @@
 //! (RFC 791 and RFC 8200 reassemble fragments in any order, copies
 //! included). Datagrams already ended are the first given up when the
 //! table needs room, so they never keep a new datagram out.
+//!
+//! Whether a datagram is still remembered is judged by the time of the
+//! fragment that asks, not by when expiry last ran: expiry runs on a
+//! worker's own clock, every so often, and how often depended on the
+//! number of workers and the hash seed (a straggler 4 s late was counted
+//! in its flow with two workers and not with one).
 
 use std::collections::VecDeque;
 
@@ -28,6 +34,18 @@ struct Entry<V> {
     /// When its last fragment came, if it has, and the number of that
     /// ending (its place in [`Fragments::ended`]).
     last: Option<(u64, u64)>,
+}
+
+impl<V> Entry<V> {
+    /// When it is forgotten: the fragment timeout after its first
+    /// fragment, or a straggler's time after its last, whichever is first.
+    fn deadline_ns(&self, timeout_ns: u64) -> u64 {
+        let by_first = self.first_ns.saturating_add(timeout_ns);
+        match self.last {
+            Some((last, _)) => by_first.min(last.saturating_add(AFTER_LAST_NS)),
+            None => by_first,
+        }
+    }
 }
 
 /// What became of a fragment.
@@ -52,6 +70,9 @@ pub(crate) struct Fragments<V> {
     endings: u64,
     max: usize,
     timeout_ns: u64,
+    /// No entry is due before this (a sweep of a full table before it
+    /// would find nothing).
+    next_due_ns: u64,
 }
 
 impl<V: Copy> Fragments<V> {
@@ -62,6 +83,7 @@ impl<V: Copy> Fragments<V> {
             endings: 0,
             max,
             timeout_ns,
+            next_due_ns: u64::MAX,
         }
     }
 
@@ -70,15 +92,25 @@ impl<V: Copy> Fragments<V> {
     /// second at 65,536 fragmented datagrams a second), starts it anew:
     /// its later fragments, copies included, end it again.
     pub(crate) fn first(&mut self, id: FragmentId, value: V, ts_ns: u64) -> Remembered {
+        let timeout = self.timeout_ns;
         if let Some(entry) = self.firsts.get_mut(&id) {
-            if entry.last.take().is_some() {
+            let due = entry.deadline_ns(timeout) < ts_ns;
+            if entry.last.take().is_some() || due {
                 entry.first_ns = ts_ns;
             }
             entry.value = value;
+            self.next_due_ns = self.next_due_ns.min(entry.deadline_ns(timeout));
             return Remembered::Yes;
         }
-        if self.firsts.len() >= self.max && !self.give_up_an_ended_datagram() {
-            return Remembered::TableFull;
+        if self.firsts.len() >= self.max {
+            // Those due by now go first, as they would have had expiry
+            // just run; then datagrams ended.
+            if self.next_due_ns < ts_ns {
+                self.expire(ts_ns);
+            }
+            if self.firsts.len() >= self.max && !self.give_up_an_ended_datagram() {
+                return Remembered::TableFull;
+            }
         }
         self.firsts.insert(
             id,
@@ -88,6 +120,7 @@ impl<V: Copy> Fragments<V> {
                 last: None,
             },
         );
+        self.next_due_ns = self.next_due_ns.min(ts_ns.saturating_add(timeout));
         Remembered::Yes
     }
 
@@ -95,11 +128,17 @@ impl<V: Copy> Fragments<V> {
     /// was seen.
     pub(crate) fn later(&mut self, id: &FragmentId, last: bool, ts_ns: u64) -> Option<V> {
         let entry = self.firsts.get_mut(id)?;
+        if entry.deadline_ns(self.timeout_ns) < ts_ns {
+            // Forgotten by now, swept or not.
+            self.firsts.remove(id);
+            return None;
+        }
         let value = entry.value;
         if last && entry.last.is_none() {
             let ending = self.endings;
             self.endings += 1;
             entry.last = Some((ts_ns, ending));
+            self.next_due_ns = self.next_due_ns.min(ts_ns.saturating_add(AFTER_LAST_NS));
             self.ended.push_back((*id, ending));
             if self.ended.len() > 2 * self.firsts.len() + 64 {
                 // An IP id ended again and again (a copy of its first
@@ -129,10 +168,16 @@ impl<V: Copy> Fragments<V> {
     /// would.
     pub(crate) fn expire(&mut self, now_ns: u64) {
         let timeout = self.timeout_ns;
-        let waited = |since: u64| now_ns.saturating_sub(since);
+        let mut next_due = u64::MAX;
         self.firsts.retain(|_, f| {
-            waited(f.first_ns) <= timeout && f.last.is_none_or(|(l, _)| waited(l) <= AFTER_LAST_NS)
+            let deadline = f.deadline_ns(timeout);
+            let kept = deadline >= now_ns;
+            if kept {
+                next_due = next_due.min(deadline);
+            }
+            kept
         });
+        self.next_due_ns = next_due;
         // Only the places of datagrams still remembered as ended: never
         // more than the table holds.
         let firsts = &self.firsts;
@@ -236,6 +281,34 @@ mod tests {
         assert_eq!(f.later(&id(1), false, 7), None);
         assert_eq!(f.later(&id(2), false, 7), Some(2));
         assert_eq!(f.first(id(4), 4, 7), Remembered::TableFull);
+    }
+
+    /// What is remembered is judged by the asking fragment's time, not by
+    /// when expiry last ran (which hung on the number of workers): a
+    /// straggler past its time, a fragment past the timeout, find nothing
+    /// with no expiry run, and a full table's due datagrams make room.
+    #[test]
+    fn a_fragment_past_its_datagram_s_time_finds_nothing_unswept() {
+        let mut f = table(2);
+        f.first(id(1), 53, 0);
+        f.later(&id(1), true, 10);
+        assert_eq!(f.later(&id(1), true, 10 + AFTER_LAST_NS), Some(53));
+        assert_eq!(f.later(&id(1), true, 11 + AFTER_LAST_NS), None);
+        f.first(id(2), 54, 0);
+        assert_eq!(f.later(&id(2), false, 30 * SECOND), Some(54));
+        assert_eq!(f.later(&id(2), false, 30 * SECOND + 1), None);
+        // A first fragment under an id whose datagram timed out starts
+        // anew, its time from now.
+        f.first(id(3), 1, 0);
+        f.first(id(3), 2, 40 * SECOND);
+        assert_eq!(f.later(&id(3), false, 60 * SECOND), Some(2));
+        // Full of datagrams waiting (ids 3 and 4), none ended: one due by
+        // the new first fragment's time makes room.
+        f.first(id(4), 3, 41 * SECOND);
+        assert_eq!(f.first(id(5), 4, 60 * SECOND), Remembered::TableFull);
+        assert_eq!(f.first(id(5), 4, 70 * SECOND + 1), Remembered::Yes);
+        assert_eq!(f.later(&id(4), false, 70 * SECOND + 1), Some(3));
+        assert_eq!(f.later(&id(3), false, 70 * SECOND + 1), None);
     }
 
     #[test]

@@ -347,11 +347,18 @@ impl FlowTable {
         // and resumed by its server, and a reply read before its request
         // (on another receive queue), keep their flow instead of opening
         // one reversed (a lookup only for such packets).
-        if roles_are_a_guess(t)
-            && self.flows.index_of(&key.flow_key(client_is_lo)).is_none()
-            && self.flows.index_of(&key.flow_key(!client_is_lo)).is_some()
-        {
-            client_is_lo = !client_is_lo;
+        if roles_are_a_guess(t) {
+            // A flow past its timeout is gone whether maintenance came by
+            // since or not (else the roles hung on the workers' timing:
+            // their number, the hash seed).
+            for lo in [client_is_lo, !client_is_lo] {
+                self.expire_flow_if_due(&key.flow_key(lo), ts);
+            }
+            if self.flows.index_of(&key.flow_key(client_is_lo)).is_none()
+                && self.flows.index_of(&key.flow_key(!client_is_lo)).is_some()
+            {
+                client_is_lo = !client_is_lo;
+            }
         }
         let sender = Side::sender(from_lo == client_is_lo);
         let flow_key = key.flow_key(client_is_lo);
@@ -793,6 +800,31 @@ mod tests {
         t.update(&tcp(ts + MS, server, 443, client, port, SYN | ACK));
         t.update(&tcp(ts + 2 * MS, client, port, server, 443, ACK));
         t.update(&tcp(ts + 3 * MS, server, 443, client, port, ACK));
+    }
+
+    /// A connection resumed without a SYN after its flow's idle timeout,
+    /// by the other side: the new sender is the client, whether
+    /// maintenance removed the old flow before or not (its direction was
+    /// kept, giving a flow whose client never sent).
+    #[test]
+    fn a_flow_past_its_timeout_decides_no_roles() {
+        let (a, b) = (addr(1), addr(2));
+        let resumed_at = 301 * crate::time::SECOND;
+        for maintained in [false, true] {
+            let mut t = live_table();
+            t.update(&tcp(0, a, 40_000, b, 40_001, ACK));
+            if maintained {
+                t.expire(resumed_at - MS);
+            }
+            t.update(&tcp(resumed_at, b, 40_001, a, 40_000, ACK));
+            t.expire(resumed_at);
+            let mut out = Vec::new();
+            t.export(t.now_ns(), &mut out);
+            assert_eq!(out.len(), 1, "maintained: {maintained}");
+            let f = &out[0];
+            assert_eq!(f.key.client, b, "maintained: {maintained}");
+            assert_eq!(f.sent[Side::Client].pkts, 1, "maintained: {maintained}");
+        }
     }
 
     /// A live table of these bounds ([`table`]'s live twin).
