@@ -147,14 +147,29 @@ fn take_up_permitted_capabilities() {
     }
 }
 
+/// The name `iface` goes by in sysfs and netlink: an alternative name
+/// (`ip link property add ... altname`, as systemd gives NICs their long
+/// names) is taken for its interface's primary one. A name that names
+/// nothing is left for the checks to refuse.
+fn primary_name(iface: &str) -> String {
+    let primary = xdp::sys::if_index(iface).and_then(xdp::sys::if_name);
+    match primary {
+        Ok(primary) if primary != iface => {
+            tracing::info!(interface = %primary, "-i {iface}: an alternative name of {primary}");
+            primary
+        }
+        _ => iface.to_owned(),
+    }
+}
+
 /// `-i` as given, [`xdp::netdev::DEFAULT_ROUTE`] replaced by the interface
-/// of the host's default route.
+/// of the host's default route, alternative names by primary ones.
 fn resolve_interfaces(interfaces: &[String]) -> anyhow::Result<Vec<String>> {
     interfaces
         .iter()
         .map(|iface| {
             if iface.trim() != xdp::netdev::DEFAULT_ROUTE {
-                return Ok(iface.clone());
+                return Ok(primary_name(iface));
             }
             let found = xdp::netdev::default_route_interface()
                 .map_err(|e| anyhow::anyhow!("-i {}: {e}", xdp::netdev::DEFAULT_ROUTE))?;

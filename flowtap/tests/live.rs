@@ -1582,12 +1582,17 @@ fn jumbo_frames_arrive_whole_in_several_buffers() {
 /// sending end, none dropped by the mirror); the veth kept its first MTU
 /// and dropped them, counted nowhere. An interface that goes down is said
 /// once and reported not ready until it is back (it was ready throughout,
-/// reading as a quiet network).
+/// reading as a quiet network). Named by an alternative name (as systemd
+/// names NICs), and renamed while captured, it is followed still (by the
+/// old name the check read nothing: readiness stuck, the MTU unfollowed).
 #[test]
 fn an_interface_changed_while_captured_is_followed() {
     let (mut lab, cl, sv) = udp_lab("ifchg");
     let dir = tempfile::tempdir().unwrap();
-    let ft = LiveFlowtap::start(&sv, &["-i", "s0", "--mode", "host"]);
+    sh(&format!(
+        "ip -n {sv} link property add dev s0 altname uplink-alt"
+    ));
+    let ft = LiveFlowtap::start(&sv, &["-i", "uplink-alt", "--mode", "host"]);
     set_udp_lab_mtu(&cl, &sv, 9000);
     let index =
         String::from_utf8_lossy(&lab.exec(&sv, &["cat", "/sys/class/net/s0/ifindex"]).stdout)
@@ -1655,12 +1660,37 @@ fn an_interface_changed_while_captured_is_followed() {
         "/readyz 200 once the mirror is up",
         || ft.admin_status("/readyz") == 200,
     );
+    // Renamed while down: not ready until up again, and its MTU followed.
+    sh(&format!("ip -n {sv} link set s0 down"));
+    sh(&format!("ip -n {sv} link set s0 name node0"));
+    wait::until_holds(
+        Duration::from_secs(5),
+        "/readyz 503 while the renamed s0 is down",
+        || ft.admin_status("/readyz") == 503,
+    );
+    sh(&format!("ip -n {sv} link set node0 up"));
+    sh(&format!("ip -n {sv} link set node0 mtu 8000"));
+    wait::until_holds(
+        Duration::from_secs(5),
+        "/readyz 200 once the renamed s0 is up",
+        || ft.admin_status("/readyz") == 200,
+    );
+    let path = format!("/sys/class/net/ftc{index}/mtu");
+    wait::until_holds(
+        Duration::from_secs(5),
+        &format!("ftc{index} at the renamed interface's MTU"),
+        || String::from_utf8_lossy(&lab.exec(&sv, &["cat", &path]).stdout).trim() == "8000",
+    );
     let (status, stderr) = ft.stop();
     assert_eq!(status, 0, "{stderr}");
     assert!(stderr.contains("the mirror veth follows"), "{stderr}");
+    assert!(
+        stderr.contains("-i uplink-alt: an alternative name of s0"),
+        "{stderr}"
+    );
     assert_eq!(
         stderr.matches("went down or lost its link").count(),
-        2,
+        3,
         "{stderr}"
     );
     assert!(stderr.contains("up with a link again"), "{stderr}");

@@ -43,35 +43,45 @@ pub(crate) struct MirrorPair {
 /// The check, held by the first queue's source.
 #[derive(Debug)]
 pub(crate) struct LinkWatch {
-    iface: String,
+    /// The watched interface's index: its name is looked up at each check,
+    /// as an operator may rename it while it is captured (the sockets go
+    /// on receiving; by its old name the check read nothing, readiness
+    /// stuck at what it was and the mirror veth no longer followed the
+    /// MTU).
+    index: u32,
     mirror: Option<MirrorPair>,
     /// An MTU the pair could not take: said once, not tried again.
     refused_mtu: Option<u32>,
 }
 
 /// Whether frames can arrive on `iface`; `None` when it cannot be read
-/// (renamed, or gone: the sockets' failure says that).
+/// (gone, or renamed since its name was looked up: the sockets' failure
+/// says the first, the next check reads the second).
 fn can_receive(iface: &str) -> Option<bool> {
     let up = netdev::is_up(iface).ok()?;
     Some(up && netdev::has_carrier(iface) != Some(false))
 }
 
 impl LinkWatch {
-    pub(crate) fn new(iface: &str, mirror: Option<MirrorPair>) -> LinkWatch {
+    pub(crate) fn new(index: u32, mirror: Option<MirrorPair>) -> LinkWatch {
         LinkWatch {
-            iface: iface.to_owned(),
+            index,
             mirror,
             refused_mtu: None,
         }
     }
 
     pub(crate) fn check(&mut self, state: &LinkState) {
+        let Ok(iface) = sys::if_name(self.index) else {
+            // Gone: the sockets' failure says so.
+            return;
+        };
         // In host mode frames reach capture through the pair as well: an
         // end set down (by an operator, a network manager) stops them.
         let pair = self.mirror.as_ref().map_or(Some(true), |pair| {
             Some(can_receive(&pair.mirror)? && can_receive(&pair.capture)?)
         });
-        let up = match (can_receive(&self.iface), pair) {
+        let up = match (can_receive(&iface), pair) {
             (Some(watched), Some(pair)) => Some(watched && pair),
             _ => None,
         };
@@ -79,10 +89,10 @@ impl LinkWatch {
             && state.up.swap(up, Ordering::Relaxed) != up
         {
             if up {
-                tracing::info!(interface = %self.iface, "the interface is up with a link again: capturing");
+                tracing::info!(interface = %iface, "the interface is up with a link again: capturing");
             } else {
                 tracing::warn!(
-                    interface = %self.iface,
+                    interface = %iface,
                     "the interface (or in host mode its mirror veth) went down or lost its link: \
                      nothing arrives until it is back, and /readyz answers 503 meanwhile \
                      (flowtap_interfaces_down)"
@@ -93,14 +103,14 @@ impl LinkWatch {
             if let Some(dropped) = netdev::tx_dropped(&pair.mirror) {
                 state.mirror_dropped.store(dropped, Ordering::Relaxed);
             }
-            follow_mtu(&self.iface, pair, &mut self.refused_mtu);
+            follow_mtu(&iface, pair, &mut self.refused_mtu);
         }
     }
 }
 
 /// Gives the pair the watched interface's MTU when it changed.
 fn follow_mtu(iface: &str, pair: &mut MirrorPair, refused: &mut Option<u32>) {
-    let Ok(mtu) = netdev::mtu(iface) else {
+    let Ok(mtu) = netdev::mtu(iface).map(|mtu| mtu.min(netdev::VETH_MAX_MTU)) else {
         return;
     };
     if mtu == pair.mtu || *refused == Some(mtu) {

@@ -320,7 +320,9 @@ impl LiveCapture {
         let (veth, capture_iface, mirror_ifindex) = match config.mode {
             Mode::Span => (None, config.iface.clone(), 0),
             Mode::Host => {
-                let watched_mtu = mtu(&config.iface).map_err(iface_err(&config.iface))?;
+                let watched_mtu = mtu(&config.iface)
+                    .map_err(iface_err(&config.iface))?
+                    .min(netdev::VETH_MAX_MTU);
                 let veth = MirrorVeth::create(watched, config.host_queues, watched_mtu)?;
                 let mirror = sys::if_index(&veth.mirror).map_err(iface_err(&veth.mirror))?;
                 let capture = veth.capture.clone();
@@ -462,7 +464,7 @@ impl LiveCapture {
             capture: v.capture.clone(),
             mtu,
         });
-        let mut link = Some(LinkWatch::new(&config.iface, mirror));
+        let mut link = Some(LinkWatch::new(watched, mirror));
         let sources = sockets
             .into_iter()
             .enumerate()
@@ -599,21 +601,27 @@ impl XskSource {
                 .unbound_frames
                 .store(unbound.read(), Ordering::Relaxed);
         }
+        // By the name it has now: an operator may rename it.
+        let watched = self
+            .info
+            .watched_ifindex
+            .unwrap_or(self.info.capture_ifindex);
+        let iface = sys::if_name(watched).unwrap_or_else(|_| self.info.iface.clone());
         if let Some(missed) = &mut self.nic_missed
-            && let Some(now) = netdev::rx_missed(&self.info.iface)
+            && let Some(now) = netdev::rx_missed(&iface)
         {
             self.info
                 .nic_missed
                 .store(missed.read(now), Ordering::Relaxed);
         }
         if let Some(refused) = &mut self.nic_refused
-            && let Some(now) = netdev::rx_refused(&self.info.iface)
+            && let Some(now) = netdev::rx_refused(&iface)
         {
             let count = refused.read(now);
             if self.info.nic_refused.swap(count, Ordering::Relaxed) == 0 && count > 0 {
-                let port_mtu = mtu(&self.info.iface).ok();
+                let port_mtu = mtu(&iface).ok();
                 tracing::warn!(
-                    interface = %self.info.iface,
+                    interface = %iface,
                     mtu = port_mtu,
                     frames = count,
                     "the NIC dropped frames too long for the interface's MTU, or damaged, before \

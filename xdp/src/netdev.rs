@@ -17,11 +17,24 @@ use crate::error::LiveError;
 use crate::{netlink, sys};
 
 fn netdev_error(what: String) -> impl FnOnce(std::io::Error) -> LiveError {
-    move |e| LiveError::NetDev {
-        what,
-        detail: format!("{e} (needs CAP_NET_ADMIN)"),
+    move |e| {
+        // The capability named only where it is what is missing: an
+        // invalid argument sent operators looking at their permissions.
+        let hint = match e.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => " (needs CAP_NET_ADMIN)",
+            _ => "",
+        };
+        LiveError::NetDev {
+            what,
+            detail: format!("{e}{hint}"),
+        }
     }
 }
+
+/// The largest MTU a veth takes (the kernel's ETH_MAX_MTU): the mirror
+/// pair of an interface with a larger one (the loopback's 65,536) takes
+/// this.
+pub(crate) const VETH_MAX_MTU: u32 = 65_535;
 
 /// Where sysfs describes interface `name`.
 fn sysfs(name: &str) -> std::path::PathBuf {

@@ -180,13 +180,25 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     }
 }
 
-/// Whether network interface `index` still exists (under any name: a
-/// rename keeps its index), in the current network namespace.
-pub fn if_exists(index: u32) -> bool {
+/// The name network interface `index` has now (a rename keeps its
+/// index; an alternative name resolves to the primary one), in the current
+/// network namespace.
+pub fn if_name(index: u32) -> io::Result<String> {
     let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: `name` has room for IF_NAMESIZE bytes, as if_indextoname(3)
     // requires; it returns NULL (ENXIO) for an index that names nothing.
-    !unsafe { libc::if_indextoname(index, name.as_mut_ptr()) }.is_null()
+    if unsafe { libc::if_indextoname(index, name.as_mut_ptr()) }.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success `name` holds a NUL-terminated string within it.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}
+
+/// Whether network interface `index` still exists (under any name: a
+/// rename keeps its index), in the current network namespace.
+pub fn if_exists(index: u32) -> bool {
+    if_name(index).is_ok()
 }
 
 /// The IP addresses configured on interface `name` (getifaddrs(3)).
