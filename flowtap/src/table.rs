@@ -153,7 +153,7 @@ pub(crate) fn top_flows(
         if let Some(width) = width {
             probe.set_width(width);
         }
-        probe.width().map(usize::from)
+        probe.width().map(usize::from).filter(|&w| w > 0)
     };
     let fits = |rows: &Measured, layout: Layout| {
         fit_to.is_none_or(|w| width_needed(&rows.widest, layout) <= w)
@@ -253,9 +253,12 @@ fn lines_of(rows: &[Row], layout: Layout, width: Option<u16>) -> usize {
 }
 
 /// The columns `text` takes in a terminal (a CJK character two, a
-/// combining mark none), as comfy-table lays it out.
+/// combining mark none), as comfy-table lays it out: its widest line.
 pub(crate) fn columns(text: &str) -> usize {
-    unicode_width::UnicodeWidthStr::width(text)
+    text.split('\n')
+        .map(unicode_width::UnicodeWidthStr::width)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The column of TCP health, the one whose text may wrap.
@@ -369,9 +372,16 @@ fn table_of(rows: Vec<Row>, layout: Layout, width: Option<u16>) -> Table {
     if let Some(width) = width {
         table.set_width(width);
     }
+    // A terminal that says it is 0 columns wide (a pty not sized yet:
+    // `script`, `kubectl exec -t` before its first resize) is taken for a
+    // pipe: fitted to 0 columns, each cell went a character a line.
+    let arrangement = match table.width() {
+        Some(0) => ContentArrangement::Disabled,
+        _ => ContentArrangement::Dynamic,
+    };
     table
         .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_content_arrangement(arrangement)
         .set_header(COLUMNS);
     let health_width = rows
         .iter()
@@ -537,8 +547,11 @@ fn label(e: &Endpoint, naming: Naming, name_width: Option<usize>, port: Option<u
     if let Some(port) = port {
         label.push_str(&format!(":{port}"));
     }
+    // On a line of its own: an address is never cut, and on the name's
+    // line it widened the column past what 80 or 100 columns hold, so
+    // every other column gave way.
     if let Some(ip) = e.ip.as_deref().filter(|_| naming == Naming::WithAddress) {
-        label.push_str(&format!(" ({})", sanitized(ip)));
+        label.push_str(&format!("\n({})", sanitized(ip)));
     }
     label
 }
@@ -744,10 +757,13 @@ mod tests {
             [
                 pair("prod/worker-0", "prod/postgres-0:5432"),
                 pair("staging/worker-0", "staging/postgres-0:5432"),
-                pair("shop/web-1 (198.18.0.3)", "data/redis-0:5432 (198.18.1.3)"),
                 pair(
-                    "shop/web-1 (2001:db8::3)",
-                    "data/redis-0:5432 (2001:db8::1:3)"
+                    "shop/web-1\n(198.18.0.3)",
+                    "data/redis-0:5432\n(198.18.1.3)"
+                ),
+                pair(
+                    "shop/web-1\n(2001:db8::3)",
+                    "data/redis-0:5432\n(2001:db8::1:3)"
                 ),
                 pair("web-2", "redis-0:5432"),
             ]
@@ -755,7 +771,7 @@ mod tests {
         // Cut to fit, a name keeps what tells it apart.
         let cut = rows_of(&answer, Some(6));
         assert_eq!(cut[1][0], "staging/wor…-0");
-        assert_eq!(cut[3][1], "data/red…-0:5432 (2001:db8::1:3)");
+        assert_eq!(cut[3][1], "data/red…-0:5432\n(2001:db8::1:3)");
     }
 
     /// In a narrow terminal each flow still takes one line: the columns
@@ -792,6 +808,20 @@ mod tests {
             t.table.lines().count() == 24 && t.table.lines().all(|l| columns(l) <= width)
         };
         let short = answer("frontend-7d9f8b6c5d-q2w3e", "postgres-0");
+        // A terminal that says it is 0 columns wide (a pty not sized yet)
+        // is taken for a pipe: every column, a row a line.
+        let unsized_tty = top_flows(&short, &summary, "", Some(0));
+        assert_eq!(
+            unsized_tty.table.lines().count(),
+            24,
+            "{}",
+            unsized_tty.table
+        );
+        assert!(
+            header(&unsized_tty).contains("rate"),
+            "{}",
+            unsized_tty.table
+        );
         let wide = top_flows(&short, &summary, "", Some(250));
         assert!(fits(&wide, 250), "{}", wide.table);
         assert!(header(&wide).contains("rate"), "{}", wide.table);

@@ -1564,3 +1564,24 @@ fn workloads_active_and_idle() {
         (json!(false), json!(0))
     );
 }
+
+/// A `--dump` target answered other than 200 prints its answer (the JSON
+/// error naming the parameter), says so on stderr and makes the exit
+/// status 2, as a damaged file does: a script sees the failure.
+#[test]
+fn a_refused_dump_prints_its_error_and_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .arg("-r")
+        .arg(project_root().join("demo/demo.pcap"))
+        .args(["--dump", "/mcp/flows?limit=-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["parameter"], "limit", "{body}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--dump /mcp/flows?limit=-1: HTTP 400"),
+        "{stderr}"
+    );
+}

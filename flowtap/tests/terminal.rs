@@ -232,6 +232,14 @@ fn top_shows_the_heaviest_flows_in_a_terminal_until_q() {
     });
     assert!(screen.starts_with("flowtap top · http://"), "{screen}");
     assert!(screen.contains("client"), "the column names: {screen}");
+    // The demo's IPv4 and IPv6 flows of one pair of pods told apart by
+    // their addresses, each on a line of its own below the name (on the
+    // name's line, they took the width that 100 columns give what the
+    // client sent: see the test at 90 columns below).
+    assert!(
+        screen.contains("│ (198.18.0.1)"),
+        "an address below its name: {screen}"
+    );
     assert!(screen.contains("more lines"), "the cut is said: {screen}");
     let argv = format!(
         "{} top --url {url} --auth-token-file {} --limit 20",
@@ -476,4 +484,61 @@ fn a_long_read_shows_progress_on_a_terminal_and_nowhere_else() {
         !stderr.contains("frames,") && !stderr.contains('\r'),
         "{stderr}"
     );
+}
+
+/// The demo's table in a 90-column terminal keeps what the client sent:
+/// the rows qualified by their namespace and addresses put the addresses
+/// on lines of their own (on the name's line they took 120 columns before
+/// it showed). A terminal that says it is 0 columns wide (a pty not sized
+/// yet) gets the whole table, a row a line, as a pipe does (it got a
+/// character a line).
+#[test]
+fn the_demo_s_table_fits_what_the_client_sent_in_90_columns() {
+    let root = project_root();
+    let command = |tail: &str| {
+        format!(
+            "'{}' -r '{}' --k8s-inventory '{}' 2>/dev/null{tail}",
+            env!("CARGO_BIN_EXE_flowtap"),
+            root.join("demo/demo.pcap").display(),
+            root.join("demo/inventory.json").display(),
+        )
+    };
+    let socket = format!("flowtap-table-90-{}", std::process::id());
+    tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-x",
+            "90",
+            "-y",
+            "60",
+            &command("; sleep 30"),
+        ],
+    );
+    let screen = wait_for("the table in 90 columns", || {
+        let screen = tmux(&socket, &["capture-pane", "-p"]);
+        screen.contains("flows by bytes").then_some(screen)
+    });
+    tmux(&socket, &["kill-server"]);
+    let header = screen.lines().find(|l| l.contains("│ client")).unwrap();
+    assert!(header.contains("client → server"), "{screen}");
+    assert!(screen.lines().all(|l| l.chars().count() <= 90), "{screen}");
+
+    // `stty cols 0` inside a pty: what `script` and a fresh `kubectl exec
+    // -t` give.
+    let unsized_tty = Command::new("script")
+        .args([
+            "-q",
+            "-c",
+            &format!("stty cols 0 rows 0; {}", command("")),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&unsized_tty.stdout);
+    let header = text.lines().find(|l| l.contains("│ client")).unwrap();
+    assert!(header.contains("rate"), "{text}");
+    let rows = text.lines().filter(|l| l.starts_with("│ ")).count();
+    assert!(rows <= 24, "{rows} lines of rows: {text}");
 }

@@ -278,6 +278,14 @@ fn hand_made_bad_files_get_clear_errors() {
         "{:?}",
         got.error
     );
+    // Said as its header, not as a record.
+    let said = got.error.unwrap().to_string();
+    assert!(
+        said.ends_with(
+            "cut off in the middle of its file header at byte offset 0 (0 frames read before it)"
+        ),
+        "{said}"
+    );
     let dir = std::env::temp_dir();
     let text = CaptureFile::open(&dir).unwrap_err().to_string();
     assert!(text.contains("it is a directory"), "{text}");

@@ -128,8 +128,11 @@ pub enum CaptureError {
     },
     #[error("{path}: file is empty")]
     Empty { path: DisplayPath },
+    /// At offset 0 what is cut is the file's header (a pcap's, a pcapng
+    /// section header): said so, not as a record.
     #[error(
-        "{path}: cut off in the middle of a record at byte offset {offset} ({frames} frames read before it)"
+        "{path}: cut off in the middle of {} at byte offset {offset} ({frames} frames read before it)",
+        if *offset == 0 { "its file header" } else { "a record" }
     )]
     Truncated {
         path: DisplayPath,
