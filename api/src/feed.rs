@@ -41,8 +41,9 @@ pub enum PullFailure {
     TooLarge,
     /// No room among the feeds held at once (`--max-feed-bytes-held`).
     NoRoom,
-    /// An answer that is no feed this hub reads (another version, damaged,
-    /// an unreadable age).
+    /// An answer that is not HTTP (an agent that speaks TLS, another
+    /// service on its port), or no feed this hub reads (another version,
+    /// damaged, an unreadable age).
     Unreadable,
     /// Its flows would take the hub past `--max-flows`.
     FlowBound,

@@ -557,8 +557,9 @@ pub(crate) struct ServeArgs {
     /// socket, or is taken back from a client that stopped reading while
     /// others wait. For 5 minutes after, clients whose answers were taken
     /// back hold one turn at a time between them, and clients not seen
-    /// before hold all but one: a client that read its last answer always
-    /// finds one. (A hub's pulls of the feed take turns of their own.)
+    /// before hold all but one: with two turns or more, a client that read
+    /// its last answer always finds one. (A hub's pulls of the feed take
+    /// turns of their own.)
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_HTTP_MAX_LARGE_ANSWERS", help_heading = API)]
     pub http_max_large_answers: usize,
 

@@ -162,7 +162,7 @@ pub(crate) fn top_flows(
     // once for every layout tried.
     let rows_by_width: Vec<Measured> = NAME_WIDTHS
         .iter()
-        .map(|w| Measured::of(rows_of(answer, *w)))
+        .map(|w| Measured::of(rows_of(answer, *w, fit_to.is_some())))
         .collect();
     let kept_bytes = DROPPED_FIRST.len() - 1;
     let layouts = |health_wraps, hidden: std::ops::RangeInclusive<usize>| {
@@ -268,8 +268,10 @@ const HEALTH: usize = COLUMNS.len() - 1;
 /// its longest word ("retransmits,") whole, its text wrapped within it.
 const HEALTH_WIDTH: usize = 12;
 
-/// The cells of `answer`'s flows, names cut to `name_width`.
-fn rows_of(answer: &FlowsAnswer, name_width: Option<usize>) -> Vec<Row> {
+/// The cells of `answer`'s flows, names cut to `name_width`; an address
+/// that tells two rows apart on a line of its own where `address_apart`
+/// (fitting a terminal's width; piped, a row stays one line, for grep).
+fn rows_of(answer: &FlowsAnswer, name_width: Option<usize>, address_apart: bool) -> Vec<Row> {
     let namings = namings(answer);
     let sent = |s: &SideStats| {
         let plural = if s.tx_pkts == 1 { "" } else { "s" };
@@ -286,12 +288,13 @@ fn rows_of(answer: &FlowsAnswer, name_width: Option<usize>) -> Vec<Row> {
                 _ => String::new(),
             };
             [
-                label(&row.client, naming, name_width, None),
+                label(&row.client, naming, name_width, None, address_apart),
                 label(
                     &row.server,
                     naming,
                     name_width,
                     Some(row.server.port.unwrap_or(0)),
+                    address_apart,
                 ),
                 sanitized(&row.proto),
                 sent(&row.client_stats),
@@ -506,8 +509,14 @@ fn namings(answer: &FlowsAnswer) -> Vec<Naming> {
             .zip(&namings)
             .map(|(row, &n)| {
                 (
-                    label(&row.client, n, None, None),
-                    label(&row.server, n, None, Some(row.server.port.unwrap_or(0))),
+                    label(&row.client, n, None, None, false),
+                    label(
+                        &row.server,
+                        n,
+                        None,
+                        Some(row.server.port.unwrap_or(0)),
+                        false,
+                    ),
                     row.proto.as_str(),
                 )
             })
@@ -529,7 +538,13 @@ fn namings(answer: &FlowsAnswer) -> Vec<Naming> {
 /// An endpoint as a row names it (a server with its `port`): its name cut
 /// to `name_width`, with as much more as `naming` says. Names are cut,
 /// addresses never (a cut address names another).
-fn label(e: &Endpoint, naming: Naming, name_width: Option<usize>, port: Option<u16>) -> String {
+fn label(
+    e: &Endpoint,
+    naming: Naming,
+    name_width: Option<usize>,
+    port: Option<u16>,
+    address_apart: bool,
+) -> String {
     let named = e.pod.is_some() || e.svc.is_some();
     if !named {
         let address = name(e);
@@ -547,11 +562,12 @@ fn label(e: &Endpoint, naming: Naming, name_width: Option<usize>, port: Option<u
     if let Some(port) = port {
         label.push_str(&format!(":{port}"));
     }
-    // On a line of its own: an address is never cut, and on the name's
-    // line it widened the column past what 80 or 100 columns hold, so
-    // every other column gave way.
+    // In a terminal on a line of its own: an address is never cut, and on
+    // the name's line it widened the column past what 80 or 100 columns
+    // hold, so every other column gave way.
     if let Some(ip) = e.ip.as_deref().filter(|_| naming == Naming::WithAddress) {
-        label.push_str(&format!("\n({})", sanitized(ip)));
+        let apart = if address_apart { '\n' } else { ' ' };
+        label.push_str(&format!("{apart}({})", sanitized(ip)));
     }
     label
 }
@@ -747,7 +763,7 @@ mod tests {
             "total": 5,
         }))
         .unwrap();
-        let names: Vec<(String, String)> = rows_of(&answer, None)
+        let names: Vec<(String, String)> = rows_of(&answer, None, true)
             .into_iter()
             .map(|r| (r[0].clone(), r[1].clone()))
             .collect();
@@ -769,9 +785,12 @@ mod tests {
             ]
         );
         // Cut to fit, a name keeps what tells it apart.
-        let cut = rows_of(&answer, Some(6));
+        let cut = rows_of(&answer, Some(6), true);
         assert_eq!(cut[1][0], "staging/wor…-0");
         assert_eq!(cut[3][1], "data/red…-0:5432\n(2001:db8::1:3)");
+        // Piped (nothing fitted), a row stays on one line, for grep.
+        let piped = rows_of(&answer, None, false);
+        assert_eq!(piped[2][0], "shop/web-1 (198.18.0.3)");
     }
 
     /// In a narrow terminal each flow still takes one line: the columns
@@ -937,7 +956,7 @@ mod tests {
 
     #[test]
     fn names_for_a_terminal() {
-        let server = |e: Endpoint| label(&e, Naming::Name, None, Some(e.port.unwrap_or(0)));
+        let server = |e: Endpoint| label(&e, Naming::Name, None, Some(e.port.unwrap_or(0)), false);
         assert_eq!(
             server(endpoint(Some("64:ff9b::9765:798c"), None, Some(443))),
             "[64:ff9b::9765:798c]:443"

@@ -300,8 +300,7 @@ async fn fetch(
     };
     let response = tokio::time::timeout_at(deadline, request(agent, path, token))
         .await
-        .map_err(|_| late())?
-        .map_err(|error| Failed::new(PullFailure::Unreachable, error))?;
+        .map_err(|_| late())??;
     // The agent measured its age as it answered: the head's arrival, not
     // the end of the body (up to the timeout later), is the time to take
     // it from.
@@ -451,9 +450,9 @@ async fn request(
     agent: &AgentUrl,
     path: &str,
     token: Option<&str>,
-) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+) -> Result<hyper::Response<hyper::body::Incoming>, Failed> {
     let request = Request::get(path);
-    send(agent, request, token, Empty::<Bytes>::new()).await
+    send_classified(agent, request, token, Empty::<Bytes>::new()).await
 }
 
 /// Sends `request` with `body` to `agent` over a connection of its own
@@ -470,12 +469,32 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    send_classified(agent, request, token, body)
+        .await
+        .map_err(|failed| failed.error)
+}
+
+/// [`send`], its failure said with why: no connection, or one that broke
+/// ([`PullFailure::Unreachable`]), or an answer that is not HTTP (an agent
+/// that speaks TLS, another service on its port: [`PullFailure::Unreadable`]).
+async fn send_classified<B>(
+    agent: &AgentUrl,
+    request: hyper::http::request::Builder,
+    token: Option<&str>,
+    body: B,
+) -> Result<hyper::Response<hyper::body::Incoming>, Failed>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let unreachable = |error: String| Failed::new(PullFailure::Unreachable, error);
     let stream = tokio::net::TcpStream::connect(&agent.authority)
         .await
-        .map_err(|e| format!("connecting: {e}"))?;
+        .map_err(|e| unreachable(format!("connecting: {e}")))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
+        .map_err(|e| unreachable(format!("HTTP handshake: {e}")))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -485,11 +504,14 @@ where
     }
     let request = request
         .body(body)
-        .map_err(|e| format!("building the request: {e}"))?;
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("request: {e}"))
+        .map_err(|e| unreachable(format!("building the request: {e}")))?;
+    sender.send_request(request).await.map_err(|e| {
+        let failure = match e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+            true => PullFailure::Unreadable,
+            false => PullFailure::Unreachable,
+        };
+        Failed::new(failure, format!("request: {e}"))
+    })
 }
 
 #[cfg(test)]
@@ -611,6 +633,33 @@ mod tests {
             body.len()
         );
         agent_answering(head, body.to_vec()).await
+    }
+
+    /// Why a pull failed, as `flowtap_hub_pulls_failed_total` counts it:
+    /// an answer that is not HTTP (a TLS alert from an agent that speaks
+    /// TLS) is unreadable, not unreachable; a port nobody listens on is
+    /// unreachable.
+    #[tokio::test]
+    async fn a_pull_that_fails_says_why() {
+        let room = FeedRoom::new(1 << 20, Arc::default());
+        let timeout = Duration::from_secs(5);
+        let tls_alert = agent_answering(String::new(), vec![0x15, 3, 1, 0, 2, 2, 0x28]).await;
+        let failed = get_held(&tls_alert, "/f", None, timeout, 1 << 20, &room)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(failed.failure, PullFailure::Unreadable, "{}", failed.error);
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let authority = listener.local_addr().unwrap().to_string();
+            drop(listener);
+            AgentUrl { authority }
+        };
+        let failed = get_held(&closed, "/f", None, timeout, 1 << 20, &room)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(failed.failure, PullFailure::Unreachable, "{}", failed.error);
     }
 
     /// The feed bound (`--max-feed-bytes`) holds whether the answer says

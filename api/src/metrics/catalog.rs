@@ -595,7 +595,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_hub_pulls_failed",
         Counter,
-        "Hub: pulls of an agent's feed that gave nothing to merge, by reason: unreachable (no connection, or it broke), timeout (no whole answer within --agent-timeout), refused (an answer other than 200: a wrong token, an agent shutting down), too_large (past --max-feed-bytes), no_room (--max-feed-bytes-held reached), unreadable (no feed this hub reads), flow_bound (past --max-flows). The agent is named missing in that round's coverage, with the whole error; flowtap_agent_up says which agents are missing now.",
+        "Hub: pulls of an agent's feed that gave nothing to merge, by reason: unreachable (no connection, or it broke), timeout (no whole answer within --agent-timeout), refused (an answer other than 200: a wrong token, an agent shutting down), too_large (past --max-feed-bytes), no_room (--max-feed-bytes-held reached), unreadable (an answer that is not HTTP, or no feed this hub reads), flow_bound (past --max-flows). The agent is named missing in that round's coverage, with the whole error; flowtap_agent_up says which agents are missing now.",
         Value::Labelled(&["reason"], |s| crate::feed::PullFailure::ALL
             .iter()
             .zip(&s.stats.hub_pulls_failed)

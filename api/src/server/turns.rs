@@ -24,7 +24,8 @@
 //! behind one gate with every other such client (they hold one turn at a
 //! time between them); others (a client not seen yet) hold all turns but
 //! one between them, so a client that reads what it asks (Prometheus's
-//! scrape, an agent's returning MCP client) always finds one. Forty
+//! scrape, an agent's returning MCP client) always finds one (of two turns
+//! or more: with one, the others take it too). Forty
 //! addresses asking `/metrics` without reading held every turn for two
 //! seconds each: another client's scrape waited twenty.
 //!

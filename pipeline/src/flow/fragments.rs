@@ -73,7 +73,17 @@ pub(crate) struct Fragments<V> {
     /// No entry is due before this (a sweep of a full table before it
     /// would find nothing).
     next_due_ns: u64,
+    /// A full table is swept for what is due at most once a
+    /// [`SWEEPS_A_TIMEOUT`]th of the timeout, in capture time: each sweep
+    /// visits every entry, and first fragments that never end, coming
+    /// just faster than the table's size a timeout, made every one of
+    /// them sweep it (a file of them read 50 times slower).
+    next_sweep_ns: u64,
 }
+
+/// How many times a full table may be swept for what is due within one
+/// fragment timeout.
+const SWEEPS_A_TIMEOUT: u64 = 64;
 
 impl<V: Copy> Fragments<V> {
     pub(crate) fn new(max: usize, timeout_ns: u64, hasher: ahash::RandomState) -> Fragments<V> {
@@ -84,6 +94,7 @@ impl<V: Copy> Fragments<V> {
             max,
             timeout_ns,
             next_due_ns: u64::MAX,
+            next_sweep_ns: 0,
         }
     }
 
@@ -105,8 +116,9 @@ impl<V: Copy> Fragments<V> {
         if self.firsts.len() >= self.max {
             // Those due by now go first, as they would have had expiry
             // just run; then datagrams ended.
-            if self.next_due_ns < ts_ns {
+            if self.next_due_ns < ts_ns && self.next_sweep_ns <= ts_ns {
                 self.expire(ts_ns);
+                self.next_sweep_ns = ts_ns.saturating_add(timeout / SWEEPS_A_TIMEOUT);
             }
             if self.firsts.len() >= self.max && !self.give_up_an_ended_datagram() {
                 return Remembered::TableFull;

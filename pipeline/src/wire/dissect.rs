@@ -860,7 +860,11 @@ impl<'a> Walk<'a, '_> {
                             Fragment::Whole => ip.payload_len,
                             _ => None,
                         };
-                        let dgram = udp::Packet::new_checked(ip.payload, datagram_len)?;
+                        let dgram = udp::Packet::new_checked(
+                            ip.payload,
+                            datagram_len,
+                            ip.layer == Layer::Ipv6,
+                        )?;
                         transport.src_port = dgram.src_port();
                         transport.dst_port = dgram.dst_port();
                         transport.payload_len = clamp16(ip_payload.saturating_sub(udp::HEADER_LEN));
