@@ -60,6 +60,12 @@ impl PullFailure {
         PullFailure::FlowBound,
     ];
 
+    /// Its place in [`Self::ALL`] (the order the variants are declared
+    /// in), and in the counters kept by it.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             PullFailure::Unreachable => "unreachable",
@@ -633,6 +639,15 @@ pub fn own_coverage(name: &str, node: Option<&str>, losses: Losses, now_ns: u64)
 mod tests {
     use super::*;
     use pipeline::flow::{Outcomes, SideHealth};
+
+    /// The counters by failure are read in `ALL`'s order and written by
+    /// `index`: the two agree.
+    #[test]
+    fn every_pull_failure_is_at_its_index() {
+        for (at, failure) in PullFailure::ALL.iter().enumerate() {
+            assert_eq!(failure.index(), at, "{failure:?}");
+        }
+    }
 
     /// A hub's record shares a handshake leg with its last snapshot's only
     /// where the two are equal.

@@ -445,9 +445,7 @@ pub async fn round(
                 node,
             }) => {
                 tracing::debug!(agent = %name, %error, reason = failure.label(), "pull failed");
-                let at = PullFailure::ALL.iter().position(|f| *f == failure);
-                stats.hub_pulls_failed[at.expect("every failure is in ALL")]
-                    .fetch_add(1, Ordering::Relaxed);
+                stats.hub_pulls_failed[failure.index()].fetch_add(1, Ordering::Relaxed);
                 if let Some(instance) = instances.known(&name)
                     && (answered.contains(&instance) || !named_missing.insert(instance))
                 {

@@ -40,15 +40,14 @@ pub(crate) struct MirrorPair {
     pub mtu: u32,
 }
 
-/// The check, held by the first queue's source.
+/// The check, held by the first queue's source, which gives it the
+/// watched interface's name at each check: the name it has then, looked up
+/// by its index, as an operator may rename it while it is captured (the
+/// sockets go on receiving; by its old name the check read nothing,
+/// readiness stuck at what it was and the mirror veth no longer followed
+/// the MTU).
 #[derive(Debug)]
 pub(crate) struct LinkWatch {
-    /// The watched interface's index: its name is looked up at each check,
-    /// as an operator may rename it while it is captured (the sockets go
-    /// on receiving; by its old name the check read nothing, readiness
-    /// stuck at what it was and the mirror veth no longer followed the
-    /// MTU).
-    index: u32,
     mirror: Option<MirrorPair>,
     /// An MTU the pair could not take: said once, not tried again.
     refused_mtu: Option<u32>,
@@ -63,25 +62,20 @@ fn can_receive(iface: &str) -> Option<bool> {
 }
 
 impl LinkWatch {
-    pub(crate) fn new(index: u32, mirror: Option<MirrorPair>) -> LinkWatch {
+    pub(crate) fn new(mirror: Option<MirrorPair>) -> LinkWatch {
         LinkWatch {
-            index,
             mirror,
             refused_mtu: None,
         }
     }
 
-    pub(crate) fn check(&mut self, state: &LinkState) {
-        let Ok(iface) = sys::if_name(self.index) else {
-            // Gone: the sockets' failure says so.
-            return;
-        };
+    pub(crate) fn check(&mut self, iface: &str, state: &LinkState) {
         // In host mode frames reach capture through the pair as well: an
         // end set down (by an operator, a network manager) stops them.
         let pair = self.mirror.as_ref().map_or(Some(true), |pair| {
             Some(can_receive(&pair.mirror)? && can_receive(&pair.capture)?)
         });
-        let up = match (can_receive(&iface), pair) {
+        let up = match (can_receive(iface), pair) {
             (Some(watched), Some(pair)) => Some(watched && pair),
             _ => None,
         };
@@ -103,7 +97,7 @@ impl LinkWatch {
             if let Some(dropped) = netdev::tx_dropped(&pair.mirror) {
                 state.mirror_dropped.store(dropped, Ordering::Relaxed);
             }
-            follow_mtu(&iface, pair, &mut self.refused_mtu);
+            follow_mtu(iface, pair, &mut self.refused_mtu);
         }
     }
 }

@@ -464,7 +464,7 @@ impl LiveCapture {
             capture: v.capture.clone(),
             mtu,
         });
-        let mut link = Some(LinkWatch::new(watched, mirror));
+        let mut link = Some(LinkWatch::new(mirror));
         let sources = sockets
             .into_iter()
             .enumerate()
@@ -601,12 +601,20 @@ impl XskSource {
                 .unbound_frames
                 .store(unbound.read(), Ordering::Relaxed);
         }
-        // By the name it has now: an operator may rename it.
+        // The watched interface's own counters and link: the first queue's
+        // source reads them, by the name the interface has now (an
+        // operator may rename it).
+        if self.link.is_none() && self.nic_missed.is_none() && self.nic_refused.is_none() {
+            return;
+        }
         let watched = self
             .info
             .watched_ifindex
             .unwrap_or(self.info.capture_ifindex);
-        let iface = sys::if_name(watched).unwrap_or_else(|_| self.info.iface.clone());
+        let Ok(iface) = sys::if_name(watched) else {
+            // Gone: the sockets' failure says so.
+            return;
+        };
         if let Some(missed) = &mut self.nic_missed
             && let Some(now) = netdev::rx_missed(&iface)
         {
@@ -633,7 +641,7 @@ impl XskSource {
             }
         }
         if let Some(link) = &mut self.link {
-            link.check(&self.info.link);
+            link.check(&iface, &self.info.link);
         }
     }
 

@@ -301,26 +301,22 @@ impl Mcp {
         if value.get("method").and_then(Value::as_str) == Some("initialize") {
             return match Message::parse(value) {
                 Ok(Message::Request { id, method, params }) => {
-                    let outcome = super::initialize(&params, self.build);
+                    let outcome = super::initialize(&params, self.build)
+                        .map(|(v, r)| (self.sessions.create(v, client), r));
                     // Counted once the session is made or refused: a
                     // refusal for want of room is an error, not `ok`.
-                    let label = outcome_label(outcome.as_ref().map(|(_, r)| r));
-                    match outcome.map(|(v, r)| (self.sessions.create(v, client), r)) {
-                        Ok((Ok(session), result)) => {
-                            self.count(&method, label);
-                            Reply {
-                                session_id: Some(session),
-                                ..Reply::json(200, jsonrpc::result(&id, result))
-                            }
-                        }
-                        Ok((Err(Full), _)) => {
-                            self.count(&method, "error");
-                            sessions_full()
-                        }
-                        Err(e) => {
-                            self.count(&method, label);
-                            Reply::json(200, jsonrpc::error(&id, &e))
-                        }
+                    let label = match &outcome {
+                        Ok((Ok(_), result)) => outcome_label::<()>(Ok(result)),
+                        Ok((Err(Full), _)) | Err(_) => "error",
+                    };
+                    self.count(&method, label);
+                    match outcome {
+                        Ok((Ok(session), result)) => Reply {
+                            session_id: Some(session),
+                            ..Reply::json(200, jsonrpc::result(&id, result))
+                        },
+                        Ok((Err(Full), _)) => sessions_full(),
+                        Err(e) => Reply::json(200, jsonrpc::error(&id, &e)),
                     }
                 }
                 Ok(_) => Reply::refusal(

@@ -238,14 +238,14 @@ impl Turns {
         // stalled holder is looked for while the request waits for its
         // client's place as well as for its turn (the holder may be the
         // client's own).
-        let conduct = (self.history.lock().expect("history lock")).line_of(conn.client, now_ms());
+        let waits_in = (self.history.lock().expect("history lock")).line_of(conn.client, now_ms());
         let acquire = async {
             let own = line.acquire_owned().await;
-            let suspects = match conduct {
+            let suspects = match waits_in {
                 Line::Suspect => Some(self.suspects.clone().acquire_owned().await),
                 Line::Reader | Line::Unknown => None,
             };
-            let others = match conduct {
+            let others = match waits_in {
                 Line::Suspect | Line::Unknown => Some(self.others.clone().acquire_owned().await),
                 Line::Reader => None,
             };
