@@ -333,7 +333,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_fragment_table_full",
         Counter,
-        "First fragments not remembered because a fragment table (--max-fragments) was full.",
+        "Datagrams a full fragment table (--max-fragments) could not remember whole: the one waiting longest for its fragments given up to make room (its later fragments are then unmatched).",
         Value::One(|s| (s.snapshot.counters.table.fragment_table_full
             + s.snapshot.counters.ingest.tunnel_fragment_table_full) as f64),
         Flows "fragment table full"

@@ -136,8 +136,11 @@ const RST: u8 = 4;
 /// Whether the other side has really answered: what a full table gives up
 /// first is unanswered state (a spoofed SYN, a probe, a flood). UDP: the
 /// other side sent a datagram. TCP, which a spoofer cannot fake as cheaply:
-/// a SYN-ACK acknowledging the client's SYN, or payload sent each way; a
-/// bare packet back is not an answer.
+/// the handshake completed (a SYN-ACK acknowledging the client's SYN, and
+/// the client's ACK of that SYN-ACK), or payload sent each way. A SYN-ACK
+/// alone is not an answer: a server under a SYN flood sends one to every
+/// spoofed source, but only a real client acknowledges it. Nor is a bare
+/// packet back.
 const ANSWERED: u8 = 1;
 /// TCP, per side (shifted by the side's index): its first sequence number
 /// is known; it has sent payload.
@@ -181,11 +184,16 @@ struct HandshakeTimes {
     /// The newest client packet processed.
     client_newest_ns: u64,
     done: u8,
-    /// What the server's SYN-ACK acknowledged (once [`SYNACK_SEEN`]), kept
-    /// in case the client's SYN is processed after it (its directions came
-    /// through different queues). Here rather than in [`Conn`]: once the
-    /// handshake is done, both were seen and compared.
+    /// What the server's SYN-ACK acknowledged and its sequence number (once
+    /// [`SYNACK_SEEN`]), kept in case the client's SYN or ACK is processed
+    /// after it (its directions came through different queues). Here rather
+    /// than in [`Conn`]: once the handshake is done, all were seen and
+    /// compared.
     synack_ack: u32,
+    synack_seq: u32,
+    /// What the client's first ACK (SYN and RST clear) acknowledged, kept
+    /// in case the SYN-ACK is processed after it.
+    client_ack: Option<u32>,
 }
 
 impl Default for HandshakeTimes {
@@ -198,6 +206,8 @@ impl Default for HandshakeTimes {
             client_newest_ns: 0,
             done: 0,
             synack_ack: 0,
+            synack_seq: 0,
+            client_ack: None,
         }
     }
 }
@@ -527,28 +537,35 @@ impl Conn {
         Some(step)
     }
 
-    /// Whether this segment answers the connection: a SYN-ACK acknowledging
-    /// the client's first sequence number (its SYN's), or payload sent by
-    /// the second side of the two.
+    /// Whether this segment answers the connection ([`ANSWERED`]): it
+    /// completes the handshake (a SYN-ACK acknowledging the client's first
+    /// sequence number, its SYN's, and the client's first ACK acknowledging
+    /// the SYN-ACK's, in whichever order the three are processed), or it is
+    /// payload sent by the second side of the two.
     fn note_answer(&mut self, t: &Transport, sender: Side) {
         let f = t.tcp_flags;
-        if sender == Side::Server
-            && f & flags::SYN != 0
-            && f & flags::ACK != 0
-            && f & flags::RST == 0
-            && self.flags & SYNACK_SEEN == 0
-            && let Some(h) = self.handshake.as_deref_mut()
-        {
-            h.synack_ack = t.tcp_ack;
-            self.flags |= SYNACK_SEEN;
+        if let Some(h) = self.handshake.as_deref_mut() {
+            let bare_ack = f & flags::ACK != 0 && f & (flags::SYN | flags::RST) == 0;
+            if sender == Side::Server
+                && f & flags::SYN != 0
+                && f & flags::ACK != 0
+                && f & flags::RST == 0
+                && self.flags & SYNACK_SEEN == 0
+            {
+                h.synack_ack = t.tcp_ack;
+                h.synack_seq = t.tcp_seq;
+                self.flags |= SYNACK_SEEN;
+            } else if sender == Side::Client && bare_ack && h.client_ack.is_none() {
+                h.client_ack = Some(t.tcp_ack);
+            }
         }
         let isn_seen = self.flags & per_side(SEQ_SEEN, Side::Client) != 0;
         if isn_seen
             && self.flags & SYNACK_SEEN != 0
-            && self
-                .handshake
-                .as_deref()
-                .is_some_and(|h| h.synack_ack == self.base_seq[Side::Client].wrapping_add(1))
+            && self.handshake.as_deref().is_some_and(|h| {
+                h.synack_ack == self.base_seq[Side::Client].wrapping_add(1)
+                    && h.client_ack == Some(h.synack_seq.wrapping_add(1))
+            })
         {
             self.flags |= ANSWERED;
         }
@@ -790,13 +807,33 @@ mod tests {
         c.tcp_step(&tcp(80, 40000, ACK, 900), Side::Server, 1);
         c.tcp_step(&synack(555), Side::Server, 2);
         assert!(!c.is_answered());
+        // The client's ACK of the SYN-ACK (sequence number 900) completes
+        // the handshake: a server under a SYN flood answers every spoofed
+        // SYN, but no spoofer acknowledges its answer.
+        let ack = |ack: u32| Transport {
+            tcp_ack: ack,
+            ..tcp(40000, 80, ACK, 101)
+        };
         let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
         c.tcp_step(&synack(101), Side::Server, 3);
-        assert!(c.is_answered(), "a SYN-ACK acknowledging the SYN");
-        // The SYN-ACK processed first (another queue), then the SYN.
+        assert!(!c.is_answered(), "a SYN-ACK alone");
+        c.tcp_step(&ack(5), Side::Client, 4);
+        assert!(!c.is_answered(), "an ACK of something else");
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
+        c.tcp_step(&synack(101), Side::Server, 3);
+        c.tcp_step(&ack(901), Side::Client, 4);
+        assert!(c.is_answered(), "the handshake completed");
+        // Processed in any order (the directions through different queues).
         let (mut c, _) = Conn::new(0, false, &synack(101), Side::Server, 5);
         assert!(!c.is_answered());
         c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 4);
+        assert!(!c.is_answered());
+        c.tcp_step(&ack(901), Side::Client, 6);
+        assert!(c.is_answered());
+        let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
+        c.tcp_step(&ack(901), Side::Client, 6);
+        assert!(!c.is_answered());
+        c.tcp_step(&synack(101), Side::Server, 5);
         assert!(c.is_answered());
         // Mid-stream: payload each way.
         let data = |sport, dport, n| Transport {

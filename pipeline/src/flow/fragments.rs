@@ -8,7 +8,11 @@
 //! order (the last before a middle one); those still find their flow
 //! (RFC 791 and RFC 8200 reassemble fragments in any order, copies
 //! included). Datagrams already ended are the first given up when the
-//! table needs room, so they never keep a new datagram out.
+//! table needs room, then the one waiting longest for its fragments: a
+//! datagram's fragments come within microseconds of each other, so one
+//! waiting while the whole table filled has most likely lost its last,
+//! and a flood of first fragments that never end (anyone on a mirrored
+//! network can send them) cannot keep every real datagram out.
 //!
 //! Whether a datagram is still remembered is judged by the time of the
 //! fragment that asks, not by when expiry last ran: expiry runs on a
@@ -31,6 +35,9 @@ const AFTER_LAST_NS: u64 = SECOND;
 struct Entry<V> {
     value: V,
     first_ns: u64,
+    /// The number of its (latest) start: its place in
+    /// [`Fragments::started`].
+    start: u64,
     /// When its last fragment came, if it has, and the number of that
     /// ending (its place in [`Fragments::ended`]).
     last: Option<(u64, u64)>,
@@ -52,8 +59,20 @@ impl<V> Entry<V> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Remembered {
     Yes,
-    /// The table is full: a later fragment will not find it.
+    /// Remembered in place of the datagram waiting longest for its
+    /// fragments (the table was full of datagrams waiting): that one's
+    /// later fragments will not find it.
+    InPlaceOfOldest,
+    /// The table holds nothing (`--max-fragments 0`): a later fragment
+    /// will not find it.
     TableFull,
+}
+
+impl Remembered {
+    /// Whether a datagram was lost to the table's size.
+    pub(crate) fn lost_one(self) -> bool {
+        self != Remembered::Yes
+    }
 }
 
 #[derive(Debug)]
@@ -65,6 +84,14 @@ pub(crate) struct Fragments<V> {
     /// passed over): at most as many of those as the table holds, and 64
     /// more (then they are swept out), however often one IP id ends.
     ended: VecDeque<(FragmentId, u64)>,
+    /// Datagrams in the order their (latest) first fragment came, with
+    /// the number of that start: the one waiting longest is given up when
+    /// no ended one can be. Entries naming one ended, expired or started
+    /// anew since are passed over, and swept out as [`Fragments::ended`]'s
+    /// are.
+    started: VecDeque<(FragmentId, u64)>,
+    /// The number of the next start.
+    starts: u64,
     /// The number of the next ending: a datagram ended twice in the same
     /// nanosecond (a copy of its first fragment between) is still one.
     endings: u64,
@@ -90,6 +117,8 @@ impl<V: Copy> Fragments<V> {
         Fragments {
             firsts: HashMap::with_hasher(hasher),
             ended: VecDeque::new(),
+            started: VecDeque::new(),
+            starts: 0,
             endings: 0,
             max,
             timeout_ns,
@@ -108,32 +137,66 @@ impl<V: Copy> Fragments<V> {
             let due = entry.deadline_ns(timeout) < ts_ns;
             if entry.last.take().is_some() || due {
                 entry.first_ns = ts_ns;
+                entry.start = self.starts;
+                self.started.push_back((id, self.starts));
+                self.starts += 1;
             }
             entry.value = value;
             self.next_due_ns = self.next_due_ns.min(entry.deadline_ns(timeout));
+            self.sweep_started_if_long();
             return Remembered::Yes;
         }
+        let mut remembered = Remembered::Yes;
         if self.firsts.len() >= self.max {
             // Those due by now go first, as they would have had expiry
-            // just run; then datagrams ended.
+            // just run; then datagrams ended; then the one waiting longest.
             if self.next_due_ns < ts_ns && self.next_sweep_ns <= ts_ns {
                 self.expire(ts_ns);
                 self.next_sweep_ns = ts_ns.saturating_add(timeout / SWEEPS_A_TIMEOUT);
             }
             if self.firsts.len() >= self.max && !self.give_up_an_ended_datagram() {
-                return Remembered::TableFull;
+                if !self.give_up_the_longest_waiting() {
+                    return Remembered::TableFull;
+                }
+                remembered = Remembered::InPlaceOfOldest;
             }
         }
+        self.started.push_back((id, self.starts));
         self.firsts.insert(
             id,
             Entry {
                 value,
                 first_ns: ts_ns,
+                start: self.starts,
                 last: None,
             },
         );
+        self.starts += 1;
+        self.sweep_started_if_long();
         self.next_due_ns = self.next_due_ns.min(ts_ns.saturating_add(timeout));
-        Remembered::Yes
+        remembered
+    }
+
+    /// Forgets the datagram still waiting for fragments whose first
+    /// fragment came longest ago, if any.
+    fn give_up_the_longest_waiting(&mut self) -> bool {
+        while let Some((id, start)) = self.started.pop_front() {
+            if still_waiting(&self.firsts, &id, start) {
+                self.firsts.remove(&id);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sweeps [`Fragments::started`] of places naming no waiting datagram
+    /// once they outnumber the table (one IP id started again and again).
+    fn sweep_started_if_long(&mut self) {
+        if self.started.len() > 2 * self.firsts.len() + 64 {
+            let firsts = &self.firsts;
+            self.started
+                .retain(|(id, start)| still_waiting(firsts, id, *start));
+        }
     }
 
     /// What the first fragment of a later fragment's datagram left, if it
@@ -194,6 +257,8 @@ impl<V: Copy> Fragments<V> {
         // more than the table holds.
         let firsts = &self.firsts;
         self.ended.retain(|(id, e)| still_ended(firsts, id, *e));
+        self.started
+            .retain(|(id, start)| still_waiting(firsts, id, *start));
     }
 
     #[cfg(test)]
@@ -213,6 +278,19 @@ fn still_ended<V>(
     firsts
         .get(id)
         .is_some_and(|e| e.last.is_some_and(|(_, n)| n == ending))
+}
+
+/// Whether an entry of [`Fragments::started`] (datagram `id`, the
+/// number of its start) still names a datagram waiting for fragments
+/// since that start.
+fn still_waiting<V>(
+    firsts: &HashMap<FragmentId, Entry<V>, ahash::RandomState>,
+    id: &FragmentId,
+    start: u64,
+) -> bool {
+    firsts
+        .get(id)
+        .is_some_and(|e| e.last.is_none() && e.start == start)
 }
 
 #[cfg(test)]
@@ -263,17 +341,19 @@ mod tests {
         let mut f = table(2);
         f.first(id(1), 1, 0);
         f.later(&id(1), true, 1);
+        f.first(id(2), 3, 400);
         f.first(id(1), 2, 500);
-        f.first(id(2), 3, 500);
-        // The table is full of datagrams waiting for fragments.
-        assert_eq!(f.first(id(3), 4, 600), Remembered::TableFull);
+        // The table is full of datagrams waiting for fragments: the one
+        // waiting longest goes, datagram 2 (datagram 1 waits from 500).
+        assert_eq!(f.first(id(3), 4, 600), Remembered::InPlaceOfOldest);
+        assert_eq!(f.later(&id(2), false, 700), None);
         assert_eq!(f.later(&id(1), false, 700), Some(2));
         // Its first fragment's time counts from the new datagram.
         f.expire(30 * SECOND + 1);
         assert_eq!(f.later(&id(1), false, 30 * SECOND + 1), Some(2));
-        f.expire(30 * SECOND + 501);
+        f.expire(30 * SECOND + 601);
         assert_eq!(f.len(), 0);
-        assert!(f.ended.is_empty());
+        assert!(f.ended.is_empty() && f.started.is_empty());
     }
 
     /// One IP id's datagram started and ended over and over within one
@@ -288,11 +368,15 @@ mod tests {
             f.later(&id(1), true, 7);
         }
         assert!(f.ended.len() <= 2 + 64, "{} places", f.ended.len());
+        assert!(f.started.len() <= 2 + 64, "{} places", f.started.len());
         f.first(id(2), 2, 7);
         assert_eq!(f.first(id(3), 3, 7), Remembered::Yes);
         assert_eq!(f.later(&id(1), false, 7), None);
         assert_eq!(f.later(&id(2), false, 7), Some(2));
-        assert_eq!(f.first(id(4), 4, 7), Remembered::TableFull);
+        // None ended: the one waiting longest goes.
+        assert_eq!(f.first(id(4), 4, 7), Remembered::InPlaceOfOldest);
+        assert_eq!(f.later(&id(2), false, 7), None);
+        assert_eq!(f.later(&id(3), false, 7), Some(3));
     }
 
     /// What is remembered is judged by the asking fragment's time, not by
@@ -314,13 +398,15 @@ mod tests {
         f.first(id(3), 1, 0);
         f.first(id(3), 2, 40 * SECOND);
         assert_eq!(f.later(&id(3), false, 60 * SECOND), Some(2));
-        // Full of datagrams waiting (ids 3 and 4), none ended: one due by
-        // the new first fragment's time makes room.
+        // Full of datagrams waiting (ids 3 and 4), none ended, none due:
+        // the one waiting longest makes room.
         f.first(id(4), 3, 41 * SECOND);
-        assert_eq!(f.first(id(5), 4, 60 * SECOND), Remembered::TableFull);
-        assert_eq!(f.first(id(5), 4, 70 * SECOND + 1), Remembered::Yes);
-        assert_eq!(f.later(&id(4), false, 70 * SECOND + 1), Some(3));
-        assert_eq!(f.later(&id(3), false, 70 * SECOND + 1), None);
+        assert_eq!(f.first(id(5), 4, 60 * SECOND), Remembered::InPlaceOfOldest);
+        assert_eq!(f.later(&id(3), false, 60 * SECOND), None);
+        // One due by the new first fragment's time makes room: no loss.
+        assert_eq!(f.first(id(6), 5, 71 * SECOND + 1), Remembered::Yes);
+        assert_eq!(f.later(&id(4), false, 71 * SECOND + 1), None);
+        assert_eq!(f.later(&id(5), false, 71 * SECOND + 1), Some(4));
     }
 
     #[test]
@@ -335,23 +421,52 @@ mod tests {
     }
 
     #[test]
-    fn ended_datagrams_make_room_and_unended_ones_fill_the_table() {
+    fn ended_datagrams_make_room_first_then_the_one_waiting_longest() {
         let mut f = table(2);
         f.first(id(1), 1, 0);
-        f.first(id(2), 2, 0);
-        // Full of datagrams still waiting for fragments: the next is
-        // refused.
-        assert_eq!(f.first(id(3), 3, 1), Remembered::TableFull);
-        // One ends: it makes room, the oldest ended first.
-        f.later(&id(2), true, 2);
-        f.later(&id(1), true, 3);
-        assert_eq!(f.first(id(3), 3, 4), Remembered::Yes);
-        assert_eq!(f.later(&id(2), false, 5), None);
-        assert_eq!(f.later(&id(1), false, 5), Some(1));
-        assert_eq!(f.first(id(4), 4, 6), Remembered::Yes);
-        assert_eq!(f.later(&id(1), false, 7), None);
-        assert_eq!(f.first(id(5), 5, 8), Remembered::TableFull);
+        f.first(id(2), 2, 1);
+        // Full of datagrams still waiting for fragments: the one waiting
+        // longest goes.
+        assert_eq!(f.first(id(3), 3, 2), Remembered::InPlaceOfOldest);
+        assert_eq!(f.later(&id(1), false, 3), None);
+        // Ended ones go first, the earliest ended first, though datagram
+        // 2 waits longer.
+        f.later(&id(3), true, 4);
+        assert_eq!(f.first(id(4), 4, 5), Remembered::Yes);
+        assert_eq!(f.later(&id(3), false, 6), None);
+        assert_eq!(f.later(&id(2), false, 6), Some(2));
+        f.later(&id(2), true, 7);
+        f.later(&id(4), true, 8);
+        assert_eq!(f.first(id(5), 5, 9), Remembered::Yes);
+        assert_eq!(f.later(&id(2), false, 10), None);
+        assert_eq!(f.later(&id(4), false, 10), Some(4));
         assert_eq!(f.len(), 2);
+        assert_eq!(table(0).first(id(1), 1, 0), Remembered::TableFull);
+    }
+
+    /// A flood of first fragments that never end (anyone on a mirrored
+    /// network can send them) does not keep a real datagram out: its
+    /// fragments come within microseconds, the flood's firsts waited
+    /// longer. (Refusing the newcomer at a full table lost every real
+    /// datagram until the flood's timed out.)
+    #[test]
+    fn first_fragments_that_never_end_keep_no_real_datagram_out() {
+        let mut f = table(64);
+        let mut lost = 0;
+        for i in 0..10_000 {
+            lost += u32::from(f.first(id(1_000 + i), 0, u64::from(i)).lost_one());
+            if i % 1_000 == 999 {
+                let (ts, real) = (u64::from(i), id(100_000 + i));
+                assert!(f.first(real, 53, ts).lost_one());
+                assert_eq!(f.later(&real, false, ts + 1), Some(53));
+                assert_eq!(f.later(&real, true, ts + 2), Some(53));
+            }
+        }
+        // The flood's firsts beyond the table each took the place of one
+        // waiting, but nine: those took a real datagram's, ended, instead
+        // (all real ones but the last).
+        assert_eq!(lost, 10_000 - 64 - 9);
+        assert!(f.started.len() <= 2 * 64 + 64, "{}", f.started.len());
     }
 
     #[test]
@@ -363,7 +478,6 @@ mod tests {
         // Expiry forgot datagram 1 and its place in the order.
         f.expire(2 * AFTER_LAST_NS);
         f.first(id(3), 3, 2 * AFTER_LAST_NS);
-        assert_eq!(f.first(id(4), 4, 2 * AFTER_LAST_NS), Remembered::TableFull);
         f.later(&id(3), true, 2 * AFTER_LAST_NS);
         assert_eq!(f.first(id(4), 4, 2 * AFTER_LAST_NS), Remembered::Yes);
         assert_eq!(f.later(&id(2), false, 2 * AFTER_LAST_NS), Some(2));

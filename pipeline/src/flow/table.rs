@@ -13,7 +13,7 @@ use super::conn_records::{ConnEnd, ConnRecord, ConnRecords};
 use super::conns::{ConnRef, Conns};
 use super::counters::TableCounters;
 use super::eviction::Eviction;
-use super::fragments::{Fragments, Remembered};
+use super::fragments::Fragments;
 use super::handshake::{Recorded, Window};
 use super::health::TcpHealth;
 use super::key::ConnKey;
@@ -185,7 +185,11 @@ impl FlowTable {
             Fragment::Whole | Fragment::Continued => {}
             Fragment::First { ident } => {
                 let ports = (t.src_port, t.dst_port);
-                if self.fragments.first(fragment_id(ident), ports, ts) == Remembered::TableFull {
+                if self
+                    .fragments
+                    .first(fragment_id(ident), ports, ts)
+                    .lost_one()
+                {
                     self.counters.fragment_table_full += 1;
                 }
             }
@@ -752,8 +756,10 @@ mod tests {
                 dst_port: dport,
                 tcp_flags: f,
                 tcp_seq: 1,
-                // A SYN-ACK acknowledges the SYN (sequence number 1).
-                tcp_ack: if f & (SYN | ACK) == SYN | ACK { 2 } else { 0 },
+                // Every ACK acknowledges the other side's SYN (sequence
+                // number 1): the SYN-ACK the client's SYN, the client's
+                // ACK the SYN-ACK.
+                tcp_ack: if f & ACK != 0 { 2 } else { 0 },
                 tcp_window: 0,
                 payload_len: 0,
                 ip_len: 0,
@@ -1248,6 +1254,50 @@ mod tests {
         }
     }
 
+    /// A SYN flood against a port that answers: the server's SYN-ACK to
+    /// each spoofed source answers nothing (no spoofer acknowledges it), so
+    /// the real connections are kept, though the flood was seen later
+    /// than they were. (The SYN-ACK answered: the first step found nothing
+    /// to give up, the second gave up the least recently seen, the real
+    /// connections, and kept the flood.)
+    #[test]
+    fn a_syn_flood_the_server_answers_evicts_only_half_open_state() {
+        let mut t = table(Limits {
+            max_connections: 100,
+            max_flows: 80,
+            max_sketches: 10,
+        });
+        let server = Addr::from_v4([198, 19, 0, 1]);
+        for i in 0..20 {
+            converse(&mut t, 0, addr(i), 40_000 + i as u16, server);
+        }
+        for i in 0..10_000u32 {
+            let ts = 10 * MS + 10 * u64::from(i);
+            let (source, port) = (addr(1000 + i), 1024 + (i % 60_000) as u16);
+            t.update(&tcp(ts, source, port, server, 443, SYN));
+            t.update(&tcp(ts + 1, server, 443, source, port, SYN | ACK));
+            // The real connections go on, less often than the flood.
+            if i % 1_000 == 999 {
+                for r in 0..20 {
+                    let port = 40_000 + r as u16;
+                    t.update(&tcp(ts + 2, addr(r), port, server, 443, ACK));
+                    t.update(&tcp(ts + 3, server, 443, addr(r), port, ACK));
+                }
+            }
+        }
+        let c = t.counters();
+        assert_eq!(c.connections_evicted_recent, 0, "{c:?}");
+        assert!(c.connections_evicted >= 10_000 - 100, "{c:?}");
+        let real: Vec<_> = flows(&mut t)
+            .into_iter()
+            .filter(|f| (0..20).any(|r| f.key.client == addr(r)))
+            .collect();
+        assert_eq!(real.len(), 20);
+        for f in real {
+            assert_eq!(sent_and_connections(&f), (12, 12, 1), "{f:?}");
+        }
+    }
+
     /// A handshake given up to make room before its SYN timeout is no
     /// unanswered connection: its answer may come after the flood (a SYN
     /// flood made a healthy service's pending connections failures). One
@@ -1336,6 +1386,7 @@ mod tests {
         for i in 0..5 {
             t.update(&tcp(0, addr(i), 40_000, server, 443, SYN));
             t.update(&tcp(MS, server, 443, addr(i), 40_000, SYN | ACK));
+            t.update(&tcp(2 * MS, addr(i), 40_000, server, 443, ACK));
         }
         converse(&mut t, 10 * MS, addr(9), 40_001, server);
         let c = t.counters();

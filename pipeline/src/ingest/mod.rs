@@ -19,7 +19,7 @@ pub use counters::{FrameKind, IngestCounters};
 pub use duplicates::{CopyPart, DedupConfig};
 pub use sessions::{MirrorSessions, SessionCount};
 
-use crate::flow::fragments::{Fragments, Remembered};
+use crate::flow::fragments::Fragments;
 use crate::packet::{Fragment, L4Proto, PacketMeta, Transport};
 use crate::source::Frame;
 use crate::time::SECOND;
@@ -321,7 +321,11 @@ impl Ingest {
             mirror: carried.mirror,
             copy_key,
         };
-        if self.tunnel_fragments.first(fragment.id, inner, ts_ns) == Remembered::TableFull {
+        if self
+            .tunnel_fragments
+            .first(fragment.id, inner, ts_ns)
+            .lost_one()
+        {
             self.counters.tunnel_fragment_table_full += 1;
         }
     }
