@@ -40,17 +40,24 @@ impl Demand {
 
     /// A request for data arrived. If the puller is paused, it is woken,
     /// and this waits (at most the bound given to [`Demand::new`]) for its
-    /// next publication.
+    /// next publication; before its first, for that one (an answer from
+    /// no round at all names no source, missing or not: it read as a
+    /// cluster without traffic).
     pub async fn asked(&self) {
         // SeqCst on both sides: a request either sees the pause, or the
         // puller, pausing, sees the request (`Demand::pause` checks again).
         self.asked_ms.store(self.now_ms(), Ordering::SeqCst);
-        if !self.paused.load(Ordering::SeqCst) {
-            return;
-        }
         let mut published = self.published.subscribe();
-        self.wake.notify_one();
-        let _ = tokio::time::timeout(self.wait_at_most, published.changed()).await;
+        let seen = *published.borrow_and_update();
+        let wanted = if self.paused.load(Ordering::SeqCst) {
+            self.wake.notify_one();
+            seen + 1
+        } else if seen == 0 {
+            1
+        } else {
+            return;
+        };
+        let _ = tokio::time::timeout(self.wait_at_most, published.wait_for(|n| *n >= wanted)).await;
     }
 
     /// For the puller: how long since the last request (or since this was
@@ -131,6 +138,29 @@ mod tests {
         assert!(waited >= Duration::from_millis(100), "{waited:?}");
 
         // An active puller keeps nobody waiting.
+        let started = Instant::now();
+        demand.asked().await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    /// Before the puller's first round, an answer would name no source:
+    /// a request waits for that round.
+    #[tokio::test]
+    async fn a_request_before_the_first_publication_waits_for_it() {
+        let demand = Arc::new(Demand::new(Duration::from_secs(10)));
+        let request = tokio::spawn({
+            let demand = demand.clone();
+            async move {
+                let started = Instant::now();
+                demand.asked().await;
+                started.elapsed()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!request.is_finished(), "it waits for the first round");
+        demand.published();
+        let waited = request.await.unwrap();
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
         let started = Instant::now();
         demand.asked().await;
         assert!(started.elapsed() < Duration::from_secs(1));

@@ -202,13 +202,18 @@ impl Seen {
         self
     }
 
-    /// Whether this can be the flow `before` was, later: no count went
-    /// down.
-    fn continues(&self, before: &Seen) -> bool {
-        self.counts
-            .iter()
-            .zip(before.counts)
-            .all(|(now, then)| *now >= then)
+    /// Whether this (a flow first seen at `first_seen_ns`) can be the
+    /// flow `before` was, later: it began before `before` was last seen,
+    /// and no count went down. (A flow that ended and began again, the
+    /// same size or larger, a DNS query or a health check, was taken for
+    /// the old one and added nothing.)
+    fn continues(&self, first_seen_ns: u64, before: &Seen) -> bool {
+        first_seen_ns <= before.last_seen_ns
+            && self
+                .counts
+                .iter()
+                .zip(before.counts)
+                .all(|(now, then)| *now >= then)
     }
 
     fn counts(&self) -> FlowCounts {
@@ -333,7 +338,9 @@ impl PairCounters {
                     Change::Continued(before) => (Some(before), true),
                     Change::Restarted(before) => (Some(before), false),
                     Change::Started => {
-                        let continued = back.as_ref().is_some_and(|b| seen.continues(b));
+                        let continued = back
+                            .as_ref()
+                            .is_some_and(|b| seen.continues(f.first_seen_ns, b));
                         (back, continued)
                     }
                 };
@@ -679,6 +686,7 @@ mod tests {
         });
         f.sent[Side::Client] = pipeline::flow::Counter { pkts: 10, bytes };
         f.first_seen_ns = first_seen_ns;
+        f.last_seen_ns = first_seen_ns;
         f
     }
 
@@ -704,6 +712,11 @@ mod tests {
         pairs.observe(&hub_view(vec![flow(100, 9)], false));
         assert_eq!(bytes(&pairs), 1600.0);
         assert!(pairs.absent.is_empty());
+        // It ends while an agent is missing (any agent: the flow's own
+        // answers), and begins again as large: a new flow, counted whole.
+        pairs.observe(&hub_view(Vec::new(), true));
+        pairs.observe(&hub_view(vec![flow(100, 20)], true));
+        assert_eq!(bytes(&pairs), 1700.0);
     }
 
     /// A flow two nodes saw, merged from the fuller count: while that

@@ -117,16 +117,33 @@ pub(crate) fn run(args: &HubArgs) -> anyhow::Result<i32> {
         idle_after,
     };
     let hub = Hub::start(config, publisher.clone(), demand).context("starting the hub")?;
-    // The hub answers from the start; the coverage says what is missing.
-    if let Some(service) = &service {
-        if !one_shot {
-            service.catch_stop_signals()?;
-        }
-        service.set_ready();
+    if let Some(service) = &service
+        && !one_shot
+    {
+        service.catch_stop_signals()?;
     }
+    // Ready once its first round is published: before it, an answer named
+    // no agent, missing or not, and read as a cluster without traffic
+    // (requests for data wait for that round: `api::demand`).
+    let published = publisher.lock().expect("publisher lock").stats();
     let outcome = match &service {
-        Some(service) if !one_shot => service.run_until_signal(|| None),
-        _ => first_known_round(&publisher, agent_timeout + Duration::from_secs(30)),
+        Some(service) if !one_shot => service.run_until_signal(|| {
+            if published
+                .snapshots
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0
+            {
+                service.set_ready();
+            }
+            None
+        }),
+        _ => {
+            let known = first_known_round(&publisher, agent_timeout + Duration::from_secs(30));
+            if let Some(service) = &service {
+                service.set_ready();
+            }
+            known
+        }
     };
     drop(hub);
     let failed = setup::dump(&publisher, &args.serve.dump)?;

@@ -710,6 +710,43 @@ fn an_agent_that_never_answers_is_named_missing_and_the_others_stay_fresh() {
     );
 }
 
+/// Before its first round a hub is not ready, and a request for data waits
+/// for that round: answered at once, it named no agent, missing or not,
+/// and read as a cluster without traffic (ready at once too, a rollout
+/// sent clients there).
+#[test]
+fn a_hub_is_ready_and_answers_after_its_first_round() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(1000).collect();
+        drop(held);
+    });
+    let hub = Server::start_serving(&["hub", "--agent", &silent_url, "--agent-timeout", "3"]);
+    let started = Instant::now();
+    let starting = hub.admin_get("/readyz");
+    assert_eq!(starting.status, 503);
+    assert_eq!(starting.json()["status"], "starting");
+    let summary = hub.get_json("/mcp/flows/summary");
+    let waited = started.elapsed();
+    let coverage = &summary["coverage"];
+    assert_eq!(coverage["agents_expected"], 1, "{coverage}");
+    assert_eq!(
+        coverage["agents_missing"],
+        json!([silent_url]),
+        "{coverage}"
+    );
+    assert!(
+        waited >= Duration::from_secs(2),
+        "answered after {waited:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.admin_get("/readyz").status != 200 {
+        assert!(Instant::now() < deadline, "not ready after its first round");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `flowtap hub --dump` prints the first round's answer and exits (it
 /// served until a signal before); `--json` is refused, a hub's answers
 /// being JSON.

@@ -120,11 +120,29 @@ pub enum Exposition {
 }
 
 impl Exposition {
-    /// Chooses by the request's Accept header.
+    /// Chooses by the request's Accept header (RFC 9110 12.5.1): OpenMetrics
+    /// where it is asked for with a weight (`q`) above 0 and no lower than
+    /// the classic format's (`text/plain`, `text/*` or `*/*`, 0 if none
+    /// names it). `q=0` rules a format out.
     pub fn negotiate(accept: Option<&str>) -> Exposition {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Exposition::OpenMetrics,
-            _ => Exposition::Prometheus,
+        let (mut openmetrics, mut classic) = (0.0f32, 0.0f32);
+        for range in accept.unwrap_or_default().split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
+            match media.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+                "text/plain" | "text/*" | "*/*" => classic = classic.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= classic {
+            Exposition::OpenMetrics
+        } else {
+            Exposition::Prometheus
         }
     }
 
@@ -195,6 +213,42 @@ fn openmetrics_to_prometheus(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What Prometheus, curl and clients that weigh formats send.
+    #[test]
+    fn the_format_is_chosen_by_weight() {
+        use Exposition::{OpenMetrics, Prometheus};
+        for (accept, format) in [
+            (None, Prometheus),
+            (Some("*/*"), Prometheus),
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                     version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                ),
+                OpenMetrics,
+            ),
+            (
+                Some("application/openmetrics-text; version=1.0.0"),
+                OpenMetrics,
+            ),
+            (
+                Some("application/openmetrics-text;q=0, text/plain"),
+                Prometheus,
+            ),
+            (
+                Some("application/openmetrics-text;q=0.5, text/plain"),
+                Prometheus,
+            ),
+            (
+                Some("text/plain;q=0.2, Application/OpenMetrics-Text"),
+                OpenMetrics,
+            ),
+            (Some("application/openmetrics-text;q=x"), Prometheus),
+        ] {
+            assert_eq!(Exposition::negotiate(accept), format, "{accept:?}");
+        }
+    }
 
     /// The classic format drops the empty label set after a name, and
     /// only that: a label value holding `{} ` stays as it is.
