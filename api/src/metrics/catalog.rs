@@ -319,7 +319,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_handshakes_out_of_order",
         Counter,
-        "Handshakes whose client leg was not measured because its timestamps ran backwards (a SYN-ACK stamped before its SYN).",
+        "Handshakes whose client leg was not measured because its timestamps ran backwards (a SYN-ACK stamped before its SYN, or after the client's ACK of it).",
         table!(handshakes_out_of_order),
         Flows "out-of-order handshakes"
     ),
@@ -1021,6 +1021,12 @@ pub const CATALOG: &[Metric] = &[
         Counter,
         "Turns taken back from a client that had stopped reading its answer (its socket took nothing for 2 s) while other requests waited: its connection closed, by kind (as flowtap_http_turns).",
         Value::Labelled(&["answers"], |s| turn_samples(s, |t| &t.taken_back))
+    ),
+    metric!(
+        "flowtap_http_turn_clients_forgotten",
+        Counter,
+        "Clients whose conduct with their last answer (read, or taken back) was forgotten before its 5 minutes to make room: more than 4096 clients (addresses, IPv6 /64s) asked within them, by kind (as flowtap_http_turns). A client forgotten stands in line as one not seen yet.",
+        Value::Labelled(&["answers"], |s| turn_samples(s, |t| &t.forgotten))
     ),
     metric!(
         "flowtap_http_connections_refused",

@@ -49,8 +49,10 @@ const LOOK_EVERY: Duration = Duration::from_millis(250);
 pub(super) const REMEMBERED_FOR: Duration = Duration::from_secs(300);
 
 /// Clients remembered at most, per kind of turn: past it, those whose
-/// time is up are forgotten, then no more are noted (a client not noted is
-/// one not seen yet).
+/// time is up are forgotten, then the one noted longest ago (counted:
+/// more clients than this within [`REMEMBERED_FOR`]). No more were noted
+/// before: a reader first seen then stood in line with clients not seen
+/// yet for good.
 const MAX_REMEMBERED: usize = 4096;
 
 /// What a client did with its last answer of a kind, and when (`now_ms`).
@@ -73,6 +75,8 @@ enum Line {
 #[derive(Debug, Default)]
 struct History {
     clients: HashMap<Client, (Conduct, u64)>,
+    /// Where clients forgotten before their time are counted.
+    stats: Arc<TurnStats>,
 }
 
 impl History {
@@ -95,8 +99,16 @@ impl History {
             let kept_ms = REMEMBERED_FOR.as_millis() as u64;
             self.clients
                 .retain(|_, (_, at)| now_ms.saturating_sub(*at) < kept_ms);
-            if self.clients.len() >= MAX_REMEMBERED {
-                return;
+            let noted_first = self
+                .clients
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(client, _)| *client);
+            if self.clients.len() >= MAX_REMEMBERED
+                && let Some(noted_first) = noted_first
+            {
+                self.clients.remove(&noted_first);
+                self.stats.forgotten.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.clients.insert(client, (conduct, now_ms));
@@ -113,6 +125,9 @@ pub struct TurnStats {
     /// Holders closed because their client stopped reading while others
     /// waited.
     pub taken_back: AtomicU64,
+    /// Clients whose conduct was forgotten before its time, at
+    /// [`MAX_REMEMBERED`].
+    pub forgotten: AtomicU64,
 }
 
 /// The connections holding turns, by turn.
@@ -195,6 +210,10 @@ impl Turns {
     pub fn new(at_once: usize, stats: Arc<TurnStats>) -> Turns {
         let at_once = at_once.max(1);
         stats.at_once.store(at_once as u64, Ordering::Relaxed);
+        let history = Arc::new(Mutex::new(History {
+            clients: HashMap::new(),
+            stats: stats.clone(),
+        }));
         Turns {
             at_once,
             permits: Arc::new(Semaphore::new(at_once)),
@@ -202,7 +221,7 @@ impl Turns {
             holders: Arc::default(),
             places: Arc::default(),
             next_turn: AtomicU64::new(0),
-            history: Arc::default(),
+            history,
             others: Arc::new(Semaphore::new(at_once.saturating_sub(1).max(1))),
             suspects: Arc::new(Semaphore::new(1)),
         }
@@ -412,5 +431,28 @@ mod tests {
         let history = turns.history.lock().unwrap();
         assert_eq!(history.line_of(suspect.client, later), Line::Unknown);
         assert_eq!(history.line_of(reader.client, now_ms()), Line::Reader);
+    }
+
+    /// More clients within the time conduct is remembered than the history
+    /// holds: the one noted longest ago makes room, counted, and a reader
+    /// seen last is still noted as one (none was, once it was full).
+    #[test]
+    fn a_full_history_forgets_the_client_noted_longest_ago() {
+        let stats = Arc::new(TurnStats::default());
+        let mut history = History {
+            clients: HashMap::new(),
+            stats: stats.clone(),
+        };
+        let client = |n: u32| Client::of(IpAddr::from(n.to_be_bytes()));
+        for n in 0..MAX_REMEMBERED as u32 {
+            history.note(client(n), Conduct::TakenBack, 1_000 + u64::from(n));
+        }
+        let now = 1_000 + MAX_REMEMBERED as u64;
+        history.note(client(u32::MAX), Conduct::Read, now);
+        assert_eq!(history.line_of(client(u32::MAX), now), Line::Reader);
+        assert_eq!(history.line_of(client(0), now), Line::Unknown);
+        assert_eq!(history.line_of(client(1), now), Line::Suspect);
+        assert_eq!(history.clients.len(), MAX_REMEMBERED);
+        assert_eq!(stats.forgotten.load(Ordering::Relaxed), 1);
     }
 }

@@ -32,6 +32,32 @@ use serde_json::json;
 const NAMESPACES: u32 = 20;
 const SERVER_PODS: u32 = 5_000;
 
+const USAGE: &str = "usage: hub-agents [--agents N] [--flows N] [--inventory FILE] [--changing]
+Serves N stand-in agents (default 32) of M flows each (default 50000) on
+127.0.0.1 ports it prints one a line, then `ready`, until killed.
+";
+
+/// Refuses what is not an option above (an unknown one started 32 agents
+/// of 50,000 flows: `--help` did), and says how to use it on `--help`.
+fn check_args() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--agents" | "--flows" | "--inventory" if i + 1 < args.len() => i += 2,
+            "--changing" => i += 1,
+            other => {
+                eprint!("hub-agents: unknown or incomplete argument {other}\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -163,6 +189,7 @@ fn inventory(agents: u32) -> serde_json::Value {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
+    check_args();
     let agents = arg("--agents", 32) as u32;
     let flows = arg("--flows", 50_000) as u32;
     let args: Vec<String> = std::env::args().collect();

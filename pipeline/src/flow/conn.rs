@@ -287,16 +287,31 @@ impl HandshakeTimes {
             }
             return;
         };
-        if self.done & CLIENT_LEG_DONE == 0 && (flush || self.client_newest_ns > self.synack_ns) {
-            step.legs[Side::Client] = Some(self.synack_ns - syn);
-            self.done |= CLIENT_LEG_DONE;
+        // The client's ACK stamped before the SYN-ACK it answers: the
+        // directions' clocks disagree the other way (the server's ahead),
+        // and the client leg, from one clock to the other, is not
+        // measured; the server leg, the client's two packets, still is.
+        let acked_before_synack =
+            self.first_ack_ns != NOT_SEEN && self.first_ack_ns < self.synack_ns;
+        if self.done & CLIENT_LEG_DONE == 0 {
+            if acked_before_synack {
+                step.out_of_order = true;
+                self.done |= CLIENT_LEG_DONE;
+            } else if flush || self.client_newest_ns > self.synack_ns {
+                step.legs[Side::Client] = Some(self.synack_ns - syn);
+                self.done |= CLIENT_LEG_DONE;
+            }
         }
-        if self.done & SERVER_LEG_DONE == 0
-            && self.first_ack_ns != NOT_SEEN
-            && self.first_ack_ns >= self.synack_ns
-        {
-            step.legs[Side::Server] = Some(self.first_ack_ns - syn);
-            self.done |= SERVER_LEG_DONE;
+        if self.done & SERVER_LEG_DONE == 0 && self.first_ack_ns != NOT_SEEN {
+            let from = if acked_before_synack {
+                self.syn_at_or_before(self.first_ack_ns)
+            } else {
+                Some(syn)
+            };
+            if let Some(from) = from {
+                step.legs[Side::Server] = Some(self.first_ack_ns - from);
+                self.done |= SERVER_LEG_DONE;
+            }
         }
     }
 }
@@ -789,6 +804,20 @@ mod tests {
             run(&[(true, SYN, 5_000), (false, SYN | ACK, 1_000)]),
             (vec![], vec![], true)
         );
+        // The other way: the client's ACK stamped before the SYN-ACK it
+        // answers (the server's direction stamped ahead), in either order.
+        for order in [[1, 2], [2, 1]] {
+            let packets = [
+                (true, SYN, 1_000),
+                (true, ACK, 6_000),
+                (false, SYN | ACK, 11_000),
+            ];
+            assert_eq!(
+                run(&[packets[0], packets[order[0]], packets[order[1]]]),
+                (vec![], vec![5_000], true),
+                "{order:?}"
+            );
+        }
         // Mid-stream: no SYN, nothing measured, nothing counted.
         assert_eq!(
             run(&[(false, SYN | ACK, 5_000), (true, ACK, 9_000)]),
