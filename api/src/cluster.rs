@@ -8,6 +8,20 @@ use ipnetwork::IpNetwork;
 /// 64:ff9b::/96, the well-known NAT64 prefix (RFC 6052).
 const NAT64_PREFIX: [u8; 12] = [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0];
 
+/// `net` as the IPv4 range it stands for if it is an IPv4-mapped IPv6
+/// range (`::ffff:198.18.0.0/111`, as dual-stack sockets write IPv4
+/// peers): flows hold IPv4 addresses as IPv4, which only that form
+/// contains. Other ranges as they are.
+pub fn as_ipv4_if_mapped(net: IpNetwork) -> IpNetwork {
+    match net {
+        IpNetwork::V6(v6) if v6.prefix() >= 96 => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => IpNetwork::new(v4.into(), v6.prefix() - 96).unwrap_or(net),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
 /// The IPv4 address a NAT64 address embeds.
 pub fn nat64_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
     match ip {
@@ -67,5 +81,21 @@ mod tests {
         assert_eq!(cluster.is_external(ip("198.19.3.4")), Some(false));
         assert_eq!(cluster.is_external(ip("2001:db8:1::1")), Some(false));
         assert_eq!(cluster.is_external(ip("203.0.113.9")), Some(true));
+    }
+
+    #[test]
+    fn a_mapped_range_is_the_ipv4_range() {
+        let net = |s: &str| s.parse::<IpNetwork>().unwrap();
+        assert_eq!(
+            as_ipv4_if_mapped(net("::ffff:198.18.0.0/111")),
+            net("198.18.0.0/15")
+        );
+        assert_eq!(
+            as_ipv4_if_mapped(net("::ffff:198.18.0.1")),
+            net("198.18.0.1/32")
+        );
+        for other in ["2001:db8::/32", "::/0", "198.18.0.0/15"] {
+            assert_eq!(as_ipv4_if_mapped(net(other)), net(other));
+        }
     }
 }

@@ -867,10 +867,13 @@ fn parse_agents_service(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// An address range of a comma-separated list, spaces around it allowed.
+/// An address range of a comma-separated list, spaces around it allowed;
+/// an IPv4-mapped one as the IPv4 range it stands for (it matched nothing:
+/// flows hold IPv4 addresses as IPv4; `ip=` took it so already).
 fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
     text.trim()
         .parse()
+        .map(api::cluster::as_ipv4_if_mapped)
         .map_err(|e| format!("{:?} is not an address range: {e}", text.trim()))
 }
 

@@ -50,6 +50,12 @@ impl AgentSource {
         let (name, port) = text
             .rsplit_once(':')
             .ok_or_else(|| format!("{text:?}: expected NAME:PORT"))?;
+        // An IPv6 address as URLs write it (`[::1]:8898`): the brackets
+        // are no part of it (the resolver found no such name).
+        let name = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
         if name.is_empty() {
             return Err(format!("{text:?}: no name"));
         }
@@ -334,9 +340,16 @@ mod tests {
         ] {
             assert!(AgentSource::service(bad).is_err(), "{bad}");
         }
-        for bad in ["agents.local", "agents.local:0", ":8898"] {
+        for bad in ["agents.local", "agents.local:0", ":8898", "[]:8898"] {
             assert!(AgentSource::dns(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            AgentSource::dns("[::1]:9000").unwrap(),
+            AgentSource::Dns {
+                name: "::1".into(),
+                port: 9000
+            }
+        );
         assert_eq!(
             AgentSource::dns("agents.local:9000").unwrap(),
             AgentSource::Dns {

@@ -387,13 +387,7 @@ fn ip_filter(text: &str) -> Option<IpNetwork> {
         Some(p) => format!("{address}/{p}").parse().ok()?,
         None => address.parse().ok()?,
     };
-    match net {
-        IpNetwork::V6(v6) if v6.prefix() >= 96 => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => IpNetwork::new(v4.into(), v6.prefix() - 96).ok(),
-            None => Some(net),
-        },
-        _ => Some(net),
-    }
+    Some(crate::cluster::as_ipv4_if_mapped(net))
 }
 
 #[cfg(test)]

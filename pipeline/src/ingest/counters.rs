@@ -59,7 +59,7 @@ pub struct IngestCounters {
     /// Parsed frames by [`FrameKind`].
     pub kinds: [u64; 6],
     /// Malformed frames by [`MalformedReason`].
-    pub malformed: [u64; 5],
+    pub malformed: [u64; MalformedReason::ALL.len()],
     /// Packets dropped because a shard's hand-off queue was full (live only;
     /// capture files wait instead).
     pub handoff_drops: u64,

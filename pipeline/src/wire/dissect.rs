@@ -135,15 +135,22 @@ pub enum MalformedReason {
     BadTotalLength,
     /// Too many IPv6 extension headers or nested encapsulations.
     HeaderChainTooLong,
+    /// An IPv6 source or destination in the IPv4-mapped range
+    /// (`::ffff:0:0/96`), which RFC 4291 2.5.5.2 keeps off the wire (Linux
+    /// drops such packets): only spoofed or broken traffic carries one, and
+    /// its flow key would be an IPv4 flow's (it was counted in one, named
+    /// as that flow's pod).
+    BadAddress,
 }
 
 impl MalformedReason {
-    pub const ALL: [MalformedReason; 5] = [
+    pub const ALL: [MalformedReason; 6] = [
         MalformedReason::Truncated,
         MalformedReason::BadVersion,
         MalformedReason::BadHeaderLength,
         MalformedReason::BadTotalLength,
         MalformedReason::HeaderChainTooLong,
+        MalformedReason::BadAddress,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -153,6 +160,7 @@ impl MalformedReason {
             MalformedReason::BadHeaderLength => "bad_header_length",
             MalformedReason::BadTotalLength => "bad_total_length",
             MalformedReason::HeaderChainTooLong => "header_chain_too_long",
+            MalformedReason::BadAddress => "bad_address",
         }
     }
 
@@ -754,11 +762,15 @@ impl<'a> Walk<'a, '_> {
             Some(f) if f.more => Fragment::First { ident: f.ident },
             _ => Fragment::Whole,
         };
+        let (src, dst) = (Addr::from_v6(ip.source()), Addr::from_v6(ip.destination()));
+        if src.is_ipv4() || dst.is_ipv4() {
+            return Err(Malformed::new(MalformedReason::BadAddress, Layer::Ipv6));
+        }
         let payload = ip_payload(within(buf, walked.payload), walked.payload_len);
         self.upper(Upper {
             protocol: walked.protocol,
-            src: Addr::from_v6(ip.source()),
-            dst: Addr::from_v6(ip.destination()),
+            src,
+            dst,
             payload,
             payload_len: walked.payload_len,
             header_len: offset_in(buf, walked.payload),
@@ -1506,6 +1518,17 @@ mod tests {
         f.extend(ipv6::tests::header(6, 20));
         f[14] = 0x70;
         assert_eq!(reason(LinkType::Ethernet, &f), MalformedReason::BadVersion);
+
+        // An IPv4-mapped IPv6 source, or destination: never on the wire.
+        for at in [8, 24] {
+            let mut ip = ipv6::tests::header(6, 20);
+            ip[at..at + 16].copy_from_slice(&Addr::from_v4([198, 18, 0, 5]).0);
+            ip.extend(tcp::tests::header(40000, 5432, tcp::flags::SYN));
+            assert_eq!(reason(LinkType::Raw, &ip), MalformedReason::BadAddress);
+        }
+        let mut ip = ipv6::tests::header(6, 20);
+        ip.extend(tcp::tests::header(40000, 5432, tcp::flags::SYN));
+        assert!(dissect(LinkType::Raw, &ip).is_ok());
 
         // Snaplen-truncated TCP options are not malformed.
         let mut f = eth(0x0800);
