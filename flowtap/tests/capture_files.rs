@@ -869,6 +869,77 @@ fn a_quiet_pipe_is_answered_and_stopped_while_open() {
     drop(pipe);
 }
 
+/// A frame far after the last (a sparse capture: a DNS query 30 s after
+/// the demo) waits for frames after it to confirm its time; a pipe that
+/// stays quiet brings none, and it is answered a second or so later as at
+/// a file's end (it was answered only once the pipe closed).
+#[test]
+fn a_quiet_pipe_s_frame_far_after_the_last_is_answered_while_open() {
+    let (mut child, log, addr) = serve_a_pipe();
+    let demo =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/demo.pcap")).unwrap();
+    // The demo's last stamp (a nanosecond pcap, little-endian).
+    let (mut at, mut last_s) = (24, 0u32);
+    while at + 16 <= demo.len() {
+        last_s = u32::from_le_bytes(demo[at..at + 4].try_into().unwrap());
+        at += 16 + u32::from_le_bytes(demo[at + 8..at + 12].try_into().unwrap()) as usize;
+    }
+    let mut frame_bytes = Vec::new();
+    frame::segment(
+        &mut frame_bytes,
+        &Segment {
+            proto: frame::Proto::Udp,
+            payload: 40,
+            ..Segment::tcp(
+                "198.18.9.9".parse().unwrap(),
+                40_000,
+                "198.19.9.9".parse().unwrap(),
+                53,
+                true,
+                0,
+            )
+        },
+    );
+    let mut late = Vec::new();
+    for field in [
+        last_s + 30,
+        0,
+        frame_bytes.len() as u32,
+        frame_bytes.len() as u32,
+    ] {
+        late.extend(field.to_le_bytes());
+    }
+    late.extend(&frame_bytes);
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(&demo).unwrap();
+    pipe.write_all(&late).unwrap();
+    pipe.flush().unwrap();
+    let flows = || {
+        let request =
+            b"GET /mcp/flows/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        common::server::raw_request(addr, request).json()["total_flows"].as_u64()
+    };
+    common::wait::until_holds(
+        std::time::Duration::from_secs(20),
+        "the late datagram answered while the pipe is open",
+        || flows() == Some(141),
+    );
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    common::wait::until(std::time::Duration::from_secs(10), "flowtap to end", || {
+        child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "running".to_owned())
+    });
+    drop(pipe);
+    let log = log.lock().unwrap();
+    assert!(
+        !log.contains("restamped") && !log.contains("counted at"),
+        "{log}"
+    );
+}
+
 /// A pipe that pauses mid-record (a slow `ssh` or `curl`) is read whole,
 /// plain or compressed: a zstd stream told mid-block that nothing came
 /// lost what it had read of the block, and the capture was refused as

@@ -12,6 +12,13 @@ use crate::capture::{CaptureError, CaptureFile, UnreadableInterface};
 /// Frames read per poll.
 const BATCH: usize = 256;
 
+/// How long a pipe may stay quiet with frames held for their stamps to be
+/// judged before they are judged as at a file's end: no frame is coming
+/// to judge them, and a sparse capture's next frame far after the last (a
+/// DNS query every 30 s through `tcpdump -U -w - | flowtap -r -`) was
+/// answered only once the pipe closed.
+const QUIET_PIPE_SETTLES_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How one file went.
 #[derive(Debug)]
 pub struct FileOutcome {
@@ -91,6 +98,8 @@ pub struct FileSource {
     progress: Arc<ReadProgress>,
     /// Once set, reading ends where it is, as if the files ended there.
     stop: Arc<AtomicBool>,
+    /// Since when the pipe being read has brought nothing.
+    quiet_since: Option<std::time::Instant>,
 }
 
 impl FileSource {
@@ -104,6 +113,7 @@ impl FileSource {
             report: report.clone(),
             progress: Arc::default(),
             stop: Arc::default(),
+            quiet_since: None,
         };
         (source, report)
     }
@@ -188,6 +198,14 @@ impl PacketSource for FileSource {
             // A pipe that brought nothing yet is not at its end: the worker
             // goes on (answering snapshots) and reads again.
             let waiting = !stopping && file.nothing_yet();
+            if waiting && matches!(read, Ok(0)) {
+                let since = *self.quiet_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= QUIET_PIPE_SETTLES_AFTER && stamps.holds_frames() {
+                    stamps.settle(&mut deliver);
+                }
+            } else {
+                self.quiet_since = None;
+            }
             let finished = !waiting && !matches!(read, Ok(n) if n > 0);
             let restamped = finished.then(|| stamps.finish(&mut deliver));
             let p = &self.progress;

@@ -164,13 +164,19 @@ impl Stamps {
         std::mem::take(&mut self.restamped)
     }
 
+    /// Whether frames are held for the frames after them to judge.
+    pub(super) fn holds_frames(&self) -> bool {
+        self.first.is_some() || !self.run.is_empty()
+    }
+
     /// Judges the frames held without the frames after them (a file's end,
-    /// or more bytes held than [`MAX_HELD_BYTES`]): a file's first frame
+    /// a pipe gone quiet, or more bytes held than [`MAX_HELD_BYTES`]): a
+    /// file's first frame
     /// against the run after it, if two or more (nothing tells which is
     /// wrong of two frames); the run's frames one after the other, each
     /// standing within [`TRUSTED_AT_END_NS`] of the one before that stood
     /// (and, after the time the capture is at, ahead of it).
-    fn settle(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
+    pub(super) fn settle(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
         let mut run = std::mem::take(&mut self.run).into_iter();
         let (mut at, ahead_of) = match (self.at_ns, self.first.take()) {
             (Some(at), first) => {
