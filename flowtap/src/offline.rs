@@ -188,6 +188,26 @@ fn warn_of_frames_restamped(outcome: &FileOutcome) {
     );
 }
 
+/// Says where a file's stamps stepped back, confirmed by the frames after
+/// (a clock set back by NTP, captures joined out of order): its frames are
+/// counted as stamped, but the clock rates and idle expiry go by never goes
+/// back, so what came after reads as that much older (a rate of 0, a flow
+/// expired under an idle timeout).
+fn warn_of_a_step_back(outcome: &FileOutcome) {
+    let Some((number, ts_ns, back_ns)) = outcome.restamped.stepped_back else {
+        return;
+    };
+    eprintln!(
+        "flowtap: warning: {}: its stamps step back {:.1} s at frame {number} (stamped {}), \
+         and the frames after confirm it: they count as stamped, but rates, idle expiry and \
+         the handshake window go by the newest stamp before them, and read them as that \
+         much older (merge or split such captures by time first)",
+        outcome.path.display(),
+        back_ns as f64 / pipeline::time::SECOND as f64,
+        api::rest::render::iso8601(ts_ns),
+    );
+}
+
 /// Says which files have no frame stamped after their first (a tool that
 /// zeroed every stamp, or wrote none): their rates read 0 and every
 /// handshake 0 µs, which is no measurement.
@@ -358,6 +378,7 @@ pub(crate) fn run(cli: &RunArgs) -> anyhow::Result<i32> {
             eprintln!("flowtap: warning: {}: {u}", outcome.path.display());
         }
         warn_of_frames_restamped(outcome);
+        warn_of_a_step_back(outcome);
         warn_of_files_without_time(outcome);
         match (&outcome.error, stopped) {
             (Some(e @ CaptureError::Stopped { .. }), Some((signal, _))) => {

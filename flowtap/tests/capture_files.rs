@@ -589,6 +589,35 @@ fn a_file_without_time_is_said() {
     );
 }
 
+/// A clock set back two hours inside a file: its frames stand as stamped
+/// (confirmed by the frames after), but the clock that rates and idle
+/// expiry go by never goes back, so the warning says what they read.
+#[test]
+fn a_step_back_of_the_stamps_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stepped.pcap");
+    let frame = handshake(false)[0].1.clone();
+    let (before, after) = (
+        1_767_225_600_000_000_000u64,
+        1_767_225_600_000_000_000 - 7_200_000_000_000,
+    );
+    let frames: Vec<(u64, Vec<u8>)> = (0..5)
+        .map(|i| before + i * 1_000_000_000)
+        .chain((0..10).map(|i| after + i * 1_000_000_000))
+        .map(|ts| (ts, frame.clone()))
+        .collect();
+    rewrite_link(&path, 1, &frames, |f| f.to_vec());
+    let run = run_flowtap(&[&path], 1, &[]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "stepped.pcap: its stamps step back 7204.0 s at frame 6 (stamped 2025-12-31T22:00:00"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn frames_out_of_time_order_still_pair_up_by_timestamp() {
     // The SYN-ACK is written before the SYN (as two rx queues may deliver a

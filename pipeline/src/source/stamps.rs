@@ -60,6 +60,13 @@ pub struct Restamped {
     /// The first of them: its number in the file (from 1, as tshark and
     /// Wireshark number frames) and its stamp.
     pub first: Option<(u64, u64)>,
+    /// The first step back the frames after it confirmed (a clock set
+    /// back, captures joined out of order): its frame's number and stamp,
+    /// and how far before the time the capture was at. Its frames stand as
+    /// stamped, but the clock that rates, idle expiry and the handshake
+    /// window are reckoned by never goes back: they read as that much
+    /// older.
+    pub stepped_back: Option<(u64, u64, u64)>,
 }
 
 /// A frame held until the frames after it say whether its stamp stands.
@@ -225,6 +232,12 @@ impl Stamps {
     /// off from them.
     fn confirm_run(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
         let run = std::mem::take(&mut self.run);
+        if let (Some(before), Some(start)) = (self.at_ns, run.first())
+            && start.ts_ns < before
+            && self.restamped.stepped_back.is_none()
+        {
+            self.restamped.stepped_back = Some((start.number, start.ts_ns, before - start.ts_ns));
+        }
         if let (Some(first), Some(start)) = (self.first.take(), run.first().map(|h| h.ts_ns)) {
             let restamp = first_is_off(first.ts_ns, start).then_some(start);
             self.release(first, restamp, on_frame);
@@ -354,7 +367,8 @@ mod tests {
                 restamped,
                 Restamped {
                     frames: 1,
-                    first: Some((11, wrong))
+                    first: Some((11, wrong)),
+                    stepped_back: None,
                 }
             );
         }
@@ -377,11 +391,21 @@ mod tests {
         let back = [steady(T, 5), steady(T - 2 * HOUR, 10)].concat();
         let sparse: Vec<u64> = (0..20).map(|i| T + i * 900 * SECOND).collect();
         let quiet_end = [steady(T, 5), steady(T + 600 * SECOND, 2)].concat();
-        for stamps in [gap, back, sparse, quiet_end] {
+        for stamps in [gap, sparse, quiet_end] {
             let (out, restamped) = judged(&stamps);
             assert_eq!(out, as_stamped(&stamps));
             assert_eq!(restamped, Restamped::default());
         }
+        // A step back stands too, and is said: the clock never goes back.
+        let (out, restamped) = judged(&back);
+        assert_eq!(out, as_stamped(&back));
+        assert_eq!(
+            restamped,
+            Restamped {
+                stepped_back: Some((6, T - 2 * HOUR, 2 * HOUR + 4 * SECOND)),
+                ..Restamped::default()
+            }
+        );
     }
 
     #[test]
@@ -464,7 +488,8 @@ mod tests {
             restamped,
             Restamped {
                 frames: 1,
-                first: Some((8, T + YEAR))
+                first: Some((8, T + YEAR)),
+                stepped_back: None,
             }
         );
     }
