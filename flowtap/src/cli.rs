@@ -407,10 +407,12 @@ pub(crate) struct HubArgs {
     #[arg(long, value_name = "NAME:PORT", value_delimiter = ',', value_parser = parse_agents_dns, env = "FLOWTAP_HUB_AGENTS_DNS", help_heading = HUB)]
     pub agents_dns: Vec<String>,
 
-    /// The agents' Service, NAMESPACE/NAME[:PORT] (port 8898 by default):
-    /// its EndpointSlice addresses, followed as they change; the ready ones
-    /// are pulled, the others named missing (needs --k8s-watch, or an
-    /// inventory with the EndpointSlices).
+    /// The agents' Service, NAMESPACE/NAME[:PORT]: its EndpointSlice
+    /// addresses, followed as they change; the ready ones are pulled, the
+    /// others named missing (needs --k8s-watch, or an inventory with the
+    /// EndpointSlices). PORT is the agents' own port as the slices list it
+    /// (the Service's targetPort, not its port), by number or name; without
+    /// one, the slices' port named http, else their only port, else 8898.
     #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_agents_service, env = "FLOWTAP_HUB_AGENTS_SERVICE", help_heading = HUB)]
     pub agents_service: Option<String>,
 

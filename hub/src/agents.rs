@@ -36,8 +36,53 @@ pub enum AgentSource {
     Service {
         namespace: String,
         name: String,
-        port: u16,
+        port: AgentPort,
     },
+}
+
+/// Which port of the agents' EndpointSlices a hub pulls: the pods' port
+/// (a Service's `targetPort`, as the slices list it resolved), not the
+/// Service's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentPort {
+    Number(u16),
+    /// The slice's port of that name.
+    Named(String),
+    /// Not said: the slice's port named `http` (as flowtap's manifests
+    /// name it), else its only port, else [`DEFAULT_AGENT_PORT`].
+    Unsaid,
+}
+
+impl AgentPort {
+    /// The port to pull an endpoint on, from its slice's ports; `None`
+    /// where no port has the name asked for.
+    pub fn of(&self, ports: &[(Option<Arc<str>>, u16)]) -> Option<u16> {
+        let named = |wanted: &str| {
+            ports
+                .iter()
+                .find(|(name, _)| name.as_deref() == Some(wanted))
+                .map(|&(_, port)| port)
+        };
+        match self {
+            AgentPort::Number(port) => Some(*port),
+            AgentPort::Named(name) => named(name),
+            AgentPort::Unsaid => Some(named("http").unwrap_or(match ports {
+                [(_, only)] => *only,
+                _ => DEFAULT_AGENT_PORT,
+            })),
+        }
+    }
+}
+
+impl std::fmt::Display for AgentPort {
+    /// As given after the Service's name (`:8898`, `:http`), or nothing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentPort::Number(port) => write!(f, ":{port}"),
+            AgentPort::Named(name) => write!(f, ":{name}"),
+            AgentPort::Unsaid => Ok(()),
+        }
+    }
 }
 
 /// The port agents serve their data on unless told otherwise: flowtap's
@@ -66,11 +111,21 @@ impl AgentSource {
         })
     }
 
-    /// `NAMESPACE/NAME[:PORT]` for `--agents-service` (port 8898 by default).
+    /// `NAMESPACE/NAME[:PORT]` for `--agents-service`, PORT a number or a
+    /// port's name ([`AgentPort`]).
     pub fn service(text: &str) -> Result<AgentSource, String> {
         let (service, port) = match text.rsplit_once(':') {
-            Some((s, p)) => (s, client::parse_port(text, p)?),
-            None => (text, DEFAULT_AGENT_PORT),
+            // A port's name: lower-case letters, digits and dashes, with a
+            // letter (IANA_SVC_NAME).
+            Some((s, p))
+                if p.bytes().any(|b| b.is_ascii_lowercase())
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+            {
+                (s, AgentPort::Named(p.to_owned()))
+            }
+            Some((s, p)) => (s, AgentPort::Number(client::parse_port(text, p)?)),
+            None => (text, AgentPort::Unsaid),
         };
         let (namespace, name) = service
             .split_once('/')
@@ -178,6 +233,7 @@ impl Discovery {
                 } => {
                     let endpoints =
                         inventory.map_or(&[][..], |inv| inv.endpoints_of(namespace, name));
+                    let source = format!("service:{namespace}/{name}{port}");
                     if endpoints.is_empty() {
                         let reason = match inventory {
                             Some(inv) if inv.complete => {
@@ -191,13 +247,26 @@ impl Discovery {
                             None => NOT_LOADED,
                         };
                         found.unpulled.push(Unpulled {
-                            name: format!("service:{namespace}/{name}:{port}"),
+                            name: source.clone(),
                             reason: reason.to_owned(),
                             node: None,
                         });
                     }
                     for endpoint in endpoints {
-                        let agent = authority(SocketAddr::new(endpoint.ip, *port));
+                        let Some(on) = port.of(&endpoint.ports) else {
+                            let wanted = match port {
+                                AgentPort::Named(name) => name.as_str(),
+                                // (Only a name can be missing.)
+                                _ => "",
+                            };
+                            found.unpulled.push(Unpulled {
+                                name: format!("{source} {}", endpoint.ip),
+                                reason: format!("its EndpointSlice has no port named {wanted}"),
+                                node: endpoint.node.clone(),
+                            });
+                            continue;
+                        };
+                        let agent = authority(SocketAddr::new(endpoint.ip, on));
                         let reason = match endpoint.state {
                             EndpointState::Serving => {
                                 if let Some(node) = &endpoint.node {
@@ -327,7 +396,15 @@ mod tests {
             AgentSource::Service {
                 namespace: "monitoring".into(),
                 name: "flowtap-agents".into(),
-                port: 8898
+                port: AgentPort::Unsaid
+            }
+        );
+        assert_eq!(
+            AgentSource::service("monitoring/flowtap-agents:http-2").unwrap(),
+            AgentSource::Service {
+                namespace: "monitoring".into(),
+                name: "flowtap-agents".into(),
+                port: AgentPort::Named("http-2".into())
             }
         );
         // Refused at start rather than failing every pull: no port 0, no
@@ -357,6 +434,24 @@ mod tests {
                 port: 9000
             }
         );
+    }
+
+    /// The port pulled is the slices' (the pods' port, which the
+    /// Service's own may differ from), by number, by name, or unsaid.
+    #[test]
+    fn the_port_pulled_is_the_slices() {
+        let ports = |list: &[(Option<&str>, u16)]| -> Vec<(Option<Arc<str>>, u16)> {
+            list.iter().map(|&(n, p)| (n.map(Arc::from), p)).collect()
+        };
+        let two = ports(&[(Some("admin"), 8899), (Some("http"), 18190)]);
+        assert_eq!(AgentPort::Unsaid.of(&two), Some(18190));
+        assert_eq!(AgentPort::Named("admin".into()).of(&two), Some(8899));
+        assert_eq!(AgentPort::Named("metrics".into()).of(&two), None);
+        assert_eq!(AgentPort::Number(9000).of(&two), Some(9000));
+        assert_eq!(AgentPort::Unsaid.of(&ports(&[(None, 7000)])), Some(7000));
+        let unnamed = ports(&[(Some("a"), 1), (Some("b"), 2)]);
+        assert_eq!(AgentPort::Unsaid.of(&unnamed), Some(DEFAULT_AGENT_PORT));
+        assert_eq!(AgentPort::Unsaid.of(&[]), Some(DEFAULT_AGENT_PORT));
     }
 
     const WITHIN: Duration = Duration::from_secs(2);
@@ -487,7 +582,7 @@ mod tests {
         assert_eq!(
             none.unpulled,
             [Unpulled {
-                name: "service:monitoring/flowtap-agents:8898".into(),
+                name: "service:monitoring/flowtap-agents".into(),
                 reason: "the Service has no endpoints: no agent pod is running".into(),
                 node: None,
             }]

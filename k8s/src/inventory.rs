@@ -216,13 +216,17 @@ pub struct Inventory {
 }
 
 /// One endpoint behind a service, as its EndpointSlices list it: its pod's
-/// first address (the one the API's consumers use), its state, its node.
+/// first address (the one the API's consumers use), its state, its node,
+/// its slice's ports.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ServiceEndpoint {
     pub ip: IpAddr,
     pub state: EndpointState,
     /// The node its pod runs on (`nodeName`), when the slice says.
     pub node: Option<Arc<str>>,
+    /// Its slice's ports, with their names: the pods' ports (a Service's
+    /// `targetPort`, resolved), shared by the slice's endpoints.
+    pub ports: Arc<[(Option<Arc<str>>, u16)]>,
 }
 
 /// Whether an endpoint serves, best first. One that does not is still
@@ -391,6 +395,12 @@ impl Inventory {
                 .flatten()
                 .filter_map(|p| p.port)
                 .collect();
+            let named_ports: Arc<[(Option<Arc<str>>, u16)]> = slice
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|p| Some((p.name.as_deref().map(Into::into), p.port?)))
+                .collect();
             // The slice's pods, each once: its ports are added to each a
             // single time, however many endpoints name it.
             let mut slice_pods: std::collections::HashSet<PodKey> = Default::default();
@@ -425,6 +435,7 @@ impl Inventory {
                             ip,
                             state: EndpointState::of(&endpoint.conditions),
                             node: endpoint.node_name.as_deref().map(Into::into),
+                            ports: named_ports.clone(),
                         },
                     ));
                 }
@@ -795,7 +806,7 @@ mod tests {
                 "metadata": {"name": name, "namespace": "monitoring",
                              "labels": {"kubernetes.io/service-name": "flowtap-agents"}},
                 "addressType": family, "endpoints": endpoints,
-                "ports": [{"port": 8898, "protocol": "TCP"}]
+                "ports": [{"name": "http", "port": 8898, "protocol": "TCP"}]
             })
         };
         let pod = |name: &str| serde_json::json!({"kind": "Pod", "name": name, "namespace": "monitoring"});
@@ -831,6 +842,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             state,
             node: node.map(Into::into),
+            ports: Arc::from([(Some(Arc::from("http")), 8898)]),
         };
         use EndpointState::*;
         assert_eq!(

@@ -308,6 +308,8 @@ pub struct ObjectReference {
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPort {
     #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
     pub port: Option<u16>,
     #[serde(default)]
     pub protocol: Option<String>,
