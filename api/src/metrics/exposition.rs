@@ -120,12 +120,15 @@ pub enum Exposition {
 }
 
 impl Exposition {
-    /// Chooses by the request's Accept header (RFC 9110 12.5.1): OpenMetrics
-    /// where it is asked for with a weight (`q`) above 0 and no lower than
-    /// the classic format's (`text/plain`, `text/*` or `*/*`, 0 if none
-    /// names it). `q=0` rules a format out.
+    /// Chooses by the request's Accept header (RFC 9110 12.5.1): each
+    /// format's weight (`q`) is that of the most specific range naming it
+    /// (its own type, then `type/*`, then `*/*`; 0 if none: `q=0` rules it
+    /// out). OpenMetrics where its weight is above 0 and the classic
+    /// format's is lower, or as high with OpenMetrics named itself (a
+    /// wildcard alone, as curl sends, gets the classic format).
     pub fn negotiate(accept: Option<&str>) -> Exposition {
-        let (mut openmetrics, mut classic) = (0.0f32, 0.0f32);
+        // (specificity, q) of the most specific range naming each format.
+        let (mut openmetrics, mut classic) = ((0u8, 0.0f32), (0u8, 0.0f32));
         for range in accept.unwrap_or_default().split(',') {
             let mut parts = range.split(';');
             let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -133,13 +136,24 @@ impl Exposition {
                 .filter_map(|p| p.split_once('='))
                 .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
                 .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
-            match media.as_str() {
-                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
-                "text/plain" | "text/*" | "*/*" => classic = classic.max(q),
-                _ => {}
+            let specificity = |of: &str| match media.split_once('/') {
+                _ if media == of => 3,
+                Some((kind, "*")) if of.starts_with(&format!("{kind}/")) => 2,
+                Some(("*", "*")) => 1,
+                _ => 0,
+            };
+            for (format, of) in [
+                (&mut openmetrics, "application/openmetrics-text"),
+                (&mut classic, "text/plain"),
+            ] {
+                let s = specificity(of);
+                if s > format.0 {
+                    *format = (s, q);
+                }
             }
         }
-        if openmetrics > 0.0 && openmetrics >= classic {
+        let ((om_named, om_q), (_, classic_q)) = (openmetrics, classic);
+        if om_q > 0.0 && (om_q > classic_q || (om_q == classic_q && om_named == 3)) {
             Exposition::OpenMetrics
         } else {
             Exposition::Prometheus
@@ -245,6 +259,16 @@ mod tests {
                 OpenMetrics,
             ),
             (Some("application/openmetrics-text;q=x"), Prometheus),
+            // Wildcards, the most specific range deciding.
+            (Some("text/plain;q=0, */*"), OpenMetrics),
+            (Some("application/*"), OpenMetrics),
+            (Some("application/*, text/*"), Prometheus),
+            (Some("application/openmetrics-text;q=0, */*"), Prometheus),
+            (Some("*/*, application/openmetrics-text"), OpenMetrics),
+            (
+                Some("application/openmetrics-text, text/plain"),
+                OpenMetrics,
+            ),
         ] {
             assert_eq!(Exposition::negotiate(accept), format, "{accept:?}");
         }

@@ -49,7 +49,8 @@ const LOOK_EVERY: Duration = Duration::from_millis(250);
 pub(super) const REMEMBERED_FOR: Duration = Duration::from_secs(300);
 
 /// Clients remembered at most, per kind of turn: past it, those whose
-/// time is up are forgotten, then the one noted longest ago (counted:
+/// time is up are forgotten, then the reader noted longest ago, else the
+/// client taken back longest ago (counted:
 /// more clients than this within [`REMEMBERED_FOR`]). No more were noted
 /// before: a reader first seen then stood in line with clients not seen
 /// yet for good.
@@ -99,10 +100,14 @@ impl History {
             let kept_ms = REMEMBERED_FOR.as_millis() as u64;
             self.clients
                 .retain(|_, (_, at)| now_ms.saturating_sub(*at) < kept_ms);
+            // A reader first: forgotten, it stands with clients not seen
+            // yet; a client whose answer was taken back, forgotten, would
+            // leave its line (anyone with 4096 addresses that read could
+            // push it out).
             let noted_first = self
                 .clients
                 .iter()
-                .min_by_key(|(_, (_, at))| *at)
+                .min_by_key(|(_, (conduct, at))| (*conduct == Conduct::TakenBack, *at))
                 .map(|(client, _)| *client);
             if self.clients.len() >= MAX_REMEMBERED
                 && let Some(noted_first) = noted_first
@@ -434,8 +439,9 @@ mod tests {
     }
 
     /// More clients within the time conduct is remembered than the history
-    /// holds: the one noted longest ago makes room, counted, and a reader
-    /// seen last is still noted as one (none was, once it was full).
+    /// holds: the reader noted longest ago makes room, else the client
+    /// taken back longest ago, counted, and a reader seen last is still
+    /// noted as one (none was, once it was full).
     #[test]
     fn a_full_history_forgets_the_client_noted_longest_ago() {
         let stats = Arc::new(TurnStats::default());
@@ -452,7 +458,11 @@ mod tests {
         assert_eq!(history.line_of(client(u32::MAX), now), Line::Reader);
         assert_eq!(history.line_of(client(0), now), Line::Unknown);
         assert_eq!(history.line_of(client(1), now), Line::Suspect);
+        // Readers go before clients taken back, however recent.
+        history.note(client(u32::MAX - 1), Conduct::Read, now + 1);
+        assert_eq!(history.line_of(client(u32::MAX), now), Line::Unknown);
+        assert_eq!(history.line_of(client(1), now), Line::Suspect);
         assert_eq!(history.clients.len(), MAX_REMEMBERED);
-        assert_eq!(stats.forgotten.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.forgotten.load(Ordering::Relaxed), 2);
     }
 }

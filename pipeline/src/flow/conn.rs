@@ -191,6 +191,9 @@ struct HandshakeTimes {
     /// compared.
     synack_ack: u32,
     synack_seq: u32,
+    /// The latest SYN-ACK's sequence number: a SYN-cookie server answers a
+    /// SYN sent again with a new one, which the client may acknowledge.
+    latest_synack_seq: u32,
     /// What the client's first ACK (SYN and RST clear) acknowledged, kept
     /// in case the SYN-ACK is processed after it.
     client_ack: Option<u32>,
@@ -207,6 +210,7 @@ impl Default for HandshakeTimes {
             done: 0,
             synack_ack: 0,
             synack_seq: 0,
+            latest_synack_seq: 0,
             client_ack: None,
         }
     }
@@ -561,15 +565,14 @@ impl Conn {
         let f = t.tcp_flags;
         if let Some(h) = self.handshake.as_deref_mut() {
             let bare_ack = f & flags::ACK != 0 && f & (flags::SYN | flags::RST) == 0;
-            if sender == Side::Server
-                && f & flags::SYN != 0
-                && f & flags::ACK != 0
-                && f & flags::RST == 0
-                && self.flags & SYNACK_SEEN == 0
-            {
-                h.synack_ack = t.tcp_ack;
-                h.synack_seq = t.tcp_seq;
-                self.flags |= SYNACK_SEEN;
+            let synack = f & flags::SYN != 0 && f & flags::ACK != 0 && f & flags::RST == 0;
+            if sender == Side::Server && synack {
+                if self.flags & SYNACK_SEEN == 0 {
+                    h.synack_ack = t.tcp_ack;
+                    h.synack_seq = t.tcp_seq;
+                    self.flags |= SYNACK_SEEN;
+                }
+                h.latest_synack_seq = t.tcp_seq;
             } else if sender == Side::Client && bare_ack && h.client_ack.is_none() {
                 h.client_ack = Some(t.tcp_ack);
             }
@@ -579,7 +582,10 @@ impl Conn {
             && self.flags & SYNACK_SEEN != 0
             && self.handshake.as_deref().is_some_and(|h| {
                 h.synack_ack == self.base_seq[Side::Client].wrapping_add(1)
-                    && h.client_ack == Some(h.synack_seq.wrapping_add(1))
+                    && h.client_ack.is_some_and(|ack| {
+                        ack == h.synack_seq.wrapping_add(1)
+                            || ack == h.latest_synack_seq.wrapping_add(1)
+                    })
             })
         {
             self.flags |= ANSWERED;
@@ -864,6 +870,20 @@ mod tests {
         assert!(!c.is_answered());
         c.tcp_step(&synack(101), Side::Server, 5);
         assert!(c.is_answered());
+        // A SYN-cookie server answers the SYN sent again with a new cookie
+        // (sequence number 5000): the client's ACK of either answers.
+        for acked in [901, 5001] {
+            let (mut c, _) = Conn::new(0, true, &tcp(40000, 80, SYN, 100), Side::Client, 0);
+            c.tcp_step(&synack(101), Side::Server, 1);
+            c.tcp_step(&tcp(40000, 80, SYN, 100), Side::Client, 2);
+            let cookie = Transport {
+                tcp_ack: 101,
+                ..tcp(80, 40000, SYN | ACK, 5000)
+            };
+            c.tcp_step(&cookie, Side::Server, 3);
+            c.tcp_step(&ack(acked), Side::Client, 4);
+            assert!(c.is_answered(), "{acked}");
+        }
         // Mid-stream: payload each way.
         let data = |sport, dport, n| Transport {
             payload_len: n,

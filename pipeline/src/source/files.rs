@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::stamps::{Restamped, Stamps};
+use super::stamps::{Restamped, STAMP_JUMP_NS, Stamps};
 use super::{Frame, PacketSource, Poll};
 use crate::capture::{CaptureError, CaptureFile, UnreadableInterface};
 
@@ -100,6 +100,8 @@ pub struct FileSource {
     stop: Arc<AtomicBool>,
     /// Since when the pipe being read has brought nothing.
     quiet_since: Option<std::time::Instant>,
+    /// When a frame was last passed on.
+    last_passed: Option<std::time::Instant>,
 }
 
 impl FileSource {
@@ -114,6 +116,7 @@ impl FileSource {
             progress: Arc::default(),
             stop: Arc::default(),
             quiet_since: None,
+            last_passed: None,
         };
         (source, report)
     }
@@ -201,13 +204,20 @@ impl PacketSource for FileSource {
             if waiting && matches!(read, Ok(0)) {
                 let since = *self.quiet_since.get_or_insert_with(std::time::Instant::now);
                 if since.elapsed() >= QUIET_PIPE_SETTLES_AFTER && stamps.holds_frames() {
-                    stamps.settle(&mut deliver);
+                    // A jump stands if no longer than the pipe has taken
+                    // since it last passed a frame on, as frames follow.
+                    let quiet = self.last_passed.unwrap_or(since).elapsed();
+                    let trusted = u64::try_from(quiet.as_nanos()).unwrap_or(u64::MAX);
+                    stamps.settle_within(trusted.saturating_add(STAMP_JUMP_NS), &mut deliver);
                 }
             } else {
                 self.quiet_since = None;
             }
             let finished = !waiting && !matches!(read, Ok(n) if n > 0);
             let restamped = finished.then(|| stamps.finish(&mut deliver));
+            if bytes > 0 {
+                self.last_passed = Some(std::time::Instant::now());
+            }
             let p = &self.progress;
             p.offset.store(file.offset(), Ordering::Relaxed);
             p.bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -184,6 +184,15 @@ impl Stamps {
     /// standing within [`TRUSTED_AT_END_NS`] of the one before that stood
     /// (and, after the time the capture is at, ahead of it).
     pub(super) fn settle(&mut self, on_frame: &mut impl FnMut(Frame<'_>)) {
+        self.settle_within(TRUSTED_AT_END_NS, on_frame);
+    }
+
+    /// [`Self::settle`], each frame of the run standing within `trusted_ns`
+    /// of the one before that stood: a pipe gone quiet trusts a jump no
+    /// longer than it has been quiet (and [`STAMP_JUMP_NS`]), as frames
+    /// come after it (a sparse capture's next frame comes as late as it is
+    /// stamped; a frame a year ahead, followed by a pause, does not).
+    pub(super) fn settle_within(&mut self, trusted_ns: u64, on_frame: &mut impl FnMut(Frame<'_>)) {
         let mut run = std::mem::take(&mut self.run).into_iter();
         let (mut at, ahead_of) = match (self.at_ns, self.first.take()) {
             (Some(at), first) => {
@@ -219,7 +228,7 @@ impl Stamps {
             let ts = held.ts_ns;
             let stands = held.restamp.is_none()
                 && ahead_of.is_none_or(|b| ts > b)
-                && ts.abs_diff(at) <= TRUSTED_AT_END_NS;
+                && ts.abs_diff(at) <= trusted_ns;
             if stands {
                 at = ts;
             }

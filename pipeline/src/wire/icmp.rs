@@ -73,14 +73,13 @@ pub fn refused_tcp(message: &[u8], v6: bool) -> Option<QuotedTcp> {
         let ip = ipv6::Packet::new_checked(quoted).ok()?;
         let upper = ip.upper_layer().ok()?;
         let first = upper.fragment.is_none_or(|f| f.offset == 0);
-        if upper.protocol != ip_proto::TCP || !first {
+        let (src, dst) = (Addr::from_v6(ip.source()), Addr::from_v6(ip.destination()));
+        // An IPv4-mapped address is never on the wire (`bad_address`): as
+        // a key it is an IPv4 connection's, which no IPv6 error refuses.
+        if upper.protocol != ip_proto::TCP || !first || src.is_ipv4() || dst.is_ipv4() {
             return None;
         }
-        (
-            Addr::from_v6(ip.source()),
-            Addr::from_v6(ip.destination()),
-            start(upper.payload)?,
-        )
+        (src, dst, start(upper.payload)?)
     } else {
         if ty != V4_DESTINATION_UNREACHABLE || !V4_FINAL_CODES.contains(&code) {
             return None;
@@ -168,6 +167,10 @@ mod tests {
             (quoted.src_port, quoted.dst_port, quoted.seq),
             (40000, 443, 9)
         );
+        // Quoting an IPv4-mapped address: no IPv6 packet carries one.
+        let mut mapped = m.clone();
+        mapped[16..32].copy_from_slice(&Addr::from_v4([198, 18, 0, 1]).0);
+        assert_eq!(refused_tcp(&mapped, true), None);
         // No route (0) is a soft error; type 2 is Packet Too Big.
         m[1] = 0;
         assert_eq!(refused_tcp(&m, true), None);
