@@ -105,6 +105,16 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// A request, on a task of its own: how long it waited.
+    fn ask_in_the_background(demand: &Arc<Demand>) -> tokio::task::JoinHandle<Duration> {
+        let demand = demand.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            demand.asked().await;
+            started.elapsed()
+        })
+    }
+
     #[tokio::test]
     async fn a_request_to_a_paused_puller_wakes_it_and_waits_for_its_next_publication() {
         let demand = Arc::new(Demand::new(Duration::from_secs(10)));
@@ -115,14 +125,7 @@ mod tests {
         assert!(demand.is_paused());
 
         // A request while paused wakes the puller, then waits for it.
-        let request = tokio::spawn({
-            let demand = demand.clone();
-            async move {
-                let started = Instant::now();
-                demand.asked().await;
-                started.elapsed()
-            }
-        });
+        let request = ask_in_the_background(&demand);
         // The puller, paused for up to a minute, is woken at once.
         let woken = Instant::now();
         assert!(!demand.pause(idle, Duration::from_secs(60)).await);
@@ -148,14 +151,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_before_the_first_publication_waits_for_it() {
         let demand = Arc::new(Demand::new(Duration::from_secs(10)));
-        let request = tokio::spawn({
-            let demand = demand.clone();
-            async move {
-                let started = Instant::now();
-                demand.asked().await;
-                started.elapsed()
-            }
-        });
+        let request = ask_in_the_background(&demand);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!request.is_finished(), "it waits for the first round");
         demand.published();

@@ -801,6 +801,24 @@ fn standard_input_and_compressed_files_read_like_the_file() {
 
 /// `flowtap -r - --listen` on loopback, reading a pipe the test writes:
 /// the child, its stderr as it comes, and where it serves, once it does.
+/// The JSON answer to `GET target` from the server at `addr`.
+fn ask(addr: std::net::SocketAddr, target: &str) -> serde_json::Value {
+    let request = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    common::server::raw_request(addr, request.as_bytes()).json()
+}
+
+/// Sends `child` SIGINT and waits for it to end (10 s at most).
+fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    common::wait::until(std::time::Duration::from_secs(10), "flowtap to end", || {
+        child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "running".to_owned())
+    })
+}
+
 fn serve_a_pipe() -> (
     std::process::Child,
     std::sync::Arc<std::sync::Mutex<String>>,
@@ -876,24 +894,12 @@ fn a_quiet_pipe_is_answered_and_stopped_while_open() {
     let mut pipe = child.stdin.take().unwrap();
     pipe.write_all(&std::fs::read(demo).unwrap()).unwrap();
     pipe.flush().unwrap();
-    let flows = || {
-        let request =
-            b"GET /mcp/flows/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-        common::server::raw_request(addr, request).json()["total_flows"].as_u64()
-    };
     common::wait::until_holds(
         std::time::Duration::from_secs(20),
         "the demo's flows answered while the pipe is open",
-        || flows() == Some(140),
+        || ask(addr, "/mcp/flows/summary")["total_flows"] == 140,
     );
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    let status = common::wait::until(std::time::Duration::from_secs(10), "flowtap to end", || {
-        child
-            .try_wait()
-            .unwrap()
-            .ok_or_else(|| "running".to_owned())
-    });
+    let status = interrupt(&mut child);
     assert_eq!(status.code(), Some(130), "{}", log.lock().unwrap());
     drop(pipe);
 }
@@ -946,21 +952,13 @@ fn a_quiet_pipe_s_frame_far_after_the_last_is_answered_while_open() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     pipe.write_all(&record(12)).unwrap();
     pipe.flush().unwrap();
-    let flows = || {
-        let request =
-            b"GET /mcp/flows/summary HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-        common::server::raw_request(addr, request).json()["total_flows"].as_u64()
-    };
     common::wait::until_holds(
         std::time::Duration::from_secs(20),
         "the late datagram answered while the pipe is open",
-        || flows() == Some(141),
+        || ask(addr, "/mcp/flows/summary")["total_flows"] == 141,
     );
     let newest = || {
-        let request =
-            b"GET /mcp/flows?format=raw HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-        let answer = common::server::raw_request(addr, request).json();
-        answer["flows"]
+        ask(addr, "/mcp/flows?format=raw")["flows"]
             .as_array()
             .unwrap()
             .iter()
@@ -973,14 +971,7 @@ fn a_quiet_pipe_s_frame_far_after_the_last_is_answered_while_open() {
     pipe.flush().unwrap();
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(newest(), stood, "a stamp an hour on, come at once, stood");
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    common::wait::until(std::time::Duration::from_secs(10), "flowtap to end", || {
-        child
-            .try_wait()
-            .unwrap()
-            .ok_or_else(|| "running".to_owned())
-    });
+    interrupt(&mut child);
     drop(pipe);
     let log = log.lock().unwrap();
     assert!(log.contains("1 frame(s) stamped more than 10 s"), "{log}");
