@@ -54,9 +54,9 @@ pub enum AgentPort {
 }
 
 impl AgentPort {
-    /// The port to pull an endpoint on, from its slice's ports; `None`
-    /// where no port has the name asked for.
-    pub fn of(&self, ports: &[(Option<Arc<str>>, u16)]) -> Option<u16> {
+    /// The port to pull an endpoint on, from its slice's ports; where no
+    /// port has the name asked for, why not.
+    pub fn of(&self, ports: &[(Option<Arc<str>>, u16)]) -> Result<u16, String> {
         let named = |wanted: &str| {
             ports
                 .iter()
@@ -64,9 +64,11 @@ impl AgentPort {
                 .map(|&(_, port)| port)
         };
         match self {
-            AgentPort::Number(port) => Some(*port),
-            AgentPort::Named(name) => named(name),
-            AgentPort::Unsaid => Some(named("http").unwrap_or(match ports {
+            AgentPort::Number(port) => Ok(*port),
+            AgentPort::Named(name) => {
+                named(name).ok_or_else(|| format!("its EndpointSlice has no port named {name}"))
+            }
+            AgentPort::Unsaid => Ok(named("http").unwrap_or(match ports {
                 [(_, only)] => *only,
                 _ => DEFAULT_AGENT_PORT,
             })),
@@ -253,18 +255,16 @@ impl Discovery {
                         });
                     }
                     for endpoint in endpoints {
-                        let Some(on) = port.of(&endpoint.ports) else {
-                            let wanted = match port {
-                                AgentPort::Named(name) => name.as_str(),
-                                // (Only a name can be missing.)
-                                _ => "",
-                            };
-                            found.unpulled.push(Unpulled {
-                                name: format!("{source} {}", endpoint.ip),
-                                reason: format!("its EndpointSlice has no port named {wanted}"),
-                                node: endpoint.node.clone(),
-                            });
-                            continue;
+                        let on = match port.of(&endpoint.ports) {
+                            Ok(on) => on,
+                            Err(reason) => {
+                                found.unpulled.push(Unpulled {
+                                    name: format!("{source} {}", endpoint.ip),
+                                    reason,
+                                    node: endpoint.node.clone(),
+                                });
+                                continue;
+                            }
                         };
                         let agent = authority(SocketAddr::new(endpoint.ip, on));
                         let reason = match endpoint.state {
@@ -444,14 +444,17 @@ mod tests {
             list.iter().map(|&(n, p)| (n.map(Arc::from), p)).collect()
         };
         let two = ports(&[(Some("admin"), 8899), (Some("http"), 18190)]);
-        assert_eq!(AgentPort::Unsaid.of(&two), Some(18190));
-        assert_eq!(AgentPort::Named("admin".into()).of(&two), Some(8899));
-        assert_eq!(AgentPort::Named("metrics".into()).of(&two), None);
-        assert_eq!(AgentPort::Number(9000).of(&two), Some(9000));
-        assert_eq!(AgentPort::Unsaid.of(&ports(&[(None, 7000)])), Some(7000));
+        assert_eq!(AgentPort::Unsaid.of(&two), Ok(18190));
+        assert_eq!(AgentPort::Named("admin".into()).of(&two), Ok(8899));
+        assert_eq!(
+            AgentPort::Named("metrics".into()).of(&two),
+            Err("its EndpointSlice has no port named metrics".to_owned())
+        );
+        assert_eq!(AgentPort::Number(9000).of(&two), Ok(9000));
+        assert_eq!(AgentPort::Unsaid.of(&ports(&[(None, 7000)])), Ok(7000));
         let unnamed = ports(&[(Some("a"), 1), (Some("b"), 2)]);
-        assert_eq!(AgentPort::Unsaid.of(&unnamed), Some(DEFAULT_AGENT_PORT));
-        assert_eq!(AgentPort::Unsaid.of(&[]), Some(DEFAULT_AGENT_PORT));
+        assert_eq!(AgentPort::Unsaid.of(&unnamed), Ok(DEFAULT_AGENT_PORT));
+        assert_eq!(AgentPort::Unsaid.of(&[]), Ok(DEFAULT_AGENT_PORT));
     }
 
     const WITHIN: Duration = Duration::from_secs(2);

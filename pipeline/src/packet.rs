@@ -50,6 +50,13 @@ impl Addr {
         Addr(octets)
     }
 
+    /// An IPv6 packet's address, unless IPv4-mapped: that range never
+    /// appears on the wire (RFC 4291 §2.5.5.2; Linux drops such packets),
+    /// and as a key it would be an IPv4 address's.
+    pub fn of_ipv6_packet(octets: [u8; 16]) -> Option<Addr> {
+        Some(Addr(octets)).filter(|a| !a.is_ipv4())
+    }
+
     pub fn is_ipv4(&self) -> bool {
         self.0[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
     }

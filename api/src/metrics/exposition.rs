@@ -138,7 +138,7 @@ impl Exposition {
                 .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
             let specificity = |of: &str| match media.split_once('/') {
                 _ if media == of => 3,
-                Some((kind, "*")) if of.starts_with(&format!("{kind}/")) => 2,
+                Some((kind, "*")) if of.split_once('/').is_some_and(|(k, _)| k == kind) => 2,
                 Some(("*", "*")) => 1,
                 _ => 0,
             };

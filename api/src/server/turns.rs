@@ -104,13 +104,14 @@ impl History {
             // yet; a client whose answer was taken back, forgotten, would
             // leave its line (anyone with 4096 addresses that read could
             // push it out).
-            let noted_first = self
-                .clients
-                .iter()
-                .min_by_key(|(_, (conduct, at))| (*conduct == Conduct::TakenBack, *at))
-                .map(|(client, _)| *client);
+            let noted_first = || {
+                self.clients
+                    .iter()
+                    .min_by_key(|(_, (conduct, at))| (*conduct == Conduct::TakenBack, *at))
+                    .map(|(client, _)| *client)
+            };
             if self.clients.len() >= MAX_REMEMBERED
-                && let Some(noted_first) = noted_first
+                && let Some(noted_first) = noted_first()
             {
                 self.clients.remove(&noted_first);
                 self.stats.forgotten.fetch_add(1, Ordering::Relaxed);

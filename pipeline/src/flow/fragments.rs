@@ -35,12 +35,62 @@ const AFTER_LAST_NS: u64 = SECOND;
 struct Entry<V> {
     value: V,
     first_ns: u64,
-    /// The number of its (latest) start: its place in
-    /// [`Fragments::started`].
-    start: u64,
-    /// When its last fragment came, if it has, and the number of that
-    /// ending (its place in [`Fragments::ended`]).
-    last: Option<(u64, u64)>,
+    /// When its last fragment came, if it has.
+    last: Option<u64>,
+    /// The number it was last filed under: its place in
+    /// [`Fragments::ended`] once its last fragment came, in
+    /// [`Fragments::started`] before.
+    place: u64,
+}
+
+type Firsts<V> = HashMap<FragmentId, Entry<V>, ahash::RandomState>;
+
+/// Datagrams in the order they were filed in it (waiting for fragments,
+/// or ended), each with the number it was filed under. A place names its
+/// datagram only while that is still filed under that number (each filing,
+/// in either order, takes a number of its own): one expired, ended, or
+/// started anew since is passed over, and such places are swept out once
+/// they outnumber the table by more than 64 (one IP id started or ended
+/// again and again within one expiry: a copy of its first fragment between
+/// each, as a SPAN of both ends delivers them).
+#[derive(Debug, Default)]
+struct Order {
+    places: VecDeque<(FragmentId, u64)>,
+}
+
+/// Whether `place` still names datagram `id`: it was filed last under it.
+fn names<V>(firsts: &Firsts<V>, id: &FragmentId, place: u64) -> bool {
+    firsts.get(id).is_some_and(|e| e.place == place)
+}
+
+impl Order {
+    fn file<V>(&mut self, firsts: &Firsts<V>, id: FragmentId, place: u64) {
+        self.places.push_back((id, place));
+        if self.places.len() > 2 * firsts.len() + 64 {
+            self.sweep(firsts);
+        }
+    }
+
+    /// Forgets the datagram filed first, if any.
+    fn give_up_first<V>(&mut self, firsts: &mut Firsts<V>) -> bool {
+        while let Some((id, place)) = self.places.pop_front() {
+            if names(firsts, &id, place) {
+                firsts.remove(&id);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Keeps only the places that name their datagram.
+    fn sweep<V>(&mut self, firsts: &Firsts<V>) {
+        self.places.retain(|(id, place)| names(firsts, id, *place));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.places.len()
+    }
 }
 
 impl<V> Entry<V> {
@@ -49,7 +99,7 @@ impl<V> Entry<V> {
     fn deadline_ns(&self, timeout_ns: u64) -> u64 {
         let by_first = self.first_ns.saturating_add(timeout_ns);
         match self.last {
-            Some((last, _)) => by_first.min(last.saturating_add(AFTER_LAST_NS)),
+            Some(last) => by_first.min(last.saturating_add(AFTER_LAST_NS)),
             None => by_first,
         }
     }
@@ -77,24 +127,17 @@ impl Remembered {
 
 #[derive(Debug)]
 pub(crate) struct Fragments<V> {
-    firsts: HashMap<FragmentId, Entry<V>, ahash::RandomState>,
-    /// Datagrams whose last fragment came, in the order it came, with the
-    /// number of that ending: given up first when room is needed. An entry
-    /// here may name one expired or started anew meanwhile (then it is
-    /// passed over): at most as many of those as the table holds, and 64
-    /// more (then they are swept out), however often one IP id ends.
-    ended: VecDeque<(FragmentId, u64)>,
-    /// Datagrams in the order their (latest) first fragment came, with
-    /// the number of that start: the one waiting longest is given up when
-    /// no ended one can be. Entries naming one ended, expired or started
-    /// anew since are passed over, and swept out as [`Fragments::ended`]'s
-    /// are.
-    started: VecDeque<(FragmentId, u64)>,
-    /// The number of the next start.
-    starts: u64,
-    /// The number of the next ending: a datagram ended twice in the same
-    /// nanosecond (a copy of its first fragment between) is still one.
-    endings: u64,
+    firsts: Firsts<V>,
+    /// Datagrams whose last fragment came, in the order it came: given up
+    /// first when room is needed.
+    ended: Order,
+    /// Datagrams in the order their (latest) first fragment came: the one
+    /// waiting longest is given up when no ended one can be.
+    started: Order,
+    /// The number the next datagram started or ended is filed under: a
+    /// datagram ended twice in the same nanosecond (a copy of its first
+    /// fragment between) is still one.
+    filings: u64,
     max: usize,
     timeout_ns: u64,
     /// No entry is due before this (a sweep of a full table before it
@@ -116,10 +159,9 @@ impl<V: Copy> Fragments<V> {
     pub(crate) fn new(max: usize, timeout_ns: u64, hasher: ahash::RandomState) -> Fragments<V> {
         Fragments {
             firsts: HashMap::with_hasher(hasher),
-            ended: VecDeque::new(),
-            started: VecDeque::new(),
-            starts: 0,
-            endings: 0,
+            ended: Order::default(),
+            started: Order::default(),
+            filings: 0,
             max,
             timeout_ns,
             next_due_ns: u64::MAX,
@@ -135,15 +177,17 @@ impl<V: Copy> Fragments<V> {
         let timeout = self.timeout_ns;
         if let Some(entry) = self.firsts.get_mut(&id) {
             let due = entry.deadline_ns(timeout) < ts_ns;
-            if entry.last.take().is_some() || due {
+            let restarted = entry.last.take().is_some() || due;
+            if restarted {
                 entry.first_ns = ts_ns;
-                entry.start = self.starts;
-                self.started.push_back((id, self.starts));
-                self.starts += 1;
+                entry.place = self.filings;
             }
             entry.value = value;
             self.next_due_ns = self.next_due_ns.min(entry.deadline_ns(timeout));
-            self.sweep_started_if_long();
+            if restarted {
+                self.started.file(&self.firsts, id, self.filings);
+                self.filings += 1;
+            }
             return Remembered::Yes;
         }
         let mut remembered = Remembered::Yes;
@@ -154,49 +198,26 @@ impl<V: Copy> Fragments<V> {
                 self.expire(ts_ns);
                 self.next_sweep_ns = ts_ns.saturating_add(timeout / SWEEPS_A_TIMEOUT);
             }
-            if self.firsts.len() >= self.max && !self.give_up_an_ended_datagram() {
-                if !self.give_up_the_longest_waiting() {
+            if self.firsts.len() >= self.max && !self.ended.give_up_first(&mut self.firsts) {
+                if !self.started.give_up_first(&mut self.firsts) {
                     return Remembered::TableFull;
                 }
                 remembered = Remembered::InPlaceOfOldest;
             }
         }
-        self.started.push_back((id, self.starts));
         self.firsts.insert(
             id,
             Entry {
                 value,
                 first_ns: ts_ns,
-                start: self.starts,
                 last: None,
+                place: self.filings,
             },
         );
-        self.starts += 1;
-        self.sweep_started_if_long();
+        self.started.file(&self.firsts, id, self.filings);
+        self.filings += 1;
         self.next_due_ns = self.next_due_ns.min(ts_ns.saturating_add(timeout));
         remembered
-    }
-
-    /// Forgets the datagram still waiting for fragments whose first
-    /// fragment came longest ago, if any.
-    fn give_up_the_longest_waiting(&mut self) -> bool {
-        while let Some((id, start)) = self.started.pop_front() {
-            if still_waiting(&self.firsts, &id, start) {
-                self.firsts.remove(&id);
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Sweeps [`Fragments::started`] of places naming no waiting datagram
-    /// once they outnumber the table (one IP id started again and again).
-    fn sweep_started_if_long(&mut self) {
-        if self.started.len() > 2 * self.firsts.len() + 64 {
-            let firsts = &self.firsts;
-            self.started
-                .retain(|(id, start)| still_waiting(firsts, id, *start));
-        }
     }
 
     /// What the first fragment of a later fragment's datagram left, if it
@@ -210,32 +231,13 @@ impl<V: Copy> Fragments<V> {
         }
         let value = entry.value;
         if last && entry.last.is_none() {
-            let ending = self.endings;
-            self.endings += 1;
-            entry.last = Some((ts_ns, ending));
+            entry.last = Some(ts_ns);
+            entry.place = self.filings;
             self.next_due_ns = self.next_due_ns.min(ts_ns.saturating_add(AFTER_LAST_NS));
-            self.ended.push_back((*id, ending));
-            if self.ended.len() > 2 * self.firsts.len() + 64 {
-                // An IP id ended again and again (a copy of its first
-                // fragment between each: a SPAN of both ends, or a capture
-                // made to do it) within one expiry: the places of its
-                // earlier endings would pile up until capture time moves.
-                let firsts = &self.firsts;
-                self.ended.retain(|(id, e)| still_ended(firsts, id, *e));
-            }
+            self.ended.file(&self.firsts, *id, self.filings);
+            self.filings += 1;
         }
         Some(value)
-    }
-
-    /// Forgets the datagram whose last fragment came first, if any.
-    fn give_up_an_ended_datagram(&mut self) -> bool {
-        while let Some((id, ending)) = self.ended.pop_front() {
-            if still_ended(&self.firsts, &id, ending) {
-                self.firsts.remove(&id);
-                return true;
-            }
-        }
-        false
     }
 
     /// Forgets first fragments older than the fragment timeout, and
@@ -253,44 +255,16 @@ impl<V: Copy> Fragments<V> {
             kept
         });
         self.next_due_ns = next_due;
-        // Only the places of datagrams still remembered as ended: never
-        // more than the table holds.
-        let firsts = &self.firsts;
-        self.ended.retain(|(id, e)| still_ended(firsts, id, *e));
-        self.started
-            .retain(|(id, start)| still_waiting(firsts, id, *start));
+        // Only the places of datagrams still remembered so: never more
+        // than the table holds.
+        self.ended.sweep(&self.firsts);
+        self.started.sweep(&self.firsts);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
         self.firsts.len()
     }
-}
-
-/// Whether an entry of [`Fragments::ended`] (datagram `id`, its
-/// `ending`) still names a datagram remembered as ended by it, not one
-/// since expired, or started anew under the same IP id.
-fn still_ended<V>(
-    firsts: &HashMap<FragmentId, Entry<V>, ahash::RandomState>,
-    id: &FragmentId,
-    ending: u64,
-) -> bool {
-    firsts
-        .get(id)
-        .is_some_and(|e| e.last.is_some_and(|(_, n)| n == ending))
-}
-
-/// Whether an entry of [`Fragments::started`] (datagram `id`, the
-/// number of its start) still names a datagram waiting for fragments
-/// since that start.
-fn still_waiting<V>(
-    firsts: &HashMap<FragmentId, Entry<V>, ahash::RandomState>,
-    id: &FragmentId,
-    start: u64,
-) -> bool {
-    firsts
-        .get(id)
-        .is_some_and(|e| e.last.is_none() && e.start == start)
 }
 
 #[cfg(test)]
@@ -353,7 +327,7 @@ mod tests {
         assert_eq!(f.later(&id(1), false, 30 * SECOND + 1), Some(2));
         f.expire(30 * SECOND + 601);
         assert_eq!(f.len(), 0);
-        assert!(f.ended.is_empty() && f.started.is_empty());
+        assert_eq!((f.ended.len(), f.started.len()), (0, 0));
     }
 
     /// One IP id's datagram started and ended over and over within one

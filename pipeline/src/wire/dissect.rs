@@ -762,10 +762,12 @@ impl<'a> Walk<'a, '_> {
             Some(f) if f.more => Fragment::First { ident: f.ident },
             _ => Fragment::Whole,
         };
-        let (src, dst) = (Addr::from_v6(ip.source()), Addr::from_v6(ip.destination()));
-        if src.is_ipv4() || dst.is_ipv4() {
+        let (Some(src), Some(dst)) = (
+            Addr::of_ipv6_packet(ip.source()),
+            Addr::of_ipv6_packet(ip.destination()),
+        ) else {
             return Err(Malformed::new(MalformedReason::BadAddress, Layer::Ipv6));
-        }
+        };
         let payload = ip_payload(within(buf, walked.payload), walked.payload_len);
         self.upper(Upper {
             protocol: walked.protocol,

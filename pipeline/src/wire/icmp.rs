@@ -73,13 +73,16 @@ pub fn refused_tcp(message: &[u8], v6: bool) -> Option<QuotedTcp> {
         let ip = ipv6::Packet::new_checked(quoted).ok()?;
         let upper = ip.upper_layer().ok()?;
         let first = upper.fragment.is_none_or(|f| f.offset == 0);
-        let (src, dst) = (Addr::from_v6(ip.source()), Addr::from_v6(ip.destination()));
-        // An IPv4-mapped address is never on the wire (`bad_address`): as
-        // a key it is an IPv4 connection's, which no IPv6 error refuses.
-        if upper.protocol != ip_proto::TCP || !first || src.is_ipv4() || dst.is_ipv4() {
+        if upper.protocol != ip_proto::TCP || !first {
             return None;
         }
-        (src, dst, start(upper.payload)?)
+        // An IPv4-mapped address (`bad_address`) would be an IPv4
+        // connection's, which no IPv6 error refuses.
+        (
+            Addr::of_ipv6_packet(ip.source())?,
+            Addr::of_ipv6_packet(ip.destination())?,
+            start(upper.payload)?,
+        )
     } else {
         if ty != V4_DESTINATION_UNREACHABLE || !V4_FINAL_CODES.contains(&code) {
             return None;
