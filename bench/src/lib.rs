@@ -43,7 +43,7 @@ pub fn tcp_frame(
 ) -> Vec<u8> {
     let mut buf = Vec::new();
     // Data starts right after the SYN's sequence number, as in a capture,
-    // and an ACK acknowledges the other side's SYN (so that a SYN-ACK
+    // and an ACK acknowledges the other side's SYN (so that the handshake
     // answers the connection, as a real one does).
     let (isn, peer_isn) = if c2s { (999, 8_999) } else { (8_999, 999) };
     frame::segment(
