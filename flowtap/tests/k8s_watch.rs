@@ -275,6 +275,16 @@ fn the_objects_bound_holds_for_the_first_list() {
         "held of {offered} offered ({dropped} dropped)"
     );
     assert!(dropped >= (offered - 1000) as f64, "{dropped} dropped");
+    // Names are incomplete while objects are left out: an answer that named
+    // no pod for an address must not read as the cluster's whole truth
+    // (names_known was true: the watch had listed every kind).
+    assert_eq!(
+        common::metrics::sample(&metrics, "flowtap_k8s_objects_left_out"),
+        1.0
+    );
+    wait::until_holds(Duration::from_secs(10), "names said incomplete", || {
+        server.get_json("/mcp/workloads")["names_known"] == false
+    });
 
     // Pods held are deleted: those left out are named once there is room
     // (the watch sends an object only when it changes, so the kind is

@@ -95,6 +95,9 @@ pub struct WatchStats {
     /// A kind's watch has failed for a minute without getting through:
     /// names may be stale.
     pub stale: AtomicBool,
+    /// A kind has left objects out at the bound since it was last listed:
+    /// names are incomplete.
+    pub left_out: AtomicBool,
     /// Pods deleted or finished, kept a while to name their old addresses.
     pub gone_pods: AtomicU64,
     /// Answers cut off for a list's page or a watch event larger than

@@ -133,6 +133,7 @@ impl Watch {
             gone_pods_kept: config.gone_pods_kept,
             dirty: AtomicBool::new(false),
             listed: Default::default(),
+            left_out: Default::default(),
             opened: WatchesOpened::new(),
             failure_heard_within: RETRY_LAST * 5 / 4 + config.request_timeout + RETRY_FIRST,
         };
@@ -278,6 +279,9 @@ struct Shared {
     dirty: AtomicBool,
     /// Which kinds have been listed once.
     listed: [AtomicBool; 4],
+    /// Which kinds have left objects out at the bound since their last
+    /// list (`WatchStats::left_out` is any of them).
+    left_out: [AtomicBool; 4],
     /// When each kind's watch was last opened: the end of a run of
     /// failures, where the watch stays quiet.
     opened: Arc<WatchesOpened>,
@@ -775,6 +779,13 @@ async fn follow<T>(
         if shared.stats.dropped.load(Ordering::Relaxed) != dropped_before {
             left_out = true;
         }
+        // Names are incomplete while a kind leaves objects out: the
+        // mapping is rebuilt to say so (and again once it is listed whole).
+        if shared.left_out[kind].swap(left_out, Ordering::AcqRel) != left_out {
+            let any = shared.left_out.iter().any(|l| l.load(Ordering::Acquire));
+            shared.stats.left_out.store(any, Ordering::Release);
+            shared.dirty.store(true, Ordering::Release);
+        }
         let held = k.live.len();
         shared.stats.objects[kind].store(held as u64, Ordering::Relaxed);
         if listed {
@@ -866,7 +877,8 @@ async fn rebuild(shared: &Shared) {
                 store.nodes.live.values(),
             );
             inventory.complete = shared.stats.synced.load(Ordering::Acquire)
-                && !shared.stats.stale.load(Ordering::Acquire);
+                && !shared.stats.stale.load(Ordering::Acquire)
+                && !shared.stats.left_out.load(Ordering::Acquire);
             inventory
         };
         shared.current.store(Arc::new(inventory));

@@ -317,7 +317,7 @@ the idle timeout after its last packet, whether its connections closed or not: l
 flowtap's --tcp-timeout and --udp-timeout say otherwise; reading capture files, for the whole capture. So idle means \
 no packet for at least that long, and a workload that just stopped stays active that long - and only where flowtap \
 watches (check coverage). names_known is false when flowtap has no Kubernetes names (then nothing can be listed) or not all of them \
-(its watch has not listed every kind: a list refused or failing), or they may be stale (a watch failing for a minute or \
+(its watch has not listed every kind: a list refused or failing; or objects left out at its bound), or they may be stale (a watch failing for a minute or \
 more: pods made since unnamed, pods deleted since still listed): then what is missing or idle may only be unknown. \
 Equivalent to GET {}.",
         rest::workloads::PATH

@@ -957,6 +957,12 @@ pub const CATALOG: &[Metric] = &[
         Value::One(|s| s.stats.k8s.dropped.load(Ordering::Relaxed) as f64)
     ),
     metric!(
+        "flowtap_k8s_objects_left_out",
+        Gauge,
+        "1 while a kind has left objects out at --k8s-max-objects since it was last listed (names are incomplete: answers say names_known false), else 0.",
+        Value::One(|s| f64::from(u8::from(s.stats.k8s.left_out.load(Ordering::Relaxed))))
+    ),
+    metric!(
         "flowtap_k8s_watch_errors",
         Counter,
         "Errors the Kubernetes watches met (each retried with backoff).",
