@@ -610,6 +610,7 @@ pub fn agent_coverage(
         updated_ns: Some(taken_ns),
         error: None,
         losses: feed.losses.into(),
+        instance: Some(feed.instance),
     }
 }
 
@@ -631,6 +632,7 @@ pub fn own_coverage(name: &str, node: Option<&str>, losses: Losses, now_ns: u64)
             updated_ns: Some(now_ns),
             error: None,
             losses,
+            instance: None,
         }],
     }
 }

@@ -15,6 +15,7 @@
 //! `external`, in-cluster addresses without a pod (service IPs, nodes,
 //! unknown addresses) into `unknown`, with their namespace when known.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use pipeline::flow::handshake::TALLY_BOUNDS_US;
@@ -171,13 +172,23 @@ impl Seen {
 
     /// Whether this (a flow first seen at `first_seen_ns`) is the flow
     /// `before` was, seen from fewer of a hub's agents while one is
-    /// missing. A flow two nodes saw is merged from the fuller count;
-    /// while that node's agent misses pulls the hub answers with the other
-    /// node's, smaller and perhaps started later, which would read as a
-    /// new flow and be counted again whole. A flow that started after
-    /// `before` was last seen is a new one, whatever the outage.
-    fn partial_of(&self, first_seen_ns: u64, before: &Seen, agent_missing: bool) -> bool {
-        agent_missing && self.vantages < before.vantages && first_seen_ns <= before.last_seen_ns
+    /// missing or restarted (`vantage_lost`), or seen by an agent that has
+    /// restarted since. A flow two
+    /// nodes saw is merged from the fuller count; while that node's agent
+    /// misses pulls, or after it restarted (its counts begun again), the
+    /// hub answers with the other node's, smaller and perhaps started
+    /// later, which would read as a new flow and be counted again whole.
+    /// A flow that started after `before` was last seen is a new one,
+    /// whatever the outage.
+    fn partial_of(
+        &self,
+        first_seen_ns: u64,
+        before: &Seen,
+        vantage_lost: bool,
+        seen_by_restarted: bool,
+    ) -> bool {
+        first_seen_ns <= before.last_seen_ns
+            && (seen_by_restarted || vantage_lost && self.vantages < before.vantages)
     }
 
     /// What to remember after `before` (this view of it `partial`, or the
@@ -185,7 +196,7 @@ impl Seen {
     /// a partial view's smaller counts, and the fuller ones back after
     /// it, add only what is new. Through an outage the larger number of
     /// vantages is kept, so the view stays partial.
-    fn at_least(mut self, before: Seen, partial: bool, agent_missing: bool) -> Seen {
+    fn at_least(mut self, before: Seen, partial: bool, vantage_lost: bool) -> Seen {
         for (now, then) in self.counts.iter_mut().zip(before.counts) {
             *now = (*now).max(then);
         }
@@ -195,7 +206,7 @@ impl Seen {
         if partial && before.tallied().count() > self.tallied().count() {
             self.client_leg = before.client_leg;
         }
-        if agent_missing {
+        if vantage_lost {
             self.vantages = self.vantages.max(before.vantages);
         }
         self.last_seen_ns = self.last_seen_ns.max(before.last_seen_ns);
@@ -288,6 +299,9 @@ pub struct PairCounters {
     absent: hashbrown::HashMap<FlowKey, Seen, ahash::RandomState>,
     /// Flows forgotten so.
     absent_forgotten: u64,
+    /// The run (instance) each of a hub's agents last answered from: one
+    /// answering from another has restarted.
+    instances: HashMap<Arc<str>, u64>,
 }
 
 impl Default for PairCounters {
@@ -306,6 +320,7 @@ impl PairCounters {
             last: FlowFollower::default(),
             absent: hashbrown::HashMap::default(),
             absent_forgotten: 0,
+            instances: HashMap::new(),
             views: 0,
             evicted: 0,
             room_wanted: false,
@@ -320,7 +335,29 @@ impl PairCounters {
     pub fn observe(&mut self, view: &View) {
         self.views += 1;
         self.evict_idle_pairs();
-        let agent_missing = !view.snapshot.coverage.agents.iter().all(|a| a.answered());
+        let agents = &view.snapshot.coverage.agents;
+        // An agent gone from the view (no longer discovered: a pod
+        // replaced) is missing for this round, as one that did not answer.
+        let listed: HashSet<&str> = agents.iter().map(|a| &*a.name).collect();
+        let gone = self.instances.keys().any(|name| !listed.contains(&**name));
+        let agent_missing = gone || !agents.iter().all(|a| a.answered());
+        // By their place in the coverage, which `seen_by` names.
+        let restarted: Vec<bool> = agents
+            .iter()
+            .map(|a| {
+                a.instance
+                    .zip(self.instances.get(&a.name))
+                    .is_some_and(|(now, then)| now != *then)
+            })
+            .collect();
+        let any_restarted = restarted.contains(&true);
+        let vantage_lost = agent_missing || any_restarted;
+        self.instances.retain(|name, _| listed.contains(&**name));
+        for a in agents {
+            if let Some(instance) = a.instance {
+                self.instances.insert(a.name.clone(), instance);
+            }
+        }
         let mut last = std::mem::take(&mut self.last);
         let mut left = Vec::new();
         last.observe(
@@ -344,13 +381,18 @@ impl PairCounters {
                         (back, continued)
                     }
                 };
-                let partial = before
-                    .as_ref()
-                    .is_some_and(|b| seen.partial_of(f.first_seen_ns, b, agent_missing));
+                let seen_by_restarted = any_restarted
+                    && f.seen_by.as_ref().is_some_and(|by| {
+                        by.iter()
+                            .any(|&a| restarted.get(usize::from(a)) == Some(&true))
+                    });
+                let partial = before.as_ref().is_some_and(|b| {
+                    seen.partial_of(f.first_seen_ns, b, vantage_lost, seen_by_restarted)
+                });
                 let (gained, kept) = match before {
                     Some(before) if continued || partial => (
                         seen.gained_since(&before),
-                        seen.at_least(before, partial, agent_missing),
+                        seen.at_least(before, partial, vantage_lost),
                     ),
                     // A new flow, or the key's earlier flow ended.
                     _ => (seen.counts(), seen),
@@ -754,6 +796,70 @@ mod tests {
         // Every agent answers: a smaller, later flow is a new one.
         pairs.observe(&hub_view(vec![seen(2, (90, 90), &[0])], false));
         assert_eq!(packets(&pairs), 33.0);
+    }
+
+    /// A flow two agents saw, whose fuller agent restarts between two
+    /// pulls (never named missing: the same address answers, from a new
+    /// run): the hub answers with the other agent's smaller count, which
+    /// was counted again whole (43 packets read as 66, a reviewer's two
+    /// agents). An agent no longer discovered (a pod replaced) is missing
+    /// for the round it leaves. A flow that starts after its key's last
+    /// was seen still counts whole.
+    #[test]
+    fn a_flow_seen_by_an_agent_restarted_is_not_counted_again() {
+        use pipeline::snapshot::{AgentCoverage, Coverage};
+        let seen = |pkts: u64, (first_seen_ns, last_seen_ns): (u64, u64), by: &[u16]| {
+            let mut f = flow(pkts * 100, first_seen_ns);
+            f.sent[Side::Client].pkts = pkts;
+            f.last_seen_ns = last_seen_ns;
+            f.seen_by = Some(by.into());
+            f
+        };
+        let view = |flows: Vec<FlowRecord>, agents: &[(&str, u64)]| {
+            let agents = agents
+                .iter()
+                .map(|&(name, instance)| AgentCoverage {
+                    name: name.into(),
+                    updated_ns: Some(1),
+                    instance: Some(instance),
+                    ..AgentCoverage::default()
+                })
+                .collect();
+            let snapshot = pipeline::Snapshot {
+                flows: flows.into(),
+                coverage: Coverage { agents },
+                ..pipeline::Snapshot::default()
+            };
+            View::build(Arc::new(snapshot), None, Arc::default())
+        };
+        let packets = |pairs: &PairCounters| -> f64 {
+            pairs.samples(|c| c.packets).iter().map(|(_, v)| v).sum()
+        };
+        let mut pairs = PairCounters::default();
+        let both = [("http://a", 1), ("http://b", 2)];
+        pairs.observe(&view(vec![seen(43, (5, 10), &[0, 1])], &both));
+        assert_eq!(packets(&pairs), 43.0);
+        // a restarts (instance 3) and sees the flow again, from later.
+        let a_again = [("http://a", 3), ("http://b", 2)];
+        pairs.observe(&view(vec![seen(23, (5, 12), &[0, 1])], &a_again));
+        assert_eq!(packets(&pairs), 43.0, "b's 23 counted again");
+        pairs.observe(&view(vec![seen(25, (5, 13), &[0, 1])], &a_again));
+        assert_eq!(packets(&pairs), 43.0);
+        pairs.observe(&view(vec![seen(45, (5, 14), &[0, 1])], &a_again));
+        assert_eq!(packets(&pairs), 45.0);
+        // b restarts and no longer sees it: a's count, smaller.
+        let b_again = [("http://a", 3), ("http://b", 4)];
+        pairs.observe(&view(vec![seen(30, (5, 15), &[0])], &b_again));
+        assert_eq!(packets(&pairs), 45.0, "a's 30 counted again");
+        // b leaves discovery: missing for that round.
+        pairs.observe(&view(vec![seen(46, (5, 16), &[0, 1])], &b_again));
+        assert_eq!(packets(&pairs), 46.0);
+        pairs.observe(&view(vec![seen(31, (5, 17), &[0])], &b_again[..1]));
+        assert_eq!(packets(&pairs), 46.0, "a's 31 counted again");
+        // A flow begun after the last was seen is new, restart or not.
+        let a_once_more = [("http://a", 5)];
+        pairs.observe(&view(vec![seen(2, (40, 40), &[0])], &a_once_more));
+        assert_eq!(packets(&pairs), 48.0);
     }
 
     /// At `--metrics-max-pairs`, pairs idle for [`IDLE_PAIR_VIEWS`] views

@@ -143,6 +143,10 @@ pub struct AgentCoverage {
     /// Why its last answer failed, if it did.
     pub error: Option<String>,
     pub losses: Losses,
+    /// Which run of the agent answered (a hub's agents; drawn when the
+    /// agent starts): another one than before is a restart, whose counts
+    /// began again.
+    pub instance: Option<u64>,
 }
 
 /// What a vantage point counted as lost: frames it never saw, packets it

@@ -347,6 +347,7 @@ mod tests {
                 flows_evicted: 3,
                 ..Losses::default()
             },
+            ..AgentCoverage::default()
         };
         let render = |agents: Vec<AgentCoverage>| {
             let snapshot = pipeline::Snapshot {

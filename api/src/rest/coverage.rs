@@ -109,6 +109,7 @@ mod tests {
                 capture_dropped: drops,
                 ..Losses::default()
             },
+            ..AgentCoverage::default()
         };
         let c = Coverage {
             agents: vec![
