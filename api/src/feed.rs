@@ -161,6 +161,11 @@ impl Iterator for FeedFlows<'_> {
             Ok((flow, rest)) => {
                 self.rest = rest;
                 self.left -= 1;
+                if self.left == 0
+                    && let Err(e) = nothing_after_the_flows(rest)
+                {
+                    return Some(Err(e));
+                }
                 match FeedFlow::check(&flow) {
                     Ok(()) => Some(Ok(flow)),
                     Err(e) => {
@@ -174,6 +179,19 @@ impl Iterator for FeedFlows<'_> {
                 Some(Err(not_a_feed(e)))
             }
         }
+    }
+}
+
+/// Bytes after a feed's last flow mean it is not what the hub reads (a
+/// proxy's body appended, another version's layout).
+fn nothing_after_the_flows(rest: &[u8]) -> Result<(), String> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "not a feed: {} bytes after its last flow",
+            rest.len()
+        ))
     }
 }
 
@@ -419,13 +437,15 @@ impl Feed {
     /// feed, which the kernel zeroes first). A feed of another version is
     /// an error.
     pub fn open(bytes: &[u8]) -> Result<(FeedHead, FeedFlows<'_>), String> {
-        let (head, rest): (FeedHead, _) = postcard::take_from_bytes(bytes).map_err(not_a_feed)?;
-        if head.version != VERSION {
+        // The version alone first: another version's head may not decode
+        // as this one's.
+        let (version, _): (u32, _) = postcard::take_from_bytes(bytes).map_err(not_a_feed)?;
+        if version != VERSION {
             return Err(format!(
-                "feed version {} (this hub reads {VERSION}): run the same flowtap version on agents and hub",
-                head.version
+                "feed version {version} (this hub reads {VERSION}): run the same flowtap version on agents and hub"
             ));
         }
+        let (head, rest): (FeedHead, _) = postcard::take_from_bytes(bytes).map_err(not_a_feed)?;
         check_name("agent name", &head.name)?;
         if let Some(node) = &head.node {
             check_name("node name", node)?;
@@ -436,6 +456,9 @@ impl Feed {
         // The hub charges the declared count against --max-flows before
         // decoding: a count the bytes cannot hold (2,000,000 flows in 30
         // bytes) pushed every honest agent out of the round.
+        if left == 0 {
+            nothing_after_the_flows(rest)?;
+        }
         if left > rest.len() / MIN_FLOW_BYTES {
             return Err(format!(
                 "not a feed: it declares {left} flows in {} bytes (a flow takes {MIN_FLOW_BYTES} at least)",
@@ -799,6 +822,27 @@ mod tests {
                 .contains("version 0")
         );
         assert!(Feed::decode(b"garbage").is_err());
+        // Another version whose head differs is named as one (its head
+        // did not decode: "Found a varint that didn't terminate").
+        let mut newer = postcard::to_allocvec(&(VERSION + 1, [0xffu8; 12])).unwrap();
+        newer.extend(feed.encode());
+        let refused = Feed::decode(&newer).unwrap_err();
+        assert!(
+            refused.contains(&format!("version {}", VERSION + 1)),
+            "{refused}"
+        );
+        // Bytes after the last flow are no feed (a proxy's body appended),
+        // with flows or without.
+        for flows in [vec![], feed.flows.clone()] {
+            let mut longer = Feed {
+                flows,
+                ..feed.clone()
+            }
+            .encode();
+            longer.extend(b"GARBAGE");
+            let refused = Feed::decode(&longer).unwrap_err();
+            assert!(refused.contains("7 bytes after its last flow"), "{refused}");
+        }
 
         // Opened, a feed gives its head, then its flows one by one; a feed
         // cut short gives the flows before the cut, then an error.

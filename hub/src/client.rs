@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Request;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -322,6 +322,22 @@ async fn fetch(
         text.truncate(REFUSAL_TEXT);
         let error = format!("HTTP {status}: {}", String::from_utf8_lossy(&text));
         return Err(Failed::new(PullFailure::Refused, error));
+    }
+    // An answer of another type (a proxy's login page, another service on
+    // the port) is named so, not decoded into a puzzling error.
+    if let Some(kind) = response.headers().get(CONTENT_TYPE) {
+        let media = kind.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
+        if !media
+            .trim_ascii()
+            .eq_ignore_ascii_case(api::feed::CONTENT_TYPE.as_bytes())
+        {
+            let error = format!(
+                "answered {}, not a feed ({}): another service, or a proxy, at its address?",
+                String::from_utf8_lossy(kind.as_bytes()),
+                api::feed::CONTENT_TYPE
+            );
+            return Err(Failed::new(PullFailure::Unreadable, error));
+        }
     }
     let length = response
         .headers()
@@ -767,6 +783,33 @@ mod tests {
                     assert!(!dates, "{age}: {error}");
                     assert!(
                         error.contains("unreadable flowtap-snapshot-age-ms"),
+                        "{error}"
+                    );
+                    assert_eq!(failure, PullFailure::Unreadable);
+                }
+            }
+        }
+        // A 200 of another type is named so (it was decoded: "Found an
+        // Option discriminant that wasn't 0 or 1"); the feed's type, with
+        // parameters or in capitals, is read.
+        for (kind, read) in [
+            ("text/html; charset=utf-8", false),
+            ("application/json", false),
+            ("Application/X-Flowtap-Feed; v=5", true),
+        ] {
+            let typed = agent_answering(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+                ),
+                b"hello".to_vec(),
+            )
+            .await;
+            match get_held(&typed, "/f", None, timeout, 1 << 20, &room).await {
+                Ok(_) => assert!(read, "{kind}"),
+                Err(Failed { failure, error }) => {
+                    assert!(!read, "{kind}: {error}");
+                    assert!(
+                        error.starts_with(&format!("answered {kind}, not a feed")),
                         "{error}"
                     );
                     assert_eq!(failure, PullFailure::Unreadable);
