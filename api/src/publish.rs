@@ -94,6 +94,7 @@ impl OtherThread {
         let started = std::thread::Builder::new()
             .name("flowtap-publish".into())
             .spawn(move || {
+                pipeline::privileges::give_up_for_this_thread();
                 for job in todo {
                     job();
                 }

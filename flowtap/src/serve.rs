@@ -190,6 +190,7 @@ impl Service {
             .max_blocking_threads(HTTP_THREADS * 2)
             .thread_name("flowtap-http")
             .on_thread_start(move || {
+                pipeline::privileges::give_up_for_this_thread();
                 if !spare.is_empty() {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     core_affinity::set_for_current(spare[i % spare.len()]);
@@ -259,6 +260,7 @@ impl Service {
         let admin = std::thread::Builder::new()
             .name("flowtap-admin".into())
             .spawn(move || {
+                pipeline::privileges::give_up_for_this_thread();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -375,6 +377,7 @@ fn follow_inventory(
     std::thread::Builder::new()
         .name("flowtap-inventory".into())
         .spawn(move || {
+            pipeline::privileges::give_up_for_this_thread();
             while !*stop.borrow_and_update() {
                 std::thread::sleep(Duration::from_secs(1));
                 publisher.lock().expect("publisher lock").refresh();

@@ -1247,8 +1247,8 @@ fn skb_mode_and_unbound_queues_pass_or_drop() {
 }
 
 /// The image's binary with its file capabilities (scripts/install-caps.sh,
-/// as the Dockerfile and the systemd example use them) captures as an
-/// unprivileged user, on a SPAN port and in host mode.
+/// as the Dockerfile uses them) captures as an unprivileged user, on a SPAN
+/// port and in host mode, and only its main thread keeps them.
 #[test]
 fn an_unprivileged_user_captures_with_the_file_capabilities() {
     let bin = common::image_binaries_with_capabilities();
@@ -1286,6 +1286,24 @@ fn an_unprivileged_user_captures_with_the_file_capabilities() {
         // Not for want of IPv6: a new interface here gets it.
         let default = lab.exec(&ns, &["sysctl", "-n", "net.ipv6.conf.default.disable_ipv6"]);
         assert_eq!(String::from_utf8_lossy(&default.stdout).trim(), "0");
+        // The threads that read what others send, or only count, hold no
+        // capability (every thread held the four for the whole run); the
+        // one that set the capture up keeps them, to follow and detach it.
+        let held = capabilities_by_thread(ft.pid());
+        let main = &held.iter().find(|(name, ..)| name == "flowtap").unwrap();
+        assert_ne!(main.1, 0, "{mode}: {held:?}");
+        for name in [
+            "flowtap-http",
+            "flowtap-admin",
+            "flowtap-publish",
+            "flowtap-merger",
+        ] {
+            let threads: Vec<_> = held.iter().filter(|(n, ..)| n == name).collect();
+            assert!(!threads.is_empty(), "{mode}: no {name} in {held:?}");
+            for (_, effective, permitted) in threads {
+                assert_eq!((*effective, *permitted), (0, 0), "{mode}: {name}: {held:?}");
+            }
+        }
         let (status, stderr) = ft.stop();
         assert_eq!(status, 0, "{mode}: {stderr}");
         assert_eq!(
@@ -1296,6 +1314,26 @@ fn an_unprivileged_user_captures_with_the_file_capabilities() {
         assert_no_xdp(&lab, &ns, "u1");
     }
     lab.close();
+}
+
+/// Each thread of process `pid`: its name, and its effective and
+/// permitted capabilities (`/proc/PID/task/TID/status`).
+fn capabilities_by_thread(pid: u32) -> Vec<(String, u64, u64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut held = Vec::new();
+    for task in tasks {
+        let dir = task.unwrap().path();
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let field = |key: &str| {
+            let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+            line[key.len()..].trim().to_owned()
+        };
+        let hex = |key: &str| u64::from_str_radix(&field(key), 16).unwrap();
+        held.push((field("Name:"), hex("CapEff:"), hex("CapPrm:")));
+    }
+    held
 }
 
 /// The README's quick start, verbatim, in a namespace whose default route

@@ -140,6 +140,7 @@ impl Watch {
         let thread = std::thread::Builder::new()
             .name("flowtap-k8s".into())
             .spawn(move || {
+                pipeline::privileges::give_up_for_this_thread();
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -20,6 +20,7 @@ pub mod packet;
 // The crate's one `unsafe`: a hint to the cache, see the module.
 #[allow(unsafe_code)]
 pub mod prefetch;
+pub mod privileges;
 pub mod snapshot;
 pub mod source;
 pub mod time;

@@ -75,6 +75,7 @@ impl Merger {
         let thread = std::thread::Builder::new()
             .name("flowtap-merger".into())
             .spawn(move || {
+                crate::privileges::give_up_for_this_thread();
                 let mut next = Instant::now() + interval;
                 while !stopping.load(Ordering::Acquire) {
                     let now = Instant::now();

@@ -214,6 +214,11 @@ impl LiveFlowtap {
         LiveFlowtap::start_with(ns, &[env!("CARGO_BIN_EXE_flowtap")], args)
     }
 
+    /// Its process (`ip netns exec` and a wrapper exec it, keeping theirs).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Like `start`, serving flow data on `listen` (the admin listener on
     /// loopback).
     pub(crate) fn start_on(ns: &str, args: &[&str], listen: &str) -> LiveFlowtap {
