@@ -306,8 +306,9 @@ pub(crate) struct RunArgs {
 
     /// Memory flowtap may use (e.g. 512Mi, 2Gi, 1G; Ki/Mi/Gi are powers of
     /// 1024, k/M/G of 1000). The table limits are derived from it, less
-    /// 128 MiB, the capture buffers and the hand-off queues. Default:
-    /// half the memory of the machine, or of its container.
+    /// 128 MiB, the capture buffers and the hand-off queues (a limit they
+    /// take whole is refused). Default: half the memory of the machine, or
+    /// of its container.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "FLOWTAP_MEMORY_LIMIT", help_heading = FLOWS)]
     pub memory_limit: Option<u64>,
 

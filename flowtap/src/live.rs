@@ -267,7 +267,7 @@ pub(crate) fn run(cli: &RunArgs, interfaces: &[String]) -> anyhow::Result<i32> {
         queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()
     };
-    config.table = setup::table_config(cli, Some(buffer_bytes), config.inbox_bytes());
+    config.table = setup::table_config(cli, Some(buffer_bytes), config.inbox_bytes())?;
     let sources = sources
         .into_iter()
         .map(fault::planted)

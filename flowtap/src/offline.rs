@@ -69,7 +69,7 @@ fn pipeline_config(cli: &RunArgs) -> anyhow::Result<PipelineConfig> {
         queue_capacity: cli.handoff_queue as usize,
         ..PipelineConfig::default()
     };
-    config.table = setup::table_config(cli, None, config.inbox_bytes());
+    config.table = setup::table_config(cli, None, config.inbox_bytes())?;
     Ok(config)
 }
 

@@ -59,9 +59,25 @@ impl Budget {
 
 /// The tables' limits: from the memory budget, less the capture buffers,
 /// the hand-off inboxes and the `ended_flows` records waiting for an
-/// exporter, unless given.
-fn limits(cli: &RunArgs, budget: &Budget, ended_flows: Option<usize>) -> Limits {
+/// exporter, unless given. A `--memory-limit` given that those take whole
+/// is refused (the tables ran on 1 MiB, and the process far over the limit
+/// it was given: a pod's would kill it); one taken from the machine only
+/// warned of.
+fn limits(cli: &RunArgs, budget: &Budget, ended_flows: Option<usize>) -> anyhow::Result<Limits> {
     let ended_records = ended_flows.map_or(0, |n| n as u64 * Limits::ended_record_bytes() as u64);
+    if budget.left() <= ended_records
+        && let Some(limit) = cli.memory_limit
+    {
+        anyhow::bail!(
+            "--memory-limit {} MiB leaves the flow tables nothing: {} MiB of capture buffers, {} MiB \
+             of the workers' hand-off inboxes and {} MiB reserved take it. Raise it, or lower \
+             --ring-frames, --queues, --handoff-queue or the workers (--cores, --threads)",
+            limit >> 20,
+            budget.capture_buffers >> 20,
+            budget.inboxes >> 20,
+            RESERVED_BYTES >> 20
+        );
+    }
     if budget.left() <= ended_records {
         tracing::warn!(
             budget_mib = budget.total >> 20,
@@ -83,7 +99,7 @@ fn limits(cli: &RunArgs, budget: &Budget, ended_flows: Option<usize>) -> Limits 
     if let Some(n) = cli.max_flows {
         limits.max_flows = n.max(1);
     }
-    limits
+    Ok(limits)
 }
 
 /// How many last records of flows that left the tables may wait for an
@@ -112,7 +128,7 @@ pub(crate) fn table_config(
     cli: &RunArgs,
     capture_buffers: Option<u64>,
     inboxes: u64,
-) -> TableConfig {
+) -> anyhow::Result<TableConfig> {
     let live = capture_buffers.is_some();
     let timeouts = timeouts(cli, live);
     let budget = Budget::of(cli, capture_buffers.unwrap_or(0), inboxes);
@@ -122,9 +138,9 @@ pub(crate) fn table_config(
         (None, true) => Window::Seconds(LIVE_RTT_WINDOW_S),
         (None, false) => Window::Unbounded,
     };
-    TableConfig {
+    Ok(TableConfig {
         timeouts,
-        limits: limits(cli, &budget, ended_flows),
+        limits: limits(cli, &budget, ended_flows)?,
         rtt_window,
         rate_window_ns: time::from_secs(cli.rate_window.max(1)),
         max_fragments: cli.max_fragments,
@@ -134,7 +150,7 @@ pub(crate) fn table_config(
         }),
         ended_flows,
         ..TableConfig::default()
-    }
+    })
 }
 
 /// Each worker's hand-off queue, in packets, for `/metrics`
@@ -486,7 +502,11 @@ mod tests {
             bound > 10_000 && bytes <= ((200 << 20) - RESERVED_BYTES) / 10,
             "{bound} records, {bytes} bytes"
         );
-        let flows = |cli: &RunArgs| limits(cli, &Budget::of(cli, 0, 0), ended(cli)).max_flows;
+        let flows = |cli: &RunArgs| {
+            limits(cli, &Budget::of(cli, 0, 0), ended(cli))
+                .unwrap()
+                .max_flows
+        };
         let without = run(&["--memory-limit", "200Mi"]);
         assert!(
             flows(&small) * 10 >= flows(&without) * 8,

@@ -499,6 +499,25 @@ fn captures_and_the_hub_go_without_transparent_huge_pages() {
     );
 }
 
+/// A `--memory-limit` that the hand-off inboxes (or live, the capture
+/// buffers) take whole is refused at start, naming what takes it: it was
+/// warned of, and the process ran at 1.7 GiB against a limit of 256 MiB.
+#[test]
+fn a_memory_limit_the_buffers_take_whole_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowtap"))
+        .args(["-r", &demo(), "--threads", "1"])
+        .args(["--handoff-queue", "16777216", "--memory-limit", "256Mi"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--memory-limit 256 MiB leaves the flow tables nothing")
+            && stderr.contains("hand-off inboxes"),
+        "{stderr}"
+    );
+}
+
 /// The workers' hand-off inboxes, allocated whole at start (about 6 MiB a
 /// worker at the default `--handoff-queue`), come out of the memory budget
 /// before the tables take their share: with sixteen workers the tables get
