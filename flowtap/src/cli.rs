@@ -338,8 +338,8 @@ pub(crate) struct RunArgs {
 
     /// UDP destination ports of an encapsulation, replacing its defaults
     /// (vxlan=4789,8472 geneve=6081 gtpu=2152 tzsp=37008), e.g.
-    /// `vxlan=4789,4790`.
-    /// Repeat for each; in the environment, separate them with `;`.
+    /// `vxlan=4789,4790`. A port two encapsulations would be opened on is
+    /// refused. Repeat for each; in the environment, separate them with `;`.
     #[arg(long, value_name = "NAME=PORTS", value_delimiter = ';', value_parser = Decap::parse_ports, env = "FLOWTAP_DECAP_PORTS", help_heading = MIRROR)]
     pub decap_ports: Vec<(Tunnel, Vec<u16>)>,
 

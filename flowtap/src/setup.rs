@@ -192,6 +192,9 @@ pub(crate) fn ingest_config(cli: &RunArgs) -> anyhow::Result<IngestConfig> {
     for tunnel in &cli.no_decap {
         decap = decap.without(*tunnel);
     }
+    decap
+        .ports_apart()
+        .map_err(|e| anyhow::anyhow!("--decap-ports: {e}"))?;
     let defaults = IngestConfig::default();
     Ok(IngestConfig {
         decap,

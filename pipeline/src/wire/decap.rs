@@ -172,6 +172,30 @@ impl Decap {
         Ok(self)
     }
 
+    /// Refuses a UDP port two encapsulations are opened on: the one tried
+    /// first (VXLAN before Geneve, GTP-U, TZSP) would take every datagram
+    /// to it, and the other be opened on none, without a word.
+    pub fn ports_apart(&self) -> Result<(), String> {
+        let udp = [
+            (Tunnel::Vxlan, &self.vxlan),
+            (Tunnel::Geneve, &self.geneve),
+            (Tunnel::Gtpu, &self.gtpu),
+            (Tunnel::Tzsp, &self.tzsp),
+        ];
+        for (i, (first, ports)) in udp.iter().enumerate() {
+            for (second, others) in &udp[i + 1..] {
+                if let Some(port) = ports.as_slice().iter().find(|&&p| others.contains(p)) {
+                    return Err(format!(
+                        "UDP port {port} is both {}'s and {}'s: give each its own",
+                        first.name(),
+                        second.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parses one `--decap-ports` value: `vxlan=4789,8472`.
     pub fn parse_ports(value: &str) -> Result<(Tunnel, Vec<u16>), String> {
         let (name, ports) = value
@@ -291,5 +315,27 @@ mod tests {
             .without(Tunnel::Vxlan)
             .without(Tunnel::Erspan);
         assert!(!off.vxlan.contains(4789) && !off.erspan && off.gre);
+    }
+
+    /// A port two encapsulations claim is refused (VXLAN on Geneve's 6081
+    /// left Geneve opened on none); moved away, or the other turned off,
+    /// it is not.
+    #[test]
+    fn a_port_is_one_encapsulation_s() {
+        assert_eq!(Decap::DEFAULT.ports_apart(), Ok(()));
+        let both = Decap::DEFAULT.on_ports(Tunnel::Vxlan, &[6081]).unwrap();
+        assert_eq!(
+            both.ports_apart(),
+            Err("UDP port 6081 is both vxlan's and geneve's: give each its own".into())
+        );
+        assert_eq!(both.clone().without(Tunnel::Geneve).ports_apart(), Ok(()));
+        let moved = both.on_ports(Tunnel::Geneve, &[6082]).unwrap();
+        assert_eq!(moved.ports_apart(), Ok(()));
+        let tzsp = Decap::DEFAULT.on_ports(Tunnel::Tzsp, &[2152]).unwrap();
+        assert!(
+            tzsp.ports_apart()
+                .unwrap_err()
+                .contains("gtpu's and tzsp's")
+        );
     }
 }
