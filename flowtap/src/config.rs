@@ -15,6 +15,59 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use crate::cli::Cli;
 
+/// The closest of `known` to `name`, if one is close, as clap suggests for
+/// a flag.
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (strsim::jaro(name, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// `FLOWTAP_` variables that are no option's: a fault planted by tests
+/// (debug builds), the build's commit, the tests' and benchmarks' corpus.
+const OTHER_VARIABLES: &[&str] = &["FLOWTAP_FAULT", "FLOWTAP_GIT_COMMIT", "FLOWTAP_CORPUS"];
+
+/// `FLOWTAP_*` variables of the environment that no option of any command
+/// reads, each with the closest that one does: a misspelt one
+/// (`FLOWTAP_RATE_WINDO`) was ignored without a word, as the config file's
+/// unknown keys are not.
+pub(crate) fn unknown_variables() -> Vec<(String, Option<String>)> {
+    let command = Cli::command();
+    let mut known: Vec<String> = OTHER_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+    for c in std::iter::once(&command).chain(command.get_subcommands()) {
+        known.extend(
+            c.get_arguments()
+                .filter_map(|a| a.get_env()?.to_str().map(str::to_owned)),
+        );
+    }
+    // Compared without the prefix all share, which would make any name
+    // close to every other.
+    let suffixes = || known.iter().filter_map(|k| k.strip_prefix("FLOWTAP_"));
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("FLOWTAP_") && !known.contains(name))
+        .map(|name| {
+            let near =
+                closest(&name["FLOWTAP_".len()..], suffixes()).map(|s| format!("FLOWTAP_{s}"));
+            (name, near)
+        })
+        .collect()
+}
+
+/// Warns of each of [`unknown_variables`].
+pub(crate) fn warn_of_unknown_variables() {
+    for (variable, near) in unknown_variables() {
+        match near {
+            Some(near) => tracing::warn!(
+                "environment variable {variable} is no option's, and ignored: did you mean {near}?"
+            ),
+            None => tracing::warn!("environment variable {variable} is no option's, and ignored"),
+        }
+    }
+}
+
 /// Parses the process's arguments and environment, and the config file if
 /// one is named. On an error, prints it and exits (clap's convention).
 pub(crate) fn load() -> (Cli, Settings) {
@@ -291,7 +344,11 @@ fn from_environment(e: clap::Error, command: &clap::Command, args: &[OsString]) 
     };
     let delimiter = arg.get_value_delimiter().unwrap_or(',');
     let from_variable = std::env::var(variable).is_ok_and(|set| {
-        set == refused || set.split(delimiter).any(|piece| piece.trim() == refused)
+        // clap refuses a piece as split (` bad` after `a, bad`).
+        set == refused
+            || set
+                .split(delimiter)
+                .any(|piece| piece == refused || piece.trim() == refused.trim())
     });
     if on_command_line(args, arg) || !from_variable {
         return e;
@@ -339,13 +396,8 @@ fn file_args(
                     .filter_map(|a| a.get_long())
                     .filter(|l| !NOT_IN_A_FILE.contains(l))
                     .collect();
-                // The closest known option, as clap suggests for a flag.
-                let closest = known
-                    .iter()
-                    .map(|k| (strsim::jaro(&long, k), *k))
-                    .filter(|(score, _)| *score > 0.8)
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(_, k)| format!("did you mean `{k}`? "))
+                let closest = closest(&long, known.iter().copied())
+                    .map(|k| format!("did you mean `{k}`? "))
                     .unwrap_or_default();
                 invalid(
                     command,

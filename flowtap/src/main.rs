@@ -125,6 +125,7 @@ fn main() {
         Some(Command::Hub(args)) => {
             allocator::return_freed_memory_at_once();
             init_logging(&args.log);
+            config::warn_of_unknown_variables();
             allocator::without_huge_pages();
             tracing::info!(version = cli::VERSION, %settings, options = ?args, "configuration");
             let code = hub_service::run(&args).unwrap_or_else(|e| failed("flowtap hub", &e));
@@ -154,6 +155,7 @@ fn main() {
     }
     let run = cli.run;
     init_logging(&run.log);
+    config::warn_of_unknown_variables();
     allocator::without_huge_pages();
     // Services log their configuration where their logs are kept; a person
     // reading a file at a terminal gets the table and the report without a

@@ -363,6 +363,13 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec![("FLOWTAP_DECAP_PORTS", "vxlan=4789;foo=2")],
             vec!["environment variable FLOWTAP_DECAP_PORTS", "foo=2"],
         ),
+        // A space after the comma, as the help allows: the variable was
+        // not named.
+        (
+            vec!["-r", &d],
+            vec![("FLOWTAP_CLUSTER_CIDR", "198.18.0.0/15, bad")],
+            vec!["environment variable FLOWTAP_CLUSTER_CIDR", "bad"],
+        ),
         (
             vec!["-r", &d],
             vec![("FLOWTAP_RING_FRAMES", "5000")],
@@ -419,6 +426,26 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             );
         }
     }
+    // A variable no option reads is warned of, with the one meant (it was
+    // ignored without a word); one that is an option's is not.
+    let o = flowtap(
+        &["-r", &d, "--dump", "/mcp/flows/summary"],
+        &[("FLOWTAP_RATE_WINDO", "3"), ("FLOWTAP_RATE_WINDOW", "3")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "environment variable FLOWTAP_RATE_WINDO is no option's, and ignored: did you mean FLOWTAP_RATE_WINDOW?"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stderr(&o).matches("no option's").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     let o = flowtap(&["-r", &d, "--log-level", "loud=="], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--log-level"), "{}", stderr(&o));
