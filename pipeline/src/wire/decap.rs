@@ -328,7 +328,7 @@ mod tests {
             both.ports_apart(),
             Err("UDP port 6081 is both vxlan's and geneve's: give each its own".into())
         );
-        assert_eq!(both.clone().without(Tunnel::Geneve).ports_apart(), Ok(()));
+        assert_eq!(both.without(Tunnel::Geneve).ports_apart(), Ok(()));
         let moved = both.on_ports(Tunnel::Geneve, &[6082]).unwrap();
         assert_eq!(moved.ports_apart(), Ok(()));
         let tzsp = Decap::DEFAULT.on_ports(Tunnel::Tzsp, &[2152]).unwrap();
