@@ -16,6 +16,10 @@ use pipeline::wire::decap::{Decap, Tunnel};
 
 use crate::serve::Listen;
 
+/// `--mcp-max-request-bytes-held` when not given (or the request bound, if
+/// larger).
+const DEFAULT_MCP_REQUEST_BYTES_HELD: u64 = 16 << 20;
+
 /// Where the API listens when `--listen` is given without an address (and,
 /// live, by default).
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8898";
@@ -34,7 +38,7 @@ pub(crate) const VERSION: &str = concat!(
 pub(crate) const COMMIT: &str = env!("FLOWTAP_GIT_COMMIT");
 
 const SOURCE: &str = "Source";
-const LIVE: &str = "Live capture";
+pub(crate) const LIVE: &str = "Live capture";
 const API: &str = "API server";
 const K8S: &str = "Kubernetes";
 const FLOWS: &str = "Flows";
@@ -80,6 +84,12 @@ pub(crate) enum Command {
     },
     /// Serve the merged flows of every agent (flowtap instances serving a
     /// data listener): one answer for the whole cluster.
+    // The shared API options said as the hub has them: it serves until
+    // stopped, and its answers are JSON already (--json is refused).
+    #[command(
+        mut_arg("listen", |a| a.help("Serve the merged API on ADDR (default 127.0.0.1:8898) until SIGINT, SIGTERM or SIGHUP; with --dump, only if given")),
+        mut_arg("json", |a| a.hide(true))
+    )]
     Hub(Box<HubArgs>),
     /// Show the heaviest flows of a running flowtap (or hub) in the
     /// terminal, refreshed until q; one table when stdout is not a terminal.
@@ -258,7 +268,7 @@ pub(crate) struct RunArgs {
     /// flows that left the table, expired or evicted (--ipfix-per flow; a
     /// tenth of the memory for the tables at most); more are dropped, and
     /// counted.
-    #[arg(long, value_name = "N", default_value_t = 262_144, env = "FLOWTAP_IPFIX_MAX_PENDING_RECORDS", help_heading = EXPORT)]
+    #[arg(long, value_name = "N", default_value_t = 262_144, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "FLOWTAP_IPFIX_MAX_PENDING_RECORDS", help_heading = EXPORT)]
     pub ipfix_max_pending_records: usize,
 
     /// Enterprise number of flowtap's own IPFIX elements (TCP health,
@@ -277,7 +287,7 @@ pub(crate) struct RunArgs {
     /// gets one a direction for all of a flow that lasts to its end, and
     /// ended flows' records come a second at a time); --ipfix-per
     /// connection splits records by this timeout in capture time there too.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, env = "FLOWTAP_IPFIX_ACTIVE_TIMEOUT", help_heading = EXPORT)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "FLOWTAP_IPFIX_ACTIVE_TIMEOUT", help_heading = EXPORT)]
     pub ipfix_active_timeout: u64,
 
     /// Largest IPFIX message in bytes: within the path MTU to the collector
@@ -593,19 +603,21 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size_from::<{ api::mcp::MIN_REPLY_BYTES as u64 }>, env = "FLOWTAP_MCP_MAX_REPLY_BYTES", help_heading = API)]
     pub mcp_max_reply_bytes: u64,
 
-    /// Bytes one MCP request body may take (e.g. 1Mi); a larger one gets
-    /// 413, refused by its declared length before it is read.
-    #[arg(long, value_name = "SIZE", default_value = "1Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES", help_heading = API)]
+    /// Bytes one MCP request body may take (e.g. 1Mi; 1Ki at the least);
+    /// a larger one gets 413, refused by its declared length before it is
+    /// read.
+    #[arg(long, value_name = "SIZE", default_value = "1Mi", value_parser = parse_size_from::<1024>, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES", help_heading = API)]
     pub mcp_max_request_bytes: u64,
 
     /// Bytes of MCP request bodies held at once, being read or handled
     /// (e.g. 16Mi; each counted at what has come in, 4 KiB at first,
-    /// doubling as it comes; at least --mcp-max-request-bytes); past it,
-    /// requests get 503. One
-    /// client (an address, an IPv6 /64) holds a quarter of it at most (at
-    /// least --mcp-max-request-bytes).
-    #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES_HELD", help_heading = API)]
-    pub mcp_max_request_bytes_held: u64,
+    /// doubling as it comes; one below --mcp-max-request-bytes is
+    /// refused); past it, requests get 503. One client (an address, an
+    /// IPv6 /64) holds a quarter of it at most (at least
+    /// --mcp-max-request-bytes). Default: 16Mi, or --mcp-max-request-bytes
+    /// if larger.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES_HELD", help_heading = API)]
+    pub mcp_max_request_bytes_held: Option<u64>,
 
     /// MCP sessions open at once; when all are in use, the client holding
     /// the most (two more than the newcomer's, at least) gives its least
@@ -743,6 +755,17 @@ impl ServeArgs {
             Some(path) => Some(read_token("--auth-token-file", path)?),
             None => None,
         };
+        // One body of the largest size fits: a room below it, given, is
+        // refused (it was raised without a word).
+        let held = self
+            .mcp_max_request_bytes_held
+            .unwrap_or(DEFAULT_MCP_REQUEST_BYTES_HELD.max(self.mcp_max_request_bytes));
+        anyhow::ensure!(
+            held >= self.mcp_max_request_bytes,
+            "--mcp-max-request-bytes-held {held} is below --mcp-max-request-bytes {}: a request \
+             the server takes must fit in the room for requests held at once",
+            self.mcp_max_request_bytes
+        );
         let seconds = std::time::Duration::from_secs_f64;
         Ok(ServerConfig {
             header_read_timeout: seconds(self.http_header_timeout),
@@ -751,15 +774,8 @@ impl ServeArgs {
             max_connections_per_client: self.http_max_connections_per_client.max(1),
             max_limit: self.http_max_limit,
             large_answers_at_once: self.http_max_large_answers.max(1),
-            max_body_bytes: usize::try_from(self.mcp_max_request_bytes.max(1))
-                .unwrap_or(usize::MAX),
-            // One body of the largest size fits, whatever was asked.
-            max_body_bytes_held: usize::try_from(
-                self.mcp_max_request_bytes_held
-                    .max(self.mcp_max_request_bytes)
-                    .max(1),
-            )
-            .unwrap_or(usize::MAX),
+            max_body_bytes: usize::try_from(self.mcp_max_request_bytes).unwrap_or(usize::MAX),
+            max_body_bytes_held: usize::try_from(held).unwrap_or(usize::MAX),
             scrapes_at_once: self.http_max_scrapes.max(1),
             access: AccessConfig {
                 token,
@@ -920,12 +936,14 @@ fn parse_size(text: &str) -> Result<u64, String> {
     if !fraction.chars().all(|c| c.is_ascii_digit()) || fraction.len() > 9 {
         return Err(not_a_size());
     }
-    if number.contains('.') && unit.trim().trim_end_matches('B').is_empty() {
+    let unit = unit.trim();
+    // One B (`64MiB`), not any number of them (`1BB`).
+    let unit = unit.strip_suffix('B').unwrap_or(unit);
+    if number.contains('.') && unit.is_empty() {
         return Err(format!(
             "{text:?}: a fraction of a byte; give a unit (e.g. 1.5Gi)"
         ));
     }
-    let unit = unit.trim().trim_end_matches('B');
     let multiplier: u64 = match unit {
         "" => 1,
         "k" | "K" => 1000,
@@ -1051,7 +1069,11 @@ mod tests {
         assert_eq!(parse_size("0.5k"), Ok(500));
         assert_eq!(parse_size("2G"), Ok(2_000_000_000));
         assert_eq!(parse_size("1.Gi"), Ok(1 << 30));
-        for bad in [".5Gi", "1.5.2Gi", "1..5Gi", "Gi", "1.5X", "1.5", "0.5B"] {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        // One B, not any number of them (`1BB` read as 1).
+        for bad in [
+            ".5Gi", "1.5.2Gi", "1..5Gi", "Gi", "1.5X", "1.5", "0.5B", "1BB", "1KiBB",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
     }

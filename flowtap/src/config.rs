@@ -78,11 +78,16 @@ pub(crate) fn load() -> (Cli, Settings) {
 /// the source being the command line, an environment variable by name, or
 /// the config file. The configuration log line carries it, so an operator
 /// can tell a DaemonSet's variable from a ConfigMap's file.
-pub(crate) struct Settings(Vec<String>);
+pub(crate) struct Settings {
+    said: Vec<String>,
+    /// The live capture's options set (`--busy-poll`), by name: reading
+    /// files, they do nothing.
+    pub(crate) live_only: Vec<String>,
+}
 
 impl std::fmt::Display for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.join(", "))
+        f.write_str(&self.said.join(", "))
     }
 }
 
@@ -273,7 +278,23 @@ pub(crate) fn load_from(args: Vec<OsString>) -> Result<(Cli, Settings), clap::Er
             })
         })
         .collect();
-    Ok((cli, Settings(settings)))
+    let live_only = options
+        .get_arguments()
+        .filter(|arg| arg.get_help_heading() == Some(crate::cli::LIVE))
+        .filter(|arg| {
+            effective
+                .value_source(arg.get_id().as_str())
+                .is_some_and(|s| s != ValueSource::DefaultValue)
+        })
+        .map(|arg| format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str())))
+        .collect();
+    Ok((
+        cli,
+        Settings {
+            said: settings,
+            live_only,
+        },
+    ))
 }
 
 /// An error about the file at `path`, with `command`'s usage line.

@@ -166,6 +166,12 @@ fn main() {
     } else {
         tracing::info!(version = cli::VERSION, %settings, options = ?run, "configuration");
     }
+    if run.interface.is_empty() && !settings.live_only.is_empty() {
+        tracing::warn!(
+            options = settings.live_only.join(" "),
+            "options of a live capture, given to one reading files: they do nothing here"
+        );
+    }
     let result = match run.interface.as_slice() {
         [] => offline::run(&run),
         #[cfg(feature = "live")]

@@ -394,6 +394,23 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec![],
             vec!["--node-name", "an empty name"],
         ),
+        // Zero or too small, refused: each was raised without a word (an
+        // MCP request bound of 1 byte, every request 413).
+        (
+            vec!["-r", &d, "--mcp-max-request-bytes", "0"],
+            vec![],
+            vec!["--mcp-max-request-bytes", "at least 1024 bytes"],
+        ),
+        (
+            vec!["-r", &d, "--ipfix-active-timeout", "0"],
+            vec![],
+            vec!["--ipfix-active-timeout", "0 is not in 1.."],
+        ),
+        (
+            vec!["-r", &d, "--ipfix-max-pending-records", "0"],
+            vec![],
+            vec!["--ipfix-max-pending-records", "0 is not in 1.."],
+        ),
         (
             vec!["-r", &d, "--http-max-limit", "50"],
             vec![],
@@ -443,6 +460,40 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
     assert_eq!(
         stderr(&o).matches("no option's").count(),
         1,
+        "{}",
+        stderr(&o)
+    );
+    // A live capture's options given to one reading files are said to do
+    // nothing (accepted without a word, as --threads live is not).
+    let o = flowtap(
+        &["-r", &d, "--dump", "/mcp/flows/summary", "--busy-poll"],
+        &[("FLOWTAP_RING_FRAMES", "1024")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("options of a live capture, given to one reading files")
+            && stderr(&o).contains("--busy-poll --ring-frames"),
+        "{}",
+        stderr(&o)
+    );
+    // Room for requests held below one request, refused (it was raised);
+    // the request bound alone raised above the default room raises it.
+    let o = flowtap(
+        &[
+            "-r",
+            &d,
+            "--listen",
+            "127.0.0.1:0",
+            "--mcp-max-request-bytes-held",
+            "2Mi",
+        ],
+        &[("FLOWTAP_MCP_MAX_REQUEST_BYTES", "3Mi")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "--mcp-max-request-bytes-held 2097152 is below --mcp-max-request-bytes 3145728"
+        ),
         "{}",
         stderr(&o)
     );
