@@ -508,9 +508,10 @@ pub(crate) struct ServeArgs {
 
     /// Host names requests may use besides loopback names and the address
     /// they connected to (repeatable, or comma-separated; `*` allows any),
-    /// e.g. the name of a Kubernetes Service in front of flowtap. Other
-    /// Host headers get 403 (DNS-rebinding protection).
-    #[arg(long, value_name = "HOST", value_delimiter = ',', value_parser = parse_list_entry, env = "FLOWTAP_ALLOWED_HOST", help_heading = API)]
+    /// e.g. the name of a Kubernetes Service in front of flowtap; a name or
+    /// address without a port (an IPv6 address with or without brackets).
+    /// Other Host headers get 403 (DNS-rebinding protection).
+    #[arg(long, value_name = "HOST", value_delimiter = ',', value_parser = parse_allowed_host, env = "FLOWTAP_ALLOWED_HOST", help_heading = API)]
     pub allowed_host: Vec<String>,
 
     /// Print the body an API GET would return, e.g. '/mcp/flows?format=full&limit=1000000'.
@@ -589,9 +590,10 @@ pub(crate) struct ServeArgs {
     pub auth_token_file: Option<PathBuf>,
 
     /// Browser origins allowed besides loopback ones (repeatable, or
-    /// comma-separated; `*` allows any). Requests with another Origin header
-    /// get 403 (DNS-rebinding protection).
-    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', value_parser = parse_list_entry, env = "FLOWTAP_ALLOWED_ORIGIN", help_heading = API)]
+    /// comma-separated; `*` allows any), as browsers send them:
+    /// `https://app.example[:PORT]`, no path. Requests with another Origin
+    /// header get 403 (DNS-rebinding protection).
+    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', value_parser = parse_allowed_origin, env = "FLOWTAP_ALLOWED_ORIGIN", help_heading = API)]
     pub allowed_origin: Vec<String>,
 
     /// Messages one MCP JSON-RPC batch may hold; larger batches are refused.
@@ -603,10 +605,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "8Mi", value_parser = parse_size_from::<{ api::mcp::MIN_REPLY_BYTES as u64 }>, env = "FLOWTAP_MCP_MAX_REPLY_BYTES", help_heading = API)]
     pub mcp_max_reply_bytes: u64,
 
-    /// Bytes one MCP request body may take (e.g. 1Mi; 1Ki at the least);
+    /// Bytes one MCP request body may take (e.g. 1Mi; 256 at the least);
     /// a larger one gets 413, refused by its declared length before it is
     /// read.
-    #[arg(long, value_name = "SIZE", default_value = "1Mi", value_parser = parse_size_from::<1024>, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES", help_heading = API)]
+    #[arg(long, value_name = "SIZE", default_value = "1Mi", value_parser = parse_size_from::<256>, env = "FLOWTAP_MCP_MAX_REQUEST_BYTES", help_heading = API)]
     pub mcp_max_request_bytes: u64,
 
     /// Bytes of MCP request bodies held at once, being read or handled
@@ -864,6 +866,50 @@ fn parse_list_entry(text: &str) -> Result<String, String> {
     }
 }
 
+/// An `--allowed-host` entry, as a Host header is compared: its name
+/// without the port (an entry with one, or a path, could never match, and
+/// was taken without a word); an IPv6 address without its brackets.
+fn parse_allowed_host(text: &str) -> Result<String, String> {
+    let entry = parse_list_entry(text)?;
+    if let Some(inner) = entry.strip_prefix('[').and_then(|e| e.strip_suffix(']')) {
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(inner.to_owned()),
+            Err(_) => Err(format!("{entry:?}: brackets hold an IPv6 address")),
+        };
+    }
+    if entry.contains('/') {
+        return Err(format!("{entry:?}: a host name, not a URL"));
+    }
+    if entry.contains(':') && entry.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(format!(
+            "{entry:?}: a host name without its port (the Host header's port is not compared)"
+        ));
+    }
+    Ok(entry)
+}
+
+/// An `--allowed-origin` entry, as a browser sends an Origin header:
+/// `scheme://host[:port]`, nothing after (`https://app.example/` never
+/// matched, and was taken without a word).
+fn parse_allowed_origin(text: &str) -> Result<String, String> {
+    let entry = parse_list_entry(text)?;
+    if entry == "*" {
+        return Ok(entry);
+    }
+    let authority = entry
+        .strip_prefix("http://")
+        .or_else(|| entry.strip_prefix("https://"))
+        .ok_or_else(|| {
+            format!("{entry:?}: an origin is http://HOST[:PORT] or https://HOST[:PORT]")
+        })?;
+    if authority.is_empty() || authority.contains(['/', '?', '#']) {
+        return Err(format!(
+            "{entry:?}: an origin is a scheme, a host and a port, without a path or a trailing /"
+        ));
+    }
+    Ok(entry)
+}
+
 /// An agent's URL, checked where it is read, so that an error names the
 /// variable or the file that gave it.
 fn parse_agent_url(text: &str) -> Result<String, String> {
@@ -1048,10 +1094,17 @@ pub(crate) fn healthcheck_target(
 pub(crate) fn read_token(option: &str, path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{option} {}: {e}", path.display()))?;
-    let token = text.lines().next().unwrap_or_default().trim();
+    // The token is the file's one line (a trailing newline, or CRLF, as
+    // editors and `kubectl create secret --from-file` leave it). A first
+    // line blank read as an empty file; a second line was dropped without
+    // a word: either may be a token pasted in the wrong place.
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let token = lines
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{option} {}: the file holds no token", path.display()))?;
     anyhow::ensure!(
-        !token.is_empty(),
-        "{option} {}: the file is empty",
+        lines.next().is_none(),
+        "{option} {}: more than one line; the file holds the token alone",
         path.display()
     );
     Ok(token.to_owned())
@@ -1075,6 +1128,65 @@ mod tests {
             ".5Gi", "1.5.2Gi", "1..5Gi", "Gi", "1.5X", "1.5", "0.5B", "1BB", "1KiBB",
         ] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A token file's one line, blank lines and spaces around it aside;
+    /// none, or two, refused.
+    #[test]
+    fn a_token_file_holds_the_token_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |text: &str| {
+            let path = dir.path().join("token");
+            std::fs::write(&path, text).unwrap();
+            read_token("--auth-token-file", &path).map_err(|e| e.to_string())
+        };
+        for good in ["s3cret", "s3cret\n", "s3cret\r\n", "\n\n s3cret \n\n"] {
+            assert_eq!(read(good), Ok("s3cret".into()), "{good:?}");
+        }
+        assert!(read("").unwrap_err().contains("holds no token"));
+        assert!(read("\n \n").unwrap_err().contains("holds no token"));
+        assert!(
+            read("s3cret\nother\n")
+                .unwrap_err()
+                .contains("more than one line")
+        );
+    }
+
+    /// Host and origin entries as headers are compared: an IPv6 address's
+    /// brackets taken off; a port, a path, a trailing slash refused.
+    #[test]
+    fn allowed_hosts_and_origins_are_what_headers_name() {
+        assert_eq!(
+            parse_allowed_host(" [2001:db8::1]"),
+            Ok("2001:db8::1".into())
+        );
+        assert_eq!(parse_allowed_host("2001:db8::1"), Ok("2001:db8::1".into()));
+        assert_eq!(
+            parse_allowed_host("Flowtap.Example"),
+            Ok("Flowtap.Example".into())
+        );
+        for bad in [
+            "a.example:80",
+            "[a.example]",
+            "http://a.example",
+            "a.example/x",
+        ] {
+            assert!(parse_allowed_host(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_allowed_origin("https://app.example:8443"),
+            Ok("https://app.example:8443".into())
+        );
+        assert_eq!(parse_allowed_origin("*"), Ok("*".into()));
+        for bad in [
+            "app.example",
+            "https://app.example/",
+            "https://",
+            "null",
+            "https://a/b",
+        ] {
+            assert!(parse_allowed_origin(bad).is_err(), "{bad}");
         }
     }
 

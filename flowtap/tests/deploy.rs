@@ -399,7 +399,7 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
         (
             vec!["-r", &d, "--mcp-max-request-bytes", "0"],
             vec![],
-            vec!["--mcp-max-request-bytes", "at least 1024 bytes"],
+            vec!["--mcp-max-request-bytes", "at least 256 bytes"],
         ),
         (
             vec!["-r", &d, "--ipfix-active-timeout", "0"],
@@ -420,6 +420,20 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
             vec!["-r", &d, "--allowed-host", "a.example,,b.example"],
             vec![],
             vec!["--allowed-host", "an empty entry"],
+        ),
+        // Entries that could never match, taken without a word.
+        (
+            vec!["-r", &d, "--allowed-host", "flowtap.example:18144"],
+            vec![],
+            vec!["--allowed-host", "a host name without its port"],
+        ),
+        (
+            vec!["-r", &d],
+            vec![("FLOWTAP_ALLOWED_ORIGIN", "https://app.example/")],
+            vec![
+                "environment variable FLOWTAP_ALLOWED_ORIGIN",
+                "without a path or a trailing /",
+            ],
         ),
     ];
     for (args, env, expect) in cases {
