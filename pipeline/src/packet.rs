@@ -153,7 +153,9 @@ pub struct Transport {
     pub tcp_window: u16,
     /// Bytes of payload after the TCP or UDP header, by the IP length
     /// fields (whatever a snaplen cut); for a fragment, its own share.
-    pub payload_len: u16,
+    /// Past 64 KiB in a GSO/GRO segment (BIG TCP), whose IP length field
+    /// is 0.
+    pub payload_len: u32,
     /// The IP packet's bytes, header and payload, by its length fields
     /// (the innermost IP packet in a tunnel; a fragment's own): what
     /// IPFIX's `octetDeltaCount` counts.

@@ -128,7 +128,7 @@ proptest! {
         let ip_header = if src.is_ipv4() { 20 } else { 40 };
         let l4_header = if tcp { 20 } else { 8 };
         prop_assert_eq!(t.ip_len, ip_header + l4_header + u32::from(payload));
-        prop_assert_eq!(t.payload_len, payload);
+        prop_assert_eq!(t.payload_len, u32::from(payload));
     }
 
     #[test]

@@ -491,7 +491,7 @@ impl ConnHealth {
             (Stage::Rst, Side::Client)
                 if pure_syn
                     && [0, t.payload_len].iter().any(|&data| {
-                        let next = t.tcp_seq.wrapping_add(1).wrapping_add(u32::from(data));
+                        let next = t.tcp_seq.wrapping_add(1).wrapping_add(data);
                         self.last_ack[Side::Server] == next
                     }) =>
             {
@@ -620,12 +620,12 @@ impl ConnHealth {
         &mut self,
         f: u8,
         seq: u32,
-        payload_len: u16,
+        payload_len: u32,
         sender: Side,
         ts_ns: u64,
     ) -> bool {
         let syn_fin = u32::from(f & flags::SYN != 0) + u32::from(f & flags::FIN != 0);
-        let len = u32::from(payload_len) + syn_fin;
+        let len = payload_len.wrapping_add(syn_fin);
         if f & flags::RST != 0 || len == 0 {
             return false;
         }
@@ -737,7 +737,7 @@ mod tests {
                 tcp_seq: seq,
                 tcp_ack: ack,
                 tcp_window: win,
-                payload_len: len,
+                payload_len: u32::from(len),
                 ip_len: 0,
                 ..Transport::new(
                     L4Proto::Tcp,
@@ -1193,5 +1193,39 @@ mod tests {
             }
         }
         assert_eq!(retransmits, 0);
+    }
+
+    /// A GSO/GRO segment past 64 KiB (BIG TCP: its IP length field 0, as
+    /// tcpdump records it on the host): its tail sent again is a
+    /// retransmission (a length cut to 65,535 left the tail unseen: tshark
+    /// counted one, flowtap none).
+    #[test]
+    fn a_segment_past_64_kib_is_tracked_whole() {
+        let mut c = ConnHealth::default();
+        let mut retransmits = 0;
+        // (client?, flags, seq, ack, payload, ts in µs)
+        for (client, f, seq, ack, len, us) in [
+            (true, SYN, 100, 0, 0, 0),
+            (false, SYN | ACK, 900, 101, 0, 1_000),
+            (true, ACK, 101, 901, 0, 2_000),
+            (true, ACK, 101, 901, 100_000, 10_000),
+            (true, ACK, 101 + 100_000 - 1_448, 901, 1_448, 210_000),
+        ] {
+            let t = Transport {
+                tcp_seq: seq,
+                tcp_ack: ack,
+                tcp_window: 100,
+                payload_len: len,
+                ..Transport::new(
+                    L4Proto::Tcp,
+                    (Addr::from_v4([198, 18, 0, 1]), 4000),
+                    (Addr::from_v4([198, 18, 0, 2]), 80),
+                    f,
+                )
+            };
+            let events = c.step(&t, Side::sender(client), us * 1_000, Closing::No, false);
+            retransmits += u32::from(events.has(Events::RETRANSMIT));
+        }
+        assert_eq!(retransmits, 1);
     }
 }

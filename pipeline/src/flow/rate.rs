@@ -28,7 +28,8 @@ pub struct Meter {
     /// Frame bytes that are not IP bytes (link headers, tags, padding)
     /// each side sent since the rate window last took them in
     /// ([`RateWindow::link_bytes`]): four bytes a side keep the meter in
-    /// one cache line, and a slot's worth cannot overflow them.
+    /// one cache line. A slot's worth past them (a long `--rate-window` of
+    /// a fast flow, GSO frames captured short) goes to the window at once.
     link_bytes: PerSide<u32>,
 }
 
@@ -113,9 +114,10 @@ impl Meter {
         (pkts, bytes, ip_bytes): (u64, u32, u32),
         window: impl FnOnce() -> &'w mut RateWindow,
     ) {
+        let mut window = Some(window);
         if self.opens_slot(clock, ts_ns) {
             let slot = clock.slot_of(ts_ns);
-            let window = window();
+            let window = window.take().expect("the window is fetched once")();
             window.before_packet(
                 &mut self.newest_slot,
                 &self.counts,
@@ -131,8 +133,16 @@ impl Meter {
         let c = &mut self.counts[sender];
         c.pkts += pkts;
         c.bytes += u64::from(bytes);
-        self.link_bytes[sender] =
-            self.link_bytes[sender].wrapping_add(bytes.saturating_sub(ip_bytes));
+        let link = bytes.saturating_sub(ip_bytes);
+        match self.link_bytes[sender].checked_add(link) {
+            Some(sum) => self.link_bytes[sender] = sum,
+            // Not after opening a slot: the meter's were taken in then.
+            None => {
+                let window = window.take().expect("the window is fetched once")();
+                let held = std::mem::take(&mut self.link_bytes[sender]);
+                window.link_bytes[sender] += u64::from(held) + u64::from(link);
+            }
+        }
         self.first_seen_ns = self.first_seen_ns.min(ts_ns);
         self.last_seen_ns = self.last_seen_ns.max(ts_ns);
     }
@@ -250,6 +260,23 @@ mod tests {
                 .unwrap()
                 .rates(&self.window, clock, as_of_ns, since_ns)
         }
+    }
+
+    /// Link bytes past 4 GiB within one slot (they wrapped: IPFIX's
+    /// octetDeltaCount, the IP bytes, read 4 GiB too many).
+    #[test]
+    fn link_bytes_past_four_gib_in_a_slot_stay_exact() {
+        let clock = SlotClock::new(3600 * S);
+        let mut meter = Meter::new(clock, S);
+        let mut window = RateWindow::default();
+        let frame = u32::MAX / 2;
+        for i in 0..5 {
+            meter.record(clock, S + i, Side::Client, (1, frame, 50), || &mut window);
+        }
+        let link = 5 * u64::from(frame - 50);
+        let bytes = 5 * u64::from(frame);
+        assert_eq!(meter.ip_bytes(&window)[Side::Client], bytes - link);
+        assert_eq!(meter.ip_bytes(&window)[Side::Client], 250);
     }
 
     #[test]

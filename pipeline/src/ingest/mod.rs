@@ -248,7 +248,7 @@ impl Ingest {
         let mut transport = inner.transport;
         transport.fragment = Fragment::Continued;
         transport.tcp_flags = 0;
-        transport.payload_len = u16::try_from(fragment.payload_len).unwrap_or(u16::MAX);
+        transport.payload_len = fragment.payload_len;
         // Its share of the packet inside, as IP bytes (the first fragment
         // counted the share it carried).
         transport.ip_len = fragment.payload_len;

@@ -848,7 +848,7 @@ impl<'a> Walk<'a, '_> {
                 if proto == L4Proto::Udp {
                     self.later_fragment(&ip);
                 }
-                transport.payload_len = clamp16(ip_payload);
+                transport.payload_len = clamp32(ip_payload);
             }
             Fragment::First { .. } | Fragment::Whole => {
                 // A first fragment's TCP header may continue in the next fragment,
@@ -867,7 +867,7 @@ impl<'a> Walk<'a, '_> {
                         transport.tcp_ack = seg.ack_number();
                         transport.tcp_window = seg.window();
                         transport.payload_len =
-                            clamp16(ip_payload.saturating_sub(seg.header_len()));
+                            clamp32(ip_payload.saturating_sub(seg.header_len()));
                     }
                     L4Proto::Udp => {
                         let datagram_len = match ip.fragment {
@@ -881,7 +881,7 @@ impl<'a> Walk<'a, '_> {
                         )?;
                         transport.src_port = dgram.src_port();
                         transport.dst_port = dgram.dst_port();
-                        transport.payload_len = clamp16(ip_payload.saturating_sub(udp::HEADER_LEN));
+                        transport.payload_len = clamp32(ip_payload.saturating_sub(udp::HEADER_LEN));
                         if self.decap.is_udp_tunnel_port(dgram.dst_port())
                             && let Some(inner) = self.udp_tunnel(&ip, dgram.dst_port())
                         {
@@ -1246,8 +1246,8 @@ fn sll_payload(frame: &[u8], header_len: usize) -> &[u8] {
     &frame[header_len.min(frame.len())..]
 }
 
-fn clamp16(n: usize) -> u16 {
-    u16::try_from(n).unwrap_or(u16::MAX)
+fn clamp32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -1288,6 +1288,19 @@ mod tests {
         );
         assert_eq!(t.src.to_string(), "198.18.0.1");
         assert_eq!(t.fragment, Fragment::Whole);
+    }
+
+    /// A GSO/GRO super-packet captured on the host (BIG TCP): IP length 0,
+    /// its payload past 64 KiB counted whole (it was cut to 65,535, so
+    /// the retransmission of its tail went unseen).
+    #[test]
+    fn a_segment_past_64_kib_with_ip_length_0_is_whole() {
+        let mut f = eth(0x0800);
+        f.extend(ipv4::tests::header(6, 0, 0));
+        f.extend(tcp::tests::header(40000, 80, tcp::flags::ACK));
+        f.resize(f.len() + 100_000, 0);
+        let t = transport(dissect(LinkType::Ethernet, &f).unwrap());
+        assert_eq!((t.payload_len, t.ip_len), (100_000, 100_040));
     }
 
     #[test]
