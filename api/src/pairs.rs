@@ -712,6 +712,16 @@ mod tests {
         }
     }
 
+    /// A flow of `pkts` packets (100 bytes each) seen from first to last by
+    /// the agents at `by` in the coverage.
+    fn seen(pkts: u64, (first_seen_ns, last_seen_ns): (u64, u64), by: &[u16]) -> FlowRecord {
+        let mut f = flow(pkts * 100, first_seen_ns);
+        f.sent[Side::Client].pkts = pkts;
+        f.last_seen_ns = last_seen_ns;
+        f.seen_by = Some(by.into());
+        f
+    }
+
     /// A flow of `bytes` over 10 packets, first seen at `first_seen_ns`.
     fn flow(bytes: u64, first_seen_ns: u64) -> FlowRecord {
         flow_to(443, bytes, first_seen_ns)
@@ -769,13 +779,6 @@ mod tests {
     /// one under its key was last seen is a new one, outage or not.
     #[test]
     fn a_flow_seen_from_fewer_nodes_while_an_agent_is_missing_is_not_counted_again() {
-        let seen = |pkts: u64, (first_seen_ns, last_seen_ns): (u64, u64), by: &[u16]| {
-            let mut f = flow(pkts * 100, first_seen_ns);
-            f.sent[Side::Client].pkts = pkts;
-            f.last_seen_ns = last_seen_ns;
-            f.seen_by = Some(by.into());
-            f
-        };
         let packets = |pairs: &PairCounters| -> f64 {
             pairs.samples(|c| c.packets).iter().map(|(_, v)| v).sum()
         };
@@ -808,13 +811,6 @@ mod tests {
     #[test]
     fn a_flow_seen_by_an_agent_restarted_is_not_counted_again() {
         use pipeline::snapshot::{AgentCoverage, Coverage};
-        let seen = |pkts: u64, (first_seen_ns, last_seen_ns): (u64, u64), by: &[u16]| {
-            let mut f = flow(pkts * 100, first_seen_ns);
-            f.sent[Side::Client].pkts = pkts;
-            f.last_seen_ns = last_seen_ns;
-            f.seen_by = Some(by.into());
-            f
-        };
         let view = |flows: Vec<FlowRecord>, agents: &[(&str, u64)]| {
             let agents = agents
                 .iter()

@@ -1154,6 +1154,22 @@ mod tests {
         assert_eq!(run_with([0, 0, 0]), 0);
     }
 
+    /// A segment between 198.18.0.1:4000 and 198.18.0.2:80, window 100.
+    fn segment(f: u8, seq: u32, ack: u32, payload_len: u32) -> Transport {
+        Transport {
+            tcp_seq: seq,
+            tcp_ack: ack,
+            tcp_window: 100,
+            payload_len,
+            ..Transport::new(
+                L4Proto::Tcp,
+                (Addr::from_v4([198, 18, 0, 1]), 4000),
+                (Addr::from_v4([198, 18, 0, 2]), 80),
+                f,
+            )
+        }
+    }
+
     /// A SPAN of both ends delivers each segment twice: the copies of the
     /// receiver's ACKs are no duplicate ACKs, so a segment reordered within
     /// a round trip after one duplicate ACK stays out of order, not a fast
@@ -1174,18 +1190,7 @@ mod tests {
             (false, ACK, 901, 101, 0, 10_200, true),
             (true, ACK, 101, 901, 50, 11_000, true),
         ] {
-            let t = Transport {
-                tcp_seq: seq,
-                tcp_ack: ack,
-                tcp_window: 100,
-                payload_len: len,
-                ..Transport::new(
-                    L4Proto::Tcp,
-                    (Addr::from_v4([198, 18, 0, 1]), 4000),
-                    (Addr::from_v4([198, 18, 0, 2]), 80),
-                    f,
-                )
-            };
+            let t = segment(f, seq, ack, len);
             let sender = Side::sender(client);
             for duplicate in [false, true].into_iter().take(1 + usize::from(copied)) {
                 let events = c.step(&t, sender, us * 1_000, Closing::No, duplicate);
@@ -1211,18 +1216,7 @@ mod tests {
             (true, ACK, 101, 901, 100_000, 10_000),
             (true, ACK, 101 + 100_000 - 1_448, 901, 1_448, 210_000),
         ] {
-            let t = Transport {
-                tcp_seq: seq,
-                tcp_ack: ack,
-                tcp_window: 100,
-                payload_len: len,
-                ..Transport::new(
-                    L4Proto::Tcp,
-                    (Addr::from_v4([198, 18, 0, 1]), 4000),
-                    (Addr::from_v4([198, 18, 0, 2]), 80),
-                    f,
-                )
-            };
+            let t = segment(f, seq, ack, len);
             let events = c.step(&t, Side::sender(client), us * 1_000, Closing::No, false);
             retransmits += u32::from(events.has(Events::RETRANSMIT));
         }
