@@ -434,7 +434,9 @@ pub fn call(view: &View, params: &Map<String, Value>, version: Version) -> Resul
     let arguments = match params.get("arguments") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(a)) => a,
-        Some(_) => return Ok(tool_error("\"arguments\" must be an object")),
+        // The request itself malformed (not a value of one argument): a
+        // protocol error, as the spec has it since 2025-11-25.
+        Some(_) => return Err(RpcError::invalid_params("\"arguments\" must be an object")),
     };
     let outcome = match name {
         LIST_FLOWS => list_flows(view, arguments),
@@ -640,6 +642,17 @@ mod tests {
         }
         let e = call(&view, &args(json!({"name": "nope"})), v).unwrap_err();
         assert_eq!(e.code, super::super::jsonrpc::INVALID_PARAMS);
+        // Arguments that are no object: the request is malformed, a
+        // protocol error (it was a tool's isError).
+        for bad in [json!([1]), json!("limit=5")] {
+            let e = call(
+                &view,
+                &args(json!({"name": LIST_FLOWS, "arguments": bad})),
+                v,
+            )
+            .unwrap_err();
+            assert_eq!(e.code, super::super::jsonrpc::INVALID_PARAMS);
+        }
     }
 
     #[test]
