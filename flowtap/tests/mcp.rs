@@ -1252,4 +1252,15 @@ fn an_answer_over_the_reply_budget_is_the_tool_s_error() {
         metrics.contains("flowtap_mcp_replies_over_budget_total 1\n"),
         "{metrics}"
     );
+    // Counted as what it was answered: the tool's error (it was counted ok).
+    assert!(
+        metrics.contains(
+            "flowtap_mcp_requests_total{method=\"tools/call\",outcome=\"tool_error\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("flowtap_mcp_requests_total{method=\"tools/call\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
 }

@@ -112,11 +112,21 @@ impl Mcp {
     }
 
     /// One answer's JSON, or an error in its place when it would not fit
-    /// in what is left of the reply budget (`left`, reduced by it).
-    fn within_budget(&self, mut answer: Value, left: &mut usize) -> Vec<u8> {
+    /// in what is left of the reply budget (`left`, reduced by it); the
+    /// request is counted by what it was answered (an answer over the
+    /// budget is a tool's error, or a JSON-RPC one: it was counted ok).
+    fn within_budget(&self, answer: Answer, left: &mut usize) -> Vec<u8> {
+        let Answer {
+            mut answer,
+            method,
+            outcome,
+        } = answer;
         let bytes = answer.to_string().into_bytes();
         if bytes.len() <= *left {
             *left -= bytes.len();
+            if let Some(method) = method {
+                self.count(&method, outcome);
+            }
             return bytes;
         }
         self.stats
@@ -136,24 +146,29 @@ impl Mcp {
         // failure of the protocol, and the model never sees the hint):
         // the result keeps what its revision adds (a stateless result's
         // resultType and _meta), its content the hint.
-        let error = match answer.get_mut("result").and_then(Value::as_object_mut) {
+        let (error, outcome) = match answer.get_mut("result").and_then(Value::as_object_mut) {
             Some(result) if result.contains_key("isError") => {
                 let hint = super::tools::tool_error(&message);
                 result.remove("structuredContent");
                 result.insert("content".into(), hint["content"].clone());
                 result.insert("isError".into(), Value::Bool(true));
-                answer
+                (answer, "tool_error")
             }
-            _ => jsonrpc::error(&id, &RpcError::new(REPLY_TOO_LARGE, message)),
+            _ => (
+                jsonrpc::error(&id, &RpcError::new(REPLY_TOO_LARGE, message)),
+                "error",
+            ),
+        };
+        if let Some(method) = method {
+            self.count(&method, outcome);
         }
-        .to_string()
-        .into_bytes();
+        let error = error.to_string().into_bytes();
         *left = left.saturating_sub(error.len());
         error
     }
 
     /// A reply of one answer, within the reply budget.
-    fn answer(&self, status: u16, answer: Value) -> Reply {
+    fn answer(&self, status: u16, answer: Answer) -> Reply {
         let mut left = self.limits.max_reply_bytes;
         Reply::bytes(status, self.within_budget(answer, &mut left))
     }
@@ -282,10 +297,16 @@ impl Mcp {
                 super::server_info(version, self.build),
             ))
         });
-        self.count(&method, outcome_label(outcome.as_ref()));
+        let label = outcome_label(outcome.as_ref());
         match outcome {
-            Ok(result) => self.answer(200, jsonrpc::result(&id, result)),
-            Err(e) => Reply::json(stateless::http_status(&e), jsonrpc::error(&id, &e)),
+            Ok(result) => self.answer(
+                200,
+                Answer::of(&method, label, jsonrpc::result(&id, result)),
+            ),
+            Err(e) => {
+                self.count(&method, label);
+                Reply::json(stateless::http_status(&e), jsonrpc::error(&id, &e))
+            }
         }
     }
 
@@ -433,7 +454,7 @@ impl Mcp {
             ),
             single => match self.handshake_message(single, version, view) {
                 Some(Ok(answer)) => self.answer(200, answer),
-                Some(Err(refusal)) => handshake_refusal(refusal),
+                Some(Err(refusal)) => handshake_refusal(refusal.answer),
                 None => Reply::empty(202),
             },
         }
@@ -446,7 +467,7 @@ impl Mcp {
         value: Value,
         version: Version,
         view: &View,
-    ) -> Option<Result<Value, Value>> {
+    ) -> Option<Result<Answer, Answer>> {
         match Message::parse(value) {
             Ok(Message::Request { id, method, params }) => {
                 let outcome = if method == "initialize" {
@@ -457,14 +478,18 @@ impl Mcp {
                 } else {
                     super::dispatch(&method, &params, version, view)
                 };
-                self.count(&method, outcome_label(outcome.as_ref()));
-                Some(Ok(match outcome {
-                    Ok(result) => jsonrpc::result(&id, result),
-                    Err(e) => jsonrpc::error(&id, &e),
-                }))
+                let label = outcome_label(outcome.as_ref());
+                Some(Ok(Answer::of(
+                    &method,
+                    label,
+                    match outcome {
+                        Ok(result) => jsonrpc::result(&id, result),
+                        Err(e) => jsonrpc::error(&id, &e),
+                    },
+                )))
             }
             Ok(Message::Notification { .. } | Message::Response) => None,
-            Err((id, e)) => Some(Err(jsonrpc::error(&id, &e))),
+            Err((id, e)) => Some(Err(Answer::uncounted(jsonrpc::error(&id, &e)))),
         }
     }
 
@@ -515,6 +540,33 @@ fn handshake_refusal(refusal: Value) -> Reply {
 /// `flowtap_mcp_requests`' outcome of an answer: `error` (a JSON-RPC
 /// error), `tool_error` (a tool call answered with `isError`, such as a bad
 /// argument: answered, but the model asked wrong) or `ok`.
+/// A JSON-RPC answer, and the request it answers by method and outcome
+/// (none for a message that was no request), counted once the reply
+/// budget has had its say.
+struct Answer {
+    answer: Value,
+    method: Option<String>,
+    outcome: &'static str,
+}
+
+impl Answer {
+    fn of(method: &str, outcome: &'static str, answer: Value) -> Answer {
+        Answer {
+            answer,
+            method: Some(method.to_owned()),
+            outcome,
+        }
+    }
+
+    fn uncounted(answer: Value) -> Answer {
+        Answer {
+            answer,
+            method: None,
+            outcome: "error",
+        }
+    }
+}
+
 fn outcome_label<E>(answer: Result<&Value, &E>) -> &'static str {
     match answer {
         Err(_) => "error",
