@@ -580,6 +580,16 @@ fn handshake_sessions_versions_and_errors() {
     ];
     assert_eq!(post(&server, &plain, &list).status, 415);
     assert_eq!(with(&[("Accept", "text/html")], &list).status, 406);
+    // Types compared parsed, not as text (a prefix and a substring let
+    // these through).
+    let lines = [
+        ("Mcp-Session-Id", session.as_str()),
+        ("Content-Type", "application/jsonlines"),
+    ];
+    assert_eq!(post(&server, &lines, &list).status, 415);
+    let refused = [("Accept", "application/json;q=0, text/event-stream")];
+    assert_eq!(with(&refused, &list).status, 406);
+    assert_eq!(with(&[("Accept", "application/*")], &list).status, 200);
     // Batches: only in 2025-03-26 sessions.
     let batch = json!([list, {"jsonrpc": "2.0", "id": 9, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/x"}]);
     assert_eq!(with(&[], &batch).status, 400);

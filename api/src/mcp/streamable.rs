@@ -218,7 +218,8 @@ impl Mcp {
                 .get(name)
                 .map(|v| v.to_str().unwrap_or_default().to_ascii_lowercase())
         };
-        if !header(CONTENT_TYPE).is_some_and(|t| t.starts_with("application/json")) {
+        use crate::server::media::{essence, preference};
+        if header(CONTENT_TYPE).is_none_or(|t| essence(&t) != "application/json") {
             return Reply::refusal(
                 415,
                 INVALID_REQUEST,
@@ -226,9 +227,7 @@ impl Mcp {
             );
         }
         if let Some(accept) = header(ACCEPT)
-            && !["application/json", "application/*", "*/*"]
-                .iter()
-                .any(|t| accept.contains(t))
+            && preference(&accept, "application/json").1 <= 0.0
         {
             return Reply::refusal(406, INVALID_REQUEST, "Accept must include application/json");
         }

@@ -127,32 +127,10 @@ impl Exposition {
     /// format's is lower, or as high with OpenMetrics named itself (a
     /// wildcard alone, as curl sends, gets the classic format).
     pub fn negotiate(accept: Option<&str>) -> Exposition {
-        // (specificity, q) of the most specific range naming each format.
-        let (mut openmetrics, mut classic) = ((0u8, 0.0f32), (0u8, 0.0f32));
-        for range in accept.unwrap_or_default().split(',') {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.split_once('='))
-                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
-                .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
-            let specificity = |of: &str| match media.split_once('/') {
-                _ if media == of => 3,
-                Some((kind, "*")) if of.split_once('/').is_some_and(|(k, _)| k == kind) => 2,
-                Some(("*", "*")) => 1,
-                _ => 0,
-            };
-            for (format, of) in [
-                (&mut openmetrics, "application/openmetrics-text"),
-                (&mut classic, "text/plain"),
-            ] {
-                let s = specificity(of);
-                if s > format.0 {
-                    *format = (s, q);
-                }
-            }
-        }
-        let ((om_named, om_q), (_, classic_q)) = (openmetrics, classic);
+        use crate::server::media::preference;
+        let accept = accept.unwrap_or_default();
+        let (om_named, om_q) = preference(accept, "application/openmetrics-text");
+        let (_, classic_q) = preference(accept, "text/plain");
         if om_q > 0.0 && (om_q > classic_q || (om_q == classic_q && om_named == 3)) {
             Exposition::OpenMetrics
         } else {

@@ -16,6 +16,7 @@
 mod bodies;
 mod body;
 mod conns;
+pub mod media;
 pub mod readiness;
 mod routes;
 pub mod turns;
