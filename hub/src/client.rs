@@ -326,11 +326,8 @@ async fn fetch(
     // An answer of another type (a proxy's login page, another service on
     // the port) is named so, not decoded into a puzzling error.
     if let Some(kind) = response.headers().get(CONTENT_TYPE) {
-        let media = kind.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
-        if !media
-            .trim_ascii()
-            .eq_ignore_ascii_case(api::feed::CONTENT_TYPE.as_bytes())
-        {
+        let media = api::server::media::essence(&String::from_utf8_lossy(kind.as_bytes()));
+        if media != api::feed::CONTENT_TYPE {
             let error = format!(
                 "answered {}, not a feed ({}): another service, or a proxy, at its address?",
                 String::from_utf8_lossy(kind.as_bytes()),
