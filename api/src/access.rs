@@ -127,10 +127,13 @@ impl AccessConfig {
             || name
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.to_canonical() == local.to_canonical())
-            || self
-                .allowed_hosts
-                .iter()
-                .any(|h| h == "*" || h.eq_ignore_ascii_case(name))
+            || self.allowed_hosts.iter().any(|h| {
+                h == "*"
+                    || h.eq_ignore_ascii_case(name)
+                    // An address however written (`2001:0db8::1`).
+                    || h.parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| name.parse::<std::net::IpAddr>() == Ok(a))
+            })
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {

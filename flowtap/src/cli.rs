@@ -316,8 +316,8 @@ pub(crate) struct RunArgs {
 
     /// Memory flowtap may use (e.g. 512Mi, 2Gi, 1G; Ki/Mi/Gi are powers of
     /// 1024, k/M/G of 1000). The table limits are derived from it, less
-    /// 128 MiB, the capture buffers and the hand-off queues (a limit they
-    /// take whole is refused). Default: half the memory of the machine, or
+    /// 128 MiB, the capture buffers and the hand-off queues (a limit below
+    /// what those take at start is refused). Default: half the memory of the machine, or
     /// of its container.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, env = "FLOWTAP_MEMORY_LIMIT", help_heading = FLOWS)]
     pub memory_limit: Option<u64>,
@@ -873,14 +873,18 @@ fn parse_allowed_host(text: &str) -> Result<String, String> {
     let entry = parse_list_entry(text)?;
     if let Some(inner) = entry.strip_prefix('[').and_then(|e| e.strip_suffix(']')) {
         return match inner.parse::<std::net::Ipv6Addr>() {
-            Ok(_) => Ok(inner.to_owned()),
+            Ok(ip) => Ok(ip.to_string()),
             Err(_) => Err(format!("{entry:?}: brackets hold an IPv6 address")),
         };
+    }
+    // As the Host header's is compared (RFC 5952's form).
+    if let Ok(ip) = entry.parse::<std::net::Ipv6Addr>() {
+        return Ok(ip.to_string());
     }
     if entry.contains('/') {
         return Err(format!("{entry:?}: a host name, not a URL"));
     }
-    if entry.contains(':') && entry.parse::<std::net::Ipv6Addr>().is_err() {
+    if entry.contains(':') {
         return Err(format!(
             "{entry:?}: a host name without its port (the Host header's port is not compared)"
         ));
@@ -889,18 +893,25 @@ fn parse_allowed_host(text: &str) -> Result<String, String> {
 }
 
 /// An `--allowed-origin` entry, as a browser sends an Origin header:
-/// `scheme://host[:port]`, nothing after (`https://app.example/` never
-/// matched, and was taken without a word).
+/// `scheme://host[:port]` (any scheme: an extension's or an editor's
+/// webview's too), nothing after (`https://app.example/` never matched,
+/// and was taken without a word).
 fn parse_allowed_origin(text: &str) -> Result<String, String> {
     let entry = parse_list_entry(text)?;
     if entry == "*" {
         return Ok(entry);
     }
-    let authority = entry
-        .strip_prefix("http://")
-        .or_else(|| entry.strip_prefix("https://"))
+    let scheme_ok = |scheme: &str| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    };
+    let (_, authority) = entry
+        .split_once("://")
+        .filter(|(scheme, _)| scheme_ok(scheme))
         .ok_or_else(|| {
-            format!("{entry:?}: an origin is http://HOST[:PORT] or https://HOST[:PORT]")
+            format!("{entry:?}: an origin is SCHEME://HOST[:PORT] (e.g. https://app.example)")
         })?;
     if authority.is_empty() || authority.contains(['/', '?', '#']) {
         return Err(format!(
@@ -1179,6 +1190,14 @@ mod tests {
             Ok("https://app.example:8443".into())
         );
         assert_eq!(parse_allowed_origin("*"), Ok("*".into()));
+        for good in [
+            "chrome-extension://abcdefgh",
+            "HTTPS://APP.EXAMPLE",
+            "vscode-webview://x",
+        ] {
+            assert_eq!(parse_allowed_origin(good), Ok(good.into()), "{good}");
+        }
+        assert_eq!(parse_allowed_host("2001:0db8::1"), Ok("2001:db8::1".into()));
         for bad in [
             "app.example",
             "https://app.example/",

@@ -47,13 +47,32 @@ pub(crate) fn unknown_variables() -> Vec<(String, Option<String>)> {
     let suffixes = || known.iter().filter_map(|k| k.strip_prefix("FLOWTAP_"));
     std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())
-        .filter(|name| name.starts_with("FLOWTAP_") && !known.contains(name))
+        .filter(|name| {
+            name.starts_with("FLOWTAP_") && !known.contains(name) && !is_service_link(name)
+        })
         .map(|name| {
             let near =
                 closest(&name["FLOWTAP_".len()..], suffixes()).map(|s| format!("FLOWTAP_{s}"));
             (name, near)
         })
         .collect()
+}
+
+/// Whether `name` is one of the variables the kubelet gives a pod for each
+/// Service of its namespace (the hub's Service `flowtap-hub` gives
+/// `FLOWTAP_HUB_SERVICE_HOST`, `FLOWTAP_HUB_PORT_8898_TCP_ADDR`, ...):
+/// no one's misspelt option.
+fn is_service_link(name: &str) -> bool {
+    let docker_link = name.split("_PORT_").nth(1).is_some_and(|rest| {
+        let (port, proto) = rest.split_once('_').unwrap_or((rest, ""));
+        !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (proto.starts_with("TCP") || proto.starts_with("UDP") || proto.starts_with("SCTP"))
+    });
+    name.ends_with("_SERVICE_HOST")
+        || name.contains("_SERVICE_PORT")
+        || name.ends_with("_PORT")
+        || docker_link
 }
 
 /// Warns of each of [`unknown_variables`].

@@ -377,7 +377,7 @@ fn follow_inventory(
     std::thread::Builder::new()
         .name("flowtap-inventory".into())
         .spawn(move || {
-            pipeline::privileges::give_up_for_this_thread();
+            pipeline::privileges::give_up_all_but_reading_files();
             while !*stop.borrow_and_update() {
                 std::thread::sleep(Duration::from_secs(1));
                 publisher.lock().expect("publisher lock").refresh();

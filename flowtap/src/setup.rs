@@ -65,17 +65,22 @@ impl Budget {
 /// warned of.
 fn limits(cli: &RunArgs, budget: &Budget, ended_flows: Option<usize>) -> anyhow::Result<Limits> {
     let ended_records = ended_flows.map_or(0, |n| n as u64 * Limits::ended_record_bytes() as u64);
-    if budget.left() <= ended_records
-        && let Some(limit) = cli.memory_limit
+    // What is allocated whole at start, whatever the tables hold.
+    let allocated = budget.capture_buffers + budget.inboxes;
+    if let Some(limit) = cli.memory_limit
+        && allocated > limit
     {
+        let lower = if budget.capture_buffers > 0 {
+            "--ring-frames, --frame-size, --queues, --handoff-queue or the workers (--cores)"
+        } else {
+            "--handoff-queue or the workers (--threads)"
+        };
         anyhow::bail!(
-            "--memory-limit {} MiB leaves the flow tables nothing: {} MiB of capture buffers, {} MiB \
-             of the workers' hand-off inboxes and {} MiB reserved take it. Raise it, or lower \
-             --ring-frames, --queues, --handoff-queue or the workers (--cores, --threads)",
+            "--memory-limit {} MiB is below what is allocated at start: {} MiB of capture buffers \
+             and {} MiB of the workers' hand-off inboxes. Raise it, or lower {lower}",
             limit >> 20,
             budget.capture_buffers >> 20,
             budget.inboxes >> 20,
-            RESERVED_BYTES >> 20
         );
     }
     if budget.left() <= ended_records {

@@ -458,10 +458,18 @@ fn invalid_configuration_names_the_option_and_the_allowed_values() {
         }
     }
     // A variable no option reads is warned of, with the one meant (it was
-    // ignored without a word); one that is an option's is not.
+    // ignored without a word); one that is an option's is not, nor those
+    // the kubelet gives for the hub's Service `flowtap-hub`.
     let o = flowtap(
         &["-r", &d, "--dump", "/mcp/flows/summary"],
-        &[("FLOWTAP_RATE_WINDO", "3"), ("FLOWTAP_RATE_WINDOW", "3")],
+        &[
+            ("FLOWTAP_RATE_WINDO", "3"),
+            ("FLOWTAP_RATE_WINDOW", "3"),
+            ("FLOWTAP_HUB_SERVICE_HOST", "10.96.0.10"),
+            ("FLOWTAP_HUB_SERVICE_PORT_HTTP", "8898"),
+            ("FLOWTAP_HUB_PORT", "tcp://10.96.0.10:8898"),
+            ("FLOWTAP_HUB_PORT_8898_TCP_ADDR", "10.96.0.10"),
+        ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(

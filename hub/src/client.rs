@@ -261,13 +261,14 @@ pub async fn get(
     timeout: Duration,
     max_bytes: usize,
 ) -> Result<Bytes, String> {
-    fetch(agent, path, token, timeout, max_bytes, None)
+    fetch(agent, path, token, timeout, max_bytes, None, None)
         .await
         .map(|(body, _, _)| body)
         .map_err(|failed| failed.error)
 }
 
-/// [`get`], once `room` can hold the body, which then holds that room.
+/// [`get`] of a feed, once `room` can hold the body, which then holds
+/// that room; an answer of another media type is refused.
 pub async fn get_held(
     agent: &AgentUrl,
     path: &str,
@@ -276,7 +277,16 @@ pub async fn get_held(
     max_bytes: usize,
     room: &FeedRoom,
 ) -> Result<Pulled, Failed> {
-    let (body, held, taken_ns) = fetch(agent, path, token, timeout, max_bytes, Some(room)).await?;
+    let (body, held, taken_ns) = fetch(
+        agent,
+        path,
+        token,
+        timeout,
+        max_bytes,
+        Some(room),
+        Some(api::feed::CONTENT_TYPE),
+    )
+    .await?;
     let held = held.expect("room taken");
     Ok(Pulled {
         body,
@@ -292,6 +302,7 @@ async fn fetch(
     timeout: Duration,
     max_bytes: usize,
     room: Option<&FeedRoom>,
+    media: Option<&str>,
 ) -> Result<(Bytes, Option<Held>, Option<u64>), Failed> {
     let deadline = tokio::time::Instant::now() + timeout;
     let late = || {
@@ -325,13 +336,12 @@ async fn fetch(
     }
     // An answer of another type (a proxy's login page, another service on
     // the port) is named so, not decoded into a puzzling error.
-    if let Some(kind) = response.headers().get(CONTENT_TYPE) {
-        let media = api::server::media::essence(&String::from_utf8_lossy(kind.as_bytes()));
-        if media != api::feed::CONTENT_TYPE {
+    if let (Some(expected), Some(kind)) = (media, response.headers().get(CONTENT_TYPE)) {
+        let said = api::server::media::essence(&String::from_utf8_lossy(kind.as_bytes()));
+        if said != expected {
             let error = format!(
-                "answered {}, not a feed ({}): another service, or a proxy, at its address?",
+                "answered {}, not a feed ({expected}): another service, or a proxy, at its address?",
                 String::from_utf8_lossy(kind.as_bytes()),
-                api::feed::CONTENT_TYPE
             );
             return Err(Failed::new(PullFailure::Unreadable, error));
         }

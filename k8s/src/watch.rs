@@ -140,7 +140,8 @@ impl Watch {
         let thread = std::thread::Builder::new()
             .name("flowtap-k8s".into())
             .spawn(move || {
-                pipeline::privileges::give_up_for_this_thread();
+                // It reads the kubeconfig (or the service account's token).
+                pipeline::privileges::give_up_all_but_reading_files();
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -288,6 +288,7 @@ impl Pipeline {
                 let thread = std::thread::Builder::new()
                     .name(format!("flowtap-worker-{id}"))
                     .spawn(move || {
+                        crate::privileges::keep_only_the_capture_s();
                         // A core outside the process's CPUs cannot be
                         // pinned to: the worker then runs where the
                         // scheduler puts it (the binary warns of such
