@@ -272,14 +272,25 @@ impl Forwarder {
             only["id"] = id.clone();
         }
         if method == "initialize" && answer.status == 200 {
-            let mut session = self.session.borrow_mut();
-            session.initialize = message.get("params").cloned();
-            session.id = answer.session;
-            session.version = messages
-                .first()
-                .and_then(|m| m["result"]["protocolVersion"].as_str())
-                .map(str::to_owned);
-            session.begun += 1;
+            let replaced = {
+                let mut session = self.session.borrow_mut();
+                session.initialize = message.get("params").cloned();
+                let replaced = std::mem::replace(&mut session.id, answer.session);
+                session.version = messages
+                    .first()
+                    .and_then(|m| m["result"]["protocolVersion"].as_str())
+                    .map(str::to_owned);
+                session.begun += 1;
+                replaced.filter(|old| session.id.as_ref() != Some(old))
+            };
+            // The client's earlier session ended, as at exit: left open, it
+            // held a slot of the server's (and of the client's share) for
+            // the idle timeout.
+            if let Some(old) = replaced {
+                let session = [(headers::SESSION_ID, old)];
+                let delete = self.send("DELETE", Vec::new(), &session);
+                let _ = tokio::time::timeout(ENDING_WITHIN, delete).await;
+            }
         }
         // A batch's answers as one array; a batch refused whole (empty, or
         // one message per request) as the one error object the server sent

@@ -590,6 +590,12 @@ fn handshake_sessions_versions_and_errors() {
     let refused = [("Accept", "application/json;q=0, text/event-stream")];
     assert_eq!(with(&refused, &list).status, 406);
     assert_eq!(with(&[("Accept", "application/*")], &list).status, 200);
+    // Accept on two lines is one list.
+    let two_lines = [
+        ("Accept", "text/event-stream"),
+        ("Accept", "application/json"),
+    ];
+    assert_eq!(with(&two_lines, &list).status, 200);
     // Batches: only in 2025-03-26 sessions.
     let batch = json!([list, {"jsonrpc": "2.0", "id": 9, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/x"}]);
     assert_eq!(with(&[], &batch).status, 400);
@@ -1166,6 +1172,45 @@ fn mcp_stdio_starts_a_new_session_when_the_server_ends_its_own() {
         2,
         "{stderr}"
     );
+}
+
+/// A stdio client that initializes again ends its earlier session: each
+/// was left open, holding a slot of the server's for the idle hour (five
+/// initializations left four sessions after the bridge exited).
+#[test]
+fn mcp_stdio_ends_the_session_a_new_initialize_replaces() {
+    use std::io::Write;
+    let (server, dir) = serve_demo(TOKEN, &[]);
+    let token = dir.path().join("token");
+    let url = format!("http://{}", server.addr);
+    let mut bridge = mcp_stdio(
+        &url,
+        &["--auth-token-file", token.to_str().unwrap()],
+        std::process::Stdio::piped(),
+    );
+    let mut stdin = bridge.stdin.take().unwrap();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "1"}}});
+    for _ in 0..3 {
+        writeln!(stdin, "{initialize}").unwrap();
+        writeln!(
+            stdin,
+            r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+        )
+        .unwrap();
+    }
+    drop(stdin);
+    let out = bridge.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(answers.lines().count(), 3, "{answers}");
+    let sessions = common::metrics::sample(&server.metrics(), "flowtap_mcp_sessions");
+    assert_eq!(sessions, 0.0);
 }
 
 /// `flowtap mcp-stdio` passes a batch's answers on as the server gives

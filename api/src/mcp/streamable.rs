@@ -226,9 +226,14 @@ impl Mcp {
                 "Content-Type must be application/json",
             );
         }
-        if let Some(accept) = header(ACCEPT)
-            && preference(&accept, "application/json").1 <= 0.0
-        {
+        // Every Accept line, as one list (RFC 9110 5.3: the first alone
+        // refused `text/event-stream` then `application/json`).
+        let accept: Vec<&str> = request_headers
+            .get_all(ACCEPT)
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default())
+            .collect();
+        if !accept.is_empty() && preference(&accept.join(","), "application/json").1 <= 0.0 {
             return Reply::refusal(406, INVALID_REQUEST, "Accept must include application/json");
         }
         // A revision flowtap does not speak is refused whatever the
