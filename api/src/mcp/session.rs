@@ -150,11 +150,8 @@ impl Sessions {
             // than this one, gives its least recently used up (a few
             // addresses opening sessions as fast as they can kept every
             // other client out for the idle timeout, an hour); else the
-            // newcomer's own least recently used makes room, if it holds
-            // one (it was refused: one client behind a port-forward, whose
-            // per-client bound is the table's, was locked out for the idle
-            // timeout); else it is refused rather than take a session from
-            // a client holding no more than it.
+            // newcomer is refused rather than take a session from a client
+            // holding no more than it.
             let mut held: HashMap<IpAddr, (usize, Instant, &String)> = HashMap::new();
             for (id, s) in table.iter() {
                 let e = held.entry(s.client).or_insert((0, s.last_used, id));
@@ -167,12 +164,7 @@ impl Sessions {
                 .values()
                 .max_by_key(|(count, oldest, _)| (*count, std::cmp::Reverse(*oldest)))
                 .filter(|(count, ..)| *count > own.len() + 1)
-                .map(|(.., id)| (*id).clone())
-                .or_else(|| {
-                    own.iter()
-                        .min_by_key(|(_, used)| *used)
-                        .map(|(id, _)| (*id).clone())
-                });
+                .map(|(.., id)| (*id).clone());
             let Some(oldest) = heaviest else {
                 self.stats
                     .mcp_sessions_refused
@@ -321,16 +313,8 @@ mod tests {
         for id in &ids {
             assert_eq!(sessions.touch(id), Lookup::Found(v));
         }
-        // A client holding one gets a new one in place of its own oldest
-        // (it was refused: one client behind a port-forward, allowed as
-        // many as the table holds, was locked out for the idle timeout);
-        // the others keep theirs.
-        let again = sessions.create(v, client(1)).unwrap();
-        assert_eq!(sessions.touch(&ids[0]), Lookup::Unknown);
-        for id in [&again, &ids[1], &ids[2]] {
-            assert_eq!(sessions.touch(id), Lookup::Found(v));
-        }
-        assert_eq!(stats.mcp_sessions_evicted.load(Ordering::Relaxed), 1);
+        // Nor is a second session of a client holding one made room for.
+        assert_eq!(sessions.create(v, client(1)), Err(Full));
     }
 
     #[test]

@@ -1125,7 +1125,7 @@ pub const CATALOG: &[Metric] = &[
     metric!(
         "flowtap_mcp_sessions_evicted",
         Counter,
-        "MCP sessions ended to make room (their least recently used): a client's own for its new one at --mcp-sessions-per-client, or, with --mcp-max-sessions open, those of the client holding the most, else the newcomer's own.",
+        "MCP sessions ended to make room (their least recently used): a client's own for its new one at --mcp-sessions-per-client, or, with --mcp-max-sessions open, those of the client holding the most.",
         stat!(mcp_sessions_evicted)
     ),
     metric!(
