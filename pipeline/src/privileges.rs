@@ -7,8 +7,8 @@
 //! Capabilities are a thread's, and a new thread takes its creator's; the
 //! threads that read what others send (a client's HTTP request, an API
 //! server's answers, an inventory file) and those that only count need
-//! none, and give them up as they start, so that a flaw in them cannot
-//! use what the capture holds.
+//! none but reading the files an operator names, and give the rest up as
+//! they start, so that a flaw in them cannot use what the capture holds.
 
 use rustix::thread::{CapabilitySet, CapabilitySets, capabilities, set_capabilities};
 
